@@ -1,0 +1,65 @@
+//! `cargo xtask`: the one entry point for building, demonstrating and testing Sluice.
+//!
+//! `setup` installs what is missing (Debian packages, rustup parts), idempotently.
+//! `demo` and `test` call `setup` first, so a fresh Debian 12 machine with rustup needs
+//! nothing else.
+
+mod setup;
+mod suites;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Sluice build driver")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install missing Debian packages and rustup parts (idempotent).
+    Setup,
+    /// Run the whole stack in QEMU and show it working.
+    Demo,
+    /// Run every test: fmt, clippy, unit tests, then each QEMU end-to-end suite.
+    Test {
+        /// Run only the suites whose name contains this text (the static checks and
+        /// unit tests still run unless `--no-static` is given).
+        #[arg(long)]
+        suite: Option<String>,
+        /// Skip fmt, clippy and unit tests; run only the end-to-end suites.
+        #[arg(long)]
+        no_static: bool,
+        /// List the suites and exit.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Demo => {
+            setup::run()?;
+            suites::demo()
+        }
+        Command::Test {
+            suite,
+            no_static,
+            list,
+        } => {
+            if list {
+                for s in suites::SUITES {
+                    println!("{:<24} {}", s.name, s.about);
+                }
+                return Ok(());
+            }
+            setup::run()?;
+            suites::test(suite.as_deref(), !no_static)
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `cargo xtask setup`: install what the project needs, only where it is missing.
+
+use crate::util::{have, run as run_cmd};
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+/// Debian packages the tests and the demo use. Each entry says why it is here.
+pub const APT_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86", "QEMU TCG: every end-to-end suite"),
+    ("libxen-dev", "Xen public headers: the abi layout test"),
+    ("gcc", "the abi layout probe is compiled C"),
+    ("busybox-static", "initramfs /init for dom0 and domUs"),
+    ("cpio", "packing initramfs images"),
+];
+
+fn missing_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect()
+}
+
+pub fn run_apt(pkgs: &[&str]) -> Result<()> {
+    if !have("apt-get") {
+        bail!(
+            "these Debian packages are missing and apt-get is not available: {}",
+            pkgs.join(" ")
+        );
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut prefix: Vec<&str> = Vec::new();
+    if !is_root {
+        if !have("sudo") {
+            bail!(
+                "missing Debian packages ({}) and not root without sudo: run `apt-get install {}` as root",
+                pkgs.join(" "),
+                pkgs.join(" ")
+            );
+        }
+        prefix.push("sudo");
+    }
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut all: Vec<&str> = prefix.clone();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut c = Command::new(all[0]);
+        c.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        run_cmd(&mut c)
+    };
+    apt(&["update", "-qq"]).context("apt-get update")?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(pkgs);
+    apt(&args).context("apt-get install")
+}
+
+pub fn run() -> Result<()> {
+    let missing = missing_packages();
+    if !missing.is_empty() {
+        eprintln!("setup: installing {}", missing.join(" "));
+        run_apt(&missing)?;
+    }
+    // rust-toolchain.toml names the targets and components; rustup installs them on
+    // first use, but an older rustup does not, so ask explicitly (a no-op when present).
+    if have("rustup") {
+        let toolchain = toolchain_channel()?;
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed", "--toolchain", &toolchain])
+            .output()
+            .context("rustup target list")?;
+        if !String::from_utf8_lossy(&installed.stdout).contains("x86_64-unknown-none") {
+            run_cmd(Command::new("rustup").args([
+                "target",
+                "add",
+                "--toolchain",
+                &toolchain,
+                "x86_64-unknown-none",
+            ]))?;
+        }
+    } else {
+        eprintln!("setup: rustup not found; assuming the toolchain already has x86_64-unknown-none and rust-src");
+    }
+    Ok(())
+}
+
+/// The `channel` from rust-toolchain.toml.
+pub fn toolchain_channel() -> Result<String> {
+    let text = std::fs::read_to_string(crate::util::root().join("rust-toolchain.toml"))
+        .context("reading rust-toolchain.toml")?;
+    text.lines()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("channel")
+                .and_then(|r| r.trim().strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_string())
+        })
+        .context("rust-toolchain.toml has no channel")
+}

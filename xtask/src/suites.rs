@@ -1,0 +1,63 @@
+//! The test plan: static checks, unit tests, then each end-to-end suite.
+//!
+//! A new end-to-end suite is one entry in [`SUITES`] and a function in its own module.
+
+use crate::util::{cargo, run, step};
+use anyhow::{bail, Result};
+use std::time::Instant;
+
+/// One end-to-end suite run by `cargo xtask test`.
+pub struct Suite {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn() -> Result<()>,
+}
+
+/// Every end-to-end suite, in the order `cargo xtask test` runs them.
+pub const SUITES: &[Suite] = &[];
+
+/// fmt, clippy and the unit tests of the host workspace.
+fn static_checks() -> Result<()> {
+    step("cargo fmt --check", || {
+        run(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("cargo clippy -D warnings", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("cargo test (unit and host integration tests)", || {
+        run(cargo().args(["test", "--workspace"]))
+    })?;
+    Ok(())
+}
+
+pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
+    let t = Instant::now();
+    if with_static {
+        static_checks()?;
+    }
+    let mut failed = Vec::new();
+    for s in SUITES
+        .iter()
+        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
+    {
+        if step(&format!("suite {}", s.name), s.run).is_err() {
+            failed.push(s.name);
+        }
+    }
+    eprintln!("\ncargo xtask test: {:.0} s", t.elapsed().as_secs_f64());
+    if !failed.is_empty() {
+        bail!("failed suites: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+pub fn demo() -> Result<()> {
+    bail!("no demo yet: the Xen test bed and backends have not landed")
+}
