@@ -12,5 +12,18 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(test)]
+extern crate std;
+
+mod enums;
+
+pub mod blkif;
+pub mod event_channel;
+pub mod grant_table;
 pub mod ring;
 pub mod shared;
+pub mod types;
+pub mod xenbus;
+pub mod xs_wire;
+
+pub use enums::UnknownValue;
