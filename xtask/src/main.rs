@@ -4,6 +4,7 @@
 //! `demo` and `test` call `setup` first, so a fresh Debian 12 machine with rustup needs
 //! nothing else.
 
+mod abi_suites;
 mod setup;
 mod suites;
 mod util;

@@ -89,6 +89,10 @@ pub fn run() -> Result<()> {
     } else {
         eprintln!("setup: rustup not found; assuming the toolchain already has x86_64-unknown-none and rust-src");
     }
+    // cargo-fuzz: the abi-fuzz-smoke suite runs fuzz/ with it.
+    if !have("cargo-fuzz") {
+        run_cmd(crate::util::cargo().args(["install", "--locked", "cargo-fuzz"]))?;
+    }
     Ok(())
 }
 

@@ -14,7 +14,18 @@ pub struct Suite {
 }
 
 /// Every end-to-end suite, in the order `cargo xtask test` runs them.
-pub const SUITES: &[Suite] = &[];
+pub const SUITES: &[Suite] = &[
+    Suite {
+        name: "abi-ring-stress",
+        about: "10^7 requests over a shared ring between two threads (release)",
+        run: crate::abi_suites::ring_stress,
+    },
+    Suite {
+        name: "abi-fuzz-smoke",
+        about: "every fuzz/ target for 20 s (cargo-fuzz, nightly)",
+        run: crate::abi_suites::fuzz_smoke,
+    },
+];
 
 /// fmt, clippy and the unit tests of the host workspace.
 fn static_checks() -> Result<()> {

@@ -1,0 +1,95 @@
+//! Suites for the `abi` crate's shared ring: the long two-thread stress test, and a
+//! short run of every fuzz target.
+
+use crate::util::{cargo, have, root, run};
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+/// Seconds each fuzz target runs in `abi-fuzz-smoke`.
+const FUZZ_SECONDS: u32 = 20;
+
+/// `abi-ring-stress`: 10^7 requests between two threads over one shared ring, with
+/// eventfd notifications driven by the ring's event-threshold protocol (release build).
+pub fn ring_stress() -> Result<()> {
+    run(cargo().args([
+        "test",
+        "--release",
+        "-p",
+        "sluice-abi",
+        "--test",
+        "ring_stress",
+        "--",
+        "--ignored",
+        "--nocapture",
+    ]))
+}
+
+/// `cargo +nightly ...` through the rustup proxy, with the variables the outer (pinned)
+/// cargo set removed so that `+nightly` decides the toolchain.
+fn nightly_cargo() -> Command {
+    let mut c = Command::new("cargo");
+    c.arg("+nightly")
+        .current_dir(root())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC");
+    c
+}
+
+fn have_nightly() -> bool {
+    have("rustup")
+        && Command::new("rustup")
+            .args(["toolchain", "list"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.starts_with("nightly"))
+            })
+            .unwrap_or(false)
+}
+
+/// `abi-fuzz-smoke`: every target in `fuzz/` for a short while; a crash fails the suite.
+pub fn fuzz_smoke() -> Result<()> {
+    if !have_nightly() {
+        eprintln!(
+            "abi-fuzz-smoke: SKIPPED: no nightly toolchain (cargo-fuzz needs one: `rustup toolchain install nightly`)"
+        );
+        return Ok(());
+    }
+    if !have("cargo-fuzz") {
+        bail!("cargo-fuzz is not installed: run `cargo xtask setup` (or `cargo install cargo-fuzz`)");
+    }
+    let list = nightly_cargo()
+        .args(["fuzz", "list"])
+        .output()
+        .context("cargo +nightly fuzz list")?;
+    if !list.status.success() {
+        bail!(
+            "cargo +nightly fuzz list failed: {}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+    }
+    let targets: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if targets.is_empty() {
+        bail!("fuzz/ has no targets");
+    }
+    for t in &targets {
+        run(nightly_cargo().args([
+            "fuzz",
+            "run",
+            t,
+            "--",
+            &format!("-max_total_time={FUZZ_SECONDS}"),
+            "-print_final_stats=1",
+        ]))
+        .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t}/)"))?;
+    }
+    Ok(())
+}
