@@ -59,7 +59,9 @@ pub fn fuzz_smoke() -> Result<()> {
         return Ok(());
     }
     if !have("cargo-fuzz") {
-        bail!("cargo-fuzz is not installed: run `cargo xtask setup` (or `cargo install cargo-fuzz`)");
+        bail!(
+            "cargo-fuzz is not installed: run `cargo xtask setup` (or `cargo install cargo-fuzz`)"
+        );
     }
     let list = nightly_cargo()
         .args(["fuzz", "list"])
