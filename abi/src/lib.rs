@@ -18,10 +18,15 @@ extern crate std;
 mod enums;
 
 pub mod blkif;
+pub mod console;
 pub mod event_channel;
 pub mod grant_table;
+pub mod hypercall;
+pub mod netif;
 pub mod ring;
 pub mod shared;
+pub mod shared_info;
+pub mod start_info;
 pub mod types;
 pub mod xenbus;
 pub mod xs_wire;

@@ -175,6 +175,106 @@ fn structs() -> Vec<Struct> {
         "struct blkif_response" => BlkifResponse {
             "id" => id, "operation" => operation, "status" => status,
         } pad { _pad0, _pad1 };
+
+        // io/netif.h
+        "struct netif_tx_request" => netif::NetifTxRequest {
+            "gref" => gref, "offset" => offset, "flags" => flags, "id" => id, "size" => size,
+        };
+        "struct netif_tx_response" => netif::NetifTxResponse { "id" => id, "status" => status };
+        "struct netif_rx_request" => netif::NetifRxRequest { "id" => id, "pad" => pad, "gref" => gref };
+        "struct netif_rx_response" => netif::NetifRxResponse {
+            "id" => id, "offset" => offset, "flags" => flags, "status" => status,
+        };
+        "struct netif_extra_info" => netif::NetifExtraInfo {
+            "type" => extra_type, "flags" => flags, "u" => u,
+        };
+        "struct xen_netif_ctrl_request" => netif::NetifCtrlRequest {
+            "id" => id, "type" => ctrl_type, "data" => data,
+        };
+        "struct xen_netif_ctrl_response" => netif::NetifCtrlResponse {
+            "id" => id, "type" => ctrl_type, "status" => status, "data" => data,
+        };
+        "struct xen_netif_gref" => netif::NetifGref { "ref" => gref, "flags" => flags, "status" => status };
+
+        // io/console.h
+        "struct xencons_interface" => console::XenconsInterface {
+            "in" => input, "out" => output, "in_cons" => in_cons, "in_prod" => in_prod,
+            "out_cons" => out_cons, "out_prod" => out_prod,
+        };
+
+        // arch-x86/hvm/start_info.h
+        "struct hvm_start_info" => start_info::HvmStartInfo {
+            "magic" => magic, "version" => version, "flags" => flags, "nr_modules" => nr_modules,
+            "modlist_paddr" => modlist_paddr, "cmdline_paddr" => cmdline_paddr,
+            "rsdp_paddr" => rsdp_paddr, "memmap_paddr" => memmap_paddr,
+            "memmap_entries" => memmap_entries, "reserved" => reserved,
+        };
+        "struct hvm_modlist_entry" => start_info::HvmModlistEntry {
+            "paddr" => paddr, "size" => size, "cmdline_paddr" => cmdline_paddr, "reserved" => reserved,
+        };
+        "struct hvm_memmap_table_entry" => start_info::HvmMemmapTableEntry {
+            "addr" => addr, "size" => size, "type" => map_type, "reserved" => reserved,
+        };
+
+        // xen.h, arch-x86/xen.h, arch-x86/xen-x86_64.h
+        "struct vcpu_time_info" => shared_info::VcpuTimeInfo {
+            "version" => version, "pad0" => pad0, "tsc_timestamp" => tsc_timestamp,
+            "system_time" => system_time, "tsc_to_system_mul" => tsc_to_system_mul,
+            "tsc_shift" => tsc_shift, "flags" => flags, "pad1" => pad1,
+        };
+        "struct arch_vcpu_info" => shared_info::ArchVcpuInfo { "cr2" => cr2, "pad" => pad };
+        "struct vcpu_info" => shared_info::VcpuInfo {
+            "evtchn_upcall_pending" => evtchn_upcall_pending,
+            "evtchn_upcall_mask" => evtchn_upcall_mask,
+            "evtchn_pending_sel" => evtchn_pending_sel, "arch" => arch, "arch.cr2" => arch.cr2,
+            "time" => time, "time.version" => time.version,
+            "time.tsc_timestamp" => time.tsc_timestamp, "time.system_time" => time.system_time,
+            "time.tsc_to_system_mul" => time.tsc_to_system_mul, "time.tsc_shift" => time.tsc_shift,
+            "time.flags" => time.flags,
+        } pad { _pad0 };
+        "struct arch_shared_info" => shared_info::ArchSharedInfo {
+            "max_pfn" => max_pfn, "pfn_to_mfn_frame_list_list" => pfn_to_mfn_frame_list_list,
+            "nmi_reason" => nmi_reason, "p2m_cr3" => p2m_cr3, "p2m_vaddr" => p2m_vaddr,
+            "p2m_generation" => p2m_generation,
+        };
+        "struct shared_info" => shared_info::SharedInfo {
+            "vcpu_info" => vcpu_info, "evtchn_pending" => evtchn_pending,
+            "evtchn_mask" => evtchn_mask, "wc_version" => wc_version, "wc_sec" => wc_sec,
+            "wc_nsec" => wc_nsec, "wc_sec_hi" => wc_sec_hi, "arch" => arch,
+            "arch.max_pfn" => arch.max_pfn, "arch.p2m_generation" => arch.p2m_generation,
+        };
+
+        // sched.h, version.h, vcpu.h, memory.h
+        "struct sched_shutdown" => hypercall::SchedShutdown { "reason" => reason };
+        "struct sched_poll" => hypercall::SchedPoll {
+            "ports" => ports, "nr_ports" => nr_ports, "timeout" => timeout,
+        } pad { _pad0 };
+        "struct sched_remote_shutdown" => hypercall::SchedRemoteShutdown {
+            "domain_id" => domain_id, "reason" => reason,
+        } pad { _pad0 };
+        "struct xen_feature_info" => hypercall::XenFeatureInfo {
+            "submap_idx" => submap_idx, "submap" => submap,
+        };
+        "struct vcpu_set_periodic_timer" => hypercall::VcpuSetPeriodicTimer { "period_ns" => period_ns };
+        "struct vcpu_set_singleshot_timer" => hypercall::VcpuSetSingleshotTimer {
+            "timeout_abs_ns" => timeout_abs_ns, "flags" => flags,
+        } pad { _pad0 };
+        "struct vcpu_register_vcpu_info" => hypercall::VcpuRegisterVcpuInfo {
+            "mfn" => mfn, "offset" => offset, "rsvd" => rsvd,
+        };
+        "struct xen_add_to_physmap" => hypercall::XenAddToPhysmap {
+            "domid" => domid, "size" => size, "space" => space, "idx" => idx, "gpfn" => gpfn,
+        };
+        "struct xen_remove_from_physmap" => hypercall::XenRemoveFromPhysmap {
+            "domid" => domid, "gpfn" => gpfn,
+        } pad { _pad0 };
+        "struct xen_memory_map" => hypercall::XenMemoryMap {
+            "nr_entries" => nr_entries, "buffer" => buffer,
+        } pad { _pad0 };
+        "struct xen_memory_reservation" => hypercall::XenMemoryReservation {
+            "extent_start" => extent_start, "nr_extents" => nr_extents,
+            "extent_order" => extent_order, "mem_flags" => mem_flags, "domid" => domid,
+        } pad { _pad0 };
     }
 }
 
@@ -202,6 +302,23 @@ fn enum_constants() -> Vec<(&'static str, i64)> {
         xs_wire::XenstoreRingError,
         blkif::BlkifOp,
         blkif::BlkifRsp,
+        netif::NetifRsp,
+        netif::NetifExtraType,
+        netif::NetifGsoType,
+        netif::NetifCtrlType,
+        netif::NetifCtrlStatus,
+        netif::NetifHashAlgorithm,
+        start_info::HvmMemmapType,
+        hypercall::Hypercall,
+        hypercall::SchedOp,
+        hypercall::ShutdownReason,
+        hypercall::XenVer,
+        hypercall::XenFeature,
+        hypercall::ConsoleIo,
+        hypercall::VcpuOp,
+        hypercall::XenMemOp,
+        hypercall::XenMapSpace,
+        hypercall::XenErrno,
     );
     // xs_wire's error table names host errno macros: checked against <errno.h> here and
     // against the xsd_errors table itself in `xsd_errors_table`.
@@ -311,6 +428,84 @@ fn other_constants() -> Vec<(&'static str, i64)> {
             "(4096 / sizeof(struct blkif_request_segment))",
             SEGMENTS_PER_INDIRECT_PAGE as i64,
         ),
+        ("XEN_NETIF_NR_SLOTS_MIN", netif::XEN_NETIF_NR_SLOTS_MIN as i64),
+        ("XEN_NETIF_MAX_TX_SIZE", netif::XEN_NETIF_MAX_TX_SIZE as i64),
+        ("XEN_NETIF_EXTRA_TYPE_MAX", netif::XEN_NETIF_EXTRA_TYPE_MAX as i64),
+        ("XEN_NETIF_EXTRA_FLAG_MORE", netif::XEN_NETIF_EXTRA_FLAG_MORE as i64),
+        ("XEN_NETIF_CTRLF_GREF_readonly", netif::XEN_NETIF_CTRLF_GREF_READONLY as i64),
+        ("NETTXF_csum_blank", netif::NetTxFlags::CSUM_BLANK.bits() as i64),
+        ("NETTXF_data_validated", netif::NetTxFlags::DATA_VALIDATED.bits() as i64),
+        ("NETTXF_more_data", netif::NetTxFlags::MORE_DATA.bits() as i64),
+        ("NETTXF_extra_info", netif::NetTxFlags::EXTRA_INFO.bits() as i64),
+        ("NETRXF_data_validated", netif::NetRxFlags::DATA_VALIDATED.bits() as i64),
+        ("NETRXF_csum_blank", netif::NetRxFlags::CSUM_BLANK.bits() as i64),
+        ("NETRXF_more_data", netif::NetRxFlags::MORE_DATA.bits() as i64),
+        ("NETRXF_extra_info", netif::NetRxFlags::EXTRA_INFO.bits() as i64),
+        ("NETRXF_gso_prefix", netif::NetRxFlags::GSO_PREFIX.bits() as i64),
+        ("XEN_NETIF_CTRL_HASH_TYPE_IPV4", netif::NetifHashTypes::IPV4.bits() as i64),
+        ("XEN_NETIF_CTRL_HASH_TYPE_IPV4_TCP", netif::NetifHashTypes::IPV4_TCP.bits() as i64),
+        ("XEN_NETIF_CTRL_HASH_TYPE_IPV6", netif::NetifHashTypes::IPV6.bits() as i64),
+        ("XEN_NETIF_CTRL_HASH_TYPE_IPV6_TCP", netif::NetifHashTypes::IPV6_TCP.bits() as i64),
+        (
+            "offsetof(struct netif_extra_info, u.gso.size) - offsetof(struct netif_extra_info, u)",
+            netif::extra_offsets::GSO_SIZE as i64,
+        ),
+        (
+            "offsetof(struct netif_extra_info, u.gso.type) - offsetof(struct netif_extra_info, u)",
+            netif::extra_offsets::GSO_TYPE as i64,
+        ),
+        (
+            "offsetof(struct netif_extra_info, u.gso.features) - offsetof(struct netif_extra_info, u)",
+            netif::extra_offsets::GSO_FEATURES as i64,
+        ),
+        (
+            "offsetof(struct netif_extra_info, u.mcast.addr) - offsetof(struct netif_extra_info, u)",
+            netif::extra_offsets::MCAST_ADDR as i64,
+        ),
+        (
+            "offsetof(struct netif_extra_info, u.hash.type) - offsetof(struct netif_extra_info, u)",
+            netif::extra_offsets::HASH_TYPE as i64,
+        ),
+        (
+            "offsetof(struct netif_extra_info, u.hash.algorithm) - offsetof(struct netif_extra_info, u)",
+            netif::extra_offsets::HASH_ALGORITHM as i64,
+        ),
+        (
+            "offsetof(struct netif_extra_info, u.hash.value) - offsetof(struct netif_extra_info, u)",
+            netif::extra_offsets::HASH_VALUE as i64,
+        ),
+        (
+            "sizeof(union netif_tx_sring_entry)",
+            ring::entry_size::<netif::NetifTxRequest, netif::NetifTxResponse>() as i64,
+        ),
+        (
+            "sizeof(union netif_rx_sring_entry)",
+            ring::entry_size::<netif::NetifRxRequest, netif::NetifRxResponse>() as i64,
+        ),
+        (
+            "sizeof(union xen_netif_ctrl_sring_entry)",
+            ring::entry_size::<netif::NetifCtrlRequest, netif::NetifCtrlResponse>() as i64,
+        ),
+        ("sizeof(((struct xencons_interface *)0)->in)", console::XENCONS_IN_SIZE as i64),
+        ("sizeof(((struct xencons_interface *)0)->out)", console::XENCONS_OUT_SIZE as i64),
+        ("XEN_HVM_START_MAGIC_VALUE", start_info::XEN_HVM_START_MAGIC_VALUE as i64),
+        ("XEN_ELFNOTE_PHYS32_ENTRY", start_info::XEN_ELFNOTE_PHYS32_ENTRY as i64),
+        ("SIF_PRIVILEGED", start_info::StartInfoFlags::PRIVILEGED.bits() as i64),
+        ("SIF_INITDOMAIN", start_info::StartInfoFlags::INITDOMAIN.bits() as i64),
+        ("SIF_MULTIBOOT_MOD", start_info::StartInfoFlags::MULTIBOOT_MOD.bits() as i64),
+        ("SIF_MOD_START_PFN", start_info::StartInfoFlags::MOD_START_PFN.bits() as i64),
+        ("SIF_VIRT_P2M_4TOOLS", start_info::StartInfoFlags::VIRT_P2M_4TOOLS.bits() as i64),
+        ("XEN_LEGACY_MAX_VCPUS", shared_info::XEN_LEGACY_MAX_VCPUS as i64),
+        ("(sizeof(xen_ulong_t) * 8)", shared_info::EVTCHN_WORDS as i64),
+        ("XEN_PVCLOCK_TSC_STABLE_BIT", shared_info::XEN_PVCLOCK_TSC_STABLE_BIT as i64),
+        ("XEN_PVCLOCK_GUEST_STOPPED", shared_info::XEN_PVCLOCK_GUEST_STOPPED as i64),
+        ("XENFEAT_NR_SUBMAPS", hypercall::XENFEAT_NR_SUBMAPS as i64),
+        ("VCPU_SSHOTTMR_future", hypercall::VCPU_SSHOTTMR_FUTURE as i64),
+        ("XENMAPIDX_grant_table_status", hypercall::XENMAPIDX_GRANT_TABLE_STATUS as i64),
+        ("sizeof(xen_extraversion_t)", hypercall::XEN_EXTRAVERSION_LEN as i64),
+        ("XEN_CAPABILITIES_INFO_LEN", hypercall::XEN_CAPABILITIES_INFO_LEN as i64),
+        ("XEN_EWOULDBLOCK", hypercall::XenErrno::Eagain.raw() as i64),
+        ("XEN_EDEADLOCK", hypercall::XenErrno::Edeadlk.raw() as i64),
         // The ring slot of abi-ring's generic ring instantiated for blkif.
         (
             "sizeof(union blkif_sring_entry)",
@@ -343,6 +538,16 @@ const PROBE_PRELUDE: &str = r#"
 #include <xen/io/blkif.h>
 #include <xen/io/xs_wire.h>
 #include <xen/io/xenbus.h>
+#include <xen/io/netif.h>
+#include <xen/io/console.h>
+#include <xen/arch-x86/hvm/start_info.h>
+#include <xen/elfnote.h>
+#include <xen/sched.h>
+#include <xen/version.h>
+#include <xen/features.h>
+#include <xen/vcpu.h>
+#include <xen/memory.h>
+#include <xen/errno.h>
 #define MEMBER_SIZE(t, m) sizeof(((t *)0)->m)
 int main(void) {
 "#;
