@@ -1316,6 +1316,13 @@ impl<'b> MessageWriter<'b> {
         if payload > XENSTORE_PAYLOAD_MAX {
             return Err(XsWireError::PayloadTooLarge { len: payload });
         }
+        let end = self.len + s.len() + 1;
+        if end > self.out.len() {
+            return Err(XsWireError::BufferTooSmall {
+                needed: end,
+                available: self.out.len(),
+            });
+        }
         self.bytes(s)?;
         self.bytes(&[0])
     }
