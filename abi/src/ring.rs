@@ -247,6 +247,7 @@ impl<'a> Geometry<'a> {
     }
 
     /// Byte offset of the slot of index `idx`. In bounds: `size * stride + 64 <= len`.
+    #[inline]
     fn slot(&self, idx: u32) -> usize {
         ENTRIES_OFFSET + (idx & (self.size - 1)) as usize * self.stride
     }
@@ -335,6 +336,7 @@ where
     }
 
     /// `RING_FREE_REQUESTS`: slots free for new requests.
+    #[inline]
     pub fn free_requests(&self) -> u32 {
         // `req_prod_pvt - rsp_cons <= size` is our own invariant (push refuses to exceed
         // it; rsp_cons only advances over validated responses), so no underflow.
@@ -342,6 +344,7 @@ where
     }
 
     /// `RING_FULL`.
+    #[inline]
     pub fn is_full(&self) -> bool {
         self.free_requests() == 0
     }
@@ -354,6 +357,7 @@ where
     /// Copies `req` into the next free slot (`RING_GET_REQUEST` + `req_prod_pvt++`). It
     /// is invisible to the back until [`push_requests`](Self::push_requests) or
     /// [`push_requests_and_check_notify`](Self::push_requests_and_check_notify).
+    #[inline]
     pub fn push_request(&mut self, req: &Req) -> Result<(), RingError> {
         if self.is_full() {
             return Err(RingError::Full);
@@ -364,6 +368,7 @@ where
     }
 
     /// `RING_PUSH_REQUESTS`: publishes the pushed requests without checking `req_event`.
+    #[inline]
     pub fn push_requests(&mut self) -> Result<(), RingError> {
         // wmb(); req_prod = req_prod_pvt: the Release store orders the entry writes
         // before the index for a back that Acquire-loads it.
@@ -392,6 +397,7 @@ where
     }
 
     /// Reads and validates the back's `rsp_prod`; returns the responses available.
+    #[inline]
     fn refresh_responses(&mut self) -> Result<u32, RingError> {
         // rp = rsp_prod; rmb(): Acquire orders the following entry reads after it.
         let rsp_prod = self.geo.mem.load_u32_acquire(RSP_PROD_OFFSET)?;
@@ -418,6 +424,7 @@ where
 
     /// Takes the next response (`RING_COPY_RESPONSE` + `rsp_cons++`), or `None` when
     /// there is none. Re-reads `rsp_prod` only when the last seen batch is used up.
+    #[inline]
     pub fn pop_response(&mut self) -> Result<Option<Rsp>, RingError> {
         if self.rsp_cons == self.rsp_prod_seen && self.refresh_responses()? == 0 {
             return Ok(None);
@@ -503,11 +510,13 @@ where
     }
 
     /// Requests consumed and not yet answered.
+    #[inline]
     pub fn unanswered(&self) -> u32 {
         self.req_cons.wrapping_sub(self.rsp_prod_pvt)
     }
 
     /// Reads and validates the front's `req_prod`; returns the requests available.
+    #[inline]
     fn refresh_requests(&mut self) -> Result<u32, RingError> {
         // rp = req_prod; rmb(): Acquire orders the following entry reads after it.
         let req_prod = self.geo.mem.load_u32_acquire(REQ_PROD_OFFSET)?;
@@ -536,6 +545,7 @@ where
 
     /// Takes the next request (`RING_COPY_REQUEST` + `req_cons++`), or `None` when there
     /// is none. Re-reads `req_prod` only when the last seen batch is used up.
+    #[inline]
     pub fn pop_request(&mut self) -> Result<Option<Req>, RingError> {
         if self.req_cons == self.req_prod_seen && self.refresh_requests()? == 0 {
             return Ok(None);
@@ -548,6 +558,7 @@ where
     /// Copies `rsp` into the next response slot (`RING_GET_RESPONSE` + `rsp_prod_pvt++`);
     /// the slot is that of the oldest consumed, unanswered request. Invisible to the
     /// front until published.
+    #[inline]
     pub fn push_response(&mut self, rsp: &Rsp) -> Result<(), RingError> {
         if self.unanswered() == 0 {
             return Err(RingError::NoRequestToAnswer);
@@ -558,6 +569,7 @@ where
     }
 
     /// `RING_PUSH_RESPONSES`: publishes the pushed responses without checking `rsp_event`.
+    #[inline]
     pub fn push_responses(&mut self) -> Result<(), RingError> {
         // wmb(); rsp_prod = rsp_prod_pvt (Release store).
         self.geo

@@ -138,6 +138,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Length of the region in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -148,6 +149,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// The address of the first byte (for alignment checks and logging; never dereference).
+    #[inline]
     pub fn addr(&self) -> usize {
         self.base.as_ptr() as usize
     }
@@ -164,6 +166,7 @@ impl<'a> SharedMem<'a> {
 
     /// Checks `offset..offset+len` lies in the region and `base+offset` is `align`-aligned;
     /// returns the pointer to `base+offset`.
+    #[inline]
     fn check(
         &self,
         offset: usize,
@@ -189,6 +192,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// The `u32` at `offset` as an atomic. `offset` must be in bounds and 4-aligned.
+    #[inline]
     fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, SharedMemError> {
         let p = self.check(offset, 4, 4)?;
         // SAFETY: `p` is in bounds, 4-aligned (checked) and valid for `'a` (contract of
@@ -202,11 +206,13 @@ impl<'a> SharedMem<'a> {
     /// Loads the `u32` at `offset` with `Acquire` ordering: later reads of this thread
     /// (e.g. of ring entries) see at least what the peer wrote before its `Release` store
     /// of this value. This is "read the producer index, then `rmb()`".
+    #[inline]
     pub fn load_u32_acquire(&self, offset: usize) -> Result<u32, SharedMemError> {
         Ok(self.atomic_u32(offset)?.load(Ordering::Acquire))
     }
 
     /// Loads the `u32` at `offset` with `Relaxed` ordering (no ordering of other accesses).
+    #[inline]
     pub fn load_u32_relaxed(&self, offset: usize) -> Result<u32, SharedMemError> {
         Ok(self.atomic_u32(offset)?.load(Ordering::Relaxed))
     }
@@ -214,12 +220,14 @@ impl<'a> SharedMem<'a> {
     /// Stores `value` at `offset` with `Release` ordering: every earlier write of this
     /// thread (e.g. ring entries) is visible to a peer that reads this value with
     /// `Acquire`. This is "`wmb()`, then write the producer index".
+    #[inline]
     pub fn store_u32_release(&self, offset: usize, value: u32) -> Result<(), SharedMemError> {
         self.atomic_u32(offset)?.store(value, Ordering::Release);
         Ok(())
     }
 
     /// Stores `value` at `offset` with `Relaxed` ordering.
+    #[inline]
     pub fn store_u32_relaxed(&self, offset: usize, value: u32) -> Result<(), SharedMemError> {
         self.atomic_u32(offset)?.store(value, Ordering::Relaxed);
         Ok(())
@@ -228,6 +236,7 @@ impl<'a> SharedMem<'a> {
     /// Copies a `T` out of the region at `offset`. The peer may be writing meanwhile: the
     /// result may then mix old and new bytes, which is still a valid `T` because `T:
     /// FromBytes`; callers validate it like any untrusted input. No alignment needed.
+    #[inline]
     pub fn read<T: FromBytes>(&self, offset: usize) -> Result<T, SharedMemError> {
         let src = self.check(offset, size_of::<T>(), 1)?;
         let mut out = MaybeUninit::<T>::uninit();
@@ -241,6 +250,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Copies `value` into the region at `offset`. No alignment needed.
+    #[inline]
     pub fn write<T: IntoBytes + Immutable>(
         &self,
         offset: usize,
@@ -250,6 +260,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Copies `bytes` into the region at `offset`.
+    #[inline]
     pub fn write_bytes(&self, offset: usize, bytes: &[u8]) -> Result<(), SharedMemError> {
         let dst = self.check(offset, bytes.len(), 1)?;
         // SAFETY: `dst..dst+bytes.len()` is inside the region (checked) and valid for
@@ -260,6 +271,7 @@ impl<'a> SharedMem<'a> {
     }
 
     /// Copies `out.len()` bytes from the region at `offset` into `out`.
+    #[inline]
     pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> Result<(), SharedMemError> {
         let src = self.check(offset, out.len(), 1)?;
         // SAFETY: as in `read`: in-bounds source, disjoint local destination.
@@ -284,6 +296,7 @@ impl<'a> SharedMem<'a> {
     /// either direction, and two threads that each store, fence, then load cannot both
     /// miss the other's store (the pattern of `RING_FINAL_CHECK_*` against
     /// `RING_PUSH_*_AND_CHECK_NOTIFY`). `mfence` (or a locked op) on x86.
+    #[inline]
     pub fn fence_full() {
         fence(Ordering::SeqCst);
     }
@@ -302,28 +315,74 @@ impl<'a> SharedMem<'a> {
 }
 
 /// Copies `len` bytes from shared memory at `src` to private memory at `dst`, as relaxed
-/// atomic loads of the widest naturally aligned size (8, 4, 2 or 1 bytes).
+/// atomic loads of the widest naturally aligned size (8, 4, 2 or 1 bytes) at each
+/// address: runs of 8-byte loads once aligned. The widths depend only on the address
+/// and length, so our own writer and reader of a slot use the same access sizes.
 ///
 /// # Safety
 /// `src..src+len` is valid for reads and accessed in this program only atomically;
 /// `dst..dst+len` is valid for writes and does not overlap it.
+#[inline]
 unsafe fn copy_from_shared(src: *const u8, dst: *mut u8, len: usize) {
+    // Fast path with a trip count known at compile time for a fixed `len` (ring slots are
+    // 8-aligned with sizes multiple of 8): LLVM unrolls it and keeps the words in
+    // registers. The widths are the ones the general loop below would pick.
+    // The words are stored to `dst` in 16-byte pairs: the caller usually moves the
+    // result right away with 16-byte loads, which a pair of 8-byte stores would stall
+    // (no store-to-load forwarding across two stores).
+    if (src as usize).is_multiple_of(8) && len.is_multiple_of(8) {
+        let load = |w: usize| {
+            // SAFETY: callers pass `w < len / 8`, so `8 * w + 8 <= len`: in the source
+            // range and 8-aligned (caller contract).
+            unsafe {
+                AtomicU64::from_ptr(src.add(8 * w).cast_mut().cast::<u64>()).load(Ordering::Relaxed)
+            }
+        };
+        let words = len / 8;
+        for p in 0..words / 2 {
+            let pair = u128::from(load(2 * p)) | u128::from(load(2 * p + 1)) << 64;
+            // SAFETY: `16 * p + 16 <= len`: in the private destination range, written
+            // unaligned. Little-endian: the first word is the low half, as in memory.
+            unsafe { dst.add(16 * p).cast::<u128>().write_unaligned(pair.to_le()) };
+        }
+        if words % 2 == 1 {
+            // SAFETY: the last 8 bytes of the destination range, written unaligned.
+            unsafe {
+                dst.add(len - 8)
+                    .cast::<u64>()
+                    .write_unaligned(load(words - 1))
+            };
+        }
+        return;
+    }
     let mut i = 0;
     while i < len {
-        // SAFETY: `i < len`, so `src + i` is in the source range (caller contract).
-        let s = unsafe { src.add(i) };
         let rest = len - i;
-        let addr = s as usize;
-        // SAFETY (all four arms): `s` is aligned for the width chosen (checked on `addr`),
-        // `width <= rest` keeps the access within `src..src+len`, which is valid and only
-        // atomically accessed (caller contract); `dst + i .. dst + i + width` lies in the
-        // caller's destination range, which is private memory, written unaligned.
+        let addr = (src as usize).wrapping_add(i);
+        if rest >= 8 && addr.is_multiple_of(8) {
+            let words = rest / 8;
+            for w in 0..words {
+                let at = i + 8 * w;
+                // SAFETY: `at + 8 <= len`, so the 8 bytes at `src + at` are in the
+                // source range (valid, only atomically accessed: caller contract) and
+                // 8-aligned (`addr` is, and `at - i` is a multiple of 8); `dst + at` is
+                // in the private destination range, written unaligned.
+                unsafe {
+                    let v = AtomicU64::from_ptr(src.add(at).cast_mut().cast::<u64>())
+                        .load(Ordering::Relaxed);
+                    dst.add(at).cast::<u64>().write_unaligned(v);
+                }
+            }
+            i += 8 * words;
+            continue;
+        }
+        // SAFETY (all three arms): the access at `src + i` is aligned for its width
+        // (checked on `addr`) and `width <= rest` keeps it within `src..src+len`, which
+        // is valid and only atomically accessed (caller contract); `dst + i` is in the
+        // private destination range, written unaligned.
         let width = unsafe {
-            if rest >= 8 && addr.is_multiple_of(8) {
-                let v = AtomicU64::from_ptr(s.cast_mut().cast::<u64>()).load(Ordering::Relaxed);
-                dst.add(i).cast::<u64>().write_unaligned(v);
-                8
-            } else if rest >= 4 && addr.is_multiple_of(4) {
+            let s = src.add(i);
+            if rest >= 4 && addr.is_multiple_of(4) {
                 let v = AtomicU32::from_ptr(s.cast_mut().cast::<u32>()).load(Ordering::Relaxed);
                 dst.add(i).cast::<u32>().write_unaligned(v);
                 4
@@ -342,27 +401,50 @@ unsafe fn copy_from_shared(src: *const u8, dst: *mut u8, len: usize) {
 }
 
 /// Copies `len` bytes from private memory at `src` into shared memory at `dst`, as
-/// relaxed atomic stores of the widest naturally aligned size (8, 4, 2 or 1 bytes).
+/// relaxed atomic stores with the same choice of widths as [`copy_from_shared`].
 ///
 /// # Safety
 /// `dst..dst+len` is valid for writes and accessed in this program only atomically;
 /// `src..src+len` is valid for reads and does not overlap it.
+#[inline]
 unsafe fn copy_to_shared(src: *const u8, dst: *mut u8, len: usize) {
+    // Fast path: see `copy_from_shared`.
+    if (dst as usize).is_multiple_of(8) && len.is_multiple_of(8) {
+        for w in 0..len / 8 {
+            // SAFETY: `8 * w + 8 <= len`: in the destination range, 8-aligned, only
+            // atomically accessed; source private, read unaligned (caller contract).
+            unsafe {
+                let v = src.add(8 * w).cast::<u64>().read_unaligned();
+                AtomicU64::from_ptr(dst.add(8 * w).cast::<u64>()).store(v, Ordering::Relaxed);
+            }
+        }
+        return;
+    }
     let mut i = 0;
     while i < len {
-        // SAFETY: `i < len`, so `dst + i` is in the destination range (caller contract).
-        let d = unsafe { dst.add(i) };
         let rest = len - i;
-        let addr = d as usize;
-        // SAFETY (all four arms): mirror of `copy_from_shared`: `d` aligned for the width,
-        // within the destination range which is only atomically accessed; the source bytes
-        // are private and read unaligned.
+        let addr = (dst as usize).wrapping_add(i);
+        if rest >= 8 && addr.is_multiple_of(8) {
+            let words = rest / 8;
+            for w in 0..words {
+                let at = i + 8 * w;
+                // SAFETY: mirror of `copy_from_shared`: `dst + at` is 8-aligned and its
+                // 8 bytes lie in the destination range (only atomically accessed); the
+                // private source is read unaligned.
+                unsafe {
+                    let v = src.add(at).cast::<u64>().read_unaligned();
+                    AtomicU64::from_ptr(dst.add(at).cast::<u64>()).store(v, Ordering::Relaxed);
+                }
+            }
+            i += 8 * words;
+            continue;
+        }
+        // SAFETY (all three arms): mirror of `copy_from_shared`: `dst + i` aligned for
+        // the width, within the destination range which is only atomically accessed;
+        // the private source is read unaligned.
         let width = unsafe {
-            if rest >= 8 && addr.is_multiple_of(8) {
-                let v = src.add(i).cast::<u64>().read_unaligned();
-                AtomicU64::from_ptr(d.cast::<u64>()).store(v, Ordering::Relaxed);
-                8
-            } else if rest >= 4 && addr.is_multiple_of(4) {
+            let d = dst.add(i);
+            if rest >= 4 && addr.is_multiple_of(4) {
                 let v = src.add(i).cast::<u32>().read_unaligned();
                 AtomicU32::from_ptr(d.cast::<u32>()).store(v, Ordering::Relaxed);
                 4
@@ -509,6 +591,38 @@ mod tests {
         }
         assert!(mem.read::<Odd>(64 - size_of::<Odd>() + 1).is_err());
         assert!(mem.write(usize::MAX, &v).is_err());
+    }
+
+    /// Every length and offset, both copy paths (the aligned 8-byte fast path and the
+    /// general loop), against a plain byte model.
+    #[test]
+    fn byte_copies_match_a_model() {
+        let mut buf = [0u64; 16];
+        let mem = SharedMem::from_mut_slice(buf.as_mut_bytes());
+        let pattern: [u8; 64] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5c);
+        for off in 0..24 {
+            for len in 0..=64 {
+                let mut model = [0xeeu8; 128];
+                model[off..off + len].copy_from_slice(&pattern[..len]);
+                mem.fill(0, 128, 0xee).unwrap();
+                mem.write_bytes(off, &pattern[..len]).unwrap();
+                let mut all = [0u8; 128];
+                mem.read_bytes(0, &mut all).unwrap();
+                assert_eq!(all, model, "write at {off}, len {len}");
+                let mut part = [0u8; 64];
+                mem.read_bytes(off, &mut part[..len]).unwrap();
+                assert_eq!(&part[..len], &pattern[..len], "read at {off}, len {len}");
+            }
+        }
+        let words: [u64; 14] = core::array::from_fn(|i| 0x0102_0304_0506_0708 * (i as u64 + 1));
+        for off in [0, 8, 4, 1] {
+            mem.write(off, &words).unwrap();
+            assert_eq!(mem.read::<[u64; 14]>(off).unwrap(), words, "offset {off}");
+            assert_eq!(
+                mem.read::<[u64; 3]>(off).unwrap(),
+                [words[0], words[1], words[2]]
+            );
+        }
     }
 
     #[test]
