@@ -117,7 +117,8 @@ bitflags! {
 }
 
 xen_enum! {
-    /// The sub-commands of `HYPERVISOR_grant_table_op` (`GNTTABOP_*`) this crate models.
+    /// The sub-commands of `HYPERVISOR_grant_table_op` (`GNTTABOP_*`). Argument structs
+    /// are modelled for the v1 operations and the version query/selection.
     pub enum GntTabOp: u32 as "grant table op" {
         /// Map foreign grants ([`GnttabMapGrantRef`]).
         MapGrantRef = 0 => "GNTTABOP_map_grant_ref",
@@ -135,6 +136,17 @@ xen_enum! {
         QuerySize = 6 => "GNTTABOP_query_size",
         /// Unmap a grant and put another mapping in its place ([`GnttabUnmapAndReplace`]).
         UnmapAndReplace = 7 => "GNTTABOP_unmap_and_replace",
+        /// Select the grant table version ([`GnttabSetVersion`]). Linux calls it at
+        /// boot; this stack supports only version 1.
+        SetVersion = 8 => "GNTTABOP_set_version",
+        /// Status frames of a v2 table (v2: not supported).
+        GetStatusFrames = 9 => "GNTTABOP_get_status_frames",
+        /// Current grant table version ([`GnttabGetVersion`]).
+        GetVersion = 10 => "GNTTABOP_get_version",
+        /// Swap two grant entries (v2: not supported).
+        SwapGrantRef = 11 => "GNTTABOP_swap_grant_ref",
+        /// Cache maintenance on a grant (Arm).
+        CacheFlush = 12 => "GNTTABOP_cache_flush",
     }
 }
 
@@ -433,6 +445,30 @@ pub struct GnttabUnmapAndReplace {
     pub status: i16,
     /// Padding (implicit in C).
     pub _pad0: u16,
+}
+
+/// `GNTTABOP_set_version` argument (`struct gnttab_set_version`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct GnttabSetVersion {
+    /// IN: requested version; OUT: the version now in force.
+    pub version: u32,
+}
+
+/// `GNTTABOP_get_version` argument (`struct gnttab_get_version`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C)]
+pub struct GnttabGetVersion {
+    /// IN: the domain.
+    pub dom: DomId,
+    /// Explicit padding in C.
+    pub pad: u16,
+    /// OUT: its grant table version.
+    pub version: u32,
 }
 
 #[cfg(test)]

@@ -115,6 +115,11 @@ fn structs() -> Vec<Struct> {
             "status" => status,
         } pad { _pad0 };
 
+        "struct gnttab_set_version" => GnttabSetVersion { "version" => version };
+        "struct gnttab_get_version" => GnttabGetVersion {
+            "dom" => dom, "pad" => pad, "version" => version,
+        };
+
         // event_channel.h
         "struct evtchn_alloc_unbound" => EvtchnAllocUnbound {
             "dom" => dom, "remote_dom" => remote_dom, "port" => port,
@@ -271,6 +276,12 @@ fn structs() -> Vec<Struct> {
         "struct xen_memory_map" => hypercall::XenMemoryMap {
             "nr_entries" => nr_entries, "buffer" => buffer,
         } pad { _pad0 };
+        "struct xen_hvm_param" => hypercall::XenHvmParam {
+            "domid" => domid, "pad" => pad, "index" => index, "value" => value,
+        };
+        "struct xen_hvm_evtchn_upcall_vector" => hypercall::XenHvmEvtchnUpcallVector {
+            "vcpu" => vcpu, "vector" => vector,
+        } pad { _pad0 };
         "struct xen_memory_reservation" => hypercall::XenMemoryReservation {
             "extent_start" => extent_start, "nr_extents" => nr_extents,
             "extent_order" => extent_order, "mem_flags" => mem_flags, "domid" => domid,
@@ -319,6 +330,8 @@ fn enum_constants() -> Vec<(&'static str, i64)> {
         hypercall::XenMemOp,
         hypercall::XenMapSpace,
         hypercall::XenErrno,
+        hypercall::HvmOp,
+        hypercall::HvmParam,
     );
     // xs_wire's error table names host errno macros: checked against <errno.h> here and
     // against the xsd_errors table itself in `xsd_errors_table`.
@@ -504,6 +517,11 @@ fn other_constants() -> Vec<(&'static str, i64)> {
         ("XENMAPIDX_grant_table_status", hypercall::XENMAPIDX_GRANT_TABLE_STATUS as i64),
         ("sizeof(xen_extraversion_t)", hypercall::XEN_EXTRAVERSION_LEN as i64),
         ("XEN_CAPABILITIES_INFO_LEN", hypercall::XEN_CAPABILITIES_INFO_LEN as i64),
+        ("HVM_NR_PARAMS", hypercall::HVM_NR_PARAMS as i64),
+        ("HVM_PARAM_CALLBACK_IRQ_TYPE_MASK", hypercall::HVM_PARAM_CALLBACK_IRQ_TYPE_MASK as i64),
+        ("HVM_PARAM_CALLBACK_TYPE_GSI", hypercall::HVM_PARAM_CALLBACK_TYPE_GSI as i64),
+        ("HVM_PARAM_CALLBACK_TYPE_PCI_INTX", hypercall::HVM_PARAM_CALLBACK_TYPE_PCI_INTX as i64),
+        ("HVM_PARAM_CALLBACK_TYPE_VECTOR", hypercall::HVM_PARAM_CALLBACK_TYPE_VECTOR as i64),
         ("XEN_EWOULDBLOCK", hypercall::XenErrno::Eagain.raw() as i64),
         ("XEN_EDEADLOCK", hypercall::XenErrno::Edeadlk.raw() as i64),
         // The ring slot of abi-ring's generic ring instantiated for blkif.
@@ -548,6 +566,8 @@ const PROBE_PRELUDE: &str = r#"
 #include <xen/vcpu.h>
 #include <xen/memory.h>
 #include <xen/errno.h>
+#include <xen/hvm/hvm_op.h>
+#include <xen/hvm/params.h>
 #define MEMBER_SIZE(t, m) sizeof(((t *)0)->m)
 int main(void) {
 "#;
