@@ -174,7 +174,50 @@ fn rtrb_round_trips(n: u64) -> Duration {
     })
 }
 
+/// Interleaved rounds of the three two-thread variants, `n` round trips each: on a busy
+/// machine the load changes from second to second, so the ratio of runs taken back to
+/// back is steadier than the ratio of two criterion groups taken a minute apart.
+/// Prints, per variant, the median throughput and the median of the per-round ratios
+/// to rtrb.
+fn paired_rounds() {
+    const ROUNDS: usize = 15;
+    let n = 100_000;
+    let mut ratio_batched = Vec::new();
+    let mut ratio_per_item = Vec::new();
+    let (mut batched, mut per_item, mut rtrb) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let b = xen_ring_round_trips(n, false).as_secs_f64();
+        let p = xen_ring_round_trips(n, true).as_secs_f64();
+        let r = rtrb_round_trips(n).as_secs_f64();
+        ratio_batched.push(r / b);
+        ratio_per_item.push(r / p);
+        batched.push(n as f64 / b / 1e6);
+        per_item.push(n as f64 / p / 1e6);
+        rtrb.push(n as f64 / r / 1e6);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("paired rounds ({ROUNDS} x {n} round trips each, interleaved):");
+    println!(
+        "  xen_ring_batched  median {:6.2} M round trips/s, median ratio to rtrb {:.2}",
+        median(&mut batched),
+        median(&mut ratio_batched)
+    );
+    println!(
+        "  xen_ring_per_item median {:6.2} M round trips/s, median ratio to rtrb {:.2}",
+        median(&mut per_item),
+        median(&mut ratio_per_item)
+    );
+    println!(
+        "  rtrb_pair         median {:6.2} M round trips/s",
+        median(&mut rtrb)
+    );
+}
+
 fn bench(c: &mut Criterion) {
+    paired_rounds();
     let mut g = c.benchmark_group("ring_round_trip_112B");
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
