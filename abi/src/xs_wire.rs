@@ -196,6 +196,12 @@ pub const fn mask_xenstore_idx(idx: XenstoreRingIdx) -> usize {
     (idx as usize) & (XENSTORE_RING_SIZE - 1)
 }
 
+/// Validated (`cons`, `prod`) indices of one direction of the xenstore ring: the same
+/// free-running byte-ring arithmetic as the console page, with
+/// [`XENSTORE_RING_SIZE`] as the size (`RingIndices::check(cons, prod,
+/// XENSTORE_RING_SIZE)` refuses indices claiming more than 1024 unread bytes).
+pub type XenstoreRingIndices = crate::console::RingIndices;
+
 /// The xenstore ring page shared between a guest and xenstored
 /// (`struct xenstore_domain_interface`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -1252,6 +1258,23 @@ impl<'a> Response<'a> {
     }
 }
 
+/// Encode a message whose payload is `fields`, each NUL-terminated (`"a\0b\0"`), into
+/// `out`; returns the message length. For payloads with a raw tail (`XS_WRITE`'s value)
+/// use [`MessageWriter`] or [`Request::encode`].
+pub fn encode_strings(
+    out: &mut [u8],
+    msg_type: XsMsgType,
+    req_id: u32,
+    tx_id: u32,
+    fields: &[&[u8]],
+) -> Result<usize, XsWireError> {
+    let mut w = MessageWriter::new(out, msg_type, req_id, tx_id)?;
+    for f in fields {
+        w.string(f)?;
+    }
+    Ok(w.finish())
+}
+
 /// Builds one message in a caller buffer: header first, then arguments; `finish`
 /// writes the payload length. Every append checks [`XENSTORE_PAYLOAD_MAX`] and the
 /// buffer's size.
@@ -1463,6 +1486,23 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn encode_strings_matches_typed_encoder() {
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
+        let n = encode_strings(&mut a, XsMsgType::Watch, 5, 0, &[b"/x", b"tok"]).unwrap();
+        let m = Request::Watch {
+            path: "/x",
+            token: b"tok",
+        }
+        .encode(5, 0, &mut b)
+        .unwrap();
+        assert_eq!(&a[..n], &b[..m]);
+        let ring = XenstoreRingIndices::check(10, 10 + 1024, XENSTORE_RING_SIZE).unwrap();
+        assert_eq!(ring.free(), 0);
+        assert!(XenstoreRingIndices::check(10, 10 + 1025, XENSTORE_RING_SIZE).is_err());
     }
 
     #[test]
