@@ -5,6 +5,7 @@
 //! nothing else.
 
 mod abi_suites;
+mod iommu;
 mod setup;
 mod suites;
 mod util;

@@ -25,6 +25,17 @@ pub const SUITES: &[Suite] = &[
         about: "every fuzz/ target for 20 s (cargo-fuzz, nightly)",
         run: crate::abi_suites::fuzz_smoke,
     },
+    Suite {
+        name: "iommu-vtd",
+        about:
+            "bare-metal kernel on QEMU intel-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",
+        run: crate::iommu::run_vtd,
+    },
+    Suite {
+        name: "iommu-amdvi",
+        about: "bare-metal kernel on QEMU amd-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",
+        run: crate::iommu::run_amdvi,
+    },
 ];
 
 /// fmt, clippy and the unit tests of the host workspace.
