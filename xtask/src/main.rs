@@ -9,6 +9,7 @@ mod iommu;
 mod setup;
 mod suites;
 mod util;
+mod xen;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -11,6 +11,14 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "the abi layout probe is compiled C"),
     ("busybox-static", "initramfs /init for dom0 and domUs"),
     ("cpio", "packing initramfs images"),
+    (
+        "linux-image-amd64",
+        "dom0 and domU kernel + modules of the Xen test bed",
+    ),
+    (
+        "e2fsprogs",
+        "mkfs/e2fsck in test-bed guests; host-side e2fsck/debugfs of disk images",
+    ),
 ];
 
 fn missing_packages() -> Vec<&'static str> {

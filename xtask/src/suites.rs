@@ -26,6 +26,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::abi_suites::fuzz_smoke,
     },
     Suite {
+        name: "xen-blk",
+        about: "real Xen 4.17 in QEMU: PV + PVH domUs, blkback disks (pattern, ext4), console",
+        run: crate::xen::blk,
+    },
+    Suite {
         name: "iommu-vtd",
         about:
             "bare-metal kernel on QEMU intel-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",
@@ -81,5 +86,5 @@ pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
 }
 
 pub fn demo() -> Result<()> {
-    bail!("no demo yet: the Xen test bed and backends have not landed")
+    crate::xen::demo()
 }

@@ -1,0 +1,594 @@
+//! Turns a [`Boot`] into what QEMU needs: the dom0 initramfs (Xen toolstack, kernel
+//! modules, daemons, one script and one `xl` config per guest step, the guest kernel
+//! and initramfs) and one raw image per guest disk.
+
+use crate::initramfs::{Initramfs, LIB_DIR};
+use crate::kernel::HostKernel;
+use crate::paths::{kernel_cache_dir, run_dir};
+use crate::pattern::{pattern, pattern_sectors, sha256_hex, PATTERN_LEN};
+use crate::scenario::{vdev, BlockBackend, Boot, ConsoleBackend, GuestStep, GuestType, Workload};
+use crate::xenpkgs::XenTree;
+use anyhow::{bail, Result};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Xen tools dom0 needs, from the tools dir of the package tree.
+const XEN_TOOLS: &[&str] = &[
+    "xl",
+    "xenstored",
+    "xenconsoled",
+    "xenconsole",
+    "xen-init-dom0",
+    "libxl-save-helper",
+    "lsevtchn",
+];
+
+/// xenstore-utils programs (one binary under several names).
+const XENSTORE_TOOLS: &[&str] = &[
+    "xenstore",
+    "xenstore-read",
+    "xenstore-write",
+    "xenstore-list",
+    "xenstore-ls",
+    "xenstore-rm",
+    "xenstore-exists",
+    "xenstore-chmod",
+    "xenstore-watch",
+];
+
+/// dom0 kernel modules, in load order (dependencies are added from modules.dep).
+const DOM0_MODULES: &[&str] = &[
+    "xen-privcmd",
+    "xenfs",
+    "xen-evtchn",
+    "xen-gntdev",
+    "xen-gntalloc",
+    "loop",
+    "virtio_pci",
+    "virtio_blk",
+];
+
+/// Guest kernel modules.
+const GUEST_MODULES: &[&str] = &["xen-blkfront", "crc32c_generic", "ext4"];
+
+/// The no-op hotplug script for disks served by a userspace backend.
+pub const USERSPACE_BLOCK_SCRIPT: &str = "block-userspace";
+
+/// What the host verifies in a disk image after the run.
+#[derive(Debug, Clone)]
+pub enum HostCheck {
+    Pattern {
+        image: PathBuf,
+        data: Vec<u8>,
+        sectors: Vec<u64>,
+    },
+    Ext4 {
+        image: PathBuf,
+        data: Vec<u8>,
+    },
+}
+
+/// Everything built for one boot.
+#[derive(Debug)]
+pub struct Prepared {
+    pub xen: PathBuf,
+    pub kernel: HostKernel,
+    pub dom0_initrd: PathBuf,
+    /// Raw images and their virtio serials, in QEMU order.
+    pub disks: Vec<(PathBuf, String)>,
+    /// Per step: the checks the guest must report and the host checks to run after.
+    pub host_checks: Vec<(String, Vec<(String, HostCheck)>)>,
+}
+
+/// The seed of a disk's test data.
+fn seed(boot: &Boot, step: &GuestStep, disk: usize) -> String {
+    format!("{}/{}/{}", boot.name, step.name, disk)
+}
+
+/// The virtio serial (and `/dev/NAME` link in dom0) of disk `disk` of step `step`.
+fn disk_serial(step_idx: usize, disk: usize) -> String {
+    format!("sluice-s{step_idx}d{disk}")
+}
+
+/// Builds everything; `progress` gets one line per finished part.
+pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepared> {
+    validate(boot)?;
+    let dir = run_dir(&boot.name);
+    fs::create_dir_all(&dir)?;
+    let xen_bin = xen.hypervisor()?;
+
+    // Guest initramfs (one for all steps: /init picks the step from the command line).
+    let guest_initrd = dir.join("domu.cpio");
+    let mut host_checks = Vec::new();
+    {
+        let g = Initramfs::new(&dir.join("domu-root"))?;
+        g.busybox()?;
+        for prog in ["mke2fs", "e2fsck"] {
+            let p = which(prog)?;
+            g.elf(&p, &format!("/sbin/{prog}"), &[])?;
+        }
+        g.symlink("/sbin/mke2fs", "/sbin/mkfs.ext4")?;
+        if Path::new("/etc/mke2fs.conf").exists() {
+            g.file(Path::new("/etc/mke2fs.conf"), "/etc/mke2fs.conf")?;
+        }
+        let mut list = String::new();
+        for ko in kernel.modules_in_load_order(GUEST_MODULES)? {
+            let name = ko.file_name().unwrap().to_string_lossy().to_string();
+            g.file(&ko, &format!("/lib/modules/{name}"))?;
+            writeln!(list, "/lib/modules/{name}")?;
+        }
+        g.bytes("/modules.list", list.as_bytes(), 0o644)?;
+        g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
+        g.bytes("/lib/sluice-checks.sh", GUEST_CHECKS.as_bytes(), 0o644)?;
+        for step in &boot.steps {
+            let mut script = String::new();
+            let mut checks = Vec::new();
+            for w in &step.workloads {
+                let id = w.id();
+                match w {
+                    Workload::ConsoleRoundTrip => {
+                        writeln!(script, "(check_roundtrip); report {id} $?")?;
+                    }
+                    Workload::Pattern { disk } => {
+                        let data = pattern(&seed(boot, step, *disk), PATTERN_LEN);
+                        let file = format!("/data/{}-{}.bin", step.name, vdev(*disk));
+                        g.bytes(&file, &data, 0o644)?;
+                        let sectors = pattern_sectors(step.disks[*disk].size_mib);
+                        writeln!(
+                            script,
+                            "(check_pattern /dev/{} {file} {} {} {} {}); report {id} $?",
+                            vdev(*disk),
+                            sha256_hex(&data),
+                            sectors[0],
+                            sectors[1],
+                            sectors[2]
+                        )?;
+                        checks.push((
+                            id,
+                            HostCheck::Pattern {
+                                image: dir.join(format!("{}-{}.img", step.name, vdev(*disk))),
+                                data,
+                                sectors: sectors.to_vec(),
+                            },
+                        ));
+                    }
+                    Workload::Ext4 { disk } => {
+                        let data = pattern(&seed(boot, step, *disk), PATTERN_LEN);
+                        let file = format!("/data/{}-{}.bin", step.name, vdev(*disk));
+                        g.bytes(&file, &data, 0o644)?;
+                        writeln!(
+                            script,
+                            "(check_ext4 /dev/{} {file} {}); report {id} $?",
+                            vdev(*disk),
+                            sha256_hex(&data)
+                        )?;
+                        checks.push((
+                            id,
+                            HostCheck::Ext4 {
+                                image: dir.join(format!("{}-{}.img", step.name, vdev(*disk))),
+                                data,
+                            },
+                        ));
+                    }
+                }
+            }
+            g.bytes(
+                &format!("/steps/{}.sh", step.name),
+                script.as_bytes(),
+                0o644,
+            )?;
+            host_checks.push((step.name.clone(), checks));
+        }
+        g.pack(&guest_initrd)?;
+    }
+
+    // Disk images: sparse, all zero.
+    let mut disks = Vec::new();
+    for (si, step) in boot.steps.iter().enumerate() {
+        for (di, d) in step.disks.iter().enumerate() {
+            let img = dir.join(format!("{}-{}.img", step.name, vdev(di)));
+            let f = fs::File::create(&img)?;
+            f.set_len(d.size_mib << 20)?;
+            disks.push((img, disk_serial(si, di)));
+        }
+    }
+
+    // dom0 initramfs.
+    let dom0_initrd = dir.join("dom0.cpio");
+    {
+        let r = Initramfs::new(&dir.join("dom0-root"))?;
+        r.busybox()?;
+        let libs = [xen.lib_dir()];
+        let tools = xen.tools_dir()?;
+        let tools_in = xen.tools_dir_in_guest()?;
+        for t in XEN_TOOLS {
+            r.elf(&tools.join(t), &format!("{tools_in}/{t}"), &libs)?;
+        }
+        for t in XENSTORE_TOOLS {
+            r.elf(
+                &xen.root.join("usr/bin").join(t),
+                &format!("/usr/bin/{t}"),
+                &libs,
+            )?;
+        }
+        // The hotplug scripts are bash and take a lock with flock.
+        r.elf(Path::new("/bin/bash"), "/bin/bash", &[])?;
+        r.elf(&which("flock")?, "/usr/bin/flock", &[])?;
+        // glibc dlopens libgcc_s for pthread_cancel; without it `xl create` aborts.
+        r.file(&find_libgcc_s()?, &format!("{LIB_DIR}/libgcc_s.so.1"))?;
+        r.tree(&xen.root.join("etc/xen"), "/etc/xen")?;
+        r.bytes(
+            &format!("/etc/xen/scripts/{USERSPACE_BLOCK_SCRIPT}"),
+            USERSPACE_BLOCK_SCRIPT_TEXT.as_bytes(),
+            0o755,
+        )?;
+        for d in [
+            "/var/lib/xen",
+            "/var/lib/xenstored",
+            "/var/log/xen/console",
+            "/var/log/sluice",
+            "/var/lock",
+            "/sluice/bin",
+            "/sluice/steps",
+            "/sluice/guest",
+        ] {
+            r.dir(d)?;
+        }
+        r.symlink("/run", "/var/run")?;
+        let mut mods: Vec<&str> = DOM0_MODULES.to_vec();
+        if boot.needs_kernel_blkback() {
+            mods.insert(5, "xen-blkback");
+        }
+        let mut list = String::new();
+        for ko in kernel.modules_in_load_order(&mods)? {
+            let name = ko.file_name().unwrap().to_string_lossy().to_string();
+            r.file(&ko, &format!("/lib/modules/{name}"))?;
+            writeln!(list, "/lib/modules/{name}")?;
+        }
+        r.bytes("/sluice/modules.list", list.as_bytes(), 0o644)?;
+        for d in &boot.daemons {
+            r.elf(&d.binary, &format!("/sluice/bin/{}", d.name), &[])?;
+        }
+        r.file(
+            &kernel.vmlinux(&kernel_cache_dir())?,
+            "/sluice/guest/vmlinux",
+        )?;
+        r.file(&guest_initrd, "/sluice/guest/initrd.cpio")?;
+        let serials: Vec<&str> = disks.iter().map(|(_, s)| s.as_str()).collect();
+        r.bytes(
+            "/init",
+            dom0_init(boot, &tools_in, &serials).as_bytes(),
+            0o755,
+        )?;
+        for (si, step) in boot.steps.iter().enumerate() {
+            r.bytes(
+                &format!("/sluice/steps/{}.cfg", step.name),
+                guest_cfg(si, step).as_bytes(),
+                0o644,
+            )?;
+            r.bytes(
+                &format!("/sluice/steps/{}.sh", step.name),
+                dom0_step(boot, step).as_bytes(),
+                0o644,
+            )?;
+        }
+        r.bytes("/sluice/finish.sh", DOM0_FINISH.as_bytes(), 0o644)?;
+        r.bytes("/sluice/diag.sh", DOM0_DIAG.as_bytes(), 0o644)?;
+        r.pack(&dom0_initrd)?;
+    }
+    Ok(Prepared {
+        xen: xen_bin,
+        kernel: kernel.clone(),
+        dom0_initrd,
+        disks,
+        host_checks,
+    })
+}
+
+fn validate(boot: &Boot) -> Result<()> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    };
+    if !ok(&boot.name) {
+        bail!("boot name {:?}: use [a-z0-9-]", boot.name);
+    }
+    let mut names = std::collections::HashSet::new();
+    for s in &boot.steps {
+        if !ok(&s.name) || !names.insert(&s.name) {
+            bail!("step name {:?}: use unique [a-z0-9-] names", s.name);
+        }
+        if s.disks.len() > 8 {
+            bail!("step {}: at most 8 disks", s.name);
+        }
+        for w in &s.workloads {
+            if let Workload::Pattern { disk } | Workload::Ext4 { disk } = w {
+                if *disk >= s.disks.len() {
+                    bail!("step {}: workload on disk {disk} it does not have", s.name);
+                }
+                if s.disks[*disk].size_mib < 16 {
+                    bail!("step {}: disks need at least 16 MiB", s.name);
+                }
+            }
+        }
+    }
+    for d in &boot.daemons {
+        if !ok(&d.name) {
+            bail!("daemon name {:?}: use [a-z0-9-]", d.name);
+        }
+    }
+    if boot.console == ConsoleBackend::Userspace && boot.daemons.is_empty() {
+        bail!("a userspace console backend needs its daemon in Boot::daemons");
+    }
+    Ok(())
+}
+
+fn which(prog: &str) -> Result<PathBuf> {
+    for d in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let p = Path::new(d).join(prog);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("{prog} not found on the host (cargo xtask setup installs it)")
+}
+
+fn find_libgcc_s() -> Result<PathBuf> {
+    for d in ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"] {
+        let p = Path::new(d).join("libgcc_s.so.1");
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("libgcc_s.so.1 not found")
+}
+
+/// dom0's /init: mounts, modules, xenstored, dom0 registration, daemons, console
+/// daemon, disk links, then an interactive shell on the console the harness drives.
+fn dom0_init(boot: &Boot, tools: &str, serials: &[&str]) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"#!/bin/sh
+export PATH={tools}:/usr/sbin:/usr/bin:/sbin:/bin
+export LD_LIBRARY_PATH={LIB_DIR}
+fail() {{ echo "@@DOM0-FAIL $*"; exec sh; }}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+# devtmpfs has no fd links; the hotplug lock (stat -L /dev/stdin) spins without them.
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
+mkdir -p /run/xen /run/xenstored
+echo "@@DOM0-INIT"
+while read -r ko; do insmod "$ko" || fail "insmod $ko"; done < /sluice/modules.list
+mount -t xenfs xenfs /proc/xen || fail "mount xenfs"
+xenstored --pid-file /run/xenstored.pid || fail "xenstored"
+i=0
+until xenstore-read -s / >/dev/null 2>&1; do
+  i=$((i+1)); [ $i -gt 300 ] && fail "xenstored does not answer"; sleep 0.2
+done
+xen-init-dom0 >/dev/null || fail "xen-init-dom0"
+"#
+    );
+    for d in &boot.daemons {
+        let args = d
+            .args
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            s,
+            "/sluice/bin/{n} {args} >/var/log/sluice/{n}.log 2>&1 &\necho $! >/run/sluice-{n}.pid",
+            n = d.name
+        );
+    }
+    if boot.console == ConsoleBackend::Xenconsoled {
+        let _ = writeln!(
+            s,
+            "xenconsoled --log=guest --log-dir=/var/log/xen/console || fail xenconsoled"
+        );
+    }
+    let _ = write!(
+        s,
+        r#"for want in {serials}; do
+  i=0
+  until [ -e /dev/$want ]; do
+    for d in /sys/block/vd*; do
+      [ -e "$d/serial" ] && [ "$(cat $d/serial)" = "$want" ] && ln -sf /dev/${{d##*/}} /dev/$want
+    done
+    [ -e /dev/$want ] && break
+    i=$((i+1)); [ $i -gt 100 ] && fail "no virtio disk with serial $want"; sleep 0.1
+  done
+done
+echo "@@DOM0-TOOLSTACK-READY"
+PS1='dom0# ' sh
+poweroff -f
+"#,
+        serials = serials.join(" ")
+    );
+    s
+}
+
+fn shell_quote(a: &str) -> String {
+    format!("'{}'", a.replace('\'', r"'\''"))
+}
+
+/// The `xl` config of one guest step.
+fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "name = \"{}\"", step.name);
+    let _ = writeln!(s, "type = \"{}\"", step.guest_type.xl_type());
+    let _ = writeln!(s, "kernel = \"/sluice/guest/vmlinux\"");
+    let _ = writeln!(s, "ramdisk = \"/sluice/guest/initrd.cpio\"");
+    let _ = writeln!(
+        s,
+        "extra = \"console=hvc0 quiet sluice.step={}\"",
+        step.name
+    );
+    let _ = writeln!(s, "memory = {}", step.memory_mib);
+    let _ = writeln!(s, "vcpus = 1");
+    for ev in ["on_poweroff", "on_reboot", "on_crash"] {
+        let _ = writeln!(s, "{ev} = \"destroy\"");
+    }
+    if step.guest_type == GuestType::Pvh {
+        // TCG's SVM lacks nrip-save, so Xen cannot emulate RDTSCP for PVH guests.
+        let _ = writeln!(s, "tsc_mode = \"native\"");
+    }
+    let disks: Vec<String> = step
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(di, d)| {
+            let extra = match d.backend {
+                BlockBackend::KernelBlkback => String::new(),
+                BlockBackend::Userspace => {
+                    format!("backendtype=phy,script={USERSPACE_BLOCK_SCRIPT},")
+                }
+            };
+            format!(
+                "'format=raw,vdev={},access=rw,{extra}target=/dev/{}'",
+                vdev(di),
+                disk_serial(step_idx, di)
+            )
+        })
+        .collect();
+    let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
+    s
+}
+
+/// dom0's script for one step: create the guest with its console attached (the guest's
+/// output streams to the serial console; the harness can type into it), then check
+/// that every dom0 daemon survived.
+fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
+    let mut s = format!(
+        "echo \"@@STEP-BEGIN {n}\"\nxl create -c /sluice/steps/{n}.cfg\nrc=$?\n",
+        n = step.name
+    );
+    for d in &boot.daemons {
+        let _ = writeln!(
+            s,
+            "kill -0 $(cat /run/sluice-{n}.pid) 2>/dev/null || echo \"@@DAEMON-DEAD {n}\"",
+            n = d.name
+        );
+    }
+    let _ = writeln!(s, "echo \"@@STEP-END {} rc=$rc\"", step.name);
+    s
+}
+
+const DOM0_FINISH: &str = r#"for f in /var/log/sluice/*.log; do
+  [ -e "$f" ] || continue
+  echo "@@DAEMON-LOG-BEGIN ${f##*/}"; cat "$f"; echo "@@DAEMON-LOG-END ${f##*/}"
+done
+sync
+echo "@@DOM0-POWEROFF"
+poweroff -f
+"#;
+
+const DOM0_DIAG: &str = r#"echo "@@DIAG-BEGIN"
+xl list
+for f in /var/log/xen/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 40 "$f"; }; done
+echo "== xl dmesg"; xl dmesg | tail -n 30
+echo "== dmesg"; dmesg | tail -n 30
+echo "@@DIAG-END"
+"#;
+
+const USERSPACE_BLOCK_SCRIPT_TEXT: &str = r#"#!/bin/sh
+# Hotplug script for disks served by a userspace backend daemon in dom0.
+# libxl runs it once the backend reached InitWait; the daemon itself opens the
+# target from backend/vbd/DOMID/DEVID/params. Only report success to libxl.
+case "$1" in
+  add|online) xenstore-write "$XENBUS_PATH/hotplug-status" connected ;;
+esac
+exit 0
+"#;
+
+/// The guest's /init: modules, then the step named on the kernel command line.
+const GUEST_INIT: &str = r#"#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+ln -sf /proc/mounts /etc/mtab
+while read -r ko; do insmod "$ko" || echo "@@GUEST-WARN insmod $ko failed"; done < /modules.list
+step=$(sed -n 's/.*sluice\.step=\([a-z0-9-]*\).*/\1/p' /proc/cmdline)
+echo "@@GUEST-BEGIN $step"
+. /lib/sluice-checks.sh
+. "/steps/$step.sh"
+sync
+echo "@@GUEST-END $step"
+poweroff -f
+"#;
+
+/// The guest's check functions. Each runs in a subshell; `report` turns its status into
+/// a PASS/FAIL/CRASH line (a status above 128 is a signal).
+const GUEST_CHECKS: &str = r#"
+report() {
+  if [ "$2" -eq 0 ]; then echo "@@CHECK $1 PASS"
+  elif [ "$2" -gt 128 ]; then echo "@@CHECK $1 CRASH rc=$2"
+  else echo "@@CHECK $1 FAIL rc=$2"; fi
+}
+# Runs a command; a death by signal ends the check with that status.
+x() { "$@"; r=$?; [ $r -gt 128 ] && { echo "killed by signal: $*"; exit $r; }; return $r; }
+wait_dev() {
+  i=0
+  while [ ! -b "$1" ]; do i=$((i+1)); [ $i -gt 300 ] && { echo "no $1"; return 1; }; sleep 0.2; done
+}
+sha() { s=$(x sha256sum "$@") || return 1; echo "${s%% *}"; }
+check_roundtrip() {
+  echo "@@RT-READY"
+  read -t 300 -r line || { echo "no line typed"; return 1; }
+  h=$(printf %s "$line" | sha256sum)
+  echo "@@RT-ECHO ${h%% *}"
+}
+check_pattern() {
+  dev=$1; file=$2; want=$3; shift 3
+  wait_dev "$dev" || return 1
+  for s in "$@"; do
+    x dd if="$file" of="$dev" bs=512 seek="$s" conv=fsync 2>/dev/null || { echo "write at $s failed"; return 1; }
+  done
+  x blockdev --flushbufs "$dev" || return 1
+  echo 3 > /proc/sys/vm/drop_caches
+  for s in "$@"; do
+    x dd if="$dev" of=/tmp/readback bs=512 skip="$s" count=2048 2>/dev/null || { echo "read at $s failed"; return 1; }
+    got=$(sha /tmp/readback) || return 1
+    [ "$got" = "$want" ] || { echo "sector $s: read back $got, wrote $want"; return 1; }
+  done
+  rm -f /tmp/readback
+  echo "@@SUMMARY $(basename $dev): 3 x 1 MiB written at sectors $*, read back uncached, sha256 match"
+}
+check_ext4() {
+  dev=$1; file=$2; want=$3
+  wait_dev "$dev" || return 1
+  x mkfs.ext4 -q -F "$dev" || { echo "mkfs.ext4 failed"; return 1; }
+  mkdir -p /mnt/t
+  x mount -t ext4 "$dev" /mnt/t || { echo "mount failed"; return 1; }
+  x cp "$file" /mnt/t/pattern.bin || return 1
+  mkdir -p /mnt/t/dir
+  n=0
+  while [ $n -lt 16 ]; do echo "sluice file $n" > /mnt/t/dir/file-$n.txt || return 1; n=$((n+1)); done
+  x dd if="$file" of=/mnt/t/dir/big.bin bs=4096 count=128 2>/dev/null || return 1
+  x sync
+  (cd /mnt/t && find . -type f | sort | xargs sha256sum) > /tmp/sums || return 1
+  files=$(wc -l < /tmp/sums)
+  bytes=$(cat $(cd /mnt/t && find . -type f | sed 's|^\.|/mnt/t|') | wc -c)
+  x umount /mnt/t || { echo "umount failed"; return 1; }
+  x e2fsck -fn "$dev" > /tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; echo "e2fsck found problems"; return 1; }
+  echo 3 > /proc/sys/vm/drop_caches
+  x mount -t ext4 "$dev" /mnt/t || { echo "remount failed"; return 1; }
+  (cd /mnt/t && sha256sum -c /tmp/sums > /tmp/check.log 2>&1) || { cat /tmp/check.log; echo "checksums differ after remount"; return 1; }
+  got=$(sha /mnt/t/pattern.bin) || return 1
+  [ "$got" = "$want" ] || { echo "pattern.bin: $got, expected $want"; return 1; }
+  x umount /mnt/t || return 1
+  echo "@@SUMMARY $(basename $dev): mkfs.ext4, $files files ($bytes bytes) written and synced, e2fsck clean, remounted, $files/$files sha256 match"
+}
+"#;

@@ -1,0 +1,392 @@
+//! Runs one [`Boot`]: builds the images, boots Xen + dom0 in QEMU, checks Xen's FPU
+//! mode, drives each guest step over the serial console, powers off, then verifies the
+//! disk images on the host. Logs go to `build/testbed-logs/BOOT/` and are kept (and
+//! their folder printed) when anything fails.
+
+use crate::error::Failure;
+use crate::images::{prepare, HostCheck, Prepared};
+use crate::kernel::HostKernel;
+use crate::paths::{logs_dir, run_dir};
+use crate::pattern::sha256_hex;
+use crate::progress::{note, step};
+use crate::scenario::{Boot, Workload};
+use crate::serial::{Machine, QemuConfig};
+use crate::xenpkgs::XenTree;
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Xen's command line. `spec-ctrl=eager-fpu`: lazy FPU switching is broken under QEMU
+/// 7.2 TCG with XSAVE (random crashes and wrong checksums in dom0 and domUs).
+pub const XEN_ARGS: &str =
+    "console=com1 com1=115200 dom0_mem=512M noreboot cpuidle=0 max_cstate=1 spec-ctrl=eager-fpu";
+/// dom0's command line (no commas: QEMU splits the module list on them).
+pub const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen quiet";
+
+/// Time limits, generous because the host's 2 cores are shared and TCG is slow.
+fn limit(secs: u64) -> Duration {
+    let scale: f64 = std::env::var("SLUICE_TESTBED_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    Duration::from_secs_f64(secs as f64 * scale)
+}
+
+/// What one boot produced.
+#[derive(Debug, Default)]
+pub struct BootReport {
+    /// `step/check` -> the guest's summary line (when it printed one).
+    pub passed: Vec<(String, String)>,
+    pub seconds_to_toolstack: f64,
+    pub seconds_total: f64,
+    /// Per step: seconds from `xl create` to the guest's poweroff.
+    pub step_seconds: Vec<(String, f64)>,
+    /// The "Support for PV VMs" line of `xl dmesg`.
+    pub xen_pv_line: String,
+}
+
+/// Options that do not change what is tested.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Copy the serial console to stderr as it arrives.
+    pub echo_console: bool,
+}
+
+/// Runs `boot`; on failure the error names the kept log folder.
+pub fn run_boot(boot: &Boot) -> Result<BootReport> {
+    run_boot_with(boot, RunOptions::default())
+}
+
+pub fn run_boot_with(boot: &Boot, opts: RunOptions) -> Result<BootReport> {
+    let logs = logs_dir(&boot.name);
+    if logs.exists() {
+        fs::remove_dir_all(&logs)?;
+    }
+    fs::create_dir_all(&logs)?;
+    let result = run_inner(boot, opts, &logs);
+    match result {
+        Ok(r) => {
+            // Disk images and staging trees are large; logs stay (they are small).
+            let _ = fs::remove_dir_all(run_dir(&boot.name));
+            note(&format!("logs: {}", logs.display()));
+            Ok(r)
+        }
+        Err(e) => {
+            note(&format!(
+                "FAILED; logs and disk images kept: {} and {}",
+                logs.display(),
+                run_dir(&boot.name).display()
+            ));
+            Err(Failure::WithLogs {
+                error: Box::new(e),
+                logs,
+            }
+            .into())
+        }
+    }
+}
+
+fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
+    let t0 = Instant::now();
+    let mut report = BootReport::default();
+    let xen = step(
+        "Xen 4.17 packages (apt-get download, cached)",
+        XenTree::ensure,
+    )?;
+    let kernel = HostKernel::discover()?;
+    note(&format!(
+        "kernel {} ({})",
+        kernel.version,
+        kernel.vmlinuz.display()
+    ));
+    let prepared = step("dom0 and domU images", || prepare(boot, &xen, &kernel))?;
+    note(&format!(
+        "dom0 initramfs {} MiB",
+        fs::metadata(&prepared.dom0_initrd)?.len() >> 20
+    ));
+    let cfg = QemuConfig {
+        xen: prepared.xen.clone(),
+        xen_args: XEN_ARGS.into(),
+        dom0_kernel: prepared.kernel.vmlinuz.clone(),
+        dom0_args: DOM0_ARGS.into(),
+        dom0_initrd: prepared.dom0_initrd.clone(),
+        memory_mib: 2048,
+        cpus: 2,
+        disks: prepared.disks.clone(),
+    };
+    let serial_log = logs.join("serial.log");
+    let mut m = Machine::spawn(&cfg, &serial_log, opts.echo_console)?;
+    note(&format!(
+        "QEMU started; console log {}",
+        serial_log.display()
+    ));
+    let r = drive(boot, &prepared, &mut m, &mut report, logs);
+    if let Err(e) = r {
+        // Best effort: ask dom0 for its view, then stop.
+        if !matches!(
+            e.downcast_ref::<Failure>(),
+            Some(Failure::QemuExited { .. })
+        ) {
+            let _ = m.send_line("\x1d");
+            let _ = m.send_line("sh /sluice/diag.sh");
+            let _ = m.expect("@@DIAG-END", limit(60), "diagnostics");
+        }
+        return Err(e);
+    }
+    let status = m.wait_exit(limit(120))?;
+    if !status.success() {
+        bail!(Failure::Infrastructure(format!(
+            "QEMU exited with {status} after dom0's poweroff"
+        )));
+    }
+    drop(m);
+    step("host-side checks of the disk images", || {
+        host_checks(&prepared, &mut report)
+    })?;
+    report.seconds_total = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn drive(
+    boot: &Boot,
+    prepared: &Prepared,
+    m: &mut Machine,
+    report: &mut BootReport,
+    logs: &Path,
+) -> Result<()> {
+    let t_boot = Instant::now();
+    step("boot Xen + dom0 to the toolstack", || {
+        let r = m.expect(
+            r"@@DOM0-TOOLSTACK-READY|@@DOM0-FAIL ([^\n]*)",
+            limit(420),
+            "Xen + dom0 boot",
+        )?;
+        if r.groups[1].is_some() {
+            bail!(Failure::Infrastructure(format!(
+                "dom0 init failed: {}",
+                r.group(1)
+            )));
+        }
+        Ok(())
+    })?;
+    report.seconds_to_toolstack = t_boot.elapsed().as_secs_f64();
+
+    step("xl dmesg shows eager FPU switching", || {
+        let out = dom0_run(m, "xl dmesg | grep 'Support for PV VMs'", limit(120))?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("(XEN)") && l.contains("Support for PV VMs:"))
+            .unwrap_or("");
+        if !line.contains("EAGER_FPU") {
+            bail!(Failure::Infrastructure(format!(
+                "Xen does not switch FPU state eagerly (spec-ctrl=eager-fpu missing?): {out:?}"
+            )));
+        }
+        report.xen_pv_line = line.trim().to_string();
+        Ok(())
+    })?;
+
+    for (s, (name, _)) in boot.steps.iter().zip(&prepared.host_checks) {
+        let label = format!(
+            "guest {name} ({}, {} disk(s))",
+            s.guest_type.xl_type(),
+            s.disks.len()
+        );
+        let t = Instant::now();
+        step(&label, || {
+            m.send_line(&format!("sh /sluice/steps/{name}.sh"))?;
+            m.expect(&format!("@@STEP-BEGIN {name}"), limit(60), "step start")?;
+            let begin = m.cursor();
+            if s.workloads.contains(&Workload::ConsoleRoundTrip) {
+                m.expect("@@RT-READY", limit(600), "guest boot to the console check")?;
+                let line = format!("sluice-roundtrip-{}-{}", name, std::process::id());
+                m.send_line(&line)?;
+                let r = m.expect(
+                    r"@@RT-ECHO ([0-9a-f]{64})",
+                    limit(120),
+                    "guest answer to the typed line",
+                )?;
+                if r.group(1) != sha256_hex(line.as_bytes()) {
+                    bail!(Failure::Check(format!(
+                        "{name}: console round trip: typed {line:?}, guest hashed something else ({})",
+                        r.group(1)
+                    )));
+                }
+            }
+            let end = m.expect(
+                &format!(r"@@STEP-END {name} rc=(\d+)"),
+                limit(900),
+                "guest run to its poweroff",
+            )?;
+            let text = m.text_from(begin);
+            let text = text
+                .split(&format!("@@STEP-END {name}"))
+                .next()
+                .unwrap_or("");
+            fs::write(logs.join(format!("guest-{name}.log")), text)?;
+            if let Some(l) = text.lines().find(|l| l.contains("@@DAEMON-DEAD")) {
+                bail!(Failure::Crash(format!("dom0 daemon died: {l}")));
+            }
+            if end.group(1) != "0" {
+                bail!(Failure::Infrastructure(format!(
+                    "{name}: xl create -c exited with {}",
+                    end.group(1)
+                )));
+            }
+            for w in &s.workloads {
+                let id = w.id();
+                let verdict = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix(&format!("@@CHECK {id} ")))
+                    .map(str::to_string);
+                match verdict.as_deref() {
+                    Some("PASS") => {
+                        let summary = text
+                            .lines()
+                            .find_map(|l| {
+                                l.trim()
+                                    .strip_prefix("@@SUMMARY ")
+                                    .filter(|x| id.ends_with(x.split(':').next().unwrap_or("-")))
+                            })
+                            .unwrap_or(if *w == Workload::ConsoleRoundTrip {
+                                "a line typed on the serial console reached the guest through dom0's console backend; its sha256 came back"
+                            } else {
+                                ""
+                            })
+                            .to_string();
+                        report.passed.push((format!("{name}/{id}"), summary));
+                    }
+                    Some(v) if v.starts_with("CRASH") => {
+                        bail!(Failure::Crash(format!("{name}/{id}: {v}")))
+                    }
+                    Some(v) => bail!(Failure::Check(format!(
+                        "{name}/{id}: {v} (guest log: {})",
+                        logs.join(format!("guest-{name}.log")).display()
+                    ))),
+                    None => bail!(Failure::Infrastructure(format!(
+                        "{name}/{id}: the guest never reported (crashed or hung? see {})",
+                        logs.join(format!("guest-{name}.log")).display()
+                    ))),
+                }
+            }
+            if !text.contains(&format!("@@GUEST-END {name}")) {
+                bail!(Failure::Infrastructure(format!(
+                    "{name}: guest did not finish"
+                )));
+            }
+            Ok(())
+        })?;
+        report
+            .step_seconds
+            .push((name.clone(), t.elapsed().as_secs_f64()));
+    }
+
+    step("dom0 poweroff", || {
+        let begin = m.cursor();
+        m.send_line("sh /sluice/finish.sh")?;
+        m.expect("@@DOM0-POWEROFF", limit(120), "dom0 finish")?;
+        let text = m.text_from(begin);
+        for d in &boot.daemons {
+            let tag = format!("@@DAEMON-LOG-BEGIN {}.log", d.name);
+            if let Some(rest) = text.split(&tag).nth(1) {
+                let body = rest.split("@@DAEMON-LOG-END").next().unwrap_or("");
+                fs::write(logs.join(format!("daemon-{}.log", d.name)), body)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Runs a shell command in dom0 and returns its output. The end marker is printed with
+/// printf so the echoed command line cannot match it.
+pub fn dom0_run(m: &mut Machine, cmd: &str, timeout: Duration) -> Result<String> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    m.send_line(&format!("{cmd}; printf '@@RC{n}%s=%d\\n' x $?"))?;
+    let r = m.expect(&format!(r"@@RC{n}x=(\d+)"), timeout, cmd)?;
+    // Drop the echoed command line.
+    let out = r
+        .before
+        .split_once('\n')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    if r.group(1) != "0" {
+        bail!(Failure::Infrastructure(format!(
+            "dom0 command `{cmd}` exited with {}: {out}",
+            r.group(1)
+        )));
+    }
+    Ok(out)
+}
+
+fn host_checks(prepared: &Prepared, report: &mut BootReport) -> Result<()> {
+    for (step_name, checks) in &prepared.host_checks {
+        for (id, c) in checks {
+            match c {
+                HostCheck::Pattern {
+                    image,
+                    data,
+                    sectors,
+                } => {
+                    crate::pattern::verify_pattern(image, data, sectors)
+                        .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?;
+                }
+                HostCheck::Ext4 { image, data } => host_ext4(image, data)
+                    .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?,
+            }
+            report
+                .passed
+                .push((format!("{step_name}/{id} (host)"), "image verified".into()));
+        }
+    }
+    Ok(())
+}
+
+/// e2fsck on the image must be clean, and the files read with debugfs must be what the
+/// guest wrote.
+fn host_ext4(image: &Path, data: &[u8]) -> Result<()> {
+    let e2fsck = ["/usr/sbin/e2fsck", "/sbin/e2fsck"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("e2fsck not on the host (install e2fsprogs)")?;
+    let o = Command::new(e2fsck).arg("-fn").arg(image).output()?;
+    if !o.status.success() {
+        bail!(
+            "host e2fsck -fn {}: {}\n{}",
+            image.display(),
+            o.status,
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let debugfs = ["/usr/sbin/debugfs", "/sbin/debugfs"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("debugfs not on the host (install e2fsprogs)")?;
+    let cat = |path: &str| -> Result<Vec<u8>> {
+        let o = Command::new(debugfs)
+            .arg("-R")
+            .arg(format!("cat {path}"))
+            .arg(image)
+            .output()?;
+        if !o.status.success() {
+            bail!("debugfs cat {path} failed");
+        }
+        Ok(o.stdout)
+    };
+    if cat("/pattern.bin")? != data {
+        bail!("/pattern.bin in the image differs from what the guest wrote");
+    }
+    if cat("/dir/big.bin")? != data[..128 * 4096] {
+        bail!("/dir/big.bin in the image differs from what the guest wrote");
+    }
+    for n in [0, 7, 15] {
+        if cat(&format!("/dir/file-{n}.txt"))? != format!("sluice file {n}\n").as_bytes() {
+            bail!("/dir/file-{n}.txt in the image differs");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! QEMU with its serial console on a pipe, and an expect-style API over it: wait for a
+//! regex with a timeout, send a line. Everything read is appended to a log file as it
+//! arrives, so a hung run still leaves its console behind.
+//!
+//! Every wait also scans the new output for crash signatures (kernel oops, segfaults,
+//! glibc heap aborts, Xen panics) and fails with [`Failure::Crash`] at once.
+
+use crate::error::Failure;
+use anyhow::{Context, Result};
+use regex::bytes::Regex;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Lines that mean something crashed, wherever they appear.
+pub const CRASH_PATTERNS: &str = r"(?m)(Kernel panic|killed by signal: |BUG: |Oops: |general protection fault|segfault at|Segmentation fault|Illegal instruction|Bus error|Aborted|corrupted double-linked|malloc\(\)|free\(\): |double free|stack smashing|\(XEN\) \*\*\*\* Panic|\(XEN\) Xen BUG|\(XEN\) FATAL|Assertion .* failed|page allocation failure).*";
+
+/// The QEMU command line for a Xen boot.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// Uncompressed Xen (multiboot).
+    pub xen: PathBuf,
+    pub xen_args: String,
+    pub dom0_kernel: PathBuf,
+    pub dom0_args: String,
+    pub dom0_initrd: PathBuf,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// Raw images, each a virtio disk in dom0 with the given serial.
+    pub disks: Vec<(PathBuf, String)>,
+}
+
+impl QemuConfig {
+    pub fn command(&self) -> Result<Command> {
+        for p in [&self.dom0_kernel, &self.dom0_initrd] {
+            if p.to_string_lossy().contains(',') {
+                // QEMU splits the multiboot module list on commas.
+                anyhow::bail!("path {} contains a comma", p.display());
+            }
+        }
+        if self.dom0_args.contains(',') {
+            anyhow::bail!("dom0 arguments must not contain commas: {}", self.dom0_args);
+        }
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-M", "q35", "-accel", "tcg"])
+            .args(["-cpu", "EPYC,+svm,+npt,-monitor,-smap,-smep"])
+            .args(["-m", &self.memory_mib.to_string()])
+            .args(["-smp", &self.cpus.to_string()])
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            .arg("-no-reboot")
+            .arg("-kernel")
+            .arg(&self.xen)
+            .args(["-append", &self.xen_args])
+            .arg("-initrd")
+            .arg(format!(
+                "{} {},{}",
+                self.dom0_kernel.display(),
+                self.dom0_args,
+                self.dom0_initrd.display()
+            ));
+        for (i, (img, serial)) in self.disks.iter().enumerate() {
+            c.arg("-drive").arg(format!(
+                "file={},if=none,id=disk{i},format=raw,cache=writeback",
+                img.display()
+            ));
+            c.arg("-device")
+                .arg(format!("virtio-blk-pci,drive=disk{i},serial={serial}"));
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Default)]
+struct Buffer {
+    data: Vec<u8>,
+    eof: bool,
+}
+
+struct Shared {
+    buf: Mutex<Buffer>,
+    cond: Condvar,
+}
+
+/// A running QEMU and its console.
+pub struct Machine {
+    child: Child,
+    stdin: ChildStdin,
+    shared: Arc<Shared>,
+    /// Expect searches start here; a match moves it past the match.
+    cursor: usize,
+    /// Crash scanning has covered everything before this.
+    scanned: usize,
+    crash: Regex,
+    log: PathBuf,
+    echo: bool,
+}
+
+/// What a successful wait matched.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    /// Capture groups (index 0 is the whole match); `None` for groups that did not take part.
+    pub groups: Vec<Option<String>>,
+    /// Console text between the previous cursor and the start of the match.
+    pub before: String,
+}
+
+impl Matched {
+    pub fn group(&self, i: usize) -> &str {
+        self.groups.get(i).and_then(|g| g.as_deref()).unwrap_or("")
+    }
+}
+
+impl Machine {
+    /// Starts QEMU; its console is appended to `log` as it arrives. With `echo`, the
+    /// console is also copied to stderr (for `cargo xtask demo` and debugging).
+    pub fn spawn(cfg: &QemuConfig, log: &Path, echo: bool) -> Result<Machine> {
+        let mut cmd = cfg.command()?;
+        let mut logf = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        writeln!(logf, "# {cmd:?}")?;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+        let stdin = child.stdin.take().expect("piped");
+        let shared = Arc::new(Shared {
+            buf: Mutex::new(Buffer::default()),
+            cond: Condvar::new(),
+        });
+        for (mut src, tag) in [
+            (
+                Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+                "",
+            ),
+            (
+                Box::new(child.stderr.take().expect("piped")),
+                "[qemu stderr] ",
+            ),
+        ] {
+            let shared = shared.clone();
+            let mut logf = logf.try_clone()?;
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = match src.read(&mut chunk) {
+                        Ok(0) | Err(_) => 0,
+                        Ok(n) => n,
+                    };
+                    let mut b = shared.buf.lock().expect("serial buffer lock");
+                    if n == 0 {
+                        if tag.is_empty() {
+                            b.eof = true;
+                        }
+                        shared.cond.notify_all();
+                        return;
+                    }
+                    let mut data = chunk[..n].to_vec();
+                    if !tag.is_empty() {
+                        data = [tag.as_bytes(), &data].concat();
+                    }
+                    // Xen's serial output uses CR LF; keep the log plain.
+                    data.retain(|&c| c != b'\r');
+                    let _ = logf.write_all(&data);
+                    if echo {
+                        let _ = std::io::stderr().write_all(&data);
+                    }
+                    b.data.extend_from_slice(&data);
+                    shared.cond.notify_all();
+                }
+            });
+        }
+        Ok(Machine {
+            child,
+            stdin,
+            shared,
+            cursor: 0,
+            scanned: 0,
+            crash: Regex::new(CRASH_PATTERNS).expect("valid crash regex"),
+            log: log.to_path_buf(),
+            echo,
+        })
+    }
+
+    /// The serial log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Whether the console is copied to stderr.
+    pub fn echoes(&self) -> bool {
+        self.echo
+    }
+
+    /// Everything read so far, from byte `from`.
+    pub fn text_from(&self, from: usize) -> String {
+        let b = self.shared.buf.lock().expect("serial buffer lock");
+        String::from_utf8_lossy(&b.data[from.min(b.data.len())..]).into_owned()
+    }
+
+    /// The current expect position.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// Waits until `pattern` matches the console after the cursor, or `timeout` passes.
+    /// `context` says what was being waited for (it goes into the error).
+    pub fn expect(&mut self, pattern: &str, timeout: Duration, context: &str) -> Result<Matched> {
+        let re = Regex::new(pattern).with_context(|| format!("bad regex {pattern}"))?;
+        let deadline = Instant::now() + timeout;
+        let mut b = self.shared.buf.lock().expect("serial buffer lock");
+        loop {
+            // Crash lines fail the wait even when the awaited marker also appeared.
+            if let Some(m) = self.crash.find(&b.data[self.scanned..]) {
+                let line = String::from_utf8_lossy(m.as_bytes()).trim().to_string();
+                return Err(Failure::Crash(line).into());
+            }
+            // Re-scan the last partial line next time (a pattern may be cut mid-line).
+            self.scanned = b.data[..]
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(self.scanned, |p| p + 1)
+                .max(self.scanned);
+            if let Some(c) = re.captures(&b.data[self.cursor..]) {
+                let whole = c.get(0).expect("group 0");
+                let groups = c
+                    .iter()
+                    .map(|g| g.map(|g| String::from_utf8_lossy(g.as_bytes()).into_owned()))
+                    .collect();
+                let before =
+                    String::from_utf8_lossy(&b.data[self.cursor..self.cursor + whole.start()])
+                        .into_owned();
+                self.cursor += whole.end();
+                return Ok(Matched { groups, before });
+            }
+            if b.eof {
+                return Err(Failure::QemuExited {
+                    pattern: pattern.into(),
+                    context: context.into(),
+                }
+                .into());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Failure::Timeout {
+                    pattern: pattern.into(),
+                    secs: timeout.as_secs(),
+                    context: context.into(),
+                }
+                .into());
+            }
+            b = self
+                .shared
+                .cond
+                .wait_timeout(b, deadline - now)
+                .expect("serial buffer lock")
+                .0;
+        }
+    }
+
+    /// Types `line` and a newline into the console. Sent in small pieces: Xen's serial
+    /// receive ring is small and dom0 drains it only when scheduled.
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        let data = format!("{line}\n");
+        for piece in data.as_bytes().chunks(16) {
+            self.stdin.write_all(piece)?;
+            self.stdin.flush()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Waits for QEMU to exit on its own; kills it after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(Failure::Infrastructure(format!(
+                    "QEMU did not exit within {} s of dom0's poweroff",
+                    timeout.as_secs()
+                ))
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Suites and the demo on real Xen 4.17 in QEMU TCG (the test bed in `tests/`).
+//!
+//! The scenarios are ordinary `#[ignore]`d cargo tests of the `sluice-testbed` crate;
+//! the suites run them with `--ignored`, one at a time (each boots Xen; two at once
+//! would starve each other of the host's cores).
+
+use crate::util::{cargo, run};
+use anyhow::Result;
+
+fn scenario_test(test: &str) -> Result<()> {
+    run(cargo().args([
+        "test",
+        "-p",
+        "sluice-testbed",
+        "--test",
+        test,
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]))
+}
+
+/// `xen-blk`: PV and PVH domUs with disks served by dom0's kernel blkback (and, once
+/// they land, by Sluice's userspace backends): raw pattern, ext4, console round trip.
+pub fn blk() -> Result<()> {
+    scenario_test("xen_blk")
+}
+
+/// `cargo xtask demo`.
+pub fn demo() -> Result<()> {
+    run(cargo().args([
+        "run",
+        "-q",
+        "-p",
+        "sluice-testbed",
+        "--bin",
+        "sluice-testbed",
+        "--",
+        "demo",
+    ]))
+}
