@@ -20,22 +20,38 @@
 //!
 //! # API (what backends and frontends code against)
 //!
-//! ```text
-//! let pages = SharedPages::new(1);                       // or SharedMem::new(grant mapping)
-//! let mut front = FrontRing::<Req, Rsp>::init(pages.mem())?;  // SHARED_RING_INIT + FRONT_RING_INIT
-//! let mut back  = BackRing::<Req, Rsp>::new(pages.mem())?;    // BACK_RING_INIT (header untouched)
+//! ```
+//! # #[cfg(feature = "alloc")] {
+//! use sluice_abi::ring::{BackRing, FrontRing, RingError};
+//! use sluice_abi::shared::SharedPages;
+//! # fn main_() -> Result<(), RingError> {
+//! # let notify_back = || {}; let notify_front = || {};
+//! // Any zerocopy request/response pair; u64s keep the example short.
+//! let pages = SharedPages::new(1); // or, over a grant mapping: unsafe { SharedMem::new(ptr, len) }
+//! let mut front = FrontRing::<u64, u64>::init(pages.mem())?; // SHARED_RING_INIT + FRONT_RING_INIT
+//! let mut back = BackRing::<u64, u64>::new(pages.mem())?; // BACK_RING_INIT: header untouched
 //!
-//! // front: queue requests, publish, notify the back if it asked for it
-//! front.push_request(&req)?;                       // Err(RingError::Full) when no slot is free
-//! if front.push_requests_and_check_notify()? { evtchn.notify() }
-//! // front: take responses; sleep only when the final check says there are none
-//! while let Some(rsp) = front.pop_response()? { ... }
-//! if !front.final_check_for_responses()? { wait_for_event() }
+//! // Front: queue requests, publish them, notify the back only if it asked.
+//! front.push_request(&7)?; // Err(RingError::Full) when no slot is free
+//! if front.push_requests_and_check_notify()? {
+//!     notify_back(); // e.g. an event-channel send
+//! }
+//! // Back: take every request, answer it, publish, notify if the front asked; sleep
+//! // only when the final check (which re-arms req_event) still finds nothing.
+//! while let Some(req) = back.pop_request()? {
+//!     back.push_response(&(req * 2))?;
+//! }
+//! if back.push_responses_and_check_notify()? {
+//!     notify_front();
+//! }
+//! assert!(!back.final_check_for_requests()?); // now it may sleep
 //!
-//! // back: the mirror image
-//! while let Some(req) = back.pop_request()? { back.push_response(&rsp)?; }
-//! if back.push_responses_and_check_notify()? { evtchn.notify() }
-//! if !back.final_check_for_requests()? { wait_for_event() }
+//! // Front: the mirror image.
+//! assert_eq!(front.pop_response()?, Some(14));
+//! assert!(!front.final_check_for_responses()?);
+//! # Ok(()) }
+//! # main_().unwrap();
+//! # }
 //! ```
 //!
 //! Every operation that reads an index the peer writes validates it and returns a typed
