@@ -18,6 +18,7 @@ extern crate std;
 mod enums;
 
 pub mod blkif;
+pub mod byte_ring;
 pub mod console;
 pub mod event_channel;
 pub mod grant_table;
