@@ -28,8 +28,8 @@ fn build() -> Result<std::path::PathBuf> {
     Ok(target.join("x86_64-unknown-none/release/iommu-testkernel"))
 }
 
-fn boot(iommu_device: &str) -> Result<()> {
-    let kernel = build()?;
+fn boot(kernel: &std::path::Path, iommu_device: &str, cmdline: &str) -> Result<()> {
+    eprintln!("  -device {iommu_device} -append '{cmdline}'");
     let edu = "edu,dma_mask=0xffffffffffffffff";
     let out = Command::new("timeout")
         .args([
@@ -48,7 +48,8 @@ fn boot(iommu_device: &str) -> Result<()> {
         .args(["-device", &format!("{edu},addr=0x5")])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .arg("-kernel")
-        .arg(&kernel)
+        .arg(kernel)
+        .args(["-append", cmdline])
         .output()
         .context("cannot run qemu-system-x86_64")?;
     let log = String::from_utf8_lossy(&out.stdout);
@@ -72,12 +73,21 @@ fn boot(iommu_device: &str) -> Result<()> {
     Ok(())
 }
 
-/// Intel VT-d (queued invalidation, interrupt remapping).
+/// Intel VT-d, three ways: 39-bit with queued invalidation and interrupt remapping;
+/// 48-bit under caching mode; register-based invalidation.
 pub fn run_vtd() -> Result<()> {
-    boot("intel-iommu,intremap=on")
+    let kernel = build()?;
+    boot(&kernel, "intel-iommu,intremap=on", "")?;
+    boot(
+        &kernel,
+        "intel-iommu,intremap=on,caching-mode=on,aw-bits=48",
+        "",
+    )?;
+    boot(&kernel, "intel-iommu,intremap=off", "regs")
 }
 
 /// AMD-Vi (command buffer, event log, interrupt remapping).
 pub fn run_amdvi() -> Result<()> {
-    boot("amd-iommu,intremap=on")
+    let kernel = build()?;
+    boot(&kernel, "amd-iommu,intremap=on", "")
 }

@@ -81,3 +81,6 @@ pub(crate) fn check_header<'a>(
     }
     Ok(table)
 }
+
+#[cfg(test)]
+mod tests;

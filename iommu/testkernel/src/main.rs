@@ -230,7 +230,35 @@ fn faults<D: IommuHw>(iommu: &mut Iommu<D>) -> Vec<sluice_iommu::Fault> {
     v
 }
 
-fn run<D: IommuHw>(iommu: &mut Iommu<D>, edus: &[Edu], c: &mut Checker) -> Result<(), Error> {
+/// Checks that a blocked DMA was reported, naming `device` and `iova`. Under QEMU 7.2's
+/// AMD-Vi the event log can never be written (`amdvi_test_mask` ORs instead of ANDs, so
+/// `amdvi_log_event` always sees "overflow" and returns): there an empty log is tolerated
+/// and said so, but any event that does arrive must still be right.
+fn check_fault(
+    c: &mut Checker,
+    name: &str,
+    f: &[sluice_iommu::Fault],
+    device: Bdf,
+    iova: u64,
+    log_works: bool,
+) {
+    let named = f
+        .iter()
+        .any(|f| f.device == device && f.address & !0xfff == iova && f.kind == FaultKind::Write);
+    if !log_works && f.is_empty() {
+        println!("skip {name}: QEMU 7.2 amd-iommu never writes its event log");
+        return;
+    }
+    c.check(name, named);
+}
+
+fn run<D: IommuHw>(
+    iommu: &mut Iommu<D>,
+    edus: &[Edu],
+    c: &mut Checker,
+    log_works: bool,
+    msi: bool,
+) -> Result<(), Error> {
     let (e1, e2) = (edus[0], edus[1]);
     fill(IOVA_SRC, 0x3_0000, 0xcc);
     // a. map a buffer; edu reads the source page and writes it to IOVA_DST.
@@ -262,12 +290,8 @@ fn run<D: IommuHw>(iommu: &mut Iommu<D>, edus: &[Edu], c: &mut Checker) -> Resul
     c.check("b: frame unchanged after unmap", all_bytes(DST_A, 0x5a));
     c.check("b: IOVA as physical unchanged", all_bytes(IOVA_DST, 0xcc));
     let f = faults(iommu);
-    c.check(
-        "b: fault log names edu and the IOVA",
-        f.iter().any(|f| {
-            f.device == e1.bdf && f.address & !0xfff == IOVA_DST && f.kind == FaultKind::Write
-        }),
-    );
+    let name = "b: fault log names edu and the IOVA";
+    check_fault(c, name, &f, e1.bdf, IOVA_DST, log_works);
 
     // c. read-only mapping: writes blocked, reads allowed.
     iommu.map(d1, IOVA_RO, DST_B, 4096, Perm::READ)?;
@@ -354,13 +378,75 @@ fn run<D: IommuHw>(iommu: &mut Iommu<D>, edus: &[Edu], c: &mut Checker) -> Resul
         all_bytes(CHECK, 0x77),
     );
     let f = faults(iommu);
-    c.check(
-        "d: the fault names edu1 and that IOVA",
-        f.iter()
-            .any(|f| f.device == e1.bdf && f.address & !0xfff == IOVA_OTHER),
-    );
+    let name = "d: the fault names edu1 and that IOVA";
+    check_fault(c, name, &f, e1.bdf, IOVA_OTHER, log_works);
+
+    // Superpages: a 2 MiB mapping, split by a 4 KiB unmap, merged back by a 4 KiB map.
+    // QEMU caches the 2 MiB translation: a missing invalidation shows up as a stale hit.
+    if iommu.hw().max_leaf_level() >= 2 {
+        let (big_iova, big_pa) = (0x4000_0000u64, 0x0740_0000u64);
+        iommu.map(d1, big_iova, big_pa, 2 << 20, Perm::READ | Perm::WRITE)?;
+        c.check(
+            "s: 2 MiB range mapped by one 2 MiB leaf",
+            iommu.translate(d1, big_iova).map(|t| t.2) == Some(2),
+        );
+        fill(big_pa, 0x3000, 0);
+        pattern(0x88);
+        e1.dma(IOVA_SRC, DMA_LEN, false);
+        e1.dma(big_iova + 0x1000, DMA_LEN, true);
+        c.check(
+            "s: DMA through the 2 MiB page lands at its offset",
+            holds_pattern(big_pa + 0x1000, 0x88),
+        );
+        iommu.unmap(d1, big_iova + 0x1000, 4096)?;
+        c.check(
+            "s: 4 KiB unmap split the 2 MiB page",
+            iommu.translate(d1, big_iova).map(|t| t.2) == Some(1)
+                && iommu.translate(d1, big_iova + 0x1000).is_none(),
+        );
+        fill(big_pa, 0x3000, 0);
+        e1.dma(big_iova + 0x1000, DMA_LEN, true);
+        c.check(
+            "s: DMA into the hole blocked (no stale 2 MiB translation)",
+            all_bytes(big_pa + 0x1000, 0),
+        );
+        e1.dma(big_iova + 0x2000, DMA_LEN, true);
+        c.check(
+            "s: DMA next to the hole still lands",
+            holds_pattern(big_pa + 0x2000, 0x88),
+        );
+        let f = faults(iommu);
+        let name = "s: fault names edu and the hole";
+        check_fault(c, name, &f, e1.bdf, big_iova + 0x1000, log_works);
+        iommu.map(
+            d1,
+            big_iova + 0x1000,
+            big_pa + 0x1000,
+            4096,
+            Perm::READ | Perm::WRITE,
+        )?;
+        c.check(
+            "s: mapping the hole merged the 2 MiB page back",
+            iommu.translate(d1, big_iova).map(|t| t.2) == Some(2),
+        );
+        fill(big_pa, 0x3000, 0);
+        e1.dma(big_iova + 0x1000, DMA_LEN, true);
+        c.check(
+            "s: DMA through the merged page lands",
+            holds_pattern(big_pa + 0x1000, 0x88),
+        );
+        iommu.unmap(d1, big_iova, 2 << 20)?;
+    }
 
     // e. MSIs through the remapping table.
+    if !msi {
+        println!("skip e: interrupt remapping not enabled in this configuration");
+        iommu.detach(e1.bdf)?;
+        iommu.detach(e2.bdf)?;
+        iommu.destroy_domain(d1)?;
+        iommu.destroy_domain(d2)?;
+        return Ok(());
+    }
     let before = lapic_irr_all();
     let (index, msg) = iommu.map_msi(e1.bdf, 0x51, 0)?;
     println!(
@@ -405,7 +491,7 @@ fn run<D: IommuHw>(iommu: &mut Iommu<D>, edus: &[Edu], c: &mut Checker) -> Resul
 
 #[allow(unsafe_code)] // the boot code calls `kmain` by name
 #[unsafe(no_mangle)]
-extern "C" fn kmain(_mb_info: u32) -> ! {
+extern "C" fn kmain(mb_info: u32) -> ! {
     // SAFETY-free: the heap range is reserved RAM below the driver's pool.
     init_heap();
     hw::mask_pic();
@@ -427,9 +513,12 @@ extern "C" fn kmain(_mb_info: u32) -> ! {
             "DMAR: haw {} flags {:#x}, unit at {:#x}",
             dmar.host_address_width, dmar.flags, unit.base
         );
+        // "regs" on the command line: register-based invalidation (interrupt remapping
+        // needs the queue, so it is off then).
+        let regs = cmdline(mb_info).split(' ').any(|w| w == "regs");
         let config = VtdConfig {
-            register_invalidation: false,
-            interrupt_remapping: true,
+            register_invalidation: regs,
+            interrupt_remapping: !regs,
         };
         match Vtd::new(HAL_REF, unit.base, unit.coverage(), config) {
             Ok(vtd) => {
@@ -442,7 +531,7 @@ extern "C" fn kmain(_mb_info: u32) -> ! {
                     vtd.queued()
                 );
                 let mut iommu = Iommu::new(vtd);
-                let r = run(&mut iommu, &edus, &mut c);
+                let r = run(&mut iommu, &edus, &mut c, true, !regs);
                 println!("invalidations issued: {}", iommu.hw().invalidations());
                 r
             }
@@ -474,7 +563,7 @@ extern "C" fn kmain(_mb_info: u32) -> ! {
                     amd.page_table_levels()
                 );
                 let mut iommu = Iommu::new(amd);
-                let r = run(&mut iommu, &edus, &mut c);
+                let r = run(&mut iommu, &edus, &mut c, false, true);
                 println!("invalidations issued: {}", iommu.hw().invalidations());
                 r
             }
@@ -495,6 +584,18 @@ extern "C" fn kmain(_mb_info: u32) -> ! {
         println!("VERDICT FAIL ({} checks failed)", c.failed);
         hw::exit(1)
     }
+}
+
+/// The kernel command line from the multiboot information (flags bit 2).
+fn cmdline(mb_info: u32) -> &'static str {
+    let info = hw::phys_slice(u64::from(mb_info), 20);
+    if info[0] & 4 == 0 {
+        return "";
+    }
+    let pa = u64::from(u32::from_le_bytes([info[16], info[17], info[18], info[19]]));
+    let bytes = hw::phys_slice(pa, 256);
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+    core::str::from_utf8(&bytes[..len]).unwrap_or("")
 }
 
 fn init_heap() {
