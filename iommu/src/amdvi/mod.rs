@@ -472,3 +472,6 @@ impl<H: Hal> IommuHw for AmdVi<H> {
         self.invalidations
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -140,6 +140,38 @@ impl Inner {
         self.regs.insert(pa + 4, (value >> 32) as u32);
     }
 
+    /// Write-1-to-clear registers: AMD-Vi status; VT-d fault status and the F bit of
+    /// fault records.
+    fn is_w1c(&self, pa: PhysAddr) -> Option<u32> {
+        match self.model {
+            Model::AmdVi { base, .. } if pa == base + 0x2020 => Some(0x67),
+            Model::Vtd { base, cap, .. } => {
+                let records = base + ((cap >> 24) & 0x3ff) * 16;
+                let count = ((cap >> 40) & 0xff) + 1;
+                if pa == base + 0x34 {
+                    Some(0x7f)
+                } else if pa >= records && pa < records + count * 16 && (pa - records) % 16 == 12 {
+                    Some(1 << 31)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn write32(&mut self, pa: PhysAddr, value: u32) {
+        match self.is_w1c(pa) {
+            Some(mask) => {
+                let old = self.reg32(pa);
+                self.regs.insert(pa, old & !(value & mask));
+            }
+            None => {
+                self.regs.insert(pa, value);
+            }
+        }
+    }
+
     fn side_effects(&mut self, pa: PhysAddr) {
         match self.model {
             Model::Plain => {}
@@ -271,7 +303,7 @@ impl Hal for MockHal {
 
     fn mmio_write32(&self, pa: PhysAddr, value: u32) {
         let mut inner = self.inner.borrow_mut();
-        inner.regs.insert(pa, value);
+        inner.write32(pa, value);
         inner.side_effects(pa & !7);
     }
 
@@ -281,7 +313,8 @@ impl Hal for MockHal {
 
     fn mmio_write64(&self, pa: PhysAddr, value: u64) {
         let mut inner = self.inner.borrow_mut();
-        inner.set64(pa, value);
+        inner.write32(pa, value as u32);
+        inner.write32(pa + 4, (value >> 32) as u32);
         inner.side_effects(pa);
     }
 }

@@ -550,3 +550,6 @@ pub fn remappable_msi_address(index: u32) -> u64 {
     let handle = u64::from(index);
     0xfee0_0000 | ((handle & 0x7fff) << 5) | (1 << 4) | (((handle >> 15) & 1) << 2)
 }
+
+#[cfg(test)]
+mod tests;
