@@ -9,8 +9,10 @@
 //!
 //! * [`decode_frame`] splits one message off a byte buffer, borrowing its payload;
 //!   [`XsReader`] does the same incrementally from chunks (ring reads), with a fixed
-//!   buffer and no allocation. Both check the header (type, `len` limit) as soon as the
-//!   16 header bytes are there.
+//!   buffer and no allocation. Both check the header's `len` limit as soon as the 16
+//!   header bytes are there (an oversized `len` is fatal: the stream cannot be trusted).
+//!   An unknown message type still frames, so a daemon can answer it (`ENOSYS`, see
+//!   [`XsWireError::errno`]) and carry on, as xenstored does.
 //! * [`Request::decode`] / [`Response::decode`] check a payload against its message type:
 //!   NUL termination, field counts, path length limits and characters, numbers,
 //!   permission strings, error names. Every violation is an [`XsWireError`]; nothing here
@@ -508,6 +510,24 @@ impl fmt::Display for XsWireError {
 
 impl core::error::Error for XsWireError {}
 
+impl XsWireError {
+    /// Whether the byte stream can no longer be trusted (a header's length is over the
+    /// limit): the daemon drops such a connection instead of answering.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, XsWireError::PayloadTooLarge { .. })
+    }
+
+    /// The error a daemon answers a malformed request with: `ENOSYS` for an unknown
+    /// type (as xenstored does), `EINVAL` otherwise.
+    pub fn errno(&self) -> XsErrno {
+        match self {
+            XsWireError::UnknownType(_) => XsErrno::Enosys,
+            XsWireError::PayloadTooLarge { .. } => XsErrno::E2big,
+            _ => XsErrno::Einval,
+        }
+    }
+}
+
 impl From<PathError> for XsWireError {
     fn from(e: PathError) -> Self {
         XsWireError::Path(e)
@@ -515,16 +535,28 @@ impl From<PathError> for XsWireError {
 }
 
 /// One framed message, payload borrowed from the input.
+///
+/// The type is kept raw: a message of a type this side does not know is still a
+/// well-framed message (xenstored answers it with `ENOSYS` and carries on), so framing
+/// accepts it and [`RawMessage::msg_type`] / the decoders report
+/// [`XsWireError::UnknownType`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawMessage<'a> {
-    /// The message type.
-    pub msg_type: XsMsgType,
+    /// The message type as sent ([`XsMsgType`] if known).
+    pub raw_type: u32,
     /// Request id.
     pub req_id: u32,
     /// Transaction id (0: none).
     pub tx_id: u32,
     /// The payload, at most [`XENSTORE_PAYLOAD_MAX`] bytes.
     pub payload: &'a [u8],
+}
+
+impl RawMessage<'_> {
+    /// The typed message type.
+    pub fn msg_type(&self) -> Result<XsMsgType, XsWireError> {
+        XsMsgType::try_from(self.raw_type).map_err(XsWireError::UnknownType)
+    }
 }
 
 /// The result of [`decode_frame`].
@@ -539,25 +571,26 @@ pub enum Frame<'a> {
     },
 }
 
-/// Check a header: known type, payload within the limit.
-pub fn check_header(h: &XsdSockmsg) -> Result<XsMsgType, XsWireError> {
+/// Check a header: payload within the limit. (The type is checked by the decoders, so
+/// that an unknown type can be answered without losing the stream.)
+pub fn check_header(h: &XsdSockmsg) -> Result<(), XsWireError> {
     if h.len as usize > XENSTORE_PAYLOAD_MAX {
         return Err(XsWireError::PayloadTooLarge {
             len: h.len as usize,
         });
     }
-    XsMsgType::try_from(h.msg_type).map_err(XsWireError::UnknownType)
+    Ok(())
 }
 
-/// Split the first message off `input`. The header is checked as soon as its 16 bytes
-/// are present, so an oversized `len` is refused before any payload arrives.
+/// Split the first message off `input`. The header's `len` is checked as soon as its 16
+/// bytes are present, so an oversized `len` is refused before any payload arrives.
 pub fn decode_frame(input: &[u8]) -> Result<Frame<'_>, XsWireError> {
     let Ok((header, rest)) = XsdSockmsg::read_from_prefix(input) else {
         return Ok(Frame::Incomplete {
             needed: XSD_SOCKMSG_SIZE,
         });
     };
-    let msg_type = check_header(&header)?;
+    check_header(&header)?;
     let len = header.len as usize;
     let Some(payload) = rest.get(..len) else {
         return Ok(Frame::Incomplete {
@@ -566,7 +599,7 @@ pub fn decode_frame(input: &[u8]) -> Result<Frame<'_>, XsWireError> {
     };
     Ok(Frame::Complete(
         RawMessage {
-            msg_type,
+            raw_type: header.msg_type,
             req_id: header.req_id,
             tx_id: header.tx_id,
             payload,
@@ -694,10 +727,10 @@ struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
-    fn new(msg: &RawMessage<'a>) -> Self {
+    fn new(msg: &RawMessage<'a>, msg_type: XsMsgType) -> Self {
         Args {
             rest: msg.payload,
-            msg_type: msg.msg_type,
+            msg_type,
         }
     }
 
@@ -944,8 +977,9 @@ const DOMID_MAX: u64 = u16::MAX as u64;
 impl<'a> Request<'a> {
     /// Decode and validate the payload of a request.
     pub fn decode(msg: &RawMessage<'a>) -> Result<Self, XsWireError> {
-        let mut a = Args::new(msg);
-        let req = match msg.msg_type {
+        let msg_type = msg.msg_type()?;
+        let mut a = Args::new(msg, msg_type);
+        let req = match msg_type {
             XsMsgType::Read => Request::Read {
                 path: a.path("path", false)?,
             },
@@ -1157,8 +1191,9 @@ pub enum Response<'a> {
 impl<'a> Response<'a> {
     /// Decode and validate a message from the daemon.
     pub fn decode(msg: &RawMessage<'a>) -> Result<Self, XsWireError> {
-        let mut a = Args::new(msg);
-        let rsp = match msg.msg_type {
+        let msg_type = msg.msg_type()?;
+        let mut a = Args::new(msg, msg_type);
+        let rsp = match msg_type {
             XsMsgType::Error => Response::Error(
                 XsErrno::from_name(a.string("error name")?).ok_or(XsWireError::UnknownErrorName)?,
             ),
@@ -1414,7 +1449,7 @@ mod tests {
         .encode(XsMsgType::Watch, 0, 0, &mut out)
         .unwrap();
         let m = frame(&out[..n]);
-        assert_eq!(m.msg_type, XsMsgType::WatchEvent);
+        assert_eq!(m.msg_type(), Ok(XsMsgType::WatchEvent));
         assert_eq!(m.payload, b"/local/domain/1/device\0tok\0");
         let n = Response::Error(XsErrno::Enoent)
             .encode(XsMsgType::Read, 3, 0, &mut out)
@@ -1466,7 +1501,7 @@ mod tests {
     #[test]
     fn directory_part_terminator() {
         let m = RawMessage {
-            msg_type: XsMsgType::DirectoryPart,
+            raw_type: XsMsgType::DirectoryPart.raw(),
             req_id: 0,
             tx_id: 0,
             payload: b"5\0a\0b\0\0",

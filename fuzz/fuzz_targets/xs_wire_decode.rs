@@ -25,8 +25,9 @@ fn check_round_trip(m: &RawMessage<'_>) {
         }
     }
     if let Ok(rsp) = Response::decode(m) {
+        let request_type = m.msg_type().expect("a decoded response has a known type");
         let n = rsp
-            .encode(m.msg_type, m.req_id, m.tx_id, &mut out)
+            .encode(request_type, m.req_id, m.tx_id, &mut out)
             .expect("a decoded response re-encodes");
         match decode_frame(&out[..n]) {
             Ok(Frame::Complete(again, _)) => assert_eq!(Response::decode(&again), Ok(rsp)),
