@@ -603,6 +603,131 @@ pub fn decode_request(
     }
 }
 
+/// Check the segments read from a request's indirect pages (segment `i` is entry
+/// `i % 512` of page `i / 512`): every one within its page, the whole range not past
+/// sector `u64::MAX`. Returns the total 512-byte sectors. `request` is the decoded
+/// [`BlkRequest::Indirect`] the segments belong to; `segments` must be exactly its
+/// `nr_segments` entries.
+pub fn check_indirect_segments(
+    request: &BlkRequest,
+    segments: &[BlkifRequestSegment],
+) -> Result<u64, BlkifRequestError> {
+    let (id, sector_number, nr) = match *request {
+        BlkRequest::Indirect {
+            id,
+            sector_number,
+            nr_segments,
+            ..
+        } => (id, sector_number, nr_segments as usize),
+        BlkRequest::ReadWrite { id, .. } | BlkRequest::Discard { id, .. } => (id, 0, 0),
+    };
+    let err = |kind| BlkifRequestError {
+        id,
+        operation: BlkifOp::Indirect.raw(),
+        kind,
+    };
+    if segments.len() != nr {
+        return Err(err(BlkifRequestErrorKind::TooManySegments {
+            nr: segments.len() as u32,
+            max: nr as u32,
+        }));
+    }
+    let mut total: u64 = 0;
+    for (i, s) in segments.iter().enumerate() {
+        s.validate().map_err(|error| {
+            err(BlkifRequestErrorKind::BadSegment {
+                // Indirect requests have up to 4096 segments; the index saturates.
+                index: i.min(u8::MAX as usize) as u8,
+                error,
+            })
+        })?;
+        total += s.sectors();
+    }
+    if sector_number.checked_add(total).is_none() {
+        return Err(err(BlkifRequestErrorKind::SectorOverflow));
+    }
+    Ok(total)
+}
+
+/// Protocol ABI names for the frontend's `protocol` node (`io/protocols.h`).
+pub mod protocols {
+    /// `XEN_IO_PROTO_ABI_X86_32`
+    pub const X86_32: &str = "x86_32-abi";
+    /// `XEN_IO_PROTO_ABI_X86_64`: the native one here, and the default when absent.
+    pub const X86_64: &str = "x86_64-abi";
+    /// `XEN_IO_PROTO_ABI_ARM`
+    pub const ARM: &str = "arm-abi";
+    /// `XEN_IO_PROTO_ABI_NATIVE` on x86_64.
+    pub const NATIVE: &str = X86_64;
+}
+
+/// xenstore keys of the blkif protocol (the header's "Feature and Parameter
+/// Negotiation" section).
+pub mod keys {
+    /// Backend: maximum `ring-page-order` it supports.
+    pub const MAX_RING_PAGE_ORDER: &str = "max-ring-page-order";
+    /// Backend (legacy): maximum ring pages.
+    pub const MAX_RING_PAGES: &str = "max-ring-pages";
+    /// Frontend: ring pages used, as log2.
+    pub const RING_PAGE_ORDER: &str = "ring-page-order";
+    /// Frontend (legacy): ring pages used.
+    pub const NUM_RING_PAGES: &str = "num-ring-pages";
+    /// Frontend: grant of a one-page ring.
+    pub const RING_REF: &str = "ring-ref";
+    /// Frontend: grants of a multi-page ring are `ring-ref0`, `ring-ref1`, ...
+    pub const RING_REF_PREFIX: &str = "ring-ref";
+    /// Frontend: event channel.
+    pub const EVENT_CHANNEL: &str = "event-channel";
+    /// Frontend: request ABI ([`super::protocols`]).
+    pub const PROTOCOL: &str = "protocol";
+    /// Backend: maximum queues; frontend: `multi-queue-num-queues`.
+    pub const MULTI_QUEUE_MAX_QUEUES: &str = "multi-queue-max-queues";
+    /// Frontend: queues in use (each under `queue-N/`).
+    pub const MULTI_QUEUE_NUM_QUEUES: &str = "multi-queue-num-queues";
+    /// Backend: `BLKIF_OP_FLUSH_DISKCACHE` supported.
+    pub const FEATURE_FLUSH_CACHE: &str = "feature-flush-cache";
+    /// Backend: `BLKIF_OP_WRITE_BARRIER` supported.
+    pub const FEATURE_BARRIER: &str = "feature-barrier";
+    /// Backend: `BLKIF_OP_DISCARD` supported.
+    pub const FEATURE_DISCARD: &str = "feature-discard";
+    /// Backend: discard granularity in bytes.
+    pub const DISCARD_GRANULARITY: &str = "discard-granularity";
+    /// Backend: discard alignment in bytes.
+    pub const DISCARD_ALIGNMENT: &str = "discard-alignment";
+    /// Backend: `BLKIF_DISCARD_SECURE` honoured.
+    pub const DISCARD_SECURE: &str = "discard-secure";
+    /// Backend: `BLKIF_OP_INDIRECT` with at most this many segments.
+    pub const FEATURE_MAX_INDIRECT_SEGMENTS: &str = "feature-max-indirect-segments";
+    /// Both: persistent grants.
+    pub const FEATURE_PERSISTENT: &str = "feature-persistent";
+    /// Frontend: understands `sector-size` units (never set by this stack).
+    pub const FEATURE_LARGE_SECTOR_SIZE: &str = "feature-large-sector-size";
+    /// Backend: disk size in 512-byte sectors.
+    pub const SECTORS: &str = "sectors";
+    /// Backend: logical sector size in bytes.
+    pub const SECTOR_SIZE: &str = "sector-size";
+    /// Backend: physical sector size in bytes.
+    pub const PHYSICAL_SECTOR_SIZE: &str = "physical-sector-size";
+    /// Backend: [`super::VdiskInfo`] bits.
+    pub const INFO: &str = "info";
+    /// Backend: `r` or `w`.
+    pub const MODE: &str = "mode";
+    /// Backend: the backing path.
+    pub const PARAMS: &str = "params";
+    /// Backend: backing type (`file`, `phy`, ...).
+    pub const TYPE: &str = "type";
+    /// Frontend: `disk` or `cdrom`.
+    pub const DEVICE_TYPE: &str = "device-type";
+    /// Frontend: virtual device number.
+    pub const VIRTUAL_DEVICE: &str = "virtual-device";
+    /// Backend: `major:minor` of the backing device.
+    pub const PHYSICAL_DEVICE: &str = "physical-device";
+    /// Backend: path of the backing device.
+    pub const PHYSICAL_DEVICE_PATH: &str = "physical-device-path";
+    /// Frontend: the backend may trust this frontend's data.
+    pub const TRUSTED: &str = "trusted";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -700,6 +825,33 @@ mod tests {
             decode_request(&slot, &big).unwrap_err().kind,
             BlkifRequestErrorKind::BadIndirectOperation(5)
         ));
+    }
+
+    #[test]
+    fn indirect_segments_checked() {
+        let ind = BlkifRequestIndirect {
+            operation: BlkifOp::Indirect.raw(),
+            indirect_op: BlkifOp::Read.raw(),
+            nr_segments: 2,
+            id: 5,
+            sector_number: u64::MAX - 16,
+            ..Default::default()
+        };
+        let mut slot = BlkifRequest::default();
+        slot.as_mut_bytes()[..64].copy_from_slice(ind.as_bytes());
+        let req = decode_request(&slot, &LIMITS).unwrap();
+        let good = [BlkifRequestSegment::new(1, 0, 7); 2];
+        assert_eq!(check_indirect_segments(&req, &good), Ok(16));
+        let bad = [good[0], BlkifRequestSegment::new(1, 0, 9)];
+        let e = check_indirect_segments(&req, &bad).unwrap_err();
+        assert_eq!(e.id, 5);
+        assert!(matches!(
+            e.kind,
+            BlkifRequestErrorKind::BadSegment { index: 1, .. }
+        ));
+        assert!(check_indirect_segments(&req, &good[..1]).is_err());
+        let over = [good[0], good[0], good[0]];
+        assert!(check_indirect_segments(&req, &over).is_err());
     }
 
     #[test]

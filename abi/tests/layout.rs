@@ -539,6 +539,10 @@ fn string_constants() -> Vec<(&'static str, &'static str)> {
         ("XS_WRITE_NONE", XS_WRITE_NONE),
         ("XS_WRITE_CREATE", XS_WRITE_CREATE),
         ("XS_WRITE_CREATE_EXCL", XS_WRITE_CREATE_EXCL),
+        ("XEN_IO_PROTO_ABI_X86_32", blkif::protocols::X86_32),
+        ("XEN_IO_PROTO_ABI_X86_64", blkif::protocols::X86_64),
+        ("XEN_IO_PROTO_ABI_ARM", blkif::protocols::ARM),
+        ("XEN_IO_PROTO_ABI_NATIVE", blkif::protocols::NATIVE),
     ]
 }
 
@@ -554,6 +558,7 @@ const PROBE_PRELUDE: &str = r#"
 #include <xen/event_channel.h>
 #include <xen/io/ring.h>
 #include <xen/io/blkif.h>
+#include <xen/io/protocols.h>
 #include <xen/io/xs_wire.h>
 #include <xen/io/xenbus.h>
 #include <xen/io/netif.h>
