@@ -694,6 +694,7 @@ fn layouts_and_constants_match_xen_headers() {
             }
             "T" => {
                 let (expr, rust) = strs[num(1) as usize];
+                *seen.entry("string").or_insert(0) += 1;
                 let c = w[2..].join(" ");
                 if c != rust {
                     errors.push(format!("{expr}: C {c:?} Rust {rust:?}"));
@@ -794,10 +795,11 @@ fn layouts_and_constants_match_xen_headers() {
         errors.join("\n  ")
     );
     eprintln!(
-        "checked {} structs, {} fields, {} constants, {} xsd_errors against /usr/include/xen",
+        "checked {} structs, {} fields, {} constants, {} strings, {} xsd_errors against /usr/include/xen",
         seen.get("struct").unwrap_or(&0),
         seen.get("field").unwrap_or(&0),
         seen.get("constant").unwrap_or(&0),
+        seen.get("string").unwrap_or(&0),
         seen.get("xsd_error").unwrap_or(&0)
     );
 }
