@@ -318,8 +318,10 @@ pub enum PathKind {
     Special,
 }
 
-/// Check a path (without its NUL): length limit for its kind, allowed characters, no
-/// `//`, no trailing `/`. `allow_special` admits `@...` watch paths.
+/// Check a path (without its NUL): length limit for its kind (absolute
+/// [`XENSTORE_ABS_PATH_MAX`]; relative, and the part of an absolute path below
+/// `/local/domain/<domid>/`, [`XENSTORE_REL_PATH_MAX`]), allowed characters, no `//`,
+/// no trailing `/`. `allow_special` admits `@...` watch paths.
 pub fn validate_path(path: &[u8], allow_special: bool) -> Result<PathKind, PathError> {
     let kind = match path.first() {
         None => return Err(PathError::Empty),
@@ -339,6 +341,25 @@ pub fn validate_path(path: &[u8], allow_special: bool) -> Result<PathKind, PathE
             len: path.len(),
             max,
         });
+    }
+    // Under a domain's home the part below `/local/domain/<domid>/` is a relative path
+    // and has the relative limit too (as xenstored checks it).
+    if kind == PathKind::Absolute {
+        let below_home = path
+            .strip_prefix(b"/local/domain/")
+            .and_then(|rest| {
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                (1..=5).contains(&digits).then(|| &rest[digits..])
+            })
+            .and_then(|rest| rest.strip_prefix(b"/"));
+        if let Some(rel) = below_home {
+            if rel.len() > XENSTORE_REL_PATH_MAX {
+                return Err(PathError::TooLong {
+                    len: rel.len(),
+                    max: XENSTORE_REL_PATH_MAX,
+                });
+            }
+        }
     }
     if let Some(at) = path
         .iter()

@@ -458,6 +458,27 @@ fn path_limits_at_and_past() {
 }
 
 #[test]
+fn home_relative_part_has_the_relative_limit() {
+    let home = "/local/domain/7/";
+    let at = format!("{home}{}", long_path(false, XENSTORE_REL_PATH_MAX));
+    let past = format!("{home}{}", long_path(false, XENSTORE_REL_PATH_MAX + 1));
+    assert_eq!(validate_path(at.as_bytes(), false), Ok(PathKind::Absolute));
+    assert_eq!(
+        validate_path(past.as_bytes(), false),
+        Err(PathError::TooLong {
+            len: XENSTORE_REL_PATH_MAX + 1,
+            max: XENSTORE_REL_PATH_MAX
+        })
+    );
+    // Outside a domain home only the absolute limit applies.
+    let other = format!("/vm/{}", long_path(false, XENSTORE_REL_PATH_MAX + 1));
+    assert_eq!(
+        validate_path(other.as_bytes(), false),
+        Ok(PathKind::Absolute)
+    );
+}
+
+#[test]
 fn nul_termination_and_field_rules() {
     use XsMsgType as T;
     assert_eq!(
