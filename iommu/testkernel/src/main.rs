@@ -164,6 +164,8 @@ fn dump(name: &str, table: &[u8]) {
 
 /// Local APIC (xAPIC MMIO): software-enable it; MSIs then latch in IRR (IF stays 0).
 const LAPIC: u64 = 0xfee0_0000;
+/// Where VT-d fault events are delivered.
+const FAULT_VECTOR: u8 = 0x90;
 
 fn lapic_irr(vector: u8) -> bool {
     let reg = LAPIC + 0x200 + u64::from(vector / 32) * 0x10;
@@ -521,7 +523,7 @@ extern "C" fn kmain(mb_info: u32) -> ! {
             interrupt_remapping: !regs,
         };
         match Vtd::new(HAL_REF, unit.base, unit.coverage(), config) {
-            Ok(vtd) => {
+            Ok(mut vtd) => {
                 println!(
                     "VT-d: cap {:#x} ecap {:#x} levels {} caching-mode {} queued {}",
                     vtd.cap.raw,
@@ -530,8 +532,18 @@ extern "C" fn kmain(mb_info: u32) -> ! {
                     vtd.cap.caching_mode,
                     vtd.queued()
                 );
+                // Fault events: an MSI (compatibility format, the unit's own) to vector 0x90.
+                vtd.set_fault_interrupt(sluice_iommu::MsiMessage {
+                    address: LAPIC,
+                    data: u32::from(FAULT_VECTOR),
+                });
                 let mut iommu = Iommu::new(vtd);
+                let quiet_before = !lapic_irr(FAULT_VECTOR);
                 let r = run(&mut iommu, &edus, &mut c, true, !regs);
+                c.check(
+                    "faults raised the fault-event interrupt (vector 0x90)",
+                    quiet_before && lapic_irr(FAULT_VECTOR),
+                );
                 println!("invalidations issued: {}", iommu.hw().invalidations());
                 r
             }
