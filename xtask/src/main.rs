@@ -6,6 +6,7 @@
 
 mod abi_suites;
 mod iommu;
+mod linux_modules;
 mod setup;
 mod suites;
 mod util;

@@ -6,6 +6,17 @@ use std::process::Command;
 
 /// Debian packages the tests and the demo use. Each entry says why it is here.
 pub const APT_PACKAGES: &[(&str, &str)] = &[
+    (
+        "linux-headers-amd64",
+        "kernel headers + Kbuild for Sluice's Linux modules (frontends/linux)",
+    ),
+    (
+        "libclang-dev",
+        "bindgen (kernel bindings of frontends/linux)",
+    ),
+    ("make", "Kbuild of frontends/linux modules"),
+    ("openssl", "module signing key of frontends/linux"),
+    ("kmod", "modinfo checks of frontends/linux modules"),
     ("qemu-system-x86", "QEMU TCG: every end-to-end suite"),
     ("libxen-dev", "Xen public headers: the abi layout test"),
     ("gcc", "the abi layout probe is compiled C"),

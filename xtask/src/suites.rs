@@ -41,6 +41,11 @@ pub const SUITES: &[Suite] = &[
         about: "bare-metal kernel on QEMU amd-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",
         run: crate::iommu::run_amdvi,
     },
+    Suite {
+        name: "linux-modules",
+        about: "Rust kernel modules built for the installed Debian kernel, loaded/unloaded in QEMU",
+        run: crate::linux_modules::run_suite,
+    },
 ];
 
 /// fmt, clippy and the unit tests of the host workspace.

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What Rust cannot call through bindgen: kernel macros and static inline functions,
+ * wrapped as real functions. Rust sees these declarations through bindgen too.
+ */
+#ifndef SLUICE_HELPERS_H
+#define SLUICE_HELPERS_H
+
+#include <linux/types.h>
+
+/* GFP_KERNEL is a macro of casts bindgen cannot evaluate. */
+gfp_t sluice_gfp_kernel(void);
+/* GFP_ATOMIC, for allocations in interrupt context. */
+gfp_t sluice_gfp_atomic(void);
+/*
+ * BUG(): what a Rust panic ends in (an oops of the current task, as in Rust-for-Linux).
+ * Declared without noreturn: objtool only knows the kernel's own noreturn functions, so
+ * the Rust caller loops after it instead.
+ */
+void sluice_bug(void);
+
+#endif

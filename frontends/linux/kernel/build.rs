@@ -1,0 +1,53 @@
+//! Generates the kernel bindings with bindgen.
+//!
+//! The clang arguments come from `cargo xtask` (`SLUICE_KERNEL_CLANG_ARGS`, one per
+//! line): Kbuild's own C flags for a probe file of the installed kernel headers, minus
+//! the GCC-only ones. Only what Sluice calls is allowlisted.
+
+use std::env;
+use std::path::PathBuf;
+
+const FUNCTIONS: &[&str] = &[
+    "_printk",
+    "krealloc",
+    "kfree",
+    "sluice_gfp_kernel",
+    "sluice_gfp_atomic",
+    "sluice_bug",
+];
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=SLUICE_KERNEL_CLANG_ARGS");
+    println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-changed=../kbuild/common/sluice_helpers.h");
+    let args = env::var("SLUICE_KERNEL_CLANG_ARGS").unwrap_or_else(|_| {
+        panic!(
+            "SLUICE_KERNEL_CLANG_ARGS is not set: build the Linux modules with \
+             `cargo xtask test --suite linux-modules`, which derives it from the kernel headers"
+        )
+    });
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let mut builder = bindgen::Builder::default()
+        .header(manifest.join("wrapper.h").to_string_lossy())
+        .clang_args(args.lines().filter(|l| !l.is_empty()))
+        .clang_arg(format!(
+            "-I{}",
+            manifest.join("../kbuild/common").to_string_lossy()
+        ))
+        .use_core()
+        .ctypes_prefix("core::ffi")
+        .layout_tests(false)
+        .derive_default(true)
+        .generate_comments(false)
+        .formatter(bindgen::Formatter::None);
+    for f in FUNCTIONS {
+        builder = builder.allowlist_function(f);
+    }
+    let bindings = builder
+        .generate()
+        .expect("bindgen failed on the kernel headers");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("bindings.rs");
+    bindings
+        .write_to_file(&out)
+        .expect("cannot write bindings.rs");
+}

@@ -1,0 +1,5 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The kernel APIs Sluice's Rust code calls; build.rs allowlists what it uses. */
+#include <linux/printk.h>
+#include <linux/slab.h>
+#include "sluice_helpers.h"
