@@ -188,3 +188,111 @@ pub fn init_heap(heap: &linked_list_allocator::LockedHeap, start: usize, size: u
     // driver's frame pool, above the kernel image), and this runs once.
     unsafe { heap.lock().init(start as *mut u8, size) };
 }
+
+// Interrupt entry: 256 stubs 16 bytes apart that push their vector and join a common path
+// which saves the caller-saved registers, calls `interrupt_entry(vector)` and returns with
+// iretq. Exceptions (vectors below 32) are fatal and reported.
+core::arch::global_asm!(
+    r#"
+    .section .text
+    .balign 16
+    .global isr_stubs
+isr_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    pushq $vec
+    jmp isr_common
+    .set vec, vec + 1
+    .endr
+
+isr_common:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    movq 72(%rsp), %rdi
+    subq $8, %rsp
+    call interrupt_entry
+    addq $8, %rsp
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rax
+    addq $8, %rsp
+    iretq
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static isr_stubs: u8;
+}
+
+/// Interrupts delivered so far, per vector.
+pub static INTERRUPTS: [core::sync::atomic::AtomicU32; 256] =
+    [const { core::sync::atomic::AtomicU32::new(0) }; 256];
+
+#[unsafe(no_mangle)]
+extern "C" fn interrupt_entry(vector: u64) {
+    if vector < 32 {
+        crate::println!("exception {vector}");
+        crate::println!("VERDICT FAIL");
+        exit(1);
+    }
+    INTERRUPTS[vector as usize & 0xff].fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+    // End of interrupt (xAPIC EOI register).
+    vol::<u32>(0xfee0_00b0).write(0);
+}
+
+#[repr(C, align(16))]
+struct Idt([u64; 512]);
+
+static mut IDT: Idt = Idt([0; 512]);
+
+/// Installs the IDT (every vector to its stub) and enables interrupts.
+pub fn init_interrupts() {
+    // The stub table's address (taking it needs no unsafe).
+    let stubs = core::ptr::addr_of!(isr_stubs) as u64;
+    // SAFETY: runs once, before interrupts are enabled; nothing else touches IDT.
+    let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
+    for v in 0..256 {
+        let handler = stubs + v as u64 * 16;
+        // 64-bit interrupt gate: selector 0x08, present, DPL 0, type 0xe.
+        idt.0[v * 2] = (handler & 0xffff)
+            | (0x08 << 16)
+            | (0x8e00u64 << 32)
+            | ((handler >> 16) & 0xffff) << 48;
+        idt.0[v * 2 + 1] = handler >> 32;
+    }
+    let pointer = x86_64::structures::DescriptorTablePointer {
+        limit: (256 * 16 - 1) as u16,
+        base: x86_64::VirtAddr::new(idt.0.as_ptr() as u64),
+    };
+    // SAFETY: the table above is static and complete; its handlers are valid code.
+    unsafe { x86_64::instructions::tables::lidt(&pointer) };
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Interrupts delivered on `vector` so far.
+pub fn interrupts(vector: u8) -> u32 {
+    INTERRUPTS[usize::from(vector)].load(core::sync::atomic::Ordering::SeqCst)
+}
+
+/// Total interrupts delivered on any vector.
+pub fn all_interrupts() -> u32 {
+    INTERRUPTS
+        .iter()
+        .map(|c| c.load(core::sync::atomic::Ordering::SeqCst))
+        .sum()
+}

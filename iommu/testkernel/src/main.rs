@@ -162,22 +162,15 @@ fn dump(name: &str, table: &[u8]) {
     println!("ACPI {name} {line}");
 }
 
-/// Local APIC (xAPIC MMIO): software-enable it; MSIs then latch in IRR (IF stays 0).
+/// Local APIC (xAPIC MMIO), software-enabled; interrupts are counted by `hw::interrupt_entry`.
 const LAPIC: u64 = 0xfee0_0000;
 /// Where VT-d fault events are delivered.
 const FAULT_VECTOR: u8 = 0x90;
 
-fn lapic_irr(vector: u8) -> bool {
-    let reg = LAPIC + 0x200 + u64::from(vector / 32) * 0x10;
-    HAL_REF.mmio_read32(reg) & (1 << (vector % 32)) != 0
-}
-
-fn lapic_irr_all() -> [u32; 8] {
-    let mut r = [0; 8];
-    for (i, w) in r.iter_mut().enumerate() {
-        *w = HAL_REF.mmio_read32(LAPIC + 0x200 + i as u64 * 0x10);
-    }
-    r
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Vendor {
+    Vtd,
+    AmdVi,
 }
 
 struct Checker {
@@ -258,9 +251,11 @@ fn run<D: IommuHw>(
     iommu: &mut Iommu<D>,
     edus: &[Edu],
     c: &mut Checker,
-    log_works: bool,
+    vendor: Vendor,
     msi: bool,
 ) -> Result<(), Error> {
+    // QEMU 7.2's amd-iommu never writes its event log (see `check_fault`).
+    let log_works = vendor == Vendor::Vtd;
     let (e1, e2) = (edus[0], edus[1]);
     fill(IOVA_SRC, 0x3_0000, 0xcc);
     // a. map a buffer; edu reads the source page and writes it to IOVA_DST.
@@ -449,7 +444,7 @@ fn run<D: IommuHw>(
         iommu.destroy_domain(d2)?;
         return Ok(());
     }
-    let before = lapic_irr_all();
+    let before = hw::all_interrupts();
     let (index, msg) = iommu.map_msi(e1.bdf, 0x51, 0)?;
     println!(
         "     msi: entry {index} address {:#x} data {:#x}",
@@ -458,29 +453,49 @@ fn run<D: IommuHw>(
     e1.set_msi(msg.address, msg.data);
     e1.raise();
     c.check(
-        "e: MSI arrived at the programmed vector 0x51",
-        !before.iter().zip(lapic_irr_all()).all(|(a, b)| *a == b) && lapic_irr(0x51),
+        "e: MSI arrived at the programmed vector 0x51 (handler ran once)",
+        hw::interrupts(0x51) == 1 && hw::all_interrupts() == before + 1,
     );
     // An entry that is not programmed: nothing may arrive.
-    let before = lapic_irr_all();
+    let before = hw::all_interrupts();
     let (index2, msg2) = iommu.map_msi(e1.bdf, 0x62, 0)?;
     iommu.unmap_msi(e1.bdf, index2)?;
     e1.set_msi(msg2.address, msg2.data);
     e1.raise();
     c.check(
         "e: MSI through an invalidated entry blocked",
-        before == lapic_irr_all() && !lapic_irr(0x62),
+        hw::all_interrupts() == before,
     );
-    // An entry programmed for edu2, used by edu1: source-id validation (VT-d) or a
-    // per-device table (AMD-Vi) must block it.
-    let before = lapic_irr_all();
-    let (_, msg3) = iommu.map_msi(e2.bdf, 0x73, 0)?;
+    // edu2's entry, used by edu1: it must never reach edu2's vector. VT-d has one table
+    // and validates the source id: nothing arrives. AMD-Vi tables are per device: the
+    // index resolves in edu1's own table (its entry 0 is vector 0x51).
+    let before = hw::all_interrupts();
+    let (index3, msg3) = iommu.map_msi(e2.bdf, 0x73, 0)?;
     e1.set_msi(msg3.address, msg3.data);
     e1.raise();
     c.check(
-        "e: MSI through another device's entry blocked",
-        before == lapic_irr_all() && !lapic_irr(0x73),
+        "e: MSI through another device's entry never reaches its vector",
+        hw::interrupts(0x73) == 0,
     );
+    if vendor == Vendor::Vtd {
+        c.check(
+            "e: VT-d source-id validation blocked it entirely",
+            hw::all_interrupts() == before,
+        );
+    } else {
+        c.check(
+            "e: AMD-Vi resolved it in edu1's own table (entry 0, vector 0x51)",
+            hw::interrupts(0x51) == 2 && hw::all_interrupts() == before + 1,
+        );
+    }
+    // And edu2 itself reaches its vector through that entry.
+    e2.set_msi(msg3.address, msg3.data);
+    e2.raise();
+    c.check(
+        "e: edu2's own MSI arrives at 0x73",
+        hw::interrupts(0x73) == 1,
+    );
+    iommu.unmap_msi(e2.bdf, index3)?;
     let _ = faults(iommu);
 
     // Teardown through the API.
@@ -498,6 +513,7 @@ extern "C" fn kmain(mb_info: u32) -> ! {
     init_heap();
     hw::mask_pic();
     HAL_REF.mmio_write32(LAPIC + 0xf0, 0x1ff);
+    hw::init_interrupts();
     println!("iommu testkernel");
     let edus = find_edus();
     println!("edu devices: {}", edus.len());
@@ -538,11 +554,11 @@ extern "C" fn kmain(mb_info: u32) -> ! {
                     data: u32::from(FAULT_VECTOR),
                 });
                 let mut iommu = Iommu::new(vtd);
-                let quiet_before = !lapic_irr(FAULT_VECTOR);
-                let r = run(&mut iommu, &edus, &mut c, true, !regs);
+                let quiet_before = hw::interrupts(FAULT_VECTOR) == 0;
+                let r = run(&mut iommu, &edus, &mut c, Vendor::Vtd, !regs);
                 c.check(
                     "faults raised the fault-event interrupt (vector 0x90)",
-                    quiet_before && lapic_irr(FAULT_VECTOR),
+                    quiet_before && hw::interrupts(FAULT_VECTOR) > 0,
                 );
                 println!("invalidations issued: {}", iommu.hw().invalidations());
                 r
@@ -575,7 +591,7 @@ extern "C" fn kmain(mb_info: u32) -> ! {
                     amd.page_table_levels()
                 );
                 let mut iommu = Iommu::new(amd);
-                let r = run(&mut iommu, &edus, &mut c, false, true);
+                let r = run(&mut iommu, &edus, &mut c, Vendor::AmdVi, true);
                 println!("invalidations issued: {}", iommu.hw().invalidations());
                 r
             }
