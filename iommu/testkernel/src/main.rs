@@ -434,6 +434,31 @@ fn run<D: IommuHw>(
         );
         iommu.unmap(d1, big_iova, 2 << 20)?;
     }
+    // A 1 GiB page: IOVA 4 GiB + x -> physical x.
+    if iommu.hw().max_leaf_level() >= 3 {
+        let giant = 4u64 << 30;
+        iommu.map(d1, giant, 0, 1 << 30, Perm::READ | Perm::WRITE)?;
+        c.check(
+            "s: 1 GiB range mapped by one 1 GiB leaf",
+            iommu.translate(d1, giant).map(|t| t.2) == Some(3),
+        );
+        fill(CHECK, 4096, 0);
+        pattern(0x99);
+        e1.dma(IOVA_SRC, DMA_LEN, false);
+        e1.dma(giant + CHECK, DMA_LEN, true);
+        c.check(
+            "s: DMA through the 1 GiB page lands at its offset",
+            holds_pattern(CHECK, 0x99),
+        );
+        iommu.unmap(d1, giant, 1 << 30)?;
+        fill(CHECK, 4096, 0);
+        e1.dma(giant + CHECK, DMA_LEN, true);
+        c.check(
+            "s: after unmapping the 1 GiB page the DMA is blocked",
+            all_bytes(CHECK, 0),
+        );
+        let _ = faults(iommu);
+    }
 
     // e. MSIs through the remapping table.
     if !msi {
