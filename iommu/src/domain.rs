@@ -256,3 +256,6 @@ impl<D: IommuHw> Iommu<D> {
         self.hw.unmap_msi(device, index)
     }
 }
+
+#[cfg(test)]
+mod tests;
