@@ -38,8 +38,9 @@ pub struct Drhd {
 }
 
 impl Drhd {
-    /// The functions this unit translates (single-hop scopes; bridge scopes cover their
-    /// bus only when the caller resolves them).
+    /// The requester ids this unit translates or remaps interrupts for (single-hop
+    /// endpoint, IOAPIC and HPET scopes; bridge scopes cover their bus only when the caller
+    /// resolves them).
     pub fn coverage(&self) -> Coverage {
         Coverage {
             segment: self.segment,
@@ -47,7 +48,9 @@ impl Drhd {
             ranges: self
                 .scopes
                 .iter()
-                .filter(|s| s.kind == 1)
+                // Endpoints, and IOAPIC/HPET scopes: those are interrupt sources whose
+                // requests (remapped interrupts) carry that source id.
+                .filter(|s| matches!(s.kind, 1 | 3 | 4))
                 .filter_map(|s| s.direct(self.segment))
                 .map(|b| (b.requester_id(), b.requester_id()))
                 .collect(),

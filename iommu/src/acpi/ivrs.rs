@@ -68,7 +68,9 @@ impl Ivhd {
                 }
                 DeviceEntry::Range { start, end, .. }
                 | DeviceEntry::AliasRange { start, end, .. } => c.ranges.push((start, end)),
-                DeviceEntry::Special { .. } | DeviceEntry::AcpiHid { .. } => {}
+                // IOAPIC/HPET: interrupt sources with their own requester id.
+                DeviceEntry::Special { id, .. } => c.ranges.push((id, id)),
+                DeviceEntry::AcpiHid { .. } => {}
             }
         }
         c

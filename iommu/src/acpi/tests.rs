@@ -41,6 +41,8 @@ fn qemu_dmar_with_intel_iommu() {
     assert!(cov.covers(Bdf::new(0, 4, 0)) && cov.covers(Bdf::new(0, 5, 0)));
     assert!(!cov.covers(Bdf::new(0, 9, 0)));
     assert!(u.scopes.iter().any(|s| s.kind == 3), "IOAPIC scope");
+    // QEMU's IOAPIC requests as ff:00.0: its remapped interrupts belong to this unit.
+    assert!(cov.covers(Bdf::new(0xff, 0, 0)));
     assert_eq!(Dmar::parse(DMAR_AW48).unwrap().host_address_width, 48);
 }
 
@@ -57,6 +59,10 @@ fn qemu_ivrs_with_amd_iommu() {
     assert!(u.coverage().covers(Bdf::new(0, 4, 0)));
     assert!(u.coverage().covers(Bdf::new(0, 5, 0)));
     assert!(!u.coverage().covers(Bdf::new(1, 0, 0)));
+    assert!(
+        u.coverage().covers(Bdf::from_requester_id(0, 0xa0)),
+        "IOAPIC"
+    );
     assert!(u.entries.contains(&DeviceEntry::Special {
         handle: 0,
         id: 0xa0,

@@ -293,23 +293,152 @@ pub fn event_name(code: u8) -> &'static str {
     }
 }
 
-/// Decodes one 128-bit event-log entry.
+bitflags! {
+    /// Access flags of IO_PAGE_FAULT and related events (event bits 48-59).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct AccessFlags: u16 {
+        /// Guest (nested) translation.
+        const GN = 1 << 0;
+        /// No-execute.
+        const NX = 1 << 1;
+        /// User/supervisor.
+        const US = 1 << 2;
+        /// Interrupt request (not a memory access).
+        const I = 1 << 3;
+        /// Present: the translation existed but denied the access.
+        const PR = 1 << 4;
+        /// Write access.
+        const RW = 1 << 5;
+        /// Permission bits were the cause.
+        const PE = 1 << 6;
+        /// Reserved bit set in a table entry.
+        const RZ = 1 << 7;
+        /// Translation request (ATS).
+        const TR = 1 << 8;
+    }
+}
+
+/// One event-log entry, decoded per its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    IllegalDevTableEntry {
+        device: u16,
+        address: u64,
+        flags: AccessFlags,
+    },
+    IoPageFault {
+        device: u16,
+        domain: u16,
+        address: u64,
+        flags: AccessFlags,
+    },
+    DevTabHardwareError {
+        device: u16,
+        address: u64,
+        flags: AccessFlags,
+    },
+    PageTabHardwareError {
+        device: u16,
+        domain: u16,
+        address: u64,
+        flags: AccessFlags,
+    },
+    IllegalCommandError {
+        address: u64,
+    },
+    CommandHardwareError {
+        address: u64,
+    },
+    IotlbInvTimeout {
+        device: u16,
+        address: u64,
+    },
+    InvalidDeviceRequest {
+        device: u16,
+        address: u64,
+        flags: AccessFlags,
+    },
+    Other {
+        code: u8,
+        raw: [u64; 2],
+    },
+}
+
+impl Event {
+    /// Decodes a 128-bit entry (AMD IOMMU spec 2.5).
+    pub fn decode(e: [u64; 2]) -> Self {
+        let code = ((e[0] >> 60) & 0xf) as u8;
+        let device = e[0] as u16;
+        let domain = (e[0] >> 32) as u16;
+        let flags = AccessFlags::from_bits_truncate(((e[0] >> 48) & 0xfff) as u16);
+        let address = e[1];
+        match code {
+            0x1 => Event::IllegalDevTableEntry {
+                device,
+                address,
+                flags,
+            },
+            0x2 => Event::IoPageFault {
+                device,
+                domain,
+                address,
+                flags,
+            },
+            0x3 => Event::DevTabHardwareError {
+                device,
+                address,
+                flags,
+            },
+            0x4 => Event::PageTabHardwareError {
+                device,
+                domain,
+                address,
+                flags,
+            },
+            0x5 => Event::IllegalCommandError { address },
+            0x6 => Event::CommandHardwareError { address },
+            0x7 => Event::IotlbInvTimeout { device, address },
+            0x8 => Event::InvalidDeviceRequest {
+                device,
+                address,
+                flags,
+            },
+            _ => Event::Other { code, raw: e },
+        }
+    }
+}
+
+/// Decodes one 128-bit event-log entry into the vendor-neutral [`Fault`].
 pub fn decode_event(segment: u16, e: [u64; 2]) -> Fault {
     let code = ((e[0] >> 60) & 0xf) as u8;
-    let device = Bdf::from_requester_id(segment, e[0] as u16);
-    let flags = (e[0] >> 48) & 0xfff;
-    let kind = match code {
-        // IO_PAGE_FAULT flags: I (bit 3) interrupt request, RW (bit 5) write.
-        0x2 if flags & (1 << 3) != 0 && flags & (1 << 5) == 0 && flags & 3 == 0 => {
-            FaultKind::Interrupt
+    let event = Event::decode(e);
+    let (device, kind) = match event {
+        Event::IoPageFault { device, flags, .. }
+        | Event::InvalidDeviceRequest { device, flags, .. }
+        | Event::IllegalDevTableEntry { device, flags, .. } => {
+            // QEMU 7.2 puts its IOMMU_RO/IOMMU_WO access bits (1, 2) in this field instead
+            // of RW (bit 5): treat bit 1 as a write too.
+            let write = flags.contains(AccessFlags::RW)
+                || flags.contains(AccessFlags::NX) && !flags.contains(AccessFlags::GN);
+            let kind =
+                if flags.contains(AccessFlags::I) && !write && !flags.contains(AccessFlags::GN) {
+                    FaultKind::Interrupt
+                } else if code != 0x2 {
+                    FaultKind::Other
+                } else if write {
+                    FaultKind::Write
+                } else {
+                    FaultKind::Read
+                };
+            (device, kind)
         }
-        // QEMU 7.2 puts its IOMMU_RO/IOMMU_WO access flags in bits 0-1 of the field.
-        0x2 if flags & (1 << 5) != 0 || flags & 2 != 0 => FaultKind::Write,
-        0x2 => FaultKind::Read,
-        _ => FaultKind::Other,
+        Event::DevTabHardwareError { device, .. }
+        | Event::PageTabHardwareError { device, .. }
+        | Event::IotlbInvTimeout { device, .. } => (device, FaultKind::Other),
+        _ => (0, FaultKind::Other),
     };
     Fault {
-        device,
+        device: Bdf::from_requester_id(segment, device),
         address: e[1],
         kind,
         code: code.into(),

@@ -224,3 +224,52 @@ fn interrupt_remapping_table_per_device() {
     iommu.attach(dom, edu()).unwrap();
     assert_eq!(dte(&mut iommu, 0x20)[2], e[2]);
 }
+
+#[test]
+fn events_decode_by_type() {
+    let flags = AccessFlags::PR | AccessFlags::RW | AccessFlags::PE;
+    let e = [
+        0x20 | (0x2 << 60) | (7 << 32) | (u64::from(flags.bits()) << 48),
+        0x1000,
+    ];
+    assert_eq!(
+        Event::decode(e),
+        Event::IoPageFault {
+            device: 0x20,
+            domain: 7,
+            address: 0x1000,
+            flags
+        }
+    );
+    assert_eq!(decode_event(0, e).kind, FaultKind::Write);
+    assert_eq!(
+        Event::decode([5 << 60, 0xabc0]),
+        Event::IllegalCommandError { address: 0xabc0 }
+    );
+    assert_eq!(
+        Event::decode([0x28 | (7 << 60), 0x5000]),
+        Event::IotlbInvTimeout {
+            device: 0x28,
+            address: 0x5000
+        }
+    );
+    assert!(matches!(
+        Event::decode([0xb << 60, 0]),
+        Event::Other { code: 0xb, .. }
+    ));
+    // A blocked interrupt request (spec encoding: I set, no RW).
+    let e = [
+        0x20 | (0x2 << 60) | (u64::from(AccessFlags::I.bits()) << 48),
+        0xfee0_0000,
+    ];
+    assert_eq!(decode_event(0, e).kind, FaultKind::Interrupt);
+    // A spec read fault.
+    let e = [
+        0x20 | (0x2 << 60) | (u64::from(AccessFlags::PR.bits()) << 48),
+        0x3000,
+    ];
+    assert_eq!(decode_event(0, e).kind, FaultKind::Read);
+    // QEMU 7.2's read fault: I | IOMMU_RO in bit 0.
+    let e = [0x20 | (0x2 << 60) | (0x9 << 48), 0x3000];
+    assert_eq!(decode_event(0, e).kind, FaultKind::Read);
+}

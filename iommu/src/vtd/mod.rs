@@ -553,3 +553,16 @@ pub fn remappable_msi_address(index: u32) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// An IOAPIC redirection-table entry in remappable format for interrupt-remapping table
+/// `index` (VT-d spec 5.1.5.1): the entry the hypervisor programs into the IOAPIC after
+/// [`IommuHw::map_msi`] with the IOAPIC's source id. `vector` must match the IRTE's.
+pub fn remappable_ioapic_rte(index: u32, vector: u8, level_triggered: bool, masked: bool) -> u64 {
+    let index = u64::from(index);
+    u64::from(vector)
+        | (((index >> 15) & 1) << 11)
+        | (u64::from(level_triggered) << 15)
+        | (u64::from(masked) << 16)
+        | (1 << 48)
+        | ((index & 0x7fff) << 49)
+}

@@ -304,3 +304,13 @@ fn api_errors() {
     iommu.destroy_domain(a).unwrap();
     assert!(iommu.hw().hal().allocated_pages() < before);
 }
+
+#[test]
+fn ioapic_rte_remappable_format() {
+    let rte = super::remappable_ioapic_rte(0x8003, 0x41, true, false);
+    assert_eq!(rte & 0xff, 0x41);
+    assert_eq!((rte >> 48) & 1, 1, "remappable format");
+    assert_eq!(rte >> 49, 3, "index bits 14:0");
+    assert_eq!((rte >> 11) & 1, 1, "index bit 15");
+    assert_eq!((rte >> 15) & 1, 1, "level");
+}
