@@ -269,7 +269,18 @@ impl<'a> Geometry<'a> {
     }
 
     fn header(&self) -> Result<SringHeader, RingError> {
-        Ok(self.mem.read(0)?)
+        // Index words as `u32` atomics, like every other access to them.
+        let mut h = SringHeader {
+            req_prod: self.mem.load_u32_acquire(REQ_PROD_OFFSET)?,
+            req_event: self.mem.load_u32_acquire(REQ_EVENT_OFFSET)?,
+            rsp_prod: self.mem.load_u32_acquire(RSP_PROD_OFFSET)?,
+            rsp_event: self.mem.load_u32_acquire(RSP_EVENT_OFFSET)?,
+            pvt: [0; 4],
+            pad: [0; 44],
+        };
+        self.mem.read_bytes(PVT_OFFSET, &mut h.pvt)?;
+        self.mem.read_bytes(PVT_OFFSET + 4, &mut h.pad)?;
+        Ok(h)
     }
 }
 
@@ -305,17 +316,15 @@ where
     /// wrap-around; Xen's own init is `start == 0`.
     pub fn init_at(mem: SharedMem<'a>, start: u32) -> Result<Self, RingError> {
         let geo = Geometry::new::<Req, Rsp>(mem)?;
-        let header = SringHeader {
-            req_prod: start,
-            req_event: start.wrapping_add(1),
-            rsp_prod: start,
-            rsp_event: start.wrapping_add(1),
-            pvt: [0; 4],
-            pad: [0; 44],
-        };
-        // Plain (relaxed) stores: the back attaches only after it learns of the ring
-        // through xenstore, which orders this for it.
-        mem.write(0, &header)?;
+        // Relaxed stores: the back attaches only after it learns of the ring through
+        // xenstore, which orders this for it. The indices are written as the same `u32`
+        // atomics every later access uses (no mixed-size accesses to one word).
+        let next = start.wrapping_add(1);
+        mem.store_u32_relaxed(REQ_PROD_OFFSET, start)?;
+        mem.store_u32_relaxed(REQ_EVENT_OFFSET, next)?;
+        mem.store_u32_relaxed(RSP_PROD_OFFSET, start)?;
+        mem.store_u32_relaxed(RSP_EVENT_OFFSET, next)?;
+        mem.fill(PVT_OFFSET, ENTRIES_OFFSET - PVT_OFFSET, 0)?; // pvt and __pad
         Ok(Self::with_geometry(geo, start))
     }
 
