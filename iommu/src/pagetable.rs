@@ -116,9 +116,11 @@ impl<F: PteFormat> PageTable<F> {
         self.tables
     }
 
-    /// One past the highest IOVA this table can map.
+    /// One past the highest IOVA this table can map (`u64::MAX` when the table covers
+    /// all 64 bits, as 6-level AMD-Vi tables do).
     pub fn limit(&self) -> u64 {
-        1u64 << (12 + 9 * u32::from(self.levels))
+        1u64.checked_shl(12 + 9 * u32::from(self.levels))
+            .unwrap_or(u64::MAX)
     }
 
     fn new_table<H: Hal + ?Sized>(&mut self, hal: &H) -> Result<PhysAddr> {
@@ -200,7 +202,7 @@ impl<F: PteFormat> PageTable<F> {
         let mut cur = iova;
         while cur < end {
             let base = cur & !(size - 1);
-            let chunk_end = end.min(base + size);
+            let chunk_end = end.min(base.saturating_add(size));
             match F::decode(hal.read_phys_u64(table + index(cur, level) * 8), level) {
                 Entry::Absent => {}
                 Entry::Leaf { .. } => return Some(cur),
@@ -230,10 +232,12 @@ impl<F: PteFormat> PageTable<F> {
         let mut cur = iova;
         while cur < end {
             let base = cur & !(size - 1);
-            let chunk_end = end.min(base + size);
+            let chunk_end = end.min(base.saturating_add(size));
             let target = pa + (cur - iova);
             let slot = table + index(cur, level) * 8;
-            let whole = cur == base && chunk_end == base + size && target.is_multiple_of(size);
+            let whole = cur == base
+                && chunk_end == base.saturating_add(size)
+                && target.is_multiple_of(size);
             if level == 1 || (whole && level <= self.max_leaf_level) {
                 hal.write_phys_u64(slot, F::leaf(target, level, perm));
             } else {
@@ -269,7 +273,7 @@ impl<F: PteFormat> PageTable<F> {
         let mut cur = iova;
         while cur < end {
             let base = cur & !(size - 1);
-            let chunk_end = end.min(base + size);
+            let chunk_end = end.min(base.saturating_add(size));
             let slot = table + index(cur, level) * 8;
             if let Entry::Table(child) = F::decode(hal.read_phys_u64(slot), level) {
                 if level > 2 {
@@ -346,7 +350,7 @@ impl<F: PteFormat> PageTable<F> {
         for edge in [iova, end - 1] {
             if let Some((level, base)) = self.leaf_at(hal, edge) {
                 let size = entry_size(level);
-                if base < iova || base + size > end {
+                if base < iova || base.saturating_add(size) > end {
                     needed += usize::from(level - 1);
                 }
             }
@@ -392,8 +396,8 @@ impl<F: PteFormat> PageTable<F> {
         let mut cur = iova;
         while cur < end {
             let base = cur & !(size - 1);
-            let chunk_end = end.min(base + size);
-            let whole = cur == base && chunk_end == base + size;
+            let chunk_end = end.min(base.saturating_add(size));
+            let whole = cur == base && chunk_end == base.saturating_add(size);
             let slot = table + index(cur, level) * 8;
             match F::decode(hal.read_phys_u64(slot), level) {
                 Entry::Absent => {}

@@ -144,7 +144,7 @@ impl<H: Hal> AmdVi<H> {
             ext_features,
         };
         for id in 0..=u16::MAX {
-            amd.write_dte(id, Self::blocked_dte(), 0);
+            amd.write_dte(id, Self::blocked_dte());
         }
         let hal = &amd.hal;
         hal.barrier();
@@ -177,7 +177,7 @@ impl<H: Hal> AmdVi<H> {
     }
 
     /// Writes DTE quads 1 and 2 before quad 0 (which holds V and the root pointer).
-    fn write_dte(&self, id: u16, q: [u64; 3], _did: u16) {
+    fn write_dte(&self, id: u16, q: [u64; 3]) {
         let e = self.dte(id);
         self.hal.write_phys_u64(e + 8, q[1]);
         self.hal.write_phys_u64(e + 16, q[2]);
@@ -474,7 +474,7 @@ impl<H: Hal> IommuHw for AmdVi<H> {
         let id = device.requester_id();
         let q2 = self.hal.read_phys_u64(self.dte(id) + 16);
         let q0 = DTE_V | DTE_TV | (u64::from(self.levels) << 9) | root | DTE_IR | DTE_IW;
-        self.write_dte(id, [q0, u64::from(did), q2], did);
+        self.write_dte(id, [q0, u64::from(did), q2]);
         self.invalidate_devtab_entry(id)?;
         self.invalidate_pages(did, None, true)
     }
@@ -483,7 +483,7 @@ impl<H: Hal> IommuHw for AmdVi<H> {
         let id = device.requester_id();
         let q2 = self.hal.read_phys_u64(self.dte(id) + 16);
         let blocked = Self::blocked_dte();
-        self.write_dte(id, [blocked[0], 0, q2], 0);
+        self.write_dte(id, [blocked[0], 0, q2]);
         self.invalidate_devtab_entry(id)?;
         self.invalidate_pages(did, None, true)
     }
@@ -560,7 +560,7 @@ impl<H: Hal> IommuHw for AmdVi<H> {
                 // IV, IntTabLen = log2(256), table root, IntCtl = remapped.
                 DTE_IV | (8 << 1) | table | DTE_INTCTL_REMAP,
             ];
-            self.write_dte(id, q, 0);
+            self.write_dte(id, q);
             self.invalidate_devtab_entry(id)?;
         }
         let Some((table, used)) = self.irts.get_mut(&id) else {

@@ -17,6 +17,10 @@ fn edu() -> Bdf {
 }
 
 fn unit(np_cache: bool) -> Iommu<AmdVi<&'static MockHal>> {
+    unit_with(np_cache, 0)
+}
+
+fn unit_with(np_cache: bool, va_bits: u8) -> Iommu<AmdVi<&'static MockHal>> {
     let hal: &'static MockHal = std::boxed::Box::leak(std::boxed::Box::new(MockHal::new(
         256 << 20,
         Model::AmdVi {
@@ -29,10 +33,7 @@ fn unit(np_cache: bool) -> Iommu<AmdVi<&'static MockHal>> {
         all: false,
         ranges: alloc::vec![(0x20, 0x20), (0x28, 0x28)],
     };
-    let config = AmdViConfig {
-        np_cache,
-        va_bits: 0,
-    };
+    let config = AmdViConfig { np_cache, va_bits };
     Iommu::new(AmdVi::new(hal, BASE, coverage, config).unwrap())
 }
 
@@ -272,4 +273,26 @@ fn events_decode_by_type() {
     // QEMU 7.2's read fault: I | IOMMU_RO in bit 0.
     let e = [0x20 | (0x2 << 60) | (0x9 << 48), 0x3000];
     assert_eq!(decode_event(0, e).kind, FaultKind::Read);
+}
+
+#[test]
+fn levels_follow_the_address_width() {
+    for (va_bits, levels) in [(0, 4), (39, 3), (48, 4), (57, 5), (64, 6)] {
+        // QEMU's EFR (0x29d3) has HATS=2: up to 6 levels.
+        let mut iommu = unit_with(false, va_bits);
+        assert_eq!(iommu.hw().page_table_levels(), levels, "{va_bits} bits");
+        let dom = iommu.create_domain().unwrap();
+        iommu.attach(dom, edu()).unwrap();
+        assert_eq!((dte(&mut iommu, 0x20)[0] >> 9) & 7, u64::from(levels));
+        // Ranges are end-exclusive u64s: the last page of a 64-bit space is not mappable.
+        let top = if levels == 6 {
+            u64::MAX - 0x1fff
+        } else {
+            (1u64 << (12 + 9 * u32::from(levels))) - 4096
+        };
+        iommu.map(dom, top, 0x10_0000, 4096, RW).unwrap();
+        assert_eq!(iommu.translate(dom, top + 5), Some((0x10_0005, RW, 1)));
+        assert!(iommu.map(dom, top, 0x10_0000, 8192, RW).is_err());
+        assert_eq!(iommu.unmap(dom, top, 4096), Ok(4096));
+    }
 }

@@ -117,10 +117,6 @@ impl<H: Hal> Vtd<H> {
         Ok(vtd)
     }
 
-    fn reg_base(&self) -> PhysAddr {
-        self.base
-    }
-
     /// Issues a one-shot global command (SRTP, SIRTP, WBF) and waits for its status.
     fn command(&mut self, bit: Global) -> Result<()> {
         let keep =
@@ -352,7 +348,7 @@ impl<H: Hal> Vtd<H> {
 
     /// The unit's register base.
     pub fn base(&self) -> PhysAddr {
-        self.reg_base()
+        self.base
     }
 
     /// Levels of second-level tables (3: 39-bit, 4: 48-bit).

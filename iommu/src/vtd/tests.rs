@@ -314,3 +314,17 @@ fn ioapic_rte_remappable_format() {
     assert_eq!((rte >> 11) & 1, 1, "index bit 15");
     assert_eq!((rte >> 15) & 1, 1, "level");
 }
+
+#[test]
+fn page_sizes_follow_sllps() {
+    // The same unit without 1 GiB pages (SLLPS bit 35 clear): a 1 GiB range uses 2 MiB.
+    let mut iommu = unit(CAP & !(1 << 35), VtdConfig::default());
+    let dom = iommu.create_domain().unwrap();
+    iommu.map(dom, 1 << 30, 1 << 32, 1 << 30, RW).unwrap();
+    assert_eq!(iommu.translate(dom, 1 << 30).unwrap().2, 2);
+    // Without any superpages: 4 KiB.
+    let mut iommu = unit(CAP & !(3 << 34), VtdConfig::default());
+    let dom = iommu.create_domain().unwrap();
+    iommu.map(dom, 1 << 30, 1 << 32, 4 << 20, RW).unwrap();
+    assert_eq!(iommu.translate(dom, 1 << 30).unwrap().2, 1);
+}
