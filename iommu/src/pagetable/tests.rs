@@ -252,9 +252,36 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Runs `ops` in a 16 MiB window at `window` (page index) of a table with the given
+/// geometry, against a map of pages.
 fn model_check<F: PteFormat>(ops: &[Op]) {
+    model_check_at::<F>(ops, 3, 3, 0);
+}
+
+fn model_check_at<F: PteFormat>(ops: &[Op], levels: u8, max_leaf: u8, window: u64) {
     let h = hal();
-    let mut t = PageTable::<F>::new(&h, 3, 3).unwrap();
+    let mut t = PageTable::<F>::new(&h, levels, max_leaf).unwrap();
+    let ops: Vec<Op> = ops
+        .iter()
+        .map(|op| match *op {
+            Op::Map {
+                page,
+                pages,
+                frame,
+                write,
+            } => Op::Map {
+                page: page + window,
+                pages,
+                frame,
+                write,
+            },
+            Op::Unmap { page, pages } => Op::Unmap {
+                page: page + window,
+                pages,
+            },
+        })
+        .collect();
+    let ops = &ops[..];
     let mut model: BTreeMap<u64, (u64, Perm)> = BTreeMap::new();
     for op in ops {
         match *op {
@@ -315,5 +342,24 @@ proptest! {
     #[test]
     fn amdvi_tables_match_a_model(ops in proptest::collection::vec(op(), 1..24)) {
         model_check::<AmdViFormat>(&ops);
+    }
+    /// Other geometries, and windows straddling 1 GiB / 512 GiB boundaries or ending just
+    /// below the top of the address space.
+    #[test]
+    fn any_geometry_and_place_matches_a_model(
+        ops in proptest::collection::vec(op(), 1..16),
+        levels in 3u8..=6,
+        max_leaf in 1u8..=3,
+        place in 0usize..4,
+        amd in any::<bool>(),
+    ) {
+        let limit_pages = if levels == 6 { u64::MAX >> 12 } else { 1u64 << (9 * u32::from(levels)) };
+        let window = [0, (1 << 18) - 2000, (1 << 27) - 3000, limit_pages - 5300][place]
+            .min(limit_pages - 5300);
+        if amd {
+            model_check_at::<AmdViFormat>(&ops, levels, max_leaf, window);
+        } else {
+            model_check_at::<VtdFormat>(&ops, levels, max_leaf, window);
+        }
     }
 }
