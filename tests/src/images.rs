@@ -410,7 +410,9 @@ xen-init-dom0 >/dev/null || fail "xen-init-dom0"
   done
 done
 echo "@@DOM0-TOOLSTACK-READY"
-PS1='dom0# ' sh
+# A session with the console as controlling tty, so the harness can interrupt a hung
+# command with Ctrl-C (init is not a process-group leader, so setsid does not fork).
+PS1='dom0# ' setsid cttyhack sh
 poweroff -f
 "#,
         serials = serials.join(" ")
@@ -469,8 +471,13 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
 /// output streams to the serial console; the harness can type into it), then check
 /// that every dom0 daemon survived.
 fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
+    // A watchdog prints dom0's diagnostics to the console before the harness gives up
+    // (a hung `xl create` holds the shell, so the harness cannot ask afterwards).
+    let watchdog = crate::run::limit(crate::run::STEP_LIMIT_SECS).as_secs() * 4 / 5;
     let mut s = format!(
-        "echo \"@@STEP-BEGIN {n}\"\nxl create -c /sluice/steps/{n}.cfg\nrc=$?\n",
+        "echo \"@@STEP-BEGIN {n}\"\n\
+         (sleep {watchdog}; echo \"@@STEP-WATCHDOG {n}\"; sh /sluice/diag.sh) &\nwd=$!\n\
+         xl create -c /sluice/steps/{n}.cfg\nrc=$?\nkill $wd 2>/dev/null\n",
         n = step.name
     );
     for d in &boot.daemons {
@@ -498,6 +505,7 @@ xl list
 for f in /var/log/xen/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 40 "$f"; }; done
 echo "== xl dmesg"; xl dmesg | tail -n 30
 echo "== dmesg"; dmesg | tail -n 30
+for f in /var/log/sluice/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 40 "$f"; }; done
 echo "@@DIAG-END"
 "#;
 

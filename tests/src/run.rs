@@ -25,8 +25,12 @@ pub const XEN_ARGS: &str =
 /// dom0's command line (no commas: QEMU splits the module list on them).
 pub const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen quiet";
 
+/// Seconds a guest step may take, from `xl create` to its poweroff (before scaling).
+pub const STEP_LIMIT_SECS: u64 = 900;
+
 /// Time limits, generous because the host's 2 cores are shared and TCG is slow.
-fn limit(secs: u64) -> Duration {
+/// `SLUICE_TESTBED_TIMEOUT_SCALE` multiplies them.
+pub fn limit(secs: u64) -> Duration {
     let scale: f64 = std::env::var("SLUICE_TESTBED_TIMEOUT_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -129,7 +133,9 @@ fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
             e.downcast_ref::<Failure>(),
             Some(Failure::QemuExited { .. })
         ) {
+            // Leave a guest console (Ctrl-]) and interrupt a hung command (Ctrl-C).
             let _ = m.send_line("\x1d");
+            let _ = m.send_line("\x03");
             let _ = m.send_line("sh /sluice/diag.sh");
             let _ = m.expect("@@DIAG-END", limit(60), "diagnostics");
         }
@@ -217,7 +223,7 @@ fn drive(
             }
             let end = m.expect(
                 &format!(r"@@STEP-END {name} rc=(\d+)"),
-                limit(900),
+                limit(STEP_LIMIT_SECS),
                 "guest run to its poweroff",
             )?;
             let text = m.text_from(begin);

@@ -31,6 +31,12 @@ pub const SUITES: &[Suite] = &[
         run: crate::xen::blk,
     },
     Suite {
+        name: "xen-userspace",
+        about:
+            "real Xen: disks served by a userspace dom0 backend (refusing stand-in; sluice-blkback)",
+        run: crate::xen::userspace,
+    },
+    Suite {
         name: "iommu-vtd",
         about:
             "bare-metal kernel on QEMU intel-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",

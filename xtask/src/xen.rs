@@ -40,3 +40,10 @@ pub fn demo() -> Result<()> {
         "demo",
     ]))
 }
+
+/// `xen-userspace`: disks served by a userspace backend in dom0: the libxl path with a
+/// refusing stand-in (must fail cleanly), then Sluice's backends when they are in the
+/// workspace (PV + PVH, same checks as `xen-blk`).
+pub fn userspace() -> Result<()> {
+    scenario_test("xen_userspace")
+}

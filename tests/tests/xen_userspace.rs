@@ -1,0 +1,118 @@
+//! Disks served by a userspace backend in dom0 (`BlockBackend::Userspace`).
+//!
+//! `unserved_userspace_disk_fails`: proves the disk line and hotplug path libxl takes for
+//! a userspace backend on Xen 4.17 (no kernel blkback loaded; a stand-in daemon answers
+//! libxl's InitWait wait, then refuses the disk), and that the harness then reports a
+//! failed check instead of a pass.
+//!
+//! `sluice_backends_pv_and_pvh`: the xen-blk scenarios with Sluice's `sluice-blkback`
+//! (and `sluice-consoleback`, when present) in dom0. It says SKIPPED and returns while
+//! the backends are not in the workspace.
+
+use sluice_testbed::cargo_bin::{cargo_binary, workspace_has_package};
+use sluice_testbed::{
+    run_boot, BlockBackend, Boot, ConsoleBackend, Dom0Daemon, Failure, GuestStep, GuestType,
+    Workload,
+};
+
+/// A stand-in backend that refuses every disk: it answers libxl's wait for InitWait
+/// (`state = 2`, as a real backend does first), and once the hotplug script reported
+/// `connected` it closes the backend (`state = 6`), so the frontend gives up at once
+/// instead of blocking the guest's `insmod xen-blkfront` for 300 s.
+const REFUSING_BACKEND: &str = r#"#!/bin/sh
+while :; do
+  for d in $(xenstore-list backend/vbd 2>/dev/null); do
+    for v in $(xenstore-list backend/vbd/$d 2>/dev/null); do
+      p=backend/vbd/$d/$v
+      case "$(xenstore-read $p/state 2>/dev/null)" in
+        1) xenstore-write $p/state 2 && echo "InitWait $p params=$(xenstore-read $p/params)" ;;
+        2) if [ "$(xenstore-read $p/hotplug-status 2>/dev/null)" = connected ]; then
+             xenstore-write $p/state 6 && echo "Closed $p"
+           fi ;;
+      esac
+    done
+  done
+  sleep 0.5
+done
+"#;
+
+#[test]
+#[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-userspace)"]
+fn unserved_userspace_disk_fails() {
+    let dir = sluice_testbed::paths::build_dir().join("testbed-fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("refusing-backend.sh");
+    std::fs::write(&script, REFUSING_BACKEND).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let boot = Boot {
+        name: "xen-userspace-unserved".into(),
+        console: ConsoleBackend::Xenconsoled,
+        daemons: vec![Dom0Daemon {
+            name: "refusing-backend".into(),
+            binary: script,
+            args: vec![],
+        }],
+        steps: vec![GuestStep::new(
+            "pv-unserved",
+            GuestType::Pv,
+            &[BlockBackend::Userspace],
+            &[Workload::Pattern { disk: 0 }],
+        )],
+    };
+    let err = run_boot(&boot).expect_err("a disk nobody serves must fail the run");
+    let msg = format!("{err:#}");
+    eprintln!("expected failure: {msg}");
+    let Some(Failure::WithLogs { error, .. }) = err.downcast_ref::<Failure>() else {
+        panic!("not a run failure: {msg}");
+    };
+    assert!(
+        matches!(error.downcast_ref::<Failure>(), Some(Failure::Check(_))),
+        "the guest should have reported a failed check (xl create accepted the disk): {msg}"
+    );
+    assert!(msg.contains("pattern-xvda"), "{msg}");
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-userspace)"]
+fn sluice_backends_pv_and_pvh() {
+    if !workspace_has_package("sluice-blkback") {
+        eprintln!("SKIPPED: sluice-blkback is not in the workspace yet");
+        return;
+    }
+    let blkback = cargo_binary("sluice-blkback", "sluice-blkback").unwrap();
+    let mut daemons = vec![Dom0Daemon {
+        name: "sluice-blkback".into(),
+        binary: blkback,
+        args: vec![],
+    }];
+    let mut console = ConsoleBackend::Xenconsoled;
+    if workspace_has_package("sluice-consoleback") {
+        daemons.push(Dom0Daemon {
+            name: "sluice-consoleback".into(),
+            binary: cargo_binary("sluice-consoleback", "sluice-consoleback").unwrap(),
+            args: vec![],
+        });
+        console = ConsoleBackend::Userspace;
+    }
+    let disks = [BlockBackend::Userspace, BlockBackend::Userspace];
+    let w = [
+        Workload::ConsoleRoundTrip,
+        Workload::Pattern { disk: 0 },
+        Workload::Ext4 { disk: 1 },
+    ];
+    let boot = Boot {
+        name: "xen-blk-sluice".into(),
+        console,
+        daemons,
+        steps: vec![
+            GuestStep::new("pv-sluice", GuestType::Pv, &disks, &w),
+            GuestStep::new("pvh-sluice", GuestType::Pvh, &disks, &w),
+        ],
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    for (check, summary) in &report.passed {
+        eprintln!("PASS {check}: {summary}");
+    }
+    assert_eq!(report.passed.len(), 10, "{:?}", report.passed);
+}
