@@ -296,3 +296,25 @@ fn levels_follow_the_address_width() {
         assert_eq!(iommu.unmap(dom, top, 4096), Ok(4096));
     }
 }
+
+#[test]
+fn command_buffer_wraps() {
+    let mut iommu = unit(false);
+    let dom = iommu.create_domain().unwrap();
+    let hal = *iommu.hw().hal();
+    hal.clear_consumed();
+    // 300 unmaps: 600 commands through a 256-entry buffer.
+    for i in 0..300u64 {
+        iommu
+            .map(dom, i << 12, 0x100_0000 + (i << 12), 4096, RW)
+            .unwrap();
+        iommu.unmap(dom, i << 12, 4096).unwrap();
+    }
+    let c = commands(hal);
+    assert_eq!(c.len(), 300);
+    assert!(c
+        .iter()
+        .enumerate()
+        .all(|(i, c)| c[1] & !0xfff == (i as u64) << 12));
+    assert_eq!(hal.reg(BASE + COMMAND_HEAD), hal.reg(BASE + COMMAND_TAIL));
+}

@@ -328,3 +328,25 @@ fn page_sizes_follow_sllps() {
     iommu.map(dom, 1 << 30, 1 << 32, 4 << 20, RW).unwrap();
     assert_eq!(iommu.translate(dom, 1 << 30).unwrap().2, 1);
 }
+
+#[test]
+fn invalidation_queue_wraps() {
+    let mut iommu = unit(CAP, VtdConfig::default());
+    let dom = iommu.create_domain().unwrap();
+    let hal = *iommu.hw().hal();
+    hal.clear_consumed();
+    // 300 unmaps: 600 descriptors through a 256-entry queue.
+    for i in 0..300u64 {
+        iommu
+            .map(dom, i << 12, 0x100_0000 + (i << 12), 4096, RW)
+            .unwrap();
+        iommu.unmap(dom, i << 12, 4096).unwrap();
+    }
+    let d = queued(hal);
+    assert_eq!(d.len(), 300);
+    assert!(d
+        .iter()
+        .enumerate()
+        .all(|(i, d)| d[1] & !0xfff == (i as u64) << 12));
+    assert_eq!(hal.reg(BASE + IQH), hal.reg(BASE + IQT));
+}
