@@ -1,0 +1,228 @@
+//! What the backend offers (its xenstore nodes) and what the frontend chose.
+
+use crate::error::NegotiationError;
+use crate::platform::Platform;
+use alloc::format;
+use alloc::string::String;
+use sluice_abi::blkif::{
+    keys, VdiskInfo, BLKIF_MAX_INDIRECT_SEGMENTS, BLKIF_MAX_SEGMENTS_PER_REQUEST,
+};
+
+/// How the backend is asked to make writes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushKind {
+    /// `BLKIF_OP_FLUSH_DISKCACHE` (`feature-flush-cache`).
+    FlushDiskcache,
+    /// `BLKIF_OP_WRITE_BARRIER` (`feature-barrier`), the older protocol.
+    WriteBarrier,
+}
+
+/// Discard support (`feature-discard` and its parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiscardInfo {
+    /// `discard-granularity` in bytes (0: not given).
+    pub granularity: u32,
+    /// `discard-alignment` in bytes.
+    pub alignment: u32,
+    /// `discard-secure`: secure erase is offered.
+    pub secure: bool,
+}
+
+/// What the backend advertises before the frontend connects (state InitWait).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingLimits {
+    /// `multi-queue-max-queues` (1 when absent).
+    pub max_queues: u32,
+    /// `max-ring-page-order` (0 when absent).
+    pub max_ring_page_order: u32,
+}
+
+/// The disk and the features the backend offers once it is Connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// Size in 512-byte sectors (`sectors`).
+    pub sectors: u64,
+    /// Logical block size (`sector-size`).
+    pub sector_size: u32,
+    /// Physical block size (`physical-sector-size`, else the logical one).
+    pub physical_sector_size: u32,
+    /// `info`: read-only, removable, CD-ROM.
+    pub info: VdiskInfo,
+    /// Cache flush, if any.
+    pub flush: Option<FlushKind>,
+    /// Discard, if offered.
+    pub discard: Option<DiscardInfo>,
+    /// The backend offers persistent grants (`feature-persistent`).
+    pub persistent: bool,
+    /// `feature-max-indirect-segments` (0: none).
+    pub max_indirect_segments: u32,
+}
+
+/// Limits the frontend driver sets (module parameters in Linux).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrontendConfig {
+    /// Most queues to use (blk-mq hardware queues).
+    pub max_queues: u32,
+    /// Largest ring to use, as a page order.
+    pub max_ring_page_order: u32,
+    /// Most segments per indirect request (0: never use indirect requests).
+    pub max_indirect_segments: u32,
+    /// Use persistent grants when the backend offers them.
+    pub persistent: bool,
+}
+
+impl Default for FrontendConfig {
+    /// Linux blkfront's defaults: 4 queues, ring order 4, 32 indirect segments.
+    fn default() -> Self {
+        FrontendConfig {
+            max_queues: 4,
+            max_ring_page_order: 4,
+            max_indirect_segments: 32,
+            persistent: true,
+        }
+    }
+}
+
+/// Largest ring the frontend ever asks for: 2^4 pages (`XENBUS_MAX_RING_GRANT_ORDER`).
+pub const MAX_RING_PAGE_ORDER: u32 = 4;
+
+/// Reads an optional unsigned node: `default` when absent, an error when malformed.
+pub(crate) fn read_u64<P: Platform>(
+    p: &mut P,
+    dir: &str,
+    key: &'static str,
+    default: Option<u64>,
+) -> Result<u64, NegotiationError> {
+    let path = format!("{dir}/{key}");
+    match p.xs_read(&path).map_err(NegotiationError::Platform)? {
+        None => default.ok_or(NegotiationError::MissingNode { key }),
+        Some(v) => parse_u64(v.trim_end_matches('\0')).ok_or(NegotiationError::BadNode {
+            key,
+            value: truncate(v),
+        }),
+    }
+}
+
+fn truncate(mut v: String) -> String {
+    if v.len() > 32 {
+        let mut cut = 32;
+        while !v.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        v.truncate(cut);
+    }
+    v
+}
+
+/// Decimal, as xenstore holds numbers; no sign, no spaces.
+fn parse_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn read_u32<P: Platform>(
+    p: &mut P,
+    dir: &str,
+    key: &'static str,
+    default: Option<u32>,
+) -> Result<u32, NegotiationError> {
+    let v = read_u64(p, dir, key, default.map(u64::from))?;
+    u32::try_from(v).map_err(|_| NegotiationError::BadNode {
+        key,
+        value: format!("{v}"),
+    })
+}
+
+fn read_bool<P: Platform>(
+    p: &mut P,
+    dir: &str,
+    key: &'static str,
+) -> Result<bool, NegotiationError> {
+    Ok(read_u64(p, dir, key, Some(0))? != 0)
+}
+
+impl RingLimits {
+    /// Reads them from the backend directory.
+    pub fn read<P: Platform>(p: &mut P, backend: &str) -> Result<Self, NegotiationError> {
+        Ok(RingLimits {
+            max_queues: read_u32(p, backend, keys::MULTI_QUEUE_MAX_QUEUES, Some(1))?.max(1),
+            max_ring_page_order: read_u32(p, backend, keys::MAX_RING_PAGE_ORDER, Some(0))?,
+        })
+    }
+}
+
+impl DiskInfo {
+    /// Reads them from the backend directory; `sectors`, `info` and `sector-size` are
+    /// required, as in Linux's blkfront.
+    pub fn read<P: Platform>(p: &mut P, backend: &str) -> Result<Self, NegotiationError> {
+        let sectors = read_u64(p, backend, keys::SECTORS, None)?;
+        let info_raw = read_u32(p, backend, keys::INFO, None)?;
+        let sector_size = read_u32(p, backend, keys::SECTOR_SIZE, None)?;
+        if sector_size < 512 || !sector_size.is_power_of_two() || sector_size > 4096 {
+            return Err(NegotiationError::BadNode {
+                key: keys::SECTOR_SIZE,
+                value: format!("{sector_size}"),
+            });
+        }
+        let physical_sector_size =
+            read_u32(p, backend, keys::PHYSICAL_SECTOR_SIZE, Some(sector_size))?;
+        let flush = if read_bool(p, backend, keys::FEATURE_FLUSH_CACHE)? {
+            Some(FlushKind::FlushDiskcache)
+        } else if read_bool(p, backend, keys::FEATURE_BARRIER)? {
+            Some(FlushKind::WriteBarrier)
+        } else {
+            None
+        };
+        let discard = if read_bool(p, backend, keys::FEATURE_DISCARD)? {
+            Some(DiscardInfo {
+                granularity: read_u32(p, backend, keys::DISCARD_GRANULARITY, Some(0))?,
+                alignment: read_u32(p, backend, keys::DISCARD_ALIGNMENT, Some(0))?,
+                secure: read_bool(p, backend, keys::DISCARD_SECURE)?,
+            })
+        } else {
+            None
+        };
+        Ok(DiskInfo {
+            sectors,
+            sector_size,
+            physical_sector_size,
+            info: VdiskInfo::from_bits_retain(info_raw),
+            flush,
+            discard,
+            persistent: read_bool(p, backend, keys::FEATURE_PERSISTENT)?,
+            max_indirect_segments: read_u32(
+                p,
+                backend,
+                keys::FEATURE_MAX_INDIRECT_SEGMENTS,
+                Some(0),
+            )?,
+        })
+    }
+
+    /// Segments one request may carry given the frontend's limit: indirect requests
+    /// when both sides allow more than a direct request holds.
+    pub fn max_segments(&self, config: &FrontendConfig) -> usize {
+        let indirect = self
+            .max_indirect_segments
+            .min(config.max_indirect_segments)
+            .min(BLKIF_MAX_INDIRECT_SEGMENTS as u32) as usize;
+        indirect.max(BLKIF_MAX_SEGMENTS_PER_REQUEST)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_u64;
+
+    #[test]
+    fn decimal_only() {
+        assert_eq!(parse_u64("4096"), Some(4096));
+        assert_eq!(parse_u64(""), None);
+        assert_eq!(parse_u64("-1"), None);
+        assert_eq!(parse_u64(" 1"), None);
+        assert_eq!(parse_u64("0x10"), None);
+        assert_eq!(parse_u64("99999999999999999999999"), None);
+    }
+}

@@ -1,0 +1,952 @@
+//! The block frontend: xenbus state machine, queues, request building, completion,
+//! recovery after a backend reconnect.
+
+use crate::error::{IoError, NegotiationError, ProtocolError, SubmitError};
+use crate::features::{DiskInfo, FlushKind, FrontendConfig, RingLimits, MAX_RING_PAGE_ORDER};
+use crate::platform::{Platform, PlatformError};
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use sluice_abi::blkif::{
+    keys, protocols, BlkifFrontRing, BlkifOp, BlkifRequest, BlkifRequestDiscard,
+    BlkifRequestIndirect, BlkifRequestSegment, BlkifResponse, BlkifRsp, VdiskInfo,
+    BLKIF_DISCARD_SECURE, BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST,
+    SECTORS_PER_PAGE, SECTOR_SIZE, SEGMENTS_PER_INDIRECT_PAGE,
+};
+use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
+use sluice_abi::xenbus::XenbusState;
+use zerocopy::{FromZeros, Immutable, IntoBytes};
+
+/// What an I/O does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoOp {
+    /// Read into the segments.
+    Read,
+    /// Write from the segments.
+    Write,
+    /// Write the segments (possibly none), then flush the disk cache (or a barrier,
+    /// per the backend's features).
+    Flush,
+    /// Discard `nr_sectors` 512-byte sectors from `sector` (no segments).
+    Discard {
+        /// Length in 512-byte sectors.
+        nr_sectors: u64,
+        /// Securely erase.
+        secure: bool,
+    },
+}
+
+/// Sectors `first_sect..=last_sect` of a caller page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoSegment<Pg> {
+    /// The caller's data page (never granted: data is copied through bounce pages).
+    pub page: Pg,
+    /// First 512-byte sector in the page (0..=7).
+    pub first_sect: u8,
+    /// Last, inclusive.
+    pub last_sect: u8,
+}
+
+impl<Pg> IoSegment<Pg> {
+    fn offset(&self) -> usize {
+        self.first_sect as usize * SECTOR_SIZE as usize
+    }
+    fn len(&self) -> usize {
+        (self.last_sect as usize + 1 - self.first_sect as usize) * SECTOR_SIZE as usize
+    }
+    fn sectors(&self) -> u64 {
+        (self.last_sect - self.first_sect) as u64 + 1
+    }
+}
+
+/// One block I/O from the block layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockIo<Pg> {
+    /// The operation.
+    pub op: IoOp,
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// Data, in disk order.
+    pub segments: Vec<IoSegment<Pg>>,
+}
+
+/// The frontend's own xenbus state plus "failed".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontState {
+    /// Started, waiting for the backend's InitWait.
+    Initialising,
+    /// Rings published, waiting for the backend to connect.
+    Initialised,
+    /// I/O flows.
+    Connected,
+    /// The backend went away; I/O is held for a reconnect.
+    Disconnected,
+    /// Failed for good (protocol error, vanished backend, shutdown): every I/O fails.
+    Failed,
+}
+
+/// What a state change led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Nothing to do.
+    Nothing,
+    /// Rings and event channels published (our state Initialised).
+    Initialised {
+        /// Queues in use.
+        queues: usize,
+        /// Pages per ring.
+        ring_pages: usize,
+    },
+    /// Connected; the disk as the backend describes it.
+    Connected(DiskInfo),
+    /// Still connected; the disk changed size.
+    Resized {
+        /// New size in 512-byte sectors.
+        sectors: u64,
+    },
+    /// The backend closed; outstanding I/O is held until it reconnects.
+    Disconnected {
+        /// I/Os held.
+        held: usize,
+    },
+    /// The device failed; every outstanding I/O was completed with an error.
+    Failed,
+}
+
+/// Counters for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests sent.
+    pub sent: u64,
+    /// Responses consumed.
+    pub completed: u64,
+    /// Requests sent again after a reconnect.
+    pub resubmitted: u64,
+    /// Pages the backend kept mapped when we ended their grants: never reused or freed.
+    pub quarantined_pages: u64,
+    /// Times the rings were set up.
+    pub connects: u64,
+}
+
+/// A frontend-owned 4 KiB page used for bounce data or an indirect segment list.
+#[derive(Clone, Copy, Debug)]
+struct PoolPage<Pg> {
+    page: Pg,
+    /// Set while granted; persistent grants stay set between requests.
+    gref: Option<GrantRef>,
+}
+
+struct Shadow<Pg, T> {
+    seq: u64,
+    tag: T,
+    io: BlockIo<Pg>,
+    wire_op: u8,
+    bounce: Vec<PoolPage<Pg>>,
+    indirect: Vec<PoolPage<Pg>>,
+}
+
+struct Queue<Pg, T> {
+    ring: BlkifFrontRing<'static>,
+    ring_first: Pg,
+    ring_pages: usize,
+    ring_grefs: Vec<GrantRef>,
+    port: EvtchnPort,
+    shadow: Vec<Option<Shadow<Pg, T>>>,
+    free_ids: Vec<u32>,
+}
+
+/// A Xen block frontend for one virtual disk, generic over the guest kernel
+/// ([`Platform`]) and the caller's per-I/O tag `T` (a `struct request *` in Linux).
+///
+/// The driver calls [`backend_changed`](Self::backend_changed) on every backend state
+/// change, [`submit`](Self::submit) for each I/O and [`handle_event`](Self::handle_event)
+/// when a queue's event channel fires; completions come back through the `done`
+/// callbacks as `(tag, result)`, exactly once per submitted I/O.
+pub struct Frontend<P: Platform, T> {
+    nodename: String,
+    backend: String,
+    backend_id: DomId,
+    handle: u16,
+    config: FrontendConfig,
+    state: FrontState,
+    queues: Vec<Queue<P::Page, T>>,
+    disk: Option<DiskInfo>,
+    persistent: bool,
+    max_segments: usize,
+    pool: Vec<PoolPage<P::Page>>,
+    held: VecDeque<(u64, T, BlockIo<P::Page>)>,
+    next_seq: u64,
+    stats: Stats,
+}
+
+impl<P: Platform, T> Frontend<P, T> {
+    /// A frontend for the device at `nodename` (`device/vbd/<n>`) whose backend lives at
+    /// `backend` in domain `backend_id` (xenbus's `otherend` and `otherend_id`).
+    pub fn new(
+        nodename: &str,
+        backend: &str,
+        backend_id: DomId,
+        config: FrontendConfig,
+    ) -> Result<Self, NegotiationError> {
+        let handle = nodename
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<u16>().ok())
+            .ok_or(NegotiationError::BadNodename)?;
+        let mut config = config;
+        config.max_queues = config.max_queues.max(1);
+        config.max_ring_page_order = config.max_ring_page_order.min(MAX_RING_PAGE_ORDER);
+        Ok(Frontend {
+            nodename: nodename.into(),
+            backend: backend.into(),
+            backend_id,
+            handle,
+            config,
+            state: FrontState::Initialising,
+            queues: Vec::new(),
+            disk: None,
+            persistent: false,
+            max_segments: BLKIF_MAX_SEGMENTS_PER_REQUEST,
+            pool: Vec::new(),
+            held: VecDeque::new(),
+            next_seq: 0,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Our state.
+    pub fn state(&self) -> FrontState {
+        self.state
+    }
+
+    /// The disk, once connected.
+    pub fn disk(&self) -> Option<&DiskInfo> {
+        self.disk.as_ref()
+    }
+
+    /// Queues in use (0 before the rings are set up).
+    pub fn queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The event channel of `queue`.
+    pub fn port(&self, queue: usize) -> Option<EvtchnPort> {
+        self.queues.get(queue).map(|q| q.port)
+    }
+
+    /// Segments one read or write may carry (direct or indirect).
+    pub fn max_segments(&self) -> usize {
+        self.max_segments
+    }
+
+    /// Whether persistent grants are in use.
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// I/Os waiting for a reconnect.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// I/Os on the rings.
+    pub fn in_flight(&self) -> usize {
+        self.queues
+            .iter()
+            .map(|q| q.shadow.iter().filter(|s| s.is_some()).count())
+            .sum()
+    }
+
+    fn write_state(&self, p: &mut P, state: XenbusState) -> Result<(), PlatformError> {
+        let path = format!("{}/state", self.nodename);
+        p.xs_write_all(&[(&path, state.xenstore_value())])
+    }
+
+    /// Publishes our state Initialising (after probe).
+    pub fn start(&mut self, p: &mut P) -> Result<(), NegotiationError> {
+        self.write_state(p, XenbusState::Initialising)
+            .map_err(NegotiationError::Platform)
+    }
+
+    /// Reacts to the backend's new `state` (xenbus `otherend_changed`). A state the
+    /// backend cannot be in from ours is ignored, as in Linux.
+    pub fn backend_changed(
+        &mut self,
+        p: &mut P,
+        state: XenbusState,
+        mut done: impl FnMut(T, Result<(), IoError>),
+    ) -> Result<Event, NegotiationError> {
+        if self.state == FrontState::Failed {
+            return Ok(Event::Nothing);
+        }
+        match state {
+            XenbusState::InitWait => {
+                if !matches!(
+                    self.state,
+                    FrontState::Initialising | FrontState::Disconnected
+                ) {
+                    return Ok(Event::Nothing);
+                }
+                match self.setup_rings(p) {
+                    Ok(ev) => Ok(ev),
+                    Err(e) => {
+                        self.fail(p, &mut done);
+                        Err(e)
+                    }
+                }
+            }
+            XenbusState::Connected => match self.state {
+                FrontState::Initialised => match self.connect(p, &mut done) {
+                    Ok(ev) => Ok(ev),
+                    Err(e) => {
+                        self.fail(p, &mut done);
+                        Err(e)
+                    }
+                },
+                FrontState::Connected => {
+                    let sectors = crate::features::read_u64(p, &self.backend, keys::SECTORS, None);
+                    match (sectors, self.disk.as_mut()) {
+                        (Ok(s), Some(d)) if s != d.sectors => {
+                            d.sectors = s;
+                            Ok(Event::Resized { sectors: s })
+                        }
+                        _ => Ok(Event::Nothing),
+                    }
+                }
+                _ => Ok(Event::Nothing),
+            },
+            XenbusState::Closing | XenbusState::Closed => match self.state {
+                FrontState::Initialised | FrontState::Connected => {
+                    self.disconnect(p);
+                    let _ = self.write_state(p, XenbusState::Closed);
+                    Ok(Event::Disconnected {
+                        held: self.held.len(),
+                    })
+                }
+                _ => Ok(Event::Nothing),
+            },
+            XenbusState::Unknown => {
+                // The backend's directory is gone: nothing will reconnect.
+                self.fail(p, &mut done);
+                Ok(Event::Failed)
+            }
+            _ => Ok(Event::Nothing),
+        }
+    }
+
+    /// Allocates and grants the rings, allocates the event channels and publishes them
+    /// (`talk_to_blkback`).
+    fn setup_rings(&mut self, p: &mut P) -> Result<Event, NegotiationError> {
+        let limits = RingLimits::read(p, &self.backend)?;
+        let nqueues = self.config.max_queues.min(limits.max_queues).max(1) as usize;
+        let order = self
+            .config
+            .max_ring_page_order
+            .min(limits.max_ring_page_order)
+            .min(MAX_RING_PAGE_ORDER);
+        let pages = 1usize << order;
+        for qi in 0..nqueues {
+            match self.setup_queue(p, qi, pages) {
+                Ok(q) => self.queues.push(q),
+                Err(e) => {
+                    self.teardown_queues(p);
+                    return Err(e);
+                }
+            }
+        }
+        let mut writes: Vec<(String, String)> = Vec::new();
+        let node = |k: &str| format!("{}/{k}", self.nodename);
+        if order > 0 {
+            writes.push((node(keys::RING_PAGE_ORDER), format!("{order}")));
+        }
+        if nqueues > 1 {
+            writes.push((node(keys::MULTI_QUEUE_NUM_QUEUES), format!("{nqueues}")));
+        }
+        for (qi, q) in self.queues.iter().enumerate() {
+            let dir = if nqueues > 1 {
+                format!("{}/queue-{qi}", self.nodename)
+            } else {
+                self.nodename.clone()
+            };
+            if order == 0 {
+                writes.push((
+                    format!("{dir}/{}", keys::RING_REF),
+                    format!("{}", q.ring_grefs[0]),
+                ));
+            } else {
+                for (i, g) in q.ring_grefs.iter().enumerate() {
+                    writes.push((
+                        format!("{dir}/{}{i}", keys::RING_REF_PREFIX),
+                        format!("{g}"),
+                    ));
+                }
+            }
+            writes.push((
+                format!("{dir}/{}", keys::EVENT_CHANNEL),
+                format!("{}", q.port),
+            ));
+        }
+        writes.push((node(keys::PROTOCOL), protocols::NATIVE.into()));
+        writes.push((
+            node(keys::FEATURE_PERSISTENT),
+            if self.config.persistent { "1" } else { "0" }.into(),
+        ));
+        writes.push((
+            node("state"),
+            XenbusState::Initialised.xenstore_value().into(),
+        ));
+        let refs: Vec<(&str, &str)> = writes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Err(e) = p.xs_write_all(&refs) {
+            self.teardown_queues(p);
+            return Err(NegotiationError::Platform(e));
+        }
+        self.state = FrontState::Initialised;
+        self.stats.connects += 1;
+        Ok(Event::Initialised {
+            queues: nqueues,
+            ring_pages: pages,
+        })
+    }
+
+    fn setup_queue(
+        &mut self,
+        p: &mut P,
+        qi: usize,
+        pages: usize,
+    ) -> Result<Queue<P::Page, T>, NegotiationError> {
+        let first = p.alloc_pages(pages).map_err(NegotiationError::Platform)?;
+        let ring = match BlkifFrontRing::init(p.mem(first, pages)) {
+            Ok(r) => r,
+            Err(e) => {
+                p.free_pages(first, pages);
+                return Err(NegotiationError::Ring(e));
+            }
+        };
+        let mut grefs = Vec::with_capacity(pages);
+        for i in 0..pages {
+            match p.grant(self.backend_id, p.nth_page(first, i), false) {
+                Ok(g) => grefs.push(g),
+                Err(e) => {
+                    // `ring` is not used again: returning drops the last handle.
+                    self.release_ring(p, first, pages, &grefs);
+                    return Err(NegotiationError::Platform(e));
+                }
+            }
+        }
+        let port = match p.evtchn_alloc(self.backend_id, qi) {
+            Ok(port) => port,
+            Err(e) => {
+                self.release_ring(p, first, pages, &grefs);
+                return Err(NegotiationError::Platform(e));
+            }
+        };
+        let size = ring.size();
+        Ok(Queue {
+            ring,
+            ring_first: first,
+            ring_pages: pages,
+            ring_grefs: grefs,
+            port,
+            shadow: (0..size).map(|_| None).collect(),
+            free_ids: (0..size).rev().collect(),
+        })
+    }
+
+    /// Ends the ring's grants and frees its pages, unless the backend still maps one:
+    /// then the pages are quarantined (never freed).
+    fn release_ring(&mut self, p: &mut P, first: P::Page, pages: usize, grefs: &[GrantRef]) {
+        let mut in_use = false;
+        for g in grefs {
+            in_use |= p.end_grant(*g).is_err();
+        }
+        if in_use {
+            self.stats.quarantined_pages += pages as u64;
+        } else {
+            p.free_pages(first, pages);
+        }
+    }
+
+    /// The backend is Connected: read the disk and features, go Connected, resubmit.
+    fn connect(
+        &mut self,
+        p: &mut P,
+        done: &mut impl FnMut(T, Result<(), IoError>),
+    ) -> Result<Event, NegotiationError> {
+        let disk = DiskInfo::read(p, &self.backend)?;
+        self.persistent = self.config.persistent && disk.persistent;
+        self.max_segments = disk.max_segments(&self.config);
+        self.disk = Some(disk);
+        self.write_state(p, XenbusState::Connected)
+            .map_err(NegotiationError::Platform)?;
+        self.state = FrontState::Connected;
+        self.resubmit_held(p, done);
+        Ok(Event::Connected(disk))
+    }
+
+    /// Tears the rings down and holds the outstanding I/O, oldest first, for a reconnect.
+    fn disconnect(&mut self, p: &mut P) {
+        let mut outstanding = Vec::new();
+        for qi in 0..self.queues.len() {
+            for slot in 0..self.queues[qi].shadow.len() {
+                if let Some(s) = self.queues[qi].shadow[slot].take() {
+                    self.release_pages(p, s.bounce);
+                    self.release_pages(p, s.indirect);
+                    outstanding.push((s.seq, s.tag, s.io));
+                }
+            }
+        }
+        outstanding.sort_by_key(|(seq, _, _)| *seq);
+        // Held I/O not yet resubmitted is older than anything on the rings.
+        let mut held: VecDeque<_> = outstanding.into();
+        while let Some(h) = self.held.pop_back() {
+            held.push_front(h);
+        }
+        self.held = held;
+        self.teardown_queues(p);
+        self.drop_pool(p);
+        self.disk = None;
+        self.state = FrontState::Disconnected;
+    }
+
+    fn teardown_queues(&mut self, p: &mut P) {
+        for q in core::mem::take(&mut self.queues) {
+            // The ring view goes here, before its pages are released.
+            let Queue {
+                ring: _,
+                ring_first,
+                ring_pages,
+                ring_grefs,
+                port,
+                ..
+            } = q;
+            p.evtchn_close(port);
+            self.release_ring(p, ring_first, ring_pages, &ring_grefs);
+        }
+    }
+
+    /// Fails the device: every held and in-flight I/O completes with
+    /// [`IoError::DeviceFailed`], the rings are torn down, our state is Closed.
+    pub fn fail(&mut self, p: &mut P, done: &mut impl FnMut(T, Result<(), IoError>)) {
+        if self.state != FrontState::Disconnected && self.state != FrontState::Failed {
+            self.disconnect(p);
+        }
+        self.state = FrontState::Failed;
+        for (_, tag, _) in core::mem::take(&mut self.held) {
+            done(tag, Err(IoError::DeviceFailed));
+        }
+        let _ = self.write_state(p, XenbusState::Closed);
+    }
+
+    /// Driver removal or module unload: fails what is outstanding and releases
+    /// everything.
+    pub fn shutdown(&mut self, p: &mut P, mut done: impl FnMut(T, Result<(), IoError>)) {
+        self.fail(p, &mut done);
+    }
+
+    fn drop_pool(&mut self, p: &mut P) {
+        for pp in core::mem::take(&mut self.pool) {
+            match pp.gref {
+                Some(g) if p.end_grant(g).is_err() => self.stats.quarantined_pages += 1,
+                _ => p.free_pages(pp.page, 1),
+            }
+        }
+    }
+
+    fn take_page(&mut self, p: &mut P, readonly: bool) -> Result<PoolPage<P::Page>, PlatformError> {
+        let mut pp = match self.pool.pop() {
+            Some(pp) => pp,
+            None => PoolPage {
+                page: p.alloc_pages(1)?,
+                gref: None,
+            },
+        };
+        if pp.gref.is_none() {
+            // Persistent grants are writable: the page serves reads and writes in turn.
+            let ro = readonly && !self.persistent;
+            match p.grant(self.backend_id, pp.page, ro) {
+                Ok(g) => pp.gref = Some(g),
+                Err(e) => {
+                    self.pool.push(pp);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pp)
+    }
+
+    fn release_pages(&mut self, p: &mut P, pages: Vec<PoolPage<P::Page>>) {
+        for mut pp in pages {
+            if !self.persistent {
+                if let Some(g) = pp.gref.take() {
+                    if p.end_grant(g).is_err() {
+                        // The backend still maps it: never reuse or free this page.
+                        self.stats.quarantined_pages += 1;
+                        continue;
+                    }
+                }
+            }
+            self.pool.push(pp);
+        }
+    }
+
+    fn validate(&self, io: &BlockIo<P::Page>) -> Result<(), SubmitError> {
+        let disk = self.disk.as_ref().ok_or(SubmitError::DeviceFailed)?;
+        let readonly = disk.info.contains(VdiskInfo::READONLY);
+        let (max, min) = match io.op {
+            IoOp::Read => (self.max_segments, 1),
+            IoOp::Write => (self.max_segments, 1),
+            IoOp::Flush => (BLKIF_MAX_SEGMENTS_PER_REQUEST, 0),
+            IoOp::Discard { .. } => (0, 0),
+        };
+        if io.segments.len() > max || io.segments.len() < min {
+            return Err(SubmitError::BadSegmentCount {
+                given: io.segments.len(),
+                max,
+            });
+        }
+        for (i, s) in io.segments.iter().enumerate() {
+            if s.first_sect > s.last_sect || s.last_sect >= SECTORS_PER_PAGE {
+                return Err(SubmitError::BadSegment(i));
+            }
+        }
+        let len = match io.op {
+            IoOp::Discard { nr_sectors, secure } => {
+                let Some(d) = disk.discard else {
+                    return Err(SubmitError::Unsupported);
+                };
+                if secure && !d.secure {
+                    return Err(SubmitError::Unsupported);
+                }
+                nr_sectors
+            }
+            IoOp::Flush if disk.flush.is_none() => return Err(SubmitError::Unsupported),
+            _ => io.segments.iter().map(|s| s.sectors()).sum(),
+        };
+        if !matches!(io.op, IoOp::Read) && readonly {
+            return Err(SubmitError::ReadOnly);
+        }
+        match io.sector.checked_add(len) {
+            Some(end) if end <= disk.sectors => Ok(()),
+            _ => Err(SubmitError::OutOfRange),
+        }
+    }
+
+    /// Sends `io` on `queue`; its completion comes through a later
+    /// [`handle_event`](Self::handle_event). While the backend is away (reconnecting)
+    /// the I/O is held and sent after the reconnect.
+    pub fn submit(
+        &mut self,
+        p: &mut P,
+        queue: usize,
+        tag: T,
+        io: BlockIo<P::Page>,
+    ) -> Result<(), (SubmitError, T, BlockIo<P::Page>)> {
+        match self.state {
+            FrontState::Failed => return Err((SubmitError::DeviceFailed, tag, io)),
+            FrontState::Connected => {}
+            _ => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.held.push_back((seq, tag, io));
+                return Ok(());
+            }
+        }
+        if queue >= self.queues.len() {
+            return Err((SubmitError::NoSuchQueue(queue), tag, io));
+        }
+        if let Err(e) = self.validate(&io) {
+            return Err((e, tag, io));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.send(p, queue, seq, tag, io)
+    }
+
+    /// Builds the ring request: bounce pages (data copied in for writes), indirect
+    /// pages when the segments do not fit in the slot.
+    fn send(
+        &mut self,
+        p: &mut P,
+        qi: usize,
+        seq: u64,
+        tag: T,
+        io: BlockIo<P::Page>,
+    ) -> Result<(), (SubmitError, T, BlockIo<P::Page>)> {
+        if self.queues[qi].ring.is_full() || self.queues[qi].free_ids.is_empty() {
+            return Err((SubmitError::RingFull, tag, io));
+        }
+        let writes = matches!(io.op, IoOp::Write | IoOp::Flush);
+        let mut bounce: Vec<PoolPage<P::Page>> = Vec::with_capacity(io.segments.len());
+        let mut segs: Vec<BlkifRequestSegment> = Vec::with_capacity(io.segments.len());
+        for s in &io.segments {
+            let pp = match self.take_page(p, writes) {
+                Ok(pp) => pp,
+                Err(e) => {
+                    self.release_pages(p, bounce);
+                    return Err((SubmitError::NoResources(e), tag, io));
+                }
+            };
+            if writes {
+                p.copy(pp.page, s.offset(), s.page, s.offset(), s.len());
+            }
+            segs.push(BlkifRequestSegment::new(
+                pp.gref.unwrap_or_default(),
+                s.first_sect,
+                s.last_sect,
+            ));
+            bounce.push(pp);
+        }
+        let flush_op = match self.disk.and_then(|d| d.flush) {
+            Some(FlushKind::WriteBarrier) => BlkifOp::WriteBarrier,
+            _ => BlkifOp::FlushDiskcache,
+        };
+        let id = *self.queues[qi].free_ids.last().unwrap_or(&0);
+        let mut indirect = Vec::new();
+        let (slot, wire_op) = match io.op {
+            IoOp::Discard { nr_sectors, secure } => (
+                as_slot(&BlkifRequestDiscard {
+                    operation: BlkifOp::Discard.raw(),
+                    flag: if secure { BLKIF_DISCARD_SECURE } else { 0 },
+                    handle: self.handle,
+                    id: id as u64,
+                    sector_number: io.sector,
+                    nr_sectors,
+                    ..Default::default()
+                }),
+                BlkifOp::Discard.raw(),
+            ),
+            op if segs.len() <= BLKIF_MAX_SEGMENTS_PER_REQUEST => {
+                let wire = match op {
+                    IoOp::Read => BlkifOp::Read,
+                    IoOp::Write => BlkifOp::Write,
+                    _ => flush_op,
+                };
+                let mut r = BlkifRequest {
+                    operation: wire.raw(),
+                    nr_segments: segs.len() as u8,
+                    handle: self.handle,
+                    id: id as u64,
+                    sector_number: io.sector,
+                    ..Default::default()
+                };
+                r.seg[..segs.len()].copy_from_slice(&segs);
+                (r, wire.raw())
+            }
+            op => {
+                let inner = if op == IoOp::Read {
+                    BlkifOp::Read
+                } else {
+                    BlkifOp::Write
+                };
+                let npages = segs.len().div_ceil(SEGMENTS_PER_INDIRECT_PAGE);
+                let mut ind = BlkifRequestIndirect {
+                    operation: BlkifOp::Indirect.raw(),
+                    indirect_op: inner.raw(),
+                    nr_segments: segs.len() as u16,
+                    id: id as u64,
+                    sector_number: io.sector,
+                    handle: self.handle,
+                    ..Default::default()
+                };
+                for (i, chunk) in segs.chunks(SEGMENTS_PER_INDIRECT_PAGE).enumerate() {
+                    let pp = match self.take_page(p, true) {
+                        Ok(pp) => pp,
+                        Err(e) => {
+                            self.release_pages(p, bounce);
+                            self.release_pages(p, indirect);
+                            return Err((SubmitError::NoResources(e), tag, io));
+                        }
+                    };
+                    let mem = p.mem(pp.page, 1);
+                    let _ = mem.write_bytes(0, chunk.as_bytes());
+                    ind.indirect_grefs[i] = pp.gref.unwrap_or_default();
+                    indirect.push(pp);
+                }
+                debug_assert!(npages <= BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST);
+                (as_slot(&ind), BlkifOp::Indirect.raw())
+            }
+        };
+        let q = &mut self.queues[qi];
+        if let Err(_e) = q.ring.push_request(&slot) {
+            // Checked not full above; keep the I/O rather than lose it.
+            self.release_pages(p, bounce);
+            self.release_pages(p, indirect);
+            return Err((SubmitError::RingFull, tag, io));
+        }
+        q.free_ids.pop();
+        q.shadow[id as usize] = Some(Shadow {
+            seq,
+            tag,
+            io,
+            wire_op,
+            bounce,
+            indirect,
+        });
+        self.stats.sent += 1;
+        if let Ok(true) = q.ring.push_requests_and_check_notify() {
+            p.evtchn_notify(q.port);
+        }
+        Ok(())
+    }
+
+    fn resubmit_held(&mut self, p: &mut P, done: &mut impl FnMut(T, Result<(), IoError>)) {
+        let n = self.queues.len();
+        if n == 0 {
+            return;
+        }
+        while let Some((seq, tag, io)) = self.held.pop_front() {
+            if let Err(e) = self.validate(&io) {
+                // The disk changed under the reconnect (smaller, read-only, feature gone).
+                let _ = e;
+                done(tag, Err(IoError::DeviceFailed));
+                continue;
+            }
+            let qi = (seq as usize) % n;
+            match self.send(p, qi, seq, tag, io) {
+                Ok(()) => self.stats.resubmitted += 1,
+                Err((_, tag, io)) => {
+                    self.held.push_front((seq, tag, io));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The event channel of `queue` fired: consumes every response, completes the I/Os
+    /// (copying read data out of the bounce pages) and sends held I/O where room
+    /// appeared. A protocol violation fails the device (every outstanding I/O completes
+    /// with [`IoError::DeviceFailed`]) and is returned for the log.
+    pub fn handle_event(
+        &mut self,
+        p: &mut P,
+        queue: usize,
+        mut done: impl FnMut(T, Result<(), IoError>),
+    ) -> Result<usize, ProtocolError> {
+        if self.state != FrontState::Connected || queue >= self.queues.len() {
+            return Ok(0);
+        }
+        let mut completed = 0;
+        loop {
+            loop {
+                let rsp = match self.queues[queue].ring.pop_response() {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(error) => {
+                        return Err(self.protocol_error(
+                            p,
+                            ProtocolError::Ring { queue, error },
+                            &mut done,
+                        ))
+                    }
+                };
+                match self.complete(p, queue, rsp) {
+                    Ok((tag, result)) => {
+                        completed += 1;
+                        done(tag, result);
+                    }
+                    Err(e) => return Err(self.protocol_error(p, e, &mut done)),
+                }
+            }
+            match self.queues[queue].ring.final_check_for_responses() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(error) => {
+                    return Err(self.protocol_error(
+                        p,
+                        ProtocolError::Ring { queue, error },
+                        &mut done,
+                    ))
+                }
+            }
+        }
+        self.resubmit_held(p, &mut done);
+        Ok(completed)
+    }
+
+    fn protocol_error(
+        &mut self,
+        p: &mut P,
+        e: ProtocolError,
+        done: &mut impl FnMut(T, Result<(), IoError>),
+    ) -> ProtocolError {
+        // Nothing the backend says can be trusted any more: fail every outstanding I/O
+        // rather than hold it for a reconnect.
+        self.disconnect(p);
+        self.fail(p, done);
+        e
+    }
+
+    fn complete(
+        &mut self,
+        p: &mut P,
+        queue: usize,
+        rsp: BlkifResponse,
+    ) -> Result<(T, Result<(), IoError>), ProtocolError> {
+        let q = &mut self.queues[queue];
+        let id = rsp.id;
+        let slot = usize::try_from(id)
+            .ok()
+            .filter(|&i| i < q.shadow.len())
+            .ok_or(ProtocolError::ResponseIdOutOfRange { queue, id })?;
+        let sent = match &q.shadow[slot] {
+            None => return Err(ProtocolError::ResponseForUnsentRequest { queue, id }),
+            Some(s) => s.wire_op,
+        };
+        if rsp.operation != sent {
+            return Err(ProtocolError::OperationMismatch {
+                queue,
+                id,
+                sent,
+                answered: rsp.operation,
+            });
+        }
+        let Some(s) = q.shadow[slot].take() else {
+            return Err(ProtocolError::ResponseForUnsentRequest { queue, id });
+        };
+        q.free_ids.push(slot as u32);
+        self.stats.completed += 1;
+        let result = match BlkifRsp::try_from(rsp.status) {
+            Ok(BlkifRsp::Okay) => {
+                if s.io.op == IoOp::Read {
+                    for (seg, pp) in s.io.segments.iter().zip(&s.bounce) {
+                        p.copy(seg.page, seg.offset(), pp.page, seg.offset(), seg.len());
+                    }
+                }
+                Ok(())
+            }
+            Ok(BlkifRsp::EOpNotSupp) => {
+                // As Linux: stop offering what the backend refused.
+                if let Some(d) = self.disk.as_mut() {
+                    match s.io.op {
+                        IoOp::Flush => d.flush = None,
+                        IoOp::Discard { .. } => d.discard = None,
+                        _ => {}
+                    }
+                }
+                Err(IoError::NotSupported)
+            }
+            Ok(BlkifRsp::Error) => Err(IoError::Backend(rsp.status)),
+            Err(_) => Err(IoError::Backend(rsp.status)),
+        };
+        self.release_pages(p, s.bounce);
+        self.release_pages(p, s.indirect);
+        Ok((s.tag, result))
+    }
+}
+
+/// A request variant written into a ring slot (the C union).
+fn as_slot<V: IntoBytes + Immutable>(v: &V) -> BlkifRequest {
+    let mut slot = BlkifRequest::new_zeroed();
+    let src = v.as_bytes();
+    slot.as_mut_bytes()[..src.len()].copy_from_slice(src);
+    slot
+}

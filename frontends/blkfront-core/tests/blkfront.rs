@@ -1,0 +1,759 @@
+//! The block-frontend core against a fake backend that serves a `Vec<u8>` disk through
+//! the real abi ring, and against hostile backends.
+
+mod fake;
+
+use fake::{BackendConfig, FakeBackend, FrontPlatform, Misbehaviour, Pg, World, BACK, FRONT};
+use proptest::prelude::*;
+use sluice_abi::blkif::BlkifOp;
+use sluice_abi::xenbus::XenbusState;
+use sluice_blkfront_core::{
+    BlockIo, Event, FrontState, Frontend, FrontendConfig, IoError, IoOp, IoSegment,
+    NegotiationError, ProtocolError, SubmitError,
+};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+const SECTORS: u64 = 8192; // 4 MiB
+
+type Done = Rc<RefCell<BTreeMap<u64, Result<(), IoError>>>>;
+
+struct Bed {
+    world: Rc<RefCell<World>>,
+    plat: FrontPlatform,
+    back: FakeBackend,
+    front: Frontend<FrontPlatform, u64>,
+    done: Done,
+    next_tag: u64,
+}
+
+fn recorder(done: &Done) -> impl FnMut(u64, Result<(), IoError>) + '_ {
+    move |tag, r| {
+        let prev = done.borrow_mut().insert(tag, r);
+        assert!(prev.is_none(), "I/O {tag} completed twice");
+    }
+}
+
+impl Bed {
+    fn new(cfg: BackendConfig, front_cfg: FrontendConfig) -> Bed {
+        let world = World::new();
+        let back = FakeBackend::new(world.clone(), SECTORS, cfg);
+        let mut plat = FrontPlatform(world.clone());
+        let mut front = Frontend::new(FRONT, BACK, fake::BACKEND_ID, front_cfg).unwrap();
+        front.start(&mut plat).unwrap();
+        Bed {
+            world,
+            plat,
+            back,
+            front,
+            done: Rc::default(),
+            next_tag: 0,
+        }
+    }
+
+    fn changed(&mut self, s: XenbusState) -> Result<Event, NegotiationError> {
+        let done = self.done.clone();
+        self.front
+            .backend_changed(&mut self.plat, s, recorder(&done))
+    }
+
+    /// InitWait -> Initialised -> backend connect -> Connected.
+    fn bring_up(&mut self) {
+        assert!(matches!(
+            self.changed(XenbusState::InitWait).unwrap(),
+            Event::Initialised { .. }
+        ));
+        self.back.connect().unwrap();
+        assert!(matches!(
+            self.changed(XenbusState::Connected).unwrap(),
+            Event::Connected(_)
+        ));
+        assert_eq!(self.front.state(), FrontState::Connected);
+    }
+
+    fn xs(&self, key: &str) -> Option<String> {
+        self.world
+            .borrow()
+            .xs
+            .get(&format!("{FRONT}/{key}"))
+            .cloned()
+    }
+
+    /// `n` caller pages filled with a pattern derived from `seed`.
+    fn pages(&self, n: usize, seed: u8) -> Vec<Pg> {
+        let mut w = self.world.borrow_mut();
+        (0..n)
+            .map(|i| {
+                let p = w.alloc(1);
+                let bytes: Vec<u8> = (0..4096)
+                    .map(|b| (b as u8).wrapping_mul(31) ^ seed ^ (i as u8).wrapping_mul(7))
+                    .collect();
+                w.fill_page(p, &bytes);
+                p
+            })
+            .collect()
+    }
+
+    fn io(op: IoOp, sector: u64, pages: &[Pg]) -> BlockIo<Pg> {
+        BlockIo {
+            op,
+            sector,
+            segments: pages
+                .iter()
+                .map(|&page| IoSegment {
+                    page,
+                    first_sect: 0,
+                    last_sect: 7,
+                })
+                .collect(),
+        }
+    }
+
+    fn submit(&mut self, queue: usize, io: BlockIo<Pg>) -> Result<u64, SubmitError> {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.front
+            .submit(&mut self.plat, queue, tag, io)
+            .map(|()| tag)
+            .map_err(|(e, _, _)| e)
+    }
+
+    /// Backend serves; frontend handles every queue's pending events.
+    fn pump(&mut self) -> Result<usize, ProtocolError> {
+        self.back.serve();
+        let mut n = 0;
+        for q in 0..self.front.queues() {
+            let port = self.front.port(q).unwrap();
+            if self.world.borrow_mut().take_front_events(port) > 0 {
+                let done = self.done.clone();
+                n += self
+                    .front
+                    .handle_event(&mut self.plat, q, recorder(&done))?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn result(&self, tag: u64) -> Option<Result<(), IoError>> {
+        self.done.borrow().get(&tag).copied()
+    }
+
+    fn bytes(&self, pages: &[Pg]) -> Vec<u8> {
+        let w = self.world.borrow();
+        pages.iter().flat_map(|p| w.page_bytes(*p)).collect()
+    }
+
+    fn disk(&self, sector: u64, len: usize) -> &[u8] {
+        let a = sector as usize * 512;
+        &self.back.disk[a..a + len]
+    }
+}
+
+fn bed() -> Bed {
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    b.bring_up();
+    b
+}
+
+#[test]
+fn negotiation_multi_queue_multi_page() {
+    let mut b = Bed::new(
+        BackendConfig {
+            max_queues: 2,
+            max_ring_page_order: 2,
+            ..Default::default()
+        },
+        FrontendConfig::default(),
+    );
+    assert_eq!(b.xs("state").as_deref(), Some("1"));
+    let ev = b.changed(XenbusState::InitWait).unwrap();
+    assert_eq!(
+        ev,
+        Event::Initialised {
+            queues: 2,
+            ring_pages: 4
+        }
+    );
+    assert_eq!(b.xs("state").as_deref(), Some("3"));
+    assert_eq!(b.xs("multi-queue-num-queues").as_deref(), Some("2"));
+    assert_eq!(b.xs("ring-page-order").as_deref(), Some("2"));
+    assert_eq!(b.xs("protocol").as_deref(), Some("x86_64-abi"));
+    assert_eq!(b.xs("feature-persistent").as_deref(), Some("1"));
+    for q in 0..2 {
+        for i in 0..4 {
+            assert!(b.xs(&format!("queue-{q}/ring-ref{i}")).is_some());
+        }
+        assert!(b.xs(&format!("queue-{q}/event-channel")).is_some());
+    }
+    assert!(b.xs("ring-ref").is_none());
+    b.back.connect().unwrap();
+    assert_eq!(b.back.queues(), 2);
+    let Event::Connected(disk) = b.changed(XenbusState::Connected).unwrap() else {
+        panic!()
+    };
+    assert_eq!(disk.sectors, SECTORS);
+    assert_eq!(disk.sector_size, 512);
+    assert_eq!(disk.physical_sector_size, 4096);
+    assert!(disk.persistent);
+    assert_eq!(disk.max_indirect_segments, 256);
+    assert!(disk.discard.is_some());
+    assert_eq!(b.xs("state").as_deref(), Some("4"));
+    assert!(b.front.persistent());
+    assert_eq!(b.front.max_segments(), 32); // the frontend's own limit
+}
+
+#[test]
+fn negotiation_legacy_backend_single_page_ring() {
+    let mut b = Bed::new(
+        BackendConfig {
+            max_queues: 1,
+            max_ring_page_order: 0,
+            persistent: false,
+            max_indirect_segments: 0,
+            flush: Some("feature-barrier"),
+            discard: false,
+            ..Default::default()
+        },
+        FrontendConfig::default(),
+    );
+    // A backend that never wrote multi-queue / ring-order nodes at all.
+    b.world
+        .borrow_mut()
+        .xs
+        .remove(&format!("{BACK}/multi-queue-max-queues"));
+    b.world
+        .borrow_mut()
+        .xs
+        .remove(&format!("{BACK}/max-ring-page-order"));
+    b.bring_up();
+    assert!(b.xs("ring-ref").is_some());
+    assert!(b.xs("event-channel").is_some());
+    assert!(b.xs("ring-page-order").is_none());
+    assert!(b.xs("multi-queue-num-queues").is_none());
+    assert!(!b.front.persistent());
+    assert_eq!(b.front.max_segments(), 11);
+    // 12 segments do not fit without indirect requests.
+    let pages = b.pages(12, 1);
+    assert_eq!(
+        b.submit(0, Bed::io(IoOp::Write, 0, &pages)),
+        Err(SubmitError::BadSegmentCount { given: 12, max: 11 })
+    );
+    // Flush goes out as a barrier.
+    let t = b.submit(0, Bed::io(IoOp::Flush, 0, &[])).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    assert_eq!(b.back.log.last().unwrap().0, BlkifOp::WriteBarrier.raw());
+    assert_eq!(
+        b.submit(
+            0,
+            BlockIo {
+                op: IoOp::Discard {
+                    nr_sectors: 8,
+                    secure: false
+                },
+                sector: 0,
+                segments: vec![]
+            }
+        ),
+        Err(SubmitError::Unsupported)
+    );
+}
+
+fn round_trip(cfg: BackendConfig, front_cfg: FrontendConfig, nsegs: usize) {
+    let mut b = Bed::new(cfg, front_cfg);
+    b.bring_up();
+    let data = b.pages(nsegs, 0x5a);
+    let sector = 24;
+    let t = b.submit(0, Bed::io(IoOp::Write, sector, &data)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    let want = b.bytes(&data);
+    assert_eq!(b.disk(sector, want.len()), &want[..]);
+    let back = b.pages(nsegs, 0);
+    let t = b.submit(0, Bed::io(IoOp::Read, sector, &back)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    assert_eq!(b.bytes(&back), want);
+    let indirect = nsegs > 11;
+    let ops: Vec<u8> = b.back.log.iter().map(|l| l.0).collect();
+    assert!(
+        ops.iter()
+            .all(|&o| (o == BlkifOp::Indirect.raw()) == indirect),
+        "{ops:?}"
+    );
+}
+
+#[test]
+fn write_read_verify_direct_and_indirect() {
+    for persistent in [true, false] {
+        for nsegs in [1, 11, 12, 32] {
+            round_trip(
+                BackendConfig {
+                    persistent,
+                    ..Default::default()
+                },
+                FrontendConfig::default(),
+                nsegs,
+            );
+        }
+    }
+    // More than one indirect page (512 segments each).
+    round_trip(
+        BackendConfig {
+            max_indirect_segments: 1024,
+            ..Default::default()
+        },
+        FrontendConfig {
+            max_indirect_segments: 600,
+            ..Default::default()
+        },
+        600,
+    );
+}
+
+#[test]
+fn partial_page_segments() {
+    let mut b = bed();
+    let pages = b.pages(2, 9);
+    let io = BlockIo {
+        op: IoOp::Write,
+        sector: 100,
+        segments: vec![
+            IoSegment {
+                page: pages[0],
+                first_sect: 3,
+                last_sect: 5,
+            },
+            IoSegment {
+                page: pages[1],
+                first_sect: 0,
+                last_sect: 0,
+            },
+        ],
+    };
+    let t = b.submit(0, io).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    let p0 = b.world.borrow().page_bytes(pages[0]);
+    let p1 = b.world.borrow().page_bytes(pages[1]);
+    assert_eq!(b.disk(100, 1536), &p0[1536..3072]);
+    assert_eq!(b.disk(103, 512), &p1[..512]);
+    let bad = BlockIo {
+        op: IoOp::Read,
+        sector: 0,
+        segments: vec![IoSegment {
+            page: pages[0],
+            first_sect: 5,
+            last_sect: 8,
+        }],
+    };
+    assert_eq!(b.submit(0, bad), Err(SubmitError::BadSegment(0)));
+}
+
+#[test]
+fn flush_discard_range_and_readonly() {
+    let mut b = bed();
+    let pages = b.pages(2, 3);
+    let t = b.submit(1, Bed::io(IoOp::Write, 16, &pages)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    let t = b.submit(1, Bed::io(IoOp::Flush, 0, &[])).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    assert_eq!(b.back.log.last().unwrap().0, BlkifOp::FlushDiskcache.raw());
+    let discard = |secure| BlockIo {
+        op: IoOp::Discard {
+            nr_sectors: 8,
+            secure,
+        },
+        sector: 16,
+        segments: vec![],
+    };
+    assert_eq!(b.submit(0, discard(true)), Err(SubmitError::Unsupported));
+    let t = b.submit(0, discard(false)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    assert!(b.disk(16, 4096).iter().all(|&x| x == 0));
+    assert_ne!(b.disk(24, 4096), &[0u8; 4096][..]);
+    assert_eq!(
+        b.submit(0, Bed::io(IoOp::Read, SECTORS - 7, &pages[..1])),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(
+        b.submit(0, Bed::io(IoOp::Read, u64::MAX - 2, &pages[..1])),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(
+        b.submit(9, Bed::io(IoOp::Read, 0, &pages[..1])),
+        Err(SubmitError::NoSuchQueue(9))
+    );
+
+    let mut ro = Bed::new(
+        BackendConfig {
+            readonly: true,
+            ..Default::default()
+        },
+        FrontendConfig::default(),
+    );
+    ro.bring_up();
+    let p = ro.pages(1, 0);
+    assert_eq!(
+        ro.submit(0, Bed::io(IoOp::Write, 0, &p)),
+        Err(SubmitError::ReadOnly)
+    );
+    assert!(ro.submit(0, Bed::io(IoOp::Read, 0, &p)).is_ok());
+}
+
+#[test]
+fn eopnotsupp_turns_the_feature_off() {
+    let mut b = bed();
+    // The backend advertised flush but refuses it.
+    b.back.cfg.flush = Some("feature-barrier");
+    let t = b.submit(0, Bed::io(IoOp::Flush, 0, &[])).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Err(IoError::NotSupported)));
+    assert_eq!(
+        b.submit(0, Bed::io(IoOp::Flush, 0, &[])),
+        Err(SubmitError::Unsupported)
+    );
+}
+
+#[test]
+fn ring_full_then_drains() {
+    let mut b = Bed::new(
+        BackendConfig {
+            max_queues: 1,
+            max_ring_page_order: 0,
+            ..Default::default()
+        },
+        FrontendConfig::default(),
+    );
+    b.bring_up();
+    let page = b.pages(1, 4);
+    let mut tags = Vec::new();
+    loop {
+        match b.submit(0, Bed::io(IoOp::Write, tags.len() as u64 * 8, &page)) {
+            Ok(t) => tags.push(t),
+            Err(e) => {
+                assert_eq!(e, SubmitError::RingFull);
+                break;
+            }
+        }
+    }
+    assert_eq!(tags.len(), 32); // one page holds 32 blkif slots
+    b.pump().unwrap();
+    for t in &tags {
+        assert_eq!(b.result(*t), Some(Ok(())));
+    }
+    assert!(b.submit(0, Bed::io(IoOp::Write, 0, &page)).is_ok());
+}
+
+#[test]
+fn reconnect_resubmits_in_flight_io() {
+    let mut b = bed();
+    let data: Vec<Vec<Pg>> = (0..6).map(|i| b.pages(3, i as u8)).collect();
+    let mut tags = Vec::new();
+    for (i, d) in data.iter().enumerate() {
+        tags.push(
+            b.submit(i % 2, Bed::io(IoOp::Write, i as u64 * 24, d))
+                .unwrap(),
+        );
+    }
+    // The backend restarts before answering anything.
+    b.back.close();
+    let ev = b.changed(XenbusState::Closed).unwrap();
+    assert_eq!(ev, Event::Disconnected { held: 6 });
+    assert_eq!(b.front.state(), FrontState::Disconnected);
+    assert_eq!(b.xs("state").as_deref(), Some("6"));
+    assert_eq!(b.world.borrow().live_grants(), 0, "every grant ended");
+    assert_eq!(b.world.borrow().open_ports(), 0);
+    // I/O submitted meanwhile is held too.
+    let late = b.pages(1, 0x77);
+    tags.push(b.submit(0, Bed::io(IoOp::Write, 500, &late)).unwrap());
+    assert!(b.done.borrow().is_empty());
+    // Back again.
+    b.back.init_wait();
+    assert!(matches!(
+        b.changed(XenbusState::InitWait).unwrap(),
+        Event::Initialised { .. }
+    ));
+    b.back.connect().unwrap();
+    assert!(matches!(
+        b.changed(XenbusState::Connected).unwrap(),
+        Event::Connected(_)
+    ));
+    assert_eq!(b.front.stats().resubmitted, 7);
+    b.pump().unwrap();
+    for t in &tags {
+        assert_eq!(b.result(*t), Some(Ok(())), "tag {t}");
+    }
+    for (i, d) in data.iter().enumerate() {
+        let want = b.bytes(d);
+        assert_eq!(b.disk(i as u64 * 24, want.len()), &want[..]);
+    }
+    assert_eq!(b.disk(500, 4096), &b.bytes(&late)[..]);
+    assert_eq!(b.front.stats().connects, 2);
+}
+
+fn hostile(m: Misbehaviour) -> (Bed, Vec<u64>, Result<usize, ProtocolError>) {
+    let mut b = bed();
+    let pages = b.pages(2, 1);
+    let tags: Vec<u64> = (0..3)
+        .map(|i| b.submit(0, Bed::io(IoOp::Write, i * 16, &pages)).unwrap())
+        .collect();
+    b.back.misbehave = m;
+    let r = b.pump();
+    (b, tags, r)
+}
+
+fn assert_failed_cleanly(mut b: Bed, tags: &[u64]) {
+    assert_eq!(b.front.state(), FrontState::Failed);
+    for t in tags {
+        assert_eq!(b.result(*t), Some(Err(IoError::DeviceFailed)), "tag {t}");
+    }
+    let p = b.pages(1, 0);
+    assert_eq!(
+        b.submit(0, Bed::io(IoOp::Read, 0, &p)),
+        Err(SubmitError::DeviceFailed)
+    );
+    assert_eq!(b.xs("state").as_deref(), Some("6"));
+    // Unload: nothing left to complete, nothing held.
+    let done = b.done.clone();
+    b.front.shutdown(&mut b.plat, recorder(&done));
+    assert_eq!(b.front.in_flight() + b.front.held(), 0);
+    assert_eq!(b.world.borrow().open_ports(), 0);
+}
+
+#[test]
+fn hostile_bogus_response_id() {
+    let (b, tags, r) = hostile(Misbehaviour::BogusId);
+    assert!(matches!(
+        r,
+        Err(ProtocolError::ResponseIdOutOfRange {
+            id: 0xdead_beef,
+            ..
+        })
+    ));
+    assert_failed_cleanly(b, &tags);
+}
+
+#[test]
+fn hostile_response_for_unsent_request() {
+    let (b, tags, r) = hostile(Misbehaviour::UnsentId);
+    assert!(
+        matches!(
+            r,
+            Err(ProtocolError::ResponseForUnsentRequest { id: 3, .. })
+        ),
+        "{r:?}"
+    );
+    assert_failed_cleanly(b, &tags);
+}
+
+#[test]
+fn hostile_duplicate_response() {
+    let (b, tags, r) = hostile(Misbehaviour::DuplicateId);
+    assert!(
+        matches!(r, Err(ProtocolError::ResponseForUnsentRequest { .. })),
+        "{r:?}"
+    );
+    // The first response was genuine: that I/O succeeded, the rest failed.
+    assert_eq!(b.result(tags[0]), Some(Ok(())));
+    assert_failed_cleanly(b, &tags[1..]);
+}
+
+#[test]
+fn hostile_wrong_operation() {
+    let (b, tags, r) = hostile(Misbehaviour::WrongOperation);
+    assert!(
+        matches!(r, Err(ProtocolError::OperationMismatch { .. })),
+        "{r:?}"
+    );
+    assert_failed_cleanly(b, &tags);
+}
+
+#[test]
+fn hostile_rsp_prod_overflow() {
+    let (b, tags, r) = hostile(Misbehaviour::OverflowRspProd);
+    assert!(matches!(r, Err(ProtocolError::Ring { .. })), "{r:?}");
+    assert_failed_cleanly(b, &tags);
+}
+
+#[test]
+fn error_status_fails_only_that_io() {
+    let (mut b, tags, r) = hostile(Misbehaviour::ErrorStatus);
+    assert_eq!(r, Ok(3));
+    for t in &tags {
+        assert_eq!(b.result(*t), Some(Err(IoError::Backend(-1))));
+    }
+    assert_eq!(b.front.state(), FrontState::Connected);
+    b.back.misbehave = Misbehaviour::None;
+    let p = b.pages(1, 2);
+    let t = b.submit(0, Bed::io(IoOp::Write, 0, &p)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+}
+
+#[test]
+fn silent_backend_then_driver_timeout_fails_io() {
+    let (mut b, tags, r) = hostile(Misbehaviour::Silent);
+    assert_eq!(r, Ok(0));
+    assert!(b.done.borrow().is_empty());
+    // The driver's I/O timeout gives up on the device.
+    let done = b.done.clone();
+    b.front.fail(&mut b.plat, &mut recorder(&done));
+    assert_failed_cleanly(b, &tags);
+}
+
+#[test]
+fn vanished_backend_fails_io() {
+    let mut b = bed();
+    let p = b.pages(1, 1);
+    let t = b.submit(0, Bed::io(IoOp::Write, 0, &p)).unwrap();
+    b.back.vanish();
+    assert_eq!(b.changed(XenbusState::Unknown).unwrap(), Event::Failed);
+    // A later state change of a vanished device changes nothing.
+    assert_eq!(b.changed(XenbusState::InitWait).unwrap(), Event::Nothing);
+    assert_failed_cleanly(b, &[t]);
+}
+
+#[test]
+fn backend_keeping_grants_mapped_gets_no_page_back() {
+    let mut b = Bed::new(
+        BackendConfig {
+            persistent: false,
+            ..Default::default()
+        },
+        FrontendConfig::default(),
+    );
+    b.bring_up();
+    b.back.misbehave = Misbehaviour::KeepGrantsMapped;
+    let p = b.pages(4, 1);
+    let t = b.submit(0, Bed::io(IoOp::Write, 0, &p)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    // The four bounce pages stay granted and are never reused (the fake panics if a
+    // granted page is freed or regranted after free).
+    assert_eq!(b.front.stats().quarantined_pages, 4);
+    let done = b.done.clone();
+    b.front.shutdown(&mut b.plat, recorder(&done));
+}
+
+#[test]
+fn bad_backend_nodes_fail_negotiation() {
+    for (key, value) in [
+        ("sectors", None),
+        ("sectors", Some("12abc")),
+        ("sector-size", Some("1000")),
+        ("info", Some("-1")),
+        ("feature-max-indirect-segments", Some("99999999999")),
+    ] {
+        let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+        b.changed(XenbusState::InitWait).unwrap();
+        b.back.connect().unwrap();
+        let path = format!("{BACK}/{key}");
+        match value {
+            None => b.world.borrow_mut().xs.remove(&path),
+            Some(v) => b.world.borrow_mut().xs.insert(path, v.into()),
+        };
+        let e = b.changed(XenbusState::Connected).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NegotiationError::MissingNode { .. } | NegotiationError::BadNode { .. }
+            ),
+            "{key}: {e:?}"
+        );
+        assert_eq!(b.front.state(), FrontState::Failed);
+        assert_eq!(b.world.borrow().open_ports(), 0);
+        // The backend still mapped the rings when the frontend gave up: their pages are
+        // quarantined (never freed or reused), their grants stay.
+        assert_eq!(b.front.stats().quarantined_pages, 4 * 16, "{key}");
+        b.back.close();
+    }
+    // A huge ring order is clamped to what the frontend supports.
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    b.world
+        .borrow_mut()
+        .xs
+        .insert(format!("{BACK}/max-ring-page-order"), "99".into());
+    assert_eq!(
+        b.changed(XenbusState::InitWait).unwrap(),
+        Event::Initialised {
+            queues: 4,
+            ring_pages: 16
+        }
+    );
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    b.world
+        .borrow_mut()
+        .xs
+        .insert(format!("{BACK}/multi-queue-max-queues"), "many".into());
+    assert!(b.changed(XenbusState::InitWait).is_err());
+    assert_eq!(b.front.state(), FrontState::Failed);
+}
+
+#[test]
+fn out_of_memory_during_setup_and_submit() {
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    b.world.borrow_mut().alloc_budget = Some(2); // rings for 2 of 4 queues
+    let e = b.changed(XenbusState::InitWait).unwrap_err();
+    assert!(matches!(e, NegotiationError::Platform(_)));
+    assert_eq!(b.world.borrow().live_grants(), 0);
+    assert_eq!(b.world.borrow().live_allocs(), 0);
+
+    let mut b = bed();
+    let p = b.pages(4, 1);
+    b.world.borrow_mut().alloc_budget = Some(2); // two bounce pages
+    assert!(matches!(
+        b.submit(0, Bed::io(IoOp::Write, 0, &p)),
+        Err(SubmitError::NoResources(_))
+    ));
+    b.world.borrow_mut().alloc_budget = None;
+    let t = b.submit(0, Bed::io(IoOp::Write, 0, &p)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random reads and writes on random queues, with a reconnect in the middle, agree
+    /// with a model disk; every I/O completes exactly once.
+    #[test]
+    fn random_io_matches_model(
+        ops in prop::collection::vec((any::<bool>(), 0u64..(SECTORS / 8 - 40), 1usize..40, 0usize..4, any::<u8>()), 1..30),
+        reconnect_at in 0usize..30,
+        persistent in any::<bool>(),
+    ) {
+        let mut b = Bed::new(BackendConfig { persistent, ..Default::default() }, FrontendConfig::default());
+        b.bring_up();
+        let mut model = vec![0u8; (SECTORS * 512) as usize];
+        for (i, (write, page_no, n, q, seed)) in ops.into_iter().enumerate() {
+            let n = n.min(b.front.max_segments());
+            let sector = page_no * 8;
+            let pages = b.pages(n, seed);
+            let op = if write { IoOp::Write } else { IoOp::Read };
+            let t = b.submit(q, Bed::io(op, sector, &pages)).unwrap();
+            if i == reconnect_at {
+                b.back.close();
+                b.changed(XenbusState::Closed).unwrap();
+                b.back.init_wait();
+                b.changed(XenbusState::InitWait).unwrap();
+                b.back.connect().unwrap();
+                b.changed(XenbusState::Connected).unwrap();
+            }
+            b.pump().unwrap();
+            prop_assert_eq!(b.result(t), Some(Ok(())));
+            let a = sector as usize * 512;
+            let len = n * 4096;
+            if write {
+                model[a..a + len].copy_from_slice(&b.bytes(&pages));
+            } else {
+                prop_assert_eq!(&b.bytes(&pages)[..], &model[a..a + len]);
+            }
+        }
+        prop_assert_eq!(&b.back.disk, &model);
+    }
+}
