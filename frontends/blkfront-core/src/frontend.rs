@@ -668,6 +668,12 @@ impl<P: Platform, T> Frontend<P, T> {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        if !self.held.is_empty() {
+            // Older I/O from before a reconnect is still waiting for ring space: new I/O
+            // queues behind it (a flush must not overtake the writes it covers).
+            self.held.push_back((seq, tag, io));
+            return Ok(());
+        }
         self.send(p, queue, seq, tag, io)
     }
 

@@ -757,3 +757,43 @@ proptest! {
         prop_assert_eq!(&b.back.disk, &model);
     }
 }
+
+#[test]
+fn held_io_keeps_its_order_when_the_new_ring_is_too_small() {
+    let cfg = BackendConfig {
+        max_queues: 1,
+        max_ring_page_order: 0,
+        ..Default::default()
+    };
+    let mut b = Bed::new(cfg, FrontendConfig::default());
+    b.bring_up();
+    let page = b.pages(1, 8);
+    let mut tags = Vec::new();
+    for i in 0..32 {
+        tags.push(b.submit(0, Bed::io(IoOp::Write, i * 8, &page)).unwrap());
+    }
+    b.back.close();
+    b.changed(XenbusState::Closed).unwrap();
+    for i in 32..42 {
+        tags.push(b.submit(0, Bed::io(IoOp::Write, i * 8, &page)).unwrap());
+    }
+    b.back.init_wait();
+    b.changed(XenbusState::InitWait).unwrap();
+    b.back.connect().unwrap();
+    b.changed(XenbusState::Connected).unwrap();
+    assert_eq!(b.front.in_flight(), 32);
+    assert_eq!(b.front.held(), 10);
+    // New I/O queues behind the held I/O instead of overtaking it.
+    tags.push(b.submit(0, Bed::io(IoOp::Flush, 0, &[])).unwrap());
+    assert_eq!(b.front.held(), 11);
+    while b.done.borrow().len() < tags.len() {
+        assert!(b.pump().unwrap() > 0, "no progress");
+    }
+    for t in &tags {
+        assert_eq!(b.result(*t), Some(Ok(())));
+    }
+    let sectors: Vec<u64> = b.back.log.iter().map(|l| l.1).collect();
+    let mut want: Vec<u64> = (0..42).map(|i| i * 8).collect();
+    want.push(0); // the flush, last
+    assert_eq!(sectors, want);
+}
