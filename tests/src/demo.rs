@@ -3,27 +3,32 @@
 
 use crate::progress::note;
 use crate::run::{run_boot_with, RunOptions};
-use crate::scenario::{BlockBackend, Boot, ConsoleBackend, GuestStep, GuestType, Workload};
+use crate::scenario::{Boot, GuestStep, GuestType, Workload};
 use anyhow::Result;
 
 pub fn run() -> Result<()> {
-    note("Sluice demo: Xen 4.17 + Debian dom0 in QEMU TCG (no KVM: expect 2-4 minutes)");
-    note("block backend: Linux kernel blkback (sluice-blkback has not landed yet)");
-    note("console backend: xenconsoled (sluice-consoleback has not landed yet)");
+    note("Sluice demo: Xen 4.17 + Debian dom0 in QEMU TCG (no KVM: expect 1-4 minutes)");
+    let b = crate::sluice_backends::select()?;
+    for n in &b.notes {
+        note(n);
+    }
     let boot = Boot {
         name: "demo".into(),
-        console: ConsoleBackend::Xenconsoled,
-        daemons: vec![],
+        console: b.console.clone(),
+        daemons: b.daemons.clone(),
         steps: vec![GuestStep::new(
             "demo-pv",
             GuestType::Pv,
-            &[BlockBackend::KernelBlkback],
+            std::slice::from_ref(&b.block),
             &[Workload::ConsoleRoundTrip, Workload::Ext4 { disk: 0 }],
         )],
     };
     let echo = std::env::var_os("SLUICE_DEMO_CONSOLE").is_some();
     let r = run_boot_with(&boot, RunOptions { echo_console: echo })?;
     println!("\nSluice demo summary");
+    for n in &b.notes {
+        println!("  {n}");
+    }
     println!("  Xen: {}", r.xen_pv_line);
     println!("  Xen + dom0 to toolstack: {:.0} s", r.seconds_to_toolstack);
     for (s, secs) in &r.step_seconds {

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod run;
 pub mod scenario;
 pub mod serial;
+pub mod sluice_backends;
 pub mod xenpkgs;
 
 pub use error::Failure;

@@ -9,7 +9,6 @@
 //! (and `sluice-consoleback`, when present) in dom0. It says SKIPPED and returns while
 //! the backends are not in the workspace.
 
-use sluice_testbed::cargo_bin::{cargo_binary, workspace_has_package};
 use sluice_testbed::{
     run_boot, BlockBackend, Boot, ConsoleBackend, Dom0Daemon, Failure, GuestStep, GuestType,
     Workload,
@@ -76,25 +75,15 @@ fn unserved_userspace_disk_fails() {
 #[test]
 #[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-userspace)"]
 fn sluice_backends_pv_and_pvh() {
-    if !workspace_has_package("sluice-blkback") {
+    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
+    if b.block != BlockBackend::Userspace {
         eprintln!("SKIPPED: sluice-blkback is not in the workspace yet");
         return;
     }
-    let blkback = cargo_binary("sluice-blkback", "sluice-blkback").unwrap();
-    let mut daemons = vec![Dom0Daemon {
-        name: "sluice-blkback".into(),
-        binary: blkback,
-        args: vec![],
-    }];
-    let mut console = ConsoleBackend::Xenconsoled;
-    if workspace_has_package("sluice-consoleback") {
-        daemons.push(Dom0Daemon {
-            name: "sluice-consoleback".into(),
-            binary: cargo_binary("sluice-consoleback", "sluice-consoleback").unwrap(),
-            args: vec![],
-        });
-        console = ConsoleBackend::Userspace;
+    for n in &b.notes {
+        eprintln!("{n}");
     }
+    let (daemons, console) = (b.daemons, b.console);
     let disks = [BlockBackend::Userspace, BlockBackend::Userspace];
     let w = [
         Workload::ConsoleRoundTrip,

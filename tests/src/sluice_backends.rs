@@ -1,0 +1,55 @@
+//! Sluice's dom0 daemons for a boot: `sluice-blkback` and `sluice-consoleback` when they
+//! are in the workspace (built by cargo), otherwise the stock Linux/Xen backends.
+
+use crate::cargo_bin::{cargo_binary, workspace_has_package};
+use crate::scenario::{BlockBackend, ConsoleBackend, Dom0Daemon};
+use anyhow::Result;
+
+/// The backends a boot will use, and a line for each saying which and why.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub daemons: Vec<Dom0Daemon>,
+    pub block: BlockBackend,
+    pub console: ConsoleBackend,
+    pub notes: Vec<String>,
+}
+
+/// Builds whichever Sluice backends exist and picks the stock ones for the rest.
+pub fn select() -> Result<Backends> {
+    let mut b = Backends {
+        daemons: vec![],
+        block: BlockBackend::KernelBlkback,
+        console: ConsoleBackend::Xenconsoled,
+        notes: vec![],
+    };
+    if workspace_has_package("sluice-blkback") {
+        b.daemons.push(Dom0Daemon {
+            name: "sluice-blkback".into(),
+            binary: cargo_binary("sluice-blkback", "sluice-blkback")?,
+            args: vec![],
+        });
+        b.block = BlockBackend::Userspace;
+        b.notes
+            .push("block backend: sluice-blkback (Rust, dom0 userspace)".into());
+    } else {
+        b.notes.push(
+            "block backend: Linux kernel xen-blkback (sluice-blkback is not in the workspace yet)"
+                .into(),
+        );
+    }
+    if workspace_has_package("sluice-consoleback") {
+        b.daemons.push(Dom0Daemon {
+            name: "sluice-consoleback".into(),
+            binary: cargo_binary("sluice-consoleback", "sluice-consoleback")?,
+            args: vec![],
+        });
+        b.console = ConsoleBackend::Userspace;
+        b.notes
+            .push("console backend: sluice-consoleback (Rust, dom0 userspace)".into());
+    } else {
+        b.notes.push(
+            "console backend: xenconsoled (sluice-consoleback is not in the workspace yet)".into(),
+        );
+    }
+    Ok(b)
+}
