@@ -600,3 +600,94 @@ check_ext4() {
   echo "@@SUMMARY $(basename $dev): mkfs.ext4, $files files ($bytes bytes) written and synced, e2fsck clean, remounted, $files/$files sha256 match"
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Disk;
+
+    fn step(t: GuestType, backends: &[BlockBackend]) -> GuestStep {
+        GuestStep::new("g-1", t, backends, &[Workload::Pattern { disk: 0 }])
+    }
+
+    #[test]
+    fn guest_cfg_per_type_and_backend() {
+        let pv = guest_cfg(2, &step(GuestType::Pv, &[BlockBackend::KernelBlkback]));
+        assert!(pv.contains("type = \"pv\""));
+        assert!(!pv.contains("tsc_mode"));
+        assert!(pv.contains("'format=raw,vdev=xvda,access=rw,target=/dev/sluice-s2d0'"));
+        let pvh = guest_cfg(
+            0,
+            &step(
+                GuestType::Pvh,
+                &[BlockBackend::KernelBlkback, BlockBackend::Userspace],
+            ),
+        );
+        assert!(pvh.contains("type = \"pvh\""));
+        assert!(pvh.contains("tsc_mode = \"native\""));
+        assert!(pvh.contains(
+            "'format=raw,vdev=xvdb,access=rw,backendtype=phy,script=block-userspace,target=/dev/sluice-s0d1'"
+        ));
+        assert!(pvh.contains("extra = \"console=hvc0 quiet sluice.step=g-1\""));
+    }
+
+    fn boot(steps: Vec<GuestStep>) -> Boot {
+        Boot {
+            name: "b".into(),
+            console: ConsoleBackend::Xenconsoled,
+            daemons: vec![],
+            steps,
+        }
+    }
+
+    #[test]
+    fn validation_rejects_bad_configs() {
+        let ok = step(GuestType::Pv, &[BlockBackend::KernelBlkback]);
+        validate(&boot(vec![ok.clone()])).unwrap();
+        // Duplicate step names, bad characters, a workload on a missing disk, tiny disks.
+        assert!(validate(&boot(vec![ok.clone(), ok.clone()])).is_err());
+        let mut bad = ok.clone();
+        bad.name = "Bad_Name".into();
+        assert!(validate(&boot(vec![bad])).is_err());
+        let mut nodisk = ok.clone();
+        nodisk.workloads = vec![Workload::Ext4 { disk: 1 }];
+        assert!(validate(&boot(vec![nodisk])).is_err());
+        let mut tiny = ok.clone();
+        tiny.disks = vec![Disk {
+            size_mib: 1,
+            backend: BlockBackend::KernelBlkback,
+        }];
+        assert!(validate(&boot(vec![tiny])).is_err());
+        let mut b = boot(vec![ok]);
+        b.console = ConsoleBackend::Userspace;
+        assert!(validate(&b).is_err(), "userspace console without a daemon");
+    }
+
+    #[test]
+    fn blkback_loaded_only_when_a_disk_needs_it() {
+        let u = boot(vec![step(GuestType::Pv, &[BlockBackend::Userspace])]);
+        assert!(!u.needs_kernel_blkback());
+        let k = boot(vec![
+            step(GuestType::Pv, &[BlockBackend::Userspace]),
+            GuestStep::new("g-2", GuestType::Pv, &[BlockBackend::KernelBlkback], &[]),
+        ]);
+        assert!(k.needs_kernel_blkback());
+    }
+
+    #[test]
+    fn host_kernel_modules_resolve_dependencies_first() {
+        let Ok(k) = HostKernel::discover() else {
+            eprintln!("no host kernel installed; nothing to resolve");
+            return;
+        };
+        let mods = k.modules_in_load_order(GUEST_MODULES).unwrap();
+        let pos = |name: &str| {
+            mods.iter()
+                .position(|p| p.file_name().unwrap().to_string_lossy().starts_with(name))
+                .unwrap_or_else(|| panic!("{name} missing from {mods:?}"))
+        };
+        assert!(pos("jbd2") < pos("ext4"));
+        assert!(pos("mbcache") < pos("ext4"));
+        assert!(k.modules_in_load_order(&["no-such-module"]).is_err());
+    }
+}

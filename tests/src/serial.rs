@@ -117,7 +117,12 @@ impl Machine {
     /// Starts QEMU; its console is appended to `log` as it arrives. With `echo`, the
     /// console is also copied to stderr (for `cargo xtask demo` and debugging).
     pub fn spawn(cfg: &QemuConfig, log: &Path, echo: bool) -> Result<Machine> {
-        let mut cmd = cfg.command()?;
+        Machine::spawn_command(cfg.command()?, log, echo)
+    }
+
+    /// Drives any program as if it were the console (QEMU in [`Machine::spawn`]; a shell
+    /// in this module's tests).
+    pub fn spawn_command(mut cmd: Command, log: &Path, echo: bool) -> Result<Machine> {
         let mut logf = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         writeln!(logf, "# {cmd:?}")?;
         let mut child = cmd
@@ -299,6 +304,82 @@ impl Drop for Machine {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> (Machine, PathBuf) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log =
+            std::env::temp_dir().join(format!("sluice-serial-{}-{n}.log", std::process::id()));
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        (Machine::spawn_command(c, &log, false).unwrap(), log)
+    }
+
+    #[test]
+    fn expect_matches_in_order_and_captures() {
+        let (mut m, log) = shell("echo 'a 1'; echo 'b 2'; read x; echo \"got $x\"");
+        let r = m.expect(r"b (\d)", Duration::from_secs(10), "b").unwrap();
+        assert_eq!(r.group(1), "2");
+        assert!(r.before.contains("a 1"));
+        // The cursor moved past "b 2": "a" no longer matches.
+        assert!(m
+            .expect(r"a 1", Duration::from_millis(300), "a again")
+            .is_err());
+        m.send_line("hello").unwrap();
+        m.expect("got hello", Duration::from_secs(10), "echo")
+            .unwrap();
+        assert!(std::fs::read_to_string(&log).unwrap().contains("got hello"));
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[test]
+    fn timeout_and_exit_are_failures() {
+        let (mut m, log) = shell("sleep 5");
+        let e = m
+            .expect("never", Duration::from_millis(200), "t")
+            .unwrap_err();
+        assert!(matches!(
+            e.downcast_ref::<Failure>(),
+            Some(Failure::Timeout { .. })
+        ));
+        let (mut m2, log2) = shell("echo bye");
+        let e = m2
+            .expect("never", Duration::from_secs(10), "t")
+            .unwrap_err();
+        assert!(matches!(
+            e.downcast_ref::<Failure>(),
+            Some(Failure::QemuExited { .. })
+        ));
+        let _ = std::fs::remove_file(log);
+        let _ = std::fs::remove_file(log2);
+    }
+
+    #[test]
+    fn crash_lines_fail_even_when_the_marker_appears() {
+        for line in [
+            "[   12.1] BUG: kernel NULL pointer dereference",
+            "xl[123]: segfault at 0 ip 0000 sp 0000 error 4",
+            "malloc(): corrupted top size",
+            "Kernel panic - not syncing: Attempted to kill init!",
+            "(XEN) **** Panic on CPU 0 ****",
+            "killed by signal: dd if=/x of=/y",
+        ] {
+            let (mut m, log) = shell(&format!("echo '{line}'; echo DONE"));
+            let e = m
+                .expect("DONE", Duration::from_secs(10), "done")
+                .unwrap_err();
+            assert!(
+                matches!(e.downcast_ref::<Failure>(), Some(Failure::Crash(_))),
+                "{line}: {e:#}"
+            );
+            let _ = std::fs::remove_file(log);
         }
     }
 }
