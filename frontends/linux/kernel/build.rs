@@ -13,13 +13,27 @@ const FUNCTIONS: &[&str] = &[
     "kfree",
     "sluice_gfp_kernel",
     "sluice_gfp_atomic",
+    "sluice_gfp_noio",
     "sluice_bug",
+    // sluice-blkfront
+    "gnttab_grant_foreign_access",
+    "gnttab_end_foreign_access_ref",
+    "gnttab_free_grant_reference",
+    "sbf_.*",
 ];
+
+const VARS: &[&str] = &["sbf_sts_.*"];
+
+const TYPES: &[&str] = &["sbf_rq_kind"];
+
+/// Kernel structs Rust only passes pointers to.
+const OPAQUE: &[&str] = &["xenbus_device", "gendisk", "request"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SLUICE_KERNEL_CLANG_ARGS");
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=../kbuild/common/sluice_helpers.h");
+    println!("cargo:rerun-if-changed=../kbuild/sluice-blkfront/sluice_blkfront_shim.h");
     let args = env::var("SLUICE_KERNEL_CLANG_ARGS").unwrap_or_else(|_| {
         panic!(
             "SLUICE_KERNEL_CLANG_ARGS is not set: build the Linux modules with \
@@ -34,6 +48,10 @@ fn main() {
             "-I{}",
             manifest.join("../kbuild/common").to_string_lossy()
         ))
+        .clang_arg(format!(
+            "-I{}",
+            manifest.join("../kbuild/sluice-blkfront").to_string_lossy()
+        ))
         .use_core()
         .ctypes_prefix("core::ffi")
         .layout_tests(false)
@@ -42,6 +60,15 @@ fn main() {
         .formatter(bindgen::Formatter::None);
     for f in FUNCTIONS {
         builder = builder.allowlist_function(f);
+    }
+    for v in VARS {
+        builder = builder.allowlist_var(v);
+    }
+    for t in TYPES {
+        builder = builder.allowlist_type(t);
+    }
+    for t in OPAQUE {
+        builder = builder.opaque_type(t);
     }
     let bindings = builder
         .generate()

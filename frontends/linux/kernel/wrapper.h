@@ -2,4 +2,6 @@
 /* The kernel APIs Sluice's Rust code calls; build.rs allowlists what it uses. */
 #include <linux/printk.h>
 #include <linux/slab.h>
+#include <xen/grant_table.h>
 #include "sluice_helpers.h"
+#include "sluice_blkfront_shim.h"

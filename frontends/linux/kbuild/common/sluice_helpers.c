@@ -9,6 +9,11 @@ gfp_t sluice_gfp_kernel(void)
 	return GFP_KERNEL;
 }
 
+gfp_t sluice_gfp_noio(void)
+{
+	return GFP_NOIO;
+}
+
 gfp_t sluice_gfp_atomic(void)
 {
 	return GFP_ATOMIC;

@@ -12,6 +12,8 @@
 gfp_t sluice_gfp_kernel(void);
 /* GFP_ATOMIC, for allocations in interrupt context. */
 gfp_t sluice_gfp_atomic(void);
+/* GFP_NOIO: may sleep, never recurses into block I/O (a block driver's allocations). */
+gfp_t sluice_gfp_noio(void);
 /*
  * BUG(): what a Rust panic ends in (an oops of the current task, as in Rust-for-Linux).
  * Declared without noreturn: objtool only knows the kernel's own noreturn functions, so

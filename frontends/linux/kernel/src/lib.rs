@@ -120,8 +120,10 @@ fn kmalloc_size(layout: Layout) -> usize {
 }
 
 // SAFETY: krealloc/kfree return and take kmalloc memory of at least the asked size, with
-// the alignment `kmalloc_size` guarantees; GFP_KERNEL may sleep, so Sluice's Rust code
-// allocates only in process context (documented in the module crates).
+// the alignment `kmalloc_size` guarantees. GFP_NOIO may sleep, so Sluice's Rust code
+// allocates only in process context (module init/exit, xenbus callbacks, work items and
+// blk-mq queues marked BLOCKING), and never recurses into block I/O (a block driver
+// allocating in its own I/O path).
 unsafe impl GlobalAlloc for KernelAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: krealloc(NULL, n, flags) is kmalloc(n, flags).
@@ -129,7 +131,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
             bindings::krealloc(
                 core::ptr::null(),
                 kmalloc_size(layout),
-                bindings::sluice_gfp_kernel(),
+                bindings::sluice_gfp_noio(),
             )
             .cast()
         }
@@ -151,7 +153,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
             bindings::krealloc(
                 ptr.cast(),
                 kmalloc_size(new_layout),
-                bindings::sluice_gfp_kernel(),
+                bindings::sluice_gfp_noio(),
             )
             .cast()
         }

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * C half of sluice-blkfront: module metadata, the xenbus driver and blk-mq ops objects,
+ * and wrappers for kernel macros and static inline functions. The driver's logic is the
+ * Rust object linked next to this file (frontends/linux/blkfront over
+ * frontends/blkfront-core).
+ */
+#include <linux/module.h>
+#include <linux/blkdev.h>
+#include <linux/blk-mq.h>
+#include <linux/slab.h>
+#include <linux/mutex.h>
+#include <linux/workqueue.h>
+#include <linux/interrupt.h>
+#include <linux/err.h>
+#include <xen/xen.h>
+#include <xen/xenbus.h>
+#include <xen/events.h>
+#include <xen/page.h>
+#include <xen/grant_table.h>
+#include "sluice_blkfront_shim.h"
+
+static int sbf_major;
+
+const char *sbf_nodename(struct xenbus_device *dev) { return dev->nodename; }
+const char *sbf_otherend(struct xenbus_device *dev) { return dev->otherend; }
+int sbf_otherend_id(struct xenbus_device *dev) { return dev->otherend_id; }
+void *sbf_get_drvdata(struct xenbus_device *dev) { return dev_get_drvdata(&dev->dev); }
+void sbf_set_drvdata(struct xenbus_device *dev, void *data) { dev_set_drvdata(&dev->dev, data); }
+
+void sbf_dev_fatal(struct xenbus_device *dev, int err, const char *msg)
+{
+	xenbus_dev_fatal(dev, err, "%s", msg);
+}
+
+char *sbf_xs_read(const char *path, int *err)
+{
+	char *s = xenbus_read(XBT_NIL, path, "", NULL);
+
+	if (IS_ERR(s)) {
+		*err = PTR_ERR(s);
+		return NULL;
+	}
+	*err = 0;
+	return s;
+}
+
+int sbf_xs_write_all(const char *const *keys, const char *const *vals, unsigned int n)
+{
+	struct xenbus_transaction xbt;
+	unsigned int i;
+	int err;
+
+again:
+	err = xenbus_transaction_start(&xbt);
+	if (err)
+		return err;
+	for (i = 0; i < n; i++) {
+		err = xenbus_write(xbt, keys[i], "", vals[i]);
+		if (err) {
+			xenbus_transaction_end(xbt, 1);
+			return err;
+		}
+	}
+	err = xenbus_transaction_end(xbt, 0);
+	if (err == -EAGAIN)
+		goto again;
+	return err;
+}
+
+unsigned long sbf_alloc_pages(unsigned int order)
+{
+	return __get_free_pages(GFP_NOIO | __GFP_ZERO, order);
+}
+
+void sbf_free_pages(unsigned long addr, unsigned int order)
+{
+	free_pages(addr, order);
+}
+
+unsigned long sbf_virt_to_gfn(unsigned long addr)
+{
+	return virt_to_gfn((void *)addr);
+}
+
+struct sbf_evtchn {
+	struct work_struct work;
+	void *ctx;
+	unsigned int queue;
+	int irq;
+};
+
+static irqreturn_t sbf_interrupt(int irq, void *data)
+{
+	struct sbf_evtchn *ch = data;
+
+	queue_work(system_highpri_wq, &ch->work);
+	return IRQ_HANDLED;
+}
+
+static void sbf_work(struct work_struct *work)
+{
+	struct sbf_evtchn *ch = container_of(work, struct sbf_evtchn, work);
+
+	sluice_blkfront_event(ch->ctx, ch->queue);
+}
+
+struct sbf_evtchn *sbf_evtchn_bind(struct xenbus_device *dev, void *ctx, unsigned int queue,
+				   unsigned int *port, int *err)
+{
+	struct sbf_evtchn *ch = kzalloc(sizeof(*ch), GFP_KERNEL);
+	evtchn_port_t p;
+
+	if (!ch) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	INIT_WORK(&ch->work, sbf_work);
+	ch->ctx = ctx;
+	ch->queue = queue;
+	*err = xenbus_alloc_evtchn(dev, &p);
+	if (*err) {
+		kfree(ch);
+		return NULL;
+	}
+	ch->irq = bind_evtchn_to_irqhandler(p, sbf_interrupt, 0, "sluice-blkfront", ch);
+	if (ch->irq < 0) {
+		*err = ch->irq;
+		xenbus_free_evtchn(dev, p);
+		kfree(ch);
+		return NULL;
+	}
+	*port = p;
+	return ch;
+}
+
+void sbf_evtchn_unbind(struct sbf_evtchn *ch)
+{
+	if (ch->irq >= 0)
+		unbind_from_irqhandler(ch->irq, ch);
+	ch->irq = -1;
+}
+
+void sbf_evtchn_free(struct sbf_evtchn *ch)
+{
+	sbf_evtchn_unbind(ch);
+	cancel_work_sync(&ch->work);
+	kfree(ch);
+}
+
+void sbf_evtchn_notify(unsigned int port)
+{
+	notify_remote_via_evtchn(port);
+}
+
+void *sbf_mutex_new(void)
+{
+	struct mutex *m = kmalloc(sizeof(*m), GFP_KERNEL);
+
+	if (m)
+		mutex_init(m);
+	return m;
+}
+
+void sbf_mutex_lock(void *m) { mutex_lock(m); }
+void sbf_mutex_unlock(void *m) { mutex_unlock(m); }
+void sbf_mutex_free(void *m) { kfree(m); }
+
+static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
+{
+	return sluice_blkfront_queue_rq(hctx->queue->queuedata, hctx->queue_num, bd->rq);
+}
+
+static const struct blk_mq_ops sbf_mq_ops = {
+	.queue_rq = sbf_queue_rq,
+};
+
+static const struct block_device_operations sbf_fops = {
+	.owner = THIS_MODULE,
+};
+
+const u8 sbf_sts_ok = (__force u8)BLK_STS_OK;
+const u8 sbf_sts_resource = (__force u8)BLK_STS_RESOURCE;
+const u8 sbf_sts_ioerr = (__force u8)BLK_STS_IOERR;
+const u8 sbf_sts_notsupp = (__force u8)BLK_STS_NOTSUPP;
+
+int sbf_blk_major(void) { return sbf_major; }
+
+struct gendisk *sbf_disk_create(struct xenbus_device *dev, void *ctx,
+				const struct sbf_disk_params *p, int *err)
+{
+	struct blk_mq_tag_set *set = kzalloc(sizeof(*set), GFP_KERNEL);
+	struct gendisk *disk;
+	struct request_queue *q;
+	unsigned int max_sectors = p->max_segments * (PAGE_SIZE >> 9);
+
+	if (!set) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	set->ops = &sbf_mq_ops;
+	set->nr_hw_queues = p->nr_queues;
+	set->queue_depth = p->queue_depth;
+	set->numa_node = NUMA_NO_NODE;
+	/* BLOCKING: queue_rq takes the device mutex (xenstore and grant work sleep). */
+	set->flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_BLOCKING;
+	set->driver_data = ctx;
+	*err = blk_mq_alloc_tag_set(set);
+	if (*err) {
+		kfree(set);
+		return NULL;
+	}
+	disk = blk_mq_alloc_disk(set, ctx);
+	if (IS_ERR(disk)) {
+		*err = PTR_ERR(disk);
+		blk_mq_free_tag_set(set);
+		kfree(set);
+		return NULL;
+	}
+	disk->major = sbf_major;
+	disk->first_minor = p->first_minor;
+	disk->minors = 16;
+	disk->fops = &sbf_fops;
+	disk->private_data = set;
+	strscpy(disk->disk_name, p->name, DISK_NAME_LEN);
+	q = disk->queue;
+	blk_queue_logical_block_size(q, p->logical_block_size);
+	blk_queue_physical_block_size(q, p->physical_block_size);
+	blk_queue_max_hw_sectors(q, max_sectors);
+	blk_queue_max_segments(q, p->max_segments);
+	blk_queue_segment_boundary(q, PAGE_SIZE - 1);
+	blk_queue_max_segment_size(q, PAGE_SIZE);
+	blk_queue_dma_alignment(q, 511);
+	blk_queue_write_cache(q, p->write_cache, false);
+	if (p->discard_granularity) {
+		q->limits.discard_granularity = p->discard_granularity;
+		blk_queue_max_discard_sectors(q, UINT_MAX >> 9);
+		if (p->secure_erase)
+			blk_queue_max_secure_erase_sectors(q, UINT_MAX >> 9);
+	}
+	set_capacity(disk, p->sectors);
+	set_disk_ro(disk, p->readonly);
+	*err = device_add_disk(&dev->dev, disk, NULL);
+	if (*err) {
+		put_disk(disk);
+		blk_mq_free_tag_set(set);
+		kfree(set);
+		return NULL;
+	}
+	return disk;
+}
+
+void sbf_disk_set_capacity(struct gendisk *disk, unsigned long long sectors)
+{
+	set_capacity_and_notify(disk, sectors);
+}
+
+void sbf_disk_destroy(struct gendisk *disk)
+{
+	struct blk_mq_tag_set *set = disk->private_data;
+
+	del_gendisk(disk);
+	put_disk(disk);
+	blk_mq_free_tag_set(set);
+	kfree(set);
+}
+
+void sbf_disk_run_queues(struct gendisk *disk)
+{
+	blk_mq_run_hw_queues(disk->queue, true);
+}
+
+int sbf_rq_info(struct request *rq, unsigned long long *sector, unsigned int *nr_sectors)
+{
+	*sector = blk_rq_pos(rq);
+	*nr_sectors = blk_rq_sectors(rq);
+	switch (req_op(rq)) {
+	case REQ_OP_READ:
+		return SBF_RQ_READ;
+	case REQ_OP_WRITE:
+		return SBF_RQ_WRITE;
+	case REQ_OP_FLUSH:
+		return SBF_RQ_FLUSH;
+	case REQ_OP_DISCARD:
+		return SBF_RQ_DISCARD;
+	case REQ_OP_SECURE_ERASE:
+		return SBF_RQ_SECURE_ERASE;
+	default:
+		return SBF_RQ_OTHER;
+	}
+}
+
+unsigned int sbf_rq_segments(struct request *rq, unsigned long *addr, unsigned int *len,
+			     unsigned int max)
+{
+	struct req_iterator iter;
+	struct bio_vec bv;
+	unsigned int n = 0;
+
+	rq_for_each_segment(bv, rq, iter) {
+		if (n == max)
+			return max + 1;
+		addr[n] = (unsigned long)page_address(bv.bv_page) + bv.bv_offset;
+		len[n] = bv.bv_len;
+		n++;
+	}
+	return n;
+}
+
+void sbf_rq_start(struct request *rq)
+{
+	blk_mq_start_request(rq);
+}
+
+void sbf_rq_end(struct request *rq, int result)
+{
+	blk_mq_end_request(rq, result == 0 ? BLK_STS_OK :
+			   result == 1 ? BLK_STS_NOTSUPP : BLK_STS_IOERR);
+}
+
+static int sbf_probe(struct xenbus_device *dev, const struct xenbus_device_id *id)
+{
+	return sluice_blkfront_probe(dev);
+}
+
+static void sbf_otherend_changed(struct xenbus_device *dev, enum xenbus_state state)
+{
+	sluice_blkfront_backend_changed(dev, state);
+}
+
+static void sbf_remove(struct xenbus_device *dev)
+{
+	sluice_blkfront_remove(dev);
+}
+
+static const struct xenbus_device_id sbf_ids[] = {
+	{ "vbd" },
+	{ "" }
+};
+
+static struct xenbus_driver sbf_driver = {
+	.ids = sbf_ids,
+	.probe = sbf_probe,
+	.remove = sbf_remove,
+	.otherend_changed = sbf_otherend_changed,
+};
+
+static int __init sbf_init(void)
+{
+	int err;
+
+	if (!xen_domain())
+		return -ENODEV;
+	sbf_major = register_blkdev(0, "sluice-vbd");
+	if (sbf_major < 0)
+		return sbf_major;
+	err = xenbus_register_frontend(&sbf_driver);
+	if (err)
+		unregister_blkdev(sbf_major, "sluice-vbd");
+	return err;
+}
+
+static void __exit sbf_exit(void)
+{
+	xenbus_unregister_driver(&sbf_driver);
+	unregister_blkdev(sbf_major, "sluice-vbd");
+}
+
+module_init(sbf_init);
+module_exit(sbf_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("Sluice");
+MODULE_DESCRIPTION("Sluice Xen virtual block frontend (Rust, over sluice-blkfront-core)");
+MODULE_ALIAS("xen:vbd");

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The C half of sluice-blkfront as Rust sees it (through bindgen): wrappers for the
+ * kernel's macros and static inline functions, and the glue objects C declares more
+ * easily than Rust (the xenbus driver, blk-mq ops, work items).
+ */
+#ifndef SLUICE_BLKFRONT_SHIM_H
+#define SLUICE_BLKFRONT_SHIM_H
+
+#include <linux/types.h>
+
+struct xenbus_device;
+struct gendisk;
+struct request;
+
+/* --- xenbus device fields --- */
+const char *sbf_nodename(struct xenbus_device *dev);
+const char *sbf_otherend(struct xenbus_device *dev);
+int sbf_otherend_id(struct xenbus_device *dev);
+void *sbf_get_drvdata(struct xenbus_device *dev);
+void sbf_set_drvdata(struct xenbus_device *dev, void *data);
+void sbf_dev_fatal(struct xenbus_device *dev, int err, const char *msg);
+
+/* --- xenstore --- */
+/* Reads `path`: a kmalloc'd NUL-terminated string (kfree it), or NULL with *err
+ * (-ENOENT when the node does not exist). */
+char *sbf_xs_read(const char *path, int *err);
+/* Writes keys[i] = vals[i] for i < n in one transaction, retried on -EAGAIN. */
+int sbf_xs_write_all(const char *const *keys, const char *const *vals, unsigned int n);
+
+/* --- memory --- */
+/* 2^order zeroed contiguous pages (GFP_NOIO), or 0. */
+unsigned long sbf_alloc_pages(unsigned int order);
+void sbf_free_pages(unsigned long addr, unsigned int order);
+/* The Xen frame number of a kernel virtual address (virt_to_gfn). */
+unsigned long sbf_virt_to_gfn(unsigned long addr);
+
+/* --- event channels: an interrupt queues a work item that calls
+ * sluice_blkfront_event(ctx, queue) in process context --- */
+struct sbf_evtchn;
+struct sbf_evtchn *sbf_evtchn_bind(struct xenbus_device *dev, void *ctx, unsigned int queue,
+				   unsigned int *port, int *err);
+/* Unbinds the interrupt and closes the channel; the work item may still run once. */
+void sbf_evtchn_unbind(struct sbf_evtchn *ch);
+/* Waits for the work item and frees it; call without the device mutex held. */
+void sbf_evtchn_free(struct sbf_evtchn *ch);
+void sbf_evtchn_notify(unsigned int port);
+
+/* --- the device mutex (all frontend state; process context only) --- */
+void *sbf_mutex_new(void);
+void sbf_mutex_lock(void *m);
+void sbf_mutex_unlock(void *m);
+void sbf_mutex_free(void *m);
+
+/* --- block device --- */
+struct sbf_disk_params {
+	unsigned long long sectors;
+	unsigned int logical_block_size;
+	unsigned int physical_block_size;
+	unsigned int nr_queues;
+	unsigned int queue_depth;
+	unsigned int max_segments;
+	unsigned int discard_granularity; /* 0: no discard */
+	bool secure_erase;
+	bool write_cache;
+	bool readonly;
+	int first_minor;
+	char name[32];
+};
+/* Creates and adds the disk; blk-mq calls sluice_blkfront_queue_rq(ctx, queue, rq). */
+struct gendisk *sbf_disk_create(struct xenbus_device *dev, void *ctx,
+				const struct sbf_disk_params *p, int *err);
+void sbf_disk_set_capacity(struct gendisk *disk, unsigned long long sectors);
+void sbf_disk_destroy(struct gendisk *disk);
+int sbf_blk_major(void);
+
+/* --- requests --- */
+enum sbf_rq_kind { SBF_RQ_READ, SBF_RQ_WRITE, SBF_RQ_FLUSH, SBF_RQ_DISCARD,
+		   SBF_RQ_SECURE_ERASE, SBF_RQ_OTHER };
+/* The request's kind, first 512-byte sector and length in sectors. */
+int sbf_rq_info(struct request *rq, unsigned long long *sector, unsigned int *nr_sectors);
+/* Its segments (kernel virtual address, length); returns the count, or max + 1. */
+unsigned int sbf_rq_segments(struct request *rq, unsigned long *addr, unsigned int *len,
+			     unsigned int max);
+void sbf_rq_start(struct request *rq);
+/* 0: ok, 1: not supported, 2: I/O error. */
+void sbf_rq_end(struct request *rq, int result);
+/* The status queue_rq returns. */
+extern const u8 sbf_sts_ok, sbf_sts_resource, sbf_sts_ioerr, sbf_sts_notsupp;
+/* Restarts the stopped queues of a disk (after completions freed ring space). */
+void sbf_disk_run_queues(struct gendisk *disk);
+
+/* Implemented in Rust. */
+int sluice_blkfront_probe(struct xenbus_device *dev);
+void sluice_blkfront_backend_changed(struct xenbus_device *dev, int state);
+void sluice_blkfront_remove(struct xenbus_device *dev);
+void sluice_blkfront_event(void *ctx, unsigned int queue);
+u8 sluice_blkfront_queue_rq(void *ctx, unsigned int queue, struct request *rq);
+
+#endif
