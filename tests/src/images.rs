@@ -549,7 +549,7 @@ report() {
 x() { "$@"; r=$?; [ $r -gt 128 ] && { echo "killed by signal: $*"; exit $r; }; return $r; }
 wait_dev() {
   i=0
-  while [ ! -b "$1" ]; do i=$((i+1)); [ $i -gt 300 ] && { echo "no $1"; return 1; }; sleep 0.2; done
+  while [ ! -b "$1" ]; do i=$((i+1)); [ $i -gt 100 ] && { echo "no $1 after 20 s"; return 1; }; sleep 0.2; done
 }
 sha() { s=$(x sha256sum "$@") || return 1; echo "${s%% *}"; }
 check_roundtrip() {
