@@ -282,7 +282,7 @@ fn spin_two_threads() {
     let mut front = FrontRing::<Req, Rsp>::init_at(area.mem(), u32::MAX - 40).unwrap();
     let mut back = BackRing::<Req, Rsp>::attach(area.mem(), u32::MAX - 40).unwrap();
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let back_thread = s.spawn(|| {
             let mut handled = 0;
             while handled < n {
                 let mut any = false;
@@ -323,8 +323,23 @@ fn spin_two_threads() {
                 any = true;
             }
             if !any {
+                if back_thread.is_finished() {
+                    break; // the back stopped early (a failed check): report it below
+                }
                 std::thread::yield_now();
             }
         }
+        if let Err(panic) = back_thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+        // The back ended after publishing its last responses; take any not seen yet.
+        while let Some(rsp) = front.pop_response().unwrap() {
+            assert_eq!((rsp.seq, rsp.sum), (received, sum(&make_req(received))));
+            received += 1;
+        }
+        assert_eq!(
+            received, n,
+            "the back stopped before answering every request"
+        );
     });
 }
