@@ -1,5 +1,5 @@
-//! Suites for the `abi` crate's shared ring: the long two-thread stress test, and a
-//! short run of every fuzz target.
+//! Suites for the `abi` crate's shared ring: the long two-thread stress test, the ring
+//! under Miri, and a short run of every fuzz target.
 
 use crate::util::{cargo, have, root, run};
 use anyhow::{bail, Context, Result};
@@ -94,4 +94,48 @@ pub fn fuzz_smoke() -> Result<()> {
         .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t}/)"))?;
     }
     Ok(())
+}
+
+/// `abi-ring-miri`: the `shared` and `ring` unit tests under Miri (undefined behaviour,
+/// aliasing, out-of-bounds), then the two-thread ring under Miri's data-race detector and
+/// weak-memory emulation (which fails if an index publish is not `Release`).
+pub fn ring_miri() -> Result<()> {
+    if !have_nightly() {
+        eprintln!(
+            "abi-ring-miri: SKIPPED: no nightly toolchain (Miri needs one: `rustup toolchain install nightly`)"
+        );
+        return Ok(());
+    }
+    // Idempotent: a no-op when Miri is installed.
+    run(Command::new("rustup").args([
+        "component",
+        "add",
+        "--toolchain",
+        "nightly",
+        "miri",
+        "rust-src",
+    ]))?;
+    // The unit tests copy at every alignment on one thread; Miri's weak-memory emulation
+    // cannot model mixed-size atomics, which only the two-thread run below needs.
+    run(nightly_cargo()
+        .env("MIRIFLAGS", "-Zmiri-disable-weak-memory-emulation")
+        .args([
+            "miri",
+            "test",
+            "-p",
+            "sluice-abi",
+            "--lib",
+            "--",
+            "shared::tests",
+            "ring::tests",
+        ]))?;
+    run(nightly_cargo().args([
+        "miri",
+        "test",
+        "-p",
+        "sluice-abi",
+        "--test",
+        "ring_stress",
+        "spin",
+    ]))
 }

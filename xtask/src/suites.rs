@@ -21,6 +21,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::abi_suites::ring_stress,
     },
     Suite {
+        name: "abi-ring-miri",
+        about: "shared/ring unit tests and a two-thread ring under Miri (nightly)",
+        run: crate::abi_suites::ring_miri,
+    },
+    Suite {
         name: "abi-fuzz-smoke",
         about: "every fuzz/ target for 20 s (cargo-fuzz, nightly)",
         run: crate::abi_suites::fuzz_smoke,
