@@ -142,6 +142,9 @@ struct Shadow<Pg, T> {
     tag: T,
     io: BlockIo<Pg>,
     wire_op: u8,
+    /// For an indirect request, the read or write it carries: Linux's blkback answers
+    /// with this operation rather than `BLKIF_OP_INDIRECT`; both are accepted.
+    inner_op: u8,
     bounce: Vec<PoolPage<Pg>>,
     indirect: Vec<PoolPage<Pg>>,
 }
@@ -717,6 +720,7 @@ impl<P: Platform, T> Frontend<P, T> {
         };
         let id = *self.queues[qi].free_ids.last().unwrap_or(&0);
         let mut indirect = Vec::new();
+        let mut inner_op = 0;
         let (slot, wire_op) = match io.op {
             IoOp::Discard { nr_sectors, secure } => (
                 as_slot(&BlkifRequestDiscard {
@@ -753,6 +757,7 @@ impl<P: Platform, T> Frontend<P, T> {
                 } else {
                     BlkifOp::Write
                 };
+                inner_op = inner.raw();
                 let npages = segs.len().div_ceil(SEGMENTS_PER_INDIRECT_PAGE);
                 let mut ind = BlkifRequestIndirect {
                     operation: BlkifOp::Indirect.raw(),
@@ -794,6 +799,7 @@ impl<P: Platform, T> Frontend<P, T> {
             tag,
             io,
             wire_op,
+            inner_op,
             bounce,
             indirect,
         });
@@ -903,11 +909,12 @@ impl<P: Platform, T> Frontend<P, T> {
             .ok()
             .filter(|&i| i < q.shadow.len())
             .ok_or(ProtocolError::ResponseIdOutOfRange { queue, id })?;
-        let sent = match &q.shadow[slot] {
+        let (sent, inner) = match &q.shadow[slot] {
             None => return Err(ProtocolError::ResponseForUnsentRequest { queue, id }),
-            Some(s) => s.wire_op,
+            Some(s) => (s.wire_op, s.inner_op),
         };
-        if rsp.operation != sent {
+        let indirect_answer = sent == BlkifOp::Indirect.raw() && rsp.operation == inner;
+        if rsp.operation != sent && !indirect_answer {
             return Err(ProtocolError::OperationMismatch {
                 queue,
                 id,

@@ -797,3 +797,19 @@ fn held_io_keeps_its_order_when_the_new_ring_is_too_small() {
     want.push(0); // the flush, last
     assert_eq!(sectors, want);
 }
+
+#[test]
+fn indirect_answers_with_either_operation_but_not_another() {
+    // The fake answers indirect requests with the inner operation (as blkback does);
+    // `write_read_verify_direct_and_indirect` covers that. A wrong inner operation is
+    // still a protocol error.
+    let mut b = bed();
+    let pages = b.pages(20, 1);
+    b.back.misbehave = Misbehaviour::WrongOperation;
+    let t = b.submit(0, Bed::io(IoOp::Write, 0, &pages)).unwrap();
+    assert!(matches!(
+        b.pump(),
+        Err(ProtocolError::OperationMismatch { .. })
+    ));
+    assert_eq!(b.result(t), Some(Err(IoError::DeviceFailed)));
+}

@@ -657,7 +657,13 @@ impl FakeBackend {
                     let rsp = match decode_request(&slot, &limits) {
                         Ok(req) => {
                             let status = self.serve_one(req);
-                            BlkifResponse::new(req.id(), slot.operation, status)
+                            // Like Linux's blkback: an indirect request is answered with
+                            // the operation it carries.
+                            let op = match req {
+                                BlkRequest::Indirect { op, .. } => op.raw(),
+                                _ => slot.operation,
+                            };
+                            BlkifResponse::new(req.id(), op, status)
                         }
                         Err(e) => e.response(),
                     };
