@@ -1,0 +1,304 @@
+//! Grants: the [`GrantMapper`] seam, `/dev/xen/gntdev`, and fake guest memory.
+
+use sluice_abi::shared::{SharedMem, SharedPages, XEN_PAGE_SIZE};
+use sluice_xen_sys::{CopyPtr, CopySegment, GntdevDevice, GrantMapping};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Xen's `GNTST_bad_domain`.
+pub const GNTST_BAD_DOMAIN: i16 = -2;
+/// Xen's `GNTST_bad_gntref`.
+pub const GNTST_BAD_GNTREF: i16 = -4;
+/// Xen's `GNTST_permission_denied`.
+pub const GNTST_PERMISSION_DENIED: i16 = -8;
+/// Xen's `GNTST_bad_copy_arg`.
+pub const GNTST_BAD_COPY_ARG: i16 = -10;
+
+/// Failures of grant operations.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The device refused.
+    #[error(transparent)]
+    Device(#[from] sluice_xen_sys::GntdevError),
+    /// A fake mapping of a reference the domain did not grant (or not writable).
+    #[error("grant {gref} of domain {domid} is not granted (or not for this access)")]
+    BadRef {
+        /// The domain.
+        domid: u16,
+        /// The reference.
+        gref: u32,
+    },
+    /// The fake maps only references of consecutive pages.
+    #[error("fake grants: references {0:?} are not consecutive pages")]
+    NotContiguous(Vec<u32>),
+}
+
+/// Pages of another domain mapped here.
+pub trait GrantMap: Send {
+    /// The pages, consecutively.
+    fn mem(&self) -> SharedMem<'_>;
+}
+
+/// Maps and copies other domains' grants.
+pub trait GrantMapper: Send + Sync {
+    /// A mapping; unmapped on drop.
+    type Mapping: GrantMap;
+    /// Maps `refs` of `domid` as consecutive pages.
+    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<Self::Mapping, GrantError>;
+    /// Grant copy: results per segment in `status` (0: ok, `GNTST_*` otherwise).
+    fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError>;
+}
+
+impl GrantMap for GrantMapping {
+    fn mem(&self) -> SharedMem<'_> {
+        GrantMapping::mem(self)
+    }
+}
+
+impl GrantMapper for GntdevDevice {
+    type Mapping = GrantMapping;
+    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<GrantMapping, GrantError> {
+        Ok(GntdevDevice::map(self, domid, refs, writable)?)
+    }
+    fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError> {
+        Ok(GntdevDevice::grant_copy(self, segs)?)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FakeGrant {
+    page: usize,
+    readonly: bool,
+}
+
+/// A fake domain's memory and grant table: pages it can grant to dom0.
+pub struct FakeGuestMemory {
+    domid: u16,
+    pages: SharedPages,
+    grants: Mutex<(u32, HashMap<u32, FakeGrant>)>,
+}
+
+impl std::fmt::Debug for FakeGuestMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGuestMemory")
+            .field("domid", &self.domid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeGuestMemory {
+    /// `pages` zeroed pages of domain `domid`.
+    pub fn new(domid: u16, pages: usize) -> Arc<Self> {
+        Arc::new(Self {
+            domid,
+            pages: SharedPages::new(pages),
+            grants: Mutex::new((8, HashMap::new())),
+        })
+    }
+
+    /// The domain.
+    pub fn domid(&self) -> u16 {
+        self.domid
+    }
+
+    /// All of the memory, as the guest sees it.
+    pub fn mem(&self) -> SharedMem<'_> {
+        self.pages.mem()
+    }
+
+    /// Page `n` of the memory.
+    pub fn page(&self, n: usize) -> SharedMem<'_> {
+        self.pages
+            .mem()
+            .slice(n * XEN_PAGE_SIZE, XEN_PAGE_SIZE)
+            .expect("page index within the fake memory")
+    }
+
+    /// Grants page `page` to dom0; returns the reference.
+    pub fn grant(&self, page: usize, readonly: bool) -> u32 {
+        assert!(page < self.pages.pages(), "fake guest has no page {page}");
+        let mut g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let r = g.0;
+        g.0 += 1;
+        g.1.insert(r, FakeGrant { page, readonly });
+        r
+    }
+
+    /// Revokes a grant.
+    pub fn revoke(&self, gref: u32) {
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .remove(&gref);
+    }
+
+    fn lookup(&self, gref: u32, write: bool) -> Option<usize> {
+        let g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        g.1.get(&gref)
+            .filter(|g| !(write && g.readonly))
+            .map(|g| g.page)
+    }
+}
+
+/// Fake grant device: maps and copies grants of registered fake guests.
+#[derive(Debug, Clone, Default)]
+pub struct FakeGrants {
+    guests: Arc<Mutex<HashMap<u16, Arc<FakeGuestMemory>>>>,
+}
+
+impl FakeGrants {
+    /// No guests yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes a guest's grants reachable.
+    pub fn add_guest(&self, mem: Arc<FakeGuestMemory>) {
+        self.guests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(mem.domid, mem);
+    }
+
+    fn guest(&self, domid: u16) -> Option<Arc<FakeGuestMemory>> {
+        self.guests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&domid)
+            .cloned()
+    }
+}
+
+/// A fake mapping: a window on the guest's memory.
+#[derive(Debug)]
+pub struct FakeMapping {
+    guest: Arc<FakeGuestMemory>,
+    first: usize,
+    count: usize,
+}
+
+impl GrantMap for FakeMapping {
+    fn mem(&self) -> SharedMem<'_> {
+        self.guest
+            .mem()
+            .slice(self.first * XEN_PAGE_SIZE, self.count * XEN_PAGE_SIZE)
+            .expect("mapping checked against the fake memory")
+    }
+}
+
+impl GrantMapper for FakeGrants {
+    type Mapping = FakeMapping;
+
+    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<FakeMapping, GrantError> {
+        let guest = self.guest(domid).ok_or(GrantError::BadRef {
+            domid,
+            gref: refs.first().copied().unwrap_or(0),
+        })?;
+        let mut first = None;
+        for (i, &r) in refs.iter().enumerate() {
+            let page = guest
+                .lookup(r, writable)
+                .ok_or(GrantError::BadRef { domid, gref: r })?;
+            let f = *first.get_or_insert(page);
+            if page != f + i {
+                return Err(GrantError::NotContiguous(refs.to_vec()));
+            }
+        }
+        Ok(FakeMapping {
+            guest,
+            first: first.ok_or(GrantError::Device(sluice_xen_sys::GntdevError::Empty))?,
+            count: refs.len(),
+        })
+    }
+
+    fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError> {
+        for s in segs.iter_mut() {
+            let Some(guest) = self.guest(s.domid) else {
+                s.status = GNTST_BAD_DOMAIN;
+                continue;
+            };
+            if s.offset as usize + s.local.len() > XEN_PAGE_SIZE {
+                s.status = GNTST_BAD_COPY_ARG;
+                continue;
+            }
+            let to_guest = matches!(s.local, CopyPtr::ToGuest(_));
+            let Some(page) = guest.lookup(s.gref, to_guest) else {
+                s.status = if guest.lookup(s.gref, false).is_some() {
+                    GNTST_PERMISSION_DENIED
+                } else {
+                    GNTST_BAD_GNTREF
+                };
+                continue;
+            };
+            let at = page * XEN_PAGE_SIZE + s.offset as usize;
+            let r = match &mut s.local {
+                CopyPtr::ToGuest(b) => guest.mem().write_bytes(at, b),
+                CopyPtr::FromGuest(b) => guest.mem().read_bytes(at, b),
+            };
+            s.status = if r.is_ok() { 0 } else { GNTST_BAD_COPY_ARG };
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_map_and_copy_respect_grants() {
+        let g = FakeGuestMemory::new(3, 4);
+        let grants = FakeGrants::new();
+        grants.add_guest(g.clone());
+        let a = g.grant(1, false);
+        let b = g.grant(2, true);
+        let m = grants.map(3, &[a, b], false).unwrap();
+        assert_eq!(m.mem().len(), 2 * XEN_PAGE_SIZE);
+        assert!(grants.map(3, &[a, b], true).is_err(), "b is read-only");
+        assert!(grants.map(3, &[b, a], false).is_err(), "not consecutive");
+        assert!(grants.map(4, &[a], false).is_err(), "unknown domain");
+        let data = [7u8; 16];
+        let mut back = [0u8; 16];
+        let mut segs = [
+            CopySegment {
+                local: CopyPtr::ToGuest(&data),
+                domid: 3,
+                gref: a,
+                offset: 100,
+                status: 1,
+            },
+            CopySegment {
+                local: CopyPtr::ToGuest(&data),
+                domid: 3,
+                gref: b,
+                offset: 0,
+                status: 1,
+            },
+            CopySegment {
+                local: CopyPtr::ToGuest(&data),
+                domid: 3,
+                gref: 999,
+                offset: 0,
+                status: 1,
+            },
+        ];
+        grants.copy(&mut segs).unwrap();
+        assert_eq!(
+            segs.iter().map(|s| s.status).collect::<Vec<_>>(),
+            [0, GNTST_PERMISSION_DENIED, GNTST_BAD_GNTREF]
+        );
+        let mut segs = [CopySegment {
+            local: CopyPtr::FromGuest(&mut back),
+            domid: 3,
+            gref: a,
+            offset: 100,
+            status: 1,
+        }];
+        grants.copy(&mut segs).unwrap();
+        assert_eq!(segs[0].status, 0);
+        assert_eq!(back, data);
+        g.revoke(a);
+        assert!(grants.map(3, &[a], false).is_err());
+    }
+}

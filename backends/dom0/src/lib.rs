@@ -1,0 +1,20 @@
+//! dom0 client libraries for Sluice's daemons, each behind a trait with a real and an
+//! in-process fake implementation:
+//!
+//! * [`evtchn::EventChannels`]: `/dev/xen/evtchn` ([`sluice_xen_sys::EvtchnDevice`]) or
+//!   [`evtchn::FakeEvtchnHub`] endpoints;
+//! * [`grant::GrantMapper`]: `/dev/xen/gntdev` ([`sluice_xen_sys::GntdevDevice`]) or
+//!   [`grant::FakeGuestMemory`];
+//! * [`xenstore::XenStore`]: [`xenstore::XsClient`] over the xenstored socket or
+//!   `/dev/xen/xenbus`, or [`xenstore::FakeXenStore`] connections.
+
+#![deny(unsafe_code)]
+
+pub mod evtchn;
+pub mod grant;
+pub mod xenstore;
+
+pub use evtchn::{EventChannels, EvtchnError};
+pub use grant::{GrantError, GrantMap, GrantMapper};
+pub use sluice_xen_sys::{CopyPtr, CopySegment};
+pub use xenstore::{WatchEvent, XenStore, XsError};

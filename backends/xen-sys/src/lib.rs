@@ -1,0 +1,15 @@
+//! Raw access to Linux's Xen devices for dom0 daemons: `/dev/xen/evtchn` (event
+//! channels) and `/dev/xen/gntdev` (grant mapping and grant copy).
+//!
+//! This crate holds all of the daemons' `unsafe`: ioctls with the structs of Linux's
+//! `include/uapi/xen/{evtchn,gntdev}.h` (written from the documented layouts) and the
+//! `mmap` of granted pages, exposed as [`sluice_abi::shared::SharedMem`].
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod evtchn;
+pub mod gntdev;
+mod ioc;
+
+pub use evtchn::{EvtchnDevice, EvtchnError};
+pub use gntdev::{CopyPtr, CopySegment, GntdevDevice, GntdevError, GrantMapping};
