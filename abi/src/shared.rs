@@ -340,10 +340,16 @@ unsafe fn copy_from_shared(src: *const u8, dst: *mut u8, len: usize) {
         };
         let words = len / 8;
         for p in 0..words / 2 {
-            let pair = u128::from(load(2 * p)) | u128::from(load(2 * p + 1)) << 64;
+            let (first, second) = (u128::from(load(2 * p)), u128::from(load(2 * p + 1)));
+            // The first word goes to the lower address: the low half on little-endian.
+            let pair = if cfg!(target_endian = "little") {
+                first | second << 64
+            } else {
+                first << 64 | second
+            };
             // SAFETY: `16 * p + 16 <= len`: in the private destination range, written
-            // unaligned. Little-endian: the first word is the low half, as in memory.
-            unsafe { dst.add(16 * p).cast::<u128>().write_unaligned(pair.to_le()) };
+            // unaligned.
+            unsafe { dst.add(16 * p).cast::<u128>().write_unaligned(pair) };
         }
         if words % 2 == 1 {
             // SAFETY: the last 8 bytes of the destination range, written unaligned.
