@@ -74,6 +74,11 @@
 //!   store-fence-load pairs on the two sides a Dekker pair: either the producer sees the
 //!   new `event` (and notifies) or the consumer sees the new `prod` (and does not sleep),
 //!   so no wake-up is lost.
+//! * Slot reuse needs nothing more: the back reads request `i` before its `Release` of a
+//!   `rsp_prod` past `i`, and the front writes a new request into that slot only after
+//!   `Acquire`-loading that `rsp_prod` (and symmetrically for responses), so a slot is
+//!   never written while the other side may still be reading it. The Miri run of
+//!   `tests/ring_stress.rs` (`spin`) checks these orderings with weak-memory emulation.
 //!
 //! # Notification rule
 //!
