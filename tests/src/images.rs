@@ -130,6 +130,13 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     Workload::ConsoleRoundTrip => {
                         writeln!(script, "(check_roundtrip); report {id} $?")?;
                     }
+                    Workload::SeqRead { disk, mib, rounds } => {
+                        writeln!(
+                            script,
+                            "(check_read /dev/{} {mib} {rounds}); report {id} $?",
+                            vdev(*disk)
+                        )?;
+                    }
                     Workload::Pattern { disk } => {
                         let data = pattern(&seed(boot, step, *disk), PATTERN_LEN);
                         let file = format!("/data/{}-{}.bin", step.name, vdev(*disk));
@@ -236,17 +243,24 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             r.dir(d)?;
         }
         r.symlink("/run", "/var/run")?;
-        let mut mods: Vec<&str> = DOM0_MODULES.to_vec();
-        if boot.needs_kernel_blkback() {
-            mods.insert(5, "xen-blkback");
-        }
         let mut list = String::new();
-        for ko in kernel.modules_in_load_order(&mods)? {
+        for ko in kernel.modules_in_load_order(DOM0_MODULES)? {
             let name = ko.file_name().unwrap().to_string_lossy().to_string();
             r.file(&ko, &format!("/lib/modules/{name}"))?;
             writeln!(list, "/lib/modules/{name}")?;
         }
         r.bytes("/sluice/modules.list", list.as_bytes(), 0o644)?;
+        // xen-blkback is loaded by the steps that use it (see DOM0_LIB).
+        let mut list = String::new();
+        if boot.needs_kernel_blkback() {
+            for ko in kernel.modules_in_load_order(&["xen-blkback"])? {
+                let name = ko.file_name().unwrap().to_string_lossy().to_string();
+                r.file(&ko, &format!("/lib/modules/{name}"))?;
+                writeln!(list, "/lib/modules/{name}")?;
+            }
+        }
+        r.bytes("/sluice/blkback.list", list.as_bytes(), 0o644)?;
+        r.bytes("/sluice/lib.sh", DOM0_LIB.as_bytes(), 0o644)?;
         for d in &boot.daemons {
             r.elf(&d.binary, &format!("/sluice/bin/{}", d.name), &[])?;
         }
@@ -303,8 +317,21 @@ fn validate(boot: &Boot) -> Result<()> {
         if s.disks.len() > 8 {
             bail!("step {}: at most 8 disks", s.name);
         }
+        if s.disks
+            .iter()
+            .any(|d| Some(&d.backend) != s.block_backend().as_ref())
+        {
+            bail!(
+                "step {}: kernel blkback and a userspace backend cannot serve disks of one guest",
+                s.name
+            );
+        }
+
         for w in &s.workloads {
-            if let Workload::Pattern { disk } | Workload::Ext4 { disk } = w {
+            if let Workload::Pattern { disk }
+            | Workload::Ext4 { disk }
+            | Workload::SeqRead { disk, .. } = w
+            {
                 if *disk >= s.disks.len() {
                     bail!("step {}: workload on disk {disk} it does not have", s.name);
                 }
@@ -376,20 +403,11 @@ until xenstore-read -s / >/dev/null 2>&1; do
   i=$((i+1)); [ $i -gt 300 ] && fail "xenstored does not answer"; sleep 0.2
 done
 xen-init-dom0 >/dev/null || fail "xen-init-dom0"
+. /sluice/lib.sh
 "#
     );
-    for d in &boot.daemons {
-        let args = d
-            .args
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let _ = writeln!(
-            s,
-            "/sluice/bin/{n} {args} >/var/log/sluice/{n}.log 2>&1 &\necho $! >/run/sluice-{n}.pid",
-            n = d.name
-        );
+    for d in boot.daemons.iter().filter(|d| !d.serves_block) {
+        let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
     }
     if boot.console == ConsoleBackend::Xenconsoled {
         let _ = writeln!(
@@ -418,6 +436,14 @@ poweroff -f
         serials = serials.join(" ")
     );
     s
+}
+
+fn daemon_args(d: &crate::scenario::Dom0Daemon) -> String {
+    d.args
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn shell_quote(a: &str) -> String {
@@ -474,22 +500,71 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
     // A watchdog prints dom0's diagnostics to the console before the harness gives up
     // (a hung `xl create` holds the shell, so the harness cannot ask afterwards).
     let watchdog = crate::run::limit(crate::run::STEP_LIMIT_SECS).as_secs() * 4 / 5;
-    let mut s = format!(
-        "echo \"@@STEP-BEGIN {n}\"\n\
-         (sleep {watchdog}; echo \"@@STEP-WATCHDOG {n}\"; sh /sluice/diag.sh) &\nwd=$!\n\
-         xl create -c /sluice/steps/{n}.cfg\nrc=$?\nkill $wd 2>/dev/null\n",
-        n = step.name
-    );
-    for d in &boot.daemons {
-        let _ = writeln!(
-            s,
-            "kill -0 $(cat /run/sluice-{n}.pid) 2>/dev/null || echo \"@@DAEMON-DEAD {n}\"",
-            n = d.name
-        );
+    let n = &step.name;
+    let mut s = format!(". /sluice/lib.sh\necho \"@@STEP-BEGIN {n}\"\nwait_guests_gone\n");
+    let block_daemons = boot.daemons.iter().filter(|d| d.serves_block);
+    match step.block_backend() {
+        Some(BlockBackend::KernelBlkback) => {
+            for d in block_daemons {
+                let _ = writeln!(s, "stop_daemon {}", d.name);
+            }
+            let _ = writeln!(s, "use_kernel_blkback");
+        }
+        Some(BlockBackend::Userspace) => {
+            let _ = writeln!(s, "drop_kernel_blkback");
+            for d in block_daemons {
+                let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
+            }
+        }
+        None => {}
     }
-    let _ = writeln!(s, "echo \"@@STEP-END {} rc=$rc\"", step.name);
+    let _ = write!(
+        s,
+        "(sleep {watchdog}; echo \"@@STEP-WATCHDOG {n}\"; sh /sluice/diag.sh) &\nwd=$!\n\
+         xl create -c /sluice/steps/{n}.cfg\nrc=$?\nkill $wd 2>/dev/null\n\
+         check_daemons\necho \"@@STEP-END {n} rc=$rc\"\n"
+    );
     s
 }
+
+/// Shell helpers for dom0's init and step scripts.
+const DOM0_LIB: &str = r#"
+start_daemon() {
+  n=$1; shift
+  if [ -e /run/sluice-$n.pid ] && kill -0 "$(cat /run/sluice-$n.pid)" 2>/dev/null; then return 0; fi
+  /sluice/bin/$n "$@" >>/var/log/sluice/$n.log 2>&1 &
+  echo $! >/run/sluice-$n.pid
+}
+stop_daemon() {
+  [ -e /run/sluice-$1.pid ] || return 0
+  p=$(cat /run/sluice-$1.pid); rm -f /run/sluice-$1.pid
+  kill "$p" 2>/dev/null
+  i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  kill -9 "$p" 2>/dev/null; true
+}
+# Every daemon with a pid file must still run.
+check_daemons() {
+  for f in /run/sluice-*.pid; do
+    [ -e "$f" ] || continue
+    kill -0 "$(cat $f)" 2>/dev/null || { n=${f#/run/sluice-}; echo "@@DAEMON-DEAD ${n%.pid}"; }
+  done
+}
+# The previous guest's teardown (hotplug detach) finishes after its console closed.
+wait_guests_gone() {
+  i=0
+  while [ "$(xenstore-list /local/domain 2>/dev/null | wc -l)" -gt 1 ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done
+}
+use_kernel_blkback() {
+  grep -q '^xen_blkback ' /proc/modules && return 0
+  while read -r ko; do insmod "$ko" || echo "@@DOM0-WARN insmod $ko failed"; done < /sluice/blkback.list
+}
+drop_kernel_blkback() {
+  grep -q '^xen_blkback ' /proc/modules || return 0
+  i=0; until rmmod xen_blkback 2>/dev/null; do
+    i=$((i+1)); [ $i -gt 40 ] && { echo "@@DOM0-WARN xen_blkback stays loaded"; return 1; }; sleep 0.5
+  done
+}
+"#;
 
 const DOM0_FINISH: &str = r#"for f in /var/log/sluice/*.log; do
   [ -e "$f" ] || continue
@@ -557,6 +632,18 @@ check_roundtrip() {
   read -t 300 -r line || { echo "no line typed"; return 1; }
   h=$(printf %s "$line" | sha256sum)
   echo "@@RT-ECHO ${h%% *}"
+}
+check_read() {
+  dev=$1; mib=$2; rounds=$3
+  wait_dev "$dev" || return 1
+  round=0
+  while [ $round -lt "$rounds" ]; do
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    x dd if="$dev" of=/dev/null bs=1M count="$mib" iflag=direct 2>/dev/null || { echo "read failed"; return 1; }
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    echo "@@READ $(basename $dev) mib=$mib t0=$t0 t1=$t1"
+    round=$((round+1))
+  done
 }
 check_pattern() {
   dev=$1; file=$2; want=$3; shift 3

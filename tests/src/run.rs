@@ -9,7 +9,7 @@ use crate::kernel::HostKernel;
 use crate::paths::{logs_dir, run_dir};
 use crate::pattern::sha256_hex;
 use crate::progress::{note, step};
-use crate::scenario::{Boot, Workload};
+use crate::scenario::{BlockBackend, Boot, Workload};
 use crate::serial::{Machine, QemuConfig};
 use crate::xenpkgs::XenTree;
 use anyhow::{bail, Context, Result};
@@ -38,6 +38,23 @@ pub fn limit(secs: u64) -> Duration {
     Duration::from_secs_f64(secs as f64 * scale)
 }
 
+/// One timed sequential read of [`Workload::SeqRead`].
+#[derive(Debug, Clone)]
+pub struct ReadSample {
+    pub step: String,
+    pub vdev: String,
+    pub backend: BlockBackend,
+    pub mib: u32,
+    /// Guest-measured (`/proc/uptime`, 10 ms resolution).
+    pub seconds: f64,
+}
+
+impl ReadSample {
+    pub fn mib_per_s(&self) -> f64 {
+        self.mib as f64 / self.seconds.max(0.01)
+    }
+}
+
 /// What one boot produced.
 #[derive(Debug, Default)]
 pub struct BootReport {
@@ -49,6 +66,8 @@ pub struct BootReport {
     pub step_seconds: Vec<(String, f64)>,
     /// The "Support for PV VMs" line of `xl dmesg`.
     pub xen_pv_line: String,
+    /// Every timed read, in the order they ran.
+    pub reads: Vec<ReadSample>,
 }
 
 /// Options that do not change what is tested.
@@ -64,6 +83,19 @@ pub fn run_boot(boot: &Boot) -> Result<BootReport> {
 }
 
 pub fn run_boot_with(boot: &Boot, opts: RunOptions) -> Result<BootReport> {
+    // build/ is shared by everyone using this working tree: one run per boot name at a
+    // time (the lock is released when the file closes, also on a crash).
+    let lock_path = run_dir(&boot.name).with_extension("lock");
+    fs::create_dir_all(lock_path.parent().expect("run dir has a parent"))?;
+    let lock = fs::File::create(&lock_path)?;
+    if lock.try_lock().is_err() {
+        note(&format!(
+            "another run of {} holds {}; waiting",
+            boot.name,
+            lock_path.display()
+        ));
+        lock.lock()?;
+    }
     let logs = logs_dir(&boot.name);
     if logs.exists() {
         fs::remove_dir_all(&logs)?;
@@ -232,6 +264,29 @@ fn drive(
                 .next()
                 .unwrap_or("");
             fs::write(logs.join(format!("guest-{name}.log")), text)?;
+            for l in text.lines() {
+                let Some(rest) = l.trim().strip_prefix("@@READ ") else {
+                    continue;
+                };
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let field = |k: &str| {
+                    f.iter()
+                        .find_map(|x| x.strip_prefix(k))
+                        .and_then(|v| v.parse::<f64>().ok())
+                };
+                match (f.first(), field("mib="), field("t0="), field("t1=")) {
+                    (Some(vdev), Some(mib), Some(t0), Some(t1)) => report.reads.push(ReadSample {
+                        step: name.clone(),
+                        vdev: vdev.to_string(),
+                        backend: s.block_backend().unwrap_or(BlockBackend::KernelBlkback),
+                        mib: mib as u32,
+                        seconds: t1 - t0,
+                    }),
+                    _ => bail!(Failure::Infrastructure(format!(
+                        "{name}: bad read line {l:?}"
+                    ))),
+                }
+            }
             if let Some(l) = text.lines().find(|l| l.contains("@@DAEMON-DEAD")) {
                 bail!(Failure::Crash(format!("dom0 daemon died: {l}")));
             }

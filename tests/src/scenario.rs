@@ -63,6 +63,9 @@ pub enum Workload {
     /// The host types a line into the guest console (through dom0's `xl console`) and
     /// the guest answers with its sha256.
     ConsoleRoundTrip,
+    /// Sequential 1 MiB O_DIRECT reads of the first `mib` MiB of the disk, `rounds`
+    /// times, each timed by the guest (for same-boot backend comparisons).
+    SeqRead { disk: usize, mib: u32, rounds: u32 },
 }
 
 impl Workload {
@@ -72,6 +75,7 @@ impl Workload {
             Workload::Pattern { disk } => format!("pattern-{}", vdev(*disk)),
             Workload::Ext4 { disk } => format!("ext4-{}", vdev(*disk)),
             Workload::ConsoleRoundTrip => "console-roundtrip".into(),
+            Workload::SeqRead { disk, .. } => format!("read-{}", vdev(*disk)),
         }
     }
 }
@@ -93,6 +97,12 @@ pub struct GuestStep {
 }
 
 impl GuestStep {
+    /// The backend serving this step's disks (`None` without disks). A step's disks all
+    /// use one kind (checked when the images are built).
+    pub fn block_backend(&self) -> Option<BlockBackend> {
+        self.disks.first().map(|d| d.backend.clone())
+    }
+
     /// A guest with one disk per entry of `disks` (64 MiB each) and these workloads.
     pub fn new(name: &str, guest_type: GuestType, disks: &[BlockBackend], w: &[Workload]) -> Self {
         GuestStep {
@@ -120,6 +130,11 @@ pub struct Dom0Daemon {
     /// The host binary (copied with its ldd libraries).
     pub binary: PathBuf,
     pub args: Vec<String>,
+    /// A userspace block backend: it runs only during steps whose disks are
+    /// [`BlockBackend::Userspace`]; for kernel-blkback steps it is stopped and
+    /// `xen-blkback.ko` is loaded (and unloaded again after), so both kinds of backend
+    /// can take turns in one boot (same-boot A/B comparisons).
+    pub serves_block: bool,
 }
 
 /// One Xen boot.

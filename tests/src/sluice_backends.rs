@@ -27,6 +27,7 @@ pub fn select() -> Result<Backends> {
             name: "sluice-blkback".into(),
             binary: cargo_binary("sluice-blkback", "sluice-blkback")?,
             args: vec![],
+            serves_block: true,
         });
         b.block = BlockBackend::Userspace;
         b.notes
@@ -42,6 +43,7 @@ pub fn select() -> Result<Backends> {
             name: "sluice-consoleback".into(),
             binary: cargo_binary("sluice-consoleback", "sluice-consoleback")?,
             args: vec![],
+            serves_block: false,
         });
         b.console = ConsoleBackend::Userspace;
         b.notes

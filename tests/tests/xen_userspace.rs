@@ -1,9 +1,10 @@
 //! Disks served by a userspace backend in dom0 (`BlockBackend::Userspace`).
 //!
-//! `unserved_userspace_disk_fails`: proves the disk line and hotplug path libxl takes for
-//! a userspace backend on Xen 4.17 (no kernel blkback loaded; a stand-in daemon answers
-//! libxl's InitWait wait, then refuses the disk), and that the harness then reports a
-//! failed check instead of a pass.
+//! `unserved_userspace_disk_fails`: a kernel-blkback guest, then dom0 unloads
+//! `xen-blkback` and starts a stand-in userspace backend that answers libxl's InitWait
+//! wait and then refuses the disk. Proves the disk line and hotplug path libxl takes for
+//! a userspace backend on Xen 4.17, the backend swap inside one boot, and that the
+//! harness reports a failed check instead of a pass.
 //!
 //! `sluice_backends_pv_and_pvh`: the xen-blk scenarios with Sluice's `sluice-blkback`
 //! (and `sluice-consoleback`, when present) in dom0. It says SKIPPED and returns while
@@ -51,13 +52,24 @@ fn unserved_userspace_disk_fails() {
             name: "refusing-backend".into(),
             binary: script,
             args: vec![],
+            serves_block: true,
         }],
-        steps: vec![GuestStep::new(
-            "pv-unserved",
-            GuestType::Pv,
-            &[BlockBackend::Userspace],
-            &[Workload::Pattern { disk: 0 }],
-        )],
+        steps: vec![
+            // Kernel blkback first: dom0 must unload it before the userspace step, or it
+            // would take the userspace disk too.
+            GuestStep::new(
+                "pv-kernel-first",
+                GuestType::Pv,
+                &[BlockBackend::KernelBlkback],
+                &[Workload::Pattern { disk: 0 }],
+            ),
+            GuestStep::new(
+                "pv-unserved",
+                GuestType::Pv,
+                &[BlockBackend::Userspace],
+                &[Workload::Pattern { disk: 0 }],
+            ),
+        ],
     };
     let err = run_boot(&boot).expect_err("a disk nobody serves must fail the run");
     let msg = format!("{err:#}");
@@ -69,7 +81,8 @@ fn unserved_userspace_disk_fails() {
         matches!(error.downcast_ref::<Failure>(), Some(Failure::Check(_))),
         "the guest should have reported a failed check (xl create accepted the disk): {msg}"
     );
-    assert!(msg.contains("pattern-xvda"), "{msg}");
+    // The run stops at the first failure: reaching this step means the kernel one passed.
+    assert!(msg.contains("pv-unserved/pattern-xvda"), "{msg}");
 }
 
 #[test]

@@ -1,0 +1,85 @@
+//! Same-boot block backend comparison: sequential 1 MiB O_DIRECT reads in PV guests,
+//! backend A = Linux kernel blkback, backend B = `sluice-blkback` (when it is in the
+//! workspace; otherwise kernel blkback again, which measures the test bed's noise).
+//! Guests alternate A B A B A B in one Xen boot; dom0 swaps the backends between steps
+//! (`rmmod xen-blkback` / daemon start and back). Reports the median of the per-pair
+//! ratios B/A; asserts nothing about speed (see docs/bench.md).
+//!
+//! `cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture`
+
+use sluice_testbed::run::ReadSample;
+use sluice_testbed::{run_boot, BlockBackend, Boot, GuestStep, GuestType, Workload};
+
+const PAIRS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU for minutes: run with --ignored"]
+fn seq_read_kernel_vs_sluice_blkback() {
+    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
+    let (b_backend, b_label) = if b.block == BlockBackend::Userspace {
+        (BlockBackend::Userspace, "sluice-blkback")
+    } else {
+        (
+            BlockBackend::KernelBlkback,
+            "kernel blkback (A/A: sluice-blkback not landed)",
+        )
+    };
+    let read = [Workload::SeqRead {
+        disk: 0,
+        mib: 64,
+        rounds: 3,
+    }];
+    let mut steps = Vec::new();
+    for i in 0..PAIRS {
+        steps.push(GuestStep::new(
+            &format!("a{i}"),
+            GuestType::Pv,
+            &[BlockBackend::KernelBlkback],
+            &read,
+        ));
+        steps.push(GuestStep::new(
+            &format!("b{i}"),
+            GuestType::Pv,
+            std::slice::from_ref(&b_backend),
+            &read,
+        ));
+    }
+    let boot = Boot {
+        name: "xen-bench".into(),
+        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+        daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
+        steps,
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    let per_step = |name: &str| -> f64 {
+        median(
+            report
+                .reads
+                .iter()
+                .filter(|r: &&ReadSample| r.step == name)
+                .map(ReadSample::mib_per_s)
+                .collect(),
+        )
+    };
+    let mut ratios = Vec::new();
+    for i in 0..PAIRS {
+        let (a, bb) = (per_step(&format!("a{i}")), per_step(&format!("b{i}")));
+        eprintln!(
+            "pair {i}: A kernel blkback {a:.1} MiB/s, B {b_label} {bb:.1} MiB/s, B/A {:.2}",
+            bb / a
+        );
+        ratios.push(bb / a);
+    }
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "seq read 1 MiB O_DIRECT, B = {b_label}: median B/A {:.2} (pairs {lo:.2}-{hi:.2})",
+        median(ratios.clone())
+    );
+    assert_eq!(report.reads.len(), PAIRS * 2 * 3, "every read reported");
+}
