@@ -1,0 +1,558 @@
+//! The xenbus side: finds `backend/vbd/<domid>/<devid>` devices, walks the xenbus
+//! state machine with each frontend, and runs one [`Queue`] thread per ring.
+
+use crate::disk::Disk;
+use crate::ring_server::{Queue, QueueStats, MAX_INDIRECT_SEGMENTS};
+use sluice_abi::blkif::{BlkifBackRing, VdiskInfo};
+use sluice_abi::xenbus::XenbusState;
+use sluice_dom0::xenstore::{transaction, XBT_NULL};
+use sluice_dom0::{
+    EventChannels, EvtchnError, GrantError, GrantMap, GrantMapper, XenStore, XsError,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Largest `ring-page-order` we accept (16 pages).
+pub const MAX_RING_PAGE_ORDER: u32 = 4;
+
+/// Why a device could not be set up or connected.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Xenstore failed or holds garbage.
+    #[error(transparent)]
+    Xs(#[from] XsError),
+    /// A node the protocol requires is missing.
+    #[error("{0} is missing")]
+    Missing(String),
+    /// A node holds a value we refuse.
+    #[error("{path}: {why}")]
+    Bad {
+        /// The node.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The image could not be opened.
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
+    /// The frontend's ring could not be mapped.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    /// Its event channel could not be bound.
+    #[error(transparent)]
+    Evtchn(#[from] EvtchnError),
+    /// The ring pages are not a valid ring.
+    #[error("ring: {0}")]
+    Ring(#[from] sluice_abi::ring::RingError),
+    /// A thread could not be started.
+    #[error("spawning a queue thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+struct QueueThread {
+    stop: Arc<AtomicBool>,
+    dead: Arc<AtomicBool>,
+    join: Option<JoinHandle<()>>,
+}
+
+struct Device {
+    name: String,
+    fe: String,
+    fe_id: u16,
+    disk: Option<Arc<Disk>>,
+    queues: Vec<QueueThread>,
+    /// The state we last wrote.
+    state: XenbusState,
+    /// Setup failed; waits for the toolstack to remove the device.
+    broken: bool,
+    stats: Arc<QueueStats>,
+}
+
+impl Device {
+    fn connected(&self) -> bool {
+        !self.queues.is_empty()
+    }
+
+    fn teardown(&mut self) {
+        for q in &self.queues {
+            q.stop.store(true, Ordering::Release);
+        }
+        for q in &mut self.queues {
+            if let Some(j) = q.join.take() {
+                let _ = j.join();
+            }
+        }
+        if !self.queues.is_empty() {
+            tracing::info!("{}: disconnected", self.name);
+        }
+        self.queues.clear();
+    }
+
+    fn any_dead(&self) -> bool {
+        self.queues.iter().any(|q| q.dead.load(Ordering::Acquire))
+    }
+}
+
+/// The block backend over any xenstore, grant mapper and event-channel source.
+pub struct Backend<S, G, F> {
+    xs: Arc<S>,
+    grants: Arc<G>,
+    open_evtchn: F,
+    root: String,
+    max_queues: u32,
+    devices: BTreeMap<String, Device>,
+}
+
+impl<S, G, F, E> Backend<S, G, F>
+where
+    S: XenStore + 'static,
+    G: GrantMapper + 'static,
+    G::Mapping: 'static,
+    F: Fn() -> Result<E, EvtchnError>,
+    E: EventChannels + 'static,
+{
+    /// A backend for devices under `root` (`/local/domain/0/backend/vbd`).
+    pub fn new(xs: Arc<S>, grants: Arc<G>, open_evtchn: F, root: &str, max_queues: u32) -> Self {
+        Self {
+            xs,
+            grants,
+            open_evtchn,
+            root: root.trim_end_matches('/').to_string(),
+            max_queues: max_queues.max(1),
+            devices: BTreeMap::new(),
+        }
+    }
+
+    /// Watches `root` and serves devices until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), XsError> {
+        self.xs.watch(&self.root, "vbd")?;
+        while !stop.load(Ordering::Acquire) {
+            let mut changed = false;
+            while let Some(_ev) = self.xs.next_watch_event(if changed {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(200)
+            })? {
+                changed = true;
+            }
+            if changed || self.devices.values().any(Device::any_dead) {
+                self.reconcile();
+            }
+        }
+        for d in self.devices.values_mut() {
+            d.teardown();
+        }
+        Ok(())
+    }
+
+    /// Statistics of the device at `backend_path` (tests).
+    pub fn stats(&self, backend_path: &str) -> Option<Arc<QueueStats>> {
+        self.devices.get(backend_path).map(|d| d.stats.clone())
+    }
+
+    /// Brings every device in line with xenstore.
+    pub fn reconcile(&mut self) {
+        let mut present = Vec::new();
+        if let Ok(domids) = self.xs.directory(XBT_NULL, &self.root) {
+            for dom in domids {
+                let dir = format!("{}/{dom}", self.root);
+                if let Ok(devs) = self.xs.directory(XBT_NULL, &dir) {
+                    present.extend(devs.into_iter().map(|d| format!("{dir}/{d}")));
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .devices
+            .keys()
+            .filter(|k| !present.contains(k))
+            .cloned()
+            .collect();
+        for be in gone {
+            if let Some(mut d) = self.devices.remove(&be) {
+                d.teardown();
+                let _ = self.xs.unwatch(&format!("{}/state", d.fe), &be);
+                tracing::info!("{}: removed", d.name);
+            }
+        }
+        for be in present {
+            if let Err(e) = self.step(&be) {
+                tracing::warn!("{be}: {e}");
+            }
+        }
+    }
+
+    fn write_state(&self, be: &str, dev: &mut Device, state: XenbusState) -> Result<(), XsError> {
+        if dev.state != state {
+            self.xs.write(
+                XBT_NULL,
+                &format!("{be}/state"),
+                state.xenstore_value().as_bytes(),
+            )?;
+            tracing::info!("{}: backend state {}", dev.name, state.name());
+            dev.state = state;
+        }
+        Ok(())
+    }
+
+    fn fail(&self, be: &str, dev: &mut Device, e: &DeviceError) {
+        tracing::error!("{}: {e}; closing the device", dev.name);
+        dev.teardown();
+        let _ = self
+            .xs
+            .write(XBT_NULL, &format!("{be}/error"), e.to_string().as_bytes());
+        let _ = self.write_state(be, dev, XenbusState::Closing);
+    }
+
+    fn step(&mut self, be: &str) -> Result<(), DeviceError> {
+        if !self.devices.contains_key(be) {
+            // Wait for the toolstack's initial state node before touching the device.
+            if self
+                .xs
+                .read_opt(XBT_NULL, &format!("{be}/state"))?
+                .is_none()
+            {
+                return Ok(());
+            }
+            let mut dev = self.setup(be)?;
+            match self.init_wait(be, &mut dev) {
+                Ok(()) => {}
+                Err(e) => {
+                    self.fail(be, &mut dev, &e);
+                    dev.broken = true;
+                }
+            }
+            self.devices.insert(be.to_string(), dev);
+        }
+        let Some(mut dev) = self.devices.remove(be) else {
+            return Ok(());
+        };
+        let r = self.advance(be, &mut dev);
+        if let Err(e) = &r {
+            self.fail(be, &mut dev, e);
+        }
+        self.devices.insert(be.to_string(), dev);
+        Ok(())
+    }
+
+    /// Reads the toolstack's nodes; returns a device not yet in InitWait.
+    fn setup(&self, be: &str) -> Result<Device, DeviceError> {
+        let name = be
+            .strip_prefix(&self.root)
+            .unwrap_or(be)
+            .trim_start_matches('/')
+            .replace('/', ":");
+        let name = format!("vbd {name}");
+        let fe = self.need(&format!("{be}/frontend"))?;
+        let fe_id = self.number(&format!("{be}/frontend-id"), u16::MAX.into())? as u16;
+        if !fe.starts_with(&format!("/local/domain/{fe_id}/")) {
+            return Err(DeviceError::Bad {
+                path: format!("{be}/frontend"),
+                why: format!("{fe:?} is not under domain {fe_id}"),
+            });
+        }
+        self.xs.watch(&format!("{fe}/state"), be)?;
+        Ok(Device {
+            name,
+            fe,
+            fe_id,
+            disk: None,
+            queues: vec![],
+            state: XenbusState::Initialising,
+            broken: false,
+            stats: Arc::default(),
+        })
+    }
+
+    fn need(&self, path: &str) -> Result<String, DeviceError> {
+        self.xs
+            .read_opt(XBT_NULL, path)?
+            .ok_or_else(|| DeviceError::Missing(path.into()))
+    }
+
+    fn number(&self, path: &str, max: u64) -> Result<u64, DeviceError> {
+        let v = self
+            .xs
+            .read_u64(XBT_NULL, path)?
+            .ok_or_else(|| DeviceError::Missing(path.into()))?;
+        if v > max {
+            return Err(DeviceError::Bad {
+                path: path.into(),
+                why: format!("{v} exceeds {max}"),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Opens the image and publishes it and our features; state InitWait.
+    fn init_wait(&self, be: &str, dev: &mut Device) -> Result<(), DeviceError> {
+        let params = self.need(&format!("{be}/params"))?;
+        let mode = self
+            .xs
+            .read_opt(XBT_NULL, &format!("{be}/mode"))?
+            .unwrap_or_else(|| "w".into());
+        let readonly = match mode.as_str() {
+            "r" | "ro" => true,
+            "w" | "rw" | "w!" => false,
+            other => {
+                return Err(DeviceError::Bad {
+                    path: format!("{be}/mode"),
+                    why: format!("unknown mode {other:?}"),
+                })
+            }
+        };
+        let disk = Arc::new(Disk::open(
+            Path::new(params.trim_end_matches('\0')),
+            readonly,
+        )?);
+        let info = if readonly {
+            VdiskInfo::READONLY.bits()
+        } else {
+            0
+        };
+        let sectors = disk.sectors();
+        let max_queues = self.max_queues;
+        transaction(&*self.xs, 16, |tx| {
+            let w = |k: &str, v: String| self.xs.write(tx, &format!("{be}/{k}"), v.as_bytes());
+            w("feature-flush-cache", "1".into())?;
+            w("feature-barrier", "0".into())?;
+            w("feature-persistent", "0".into())?;
+            w(
+                "feature-max-indirect-segments",
+                MAX_INDIRECT_SEGMENTS.to_string(),
+            )?;
+            w("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string())?;
+            w("multi-queue-max-queues", max_queues.to_string())?;
+            w("feature-discard", if readonly { "0" } else { "1" }.into())?;
+            w("discard-granularity", "4096".into())?;
+            w("discard-alignment", "0".into())?;
+            w("discard-secure", "0".into())?;
+            w("sectors", sectors.to_string())?;
+            w("sector-size", "512".into())?;
+            w("physical-sector-size", "512".into())?;
+            w("info", info.to_string())?;
+            Ok(())
+        })?;
+        tracing::info!(
+            "{}: {params} ({sectors} sectors, {}), frontend {} (domain {})",
+            dev.name,
+            if readonly { "read-only" } else { "read-write" },
+            dev.fe,
+            dev.fe_id
+        );
+        dev.disk = Some(disk);
+        self.write_state(be, dev, XenbusState::InitWait)?;
+        Ok(())
+    }
+
+    fn advance(&self, be: &str, dev: &mut Device) -> Result<(), DeviceError> {
+        if dev.any_dead() {
+            dev.teardown();
+            dev.broken = true;
+            return Err(DeviceError::Bad {
+                path: dev.fe.clone(),
+                why: "the frontend broke the ring protocol".into(),
+            });
+        }
+        let online = self
+            .xs
+            .read_u64(XBT_NULL, &format!("{be}/online"))
+            .ok()
+            .flatten()
+            .unwrap_or(1);
+        let be_state = self.state_of(&format!("{be}/state"));
+        if be_state == XenbusState::Closing && online == 0 {
+            // The toolstack detaches the device (xl block-detach).
+            dev.teardown();
+            dev.state = XenbusState::Closing;
+            self.write_state(be, dev, XenbusState::Closed)?;
+            // Detached for good: the toolstack removes the directory next.
+            dev.broken = true;
+            return Ok(());
+        }
+        if dev.broken {
+            return Ok(());
+        }
+        match self.state_of(&format!("{}/state", dev.fe)) {
+            XenbusState::Initialising | XenbusState::InitWait
+                if dev.connected()
+                    || matches!(dev.state, XenbusState::Closed | XenbusState::Closing) =>
+            {
+                // The frontend restarted: offer the device again.
+                dev.teardown();
+                self.write_state(be, dev, XenbusState::InitWait)?;
+            }
+            XenbusState::Initialised | XenbusState::Connected
+                if !dev.connected()
+                    && matches!(dev.state, XenbusState::InitWait | XenbusState::Connected) =>
+            {
+                self.connect(be, dev)?;
+            }
+            XenbusState::Closing => {
+                dev.teardown();
+                self.write_state(be, dev, XenbusState::Closing)?;
+            }
+            XenbusState::Closed => {
+                dev.teardown();
+                self.write_state(be, dev, XenbusState::Closed)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn state_of(&self, path: &str) -> XenbusState {
+        match self.xs.read_opt(XBT_NULL, path) {
+            Ok(Some(s)) => s
+                .trim_end_matches('\0')
+                .parse()
+                .unwrap_or(XenbusState::Unknown),
+            _ => XenbusState::Unknown,
+        }
+    }
+
+    fn connect(&self, be: &str, dev: &mut Device) -> Result<(), DeviceError> {
+        let fe = dev.fe.clone();
+        let order = self
+            .xs
+            .read_u64(XBT_NULL, &format!("{fe}/ring-page-order"))?
+            .unwrap_or(0);
+        if order > MAX_RING_PAGE_ORDER.into() {
+            return Err(DeviceError::Bad {
+                path: format!("{fe}/ring-page-order"),
+                why: format!("{order} exceeds {MAX_RING_PAGE_ORDER}"),
+            });
+        }
+        let nq = self
+            .xs
+            .read_u64(XBT_NULL, &format!("{fe}/multi-queue-num-queues"))?
+            .unwrap_or(1);
+        if nq == 0 || nq > self.max_queues.into() {
+            return Err(DeviceError::Bad {
+                path: format!("{fe}/multi-queue-num-queues"),
+                why: format!("{nq} queues (1..={} offered)", self.max_queues),
+            });
+        }
+        if let Some(p) = self.xs.read_opt(XBT_NULL, &format!("{fe}/protocol"))? {
+            let p = p.trim_end_matches('\0');
+            if p != "x86_64-abi" {
+                return Err(DeviceError::Bad {
+                    path: format!("{fe}/protocol"),
+                    why: format!("ring protocol {p:?} is not supported (x86_64-abi only)"),
+                });
+            }
+        }
+        let disk = dev
+            .disk
+            .clone()
+            .ok_or_else(|| DeviceError::Missing(format!("{be}/params")))?;
+        let mut started = Vec::new();
+        for q in 0..nq {
+            let dir = if nq == 1 {
+                fe.clone()
+            } else {
+                format!("{fe}/queue-{q}")
+            };
+            let refs: Vec<u32> = if order == 0 {
+                vec![self.number(&format!("{dir}/ring-ref"), u32::MAX.into())? as u32]
+            } else {
+                (0..1u32 << order)
+                    .map(|i| {
+                        self.number(&format!("{dir}/ring-ref{i}"), u32::MAX.into())
+                            .map(|v| v as u32)
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            let remote_port = self.number(&format!("{dir}/event-channel"), u32::MAX.into())? as u32;
+            let mapping = match self.grants.map(dev.fe_id, &refs, true) {
+                Ok(m) => m,
+                Err(e) => {
+                    stop_all(&mut started);
+                    return Err(e.into());
+                }
+            };
+            // Check the ring geometry before spawning.
+            if let Err(e) = BlkifBackRing::new(mapping.mem()) {
+                stop_all(&mut started);
+                return Err(e.into());
+            }
+            let bound = (self.open_evtchn)().and_then(|ev| {
+                let port = ev.bind_interdomain(dev.fe_id, remote_port)?;
+                Ok((ev, port))
+            });
+            let (evtchn, port) = match bound {
+                Ok(b) => b,
+                Err(e) => {
+                    stop_all(&mut started);
+                    return Err(e.into());
+                }
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let dead = Arc::new(AtomicBool::new(false));
+            let name = format!("{} queue {q}", dev.name);
+            let (grants, stats, stop2, dead2, disk2, domid) = (
+                self.grants.clone(),
+                dev.stats.clone(),
+                stop.clone(),
+                dead.clone(),
+                disk.clone(),
+                dev.fe_id,
+            );
+            let join = std::thread::Builder::new()
+                .name(format!("blkback-q{q}"))
+                .spawn(move || {
+                    let Ok(ring) = BlkifBackRing::new(mapping.mem()) else {
+                        dead2.store(true, Ordering::Release);
+                        return;
+                    };
+                    let queue = Queue {
+                        domid,
+                        disk: &disk2,
+                        grants: &*grants,
+                        evtchn,
+                        port,
+                        stop: &stop2,
+                        name: &name,
+                    };
+                    if let Err(e) = queue.serve(ring, &stats) {
+                        tracing::error!("{name}: {e}; disconnecting this device");
+                        dead2.store(true, Ordering::Release);
+                    }
+                    drop(mapping);
+                });
+            match join {
+                Ok(j) => started.push(QueueThread {
+                    stop,
+                    dead,
+                    join: Some(j),
+                }),
+                Err(e) => {
+                    stop_all(&mut started);
+                    return Err(DeviceError::Spawn(e));
+                }
+            }
+        }
+        dev.queues = started;
+        tracing::info!(
+            "{}: connected ({nq} queue(s), ring order {order})",
+            dev.name
+        );
+        self.write_state(be, dev, XenbusState::Connected)?;
+        Ok(())
+    }
+}
+
+fn stop_all(started: &mut Vec<QueueThread>) {
+    for q in started.iter() {
+        q.stop.store(true, Ordering::Release);
+    }
+    for q in started.iter_mut() {
+        if let Some(j) = q.join.take() {
+            let _ = j.join();
+        }
+    }
+    started.clear();
+}

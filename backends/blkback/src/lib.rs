@@ -1,0 +1,10 @@
+//! Sluice's Xen block backend: a dom0 userspace daemon serving blkif rings from raw
+//! images or block devices (synchronous pread/pwrite, grant copy for the data).
+
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod disk;
+pub mod ring_server;
+
+pub use backend::{Backend, DeviceError};

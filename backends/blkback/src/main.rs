@@ -1,0 +1,36 @@
+//! `sluice-blkback`: serves `backend/vbd` devices of dom0 (run it instead of the
+//! kernel's xen-blkback; libxl disk line `backendtype=phy,script=block-userspace,...`
+//! in Sluice's test bed).
+
+#![deny(unsafe_code)]
+
+use anyhow::Context;
+use sluice_blkback::Backend;
+use sluice_dom0::xenstore::{XsClient, XBT_NULL};
+use sluice_dom0::XenStore;
+use sluice_xen_sys::{EvtchnDevice, GntdevDevice};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
+    let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
+    let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
+    let queues = std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32;
+    let root = format!("/local/domain/{domid}/backend/vbd");
+    tracing::info!("sluice-blkback: serving {root} (up to {queues} queue(s) per device)");
+    let mut backend = Backend::new(
+        xs,
+        grants,
+        || EvtchnDevice::open().map_err(Into::into),
+        &root,
+        queues,
+    );
+    let stop = AtomicBool::new(false);
+    backend.run(&stop).context("xenstore connection lost")?;
+    Ok(())
+}
