@@ -637,6 +637,11 @@ impl<P: Platform, T> Frontend<P, T> {
         if !matches!(io.op, IoOp::Read) && readonly {
             return Err(SubmitError::ReadOnly);
         }
+        if io.op == IoOp::Flush && io.segments.is_empty() {
+            // A bare cache flush addresses no sectors (Linux leaves its position at
+            // u64::MAX); it goes out with sector 0.
+            return Ok(());
+        }
         match io.sector.checked_add(len) {
             Some(end) if end <= disk.sectors => Ok(()),
             _ => Err(SubmitError::OutOfRange),
@@ -745,7 +750,7 @@ impl<P: Platform, T> Frontend<P, T> {
                     nr_segments: segs.len() as u8,
                     handle: self.handle,
                     id: id as u64,
-                    sector_number: io.sector,
+                    sector_number: if segs.is_empty() { 0 } else { io.sector },
                     ..Default::default()
                 };
                 r.seg[..segs.len()].copy_from_slice(&segs);
