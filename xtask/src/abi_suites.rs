@@ -50,7 +50,8 @@ fn have_nightly() -> bool {
             .unwrap_or(false)
 }
 
-/// `abi-fuzz-smoke`: every target in `fuzz/` for a short while; a crash fails the suite.
+/// `abi-fuzz-smoke`: fmt and clippy of the `fuzz/` workspace, then every target in it
+/// for a short while; a crash fails the suite.
 pub fn fuzz_smoke() -> Result<()> {
     if !have_nightly() {
         eprintln!(
@@ -82,6 +83,18 @@ pub fn fuzz_smoke() -> Result<()> {
     if targets.is_empty() {
         bail!("fuzz/ has no targets");
     }
+    // fuzz/ is its own workspace, outside the host workspace's fmt and clippy.
+    let fuzz_dir = root().join("fuzz");
+    run(nightly_cargo()
+        .current_dir(&fuzz_dir)
+        .args(["fmt", "--check"]))?;
+    run(nightly_cargo().current_dir(&fuzz_dir).args([
+        "clippy",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     for t in &targets {
         run(nightly_cargo().args([
             "fuzz",
