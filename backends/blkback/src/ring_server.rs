@@ -67,14 +67,24 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let mut pending = Vec::new();
         loop {
             while let Some(slot) = ring.pop_request()? {
+                // Linux's blkfront expects an indirect request's response to carry the
+                // inner operation (`indirect_op`, the byte after `operation`).
+                let rsp_op = if slot.operation == BlkifOp::Indirect as u8 {
+                    slot.nr_segments
+                } else {
+                    slot.operation
+                };
                 let rsp = match decode_request(&slot, &limits) {
                     Ok(req) => {
                         let status = self.execute(&req);
-                        BlkifResponse::new(req.id(), slot.operation, status)
+                        BlkifResponse::new(req.id(), rsp_op, status)
                     }
                     Err(e) => {
                         tracing::warn!("{}: refusing request: {e}", self.name);
-                        e.response()
+                        BlkifResponse {
+                            operation: rsp_op,
+                            ..e.response()
+                        }
                     }
                 };
                 if rsp.status == BlkifRsp::Okay as i16 {

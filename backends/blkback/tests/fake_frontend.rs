@@ -235,6 +235,14 @@ impl Front {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(r) = ring.pop_response().unwrap() {
+                assert_eq!(r.id, req.id, "response id");
+                // For indirect requests Linux's blkfront wants the inner operation.
+                let op = if req.operation == BlkifOp::Indirect as u8 {
+                    req.nr_segments
+                } else {
+                    req.operation
+                };
+                assert_eq!(r.operation, op, "response operation");
                 return r;
             }
             assert!(Instant::now() < deadline, "no response");

@@ -124,6 +124,14 @@ impl FakeGuestMemory {
         r
     }
 
+    /// Grants page `page` under a chosen reference (e.g. the toolstack's reserved
+    /// console and xenstore references 0 and 1).
+    pub fn grant_at(&self, gref: u32, page: usize, readonly: bool) {
+        assert!(page < self.pages.pages(), "fake guest has no page {page}");
+        let mut g = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+        g.1.insert(gref, FakeGrant { page, readonly });
+    }
+
     /// Revokes a grant.
     pub fn revoke(&self, gref: u32) {
         self.grants
