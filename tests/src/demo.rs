@@ -8,7 +8,12 @@ use anyhow::Result;
 
 pub fn run() -> Result<()> {
     note("Sluice demo: Xen 4.17 + Debian dom0 in QEMU TCG (no KVM: expect 1-4 minutes)");
-    let b = crate::sluice_backends::select()?;
+    // SLUICE_DEMO_BACKENDS=stock runs the stock backends even when Sluice's exist.
+    let b = if std::env::var("SLUICE_DEMO_BACKENDS").as_deref() == Ok("stock") {
+        crate::sluice_backends::stock("SLUICE_DEMO_BACKENDS=stock")
+    } else {
+        crate::sluice_backends::select()?
+    };
     for n in &b.notes {
         note(n);
     }

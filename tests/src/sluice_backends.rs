@@ -14,6 +14,19 @@ pub struct Backends {
     pub notes: Vec<String>,
 }
 
+/// The stock backends only (kernel blkback, xenconsoled); `why` goes into the notes.
+pub fn stock(why: &str) -> Backends {
+    Backends {
+        daemons: vec![],
+        block: BlockBackend::KernelBlkback,
+        console: ConsoleBackend::Xenconsoled,
+        notes: vec![
+            format!("block backend: Linux kernel xen-blkback ({why})"),
+            format!("console backend: xenconsoled ({why})"),
+        ],
+    }
+}
+
 /// Builds whichever Sluice backends exist and picks the stock ones for the rest.
 pub fn select() -> Result<Backends> {
     let mut b = Backends {
