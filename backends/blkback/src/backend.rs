@@ -97,8 +97,18 @@ impl Device {
     }
 }
 
+/// How a queue does its I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoEngine {
+    /// pread/pwrite, one request at a time.
+    Sync,
+    /// io_uring, many requests in flight (falls back to `Sync` if io_uring is unavailable).
+    Uring,
+}
+
 /// The block backend over any xenstore, grant mapper and event-channel source.
 pub struct Backend<S, G, F> {
+    engine: IoEngine,
     xs: Arc<S>,
     grants: Arc<G>,
     open_evtchn: F,
@@ -118,6 +128,7 @@ where
     /// A backend for devices under `root` (`/local/domain/0/backend/vbd`).
     pub fn new(xs: Arc<S>, grants: Arc<G>, open_evtchn: F, root: &str, max_queues: u32) -> Self {
         Self {
+            engine: IoEngine::Uring,
             xs,
             grants,
             open_evtchn,
@@ -125,6 +136,12 @@ where
             max_queues: max_queues.max(1),
             devices: BTreeMap::new(),
         }
+    }
+
+    /// Chooses the I/O engine (default io_uring).
+    pub fn with_engine(mut self, engine: IoEngine) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// Watches `root` and serves devices until `stop` is set.
@@ -493,6 +510,7 @@ where
             let stop = Arc::new(AtomicBool::new(false));
             let dead = Arc::new(AtomicBool::new(false));
             let name = format!("{} queue {q}", dev.name);
+            let engine = self.engine;
             let (grants, stats, stop2, dead2, disk2, domid) = (
                 self.grants.clone(),
                 dev.stats.clone(),
@@ -517,7 +535,23 @@ where
                         stop: &stop2,
                         name: &name,
                     };
-                    if let Err(e) = queue.serve(ring, &stats) {
+                    let uring = match engine {
+                        IoEngine::Uring => match sluice_xen_sys::IoQueue::new(256) {
+                            Ok(q) => Some(q),
+                            Err(e) => {
+                                tracing::warn!(
+                                    "{name}: io_uring unavailable ({e}); synchronous I/O"
+                                );
+                                None
+                            }
+                        },
+                        IoEngine::Sync => None,
+                    };
+                    let served = match uring {
+                        Some(mut io) => queue.serve_async(ring, &stats, &mut io),
+                        None => queue.serve(ring, &stats),
+                    };
+                    if let Err(e) = served {
                         tracing::error!("{name}: {e}; disconnecting this device");
                         dead2.store(true, Ordering::Release);
                     }

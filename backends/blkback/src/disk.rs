@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Bytes per protocol sector.
 pub const SECTOR: u64 = 512;
@@ -43,7 +44,7 @@ pub enum DiskError {
 /// An open image.
 #[derive(Debug)]
 pub struct Disk {
-    file: File,
+    file: Arc<File>,
     sectors: u64,
     readonly: bool,
 }
@@ -71,10 +72,15 @@ impl Disk {
             return Err(DiskError::BadSize { path: name, bytes });
         }
         Ok(Self {
-            file,
+            file: Arc::new(file),
             sectors: bytes / SECTOR,
             readonly,
         })
+    }
+
+    /// The open file (for asynchronous I/O).
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
     }
 
     /// Size in 512-byte sectors.

@@ -1,5 +1,5 @@
 //! Sluice's Xen block backend: a dom0 userspace daemon serving blkif rings from raw
-//! images or block devices (synchronous pread/pwrite, grant copy for the data).
+//! images or block devices (io_uring or synchronous pread/pwrite; grant copy for the data).
 
 #![deny(unsafe_code)]
 
@@ -7,4 +7,4 @@ pub mod backend;
 pub mod disk;
 pub mod ring_server;
 
-pub use backend::{Backend, DeviceError};
+pub use backend::{Backend, DeviceError, IoEngine};

@@ -5,7 +5,7 @@
 #![deny(unsafe_code)]
 
 use anyhow::Context;
-use sluice_blkback::Backend;
+use sluice_blkback::{Backend, IoEngine};
 use sluice_dom0::xenstore::{XsClient, XBT_NULL};
 use sluice_dom0::XenStore;
 use sluice_xen_sys::{EvtchnDevice, GntdevDevice};
@@ -23,13 +23,20 @@ fn main() -> anyhow::Result<()> {
     let queues = std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32;
     let root = format!("/local/domain/{domid}/backend/vbd");
     tracing::info!("sluice-blkback: serving {root} (up to {queues} queue(s) per device)");
-    let mut backend = Backend::new(
+    let backend = Backend::new(
         xs,
         grants,
         || EvtchnDevice::open().map_err(Into::into),
         &root,
         queues,
     );
+    // SLUICE_BLKBACK_IO=sync selects one-request-at-a-time pread/pwrite.
+    let engine = match std::env::var("SLUICE_BLKBACK_IO").as_deref() {
+        Ok("sync") => IoEngine::Sync,
+        _ => IoEngine::Uring,
+    };
+    tracing::info!("I/O engine: {engine:?}");
+    let mut backend = backend.with_engine(engine);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

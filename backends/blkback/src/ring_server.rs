@@ -8,6 +8,8 @@ use sluice_abi::blkif::{
 };
 use sluice_abi::ring::RingError;
 use sluice_dom0::{CopyPtr, CopySegment, EventChannels, GrantMapper};
+use sluice_xen_sys::{Completion, IoQueue};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,31 @@ pub enum QueueError {
     /// The event channel failed.
     #[error("event channel: {0}")]
     Evtchn(#[from] sluice_dom0::EvtchnError),
+    /// io_uring failed (not one request: the ring itself).
+    #[error("io_uring: {0}")]
+    Io(std::io::Error),
+}
+
+/// Most requests one queue keeps in flight with io_uring.
+pub const MAX_IN_FLIGHT: usize = 128;
+
+/// A request whose I/O is in flight.
+struct InFlight {
+    id: u64,
+    op: u8,
+    write: bool,
+    len: usize,
+    segs: Vec<BlkifRequestSegment>,
+}
+
+/// The response operation: Linux's blkfront expects an indirect request's response to
+/// carry the inner operation (`indirect_op`, the byte after `operation`).
+fn response_op(slot: &sluice_abi::blkif::BlkifRequest) -> u8 {
+    if slot.operation == BlkifOp::Indirect as u8 {
+        slot.nr_segments
+    } else {
+        slot.operation
+    }
 }
 
 /// What one queue needs.
@@ -67,13 +94,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let mut pending = Vec::new();
         loop {
             while let Some(slot) = ring.pop_request()? {
-                // Linux's blkfront expects an indirect request's response to carry the
-                // inner operation (`indirect_op`, the byte after `operation`).
-                let rsp_op = if slot.operation == BlkifOp::Indirect as u8 {
-                    slot.nr_segments
-                } else {
-                    slot.operation
-                };
+                let rsp_op = response_op(&slot);
                 let rsp = match decode_request(&slot, &limits) {
                     Ok(req) => {
                         let status = self.execute(&req);
@@ -111,6 +132,222 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 }
             }
         }
+    }
+
+    /// Serves `ring` with io_uring: reads and writes (direct and indirect) stay in
+    /// flight together, up to [`MAX_IN_FLIGHT`], answered as they complete; flush and
+    /// discard wait for the I/O before them (they are ordering points) and run inline.
+    pub fn serve_async(
+        &self,
+        mut ring: BlkifBackRing<'_>,
+        stats: &Arc<QueueStats>,
+        io: &mut IoQueue,
+    ) -> Result<(), QueueError> {
+        let limits = BlkifLimits {
+            max_indirect_segments: MAX_INDIRECT_SEGMENTS,
+        };
+        let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
+        let mut next_tag = 0u64;
+        let mut done = Vec::new();
+        let mut ports = Vec::new();
+        loop {
+            while io.in_flight() < MAX_IN_FLIGHT {
+                let Some(slot) = ring.pop_request()? else {
+                    break;
+                };
+                let op = response_op(&slot);
+                let req = match decode_request(&slot, &limits) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!("{}: refusing request: {e}", self.name);
+                        let rsp = BlkifResponse {
+                            operation: op,
+                            ..e.response()
+                        };
+                        self.respond(&mut ring, stats, rsp)?;
+                        continue;
+                    }
+                };
+                next_tag += 1;
+                match self.start(&req, op, next_tag, io, &mut in_flight) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Flush, barrier or discard: after everything before it.
+                        while io.in_flight() > 0 {
+                            io.wait(Duration::from_millis(100))
+                                .map_err(QueueError::Io)?;
+                            self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
+                        }
+                        let status = self.execute(&req);
+                        self.respond(&mut ring, stats, BlkifResponse::new(req.id(), op, status))?;
+                    }
+                    Err(status) => {
+                        self.respond(&mut ring, stats, BlkifResponse::new(req.id(), op, status))?
+                    }
+                }
+            }
+            io.submit().map_err(QueueError::Io)?;
+            self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
+            if ring.push_responses_and_check_notify()? {
+                self.evtchn.notify(self.port)?;
+            }
+            if io.in_flight() > 0 {
+                if io.in_flight() < MAX_IN_FLIGHT && ring.unconsumed_requests()? > 0 {
+                    continue;
+                }
+                // Wake on a completion; look at the ring again soon regardless.
+                io.wait(Duration::from_millis(2)).map_err(QueueError::Io)?;
+                continue;
+            }
+            if ring.final_check_for_requests()? {
+                continue;
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if self.evtchn.wait(Some(Duration::from_millis(200)))? {
+                ports.clear();
+                self.evtchn.read_pending(&mut ports)?;
+                for &p in &ports {
+                    self.evtchn.unmask(p)?;
+                }
+            }
+        }
+    }
+
+    fn respond(
+        &self,
+        ring: &mut BlkifBackRing<'_>,
+        stats: &Arc<QueueStats>,
+        rsp: BlkifResponse,
+    ) -> Result<(), QueueError> {
+        if rsp.status == BlkifRsp::Okay as i16 {
+            stats.ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        ring.push_response(&rsp)?;
+        Ok(())
+    }
+
+    /// Starts a read or write on io_uring (Ok(true)); Ok(false) for operations run
+    /// inline; Err for a request answered at once.
+    fn start(
+        &self,
+        req: &BlkRequest,
+        op: u8,
+        tag: u64,
+        io: &mut IoQueue,
+        in_flight: &mut HashMap<u64, InFlight>,
+    ) -> Result<bool, BlkifRsp> {
+        let (write, sector, segs) = match *req {
+            BlkRequest::ReadWrite {
+                op: BlkifOp::Read,
+                sector_number,
+                segments,
+                ..
+            } => (false, sector_number, segments.as_slice().to_vec()),
+            BlkRequest::ReadWrite {
+                op: BlkifOp::Write,
+                sector_number,
+                segments,
+                ..
+            } => (true, sector_number, segments.as_slice().to_vec()),
+            BlkRequest::Indirect {
+                op: iop,
+                sector_number,
+                nr_segments,
+                ..
+            } => {
+                let segs = self.indirect_segments(req.indirect_grefs(), nr_segments)?;
+                match iop {
+                    BlkifOp::Read => (false, sector_number, segs),
+                    BlkifOp::Write => (true, sector_number, segs),
+                    _ => return Err(BlkifRsp::Error),
+                }
+            }
+            _ => return Ok(false),
+        };
+        if write && self.disk.readonly() {
+            tracing::warn!("{}: write to a read-only disk", self.name);
+            return Err(BlkifRsp::Error);
+        }
+        let len: usize = segs.iter().map(|s| s.byte_len()).sum();
+        self.check_range(sector, len as u64 / SECTOR)?;
+        let submitted = if write {
+            let mut buf = vec![0u8; len];
+            let mut copies = self.copies(&segs, &mut buf, false);
+            self.copy(&mut copies)?;
+            drop(copies);
+            io.write(self.disk.file(), sector * SECTOR, buf, tag)
+        } else {
+            io.read(self.disk.file(), sector * SECTOR, len, tag)
+        };
+        submitted.map_err(|e| {
+            tracing::warn!("{}: io_uring submission: {e}", self.name);
+            BlkifRsp::Error
+        })?;
+        in_flight.insert(
+            tag,
+            InFlight {
+                id: req.id(),
+                op,
+                write,
+                len,
+                segs,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Answers the requests whose I/O completed.
+    fn reap(
+        &self,
+        io: &mut IoQueue,
+        in_flight: &mut HashMap<u64, InFlight>,
+        ring: &mut BlkifBackRing<'_>,
+        stats: &Arc<QueueStats>,
+        done: &mut Vec<Completion>,
+    ) -> Result<(), QueueError> {
+        done.clear();
+        io.complete(done);
+        for mut c in done.drain(..) {
+            let Some(p) = in_flight.remove(&c.tag) else {
+                continue;
+            };
+            let status = match c.result {
+                Ok(n) if n == p.len => {
+                    if p.write {
+                        BlkifRsp::Okay
+                    } else {
+                        let mut copies = self.copies(&p.segs, &mut c.buf, true);
+                        match self.copy(&mut copies) {
+                            Ok(()) => BlkifRsp::Okay,
+                            Err(s) => s,
+                        }
+                    }
+                }
+                Ok(n) => {
+                    tracing::warn!(
+                        "{}: short {} ({n} of {} bytes)",
+                        self.name,
+                        if p.write { "write" } else { "read" },
+                        p.len
+                    );
+                    BlkifRsp::Error
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: {}: {e}",
+                        self.name,
+                        if p.write { "write" } else { "read" }
+                    );
+                    BlkifRsp::Error
+                }
+            };
+            self.respond(ring, stats, BlkifResponse::new(p.id, p.op, status))?;
+        }
+        Ok(())
     }
 
     fn execute(&self, req: &BlkRequest) -> BlkifRsp {

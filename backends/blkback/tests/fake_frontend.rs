@@ -8,7 +8,7 @@ use sluice_abi::blkif::{
 };
 use sluice_abi::ring::REQ_PROD_OFFSET;
 use sluice_abi::shared::XEN_PAGE_SIZE;
-use sluice_blkback::Backend;
+use sluice_blkback::{Backend, IoEngine};
 use sluice_dom0::evtchn::{FakeEvtchn, FakeEvtchnHub};
 use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
 use sluice_dom0::xenstore::{FakeXenStore, FakeXsConn, XBT_NULL};
@@ -34,7 +34,7 @@ struct World {
 }
 
 impl World {
-    fn new(max_queues: u32) -> Self {
+    fn new(max_queues: u32, engine: IoEngine) -> Self {
         let store = FakeXenStore::new();
         let hub = FakeEvtchnHub::new();
         let grants = FakeGrants::new();
@@ -47,7 +47,8 @@ impl World {
             stop.clone(),
         );
         let backend = std::thread::spawn(move || {
-            let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues);
+            let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues)
+                .with_engine(engine);
             b.run(&s).unwrap();
         });
         let path = dir.path().to_path_buf();
@@ -299,9 +300,8 @@ fn image_bytes(img: &std::path::Path, sector: u64, len: usize) -> Vec<u8> {
     v
 }
 
-#[test]
-fn read_write_flush_discard_indirect() {
-    let w = World::new(1);
+fn read_write_flush_discard_indirect(engine: IoEngine) {
+    let w = World::new(1, engine);
     let (be, fe, img) = w.add_disk(5, 51712, "w");
     for (k, v) in [
         ("sectors", "2048"),
@@ -411,9 +411,8 @@ fn read_write_flush_discard_indirect() {
     assert_eq!(image_bytes(&img, 1023, 512), vec![0xee; 512]);
 }
 
-#[test]
-fn hostile_requests_get_errors_and_touch_nothing() {
-    let w = World::new(1);
+fn hostile_requests_get_errors_and_touch_nothing(engine: IoEngine) {
+    let w = World::new(1, engine);
     let (be, fe, img) = w.add_disk(7, 51712, "w");
     let mut f = Front::connect(&w, w.guest(7), &be, &fe, 0, 1);
     let (a, _) = f.data_page(0, Some(0x55), true);
@@ -544,9 +543,8 @@ fn hostile_requests_get_errors_and_touch_nothing() {
     );
 }
 
-#[test]
-fn read_only_disk() {
-    let w = World::new(1);
+fn read_only_disk(engine: IoEngine) {
+    let w = World::new(1, engine);
     let (be, fe, img) = w.add_disk(8, 51712, "r");
     wait_for(&w.store.connect(), &format!("{be}/info"), "4");
     wait_for(&w.store.connect(), &format!("{be}/feature-discard"), "0");
@@ -563,9 +561,8 @@ fn read_only_disk() {
     assert_eq!(image_bytes(&img, 0, 4096), vec![0xee; 4096]);
 }
 
-#[test]
-fn runaway_ring_disconnects_only_that_device() {
-    let w = World::new(1);
+fn runaway_ring_disconnects_only_that_device(engine: IoEngine) {
+    let w = World::new(1, engine);
     let (be1, fe1, _) = w.add_disk(9, 51712, "w");
     let (be2, fe2, img2) = w.add_disk(10, 51712, "w");
     let mut bad = Front::connect(&w, w.guest(9), &be1, &fe1, 0, 1);
@@ -592,9 +589,8 @@ fn runaway_ring_disconnects_only_that_device() {
     let _ = &mut bad;
 }
 
-#[test]
-fn garbage_in_xenstore_is_refused() {
-    let w = World::new(1);
+fn garbage_in_xenstore_is_refused(engine: IoEngine) {
+    let w = World::new(1, engine);
     let xs = w.store.connect();
     // frontend-id not a number: the device is never offered.
     let (be, _, _) = w.add_disk(11, 51712, "w");
@@ -647,9 +643,8 @@ fn garbage_in_xenstore_is_refused() {
     );
 }
 
-#[test]
-fn multi_page_multi_queue_and_reconnect() {
-    let w = World::new(4);
+fn multi_page_multi_queue_and_reconnect(engine: IoEngine) {
+    let w = World::new(4, engine);
     let (be, fe, img) = w.add_disk(15, 51712, "w");
     wait_for(
         &w.store.connect(),
@@ -707,3 +702,68 @@ fn multi_page_multi_queue_and_reconnect() {
     f2.xs.rm(XBT_NULL, &be).unwrap();
     let _ = (&f2.fe, &f2.be, &w.hub);
 }
+
+/// A full ring of writes submitted at once, then reads of them: with io_uring they
+/// are in flight together and may be answered in any order.
+fn many_in_flight(engine: IoEngine) {
+    let w = World::new(1, engine);
+    let (be, fe, img) = w.add_disk(16, 51712, "w");
+    let f = Front::connect(&w, w.guest(16), &be, &fe, 0, 1);
+    let (port, _) = f.rings[0];
+    let mem = f.guest.mem().slice(0, XEN_PAGE_SIZE).unwrap();
+    let prod = mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
+    let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
+    let n = ring.size() as usize;
+    for i in 0..n {
+        let (g, _) = f.data_page(i, Some(i as u8 + 1), true);
+        let mut req = BlkifRequest {
+            operation: BlkifOp::Write as u8,
+            nr_segments: 1,
+            id: 1000 + i as u64,
+            sector_number: 8 * i as u64,
+            ..Default::default()
+        };
+        req.seg[0] = BlkifRequestSegment::new(g, 0, 7);
+        ring.push_request(&req).unwrap();
+    }
+    ring.push_requests().unwrap();
+    f.ev.notify(port).unwrap();
+    let mut ids = vec![];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.len() < n {
+        assert!(Instant::now() < deadline, "{} of {n} answered", ids.len());
+        match ring.pop_response().unwrap() {
+            Some(r) => {
+                assert_eq!(status(r), BlkifRsp::Okay);
+                ids.push(r.id);
+            }
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    ids.sort();
+    assert_eq!(ids, (1000..1000 + n as u64).collect::<Vec<_>>());
+    for i in 0..n as u64 {
+        assert_eq!(image_bytes(&img, 8 * i, 4096), vec![i as u8 + 1; 4096]);
+    }
+}
+
+macro_rules! both_engines {
+    ($($name:ident),*) => {
+        mod sync_io {
+            $(#[test] fn $name() { super::$name(sluice_blkback::IoEngine::Sync) })*
+        }
+        mod io_uring {
+            $(#[test] fn $name() { super::$name(sluice_blkback::IoEngine::Uring) })*
+        }
+    };
+}
+
+both_engines!(
+    many_in_flight,
+    read_write_flush_discard_indirect,
+    hostile_requests_get_errors_and_touch_nothing,
+    read_only_disk,
+    runaway_ring_disconnects_only_that_device,
+    garbage_in_xenstore_is_refused,
+    multi_page_multi_queue_and_reconnect
+);

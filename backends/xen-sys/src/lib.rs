@@ -10,6 +10,8 @@
 pub mod evtchn;
 pub mod gntdev;
 mod ioc;
+pub mod uring;
 
 pub use evtchn::{EvtchnDevice, EvtchnError};
 pub use gntdev::{CopyPtr, CopySegment, GntdevDevice, GntdevError, GrantMapping};
+pub use uring::{Completion, IoQueue};
