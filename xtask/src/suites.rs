@@ -57,6 +57,11 @@ pub const SUITES: &[Suite] = &[
         about: "Rust kernel modules built for the installed Debian kernel, loaded/unloaded in QEMU",
         run: crate::linux_modules::run_suite,
     },
+    Suite {
+        name: "linux-blkfront-xen",
+        about: "real Xen: PV + PVH domUs with sluice-blkfront.ko against kernel blkback",
+        run: crate::linux_modules::run_blkfront_xen,
+    },
 ];
 
 /// fmt, clippy and the unit tests of the host workspace.
