@@ -1,0 +1,123 @@
+//! Host benchmark: the io_uring engine vs the synchronous engine of one blkif queue,
+//! same run, alternating A B A B. A fake frontend (fake grants and event channels,
+//! grant copy = memcpy) keeps the whole ring full of 44 KiB reads (11 segments) or
+//! writes against a real image file (page-cached). Prints per-pair ratios B/A.
+//!
+//! `cargo bench -p sluice-blkback --bench engines`
+
+use sluice_abi::blkif::{BlkifFrontRing, BlkifOp, BlkifRequest, BlkifRequestSegment};
+use sluice_abi::ring::REQ_PROD_OFFSET;
+use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_blkback::disk::Disk;
+use sluice_blkback::ring_server::{Queue, QueueStats};
+use sluice_dom0::evtchn::FakeEvtchnHub;
+use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
+use sluice_dom0::EventChannels;
+use sluice_xen_sys::IoQueue;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 300;
+
+fn run(uring: bool, op: BlkifOp, img: &std::path::Path) -> f64 {
+    let guest = FakeGuestMemory::new(5, 1 + 32 * 11);
+    let grants = FakeGrants::new();
+    grants.add_guest(guest.clone());
+    let hub = FakeEvtchnHub::new();
+    let front_ev = hub.endpoint(5);
+    let fport = front_ev.bind_unbound_port(0).unwrap();
+    let back_ev = hub.endpoint(0);
+    let bport = back_ev.bind_interdomain(5, fport).unwrap();
+    let ring_mem = guest.page(0);
+    BlkifFrontRing::init(ring_mem).unwrap();
+    let refs: Vec<u32> = (1..=32 * 11).map(|p| guest.grant(p, false)).collect();
+    let disk = Arc::new(Disk::open(img, false).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (g2, d2, s2, gm) = (grants.clone(), disk.clone(), stop.clone(), guest.clone());
+    let backend = std::thread::spawn(move || {
+        let q = Queue {
+            domid: 5,
+            disk: &d2,
+            grants: &g2,
+            evtchn: back_ev,
+            port: bport,
+            stop: &s2,
+            name: "bench",
+        };
+        let ring = sluice_abi::blkif::BlkifBackRing::new(gm.page(0)).unwrap();
+        let stats = Arc::new(QueueStats::default());
+        if uring {
+            let mut io = IoQueue::new(256).unwrap();
+            q.serve_async(ring, &stats, &mut io).unwrap();
+        } else {
+            q.serve(ring, &stats).unwrap();
+        }
+    });
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    for round in 0..ROUNDS {
+        let prod = ring_mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
+        let mut ring = BlkifFrontRing::attach(ring_mem, prod).unwrap();
+        for i in 0..32usize {
+            let mut req = BlkifRequest {
+                operation: op as u8,
+                nr_segments: 11,
+                id: i as u64,
+                sector_number: (((round * 32 + i) * 88) % 60000) as u64,
+                ..Default::default()
+            };
+            for s in 0..11 {
+                req.seg[s] = BlkifRequestSegment::new(refs[i * 11 + s], 0, 7);
+            }
+            ring.push_request(&req).unwrap();
+        }
+        ring.push_requests().unwrap();
+        front_ev.notify(fport).unwrap();
+        let mut got = 0;
+        while got < 32 {
+            match ring.pop_response().unwrap() {
+                Some(r) => {
+                    assert_eq!(r.status, 0);
+                    got += 1;
+                }
+                None => {
+                    front_ev.wait(Some(Duration::from_millis(1))).unwrap();
+                    let mut p = vec![];
+                    front_ev.read_pending(&mut p).unwrap();
+                    for x in p {
+                        front_ev.unmask(x).unwrap();
+                    }
+                }
+            }
+        }
+        bytes += 32 * 11 * XEN_PAGE_SIZE as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Release);
+    backend.join().unwrap();
+    bytes as f64 / secs / (1 << 20) as f64
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("bench.img");
+    std::fs::write(&img, vec![0x5au8; 32 << 20]).unwrap();
+    for op in [BlkifOp::Read, BlkifOp::Write] {
+        let mut ratios = vec![];
+        for pair in 0..3 {
+            let a = run(false, op, &img);
+            let b = run(true, op, &img);
+            println!(
+                "{op:?} pair {pair}: A sync {a:.0} MiB/s, B io_uring {b:.0} MiB/s, B/A {:.2}",
+                b / a
+            );
+            ratios.push(b / a);
+        }
+        ratios.sort_by(|x, y| x.total_cmp(y));
+        println!(
+            "{op:?}: median B/A {:.2} (pairs {:.2}-{:.2})",
+            ratios[1], ratios[0], ratios[2]
+        );
+    }
+}
