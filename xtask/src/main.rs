@@ -5,6 +5,7 @@
 //! nothing else.
 
 mod abi_suites;
+mod hypervisor;
 mod iommu;
 mod linux_modules;
 mod setup;

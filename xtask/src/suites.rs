@@ -62,6 +62,11 @@ pub const SUITES: &[Suite] = &[
         about: "real Xen: PV + PVH domUs with sluice-blkfront.ko against kernel blkback",
         run: crate::linux_modules::run_blkfront_xen,
     },
+    Suite {
+        name: "hypervisor",
+        about: "Sluice hypervisor on QEMU SVM+NPT: Xen ABI guest, hostile args, faulting domains killed",
+        run: crate::hypervisor::run_suite,
+    },
 ];
 
 /// fmt, clippy and the unit tests of the host workspace.

@@ -1,0 +1,227 @@
+//! A PVH test guest for the Sluice hypervisor. Its command line (`name=... role=...`)
+//! picks what it checks; results go to the Xen console as `ok ...` / `FAIL ...`
+//! lines and a final `GUEST PASS` / `GUEST FAIL`.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod boot;
+mod xen;
+
+use core::fmt::Write;
+use sluice_abi::hypercall::{Hypercall, XenErrno, XenFeatureInfo};
+use xen::{cpuid, hypercall, vmmcall_direct, Console};
+
+struct Checks {
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, what: &str, ok: bool, detail: i64) {
+        if ok {
+            let _ = writeln!(Console, "ok {what}");
+        } else {
+            self.failed += 1;
+            let _ = writeln!(Console, "FAIL {what} (got {detail:#x})");
+        }
+    }
+}
+
+fn err(e: XenErrno) -> i64 {
+    e.to_ret()
+}
+
+#[no_mangle]
+extern "C" fn guest_main(start_info: u64) -> ! {
+    // The hypercall page first: everything else talks through it.
+    let sig = cpuid(0x4000_0000);
+    let mut c = Checks { failed: 0 };
+    let sig_ok = sig[1] == u32::from_le_bytes(*b"XenV")
+        && sig[2] == u32::from_le_bytes(*b"MMXe")
+        && sig[3] == u32::from_le_bytes(*b"nVMM")
+        && sig[0] >= 0x4000_0002;
+    xen::init_hypercall_page(cpuid(0x4000_0002)[1]);
+    c.check("cpuid 0x40000000 XenVMMXenVMM", sig_ok, sig[0] as i64);
+    let cmdline = xen::cmdline(start_info);
+    let role = cmdline
+        .split(' ')
+        .find_map(|a| a.strip_prefix("role="))
+        .unwrap_or("abi");
+    let _ = writeln!(Console, "guest: role {role}, start info at {start_info:#x}");
+    c.check(
+        "start info magic",
+        xen::start_info_magic(start_info) == sluice_abi::start_info::XEN_HVM_START_MAGIC_VALUE,
+        0,
+    );
+    match role {
+        "abi" => abi_checks(&mut c),
+        "rogue" => {
+            let _ = writeln!(Console, "rogue: writing to gpa 0x20000000 (not mine)");
+            xen::poke(0x2000_0000);
+            c.check("rogue was stopped", false, 0);
+        }
+        "triple" => {
+            let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
+            xen::triple_fault();
+        }
+        _ => c.check("known role", false, 0),
+    }
+    let _ = writeln!(
+        Console,
+        "{}",
+        if c.failed == 0 {
+            "GUEST PASS"
+        } else {
+            "GUEST FAIL"
+        }
+    );
+    xen::shutdown(if c.failed == 0 { 0 } else { 3 })
+}
+
+fn abi_checks(c: &mut Checks) {
+    let v = cpuid(0x4000_0001);
+    c.check(
+        "cpuid 0x40000001 version 4.17",
+        v[0] == 0x4_0011,
+        v[0] as i64,
+    );
+    let v = hypercall(Hypercall::XenVersion as u64, [0, 0, 0, 0, 0]);
+    c.check(
+        "xen_version(XENVER_version) through the hypercall page",
+        v == 0x4_0011,
+        v,
+    );
+    let v = vmmcall_direct(Hypercall::XenVersion as u64, [0, 0, 0, 0, 0]);
+    c.check("xen_version through a direct VMMCALL", v == 0x4_0011, v);
+    let mut fi = XenFeatureInfo {
+        submap_idx: 0,
+        submap: 0,
+    };
+    let r = hypercall(
+        Hypercall::XenVersion as u64,
+        [6, &mut fi as *mut _ as u64, 0, 0, 0],
+    );
+    c.check(
+        "xen_version(get_features) auto_translated_physmap",
+        r == 0 && fi.submap & (1 << 2) != 0,
+        r,
+    );
+    let mut fi = XenFeatureInfo {
+        submap_idx: 7,
+        submap: 0,
+    };
+    let r = hypercall(
+        Hypercall::XenVersion as u64,
+        [6, &mut fi as *mut _ as u64, 0, 0, 0],
+    );
+    c.check(
+        "get_features submap 7 -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    let msg = b"console_io write\n";
+    let r = hypercall(
+        Hypercall::ConsoleIo as u64,
+        [0, msg.len() as u64, msg.as_ptr() as u64, 0, 0],
+    );
+    c.check("console_io write", r == 0, r);
+
+    // Hostile arguments.
+    let r = hypercall(Hypercall::XenVersion as u64, [6, 0xdead_0000_0000, 0, 0, 0]);
+    c.check(
+        "get_features, unmapped pointer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = hypercall(Hypercall::XenVersion as u64, [6, 0x3000_0000, 0, 0, 0]);
+    c.check(
+        "get_features, mapped but not the domain's memory -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = hypercall(
+        Hypercall::ConsoleIo as u64,
+        [0, 16, 0xffff_8000_0000_0000, 0, 0],
+    );
+    c.check(
+        "console_io, kernel-half pointer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = hypercall(
+        Hypercall::ConsoleIo as u64,
+        [0, 0x7fff_ffff, msg.as_ptr() as u64, 0, 0],
+    );
+    c.check(
+        "console_io, count past the domain's memory -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = hypercall(
+        Hypercall::ConsoleIo as u64,
+        [0, u64::MAX, msg.as_ptr() as u64, 0, 0],
+    );
+    c.check(
+        "console_io, count -1 -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    let r = hypercall(
+        Hypercall::ConsoleIo as u64,
+        [77, 1, msg.as_ptr() as u64, 0, 0],
+    );
+    c.check(
+        "console_io, unknown command -> ENOSYS",
+        r == err(XenErrno::Enosys),
+        r,
+    );
+    let r = hypercall(
+        Hypercall::XenVersion as u64,
+        [0xffff_ffff_0000_0000, 0, 0, 0, 0],
+    );
+    c.check(
+        "xen_version, huge command -> ENOSYS",
+        r == err(XenErrno::Enosys),
+        r,
+    );
+    let r = hypercall(99, [0; 5]);
+    c.check("hypercall 99 -> ENOSYS", r == err(XenErrno::Enosys), r);
+    let r = vmmcall_direct(u64::MAX, [0; 5]);
+    c.check("hypercall 2^64-1 -> ENOSYS", r == err(XenErrno::Enosys), r);
+    let r = hypercall(Hypercall::SchedOp as u64, [99, 0, 0, 0, 0]);
+    c.check(
+        "sched_op unknown command -> ENOSYS",
+        r == err(XenErrno::Enosys),
+        r,
+    );
+    let r = hypercall(Hypercall::SchedOp as u64, [2, 0xdead_0000_0000, 0, 0, 0]);
+    c.check(
+        "sched_op shutdown, unmapped pointer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let bad_reason: u32 = 1000;
+    let r = hypercall(
+        Hypercall::SchedOp as u64,
+        [2, &bad_reason as *const u32 as u64, 0, 0, 0],
+    );
+    c.check(
+        "sched_op shutdown, unknown reason -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+
+    // Let the other domains run (and the rogue one die) before finishing.
+    for i in 0..3 {
+        let r = hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
+        c.check("sched_op yield", r == 0, r);
+        let _ = writeln!(Console, "still running after yield {i}");
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let _ = writeln!(Console, "GUEST FAIL: panic: {info}");
+    xen::shutdown(3)
+}

@@ -1,0 +1,115 @@
+//! The guest's side of the Xen ABI: CPUID, the hypercall page, a few helpers.
+
+use core::fmt;
+use sluice_abi::hypercall::Hypercall;
+
+extern "C" {
+    static mut g_hypercall_page: [u8; 4096];
+}
+
+pub fn cpuid(leaf: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+fn page_addr() -> u64 {
+    core::ptr::addr_of!(g_hypercall_page) as u64
+}
+
+/// Asks the hypervisor to fill the hypercall page (identity-mapped, so gva == gpa).
+pub fn init_hypercall_page(msr: u32) {
+    let pa = page_addr();
+    // SAFETY: WRMSR to Xen's hypercall MSR; the page is ours and 4 KiB aligned.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") pa as u32, in("edx") (pa >> 32) as u32)
+    };
+}
+
+pub fn hypercall(nr: u64, a: [u64; 5]) -> i64 {
+    let entry = page_addr() + nr.min(127) * 32;
+    let nr_ok = if nr < 128 {
+        entry
+    } else {
+        return vmmcall_direct(nr, a);
+    };
+    let ret: u64;
+    // SAFETY: the stub at `entry` is `mov $nr, %eax; vmmcall; ret`; only rax changes.
+    unsafe {
+        core::arch::asm!("call {e}", e = in(reg) nr_ok, lateout("rax") ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4])
+    };
+    ret as i64
+}
+
+/// VMMCALL without the hypercall page.
+pub fn vmmcall_direct(nr: u64, a: [u64; 5]) -> i64 {
+    let ret: u64;
+    // SAFETY: VMMCALL traps to the hypervisor, which only changes rax.
+    unsafe {
+        core::arch::asm!("vmmcall", inlateout("rax") nr => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4])
+    };
+    ret as i64
+}
+
+pub struct Console;
+
+impl fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let r = hypercall(
+            Hypercall::ConsoleIo as u64,
+            [0, s.len() as u64, s.as_ptr() as u64, 0, 0],
+        );
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(fmt::Error)
+        }
+    }
+}
+
+pub fn shutdown(reason: u32) -> ! {
+    loop {
+        hypercall(
+            Hypercall::SchedOp as u64,
+            [2, &reason as *const u32 as u64, 0, 0, 0],
+        );
+    }
+}
+
+pub fn start_info_magic(pa: u64) -> u32 {
+    // SAFETY: the start info page is identity-mapped guest memory.
+    unsafe { core::ptr::read_volatile(pa as *const u32) }
+}
+
+/// The command line from the PVH start info (at most 256 bytes).
+pub fn cmdline(start_info: u64) -> &'static str {
+    // SAFETY: the hypervisor put the start info and its command line in our memory.
+    unsafe {
+        let p = core::ptr::read_volatile((start_info + 24) as *const u64) as *const u8;
+        if p.is_null() {
+            return "";
+        }
+        let mut n = 0;
+        while n < 256 && *p.add(n) != 0 {
+            n += 1;
+        }
+        core::str::from_utf8(core::slice::from_raw_parts(p, n)).unwrap_or("")
+    }
+}
+
+/// Writes to guest-physical memory the domain does not own.
+pub fn poke(addr: u64) {
+    // SAFETY: deliberately hostile: identity-mapped in our page tables, not backed by
+    // the hypervisor. The hypervisor kills us here.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, 0x5a5a) };
+}
+
+pub fn triple_fault() -> ! {
+    let idt = [0u16; 5];
+    // SAFETY: deliberately hostile: an empty IDT makes the next exception a triple fault.
+    unsafe {
+        core::arch::asm!("lidt [{0}]", "int3", in(reg) idt.as_ptr());
+    }
+    shutdown(3)
+}

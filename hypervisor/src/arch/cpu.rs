@@ -1,0 +1,129 @@
+//! The boot CPU's descriptor tables: a GDT with a TSS whose IST stacks serve the double
+//! fault, NMI and machine check; an IDT whose exception stubs report and stop (a fault
+//! in the hypervisor itself is fatal and must be visible).
+
+use core::ptr::addr_of;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::{lidt, load_tss};
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::VirtAddr;
+
+const IST_SIZE: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct IstStacks([[u8; IST_SIZE]; 3]);
+
+static mut IST: IstStacks = IstStacks([[0; IST_SIZE]; 3]);
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
+static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::new();
+static mut IDT: [u64; 512] = [0; 512];
+
+extern "C" {
+    static hv_exception_stubs: [u8; 32 * 16];
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text
+    .balign 16
+    .global hv_exception_stubs
+hv_exception_stubs:
+    .set vec, 0
+    .rept 32
+    .balign 16
+    .if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp hv_exception_common
+    .set vec, vec + 1
+    .endr
+
+hv_exception_common:
+    movq %rsp, %rdi
+    andq $-16, %rsp
+    call hv_exception
+1:  hlt
+    jmp 1b
+"#,
+    options(att_syntax)
+);
+
+/// What the exception stubs leave on the stack.
+#[repr(C)]
+pub struct ExceptionFrame {
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+#[no_mangle]
+extern "C" fn hv_exception(frame: *const ExceptionFrame) -> ! {
+    // SAFETY: the stub passes its own stack pointer, which holds a complete frame.
+    let f = unsafe { &*frame };
+    let cr2 = x86_64::registers::control::Cr2::read_raw();
+    crate::log!(
+        "HYPERVISOR FAULT: vector {} error {:#x} rip {:#x} rsp {:#x} cr2 {:#x}",
+        f.vector,
+        f.error_code,
+        f.rip,
+        f.rsp,
+        cr2
+    );
+    crate::arch::serial::qemu_exit(0x7f)
+}
+
+/// Loads the GDT (code, data, TSS), the TSS with IST stacks, and the IDT.
+pub fn init() {
+    // SAFETY: runs once on the boot CPU before anything else uses these statics; the
+    // references handed to the CPU stay valid forever.
+    unsafe {
+        let tss = &mut *core::ptr::addr_of_mut!(TSS);
+        let ist = &*addr_of!(IST);
+        for (i, stack) in ist.0.iter().enumerate() {
+            let top = stack.as_ptr() as u64 + IST_SIZE as u64;
+            tss.interrupt_stack_table[i] = VirtAddr::new(top);
+        }
+        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss_sel = gdt.append(Descriptor::tss_segment(&*addr_of!(TSS)));
+        (*addr_of!(GDT)).load();
+        CS::set_reg(code);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        SS::set_reg(data);
+        load_tss(tss_sel);
+
+        let idt = &mut *core::ptr::addr_of_mut!(IDT);
+        let stubs = addr_of!(hv_exception_stubs) as u64;
+        for vec in 0..32u64 {
+            let handler = stubs + vec * 16;
+            // IST 1 for NMI, 2 for double fault, 3 for machine check.
+            let ist = match vec {
+                2 => 1,
+                8 => 2,
+                18 => 3,
+                _ => 0,
+            };
+            let low = (handler & 0xFFFF)
+                | ((code.0 as u64) << 16)
+                | (ist << 32)
+                | (0x8E << 40)
+                | ((handler >> 16) & 0xFFFF) << 48;
+            idt[(vec * 2) as usize] = low;
+            idt[(vec * 2 + 1) as usize] = handler >> 32;
+        }
+        lidt(&DescriptorTablePointer {
+            limit: (core::mem::size_of::<[u64; 512]>() - 1) as u16,
+            base: VirtAddr::new(idt.as_ptr() as u64),
+        });
+    }
+}

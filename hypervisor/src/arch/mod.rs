@@ -1,0 +1,14 @@
+//! The only layer with `unsafe`: boot, descriptor tables, serial, physical memory
+//! access and the SVM backend. Everything above is safe Rust.
+
+pub mod boot;
+pub mod cpu;
+pub mod phys;
+pub mod serial;
+pub mod svm;
+
+/// Host CPUID, for the guest CPUID handler to filter.
+pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}

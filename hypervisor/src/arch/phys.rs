@@ -1,0 +1,53 @@
+//! Access to physical memory through the boot identity map of the low 4 GiB.
+//!
+//! Callers pass addresses of frames the hypervisor owns (its frame allocator's, or a
+//! guest frame found through that guest's nested page table); every access is checked
+//! against the identity-mapped window so a wrong address panics instead of faulting.
+
+const MAPPED_END: u64 = 4 << 30;
+
+fn check(pa: u64, len: usize) {
+    assert!(
+        pa >= 0x1000 && pa.checked_add(len as u64).is_some_and(|e| e <= MAPPED_END),
+        "physical access outside the identity map: {pa:#x}+{len:#x}"
+    );
+}
+
+pub fn read(pa: u64, buf: &mut [u8]) {
+    check(pa, buf.len());
+    // SAFETY: the range is inside the identity map (checked) and in memory the caller
+    // owns; byte copies have no alignment needs.
+    unsafe { core::ptr::copy_nonoverlapping(pa as *const u8, buf.as_mut_ptr(), buf.len()) }
+}
+
+pub fn write(pa: u64, buf: &[u8]) {
+    check(pa, buf.len());
+    // SAFETY: as in `read`.
+    unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), pa as *mut u8, buf.len()) }
+}
+
+pub fn read_u64(pa: u64) -> u64 {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: aligned, inside the identity map, owned by the caller.
+    unsafe { core::ptr::read_volatile(pa as *const u64) }
+}
+
+pub fn write_u64(pa: u64, v: u64) {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: as in `read_u64`.
+    unsafe { core::ptr::write_volatile(pa as *mut u64, v) }
+}
+
+pub fn zero(pa: u64, len: usize) {
+    check(pa, len);
+    // SAFETY: as in `write`.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len) }
+}
+
+pub fn fill(pa: u64, len: usize, byte: u8) {
+    check(pa, len);
+    // SAFETY: as in `write`.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, byte, len) }
+}

@@ -1,0 +1,353 @@
+//! AMD SVM backend: VMCB set-up for a PVH vCPU, VMRUN with eager FPU switching, and the
+//! decoding of #VMEXITs into the vendor-neutral [`Exit`].
+//!
+//! TCG quirks (platform.md): no NRIP save, so the exit handlers advance RIP themselves;
+//! VMEXIT_INVALID overwrites the save area, so the vCPU is rebuilt (here: killed) after it.
+
+use super::phys;
+use crate::virt::{Exit, GuestRegs, VcpuState, VirtBackend};
+use x86_64::registers::model_specific::Msr;
+
+const MSR_EFER: u32 = 0xC000_0080;
+const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
+const EFER_SVME: u64 = 1 << 12;
+
+// Control area.
+const C_INTERCEPT_EXC: usize = 0x08;
+const C_INTERCEPT_MISC1: usize = 0x0C;
+const C_INTERCEPT_MISC2: usize = 0x10;
+const C_IOPM_BASE: usize = 0x40;
+const C_MSRPM_BASE: usize = 0x48;
+const C_ASID: usize = 0x58;
+const C_TLB_CTL: usize = 0x5C;
+const C_VINTR: usize = 0x60;
+const C_EXITCODE: usize = 0x70;
+const C_EXITINFO1: usize = 0x78;
+const C_EXITINFO2: usize = 0x80;
+const C_NP_ENABLE: usize = 0x90;
+const C_EVENTINJ: usize = 0xA8;
+const C_NCR3: usize = 0xB0;
+const C_CLEAN: usize = 0xC0;
+// Save area.
+const S_ES: usize = 0x400;
+const S_CS: usize = 0x410;
+const S_SS: usize = 0x420;
+const S_DS: usize = 0x430;
+const S_FS: usize = 0x440;
+const S_GS: usize = 0x450;
+const S_GDTR: usize = 0x460;
+const S_LDTR: usize = 0x470;
+const S_IDTR: usize = 0x480;
+const S_TR: usize = 0x490;
+const S_CPL: usize = 0x4CB;
+const S_EFER: usize = 0x4D0;
+const S_CR4: usize = 0x548;
+const S_CR3: usize = 0x550;
+const S_CR0: usize = 0x558;
+const S_DR7: usize = 0x560;
+const S_DR6: usize = 0x568;
+const S_RFLAGS: usize = 0x570;
+const S_RIP: usize = 0x578;
+const S_RSP: usize = 0x5D8;
+const S_RAX: usize = 0x5F8;
+const S_GPAT: usize = 0x668;
+
+// Intercept bits (misc1 / misc2).
+const I_INTR: u32 = 1 << 0;
+const I_NMI: u32 = 1 << 1;
+const I_CPUID: u32 = 1 << 18;
+const I_HLT: u32 = 1 << 24;
+const I_IOIO: u32 = 1 << 27;
+const I_MSR: u32 = 1 << 28;
+const I_SHUTDOWN: u32 = 1 << 31;
+const I2_VMRUN: u32 = 1 << 0;
+const I2_VMMCALL: u32 = 1 << 1;
+const I2_ALL_SVM: u32 = 0xFF; // VMRUN..INVLPGA, SKINIT
+
+/// One 4 KiB VMCB plus what a vCPU needs around VMRUN.
+pub struct SvmVcpu {
+    vmcb: u64,
+    pub regs: GuestRegs,
+    fpu: FxArea,
+}
+
+#[repr(C, align(64))]
+struct FxArea([u8; 512]);
+
+fn w8(vmcb: u64, off: usize, v: u8) {
+    phys::write(vmcb + off as u64, &[v]);
+}
+fn w16(vmcb: u64, off: usize, v: u16) {
+    phys::write(vmcb + off as u64, &v.to_le_bytes());
+}
+fn w32(vmcb: u64, off: usize, v: u32) {
+    phys::write(vmcb + off as u64, &v.to_le_bytes());
+}
+fn w64(vmcb: u64, off: usize, v: u64) {
+    phys::write_u64(vmcb + off as u64, v);
+}
+fn r64(vmcb: u64, off: usize) -> u64 {
+    phys::read_u64(vmcb + off as u64)
+}
+
+fn seg(vmcb: u64, off: usize, sel: u16, attr: u16, limit: u32, base: u64) {
+    w16(vmcb, off, sel);
+    w16(vmcb, off + 2, attr);
+    w32(vmcb, off + 4, limit);
+    w64(vmcb, off + 8, base);
+}
+
+pub struct Svm {
+    iopm: u64,
+    msrpm: u64,
+}
+
+extern "C" {
+    fn hv_svm_run(vmcb_pa: u64, regs: *mut GuestRegs);
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text
+    .global hv_svm_run
+/* hv_svm_run(vmcb_pa: rdi, regs: rsi): load the guest's GPRs (but rax/rsp, which the
+   VMCB holds), VMRUN, store them back. */
+hv_svm_run:
+    pushq %rbx
+    pushq %rbp
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    pushq %rsi
+    movq %rdi, %rax
+    movq 0x00(%rsi), %rbx
+    movq 0x08(%rsi), %rcx
+    movq 0x10(%rsi), %rdx
+    movq 0x20(%rsi), %rdi
+    movq 0x28(%rsi), %rbp
+    movq 0x30(%rsi), %r8
+    movq 0x38(%rsi), %r9
+    movq 0x40(%rsi), %r10
+    movq 0x48(%rsi), %r11
+    movq 0x50(%rsi), %r12
+    movq 0x58(%rsi), %r13
+    movq 0x60(%rsi), %r14
+    movq 0x68(%rsi), %r15
+    movq 0x18(%rsi), %rsi
+    clgi
+    vmrun
+    stgi
+    pushq %rsi
+    movq 8(%rsp), %rsi
+    movq %rbx, 0x00(%rsi)
+    movq %rcx, 0x08(%rsi)
+    movq %rdx, 0x10(%rsi)
+    movq %rdi, 0x20(%rsi)
+    movq %rbp, 0x28(%rsi)
+    movq %r8, 0x30(%rsi)
+    movq %r9, 0x38(%rsi)
+    movq %r10, 0x40(%rsi)
+    movq %r11, 0x48(%rsi)
+    movq %r12, 0x50(%rsi)
+    movq %r13, 0x58(%rsi)
+    movq %r14, 0x60(%rsi)
+    movq %r15, 0x68(%rsi)
+    popq %rax
+    movq %rax, 0x18(%rsi)
+    popq %rsi
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbp
+    popq %rbx
+    ret
+"#,
+    options(att_syntax)
+);
+
+fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+impl Svm {
+    /// Checks for SVM with nested paging, sets EFER.SVME and the host save area.
+    pub fn init(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<Svm, &'static str> {
+        if cpuid(0x8000_0000).0 < 0x8000_000A || cpuid(0x8000_0001).2 & (1 << 2) == 0 {
+            return Err("CPU has no SVM");
+        }
+        let features = cpuid(0x8000_000A).3;
+        if features & 1 == 0 {
+            return Err("SVM has no nested paging");
+        }
+        crate::log!(
+            "svm: revision {}, {} ASIDs, features {:#x} (NRIP save: {})",
+            cpuid(0x8000_000A).0 & 0xFF,
+            cpuid(0x8000_000A).1,
+            features,
+            features & (1 << 3) != 0
+        );
+        let hsave = alloc().ok_or("no memory for the host save area")?;
+        let iopm = alloc_contig(alloc, 3).ok_or("no memory for the I/O permission map")?;
+        let msrpm = alloc_contig(alloc, 2).ok_or("no memory for the MSR permission map")?;
+        // Every port intercepted; MSRs in the three ranges passed through (those outside
+        // them, among them Xen's 0x40000000, always exit).
+        phys::fill(iopm, 3 * 4096, 0xFF);
+        phys::zero(msrpm, 2 * 4096);
+        // SAFETY: SVM is present (checked above); setting EFER.SVME and the host save
+        // area (an owned, zeroed frame) changes nothing else about the host.
+        unsafe {
+            let mut efer = Msr::new(MSR_EFER);
+            efer.write(efer.read() | EFER_SVME);
+            Msr::new(MSR_VM_HSAVE_PA).write(hsave);
+        }
+        Ok(Svm { iopm, msrpm })
+    }
+}
+
+/// The frame allocator hands out frames one at a time; SVM's permission maps need
+/// contiguous ones, which a fresh bump allocator gives in order (checked).
+fn alloc_contig(alloc: &mut dyn FnMut() -> Option<u64>, n: u64) -> Option<u64> {
+    let first = alloc()?;
+    for i in 1..n {
+        if alloc()? != first + i * 4096 {
+            return None;
+        }
+    }
+    Some(first)
+}
+
+impl VirtBackend for Svm {
+    type Vcpu = SvmVcpu;
+
+    fn create_vcpu(&self, vmcb: u64, asid: u32, npt_root: u64, entry: u32, ebx: u32) -> SvmVcpu {
+        let v = SvmVcpu {
+            vmcb,
+            regs: GuestRegs {
+                rbx: ebx as u64,
+                ..GuestRegs::default()
+            },
+            fpu: FxArea([0; 512]),
+        };
+        phys::zero(vmcb, 4096);
+        w32(vmcb, C_INTERCEPT_EXC, 0);
+        w32(
+            vmcb,
+            C_INTERCEPT_MISC1,
+            I_INTR | I_NMI | I_CPUID | I_HLT | I_IOIO | I_MSR | I_SHUTDOWN,
+        );
+        w32(vmcb, C_INTERCEPT_MISC2, I2_ALL_SVM | I2_VMRUN | I2_VMMCALL);
+        w64(vmcb, C_IOPM_BASE, self.iopm);
+        w64(vmcb, C_MSRPM_BASE, self.msrpm);
+        w32(vmcb, C_ASID, asid);
+        w8(vmcb, C_TLB_CTL, 1); // flush this ASID on the first VMRUN
+        w64(vmcb, C_VINTR, 1 << 24); // V_INTR_MASKING: guest IF masks only virtual IRQs
+        w64(vmcb, C_NP_ENABLE, 1);
+        w64(vmcb, C_NCR3, npt_root);
+        // PVH entry state: 32-bit protected mode, flat segments, paging off.
+        let code32 = 0xC9B; // G, D/B, P, S, type 0xB
+        let data32 = 0xC93;
+        seg(vmcb, S_CS, 0x08, code32, 0xFFFF_FFFF, 0);
+        for off in [S_DS, S_ES, S_SS, S_FS, S_GS] {
+            seg(vmcb, off, 0x10, data32, 0xFFFF_FFFF, 0);
+        }
+        seg(vmcb, S_TR, 0x18, 0x8B, 0x67, 0);
+        seg(vmcb, S_LDTR, 0, 0x82, 0, 0);
+        seg(vmcb, S_GDTR, 0, 0, 0, 0);
+        seg(vmcb, S_IDTR, 0, 0, 0, 0);
+        w8(vmcb, S_CPL, 0);
+        w64(vmcb, S_EFER, EFER_SVME);
+        w64(vmcb, S_CR0, 0x11); // PE | ET
+        w64(vmcb, S_CR3, 0);
+        w64(vmcb, S_CR4, 0);
+        w64(vmcb, S_DR6, 0xFFFF_0FF0);
+        w64(vmcb, S_DR7, 0x400);
+        w64(vmcb, S_RFLAGS, 2);
+        w64(vmcb, S_RIP, entry as u64);
+        w64(vmcb, S_RSP, 0);
+        w64(vmcb, S_RAX, 0);
+        w64(vmcb, S_GPAT, 0x0007_0406_0007_0406);
+        v
+    }
+
+    fn run(&self, v: &mut SvmVcpu) -> Exit {
+        w32(v.vmcb, C_CLEAN, 0);
+        // SAFETY: the VMCB is an owned frame set up by `create_vcpu`; `regs` is the
+        // vCPU's own; the FXSAVE areas are 64-byte aligned and 512 bytes. The host's
+        // FPU state is saved and restored around the guest's (eager switching).
+        unsafe {
+            let mut host = FxArea([0; 512]);
+            core::arch::x86_64::_fxsave64(host.0.as_mut_ptr());
+            core::arch::x86_64::_fxrstor64(v.fpu.0.as_ptr());
+            hv_svm_run(v.vmcb, &mut v.regs);
+            core::arch::x86_64::_fxsave64(v.fpu.0.as_mut_ptr());
+            core::arch::x86_64::_fxrstor64(host.0.as_ptr());
+        }
+        w8(v.vmcb, C_TLB_CTL, 0);
+        let code = r64(v.vmcb, C_EXITCODE);
+        let info1 = r64(v.vmcb, C_EXITINFO1);
+        let info2 = r64(v.vmcb, C_EXITINFO2);
+        match code {
+            0x60 => Exit::ExternalInterrupt,
+            0x61 => Exit::ExternalInterrupt,
+            0x72 => Exit::Cpuid,
+            0x78 => Exit::Hlt,
+            0x7B => Exit::Io {
+                port: (info1 >> 16) as u16,
+                input: info1 & 1 != 0,
+                size: ((info1 >> 4) & 7) as u8,
+                string: info1 & 4 != 0,
+                next_rip: info2,
+            },
+            0x7C => Exit::Msr {
+                write: info1 & 1 != 0,
+            },
+            0x7F => Exit::Shutdown,
+            0x81 => Exit::Hypercall,
+            0x400 => Exit::NestedPageFault {
+                gpa: info2,
+                flags: info1,
+            },
+            0xFFFF_FFFF | 0xFFFF_FFFF_FFFF_FFFF => Exit::Invalid,
+            c => Exit::Other(c),
+        }
+    }
+}
+
+impl VcpuState for SvmVcpu {
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+    fn rax(&self) -> u64 {
+        r64(self.vmcb, S_RAX)
+    }
+    fn set_rax(&mut self, v: u64) {
+        w64(self.vmcb, S_RAX, v)
+    }
+    fn rip(&self) -> u64 {
+        r64(self.vmcb, S_RIP)
+    }
+    fn set_rip(&mut self, v: u64) {
+        w64(self.vmcb, S_RIP, v)
+    }
+    fn cr0(&self) -> u64 {
+        r64(self.vmcb, S_CR0)
+    }
+    fn cr3(&self) -> u64 {
+        r64(self.vmcb, S_CR3)
+    }
+    fn long_mode(&self) -> bool {
+        r64(self.vmcb, S_EFER) & (1 << 10) != 0
+    }
+    fn cpl(&self) -> u8 {
+        let mut b = [0u8];
+        phys::read(self.vmcb + S_CPL as u64, &mut b);
+        b[0]
+    }
+    fn inject_gp(&mut self) {
+        // vector 13, type 3 (exception), error code valid, valid; error code 0.
+        w64(self.vmcb, C_EVENTINJ, 13 | (3 << 8) | (1 << 11) | (1 << 31));
+    }
+}

@@ -1,0 +1,373 @@
+//! Domains: guest-physical memory behind one nested page table each, a PVH ELF loaded
+//! into it, one vCPU, and their teardown.
+
+use crate::arch::phys;
+use crate::arch::svm::{Svm, SvmVcpu};
+use crate::mm::{FrameAllocator, PAGE};
+use crate::virt::{VcpuState, VirtBackend};
+use sluice_abi::hypercall::XenErrno;
+use sluice_abi::start_info::{HvmMemmapTableEntry, HvmStartInfo, XEN_ELFNOTE_PHYS32_ENTRY};
+use zerocopy::IntoBytes;
+
+const NPT_FLAGS: u64 = 0x7; // present, writable, user (NPT walks are user accesses)
+const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+pub const START_INFO_GPA: u64 = 0x1000;
+const CMDLINE_GPA: u64 = 0x2000;
+const MEMMAP_GPA: u64 = 0x3000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Runnable,
+    /// Waiting for an event (SCHEDOP_block, HLT).
+    Blocked,
+    Dead,
+}
+
+pub struct Domain {
+    pub id: u16,
+    pub name: [u8; 32],
+    pub name_len: usize,
+    pub mem_bytes: u64,
+    npt_root: u64,
+    vmcb: u64,
+    pub vcpu: SvmVcpu,
+    pub state: RunState,
+    pub console: [u8; 160],
+    pub console_len: usize,
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug in the log
+pub enum CreateError {
+    NoMemory,
+    BadElf(&'static str),
+}
+
+/// Reads `buf.len()` bytes of the boot image at offset `off`, refusing reads past its end.
+fn image_read(image: (u64, u64), off: u64, buf: &mut [u8]) -> Result<(), CreateError> {
+    let end = off
+        .checked_add(buf.len() as u64)
+        .ok_or(CreateError::BadElf("offset overflow"))?;
+    if image.0 + end > image.1 {
+        return Err(CreateError::BadElf("truncated"));
+    }
+    phys::read(image.0 + off, buf);
+    Ok(())
+}
+
+fn rd<const N: usize>(image: (u64, u64), off: u64) -> Result<[u8; N], CreateError> {
+    let mut b = [0u8; N];
+    image_read(image, off, &mut b)?;
+    Ok(b)
+}
+
+fn u16_at(image: (u64, u64), off: u64) -> Result<u64, CreateError> {
+    Ok(u16::from_le_bytes(rd(image, off)?) as u64)
+}
+fn u32_at(image: (u64, u64), off: u64) -> Result<u64, CreateError> {
+    Ok(u32::from_le_bytes(rd(image, off)?) as u64)
+}
+fn u64_at(image: (u64, u64), off: u64) -> Result<u64, CreateError> {
+    Ok(u64::from_le_bytes(rd(image, off)?))
+}
+
+impl Domain {
+    /// Builds a domain of `mem_bytes` from the ELF image at host-physical `image` with
+    /// a PVH entry note, `cmdline` passed through the start info.
+    pub fn create(
+        svm: &Svm,
+        fa: &mut FrameAllocator,
+        id: u16,
+        name: &str,
+        image: (u64, u64),
+        mem_bytes: u64,
+        cmdline: &str,
+    ) -> Result<Domain, CreateError> {
+        let npt_root = fa.alloc().ok_or(CreateError::NoMemory)?;
+        let vmcb = match fa.alloc() {
+            Some(v) => v,
+            None => {
+                fa.free(npt_root);
+                return Err(CreateError::NoMemory);
+            }
+        };
+        let mut nm = [0u8; 32];
+        let n = name.len().min(32);
+        nm[..n].copy_from_slice(&name.as_bytes()[..n]);
+        let mut d = Domain {
+            id,
+            name: nm,
+            name_len: n,
+            mem_bytes,
+            npt_root,
+            vmcb,
+            vcpu: svm.create_vcpu(vmcb, id as u32, npt_root, 0, START_INFO_GPA as u32),
+            state: RunState::Runnable,
+            console: [0; 160],
+            console_len: 0,
+        };
+        match d.populate(fa, image, cmdline) {
+            Ok(entry) => {
+                d.vcpu = svm.create_vcpu(vmcb, id as u32, npt_root, entry, START_INFO_GPA as u32);
+                Ok(d)
+            }
+            Err(e) => {
+                d.destroy(fa);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    fn populate(
+        &mut self,
+        fa: &mut FrameAllocator,
+        image: (u64, u64),
+        cmdline: &str,
+    ) -> Result<u32, CreateError> {
+        let mut gpa = 0;
+        while gpa < self.mem_bytes {
+            let frame = fa.alloc().ok_or(CreateError::NoMemory)?;
+            if self.map(fa, gpa, frame).is_none() {
+                fa.free(frame);
+                return Err(CreateError::NoMemory);
+            }
+            gpa += PAGE;
+        }
+        let entry = self.load_elf(image)?;
+        let memmap = [
+            HvmMemmapTableEntry {
+                addr: 0x4000,
+                size: 0xA_0000 - 0x4000,
+                map_type: 1,
+                reserved: 0,
+            },
+            HvmMemmapTableEntry {
+                addr: 0x10_0000,
+                size: self.mem_bytes - 0x10_0000,
+                map_type: 1,
+                reserved: 0,
+            },
+        ];
+        let info = HvmStartInfo {
+            magic: sluice_abi::start_info::XEN_HVM_START_MAGIC_VALUE,
+            version: 1,
+            cmdline_paddr: CMDLINE_GPA,
+            memmap_paddr: MEMMAP_GPA,
+            memmap_entries: memmap.len() as u32,
+            ..Default::default()
+        };
+        let cl = &cmdline.as_bytes()[..cmdline.len().min(4000)];
+        let load =
+            |d: &Domain, gpa: u64, b: &[u8]| d.write_gpa(gpa, b).map_err(|_| CreateError::NoMemory);
+        load(self, START_INFO_GPA, info.as_bytes())?;
+        load(self, CMDLINE_GPA, cl)?;
+        load(self, MEMMAP_GPA, memmap.as_bytes())?;
+        Ok(entry)
+    }
+
+    /// Copies the PT_LOAD segments into guest memory; returns the PHYS32 entry point.
+    fn load_elf(&self, image: (u64, u64)) -> Result<u32, CreateError> {
+        let ident: [u8; 6] = rd(image, 0)?;
+        if ident[..4] != *b"\x7fELF" || ident[4] != 2 || ident[5] != 1 {
+            return Err(CreateError::BadElf("not a little-endian ELF64"));
+        }
+        let phoff = u64_at(image, 32)?;
+        let phentsize = u16_at(image, 54)?;
+        let phnum = u16_at(image, 56)?;
+        if phentsize < 56 {
+            return Err(CreateError::BadElf("program header size"));
+        }
+        let mut entry = None;
+        for i in 0..phnum {
+            let ph = phoff + i * phentsize;
+            let ty = u32_at(image, ph)?;
+            let off = u64_at(image, ph + 8)?;
+            let paddr = u64_at(image, ph + 24)?;
+            let filesz = u64_at(image, ph + 32)?;
+            let memsz = u64_at(image, ph + 40)?;
+            match ty {
+                1 => {
+                    let end = paddr
+                        .checked_add(memsz)
+                        .ok_or(CreateError::BadElf("segment"))?;
+                    if filesz > memsz || end > self.mem_bytes {
+                        return Err(CreateError::BadElf("segment outside the domain's memory"));
+                    }
+                    let mut buf = [0u8; 512];
+                    let mut done = 0;
+                    while done < filesz {
+                        let n = (filesz - done).min(512) as usize;
+                        image_read(image, off + done, &mut buf[..n])?;
+                        self.write_gpa(paddr + done, &buf[..n])
+                            .map_err(|_| CreateError::BadElf("segment"))?;
+                        done += n as u64;
+                    }
+                }
+                4 => {
+                    let mut p = off;
+                    while p + 12 <= off + filesz {
+                        let namesz = u32_at(image, p)?;
+                        let descsz = u32_at(image, p + 4)?;
+                        let nty = u32_at(image, p + 8)?;
+                        let name: [u8; 4] = rd(image, p + 12)?;
+                        let desc = p + 12 + namesz.next_multiple_of(4);
+                        if namesz == 4
+                            && name == *b"Xen\0"
+                            && nty == XEN_ELFNOTE_PHYS32_ENTRY as u64
+                        {
+                            entry = Some(u32_at(image, desc)? as u32);
+                        }
+                        p = desc + descsz.next_multiple_of(4);
+                    }
+                }
+                _ => {}
+            }
+        }
+        entry.ok_or(CreateError::BadElf("no XEN_ELFNOTE_PHYS32_ENTRY note"))
+    }
+
+    /// Maps guest-physical `gpa` to `frame`, allocating table levels.
+    fn map(&mut self, fa: &mut FrameAllocator, gpa: u64, frame: u64) -> Option<()> {
+        let mut table = self.npt_root;
+        for level in (1..4).rev() {
+            let idx = (gpa >> (12 + 9 * level)) & 0x1FF;
+            let e = phys::read_u64(table + idx * 8);
+            table = if e & 1 != 0 {
+                e & ADDR_MASK
+            } else {
+                let t = fa.alloc()?;
+                phys::write_u64(table + idx * 8, t | NPT_FLAGS);
+                t
+            };
+        }
+        phys::write_u64(table + ((gpa >> 12) & 0x1FF) * 8, frame | NPT_FLAGS);
+        Some(())
+    }
+
+    /// The host frame behind guest-physical `gpa`, if the domain owns it.
+    pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
+        if gpa >= self.mem_bytes {
+            return None;
+        }
+        let mut table = self.npt_root;
+        for level in (0..4).rev() {
+            let e = phys::read_u64(table + ((gpa >> (12 + 9 * level)) & 0x1FF) * 8);
+            if e & 1 == 0 {
+                return None;
+            }
+            table = e & ADDR_MASK;
+        }
+        Some(table | (gpa & 0xFFF))
+    }
+
+    pub fn write_gpa(&self, mut gpa: u64, mut data: &[u8]) -> Result<(), XenErrno> {
+        while !data.is_empty() {
+            let hpa = self.gpa_to_hpa(gpa).ok_or(XenErrno::Efault)?;
+            let n = ((PAGE - (gpa & 0xFFF)) as usize).min(data.len());
+            phys::write(hpa, &data[..n]);
+            data = &data[n..];
+            gpa += n as u64;
+        }
+        Ok(())
+    }
+
+    pub fn read_gpa(&self, mut gpa: u64, mut buf: &mut [u8]) -> Result<(), XenErrno> {
+        while !buf.is_empty() {
+            let hpa = self.gpa_to_hpa(gpa).ok_or(XenErrno::Efault)?;
+            let n = ((PAGE - (gpa & 0xFFF)) as usize).min(buf.len());
+            phys::read(hpa, &mut buf[..n]);
+            buf = &mut buf[n..];
+            gpa += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Translates a guest-virtual address through the guest's own page tables (paging
+    /// off, or 4-level long-mode paging with 2 MiB / 1 GiB pages).
+    pub fn gva_to_gpa(&self, gva: u64) -> Result<u64, XenErrno> {
+        let v = &self.vcpu;
+        if v.cr0() & (1 << 31) == 0 {
+            return Ok(gva & 0xFFFF_FFFF);
+        }
+        if !v.long_mode() {
+            // 32-bit and PAE guest paging are not supported by the guest ABI here.
+            return Err(XenErrno::Efault);
+        }
+        let mut table = v.cr3() & ADDR_MASK;
+        for level in (0..4).rev() {
+            let mut b = [0u8; 8];
+            self.read_gpa(table + ((gva >> (12 + 9 * level)) & 0x1FF) * 8, &mut b)?;
+            let e = u64::from_le_bytes(b);
+            if e & 1 == 0 {
+                return Err(XenErrno::Efault);
+            }
+            if level > 0 && level < 3 && e & 0x80 != 0 {
+                let size_mask = (1u64 << (12 + 9 * level)) - 1;
+                return Ok((e & ADDR_MASK & !size_mask) | (gva & size_mask));
+            }
+            table = e & ADDR_MASK;
+        }
+        Ok(table | (gva & 0xFFF))
+    }
+
+    /// Copies from guest-virtual memory; any unmapped byte gives `-EFAULT`.
+    pub fn copy_from_guest(&self, mut gva: u64, mut buf: &mut [u8]) -> Result<(), XenErrno> {
+        while !buf.is_empty() {
+            let gpa = self.gva_to_gpa(gva)?;
+            let n = ((PAGE - (gva & 0xFFF)) as usize).min(buf.len());
+            self.read_gpa(gpa, &mut buf[..n])?;
+            buf = &mut buf[n..];
+            gva = gva.wrapping_add(n as u64);
+        }
+        Ok(())
+    }
+
+    pub fn copy_to_guest(&self, mut gva: u64, mut data: &[u8]) -> Result<(), XenErrno> {
+        while !data.is_empty() {
+            let gpa = self.gva_to_gpa(gva)?;
+            let n = ((PAGE - (gva & 0xFFF)) as usize).min(data.len());
+            self.write_gpa(gpa, &data[..n])?;
+            data = &data[n..];
+            gva = gva.wrapping_add(n as u64);
+        }
+        Ok(())
+    }
+
+    /// Frees every frame: guest memory, nested page tables and the VMCB. Returns the
+    /// number of frames given back.
+    pub fn destroy(&mut self, fa: &mut FrameAllocator) -> u64 {
+        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32) -> u64 {
+            let mut n = 0;
+            for i in 0..512 {
+                let e = phys::read_u64(table + i * 8);
+                if e & 1 != 0 {
+                    if level > 0 {
+                        n += free_table(fa, e & ADDR_MASK, level - 1);
+                    } else {
+                        fa.free(e & ADDR_MASK);
+                        n += 1;
+                    }
+                }
+            }
+            fa.free(table);
+            n + 1
+        }
+        let mut n = 0;
+        if self.npt_root != 0 {
+            n += free_table(fa, self.npt_root, 3);
+            self.npt_root = 0;
+        }
+        if self.vmcb != 0 {
+            fa.free(self.vmcb);
+            self.vmcb = 0;
+            n += 1;
+        }
+        self.state = RunState::Dead;
+        n
+    }
+}

@@ -1,0 +1,243 @@
+//! The Xen guest ABI: CPUID leaves 0x40000000+, the hypercall MSR and page, and the
+//! hypercalls. Every argument is untrusted: bad pointers, sizes and commands give Xen's
+//! error codes.
+
+use crate::domain::{Domain, RunState};
+use crate::virt::VcpuState;
+use sluice_abi::hypercall::{
+    ConsoleIo, Hypercall, SchedOp, SchedShutdown, ShutdownReason, XenErrno, XenFeatureInfo, XenVer,
+    XENFEAT_NR_SUBMAPS,
+};
+use zerocopy::{FromBytes, IntoBytes};
+
+/// The Xen version this hypervisor's ABI follows.
+pub const XEN_MAJOR: u32 = 4;
+pub const XEN_MINOR: u32 = 17;
+/// The hypercall-page MSR announced in CPUID 0x40000002.
+pub const HYPERCALL_MSR: u32 = 0x4000_0000;
+
+/// What the scheduler does after an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    Yield,
+    Block,
+    Shutdown(u32),
+    Kill,
+}
+
+/// XENFEAT_* bits this hypervisor provides: writable_page_tables (0),
+/// auto_translated_physmap (2), supervisor_mode_kernel (3).
+const FEATURES_SUBMAP0: u32 = (1 << 0) | (1 << 2) | (1 << 3);
+
+pub fn cpuid(d: &mut Domain) {
+    let leaf = d.vcpu.rax() as u32;
+    let sub = d.vcpu.regs().rcx as u32;
+    let r = match leaf {
+        0x4000_0000 => [
+            0x4000_0005,
+            u32::from_le_bytes(*b"XenV"),
+            u32::from_le_bytes(*b"MMXe"),
+            u32::from_le_bytes(*b"nVMM"),
+        ],
+        0x4000_0001 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
+        0x4000_0002 => [1, HYPERCALL_MSR, 0, 0],
+        0x4000_0003..=0x4000_0005 => [0; 4],
+        0x4000_0006..=0x4FFF_FFFF => [0; 4],
+        _ => {
+            let mut r = crate::arch::cpuid(leaf, sub);
+            match leaf {
+                1 => r[2] |= 1 << 31,             // running under a hypervisor
+                0x8000_0001 => r[2] &= !(1 << 2), // no nested SVM
+                0x8000_000A => r = [0; 4],
+                _ => {}
+            }
+            r
+        }
+    };
+    d.vcpu.set_rax(r[0] as u64);
+    let regs = d.vcpu.regs();
+    regs.rbx = r[1] as u64;
+    regs.rcx = r[2] as u64;
+    regs.rdx = r[3] as u64;
+    let rip = d.vcpu.rip();
+    d.vcpu.set_rip(rip + 2);
+}
+
+/// RDMSR / WRMSR of an MSR the permission map intercepts.
+pub fn msr(d: &mut Domain, write: bool) -> After {
+    let regs = *d.vcpu.regs();
+    let index = regs.rcx as u32;
+    let value = (regs.rdx << 32) | (d.vcpu.rax() & 0xFFFF_FFFF);
+    if write && index == HYPERCALL_MSR {
+        let gpa = value & !0xFFF;
+        if value & 0xFFF != 0 || write_hypercall_page(d, gpa).is_err() {
+            d.vcpu.inject_gp();
+            return After::Continue;
+        }
+        crate::log!("d{}: hypercall page at gpa {:#x}", d.id, gpa);
+    } else if !write && index == HYPERCALL_MSR {
+        d.vcpu.set_rax(0);
+        d.vcpu.regs().rdx = 0;
+    } else {
+        d.vcpu.inject_gp();
+        return After::Continue;
+    }
+    let rip = d.vcpu.rip();
+    d.vcpu.set_rip(rip + 2);
+    After::Continue
+}
+
+/// Fills a page with 32-byte stubs: `mov $nr, %eax; vmmcall; ret`.
+fn write_hypercall_page(d: &Domain, gpa: u64) -> Result<(), XenErrno> {
+    let mut page = [0xCCu8; 4096];
+    for (nr, stub) in page.chunks_exact_mut(32).enumerate() {
+        let n = (nr as u32).to_le_bytes();
+        stub[..9].copy_from_slice(&[0xB8, n[0], n[1], n[2], n[3], 0x0F, 0x01, 0xD9, 0xC3]);
+    }
+    d.write_gpa(gpa, &page)
+}
+
+fn ret(r: Result<i64, XenErrno>) -> u64 {
+    match r {
+        Ok(v) => v as u64,
+        Err(e) => e.to_ret() as u64,
+    }
+}
+
+/// VMMCALL: number in rax, arguments in rdi, rsi, rdx, r10, r8 (64-bit guests) or ebx,
+/// ecx, edx, esi, edi (32-bit guests).
+pub fn hypercall(d: &mut Domain) -> After {
+    let rip = d.vcpu.rip();
+    d.vcpu.set_rip(rip + 3);
+    let nr = d.vcpu.rax();
+    let r = *d.vcpu.regs();
+    let a = if d.vcpu.long_mode() {
+        [r.rdi, r.rsi, r.rdx, r.r10, r.r8]
+    } else {
+        [r.rbx, r.rcx, r.rdx, r.rsi, r.rdi].map(|x| x & 0xFFFF_FFFF)
+    };
+    if d.vcpu.cpl() != 0 {
+        // Xen refuses hypercalls from guest user mode.
+        d.vcpu.set_rax(XenErrno::Eperm.to_ret() as u64);
+        return After::Continue;
+    }
+    let (result, after) = match Hypercall::from_raw(nr) {
+        Some(Hypercall::ConsoleIo) => (console_io(d, a[0], a[1], a[2]), After::Continue),
+        Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
+        Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
+        _ => (Err(XenErrno::Enosys), After::Continue),
+    };
+    d.vcpu.set_rax(ret(result));
+    after
+}
+
+fn console_io(d: &mut Domain, cmd: u64, count: u64, buf: u64) -> Result<i64, XenErrno> {
+    match u32::try_from(cmd).ok().and_then(ConsoleIo::from_raw) {
+        Some(ConsoleIo::Write) => {
+            // Like Xen, a negative count is refused; large writes are copied in chunks.
+            let count = i32::try_from(count).map_err(|_| XenErrno::Einval)?;
+            if count < 0 {
+                return Err(XenErrno::Einval);
+            }
+            // Check the whole buffer first, so a bad one prints nothing (the walk stops at
+            // the first page the domain cannot reach, so it is bounded by its memory).
+            let mut page = buf & !0xFFF;
+            while page < buf.wrapping_add(count as u64) {
+                d.gva_to_gpa(page)
+                    .and_then(|gpa| d.gpa_to_hpa(gpa).ok_or(XenErrno::Efault))?;
+                page = page.checked_add(4096).ok_or(XenErrno::Efault)?;
+            }
+            let mut done = 0u64;
+            let mut chunk = [0u8; 128];
+            while done < count as u64 {
+                let n = (count as u64 - done).min(128) as usize;
+                d.copy_from_guest(buf.wrapping_add(done), &mut chunk[..n])?;
+                for &b in &chunk[..n] {
+                    console_byte(d, b);
+                }
+                done += n as u64;
+            }
+            Ok(0)
+        }
+        Some(ConsoleIo::Read) => Err(XenErrno::Eperm),
+        None => Err(XenErrno::Enosys),
+    }
+}
+
+/// Line-buffers a domain's console output into the log, prefixed with its id.
+fn console_byte(d: &mut Domain, b: u8) {
+    if b == b'\n' || d.console_len == d.console.len() {
+        crate::log!(
+            "(d{}) {}",
+            d.id,
+            core::str::from_utf8(&d.console[..d.console_len]).unwrap_or("<non-UTF-8>")
+        );
+        d.console_len = 0;
+        if b == b'\n' {
+            return;
+        }
+    }
+    if b == b'\r' {
+        return;
+    }
+    let b = if b.is_ascii_graphic() || b == b' ' {
+        b
+    } else {
+        b'.'
+    };
+    d.console[d.console_len] = b;
+    d.console_len += 1;
+}
+
+fn xen_version(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
+    match u32::try_from(cmd).ok().and_then(XenVer::from_raw) {
+        Some(XenVer::Version) => Ok(((XEN_MAJOR << 16) | XEN_MINOR) as i64),
+        Some(XenVer::GetFeatures) => {
+            let mut fi = XenFeatureInfo::default();
+            d.copy_from_guest(arg, fi.as_mut_bytes())?;
+            if fi.submap_idx >= XENFEAT_NR_SUBMAPS {
+                return Err(XenErrno::Einval);
+            }
+            fi.submap = FEATURES_SUBMAP0;
+            d.copy_to_guest(arg, fi.as_bytes())?;
+            Ok(0)
+        }
+        Some(XenVer::Pagesize) => Ok(4096),
+        Some(XenVer::Extraversion) => {
+            let mut s = [0u8; sluice_abi::hypercall::XEN_EXTRAVERSION_LEN];
+            s[..7].copy_from_slice(b"-sluice");
+            d.copy_to_guest(arg, &s)?;
+            Ok(0)
+        }
+        _ => Err(XenErrno::Enosys),
+    }
+}
+
+fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After) {
+    match u32::try_from(cmd).ok().and_then(SchedOp::from_raw) {
+        Some(SchedOp::Yield) => (Ok(0), After::Yield),
+        Some(SchedOp::Block) => (Ok(0), After::Block),
+        Some(SchedOp::Shutdown) => {
+            let mut s = [0u8; 4];
+            if let Err(e) = d.copy_from_guest(arg, &mut s) {
+                return (Err(e), After::Continue);
+            }
+            let s = SchedShutdown::read_from_bytes(&s).unwrap_or_default();
+            match ShutdownReason::from_raw(s.reason) {
+                Some(_) => (Ok(0), After::Shutdown(s.reason)),
+                None => (Err(XenErrno::Einval), After::Continue),
+            }
+        }
+        _ => (Err(XenErrno::Enosys), After::Continue),
+    }
+}
+
+/// Marks the domain for the scheduler after `after`.
+pub fn apply(d: &mut Domain, after: After) {
+    match after {
+        After::Block => d.state = RunState::Blocked,
+        After::Shutdown(_) | After::Kill => d.state = RunState::Dead,
+        After::Continue | After::Yield => {}
+    }
+}

@@ -1,0 +1,226 @@
+//! Sluice's thin type-1 hypervisor: owns the CPUs and memory, runs each domain behind
+//! its own nested page table, speaks Xen's guest ABI, and survives a domain's crash.
+
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[allow(unsafe_code)]
+mod arch;
+mod domain;
+mod hypercall;
+mod log;
+mod mm;
+mod multiboot;
+mod virt;
+
+use arch::svm::Svm;
+use domain::{Domain, RunState};
+use hypercall::After;
+use mm::FrameAllocator;
+use virt::{Exit, VcpuState, VirtBackend};
+
+const MAX_DOMAINS: usize = 8;
+/// Guest memory per domain.
+const DOMAIN_MEM: u64 = 8 << 20;
+/// Exit status (through isa-debug-exit) when every domain has ended and the hypervisor
+/// is healthy: QEMU exits with (0x10 << 1) | 1 = 33.
+const EXIT_ALL_DOMAINS_ENDED: u32 = 0x10;
+const EXIT_BOOT_FAILED: u32 = 0x11;
+
+/// Called by the boot code in long mode with the multiboot information address.
+pub fn hv_main(mb_info: u32) -> ! {
+    arch::serial::init();
+    arch::serial::mask_pics();
+    log!("sluice hypervisor: booting");
+    arch::cpu::init();
+    log!("cpu: GDT, TSS (IST for NMI/#DF/#MC), IDT loaded");
+
+    let boot = multiboot::BootInfo::new(mb_info as u64);
+    let mut fa = FrameAllocator::new();
+    boot.for_each_ram(|base, len| fa.add_region(base, base + len));
+    let (img_start, img_end) = arch::boot::image_range();
+    fa.reserve(img_start, img_end);
+    // Copy the module list out first: the boot information lies in memory the frame
+    // allocator hands out.
+    let nmods = boot.module_count().min(MAX_DOMAINS);
+    let modules: [Option<multiboot::Module>; MAX_DOMAINS] =
+        core::array::from_fn(|i| (i < nmods).then(|| boot.module(i)));
+    for (i, m) in modules.iter().flatten().enumerate() {
+        log!(
+            "module {}: {:#x}..{:#x} '{}'",
+            i,
+            m.start,
+            m.end,
+            m.cmdline()
+        );
+        fa.reserve(m.start, m.end);
+    }
+    log!(
+        "memory: {} frames usable; image {:#x}..{:#x}; {} modules",
+        fa.total(),
+        img_start,
+        img_end,
+        nmods
+    );
+    log!("iommu: IOMMU not yet integrated: devices are NOT blocked from DMA");
+
+    let svm = match Svm::init(&mut || fa.alloc()) {
+        Ok(s) => s,
+        Err(e) => {
+            log!("svm: {}", e);
+            arch::serial::qemu_exit(EXIT_BOOT_FAILED);
+        }
+    };
+    let frames_before_domains = fa.handed_out;
+
+    let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
+    for (i, m) in modules.iter().flatten().enumerate() {
+        let args = m.args();
+        let name = args
+            .split(' ')
+            .find_map(|a| a.strip_prefix("name="))
+            .unwrap_or("domU");
+        let id = i as u16 + 1;
+        match Domain::create(&svm, &mut fa, id, name, (m.start, m.end), DOMAIN_MEM, args) {
+            Ok(d) => {
+                log!(
+                    "domain {} ({}): created, {} KiB, 1 vCPU, cmdline '{}'",
+                    id,
+                    name,
+                    DOMAIN_MEM / 1024,
+                    args
+                );
+                domains[i] = Some(d);
+            }
+            Err(e) => log!("domain {} ({}): not created: {:?}", id, name, e),
+        }
+    }
+
+    schedule(&svm, &mut domains, &mut fa);
+
+    let leaked = fa.handed_out - frames_before_domains;
+    log!(
+        "memory: {} frames held by domains after all ended ({})",
+        leaked,
+        if leaked == 0 { "all returned" } else { "LEAK" }
+    );
+    log!("sluice hypervisor: all domains ended; hypervisor alive");
+    arch::serial::qemu_exit(if leaked == 0 {
+        EXIT_ALL_DOMAINS_ENDED
+    } else {
+        0x12
+    })
+}
+
+/// Round-robin over runnable domains; a vCPU runs until it yields, blocks, halts or
+/// ends (cooperative: no timer preemption yet).
+fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) {
+    loop {
+        let mut ran = false;
+        for slot in domains.iter_mut() {
+            let Some(d) = slot else { continue };
+            if d.state != RunState::Runnable {
+                continue;
+            }
+            ran = true;
+            let after = run_until_switch(svm, d);
+            hypercall::apply(d, after);
+            match after {
+                After::Shutdown(reason) => {
+                    log!(
+                        "domain {} ({}): shut down, reason {}",
+                        d.id,
+                        d.name(),
+                        reason
+                    );
+                }
+                After::Kill => {}
+                _ => continue,
+            }
+            let freed = d.destroy(fa);
+            log!(
+                "domain {} ({}): destroyed, {} frames freed",
+                d.id,
+                d.name(),
+                freed
+            );
+            *slot = None;
+        }
+        if !ran {
+            if domains
+                .iter()
+                .flatten()
+                .any(|d| d.state == RunState::Blocked)
+            {
+                // No event source can wake a blocked domain yet (event channels and
+                // timers are not implemented): wake them so they observe that.
+                for d in domains.iter_mut().flatten() {
+                    if d.state == RunState::Blocked {
+                        d.state = RunState::Runnable;
+                    }
+                }
+                continue;
+            }
+            return;
+        }
+    }
+}
+
+fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
+    log!("domain {} ({}): KILLED: {}", d.id, d.name(), why);
+    After::Kill
+}
+
+fn run_until_switch(svm: &Svm, d: &mut Domain) -> After {
+    loop {
+        let exit = svm.run(&mut d.vcpu);
+        let after = match exit {
+            Exit::Hypercall => hypercall::hypercall(d),
+            Exit::Cpuid => {
+                hypercall::cpuid(d);
+                After::Continue
+            }
+            Exit::Msr { write } => hypercall::msr(d, write),
+            Exit::Hlt => {
+                let rip = d.vcpu.rip();
+                d.vcpu.set_rip(rip + 1);
+                After::Block
+            }
+            Exit::Io {
+                input, next_rip, ..
+            } => {
+                // No devices are emulated: writes are dropped, reads return all ones.
+                if input {
+                    let rax = d.vcpu.rax();
+                    d.vcpu.set_rax(rax | 0xFFFF_FFFF);
+                }
+                d.vcpu.set_rip(next_rip);
+                After::Continue
+            }
+            Exit::ExternalInterrupt => After::Continue,
+            Exit::NestedPageFault { gpa, flags } => kill(
+                d,
+                format_args!(
+                    "nested page fault at gpa {:#x} (flags {:#x}, rip {:#x}): not its memory",
+                    gpa,
+                    flags,
+                    d.vcpu.rip()
+                ),
+            ),
+            Exit::Shutdown => kill(d, format_args!("triple fault (rip {:#x})", d.vcpu.rip())),
+            Exit::Invalid => kill(d, format_args!("VMRUN refused the guest state")),
+            Exit::Other(code) => kill(d, format_args!("unhandled exit {:#x}", code)),
+        };
+        if after != After::Continue {
+            return after;
+        }
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    log!("HYPERVISOR PANIC: {}", info);
+    arch::serial::qemu_exit(0x7e)
+}
