@@ -17,6 +17,21 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .with_target(false)
         .init();
+    // `--io sync` (or SLUICE_BLKBACK_IO=sync) selects one-request-at-a-time pread/pwrite;
+    // `--io uring` (the default) io_uring.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let choice = match args.iter().position(|a| a == "--io") {
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .context("--io needs sync or uring")?,
+        None => std::env::var("SLUICE_BLKBACK_IO").unwrap_or_else(|_| "uring".into()),
+    };
+    let engine = match choice.as_str() {
+        "sync" => IoEngine::Sync,
+        "uring" => IoEngine::Uring,
+        other => anyhow::bail!("unknown I/O engine {other:?} (sync or uring)"),
+    };
     let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
     let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
     let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
@@ -30,11 +45,6 @@ fn main() -> anyhow::Result<()> {
         &root,
         queues,
     );
-    // SLUICE_BLKBACK_IO=sync selects one-request-at-a-time pread/pwrite.
-    let engine = match std::env::var("SLUICE_BLKBACK_IO").as_deref() {
-        Ok("sync") => IoEngine::Sync,
-        _ => IoEngine::Uring,
-    };
     tracing::info!("I/O engine: {engine:?}");
     let mut backend = backend.with_engine(engine);
     let stop = AtomicBool::new(false);
