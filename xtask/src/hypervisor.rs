@@ -53,8 +53,10 @@ pub fn run_suite() -> Result<()> {
     let size = std::fs::metadata(&hv)?.len();
     eprintln!("  hypervisor binary: {size} bytes (with debug info)");
     let g = guest.display();
-    let modules =
-        format!("{g} name=abi role=abi,{g} name=rogue role=rogue,{g} name=triple role=triple");
+    let modules = format!(
+        "{g} name=abi role=abi,{g} name=rogue role=rogue,{g} name=triple role=triple,\
+         {g} name=bench role=bench"
+    );
     let (status, log) = boot(&hv, &modules)?;
     let pos = |needle: &str| log.find(needle);
     let mut problems = Vec::new();
@@ -68,6 +70,7 @@ pub fn run_suite() -> Result<()> {
         "domain 3 (triple): KILLED: triple fault",
         "memory: 0 frames held by domains after all ended (all returned)",
         "sluice hypervisor: all domains ended; hypervisor alive",
+        "(d4) GUEST PASS",
     ] {
         if pos(needle).is_none() {
             problems.push(format!("missing: {needle}"));
@@ -93,7 +96,7 @@ pub fn run_suite() -> Result<()> {
     }
     for l in log
         .lines()
-        .filter(|l| l.contains("KILLED") || l.starts_with("(d1) ok"))
+        .filter(|l| l.contains("KILLED") || l.starts_with("(d1) ok") || l.contains("bench:"))
     {
         eprintln!("  {l}");
     }

@@ -61,6 +61,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
             xen::poke(0x2000_0000);
             c.check("rogue was stopped", false, 0);
         }
+        "bench" => bench(),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();
@@ -218,6 +219,37 @@ fn abi_checks(c: &mut Checks) {
         c.check("sched_op yield", r == 0, r);
         let _ = writeln!(Console, "still running after yield {i}");
     }
+}
+
+/// Round trip of a no-op hypercall (xen_version(XENVER_version)) and, for scale, of a
+/// CPUID exit, in TSC cycles: the median of 21 batches of 1000.
+fn bench() {
+    fn batch(f: &dyn Fn()) -> u64 {
+        let mut per_call = [0u64; 21];
+        for slot in per_call.iter_mut() {
+            let t0 = xen::rdtsc();
+            for _ in 0..1000 {
+                f();
+            }
+            *slot = (xen::rdtsc() - t0) / 1000;
+        }
+        per_call.sort_unstable();
+        per_call[10]
+    }
+    let hc = batch(&|| {
+        hypercall(Hypercall::XenVersion as u64, [0; 5]);
+    });
+    let id = batch(&|| {
+        cpuid(0x4000_0001);
+    });
+    let _ = writeln!(
+        Console,
+        "bench: hypercall round trip {hc} TSC cycles (median of 21 x 1000)"
+    );
+    let _ = writeln!(
+        Console,
+        "bench: cpuid exit round trip {id} TSC cycles (median of 21 x 1000)"
+    );
 }
 
 #[panic_handler]

@@ -113,3 +113,8 @@ pub fn triple_fault() -> ! {
     }
     shutdown(3)
 }
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
