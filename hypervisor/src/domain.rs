@@ -3,6 +3,7 @@
 
 use crate::arch::phys;
 use crate::arch::svm::{Svm, SvmVcpu};
+use crate::evtchn::{Port, NR_PORTS};
 use crate::mm::{FrameAllocator, PAGE};
 use crate::virt::{VcpuState, VirtBackend};
 use sluice_abi::hypercall::XenErrno;
@@ -35,6 +36,12 @@ pub struct Domain {
     pub state: RunState,
     pub console: [u8; 160],
     pub console_len: usize,
+    /// The shared_info frame (pending/mask bitmaps, vcpu_info); in the guest's physmap
+    /// once it asks (XENMEM_add_to_physmap).
+    pub shared_info: u64,
+    /// Where shared_info is mapped, and the RAM frame it displaced there.
+    pub shared_info_at: Option<(u64, u64)>,
+    pub evtchn: [Port; NR_PORTS],
 }
 
 #[derive(Debug)]
@@ -92,6 +99,14 @@ impl Domain {
                 return Err(CreateError::NoMemory);
             }
         };
+        let shared_info = match fa.alloc() {
+            Some(f) => f,
+            None => {
+                fa.free(npt_root);
+                fa.free(vmcb);
+                return Err(CreateError::NoMemory);
+            }
+        };
         let mut nm = [0u8; 32];
         let n = name.len().min(32);
         nm[..n].copy_from_slice(&name.as_bytes()[..n]);
@@ -106,6 +121,9 @@ impl Domain {
             state: RunState::Runnable,
             console: [0; 160],
             console_len: 0,
+            shared_info,
+            shared_info_at: None,
+            evtchn: [Port::Free; NR_PORTS],
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {
@@ -249,6 +267,27 @@ impl Domain {
         Some(())
     }
 
+    /// Puts `frame` at guest-physical `gpa` (inside the domain's memory), returning the
+    /// frame that was there.
+    pub fn remap(&mut self, gpa: u64, frame: u64) -> Option<u64> {
+        if gpa >= self.mem_bytes {
+            return None;
+        }
+        let mut table = self.npt_root;
+        for level in (1..4).rev() {
+            let e = phys::read_u64(table + ((gpa >> (12 + 9 * level)) & 0x1FF) * 8);
+            if e & 1 == 0 {
+                return None;
+            }
+            table = e & ADDR_MASK;
+        }
+        let slot = table + ((gpa >> 12) & 0x1FF) * 8;
+        let old = phys::read_u64(slot);
+        phys::write_u64(slot, frame | NPT_FLAGS);
+        self.vcpu.flush_tlb();
+        (old & 1 != 0).then_some(old & ADDR_MASK)
+    }
+
     /// The host frame behind guest-physical `gpa`, if the domain owns it.
     pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
         if gpa >= self.mem_bytes {
@@ -341,14 +380,15 @@ impl Domain {
     /// Frees every frame: guest memory, nested page tables and the VMCB. Returns the
     /// number of frames given back.
     pub fn destroy(&mut self, fa: &mut FrameAllocator) -> u64 {
-        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32) -> u64 {
+        // Xen frames mapped into the physmap (shared_info) are freed once, below.
+        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, skip: u64) -> u64 {
             let mut n = 0;
             for i in 0..512 {
                 let e = phys::read_u64(table + i * 8);
                 if e & 1 != 0 {
                     if level > 0 {
-                        n += free_table(fa, e & ADDR_MASK, level - 1);
-                    } else {
+                        n += free_table(fa, e & ADDR_MASK, level - 1, skip);
+                    } else if e & ADDR_MASK != skip {
                         fa.free(e & ADDR_MASK);
                         n += 1;
                     }
@@ -359,8 +399,17 @@ impl Domain {
         }
         let mut n = 0;
         if self.npt_root != 0 {
-            n += free_table(fa, self.npt_root, 3);
+            n += free_table(fa, self.npt_root, 3, self.shared_info);
             self.npt_root = 0;
+        }
+        if let Some((_, ram)) = self.shared_info_at.take() {
+            fa.free(ram);
+            n += 1;
+        }
+        if self.shared_info != 0 {
+            fa.free(self.shared_info);
+            self.shared_info = 0;
+            n += 1;
         }
         if self.vmcb != 0 {
             fa.free(self.vmcb);

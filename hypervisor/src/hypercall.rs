@@ -8,6 +8,8 @@ use sluice_abi::hypercall::{
     ConsoleIo, Hypercall, SchedOp, SchedShutdown, ShutdownReason, XenErrno, XenFeatureInfo, XenVer,
     XENFEAT_NR_SUBMAPS,
 };
+use sluice_abi::hypercall::{XenAddToPhysmap, XenMapSpace, XenMemOp};
+use sluice_abi::types::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
 
 /// The Xen version this hypervisor's ABI follows.
@@ -107,7 +109,10 @@ fn ret(r: Result<i64, XenErrno>) -> u64 {
 
 /// VMMCALL: number in rax, arguments in rdi, rsi, rdx, r10, r8 (64-bit guests) or ebx,
 /// ecx, edx, esi, edi (32-bit guests).
-pub fn hypercall(d: &mut Domain) -> After {
+pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
+    let Some(d) = doms[cur].as_mut() else {
+        return After::Kill;
+    };
     let rip = d.vcpu.rip();
     d.vcpu.set_rip(rip + 3);
     let nr = d.vcpu.rax();
@@ -126,7 +131,15 @@ pub fn hypercall(d: &mut Domain) -> After {
         Some(Hypercall::ConsoleIo) => (console_io(d, a[0], a[1], a[2]), After::Continue),
         Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
         Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
+        Some(Hypercall::MemoryOp) => (memory_op(d, a[0], a[1]), After::Continue),
+        Some(Hypercall::EventChannelOp) => (
+            crate::evtchn::event_channel_op(doms, cur, a[0], a[1]),
+            After::Continue,
+        ),
         _ => (Err(XenErrno::Enosys), After::Continue),
+    };
+    let Some(d) = doms[cur].as_mut() else {
+        return After::Kill;
     };
     d.vcpu.set_rax(ret(result));
     after
@@ -217,6 +230,7 @@ fn xen_version(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
 fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After) {
     match u32::try_from(cmd).ok().and_then(SchedOp::from_raw) {
         Some(SchedOp::Yield) => (Ok(0), After::Yield),
+        Some(SchedOp::Block) if crate::evtchn::upcall_pending(d) => (Ok(0), After::Continue),
         Some(SchedOp::Block) => (Ok(0), After::Block),
         Some(SchedOp::Shutdown) => {
             let mut s = [0u8; 4];
@@ -230,6 +244,41 @@ fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After
             }
         }
         _ => (Err(XenErrno::Enosys), After::Continue),
+    }
+}
+
+fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
+    match u32::try_from(cmd).ok().and_then(XenMemOp::from_raw) {
+        Some(XenMemOp::AddToPhysmap) => {
+            let mut a = XenAddToPhysmap::default();
+            d.copy_from_guest(arg, a.as_mut_bytes())?;
+            if a.domid != DOMID_SELF && a.domid != d.id {
+                return Err(XenErrno::Esrch);
+            }
+            match XenMapSpace::from_raw(a.space) {
+                Some(XenMapSpace::SharedInfo) if a.idx == 0 => {
+                    let gpa = a.gpfn.checked_mul(4096).ok_or(XenErrno::Einval)?;
+                    if gpa >= d.mem_bytes {
+                        return Err(XenErrno::Einval);
+                    }
+                    if d.shared_info_at.is_some_and(|(at, _)| at == gpa) {
+                        return Ok(0);
+                    }
+                    // Moving it: the RAM frame it displaced goes back where it was.
+                    if let Some((at, ram)) = d.shared_info_at.take() {
+                        d.remap(at, ram).ok_or(XenErrno::Einval)?;
+                    }
+                    let si = d.shared_info;
+                    let ram = d.remap(gpa, si).ok_or(XenErrno::Einval)?;
+                    d.shared_info_at = Some((gpa, ram));
+                    crate::log!("d{}: shared_info at gpa {:#x}", d.id, gpa);
+                    Ok(0)
+                }
+                Some(XenMapSpace::SharedInfo) => Err(XenErrno::Einval),
+                _ => Err(XenErrno::Enosys),
+            }
+        }
+        _ => Err(XenErrno::Enosys),
     }
 }
 

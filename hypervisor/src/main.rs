@@ -9,6 +9,7 @@
 #[allow(unsafe_code)]
 mod arch;
 mod domain;
+mod evtchn;
 mod hypercall;
 mod log;
 mod mm;
@@ -119,13 +120,15 @@ pub fn hv_main(mb_info: u32) -> ! {
 fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) {
     loop {
         let mut ran = false;
-        for slot in domains.iter_mut() {
-            let Some(d) = slot else { continue };
-            if d.state != RunState::Runnable {
+        for i in 0..domains.len() {
+            if domains[i].as_ref().map(|d| d.state) != Some(RunState::Runnable) {
                 continue;
             }
             ran = true;
-            let after = run_until_switch(svm, d);
+            let after = run_until_switch(svm, domains, i);
+            let Some(d) = domains[i].as_mut() else {
+                continue;
+            };
             hypercall::apply(d, after);
             match after {
                 After::Shutdown(reason) => {
@@ -139,6 +142,10 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
                 After::Kill => {}
                 _ => continue,
             }
+            evtchn::close_all(domains, i);
+            let Some(d) = domains[i].as_mut() else {
+                continue;
+            };
             let freed = d.destroy(fa);
             log!(
                 "domain {} ({}): destroyed, {} frames freed",
@@ -146,7 +153,7 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
                 d.name(),
                 freed
             );
-            *slot = None;
+            domains[i] = None;
         }
         if !ran {
             if domains
@@ -154,8 +161,8 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
                 .flatten()
                 .any(|d| d.state == RunState::Blocked)
             {
-                // No event source can wake a blocked domain yet (event channels and
-                // timers are not implemented): wake them so they observe that.
+                // Nothing runnable, yet some are blocked and no timer exists yet to
+                // wake them: wake them (SCHEDOP_block may return spuriously).
                 for d in domains.iter_mut().flatten() {
                     if d.state == RunState::Blocked {
                         d.state = RunState::Runnable;
@@ -173,11 +180,14 @@ fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
     After::Kill
 }
 
-fn run_until_switch(svm: &Svm, d: &mut Domain) -> After {
+fn run_until_switch(svm: &Svm, domains: &mut [Option<Domain>], i: usize) -> After {
     loop {
+        let Some(d) = domains[i].as_mut() else {
+            return After::Kill;
+        };
         let exit = svm.run(&mut d.vcpu);
         let after = match exit {
-            Exit::Hypercall => hypercall::hypercall(d),
+            Exit::Hypercall => hypercall::hypercall(domains, i),
             Exit::Cpuid => {
                 hypercall::cpuid(d);
                 After::Continue

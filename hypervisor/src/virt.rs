@@ -64,6 +64,8 @@ pub trait VcpuState {
     fn long_mode(&self) -> bool;
     fn cpl(&self) -> u8;
     fn inject_gp(&mut self);
+    /// Flushes the guest's TLB entries (after a nested page table change).
+    fn flush_tlb(&mut self);
 }
 
 /// A hardware virtualisation backend.

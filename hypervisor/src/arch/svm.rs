@@ -346,6 +346,9 @@ impl VcpuState for SvmVcpu {
         phys::read(self.vmcb + S_CPL as u64, &mut b);
         b[0]
     }
+    fn flush_tlb(&mut self) {
+        w8(self.vmcb, C_TLB_CTL, 1);
+    }
     fn inject_gp(&mut self) {
         // vector 13, type 3 (exception), error code valid, valid; error code 0.
         w64(self.vmcb, C_EVENTINJ, 13 | (3 << 8) | (1 << 11) | (1 << 31));

@@ -10,7 +10,8 @@ mod boot;
 mod xen;
 
 use core::fmt::Write;
-use sluice_abi::hypercall::{Hypercall, XenErrno, XenFeatureInfo};
+use sluice_abi::hypercall::{Hypercall, XenAddToPhysmap, XenErrno, XenFeatureInfo};
+use sluice_abi::types::DOMID_SELF;
 use xen::{cpuid, hypercall, vmmcall_direct, Console};
 
 struct Checks {
@@ -62,6 +63,8 @@ extern "C" fn guest_main(start_info: u64) -> ! {
             c.check("rogue was stopped", false, 0);
         }
         "bench" => bench(),
+        "ping" => ping(&mut c, peer(cmdline)),
+        "pong" => pong(&mut c, peer(cmdline)),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();
@@ -219,6 +222,201 @@ fn abi_checks(c: &mut Checks) {
         c.check("sched_op yield", r == 0, r);
         let _ = writeln!(Console, "still running after yield {i}");
     }
+}
+
+fn peer(cmdline: &str) -> u16 {
+    cmdline
+        .split(' ')
+        .find_map(|a| a.strip_prefix("peer="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Where the event-channel guests map their shared_info page.
+const SHARED_INFO_GPA: u64 = 0x70_0000;
+
+fn map_shared_info(c: &mut Checks) {
+    let mut a = XenAddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: 0,
+        idx: 0,
+        gpfn: SHARED_INFO_GPA >> 12,
+    };
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [7, &mut a as *mut _ as u64, 0, 0, 0],
+    );
+    c.check("memory_op add_to_physmap(shared_info)", r == 0, r);
+    let mut bad = a;
+    bad.gpfn = 0x10_0000; // 4 GiB: outside the domain
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [7, &mut bad as *mut _ as u64, 0, 0, 0],
+    );
+    c.check(
+        "add_to_physmap outside memory -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    bad.gpfn = a.gpfn;
+    bad.domid = 77;
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [7, &mut bad as *mut _ as u64, 0, 0, 0],
+    );
+    c.check(
+        "add_to_physmap for another domain -> ESRCH",
+        r == err(XenErrno::Esrch),
+        r,
+    );
+    // The page now reads as shared_info: all event channels unmasked, none pending.
+    c.check(
+        "shared_info mapped (mask word 0 is zero)",
+        xen::read64(SHARED_INFO_GPA + 2560) == 0,
+        0,
+    );
+}
+
+fn evtchn(cmd: u64, arg: &mut [u32]) -> i64 {
+    hypercall(
+        Hypercall::EventChannelOp as u64,
+        [cmd, arg.as_mut_ptr() as u64, 0, 0, 0],
+    )
+}
+
+fn pending(port: u32) -> bool {
+    xen::read64(SHARED_INFO_GPA + 2048 + (port as u64 / 64) * 8) & (1 << (port % 64)) != 0
+}
+
+fn clear_pending(port: u32) {
+    let a = SHARED_INFO_GPA + 2048 + (port as u64 / 64) * 8;
+    xen::write64(a, xen::read64(a) & !(1 << (port % 64)));
+    xen::write64(SHARED_INFO_GPA + 8, 0); // evtchn_pending_sel
+    xen::write8(SHARED_INFO_GPA, 0); // evtchn_upcall_pending
+}
+
+/// Blocks (SCHEDOP_block) until `port` is pending; false after 1000 wake-ups.
+fn wait_for(port: u32) -> bool {
+    for _ in 0..1000 {
+        if pending(port) {
+            return true;
+        }
+        hypercall(Hypercall::SchedOp as u64, [1, 0, 0, 0, 0]);
+    }
+    false
+}
+
+/// Offers an unbound port to `peer`, waits for its event, answers, closes.
+fn ping(c: &mut Checks, peer: u16) {
+    map_shared_info(c);
+    // struct evtchn_alloc_unbound { domid_t dom, remote_dom; evtchn_port_t port; }
+    let mut a = [(DOMID_SELF as u32) | ((peer as u32) << 16), 0];
+    let r = evtchn(6, &mut a);
+    let port = a[1];
+    c.check("evtchn alloc_unbound", r == 0 && port == 1, r);
+    let mut st = [DOMID_SELF as u32, port, 0, 0, 0, 0];
+    let r = evtchn(5, &mut st);
+    c.check(
+        "evtchn status: unbound to the peer",
+        r == 0 && st[2] == 1 && st[4] == peer as u32,
+        r,
+    );
+    let mut bad = [(peer as u32) | ((peer as u32) << 16), 0];
+    let r = evtchn(6, &mut bad);
+    c.check(
+        "alloc_unbound for another domain -> EPERM",
+        r == err(XenErrno::Eperm),
+        r,
+    );
+    let _ = writeln!(Console, "ping: port {port} offered to d{peer}, blocking");
+    c.check("event from the peer arrives", wait_for(port), 0);
+    clear_pending(port);
+    let mut st = [DOMID_SELF as u32, port, 0, 0, 0, 0];
+    let r = evtchn(5, &mut st);
+    c.check(
+        "evtchn status: interdomain to the peer",
+        r == 0 && st[2] == 2 && st[4] == peer as u32,
+        r,
+    );
+    let r = evtchn(4, &mut [port]);
+    c.check("evtchn send to the peer", r == 0, r);
+    let r = evtchn(3, &mut [port]);
+    c.check("evtchn close", r == 0, r);
+    let r = evtchn(4, &mut [port]);
+    c.check(
+        "send on a closed port -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    let r = evtchn(4, &mut [5000]);
+    c.check("send on port 5000 -> EINVAL", r == err(XenErrno::Einval), r);
+    let r = evtchn(3, &mut [0]);
+    c.check("close port 0 -> EINVAL", r == err(XenErrno::Einval), r);
+    let r = hypercall(
+        Hypercall::EventChannelOp as u64,
+        [4, 0xdead_0000_0000, 0, 0, 0],
+    );
+    c.check(
+        "evtchn send, unmapped pointer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = evtchn(99, &mut [0]);
+    c.check(
+        "evtchn unknown command -> ENOSYS",
+        r == err(XenErrno::Enosys),
+        r,
+    );
+}
+
+/// Binds to the peer's port 1, signals it, waits for the answer.
+fn pong(c: &mut Checks, peer: u16) {
+    map_shared_info(c);
+    // struct evtchn_bind_interdomain { domid_t remote_dom; evtchn_port_t remote_port, local_port; }
+    let mut bad = [99, 1, 0];
+    let r = evtchn(0, &mut bad);
+    c.check(
+        "bind_interdomain to domain 99 -> ESRCH",
+        r == err(XenErrno::Esrch),
+        r,
+    );
+    let mut bad = [peer as u32, 7, 0];
+    let r = evtchn(0, &mut bad);
+    c.check(
+        "bind_interdomain to a port not offered -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    let mut b = [peer as u32, 1, 0];
+    let mut r = -1;
+    for _ in 0..100 {
+        r = evtchn(0, &mut b);
+        if r == 0 {
+            break;
+        }
+        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
+    }
+    let local = b[2];
+    c.check("evtchn bind_interdomain", r == 0 && local != 0, r);
+    c.check("a new interdomain port starts pending", pending(local), 0);
+    clear_pending(local);
+    let r = evtchn(4, &mut [local]);
+    c.check("evtchn send to the peer", r == 0, r);
+    c.check("answer from the peer arrives", wait_for(local), 0);
+    clear_pending(local);
+    let r = evtchn(3, &mut [local]);
+    c.check("evtchn close (peer already closed its end)", r == 0, r);
+    let mut st = [DOMID_SELF as u32, local, 0, 0, 0, 0];
+    let r = evtchn(5, &mut st);
+    c.check("evtchn status: closed", r == 0 && st[2] == 0, r);
+    let mut st = [DOMID_SELF as u32, 4096, 0, 0, 0, 0];
+    let r = evtchn(5, &mut st);
+    c.check(
+        "evtchn status of port 4096 -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
 }
 
 /// Round trip of a no-op hypercall (xen_version(XENVER_version)) and, for scale, of a

@@ -118,3 +118,18 @@ pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
+
+pub fn read64(pa: u64) -> u64 {
+    // SAFETY: identity-mapped guest memory (shared_info or RAM), 8-byte aligned.
+    unsafe { core::ptr::read_volatile(pa as *const u64) }
+}
+
+pub fn write64(pa: u64, v: u64) {
+    // SAFETY: as in `read64`.
+    unsafe { core::ptr::write_volatile(pa as *mut u64, v) }
+}
+
+pub fn write8(pa: u64, v: u8) {
+    // SAFETY: as in `read64`.
+    unsafe { core::ptr::write_volatile(pa as *mut u8, v) }
+}

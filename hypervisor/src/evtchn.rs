@@ -1,0 +1,252 @@
+//! 2-level event channels: per-domain port tables, delivery into the shared_info
+//! pending/mask bitmaps and vcpu_info, and the EVTCHNOP_* hypercalls.
+
+use crate::arch::phys;
+use crate::domain::{Domain, RunState};
+use sluice_abi::event_channel::{
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnClose, EvtchnOp, EvtchnSend, EvtchnStat,
+    EvtchnStatus,
+};
+use sluice_abi::hypercall::XenErrno;
+use sluice_abi::types::DOMID_SELF;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// Ports per domain (the 2-level ABI allows 4096; this table holds the first 128).
+pub const NR_PORTS: usize = 128;
+const PENDING_OFF: u64 = 2048; // shared_info.evtchn_pending
+const MASK_OFF: u64 = 2560; // shared_info.evtchn_mask
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    Free,
+    Unbound { remote: u16 },
+    Interdomain { remote: u16, remote_port: u32 },
+}
+
+fn bit(si: u64, base: u64, port: u32) -> (u64, u64) {
+    (si + base + (port as u64 / 64) * 8, 1u64 << (port % 64))
+}
+
+/// Marks `port` pending in `d`; raises the upcall and wakes the vCPU unless masked.
+pub fn set_pending(d: &mut Domain, port: u32) {
+    let si = d.shared_info;
+    let (pa, m) = bit(si, PENDING_OFF, port);
+    let old = phys::read_u64(pa);
+    phys::write_u64(pa, old | m);
+    let (ma, mm) = bit(si, MASK_OFF, port);
+    if old & m == 0 && phys::read_u64(ma) & mm == 0 {
+        raise_upcall(d, port);
+    }
+}
+
+fn raise_upcall(d: &mut Domain, port: u32) {
+    let si = d.shared_info;
+    // vcpu_info[0]: evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
+    let sel = phys::read_u64(si + 8);
+    phys::write_u64(si + 8, sel | (1 << (port / 64)));
+    let mut b = [0u8; 2];
+    phys::read(si, &mut b);
+    b[0] = 1;
+    phys::write(si, &b[..1]);
+    if d.state == RunState::Blocked {
+        d.state = RunState::Runnable;
+    }
+}
+
+/// Whether the vCPU has an upcall pending (SCHEDOP_block returns at once then).
+pub fn upcall_pending(d: &Domain) -> bool {
+    let mut b = [0u8];
+    phys::read(d.shared_info, &mut b);
+    b[0] != 0
+}
+
+fn read_arg<T: FromBytes + IntoBytes + Immutable + Default>(
+    d: &Domain,
+    gva: u64,
+) -> Result<T, XenErrno> {
+    let mut t = T::default();
+    d.copy_from_guest(gva, t.as_mut_bytes())?;
+    Ok(t)
+}
+
+fn port_index(d: &Domain, port: u32) -> Result<usize, XenErrno> {
+    let p = port as usize;
+    if p == 0 || p >= NR_PORTS || d.evtchn[p] == Port::Free {
+        return Err(XenErrno::Einval);
+    }
+    Ok(p)
+}
+
+fn alloc_port(d: &Domain) -> Result<usize, XenErrno> {
+    (1..NR_PORTS)
+        .find(|&p| d.evtchn[p] == Port::Free)
+        .ok_or(XenErrno::Enospc)
+}
+
+/// A domain by id among all domains, other than the caller at index `cur`.
+fn other(doms: &mut [Option<Domain>], cur: usize, id: u16) -> Result<&mut Domain, XenErrno> {
+    doms.iter_mut()
+        .enumerate()
+        .filter(|(i, _)| *i != cur)
+        .find_map(|(_, d)| d.as_mut().filter(|d| d.id == id))
+        .ok_or(XenErrno::Esrch)
+}
+
+pub fn event_channel_op(
+    doms: &mut [Option<Domain>],
+    cur: usize,
+    cmd: u64,
+    arg: u64,
+) -> Result<i64, XenErrno> {
+    let me = doms[cur].as_ref().map(|d| d.id).ok_or(XenErrno::Esrch)?;
+    let op = u32::try_from(cmd)
+        .ok()
+        .and_then(EvtchnOp::from_raw)
+        .ok_or(XenErrno::Enosys)?;
+    match op {
+        EvtchnOp::AllocUnbound => {
+            let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
+            let mut a: EvtchnAllocUnbound = read_arg(d, arg)?;
+            if a.dom != DOMID_SELF && a.dom != me {
+                return Err(XenErrno::Eperm);
+            }
+            let remote = if a.remote_dom == DOMID_SELF {
+                me
+            } else {
+                a.remote_dom
+            };
+            let p = alloc_port(d)?;
+            a.port = p as u32;
+            d.copy_to_guest(arg, a.as_bytes())?;
+            d.evtchn[p] = Port::Unbound { remote };
+            Ok(0)
+        }
+        EvtchnOp::BindInterdomain => {
+            let mut a: EvtchnBindInterdomain = read_arg(doms[cur].as_ref().unwrap(), arg)?;
+            let remote_id = if a.remote_dom == DOMID_SELF {
+                me
+            } else {
+                a.remote_dom
+            };
+            if remote_id == me {
+                // Loopback channels are not supported yet.
+                return Err(XenErrno::Einval);
+            }
+            let rp = a.remote_port as usize;
+            {
+                let r = other(doms, cur, remote_id)?;
+                if rp == 0 || rp >= NR_PORTS || r.evtchn[rp] != (Port::Unbound { remote: me }) {
+                    return Err(XenErrno::Einval);
+                }
+            }
+            let d = doms[cur].as_mut().unwrap();
+            let lp = alloc_port(d)?;
+            a.local_port = lp as u32;
+            d.copy_to_guest(arg, a.as_bytes())?;
+            d.evtchn[lp] = Port::Interdomain {
+                remote: remote_id,
+                remote_port: rp as u32,
+            };
+            // Like Xen, the new local port starts pending.
+            set_pending(d, lp as u32);
+            let r = other(doms, cur, remote_id)?;
+            r.evtchn[rp] = Port::Interdomain {
+                remote: me,
+                remote_port: lp as u32,
+            };
+            Ok(0)
+        }
+        EvtchnOp::Send => {
+            let a: EvtchnSend = read_arg(doms[cur].as_ref().unwrap(), arg)?;
+            let d = doms[cur].as_mut().unwrap();
+            let p = port_index(d, a.port)?;
+            match d.evtchn[p] {
+                Port::Interdomain {
+                    remote,
+                    remote_port,
+                } => {
+                    if let Ok(r) = other(doms, cur, remote) {
+                        set_pending(r, remote_port);
+                    }
+                    Ok(0)
+                }
+                // Xen drops a send on an unbound port silently.
+                _ => Ok(0),
+            }
+        }
+        EvtchnOp::Close => {
+            let a: EvtchnClose = read_arg(doms[cur].as_ref().unwrap(), arg)?;
+            let d = doms[cur].as_mut().unwrap();
+            let p = port_index(d, a.port)?;
+            let was = d.evtchn[p];
+            d.evtchn[p] = Port::Free;
+            if let Port::Interdomain {
+                remote,
+                remote_port,
+            } = was
+            {
+                if let Ok(r) = other(doms, cur, remote) {
+                    r.evtchn[remote_port as usize] = Port::Unbound { remote: me };
+                }
+            }
+            Ok(0)
+        }
+        EvtchnOp::Unmask => {
+            let a: EvtchnSend = read_arg(doms[cur].as_ref().unwrap(), arg)?;
+            let d = doms[cur].as_mut().unwrap();
+            let p = port_index(d, a.port)? as u32;
+            let (ma, mm) = bit(d.shared_info, MASK_OFF, p);
+            phys::write_u64(ma, phys::read_u64(ma) & !mm);
+            let (pa, pm) = bit(d.shared_info, PENDING_OFF, p);
+            if phys::read_u64(pa) & pm != 0 {
+                raise_upcall(d, p);
+            }
+            Ok(0)
+        }
+        EvtchnOp::Status => {
+            let d = doms[cur].as_mut().unwrap();
+            let mut s: EvtchnStatus = read_arg(d, arg)?;
+            if s.dom != DOMID_SELF && s.dom != me {
+                return Err(XenErrno::Eperm);
+            }
+            let p = s.port as usize;
+            if p >= NR_PORTS {
+                return Err(XenErrno::Einval);
+            }
+            let (status, u) = match d.evtchn[p] {
+                Port::Free => (EvtchnStat::Closed, [0, 0]),
+                Port::Unbound { remote } => (EvtchnStat::Unbound, [remote as u32, 0]),
+                Port::Interdomain {
+                    remote,
+                    remote_port,
+                } => (EvtchnStat::Interdomain, [remote as u32, remote_port]),
+            };
+            s.status = status as u32;
+            s.vcpu = 0;
+            s.u = u;
+            d.copy_to_guest(arg, s.as_bytes())?;
+            Ok(0)
+        }
+        _ => Err(XenErrno::Enosys),
+    }
+}
+
+/// Closes every channel of the domain at `cur` (it is being destroyed): the remote ends
+/// of its interdomain channels become unbound, as in Xen.
+pub fn close_all(doms: &mut [Option<Domain>], cur: usize) {
+    let Some(d) = doms[cur].as_mut() else { return };
+    let me = d.id;
+    let ports = d.evtchn;
+    d.evtchn = [Port::Free; NR_PORTS];
+    for p in ports {
+        if let Port::Interdomain {
+            remote,
+            remote_port,
+        } = p
+        {
+            if let Ok(r) = other(doms, cur, remote) {
+                r.evtchn[remote_port as usize] = Port::Unbound { remote: me };
+            }
+        }
+    }
+}
