@@ -341,6 +341,25 @@ fn ping(c: &mut Checks, peer: u16) {
     );
     let r = evtchn(4, &mut [port]);
     c.check("evtchn send to the peer", r == 0, r);
+    // Unmask of a masked port with an event pending raises the upcall.
+    let mask = SHARED_INFO_GPA + 2560;
+    let pend = SHARED_INFO_GPA + 2048;
+    xen::write64(mask, xen::read64(mask) | (1 << port));
+    xen::write64(pend, xen::read64(pend) | (1 << port));
+    xen::write8(SHARED_INFO_GPA, 0);
+    let r = evtchn(9, &mut [port]);
+    c.check(
+        "evtchn unmask: mask cleared, pending event raises the upcall",
+        r == 0 && xen::read64(mask) & (1 << port) == 0 && xen::read64(SHARED_INFO_GPA) & 0xFF == 1,
+        r,
+    );
+    clear_pending(port);
+    let r = evtchn(9, &mut [77]);
+    c.check(
+        "unmask of an unbound port -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
     let r = evtchn(3, &mut [port]);
     c.check("evtchn close", r == 0, r);
     let r = evtchn(4, &mut [port]);
