@@ -676,6 +676,16 @@ fn swap_in_blkfront(kernel: &Kernel, ko: &Path) -> Result<impl Drop> {
 /// checks) with `sluice-blkfront.ko` as the guests' block frontend instead of the stock
 /// `xen-blkfront`.
 pub fn run_blkfront_xen() -> Result<()> {
+    testbed_with_blkfront("xen_blk")
+}
+
+/// `linux-blkfront-xen-sluice`: the same with Sluice's userspace blkback (and
+/// consoleback) in dom0 (`tests/tests/xen_userspace.rs`).
+pub fn run_blkfront_xen_sluice() -> Result<()> {
+    testbed_with_blkfront("xen_userspace")
+}
+
+fn testbed_with_blkfront(test: &str) -> Result<()> {
     let (kernel, kos) = build()?;
     let ko = kos
         .iter()
@@ -684,6 +694,6 @@ pub fn run_blkfront_xen() -> Result<()> {
     let _swap = swap_in_blkfront(&kernel, ko)?;
     run(cargo()
         .env("SLUICE_KERNEL_VERSION", SWAPPED_KERNEL)
-        .args(["test", "-p", "sluice-testbed", "--test", "xen_blk", "--"])
+        .args(["test", "-p", "sluice-testbed", "--test", test, "--"])
         .args(["--ignored", "--nocapture", "--test-threads=1"]))
 }

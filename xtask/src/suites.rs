@@ -63,6 +63,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::linux_modules::run_blkfront_xen,
     },
     Suite {
+        name: "linux-blkfront-xen-sluice",
+        about: "real Xen: PV + PVH domUs with sluice-blkfront.ko against Sluice's blkback",
+        run: crate::linux_modules::run_blkfront_xen_sluice,
+    },
+    Suite {
         name: "hypervisor",
         about: "Sluice hypervisor on QEMU SVM+NPT: Xen ABI guest, hostile args, faulting domains killed",
         run: crate::hypervisor::run_suite,
