@@ -42,6 +42,9 @@ pub struct Domain {
     /// Where shared_info is mapped, and the RAM frame it displaced there.
     pub shared_info_at: Option<(u64, u64)>,
     pub evtchn: [Port; NR_PORTS],
+    /// The grant table frame (v1 entries), and where the guest mapped it.
+    pub grant_frame: u64,
+    pub grant_frame_at: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -107,6 +110,12 @@ impl Domain {
                 return Err(CreateError::NoMemory);
             }
         };
+        let Some(grant_frame) = fa.alloc() else {
+            fa.free(npt_root);
+            fa.free(vmcb);
+            fa.free(shared_info);
+            return Err(CreateError::NoMemory);
+        };
         let mut nm = [0u8; 32];
         let n = name.len().min(32);
         nm[..n].copy_from_slice(&name.as_bytes()[..n]);
@@ -124,6 +133,8 @@ impl Domain {
             shared_info,
             shared_info_at: None,
             evtchn: [Port::Free; NR_PORTS],
+            grant_frame,
+            grant_frame_at: None,
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {
@@ -381,14 +392,14 @@ impl Domain {
     /// number of frames given back.
     pub fn destroy(&mut self, fa: &mut FrameAllocator) -> u64 {
         // Xen frames mapped into the physmap (shared_info) are freed once, below.
-        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, skip: u64) -> u64 {
+        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, skip: [u64; 2]) -> u64 {
             let mut n = 0;
             for i in 0..512 {
                 let e = phys::read_u64(table + i * 8);
                 if e & 1 != 0 {
                     if level > 0 {
                         n += free_table(fa, e & ADDR_MASK, level - 1, skip);
-                    } else if e & ADDR_MASK != skip {
+                    } else if !skip.contains(&(e & ADDR_MASK)) {
                         fa.free(e & ADDR_MASK);
                         n += 1;
                     }
@@ -399,11 +410,20 @@ impl Domain {
         }
         let mut n = 0;
         if self.npt_root != 0 {
-            n += free_table(fa, self.npt_root, 3, self.shared_info);
+            let skip = [self.shared_info, self.grant_frame];
+            n += free_table(fa, self.npt_root, 3, skip);
             self.npt_root = 0;
         }
-        if let Some((_, ram)) = self.shared_info_at.take() {
+        for (_, ram) in [self.shared_info_at.take(), self.grant_frame_at.take()]
+            .into_iter()
+            .flatten()
+        {
             fa.free(ram);
+            n += 1;
+        }
+        if self.grant_frame != 0 {
+            fa.free(self.grant_frame);
+            self.grant_frame = 0;
             n += 1;
         }
         if self.shared_info != 0 {

@@ -132,6 +132,10 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
         Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
         Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
         Some(Hypercall::MemoryOp) => (memory_op(d, a[0], a[1]), After::Continue),
+        Some(Hypercall::GrantTableOp) => (
+            crate::grant::grant_table_op(doms, cur, a[0], a[1], a[2]),
+            After::Continue,
+        ),
         Some(Hypercall::EventChannelOp) => (
             crate::evtchn::event_channel_op(doms, cur, a[0], a[1]),
             After::Continue,
@@ -247,6 +251,33 @@ fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After
     }
 }
 
+/// Puts a hypervisor-owned frame at `gpa` in the domain's physmap; `at` is where it is
+/// now (with the RAM frame it displaced). Returns the new `at`.
+fn map_xen_frame(
+    d: &mut Domain,
+    gpa: u64,
+    frame: u64,
+    at: Option<(u64, u64)>,
+) -> Result<Option<(u64, u64)>, XenErrno> {
+    if gpa >= d.mem_bytes {
+        return Err(XenErrno::Einval);
+    }
+    if at.is_some_and(|(g, _)| g == gpa) {
+        return Ok(at);
+    }
+    // The target must be RAM, not another hypervisor frame.
+    let cur = d.gpa_to_hpa(gpa).ok_or(XenErrno::Einval)?;
+    if cur == d.shared_info || cur == d.grant_frame {
+        return Err(XenErrno::Ebusy);
+    }
+    // Moving it: the RAM frame it displaced goes back where it was.
+    if let Some((g, ram)) = at {
+        d.remap(g, ram).ok_or(XenErrno::Einval)?;
+    }
+    let ram = d.remap(gpa, frame).ok_or(XenErrno::Einval)?;
+    Ok(Some((gpa, ram)))
+}
+
 fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
     match u32::try_from(cmd).ok().and_then(XenMemOp::from_raw) {
         Some(XenMemOp::AddToPhysmap) => {
@@ -258,23 +289,21 @@ fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
             match XenMapSpace::from_raw(a.space) {
                 Some(XenMapSpace::SharedInfo) if a.idx == 0 => {
                     let gpa = a.gpfn.checked_mul(4096).ok_or(XenErrno::Einval)?;
-                    if gpa >= d.mem_bytes {
-                        return Err(XenErrno::Einval);
-                    }
-                    if d.shared_info_at.is_some_and(|(at, _)| at == gpa) {
-                        return Ok(0);
-                    }
-                    // Moving it: the RAM frame it displaced goes back where it was.
-                    if let Some((at, ram)) = d.shared_info_at.take() {
-                        d.remap(at, ram).ok_or(XenErrno::Einval)?;
-                    }
-                    let si = d.shared_info;
-                    let ram = d.remap(gpa, si).ok_or(XenErrno::Einval)?;
-                    d.shared_info_at = Some((gpa, ram));
+                    let frame = d.shared_info;
+                    let at = map_xen_frame(d, gpa, frame, d.shared_info_at)?;
+                    d.shared_info_at = at;
                     crate::log!("d{}: shared_info at gpa {:#x}", d.id, gpa);
                     Ok(0)
                 }
-                Some(XenMapSpace::SharedInfo) => Err(XenErrno::Einval),
+                Some(XenMapSpace::GrantTable) if a.idx < crate::grant::NR_GRANT_FRAMES as u64 => {
+                    let gpa = a.gpfn.checked_mul(4096).ok_or(XenErrno::Einval)?;
+                    let frame = d.grant_frame;
+                    let at = map_xen_frame(d, gpa, frame, d.grant_frame_at)?;
+                    d.grant_frame_at = at;
+                    crate::log!("d{}: grant table frame 0 at gpa {:#x}", d.id, gpa);
+                    Ok(0)
+                }
+                Some(XenMapSpace::SharedInfo | XenMapSpace::GrantTable) => Err(XenErrno::Einval),
                 _ => Err(XenErrno::Enosys),
             }
         }

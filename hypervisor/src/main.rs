@@ -10,6 +10,7 @@
 mod arch;
 mod domain;
 mod evtchn;
+mod grant;
 mod hypercall;
 mod log;
 mod mm;

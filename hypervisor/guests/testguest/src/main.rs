@@ -10,9 +10,11 @@ mod boot;
 mod xen;
 
 use core::fmt::Write;
+use sluice_abi::grant_table::{GnttabCopy, GnttabCopyPtr, GnttabQuerySize, GrantEntryV1};
 use sluice_abi::hypercall::{Hypercall, XenAddToPhysmap, XenErrno, XenFeatureInfo};
 use sluice_abi::types::DOMID_SELF;
 use xen::{cpuid, hypercall, vmmcall_direct, Console};
+use zerocopy::IntoBytes;
 
 struct Checks {
     failed: u32,
@@ -307,9 +309,208 @@ fn wait_for(port: u32) -> bool {
     false
 }
 
+const GRANT_TABLE_GPA: u64 = 0x70_1000;
+const REF_RW: u32 = 8;
+const REF_RO: u32 = 9;
+const REF_OTHER: u32 = 10;
+
+/// Maps the grant table and grants `peer` page 0 read-write and page 1 read-only, and
+/// page 2 to a domain that is not `peer`.
+fn grant_pages_to(c: &mut Checks, peer: u16) {
+    let mut a = XenAddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: 1,
+        idx: 0,
+        gpfn: GRANT_TABLE_GPA >> 12,
+    };
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [7, &mut a as *mut _ as u64, 0, 0, 0],
+    );
+    c.check("memory_op add_to_physmap(grant table frame 0)", r == 0, r);
+    a.idx = 5;
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [7, &mut a as *mut _ as u64, 0, 0, 0],
+    );
+    c.check(
+        "add_to_physmap(grant frame 5) -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    xen::page_mut(0)[..15].copy_from_slice(b"hello from ping");
+    xen::page_mut(1)[..9].copy_from_slice(b"read-only");
+    let entries = [
+        (
+            REF_RW,
+            GrantEntryV1::permit_access(peer, (xen::page_addr(0) >> 12) as u32, false),
+        ),
+        (
+            REF_RO,
+            GrantEntryV1::permit_access(peer, (xen::page_addr(1) >> 12) as u32, true),
+        ),
+        (
+            REF_OTHER,
+            GrantEntryV1::permit_access(peer + 40, (xen::page_addr(2) >> 12) as u32, false),
+        ),
+    ];
+    for (r, e) in entries {
+        let raw = u64::from_le_bytes(e.as_bytes().try_into().unwrap());
+        xen::write64(GRANT_TABLE_GPA + r as u64 * 8, raw);
+    }
+}
+
+fn gnttab_copy(op: &mut GnttabCopy) -> (i64, i16) {
+    let r = hypercall(
+        Hypercall::GrantTableOp as u64,
+        [5, op as *mut _ as u64, 1, 0, 0],
+    );
+    (r, op.status)
+}
+
+/// Reads and writes the peer's granted pages with GNTTABOP_copy; is refused the rest.
+fn use_grants_from(c: &mut Checks, peer: u16) {
+    let mut q = GnttabQuerySize {
+        dom: DOMID_SELF,
+        ..Default::default()
+    };
+    let r = hypercall(
+        Hypercall::GrantTableOp as u64,
+        [6, &mut q as *mut _ as u64, 1, 0, 0],
+    );
+    c.check(
+        "gnttab query_size",
+        r == 0 && q.status == 0 && q.nr_frames == 1,
+        r,
+    );
+    let mine = xen::page_addr(0) >> 12;
+    let copy = |src: GnttabCopyPtr, dst: GnttabCopyPtr, len: u16, flags: u16| GnttabCopy {
+        source: src,
+        dest: dst,
+        len,
+        flags,
+        status: 99,
+        _pad0: 0,
+    };
+    let mut op = copy(
+        GnttabCopyPtr::with_gref(REF_RW, peer, 0),
+        GnttabCopyPtr::with_gmfn(mine, DOMID_SELF, 0),
+        15,
+        1,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "gnttab copy from a granted page",
+        r == 0 && st == 0 && xen::page(0)[..15] == *b"hello from ping",
+        st as i64,
+    );
+    xen::page_mut(1)[..15].copy_from_slice(b"reply from pong");
+    let mut op = copy(
+        GnttabCopyPtr::with_gmfn(mine + 1, DOMID_SELF, 0),
+        GnttabCopyPtr::with_gref(REF_RW, peer, 0),
+        15,
+        2,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "gnttab copy into a page granted read-write",
+        r == 0 && st == 0,
+        st as i64,
+    );
+    let mut op = copy(
+        GnttabCopyPtr::with_gmfn(mine + 1, DOMID_SELF, 0),
+        GnttabCopyPtr::with_gref(REF_RO, peer, 0),
+        15,
+        2,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "copy into a read-only grant -> GNTST_permission_denied",
+        r == 0 && st == -8,
+        st as i64,
+    );
+    let mut op = copy(
+        GnttabCopyPtr::with_gref(REF_OTHER, peer, 0),
+        GnttabCopyPtr::with_gmfn(mine + 2, DOMID_SELF, 0),
+        16,
+        1,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "copy from a page granted to another domain -> permission_denied",
+        r == 0 && st == -8,
+        st as i64,
+    );
+    let mut op = copy(
+        GnttabCopyPtr::with_gmfn(mine, peer, 0),
+        GnttabCopyPtr::with_gmfn(mine + 2, DOMID_SELF, 0),
+        16,
+        0,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "copy from the peer's frame by number -> permission_denied",
+        r == 0 && st == -8,
+        st as i64,
+    );
+    let mut op = copy(
+        GnttabCopyPtr::with_gref(600, peer, 0),
+        GnttabCopyPtr::with_gmfn(mine + 2, DOMID_SELF, 0),
+        16,
+        1,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "copy from grant ref 600 -> GNTST_bad_gntref",
+        r == 0 && st == -3,
+        st as i64,
+    );
+    let mut op = copy(
+        GnttabCopyPtr::with_gref(REF_RW, peer, 4000),
+        GnttabCopyPtr::with_gmfn(mine + 2, DOMID_SELF, 0),
+        200,
+        1,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "copy crossing the page end -> GNTST_bad_copy_arg",
+        r == 0 && st == -10,
+        st as i64,
+    );
+    let mut op = copy(
+        GnttabCopyPtr::with_gref(REF_RW, 99, 0),
+        GnttabCopyPtr::with_gmfn(mine + 2, DOMID_SELF, 0),
+        16,
+        1,
+    );
+    let (r, st) = gnttab_copy(&mut op);
+    c.check(
+        "copy from domain 99 -> GNTST_bad_domain",
+        r == 0 && st == -2,
+        st as i64,
+    );
+    let r = hypercall(
+        Hypercall::GrantTableOp as u64,
+        [5, 0xdead_0000_0000, 1, 0, 0],
+    );
+    c.check(
+        "gnttab copy, unmapped op array -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = hypercall(Hypercall::GrantTableOp as u64, [99, 0, 0, 0, 0]);
+    c.check(
+        "gnttab unknown command -> ENOSYS",
+        r == err(XenErrno::Enosys),
+        r,
+    );
+}
+
 /// Offers an unbound port to `peer`, waits for its event, answers, closes.
 fn ping(c: &mut Checks, peer: u16) {
     map_shared_info(c);
+    grant_pages_to(c, peer);
     // struct evtchn_alloc_unbound { domid_t dom, remote_dom; evtchn_port_t port; }
     let mut a = [(DOMID_SELF as u32) | ((peer as u32) << 16), 0];
     let r = evtchn(6, &mut a);
@@ -338,6 +539,16 @@ fn ping(c: &mut Checks, peer: u16) {
         "evtchn status: interdomain to the peer",
         r == 0 && st[2] == 2 && st[4] == peer as u32,
         r,
+    );
+    c.check(
+        "the peer wrote its reply into the page granted to it",
+        xen::page(0)[..15] == *b"reply from pong",
+        0,
+    );
+    c.check(
+        "the read-only granted page is unchanged",
+        xen::page(1)[..9] == *b"read-only",
+        0,
     );
     let r = evtchn(4, &mut [port]);
     c.check("evtchn send to the peer", r == 0, r);
@@ -420,6 +631,7 @@ fn pong(c: &mut Checks, peer: u16) {
     c.check("evtchn bind_interdomain", r == 0 && local != 0, r);
     c.check("a new interdomain port starts pending", pending(local), 0);
     clear_pending(local);
+    use_grants_from(c, peer);
     let r = evtchn(4, &mut [local]);
     c.check("evtchn send to the peer", r == 0, r);
     c.check("answer from the peer arrives", wait_for(local), 0);

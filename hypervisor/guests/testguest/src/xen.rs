@@ -12,13 +12,13 @@ pub fn cpuid(leaf: u32) -> [u32; 4] {
     [r.eax, r.ebx, r.ecx, r.edx]
 }
 
-fn page_addr() -> u64 {
+fn hypercall_page_addr() -> u64 {
     core::ptr::addr_of!(g_hypercall_page) as u64
 }
 
 /// Asks the hypervisor to fill the hypercall page (identity-mapped, so gva == gpa).
 pub fn init_hypercall_page(msr: u32) {
-    let pa = page_addr();
+    let pa = hypercall_page_addr();
     // SAFETY: WRMSR to Xen's hypercall MSR; the page is ours and 4 KiB aligned.
     unsafe {
         core::arch::asm!("wrmsr", in("ecx") msr, in("eax") pa as u32, in("edx") (pa >> 32) as u32)
@@ -26,7 +26,7 @@ pub fn init_hypercall_page(msr: u32) {
 }
 
 pub fn hypercall(nr: u64, a: [u64; 5]) -> i64 {
-    let entry = page_addr() + nr.min(127) * 32;
+    let entry = hypercall_page_addr() + nr.min(127) * 32;
     let nr_ok = if nr < 128 {
         entry
     } else {
@@ -132,4 +132,24 @@ pub fn write64(pa: u64, v: u64) {
 pub fn write8(pa: u64, v: u8) {
     // SAFETY: as in `read64`.
     unsafe { core::ptr::write_volatile(pa as *mut u8, v) }
+}
+
+#[repr(C, align(4096))]
+pub struct Page([u8; 4096]);
+
+static mut PAGES: [Page; 3] = [const { Page([0; 4096]) }; 3];
+
+pub fn page_addr(i: usize) -> u64 {
+    (core::ptr::addr_of!(PAGES) as u64) + i as u64 * 4096
+}
+
+pub fn page(i: usize) -> &'static [u8; 4096] {
+    // SAFETY: single vCPU; the pages are only changed through `page_mut` or by the
+    // hypervisor between hypercalls (read afresh here).
+    unsafe { &(*core::ptr::addr_of!(PAGES))[i].0 }
+}
+
+pub fn page_mut(i: usize) -> &'static mut [u8; 4096] {
+    // SAFETY: single vCPU, and callers hold no other reference across this call.
+    unsafe { &mut (*core::ptr::addr_of_mut!(PAGES))[i].0 }
 }
