@@ -5,6 +5,7 @@ use crate::arch::phys;
 use crate::arch::svm::{Svm, SvmVcpu};
 use crate::evtchn::{Port, NR_PORTS};
 use crate::mm::{FrameAllocator, PAGE};
+use crate::time::Clock;
 use crate::virt::{VcpuState, VirtBackend};
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::start_info::{HvmMemmapTableEntry, HvmStartInfo, XEN_ELFNOTE_PHYS32_ENTRY};
@@ -45,6 +46,21 @@ pub struct Domain {
     /// The grant table frame (v1 entries), and where the guest mapped it.
     pub grant_frame: u64,
     pub grant_frame_at: Option<(u64, u64)>,
+    pub clock: Clock,
+    /// VCPUOP_set_singleshot_timer deadline (system time, ns).
+    pub timer_deadline: Option<u64>,
+    /// The port VIRQ_TIMER is bound to.
+    pub virq_timer: Option<u32>,
+}
+
+/// What a domain is built from.
+#[derive(Clone, Copy)]
+pub struct DomainSpec<'a> {
+    pub name: &'a str,
+    /// Host-physical range of the PVH ELF image.
+    pub image: (u64, u64),
+    pub mem_bytes: u64,
+    pub cmdline: &'a str,
 }
 
 #[derive(Debug)]
@@ -89,11 +105,15 @@ impl Domain {
         svm: &Svm,
         fa: &mut FrameAllocator,
         id: u16,
-        name: &str,
-        image: (u64, u64),
-        mem_bytes: u64,
-        cmdline: &str,
+        spec: &DomainSpec,
+        clock: Clock,
     ) -> Result<Domain, CreateError> {
+        let DomainSpec {
+            name,
+            image,
+            mem_bytes,
+            cmdline,
+        } = *spec;
         let npt_root = fa.alloc().ok_or(CreateError::NoMemory)?;
         let vmcb = match fa.alloc() {
             Some(v) => v,
@@ -135,6 +155,9 @@ impl Domain {
             evtchn: [Port::Free; NR_PORTS],
             grant_frame,
             grant_frame_at: None,
+            clock,
+            timer_deadline: None,
+            virq_timer: None,
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {

@@ -4,8 +4,8 @@
 use crate::arch::phys;
 use crate::domain::{Domain, RunState};
 use sluice_abi::event_channel::{
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnClose, EvtchnOp, EvtchnSend, EvtchnStat,
-    EvtchnStatus,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnOp, EvtchnSend,
+    EvtchnStat, EvtchnStatus, Virq,
 };
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::types::DOMID_SELF;
@@ -21,6 +21,7 @@ pub enum Port {
     Free,
     Unbound { remote: u16 },
     Interdomain { remote: u16, remote_port: u32 },
+    Virq(u32),
 }
 
 fn bit(si: u64, base: u64, port: u32) -> (u64, u64) {
@@ -156,6 +157,25 @@ pub fn event_channel_op(
             };
             Ok(0)
         }
+        EvtchnOp::BindVirq => {
+            let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
+            let mut a: EvtchnBindVirq = read_arg(d, arg)?;
+            if Virq::from_raw(a.virq) != Some(Virq::Timer) {
+                return Err(XenErrno::Einval);
+            }
+            if a.vcpu != 0 {
+                return Err(XenErrno::Enoent);
+            }
+            if d.virq_timer.is_some() {
+                return Err(XenErrno::Eexist);
+            }
+            let p = alloc_port(d)?;
+            a.port = p as u32;
+            d.copy_to_guest(arg, a.as_bytes())?;
+            d.evtchn[p] = Port::Virq(a.virq);
+            d.virq_timer = Some(p as u32);
+            Ok(0)
+        }
         EvtchnOp::Send => {
             let a: EvtchnSend = read_arg(doms[cur].as_ref().unwrap(), arg)?;
             let d = doms[cur].as_mut().unwrap();
@@ -180,6 +200,9 @@ pub fn event_channel_op(
             let p = port_index(d, a.port)?;
             let was = d.evtchn[p];
             d.evtchn[p] = Port::Free;
+            if let Port::Virq(_) = was {
+                d.virq_timer = None;
+            }
             if let Port::Interdomain {
                 remote,
                 remote_port,
@@ -220,6 +243,7 @@ pub fn event_channel_op(
                     remote,
                     remote_port,
                 } => (EvtchnStat::Interdomain, [remote as u32, remote_port]),
+                Port::Virq(v) => (EvtchnStat::Virq, [v, 0]),
             };
             s.status = status as u32;
             s.vcpu = 0;
@@ -238,6 +262,7 @@ pub fn close_all(doms: &mut [Option<Domain>], cur: usize) {
     let me = d.id;
     let ports = d.evtchn;
     d.evtchn = [Port::Free; NR_PORTS];
+    d.virq_timer = None;
     for p in ports {
         if let Port::Interdomain {
             remote,

@@ -8,7 +8,9 @@ use sluice_abi::hypercall::{
     ConsoleIo, Hypercall, SchedOp, SchedShutdown, ShutdownReason, XenErrno, XenFeatureInfo, XenVer,
     XENFEAT_NR_SUBMAPS,
 };
-use sluice_abi::hypercall::{XenAddToPhysmap, XenMapSpace, XenMemOp};
+use sluice_abi::hypercall::{
+    VcpuOp, VcpuSetSingleshotTimer, XenAddToPhysmap, XenMapSpace, XenMemOp, VCPU_SSHOTTMR_FUTURE,
+};
 use sluice_abi::types::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -132,6 +134,7 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
         Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
         Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
         Some(Hypercall::MemoryOp) => (memory_op(d, a[0], a[1]), After::Continue),
+        Some(Hypercall::VcpuOp) => (vcpu_op(d, a[0], a[1], a[2]), After::Continue),
         Some(Hypercall::GrantTableOp) => (
             crate::grant::grant_table_op(doms, cur, a[0], a[1], a[2]),
             After::Continue,
@@ -248,6 +251,33 @@ fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After
             }
         }
         _ => (Err(XenErrno::Enosys), After::Continue),
+    }
+}
+
+fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> Result<i64, XenErrno> {
+    let op = u32::try_from(cmd)
+        .ok()
+        .and_then(VcpuOp::from_raw)
+        .ok_or(XenErrno::Enosys)?;
+    if vcpu != 0 {
+        return Err(XenErrno::Enoent);
+    }
+    match op {
+        VcpuOp::IsUp => Ok(1),
+        VcpuOp::SetSingleshotTimer => {
+            let mut t = VcpuSetSingleshotTimer::default();
+            d.copy_from_guest(arg, t.as_mut_bytes())?;
+            if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < d.clock.now_ns() {
+                return Err(XenErrno::Etime);
+            }
+            d.timer_deadline = Some(t.timeout_abs_ns);
+            Ok(0)
+        }
+        VcpuOp::StopSingleshotTimer => {
+            d.timer_deadline = None;
+            Ok(0)
+        }
+        _ => Err(XenErrno::Enosys),
     }
 }
 

@@ -15,6 +15,7 @@ mod hypercall;
 mod log;
 mod mm;
 mod multiboot;
+mod time;
 mod virt;
 
 use arch::svm::Svm;
@@ -76,6 +77,8 @@ pub fn hv_main(mb_info: u32) -> ! {
         }
     };
     let frames_before_domains = fa.handed_out;
+    let clock = time::Clock::calibrate();
+    log!("time: TSC {} kHz (PIT-calibrated)", clock.hz / 1000);
 
     let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
     for (i, m) in modules.iter().flatten().enumerate() {
@@ -85,7 +88,13 @@ pub fn hv_main(mb_info: u32) -> ! {
             .find_map(|a| a.strip_prefix("name="))
             .unwrap_or("domU");
         let id = i as u16 + 1;
-        match Domain::create(&svm, &mut fa, id, name, (m.start, m.end), DOMAIN_MEM, args) {
+        let spec = domain::DomainSpec {
+            name,
+            image: (m.start, m.end),
+            mem_bytes: DOMAIN_MEM,
+            cmdline: args,
+        };
+        match Domain::create(&svm, &mut fa, id, &spec, clock) {
             Ok(d) => {
                 log!(
                     "domain {} ({}): created, {} KiB, 1 vCPU, cmdline '{}'",
@@ -122,8 +131,12 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
     loop {
         let mut ran = false;
         for i in 0..domains.len() {
+            fire_timers(domains);
             if domains[i].as_ref().map(|d| d.state) != Some(RunState::Runnable) {
                 continue;
+            }
+            if let Some(d) = domains[i].as_ref() {
+                d.clock.publish(d.shared_info);
             }
             ran = true;
             let after = run_until_switch(svm, domains, i);
@@ -157,6 +170,18 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
             domains[i] = None;
         }
         if !ran {
+            // Everyone is blocked: wait for the earliest timer.
+            let next = domains
+                .iter()
+                .flatten()
+                .filter_map(|d| d.timer_deadline)
+                .min();
+            if let (Some(deadline), Some(d)) = (next, domains.iter().flatten().next()) {
+                while d.clock.now_ns() < deadline {
+                    core::hint::spin_loop();
+                }
+                continue;
+            }
             if domains
                 .iter()
                 .flatten()
@@ -172,6 +197,23 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
                 continue;
             }
             return;
+        }
+    }
+}
+
+/// Sends VIRQ_TIMER to each domain whose single-shot timer has expired.
+fn fire_timers(domains: &mut [Option<Domain>]) {
+    for d in domains.iter_mut().flatten() {
+        if let Some(deadline) = d.timer_deadline {
+            if d.clock.now_ns() >= deadline {
+                d.timer_deadline = None;
+                if let Some(port) = d.virq_timer {
+                    d.clock.publish(d.shared_info);
+                    evtchn::set_pending(d, port);
+                } else if d.state == RunState::Blocked {
+                    d.state = RunState::Runnable;
+                }
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod phys;
 pub mod serial;
 pub mod svm;
+pub mod time;
 
 /// Host CPUID, for the guest CPUID handler to filter.
 pub fn cpuid(leaf: u32, sub: u32) -> [u32; 4] {

@@ -66,6 +66,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         }
         "bench" => bench(),
         "ping" => ping(&mut c, peer(cmdline)),
+        "timer" => timer(&mut c),
         "pong" => pong(&mut c, peer(cmdline)),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
@@ -648,6 +649,98 @@ fn pong(c: &mut Checks, peer: u16) {
         r == err(XenErrno::Einval),
         r,
     );
+}
+
+/// System time from the PV clock in vcpu_info 0 (struct vcpu_time_info at offset 32).
+fn pvclock_ns() -> u64 {
+    let t = SHARED_INFO_GPA + 32;
+    loop {
+        let v0 = xen::read64(t) as u32;
+        let tsc_ts = xen::read64(t + 8);
+        let sys = xen::read64(t + 16);
+        let w = xen::read64(t + 24);
+        let (mul, shift) = (w as u32, (w >> 32) as u8 as i8);
+        let v1 = xen::read64(t) as u32;
+        if v0 == v1 && v0 & 1 == 0 {
+            let d = (xen::rdtsc().wrapping_sub(tsc_ts) as u128) << shift;
+            return sys + ((d * mul as u128) >> 32) as u64;
+        }
+    }
+}
+
+/// VIRQ_TIMER + VCPUOP_set_singleshot_timer: the event arrives, and not early.
+fn timer(c: &mut Checks) {
+    map_shared_info(c);
+    // struct evtchn_bind_virq { uint32_t virq, vcpu; evtchn_port_t port; }
+    let mut b = [0, 0, 0];
+    let r = evtchn(1, &mut b);
+    let port = b[2];
+    c.check("evtchn bind_virq(VIRQ_TIMER)", r == 0 && port != 0, r);
+    let r = evtchn(1, &mut [0, 0, 0]);
+    c.check(
+        "bind_virq(VIRQ_TIMER) again -> EEXIST",
+        r == err(XenErrno::Eexist),
+        r,
+    );
+    let r = evtchn(1, &mut [99, 0, 0]);
+    c.check("bind_virq(99) -> EINVAL", r == err(XenErrno::Einval), r);
+    let mut st = [DOMID_SELF as u32, port, 0, 0, 0, 0];
+    let r = evtchn(5, &mut st);
+    c.check("evtchn status: virq", r == 0 && st[2] == 4 && st[4] == 0, r);
+    let t0 = pvclock_ns();
+    c.check("PV clock runs", pvclock_ns() >= t0 && t0 > 0, t0 as i64);
+    for (i, delay_ms) in [5u64, 20, 50].into_iter().enumerate() {
+        let deadline = pvclock_ns() + delay_ms * 1_000_000;
+        let mut t = [deadline, 0];
+        let r = hypercall(
+            Hypercall::VcpuOp as u64,
+            [8, 0, t.as_mut_ptr() as u64, 0, 0],
+        );
+        c.check("vcpu_op set_singleshot_timer", r == 0, r);
+        let arrived = wait_for(port);
+        let now = pvclock_ns();
+        clear_pending(port);
+        c.check("VIRQ_TIMER arrives", arrived, i as i64);
+        c.check(
+            "VIRQ_TIMER not before its deadline",
+            now >= deadline,
+            (deadline - now) as i64,
+        );
+        let _ = writeln!(
+            Console,
+            "timer: {delay_ms} ms timer fired {} us after its deadline",
+            now.saturating_sub(deadline) / 1000
+        );
+    }
+    let mut t = [1u64, 1]; // long past, VCPU_SSHOTTMR_future
+    let r = hypercall(
+        Hypercall::VcpuOp as u64,
+        [8, 0, t.as_mut_ptr() as u64, 0, 0],
+    );
+    c.check(
+        "singleshot in the past with FUTURE -> ETIME",
+        r == err(XenErrno::Etime),
+        r,
+    );
+    let r = hypercall(
+        Hypercall::VcpuOp as u64,
+        [8, 3, t.as_mut_ptr() as u64, 0, 0],
+    );
+    c.check(
+        "singleshot on vcpu 3 -> ENOENT",
+        r == err(XenErrno::Enoent),
+        r,
+    );
+    let r = hypercall(Hypercall::VcpuOp as u64, [8, 0, 0xdead_0000_0000, 0, 0]);
+    c.check(
+        "singleshot, unmapped pointer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = hypercall(Hypercall::VcpuOp as u64, [9, 0, 0, 0, 0]);
+    c.check("vcpu_op stop_singleshot_timer", r == 0, r);
+    let r = evtchn(3, &mut [port]);
+    c.check("close the VIRQ port", r == 0, r);
 }
 
 /// Round trip of a no-op hypercall (xen_version(XENVER_version)) and, for scale, of a
