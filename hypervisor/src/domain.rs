@@ -51,6 +51,10 @@ pub struct Domain {
     pub timer_deadline: Option<u64>,
     /// The port VIRQ_TIMER is bound to.
     pub virq_timer: Option<u32>,
+    /// SCHEDOP_poll in progress: its ports and timeout.
+    pub poll_ports: [u32; 8],
+    pub poll_n: usize,
+    pub poll_deadline: Option<u64>,
 }
 
 /// What a domain is built from.
@@ -158,6 +162,9 @@ impl Domain {
             clock,
             timer_deadline: None,
             virq_timer: None,
+            poll_ports: [0; 8],
+            poll_n: 0,
+            poll_deadline: None,
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {
@@ -169,6 +176,23 @@ impl Domain {
                 Err(e)
             }
         }
+    }
+
+    /// Ends a SCHEDOP_poll (a polled port fired or it timed out).
+    pub fn end_poll(&mut self) {
+        self.poll_n = 0;
+        self.poll_deadline = None;
+        if self.state == RunState::Blocked {
+            self.state = RunState::Runnable;
+        }
+    }
+
+    /// The domain's E820 map, as in its start info.
+    pub fn e820(&self) -> [(u64, u64, u32); 2] {
+        [
+            (0x4000, 0xA_0000 - 0x4000, 1),
+            (0x10_0000, self.mem_bytes - 0x10_0000, 1),
+        ]
     }
 
     pub fn name(&self) -> &str {

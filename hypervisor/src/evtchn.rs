@@ -28,8 +28,17 @@ fn bit(si: u64, base: u64, port: u32) -> (u64, u64) {
     (si + base + (port as u64 / 64) * 8, 1u64 << (port % 64))
 }
 
-/// Marks `port` pending in `d`; raises the upcall and wakes the vCPU unless masked.
+pub fn is_pending(d: &Domain, port: u32) -> bool {
+    let (pa, m) = bit(d.shared_info, PENDING_OFF, port);
+    phys::read_u64(pa) & m != 0
+}
+
+/// Marks `port` pending in `d`; raises the upcall and wakes the vCPU unless masked; a
+/// vCPU polling the port wakes even if it is masked.
 pub fn set_pending(d: &mut Domain, port: u32) {
+    if d.poll_ports[..d.poll_n].contains(&port) {
+        d.end_poll();
+    }
     let si = d.shared_info;
     let (pa, m) = bit(si, PENDING_OFF, port);
     let old = phys::read_u64(pa);

@@ -9,7 +9,8 @@ use sluice_abi::hypercall::{
     XENFEAT_NR_SUBMAPS,
 };
 use sluice_abi::hypercall::{
-    VcpuOp, VcpuSetSingleshotTimer, XenAddToPhysmap, XenMapSpace, XenMemOp, VCPU_SSHOTTMR_FUTURE,
+    SchedPoll, VcpuOp, VcpuSetSingleshotTimer, XenAddToPhysmap, XenMapSpace, XenMemOp,
+    XenMemoryMap, VCPU_SSHOTTMR_FUTURE,
 };
 use sluice_abi::types::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
@@ -250,8 +251,47 @@ fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After
                 None => (Err(XenErrno::Einval), After::Continue),
             }
         }
+        Some(SchedOp::Poll) => match poll(d, arg) {
+            Ok(true) => (Ok(0), After::Continue),
+            Ok(false) => (Ok(0), After::Block),
+            Err(e) => (Err(e), After::Continue),
+        },
         _ => (Err(XenErrno::Enosys), After::Continue),
     }
+}
+
+/// SCHEDOP_poll: returns at once (true) if a listed port is pending; otherwise records
+/// the ports and the timeout so a send to one of them (masked or not) or the timeout
+/// wakes the vCPU.
+fn poll(d: &mut Domain, arg: u64) -> Result<bool, XenErrno> {
+    let mut p = SchedPoll::default();
+    d.copy_from_guest(arg, p.as_mut_bytes())?;
+    let n = p.nr_ports as usize;
+    if n > d.poll_ports.len() {
+        return Err(XenErrno::Einval);
+    }
+    let mut ports = [0u32; 8];
+    for (i, port) in ports[..n].iter_mut().enumerate() {
+        let mut b = [0u8; 4];
+        d.copy_from_guest(p.ports.wrapping_add(4 * i as u64), &mut b)?;
+        *port = u32::from_le_bytes(b);
+        if *port as usize >= crate::evtchn::NR_PORTS {
+            return Err(XenErrno::Einval);
+        }
+    }
+    if ports[..n]
+        .iter()
+        .any(|&port| crate::evtchn::is_pending(d, port))
+    {
+        return Ok(true);
+    }
+    if p.timeout != 0 && p.timeout <= d.clock.now_ns() {
+        return Ok(true);
+    }
+    d.poll_ports = ports;
+    d.poll_n = n;
+    d.poll_deadline = (p.timeout != 0).then_some(p.timeout);
+    Ok(false)
 }
 
 fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> Result<i64, XenErrno> {
@@ -310,6 +350,23 @@ fn map_xen_frame(
 
 fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
     match u32::try_from(cmd).ok().and_then(XenMemOp::from_raw) {
+        Some(XenMemOp::MemoryMap) => {
+            let mut m = XenMemoryMap::default();
+            d.copy_from_guest(arg, m.as_mut_bytes())?;
+            let map = d.e820();
+            let n = (m.nr_entries as usize).min(map.len());
+            for (i, (addr, size, ty)) in map[..n].iter().enumerate() {
+                // struct e820entry is packed: 8 + 8 + 4 bytes.
+                let mut e = [0u8; 20];
+                e[..8].copy_from_slice(&addr.to_le_bytes());
+                e[8..16].copy_from_slice(&size.to_le_bytes());
+                e[16..].copy_from_slice(&ty.to_le_bytes());
+                d.copy_to_guest(m.buffer.wrapping_add(20 * i as u64), &e)?;
+            }
+            m.nr_entries = n as u32;
+            d.copy_to_guest(arg, m.as_bytes())?;
+            Ok(0)
+        }
         Some(XenMemOp::AddToPhysmap) => {
             let mut a = XenAddToPhysmap::default();
             d.copy_from_guest(arg, a.as_mut_bytes())?;

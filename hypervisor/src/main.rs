@@ -174,7 +174,8 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
             let next = domains
                 .iter()
                 .flatten()
-                .filter_map(|d| d.timer_deadline)
+                .flat_map(|d| [d.timer_deadline, d.poll_deadline])
+                .flatten()
                 .min();
             if let (Some(deadline), Some(d)) = (next, domains.iter().flatten().next()) {
                 while d.clock.now_ns() < deadline {
@@ -204,6 +205,9 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
 /// Sends VIRQ_TIMER to each domain whose single-shot timer has expired.
 fn fire_timers(domains: &mut [Option<Domain>]) {
     for d in domains.iter_mut().flatten() {
+        if d.poll_deadline.is_some_and(|t| d.clock.now_ns() >= t) {
+            d.end_poll();
+        }
         if let Some(deadline) = d.timer_deadline {
             if d.clock.now_ns() >= deadline {
                 d.timer_deadline = None;

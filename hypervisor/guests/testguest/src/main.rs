@@ -11,7 +11,7 @@ mod xen;
 
 use core::fmt::Write;
 use sluice_abi::grant_table::{GnttabCopy, GnttabCopyPtr, GnttabQuerySize, GrantEntryV1};
-use sluice_abi::hypercall::{Hypercall, XenAddToPhysmap, XenErrno, XenFeatureInfo};
+use sluice_abi::hypercall::{Hypercall, SchedPoll, XenAddToPhysmap, XenErrno, XenFeatureInfo};
 use sluice_abi::types::DOMID_SELF;
 use xen::{cpuid, hypercall, vmmcall_direct, Console};
 use zerocopy::IntoBytes;
@@ -133,6 +133,37 @@ fn abi_checks(c: &mut Checks) {
         [0, msg.len() as u64, msg.as_ptr() as u64, 0, 0],
     );
     c.check("console_io write", r == 0, r);
+
+    // XENMEM_memory_map: struct xen_memory_map { nr_entries; buffer } of packed e820 entries.
+    let mut e820 = [0u8; 4 * 20];
+    let mut m = [4u64, e820.as_mut_ptr() as u64];
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [9, m.as_mut_ptr() as u64, 0, 0, 0],
+    );
+    let addr1 = u64::from_le_bytes(e820[20..28].try_into().unwrap());
+    let size1 = u64::from_le_bytes(e820[28..36].try_into().unwrap());
+    c.check(
+        "memory_op memory_map: 2 entries, RAM from 1 MiB to 8 MiB",
+        r == 0 && m[0] as u32 == 2 && addr1 == 0x10_0000 && size1 == 7 << 20 && e820[36] == 1,
+        r,
+    );
+    let mut m = [4u64, 0xdead_0000_0000];
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [9, m.as_mut_ptr() as u64, 0, 0, 0],
+    );
+    c.check(
+        "memory_map into an unmapped buffer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = hypercall(Hypercall::MemoryOp as u64, [999, 0, 0, 0, 0]);
+    c.check(
+        "memory_op unknown command -> ENOSYS",
+        r == err(XenErrno::Enosys),
+        r,
+    );
 
     // Hostile arguments.
     let r = hypercall(Hypercall::XenVersion as u64, [6, 0xdead_0000_0000, 0, 0, 0]);
@@ -739,6 +770,61 @@ fn timer(c: &mut Checks) {
     );
     let r = hypercall(Hypercall::VcpuOp as u64, [9, 0, 0, 0, 0]);
     c.check("vcpu_op stop_singleshot_timer", r == 0, r);
+    // SCHEDOP_poll: timeout with nothing pending; a masked port woken by its timer.
+    let poll = |ports: &[u32], timeout: u64| {
+        let p = SchedPoll {
+            ports: ports.as_ptr() as u64,
+            nr_ports: ports.len() as u32,
+            _pad0: 0,
+            timeout,
+        };
+        hypercall(
+            Hypercall::SchedOp as u64,
+            [3, &p as *const _ as u64, 0, 0, 0],
+        )
+    };
+    let deadline = pvclock_ns() + 10_000_000;
+    let r = poll(&[port], deadline);
+    let now = pvclock_ns();
+    c.check(
+        "sched_op poll times out, not early",
+        r == 0 && now >= deadline && !pending(port),
+        r,
+    );
+    let mask = SHARED_INFO_GPA + 2560;
+    xen::write64(mask, xen::read64(mask) | (1 << port));
+    let deadline = pvclock_ns() + 5_000_000;
+    let mut t = [deadline, 0];
+    hypercall(
+        Hypercall::VcpuOp as u64,
+        [8, 0, t.as_mut_ptr() as u64, 0, 0],
+    );
+    let r = poll(&[port], 0);
+    c.check(
+        "sched_op poll wakes on a masked port's event",
+        r == 0 && pending(port),
+        r,
+    );
+    let r = poll(&[port], 0);
+    c.check(
+        "sched_op poll returns at once when a port is pending",
+        r == 0,
+        r,
+    );
+    clear_pending(port);
+    xen::write64(mask, 0);
+    let r = poll(&[port; 9], 0);
+    c.check(
+        "sched_op poll of 9 ports -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    let r = poll(&[4096], 0);
+    c.check(
+        "sched_op poll of port 4096 -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
     let r = evtchn(3, &mut [port]);
     c.check("close the VIRQ port", r == 0, r);
 }
