@@ -55,6 +55,8 @@ pub struct Domain {
     pub poll_ports: [u32; 8],
     pub poll_n: usize,
     pub poll_deadline: Option<u64>,
+    /// Grant mappings this domain holds (GNTTABOP_map_grant_ref handles).
+    pub grant_maps: [Option<crate::grant::GrantMap>; crate::grant::MAX_MAPS],
 }
 
 /// What a domain is built from.
@@ -165,6 +167,7 @@ impl Domain {
             poll_ports: [0; 8],
             poll_n: 0,
             poll_deadline: None,
+            grant_maps: [None; crate::grant::MAX_MAPS],
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {
@@ -328,6 +331,11 @@ impl Domain {
     /// Puts `frame` at guest-physical `gpa` (inside the domain's memory), returning the
     /// frame that was there.
     pub fn remap(&mut self, gpa: u64, frame: u64) -> Option<u64> {
+        self.remap_flags(gpa, frame, true)
+    }
+
+    /// As [`Domain::remap`], read-only in the nested page table unless `writable`.
+    pub fn remap_flags(&mut self, gpa: u64, frame: u64, writable: bool) -> Option<u64> {
         if gpa >= self.mem_bytes {
             return None;
         }
@@ -341,7 +349,8 @@ impl Domain {
         }
         let slot = table + ((gpa >> 12) & 0x1FF) * 8;
         let old = phys::read_u64(slot);
-        phys::write_u64(slot, frame | NPT_FLAGS);
+        let flags = if writable { NPT_FLAGS } else { NPT_FLAGS & !2 };
+        phys::write_u64(slot, frame | flags);
         self.vcpu.flush_tlb();
         (old & 1 != 0).then_some(old & ADDR_MASK)
     }

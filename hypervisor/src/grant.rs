@@ -1,12 +1,14 @@
 //! Grant tables v1: one table frame per domain (512 entries) that the guest maps with
 //! XENMEM_add_to_physmap, GNTTABOP_query_size, and GNTTABOP_copy with the granter's
-//! permission checks. (map/unmap_grant_ref are not implemented yet.)
+//! permission checks, and GNTTABOP_map/unmap_grant_ref into the mapper's physmap
+//! (GNTMAP_host_map; read-only grants map read-only in the nested page table).
 
 use crate::arch::phys;
 use crate::domain::Domain;
 use sluice_abi::grant_table::{
-    GntCopyFlags, GntTabOp, GnttabCopy, GnttabCopyPtr, GnttabQuerySize, GrantEntryFlags,
-    GrantEntryType, GrantEntryV1, GrantStatus,
+    GntCopyFlags, GntMapFlags, GntTabOp, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef,
+    GnttabQuerySize, GnttabUnmapGrantRef, GrantEntryFlags, GrantEntryType, GrantEntryV1,
+    GrantStatus,
 };
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::types::DOMID_SELF;
@@ -81,6 +83,131 @@ fn copy_one(doms: &[Option<Domain>], me: u16, op: &GnttabCopy) -> Result<(), Gra
     Ok(())
 }
 
+/// Grant mappings a domain may hold at once.
+pub const MAX_MAPS: usize = 16;
+
+/// One active GNTTABOP_map_grant_ref in the mapper.
+#[derive(Clone, Copy, Debug)]
+pub struct GrantMap {
+    pub granter: u16,
+    pub gref: u32,
+    pub gpa: u64,
+    /// The mapper's RAM frame the mapping displaced (put back on unmap).
+    pub displaced: u64,
+}
+
+fn entry_flags_update(g: &Domain, gref: u32, set: u16, clear: u16) {
+    let pa = g.grant_frame + gref as u64 * 8;
+    let mut f = [0u8; 2];
+    phys::read(pa, &mut f);
+    let v = (u16::from_le_bytes(f) | set) & !clear;
+    phys::write(pa, &v.to_le_bytes());
+}
+
+fn map_one(
+    doms: &mut [Option<Domain>],
+    cur: usize,
+    op: &GnttabMapGrantRef,
+) -> Result<u32, GrantStatus> {
+    let me = doms[cur].as_ref().ok_or(GrantStatus::GeneralError)?.id;
+    let flags = GntMapFlags::from_bits_retain(op.flags);
+    if !flags.contains(GntMapFlags::HOST_MAP) {
+        return Err(GrantStatus::GeneralError);
+    }
+    let readonly = flags.contains(GntMapFlags::READONLY);
+    let g = domain(doms, op.dom)
+        .filter(|g| g.id != me)
+        .ok_or(GrantStatus::BadDomain)?;
+    if op.gref >= ENTRIES {
+        return Err(GrantStatus::BadGntref);
+    }
+    let mut e = GrantEntryV1::default();
+    phys::read(g.grant_frame + op.gref as u64 * 8, e.as_mut_bytes());
+    if e.entry_type() != GrantEntryType::PermitAccess || e.domid != me {
+        return Err(GrantStatus::PermissionDenied);
+    }
+    if !readonly && e.entry_flags().contains(GrantEntryFlags::READONLY) {
+        return Err(GrantStatus::PermissionDenied);
+    }
+    let hpa = (e.frame as u64)
+        .checked_mul(4096)
+        .and_then(|gpa| g.gpa_to_hpa(gpa))
+        .ok_or(GrantStatus::BadPage)?;
+    let g_id = g.id;
+    let d = doms[cur].as_mut().ok_or(GrantStatus::GeneralError)?;
+    let gpa = op.host_addr;
+    let cur_frame = d
+        .gpa_to_hpa(gpa)
+        .filter(|_| gpa.is_multiple_of(4096))
+        .ok_or(GrantStatus::BadVirtAddr)?;
+    if cur_frame == d.shared_info
+        || cur_frame == d.grant_frame
+        || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa)
+    {
+        return Err(GrantStatus::BadVirtAddr);
+    }
+    let slot = d
+        .grant_maps
+        .iter()
+        .position(|m| m.is_none())
+        .ok_or(GrantStatus::NoSpace)?;
+    let displaced = d
+        .remap_flags(gpa, hpa, !readonly)
+        .ok_or(GrantStatus::BadVirtAddr)?;
+    d.grant_maps[slot] = Some(GrantMap {
+        granter: g_id,
+        gref: op.gref,
+        gpa,
+        displaced,
+    });
+    let in_use = if readonly {
+        GrantEntryFlags::READING.bits()
+    } else {
+        GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits()
+    };
+    if let Some(g) = doms.iter().flatten().find(|x| x.id == g_id) {
+        entry_flags_update(g, op.gref, in_use, 0);
+    }
+    Ok(slot as u32)
+}
+
+/// Removes mapping `handle` of the domain at `cur`, putting its RAM frame back.
+fn unmap_handle(doms: &mut [Option<Domain>], cur: usize, handle: usize) -> Option<()> {
+    let d = doms[cur].as_mut()?;
+    let m = d.grant_maps.get_mut(handle)?.take()?;
+    d.remap_flags(m.gpa, m.displaced, true)?;
+    if let Some(g) = doms.iter().flatten().find(|x| x.id == m.granter) {
+        let busy = GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits();
+        entry_flags_update(g, m.gref, 0, busy);
+    }
+    Some(())
+}
+
+/// Before the domain at `cur` is destroyed: its own mappings are undone, and every
+/// other domain's mapping of its memory is revoked (their RAM frame put back).
+pub fn release_all(doms: &mut [Option<Domain>], cur: usize) {
+    for h in 0..MAX_MAPS {
+        unmap_handle(doms, cur, h);
+    }
+    let Some(id) = doms[cur].as_ref().map(|d| d.id) else {
+        return;
+    };
+    for i in 0..doms.len() {
+        if i == cur {
+            continue;
+        }
+        for h in 0..MAX_MAPS {
+            let hit = doms[i]
+                .as_ref()
+                .and_then(|d| d.grant_maps[h])
+                .is_some_and(|m| m.granter == id);
+            if hit {
+                unmap_handle(doms, i, h);
+            }
+        }
+    }
+}
+
 pub fn grant_table_op(
     doms: &mut [Option<Domain>],
     cur: usize,
@@ -123,6 +250,56 @@ pub fn grant_table_op(
                     Ok(()) => GrantStatus::Okay as i16,
                     Err(s) => s as i16,
                 };
+                d.copy_to_guest(at, op.as_bytes())?;
+            }
+            Ok(0)
+        }
+        GntTabOp::MapGrantRef => {
+            const SZ: usize = core::mem::size_of::<GnttabMapGrantRef>();
+            for i in 0..count {
+                let at = arg.wrapping_add(i * SZ as u64);
+                let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
+                let mut raw = [0u8; SZ];
+                d.copy_from_guest(at, &mut raw)?;
+                let mut op =
+                    GnttabMapGrantRef::read_from_bytes(&raw).map_err(|_| XenErrno::Efault)?;
+                match map_one(doms, cur, &op) {
+                    Ok(h) => {
+                        op.status = GrantStatus::Okay as i16;
+                        op.handle = h;
+                        op.dev_bus_addr = 0;
+                    }
+                    Err(s) => op.status = s as i16,
+                }
+                let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
+                d.copy_to_guest(at, op.as_bytes())?;
+            }
+            Ok(0)
+        }
+        GntTabOp::UnmapGrantRef => {
+            const SZ: usize = core::mem::size_of::<GnttabUnmapGrantRef>();
+            for i in 0..count {
+                let at = arg.wrapping_add(i * SZ as u64);
+                let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
+                let mut raw = [0u8; SZ];
+                d.copy_from_guest(at, &mut raw)?;
+                let mut op =
+                    GnttabUnmapGrantRef::read_from_bytes(&raw).map_err(|_| XenErrno::Efault)?;
+                let h = op.handle as usize;
+                let matches = d
+                    .grant_maps
+                    .get(h)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|m| m.gpa == op.host_addr);
+                op.status = if !matches {
+                    GrantStatus::BadHandle as i16
+                } else if unmap_handle(doms, cur, h).is_some() {
+                    GrantStatus::Okay as i16
+                } else {
+                    GrantStatus::GeneralError as i16
+                };
+                let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 d.copy_to_guest(at, op.as_bytes())?;
             }
             Ok(0)

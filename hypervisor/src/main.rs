@@ -157,6 +157,7 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
                 _ => continue,
             }
             evtchn::close_all(domains, i);
+            grant::release_all(domains, i);
             let Some(d) = domains[i].as_mut() else {
                 continue;
             };

@@ -1,7 +1,7 @@
 //! End-to-end suite for the Sluice hypervisor (hypervisor/): builds it and its PVH test
 //! guest, boots it in QEMU TCG (SVM + NPT) with three domains — one checking the Xen
 //! guest ABI (including hostile arguments), one touching memory it does not own, one
-//! triple-faulting, a benchmark, two sharing pages by grant copy and signalling each other over an event channel, one
+//! triple-faulting, a benchmark, two sharing pages by grant copy and mapping, and signalling each other over an event channel, one
 //! waiting for VIRQ_TIMER from single-shot timers — and checks the serial log and the isa-debug-exit verdict.
 
 use crate::util::{cargo, root, run};
@@ -78,6 +78,8 @@ pub fn run_suite() -> Result<()> {
         "(d6) ok gnttab copy into a page granted read-write",
         "(d6) ok copy from a page granted to another domain -> permission_denied",
         "(d5) ok the peer wrote its reply into the page granted to it",
+        "(d5) ok the peer wrote into the page through its grant mapping",
+        "(d6) ok map a page granted to another domain -> permission_denied",
         "(d5) GUEST PASS",
         "(d7) ok VIRQ_TIMER not before its deadline",
         "(d7) GUEST PASS",

@@ -10,7 +10,10 @@ mod boot;
 mod xen;
 
 use core::fmt::Write;
-use sluice_abi::grant_table::{GnttabCopy, GnttabCopyPtr, GnttabQuerySize, GrantEntryV1};
+use sluice_abi::grant_table::{
+    GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef,
+    GrantEntryV1,
+};
 use sluice_abi::hypercall::{Hypercall, SchedPoll, XenAddToPhysmap, XenErrno, XenFeatureInfo};
 use sluice_abi::types::DOMID_SELF;
 use xen::{cpuid, hypercall, vmmcall_direct, Console};
@@ -531,11 +534,123 @@ fn use_grants_from(c: &mut Checks, peer: u16) {
         r == err(XenErrno::Efault),
         r,
     );
+    grant_map_checks(c, peer);
     let r = hypercall(Hypercall::GrantTableOp as u64, [99, 0, 0, 0, 0]);
     c.check(
         "gnttab unknown command -> ENOSYS",
         r == err(XenErrno::Enosys),
         r,
+    );
+}
+
+fn gnttab_map(gref: u32, dom: u16, host_addr: u64, flags: u32) -> (i16, u32) {
+    let mut op = GnttabMapGrantRef {
+        host_addr,
+        flags,
+        gref,
+        dom,
+        status: 99,
+        handle: 0,
+        dev_bus_addr: 0,
+    };
+    let r = hypercall(
+        Hypercall::GrantTableOp as u64,
+        [0, &mut op as *mut _ as u64, 1, 0, 0],
+    );
+    if r != 0 {
+        return (r as i16, 0);
+    }
+    (op.status, op.handle)
+}
+
+fn gnttab_unmap(host_addr: u64, handle: u32) -> i16 {
+    let mut op = GnttabUnmapGrantRef {
+        host_addr,
+        dev_bus_addr: 0,
+        handle,
+        status: 99,
+        _pad0: 0,
+    };
+    let r = hypercall(
+        Hypercall::GrantTableOp as u64,
+        [1, &mut op as *mut _ as u64, 1, 0, 0],
+    );
+    if r != 0 {
+        return r as i16;
+    }
+    op.status
+}
+
+/// Maps the peer's granted pages into our physmap, writes through the read-write one.
+fn grant_map_checks(c: &mut Checks, peer: u16) {
+    const HOST_MAP: u32 = 1 << 1;
+    const READONLY: u32 = 1 << 2;
+    let (rw_at, ro_at) = (xen::page_addr(2), xen::page_addr(1));
+    let (st, h_rw) = gnttab_map(REF_RW, peer, rw_at, HOST_MAP);
+    c.check(
+        "gnttab map_grant_ref read-write: the peer's page appears",
+        st == 0 && xen::page(2)[..15] == *b"reply from pong",
+        st as i64,
+    );
+    xen::page_mut(2)[100..112].copy_from_slice(b"mapped write");
+    let (st, h_ro) = gnttab_map(REF_RO, peer, ro_at, HOST_MAP | READONLY);
+    c.check(
+        "gnttab map_grant_ref read-only",
+        st == 0 && xen::page(1)[..9] == *b"read-only",
+        st as i64,
+    );
+    let spare = xen::page_addr(0);
+    let (st, _) = gnttab_map(REF_RO, peer, spare, HOST_MAP);
+    c.check(
+        "map a read-only grant writable -> permission_denied",
+        st == -8,
+        st as i64,
+    );
+    let (st, _) = gnttab_map(REF_OTHER, peer, spare, HOST_MAP);
+    c.check(
+        "map a page granted to another domain -> permission_denied",
+        st == -8,
+        st as i64,
+    );
+    let (st, _) = gnttab_map(REF_RW, peer, spare, 0);
+    c.check(
+        "map without GNTMAP_host_map -> general_error",
+        st == -1,
+        st as i64,
+    );
+    let (st, _) = gnttab_map(REF_RW, peer, spare + 8, HOST_MAP);
+    c.check(
+        "map at a misaligned address -> bad_virt_addr",
+        st == -5,
+        st as i64,
+    );
+    let (st, _) = gnttab_map(REF_RW, peer, 0x3000_0000, HOST_MAP);
+    c.check(
+        "map outside our memory -> bad_virt_addr",
+        st == -5,
+        st as i64,
+    );
+    let (st, _) = gnttab_map(REF_RW, 99, spare, HOST_MAP);
+    c.check("map from domain 99 -> bad_domain", st == -2, st as i64);
+    let st = gnttab_unmap(spare, h_rw);
+    c.check(
+        "unmap with the wrong address -> bad_handle",
+        st == -4,
+        st as i64,
+    );
+    let st = gnttab_unmap(rw_at, 77);
+    c.check("unmap handle 77 -> bad_handle", st == -4, st as i64);
+    let st = gnttab_unmap(rw_at, h_rw);
+    c.check(
+        "gnttab unmap_grant_ref: our own page is back",
+        st == 0 && xen::page(2)[100..112] != *b"mapped write",
+        st as i64,
+    );
+    let st = gnttab_unmap(ro_at, h_ro);
+    c.check(
+        "unmap the read-only mapping",
+        st == 0 && xen::page(1)[..15] == *b"reply from pong",
+        st as i64,
     );
 }
 
@@ -575,6 +690,11 @@ fn ping(c: &mut Checks, peer: u16) {
     c.check(
         "the peer wrote its reply into the page granted to it",
         xen::page(0)[..15] == *b"reply from pong",
+        0,
+    );
+    c.check(
+        "the peer wrote into the page through its grant mapping",
+        xen::page(0)[100..112] == *b"mapped write",
         0,
     );
     c.check(
