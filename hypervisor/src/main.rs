@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod acpi;
 #[allow(unsafe_code)]
 mod arch;
 mod domain;
@@ -67,6 +68,29 @@ pub fn hv_main(mb_info: u32) -> ! {
         img_end,
         nmods
     );
+    match acpi::discover() {
+        Some(pf) => {
+            log!(
+                "acpi: RSDP at {:#x}; MADT: {} CPUs (APIC ids {:?}), {} I/O APICs; MCFG: ECAM at {:#x} buses {}-{}; DMAR: {}; IVRS: {}",
+                pf.rsdp,
+                pf.cpus,
+                &pf.lapic_ids[..pf.cpus as usize],
+                pf.ioapics,
+                pf.ecam_base,
+                pf.ecam_buses.0,
+                pf.ecam_buses.1,
+                pf.dmar,
+                pf.ivrs
+            );
+            let n = acpi::enumerate_pci(&pf);
+            log!("pci: {} functions over ECAM", n);
+            log!(
+                "smp: only the boot CPU runs (AP bring-up not implemented); {} CPUs idle",
+                pf.cpus.saturating_sub(1)
+            );
+        }
+        None => log!("acpi: no RSDP found"),
+    }
     log!("iommu: IOMMU not yet integrated: devices are NOT blocked from DMA");
 
     let svm = match Svm::init(&mut || fa.alloc()) {

@@ -8,7 +8,7 @@ const MAPPED_END: u64 = 4 << 30;
 
 fn check(pa: u64, len: usize) {
     assert!(
-        pa >= 0x1000 && pa.checked_add(len as u64).is_some_and(|e| e <= MAPPED_END),
+        pa >= 0x400 && pa.checked_add(len as u64).is_some_and(|e| e <= MAPPED_END),
         "physical access outside the identity map: {pa:#x}+{len:#x}"
     );
 }
@@ -50,4 +50,13 @@ pub fn fill(pa: u64, len: usize, byte: u8) {
     check(pa, len);
     // SAFETY: as in `write`.
     unsafe { core::ptr::write_bytes(pa as *mut u8, byte, len) }
+}
+
+/// A 32-bit device register (e.g. PCI ECAM config space) in the identity map.
+pub fn mmio_read_u32(pa: u64) -> u32 {
+    check(pa, 4);
+    assert!(pa.is_multiple_of(4));
+    // SAFETY: aligned, inside the identity map; the caller names a register of a
+    // device the hypervisor owns (config space reads have no side effects).
+    unsafe { core::ptr::read_volatile(pa as *const u32) }
 }

@@ -1,0 +1,172 @@
+//! ACPI discovery: the RSDP (BIOS area), the RSDT/XSDT, the MADT (CPUs, I/O APICs), the
+//! MCFG (PCI ECAM), and whether DMAR / IVRS (IOMMUs) are present; then PCI enumeration
+//! of bus 0..=255 over ECAM.
+
+use crate::arch::phys;
+
+fn bytes<const N: usize>(pa: u64) -> [u8; N] {
+    let mut b = [0u8; N];
+    phys::read(pa, &mut b);
+    b
+}
+fn u32_at(pa: u64) -> u32 {
+    u32::from_le_bytes(bytes(pa))
+}
+fn u64_at(pa: u64) -> u64 {
+    u64::from_le_bytes(bytes(pa))
+}
+
+fn checksum_ok(pa: u64, len: u64) -> bool {
+    let mut sum = 0u8;
+    let mut buf = [0u8; 256];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(256) as usize;
+        phys::read(pa + off, &mut buf[..n]);
+        sum = buf[..n].iter().fold(sum, |s, b| s.wrapping_add(*b));
+        off += n as u64;
+    }
+    sum == 0
+}
+
+#[derive(Default, Debug)]
+pub struct Platform {
+    pub rsdp: u64,
+    pub cpus: u32,
+    pub lapic_ids: [u8; 32],
+    pub ioapics: u32,
+    pub ecam_base: u64,
+    pub ecam_buses: (u8, u8),
+    pub dmar: bool,
+    pub ivrs: bool,
+}
+
+fn find_rsdp() -> Option<u64> {
+    let ebda = (u16::from_le_bytes(bytes(0x40E)) as u64) << 4;
+    let ranges = [(ebda, ebda + 1024), (0xE_0000, 0x10_0000)];
+    for (start, end) in ranges {
+        if start < 0x1000 {
+            continue;
+        }
+        let mut p = start;
+        while p + 20 <= end {
+            if bytes::<8>(p) == *b"RSD PTR " && checksum_ok(p, 20) {
+                return Some(p);
+            }
+            p += 16;
+        }
+    }
+    None
+}
+
+/// Walks the ACPI tables. Returns `None` without an RSDP.
+pub fn discover() -> Option<Platform> {
+    let rsdp = find_rsdp()?;
+    let mut pf = Platform {
+        rsdp,
+        ..Default::default()
+    };
+    let revision = bytes::<1>(rsdp + 15)[0];
+    let (root, entry_size) = if revision >= 2 && u64_at(rsdp + 24) != 0 {
+        (u64_at(rsdp + 24), 8)
+    } else {
+        (u32_at(rsdp + 16) as u64, 4)
+    };
+    if root == 0 || root >= 4 << 30 {
+        return Some(pf);
+    }
+    let len = u32_at(root + 4) as u64;
+    let mut e = root + 36;
+    while e + entry_size <= root + len.min(4096) {
+        let table = if entry_size == 8 {
+            u64_at(e)
+        } else {
+            u32_at(e) as u64
+        };
+        e += entry_size;
+        if table == 0 || table >= 4 << 30 {
+            continue;
+        }
+        let sig = bytes::<4>(table);
+        let tlen = u32_at(table + 4) as u64;
+        if !(36..=1 << 20).contains(&tlen) || !checksum_ok(table, tlen) {
+            continue;
+        }
+        match &sig {
+            b"APIC" => parse_madt(&mut pf, table, tlen),
+            b"MCFG" if tlen >= 44 + 16 => {
+                pf.ecam_base = u64_at(table + 44);
+                let b = bytes::<2>(table + 44 + 10);
+                pf.ecam_buses = (b[0], b[1]);
+            }
+            b"DMAR" => pf.dmar = true,
+            b"IVRS" => pf.ivrs = true,
+            _ => {}
+        }
+    }
+    Some(pf)
+}
+
+fn parse_madt(pf: &mut Platform, table: u64, len: u64) {
+    let mut p = table + 44;
+    while p + 2 <= table + len {
+        let [ty, l] = bytes::<2>(p);
+        if l < 2 {
+            break;
+        }
+        match ty {
+            0 if l >= 8 => {
+                let [_, _, _, apic_id] = bytes::<4>(p);
+                let flags = u32_at(p + 4);
+                if flags & 1 != 0 && (pf.cpus as usize) < pf.lapic_ids.len() {
+                    pf.lapic_ids[pf.cpus as usize] = apic_id;
+                    pf.cpus += 1;
+                }
+            }
+            1 => pf.ioapics += 1,
+            _ => {}
+        }
+        p += l as u64;
+    }
+}
+
+/// Logs each PCI function found over ECAM.
+pub fn enumerate_pci(pf: &Platform) -> u32 {
+    if pf.ecam_base == 0 {
+        return 0;
+    }
+    let mut found = 0;
+    for bus in pf.ecam_buses.0..=pf.ecam_buses.1 {
+        for dev in 0..32u64 {
+            for func in 0..8u64 {
+                let cfg = pf.ecam_base + (((bus as u64) << 20) | (dev << 15) | (func << 12));
+                if cfg >= 4 << 30 {
+                    return found;
+                }
+                let id = phys::mmio_read_u32(cfg);
+                if id & 0xFFFF == 0xFFFF {
+                    if func == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                let class = phys::mmio_read_u32(cfg + 8) >> 8;
+                crate::log!(
+                    "pci: {:02x}:{:02x}.{} {:04x}:{:04x} class {:06x}",
+                    bus,
+                    dev,
+                    func,
+                    id & 0xFFFF,
+                    id >> 16,
+                    class
+                );
+                found += 1;
+                let header = phys::mmio_read_u32(cfg + 12) >> 16 & 0xFF;
+                if func == 0 && header & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    found
+}
