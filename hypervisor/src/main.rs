@@ -25,7 +25,7 @@ use hypercall::After;
 use mm::FrameAllocator;
 use virt::{Exit, VcpuState, VirtBackend};
 
-const MAX_DOMAINS: usize = 8;
+const MAX_DOMAINS: usize = 12;
 /// Guest memory per domain.
 const DOMAIN_MEM: u64 = 8 << 20;
 /// Exit status (through isa-debug-exit) when every domain has ended and the hypervisor
@@ -285,10 +285,15 @@ fn run_until_switch(svm: &Svm, domains: &mut [Option<Domain>], i: usize) -> Afte
             Exit::NestedPageFault { gpa, flags } => kill(
                 d,
                 format_args!(
-                    "nested page fault at gpa {:#x} (flags {:#x}, rip {:#x}): not its memory",
+                    "nested page fault at gpa {:#x} (flags {:#x}, rip {:#x}): {}",
                     gpa,
                     flags,
-                    d.vcpu.rip()
+                    d.vcpu.rip(),
+                    if flags & 1 != 0 {
+                        "write to a read-only mapping"
+                    } else {
+                        "not its memory"
+                    }
                 ),
             ),
             Exit::Shutdown => kill(d, format_args!("triple fault (rip {:#x})", d.vcpu.rip())),

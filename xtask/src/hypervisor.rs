@@ -2,7 +2,8 @@
 //! guest, boots it in QEMU TCG (SVM + NPT) with three domains — one checking the Xen
 //! guest ABI (including hostile arguments), one touching memory it does not own, one
 //! triple-faulting, a benchmark, two sharing pages by grant copy and mapping, and signalling each other over an event channel, one
-//! waiting for VIRQ_TIMER from single-shot timers — and checks the serial log and the isa-debug-exit verdict.
+//! waiting for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only
+//! grant mapping while its lender finishes — and checks the serial log and the isa-debug-exit verdict.
 
 use crate::util::{cargo, root, run};
 use anyhow::{bail, Context, Result};
@@ -57,7 +58,8 @@ pub fn run_suite() -> Result<()> {
     let modules = format!(
         "{g} name=abi role=abi,{g} name=rogue role=rogue,{g} name=triple role=triple,\
          {g} name=bench role=bench,{g} name=ping role=ping peer=6,{g} name=pong role=pong peer=5,\
-         {g} name=timer role=timer"
+         {g} name=timer role=timer,{g} name=lender role=lender peer=9,\
+         {g} name=rogue-mapper role=rogue-mapper peer=8"
     );
     let (status, log) = boot(&hv, &modules)?;
     let pos = |needle: &str| log.find(needle);
@@ -86,6 +88,11 @@ pub fn run_suite() -> Result<()> {
         "(d5) GUEST PASS",
         "(d7) ok VIRQ_TIMER not before its deadline",
         "(d7) GUEST PASS",
+        "domain 9 (rogue-mapper): KILLED: nested page fault",
+        "write to a read-only mapping",
+        "(d8) ok the mapper's write through its read-write mapping arrived",
+        "(d8) ok the read-only page survived the mapper's write attempt",
+        "(d8) GUEST PASS",
         "(d6) GUEST PASS",
     ] {
         if pos(needle).is_none() {
@@ -121,6 +128,6 @@ pub fn run_suite() -> Result<()> {
         eprintln!("--- serial log ---\n{log}");
         bail!("hypervisor suite: {}", problems.join("; "));
     }
-    eprintln!("  {oks} guest ABI checks passed; 2 faulting domains killed, hypervisor alive");
+    eprintln!("  {oks} guest ABI checks passed; 3 faulting domains killed, hypervisor alive");
     Ok(())
 }

@@ -70,6 +70,8 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "bench" => bench(),
         "ping" => ping(&mut c, peer(cmdline)),
         "timer" => timer(&mut c),
+        "lender" => lender(&mut c, peer(cmdline)),
+        "rogue-mapper" => rogue_mapper(&mut c, peer(cmdline)),
         "pong" => pong(&mut c, peer(cmdline)),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
@@ -652,6 +654,42 @@ fn grant_map_checks(c: &mut Checks, peer: u16) {
         st == 0 && xen::page(1)[..15] == *b"reply from pong",
         st as i64,
     );
+}
+
+/// Grants `peer` page 0 read-write and page 1 read-only, lets it run (it maps both and
+/// is killed for writing to the read-only one), then checks its write arrived.
+fn lender(c: &mut Checks, peer: u16) {
+    grant_pages_to(c, peer);
+    for _ in 0..5 {
+        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
+    }
+    c.check(
+        "the mapper's write through its read-write mapping arrived",
+        xen::page(0)[..12] == *b"mapper wrote",
+        0,
+    );
+    c.check(
+        "the read-only page survived the mapper's write attempt",
+        xen::page(1)[..9] == *b"read-only",
+        0,
+    );
+}
+
+fn rogue_mapper(c: &mut Checks, peer: u16) {
+    const HOST_MAP: u32 = 1 << 1;
+    const READONLY: u32 = 1 << 2;
+    let (st, _) = gnttab_map(REF_RW, peer, xen::page_addr(2), HOST_MAP);
+    c.check("map the lender's read-write grant", st == 0, st as i64);
+    xen::page_mut(2)[..12].copy_from_slice(b"mapper wrote");
+    let (st, _) = gnttab_map(REF_RO, peer, xen::page_addr(1), HOST_MAP | READONLY);
+    c.check(
+        "map the lender's read-only grant",
+        st == 0 && xen::page(1)[..9] == *b"read-only",
+        st as i64,
+    );
+    let _ = writeln!(Console, "rogue-mapper: writing to the read-only mapping");
+    xen::page_mut(1)[0] = b'X';
+    c.check("a write to a read-only grant mapping was stopped", false, 0);
 }
 
 /// Offers an unbound port to `peer`, waits for its event, answers, closes.
