@@ -57,6 +57,8 @@ pub struct Domain {
     pub poll_deadline: Option<u64>,
     /// Grant mappings this domain holds (GNTTABOP_map_grant_ref handles).
     pub grant_maps: [Option<crate::grant::GrantMap>; crate::grant::MAX_MAPS],
+    /// Times the LAPIC tick ended its slice.
+    pub preemptions: u64,
 }
 
 /// What a domain is built from.
@@ -168,6 +170,7 @@ impl Domain {
             poll_n: 0,
             poll_deadline: None,
             grant_maps: [None; crate::grant::MAX_MAPS],
+            preemptions: 0,
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {

@@ -32,6 +32,8 @@ const DOMAIN_MEM: u64 = 8 << 20;
 /// is healthy: QEMU exits with (0x10 << 1) | 1 = 33.
 const EXIT_ALL_DOMAINS_ENDED: u32 = 0x10;
 const EXIT_BOOT_FAILED: u32 = 0x11;
+/// A vCPU's time slice before the LAPIC tick preempts it.
+const TIME_SLICE_NS: u64 = 10_000_000;
 
 /// Called by the boot code in long mode with the multiboot information address.
 pub fn hv_main(mb_info: u32) -> ! {
@@ -103,6 +105,12 @@ pub fn hv_main(mb_info: u32) -> ! {
     let frames_before_domains = fa.handed_out;
     let clock = time::Clock::calibrate();
     log!("time: TSC {} kHz (PIT-calibrated)", clock.hz / 1000);
+    let count = arch::lapic::start_periodic(clock.hz, TIME_SLICE_NS);
+    log!(
+        "sched: round-robin, {} ms slices (LAPIC timer, initial count {})",
+        TIME_SLICE_NS / 1_000_000,
+        count
+    );
 
     let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
     for (i, m) in modules.iter().flatten().enumerate() {
@@ -149,8 +157,8 @@ pub fn hv_main(mb_info: u32) -> ! {
     })
 }
 
-/// Round-robin over runnable domains; a vCPU runs until it yields, blocks, halts or
-/// ends (cooperative: no timer preemption yet).
+/// Round-robin over runnable domains; a vCPU runs until it yields, blocks, halts, ends
+/// or its time slice (the LAPIC tick) is over.
 fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) {
     loop {
         let mut ran = false;
@@ -171,10 +179,11 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
             match after {
                 After::Shutdown(reason) => {
                     log!(
-                        "domain {} ({}): shut down, reason {}",
+                        "domain {} ({}): shut down, reason {} ({} preemptions)",
                         d.id,
                         d.name(),
-                        reason
+                        reason,
+                        d.preemptions
                     );
                 }
                 After::Kill => {}
@@ -281,7 +290,12 @@ fn run_until_switch(svm: &Svm, domains: &mut [Option<Domain>], i: usize) -> Afte
                 d.vcpu.set_rip(next_rip);
                 After::Continue
             }
-            Exit::ExternalInterrupt => After::Continue,
+            Exit::ExternalInterrupt => {
+                // The LAPIC tick: its slice is over.
+                arch::lapic::take_pending_interrupt();
+                d.preemptions += 1;
+                After::Yield
+            }
             Exit::NestedPageFault { gpa, flags } => kill(
                 d,
                 format_args!(

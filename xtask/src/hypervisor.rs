@@ -3,7 +3,8 @@
 //! guest ABI (including hostile arguments), one touching memory it does not own, one
 //! triple-faulting, a benchmark, two sharing pages by grant copy and mapping, and signalling each other over an event channel, one
 //! waiting for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only
-//! grant mapping while its lender finishes — and checks the serial log and the isa-debug-exit verdict.
+//! grant mapping while its lender finishes, two that spin without yielding (preempted by
+//! the LAPIC-timer time slice) — and checks the serial log and the isa-debug-exit verdict.
 
 use crate::util::{cargo, root, run};
 use anyhow::{bail, Context, Result};
@@ -59,7 +60,8 @@ pub fn run_suite() -> Result<()> {
         "{g} name=abi role=abi,{g} name=rogue role=rogue,{g} name=triple role=triple,\
          {g} name=bench role=bench,{g} name=ping role=ping peer=6,{g} name=pong role=pong peer=5,\
          {g} name=timer role=timer,{g} name=lender role=lender peer=9,\
-         {g} name=rogue-mapper role=rogue-mapper peer=8"
+         {g} name=rogue-mapper role=rogue-mapper peer=8,\
+         {g} name=spin1 role=spinner,{g} name=spin2 role=spinner"
     );
     let (status, log) = boot(&hv, &modules)?;
     let pos = |needle: &str| log.find(needle);
@@ -104,6 +106,17 @@ pub fn run_suite() -> Result<()> {
         (Some(k), Some(p)) if k < p => {}
         _ => problems.push("the rogue domain was not killed before domain 1 finished".into()),
     }
+    // Two guests that never yield both start before either finishes: the LAPIC tick
+    // preempts them.
+    match (
+        pos("(d10) spinner: start"),
+        pos("(d11) spinner: start"),
+        pos("(d10) spinner: done"),
+        pos("(d11) spinner: done"),
+    ) {
+        (Some(a), Some(b), Some(c), Some(d)) if a.max(b) < c.min(d) => {}
+        _ => problems.push("spinning domains were not preempted (time slices)".into()),
+    }
     let oks = log.lines().filter(|l| l.contains(") ok ")).count();
     if oks < 100 {
         problems.push(format!("only {oks} guest checks passed"));
@@ -118,9 +131,11 @@ pub fn run_suite() -> Result<()> {
         problems.push(format!("exit status {status}, want {PASS_STATUS}"));
     }
     for l in log.lines().filter(|l| {
-        ["acpi:", "pci:", "KILLED", ") ok ", "bench:", "timer:"]
-            .iter()
-            .any(|k| l.contains(k))
+        [
+            "acpi:", "pci:", "sched:", "spinner:", "KILLED", ") ok ", "bench:", "timer:",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
     }) {
         eprintln!("  {l}");
     }

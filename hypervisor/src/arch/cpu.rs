@@ -121,6 +121,20 @@ pub fn init() {
             idt[(vec * 2) as usize] = low;
             idt[(vec * 2 + 1) as usize] = handler >> 32;
         }
+        for (vec, handler) in [
+            (super::lapic::TIMER_VECTOR, super::lapic::tick_handler()),
+            (
+                super::lapic::SPURIOUS_VECTOR,
+                super::lapic::spurious_handler(),
+            ),
+        ] {
+            let low = (handler & 0xFFFF)
+                | ((code.0 as u64) << 16)
+                | (0x8E << 40)
+                | ((handler >> 16) & 0xFFFF) << 48;
+            idt[vec as usize * 2] = low;
+            idt[vec as usize * 2 + 1] = handler >> 32;
+        }
         lidt(&DescriptorTablePointer {
             limit: (core::mem::size_of::<[u64; 512]>() - 1) as u16,
             base: VirtAddr::new(idt.as_ptr() as u64),

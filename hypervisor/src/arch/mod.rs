@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod lapic;
 pub mod phys;
 pub mod serial;
 pub mod svm;

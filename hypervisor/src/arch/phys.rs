@@ -60,3 +60,12 @@ pub fn mmio_read_u32(pa: u64) -> u32 {
     // device the hypervisor owns (config space reads have no side effects).
     unsafe { core::ptr::read_volatile(pa as *const u32) }
 }
+
+/// Writes a 32-bit device register (e.g. the local APIC) in the identity map.
+pub fn mmio_write_u32(pa: u64, v: u32) {
+    check(pa, 4);
+    assert!(pa.is_multiple_of(4));
+    // SAFETY: aligned, inside the identity map; the caller names a register of a
+    // device the hypervisor owns.
+    unsafe { core::ptr::write_volatile(pa as *mut u32, v) }
+}

@@ -135,8 +135,12 @@ hv_svm_run:
     movq 0x60(%rsi), %r14
     movq 0x68(%rsi), %r15
     movq 0x18(%rsi), %rsi
+    /* GIF=0 holds interrupts; IF=1 lets a physical interrupt (the LAPIC tick) exit the
+       guest (V_INTR_MASKING: the host's IF gates physical interrupts in the guest). */
     clgi
+    sti
     vmrun
+    cli
     stgi
     pushq %rsi
     movq 8(%rsp), %rsi

@@ -70,6 +70,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "bench" => bench(),
         "ping" => ping(&mut c, peer(cmdline)),
         "timer" => timer(&mut c),
+        "spinner" => spinner(),
         "lender" => lender(&mut c, peer(cmdline)),
         "rogue-mapper" => rogue_mapper(&mut c, peer(cmdline)),
         "pong" => pong(&mut c, peer(cmdline)),
@@ -985,6 +986,17 @@ fn timer(c: &mut Checks) {
     );
     let r = evtchn(3, &mut [port]);
     c.check("close the VIRQ port", r == 0, r);
+}
+
+/// Spins for 100 ms of TSC time without a hypercall: only preemption lets others run.
+fn spinner() {
+    let _ = writeln!(Console, "spinner: start");
+    let hz = 1_000_000_000u64; // a lower bound for the TSC rate under TCG here
+    let t0 = xen::rdtsc();
+    while xen::rdtsc() - t0 < hz / 10 {
+        core::hint::spin_loop();
+    }
+    let _ = writeln!(Console, "spinner: done");
 }
 
 /// Round trip of a no-op hypercall (xen_version(XENVER_version)) and, for scale, of a

@@ -1,0 +1,69 @@
+//! The local APIC timer: a periodic tick at vector 0x20 that ends a vCPU's time slice.
+//! The interrupt exits the guest (INTR intercept); the hypervisor then takes it with
+//! interrupts briefly enabled, and the stub only acknowledges it.
+
+use super::phys;
+
+const LAPIC: u64 = 0xFEE0_0000;
+const SVR: u64 = 0xF0;
+const LVT_TIMER: u64 = 0x320;
+const INIT_COUNT: u64 = 0x380;
+const CUR_COUNT: u64 = 0x390;
+const DIVIDE: u64 = 0x3E0;
+pub const TIMER_VECTOR: u8 = 0x20;
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
+
+core::arch::global_asm!(
+    r#"
+    .section .text
+    .global hv_lapic_tick
+hv_lapic_tick:
+    pushq %rax
+    movabsq $0xFEE000B0, %rax
+    movl $0, (%rax)
+    popq %rax
+    iretq
+    .global hv_spurious
+hv_spurious:
+    iretq
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static hv_lapic_tick: u8;
+    static hv_spurious: u8;
+}
+
+pub fn tick_handler() -> u64 {
+    core::ptr::addr_of!(hv_lapic_tick) as u64
+}
+pub fn spurious_handler() -> u64 {
+    core::ptr::addr_of!(hv_spurious) as u64
+}
+
+/// Starts a periodic tick of `slice_ns`, calibrated against the TSC (`tsc_hz`).
+/// Returns the initial count used.
+pub fn start_periodic(tsc_hz: u64, slice_ns: u64) -> u32 {
+    phys::mmio_write_u32(LAPIC + SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    phys::mmio_write_u32(LAPIC + DIVIDE, 0x3); // divide by 16
+    phys::mmio_write_u32(LAPIC + LVT_TIMER, 1 << 16); // masked, one-shot
+    phys::mmio_write_u32(LAPIC + INIT_COUNT, u32::MAX);
+    let t0 = super::time::rdtsc();
+    let wait = tsc_hz / 100; // 10 ms
+    while super::time::rdtsc() - t0 < wait {
+        core::hint::spin_loop();
+    }
+    let elapsed = u32::MAX - phys::mmio_read_u32(LAPIC + CUR_COUNT);
+    let count = ((elapsed as u64 * slice_ns) / 10_000_000).clamp(1, u32::MAX as u64) as u32;
+    phys::mmio_write_u32(LAPIC + LVT_TIMER, (1 << 17) | TIMER_VECTOR as u32);
+    phys::mmio_write_u32(LAPIC + INIT_COUNT, count);
+    count
+}
+
+/// Takes a pending physical interrupt (the tick) that made the guest exit.
+pub fn take_pending_interrupt() {
+    // SAFETY: the only interrupt sources enabled are the tick and the spurious vector,
+    // whose IDT stubs acknowledge and return; interrupts are off again after the nop.
+    unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
