@@ -4,7 +4,8 @@
 //! triple-faulting, a benchmark, two sharing pages by grant copy and mapping, and signalling each other over an event channel, one
 //! waiting for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only
 //! grant mapping while its lender finishes, two that spin without yielding (preempted by
-//! the LAPIC-timer time slice) — and checks the serial log and the isa-debug-exit verdict.
+//! the LAPIC-timer time slice), one writing a host MSR (refused: #GP, here a triple fault) —
+//! and checks the serial log and the isa-debug-exit verdict.
 
 use crate::util::{cargo, root, run};
 use anyhow::{bail, Context, Result};
@@ -61,7 +62,7 @@ pub fn run_suite() -> Result<()> {
          {g} name=bench role=bench,{g} name=ping role=ping peer=6,{g} name=pong role=pong peer=5,\
          {g} name=timer role=timer,{g} name=lender role=lender peer=9,\
          {g} name=rogue-mapper role=rogue-mapper peer=8,\
-         {g} name=spin1 role=spinner,{g} name=spin2 role=spinner"
+         {g} name=spin1 role=spinner,{g} name=spin2 role=spinner,{g} name=msr role=msr"
     );
     let (status, log) = boot(&hv, &modules)?;
     let pos = |needle: &str| log.find(needle);
@@ -95,6 +96,7 @@ pub fn run_suite() -> Result<()> {
         "(d8) ok the mapper's write through its read-write mapping arrived",
         "(d8) ok the read-only page survived the mapper's write attempt",
         "(d8) GUEST PASS",
+        "domain 12 (msr): KILLED: triple fault",
         "(d6) GUEST PASS",
     ] {
         if pos(needle).is_none() {
@@ -143,6 +145,6 @@ pub fn run_suite() -> Result<()> {
         eprintln!("--- serial log ---\n{log}");
         bail!("hypervisor suite: {}", problems.join("; "));
     }
-    eprintln!("  {oks} guest ABI checks passed; 3 faulting domains killed, hypervisor alive");
+    eprintln!("  {oks} guest ABI checks passed; 4 faulting domains killed, hypervisor alive");
     Ok(())
 }

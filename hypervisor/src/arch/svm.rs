@@ -100,18 +100,53 @@ fn seg(vmcb: u64, off: usize, sel: u16, attr: u16, limit: u32, base: u64) {
 pub struct Svm {
     iopm: u64,
     msrpm: u64,
+    /// VMSAVE area for the host's FS/GS/TR/LDTR/syscall MSRs while a guest runs.
+    host_area: u64,
+}
+
+/// MSRs a guest reads and writes directly: those VMRUN (EFER, with NPT the guest PAT)
+/// or VMLOAD/VMSAVE switch per guest. Every other MSR exits.
+const PASSTHROUGH_MSRS: [u32; 12] = [
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0x277,       // PAT (G_PAT under nested paging)
+    0xC000_0080, // EFER
+    0xC000_0081, // STAR
+    0xC000_0082, // LSTAR
+    0xC000_0083, // CSTAR
+    0xC000_0084, // SFMASK
+    0xC000_0100, // FS_BASE
+    0xC000_0101, // GS_BASE
+    0xC000_0102, // KERNEL_GS_BASE
+];
+
+/// Clears the read and write intercept bits of `msr` in the permission map.
+fn msrpm_allow(msrpm: u64, msr: u32) {
+    let (base, off) = match msr {
+        0..=0x1FFF => (0, msr),
+        0xC000_0000..=0xC000_1FFF => (0x800, msr - 0xC000_0000),
+        0xC001_0000..=0xC001_1FFF => (0x1000, msr - 0xC001_0000),
+        _ => return,
+    };
+    let byte = msrpm + base + (off as u64 * 2) / 8;
+    let mut b = [0u8];
+    phys::read(byte, &mut b);
+    b[0] &= !(0b11 << ((off * 2) % 8));
+    phys::write(byte, &b);
 }
 
 extern "C" {
-    fn hv_svm_run(vmcb_pa: u64, regs: *mut GuestRegs);
+    fn hv_svm_run(vmcb_pa: u64, regs: *mut GuestRegs, host_area_pa: u64);
 }
 
 core::arch::global_asm!(
     r#"
     .section .text
     .global hv_svm_run
-/* hv_svm_run(vmcb_pa: rdi, regs: rsi): load the guest's GPRs (but rax/rsp, which the
-   VMCB holds), VMRUN, store them back. */
+/* hv_svm_run(vmcb_pa: rdi, regs: rsi, host_area_pa: rdx): VMSAVE/VMLOAD the host and
+   guest system registers, load the guest's GPRs (but rax/rsp, which the VMCB holds),
+   VMRUN, store them back. */
 hv_svm_run:
     pushq %rbx
     pushq %rbp
@@ -119,8 +154,13 @@ hv_svm_run:
     pushq %r13
     pushq %r14
     pushq %r15
+    pushq %rdx
     pushq %rsi
+    /* Host FS/GS/TR/LDTR/KernelGSBase/STAR.../SYSENTER to the host area, the guest's in. */
+    movq %rdx, %rax
+    vmsave
     movq %rdi, %rax
+    vmload
     movq 0x00(%rsi), %rbx
     movq 0x08(%rsi), %rcx
     movq 0x10(%rsi), %rdx
@@ -141,6 +181,10 @@ hv_svm_run:
     sti
     vmrun
     cli
+    /* rax is the VMCB again: save the guest's VMLOAD state, restore the host's. */
+    vmsave
+    movq 8(%rsp), %rax
+    vmload
     stgi
     pushq %rsi
     movq 8(%rsp), %rsi
@@ -160,6 +204,7 @@ hv_svm_run:
     popq %rax
     movq %rax, 0x18(%rsi)
     popq %rsi
+    popq %rdx
     popq %r15
     popq %r14
     popq %r13
@@ -196,10 +241,13 @@ impl Svm {
         let hsave = alloc().ok_or("no memory for the host save area")?;
         let iopm = alloc_contig(alloc, 3).ok_or("no memory for the I/O permission map")?;
         let msrpm = alloc_contig(alloc, 2).ok_or("no memory for the MSR permission map")?;
-        // Every port intercepted; MSRs in the three ranges passed through (those outside
-        // them, among them Xen's 0x40000000, always exit).
+        let host_area = alloc().ok_or("no memory for the host VMSAVE area")?;
+        // Every port and every MSR intercepted but those switched per guest.
         phys::fill(iopm, 3 * 4096, 0xFF);
-        phys::zero(msrpm, 2 * 4096);
+        phys::fill(msrpm, 2 * 4096, 0xFF);
+        for msr in PASSTHROUGH_MSRS {
+            msrpm_allow(msrpm, msr);
+        }
         // SAFETY: SVM is present (checked above); setting EFER.SVME and the host save
         // area (an owned, zeroed frame) changes nothing else about the host.
         unsafe {
@@ -207,7 +255,11 @@ impl Svm {
             efer.write(efer.read() | EFER_SVME);
             Msr::new(MSR_VM_HSAVE_PA).write(hsave);
         }
-        Ok(Svm { iopm, msrpm })
+        Ok(Svm {
+            iopm,
+            msrpm,
+            host_area,
+        })
     }
 }
 
@@ -278,14 +330,15 @@ impl VirtBackend for Svm {
 
     fn run(&self, v: &mut SvmVcpu) -> Exit {
         w32(v.vmcb, C_CLEAN, 0);
-        // SAFETY: the VMCB is an owned frame set up by `create_vcpu`; `regs` is the
+        // SAFETY: the VMCB and the host VMSAVE area are owned frames (the VMCB set up by
+        // `create_vcpu`, so VMLOAD loads sane TR/LDTR/FS/GS state); `regs` is the
         // vCPU's own; the FXSAVE areas are 64-byte aligned and 512 bytes. The host's
         // FPU state is saved and restored around the guest's (eager switching).
         unsafe {
             let mut host = FxArea([0; 512]);
             core::arch::x86_64::_fxsave64(host.0.as_mut_ptr());
             core::arch::x86_64::_fxrstor64(v.fpu.0.as_ptr());
-            hv_svm_run(v.vmcb, &mut v.regs);
+            hv_svm_run(v.vmcb, &mut v.regs, self.host_area);
             core::arch::x86_64::_fxsave64(v.fpu.0.as_mut_ptr());
             core::arch::x86_64::_fxrstor64(host.0.as_ptr());
         }

@@ -71,6 +71,12 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "ping" => ping(&mut c, peer(cmdline)),
         "timer" => timer(&mut c),
         "spinner" => spinner(),
+        "msr" => {
+            // With no IDT, the #GP for an intercepted host MSR becomes a triple fault.
+            let _ = writeln!(Console, "msr: writing VM_HSAVE_PA (0xC0010117)");
+            xen::wrmsr(0xC001_0117, 0x1000);
+            c.check("a write to the host's VM_HSAVE_PA was refused", false, 0);
+        }
         "lender" => lender(&mut c, peer(cmdline)),
         "rogue-mapper" => rogue_mapper(&mut c, peer(cmdline)),
         "pong" => pong(&mut c, peer(cmdline)),

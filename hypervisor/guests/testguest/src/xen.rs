@@ -153,3 +153,10 @@ pub fn page_mut(i: usize) -> &'static mut [u8; 4096] {
     // SAFETY: single vCPU, and callers hold no other reference across this call.
     unsafe { &mut (*core::ptr::addr_of_mut!(PAGES))[i].0 }
 }
+
+pub fn wrmsr(msr: u32, v: u64) {
+    // SAFETY: deliberately hostile: the hypervisor must refuse host MSRs.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32)
+    };
+}
