@@ -52,7 +52,11 @@ pub fn cpuid(d: &mut Domain) {
         _ => {
             let mut r = crate::arch::cpuid(leaf, sub);
             match leaf {
-                1 => r[2] |= 1 << 31,             // running under a hypervisor
+                // Running under a hypervisor; no XSAVE/AVX: only the FXSAVE state (x87,
+                // SSE) is switched between vCPUs, so wider state must not be offered.
+                1 => r[2] = (r[2] | 1 << 31) & !(1 << 26 | 1 << 27 | 1 << 28),
+                7 => r[1] &= !(1 << 5 | 0xDC23_0000),
+                0xD => r = [0; 4],
                 0x8000_0001 => r[2] &= !(1 << 2), // no nested SVM
                 0x8000_000A => r = [0; 4],
                 _ => {}

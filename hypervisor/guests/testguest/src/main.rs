@@ -685,7 +685,15 @@ fn lender(c: &mut Checks, peer: u16) {
 fn rogue_mapper(c: &mut Checks, peer: u16) {
     const HOST_MAP: u32 = 1 << 1;
     const READONLY: u32 = 1 << 2;
-    let (st, _) = gnttab_map(REF_RW, peer, xen::page_addr(2), HOST_MAP);
+    // The lender may not have written its grant entries yet: retry after yielding.
+    let mut st = -1;
+    for _ in 0..200 {
+        st = gnttab_map(REF_RW, peer, xen::page_addr(2), HOST_MAP).0;
+        if st == 0 {
+            break;
+        }
+        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
+    }
     c.check("map the lender's read-write grant", st == 0, st as i64);
     xen::page_mut(2)[..12].copy_from_slice(b"mapper wrote");
     let (st, _) = gnttab_map(REF_RO, peer, xen::page_addr(1), HOST_MAP | READONLY);
