@@ -92,4 +92,28 @@ impl BootInfo {
             cmdline_len: len,
         }
     }
+
+    /// True when the hypervisor's own command line (flags bit 2) has the word `option`.
+    pub fn has_option(&self, option: &str) -> bool {
+        if r32(self.pa) & (1 << 2) == 0 {
+            return false;
+        }
+        let s = r32(self.pa + 16) as u64;
+        if s == 0 {
+            return false;
+        }
+        let mut line = [0u8; 256];
+        let mut len = 0;
+        while len < line.len() {
+            let mut b = [0u8];
+            phys::read(s + len as u64, &mut b);
+            if b[0] == 0 {
+                break;
+            }
+            line[len] = b[0];
+            len += 1;
+        }
+        core::str::from_utf8(&line[..len])
+            .is_ok_and(|l| l.split_ascii_whitespace().any(|w| w == option))
+    }
 }
