@@ -132,7 +132,7 @@ pub fn hv_main(mb_info: u32) -> ! {
         size / 1024
     );
 
-    let svm = match Svm::init(&mut || fa.alloc()) {
+    let svm = match Svm::init(&mut |pages| fa.alloc_contiguous(pages, mm::PAGE)) {
         Ok(s) => s,
         Err(e) => {
             log!("svm: {}", e);
