@@ -43,12 +43,12 @@ fn build() -> Result<(PathBuf, PathBuf)> {
 /// edu with a 64-bit DMA mask (the default 28 bits silently truncates addresses).
 const EDU: &str = "edu,dma_mask=0xffffffffffffffff";
 
-/// Boots the hypervisor with the given modules, extra devices and hypervisor command
-/// line; returns the exit status and serial log.
+/// Boots the hypervisor with the given modules (none when empty), extra QEMU arguments
+/// and hypervisor command line; returns the exit status and serial log.
 pub fn boot(
     hv: &std::path::Path,
     modules: &str,
-    devices: &[&str],
+    qemu_args: &[&str],
     cmdline: &str,
 ) -> Result<(i32, String)> {
     let mut qemu = Command::new("timeout");
@@ -56,14 +56,14 @@ pub fn boot(
         .args(["-cpu", "EPYC,+svm,+npt", "-smp", "2", "-m", "256"])
         .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    for d in devices {
-        qemu.args(["-device", d]);
+    qemu.args(qemu_args);
+    if !modules.is_empty() {
+        qemu.args(["-initrd", modules]);
     }
     let out = qemu
         .arg("-kernel")
         .arg(hv)
         .args(["-append", cmdline])
-        .args(["-initrd", modules])
         .output()
         .context("cannot run qemu-system-x86_64")?;
     Ok((
@@ -84,7 +84,7 @@ pub fn run_suite() -> Result<()> {
          {g} name=rogue-mapper role=rogue-mapper peer=8,\
          {g} name=spin1 role=spinner,{g} name=spin2 role=spinner,{g} name=msr role=msr"
     );
-    let (status, log) = boot(&hv, &modules, &[EDU], "iommu-selftest")?;
+    let (status, log) = boot(&hv, &modules, &["-device", EDU], "iommu-selftest")?;
     let pos = |needle: &str| log.find(needle);
     let mut problems = Vec::new();
     for needle in [
@@ -168,7 +168,95 @@ pub fn run_suite() -> Result<()> {
     }
     eprintln!("  {oks} guest ABI checks passed; 4 faulting domains killed, hypervisor alive");
     iommu_boot(&hv, &g.to_string(), "intel-iommu,intremap=on", "VT-d")?;
-    iommu_boot(&hv, &g.to_string(), "amd-iommu", "AMD-Vi")
+    iommu_boot(&hv, &g.to_string(), "amd-iommu", "AMD-Vi")?;
+    hostile_dmar_boot(
+        &hv,
+        "register base in RAM",
+        0x10_0000,
+        0,
+        "register block overlaps usable RAM",
+    )?;
+    hostile_dmar_boot(
+        &hv,
+        "unit overruns the table",
+        0xfed9_0000,
+        0x40,
+        "DMAR table malformed",
+    )
+}
+
+/// A DMAR with one DRHD (INCLUDE_PCI_ALL) at `base` whose length field claims `extra`
+/// more bytes than the table holds; checksum correct.
+fn dmar_table(base: u64, extra: u16) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(b"DMAR");
+    t.extend_from_slice(&0u32.to_le_bytes()); // length, below
+    t.push(1); // revision
+    t.push(0); // checksum, below
+    t.extend_from_slice(b"SLUICE");
+    t.extend_from_slice(b"HOSTILE ");
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(b"SLCE");
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.push(38); // host address width - 1
+    t.push(1); // flags: INTR_REMAP
+    t.extend_from_slice(&[0; 10]);
+    t.extend_from_slice(&0u16.to_le_bytes()); // DRHD
+    t.extend_from_slice(&(16 + extra).to_le_bytes());
+    t.push(1); // INCLUDE_PCI_ALL
+    t.push(0);
+    t.extend_from_slice(&0u16.to_le_bytes()); // segment
+    t.extend_from_slice(&base.to_le_bytes());
+    let len = t.len() as u32;
+    t[4..8].copy_from_slice(&len.to_le_bytes());
+    let sum = t.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    t[9] = 0u8.wrapping_sub(sum);
+    t
+}
+
+/// No IOMMU device, a hostile DMAR from `-acpitable`, no domains: the hypervisor must log
+/// why the IOMMU is unusable, that devices are not protected, and carry on.
+fn hostile_dmar_boot(
+    hv: &std::path::Path,
+    what: &str,
+    base: u64,
+    extra: u16,
+    error: &str,
+) -> Result<()> {
+    let path = root().join(format!(
+        "hypervisor/target/hostile-dmar-{base:x}-{extra}.bin"
+    ));
+    std::fs::write(&path, dmar_table(base, extra))?;
+    let table = format!("file={}", path.display());
+    let (status, log) = boot(hv, "", &["-acpitable", &table], "")?;
+    let mut problems = Vec::new();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("iommu: ") && l.contains(error));
+    match line {
+        Some(l) if l.ends_with(": devices are NOT protected from DMA") => {
+            eprintln!("  hostile DMAR ({what}): {l}")
+        }
+        _ => problems.push(format!(
+            "missing: iommu: ...{error}...: devices are NOT protected from DMA"
+        )),
+    }
+    if !log.contains("DMAR: 0x") {
+        problems.push("the hostile DMAR was not found".into());
+    }
+    if !log.contains("sluice hypervisor: all domains ended; hypervisor alive")
+        || status != PASS_STATUS
+    {
+        problems.push(format!("hypervisor did not survive (exit status {status})"));
+    }
+    if !problems.is_empty() {
+        eprintln!("--- serial log ---\n{log}");
+        bail!(
+            "hypervisor suite, hostile DMAR ({what}): {}",
+            problems.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// `iommu: selftest: edu BDF (BAR0 ...) DMA-writes N bytes to hypervisor frame 0x...`:
@@ -190,7 +278,12 @@ fn selftest_target(log: &str) -> Option<(String, String)> {
 fn iommu_boot(hv: &std::path::Path, guest: &str, iommu: &str, vendor: &str) -> Result<()> {
     let started = std::time::Instant::now();
     let modules = format!("{guest} name=abi role=abi");
-    let (status, log) = boot(hv, &modules, &[iommu, EDU], "iommu-selftest")?;
+    let (status, log) = boot(
+        hv,
+        &modules,
+        &["-device", iommu, "-device", EDU],
+        "iommu-selftest",
+    )?;
     let pos = |needle: &str| log.find(needle);
     let mut problems = Vec::new();
     let unit = log
