@@ -295,7 +295,7 @@ fn iommu_boot(hv: &std::path::Path, guest: &str, iommu: &str, vendor: &str) -> R
                 .rsplit_once(" all ")
                 .and_then(|(_, r)| r.strip_suffix(" devices blocked"))
                 .and_then(|n| n.parse::<u32>().ok());
-            if !blocked.is_some_and(|n| n > 0) {
+            if blocked.is_none_or(|n| n == 0) {
                 problems.push(format!("not all devices blocked: {l}"));
             }
             if vendor == "VT-d" && !l.contains("(39-bit, QI, IR") {
