@@ -136,7 +136,7 @@ fn check_regs(fa: &FrameAllocator, base: u64, len: u64) -> Result<(), InitError>
     } else if !phys::mapped(base, len) {
         "register block outside the identity map (above 4 GiB)"
     } else if fa.overlaps_ram(base, PAGE) {
-        "register block overlaps usable RAM"
+        "register block overlaps RAM (usable, firmware or the first MiB)"
     } else {
         return Ok(());
     };

@@ -50,7 +50,11 @@ pub fn hv_main(mb_info: u32) -> ! {
 
     let boot = multiboot::BootInfo::new(mb_info as u64);
     let mut fa = FrameAllocator::new();
-    boot.for_each_ram(|base, len| fa.add_region(base, base + len));
+    boot.for_each_entry(|base, len, ty| match ty {
+        1 => fa.add_region(base, base.saturating_add(len)),
+        3..=5 => fa.add_firmware_ram(base, base.saturating_add(len)),
+        _ => {}
+    });
     let (img_start, img_end) = arch::boot::image_range();
     fa.reserve(img_start, img_end);
     // Copy the module list out first: the boot information lies in memory the frame

@@ -13,6 +13,10 @@ pub struct FrameAllocator {
     nregions: usize,
     reserved: [(u64, u64); MAX_RESERVED],
     nreserved: usize,
+    /// RAM the firmware keeps (ACPI tables and NVS): never handed out, but no device's
+    /// registers either.
+    firmware: [(u64, u64); MAX_REGIONS],
+    nfirmware: usize,
     cursor_region: usize,
     cursor: u64,
     free_list: u64,
@@ -27,6 +31,8 @@ impl FrameAllocator {
             nregions: 0,
             reserved: [(0, 0); MAX_RESERVED],
             nreserved: 0,
+            firmware: [(0, 0); MAX_REGIONS],
+            nfirmware: 0,
             cursor_region: 0,
             cursor: 0,
             free_list: 0,
@@ -42,6 +48,15 @@ impl FrameAllocator {
         if start < end && self.nregions < MAX_REGIONS {
             self.regions[self.nregions] = (start, end);
             self.nregions += 1;
+        }
+    }
+
+    /// RAM the firmware keeps (memory-map types 3, 4, 5): not allocatable, but not a place
+    /// for device registers either (see [`FrameAllocator::overlaps_ram`]).
+    pub fn add_firmware_ram(&mut self, start: u64, end: u64) {
+        if start < end && self.nfirmware < MAX_REGIONS {
+            self.firmware[self.nfirmware] = (start, end);
+            self.nfirmware += 1;
         }
     }
 
@@ -148,13 +163,15 @@ impl FrameAllocator {
         }
     }
 
-    /// True when any frame of `[start, start + len)` is usable RAM (a device register
-    /// block named by firmware must not be).
+    /// True when any byte of `[start, start + len)` is RAM: usable, kept by the firmware,
+    /// or in the first MiB (a device register block named by firmware must not be).
     pub fn overlaps_ram(&self, start: u64, len: u64) -> bool {
         let end = start.saturating_add(len);
-        self.regions[..self.nregions]
-            .iter()
-            .any(|&(s, e)| start < e && end > s)
+        start < 0x10_0000
+            || self.regions[..self.nregions]
+                .iter()
+                .chain(&self.firmware[..self.nfirmware])
+                .any(|&(s, e)| start < e && end > s)
     }
 
     pub fn free(&mut self, frame: u64) {

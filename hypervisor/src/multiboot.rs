@@ -41,8 +41,9 @@ impl BootInfo {
         BootInfo { pa }
     }
 
-    /// Calls `f(base, len)` for each usable RAM range.
-    pub fn for_each_ram(&self, mut f: impl FnMut(u64, u64)) {
+    /// Calls `f(base, len, type)` for each memory-map entry (1 usable, 3 ACPI reclaimable,
+    /// 4 ACPI NVS, 5 bad memory, others reserved); without a map, the upper memory as usable.
+    pub fn for_each_entry(&self, mut f: impl FnMut(u64, u64, u32)) {
         let flags = r32(self.pa);
         if flags & (1 << 6) != 0 {
             let len = r32(self.pa + 44) as u64;
@@ -51,13 +52,11 @@ impl BootInfo {
             while p < addr + len {
                 let size = r32(p) as u64;
                 let (base, l, ty) = (r64(p + 4), r64(p + 12), r32(p + 20));
-                if ty == 1 {
-                    f(base, l);
-                }
+                f(base, l, ty);
                 p += size + 4;
             }
         } else if flags & 1 != 0 {
-            f(0x10_0000, r32(self.pa + 8) as u64 * 1024);
+            f(0x10_0000, r32(self.pa + 8) as u64 * 1024, 1);
         }
     }
 

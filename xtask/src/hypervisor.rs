@@ -174,7 +174,7 @@ pub fn run_suite() -> Result<()> {
         "register base in RAM",
         0x10_0000,
         0,
-        "register block overlaps usable RAM",
+        "register block overlaps RAM",
     )?;
     hostile_dmar_boot(
         &hv,
