@@ -27,6 +27,7 @@ pub fn run() -> Result<()> {
             std::slice::from_ref(&b.block),
             &[Workload::ConsoleRoundTrip, Workload::Ext4 { disk: 0 }],
         )],
+        fio_in_dom0: false,
     };
     let echo = std::env::var_os("SLUICE_DEMO_CONSOLE").is_some();
     let r = run_boot_with(&boot, RunOptions { echo_console: echo })?;

@@ -96,7 +96,7 @@ fn seed(boot: &Boot, step: &GuestStep, disk: usize) -> String {
 }
 
 /// The virtio serial (and `/dev/NAME` link in dom0) of disk `disk` of step `step`.
-fn disk_serial(step_idx: usize, disk: usize) -> String {
+pub fn disk_serial(step_idx: usize, disk: usize) -> String {
     format!("sluice-s{step_idx}d{disk}")
 }
 
@@ -118,6 +118,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             g.elf(&p, &format!("/sbin/{prog}"), &[])?;
         }
         g.symlink("/sbin/mke2fs", "/sbin/mkfs.ext4")?;
+        if boot.first_fio().is_some() {
+            g.elf(&which("fio")?, "/usr/bin/fio", &[])?;
+        }
         if Path::new("/etc/mke2fs.conf").exists() {
             g.file(Path::new("/etc/mke2fs.conf"), "/etc/mke2fs.conf")?;
         }
@@ -130,6 +133,7 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         g.bytes("/modules.list", list.as_bytes(), 0o644)?;
         g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
         g.bytes("/lib/sluice-checks.sh", GUEST_CHECKS.as_bytes(), 0o644)?;
+        g.bytes("/lib/sluice-fio.sh", FIO_JOBS.as_bytes(), 0o644)?;
         for step in &boot.steps {
             let mut script = String::new();
             let mut checks = Vec::new();
@@ -231,6 +235,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         )?;
                         checks.push((id, pattern_check(data, vec![s])));
                     }
+                    Workload::Fio { seconds, .. } => {
+                        writeln!(script, "(check_fio {dev} {seconds}); report $id $?")?;
+                    }
                     Workload::SectorSize { disk } => {
                         writeln!(
                             script,
@@ -291,6 +298,10 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         // The hotplug scripts are bash and take a lock with flock.
         r.elf(Path::new("/bin/bash"), "/bin/bash", &[])?;
         r.elf(&which("flock")?, "/usr/bin/flock", &[])?;
+        if boot.fio_in_dom0 {
+            r.elf(&which("fio")?, "/usr/bin/fio", &[])?;
+            r.bytes("/sluice/fio.sh", FIO_JOBS.as_bytes(), 0o644)?;
+        }
         // glibc dlopens libgcc_s for pthread_cancel; without it `xl create` aborts.
         r.file(&find_libgcc_s()?, &format!("{LIB_DIR}/libgcc_s.so.1"))?;
         r.tree(&xen.root.join("etc/xen"), "/etc/xen")?;
@@ -419,7 +430,7 @@ fn validate(boot: &Boot) -> Result<()> {
             {
                 bail!("step {}: {} needs a userspace backend", s.name, w.id());
             }
-            if matches!(w, Workload::Ext4 { .. }) {
+            if matches!(w, Workload::Ext4 { .. } | Workload::Fio { .. }) {
                 ext4_disks.push(disk);
             }
             for (start, len) in w.regions(d.size_mib << 11).unwrap_or_default() {
@@ -445,7 +456,7 @@ fn validate(boot: &Boot) -> Result<()> {
         }
         if let Some(&(disk, ..)) = written.iter().find(|(k, ..)| ext4_disks.contains(k)) {
             bail!(
-                "step {}: ext4 takes all of {}; other writers need another disk",
+                "step {}: ext4 or fio takes all of {}; other writers need another disk",
                 s.name,
                 vdev(disk)
             );
@@ -744,6 +755,24 @@ echo "@@GUEST-END $step"
 poweroff -f
 "#;
 
+/// `fio_jobs DEV SECONDS`: the fio benchmark of [`Workload::Fio`], the same in a guest
+/// and in dom0. One `@@FIO` line per job: IOPS and KiB/s from fio's terse output (v3:
+/// fields 7-8 read bandwidth and IOPS, 48-49 write).
+const FIO_JOBS: &str = r#"
+fio_jobs() {
+  dev=$1; t=$2
+  common="--filename=$dev --ioengine=libaio --direct=1 --norandommap --randrepeat=0 --output-format=terse --terse-version=3"
+  for job in "seqwrite-1m --rw=write --bs=1M --iodepth=8" \
+             "randread-4k --rw=randread --bs=4k --iodepth=32 --time_based --runtime=$t" \
+             "randwrite-4k --rw=randwrite --bs=4k --iodepth=32 --time_based --runtime=$t" \
+             "seqread-1m --rw=read --bs=1M --iodepth=8 --time_based --runtime=$t"; do
+    name=${job%% *}
+    out=$(fio --name=$name $common ${job#* } 2>&1) || { echo "fio $name failed: $out"; return 1; }
+    echo "$out" | awk -F';' -v n=$name '$1 == "3" { printf "@@FIO %s read_kibs=%s read_iops=%s write_kibs=%s write_iops=%s\n", n, $7, $8, $48, $49 }'
+  done
+}
+"#;
+
 /// The guest's check functions. Each runs in a subshell; `report` turns its status into
 /// a PASS/FAIL/CRASH line (a status above 128 is a signal).
 const GUEST_CHECKS: &str = r#"
@@ -878,6 +907,11 @@ check_frontend_reload() {
   same "$dev" "$s" "$want" || return 1
   echo "@@SUMMARY $id: $mod unloaded with the disk idle (devices unbound, rmmod) and loaded again; the disk came back and the data read back"
 }
+check_fio() {
+  wait_dev "$1" || return 1
+  . /lib/sluice-fio.sh
+  fio_jobs "$1" "$2"
+}
 check_sector_size() {
   dev=$1; want=$2
   wait_dev "$dev" || return 1
@@ -948,6 +982,7 @@ mod tests {
             console: ConsoleBackend::Xenconsoled,
             daemons: vec![],
             steps,
+            fio_in_dom0: false,
         }
     }
 

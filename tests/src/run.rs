@@ -55,6 +55,49 @@ impl ReadSample {
     }
 }
 
+/// One fio job's result ([`Workload::Fio`]).
+#[derive(Debug, Clone)]
+pub struct FioSample {
+    /// The guest step, or `dom0` for the ceiling run in dom0.
+    pub step: String,
+    /// Who served the disk (`None`: dom0 itself, no backend).
+    pub backend: Option<BlockBackend>,
+    /// `seqwrite-1m`, `randread-4k`, `randwrite-4k`, `seqread-1m`.
+    pub job: String,
+    pub iops: f64,
+    pub kib_per_s: f64,
+}
+
+impl FioSample {
+    /// Parses `@@FIO JOB read_kibs=.. read_iops=.. write_kibs=.. write_iops=..`; the
+    /// figures are the job's direction (reads for read jobs, writes for write jobs).
+    pub fn parse(step: &str, backend: Option<BlockBackend>, line: &str) -> Option<Self> {
+        let f: Vec<&str> = line
+            .trim()
+            .strip_prefix("@@FIO ")?
+            .split_whitespace()
+            .collect();
+        let field = |k: &str| -> Option<f64> {
+            f.iter()
+                .find_map(|x| x.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+        };
+        let job = f.first()?.to_string();
+        let dir = if job.contains("write") {
+            "write"
+        } else {
+            "read"
+        };
+        Some(FioSample {
+            step: step.into(),
+            backend,
+            iops: field(&format!("{dir}_iops="))?,
+            kib_per_s: field(&format!("{dir}_kibs="))?,
+            job,
+        })
+    }
+}
+
 /// What one boot produced.
 #[derive(Debug, Default)]
 pub struct BootReport {
@@ -68,6 +111,8 @@ pub struct BootReport {
     pub xen_pv_line: String,
     /// Every timed read, in the order they ran.
     pub reads: Vec<ReadSample>,
+    /// Every fio job, in the order they ran (guests, then dom0's ceiling).
+    pub fio: Vec<FioSample>,
 }
 
 /// Options that do not change what is tested.
@@ -144,7 +189,13 @@ fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
     ));
     let cfg = QemuConfig {
         xen: prepared.xen.clone(),
-        xen_args: XEN_ARGS.into(),
+        // fio and its libraries (in dom0 and in the guests' initramfs it carries) need
+        // more than the usual 512 MiB.
+        xen_args: if boot.first_fio().is_some() {
+            XEN_ARGS.replace("dom0_mem=512M", "dom0_mem=1024M")
+        } else {
+            XEN_ARGS.into()
+        },
         dom0_kernel: prepared.kernel.vmlinuz.clone(),
         dom0_args: DOM0_ARGS.into(),
         dom0_initrd: prepared.dom0_initrd.clone(),
@@ -240,6 +291,7 @@ fn drive(
             // The guest's requests, in whatever order its workloads make them, until
             // dom0 reports the step's end.
             let deadline = Instant::now() + limit(STEP_LIMIT_SECS);
+            // Group 4 of the match that ends the loop: `xl create -c`'s exit status.
             let end = loop {
                 let r = m.expect(
                     &format!(r"@@RT-READY|@@ACTION (\S+) (\S+) (\S+)|@@STEP-END {name} rc=(\d+)"),
@@ -295,13 +347,19 @@ fn drive(
                     ))),
                 }
             }
+            for l in text.lines().filter(|l| l.trim().starts_with("@@FIO ")) {
+                let sample = FioSample::parse(name, s.block_backend(), l).ok_or_else(|| {
+                    Failure::Infrastructure(format!("{name}: bad fio line {l:?}"))
+                })?;
+                report.fio.push(sample);
+            }
             if let Some(l) = text.lines().find(|l| l.contains("@@DAEMON-DEAD")) {
                 bail!(Failure::Crash(format!("dom0 daemon died: {l}")));
             }
-            if end.group(1) != "0" {
+            if end.group(4) != "0" {
                 bail!(Failure::Infrastructure(format!(
                     "{name}: xl create -c exited with {}",
-                    end.group(1)
+                    end.group(4)
                 )));
             }
             for w in &s.workloads {
@@ -351,6 +409,27 @@ fn drive(
         report
             .step_seconds
             .push((name.clone(), t.elapsed().as_secs_f64()));
+    }
+
+    if let (true, Some((si, disk, seconds))) = (boot.fio_in_dom0, boot.first_fio()) {
+        step("fio in dom0 on the disk image (ceiling)", || {
+            let dev = format!("/dev/{}", crate::images::disk_serial(si, disk));
+            // The guests' block backends must not hold the disk meanwhile: all guests
+            // are gone by now.
+            let out = dom0_run(
+                m,
+                &format!(". /sluice/fio.sh; fio_jobs {dev} {seconds}"),
+                limit(120 + 8 * u64::from(seconds)),
+            )?;
+            for l in out.lines().filter(|l| l.trim().starts_with("@@FIO ")) {
+                report.fio.push(
+                    FioSample::parse("dom0", None, l).ok_or_else(|| {
+                        Failure::Infrastructure(format!("dom0: bad fio line {l:?}"))
+                    })?,
+                );
+            }
+            Ok(())
+        })?;
     }
 
     step("dom0 poweroff", || {
@@ -553,4 +632,32 @@ fn host_ext4(image: &Path, data: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fio_lines_parse_in_the_job_direction() {
+        let r = FioSample::parse(
+            "a0",
+            Some(BlockBackend::KernelBlkback),
+            "@@FIO randread-4k read_kibs=900 read_iops=225 write_kibs=0 write_iops=0",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.job.as_str(), r.iops, r.kib_per_s),
+            ("randread-4k", 225.0, 900.0)
+        );
+        let w = FioSample::parse(
+            "dom0",
+            None,
+            "@@FIO seqwrite-1m read_kibs=0 read_iops=0 write_kibs=2048 write_iops=2",
+        )
+        .unwrap();
+        assert_eq!((w.iops, w.kib_per_s), (2.0, 2048.0));
+        assert!(FioSample::parse("x", None, "@@FIO randread-4k read_kibs=x").is_none());
+        assert!(FioSample::parse("x", None, "@@READ xvda").is_none());
+    }
 }

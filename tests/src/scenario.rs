@@ -87,6 +87,11 @@ pub enum Workload {
     ReloadFrontend { disk: usize },
     /// The guest sees the disk's logical sector size ([`Disk::sector_size`]).
     SectorSize { disk: usize },
+    /// fio on the raw disk (libaio, O_DIRECT): 1 MiB sequential writes filling it, then
+    /// 4 KiB random reads and writes at queue depth 32 and 1 MiB sequential reads at
+    /// depth 8, `seconds` each. Results in [`crate::BootReport::fio`]; a benchmark, it
+    /// checks only that fio ran. Takes the whole disk.
+    Fio { disk: usize, seconds: u32 },
 }
 
 impl Workload {
@@ -102,6 +107,7 @@ impl Workload {
             Workload::RestartBackend { disk } => format!("backend-restart-{}", vdev(*disk)),
             Workload::ReloadFrontend { disk } => format!("frontend-reload-{}", vdev(*disk)),
             Workload::SectorSize { disk } => format!("sector-size-{}", vdev(*disk)),
+            Workload::Fio { disk, .. } => format!("fio-{}", vdev(*disk)),
         }
     }
 
@@ -114,9 +120,10 @@ impl Workload {
             | Workload::DetachAttach { .. }
             | Workload::ReloadFrontend { .. } => 1,
             Workload::Discard { .. } | Workload::RestartBackend { .. } => 2,
-            Workload::ConsoleRoundTrip | Workload::SeqRead { .. } | Workload::SectorSize { .. } => {
-                0
-            }
+            Workload::ConsoleRoundTrip
+            | Workload::SeqRead { .. }
+            | Workload::SectorSize { .. }
+            | Workload::Fio { .. } => 0,
         }
     }
 
@@ -131,7 +138,8 @@ impl Workload {
             | Workload::DetachAttach { disk }
             | Workload::RestartBackend { disk }
             | Workload::ReloadFrontend { disk }
-            | Workload::SectorSize { disk } => Some(*disk),
+            | Workload::SectorSize { disk }
+            | Workload::Fio { disk, .. } => Some(*disk),
         }
     }
 
@@ -152,7 +160,10 @@ impl Workload {
             Workload::DetachAttach { .. } => Some(vec![(3 * q, MIB)]),
             Workload::RestartBackend { .. } => Some(vec![(3 * q + 4 * MIB, 2 * MIB)]),
             Workload::ReloadFrontend { .. } => Some(vec![(q / 2, MIB)]),
-            Workload::Ext4 { .. } | Workload::SeqRead { .. } | Workload::SectorSize { .. } => None,
+            Workload::Ext4 { .. }
+            | Workload::SeqRead { .. }
+            | Workload::SectorSize { .. }
+            | Workload::Fio { .. } => None,
             Workload::ConsoleRoundTrip => None,
         }
     }
@@ -230,6 +241,9 @@ pub struct Boot {
     pub console: ConsoleBackend,
     pub daemons: Vec<Dom0Daemon>,
     pub steps: Vec<GuestStep>,
+    /// After the guest steps, dom0 runs the first [`Workload::Fio`]'s jobs directly on
+    /// that disk's device: the ceiling the guests' numbers compare with (step `dom0`).
+    pub fio_in_dom0: bool,
 }
 
 impl Boot {
@@ -240,6 +254,16 @@ impl Boot {
             .flat_map(|s| &s.workloads)
             .map(Workload::checks)
             .sum()
+    }
+
+    /// The first fio workload: (step index, disk, seconds).
+    pub fn first_fio(&self) -> Option<(usize, usize, u32)> {
+        self.steps.iter().enumerate().find_map(|(i, s)| {
+            s.workloads.iter().find_map(|w| match w {
+                Workload::Fio { disk, seconds } => Some((i, *disk, *seconds)),
+                _ => None,
+            })
+        })
     }
 
     /// True when some disk is served by the kernel's blkback (so it gets loaded).

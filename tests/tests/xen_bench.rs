@@ -5,9 +5,13 @@
 //! (`rmmod xen-blkback` / daemon start and back). Reports the median of the per-pair
 //! ratios B/A; asserts nothing about speed (see docs/bench.md).
 //!
-//! `cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture`
+//! `fio_kernel_vs_sluice_blkback`: fio in PV guests (4 KiB random read/write at QD32,
+//! 1 MiB sequential read/write), the same A B A B alternation, and the same fio jobs in
+//! dom0 directly on the disk as the ceiling.
+//!
+//! `cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture [NAME]`
 
-use sluice_testbed::run::ReadSample;
+use sluice_testbed::run::{FioSample, ReadSample};
 use sluice_testbed::{run_boot, BlockBackend, Boot, GuestStep, GuestType, Workload};
 
 const PAIRS: usize = 3;
@@ -54,6 +58,7 @@ fn seq_read_kernel_vs_sluice_blkback() {
         console: sluice_testbed::ConsoleBackend::Xenconsoled,
         daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
         steps,
+        fio_in_dom0: false,
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
     let per_step = |name: &str| -> f64 {
@@ -82,4 +87,76 @@ fn seq_read_kernel_vs_sluice_blkback() {
         median(ratios.clone())
     );
     assert_eq!(report.reads.len(), PAIRS * 2 * 3, "every read reported");
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: run with --ignored"]
+fn fio_kernel_vs_sluice_blkback() {
+    const FIO_PAIRS: usize = 2;
+    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
+    let (b_backend, b_label) = if b.block == BlockBackend::Userspace {
+        (BlockBackend::Userspace, "sluice-blkback")
+    } else {
+        (BlockBackend::KernelBlkback, "kernel blkback (A/A)")
+    };
+    let seconds = std::env::var("SLUICE_FIO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let fio = [Workload::Fio { disk: 0, seconds }];
+    let step = |name: String, backend: &BlockBackend| {
+        let mut s = GuestStep::new(&name, GuestType::Pv, std::slice::from_ref(backend), &fio);
+        s.disks[0].size_mib = 256;
+        s.memory_mib = 512;
+        s
+    };
+    let mut steps = Vec::new();
+    for i in 0..FIO_PAIRS {
+        steps.push(step(format!("a{i}"), &BlockBackend::KernelBlkback));
+        steps.push(step(format!("b{i}"), &b_backend));
+    }
+    let boot = Boot {
+        name: "xen-bench-fio".into(),
+        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+        daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
+        steps,
+        fio_in_dom0: true,
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    let get = |step: &str, job: &str| -> f64 {
+        report
+            .fio
+            .iter()
+            .find(|f: &&FioSample| f.step == step && f.job == job)
+            .map(|f| {
+                if job.ends_with("4k") {
+                    f.iops
+                } else {
+                    f.kib_per_s / 1024.0
+                }
+            })
+            .unwrap_or_else(|| panic!("no {job} result for {step}: {:?}", report.fio))
+    };
+    eprintln!("fio, PV guests, B = {b_label}; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each");
+    for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
+        let mut ratios = Vec::new();
+        let mut cells = Vec::new();
+        for i in 0..FIO_PAIRS {
+            let (a, bb) = (get(&format!("a{i}"), job), get(&format!("b{i}"), job));
+            ratios.push(bb / a);
+            cells.push(format!("A {a:.0} B {bb:.0} ({:.2})", bb / a));
+        }
+        let ceiling = get("dom0", job);
+        eprintln!(
+            "| {job} | {} | median B/A {:.2} | dom0 {ceiling:.0} |",
+            cells.join(", "),
+            median(ratios)
+        );
+    }
+    assert_eq!(
+        report.fio.len(),
+        (FIO_PAIRS * 2 + 1) * 4,
+        "{:?}",
+        report.fio
+    );
 }

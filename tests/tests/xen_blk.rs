@@ -17,6 +17,7 @@ fn kernel_blkback_pv_and_pvh() {
         console: ConsoleBackend::Xenconsoled,
         daemons: vec![],
         steps: standard_steps("kblk", BlockBackend::KernelBlkback, false),
+        fio_in_dom0: false,
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
     for (check, summary) in &report.passed {

@@ -72,6 +72,7 @@ fn unserved_userspace_disk_fails() {
                 &[Workload::Pattern { disk: 0 }],
             ),
         ],
+        fio_in_dom0: false,
     };
     let err = run_boot(&boot).expect_err("a disk nobody serves must fail the run");
     let msg = format!("{err:#}");
@@ -104,6 +105,7 @@ fn sluice_backends_pv_and_pvh() {
         console,
         daemons,
         steps: standard_steps("sluice", BlockBackend::Userspace, true),
+        fio_in_dom0: false,
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
     for (check, summary) in &report.passed {
