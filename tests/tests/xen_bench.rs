@@ -16,9 +16,15 @@ use sluice_testbed::{run_boot, BlockBackend, Boot, GuestStep, GuestType, Workloa
 
 const PAIRS: usize = 3;
 
+/// The median (the mean of the middle two for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 0 {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    } else {
+        v[n / 2]
+    }
 }
 
 #[test]
@@ -92,7 +98,7 @@ fn seq_read_kernel_vs_sluice_blkback() {
 #[test]
 #[ignore = "boots Xen in QEMU for many minutes: run with --ignored"]
 fn fio_kernel_vs_sluice_blkback() {
-    const FIO_PAIRS: usize = 2;
+    const FIO_PAIRS: usize = 3;
     let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
     let (b_backend, b_label) = if b.block == BlockBackend::Userspace {
         (BlockBackend::Userspace, "sluice-blkback")
