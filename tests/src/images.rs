@@ -349,6 +349,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             "/sluice/guest/vmlinux",
         )?;
         r.file(&guest_initrd, "/sluice/guest/initrd.cpio")?;
+        for step in &boot.steps {
+            if let Some(k) = &step.kernel {
+                r.file(&k.image, &format!("/sluice/guest/{}.elf", step.name))?;
+            }
+        }
         let serials: Vec<&str> = disks.iter().map(|d| d.serial.as_str()).collect();
         r.bytes(
             "/init",
@@ -421,6 +426,12 @@ fn validate(boot: &Boot) -> Result<()> {
         }
         let mut written: Vec<(usize, u64, u64)> = Vec::new();
         let mut ext4_disks = Vec::new();
+        if s.kernel.is_some() && !(s.workloads.is_empty() && s.disks.is_empty()) {
+            bail!(
+                "step {}: a custom kernel runs no workloads and has no disks",
+                s.name
+            );
+        }
         for w in &s.workloads {
             let Some(disk) = w.disk() else { continue };
             let Some(d) = s.disks.get(disk) else {
@@ -576,13 +587,18 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "name = \"{}\"", step.name);
     let _ = writeln!(s, "type = \"{}\"", step.guest_type.xl_type());
-    let _ = writeln!(s, "kernel = \"/sluice/guest/vmlinux\"");
-    let _ = writeln!(s, "ramdisk = \"/sluice/guest/initrd.cpio\"");
-    let _ = writeln!(
-        s,
-        "extra = \"console=hvc0 quiet sluice.step={}\"",
-        step.name
-    );
+    if let Some(k) = &step.kernel {
+        let _ = writeln!(s, "kernel = \"/sluice/guest/{}.elf\"", step.name);
+        let _ = writeln!(s, "cmdline = \"{}\"", k.cmdline);
+    } else {
+        let _ = writeln!(s, "kernel = \"/sluice/guest/vmlinux\"");
+        let _ = writeln!(s, "ramdisk = \"/sluice/guest/initrd.cpio\"");
+        let _ = writeln!(
+            s,
+            "extra = \"console=hvc0 quiet sluice.step={}\"",
+            step.name
+        );
+    }
     let _ = writeln!(s, "memory = {}", step.memory_mib);
     let _ = writeln!(s, "vcpus = 1");
     for ev in ["on_poweroff", "on_reboot", "on_crash"] {

@@ -113,6 +113,8 @@ pub struct BootReport {
     pub reads: Vec<ReadSample>,
     /// Every fio job, in the order they ran (guests, then dom0's ceiling).
     pub fio: Vec<FioSample>,
+    /// Per custom-kernel step: its console output.
+    pub consoles: Vec<(String, String)>,
 }
 
 /// Options that do not change what is tested.
@@ -399,7 +401,9 @@ fn drive(
                     ))),
                 }
             }
-            if !text.contains(&format!("@@GUEST-END {name}")) {
+            if s.kernel.is_some() {
+                report.consoles.push((name.clone(), text.to_string()));
+            } else if !text.contains(&format!("@@GUEST-END {name}")) {
                 bail!(Failure::Infrastructure(format!(
                     "{name}: guest did not finish"
                 )));

@@ -183,9 +183,37 @@ pub struct GuestStep {
     pub memory_mib: u32,
     pub disks: Vec<Disk>,
     pub workloads: Vec<Workload>,
+    /// A kernel of our own instead of Debian's Linux with the test initramfs: a PVH
+    /// ELF booted without ramdisk. It has no workloads; its console output is returned
+    /// in [`crate::BootReport::consoles`] and the step ends when the domain does.
+    pub kernel: Option<CustomKernel>,
+}
+
+/// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
+#[derive(Debug, Clone)]
+pub struct CustomKernel {
+    /// The ELF on the host (copied into dom0).
+    pub image: PathBuf,
+    /// Its command line (PVH start info).
+    pub cmdline: String,
 }
 
 impl GuestStep {
+    /// A PVH guest running `image` with `cmdline`, no disks.
+    pub fn custom_kernel(name: &str, image: PathBuf, cmdline: &str) -> Self {
+        GuestStep {
+            name: name.into(),
+            guest_type: GuestType::Pvh,
+            memory_mib: 64,
+            disks: vec![],
+            workloads: vec![],
+            kernel: Some(CustomKernel {
+                image,
+                cmdline: cmdline.into(),
+            }),
+        }
+    }
+
     /// The backend serving this step's disks (`None` without disks). A step's disks all
     /// use one kind (checked when the images are built).
     pub fn block_backend(&self) -> Option<BlockBackend> {
@@ -207,6 +235,7 @@ impl GuestStep {
                 })
                 .collect(),
             workloads: w.to_vec(),
+            kernel: None,
         }
     }
 

@@ -166,3 +166,30 @@ fn fio_kernel_vs_sluice_blkback() {
         report.fio
     );
 }
+
+/// The Sluice hypervisor's PVH test guest (`SLUICE_TESTGUEST`, built by `cargo xtask
+/// bench-hypercall`) in its `role=bench` on real Xen 4.17: a no-op hypercall and a
+/// CPUID exit, in TSC cycles. Prints the guest's console; the xtask compares it with
+/// the same guest on Sluice.
+#[test]
+#[ignore = "boots Xen in QEMU: run through cargo xtask bench-hypercall"]
+fn hypercall_round_trip_on_xen() {
+    let guest = std::env::var_os("SLUICE_TESTGUEST")
+        .map(std::path::PathBuf::from)
+        .expect("SLUICE_TESTGUEST names the test guest ELF (cargo xtask bench-hypercall)");
+    let boot = Boot {
+        name: "xen-bench-hypercall".into(),
+        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+        daemons: vec![],
+        steps: vec![GuestStep::custom_kernel(
+            "bench",
+            guest,
+            "name=bench role=bench",
+        )],
+        fio_in_dom0: false,
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    let (_, text) = &report.consoles[0];
+    eprintln!("{text}");
+    assert!(text.contains("bench: hypercall round trip"), "{text}");
+}

@@ -42,6 +42,9 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Benchmark: a no-op hypercall's round trip on Sluice's hypervisor and on real Xen
+    /// 4.17, the same PVH test guest in the same QEMU (results for docs/bench.md).
+    BenchHypercall,
 }
 
 fn main() -> Result<()> {
@@ -65,6 +68,10 @@ fn main() -> Result<()> {
             }
             setup::run()?;
             suites::test(suite.as_deref(), !no_static)
+        }
+        Command::BenchHypercall => {
+            setup::run()?;
+            hypervisor::bench_vs_xen()
         }
     }
 }

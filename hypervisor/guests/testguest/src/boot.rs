@@ -1,6 +1,6 @@
 //! PVH entry: 32-bit protected mode, paging off, `ebx` = `hvm_start_info`. Builds an
-//! identity map of the first 1 GiB (2 MiB pages), enters long mode, calls
-//! `guest_main(start_info)`.
+//! identity map of the first 4 GiB (2 MiB pages: real Xen puts a PVH domain's console
+//! page just below 4 GiB), enters long mode, calls `guest_main(start_info)`.
 
 core::arch::global_asm!(
     r#"
@@ -26,13 +26,19 @@ pvh_start32:
     movl $g_pd, %eax
     orl $3, %eax
     movl %eax, g_pdpt
+    addl $4096, %eax
+    movl %eax, g_pdpt + 8
+    addl $4096, %eax
+    movl %eax, g_pdpt + 16
+    addl $4096, %eax
+    movl %eax, g_pdpt + 24
     xorl %ecx, %ecx
 1:  movl %ecx, %eax
     shll $21, %eax
     orl $0x83, %eax
     movl %eax, g_pd(,%ecx,8)
     incl %ecx
-    cmpl $512, %ecx
+    cmpl $2048, %ecx
     jne 1b
     movl %cr4, %eax
     orl $0x20, %eax
@@ -78,7 +84,7 @@ g_pml4:
 g_pdpt:
     .skip 4096
 g_pd:
-    .skip 4096
+    .skip 4 * 4096
     .global g_hypercall_page
 g_hypercall_page:
     .skip 4096

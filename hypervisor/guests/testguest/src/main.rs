@@ -48,6 +48,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         && sig[3] == u32::from_le_bytes(*b"nVMM")
         && sig[0] >= 0x4000_0002;
     xen::init_hypercall_page(cpuid(0x4000_0002)[1]);
+    xen::init_console();
     c.check("cpuid 0x40000000 XenVMMXenVMM", sig_ok, sig[0] as i64);
     let cmdline = xen::cmdline(start_info);
     let role = cmdline

@@ -1,7 +1,12 @@
 //! The guest's side of the Xen ABI: CPUID, the hypercall page, a few helpers.
 
 use core::fmt;
-use sluice_abi::hypercall::Hypercall;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use sluice_abi::byte_ring::ByteRing;
+use sluice_abi::event_channel::{EvtchnOp, EvtchnSend};
+use sluice_abi::hypercall::{HvmOp, HvmParam, Hypercall, XenHvmParam};
+use sluice_abi::shared::SharedMem;
+use sluice_abi::types::DOMID_SELF;
 
 extern "C" {
     static mut g_hypercall_page: [u8; 4096];
@@ -52,10 +57,89 @@ pub fn vmmcall_direct(nr: u64, a: [u64; 5]) -> i64 {
     ret as i64
 }
 
+/// The PV console ring's page and event channel, when the hypervisor offers one (0: no).
+static PV_CONSOLE_PFN: AtomicU64 = AtomicU64::new(0);
+static PV_CONSOLE_PORT: AtomicU32 = AtomicU32::new(0);
+
+fn hvm_get_param(index: HvmParam) -> Option<u64> {
+    let mut p = XenHvmParam {
+        domid: DOMID_SELF,
+        index: index as u32,
+        ..Default::default()
+    };
+    let r = hypercall(
+        Hypercall::HvmOp as u64,
+        [
+            HvmOp::GetParam as u64,
+            &mut p as *mut XenHvmParam as u64,
+            0,
+            0,
+            0,
+        ],
+    );
+    (r == 0).then_some(p.value)
+}
+
+/// Uses the PV console (`HVM_PARAM_CONSOLE_PFN` / `_EVTCHN`) for [`Console`] when the
+/// hypervisor has one: real Xen refuses `console_io` writes from a domU (release
+/// builds), so there this guest speaks through xenconsoled. Sluice's hypervisor has no
+/// PV console yet (the parameter read fails): `console_io` it is.
+pub fn init_console() {
+    if let (Some(pfn), Some(port)) = (
+        hvm_get_param(HvmParam::ConsolePfn),
+        hvm_get_param(HvmParam::ConsoleEvtchn),
+    ) {
+        // Inside the 4 GiB identity map built at entry.
+        if pfn != 0 && pfn < (1 << 20) && port != 0 {
+            PV_CONSOLE_PORT.store(port as u32, Ordering::Relaxed);
+            PV_CONSOLE_PFN.store(pfn, Ordering::Relaxed);
+        }
+    }
+}
+
+fn pv_console_write(pfn: u64, mut data: &[u8]) -> fmt::Result {
+    // SAFETY: the hypervisor named this frame as our console page; it is identity-mapped
+    // (below 4 GiB, checked in `init_console`) and only ever accessed through SharedMem.
+    let mem = unsafe {
+        SharedMem::new(
+            core::ptr::NonNull::new((pfn << 12) as *mut u8).ok_or(fmt::Error)?,
+            4096,
+        )
+    };
+    let mut send = EvtchnSend {
+        port: PV_CONSOLE_PORT.load(Ordering::Relaxed),
+    };
+    while !data.is_empty() {
+        let n = ByteRing::CONSOLE_OUT
+            .write(&mem, data)
+            .map_err(|_| fmt::Error)?;
+        data = &data[n..];
+        hypercall(
+            Hypercall::EventChannelOp as u64,
+            [
+                EvtchnOp::Send as u64,
+                &mut send as *mut EvtchnSend as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        if n == 0 {
+            // Full: let the console daemon drain it.
+            hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
+        }
+    }
+    Ok(())
+}
+
 pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let pfn = PV_CONSOLE_PFN.load(Ordering::Relaxed);
+        if pfn != 0 {
+            return pv_console_write(pfn, s.as_bytes());
+        }
         let r = hypercall(
             Hypercall::ConsoleIo as u64,
             [0, s.len() as u64, s.as_ptr() as u64, 0, 0],
