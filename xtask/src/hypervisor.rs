@@ -385,11 +385,11 @@ fn bench_figures(log: &str) -> Option<(u64, u64)> {
 
 /// `cargo xtask bench-hypercall`: the test guest's `role=bench` alone on Sluice's
 /// hypervisor, then as a PVH domU on real Xen 4.17 (the test bed: same QEMU, same CPU
-/// model), three times each, alternating.
+/// model), five times each, alternating; prints each round and the median ratio.
 pub fn bench_vs_xen() -> Result<()> {
     let (hv, guest) = build()?;
     let mut rows = Vec::new();
-    for round in 1..=3 {
+    for round in 1..=5 {
         let modules = format!("{} name=bench role=bench", guest.display());
         let (status, log) = boot(&hv, &modules, &[], "")?;
         let sluice = bench_figures(&log)
@@ -426,5 +426,13 @@ pub fn bench_vs_xen() -> Result<()> {
             x.1
         );
     }
+    let mut ratios: Vec<f64> = rows.iter().map(|(s, x)| s.0 as f64 / x.0 as f64).collect();
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    eprintln!(
+        "hypercall round trip, Sluice / Xen 4.17: median {:.2} (rounds {:.2}-{:.2})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
     Ok(())
 }
