@@ -811,13 +811,13 @@ wait_gone() {
 }
 # put DEV FILE SECTOR: writes the 1 MiB FILE at 512-byte SECTOR, synced to the disk.
 put() {
-  x dd if="$2" of="$1" bs=512 seek="$3" conv=fsync 2>/dev/null || { echo "write at sector $3 failed"; return 1; }
+  x dd if="$2" of="$1" bs=64k seek=$(($3 * 512)) oflag=seek_bytes conv=fsync 2>/dev/null || { echo "write at sector $3 failed"; return 1; }
 }
 # same DEV SECTOR SHA [SECTORS]: the SECTORS (2048) at SECTOR, read uncached, hash to SHA.
 same() {
   x blockdev --flushbufs "$1" || return 1
   echo 3 > /proc/sys/vm/drop_caches
-  x dd if="$1" of=/tmp/readback bs=512 skip="$2" count="${4:-2048}" 2>/dev/null || { echo "read at sector $2 failed"; return 1; }
+  x dd if="$1" of=/tmp/readback bs=64k skip=$(($2 * 512)) count=$((${4:-2048} * 512)) iflag=skip_bytes,count_bytes 2>/dev/null || { echo "read at sector $2 failed"; return 1; }
   got=$(sha /tmp/readback) || return 1
   rm -f /tmp/readback
   [ "$got" = "$3" ] || { echo "sector $2: read back $got, expected $3"; return 1; }
@@ -858,12 +858,12 @@ check_pattern() {
   dev=$1; file=$2; want=$3; shift 3
   wait_dev "$dev" || return 1
   for s in "$@"; do
-    x dd if="$file" of="$dev" bs=512 seek="$s" conv=fsync 2>/dev/null || { echo "write at $s failed"; return 1; }
+    x dd if="$file" of="$dev" bs=64k seek=$((s * 512)) oflag=seek_bytes conv=fsync 2>/dev/null || { echo "write at $s failed"; return 1; }
   done
   x blockdev --flushbufs "$dev" || return 1
   echo 3 > /proc/sys/vm/drop_caches
   for s in "$@"; do
-    x dd if="$dev" of=/tmp/readback bs=512 skip="$s" count=2048 2>/dev/null || { echo "read at $s failed"; return 1; }
+    x dd if="$dev" of=/tmp/readback bs=64k skip=$((s * 512)) count=1048576 iflag=skip_bytes,count_bytes 2>/dev/null || { echo "read at $s failed"; return 1; }
     got=$(sha /tmp/readback) || return 1
     [ "$got" = "$want" ] || { echo "sector $s: read back $got, wrote $want"; return 1; }
   done
