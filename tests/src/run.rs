@@ -341,6 +341,31 @@ fn drive(
                     ))),
                 }
             }
+            if s.workloads
+                .iter()
+                .any(|w| matches!(w, Workload::HostileFrontend { .. }))
+            {
+                if let Some(l) = text.lines().find(|l| l.contains("@@DOM0-LOG-LACKS")) {
+                    bail!(Failure::Check(format!(
+                        "{name}: the block backend did not log a refusal: {}",
+                        l.trim()
+                    )));
+                }
+                let has = text
+                    .lines()
+                    .filter(|l| l.contains("@@DOM0-LOG-HAS"))
+                    .count();
+                for w in &s.workloads {
+                    if let Workload::HostileFrontend { .. } = w {
+                        report.passed.push((
+                            format!("{name}/{}/dom0-log", w.id()),
+                            format!(
+                                "the block backend logged each kind of refusal ({has} line kinds)"
+                            ),
+                        ));
+                    }
+                }
+            }
             if !text.contains(&format!("@@GUEST-END {name}")) {
                 bail!(Failure::Infrastructure(format!(
                     "{name}: guest did not finish"
@@ -411,6 +436,20 @@ fn dom0_action(
             if daemons.is_empty() || step.disks[di].backend != BlockBackend::Userspace {
                 bail!(Failure::Infrastructure(format!(
                     "{name}: restart-backend needs a userspace block backend daemon"
+                )));
+            }
+            daemons.join(" && ")
+        }
+        "backend-idle" => {
+            let daemons: Vec<String> = boot
+                .daemons
+                .iter()
+                .filter(|d| d.serves_block)
+                .map(|d| format!("backend_idle {}", d.name))
+                .collect();
+            if daemons.is_empty() {
+                bail!(Failure::Infrastructure(format!(
+                    "{name}: backend-idle needs a userspace block backend daemon"
                 )));
             }
             daemons.join(" && ")
@@ -500,6 +539,13 @@ fn host_checks(prepared: &Prepared, report: &mut BootReport) -> Result<()> {
                     sector,
                     count,
                 } => crate::pattern::verify_hole(image, *sector, *count)
+                    .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?,
+                HostCheck::OnlyWritten {
+                    image,
+                    size,
+                    sector,
+                    data,
+                } => crate::pattern::verify_only_written(image, *size, *sector, data)
                     .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?,
             }
             report
