@@ -204,13 +204,7 @@ impl GntallocDevice {
         };
         // SAFETY: the struct the ioctl's size names, live for the call. A failure
         // leaves the pages to be released when the device is closed.
-        unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                IOCTL_GNTALLOC_DEALLOC_GREF,
-                &mut arg,
-            )
-        };
+        unsafe { libc::ioctl(self.file.as_raw_fd(), IOCTL_GNTALLOC_DEALLOC_GREF, &mut arg) };
     }
 }
 
