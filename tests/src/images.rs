@@ -726,7 +726,7 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
          xl create -c /sluice/steps/{n}.cfg\nrc=$?\n\
          while xl domid {n} >/dev/null 2>&1; do\n\
          \x20 echo \"@@DOM0-ACTION-READY {n}\"\n\
-         \x20 if read -t 30 -r cmd; then eval \"$cmd\"; echo \"@@DOM0-ACTION-DONE {n} rc=$?\"; fi\n\
+         \x20 action_or_gone {n} || break\n\
          \x20 echo \"@@DOM0-CONSOLE-AGAIN {n}\"\n\
          \x20 xl console {n}\n\
          done\n\
@@ -785,6 +785,18 @@ backend_idle() {
   t1=$(awk '{print $14 + $15}' /proc/$p/stat)
   echo "$1 (pid $p): $((t1 - t0)) CPU ticks in 4 s ($(ls /proc/$p/task | wc -l) threads)"
   [ $((t1 - t0)) -lt 100 ]
+}
+# action_or_gone DOMAIN: after `xl create -c` or `xl console` returned, runs the one
+# command the harness types (a dom0 action) and returns 0; returns 1 as soon as the
+# domain is gone (a guest that powered off: no waiting out the 30 s), 0 after 30 s.
+action_or_gone() {
+  i=0
+  while [ $i -lt 30 ]; do
+    if read -t 1 -r cmd; then eval "$cmd"; echo "@@DOM0-ACTION-DONE $1 rc=$?"; return 0; fi
+    xl domid "$1" >/dev/null 2>&1 || return 1
+    i=$((i+1))
+  done
+  return 0
 }
 # Every daemon with a pid file must still run.
 check_daemons() {
