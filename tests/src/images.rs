@@ -1016,8 +1016,8 @@ check_sector_size() {
 }
 # check_hostile DEV DEVID FILE SECTOR: sluice-hostile-blkfront attacks the backend of
 # device DEVID (no blkfront is loaded), writing the start of FILE at SECTOR once
-# validly; dom0 then checks that the backend idles; then blkfront is loaded for the
-# guest's other disks.
+# validly; dom0 then checks that the backend idles and detaches the device; then
+# blkfront is loaded for the guest's other disks.
 check_hostile() {
   dev=$1; devid=$2; file=$3; s=$4
   for n in gntalloc evtchn xenbus; do [ -e /dev/xen/$n ] || { echo "no /dev/xen/$n"; return 1; }; done
@@ -1025,11 +1025,18 @@ check_hostile() {
   x /sbin/sluice-hostile-blkfront --devid "$devid" --data "$file" --sector "$s"
   rc=$?
   idle=0; dom0 backend-idle "${dev##*/}" || idle=1
+  # The toolstack removes the device the backend gave up on, so that blkfront (stock,
+  # or sluice-blkfront, which would wait for it) finds only the other disks.
+  dom0 detach "${dev##*/}" || return 1
+  i=0
+  while [ -e /sys/bus/xen/devices/vbd-$devid ]; do
+    i=$((i+1)); [ $i -gt 300 ] && { echo "vbd-$devid still there 60 s after the detach"; return 1; }; sleep 0.2
+  done
   ko=$(grep blkfront /modules.list | head -n 1)
   x insmod "$ko" || { echo "insmod $ko failed"; return 1; }
   [ $rc -eq 0 ] || { echo "hostile frontend: $rc failed check(s)"; return 1; }
   [ $idle -eq 0 ] || { echo "the backend does not idle after the attack"; return 1; }
-  echo "@@SUMMARY $id: every hostile-frontend check passed (bad rings and xenstore garbage refused, hostile requests answered with errors, valid I/O read back, runaway ring disconnected); backend idle afterwards; blkfront loaded for the other disks"
+  echo "@@SUMMARY $id: every hostile-frontend check passed (bad rings and xenstore garbage refused, hostile requests answered with errors, valid I/O read back, runaway ring disconnected); backend idle afterwards; device detached by the toolstack; blkfront loaded for the other disks"
 }
 check_ext4() {
   dev=$1; file=$2; want=$3

@@ -92,8 +92,9 @@ pub enum Workload {
     /// and attacks its backend: ungranted and read-only ring grants, garbage xenstore
     /// nodes, hostile requests (bad grants, sectors, segment counts and ranges, indirect
     /// pages, operations), one valid 80 KiB write read back, then a runaway `req_prod`.
-    /// Then dom0 checks that the backend idles (no spinning thread), and the guest loads
-    /// `xen-blkfront` for its other disks, so later workloads on them prove the same
+    /// Then dom0 checks that the backend idles (no spinning thread) and detaches the
+    /// device (`xl block-detach`: the backend must let a device it gave up on go), and the
+    /// guest loads its blkfront for its other disks, so later workloads on them prove the same
     /// daemon still serves its other devices. Host side: the image keeps its size and
     /// holds nothing but the valid write; dom0's step checks that the backend's log has
     /// its refusal lines. Userspace disks only; the step must not load blkfront at boot
