@@ -273,9 +273,10 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         let s = region(0);
                         // xvd* device ids: 202 << 8 | disk << 4.
                         let devid = (202 << 8) | (disk << 4);
+                        let scale = crate::run::limit(1).as_secs_f64();
                         writeln!(
                             script,
-                            "(check_hostile {dev} {devid} {file} {s}); report $id $?"
+                            "(check_hostile {dev} {devid} {file} {s} {scale}); report $id $?"
                         )?;
                         checks.push((
                             format!("{id}/image"),
@@ -1014,15 +1015,15 @@ check_sector_size() {
   [ "$got" = "$want" ] || { echo "${dev##*/}: logical block size $got, expected $want"; return 1; }
   echo "@@SUMMARY $id: ${dev##*/} has $got-byte logical sectors"
 }
-# check_hostile DEV DEVID FILE SECTOR: sluice-hostile-blkfront attacks the backend of
+# check_hostile DEV DEVID FILE SECTOR SCALE: sluice-hostile-blkfront attacks the backend of
 # device DEVID (no blkfront is loaded), writing the start of FILE at SECTOR once
 # validly; dom0 then checks that the backend idles and detaches the device; then
 # blkfront is loaded for the guest's other disks.
 check_hostile() {
-  dev=$1; devid=$2; file=$3; s=$4
+  dev=$1; devid=$2; file=$3; s=$4; scale=$5
   for n in gntalloc evtchn xenbus; do [ -e /dev/xen/$n ] || { echo "no /dev/xen/$n"; return 1; }; done
   grep -q blkfront /proc/modules && { echo "a blkfront is loaded: the device is not free"; return 1; }
-  x /sbin/sluice-hostile-blkfront --devid "$devid" --data "$file" --sector "$s"
+  x /sbin/sluice-hostile-blkfront --devid "$devid" --data "$file" --sector "$s" --timeout-scale "$scale"
   rc=$?
   idle=0; dom0 backend-idle "${dev##*/}" || idle=1
   # The toolstack removes the device the backend gave up on, so that blkfront (stock,

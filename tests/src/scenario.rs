@@ -135,7 +135,8 @@ impl Workload {
     }
 
     /// How many checks pass for this workload: the guest's, plus the host's checks of
-    /// the image after the run (`images::prepare` registers them).
+    /// the image after the run (`images::prepare` registers them), plus, for
+    /// [`Workload::HostileFrontend`], dom0's check of the backend's log.
     pub fn checks(&self) -> usize {
         1 + match self {
             Workload::Pattern { .. }
@@ -143,7 +144,7 @@ impl Workload {
             | Workload::DetachAttach { .. }
             | Workload::ReloadFrontend { .. } => 1,
             Workload::Discard { .. } | Workload::RestartBackend { .. } => 2,
-            // The image check, and dom0's check of the backend's log.
+            // The image check (host), and dom0's check of the backend's log.
             Workload::HostileFrontend { .. } => 2,
             Workload::ConsoleRoundTrip | Workload::SeqRead { .. } | Workload::SectorSize { .. } => {
                 0

@@ -19,9 +19,10 @@
 //! * a runaway `req_prod` far ahead of the backend: the backend must disconnect the
 //!   device (Closing/Closed) without answering garbage.
 //!
-//! Usage: `sluice-hostile-blkfront --devid 51712 --data FILE --sector S`: the valid
-//! write puts the first [`VALID_BYTES`] of FILE at 512-byte sector S. Exit status:
-//! the number of failed checks (at most 100).
+//! Usage: `sluice-hostile-blkfront --devid 51712 --data FILE --sector S
+//! [--timeout-scale F]`: the valid write puts the first [`VALID_BYTES`] of FILE at
+//! 512-byte sector S; every wait (20 s for a backend state, 10 s for responses) is
+//! multiplied by F. Exit status: the number of failed checks (at most 100).
 
 #![deny(unsafe_code)]
 
@@ -153,7 +154,7 @@ impl Front {
             r.check(&format!("{name}/reset"), false, format!("{e:#}"));
             return false;
         }
-        let (s, ok) = self.wait_be(|s| s == 2, Duration::from_secs(20));
+        let (s, ok) = self.wait_be(|s| s == 2, secs(20));
         r.check(
             &format!("{name}/reset"),
             ok,
@@ -176,14 +177,14 @@ impl Front {
             r.check(name, false, format!("{e:#}"));
             return false;
         }
-        let (s, answered) = self.wait_be(|s| s >= 4, Duration::from_secs(20));
+        let (s, answered) = self.wait_be(|s| s >= 4, secs(20));
         let refused = answered && (s == CLOSING || s == CLOSED);
         let detail = if refused {
             format!("backend state {s}, error: {}", self.be_error())
         } else if answered {
             format!("backend went to state {s} instead of refusing")
         } else {
-            format!("backend stayed in state {s} for 20 s")
+            format!("backend stayed in state {s} for {:?}", secs(20))
         };
         r.check(name, refused, detail);
         self.reset(r, name)
@@ -202,7 +203,7 @@ impl Front {
         self.write("event-channel", port.to_string().as_bytes())?;
         self.write("protocol", b"x86_64-abi")?;
         self.set_state(3)?;
-        let (s, ok) = self.wait_be(|s| s >= 4, Duration::from_secs(20));
+        let (s, ok) = self.wait_be(|s| s >= 4, secs(20));
         if !ok || s != 4 {
             bail!(
                 "backend state {s} instead of Connected (error: {})",
@@ -229,7 +230,7 @@ impl Conn<'_> {
         }
         self.ring.push_requests()?;
         self.ev.notify(self.port)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + secs(10);
         let mut out = Vec::new();
         let mut pending = Vec::new();
         loop {
@@ -240,7 +241,12 @@ impl Conn<'_> {
                 return Ok(out);
             }
             if Instant::now() > deadline {
-                bail!("{} of {} response(s) after 10 s", out.len(), reqs.len());
+                bail!(
+                    "{} of {} response(s) after {:?}",
+                    out.len(),
+                    reqs.len(),
+                    secs(10)
+                );
             }
             if self.ev.wait(Some(Duration::from_millis(50)))? {
                 pending.clear();
@@ -274,6 +280,21 @@ impl Conn<'_> {
             }
         }
     }
+}
+
+/// `n` seconds times `--timeout-scale` (the test bed passes its own scale).
+fn secs(n: u64) -> Duration {
+    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let scale = SCALE.get_or_init(|| {
+        let a: Vec<String> = std::env::args().collect();
+        a.iter()
+            .position(|x| x == "--timeout-scale")
+            .and_then(|i| a.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .filter(|&f: &f64| f > 0.0)
+            .unwrap_or(1.0)
+    });
+    Duration::from_secs_f64(n as f64 * scale)
 }
 
 fn seg(gref: u32, first: u8, last: u8) -> BlkifRequestSegment {
@@ -378,7 +399,7 @@ fn run(r: &mut Report) -> Result<()> {
         .read(&format!("{}/sectors", f.be))
         .and_then(|s| s.parse().ok())
         .context("the backend publishes no sectors")?;
-    let (s0, ok) = f.wait_be(|s| s == 2, Duration::from_secs(30));
+    let (s0, ok) = f.wait_be(|s| s == 2, secs(30));
     r.check(
         "initwait",
         ok,
@@ -794,7 +815,7 @@ fn run(r: &mut Report) -> Result<()> {
     let runaway = c.ring.req_prod_pvt().wrapping_add(1000);
     mem.store_u32_release(REQ_PROD_OFFSET, runaway)?;
     f.ev.notify(port)?;
-    let (st, ok) = f.wait_be(|s| s == CLOSING || s == CLOSED, Duration::from_secs(30));
+    let (st, ok) = f.wait_be(|s| s == CLOSING || s == CLOSED, secs(30));
     r.check(
         "runaway-req-prod-disconnects",
         ok,
