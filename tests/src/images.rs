@@ -53,7 +53,18 @@ const DOM0_MODULES: &[&str] = &[
 ];
 
 /// Guest kernel modules.
-const GUEST_MODULES: &[&str] = &["xen-blkfront", "crc32c_generic", "ext4"];
+/// Guest kernel modules. `xen-evtchn` and `xen-gntalloc` give a userspace frontend
+/// (`sluice-hostile-blkfront`) `/dev/xen/evtchn` and `/dev/xen/gntalloc`.
+const GUEST_MODULES: &[&str] = &[
+    "xen-blkfront",
+    "crc32c_generic",
+    "ext4",
+    "xen-evtchn",
+    "xen-gntalloc",
+];
+
+/// Where the hostile frontend lives in the guest.
+pub const HOSTILE_BIN: &str = "/sbin/sluice-hostile-blkfront";
 
 /// The no-op hotplug script for disks served by a userspace backend.
 pub const USERSPACE_BLOCK_SCRIPT: &str = "block-userspace";
@@ -75,6 +86,13 @@ pub enum HostCheck {
         image: PathBuf,
         sector: u64,
         count: u64,
+    },
+    /// The image is `size` bytes, holds `data` at `sector` and zeroes everywhere else.
+    OnlyWritten {
+        image: PathBuf,
+        size: u64,
+        sector: u64,
+        data: Vec<u8>,
     },
 }
 
@@ -131,6 +149,18 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             writeln!(list, "/lib/modules/{name}")?;
         }
         g.bytes("/modules.list", list.as_bytes(), 0o644)?;
+        if boot
+            .steps
+            .iter()
+            .flat_map(|s| &s.workloads)
+            .any(|w| matches!(w, Workload::HostileFrontend { .. }))
+        {
+            let bin = crate::cargo_bin::cargo_binary(
+                "sluice-hostile-blkfront",
+                "sluice-hostile-blkfront",
+            )?;
+            g.elf(&bin, HOSTILE_BIN, &[])?;
+        }
         g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
         g.bytes("/lib/sluice-checks.sh", GUEST_CHECKS.as_bytes(), 0o644)?;
         g.bytes("/lib/sluice-fio.sh", FIO_JOBS.as_bytes(), 0o644)?;
@@ -245,10 +275,37 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             step.disks[*disk].sector_size
                         )?;
                     }
+                    Workload::HostileFrontend { disk } => {
+                        let (file, _, data) = data_file("")?;
+                        let s = region(0);
+                        // xvd* device ids: 202 << 8 | disk << 4.
+                        let devid = (202 << 8) | (disk << 4);
+                        let scale = crate::run::limit(1).as_secs_f64();
+                        writeln!(
+                            script,
+                            "(check_hostile {dev} {devid} {file} {s} {scale}); report $id $?"
+                        )?;
+                        checks.push((
+                            format!("{id}/image"),
+                            HostCheck::OnlyWritten {
+                                image: image.clone(),
+                                size: step.disks[*disk].size_mib << 20,
+                                sector: s,
+                                data: data[..crate::scenario::HOSTILE_WRITE_BYTES as usize]
+                                    .to_vec(),
+                            },
+                        ));
+                    }
                 }
             }
+            // Each hostile frontend adds one check dom0 makes (its log lines).
+            let dom0_checks = step
+                .workloads
+                .iter()
+                .filter(|w| matches!(w, Workload::HostileFrontend { .. }))
+                .count();
             debug_assert_eq!(
-                checks.len() + step.workloads.len(),
+                checks.len() + step.workloads.len() + dom0_checks,
                 step.workloads.iter().map(Workload::checks).sum::<usize>(),
                 "Workload::checks disagrees with the host checks registered here"
             );
@@ -257,6 +314,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                 script.as_bytes(),
                 0o644,
             )?;
+            if !step.blkfront_at_boot {
+                g.bytes(&format!("/steps/{}.noblkfront", step.name), b"", 0o644)?;
+            }
             host_checks.push((step.name.clone(), checks));
         }
         g.pack(&guest_initrd)?;
@@ -443,6 +503,32 @@ fn validate(boot: &Boot) -> Result<()> {
             }
             if matches!(w, Workload::Ext4 { .. } | Workload::Fio { .. }) {
                 ext4_disks.push(disk);
+            }
+            if let Workload::HostileFrontend { .. } = w {
+                if d.backend != BlockBackend::Userspace {
+                    bail!("step {}: {} needs a userspace backend", s.name, w.id());
+                }
+                if s.blkfront_at_boot {
+                    bail!(
+                        "step {}: {} needs a step without blkfront at boot (GuestStep::without_blkfront_at_boot)",
+                        s.name,
+                        w.id()
+                    );
+                }
+                // It loads blkfront: the workloads on other disks come after it.
+                if s.workloads.iter().find_map(Workload::disk) != Some(disk)
+                    || s.workloads
+                        .iter()
+                        .filter(|o| o.disk() == Some(disk))
+                        .count()
+                        != 1
+                {
+                    bail!(
+                        "step {}: {} must be the first disk workload, and alone on its disk",
+                        s.name,
+                        w.id()
+                    );
+                }
             }
             for (start, len) in w.regions(d.size_mib << 11).unwrap_or_default() {
                 if d.size_mib < 64 && !matches!(w, Workload::Pattern { .. }) {
@@ -668,13 +754,30 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
          xl create -c /sluice/steps/{n}.cfg\nrc=$?\n\
          while xl domid {n} >/dev/null 2>&1; do\n\
          \x20 echo \"@@DOM0-ACTION-READY {n}\"\n\
-         \x20 if read -t 30 -r cmd; then eval \"$cmd\"; echo \"@@DOM0-ACTION-DONE {n} rc=$?\"; fi\n\
+         \x20 action_or_gone {n} || break\n\
          \x20 echo \"@@DOM0-CONSOLE-AGAIN {n}\"\n\
          \x20 xl console {n}\n\
          done\n\
          kill $wd 2>/dev/null\n\
-         check_daemons\necho \"@@STEP-END {n} rc=$rc\"\n"
+         check_daemons\n"
     );
+    if step
+        .workloads
+        .iter()
+        .any(|w| matches!(w, Workload::HostileFrontend { .. }))
+    {
+        // The block backend must have logged each kind of refusal.
+        for d in boot.daemons.iter().filter(|d| d.serves_block) {
+            for l in crate::scenario::HOSTILE_LOG_LINES {
+                let _ = writeln!(
+                    s,
+                    "if grep -q '{l}' /var/log/sluice/{n}.log; then echo \"@@DOM0-LOG-HAS {n}: {l}\"; else echo \"@@DOM0-LOG-LACKS {n}: {l}\"; fi",
+                    n = d.name
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "echo \"@@STEP-END {n} rc=$rc\"");
     s
 }
 
@@ -700,6 +803,28 @@ stop_daemon() {
   kill "$p" 2>/dev/null
   i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
   kill -9 "$p" 2>/dev/null; true
+}
+# backend_idle NAME: the daemon uses under a quarter of a CPU over 4 s (no thread
+# spins, e.g. on a ring it gave up on).
+backend_idle() {
+  p=$(cat /run/sluice-$1.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null || { echo "$1 is not running"; return 1; }
+  t0=$(awk '{print $14 + $15}' /proc/$p/stat)
+  sleep 4
+  t1=$(awk '{print $14 + $15}' /proc/$p/stat)
+  echo "$1 (pid $p): $((t1 - t0)) CPU ticks in 4 s ($(ls /proc/$p/task | wc -l) threads)"
+  [ $((t1 - t0)) -lt 100 ]
+}
+# action_or_gone DOMAIN: after `xl create -c` or `xl console` returned, runs the one
+# command the harness types (a dom0 action) and returns 0; returns 1 as soon as the
+# domain is gone (a guest that powered off: no waiting out the 30 s), 0 after 30 s.
+action_or_gone() {
+  i=0
+  while [ $i -lt 30 ]; do
+    if read -t 1 -r cmd; then eval "$cmd"; echo "@@DOM0-ACTION-DONE $1 rc=$?"; return 0; fi
+    xl domid "$1" >/dev/null 2>&1 || return 1
+    i=$((i+1))
+  done
+  return 0
 }
 # Every daemon with a pid file must still run.
 check_daemons() {
@@ -753,7 +878,8 @@ esac
 exit 0
 "#;
 
-/// The guest's /init: modules, then the step named on the kernel command line.
+/// The guest's /init: modules (blkfront only if the step loads it at boot), then the
+/// step named on the kernel command line.
 const GUEST_INIT: &str = r#"#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
@@ -761,8 +887,12 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 ln -sf /proc/mounts /etc/mtab
-while read -r ko; do insmod "$ko" || echo "@@GUEST-WARN insmod $ko failed"; done < /modules.list
 step=$(sed -n 's/.*sluice\.step=\([a-z0-9-]*\).*/\1/p' /proc/cmdline)
+while read -r ko; do
+  # A step without blkfront at boot leaves its disks to a userspace frontend.
+  case "$ko" in *blkfront*) [ -e "/steps/$step.noblkfront" ] && continue ;; esac
+  insmod "$ko" || echo "@@GUEST-WARN insmod $ko failed"
+done < /modules.list
 echo "@@GUEST-BEGIN $step"
 . /lib/sluice-checks.sh
 . "/steps/$step.sh"
@@ -935,6 +1065,30 @@ check_sector_size() {
   [ "$got" = "$want" ] || { echo "${dev##*/}: logical block size $got, expected $want"; return 1; }
   echo "@@SUMMARY $id: ${dev##*/} has $got-byte logical sectors"
 }
+# check_hostile DEV DEVID FILE SECTOR SCALE: sluice-hostile-blkfront attacks the backend of
+# device DEVID (no blkfront is loaded), writing the start of FILE at SECTOR once
+# validly; dom0 then checks that the backend idles and detaches the device; then
+# blkfront is loaded for the guest's other disks.
+check_hostile() {
+  dev=$1; devid=$2; file=$3; s=$4; scale=$5
+  for n in gntalloc evtchn xenbus; do [ -e /dev/xen/$n ] || { echo "no /dev/xen/$n"; return 1; }; done
+  grep -q blkfront /proc/modules && { echo "a blkfront is loaded: the device is not free"; return 1; }
+  x /sbin/sluice-hostile-blkfront --devid "$devid" --data "$file" --sector "$s" --timeout-scale "$scale"
+  rc=$?
+  idle=0; dom0 backend-idle "${dev##*/}" || idle=1
+  # The toolstack removes the device the backend gave up on, so that blkfront (stock,
+  # or sluice-blkfront, which would wait for it) finds only the other disks.
+  dom0 detach "${dev##*/}" || return 1
+  i=0
+  while [ -e /sys/bus/xen/devices/vbd-$devid ]; do
+    i=$((i+1)); [ $i -gt 300 ] && { echo "vbd-$devid still there 60 s after the detach"; return 1; }; sleep 0.2
+  done
+  ko=$(grep blkfront /modules.list | head -n 1)
+  x insmod "$ko" || { echo "insmod $ko failed"; return 1; }
+  [ $rc -eq 0 ] || { echo "hostile frontend: $rc failed check(s)"; return 1; }
+  [ $idle -eq 0 ] || { echo "the backend does not idle after the attack"; return 1; }
+  echo "@@SUMMARY $id: every hostile-frontend check passed (bad rings and xenstore garbage refused, hostile requests answered with errors, valid I/O read back, runaway ring disconnected); backend idle afterwards; device detached by the toolstack; blkfront loaded for the other disks"
+}
 check_ext4() {
   dev=$1; file=$2; want=$3
   wait_dev "$dev" || return 1
@@ -1070,6 +1224,44 @@ mod tests {
     }
 
     #[test]
+    fn hostile_frontend_needs_a_free_userspace_disk() {
+        let u = BlockBackend::Userspace;
+        let hostile = |w: &[Workload]| {
+            GuestStep::new("g-1", GuestType::Pv, &[u.clone(), u.clone()], w)
+                .without_blkfront_at_boot()
+        };
+        let ok = [
+            Workload::ConsoleRoundTrip,
+            Workload::HostileFrontend { disk: 0 },
+            Workload::Pattern { disk: 1 },
+        ];
+        validate(&boot(vec![hostile(&ok)])).unwrap();
+        // blkfront at boot would own the disk.
+        let mut loaded = hostile(&ok);
+        loaded.blkfront_at_boot = true;
+        assert!(validate(&boot(vec![loaded])).is_err());
+        // Another workload on its disk, or a disk workload before it.
+        let shared = [
+            Workload::HostileFrontend { disk: 0 },
+            Workload::Pattern { disk: 0 },
+        ];
+        assert!(validate(&boot(vec![hostile(&shared)])).is_err());
+        let late = [
+            Workload::Pattern { disk: 1 },
+            Workload::HostileFrontend { disk: 0 },
+        ];
+        assert!(validate(&boot(vec![hostile(&late)])).is_err());
+        let kernel = GuestStep::new(
+            "g-1",
+            GuestType::Pv,
+            &[BlockBackend::KernelBlkback],
+            &[Workload::HostileFrontend { disk: 0 }],
+        )
+        .without_blkfront_at_boot();
+        assert!(validate(&boot(vec![kernel])).is_err());
+    }
+
+    #[test]
     fn regions_fit_a_64_mib_disk_and_stay_apart() {
         let total = 64 << 11;
         let ws = [
@@ -1078,6 +1270,7 @@ mod tests {
             Workload::DetachAttach { disk: 0 },
             Workload::RestartBackend { disk: 0 },
             Workload::ReloadFrontend { disk: 0 },
+            Workload::HostileFrontend { disk: 0 },
         ];
         let mut all: Vec<(u64, u64)> = ws.iter().flat_map(|w| w.regions(total).unwrap()).collect();
         all.sort();

@@ -113,6 +113,56 @@ pub fn verify_hole(image: &Path, sector: u64, count: u64) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `image` is still `size` bytes long, holds `data` at `sector` and zeroes
+/// everywhere else: nothing but that one write ever reached it (the image starts all
+/// zero). For [`crate::Workload::HostileFrontend`]: a hostile request the backend
+/// wrongly accepted would show up as a stray byte or a changed size.
+pub fn verify_only_written(image: &Path, size: u64, sector: u64, data: &[u8]) -> Result<()> {
+    let mut f = File::open(image).with_context(|| format!("opening {}", image.display()))?;
+    let len = f.metadata()?.len();
+    if len != size {
+        bail!(
+            "{}: {len} bytes, but the disk was {size} bytes (something wrote past its end or truncated it)",
+            image.display()
+        );
+    }
+    let (start, end) = (sector * SECTOR, sector * SECTOR + data.len() as u64);
+    if end > size {
+        bail!(
+            "{}: the expected write ends past the image",
+            image.display()
+        );
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..n])?;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let at = off + i as u64;
+            let want = if (start..end).contains(&at) {
+                data[(at - start) as usize]
+            } else {
+                0
+            };
+            if b != want {
+                bail!(
+                    "{}: byte {at} (sector {}) is {b:#04x}, expected {want:#04x}: {}",
+                    image.display(),
+                    at / SECTOR,
+                    if (start..end).contains(&at) {
+                        "the valid write did not land intact"
+                    } else {
+                        "written outside the one valid write"
+                    }
+                );
+            }
+        }
+        off += n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +241,21 @@ mod tests {
         // Allocated zeroes are not a hole either.
         let zeros = image_with(&[(0, &[0u8; 8192])], size);
         assert!(verify_hole(&zeros.0, 0, 16).is_err());
+    }
+
+    #[test]
+    fn only_written_sees_stray_bytes_and_size_changes() {
+        let data = pattern("o", 8192);
+        let size = 3 << 20;
+        let good = image_with(&[(2048 * 512, &data)], size);
+        verify_only_written(&good.0, size, 2048, &data).unwrap();
+        let stray = image_with(&[(2048 * 512, &data), ((2 << 20) + 5, b"x")], size);
+        let e = verify_only_written(&stray.0, size, 2048, &data).unwrap_err();
+        assert!(format!("{e}").contains("outside"), "{e}");
+        let grown = image_with(&[(2048 * 512, &data), (size, b"x")], size);
+        assert!(verify_only_written(&grown.0, size, 2048, &data).is_err());
+        let missing = image_with(&[], size);
+        assert!(verify_only_written(&missing.0, size, 2048, &data).is_err());
     }
 
     #[test]

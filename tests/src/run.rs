@@ -358,6 +358,7 @@ fn drive(
             if let Some(l) = text.lines().find(|l| l.contains("@@DAEMON-DEAD")) {
                 bail!(Failure::Crash(format!("dom0 daemon died: {l}")));
             }
+            // Group 4 of the loop's pattern: the rc of `@@STEP-END` (1-3 are @@ACTION's).
             if end.group(4) != "0" {
                 bail!(Failure::Infrastructure(format!(
                     "{name}: xl create -c exited with {}",
@@ -399,6 +400,31 @@ fn drive(
                         "{name}/{id}: the guest never reported (crashed or hung? see {})",
                         logs.join(format!("guest-{name}.log")).display()
                     ))),
+                }
+            }
+            if s.workloads
+                .iter()
+                .any(|w| matches!(w, Workload::HostileFrontend { .. }))
+            {
+                if let Some(l) = text.lines().find(|l| l.contains("@@DOM0-LOG-LACKS")) {
+                    bail!(Failure::Check(format!(
+                        "{name}: the block backend did not log a refusal: {}",
+                        l.trim()
+                    )));
+                }
+                let has = text
+                    .lines()
+                    .filter(|l| l.contains("@@DOM0-LOG-HAS"))
+                    .count();
+                for w in &s.workloads {
+                    if let Workload::HostileFrontend { .. } = w {
+                        report.passed.push((
+                            format!("{name}/{}/dom0-log", w.id()),
+                            format!(
+                                "the block backend logged each kind of refusal ({has} line kinds)"
+                            ),
+                        ));
+                    }
                 }
             }
             if s.kernel.is_some() {
@@ -498,6 +524,20 @@ fn dom0_action(
             }
             daemons.join(" && ")
         }
+        "backend-idle" => {
+            let daemons: Vec<String> = boot
+                .daemons
+                .iter()
+                .filter(|d| d.serves_block)
+                .map(|d| format!("backend_idle {}", d.name))
+                .collect();
+            if daemons.is_empty() {
+                bail!(Failure::Infrastructure(format!(
+                    "{name}: backend-idle needs a userspace block backend daemon"
+                )));
+            }
+            daemons.join(" && ")
+        }
         _ => bail!(Failure::Infrastructure(format!(
             "{name}: unknown dom0 action {verb:?}"
         ))),
@@ -583,6 +623,13 @@ fn host_checks(prepared: &Prepared, report: &mut BootReport) -> Result<()> {
                     sector,
                     count,
                 } => crate::pattern::verify_hole(image, *sector, *count)
+                    .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?,
+                HostCheck::OnlyWritten {
+                    image,
+                    size,
+                    sector,
+                    data,
+                } => crate::pattern::verify_only_written(image, *size, *sector, data)
                     .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?,
             }
             report

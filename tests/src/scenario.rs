@@ -92,7 +92,35 @@ pub enum Workload {
     /// depth 8, `seconds` each. Results in [`crate::BootReport::fio`]; a benchmark, it
     /// checks only that fio ran. Takes the whole disk.
     Fio { disk: usize, seconds: u32 },
+    /// `sluice-hostile-blkfront` (`tests/hostile-blkfront`, a userspace frontend using
+    /// `/dev/xen/gntalloc`, `/dev/xen/evtchn` and `/dev/xen/xenbus`) takes over the disk
+    /// and attacks its backend: ungranted and read-only ring grants, garbage xenstore
+    /// nodes, hostile requests (bad grants, sectors, segment counts and ranges, indirect
+    /// pages, operations), one valid 80 KiB write read back, then a runaway `req_prod`.
+    /// Then dom0 checks that the backend idles (no spinning thread) and detaches the
+    /// device (`xl block-detach`: the backend must let a device it gave up on go), and the
+    /// guest loads its blkfront for its other disks, so later workloads on them prove the same
+    /// daemon still serves its other devices. Host side: the image keeps its size and
+    /// holds nothing but the valid write; dom0's step checks that the backend's log has
+    /// its refusal lines. Userspace disks only; the step must not load blkfront at boot
+    /// ([`GuestStep::without_blkfront_at_boot`]) and this disk has no other workload.
+    HostileFrontend { disk: usize },
 }
+
+/// Bytes `sluice-hostile-blkfront` writes validly (its `VALID_BYTES`: 4 direct + 16
+/// indirect pages), at [`Workload::regions`].
+pub const HOSTILE_WRITE_BYTES: u64 = 20 * 4096;
+
+/// Lines sluice-blkback logs when it refuses what the hostile frontend does; dom0 greps
+/// its log for each after a [`Workload::HostileFrontend`] step.
+pub const HOSTILE_LOG_LINES: &[&str] = &[
+    "refusing request",
+    "grant copy of gref",
+    "lie outside the disk",
+    "is not a number",
+    "closing the device",
+    "disconnecting this device",
+];
 
 impl Workload {
     /// The check id printed by the guest, e.g. `pattern-xvda`.
@@ -108,11 +136,13 @@ impl Workload {
             Workload::ReloadFrontend { disk } => format!("frontend-reload-{}", vdev(*disk)),
             Workload::SectorSize { disk } => format!("sector-size-{}", vdev(*disk)),
             Workload::Fio { disk, .. } => format!("fio-{}", vdev(*disk)),
+            Workload::HostileFrontend { disk } => format!("hostile-{}", vdev(*disk)),
         }
     }
 
     /// How many checks pass for this workload: the guest's, plus the host's checks of
-    /// the image after the run (`images::prepare` registers them).
+    /// the image after the run (`images::prepare` registers them), plus, for
+    /// [`Workload::HostileFrontend`], dom0's check of the backend's log.
     pub fn checks(&self) -> usize {
         1 + match self {
             Workload::Pattern { .. }
@@ -120,6 +150,8 @@ impl Workload {
             | Workload::DetachAttach { .. }
             | Workload::ReloadFrontend { .. } => 1,
             Workload::Discard { .. } | Workload::RestartBackend { .. } => 2,
+            // The image check (host), and dom0's check of the backend's log.
+            Workload::HostileFrontend { .. } => 2,
             Workload::ConsoleRoundTrip
             | Workload::SeqRead { .. }
             | Workload::SectorSize { .. }
@@ -139,7 +171,8 @@ impl Workload {
             | Workload::RestartBackend { disk }
             | Workload::ReloadFrontend { disk }
             | Workload::SectorSize { disk }
-            | Workload::Fio { disk, .. } => Some(*disk),
+            | Workload::Fio { disk, .. }
+            | Workload::HostileFrontend { disk } => Some(*disk),
         }
     }
 
@@ -160,6 +193,10 @@ impl Workload {
             Workload::DetachAttach { .. } => Some(vec![(3 * q, MIB)]),
             Workload::RestartBackend { .. } => Some(vec![(3 * q + 4 * MIB, 2 * MIB)]),
             Workload::ReloadFrontend { .. } => Some(vec![(q / 2, MIB)]),
+            Workload::HostileFrontend { .. } => Some(vec![(
+                2 * q + 4 * MIB,
+                HOSTILE_WRITE_BYTES / crate::pattern::SECTOR,
+            )]),
             Workload::Ext4 { .. }
             | Workload::SeqRead { .. }
             | Workload::SectorSize { .. }
@@ -183,6 +220,9 @@ pub struct GuestStep {
     pub memory_mib: u32,
     pub disks: Vec<Disk>,
     pub workloads: Vec<Workload>,
+    /// Whether the guest loads its blkfront module at boot (true unless
+    /// [`GuestStep::without_blkfront_at_boot`]).
+    pub blkfront_at_boot: bool,
     /// A kernel of our own instead of Debian's Linux with the test initramfs: a PVH
     /// ELF booted without ramdisk. It has no workloads; its console output is returned
     /// in [`crate::BootReport::consoles`] and the step ends when the domain does.
@@ -207,6 +247,7 @@ impl GuestStep {
             memory_mib: 64,
             disks: vec![],
             workloads: vec![],
+            blkfront_at_boot: false,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -236,7 +277,16 @@ impl GuestStep {
                 .collect(),
             workloads: w.to_vec(),
             kernel: None,
+            blkfront_at_boot: true,
         }
+    }
+
+    /// The same step with the guest's blkfront left unloaded at boot, so that its disks
+    /// stay free for a userspace frontend ([`Workload::HostileFrontend`], which loads it
+    /// afterwards).
+    pub fn without_blkfront_at_boot(mut self) -> Self {
+        self.blkfront_at_boot = false;
+        self
     }
 
     /// The same step with disk `disk` using `bytes`-byte sectors.

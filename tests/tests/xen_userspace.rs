@@ -6,10 +6,13 @@
 //! a userspace backend on Xen 4.17, the backend swap inside one boot, and that the
 //! harness reports a failed check instead of a pass.
 //!
-//! `sluice_backends_pv_and_pvh`: the xen-blk scenarios with Sluice's `sluice-blkback`
-//! (and `sluice-consoleback`, when present) in dom0, plus a blkback killed and
-//! restarted under an idle guest. It says SKIPPED and returns while
-//! the backends are not in the workspace.
+//! `sluice_backends_pv_and_pvh`: first a PV guest without blkfront whose
+//! `sluice-hostile-blkfront` attacks sluice-blkback on disk 0 (the daemon must refuse
+//! everything hostile, keep running and idle, and leave the image alone but for one
+//! valid write), after which blkfront serves disk 1 of the same daemon; then the
+//! xen-blk scenarios with Sluice's `sluice-blkback` (and `sluice-consoleback`, when
+//! present) in dom0, plus a blkback killed and restarted under an idle guest. It says
+//! SKIPPED and returns while the backends are not in the workspace.
 
 use sluice_testbed::scenario::standard_steps;
 use sluice_testbed::{
@@ -100,11 +103,25 @@ fn sluice_backends_pv_and_pvh() {
         eprintln!("{n}");
     }
     let (daemons, console) = (b.daemons, b.console);
+    // The hostile frontend first: the standard steps after it then also prove that the
+    // daemon it attacked serves new guests.
+    let u = BlockBackend::Userspace;
+    let mut steps = vec![GuestStep::new(
+        "pv-hostile",
+        GuestType::Pv,
+        &[u.clone(), u.clone()],
+        &[
+            Workload::HostileFrontend { disk: 0 },
+            Workload::Pattern { disk: 1 },
+        ],
+    )
+    .without_blkfront_at_boot()];
+    steps.extend(standard_steps("sluice", u, true));
     let boot = Boot {
         name: "xen-blk-sluice".into(),
         console,
         daemons,
-        steps: standard_steps("sluice", BlockBackend::Userspace, true),
+        steps,
         fio_in_dom0: false,
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));

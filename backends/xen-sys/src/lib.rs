@@ -1,17 +1,20 @@
 //! Raw access to Linux's Xen devices for dom0 daemons: `/dev/xen/evtchn` (event
-//! channels) and `/dev/xen/gntdev` (grant mapping and grant copy).
+//! channels) and `/dev/xen/gntdev` (grant mapping and grant copy); and, for Sluice's
+//! userspace test frontends in a domU, `/dev/xen/gntalloc` (granting local pages).
 //!
 //! This crate holds all of the daemons' `unsafe`: ioctls with the structs of Linux's
-//! `include/uapi/xen/{evtchn,gntdev}.h` (written from the documented layouts) and the
+//! `include/uapi/xen/{evtchn,gntdev,gntalloc}.h` (written from the documented layouts) and the
 //! `mmap` of granted pages, exposed as [`sluice_abi::shared::SharedMem`].
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod evtchn;
+pub mod gntalloc;
 pub mod gntdev;
 mod ioc;
 pub mod uring;
 
 pub use evtchn::{EvtchnDevice, EvtchnError};
+pub use gntalloc::{GntallocDevice, GntallocError, GrantedPages};
 pub use gntdev::{CopyPtr, CopySegment, GntdevDevice, GntdevError, GrantMapping};
 pub use uring::{Completion, IoQueue};
