@@ -44,6 +44,7 @@ fn run(uring: bool, op: BlkifOp, img: &std::path::Path) -> f64 {
             port: bport,
             stop: &s2,
             name: "bench",
+            persistent: None,
         };
         let ring = sluice_abi::blkif::BlkifBackRing::new(gm.page(0)).unwrap();
         let stats = Arc::new(QueueStats::default());
