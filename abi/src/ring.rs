@@ -512,6 +512,16 @@ where
         Self::attach(mem, 0)
     }
 
+    /// `BACK_RING_ATTACH` at the shared `rsp_prod`: takes over a live ring whose
+    /// earlier back end went away (a restarted backend daemon). Requests the front
+    /// published after the last response are served; answered ones are not seen again.
+    /// On a fresh ring (`rsp_prod` 0) this is [`BackRing::new`]. The value is the
+    /// peer's to change, but any start is safe: `req_prod` is validated against it.
+    pub fn resume(mem: SharedMem<'a>) -> Result<Self, RingError> {
+        let start = mem.load_u32_acquire(RSP_PROD_OFFSET)?;
+        Self::attach(mem, start)
+    }
+
     /// `BACK_RING_ATTACH`: attaches with private indices `start`.
     pub fn attach(mem: SharedMem<'a>, start: u32) -> Result<Self, RingError> {
         Ok(Self {
@@ -744,6 +754,39 @@ mod tests {
         // Now the back sleeps with req_event = 3: the next request notifies.
         front.push_request(&req(9)).unwrap();
         assert!(front.push_requests_and_check_notify().unwrap());
+    }
+
+    #[test]
+    fn resumed_back_serves_only_unanswered_requests() {
+        let mut page = Page([0; 4096]);
+        let mem = SharedMem::from_mut_slice(&mut page.0);
+        let mut front = FrontRing::<Req, Rsp>::init(mem).unwrap();
+        // 40 round trips (past one lap of the 32-slot ring), then the back dies.
+        {
+            let mut back = BackRing::<Req, Rsp>::new(mem).unwrap();
+            for i in 0..40 {
+                front.push_request(&req(i)).unwrap();
+                front.push_requests_and_check_notify().unwrap();
+                assert_eq!(back.pop_request().unwrap(), Some(req(i)));
+                back.push_response(&rsp(i)).unwrap();
+                back.push_responses_and_check_notify().unwrap();
+                assert_eq!(front.pop_response().unwrap(), Some(rsp(i)));
+            }
+        }
+        // One request published while no back end ran.
+        front.push_request(&req(40)).unwrap();
+        front.push_requests_and_check_notify().unwrap();
+        // A fresh back at index 0 would take 41 "requests" from a 32-slot ring.
+        assert!(BackRing::<Req, Rsp>::new(mem)
+            .unwrap()
+            .pop_request()
+            .is_err());
+        let mut back = BackRing::<Req, Rsp>::resume(mem).unwrap();
+        assert_eq!(back.pop_request().unwrap(), Some(req(40)));
+        assert_eq!(back.pop_request().unwrap(), None);
+        back.push_response(&rsp(40)).unwrap();
+        back.push_responses_and_check_notify().unwrap();
+        assert_eq!(front.pop_response().unwrap(), Some(rsp(40)));
     }
 
     #[test]

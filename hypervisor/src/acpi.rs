@@ -1,8 +1,12 @@
 //! ACPI discovery: the RSDP (BIOS area), the RSDT/XSDT, the MADT (CPUs, I/O APICs), the
-//! MCFG (PCI ECAM), and whether DMAR / IVRS (IOMMUs) are present; then PCI enumeration
-//! of bus 0..=255 over ECAM.
+//! MCFG (PCI ECAM), and where the DMAR / IVRS (IOMMU) tables are; then PCI enumeration
+//! of the MCFG's buses over ECAM. Addresses and lengths from the tables are checked
+//! against the identity map before anything is read: a bad table is skipped, never a
+//! fault.
 
 use crate::arch::phys;
+use alloc::vec::Vec;
+use sluice_iommu::Bdf;
 
 fn bytes<const N: usize>(pa: u64) -> [u8; N] {
     let mut b = [0u8; N];
@@ -37,8 +41,23 @@ pub struct Platform {
     pub ioapics: u32,
     pub ecam_base: u64,
     pub ecam_buses: (u8, u8),
-    pub dmar: bool,
-    pub ivrs: bool,
+    /// Where the DMAR table is (address, length), checksum not yet checked.
+    pub dmar: Option<(u64, u64)>,
+    /// Where the IVRS table is.
+    pub ivrs: Option<(u64, u64)>,
+}
+
+/// Largest ACPI table read (DMAR and IVRS of real machines are a few KiB).
+pub const MAX_TABLE: u64 = 1 << 20;
+
+/// A copy of the table at `(pa, len)` (the parsers check header, length and checksum).
+pub fn copy_table((pa, len): (u64, u64)) -> Option<Vec<u8>> {
+    if len > MAX_TABLE || !phys::mapped(pa, len) {
+        return None;
+    }
+    let mut v = alloc::vec![0u8; len as usize];
+    phys::read(pa, &mut v);
+    Some(v)
 }
 
 fn find_rsdp() -> Option<u64> {
@@ -72,24 +91,37 @@ pub fn discover() -> Option<Platform> {
     } else {
         (u32_at(rsdp + 16) as u64, 4)
     };
-    if root == 0 || root >= 4 << 30 {
+    if !phys::mapped(root, 36) {
         return Some(pf);
     }
-    let len = u32_at(root + 4) as u64;
+    let len = (u32_at(root + 4) as u64).min(4096);
+    if !phys::mapped(root, len) {
+        return Some(pf);
+    }
     let mut e = root + 36;
-    while e + entry_size <= root + len.min(4096) {
+    while e + entry_size <= root + len {
         let table = if entry_size == 8 {
             u64_at(e)
         } else {
             u32_at(e) as u64
         };
         e += entry_size;
-        if table == 0 || table >= 4 << 30 {
+        if !phys::mapped(table, 36) {
             continue;
         }
         let sig = bytes::<4>(table);
         let tlen = u32_at(table + 4) as u64;
-        if !(36..=1 << 20).contains(&tlen) || !checksum_ok(table, tlen) {
+        if !(36..=MAX_TABLE).contains(&tlen) || !phys::mapped(table, tlen) {
+            continue;
+        }
+        // The IOMMU tables are kept even with a bad checksum: their parser reports it
+        // (a present but unusable IOMMU must be logged, not mistaken for none).
+        match &sig {
+            b"DMAR" => pf.dmar = Some((table, tlen)),
+            b"IVRS" => pf.ivrs = Some((table, tlen)),
+            _ => {}
+        }
+        if !checksum_ok(table, tlen) {
             continue;
         }
         match &sig {
@@ -99,8 +131,6 @@ pub fn discover() -> Option<Platform> {
                 let b = bytes::<2>(table + 44 + 10);
                 pf.ecam_buses = (b[0], b[1]);
             }
-            b"DMAR" => pf.dmar = true,
-            b"IVRS" => pf.ivrs = true,
             _ => {}
         }
     }
@@ -130,19 +160,58 @@ fn parse_madt(pf: &mut Platform, table: u64, len: u64) {
     }
 }
 
-/// Logs each PCI function found over ECAM.
-pub fn enumerate_pci(pf: &Platform) -> u32 {
-    if pf.ecam_base == 0 {
-        return 0;
+/// A PCI function found over ECAM.
+#[derive(Clone, Copy, Debug)]
+pub struct PciFunction {
+    pub bdf: Bdf,
+    pub vendor: u16,
+    pub device: u16,
+}
+
+/// The ECAM address of a function's configuration space, if inside the identity map.
+pub fn config_space(pf: &Platform, bdf: Bdf) -> Option<u64> {
+    if pf.ecam_base == 0
+        || bdf.segment != 0
+        || !(pf.ecam_buses.0..=pf.ecam_buses.1).contains(&bdf.bus)
+    {
+        return None;
     }
-    let mut found = 0;
+    // The MCFG base address is that of bus 0, whatever the first bus decoded.
+    let cfg = pf.ecam_base.checked_add(
+        ((bdf.bus as u64) << 20) | ((bdf.device as u64) << 15) | ((bdf.function as u64) << 12),
+    )?;
+    phys::mapped(cfg, 4096).then_some(cfg)
+}
+
+/// Reads a 32-bit configuration register (`off` is rounded down to 4 and kept below
+/// 4096); all ones for a function without configuration space.
+pub fn config_read(pf: &Platform, bdf: Bdf, off: u16) -> u32 {
+    match config_space(pf, bdf) {
+        Some(cfg) => phys::mmio_read_u32(cfg + u64::from(off & 0xffc)),
+        None => u32::MAX,
+    }
+}
+
+/// Writes a 32-bit configuration register.
+pub fn config_write(pf: &Platform, bdf: Bdf, off: u16, v: u32) {
+    if let Some(cfg) = config_space(pf, bdf) {
+        phys::mmio_write_u32(cfg + u64::from(off & 0xffc), v)
+    }
+}
+
+/// Logs and returns each PCI function found over ECAM.
+pub fn enumerate_pci(pf: &Platform) -> Vec<PciFunction> {
+    let mut found = Vec::new();
+    if pf.ecam_base == 0 {
+        return found;
+    }
     for bus in pf.ecam_buses.0..=pf.ecam_buses.1 {
-        for dev in 0..32u64 {
-            for func in 0..8u64 {
-                let cfg = pf.ecam_base + (((bus as u64) << 20) | (dev << 15) | (func << 12));
-                if cfg >= 4 << 30 {
+        for dev in 0..32u8 {
+            for func in 0..8u8 {
+                let bdf = Bdf::new(bus, dev, func);
+                let Some(cfg) = config_space(pf, bdf) else {
                     return found;
-                }
+                };
                 let id = phys::mmio_read_u32(cfg);
                 if id & 0xFFFF == 0xFFFF {
                     if func == 0 {
@@ -160,7 +229,11 @@ pub fn enumerate_pci(pf: &Platform) -> u32 {
                     id >> 16,
                     class
                 );
-                found += 1;
+                found.push(PciFunction {
+                    bdf,
+                    vendor: id as u16,
+                    device: (id >> 16) as u16,
+                });
                 let header = phys::mmio_read_u32(cfg + 12) >> 16 & 0xFF;
                 if func == 0 && header & 0x80 == 0 {
                     break;

@@ -59,6 +59,8 @@ pub struct Domain {
     pub grant_maps: [Option<crate::grant::GrantMap>; crate::grant::MAX_MAPS],
     /// Times the LAPIC tick ended its slice.
     pub preemptions: u64,
+    /// Its IOMMU domains (empty: device assignment is a later step), when an IOMMU is up.
+    pub iommu: Option<crate::iommu::IommuDomain>,
 }
 
 /// What a domain is built from.
@@ -171,6 +173,7 @@ impl Domain {
             poll_deadline: None,
             grant_maps: [None; crate::grant::MAX_MAPS],
             preemptions: 0,
+            iommu: None,
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {

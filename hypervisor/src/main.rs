@@ -6,6 +6,8 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
 mod acpi;
 #[allow(unsafe_code)]
 mod arch;
@@ -13,6 +15,7 @@ mod domain;
 mod evtchn;
 mod grant;
 mod hypercall;
+mod iommu;
 mod log;
 mod mm;
 mod multiboot;
@@ -34,6 +37,8 @@ const EXIT_ALL_DOMAINS_ENDED: u32 = 0x10;
 const EXIT_BOOT_FAILED: u32 = 0x11;
 /// A vCPU's time slice before the LAPIC tick preempts it.
 const TIME_SLICE_NS: u64 = 10_000_000;
+/// The hypervisor heap (IOMMU driver state, parsed ACPI tables, the PCI device list).
+const HEAP_PAGES: u64 = 256;
 
 /// Called by the boot code in long mode with the multiboot information address.
 pub fn hv_main(mb_info: u32) -> ! {
@@ -45,11 +50,16 @@ pub fn hv_main(mb_info: u32) -> ! {
 
     let boot = multiboot::BootInfo::new(mb_info as u64);
     let mut fa = FrameAllocator::new();
-    boot.for_each_ram(|base, len| fa.add_region(base, base + len));
+    boot.for_each_entry(|base, len, ty| match ty {
+        1 => fa.add_region(base, base.saturating_add(len)),
+        3..=5 => fa.add_firmware_ram(base, base.saturating_add(len)),
+        _ => {}
+    });
     let (img_start, img_end) = arch::boot::image_range();
     fa.reserve(img_start, img_end);
     // Copy the module list out first: the boot information lies in memory the frame
     // allocator hands out.
+    let selftest = boot.has_option("iommu-selftest");
     let nmods = boot.module_count().min(MAX_DOMAINS);
     let modules: [Option<multiboot::Module>; MAX_DOMAINS] =
         core::array::from_fn(|i| (i < nmods).then(|| boot.module(i)));
@@ -70,7 +80,18 @@ pub fn hv_main(mb_info: u32) -> ! {
         img_end,
         nmods
     );
-    match acpi::discover() {
+    match fa.alloc_contiguous(HEAP_PAGES, mm::PAGE) {
+        Some(h) if arch::heap::init(h, HEAP_PAGES * mm::PAGE) => {
+            log!("heap: {} KiB at {:#x}", HEAP_PAGES * 4, h)
+        }
+        _ => {
+            log!("heap: no memory");
+            arch::serial::qemu_exit(EXIT_BOOT_FAILED);
+        }
+    }
+    let platform = acpi::discover();
+    let mut functions = alloc::vec::Vec::new();
+    match &platform {
         Some(pf) => {
             log!(
                 "acpi: RSDP at {:#x}; MADT: {} CPUs (APIC ids {:?}), {} I/O APICs; MCFG: ECAM at {:#x} buses {}-{}; DMAR: {}; IVRS: {}",
@@ -81,11 +102,11 @@ pub fn hv_main(mb_info: u32) -> ! {
                 pf.ecam_base,
                 pf.ecam_buses.0,
                 pf.ecam_buses.1,
-                pf.dmar,
-                pf.ivrs
+                Table(pf.dmar),
+                Table(pf.ivrs)
             );
-            let n = acpi::enumerate_pci(&pf);
-            log!("pci: {} functions over ECAM", n);
+            functions = acpi::enumerate_pci(pf);
+            log!("pci: {} functions over ECAM", functions.len());
             log!(
                 "smp: only the boot CPU runs (AP bring-up not implemented); {} CPUs idle",
                 pf.cpus.saturating_sub(1)
@@ -93,18 +114,45 @@ pub fn hv_main(mb_info: u32) -> ! {
         }
         None => log!("acpi: no RSDP found"),
     }
-    log!("iommu: IOMMU not yet integrated: devices are NOT blocked from DMA");
+    // DMA protection before anything else runs.
+    let mut protection = match platform
+        .as_ref()
+        .map(|pf| iommu::init(pf, &mut fa, &functions))
+    {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            log!("iommu: {}: devices are NOT protected from DMA", e);
+            None
+        }
+        None => {
+            log!("iommu: no ACPI tables: devices are NOT protected from DMA");
+            None
+        }
+    };
+    let (used, size) = arch::heap::usage();
+    log!(
+        "heap: {} of {} KiB in use",
+        used.div_ceil(1024),
+        size / 1024
+    );
 
-    let svm = match Svm::init(&mut || fa.alloc()) {
+    let svm = match Svm::init(&mut |pages| fa.alloc_contiguous(pages, mm::PAGE)) {
         Ok(s) => s,
         Err(e) => {
             log!("svm: {}", e);
             arch::serial::qemu_exit(EXIT_BOOT_FAILED);
         }
     };
-    let frames_before_domains = fa.handed_out;
     let clock = time::Clock::calibrate();
     log!("time: TSC {} kHz (PIT-calibrated)", clock.hz / 1000);
+    if let (true, Some(pf)) = (selftest, platform.as_ref()) {
+        iommu::selftest(protection.as_mut(), pf, &functions, &mut fa, &|| {
+            clock.now_ns()
+        });
+    }
+    drop(functions);
+    let frames_before_domains = fa.handed_out;
+    let iommu_before_domains = protection.as_ref().map(|p| p.table_frames().0);
     let count = arch::lapic::start_periodic(clock.hz, TIME_SLICE_NS);
     log!(
         "sched: round-robin, {} ms slices (LAPIC timer, initial count {})",
@@ -127,7 +175,7 @@ pub fn hv_main(mb_info: u32) -> ! {
             cmdline: args,
         };
         match Domain::create(&svm, &mut fa, id, &spec, clock) {
-            Ok(d) => {
+            Ok(mut d) => {
                 log!(
                     "domain {} ({}): created, {} KiB, 1 vCPU, cmdline '{}'",
                     id,
@@ -135,13 +183,27 @@ pub fn hv_main(mb_info: u32) -> ! {
                     DOMAIN_MEM / 1024,
                     args
                 );
+                if let Some(p) = protection.as_mut() {
+                    match p.create_domain() {
+                        Ok(io) => {
+                            log!(
+                                "domain {} ({}): IOMMU domain {} (no devices assigned)",
+                                id,
+                                name,
+                                io.first_id().unwrap_or(0)
+                            );
+                            d.iommu = Some(io);
+                        }
+                        Err(e) => log!("domain {} ({}): no IOMMU domain: {}", id, name, e),
+                    }
+                }
                 domains[i] = Some(d);
             }
             Err(e) => log!("domain {} ({}): not created: {:?}", id, name, e),
         }
     }
 
-    schedule(&svm, &mut domains, &mut fa);
+    schedule(&svm, &mut domains, &mut fa, &mut protection);
 
     let leaked = fa.handed_out - frames_before_domains;
     log!(
@@ -149,8 +211,25 @@ pub fn hv_main(mb_info: u32) -> ! {
         leaked,
         if leaked == 0 { "all returned" } else { "LEAK" }
     );
+    let mut iommu_ok = true;
+    if let Some(p) = protection.as_mut() {
+        p.drain_faults(|_| {});
+        let (frames, bad_frees) = p.table_frames();
+        let before = iommu_before_domains.unwrap_or(0);
+        iommu_ok = frames == before && bad_frees == 0 && p.domains() == 0;
+        log!(
+            "iommu: {} IOMMU domains and {} table frames left after all domains ended ({} at boot, {} bad frees: {}); {} faults since boot, {} devices still blocked",
+            p.domains(),
+            frames,
+            before,
+            bad_frees,
+            if iommu_ok { "all returned" } else { "LEAK" },
+            p.faults(),
+            p.blocked
+        );
+    }
     log!("sluice hypervisor: all domains ended; hypervisor alive");
-    arch::serial::qemu_exit(if leaked == 0 {
+    arch::serial::qemu_exit(if leaked == 0 && iommu_ok {
         EXIT_ALL_DOMAINS_ENDED
     } else {
         0x12
@@ -159,8 +238,16 @@ pub fn hv_main(mb_info: u32) -> ! {
 
 /// Round-robin over runnable domains; a vCPU runs until it yields, blocks, halts, ends
 /// or its time slice (the LAPIC tick) is over.
-fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) {
+fn schedule(
+    svm: &Svm,
+    domains: &mut [Option<Domain>],
+    fa: &mut FrameAllocator,
+    protection: &mut Option<iommu::Protection>,
+) {
     loop {
+        if let Some(p) = protection.as_mut() {
+            p.drain_faults(|_| {});
+        }
         let mut ran = false;
         for i in 0..domains.len() {
             fire_timers(domains);
@@ -194,6 +281,9 @@ fn schedule(svm: &Svm, domains: &mut [Option<Domain>], fa: &mut FrameAllocator) 
             let Some(d) = domains[i].as_mut() else {
                 continue;
             };
+            if let (Some(p), Some(io)) = (protection.as_mut(), d.iommu.take()) {
+                p.destroy_domain(io);
+            }
             let freed = d.destroy(fa);
             log!(
                 "domain {} ({}): destroyed, {} frames freed",
@@ -316,6 +406,18 @@ fn run_until_switch(svm: &Svm, domains: &mut [Option<Domain>], i: usize) -> Afte
         };
         if after != After::Continue {
             return after;
+        }
+    }
+}
+
+/// An ACPI table location for the log.
+struct Table(Option<(u64, u64)>);
+
+impl core::fmt::Display for Table {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some((pa, len)) => write!(f, "{pa:#x} ({len} bytes)"),
+            None => write!(f, "none"),
         }
     }
 }

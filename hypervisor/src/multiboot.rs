@@ -41,8 +41,9 @@ impl BootInfo {
         BootInfo { pa }
     }
 
-    /// Calls `f(base, len)` for each usable RAM range.
-    pub fn for_each_ram(&self, mut f: impl FnMut(u64, u64)) {
+    /// Calls `f(base, len, type)` for each memory-map entry (1 usable, 3 ACPI reclaimable,
+    /// 4 ACPI NVS, 5 bad memory, others reserved); without a map, the upper memory as usable.
+    pub fn for_each_entry(&self, mut f: impl FnMut(u64, u64, u32)) {
         let flags = r32(self.pa);
         if flags & (1 << 6) != 0 {
             let len = r32(self.pa + 44) as u64;
@@ -51,13 +52,11 @@ impl BootInfo {
             while p < addr + len {
                 let size = r32(p) as u64;
                 let (base, l, ty) = (r64(p + 4), r64(p + 12), r32(p + 20));
-                if ty == 1 {
-                    f(base, l);
-                }
+                f(base, l, ty);
                 p += size + 4;
             }
         } else if flags & 1 != 0 {
-            f(0x10_0000, r32(self.pa + 8) as u64 * 1024);
+            f(0x10_0000, r32(self.pa + 8) as u64 * 1024, 1);
         }
     }
 
@@ -91,5 +90,29 @@ impl BootInfo {
             cmdline,
             cmdline_len: len,
         }
+    }
+
+    /// True when the hypervisor's own command line (flags bit 2) has the word `option`.
+    pub fn has_option(&self, option: &str) -> bool {
+        if r32(self.pa) & (1 << 2) == 0 {
+            return false;
+        }
+        let s = r32(self.pa + 16) as u64;
+        if s == 0 {
+            return false;
+        }
+        let mut line = [0u8; 256];
+        let mut len = 0;
+        while len < line.len() {
+            let mut b = [0u8];
+            phys::read(s + len as u64, &mut b);
+            if b[0] == 0 {
+                break;
+            }
+            line[len] = b[0];
+            len += 1;
+        }
+        core::str::from_utf8(&line[..len])
+            .is_ok_and(|l| l.split_ascii_whitespace().any(|w| w == option))
     }
 }

@@ -115,6 +115,16 @@ impl<D: IommuHw> Iommu<D> {
         &mut self.hw
     }
 
+    /// The driver, read-only (capabilities, configuration).
+    pub fn hw_ref(&self) -> &D {
+        &self.hw
+    }
+
+    /// Domains that exist now.
+    pub fn domain_count(&self) -> usize {
+        self.domains.len()
+    }
+
     /// Creates an empty domain (no mappings, no devices).
     pub fn create_domain(&mut self) -> Result<DomainId> {
         let id = self

@@ -6,7 +6,10 @@ use crate::initramfs::{Initramfs, LIB_DIR};
 use crate::kernel::HostKernel;
 use crate::paths::{kernel_cache_dir, run_dir};
 use crate::pattern::{pattern, pattern_sectors, sha256_hex, PATTERN_LEN};
-use crate::scenario::{vdev, BlockBackend, Boot, ConsoleBackend, GuestStep, GuestType, Workload};
+use crate::scenario::{
+    vdev, BlockBackend, Boot, ConsoleBackend, Disk, GuestStep, GuestType, Workload,
+};
+use crate::serial::VirtioDisk;
 use crate::xenpkgs::XenTree;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
@@ -67,6 +70,12 @@ pub enum HostCheck {
         image: PathBuf,
         data: Vec<u8>,
     },
+    /// `count` sectors at `sector` were discarded: a hole reading as zeroes.
+    Hole {
+        image: PathBuf,
+        sector: u64,
+        count: u64,
+    },
 }
 
 /// Everything built for one boot.
@@ -75,8 +84,8 @@ pub struct Prepared {
     pub xen: PathBuf,
     pub kernel: HostKernel,
     pub dom0_initrd: PathBuf,
-    /// Raw images and their virtio serials, in QEMU order.
-    pub disks: Vec<(PathBuf, String)>,
+    /// Raw images as dom0's virtio disks, in QEMU order.
+    pub disks: Vec<VirtioDisk>,
     /// Per step: the checks the guest must report and the host checks to run after.
     pub host_checks: Vec<(String, Vec<(String, HostCheck)>)>,
 }
@@ -126,60 +135,116 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             let mut checks = Vec::new();
             for w in &step.workloads {
                 let id = w.id();
+                let image = dir.join(format!("{}-{}.img", step.name, vdev(w.disk().unwrap_or(0))));
+                let dev = format!("/dev/{}", vdev(w.disk().unwrap_or(0)));
+                // A 1 MiB data file in the guest (distinct per workload), its sha256.
+                let data_file = |tag: &str| -> Result<(String, String, Vec<u8>)> {
+                    let data = pattern(
+                        &format!("{}/{id}{tag}", seed(boot, step, w.disk().unwrap_or(0))),
+                        PATTERN_LEN,
+                    );
+                    let file = format!("/data/{}-{id}{tag}.bin", step.name);
+                    g.bytes(&file, &data, 0o644)?;
+                    Ok((file, sha256_hex(&data), data))
+                };
+                let disk_sectors = |d: usize| step.disks[d].size_mib << 11;
+                let region = |i: usize| -> u64 {
+                    w.regions(disk_sectors(w.disk().unwrap_or(0)))
+                        .expect("a writing workload has regions")[i]
+                        .0
+                };
+                let pattern_check = |data: Vec<u8>, sectors: Vec<u64>| HostCheck::Pattern {
+                    image: image.clone(),
+                    data,
+                    sectors,
+                };
+                write!(script, "id={id}; ")?;
                 match w {
                     Workload::ConsoleRoundTrip => {
-                        writeln!(script, "(check_roundtrip); report {id} $?")?;
+                        writeln!(script, "(check_roundtrip); report $id $?")?;
                     }
-                    Workload::SeqRead { disk, mib, rounds } => {
-                        writeln!(
-                            script,
-                            "(check_read /dev/{} {mib} {rounds}); report {id} $?",
-                            vdev(*disk)
-                        )?;
+                    Workload::SeqRead { mib, rounds, .. } => {
+                        writeln!(script, "(check_read {dev} {mib} {rounds}); report $id $?")?;
                     }
                     Workload::Pattern { disk } => {
-                        let data = pattern(&seed(boot, step, *disk), PATTERN_LEN);
-                        let file = format!("/data/{}-{}.bin", step.name, vdev(*disk));
-                        g.bytes(&file, &data, 0o644)?;
+                        let (file, sha, data) = data_file("")?;
                         let sectors = pattern_sectors(step.disks[*disk].size_mib);
                         writeln!(
                             script,
-                            "(check_pattern /dev/{} {file} {} {} {} {}); report {id} $?",
-                            vdev(*disk),
-                            sha256_hex(&data),
-                            sectors[0],
-                            sectors[1],
-                            sectors[2]
+                            "(check_pattern {dev} {file} {sha} {} {} {}); report $id $?",
+                            sectors[0], sectors[1], sectors[2]
                         )?;
-                        checks.push((
-                            id,
-                            HostCheck::Pattern {
-                                image: dir.join(format!("{}-{}.img", step.name, vdev(*disk))),
-                                data,
-                                sectors: sectors.to_vec(),
-                            },
-                        ));
+                        checks.push((id, pattern_check(data, sectors.to_vec())));
                     }
-                    Workload::Ext4 { disk } => {
-                        let data = pattern(&seed(boot, step, *disk), PATTERN_LEN);
-                        let file = format!("/data/{}-{}.bin", step.name, vdev(*disk));
-                        g.bytes(&file, &data, 0o644)?;
+                    Workload::Ext4 { .. } => {
+                        let (file, sha, data) = data_file("")?;
+                        writeln!(script, "(check_ext4 {dev} {file} {sha}); report $id $?")?;
+                        checks.push((id, HostCheck::Ext4 { image, data }));
+                    }
+                    Workload::Discard { .. } => {
+                        let (file, sha, data) = data_file("")?;
+                        let s = region(0);
                         writeln!(
                             script,
-                            "(check_ext4 /dev/{} {file} {}); report {id} $?",
-                            vdev(*disk),
-                            sha256_hex(&data)
+                            "(check_discard {dev} {file} {sha} {s}); report $id $?"
                         )?;
                         checks.push((
-                            id,
-                            HostCheck::Ext4 {
-                                image: dir.join(format!("{}-{}.img", step.name, vdev(*disk))),
-                                data,
+                            format!("{id}/hole"),
+                            HostCheck::Hole {
+                                image: image.clone(),
+                                sector: s,
+                                count: 4 << 11,
                             },
                         ));
+                        checks.push((
+                            format!("{id}/kept"),
+                            pattern_check(data, vec![s + (4 << 11)]),
+                        ));
+                    }
+                    Workload::DetachAttach { .. } => {
+                        let (file, sha, data) = data_file("")?;
+                        let s = region(0);
+                        writeln!(
+                            script,
+                            "(check_reattach {dev} {file} {sha} {s}); report $id $?"
+                        )?;
+                        checks.push((id, pattern_check(data, vec![s])));
+                    }
+                    Workload::RestartBackend { .. } => {
+                        let (f1, sha1, d1) = data_file("-before")?;
+                        let (f2, sha2, d2) = data_file("-after")?;
+                        let s = region(0);
+                        let (s1, s2) = (s, s + (2 << 11));
+                        writeln!(
+                            script,
+                            "(check_backend_restart {dev} {f1} {sha1} {s1} {f2} {sha2} {s2}); report $id $?"
+                        )?;
+                        checks.push((format!("{id}/before"), pattern_check(d1, vec![s1])));
+                        checks.push((format!("{id}/after"), pattern_check(d2, vec![s2])));
+                    }
+                    Workload::ReloadFrontend { .. } => {
+                        let (file, sha, data) = data_file("")?;
+                        let s = region(0);
+                        writeln!(
+                            script,
+                            "(check_frontend_reload {dev} {file} {sha} {s}); report $id $?"
+                        )?;
+                        checks.push((id, pattern_check(data, vec![s])));
+                    }
+                    Workload::SectorSize { disk } => {
+                        writeln!(
+                            script,
+                            "(check_sector_size {dev} {}); report $id $?",
+                            step.disks[*disk].sector_size
+                        )?;
                     }
                 }
             }
+            debug_assert_eq!(
+                checks.len() + step.workloads.len(),
+                step.workloads.iter().map(Workload::checks).sum::<usize>(),
+                "Workload::checks disagrees with the host checks registered here"
+            );
             g.bytes(
                 &format!("/steps/{}.sh", step.name),
                 script.as_bytes(),
@@ -197,7 +262,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             let img = dir.join(format!("{}-{}.img", step.name, vdev(di)));
             let f = fs::File::create(&img)?;
             f.set_len(d.size_mib << 20)?;
-            disks.push((img, disk_serial(si, di)));
+            disks.push(VirtioDisk {
+                image: img,
+                serial: disk_serial(si, di),
+                sector_size: d.sector_size,
+            });
         }
     }
 
@@ -269,7 +338,7 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             "/sluice/guest/vmlinux",
         )?;
         r.file(&guest_initrd, "/sluice/guest/initrd.cpio")?;
-        let serials: Vec<&str> = disks.iter().map(|(_, s)| s.as_str()).collect();
+        let serials: Vec<&str> = disks.iter().map(|d| d.serial.as_str()).collect();
         r.bytes(
             "/init",
             dom0_init(boot, &tools_in, &serials).as_bytes(),
@@ -327,18 +396,59 @@ fn validate(boot: &Boot) -> Result<()> {
             );
         }
 
-        for w in &s.workloads {
-            if let Workload::Pattern { disk }
-            | Workload::Ext4 { disk }
-            | Workload::SeqRead { disk, .. } = w
-            {
-                if *disk >= s.disks.len() {
-                    bail!("step {}: workload on disk {disk} it does not have", s.name);
-                }
-                if s.disks[*disk].size_mib < 16 {
-                    bail!("step {}: disks need at least 16 MiB", s.name);
-                }
+        for (di, d) in s.disks.iter().enumerate() {
+            if d.size_mib < 16 {
+                bail!("step {}: disks need at least 16 MiB", s.name);
             }
+            if ![512, 4096].contains(&d.sector_size) {
+                bail!(
+                    "step {}: disk {di}: sector size {} (512 or 4096)",
+                    s.name,
+                    d.sector_size
+                );
+            }
+        }
+        let mut written: Vec<(usize, u64, u64)> = Vec::new();
+        let mut ext4_disks = Vec::new();
+        for w in &s.workloads {
+            let Some(disk) = w.disk() else { continue };
+            let Some(d) = s.disks.get(disk) else {
+                bail!("step {}: workload on disk {disk} it does not have", s.name);
+            };
+            if matches!(w, Workload::RestartBackend { .. }) && d.backend != BlockBackend::Userspace
+            {
+                bail!("step {}: {} needs a userspace backend", s.name, w.id());
+            }
+            if matches!(w, Workload::Ext4 { .. }) {
+                ext4_disks.push(disk);
+            }
+            for (start, len) in w.regions(d.size_mib << 11).unwrap_or_default() {
+                if d.size_mib < 64 && !matches!(w, Workload::Pattern { .. }) {
+                    bail!(
+                        "step {}: {} needs a disk of at least 64 MiB",
+                        s.name,
+                        w.id()
+                    );
+                }
+                if written
+                    .iter()
+                    .any(|&(k, a, l)| k == disk && start < a + l && a < start + len)
+                {
+                    bail!(
+                        "step {}: {} overlaps another workload's sectors",
+                        s.name,
+                        w.id()
+                    );
+                }
+                written.push((disk, start, len));
+            }
+        }
+        if let Some(&(disk, ..)) = written.iter().find(|(k, ..)| ext4_disks.contains(k)) {
+            bail!(
+                "step {}: ext4 takes all of {}; other writers need another disk",
+                s.name,
+                vdev(disk)
+            );
         }
     }
     for d in &boot.daemons {
@@ -438,7 +548,7 @@ poweroff -f
     s
 }
 
-fn daemon_args(d: &crate::scenario::Dom0Daemon) -> String {
+pub fn daemon_args(d: &crate::scenario::Dom0Daemon) -> String {
     d.args
         .iter()
         .map(|a| shell_quote(a))
@@ -475,27 +585,34 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
         .disks
         .iter()
         .enumerate()
-        .map(|(di, d)| {
-            let extra = match d.backend {
-                BlockBackend::KernelBlkback => String::new(),
-                BlockBackend::Userspace => {
-                    format!("backendtype=phy,script={USERSPACE_BLOCK_SCRIPT},")
-                }
-            };
-            format!(
-                "'format=raw,vdev={},access=rw,{extra}target=/dev/{}'",
-                vdev(di),
-                disk_serial(step_idx, di)
-            )
-        })
+        .map(|(di, d)| format!("'{}'", disk_spec(step_idx, di, d)))
         .collect();
     let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
     s
 }
 
+/// The `xl` disk specification of disk `di` of step `step_idx` (in the guest config and
+/// for `xl block-attach`).
+pub fn disk_spec(step_idx: usize, di: usize, d: &Disk) -> String {
+    let extra = match d.backend {
+        BlockBackend::KernelBlkback => String::new(),
+        BlockBackend::Userspace => format!("backendtype=phy,script={USERSPACE_BLOCK_SCRIPT},"),
+    };
+    format!(
+        "format=raw,vdev={},access=rw,{extra}target=/dev/{}",
+        vdev(di),
+        disk_serial(step_idx, di)
+    )
+}
+
 /// dom0's script for one step: create the guest with its console attached (the guest's
 /// output streams to the serial console; the harness can type into it), then check
 /// that every dom0 daemon survived.
+///
+/// When the guest asks for a dom0 action (`@@ACTION`, [`Workload::DetachAttach`]...), the
+/// harness leaves the console with Ctrl-]; the script then reads one command line from
+/// the console, runs it, reports its status and attaches the console again, until the
+/// domain is gone.
 fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
     // A watchdog prints dom0's diagnostics to the console before the harness gives up
     // (a hung `xl create` holds the shell, so the harness cannot ask afterwards).
@@ -521,7 +638,14 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
     let _ = write!(
         s,
         "(sleep {watchdog}; echo \"@@STEP-WATCHDOG {n}\"; sh /sluice/diag.sh) &\nwd=$!\n\
-         xl create -c /sluice/steps/{n}.cfg\nrc=$?\nkill $wd 2>/dev/null\n\
+         xl create -c /sluice/steps/{n}.cfg\nrc=$?\n\
+         while xl domid {n} >/dev/null 2>&1; do\n\
+         \x20 echo \"@@DOM0-ACTION-READY {n}\"\n\
+         \x20 if read -t 30 -r cmd; then eval \"$cmd\"; echo \"@@DOM0-ACTION-DONE {n} rc=$?\"; fi\n\
+         \x20 echo \"@@DOM0-CONSOLE-AGAIN {n}\"\n\
+         \x20 xl console {n}\n\
+         done\n\
+         kill $wd 2>/dev/null\n\
          check_daemons\necho \"@@STEP-END {n} rc=$rc\"\n"
     );
     s
@@ -534,6 +658,14 @@ start_daemon() {
   if [ -e /run/sluice-$n.pid ] && kill -0 "$(cat /run/sluice-$n.pid)" 2>/dev/null; then return 0; fi
   /sluice/bin/$n "$@" >>/var/log/sluice/$n.log 2>&1 &
   echo $! >/run/sluice-$n.pid
+}
+# SIGKILL, no clean-up: what a crash looks like to the guests.
+kill_daemon() {
+  [ -e /run/sluice-$1.pid ] || return 0
+  p=$(cat /run/sluice-$1.pid); rm -f /run/sluice-$1.pid
+  kill -9 "$p" 2>/dev/null
+  i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  echo "killed $1 (pid $p)" >> /var/log/sluice/$1.log
 }
 stop_daemon() {
   [ -e /run/sluice-$1.pid ] || return 0
@@ -622,9 +754,41 @@ report() {
 }
 # Runs a command; a death by signal ends the check with that status.
 x() { "$@"; r=$?; [ $r -gt 128 ] && { echo "killed by signal: $*"; exit $r; }; return $r; }
+# wait_dev DEV [SECONDS]: until the block device exists (20 s by default).
 wait_dev() {
+  i=0; n=$((${2:-20} * 5))
+  while [ ! -b "$1" ]; do i=$((i+1)); [ $i -gt $n ] && { echo "no $1 after ${2:-20} s"; return 1; }; sleep 0.2; done
+}
+# wait_gone DEV: until the block device is gone (120 s).
+wait_gone() {
   i=0
-  while [ ! -b "$1" ]; do i=$((i+1)); [ $i -gt 100 ] && { echo "no $1 after 20 s"; return 1; }; sleep 0.2; done
+  while [ -b "$1" ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "$1 still there after 120 s"; return 1; }; sleep 0.2; done
+}
+# put DEV FILE SECTOR: writes the 1 MiB FILE at 512-byte SECTOR, synced to the disk.
+put() {
+  x dd if="$2" of="$1" bs=512 seek="$3" conv=fsync 2>/dev/null || { echo "write at sector $3 failed"; return 1; }
+}
+# same DEV SECTOR SHA [SECTORS]: the SECTORS (2048) at SECTOR, read uncached, hash to SHA.
+same() {
+  x blockdev --flushbufs "$1" || return 1
+  echo 3 > /proc/sys/vm/drop_caches
+  x dd if="$1" of=/tmp/readback bs=512 skip="$2" count="${4:-2048}" 2>/dev/null || { echo "read at sector $2 failed"; return 1; }
+  got=$(sha /tmp/readback) || return 1
+  rm -f /tmp/readback
+  [ "$got" = "$3" ] || { echo "sector $2: read back $got, expected $3"; return 1; }
+}
+# dom0 VERB DISK: asks the harness to have dom0 do VERB (detach, attach, restart-backend)
+# for DISK while it is idle, and waits for the answer typed on the console.
+dom0() {
+  tok="$1-$2-$(cut -d' ' -f1 /proc/uptime)"
+  echo "@@ACTION $tok $1 $2"
+  while read -t 600 -r l; do
+    case "$l" in
+      "@@GO $tok rc=0") echo "@@ACTION-ACK $tok"; return 0 ;;
+      "@@GO $tok "*) echo "@@ACTION-ACK $tok"; echo "dom0 could not $1 $2 (${l#@@GO $tok })"; return 1 ;;
+    esac
+  done
+  echo "no answer from dom0 to $1 $2"; return 1
 }
 sha() { s=$(x sha256sum "$@") || return 1; echo "${s%% *}"; }
 check_roundtrip() {
@@ -659,7 +823,67 @@ check_pattern() {
     [ "$got" = "$want" ] || { echo "sector $s: read back $got, wrote $want"; return 1; }
   done
   rm -f /tmp/readback
-  echo "@@SUMMARY $(basename $dev): 3 x 1 MiB written at sectors $*, read back uncached, sha256 match"
+  echo "@@SUMMARY $id: 3 x 1 MiB written at sectors $*, read back uncached, sha256 match"
+}
+check_discard() {
+  dev=$1; file=$2; want=$3; s=$4
+  wait_dev "$dev" || return 1
+  max=$(cat /sys/block/${dev##*/}/queue/discard_max_bytes)
+  [ "$max" -gt 0 ] || { echo "${dev##*/} offers no discard (discard_max_bytes 0)"; return 1; }
+  for i in 0 1 2 3 4; do put "$dev" "$file" $((s + i * 2048)) || return 1; done
+  same "$dev" "$s" "$want" || return 1
+  x blkdiscard -o $((s * 512)) -l 4194304 "$dev" || { echo "blkdiscard failed"; return 1; }
+  zero=$(dd if=/dev/zero bs=1M count=4 2>/dev/null | sha256sum); zero=${zero%% *}
+  same "$dev" "$s" "$zero" 8192 || { echo "the discarded 4 MiB do not read as zeroes"; return 1; }
+  same "$dev" $((s + 4 * 2048)) "$want" || { echo "the MiB after the discarded range changed"; return 1; }
+  echo "@@SUMMARY $id: 5 MiB written at sector $s, first 4 MiB discarded (blkdiscard; discard_max_bytes $max), read back as zeroes, 5th MiB intact"
+}
+check_reattach() {
+  dev=$1; file=$2; want=$3; s=$4
+  wait_dev "$dev" || return 1
+  put "$dev" "$file" "$s" && same "$dev" "$s" "$want" || return 1
+  dom0 detach "${dev##*/}" || return 1
+  wait_gone "$dev" || return 1
+  dom0 attach "${dev##*/}" || return 1
+  wait_dev "$dev" 120 || return 1
+  same "$dev" "$s" "$want" || return 1
+  echo "@@SUMMARY $id: 1 MiB written, disk detached (xl block-detach) and re-attached (xl block-attach) while idle, read back"
+}
+check_backend_restart() {
+  dev=$1; f1=$2; sha1=$3; s1=$4; f2=$5; sha2=$6; s2=$7
+  wait_dev "$dev" || return 1
+  put "$dev" "$f1" "$s1" && same "$dev" "$s1" "$sha1" || return 1
+  dom0 restart-backend "${dev##*/}" || return 1
+  same "$dev" "$s1" "$sha1" || { echo "after the backend restart"; return 1; }
+  put "$dev" "$f2" "$s2" && same "$dev" "$s2" "$sha2" || { echo "after the backend restart"; return 1; }
+  echo "@@SUMMARY $id: backend killed (SIGKILL) and restarted with the disk idle; earlier data read back, new 1 MiB written and read back"
+}
+check_frontend_reload() {
+  dev=$1; file=$2; want=$3; s=$4
+  wait_dev "$dev" || return 1
+  mod=$(sed -n 's/^\([a-z_]*blkfront\) .*/\1/p' /proc/modules | head -n 1)
+  ko=$(grep blkfront /modules.list | head -n 1)
+  [ -n "$mod" ] && [ -n "$ko" ] || { echo "no blkfront module loaded"; return 1; }
+  put "$dev" "$file" "$s" && same "$dev" "$s" "$want" || return 1
+  # xenbus holds a reference on a frontend driver's module for each device bound to
+  # it: unbind them first (what unloading a xenbus frontend takes).
+  for d in /sys/bus/xen/devices/vbd-*; do
+    [ -e "$d/driver" ] || continue
+    echo "${d##*/}" > "$d/driver/unbind" || { echo "unbinding ${d##*/} failed"; return 1; }
+  done
+  wait_gone "$dev" || return 1
+  x rmmod "$mod" || { echo "rmmod $mod failed (module users: $(cat /sys/module/$mod/refcnt))"; return 1; }
+  x insmod "$ko" || { echo "insmod $ko failed"; return 1; }
+  wait_dev "$dev" 120 || return 1
+  same "$dev" "$s" "$want" || return 1
+  echo "@@SUMMARY $id: $mod unloaded with the disk idle (devices unbound, rmmod) and loaded again; the disk came back and the data read back"
+}
+check_sector_size() {
+  dev=$1; want=$2
+  wait_dev "$dev" || return 1
+  got=$(cat /sys/block/${dev##*/}/queue/logical_block_size)
+  [ "$got" = "$want" ] || { echo "${dev##*/}: logical block size $got, expected $want"; return 1; }
+  echo "@@SUMMARY $id: ${dev##*/} has $got-byte logical sectors"
 }
 check_ext4() {
   dev=$1; file=$2; want=$3
@@ -684,7 +908,7 @@ check_ext4() {
   got=$(sha /mnt/t/pattern.bin) || return 1
   [ "$got" = "$want" ] || { echo "pattern.bin: $got, expected $want"; return 1; }
   x umount /mnt/t || return 1
-  echo "@@SUMMARY $(basename $dev): mkfs.ext4, $files files ($bytes bytes) written and synced, e2fsck clean, remounted, $files/$files sha256 match"
+  echo "@@SUMMARY $id: mkfs.ext4, $files files ($bytes bytes) written and synced, e2fsck clean, remounted, $files/$files sha256 match"
 }
 "#;
 
@@ -743,11 +967,73 @@ mod tests {
         tiny.disks = vec![Disk {
             size_mib: 1,
             backend: BlockBackend::KernelBlkback,
+            sector_size: 512,
         }];
         assert!(validate(&boot(vec![tiny])).is_err());
         let mut b = boot(vec![ok]);
         b.console = ConsoleBackend::Userspace;
         assert!(validate(&b).is_err(), "userspace console without a daemon");
+    }
+
+    #[test]
+    fn validation_keeps_workloads_apart() {
+        let two = |w: &[Workload]| {
+            GuestStep::new(
+                "g-1",
+                GuestType::Pv,
+                &[BlockBackend::Userspace, BlockBackend::Userspace],
+                w,
+            )
+        };
+        let all_on_a = [
+            Workload::Pattern { disk: 0 },
+            Workload::Discard { disk: 0 },
+            Workload::DetachAttach { disk: 0 },
+            Workload::RestartBackend { disk: 0 },
+            Workload::ReloadFrontend { disk: 0 },
+            Workload::SectorSize { disk: 0 },
+            Workload::Ext4 { disk: 1 },
+        ];
+        validate(&boot(vec![two(&all_on_a)])).unwrap();
+        // Two writers of one region, ext4 sharing its disk, a restart of kernel blkback,
+        // an odd sector size, a small disk for the 64 MiB layouts.
+        let twice = [Workload::Discard { disk: 0 }, Workload::Discard { disk: 0 }];
+        assert!(validate(&boot(vec![two(&twice)])).is_err());
+        let shared = [
+            Workload::Ext4 { disk: 1 },
+            Workload::DetachAttach { disk: 1 },
+        ];
+        assert!(validate(&boot(vec![two(&shared)])).is_err());
+        let kernel = GuestStep::new(
+            "g-1",
+            GuestType::Pv,
+            &[BlockBackend::KernelBlkback],
+            &[Workload::RestartBackend { disk: 0 }],
+        );
+        assert!(validate(&boot(vec![kernel])).is_err());
+        assert!(validate(&boot(vec![two(&[]).with_sector_size(1, 1024)])).is_err());
+        validate(&boot(vec![two(&[]).with_sector_size(1, 4096)])).unwrap();
+        let mut small = two(&[Workload::Discard { disk: 0 }]);
+        small.disks[0].size_mib = 32;
+        assert!(validate(&boot(vec![small])).is_err());
+    }
+
+    #[test]
+    fn regions_fit_a_64_mib_disk_and_stay_apart() {
+        let total = 64 << 11;
+        let ws = [
+            Workload::Pattern { disk: 0 },
+            Workload::Discard { disk: 0 },
+            Workload::DetachAttach { disk: 0 },
+            Workload::RestartBackend { disk: 0 },
+            Workload::ReloadFrontend { disk: 0 },
+        ];
+        let mut all: Vec<(u64, u64)> = ws.iter().flat_map(|w| w.regions(total).unwrap()).collect();
+        all.sort();
+        for pair in all.windows(2) {
+            assert!(pair[0].0 + pair[0].1 < pair[1].0, "{all:?}");
+        }
+        assert!(all.iter().all(|&(s, l)| s + l <= total), "{all:?}");
     }
 
     #[test]

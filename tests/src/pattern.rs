@@ -83,6 +83,36 @@ pub fn verify_pattern(image: &Path, data: &[u8], sectors: &[u64]) -> Result<()> 
     Ok(())
 }
 
+/// Checks that `count` sectors at `sector` of `image` are a hole: no data allocated in
+/// the file there (`SEEK_DATA` from the start of the range lands at or past its end)
+/// and every byte reads as zero. What a discard that reached the image leaves behind.
+pub fn verify_hole(image: &Path, sector: u64, count: u64) -> Result<()> {
+    use rustix::fs::{seek, SeekFrom as RxSeek};
+    let f = File::open(image).with_context(|| format!("opening {}", image.display()))?;
+    let (start, end) = (sector * SECTOR, (sector + count) * SECTOR);
+    // ENXIO: no data at or after `start` at all.
+    match seek(&f, RxSeek::Data(start)) {
+        Ok(next) if next < end => bail!(
+            "{}: bytes {next}..{end} of the discarded range {start}..{end} are still allocated (the discard did not punch a hole)",
+            image.display()
+        ),
+        Ok(_) | Err(rustix::io::Errno::NXIO) => {}
+        Err(e) => bail!("{}: SEEK_DATA: {e}", image.display()),
+    }
+    let mut buf = vec![0u8; (end - start) as usize];
+    let mut f = f;
+    f.seek(SeekFrom::Start(start))?;
+    f.read_exact(&mut buf)?;
+    if let Some(i) = buf.iter().position(|&b| b != 0) {
+        bail!(
+            "{}: byte {} of the discarded range is not zero",
+            image.display(),
+            start + i as u64
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +177,20 @@ mod tests {
         // A stray write next to a correct copy.
         let stray = image_with(&[(0, &data), (33 * 512, &data), (32 * 512, b"x")], size);
         assert!(verify_pattern(&stray.0, &data, &secs).is_err());
+    }
+
+    #[test]
+    fn hole_check_sees_allocated_and_nonzero_ranges() {
+        let size = 4 << 20;
+        // Sparse everywhere except 4 KiB at 1 MiB.
+        let img = image_with(&[(1 << 20, &[7u8; 4096])], size);
+        verify_hole(&img.0, 0, 2048).unwrap();
+        verify_hole(&img.0, 2048 + 8, 2048).unwrap();
+        let err = verify_hole(&img.0, 1024, 2048).unwrap_err();
+        assert!(format!("{err}").contains("still allocated"), "{err}");
+        // Allocated zeroes are not a hole either.
+        let zeros = image_with(&[(0, &[0u8; 8192])], size);
+        assert!(verify_hole(&zeros.0, 0, 16).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::kernel::HostKernel;
 use crate::paths::{logs_dir, run_dir};
 use crate::pattern::sha256_hex;
 use crate::progress::{note, step};
-use crate::scenario::{BlockBackend, Boot, Workload};
+use crate::scenario::{BlockBackend, Boot, GuestStep, Workload};
 use crate::serial::{Machine, QemuConfig};
 use crate::xenpkgs::XenTree;
 use anyhow::{bail, Context, Result};
@@ -226,7 +226,7 @@ fn drive(
         Ok(())
     })?;
 
-    for (s, (name, _)) in boot.steps.iter().zip(&prepared.host_checks) {
+    for (si, (s, (name, _))) in boot.steps.iter().zip(&prepared.host_checks).enumerate() {
         let label = format!(
             "guest {name} ({}, {} disk(s))",
             s.guest_type.xl_type(),
@@ -237,27 +237,35 @@ fn drive(
             m.send_line(&format!("sh /sluice/steps/{name}.sh"))?;
             m.expect(&format!("@@STEP-BEGIN {name}"), limit(60), "step start")?;
             let begin = m.cursor();
-            if s.workloads.contains(&Workload::ConsoleRoundTrip) {
-                m.expect("@@RT-READY", limit(600), "guest boot to the console check")?;
-                let line = format!("sluice-roundtrip-{}-{}", name, std::process::id());
-                m.send_line(&line)?;
+            // The guest's requests, in whatever order its workloads make them, until
+            // dom0 reports the step's end.
+            let deadline = Instant::now() + limit(STEP_LIMIT_SECS);
+            let end = loop {
                 let r = m.expect(
-                    r"@@RT-ECHO ([0-9a-f]{64})",
-                    limit(120),
-                    "guest answer to the typed line",
+                    &format!(r"@@RT-READY|@@ACTION (\S+) (\S+) (\S+)|@@STEP-END {name} rc=(\d+)"),
+                    deadline.saturating_duration_since(Instant::now()),
+                    "guest run to its poweroff",
                 )?;
-                if r.group(1) != sha256_hex(line.as_bytes()) {
-                    bail!(Failure::Check(format!(
-                        "{name}: console round trip: typed {line:?}, guest hashed something else ({})",
-                        r.group(1)
-                    )));
+                if r.group(0) == "@@RT-READY" {
+                    let line = format!("sluice-roundtrip-{}-{}", name, std::process::id());
+                    m.send_line(&line)?;
+                    let r = m.expect(
+                        r"@@RT-ECHO ([0-9a-f]{64})",
+                        limit(120),
+                        "guest answer to the typed line",
+                    )?;
+                    if r.group(1) != sha256_hex(line.as_bytes()) {
+                        bail!(Failure::Check(format!(
+                            "{name}: console round trip: typed {line:?}, guest hashed something else ({})",
+                            r.group(1)
+                        )));
+                    }
+                } else if !r.group(1).is_empty() {
+                    dom0_action(m, boot, si, s, r.group(1), r.group(2), r.group(3))?;
+                } else {
+                    break r;
                 }
-            }
-            let end = m.expect(
-                &format!(r"@@STEP-END {name} rc=(\d+)"),
-                limit(STEP_LIMIT_SECS),
-                "guest run to its poweroff",
-            )?;
+            };
             let text = m.text_from(begin);
             let text = text
                 .split(&format!("@@STEP-END {name}"))
@@ -308,9 +316,10 @@ fn drive(
                             .lines()
                             .find_map(|l| {
                                 l.trim()
-                                    .strip_prefix("@@SUMMARY ")
-                                    .filter(|x| id.ends_with(x.split(':').next().unwrap_or("-")))
+                                    .strip_prefix(&format!("@@SUMMARY {id}: "))
+                                    .map(str::to_string)
                             })
+                            .as_deref()
                             .unwrap_or(if *w == Workload::ConsoleRoundTrip {
                                 "a line typed on the serial console reached the guest through dom0's console backend; its sha256 came back"
                             } else {
@@ -361,6 +370,94 @@ fn drive(
     Ok(())
 }
 
+/// Carries out a guest's request for a dom0 action on one of its disks (`@@ACTION TOKEN
+/// VERB DISK`, printed by the guest's `dom0` shell function, which then waits): leaves
+/// the guest console (Ctrl-]), types the command for dom0's step script to run,
+/// reattaches, and types the answer `@@GO TOKEN rc=N` for the guest.
+fn dom0_action(
+    m: &mut Machine,
+    boot: &Boot,
+    step_idx: usize,
+    step: &GuestStep,
+    token: &str,
+    verb: &str,
+    disk: &str,
+) -> Result<()> {
+    let name = &step.name;
+    let di = (0..step.disks.len())
+        .find(|&i| crate::scenario::vdev(i) == disk)
+        .ok_or_else(|| {
+            Failure::Infrastructure(format!("{name}: dom0 action {verb} on unknown disk {disk}"))
+        })?;
+    let cmd = match verb {
+        "detach" => format!("xl block-detach {name} {disk}"),
+        "attach" => format!(
+            "xl block-attach {name} '{}'",
+            crate::images::disk_spec(step_idx, di, &step.disks[di])
+        ),
+        "restart-backend" => {
+            let daemons: Vec<String> = boot
+                .daemons
+                .iter()
+                .filter(|d| d.serves_block)
+                .map(|d| {
+                    format!(
+                        "kill_daemon {n} && start_daemon {n} {}",
+                        crate::images::daemon_args(d),
+                        n = d.name
+                    )
+                })
+                .collect();
+            if daemons.is_empty() || step.disks[di].backend != BlockBackend::Userspace {
+                bail!(Failure::Infrastructure(format!(
+                    "{name}: restart-backend needs a userspace block backend daemon"
+                )));
+            }
+            daemons.join(" && ")
+        }
+        _ => bail!(Failure::Infrastructure(format!(
+            "{name}: unknown dom0 action {verb:?}"
+        ))),
+    };
+    note(&format!("{name}: dom0 action: {cmd}"));
+    m.send_raw(b"\x1d")?;
+    m.expect(
+        &format!("@@DOM0-ACTION-READY {name}"),
+        limit(60),
+        "dom0's step script after leaving the guest console",
+    )?;
+    m.send_line(&cmd)?;
+    let r = m.expect(
+        &format!(r"@@DOM0-ACTION-DONE {name} rc=(\d+)"),
+        limit(300),
+        &cmd,
+    )?;
+    let rc = r.group(1).to_string();
+    m.expect(
+        &format!("@@DOM0-CONSOLE-AGAIN {name}"),
+        limit(60),
+        "dom0 reattaching the guest console",
+    )?;
+    // `xl console` takes a moment to attach; what is typed before may be lost, so type
+    // the answer again until the guest acknowledges it (it ignores repeats).
+    for attempt in 1.. {
+        std::thread::sleep(Duration::from_secs(2));
+        m.send_line(&format!("@@GO {token} rc={rc}"))?;
+        match m.expect(
+            &format!("@@ACTION-ACK {token}"),
+            limit(20),
+            "guest taking dom0's answer",
+        ) {
+            Ok(_) => break,
+            Err(e)
+                if attempt < 6
+                    && matches!(e.downcast_ref::<Failure>(), Some(Failure::Timeout { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Runs a shell command in dom0 and returns its output. The end marker is printed with
 /// printf so the echoed command line cannot match it.
 pub fn dom0_run(m: &mut Machine, cmd: &str, timeout: Duration) -> Result<String> {
@@ -397,6 +494,12 @@ fn host_checks(prepared: &Prepared, report: &mut BootReport) -> Result<()> {
                         .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?;
                 }
                 HostCheck::Ext4 { image, data } => host_ext4(image, data)
+                    .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?,
+                HostCheck::Hole {
+                    image,
+                    sector,
+                    count,
+                } => crate::pattern::verify_hole(image, *sector, *count)
                     .map_err(|e| Failure::Check(format!("{step_name}/{id}: {e:#}")))?,
             }
             report

@@ -29,8 +29,18 @@ pub struct QemuConfig {
     pub dom0_initrd: PathBuf,
     pub memory_mib: u32,
     pub cpus: u32,
-    /// Raw images, each a virtio disk in dom0 with the given serial.
-    pub disks: Vec<(PathBuf, String)>,
+    /// Raw images, each a virtio disk in dom0.
+    pub disks: Vec<VirtioDisk>,
+}
+
+/// A raw image file on the host, seen by dom0 as a virtio disk.
+#[derive(Debug, Clone)]
+pub struct VirtioDisk {
+    pub image: PathBuf,
+    /// The disk's serial (dom0 links `/dev/SERIAL` to it).
+    pub serial: String,
+    /// Logical and physical sector size: 512 or 4096.
+    pub sector_size: u32,
 }
 
 impl QemuConfig {
@@ -61,13 +71,18 @@ impl QemuConfig {
                 self.dom0_args,
                 self.dom0_initrd.display()
             ));
-        for (i, (img, serial)) in self.disks.iter().enumerate() {
+        for (i, d) in self.disks.iter().enumerate() {
+            // discard=unmap: a discard that reaches dom0's disk punches a hole in the
+            // image, which the host checks.
             c.arg("-drive").arg(format!(
-                "file={},if=none,id=disk{i},format=raw,cache=writeback",
-                img.display()
+                "file={},if=none,id=disk{i},format=raw,cache=writeback,discard=unmap",
+                d.image.display()
             ));
-            c.arg("-device")
-                .arg(format!("virtio-blk-pci,drive=disk{i},serial={serial}"));
+            c.arg("-device").arg(format!(
+                "virtio-blk-pci,drive=disk{i},serial={},logical_block_size={sz},physical_block_size={sz}",
+                d.serial,
+                sz = d.sector_size
+            ));
         }
         Ok(c)
     }
@@ -275,6 +290,13 @@ impl Machine {
             self.stdin.flush()?;
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
+    }
+
+    /// Types `bytes` as they are (no newline), e.g. the console escape Ctrl-].
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stdin.write_all(bytes)?;
+        self.stdin.flush()?;
         Ok(())
     }
 

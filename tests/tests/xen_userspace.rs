@@ -7,9 +7,11 @@
 //! harness reports a failed check instead of a pass.
 //!
 //! `sluice_backends_pv_and_pvh`: the xen-blk scenarios with Sluice's `sluice-blkback`
-//! (and `sluice-consoleback`, when present) in dom0. It says SKIPPED and returns while
+//! (and `sluice-consoleback`, when present) in dom0, plus a blkback killed and
+//! restarted under an idle guest. It says SKIPPED and returns while
 //! the backends are not in the workspace.
 
+use sluice_testbed::scenario::standard_steps;
 use sluice_testbed::{
     run_boot, BlockBackend, Boot, ConsoleBackend, Dom0Daemon, Failure, GuestStep, GuestType,
     Workload,
@@ -97,24 +99,15 @@ fn sluice_backends_pv_and_pvh() {
         eprintln!("{n}");
     }
     let (daemons, console) = (b.daemons, b.console);
-    let disks = [BlockBackend::Userspace, BlockBackend::Userspace];
-    let w = [
-        Workload::ConsoleRoundTrip,
-        Workload::Pattern { disk: 0 },
-        Workload::Ext4 { disk: 1 },
-    ];
     let boot = Boot {
         name: "xen-blk-sluice".into(),
         console,
         daemons,
-        steps: vec![
-            GuestStep::new("pv-sluice", GuestType::Pv, &disks, &w),
-            GuestStep::new("pvh-sluice", GuestType::Pvh, &disks, &w),
-        ],
+        steps: standard_steps("sluice", BlockBackend::Userspace, true),
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
     for (check, summary) in &report.passed {
         eprintln!("PASS {check}: {summary}");
     }
-    assert_eq!(report.passed.len(), 10, "{:?}", report.passed);
+    assert_eq!(report.passed.len(), boot.checks(), "{:?}", report.passed);
 }

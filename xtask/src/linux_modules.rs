@@ -694,6 +694,8 @@ fn testbed_with_blkfront(test: &str) -> Result<()> {
     let _swap = swap_in_blkfront(&kernel, ko)?;
     run(cargo()
         .env("SLUICE_KERNEL_VERSION", SWAPPED_KERNEL)
+        // sluice-blkfront re-announces Initialising on probe: unload/reload is tested.
+        .env("SLUICE_TESTBED_BLKFRONT", "sluice")
         .args(["test", "-p", "sluice-testbed", "--test", test, "--"])
         .args(["--ignored", "--nocapture", "--test-threads=1"]))
 }

@@ -92,18 +92,40 @@ pub fn run() -> Result<()> {
     // first use, but an older rustup does not, so ask explicitly (a no-op when present).
     if have("rustup") {
         let toolchain = toolchain_channel()?;
-        let installed = Command::new("rustup")
-            .args(["target", "list", "--installed", "--toolchain", &toolchain])
-            .output()
-            .context("rustup target list")?;
-        if !String::from_utf8_lossy(&installed.stdout).contains("x86_64-unknown-none") {
-            run_cmd(Command::new("rustup").args([
-                "target",
-                "add",
-                "--toolchain",
-                &toolchain,
-                "x86_64-unknown-none",
-            ]))?;
+        let list = |what: &str| -> Result<String> {
+            let out = Command::new("rustup")
+                .args([what, "list", "--installed", "--toolchain", &toolchain])
+                .output()
+                .with_context(|| format!("rustup {what} list"))?;
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let targets = list("target")?;
+        for t in toolchain_list("targets")? {
+            if !targets.lines().any(|l| l.trim() == t) {
+                run_cmd(Command::new("rustup").args([
+                    "target",
+                    "add",
+                    "--toolchain",
+                    &toolchain,
+                    &t,
+                ]))?;
+            }
+        }
+        // Installed components are listed with their host triple ("rust-src" has none).
+        let components = list("component")?;
+        for c in toolchain_list("components")? {
+            if !components
+                .lines()
+                .any(|l| l.trim() == c || l.trim().starts_with(&format!("{c}-")))
+            {
+                run_cmd(Command::new("rustup").args([
+                    "component",
+                    "add",
+                    "--toolchain",
+                    &toolchain,
+                    &c,
+                ]))?;
+            }
         }
     } else {
         eprintln!("setup: rustup not found; assuming the toolchain already has x86_64-unknown-none and rust-src");
@@ -113,6 +135,30 @@ pub fn run() -> Result<()> {
         run_cmd(crate::util::cargo().args(["install", "--locked", "cargo-fuzz"]))?;
     }
     Ok(())
+}
+
+/// A string list from rust-toolchain.toml (`targets`, `components`), one line each.
+fn toolchain_list(key: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(crate::util::root().join("rust-toolchain.toml"))
+        .context("reading rust-toolchain.toml")?;
+    Ok(text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(key)
+                .and_then(|r| r.trim().strip_prefix('='))
+                .map(str::to_string)
+        })
+        .map(|v| {
+            v.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .map(|x| x.trim().trim_matches('"').to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// The `channel` from rust-toolchain.toml.

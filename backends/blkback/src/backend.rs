@@ -237,6 +237,16 @@ where
     }
 
     fn step(&mut self, be: &str) -> Result<(), DeviceError> {
+        // A device we gave up on whose directory the toolstack wrote anew (state 1:
+        // `xl block-attach` after a detach, both seen in one batch of watch events).
+        if self.devices.get(be).is_some_and(|d| d.broken)
+            && self.state_of(&format!("{be}/state")) == XenbusState::Initialising
+        {
+            if let Some(mut d) = self.devices.remove(be) {
+                d.teardown();
+                let _ = self.xs.unwatch(&format!("{}/state", d.fe), be);
+            }
+        }
         if !self.devices.contains_key(be) {
             // Wait for the toolstack's initial state node before touching the device.
             if self
@@ -359,24 +369,40 @@ where
             w("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string())?;
             w("multi-queue-max-queues", max_queues.to_string())?;
             w("feature-discard", if readonly { "0" } else { "1" }.into())?;
-            w("discard-granularity", "4096".into())?;
+            w(
+                "discard-granularity",
+                disk.physical_sector_size().max(4096).to_string(),
+            )?;
             w("discard-alignment", "0".into())?;
             w("discard-secure", "0".into())?;
             w("sectors", sectors.to_string())?;
-            w("sector-size", "512".into())?;
-            w("physical-sector-size", "512".into())?;
+            // `sectors` stays in 512-byte units whatever the sector size (Linux's
+            // blkfront and blkback agree on this; Xen 4.17's blkif.h comment says otherwise).
+            w("sector-size", disk.sector_size().to_string())?;
+            w(
+                "physical-sector-size",
+                disk.physical_sector_size().to_string(),
+            )?;
             w("info", info.to_string())?;
             Ok(())
         })?;
         tracing::info!(
-            "{}: {params} ({sectors} sectors, {}), frontend {} (domain {})",
+            "{}: {params} ({sectors} sectors, {}-byte sectors, {}), frontend {} (domain {})",
             dev.name,
+            disk.sector_size(),
             if readonly { "read-only" } else { "read-write" },
             dev.fe,
             dev.fe_id
         );
         dev.disk = Some(disk);
-        self.write_state(be, dev, XenbusState::InitWait)?;
+        if self.state_of(&format!("{be}/state")) == XenbusState::Connected {
+            // Our own earlier run connected this device and died (or was restarted):
+            // keep the state the frontend sees and reconnect to its live rings.
+            tracing::info!("{}: taking over a connected device", dev.name);
+            dev.state = XenbusState::Connected;
+        } else {
+            self.write_state(be, dev, XenbusState::InitWait)?;
+        }
         Ok(())
     }
 
@@ -514,7 +540,7 @@ where
                 }
             };
             // Check the ring geometry before spawning.
-            if let Err(e) = BlkifBackRing::new(mapping.mem()) {
+            if let Err(e) = BlkifBackRing::resume(mapping.mem()) {
                 stop_all(&mut started);
                 return Err(e.into());
             }
@@ -545,7 +571,7 @@ where
             let join = std::thread::Builder::new()
                 .name(format!("blkback-q{q}"))
                 .spawn(move || {
-                    let Ok(ring) = BlkifBackRing::new(mapping.mem()) else {
+                    let Ok(ring) = BlkifBackRing::resume(mapping.mem()) else {
                         dead2.store(true, Ordering::Release);
                         return;
                     };

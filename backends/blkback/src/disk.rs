@@ -1,4 +1,5 @@
-//! The backing store: a raw image file or a block device, in 512-byte sectors.
+//! The backing store: a raw image file or a block device. Addresses are in 512-byte
+//! protocol sectors whatever the device's own sector size (blkif's rule, as Linux does).
 
 use rustix::fs::FallocateFlags;
 use std::fs::{File, OpenOptions};
@@ -21,13 +22,25 @@ pub enum DiskError {
         /// The OS error.
         source: io::Error,
     },
-    /// The image is empty or not a multiple of 512 bytes.
-    #[error("{path}: size {bytes} is not a positive multiple of 512")]
+    /// The image is empty or not a multiple of its sector size.
+    #[error("{path}: size {bytes} is not a positive multiple of its {sector_size}-byte sectors")]
     BadSize {
         /// The path.
         path: String,
         /// Its size.
         bytes: u64,
+        /// Its logical sector size.
+        sector_size: u32,
+    },
+    /// A block device reports a sector size blkif cannot carry.
+    #[error("{path}: logical sector size {logical}, physical {physical} (need powers of two from 512 to 4096, physical >= logical)")]
+    BadSectorSize {
+        /// The path.
+        path: String,
+        /// Logical sector size.
+        logical: u32,
+        /// Physical sector size.
+        physical: u32,
     },
     /// A read, write, flush or discard failed.
     #[error("{op} at sector {sector}: {source}")]
@@ -47,6 +60,8 @@ pub struct Disk {
     file: Arc<File>,
     sectors: u64,
     readonly: bool,
+    sector_size: u32,
+    physical_sector_size: u32,
 }
 
 impl Disk {
@@ -68,14 +83,66 @@ impl Disk {
                 path: name.clone(),
                 source,
             })?;
-        if bytes == 0 || bytes % SECTOR != 0 {
-            return Err(DiskError::BadSize { path: name, bytes });
+        // A block device has its own sector sizes (BLKSSZGET, BLKPBSZGET); an image
+        // file is addressed in 512-byte sectors.
+        let is_block = file
+            .metadata()
+            .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+            .unwrap_or(false);
+        let (logical, physical) = if is_block {
+            let get = |r: rustix::io::Result<u32>| {
+                r.map_err(|e| DiskError::Open {
+                    path: name.clone(),
+                    source: e.into(),
+                })
+            };
+            (
+                get(rustix::fs::ioctl_blksszget(&file))?,
+                get(rustix::fs::ioctl_blkpbszget(&file))?,
+            )
+        } else {
+            (SECTOR as u32, SECTOR as u32)
+        };
+        let good = |s: u32| s.is_power_of_two() && (512..=4096).contains(&s);
+        if !good(logical) || !good(physical) || physical < logical {
+            return Err(DiskError::BadSectorSize {
+                path: name,
+                logical,
+                physical,
+            });
+        }
+        if bytes == 0 || bytes % u64::from(logical) != 0 {
+            return Err(DiskError::BadSize {
+                path: name,
+                bytes,
+                sector_size: logical,
+            });
         }
         Ok(Self {
             file: Arc::new(file),
             sectors: bytes / SECTOR,
             readonly,
+            sector_size: logical,
+            physical_sector_size: physical,
         })
+    }
+
+    /// The device's logical sector size in bytes (`sector-size`): requests must start
+    /// and end on its boundaries.
+    pub fn sector_size(&self) -> u32 {
+        self.sector_size
+    }
+
+    /// The device's physical sector size in bytes (`physical-sector-size`).
+    pub fn physical_sector_size(&self) -> u32 {
+        self.physical_sector_size
+    }
+
+    /// Whether `count` 512-byte sectors from `sector` start and end on logical sector
+    /// boundaries.
+    pub fn aligned(&self, sector: u64, count: u64) -> bool {
+        let per = u64::from(self.sector_size) / SECTOR;
+        (sector | count).is_multiple_of(per)
     }
 
     /// The open file (for asynchronous I/O).
@@ -144,5 +211,45 @@ impl Disk {
             sector,
             source: e.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(bytes: u64) -> (std::path::PathBuf, Disk) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("sluice-disk-{}-{n}.img", std::process::id()));
+        File::create(&p).unwrap().set_len(bytes).unwrap();
+        let d = Disk::open(&p, false).unwrap();
+        (p, d)
+    }
+
+    #[test]
+    fn files_have_512_byte_sectors_and_sizes_are_checked() {
+        let (p, d) = image(1 << 20);
+        assert_eq!((d.sector_size(), d.physical_sector_size()), (512, 512));
+        assert_eq!(d.sectors(), 2048);
+        assert!(d.aligned(7, 3));
+        assert!(d.contains(2040, 8) && !d.contains(2041, 8) && !d.contains(u64::MAX, 2));
+        std::fs::remove_file(&p).unwrap();
+        let (p, _) = image(4096);
+        File::create(&p).unwrap().set_len(1000).unwrap();
+        assert!(matches!(
+            Disk::open(&p, false),
+            Err(DiskError::BadSize { bytes: 1000, .. })
+        ));
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn four_k_sectors_need_aligned_requests() {
+        let (p, mut d) = image(1 << 20);
+        std::fs::remove_file(&p).unwrap();
+        d.sector_size = 4096;
+        assert!(d.aligned(0, 8) && d.aligned(16, 64));
+        assert!(!d.aligned(1, 8) && !d.aligned(8, 7) && !d.aligned(4, 4));
     }
 }

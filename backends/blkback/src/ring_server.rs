@@ -424,6 +424,14 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             );
             return Err(BlkifRsp::Error);
         }
+        if !self.disk.aligned(sector, count) {
+            tracing::warn!(
+                "{}: sectors {sector}+{count} are not aligned to the disk's {}-byte sectors",
+                self.name,
+                self.disk.sector_size()
+            );
+            return Err(BlkifRsp::Error);
+        }
         Ok(())
     }
 

@@ -62,28 +62,44 @@ impl World {
         let grants = FakeGrants::new();
         let stop = Arc::new(AtomicBool::new(false));
         let dir = tempfile::tempdir().unwrap();
-        let (xs, g, h, s) = (
-            Arc::new(store.connect()),
-            Arc::new(grants.clone()),
-            hub.clone(),
-            stop.clone(),
-        );
-        let backend = std::thread::spawn(move || {
-            let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues)
-                .with_engine(cfg.engine)
-                .with_persistent_grants(cfg.limit);
-            b.run(&s).unwrap();
-        });
         let path = dir.path().to_path_buf();
-        World {
+        let mut w = World {
             cfg,
             store,
             hub,
             grants,
             stop,
-            backend: Some(backend),
+            backend: None,
             _dir: dir,
             dir: path,
+        };
+        w.start_backend(max_queues);
+        w
+    }
+
+    /// Starts a backend daemon (its own xenstore connection and event channels).
+    fn start_backend(&mut self, max_queues: u32) {
+        let cfg = self.cfg;
+        self.stop = Arc::new(AtomicBool::new(false));
+        let (xs, g, h, s) = (
+            Arc::new(self.store.connect()),
+            Arc::new(self.grants.clone()),
+            self.hub.clone(),
+            self.stop.clone(),
+        );
+        self.backend = Some(std::thread::spawn(move || {
+            let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues)
+                .with_engine(cfg.engine)
+                .with_persistent_grants(cfg.limit);
+            b.run(&s).unwrap();
+        }));
+    }
+
+    /// Stops the backend daemon; the xenstore nodes and the frontend's rings stay.
+    fn stop_backend(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(j) = self.backend.take() {
+            j.join().unwrap();
         }
     }
 
@@ -751,6 +767,81 @@ fn multi_page_multi_queue_and_reconnect(cfg: Cfg) {
     let _ = (&f2.fe, &f2.be, &w.hub);
 }
 
+/// A backend daemon that stops (crash, restart) under a connected frontend, after more
+/// requests than the ring has slots: the next one takes the device over without
+/// moving the frontend's view back to InitWait, and serves the live ring from where
+/// the first one stopped (a request published while no backend ran included).
+fn restarted_backend_takes_over_live_rings(cfg: Cfg) {
+    let mut w = World::new(1, cfg);
+    let (be, fe, img) = w.add_disk(17, 51712, "w");
+    let mut f = Front::connect(&w, w.guest(17), &be, &fe, 0, 1);
+    for i in 0..40u64 {
+        let (g, _) = f.data_page(0, Some(i as u8), true);
+        let seg = [BlkifRequestSegment::new(g, 0, 7)];
+        assert_eq!(f.rw(BlkifOp::Write, 8 * (i % 16), &seg), BlkifRsp::Okay);
+    }
+    w.stop_backend();
+    assert_eq!(
+        w.grants.live_mappings(),
+        0,
+        "the stopped backend unmapped everything"
+    );
+    // Published while no backend runs.
+    let (port, _) = f.rings[0];
+    let mem = f.guest.mem().slice(0, XEN_PAGE_SIZE).unwrap();
+    let prod = mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
+    let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
+    let (g, _) = f.data_page(1, Some(0x77), true);
+    let mut req = BlkifRequest {
+        operation: BlkifOp::Write as u8,
+        nr_segments: 1,
+        id: 4242,
+        sector_number: 256,
+        ..Default::default()
+    };
+    req.seg[0] = BlkifRequestSegment::new(g, 0, 7);
+    ring.push_request(&req).unwrap();
+    ring.push_requests().unwrap();
+    f.ev.notify(port).unwrap();
+    let watch = w.store.connect();
+    watch.watch(&format!("{be}/state"), "t").unwrap();
+    while watch.next_watch_event(Duration::ZERO).unwrap().is_some() {}
+    w.start_backend(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        if let Some(r) = ring.pop_response().unwrap() {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unanswered request was not served"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!((r.id, status(r)), (4242, BlkifRsp::Okay));
+    assert_eq!(image_bytes(&img, 256, 4096), vec![0x77; 4096]);
+    let (g, _) = f.data_page(2, Some(0x78), true);
+    let seg = [BlkifRequestSegment::new(g, 0, 7)];
+    assert_eq!(f.rw(BlkifOp::Write, 264, &seg), BlkifRsp::Okay);
+    assert_eq!(image_bytes(&img, 264, 4096), vec![0x78; 4096]);
+    // The backend state node was never rewritten (no InitWait in between).
+    let xs = w.store.connect();
+    assert_eq!(
+        xs.read_opt(XBT_NULL, &format!("{be}/state"))
+            .unwrap()
+            .as_deref(),
+        Some("4")
+    );
+    while let Some(ev) = watch.next_watch_event(Duration::ZERO).unwrap() {
+        let v = xs.read_opt(XBT_NULL, &format!("{be}/state")).unwrap();
+        assert_eq!(
+            v.as_deref(),
+            Some("4"),
+            "state changed after the restart: {ev:?}"
+        );
+    }
+}
+
 /// A full ring of writes submitted at once, then reads of them: with io_uring they
 /// are in flight together and may be answered in any order.
 fn many_in_flight(cfg: Cfg) {
@@ -1157,6 +1248,7 @@ macro_rules! both_engines {
 
 both_engines!(
     many_in_flight,
+    restarted_backend_takes_over_live_rings,
     read_write_flush_discard_indirect,
     hostile_requests_get_errors_and_touch_nothing,
     read_only_disk,

@@ -1,8 +1,10 @@
 //! The only layer with `unsafe`: boot, descriptor tables, serial, physical memory
-//! access and the SVM backend. Everything above is safe Rust.
+//! access, the heap, the IOMMU HAL and the SVM backend. Everything above is safe Rust.
 
 pub mod boot;
 pub mod cpu;
+pub mod heap;
+pub mod iommu;
 pub mod lapic;
 pub mod phys;
 pub mod serial;

@@ -69,3 +69,41 @@ pub fn mmio_write_u32(pa: u64, v: u32) {
     // device the hypervisor owns.
     unsafe { core::ptr::write_volatile(pa as *mut u32, v) }
 }
+
+/// Reads a 64-bit device register (e.g. an IOMMU's) in the identity map.
+pub fn mmio_read_u64(pa: u64) -> u64 {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: aligned, inside the identity map; the caller names a register of a
+    // device the hypervisor owns.
+    unsafe { core::ptr::read_volatile(pa as *const u64) }
+}
+
+/// Writes a 64-bit device register in the identity map.
+pub fn mmio_write_u64(pa: u64, v: u64) {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: aligned, inside the identity map; the caller names a register of a
+    // device the hypervisor owns.
+    unsafe { core::ptr::write_volatile(pa as *mut u64, v) }
+}
+
+/// True when `[pa, pa + len)` lies inside the identity map (so the accessors above
+/// accept it). Callers check addresses taken from firmware tables with it first.
+pub fn mapped(pa: u64, len: u64) -> bool {
+    pa >= 0x400 && pa.checked_add(len).is_some_and(|e| e <= MAPPED_END)
+}
+
+/// Writes back and evicts the cache lines of `[pa, pa + len)` (for devices whose reads
+/// do not snoop the CPU caches, e.g. a VT-d unit without ECAP.C), then fences.
+pub fn flush_cache(pa: u64, len: usize) {
+    check(pa, len);
+    let mut line = pa & !63;
+    while line < pa + len as u64 {
+        // SAFETY: CLFLUSH of a mapped address (checked) only writes the line back; it
+        // does not change memory contents. SSE2 (and so CLFLUSH) is part of x86_64.
+        unsafe { core::arch::x86_64::_mm_clflush(line as *const u8) };
+        line += 64;
+    }
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+}

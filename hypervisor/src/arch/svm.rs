@@ -223,7 +223,8 @@ fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
 
 impl Svm {
     /// Checks for SVM with nested paging, sets EFER.SVME and the host save area.
-    pub fn init(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<Svm, &'static str> {
+    /// `alloc(n)`: `n` physically contiguous zeroed frames.
+    pub fn init(alloc: &mut dyn FnMut(u64) -> Option<u64>) -> Result<Svm, &'static str> {
         if cpuid(0x8000_0000).0 < 0x8000_000A || cpuid(0x8000_0001).2 & (1 << 2) == 0 {
             return Err("CPU has no SVM");
         }
@@ -238,10 +239,10 @@ impl Svm {
             features,
             features & (1 << 3) != 0
         );
-        let hsave = alloc().ok_or("no memory for the host save area")?;
-        let iopm = alloc_contig(alloc, 3).ok_or("no memory for the I/O permission map")?;
-        let msrpm = alloc_contig(alloc, 2).ok_or("no memory for the MSR permission map")?;
-        let host_area = alloc().ok_or("no memory for the host VMSAVE area")?;
+        let hsave = alloc(1).ok_or("no memory for the host save area")?;
+        let iopm = alloc(3).ok_or("no memory for the I/O permission map")?;
+        let msrpm = alloc(2).ok_or("no memory for the MSR permission map")?;
+        let host_area = alloc(1).ok_or("no memory for the host VMSAVE area")?;
         // Every port and every MSR intercepted but those switched per guest.
         phys::fill(iopm, 3 * 4096, 0xFF);
         phys::fill(msrpm, 2 * 4096, 0xFF);
@@ -261,18 +262,6 @@ impl Svm {
             host_area,
         })
     }
-}
-
-/// The frame allocator hands out frames one at a time; SVM's permission maps need
-/// contiguous ones, which a fresh bump allocator gives in order (checked).
-fn alloc_contig(alloc: &mut dyn FnMut() -> Option<u64>, n: u64) -> Option<u64> {
-    let first = alloc()?;
-    for i in 1..n {
-        if alloc()? != first + i * 4096 {
-            return None;
-        }
-    }
-    Some(first)
 }
 
 impl VirtBackend for Svm {

@@ -360,6 +360,17 @@ impl<H: Hal> Vtd<H> {
     pub fn queued(&self) -> bool {
         matches!(self.inval, Invalidation::Queue { .. })
     }
+
+    /// True when interrupt remapping is enabled (only remapped-format interrupts with a
+    /// programmed entry are delivered).
+    pub fn interrupt_remapping(&self) -> bool {
+        self.irt.is_some()
+    }
+
+    /// Guest (IOVA) address width of new domains in bits: 39 (3 levels) or 48 (4).
+    pub fn address_width(&self) -> u8 {
+        12 + 9 * self.levels
+    }
 }
 
 enum ContextScope {

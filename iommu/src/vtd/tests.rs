@@ -350,3 +350,35 @@ fn invalidation_queue_wraps() {
         .all(|(i, d)| d[1] & !0xfff == (i as u64) << 12));
     assert_eq!(hal.reg(BASE + IQH), hal.reg(BASE + IQT));
 }
+
+#[test]
+fn reports_interrupt_remapping_and_address_width() {
+    let ir = unit(
+        CAP,
+        VtdConfig {
+            interrupt_remapping: true,
+            ..VtdConfig::default()
+        },
+    );
+    assert!(ir.hw_ref().interrupt_remapping());
+    assert!(ir.hw_ref().queued());
+    assert_eq!(ir.hw_ref().address_width(), 39);
+    let plain = unit(CAP, VtdConfig::default());
+    assert!(!plain.hw_ref().interrupt_remapping());
+    let wide = unit(CAP_CM_48, VtdConfig::default());
+    assert_eq!(wide.hw_ref().address_width(), 48);
+}
+
+#[test]
+fn domain_count_follows_create_and_destroy() {
+    let mut iommu = unit(CAP, VtdConfig::default());
+    assert_eq!(iommu.domain_count(), 0);
+    let a = iommu.create_domain().unwrap();
+    let b = iommu.create_domain().unwrap();
+    assert_ne!(a, b);
+    assert_eq!(iommu.domain_count(), 2);
+    iommu.destroy_domain(a).unwrap();
+    assert_eq!(iommu.domain_count(), 1);
+    assert_eq!(iommu.destroy_domain(a), Err(Error::NoSuchDomain(a)));
+    assert_eq!(iommu.domain_count(), 1);
+}
