@@ -298,10 +298,10 @@ fn drive(
             if let Some(l) = text.lines().find(|l| l.contains("@@DAEMON-DEAD")) {
                 bail!(Failure::Crash(format!("dom0 daemon died: {l}")));
             }
-            if end.group(1) != "0" {
+            if end.group(4) != "0" {
                 bail!(Failure::Infrastructure(format!(
                     "{name}: xl create -c exited with {}",
-                    end.group(1)
+                    end.group(4)
                 )));
             }
             for w in &s.workloads {
