@@ -54,7 +54,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         0
     };
-    tracing::info!("I/O engine: {engine:?}; persistent grants: up to {per_queue} per queue");
+    if per_queue > 0 {
+        tracing::info!("I/O engine: {engine:?}; persistent grants: up to {per_queue} per queue");
+    } else {
+        tracing::info!("I/O engine: {engine:?}; persistent grants off (grant copy only)");
+    }
     let mut backend = backend
         .with_engine(engine)
         .with_persistent_grants(per_queue);
