@@ -296,7 +296,11 @@ fn drive(
             // Group 4 of the match that ends the loop: `xl create -c`'s exit status.
             let end = loop {
                 let r = m.expect(
-                    &format!(r"@@RT-READY|@@ACTION (\S+) (\S+) (\S+)|@@STEP-END {name} rc=(\d+)"),
+                    // Whole lines only: the console arrives in pieces, and `\S+` would
+                    // match a word cut short ("x" of "xvda").
+                    &format!(
+                        r"@@RT-READY|@@ACTION (\S+) (\S+) (\S+)\r?\n|@@STEP-END {name} rc=(\d+)\r?\n"
+                    ),
                     deadline.saturating_duration_since(Instant::now()),
                     "guest run to its poweroff",
                 )?;
@@ -551,7 +555,7 @@ fn dom0_action(
     )?;
     m.send_line(&cmd)?;
     let r = m.expect(
-        &format!(r"@@DOM0-ACTION-DONE {name} rc=(\d+)"),
+        &format!(r"@@DOM0-ACTION-DONE {name} rc=(\d+)\r?\n"),
         limit(300),
         &cmd,
     )?;

@@ -2,13 +2,16 @@
 //! same run, alternating A B A B. A fake frontend (fake grants and event channels,
 //! grant copy = memcpy) keeps the whole ring full of 44 KiB reads (11 segments) or
 //! writes against a real image file (page-cached). Prints per-pair ratios B/A.
+//! Then, per engine, grant copy (A) vs persistent grants (B: the same 352 references
+//! mapped once, memcpy through the mappings), same run, A B A B A B.
 //!
-//! `cargo bench -p sluice-blkback --bench engines`
+//! `cargo bench -p sluice-blkback --bench engines` (`-- persistent`: only the second part)
 
 use sluice_abi::blkif::{BlkifFrontRing, BlkifOp, BlkifRequest, BlkifRequestSegment};
 use sluice_abi::ring::REQ_PROD_OFFSET;
 use sluice_abi::shared::XEN_PAGE_SIZE;
 use sluice_blkback::disk::Disk;
+use sluice_blkback::persistent::{PersistentGrants, PERSISTENT_GRANTS_PER_QUEUE};
 use sluice_blkback::ring_server::{Queue, QueueStats};
 use sluice_dom0::evtchn::FakeEvtchnHub;
 use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 300;
 
-fn run(uring: bool, op: BlkifOp, img: &std::path::Path) -> f64 {
+fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64 {
     let guest = FakeGuestMemory::new(5, 1 + 32 * 11);
     let grants = FakeGrants::new();
     grants.add_guest(guest.clone());
@@ -44,6 +47,7 @@ fn run(uring: bool, op: BlkifOp, img: &std::path::Path) -> f64 {
             port: bport,
             stop: &s2,
             name: "bench",
+            persistent: persistent.then(|| PersistentGrants::new(5, PERSISTENT_GRANTS_PER_QUEUE)),
         };
         let ring = sluice_abi::blkif::BlkifBackRing::new(gm.page(0)).unwrap();
         let stats = Arc::new(QueueStats::default());
@@ -103,11 +107,15 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("bench.img");
     std::fs::write(&img, vec![0x5au8; 32 << 20]).unwrap();
+    let only_persistent = std::env::args().any(|a| a == "persistent");
     for op in [BlkifOp::Read, BlkifOp::Write] {
+        if only_persistent {
+            break;
+        }
         let mut ratios = vec![];
         for pair in 0..3 {
-            let a = run(false, op, &img);
-            let b = run(true, op, &img);
+            let a = run(false, false, op, &img);
+            let b = run(true, false, op, &img);
             println!(
                 "{op:?} pair {pair}: A sync {a:.0} MiB/s, B io_uring {b:.0} MiB/s, B/A {:.2}",
                 b / a
@@ -119,5 +127,25 @@ fn main() {
             "{op:?}: median B/A {:.2} (pairs {:.2}-{:.2})",
             ratios[1], ratios[0], ratios[2]
         );
+    }
+    for (engine, uring) in [("sync", false), ("io_uring", true)] {
+        for op in [BlkifOp::Read, BlkifOp::Write] {
+            let mut ratios = vec![];
+            for pair in 0..3 {
+                let a = run(uring, false, op, &img);
+                let b = run(uring, true, op, &img);
+                println!(
+                    "{engine} {op:?} pair {pair}: A grant copy {a:.0} MiB/s, \
+                     B persistent {b:.0} MiB/s, B/A {:.2}",
+                    b / a
+                );
+                ratios.push(b / a);
+            }
+            ratios.sort_by(|x, y| x.total_cmp(y));
+            println!(
+                "{engine} {op:?}: persistent/copy median B/A {:.2} (pairs {:.2}-{:.2})",
+                ratios[1], ratios[0], ratios[2]
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! state machine with each frontend, and runs one [`Queue`] thread per ring.
 
 use crate::disk::Disk;
+use crate::persistent::{PersistentGrants, PERSISTENT_GRANTS_PER_QUEUE};
 use crate::ring_server::{Queue, QueueStats, MAX_INDIRECT_SEGMENTS};
 use sluice_abi::blkif::{BlkifBackRing, VdiskInfo};
 use sluice_abi::xenbus::XenbusState;
@@ -114,6 +115,8 @@ pub struct Backend<S, G, F> {
     open_evtchn: F,
     root: String,
     max_queues: u32,
+    /// Persistent grants kept per queue; 0: `feature-persistent` = 0 (grant copy only).
+    persistent_limit: usize,
     devices: BTreeMap<String, Device>,
 }
 
@@ -134,8 +137,17 @@ where
             open_evtchn,
             root: root.trim_end_matches('/').to_string(),
             max_queues: max_queues.max(1),
+            persistent_limit: PERSISTENT_GRANTS_PER_QUEUE,
             devices: BTreeMap::new(),
         }
+    }
+
+    /// Persistent grants: at most `per_queue` mappings per queue (default
+    /// [`PERSISTENT_GRANTS_PER_QUEUE`]); 0 turns the feature off (advertises
+    /// `feature-persistent` = 0, grant copy for everything).
+    pub fn with_persistent_grants(mut self, per_queue: usize) -> Self {
+        self.persistent_limit = per_queue;
+        self
     }
 
     /// Chooses the I/O engine (default io_uring).
@@ -346,7 +358,10 @@ where
             let w = |k: &str, v: String| self.xs.write(tx, &format!("{be}/{k}"), v.as_bytes());
             w("feature-flush-cache", "1".into())?;
             w("feature-barrier", "0".into())?;
-            w("feature-persistent", "0".into())?;
+            w(
+                "feature-persistent",
+                if self.persistent_limit > 0 { "1" } else { "0" }.into(),
+            )?;
             w(
                 "feature-max-indirect-segments",
                 MAX_INDIRECT_SEGMENTS.to_string(),
@@ -488,6 +503,13 @@ where
                 });
             }
         }
+        // Both ends must agree (the frontend writes its own node before Initialised);
+        // anything but "1" (garbage included) means grant copy.
+        let persistent = self.persistent_limit > 0
+            && self
+                .xs
+                .read_opt(XBT_NULL, &format!("{fe}/feature-persistent"))?
+                .is_some_and(|v| v.trim_end_matches('\0') == "1");
         let disk = dev
             .disk
             .clone()
@@ -537,6 +559,7 @@ where
             let dead = Arc::new(AtomicBool::new(false));
             let name = format!("{} queue {q}", dev.name);
             let engine = self.engine;
+            let cache_limit = self.persistent_limit;
             let (grants, stats, stop2, dead2, disk2, domid) = (
                 self.grants.clone(),
                 dev.stats.clone(),
@@ -560,6 +583,7 @@ where
                         port,
                         stop: &stop2,
                         name: &name,
+                        persistent: persistent.then(|| PersistentGrants::new(domid, cache_limit)),
                     };
                     let uring = match engine {
                         IoEngine::Uring => match sluice_xen_sys::IoQueue::new(256) {
@@ -581,6 +605,20 @@ where
                         tracing::error!("{name}: {e}; disconnecting this device");
                         dead2.store(true, Ordering::Release);
                     }
+                    if let Some(c) = &queue.persistent {
+                        let s = c.stats();
+                        tracing::info!(
+                            "{name}: persistent grants: {} mapped, {} reused, {} evicted, \
+                             {} fell back to grant copy; unmapping {}",
+                            s.mapped,
+                            s.hits,
+                            s.evicted,
+                            s.failed,
+                            c.len()
+                        );
+                    }
+                    // Unmaps the persistent grants, then the ring.
+                    drop(queue);
                     drop(mapping);
                 });
             match join {
@@ -597,8 +635,13 @@ where
         }
         dev.queues = started;
         tracing::info!(
-            "{}: connected ({nq} queue(s), ring order {order})",
-            dev.name
+            "{}: connected ({nq} queue(s), ring order {order}, {})",
+            dev.name,
+            if persistent {
+                "persistent grants"
+            } else {
+                "grant copy"
+            }
         );
         self.write_state(be, dev, XenbusState::Connected)?;
         Ok(())

@@ -45,8 +45,23 @@ fn main() -> anyhow::Result<()> {
         &root,
         queues,
     );
-    tracing::info!("I/O engine: {engine:?}");
-    let mut backend = backend.with_engine(engine);
+    // `--no-persistent-grants` (or SLUICE_BLKBACK_PERSISTENT=0) advertises
+    // feature-persistent = 0: grant copy for every request.
+    let persistent = !args.iter().any(|a| a == "--no-persistent-grants")
+        && std::env::var("SLUICE_BLKBACK_PERSISTENT").map_or(true, |v| v != "0");
+    let per_queue = if persistent {
+        sluice_blkback::persistent::PERSISTENT_GRANTS_PER_QUEUE
+    } else {
+        0
+    };
+    if per_queue > 0 {
+        tracing::info!("I/O engine: {engine:?}; persistent grants: up to {per_queue} per queue");
+    } else {
+        tracing::info!("I/O engine: {engine:?}; persistent grants off (grant copy only)");
+    }
+    let mut backend = backend
+        .with_engine(engine)
+        .with_persistent_grants(per_queue);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

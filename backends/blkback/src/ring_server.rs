@@ -1,7 +1,9 @@
-//! Serves one blkif ring: takes requests, does the I/O synchronously (pread/pwrite on
-//! the image, grant copy to and from the frontend's pages), answers.
+//! Serves one blkif ring: takes requests, does the I/O (pread/pwrite or io_uring on the
+//! image; grant copy to and from the frontend's pages, or memcpy through persistently
+//! mapped grants when both ends agreed on `feature-persistent`), answers.
 
 use crate::disk::{Disk, SECTOR};
+use crate::persistent::PersistentGrants;
 use sluice_abi::blkif::{
     decode_request, indirect_pages, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp,
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
@@ -70,6 +72,9 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     pub stop: &'a AtomicBool,
     /// Log prefix (device and queue).
     pub name: &'a str,
+    /// Persistent grants, when both ends agreed (`None`: grant copy only). Dropping the
+    /// queue unmaps them.
+    pub persistent: Option<PersistentGrants<G::Mapping>>,
 }
 
 /// Counters, for tests and logs.
@@ -276,9 +281,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         self.check_range(sector, len as u64 / SECTOR)?;
         let submitted = if write {
             let mut buf = vec![0u8; len];
-            let mut copies = self.copies(&segs, &mut buf, false);
-            self.copy(&mut copies)?;
-            drop(copies);
+            self.transfer(self.copies(&segs, &mut buf, false))?;
             io.write(self.disk.file(), sector * SECTOR, buf, tag)
         } else {
             io.read(self.disk.file(), sector * SECTOR, len, tag)
@@ -320,8 +323,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     if p.write {
                         BlkifRsp::Okay
                     } else {
-                        let mut copies = self.copies(&p.segs, &mut c.buf, true);
-                        match self.copy(&mut copies) {
+                        match self.transfer(self.copies(&p.segs, &mut c.buf, true)) {
                             Ok(()) => BlkifRsp::Okay,
                             Err(s) => s,
                         }
@@ -448,7 +450,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     ) -> Result<Vec<BlkifRequestSegment>, BlkifRsp> {
         let pages = indirect_pages(nr.into()) as usize;
         let mut buf = vec![0u8; pages * PAGE_SIZE];
-        let mut copies: Vec<CopySegment<'_>> = buf
+        let copies: Vec<CopySegment<'_>> = buf
             .chunks_mut(PAGE_SIZE)
             .zip(grefs)
             .map(|(chunk, &gref)| CopySegment {
@@ -459,8 +461,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 status: 0,
             })
             .collect();
-        self.copy(&mut copies)?;
-        drop(copies);
+        self.transfer(copies)?;
         let segs = <[BlkifRequestSegment]>::ref_from_prefix_with_elems(&buf, nr.into())
             .map(|(s, _)| s.to_vec())
             .map_err(|_| BlkifRsp::Error)?;
@@ -471,6 +472,43 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             }
         }
         Ok(segs)
+    }
+
+    /// Moves the data of `copies`: through persistent mappings where they are on and
+    /// the reference maps (writable), by grant copy for the rest.
+    fn transfer(&self, copies: Vec<CopySegment<'_>>) -> Result<(), BlkifRsp> {
+        let Some(cache) = &self.persistent else {
+            let mut copies = copies;
+            return self.copy(&mut copies);
+        };
+        let mut rest = Vec::new();
+        for mut c in copies {
+            let at = c.offset as usize;
+            let moved = cache.with_page(self.grants, c.gref, |page| match &mut c.local {
+                CopyPtr::ToGuest(b) => page.write_bytes(at, b).is_ok(),
+                CopyPtr::FromGuest(b) => page.read_bytes(at, b).is_ok(),
+            });
+            match moved {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        "{}: gref {}: offset {at} + {} bytes crosses the page",
+                        self.name,
+                        c.gref,
+                        c.local.len()
+                    );
+                    return Err(BlkifRsp::Error);
+                }
+                Err(e) => {
+                    tracing::debug!("{}: not mapping persistently: {e}", self.name);
+                    rest.push(c);
+                }
+            }
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        self.copy(&mut rest)
     }
 
     fn copy(&self, copies: &mut [CopySegment<'_>]) -> Result<(), BlkifRsp> {
@@ -525,8 +563,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             tracing::warn!("{}: {e}", self.name);
             BlkifRsp::Error
         })?;
-        let mut copies = self.copies(segs, &mut buf, true);
-        self.copy(&mut copies)
+        self.transfer(self.copies(segs, &mut buf, true))
     }
 
     fn write(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
@@ -537,9 +574,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, bytes as u64 / SECTOR)?;
         let mut buf = vec![0u8; bytes];
-        let mut copies = self.copies(segs, &mut buf, false);
-        self.copy(&mut copies)?;
-        drop(copies);
+        self.transfer(self.copies(segs, &mut buf, false))?;
         self.disk.write(sector, &buf).map_err(|e| {
             tracing::warn!("{}: {e}", self.name);
             BlkifRsp::Error

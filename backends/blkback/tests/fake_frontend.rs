@@ -8,6 +8,7 @@ use sluice_abi::blkif::{
 };
 use sluice_abi::ring::REQ_PROD_OFFSET;
 use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_blkback::persistent::PERSISTENT_GRANTS_PER_QUEUE;
 use sluice_blkback::{Backend, IoEngine};
 use sluice_dom0::evtchn::{FakeEvtchn, FakeEvtchnHub};
 use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
@@ -23,7 +24,28 @@ use zerocopy::{FromBytes, IntoBytes};
 const ROOT: &str = "/local/domain/0/backend/vbd";
 const SECTORS: u64 = 2048; // 1 MiB images
 
+/// How a test runs: the backend's I/O engine, whether the fake frontend writes
+/// `feature-persistent` = 1 (and, like Linux's blkfront then, grants every data page
+/// writable), and the backend's persistent-grant limit per queue (0: it offers none).
+#[derive(Debug, Clone, Copy)]
+struct Cfg {
+    engine: IoEngine,
+    persistent: bool,
+    limit: usize,
+}
+
+impl Cfg {
+    fn new(engine: IoEngine, persistent: bool) -> Self {
+        Cfg {
+            engine,
+            persistent,
+            limit: PERSISTENT_GRANTS_PER_QUEUE,
+        }
+    }
+}
+
 struct World {
+    cfg: Cfg,
     store: FakeXenStore,
     hub: FakeEvtchnHub,
     grants: FakeGrants,
@@ -34,7 +56,7 @@ struct World {
 }
 
 impl World {
-    fn new(max_queues: u32, engine: IoEngine) -> Self {
+    fn new(max_queues: u32, cfg: Cfg) -> Self {
         let store = FakeXenStore::new();
         let hub = FakeEvtchnHub::new();
         let grants = FakeGrants::new();
@@ -42,6 +64,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let mut w = World {
+            cfg,
             store,
             hub,
             grants,
@@ -50,12 +73,13 @@ impl World {
             _dir: dir,
             dir: path,
         };
-        w.start_backend(max_queues, engine);
+        w.start_backend(max_queues);
         w
     }
 
     /// Starts a backend daemon (its own xenstore connection and event channels).
-    fn start_backend(&mut self, max_queues: u32, engine: IoEngine) {
+    fn start_backend(&mut self, max_queues: u32) {
+        let cfg = self.cfg;
         self.stop = Arc::new(AtomicBool::new(false));
         let (xs, g, h, s) = (
             Arc::new(self.store.connect()),
@@ -65,7 +89,8 @@ impl World {
         );
         self.backend = Some(std::thread::spawn(move || {
             let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues)
-                .with_engine(engine);
+                .with_engine(cfg.engine)
+                .with_persistent_grants(cfg.limit);
             b.run(&s).unwrap();
         }));
     }
@@ -148,6 +173,7 @@ struct Front {
     rings: Vec<(u32, usize)>, // (local port, first ring page)
     order: u32,
     next_id: u64,
+    persistent: bool,
 }
 
 impl Front {
@@ -158,6 +184,20 @@ impl Front {
         fe: &str,
         order: u32,
         queues: u32,
+    ) -> Front {
+        let feature = w.cfg.persistent.then_some("1");
+        Front::connect_with(w, guest, be, fe, order, queues, feature)
+    }
+
+    /// `connect` writing `feature-persistent` = `feature` (None: no node).
+    fn connect_with(
+        w: &World,
+        guest: Arc<FakeGuestMemory>,
+        be: &str,
+        fe: &str,
+        order: u32,
+        queues: u32,
+        feature: Option<&str>,
     ) -> Front {
         let xs = w.store.connect();
         wait_for(&xs, &format!("{be}/state"), "2");
@@ -218,6 +258,12 @@ impl Front {
         }
         xs.write(XBT_NULL, &format!("{fe}/protocol"), b"x86_64-abi")
             .unwrap();
+        if let Some(v) = feature {
+            xs.write(XBT_NULL, &format!("{fe}/feature-persistent"), v.as_bytes())
+                .unwrap();
+        } else {
+            let _ = xs.rm(XBT_NULL, &format!("{fe}/feature-persistent"));
+        }
         xs.write(XBT_NULL, &format!("{fe}/state"), b"3").unwrap();
         wait_for(&xs, &format!("{be}/state"), "4");
         xs.write(XBT_NULL, &format!("{fe}/state"), b"4").unwrap();
@@ -230,6 +276,7 @@ impl Front {
             rings,
             order,
             next_id: 1,
+            persistent: feature == Some("1"),
         }
     }
 
@@ -271,8 +318,10 @@ impl Front {
         self.next_id
     }
 
-    /// Data page `n` (after the ring pages), granted.
+    /// Data page `n` (after the ring pages), granted (always writable with persistent
+    /// grants, as the protocol asks of the frontend).
     fn data_page(&self, n: usize, fill: Option<u8>, readonly: bool) -> (u32, usize) {
+        let readonly = readonly && !self.persistent;
         let page = 64 + n;
         if let Some(b) = fill {
             self.guest
@@ -315,8 +364,8 @@ fn image_bytes(img: &std::path::Path, sector: u64, len: usize) -> Vec<u8> {
     v
 }
 
-fn read_write_flush_discard_indirect(engine: IoEngine) {
-    let w = World::new(1, engine);
+fn read_write_flush_discard_indirect(cfg: Cfg) {
+    let w = World::new(1, cfg);
     let (be, fe, img) = w.add_disk(5, 51712, "w");
     for (k, v) in [
         ("sectors", "2048"),
@@ -426,12 +475,12 @@ fn read_write_flush_discard_indirect(engine: IoEngine) {
     assert_eq!(image_bytes(&img, 1023, 512), vec![0xee; 512]);
 }
 
-fn hostile_requests_get_errors_and_touch_nothing(engine: IoEngine) {
-    let w = World::new(1, engine);
+fn hostile_requests_get_errors_and_touch_nothing(cfg: Cfg) {
+    let w = World::new(1, cfg);
     let (be, fe, img) = w.add_disk(7, 51712, "w");
     let mut f = Front::connect(&w, w.guest(7), &be, &fe, 0, 1);
     let (a, _) = f.data_page(0, Some(0x55), true);
-    let (ro, _) = f.data_page(1, Some(0), true);
+    let ro = f.guest.grant(65, true);
     let len = std::fs::metadata(&img).unwrap().len();
     // Bad grant reference.
     assert_eq!(
@@ -558,8 +607,8 @@ fn hostile_requests_get_errors_and_touch_nothing(engine: IoEngine) {
     );
 }
 
-fn read_only_disk(engine: IoEngine) {
-    let w = World::new(1, engine);
+fn read_only_disk(cfg: Cfg) {
+    let w = World::new(1, cfg);
     let (be, fe, img) = w.add_disk(8, 51712, "r");
     wait_for(&w.store.connect(), &format!("{be}/info"), "4");
     wait_for(&w.store.connect(), &format!("{be}/feature-discard"), "0");
@@ -576,8 +625,8 @@ fn read_only_disk(engine: IoEngine) {
     assert_eq!(image_bytes(&img, 0, 4096), vec![0xee; 4096]);
 }
 
-fn runaway_ring_disconnects_only_that_device(engine: IoEngine) {
-    let w = World::new(1, engine);
+fn runaway_ring_disconnects_only_that_device(cfg: Cfg) {
+    let w = World::new(1, cfg);
     let (be1, fe1, _) = w.add_disk(9, 51712, "w");
     let (be2, fe2, img2) = w.add_disk(10, 51712, "w");
     let mut bad = Front::connect(&w, w.guest(9), &be1, &fe1, 0, 1);
@@ -604,8 +653,8 @@ fn runaway_ring_disconnects_only_that_device(engine: IoEngine) {
     let _ = &mut bad;
 }
 
-fn garbage_in_xenstore_is_refused(engine: IoEngine) {
-    let w = World::new(1, engine);
+fn garbage_in_xenstore_is_refused(cfg: Cfg) {
+    let w = World::new(1, cfg);
     let xs = w.store.connect();
     // frontend-id not a number: the device is never offered.
     let (be, _, _) = w.add_disk(11, 51712, "w");
@@ -658,8 +707,8 @@ fn garbage_in_xenstore_is_refused(engine: IoEngine) {
     );
 }
 
-fn multi_page_multi_queue_and_reconnect(engine: IoEngine) {
-    let w = World::new(4, engine);
+fn multi_page_multi_queue_and_reconnect(cfg: Cfg) {
+    let w = World::new(4, cfg);
     let (be, fe, img) = w.add_disk(15, 51712, "w");
     wait_for(
         &w.store.connect(),
@@ -722,8 +771,8 @@ fn multi_page_multi_queue_and_reconnect(engine: IoEngine) {
 /// requests than the ring has slots: the next one takes the device over without
 /// moving the frontend's view back to InitWait, and serves the live ring from where
 /// the first one stopped (a request published while no backend ran included).
-fn restarted_backend_takes_over_live_rings(engine: IoEngine) {
-    let mut w = World::new(1, engine);
+fn restarted_backend_takes_over_live_rings(cfg: Cfg) {
+    let mut w = World::new(1, cfg);
     let (be, fe, img) = w.add_disk(17, 51712, "w");
     let mut f = Front::connect(&w, w.guest(17), &be, &fe, 0, 1);
     for i in 0..40u64 {
@@ -732,6 +781,11 @@ fn restarted_backend_takes_over_live_rings(engine: IoEngine) {
         assert_eq!(f.rw(BlkifOp::Write, 8 * (i % 16), &seg), BlkifRsp::Okay);
     }
     w.stop_backend();
+    assert_eq!(
+        w.grants.live_mappings(),
+        0,
+        "the stopped backend unmapped everything"
+    );
     // Published while no backend runs.
     let (port, _) = f.rings[0];
     let mem = f.guest.mem().slice(0, XEN_PAGE_SIZE).unwrap();
@@ -752,7 +806,7 @@ fn restarted_backend_takes_over_live_rings(engine: IoEngine) {
     let watch = w.store.connect();
     watch.watch(&format!("{be}/state"), "t").unwrap();
     while watch.next_watch_event(Duration::ZERO).unwrap().is_some() {}
-    w.start_backend(1, engine);
+    w.start_backend(1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let r = loop {
         if let Some(r) = ring.pop_response().unwrap() {
@@ -790,8 +844,8 @@ fn restarted_backend_takes_over_live_rings(engine: IoEngine) {
 
 /// A full ring of writes submitted at once, then reads of them: with io_uring they
 /// are in flight together and may be answered in any order.
-fn many_in_flight(engine: IoEngine) {
-    let w = World::new(1, engine);
+fn many_in_flight(cfg: Cfg) {
+    let w = World::new(1, cfg);
     let (be, fe, img) = w.add_disk(16, 51712, "w");
     let f = Front::connect(&w, w.guest(16), &be, &fe, 0, 1);
     let (port, _) = f.rings[0];
@@ -832,13 +886,362 @@ fn many_in_flight(engine: IoEngine) {
     }
 }
 
+/// Frontend closes (Closing, Closed) and restarts (Initialising), as Linux's blkfront
+/// does on reconnect; returns once the backend is Closed (its queues joined).
+fn close_and_restart(f: &Front) {
+    let (fe, be) = (&f.fe, &f.be);
+    f.xs.write(XBT_NULL, &format!("{fe}/state"), b"5").unwrap();
+    wait_for(&f.xs, &format!("{be}/state"), "5");
+    f.xs.write(XBT_NULL, &format!("{fe}/state"), b"6").unwrap();
+    wait_for(&f.xs, &format!("{be}/state"), "6");
+    f.xs.write(XBT_NULL, &format!("{fe}/state"), b"1").unwrap();
+}
+
+fn write_pages(f: &mut Front, sector: u64, grefs: &[u32]) -> BlkifRsp {
+    let segs: Vec<_> = grefs
+        .iter()
+        .map(|&g| BlkifRequestSegment::new(g, 0, 7))
+        .collect();
+    f.rw(BlkifOp::Write, sector, &segs)
+}
+
+/// With both ends agreeing, each data and indirect page is mapped once, on first use,
+/// and reused; no grant copy at all; everything is unmapped when the frontend closes.
+fn persistent_grants_are_reused_and_unmapped_on_close(engine: IoEngine) {
+    let w = World::new(1, Cfg::new(engine, true));
+    let (be, fe, img) = w.add_disk(20, 51712, "w");
+    wait_for(&w.store.connect(), &format!("{be}/feature-persistent"), "1");
+    let mut f = Front::connect(&w, w.guest(20), &be, &fe, 0, 1);
+    assert_eq!(
+        (w.grants.maps_made(), w.grants.live_mappings()),
+        (1, 1),
+        "the ring"
+    );
+    let (a, _) = f.data_page(0, Some(0x31), false);
+    let (b, _) = f.data_page(1, Some(0x32), false);
+    let (c, cpage) = f.data_page(2, Some(0), false);
+    let mut descs = vec![];
+    let mut pages = vec![];
+    for i in 0..20 {
+        let (g, _) = f.data_page(10 + i, Some(0x40 + i as u8), false);
+        descs.push(BlkifRequestSegment::new(g, 0, 7));
+        pages.push(g);
+    }
+    let (ind, ipage) = f.data_page(40, Some(0), false);
+    f.guest
+        .mem()
+        .write_bytes(ipage * XEN_PAGE_SIZE, descs.as_bytes())
+        .unwrap();
+    for round in 0..5u64 {
+        assert_eq!(write_pages(&mut f, 8 * round, &[a, b]), BlkifRsp::Okay);
+        assert_eq!(
+            f.rw(
+                BlkifOp::Read,
+                8 * round + 8,
+                &[BlkifRequestSegment::new(c, 0, 7)]
+            ),
+            BlkifRsp::Okay
+        );
+        let mut got = vec![0u8; 4096];
+        f.guest
+            .mem()
+            .read_bytes(cpage * XEN_PAGE_SIZE, &mut got)
+            .unwrap();
+        assert_eq!(got, vec![0x32; 4096], "round {round}: read back page b");
+        let id = f.id();
+        let mut grefs = [0u32; 8];
+        grefs[0] = ind;
+        let req = BlkifRequestIndirect {
+            operation: BlkifOp::Indirect as u8,
+            indirect_op: BlkifOp::Write as u8,
+            nr_segments: 20,
+            id,
+            sector_number: 512,
+            indirect_grefs: grefs,
+            ..Default::default()
+        };
+        assert_eq!(status(f.submit(0, as_slot(&req))), BlkifRsp::Okay);
+    }
+    for i in 0..20u64 {
+        assert_eq!(
+            image_bytes(&img, 512 + 8 * i, 4096),
+            vec![0x40 + i as u8; 4096]
+        );
+    }
+    // 3 + 20 data pages + 1 indirect page, each mapped exactly once; no grant copy.
+    assert_eq!(w.grants.maps_made(), 1 + 24);
+    assert_eq!(w.grants.live_mappings(), 1 + 24);
+    assert_eq!(w.grants.segments_copied(), 0);
+    for g in [a, b, c, ind].into_iter().chain(pages.iter().copied()) {
+        assert_eq!(f.guest.mapped(g), 1, "gref {g}");
+    }
+    assert!(
+        !f.guest.try_revoke(a),
+        "a persistent grant stays mapped while connected"
+    );
+    close_and_restart(&f);
+    assert_eq!(w.grants.live_mappings(), 0, "all unmapped on disconnect");
+    assert!(f.guest.try_revoke(a) && f.guest.try_revoke(ind));
+}
+
+/// No agreement, no mappings: grant copy as before, whichever side says no (or says
+/// garbage).
+fn grant_copy_without_agreement(engine: IoEngine) {
+    for (frontend, limit, offered) in [
+        (None, PERSISTENT_GRANTS_PER_QUEUE, "1"),
+        (Some("0"), PERSISTENT_GRANTS_PER_QUEUE, "1"),
+        (Some("yes"), PERSISTENT_GRANTS_PER_QUEUE, "1"),
+        (Some("1"), 0, "0"),
+    ] {
+        let cfg = Cfg {
+            engine,
+            persistent: false,
+            limit,
+        };
+        let w = World::new(1, cfg);
+        let (be, fe, img) = w.add_disk(21, 51712, "w");
+        wait_for(
+            &w.store.connect(),
+            &format!("{be}/feature-persistent"),
+            offered,
+        );
+        let mut f = Front::connect_with(&w, w.guest(21), &be, &fe, 0, 1, frontend);
+        let (a, _) = f.data_page(0, Some(0x51), false);
+        for i in 0..3 {
+            assert_eq!(write_pages(&mut f, 8 * i, &[a]), BlkifRsp::Okay);
+        }
+        assert_eq!(image_bytes(&img, 16, 4096), vec![0x51; 4096]);
+        assert_eq!(
+            w.grants.maps_made(),
+            1,
+            "{frontend:?}/{limit}: only the ring"
+        );
+        assert_eq!(w.grants.segments_copied(), 3, "{frontend:?}/{limit}");
+        assert!(f.guest.try_revoke(a), "not kept mapped");
+    }
+}
+
+/// Beyond the limit the least recently used mapping goes; the count never exceeds it
+/// (the default 1056 too), even for one request with more pages than the limit.
+fn persistent_grants_evict_lru(engine: IoEngine) {
+    let cfg = Cfg {
+        limit: 4,
+        ..Cfg::new(engine, true)
+    };
+    let w = World::new(1, cfg);
+    let (be, fe, img) = w.add_disk(22, 51712, "w");
+    let mut f = Front::connect(&w, w.guest(22), &be, &fe, 0, 1);
+    let g: Vec<u32> = (0..5)
+        .map(|i| f.data_page(i, Some(0x60 + i as u8), false).0)
+        .collect();
+    assert_eq!(write_pages(&mut f, 0, &g[..4]), BlkifRsp::Okay);
+    // Touch g0: g1 is now the least recently used.
+    assert_eq!(write_pages(&mut f, 0, &g[..1]), BlkifRsp::Okay);
+    assert_eq!(write_pages(&mut f, 64, &g[4..5]), BlkifRsp::Okay);
+    assert_eq!(f.guest.mapped(g[1]), 0, "g1 evicted");
+    for i in [0, 2, 3, 4] {
+        assert_eq!(f.guest.mapped(g[i]), 1, "g{i} kept");
+    }
+    assert_eq!(w.grants.live_mappings(), 1 + 4);
+    // One request of 11 pages through a cache of 4: right data, still 4 mappings.
+    let many: Vec<u32> = (0..11)
+        .map(|i| f.data_page(20 + i, Some(0x70 + i as u8), false).0)
+        .collect();
+    assert_eq!(write_pages(&mut f, 128, &many), BlkifRsp::Okay);
+    for i in 0..11u64 {
+        assert_eq!(
+            image_bytes(&img, 128 + 8 * i, 4096),
+            vec![0x70 + i as u8; 4096]
+        );
+    }
+    assert_eq!(w.grants.live_mappings(), 1 + 4);
+    assert_eq!(w.grants.segments_copied(), 0);
+    drop(w);
+
+    // The default limit: 1100 distinct references (all of a few pages) in 100 requests.
+    let w = World::new(1, Cfg::new(engine, true));
+    let (be, fe, _) = w.add_disk(23, 51712, "w");
+    let mut f = Front::connect(&w, w.guest(23), &be, &fe, 0, 1);
+    for r in 0..100u64 {
+        let refs: Vec<u32> = (0..11)
+            .map(|_| f.guest.grant(64 + r as usize % 32, false))
+            .collect();
+        assert_eq!(write_pages(&mut f, 88 * (r % 20), &refs), BlkifRsp::Okay);
+        assert!(w.grants.live_mappings() <= 1 + PERSISTENT_GRANTS_PER_QUEUE);
+    }
+    assert_eq!(w.grants.live_mappings(), 1 + PERSISTENT_GRANTS_PER_QUEUE);
+    assert_eq!(w.grants.maps_made(), 1 + 1100);
+    close_and_restart(&f);
+    assert_eq!(w.grants.live_mappings(), 0);
+}
+
+/// Per-queue caches; reconnecting (with or without the feature) starts from nothing;
+/// a toolstack detach unmaps everything.
+fn persistent_grants_across_reconnect(engine: IoEngine) {
+    let w = World::new(2, Cfg::new(engine, true));
+    let (be, fe, img) = w.add_disk(24, 51712, "w");
+    let guest = w.guest(24);
+    let mut f = Front::connect(&w, guest.clone(), &be, &fe, 0, 2);
+    let (a, _) = f.data_page(0, Some(0x24), false);
+    for q in 0..2 {
+        let id = f.id();
+        let mut req = BlkifRequest {
+            operation: BlkifOp::Write as u8,
+            nr_segments: 1,
+            id,
+            sector_number: 8 * q as u64,
+            ..Default::default()
+        };
+        req.seg[0] = BlkifRequestSegment::new(a, 0, 7);
+        assert_eq!(status(f.submit(q, req)), BlkifRsp::Okay);
+    }
+    assert_eq!(guest.mapped(a), 2, "one mapping per queue");
+    assert_eq!(w.grants.live_mappings(), 2 + 2);
+    close_and_restart(&f);
+    assert_eq!(w.grants.live_mappings(), 0);
+    for k in [
+        "multi-queue-num-queues",
+        "queue-0",
+        "queue-1",
+        "feature-persistent",
+    ] {
+        f.xs.rm(XBT_NULL, &format!("{fe}/{k}")).unwrap();
+    }
+    // Reconnect without the feature: grant copy.
+    let mut f2 = Front::connect_with(&w, guest.clone(), &be, &fe, 0, 1, None);
+    let copied = w.grants.segments_copied();
+    assert_eq!(write_pages(&mut f2, 16, &[a]), BlkifRsp::Okay);
+    assert_eq!(w.grants.segments_copied(), copied + 1);
+    assert_eq!((guest.mapped(a), w.grants.live_mappings()), (0, 1));
+    close_and_restart(&f2);
+    assert_eq!(w.grants.live_mappings(), 0);
+    // And with it again: mapped afresh.
+    let mut f3 = Front::connect(&w, guest.clone(), &be, &fe, 0, 1);
+    let (b, _) = f3.data_page(1, Some(0x25), false);
+    assert_eq!(write_pages(&mut f3, 24, &[a, b]), BlkifRsp::Okay);
+    assert_eq!(image_bytes(&img, 24, 8192)[..4096], vec![0x24; 4096][..]);
+    assert_eq!((guest.mapped(a), guest.mapped(b)), (1, 1));
+    // The toolstack detaches it: everything unmapped.
+    f3.xs
+        .write(XBT_NULL, &format!("{be}/online"), b"0")
+        .unwrap();
+    f3.xs.write(XBT_NULL, &format!("{be}/state"), b"5").unwrap();
+    wait_for(&f3.xs, &format!("{be}/state"), "6");
+    assert_eq!(w.grants.live_mappings(), 0);
+    assert!(guest.try_revoke(a) && guest.try_revoke(b));
+}
+
+/// A frontend that agreed but hands references it did not grant, or read-only ones,
+/// gets BLKIF_RSP_ERROR for that request when the access needs them (a read-only page
+/// is fine for a write: it falls back to grant copy); nothing failing stays mapped.
+fn hostile_grefs_with_persistent_grants(engine: IoEngine) {
+    let w = World::new(1, Cfg::new(engine, true));
+    let (be, fe, img) = w.add_disk(25, 51712, "w");
+    let mut f = Front::connect(&w, w.guest(25), &be, &fe, 0, 1);
+    let (a, apage) = f.data_page(0, Some(0x5a), false);
+    let ro = f.guest.grant(apage + 1, true);
+    f.guest
+        .mem()
+        .fill((apage + 1) * XEN_PAGE_SIZE, XEN_PAGE_SIZE, 0x5b)
+        .unwrap();
+    // Not granted at all, alone and next to a good one; as an indirect page.
+    assert_eq!(write_pages(&mut f, 0, &[9999]), BlkifRsp::Error);
+    assert_eq!(write_pages(&mut f, 0, &[a, 9999]), BlkifRsp::Error);
+    assert_eq!(
+        f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(9999, 0, 7)]),
+        BlkifRsp::Error
+    );
+    let id = f.id();
+    let mut grefs = [0u32; 8];
+    grefs[0] = 9998;
+    let req = BlkifRequestIndirect {
+        operation: BlkifOp::Indirect as u8,
+        indirect_op: BlkifOp::Read as u8,
+        nr_segments: 3,
+        id,
+        indirect_grefs: grefs,
+        ..Default::default()
+    };
+    assert_eq!(status(f.submit(0, as_slot(&req))), BlkifRsp::Error);
+    assert_eq!(
+        image_bytes(&img, 0, 8192),
+        vec![0xee; 8192],
+        "nothing written"
+    );
+    // Read-only: a read into it fails; a write from it is served by grant copy.
+    assert_eq!(
+        f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(ro, 0, 7)]),
+        BlkifRsp::Error
+    );
+    assert_eq!(write_pages(&mut f, 8, &[ro]), BlkifRsp::Okay);
+    assert_eq!(image_bytes(&img, 8, 4096), vec![0x5b; 4096]);
+    // Flipped to read-only (revoked and granted again read-only under the same number)
+    // before the backend mapped it: refused like any read-only page.
+    let (flip, fpage) = f.data_page(2, Some(0), false);
+    f.guest.revoke(flip);
+    f.guest.grant_at(flip, fpage, true);
+    assert_eq!(
+        f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(flip, 0, 7)]),
+        BlkifRsp::Error
+    );
+    // Once mapped, a persistent grant stays mapped (Xen keeps a mapped page mapped
+    // whatever the guest writes in its grant table): a later flip changes nothing.
+    assert_eq!(
+        f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(a, 0, 7)]),
+        BlkifRsp::Okay
+    );
+    f.guest.revoke(a);
+    f.guest.grant_at(a, apage, true);
+    assert_eq!(
+        f.rw(BlkifOp::Read, 8, &[BlkifRequestSegment::new(a, 0, 7)]),
+        BlkifRsp::Okay
+    );
+    // Only the good page is mapped; the device is still connected; close unmaps it.
+    assert_eq!(w.grants.live_mappings(), 1 + 1);
+    assert_eq!((f.guest.mapped(ro), f.guest.mapped(flip)), (0, 0));
+    wait_for(&f.xs, &format!("{be}/state"), "4");
+    close_and_restart(&f);
+    assert_eq!(w.grants.live_mappings(), 0);
+}
+
+macro_rules! persistent_cases {
+    ($($name:ident),*) => {
+        mod persistent_sync_io {
+            $(#[test] fn $name() { super::$name(sluice_blkback::IoEngine::Sync) })*
+        }
+        mod persistent_io_uring {
+            $(#[test] fn $name() { super::$name(sluice_blkback::IoEngine::Uring) })*
+        }
+    };
+}
+
+persistent_cases!(
+    persistent_grants_are_reused_and_unmapped_on_close,
+    grant_copy_without_agreement,
+    persistent_grants_evict_lru,
+    persistent_grants_across_reconnect,
+    hostile_grefs_with_persistent_grants
+);
+
+/// Every case with both engines, with persistent grants (frontend agrees) and without
+/// (frontend does not write `feature-persistent`: grant copy).
 macro_rules! both_engines {
     ($($name:ident),*) => {
         mod sync_io {
-            $(#[test] fn $name() { super::$name(sluice_blkback::IoEngine::Sync) })*
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Sync, false)) })*
         }
         mod io_uring {
-            $(#[test] fn $name() { super::$name(sluice_blkback::IoEngine::Uring) })*
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Uring, false)) })*
+        }
+        mod sync_io_persistent {
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Sync, true)) })*
+        }
+        mod io_uring_persistent {
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Uring, true)) })*
         }
     };
 }

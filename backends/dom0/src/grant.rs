@@ -3,6 +3,7 @@
 use sluice_abi::shared::{SharedMem, SharedPages, XEN_PAGE_SIZE};
 use sluice_xen_sys::{CopyPtr, CopySegment, GntdevDevice, GrantMapping};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Xen's `GNTST_bad_domain`.
@@ -76,6 +77,8 @@ pub struct FakeGuestMemory {
     domid: u16,
     pages: SharedPages,
     grants: Mutex<(u32, HashMap<u32, FakeGrant>)>,
+    /// Live fake mappings per reference (as Xen's pin counts).
+    mapped: Mutex<HashMap<u32, usize>>,
 }
 
 impl std::fmt::Debug for FakeGuestMemory {
@@ -93,6 +96,7 @@ impl FakeGuestMemory {
             domid,
             pages: SharedPages::new(pages),
             grants: Mutex::new((8, HashMap::new())),
+            mapped: Mutex::new(HashMap::new()),
         })
     }
 
@@ -132,7 +136,28 @@ impl FakeGuestMemory {
         g.1.insert(gref, FakeGrant { page, readonly });
     }
 
-    /// Revokes a grant.
+    /// How many live mappings of `gref` dom0 holds.
+    pub fn mapped(&self, gref: u32) -> usize {
+        self.mapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&gref)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Ends a grant as `gnttab_try_end_foreign_access` does: refused (false) while dom0
+    /// still maps it.
+    pub fn try_revoke(&self, gref: u32) -> bool {
+        if self.mapped(gref) > 0 {
+            return false;
+        }
+        self.revoke(gref);
+        true
+    }
+
+    /// Revokes a grant unconditionally (a hostile guest rewriting its grant table;
+    /// existing fake mappings keep working, as Xen keeps a mapped page mapped).
     pub fn revoke(&self, gref: u32) {
         self.grants
             .lock()
@@ -153,6 +178,14 @@ impl FakeGuestMemory {
 #[derive(Debug, Clone, Default)]
 pub struct FakeGrants {
     guests: Arc<Mutex<HashMap<u16, Arc<FakeGuestMemory>>>>,
+    counters: Arc<FakeGrantCounters>,
+}
+
+#[derive(Debug, Default)]
+struct FakeGrantCounters {
+    live: AtomicUsize,
+    maps: AtomicUsize,
+    copied: AtomicUsize,
 }
 
 impl FakeGrants {
@@ -167,6 +200,21 @@ impl FakeGrants {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(mem.domid, mem);
+    }
+
+    /// Mappings made and not yet dropped (pages are not counted: one per `map` call).
+    pub fn live_mappings(&self) -> usize {
+        self.counters.live.load(Ordering::SeqCst)
+    }
+
+    /// Successful `map` calls so far.
+    pub fn maps_made(&self) -> usize {
+        self.counters.maps.load(Ordering::SeqCst)
+    }
+
+    /// Grant-copy segments issued so far (whatever their result).
+    pub fn segments_copied(&self) -> usize {
+        self.counters.copied.load(Ordering::SeqCst)
     }
 
     fn guest(&self, domid: u16) -> Option<Arc<FakeGuestMemory>> {
@@ -184,6 +232,23 @@ pub struct FakeMapping {
     guest: Arc<FakeGuestMemory>,
     first: usize,
     count: usize,
+    refs: Vec<u32>,
+    counters: Arc<FakeGrantCounters>,
+}
+
+impl Drop for FakeMapping {
+    fn drop(&mut self) {
+        let mut m = self.guest.mapped.lock().unwrap_or_else(|p| p.into_inner());
+        for r in &self.refs {
+            if let Some(n) = m.get_mut(r) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(r);
+                }
+            }
+        }
+        self.counters.live.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl GrantMap for FakeMapping {
@@ -213,14 +278,26 @@ impl GrantMapper for FakeGrants {
                 return Err(GrantError::NotContiguous(refs.to_vec()));
             }
         }
+        let first = first.ok_or(GrantError::Device(sluice_xen_sys::GntdevError::Empty))?;
+        {
+            let mut m = guest.mapped.lock().unwrap_or_else(|p| p.into_inner());
+            for &r in refs {
+                *m.entry(r).or_insert(0) += 1;
+            }
+        }
+        self.counters.live.fetch_add(1, Ordering::SeqCst);
+        self.counters.maps.fetch_add(1, Ordering::SeqCst);
         Ok(FakeMapping {
             guest,
-            first: first.ok_or(GrantError::Device(sluice_xen_sys::GntdevError::Empty))?,
+            first,
             count: refs.len(),
+            refs: refs.to_vec(),
+            counters: self.counters.clone(),
         })
     }
 
     fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError> {
+        self.counters.copied.fetch_add(segs.len(), Ordering::SeqCst);
         for s in segs.iter_mut() {
             let Some(guest) = self.guest(s.domid) else {
                 s.status = GNTST_BAD_DOMAIN;
@@ -306,7 +383,14 @@ mod tests {
         grants.copy(&mut segs).unwrap();
         assert_eq!(segs[0].status, 0);
         assert_eq!(back, data);
-        g.revoke(a);
+        assert_eq!((g.mapped(a), g.mapped(b)), (1, 1));
+        assert_eq!(grants.live_mappings(), 1);
+        assert!(!g.try_revoke(a), "mapped: Xen refuses to end the grant");
+        drop(m);
+        assert_eq!((g.mapped(a), grants.live_mappings()), (0, 0));
+        assert_eq!(grants.maps_made(), 1);
+        assert_eq!(grants.segments_copied(), 4);
+        assert!(g.try_revoke(a));
         assert!(grants.map(3, &[a], false).is_err());
     }
 }

@@ -1,0 +1,206 @@
+//! Persistent grants (blkif `feature-persistent`): when both ends agree, the frontend
+//! keeps reusing the same grant references for data (and indirect descriptor) pages and
+//! never revokes them while connected, so a queue keeps each one mapped (writable, as
+//! `io/blkif.h` note 8 allows) from its first use until it is evicted (least recently
+//! used, beyond [`PERSISTENT_GRANTS_PER_QUEUE`]) or the queue stops. Data moves by
+//! memcpy through the mapping instead of grant copy.
+//!
+//! One cache per queue, used only by that queue's thread (no locking). A reference
+//! that cannot be mapped (not granted, read-only, out of gntdev resources) is not
+//! cached; the caller falls back to grant copy for it, which then gives the exact
+//! per-segment result (a read into a read-only or ungranted page fails the request).
+
+use sluice_abi::shared::SharedMem;
+use sluice_dom0::{GrantError, GrantMap, GrantMapper};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+/// Mappings a queue keeps (Linux blkback's `xen_blkif_max_pgrants`: 32 ring slots x
+/// (32 segments + 1 indirect page), what Linux blkfront uses at most by default).
+pub const PERSISTENT_GRANTS_PER_QUEUE: usize = 1056;
+
+/// Counters of one cache.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// References mapped (first uses, and uses after an eviction).
+    pub mapped: u64,
+    /// Uses of a reference already mapped.
+    pub hits: u64,
+    /// Mappings dropped to stay within the limit.
+    pub evicted: u64,
+    /// Uses whose mapping failed (the caller used grant copy instead).
+    pub failed: u64,
+}
+
+struct Entry<M> {
+    mapping: M,
+    used: u64,
+}
+
+struct Inner<M> {
+    entries: HashMap<u32, Entry<M>>,
+    /// Last use -> reference: the first entry is the least recently used.
+    lru: BTreeMap<u64, u32>,
+    tick: u64,
+    stats: CacheStats,
+}
+
+/// One queue's persistent grants: gref -> long-lived single-page writable mapping.
+pub struct PersistentGrants<M: GrantMap> {
+    domid: u16,
+    limit: usize,
+    inner: RefCell<Inner<M>>,
+}
+
+impl<M: GrantMap> std::fmt::Debug for PersistentGrants<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistentGrants")
+            .field("domid", &self.domid)
+            .field("limit", &self.limit)
+            .field("mapped", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: GrantMap> PersistentGrants<M> {
+    /// An empty cache for domain `domid`'s grants holding at most `limit` (>= 1) mappings.
+    pub fn new(domid: u16, limit: usize) -> Self {
+        Self {
+            domid,
+            limit: limit.max(1),
+            inner: RefCell::new(Inner {
+                entries: HashMap::new(),
+                lru: BTreeMap::new(),
+                tick: 0,
+                stats: CacheStats::default(),
+            }),
+        }
+    }
+
+    /// Mappings held now.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().entries.len()
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `gref` is mapped now.
+    pub fn contains(&self, gref: u32) -> bool {
+        self.inner.borrow().entries.contains_key(&gref)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.borrow().stats
+    }
+
+    /// Unmaps everything.
+    pub fn clear(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.entries.clear();
+        inner.lru.clear();
+    }
+
+    /// Runs `f` on the page of `gref`, mapping it first if it is not mapped yet
+    /// (evicting the least recently used mapping when full). A failed mapping caches
+    /// nothing and is returned.
+    pub fn with_page<G, R>(
+        &self,
+        grants: &G,
+        gref: u32,
+        f: impl FnOnce(SharedMem<'_>) -> R,
+    ) -> Result<R, GrantError>
+    where
+        G: GrantMapper<Mapping = M>,
+    {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        inner.tick += 1;
+        let now = inner.tick;
+        if let Some(e) = inner.entries.get_mut(&gref) {
+            inner.lru.remove(&e.used);
+            e.used = now;
+            inner.lru.insert(now, gref);
+            inner.stats.hits += 1;
+            return Ok(f(e.mapping.mem()));
+        }
+        let mapping = match grants.map(self.domid, &[gref], true) {
+            Ok(m) => m,
+            Err(e) => {
+                inner.stats.failed += 1;
+                return Err(e);
+            }
+        };
+        while inner.entries.len() >= self.limit {
+            let Some((_, old)) = inner.lru.pop_first() else {
+                break;
+            };
+            // Dropping the mapping unmaps it.
+            inner.entries.remove(&old);
+            inner.stats.evicted += 1;
+        }
+        inner.stats.mapped += 1;
+        inner.lru.insert(now, gref);
+        let e = inner
+            .entries
+            .entry(gref)
+            .or_insert(Entry { mapping, used: now });
+        Ok(f(e.mapping.mem()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
+
+    #[test]
+    fn maps_once_evicts_lru_and_unmaps_everything() {
+        let g = FakeGuestMemory::new(4, 8);
+        let grants = FakeGrants::new();
+        grants.add_guest(g.clone());
+        let refs: Vec<u32> = (0..6).map(|p| g.grant(p, false)).collect();
+        let cache = PersistentGrants::new(4, 3);
+        for &r in &refs[..3] {
+            cache.with_page(&grants, r, |m| m.len()).unwrap();
+        }
+        // Touch refs[0]: refs[1] becomes the least recently used.
+        cache.with_page(&grants, refs[0], |_| ()).unwrap();
+        cache.with_page(&grants, refs[3], |_| ()).unwrap();
+        assert!(!cache.contains(refs[1]) && g.mapped(refs[1]) == 0);
+        assert!(cache.contains(refs[0]) && cache.contains(refs[2]) && cache.contains(refs[3]));
+        assert_eq!(grants.live_mappings(), 3);
+        // The mapping is the guest's page: writes through it are the guest's bytes.
+        cache
+            .with_page(&grants, refs[3], |m| m.write_bytes(8, &[9; 4]))
+            .unwrap()
+            .unwrap();
+        let mut back = [0u8; 4];
+        g.page(3).read_bytes(8, &mut back).unwrap();
+        assert_eq!(back, [9; 4]);
+        // Not granted / read-only: nothing cached, nothing evicted.
+        let ro = g.grant(7, true);
+        assert!(cache.with_page(&grants, 9999, |_| ()).is_err());
+        assert!(cache.with_page(&grants, ro, |_| ()).is_err());
+        assert_eq!(cache.len(), 3);
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                mapped: 4,
+                hits: 2,
+                evicted: 1,
+                failed: 2
+            }
+        );
+        assert!(!g.try_revoke(refs[0]), "still mapped");
+        cache.clear();
+        assert_eq!(grants.live_mappings(), 0);
+        cache.with_page(&grants, refs[4], |_| ()).unwrap();
+        drop(cache);
+        assert_eq!(grants.live_mappings(), 0);
+        assert!(g.try_revoke(refs[0]) && g.try_revoke(refs[4]));
+    }
+}
