@@ -169,22 +169,24 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             let mut checks = Vec::new();
             for w in &step.workloads {
                 let id = w.id();
-                let image = dir.join(format!("{}-{}.img", step.name, vdev(w.disk().unwrap_or(0))));
-                let dev = format!("/dev/{}", vdev(w.disk().unwrap_or(0)));
+                // The disk the workload uses (console round trip: none, 0 is unused).
+                let disk = w.disk().unwrap_or(0);
+                let image = dir.join(format!("{}-{}.img", step.name, vdev(disk)));
+                let dev = format!("/dev/{}", vdev(disk));
                 // A 1 MiB data file in the guest (distinct per workload), its sha256.
                 let data_file = |tag: &str| -> Result<(String, String, Vec<u8>)> {
                     let data = pattern(
-                        &format!("{}/{id}{tag}", seed(boot, step, w.disk().unwrap_or(0))),
+                        &format!("{}/{id}{tag}", seed(boot, step, disk)),
                         PATTERN_LEN,
                     );
                     let file = format!("/data/{}-{id}{tag}.bin", step.name);
                     g.bytes(&file, &data, 0o644)?;
                     Ok((file, sha256_hex(&data), data))
                 };
-                let disk_sectors = |d: usize| step.disks[d].size_mib << 11;
-                let region = |i: usize| -> u64 {
-                    w.regions(disk_sectors(w.disk().unwrap_or(0)))
-                        .expect("a writing workload has regions")[i]
+                // The first sector of the workload's (first) region.
+                let region_start = || -> u64 {
+                    w.regions(step.disks[disk].size_mib << 11)
+                        .expect("a writing workload has regions")[0]
                         .0
                 };
                 let pattern_check = |data: Vec<u8>, sectors: Vec<u64>| HostCheck::Pattern {
@@ -217,7 +219,7 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     }
                     Workload::Discard { .. } => {
                         let (file, sha, data) = data_file("")?;
-                        let s = region(0);
+                        let s = region_start();
                         writeln!(
                             script,
                             "(check_discard {dev} {file} {sha} {s}); report $id $?"
@@ -237,7 +239,7 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     }
                     Workload::DetachAttach { .. } => {
                         let (file, sha, data) = data_file("")?;
-                        let s = region(0);
+                        let s = region_start();
                         writeln!(
                             script,
                             "(check_reattach {dev} {file} {sha} {s}); report $id $?"
@@ -247,7 +249,7 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     Workload::RestartBackend { .. } => {
                         let (f1, sha1, d1) = data_file("-before")?;
                         let (f2, sha2, d2) = data_file("-after")?;
-                        let s = region(0);
+                        let s = region_start();
                         let (s1, s2) = (s, s + (2 << 11));
                         writeln!(
                             script,
@@ -258,7 +260,7 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     }
                     Workload::ReloadFrontend { .. } => {
                         let (file, sha, data) = data_file("")?;
-                        let s = region(0);
+                        let s = region_start();
                         writeln!(
                             script,
                             "(check_frontend_reload {dev} {file} {sha} {s}); report $id $?"
@@ -277,7 +279,7 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     }
                     Workload::HostileFrontend { disk } => {
                         let (file, _, data) = data_file("")?;
-                        let s = region(0);
+                        let s = region_start();
                         // xvd* device ids: 202 << 8 | disk << 4.
                         let devid = (202 << 8) | (disk << 4);
                         let scale = crate::run::limit(1).as_secs_f64();
