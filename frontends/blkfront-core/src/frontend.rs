@@ -267,8 +267,7 @@ impl<P: Platform, T> Frontend<P, T> {
     }
 
     fn write_state(&self, p: &mut P, state: XenbusState) -> Result<(), PlatformError> {
-        let path = format!("{}/state", self.nodename);
-        p.xs_write_all(&[(&path, state.xenstore_value())])
+        p.switch_state(&self.nodename, state)
     }
 
     /// Publishes our state Initialising (after probe).

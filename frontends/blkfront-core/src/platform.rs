@@ -6,6 +6,7 @@
 use core::fmt;
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
+use sluice_abi::xenbus::XenbusState;
 
 /// Why a platform operation failed (the kernel's errno, or the fake's reason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,4 +88,13 @@ pub trait Platform {
     /// Writes all `(path, value)` pairs in one xenstore transaction (the platform retries
     /// it on `EAGAIN`).
     fn xs_write_all(&mut self, writes: &[(&str, &str)]) -> Result<(), PlatformError>;
+
+    /// Publishes our xenbus state (`<nodename>/state`). A kernel platform must do it
+    /// through its xenbus layer (Linux: `xenbus_switch_state`), which also tracks the
+    /// state: Linux's module loader waits up to 300 s for frontends it believes still
+    /// connecting, and decides at unbind whether to close the device from it.
+    fn switch_state(&mut self, nodename: &str, state: XenbusState) -> Result<(), PlatformError> {
+        let path = alloc::format!("{nodename}/state");
+        self.xs_write_all(&[(&path, state.xenstore_value())])
+    }
 }

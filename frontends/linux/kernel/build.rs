@@ -19,6 +19,7 @@ const FUNCTIONS: &[&str] = &[
     "gnttab_grant_foreign_access",
     "gnttab_end_foreign_access_ref",
     "gnttab_free_grant_reference",
+    "xenbus_switch_state",
     "sbf_.*",
 ];
 

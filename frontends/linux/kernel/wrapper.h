@@ -3,5 +3,6 @@
 #include <linux/printk.h>
 #include <linux/slab.h>
 #include <xen/grant_table.h>
+#include <xen/xenbus.h>
 #include "sluice_helpers.h"
 #include "sluice_blkfront_shim.h"

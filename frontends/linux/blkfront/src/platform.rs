@@ -6,6 +6,7 @@ use core::ffi::{c_char, c_int, c_uint, c_void};
 use core::ptr::NonNull;
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
+use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{GrantInUse, Platform, PlatformError};
 use sluice_kernel::bindings as k;
 
@@ -170,6 +171,18 @@ impl Platform for KernelPlatform {
         // SAFETY: the string is ours to free.
         unsafe { k::kfree(s.cast()) };
         Ok(Some(value))
+    }
+
+    fn switch_state(&mut self, _nodename: &str, state: XenbusState) -> Result<(), PlatformError> {
+        // SAFETY: `dev` is the xenbus device this platform was made for, alive while its
+        // driver is bound (the platform lives inside its drvdata); called in process
+        // context (xenwatch, probe, work items), where xenbus_switch_state may sleep.
+        let err = unsafe { k::xenbus_switch_state(self.dev, state as u32) };
+        if err == 0 {
+            Ok(())
+        } else {
+            Err(PlatformError::Xenstore(err))
+        }
     }
 
     fn xs_write_all(&mut self, writes: &[(&str, &str)]) -> Result<(), PlatformError> {
