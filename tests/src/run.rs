@@ -20,8 +20,11 @@ use std::time::{Duration, Instant};
 
 /// Xen's command line. `spec-ctrl=eager-fpu`: lazy FPU switching is broken under QEMU
 /// 7.2 TCG with XSAVE (random crashes and wrong checksums in dom0 and domUs).
+/// `dom0_mem=768M`: dom0's initramfs (about 120 MiB with Sluice's daemons, the guest
+/// kernel and the guests' initramfs) is unpacked into a tmpfs while its image is still in
+/// memory; with 512 MiB that failed ("Initramfs unpacking failed: write error").
 pub const XEN_ARGS: &str =
-    "console=com1 com1=115200 dom0_mem=512M noreboot cpuidle=0 max_cstate=1 spec-ctrl=eager-fpu";
+    "console=com1 com1=115200 dom0_mem=768M noreboot cpuidle=0 max_cstate=1 spec-ctrl=eager-fpu";
 /// dom0's command line (no commas: QEMU splits the module list on them).
 pub const DOM0_ARGS: &str = "console=hvc0 earlyprintk=xen quiet";
 
@@ -192,9 +195,9 @@ fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
     let cfg = QemuConfig {
         xen: prepared.xen.clone(),
         // fio and its libraries (in dom0 and in the guests' initramfs it carries) need
-        // more than the usual 512 MiB.
+        // more than the usual 768 MiB.
         xen_args: if boot.first_fio().is_some() {
-            XEN_ARGS.replace("dom0_mem=512M", "dom0_mem=1024M")
+            XEN_ARGS.replace("dom0_mem=768M", "dom0_mem=1024M")
         } else {
             XEN_ARGS.into()
         },
