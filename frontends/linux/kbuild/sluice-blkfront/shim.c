@@ -343,6 +343,13 @@ static struct xenbus_driver sbf_driver = {
 	.probe = sbf_probe,
 	.remove = sbf_remove,
 	.otherend_changed = sbf_otherend_changed,
+	/*
+	 * Loaded as a module, so no boot waits on it: without this, registering the driver
+	 * blocks insmod for up to 300 s (xenbus wait_for_devices) while any device's backend
+	 * never offers the disk (refused, or a backend that is not running). Disks appear
+	 * when they connect.
+	 */
+	.not_essential = true,
 };
 
 static int __init sbf_init(void)
