@@ -270,6 +270,17 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     Workload::Fio { seconds, .. } => {
                         writeln!(script, "(check_fio {dev} {seconds}); report $id $?")?;
                     }
+                    Workload::ReadOnly { .. } => {
+                        writeln!(script, "(check_read_only {dev}); report $id $?")?;
+                        checks.push((
+                            id,
+                            HostCheck::Hole {
+                                image,
+                                sector: 0,
+                                count: step.disks[disk].size_mib << 11,
+                            },
+                        ));
+                    }
                     Workload::SectorSize { disk } => {
                         writeln!(
                             script,
@@ -499,6 +510,16 @@ fn validate(boot: &Boot) -> Result<()> {
             let Some(d) = s.disks.get(disk) else {
                 bail!("step {}: workload on disk {disk} it does not have", s.name);
             };
+            if d.readonly != matches!(w, Workload::ReadOnly { .. })
+                && !matches!(w, Workload::SectorSize { .. } | Workload::SeqRead { .. })
+            {
+                bail!(
+                    "step {}: {} on {} (read-only disks take ReadOnly, SectorSize, SeqRead; ReadOnly needs one)",
+                    s.name,
+                    w.id(),
+                    vdev(disk)
+                );
+            }
             if matches!(w, Workload::RestartBackend { .. }) && d.backend != BlockBackend::Userspace
             {
                 bail!("step {}: {} needs a userspace backend", s.name, w.id());
@@ -714,8 +735,9 @@ pub fn disk_spec(step_idx: usize, di: usize, d: &Disk) -> String {
         BlockBackend::Userspace => format!("backendtype=phy,script={USERSPACE_BLOCK_SCRIPT},"),
     };
     format!(
-        "format=raw,vdev={},access=rw,{extra}target=/dev/{}",
+        "format=raw,vdev={},access={},{extra}target=/dev/{}",
         vdev(di),
+        if d.readonly { "ro" } else { "rw" },
         disk_serial(step_idx, di)
     )
 }
@@ -1060,6 +1082,17 @@ check_fio() {
   . /lib/sluice-fio.sh
   fio_jobs "$1" "$2"
 }
+check_read_only() {
+  dev=$1
+  wait_dev "$dev" || return 1
+  ro=$(blockdev --getro "$dev") || return 1
+  [ "$ro" = 1 ] || { echo "${dev##*/} is not read-only in the guest (getro $ro)"; return 1; }
+  x dd if="$dev" of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null || { echo "reading ${dev##*/} failed"; return 1; }
+  if dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct 2>/dev/null; then
+    echo "a write to read-only ${dev##*/} succeeded"; return 1
+  fi
+  echo "@@SUMMARY $id: ${dev##*/} is read-only in the guest, reads work, an O_DIRECT write is refused"
+}
 check_sector_size() {
   dev=$1; want=$2
   wait_dev "$dev" || return 1
@@ -1175,6 +1208,7 @@ mod tests {
             size_mib: 1,
             backend: BlockBackend::KernelBlkback,
             sector_size: 512,
+            readonly: false,
         }];
         assert!(validate(&boot(vec![tiny])).is_err());
         let mut b = boot(vec![ok]);
@@ -1220,6 +1254,16 @@ mod tests {
         assert!(validate(&boot(vec![kernel])).is_err());
         assert!(validate(&boot(vec![two(&[]).with_sector_size(1, 1024)])).is_err());
         validate(&boot(vec![two(&[]).with_sector_size(1, 4096)])).unwrap();
+        // Read-only disks: only non-writing workloads, and ReadOnly only on them.
+        validate(&boot(vec![
+            two(&[Workload::ReadOnly { disk: 1 }]).with_readonly(1)
+        ]))
+        .unwrap();
+        assert!(validate(&boot(vec![two(&[Workload::ReadOnly { disk: 1 }])])).is_err());
+        assert!(validate(&boot(vec![
+            two(&[Workload::Pattern { disk: 1 }]).with_readonly(1)
+        ]))
+        .is_err());
         let mut small = two(&[Workload::Discard { disk: 0 }]);
         small.disks[0].size_mib = 32;
         assert!(validate(&boot(vec![small])).is_err());

@@ -52,6 +52,8 @@ pub struct Disk {
     /// Logical (and physical) sector size of dom0's virtio disk: 512 or 4096. The
     /// backend passes it on to the guest (`sector-size` in xenstore).
     pub sector_size: u32,
+    /// Attached read-only (`access=ro`: `mode` = `r` for the backend).
+    pub readonly: bool,
 }
 
 /// What a guest does, each one reported as a separate check.
@@ -87,6 +89,9 @@ pub enum Workload {
     ReloadFrontend { disk: usize },
     /// The guest sees the disk's logical sector size ([`Disk::sector_size`]).
     SectorSize { disk: usize },
+    /// A read-only disk ([`GuestStep::with_readonly`]): the guest sees it read-only,
+    /// reads work, an O_DIRECT write fails; the host finds the image untouched.
+    ReadOnly { disk: usize },
     /// fio on the raw disk (libaio, O_DIRECT): 1 MiB sequential writes filling it, then
     /// 4 KiB random reads and writes at queue depth 32 and 1 MiB sequential reads at
     /// depth 8, `seconds` each. Results in [`crate::BootReport::fio`]; a benchmark, it
@@ -135,6 +140,7 @@ impl Workload {
             Workload::RestartBackend { disk } => format!("backend-restart-{}", vdev(*disk)),
             Workload::ReloadFrontend { disk } => format!("frontend-reload-{}", vdev(*disk)),
             Workload::SectorSize { disk } => format!("sector-size-{}", vdev(*disk)),
+            Workload::ReadOnly { disk } => format!("read-only-{}", vdev(*disk)),
             Workload::Fio { disk, .. } => format!("fio-{}", vdev(*disk)),
             Workload::HostileFrontend { disk } => format!("hostile-{}", vdev(*disk)),
         }
@@ -150,6 +156,7 @@ impl Workload {
             | Workload::DetachAttach { .. }
             | Workload::ReloadFrontend { .. } => 1,
             Workload::Discard { .. } | Workload::RestartBackend { .. } => 2,
+            Workload::ReadOnly { .. } => 1,
             // The image check (host), and dom0's check of the backend's log.
             Workload::HostileFrontend { .. } => 2,
             Workload::ConsoleRoundTrip
@@ -171,6 +178,7 @@ impl Workload {
             | Workload::RestartBackend { disk }
             | Workload::ReloadFrontend { disk }
             | Workload::SectorSize { disk }
+            | Workload::ReadOnly { disk }
             | Workload::Fio { disk, .. }
             | Workload::HostileFrontend { disk } => Some(*disk),
         }
@@ -200,6 +208,7 @@ impl Workload {
             Workload::Ext4 { .. }
             | Workload::SeqRead { .. }
             | Workload::SectorSize { .. }
+            | Workload::ReadOnly { .. }
             | Workload::Fio { .. } => None,
             Workload::ConsoleRoundTrip => None,
         }
@@ -273,6 +282,7 @@ impl GuestStep {
                     size_mib: 64,
                     backend: b.clone(),
                     sector_size: 512,
+                    readonly: false,
                 })
                 .collect(),
             workloads: w.to_vec(),
@@ -286,6 +296,12 @@ impl GuestStep {
     /// afterwards).
     pub fn without_blkfront_at_boot(mut self) -> Self {
         self.blkfront_at_boot = false;
+        self
+    }
+
+    /// The same step with disk `disk` attached read-only.
+    pub fn with_readonly(mut self, disk: usize) -> Self {
+        self.disks[disk].readonly = true;
         self
     }
 
@@ -365,11 +381,12 @@ pub fn guest_blkfront_reloads() -> bool {
 }
 
 /// PV: console, raw pattern, discard, detach/re-attach (and a blkfront reload, see
-/// [`guest_blkfront_reloads`]) on disk 0, ext4 on disk 1. PVH: console, raw pattern on disk 0, ext4 on a disk with 4096-byte
+/// [`guest_blkfront_reloads`]) on disk 0, ext4 on disk 1, a read-only disk 2. PVH: console, raw pattern on disk 0, ext4 on a disk with 4096-byte
 /// sectors.
 pub fn standard_steps(suffix: &str, backend: BlockBackend, restart: bool) -> Vec<GuestStep> {
-    let disks = [backend.clone(), backend];
+    let disks = [backend.clone(), backend.clone()];
     let mut pv = vec![
+        Workload::ReadOnly { disk: 2 },
         Workload::ConsoleRoundTrip,
         Workload::Pattern { disk: 0 },
         Workload::Discard { disk: 0 },
@@ -390,7 +407,13 @@ pub fn standard_steps(suffix: &str, backend: BlockBackend, restart: bool) -> Vec
         Workload::Ext4 { disk: 1 },
     ];
     vec![
-        GuestStep::new(&format!("pv-{suffix}"), GuestType::Pv, &disks, &pv),
+        GuestStep::new(
+            &format!("pv-{suffix}"),
+            GuestType::Pv,
+            &[backend.clone(), backend.clone(), backend],
+            &pv,
+        )
+        .with_readonly(2),
         GuestStep::new(&format!("pvh-{suffix}"), GuestType::Pvh, &disks, &pvh)
             .with_sector_size(1, 4096),
     ]
