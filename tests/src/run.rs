@@ -711,6 +711,45 @@ fn host_ext4(image: &Path, data: &[u8]) -> Result<()> {
             bail!("/dir/file-{n}.txt in the image differs");
         }
     }
+    trimmed_to_used(image, debugfs)
+}
+
+/// After the guest's fstrim (`check_ext4` wrote 16 MiB of random data, deleted it and
+/// ran fstrim) the image, sparse when created, may hold at most the file system's used
+/// blocks plus 8 MiB of allocated data: without the discards reaching the image the
+/// deleted file's 16 MiB would still be allocated.
+fn trimmed_to_used(image: &Path, debugfs: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let o = Command::new(debugfs)
+        .arg("-R")
+        .arg("stats")
+        .arg(image)
+        .output()?;
+    if !o.status.success() {
+        bail!("debugfs stats failed");
+    }
+    let stats = String::from_utf8_lossy(&o.stdout);
+    let field = |name: &str| -> Result<u64> {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .with_context(|| format!("debugfs stats has no '{name}'"))
+    };
+    let (blocks, free, size) = (
+        field("Block count:")?,
+        field("Free blocks:")?,
+        field("Block size:")?,
+    );
+    let used = (blocks - free.min(blocks)) * size;
+    let allocated = std::fs::metadata(image)?.blocks() * 512;
+    const SLACK: u64 = 8 << 20;
+    if allocated > used + SLACK {
+        bail!(
+            "{}: {allocated} bytes allocated but the file system uses only {used}: the fstrim \
+             of the deleted 16 MiB did not punch holes in the image",
+            image.display()
+        );
+    }
     Ok(())
 }
 

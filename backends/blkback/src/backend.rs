@@ -357,7 +357,7 @@ where
         transaction(&*self.xs, 16, |tx| {
             let w = |k: &str, v: String| self.xs.write(tx, &format!("{be}/{k}"), v.as_bytes());
             w("feature-flush-cache", "1".into())?;
-            w("feature-barrier", "0".into())?;
+            w("feature-barrier", "1".into())?;
             w(
                 "feature-persistent",
                 if self.persistent_limit > 0 { "1" } else { "0" }.into(),

@@ -372,8 +372,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     BlkifOp::Read => self.read(sector_number, segs),
                     BlkifOp::Write => self.write(sector_number, segs),
                     // A flush may carry data (a write with preflush/FUA): flush, write,
-                    // flush again.
-                    BlkifOp::FlushDiskcache => {
+                    // flush again. A barrier is the same here: everything before it has
+                    // completed (it is an ordering point, see `serve_async`), nothing
+                    // after it starts until it is answered, and its data is durable
+                    // before the answer.
+                    BlkifOp::FlushDiskcache | BlkifOp::WriteBarrier => {
                         self.flush()?;
                         if !segs.is_empty() {
                             self.write(sector_number, segs)?;

@@ -886,6 +886,73 @@ fn many_in_flight(cfg: Cfg) {
     }
 }
 
+/// A barrier (`feature-barrier`) is answered after every request before it and before
+/// any after it, and its data lands over the writes before it.
+fn barrier_orders_writes(cfg: Cfg) {
+    let w = World::new(1, cfg);
+    let (be, fe, img) = w.add_disk(17, 51712, "w");
+    wait_for(&w.store.connect(), &format!("{be}/feature-barrier"), "1");
+    let f = Front::connect(&w, w.guest(17), &be, &fe, 0, 1);
+    let (port, _) = f.rings[0];
+    let mem = f.guest.mem().slice(0, XEN_PAGE_SIZE).unwrap();
+    let prod = mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
+    let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
+    // Ids 1000..1010 before the barrier (all to sector 0..8 * 10), 2000 the barrier
+    // (page of 0xbb over sector 0), 3000..3010 after it (elsewhere).
+    let write = |id: u64, sector: u64, g: u32, op: BlkifOp| {
+        let mut req = BlkifRequest {
+            operation: op as u8,
+            nr_segments: 1,
+            id,
+            sector_number: sector,
+            ..Default::default()
+        };
+        req.seg[0] = BlkifRequestSegment::new(g, 0, 7);
+        req
+    };
+    for i in 0..10u64 {
+        let (g, _) = f.data_page(i as usize, Some(0x10 + i as u8), true);
+        ring.push_request(&write(1000 + i, 8 * i, g, BlkifOp::Write))
+            .unwrap();
+    }
+    let (b, _) = f.data_page(10, Some(0xbb), true);
+    ring.push_request(&write(2000, 0, b, BlkifOp::WriteBarrier))
+        .unwrap();
+    for i in 0..10u64 {
+        let (g, _) = f.data_page(11 + i as usize, Some(0x30 + i as u8), true);
+        ring.push_request(&write(3000 + i, 512 + 8 * i, g, BlkifOp::Write))
+            .unwrap();
+    }
+    ring.push_requests().unwrap();
+    f.ev.notify(port).unwrap();
+    let mut ids = vec![];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.len() < 21 {
+        assert!(Instant::now() < deadline, "{} of 21 answered", ids.len());
+        match ring.pop_response().unwrap() {
+            Some(r) => {
+                assert_eq!(status(r), BlkifRsp::Okay, "response {}", r.id);
+                ids.push(r.id);
+            }
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    let at = ids.iter().position(|&id| id == 2000).unwrap();
+    assert!(
+        ids[..at].iter().all(|&id| id < 2000) && ids[at + 1..].iter().all(|&id| id > 2000),
+        "barrier out of order: {ids:?}"
+    );
+    assert_eq!(at, 10, "{ids:?}");
+    assert_eq!(image_bytes(&img, 0, 4096), vec![0xbb; 4096]);
+    for i in 1..10u64 {
+        assert_eq!(image_bytes(&img, 8 * i, 4096), vec![0x10 + i as u8; 4096]);
+        assert_eq!(
+            image_bytes(&img, 512 + 8 * i, 4096),
+            vec![0x30 + i as u8; 4096]
+        );
+    }
+}
+
 /// Frontend closes (Closing, Closed) and restarts (Initialising), as Linux's blkfront
 /// does on reconnect; returns once the backend is Closed (its queues joined).
 fn close_and_restart(f: &Front) {
@@ -1248,6 +1315,7 @@ macro_rules! both_engines {
 
 both_engines!(
     many_in_flight,
+    barrier_orders_writes,
     restarted_backend_takes_over_live_rings,
     read_write_flush_discard_indirect,
     hostile_requests_get_errors_and_touch_nothing,

@@ -686,11 +686,20 @@ fn run(r: &mut Report) -> Result<()> {
     let mut q = rw(Write, next(), s, &[dseg]);
     q.operation = 4;
     c.expect(r, "reserved-operation", q, EOpNotSupp);
+    // sluice-blkback offers barriers (feature-barrier): an empty one is answered Okay
+    // (it writes nothing, so the image check still finds only the valid write), one past
+    // the end of the disk is refused.
     c.expect(
         r,
-        "write-barrier-not-offered",
-        rw(BlkifOp::WriteBarrier, next(), s, &[dseg]),
-        EOpNotSupp,
+        "write-barrier-empty",
+        rw(BlkifOp::WriteBarrier, next(), s, &[]),
+        Okay,
+    );
+    c.expect(
+        r,
+        "write-barrier-past-end",
+        rw(BlkifOp::WriteBarrier, next(), sectors - 4, &[dseg]),
+        Error,
     );
     let disc = |id, sector, nr_sectors, flag| {
         slot(&BlkifRequestDiscard {
