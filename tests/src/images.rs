@@ -11,7 +11,7 @@ use crate::scenario::{
 };
 use crate::serial::VirtioDisk;
 use crate::xenpkgs::XenTree;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -329,6 +329,24 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             )?;
             if !step.blkfront_at_boot {
                 g.bytes(&format!("/steps/{}.noblkfront", step.name), b"", 0o644)?;
+            }
+            if let Some(ko) = &step.blkfront_module {
+                // /init and the checks load this one instead of the kernel's blkfront.
+                let Some(name) = ko.file_name() else {
+                    bail!(
+                        "step {}: blkfront module {} is no file",
+                        step.name,
+                        ko.display()
+                    );
+                };
+                let at = format!("/lib/modules/step-{}-{}", step.name, name.to_string_lossy());
+                g.file(ko, &at)
+                    .with_context(|| format!("blkfront module {}", ko.display()))?;
+                g.bytes(
+                    &format!("/steps/{}.blkfront", step.name),
+                    at.as_bytes(),
+                    0o644,
+                )?;
             }
             host_checks.push((step.name.clone(), checks));
         }
@@ -912,9 +930,13 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 ln -sf /proc/mounts /etc/mtab
 step=$(sed -n 's/.*sluice\.step=\([a-z0-9-]*\).*/\1/p' /proc/cmdline)
+# The step's blkfront: its own module (GuestStep::with_blkfront_module) or the kernel's.
+blkfront_ko() {
+  if [ -e "/steps/$step.blkfront" ]; then cat "/steps/$step.blkfront"; else grep blkfront /modules.list | head -n 1; fi
+}
 while read -r ko; do
   # A step without blkfront at boot leaves its disks to a userspace frontend.
-  case "$ko" in *blkfront*) [ -e "/steps/$step.noblkfront" ] && continue ;; esac
+  case "$ko" in *blkfront*) [ -e "/steps/$step.noblkfront" ] && continue; ko=$(blkfront_ko) ;; esac
   insmod "$ko" || echo "@@GUEST-WARN insmod $ko failed"
 done < /modules.list
 echo "@@GUEST-BEGIN $step"
@@ -1061,7 +1083,7 @@ check_frontend_reload() {
   dev=$1; file=$2; want=$3; s=$4
   wait_dev "$dev" || return 1
   mod=$(sed -n 's/^\([a-z_]*blkfront\) .*/\1/p' /proc/modules | head -n 1)
-  ko=$(grep blkfront /modules.list | head -n 1)
+  ko=$(blkfront_ko)
   [ -n "$mod" ] && [ -n "$ko" ] || { echo "no blkfront module loaded"; return 1; }
   put "$dev" "$file" "$s" && same "$dev" "$s" "$want" || return 1
   # xenbus holds a reference on a frontend driver's module for each device bound to
@@ -1118,7 +1140,7 @@ check_hostile() {
   while [ -e /sys/bus/xen/devices/vbd-$devid ]; do
     i=$((i+1)); [ $i -gt 300 ] && { echo "vbd-$devid still there 60 s after the detach"; return 1; }; sleep 0.2
   done
-  ko=$(grep blkfront /modules.list | head -n 1)
+  ko=$(blkfront_ko)
   x insmod "$ko" || { echo "insmod $ko failed"; return 1; }
   [ $rc -eq 0 ] || { echo "hostile frontend: $rc failed check(s)"; return 1; }
   [ $idle -eq 0 ] || { echo "the backend does not idle after the attack"; return 1; }

@@ -232,6 +232,10 @@ pub struct GuestStep {
     /// Whether the guest loads its blkfront module at boot (true unless
     /// [`GuestStep::without_blkfront_at_boot`]).
     pub blkfront_at_boot: bool,
+    /// A block frontend module on the host loaded instead of the kernel's
+    /// `xen-blkfront` (e.g. `sluice-blkfront.ko`, built against the guest kernel's
+    /// headers), see [`GuestStep::with_blkfront_module`]. `None`: the kernel's.
+    pub blkfront_module: Option<PathBuf>,
     /// A kernel of our own instead of Debian's Linux with the test initramfs: a PVH
     /// ELF booted without ramdisk. It has no workloads; its console output is returned
     /// in [`crate::BootReport::consoles`] and the step ends when the domain does.
@@ -257,6 +261,7 @@ impl GuestStep {
             disks: vec![],
             workloads: vec![],
             blkfront_at_boot: false,
+            blkfront_module: None,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -288,7 +293,16 @@ impl GuestStep {
             workloads: w.to_vec(),
             kernel: None,
             blkfront_at_boot: true,
+            blkfront_module: None,
         }
+    }
+
+    /// The same step with `ko` (a module file on the host) as the guest's block
+    /// frontend instead of the kernel's `xen-blkfront`: steps of one boot can use
+    /// different frontends (same-run frontend comparisons, `tests/xen_bench.rs`).
+    pub fn with_blkfront_module(mut self, ko: PathBuf) -> Self {
+        self.blkfront_module = Some(ko);
+        self
     }
 
     /// The same step with the guest's blkfront left unloaded at boot, so that its disks

@@ -167,6 +167,103 @@ fn fio_kernel_vs_sluice_blkback() {
     );
 }
 
+/// fio in PV guests with stock `xen-blkfront` (A) and `sluice-blkfront.ko` (B,
+/// `SLUICE_BLKFRONT_KO`, built and set by `cargo xtask bench-blkfront`) against the same
+/// backend in one Xen boot: A B A B A B against Linux kernel blkback, then the same
+/// against sluice-blkback. Prints per-pair and median B/A; asserts only that every job
+/// reported (see docs/bench.md).
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: run through cargo xtask bench-blkfront"]
+fn fio_sluice_vs_stock_blkfront() {
+    const FIO_PAIRS: usize = 3;
+    let ko = std::env::var_os("SLUICE_BLKFRONT_KO")
+        .map(std::path::PathBuf::from)
+        .expect("SLUICE_BLKFRONT_KO names sluice-blkfront.ko: run `cargo xtask bench-blkfront`");
+    assert!(ko.exists(), "{} does not exist", ko.display());
+    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        b.block,
+        BlockBackend::Userspace,
+        "sluice-blkback is not built"
+    );
+    let seconds = std::env::var("SLUICE_FIO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let fio = [Workload::Fio { disk: 0, seconds }];
+    let backends = [
+        ("kblk", BlockBackend::KernelBlkback, "kernel blkback"),
+        ("sblk", BlockBackend::Userspace, "sluice-blkback"),
+    ];
+    let mut steps = Vec::new();
+    for (tag, backend, _) in &backends {
+        for i in 0..FIO_PAIRS {
+            for frontend in ["a", "b"] {
+                let mut s = GuestStep::new(
+                    &format!("{tag}-{frontend}{i}"),
+                    GuestType::Pv,
+                    std::slice::from_ref(backend),
+                    &fio,
+                );
+                s.disks[0].size_mib = 256;
+                s.memory_mib = 512;
+                if frontend == "b" {
+                    s = s.with_blkfront_module(ko.clone());
+                }
+                steps.push(s);
+            }
+        }
+    }
+    let boot = Boot {
+        name: "xen-bench-blkfront".into(),
+        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+        daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
+        steps,
+        fio_in_dom0: false,
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    let get = |step: &str, job: &str| -> f64 {
+        report
+            .fio
+            .iter()
+            .find(|f: &&FioSample| f.step == step && f.job == job)
+            .map(|f| {
+                if job.ends_with("4k") {
+                    f.iops
+                } else {
+                    f.kib_per_s / 1024.0
+                }
+            })
+            .unwrap_or_else(|| panic!("no {job} result for {step}: {:?}", report.fio))
+    };
+    eprintln!(
+        "fio, PV guests, A = xen-blkfront, B = sluice-blkfront; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each"
+    );
+    for (tag, _, label) in &backends {
+        for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
+            let mut ratios = Vec::new();
+            let mut cells = Vec::new();
+            for i in 0..FIO_PAIRS {
+                let a = get(&format!("{tag}-a{i}"), job);
+                let bb = get(&format!("{tag}-b{i}"), job);
+                ratios.push(bb / a);
+                cells.push(format!("{a:.0} / {bb:.0} ({:.2})", bb / a));
+            }
+            eprintln!(
+                "| {label} | {job} | {} | {:.2} |",
+                cells.join(" | "),
+                median(ratios)
+            );
+        }
+    }
+    assert_eq!(
+        report.fio.len(),
+        backends.len() * FIO_PAIRS * 2 * 4,
+        "{:?}",
+        report.fio
+    );
+}
+
 /// The Sluice hypervisor's PVH test guest (`SLUICE_TESTGUEST`, built by `cargo xtask
 /// bench-hypercall`) in its `role=bench` on real Xen 4.17: a no-op hypercall and a
 /// CPUID exit, in TSC cycles. Prints the guest's console; the xtask compares it with

@@ -45,6 +45,9 @@ enum Command {
     /// Benchmark: a no-op hypercall's round trip on Sluice's hypervisor and on real Xen
     /// 4.17, the same PVH test guest in the same QEMU (results for docs/bench.md).
     BenchHypercall,
+    /// Benchmark: fio in Xen domUs with sluice-blkfront.ko vs stock xen-blkfront against
+    /// the same backend in one run (results for docs/bench.md).
+    BenchBlkfront,
 }
 
 fn main() -> Result<()> {
@@ -72,6 +75,10 @@ fn main() -> Result<()> {
         Command::BenchHypercall => {
             setup::run()?;
             hypervisor::bench_vs_xen()
+        }
+        Command::BenchBlkfront => {
+            setup::run()?;
+            linux_modules::bench_blkfront()
         }
     }
 }
