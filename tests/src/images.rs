@@ -294,9 +294,20 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         // xvd* device ids: 202 << 8 | disk << 4.
                         let devid = (202 << 8) | (disk << 4);
                         let scale = crate::run::limit(1).as_secs_f64();
+                        // Another disk kept busy during the attack, at the same region.
+                        let steady = match step.hostile_steady_disk(*disk) {
+                            Some(o) => format!(
+                                "{} {}",
+                                (202 << 8) | (o << 4),
+                                w.regions(step.disks[o].size_mib << 11)
+                                    .and_then(|r| r.first().copied())
+                                    .map_or(0, |(s, _)| s)
+                            ),
+                            None => String::new(),
+                        };
                         writeln!(
                             script,
-                            "(check_hostile {dev} {devid} {file} {s} {scale}); report $id $?"
+                            "(check_hostile {dev} {devid} {file} {s} {scale} {steady}); report $id $?"
                         )?;
                         checks.push((
                             format!("{id}/image"),
@@ -555,6 +566,14 @@ fn validate(boot: &Boot) -> Result<()> {
                         s.name,
                         w.id()
                     );
+                }
+                // Its steady device's writes on another disk.
+                if let Some(o) = s.hostile_steady_disk(disk) {
+                    let start = w
+                        .regions(s.disks[o].size_mib << 11)
+                        .and_then(|r| r.first().copied())
+                        .map_or(0, |(a, _)| a);
+                    written.push((o, start, crate::scenario::HOSTILE_STEADY_SECTORS));
                 }
                 // It loads blkfront: the workloads on other disks come after it.
                 if s.workloads.iter().find_map(Workload::disk) != Some(disk)
@@ -1127,10 +1146,12 @@ check_sector_size() {
 # validly; dom0 then checks that the backend idles and detaches the device; then
 # blkfront is loaded for the guest's other disks.
 check_hostile() {
-  dev=$1; devid=$2; file=$3; s=$4; scale=$5
+  dev=$1; devid=$2; file=$3; s=$4; scale=$5; steady_devid=$6; steady_s=$7
   for n in gntalloc evtchn xenbus; do [ -e /dev/xen/$n ] || { echo "no /dev/xen/$n"; return 1; }; done
   grep -q blkfront /proc/modules && { echo "a blkfront is loaded: the device is not free"; return 1; }
-  x /sbin/sluice-hostile-blkfront --devid "$devid" --data "$file" --sector "$s" --timeout-scale "$scale"
+  steady=""
+  [ -n "$steady_devid" ] && steady="--steady-devid $steady_devid --steady-sector $steady_s"
+  x /sbin/sluice-hostile-blkfront --devid "$devid" --data "$file" --sector "$s" --timeout-scale "$scale" $steady
   rc=$?
   idle=0; dom0 backend-idle "${dev##*/}" || idle=1
   # The toolstack removes the device the backend gave up on, so that blkfront (stock,
@@ -1144,7 +1165,7 @@ check_hostile() {
   x insmod "$ko" || { echo "insmod $ko failed"; return 1; }
   [ $rc -eq 0 ] || { echo "hostile frontend: $rc failed check(s)"; return 1; }
   [ $idle -eq 0 ] || { echo "the backend does not idle after the attack"; return 1; }
-  echo "@@SUMMARY $id: every hostile-frontend check passed (bad rings and xenstore garbage refused, hostile requests answered with errors, valid I/O read back, runaway ring disconnected); backend idle afterwards; device detached by the toolstack; blkfront loaded for the other disks"
+  echo "@@SUMMARY $id: every hostile-frontend check passed (bad rings and xenstore garbage refused, hostile requests answered with errors, valid I/O read back, runaway ring disconnected); backend idle afterwards; device detached by the toolstack; blkfront loaded for the other disks${steady:+; meanwhile device $steady_devid kept serving a well-behaved frontend}"
 }
 check_ext4() {
   dev=$1; file=$2; want=$3

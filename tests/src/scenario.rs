@@ -102,6 +102,9 @@ pub enum Workload {
     /// and attacks its backend: ungranted and read-only ring grants, garbage xenstore
     /// nodes, hostile requests (bad grants, sectors, segment counts and ranges, indirect
     /// pages, operations), one valid 80 KiB write read back, then a runaway `req_prod`.
+    /// Meanwhile a well-behaved frontend in the same program keeps the step's next
+    /// userspace disk ([`GuestStep::hostile_steady_disk`]) busy with 32 KiB write +
+    /// read-back rounds, each exact, and hands it back (Initialising) at the end.
     /// Then dom0 checks that the backend idles (no spinning thread) and detaches the
     /// device (`xl block-detach`: the backend must let a device it gave up on go), and the
     /// guest loads its blkfront for its other disks, so later workloads on them prove the same
@@ -115,6 +118,10 @@ pub enum Workload {
 /// Bytes `sluice-hostile-blkfront` writes validly (its `VALID_BYTES`: 4 direct + 16
 /// indirect pages), at [`Workload::regions`].
 pub const HOSTILE_WRITE_BYTES: u64 = 20 * 4096;
+
+/// Sectors the hostile frontend's steady device writes ([`GuestStep::hostile_steady_disk`];
+/// its `STEADY_BYTES`).
+pub const HOSTILE_STEADY_SECTORS: u64 = 8 * 4096 / crate::pattern::SECTOR;
 
 /// Lines sluice-blkback logs when it refuses what the hostile frontend does; dom0 greps
 /// its log for each after a [`Workload::HostileFrontend`] step.
@@ -311,6 +318,17 @@ impl GuestStep {
     pub fn without_blkfront_at_boot(mut self) -> Self {
         self.blkfront_at_boot = false;
         self
+    }
+
+    /// The disk a [`Workload::HostileFrontend`] on `hostile` keeps busy meanwhile with
+    /// a well-behaved frontend (the first other writable disk with a userspace
+    /// backend), writing [`HOSTILE_STEADY_SECTORS`] at [`Workload::regions`] of it.
+    pub fn hostile_steady_disk(&self, hostile: usize) -> Option<usize> {
+        self.disks
+            .iter()
+            .enumerate()
+            .find(|(i, d)| *i != hostile && !d.readonly && d.backend == BlockBackend::Userspace)
+            .map(|(i, _)| i)
     }
 
     /// The same step with disk `disk` attached read-only.

@@ -19,10 +19,17 @@
 //! * a runaway `req_prod` far ahead of the backend: the backend must disconnect the
 //!   device (Closing/Closed) without answering garbage.
 //!
+//! * with `--steady-devid`, meanwhile, a well-behaved frontend on another device of
+//!   the same backend writes and reads back 32 KiB over and over: every round must be
+//!   exact while the attack runs (the backend's other devices keep working); then it
+//!   closes that device and resets it to Initialising, so that a blkfront loaded
+//!   afterwards can take it.
+//!
 //! Usage: `sluice-hostile-blkfront --devid 51712 --data FILE --sector S
-//! [--timeout-scale F]`: the valid write puts the first [`VALID_BYTES`] of FILE at
-//! 512-byte sector S; every wait (20 s for a backend state, 10 s for responses) is
-//! multiplied by F. Exit status: the number of failed checks (at most 100).
+//! [--steady-devid 51728 [--steady-sector T]] [--timeout-scale F]`: the valid write puts
+//! the first [`VALID_BYTES`] of FILE at 512-byte sector S (the steady device writes at T
+//! of its own disk, default S); every wait (20 s for a backend state, 10 s for responses) is multiplied
+//! by F. Exit status: the number of failed checks (at most 100).
 
 #![deny(unsafe_code)]
 
@@ -36,6 +43,7 @@ use sluice_abi::shared::XEN_PAGE_SIZE;
 use sluice_dom0::xenstore::{XsClient, XBT_NULL};
 use sluice_dom0::XenStore;
 use sluice_xen_sys::{EvtchnDevice, GntallocDevice, GrantedPages};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -337,6 +345,8 @@ struct Args {
     devid: u32,
     data: std::path::PathBuf,
     sector: u64,
+    steady_devid: Option<u32>,
+    steady_sector: Option<u64>,
 }
 
 fn args() -> Result<Args> {
@@ -350,10 +360,20 @@ fn args() -> Result<Args> {
             .cloned()
             .with_context(|| format!("{k} needs a value"))
     };
+    let steady_devid = match a.iter().position(|x| x == "--steady-devid") {
+        Some(_) => Some(get("--steady-devid")?.parse().context("--steady-devid")?),
+        None => None,
+    };
+    let steady_sector = match a.iter().position(|x| x == "--steady-sector") {
+        Some(_) => Some(get("--steady-sector")?.parse().context("--steady-sector")?),
+        None => None,
+    };
     Ok(Args {
         devid: get("--devid")?.parse().context("--devid")?,
         data: get("--data")?.into(),
         sector: get("--sector")?.parse().context("--sector")?,
+        steady_devid,
+        steady_sector,
     })
 }
 
@@ -362,15 +382,149 @@ fn main() {
         passed: 0,
         failed: 0,
     };
-    if let Err(e) = run(&mut r) {
-        r.check("run", false, format!("{e:#}"));
+    match args() {
+        Err(e) => r.check("arguments", false, format!("{e:#}")),
+        Ok(a) => {
+            let stop = AtomicBool::new(false);
+            let started = AtomicBool::new(false);
+            std::thread::scope(|sc| {
+                let steady = a.steady_devid.map(|devid| {
+                    let sector = a.steady_sector.unwrap_or(a.sector);
+                    let (stop, started) = (&stop, &started);
+                    sc.spawn(move || steady_device(devid, sector, started, stop))
+                });
+                // The attack starts once the steady device is connected (or failed to).
+                let t = Instant::now();
+                while steady.is_some() && !started.load(Ordering::Acquire) {
+                    if t.elapsed() > secs(60) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if let Err(e) = run(&mut r, &a) {
+                    r.check("run", false, format!("{e:#}"));
+                }
+                stop.store(true, Ordering::Release);
+                if let (Some(h), Some(devid)) = (steady, a.steady_devid) {
+                    let (ok, detail) = match h.join() {
+                        Ok(Ok(rounds)) if rounds >= STEADY_MIN_ROUNDS => (
+                            true,
+                            format!(
+                                "{rounds} rounds of a {STEADY_BYTES}-byte write + read-back on device {devid} while the attack ran, all exact; device reset to Initialising"
+                            ),
+                        ),
+                        Ok(Ok(rounds)) => (
+                            false,
+                            format!("only {rounds} rounds on device {devid} during the attack (want >= {STEADY_MIN_ROUNDS})"),
+                        ),
+                        Ok(Err(e)) => (false, format!("device {devid}: {e:#}")),
+                        Err(_) => (false, "the steady thread panicked".into()),
+                    };
+                    r.check("other-device-keeps-working", ok, detail);
+                }
+            });
+        }
     }
     println!("@@HOSTILE-SUMMARY {} passed, {} failed", r.passed, r.failed);
     std::process::exit(r.failed.min(100) as i32);
 }
 
-fn run(r: &mut Report) -> Result<()> {
-    let a = args()?;
+/// Bytes the steady device writes and reads back per round (8 pages, one request each).
+const STEADY_BYTES: usize = 8 * XEN_PAGE_SIZE;
+/// Rounds the steady device must complete while the attack runs.
+const STEADY_MIN_ROUNDS: u64 = 3;
+
+/// A well-behaved frontend on `devid`: connects, then until `stop` writes a fresh
+/// pattern of [`STEADY_BYTES`] at `sector` and reads it back, failing on any error or
+/// mismatch; then closes the device and resets it to Initialising (backend InitWait).
+/// Returns the rounds completed.
+fn steady_device(devid: u32, sector: u64, started: &AtomicBool, stop: &AtomicBool) -> Result<u64> {
+    let result = (|| -> Result<u64> {
+        let xs = XsClient::open().context("opening xenstore")?;
+        let domid = xs.read_u64(XBT_NULL, "domid")?.context("no domid node")?;
+        let fe = format!("/local/domain/{domid}/device/vbd/{devid}");
+        let be = xs
+            .read_opt(XBT_NULL, &format!("{fe}/backend"))?
+            .with_context(|| format!("{fe}/backend is missing"))?;
+        let be_id = xs
+            .read_u64(XBT_NULL, &format!("{fe}/backend-id"))?
+            .context("no backend-id")? as u16;
+        let f = Front {
+            xs,
+            fe,
+            be,
+            be_id,
+            ev: EvtchnDevice::open()?,
+        };
+        let (s0, ok) = f.wait_be(|s| s == 2, secs(30));
+        if !ok {
+            bail!("backend state {s0}, never InitWait");
+        }
+        let gnt = GntallocDevice::open()?;
+        let ring = gnt.alloc(be_id, 1, true)?;
+        let out = gnt.alloc(be_id, 8, true)?;
+        let back = gnt.alloc(be_id, 8, true)?;
+        let port = f.connect(&ring).context("connecting")?;
+        started.store(true, Ordering::Release);
+        let mut c = Conn {
+            ring: BlkifFrontRing::attach(ring.mem(), 0)?,
+            ev: &f.ev,
+            port,
+        };
+        let segs = |p: &GrantedPages| -> Vec<BlkifRequestSegment> {
+            p.grefs().iter().map(|&g| seg(g, 0, 7)).collect()
+        };
+        let mut rounds = 0u64;
+        let mut id = 0x57ea_0000u64;
+        while !stop.load(Ordering::Acquire) {
+            let fill: Vec<u8> = (0..STEADY_BYTES)
+                .map(|i| (i as u64 ^ rounds.wrapping_mul(0x9e37)) as u8)
+                .collect();
+            out.mem().write_bytes(0, &fill)?;
+            back.mem().fill(0, STEADY_BYTES, 0)?;
+            for (op, pages) in [(BlkifOp::Write, &out), (BlkifOp::Read, &back)] {
+                id += 1;
+                let rsp = c.submit(&[rw(op, id, sector, &segs(pages))])?;
+                if rsp[0].id != id || rsp[0].status != BlkifRsp::Okay as i16 {
+                    bail!(
+                        "round {rounds}: {op:?} answered id {:#x} status {} (want {id:#x}, 0)",
+                        rsp[0].id,
+                        rsp[0].status
+                    );
+                }
+            }
+            let mut got = vec![0u8; STEADY_BYTES];
+            back.mem().read_bytes(0, &mut got)?;
+            if got != fill {
+                bail!("round {rounds}: the data read back differs from what was written");
+            }
+            rounds += 1;
+        }
+        // Hand the device over: Closing, Closed, then Initialising again.
+        f.set_state(CLOSING)?;
+        let (s, ok) = f.wait_be(|s| s == CLOSING || s == CLOSED, secs(20));
+        if !ok {
+            bail!("after {rounds} rounds: backend state {s} after our Closing");
+        }
+        f.set_state(CLOSED)?;
+        let (s, ok) = f.wait_be(|s| s == CLOSED, secs(20));
+        if !ok {
+            bail!("after {rounds} rounds: backend state {s} after our Closed");
+        }
+        f.clear();
+        f.set_state(1)?;
+        let (s, ok) = f.wait_be(|s| s == 2, secs(20));
+        if !ok {
+            bail!("after {rounds} rounds: backend state {s} after our reset (want InitWait)");
+        }
+        Ok(rounds)
+    })();
+    // Never leave the attack waiting for us.
+    started.store(true, Ordering::Release);
+    result
+}
+
+fn run(r: &mut Report, a: &Args) -> Result<()> {
     let data = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
     if data.len() < VALID_BYTES {
         bail!("{} is shorter than {VALID_BYTES} bytes", a.data.display());
