@@ -33,7 +33,13 @@ pub struct Domain {
     pub mem_bytes: u64,
     npt_root: u64,
     vmcb: u64,
-    pub vcpu: SvmVcpu,
+    /// Its vCPU; `None` while a CPU runs it (that CPU holds it).
+    pub vcpu_slot: Option<SvmVcpu>,
+    /// The CPU running the vCPU now, and the one that ran it last.
+    pub running_on: Option<usize>,
+    pub last_cpu: Option<usize>,
+    /// Its nested page table changed while it ran elsewhere: flush before its next run.
+    pub flush_pending: bool,
     pub state: RunState,
     pub console: [u8; 160],
     pub console_len: usize,
@@ -156,7 +162,10 @@ impl Domain {
             mem_bytes,
             npt_root,
             vmcb,
-            vcpu: svm.create_vcpu(vmcb, id as u32, npt_root, 0, START_INFO_GPA as u32),
+            vcpu_slot: Some(svm.create_vcpu(vmcb, id as u32, npt_root, 0, START_INFO_GPA as u32)),
+            running_on: None,
+            last_cpu: None,
+            flush_pending: false,
             state: RunState::Runnable,
             console: [0; 160],
             console_len: 0,
@@ -177,7 +186,8 @@ impl Domain {
         };
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {
-                d.vcpu = svm.create_vcpu(vmcb, id as u32, npt_root, entry, START_INFO_GPA as u32);
+                d.vcpu_slot =
+                    Some(svm.create_vcpu(vmcb, id as u32, npt_root, entry, START_INFO_GPA as u32));
                 Ok(d)
             }
             Err(e) => {
@@ -185,6 +195,13 @@ impl Domain {
                 Err(e)
             }
         }
+    }
+
+    /// The vCPU, while its exit is handled (it is back in the domain then).
+    pub fn vcpu(&mut self) -> &mut SvmVcpu {
+        self.vcpu_slot
+            .as_mut()
+            .expect("the vCPU is back in its domain while its exit is handled")
     }
 
     /// Ends a SCHEDOP_poll (a polled port fired or it timed out).
@@ -357,7 +374,10 @@ impl Domain {
         let old = phys::read_u64(slot);
         let flags = if writable { NPT_FLAGS } else { NPT_FLAGS & !2 };
         phys::write_u64(slot, frame | flags);
-        self.vcpu.flush_tlb();
+        match self.vcpu_slot.as_mut() {
+            Some(v) => v.flush_tlb(),
+            None => self.flush_pending = true,
+        }
         (old & 1 != 0).then_some(old & ADDR_MASK)
     }
 
@@ -402,7 +422,9 @@ impl Domain {
     /// Translates a guest-virtual address through the guest's own page tables (paging
     /// off, or 4-level long-mode paging with 2 MiB / 1 GiB pages).
     pub fn gva_to_gpa(&self, gva: u64) -> Result<u64, XenErrno> {
-        let v = &self.vcpu;
+        let Some(v) = self.vcpu_slot.as_ref() else {
+            return Err(XenErrno::Efault);
+        };
         if v.cr0() & (1 << 31) == 0 {
             return Ok(gva & 0xFFFF_FFFF);
         }

@@ -36,8 +36,8 @@ pub enum After {
 const FEATURES_SUBMAP0: u32 = (1 << 0) | (1 << 2) | (1 << 3);
 
 pub fn cpuid(d: &mut Domain) {
-    let leaf = d.vcpu.rax() as u32;
-    let sub = d.vcpu.regs().rcx as u32;
+    let leaf = d.vcpu().rax() as u32;
+    let sub = d.vcpu().regs().rcx as u32;
     let r = match leaf {
         0x4000_0000 => [
             0x4000_0005,
@@ -64,36 +64,36 @@ pub fn cpuid(d: &mut Domain) {
             r
         }
     };
-    d.vcpu.set_rax(r[0] as u64);
-    let regs = d.vcpu.regs();
+    d.vcpu().set_rax(r[0] as u64);
+    let regs = d.vcpu().regs();
     regs.rbx = r[1] as u64;
     regs.rcx = r[2] as u64;
     regs.rdx = r[3] as u64;
-    let rip = d.vcpu.rip();
-    d.vcpu.set_rip(rip + 2);
+    let rip = d.vcpu().rip();
+    d.vcpu().set_rip(rip + 2);
 }
 
 /// RDMSR / WRMSR of an MSR the permission map intercepts.
 pub fn msr(d: &mut Domain, write: bool) -> After {
-    let regs = *d.vcpu.regs();
+    let regs = *d.vcpu().regs();
     let index = regs.rcx as u32;
-    let value = (regs.rdx << 32) | (d.vcpu.rax() & 0xFFFF_FFFF);
+    let value = (regs.rdx << 32) | (d.vcpu().rax() & 0xFFFF_FFFF);
     if write && index == HYPERCALL_MSR {
         let gpa = value & !0xFFF;
         if value & 0xFFF != 0 || write_hypercall_page(d, gpa).is_err() {
-            d.vcpu.inject_gp();
+            d.vcpu().inject_gp();
             return After::Continue;
         }
         crate::log!("d{}: hypercall page at gpa {:#x}", d.id, gpa);
     } else if !write && index == HYPERCALL_MSR {
-        d.vcpu.set_rax(0);
-        d.vcpu.regs().rdx = 0;
+        d.vcpu().set_rax(0);
+        d.vcpu().regs().rdx = 0;
     } else {
-        d.vcpu.inject_gp();
+        d.vcpu().inject_gp();
         return After::Continue;
     }
-    let rip = d.vcpu.rip();
-    d.vcpu.set_rip(rip + 2);
+    let rip = d.vcpu().rip();
+    d.vcpu().set_rip(rip + 2);
     After::Continue
 }
 
@@ -120,18 +120,18 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
     let Some(d) = doms[cur].as_mut() else {
         return After::Kill;
     };
-    let rip = d.vcpu.rip();
-    d.vcpu.set_rip(rip + 3);
-    let nr = d.vcpu.rax();
-    let r = *d.vcpu.regs();
-    let a = if d.vcpu.long_mode() {
+    let rip = d.vcpu().rip();
+    d.vcpu().set_rip(rip + 3);
+    let nr = d.vcpu().rax();
+    let r = *d.vcpu().regs();
+    let a = if d.vcpu().long_mode() {
         [r.rdi, r.rsi, r.rdx, r.r10, r.r8]
     } else {
         [r.rbx, r.rcx, r.rdx, r.rsi, r.rdi].map(|x| x & 0xFFFF_FFFF)
     };
-    if d.vcpu.cpl() != 0 {
+    if d.vcpu().cpl() != 0 {
         // Xen refuses hypercalls from guest user mode.
-        d.vcpu.set_rax(XenErrno::Eperm.to_ret() as u64);
+        d.vcpu().set_rax(XenErrno::Eperm.to_ret() as u64);
         return After::Continue;
     }
     let (result, after) = match Hypercall::from_raw(nr) {
@@ -153,7 +153,7 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
     let Some(d) = doms[cur].as_mut() else {
         return After::Kill;
     };
-    d.vcpu.set_rax(ret(result));
+    d.vcpu().set_rax(ret(result));
     after
 }
 
