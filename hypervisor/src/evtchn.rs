@@ -41,8 +41,8 @@ pub fn set_pending(d: &mut Domain, port: u32) {
     }
     let si = d.shared_info;
     let (pa, m) = bit(si, PENDING_OFF, port);
-    let old = phys::read_u64(pa);
-    phys::write_u64(pa, old | m);
+    // The guest may run on another CPU: its bitmaps change under us (atomically).
+    let old = phys::fetch_or_u64(pa, m);
     let (ma, mm) = bit(si, MASK_OFF, port);
     if old & m == 0 && phys::read_u64(ma) & mm == 0 {
         raise_upcall(d, port);
@@ -52,12 +52,8 @@ pub fn set_pending(d: &mut Domain, port: u32) {
 fn raise_upcall(d: &mut Domain, port: u32) {
     let si = d.shared_info;
     // vcpu_info[0]: evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
-    let sel = phys::read_u64(si + 8);
-    phys::write_u64(si + 8, sel | (1 << (port / 64)));
-    let mut b = [0u8; 2];
-    phys::read(si, &mut b);
-    b[0] = 1;
-    phys::write(si, &b[..1]);
+    phys::fetch_or_u64(si + 8, 1 << (port / 64));
+    phys::write(si, &[1]);
     if d.state == RunState::Blocked {
         d.state = RunState::Runnable;
     }

@@ -42,6 +42,8 @@ const EXIT_BOOT_FAILED: u32 = 0x11;
 const TIME_SLICE_NS: u64 = 10_000_000;
 /// The hypervisor heap (IOMMU driver state, parsed ACPI tables, the PCI device list).
 const HEAP_PAGES: u64 = 256;
+/// The APIC id `smp-phantom-cpu` adds to the MADT's (none in the suite's machines).
+const PHANTOM_APIC_ID: u8 = 7;
 /// Each AP's stack (the boot CPU's is 512 KiB in the image).
 const AP_STACK_PAGES: u64 = 128;
 
@@ -106,6 +108,10 @@ pub fn hv_main(mb_info: u32) -> ! {
     // Copy the module list out first: the boot information lies in memory the frame
     // allocator hands out.
     let selftest = boot.has_option("iommu-selftest");
+    // Test: also start an APIC id the MADT does not list (no CPU answers it).
+    let phantom = boot
+        .has_option("smp-phantom-cpu")
+        .then_some(PHANTOM_APIC_ID);
     let nmods = boot.module_count().min(MAX_DOMAINS);
     let modules: [Option<multiboot::Module>; MAX_DOMAINS] =
         core::array::from_fn(|i| (i < nmods).then(|| boot.module(i)));
@@ -261,7 +267,14 @@ pub fn hv_main(mb_info: u32) -> ! {
             cpu_frames: 0,
         })
     });
-    let cpus = start_aps(world, platform.as_ref(), bsp_apic, trampoline_ok, clock.hz);
+    let cpus = start_aps(
+        world,
+        platform.as_ref(),
+        phantom,
+        bsp_apic,
+        trampoline_ok,
+        clock.hz,
+    );
     log!(
         "smp: {} of {} CPUs started",
         cpus,
@@ -321,15 +334,24 @@ pub fn hv_main(mb_info: u32) -> ! {
 fn start_aps(
     world: &Mutex<World>,
     platform: Option<&acpi::Platform>,
+    phantom: Option<u8>,
     bsp_apic: u32,
     trampoline_ok: bool,
     tsc_hz: u64,
 ) -> usize {
     let Some(pf) = platform else { return 1 };
-    let others = pf.lapic_ids[..pf.cpus as usize]
-        .iter()
-        .filter(|&&id| id as u32 != bsp_apic)
-        .count();
+    let mut ids = [0u8; 33];
+    let n = pf.cpus as usize;
+    ids[..n].copy_from_slice(&pf.lapic_ids[..n]);
+    let n = match phantom {
+        Some(p) if !ids[..n].contains(&p) => {
+            ids[n] = p;
+            n + 1
+        }
+        _ => n,
+    };
+    let ids = &ids[..n];
+    let others = ids.iter().filter(|&&id| id as u32 != bsp_apic).count();
     if others == 0 {
         return 1;
     }
@@ -349,7 +371,7 @@ fn start_aps(
         others
     );
     let mut cpus = 1;
-    for &apic in pf.lapic_ids[..pf.cpus as usize].iter() {
+    for &apic in ids {
         let apic = apic as u32;
         if apic == bsp_apic {
             continue;

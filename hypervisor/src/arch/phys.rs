@@ -40,6 +40,17 @@ pub fn write_u64(pa: u64, v: u64) {
     unsafe { core::ptr::write_volatile(pa as *mut u64, v) }
 }
 
+/// Atomically ORs `bits` into the u64 at `pa` (a LOCK OR: memory a guest on another CPU
+/// updates with atomic instructions too, as event-channel bitmaps); returns the old value.
+pub fn fetch_or_u64(pa: u64, bits: u64) -> u64 {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: aligned, inside the identity map, owned by the caller (or a guest frame
+    // the caller found through the guest's NPT); AtomicU64 has u64's layout.
+    let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(pa as *mut u64) };
+    a.fetch_or(bits, core::sync::atomic::Ordering::SeqCst)
+}
+
 pub fn zero(pa: u64, len: usize) {
     check(pa, len);
     // SAFETY: as in `write`.
