@@ -24,7 +24,7 @@ mod virt;
 
 use arch::smp::MAX_CPUS;
 use arch::svm::{Svm, SvmVcpu};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use domain::{Domain, RunState};
 use hypercall::After;
 use mm::FrameAllocator;
@@ -57,6 +57,8 @@ struct World {
     /// The boot CPU's backend: APs take its permission maps.
     svm: Svm,
     clock: time::Clock,
+    /// The LAPIC timer's initial count for a slice (calibrated on the boot CPU).
+    tick_count: u32,
     /// Round-robin cursor into `domains`.
     next: usize,
     stats: [CpuStats; MAX_CPUS],
@@ -79,6 +81,8 @@ static WORLD: spin::Once<Mutex<World>> = spin::Once::new();
 /// Per CPU: #VMEXITs so far, counted before the CPU takes the lock, so a CPU holding it
 /// can wait for another to have left its guest.
 static VMEXITS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU: between taking a vCPU and its #VMEXIT (the guest may run).
+static IN_GUEST: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// Called by the boot code in long mode with the multiboot information address.
 pub fn hv_main(mb_info: u32) -> ! {
@@ -261,6 +265,7 @@ pub fn hv_main(mb_info: u32) -> ! {
             protection,
             svm: svm.clone(),
             clock,
+            tick_count: count,
             next: 0,
             stats: [CpuStats::default(); MAX_CPUS],
             online,
@@ -418,7 +423,7 @@ fn start_aps(
 /// An AP after its descriptor tables: SVM on, its LAPIC tick, then the scheduler.
 pub fn ap_main(cpu: usize) -> ! {
     let world = WORLD.wait();
-    let (svm, hz) = {
+    let (svm, count) = {
         let mut guard = world.lock();
         let w = &mut *guard;
         let mut taken = 0;
@@ -427,7 +432,7 @@ pub fn ap_main(cpu: usize) -> ! {
             w.fa.alloc_contiguous(pages, mm::PAGE)
         });
         w.cpu_frames += taken;
-        (svm, w.clock.hz)
+        (svm, w.tick_count)
     };
     let svm = match svm {
         Ok(s) => s,
@@ -436,7 +441,7 @@ pub fn ap_main(cpu: usize) -> ! {
             halt()
         }
     };
-    let count = arch::lapic::start_periodic(hz, TIME_SLICE_NS);
+    arch::lapic::start_periodic_count(count);
     let apic = arch::lapic::id();
     log!(
         "smp: CPU {} (APIC id {}) up: long mode, own stack, GDT/TSS/IDT, SVM on, LAPIC tick (count {})",
@@ -547,8 +552,10 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
 /// with the lock held, the guest runs without it.
 fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, mut vcpu: SvmVcpu) {
     loop {
+        IN_GUEST[cpu].store(true, Ordering::SeqCst);
         let exit = svm.run(&mut vcpu);
-        VMEXITS[cpu].fetch_add(1, Ordering::Release);
+        IN_GUEST[cpu].store(false, Ordering::SeqCst);
+        VMEXITS[cpu].fetch_add(1, Ordering::SeqCst);
         let mut guard = world.lock();
         let w = &mut *guard;
         let Some(d) = w.domains[i].as_mut() else {
@@ -608,9 +615,13 @@ fn leave(w: &mut World, cpu: usize, i: usize, after: After) {
         if let (true, Some(c)) = (d.flush_pending, d.running_on) {
             if c != cpu {
                 if let Some(apic) = w.online[c] {
-                    let seen = VMEXITS[c].load(Ordering::Acquire);
+                    // A CPU already out of its guest waits for this lock: no wait
+                    // then. One about to enter takes the kick at VMRUN and exits.
+                    let seen = VMEXITS[c].load(Ordering::SeqCst);
                     arch::lapic::kick(apic);
-                    while VMEXITS[c].load(Ordering::Acquire) == seen {
+                    while IN_GUEST[c].load(Ordering::SeqCst)
+                        && VMEXITS[c].load(Ordering::SeqCst) == seen
+                    {
                         core::hint::spin_loop();
                     }
                 }

@@ -59,9 +59,17 @@ pub fn start_periodic(tsc_hz: u64, slice_ns: u64) -> u32 {
     }
     let elapsed = u32::MAX - phys::mmio_read_u32(LAPIC + CUR_COUNT);
     let count = ((elapsed as u64 * slice_ns) / 10_000_000).clamp(1, u32::MAX as u64) as u32;
+    start_periodic_count(count);
+    count
+}
+
+/// Starts the periodic tick with an initial count another CPU calibrated (every LAPIC
+/// timer runs from the same clock).
+pub fn start_periodic_count(count: u32) {
+    phys::mmio_write_u32(LAPIC + SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    phys::mmio_write_u32(LAPIC + DIVIDE, 0x3); // divide by 16
     phys::mmio_write_u32(LAPIC + LVT_TIMER, (1 << 17) | TIMER_VECTOR as u32);
     phys::mmio_write_u32(LAPIC + INIT_COUNT, count);
-    count
 }
 
 /// Takes a pending physical interrupt (the tick) that made the guest exit.
