@@ -64,6 +64,8 @@ struct World {
     stats: [CpuStats; MAX_CPUS],
     /// CPUs that joined the scheduler, and their APIC ids.
     online: [Option<u32>; MAX_CPUS],
+    /// CPUs asleep in HLT until their next tick (a CPU making a vCPU runnable kicks one).
+    idle: [bool; MAX_CPUS],
     /// Frames the CPUs took for themselves (AP stacks, SVM save areas): not domains'.
     cpu_frames: u64,
 }
@@ -269,6 +271,7 @@ pub fn hv_main(mb_info: u32) -> ! {
             next: 0,
             stats: [CpuStats::default(); MAX_CPUS],
             online,
+            idle: [false; MAX_CPUS],
             cpu_frames: 0,
         })
     });
@@ -492,6 +495,25 @@ impl World {
         }
         None
     }
+
+    /// Kicks one sleeping CPU if a vCPU is runnable that no CPU runs (an event or a
+    /// shutdown just freed one), so it need not wait for that CPU's tick.
+    fn wake_idle(&mut self) {
+        let waiting = self
+            .domains
+            .iter()
+            .flatten()
+            .any(|d| d.state == RunState::Runnable && d.running_on.is_none());
+        if !waiting {
+            return;
+        }
+        if let Some(c) = (0..MAX_CPUS).find(|&c| self.idle[c]) {
+            self.idle[c] = false;
+            if let Some(apic) = self.online[c] {
+                arch::lapic::kick(apic);
+            }
+        }
+    }
 }
 
 /// One CPU's scheduler: round-robin over the runnable vCPUs of every domain (a vCPU on
@@ -501,6 +523,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
     loop {
         let mut guard = world.lock();
         let w = &mut *guard;
+        w.idle[cpu] = false;
         if cpu == 0 {
             if let Some(p) = w.protection.as_mut() {
                 p.drain_faults(|_| {});
@@ -534,16 +557,21 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             continue;
         }
         let clock = w.clock;
-        drop(guard);
         match next {
             // A timer due within a slice: wait for it here.
             Some(t) if t.saturating_sub(clock.now_ns()) < TIME_SLICE_NS => {
+                drop(guard);
                 while clock.now_ns() < t {
                     core::hint::spin_loop();
                 }
             }
-            // Else sleep until this CPU's next tick.
-            _ => arch::lapic::wait_for_interrupt(),
+            // Else sleep until this CPU's next tick, or a kick (taken even if it
+            // comes before the HLT: it stays pending while interrupts are off).
+            _ => {
+                w.idle[cpu] = true;
+                drop(guard);
+                arch::lapic::wait_for_interrupt();
+            }
         }
     }
 }
@@ -574,6 +602,9 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, mut vcpu: Sv
             _ => {}
         }
         let after = handle_exit(&mut w.domains, i, exit);
+        if matches!(exit, Exit::Hypercall) {
+            w.wake_idle();
+        }
         if after == After::Continue {
             if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpu_slot.take()) {
                 vcpu = v;
@@ -583,6 +614,7 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, mut vcpu: Sv
             return;
         }
         leave(w, cpu, i, after);
+        w.wake_idle();
         return;
     }
 }

@@ -1009,7 +1009,8 @@ fn spinner() {
     let _ = writeln!(Console, "spinner: start");
     let hz = 1_000_000_000u64; // a lower bound for the TSC rate under TCG here
     let t0 = xen::rdtsc();
-    while xen::rdtsc() - t0 < hz / 10 {
+    // 250 ms at 1 GHz (about 80 ms at this host's 3 GHz): several 10 ms ticks.
+    while xen::rdtsc() - t0 < hz / 4 {
         core::hint::spin_loop();
     }
     let _ = writeln!(Console, "spinner: done");
