@@ -2,7 +2,7 @@
 //! pending/mask bitmaps and vcpu_info, and the EVTCHNOP_* hypercalls.
 
 use crate::arch::phys;
-use crate::domain::{Domain, RunState};
+use crate::domain::Domain;
 use sluice_abi::event_channel::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnOp, EvtchnSend,
     EvtchnStat, EvtchnStatus, Virq,
@@ -54,9 +54,7 @@ fn raise_upcall(d: &mut Domain, port: u32) {
     // vcpu_info[0]: evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
     phys::fetch_or_u64(si + 8, 1 << (port / 64));
     phys::write(si, &[1]);
-    if d.state == RunState::Blocked {
-        d.state = RunState::Runnable;
-    }
+    d.wake();
 }
 
 /// Whether the vCPU has an upcall pending (SCHEDOP_block returns at once then).

@@ -27,6 +27,8 @@ pub enum After {
     Continue,
     Yield,
     Block,
+    /// VCPUOP_down on itself: the vCPU stops until VCPUOP_up.
+    Down,
     Shutdown(u32),
     Kill,
 }
@@ -139,7 +141,7 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
         Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
         Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
         Some(Hypercall::MemoryOp) => (memory_op(d, a[0], a[1]), After::Continue),
-        Some(Hypercall::VcpuOp) => (vcpu_op(d, a[0], a[1], a[2]), After::Continue),
+        Some(Hypercall::VcpuOp) => vcpu_op(d, a[0], a[1], a[2]),
         Some(Hypercall::GrantTableOp) => (
             crate::grant::grant_table_op(doms, cur, a[0], a[1], a[2]),
             After::Continue,
@@ -298,31 +300,70 @@ fn poll(d: &mut Domain, arg: u64) -> Result<bool, XenErrno> {
     Ok(false)
 }
 
-fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> Result<i64, XenErrno> {
-    let op = u32::try_from(cmd)
-        .ok()
-        .and_then(VcpuOp::from_raw)
-        .ok_or(XenErrno::Enosys)?;
-    if vcpu != 0 {
-        return Err(XenErrno::Enoent);
+/// VCPUOP_*: timers on vCPU 0; secondary vCPUs (a domain with `vcpus=N`) are started
+/// with initialise (a `vcpu_hvm_context`, 32-bit mode: the PVH entry state at its eip,
+/// with its esp and ebx) and up, and stop themselves with down.
+fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErrno>, After) {
+    let Some(op) = u32::try_from(cmd).ok().and_then(VcpuOp::from_raw) else {
+        return (Err(XenErrno::Enosys), After::Continue);
+    };
+    if vcpu >= d.nr_vcpus as u64 {
+        return (Err(XenErrno::Enoent), After::Continue);
     }
-    match op {
-        VcpuOp::IsUp => Ok(1),
-        VcpuOp::SetSingleshotTimer => {
-            let mut t = VcpuSetSingleshotTimer::default();
-            d.copy_from_guest(arg, t.as_mut_bytes())?;
-            if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < d.clock.now_ns() {
-                return Err(XenErrno::Etime);
+    let k = vcpu as usize;
+    let r = match op {
+        VcpuOp::IsUp => Ok((d.vcpus[k].state != RunState::Down) as i64),
+        VcpuOp::Initialise => {
+            // struct vcpu_hvm_context: mode, pad, then vcpu_hvm_x86_32 (eax, ecx, edx,
+            // ebx, esp, ebp, esi, edi, eip, ...).
+            let mut c = [0u8; 48];
+            match d.copy_from_guest(arg, &mut c) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let w = |i: usize| u32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
+                    if w(0) != 0 {
+                        Err(XenErrno::Einval)
+                    } else {
+                        d.init_secondary(k, w(40), w(24), w(20)).map(|()| 0)
+                    }
+                }
             }
-            d.timer_deadline = Some(t.timeout_abs_ns);
-            Ok(0)
         }
-        VcpuOp::StopSingleshotTimer => {
+        VcpuOp::Up => match (&d.vcpus[k].slot, d.vcpus[k].state) {
+            (Some(_), RunState::Down) => {
+                d.vcpus[k].state = RunState::Runnable;
+                Ok(0)
+            }
+            (None, RunState::Down) => Err(XenErrno::Einval),
+            _ => Ok(0),
+        },
+        VcpuOp::Down if k == d.cur && k != 0 => {
+            return (Ok(0), After::Down);
+        }
+        VcpuOp::Down => Err(XenErrno::Einval),
+        VcpuOp::SetSingleshotTimer if k == 0 => {
+            let mut t = VcpuSetSingleshotTimer::default();
+            match d.copy_from_guest(arg, t.as_mut_bytes()) {
+                Err(e) => Err(e),
+                Ok(())
+                    if t.flags & VCPU_SSHOTTMR_FUTURE != 0
+                        && t.timeout_abs_ns < d.clock.now_ns() =>
+                {
+                    Err(XenErrno::Etime)
+                }
+                Ok(()) => {
+                    d.timer_deadline = Some(t.timeout_abs_ns);
+                    Ok(0)
+                }
+            }
+        }
+        VcpuOp::StopSingleshotTimer if k == 0 => {
             d.timer_deadline = None;
             Ok(0)
         }
         _ => Err(XenErrno::Enosys),
-    }
+    };
+    (r, After::Continue)
 }
 
 /// Puts a hypervisor-owned frame at `gpa` in the domain's physmap; `at` is where it is
@@ -405,8 +446,14 @@ fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
 /// Marks the domain for the scheduler after `after`.
 pub fn apply(d: &mut Domain, after: After) {
     match after {
-        After::Block => d.state = RunState::Blocked,
-        After::Shutdown(_) | After::Kill => d.state = RunState::Dead,
+        After::Block => d.vcpus[d.cur].state = RunState::Blocked,
+        After::Down => d.vcpus[d.cur].state = RunState::Down,
+        After::Shutdown(_) | After::Kill => {
+            d.dying = true;
+            for v in d.vcpus.iter_mut() {
+                v.state = RunState::Dead;
+            }
+        }
         After::Continue | After::Yield => {}
     }
 }

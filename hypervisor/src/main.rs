@@ -31,7 +31,8 @@ use mm::FrameAllocator;
 use spin::Mutex;
 use virt::{Exit, VcpuState, VirtBackend};
 
-const MAX_DOMAINS: usize = 12;
+/// At most 15: ASIDs are domain ids, and QEMU's SVM offers 16 (0 is the host's).
+const MAX_DOMAINS: usize = 14;
 /// Guest memory per domain.
 const DOMAIN_MEM: u64 = 8 << 20;
 /// Exit status (through isa-debug-exit) when every domain has ended and the hypervisor
@@ -227,14 +228,21 @@ pub fn hv_main(mb_info: u32) -> ! {
             image: (m.start, m.end),
             mem_bytes: DOMAIN_MEM,
             cmdline: args,
+            vcpus: args
+                .split(' ')
+                .find_map(|a| a.strip_prefix("vcpus="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
         };
         match Domain::create(&svm, &mut fa, id, &spec, clock) {
             Ok(mut d) => {
                 log!(
-                    "domain {} ({}): created, {} KiB, 1 vCPU, cmdline '{}'",
+                    "domain {} ({}): created, {} KiB, {} vCPU{}, cmdline '{}'",
                     id,
                     name,
                     DOMAIN_MEM / 1024,
+                    d.nr_vcpus,
+                    if d.nr_vcpus == 1 { "" } else { "s" },
                     args
                 );
                 if let Some(p) = protection.as_mut() {
@@ -465,33 +473,45 @@ fn halt() -> ! {
 }
 
 impl World {
-    /// The next runnable vCPU that no CPU runs, round-robin; taken out of its domain
-    /// for `cpu` to run.
-    fn pick(&mut self, cpu: usize) -> Option<(usize, SvmVcpu)> {
+    /// The next runnable vCPU that no CPU runs, round-robin over the domains; taken out
+    /// of its domain for `cpu` to run. Returns (domain index, vCPU index, vCPU).
+    fn pick(&mut self, cpu: usize) -> Option<(usize, usize, SvmVcpu)> {
         let n = self.domains.len();
-        for k in 0..n {
-            let i = (self.next + k) % n;
+        for step in 0..n {
+            let i = (self.next + step) % n;
             let Some(d) = self.domains[i].as_mut() else {
                 continue;
             };
-            if d.state != RunState::Runnable || d.running_on.is_some() {
+            if d.dying {
                 continue;
             }
-            let Some(mut v) = d.vcpu_slot.take() else {
+            let Some(k) = (0..d.nr_vcpus).find(|&k| {
+                let v = &d.vcpus[k];
+                v.state == RunState::Runnable && v.running_on.is_none() && v.slot.is_some()
+            }) else {
                 continue;
             };
-            // ASIDs are global (the domain id); this CPU's TLB may hold stale entries
-            // for it if the vCPU ran elsewhere since, or its NPT changed meanwhile.
-            if d.flush_pending || d.last_cpu != Some(cpu) {
-                v.flush_tlb();
-                d.flush_pending = false;
+            let last_here = d.last_vcpu_on[cpu] as usize;
+            let v = &mut d.vcpus[k];
+            let Some(mut s) = v.slot.take() else {
+                continue;
+            };
+            // ASIDs are global (the domain id, shared by its vCPUs): this CPU's TLB may
+            // hold stale entries for it if the vCPU ran elsewhere since, if another of
+            // its vCPUs ran here last, or if its NPT changed meanwhile.
+            if v.flush_pending || v.last_cpu != Some(cpu) || last_here != k {
+                s.flush_tlb();
+                v.flush_pending = false;
             }
-            d.running_on = Some(cpu);
-            d.last_cpu = Some(cpu);
-            d.clock.publish(d.shared_info);
+            v.running_on = Some(cpu);
+            v.last_cpu = Some(cpu);
+            d.last_vcpu_on[cpu] = k as u8;
+            if k == 0 {
+                d.clock.publish(d.shared_info);
+            }
             self.next = i + 1;
             self.stats[cpu].slices += 1;
-            return Some((i, v));
+            return Some((i, k, s));
         }
         None
     }
@@ -499,11 +519,12 @@ impl World {
     /// Kicks one sleeping CPU if a vCPU is runnable that no CPU runs (an event or a
     /// shutdown just freed one), so it need not wait for that CPU's tick.
     fn wake_idle(&mut self) {
-        let waiting = self
-            .domains
-            .iter()
-            .flatten()
-            .any(|d| d.state == RunState::Runnable && d.running_on.is_none());
+        let waiting = self.domains.iter().flatten().any(|d| {
+            !d.dying
+                && d.vcpus[..d.nr_vcpus]
+                    .iter()
+                    .any(|v| v.state == RunState::Runnable && v.running_on.is_none())
+        });
         if !waiting {
             return;
         }
@@ -511,6 +532,31 @@ impl World {
             self.idle[c] = false;
             if let Some(apic) = self.online[c] {
                 arch::lapic::kick(apic);
+            }
+        }
+    }
+
+    /// Makes every other CPU running a vCPU whose nested page table changed (a grant
+    /// unmapped or revoked) leave its guest, so no stale translation outlives this
+    /// exit's handling (it flushes when it takes the lock again). Also kicks the other
+    /// vCPUs of a dying domain off their CPUs.
+    fn sync_vcpus(&self, cpu: usize) {
+        for d in self.domains.iter().flatten() {
+            for v in d.vcpus.iter() {
+                let Some(c) = v.running_on else { continue };
+                if c == cpu || !(v.flush_pending || d.dying) {
+                    continue;
+                }
+                let Some(apic) = self.online[c] else { continue };
+                // A CPU already out of its guest waits for this lock: no wait then.
+                // One about to enter takes the kick at VMRUN and exits at once.
+                let seen = VMEXITS[c].load(Ordering::SeqCst);
+                arch::lapic::kick(apic);
+                while IN_GUEST[c].load(Ordering::SeqCst)
+                    && VMEXITS[c].load(Ordering::SeqCst) == seen
+                {
+                    core::hint::spin_loop();
+                }
             }
         }
     }
@@ -530,15 +576,15 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             }
         }
         fire_timers(&mut w.domains);
-        if let Some((i, vcpu)) = w.pick(cpu) {
+        if let Some((i, k, vcpu)) = w.pick(cpu) {
             drop(guard);
-            run_slice(cpu, svm, world, i, vcpu);
+            run_slice(cpu, svm, world, i, k, vcpu);
             continue;
         }
         if w.domains.iter().all(Option::is_none) {
             return;
         }
-        let running = w.domains.iter().flatten().any(|d| d.running_on.is_some());
+        let running = w.domains.iter().flatten().any(|d| d.on_cpu());
         let next = w
             .domains
             .iter()
@@ -550,8 +596,25 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             // Nothing runs or is runnable, yet some are blocked and no timer exists
             // to wake them: wake them (SCHEDOP_block may return spuriously).
             for d in w.domains.iter_mut().flatten() {
-                if d.state == RunState::Blocked {
-                    d.state = RunState::Runnable;
+                for v in d.vcpus.iter_mut() {
+                    if v.state == RunState::Blocked {
+                        v.state = RunState::Runnable;
+                    }
+                }
+            }
+            // Domains whose vCPUs are all down cannot go on: ended.
+            for i in 0..w.domains.len() {
+                let stuck = w.domains[i].as_ref().is_some_and(|d| {
+                    d.vcpus[..d.nr_vcpus]
+                        .iter()
+                        .all(|v| v.state == RunState::Down)
+                });
+                if stuck {
+                    if let Some(d) = w.domains[i].as_mut() {
+                        log!("domain {} ({}): every vCPU down: ended", d.id, d.name());
+                        hypercall::apply(d, After::Kill);
+                    }
+                    teardown(w, cpu, i);
                 }
             }
             continue;
@@ -576,9 +639,9 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
     }
 }
 
-/// Runs the vCPU of domain `i` on `cpu` until it leaves the CPU; each exit is handled
+/// Runs vCPU `k` of domain `i` on `cpu` until it leaves the CPU; each exit is handled
 /// with the lock held, the guest runs without it.
-fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, mut vcpu: SvmVcpu) {
+fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mut vcpu: SvmVcpu) {
     loop {
         IN_GUEST[cpu].store(true, Ordering::SeqCst);
         let exit = svm.run(&mut vcpu);
@@ -589,9 +652,11 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, mut vcpu: Sv
         let Some(d) = w.domains[i].as_mut() else {
             return;
         };
-        d.vcpu_slot = Some(vcpu);
-        if d.flush_pending {
-            d.flush_pending = false;
+        d.cur = k;
+        let v = &mut d.vcpus[k];
+        v.slot = Some(vcpu);
+        if v.flush_pending {
+            v.flush_pending = false;
             d.vcpu().flush_tlb();
         }
         let st = &mut w.stats[cpu];
@@ -601,33 +666,45 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, mut vcpu: Sv
             Exit::ExternalInterrupt => st.preemptions += 1,
             _ => {}
         }
+        if d.dying {
+            // Another vCPU ended the domain while this one ran.
+            arch::lapic::take_pending_interrupt();
+            leave(w, cpu, i, k, After::Kill);
+            return;
+        }
         let after = handle_exit(&mut w.domains, i, exit);
         if matches!(exit, Exit::Hypercall) {
+            w.sync_vcpus(cpu);
             w.wake_idle();
         }
         if after == After::Continue {
-            if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpu_slot.take()) {
+            if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpus[k].slot.take()) {
                 vcpu = v;
                 drop(guard);
                 continue;
             }
             return;
         }
-        leave(w, cpu, i, after);
+        leave(w, cpu, i, k, after);
         w.wake_idle();
         return;
     }
 }
 
-/// The vCPU of domain `i` left `cpu` for `after`; a dead domain is torn down.
-fn leave(w: &mut World, cpu: usize, i: usize, after: After) {
+/// vCPU `k` of domain `i` left `cpu` for `after`; a dead domain is torn down once none
+/// of its vCPUs is on a CPU.
+fn leave(w: &mut World, cpu: usize, i: usize, k: usize, after: After) {
     let Some(d) = w.domains[i].as_mut() else {
         return;
     };
-    d.running_on = None;
+    d.vcpus[k].running_on = None;
+    let was_dying = d.dying;
     hypercall::apply(d, after);
-    match after {
-        After::Shutdown(reason) => {
+    if !d.dying {
+        return;
+    }
+    if !was_dying {
+        if let After::Shutdown(reason) = after {
             log!(
                 "domain {} ({}): shut down, reason {} ({} preemptions)",
                 d.id,
@@ -636,30 +713,22 @@ fn leave(w: &mut World, cpu: usize, i: usize, after: After) {
                 d.preemptions
             );
         }
-        After::Kill => {}
-        _ => return,
     }
+    if d.on_cpu() {
+        // Its other vCPUs leave at their next exit; the last one tears it down.
+        w.sync_vcpus(cpu);
+        return;
+    }
+    teardown(w, cpu, i);
+}
+
+/// Destroys dead domain `i` (no vCPU of it on a CPU).
+fn teardown(w: &mut World, cpu: usize, i: usize) {
     evtchn::close_all(&mut w.domains, i);
     grant::release_all(&mut w.domains, i);
-    // Mappings of its memory revoked from a vCPU running elsewhere: that CPU's TLB may
-    // still hold them until it leaves the guest. Make it leave before the frames go.
-    for d in w.domains.iter().flatten() {
-        if let (true, Some(c)) = (d.flush_pending, d.running_on) {
-            if c != cpu {
-                if let Some(apic) = w.online[c] {
-                    // A CPU already out of its guest waits for this lock: no wait
-                    // then. One about to enter takes the kick at VMRUN and exits.
-                    let seen = VMEXITS[c].load(Ordering::SeqCst);
-                    arch::lapic::kick(apic);
-                    while IN_GUEST[c].load(Ordering::SeqCst)
-                        && VMEXITS[c].load(Ordering::SeqCst) == seen
-                    {
-                        core::hint::spin_loop();
-                    }
-                }
-            }
-        }
-    }
+    // Mappings of its memory revoked from vCPUs running elsewhere: those CPUs leave
+    // their guests before the frames go.
+    w.sync_vcpus(cpu);
     let Some(d) = w.domains[i].as_mut() else {
         return;
     };
@@ -688,8 +757,8 @@ fn fire_timers(domains: &mut [Option<Domain>]) {
                 if let Some(port) = d.virq_timer {
                     d.clock.publish(d.shared_info);
                     evtchn::set_pending(d, port);
-                } else if d.state == RunState::Blocked {
-                    d.state = RunState::Runnable;
+                } else {
+                    d.wake();
                 }
             }
         }

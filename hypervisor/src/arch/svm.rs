@@ -397,6 +397,9 @@ impl VcpuState for SvmVcpu {
     fn set_rip(&mut self, v: u64) {
         w64(self.vmcb, S_RIP, v)
     }
+    fn set_rsp(&mut self, v: u64) {
+        w64(self.vmcb, S_RSP, v)
+    }
     fn cr0(&self) -> u64 {
         r64(self.vmcb, S_CR0)
     }
