@@ -69,8 +69,9 @@ pub struct Domain {
     /// Its vCPUs (`nr_vcpus` of them exist); timers, polls and event upcalls are vCPU 0's.
     pub vcpus: [Vcpu; MAX_VCPUS],
     pub nr_vcpus: usize,
-    /// The vCPU whose exit is being handled.
+    /// The vCPU whose exit is being handled, and where the scheduler looks first.
     pub cur: usize,
+    pub next_vcpu: usize,
     /// Per CPU: which of its vCPUs ran there last under the domain's ASID (another one
     /// there needs a TLB flush: they share the ASID).
     pub last_vcpu_on: [u8; crate::arch::smp::MAX_CPUS],
@@ -204,6 +205,7 @@ impl Domain {
             vcpus: [const { Vcpu::none() }; MAX_VCPUS],
             nr_vcpus: 1,
             cur: 0,
+            next_vcpu: 0,
             last_vcpu_on: [0; crate::arch::smp::MAX_CPUS],
             dying: false,
             svm: svm.clone(),

@@ -485,12 +485,15 @@ impl World {
             if d.dying {
                 continue;
             }
-            let Some(k) = (0..d.nr_vcpus).find(|&k| {
+            // Round-robin among its vCPUs too.
+            let nv = d.nr_vcpus;
+            let Some(k) = (0..nv).map(|j| (d.next_vcpu + j) % nv).find(|&k| {
                 let v = &d.vcpus[k];
                 v.state == RunState::Runnable && v.running_on.is_none() && v.slot.is_some()
             }) else {
                 continue;
             };
+            d.next_vcpu = k + 1;
             let last_here = d.last_vcpu_on[cpu] as usize;
             let v = &mut d.vcpus[k];
             let Some(mut s) = v.slot.take() else {

@@ -85,7 +85,8 @@ pub fn run_suite() -> Result<()> {
          {g} name=bench role=bench,{g} name=ping role=ping peer=6,{g} name=pong role=pong peer=5,\
          {g} name=timer role=timer,{g} name=lender role=lender peer=9,\
          {g} name=rogue-mapper role=rogue-mapper peer=8,\
-         {g} name=spin1 role=spinner,{g} name=spin2 role=spinner,{g} name=msr role=msr"
+         {g} name=spin1 role=spinner,{g} name=spin2 role=spinner,{g} name=msr role=msr,\
+         {g} name=smp role=smp vcpus=2"
     );
     main_boot(&hv, &modules, 2)?;
     main_boot(&hv, &modules, 4)?;
@@ -152,6 +153,12 @@ fn main_boot(hv: &std::path::Path, modules: &str, smp: u32) -> Result<()> {
         "(d8) GUEST PASS",
         "domain 12 (msr): KILLED: triple fault",
         "(d6) GUEST PASS",
+        "domain 13 (smp): created, 8192 KiB, 2 vCPUs",
+        "(d13) ok vcpu_op initialise vcpu 1",
+        "(d13) ok vcpu 1 runs",
+        "(d13) ok vcpu 1 makes hypercalls (xen_version)",
+        "(d13) ok up again: vcpu 1 resumes after its VCPUOP_down",
+        "(d13) GUEST PASS",
     ] {
         if pos(needle).is_none() {
             problems.push(format!("missing: {needle}"));
