@@ -1,12 +1,15 @@
 //! End-to-end suite for the Sluice hypervisor (hypervisor/): builds it and its PVH test
-//! guest, boots it in QEMU TCG (SVM + NPT) with three domains — one checking the Xen
-//! guest ABI (including hostile arguments), one touching memory it does not own, one
-//! triple-faulting, a benchmark, two sharing pages by grant copy and mapping, and signalling each other over an event channel, one
-//! waiting for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only
-//! grant mapping while its lender finishes, two that spin without yielding (preempted by
-//! the LAPIC-timer time slice), one writing a host MSR (refused: #GP, here a triple fault) —
-//! and checks the serial log and the isa-debug-exit verdict. That boot has an `edu` device
-//! and no IOMMU: the `iommu-selftest` DMA must land (the probe's negative control).
+//! guest, boots it in QEMU TCG (SVM + NPT), with `-smp 2` and again with `-smp 4`, with
+//! thirteen domains — one checking the Xen guest ABI (including hostile arguments), one
+//! touching memory it does not own, one triple-faulting, a benchmark, two sharing pages by
+//! grant copy and mapping and signalling each other over an event channel, one waiting
+//! for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only grant
+//! mapping while its lender finishes, two that spin without yielding (preempted by the
+//! LAPIC-timer time slice), one writing a host MSR (refused: #GP, here a triple fault),
+//! one with two vCPUs (VCPUOP_initialise/up/down) — and checks the serial log, the
+//! isa-debug-exit verdict, and that every CPU came up and ran guest work (its slices and
+//! hypercalls in the log). That boot has an `edu` device and no IOMMU: the
+//! `iommu-selftest` DMA must land (the probe's negative control).
 //!
 //! Then two short boots with one domain each, under `-device intel-iommu,intremap=on` and
 //! `-device amd-iommu`: the IOMMU must come up with every device blocked, edu's DMA into
@@ -110,7 +113,7 @@ pub fn run_suite() -> Result<()> {
     )
 }
 
-/// The main boot: twelve domains on `smp` CPUs, with edu and no IOMMU.
+/// The main boot: thirteen domains on `smp` CPUs, with edu and no IOMMU.
 fn main_boot(hv: &std::path::Path, modules: &str, smp: u32) -> Result<()> {
     let t0 = std::time::Instant::now();
     let smp_arg = smp.to_string();
