@@ -123,6 +123,8 @@ pub struct DomainSpec<'a> {
 pub enum CreateError {
     NoMemory,
     BadElf(&'static str),
+    /// Its ASID (the domain id) is beyond what the CPU offers.
+    NoAsid,
 }
 
 /// Reads `buf.len()` bytes of the boot image at offset `off`, refusing reads past its end.
@@ -171,6 +173,9 @@ impl Domain {
             vcpus: nr_vcpus,
         } = *spec;
         let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
+        if id == 0 || id as u32 >= svm.asids {
+            return Err(CreateError::NoAsid);
+        }
         let npt_root = fa.alloc().ok_or(CreateError::NoMemory)?;
         let vmcb = match fa.alloc() {
             Some(v) => v,

@@ -100,6 +100,8 @@ fn seg(vmcb: u64, off: usize, sel: u16, attr: u16, limit: u32, base: u64) {
 /// One per CPU: the permission maps are shared, the host VMSAVE area is the CPU's.
 #[derive(Clone)]
 pub struct Svm {
+    /// ASIDs the CPU offers (CPUID 0x8000000A EBX; 0 is the host's).
+    pub asids: u32,
     iopm: u64,
     msrpm: u64,
     /// VMSAVE area for the host's FS/GS/TR/LDTR/syscall MSRs while a guest runs.
@@ -250,6 +252,7 @@ impl Svm {
             msrpm_allow(msrpm, msr);
         }
         Svm {
+            asids: cpuid(0x8000_000A).1,
             iopm,
             msrpm,
             host_area: 0,
@@ -276,6 +279,7 @@ impl Svm {
             Msr::new(MSR_VM_HSAVE_PA).write(hsave);
         }
         Ok(Svm {
+            asids: self.asids,
             iopm: self.iopm,
             msrpm: self.msrpm,
             host_area,
