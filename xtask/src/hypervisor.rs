@@ -192,9 +192,9 @@ fn main_boot(hv: &std::path::Path, modules: &str, smp: u32) -> Result<()> {
     if pos(&madt).is_none() {
         problems.push(format!("missing: {madt}"));
     }
-    let started = format!("smp: {smp} of {smp} CPUs started");
-    if pos(&started).is_none() {
-        problems.push(format!("missing: {started}"));
+    let cpus_line = format!("smp: {smp} of {smp} CPUs started");
+    if pos(&cpus_line).is_none() {
+        problems.push(format!("missing: {cpus_line}"));
     }
     // Every CPU ran guest code: a hypercall (VMMCALL) exits on it.
     let per_cpu = cpu_stats(&log);
@@ -301,9 +301,17 @@ fn hostile_dmar_boot(
     let table = format!("file={}", path.display());
     // With `smp-phantom-cpu` the hypervisor also starts APIC id 7, which no CPU has:
     // it must time out, say so, and carry on.
-    let cmdline = if phantom_cpu { "smp-phantom-cpu" } else { "" };
-    let (status, log) = boot(hv, "", &["-acpitable", &table], cmdline)?;
+    // Without it, one CPU: the uniprocessor path (no AP to start).
+    let (cmdline, smp) = if phantom_cpu {
+        ("smp-phantom-cpu", "2")
+    } else {
+        ("", "1")
+    };
+    let (status, log) = boot(hv, "", &["-acpitable", &table, "-smp", smp], cmdline)?;
     let mut problems = Vec::new();
+    if !phantom_cpu && !log.contains("smp: 1 of 1 CPUs started") {
+        problems.push("missing: smp: 1 of 1 CPUs started (-smp 1)".into());
+    }
     if phantom_cpu {
         match log.lines().find(|l| l.contains("APIC id 7 never answered")) {
             Some(l) if log.contains("smp: 2 of 2 CPUs started") => {
@@ -362,14 +370,20 @@ fn selftest_target(log: &str) -> Option<(String, String)> {
 fn iommu_boot(hv: &std::path::Path, guest: &str, iommu: &str, vendor: &str) -> Result<()> {
     let started = std::time::Instant::now();
     let modules = format!("{guest} name=abi role=abi");
+    // The AMD-Vi boot runs on one CPU: the uniprocessor path, with a domain.
+    let smp = if vendor == "AMD-Vi" { "1" } else { "2" };
     let (status, log) = boot(
         hv,
         &modules,
-        &["-device", iommu, "-device", EDU],
+        &["-device", iommu, "-device", EDU, "-smp", smp],
         "iommu-selftest",
     )?;
     let pos = |needle: &str| log.find(needle);
     let mut problems = Vec::new();
+    let cpus_line = format!("smp: {smp} of {smp} CPUs started");
+    if pos(&cpus_line).is_none() {
+        problems.push(format!("missing: {cpus_line}"));
+    }
     let unit = log
         .lines()
         .find(|l| l.starts_with(&format!("iommu: {vendor} at 0x")));
@@ -449,7 +463,7 @@ fn iommu_boot(hv: &std::path::Path, guest: &str, iommu: &str, vendor: &str) -> R
         bail!("hypervisor suite, {iommu}: {}", problems.join("; "));
     }
     eprintln!(
-        "  -device {iommu}: every device blocked, edu DMA blocked ({:.1} s)",
+        "  -device {iommu} -smp {smp}: every device blocked, edu DMA blocked ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())
