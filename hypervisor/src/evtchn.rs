@@ -222,7 +222,8 @@ pub fn event_channel_op(
             let d = doms[cur].as_mut().unwrap();
             let p = port_index(d, a.port)? as u32;
             let (ma, mm) = bit(d.shared_info, MASK_OFF, p);
-            phys::write_u64(ma, phys::read_u64(ma) & !mm);
+            // Atomic: another vCPU of the domain may change the word meanwhile.
+            phys::fetch_and_u64(ma, !mm);
             let (pa, pm) = bit(d.shared_info, PENDING_OFF, p);
             if phys::read_u64(pa) & pm != 0 {
                 raise_upcall(d, p);

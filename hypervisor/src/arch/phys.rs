@@ -51,6 +51,15 @@ pub fn fetch_or_u64(pa: u64, bits: u64) -> u64 {
     a.fetch_or(bits, core::sync::atomic::Ordering::SeqCst)
 }
 
+/// Atomically ANDs `bits` into the u64 at `pa` (LOCK AND); returns the old value.
+pub fn fetch_and_u64(pa: u64, bits: u64) -> u64 {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: as in `fetch_or_u64`.
+    let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(pa as *mut u64) };
+    a.fetch_and(bits, core::sync::atomic::Ordering::SeqCst)
+}
+
 /// Atomically replaces the u32 at `pa` with `new` if it still holds `current` (LOCK
 /// CMPXCHG: a grant entry the granter may change on another CPU); Err(the value seen).
 pub fn cmpxchg_u32(pa: u64, current: u32, new: u32) -> Result<u32, u32> {
