@@ -77,6 +77,8 @@ pub struct Domain {
     pub last_vcpu_on: [u8; crate::arch::smp::MAX_CPUS],
     /// Shut down or killed: no vCPU runs again; torn down once none is on a CPU.
     pub dying: bool,
+    /// Slices one of its vCPUs began while another of them ran on another CPU.
+    pub side_by_side: u64,
     /// The backend, for secondary vCPUs' VMCBs.
     svm: Svm,
     pub console: [u8; 160],
@@ -213,6 +215,7 @@ impl Domain {
             next_vcpu: 0,
             last_vcpu_on: [0; crate::arch::smp::MAX_CPUS],
             dying: false,
+            side_by_side: 0,
             svm: svm.clone(),
             console: [0; 160],
             console_len: 0,

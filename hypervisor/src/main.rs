@@ -494,6 +494,9 @@ impl World {
                 continue;
             };
             d.next_vcpu = k + 1;
+            if d.on_cpu() {
+                d.side_by_side += 1;
+            }
             let last_here = d.last_vcpu_on[cpu] as usize;
             let v = &mut d.vcpus[k];
             let Some(mut s) = v.slot.take() else {
@@ -737,6 +740,15 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
     };
     if let (Some(p), Some(io)) = (w.protection.as_mut(), d.iommu.take()) {
         p.destroy_domain(io);
+    }
+    if d.nr_vcpus > 1 {
+        log!(
+            "domain {} ({}): {} vCPUs; {} slices began beside another of its vCPUs on another CPU",
+            d.id,
+            d.name(),
+            d.nr_vcpus,
+            d.side_by_side
+        );
     }
     let freed = d.destroy(&mut w.fa);
     log!(

@@ -670,13 +670,22 @@ fn grant_map_checks(c: &mut Checks, peer: u16) {
 /// is killed for writing to the read-only one), then checks its write arrived.
 fn lender(c: &mut Checks, peer: u16) {
     grant_pages_to(c, peer);
-    for _ in 0..5 {
-        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
-    }
+    // The mapper may run on another CPU, before or after us: wait (yielding) for its
+    // write through the read-write mapping, then for that grant to be released (its
+    // GTF_reading cleared), which happens only when the mapper is killed.
+    let arrived = wait_until(|| xen::page(0)[..12] == *b"mapper wrote");
     c.check(
         "the mapper's write through its read-write mapping arrived",
-        xen::page(0)[..12] == *b"mapper wrote",
+        arrived,
         0,
+    );
+    let rw_flags = || xen::read64(GRANT_TABLE_GPA + REF_RW as u64 * 8) & 0xFFFF;
+    const GTF_READING: u64 = 1 << 3;
+    let released = wait_until(|| rw_flags() & GTF_READING == 0);
+    c.check(
+        "the mapper's mappings were released (it was killed)",
+        arrived && released,
+        rw_flags() as i64,
     );
     c.check(
         "the read-only page survived the mapper's write attempt",
@@ -689,14 +698,13 @@ fn rogue_mapper(c: &mut Checks, peer: u16) {
     const HOST_MAP: u32 = 1 << 1;
     const READONLY: u32 = 1 << 2;
     // The lender may not have written its grant entries yet: retry after yielding.
-    let mut st = -1;
-    for _ in 0..200 {
-        st = gnttab_map(REF_RW, peer, xen::page_addr(2), HOST_MAP).0;
-        if st == 0 {
-            break;
-        }
-        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
-    }
+    // (Bounded by time, not by yields: the lender may run on another CPU, or late.)
+    let st = core::cell::Cell::new(-1);
+    wait_until(|| {
+        st.set(gnttab_map(REF_RW, peer, xen::page_addr(2), HOST_MAP).0);
+        st.get() == 0
+    });
+    let st = st.get();
     c.check("map the lender's read-write grant", st == 0, st as i64);
     xen::page_mut(2)[..12].copy_from_slice(b"mapper wrote");
     let (st, _) = gnttab_map(REF_RO, peer, xen::page_addr(1), HOST_MAP | READONLY);
@@ -827,15 +835,16 @@ fn pong(c: &mut Checks, peer: u16) {
         r == err(XenErrno::Einval),
         r,
     );
-    let mut b = [peer as u32, 1, 0];
-    let mut r = -1;
-    for _ in 0..100 {
-        r = evtchn(0, &mut b);
-        if r == 0 {
-            break;
-        }
-        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
-    }
+    // (Bounded by time, not by yields: the peer may run on another CPU, or late.)
+    let b = core::cell::Cell::new([peer as u32, 1, 0]);
+    let r = core::cell::Cell::new(-1);
+    wait_until(|| {
+        let mut a = b.get();
+        r.set(evtchn(0, &mut a));
+        b.set(a);
+        r.get() == 0
+    });
+    let (b, r) = (b.get(), r.get());
     let local = b[2];
     c.check("evtchn bind_interdomain", r == 0 && local != 0, r);
     c.check("a new interdomain port starts pending", pending(local), 0);
