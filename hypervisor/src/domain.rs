@@ -18,12 +18,46 @@ pub const START_INFO_GPA: u64 = 0x1000;
 const CMDLINE_GPA: u64 = 0x2000;
 const MEMMAP_GPA: u64 = 0x3000;
 
+/// vCPUs a domain may have (`vcpus=N` on its command line; vCPU 0 starts at the PVH
+/// entry, the others are started by VCPUOP_initialise + VCPUOP_up).
+pub const MAX_VCPUS: usize = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
+    /// A secondary vCPU not brought up yet (or taken down: VCPUOP_down).
+    Down,
     Runnable,
     /// Waiting for an event (SCHEDOP_block, HLT).
     Blocked,
     Dead,
+}
+
+/// One vCPU's scheduling state.
+pub struct Vcpu {
+    /// Its architectural state; `None` while a CPU runs it (that CPU holds it), and for
+    /// a secondary vCPU before VCPUOP_initialise.
+    pub slot: Option<SvmVcpu>,
+    pub state: RunState,
+    /// The CPU running it now, and the one that ran it last.
+    pub running_on: Option<usize>,
+    pub last_cpu: Option<usize>,
+    /// Its nested page table changed while it ran: flush before its next run.
+    pub flush_pending: bool,
+    /// Its VMCB frame (0: the domain has fewer vCPUs).
+    vmcb: u64,
+}
+
+impl Vcpu {
+    const fn none() -> Vcpu {
+        Vcpu {
+            slot: None,
+            state: RunState::Down,
+            running_on: None,
+            last_cpu: None,
+            flush_pending: false,
+            vmcb: 0,
+        }
+    }
 }
 
 pub struct Domain {
@@ -32,9 +66,21 @@ pub struct Domain {
     pub name_len: usize,
     pub mem_bytes: u64,
     npt_root: u64,
-    vmcb: u64,
-    pub vcpu: SvmVcpu,
-    pub state: RunState,
+    /// Its vCPUs (`nr_vcpus` of them exist); timers, polls and event upcalls are vCPU 0's.
+    pub vcpus: [Vcpu; MAX_VCPUS],
+    pub nr_vcpus: usize,
+    /// The vCPU whose exit is being handled, and where the scheduler looks first.
+    pub cur: usize,
+    pub next_vcpu: usize,
+    /// Per CPU: which of its vCPUs ran there last under the domain's ASID (another one
+    /// there needs a TLB flush: they share the ASID).
+    pub last_vcpu_on: [u8; crate::arch::smp::MAX_CPUS],
+    /// Shut down or killed: no vCPU runs again; torn down once none is on a CPU.
+    pub dying: bool,
+    /// Slices one of its vCPUs began while another of them ran on another CPU.
+    pub side_by_side: u64,
+    /// The backend, for secondary vCPUs' VMCBs.
+    svm: Svm,
     pub console: [u8; 160],
     pub console_len: usize,
     /// The shared_info frame (pending/mask bitmaps, vcpu_info); in the guest's physmap
@@ -71,6 +117,7 @@ pub struct DomainSpec<'a> {
     pub image: (u64, u64),
     pub mem_bytes: u64,
     pub cmdline: &'a str,
+    pub vcpus: usize,
 }
 
 #[derive(Debug)]
@@ -78,6 +125,8 @@ pub struct DomainSpec<'a> {
 pub enum CreateError {
     NoMemory,
     BadElf(&'static str),
+    /// Its ASID (the domain id) is beyond what the CPU offers.
+    NoAsid,
 }
 
 /// Reads `buf.len()` bytes of the boot image at offset `off`, refusing reads past its end.
@@ -123,7 +172,12 @@ impl Domain {
             image,
             mem_bytes,
             cmdline,
+            vcpus: nr_vcpus,
         } = *spec;
+        let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
+        if id == 0 || id as u32 >= svm.asids {
+            return Err(CreateError::NoAsid);
+        }
         let npt_root = fa.alloc().ok_or(CreateError::NoMemory)?;
         let vmcb = match fa.alloc() {
             Some(v) => v,
@@ -155,9 +209,14 @@ impl Domain {
             name_len: n,
             mem_bytes,
             npt_root,
-            vmcb,
-            vcpu: svm.create_vcpu(vmcb, id as u32, npt_root, 0, START_INFO_GPA as u32),
-            state: RunState::Runnable,
+            vcpus: [const { Vcpu::none() }; MAX_VCPUS],
+            nr_vcpus: 1,
+            cur: 0,
+            next_vcpu: 0,
+            last_vcpu_on: [0; crate::arch::smp::MAX_CPUS],
+            dying: false,
+            side_by_side: 0,
+            svm: svm.clone(),
             console: [0; 160],
             console_len: 0,
             shared_info,
@@ -175,9 +234,22 @@ impl Domain {
             preemptions: 0,
             iommu: None,
         };
+        d.vcpus[0].vmcb = vmcb;
+        d.vcpus[0].state = RunState::Runnable;
+        for k in 1..nr_vcpus {
+            match fa.alloc() {
+                Some(f) => d.vcpus[k].vmcb = f,
+                None => {
+                    d.destroy(fa);
+                    return Err(CreateError::NoMemory);
+                }
+            }
+            d.nr_vcpus += 1;
+        }
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {
-                d.vcpu = svm.create_vcpu(vmcb, id as u32, npt_root, entry, START_INFO_GPA as u32);
+                d.vcpus[0].slot =
+                    Some(svm.create_vcpu(vmcb, id as u32, npt_root, entry, START_INFO_GPA as u32));
                 Ok(d)
             }
             Err(e) => {
@@ -187,13 +259,58 @@ impl Domain {
         }
     }
 
+    /// The vCPU whose exit is handled (it is back in the domain then).
+    pub fn vcpu(&mut self) -> &mut SvmVcpu {
+        self.vcpus[self.cur]
+            .slot
+            .as_mut()
+            .expect("the vCPU is back in its domain while its exit is handled")
+    }
+
+    /// Wakes vCPU 0 (events, timers and polls are its) if it is blocked.
+    pub fn wake(&mut self) {
+        if self.vcpus[0].state == RunState::Blocked {
+            self.vcpus[0].state = RunState::Runnable;
+        }
+    }
+
+    /// Whether any of its vCPUs is on a CPU now.
+    pub fn on_cpu(&self) -> bool {
+        self.vcpus.iter().any(|v| v.running_on.is_some())
+    }
+
+    /// VCPUOP_initialise for secondary vCPU `k`: a 32-bit protected-mode start (paging
+    /// as given) at `eip` with `esp` and `ebx`; the vCPU stays down until VCPUOP_up.
+    pub fn init_secondary(
+        &mut self,
+        k: usize,
+        eip: u32,
+        esp: u32,
+        ebx: u32,
+    ) -> Result<(), XenErrno> {
+        if k == 0 {
+            return Err(XenErrno::Eexist);
+        }
+        if k >= self.nr_vcpus {
+            return Err(XenErrno::Enoent);
+        }
+        let v = &mut self.vcpus[k];
+        if v.slot.is_some() || v.state != RunState::Down {
+            return Err(XenErrno::Eexist);
+        }
+        let mut cpu = self
+            .svm
+            .create_vcpu(v.vmcb, self.id as u32, self.npt_root, eip, ebx);
+        cpu.set_rsp(esp as u64);
+        v.slot = Some(cpu);
+        Ok(())
+    }
+
     /// Ends a SCHEDOP_poll (a polled port fired or it timed out).
     pub fn end_poll(&mut self) {
         self.poll_n = 0;
         self.poll_deadline = None;
-        if self.state == RunState::Blocked {
-            self.state = RunState::Runnable;
-        }
+        self.wake();
     }
 
     /// The domain's E820 map, as in its start info.
@@ -357,7 +474,12 @@ impl Domain {
         let old = phys::read_u64(slot);
         let flags = if writable { NPT_FLAGS } else { NPT_FLAGS & !2 };
         phys::write_u64(slot, frame | flags);
-        self.vcpu.flush_tlb();
+        for v in self.vcpus.iter_mut() {
+            match v.slot.as_mut() {
+                Some(s) => s.flush_tlb(),
+                None => v.flush_pending = true,
+            }
+        }
         (old & 1 != 0).then_some(old & ADDR_MASK)
     }
 
@@ -402,7 +524,9 @@ impl Domain {
     /// Translates a guest-virtual address through the guest's own page tables (paging
     /// off, or 4-level long-mode paging with 2 MiB / 1 GiB pages).
     pub fn gva_to_gpa(&self, gva: u64) -> Result<u64, XenErrno> {
-        let v = &self.vcpu;
+        let Some(v) = self.vcpus[self.cur].slot.as_ref() else {
+            return Err(XenErrno::Efault);
+        };
         if v.cr0() & (1 << 31) == 0 {
             return Ok(gva & 0xFFFF_FFFF);
         }
@@ -493,12 +617,15 @@ impl Domain {
             self.shared_info = 0;
             n += 1;
         }
-        if self.vmcb != 0 {
-            fa.free(self.vmcb);
-            self.vmcb = 0;
-            n += 1;
+        for v in self.vcpus.iter_mut() {
+            if v.vmcb != 0 {
+                fa.free(v.vmcb);
+                v.vmcb = 0;
+                n += 1;
+            }
+            v.state = RunState::Dead;
+            v.slot = None;
         }
-        self.state = RunState::Dead;
         n
     }
 }

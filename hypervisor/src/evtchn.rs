@@ -2,7 +2,7 @@
 //! pending/mask bitmaps and vcpu_info, and the EVTCHNOP_* hypercalls.
 
 use crate::arch::phys;
-use crate::domain::{Domain, RunState};
+use crate::domain::Domain;
 use sluice_abi::event_channel::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnOp, EvtchnSend,
     EvtchnStat, EvtchnStatus, Virq,
@@ -41,8 +41,8 @@ pub fn set_pending(d: &mut Domain, port: u32) {
     }
     let si = d.shared_info;
     let (pa, m) = bit(si, PENDING_OFF, port);
-    let old = phys::read_u64(pa);
-    phys::write_u64(pa, old | m);
+    // The guest may run on another CPU: its bitmaps change under us (atomically).
+    let old = phys::fetch_or_u64(pa, m);
     let (ma, mm) = bit(si, MASK_OFF, port);
     if old & m == 0 && phys::read_u64(ma) & mm == 0 {
         raise_upcall(d, port);
@@ -52,15 +52,9 @@ pub fn set_pending(d: &mut Domain, port: u32) {
 fn raise_upcall(d: &mut Domain, port: u32) {
     let si = d.shared_info;
     // vcpu_info[0]: evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
-    let sel = phys::read_u64(si + 8);
-    phys::write_u64(si + 8, sel | (1 << (port / 64)));
-    let mut b = [0u8; 2];
-    phys::read(si, &mut b);
-    b[0] = 1;
-    phys::write(si, &b[..1]);
-    if d.state == RunState::Blocked {
-        d.state = RunState::Runnable;
-    }
+    phys::fetch_or_u64(si + 8, 1 << (port / 64));
+    phys::write(si, &[1]);
+    d.wake();
 }
 
 /// Whether the vCPU has an upcall pending (SCHEDOP_block returns at once then).
@@ -228,7 +222,8 @@ pub fn event_channel_op(
             let d = doms[cur].as_mut().unwrap();
             let p = port_index(d, a.port)? as u32;
             let (ma, mm) = bit(d.shared_info, MASK_OFF, p);
-            phys::write_u64(ma, phys::read_u64(ma) & !mm);
+            // Atomic: another vCPU of the domain may change the word meanwhile.
+            phys::fetch_and_u64(ma, !mm);
             let (pa, pm) = bit(d.shared_info, PENDING_OFF, p);
             if phys::read_u64(pa) & pm != 0 {
                 raise_upcall(d, p);

@@ -21,39 +21,105 @@ fn domain(doms: &[Option<Domain>], id: u16) -> Option<&Domain> {
     doms.iter().flatten().find(|d| d.id == id)
 }
 
-/// The host address of one side of a copy, checking the grant when it is one.
-fn resolve(
-    doms: &[Option<Domain>],
+/// The host address of one side of a copy, checking the grant (and holding it in use
+/// until the copy is done) when it is one.
+fn resolve<'a>(
+    doms: &'a [Option<Domain>],
     me: u16,
     p: &GnttabCopyPtr,
     by_gref: bool,
     write: bool,
-) -> Result<u64, GrantStatus> {
+) -> Result<Side<'a>, GrantStatus> {
     let dom = if p.domid == DOMID_SELF { me } else { p.domid };
     let owner = domain(doms, dom).ok_or(GrantStatus::BadDomain)?;
-    let gfn = if by_gref {
+    let (gfn, taken) = if by_gref {
         let r = p.gref();
         if r >= ENTRIES {
             return Err(GrantStatus::BadGntref);
         }
+        acquire(owner, r, me, write)?
+    } else {
+        // Only the caller's own frames may be named directly.
+        if dom != me {
+            return Err(GrantStatus::PermissionDenied);
+        }
+        (p.gmfn(), 0)
+    };
+    let hpa = gfn.checked_mul(4096).and_then(|gpa| owner.gpa_to_hpa(gpa));
+    match hpa {
+        Some(hpa) => Ok(Side {
+            hpa,
+            granter: owner,
+            gref: p.gref(),
+            taken,
+        }),
+        None => {
+            release(owner, p.gref(), taken);
+            Err(GrantStatus::BadPage)
+        }
+    }
+}
+
+/// One resolved side of a copy: the frame, and the grant flags the copy set (cleared
+/// when it is done).
+struct Side<'a> {
+    hpa: u64,
+    granter: &'a Domain,
+    gref: u32,
+    taken: u16,
+}
+
+impl Drop for Side<'_> {
+    fn drop(&mut self) {
+        release(self.granter, self.gref, self.taken);
+    }
+}
+
+/// Takes grant `gref` of `g` for `me`: checks its type and grantee, refuses writes to
+/// a read-only grant, and sets GTF_reading (and GTF_writing) in the same atomic
+/// compare-exchange of (flags, domid), so a granter revoking the entry from another
+/// CPU either sees the flags or wins. Returns the frame and the flags newly set.
+fn acquire(g: &Domain, gref: u32, me: u16, write: bool) -> Result<(u64, u16), GrantStatus> {
+    let pa = g.grant_frame + gref as u64 * 8;
+    let in_use = if write {
+        GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits()
+    } else {
+        GrantEntryFlags::READING.bits()
+    };
+    loop {
         let mut e = GrantEntryV1::default();
-        phys::read(owner.grant_frame + r as u64 * 8, e.as_mut_bytes());
+        phys::read(pa, e.as_mut_bytes());
         if e.entry_type() != GrantEntryType::PermitAccess || e.domid != me {
             return Err(GrantStatus::PermissionDenied);
         }
         if write && e.entry_flags().contains(GrantEntryFlags::READONLY) {
             return Err(GrantStatus::PermissionDenied);
         }
-        e.frame as u64
-    } else {
-        // Only the caller's own frames may be named directly.
-        if dom != me {
-            return Err(GrantStatus::PermissionDenied);
+        let word = |flags: u16| flags as u32 | (e.domid as u32) << 16;
+        if phys::cmpxchg_u32(pa, word(e.flags), word(e.flags | in_use)).is_ok() {
+            // The frame, read again now that the entry is in use (the granter must not
+            // change it then).
+            phys::read(pa, e.as_mut_bytes());
+            return Ok((e.frame as u64, in_use & !e.flags));
         }
-        p.gmfn()
-    };
-    let gpa = gfn.checked_mul(4096).ok_or(GrantStatus::BadPage)?;
-    owner.gpa_to_hpa(gpa).ok_or(GrantStatus::BadPage)
+    }
+}
+
+/// Clears `bits` of grant `gref`'s flags in `g` (atomically: the granter may write
+/// the entry at the same time).
+fn release(g: &Domain, gref: u32, bits: u16) {
+    if bits == 0 || gref >= ENTRIES {
+        return;
+    }
+    let pa = g.grant_frame + gref as u64 * 8;
+    loop {
+        let mut w = [0u8; 4];
+        phys::read(pa, &mut w);
+        let old = u32::from_le_bytes(w);
+        if phys::cmpxchg_u32(pa, old, old & !(bits as u32)).is_ok() {
+            return;
+        }
+    }
 }
 
 fn copy_one(doms: &[Option<Domain>], me: u16, op: &GnttabCopy) -> Result<(), GrantStatus> {
@@ -78,8 +144,8 @@ fn copy_one(doms: &[Option<Domain>], me: u16, op: &GnttabCopy) -> Result<(), Gra
     )?;
     let mut buf = [0u8; 4096];
     let b = &mut buf[..len as usize];
-    phys::read(src + op.source.offset as u64, b);
-    phys::write(dst + op.dest.offset as u64, b);
+    phys::read(src.hpa + op.source.offset as u64, b);
+    phys::write(dst.hpa + op.dest.offset as u64, b);
     Ok(())
 }
 
@@ -94,14 +160,6 @@ pub struct GrantMap {
     pub gpa: u64,
     /// The mapper's RAM frame the mapping displaced (put back on unmap).
     pub displaced: u64,
-}
-
-fn entry_flags_update(g: &Domain, gref: u32, set: u16, clear: u16) {
-    let pa = g.grant_frame + gref as u64 * 8;
-    let mut f = [0u8; 2];
-    phys::read(pa, &mut f);
-    let v = (u16::from_le_bytes(f) | set) & !clear;
-    phys::write(pa, &v.to_le_bytes());
 }
 
 fn map_one(
@@ -121,19 +179,30 @@ fn map_one(
     if op.gref >= ENTRIES {
         return Err(GrantStatus::BadGntref);
     }
-    let mut e = GrantEntryV1::default();
-    phys::read(g.grant_frame + op.gref as u64 * 8, e.as_mut_bytes());
-    if e.entry_type() != GrantEntryType::PermitAccess || e.domid != me {
-        return Err(GrantStatus::PermissionDenied);
-    }
-    if !readonly && e.entry_flags().contains(GrantEntryFlags::READONLY) {
-        return Err(GrantStatus::PermissionDenied);
-    }
-    let hpa = (e.frame as u64)
-        .checked_mul(4096)
-        .and_then(|gpa| g.gpa_to_hpa(gpa))
-        .ok_or(GrantStatus::BadPage)?;
+    let (frame, taken) = acquire(g, op.gref, me, !readonly)?;
+    let Some(hpa) = frame.checked_mul(4096).and_then(|gpa| g.gpa_to_hpa(gpa)) else {
+        release(g, op.gref, taken);
+        return Err(GrantStatus::BadPage);
+    };
     let g_id = g.id;
+    let mapped = map_into(doms, cur, op, hpa, readonly);
+    if mapped.is_err() {
+        if let Some(g) = domain(doms, g_id) {
+            release(g, op.gref, taken);
+        }
+    }
+    mapped
+}
+
+/// The mapper's side of [`map_one`]: granted frame `hpa` replaces its RAM at
+/// `op.host_addr`.
+fn map_into(
+    doms: &mut [Option<Domain>],
+    cur: usize,
+    op: &GnttabMapGrantRef,
+    hpa: u64,
+    readonly: bool,
+) -> Result<u32, GrantStatus> {
     let d = doms[cur].as_mut().ok_or(GrantStatus::GeneralError)?;
     let gpa = op.host_addr;
     let cur_frame = d
@@ -155,19 +224,11 @@ fn map_one(
         .remap_flags(gpa, hpa, !readonly)
         .ok_or(GrantStatus::BadVirtAddr)?;
     d.grant_maps[slot] = Some(GrantMap {
-        granter: g_id,
+        granter: op.dom,
         gref: op.gref,
         gpa,
         displaced,
     });
-    let in_use = if readonly {
-        GrantEntryFlags::READING.bits()
-    } else {
-        GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits()
-    };
-    if let Some(g) = doms.iter().flatten().find(|x| x.id == g_id) {
-        entry_flags_update(g, op.gref, in_use, 0);
-    }
     Ok(slot as u32)
 }
 
@@ -178,7 +239,7 @@ fn unmap_handle(doms: &mut [Option<Domain>], cur: usize, handle: usize) -> Optio
     d.remap_flags(m.gpa, m.displaced, true)?;
     if let Some(g) = doms.iter().flatten().find(|x| x.id == m.granter) {
         let busy = GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits();
-        entry_flags_update(g, m.gref, 0, busy);
+        release(g, m.gref, busy);
     }
     Some(())
 }

@@ -27,6 +27,8 @@ pub enum After {
     Continue,
     Yield,
     Block,
+    /// VCPUOP_down on itself: the vCPU stops until VCPUOP_up.
+    Down,
     Shutdown(u32),
     Kill,
 }
@@ -36,8 +38,8 @@ pub enum After {
 const FEATURES_SUBMAP0: u32 = (1 << 0) | (1 << 2) | (1 << 3);
 
 pub fn cpuid(d: &mut Domain) {
-    let leaf = d.vcpu.rax() as u32;
-    let sub = d.vcpu.regs().rcx as u32;
+    let leaf = d.vcpu().rax() as u32;
+    let sub = d.vcpu().regs().rcx as u32;
     let r = match leaf {
         0x4000_0000 => [
             0x4000_0005,
@@ -64,36 +66,36 @@ pub fn cpuid(d: &mut Domain) {
             r
         }
     };
-    d.vcpu.set_rax(r[0] as u64);
-    let regs = d.vcpu.regs();
+    d.vcpu().set_rax(r[0] as u64);
+    let regs = d.vcpu().regs();
     regs.rbx = r[1] as u64;
     regs.rcx = r[2] as u64;
     regs.rdx = r[3] as u64;
-    let rip = d.vcpu.rip();
-    d.vcpu.set_rip(rip + 2);
+    let rip = d.vcpu().rip();
+    d.vcpu().set_rip(rip + 2);
 }
 
 /// RDMSR / WRMSR of an MSR the permission map intercepts.
 pub fn msr(d: &mut Domain, write: bool) -> After {
-    let regs = *d.vcpu.regs();
+    let regs = *d.vcpu().regs();
     let index = regs.rcx as u32;
-    let value = (regs.rdx << 32) | (d.vcpu.rax() & 0xFFFF_FFFF);
+    let value = (regs.rdx << 32) | (d.vcpu().rax() & 0xFFFF_FFFF);
     if write && index == HYPERCALL_MSR {
         let gpa = value & !0xFFF;
         if value & 0xFFF != 0 || write_hypercall_page(d, gpa).is_err() {
-            d.vcpu.inject_gp();
+            d.vcpu().inject_gp();
             return After::Continue;
         }
         crate::log!("d{}: hypercall page at gpa {:#x}", d.id, gpa);
     } else if !write && index == HYPERCALL_MSR {
-        d.vcpu.set_rax(0);
-        d.vcpu.regs().rdx = 0;
+        d.vcpu().set_rax(0);
+        d.vcpu().regs().rdx = 0;
     } else {
-        d.vcpu.inject_gp();
+        d.vcpu().inject_gp();
         return After::Continue;
     }
-    let rip = d.vcpu.rip();
-    d.vcpu.set_rip(rip + 2);
+    let rip = d.vcpu().rip();
+    d.vcpu().set_rip(rip + 2);
     After::Continue
 }
 
@@ -120,18 +122,18 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
     let Some(d) = doms[cur].as_mut() else {
         return After::Kill;
     };
-    let rip = d.vcpu.rip();
-    d.vcpu.set_rip(rip + 3);
-    let nr = d.vcpu.rax();
-    let r = *d.vcpu.regs();
-    let a = if d.vcpu.long_mode() {
+    let rip = d.vcpu().rip();
+    d.vcpu().set_rip(rip + 3);
+    let nr = d.vcpu().rax();
+    let r = *d.vcpu().regs();
+    let a = if d.vcpu().long_mode() {
         [r.rdi, r.rsi, r.rdx, r.r10, r.r8]
     } else {
         [r.rbx, r.rcx, r.rdx, r.rsi, r.rdi].map(|x| x & 0xFFFF_FFFF)
     };
-    if d.vcpu.cpl() != 0 {
+    if d.vcpu().cpl() != 0 {
         // Xen refuses hypercalls from guest user mode.
-        d.vcpu.set_rax(XenErrno::Eperm.to_ret() as u64);
+        d.vcpu().set_rax(XenErrno::Eperm.to_ret() as u64);
         return After::Continue;
     }
     let (result, after) = match Hypercall::from_raw(nr) {
@@ -139,7 +141,7 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
         Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
         Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
         Some(Hypercall::MemoryOp) => (memory_op(d, a[0], a[1]), After::Continue),
-        Some(Hypercall::VcpuOp) => (vcpu_op(d, a[0], a[1], a[2]), After::Continue),
+        Some(Hypercall::VcpuOp) => vcpu_op(d, a[0], a[1], a[2]),
         Some(Hypercall::GrantTableOp) => (
             crate::grant::grant_table_op(doms, cur, a[0], a[1], a[2]),
             After::Continue,
@@ -153,7 +155,7 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
     let Some(d) = doms[cur].as_mut() else {
         return After::Kill;
     };
-    d.vcpu.set_rax(ret(result));
+    d.vcpu().set_rax(ret(result));
     after
 }
 
@@ -298,31 +300,70 @@ fn poll(d: &mut Domain, arg: u64) -> Result<bool, XenErrno> {
     Ok(false)
 }
 
-fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> Result<i64, XenErrno> {
-    let op = u32::try_from(cmd)
-        .ok()
-        .and_then(VcpuOp::from_raw)
-        .ok_or(XenErrno::Enosys)?;
-    if vcpu != 0 {
-        return Err(XenErrno::Enoent);
+/// VCPUOP_*: timers on vCPU 0; secondary vCPUs (a domain with `vcpus=N`) are started
+/// with initialise (a `vcpu_hvm_context`, 32-bit mode: the PVH entry state at its eip,
+/// with its esp and ebx) and up, and stop themselves with down.
+fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErrno>, After) {
+    let Some(op) = u32::try_from(cmd).ok().and_then(VcpuOp::from_raw) else {
+        return (Err(XenErrno::Enosys), After::Continue);
+    };
+    if vcpu >= d.nr_vcpus as u64 {
+        return (Err(XenErrno::Enoent), After::Continue);
     }
-    match op {
-        VcpuOp::IsUp => Ok(1),
-        VcpuOp::SetSingleshotTimer => {
-            let mut t = VcpuSetSingleshotTimer::default();
-            d.copy_from_guest(arg, t.as_mut_bytes())?;
-            if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < d.clock.now_ns() {
-                return Err(XenErrno::Etime);
+    let k = vcpu as usize;
+    let r = match op {
+        VcpuOp::IsUp => Ok((d.vcpus[k].state != RunState::Down) as i64),
+        VcpuOp::Initialise => {
+            // struct vcpu_hvm_context: mode, pad, then vcpu_hvm_x86_32 (eax, ecx, edx,
+            // ebx, esp, ebp, esi, edi, eip, ...).
+            let mut c = [0u8; 48];
+            match d.copy_from_guest(arg, &mut c) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let w = |i: usize| u32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
+                    if w(0) != 0 {
+                        Err(XenErrno::Einval)
+                    } else {
+                        d.init_secondary(k, w(40), w(24), w(20)).map(|()| 0)
+                    }
+                }
             }
-            d.timer_deadline = Some(t.timeout_abs_ns);
-            Ok(0)
         }
-        VcpuOp::StopSingleshotTimer => {
+        VcpuOp::Up => match (&d.vcpus[k].slot, d.vcpus[k].state) {
+            (Some(_), RunState::Down) => {
+                d.vcpus[k].state = RunState::Runnable;
+                Ok(0)
+            }
+            (None, RunState::Down) => Err(XenErrno::Einval),
+            _ => Ok(0),
+        },
+        VcpuOp::Down if k == d.cur && k != 0 => {
+            return (Ok(0), After::Down);
+        }
+        VcpuOp::Down => Err(XenErrno::Einval),
+        VcpuOp::SetSingleshotTimer if k == 0 => {
+            let mut t = VcpuSetSingleshotTimer::default();
+            match d.copy_from_guest(arg, t.as_mut_bytes()) {
+                Err(e) => Err(e),
+                Ok(())
+                    if t.flags & VCPU_SSHOTTMR_FUTURE != 0
+                        && t.timeout_abs_ns < d.clock.now_ns() =>
+                {
+                    Err(XenErrno::Etime)
+                }
+                Ok(()) => {
+                    d.timer_deadline = Some(t.timeout_abs_ns);
+                    Ok(0)
+                }
+            }
+        }
+        VcpuOp::StopSingleshotTimer if k == 0 => {
             d.timer_deadline = None;
             Ok(0)
         }
         _ => Err(XenErrno::Enosys),
-    }
+    };
+    (r, After::Continue)
 }
 
 /// Puts a hypervisor-owned frame at `gpa` in the domain's physmap; `at` is where it is
@@ -405,8 +446,14 @@ fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
 /// Marks the domain for the scheduler after `after`.
 pub fn apply(d: &mut Domain, after: After) {
     match after {
-        After::Block => d.state = RunState::Blocked,
-        After::Shutdown(_) | After::Kill => d.state = RunState::Dead,
+        After::Block => d.vcpus[d.cur].state = RunState::Blocked,
+        After::Down => d.vcpus[d.cur].state = RunState::Down,
+        After::Shutdown(_) | After::Kill => {
+            d.dying = true;
+            for v in d.vcpus.iter_mut() {
+                v.state = RunState::Dead;
+            }
+        }
         After::Continue | After::Yield => {}
     }
 }

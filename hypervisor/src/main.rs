@@ -22,13 +22,17 @@ mod multiboot;
 mod time;
 mod virt;
 
-use arch::svm::Svm;
+use arch::smp::MAX_CPUS;
+use arch::svm::{Svm, SvmVcpu};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use domain::{Domain, RunState};
 use hypercall::After;
 use mm::FrameAllocator;
+use spin::Mutex;
 use virt::{Exit, VcpuState, VirtBackend};
 
-const MAX_DOMAINS: usize = 12;
+/// At most 15: ASIDs are domain ids, and QEMU's SVM offers 16 (0 is the host's).
+const MAX_DOMAINS: usize = 14;
 /// Guest memory per domain.
 const DOMAIN_MEM: u64 = 8 << 20;
 /// Exit status (through isa-debug-exit) when every domain has ended and the hypervisor
@@ -39,27 +43,82 @@ const EXIT_BOOT_FAILED: u32 = 0x11;
 const TIME_SLICE_NS: u64 = 10_000_000;
 /// The hypervisor heap (IOMMU driver state, parsed ACPI tables, the PCI device list).
 const HEAP_PAGES: u64 = 256;
+/// The APIC id `smp-phantom-cpu` adds to the MADT's (none in the suite's machines).
+const PHANTOM_APIC_ID: u8 = 7;
+/// Each AP's stack (the boot CPU's is 512 KiB in the image).
+const AP_STACK_PAGES: u64 = 128;
+
+/// What every CPU shares, behind one lock: the domains (with their event-channel and
+/// grant state), the frame allocator, the IOMMU. A CPU holds it to pick a vCPU and to
+/// handle each exit; never while a guest runs.
+struct World {
+    domains: [Option<Domain>; MAX_DOMAINS],
+    fa: FrameAllocator,
+    protection: Option<iommu::Protection>,
+    /// The boot CPU's backend: APs take its permission maps.
+    svm: Svm,
+    clock: time::Clock,
+    /// The LAPIC timer's initial count for a slice (calibrated on the boot CPU).
+    tick_count: u32,
+    /// Round-robin cursor into `domains`.
+    next: usize,
+    stats: [CpuStats; MAX_CPUS],
+    /// CPUs that joined the scheduler, and their APIC ids.
+    online: [Option<u32>; MAX_CPUS],
+    /// CPUs asleep in HLT until their next tick (a CPU making a vCPU runnable kicks one).
+    idle: [bool; MAX_CPUS],
+    /// Frames the CPUs took for themselves (AP stacks, SVM save areas): not domains'.
+    cpu_frames: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct CpuStats {
+    /// vCPU slices started on this CPU.
+    slices: u64,
+    exits: u64,
+    hypercalls: u64,
+    preemptions: u64,
+}
+
+static WORLD: spin::Once<Mutex<World>> = spin::Once::new();
+/// Per CPU: #VMEXITs so far, counted before the CPU takes the lock, so a CPU holding it
+/// can wait for another to have left its guest.
+static VMEXITS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU: between taking a vCPU and its #VMEXIT (the guest may run).
+static IN_GUEST: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 /// Called by the boot code in long mode with the multiboot information address.
 pub fn hv_main(mb_info: u32) -> ! {
     arch::serial::init();
     arch::serial::mask_pics();
     log!("sluice hypervisor: booting");
-    arch::cpu::init();
+    arch::cpu::init(0);
+    arch::smp::init_bsp();
     log!("cpu: GDT, TSS (IST for NMI/#DF/#MC), IDT loaded");
 
     let boot = multiboot::BootInfo::new(mb_info as u64);
     let mut fa = FrameAllocator::new();
+    let tramp = arch::smp::TRAMPOLINE;
+    let mut trampoline_ok = !(tramp..tramp + mm::PAGE).contains(&(mb_info as u64));
+    let mut trampoline_ram = false;
     boot.for_each_entry(|base, len, ty| match ty {
-        1 => fa.add_region(base, base.saturating_add(len)),
+        1 => {
+            trampoline_ram |= base <= tramp && base.saturating_add(len) >= tramp + mm::PAGE;
+            fa.add_region(base, base.saturating_add(len))
+        }
         3..=5 => fa.add_firmware_ram(base, base.saturating_add(len)),
         _ => {}
     });
+    trampoline_ok &= trampoline_ram;
     let (img_start, img_end) = arch::boot::image_range();
     fa.reserve(img_start, img_end);
     // Copy the module list out first: the boot information lies in memory the frame
     // allocator hands out.
     let selftest = boot.has_option("iommu-selftest");
+    // Test: also start an APIC id the MADT does not list (no CPU answers it).
+    let phantom = boot
+        .has_option("smp-phantom-cpu")
+        .then_some(PHANTOM_APIC_ID);
     let nmods = boot.module_count().min(MAX_DOMAINS);
     let modules: [Option<multiboot::Module>; MAX_DOMAINS] =
         core::array::from_fn(|i| (i < nmods).then(|| boot.module(i)));
@@ -107,10 +166,6 @@ pub fn hv_main(mb_info: u32) -> ! {
             );
             functions = acpi::enumerate_pci(pf);
             log!("pci: {} functions over ECAM", functions.len());
-            log!(
-                "smp: only the boot CPU runs (AP bring-up not implemented); {} CPUs idle",
-                pf.cpus.saturating_sub(1)
-            );
         }
         None => log!("acpi: no RSDP found"),
     }
@@ -155,7 +210,7 @@ pub fn hv_main(mb_info: u32) -> ! {
     let iommu_before_domains = protection.as_ref().map(|p| p.table_frames().0);
     let count = arch::lapic::start_periodic(clock.hz, TIME_SLICE_NS);
     log!(
-        "sched: round-robin, {} ms slices (LAPIC timer, initial count {})",
+        "sched: round-robin over every CPU, {} ms slices (LAPIC timer, initial count {})",
         TIME_SLICE_NS / 1_000_000,
         count
     );
@@ -173,14 +228,21 @@ pub fn hv_main(mb_info: u32) -> ! {
             image: (m.start, m.end),
             mem_bytes: DOMAIN_MEM,
             cmdline: args,
+            vcpus: args
+                .split(' ')
+                .find_map(|a| a.strip_prefix("vcpus="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
         };
         match Domain::create(&svm, &mut fa, id, &spec, clock) {
             Ok(mut d) => {
                 log!(
-                    "domain {} ({}): created, {} KiB, 1 vCPU, cmdline '{}'",
+                    "domain {} ({}): created, {} KiB, {} vCPU{}, cmdline '{}'",
                     id,
                     name,
                     DOMAIN_MEM / 1024,
+                    d.nr_vcpus,
+                    if d.nr_vcpus == 1 { "" } else { "s" },
                     args
                 );
                 if let Some(p) = protection.as_mut() {
@@ -203,16 +265,63 @@ pub fn hv_main(mb_info: u32) -> ! {
         }
     }
 
-    schedule(&svm, &mut domains, &mut fa, &mut protection);
+    let bsp_apic = arch::lapic::id();
+    let mut online = [None; MAX_CPUS];
+    online[0] = Some(bsp_apic);
+    let world = WORLD.call_once(|| {
+        Mutex::new(World {
+            domains,
+            fa,
+            protection,
+            svm: svm.clone(),
+            clock,
+            tick_count: count,
+            next: 0,
+            stats: [CpuStats::default(); MAX_CPUS],
+            online,
+            idle: [false; MAX_CPUS],
+            cpu_frames: 0,
+        })
+    });
+    let cpus = start_aps(
+        world,
+        platform.as_ref(),
+        phantom,
+        bsp_apic,
+        trampoline_ok,
+        clock.hz,
+    );
+    log!(
+        "smp: {} of {} CPUs started",
+        cpus,
+        platform.as_ref().map_or(1, |p| p.cpus)
+    );
 
-    let leaked = fa.handed_out - frames_before_domains;
+    cpu_loop(0, &svm, world);
+
+    let mut guard = world.lock();
+    let w = &mut *guard;
+    for (cpu, apic) in w.online.iter().enumerate() {
+        let Some(apic) = apic else { continue };
+        let st = w.stats[cpu];
+        log!(
+            "sched: CPU {} (APIC id {}): {} slices, {} exits, {} hypercalls, {} preemptions",
+            cpu,
+            apic,
+            st.slices,
+            st.exits,
+            st.hypercalls,
+            st.preemptions
+        );
+    }
+    let leaked = w.fa.handed_out - frames_before_domains - w.cpu_frames;
     log!(
         "memory: {} frames held by domains after all ended ({})",
         leaked,
         if leaked == 0 { "all returned" } else { "LEAK" }
     );
     let mut iommu_ok = true;
-    if let Some(p) = protection.as_mut() {
+    if let Some(p) = w.protection.as_mut() {
         p.drain_faults(|_| {});
         let (frames, bad_frees) = p.table_frames();
         let before = iommu_before_domains.unwrap_or(0);
@@ -236,94 +345,419 @@ pub fn hv_main(mb_info: u32) -> ! {
     })
 }
 
-/// Round-robin over runnable domains; a vCPU runs until it yields, blocks, halts, ends
-/// or its time slice (the LAPIC tick) is over.
-fn schedule(
-    svm: &Svm,
-    domains: &mut [Option<Domain>],
-    fa: &mut FrameAllocator,
-    protection: &mut Option<iommu::Protection>,
-) {
-    loop {
-        if let Some(p) = protection.as_mut() {
-            p.drain_faults(|_| {});
+/// Brings up every other enabled CPU of the MADT, one at a time; returns how many CPUs
+/// run (the boot CPU included).
+fn start_aps(
+    world: &Mutex<World>,
+    platform: Option<&acpi::Platform>,
+    phantom: Option<u8>,
+    bsp_apic: u32,
+    trampoline_ok: bool,
+    tsc_hz: u64,
+) -> usize {
+    let Some(pf) = platform else { return 1 };
+    let mut ids = [0u8; 33];
+    let n = pf.cpus as usize;
+    ids[..n].copy_from_slice(&pf.lapic_ids[..n]);
+    let n = match phantom {
+        Some(p) if !ids[..n].contains(&p) => {
+            ids[n] = p;
+            n + 1
         }
-        let mut ran = false;
-        for i in 0..domains.len() {
-            fire_timers(domains);
-            if domains[i].as_ref().map(|d| d.state) != Some(RunState::Runnable) {
+        _ => n,
+    };
+    let ids = &ids[..n];
+    let others = ids.iter().filter(|&&id| id as u32 != bsp_apic).count();
+    if others == 0 {
+        return 1;
+    }
+    if !trampoline_ok {
+        log!(
+            "smp: frame {:#x} is not free RAM: no trampoline, {} CPUs stay idle",
+            arch::smp::TRAMPOLINE,
+            others
+        );
+        return 1;
+    }
+    let len = arch::smp::install_trampoline();
+    log!(
+        "smp: trampoline ({} bytes) at {:#x}; starting {} APs (INIT, SIPI, SIPI)",
+        len,
+        arch::smp::TRAMPOLINE,
+        others
+    );
+    let mut cpus = 1;
+    for &apic in ids {
+        let apic = apic as u32;
+        if apic == bsp_apic {
+            continue;
+        }
+        if cpus >= MAX_CPUS {
+            log!(
+                "smp: APIC id {}: more than {} CPUs, left idle",
+                apic,
+                MAX_CPUS
+            );
+            continue;
+        }
+        let stack = {
+            let mut w = world.lock();
+            let s = w.fa.alloc_contiguous(AP_STACK_PAGES, mm::PAGE);
+            if s.is_some() {
+                w.cpu_frames += AP_STACK_PAGES;
+            }
+            s
+        };
+        let Some(stack) = stack else {
+            log!("smp: APIC id {}: no memory for its stack", apic);
+            break;
+        };
+        match arch::smp::start_ap(cpus, apic, stack + AP_STACK_PAGES * mm::PAGE, tsc_hz) {
+            Some(us) => {
+                log!(
+                    "smp: CPU {} (APIC id {}) answered after {} us",
+                    cpus,
+                    apic,
+                    us
+                );
+                cpus += 1;
+            }
+            None => {
+                // Its stack stays allocated: the CPU may still wake up and use it.
+                log!("smp: APIC id {} never answered: left out", apic);
+            }
+        }
+    }
+    cpus
+}
+
+/// An AP after its descriptor tables: SVM on, its LAPIC tick, then the scheduler.
+pub fn ap_main(cpu: usize) -> ! {
+    let world = WORLD.wait();
+    let (svm, count) = {
+        let mut guard = world.lock();
+        let w = &mut *guard;
+        let mut taken = 0;
+        let svm = w.svm.for_this_cpu(&mut |pages| {
+            taken += pages;
+            w.fa.alloc_contiguous(pages, mm::PAGE)
+        });
+        w.cpu_frames += taken;
+        (svm, w.tick_count)
+    };
+    let svm = match svm {
+        Ok(s) => s,
+        Err(e) => {
+            log!("smp: CPU {}: svm: {}: it stays idle", cpu, e);
+            halt()
+        }
+    };
+    arch::lapic::start_periodic_count(count);
+    let apic = arch::lapic::id();
+    log!(
+        "smp: CPU {} (APIC id {}) up: long mode, own stack, GDT/TSS/IDT, SVM on, LAPIC tick (count {})",
+        cpu,
+        apic,
+        count
+    );
+    world.lock().online[cpu] = Some(apic);
+    cpu_loop(cpu, &svm, world);
+    halt()
+}
+
+fn halt() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+impl World {
+    /// The next runnable vCPU that no CPU runs, round-robin over the domains; taken out
+    /// of its domain for `cpu` to run. Returns (domain index, vCPU index, vCPU).
+    fn pick(&mut self, cpu: usize) -> Option<(usize, usize, SvmVcpu)> {
+        let n = self.domains.len();
+        for step in 0..n {
+            let i = (self.next + step) % n;
+            let Some(d) = self.domains[i].as_mut() else {
+                continue;
+            };
+            if d.dying {
                 continue;
             }
-            if let Some(d) = domains[i].as_ref() {
+            // Round-robin among its vCPUs too.
+            let nv = d.nr_vcpus;
+            let Some(k) = (0..nv).map(|j| (d.next_vcpu + j) % nv).find(|&k| {
+                let v = &d.vcpus[k];
+                v.state == RunState::Runnable && v.running_on.is_none() && v.slot.is_some()
+            }) else {
+                continue;
+            };
+            d.next_vcpu = k + 1;
+            if d.on_cpu() {
+                d.side_by_side += 1;
+            }
+            let last_here = d.last_vcpu_on[cpu] as usize;
+            let v = &mut d.vcpus[k];
+            let Some(mut s) = v.slot.take() else {
+                continue;
+            };
+            // ASIDs are global (the domain id, shared by its vCPUs): this CPU's TLB may
+            // hold stale entries for it if the vCPU ran elsewhere since, if another of
+            // its vCPUs ran here last, or if its NPT changed meanwhile.
+            if v.flush_pending || v.last_cpu != Some(cpu) || last_here != k {
+                s.flush_tlb();
+                v.flush_pending = false;
+            }
+            v.running_on = Some(cpu);
+            v.last_cpu = Some(cpu);
+            d.last_vcpu_on[cpu] = k as u8;
+            if k == 0 {
                 d.clock.publish(d.shared_info);
             }
-            ran = true;
-            let after = run_until_switch(svm, domains, i);
-            let Some(d) = domains[i].as_mut() else {
-                continue;
-            };
-            hypercall::apply(d, after);
-            match after {
-                After::Shutdown(reason) => {
-                    log!(
-                        "domain {} ({}): shut down, reason {} ({} preemptions)",
-                        d.id,
-                        d.name(),
-                        reason,
-                        d.preemptions
-                    );
-                }
-                After::Kill => {}
-                _ => continue,
-            }
-            evtchn::close_all(domains, i);
-            grant::release_all(domains, i);
-            let Some(d) = domains[i].as_mut() else {
-                continue;
-            };
-            if let (Some(p), Some(io)) = (protection.as_mut(), d.iommu.take()) {
-                p.destroy_domain(io);
-            }
-            let freed = d.destroy(fa);
-            log!(
-                "domain {} ({}): destroyed, {} frames freed",
-                d.id,
-                d.name(),
-                freed
-            );
-            domains[i] = None;
+            self.next = i + 1;
+            self.stats[cpu].slices += 1;
+            return Some((i, k, s));
         }
-        if !ran {
-            // Everyone is blocked: wait for the earliest timer.
-            let next = domains
-                .iter()
-                .flatten()
-                .flat_map(|d| [d.timer_deadline, d.poll_deadline])
-                .flatten()
-                .min();
-            if let (Some(deadline), Some(d)) = (next, domains.iter().flatten().next()) {
-                while d.clock.now_ns() < deadline {
+        None
+    }
+
+    /// Kicks one sleeping CPU if a vCPU is runnable that no CPU runs (an event or a
+    /// shutdown just freed one), so it need not wait for that CPU's tick.
+    fn wake_idle(&mut self) {
+        let waiting = self.domains.iter().flatten().any(|d| {
+            !d.dying
+                && d.vcpus[..d.nr_vcpus]
+                    .iter()
+                    .any(|v| v.state == RunState::Runnable && v.running_on.is_none())
+        });
+        if !waiting {
+            return;
+        }
+        if let Some(c) = (0..MAX_CPUS).find(|&c| self.idle[c]) {
+            self.idle[c] = false;
+            if let Some(apic) = self.online[c] {
+                arch::lapic::kick(apic);
+            }
+        }
+    }
+
+    /// Makes every other CPU running a vCPU whose nested page table changed (a grant
+    /// unmapped or revoked) leave its guest, so no stale translation outlives this
+    /// exit's handling (it flushes when it takes the lock again). Also kicks the other
+    /// vCPUs of a dying domain off their CPUs.
+    fn sync_vcpus(&self, cpu: usize) {
+        for d in self.domains.iter().flatten() {
+            for v in d.vcpus.iter() {
+                let Some(c) = v.running_on else { continue };
+                if c == cpu || !(v.flush_pending || d.dying) {
+                    continue;
+                }
+                let Some(apic) = self.online[c] else { continue };
+                // A CPU already out of its guest waits for this lock: no wait then.
+                // One about to enter takes the kick at VMRUN and exits at once.
+                let seen = VMEXITS[c].load(Ordering::SeqCst);
+                arch::lapic::kick(apic);
+                while IN_GUEST[c].load(Ordering::SeqCst)
+                    && VMEXITS[c].load(Ordering::SeqCst) == seen
+                {
                     core::hint::spin_loop();
                 }
-                continue;
             }
-            if domains
-                .iter()
-                .flatten()
-                .any(|d| d.state == RunState::Blocked)
-            {
-                // Nothing runnable, yet some are blocked and no timer exists yet to
-                // wake them: wake them (SCHEDOP_block may return spuriously).
-                for d in domains.iter_mut().flatten() {
-                    if d.state == RunState::Blocked {
-                        d.state = RunState::Runnable;
+        }
+    }
+}
+
+/// One CPU's scheduler: round-robin over the runnable vCPUs of every domain (a vCPU on
+/// one CPU at a time); a vCPU runs until it yields, blocks, halts, ends or its time
+/// slice (this CPU's LAPIC tick) is over. Returns once every domain has ended.
+fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
+    loop {
+        let mut guard = world.lock();
+        let w = &mut *guard;
+        w.idle[cpu] = false;
+        if cpu == 0 {
+            if let Some(p) = w.protection.as_mut() {
+                p.drain_faults(|_| {});
+            }
+        }
+        fire_timers(&mut w.domains);
+        if let Some((i, k, vcpu)) = w.pick(cpu) {
+            drop(guard);
+            run_slice(cpu, svm, world, i, k, vcpu);
+            continue;
+        }
+        if w.domains.iter().all(Option::is_none) {
+            return;
+        }
+        let running = w.domains.iter().flatten().any(|d| d.on_cpu());
+        let next = w
+            .domains
+            .iter()
+            .flatten()
+            .flat_map(|d| [d.timer_deadline, d.poll_deadline])
+            .flatten()
+            .min();
+        if !running && next.is_none() {
+            // Nothing runs or is runnable, yet some are blocked and no timer exists
+            // to wake them: wake them (SCHEDOP_block may return spuriously).
+            for d in w.domains.iter_mut().flatten() {
+                for v in d.vcpus.iter_mut() {
+                    if v.state == RunState::Blocked {
+                        v.state = RunState::Runnable;
                     }
                 }
+            }
+            // Domains whose vCPUs are all down cannot go on: ended.
+            for i in 0..w.domains.len() {
+                let stuck = w.domains[i].as_ref().is_some_and(|d| {
+                    d.vcpus[..d.nr_vcpus]
+                        .iter()
+                        .all(|v| v.state == RunState::Down)
+                });
+                if stuck {
+                    if let Some(d) = w.domains[i].as_mut() {
+                        log!("domain {} ({}): every vCPU down: ended", d.id, d.name());
+                        hypercall::apply(d, After::Kill);
+                    }
+                    teardown(w, cpu, i);
+                }
+            }
+            continue;
+        }
+        let clock = w.clock;
+        match next {
+            // A timer due within a slice: wait for it here.
+            Some(t) if t.saturating_sub(clock.now_ns()) < TIME_SLICE_NS => {
+                drop(guard);
+                while clock.now_ns() < t {
+                    core::hint::spin_loop();
+                }
+            }
+            // Else sleep until this CPU's next tick, or a kick (taken even if it
+            // comes before the HLT: it stays pending while interrupts are off).
+            _ => {
+                w.idle[cpu] = true;
+                drop(guard);
+                arch::lapic::wait_for_interrupt();
+            }
+        }
+    }
+}
+
+/// Runs vCPU `k` of domain `i` on `cpu` until it leaves the CPU; each exit is handled
+/// with the lock held, the guest runs without it.
+fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mut vcpu: SvmVcpu) {
+    loop {
+        IN_GUEST[cpu].store(true, Ordering::SeqCst);
+        let exit = svm.run(&mut vcpu);
+        IN_GUEST[cpu].store(false, Ordering::SeqCst);
+        VMEXITS[cpu].fetch_add(1, Ordering::SeqCst);
+        let mut guard = world.lock();
+        let w = &mut *guard;
+        let Some(d) = w.domains[i].as_mut() else {
+            return;
+        };
+        d.cur = k;
+        let v = &mut d.vcpus[k];
+        v.slot = Some(vcpu);
+        if v.flush_pending {
+            v.flush_pending = false;
+            d.vcpu().flush_tlb();
+        }
+        let st = &mut w.stats[cpu];
+        st.exits += 1;
+        match exit {
+            Exit::Hypercall => st.hypercalls += 1,
+            Exit::ExternalInterrupt => st.preemptions += 1,
+            _ => {}
+        }
+        if d.dying {
+            // Another vCPU ended the domain while this one ran.
+            arch::lapic::take_pending_interrupt();
+            leave(w, cpu, i, k, After::Kill);
+            return;
+        }
+        let after = handle_exit(&mut w.domains, i, exit);
+        if matches!(exit, Exit::Hypercall) {
+            w.sync_vcpus(cpu);
+            w.wake_idle();
+        }
+        if after == After::Continue {
+            if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpus[k].slot.take()) {
+                vcpu = v;
+                drop(guard);
                 continue;
             }
             return;
         }
+        leave(w, cpu, i, k, after);
+        w.wake_idle();
+        return;
     }
+}
+
+/// vCPU `k` of domain `i` left `cpu` for `after`; a dead domain is torn down once none
+/// of its vCPUs is on a CPU.
+fn leave(w: &mut World, cpu: usize, i: usize, k: usize, after: After) {
+    let Some(d) = w.domains[i].as_mut() else {
+        return;
+    };
+    d.vcpus[k].running_on = None;
+    let was_dying = d.dying;
+    hypercall::apply(d, after);
+    if !d.dying {
+        return;
+    }
+    if !was_dying {
+        if let After::Shutdown(reason) = after {
+            log!(
+                "domain {} ({}): shut down, reason {} ({} preemptions)",
+                d.id,
+                d.name(),
+                reason,
+                d.preemptions
+            );
+        }
+    }
+    if d.on_cpu() {
+        // Its other vCPUs leave at their next exit; the last one tears it down.
+        w.sync_vcpus(cpu);
+        return;
+    }
+    teardown(w, cpu, i);
+}
+
+/// Destroys dead domain `i` (no vCPU of it on a CPU).
+fn teardown(w: &mut World, cpu: usize, i: usize) {
+    evtchn::close_all(&mut w.domains, i);
+    grant::release_all(&mut w.domains, i);
+    // Mappings of its memory revoked from vCPUs running elsewhere: those CPUs leave
+    // their guests before the frames go.
+    w.sync_vcpus(cpu);
+    let Some(d) = w.domains[i].as_mut() else {
+        return;
+    };
+    if let (Some(p), Some(io)) = (w.protection.as_mut(), d.iommu.take()) {
+        p.destroy_domain(io);
+    }
+    if d.nr_vcpus > 1 {
+        log!(
+            "domain {} ({}): {} vCPUs; {} slices began beside another of its vCPUs on another CPU",
+            d.id,
+            d.name(),
+            d.nr_vcpus,
+            d.side_by_side
+        );
+    }
+    let freed = d.destroy(&mut w.fa);
+    log!(
+        "domain {} ({}): destroyed, {} frames freed",
+        d.id,
+        d.name(),
+        freed
+    );
+    w.domains[i] = None;
 }
 
 /// Sends VIRQ_TIMER to each domain whose single-shot timer has expired.
@@ -338,8 +772,8 @@ fn fire_timers(domains: &mut [Option<Domain>]) {
                 if let Some(port) = d.virq_timer {
                     d.clock.publish(d.shared_info);
                     evtchn::set_pending(d, port);
-                } else if d.state == RunState::Blocked {
-                    d.state = RunState::Runnable;
+                } else {
+                    d.wake();
                 }
             }
         }
@@ -351,63 +785,59 @@ fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
     After::Kill
 }
 
-fn run_until_switch(svm: &Svm, domains: &mut [Option<Domain>], i: usize) -> After {
-    loop {
-        let Some(d) = domains[i].as_mut() else {
-            return After::Kill;
-        };
-        let exit = svm.run(&mut d.vcpu);
-        let after = match exit {
-            Exit::Hypercall => hypercall::hypercall(domains, i),
-            Exit::Cpuid => {
-                hypercall::cpuid(d);
-                After::Continue
-            }
-            Exit::Msr { write } => hypercall::msr(d, write),
-            Exit::Hlt => {
-                let rip = d.vcpu.rip();
-                d.vcpu.set_rip(rip + 1);
-                After::Block
-            }
-            Exit::Io {
-                input, next_rip, ..
-            } => {
-                // No devices are emulated: writes are dropped, reads return all ones.
-                if input {
-                    let rax = d.vcpu.rax();
-                    d.vcpu.set_rax(rax | 0xFFFF_FFFF);
-                }
-                d.vcpu.set_rip(next_rip);
-                After::Continue
-            }
-            Exit::ExternalInterrupt => {
-                // The LAPIC tick: its slice is over.
-                arch::lapic::take_pending_interrupt();
-                d.preemptions += 1;
-                After::Yield
-            }
-            Exit::NestedPageFault { gpa, flags } => kill(
-                d,
-                format_args!(
-                    "nested page fault at gpa {:#x} (flags {:#x}, rip {:#x}): {}",
-                    gpa,
-                    flags,
-                    d.vcpu.rip(),
-                    if flags & 1 != 0 {
-                        "write to a read-only mapping"
-                    } else {
-                        "not its memory"
-                    }
-                ),
-            ),
-            Exit::Shutdown => kill(d, format_args!("triple fault (rip {:#x})", d.vcpu.rip())),
-            Exit::Invalid => kill(d, format_args!("VMRUN refused the guest state")),
-            Exit::Other(code) => kill(d, format_args!("unhandled exit {:#x}", code)),
-        };
-        if after != After::Continue {
-            return after;
+/// Handles one exit of the vCPU of domain `i` (back in its domain).
+fn handle_exit(domains: &mut [Option<Domain>], i: usize, exit: Exit) -> After {
+    let Some(d) = domains[i].as_mut() else {
+        return After::Kill;
+    };
+    let rip = d.vcpu().rip();
+    let after = match exit {
+        Exit::Hypercall => hypercall::hypercall(domains, i),
+        Exit::Cpuid => {
+            hypercall::cpuid(d);
+            After::Continue
         }
-    }
+        Exit::Msr { write } => hypercall::msr(d, write),
+        Exit::Hlt => {
+            d.vcpu().set_rip(rip + 1);
+            After::Block
+        }
+        Exit::Io {
+            input, next_rip, ..
+        } => {
+            // No devices are emulated: writes are dropped, reads return all ones.
+            if input {
+                let rax = d.vcpu().rax();
+                d.vcpu().set_rax(rax | 0xFFFF_FFFF);
+            }
+            d.vcpu().set_rip(next_rip);
+            After::Continue
+        }
+        Exit::ExternalInterrupt => {
+            // The LAPIC tick: its slice is over.
+            arch::lapic::take_pending_interrupt();
+            d.preemptions += 1;
+            After::Yield
+        }
+        Exit::NestedPageFault { gpa, flags } => kill(
+            d,
+            format_args!(
+                "nested page fault at gpa {:#x} (flags {:#x}, rip {:#x}): {}",
+                gpa,
+                flags,
+                rip,
+                if flags & 1 != 0 {
+                    "write to a read-only mapping"
+                } else {
+                    "not its memory"
+                }
+            ),
+        ),
+        Exit::Shutdown => kill(d, format_args!("triple fault (rip {:#x})", rip)),
+        Exit::Invalid => kill(d, format_args!("VMRUN refused the guest state")),
+        Exit::Other(code) => kill(d, format_args!("unhandled exit {:#x}", code)),
+    };
+    after
 }
 
 /// An ACPI table location for the log.

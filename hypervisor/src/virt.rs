@@ -59,6 +59,7 @@ pub trait VcpuState {
     fn set_rax(&mut self, v: u64);
     fn rip(&self) -> u64;
     fn set_rip(&mut self, v: u64);
+    fn set_rsp(&mut self, v: u64);
     fn cr0(&self) -> u64;
     fn cr3(&self) -> u64;
     fn long_mode(&self) -> bool;

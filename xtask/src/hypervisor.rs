@@ -1,12 +1,15 @@
 //! End-to-end suite for the Sluice hypervisor (hypervisor/): builds it and its PVH test
-//! guest, boots it in QEMU TCG (SVM + NPT) with three domains — one checking the Xen
-//! guest ABI (including hostile arguments), one touching memory it does not own, one
-//! triple-faulting, a benchmark, two sharing pages by grant copy and mapping, and signalling each other over an event channel, one
-//! waiting for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only
-//! grant mapping while its lender finishes, two that spin without yielding (preempted by
-//! the LAPIC-timer time slice), one writing a host MSR (refused: #GP, here a triple fault) —
-//! and checks the serial log and the isa-debug-exit verdict. That boot has an `edu` device
-//! and no IOMMU: the `iommu-selftest` DMA must land (the probe's negative control).
+//! guest, boots it in QEMU TCG (SVM + NPT), with `-smp 2` and again with `-smp 4`, with
+//! thirteen domains — one checking the Xen guest ABI (including hostile arguments), one
+//! touching memory it does not own, one triple-faulting, a benchmark, two sharing pages by
+//! grant copy and mapping and signalling each other over an event channel, one waiting
+//! for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only grant
+//! mapping while its lender finishes, two that spin without yielding (preempted by the
+//! LAPIC-timer time slice), one writing a host MSR (refused: #GP, here a triple fault),
+//! one with two vCPUs (VCPUOP_initialise/up/down) — and checks the serial log, the
+//! isa-debug-exit verdict, and that every CPU came up and ran guest work (its slices and
+//! hypercalls in the log). That boot has an `edu` device and no IOMMU: the
+//! `iommu-selftest` DMA must land (the probe's negative control).
 //!
 //! Then two short boots with one domain each, under `-device intel-iommu,intremap=on` and
 //! `-device amd-iommu`: the IOMMU must come up with every device blocked, edu's DMA into
@@ -53,9 +56,12 @@ pub fn boot(
 ) -> Result<(i32, String)> {
     let mut qemu = Command::new("timeout");
     qemu.args(["300", "qemu-system-x86_64", "-M", "q35", "-accel", "tcg"])
-        .args(["-cpu", "EPYC,+svm,+npt", "-smp", "2", "-m", "256"])
+        .args(["-cpu", "EPYC,+svm,+npt", "-m", "256"])
         .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if !qemu_args.contains(&"-smp") {
+        qemu.args(["-smp", "2"]);
+    }
     qemu.args(qemu_args);
     if !modules.is_empty() {
         qemu.args(["-initrd", modules]);
@@ -82,15 +88,46 @@ pub fn run_suite() -> Result<()> {
          {g} name=bench role=bench,{g} name=ping role=ping peer=6,{g} name=pong role=pong peer=5,\
          {g} name=timer role=timer,{g} name=lender role=lender peer=9,\
          {g} name=rogue-mapper role=rogue-mapper peer=8,\
-         {g} name=spin1 role=spinner,{g} name=spin2 role=spinner,{g} name=msr role=msr"
+         {g} name=spin1 role=spinner,{g} name=spin2 role=spinner,{g} name=msr role=msr,\
+         {g} name=smp role=smp vcpus=2"
     );
-    let (status, log) = boot(&hv, &modules, &["-device", EDU], "iommu-selftest")?;
+    main_boot(&hv, &modules, 2)?;
+    main_boot(&hv, &modules, 4)?;
+    iommu_boot(&hv, &g.to_string(), "intel-iommu,intremap=on", "VT-d")?;
+    iommu_boot(&hv, &g.to_string(), "amd-iommu", "AMD-Vi")?;
+    hostile_dmar_boot(
+        &hv,
+        "register base in RAM",
+        0x10_0000,
+        0,
+        "register block overlaps RAM",
+        true,
+    )?;
+    hostile_dmar_boot(
+        &hv,
+        "unit overruns the table",
+        0xfed9_0000,
+        0x40,
+        "DMAR table malformed",
+        false,
+    )
+}
+
+/// The main boot: thirteen domains on `smp` CPUs, with edu and no IOMMU.
+fn main_boot(hv: &std::path::Path, modules: &str, smp: u32) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let smp_arg = smp.to_string();
+    let (status, log) = boot(
+        hv,
+        modules,
+        &["-device", EDU, "-smp", &smp_arg],
+        "iommu-selftest",
+    )?;
     let pos = |needle: &str| log.find(needle);
     let mut problems = Vec::new();
     for needle in [
         "iommu: no DMAR or IVRS table: devices are NOT protected from DMA",
         "bytes OVERWRITTEN by the device: DMA is NOT blocked",
-        "MADT: 2 CPUs (APIC ids [0, 1])",
         "MCFG: ECAM at 0xb0000000",
         "pci: 00:00.0 8086:29c0 class 060000",
         "(d1) ok xen_version(get_features) auto_translated_physmap",
@@ -119,6 +156,12 @@ pub fn run_suite() -> Result<()> {
         "(d8) GUEST PASS",
         "domain 12 (msr): KILLED: triple fault",
         "(d6) GUEST PASS",
+        "domain 13 (smp): created, 8192 KiB, 2 vCPUs",
+        "(d13) ok vcpu_op initialise vcpu 1",
+        "(d13) ok vcpu 1 runs",
+        "(d13) ok vcpu 1 makes hypercalls (xen_version)",
+        "(d13) ok up again: vcpu 1 resumes after its VCPUOP_down",
+        "(d13) GUEST PASS",
     ] {
         if pos(needle).is_none() {
             problems.push(format!("missing: {needle}"));
@@ -129,16 +172,40 @@ pub fn run_suite() -> Result<()> {
         (Some(k), Some(p)) if k < p => {}
         _ => problems.push("the rogue domain was not killed before domain 1 finished".into()),
     }
-    // Two guests that never yield both start before either finishes: the LAPIC tick
-    // preempts them.
-    match (
-        pos("(d10) spinner: start"),
-        pos("(d11) spinner: start"),
-        pos("(d10) spinner: done"),
-        pos("(d11) spinner: done"),
-    ) {
-        (Some(a), Some(b), Some(c), Some(d)) if a.max(b) < c.min(d) => {}
-        _ => problems.push("spinning domains were not preempted (time slices)".into()),
+    // Two guests that never yield are preempted by the LAPIC tick (time slices). With
+    // one CPU they also interleave; with more they may run side by side.
+    for name in ["spin1", "spin2"] {
+        let preempted = log
+            .lines()
+            .filter(|l| l.contains(&format!("({name}): shut down, reason 0 (")))
+            .find_map(|l| l.rsplit_once(" (")?.1.strip_suffix(" preemptions)"))
+            .and_then(|n| n.parse::<u64>().ok());
+        match preempted {
+            Some(n) if n > 0 => {}
+            _ => problems.push(format!(
+                "spinning domain {name} was not preempted (time slices): {preempted:?}"
+            )),
+        }
+    }
+    let ids: Vec<String> = (0..smp).map(|i| i.to_string()).collect();
+    let madt = format!("MADT: {smp} CPUs (APIC ids [{}])", ids.join(", "));
+    if pos(&madt).is_none() {
+        problems.push(format!("missing: {madt}"));
+    }
+    let cpus_line = format!("smp: {smp} of {smp} CPUs started");
+    if pos(&cpus_line).is_none() {
+        problems.push(format!("missing: {cpus_line}"));
+    }
+    // Every CPU ran guest code: a hypercall (VMMCALL) exits on it.
+    let per_cpu = cpu_stats(&log);
+    for cpu in 0..smp {
+        match per_cpu.iter().find(|s| s.0 == cpu) {
+            Some(&(_, slices, hypercalls)) if slices > 0 && hypercalls > 0 => {}
+            Some(&(_, slices, hypercalls)) => problems.push(format!(
+                "CPU {cpu} ran no guest work ({slices} slices, {hypercalls} hypercalls)"
+            )),
+            None => problems.push(format!("no scheduler statistics for CPU {cpu}")),
+        }
     }
     let oks = log.lines().filter(|l| l.contains(") ok ")).count();
     if oks < 100 {
@@ -155,7 +222,7 @@ pub fn run_suite() -> Result<()> {
     }
     for l in log.lines().filter(|l| {
         [
-            "acpi:", "pci:", "sched:", "spinner:", "KILLED", ") ok ", "bench:", "timer:",
+            "acpi:", "pci:", "sched:", "smp:", "spinner:", "KILLED", ") ok ", "bench:", "timer:",
         ]
         .iter()
         .any(|k| l.contains(k))
@@ -164,25 +231,28 @@ pub fn run_suite() -> Result<()> {
     }
     if !problems.is_empty() {
         eprintln!("--- serial log ---\n{log}");
-        bail!("hypervisor suite: {}", problems.join("; "));
+        bail!("hypervisor suite (-smp {smp}): {}", problems.join("; "));
     }
-    eprintln!("  {oks} guest ABI checks passed; 4 faulting domains killed, hypervisor alive");
-    iommu_boot(&hv, &g.to_string(), "intel-iommu,intremap=on", "VT-d")?;
-    iommu_boot(&hv, &g.to_string(), "amd-iommu", "AMD-Vi")?;
-    hostile_dmar_boot(
-        &hv,
-        "register base in RAM",
-        0x10_0000,
-        0,
-        "register block overlaps RAM",
-    )?;
-    hostile_dmar_boot(
-        &hv,
-        "unit overruns the table",
-        0xfed9_0000,
-        0x40,
-        "DMAR table malformed",
-    )
+    eprintln!(
+        "  -smp {smp}: {oks} guest ABI checks passed; 4 faulting domains killed; every CPU ran guest work; hypervisor alive ({:.1} s)",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `sched: CPU n (APIC id a): s slices, e exits, h hypercalls, ...` lines: (n, s, h).
+fn cpu_stats(log: &str) -> Vec<(u32, u64, u64)> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("sched: CPU ")?;
+            let (cpu, rest) = rest.split_once(' ')?;
+            let (_, rest) = rest.split_once("): ")?;
+            let mut words = rest.split(' ');
+            let slices = words.next()?.parse().ok()?;
+            let hypercalls = words.nth(3)?.parse().ok()?;
+            Some((cpu.parse().ok()?, slices, hypercalls))
+        })
+        .collect()
 }
 
 /// A DMAR with one DRHD (INCLUDE_PCI_ALL) at `base` whose length field claims `extra`
@@ -222,14 +292,36 @@ fn hostile_dmar_boot(
     base: u64,
     extra: u16,
     error: &str,
+    phantom_cpu: bool,
 ) -> Result<()> {
     let path = root().join(format!(
         "hypervisor/target/hostile-dmar-{base:x}-{extra}.bin"
     ));
     std::fs::write(&path, dmar_table(base, extra))?;
     let table = format!("file={}", path.display());
-    let (status, log) = boot(hv, "", &["-acpitable", &table], "")?;
+    // With `smp-phantom-cpu` the hypervisor also starts APIC id 7, which no CPU has:
+    // it must time out, say so, and carry on.
+    // Without it, one CPU: the uniprocessor path (no AP to start).
+    let (cmdline, smp) = if phantom_cpu {
+        ("smp-phantom-cpu", "2")
+    } else {
+        ("", "1")
+    };
+    let (status, log) = boot(hv, "", &["-acpitable", &table, "-smp", smp], cmdline)?;
     let mut problems = Vec::new();
+    if !phantom_cpu && !log.contains("smp: 1 of 1 CPUs started") {
+        problems.push("missing: smp: 1 of 1 CPUs started (-smp 1)".into());
+    }
+    if phantom_cpu {
+        match log.lines().find(|l| l.contains("APIC id 7 never answered")) {
+            Some(l) if log.contains("smp: 2 of 2 CPUs started") => {
+                eprintln!("  phantom CPU: {l}")
+            }
+            _ => {
+                problems.push("missing: smp: APIC id 7 never answered; 2 of 2 CPUs started".into())
+            }
+        }
+    }
     let line = log
         .lines()
         .find(|l| l.starts_with("iommu: ") && l.contains(error));
@@ -278,14 +370,20 @@ fn selftest_target(log: &str) -> Option<(String, String)> {
 fn iommu_boot(hv: &std::path::Path, guest: &str, iommu: &str, vendor: &str) -> Result<()> {
     let started = std::time::Instant::now();
     let modules = format!("{guest} name=abi role=abi");
+    // The AMD-Vi boot runs on one CPU: the uniprocessor path, with a domain.
+    let smp = if vendor == "AMD-Vi" { "1" } else { "2" };
     let (status, log) = boot(
         hv,
         &modules,
-        &["-device", iommu, "-device", EDU],
+        &["-device", iommu, "-device", EDU, "-smp", smp],
         "iommu-selftest",
     )?;
     let pos = |needle: &str| log.find(needle);
     let mut problems = Vec::new();
+    let cpus_line = format!("smp: {smp} of {smp} CPUs started");
+    if pos(&cpus_line).is_none() {
+        problems.push(format!("missing: {cpus_line}"));
+    }
     let unit = log
         .lines()
         .find(|l| l.starts_with(&format!("iommu: {vendor} at 0x")));
@@ -365,7 +463,7 @@ fn iommu_boot(hv: &std::path::Path, guest: &str, iommu: &str, vendor: &str) -> R
         bail!("hypervisor suite, {iommu}: {}", problems.join("; "));
     }
     eprintln!(
-        "  -device {iommu}: every device blocked, edu DMA blocked ({:.1} s)",
+        "  -device {iommu} -smp {smp}: every device blocked, edu DMA blocked ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     Ok(())

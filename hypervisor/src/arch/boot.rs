@@ -85,6 +85,79 @@ hv_long_mode:
     hlt
     jmp 3b
 
+    /* An application processor, from the real-mode trampoline (smp.rs) in 32-bit
+       protected mode with flat segments: the BSP's page tables, long mode, the stack
+       and CPU index the BSP left in HV_AP_STACK_TOP / HV_AP_CPU, then hv_ap_main. */
+    .code32
+    .global hv_ap_start32
+hv_ap_start32:
+    movl %cr4, %eax
+    orl $0x620, %eax
+    movl %eax, %cr4
+    movl $hv_pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $0xFFFFFFF3, %eax
+    orl $0x80000003, %eax
+    movl %eax, %cr0
+    lgdt hv_boot_gdt_ptr
+    ljmp $0x08, $hv_ap_long_mode
+
+    .code64
+hv_ap_long_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+    movq HV_AP_STACK_TOP(%rip), %rsp
+    movl HV_AP_CPU(%rip), %edi
+    call hv_ap_main
+4:  cli
+    hlt
+    jmp 4b
+
+    /* The real-mode trampoline, copied to 0x8000 (SIPI vector 0x08: CS=0x0800, IP=0)
+       by smp.rs; addresses are absolute with DS=0. */
+    .section .rodata
+    .balign 16
+    .global hv_ap_trampoline
+    .code16
+hv_ap_trampoline:
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl (0x8000 + hv_ap_tgdt_ptr - hv_ap_trampoline)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $(0x8000 + hv_ap_t32 - hv_ap_trampoline)
+    .code32
+hv_ap_t32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl $hv_ap_start32, %eax
+    jmp *%eax
+    .balign 8
+hv_ap_tgdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+hv_ap_tgdt_ptr:
+    .word 23
+    .long 0x8000 + hv_ap_tgdt - hv_ap_trampoline
+    .global hv_ap_trampoline_end
+hv_ap_trampoline_end:
+    .code64
+
     .section .rodata
     .balign 8
 hv_boot_gdt:

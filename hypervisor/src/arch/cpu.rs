@@ -1,6 +1,6 @@
-//! The boot CPU's descriptor tables: a GDT with a TSS whose IST stacks serve the double
-//! fault, NMI and machine check; an IDT whose exception stubs report and stop (a fault
-//! in the hypervisor itself is fatal and must be visible).
+//! Each CPU's descriptor tables: its own GDT with its own TSS, whose IST stacks serve the
+//! double fault, NMI and machine check; one IDT shared by all CPUs, whose exception stubs
+//! report and stop (a fault in the hypervisor itself is fatal and must be visible).
 
 use core::ptr::addr_of;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
@@ -15,9 +15,12 @@ const IST_SIZE: usize = 16 * 1024;
 #[repr(C, align(16))]
 struct IstStacks([[u8; IST_SIZE]; 3]);
 
-static mut IST: IstStacks = IstStacks([[0; IST_SIZE]; 3]);
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
-static mut GDT: GlobalDescriptorTable = GlobalDescriptorTable::new();
+use super::smp::MAX_CPUS;
+
+static mut IST: [IstStacks; MAX_CPUS] = [const { IstStacks([[0; IST_SIZE]; 3]) }; MAX_CPUS];
+static mut TSS: [TaskStateSegment; MAX_CPUS] = [const { TaskStateSegment::new() }; MAX_CPUS];
+static mut GDT: [GlobalDescriptorTable; MAX_CPUS] =
+    [const { GlobalDescriptorTable::new() }; MAX_CPUS];
 static mut IDT: [u64; 512] = [0; 512];
 
 extern "C" {
@@ -70,7 +73,8 @@ extern "C" fn hv_exception(frame: *const ExceptionFrame) -> ! {
     let f = unsafe { &*frame };
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     crate::log!(
-        "HYPERVISOR FAULT: vector {} error {:#x} rip {:#x} rsp {:#x} cr2 {:#x}",
+        "HYPERVISOR FAULT on CPU {}: vector {} error {:#x} rip {:#x} rsp {:#x} cr2 {:#x}",
+        super::smp::this_cpu(),
         f.vector,
         f.error_code,
         f.rip,
@@ -80,27 +84,34 @@ extern "C" fn hv_exception(frame: *const ExceptionFrame) -> ! {
     crate::arch::serial::qemu_exit(0x7f)
 }
 
-/// Loads the GDT (code, data, TSS), the TSS with IST stacks, and the IDT.
-pub fn init() {
-    // SAFETY: runs once on the boot CPU before anything else uses these statics; the
+/// Loads CPU `cpu`'s GDT (code, data, its TSS) and TSS with its IST stacks, and the
+/// IDT (built by CPU 0, which must come first).
+pub fn init(cpu: usize) {
+    assert!(cpu < MAX_CPUS);
+    // SAFETY: each CPU calls this once with its own index, before anything else uses
+    // its slots of these statics (CPU 0 alone writes the IDT, before any AP starts); the
     // references handed to the CPU stay valid forever.
     unsafe {
-        let tss = &mut *core::ptr::addr_of_mut!(TSS);
-        let ist = &*addr_of!(IST);
+        let tss = &mut *core::ptr::addr_of_mut!(TSS[cpu]);
+        let ist = &*addr_of!(IST[cpu]);
         for (i, stack) in ist.0.iter().enumerate() {
             let top = stack.as_ptr() as u64 + IST_SIZE as u64;
             tss.interrupt_stack_table[i] = VirtAddr::new(top);
         }
-        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        let gdt = &mut *core::ptr::addr_of_mut!(GDT[cpu]);
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
-        let tss_sel = gdt.append(Descriptor::tss_segment(&*addr_of!(TSS)));
-        (*addr_of!(GDT)).load();
+        let tss_sel = gdt.append(Descriptor::tss_segment(&*addr_of!(TSS[cpu])));
+        (*addr_of!(GDT[cpu])).load();
         CS::set_reg(code);
         DS::set_reg(data);
         ES::set_reg(data);
         SS::set_reg(data);
         load_tss(tss_sel);
+        if cpu != 0 {
+            load_idt();
+            return;
+        }
 
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         let stubs = addr_of!(hv_exception_stubs) as u64;
@@ -135,9 +146,17 @@ pub fn init() {
             idt[vec as usize * 2] = low;
             idt[vec as usize * 2 + 1] = handler >> 32;
         }
+        load_idt();
+    }
+}
+
+/// Loads the shared IDT.
+fn load_idt() {
+    // SAFETY: the IDT is a static filled by CPU 0 before any other CPU loads it.
+    unsafe {
         lidt(&DescriptorTablePointer {
             limit: (core::mem::size_of::<[u64; 512]>() - 1) as u16,
-            base: VirtAddr::new(idt.as_ptr() as u64),
+            base: VirtAddr::new(addr_of!(IDT) as u64),
         });
     }
 }

@@ -5,7 +5,10 @@
 use super::phys;
 
 const LAPIC: u64 = 0xFEE0_0000;
+const ID: u64 = 0x20;
 const SVR: u64 = 0xF0;
+const ICR_LOW: u64 = 0x300;
+const ICR_HIGH: u64 = 0x310;
 const LVT_TIMER: u64 = 0x320;
 const INIT_COUNT: u64 = 0x380;
 const CUR_COUNT: u64 = 0x390;
@@ -56,9 +59,17 @@ pub fn start_periodic(tsc_hz: u64, slice_ns: u64) -> u32 {
     }
     let elapsed = u32::MAX - phys::mmio_read_u32(LAPIC + CUR_COUNT);
     let count = ((elapsed as u64 * slice_ns) / 10_000_000).clamp(1, u32::MAX as u64) as u32;
+    start_periodic_count(count);
+    count
+}
+
+/// Starts the periodic tick with an initial count another CPU calibrated (every LAPIC
+/// timer runs from the same clock).
+pub fn start_periodic_count(count: u32) {
+    phys::mmio_write_u32(LAPIC + SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    phys::mmio_write_u32(LAPIC + DIVIDE, 0x3); // divide by 16
     phys::mmio_write_u32(LAPIC + LVT_TIMER, (1 << 17) | TIMER_VECTOR as u32);
     phys::mmio_write_u32(LAPIC + INIT_COUNT, count);
-    count
 }
 
 /// Takes a pending physical interrupt (the tick) that made the guest exit.
@@ -66,4 +77,42 @@ pub fn take_pending_interrupt() {
     // SAFETY: the only interrupt sources enabled are the tick and the spurious vector,
     // whose IDT stubs acknowledge and return; interrupts are off again after the nop.
     unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
+}
+
+/// This CPU's APIC id.
+pub fn id() -> u32 {
+    phys::mmio_read_u32(LAPIC + ID) >> 24
+}
+
+/// Writes the interrupt command register (destination `apic_id`) and waits until the
+/// LAPIC has sent it (delivery status idle).
+fn send_icr(apic_id: u32, low: u32) {
+    phys::mmio_write_u32(LAPIC + ICR_HIGH, apic_id << 24);
+    phys::mmio_write_u32(LAPIC + ICR_LOW, low);
+    while phys::mmio_read_u32(LAPIC + ICR_LOW) & (1 << 12) != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT (level assert) to `apic_id`.
+pub fn send_init(apic_id: u32) {
+    send_icr(apic_id, 0x4500);
+}
+
+/// STARTUP IPI: the CPU starts in real mode at `vector << 12`.
+pub fn send_sipi(apic_id: u32, vector: u8) {
+    send_icr(apic_id, 0x4600 | vector as u32);
+}
+
+/// A fixed interrupt at the tick vector: makes a CPU running a guest exit it (INTR
+/// intercept), or wakes it from HLT; its handler only acknowledges it.
+pub fn kick(apic_id: u32) {
+    send_icr(apic_id, TIMER_VECTOR as u32);
+}
+
+/// Sleeps until the next interrupt (this CPU's tick or a kick), then masks again.
+pub fn wait_for_interrupt() {
+    // SAFETY: as in `take_pending_interrupt`; STI's shadow covers HLT, so an interrupt
+    // already pending wakes it.
+    unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
 }

@@ -8,6 +8,7 @@ pub mod iommu;
 pub mod lapic;
 pub mod phys;
 pub mod serial;
+pub mod smp;
 pub mod svm;
 pub mod time;
 

@@ -40,6 +40,41 @@ pub fn write_u64(pa: u64, v: u64) {
     unsafe { core::ptr::write_volatile(pa as *mut u64, v) }
 }
 
+/// Atomically ORs `bits` into the u64 at `pa` (a LOCK OR: memory a guest on another CPU
+/// updates with atomic instructions too, as event-channel bitmaps); returns the old value.
+pub fn fetch_or_u64(pa: u64, bits: u64) -> u64 {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: aligned, inside the identity map, owned by the caller (or a guest frame
+    // the caller found through the guest's NPT); AtomicU64 has u64's layout.
+    let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(pa as *mut u64) };
+    a.fetch_or(bits, core::sync::atomic::Ordering::SeqCst)
+}
+
+/// Atomically ANDs `bits` into the u64 at `pa` (LOCK AND); returns the old value.
+pub fn fetch_and_u64(pa: u64, bits: u64) -> u64 {
+    check(pa, 8);
+    assert!(pa.is_multiple_of(8));
+    // SAFETY: as in `fetch_or_u64`.
+    let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(pa as *mut u64) };
+    a.fetch_and(bits, core::sync::atomic::Ordering::SeqCst)
+}
+
+/// Atomically replaces the u32 at `pa` with `new` if it still holds `current` (LOCK
+/// CMPXCHG: a grant entry the granter may change on another CPU); Err(the value seen).
+pub fn cmpxchg_u32(pa: u64, current: u32, new: u32) -> Result<u32, u32> {
+    check(pa, 4);
+    assert!(pa.is_multiple_of(4));
+    // SAFETY: as in `fetch_or_u64`; AtomicU32 has u32's layout.
+    let a = unsafe { core::sync::atomic::AtomicU32::from_ptr(pa as *mut u32) };
+    a.compare_exchange(
+        current,
+        new,
+        core::sync::atomic::Ordering::SeqCst,
+        core::sync::atomic::Ordering::SeqCst,
+    )
+}
+
 pub fn zero(pa: u64, len: usize) {
     check(pa, len);
     // SAFETY: as in `write`.

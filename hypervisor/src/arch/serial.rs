@@ -33,6 +33,13 @@ pub fn write_byte(b: u8) {
 
 pub struct Serial;
 
+static SERIAL: spin::Mutex<Serial> = spin::Mutex::new(Serial);
+
+/// The UART for one log line; CPUs wait for each other's lines to end.
+pub fn lock() -> spin::MutexGuard<'static, Serial> {
+    SERIAL.lock()
+}
+
 impl fmt::Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {

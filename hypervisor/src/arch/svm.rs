@@ -97,7 +97,11 @@ fn seg(vmcb: u64, off: usize, sel: u16, attr: u16, limit: u32, base: u64) {
     w64(vmcb, off + 8, base);
 }
 
+/// One per CPU: the permission maps are shared, the host VMSAVE area is the CPU's.
+#[derive(Clone)]
 pub struct Svm {
+    /// ASIDs the CPU offers (CPUID 0x8000000A EBX; 0 is the host's).
+    pub asids: u32,
     iopm: u64,
     msrpm: u64,
     /// VMSAVE area for the host's FS/GS/TR/LDTR/syscall MSRs while a guest runs.
@@ -239,16 +243,34 @@ impl Svm {
             features,
             features & (1 << 3) != 0
         );
-        let hsave = alloc(1).ok_or("no memory for the host save area")?;
         let iopm = alloc(3).ok_or("no memory for the I/O permission map")?;
         let msrpm = alloc(2).ok_or("no memory for the MSR permission map")?;
-        let host_area = alloc(1).ok_or("no memory for the host VMSAVE area")?;
         // Every port and every MSR intercepted but those switched per guest.
         phys::fill(iopm, 3 * 4096, 0xFF);
         phys::fill(msrpm, 2 * 4096, 0xFF);
         for msr in PASSTHROUGH_MSRS {
             msrpm_allow(msrpm, msr);
         }
+        Svm {
+            asids: cpuid(0x8000_000A).1,
+            iopm,
+            msrpm,
+            host_area: 0,
+        }
+        .for_this_cpu(alloc)
+    }
+
+    /// Turns SVM on for the calling CPU (EFER.SVME, its own host save area) and returns
+    /// its backend: the shared permission maps with this CPU's host VMSAVE area.
+    pub fn for_this_cpu(
+        &self,
+        alloc: &mut dyn FnMut(u64) -> Option<u64>,
+    ) -> Result<Svm, &'static str> {
+        if cpuid(0x8000_0001).2 & (1 << 2) == 0 {
+            return Err("CPU has no SVM");
+        }
+        let hsave = alloc(1).ok_or("no memory for the host save area")?;
+        let host_area = alloc(1).ok_or("no memory for the host VMSAVE area")?;
         // SAFETY: SVM is present (checked above); setting EFER.SVME and the host save
         // area (an owned, zeroed frame) changes nothing else about the host.
         unsafe {
@@ -257,8 +279,9 @@ impl Svm {
             Msr::new(MSR_VM_HSAVE_PA).write(hsave);
         }
         Ok(Svm {
-            iopm,
-            msrpm,
+            asids: self.asids,
+            iopm: self.iopm,
+            msrpm: self.msrpm,
             host_area,
         })
     }
@@ -377,6 +400,9 @@ impl VcpuState for SvmVcpu {
     }
     fn set_rip(&mut self, v: u64) {
         w64(self.vmcb, S_RIP, v)
+    }
+    fn set_rsp(&mut self, v: u64) {
+        w64(self.vmcb, S_RSP, v)
     }
     fn cr0(&self) -> u64 {
         r64(self.vmcb, S_CR0)

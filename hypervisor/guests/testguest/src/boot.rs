@@ -67,6 +67,41 @@ g_long_mode:
 2:  hlt
     jmp 2b
 
+    /* A secondary vCPU (VCPUOP_initialise: 32-bit, paging off, esp and ebx as given):
+       vCPU 0's page tables and GDT, long mode, then guest_ap_main(ebx, esp). */
+    .code32
+    .global pvh_ap_start32
+pvh_ap_start32:
+    cli
+    movl %esp, %ebp
+    movl %cr4, %eax
+    orl $0x20, %eax
+    movl %eax, %cr4
+    movl $g_pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80000001, %eax
+    movl %eax, %cr0
+    lgdt g_gdt_ptr
+    ljmp $0x08, $g_ap_long_mode
+
+    .code64
+g_ap_long_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %ebp, %esp
+    movl %ebx, %edi
+    movq %rsp, %rsi
+    call guest_ap_main
+3:  hlt
+    jmp 3b
+
     .section .rodata
     .balign 8
 g_gdt:
@@ -91,6 +126,10 @@ g_hypercall_page:
 g_stack:
     .skip 64 * 1024
 g_stack_top:
+    .global g_ap_stack_top
+g_ap_stack:
+    .skip 16 * 1024
+g_ap_stack_top:
 g_start_info:
     .skip 8
 "#,

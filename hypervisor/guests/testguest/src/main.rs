@@ -10,6 +10,7 @@ mod boot;
 mod xen;
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use sluice_abi::grant_table::{
     GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabQuerySize, GnttabUnmapGrantRef,
     GrantEntryV1,
@@ -72,6 +73,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "ping" => ping(&mut c, peer(cmdline)),
         "timer" => timer(&mut c),
         "spinner" => spinner(),
+        "smp" => smp(&mut c),
         "msr" => {
             // With no IDT, the #GP for an intercepted host MSR becomes a triple fault.
             let _ = writeln!(Console, "msr: writing VM_HSAVE_PA (0xC0010117)");
@@ -668,13 +670,22 @@ fn grant_map_checks(c: &mut Checks, peer: u16) {
 /// is killed for writing to the read-only one), then checks its write arrived.
 fn lender(c: &mut Checks, peer: u16) {
     grant_pages_to(c, peer);
-    for _ in 0..5 {
-        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
-    }
+    // The mapper may run on another CPU, before or after us: wait (yielding) for its
+    // write through the read-write mapping, then for that grant to be released (its
+    // GTF_reading cleared), which happens only when the mapper is killed.
+    let arrived = wait_until(|| xen::page(0)[..12] == *b"mapper wrote");
     c.check(
         "the mapper's write through its read-write mapping arrived",
-        xen::page(0)[..12] == *b"mapper wrote",
+        arrived,
         0,
+    );
+    let rw_flags = || xen::read64(GRANT_TABLE_GPA + REF_RW as u64 * 8) & 0xFFFF;
+    const GTF_READING: u64 = 1 << 3;
+    let released = wait_until(|| rw_flags() & GTF_READING == 0);
+    c.check(
+        "the mapper's mappings were released (it was killed)",
+        arrived && released,
+        rw_flags() as i64,
     );
     c.check(
         "the read-only page survived the mapper's write attempt",
@@ -687,14 +698,13 @@ fn rogue_mapper(c: &mut Checks, peer: u16) {
     const HOST_MAP: u32 = 1 << 1;
     const READONLY: u32 = 1 << 2;
     // The lender may not have written its grant entries yet: retry after yielding.
-    let mut st = -1;
-    for _ in 0..200 {
-        st = gnttab_map(REF_RW, peer, xen::page_addr(2), HOST_MAP).0;
-        if st == 0 {
-            break;
-        }
-        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
-    }
+    // (Bounded by time, not by yields: the lender may run on another CPU, or late.)
+    let st = core::cell::Cell::new(-1);
+    wait_until(|| {
+        st.set(gnttab_map(REF_RW, peer, xen::page_addr(2), HOST_MAP).0);
+        st.get() == 0
+    });
+    let st = st.get();
     c.check("map the lender's read-write grant", st == 0, st as i64);
     xen::page_mut(2)[..12].copy_from_slice(b"mapper wrote");
     let (st, _) = gnttab_map(REF_RO, peer, xen::page_addr(1), HOST_MAP | READONLY);
@@ -719,9 +729,10 @@ fn ping(c: &mut Checks, peer: u16) {
     c.check("evtchn alloc_unbound", r == 0 && port == 1, r);
     let mut st = [DOMID_SELF as u32, port, 0, 0, 0, 0];
     let r = evtchn(5, &mut st);
+    // On another CPU the peer may have bound to it already.
     c.check(
-        "evtchn status: unbound to the peer",
-        r == 0 && st[2] == 1 && st[4] == peer as u32,
+        "evtchn status: unbound to the peer (or bound by it already)",
+        r == 0 && (st[2] == 1 || st[2] == 2) && st[4] == peer as u32,
         r,
     );
     let mut bad = [(peer as u32) | ((peer as u32) << 16), 0];
@@ -824,15 +835,16 @@ fn pong(c: &mut Checks, peer: u16) {
         r == err(XenErrno::Einval),
         r,
     );
-    let mut b = [peer as u32, 1, 0];
-    let mut r = -1;
-    for _ in 0..100 {
-        r = evtchn(0, &mut b);
-        if r == 0 {
-            break;
-        }
-        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
-    }
+    // (Bounded by time, not by yields: the peer may run on another CPU, or late.)
+    let b = core::cell::Cell::new([peer as u32, 1, 0]);
+    let r = core::cell::Cell::new(-1);
+    wait_until(|| {
+        let mut a = b.get();
+        r.set(evtchn(0, &mut a));
+        b.set(a);
+        r.get() == 0
+    });
+    let (b, r) = (b.get(), r.get());
     let local = b[2];
     c.check("evtchn bind_interdomain", r == 0 && local != 0, r);
     c.check("a new interdomain port starts pending", pending(local), 0);
@@ -1008,7 +1020,8 @@ fn spinner() {
     let _ = writeln!(Console, "spinner: start");
     let hz = 1_000_000_000u64; // a lower bound for the TSC rate under TCG here
     let t0 = xen::rdtsc();
-    while xen::rdtsc() - t0 < hz / 10 {
+    // 250 ms at 1 GHz (about 80 ms at this host's 3 GHz): several 10 ms ticks.
+    while xen::rdtsc() - t0 < hz / 4 {
         core::hint::spin_loop();
     }
     let _ = writeln!(Console, "spinner: done");
@@ -1049,4 +1062,140 @@ fn bench() {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let _ = writeln!(Console, "GUEST FAIL: panic: {info}");
     xen::shutdown(3)
+}
+
+extern "C" {
+    fn pvh_ap_start32();
+    static g_ap_stack_top: u8;
+}
+
+/// What vCPU 1 reports to vCPU 0 (shared memory: the same physmap).
+static AP_ID: AtomicU32 = AtomicU32::new(u32::MAX);
+static AP_RSP: AtomicU64 = AtomicU64::new(0);
+static AP_VERSION: AtomicU64 = AtomicU64::new(0);
+/// 1: ran and about to go down; 2: resumed after VCPUOP_up again.
+static AP_STAGE: AtomicU32 = AtomicU32::new(0);
+
+fn vcpu_op(cmd: u64, vcpu: u64, arg: u64) -> i64 {
+    hypercall(Hypercall::VcpuOp as u64, [cmd, vcpu, arg, 0, 0])
+}
+const VCPUOP_INITIALISE: u64 = 0;
+const VCPUOP_UP: u64 = 1;
+const VCPUOP_DOWN: u64 = 2;
+const VCPUOP_IS_UP: u64 = 3;
+
+/// vCPU 1, in long mode on vCPU 0's page tables, on the stack it was given.
+#[no_mangle]
+extern "C" fn guest_ap_main(id: u32, rsp: u64) -> ! {
+    AP_RSP.store(rsp, Ordering::SeqCst);
+    AP_VERSION.store(
+        hypercall(Hypercall::XenVersion as u64, [0, 0, 0, 0, 0]) as u64,
+        Ordering::SeqCst,
+    );
+    AP_ID.store(id, Ordering::SeqCst);
+    AP_STAGE.store(1, Ordering::SeqCst);
+    let r = vcpu_op(VCPUOP_DOWN, id as u64, 0);
+    // Up again: VCPUOP_down returned.
+    AP_STAGE.store(if r == 0 { 2 } else { 99 }, Ordering::SeqCst);
+    vcpu_op(VCPUOP_DOWN, id as u64, 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Waits (yielding) up to ~2 s of TSC time for `done`.
+fn wait_until(done: impl Fn() -> bool) -> bool {
+    let t0 = xen::rdtsc();
+    while !done() {
+        if xen::rdtsc() - t0 > 6_000_000_000 {
+            return false;
+        }
+        hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
+    }
+    true
+}
+
+/// A domain with `vcpus=2`: vCPU 0 starts vCPU 1 (VCPUOP_initialise + up), which
+/// reports through shared memory and takes itself down.
+fn smp(c: &mut Checks) {
+    let r = vcpu_op(VCPUOP_IS_UP, 1, 0);
+    c.check("vcpu 1 starts down", r == 0, r);
+    let r = vcpu_op(VCPUOP_UP, 1, 0);
+    c.check(
+        "up before initialise -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    let stack = core::ptr::addr_of!(g_ap_stack_top) as u64;
+    // struct vcpu_hvm_context: mode (0: 32-bit), pad, then eax, ecx, edx, ebx, esp,
+    // ebp, esi, edi, eip, eflags, cr0, cr3, cr4, ...
+    let mut ctx = [0u32; 32];
+    ctx[2 + 3] = 1; // ebx: its id
+    ctx[2 + 4] = stack as u32;
+    ctx[2 + 8] = pvh_ap_start32 as *const () as usize as u32;
+    ctx[2 + 10] = 0x11; // cr0: PE | ET
+    let p = ctx.as_mut_ptr() as u64;
+    let r = vcpu_op(VCPUOP_INITIALISE, 2, p);
+    c.check(
+        "initialise vcpu 2 of 2 -> ENOENT",
+        r == err(XenErrno::Enoent),
+        r,
+    );
+    let r = vcpu_op(VCPUOP_INITIALISE, 0, p);
+    c.check("initialise vcpu 0 -> EEXIST", r == err(XenErrno::Eexist), r);
+    ctx[0] = 1;
+    let r = vcpu_op(VCPUOP_INITIALISE, 1, ctx.as_mut_ptr() as u64);
+    c.check(
+        "initialise in 64-bit mode -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    ctx[0] = 0;
+    let r = vcpu_op(VCPUOP_INITIALISE, 1, 0xdead_0000_0000);
+    c.check(
+        "initialise, unmapped context -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = vcpu_op(VCPUOP_INITIALISE, 1, ctx.as_mut_ptr() as u64);
+    c.check("vcpu_op initialise vcpu 1", r == 0, r);
+    let r = vcpu_op(VCPUOP_INITIALISE, 1, ctx.as_mut_ptr() as u64);
+    c.check(
+        "initialise vcpu 1 again -> EEXIST",
+        r == err(XenErrno::Eexist),
+        r,
+    );
+    let r = vcpu_op(VCPUOP_DOWN, 1, 0);
+    c.check(
+        "down of another vcpu -> EINVAL",
+        r == err(XenErrno::Einval),
+        r,
+    );
+    let r = vcpu_op(VCPUOP_UP, 1, 0);
+    c.check("vcpu_op up vcpu 1", r == 0, r);
+    let ran = wait_until(|| AP_STAGE.load(Ordering::SeqCst) >= 1);
+    c.check("vcpu 1 runs", ran, 0);
+    c.check(
+        "vcpu 1 got its ebx (id 1)",
+        AP_ID.load(Ordering::SeqCst) == 1,
+        AP_ID.load(Ordering::SeqCst) as i64,
+    );
+    c.check(
+        "vcpu 1 runs on the stack it was given",
+        AP_RSP.load(Ordering::SeqCst) <= stack && AP_RSP.load(Ordering::SeqCst) > stack - 64,
+        AP_RSP.load(Ordering::SeqCst) as i64,
+    );
+    let v = hypercall(Hypercall::XenVersion as u64, [0, 0, 0, 0, 0]);
+    c.check(
+        "vcpu 1 makes hypercalls (xen_version)",
+        AP_VERSION.load(Ordering::SeqCst) == v as u64,
+        AP_VERSION.load(Ordering::SeqCst) as i64,
+    );
+    let down = wait_until(|| vcpu_op(VCPUOP_IS_UP, 1, 0) == 0);
+    c.check("vcpu 1 took itself down (is_up 0)", down, 0);
+    let r = vcpu_op(VCPUOP_UP, 1, 0);
+    let resumed = r == 0 && wait_until(|| AP_STAGE.load(Ordering::SeqCst) == 2);
+    c.check("up again: vcpu 1 resumes after its VCPUOP_down", resumed, r);
+    let down = wait_until(|| vcpu_op(VCPUOP_IS_UP, 1, 0) == 0);
+    c.check("vcpu 1 down again", down, 0);
 }
