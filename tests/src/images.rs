@@ -1121,7 +1121,8 @@ check_frontend_reload() {
 check_fio() {
   wait_dev "$1" || return 1
   . /lib/sluice-fio.sh
-  fio_jobs "$1" "$2"
+  fio_jobs "$1" "$2" || return 1
+  echo "@@SUMMARY $id: fio ran; frontend module $(sed -n 's/^\([a-z_]*blkfront\) .*/\1/p' /proc/modules | head -n 1)"
 }
 check_read_only() {
   dev=$1

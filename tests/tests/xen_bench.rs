@@ -222,6 +222,19 @@ fn fio_sluice_vs_stock_blkfront() {
         fio_in_dom0: false,
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    // Each guest says which frontend module it ran.
+    for (check, summary) in &report.passed {
+        let step = check.split('/').next().unwrap_or_default();
+        let want = if step.contains("-b") {
+            "sluice_blkfront"
+        } else {
+            "xen_blkfront"
+        };
+        assert!(
+            summary.ends_with(&format!("frontend module {want}")),
+            "{check}: {summary} (want {want})"
+        );
+    }
     let get = |step: &str, job: &str| -> f64 {
         report
             .fio
