@@ -22,7 +22,7 @@ use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use platform::KernelPlatform;
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
-    BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, SubmitError,
+    BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, SubmitError, Timeout,
 };
 use sluice_kernel::bindings as k;
 use sluice_kernel::{pr_err, pr_info, pr_warn};
@@ -313,21 +313,32 @@ pub unsafe extern "C" fn sluice_blkfront_event(ctx: *mut c_void, queue: c_uint) 
     // SAFETY: `ctx` is the `Device`, alive until remove frees the channels first.
     let d = unsafe { &*(ctx as *const Device) };
     let mut done = Completions::new();
-    let (r, disk) = {
+    let (r, disk, name) = {
         let mut g = d.lock();
         let s = g.state();
         let DevState {
-            front, plat, disk, ..
+            front,
+            plat,
+            disk,
+            name,
+            ..
         } = s;
-        (
-            front.handle_event(plat, queue as usize, |rq, res| done.push((rq, res))),
-            *disk,
-        )
+        let r = front.handle_event(plat, queue as usize, |rq, res| done.push((rq, res)));
+        // The name only for the log line of a failure.
+        let name = if r.is_err() {
+            name.clone()
+        } else {
+            String::new()
+        };
+        (r, *disk, name)
     };
     let completed = !done.is_empty();
+    let failed = done.len();
     finish(done);
     if let Err(e) = r {
-        pr_err!("sluice-blkfront: backend broke the protocol: {e}; device failed");
+        pr_err!(
+            "sluice-blkfront: {name}: backend broke the protocol: {e}; device failed, {failed} request(s) completed"
+        );
     }
     if completed && !disk.is_null() {
         // SAFETY: the disk lives until remove.
@@ -419,5 +430,45 @@ pub unsafe extern "C" fn sluice_blkfront_queue_rq(
         Err((SubmitError::RingFull, _, _)) | Err((SubmitError::NoResources(_), _, _)) => resource,
         Err((SubmitError::Unsupported, _, _)) => notsupp,
         Err(_) => ioerr,
+    }
+}
+
+/// blk-mq `timeout` (its timeout work, process context): `rq` has waited
+/// `io_timeout` seconds for the backend. Returns true when the device failed and every
+/// outstanding request, `rq` included, was ended here; false when the core has no
+/// record of `rq` (its completion is on the way, or `queue_rq` has not submitted it
+/// yet), so the C side re-arms its timer and nothing is ended twice.
+/// # Safety
+/// `ctx` is the disk's `Device`; `rq` a request of that disk blk-mq holds a reference
+/// to for this call.
+#[no_mangle]
+pub unsafe extern "C" fn sluice_blkfront_timeout(ctx: *mut c_void, rq: *mut k::request) -> bool {
+    // SAFETY: `ctx` is the `Device` (the disk's queuedata); remove destroys the disk,
+    // which stops blk-mq's timeout work, before it frees the device.
+    let d = unsafe { &*(ctx as *const Device) };
+    let mut done = Completions::new();
+    let (outcome, name) = {
+        let mut g = d.lock();
+        let s = g.state();
+        let DevState {
+            front, plat, name, ..
+        } = s;
+        let outcome = front.timed_out(plat, &(rq as usize), &mut |t, r| done.push((t, r)));
+        (outcome, name.clone())
+    };
+    match outcome {
+        Timeout::NotOutstanding => {
+            finish(done);
+            false
+        }
+        Timeout::DeviceFailed { in_flight, held } => {
+            // SAFETY: reads a module parameter.
+            let secs = unsafe { k::sbf_io_timeout_secs() };
+            pr_err!(
+                "sluice-blkfront: {name}: I/O timed out: no answer from the backend in {secs} s; device failed, {in_flight} request(s) in flight and {held} held completed with an error"
+            );
+            finish(done);
+            true
+        }
     }
 }
