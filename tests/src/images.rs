@@ -288,6 +288,20 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             step.disks[*disk].sector_size
                         )?;
                     }
+                    Workload::MisbehavingBackend { mode, .. } => {
+                        // Bound on the failing write: the step's io_timeout plus slack.
+                        let bound = crate::run::limit(60).as_secs();
+                        writeln!(
+                            script,
+                            "(check_misbehaving {dev} {} '{}' {bound}); report $id $?",
+                            mode.name(),
+                            mode.log_line()
+                        )?;
+                    }
+                    Workload::UnloadFrontend => {
+                        let bound = crate::run::limit(60).as_secs();
+                        writeln!(script, "(check_unload {bound}); report $id $?")?;
+                    }
                     Workload::HostileFrontend { disk } => {
                         let (file, _, data) = data_file("")?;
                         let s = region_start();
@@ -329,6 +343,13 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             )?;
             if !step.blkfront_at_boot {
                 g.bytes(&format!("/steps/{}.noblkfront", step.name), b"", 0o644)?;
+            }
+            if !step.blkfront_args.is_empty() {
+                g.bytes(
+                    &format!("/steps/{}.blkfront-args", step.name),
+                    step.blkfront_args.join(" ").as_bytes(),
+                    0o644,
+                )?;
             }
             host_checks.push((step.name.clone(), checks));
         }
@@ -527,6 +548,23 @@ fn validate(boot: &Boot) -> Result<()> {
             if matches!(w, Workload::Ext4 { .. } | Workload::Fio { .. }) {
                 ext4_disks.push(disk);
             }
+            if let Workload::MisbehavingBackend { .. } = w {
+                if d.backend != BlockBackend::Userspace || s.block_daemon.is_none() {
+                    bail!(
+                        "step {}: {} needs a userspace disk and the misbehaving daemon (GuestStep::with_block_daemon)",
+                        s.name,
+                        w.id()
+                    );
+                }
+                if s.workloads
+                    .iter()
+                    .filter(|o| o.disk() == Some(disk))
+                    .count()
+                    != 1
+                {
+                    bail!("step {}: {} must be alone on its disk", s.name, w.id());
+                }
+            }
             if let Workload::HostileFrontend { .. } = w {
                 if d.backend != BlockBackend::Userspace {
                     bail!("step {}: {} needs a userspace backend", s.name, w.id());
@@ -580,6 +618,31 @@ fn validate(boot: &Boot) -> Result<()> {
                 s.name,
                 vdev(disk)
             );
+        }
+    }
+    for s in &boot.steps {
+        if matches!(s.workloads.iter().position(|w| *w == Workload::UnloadFrontend), Some(i) if i + 1 != s.workloads.len())
+        {
+            bail!("step {}: blkfront-unload must be its last workload", s.name);
+        }
+        if let Some(n) = &s.block_daemon {
+            if !boot.daemons.iter().any(|d| d.serves_block && &d.name == n) {
+                bail!(
+                    "step {}: block daemon {n:?} is not a serves_block daemon of the boot",
+                    s.name
+                );
+            }
+        }
+        for a in &s.blkfront_args {
+            if !a
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_=,.-".contains(c))
+            {
+                bail!(
+                    "step {}: blkfront argument {a:?}: use [A-Za-z0-9_=,.-]",
+                    s.name
+                );
+            }
         }
     }
     for d in &boot.daemons {
@@ -766,8 +829,32 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
         }
         Some(BlockBackend::Userspace) => {
             let _ = writeln!(s, "drop_kernel_blkback");
-            for d in block_daemons {
-                let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
+            let serving = boot.block_daemons(step);
+            // Only this step's daemons watch backend/vbd.
+            for d in block_daemons.filter(|d| !serving.iter().any(|x| x.name == d.name)) {
+                let _ = writeln!(s, "stop_daemon {}", d.name);
+            }
+            // The misbehaviours go to the daemon the step names.
+            let modes: Vec<String> = step
+                .workloads
+                .iter()
+                .filter_map(|w| match w {
+                    Workload::MisbehavingBackend { disk, mode } => {
+                        Some(shell_quote(&format!("{}={}", vdev(*disk), mode.name())))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for d in serving {
+                let mut args = daemon_args(d);
+                if step.block_daemon.is_some() && !modes.is_empty() {
+                    args = format!("{args} {}", modes.join(" "));
+                }
+                // A daemon another step started with other arguments starts afresh.
+                if step.block_daemon.is_some() {
+                    let _ = writeln!(s, "stop_daemon {}", d.name);
+                }
+                let _ = writeln!(s, "start_daemon {} {args}", d.name);
             }
         }
         None => {}
@@ -791,7 +878,7 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
         .any(|w| matches!(w, Workload::HostileFrontend { .. }))
     {
         // The block backend must have logged each kind of refusal.
-        for d in boot.daemons.iter().filter(|d| d.serves_block) {
+        for d in boot.block_daemons(step) {
             for l in crate::scenario::HOSTILE_LOG_LINES {
                 let _ = writeln!(
                     s,
@@ -914,8 +1001,12 @@ ln -sf /proc/mounts /etc/mtab
 step=$(sed -n 's/.*sluice\.step=\([a-z0-9-]*\).*/\1/p' /proc/cmdline)
 while read -r ko; do
   # A step without blkfront at boot leaves its disks to a userspace frontend.
-  case "$ko" in *blkfront*) [ -e "/steps/$step.noblkfront" ] && continue ;; esac
-  insmod "$ko" || echo "@@GUEST-WARN insmod $ko failed"
+  args=
+  case "$ko" in *blkfront*)
+    [ -e "/steps/$step.noblkfront" ] && continue
+    [ -e "/steps/$step.blkfront-args" ] && args=$(cat "/steps/$step.blkfront-args") ;;
+  esac
+  insmod "$ko" $args || echo "@@GUEST-WARN insmod $ko $args failed"
 done < /modules.list
 echo "@@GUEST-BEGIN $step"
 . /lib/sluice-checks.sh
@@ -1099,6 +1190,63 @@ check_sector_size() {
   got=$(cat /sys/block/${dev##*/}/queue/logical_block_size)
   [ "$got" = "$want" ] || { echo "${dev##*/}: logical block size $got, expected $want"; return 1; }
   echo "@@SUMMARY $id: ${dev##*/} has $got-byte logical sectors"
+}
+# bounded SECS CMD...: runs CMD; its status, or 124 if it still runs after SECS (left
+# running: a task stuck in the kernel cannot be killed).
+bounded() {
+  t=$1; shift
+  "$@" & p=$!
+  i=0
+  while kill -0 $p 2>/dev/null; do
+    i=$((i+1)); [ $i -gt $((t * 5)) ] && return 124; sleep 0.2
+  done
+  wait $p
+}
+# check_misbehaving DEV MODE LINE SECS: DEV's backend misbehaves in MODE at the first
+# write: a read before works (wrong-ring: nothing is ever answered), the write fails
+# within SECS, the kernel log has blkfront's LINE for DEV, and a read fails afterwards.
+check_misbehaving() {
+  dev=$1; mode=$2; line=$3; t=$4; d=${dev##*/}
+  wait_dev "$dev" 60 || return 1
+  if [ "$mode" != wrong-ring ]; then
+    bounded "$t" dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null
+    rc=$?; [ $rc -eq 0 ] || { echo "$d: the read before the misbehaviour failed (rc=$rc)"; return 1; }
+  fi
+  t0=$(cut -d. -f1 /proc/uptime)
+  bounded "$t" dd if=/dev/zero of="$dev" bs=4k count=1 seek=64 oflag=direct 2>/dev/null
+  rc=$?; t1=$(cut -d. -f1 /proc/uptime)
+  [ $rc -eq 124 ] && { echo "$d: the write still waits after $t s (a hang)"; return 1; }
+  [ $rc -eq 0 ] && { echo "$d: the write to a $mode backend succeeded"; return 1; }
+  dmesg | grep -q "sluice-blkfront: $d: .*$line" || {
+    echo "$d: no 'sluice-blkfront: $d: ... $line' in the kernel log:"; dmesg | grep -i "$d\|blkfront" | tail -n 8; return 1; }
+  bounded "$t" dd if="$dev" of=/dev/null bs=4k count=1 skip=128 iflag=direct 2>/dev/null
+  rc=$?; [ $rc -eq 0 ] && { echo "$d: a read after the failure succeeded"; return 1; }
+  [ $rc -eq 124 ] && { echo "$d: a read after the failure still waits after $t s"; return 1; }
+  echo "@@SUMMARY $id: $mode backend: the write failed after $((t1 - t0)) s with the driver's line ($(dmesg | grep "sluice-blkfront: $d: .*$line" | head -n 1 | sed 's/^\[[^]]*\] //')); the device stays failed"
+}
+# check_unload SECS: the kernel log is clean (no WARNING/BUG/Oops/call trace/hung task),
+# then every vbd is unbound and blkfront unloaded, each within SECS; no disk is left.
+check_unload() {
+  t=$1
+  if dmesg | grep -E "WARNING:|BUG:|Oops|Call Trace|blocked for more than"; then
+    echo "the kernel complained (above)"; return 1
+  fi
+  mod=$(sed -n 's/^\([a-z_]*blkfront\) .*/\1/p' /proc/modules | head -n 1)
+  [ -n "$mod" ] || { echo "no blkfront module loaded"; return 1; }
+  for d in /sys/bus/xen/devices/vbd-*; do
+    [ -e "$d/driver" ] || continue
+    bounded "$t" sh -c "echo ${d##*/} > $d/driver/unbind"
+    rc=$?; [ $rc -eq 0 ] || { echo "unbinding ${d##*/} failed or hung (rc=$rc)"; return 1; }
+  done
+  bounded "$t" rmmod "$mod"
+  rc=$?; [ $rc -eq 0 ] || { echo "rmmod $mod failed or hung (rc=$rc)"; return 1; }
+  grep -q "^$mod " /proc/modules && { echo "$mod still loaded"; return 1; }
+  left=$(ls /sys/block | grep '^xvd')
+  [ -z "$left" ] || { echo "disks left after rmmod: $left"; return 1; }
+  if dmesg | grep -E "WARNING:|BUG:|Oops|Call Trace|blocked for more than"; then
+    echo "the kernel complained while unloading (above)"; return 1
+  fi
+  echo "@@SUMMARY $id: kernel log clean; every vbd unbound (failed devices included) and $mod unloaded"
 }
 # check_hostile DEV DEVID FILE SECTOR SCALE: sluice-hostile-blkfront attacks the backend of
 # device DEVID (no blkfront is loaded), writing the start of FILE at SECTOR once
