@@ -1224,11 +1224,12 @@ check_misbehaving() {
   [ $rc -eq 124 ] && { echo "$d: a read after the failure still waits after $t s"; return 1; }
   echo "@@SUMMARY $id: $mode backend: the write failed after $((t1 - t0)) s with the driver's line ($(dmesg | grep "sluice-blkfront: $d: .*$line" | head -n 1 | sed 's/^\[[^]]*\] //')); the device stays failed"
 }
-# check_unload SECS: the kernel log is clean (no WARNING/BUG/Oops/call trace/hung task),
+# check_unload SECS: the kernel log is clean (no WARNING splat, BUG, Oops, call trace or
+# hung task),
 # then every vbd is unbound and blkfront unloaded, each within SECS; no disk is left.
 check_unload() {
   t=$1
-  if dmesg | grep -E "WARNING:|BUG:|Oops|Call Trace|blocked for more than"; then
+  if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than"; then
     echo "the kernel complained (above)"; return 1
   fi
   mod=$(sed -n 's/^\([a-z_]*blkfront\) .*/\1/p' /proc/modules | head -n 1)
@@ -1243,9 +1244,12 @@ check_unload() {
   grep -q "^$mod " /proc/modules && { echo "$mod still loaded"; return 1; }
   left=$(ls /sys/block | grep '^xvd')
   [ -z "$left" ] || { echo "disks left after rmmod: $left"; return 1; }
-  if dmesg | grep -E "WARNING:|BUG:|Oops|Call Trace|blocked for more than"; then
+  if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than"; then
     echo "the kernel complained while unloading (above)"; return 1
   fi
+  # Grants a backend kept mapped stay granted (their pages quarantined): the driver
+  # ends them without the grant table's "still in use" warnings.
+  if dmesg | grep "still in use"; then echo "a grant was ended while in use (above)"; return 1; fi
   echo "@@SUMMARY $id: kernel log clean; every vbd unbound (failed devices included) and $mod unloaded"
 }
 # check_hostile DEV DEVID FILE SECTOR SCALE: sluice-hostile-blkfront attacks the backend of

@@ -6,7 +6,12 @@
 //! a userspace backend on Xen 4.17, the backend swap inside one boot, and that the
 //! harness reports a failed check instead of a pass.
 //!
-//! `sluice_backends_pv_and_pvh`: first a PV guest without blkfront whose
+//! `sluice_backends_pv_and_pvh`: with `sluice-blkfront` in the guests
+//! (`SLUICE_TESTBED_BLKFRONT=sluice`), first `pv-bad-backend`: `sluice-hostile-blkback`
+//! serves six disks, five misbehaving (bogus id, unsolicited response, wrong operation,
+//! wrong ring, vanished) and one properly; the guest's I/O on each bad one must fail in
+//! bounded time with the driver's log line, the good one must pass the pattern check,
+//! and blkfront must unload cleanly. Then a PV guest without blkfront whose
 //! `sluice-hostile-blkfront` attacks sluice-blkback on disk 0 (the daemon must refuse
 //! everything hostile, keep running and idle, and leave the image alone but for one
 //! valid write), after which blkfront serves disk 1 of the same daemon; then the
