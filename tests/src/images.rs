@@ -1344,6 +1344,74 @@ mod tests {
     }
 
     #[test]
+    fn misbehaving_backend_steps_pick_their_daemon() {
+        use crate::scenario::{BackendMisbehaviour, Dom0Daemon};
+        let u = BlockBackend::Userspace;
+        let daemon = |n: &str| Dom0Daemon {
+            name: n.into(),
+            binary: "/bin/true".into(),
+            args: vec!["--x".into()],
+            serves_block: true,
+        };
+        let bad = GuestStep::new(
+            "bad",
+            GuestType::Pv,
+            &[u.clone(), u.clone()],
+            &[
+                Workload::MisbehavingBackend {
+                    disk: 1,
+                    mode: BackendMisbehaviour::Vanish,
+                },
+                Workload::Pattern { disk: 0 },
+                Workload::UnloadFrontend,
+            ],
+        )
+        .with_block_daemon("hostile")
+        .with_blkfront_args(&["io_timeout=10"]);
+        let good = GuestStep::new(
+            "good",
+            GuestType::Pv,
+            &[u.clone()],
+            &[Workload::Pattern { disk: 0 }],
+        );
+        let mut b = boot(vec![bad.clone(), good.clone()]);
+        b.daemons = vec![daemon("blkback"), daemon("hostile")];
+        validate(&b).unwrap();
+        let names = |s: &GuestStep| -> Vec<String> {
+            b.block_daemons(s).iter().map(|d| d.name.clone()).collect()
+        };
+        assert_eq!(names(&bad), ["hostile"]);
+        assert_eq!(
+            names(&good),
+            ["blkback"],
+            "a named daemon runs only for its steps"
+        );
+        let script = dom0_step(&b, &bad);
+        assert!(script.contains("stop_daemon blkback\n"), "{script}");
+        assert!(
+            script.contains("start_daemon hostile '--x' 'xvdb=vanish'\n"),
+            "{script}"
+        );
+        let script = dom0_step(&b, &good);
+        assert!(script.contains("stop_daemon hostile\n"), "{script}");
+        assert!(script.contains("start_daemon blkback '--x'\n"), "{script}");
+        // A misbehaving disk needs the daemon; unload comes last; the daemon must exist;
+        // module arguments stay plain.
+        let mut no_daemon = bad.clone();
+        no_daemon.block_daemon = None;
+        let mut unload_first = bad.clone();
+        unload_first.workloads.rotate_right(1);
+        let mut unknown = bad.clone();
+        unknown.block_daemon = Some("nobody".into());
+        let quoted = bad.clone().with_blkfront_args(&["x=$(reboot)"]);
+        for s in [no_daemon, unload_first, unknown, quoted] {
+            let mut b2 = boot(vec![s]);
+            b2.daemons = vec![daemon("blkback"), daemon("hostile")];
+            assert!(validate(&b2).is_err());
+        }
+    }
+
+    #[test]
     fn validation_rejects_bad_configs() {
         let ok = step(GuestType::Pv, &[BlockBackend::KernelBlkback]);
         validate(&boot(vec![ok.clone()])).unwrap();
