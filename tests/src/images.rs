@@ -1371,7 +1371,7 @@ mod tests {
         let good = GuestStep::new(
             "good",
             GuestType::Pv,
-            &[u.clone()],
+            std::slice::from_ref(&u),
             &[Workload::Pattern { disk: 0 }],
         );
         let mut b = boot(vec![bad.clone(), good.clone()]);
