@@ -35,6 +35,10 @@ struct DevState {
     disk: *mut k::gendisk,
     name: String,
     first_minor: c_int,
+    /// xenwatch is adding the disk (the mutex is not held: the partition scan does I/O).
+    creating: bool,
+    /// remove has begun: no disk is created any more.
+    removing: bool,
 }
 
 /// One vbd. Lives from probe to remove, owned by the xenbus device's drvdata.
@@ -161,6 +165,8 @@ pub unsafe extern "C" fn sluice_blkfront_probe(dev: *mut k::xenbus_device) -> c_
             disk: core::ptr::null_mut(),
             name,
             first_minor,
+            creating: false,
+            removing: false,
         }),
     });
     let raw = Box::into_raw(device);
@@ -232,6 +238,12 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
             let (name, first_minor) = {
                 let mut g = d.lock();
                 let s = g.state();
+                if s.removing {
+                    return;
+                }
+                // remove waits for this to be cleared before it destroys the disk and
+                // frees the device.
+                s.creating = true;
                 (s.name.clone(), s.first_minor)
             };
             p.first_minor = first_minor;
@@ -243,11 +255,16 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
             let gd = unsafe {
                 k::sbf_disk_create(dev, (d as *const Device) as *mut c_void, &p, &mut err)
             };
+            {
+                let mut g = d.lock();
+                let s = g.state();
+                s.creating = false;
+                s.disk = gd;
+            }
             if gd.is_null() {
                 pr_err!("sluice-blkfront: {name}: cannot create the disk: {err}");
                 return;
             }
-            d.lock().state().disk = gd;
             pr_info!(
                 "sluice-blkfront: {name}: {} sectors, {queues} queue(s), {max_segments} segments/request",
                 info.sectors
@@ -279,15 +296,29 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
 pub unsafe extern "C" fn sluice_blkfront_remove(dev: *mut k::xenbus_device) {
     let Some(d) = device_of(dev) else { return };
     let mut done = Completions::new();
-    let (disk, channels) = {
+    {
         let mut g = d.lock();
         let s = g.state();
+        s.removing = true;
         let DevState { front, plat, .. } = s;
         front.shutdown(plat, |rq, res| done.push((rq, res)));
-        let disk = core::mem::replace(&mut s.disk, core::ptr::null_mut());
-        (disk, core::mem::take(&mut s.plat.closed))
-    };
+    }
     finish(done);
+    // A disk xenwatch is still adding (its partition scan's I/O has just failed, or
+    // fails at once now that the device is shut down): wait for it, it is ours to
+    // destroy.
+    let (disk, channels) = loop {
+        {
+            let mut g = d.lock();
+            let s = g.state();
+            if !s.creating {
+                let disk = core::mem::replace(&mut s.disk, core::ptr::null_mut());
+                break (disk, core::mem::take(&mut s.plat.closed));
+            }
+        }
+        // SAFETY: process context (xenbus remove), no lock held.
+        unsafe { k::sbf_msleep(20) };
+    };
     if !disk.is_null() {
         // SAFETY: created in backend_changed, destroyed once here; queue_rq now fails
         // every request (the frontend is shut down).

@@ -13,6 +13,7 @@
 #include <linux/workqueue.h>
 #include <linux/interrupt.h>
 #include <linux/err.h>
+#include <linux/delay.h>
 #include <xen/xen.h>
 #include <xen/xenbus.h>
 #include <xen/events.h>
@@ -166,6 +167,8 @@ void *sbf_mutex_new(void)
 		mutex_init(m);
 	return m;
 }
+
+void sbf_msleep(unsigned int ms) { msleep(ms); }
 
 void sbf_mutex_lock(void *m) { mutex_lock(m); }
 void sbf_mutex_unlock(void *m) { mutex_unlock(m); }

@@ -51,6 +51,8 @@ void *sbf_mutex_new(void);
 void sbf_mutex_lock(void *m);
 void sbf_mutex_unlock(void *m);
 void sbf_mutex_free(void *m);
+/* Sleeps (process context). */
+void sbf_msleep(unsigned int ms);
 
 /* --- block device --- */
 struct sbf_disk_params {
