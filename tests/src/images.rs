@@ -288,6 +288,20 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             step.disks[*disk].sector_size
                         )?;
                     }
+                    Workload::MisbehavingBackend { mode, .. } => {
+                        // Bound on the failing write: the step's io_timeout plus slack.
+                        let bound = crate::run::limit(60).as_secs();
+                        writeln!(
+                            script,
+                            "(check_misbehaving {dev} {} '{}' {bound}); report $id $?",
+                            mode.name(),
+                            mode.log_line()
+                        )?;
+                    }
+                    Workload::UnloadFrontend => {
+                        let bound = crate::run::limit(60).as_secs();
+                        writeln!(script, "(check_unload {bound}); report $id $?")?;
+                    }
                     Workload::HostileFrontend { disk } => {
                         let (file, _, data) = data_file("")?;
                         let s = region_start();
@@ -356,6 +370,13 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                 g.bytes(
                     &format!("/steps/{}.blkfront", step.name),
                     at.as_bytes(),
+                    0o644,
+                )?;
+            }
+            if !step.blkfront_args.is_empty() {
+                g.bytes(
+                    &format!("/steps/{}.blkfront-args", step.name),
+                    step.blkfront_args.join(" ").as_bytes(),
                     0o644,
                 )?;
             }
@@ -556,6 +577,23 @@ fn validate(boot: &Boot) -> Result<()> {
             if matches!(w, Workload::Ext4 { .. } | Workload::Fio { .. }) {
                 ext4_disks.push(disk);
             }
+            if let Workload::MisbehavingBackend { .. } = w {
+                if d.backend != BlockBackend::Userspace || s.block_daemon.is_none() {
+                    bail!(
+                        "step {}: {} needs a userspace disk and the misbehaving daemon (GuestStep::with_block_daemon)",
+                        s.name,
+                        w.id()
+                    );
+                }
+                if s.workloads
+                    .iter()
+                    .filter(|o| o.disk() == Some(disk))
+                    .count()
+                    != 1
+                {
+                    bail!("step {}: {} must be alone on its disk", s.name, w.id());
+                }
+            }
             if let Workload::HostileFrontend { .. } = w {
                 if d.backend != BlockBackend::Userspace {
                     bail!("step {}: {} needs a userspace backend", s.name, w.id());
@@ -617,6 +655,31 @@ fn validate(boot: &Boot) -> Result<()> {
                 s.name,
                 vdev(disk)
             );
+        }
+    }
+    for s in &boot.steps {
+        if matches!(s.workloads.iter().position(|w| *w == Workload::UnloadFrontend), Some(i) if i + 1 != s.workloads.len())
+        {
+            bail!("step {}: blkfront-unload must be its last workload", s.name);
+        }
+        if let Some(n) = &s.block_daemon {
+            if !boot.daemons.iter().any(|d| d.serves_block && &d.name == n) {
+                bail!(
+                    "step {}: block daemon {n:?} is not a serves_block daemon of the boot",
+                    s.name
+                );
+            }
+        }
+        for a in &s.blkfront_args {
+            if !a
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_=,.-".contains(c))
+            {
+                bail!(
+                    "step {}: blkfront argument {a:?}: use [A-Za-z0-9_=,.-]",
+                    s.name
+                );
+            }
         }
     }
     for d in &boot.daemons {
@@ -803,8 +866,32 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
         }
         Some(BlockBackend::Userspace) => {
             let _ = writeln!(s, "drop_kernel_blkback");
-            for d in block_daemons {
-                let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
+            let serving = boot.block_daemons(step);
+            // Only this step's daemons watch backend/vbd.
+            for d in block_daemons.filter(|d| !serving.iter().any(|x| x.name == d.name)) {
+                let _ = writeln!(s, "stop_daemon {}", d.name);
+            }
+            // The misbehaviours go to the daemon the step names.
+            let modes: Vec<String> = step
+                .workloads
+                .iter()
+                .filter_map(|w| match w {
+                    Workload::MisbehavingBackend { disk, mode } => {
+                        Some(shell_quote(&format!("{}={}", vdev(*disk), mode.name())))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for d in serving {
+                let mut args = daemon_args(d);
+                if step.block_daemon.is_some() && !modes.is_empty() {
+                    args = format!("{args} {}", modes.join(" "));
+                }
+                // A daemon another step started with other arguments starts afresh.
+                if step.block_daemon.is_some() {
+                    let _ = writeln!(s, "stop_daemon {}", d.name);
+                }
+                let _ = writeln!(s, "start_daemon {} {args}", d.name);
             }
         }
         None => {}
@@ -828,7 +915,7 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
         .any(|w| matches!(w, Workload::HostileFrontend { .. }))
     {
         // The block backend must have logged each kind of refusal.
-        for d in boot.daemons.iter().filter(|d| d.serves_block) {
+        for d in boot.block_daemons(step) {
             for l in crate::scenario::HOSTILE_LOG_LINES {
                 let _ = writeln!(
                     s,
@@ -955,8 +1042,13 @@ blkfront_ko() {
 }
 while read -r ko; do
   # A step without blkfront at boot leaves its disks to a userspace frontend.
-  case "$ko" in *blkfront*) [ -e "/steps/$step.noblkfront" ] && continue; ko=$(blkfront_ko) ;; esac
-  insmod "$ko" || echo "@@GUEST-WARN insmod $ko failed"
+  args=
+  case "$ko" in *blkfront*)
+    [ -e "/steps/$step.noblkfront" ] && continue
+    ko=$(blkfront_ko)
+    [ -e "/steps/$step.blkfront-args" ] && args=$(cat "/steps/$step.blkfront-args") ;;
+  esac
+  insmod "$ko" $args || echo "@@GUEST-WARN insmod $ko $args failed"
 done < /modules.list
 echo "@@GUEST-BEGIN $step"
 . /lib/sluice-checks.sh
@@ -1142,6 +1234,67 @@ check_sector_size() {
   [ "$got" = "$want" ] || { echo "${dev##*/}: logical block size $got, expected $want"; return 1; }
   echo "@@SUMMARY $id: ${dev##*/} has $got-byte logical sectors"
 }
+# bounded SECS CMD...: runs CMD; its status, or 124 if it still runs after SECS (left
+# running: a task stuck in the kernel cannot be killed).
+bounded() {
+  t=$1; shift
+  "$@" & p=$!
+  i=0
+  while kill -0 $p 2>/dev/null; do
+    i=$((i+1)); [ $i -gt $((t * 5)) ] && return 124; sleep 0.2
+  done
+  wait $p
+}
+# check_misbehaving DEV MODE LINE SECS: DEV's backend misbehaves in MODE at the first
+# write: a read before works (wrong-ring: nothing is ever answered), the write fails
+# within SECS, the kernel log has blkfront's LINE for DEV, and a read fails afterwards.
+check_misbehaving() {
+  dev=$1; mode=$2; line=$3; t=$4; d=${dev##*/}
+  wait_dev "$dev" 60 || return 1
+  if [ "$mode" != wrong-ring ]; then
+    bounded "$t" dd if="$dev" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null
+    rc=$?; [ $rc -eq 0 ] || { echo "$d: the read before the misbehaviour failed (rc=$rc)"; return 1; }
+  fi
+  t0=$(cut -d. -f1 /proc/uptime)
+  bounded "$t" dd if=/dev/zero of="$dev" bs=4k count=1 seek=64 oflag=direct 2>/dev/null
+  rc=$?; t1=$(cut -d. -f1 /proc/uptime)
+  [ $rc -eq 124 ] && { echo "$d: the write still waits after $t s (a hang)"; return 1; }
+  [ $rc -eq 0 ] && { echo "$d: the write to a $mode backend succeeded"; return 1; }
+  dmesg | grep -q "sluice-blkfront: $d: .*$line" || {
+    echo "$d: no 'sluice-blkfront: $d: ... $line' in the kernel log:"; dmesg | grep -i "$d\|blkfront" | tail -n 8; return 1; }
+  bounded "$t" dd if="$dev" of=/dev/null bs=4k count=1 skip=128 iflag=direct 2>/dev/null
+  rc=$?; [ $rc -eq 0 ] && { echo "$d: a read after the failure succeeded"; return 1; }
+  [ $rc -eq 124 ] && { echo "$d: a read after the failure still waits after $t s"; return 1; }
+  echo "@@SUMMARY $id: $mode backend: the write failed after $((t1 - t0)) s with the driver's line ($(dmesg | grep "sluice-blkfront: $d: .*$line" | head -n 1 | sed 's/^\[[^]]*\] //')); the device stays failed"
+}
+# check_unload SECS: the kernel log is clean (no WARNING splat, BUG, Oops, call trace or
+# hung task),
+# then every vbd is unbound and blkfront unloaded, each within SECS; no disk is left.
+check_unload() {
+  t=$1
+  if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than"; then
+    echo "the kernel complained (above)"; return 1
+  fi
+  mod=$(sed -n 's/^\([a-z_]*blkfront\) .*/\1/p' /proc/modules | head -n 1)
+  [ -n "$mod" ] || { echo "no blkfront module loaded"; return 1; }
+  for d in /sys/bus/xen/devices/vbd-*; do
+    [ -e "$d/driver" ] || continue
+    bounded "$t" sh -c "echo ${d##*/} > $d/driver/unbind"
+    rc=$?; [ $rc -eq 0 ] || { echo "unbinding ${d##*/} failed or hung (rc=$rc)"; return 1; }
+  done
+  bounded "$t" rmmod "$mod"
+  rc=$?; [ $rc -eq 0 ] || { echo "rmmod $mod failed or hung (rc=$rc)"; return 1; }
+  grep -q "^$mod " /proc/modules && { echo "$mod still loaded"; return 1; }
+  left=$(ls /sys/block | grep '^xvd')
+  [ -z "$left" ] || { echo "disks left after rmmod: $left"; return 1; }
+  if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than"; then
+    echo "the kernel complained while unloading (above)"; return 1
+  fi
+  # Grants a backend kept mapped stay granted (their pages quarantined): the driver
+  # ends them without the grant table's "still in use" warnings.
+  if dmesg | grep "still in use"; then echo "a grant was ended while in use (above)"; return 1; fi
+  echo "@@SUMMARY $id: kernel log clean; every vbd unbound (failed devices included) and $mod unloaded"
+}
 # check_hostile DEV DEVID FILE SECTOR SCALE: sluice-hostile-blkfront attacks the backend of
 # device DEVID (no blkfront is loaded), writing the start of FILE at SECTOR once
 # validly; dom0 then checks that the backend idles and detaches the device; then
@@ -1241,6 +1394,74 @@ mod tests {
             daemons: vec![],
             steps,
             fio_in_dom0: false,
+        }
+    }
+
+    #[test]
+    fn misbehaving_backend_steps_pick_their_daemon() {
+        use crate::scenario::{BackendMisbehaviour, Dom0Daemon};
+        let u = BlockBackend::Userspace;
+        let daemon = |n: &str| Dom0Daemon {
+            name: n.into(),
+            binary: "/bin/true".into(),
+            args: vec!["--x".into()],
+            serves_block: true,
+        };
+        let bad = GuestStep::new(
+            "bad",
+            GuestType::Pv,
+            &[u.clone(), u.clone()],
+            &[
+                Workload::MisbehavingBackend {
+                    disk: 1,
+                    mode: BackendMisbehaviour::Vanish,
+                },
+                Workload::Pattern { disk: 0 },
+                Workload::UnloadFrontend,
+            ],
+        )
+        .with_block_daemon("hostile")
+        .with_blkfront_args(&["io_timeout=10"]);
+        let good = GuestStep::new(
+            "good",
+            GuestType::Pv,
+            std::slice::from_ref(&u),
+            &[Workload::Pattern { disk: 0 }],
+        );
+        let mut b = boot(vec![bad.clone(), good.clone()]);
+        b.daemons = vec![daemon("blkback"), daemon("hostile")];
+        validate(&b).unwrap();
+        let names = |s: &GuestStep| -> Vec<String> {
+            b.block_daemons(s).iter().map(|d| d.name.clone()).collect()
+        };
+        assert_eq!(names(&bad), ["hostile"]);
+        assert_eq!(
+            names(&good),
+            ["blkback"],
+            "a named daemon runs only for its steps"
+        );
+        let script = dom0_step(&b, &bad);
+        assert!(script.contains("stop_daemon blkback\n"), "{script}");
+        assert!(
+            script.contains("start_daemon hostile '--x' 'xvdb=vanish'\n"),
+            "{script}"
+        );
+        let script = dom0_step(&b, &good);
+        assert!(script.contains("stop_daemon hostile\n"), "{script}");
+        assert!(script.contains("start_daemon blkback '--x'\n"), "{script}");
+        // A misbehaving disk needs the daemon; unload comes last; the daemon must exist;
+        // module arguments stay plain.
+        let mut no_daemon = bad.clone();
+        no_daemon.block_daemon = None;
+        let mut unload_first = bad.clone();
+        unload_first.workloads.rotate_right(1);
+        let mut unknown = bad.clone();
+        unknown.block_daemon = Some("nobody".into());
+        let quoted = bad.clone().with_blkfront_args(&["x=$(reboot)"]);
+        for s in [no_daemon, unload_first, unknown, quoted] {
+            let mut b2 = boot(vec![s]);
+            b2.daemons = vec![daemon("blkback"), daemon("hostile")];
+            assert!(validate(&b2).is_err());
         }
     }
 

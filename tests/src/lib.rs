@@ -32,5 +32,6 @@ pub mod xenpkgs;
 pub use error::Failure;
 pub use run::{run_boot, BootReport};
 pub use scenario::{
-    BlockBackend, Boot, ConsoleBackend, Disk, Dom0Daemon, GuestStep, GuestType, Workload,
+    BackendMisbehaviour, BlockBackend, Boot, ConsoleBackend, Disk, Dom0Daemon, GuestStep,
+    GuestType, Workload,
 };

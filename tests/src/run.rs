@@ -535,9 +535,8 @@ fn dom0_action(
         ),
         "restart-backend" => {
             let daemons: Vec<String> = boot
-                .daemons
-                .iter()
-                .filter(|d| d.serves_block)
+                .block_daemons(step)
+                .into_iter()
                 .map(|d| {
                     format!(
                         "kill_daemon {n} && start_daemon {n} {}",
@@ -555,9 +554,8 @@ fn dom0_action(
         }
         "backend-idle" => {
             let daemons: Vec<String> = boot
-                .daemons
-                .iter()
-                .filter(|d| d.serves_block)
+                .block_daemons(step)
+                .into_iter()
                 .map(|d| format!("backend_idle {}", d.name))
                 .collect();
             if daemons.is_empty() {

@@ -113,6 +113,69 @@ pub enum Workload {
     /// its refusal lines. Userspace disks only; the step must not load blkfront at boot
     /// ([`GuestStep::without_blkfront_at_boot`]) and this disk has no other workload.
     HostileFrontend { disk: usize },
+    /// The disk's backend misbehaves in `mode` (`sluice-hostile-blkback`,
+    /// `tests/hostile-blkback`, named by [`GuestStep::with_block_daemon`]; the harness
+    /// passes it `xvdX=MODE`). The guest reads the disk (served, except for
+    /// [`BackendMisbehaviour::WrongRing`]), then an O_DIRECT write must fail within a
+    /// bound (no hang), the kernel log must have the frontend's line naming the problem
+    /// ([`BackendMisbehaviour::log_line`]), and a later read must fail too (the device
+    /// failed). `sluice-blkfront` only (stock xen-blkfront has no I/O timeout); give the
+    /// step a short `io_timeout` ([`GuestStep::with_blkfront_args`]).
+    MisbehavingBackend {
+        disk: usize,
+        mode: BackendMisbehaviour,
+    },
+    /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
+    /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
+    /// disk away, failed devices included.
+    UnloadFrontend,
+}
+
+/// How `sluice-hostile-blkback` misbehaves on a disk ([`Workload::MisbehavingBackend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendMisbehaviour {
+    /// Answers the first write with an id no slot has.
+    BogusId,
+    /// Pushes a response for a request never sent at the first write.
+    Unsolicited,
+    /// Answers the first write as a read.
+    OpMismatch,
+    /// Maps a grant that is not the ring: never answers (the frontend's I/O timeout).
+    WrongRing,
+    /// Serves reads, then stops answering at the first write without a state change.
+    Vanish,
+}
+
+impl BackendMisbehaviour {
+    /// Every mode.
+    pub const ALL: [BackendMisbehaviour; 5] = [
+        BackendMisbehaviour::BogusId,
+        BackendMisbehaviour::Unsolicited,
+        BackendMisbehaviour::OpMismatch,
+        BackendMisbehaviour::WrongRing,
+        BackendMisbehaviour::Vanish,
+    ];
+
+    /// The mode's name on `sluice-hostile-blkback`'s command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendMisbehaviour::BogusId => "bogus-id",
+            BackendMisbehaviour::Unsolicited => "unsolicited",
+            BackendMisbehaviour::OpMismatch => "op-mismatch",
+            BackendMisbehaviour::WrongRing => "wrong-ring",
+            BackendMisbehaviour::Vanish => "vanish",
+        }
+    }
+
+    /// What `sluice-blkfront` logs (after `sluice-blkfront: xvdX: `).
+    pub fn log_line(self) -> &'static str {
+        match self {
+            BackendMisbehaviour::BogusId => "response id 0xdeadbeef is out of range",
+            BackendMisbehaviour::Unsolicited => "answers no request in flight",
+            BackendMisbehaviour::OpMismatch => "has operation 0, the request 1",
+            BackendMisbehaviour::WrongRing | BackendMisbehaviour::Vanish => "I/O timed out",
+        }
+    }
 }
 
 /// Bytes `sluice-hostile-blkfront` writes validly (its `VALID_BYTES`: 4 direct + 16
@@ -150,6 +213,10 @@ impl Workload {
             Workload::ReadOnly { disk } => format!("read-only-{}", vdev(*disk)),
             Workload::Fio { disk, .. } => format!("fio-{}", vdev(*disk)),
             Workload::HostileFrontend { disk } => format!("hostile-{}", vdev(*disk)),
+            Workload::MisbehavingBackend { disk, mode } => {
+                format!("backend-{}-{}", mode.name(), vdev(*disk))
+            }
+            Workload::UnloadFrontend => "blkfront-unload".into(),
         }
     }
 
@@ -169,14 +236,16 @@ impl Workload {
             Workload::ConsoleRoundTrip
             | Workload::SeqRead { .. }
             | Workload::SectorSize { .. }
-            | Workload::Fio { .. } => 0,
+            | Workload::Fio { .. }
+            | Workload::MisbehavingBackend { .. }
+            | Workload::UnloadFrontend => 0,
         }
     }
 
     /// The disk this workload uses, if any.
     pub fn disk(&self) -> Option<usize> {
         match self {
-            Workload::ConsoleRoundTrip => None,
+            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -187,7 +256,8 @@ impl Workload {
             | Workload::SectorSize { disk }
             | Workload::ReadOnly { disk }
             | Workload::Fio { disk, .. }
-            | Workload::HostileFrontend { disk } => Some(*disk),
+            | Workload::HostileFrontend { disk }
+            | Workload::MisbehavingBackend { disk, .. } => Some(*disk),
         }
     }
 
@@ -216,8 +286,9 @@ impl Workload {
             | Workload::SeqRead { .. }
             | Workload::SectorSize { .. }
             | Workload::ReadOnly { .. }
-            | Workload::Fio { .. } => None,
-            Workload::ConsoleRoundTrip => None,
+            | Workload::Fio { .. }
+            | Workload::MisbehavingBackend { .. } => None,
+            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
         }
     }
 }
@@ -247,6 +318,11 @@ pub struct GuestStep {
     /// ELF booted without ramdisk. It has no workloads; its console output is returned
     /// in [`crate::BootReport::consoles`] and the step ends when the domain does.
     pub kernel: Option<CustomKernel>,
+    /// The [`Dom0Daemon::serves_block`] daemon that serves this step's userspace disks
+    /// ([`GuestStep::with_block_daemon`]); `None`: every block daemon no step names.
+    pub block_daemon: Option<String>,
+    /// Arguments for the guest's blkfront module at boot (`insmod KO ARGS`).
+    pub blkfront_args: Vec<String>,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -269,6 +345,8 @@ impl GuestStep {
             workloads: vec![],
             blkfront_at_boot: false,
             blkfront_module: None,
+            block_daemon: None,
+            blkfront_args: vec![],
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -301,6 +379,8 @@ impl GuestStep {
             kernel: None,
             blkfront_at_boot: true,
             blkfront_module: None,
+            block_daemon: None,
+            blkfront_args: vec![],
         }
     }
 
@@ -329,6 +409,23 @@ impl GuestStep {
             .enumerate()
             .find(|(i, d)| *i != hostile && !d.readonly && d.backend == BlockBackend::Userspace)
             .map(|(i, _)| i)
+    }
+
+    /// The same step with its userspace disks served by the block daemon `name` alone
+    /// (one of [`Boot::daemons`] with [`Dom0Daemon::serves_block`]): dom0 stops the
+    /// others before the step. A daemon some step names runs only for such steps. It
+    /// is started with its [`Dom0Daemon::args`] plus `xvdX=MODE` for each
+    /// [`Workload::MisbehavingBackend`] of the step.
+    pub fn with_block_daemon(mut self, name: &str) -> Self {
+        self.block_daemon = Some(name.into());
+        self
+    }
+
+    /// The same step with these arguments for the guest's blkfront module at boot
+    /// (e.g. `io_timeout=10` for `sluice-blkfront`).
+    pub fn with_blkfront_args(mut self, args: &[&str]) -> Self {
+        self.blkfront_args = args.iter().map(|a| a.to_string()).collect();
+        self
     }
 
     /// The same step with disk `disk` attached read-only.
@@ -391,6 +488,25 @@ impl Boot {
                 _ => None,
             })
         })
+    }
+
+    /// The block daemons that serve `step`'s userspace disks: the one it names
+    /// ([`GuestStep::with_block_daemon`]), or else every [`Dom0Daemon::serves_block`]
+    /// daemon that no step names.
+    pub fn block_daemons(&self, step: &GuestStep) -> Vec<&Dom0Daemon> {
+        let named = |d: &Dom0Daemon| {
+            self.steps
+                .iter()
+                .any(|s| s.block_daemon.as_deref() == Some(&d.name))
+        };
+        self.daemons
+            .iter()
+            .filter(|d| d.serves_block)
+            .filter(|d| match &step.block_daemon {
+                Some(n) => &d.name == n,
+                None => !named(d),
+            })
+            .collect()
     }
 
     /// True when some disk is served by the kernel's blkback (so it gets loaded).

@@ -6,7 +6,12 @@
 //! a userspace backend on Xen 4.17, the backend swap inside one boot, and that the
 //! harness reports a failed check instead of a pass.
 //!
-//! `sluice_backends_pv_and_pvh`: first a PV guest without blkfront whose
+//! `sluice_backends_pv_and_pvh`: with `sluice-blkfront` in the guests
+//! (`SLUICE_TESTBED_BLKFRONT=sluice`), first `pv-bad-backend`: `sluice-hostile-blkback`
+//! serves six disks, five misbehaving (bogus id, unsolicited response, wrong operation,
+//! wrong ring, vanished) and one properly; the guest's I/O on each bad one must fail in
+//! bounded time with the driver's log line, the good one must pass the pattern check,
+//! and blkfront must unload cleanly. Then a PV guest without blkfront whose
 //! `sluice-hostile-blkfront` attacks sluice-blkback on disk 0 (the daemon must refuse
 //! everything hostile, keep running and idle, and leave the image alone but for one
 //! valid write), after which blkfront serves disk 1 of the same daemon; then the
@@ -14,10 +19,11 @@
 //! present) in dom0, plus a blkback killed and restarted under an idle guest. It says
 //! SKIPPED and returns while the backends are not in the workspace.
 
-use sluice_testbed::scenario::standard_steps;
+use sluice_testbed::cargo_bin::cargo_binary;
+use sluice_testbed::scenario::{guest_blkfront_reloads, standard_steps};
 use sluice_testbed::{
-    run_boot, BlockBackend, Boot, ConsoleBackend, Dom0Daemon, Failure, GuestStep, GuestType,
-    Workload,
+    run_boot, BackendMisbehaviour, BlockBackend, Boot, ConsoleBackend, Dom0Daemon, Failure,
+    GuestStep, GuestType, Workload,
 };
 
 /// A stand-in backend that refuses every disk: it answers libxl's wait for InitWait
@@ -116,6 +122,35 @@ fn sluice_backends_pv_and_pvh() {
         ],
     )
     .without_blkfront_at_boot()];
+    let mut daemons = daemons;
+    if guest_blkfront_reloads() {
+        // sluice-blkfront in the guests: misbehaving backends, one disk per mode, and a
+        // disk served properly by the same daemon that must keep working.
+        let bin = cargo_binary("sluice-hostile-blkback", "sluice-hostile-blkback")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        daemons.push(Dom0Daemon {
+            name: "hostile-blkback".into(),
+            binary: bin,
+            args: vec![],
+            serves_block: true,
+        });
+        let modes = BackendMisbehaviour::ALL;
+        let mut w: Vec<Workload> = modes
+            .iter()
+            .enumerate()
+            .map(|(i, &mode)| Workload::MisbehavingBackend { disk: i + 1, mode })
+            .collect();
+        w.push(Workload::Pattern { disk: 0 });
+        w.push(Workload::UnloadFrontend);
+        let disks = vec![u.clone(); modes.len() + 1];
+        // First: a failure here is reported without waiting for the other steps.
+        steps.insert(
+            0,
+            GuestStep::new("pv-bad-backend", GuestType::Pv, &disks, &w)
+                .with_block_daemon("hostile-blkback")
+                .with_blkfront_args(&["io_timeout=10"]),
+        );
+    }
     steps.extend(standard_steps("sluice", u, true));
     let boot = Boot {
         name: "xen-blk-sluice".into(),

@@ -352,7 +352,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         Ok(())
     }
 
-    fn execute(&self, req: &BlkRequest) -> BlkifRsp {
+    /// Does one decoded request synchronously (grant copy or persistent grants, then
+    /// pread/pwrite) and returns its status; the caller answers on the ring.
+    pub fn execute(&self, req: &BlkRequest) -> BlkifRsp {
         match self.try_execute(req) {
             Ok(()) => BlkifRsp::Okay,
             Err(status) => status,

@@ -114,6 +114,21 @@ pub enum Event {
     Failed,
 }
 
+/// What an expired I/O timer led to ([`Frontend::timed_out`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// The I/O was not outstanding (already completed, or not submitted yet).
+    NotOutstanding,
+    /// The device failed; this many I/Os were on the rings and held for a reconnect,
+    /// all completed with [`IoError::DeviceFailed`].
+    DeviceFailed {
+        /// On the rings, unanswered.
+        in_flight: usize,
+        /// Held while the backend was away.
+        held: usize,
+    },
+}
+
 /// Counters for logs and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -546,6 +561,45 @@ impl<P: Platform, T> Frontend<P, T> {
             done(tag, Err(IoError::DeviceFailed));
         }
         let _ = self.write_state(p, XenbusState::Closed);
+    }
+
+    /// Whether the I/O tagged `tag` is outstanding: on a ring or held for a reconnect
+    /// (not yet completed through a `done` callback).
+    pub fn outstanding(&self, tag: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        self.held.iter().any(|(_, t, _)| t == tag)
+            || self
+                .queues
+                .iter()
+                .flat_map(|q| q.shadow.iter().flatten())
+                .any(|s| s.tag == *tag)
+    }
+
+    /// The driver's I/O timer for `tag` expired. If that I/O is still outstanding the
+    /// backend is taken for dead (it stopped answering without a state change): the
+    /// device fails as in [`fail`](Self::fail), every outstanding I/O (this one
+    /// included) completes with [`IoError::DeviceFailed`], and
+    /// [`Timeout::DeviceFailed`] says how many waited on the rings. Otherwise nothing
+    /// changes ([`Timeout::NotOutstanding`]): the I/O was already completed (its
+    /// `done` may still be on its way to the kernel) or not yet submitted.
+    pub fn timed_out(
+        &mut self,
+        p: &mut P,
+        tag: &T,
+        done: &mut impl FnMut(T, Result<(), IoError>),
+    ) -> Timeout
+    where
+        T: PartialEq,
+    {
+        if !self.outstanding(tag) {
+            return Timeout::NotOutstanding;
+        }
+        let in_flight = self.in_flight();
+        let held = self.held.len();
+        self.fail(p, done);
+        Timeout::DeviceFailed { in_flight, held }
     }
 
     /// Driver removal or module unload: fails what is outstanding and releases

@@ -25,5 +25,5 @@ pub mod platform;
 
 pub use error::{IoError, NegotiationError, ProtocolError, SubmitError};
 pub use features::{DiscardInfo, DiskInfo, FlushKind, FrontendConfig, RingLimits};
-pub use frontend::{BlockIo, Event, FrontState, Frontend, IoOp, IoSegment, Stats};
+pub use frontend::{BlockIo, Event, FrontState, Frontend, IoOp, IoSegment, Stats, Timeout};
 pub use platform::{GrantInUse, Platform, PlatformError};

@@ -9,7 +9,7 @@ use sluice_abi::blkif::BlkifOp;
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
     BlockIo, Event, FrontState, Frontend, FrontendConfig, IoError, IoOp, IoSegment,
-    NegotiationError, ProtocolError, SubmitError,
+    NegotiationError, ProtocolError, SubmitError, Timeout,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -604,10 +604,76 @@ fn silent_backend_then_driver_timeout_fails_io() {
     let (mut b, tags, r) = hostile(Misbehaviour::Silent);
     assert_eq!(r, Ok(0));
     assert!(b.done.borrow().is_empty());
-    // The driver's I/O timeout gives up on the device.
+    // The driver's I/O timer for the second request expires: the device fails and
+    // every outstanding I/O completes once (the recorder panics on a second time).
     let done = b.done.clone();
-    b.front.fail(&mut b.plat, &mut recorder(&done));
+    assert!(b.front.outstanding(&tags[1]));
+    assert_eq!(
+        b.front
+            .timed_out(&mut b.plat, &tags[1], &mut recorder(&done)),
+        Timeout::DeviceFailed {
+            in_flight: 3,
+            held: 0
+        }
+    );
+    // The timers of the others expire afterwards: nothing left to do.
+    for t in &tags {
+        assert!(!b.front.outstanding(t));
+        assert_eq!(
+            b.front.timed_out(&mut b.plat, t, &mut recorder(&done)),
+            Timeout::NotOutstanding
+        );
+    }
     assert_failed_cleanly(b, &tags);
+}
+
+#[test]
+fn timeout_of_a_completed_io_changes_nothing() {
+    let mut b = bed();
+    let p = b.pages(2, 5);
+    let t = b.submit(0, Bed::io(IoOp::Write, 64, &p)).unwrap();
+    let slow = b.pages(1, 6);
+    b.pump().unwrap();
+    assert_eq!(b.result(t), Some(Ok(())));
+    // The kernel's timer fired while the completion was on its way (the race of
+    // blk-mq's timeout work with normal completion): the device stays up.
+    let done = b.done.clone();
+    assert_eq!(
+        b.front.timed_out(&mut b.plat, &t, &mut recorder(&done)),
+        Timeout::NotOutstanding
+    );
+    // A tag never submitted either.
+    assert_eq!(
+        b.front.timed_out(&mut b.plat, &999, &mut recorder(&done)),
+        Timeout::NotOutstanding
+    );
+    assert_eq!(b.front.state(), FrontState::Connected);
+    let t2 = b.submit(0, Bed::io(IoOp::Write, 128, &slow)).unwrap();
+    b.pump().unwrap();
+    assert_eq!(b.result(t2), Some(Ok(())));
+}
+
+#[test]
+fn timeout_of_io_held_for_a_reconnect_fails_the_device() {
+    let mut b = bed();
+    let p = b.pages(1, 9);
+    let t0 = b.submit(0, Bed::io(IoOp::Write, 0, &p)).unwrap();
+    // The backend closes and never comes back.
+    b.back.close();
+    assert_eq!(
+        b.changed(XenbusState::Closed).unwrap(),
+        Event::Disconnected { held: 1 }
+    );
+    let t1 = b.submit(0, Bed::io(IoOp::Write, 8, &p)).unwrap();
+    let done = b.done.clone();
+    assert_eq!(
+        b.front.timed_out(&mut b.plat, &t0, &mut recorder(&done)),
+        Timeout::DeviceFailed {
+            in_flight: 0,
+            held: 2
+        }
+    );
+    assert_failed_cleanly(b, &[t0, t1]);
 }
 
 #[test]

@@ -18,6 +18,7 @@ const FUNCTIONS: &[&str] = &[
     // sluice-blkfront
     "gnttab_grant_foreign_access",
     "gnttab_end_foreign_access_ref",
+    "gnttab_try_end_foreign_access",
     "gnttab_free_grant_reference",
     "xenbus_switch_state",
     "sbf_.*",

@@ -22,7 +22,7 @@ use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use platform::KernelPlatform;
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
-    BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, SubmitError,
+    BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, SubmitError, Timeout,
 };
 use sluice_kernel::bindings as k;
 use sluice_kernel::{pr_err, pr_info, pr_warn};
@@ -35,6 +35,10 @@ struct DevState {
     disk: *mut k::gendisk,
     name: String,
     first_minor: c_int,
+    /// xenwatch is adding the disk (the mutex is not held: the partition scan does I/O).
+    creating: bool,
+    /// remove has begun: no disk is created any more.
+    removing: bool,
 }
 
 /// One vbd. Lives from probe to remove, owned by the xenbus device's drvdata.
@@ -161,6 +165,8 @@ pub unsafe extern "C" fn sluice_blkfront_probe(dev: *mut k::xenbus_device) -> c_
             disk: core::ptr::null_mut(),
             name,
             first_minor,
+            creating: false,
+            removing: false,
         }),
     });
     let raw = Box::into_raw(device);
@@ -232,6 +238,12 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
             let (name, first_minor) = {
                 let mut g = d.lock();
                 let s = g.state();
+                if s.removing {
+                    return;
+                }
+                // remove waits for this to be cleared before it destroys the disk and
+                // frees the device.
+                s.creating = true;
                 (s.name.clone(), s.first_minor)
             };
             p.first_minor = first_minor;
@@ -243,11 +255,16 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
             let gd = unsafe {
                 k::sbf_disk_create(dev, (d as *const Device) as *mut c_void, &p, &mut err)
             };
+            {
+                let mut g = d.lock();
+                let s = g.state();
+                s.creating = false;
+                s.disk = gd;
+            }
             if gd.is_null() {
                 pr_err!("sluice-blkfront: {name}: cannot create the disk: {err}");
                 return;
             }
-            d.lock().state().disk = gd;
             pr_info!(
                 "sluice-blkfront: {name}: {} sectors, {queues} queue(s), {max_segments} segments/request",
                 info.sectors
@@ -279,15 +296,29 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
 pub unsafe extern "C" fn sluice_blkfront_remove(dev: *mut k::xenbus_device) {
     let Some(d) = device_of(dev) else { return };
     let mut done = Completions::new();
-    let (disk, channels) = {
+    {
         let mut g = d.lock();
         let s = g.state();
+        s.removing = true;
         let DevState { front, plat, .. } = s;
         front.shutdown(plat, |rq, res| done.push((rq, res)));
-        let disk = core::mem::replace(&mut s.disk, core::ptr::null_mut());
-        (disk, core::mem::take(&mut s.plat.closed))
-    };
+    }
     finish(done);
+    // A disk xenwatch is still adding (its partition scan's I/O has just failed, or
+    // fails at once now that the device is shut down): wait for it, it is ours to
+    // destroy.
+    let (disk, channels) = loop {
+        {
+            let mut g = d.lock();
+            let s = g.state();
+            if !s.creating {
+                let disk = core::mem::replace(&mut s.disk, core::ptr::null_mut());
+                break (disk, core::mem::take(&mut s.plat.closed));
+            }
+        }
+        // SAFETY: process context (xenbus remove), no lock held.
+        unsafe { k::sbf_msleep(20) };
+    };
     if !disk.is_null() {
         // SAFETY: created in backend_changed, destroyed once here; queue_rq now fails
         // every request (the frontend is shut down).
@@ -313,21 +344,32 @@ pub unsafe extern "C" fn sluice_blkfront_event(ctx: *mut c_void, queue: c_uint) 
     // SAFETY: `ctx` is the `Device`, alive until remove frees the channels first.
     let d = unsafe { &*(ctx as *const Device) };
     let mut done = Completions::new();
-    let (r, disk) = {
+    let (r, disk, name) = {
         let mut g = d.lock();
         let s = g.state();
         let DevState {
-            front, plat, disk, ..
+            front,
+            plat,
+            disk,
+            name,
+            ..
         } = s;
-        (
-            front.handle_event(plat, queue as usize, |rq, res| done.push((rq, res))),
-            *disk,
-        )
+        let r = front.handle_event(plat, queue as usize, |rq, res| done.push((rq, res)));
+        // The name only for the log line of a failure.
+        let name = if r.is_err() {
+            name.clone()
+        } else {
+            String::new()
+        };
+        (r, *disk, name)
     };
     let completed = !done.is_empty();
+    let failed = done.len();
     finish(done);
     if let Err(e) = r {
-        pr_err!("sluice-blkfront: backend broke the protocol: {e}; device failed");
+        pr_err!(
+            "sluice-blkfront: {name}: backend broke the protocol: {e}; device failed, {failed} request(s) completed"
+        );
     }
     if completed && !disk.is_null() {
         // SAFETY: the disk lives until remove.
@@ -419,5 +461,45 @@ pub unsafe extern "C" fn sluice_blkfront_queue_rq(
         Err((SubmitError::RingFull, _, _)) | Err((SubmitError::NoResources(_), _, _)) => resource,
         Err((SubmitError::Unsupported, _, _)) => notsupp,
         Err(_) => ioerr,
+    }
+}
+
+/// blk-mq `timeout` (its timeout work, process context): `rq` has waited
+/// `io_timeout` seconds for the backend. Returns true when the device failed and every
+/// outstanding request, `rq` included, was ended here; false when the core has no
+/// record of `rq` (its completion is on the way, or `queue_rq` has not submitted it
+/// yet), so the C side re-arms its timer and nothing is ended twice.
+/// # Safety
+/// `ctx` is the disk's `Device`; `rq` a request of that disk blk-mq holds a reference
+/// to for this call.
+#[no_mangle]
+pub unsafe extern "C" fn sluice_blkfront_timeout(ctx: *mut c_void, rq: *mut k::request) -> bool {
+    // SAFETY: `ctx` is the `Device` (the disk's queuedata); remove destroys the disk,
+    // which stops blk-mq's timeout work, before it frees the device.
+    let d = unsafe { &*(ctx as *const Device) };
+    let mut done = Completions::new();
+    let (outcome, name) = {
+        let mut g = d.lock();
+        let s = g.state();
+        let DevState {
+            front, plat, name, ..
+        } = s;
+        let outcome = front.timed_out(plat, &(rq as usize), &mut |t, r| done.push((t, r)));
+        (outcome, name.clone())
+    };
+    match outcome {
+        Timeout::NotOutstanding => {
+            finish(done);
+            false
+        }
+        Timeout::DeviceFailed { in_flight, held } => {
+            // SAFETY: reads a module parameter.
+            let secs = unsafe { k::sbf_io_timeout_secs() };
+            pr_err!(
+                "sluice-blkfront: {name}: I/O timed out: no answer from the backend in {secs} s; device failed, {in_flight} request(s) in flight and {held} held completed with an error"
+            );
+            finish(done);
+            true
+        }
     }
 }

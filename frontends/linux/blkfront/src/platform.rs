@@ -115,10 +115,10 @@ impl Platform for KernelPlatform {
     }
 
     fn end_grant(&mut self, gref: GrantRef) -> Result<(), GrantInUse> {
-        // SAFETY: `gref` is a grant this frontend made and has not ended.
-        if unsafe { k::gnttab_end_foreign_access_ref(gref) } == 1 {
-            // SAFETY: the entry is free now; give the reference back.
-            unsafe { k::gnttab_free_grant_reference(gref) };
+        // SAFETY: `gref` is a grant this frontend made and has not ended. On success
+        // it also gives the reference back; a grant still mapped stays (no warning: a
+        // backend that keeps mapping is handled by quarantining the page).
+        if unsafe { k::gnttab_try_end_foreign_access(gref) } == 1 {
             Ok(())
         } else {
             Err(GrantInUse(gref))

@@ -13,6 +13,7 @@
 #include <linux/workqueue.h>
 #include <linux/interrupt.h>
 #include <linux/err.h>
+#include <linux/delay.h>
 #include <xen/xen.h>
 #include <xen/xenbus.h>
 #include <xen/events.h>
@@ -21,6 +22,11 @@
 #include "sluice_blkfront_shim.h"
 
 static int sbf_major;
+
+static unsigned int io_timeout = 30;
+module_param(io_timeout, uint, 0444);
+MODULE_PARM_DESC(io_timeout,
+		 "Seconds a request may wait for the backend's answer before the device fails (default 30, at least 1)");
 
 const char *sbf_nodename(struct xenbus_device *dev) { return dev->nodename; }
 const char *sbf_otherend(struct xenbus_device *dev) { return dev->otherend; }
@@ -162,6 +168,8 @@ void *sbf_mutex_new(void)
 	return m;
 }
 
+void sbf_msleep(unsigned int ms) { msleep(ms); }
+
 void sbf_mutex_lock(void *m) { mutex_lock(m); }
 void sbf_mutex_unlock(void *m) { mutex_unlock(m); }
 void sbf_mutex_free(void *m) { kfree(m); }
@@ -171,9 +179,26 @@ static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq
 	return sluice_blkfront_queue_rq(hctx->queue->queuedata, hctx->queue_num, bd->rq);
 }
 
+/*
+ * blk-mq's timeout work (process context, the request pinned by blk-mq). Rust fails the
+ * device when the request is still outstanding: every outstanding request, this one
+ * included, is ended before it returns, so BLK_EH_DONE. A request the driver has no
+ * record of (its completion is on the way, or queue_rq has not handed it over yet)
+ * gets its timer re-armed.
+ */
+static enum blk_eh_timer_return sbf_timeout(struct request *rq)
+{
+	if (sluice_blkfront_timeout(rq->q->queuedata, rq))
+		return BLK_EH_DONE;
+	return BLK_EH_RESET_TIMER;
+}
+
 static const struct blk_mq_ops sbf_mq_ops = {
 	.queue_rq = sbf_queue_rq,
+	.timeout = sbf_timeout,
 };
+
+unsigned int sbf_io_timeout_secs(void) { return io_timeout ? io_timeout : 1; }
 
 static const struct block_device_operations sbf_fops = {
 	.owner = THIS_MODULE,
@@ -205,6 +230,7 @@ struct gendisk *sbf_disk_create(struct xenbus_device *dev, void *ctx,
 	/* BLOCKING: queue_rq takes the device mutex (xenstore and grant work sleep). */
 	set->flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_BLOCKING;
 	set->driver_data = ctx;
+	set->timeout = sbf_io_timeout_secs() * HZ;
 	*err = blk_mq_alloc_tag_set(set);
 	if (*err) {
 		kfree(set);

@@ -51,6 +51,8 @@ void *sbf_mutex_new(void);
 void sbf_mutex_lock(void *m);
 void sbf_mutex_unlock(void *m);
 void sbf_mutex_free(void *m);
+/* Sleeps (process context). */
+void sbf_msleep(unsigned int ms);
 
 /* --- block device --- */
 struct sbf_disk_params {
@@ -87,6 +89,9 @@ void sbf_rq_start(struct request *rq);
 void sbf_rq_end(struct request *rq, int result);
 /* The status queue_rq returns. */
 extern const u8 sbf_sts_ok, sbf_sts_resource, sbf_sts_ioerr, sbf_sts_notsupp;
+/* The module parameter io_timeout: seconds before blk-mq calls
+ * sluice_blkfront_timeout for an unanswered request. */
+unsigned int sbf_io_timeout_secs(void);
 /* Restarts the stopped queues of a disk (after completions freed ring space). */
 void sbf_disk_run_queues(struct gendisk *disk);
 
@@ -96,5 +101,8 @@ void sluice_blkfront_backend_changed(struct xenbus_device *dev, int state);
 void sluice_blkfront_remove(struct xenbus_device *dev);
 void sluice_blkfront_event(void *ctx, unsigned int queue);
 u8 sluice_blkfront_queue_rq(void *ctx, unsigned int queue, struct request *rq);
+/* blk-mq's timeout for rq: true when the device failed and rq was ended (BLK_EH_DONE),
+ * false when the driver has no record of rq (re-arm its timer). */
+bool sluice_blkfront_timeout(void *ctx, struct request *rq);
 
 #endif
