@@ -98,7 +98,12 @@ fn seq_read_kernel_vs_sluice_blkback() {
 #[test]
 #[ignore = "boots Xen in QEMU for many minutes: run with --ignored"]
 fn fio_kernel_vs_sluice_blkback() {
-    const FIO_PAIRS: usize = 3;
+    // SLUICE_FIO_PAIRS (default 3): fewer pairs for a quick look.
+    let fio_pairs: usize = std::env::var("SLUICE_FIO_PAIRS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3);
     let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
     let (b_backend, b_label) = if b.block == BlockBackend::Userspace {
         (BlockBackend::Userspace, "sluice-blkback")
@@ -117,7 +122,7 @@ fn fio_kernel_vs_sluice_blkback() {
         s
     };
     let mut steps = Vec::new();
-    for i in 0..FIO_PAIRS {
+    for i in 0..fio_pairs {
         steps.push(step(format!("a{i}"), &BlockBackend::KernelBlkback));
         steps.push(step(format!("b{i}"), &b_backend));
     }
@@ -147,7 +152,7 @@ fn fio_kernel_vs_sluice_blkback() {
     for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
         let mut ratios = Vec::new();
         let mut cells = Vec::new();
-        for i in 0..FIO_PAIRS {
+        for i in 0..fio_pairs {
             let (a, bb) = (get(&format!("a{i}"), job), get(&format!("b{i}"), job));
             ratios.push(bb / a);
             cells.push(format!("A {a:.0} B {bb:.0} ({:.2})", bb / a));
@@ -161,7 +166,7 @@ fn fio_kernel_vs_sluice_blkback() {
     }
     assert_eq!(
         report.fio.len(),
-        (FIO_PAIRS * 2 + 1) * 4,
+        (fio_pairs * 2 + 1) * 4,
         "{:?}",
         report.fio
     );

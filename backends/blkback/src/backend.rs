@@ -387,10 +387,11 @@ where
             Ok(())
         })?;
         tracing::info!(
-            "{}: {params} ({sectors} sectors, {}-byte sectors, {}), frontend {} (domain {})",
+            "{}: {params} ({sectors} sectors, {}-byte sectors, {}, {}), frontend {} (domain {})",
             dev.name,
             disk.sector_size(),
             if readonly { "read-only" } else { "read-write" },
+            if disk.direct() { "O_DIRECT" } else { "buffered" },
             dev.fe,
             dev.fe_id
         );
@@ -584,6 +585,8 @@ where
                         stop: &stop2,
                         name: &name,
                         persistent: persistent.then(|| PersistentGrants::new(domid, cache_limit)),
+                        profile: Default::default(),
+                        buffers: Default::default(),
                     };
                     let uring = match engine {
                         IoEngine::Uring => match sluice_xen_sys::IoQueue::new(256) {
@@ -605,6 +608,11 @@ where
                         tracing::error!("{name}: {e}; disconnecting this device");
                         dead2.store(true, Ordering::Release);
                     }
+                    let (allocated, reused) = queue.buffers.counts();
+                    tracing::info!(
+                        "{name}: profile: {}; buffers: {allocated} allocated, {reused} reused",
+                        queue.profile
+                    );
                     if let Some(c) = &queue.persistent {
                         let s = c.stats();
                         tracing::info!(

@@ -2,8 +2,10 @@
 //! image; grant copy to and from the frontend's pages, or memcpy through persistently
 //! mapped grants when both ends agreed on `feature-persistent`), answers.
 
+use crate::buffers::BufPool;
 use crate::disk::{Disk, SECTOR};
 use crate::persistent::PersistentGrants;
+use crate::profile::Profile;
 use sluice_abi::blkif::{
     decode_request, indirect_pages, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp,
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
@@ -75,6 +77,10 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// Persistent grants, when both ends agreed (`None`: grant copy only). Dropping the
     /// queue unmaps them.
     pub persistent: Option<PersistentGrants<G::Mapping>>,
+    /// Where the queue's time goes (logged when it stops).
+    pub profile: Profile,
+    /// Data buffers, reused across requests.
+    pub buffers: BufPool,
 }
 
 /// Counters, for tests and logs.
@@ -102,7 +108,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 let rsp_op = response_op(&slot);
                 let rsp = match decode_request(&slot, &limits) {
                     Ok(req) => {
-                        let status = self.execute(&req);
+                        let status = self.profile.inline.time(|| self.execute(&req));
                         BlkifResponse::new(req.id(), rsp_op, status)
                     }
                     Err(e) => {
@@ -129,7 +135,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            if self.evtchn.wait(Some(Duration::from_millis(200)))? {
+            if self
+                .profile
+                .idle
+                .time(|| self.evtchn.wait(Some(Duration::from_millis(200))))?
+            {
                 pending.clear();
                 self.evtchn.read_pending(&mut pending)?;
                 for &p in &pending {
@@ -183,7 +193,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                                 .map_err(QueueError::Io)?;
                             self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
                         }
-                        let status = self.execute(&req);
+                        let status = self.profile.inline.time(|| self.execute(&req));
                         self.respond(&mut ring, stats, BlkifResponse::new(req.id(), op, status))?;
                     }
                     Err(status) => {
@@ -191,7 +201,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     }
                 }
             }
-            io.submit().map_err(QueueError::Io)?;
+            self.profile.depth(io.in_flight());
+            self.profile
+                .submit
+                .time(|| io.submit())
+                .map_err(QueueError::Io)?;
             self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
             if ring.push_responses_and_check_notify()? {
                 self.evtchn.notify(self.port)?;
@@ -201,7 +215,15 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     continue;
                 }
                 // Wake on a completion; look at the ring again soon regardless.
-                io.wait(Duration::from_millis(2)).map_err(QueueError::Io)?;
+                self.profile
+                    .io_wait
+                    .time(|| io.wait(Duration::from_millis(2)))
+                    .map_err(QueueError::Io)?;
+                if !io.has_completions() {
+                    self.profile
+                        .io_wait_empty
+                        .set(self.profile.io_wait_empty.get() + 1);
+                }
                 continue;
             }
             if ring.final_check_for_requests()? {
@@ -210,7 +232,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            if self.evtchn.wait(Some(Duration::from_millis(200)))? {
+            if self
+                .profile
+                .idle
+                .time(|| self.evtchn.wait(Some(Duration::from_millis(200))))?
+            {
                 ports.clear();
                 self.evtchn.read_pending(&mut ports)?;
                 for &p in &ports {
@@ -264,7 +290,10 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 nr_segments,
                 ..
             } => {
-                let segs = self.indirect_segments(req.indirect_grefs(), nr_segments)?;
+                let segs = self
+                    .profile
+                    .indirect
+                    .time(|| self.indirect_segments(req.indirect_grefs(), nr_segments))?;
                 match iop {
                     BlkifOp::Read => (false, sector_number, segs),
                     BlkifOp::Write => (true, sector_number, segs),
@@ -279,12 +308,24 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
         let len: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, len as u64 / SECTOR)?;
+        self.profile.request(write, len, segs.len());
+        let mut buf = self.profile.buffer.time(|| self.buffers.take(len));
         let submitted = if write {
-            let mut buf = vec![0u8; len];
-            self.transfer(self.copies(&segs, &mut buf, false))?;
-            io.write(self.disk.file(), sector * SECTOR, buf, tag)
+            let copied = self
+                .profile
+                .copy_in
+                .time(|| self.transfer(self.copies(&segs, &mut buf, false)));
+            if let Err(status) = copied {
+                self.buffers.put(buf);
+                return Err(status);
+            }
+            self.profile
+                .queue
+                .time(|| io.write(self.disk.file(), sector * SECTOR, buf, tag))
         } else {
-            io.read(self.disk.file(), sector * SECTOR, len, tag)
+            self.profile
+                .queue
+                .time(|| io.read(self.disk.file(), sector * SECTOR, buf, tag))
         };
         submitted.map_err(|e| {
             tracing::warn!("{}: io_uring submission: {e}", self.name);
@@ -323,7 +364,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     if p.write {
                         BlkifRsp::Okay
                     } else {
-                        match self.transfer(self.copies(&p.segs, &mut c.buf, true)) {
+                        match self
+                            .profile
+                            .copy_out
+                            .time(|| self.transfer(self.copies(&p.segs, &mut c.buf, true)))
+                        {
                             Ok(()) => BlkifRsp::Okay,
                             Err(s) => s,
                         }
@@ -347,6 +392,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     BlkifRsp::Error
                 }
             };
+            self.buffers.put(c.buf);
             self.respond(ring, stats, BlkifResponse::new(p.id, p.op, status))?;
         }
         Ok(())
@@ -558,12 +604,17 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     fn read(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, bytes as u64 / SECTOR)?;
-        let mut buf = vec![0u8; bytes];
-        self.disk.read(sector, &mut buf).map_err(|e| {
-            tracing::warn!("{}: {e}", self.name);
-            BlkifRsp::Error
-        })?;
-        self.transfer(self.copies(segs, &mut buf, true))
+        let mut buf = self.buffers.take(bytes);
+        let r = self
+            .disk
+            .read(sector, &mut buf)
+            .map_err(|e| {
+                tracing::warn!("{}: {e}", self.name);
+                BlkifRsp::Error
+            })
+            .and_then(|()| self.transfer(self.copies(segs, &mut buf, true)));
+        self.buffers.put(buf);
+        r
     }
 
     fn write(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
@@ -573,11 +624,16 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, bytes as u64 / SECTOR)?;
-        let mut buf = vec![0u8; bytes];
-        self.transfer(self.copies(segs, &mut buf, false))?;
-        self.disk.write(sector, &buf).map_err(|e| {
-            tracing::warn!("{}: {e}", self.name);
-            BlkifRsp::Error
-        })
+        let mut buf = self.buffers.take(bytes);
+        let r = self
+            .transfer(self.copies(segs, &mut buf, false))
+            .and_then(|()| {
+                self.disk.write(sector, &buf).map_err(|e| {
+                    tracing::warn!("{}: {e}", self.name);
+                    BlkifRsp::Error
+                })
+            });
+        self.buffers.put(buf);
+        r
     }
 }

@@ -2,6 +2,7 @@
 //! stay owned by the queue until the kernel reports the operation complete, so the
 //! safe API cannot free memory the kernel is still writing.
 
+use crate::iobuf::IoBuf;
 use io_uring::{opcode, squeue, types, IoUring};
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 struct InFlight {
     tag: u64,
-    buf: Vec<u8>,
+    buf: IoBuf,
     _file: Arc<File>,
 }
 
@@ -24,7 +25,7 @@ pub struct Completion {
     /// Bytes transferred, or the error.
     pub result: io::Result<usize>,
     /// The buffer (read data for reads).
-    pub buf: Vec<u8>,
+    pub buf: IoBuf,
 }
 
 /// An io_uring with owned buffers.
@@ -61,14 +62,14 @@ impl IoQueue {
         &mut self,
         entry: squeue::Entry,
         tag: u64,
-        buf: Vec<u8>,
+        buf: IoBuf,
         file: &Arc<File>,
     ) -> io::Result<()> {
         let key = self.next_key;
         self.next_key += 1;
         let entry = entry.user_data(key);
         // SAFETY: the entry's buffer pointer (if any) points into `buf`, whose heap
-        // allocation does not move when the Vec is moved into `in_flight`, and the fd
+        // allocation does not move when the IoBuf is moved into `in_flight`, and the fd
         // is `file`'s; both are kept in `in_flight` until the completion with this
         // key is reaped (`complete`), or until `drop` has waited for all completions.
         let pushed = unsafe { self.ring.submission().push(&entry).is_ok() };
@@ -94,10 +95,17 @@ impl IoQueue {
         Ok(())
     }
 
-    /// Queues a read of `len` bytes at `offset`.
-    pub fn read(&mut self, file: &Arc<File>, offset: u64, len: usize, tag: u64) -> io::Result<()> {
-        let mut buf = vec![0u8; len];
-        let e = opcode::Read::new(types::Fd(file.as_raw_fd()), buf.as_mut_ptr(), len as u32)
+    /// Queues a read of `buf.len()` bytes at `offset` into `buf` (given back in the
+    /// completion).
+    pub fn read(
+        &mut self,
+        file: &Arc<File>,
+        offset: u64,
+        mut buf: IoBuf,
+        tag: u64,
+    ) -> io::Result<()> {
+        let len = buf.len() as u32;
+        let e = opcode::Read::new(types::Fd(file.as_raw_fd()), buf.as_mut_ptr(), len)
             .offset(offset)
             .build();
         self.push(e, tag, buf, file)
@@ -108,13 +116,18 @@ impl IoQueue {
         &mut self,
         file: &Arc<File>,
         offset: u64,
-        buf: Vec<u8>,
+        buf: IoBuf,
         tag: u64,
     ) -> io::Result<()> {
         let e = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), buf.len() as u32)
             .offset(offset)
             .build();
         self.push(e, tag, buf, file)
+    }
+
+    /// Whether completions are waiting to be reaped.
+    pub fn has_completions(&mut self) -> bool {
+        !self.ring.completion().is_empty()
     }
 
     /// Submits what is queued without waiting.
@@ -201,8 +214,10 @@ mod tests {
             eprintln!("io_uring unavailable here; skipping");
             return;
         };
-        q.write(&f, 4096, vec![9u8; 512], 1).unwrap();
-        q.read(&f, 0, 4096, 2).unwrap();
+        let mut nines = IoBuf::new(512);
+        nines.fill(9);
+        q.write(&f, 4096, nines, 1).unwrap();
+        q.read(&f, 0, IoBuf::new(4096), 2).unwrap();
         let mut done = vec![];
         while done.len() < 2 {
             q.wait(Duration::from_secs(5)).unwrap();
@@ -210,14 +225,14 @@ mod tests {
         }
         done.sort_by_key(|c| c.tag);
         assert_eq!(done[0].result.as_ref().unwrap(), &512);
-        assert_eq!(done[1].buf, vec![7u8; 4096]);
-        q.read(&f, 4096, 512, 3).unwrap();
+        assert_eq!(&done[1].buf[..], &[7u8; 4096][..]);
+        q.read(&f, 4096, IoBuf::new(512), 3).unwrap();
         let mut more = vec![];
         while more.is_empty() {
             q.wait(Duration::from_secs(5)).unwrap();
             q.complete(&mut more);
         }
-        assert_eq!(more[0].buf, vec![9u8; 512]);
+        assert_eq!(&more[0].buf[..], &[9u8; 512][..]);
         std::fs::remove_file(&dir).unwrap();
     }
 }
