@@ -391,7 +391,11 @@ where
             dev.name,
             disk.sector_size(),
             if readonly { "read-only" } else { "read-write" },
-            if disk.direct() { "O_DIRECT" } else { "buffered" },
+            if disk.direct() {
+                "O_DIRECT"
+            } else {
+                "buffered"
+            },
             dev.fe,
             dev.fe_id
         );
@@ -587,6 +591,7 @@ where
                         persistent: persistent.then(|| PersistentGrants::new(domid, cache_limit)),
                         profile: Default::default(),
                         buffers: Default::default(),
+                        zero_copy: std::cell::Cell::new(true),
                     };
                     let uring = match engine {
                         IoEngine::Uring => match sluice_xen_sys::IoQueue::new(256) {

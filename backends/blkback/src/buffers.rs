@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(p.idle_bytes(), 4096 + (128 << 10));
         // Same class: the same allocation back, at the new length.
         let b2 = p.take(96 << 10);
-        assert_eq!((b2.as_ptr(), b2.len(), b2.capacity()), (pb, 96 << 10, 128 << 10));
+        assert_eq!(
+            (b2.as_ptr(), b2.len(), b2.capacity()),
+            (pb, 96 << 10, 128 << 10)
+        );
         let a2 = p.take(4096);
         assert_eq!(a2.as_ptr(), pa);
         assert_eq!(p.counts(), (2, 2));
@@ -112,7 +115,9 @@ mod tests {
         p.put(big);
         assert_eq!(p.idle_bytes(), 0);
         // Bounded: more than POOL_BYTES of idle 1 MiB buffers are freed.
-        let many: Vec<IoBuf> = (0..(POOL_BYTES >> 20) + 3).map(|_| p.take(1 << 20)).collect();
+        let many: Vec<IoBuf> = (0..(POOL_BYTES >> 20) + 3)
+            .map(|_| p.take(1 << 20))
+            .collect();
         for b in many {
             p.put(b);
         }

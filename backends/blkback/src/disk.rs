@@ -81,10 +81,9 @@ impl Disk {
             match Self::open_inner(path, readonly, true) {
                 Ok(d) => match d.probe_direct() {
                     Ok(()) => return Ok(d),
-                    Err(e) => tracing::info!(
-                        "{}: O_DIRECT refused ({e}); buffered I/O",
-                        path.display()
-                    ),
+                    Err(e) => {
+                        tracing::info!("{}: O_DIRECT refused ({e}); buffered I/O", path.display())
+                    }
                 },
                 Err(DiskError::Open { source, .. })
                     if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>

@@ -14,6 +14,7 @@ use sluice_abi::shared::SharedMem;
 use sluice_dom0::{GrantError, GrantMap, GrantMapper};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 /// Mappings a queue keeps (Linux blkback's `xen_blkif_max_pgrants`: 32 ring slots x
 /// (32 segments + 1 indirect page), what Linux blkfront uses at most by default).
@@ -33,7 +34,9 @@ pub struct CacheStats {
 }
 
 struct Entry<M> {
-    mapping: M,
+    /// Shared with I/O in flight straight into the page: an evicted mapping stays
+    /// mapped until that I/O completes.
+    mapping: Rc<M>,
     used: u64,
 }
 
@@ -116,6 +119,32 @@ impl<M: GrantMap> PersistentGrants<M> {
     where
         G: GrantMapper<Mapping = M>,
     {
+        let m = self.mapping(grants, gref)?;
+        Ok(f(m.mem()))
+    }
+
+    /// The mapping of `gref` (mapped first if need be, as [`PersistentGrants::with_page`]),
+    /// shared: it stays mapped while the returned handle lives, even if evicted meanwhile.
+    pub fn mapping<G>(&self, grants: &G, gref: u32) -> Result<Rc<M>, GrantError>
+    where
+        G: GrantMapper<Mapping = M>,
+    {
+        self.lookup(grants, gref, true)
+    }
+
+    /// As [`PersistentGrants::mapping`], but a failure is not counted (the caller falls
+    /// back to a path that tries again and counts it).
+    pub fn mapping_quiet<G>(&self, grants: &G, gref: u32) -> Result<Rc<M>, GrantError>
+    where
+        G: GrantMapper<Mapping = M>,
+    {
+        self.lookup(grants, gref, false)
+    }
+
+    fn lookup<G>(&self, grants: &G, gref: u32, count_failure: bool) -> Result<Rc<M>, GrantError>
+    where
+        G: GrantMapper<Mapping = M>,
+    {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         inner.tick += 1;
@@ -125,12 +154,14 @@ impl<M: GrantMap> PersistentGrants<M> {
             e.used = now;
             inner.lru.insert(now, gref);
             inner.stats.hits += 1;
-            return Ok(f(e.mapping.mem()));
+            return Ok(e.mapping.clone());
         }
         let mapping = match grants.map(self.domid, &[gref], true) {
-            Ok(m) => m,
+            Ok(m) => Rc::new(m),
             Err(e) => {
-                inner.stats.failed += 1;
+                if count_failure {
+                    inner.stats.failed += 1;
+                }
                 return Err(e);
             }
         };
@@ -138,17 +169,20 @@ impl<M: GrantMap> PersistentGrants<M> {
             let Some((_, old)) = inner.lru.pop_first() else {
                 break;
             };
-            // Dropping the mapping unmaps it.
+            // Dropping the mapping unmaps it (once no I/O holds it).
             inner.entries.remove(&old);
             inner.stats.evicted += 1;
         }
         inner.stats.mapped += 1;
         inner.lru.insert(now, gref);
-        let e = inner
-            .entries
-            .entry(gref)
-            .or_insert(Entry { mapping, used: now });
-        Ok(f(e.mapping.mem()))
+        inner.entries.insert(
+            gref,
+            Entry {
+                mapping: mapping.clone(),
+                used: now,
+            },
+        );
+        Ok(mapping)
     }
 }
 

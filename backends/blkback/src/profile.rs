@@ -1,10 +1,23 @@
 //! Cheap per-queue accounting of where a queue's time goes (counts and wall time per
 //! phase), logged when the queue stops. One per queue thread (plain `Cell`s, no atomics).
-//! Each timed phase costs two `Instant::now()` calls.
+//!
+//! Phases are timed with `CLOCK_MONOTONIC_COARSE` (read from the vDSO without a syscall
+//! or a TSC read; a few ms resolution, so a phase's total is a statistical estimate
+//! that sharpens with its count). A precise clock is no option in a PV dom0 under
+//! QEMU TCG: one `Instant::now()` measured 50-270 us there (a syscall and an emulated
+//! TSC read), which timing every phase of every request turned into most of the
+//! daemon's time.
 
+use rustix::time::{clock_gettime, ClockId};
 use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
+
+/// The coarse monotonic clock.
+fn coarse() -> Duration {
+    let t = clock_gettime(ClockId::MonotonicCoarse);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
 
 /// One phase: how often it ran and for how long in total.
 #[derive(Default)]
@@ -16,9 +29,9 @@ pub struct Phase {
 impl Phase {
     /// Runs `f`, counting it and its duration.
     pub fn time<R>(&self, f: impl FnOnce() -> R) -> R {
-        let t = Instant::now();
+        let t = coarse();
         let r = f();
-        self.add(t.elapsed());
+        self.add(coarse().saturating_sub(t));
         r
     }
 
@@ -43,9 +56,9 @@ impl Phase {
 /// A queue's counters.
 pub struct Profile {
     started: Instant,
-    /// What one `Instant::now()` costs here (a syscall where the vDSO cannot read the
-    /// clock, e.g. a PV dom0 without a stable TSC), measured at creation.
-    clock_cost: Duration,
+    /// What one `Instant::now()`, one coarse clock read and one trivial syscall
+    /// (`getpid`) cost here, measured at creation.
+    costs: [Duration; 3],
     /// Indirect descriptor pages fetched and validated (per request).
     pub indirect: Phase,
     /// Data buffers taken (from the pool, or allocated).
@@ -82,17 +95,27 @@ pub struct Profile {
     pub depth_sum: Cell<u64>,
     /// Most requests in flight at once.
     pub max_depth: Cell<u64>,
+    /// io_uring_enter calls (submits and waits).
+    pub enters: Cell<u64>,
+    /// Event channel notifications sent.
+    pub notifies: Cell<u64>,
 }
 
 impl Default for Profile {
     fn default() -> Self {
-        let t = Instant::now();
-        for _ in 0..64 {
-            std::hint::black_box(Instant::now());
-        }
-        let clock_cost = t.elapsed() / 64;
+        let costs = [
+            cost(|| {
+                std::hint::black_box(Instant::now());
+            }),
+            cost(|| {
+                std::hint::black_box(coarse());
+            }),
+            cost(|| {
+                std::hint::black_box(std::process::id());
+            }),
+        ];
         Self {
-            clock_cost,
+            costs,
             started: Instant::now(),
             indirect: Phase::default(),
             buffer: Phase::default(),
@@ -112,11 +135,23 @@ impl Default for Profile {
             max_segments: Cell::new(0),
             depth_sum: Cell::new(0),
             max_depth: Cell::new(0),
+            enters: Cell::new(0),
+            notifies: Cell::new(0),
         }
     }
 }
 
-fn bump(c: &Cell<u64>, by: u64) {
+/// Mean time of `f` over 32 runs.
+fn cost(f: impl Fn()) -> Duration {
+    let t = Instant::now();
+    for _ in 0..32 {
+        f();
+    }
+    t.elapsed() / 32
+}
+
+/// Adds `by` to a counter.
+pub fn bump(c: &Cell<u64>, by: u64) {
     c.set(c.get() + by);
 }
 
@@ -138,7 +173,8 @@ impl Profile {
     /// Counts the depth at one submission.
     pub fn depth(&self, in_flight: usize) {
         bump(&self.depth_sum, in_flight as u64);
-        self.max_depth.set(self.max_depth.get().max(in_flight as u64));
+        self.max_depth
+            .set(self.max_depth.get().max(in_flight as u64));
     }
 }
 
@@ -176,9 +212,14 @@ impl fmt::Display for Profile {
         }
         write!(
             f,
-            " ({} waits timed out; one clock read {} ns)",
+            " ({} waits timed out; {} io_uring_enter, {} notifications; costs here: \
+             Instant::now {} ns, coarse clock {} ns, getpid {} ns)",
             self.io_wait_empty.get(),
-            self.clock_cost.as_nanos()
+            self.enters.get(),
+            self.notifies.get(),
+            self.costs[0].as_nanos(),
+            self.costs[1].as_nanos(),
+            self.costs[2].as_nanos(),
         )
     }
 }

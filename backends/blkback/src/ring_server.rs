@@ -12,7 +12,8 @@ use sluice_abi::blkif::{
 };
 use sluice_abi::ring::RingError;
 use sluice_dom0::{CopyPtr, CopySegment, EventChannels, GrantMapper};
-use sluice_xen_sys::{Completion, IoQueue};
+use sluice_xen_sys::{Completion, IoQueue, IoSpan};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,8 +45,11 @@ struct InFlight {
     id: u64,
     op: u8,
     write: bool,
+    sector: u64,
     len: usize,
     segs: Vec<BlkifRequestSegment>,
+    /// Straight into the guest's mapped pages (no bounce buffer).
+    zero_copy: bool,
 }
 
 /// The response operation: Linux's blkfront expects an indirect request's response to
@@ -81,6 +85,9 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     pub profile: Profile,
     /// Data buffers, reused across requests.
     pub buffers: BufPool,
+    /// io_uring I/O straight into persistently mapped guest pages (true to start with;
+    /// switched off for good when the kernel refuses it).
+    pub zero_copy: Cell<bool>,
 }
 
 /// Counters, for tests and logs.
@@ -127,6 +134,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 ring.push_response(&rsp)?;
             }
             if ring.push_responses_and_check_notify()? {
+                crate::profile::bump(&self.profile.notifies, 1);
                 self.evtchn.notify(self.port)?;
             }
             if ring.final_check_for_requests()? {
@@ -166,6 +174,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let mut done = Vec::new();
         let mut ports = Vec::new();
         loop {
+            self.profile.enters.set(io.enters());
             while io.in_flight() < MAX_IN_FLIGHT {
                 let Some(slot) = ring.pop_request()? else {
                     break;
@@ -208,6 +217,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 .map_err(QueueError::Io)?;
             self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
             if ring.push_responses_and_check_notify()? {
+                crate::profile::bump(&self.profile.notifies, 1);
                 self.evtchn.notify(self.port)?;
             }
             if io.in_flight() > 0 {
@@ -309,39 +319,96 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let len: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, len as u64 / SECTOR)?;
         self.profile.request(write, len, segs.len());
-        let mut buf = self.profile.buffer.time(|| self.buffers.take(len));
-        let submitted = if write {
-            let copied = self
-                .profile
-                .copy_in
-                .time(|| self.transfer(self.copies(&segs, &mut buf, false)));
-            if let Err(status) = copied {
-                self.buffers.put(buf);
-                return Err(status);
-            }
-            self.profile
-                .queue
-                .time(|| io.write(self.disk.file(), sector * SECTOR, buf, tag))
+        let p = InFlight {
+            id: req.id(),
+            op,
+            write,
+            sector,
+            len,
+            segs,
+            zero_copy: false,
+        };
+        self.submit_rw(p, tag, io, in_flight)?;
+        Ok(true)
+    }
+
+    /// Puts a checked read or write on io_uring: straight from or into the guest's
+    /// persistently mapped pages where it can ([`Queue::spans`]), through a pooled
+    /// bounce buffer otherwise.
+    fn submit_rw(
+        &self,
+        mut p: InFlight,
+        tag: u64,
+        io: &mut IoQueue,
+        in_flight: &mut HashMap<u64, InFlight>,
+    ) -> Result<(), BlkifRsp> {
+        let file = self.disk.file();
+        let at = p.sector * SECTOR;
+        let submitted = if let Some(spans) = self.spans(&p.segs) {
+            p.zero_copy = true;
+            self.profile.queue.time(|| {
+                if p.write {
+                    io.writev(file, at, spans, tag)
+                } else {
+                    io.readv(file, at, spans, tag)
+                }
+            })
         } else {
-            self.profile
-                .queue
-                .time(|| io.read(self.disk.file(), sector * SECTOR, buf, tag))
+            p.zero_copy = false;
+            let mut buf = self.profile.buffer.time(|| self.buffers.take(p.len));
+            if p.write {
+                let copied = self
+                    .profile
+                    .copy_in
+                    .time(|| self.transfer(self.copies(&p.segs, &mut buf, false)));
+                if let Err(status) = copied {
+                    self.buffers.put(buf);
+                    return Err(status);
+                }
+                self.profile.queue.time(|| io.write(file, at, buf, tag))
+            } else {
+                self.profile.queue.time(|| io.read(file, at, buf, tag))
+            }
         };
         submitted.map_err(|e| {
             tracing::warn!("{}: io_uring submission: {e}", self.name);
             BlkifRsp::Error
         })?;
-        in_flight.insert(
-            tag,
-            InFlight {
-                id: req.id(),
-                op,
-                write,
-                len,
-                segs,
-            },
-        );
-        Ok(true)
+        in_flight.insert(tag, p);
+        Ok(())
+    }
+
+    /// The guest's pages of `segs` for I/O straight into them: only with persistent
+    /// grants (every page mapped writable), zero copy not switched off, and, with
+    /// `O_DIRECT`, every segment aligned to the disk's logical sector (the kernel's rule
+    /// for each iovec). `None`: use a bounce buffer (which also gives the exact
+    /// per-segment grant-copy result for a page that does not map).
+    fn spans(&self, segs: &[BlkifRequestSegment]) -> Option<Vec<IoSpan>> {
+        if !self.zero_copy.get() {
+            return None;
+        }
+        let cache = self.persistent.as_ref()?;
+        let align = if self.disk.direct() {
+            self.disk.sector_size() as usize
+        } else {
+            1
+        };
+        if segs
+            .iter()
+            .any(|s| s.byte_offset() % align != 0 || s.byte_len() % align != 0)
+        {
+            return None;
+        }
+        let mut out = Vec::with_capacity(segs.len());
+        for s in segs {
+            let mem = cache.mapping_quiet(self.grants, s.gref).ok()?;
+            out.push(IoSpan {
+                mem,
+                offset: s.byte_offset(),
+                len: s.byte_len(),
+            });
+        }
+        Some(out)
     }
 
     /// Answers the requests whose I/O completed.
@@ -355,44 +422,58 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     ) -> Result<(), QueueError> {
         done.clear();
         io.complete(done);
-        for mut c in done.drain(..) {
+        for c in done.drain(..) {
             let Some(p) = in_flight.remove(&c.tag) else {
                 continue;
             };
+            let rw = if p.write { "write" } else { "read" };
+            if p.zero_copy && c.result.as_ref().map_or(true, |&n| n != p.len) {
+                // The kernel refused I/O into the mapped pages (or cut it short): serve
+                // this request, and all later ones, through bounce buffers.
+                tracing::warn!(
+                    "{}: zero-copy {rw} failed ({}); bounce buffers from now on",
+                    self.name,
+                    match &c.result {
+                        Ok(n) => format!("{n} of {} bytes", p.len),
+                        Err(e) => e.to_string(),
+                    }
+                );
+                self.zero_copy.set(false);
+                let (id, op) = (p.id, p.op);
+                if let Err(status) = self.submit_rw(p, c.tag, io, in_flight) {
+                    self.respond(ring, stats, BlkifResponse::new(id, op, status))?;
+                }
+                continue;
+            }
             let status = match c.result {
-                Ok(n) if n == p.len => {
-                    if p.write {
-                        BlkifRsp::Okay
-                    } else {
-                        match self
+                Ok(n) if n == p.len => match c.buf {
+                    Some(mut buf) if !p.write => {
+                        let r = self
                             .profile
                             .copy_out
-                            .time(|| self.transfer(self.copies(&p.segs, &mut c.buf, true)))
-                        {
+                            .time(|| self.transfer(self.copies(&p.segs, &mut buf, true)));
+                        self.buffers.put(buf);
+                        match r {
                             Ok(()) => BlkifRsp::Okay,
                             Err(s) => s,
                         }
                     }
-                }
+                    other => {
+                        if let Some(buf) = other {
+                            self.buffers.put(buf);
+                        }
+                        BlkifRsp::Okay
+                    }
+                },
                 Ok(n) => {
-                    tracing::warn!(
-                        "{}: short {} ({n} of {} bytes)",
-                        self.name,
-                        if p.write { "write" } else { "read" },
-                        p.len
-                    );
+                    tracing::warn!("{}: short {rw} ({n} of {} bytes)", self.name, p.len);
                     BlkifRsp::Error
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "{}: {}: {e}",
-                        self.name,
-                        if p.write { "write" } else { "read" }
-                    );
+                    tracing::warn!("{}: {rw}: {e}", self.name);
                     BlkifRsp::Error
                 }
             };
-            self.buffers.put(c.buf);
             self.respond(ring, stats, BlkifResponse::new(p.id, p.op, status))?;
         }
         Ok(())

@@ -19,4 +19,4 @@ pub use evtchn::{EvtchnDevice, EvtchnError};
 pub use gntalloc::{GntallocDevice, GntallocError, GrantedPages};
 pub use gntdev::{CopyPtr, CopySegment, GntdevDevice, GntdevError, GrantMapping};
 pub use iobuf::{IoBuf, IO_ALIGN};
-pub use uring::{Completion, IoQueue};
+pub use uring::{Completion, IoQueue, IoSpan, StableMem};
