@@ -126,10 +126,18 @@ fn fio_kernel_vs_sluice_blkback() {
         steps.push(step(format!("a{i}"), &BlockBackend::KernelBlkback));
         steps.push(step(format!("b{i}"), &b_backend));
     }
+    // SLUICE_BLKBACK_ARGS: extra arguments for sluice-blkback (e.g. `--no-zero-copy`).
+    let extra: Vec<String> = std::env::var("SLUICE_BLKBACK_ARGS")
+        .map(|a| a.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let mut daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
+    for d in &mut daemons {
+        d.args.extend(extra.iter().cloned());
+    }
     let boot = Boot {
         name: "xen-bench-fio".into(),
         console: sluice_testbed::ConsoleBackend::Xenconsoled,
-        daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
+        daemons,
         steps,
         fio_in_dom0: true,
     };

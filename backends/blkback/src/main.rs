@@ -59,9 +59,19 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing::info!("I/O engine: {engine:?}; persistent grants off (grant copy only)");
     }
+    // `--buffered` (or SLUICE_BLKBACK_DIRECT=0): no O_DIRECT, I/O through dom0's page cache.
+    let direct = !args.iter().any(|a| a == "--buffered")
+        && std::env::var("SLUICE_BLKBACK_DIRECT").map_or(true, |v| v != "0");
+    // `--no-zero-copy` (or SLUICE_BLKBACK_ZERO_COPY=0): bounce buffers even where the
+    // guest's pages are mapped persistently.
+    let zero_copy = !args.iter().any(|a| a == "--no-zero-copy")
+        && std::env::var("SLUICE_BLKBACK_ZERO_COPY").map_or(true, |v| v != "0");
+    tracing::info!("O_DIRECT: {direct}; zero copy into mapped pages: {zero_copy}");
     let mut backend = backend
         .with_engine(engine)
-        .with_persistent_grants(per_queue);
+        .with_persistent_grants(per_queue)
+        .with_direct_io(direct)
+        .with_zero_copy(zero_copy);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

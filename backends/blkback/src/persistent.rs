@@ -100,6 +100,15 @@ impl<M: GrantMap> PersistentGrants<M> {
         self.inner.borrow().stats
     }
 
+    /// Whether mapping every reference of `grefs` not mapped yet fits without evicting
+    /// anything (zero-copy I/O holds its pages' mappings until it completes: it only
+    /// goes ahead when that keeps the cache within its limit).
+    pub fn room_for(&self, grefs: impl Iterator<Item = u32>) -> bool {
+        let inner = self.inner.borrow();
+        let missing = grefs.filter(|g| !inner.entries.contains_key(g)).count();
+        inner.entries.len() + missing <= self.limit
+    }
+
     /// Unmaps everything.
     pub fn clear(&self) {
         let mut inner = self.inner.borrow_mut();
@@ -165,13 +174,32 @@ impl<M: GrantMap> PersistentGrants<M> {
                 return Err(e);
             }
         };
-        while inner.entries.len() >= self.limit {
-            let Some((_, old)) = inner.lru.pop_first() else {
-                break;
-            };
-            // Dropping the mapping unmaps it (once no I/O holds it).
-            inner.entries.remove(&old);
-            inner.stats.evicted += 1;
+        if inner.entries.len() >= self.limit {
+            // Evict the least recently used mapping that no I/O holds; when I/O holds
+            // them all, use this one uncached (unmapped when its user drops it), so the
+            // mappings alive never exceed the limit by more than what is in use now.
+            let victim = inner
+                .lru
+                .iter()
+                .find(|(_, r)| {
+                    inner
+                        .entries
+                        .get(r)
+                        .is_none_or(|e| Rc::strong_count(&e.mapping) == 1)
+                })
+                .map(|(&t, &r)| (t, r));
+            match victim {
+                Some((t, old)) => {
+                    inner.lru.remove(&t);
+                    // Dropping the mapping unmaps it.
+                    inner.entries.remove(&old);
+                    inner.stats.evicted += 1;
+                }
+                None => {
+                    inner.stats.mapped += 1;
+                    return Ok(mapping);
+                }
+            }
         }
         inner.stats.mapped += 1;
         inner.lru.insert(now, gref);
@@ -236,5 +264,36 @@ mod tests {
         drop(cache);
         assert_eq!(grants.live_mappings(), 0);
         assert!(g.try_revoke(refs[0]) && g.try_revoke(refs[4]));
+    }
+
+    #[test]
+    fn mappings_held_by_io_are_not_evicted_and_never_pile_up() {
+        let g = FakeGuestMemory::new(4, 8);
+        let grants = FakeGrants::new();
+        grants.add_guest(g.clone());
+        let refs: Vec<u32> = (0..5).map(|p| g.grant(p, false)).collect();
+        let cache = PersistentGrants::new(4, 2);
+        // I/O holds refs[0]; refs[1] is cached but free.
+        let held = cache.mapping(&grants, refs[0]).unwrap();
+        cache.mapping(&grants, refs[1]).unwrap();
+        assert!(cache.room_for([refs[0], refs[1]].into_iter()));
+        assert!(!cache.room_for([refs[2]].into_iter()));
+        // A new reference evicts refs[1] (free), not the older refs[0] (held).
+        cache.with_page(&grants, refs[2], |_| ()).unwrap();
+        assert!(cache.contains(refs[0]) && !cache.contains(refs[1]));
+        // Everything held: a new one is used uncached and unmapped right after.
+        let held2 = cache.mapping(&grants, refs[2]).unwrap();
+        cache.with_page(&grants, refs[3], |_| ()).unwrap();
+        assert!(!cache.contains(refs[3]));
+        assert_eq!(grants.live_mappings(), 2);
+        // Released, a mapping can go again: refs[2] (free) goes, refs[0] (held) stays.
+        drop(held2);
+        cache.with_page(&grants, refs[4], |_| ()).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert!(cache.contains(refs[0]) && cache.contains(refs[4]));
+        drop(held);
+        assert_eq!(grants.live_mappings(), 2);
+        cache.clear();
+        assert_eq!(grants.live_mappings(), 0);
     }
 }

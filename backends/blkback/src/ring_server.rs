@@ -399,6 +399,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         {
             return None;
         }
+        if !cache.room_for(segs.iter().map(|s| s.gref)) {
+            return None;
+        }
         let mut out = Vec::with_capacity(segs.len());
         for s in segs {
             let mem = cache.mapping_quiet(self.grants, s.gref).ok()?;

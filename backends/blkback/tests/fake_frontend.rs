@@ -32,6 +32,8 @@ struct Cfg {
     engine: IoEngine,
     persistent: bool,
     limit: usize,
+    /// The backend opens images with O_DIRECT (where the file system takes it).
+    direct: bool,
 }
 
 impl Cfg {
@@ -40,6 +42,14 @@ impl Cfg {
             engine,
             persistent,
             limit: PERSISTENT_GRANTS_PER_QUEUE,
+            direct: true,
+        }
+    }
+
+    fn buffered(self) -> Self {
+        Cfg {
+            direct: false,
+            ..self
         }
     }
 }
@@ -90,7 +100,8 @@ impl World {
         self.backend = Some(std::thread::spawn(move || {
             let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues)
                 .with_engine(cfg.engine)
-                .with_persistent_grants(cfg.limit);
+                .with_persistent_grants(cfg.limit)
+                .with_direct_io(cfg.direct);
             b.run(&s).unwrap();
         }));
     }
@@ -994,9 +1005,9 @@ fn grant_copy_without_agreement(engine: IoEngine) {
         (Some("1"), 0, "0"),
     ] {
         let cfg = Cfg {
-            engine,
             persistent: false,
             limit,
+            ..Cfg::new(engine, false)
         };
         let w = World::new(1, cfg);
         let (be, fe, img) = w.add_disk(21, 51712, "w");
@@ -1242,6 +1253,15 @@ macro_rules! both_engines {
         mod io_uring_persistent {
             use super::{Cfg, IoEngine};
             $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Uring, true)) })*
+        }
+        // Zero copy without O_DIRECT (any segment alignment goes straight to the pages).
+        mod io_uring_persistent_buffered {
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Uring, true).buffered()) })*
+        }
+        mod sync_io_buffered {
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Sync, false).buffered()) })*
         }
     };
 }
