@@ -144,7 +144,7 @@ where
             max_queues: max_queues.max(1),
             persistent_limit: PERSISTENT_GRANTS_PER_QUEUE,
             direct_io: true,
-            zero_copy: true,
+            zero_copy: false,
             devices: BTreeMap::new(),
         }
     }
@@ -157,7 +157,7 @@ where
     }
 
     /// Whether the io_uring engine does I/O straight into persistently mapped guest
-    /// pages (default true; bounce buffers otherwise).
+    /// pages (default false: pooled bounce buffers).
     pub fn with_zero_copy(mut self, on: bool) -> Self {
         self.zero_copy = on;
         self

@@ -62,11 +62,20 @@ fn main() -> anyhow::Result<()> {
     // `--buffered` (or SLUICE_BLKBACK_DIRECT=0): no O_DIRECT, I/O through dom0's page cache.
     let direct = !args.iter().any(|a| a == "--buffered")
         && std::env::var("SLUICE_BLKBACK_DIRECT").map_or(true, |v| v != "0");
-    // `--no-zero-copy` (or SLUICE_BLKBACK_ZERO_COPY=0): bounce buffers even where the
-    // guest's pages are mapped persistently.
-    let zero_copy = !args.iter().any(|a| a == "--no-zero-copy")
-        && std::env::var("SLUICE_BLKBACK_ZERO_COPY").map_or(true, |v| v != "0");
-    tracing::info!("O_DIRECT: {direct}; zero copy into mapped pages: {zero_copy}");
+    // `--zero-copy` (or SLUICE_BLKBACK_ZERO_COPY=1): io_uring I/O straight into the
+    // persistently mapped guest pages instead of pooled bounce buffers (off by default:
+    // in a PV dom0 under TCG its submissions measured slower than bounce + memcpy,
+    // docs/bench.md).
+    let zero_copy = args.iter().any(|a| a == "--zero-copy")
+        || std::env::var("SLUICE_BLKBACK_ZERO_COPY").is_ok_and(|v| v == "1");
+    // `--profile` (or SLUICE_BLKBACK_PROFILE=1): time each phase of each request (the
+    // per-queue log line at disconnect); costs a clock syscall per phase in a PV dom0.
+    let profile = args.iter().any(|a| a == "--profile")
+        || std::env::var("SLUICE_BLKBACK_PROFILE").is_ok_and(|v| v == "1");
+    sluice_blkback::profile::enable_timing(profile);
+    tracing::info!(
+        "O_DIRECT: {direct}; zero copy into mapped pages: {zero_copy}; phase timing: {profile}"
+    );
     let mut backend = backend
         .with_engine(engine)
         .with_persistent_grants(per_queue)

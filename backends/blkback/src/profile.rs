@@ -1,6 +1,8 @@
 //! Cheap per-queue accounting of where a queue's time goes (counts and wall time per
 //! phase), logged when the queue stops. One per queue thread (plain `Cell`s, no atomics).
 //!
+//! Counts are always kept; phase times only after [`enable_timing`] (`sluice-blkback
+//! --profile`), because every clock read is a syscall in a PV dom0 (see below).
 //! Phases are timed with `CLOCK_MONOTONIC_COARSE` (read from the vDSO without a syscall
 //! or a TSC read; a few ms resolution, so a phase's total is a statistical estimate
 //! that sharpens with its count). A precise clock is no option in a PV dom0 under
@@ -11,7 +13,19 @@
 use rustix::time::{clock_gettime, ClockId};
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+static TIMING: AtomicBool = AtomicBool::new(false);
+
+/// Turns phase timing on or off for every queue (off by default).
+pub fn enable_timing(on: bool) {
+    TIMING.store(on, Ordering::Relaxed);
+}
+
+fn timing() -> bool {
+    TIMING.load(Ordering::Relaxed)
+}
 
 /// The coarse monotonic clock.
 fn coarse() -> Duration {
@@ -29,6 +43,10 @@ pub struct Phase {
 impl Phase {
     /// Runs `f`, counting it and its duration.
     pub fn time<R>(&self, f: impl FnOnce() -> R) -> R {
+        if !timing() {
+            self.count.set(self.count.get() + 1);
+            return f();
+        }
         let t = coarse();
         let r = f();
         self.add(coarse().saturating_sub(t));
@@ -103,17 +121,21 @@ pub struct Profile {
 
 impl Default for Profile {
     fn default() -> Self {
-        let costs = [
-            cost(|| {
-                std::hint::black_box(Instant::now());
-            }),
-            cost(|| {
-                std::hint::black_box(coarse());
-            }),
-            cost(|| {
-                std::hint::black_box(std::process::id());
-            }),
-        ];
+        let costs = if !timing() {
+            [Duration::ZERO; 3]
+        } else {
+            [
+                cost(|| {
+                    std::hint::black_box(Instant::now());
+                }),
+                cost(|| {
+                    std::hint::black_box(coarse());
+                }),
+                cost(|| {
+                    std::hint::black_box(std::process::id());
+                }),
+            ]
+        };
         Self {
             costs,
             started: Instant::now(),
@@ -208,7 +230,21 @@ impl fmt::Display for Profile {
             ("idle", &self.idle),
             ("inline", &self.inline),
         ] {
-            write!(f, " {name} {}x {:.0} ms", p.count(), ms(p.total()))?;
+            if timing() {
+                write!(f, " {name} {}x {:.0} ms", p.count(), ms(p.total()))?;
+            } else {
+                write!(f, " {name} {}x", p.count())?;
+            }
+        }
+        if !timing() {
+            return write!(
+                f,
+                " ({} waits timed out; {} io_uring_enter, {} notifications; phase times \
+                 with --profile)",
+                self.io_wait_empty.get(),
+                self.enters.get(),
+                self.notifies.get()
+            );
         }
         write!(
             f,
