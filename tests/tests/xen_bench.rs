@@ -7,7 +7,9 @@
 //!
 //! `fio_kernel_vs_sluice_blkback`: fio in PV guests (4 KiB random read/write at QD32,
 //! 1 MiB sequential read/write), the same A B A B alternation, and the same fio jobs in
-//! dom0 directly on the disk as the ceiling.
+//! dom0 directly on the disk as the ceiling. `SLUICE_FIO_SECONDS` (15), `SLUICE_FIO_PAIRS`
+//! (3) size it; `SLUICE_BLKBACK_ARGS` passes arguments to sluice-blkback (e.g.
+//! `--buffered`, `--zero-copy`, `--profile`).
 //!
 //! `cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture [NAME]`
 
