@@ -9,7 +9,7 @@
 //! 1 MiB sequential read/write), the same A B A B alternation, and the same fio jobs in
 //! dom0 directly on the disk as the ceiling. `SLUICE_FIO_SECONDS` (15), `SLUICE_FIO_PAIRS`
 //! (3) size it; `SLUICE_BLKBACK_ARGS` passes arguments to sluice-blkback (e.g.
-//! `--buffered`, `--zero-copy`, `--profile`).
+//! `--buffered`, `--zero-copy`, `--profile`; any test-bed boot takes it).
 //!
 //! `cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture [NAME]`
 
@@ -128,14 +128,8 @@ fn fio_kernel_vs_sluice_blkback() {
         steps.push(step(format!("a{i}"), &BlockBackend::KernelBlkback));
         steps.push(step(format!("b{i}"), &b_backend));
     }
-    // SLUICE_BLKBACK_ARGS: extra arguments for sluice-blkback (e.g. `--no-zero-copy`).
-    let extra: Vec<String> = std::env::var("SLUICE_BLKBACK_ARGS")
-        .map(|a| a.split_whitespace().map(String::from).collect())
-        .unwrap_or_default();
-    let mut daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
-    for d in &mut daemons {
-        d.args.extend(extra.iter().cloned());
-    }
+    // SLUICE_BLKBACK_ARGS (read by `sluice_backends::select`) passes daemon arguments.
+    let daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
     let boot = Boot {
         name: "xen-bench-fio".into(),
         console: sluice_testbed::ConsoleBackend::Xenconsoled,
