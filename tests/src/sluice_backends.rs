@@ -36,10 +36,19 @@ pub fn select() -> Result<Backends> {
         notes: vec![],
     };
     if workspace_has_package("sluice-blkback") {
+        // SLUICE_BLKBACK_ARGS: extra arguments for sluice-blkback in every boot (e.g.
+        // `--zero-copy`, `--buffered`, `--profile`).
+        let args: Vec<String> = std::env::var("SLUICE_BLKBACK_ARGS")
+            .map(|a| a.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        if !args.is_empty() {
+            b.notes
+                .push(format!("sluice-blkback arguments: {}", args.join(" ")));
+        }
         b.daemons.push(Dom0Daemon {
             name: "sluice-blkback".into(),
             binary: cargo_binary("sluice-blkback", "sluice-blkback")?,
-            args: vec![],
+            args,
             serves_block: true,
         });
         b.block = BlockBackend::Userspace;

@@ -7,7 +7,9 @@
 //!
 //! `fio_kernel_vs_sluice_blkback`: fio in PV guests (4 KiB random read/write at QD32,
 //! 1 MiB sequential read/write), the same A B A B alternation, and the same fio jobs in
-//! dom0 directly on the disk as the ceiling.
+//! dom0 directly on the disk as the ceiling. `SLUICE_FIO_SECONDS` (15), `SLUICE_FIO_PAIRS`
+//! (3) size it; `SLUICE_BLKBACK_ARGS` passes arguments to sluice-blkback (e.g.
+//! `--buffered`, `--zero-copy`, `--profile`; any test-bed boot takes it).
 //!
 //! `cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture [NAME]`
 
@@ -98,7 +100,12 @@ fn seq_read_kernel_vs_sluice_blkback() {
 #[test]
 #[ignore = "boots Xen in QEMU for many minutes: run with --ignored"]
 fn fio_kernel_vs_sluice_blkback() {
-    const FIO_PAIRS: usize = 3;
+    // SLUICE_FIO_PAIRS (default 3): fewer pairs for a quick look.
+    let fio_pairs: usize = std::env::var("SLUICE_FIO_PAIRS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3);
     let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
     let (b_backend, b_label) = if b.block == BlockBackend::Userspace {
         (BlockBackend::Userspace, "sluice-blkback")
@@ -117,14 +124,16 @@ fn fio_kernel_vs_sluice_blkback() {
         s
     };
     let mut steps = Vec::new();
-    for i in 0..FIO_PAIRS {
+    for i in 0..fio_pairs {
         steps.push(step(format!("a{i}"), &BlockBackend::KernelBlkback));
         steps.push(step(format!("b{i}"), &b_backend));
     }
+    // SLUICE_BLKBACK_ARGS (read by `sluice_backends::select`) passes daemon arguments.
+    let daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
     let boot = Boot {
         name: "xen-bench-fio".into(),
         console: sluice_testbed::ConsoleBackend::Xenconsoled,
-        daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
+        daemons,
         steps,
         fio_in_dom0: true,
     };
@@ -147,7 +156,7 @@ fn fio_kernel_vs_sluice_blkback() {
     for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
         let mut ratios = Vec::new();
         let mut cells = Vec::new();
-        for i in 0..FIO_PAIRS {
+        for i in 0..fio_pairs {
             let (a, bb) = (get(&format!("a{i}"), job), get(&format!("b{i}"), job));
             ratios.push(bb / a);
             cells.push(format!("A {a:.0} B {bb:.0} ({:.2})", bb / a));
@@ -161,7 +170,7 @@ fn fio_kernel_vs_sluice_blkback() {
     }
     assert_eq!(
         report.fio.len(),
-        (FIO_PAIRS * 2 + 1) * 4,
+        (fio_pairs * 2 + 1) * 4,
         "{:?}",
         report.fio
     );

@@ -48,6 +48,9 @@ fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64
             stop: &s2,
             name: "bench",
             persistent: persistent.then(|| PersistentGrants::new(5, PERSISTENT_GRANTS_PER_QUEUE)),
+            profile: Default::default(),
+            buffers: Default::default(),
+            zero_copy: std::cell::Cell::new(true),
         };
         let ring = sluice_abi::blkif::BlkifBackRing::new(gm.page(0)).unwrap();
         let stats = Arc::new(QueueStats::default());

@@ -117,6 +117,11 @@ pub struct Backend<S, G, F> {
     max_queues: u32,
     /// Persistent grants kept per queue; 0: `feature-persistent` = 0 (grant copy only).
     persistent_limit: usize,
+    /// Open disks with `O_DIRECT` where they take it (default); false: buffered.
+    direct_io: bool,
+    /// io_uring I/O straight into persistently mapped pages (default); false: bounce
+    /// buffers always.
+    zero_copy: bool,
     devices: BTreeMap<String, Device>,
 }
 
@@ -138,8 +143,24 @@ where
             root: root.trim_end_matches('/').to_string(),
             max_queues: max_queues.max(1),
             persistent_limit: PERSISTENT_GRANTS_PER_QUEUE,
+            direct_io: true,
+            zero_copy: false,
             devices: BTreeMap::new(),
         }
+    }
+
+    /// Whether disks are opened with `O_DIRECT` where the file system or device takes
+    /// it (default true; buffered I/O through dom0's page cache otherwise).
+    pub fn with_direct_io(mut self, direct: bool) -> Self {
+        self.direct_io = direct;
+        self
+    }
+
+    /// Whether the io_uring engine does I/O straight into persistently mapped guest
+    /// pages (default false: pooled bounce buffers).
+    pub fn with_zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on;
+        self
     }
 
     /// Persistent grants: at most `per_queue` mappings per queue (default
@@ -343,9 +364,10 @@ where
                 })
             }
         };
-        let disk = Arc::new(Disk::open(
+        let disk = Arc::new(Disk::open_with(
             Path::new(params.trim_end_matches('\0')),
             readonly,
+            self.direct_io,
         )?);
         let info = if readonly {
             VdiskInfo::READONLY.bits()
@@ -387,10 +409,15 @@ where
             Ok(())
         })?;
         tracing::info!(
-            "{}: {params} ({sectors} sectors, {}-byte sectors, {}), frontend {} (domain {})",
+            "{}: {params} ({sectors} sectors, {}-byte sectors, {}, {}), frontend {} (domain {})",
             dev.name,
             disk.sector_size(),
             if readonly { "read-only" } else { "read-write" },
+            if disk.direct() {
+                "O_DIRECT"
+            } else {
+                "buffered"
+            },
             dev.fe,
             dev.fe_id
         );
@@ -560,6 +587,7 @@ where
             let name = format!("{} queue {q}", dev.name);
             let engine = self.engine;
             let cache_limit = self.persistent_limit;
+            let zero_copy = self.zero_copy;
             let (grants, stats, stop2, dead2, disk2, domid) = (
                 self.grants.clone(),
                 dev.stats.clone(),
@@ -584,6 +612,9 @@ where
                         stop: &stop2,
                         name: &name,
                         persistent: persistent.then(|| PersistentGrants::new(domid, cache_limit)),
+                        profile: Default::default(),
+                        buffers: Default::default(),
+                        zero_copy: std::cell::Cell::new(zero_copy),
                     };
                     let uring = match engine {
                         IoEngine::Uring => match sluice_xen_sys::IoQueue::new(256) {
@@ -605,6 +636,11 @@ where
                         tracing::error!("{name}: {e}; disconnecting this device");
                         dead2.store(true, Ordering::Release);
                     }
+                    let (allocated, reused) = queue.buffers.counts();
+                    tracing::info!(
+                        "{name}: profile: {}; buffers: {allocated} allocated, {reused} reused",
+                        queue.profile
+                    );
                     if let Some(c) = &queue.persistent {
                         let s = c.stats();
                         tracing::info!(

@@ -4,7 +4,7 @@
 use rustix::fs::FallocateFlags;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -62,20 +62,61 @@ pub struct Disk {
     readonly: bool,
     sector_size: u32,
     physical_sector_size: u32,
+    direct: bool,
 }
 
 impl Disk {
-    /// Opens `path` read-write, or read-only when `readonly`.
+    /// Opens `path` read-write, or read-only when `readonly`, with `O_DIRECT` where the
+    /// file system or device takes it (buffered otherwise: [`Disk::direct`] says which).
+    /// With `O_DIRECT` every read and write needs a buffer aligned to the logical sector
+    /// size (an [`sluice_xen_sys::IoBuf`] is) and sector-aligned offsets and lengths
+    /// (the request checks guarantee them).
     pub fn open(path: &Path, readonly: bool) -> Result<Self, DiskError> {
+        Self::open_with(path, readonly, true)
+    }
+
+    /// As [`Disk::open`]; `direct` = false: buffered I/O through the page cache.
+    pub fn open_with(path: &Path, readonly: bool, direct: bool) -> Result<Self, DiskError> {
+        if direct {
+            match Self::open_inner(path, readonly, true) {
+                Ok(d) => match d.probe_direct() {
+                    Ok(()) => return Ok(d),
+                    Err(e) => {
+                        tracing::info!("{}: O_DIRECT refused ({e}); buffered I/O", path.display())
+                    }
+                },
+                Err(DiskError::Open { source, .. })
+                    if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+                {
+                    tracing::info!(
+                        "{}: O_DIRECT refused ({source}); buffered I/O",
+                        path.display()
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Self::open_inner(path, readonly, false)
+    }
+
+    /// Reads the first logical sector the way requests will (an aligned buffer): some
+    /// file systems accept `O_DIRECT` at open and refuse the I/O.
+    fn probe_direct(&self) -> io::Result<()> {
+        let mut buf = sluice_xen_sys::IoBuf::new(self.sector_size as usize);
+        self.file.read_exact_at(&mut buf, 0)
+    }
+
+    fn open_inner(path: &Path, readonly: bool, direct: bool) -> Result<Self, DiskError> {
         let name = path.display().to_string();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(!readonly)
-            .open(path)
-            .map_err(|source| DiskError::Open {
-                path: name.clone(),
-                source,
-            })?;
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(!readonly);
+        if direct {
+            opts.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
+        }
+        let mut file = opts.open(path).map_err(|source| DiskError::Open {
+            path: name.clone(),
+            source,
+        })?;
         // SEEK_END gives the size of block devices as well as files.
         let bytes = file
             .seek(SeekFrom::End(0))
@@ -124,7 +165,13 @@ impl Disk {
             readonly,
             sector_size: logical,
             physical_sector_size: physical,
+            direct,
         })
+    }
+
+    /// Whether I/O bypasses the page cache (`O_DIRECT`).
+    pub fn direct(&self) -> bool {
+        self.direct
     }
 
     /// The device's logical sector size in bytes (`sector-size`): requests must start

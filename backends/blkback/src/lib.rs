@@ -5,8 +5,10 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod buffers;
 pub mod disk;
 pub mod persistent;
+pub mod profile;
 pub mod ring_server;
 
 pub use backend::{Backend, DeviceError, IoEngine};

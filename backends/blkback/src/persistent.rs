@@ -14,6 +14,7 @@ use sluice_abi::shared::SharedMem;
 use sluice_dom0::{GrantError, GrantMap, GrantMapper};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 /// Mappings a queue keeps (Linux blkback's `xen_blkif_max_pgrants`: 32 ring slots x
 /// (32 segments + 1 indirect page), what Linux blkfront uses at most by default).
@@ -33,7 +34,9 @@ pub struct CacheStats {
 }
 
 struct Entry<M> {
-    mapping: M,
+    /// Shared with I/O in flight straight into the page: an evicted mapping stays
+    /// mapped until that I/O completes.
+    mapping: Rc<M>,
     used: u64,
 }
 
@@ -97,6 +100,15 @@ impl<M: GrantMap> PersistentGrants<M> {
         self.inner.borrow().stats
     }
 
+    /// Whether mapping every reference of `grefs` not mapped yet fits without evicting
+    /// anything (zero-copy I/O holds its pages' mappings until it completes: it only
+    /// goes ahead when that keeps the cache within its limit).
+    pub fn room_for(&self, grefs: impl Iterator<Item = u32>) -> bool {
+        let inner = self.inner.borrow();
+        let missing = grefs.filter(|g| !inner.entries.contains_key(g)).count();
+        inner.entries.len() + missing <= self.limit
+    }
+
     /// Unmaps everything.
     pub fn clear(&self) {
         let mut inner = self.inner.borrow_mut();
@@ -116,6 +128,32 @@ impl<M: GrantMap> PersistentGrants<M> {
     where
         G: GrantMapper<Mapping = M>,
     {
+        let m = self.mapping(grants, gref)?;
+        Ok(f(m.mem()))
+    }
+
+    /// The mapping of `gref` (mapped first if need be, as [`PersistentGrants::with_page`]),
+    /// shared: it stays mapped while the returned handle lives, even if evicted meanwhile.
+    pub fn mapping<G>(&self, grants: &G, gref: u32) -> Result<Rc<M>, GrantError>
+    where
+        G: GrantMapper<Mapping = M>,
+    {
+        self.lookup(grants, gref, true)
+    }
+
+    /// As [`PersistentGrants::mapping`], but a failure is not counted (the caller falls
+    /// back to a path that tries again and counts it).
+    pub fn mapping_quiet<G>(&self, grants: &G, gref: u32) -> Result<Rc<M>, GrantError>
+    where
+        G: GrantMapper<Mapping = M>,
+    {
+        self.lookup(grants, gref, false)
+    }
+
+    fn lookup<G>(&self, grants: &G, gref: u32, count_failure: bool) -> Result<Rc<M>, GrantError>
+    where
+        G: GrantMapper<Mapping = M>,
+    {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         inner.tick += 1;
@@ -125,30 +163,54 @@ impl<M: GrantMap> PersistentGrants<M> {
             e.used = now;
             inner.lru.insert(now, gref);
             inner.stats.hits += 1;
-            return Ok(f(e.mapping.mem()));
+            return Ok(e.mapping.clone());
         }
         let mapping = match grants.map(self.domid, &[gref], true) {
-            Ok(m) => m,
+            Ok(m) => Rc::new(m),
             Err(e) => {
-                inner.stats.failed += 1;
+                if count_failure {
+                    inner.stats.failed += 1;
+                }
                 return Err(e);
             }
         };
-        while inner.entries.len() >= self.limit {
-            let Some((_, old)) = inner.lru.pop_first() else {
-                break;
-            };
-            // Dropping the mapping unmaps it.
-            inner.entries.remove(&old);
-            inner.stats.evicted += 1;
+        if inner.entries.len() >= self.limit {
+            // Evict the least recently used mapping that no I/O holds; when I/O holds
+            // them all, use this one uncached (unmapped when its user drops it), so the
+            // mappings alive never exceed the limit by more than what is in use now.
+            let victim = inner
+                .lru
+                .iter()
+                .find(|(_, r)| {
+                    inner
+                        .entries
+                        .get(r)
+                        .is_none_or(|e| Rc::strong_count(&e.mapping) == 1)
+                })
+                .map(|(&t, &r)| (t, r));
+            match victim {
+                Some((t, old)) => {
+                    inner.lru.remove(&t);
+                    // Dropping the mapping unmaps it.
+                    inner.entries.remove(&old);
+                    inner.stats.evicted += 1;
+                }
+                None => {
+                    inner.stats.mapped += 1;
+                    return Ok(mapping);
+                }
+            }
         }
         inner.stats.mapped += 1;
         inner.lru.insert(now, gref);
-        let e = inner
-            .entries
-            .entry(gref)
-            .or_insert(Entry { mapping, used: now });
-        Ok(f(e.mapping.mem()))
+        inner.entries.insert(
+            gref,
+            Entry {
+                mapping: mapping.clone(),
+                used: now,
+            },
+        );
+        Ok(mapping)
     }
 }
 
@@ -202,5 +264,36 @@ mod tests {
         drop(cache);
         assert_eq!(grants.live_mappings(), 0);
         assert!(g.try_revoke(refs[0]) && g.try_revoke(refs[4]));
+    }
+
+    #[test]
+    fn mappings_held_by_io_are_not_evicted_and_never_pile_up() {
+        let g = FakeGuestMemory::new(4, 8);
+        let grants = FakeGrants::new();
+        grants.add_guest(g.clone());
+        let refs: Vec<u32> = (0..5).map(|p| g.grant(p, false)).collect();
+        let cache = PersistentGrants::new(4, 2);
+        // I/O holds refs[0]; refs[1] is cached but free.
+        let held = cache.mapping(&grants, refs[0]).unwrap();
+        cache.mapping(&grants, refs[1]).unwrap();
+        assert!(cache.room_for([refs[0], refs[1]].into_iter()));
+        assert!(!cache.room_for([refs[2]].into_iter()));
+        // A new reference evicts refs[1] (free), not the older refs[0] (held).
+        cache.with_page(&grants, refs[2], |_| ()).unwrap();
+        assert!(cache.contains(refs[0]) && !cache.contains(refs[1]));
+        // Everything held: a new one is used uncached and unmapped right after.
+        let held2 = cache.mapping(&grants, refs[2]).unwrap();
+        cache.with_page(&grants, refs[3], |_| ()).unwrap();
+        assert!(!cache.contains(refs[3]));
+        assert_eq!(grants.live_mappings(), 2);
+        // Released, a mapping can go again: refs[2] (free) goes, refs[0] (held) stays.
+        drop(held2);
+        cache.with_page(&grants, refs[4], |_| ()).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert!(cache.contains(refs[0]) && cache.contains(refs[4]));
+        drop(held);
+        assert_eq!(grants.live_mappings(), 2);
+        cache.clear();
+        assert_eq!(grants.live_mappings(), 0);
     }
 }

@@ -2,15 +2,18 @@
 //! image; grant copy to and from the frontend's pages, or memcpy through persistently
 //! mapped grants when both ends agreed on `feature-persistent`), answers.
 
+use crate::buffers::BufPool;
 use crate::disk::{Disk, SECTOR};
 use crate::persistent::PersistentGrants;
+use crate::profile::Profile;
 use sluice_abi::blkif::{
     decode_request, indirect_pages, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp,
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
 };
 use sluice_abi::ring::RingError;
 use sluice_dom0::{CopyPtr, CopySegment, EventChannels, GrantMapper};
-use sluice_xen_sys::{Completion, IoQueue};
+use sluice_xen_sys::{Completion, IoQueue, IoSpan};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,8 +45,11 @@ struct InFlight {
     id: u64,
     op: u8,
     write: bool,
+    sector: u64,
     len: usize,
     segs: Vec<BlkifRequestSegment>,
+    /// Straight into the guest's mapped pages (no bounce buffer).
+    zero_copy: bool,
 }
 
 /// The response operation: Linux's blkfront expects an indirect request's response to
@@ -75,6 +81,13 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// Persistent grants, when both ends agreed (`None`: grant copy only). Dropping the
     /// queue unmaps them.
     pub persistent: Option<PersistentGrants<G::Mapping>>,
+    /// Where the queue's time goes (logged when it stops).
+    pub profile: Profile,
+    /// Data buffers, reused across requests.
+    pub buffers: BufPool,
+    /// io_uring I/O straight into persistently mapped guest pages (true to start with;
+    /// switched off for good when the kernel refuses it).
+    pub zero_copy: Cell<bool>,
 }
 
 /// Counters, for tests and logs.
@@ -102,7 +115,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 let rsp_op = response_op(&slot);
                 let rsp = match decode_request(&slot, &limits) {
                     Ok(req) => {
-                        let status = self.execute(&req);
+                        let status = self.profile.inline.time(|| self.execute(&req));
                         BlkifResponse::new(req.id(), rsp_op, status)
                     }
                     Err(e) => {
@@ -121,6 +134,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 ring.push_response(&rsp)?;
             }
             if ring.push_responses_and_check_notify()? {
+                crate::profile::bump(&self.profile.notifies, 1);
                 self.evtchn.notify(self.port)?;
             }
             if ring.final_check_for_requests()? {
@@ -129,7 +143,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            if self.evtchn.wait(Some(Duration::from_millis(200)))? {
+            if self
+                .profile
+                .idle
+                .time(|| self.evtchn.wait(Some(Duration::from_millis(200))))?
+            {
                 pending.clear();
                 self.evtchn.read_pending(&mut pending)?;
                 for &p in &pending {
@@ -156,6 +174,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let mut done = Vec::new();
         let mut ports = Vec::new();
         loop {
+            self.profile.enters.set(io.enters());
             while io.in_flight() < MAX_IN_FLIGHT {
                 let Some(slot) = ring.pop_request()? else {
                     break;
@@ -183,7 +202,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                                 .map_err(QueueError::Io)?;
                             self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
                         }
-                        let status = self.execute(&req);
+                        let status = self.profile.inline.time(|| self.execute(&req));
                         self.respond(&mut ring, stats, BlkifResponse::new(req.id(), op, status))?;
                     }
                     Err(status) => {
@@ -191,9 +210,14 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     }
                 }
             }
-            io.submit().map_err(QueueError::Io)?;
+            self.profile.depth(io.in_flight());
+            self.profile
+                .submit
+                .time(|| io.submit())
+                .map_err(QueueError::Io)?;
             self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
             if ring.push_responses_and_check_notify()? {
+                crate::profile::bump(&self.profile.notifies, 1);
                 self.evtchn.notify(self.port)?;
             }
             if io.in_flight() > 0 {
@@ -201,7 +225,15 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     continue;
                 }
                 // Wake on a completion; look at the ring again soon regardless.
-                io.wait(Duration::from_millis(2)).map_err(QueueError::Io)?;
+                self.profile
+                    .io_wait
+                    .time(|| io.wait(Duration::from_millis(2)))
+                    .map_err(QueueError::Io)?;
+                if !io.has_completions() {
+                    self.profile
+                        .io_wait_empty
+                        .set(self.profile.io_wait_empty.get() + 1);
+                }
                 continue;
             }
             if ring.final_check_for_requests()? {
@@ -210,7 +242,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            if self.evtchn.wait(Some(Duration::from_millis(200)))? {
+            if self
+                .profile
+                .idle
+                .time(|| self.evtchn.wait(Some(Duration::from_millis(200))))?
+            {
                 ports.clear();
                 self.evtchn.read_pending(&mut ports)?;
                 for &p in &ports {
@@ -264,7 +300,10 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 nr_segments,
                 ..
             } => {
-                let segs = self.indirect_segments(req.indirect_grefs(), nr_segments)?;
+                let segs = self
+                    .profile
+                    .indirect
+                    .time(|| self.indirect_segments(req.indirect_grefs(), nr_segments))?;
                 match iop {
                     BlkifOp::Read => (false, sector_number, segs),
                     BlkifOp::Write => (true, sector_number, segs),
@@ -279,28 +318,100 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
         let len: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, len as u64 / SECTOR)?;
-        let submitted = if write {
-            let mut buf = vec![0u8; len];
-            self.transfer(self.copies(&segs, &mut buf, false))?;
-            io.write(self.disk.file(), sector * SECTOR, buf, tag)
+        self.profile.request(write, len, segs.len());
+        let p = InFlight {
+            id: req.id(),
+            op,
+            write,
+            sector,
+            len,
+            segs,
+            zero_copy: false,
+        };
+        self.submit_rw(p, tag, io, in_flight)?;
+        Ok(true)
+    }
+
+    /// Puts a checked read or write on io_uring: straight from or into the guest's
+    /// persistently mapped pages where it can ([`Queue::spans`]), through a pooled
+    /// bounce buffer otherwise.
+    fn submit_rw(
+        &self,
+        mut p: InFlight,
+        tag: u64,
+        io: &mut IoQueue,
+        in_flight: &mut HashMap<u64, InFlight>,
+    ) -> Result<(), BlkifRsp> {
+        let file = self.disk.file();
+        let at = p.sector * SECTOR;
+        let submitted = if let Some(spans) = self.spans(&p.segs) {
+            p.zero_copy = true;
+            self.profile.queue.time(|| {
+                if p.write {
+                    io.writev(file, at, spans, tag)
+                } else {
+                    io.readv(file, at, spans, tag)
+                }
+            })
         } else {
-            io.read(self.disk.file(), sector * SECTOR, len, tag)
+            p.zero_copy = false;
+            let mut buf = self.profile.buffer.time(|| self.buffers.take(p.len));
+            if p.write {
+                let copied = self
+                    .profile
+                    .copy_in
+                    .time(|| self.transfer(self.copies(&p.segs, &mut buf, false)));
+                if let Err(status) = copied {
+                    self.buffers.put(buf);
+                    return Err(status);
+                }
+                self.profile.queue.time(|| io.write(file, at, buf, tag))
+            } else {
+                self.profile.queue.time(|| io.read(file, at, buf, tag))
+            }
         };
         submitted.map_err(|e| {
             tracing::warn!("{}: io_uring submission: {e}", self.name);
             BlkifRsp::Error
         })?;
-        in_flight.insert(
-            tag,
-            InFlight {
-                id: req.id(),
-                op,
-                write,
-                len,
-                segs,
-            },
-        );
-        Ok(true)
+        in_flight.insert(tag, p);
+        Ok(())
+    }
+
+    /// The guest's pages of `segs` for I/O straight into them: only with persistent
+    /// grants (every page mapped writable), zero copy not switched off, and, with
+    /// `O_DIRECT`, every segment aligned to the disk's logical sector (the kernel's rule
+    /// for each iovec). `None`: use a bounce buffer (which also gives the exact
+    /// per-segment grant-copy result for a page that does not map).
+    fn spans(&self, segs: &[BlkifRequestSegment]) -> Option<Vec<IoSpan>> {
+        if !self.zero_copy.get() {
+            return None;
+        }
+        let cache = self.persistent.as_ref()?;
+        let align = if self.disk.direct() {
+            self.disk.sector_size() as usize
+        } else {
+            1
+        };
+        if segs
+            .iter()
+            .any(|s| s.byte_offset() % align != 0 || s.byte_len() % align != 0)
+        {
+            return None;
+        }
+        if !cache.room_for(segs.iter().map(|s| s.gref)) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(segs.len());
+        for s in segs {
+            let mem = cache.mapping_quiet(self.grants, s.gref).ok()?;
+            out.push(IoSpan {
+                mem,
+                offset: s.byte_offset(),
+                len: s.byte_len(),
+            });
+        }
+        Some(out)
     }
 
     /// Answers the requests whose I/O completed.
@@ -314,36 +425,55 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     ) -> Result<(), QueueError> {
         done.clear();
         io.complete(done);
-        for mut c in done.drain(..) {
+        for c in done.drain(..) {
             let Some(p) = in_flight.remove(&c.tag) else {
                 continue;
             };
+            let rw = if p.write { "write" } else { "read" };
+            if p.zero_copy && c.result.as_ref().map_or(true, |&n| n != p.len) {
+                // The kernel refused I/O into the mapped pages (or cut it short): serve
+                // this request, and all later ones, through bounce buffers.
+                tracing::warn!(
+                    "{}: zero-copy {rw} failed ({}); bounce buffers from now on",
+                    self.name,
+                    match &c.result {
+                        Ok(n) => format!("{n} of {} bytes", p.len),
+                        Err(e) => e.to_string(),
+                    }
+                );
+                self.zero_copy.set(false);
+                let (id, op) = (p.id, p.op);
+                if let Err(status) = self.submit_rw(p, c.tag, io, in_flight) {
+                    self.respond(ring, stats, BlkifResponse::new(id, op, status))?;
+                }
+                continue;
+            }
             let status = match c.result {
-                Ok(n) if n == p.len => {
-                    if p.write {
-                        BlkifRsp::Okay
-                    } else {
-                        match self.transfer(self.copies(&p.segs, &mut c.buf, true)) {
+                Ok(n) if n == p.len => match c.buf {
+                    Some(mut buf) if !p.write => {
+                        let r = self
+                            .profile
+                            .copy_out
+                            .time(|| self.transfer(self.copies(&p.segs, &mut buf, true)));
+                        self.buffers.put(buf);
+                        match r {
                             Ok(()) => BlkifRsp::Okay,
                             Err(s) => s,
                         }
                     }
-                }
+                    other => {
+                        if let Some(buf) = other {
+                            self.buffers.put(buf);
+                        }
+                        BlkifRsp::Okay
+                    }
+                },
                 Ok(n) => {
-                    tracing::warn!(
-                        "{}: short {} ({n} of {} bytes)",
-                        self.name,
-                        if p.write { "write" } else { "read" },
-                        p.len
-                    );
+                    tracing::warn!("{}: short {rw} ({n} of {} bytes)", self.name, p.len);
                     BlkifRsp::Error
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "{}: {}: {e}",
-                        self.name,
-                        if p.write { "write" } else { "read" }
-                    );
+                    tracing::warn!("{}: {rw}: {e}", self.name);
                     BlkifRsp::Error
                 }
             };
@@ -563,12 +693,17 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     fn read(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, bytes as u64 / SECTOR)?;
-        let mut buf = vec![0u8; bytes];
-        self.disk.read(sector, &mut buf).map_err(|e| {
-            tracing::warn!("{}: {e}", self.name);
-            BlkifRsp::Error
-        })?;
-        self.transfer(self.copies(segs, &mut buf, true))
+        let mut buf = self.buffers.take(bytes);
+        let r = self
+            .disk
+            .read(sector, &mut buf)
+            .map_err(|e| {
+                tracing::warn!("{}: {e}", self.name);
+                BlkifRsp::Error
+            })
+            .and_then(|()| self.transfer(self.copies(segs, &mut buf, true)));
+        self.buffers.put(buf);
+        r
     }
 
     fn write(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
@@ -578,11 +713,16 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, bytes as u64 / SECTOR)?;
-        let mut buf = vec![0u8; bytes];
-        self.transfer(self.copies(segs, &mut buf, false))?;
-        self.disk.write(sector, &buf).map_err(|e| {
-            tracing::warn!("{}: {e}", self.name);
-            BlkifRsp::Error
-        })
+        let mut buf = self.buffers.take(bytes);
+        let r = self
+            .transfer(self.copies(segs, &mut buf, false))
+            .and_then(|()| {
+                self.disk.write(sector, &buf).map_err(|e| {
+                    tracing::warn!("{}: {e}", self.name);
+                    BlkifRsp::Error
+                })
+            });
+        self.buffers.put(buf);
+        r
     }
 }

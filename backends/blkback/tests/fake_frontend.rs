@@ -24,6 +24,12 @@ use zerocopy::{FromBytes, IntoBytes};
 const ROOT: &str = "/local/domain/0/backend/vbd";
 const SECTORS: u64 = 2048; // 1 MiB images
 
+thread_local! {
+    /// Cfg::new's default for `zero_copy` on this test's thread (the persistent-grant
+    /// cases set it to run once more with zero copy).
+    static ZERO_COPY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// How a test runs: the backend's I/O engine, whether the fake frontend writes
 /// `feature-persistent` = 1 (and, like Linux's blkfront then, grants every data page
 /// writable), and the backend's persistent-grant limit per queue (0: it offers none).
@@ -32,6 +38,10 @@ struct Cfg {
     engine: IoEngine,
     persistent: bool,
     limit: usize,
+    /// The backend opens images with O_DIRECT (where the file system takes it).
+    direct: bool,
+    /// io_uring I/O straight into persistently mapped pages.
+    zero_copy: bool,
 }
 
 impl Cfg {
@@ -40,6 +50,22 @@ impl Cfg {
             engine,
             persistent,
             limit: PERSISTENT_GRANTS_PER_QUEUE,
+            direct: true,
+            zero_copy: ZERO_COPY.with(|z| z.get()),
+        }
+    }
+
+    fn zero_copy(self) -> Self {
+        Cfg {
+            zero_copy: true,
+            ..self
+        }
+    }
+
+    fn buffered(self) -> Self {
+        Cfg {
+            direct: false,
+            ..self
         }
     }
 }
@@ -90,7 +116,9 @@ impl World {
         self.backend = Some(std::thread::spawn(move || {
             let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues)
                 .with_engine(cfg.engine)
-                .with_persistent_grants(cfg.limit);
+                .with_persistent_grants(cfg.limit)
+                .with_direct_io(cfg.direct)
+                .with_zero_copy(cfg.zero_copy);
             b.run(&s).unwrap();
         }));
     }
@@ -1061,9 +1089,9 @@ fn grant_copy_without_agreement(engine: IoEngine) {
         (Some("1"), 0, "0"),
     ] {
         let cfg = Cfg {
-            engine,
             persistent: false,
             limit,
+            ..Cfg::new(engine, false)
         };
         let w = World::new(1, cfg);
         let (be, fe, img) = w.add_disk(21, 51712, "w");
@@ -1279,6 +1307,12 @@ macro_rules! persistent_cases {
         mod persistent_io_uring {
             $(#[test] fn $name() { super::$name(sluice_blkback::IoEngine::Uring) })*
         }
+        mod persistent_io_uring_zero_copy {
+            $(#[test] fn $name() {
+                super::ZERO_COPY.with(|z| z.set(true));
+                super::$name(sluice_blkback::IoEngine::Uring)
+            })*
+        }
     };
 }
 
@@ -1309,6 +1343,21 @@ macro_rules! both_engines {
         mod io_uring_persistent {
             use super::{Cfg, IoEngine};
             $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Uring, true)) })*
+        }
+        mod io_uring_persistent_zero_copy {
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Uring, true).zero_copy()) })*
+        }
+        // Zero copy without O_DIRECT (any segment alignment goes straight to the pages).
+        mod io_uring_persistent_zero_copy_buffered {
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() {
+                super::$name(Cfg::new(IoEngine::Uring, true).zero_copy().buffered())
+            })*
+        }
+        mod sync_io_buffered {
+            use super::{Cfg, IoEngine};
+            $(#[test] fn $name() { super::$name(Cfg::new(IoEngine::Sync, false).buffered()) })*
         }
     };
 }

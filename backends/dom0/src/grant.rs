@@ -34,8 +34,9 @@ pub enum GrantError {
     NotContiguous(Vec<u32>),
 }
 
-/// Pages of another domain mapped here.
-pub trait GrantMap: Send {
+/// Pages of another domain mapped here, at a fixed address until dropped (so I/O may go
+/// straight into them: [`sluice_xen_sys::StableMem`]).
+pub trait GrantMap: Send + sluice_xen_sys::StableMem {
     /// The pages, consecutively.
     fn mem(&self) -> SharedMem<'_>;
 }
@@ -43,7 +44,7 @@ pub trait GrantMap: Send {
 /// Maps and copies other domains' grants.
 pub trait GrantMapper: Send + Sync {
     /// A mapping; unmapped on drop.
-    type Mapping: GrantMap;
+    type Mapping: GrantMap + 'static;
     /// Maps `refs` of `domid` as consecutive pages.
     fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<Self::Mapping, GrantError>;
     /// Grant copy: results per segment in `status` (0: ok, `GNTST_*` otherwise).
@@ -248,6 +249,17 @@ impl Drop for FakeMapping {
             }
         }
         self.counters.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+// The one `unsafe` outside sluice-xen-sys: the fake's pages, for zero-copy I/O tests.
+#[allow(unsafe_code)]
+// SAFETY: the region is a fixed slice of the guest's `SharedPages` (one heap allocation
+// freed only when the last `Arc<FakeGuestMemory>` goes, and `self` holds one); `mem`
+// returns the same slice every time.
+unsafe impl sluice_xen_sys::StableMem for FakeMapping {
+    fn stable_mem(&self) -> SharedMem<'_> {
+        GrantMap::mem(self)
     }
 }
 

@@ -11,10 +11,12 @@
 pub mod evtchn;
 pub mod gntalloc;
 pub mod gntdev;
+pub mod iobuf;
 mod ioc;
 pub mod uring;
 
 pub use evtchn::{EvtchnDevice, EvtchnError};
 pub use gntalloc::{GntallocDevice, GntallocError, GrantedPages};
 pub use gntdev::{CopyPtr, CopySegment, GntdevDevice, GntdevError, GrantMapping};
-pub use uring::{Completion, IoQueue};
+pub use iobuf::{IoBuf, IO_ALIGN};
+pub use uring::{Completion, IoQueue, IoSpan, StableMem};

@@ -2,18 +2,56 @@
 //! stay owned by the queue until the kernel reports the operation complete, so the
 //! safe API cannot free memory the kernel is still writing.
 
+use crate::iobuf::IoBuf;
 use io_uring::{opcode, squeue, types, IoUring};
+use sluice_abi::shared::SharedMem;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 struct InFlight {
     tag: u64,
-    buf: Vec<u8>,
+    buf: Option<IoBuf>,
+    /// Vectored operations: the memory the kernel reads or writes, and the iovec array
+    /// it was given, both kept until the completion.
+    _spans: Vec<IoSpan>,
+    _iov: Vec<libc::iovec>,
     _file: Arc<File>,
+}
+
+/// Memory that stays at one address, readable and writable, for as long as the value
+/// lives (a grant mapping), so the kernel may do I/O into it while an `Rc` of it is held.
+///
+/// # Safety
+/// `stable_mem` returns the same region every time, and that region stays allocated and
+/// mapped until the value is dropped, whatever is done meanwhile through `&self`. It is
+/// shared memory in the sense of [`SharedMem::new`]: accessed in this program only
+/// atomically (the kernel's I/O then is one more writer).
+pub unsafe trait StableMem {
+    /// The region.
+    fn stable_mem(&self) -> SharedMem<'_>;
+}
+
+// SAFETY: the mapping is unmapped only in `drop`; `mem` always returns it whole.
+unsafe impl StableMem for crate::GrantMapping {
+    fn stable_mem(&self) -> SharedMem<'_> {
+        self.mem()
+    }
+}
+
+/// `len` bytes at `offset` of a [`StableMem`] region: one piece of a vectored read or
+/// write.
+pub struct IoSpan {
+    /// The region (kept alive until the operation completes).
+    pub mem: Rc<dyn StableMem>,
+    /// Offset in the region.
+    pub offset: usize,
+    /// Bytes.
+    pub len: usize,
 }
 
 /// A finished operation: the caller's tag, the kernel's result, the buffer back.
@@ -23,8 +61,8 @@ pub struct Completion {
     pub tag: u64,
     /// Bytes transferred, or the error.
     pub result: io::Result<usize>,
-    /// The buffer (read data for reads).
-    pub buf: Vec<u8>,
+    /// The buffer (read data for reads); `None` for vectored operations.
+    pub buf: Option<IoBuf>,
 }
 
 /// An io_uring with owned buffers.
@@ -32,6 +70,8 @@ pub struct IoQueue {
     ring: IoUring,
     in_flight: HashMap<u64, InFlight>,
     next_key: u64,
+    /// `io_uring_enter` calls so far.
+    enters: u64,
 }
 
 impl std::fmt::Debug for IoQueue {
@@ -49,6 +89,7 @@ impl IoQueue {
             ring: IoUring::new(entries)?,
             in_flight: HashMap::new(),
             next_key: 1,
+            enters: 0,
         })
     }
 
@@ -61,19 +102,24 @@ impl IoQueue {
         &mut self,
         entry: squeue::Entry,
         tag: u64,
-        buf: Vec<u8>,
+        buf: Option<IoBuf>,
+        spans: Vec<IoSpan>,
+        iov: Vec<libc::iovec>,
         file: &Arc<File>,
     ) -> io::Result<()> {
         let key = self.next_key;
         self.next_key += 1;
         let entry = entry.user_data(key);
         // SAFETY: the entry's buffer pointer (if any) points into `buf`, whose heap
-        // allocation does not move when the Vec is moved into `in_flight`, and the fd
-        // is `file`'s; both are kept in `in_flight` until the completion with this
-        // key is reaped (`complete`), or until `drop` has waited for all completions.
+        // allocation does not move when the IoBuf is moved into `in_flight`; a vectored
+        // entry points at `iov`'s heap array (which does not move either), whose
+        // entries point into `spans`' regions (stable while their `Rc`s live: the
+        // `StableMem` contract); the fd is `file`'s. All are kept in `in_flight` until
+        // the completion with this key is reaped (`complete`), or until `drop` has
+        // waited for all completions.
         let pushed = unsafe { self.ring.submission().push(&entry).is_ok() };
         if !pushed {
-            self.ring.submit()?;
+            self.enter()?;
             // SAFETY: as above.
             let again = unsafe { self.ring.submission().push(&entry).is_ok() };
             if !again {
@@ -88,38 +134,109 @@ impl IoQueue {
             InFlight {
                 tag,
                 buf,
+                _spans: spans,
+                _iov: iov,
                 _file: file.clone(),
             },
         );
         Ok(())
     }
 
-    /// Queues a read of `len` bytes at `offset`.
-    pub fn read(&mut self, file: &Arc<File>, offset: u64, len: usize, tag: u64) -> io::Result<()> {
-        let mut buf = vec![0u8; len];
-        let e = opcode::Read::new(types::Fd(file.as_raw_fd()), buf.as_mut_ptr(), len as u32)
-            .offset(offset)
-            .build();
-        self.push(e, tag, buf, file)
-    }
-
-    /// Queues a write of `buf` at `offset`.
-    pub fn write(
+    /// Queues a read of `buf.len()` bytes at `offset` into `buf` (given back in the
+    /// completion).
+    pub fn read(
         &mut self,
         file: &Arc<File>,
         offset: u64,
-        buf: Vec<u8>,
+        mut buf: IoBuf,
         tag: u64,
     ) -> io::Result<()> {
+        let len = buf.len() as u32;
+        let e = opcode::Read::new(types::Fd(file.as_raw_fd()), buf.as_mut_ptr(), len)
+            .offset(offset)
+            .build();
+        self.push(e, tag, Some(buf), Vec::new(), Vec::new(), file)
+    }
+
+    /// Queues a write of `buf` at `offset`.
+    pub fn write(&mut self, file: &Arc<File>, offset: u64, buf: IoBuf, tag: u64) -> io::Result<()> {
         let e = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), buf.len() as u32)
             .offset(offset)
             .build();
-        self.push(e, tag, buf, file)
+        self.push(e, tag, Some(buf), Vec::new(), Vec::new(), file)
     }
 
-    /// Submits what is queued without waiting.
-    pub fn submit(&mut self) -> io::Result<()> {
+    /// Queues a vectored read at `offset` straight into `spans` (e.g. a guest's mapped
+    /// pages: no bounce buffer). Refused (`InvalidInput`) if a span lies outside its
+    /// region or there are none or more than `IOV_MAX`.
+    pub fn readv(
+        &mut self,
+        file: &Arc<File>,
+        offset: u64,
+        spans: Vec<IoSpan>,
+        tag: u64,
+    ) -> io::Result<()> {
+        let iov = Self::iovecs(&spans)?;
+        let e = opcode::Readv::new(types::Fd(file.as_raw_fd()), iov.as_ptr(), iov.len() as u32)
+            .offset(offset)
+            .build();
+        self.push(e, tag, None, spans, iov, file)
+    }
+
+    /// Queues a vectored write at `offset` straight from `spans` (as [`IoQueue::readv`]).
+    pub fn writev(
+        &mut self,
+        file: &Arc<File>,
+        offset: u64,
+        spans: Vec<IoSpan>,
+        tag: u64,
+    ) -> io::Result<()> {
+        let iov = Self::iovecs(&spans)?;
+        let e = opcode::Writev::new(types::Fd(file.as_raw_fd()), iov.as_ptr(), iov.len() as u32)
+            .offset(offset)
+            .build();
+        self.push(e, tag, None, spans, iov, file)
+    }
+
+    fn iovecs(spans: &[IoSpan]) -> io::Result<Vec<libc::iovec>> {
+        let bad = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_string()));
+        if spans.is_empty() || spans.len() > 1024 {
+            return bad("vectored I/O needs 1 to 1024 spans");
+        }
+        let mut iov = Vec::with_capacity(spans.len());
+        for s in spans {
+            let Ok(region) = s.mem.stable_mem().slice(s.offset, s.len) else {
+                return bad("span outside its region");
+            };
+            iov.push(libc::iovec {
+                iov_base: region.addr() as *mut libc::c_void,
+                iov_len: s.len,
+            });
+        }
+        Ok(iov)
+    }
+
+    /// Whether completions are waiting to be reaped.
+    pub fn has_completions(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+    }
+
+    /// `io_uring_enter` calls so far (each one a syscall: in a PV dom0 a trip through Xen).
+    pub fn enters(&self) -> u64 {
+        self.enters
+    }
+
+    fn enter(&mut self) -> io::Result<()> {
+        self.enters += 1;
         self.ring.submit()?;
+        Ok(())
+    }
+
+    /// Submits what is queued without waiting (no syscall when nothing is queued).
+    pub fn submit(&mut self) -> io::Result<()> {
+        if !self.ring.submission().is_empty() {
+            self.enter()?;
+        }
         Ok(())
     }
 
@@ -132,6 +249,7 @@ impl IoQueue {
             .sec(timeout.as_secs())
             .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
+        self.enters += 1;
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
             Err(e)
@@ -201,8 +319,10 @@ mod tests {
             eprintln!("io_uring unavailable here; skipping");
             return;
         };
-        q.write(&f, 4096, vec![9u8; 512], 1).unwrap();
-        q.read(&f, 0, 4096, 2).unwrap();
+        let mut nines = IoBuf::new(512);
+        nines.fill(9);
+        q.write(&f, 4096, nines, 1).unwrap();
+        q.read(&f, 0, IoBuf::new(4096), 2).unwrap();
         let mut done = vec![];
         while done.len() < 2 {
             q.wait(Duration::from_secs(5)).unwrap();
@@ -210,14 +330,82 @@ mod tests {
         }
         done.sort_by_key(|c| c.tag);
         assert_eq!(done[0].result.as_ref().unwrap(), &512);
-        assert_eq!(done[1].buf, vec![7u8; 4096]);
-        q.read(&f, 4096, 512, 3).unwrap();
+        assert_eq!(&done[1].buf.as_ref().unwrap()[..], &[7u8; 4096][..]);
+        q.read(&f, 4096, IoBuf::new(512), 3).unwrap();
         let mut more = vec![];
         while more.is_empty() {
             q.wait(Duration::from_secs(5)).unwrap();
             q.complete(&mut more);
         }
-        assert_eq!(more[0].buf, vec![9u8; 512]);
+        assert_eq!(&more[0].buf.as_ref().unwrap()[..], &[9u8; 512][..]);
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    struct Pages(sluice_abi::shared::SharedPages);
+    // SAFETY: SharedPages is one heap allocation freed only on drop; `mem` is all of it.
+    unsafe impl StableMem for Pages {
+        fn stable_mem(&self) -> SharedMem<'_> {
+            self.0.mem()
+        }
+    }
+
+    #[test]
+    fn vectored_io_goes_straight_to_stable_memory() {
+        let path = std::env::temp_dir().join(format!("sluice-uringv-{}", std::process::id()));
+        let f = Arc::new(
+            File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap(),
+        );
+        f.set_len(16384).unwrap();
+        let Ok(mut q) = IoQueue::new(8) else {
+            eprintln!("io_uring unavailable here; skipping");
+            return;
+        };
+        let src: Rc<dyn StableMem> = Rc::new(Pages(sluice_abi::shared::SharedPages::new(2)));
+        src.stable_mem().fill(0, 8192, 5).unwrap();
+        src.stable_mem().fill(4096, 512, 6).unwrap();
+        let span = |m: &Rc<dyn StableMem>, offset, len| IoSpan {
+            mem: m.clone(),
+            offset,
+            len,
+        };
+        // Two spans, the second from the other page: 1024 bytes of 5 then 512 of 6.
+        q.writev(&f, 512, vec![span(&src, 0, 1024), span(&src, 4096, 512)], 1)
+            .unwrap();
+        let dst: Rc<dyn StableMem> = Rc::new(Pages(sluice_abi::shared::SharedPages::new(1)));
+        let mut done = vec![];
+        while done.is_empty() {
+            q.wait(Duration::from_secs(5)).unwrap();
+            q.complete(&mut done);
+        }
+        assert_eq!(done[0].result.as_ref().unwrap(), &1536);
+        assert!(done[0].buf.is_none());
+        q.readv(&f, 0, vec![span(&dst, 0, 2048)], 2).unwrap();
+        // The queue keeps the region alive: dropping our handle changes nothing.
+        let view = Rc::downgrade(&dst);
+        drop(dst);
+        assert!(view.upgrade().is_some());
+        done.clear();
+        while done.is_empty() {
+            q.wait(Duration::from_secs(5)).unwrap();
+            q.complete(&mut done);
+        }
+        assert_eq!(done[0].result.as_ref().unwrap(), &2048);
+        assert!(view.upgrade().is_none(), "released with the completion");
+        let mut back = [0u8; 2048];
+        std::os::unix::fs::FileExt::read_exact_at(&*f, &mut back, 0).unwrap();
+        assert!(back[..512].iter().all(|&b| b == 0));
+        assert!(back[512..1536].iter().all(|&b| b == 5));
+        assert!(back[1536..].iter().all(|&b| b == 6));
+        // Spans outside their region, or none: refused before the kernel sees them.
+        assert!(q.readv(&f, 0, vec![span(&src, 8000, 512)], 3).is_err());
+        assert!(q.readv(&f, 0, vec![], 4).is_err());
+        assert_eq!(q.in_flight(), 0);
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -380,6 +380,9 @@ impl Backend {
                     stop: &stop2,
                     name: &name,
                     persistent: None,
+                    profile: Default::default(),
+                    buffers: Default::default(),
+                    zero_copy: std::cell::Cell::new(false),
                 };
                 if let Err(e) = serve(&q, ring, mode) {
                     log!("{name} [{}]: {e:#}; stopped serving", mode.name());
