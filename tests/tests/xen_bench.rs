@@ -176,6 +176,94 @@ fn fio_kernel_vs_sluice_blkback() {
     );
 }
 
+/// fio in PV guests, three backends on the same image size in one Xen boot, A B C A B C
+/// A B C: A = Linux kernel blkback, B = sluice-blkback as shipped (O_DIRECT), C =
+/// sluice-blkback `--buffered` (dom0's page cache). Prints per-triple figures and the
+/// median B/A and C/A; asserts only that every job reported.
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: run with --ignored"]
+fn fio_kernel_vs_sluice_direct_and_buffered() {
+    const TRIPLES: usize = 3;
+    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        b.block,
+        BlockBackend::Userspace,
+        "sluice-blkback is not built"
+    );
+    let seconds = std::env::var("SLUICE_FIO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let fio = [Workload::Fio { disk: 0, seconds }];
+    let mut daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
+    let mut buffered = daemons[0].clone();
+    buffered.name = "sluice-blkback-buffered".into();
+    buffered.args.push("--buffered".into());
+    daemons.push(buffered);
+    let mut steps = Vec::new();
+    for i in 0..TRIPLES {
+        for (tag, backend) in [
+            ("a", BlockBackend::KernelBlkback),
+            ("b", BlockBackend::Userspace),
+            ("c", BlockBackend::Userspace),
+        ] {
+            let mut s = GuestStep::new(
+                &format!("{tag}{i}"),
+                GuestType::Pv,
+                std::slice::from_ref(&backend),
+                &fio,
+            );
+            s.disks[0].size_mib = 256;
+            s.memory_mib = 512;
+            if tag == "c" {
+                s = s.with_block_daemon("sluice-blkback-buffered");
+            }
+            steps.push(s);
+        }
+    }
+    let boot = Boot {
+        name: "xen-bench-fio3".into(),
+        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+        daemons,
+        steps,
+        fio_in_dom0: false,
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    let get = |step: &str, job: &str| -> f64 {
+        report
+            .fio
+            .iter()
+            .find(|f: &&FioSample| f.step == step && f.job == job)
+            .map(|f| {
+                if job.ends_with("4k") {
+                    f.iops
+                } else {
+                    f.kib_per_s / 1024.0
+                }
+            })
+            .unwrap_or_else(|| panic!("no {job} result for {step}: {:?}", report.fio))
+    };
+    eprintln!("fio, PV guests, A = kernel blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each");
+    for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
+        let (mut ba, mut ca, mut cells) = (vec![], vec![], vec![]);
+        for i in 0..TRIPLES {
+            let a = get(&format!("a{i}"), job);
+            let bb = get(&format!("b{i}"), job);
+            let c = get(&format!("c{i}"), job);
+            ba.push(bb / a);
+            ca.push(c / a);
+            cells.push(format!("{a:.0} / {bb:.0} / {c:.0}"));
+        }
+        eprintln!(
+            "| {job} | {} | {:.2} | {:.2} |",
+            cells.join(" | "),
+            median(ba),
+            median(ca)
+        );
+    }
+    assert_eq!(report.fio.len(), TRIPLES * 3 * 4, "{:?}", report.fio);
+}
+
 /// fio in PV guests with stock `xen-blkfront` (A) and `sluice-blkfront.ko` (B,
 /// `SLUICE_BLKFRONT_KO`, built and set by `cargo xtask bench-blkfront`) against the same
 /// backend in one Xen boot: A B A B A B against Linux kernel blkback, then the same
