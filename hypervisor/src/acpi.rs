@@ -35,7 +35,10 @@ fn checksum_ok(pa: u64, len: u64) -> bool {
 
 #[derive(Default, Debug)]
 pub struct Platform {
+    /// Where the RSDP is (0 when it came as a copy in a multiboot2 tag).
     pub rsdp: u64,
+    /// The RSDP came from a multiboot2 ACPI tag (no BIOS-area scan).
+    pub rsdp_from_tag: bool,
     pub cpus: u32,
     pub lapic_ids: [u8; 32],
     pub ioapics: u32,
@@ -78,18 +81,47 @@ fn find_rsdp() -> Option<u64> {
     None
 }
 
-/// Walks the ACPI tables. Returns `None` without an RSDP.
-pub fn discover() -> Option<Platform> {
-    let rsdp = find_rsdp()?;
+/// Where the log says the RSDP came from.
+pub struct RsdpFrom<'a>(pub &'a Platform);
+
+impl core::fmt::Display for RsdpFrom<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0.rsdp_from_tag {
+            write!(f, "from the multiboot2 tag")
+        } else {
+            write!(f, "at {:#x}", self.0.rsdp)
+        }
+    }
+}
+
+/// A copy of an RSDP (`len` 20 or 36) that is usable: signature and checksum(s) right.
+fn rsdp_ok(b: &[u8; 36], len: usize) -> bool {
+    let sum = |n: usize| b[..n].iter().fold(0u8, |s, x| s.wrapping_add(*x)) == 0;
+    &b[..8] == b"RSD PTR " && sum(20) && (len < 36 || b[15] < 2 || sum(36))
+}
+
+/// Walks the ACPI tables from the RSDP copy a loader gave (multiboot2's ACPI tags) or
+/// else the one found in the BIOS areas. Returns `None` without an RSDP.
+pub fn discover(copy: Option<([u8; 36], usize)>) -> Option<Platform> {
+    let (b, len, pa, from_tag) = match copy {
+        Some((b, len)) if rsdp_ok(&b, len) => (b, len, 0, true),
+        _ => {
+            let pa = find_rsdp()?;
+            (bytes::<36>(pa), 36, pa, false)
+        }
+    };
     let mut pf = Platform {
-        rsdp,
+        rsdp: pa,
+        rsdp_from_tag: from_tag,
         ..Default::default()
     };
-    let revision = bytes::<1>(rsdp + 15)[0];
-    let (root, entry_size) = if revision >= 2 && u64_at(rsdp + 24) != 0 {
-        (u64_at(rsdp + 24), 8)
+    let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+    let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let revision = b[15];
+    let (root, entry_size) = if revision >= 2 && len >= 36 && le64(24) != 0 {
+        (le64(24), 8)
     } else {
-        (u32_at(rsdp + 16) as u64, 4)
+        (le32(16) as u64, 4)
     };
     if !phys::mapped(root, 36) {
         return Some(pf);

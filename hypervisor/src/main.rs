@@ -19,6 +19,7 @@ mod iommu;
 mod log;
 mod mm;
 mod multiboot;
+mod multiboot2;
 mod time;
 mod virt;
 
@@ -87,8 +88,9 @@ static VMEXITS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per CPU: between taking a vCPU and its #VMEXIT (the guest may run).
 static IN_GUEST: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Called by the boot code in long mode with the multiboot information address.
-pub fn hv_main(mb_info: u32) -> ! {
+/// Called by the boot code in long mode with the boot information address and the
+/// loader's magic (multiboot v1 or multiboot2).
+pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     arch::serial::init();
     arch::serial::mask_pics();
     log!("sluice hypervisor: booting");
@@ -96,7 +98,28 @@ pub fn hv_main(mb_info: u32) -> ! {
     arch::smp::init_bsp();
     log!("cpu: GDT, TSS (IST for NMI/#DF/#MC), IDT loaded");
 
-    let boot = multiboot::BootInfo::new(mb_info as u64);
+    let boot = match multiboot::BootInfo::new(magic, mb_info as u64) {
+        Ok(b) => b,
+        Err(e) => {
+            log!("boot: {}", e);
+            arch::serial::qemu_exit(EXIT_BOOT_FAILED);
+        }
+    };
+    match boot.mb2_summary() {
+        Some((size, mmap, mods, rsdp)) => log!(
+            "boot: multiboot2 (GRUB), info at {:#x}, {} bytes; memory map {}; {} module tags; RSDP {}",
+            mb_info,
+            size,
+            if mmap { "from its tag" } else { "from basic meminfo" },
+            mods,
+            match rsdp {
+                Some(36) => "from its ACPI 2.0+ tag",
+                Some(_) => "from its ACPI 1.0 tag",
+                None => "not in a tag (scanned)",
+            }
+        ),
+        None => log!("boot: {}, info at {:#x}", boot.loader(), mb_info),
+    }
     let mut fa = FrameAllocator::new();
     let tramp = arch::smp::TRAMPOLINE;
     let mut trampoline_ok = !(tramp..tramp + mm::PAGE).contains(&(mb_info as u64));
@@ -148,13 +171,13 @@ pub fn hv_main(mb_info: u32) -> ! {
             arch::serial::qemu_exit(EXIT_BOOT_FAILED);
         }
     }
-    let platform = acpi::discover();
+    let platform = acpi::discover(boot.rsdp());
     let mut functions = alloc::vec::Vec::new();
     match &platform {
         Some(pf) => {
             log!(
-                "acpi: RSDP at {:#x}; MADT: {} CPUs (APIC ids {:?}), {} I/O APICs; MCFG: ECAM at {:#x} buses {}-{}; DMAR: {}; IVRS: {}",
-                pf.rsdp,
+                "acpi: RSDP {}; MADT: {} CPUs (APIC ids {:?}), {} I/O APICs; MCFG: ECAM at {:#x} buses {}-{}; DMAR: {}; IVRS: {}",
+                acpi::RsdpFrom(pf),
                 pf.cpus,
                 &pf.lapic_ids[..pf.cpus as usize],
                 pf.ioapics,

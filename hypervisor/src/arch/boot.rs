@@ -1,9 +1,11 @@
-//! Multiboot v1 entry: 32-bit protected mode to long mode with the hypervisor's own page
-//! tables (the low 4 GiB identity-mapped by 2 MiB pages), SSE enabled for FXSAVE, then
-//! `hv_main(multiboot_info_pa)`.
+//! Multiboot v1 and multiboot2 entry: 32-bit protected mode to long mode with the
+//! hypervisor's own page tables (the low 4 GiB identity-mapped by 2 MiB pages), SSE
+//! enabled for FXSAVE, then `hv_main(info_pa, magic)` (EBX, EAX at entry).
 //!
-//! The header uses the a.out kludge (flag bit 16) because QEMU's `-kernel` refuses ELF64
-//! multiboot images otherwise (platform.md).
+//! The v1 header uses the a.out kludge (flag bit 16) because QEMU's `-kernel` refuses ELF64
+//! multiboot images otherwise (platform.md). The multiboot2 header (GRUB's `multiboot2`)
+//! follows it, with the same load addresses (address tag) and entry (entry address tag),
+//! so GRUB loads the same flat image the same way, whatever the ELF headers say.
 
 core::arch::global_asm!(
     r#"
@@ -19,6 +21,29 @@ hv_mb_header:
     .long __image_end
     .long _start32
 
+    .balign 8
+hv_mb2_header:
+    .long 0xE85250D6
+    .long 0
+    .long hv_mb2_header_end - hv_mb2_header
+    .long -(0xE85250D6 + (hv_mb2_header_end - hv_mb2_header))
+    /* address tag: header, load start, load end, bss end */
+    .word 2, 0
+    .long 24
+    .long hv_mb2_header
+    .long __image_start
+    .long __load_end
+    .long __image_end
+    /* entry address tag (12 bytes, padded to 8) */
+    .word 3, 0
+    .long 12
+    .long _start32
+    .long 0
+    /* end tag */
+    .word 0, 0
+    .long 8
+hv_mb2_header_end:
+
     .section .boot32, "ax"
     .code32
     .global _start32
@@ -26,6 +51,7 @@ _start32:
     cli
     movl $hv_boot_stack_top, %esp
     movl %ebx, hv_mb_info
+    movl %eax, hv_mb_magic
     /* PML4[0] -> PDPT; PDPT[0..4] -> four page directories */
     movl $hv_pdpt, %eax
     orl $3, %eax
@@ -80,6 +106,7 @@ hv_long_mode:
     movw %ax, %gs
     movabsq $hv_boot_stack_top, %rsp
     movl hv_mb_info, %edi
+    movl hv_mb_magic, %esi
     call hv_main
 3:  cli
     hlt
@@ -182,6 +209,8 @@ hv_boot_stack:
 hv_boot_stack_top:
 hv_mb_info:
     .skip 8
+hv_mb_magic:
+    .skip 8
 "#,
     options(att_syntax)
 );
@@ -200,6 +229,6 @@ pub fn image_range() -> (u64, u64) {
 }
 
 #[no_mangle]
-extern "C" fn hv_main(mb_info: u32) -> ! {
-    crate::hv_main(mb_info)
+extern "C" fn hv_main(mb_info: u32, magic: u32) -> ! {
+    crate::hv_main(mb_info, magic)
 }
