@@ -18,6 +18,16 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "module signing key of frontends/linux"),
     ("kmod", "modinfo checks of frontends/linux modules"),
     ("qemu-system-x86", "QEMU TCG: every end-to-end suite"),
+    (
+        "grub-pc-bin",
+        "GRUB's BIOS image: the hypervisor's multiboot2 boot (grub-mkrescue)",
+    ),
+    (
+        "grub-common",
+        "grub-mkrescue: the hypervisor's multiboot2 ISO",
+    ),
+    ("xorriso", "grub-mkrescue writes the ISO with it"),
+    ("mtools", "grub-mkrescue's EFI image (mformat)"),
     ("libxen-dev", "Xen public headers: the abi layout test"),
     ("gcc", "the abi layout probe is compiled C"),
     ("busybox-static", "initramfs /init for dom0 and domUs"),
