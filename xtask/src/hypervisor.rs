@@ -622,6 +622,17 @@ fn multiboot2_parser_checks() -> Result<()> {
         }
         Err(e) => problems.push(format!("good info refused: {e}")),
     }
+    // Both ACPI tags: the 2.0+ copy (36 bytes, tag 15) is the one used.
+    let mut rsdp2 = b"RSD PTR ".to_vec();
+    rsdp2.resize(36, 2);
+    let both = mb2_info(&[
+        (multiboot2::TAG_ACPI_OLD, rsdp.clone()),
+        (multiboot2::TAG_ACPI_NEW, rsdp2.clone()),
+    ]);
+    match Info::parse(&both).map(|i| i.rsdp().map(<[u8]>::to_vec)) {
+        Ok(Some(r)) if r == rsdp2 => {}
+        other => problems.push(format!("ACPI 2.0 tag not preferred: {other:?}")),
+    }
     // Hostile infos: each must give the named error.
     let mut cases: Vec<(&str, Vec<u8>, Error)> = Vec::new();
     let mut big = good.clone();
