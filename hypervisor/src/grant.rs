@@ -15,9 +15,10 @@ use sluice_abi::hypercall::XenErrno;
 use sluice_abi::types::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
 
-/// Grant table frames a domain may have (`max_grant_frames`; Xen's default is set by
-/// its `gnttab_max_frames` option, the toolstack may lower it per domain): 32 frames,
-/// 16384 v1 entries. Frame 0 exists from creation (Xen grows a new table to one frame
+/// Grant table frames a domain may have (its `max_grant_frames`): 32 frames, 16384 v1
+/// entries. Xen 4.17's default is 64 (`opt_max_grant_frames`, the `gnttab_max_frames`
+/// option; the toolstack sets it per domain); 32 was the default of older Xen and is
+/// plenty for a few PV devices. Frame 0 exists from creation (Xen grows a new table to one frame
 /// too); more are allocated, zeroed, when the domain asks for them (GNTTABOP_setup_table,
 /// add_to_physmap(XENMAPSPACE_grant_table, idx)) and freed with the domain.
 pub const MAX_GRANT_FRAMES: usize = 32;

@@ -507,6 +507,27 @@ fn grant_table_frames(c: &mut Checks, peer: u16) {
         nr == 2 && max == MAX_GRANT_FRAMES,
         nr as i64,
     );
+    // add_to_physmap of frame 3 grows the table to 4 frames (frame 2 allocated but
+    // not mapped).
+    a.idx = 3;
+    a.gpfn = (GRANT_TABLE_GPA >> 12) + 3;
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [7, &mut a as *mut _ as u64, 0, 0, 0],
+    );
+    let (_, _, nr, _) = query_size(DOMID_SELF, 1);
+    c.check(
+        "add_to_physmap(grant table frame 3) grows the table to 4 frames",
+        r == 0 && nr == 4,
+        (r << 8) | nr as i64,
+    );
+    let (r, st) = setup_table(DOMID_SELF, 4, list.as_mut_ptr() as u64, 1);
+    let base = GRANT_TABLE_GPA >> 12;
+    c.check(
+        "setup_table(4): frames 0, 1, 3 at their GFNs, frame 2 INVALID_M2P_ENTRY",
+        r == 0 && st == 0 && list == [base, base + 1, !0, base + 3],
+        list[2] as i64,
+    );
     let (r, st, _, _) = query_size(peer, 1);
     c.check(
         "query_size of the peer -> GNTST_permission_denied",
@@ -660,14 +681,14 @@ fn use_grants_from(c: &mut Checks, peer: u16) {
         st as i64,
     );
     let mut op = copy(
-        GnttabCopyPtr::with_gref(1024, peer, 0),
+        GnttabCopyPtr::with_gref(2048, peer, 0),
         GnttabCopyPtr::with_gmfn(mine + 2, DOMID_SELF, 0),
         16,
         1,
     );
     let (r, st) = gnttab_copy(&mut op);
     c.check(
-        "copy from grant ref 1024 (past the peer's 2 frames) -> GNTST_bad_gntref",
+        "copy from grant ref 2048 (past the peer's 4 frames) -> GNTST_bad_gntref",
         r == 0 && st == -3,
         st as i64,
     );
