@@ -89,9 +89,12 @@ pub struct Domain {
     /// Where shared_info is mapped, and the RAM frame it displaced there.
     pub shared_info_at: Option<(u64, u64)>,
     pub evtchn: [Port; NR_PORTS],
-    /// The grant table frame (v1 entries), and where the guest mapped it.
-    pub grant_frame: u64,
-    pub grant_frame_at: Option<(u64, u64)>,
+    /// The grant table frames (v1 entries, 512 a frame): the first `nr_grant_frames`
+    /// are allocated (frame 0 at creation, the rest on demand by GNTTABOP_setup_table
+    /// or add_to_physmap), and where the guest mapped each (with the RAM it displaced).
+    /// (On the heap: the domains are built on the boot stack.)
+    pub grant: alloc::boxed::Box<crate::grant::GrantFrames>,
+    pub nr_grant_frames: u32,
     pub clock: Clock,
     /// VCPUOP_set_singleshot_timer deadline (system time, ns).
     pub timer_deadline: Option<u64>,
@@ -222,8 +225,15 @@ impl Domain {
             shared_info,
             shared_info_at: None,
             evtchn: [Port::Free; NR_PORTS],
-            grant_frame,
-            grant_frame_at: None,
+            grant: {
+                let mut g = alloc::boxed::Box::new(crate::grant::GrantFrames {
+                    frames: [0; crate::grant::MAX_GRANT_FRAMES],
+                    at: [None; crate::grant::MAX_GRANT_FRAMES],
+                });
+                g.frames[0] = grant_frame;
+                g
+            },
+            nr_grant_frames: 1,
             clock,
             timer_deadline: None,
             virq_timer: None,
@@ -578,7 +588,7 @@ impl Domain {
     /// number of frames given back.
     pub fn destroy(&mut self, fa: &mut FrameAllocator) -> u64 {
         // Xen frames mapped into the physmap (shared_info) are freed once, below.
-        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, skip: [u64; 2]) -> u64 {
+        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, skip: &[u64]) -> u64 {
             let mut n = 0;
             for i in 0..512 {
                 let e = phys::read_u64(table + i * 8);
@@ -596,22 +606,26 @@ impl Domain {
         }
         let mut n = 0;
         if self.npt_root != 0 {
-            let skip = [self.shared_info, self.grant_frame];
-            n += free_table(fa, self.npt_root, 3, skip);
+            let mut skip = [0u64; 1 + crate::grant::MAX_GRANT_FRAMES];
+            skip[0] = self.shared_info;
+            skip[1..].copy_from_slice(&self.grant.frames);
+            n += free_table(fa, self.npt_root, 3, &skip);
             self.npt_root = 0;
         }
-        for (_, ram) in [self.shared_info_at.take(), self.grant_frame_at.take()]
-            .into_iter()
+        let grant_at = self.grant.at.iter_mut().map(|a| a.take());
+        for (_, ram) in core::iter::once(self.shared_info_at.take())
+            .chain(grant_at)
             .flatten()
         {
             fa.free(ram);
             n += 1;
         }
-        if self.grant_frame != 0 {
-            fa.free(self.grant_frame);
-            self.grant_frame = 0;
+        for f in self.grant.frames.iter_mut().filter(|f| **f != 0) {
+            fa.free(*f);
+            *f = 0;
             n += 1;
         }
+        self.nr_grant_frames = 0;
         if self.shared_info != 0 {
             fa.free(self.shared_info);
             self.shared_info = 0;
@@ -627,5 +641,13 @@ impl Domain {
             v.slot = None;
         }
         n
+    }
+}
+
+impl Domain {
+    /// Whether `hpa` is one of the hypervisor's frames given to this domain
+    /// (shared_info, a grant table frame): never RAM to displace or grant-map over.
+    pub fn is_xen_frame(&self, hpa: u64) -> bool {
+        hpa == self.shared_info || self.grant.frames[..self.nr_grant_frames as usize].contains(&hpa)
     }
 }

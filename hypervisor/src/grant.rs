@@ -5,17 +5,65 @@
 
 use crate::arch::phys;
 use crate::domain::Domain;
+use crate::mm::FrameAllocator;
 use sluice_abi::grant_table::{
     GntCopyFlags, GntMapFlags, GntTabOp, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef,
-    GnttabQuerySize, GnttabUnmapGrantRef, GrantEntryFlags, GrantEntryType, GrantEntryV1,
-    GrantStatus,
+    GnttabQuerySize, GnttabSetupTable, GnttabUnmapGrantRef, GrantEntryFlags, GrantEntryType,
+    GrantEntryV1, GrantStatus,
 };
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::types::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
 
-pub const NR_GRANT_FRAMES: u32 = 1;
-const ENTRIES: u32 = NR_GRANT_FRAMES * 512;
+/// Grant table frames a domain may have (its `max_grant_frames`): 32 frames, 16384 v1
+/// entries. Xen 4.17's default is 64 (`opt_max_grant_frames`, the `gnttab_max_frames`
+/// option; the toolstack sets it per domain); 32 was the default of older Xen and is
+/// plenty for a few PV devices. Frame 0 exists from creation (Xen grows a new table to one frame
+/// too); more are allocated, zeroed, when the domain asks for them (GNTTABOP_setup_table,
+/// add_to_physmap(XENMAPSPACE_grant_table, idx)) and freed with the domain.
+pub const MAX_GRANT_FRAMES: usize = 32;
+/// A domain's grant table frames (host addresses; 0: not allocated), and where the
+/// guest mapped each (its GPA, and the RAM frame that displaced).
+pub struct GrantFrames {
+    pub frames: [u64; MAX_GRANT_FRAMES],
+    pub at: [Option<(u64, u64)>; MAX_GRANT_FRAMES],
+}
+
+/// v1 entries in one grant table frame.
+const PER_FRAME: u32 = 4096 / 8;
+
+/// Grows `d`'s table to `nr` frames (nothing when it has that many). False when `nr`
+/// is above the maximum or the frames run out (then the table is left as it was).
+pub fn grow(d: &mut Domain, fa: &mut FrameAllocator, nr: u32) -> bool {
+    if nr as usize > MAX_GRANT_FRAMES {
+        return false;
+    }
+    let have = d.nr_grant_frames as usize;
+    for i in have..nr as usize {
+        match fa.alloc() {
+            Some(f) => d.grant.frames[i] = f,
+            None => {
+                for f in d.grant.frames[have..i].iter_mut() {
+                    fa.free(*f);
+                    *f = 0;
+                }
+                return false;
+            }
+        }
+    }
+    d.nr_grant_frames = d.nr_grant_frames.max(nr);
+    true
+}
+
+/// The host address of v1 entry `gref` of `g`'s table, if the table has it
+/// (Xen: `ref >= nr_grant_entries` is GNTST_bad_gntref).
+fn entry_pa(g: &Domain, gref: u32) -> Option<u64> {
+    let frame = (gref / PER_FRAME) as usize;
+    if frame >= g.nr_grant_frames as usize {
+        return None;
+    }
+    Some(g.grant.frames[frame] + (gref % PER_FRAME) as u64 * 8)
+}
 
 fn domain(doms: &[Option<Domain>], id: u16) -> Option<&Domain> {
     doms.iter().flatten().find(|d| d.id == id)
@@ -33,11 +81,7 @@ fn resolve<'a>(
     let dom = if p.domid == DOMID_SELF { me } else { p.domid };
     let owner = domain(doms, dom).ok_or(GrantStatus::BadDomain)?;
     let (gfn, taken) = if by_gref {
-        let r = p.gref();
-        if r >= ENTRIES {
-            return Err(GrantStatus::BadGntref);
-        }
-        acquire(owner, r, me, write)?
+        acquire(owner, p.gref(), me, write)?
     } else {
         // Only the caller's own frames may be named directly.
         if dom != me {
@@ -80,7 +124,7 @@ impl Drop for Side<'_> {
 /// compare-exchange of (flags, domid), so a granter revoking the entry from another
 /// CPU either sees the flags or wins. Returns the frame and the flags newly set.
 fn acquire(g: &Domain, gref: u32, me: u16, write: bool) -> Result<(u64, u16), GrantStatus> {
-    let pa = g.grant_frame + gref as u64 * 8;
+    let pa = entry_pa(g, gref).ok_or(GrantStatus::BadGntref)?;
     let in_use = if write {
         GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits()
     } else {
@@ -108,10 +152,10 @@ fn acquire(g: &Domain, gref: u32, me: u16, write: bool) -> Result<(u64, u16), Gr
 /// Clears `bits` of grant `gref`'s flags in `g` (atomically: the granter may write
 /// the entry at the same time).
 fn release(g: &Domain, gref: u32, bits: u16) {
-    if bits == 0 || gref >= ENTRIES {
+    // The table never shrinks, so an entry taken is still there.
+    let Some(pa) = entry_pa(g, gref).filter(|_| bits != 0) else {
         return;
-    }
-    let pa = g.grant_frame + gref as u64 * 8;
+    };
     loop {
         let mut w = [0u8; 4];
         phys::read(pa, &mut w);
@@ -176,9 +220,6 @@ fn map_one(
     let g = domain(doms, op.dom)
         .filter(|g| g.id != me)
         .ok_or(GrantStatus::BadDomain)?;
-    if op.gref >= ENTRIES {
-        return Err(GrantStatus::BadGntref);
-    }
     let (frame, taken) = acquire(g, op.gref, me, !readonly)?;
     let Some(hpa) = frame.checked_mul(4096).and_then(|gpa| g.gpa_to_hpa(gpa)) else {
         release(g, op.gref, taken);
@@ -209,10 +250,7 @@ fn map_into(
         .gpa_to_hpa(gpa)
         .filter(|_| gpa.is_multiple_of(4096))
         .ok_or(GrantStatus::BadVirtAddr)?;
-    if cur_frame == d.shared_info
-        || cur_frame == d.grant_frame
-        || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa)
-    {
+    if d.is_xen_frame(cur_frame) || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa) {
         return Err(GrantStatus::BadVirtAddr);
     }
     let slot = d
@@ -269,9 +307,28 @@ pub fn release_all(doms: &mut [Option<Domain>], cur: usize) {
     }
 }
 
+/// Writes the frame numbers of `d`'s first `op.nr_frames` grant frames to
+/// `op.frame_list`. The guest is auto-translated (PVH/HVM), so, like Xen's
+/// `gnttab_shared_gfn` (`mfn_to_gfn`: the M2P entry for a translated domain), each is
+/// the GFN where the guest mapped that frame with add_to_physmap, or
+/// INVALID_M2P_ENTRY (all ones) if it has not; a write that faults makes the status
+/// GNTST_bad_virt_addr (the others are still written, as Xen's loop does).
+fn setup_frame_list(d: &Domain, op: &GnttabSetupTable) -> GrantStatus {
+    let mut status = GrantStatus::Okay;
+    for i in 0..op.nr_frames as usize {
+        let gfn = d.grant.at[i].map_or(!0u64, |(gpa, _)| gpa >> 12);
+        let at = op.frame_list.wrapping_add(8 * i as u64);
+        if d.copy_to_guest(at, &gfn.to_le_bytes()).is_err() {
+            status = GrantStatus::BadVirtAddr;
+        }
+    }
+    status
+}
+
 pub fn grant_table_op(
     doms: &mut [Option<Domain>],
     cur: usize,
+    fa: &mut FrameAllocator,
     cmd: u64,
     arg: u64,
     count: u64,
@@ -283,22 +340,50 @@ pub fn grant_table_op(
         .and_then(GntTabOp::from_raw)
         .ok_or(XenErrno::Enosys)?;
     match op {
+        // Like Xen's gnttab_query_size and gnttab_setup_table: exactly one op (count
+        // != 1 is EINVAL), a foreign domain that exists is GNTST_permission_denied (no
+        // domain here is privileged over another), one that does not GNTST_bad_domain.
         GntTabOp::QuerySize => {
-            let mut q = GnttabQuerySize::default();
-            for i in 0..count {
-                let at = arg.wrapping_add(i * core::mem::size_of::<GnttabQuerySize>() as u64);
-                d.copy_from_guest(at, q.as_mut_bytes())?;
-                q.status = if q.dom == DOMID_SELF || q.dom == me {
-                    q.nr_frames = NR_GRANT_FRAMES;
-                    q.max_nr_frames = NR_GRANT_FRAMES;
-                    GrantStatus::Okay as i16
-                } else if domain(doms, q.dom).is_none() {
-                    GrantStatus::BadDomain as i16
-                } else {
-                    GrantStatus::PermissionDenied as i16
-                };
-                d.copy_to_guest(at, q.as_bytes())?;
+            if count != 1 {
+                return Err(XenErrno::Einval);
             }
+            let mut q = GnttabQuerySize::default();
+            d.copy_from_guest(arg, q.as_mut_bytes())?;
+            q.status = if q.dom == DOMID_SELF || q.dom == me {
+                q.nr_frames = d.nr_grant_frames;
+                q.max_nr_frames = MAX_GRANT_FRAMES as u32;
+                GrantStatus::Okay as i16
+            } else if domain(doms, q.dom).is_none() {
+                GrantStatus::BadDomain as i16
+            } else {
+                GrantStatus::PermissionDenied as i16
+            };
+            d.copy_to_guest(arg, q.as_bytes())?;
+            Ok(0)
+        }
+        GntTabOp::SetupTable => {
+            if count != 1 {
+                return Err(XenErrno::Einval);
+            }
+            let mut op = GnttabSetupTable::default();
+            d.copy_from_guest(arg, op.as_mut_bytes())?;
+            let exists = domain(doms, op.dom).is_some();
+            let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
+            let status = if op.dom != DOMID_SELF && op.dom != me {
+                if !exists {
+                    GrantStatus::BadDomain
+                } else {
+                    GrantStatus::PermissionDenied
+                }
+            } else if op.nr_frames as usize > MAX_GRANT_FRAMES || !grow(d, fa, op.nr_frames) {
+                GrantStatus::GeneralError
+            } else {
+                setup_frame_list(d, &op)
+            };
+            let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
+            // Only the status field is written back (Xen's __copy_field_to_guest).
+            let at = arg.wrapping_add(core::mem::offset_of!(GnttabSetupTable, status) as u64);
+            d.copy_to_guest(at, &(status as i16).to_le_bytes())?;
             Ok(0)
         }
         GntTabOp::Copy => {

@@ -3,6 +3,7 @@
 //! error codes.
 
 use crate::domain::{Domain, RunState};
+use crate::mm::FrameAllocator;
 use crate::virt::VcpuState;
 use sluice_abi::hypercall::{
     ConsoleIo, Hypercall, SchedOp, SchedShutdown, ShutdownReason, XenErrno, XenFeatureInfo, XenVer,
@@ -118,7 +119,7 @@ fn ret(r: Result<i64, XenErrno>) -> u64 {
 
 /// VMMCALL: number in rax, arguments in rdi, rsi, rdx, r10, r8 (64-bit guests) or ebx,
 /// ecx, edx, esi, edi (32-bit guests).
-pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
+pub fn hypercall(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAllocator) -> After {
     let Some(d) = doms[cur].as_mut() else {
         return After::Kill;
     };
@@ -140,10 +141,10 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize) -> After {
         Some(Hypercall::ConsoleIo) => (console_io(d, a[0], a[1], a[2]), After::Continue),
         Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
         Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
-        Some(Hypercall::MemoryOp) => (memory_op(d, a[0], a[1]), After::Continue),
+        Some(Hypercall::MemoryOp) => (memory_op(d, fa, a[0], a[1]), After::Continue),
         Some(Hypercall::VcpuOp) => vcpu_op(d, a[0], a[1], a[2]),
         Some(Hypercall::GrantTableOp) => (
-            crate::grant::grant_table_op(doms, cur, a[0], a[1], a[2]),
+            crate::grant::grant_table_op(doms, cur, fa, a[0], a[1], a[2]),
             After::Continue,
         ),
         Some(Hypercall::EventChannelOp) => (
@@ -381,8 +382,9 @@ fn map_xen_frame(
         return Ok(at);
     }
     // The target must be RAM, not another hypervisor frame.
+    // (Not a grant mapping either: that frame is another domain's.)
     let cur = d.gpa_to_hpa(gpa).ok_or(XenErrno::Einval)?;
-    if cur == d.shared_info || cur == d.grant_frame {
+    if d.is_xen_frame(cur) || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa) {
         return Err(XenErrno::Ebusy);
     }
     // Moving it: the RAM frame it displaced goes back where it was.
@@ -393,7 +395,7 @@ fn map_xen_frame(
     Ok(Some((gpa, ram)))
 }
 
-fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
+fn memory_op(d: &mut Domain, fa: &mut FrameAllocator, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
     match u32::try_from(cmd).ok().and_then(XenMemOp::from_raw) {
         Some(XenMemOp::MemoryMap) => {
             let mut m = XenMemoryMap::default();
@@ -427,12 +429,18 @@ fn memory_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
                     crate::log!("d{}: shared_info at gpa {:#x}", d.id, gpa);
                     Ok(0)
                 }
-                Some(XenMapSpace::GrantTable) if a.idx < crate::grant::NR_GRANT_FRAMES as u64 => {
+                // Like Xen's gnttab_map_frame: an index below the maximum grows the
+                // table to idx + 1 frames first; one at or above it is EINVAL.
+                Some(XenMapSpace::GrantTable)
+                    if a.idx < crate::grant::MAX_GRANT_FRAMES as u64
+                        && crate::grant::grow(d, fa, a.idx as u32 + 1) =>
+                {
+                    let i = a.idx as usize;
                     let gpa = a.gpfn.checked_mul(4096).ok_or(XenErrno::Einval)?;
-                    let frame = d.grant_frame;
-                    let at = map_xen_frame(d, gpa, frame, d.grant_frame_at)?;
-                    d.grant_frame_at = at;
-                    crate::log!("d{}: grant table frame 0 at gpa {:#x}", d.id, gpa);
+                    let frame = d.grant.frames[i];
+                    let at = map_xen_frame(d, gpa, frame, d.grant.at[i])?;
+                    d.grant.at[i] = at;
+                    crate::log!("d{}: grant table frame {} at gpa {:#x}", d.id, i, gpa);
                     Ok(0)
                 }
                 Some(XenMapSpace::SharedInfo | XenMapSpace::GrantTable) => Err(XenErrno::Einval),

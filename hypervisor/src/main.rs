@@ -701,7 +701,7 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             leave(w, cpu, i, k, After::Kill);
             return;
         }
-        let after = handle_exit(&mut w.domains, i, exit);
+        let after = handle_exit(&mut w.domains, &mut w.fa, i, exit);
         if matches!(exit, Exit::Hypercall) {
             w.sync_vcpus(cpu);
             w.wake_idle();
@@ -809,13 +809,18 @@ fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
 }
 
 /// Handles one exit of the vCPU of domain `i` (back in its domain).
-fn handle_exit(domains: &mut [Option<Domain>], i: usize, exit: Exit) -> After {
+fn handle_exit(
+    domains: &mut [Option<Domain>],
+    fa: &mut FrameAllocator,
+    i: usize,
+    exit: Exit,
+) -> After {
     let Some(d) = domains[i].as_mut() else {
         return After::Kill;
     };
     let rip = d.vcpu().rip();
     let after = match exit {
-        Exit::Hypercall => hypercall::hypercall(domains, i),
+        Exit::Hypercall => hypercall::hypercall(domains, i, fa),
         Exit::Cpuid => {
             hypercall::cpuid(d);
             After::Continue
