@@ -98,6 +98,10 @@ pub struct Domain {
     pub clock: Clock,
     /// VCPUOP_set_singleshot_timer deadline (system time, ns).
     pub timer_deadline: Option<u64>,
+    /// VCPUOP_set_periodic_timer period (ns; 0: stopped) and when it last fired (system
+    /// time; 0 before the first, so, as Xen's, the first fires when it is set).
+    pub periodic_period: u64,
+    pub periodic_last: u64,
     /// The port VIRQ_TIMER is bound to.
     pub virq_timer: Option<u32>,
     /// SCHEDOP_poll in progress: its ports and timeout.
@@ -236,6 +240,8 @@ impl Domain {
             nr_grant_frames: 1,
             clock,
             timer_deadline: None,
+            periodic_period: 0,
+            periodic_last: 0,
             virq_timer: None,
             poll_ports: [0; 8],
             poll_n: 0,
@@ -275,6 +281,11 @@ impl Domain {
             .slot
             .as_mut()
             .expect("the vCPU is back in its domain while its exit is handled")
+    }
+
+    /// When the periodic timer is next due (system time), if it runs.
+    pub fn periodic_deadline(&self) -> Option<u64> {
+        (self.periodic_period != 0).then(|| self.periodic_last.saturating_add(self.periodic_period))
     }
 
     /// Wakes vCPU 0 (events, timers and polls are its) if it is blocked.

@@ -10,8 +10,8 @@ use sluice_abi::hypercall::{
     XENFEAT_NR_SUBMAPS,
 };
 use sluice_abi::hypercall::{
-    SchedPoll, VcpuOp, VcpuSetSingleshotTimer, XenAddToPhysmap, XenMapSpace, XenMemOp,
-    XenMemoryMap, VCPU_SSHOTTMR_FUTURE,
+    SchedPoll, VcpuOp, VcpuSetPeriodicTimer, VcpuSetSingleshotTimer, XenAddToPhysmap, XenMapSpace,
+    XenMemOp, XenMemoryMap, VCPU_SSHOTTMR_FUTURE,
 };
 use sluice_abi::types::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
@@ -21,6 +21,11 @@ pub const XEN_MAJOR: u32 = 4;
 pub const XEN_MINOR: u32 = 17;
 /// The hypercall-page MSR announced in CPUID 0x40000002.
 pub const HYPERCALL_MSR: u32 = 0x4000_0000;
+
+/// Xen's MILLISECS(1): the shortest periodic timer.
+const PERIODIC_MIN_NS: u64 = 1_000_000;
+/// Xen's STIME_DELTA_MAX: the longest.
+const STIME_DELTA_MAX: u64 = u64::MAX >> 2;
 
 /// What the scheduler does after an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,7 +306,7 @@ fn poll(d: &mut Domain, arg: u64) -> Result<bool, XenErrno> {
     Ok(false)
 }
 
-/// VCPUOP_*: timers on vCPU 0; secondary vCPUs (a domain with `vcpus=N`) are started
+/// VCPUOP_*: timers (single-shot and periodic) on vCPU 0; secondary vCPUs (a domain with `vcpus=N`) are started
 /// with initialise (a `vcpu_hvm_context`, 32-bit mode: the PVH entry state at its eip,
 /// with its esp and ebx) and up, and stop themselves with down.
 fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErrno>, After) {
@@ -362,6 +367,29 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
             d.timer_deadline = None;
             Ok(0)
         }
+        // As Xen: under 1 ms or over STIME_DELTA_MAX (2^62 - 1 ns) EINVAL; the first
+        // event comes at once unless one came less than a period ago, then one every
+        // period (never sooner than a period after the last).
+        VcpuOp::SetPeriodicTimer if k == 0 => {
+            let mut t = VcpuSetPeriodicTimer::default();
+            match d.copy_from_guest(arg, t.as_mut_bytes()) {
+                Err(e) => Err(e),
+                Ok(()) if !(PERIODIC_MIN_NS..=STIME_DELTA_MAX).contains(&t.period_ns) => {
+                    Err(XenErrno::Einval)
+                }
+                Ok(()) => {
+                    d.periodic_period = t.period_ns;
+                    Ok(0)
+                }
+            }
+        }
+        VcpuOp::StopPeriodicTimer if k == 0 => {
+            d.periodic_period = 0;
+            Ok(0)
+        }
+        // Secondary vCPUs have no timers yet: nothing to stop (Linux stops each vCPU's
+        // periodic timer at boot and BUG()s if that fails).
+        VcpuOp::StopPeriodicTimer => Ok(0),
         _ => Err(XenErrno::Enosys),
     };
     (r, After::Continue)

@@ -618,7 +618,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             .domains
             .iter()
             .flatten()
-            .flat_map(|d| [d.timer_deadline, d.poll_deadline])
+            .flat_map(|d| [d.timer_deadline, d.poll_deadline, d.periodic_deadline()])
             .flatten()
             .min();
         if !running && next.is_none() {
@@ -783,21 +783,29 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
     w.domains[i] = None;
 }
 
-/// Sends VIRQ_TIMER to each domain whose single-shot timer has expired.
+/// Sends VIRQ_TIMER to each domain whose single-shot timer has expired, or whose
+/// periodic timer is due (both raise it, as in Xen).
 fn fire_timers(domains: &mut [Option<Domain>]) {
     for d in domains.iter_mut().flatten() {
-        if d.poll_deadline.is_some_and(|t| d.clock.now_ns() >= t) {
+        let now = d.clock.now_ns();
+        if d.poll_deadline.is_some_and(|t| now >= t) {
             d.end_poll();
         }
-        if let Some(deadline) = d.timer_deadline {
-            if d.clock.now_ns() >= deadline {
-                d.timer_deadline = None;
-                if let Some(port) = d.virq_timer {
-                    d.clock.publish(d.shared_info);
-                    evtchn::set_pending(d, port);
-                } else {
-                    d.wake();
-                }
+        let mut fire = false;
+        if d.timer_deadline.is_some_and(|t| now >= t) {
+            d.timer_deadline = None;
+            fire = true;
+        }
+        if d.periodic_deadline().is_some_and(|t| now >= t) {
+            d.periodic_last = now;
+            fire = true;
+        }
+        if fire {
+            if let Some(port) = d.virq_timer {
+                d.clock.publish(d.shared_info);
+                evtchn::set_pending(d, port);
+            } else {
+                d.wake();
             }
         }
     }

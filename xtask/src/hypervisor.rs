@@ -3,7 +3,7 @@
 //! thirteen domains — one checking the Xen guest ABI (including hostile arguments), one
 //! touching memory it does not own, one triple-faulting, a benchmark, two sharing pages by
 //! grant copy and mapping and signalling each other over an event channel, one waiting
-//! for VIRQ_TIMER from single-shot timers, one killed for writing to a read-only grant
+//! for VIRQ_TIMER from single-shot and periodic timers, one killed for writing to a read-only grant
 //! mapping while its lender finishes, two that spin without yielding (preempted by the
 //! LAPIC-timer time slice), one writing a host MSR (refused: #GP, here a triple fault),
 //! one with two vCPUs (VCPUOP_initialise/up/down) — and checks the serial log, the
@@ -177,6 +177,22 @@ fn main_boot(hv: &std::path::Path, modules: &str, smp: u32) -> Result<()> {
         "(d5) ok the peer wrote into the page through grant 1000 (second table frame)",
         "(d5) GUEST PASS",
         "(d7) ok VIRQ_TIMER not before its deadline",
+        "(d7) ok vcpu_op stop_periodic_timer (not running)",
+        "(d7) ok stop_periodic_timer on vcpu 3 -> ENOENT",
+        "(d7) ok periodic 999999 ns -> EINVAL",
+        "(d7) ok periodic 2^62 ns (over STIME_DELTA_MAX) -> EINVAL",
+        "(d7) ok periodic, unmapped pointer -> EFAULT",
+        "(d7) ok periodic, kernel-half pointer -> EFAULT",
+        "(d7) ok periodic on vcpu 3 -> ENOENT",
+        "(d7) ok periodic 1 ms accepted, stopped",
+        "(d7) ok vcpu_op set_periodic_timer 10 ms",
+        "(d7) ok periodic VIRQ_TIMER: at least 5 events in 400 ms",
+        "(d7) ok periodic VIRQ_TIMER: none earlier than its period allows",
+        "(d7) ok vcpu_op stop_periodic_timer",
+        "(d7) ok periodic stopped: no VIRQ_TIMER in the next 50 ms",
+        "(d7) ok periodic 1 s: first event at once",
+        "(d7) ok single-shot VIRQ_TIMER while periodic runs: not early, before the periodic one",
+        "(d7) timer: periodic 10 ms: ",
         "(d7) GUEST PASS",
         "domain 9 (rogue-mapper): KILLED: nested page fault",
         "write to a read-only mapping",
@@ -186,6 +202,8 @@ fn main_boot(hv: &std::path::Path, modules: &str, smp: u32) -> Result<()> {
         "domain 12 (msr): KILLED: triple fault",
         "(d6) GUEST PASS",
         "domain 13 (smp): created, 8192 KiB, 2 vCPUs",
+        "(d13) ok stop_periodic_timer on vcpus 0 and 1",
+        "(d13) ok stop_periodic_timer on vcpu 2 (of 2) -> ENOENT",
         "(d13) ok vcpu_op initialise vcpu 1",
         "(d13) ok vcpu 1 runs",
         "(d13) ok vcpu 1 makes hypercalls (xen_version)",
@@ -768,6 +786,8 @@ fn grub_multiboot2_boot(hv: &std::path::Path, guest: &std::path::Path) -> Result
         "domain 2 (timer): created",
         "(d1) GUEST PASS",
         "(d2) ok VIRQ_TIMER not before its deadline",
+        "(d2) ok periodic VIRQ_TIMER: none earlier than its period allows",
+        "(d2) ok periodic stopped: no VIRQ_TIMER in the next 50 ms",
         "(d2) GUEST PASS",
         "memory: 0 frames held by domains after all ended (all returned)",
         "sluice hypervisor: all domains ended; hypervisor alive",

@@ -1209,6 +1209,7 @@ fn timer(c: &mut Checks) {
     );
     let r = hypercall(Hypercall::VcpuOp as u64, [9, 0, 0, 0, 0]);
     c.check("vcpu_op stop_singleshot_timer", r == 0, r);
+    periodic(c, port);
     // SCHEDOP_poll: timeout with nothing pending; a masked port woken by its timer.
     let poll = |ports: &[u32], timeout: u64| {
         let p = SchedPoll {
@@ -1266,6 +1267,145 @@ fn timer(c: &mut Checks) {
     );
     let r = evtchn(3, &mut [port]);
     c.check("close the VIRQ port", r == 0, r);
+}
+
+/// VCPUOP_set/stop_periodic_timer on the VIRQ_TIMER `port`: hostile arguments, a 10 ms
+/// timer's events (none earlier than its period allows), none after stop, and a
+/// single-shot timer delivered while a periodic one is armed.
+fn periodic(c: &mut Checks, port: u32) {
+    const SET: u64 = 6;
+    const STOP: u64 = 7;
+    let r = vcpu_op(STOP, 0, 0);
+    c.check("vcpu_op stop_periodic_timer (not running)", r == 0, r);
+    let r = vcpu_op(STOP, 3, 0);
+    c.check(
+        "stop_periodic_timer on vcpu 3 -> ENOENT",
+        r == err(XenErrno::Enoent),
+        r,
+    );
+    for (period, what) in [
+        (999_999u64, "periodic 999999 ns -> EINVAL"),
+        (0, "periodic 0 ns -> EINVAL"),
+        (1 << 62, "periodic 2^62 ns (over STIME_DELTA_MAX) -> EINVAL"),
+    ] {
+        let p = [period];
+        let r = vcpu_op(SET, 0, p.as_ptr() as u64);
+        c.check(what, r == err(XenErrno::Einval), r);
+    }
+    let r = vcpu_op(SET, 0, 0xdead_0000_0000);
+    c.check(
+        "periodic, unmapped pointer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let r = vcpu_op(SET, 0, 0xffff_8000_0000_0000);
+    c.check(
+        "periodic, kernel-half pointer -> EFAULT",
+        r == err(XenErrno::Efault),
+        r,
+    );
+    let p = [10_000_000u64];
+    let r = vcpu_op(SET, 3, p.as_ptr() as u64);
+    c.check(
+        "periodic on vcpu 3 -> ENOENT",
+        r == err(XenErrno::Enoent),
+        r,
+    );
+    // The minimum is accepted.
+    let p = [1_000_000u64];
+    let r = vcpu_op(SET, 0, p.as_ptr() as u64);
+    let r2 = vcpu_op(STOP, 0, 0);
+    c.check("periodic 1 ms accepted, stopped", r == 0 && r2 == 0, r | r2);
+    // A 10 ms timer for 400 ms: the n-th event (from 0) never before n periods after
+    // the set (each fires no sooner than a period after the last).
+    const PERIOD: u64 = 10_000_000;
+    const WINDOW: u64 = 400_000_000;
+    clear_pending(port);
+    let p = [PERIOD];
+    let t_set = pvclock_ns();
+    let r = vcpu_op(SET, 0, p.as_ptr() as u64);
+    c.check("vcpu_op set_periodic_timer 10 ms", r == 0, r);
+    let (mut n, mut early, mut worst_late, mut min_gap) = (0u64, 0u64, 0u64, u64::MAX);
+    let mut last = 0u64;
+    while pvclock_ns() < t_set + WINDOW {
+        if !wait_for(port) {
+            break;
+        }
+        let now = pvclock_ns();
+        clear_pending(port);
+        let earliest = t_set + n * PERIOD;
+        if now < earliest {
+            early += 1;
+        }
+        // Lateness against the schedule of an undelayed timer.
+        worst_late = worst_late.max(now.saturating_sub(earliest));
+        if n > 0 {
+            min_gap = min_gap.min(now - last);
+        }
+        last = now;
+        n += 1;
+    }
+    let r = vcpu_op(STOP, 0, 0);
+    c.check("vcpu_op stop_periodic_timer", r == 0, r);
+    let _ = writeln!(
+        Console,
+        "timer: periodic 10 ms: {n} events in 400 ms, worst {} us after schedule, \
+         shortest gap seen {} us",
+        worst_late / 1000,
+        if n > 1 { min_gap / 1000 } else { 0 }
+    );
+    c.check(
+        "periodic VIRQ_TIMER: at least 5 events in 400 ms",
+        n >= 5,
+        n as i64,
+    );
+    c.check(
+        "periodic VIRQ_TIMER: none earlier than its period allows",
+        early == 0,
+        early as i64,
+    );
+    // Stopped: nothing in the next 50 ms (a poll on the port times out).
+    clear_pending(port);
+    let deadline = pvclock_ns() + 50_000_000;
+    let ports = [port];
+    let sp = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: 1,
+        _pad0: 0,
+        timeout: deadline,
+    };
+    let r = hypercall(
+        Hypercall::SchedOp as u64,
+        [3, &sp as *const _ as u64, 0, 0, 0],
+    );
+    let now = pvclock_ns();
+    c.check(
+        "periodic stopped: no VIRQ_TIMER in the next 50 ms",
+        r == 0 && now >= deadline && !pending(port),
+        r,
+    );
+    // Both timers: a 1 s periodic one (its first event at once), then a 5 ms
+    // single-shot one, which arrives long before the periodic one's next.
+    let p = [1_000_000_000u64];
+    let t_set = pvclock_ns();
+    let r = vcpu_op(SET, 0, p.as_ptr() as u64);
+    let first = wait_for(port);
+    clear_pending(port);
+    c.check("periodic 1 s: first event at once", r == 0 && first, r);
+    let deadline = pvclock_ns() + 5_000_000;
+    let t = [deadline, 0];
+    let r = vcpu_op(8, 0, t.as_ptr() as u64);
+    let arrived = wait_for(port);
+    let now = pvclock_ns();
+    clear_pending(port);
+    c.check(
+        "single-shot VIRQ_TIMER while periodic runs: not early, before the periodic one",
+        r == 0 && arrived && now >= deadline && now < t_set + 1_000_000_000,
+        r,
+    );
+    let r = vcpu_op(STOP, 0, 0);
+    c.check("vcpu_op stop_periodic_timer again", r == 0, r);
+    clear_pending(port);
 }
 
 /// Spins for 100 ms of TSC time without a hypercall: only preemption lets others run.
@@ -1373,6 +1513,20 @@ fn wait_until(done: impl Fn() -> bool) -> bool {
 fn smp(c: &mut Checks) {
     let r = vcpu_op(VCPUOP_IS_UP, 1, 0);
     c.check("vcpu 1 starts down", r == 0, r);
+    // As Linux at boot, for every vCPU (it BUG()s if this fails).
+    let r0 = vcpu_op(7, 0, 0);
+    let r1 = vcpu_op(7, 1, 0);
+    c.check(
+        "stop_periodic_timer on vcpus 0 and 1",
+        r0 == 0 && r1 == 0,
+        r0 | r1,
+    );
+    let r = vcpu_op(7, 2, 0);
+    c.check(
+        "stop_periodic_timer on vcpu 2 (of 2) -> ENOENT",
+        r == err(XenErrno::Enoent),
+        r,
+    );
     let r = vcpu_op(VCPUOP_UP, 1, 0);
     c.check(
         "up before initialise -> EINVAL",
