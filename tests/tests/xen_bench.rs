@@ -29,6 +29,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// A fio job's figure for a step: IOPS for the 4 KiB jobs, MiB/s for the 1 MiB ones.
+fn fio_figure(fio: &[FioSample], step: &str, job: &str) -> f64 {
+    fio.iter()
+        .find(|f| f.step == step && f.job == job)
+        .map(|f| {
+            if job.ends_with("4k") {
+                f.iops
+            } else {
+                f.kib_per_s / 1024.0
+            }
+        })
+        .unwrap_or_else(|| panic!("no {job} result for {step}: {fio:?}"))
+}
+
 #[test]
 #[ignore = "boots Xen in QEMU for minutes: run with --ignored"]
 fn seq_read_kernel_vs_sluice_blkback() {
@@ -138,20 +152,7 @@ fn fio_kernel_vs_sluice_blkback() {
         fio_in_dom0: true,
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
-    let get = |step: &str, job: &str| -> f64 {
-        report
-            .fio
-            .iter()
-            .find(|f: &&FioSample| f.step == step && f.job == job)
-            .map(|f| {
-                if job.ends_with("4k") {
-                    f.iops
-                } else {
-                    f.kib_per_s / 1024.0
-                }
-            })
-            .unwrap_or_else(|| panic!("no {job} result for {step}: {:?}", report.fio))
-    };
+    let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!("fio, PV guests, B = {b_label}; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each");
     for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
         let mut ratios = Vec::new();
@@ -229,20 +230,7 @@ fn fio_kernel_vs_sluice_direct_and_buffered() {
         fio_in_dom0: false,
     };
     let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
-    let get = |step: &str, job: &str| -> f64 {
-        report
-            .fio
-            .iter()
-            .find(|f: &&FioSample| f.step == step && f.job == job)
-            .map(|f| {
-                if job.ends_with("4k") {
-                    f.iops
-                } else {
-                    f.kib_per_s / 1024.0
-                }
-            })
-            .unwrap_or_else(|| panic!("no {job} result for {step}: {:?}", report.fio))
-    };
+    let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!("fio, PV guests, A = kernel blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each");
     for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
         let (mut ba, mut ca, mut cells) = (vec![], vec![], vec![]);
@@ -332,20 +320,7 @@ fn fio_sluice_vs_stock_blkfront() {
             "{check}: {summary} (want {want})"
         );
     }
-    let get = |step: &str, job: &str| -> f64 {
-        report
-            .fio
-            .iter()
-            .find(|f: &&FioSample| f.step == step && f.job == job)
-            .map(|f| {
-                if job.ends_with("4k") {
-                    f.iops
-                } else {
-                    f.kib_per_s / 1024.0
-                }
-            })
-            .unwrap_or_else(|| panic!("no {job} result for {step}: {:?}", report.fio))
-    };
+    let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
         "fio, PV guests, A = xen-blkfront, B = sluice-blkfront; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each"
     );

@@ -206,15 +206,7 @@ where
 
     /// Brings every device in line with xenstore.
     pub fn reconcile(&mut self) {
-        let mut present = Vec::new();
-        if let Ok(domids) = self.xs.directory(XBT_NULL, &self.root) {
-            for dom in domids {
-                let dir = format!("{}/{dom}", self.root);
-                if let Ok(devs) = self.xs.directory(XBT_NULL, &dir) {
-                    present.extend(devs.into_iter().map(|d| format!("{dir}/{d}")));
-                }
-            }
-        }
+        let present = sluice_dom0::xenstore::backend_device_dirs(&*self.xs, &self.root);
         let gone: Vec<String> = self
             .devices
             .keys()

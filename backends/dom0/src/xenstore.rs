@@ -166,6 +166,22 @@ pub fn transaction<S: XenStore + ?Sized, T>(
     Err(last)
 }
 
+/// The device directories `<root>/<domid>/<devid>` under a backend root such as
+/// `/local/domain/0/backend/vbd` (what a backend daemon serves); unreadable levels are
+/// skipped (a domain's directory may vanish while it is listed).
+pub fn backend_device_dirs<S: XenStore + ?Sized>(xs: &S, root: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(domids) = xs.directory(XBT_NULL, root) {
+        for dom in domids {
+            let dir = format!("{root}/{dom}");
+            if let Ok(devs) = xs.directory(XBT_NULL, &dir) {
+                out.extend(devs.into_iter().map(|d| format!("{dir}/{d}")));
+            }
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------
 // The real client.
 

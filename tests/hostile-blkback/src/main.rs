@@ -204,15 +204,7 @@ impl Backend {
     }
 
     fn reconcile(&mut self) {
-        let mut present = Vec::new();
-        if let Ok(doms) = self.xs.directory(XBT_NULL, &self.root) {
-            for dom in doms {
-                let dir = format!("{}/{dom}", self.root);
-                if let Ok(devs) = self.xs.directory(XBT_NULL, &dir) {
-                    present.extend(devs.into_iter().map(|d| format!("{dir}/{d}")));
-                }
-            }
-        }
+        let present = sluice_dom0::xenstore::backend_device_dirs(&self.xs, &self.root);
         let gone: Vec<String> = self
             .devices
             .keys()

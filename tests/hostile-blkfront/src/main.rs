@@ -104,6 +104,27 @@ struct Front {
 }
 
 impl Front {
+    /// The frontend of this domain's `device/vbd/<devid>`: its backend's path and domain
+    /// from xenstore, and an event-channel device.
+    fn open(devid: u32) -> Result<Front> {
+        let xs = XsClient::open().context("opening xenstore (/dev/xen/xenbus)")?;
+        let domid = xs.read_u64(XBT_NULL, "domid")?.context("no domid node")?;
+        let fe = format!("/local/domain/{domid}/device/vbd/{devid}");
+        let be = xs
+            .read_opt(XBT_NULL, &format!("{fe}/backend"))?
+            .with_context(|| format!("{fe}/backend is missing"))?;
+        let be_id = xs
+            .read_u64(XBT_NULL, &format!("{fe}/backend-id"))?
+            .context("no backend-id")? as u16;
+        Ok(Front {
+            xs,
+            fe,
+            be,
+            be_id,
+            ev: EvtchnDevice::open()?,
+        })
+    }
+
     fn read(&self, path: &str) -> Option<String> {
         self.xs
             .read_opt(XBT_NULL, path)
@@ -440,22 +461,8 @@ const STEADY_MIN_ROUNDS: u64 = 3;
 /// Returns the rounds completed.
 fn steady_device(devid: u32, sector: u64, started: &AtomicBool, stop: &AtomicBool) -> Result<u64> {
     let result = (|| -> Result<u64> {
-        let xs = XsClient::open().context("opening xenstore")?;
-        let domid = xs.read_u64(XBT_NULL, "domid")?.context("no domid node")?;
-        let fe = format!("/local/domain/{domid}/device/vbd/{devid}");
-        let be = xs
-            .read_opt(XBT_NULL, &format!("{fe}/backend"))?
-            .with_context(|| format!("{fe}/backend is missing"))?;
-        let be_id = xs
-            .read_u64(XBT_NULL, &format!("{fe}/backend-id"))?
-            .context("no backend-id")? as u16;
-        let f = Front {
-            xs,
-            fe,
-            be,
-            be_id,
-            ev: EvtchnDevice::open()?,
-        };
+        let f = Front::open(devid)?;
+        let be_id = f.be_id;
         let (s0, ok) = f.wait_be(|s| s == 2, secs(30));
         if !ok {
             bail!("backend state {s0}, never InitWait");
@@ -529,26 +536,9 @@ fn run(r: &mut Report, a: &Args) -> Result<()> {
     if data.len() < VALID_BYTES {
         bail!("{} is shorter than {VALID_BYTES} bytes", a.data.display());
     }
-    let xs = XsClient::open().context("opening xenstore (/dev/xen/xenbus)")?;
-    let domid = xs.read_u64(XBT_NULL, "domid")?.context("no domid node")?;
-    let fe = format!("/local/domain/{domid}/device/vbd/{}", a.devid);
-    let be = xs
-        .read_opt(XBT_NULL, &format!("{fe}/backend"))?
-        .with_context(|| format!("{fe}/backend is missing"))?;
-    let be_id = xs
-        .read_u64(XBT_NULL, &format!("{fe}/backend-id"))?
-        .context("no backend-id")? as u16;
-    let f = Front {
-        xs,
-        fe,
-        be,
-        be_id,
-        ev: EvtchnDevice::open()?,
-    };
-    println!(
-        "hostile frontend: domain {domid}, {} -> {} (domain {be_id})",
-        f.fe, f.be
-    );
+    let f = Front::open(a.devid)?;
+    let be_id = f.be_id;
+    println!("hostile frontend: {} -> {} (domain {be_id})", f.fe, f.be);
     let sectors: u64 = f
         .read(&format!("{}/sectors", f.be))
         .and_then(|s| s.parse().ok())

@@ -231,3 +231,23 @@ fn real_client_refuses_a_malformed_reply() {
     });
     assert!(matches!(client.read(XBT_NULL, "/x"), Err(XsError::Wire(_))));
 }
+
+#[test]
+fn backend_device_dirs_lists_every_device_of_every_domain() {
+    let store = FakeXenStore::new();
+    let xs = store.connect();
+    assert!(backend_device_dirs(&xs, "/be/vbd").is_empty());
+    for p in [
+        "/be/vbd/3/51712/state",
+        "/be/vbd/3/51728/state",
+        "/be/vbd/7/51712/state",
+    ] {
+        xs.write(XBT_NULL, p, b"1").unwrap();
+    }
+    let mut got = backend_device_dirs(&xs, "/be/vbd");
+    got.sort();
+    assert_eq!(
+        got,
+        ["/be/vbd/3/51712", "/be/vbd/3/51728", "/be/vbd/7/51712"]
+    );
+}
