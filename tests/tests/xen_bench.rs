@@ -29,6 +29,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// `SLUICE_FIO_SECONDS`, else `default`: how long each timed fio job runs.
+fn fio_seconds(default: u32) -> u32 {
+    std::env::var("SLUICE_FIO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A PV guest (512 MiB) running the fio jobs on one fresh 256 MiB disk served by `backend`.
+fn fio_guest(name: &str, backend: &BlockBackend, seconds: u32) -> GuestStep {
+    let fio = [Workload::Fio { disk: 0, seconds }];
+    let mut s = GuestStep::new(name, GuestType::Pv, std::slice::from_ref(backend), &fio);
+    s.disks[0].size_mib = 256;
+    s.memory_mib = 512;
+    s
+}
+
 /// A fio job's figure for a step: IOPS for the 4 KiB jobs, MiB/s for the 1 MiB ones.
 fn fio_figure(fio: &[FioSample], step: &str, job: &str) -> f64 {
     fio.iter()
@@ -126,17 +143,8 @@ fn fio_kernel_vs_sluice_blkback() {
     } else {
         (BlockBackend::KernelBlkback, "kernel blkback (A/A)")
     };
-    let seconds = std::env::var("SLUICE_FIO_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
-    let fio = [Workload::Fio { disk: 0, seconds }];
-    let step = |name: String, backend: &BlockBackend| {
-        let mut s = GuestStep::new(&name, GuestType::Pv, std::slice::from_ref(backend), &fio);
-        s.disks[0].size_mib = 256;
-        s.memory_mib = 512;
-        s
-    };
+    let seconds = fio_seconds(15);
+    let step = |name: String, backend: &BlockBackend| fio_guest(&name, backend, seconds);
     let mut steps = Vec::new();
     for i in 0..fio_pairs {
         steps.push(step(format!("a{i}"), &BlockBackend::KernelBlkback));
@@ -191,11 +199,7 @@ fn fio_kernel_vs_sluice_direct_and_buffered() {
         BlockBackend::Userspace,
         "sluice-blkback is not built"
     );
-    let seconds = std::env::var("SLUICE_FIO_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let fio = [Workload::Fio { disk: 0, seconds }];
+    let seconds = fio_seconds(10);
     let mut daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
     let mut buffered = daemons[0].clone();
     buffered.name = "sluice-blkback-buffered".into();
@@ -208,14 +212,7 @@ fn fio_kernel_vs_sluice_direct_and_buffered() {
             ("b", BlockBackend::Userspace),
             ("c", BlockBackend::Userspace),
         ] {
-            let mut s = GuestStep::new(
-                &format!("{tag}{i}"),
-                GuestType::Pv,
-                std::slice::from_ref(&backend),
-                &fio,
-            );
-            s.disks[0].size_mib = 256;
-            s.memory_mib = 512;
+            let mut s = fio_guest(&format!("{tag}{i}"), &backend, seconds);
             if tag == "c" {
                 s = s.with_block_daemon("sluice-blkback-buffered");
             }
@@ -271,11 +268,7 @@ fn fio_sluice_vs_stock_blkfront() {
         BlockBackend::Userspace,
         "sluice-blkback is not built"
     );
-    let seconds = std::env::var("SLUICE_FIO_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let fio = [Workload::Fio { disk: 0, seconds }];
+    let seconds = fio_seconds(10);
     let backends = [
         ("kblk", BlockBackend::KernelBlkback, "kernel blkback"),
         ("sblk", BlockBackend::Userspace, "sluice-blkback"),
@@ -284,14 +277,7 @@ fn fio_sluice_vs_stock_blkfront() {
     for (tag, backend, _) in &backends {
         for i in 0..FIO_PAIRS {
             for frontend in ["a", "b"] {
-                let mut s = GuestStep::new(
-                    &format!("{tag}-{frontend}{i}"),
-                    GuestType::Pv,
-                    std::slice::from_ref(backend),
-                    &fio,
-                );
-                s.disks[0].size_mib = 256;
-                s.memory_mib = 512;
+                let mut s = fio_guest(&format!("{tag}-{frontend}{i}"), backend, seconds);
                 if frontend == "b" {
                     s = s.with_blkfront_module(ko.clone());
                 }
