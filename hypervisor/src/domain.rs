@@ -1,10 +1,11 @@
 //! Domains: guest-physical memory behind one nested page table each, a PVH ELF loaded
 //! into it, one vCPU, and their teardown.
 
+use crate::addr::{Gpa, Hpa};
 use crate::arch::phys;
 use crate::arch::svm::{Svm, SvmVcpu};
 use crate::evtchn::{Port, NR_PORTS};
-use crate::mm::{FrameAllocator, PAGE};
+use crate::mm::{FrameAllocator, Owner, PAGE};
 use crate::time::Clock;
 use crate::virt::{VcpuState, VirtBackend};
 use sluice_abi::hypercall::XenErrno;
@@ -12,6 +13,7 @@ use sluice_abi::start_info::{HvmMemmapTableEntry, HvmStartInfo, XEN_ELFNOTE_PHYS
 use zerocopy::IntoBytes;
 
 const NPT_FLAGS: u64 = 0x7; // present, writable, user (NPT walks are user accesses)
+const NPT_WRITABLE: u64 = 0x2;
 const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
 pub const START_INFO_GPA: u64 = 0x1000;
@@ -58,6 +60,15 @@ impl Vcpu {
             vmcb: 0,
         }
     }
+}
+
+/// What an access through the guest-memory API does: a write needs the nested page
+/// table entry writable (a read-only grant mapping stays read-only for the hypervisor
+/// writing on the guest's behalf too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
 }
 
 pub struct Domain {
@@ -233,6 +244,7 @@ impl Domain {
                 let mut g = alloc::boxed::Box::new(crate::grant::GrantFrames {
                     frames: [0; crate::grant::MAX_GRANT_FRAMES],
                     at: [None; crate::grant::MAX_GRANT_FRAMES],
+                    active: alloc::vec::Vec::new(),
                 });
                 g.frames[0] = grant_frame;
                 g
@@ -359,6 +371,7 @@ impl Domain {
                 fa.free(frame);
                 return Err(CreateError::NoMemory);
             }
+            fa.assign(Hpa(frame), self.id);
             gpa += PAGE;
         }
         let entry = self.load_elf(image)?;
@@ -504,29 +517,58 @@ impl Domain {
         (old & 1 != 0).then_some(old & ADDR_MASK)
     }
 
-    /// The host frame behind guest-physical `gpa`, if the domain owns it.
-    pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
-        if gpa >= self.mem_bytes {
+    /// The guest-memory API: the host address behind guest-physical `gpa` for `access`
+    /// (None: not in the domain's memory, not mapped, or a write to a read-only page).
+    /// Every access the hypervisor makes to guest memory on a guest's behalf goes
+    /// through here, so the nested page table's permission applies to it too.
+    pub fn translate(&self, gpa: Gpa, access: Access) -> Option<Hpa> {
+        if gpa.0 >= self.mem_bytes {
             return None;
         }
         let mut table = self.npt_root;
+        let mut e = 0;
         for level in (0..4).rev() {
-            let e = phys::read_u64(table + ((gpa >> (12 + 9 * level)) & 0x1FF) * 8);
+            e = phys::read_u64(table + ((gpa.0 >> (12 + 9 * level)) & 0x1FF) * 8);
             if e & 1 == 0 {
                 return None;
             }
             table = e & ADDR_MASK;
         }
-        Some(table | (gpa & 0xFFF))
+        if access == Access::Write && e & NPT_WRITABLE == 0 {
+            return None;
+        }
+        Some(Hpa(table | gpa.offset()))
     }
 
-    pub fn write_gpa(&self, mut gpa: u64, mut data: &[u8]) -> Result<(), XenErrno> {
+    /// The host address behind guest-physical `gpa` for reading.
+    pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
+        self.translate(Gpa(gpa), Access::Read).map(|h| h.0)
+    }
+
+    /// Writes guest-physical memory (each page must be writable in the NPT): EFAULT
+    /// otherwise, before anything is written.
+    pub fn write_gpa(&self, gpa: u64, data: &[u8]) -> Result<(), XenErrno> {
+        self.check_range(Gpa(gpa), data.len(), Access::Write)?;
+        let (mut gpa, mut data) = (gpa, data);
         while !data.is_empty() {
-            let hpa = self.gpa_to_hpa(gpa).ok_or(XenErrno::Efault)?;
+            let hpa = self
+                .translate(Gpa(gpa), Access::Write)
+                .ok_or(XenErrno::Efault)?;
             let n = ((PAGE - (gpa & 0xFFF)) as usize).min(data.len());
-            phys::write(hpa, &data[..n]);
+            phys::write(hpa.0, &data[..n]);
             data = &data[n..];
             gpa += n as u64;
+        }
+        Ok(())
+    }
+
+    /// EFAULT unless every page of `[gpa, gpa + len)` allows `access`.
+    fn check_range(&self, gpa: Gpa, len: usize, access: Access) -> Result<(), XenErrno> {
+        let end = gpa.0.checked_add(len as u64).ok_or(XenErrno::Efault)?;
+        let mut page = gpa.0 & !(PAGE - 1);
+        while page < end {
+            self.translate(Gpa(page), access).ok_or(XenErrno::Efault)?;
+            page += PAGE;
         }
         Ok(())
     }
@@ -584,7 +626,17 @@ impl Domain {
         Ok(())
     }
 
-    pub fn copy_to_guest(&self, mut gva: u64, mut data: &[u8]) -> Result<(), XenErrno> {
+    /// Copies to guest-virtual memory; any unmapped or read-only (in the guest's page
+    /// tables' translation or the NPT) page gives `-EFAULT`, before anything is written.
+    pub fn copy_to_guest(&self, gva: u64, data: &[u8]) -> Result<(), XenErrno> {
+        let end = gva.checked_add(data.len() as u64).ok_or(XenErrno::Efault)?;
+        let mut page = gva & !(PAGE - 1);
+        while page < end {
+            let gpa = self.gva_to_gpa(page)?;
+            self.check_range(Gpa(gpa & !(PAGE - 1)), 1, Access::Write)?;
+            page += PAGE;
+        }
+        let (mut gva, mut data) = (gva, data);
         while !data.is_empty() {
             let gpa = self.gva_to_gpa(gva)?;
             let n = ((PAGE - (gva & 0xFFF)) as usize).min(data.len());
@@ -598,17 +650,30 @@ impl Domain {
     /// Frees every frame: guest memory, nested page tables and the VMCB. Returns the
     /// number of frames given back.
     pub fn destroy(&mut self, fa: &mut FrameAllocator) -> u64 {
-        // Xen frames mapped into the physmap (shared_info) are freed once, below.
-        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, skip: &[u64]) -> u64 {
+        // Only the domain's own frames in its physmap are freed there: the hypervisor's
+        // (shared_info, grant frames) are freed once, below; another domain's (a grant
+        // mapping: all are undone before this) never.
+        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, id: u16) -> u64 {
             let mut n = 0;
             for i in 0..512 {
                 let e = phys::read_u64(table + i * 8);
                 if e & 1 != 0 {
                     if level > 0 {
-                        n += free_table(fa, e & ADDR_MASK, level - 1, skip);
-                    } else if !skip.contains(&(e & ADDR_MASK)) {
-                        fa.free(e & ADDR_MASK);
-                        n += 1;
+                        n += free_table(fa, e & ADDR_MASK, level - 1, id);
+                    } else {
+                        match fa.owner(Hpa(e & ADDR_MASK)) {
+                            Owner::Domain(o) if o == id => {
+                                fa.free(e & ADDR_MASK);
+                                n += 1;
+                            }
+                            Owner::Xen => {}
+                            o => crate::log!(
+                                "d{}: HYPERVISOR BUG: frame {:#x} of {:?} still in its physmap",
+                                id,
+                                e & ADDR_MASK,
+                                o
+                            ),
+                        }
                     }
                 }
             }
@@ -617,10 +682,7 @@ impl Domain {
         }
         let mut n = 0;
         if self.npt_root != 0 {
-            let mut skip = [0u64; 1 + crate::grant::MAX_GRANT_FRAMES];
-            skip[0] = self.shared_info;
-            skip[1..].copy_from_slice(&self.grant.frames);
-            n += free_table(fa, self.npt_root, 3, &skip);
+            n += free_table(fa, self.npt_root, 3, self.id);
             self.npt_root = 0;
         }
         let grant_at = self.grant.at.iter_mut().map(|a| a.take());
@@ -652,13 +714,5 @@ impl Domain {
             v.slot = None;
         }
         n
-    }
-}
-
-impl Domain {
-    /// Whether `hpa` is one of the hypervisor's frames given to this domain
-    /// (shared_info, a grant table frame): never RAM to displace or grant-map over.
-    pub fn is_xen_frame(&self, hpa: u64) -> bool {
-        hpa == self.shared_info || self.grant.frames[..self.nr_grant_frames as usize].contains(&hpa)
     }
 }
