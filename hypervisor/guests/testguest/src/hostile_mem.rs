@@ -431,12 +431,6 @@ pub fn regrant_target(c: &mut Checks, cmdline: &str) {
     put(0, 16, b"B done");
     // A is killed by its hypercall-page write: its mapping of our page is released
     // (GTF_reading clears), ours of its page revoked, and our page is unchanged.
-    let mapped = wait_until(|| flags(9) & GTF_READING != 0);
-    c.check(
-        "hm-regrant: A mapped our read-only grant 9",
-        mapped,
-        flags(9) as i64,
-    );
     let released = wait_until(|| flags(9) & GTF_READING == 0 && has(0, 0, b"B's own RAM"));
     c.check(
         "hm-regrant: A died: its pin on our grant 9 released, its page revoked from us",
