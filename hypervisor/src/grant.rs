@@ -173,9 +173,10 @@ fn pin(
     } else {
         GTF_READING
     };
+    let access = if write { Access::Write } else { Access::Read };
     let frame = Gfn(gfn)
         .gpa()
-        .and_then(|gpa| g.translate(gpa, Access::Read))
+        .and_then(|gpa| g.translate(gpa, access))
         .filter(|&hpa| fa.owner(hpa) == Owner::Domain(g.id));
     let Some(frame) = frame else {
         clear_flags(pa, undo);
