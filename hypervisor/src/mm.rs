@@ -34,6 +34,12 @@ pub struct FrameAllocator {
     pub bad_frees: u64,
 }
 
+impl Default for FrameAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Who owns a frame (the frame table's record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
