@@ -3,7 +3,7 @@
 
 use crate::addr::{Gpa, Hpa};
 use crate::arch::phys;
-use crate::arch::svm::{Svm, SvmVcpu};
+use crate::arch::svm::Svm;
 use crate::evtchn::{Port, NR_PORTS};
 use crate::mm::{FrameAllocator, Owner, PAGE};
 use crate::time::Clock;
@@ -35,10 +35,10 @@ pub enum RunState {
 }
 
 /// One vCPU's scheduling state.
-pub struct Vcpu {
+pub struct Vcpu<V> {
     /// Its architectural state; `None` while a CPU runs it (that CPU holds it), and for
     /// a secondary vCPU before VCPUOP_initialise.
-    pub slot: Option<SvmVcpu>,
+    pub slot: Option<V>,
     pub state: RunState,
     /// The CPU running it now, and the one that ran it last.
     pub running_on: Option<usize>,
@@ -49,8 +49,8 @@ pub struct Vcpu {
     vmcb: u64,
 }
 
-impl Vcpu {
-    const fn none() -> Vcpu {
+impl<V> Vcpu<V> {
+    const fn none() -> Vcpu<V> {
         Vcpu {
             slot: None,
             state: RunState::Down,
@@ -71,14 +71,16 @@ pub enum Access {
     Write,
 }
 
-pub struct Domain {
+/// A domain on virtualisation backend `B` (the hypervisor's is SVM, the host tests' a
+/// fake: the domain reaches its vCPUs only through [`VirtBackend`] and [`VcpuState`]).
+pub struct Domain<B: VirtBackend = Svm> {
     pub id: u16,
     pub name: [u8; 32],
     pub name_len: usize,
     pub mem_bytes: u64,
     npt_root: u64,
     /// Its vCPUs (`nr_vcpus` of them exist); timers, polls and event upcalls are vCPU 0's.
-    pub vcpus: [Vcpu; MAX_VCPUS],
+    pub vcpus: [Vcpu<B::Vcpu>; MAX_VCPUS],
     pub nr_vcpus: usize,
     /// The vCPU whose exit is being handled, and where the scheduler looks first.
     pub cur: usize,
@@ -91,7 +93,7 @@ pub struct Domain {
     /// Slices one of its vCPUs began while another of them ran on another CPU.
     pub side_by_side: u64,
     /// The backend, for secondary vCPUs' VMCBs.
-    svm: Svm,
+    svm: B,
     pub console: [u8; 160],
     pub console_len: usize,
     /// The shared_info frame (pending/mask bitmaps, vcpu_info); in the guest's physmap
@@ -175,16 +177,16 @@ fn u64_at(image: (u64, u64), off: u64) -> Result<u64, CreateError> {
     Ok(u64::from_le_bytes(rd(image, off)?))
 }
 
-impl Domain {
+impl<B: VirtBackend + Clone> Domain<B> {
     /// Builds a domain of `mem_bytes` from the ELF image at host-physical `image` with
     /// a PVH entry note, `cmdline` passed through the start info.
     pub fn create(
-        svm: &Svm,
+        svm: &B,
         fa: &mut FrameAllocator,
         id: u16,
         spec: &DomainSpec,
         clock: Clock,
-    ) -> Result<Domain, CreateError> {
+    ) -> Result<Domain<B>, CreateError> {
         let DomainSpec {
             name,
             image,
@@ -193,7 +195,7 @@ impl Domain {
             vcpus: nr_vcpus,
         } = *spec;
         let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
-        if id == 0 || id as u32 >= svm.asids {
+        if id == 0 || id as u32 >= svm.asids() {
             return Err(CreateError::NoAsid);
         }
         let npt_root = fa.alloc().ok_or(CreateError::NoMemory)?;
@@ -288,7 +290,7 @@ impl Domain {
     }
 
     /// The vCPU whose exit is handled (it is back in the domain then).
-    pub fn vcpu(&mut self) -> &mut SvmVcpu {
+    pub fn vcpu(&mut self) -> &mut B::Vcpu {
         self.vcpus[self.cur]
             .slot
             .as_mut()
@@ -398,8 +400,9 @@ impl Domain {
             ..Default::default()
         };
         let cl = &cmdline.as_bytes()[..cmdline.len().min(4000)];
-        let load =
-            |d: &Domain, gpa: u64, b: &[u8]| d.write_gpa(gpa, b).map_err(|_| CreateError::NoMemory);
+        let load = |d: &Domain<B>, gpa: u64, b: &[u8]| {
+            d.write_gpa(gpa, b).map_err(|_| CreateError::NoMemory)
+        };
         load(self, START_INFO_GPA, info.as_bytes())?;
         load(self, CMDLINE_GPA, cl)?;
         load(self, MEMMAP_GPA, memmap.as_bytes())?;

@@ -37,6 +37,9 @@ pub struct SvmVcpu {
 
 impl VirtBackend for Svm {
     type Vcpu = SvmVcpu;
+    fn asids(&self) -> u32 {
+        self.asids
+    }
     fn create_vcpu(&self, _vmcb: u64, _asid: u32, _npt: u64, entry: u32, ebx: u32) -> SvmVcpu {
         let mut v = SvmVcpu {
             rip: entry as u64,

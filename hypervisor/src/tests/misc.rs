@@ -84,3 +84,42 @@ fn interdomain_event_sets_the_pending_bit() {
         Ok(0)
     );
 }
+
+/// Another backend: the domain code needs nothing of SVM's.
+#[derive(Clone)]
+struct Other;
+
+impl crate::virt::VirtBackend for Other {
+    type Vcpu = crate::arch::svm::SvmVcpu;
+    fn asids(&self) -> u32 {
+        4
+    }
+    fn create_vcpu(&self, _vmcb: u64, _asid: u32, _npt: u64, entry: u32, _ebx: u32) -> Self::Vcpu {
+        crate::arch::svm::SvmVcpu {
+            rip: entry as u64 + 1,
+            ..Default::default()
+        }
+    }
+    fn run(&self, _vcpu: &mut Self::Vcpu) -> crate::virt::Exit {
+        crate::virt::Exit::Shutdown
+    }
+}
+
+#[test]
+fn a_domain_on_another_backend() {
+    let (mut fa, spec) = allocator();
+    let base = fa.handed_out;
+    let clock = Clock::calibrate();
+    assert!(matches!(
+        Domain::create(&Other, &mut fa, 4, &spec, clock),
+        Err(crate::domain::CreateError::NoAsid)
+    ));
+    let mut d = Domain::create(&Other, &mut fa, 3, &spec, clock).unwrap();
+    assert_eq!(crate::virt::VcpuState::rip(d.vcpu()), 0x10_0001);
+    d.write_gpa(0x9000, b"hello").unwrap();
+    let mut b = [0u8; 5];
+    d.read_gpa(0x9000, &mut b).unwrap();
+    assert_eq!(&b, b"hello");
+    d.destroy(&mut fa);
+    assert_eq!(fa.handed_out, base);
+}

@@ -63,26 +63,31 @@ fn elf() -> Vec<u8> {
 
 /// A machine with `n` domains (ids 1..=n at indices 0..n).
 pub fn machine(n: usize) -> Machine {
+    let (mut fa, spec) = allocator();
+    let base = fa.handed_out;
+    let svm = Svm::new();
+    let doms = (1..=n as u16)
+        .map(|id| Some(Domain::create(&svm, &mut fa, id, &spec, Clock::calibrate()).unwrap()))
+        .collect();
+    Machine { fa, doms, base }
+}
+
+/// A frame allocator over the fake RAM (frame table set up), and the spec of a domain
+/// of the test image.
+pub fn allocator() -> (FrameAllocator, DomainSpec<'static>) {
     let mut fa = FrameAllocator::new();
     fa.add_region(RAM.0, RAM.1);
     assert!(fa.init_frame_table());
     let image = elf();
     phys::write(IMAGE, &image);
-    let base = fa.handed_out;
-    let svm = Svm::new();
-    let doms = (1..=n as u16)
-        .map(|id| {
-            let spec = DomainSpec {
-                name: "t",
-                image: (IMAGE, IMAGE + image.len() as u64),
-                mem_bytes: DOMAIN_MEM,
-                cmdline: "",
-                vcpus: 1,
-            };
-            Some(Domain::create(&svm, &mut fa, id, &spec, Clock::calibrate()).unwrap())
-        })
-        .collect();
-    Machine { fa, doms, base }
+    let spec = DomainSpec {
+        name: "t",
+        image: (IMAGE, IMAGE + image.len() as u64),
+        mem_bytes: DOMAIN_MEM,
+        cmdline: "",
+        vcpus: 1,
+    };
+    (fa, spec)
 }
 
 impl Machine {
