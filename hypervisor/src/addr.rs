@@ -42,3 +42,14 @@ impl Hpa {
         Hpa(self.0 & !(PAGE - 1))
     }
 }
+
+macro_rules! hex {
+    ($($t:ty),*) => {$(
+        impl core::fmt::LowerHex for $t {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                core::fmt::LowerHex::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+hex!(Gpa, Hpa, Gfn, Mfn);

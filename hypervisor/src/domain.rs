@@ -100,7 +100,7 @@ pub struct Domain<B: VirtBackend = Svm> {
     /// once it asks (XENMEM_add_to_physmap).
     pub shared_info: u64,
     /// Where shared_info is mapped, and the RAM frame it displaced there.
-    pub shared_info_at: Option<(u64, u64)>,
+    pub shared_info_at: Option<(Gpa, Hpa)>,
     pub evtchn: [Port; NR_PORTS],
     /// The grant table frames (v1 entries, 512 a frame): the first `nr_grant_frames`
     /// are allocated (frame 0 at creation, the rest on demand by GNTTABOP_setup_table
@@ -490,12 +490,13 @@ impl<B: VirtBackend + Clone> Domain<B> {
 
     /// Puts `frame` at guest-physical `gpa` (inside the domain's memory), returning the
     /// frame that was there.
-    pub fn remap(&mut self, gpa: u64, frame: u64) -> Option<u64> {
+    pub fn remap(&mut self, gpa: Gpa, frame: Hpa) -> Option<Hpa> {
         self.remap_flags(gpa, frame, true)
     }
 
     /// As [`Domain::remap`], read-only in the nested page table unless `writable`.
-    pub fn remap_flags(&mut self, gpa: u64, frame: u64, writable: bool) -> Option<u64> {
+    pub fn remap_flags(&mut self, gpa: Gpa, frame: Hpa, writable: bool) -> Option<Hpa> {
+        let (gpa, frame) = (gpa.0, frame.0);
         if gpa >= self.mem_bytes {
             return None;
         }
@@ -517,7 +518,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
                 None => v.flush_pending = true,
             }
         }
-        (old & 1 != 0).then_some(old & ADDR_MASK)
+        (old & 1 != 0).then_some(Hpa(old & ADDR_MASK))
     }
 
     /// The guest-memory API: the host address behind guest-physical `gpa` for `access`
@@ -693,7 +694,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             .chain(grant_at)
             .flatten()
         {
-            fa.free(ram);
+            fa.free(ram.0);
             n += 1;
         }
         for f in self.grant.frames.iter_mut().filter(|f| **f != 0) {

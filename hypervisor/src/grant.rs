@@ -27,7 +27,7 @@ pub const MAX_GRANT_FRAMES: usize = 32;
 /// guest mapped each (its GPA, and the RAM frame that displaced).
 pub struct GrantFrames {
     pub frames: [u64; MAX_GRANT_FRAMES],
-    pub at: [Option<(u64, u64)>; MAX_GRANT_FRAMES],
+    pub at: [Option<(Gpa, Hpa)>; MAX_GRANT_FRAMES],
     /// Its active entries (grants in use by others).
     pub active: alloc::vec::Vec<Active>,
 }
@@ -306,12 +306,12 @@ pub const MAX_MAPS: usize = 16;
 pub struct GrantMap {
     pub granter: u16,
     pub gref: u32,
-    pub gpa: u64,
+    pub gpa: Gpa,
     /// The granter's frame mapped (counted in the frame table while mapped).
     pub frame: Hpa,
     pub readonly: bool,
     /// The mapper's RAM frame the mapping displaced (put back on unmap).
-    pub displaced: u64,
+    pub displaced: Hpa,
 }
 
 fn map_one(
@@ -356,7 +356,7 @@ fn map_into(
         .filter(|_| gpa.is_page_aligned())
         .ok_or(GrantStatus::BadVirtAddr)?;
     if fa.owner(cur_frame) != Owner::Domain(d.id)
-        || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa.0)
+        || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa)
     {
         return Err(GrantStatus::BadVirtAddr);
     }
@@ -368,14 +368,14 @@ fn map_into(
     if !fa.get_map(hpa) {
         return Err(GrantStatus::GeneralError);
     }
-    let Some(displaced) = d.remap_flags(gpa.0, hpa.0, !readonly) else {
+    let Some(displaced) = d.remap_flags(gpa, hpa, !readonly) else {
         fa.put_map(hpa);
         return Err(GrantStatus::BadVirtAddr);
     };
     d.grant_maps[slot] = Some(GrantMap {
         granter: op.dom,
         gref: op.gref,
-        gpa: gpa.0,
+        gpa,
         frame: hpa,
         readonly,
         displaced,
@@ -440,7 +440,7 @@ pub fn release_all(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAlloca
 fn setup_frame_list(d: &Domain, op: &GnttabSetupTable) -> GrantStatus {
     let mut status = GrantStatus::Okay;
     for i in 0..op.nr_frames as usize {
-        let gfn = d.grant.at[i].map_or(!0u64, |(gpa, _)| gpa >> 12);
+        let gfn = d.grant.at[i].map_or(!0u64, |(gpa, _)| gpa.0 >> 12);
         let at = op.frame_list.wrapping_add(8 * i as u64);
         if d.copy_to_guest(at, &gfn.to_le_bytes()).is_err() {
             status = GrantStatus::BadVirtAddr;
@@ -563,7 +563,7 @@ pub fn grant_table_op(
                     .get(h)
                     .copied()
                     .flatten()
-                    .is_some_and(|m| m.gpa == op.host_addr);
+                    .is_some_and(|m| m.gpa == Gpa(op.host_addr));
                 op.status = if !matches {
                     GrantStatus::BadHandle as i16
                 } else if unmap_handle(doms, cur, fa, h).is_some() {
