@@ -789,6 +789,10 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
         freed
     );
     w.domains[i] = None;
+    // No other domain reaches a frame that went back (or any it may not): audited.
+    for o in w.domains.iter().flatten() {
+        o.audit(&w.fa);
+    }
 }
 
 /// Sends VIRQ_TIMER to each domain whose single-shot timer has expired, or whose

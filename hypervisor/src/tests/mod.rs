@@ -186,5 +186,8 @@ impl Machine {
         crate::grant::release_all(&mut self.doms, i, &mut self.fa);
         self.doms[i].as_mut().unwrap().destroy(&mut self.fa);
         self.doms[i] = None;
+        for d in self.doms.iter().flatten() {
+            assert_eq!(d.audit(&self.fa), 0, "d{} reaches a frame it may not", d.id);
+        }
     }
 }
