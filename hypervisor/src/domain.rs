@@ -654,8 +654,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
     /// Checks every frame the domain's nested page table reaches: its own RAM, its own
     /// hypervisor frames (shared_info, grant frames) or a frame it holds a grant mapping
     /// of; never a free frame, another hypervisor frame or another domain's unmapped.
-    /// Returns how many break that (0 on a healthy machine; logged when not).
-    pub fn audit(&self, fa: &FrameAllocator) -> u64 {
+    /// Returns how many break that (0 on a healthy machine; logged, and counted in
+    /// `fa.bad_reaches`, when not).
+    pub fn audit(&self, fa: &mut FrameAllocator) -> u64 {
         fn walk<B: VirtBackend + Clone>(
             d: &Domain<B>,
             fa: &FrameAllocator,
@@ -697,7 +698,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
         if self.npt_root == 0 {
             return 0;
         }
-        walk(self, fa, self.npt_root, 3)
+        let bad = walk(self, fa, self.npt_root, 3);
+        fa.bad_reaches += bad;
+        bad
     }
 
     /// Frees every frame: guest memory, nested page tables and the VMCB. Returns the

@@ -348,8 +348,12 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         leaked,
         if leaked == 0 { "all returned" } else { "LEAK" }
     );
-    if w.fa.bad_frees != 0 {
-        log!("memory: {} frees refused (HYPERVISOR BUG)", w.fa.bad_frees);
+    if w.fa.bad_frees != 0 || w.fa.bad_reaches != 0 {
+        log!(
+            "memory: {} frees refused, {} frames reached that a domain may not (HYPERVISOR BUG)",
+            w.fa.bad_frees,
+            w.fa.bad_reaches
+        );
     }
     let mut iommu_ok = true;
     if let Some(p) = w.protection.as_mut() {
@@ -369,11 +373,13 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         );
     }
     log!("sluice hypervisor: all domains ended; hypervisor alive");
-    arch::serial::qemu_exit(if leaked == 0 && iommu_ok && w.fa.bad_frees == 0 {
-        EXIT_ALL_DOMAINS_ENDED
-    } else {
-        0x12
-    })
+    arch::serial::qemu_exit(
+        if leaked == 0 && iommu_ok && w.fa.bad_frees == 0 && w.fa.bad_reaches == 0 {
+            EXIT_ALL_DOMAINS_ENDED
+        } else {
+            0x12
+        },
+    )
 }
 
 /// Brings up every other enabled CPU of the MADT, one at a time; returns how many CPUs
@@ -791,7 +797,7 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
     w.domains[i] = None;
     // No other domain reaches a frame that went back (or any it may not): audited.
     for o in w.domains.iter().flatten() {
-        o.audit(&w.fa);
+        o.audit(&mut w.fa);
     }
 }
 

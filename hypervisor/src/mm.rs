@@ -32,6 +32,8 @@ pub struct FrameAllocator {
     table_len: u64,
     /// Frees refused: frames freed twice, or still mapped by a grant (kept, never reused).
     pub bad_frees: u64,
+    /// Frames a domain's NPT reached that it may not ([`crate::domain::Domain::audit`]).
+    pub bad_reaches: u64,
 }
 
 impl Default for FrameAllocator {
@@ -75,6 +77,7 @@ impl FrameAllocator {
             table_first: 0,
             table_len: 0,
             bad_frees: 0,
+            bad_reaches: 0,
         }
     }
 

@@ -138,6 +138,6 @@ fn only_the_granters_own_ram_can_be_granted() {
     assert_eq!(m.copy(2, gref(10, 2), gfn(X), 1), -9);
     // Nothing stays pinned by the refusals; B's X is still its own RAM.
     assert!(m.d(1).grant.active.is_empty());
-    assert!(m.doms.iter().flatten().all(|d| d.audit(&m.fa) == 0));
+    assert!(m.doms.iter().flatten().all(|d| d.audit(&mut m.fa) == 0));
     assert_eq!(m.fa.owner(m.hpa(2, X)), crate::mm::Owner::Domain(3));
 }

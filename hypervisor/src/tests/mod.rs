@@ -187,7 +187,12 @@ impl Machine {
         self.doms[i].as_mut().unwrap().destroy(&mut self.fa);
         self.doms[i] = None;
         for d in self.doms.iter().flatten() {
-            assert_eq!(d.audit(&self.fa), 0, "d{} reaches a frame it may not", d.id);
+            assert_eq!(
+                d.audit(&mut self.fa),
+                0,
+                "d{} reaches a frame it may not",
+                d.id
+            );
         }
     }
 }
