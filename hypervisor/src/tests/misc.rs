@@ -123,3 +123,48 @@ fn a_domain_on_another_backend() {
     d.destroy(&mut fa);
     assert_eq!(fa.handed_out, base);
 }
+
+#[test]
+fn add_to_physmap_places_only_over_own_ram_and_gives_everything_back() {
+    use crate::domain::Access;
+    use crate::mm::Owner;
+    use sluice_abi::hypercall::XenAddToPhysmap;
+    let mut m = machine(2);
+    let base = m.base;
+    let place = |m: &mut Machine, space: u32, idx: u64, gpfn: u64| {
+        let a = XenAddToPhysmap {
+            domid: DOMID_SELF,
+            size: 0,
+            space,
+            idx,
+            gpfn,
+        };
+        m.put(1, ARG, &a);
+        hypercall(m, 1, 12, [7, ARG, 0])
+    };
+    let own = m.hpa(1, 0x5_0000);
+    assert_eq!(place(&mut m, 0, 0, 0x50), 0);
+    let si = m.d(1).translate(Gpa(0x5_0000), Access::Write).unwrap();
+    assert_eq!((si.0, m.fa.owner(si)), (m.d(1).shared_info, Owner::Xen));
+    // Moved: the RAM it displaced comes back.
+    assert_eq!(place(&mut m, 0, 0, 0x51), 0);
+    assert_eq!(m.hpa(1, 0x5_0000), own);
+    // Grant table frame 1 (grows the table), and hostile indices and places.
+    assert_eq!(place(&mut m, 1, 1, 0x52), 0);
+    assert_eq!(m.d(1).nr_grant_frames, 2);
+    assert_eq!(place(&mut m, 1, 32, 0x53), XenErrno::Einval.to_ret());
+    assert_eq!(
+        place(&mut m, 0, 0, DOMAIN_MEM >> 12),
+        XenErrno::Einval.to_ret()
+    );
+    assert_eq!(place(&mut m, 0, 0, u64::MAX), XenErrno::Einval.to_ret());
+    // Over another hypervisor frame, or over a grant mapping: EBUSY.
+    assert_eq!(place(&mut m, 1, 0, 0x52), XenErrno::Ebusy.to_ret());
+    m.grant(0, 8, 2, 0x2_0000, false);
+    assert_eq!(m.map(1, 1, 8, 0x6_0000, HOST_MAP).0, 0);
+    assert_eq!(place(&mut m, 0, 0, 0x60), XenErrno::Ebusy.to_ret());
+    m.kill(1);
+    m.kill(0);
+    assert_eq!(m.fa.handed_out, base);
+    assert_eq!(m.fa.bad_frees, 0);
+}
