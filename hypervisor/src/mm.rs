@@ -45,11 +45,12 @@ impl Default for FrameAllocator {
 /// Who owns a frame (the frame table's record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
-    /// Not allocatable RAM (device memory, the first MiB, the hypervisor image, modules
-    /// before they were loaded): never a domain's.
+    /// Outside every usable region (device memory, firmware RAM, the first MiB): never
+    /// a domain's.
     NotRam,
     Free,
-    /// The hypervisor's own (page tables, VMCBs, heap, shared_info, grant frames).
+    /// The hypervisor's own (its image, the boot modules, page tables, VMCBs, heap,
+    /// shared_info, grant frames).
     Xen,
     Domain(u16),
 }
@@ -99,11 +100,20 @@ impl FrameAllocator {
         self.table_first = first / PAGE;
         self.table_len = len;
         // The table's own frames (and any skipped for alignment, already free-listed,
-        // which stay Free) are the hypervisor's.
+        // which stay Free) and the reserved ranges (the image, the modules) are the
+        // hypervisor's.
         let mut f = t;
         while f < t + (len * 8).next_multiple_of(PAGE) {
             self.set_rec(f, REC_XEN);
             f += PAGE;
+        }
+        for k in 0..self.nreserved {
+            let (start, end) = self.reserved[k];
+            let mut f = start;
+            while f < end {
+                self.set_rec(f, REC_XEN);
+                f += PAGE;
+            }
         }
         true
     }

@@ -16,6 +16,11 @@ fn frames_are_recorded_and_all_come_back() {
     assert_eq!(m.fa.owner(frame), Owner::Domain(1));
     assert_eq!(m.fa.owner(Hpa(m.d(0).shared_info)), Owner::Xen);
     assert_eq!(m.fa.owner(Hpa(0x1000)), Owner::NotRam);
+    assert_eq!(
+        m.fa.owner(Hpa(super::RAM.0 + 0x10_0000)),
+        Owner::Xen,
+        "reserved"
+    );
     m.kill(0);
     m.kill(1);
     assert_eq!(m.fa.handed_out, m.base);

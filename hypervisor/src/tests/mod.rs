@@ -77,6 +77,8 @@ pub fn machine(n: usize) -> Machine {
 pub fn allocator() -> (FrameAllocator, DomainSpec<'static>) {
     let mut fa = FrameAllocator::new();
     fa.add_region(RAM.0, RAM.1);
+    // A boot module inside the RAM (never handed out).
+    fa.reserve(RAM.0 + 0x10_0000, RAM.0 + 0x12_0000);
     assert!(fa.init_frame_table());
     let image = elf();
     phys::write(IMAGE, &image);
