@@ -168,3 +168,55 @@ fn add_to_physmap_places_only_over_own_ram_and_gives_everything_back() {
     assert_eq!(m.fa.handed_out, base);
     assert_eq!(m.fa.bad_frees, 0);
 }
+
+#[test]
+fn hostile_event_channel_ops() {
+    use crate::evtchn::{event_channel_op as op, Port};
+    let mut m = machine(3);
+    // An unbound port of domain 1 offered to domain 2 only.
+    m.put(
+        0,
+        ARG,
+        &EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: 2,
+            port: 0,
+        },
+    );
+    assert_eq!(op(&mut m.doms, 0, 6, ARG), Ok(0));
+    let offered = m.get::<EvtchnAllocUnbound>(0, ARG).port;
+    // alloc_unbound for another domain: EPERM.
+    let other = EvtchnAllocUnbound {
+        dom: 2,
+        remote_dom: 1,
+        port: 0,
+    };
+    m.put(0, ARG, &other);
+    assert_eq!(op(&mut m.doms, 0, 6, ARG), Err(XenErrno::Eperm));
+    let bind = |remote_dom: u16, remote_port: u32| EvtchnBindInterdomain {
+        remote_dom,
+        remote_port,
+        ..Default::default()
+    };
+    // Domain 3 binding the port offered to 2, loopback, ports out of range, no domain.
+    for (i, b, e) in [
+        (2, bind(1, offered), XenErrno::Einval),
+        (1, bind(DOMID_SELF, 1), XenErrno::Einval),
+        (1, bind(1, 0), XenErrno::Einval),
+        (1, bind(1, 4096), XenErrno::Einval),
+        (1, bind(1, u32::MAX), XenErrno::Einval),
+    ] {
+        m.put(i, ARG, &b);
+        assert_eq!(op(&mut m.doms, i, 0, ARG), Err(e), "{b:?}");
+    }
+    m.put(1, ARG, &bind(77, 1));
+    assert!(op(&mut m.doms, 1, 0, ARG).is_err());
+    // Domain 2's bind whose answer would land in a read-only page: EFAULT, and neither
+    // end is bound.
+    m.grant(2, 8, 2, 0x2_0000, true);
+    assert_eq!(m.map(1, 3, 8, 0x3_0000, HOST_MAP | READONLY).0, 0);
+    crate::arch::phys::write(m.hpa(2, 0x2_0000).0, bind(1, offered).as_bytes());
+    assert_eq!(op(&mut m.doms, 1, 0, 0x3_0000), Err(XenErrno::Efault));
+    assert_eq!(m.d(0).evtchn[offered as usize], Port::Unbound { remote: 2 });
+    assert!(m.d(1).evtchn.iter().all(|p| *p == Port::Free));
+}
