@@ -1,7 +1,9 @@
-//! Grant tables v1: one table frame per domain (512 entries) that the guest maps with
-//! XENMEM_add_to_physmap, GNTTABOP_query_size, and GNTTABOP_copy with the granter's
-//! permission checks, and GNTTABOP_map/unmap_grant_ref into the mapper's physmap
-//! (GNTMAP_host_map; read-only grants map read-only in the nested page table).
+//! Grant tables v1: up to 32 table frames per domain (512 entries each) that the guest
+//! maps with XENMEM_add_to_physmap, GNTTABOP_setup_table / query_size, GNTTABOP_copy with
+//! the granter's permission checks, and GNTTABOP_map/unmap_grant_ref into the mapper's
+//! physmap (GNTMAP_host_map; read-only grants map read-only in the nested page table).
+//! Grants in use are Xen's active entries with pin counts (GTF_reading / GTF_writing
+//! follow them), and a grant names only its granter's own RAM (the frame table's owner).
 
 use crate::addr::{Gfn, Gpa, Hpa};
 use crate::arch::phys;
