@@ -1,10 +1,13 @@
 //! Domains: guest-physical memory behind one nested page table each, a PVH ELF loaded
 //! into it, one vCPU, and their teardown.
 
+use crate::addr::{Gpa, Hpa};
+
+mod memory;
 use crate::arch::phys;
-use crate::arch::svm::{Svm, SvmVcpu};
+use crate::arch::svm::Svm;
 use crate::evtchn::{Port, NR_PORTS};
-use crate::mm::{FrameAllocator, PAGE};
+use crate::mm::{FrameAllocator, Owner, PAGE};
 use crate::time::Clock;
 use crate::virt::{VcpuState, VirtBackend};
 use sluice_abi::hypercall::XenErrno;
@@ -12,6 +15,7 @@ use sluice_abi::start_info::{HvmMemmapTableEntry, HvmStartInfo, XEN_ELFNOTE_PHYS
 use zerocopy::IntoBytes;
 
 const NPT_FLAGS: u64 = 0x7; // present, writable, user (NPT walks are user accesses)
+const NPT_WRITABLE: u64 = 0x2;
 const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
 pub const START_INFO_GPA: u64 = 0x1000;
@@ -33,10 +37,10 @@ pub enum RunState {
 }
 
 /// One vCPU's scheduling state.
-pub struct Vcpu {
+pub struct Vcpu<V> {
     /// Its architectural state; `None` while a CPU runs it (that CPU holds it), and for
     /// a secondary vCPU before VCPUOP_initialise.
-    pub slot: Option<SvmVcpu>,
+    pub slot: Option<V>,
     pub state: RunState,
     /// The CPU running it now, and the one that ran it last.
     pub running_on: Option<usize>,
@@ -47,8 +51,8 @@ pub struct Vcpu {
     vmcb: u64,
 }
 
-impl Vcpu {
-    const fn none() -> Vcpu {
+impl<V> Vcpu<V> {
+    const fn none() -> Vcpu<V> {
         Vcpu {
             slot: None,
             state: RunState::Down,
@@ -60,14 +64,25 @@ impl Vcpu {
     }
 }
 
-pub struct Domain {
+/// What an access through the guest-memory API does: a write needs the nested page
+/// table entry writable (a read-only grant mapping stays read-only for the hypervisor
+/// writing on the guest's behalf too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A domain on virtualisation backend `B` (the hypervisor's is SVM, the host tests' a
+/// fake: the domain reaches its vCPUs only through [`VirtBackend`] and [`VcpuState`]).
+pub struct Domain<B: VirtBackend = Svm> {
     pub id: u16,
     pub name: [u8; 32],
     pub name_len: usize,
     pub mem_bytes: u64,
     npt_root: u64,
     /// Its vCPUs (`nr_vcpus` of them exist); timers, polls and event upcalls are vCPU 0's.
-    pub vcpus: [Vcpu; MAX_VCPUS],
+    pub vcpus: [Vcpu<B::Vcpu>; MAX_VCPUS],
     pub nr_vcpus: usize,
     /// The vCPU whose exit is being handled, and where the scheduler looks first.
     pub cur: usize,
@@ -80,14 +95,14 @@ pub struct Domain {
     /// Slices one of its vCPUs began while another of them ran on another CPU.
     pub side_by_side: u64,
     /// The backend, for secondary vCPUs' VMCBs.
-    svm: Svm,
+    svm: B,
     pub console: [u8; 160],
     pub console_len: usize,
     /// The shared_info frame (pending/mask bitmaps, vcpu_info); in the guest's physmap
     /// once it asks (XENMEM_add_to_physmap).
     pub shared_info: u64,
     /// Where shared_info is mapped, and the RAM frame it displaced there.
-    pub shared_info_at: Option<(u64, u64)>,
+    pub shared_info_at: Option<(Gpa, Hpa)>,
     pub evtchn: [Port; NR_PORTS],
     /// The grant table frames (v1 entries, 512 a frame): the first `nr_grant_frames`
     /// are allocated (frame 0 at creation, the rest on demand by GNTTABOP_setup_table
@@ -164,16 +179,16 @@ fn u64_at(image: (u64, u64), off: u64) -> Result<u64, CreateError> {
     Ok(u64::from_le_bytes(rd(image, off)?))
 }
 
-impl Domain {
+impl<B: VirtBackend + Clone> Domain<B> {
     /// Builds a domain of `mem_bytes` from the ELF image at host-physical `image` with
     /// a PVH entry note, `cmdline` passed through the start info.
     pub fn create(
-        svm: &Svm,
+        svm: &B,
         fa: &mut FrameAllocator,
         id: u16,
         spec: &DomainSpec,
         clock: Clock,
-    ) -> Result<Domain, CreateError> {
+    ) -> Result<Domain<B>, CreateError> {
         let DomainSpec {
             name,
             image,
@@ -182,7 +197,7 @@ impl Domain {
             vcpus: nr_vcpus,
         } = *spec;
         let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
-        if id == 0 || id as u32 >= svm.asids {
+        if id == 0 || id as u32 >= svm.asids() {
             return Err(CreateError::NoAsid);
         }
         let npt_root = fa.alloc().ok_or(CreateError::NoMemory)?;
@@ -233,6 +248,7 @@ impl Domain {
                 let mut g = alloc::boxed::Box::new(crate::grant::GrantFrames {
                     frames: [0; crate::grant::MAX_GRANT_FRAMES],
                     at: [None; crate::grant::MAX_GRANT_FRAMES],
+                    active: alloc::vec::Vec::new(),
                 });
                 g.frames[0] = grant_frame;
                 g
@@ -276,7 +292,7 @@ impl Domain {
     }
 
     /// The vCPU whose exit is handled (it is back in the domain then).
-    pub fn vcpu(&mut self) -> &mut SvmVcpu {
+    pub fn vcpu(&mut self) -> &mut B::Vcpu {
         self.vcpus[self.cur]
             .slot
             .as_mut()
@@ -359,6 +375,7 @@ impl Domain {
                 fa.free(frame);
                 return Err(CreateError::NoMemory);
             }
+            fa.assign(Hpa(frame), self.id);
             gpa += PAGE;
         }
         let entry = self.load_elf(image)?;
@@ -385,8 +402,9 @@ impl Domain {
             ..Default::default()
         };
         let cl = &cmdline.as_bytes()[..cmdline.len().min(4000)];
-        let load =
-            |d: &Domain, gpa: u64, b: &[u8]| d.write_gpa(gpa, b).map_err(|_| CreateError::NoMemory);
+        let load = |d: &Domain<B>, gpa: u64, b: &[u8]| {
+            d.write_gpa(gpa, b).map_err(|_| CreateError::NoMemory)
+        };
         load(self, START_INFO_GPA, info.as_bytes())?;
         load(self, CMDLINE_GPA, cl)?;
         load(self, MEMMAP_GPA, memmap.as_bytes())?;
@@ -474,12 +492,13 @@ impl Domain {
 
     /// Puts `frame` at guest-physical `gpa` (inside the domain's memory), returning the
     /// frame that was there.
-    pub fn remap(&mut self, gpa: u64, frame: u64) -> Option<u64> {
+    pub fn remap(&mut self, gpa: Gpa, frame: Hpa) -> Option<Hpa> {
         self.remap_flags(gpa, frame, true)
     }
 
     /// As [`Domain::remap`], read-only in the nested page table unless `writable`.
-    pub fn remap_flags(&mut self, gpa: u64, frame: u64, writable: bool) -> Option<u64> {
+    pub fn remap_flags(&mut self, gpa: Gpa, frame: Hpa, writable: bool) -> Option<Hpa> {
+        let (gpa, frame) = (gpa.0, frame.0);
         if gpa >= self.mem_bytes {
             return None;
         }
@@ -501,114 +520,36 @@ impl Domain {
                 None => v.flush_pending = true,
             }
         }
-        (old & 1 != 0).then_some(old & ADDR_MASK)
-    }
-
-    /// The host frame behind guest-physical `gpa`, if the domain owns it.
-    pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
-        if gpa >= self.mem_bytes {
-            return None;
-        }
-        let mut table = self.npt_root;
-        for level in (0..4).rev() {
-            let e = phys::read_u64(table + ((gpa >> (12 + 9 * level)) & 0x1FF) * 8);
-            if e & 1 == 0 {
-                return None;
-            }
-            table = e & ADDR_MASK;
-        }
-        Some(table | (gpa & 0xFFF))
-    }
-
-    pub fn write_gpa(&self, mut gpa: u64, mut data: &[u8]) -> Result<(), XenErrno> {
-        while !data.is_empty() {
-            let hpa = self.gpa_to_hpa(gpa).ok_or(XenErrno::Efault)?;
-            let n = ((PAGE - (gpa & 0xFFF)) as usize).min(data.len());
-            phys::write(hpa, &data[..n]);
-            data = &data[n..];
-            gpa += n as u64;
-        }
-        Ok(())
-    }
-
-    pub fn read_gpa(&self, mut gpa: u64, mut buf: &mut [u8]) -> Result<(), XenErrno> {
-        while !buf.is_empty() {
-            let hpa = self.gpa_to_hpa(gpa).ok_or(XenErrno::Efault)?;
-            let n = ((PAGE - (gpa & 0xFFF)) as usize).min(buf.len());
-            phys::read(hpa, &mut buf[..n]);
-            buf = &mut buf[n..];
-            gpa += n as u64;
-        }
-        Ok(())
-    }
-
-    /// Translates a guest-virtual address through the guest's own page tables (paging
-    /// off, or 4-level long-mode paging with 2 MiB / 1 GiB pages).
-    pub fn gva_to_gpa(&self, gva: u64) -> Result<u64, XenErrno> {
-        let Some(v) = self.vcpus[self.cur].slot.as_ref() else {
-            return Err(XenErrno::Efault);
-        };
-        if v.cr0() & (1 << 31) == 0 {
-            return Ok(gva & 0xFFFF_FFFF);
-        }
-        if !v.long_mode() {
-            // 32-bit and PAE guest paging are not supported by the guest ABI here.
-            return Err(XenErrno::Efault);
-        }
-        let mut table = v.cr3() & ADDR_MASK;
-        for level in (0..4).rev() {
-            let mut b = [0u8; 8];
-            self.read_gpa(table + ((gva >> (12 + 9 * level)) & 0x1FF) * 8, &mut b)?;
-            let e = u64::from_le_bytes(b);
-            if e & 1 == 0 {
-                return Err(XenErrno::Efault);
-            }
-            if level > 0 && level < 3 && e & 0x80 != 0 {
-                let size_mask = (1u64 << (12 + 9 * level)) - 1;
-                return Ok((e & ADDR_MASK & !size_mask) | (gva & size_mask));
-            }
-            table = e & ADDR_MASK;
-        }
-        Ok(table | (gva & 0xFFF))
-    }
-
-    /// Copies from guest-virtual memory; any unmapped byte gives `-EFAULT`.
-    pub fn copy_from_guest(&self, mut gva: u64, mut buf: &mut [u8]) -> Result<(), XenErrno> {
-        while !buf.is_empty() {
-            let gpa = self.gva_to_gpa(gva)?;
-            let n = ((PAGE - (gva & 0xFFF)) as usize).min(buf.len());
-            self.read_gpa(gpa, &mut buf[..n])?;
-            buf = &mut buf[n..];
-            gva = gva.wrapping_add(n as u64);
-        }
-        Ok(())
-    }
-
-    pub fn copy_to_guest(&self, mut gva: u64, mut data: &[u8]) -> Result<(), XenErrno> {
-        while !data.is_empty() {
-            let gpa = self.gva_to_gpa(gva)?;
-            let n = ((PAGE - (gva & 0xFFF)) as usize).min(data.len());
-            self.write_gpa(gpa, &data[..n])?;
-            data = &data[n..];
-            gva = gva.wrapping_add(n as u64);
-        }
-        Ok(())
+        (old & 1 != 0).then_some(Hpa(old & ADDR_MASK))
     }
 
     /// Frees every frame: guest memory, nested page tables and the VMCB. Returns the
     /// number of frames given back.
     pub fn destroy(&mut self, fa: &mut FrameAllocator) -> u64 {
-        // Xen frames mapped into the physmap (shared_info) are freed once, below.
-        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, skip: &[u64]) -> u64 {
+        // Only the domain's own frames in its physmap are freed there: the hypervisor's
+        // (shared_info, grant frames) are freed once, below; another domain's (a grant
+        // mapping: all are undone before this) never.
+        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, id: u16) -> u64 {
             let mut n = 0;
             for i in 0..512 {
                 let e = phys::read_u64(table + i * 8);
                 if e & 1 != 0 {
                     if level > 0 {
-                        n += free_table(fa, e & ADDR_MASK, level - 1, skip);
-                    } else if !skip.contains(&(e & ADDR_MASK)) {
-                        fa.free(e & ADDR_MASK);
-                        n += 1;
+                        n += free_table(fa, e & ADDR_MASK, level - 1, id);
+                    } else {
+                        match fa.owner(Hpa(e & ADDR_MASK)) {
+                            Owner::Domain(o) if o == id => {
+                                fa.free(e & ADDR_MASK);
+                                n += 1;
+                            }
+                            Owner::Xen => {}
+                            o => crate::log!(
+                                "d{}: HYPERVISOR BUG: frame {:#x} of {:?} still in its physmap",
+                                id,
+                                e & ADDR_MASK,
+                                o
+                            ),
+                        }
                     }
                 }
             }
@@ -617,10 +558,7 @@ impl Domain {
         }
         let mut n = 0;
         if self.npt_root != 0 {
-            let mut skip = [0u64; 1 + crate::grant::MAX_GRANT_FRAMES];
-            skip[0] = self.shared_info;
-            skip[1..].copy_from_slice(&self.grant.frames);
-            n += free_table(fa, self.npt_root, 3, &skip);
+            n += free_table(fa, self.npt_root, 3, self.id);
             self.npt_root = 0;
         }
         let grant_at = self.grant.at.iter_mut().map(|a| a.take());
@@ -628,7 +566,7 @@ impl Domain {
             .chain(grant_at)
             .flatten()
         {
-            fa.free(ram);
+            fa.free(ram.0);
             n += 1;
         }
         for f in self.grant.frames.iter_mut().filter(|f| **f != 0) {
@@ -652,13 +590,5 @@ impl Domain {
             v.slot = None;
         }
         n
-    }
-}
-
-impl Domain {
-    /// Whether `hpa` is one of the hypervisor's frames given to this domain
-    /// (shared_info, a grant table frame): never RAM to displace or grant-map over.
-    pub fn is_xen_frame(&self, hpa: u64) -> bool {
-        hpa == self.shared_info || self.grant.frames[..self.nr_grant_frames as usize].contains(&hpa)
     }
 }

@@ -1,11 +1,14 @@
-//! Grant tables v1: one table frame per domain (512 entries) that the guest maps with
-//! XENMEM_add_to_physmap, GNTTABOP_query_size, and GNTTABOP_copy with the granter's
-//! permission checks, and GNTTABOP_map/unmap_grant_ref into the mapper's physmap
-//! (GNTMAP_host_map; read-only grants map read-only in the nested page table).
+//! Grant tables v1: up to 32 table frames per domain (512 entries each) that the guest
+//! maps with XENMEM_add_to_physmap, GNTTABOP_setup_table / query_size, GNTTABOP_copy with
+//! the granter's permission checks, and GNTTABOP_map/unmap_grant_ref into the mapper's
+//! physmap (GNTMAP_host_map; read-only grants map read-only in the nested page table).
+//! Grants in use are Xen's active entries with pin counts (GTF_reading / GTF_writing
+//! follow them), and a grant names only its granter's own RAM (the frame table's owner).
 
+use crate::addr::{Gfn, Gpa, Hpa};
 use crate::arch::phys;
-use crate::domain::Domain;
-use crate::mm::FrameAllocator;
+use crate::domain::{Access, Domain};
+use crate::mm::{FrameAllocator, Owner};
 use sluice_abi::grant_table::{
     GntCopyFlags, GntMapFlags, GntTabOp, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef,
     GnttabQuerySize, GnttabSetupTable, GnttabUnmapGrantRef, GrantEntryFlags, GrantEntryType,
@@ -26,7 +29,9 @@ pub const MAX_GRANT_FRAMES: usize = 32;
 /// guest mapped each (its GPA, and the RAM frame that displaced).
 pub struct GrantFrames {
     pub frames: [u64; MAX_GRANT_FRAMES],
-    pub at: [Option<(u64, u64)>; MAX_GRANT_FRAMES],
+    pub at: [Option<(Gpa, Hpa)>; MAX_GRANT_FRAMES],
+    /// Its active entries (grants in use by others).
+    pub active: alloc::vec::Vec<Active>,
 }
 
 /// v1 entries in one grant table frame.
@@ -69,68 +74,44 @@ fn domain(doms: &[Option<Domain>], id: u16) -> Option<&Domain> {
     doms.iter().flatten().find(|d| d.id == id)
 }
 
-/// The host address of one side of a copy, checking the grant (and holding it in use
-/// until the copy is done) when it is one.
-fn resolve<'a>(
-    doms: &'a [Option<Domain>],
-    me: u16,
-    p: &GnttabCopyPtr,
-    by_gref: bool,
-    write: bool,
-) -> Result<Side<'a>, GrantStatus> {
-    let dom = if p.domid == DOMID_SELF { me } else { p.domid };
-    let owner = domain(doms, dom).ok_or(GrantStatus::BadDomain)?;
-    let (gfn, taken) = if by_gref {
-        acquire(owner, p.gref(), me, write)?
+fn index(doms: &[Option<Domain>], id: u16) -> Option<usize> {
+    doms.iter()
+        .position(|d| d.as_ref().is_some_and(|d| d.id == id))
+}
+
+/// Xen's active grant entry: a grant in use, the frame it named when first pinned and
+/// its pins (mappings, and copies while they run). GTF_reading is set while any pin is
+/// held, GTF_writing while a writable one is; both follow the pins, never a guess.
+#[derive(Clone, Copy, Debug)]
+pub struct Active {
+    pub gref: u32,
+    pub grantee: u16,
+    pub frame: Hpa,
+    pub pin_ro: u32,
+    pub pin_rw: u32,
+}
+
+/// Active entries a domain's table may have at once (each is a pin by a mapping, at
+/// most [`MAX_MAPS`] per mapper, or a copy in progress).
+pub const MAX_ACTIVE: usize = 256;
+/// Tries to update an entry the granter keeps changing under us before giving up (Xen:
+/// "Shared grant entry is unstable", GNTST_general_error).
+pub const SET_STATUS_RETRIES: u32 = 4;
+
+const GTF_READING: u16 = GrantEntryFlags::READING.bits();
+const GTF_WRITING: u16 = GrantEntryFlags::WRITING.bits();
+
+/// Checks entry `pa` (its type, grantee `me`, and read-only when `write`) and sets
+/// GTF_reading (and GTF_writing) with one compare-exchange of (flags, domid), so a
+/// granter revoking it from another CPU either sees the flags or wins (Xen's
+/// `_set_status_v1`). Returns the frame number the entry names, read once, after.
+fn set_status(pa: u64, me: u16, write: bool) -> Result<u64, GrantStatus> {
+    let bits = if write {
+        GTF_READING | GTF_WRITING
     } else {
-        // Only the caller's own frames may be named directly.
-        if dom != me {
-            return Err(GrantStatus::PermissionDenied);
-        }
-        (p.gmfn(), 0)
+        GTF_READING
     };
-    let hpa = gfn.checked_mul(4096).and_then(|gpa| owner.gpa_to_hpa(gpa));
-    match hpa {
-        Some(hpa) => Ok(Side {
-            hpa,
-            granter: owner,
-            gref: p.gref(),
-            taken,
-        }),
-        None => {
-            release(owner, p.gref(), taken);
-            Err(GrantStatus::BadPage)
-        }
-    }
-}
-
-/// One resolved side of a copy: the frame, and the grant flags the copy set (cleared
-/// when it is done).
-struct Side<'a> {
-    hpa: u64,
-    granter: &'a Domain,
-    gref: u32,
-    taken: u16,
-}
-
-impl Drop for Side<'_> {
-    fn drop(&mut self) {
-        release(self.granter, self.gref, self.taken);
-    }
-}
-
-/// Takes grant `gref` of `g` for `me`: checks its type and grantee, refuses writes to
-/// a read-only grant, and sets GTF_reading (and GTF_writing) in the same atomic
-/// compare-exchange of (flags, domid), so a granter revoking the entry from another
-/// CPU either sees the flags or wins. Returns the frame and the flags newly set.
-fn acquire(g: &Domain, gref: u32, me: u16, write: bool) -> Result<(u64, u16), GrantStatus> {
-    let pa = entry_pa(g, gref).ok_or(GrantStatus::BadGntref)?;
-    let in_use = if write {
-        GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits()
-    } else {
-        GrantEntryFlags::READING.bits()
-    };
-    loop {
+    for _ in 0..SET_STATUS_RETRIES {
         let mut e = GrantEntryV1::default();
         phys::read(pa, e.as_mut_bytes());
         if e.entry_type() != GrantEntryType::PermitAccess || e.domid != me {
@@ -140,56 +121,182 @@ fn acquire(g: &Domain, gref: u32, me: u16, write: bool) -> Result<(u64, u16), Gr
             return Err(GrantStatus::PermissionDenied);
         }
         let word = |flags: u16| flags as u32 | (e.domid as u32) << 16;
-        if phys::cmpxchg_u32(pa, word(e.flags), word(e.flags | in_use)).is_ok() {
-            // The frame, read again now that the entry is in use (the granter must not
-            // change it then).
+        if phys::cmpxchg_u32(pa, word(e.flags), word(e.flags | bits)).is_ok() {
             phys::read(pa, e.as_mut_bytes());
-            return Ok((e.frame as u64, in_use & !e.flags));
+            return Ok(e.frame as u64);
         }
+    }
+    Err(GrantStatus::GeneralError)
+}
+
+/// Clears `bits` of the entry's flags (a LOCK AND: the granter may write it meanwhile).
+fn clear_flags(pa: u64, bits: u16) {
+    if bits != 0 {
+        phys::fetch_and_u64(pa, !(bits as u64));
     }
 }
 
-/// Clears `bits` of grant `gref`'s flags in `g` (atomically: the granter may write
-/// the entry at the same time).
-fn release(g: &Domain, gref: u32, bits: u16) {
-    // The table never shrinks, so an entry taken is still there.
-    let Some(pa) = entry_pa(g, gref).filter(|_| bits != 0) else {
+/// Pins grant `gref` of the domain at `gi` for `me` (writable when `write`): the first
+/// pin checks the entry, sets its flags and records the frame, which must be the
+/// granter's own RAM (not a frame mapped from someone else, not the hypervisor's);
+/// later pins use the recorded frame. Nothing stays set when it fails.
+fn pin(
+    doms: &mut [Option<Domain>],
+    gi: usize,
+    fa: &FrameAllocator,
+    gref: u32,
+    me: u16,
+    write: bool,
+) -> Result<Hpa, GrantStatus> {
+    let g = doms[gi].as_mut().ok_or(GrantStatus::BadDomain)?;
+    let pa = entry_pa(g, gref).ok_or(GrantStatus::BadGntref)?;
+    if let Some(a) = g.grant.active.iter_mut().find(|a| a.gref == gref) {
+        if a.grantee != me {
+            return Err(GrantStatus::PermissionDenied);
+        }
+        if write && a.pin_rw == 0 {
+            // A writable pin of an entry pinned read-only so far: the entry must allow
+            // it now (GTF_reading is already set; the frame stays the recorded one).
+            set_status(pa, me, true)?;
+        }
+        if write {
+            a.pin_rw += 1;
+        } else {
+            a.pin_ro += 1;
+        }
+        return Ok(a.frame);
+    }
+    if g.grant.active.len() >= MAX_ACTIVE {
+        return Err(GrantStatus::GeneralError);
+    }
+    let gfn = set_status(pa, me, write)?;
+    let undo = if write {
+        GTF_READING | GTF_WRITING
+    } else {
+        GTF_READING
+    };
+    let access = if write { Access::Write } else { Access::Read };
+    let frame = Gfn(gfn)
+        .gpa()
+        .and_then(|gpa| g.translate(gpa, access))
+        .filter(|&hpa| fa.owner(hpa) == Owner::Domain(g.id));
+    let Some(frame) = frame else {
+        clear_flags(pa, undo);
+        return Err(GrantStatus::BadPage);
+    };
+    g.grant.active.push(Active {
+        gref,
+        grantee: me,
+        frame: frame.page(),
+        pin_ro: (!write) as u32,
+        pin_rw: write as u32,
+    });
+    Ok(frame.page())
+}
+
+/// Drops a pin taken by [`pin`]: GTF_writing clears with the last writable pin,
+/// GTF_reading (and the active entry) with the last pin.
+fn unpin(g: &mut Domain, gref: u32, write: bool) {
+    let Some(i) = g.grant.active.iter().position(|a| a.gref == gref) else {
         return;
     };
-    loop {
-        let mut w = [0u8; 4];
-        phys::read(pa, &mut w);
-        let old = u32::from_le_bytes(w);
-        if phys::cmpxchg_u32(pa, old, old & !(bits as u32)).is_ok() {
-            return;
+    let a = &mut g.grant.active[i];
+    if write {
+        a.pin_rw = a.pin_rw.saturating_sub(1);
+    } else {
+        a.pin_ro = a.pin_ro.saturating_sub(1);
+    }
+    let mut clear = 0;
+    if a.pin_rw == 0 {
+        clear |= GTF_WRITING;
+    }
+    if a.pin_rw == 0 && a.pin_ro == 0 {
+        clear |= GTF_READING;
+        g.grant.active.swap_remove(i);
+    }
+    if let Some(pa) = entry_pa(g, gref) {
+        clear_flags(pa, clear);
+    }
+}
+
+/// One resolved side of a copy: the host address of its page, and the pin taken on a
+/// grant (granter's index, gref, writable) to drop when the copy is done.
+struct Side {
+    hpa: Hpa,
+    pinned: Option<(usize, u32, bool)>,
+}
+
+impl Side {
+    fn release(self, doms: &mut [Option<Domain>]) {
+        if let Some((gi, gref, write)) = self.pinned {
+            if let Some(g) = doms[gi].as_mut() {
+                unpin(g, gref, write);
+            }
         }
     }
 }
 
-fn copy_one(doms: &[Option<Domain>], me: u16, op: &GnttabCopy) -> Result<(), GrantStatus> {
+/// One side of a copy: a grant (pinned until the copy is done) or the caller's own
+/// frame by GFN, which must be its own RAM (not a grant mapping, not the hypervisor's)
+/// and, for the destination, writable in its NPT.
+fn side(
+    doms: &mut [Option<Domain>],
+    me: u16,
+    fa: &FrameAllocator,
+    p: &GnttabCopyPtr,
+    by_gref: bool,
+    write: bool,
+) -> Result<Side, GrantStatus> {
+    let dom = if p.domid == DOMID_SELF { me } else { p.domid };
+    let gi = index(doms, dom).ok_or(GrantStatus::BadDomain)?;
+    if by_gref {
+        let hpa = pin(doms, gi, fa, p.gref(), me, write)?;
+        return Ok(Side {
+            hpa,
+            pinned: Some((gi, p.gref(), write)),
+        });
+    }
+    // Only the caller's own frames may be named directly.
+    if dom != me {
+        return Err(GrantStatus::PermissionDenied);
+    }
+    let d = doms[gi].as_ref().ok_or(GrantStatus::BadDomain)?;
+    let access = if write { Access::Write } else { Access::Read };
+    let hpa = Gfn(p.gmfn())
+        .gpa()
+        .and_then(|gpa| d.translate(gpa, access))
+        .filter(|&hpa| fa.owner(hpa) == Owner::Domain(me))
+        .ok_or(GrantStatus::BadPage)?;
+    Ok(Side { hpa, pinned: None })
+}
+
+fn copy_one(
+    doms: &mut [Option<Domain>],
+    me: u16,
+    fa: &FrameAllocator,
+    op: &GnttabCopy,
+) -> Result<(), GrantStatus> {
     let flags = GntCopyFlags::from_bits_retain(op.flags);
     let len = op.len as u64;
     if op.source.offset as u64 + len > 4096 || op.dest.offset as u64 + len > 4096 {
         return Err(GrantStatus::BadCopyArg);
     }
-    let src = resolve(
-        doms,
-        me,
-        &op.source,
-        flags.contains(GntCopyFlags::SOURCE_GREF),
-        false,
-    )?;
-    let dst = resolve(
-        doms,
-        me,
-        &op.dest,
-        flags.contains(GntCopyFlags::DEST_GREF),
-        true,
-    )?;
+    let src_gref = flags.contains(GntCopyFlags::SOURCE_GREF);
+    let src = side(doms, me, fa, &op.source, src_gref, false)?;
+    let dest_gref = flags.contains(GntCopyFlags::DEST_GREF);
+    let dst = match side(doms, me, fa, &op.dest, dest_gref, true) {
+        Ok(d) => d,
+        Err(e) => {
+            src.release(doms);
+            return Err(e);
+        }
+    };
     let mut buf = [0u8; 4096];
     let b = &mut buf[..len as usize];
-    phys::read(src.hpa + op.source.offset as u64, b);
-    phys::write(dst.hpa + op.dest.offset as u64, b);
+    phys::read(src.hpa.0 + op.source.offset as u64, b);
+    phys::write(dst.hpa.0 + op.dest.offset as u64, b);
+    src.release(doms);
+    dst.release(doms);
     Ok(())
 }
 
@@ -201,14 +308,18 @@ pub const MAX_MAPS: usize = 16;
 pub struct GrantMap {
     pub granter: u16,
     pub gref: u32,
-    pub gpa: u64,
+    pub gpa: Gpa,
+    /// The granter's frame mapped (counted in the frame table while mapped).
+    pub frame: Hpa,
+    pub readonly: bool,
     /// The mapper's RAM frame the mapping displaced (put back on unmap).
-    pub displaced: u64,
+    pub displaced: Hpa,
 }
 
 fn map_one(
     doms: &mut [Option<Domain>],
     cur: usize,
+    fa: &mut FrameAllocator,
     op: &GnttabMapGrantRef,
 ) -> Result<u32, GrantStatus> {
     let me = doms[cur].as_ref().ok_or(GrantStatus::GeneralError)?.id;
@@ -217,40 +328,38 @@ fn map_one(
         return Err(GrantStatus::GeneralError);
     }
     let readonly = flags.contains(GntMapFlags::READONLY);
-    let g = domain(doms, op.dom)
-        .filter(|g| g.id != me)
+    let gi = index(doms, op.dom)
+        .filter(|&gi| gi != cur)
         .ok_or(GrantStatus::BadDomain)?;
-    let (frame, taken) = acquire(g, op.gref, me, !readonly)?;
-    let Some(hpa) = frame.checked_mul(4096).and_then(|gpa| g.gpa_to_hpa(gpa)) else {
-        release(g, op.gref, taken);
-        return Err(GrantStatus::BadPage);
-    };
-    let g_id = g.id;
-    let mapped = map_into(doms, cur, op, hpa, readonly);
+    let hpa = pin(doms, gi, fa, op.gref, me, !readonly)?;
+    let mapped = map_into(doms, cur, fa, op, hpa, readonly);
     if mapped.is_err() {
-        if let Some(g) = domain(doms, g_id) {
-            release(g, op.gref, taken);
+        if let Some(g) = doms[gi].as_mut() {
+            unpin(g, op.gref, !readonly);
         }
     }
     mapped
 }
 
-/// The mapper's side of [`map_one`]: granted frame `hpa` replaces its RAM at
+/// The mapper's side of [`map_one`]: granted frame `hpa` replaces its own RAM at
 /// `op.host_addr`.
 fn map_into(
     doms: &mut [Option<Domain>],
     cur: usize,
+    fa: &mut FrameAllocator,
     op: &GnttabMapGrantRef,
-    hpa: u64,
+    hpa: Hpa,
     readonly: bool,
 ) -> Result<u32, GrantStatus> {
     let d = doms[cur].as_mut().ok_or(GrantStatus::GeneralError)?;
-    let gpa = op.host_addr;
+    let gpa = Gpa(op.host_addr);
     let cur_frame = d
-        .gpa_to_hpa(gpa)
-        .filter(|_| gpa.is_multiple_of(4096))
+        .translate(gpa, Access::Read)
+        .filter(|_| gpa.is_page_aligned())
         .ok_or(GrantStatus::BadVirtAddr)?;
-    if d.is_xen_frame(cur_frame) || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa) {
+    if fa.owner(cur_frame) != Owner::Domain(d.id)
+        || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa)
+    {
         return Err(GrantStatus::BadVirtAddr);
     }
     let slot = d
@@ -258,35 +367,49 @@ fn map_into(
         .iter()
         .position(|m| m.is_none())
         .ok_or(GrantStatus::NoSpace)?;
-    let displaced = d
-        .remap_flags(gpa, hpa, !readonly)
-        .ok_or(GrantStatus::BadVirtAddr)?;
+    if !fa.get_map(hpa) {
+        return Err(GrantStatus::GeneralError);
+    }
+    let Some(displaced) = d.remap_flags(gpa, hpa, !readonly) else {
+        fa.put_map(hpa);
+        return Err(GrantStatus::BadVirtAddr);
+    };
     d.grant_maps[slot] = Some(GrantMap {
         granter: op.dom,
         gref: op.gref,
         gpa,
+        frame: hpa,
+        readonly,
         displaced,
     });
     Ok(slot as u32)
 }
 
-/// Removes mapping `handle` of the domain at `cur`, putting its RAM frame back.
-fn unmap_handle(doms: &mut [Option<Domain>], cur: usize, handle: usize) -> Option<()> {
+/// Removes mapping `handle` of the domain at `cur`, putting its RAM frame back and
+/// dropping the pin and the frame's mapping count.
+fn unmap_handle(
+    doms: &mut [Option<Domain>],
+    cur: usize,
+    fa: &mut FrameAllocator,
+    handle: usize,
+) -> Option<()> {
     let d = doms[cur].as_mut()?;
     let m = d.grant_maps.get_mut(handle)?.take()?;
     d.remap_flags(m.gpa, m.displaced, true)?;
-    if let Some(g) = doms.iter().flatten().find(|x| x.id == m.granter) {
-        let busy = GrantEntryFlags::READING.bits() | GrantEntryFlags::WRITING.bits();
-        release(g, m.gref, busy);
+    fa.put_map(m.frame);
+    if let Some(g) = doms.iter_mut().flatten().find(|x| x.id == m.granter) {
+        unpin(g, m.gref, !m.readonly);
     }
     Some(())
 }
 
-/// Before the domain at `cur` is destroyed: its own mappings are undone, and every
-/// other domain's mapping of its memory is revoked (their RAM frame put back).
-pub fn release_all(doms: &mut [Option<Domain>], cur: usize) {
+/// Before the domain at `cur` is destroyed: its own mappings are undone (dropping its
+/// pins, so the granters' flags clear), and every other domain's mapping of a frame it
+/// owns is revoked (their RAM frame put back), so none of its frames stays mapped when
+/// they go back to the allocator.
+pub fn release_all(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAllocator) {
     for h in 0..MAX_MAPS {
-        unmap_handle(doms, cur, h);
+        unmap_handle(doms, cur, fa, h);
     }
     let Some(id) = doms[cur].as_ref().map(|d| d.id) else {
         return;
@@ -299,11 +422,14 @@ pub fn release_all(doms: &mut [Option<Domain>], cur: usize) {
             let hit = doms[i]
                 .as_ref()
                 .and_then(|d| d.grant_maps[h])
-                .is_some_and(|m| m.granter == id);
+                .is_some_and(|m| m.granter == id || fa.owner(m.frame) == Owner::Domain(id));
             if hit {
-                unmap_handle(doms, i, h);
+                unmap_handle(doms, i, fa, h);
             }
         }
+    }
+    if let Some(d) = doms[cur].as_mut() {
+        d.grant.active.clear();
     }
 }
 
@@ -316,7 +442,7 @@ pub fn release_all(doms: &mut [Option<Domain>], cur: usize) {
 fn setup_frame_list(d: &Domain, op: &GnttabSetupTable) -> GrantStatus {
     let mut status = GrantStatus::Okay;
     for i in 0..op.nr_frames as usize {
-        let gfn = d.grant.at[i].map_or(!0u64, |(gpa, _)| gpa >> 12);
+        let gfn = d.grant.at[i].map_or(!0u64, |(gpa, _)| gpa.0 >> 12);
         let at = op.frame_list.wrapping_add(8 * i as u64);
         if d.copy_to_guest(at, &gfn.to_le_bytes()).is_err() {
             status = GrantStatus::BadVirtAddr;
@@ -389,13 +515,15 @@ pub fn grant_table_op(
         GntTabOp::Copy => {
             for i in 0..count {
                 let at = arg.wrapping_add(i * core::mem::size_of::<GnttabCopy>() as u64);
+                let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 let mut raw = [0u8; core::mem::size_of::<GnttabCopy>()];
                 d.copy_from_guest(at, &mut raw)?;
                 let mut op = GnttabCopy::read_from_bytes(&raw).map_err(|_| XenErrno::Efault)?;
-                op.status = match copy_one(doms, me, &op) {
+                op.status = match copy_one(doms, me, fa, &op) {
                     Ok(()) => GrantStatus::Okay as i16,
                     Err(s) => s as i16,
                 };
+                let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 d.copy_to_guest(at, op.as_bytes())?;
             }
             Ok(0)
@@ -409,7 +537,7 @@ pub fn grant_table_op(
                 d.copy_from_guest(at, &mut raw)?;
                 let mut op =
                     GnttabMapGrantRef::read_from_bytes(&raw).map_err(|_| XenErrno::Efault)?;
-                match map_one(doms, cur, &op) {
+                match map_one(doms, cur, fa, &op) {
                     Ok(h) => {
                         op.status = GrantStatus::Okay as i16;
                         op.handle = h;
@@ -437,10 +565,10 @@ pub fn grant_table_op(
                     .get(h)
                     .copied()
                     .flatten()
-                    .is_some_and(|m| m.gpa == op.host_addr);
+                    .is_some_and(|m| m.gpa == Gpa(op.host_addr));
                 op.status = if !matches {
                     GrantStatus::BadHandle as i16
-                } else if unmap_handle(doms, cur, h).is_some() {
+                } else if unmap_handle(doms, cur, fa, h).is_some() {
                     GrantStatus::Okay as i16
                 } else {
                     GrantStatus::GeneralError as i16

@@ -2,8 +2,9 @@
 //! hypercalls. Every argument is untrusted: bad pointers, sizes and commands give Xen's
 //! error codes.
 
-use crate::domain::{Domain, RunState};
-use crate::mm::FrameAllocator;
+use crate::addr::{Gfn, Gpa, Hpa};
+use crate::domain::{Access, Domain, RunState};
+use crate::mm::{FrameAllocator, Owner};
 use crate::virt::VcpuState;
 use sluice_abi::hypercall::{
     ConsoleIo, Hypercall, SchedOp, SchedShutdown, ShutdownReason, XenErrno, XenFeatureInfo, XenVer,
@@ -399,20 +400,21 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
 /// now (with the RAM frame it displaced). Returns the new `at`.
 fn map_xen_frame(
     d: &mut Domain,
-    gpa: u64,
-    frame: u64,
-    at: Option<(u64, u64)>,
-) -> Result<Option<(u64, u64)>, XenErrno> {
-    if gpa >= d.mem_bytes {
+    fa: &FrameAllocator,
+    gpa: Gpa,
+    frame: Hpa,
+    at: Option<(Gpa, Hpa)>,
+) -> Result<Option<(Gpa, Hpa)>, XenErrno> {
+    if gpa.0 >= d.mem_bytes {
         return Err(XenErrno::Einval);
     }
     if at.is_some_and(|(g, _)| g == gpa) {
         return Ok(at);
     }
-    // The target must be RAM, not another hypervisor frame.
-    // (Not a grant mapping either: that frame is another domain's.)
-    let cur = d.gpa_to_hpa(gpa).ok_or(XenErrno::Einval)?;
-    if d.is_xen_frame(cur) || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa) {
+    // The target must be the domain's own RAM: not another hypervisor frame, not a
+    // grant mapping (that frame is another domain's).
+    let cur = d.translate(gpa, Access::Read).ok_or(XenErrno::Einval)?;
+    if fa.owner(cur) != Owner::Domain(d.id) || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa) {
         return Err(XenErrno::Ebusy);
     }
     // Moving it: the RAM frame it displaced goes back where it was.
@@ -450,9 +452,9 @@ fn memory_op(d: &mut Domain, fa: &mut FrameAllocator, cmd: u64, arg: u64) -> Res
             }
             match XenMapSpace::from_raw(a.space) {
                 Some(XenMapSpace::SharedInfo) if a.idx == 0 => {
-                    let gpa = a.gpfn.checked_mul(4096).ok_or(XenErrno::Einval)?;
-                    let frame = d.shared_info;
-                    let at = map_xen_frame(d, gpa, frame, d.shared_info_at)?;
+                    let gpa = Gfn(a.gpfn).gpa().ok_or(XenErrno::Einval)?;
+                    let frame = Hpa(d.shared_info);
+                    let at = map_xen_frame(d, fa, gpa, frame, d.shared_info_at)?;
                     d.shared_info_at = at;
                     crate::log!("d{}: shared_info at gpa {:#x}", d.id, gpa);
                     Ok(0)
@@ -464,9 +466,9 @@ fn memory_op(d: &mut Domain, fa: &mut FrameAllocator, cmd: u64, arg: u64) -> Res
                         && crate::grant::grow(d, fa, a.idx as u32 + 1) =>
                 {
                     let i = a.idx as usize;
-                    let gpa = a.gpfn.checked_mul(4096).ok_or(XenErrno::Einval)?;
-                    let frame = d.grant.frames[i];
-                    let at = map_xen_frame(d, gpa, frame, d.grant.at[i])?;
+                    let gpa = Gfn(a.gpfn).gpa().ok_or(XenErrno::Einval)?;
+                    let frame = Hpa(d.grant.frames[i]);
+                    let at = map_xen_frame(d, fa, gpa, frame, d.grant.at[i])?;
                     d.grant.at[i] = at;
                     crate::log!("d{}: grant table frame {} at gpa {:#x}", d.id, i, gpa);
                     Ok(0)

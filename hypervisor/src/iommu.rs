@@ -129,14 +129,14 @@ fn owner(units: &[(u64, Coverage)], device: Bdf) -> Option<usize> {
     explicit.or_else(|| units.iter().position(|(_, c)| c.all && c.covers(device)))
 }
 
-/// Checks a unit's register block: page aligned, inside the identity map, not RAM.
+/// Checks a unit's register block: page aligned, not RAM, inside the identity map.
 fn check_regs(fa: &FrameAllocator, base: u64, len: u64) -> Result<(), InitError> {
     let why = if base == 0 || !base.is_multiple_of(PAGE) {
         "register base not page aligned"
-    } else if !phys::mapped(base, len) {
-        "register block outside the identity map (above 4 GiB)"
     } else if fa.overlaps_ram(base, PAGE) {
         "register block overlaps RAM (usable, firmware or the first MiB)"
+    } else if !phys::mapped(base, len) {
+        "register block outside the identity map (above 4 GiB)"
     } else {
         return Ok(());
     };

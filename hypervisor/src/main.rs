@@ -9,6 +9,7 @@
 extern crate alloc;
 
 mod acpi;
+mod addr;
 #[allow(unsafe_code)]
 mod arch;
 mod domain;
@@ -162,6 +163,10 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         img_end,
         nmods
     );
+    if !fa.init_frame_table() {
+        log!("memory: no room for the frame table");
+        arch::serial::qemu_exit(EXIT_BOOT_FAILED);
+    }
     match fa.alloc_contiguous(HEAP_PAGES, mm::PAGE) {
         Some(h) if arch::heap::init(h, HEAP_PAGES * mm::PAGE) => {
             log!("heap: {} KiB at {:#x}", HEAP_PAGES * 4, h)
@@ -343,6 +348,13 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         leaked,
         if leaked == 0 { "all returned" } else { "LEAK" }
     );
+    if w.fa.bad_frees != 0 || w.fa.bad_reaches != 0 {
+        log!(
+            "memory: {} frees refused, {} frames reached that a domain may not (HYPERVISOR BUG)",
+            w.fa.bad_frees,
+            w.fa.bad_reaches
+        );
+    }
     let mut iommu_ok = true;
     if let Some(p) = w.protection.as_mut() {
         p.drain_faults(|_| {});
@@ -361,11 +373,13 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         );
     }
     log!("sluice hypervisor: all domains ended; hypervisor alive");
-    arch::serial::qemu_exit(if leaked == 0 && iommu_ok {
-        EXIT_ALL_DOMAINS_ENDED
-    } else {
-        0x12
-    })
+    arch::serial::qemu_exit(
+        if leaked == 0 && iommu_ok && w.fa.bad_frees == 0 && w.fa.bad_reaches == 0 {
+            EXIT_ALL_DOMAINS_ENDED
+        } else {
+            0x12
+        },
+    )
 }
 
 /// Brings up every other enabled CPU of the MADT, one at a time; returns how many CPUs
@@ -754,7 +768,7 @@ fn leave(w: &mut World, cpu: usize, i: usize, k: usize, after: After) {
 /// Destroys dead domain `i` (no vCPU of it on a CPU).
 fn teardown(w: &mut World, cpu: usize, i: usize) {
     evtchn::close_all(&mut w.domains, i);
-    grant::release_all(&mut w.domains, i);
+    grant::release_all(&mut w.domains, i, &mut w.fa);
     // Mappings of its memory revoked from vCPUs running elsewhere: those CPUs leave
     // their guests before the frames go.
     w.sync_vcpus(cpu);
@@ -781,6 +795,10 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
         freed
     );
     w.domains[i] = None;
+    // No other domain reaches a frame that went back (or any it may not): audited.
+    for o in w.domains.iter().flatten() {
+        o.audit(&mut w.fa);
+    }
 }
 
 /// Sends VIRQ_TIMER to each domain whose single-shot timer has expired, or whose

@@ -1,7 +1,10 @@
 //! The physical frame allocator: usable RAM from the boot memory map, less the
 //! hypervisor image, the boot modules and the first MiB; freed frames go on a list
-//! threaded through the frames themselves.
+//! threaded through the frames themselves. Every allocatable frame has a record in the
+//! frame table (Xen's `page_info`): its owner (free, the hypervisor, or a domain) and how
+//! many grant mappings of it other domains hold; a mapped frame never goes back.
 
+use crate::addr::Hpa;
 use crate::arch::phys;
 
 pub const PAGE: u64 = 4096;
@@ -22,7 +25,40 @@ pub struct FrameAllocator {
     free_list: u64,
     pub free_listed: u64,
     pub handed_out: u64,
+    /// The frame table: one u64 record per frame from `table_first` (a frame number),
+    /// `table_len` of them, at host address `table` (0: not set up yet).
+    table: u64,
+    table_first: u64,
+    table_len: u64,
+    /// Frees refused: frames freed twice, or still mapped by a grant (kept, never reused).
+    pub bad_frees: u64,
+    /// Frames a domain's NPT reached that it may not ([`crate::domain::Domain::audit`]).
+    pub bad_reaches: u64,
 }
+
+impl Default for FrameAllocator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Who owns a frame (the frame table's record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Outside every usable region (device memory, firmware RAM, the first MiB): never
+    /// a domain's.
+    NotRam,
+    Free,
+    /// The hypervisor's own (its image, the boot modules, page tables, VMCBs, heap,
+    /// shared_info, grant frames).
+    Xen,
+    Domain(u16),
+}
+
+const REC_OWNER: u64 = 0xFFFF_FFFF;
+const REC_XEN: u64 = 0xFFFF_FFFF;
+const REC_MAPS_SHIFT: u32 = 32;
+const REC_MAPS_MAX: u64 = 0xFFFF;
 
 impl FrameAllocator {
     pub const fn new() -> Self {
@@ -38,6 +74,103 @@ impl FrameAllocator {
             free_list: 0,
             free_listed: 0,
             handed_out: 0,
+            table: 0,
+            table_first: 0,
+            table_len: 0,
+            bad_frees: 0,
+            bad_reaches: 0,
+        }
+    }
+
+    /// Sets up the frame table over every usable region (call once the regions and
+    /// reservations are known, before anything is allocated). False when it does not fit.
+    pub fn init_frame_table(&mut self) -> bool {
+        let regions = &self.regions[..self.nregions];
+        let (Some(first), Some(end)) = (
+            regions.iter().map(|r| r.0).min(),
+            regions.iter().map(|r| r.1).max(),
+        ) else {
+            return false;
+        };
+        let len = (end - first) / PAGE;
+        let Some(t) = self.alloc_contiguous((len * 8).div_ceil(PAGE), PAGE) else {
+            return false;
+        };
+        self.table = t;
+        self.table_first = first / PAGE;
+        self.table_len = len;
+        // The table's own frames (and any skipped for alignment, already free-listed,
+        // which stay Free) and the reserved ranges (the image, the modules) are the
+        // hypervisor's.
+        let mut f = t;
+        while f < t + (len * 8).next_multiple_of(PAGE) {
+            self.set_rec(f, REC_XEN);
+            f += PAGE;
+        }
+        for k in 0..self.nreserved {
+            let (start, end) = self.reserved[k];
+            let mut f = start;
+            while f < end {
+                self.set_rec(f, REC_XEN);
+                f += PAGE;
+            }
+        }
+        true
+    }
+
+    fn rec_pa(&self, frame: u64) -> Option<u64> {
+        let i = Hpa(frame).mfn().0.checked_sub(self.table_first)?;
+        (self.table != 0 && i < self.table_len).then(|| self.table + i * 8)
+    }
+
+    fn rec(&self, frame: u64) -> Option<u64> {
+        self.rec_pa(frame).map(phys::read_u64)
+    }
+
+    fn set_rec(&mut self, frame: u64, v: u64) {
+        if let Some(pa) = self.rec_pa(frame) {
+            phys::write_u64(pa, v);
+        }
+    }
+
+    /// Who owns the frame holding `hpa`.
+    pub fn owner(&self, hpa: Hpa) -> Owner {
+        match self.rec(hpa.page().0).map(|r| r & REC_OWNER) {
+            None => Owner::NotRam,
+            Some(0) => Owner::Free,
+            Some(REC_XEN) => Owner::Xen,
+            Some(id) => Owner::Domain((id - 1) as u16),
+        }
+    }
+
+    /// Gives a frame the hypervisor allocated to domain `id` (its RAM).
+    pub fn assign(&mut self, hpa: Hpa, id: u16) {
+        if let Some(r) = self.rec(hpa.0) {
+            debug_assert_eq!(r & REC_OWNER, REC_XEN);
+            self.set_rec(hpa.0, (r & !REC_OWNER) | (id as u64 + 1));
+        }
+    }
+
+    /// Counts one more grant mapping of a domain's frame; false (nothing counted) when
+    /// the frame is not a domain's or the count is full.
+    pub fn get_map(&mut self, hpa: Hpa) -> bool {
+        let f = hpa.page().0;
+        match self.rec(f) {
+            Some(r)
+                if !matches!(r & REC_OWNER, 0 | REC_XEN) && r >> REC_MAPS_SHIFT < REC_MAPS_MAX =>
+            {
+                self.set_rec(f, r + (1 << REC_MAPS_SHIFT));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops a grant mapping counted by [`FrameAllocator::get_map`].
+    pub fn put_map(&mut self, hpa: Hpa) {
+        let f = hpa.page().0;
+        if let Some(r) = self.rec(f).filter(|r| r >> REC_MAPS_SHIFT > 0) {
+            self.set_rec(f, r - (1 << REC_MAPS_SHIFT));
         }
     }
 
@@ -87,6 +220,7 @@ impl FrameAllocator {
         };
         phys::zero(frame, PAGE as usize);
         self.handed_out += 1;
+        self.set_rec(frame, REC_XEN);
         Some(frame)
     }
 
@@ -142,6 +276,9 @@ impl FrameAllocator {
             self.cursor = first + len;
             phys::zero(first, len as usize);
             self.handed_out += pages;
+            for i in 0..pages {
+                self.set_rec(first + i * PAGE, REC_XEN);
+            }
             return Some(first);
         }
         None
@@ -174,7 +311,26 @@ impl FrameAllocator {
                 .any(|&(s, e)| start < e && end > s)
     }
 
+    /// Returns a frame. One already free, or still mapped by another domain's grant
+    /// mapping, is refused (logged, counted in `bad_frees`, never reused): a domain must
+    /// never reach a frame on the free list.
     pub fn free(&mut self, frame: u64) {
+        if let Some(r) = self.rec(frame) {
+            if r & REC_OWNER == 0 || r >> REC_MAPS_SHIFT != 0 {
+                crate::log!(
+                    "mm: HYPERVISOR BUG: free of frame {:#x} refused ({}): kept off the free list",
+                    frame,
+                    if r & REC_OWNER == 0 {
+                        "already free"
+                    } else {
+                        "still grant-mapped"
+                    }
+                );
+                self.bad_frees += 1;
+                return;
+            }
+            self.set_rec(frame, 0);
+        }
         phys::write_u64(frame, self.free_list);
         self.free_list = frame;
         self.free_listed += 1;

@@ -72,6 +72,8 @@ pub trait VcpuState {
 /// A hardware virtualisation backend.
 pub trait VirtBackend {
     type Vcpu: VcpuState;
+    /// Address-space ids it offers (domain ids must be below).
+    fn asids(&self) -> u32;
     /// A vCPU in the PVH entry state (32-bit protected mode, paging off, `ebx` = start
     /// info) on the nested page table `npt_root`, with its control block in `vmcb`.
     fn create_vcpu(&self, vmcb: u64, asid: u32, npt_root: u64, entry: u32, ebx: u32) -> Self::Vcpu;

@@ -33,7 +33,7 @@ use std::process::Command;
 mod multiboot2;
 
 /// `EXIT_ALL_DOMAINS_ENDED` (0x10) through isa-debug-exit: (0x10 << 1) | 1.
-const PASS_STATUS: i32 = 33;
+pub(crate) const PASS_STATUS: i32 = 33;
 
 /// fmt, clippy and a release build of the hypervisor workspace; returns the binaries.
 fn build() -> Result<(PathBuf, PathBuf)> {
@@ -106,6 +106,7 @@ pub fn run_suite() -> Result<()> {
     grub_multiboot2_boot(&hv, &guest)?;
     main_boot(&hv, &modules, 2)?;
     main_boot(&hv, &modules, 4)?;
+    crate::hypervisor_mem::hostile_mem_boot(&hv, &guest)?;
     iommu_boot(&hv, &g.to_string(), "intel-iommu,intremap=on", "VT-d")?;
     iommu_boot(&hv, &g.to_string(), "amd-iommu", "AMD-Vi")?;
     hostile_dmar_boot(

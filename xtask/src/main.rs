@@ -6,6 +6,7 @@
 
 mod abi_suites;
 mod hypervisor;
+mod hypervisor_mem;
 mod iommu;
 mod linux_modules;
 mod setup;

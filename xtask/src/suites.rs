@@ -92,6 +92,10 @@ fn static_checks() -> Result<()> {
     step("cargo test (unit and host integration tests)", || {
         run(cargo().args(["test", "--workspace"]))
     })?;
+    step(
+        "hypervisor core host tests (clippy, cargo test)",
+        crate::hypervisor_mem::host_tests,
+    )?;
     Ok(())
 }
 

@@ -2,14 +2,26 @@
 //!
 //! Callers pass addresses of frames the hypervisor owns (its frame allocator's, or a
 //! guest frame found through that guest's nested page table); every access is checked
-//! against the identity-mapped window so a wrong address panics instead of faulting.
+//! against the identity-mapped window so a wrong address panics instead of faulting, and
+//! none of these safe functions reaches the hypervisor's own image (its code, data,
+//! stacks and page tables, all inside `image_range`): a bug in the safe code above
+//! cannot make them read or overwrite the hypervisor, or hand it to a guest.
 
 const MAPPED_END: u64 = 4 << 30;
 
+/// Whether `[pa, pa + len)` is inside the identity map and outside the image.
+fn allowed(pa: u64, len: u64) -> bool {
+    let (img_start, img_end) = super::boot::image_range();
+    pa >= 0x400
+        && pa
+            .checked_add(len)
+            .is_some_and(|e| e <= MAPPED_END && (e <= img_start || pa >= img_end))
+}
+
 fn check(pa: u64, len: usize) {
     assert!(
-        pa >= 0x400 && pa.checked_add(len as u64).is_some_and(|e| e <= MAPPED_END),
-        "physical access outside the identity map: {pa:#x}+{len:#x}"
+        allowed(pa, len as u64),
+        "physical access outside the identity map or into the hypervisor image: {pa:#x}+{len:#x}"
     );
 }
 
@@ -123,10 +135,11 @@ pub fn mmio_write_u64(pa: u64, v: u64) {
     unsafe { core::ptr::write_volatile(pa as *mut u64, v) }
 }
 
-/// True when `[pa, pa + len)` lies inside the identity map (so the accessors above
-/// accept it). Callers check addresses taken from firmware tables with it first.
+/// True when `[pa, pa + len)` lies inside the identity map and outside the hypervisor
+/// image (so the accessors above accept it). Callers check addresses taken from firmware
+/// tables with it first.
 pub fn mapped(pa: u64, len: u64) -> bool {
-    pa >= 0x400 && pa.checked_add(len).is_some_and(|e| e <= MAPPED_END)
+    allowed(pa, len)
 }
 
 /// Writes back and evicts the cache lines of `[pa, pa + len)` (for devices whose reads

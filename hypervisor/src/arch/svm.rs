@@ -289,6 +289,9 @@ impl Svm {
 
 impl VirtBackend for Svm {
     type Vcpu = SvmVcpu;
+    fn asids(&self) -> u32 {
+        self.asids
+    }
 
     fn create_vcpu(&self, vmcb: u64, asid: u32, npt_root: u64, entry: u32, ebx: u32) -> SvmVcpu {
         let v = SvmVcpu {

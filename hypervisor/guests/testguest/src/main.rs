@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod boot;
+mod hostile_mem;
 mod xen;
 
 use core::fmt::Write;
@@ -83,6 +84,9 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "lender" => lender(&mut c, peer(cmdline)),
         "rogue-mapper" => rogue_mapper(&mut c, peer(cmdline)),
         "pong" => pong(&mut c, peer(cmdline)),
+        "hm-granter" => hostile_mem::granter(&mut c, cmdline),
+        "hm-mapper" => hostile_mem::mapper(&mut c, cmdline),
+        "hm-regrant" => hostile_mem::regrant_target(&mut c, cmdline),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();
