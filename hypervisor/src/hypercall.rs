@@ -22,6 +22,9 @@ pub const XEN_MINOR: u32 = 17;
 /// The hypercall-page MSR announced in CPUID 0x40000002.
 pub const HYPERCALL_MSR: u32 = 0x4000_0000;
 
+/// What RDTSCP returns in ECX: per vCPU (Xen's `msrs->tsc_aux`).
+const MSR_TSC_AUX: u32 = 0xC000_0103;
+
 /// Xen's MILLISECS(1): the shortest periodic timer.
 const PERIODIC_MIN_NS: u64 = 1_000_000;
 /// Xen's STIME_DELTA_MAX: the longest.
@@ -62,10 +65,15 @@ pub fn cpuid(d: &mut Domain) {
             match leaf {
                 // Running under a hypervisor; no XSAVE/AVX: only the FXSAVE state (x87,
                 // SSE) is switched between vCPUs, so wider state must not be offered.
-                1 => r[2] = (r[2] | 1 << 31) & !(1 << 26 | 1 << 27 | 1 << 28),
+                // MONITOR/MWAIT (ECX bit 3) hidden too: their exits give #UD.
+                1 => r[2] = (r[2] | 1 << 31) & !(1 << 3 | 1 << 26 | 1 << 27 | 1 << 28),
+                5 => r = [0; 4],
                 7 => r[1] &= !(1 << 5 | 0xDC23_0000),
                 0xD => r = [0; 4],
-                0x8000_0001 => r[2] &= !(1 << 2), // no nested SVM
+                // No nested SVM (2), no core performance counters (23: RDPMC is #GP),
+                // no MONITORX/MWAITX (29). RDTSCP (EDX 27) stays: it runs natively
+                // with the vCPU's own TSC_AUX.
+                0x8000_0001 => r[2] &= !(1 << 2 | 1 << 23 | 1 << 29),
                 0x8000_000A => r = [0; 4],
                 _ => {}
             }
@@ -95,6 +103,17 @@ pub fn msr(d: &mut Domain, write: bool) -> After {
         crate::log!("d{}: hypercall page at gpa {:#x}", d.id, gpa);
     } else if !write && index == HYPERCALL_MSR {
         d.vcpu().set_rax(0);
+        d.vcpu().regs().rdx = 0;
+    } else if index == MSR_TSC_AUX && write {
+        // Per vCPU, loaded at each entry; the upper half is reserved (#GP).
+        if value >> 32 != 0 {
+            d.vcpu().inject_gp();
+            return After::Continue;
+        }
+        d.vcpu().set_tsc_aux(value as u32);
+    } else if index == MSR_TSC_AUX {
+        let aux = d.vcpu().tsc_aux();
+        d.vcpu().set_rax(aux as u64);
         d.vcpu().regs().rdx = 0;
     } else {
         d.vcpu().inject_gp();

@@ -15,6 +15,7 @@ mod domain;
 mod evtchn;
 mod grant;
 mod hypercall;
+mod intercept;
 mod iommu;
 mod log;
 mod mm;
@@ -869,6 +870,8 @@ fn handle_exit(
                 }
             ),
         ),
+        Exit::Exception { vector, error_code } => intercept::exception(d, vector, error_code),
+        Exit::Insn(insn) => intercept::insn(d, insn),
         Exit::Shutdown => kill(d, format_args!("triple fault (rip {:#x})", rip)),
         Exit::Invalid => kill(d, format_args!("VMRUN refused the guest state")),
         Exit::Other(code) => kill(d, format_args!("unhandled exit {:#x}", code)),
