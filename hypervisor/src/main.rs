@@ -774,6 +774,16 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
             d.side_by_side
         );
     }
+    let rate = d.console_rate;
+    if rate.dropped > 0 {
+        log!(
+            "domain {} ({}): console: {} bytes printed, {} dropped (rate limit)",
+            d.id,
+            d.name(),
+            rate.printed,
+            rate.dropped
+        );
+    }
     let freed = d.destroy(&mut w.fa);
     log!(
         "domain {} ({}): destroyed, {} frames freed",

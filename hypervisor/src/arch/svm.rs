@@ -308,12 +308,21 @@ impl VirtBackend for Svm {
         if !INTERCEPTS_LOGGED.swap(true, core::sync::atomic::Ordering::Relaxed) {
             // Read back from the first VMCB, for the suite to check against the APM
             // (TCG does not model every intercept, so not every one can be exercised).
-            let w = |off: usize| r64(vmcb, off) as u32;
-            crate::log!(
-                "svm: VMCB intercepts: exceptions {:#010x}, vector 3 {:#010x}, vector 4 {:#010x}",
+            let w = |off: usize| {
+                let mut b = [0u8; 4];
+                phys::read(vmcb + off as u64, &mut b);
+                u32::from_le_bytes(b)
+            };
+            let (exc, v3, v4) = (
                 w(C_INTERCEPT_EXC),
                 w(C_INTERCEPT_MISC1),
-                w(C_INTERCEPT_MISC2)
+                w(C_INTERCEPT_MISC2),
+            );
+            crate::log!(
+                "svm: VMCB intercepts: exceptions {:#010x}, vector 3 {:#010x}, vector 4 {:#010x}",
+                exc,
+                v3,
+                v4
             );
         }
         w64(vmcb, C_IOPM_BASE, self.iopm);
