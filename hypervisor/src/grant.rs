@@ -345,7 +345,7 @@ pub fn grant_table_op(
     // handle advanced past the ops done and the count reduced by them (Xen's
     // do_grant_table_op: guest_handle_add_offset, then "ihi", cmd, uop, count - done).
     let preempt = |i: u64, size: usize| {
-        (i > 0 && i % OPS_PER_ENTRY == 0)
+        (i > 0 && i.is_multiple_of(OPS_PER_ENTRY))
             .then(|| Progress::Preempted([cmd, arg.wrapping_add(i * size as u64), count - i]))
     };
     let op = u32::try_from(cmd)
