@@ -1,8 +1,9 @@
 //! Hostile roles for bounded work and intercepts (issue 11, items 4 and 5):
-//! - `flood` (`vcpus=2 peer=N`): vCPU 1 issues GNTTABOP_copy with count 2^31 - 1 over
-//!   an aliased region (every address maps the same page, so the batch never faults)
-//!   while the peer measures its 10 ms periodic timer; when the peer is done, vCPU 0
-//!   unmaps the alias and the batch ends with EFAULT. Then a console flood.
+//! - `flood` (`vcpus=2 peer=N`): vCPU 1 issues GNTTABOP_map_grant_ref, unmap_grant_ref
+//!   and copy, each with count 2^31 - 1, over an aliased region (every address maps the
+//!   same page, so a batch never faults) while the peer measures its 10 ms periodic
+//!   timer; vCPU 0 ends each by unmapping the alias (EFAULT at the next continuation).
+//!   Then a console flood.
 //! - `flood-victim` (`peer=N`): the periodic timer's lateness while the flood runs.
 //! - `intercepts`: an IDT of its own, then #DB (TF), INVLPGA, VMLOAD, MONITOR,
 //!   MWAIT, RDPMC, INVD, WBINVD, XSETBV, RDTSCP/TSC_AUX and DR0-DR3 across yields.
@@ -55,24 +56,48 @@ fn fill_data(pattern: &[u8]) {
     }
 }
 
+/// vCPU 1's progress: 2k + 1 inside batch k, 2k + 2 after it.
 static FLOOD_STAGE: AtomicU32 = AtomicU32::new(0);
-static FLOOD_RESULT: AtomicI64 = AtomicI64::new(0);
+/// Batches vCPU 0 has put the alias in place for.
+static FLOOD_ALIASED: AtomicU32 = AtomicU32::new(0);
+static FLOOD_RESULT: [AtomicI64; 3] = [const { AtomicI64::new(0) }; 3];
 /// vCPU 1's work when it starts: 1 for the flood (0: the `smp` role's checks).
 pub static AP_ROLE: AtomicU32 = AtomicU32::new(0);
+/// The batches, in order: map_grant_ref, unmap_grant_ref, copy (each 2^31 - 1 ops).
+const BATCHES: [(u64, &str); 3] = [(0, "map_grant_ref"), (1, "unmap_grant_ref"), (5, "copy")];
 
-/// vCPU 1 of `flood`: the huge batch.
+/// vCPU 1 of `flood`: the huge batches, each when vCPU 0 has set the alias up.
 pub fn flood_ap(id: u32) -> ! {
-    FLOOD_STAGE.store(1, Ordering::SeqCst);
-    let r = hypercall(
-        Hypercall::GrantTableOp as u64,
-        [5, ALIAS_VA, 0x7fff_ffff, 0, 0],
-    );
-    FLOOD_RESULT.store(r, Ordering::SeqCst);
-    FLOOD_STAGE.store(2, Ordering::SeqCst);
+    for (k, (cmd, _)) in BATCHES.iter().enumerate() {
+        while FLOOD_ALIASED.load(Ordering::SeqCst) <= k as u32 {
+            core::hint::spin_loop();
+        }
+        FLOOD_STAGE.store(2 * k as u32 + 1, Ordering::SeqCst);
+        let r = hypercall(
+            Hypercall::GrantTableOp as u64,
+            [*cmd, ALIAS_VA, 0x7fff_ffff, 0, 0],
+        );
+        FLOOD_RESULT[k].store(r, Ordering::SeqCst);
+        FLOOD_STAGE.store(2 * k as u32 + 2, Ordering::SeqCst);
+    }
     vcpu_op(2, id as u64, 0);
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Sleeps (SCHEDOP_poll on no port, with a timeout) for `ms` of PV-clock time.
+fn sleep_ms(ms: u64) {
+    let sp = sluice_abi::hypercall::SchedPoll {
+        ports: 0,
+        nr_ports: 0,
+        _pad0: 0,
+        timeout: pvclock_ns() + ms * 1_000_000,
+    };
+    hypercall(
+        Hypercall::SchedOp as u64,
+        [3, &sp as *const _ as u64, 0, 0, 0],
+    );
 }
 
 /// Blocks until `port` is pending, for up to `secs` of PV-clock time.
@@ -102,8 +127,6 @@ pub fn flood(c: &mut Checks, peer: u16) {
     // The victim measures its timer alone first.
     c.check("flood: the victim's baseline done", block_for(port, 120), 0);
     clear_pending(port);
-    fill_data(&[0]);
-    set_alias(true);
     AP_ROLE.store(1, Ordering::SeqCst);
     let stack = core::ptr::addr_of!(super::g_ap_stack_top) as u64;
     let mut ctx = [0u32; 32];
@@ -114,30 +137,45 @@ pub fn flood(c: &mut Checks, peer: u16) {
     let r = vcpu_op(0, 1, ctx.as_mut_ptr() as u64);
     let r2 = vcpu_op(1, 1, 0);
     c.check("flood: vcpu 1 started", r == 0 && r2 == 0, r | r2);
-    let started = wait_until(|| FLOOD_STAGE.load(Ordering::SeqCst) >= 1);
-    c.check("flood: vcpu 1 entered the 2^31-op batch", started, 0);
-    let _ = writeln!(
-        Console,
-        "flood: GNTTABOP_copy, count 0x7fffffff over an alias at {ALIAS_VA:#x}; telling d{peer}"
-    );
-    let r = evtchn(4, &mut [port]);
-    c.check("flood: go sent", r == 0, r);
-    let done = block_for(port, 120);
-    clear_pending(port);
-    c.check(
-        "flood: the victim finished its timer while the batch ran",
-        done && FLOOD_STAGE.load(Ordering::SeqCst) == 1,
-        FLOOD_STAGE.load(Ordering::SeqCst) as i64,
-    );
-    // The alias goes: the batch's next continuation faults.
-    set_alias(false);
-    let ended = wait_until(|| FLOOD_STAGE.load(Ordering::SeqCst) == 2);
-    let r = FLOOD_RESULT.load(Ordering::SeqCst);
-    c.check(
-        "flood: the batch ended with EFAULT once the alias was unmapped",
-        ended && r == err(XenErrno::Efault),
-        r,
-    );
+    // Each batch runs until the alias goes: map and unmap for 100 ms each, then copy
+    // until the victim has measured its timer (it started during the map batch).
+    for (k, (_, name)) in BATCHES.iter().enumerate() {
+        fill_data(&[0]);
+        set_alias(true);
+        FLOOD_ALIASED.store(k as u32 + 1, Ordering::SeqCst);
+        let inside = 2 * k as u32 + 1;
+        let started = wait_until(|| FLOOD_STAGE.load(Ordering::SeqCst) >= inside);
+        c.check("flood: vcpu 1 entered a 2^31-op batch", started, k as i64);
+        if k == 0 {
+            let _ = writeln!(
+                Console,
+                "flood: GNTTABOP_map/unmap/copy, count 0x7fffffff over an alias at {ALIAS_VA:#x}; telling d{peer}"
+            );
+            let r = evtchn(4, &mut [port]);
+            c.check("flood: go sent", r == 0, r);
+        }
+        if k + 1 < BATCHES.len() {
+            sleep_ms(100);
+        } else {
+            let done = block_for(port, 120);
+            clear_pending(port);
+            c.check(
+                "flood: the victim finished its timer while the batches ran",
+                done && FLOOD_STAGE.load(Ordering::SeqCst) == inside,
+                FLOOD_STAGE.load(Ordering::SeqCst) as i64,
+            );
+        }
+        // The alias goes: the batch's next continuation faults.
+        set_alias(false);
+        let ended = wait_until(|| FLOOD_STAGE.load(Ordering::SeqCst) == inside + 1);
+        let r = FLOOD_RESULT[k].load(Ordering::SeqCst);
+        let _ = writeln!(Console, "flood: {name} batch: {r}");
+        c.check(
+            "flood: the batch ended with EFAULT once the alias was unmapped",
+            ended && r == err(XenErrno::Efault),
+            r,
+        );
+    }
     console_flood(c);
 }
 
