@@ -104,6 +104,8 @@ pub struct Svm {
     msrpm: u64,
     /// VMSAVE area for the host's FS/GS/TR/LDTR/syscall MSRs while a guest runs.
     host_area: u64,
+    /// The CPU has RDTSCP (and so TSC_AUX, loaded per vCPU at each entry).
+    rdtscp: bool,
 }
 
 /// MSRs a guest reads and writes directly: those VMRUN (EFER, with NPT the guest PAT)
@@ -255,6 +257,7 @@ impl Svm {
             iopm,
             msrpm,
             host_area: 0,
+            rdtscp: cpuid(0x8000_0001).3 & (1 << 27) != 0,
         }
         .for_this_cpu(alloc)
     }
@@ -282,6 +285,7 @@ impl Svm {
             iopm: self.iopm,
             msrpm: self.msrpm,
             host_area,
+            rdtscp: self.rdtscp,
         })
     }
 }
@@ -370,7 +374,9 @@ impl VirtBackend for Svm {
             let mut host = FxArea([0; 512]);
             core::arch::x86_64::_fxsave64(host.0.as_mut_ptr());
             core::arch::x86_64::_fxrstor64(v.fpu.0.as_ptr());
-            Msr::new(MSR_TSC_AUX).write(v.tsc_aux as u64);
+            if self.rdtscp {
+                Msr::new(MSR_TSC_AUX).write(v.tsc_aux as u64);
+            }
             core::arch::asm!(
                 "mov dr0, {0}", "mov dr1, {1}", "mov dr2, {2}", "mov dr3, {3}",
                 in(reg) v.dr[0], in(reg) v.dr[1], in(reg) v.dr[2], in(reg) v.dr[3],
