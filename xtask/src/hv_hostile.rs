@@ -54,14 +54,16 @@ fn wanted_intercepts() -> (u32, u32, u32) {
 /// Bounded work and intercepts (issue 11, items 4 and 5), on two CPUs: `flood` (two
 /// vCPUs) runs 2^31-op map/unmap/copy grant batches over an aliased region while `flood-victim`
 /// measures its 10 ms periodic timer, then floods the console; two `intercepts`
-/// domains run every intercepted instruction. Checks the VMCB intercept words the
+/// domains run every intercepted instruction; `db-loop` lives in #DB delivery on one
+/// vCPU and is shut down from the other. Checks the VMCB intercept words the
 /// hypervisor logs against the APM's exit codes (TCG does not model every intercept:
 /// #AC never happens under TCG, which does no alignment checks).
 pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
     let t0 = std::time::Instant::now();
     let modules = format!(
         "{g} name=flood role=flood vcpus=2 peer=2,{g} name=victim role=flood-victim peer=1,\
-         {g} name=intercepts-a role=intercepts peer=0,{g} name=intercepts-b role=intercepts peer=1"
+         {g} name=intercepts-a role=intercepts peer=0,{g} name=intercepts-b role=intercepts peer=1,\
+         {g} name=db-loop role=db-loop vcpus=2"
     );
     let (status, log) = boot(hv, &modules, &["-smp", "2"], "")?;
     let mut problems = Vec::new();
@@ -83,10 +85,14 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
         "(d3) ok INVLPGA -> #UD (intercepted)",
         "(d3) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
         "(d4) ok DR0-DR3 kept per vCPU across 50 yields",
+        "d5: exception 1 intercepted and reflected into the guest",
+        "(d5) ok db-loop: vcpu 1 loops in #DB delivery, and vcpu 0 still runs",
+        "domain 5 (db-loop): shut down, reason 0",
         "(d1) GUEST PASS",
         "(d2) GUEST PASS",
         "(d3) GUEST PASS",
         "(d4) GUEST PASS",
+        "(d5) GUEST PASS",
     ] {
         if !log.contains(needle) {
             problems.push(format!("missing: {needle}"));

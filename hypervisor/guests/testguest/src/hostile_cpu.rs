@@ -5,6 +5,7 @@
 //!   timer; vCPU 0 ends each by unmapping the alias (EFAULT at the next continuation).
 //!   Then a console flood.
 //! - `flood-victim` (`peer=N`): the periodic timer's lateness while the flood runs.
+//! - `db-loop` (`vcpus=2`): vCPU 1 lives in #DB delivery; vCPU 0 shuts the domain down.
 //! - `intercepts`: an IDT of its own, then #DB (TF), INVLPGA, VMLOAD, MONITOR,
 //!   MWAIT, RDPMC, INVD, WBINVD, XSETBV, RDTSCP/TSC_AUX and DR0-DR3 across yields.
 
@@ -61,10 +62,62 @@ static FLOOD_STAGE: AtomicU32 = AtomicU32::new(0);
 /// Batches vCPU 0 has put the alias in place for.
 static FLOOD_ALIASED: AtomicU32 = AtomicU32::new(0);
 static FLOOD_RESULT: [AtomicI64; 3] = [const { AtomicI64::new(0) }; 3];
-/// vCPU 1's work when it starts: 1 for the flood (0: the `smp` role's checks).
+/// vCPU 1's work when it starts: 1 flood, 2 db-loop (0: the `smp` role's checks).
 pub static AP_ROLE: AtomicU32 = AtomicU32::new(0);
 /// The batches, in order: map_grant_ref, unmap_grant_ref, copy (each 2^31 - 1 ops).
 const BATCHES: [(u64, &str); 3] = [(0, "map_grant_ref"), (1, "unmap_grant_ref"), (5, "copy")];
+
+/// vCPU 1 of `db-loop`: single-steps a jump to itself with a #DB handler that returns
+/// with TF still set, forever (XSA-156's class: a guest living in exception delivery).
+pub fn db_loop_ap() -> ! {
+    install_idt(None);
+    // SAFETY: deliberately hostile: TF on, then a jump to itself; the handler returns
+    // to it with TF on, so every instruction raises #DB again. The domain ends it.
+    unsafe {
+        core::arch::asm!(
+            "pushfq",
+            "orq $0x100, (%rsp)",
+            "popfq",
+            "2: jmp 2b",
+            options(att_syntax, noreturn)
+        )
+    }
+}
+
+/// `db-loop` (`vcpus=2`): vCPU 1 loops in #DB delivery; vCPU 0 watches it make
+/// progress (each #DB an intercepted, reflected exit, preemptible), then shuts the
+/// domain down with vCPU 1 still looping.
+pub fn db_loop(c: &mut Checks) {
+    map_shared_info(c); // the PV clock, for sleep_ms
+    install_idt(Some(tg_db_again));
+    AP_ROLE.store(2, Ordering::SeqCst);
+    start_vcpu1(c);
+    let looping = wait_until(|| DB_LOOPS.load(Ordering::SeqCst) > 1000);
+    let n = DB_LOOPS.load(Ordering::SeqCst);
+    sleep_ms(100);
+    let m = DB_LOOPS.load(Ordering::SeqCst);
+    let _ = writeln!(
+        Console,
+        "db-loop: vcpu 1 took {m} #DBs so far; shutting the domain down under it"
+    );
+    c.check(
+        "db-loop: vcpu 1 loops in #DB delivery, and vcpu 0 still runs",
+        looping && m > n,
+        m as i64,
+    );
+}
+
+fn start_vcpu1(c: &mut Checks) {
+    let stack = core::ptr::addr_of!(super::g_ap_stack_top) as u64;
+    let mut ctx = [0u32; 32];
+    ctx[2 + 3] = 1;
+    ctx[2 + 4] = stack as u32;
+    ctx[2 + 8] = super::pvh_ap_start32 as *const () as usize as u32;
+    ctx[2 + 10] = 0x11;
+    let r = vcpu_op(0, 1, ctx.as_mut_ptr() as u64);
+    let r2 = vcpu_op(1, 1, 0);
+    c.check("vcpu 1 started", r == 0 && r2 == 0, r | r2);
+}
 
 /// vCPU 1 of `flood`: the huge batches, each when vCPU 0 has set the alias up.
 pub fn flood_ap(id: u32) -> ! {
@@ -128,15 +181,7 @@ pub fn flood(c: &mut Checks, peer: u16) {
     c.check("flood: the victim's baseline done", block_for(port, 120), 0);
     clear_pending(port);
     AP_ROLE.store(1, Ordering::SeqCst);
-    let stack = core::ptr::addr_of!(super::g_ap_stack_top) as u64;
-    let mut ctx = [0u32; 32];
-    ctx[2 + 3] = 1;
-    ctx[2 + 4] = stack as u32;
-    ctx[2 + 8] = super::pvh_ap_start32 as *const () as usize as u32;
-    ctx[2 + 10] = 0x11;
-    let r = vcpu_op(0, 1, ctx.as_mut_ptr() as u64);
-    let r2 = vcpu_op(1, 1, 0);
-    c.check("flood: vcpu 1 started", r == 0 && r2 == 0, r | r2);
+    start_vcpu1(c);
     // Each batch runs until the alias goes: map and unmap for 100 ms each, then copy
     // until the victim has measured its timer (it started during the map batch).
     for (k, (_, name)) in BATCHES.iter().enumerate() {
@@ -302,6 +347,8 @@ pub fn flood_victim(c: &mut Checks, peer: u16) {
 // The `intercepts` role's exception handlers: record the vector, count, skip
 // EXC_SKIP bytes of the faulting instruction, clear TF, return.
 #[no_mangle]
+static DB_LOOPS: AtomicU64 = AtomicU64::new(0);
+#[no_mangle]
 static EXC_VECTOR: AtomicU64 = AtomicU64::new(0);
 #[no_mangle]
 static EXC_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -311,7 +358,11 @@ static EXC_SKIP_BYTES: AtomicU64 = AtomicU64::new(0);
 core::arch::global_asm!(
     r#"
     .section .text
-    .global tg_exc_db, tg_exc_ud, tg_exc_gp, tg_exc_ac
+    .global tg_exc_db, tg_exc_ud, tg_exc_gp, tg_exc_ac, tg_db_again
+/* db-loop's #DB handler: count and return with TF still set: #DB again. */
+tg_db_again:
+    lock incq DB_LOOPS(%rip)
+    iretq
 tg_exc_db:
     movq $1, EXC_VECTOR(%rip)
     jmp 1f
@@ -337,6 +388,7 @@ tg_exc_ac:
 );
 
 extern "C" {
+    fn tg_db_again();
     fn tg_exc_db();
     fn tg_exc_ud();
     fn tg_exc_gp();
@@ -345,14 +397,19 @@ extern "C" {
 
 static mut IDT: [u64; 512] = [0; 512];
 
-fn install_idt() {
+/// Loads the IDT (filling it first when `db` is given: the #DB handler, the others
+/// fixed). Each vCPU loads it for itself.
+fn install_idt(db: Option<unsafe extern "C" fn()>) {
     let idt = core::ptr::addr_of!(IDT) as u64;
-    for (v, h) in [
-        (1u64, tg_exc_db as *const () as u64),
-        (6, tg_exc_ud as *const () as u64),
-        (13, tg_exc_gp as *const () as u64),
-        (17, tg_exc_ac as *const () as u64),
-    ] {
+    let gates = db.map(|db| {
+        [
+            (1u64, db as *const () as u64),
+            (6, tg_exc_ud as *const () as u64),
+            (13, tg_exc_gp as *const () as u64),
+            (17, tg_exc_ac as *const () as u64),
+        ]
+    });
+    for (v, h) in gates.into_iter().flatten() {
         let lo = (h & 0xFFFF) | (0x08 << 16) | (0x8E << 40) | ((h >> 16) & 0xFFFF) << 48;
         super::xen::write64(idt + v * 16, lo);
         super::xen::write64(idt + v * 16 + 8, h >> 32);
@@ -410,7 +467,7 @@ pub fn intercepts(c: &mut Checks, tag: u64) {
         read_drs() == [0; 4],
         read_drs()[0] as i64,
     );
-    install_idt();
+    install_idt(Some(tg_exc_db));
     // SAFETY (each asm below): deliberately hostile instructions; the handlers above
     // catch what they raise and skip them.
     let r = trap(0, || unsafe {

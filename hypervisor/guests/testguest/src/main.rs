@@ -86,6 +86,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "pong" => pong(&mut c, peer(cmdline)),
         "flood" => hostile_cpu::flood(&mut c, peer(cmdline)),
         "flood-victim" => hostile_cpu::flood_victim(&mut c, peer(cmdline)),
+        "db-loop" => hostile_cpu::db_loop(&mut c),
         "intercepts" => hostile_cpu::intercepts(&mut c, peer(cmdline) as u64 + 1),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
@@ -1485,8 +1486,10 @@ const VCPUOP_IS_UP: u64 = 3;
 /// vCPU 1, in long mode on vCPU 0's page tables, on the stack it was given.
 #[no_mangle]
 extern "C" fn guest_ap_main(id: u32, rsp: u64) -> ! {
-    if hostile_cpu::AP_ROLE.load(Ordering::SeqCst) == 1 {
-        hostile_cpu::flood_ap(id);
+    match hostile_cpu::AP_ROLE.load(Ordering::SeqCst) {
+        1 => hostile_cpu::flood_ap(id),
+        2 => hostile_cpu::db_loop_ap(),
+        _ => {}
     }
     AP_RSP.store(rsp, Ordering::SeqCst);
     AP_VERSION.store(
