@@ -98,6 +98,7 @@ pub struct Domain<B: VirtBackend = Svm> {
     svm: B,
     pub console: [u8; 160],
     pub console_len: usize,
+    pub console_rate: crate::hypercall::ConsoleRate,
     /// The shared_info frame (pending/mask bitmaps, vcpu_info); in the guest's physmap
     /// once it asks (XENMEM_add_to_physmap).
     pub shared_info: u64,
@@ -241,6 +242,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             svm: svm.clone(),
             console: [0; 160],
             console_len: 0,
+            console_rate: Default::default(),
             shared_info,
             shared_info_at: None,
             evtchn: [Port::Free; NR_PORTS],

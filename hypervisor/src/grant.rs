@@ -8,6 +8,7 @@
 use crate::addr::{Gfn, Gpa, Hpa};
 use crate::arch::phys;
 use crate::domain::{Access, Domain};
+use crate::hypercall::{Progress, OPS_PER_ENTRY};
 use crate::mm::{FrameAllocator, Owner};
 use sluice_abi::grant_table::{
     GntCopyFlags, GntMapFlags, GntTabOp, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef,
@@ -458,9 +459,21 @@ pub fn grant_table_op(
     cmd: u64,
     arg: u64,
     count: u64,
-) -> Result<i64, XenErrno> {
+) -> Result<Progress, XenErrno> {
     let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
     let me = d.id;
+    // Xen's `unsigned int count`, and `(int)count < 0` is EINVAL.
+    let count = count as u32 as u64;
+    if count > i32::MAX as u64 {
+        return Err(XenErrno::Einval);
+    }
+    // A preemption point every OPS_PER_ENTRY ops: the continuation re-enters with the
+    // handle advanced past the ops done and the count reduced by them (Xen's
+    // do_grant_table_op: guest_handle_add_offset, then "ihi", cmd, uop, count - done).
+    let preempt = |i: u64, size: usize| {
+        (i > 0 && i.is_multiple_of(OPS_PER_ENTRY))
+            .then(|| Progress::Preempted([cmd, arg.wrapping_add(i * size as u64), count - i]))
+    };
     let op = u32::try_from(cmd)
         .ok()
         .and_then(GntTabOp::from_raw)
@@ -485,7 +498,7 @@ pub fn grant_table_op(
                 GrantStatus::PermissionDenied as i16
             };
             d.copy_to_guest(arg, q.as_bytes())?;
-            Ok(0)
+            Ok(Progress::Done(0))
         }
         GntTabOp::SetupTable => {
             if count != 1 {
@@ -510,10 +523,13 @@ pub fn grant_table_op(
             // Only the status field is written back (Xen's __copy_field_to_guest).
             let at = arg.wrapping_add(core::mem::offset_of!(GnttabSetupTable, status) as u64);
             d.copy_to_guest(at, &(status as i16).to_le_bytes())?;
-            Ok(0)
+            Ok(Progress::Done(0))
         }
         GntTabOp::Copy => {
             for i in 0..count {
+                if let Some(p) = preempt(i, core::mem::size_of::<GnttabCopy>()) {
+                    return Ok(p);
+                }
                 let at = arg.wrapping_add(i * core::mem::size_of::<GnttabCopy>() as u64);
                 let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 let mut raw = [0u8; core::mem::size_of::<GnttabCopy>()];
@@ -526,11 +542,14 @@ pub fn grant_table_op(
                 let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 d.copy_to_guest(at, op.as_bytes())?;
             }
-            Ok(0)
+            Ok(Progress::Done(0))
         }
         GntTabOp::MapGrantRef => {
             const SZ: usize = core::mem::size_of::<GnttabMapGrantRef>();
             for i in 0..count {
+                if let Some(p) = preempt(i, SZ) {
+                    return Ok(p);
+                }
                 let at = arg.wrapping_add(i * SZ as u64);
                 let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 let mut raw = [0u8; SZ];
@@ -548,11 +567,14 @@ pub fn grant_table_op(
                 let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 d.copy_to_guest(at, op.as_bytes())?;
             }
-            Ok(0)
+            Ok(Progress::Done(0))
         }
         GntTabOp::UnmapGrantRef => {
             const SZ: usize = core::mem::size_of::<GnttabUnmapGrantRef>();
             for i in 0..count {
+                if let Some(p) = preempt(i, SZ) {
+                    return Ok(p);
+                }
                 let at = arg.wrapping_add(i * SZ as u64);
                 let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 let mut raw = [0u8; SZ];
@@ -576,7 +598,7 @@ pub fn grant_table_op(
                 let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
                 d.copy_to_guest(at, op.as_bytes())?;
             }
-            Ok(0)
+            Ok(Progress::Done(0))
         }
         _ => Err(XenErrno::Enosys),
     }

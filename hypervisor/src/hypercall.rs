@@ -23,6 +23,9 @@ pub const XEN_MINOR: u32 = 17;
 /// The hypercall-page MSR announced in CPUID 0x40000002.
 pub const HYPERCALL_MSR: u32 = 0x4000_0000;
 
+/// What RDTSCP returns in ECX: per vCPU (Xen's `msrs->tsc_aux`).
+const MSR_TSC_AUX: u32 = 0xC000_0103;
+
 /// Xen's MILLISECS(1): the shortest periodic timer.
 const PERIODIC_MIN_NS: u64 = 1_000_000;
 /// Xen's STIME_DELTA_MAX: the longest.
@@ -63,10 +66,15 @@ pub fn cpuid(d: &mut Domain) {
             match leaf {
                 // Running under a hypervisor; no XSAVE/AVX: only the FXSAVE state (x87,
                 // SSE) is switched between vCPUs, so wider state must not be offered.
-                1 => r[2] = (r[2] | 1 << 31) & !(1 << 26 | 1 << 27 | 1 << 28),
+                // MONITOR/MWAIT (ECX bit 3) hidden too: their exits give #UD.
+                1 => r[2] = (r[2] | 1 << 31) & !(1 << 3 | 1 << 26 | 1 << 27 | 1 << 28),
+                5 => r = [0; 4],
                 7 => r[1] &= !(1 << 5 | 0xDC23_0000),
                 0xD => r = [0; 4],
-                0x8000_0001 => r[2] &= !(1 << 2), // no nested SVM
+                // No nested SVM (2), no core performance counters (23: RDPMC is #GP),
+                // no MONITORX/MWAITX (29). RDTSCP (EDX 27) stays: it runs natively
+                // with the vCPU's own TSC_AUX.
+                0x8000_0001 => r[2] &= !(1 << 2 | 1 << 23 | 1 << 29),
                 0x8000_000A => r = [0; 4],
                 _ => {}
             }
@@ -96,6 +104,17 @@ pub fn msr(d: &mut Domain, write: bool) -> After {
         crate::log!("d{}: hypercall page at gpa {:#x}", d.id, gpa);
     } else if !write && index == HYPERCALL_MSR {
         d.vcpu().set_rax(0);
+        d.vcpu().regs().rdx = 0;
+    } else if index == MSR_TSC_AUX && write {
+        // Per vCPU, loaded at each entry; the upper half is reserved (#GP).
+        if value >> 32 != 0 {
+            d.vcpu().inject_gp();
+            return After::Continue;
+        }
+        d.vcpu().set_tsc_aux(value as u32);
+    } else if index == MSR_TSC_AUX {
+        let aux = d.vcpu().tsc_aux();
+        d.vcpu().set_rax(aux as u64);
         d.vcpu().regs().rdx = 0;
     } else {
         d.vcpu().inject_gp();
@@ -145,16 +164,22 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAllocato
     }
     let (result, after) = match Hypercall::from_raw(nr) {
         Some(Hypercall::ConsoleIo) => (console_io(d, a[0], a[1], a[2]), After::Continue),
-        Some(Hypercall::XenVersion) => (xen_version(d, a[0], a[1]), After::Continue),
-        Some(Hypercall::SchedOp) => sched_op(d, a[0], a[1]),
-        Some(Hypercall::MemoryOp) => (memory_op(d, fa, a[0], a[1]), After::Continue),
-        Some(Hypercall::VcpuOp) => vcpu_op(d, a[0], a[1], a[2]),
+        Some(Hypercall::XenVersion) => (done(xen_version(d, a[0], a[1])), After::Continue),
+        Some(Hypercall::SchedOp) => {
+            let (r, after) = sched_op(d, a[0], a[1]);
+            (done(r), after)
+        }
+        Some(Hypercall::MemoryOp) => (done(memory_op(d, fa, a[0], a[1])), After::Continue),
+        Some(Hypercall::VcpuOp) => {
+            let (r, after) = vcpu_op(d, a[0], a[1], a[2]);
+            (done(r), after)
+        }
         Some(Hypercall::GrantTableOp) => (
             crate::grant::grant_table_op(doms, cur, fa, a[0], a[1], a[2]),
             After::Continue,
         ),
         Some(Hypercall::EventChannelOp) => (
-            crate::evtchn::event_channel_op(doms, cur, a[0], a[1]),
+            done(crate::evtchn::event_channel_op(doms, cur, a[0], a[1])),
             After::Continue,
         ),
         _ => (Err(XenErrno::Enosys), After::Continue),
@@ -162,37 +187,157 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAllocato
     let Some(d) = doms[cur].as_mut() else {
         return After::Kill;
     };
-    d.vcpu().set_rax(ret(result));
+    match result {
+        Ok(Progress::Preempted(args)) => {
+            // Xen's hypercall_create_continuation: the guest re-executes VMMCALL (RIP
+            // not advanced, rax the hypercall number again) with the remaining work in
+            // its argument registers; meanwhile the lock is released and a pending tick
+            // preempts it at the next VMRUN. Guests treat the argument registers as
+            // clobbered by a hypercall (Linux: "+D", "+S", "+d").
+            d.vcpu().set_rip(rip);
+            d.vcpu().set_rax(nr);
+            let long = d.vcpu().long_mode();
+            let regs = d.vcpu().regs();
+            if long {
+                [regs.rdi, regs.rsi, regs.rdx] = args;
+            } else {
+                [regs.rbx, regs.rcx, regs.rdx] = args;
+            }
+        }
+        Ok(Progress::Done(v)) => d.vcpu().set_rax(v as u64),
+        Err(e) => d.vcpu().set_rax(ret(Err(e))),
+    }
     after
 }
 
-fn console_io(d: &mut Domain, cmd: u64, count: u64, buf: u64) -> Result<i64, XenErrno> {
+/// How far a hypercall got: done (its return value), or stopped at a preemption point
+/// with the first three arguments of its continuation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Done(i64),
+    Preempted([u64; 3]),
+}
+
+fn done(r: Result<i64, XenErrno>) -> Result<Progress, XenErrno> {
+    r.map(Progress::Done)
+}
+
+/// Operations of a batched hypercall (a grant op, a console chunk) done per entry before
+/// a continuation: each is bounded (at most a page copied or mapped), so one entry
+/// holds the lock for a bounded time whatever count the guest passes.
+pub const OPS_PER_ENTRY: u64 = 16;
+/// Console bytes copied (and printed, within the rate) per entry.
+const CONSOLE_CHUNK: u64 = 1024;
+/// Console bytes skipped per entry once over the rate: only their pages are checked.
+const CONSOLE_SKIP_CHUNK: u64 = 64 * 4096;
+/// Console output rate per domain (token bucket): a burst of 32 KiB, then 8 KiB/s
+/// (a 115200-baud serial line carries about 11 KiB/s); the rest is dropped, counted.
+const CONSOLE_BURST: u64 = 32 * 1024;
+const CONSOLE_RATE: u64 = 8 * 1024;
+
+/// A domain's console output budget.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsoleRate {
+    tokens: u64,
+    last_ns: u64,
+    started: bool,
+    pub printed: u64,
+    pub dropped: u64,
+}
+
+impl ConsoleRate {
+    /// Adds the budget earned since the last refill (at most the burst).
+    fn refill(&mut self, now: u64) {
+        if !self.started {
+            self.started = true;
+            self.tokens = CONSOLE_BURST;
+            self.last_ns = now;
+            return;
+        }
+        let dt = now.saturating_sub(self.last_ns);
+        let add = (dt as u128 * CONSOLE_RATE as u128 / 1_000_000_000) as u64;
+        if add > 0 {
+            self.tokens = (self.tokens + add).min(CONSOLE_BURST);
+            self.last_ns = now;
+        }
+    }
+    /// True when no byte may print at `now`.
+    fn over(&mut self, now: u64) -> bool {
+        self.refill(now);
+        self.tokens == 0
+    }
+    /// Takes up to `n` bytes of budget; returns how many may print (the rest dropped).
+    fn take(&mut self, now: u64, n: u64) -> u64 {
+        self.refill(now);
+        let k = n.min(self.tokens);
+        self.tokens -= k;
+        self.printed += k;
+        self.dropped += n - k;
+        k
+    }
+}
+
+/// CONSOLEIO_write, every domain (as Xen debug builds; release builds allow only the
+/// hardware/console domain, and the test guests speak only through it): at most
+/// [`CONSOLE_CHUNK`] bytes per entry, then a continuation (cmd, count left, buffer
+/// advanced: Xen's "iih"); bytes over the domain's rate are dropped (their pages still
+/// checked, so a bad buffer is EFAULT at any rate). As Xen, the bytes before a fault
+/// are printed.
+fn console_io(d: &mut Domain, cmd: u64, count: u64, buf: u64) -> Result<Progress, XenErrno> {
     match u32::try_from(cmd).ok().and_then(ConsoleIo::from_raw) {
         Some(ConsoleIo::Write) => {
-            // Like Xen, a negative count is refused; large writes are copied in chunks.
+            // Like Xen, a negative count is refused.
             let count = i32::try_from(count).map_err(|_| XenErrno::Einval)?;
             if count < 0 {
                 return Err(XenErrno::Einval);
             }
-            // Check the whole buffer first, so a bad one prints nothing (the walk stops at
-            // the first page the domain cannot reach, so it is bounded by its memory).
-            let mut page = buf & !0xFFF;
-            while page < buf.wrapping_add(count as u64) {
-                d.gva_to_gpa(page)
-                    .and_then(|gpa| d.gpa_to_hpa(gpa).ok_or(XenErrno::Efault))?;
-                page = page.checked_add(4096).ok_or(XenErrno::Efault)?;
+            let count = count as u64;
+            if count == 0 {
+                return Ok(Progress::Done(0));
             }
-            let mut done = 0u64;
-            let mut chunk = [0u8; 128];
-            while done < count as u64 {
-                let n = (count as u64 - done).min(128) as usize;
-                d.copy_from_guest(buf.wrapping_add(done), &mut chunk[..n])?;
-                for &b in &chunk[..n] {
-                    console_byte(d, b);
+            let reachable = |d: &Domain, gva: u64| {
+                d.gva_to_gpa(gva)
+                    .and_then(|gpa| d.gpa_to_hpa(gpa).ok_or(XenErrno::Efault))
+                    .is_ok()
+            };
+            let now = d.clock.now_ns();
+            if d.console_rate.over(now) {
+                // Over the rate: skip (up to a bounded run of pages), checking each.
+                let n = count.min(CONSOLE_SKIP_CHUNK);
+                let mut page = buf & !0xFFF;
+                while page < buf.wrapping_add(n) {
+                    if !reachable(d, page) {
+                        return Err(XenErrno::Efault);
+                    }
+                    page = page.checked_add(4096).ok_or(XenErrno::Efault)?;
                 }
-                done += n as u64;
+                d.console_rate.dropped += n;
+                if n < count {
+                    return Ok(Progress::Preempted([cmd, count - n, buf.wrapping_add(n)]));
+                }
+                return Ok(Progress::Done(0));
             }
-            Ok(0)
+            // The reachable prefix of this chunk is printed (within the rate); a fault
+            // after it ends the write with EFAULT.
+            let n = count.min(CONSOLE_CHUNK);
+            let mut valid = 0;
+            while valid < n && reachable(d, buf.wrapping_add(valid)) {
+                valid = (valid + 4096 - (buf.wrapping_add(valid) & 0xFFF)).min(n);
+            }
+            let mut chunk = [0u8; CONSOLE_CHUNK as usize];
+            let bytes = &mut chunk[..valid as usize];
+            d.copy_from_guest(buf, bytes)?;
+            let print = d.console_rate.take(now, valid);
+            for &b in &bytes[..print as usize] {
+                console_byte(d, b);
+            }
+            if valid < n {
+                return Err(XenErrno::Efault);
+            }
+            if n < count {
+                return Ok(Progress::Preempted([cmd, count - n, buf.wrapping_add(n)]));
+            }
+            Ok(Progress::Done(0))
         }
         Some(ConsoleIo::Read) => Err(XenErrno::Eperm),
         None => Err(XenErrno::Enosys),

@@ -16,6 +16,7 @@ mod domain;
 mod evtchn;
 mod grant;
 mod hypercall;
+mod intercept;
 mod iommu;
 mod log;
 mod mm;
@@ -787,6 +788,16 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
             d.side_by_side
         );
     }
+    let rate = d.console_rate;
+    if rate.dropped > 0 {
+        log!(
+            "domain {} ({}): console: {} bytes printed, {} dropped (rate limit)",
+            d.id,
+            d.name(),
+            rate.printed,
+            rate.dropped
+        );
+    }
     let freed = d.destroy(&mut w.fa);
     log!(
         "domain {} ({}): destroyed, {} frames freed",
@@ -887,6 +898,8 @@ fn handle_exit(
                 }
             ),
         ),
+        Exit::Exception { vector, error_code } => intercept::exception(d, vector, error_code),
+        Exit::Insn(insn) => intercept::insn(d, insn),
         Exit::Shutdown => kill(d, format_args!("triple fault (rip {:#x})", rip)),
         Exit::Invalid => kill(d, format_args!("VMRUN refused the guest state")),
         Exit::Other(code) => kill(d, format_args!("unhandled exit {:#x}", code)),

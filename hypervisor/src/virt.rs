@@ -47,9 +47,30 @@ pub enum Exit {
         gpa: u64,
         flags: u64,
     },
+    /// An intercepted exception (#DB, #AC), to reflect into the guest.
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+    },
+    /// An intercepted instruction the guest may not run natively.
+    Insn(Insn),
     /// The hardware refused the guest state.
     Invalid,
     Other(u64),
+}
+
+/// Intercepted instructions (each with its own intercept bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insn {
+    Rdpmc,
+    Invd,
+    Wbinvd,
+    Invlpga,
+    /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT (no nested SVM is offered).
+    Svm,
+    Monitor,
+    Mwait,
+    Xsetbv,
 }
 
 /// A vCPU's architectural state, as exit handlers need it.
@@ -64,7 +85,18 @@ pub trait VcpuState {
     fn cr3(&self) -> u64;
     fn long_mode(&self) -> bool;
     fn cpl(&self) -> u8;
-    fn inject_gp(&mut self);
+    fn cr4(&self) -> u64;
+    fn inject_gp(&mut self) {
+        self.inject_exception(13, Some(0));
+    }
+    /// Raises exception `vector` in the guest at its next entry.
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>);
+    /// Counts an exception reflected into the guest; returns the count so far.
+    fn count_reflected(&mut self) -> u64;
+    /// The vCPU's TSC_AUX (what RDTSCP returns in ECX), loaded at each entry.
+    fn tsc_aux(&self) -> u32;
+    fn set_tsc_aux(&mut self, v: u32);
+
     /// Flushes the guest's TLB entries (after a nested page table change).
     fn flush_tlb(&mut self);
 }

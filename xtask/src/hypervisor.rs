@@ -104,6 +104,7 @@ pub fn run_suite() -> Result<()> {
     );
     multiboot2_parser_checks()?;
     grub_multiboot2_boot(&hv, &guest)?;
+    crate::hv_hostile::hostile_cpu_boot(&hv, &g.to_string())?;
     main_boot(&hv, &modules, 2)?;
     main_boot(&hv, &modules, 4)?;
     crate::hypervisor_mem::hostile_mem_boot(&hv, &guest)?;

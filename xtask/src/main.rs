@@ -5,6 +5,7 @@
 //! nothing else.
 
 mod abi_suites;
+mod hv_hostile;
 mod hypervisor;
 mod hypervisor_mem;
 mod iommu;

@@ -10,6 +10,7 @@ pub mod phys;
 pub mod serial;
 pub mod smp;
 pub mod svm;
+pub mod svm_intercepts;
 pub mod time;
 
 /// Host CPUID, for the guest CPUID handler to filter.

@@ -2,6 +2,7 @@
 //! and writes), and nothing runs.
 
 use crate::virt::{Exit, GuestRegs, VcpuState, VirtBackend};
+use alloc::vec::Vec;
 
 #[derive(Clone)]
 pub struct Svm {
@@ -30,8 +31,13 @@ pub struct SvmVcpu {
     pub cr3: u64,
     pub long_mode: bool,
     pub cpl: u8,
-    /// #GPs injected, TLB flushes asked for.
+    pub cr4: u64,
+    pub tsc_aux: u32,
+    /// #GPs injected, other exceptions injected (vector, error code), exceptions
+    /// reflected, TLB flushes asked for.
     pub gp: u32,
+    pub injected: Vec<(u8, Option<u32>)>,
+    pub reflected: u64,
     pub flushes: u32,
 }
 
@@ -84,8 +90,24 @@ impl VcpuState for SvmVcpu {
     fn cpl(&self) -> u8 {
         self.cpl
     }
-    fn inject_gp(&mut self) {
-        self.gp += 1;
+    fn cr4(&self) -> u64 {
+        self.cr4
+    }
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
+        if vector == 13 {
+            self.gp += 1;
+        }
+        self.injected.push((vector, error_code));
+    }
+    fn count_reflected(&mut self) -> u64 {
+        self.reflected += 1;
+        self.reflected
+    }
+    fn tsc_aux(&self) -> u32 {
+        self.tsc_aux
+    }
+    fn set_tsc_aux(&mut self, v: u32) {
+        self.tsc_aux = v;
     }
     fn flush_tlb(&mut self) {
         self.flushes += 1;

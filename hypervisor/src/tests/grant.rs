@@ -141,3 +141,35 @@ fn only_the_granters_own_ram_can_be_granted() {
     assert!(m.doms.iter().flatten().all(|d| d.audit(&mut m.fa) == 0));
     assert_eq!(m.fa.owner(m.hpa(2, X)), crate::mm::Owner::Domain(3));
 }
+
+#[test]
+fn a_long_batch_is_done_in_bounded_entries_by_continuations() {
+    use crate::hypercall::OPS_PER_ENTRY;
+    let mut m = machine(2);
+    m.grant(0, 8, 2, P, false);
+    m.d(1).write_gpa(X, b"sixteen bytes!!!").unwrap();
+    // 40 copies from domain 2's page into domain 1's granted page, one after another.
+    const N: u64 = 40;
+    let sz = core::mem::size_of::<GnttabCopy>() as u64;
+    for k in 0..N {
+        let op = GnttabCopy {
+            source: gfn(X),
+            dest: gref(8, 1),
+            len: 16,
+            flags: 2,
+            status: 99,
+            ..Default::default()
+        };
+        m.put(1, ARG + k * sz, &op);
+    }
+    assert_eq!(m.grant_batch(1, 5, ARG, N), Ok(0));
+    // Each entry does at most OPS_PER_ENTRY ops: 40 ops take 3 entries.
+    assert_eq!(m.entries as u64, N.div_ceil(OPS_PER_ENTRY));
+    for k in 0..N {
+        let op: GnttabCopy = m.get(1, ARG + k * sz);
+        assert_eq!(op.status, 0, "op {k}");
+    }
+    assert_eq!(m.flags(0, 8), 0);
+    // A count that is negative as Xen's int is refused before any work.
+    assert_eq!(m.grant_batch(1, 5, ARG, 0x8000_0000), Err(XenErrno::Einval));
+}

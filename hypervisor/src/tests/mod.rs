@@ -9,6 +9,7 @@ mod misc;
 use crate::addr::{Gpa, Hpa};
 use crate::arch::{phys, svm::Svm};
 use crate::domain::{Domain, DomainSpec};
+use crate::hypercall::Progress;
 use crate::mm::FrameAllocator;
 use crate::time::Clock;
 use sluice_abi::grant_table::{
@@ -36,6 +37,8 @@ pub struct Machine {
     pub doms: Vec<Option<Domain>>,
     /// Frames handed out before any domain existed (the frame table, ...).
     pub base: u64,
+    /// Hypercall entries the last `grant_batch` took (continuations + 1).
+    pub entries: u32,
 }
 
 /// A minimal PVH ELF: one 16-byte PT_LOAD at 1 MiB, the PHYS32 entry note.
@@ -69,7 +72,12 @@ pub fn machine(n: usize) -> Machine {
     let doms = (1..=n as u16)
         .map(|id| Some(Domain::create(&svm, &mut fa, id, &spec, Clock::calibrate()).unwrap()))
         .collect();
-    Machine { fa, doms, base }
+    Machine {
+        fa,
+        doms,
+        base,
+        entries: 0,
+    }
 }
 
 /// A frame allocator over the fake RAM (frame table set up), and the spec of a domain
@@ -139,8 +147,29 @@ impl Machine {
         op: &T,
     ) -> (Result<i64, XenErrno>, T) {
         self.put(i, ARG, op);
-        let r = crate::grant::grant_table_op(&mut self.doms, i, &mut self.fa, cmd, ARG, 1);
+        let r = self.grant_batch(i, cmd, ARG, 1);
         (r, self.get(i, ARG))
+    }
+
+    /// A grant-op batch as a guest runs it: re-entered with the continuation's
+    /// arguments (cmd, handle, count) while the hypervisor preempts it; the number of
+    /// entries it took is in `self.entries`.
+    pub fn grant_batch(
+        &mut self,
+        i: usize,
+        cmd: u64,
+        arg: u64,
+        count: u64,
+    ) -> Result<i64, XenErrno> {
+        let (mut cmd, mut arg, mut count) = (cmd, arg, count);
+        self.entries = 0;
+        loop {
+            self.entries += 1;
+            match crate::grant::grant_table_op(&mut self.doms, i, &mut self.fa, cmd, arg, count)? {
+                Progress::Done(r) => return Ok(r),
+                Progress::Preempted([c, a, n]) => (cmd, arg, count) = (c, a, n),
+            }
+        }
     }
 
     /// GNTTABOP_map_grant_ref by domain `i`: (status, handle).

@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod boot;
+mod hostile_cpu;
 mod hostile_mem;
 mod xen;
 
@@ -87,6 +88,10 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "hm-granter" => hostile_mem::granter(&mut c, cmdline),
         "hm-mapper" => hostile_mem::mapper(&mut c, cmdline),
         "hm-regrant" => hostile_mem::regrant_target(&mut c, cmdline),
+        "flood" => hostile_cpu::flood(&mut c, peer(cmdline)),
+        "flood-victim" => hostile_cpu::flood_victim(&mut c, peer(cmdline)),
+        "db-loop" => hostile_cpu::db_loop(&mut c),
+        "intercepts" => hostile_cpu::intercepts(&mut c, peer(cmdline) as u64 + 1),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();
@@ -206,10 +211,11 @@ fn abi_checks(c: &mut Checks) {
         r == err(XenErrno::Efault),
         r,
     );
-    let r = hypercall(
-        Hypercall::ConsoleIo as u64,
-        [0, 0x7fff_ffff, msg.as_ptr() as u64, 0, 0],
-    );
+    // The last 8 bytes of the domain's RAM, then memory it does not have: as Xen, the
+    // reachable part is printed, then EFAULT (the write goes on in 1 KiB continuations).
+    let tail = 0x80_0000 - 8;
+    xen::write64(tail, u64::from_le_bytes(*b"the end\n"));
+    let r = hypercall(Hypercall::ConsoleIo as u64, [0, 0x7fff_ffff, tail, 0, 0]);
     c.check(
         "console_io, count past the domain's memory -> EFAULT",
         r == err(XenErrno::Efault),
@@ -1484,6 +1490,11 @@ const VCPUOP_IS_UP: u64 = 3;
 /// vCPU 1, in long mode on vCPU 0's page tables, on the stack it was given.
 #[no_mangle]
 extern "C" fn guest_ap_main(id: u32, rsp: u64) -> ! {
+    match hostile_cpu::AP_ROLE.load(Ordering::SeqCst) {
+        1 => hostile_cpu::flood_ap(id),
+        2 => hostile_cpu::db_loop_ap(),
+        _ => {}
+    }
     AP_RSP.store(rsp, Ordering::SeqCst);
     AP_VERSION.store(
         hypercall(Hypercall::XenVersion as u64, [0, 0, 0, 0, 0]) as u64,

@@ -38,10 +38,13 @@ pub fn hypercall(nr: u64, a: [u64; 5]) -> i64 {
         return vmmcall_direct(nr, a);
     };
     let ret: u64;
-    // SAFETY: the stub at `entry` is `mov $nr, %eax; vmmcall; ret`; only rax changes.
+    // SAFETY: the stub at `entry` is `mov $nr, %eax; vmmcall; ret`; rax is the result
+    // and, as Xen's ABI allows (a continuation rewrites them), the argument registers
+    // are clobbered.
     unsafe {
         core::arch::asm!("call {e}", e = in(reg) nr_ok, lateout("rax") ret,
-            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4])
+            inout("rdi") a[0] => _, inout("rsi") a[1] => _, inout("rdx") a[2] => _,
+            inout("r10") a[3] => _, inout("r8") a[4] => _)
     };
     ret as i64
 }
@@ -49,10 +52,12 @@ pub fn hypercall(nr: u64, a: [u64; 5]) -> i64 {
 /// VMMCALL without the hypercall page.
 pub fn vmmcall_direct(nr: u64, a: [u64; 5]) -> i64 {
     let ret: u64;
-    // SAFETY: VMMCALL traps to the hypervisor, which only changes rax.
+    // SAFETY: VMMCALL traps to the hypervisor, which changes rax and (continuations)
+    // the argument registers.
     unsafe {
         core::arch::asm!("vmmcall", inlateout("rax") nr => ret,
-            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4])
+            inout("rdi") a[0] => _, inout("rsi") a[1] => _, inout("rdx") a[2] => _,
+            inout("r10") a[3] => _, inout("r8") a[4] => _)
     };
     ret as i64
 }
