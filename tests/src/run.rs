@@ -160,8 +160,14 @@ pub fn run_boot_with(boot: &Boot, opts: RunOptions) -> Result<BootReport> {
             Ok(r)
         }
         Err(e) => {
+            let _ = fs::write(logs.join("failure.txt"), format!("{e:#}\n"));
+            let what = if crate::progress::failure_expected() {
+                "run stopped as expected"
+            } else {
+                "FAILED"
+            };
             note(&format!(
-                "FAILED; logs and disk images kept: {} and {}",
+                "{what}; logs and disk images kept: {} and {}",
                 logs.display(),
                 run_dir(&boot.name).display()
             ));

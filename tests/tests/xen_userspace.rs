@@ -83,10 +83,10 @@ fn unserved_userspace_disk_fails() {
         ],
         fio_in_dom0: false,
     };
-    let err = run_boot(&boot).expect_err("a disk nobody serves must fail the run");
+    let err = sluice_testbed::progress::expecting_failure(|| run_boot(&boot))
+        .expect_err("a disk nobody serves must fail the run");
     let msg = format!("{err:#}");
-    eprintln!("expected failure: {msg}");
-    let Some(Failure::WithLogs { error, .. }) = err.downcast_ref::<Failure>() else {
+    let Some(Failure::WithLogs { error, logs }) = err.downcast_ref::<Failure>() else {
         panic!("not a run failure: {msg}");
     };
     assert!(
@@ -95,6 +95,10 @@ fn unserved_userspace_disk_fails() {
     );
     // The run stops at the first failure: reaching this step means the kernel one passed.
     assert!(msg.contains("pv-unserved/pattern-xvda"), "{msg}");
+    eprintln!(
+        "the unserved disk was refused as expected (detail: {})",
+        logs.join("failure.txt").display()
+    );
 }
 
 #[test]
