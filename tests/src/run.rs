@@ -679,7 +679,7 @@ fn host_ext4(image: &Path, data: &[u8]) -> Result<()> {
     let e2fsck = ["/usr/sbin/e2fsck", "/sbin/e2fsck"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .context("e2fsck not on the host (install e2fsprogs)")?;
+        .context("e2fsck not on the host: run `cargo xtask setup` (installs e2fsprogs)")?;
     let o = Command::new(e2fsck).arg("-fn").arg(image).output()?;
     if !o.status.success() {
         bail!(
@@ -692,7 +692,7 @@ fn host_ext4(image: &Path, data: &[u8]) -> Result<()> {
     let debugfs = ["/usr/sbin/debugfs", "/sbin/debugfs"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .context("debugfs not on the host (install e2fsprogs)")?;
+        .context("debugfs not on the host: run `cargo xtask setup` (installs e2fsprogs)")?;
     let cat = |path: &str| -> Result<Vec<u8>> {
         let o = Command::new(debugfs)
             .arg("-R")

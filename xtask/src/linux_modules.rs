@@ -126,7 +126,9 @@ fn kbuild(kernel: &Kernel, dir: &Path, args: &[&str]) -> Result<String> {
         .arg(format!("M={}", dir.display()))
         .args(args)
         .output()
-        .context("cannot run make (install make and the kernel headers)")?;
+        .context(
+            "cannot run make: run `cargo xtask setup` (installs make and the kernel headers)",
+        )?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
