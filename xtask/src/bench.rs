@@ -23,11 +23,13 @@ pub enum Size {
 /// One benchmark of docs/bench.md.
 pub struct Bench {
     pub name: &'static str,
-    /// Older spellings that still work (`cargo xtask bench-hypercall`, ...).
+    /// Other names `cargo xtask bench` accepts (older spellings, the test's name).
     pub aliases: &'static [&'static str],
+    /// What it runs underneath (to run it by hand, without setup and builds).
+    pub under: &'static str,
     /// What it compares (ours vs the peer, same run).
     pub compares: &'static str,
-    /// Where it runs and how long a full run takes on the 2-core development VM.
+    /// Where it runs.
     pub cost: &'static str,
     pub run: fn(Size) -> Result<()>,
 }
@@ -36,51 +38,58 @@ pub struct Bench {
 pub const BENCHES: &[Bench] = &[
     Bench {
         name: "ring",
-        aliases: &["cargo bench -p sluice-abi --bench ring"],
+        aliases: &[],
+        under: "cargo bench -p sluice-abi --bench ring",
         compares: "sluice_abi::ring (Xen layout) vs two rtrb SPSC queues: request/response round trips, one and two threads",
-        cost: "host, criterion, ~3 min",
+        cost: "host, criterion",
         run: |s| host_bench("sluice-abi", "ring", s),
     },
     Bench {
         name: "iommu",
-        aliases: &["cargo bench -p sluice-iommu --bench map_unmap"],
+        aliases: &["map_unmap"],
+        under: "cargo bench -p sluice-iommu --bench map_unmap",
         compares: "VT-d and AMD-Vi map/unmap on the mock HAL: range invalidation vs one invalidation per page",
-        cost: "host, criterion, ~2 min",
+        cost: "host, criterion",
         run: |s| host_bench("sluice-iommu", "map_unmap", s),
     },
     Bench {
         name: "engines",
-        aliases: &["cargo bench -p sluice-blkback --bench engines"],
+        aliases: &[],
+        under: "cargo bench -p sluice-blkback --bench engines",
         compares: "sluice-blkback on a fake frontend: io_uring vs synchronous engine; persistent grants vs grant copy",
-        cost: "host, ~1 min",
+        cost: "host",
         run: |s| host_bench("sluice-blkback", "engines", s),
     },
     Bench {
         name: "seq-read",
-        aliases: &["xen_bench seq_read_kernel_vs_sluice_blkback"],
+        aliases: &["seq_read_kernel_vs_sluice_blkback"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact seq_read_kernel_vs_sluice_blkback",
         compares: "real Xen, PV guests, dd 1 MiB O_DIRECT reads: kernel blkback vs sluice-blkback, A B A B A B",
-        cost: "Xen test bed, ~5 min",
+        cost: "Xen 4.17 test bed in QEMU, one boot",
         run: |s| xen_bench("seq_read_kernel_vs_sluice_blkback", s),
     },
     Bench {
         name: "fio-backends",
-        aliases: &["xen_bench fio_kernel_vs_sluice_blkback"],
+        aliases: &["fio_kernel_vs_sluice_blkback"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_blkback",
         compares: "real Xen, fio in PV guests: kernel blkback vs sluice-blkback, dom0 on the disk as the ceiling",
-        cost: "Xen test bed, ~10 min at 15 s per job",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 15 s per job",
         run: |s| xen_bench("fio_kernel_vs_sluice_blkback", s),
     },
     Bench {
         name: "fio-direct-buffered",
-        aliases: &["xen_bench fio_kernel_vs_sluice_direct_and_buffered"],
+        aliases: &["fio_kernel_vs_sluice_direct_and_buffered"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_direct_and_buffered",
         compares: "real Xen, fio: kernel blkback vs sluice-blkback O_DIRECT vs sluice-blkback --buffered, A B C x3",
-        cost: "Xen test bed, ~10 min at 10 s per job",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job",
         run: |s| xen_bench("fio_kernel_vs_sluice_direct_and_buffered", s),
     },
     Bench {
         name: "fio-frontends",
-        aliases: &["bench-blkfront", "xen_bench fio_sluice_vs_stock_blkfront"],
+        aliases: &["bench-blkfront", "fio_sluice_vs_stock_blkfront"],
+        under: "SLUICE_BLKFRONT_KO=build/linux-modules/sluice-blkfront/sluice-blkfront.ko cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_sluice_vs_stock_blkfront",
         compares: "real Xen, fio: sluice-blkfront.ko vs stock xen-blkfront, against kernel blkback and sluice-blkback",
-        cost: "Xen test bed, ~12 min at 10 s per job",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job",
         run: |s| {
             let ko = crate::linux_modules::blkfront_ko()?;
             xen_bench_env(
@@ -93,8 +102,9 @@ pub const BENCHES: &[Bench] = &[
     Bench {
         name: "hypercall",
         aliases: &["bench-hypercall"],
+        under: "xtask/src/bench_hypercall.rs: QEMU boots of the hypervisor, and the test hypercall_round_trip_on_xen with SLUICE_TESTGUEST",
         compares: "no-op hypercall and CPUID exit round trips: Sluice's hypervisor vs Xen 4.17, same PVH guest, same QEMU",
-        cost: "QEMU + Xen test bed, ~8 min (5 rounds)",
+        cost: "QEMU: 5 rounds, each a Sluice boot and a Xen test-bed boot",
         run: |s| crate::bench_hypercall::run(if s == Size::Smoke { 1 } else { 5 }, None),
     },
 ];
@@ -106,9 +116,10 @@ pub fn list() {
         let aliases = if b.aliases.is_empty() {
             String::new()
         } else {
-            format!("; also: {}", b.aliases.join(", "))
+            format!("; also named {}", b.aliases.join(", "))
         };
         println!("{:<20} ({}{aliases})", "", b.cost);
+        println!("{:<20} runs: {}", "", b.under);
     }
     println!(
         "\nRun one: cargo xtask bench NAME [--smoke]; results and their reading: docs/bench.md"
