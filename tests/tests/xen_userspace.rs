@@ -1,6 +1,6 @@
 //! Disks served by a userspace backend in dom0 (`BlockBackend::Userspace`).
 //!
-//! `unserved_userspace_disk_fails`: a kernel-blkback guest, then dom0 unloads
+//! `unserved_userspace_disk_refused`: a kernel-blkback guest, then dom0 unloads
 //! `xen-blkback` and starts a stand-in userspace backend that answers libxl's InitWait
 //! wait and then refuses the disk. Proves the disk line and hotplug path libxl takes for
 //! a userspace backend on Xen 4.17, the backend swap inside one boot, and that the
@@ -49,7 +49,7 @@ done
 
 #[test]
 #[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-userspace)"]
-fn unserved_userspace_disk_fails() {
+fn unserved_userspace_disk_refused() {
     let dir = sluice_testbed::paths::build_dir().join("testbed-fixtures");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("refusing-backend.sh");
