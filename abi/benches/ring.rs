@@ -201,19 +201,15 @@ fn paired_rounds() {
         v[v.len() / 2]
     };
     println!("paired rounds ({rounds} x {n} round trips each, interleaved):");
+    let (b, rb) = (median(&mut batched), median(&mut ratio_batched));
+    let (p, rp) = (median(&mut per_item), median(&mut ratio_per_item));
+    let r = median(&mut rtrb);
+    println!("  xen_ring_batched  median {b:6.2} M round trips/s, median ratio to rtrb {rb:.2}");
+    println!("  xen_ring_per_item median {p:6.2} M round trips/s, median ratio to rtrb {rp:.2}");
+    println!("  rtrb_pair         median {r:6.2} M round trips/s");
+    println!("docs/bench.md row (ours / rtrb; criterion's groups follow):");
     println!(
-        "  xen_ring_batched  median {:6.2} M round trips/s, median ratio to rtrb {:.2}",
-        median(&mut batched),
-        median(&mut ratio_batched)
-    );
-    println!(
-        "  xen_ring_per_item median {:6.2} M round trips/s, median ratio to rtrb {:.2}",
-        median(&mut per_item),
-        median(&mut ratio_per_item)
-    );
-    println!(
-        "  rtrb_pair         median {:6.2} M round trips/s",
-        median(&mut rtrb)
+        "| two threads, paired rounds, per-item / batched | 1 | {p:.1} / {b:.1} M/s | {r:.1} M/s | {rp:.2} / {rb:.2} |"
     );
 }
 

@@ -93,14 +93,27 @@ fn count<D: IommuHw<Hal = &'static MockHal>>(make: fn() -> Iommu<D>, page: u64) 
 }
 
 fn bench(c: &mut Criterion) {
+    let mut table = vec![
+        format!(
+            "| mapped as | VT-d (one call) | AMD-Vi (one call) | per-page peer |  ({} MiB unmap)",
+            span() >> 20
+        ),
+        "|---|---|---|---|".to_string(),
+    ];
     for (name, page) in [("4K", 4096u64), ("2M", M2)] {
         let (v_range, v_page) = count(vtd, page);
         let (a_range, a_page) = count(amdvi, page);
+        table.push(format!(
+            "| {} pages | {v_range} | {a_range} | {v_page} (AMD-Vi {a_page}) |",
+            if page == 4096 { "4 KiB" } else { "2 MiB" }
+        ));
         eprintln!(
             "invalidations per {} MiB unmap of {name} pages: VT-d {v_range} (per-page peer {v_page}), AMD-Vi {a_range} (per-page peer {a_page})",
             span() >> 20
         );
     }
+
+    eprintln!("{}", table.join("\n"));
 
     let mut g = c.benchmark_group("map_unmap");
     g.throughput(Throughput::Elements(512));

@@ -120,6 +120,18 @@ fn main() {
     let img = dir.path().join("bench.img");
     std::fs::write(&img, vec![0x5au8; 32 << 20]).unwrap();
     let only_persistent = std::env::args().any(|a| a == "persistent");
+    // docs/bench.md's tables: (first column, per-pair ratios, median).
+    let (mut engines, mut persistent) = (vec![], vec![]);
+    let row = |label: String, ratios: &[f64]| {
+        let cells: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let mut sorted = ratios.to_vec();
+        sorted.sort_by(|x, y| x.total_cmp(y));
+        format!(
+            "| {label} | {} | {:.2} |",
+            cells.join(", "),
+            sorted[sorted.len() / 2]
+        )
+    };
     for op in [BlkifOp::Read, BlkifOp::Write] {
         if only_persistent {
             break;
@@ -134,6 +146,7 @@ fn main() {
             );
             ratios.push(b / a);
         }
+        engines.push(row(format!("{op:?}").to_lowercase(), &ratios));
         ratios.sort_by(|x, y| x.total_cmp(y));
         println!(
             "{op:?}: median B/A {:.2} (pairs {:.2}-{:.2})",
@@ -155,6 +168,7 @@ fn main() {
                 );
                 ratios.push(b / a);
             }
+            persistent.push(row(format!("{engine}, {op:?}").to_lowercase(), &ratios));
             ratios.sort_by(|x, y| x.total_cmp(y));
             println!(
                 "{engine} {op:?}: persistent/copy median B/A {:.2} (pairs {:.2}-{:.2})",
@@ -164,4 +178,10 @@ fn main() {
             );
         }
     }
+    if !engines.is_empty() {
+        println!("\nB = io_uring, A = synchronous (docs/bench.md):\n| op | per-pair B/A | median B/A |\n|---|---|---|");
+        println!("{}", engines.join("\n"));
+    }
+    println!("\nB = persistent grants, A = grant copy (docs/bench.md):\n| engine, op | per-pair B/A | median B/A |\n|---|---|---|");
+    println!("{}", persistent.join("\n"));
 }
