@@ -9,7 +9,7 @@
 //! rtrb publishes every item (its natural API). One element = one request sent and its
 //! response received and checked.
 //!
-//! `cargo bench -p sluice-abi --bench ring`
+//! `cargo xtask bench ring` (`cargo bench -p sluice-abi --bench ring`)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_abi::ring::{BackRing, FrontRing};
@@ -180,12 +180,13 @@ fn rtrb_round_trips(n: u64) -> Duration {
 /// Prints, per variant, the median throughput and the median of the per-round ratios
 /// to rtrb.
 fn paired_rounds() {
-    const ROUNDS: usize = 15;
-    let n = 100_000;
+    // SLUICE_BENCH_SMOKE=1 (`cargo xtask test`): one short round, to prove it runs.
+    let smoke = std::env::var("SLUICE_BENCH_SMOKE").is_ok_and(|v| v == "1");
+    let (rounds, n) = if smoke { (1, 1_000) } else { (15, 100_000) };
     let mut ratio_batched = Vec::new();
     let mut ratio_per_item = Vec::new();
     let (mut batched, mut per_item, mut rtrb) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let b = xen_ring_round_trips(n, false).as_secs_f64();
         let p = xen_ring_round_trips(n, true).as_secs_f64();
         let r = rtrb_round_trips(n).as_secs_f64();
@@ -199,20 +200,16 @@ fn paired_rounds() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("paired rounds ({ROUNDS} x {n} round trips each, interleaved):");
+    println!("paired rounds ({rounds} x {n} round trips each, interleaved):");
+    let (b, rb) = (median(&mut batched), median(&mut ratio_batched));
+    let (p, rp) = (median(&mut per_item), median(&mut ratio_per_item));
+    let r = median(&mut rtrb);
+    println!("  xen_ring_batched  median {b:6.2} M round trips/s, median ratio to rtrb {rb:.2}");
+    println!("  xen_ring_per_item median {p:6.2} M round trips/s, median ratio to rtrb {rp:.2}");
+    println!("  rtrb_pair         median {r:6.2} M round trips/s");
+    println!("docs/bench.md row (ours / rtrb; criterion's groups follow):");
     println!(
-        "  xen_ring_batched  median {:6.2} M round trips/s, median ratio to rtrb {:.2}",
-        median(&mut batched),
-        median(&mut ratio_batched)
-    );
-    println!(
-        "  xen_ring_per_item median {:6.2} M round trips/s, median ratio to rtrb {:.2}",
-        median(&mut per_item),
-        median(&mut ratio_per_item)
-    );
-    println!(
-        "  rtrb_pair         median {:6.2} M round trips/s",
-        median(&mut rtrb)
+        "| two threads, paired rounds, per-item / batched | 1 | {p:.1} / {b:.1} M/s | {r:.1} M/s | {rp:.2} / {rb:.2} |"
     );
 }
 

@@ -2,7 +2,7 @@
 //! pages, and the invalidation commands each vendor's driver issues per 1 GiB unmap,
 //! against the per-page strategy (one invalidation per unmapped 4 KiB page) as the peer.
 //!
-//! `cargo bench -p sluice-iommu --bench map_unmap`
+//! `cargo xtask bench iommu` (`cargo bench -p sluice-iommu --bench map_unmap`)
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice_iommu::amdvi::{AmdVi, AmdViConfig};
@@ -53,8 +53,19 @@ fn invalidations(hal: &MockHal) -> usize {
         .count()
 }
 
-/// Counts for unmapping 1 GiB mapped as `page` pages: in one call, and page by page.
+/// The span [`count`] unmaps: 1 GiB; 64 MiB with `SLUICE_BENCH_SMOKE=1` (`cargo xtask
+/// test` runs this bench once in a debug build, to prove it runs).
+fn span() -> u64 {
+    if std::env::var("SLUICE_BENCH_SMOKE").is_ok_and(|v| v == "1") {
+        64 << 20
+    } else {
+        G1
+    }
+}
+
+/// Counts for unmapping [`span`] mapped as `page` pages: in one call, and page by page.
 fn count<D: IommuHw<Hal = &'static MockHal>>(make: fn() -> Iommu<D>, page: u64) -> (usize, usize) {
+    let span = span();
     let mut out = [0; 2];
     for (i, per_page) in [false, true].into_iter().enumerate() {
         let mut iommu = make();
@@ -62,7 +73,7 @@ fn count<D: IommuHw<Hal = &'static MockHal>>(make: fn() -> Iommu<D>, page: u64) 
         // The table picks the largest page the physical alignment allows: a 4 KiB offset
         // gives 4 KiB pages, a 2 MiB (not 1 GiB) offset gives 2 MiB pages.
         let pa = (8 << 30) + page;
-        iommu.map(d, G1, pa, G1, RW).unwrap();
+        iommu.map(d, G1, pa, span, RW).unwrap();
         assert_eq!(
             iommu.translate(d, G1).unwrap().2,
             if page == 4096 { 1 } else { 2 }
@@ -70,11 +81,11 @@ fn count<D: IommuHw<Hal = &'static MockHal>>(make: fn() -> Iommu<D>, page: u64) 
         let hal: &MockHal = iommu.hw().hal();
         hal.clear_consumed();
         if per_page {
-            for off in (0..G1).step_by(page as usize) {
+            for off in (0..span).step_by(page as usize) {
                 iommu.unmap(d, G1 + off, page).unwrap();
             }
         } else {
-            iommu.unmap(d, G1, G1).unwrap();
+            iommu.unmap(d, G1, span).unwrap();
         }
         out[i] = invalidations(iommu.hw().hal());
     }
@@ -82,13 +93,27 @@ fn count<D: IommuHw<Hal = &'static MockHal>>(make: fn() -> Iommu<D>, page: u64) 
 }
 
 fn bench(c: &mut Criterion) {
+    let mut table = vec![
+        format!(
+            "| mapped as | VT-d (one call) | AMD-Vi (one call) | per-page peer |  ({} MiB unmap)",
+            span() >> 20
+        ),
+        "|---|---|---|---|".to_string(),
+    ];
     for (name, page) in [("4K", 4096u64), ("2M", M2)] {
         let (v_range, v_page) = count(vtd, page);
         let (a_range, a_page) = count(amdvi, page);
+        table.push(format!(
+            "| {} pages | {v_range} | {a_range} | {v_page} (AMD-Vi {a_page}) |",
+            if page == 4096 { "4 KiB" } else { "2 MiB" }
+        ));
         eprintln!(
-            "invalidations per 1 GiB unmap of {name} pages: VT-d {v_range} (per-page peer {v_page}), AMD-Vi {a_range} (per-page peer {a_page})"
+            "invalidations per {} MiB unmap of {name} pages: VT-d {v_range} (per-page peer {v_page}), AMD-Vi {a_range} (per-page peer {a_page})",
+            span() >> 20
         );
     }
+
+    eprintln!("{}", table.join("\n"));
 
     let mut g = c.benchmark_group("map_unmap");
     g.throughput(Throughput::Elements(512));

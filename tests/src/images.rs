@@ -700,7 +700,7 @@ fn which(prog: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("{prog} not found on the host (cargo xtask setup installs it)")
+    bail!("{prog} not found on the host: run `cargo xtask setup` (it installs it)")
 }
 
 fn find_libgcc_s() -> Result<PathBuf> {

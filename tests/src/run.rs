@@ -160,8 +160,14 @@ pub fn run_boot_with(boot: &Boot, opts: RunOptions) -> Result<BootReport> {
             Ok(r)
         }
         Err(e) => {
+            let _ = fs::write(logs.join("failure.txt"), format!("{e:#}\n"));
+            let what = if crate::progress::failure_expected() {
+                "run stopped as expected"
+            } else {
+                "FAILED"
+            };
             note(&format!(
-                "FAILED; logs and disk images kept: {} and {}",
+                "{what}; logs and disk images kept: {} and {}",
                 logs.display(),
                 run_dir(&boot.name).display()
             ));
@@ -673,7 +679,7 @@ fn host_ext4(image: &Path, data: &[u8]) -> Result<()> {
     let e2fsck = ["/usr/sbin/e2fsck", "/sbin/e2fsck"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .context("e2fsck not on the host (install e2fsprogs)")?;
+        .context("e2fsck not on the host: run `cargo xtask setup` (installs e2fsprogs)")?;
     let o = Command::new(e2fsck).arg("-fn").arg(image).output()?;
     if !o.status.success() {
         bail!(
@@ -686,7 +692,7 @@ fn host_ext4(image: &Path, data: &[u8]) -> Result<()> {
     let debugfs = ["/usr/sbin/debugfs", "/sbin/debugfs"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .context("debugfs not on the host (install e2fsprogs)")?;
+        .context("debugfs not on the host: run `cargo xtask setup` (installs e2fsprogs)")?;
     let cat = |path: &str| -> Result<Vec<u8>> {
         let o = Command::new(debugfs)
             .arg("-R")

@@ -145,7 +145,9 @@ impl Machine {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+            .context(
+                "starting qemu-system-x86_64: run `cargo xtask setup` (installs qemu-system-x86)",
+            )?;
         let stdin = child.stdin.take().expect("piped");
         let shared = Arc::new(Shared {
             buf: Mutex::new(Buffer::default()),

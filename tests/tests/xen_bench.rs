@@ -1,22 +1,93 @@
-//! Same-boot block backend comparison: sequential 1 MiB O_DIRECT reads in PV guests,
-//! backend A = Linux kernel blkback, backend B = `sluice-blkback` (when it is in the
-//! workspace; otherwise kernel blkback again, which measures the test bed's noise).
-//! Guests alternate A B A B A B in one Xen boot; dom0 swaps the backends between steps
-//! (`rmmod xen-blkback` / daemon start and back). Reports the median of the per-pair
-//! ratios B/A; asserts nothing about speed (see docs/bench.md).
+//! Same-boot benchmarks on the real-Xen test bed (docs/bench.md). Run them through
+//! `cargo xtask bench NAME` (`cargo xtask bench --list`), which builds what they need;
+//! each test here is one benchmark:
 //!
-//! `fio_kernel_vs_sluice_blkback`: fio in PV guests (4 KiB random read/write at QD32,
-//! 1 MiB sequential read/write), the same A B A B alternation, and the same fio jobs in
-//! dom0 directly on the disk as the ceiling. `SLUICE_FIO_SECONDS` (15), `SLUICE_FIO_PAIRS`
-//! (3) size it; `SLUICE_BLKBACK_ARGS` passes arguments to sluice-blkback (e.g.
-//! `--buffered`, `--zero-copy`, `--profile`; any test-bed boot takes it).
+//! - `seq_read_kernel_vs_sluice_blkback` (`seq-read`): 1 MiB O_DIRECT reads with `dd`,
+//!   A = kernel blkback, B = `sluice-blkback`;
+//! - `fio_kernel_vs_sluice_blkback` (`fio-backends`): fio, A = kernel blkback, B =
+//!   sluice-blkback, plus the same jobs in dom0 directly on the disk (the ceiling);
+//! - `fio_kernel_vs_sluice_direct_and_buffered` (`fio-direct-buffered`): A = kernel
+//!   blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback `--buffered`;
+//! - `fio_sluice_vs_stock_blkfront` (`fio-frontends`): A = xen-blkfront, B =
+//!   `sluice-blkfront.ko`, against each backend;
+//! - `hypercall_round_trip_on_xen` (`hypercall`, the Xen half; the xtask runs the
+//!   Sluice half).
 //!
-//! `cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture [NAME]`
+//! Guests alternate A B A B ... in one Xen boot; dom0 swaps the backends between steps.
+//! `SLUICE_FIO_SECONDS` and `SLUICE_FIO_PAIRS` size the fio benches; `SLUICE_BLKBACK_ARGS`
+//! passes arguments to sluice-blkback. `SLUICE_BENCH_SMOKE=1` runs one pair of seconds
+//! (no figure means anything), and `all_benches_smoke_one_boot` runs every benchmark
+//! above that way in a single Xen boot (`cargo xtask test`, suite `bench-smoke-xen`):
+//! the plans share their guests by name, so a smoke run needs only five fio guests.
+//! Asserts only that every job reported, never a speed.
 
-use sluice_testbed::run::{FioSample, ReadSample};
-use sluice_testbed::{run_boot, BlockBackend, Boot, GuestStep, GuestType, Workload};
+use sluice_testbed::run::{BootReport, FioSample, ReadSample};
+use sluice_testbed::{run_boot, BlockBackend, Boot, Dom0Daemon, GuestStep, GuestType, Workload};
+use std::path::PathBuf;
 
-const PAIRS: usize = 3;
+/// The fio jobs, in the order they run and the docs' tables list them.
+const JOBS: [&str; 4] = ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"];
+
+/// How big a run is: a measurement, or a smoke run that only proves the bench starts.
+#[derive(Clone, Copy)]
+struct Size {
+    pairs: usize,
+    fio_seconds: u32,
+    disk_mib: u64,
+    read_mib: u32,
+    read_rounds: u32,
+    smoke: bool,
+}
+
+impl Size {
+    /// `SLUICE_BENCH_SMOKE=1`: one pair, 1 s jobs, 64 MiB disks; otherwise `pairs`
+    /// (`SLUICE_FIO_PAIRS` overrides) and `seconds` (`SLUICE_FIO_SECONDS` overrides).
+    fn from_env(pairs: usize, seconds: u32) -> Size {
+        let var = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u32>().ok());
+        if var("SLUICE_BENCH_SMOKE").unwrap_or(0) != 0 {
+            return Size::smoke();
+        }
+        Size {
+            pairs: var("SLUICE_FIO_PAIRS")
+                .filter(|&n| n > 0)
+                .map_or(pairs, |n| n as usize),
+            fio_seconds: var("SLUICE_FIO_SECONDS").unwrap_or(seconds),
+            disk_mib: 256,
+            read_mib: 64,
+            read_rounds: 3,
+            smoke: false,
+        }
+    }
+
+    fn smoke() -> Size {
+        Size {
+            pairs: 1,
+            fio_seconds: 1,
+            disk_mib: 64,
+            read_mib: 8,
+            read_rounds: 1,
+            smoke: true,
+        }
+    }
+
+    fn banner(&self, what: &str) {
+        if self.smoke {
+            eprintln!(
+                "{what}: SMOKE RUN (one pair, {} s jobs): the figures below mean nothing",
+                self.fio_seconds
+            );
+        }
+    }
+}
+
+/// A benchmark's part of a boot: its daemons and guests. Guests are named by their
+/// configuration and pair (`kblk-0`: kernel blkback + xen-blkfront, pair 0), so plans
+/// that want the same guest share it when merged into one boot ([`merge`]).
+struct Plan {
+    daemons: Vec<Dom0Daemon>,
+    steps: Vec<GuestStep>,
+    fio_in_dom0: bool,
+}
 
 /// The median (the mean of the middle two for an even count).
 fn median(mut v: Vec<f64>) -> f64 {
@@ -29,21 +100,71 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// `SLUICE_FIO_SECONDS`, else `default`: how long each timed fio job runs.
-fn fio_seconds(default: u32) -> u32 {
-    std::env::var("SLUICE_FIO_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+/// The block daemons (sluice-blkback) or a panic naming what is missing.
+fn sluice_blkback() -> Vec<Dom0Daemon> {
+    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        b.block,
+        BlockBackend::Userspace,
+        "sluice-blkback is not built"
+    );
+    b.daemons.into_iter().filter(|d| d.serves_block).collect()
 }
 
-/// A PV guest (512 MiB) running the fio jobs on one fresh 256 MiB disk served by `backend`.
-fn fio_guest(name: &str, backend: &BlockBackend, seconds: u32) -> GuestStep {
-    let fio = [Workload::Fio { disk: 0, seconds }];
-    let mut s = GuestStep::new(name, GuestType::Pv, std::slice::from_ref(backend), &fio);
-    s.disks[0].size_mib = 256;
+/// A PV guest (512 MiB) on one fresh disk served by `backend`, running `workloads`.
+fn guest(name: &str, backend: &BlockBackend, size: Size, w: &[Workload]) -> GuestStep {
+    let mut s = GuestStep::new(name, GuestType::Pv, std::slice::from_ref(backend), w);
+    s.disks[0].size_mib = size.disk_mib;
     s.memory_mib = 512;
     s
+}
+
+fn fio(size: Size) -> [Workload; 1] {
+    [Workload::Fio {
+        disk: 0,
+        seconds: size.fio_seconds,
+    }]
+}
+
+/// One boot out of several plans: daemons by name, guests by name (a guest two plans
+/// name gets both plans' workloads; its configuration must agree).
+fn merge(name: &str, plans: Vec<Plan>) -> Boot {
+    let mut boot = Boot {
+        name: name.into(),
+        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+        daemons: vec![],
+        steps: vec![],
+        fio_in_dom0: false,
+    };
+    for p in plans {
+        boot.fio_in_dom0 |= p.fio_in_dom0;
+        for d in p.daemons {
+            if !boot.daemons.iter().any(|o| o.name == d.name) {
+                boot.daemons.push(d);
+            }
+        }
+        for s in p.steps {
+            match boot.steps.iter_mut().find(|o| o.name == s.name) {
+                Some(o) => {
+                    assert_eq!(o.block_backend(), s.block_backend(), "{}", s.name);
+                    assert_eq!(o.block_daemon, s.block_daemon, "{}", s.name);
+                    assert_eq!(o.blkfront_module, s.blkfront_module, "{}", s.name);
+                    o.workloads.extend(s.workloads);
+                    // Reads before fio (fio rewrites the whole disk); a stable sort
+                    // keeps each kind's order and puts equal workloads side by side.
+                    o.workloads
+                        .sort_by_key(|w| matches!(w, Workload::Fio { .. }));
+                    o.workloads.dedup();
+                }
+                None => boot.steps.push(s),
+            }
+        }
+    }
+    boot
+}
+
+fn run(name: &str, plans: Vec<Plan>) -> BootReport {
+    run_boot(&merge(name, plans)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A fio job's figure for a step: IOPS for the 4 KiB jobs, MiB/s for the 1 MiB ones.
@@ -60,46 +181,43 @@ fn fio_figure(fio: &[FioSample], step: &str, job: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {job} result for {step}: {fio:?}"))
 }
 
-#[test]
-#[ignore = "boots Xen in QEMU for minutes: run with --ignored"]
-fn seq_read_kernel_vs_sluice_blkback() {
-    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
-    let (b_backend, b_label) = if b.block == BlockBackend::Userspace {
-        (BlockBackend::Userspace, "sluice-blkback")
-    } else {
-        (
-            BlockBackend::KernelBlkback,
-            "kernel blkback (A/A: sluice-blkback not landed)",
-        )
-    };
+fn header(cols: &[String]) {
+    eprintln!("| {} |", cols.join(" | "));
+    eprintln!("|{}", "---|".repeat(cols.len()));
+}
+
+// ---- seq-read: dd, kernel blkback vs sluice-blkback --------------------------------
+
+fn seq_read_plan(size: Size) -> Plan {
     let read = [Workload::SeqRead {
         disk: 0,
-        mib: 64,
-        rounds: 3,
+        mib: size.read_mib,
+        rounds: size.read_rounds,
     }];
     let mut steps = Vec::new();
-    for i in 0..PAIRS {
-        steps.push(GuestStep::new(
-            &format!("a{i}"),
-            GuestType::Pv,
-            &[BlockBackend::KernelBlkback],
+    for i in 0..size.pairs {
+        steps.push(guest(
+            &format!("kblk-{i}"),
+            &BlockBackend::KernelBlkback,
+            size,
             &read,
         ));
-        steps.push(GuestStep::new(
-            &format!("b{i}"),
-            GuestType::Pv,
-            std::slice::from_ref(&b_backend),
+        steps.push(guest(
+            &format!("sblk-{i}"),
+            &BlockBackend::Userspace,
+            size,
             &read,
         ));
     }
-    let boot = Boot {
-        name: "xen-bench".into(),
-        console: sluice_testbed::ConsoleBackend::Xenconsoled,
-        daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
+    Plan {
+        daemons: sluice_blkback(),
         steps,
         fio_in_dom0: false,
-    };
-    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
+
+fn seq_read_report(report: &BootReport, size: Size) {
+    size.banner("seq-read");
     let per_step = |name: &str| -> f64 {
         median(
             report
@@ -111,133 +229,168 @@ fn seq_read_kernel_vs_sluice_blkback() {
         )
     };
     let mut ratios = Vec::new();
-    for i in 0..PAIRS {
-        let (a, bb) = (per_step(&format!("a{i}")), per_step(&format!("b{i}")));
-        eprintln!(
-            "pair {i}: A kernel blkback {a:.1} MiB/s, B {b_label} {bb:.1} MiB/s, B/A {:.2}",
-            bb / a
+    for i in 0..size.pairs {
+        let (a, b) = (
+            per_step(&format!("kblk-{i}")),
+            per_step(&format!("sblk-{i}")),
         );
-        ratios.push(bb / a);
+        eprintln!("pair {i}: A kernel blkback {a:.1} MiB/s, B sluice-blkback {b:.1} MiB/s");
+        ratios.push(b / a);
     }
-    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = ratios.iter().copied().fold(0.0, f64::max);
+    let cells: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    header(&["B".into(), "per-pair B/A".into(), "median B/A".into()]);
     eprintln!(
-        "seq read 1 MiB O_DIRECT, B = {b_label}: median B/A {:.2} (pairs {lo:.2}-{hi:.2})",
-        median(ratios.clone())
+        "| sluice-blkback | {} | {:.2} |",
+        cells.join(", "),
+        median(ratios)
     );
-    assert_eq!(report.reads.len(), PAIRS * 2 * 3, "every read reported");
+    let want = size.pairs * 2 * size.read_rounds as usize;
+    let got = report
+        .reads
+        .iter()
+        .filter(|r| r.step.starts_with("kblk-") || r.step.starts_with("sblk-"))
+        .count();
+    assert_eq!(got, want, "every read reported");
 }
 
 #[test]
-#[ignore = "boots Xen in QEMU for many minutes: run with --ignored"]
-fn fio_kernel_vs_sluice_blkback() {
-    // SLUICE_FIO_PAIRS (default 3): fewer pairs for a quick look.
-    let fio_pairs: usize = std::env::var("SLUICE_FIO_PAIRS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(3);
-    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
-    let (b_backend, b_label) = if b.block == BlockBackend::Userspace {
-        (BlockBackend::Userspace, "sluice-blkback")
-    } else {
-        (BlockBackend::KernelBlkback, "kernel blkback (A/A)")
-    };
-    let seconds = fio_seconds(15);
-    let step = |name: String, backend: &BlockBackend| fio_guest(&name, backend, seconds);
+#[ignore = "boots Xen in QEMU for minutes: cargo xtask bench seq-read"]
+fn seq_read_kernel_vs_sluice_blkback() {
+    let size = Size::from_env(3, 0);
+    let report = run("xen-bench", vec![seq_read_plan(size)]);
+    seq_read_report(&report, size);
+}
+
+// ---- fio-backends: kernel blkback vs sluice-blkback, dom0 ceiling ------------------
+
+fn fio_backends_plan(size: Size) -> Plan {
     let mut steps = Vec::new();
-    for i in 0..fio_pairs {
-        steps.push(step(format!("a{i}"), &BlockBackend::KernelBlkback));
-        steps.push(step(format!("b{i}"), &b_backend));
+    for i in 0..size.pairs {
+        steps.push(guest(
+            &format!("kblk-{i}"),
+            &BlockBackend::KernelBlkback,
+            size,
+            &fio(size),
+        ));
+        steps.push(guest(
+            &format!("sblk-{i}"),
+            &BlockBackend::Userspace,
+            size,
+            &fio(size),
+        ));
     }
-    // SLUICE_BLKBACK_ARGS (read by `sluice_backends::select`) passes daemon arguments.
-    let daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
-    let boot = Boot {
-        name: "xen-bench-fio".into(),
-        console: sluice_testbed::ConsoleBackend::Xenconsoled,
-        daemons,
+    Plan {
+        daemons: sluice_blkback(),
         steps,
         fio_in_dom0: true,
-    };
-    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
+
+fn fio_backends_report(report: &BootReport, size: Size) {
+    size.banner("fio-backends");
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
-    eprintln!("fio, PV guests, B = {b_label}; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each");
-    for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
-        let mut ratios = Vec::new();
-        let mut cells = Vec::new();
-        for i in 0..fio_pairs {
-            let (a, bb) = (get(&format!("a{i}"), job), get(&format!("b{i}"), job));
-            ratios.push(bb / a);
-            cells.push(format!("A {a:.0} B {bb:.0} ({:.2})", bb / a));
+    eprintln!(
+        "fio, PV guests, A = kernel blkback, B = sluice-blkback; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        size.fio_seconds
+    );
+    let mut cols = vec!["job".to_string()];
+    cols.extend((1..=size.pairs).map(|i| format!("pair {i} A / B (B/A)")));
+    cols.extend(["median B/A".into(), "dom0 ceiling".into()]);
+    header(&cols);
+    for job in JOBS {
+        let (mut ratios, mut cells) = (vec![], vec![]);
+        for i in 0..size.pairs {
+            let (a, b) = (
+                get(&format!("kblk-{i}"), job),
+                get(&format!("sblk-{i}"), job),
+            );
+            ratios.push(b / a);
+            cells.push(format!("{a:.0} / {b:.0} ({:.2})", b / a));
         }
-        let ceiling = get("dom0", job);
         eprintln!(
-            "| {job} | {} | median B/A {:.2} | dom0 {ceiling:.0} |",
-            cells.join(", "),
-            median(ratios)
+            "| {job} | {} | {:.2} | {:.0} |",
+            cells.join(" | "),
+            median(ratios),
+            get("dom0", job)
         );
     }
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-backends"]
+fn fio_kernel_vs_sluice_blkback() {
+    let size = Size::from_env(3, 15);
+    let report = run("xen-bench-fio", vec![fio_backends_plan(size)]);
+    fio_backends_report(&report, size);
     assert_eq!(
         report.fio.len(),
-        (fio_pairs * 2 + 1) * 4,
+        (size.pairs * 2 + 1) * 4,
         "{:?}",
         report.fio
     );
 }
 
-/// fio in PV guests, three backends on the same image size in one Xen boot, A B C A B C
-/// A B C: A = Linux kernel blkback, B = sluice-blkback as shipped (O_DIRECT), C =
-/// sluice-blkback `--buffered` (dom0's page cache). Prints per-triple figures and the
-/// median B/A and C/A; asserts only that every job reported.
-#[test]
-#[ignore = "boots Xen in QEMU for many minutes: run with --ignored"]
-fn fio_kernel_vs_sluice_direct_and_buffered() {
-    const TRIPLES: usize = 3;
-    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(
-        b.block,
-        BlockBackend::Userspace,
-        "sluice-blkback is not built"
-    );
-    let seconds = fio_seconds(10);
-    let mut daemons: Vec<_> = b.daemons.into_iter().filter(|d| d.serves_block).collect();
+// ---- fio-direct-buffered: kernel blkback vs sluice-blkback O_DIRECT vs --buffered ---
+
+const BUFFERED: &str = "sluice-blkback-buffered";
+
+fn direct_buffered_plan(size: Size) -> Plan {
+    let mut daemons = sluice_blkback();
     let mut buffered = daemons[0].clone();
-    buffered.name = "sluice-blkback-buffered".into();
+    buffered.name = BUFFERED.into();
     buffered.args.push("--buffered".into());
     daemons.push(buffered);
     let mut steps = Vec::new();
-    for i in 0..TRIPLES {
-        for (tag, backend) in [
-            ("a", BlockBackend::KernelBlkback),
-            ("b", BlockBackend::Userspace),
-            ("c", BlockBackend::Userspace),
-        ] {
-            let mut s = fio_guest(&format!("{tag}{i}"), &backend, seconds);
-            if tag == "c" {
-                s = s.with_block_daemon("sluice-blkback-buffered");
-            }
-            steps.push(s);
-        }
+    for i in 0..size.pairs {
+        steps.push(guest(
+            &format!("kblk-{i}"),
+            &BlockBackend::KernelBlkback,
+            size,
+            &fio(size),
+        ));
+        steps.push(guest(
+            &format!("sblk-{i}"),
+            &BlockBackend::Userspace,
+            size,
+            &fio(size),
+        ));
+        steps.push(
+            guest(
+                &format!("sbuf-{i}"),
+                &BlockBackend::Userspace,
+                size,
+                &fio(size),
+            )
+            .with_block_daemon(BUFFERED),
+        );
     }
-    let boot = Boot {
-        name: "xen-bench-fio3".into(),
-        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+    Plan {
         daemons,
         steps,
         fio_in_dom0: false,
-    };
-    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
+
+fn direct_buffered_report(report: &BootReport, size: Size) {
+    size.banner("fio-direct-buffered");
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
-    eprintln!("fio, PV guests, A = kernel blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each");
-    for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
+    eprintln!(
+        "fio, PV guests, A = kernel blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        size.fio_seconds
+    );
+    let mut cols = vec!["job".to_string()];
+    cols.extend((1..=size.pairs).map(|i| format!("triple {i}")));
+    cols.extend(["median B/A".into(), "median C/A".into()]);
+    header(&cols);
+    for job in JOBS {
         let (mut ba, mut ca, mut cells) = (vec![], vec![], vec![]);
-        for i in 0..TRIPLES {
-            let a = get(&format!("a{i}"), job);
-            let bb = get(&format!("b{i}"), job);
-            let c = get(&format!("c{i}"), job);
-            ba.push(bb / a);
+        for i in 0..size.pairs {
+            let a = get(&format!("kblk-{i}"), job);
+            let b = get(&format!("sblk-{i}"), job);
+            let c = get(&format!("sbuf-{i}"), job);
+            ba.push(b / a);
             ca.push(c / a);
-            cells.push(format!("{a:.0} / {bb:.0} / {c:.0}"));
+            cells.push(format!("{a:.0} / {b:.0} / {c:.0}"));
         }
         eprintln!(
             "| {job} | {} | {:.2} | {:.2} |",
@@ -246,57 +399,60 @@ fn fio_kernel_vs_sluice_direct_and_buffered() {
             median(ca)
         );
     }
-    assert_eq!(report.fio.len(), TRIPLES * 3 * 4, "{:?}", report.fio);
 }
 
-/// fio in PV guests with stock `xen-blkfront` (A) and `sluice-blkfront.ko` (B,
-/// `SLUICE_BLKFRONT_KO`, built and set by `cargo xtask bench-blkfront`) against the same
-/// backend in one Xen boot: A B A B A B against Linux kernel blkback, then the same
-/// against sluice-blkback. Prints per-pair and median B/A; asserts only that every job
-/// reported (see docs/bench.md).
 #[test]
-#[ignore = "boots Xen in QEMU for many minutes: run through cargo xtask bench-blkfront"]
-fn fio_sluice_vs_stock_blkfront() {
-    const FIO_PAIRS: usize = 3;
+#[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-direct-buffered"]
+fn fio_kernel_vs_sluice_direct_and_buffered() {
+    let size = Size::from_env(3, 10);
+    let report = run("xen-bench-fio3", vec![direct_buffered_plan(size)]);
+    direct_buffered_report(&report, size);
+    assert_eq!(report.fio.len(), size.pairs * 3 * 4, "{:?}", report.fio);
+}
+
+// ---- fio-frontends: xen-blkfront vs sluice-blkfront.ko, against each backend -------
+
+/// (step tag, backend, label) of the frontend bench; `-sbf` marks sluice-blkfront.
+const FRONTEND_BACKENDS: [(&str, BlockBackend, &str); 2] = [
+    ("kblk", BlockBackend::KernelBlkback, "kernel blkback"),
+    ("sblk", BlockBackend::Userspace, "sluice-blkback"),
+];
+
+fn blkfront_ko() -> PathBuf {
     let ko = std::env::var_os("SLUICE_BLKFRONT_KO")
-        .map(std::path::PathBuf::from)
-        .expect("SLUICE_BLKFRONT_KO names sluice-blkfront.ko: run `cargo xtask bench-blkfront`");
+        .map(PathBuf::from)
+        .expect(
+            "SLUICE_BLKFRONT_KO names sluice-blkfront.ko: run `cargo xtask bench fio-frontends`",
+        );
     assert!(ko.exists(), "{} does not exist", ko.display());
-    let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(
-        b.block,
-        BlockBackend::Userspace,
-        "sluice-blkback is not built"
-    );
-    let seconds = fio_seconds(10);
-    let backends = [
-        ("kblk", BlockBackend::KernelBlkback, "kernel blkback"),
-        ("sblk", BlockBackend::Userspace, "sluice-blkback"),
-    ];
+    ko
+}
+
+fn frontends_plan(size: Size) -> Plan {
+    let ko = blkfront_ko();
     let mut steps = Vec::new();
-    for (tag, backend, _) in &backends {
-        for i in 0..FIO_PAIRS {
-            for frontend in ["a", "b"] {
-                let mut s = fio_guest(&format!("{tag}-{frontend}{i}"), backend, seconds);
-                if frontend == "b" {
-                    s = s.with_blkfront_module(ko.clone());
-                }
-                steps.push(s);
-            }
+    for (tag, backend, _) in &FRONTEND_BACKENDS {
+        for i in 0..size.pairs {
+            steps.push(guest(&format!("{tag}-{i}"), backend, size, &fio(size)));
+            steps.push(
+                guest(&format!("{tag}-sbf-{i}"), backend, size, &fio(size))
+                    .with_blkfront_module(ko.clone()),
+            );
         }
     }
-    let boot = Boot {
-        name: "xen-bench-blkfront".into(),
-        console: sluice_testbed::ConsoleBackend::Xenconsoled,
-        daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
+    Plan {
+        daemons: sluice_blkback(),
         steps,
         fio_in_dom0: false,
-    };
-    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
+
+fn frontends_report(report: &BootReport, size: Size) {
+    size.banner("fio-frontends");
     // Each guest says which frontend module it ran.
-    for (check, summary) in &report.passed {
+    for (check, summary) in report.passed.iter().filter(|(c, _)| c.contains("/fio-")) {
         let step = check.split('/').next().unwrap_or_default();
-        let want = if step.contains("-b") {
+        let want = if step.contains("-sbf-") {
             "sluice_blkfront"
         } else {
             "xen_blkfront"
@@ -308,17 +464,21 @@ fn fio_sluice_vs_stock_blkfront() {
     }
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
-        "fio, PV guests, A = xen-blkfront, B = sluice-blkfront; 4k jobs in IOPS, 1m jobs in MiB/s; {seconds} s each"
+        "fio, PV guests, A = xen-blkfront, B = sluice-blkfront; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        size.fio_seconds
     );
-    for (tag, _, label) in &backends {
-        for job in ["seqwrite-1m", "randread-4k", "randwrite-4k", "seqread-1m"] {
-            let mut ratios = Vec::new();
-            let mut cells = Vec::new();
-            for i in 0..FIO_PAIRS {
-                let a = get(&format!("{tag}-a{i}"), job);
-                let bb = get(&format!("{tag}-b{i}"), job);
-                ratios.push(bb / a);
-                cells.push(format!("{a:.0} / {bb:.0} ({:.2})", bb / a));
+    let mut cols = vec!["backend".to_string(), "job".into()];
+    cols.extend((1..=size.pairs).map(|i| format!("pair {i}")));
+    cols.push("median B/A".into());
+    header(&cols);
+    for (tag, _, label) in &FRONTEND_BACKENDS {
+        for job in JOBS {
+            let (mut ratios, mut cells) = (vec![], vec![]);
+            for i in 0..size.pairs {
+                let a = get(&format!("{tag}-{i}"), job);
+                let b = get(&format!("{tag}-sbf-{i}"), job);
+                ratios.push(b / a);
+                cells.push(format!("{a:.0} / {b:.0} ({:.2})", b / a));
             }
             eprintln!(
                 "| {label} | {job} | {} | {:.2} |",
@@ -327,27 +487,24 @@ fn fio_sluice_vs_stock_blkfront() {
             );
         }
     }
-    assert_eq!(
-        report.fio.len(),
-        backends.len() * FIO_PAIRS * 2 * 4,
-        "{:?}",
-        report.fio
-    );
 }
 
-/// The Sluice hypervisor's PVH test guest (`SLUICE_TESTGUEST`, built by `cargo xtask
-/// bench-hypercall`) in its `role=bench` on real Xen 4.17: a no-op hypercall and a
-/// CPUID exit, in TSC cycles. Prints the guest's console; the xtask compares it with
-/// the same guest on Sluice.
 #[test]
-#[ignore = "boots Xen in QEMU: run through cargo xtask bench-hypercall"]
-fn hypercall_round_trip_on_xen() {
+#[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-frontends"]
+fn fio_sluice_vs_stock_blkfront() {
+    let size = Size::from_env(3, 10);
+    let report = run("xen-bench-blkfront", vec![frontends_plan(size)]);
+    frontends_report(&report, size);
+    assert_eq!(report.fio.len(), 2 * size.pairs * 2 * 4, "{:?}", report.fio);
+}
+
+// ---- hypercall: the Xen half -------------------------------------------------------
+
+fn hypercall_plan() -> Plan {
     let guest = std::env::var_os("SLUICE_TESTGUEST")
-        .map(std::path::PathBuf::from)
-        .expect("SLUICE_TESTGUEST names the test guest ELF (cargo xtask bench-hypercall)");
-    let boot = Boot {
-        name: "xen-bench-hypercall".into(),
-        console: sluice_testbed::ConsoleBackend::Xenconsoled,
+        .map(PathBuf::from)
+        .expect("SLUICE_TESTGUEST names the test guest ELF (cargo xtask bench hypercall)");
+    Plan {
         daemons: vec![],
         steps: vec![GuestStep::custom_kernel(
             "bench",
@@ -355,9 +512,55 @@ fn hypercall_round_trip_on_xen() {
             "name=bench role=bench",
         )],
         fio_in_dom0: false,
-    };
-    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
-    let (_, text) = &report.consoles[0];
+    }
+}
+
+/// Prints the guest's console (the xtask reads the `bench:` lines from it) and, with
+/// `SLUICE_BENCH_HYPERCALL_OUT`, writes it to that file too.
+fn hypercall_report(report: &BootReport) {
+    let (_, text) = report
+        .consoles
+        .iter()
+        .find(|(s, _)| s == "bench")
+        .expect("the bench guest's console");
     eprintln!("{text}");
+    if let Some(path) = std::env::var_os("SLUICE_BENCH_HYPERCALL_OUT") {
+        std::fs::write(path, text).expect("writing SLUICE_BENCH_HYPERCALL_OUT");
+    }
     assert!(text.contains("bench: hypercall round trip"), "{text}");
+}
+
+/// The Sluice hypervisor's PVH test guest (`SLUICE_TESTGUEST`) in its `role=bench` on
+/// real Xen 4.17: a no-op hypercall and a CPUID exit, in TSC cycles.
+#[test]
+#[ignore = "boots Xen in QEMU: cargo xtask bench hypercall"]
+fn hypercall_round_trip_on_xen() {
+    let report = run("xen-bench-hypercall", vec![hypercall_plan()]);
+    hypercall_report(&report);
+}
+
+// ---- every bench above, smoke-sized, one boot ---------------------------------------
+
+/// Each benchmark's plan with one pair of 1 s jobs, all in one Xen boot, then each
+/// benchmark's report: a bench that no longer starts, or no longer produces its table,
+/// fails here (`cargo xtask test`, suite `bench-smoke-xen`). Figures mean nothing.
+#[test]
+#[ignore = "boots Xen in QEMU for minutes: cargo xtask test --suite bench-smoke-xen"]
+fn all_benches_smoke_one_boot() {
+    let size = Size::smoke();
+    let plans = vec![
+        seq_read_plan(size),
+        fio_backends_plan(size),
+        direct_buffered_plan(size),
+        frontends_plan(size),
+        hypercall_plan(),
+    ];
+    let report = run("xen-bench-smoke", plans);
+    seq_read_report(&report, size);
+    fio_backends_report(&report, size);
+    direct_buffered_report(&report, size);
+    frontends_report(&report, size);
+    hypercall_report(&report);
+    // kblk, sblk, sbuf, kblk-sbf, sblk-sbf: four jobs each, plus dom0's.
+    assert_eq!(report.fio.len(), 6 * 4, "{:?}", report.fio);
 }

@@ -1,6 +1,6 @@
 //! Disks served by a userspace backend in dom0 (`BlockBackend::Userspace`).
 //!
-//! `unserved_userspace_disk_fails`: a kernel-blkback guest, then dom0 unloads
+//! `unserved_userspace_disk_refused`: a kernel-blkback guest, then dom0 unloads
 //! `xen-blkback` and starts a stand-in userspace backend that answers libxl's InitWait
 //! wait and then refuses the disk. Proves the disk line and hotplug path libxl takes for
 //! a userspace backend on Xen 4.17, the backend swap inside one boot, and that the
@@ -49,7 +49,7 @@ done
 
 #[test]
 #[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-userspace)"]
-fn unserved_userspace_disk_fails() {
+fn unserved_userspace_disk_refused() {
     let dir = sluice_testbed::paths::build_dir().join("testbed-fixtures");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("refusing-backend.sh");
@@ -83,10 +83,10 @@ fn unserved_userspace_disk_fails() {
         ],
         fio_in_dom0: false,
     };
-    let err = run_boot(&boot).expect_err("a disk nobody serves must fail the run");
+    let err = sluice_testbed::progress::expecting_failure(|| run_boot(&boot))
+        .expect_err("a disk nobody serves must fail the run");
     let msg = format!("{err:#}");
-    eprintln!("expected failure: {msg}");
-    let Some(Failure::WithLogs { error, .. }) = err.downcast_ref::<Failure>() else {
+    let Some(Failure::WithLogs { error, logs }) = err.downcast_ref::<Failure>() else {
         panic!("not a run failure: {msg}");
     };
     assert!(
@@ -95,6 +95,10 @@ fn unserved_userspace_disk_fails() {
     );
     // The run stops at the first failure: reaching this step means the kernel one passed.
     assert!(msg.contains("pv-unserved/pattern-xvda"), "{msg}");
+    eprintln!(
+        "the unserved disk was refused as expected (detail: {})",
+        logs.join("failure.txt").display()
+    );
 }
 
 #[test]

@@ -38,16 +38,7 @@ fn nightly_cargo() -> Command {
 }
 
 fn have_nightly() -> bool {
-    have("rustup")
-        && Command::new("rustup")
-            .args(["toolchain", "list"])
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .any(|l| l.starts_with("nightly"))
-            })
-            .unwrap_or(false)
+    have("rustup") && crate::setup::have_nightly()
 }
 
 /// `abi-fuzz-smoke`: fmt and clippy of the `fuzz/` workspace, then every target in it
@@ -55,7 +46,7 @@ fn have_nightly() -> bool {
 pub fn fuzz_smoke() -> Result<()> {
     if !have_nightly() {
         eprintln!(
-            "abi-fuzz-smoke: SKIPPED: no nightly toolchain (cargo-fuzz needs one: `rustup toolchain install nightly`)"
+            "abi-fuzz-smoke: SKIPPED: no nightly toolchain (cargo-fuzz needs one: `cargo xtask setup` installs it)"
         );
         return Ok(());
     }
@@ -115,7 +106,7 @@ pub fn fuzz_smoke() -> Result<()> {
 pub fn ring_miri() -> Result<()> {
     if !have_nightly() {
         eprintln!(
-            "abi-ring-miri: SKIPPED: no nightly toolchain (Miri needs one: `rustup toolchain install nightly`)"
+            "abi-ring-miri: SKIPPED: no nightly toolchain (Miri needs one: `cargo xtask setup` installs it)"
         );
         return Ok(());
     }

@@ -36,7 +36,7 @@ mod multiboot2;
 pub(crate) const PASS_STATUS: i32 = 33;
 
 /// fmt, clippy and a release build of the hypervisor workspace; returns the binaries.
-fn build() -> Result<(PathBuf, PathBuf)> {
+pub fn build() -> Result<(PathBuf, PathBuf)> {
     let dir = root().join("hypervisor");
     let target = dir.join("target");
     run(cargo()
@@ -514,72 +514,6 @@ fn iommu_boot(hv: &std::path::Path, guest: &str, iommu: &str, vendor: &str) -> R
     eprintln!(
         "  -device {iommu} -smp {smp}: every device blocked, edu DMA blocked ({:.1} s)",
         started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// The guest's `bench:` lines: (hypercall, cpuid exit) round trips in TSC cycles.
-fn bench_figures(log: &str) -> Option<(u64, u64)> {
-    let figure = |what: &str| {
-        log.lines().find_map(|l| {
-            l.split_once(&format!("bench: {what} round trip "))
-                .and_then(|(_, r)| r.split_whitespace().next())
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-    };
-    Some((figure("hypercall")?, figure("cpuid exit")?))
-}
-
-/// `cargo xtask bench-hypercall`: the test guest's `role=bench` alone on Sluice's
-/// hypervisor, then as a PVH domU on real Xen 4.17 (the test bed: same QEMU, same CPU
-/// model), five times each, alternating; prints each round and the median ratio.
-pub fn bench_vs_xen() -> Result<()> {
-    let (hv, guest) = build()?;
-    let mut rows = Vec::new();
-    for round in 1..=5 {
-        let modules = format!("{} name=bench role=bench", guest.display());
-        let (status, log) = boot(&hv, &modules, &[], "")?;
-        let sluice = bench_figures(&log)
-            .with_context(|| format!("no bench lines from Sluice (exit {status}):\n{log}"))?;
-        let out = cargo()
-            .env("SLUICE_TESTGUEST", &guest)
-            .args(["test", "-p", "sluice-testbed", "--test", "xen_bench", "--"])
-            .args(["--ignored", "--nocapture", "hypercall_round_trip_on_xen"])
-            .output()
-            .context("running the test bed")?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            bail!("the Xen run failed:\n{text}");
-        }
-        let xen =
-            bench_figures(&text).with_context(|| format!("no bench lines from Xen:\n{text}"))?;
-        eprintln!(
-            "round {round}: Sluice hypercall {} / cpuid {} cycles; Xen 4.17 hypercall {} / cpuid {} cycles",
-            sluice.0, sluice.1, xen.0, xen.1
-        );
-        rows.push((sluice, xen));
-    }
-    eprintln!("| round | Sluice hypercall | Xen hypercall | Sluice / Xen | Sluice cpuid exit | Xen cpuid exit |");
-    eprintln!("|---|---|---|---|---|---|");
-    for (i, (s, x)) in rows.iter().enumerate() {
-        eprintln!(
-            "| {} | {} | {} | {:.2} | {} | {} |",
-            i + 1,
-            s.0,
-            x.0,
-            s.0 as f64 / x.0 as f64,
-            s.1,
-            x.1
-        );
-    }
-    let mut ratios: Vec<f64> = rows.iter().map(|(s, x)| s.0 as f64 / x.0 as f64).collect();
-    ratios.sort_by(|a, b| a.total_cmp(b));
-    eprintln!(
-        "hypercall round trip, Sluice / Xen 4.17: median {:.2} (rounds {:.2}-{:.2})",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
     );
     Ok(())
 }

@@ -126,7 +126,9 @@ fn kbuild(kernel: &Kernel, dir: &Path, args: &[&str]) -> Result<String> {
         .arg(format!("M={}", dir.display()))
         .args(args)
         .output()
-        .context("cannot run make (install make and the kernel headers)")?;
+        .context(
+            "cannot run make: run `cargo xtask setup` (installs make and the kernel headers)",
+        )?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -685,19 +687,12 @@ pub fn run_blkfront_xen_sluice() -> Result<()> {
     testbed_with_blkfront("xen_userspace")
 }
 
-/// `cargo xtask bench-blkfront`: fio in PV domUs with stock `xen-blkfront` and with
-/// `sluice-blkfront.ko`, against the same backend in one Xen boot (results for
-/// docs/bench.md; `tests/tests/xen_bench.rs`, `fio_sluice_vs_stock_blkfront`).
-pub fn bench_blkfront() -> Result<()> {
+/// Builds the modules; returns `sluice-blkfront.ko` (`cargo xtask bench fio-frontends`).
+pub fn blkfront_ko() -> Result<PathBuf> {
     let (_, kos) = build()?;
-    let ko = kos
-        .iter()
+    kos.into_iter()
         .find(|k| k.ends_with("sluice-blkfront.ko"))
-        .context("sluice-blkfront.ko was not built")?;
-    run(cargo()
-        .env("SLUICE_BLKFRONT_KO", ko)
-        .args(["test", "-p", "sluice-testbed", "--test", "xen_bench", "--"])
-        .args(["--ignored", "--nocapture", "fio_sluice_vs_stock_blkfront"]))
+        .context("sluice-blkfront.ko was not built")
 }
 
 fn testbed_with_blkfront(test: &str) -> Result<()> {

@@ -1,10 +1,12 @@
 //! `cargo xtask`: the one entry point for building, demonstrating and testing Sluice.
 //!
 //! `setup` installs what is missing (Debian packages, rustup parts), idempotently.
-//! `demo` and `test` call `setup` first, so a fresh Debian 12 machine with rustup needs
-//! nothing else.
+//! `demo`, `test` and `bench` call `setup` first, so a fresh Debian 12 machine with
+//! rustup needs nothing else.
 
 mod abi_suites;
+mod bench;
+mod bench_hypercall;
 mod hv_hostile;
 mod hypervisor;
 mod hypervisor_mem;
@@ -44,11 +46,22 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
-    /// Benchmark: a no-op hypercall's round trip on Sluice's hypervisor and on real Xen
-    /// 4.17, the same PVH test guest in the same QEMU (results for docs/bench.md).
+    /// Run one benchmark of docs/bench.md (`--list` names them); prints its table with
+    /// the date, commit and load average. `SLUICE_FIO_SECONDS` / `SLUICE_FIO_PAIRS`
+    /// size the fio benches.
+    Bench {
+        /// The benchmark (or one of its older spellings).
+        name: Option<String>,
+        /// List the benchmarks and what each compares, and exit.
+        #[arg(long)]
+        list: bool,
+        /// Once, smallest size (seconds, one pair): proves it starts, measures nothing.
+        #[arg(long)]
+        smoke: bool,
+    },
+    /// Alias of `cargo xtask bench hypercall`.
     BenchHypercall,
-    /// Benchmark: fio in Xen domUs with sluice-blkfront.ko vs stock xen-blkfront against
-    /// the same backend in one run (results for docs/bench.md).
+    /// Alias of `cargo xtask bench fio-frontends`.
     BenchBlkfront,
 }
 
@@ -74,13 +87,27 @@ fn main() -> Result<()> {
             setup::run()?;
             suites::test(suite.as_deref(), !no_static)
         }
+        Command::Bench { name, list, smoke } => {
+            let Some(name) = name.filter(|_| !list) else {
+                bench::list();
+                return Ok(());
+            };
+            bench::find(&name)?;
+            setup::run()?;
+            let size = if smoke {
+                bench::Size::Smoke
+            } else {
+                bench::Size::Full
+            };
+            bench::run_one(&name, size)
+        }
         Command::BenchHypercall => {
             setup::run()?;
-            hypervisor::bench_vs_xen()
+            bench::run_one("hypercall", bench::Size::Full)
         }
         Command::BenchBlkfront => {
             setup::run()?;
-            linux_modules::bench_blkfront()
+            bench::run_one("fio-frontends", bench::Size::Full)
         }
     }
 }

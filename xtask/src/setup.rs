@@ -40,6 +40,15 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "e2fsprogs",
         "mkfs/e2fsck in test-bed guests; host-side e2fsck/debugfs of disk images",
     ),
+    (
+        "fio",
+        "the fio benches (cargo xtask bench fio-*): copied into the test bed's dom0 and guests",
+    ),
+    (
+        "util-linux",
+        "flock in the test bed's dom0 (Debian installs it everywhere; listed to be sure)",
+    ),
+    ("git", "the commit stamped on every benchmark's output"),
 ];
 
 fn missing_packages() -> Vec<&'static str> {
@@ -140,11 +149,37 @@ pub fn run() -> Result<()> {
     } else {
         eprintln!("setup: rustup not found; assuming the toolchain already has x86_64-unknown-none and rust-src");
     }
+    // A nightly toolchain with Miri: the abi-ring-miri and abi-fuzz-smoke suites (they
+    // say SKIPPED without one). Not pinned: Miri and cargo-fuzz follow nightly.
+    if have("rustup") && !have_nightly() {
+        run_cmd(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "miri,rust-src",
+        ]))?;
+    }
     // cargo-fuzz: the abi-fuzz-smoke suite runs fuzz/ with it.
     if !have("cargo-fuzz") {
         run_cmd(crate::util::cargo().args(["install", "--locked", "cargo-fuzz"]))?;
     }
     Ok(())
+}
+
+/// True when rustup has a nightly toolchain.
+pub fn have_nightly() -> bool {
+    Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("nightly"))
+        })
+        .unwrap_or(false)
 }
 
 /// A string list from rust-toolchain.toml (`targets`, `components`), one line each.

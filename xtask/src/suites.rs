@@ -72,6 +72,16 @@ pub const SUITES: &[Suite] = &[
         about: "Sluice hypervisor on QEMU SVM+NPT: Xen ABI guest, hostile args, faulting domains killed",
         run: crate::hypervisor::run_suite,
     },
+    Suite {
+        name: "bench-smoke-host",
+        about: "ring, iommu and engines benches once each (debug, one round): they still start",
+        run: crate::bench::smoke_host,
+    },
+    Suite {
+        name: "bench-smoke-xen",
+        about: "every test-bed bench (seq-read, fio-*, hypercall) once, 1 s jobs, in one Xen boot",
+        run: crate::bench::smoke_xen,
+    },
 ];
 
 /// fmt, clippy and the unit tests of the host workspace.

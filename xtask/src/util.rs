@@ -19,7 +19,9 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {line}");
     let status = cmd
         .status()
-        .with_context(|| format!("cannot start {line}"))?;
+        .with_context(|| {
+            format!("cannot start {line}: a missing tool? `cargo xtask setup` installs every tool the project uses")
+        })?;
     if !status.success() {
         bail!("{line} failed: {status}");
     }

@@ -5,7 +5,8 @@
 //! Then, per engine, grant copy (A) vs persistent grants (B: the same 352 references
 //! mapped once, memcpy through the mappings), same run, A B A B A B.
 //!
-//! `cargo bench -p sluice-blkback --bench engines` (`-- persistent`: only the second part)
+//! `cargo xtask bench engines` (`cargo bench -p sluice-blkback --bench engines`; `--
+//! persistent`: only the second part)
 
 use sluice_abi::blkif::{BlkifFrontRing, BlkifOp, BlkifRequest, BlkifRequestSegment};
 use sluice_abi::ring::REQ_PROD_OFFSET;
@@ -21,7 +22,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const ROUNDS: usize = 300;
+/// (rounds per measurement, pairs per comparison); `SLUICE_BENCH_SMOKE=1` (`cargo
+/// xtask test`): 3 rounds and one pair, to prove it runs.
+fn size() -> (usize, usize) {
+    if std::env::var("SLUICE_BENCH_SMOKE").is_ok_and(|v| v == "1") {
+        (3, 1)
+    } else {
+        (300, 3)
+    }
+}
 
 fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64 {
     let guest = FakeGuestMemory::new(5, 1 + 32 * 11);
@@ -63,7 +72,7 @@ fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64
     });
     let start = Instant::now();
     let mut bytes = 0u64;
-    for round in 0..ROUNDS {
+    for round in 0..size().0 {
         let prod = ring_mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
         let mut ring = BlkifFrontRing::attach(ring_mem, prod).unwrap();
         for i in 0..32usize {
@@ -111,12 +120,24 @@ fn main() {
     let img = dir.path().join("bench.img");
     std::fs::write(&img, vec![0x5au8; 32 << 20]).unwrap();
     let only_persistent = std::env::args().any(|a| a == "persistent");
+    // docs/bench.md's tables: (first column, per-pair ratios, median).
+    let (mut engines, mut persistent) = (vec![], vec![]);
+    let row = |label: String, ratios: &[f64]| {
+        let cells: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let mut sorted = ratios.to_vec();
+        sorted.sort_by(|x, y| x.total_cmp(y));
+        format!(
+            "| {label} | {} | {:.2} |",
+            cells.join(", "),
+            sorted[sorted.len() / 2]
+        )
+    };
     for op in [BlkifOp::Read, BlkifOp::Write] {
         if only_persistent {
             break;
         }
         let mut ratios = vec![];
-        for pair in 0..3 {
+        for pair in 0..size().1 {
             let a = run(false, false, op, &img);
             let b = run(true, false, op, &img);
             println!(
@@ -125,16 +146,19 @@ fn main() {
             );
             ratios.push(b / a);
         }
+        engines.push(row(format!("{op:?}").to_lowercase(), &ratios));
         ratios.sort_by(|x, y| x.total_cmp(y));
         println!(
             "{op:?}: median B/A {:.2} (pairs {:.2}-{:.2})",
-            ratios[1], ratios[0], ratios[2]
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
         );
     }
     for (engine, uring) in [("sync", false), ("io_uring", true)] {
         for op in [BlkifOp::Read, BlkifOp::Write] {
             let mut ratios = vec![];
-            for pair in 0..3 {
+            for pair in 0..size().1 {
                 let a = run(uring, false, op, &img);
                 let b = run(uring, true, op, &img);
                 println!(
@@ -144,11 +168,20 @@ fn main() {
                 );
                 ratios.push(b / a);
             }
+            persistent.push(row(format!("{engine}, {op:?}").to_lowercase(), &ratios));
             ratios.sort_by(|x, y| x.total_cmp(y));
             println!(
                 "{engine} {op:?}: persistent/copy median B/A {:.2} (pairs {:.2}-{:.2})",
-                ratios[1], ratios[0], ratios[2]
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1]
             );
         }
     }
+    if !engines.is_empty() {
+        println!("\nB = io_uring, A = synchronous (docs/bench.md):\n| op | per-pair B/A | median B/A |\n|---|---|---|");
+        println!("{}", engines.join("\n"));
+    }
+    println!("\nB = persistent grants, A = grant copy (docs/bench.md):\n| engine, op | per-pair B/A | median B/A |\n|---|---|---|");
+    println!("{}", persistent.join("\n"));
 }

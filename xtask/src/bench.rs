@@ -1,0 +1,255 @@
+//! `cargo xtask bench`: every benchmark of docs/bench.md behind one entry point.
+//!
+//! `cargo xtask bench --list` names them and what each compares; `cargo xtask bench
+//! NAME` installs what is missing (`setup`), builds what the bench needs and runs it,
+//! stamped with the date, the commit and the load average before and after. `--smoke`
+//! runs it once at the smallest size (seconds, one pair; its figures mean nothing):
+//! `cargo xtask test` does that for every bench (suites `bench-smoke-host` and
+//! `bench-smoke-xen`), so a bench that no longer starts fails CI.
+
+use crate::util::{cargo, root, run};
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+/// How big a run is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// The measurement docs/bench.md reports.
+    Full,
+    /// Once, smallest size: proves the bench starts and prints its table.
+    Smoke,
+}
+
+/// One benchmark of docs/bench.md.
+pub struct Bench {
+    pub name: &'static str,
+    /// Other names `cargo xtask bench` accepts (older spellings, the test's name).
+    pub aliases: &'static [&'static str],
+    /// What it runs underneath (to run it by hand, without setup and builds).
+    pub under: &'static str,
+    /// What it compares (ours vs the peer, same run).
+    pub compares: &'static str,
+    /// Where it runs.
+    pub cost: &'static str,
+    pub run: fn(Size) -> Result<()>,
+}
+
+/// Every benchmark, in docs/bench.md's order. A new one is one entry here.
+pub const BENCHES: &[Bench] = &[
+    Bench {
+        name: "ring",
+        aliases: &[],
+        under: "cargo bench -p sluice-abi --bench ring",
+        compares: "sluice_abi::ring (Xen layout) vs two rtrb SPSC queues: request/response round trips, one and two threads",
+        cost: "host, criterion",
+        run: |s| host_bench("sluice-abi", "ring", s),
+    },
+    Bench {
+        name: "iommu",
+        aliases: &["map_unmap"],
+        under: "cargo bench -p sluice-iommu --bench map_unmap",
+        compares: "VT-d and AMD-Vi map/unmap on the mock HAL: range invalidation vs one invalidation per page",
+        cost: "host, criterion",
+        run: |s| host_bench("sluice-iommu", "map_unmap", s),
+    },
+    Bench {
+        name: "engines",
+        aliases: &[],
+        under: "cargo bench -p sluice-blkback --bench engines",
+        compares: "sluice-blkback on a fake frontend: io_uring vs synchronous engine; persistent grants vs grant copy",
+        cost: "host",
+        run: |s| host_bench("sluice-blkback", "engines", s),
+    },
+    Bench {
+        name: "seq-read",
+        aliases: &["seq_read_kernel_vs_sluice_blkback"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact seq_read_kernel_vs_sluice_blkback",
+        compares: "real Xen, PV guests, dd 1 MiB O_DIRECT reads: kernel blkback vs sluice-blkback, A B A B A B",
+        cost: "Xen 4.17 test bed in QEMU, one boot",
+        run: |s| xen_bench("seq_read_kernel_vs_sluice_blkback", s),
+    },
+    Bench {
+        name: "fio-backends",
+        aliases: &["fio_kernel_vs_sluice_blkback"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_blkback",
+        compares: "real Xen, fio in PV guests: kernel blkback vs sluice-blkback, dom0 on the disk as the ceiling",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 15 s per job",
+        run: |s| xen_bench("fio_kernel_vs_sluice_blkback", s),
+    },
+    Bench {
+        name: "fio-direct-buffered",
+        aliases: &["fio_kernel_vs_sluice_direct_and_buffered"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_direct_and_buffered",
+        compares: "real Xen, fio: kernel blkback vs sluice-blkback O_DIRECT vs sluice-blkback --buffered, A B C x3",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job",
+        run: |s| xen_bench("fio_kernel_vs_sluice_direct_and_buffered", s),
+    },
+    Bench {
+        name: "fio-frontends",
+        aliases: &["bench-blkfront", "fio_sluice_vs_stock_blkfront"],
+        under: "SLUICE_BLKFRONT_KO=build/linux-modules/sluice-blkfront/sluice-blkfront.ko cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_sluice_vs_stock_blkfront",
+        compares: "real Xen, fio: sluice-blkfront.ko vs stock xen-blkfront, against kernel blkback and sluice-blkback",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job",
+        run: |s| {
+            let ko = crate::linux_modules::blkfront_ko()?;
+            xen_bench_env(
+                "fio_sluice_vs_stock_blkfront",
+                s,
+                &[("SLUICE_BLKFRONT_KO", ko.as_os_str())],
+            )
+        },
+    },
+    Bench {
+        name: "hypercall",
+        aliases: &["bench-hypercall"],
+        under: "xtask/src/bench_hypercall.rs: QEMU boots of the hypervisor, and the test hypercall_round_trip_on_xen with SLUICE_TESTGUEST",
+        compares: "no-op hypercall and CPUID exit round trips: Sluice's hypervisor vs Xen 4.17, same PVH guest, same QEMU",
+        cost: "QEMU: 5 rounds, each a Sluice boot and a Xen test-bed boot",
+        run: |s| crate::bench_hypercall::run(if s == Size::Smoke { 1 } else { 5 }, None),
+    },
+];
+
+/// `cargo xtask bench --list`.
+pub fn list() {
+    for b in BENCHES {
+        println!("{:<20} {}", b.name, b.compares);
+        let aliases = if b.aliases.is_empty() {
+            String::new()
+        } else {
+            format!("; also named {}", b.aliases.join(", "))
+        };
+        println!("{:<20} ({}{aliases})", "", b.cost);
+        println!("{:<20} runs: {}", "", b.under);
+    }
+    println!(
+        "\nRun one: cargo xtask bench NAME [--smoke]; results and their reading: docs/bench.md"
+    );
+}
+
+/// Finds a bench by name or alias.
+pub fn find(name: &str) -> Result<&'static Bench> {
+    BENCHES
+        .iter()
+        .find(|b| b.name == name || b.aliases.contains(&name))
+        .with_context(|| {
+            let names: Vec<_> = BENCHES.iter().map(|b| b.name).collect();
+            format!(
+                "no benchmark {name:?}; there are: {} (cargo xtask bench --list)",
+                names.join(", ")
+            )
+        })
+}
+
+/// `cargo xtask bench NAME`: setup (by the caller), then the bench between two stamps.
+pub fn run_one(name: &str, size: Size) -> Result<()> {
+    let b = find(name)?;
+    let what = if size == Size::Smoke {
+        " (SMOKE RUN: proves it starts; the figures mean nothing)"
+    } else {
+        ""
+    };
+    eprintln!("bench {}: {}{what}", b.name, b.compares);
+    eprintln!("start: {}", stamp());
+    let r = (b.run)(size);
+    eprintln!("end:   {}", stamp());
+    r
+}
+
+/// "2026-12-06 05:40 UTC, commit abc1234 (+ uncommitted changes), load average 1.2 1.5 1.7".
+pub fn stamp() -> String {
+    let out = |cmd: &mut Command| {
+        cmd.current_dir(root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let date = out(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]))
+        .unwrap_or_else(|| "date unknown".into());
+    let commit = out(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown (not a git checkout)".into());
+    let dirty = out(Command::new("git").args(["status", "--porcelain", "--untracked-files=no"]))
+        .is_some_and(|s| !s.is_empty());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "{date}, commit {commit}{}, load average {load} (1/5/15 min), {} CPUs",
+        if dirty { " + uncommitted changes" } else { "" },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
+
+/// A host bench: `cargo bench` for the figures; for a smoke run `cargo test --bench`
+/// (a debug build; criterion then runs each benchmark once) with `SLUICE_BENCH_SMOKE=1`
+/// (the benches' own loops shrink to one round).
+fn host_bench(package: &str, bench: &str, size: Size) -> Result<()> {
+    let mut c = cargo();
+    match size {
+        Size::Full => c.args(["bench", "-p", package, "--bench", bench]),
+        Size::Smoke => c
+            .env("SLUICE_BENCH_SMOKE", "1")
+            .args(["test", "-p", package, "--bench", bench]),
+    };
+    run(&mut c)
+}
+
+/// A test-bed bench (`tests/tests/xen_bench.rs`).
+fn xen_bench(test: &str, size: Size) -> Result<()> {
+    xen_bench_env(test, size, &[])
+}
+
+fn xen_bench_env(test: &str, size: Size, env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
+    let mut c = cargo();
+    if size == Size::Smoke {
+        c.env("SLUICE_BENCH_SMOKE", "1");
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(c
+        .args(["test", "-p", "sluice-testbed", "--test", "xen_bench", "--"])
+        .args(["--ignored", "--nocapture", "--exact", test]))
+}
+
+/// Suite `bench-smoke-host`: the host benches once each, in one cargo invocation.
+pub fn smoke_host() -> Result<()> {
+    run(cargo().env("SLUICE_BENCH_SMOKE", "1").args([
+        "test",
+        "-p",
+        "sluice-abi",
+        "--bench",
+        "ring",
+        "-p",
+        "sluice-iommu",
+        "--bench",
+        "map_unmap",
+        "-p",
+        "sluice-blkback",
+        "--bench",
+        "engines",
+    ]))
+}
+
+/// Suite `bench-smoke-xen`: every test-bed bench once, smoke-sized, in one Xen boot
+/// (`all_benches_smoke_one_boot`), then the Sluice half of `hypercall` once with the
+/// Xen figures from that boot.
+pub fn smoke_xen() -> Result<()> {
+    let ko = crate::linux_modules::blkfront_ko()?;
+    let (hv, guest) = crate::hypervisor::build()?;
+    let xen_console = root().join("build/bench-smoke-hypercall.txt");
+    let _ = std::fs::remove_file(&xen_console);
+    run(cargo()
+        .env("SLUICE_BLKFRONT_KO", &ko)
+        .env("SLUICE_TESTGUEST", &guest)
+        .env("SLUICE_BENCH_HYPERCALL_OUT", &xen_console)
+        .args(["test", "-p", "sluice-testbed", "--test", "xen_bench", "--"])
+        .args(["--ignored", "--nocapture", "--exact"])
+        .arg("all_benches_smoke_one_boot"))?;
+    let text = std::fs::read_to_string(&xen_console)
+        .with_context(|| format!("the smoke boot left no {}", xen_console.display()))?;
+    if text.is_empty() {
+        bail!("{} is empty", xen_console.display());
+    }
+    crate::bench_hypercall::run(1, Some((&hv, &guest, &text)))
+}
