@@ -11,7 +11,7 @@ use sluice_abi::blkif::{
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
 };
 use sluice_abi::ring::RingError;
-use sluice_dom0::{CopyPtr, CopySegment, EventChannels, GrantMapper};
+use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMapper, LogLimiter};
 use sluice_xen_sys::{Completion, IoQueue, IoSpan};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -88,6 +88,9 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// io_uring I/O straight into persistently mapped guest pages (true to start with;
     /// switched off for good when the kernel refuses it).
     pub zero_copy: Cell<bool>,
+    /// The device's log rate limit (shared by its queues, kept across reconnects): what
+    /// a frontend's requests make us log is bounded per message class.
+    pub log: &'a LogLimiter,
 }
 
 /// Counters, for tests and logs.
@@ -119,7 +122,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                         BlkifResponse::new(req.id(), rsp_op, status)
                     }
                     Err(e) => {
-                        tracing::warn!("{}: refusing request: {e}", self.name);
+                        warn_limited!(
+                            self.log,
+                            "refused request",
+                            "{}: refusing request: {e}",
+                            self.name
+                        );
                         BlkifResponse {
                             operation: rsp_op,
                             ..e.response()
@@ -143,6 +151,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
+            // Going idle: say how many lines the rate limit kept back.
+            self.log.report(self.name, false);
             if self
                 .profile
                 .idle
@@ -183,7 +193,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 let req = match decode_request(&slot, &limits) {
                     Ok(r) => r,
                     Err(e) => {
-                        tracing::warn!("{}: refusing request: {e}", self.name);
+                        warn_limited!(
+                            self.log,
+                            "refused request",
+                            "{}: refusing request: {e}",
+                            self.name
+                        );
                         let rsp = BlkifResponse {
                             operation: op,
                             ..e.response()
@@ -242,6 +257,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
+            // Going idle: say how many lines the rate limit kept back.
+            self.log.report(self.name, false);
             if self
                 .profile
                 .idle
@@ -313,7 +330,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             _ => return Ok(false),
         };
         if write && self.disk.readonly() {
-            tracing::warn!("{}: write to a read-only disk", self.name);
+            warn_limited!(
+                self.log,
+                "read-only disk",
+                "{}: write to a read-only disk",
+                self.name
+            );
             return Err(BlkifRsp::Error);
         }
         let len: usize = segs.iter().map(|s| s.byte_len()).sum();
@@ -371,7 +393,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             }
         };
         submitted.map_err(|e| {
-            tracing::warn!("{}: io_uring submission: {e}", self.name);
+            warn_limited!(
+                self.log,
+                "disk I/O",
+                "{}: io_uring submission: {e}",
+                self.name
+            );
             BlkifRsp::Error
         })?;
         in_flight.insert(tag, p);
@@ -469,11 +496,17 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     }
                 },
                 Ok(n) => {
-                    tracing::warn!("{}: short {rw} ({n} of {} bytes)", self.name, p.len);
+                    warn_limited!(
+                        self.log,
+                        "disk I/O",
+                        "{}: short {rw} ({n} of {} bytes)",
+                        self.name,
+                        p.len
+                    );
                     BlkifRsp::Error
                 }
                 Err(e) => {
-                    tracing::warn!("{}: {rw}: {e}", self.name);
+                    warn_limited!(self.log, "disk I/O", "{}: {rw}: {e}", self.name);
                     BlkifRsp::Error
                 }
             };
@@ -538,12 +571,17 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 ..
             } => {
                 if self.disk.readonly() {
-                    tracing::warn!("{}: discard on a read-only disk", self.name);
+                    warn_limited!(
+                        self.log,
+                        "read-only disk",
+                        "{}: discard on a read-only disk",
+                        self.name
+                    );
                     return Err(BlkifRsp::Error);
                 }
                 self.check_range(sector_number, nr_sectors)?;
                 self.disk.discard(sector_number, nr_sectors).map_err(|e| {
-                    tracing::warn!("{}: {e}", self.name);
+                    warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
                     BlkifRsp::Error
                 })
             }
@@ -552,7 +590,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     fn check_range(&self, sector: u64, count: u64) -> Result<(), BlkifRsp> {
         if !self.disk.contains(sector, count) {
-            tracing::warn!(
+            warn_limited!(
+                self.log,
+                "sector range",
                 "{}: sectors {sector}+{count} lie outside the disk ({} sectors)",
                 self.name,
                 self.disk.sectors()
@@ -560,7 +600,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             return Err(BlkifRsp::Error);
         }
         if !self.disk.aligned(sector, count) {
-            tracing::warn!(
+            warn_limited!(
+                self.log,
+                "sector range",
                 "{}: sectors {sector}+{count} are not aligned to the disk's {}-byte sectors",
                 self.name,
                 self.disk.sector_size()
@@ -572,7 +614,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     fn flush(&self) -> Result<(), BlkifRsp> {
         self.disk.flush().map_err(|e| {
-            tracing::warn!("{}: {e}", self.name);
+            warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
             BlkifRsp::Error
         })
     }
@@ -602,7 +644,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .map_err(|_| BlkifRsp::Error)?;
         for (i, s) in segs.iter().enumerate() {
             if let Err(e) = s.validate() {
-                tracing::warn!("{}: indirect segment {i}: {e}", self.name);
+                warn_limited!(
+                    self.log,
+                    "bad segment",
+                    "{}: indirect segment {i}: {e}",
+                    self.name
+                );
                 return Err(BlkifRsp::Error);
             }
         }
@@ -626,7 +673,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             match moved {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::warn!(
+                    warn_limited!(
+                        self.log,
+                        "bad segment",
                         "{}: gref {}: offset {at} + {} bytes crosses the page",
                         self.name,
                         c.gref,
@@ -648,11 +697,13 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     fn copy(&self, copies: &mut [CopySegment<'_>]) -> Result<(), BlkifRsp> {
         self.grants.copy(copies).map_err(|e| {
-            tracing::warn!("{}: grant copy: {e}", self.name);
+            warn_limited!(self.log, "grant copy", "{}: grant copy: {e}", self.name);
             BlkifRsp::Error
         })?;
         if let Some(bad) = copies.iter().find(|c| c.status != 0) {
-            tracing::warn!(
+            warn_limited!(
+                self.log,
+                "grant copy",
                 "{}: grant copy of gref {} failed with status {}",
                 self.name,
                 bad.gref,
@@ -698,7 +749,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .disk
             .read(sector, &mut buf)
             .map_err(|e| {
-                tracing::warn!("{}: {e}", self.name);
+                warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
                 BlkifRsp::Error
             })
             .and_then(|()| self.transfer(self.copies(segs, &mut buf, true)));
@@ -708,7 +759,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     fn write(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
         if self.disk.readonly() {
-            tracing::warn!("{}: write to a read-only disk", self.name);
+            warn_limited!(
+                self.log,
+                "read-only disk",
+                "{}: write to a read-only disk",
+                self.name
+            );
             return Err(BlkifRsp::Error);
         }
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
@@ -718,7 +774,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .transfer(self.copies(segs, &mut buf, false))
             .and_then(|()| {
                 self.disk.write(sector, &buf).map_err(|e| {
-                    tracing::warn!("{}: {e}", self.name);
+                    warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
                     BlkifRsp::Error
                 })
             });

@@ -7,7 +7,8 @@
 //! Both take a [`LimitClock`]: the real monotonic clock, or `governor`'s fake clock that
 //! host tests move by hand (no test depends on how fast it runs).
 
-use governor::clock::{Clock, FakeRelativeClock};
+use governor::clock::Clock;
+pub use governor::clock::FakeRelativeClock;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::HashMapStateStore;
