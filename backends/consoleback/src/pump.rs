@@ -112,7 +112,7 @@ impl<E: EventChannels> Pump<E> {
                     if n > 0 {
                         PumpCounters::bump(&self.counters.reads, 1);
                         PumpCounters::bump(&self.counters.bytes, n as u64);
-                        self.to_log(&out);
+                        self.write_log(&out);
                         self.pending.push(&out);
                         self.evtchn.notify(self.port).map_err(|e| e.to_string())?;
                     }
@@ -148,7 +148,7 @@ impl<E: EventChannels> Pump<E> {
         Ok(())
     }
 
-    fn to_log(&mut self, out: &[u8]) {
+    fn write_log(&mut self, out: &[u8]) {
         let Some(log) = &mut self.log else {
             return;
         };
