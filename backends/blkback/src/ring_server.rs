@@ -4,7 +4,7 @@
 
 use crate::buffers::BufPool;
 use crate::disk::{Disk, SECTOR};
-use crate::persistent::PersistentGrants;
+use crate::persistent::{Access, PersistentGrants};
 use crate::profile::Profile;
 use sluice_abi::blkif::{
     decode_request, indirect_pages, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp,
@@ -366,7 +366,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     ) -> Result<(), BlkifRsp> {
         let file = self.disk.file();
         let at = p.sector * SECTOR;
-        let submitted = if let Some(spans) = self.spans(&p.segs) {
+        let submitted = if let Some(spans) = self.spans(&p.segs, p.write) {
             p.zero_copy = true;
             self.profile.queue.time(|| {
                 if p.write {
@@ -405,12 +405,13 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         Ok(())
     }
 
-    /// The guest's pages of `segs` for I/O straight into them: only with persistent
-    /// grants (every page mapped writable), zero copy not switched off, and, with
+    /// The guest's pages of `segs` for I/O straight into or out of them (`write`: a disk
+    /// write, which only reads them): only with persistent grants (every page mapped,
+    /// writable for a disk read), zero copy not switched off, and, with
     /// `O_DIRECT`, every segment aligned to the disk's logical sector (the kernel's rule
     /// for each iovec). `None`: use a bounce buffer (which also gives the exact
     /// per-segment grant-copy result for a page that does not map).
-    fn spans(&self, segs: &[BlkifRequestSegment]) -> Option<Vec<IoSpan>> {
+    fn spans(&self, segs: &[BlkifRequestSegment], write: bool) -> Option<Vec<IoSpan>> {
         if !self.zero_copy.get() {
             return None;
         }
@@ -431,7 +432,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
         let mut out = Vec::with_capacity(segs.len());
         for s in segs {
-            let mem = cache.mapping_quiet(self.grants, s.gref).ok()?;
+            // A disk write only reads the guest's pages (a read-only mapping will do).
+            let access = if write { Access::Read } else { Access::Write };
+            let mem = cache.mapping_quiet(self.grants, s.gref, access).ok()?;
             out.push(IoSpan {
                 mem,
                 offset: s.byte_offset(),
@@ -666,7 +669,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let mut rest = Vec::new();
         for mut c in copies {
             let at = c.offset as usize;
-            let moved = cache.with_page(self.grants, c.gref, |page| match &mut c.local {
+            let access = match c.local {
+                CopyPtr::ToGuest(_) => Access::Write,
+                CopyPtr::FromGuest(_) => Access::Read,
+            };
+            let moved = cache.with_page(self.grants, c.gref, access, |page| match &mut c.local {
                 CopyPtr::ToGuest(b) => page.write_bytes(at, b).is_ok(),
                 CopyPtr::FromGuest(b) => page.read_bytes(at, b).is_ok(),
             });

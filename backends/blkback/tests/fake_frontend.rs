@@ -879,13 +879,29 @@ fn hostile_grefs_with_persistent_grants(engine: IoEngine) {
         vec![0xee; 8192],
         "nothing written"
     );
-    // Read-only: a read into it fails; a write from it is served by grant copy.
+    // Read-only: a read into it fails; a write from it is served through a read-only
+    // mapping, kept; a read into it later still fails (grant copy, not the mapping) and
+    // leaves the page alone.
     assert_eq!(
         f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(ro, 0, 7)]),
         BlkifRsp::Error
     );
+    assert_eq!(f.guest.mapped(ro), 0);
     assert_eq!(write_pages(&mut f, 8, &[ro]), BlkifRsp::Okay);
     assert_eq!(image_bytes(&img, 8, 4096), vec![0x5b; 4096]);
+    assert_eq!((f.guest.mapped(ro), f.guest.mapped_writable(ro)), (1, 0));
+    assert_eq!(write_pages(&mut f, 16, &[ro]), BlkifRsp::Okay);
+    assert_eq!(
+        f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(ro, 0, 7)]),
+        BlkifRsp::Error
+    );
+    let mut back = vec![0u8; XEN_PAGE_SIZE];
+    f.guest
+        .mem()
+        .read_bytes((apage + 1) * XEN_PAGE_SIZE, &mut back)
+        .unwrap();
+    assert_eq!(back, vec![0x5b; XEN_PAGE_SIZE], "read-only page untouched");
+    assert_eq!((f.guest.mapped(ro), f.guest.mapped_writable(ro)), (1, 0));
     // Flipped to read-only (revoked and granted again read-only under the same number)
     // before the backend mapped it: refused like any read-only page.
     let (flip, fpage) = f.data_page(2, Some(0), false);
@@ -907,9 +923,10 @@ fn hostile_grefs_with_persistent_grants(engine: IoEngine) {
         f.rw(BlkifOp::Read, 8, &[BlkifRequestSegment::new(a, 0, 7)]),
         BlkifRsp::Okay
     );
-    // Only the good page is mapped; the device is still connected; close unmaps it.
-    assert_eq!(w.grants.live_mappings(), 1 + 1);
-    assert_eq!((f.guest.mapped(ro), f.guest.mapped(flip)), (0, 0));
+    // The ring, the good page (writable) and the read-only one are mapped; the device
+    // is still connected; close unmaps them.
+    assert_eq!(w.grants.live_mappings(), 1 + 2);
+    assert_eq!((f.guest.mapped_writable(a), f.guest.mapped(flip)), (1, 0));
     wait_for(&f.xs, &format!("{be}/state"), "4");
     close_and_restart(&f);
     assert_eq!(w.grants.live_mappings(), 0);
