@@ -195,7 +195,13 @@ pub const HOSTILE_LOG_LINES: &[&str] = &[
     "is not a number",
     "closing the device",
     "disconnecting this device",
+    // The flood of bad requests (`FLOOD_REQUESTS`): rate limited, the rest counted.
+    "similar message(s) suppressed",
 ];
+
+/// Most lines the block backend's log may hold after the hostile frontend's step: its
+/// 10^5 bad requests would be as many lines without the log rate limit.
+pub const HOSTILE_LOG_MAX_LINES: u64 = 2000;
 
 impl Workload {
     /// The check id printed by the guest, e.g. `pattern-xvda`.

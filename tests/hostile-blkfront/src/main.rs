@@ -16,6 +16,9 @@
 //!   each must be answered `BLKIF_RSP_ERROR` / `BLKIF_RSP_EOPNOTSUPP` with its id;
 //! * a valid write (direct and indirect), flush and read back: the device still works;
 //!   the host checks that the image holds exactly these bytes and nothing else;
+//! * a flood of [`FLOOD_REQUESTS`] bad requests (unknown operation, past the end,
+//!   never-granted page, in turn): each refused; dom0 checks the daemon's log stays
+//!   bounded;
 //! * a runaway `req_prod` far ahead of the backend: the backend must disconnect the
 //!   device (Closing/Closed) without answering garbage.
 //!
@@ -309,6 +312,63 @@ impl Conn<'_> {
             }
         }
     }
+}
+
+/// Bad requests of the flood (three kinds in turn: an unknown operation, a write past
+/// the end of the disk, a write from a grant never made).
+pub const FLOOD_REQUESTS: u64 = 100_000;
+const FLOOD_ID: u64 = 0xf100_0000_0000;
+
+/// Sends [`FLOOD_REQUESTS`] bad requests, a ring's worth at a time: every one must be
+/// refused, with its id.
+fn flood(c: &mut Conn, r: &mut Report, sectors: u64, dgref: u32) {
+    let t = Instant::now();
+    let batch = u64::from(c.ring.size());
+    let (mut sent, mut refused) = (0u64, 0u64);
+    let mut wrong = None;
+    while sent < FLOOD_REQUESTS {
+        let n = batch.min(FLOOD_REQUESTS - sent);
+        let reqs: Vec<BlkifRequest> = (sent..sent + n)
+            .map(|i| {
+                let id = FLOOD_ID + i;
+                match i % 3 {
+                    0 => BlkifRequest {
+                        operation: 0xee,
+                        ..rw(BlkifOp::Write, id, 0, &[seg(dgref, 0, 7)])
+                    },
+                    1 => rw(BlkifOp::Write, id, sectors, &[seg(dgref, 0, 7)]),
+                    _ => rw(BlkifOp::Write, id, 0, &[seg(BOGUS_GREF, 0, 7)]),
+                }
+            })
+            .collect();
+        match c.submit(&reqs) {
+            Ok(rsps) => {
+                for p in rsps {
+                    if p.status != BlkifRsp::Okay as i16
+                        && (FLOOD_ID + sent..FLOOD_ID + sent + n).contains(&p.id)
+                    {
+                        refused += 1;
+                    } else {
+                        wrong.get_or_insert((p.id, p.status));
+                    }
+                }
+            }
+            Err(e) => {
+                r.check("flood-refused", false, format!("after {sent}: {e:#}"));
+                return;
+            }
+        }
+        sent += n;
+    }
+    r.check(
+        "flood-refused",
+        refused == FLOOD_REQUESTS && wrong.is_none(),
+        format!(
+            "{refused} of {FLOOD_REQUESTS} bad requests refused in {:.1} s (first wrong \
+             response (id, status): {wrong:?})",
+            t.elapsed().as_secs_f64()
+        ),
+    );
 }
 
 /// `n` seconds times `--timeout-scale` (the test bed passes its own scale).
@@ -961,6 +1021,10 @@ fn run(r: &mut Report, a: &Args) -> Result<()> {
         ok,
         "sectors 1..=3 of the page hold the disk's first 3 sectors, the rest is untouched",
     );
+
+    // (c2) A flood of bad requests: each refused; dom0 checks that the daemon's log
+    // stays bounded (rate limited per device and message class).
+    flood(&mut c, r, sectors, d0);
 
     // (d) A runaway req_prod: far ahead of anything the ring can hold.
     let mem = ring.mem();
