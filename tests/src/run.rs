@@ -476,7 +476,7 @@ fn drive(
                             format!("{name}/{}/dom0-log", w.id()),
                             format!(
                                 "the block backend logged each kind of refusal ({has} line kinds); \
-                                 its whole log after 10^5 bad requests: {sizes:?} line(s)"
+                                 its whole log after a flood of 10^4 bad requests: {sizes:?} line(s)"
                             ),
                         ));
                     }
