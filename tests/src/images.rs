@@ -923,6 +923,11 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
                     n = d.name
                 );
             }
+            let _ = writeln!(
+                s,
+                "echo \"@@DOM0-LOG-SIZE {n}: $(wc -l < /var/log/sluice/{n}.log) lines\"",
+                n = d.name
+            );
         }
     }
     let _ = writeln!(s, "echo \"@@STEP-END {n} rc=$rc\"");

@@ -451,12 +451,38 @@ fn drive(
                     .lines()
                     .filter(|l| l.contains("@@DOM0-LOG-HAS"))
                     .count();
+                // The flood of bad requests left a bounded log.
+                let mut sizes = vec![];
+                for l in text.lines().filter(|l| l.contains("@@DOM0-LOG-SIZE ")) {
+                    let lines: u64 = l
+                        .rsplit(": ")
+                        .next()
+                        .and_then(|v| v.trim().strip_suffix(" lines"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .ok_or_else(|| {
+                            Failure::Infrastructure(format!("{name}: bad log size line {l:?}"))
+                        })?;
+                    if lines > crate::scenario::HOSTILE_LOG_MAX_LINES {
+                        bail!(Failure::Check(format!(
+                            "{name}: the block backend's log grew to {lines} lines under the \
+                             flood (at most {})",
+                            crate::scenario::HOSTILE_LOG_MAX_LINES
+                        )));
+                    }
+                    sizes.push(lines);
+                }
+                if sizes.is_empty() {
+                    bail!(Failure::Infrastructure(format!(
+                        "{name}: dom0 reported no block backend log size"
+                    )));
+                }
                 for w in &s.workloads {
                     if let Workload::HostileFrontend { .. } = w {
                         report.passed.push((
                             format!("{name}/{}/dom0-log", w.id()),
                             format!(
-                                "the block backend logged each kind of refusal ({has} line kinds)"
+                                "the block backend logged each kind of refusal ({has} line kinds); \
+                                 its whole log after a flood of 10^4 bad requests: {sizes:?} line(s)"
                             ),
                         ));
                     }

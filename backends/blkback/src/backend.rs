@@ -8,7 +8,8 @@ use sluice_abi::blkif::{BlkifBackRing, VdiskInfo};
 use sluice_abi::xenbus::XenbusState;
 use sluice_dom0::xenstore::{transaction, XBT_NULL};
 use sluice_dom0::{
-    EventChannels, EvtchnError, GrantError, GrantMap, GrantMapper, XenStore, XsError,
+    EventChannels, EvtchnError, GrantError, GrantMap, GrantMapper, LimitClock, LogLimiter, Rate,
+    XenStore, XsError,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,6 +72,8 @@ struct Device {
     /// Setup failed; waits for the toolstack to remove the device.
     broken: bool,
     stats: Arc<QueueStats>,
+    /// Rate limit on the lines this device's frontend makes us log (per message class).
+    log: Arc<LogLimiter>,
 }
 
 impl Device {
@@ -88,6 +91,7 @@ impl Device {
             }
         }
         if !self.queues.is_empty() {
+            self.log.report(&self.name, true);
             tracing::info!("{}: disconnected", self.name);
         }
         self.queues.clear();
@@ -122,6 +126,8 @@ pub struct Backend<S, G, F> {
     /// io_uring I/O straight into persistently mapped pages (default); false: bounce
     /// buffers always.
     zero_copy: bool,
+    /// Log lines per device and message class, and the clock it goes by.
+    log_rate: (Rate, LimitClock),
     devices: BTreeMap<String, Device>,
 }
 
@@ -145,6 +151,7 @@ where
             persistent_limit: PERSISTENT_GRANTS_PER_QUEUE,
             direct_io: true,
             zero_copy: false,
+            log_rate: (Rate::LOG, LimitClock::real()),
             devices: BTreeMap::new(),
         }
     }
@@ -169,6 +176,20 @@ where
     pub fn with_persistent_grants(mut self, per_queue: usize) -> Self {
         self.persistent_limit = per_queue;
         self
+    }
+
+    /// The rate limit on log lines a frontend can cause, per device and message class
+    /// (default [`Rate::LOG`] on the real clock); what it suppresses is counted and
+    /// logged later ("N similar message(s) suppressed").
+    pub fn with_log_rate(mut self, rate: Rate, clock: LimitClock) -> Self {
+        self.log_rate = (rate, clock);
+        self
+    }
+
+    /// Statistics of the log rate limit of the device at `backend_path`: lines let
+    /// through and lines suppressed (tests).
+    pub fn log_counts(&self, backend_path: &str) -> Option<(u64, u64)> {
+        self.devices.get(backend_path).map(|d| d.log.counts())
     }
 
     /// Chooses the I/O engine (default io_uring).
@@ -316,6 +337,7 @@ where
             state: XenbusState::Initialising,
             broken: false,
             stats: Arc::default(),
+            log: Arc::new(LogLimiter::new(self.log_rate.0, self.log_rate.1.clone())),
         })
     }
 
@@ -580,6 +602,7 @@ where
             let engine = self.engine;
             let cache_limit = self.persistent_limit;
             let zero_copy = self.zero_copy;
+            let log = dev.log.clone();
             let (grants, stats, stop2, dead2, disk2, domid) = (
                 self.grants.clone(),
                 dev.stats.clone(),
@@ -607,6 +630,7 @@ where
                         profile: Default::default(),
                         buffers: Default::default(),
                         zero_copy: std::cell::Cell::new(zero_copy),
+                        log: &log,
                     };
                     let uring = match engine {
                         IoEngine::Uring => match sluice_xen_sys::IoQueue::new(256) {

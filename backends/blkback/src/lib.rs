@@ -10,5 +10,6 @@ pub mod disk;
 pub mod persistent;
 pub mod profile;
 pub mod ring_server;
+mod transfer;
 
 pub use backend::{Backend, DeviceError, IoEngine};

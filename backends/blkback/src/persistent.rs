@@ -1,14 +1,27 @@
 //! Persistent grants (blkif `feature-persistent`): when both ends agree, the frontend
 //! keeps reusing the same grant references for data (and indirect descriptor) pages and
-//! never revokes them while connected, so a queue keeps each one mapped (writable, as
-//! `io/blkif.h` note 8 allows) from its first use until it is evicted (least recently
-//! used, beyond [`PERSISTENT_GRANTS_PER_QUEUE`]) or the queue stops. Data moves by
-//! memcpy through the mapping instead of grant copy.
+//! never revokes them while connected, so a queue keeps each one mapped from its first
+//! use until it is evicted (least recently used, beyond [`PERSISTENT_GRANTS_PER_QUEUE`])
+//! or the queue stops. Data moves by memcpy through the mapping instead of grant copy.
+//!
+//! Read-only or writable: Linux's blkfront draws every grant, for a read or a write,
+//! for data or an indirect descriptor page, from one pool of persistent grants, all
+//! granted writable; so a reference first used for a write request may be used for a
+//! read next. Linux's blkback therefore maps persistent grants writable whatever the
+//! request (`xen_blkbk_map`: `GNTMAP_readonly` only without persistent grants, for
+//! requests that only read guest memory). We do the same, with one difference: a
+//! reference the frontend granted read-only (the writable map is refused) is mapped
+//! read-only when the use only reads guest memory ([`Access::Read`]: a write request's
+//! data, an indirect page) and kept so; a later use that writes into it
+//! ([`Access::Write`]: a read request) is refused here and goes to grant copy, which
+//! gives the grant's exact answer then. Without persistent grants nothing is mapped:
+//! grant copy reads from the guest as `GNTCOPY_source_gref`, which needs only read access.
 //!
 //! One cache per queue, used only by that queue's thread (no locking). A reference
-//! that cannot be mapped (not granted, read-only, out of gntdev resources) is not
-//! cached; the caller falls back to grant copy for it, which then gives the exact
-//! per-segment result (a read into a read-only or ungranted page fails the request).
+//! that cannot be mapped (not granted, read-only for a write into it, out of gntdev
+//! resources) is not cached; the caller falls back to grant copy for it, which then
+//! gives the exact per-segment result (a read into a read-only or ungranted page fails
+//! the request).
 
 use sluice_abi::shared::SharedMem;
 use sluice_dom0::{GrantError, GrantMap, GrantMapper};
@@ -19,6 +32,15 @@ use std::rc::Rc;
 /// Mappings a queue keeps (Linux blkback's `xen_blkif_max_pgrants`: 32 ring slots x
 /// (32 segments + 1 indirect page), what Linux blkfront uses at most by default).
 pub const PERSISTENT_GRANTS_PER_QUEUE: usize = 1056;
+
+/// What a use does to the guest's page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only reads it (a write request's data, an indirect descriptor page).
+    Read,
+    /// Writes into it (a read request's data).
+    Write,
+}
 
 /// Counters of one cache.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +53,9 @@ pub struct CacheStats {
     pub evicted: u64,
     /// Uses whose mapping failed (the caller used grant copy instead).
     pub failed: u64,
+    /// Of `mapped`, references mapped read-only (granted read-only, first used for
+    /// reading).
+    pub read_only: u64,
 }
 
 struct Entry<M> {
@@ -38,6 +63,7 @@ struct Entry<M> {
     /// mapped until that I/O completes.
     mapping: Rc<M>,
     used: u64,
+    writable: bool,
 }
 
 struct Inner<M> {
@@ -123,34 +149,48 @@ impl<M: GrantMap> PersistentGrants<M> {
         &self,
         grants: &G,
         gref: u32,
+        access: Access,
         f: impl FnOnce(SharedMem<'_>) -> R,
     ) -> Result<R, GrantError>
     where
         G: GrantMapper<Mapping = M>,
     {
-        let m = self.mapping(grants, gref)?;
+        let m = self.mapping(grants, gref, access)?;
         Ok(f(m.mem()))
     }
 
     /// The mapping of `gref` (mapped first if need be, as [`PersistentGrants::with_page`]),
     /// shared: it stays mapped while the returned handle lives, even if evicted meanwhile.
-    pub fn mapping<G>(&self, grants: &G, gref: u32) -> Result<Rc<M>, GrantError>
+    /// A mapping for [`Access::Read`] may be read-only: the caller must not write
+    /// through it.
+    pub fn mapping<G>(&self, grants: &G, gref: u32, access: Access) -> Result<Rc<M>, GrantError>
     where
         G: GrantMapper<Mapping = M>,
     {
-        self.lookup(grants, gref, true)
+        self.lookup(grants, gref, access, true)
     }
 
     /// As [`PersistentGrants::mapping`], but a failure is not counted (the caller falls
     /// back to a path that tries again and counts it).
-    pub fn mapping_quiet<G>(&self, grants: &G, gref: u32) -> Result<Rc<M>, GrantError>
+    pub fn mapping_quiet<G>(
+        &self,
+        grants: &G,
+        gref: u32,
+        access: Access,
+    ) -> Result<Rc<M>, GrantError>
     where
         G: GrantMapper<Mapping = M>,
     {
-        self.lookup(grants, gref, false)
+        self.lookup(grants, gref, access, false)
     }
 
-    fn lookup<G>(&self, grants: &G, gref: u32, count_failure: bool) -> Result<Rc<M>, GrantError>
+    fn lookup<G>(
+        &self,
+        grants: &G,
+        gref: u32,
+        access: Access,
+        count_failure: bool,
+    ) -> Result<Rc<M>, GrantError>
     where
         G: GrantMapper<Mapping = M>,
     {
@@ -159,14 +199,33 @@ impl<M: GrantMap> PersistentGrants<M> {
         inner.tick += 1;
         let now = inner.tick;
         if let Some(e) = inner.entries.get_mut(&gref) {
+            if access == Access::Write && !e.writable {
+                if count_failure {
+                    inner.stats.failed += 1;
+                }
+                return Err(GrantError::MappedReadOnly {
+                    domid: self.domid,
+                    gref,
+                });
+            }
             inner.lru.remove(&e.used);
             e.used = now;
             inner.lru.insert(now, gref);
             inner.stats.hits += 1;
             return Ok(e.mapping.clone());
         }
-        let mapping = match grants.map(self.domid, &[gref], true) {
-            Ok(m) => Rc::new(m),
+        // Writable if the frontend granted it so (a later use may be a read request);
+        // read-only if that is all it granted and all this use needs.
+        let mapped = grants.map(self.domid, &[gref], true).map(|m| (m, true));
+        let mapped = match mapped {
+            Err(e) if access == Access::Read => grants
+                .map(self.domid, &[gref], false)
+                .map(|m| (m, false))
+                .map_err(|_| e),
+            other => other,
+        };
+        let (mapping, writable) = match mapped {
+            Ok((m, w)) => (Rc::new(m), w),
             Err(e) => {
                 if count_failure {
                     inner.stats.failed += 1;
@@ -197,17 +256,22 @@ impl<M: GrantMap> PersistentGrants<M> {
                 }
                 None => {
                     inner.stats.mapped += 1;
+                    inner.stats.read_only += u64::from(!writable);
                     return Ok(mapping);
                 }
             }
         }
         inner.stats.mapped += 1;
+        if !writable {
+            inner.stats.read_only += 1;
+        }
         inner.lru.insert(now, gref);
         inner.entries.insert(
             gref,
             Entry {
                 mapping: mapping.clone(),
                 used: now,
+                writable,
             },
         );
         Ok(mapping)
@@ -227,17 +291,25 @@ mod tests {
         let refs: Vec<u32> = (0..6).map(|p| g.grant(p, false)).collect();
         let cache = PersistentGrants::new(4, 3);
         for &r in &refs[..3] {
-            cache.with_page(&grants, r, |m| m.len()).unwrap();
+            cache
+                .with_page(&grants, r, Access::Write, |m| m.len())
+                .unwrap();
         }
         // Touch refs[0]: refs[1] becomes the least recently used.
-        cache.with_page(&grants, refs[0], |_| ()).unwrap();
-        cache.with_page(&grants, refs[3], |_| ()).unwrap();
+        cache
+            .with_page(&grants, refs[0], Access::Write, |_| ())
+            .unwrap();
+        cache
+            .with_page(&grants, refs[3], Access::Write, |_| ())
+            .unwrap();
         assert!(!cache.contains(refs[1]) && g.mapped(refs[1]) == 0);
         assert!(cache.contains(refs[0]) && cache.contains(refs[2]) && cache.contains(refs[3]));
         assert_eq!(grants.live_mappings(), 3);
         // The mapping is the guest's page: writes through it are the guest's bytes.
         cache
-            .with_page(&grants, refs[3], |m| m.write_bytes(8, &[9; 4]))
+            .with_page(&grants, refs[3], Access::Write, |m| {
+                m.write_bytes(8, &[9; 4])
+            })
             .unwrap()
             .unwrap();
         let mut back = [0u8; 4];
@@ -245,8 +317,10 @@ mod tests {
         assert_eq!(back, [9; 4]);
         // Not granted / read-only: nothing cached, nothing evicted.
         let ro = g.grant(7, true);
-        assert!(cache.with_page(&grants, 9999, |_| ()).is_err());
-        assert!(cache.with_page(&grants, ro, |_| ()).is_err());
+        assert!(cache
+            .with_page(&grants, 9999, Access::Write, |_| ())
+            .is_err());
+        assert!(cache.with_page(&grants, ro, Access::Write, |_| ()).is_err());
         assert_eq!(cache.len(), 3);
         assert_eq!(
             cache.stats(),
@@ -254,13 +328,16 @@ mod tests {
                 mapped: 4,
                 hits: 2,
                 evicted: 1,
-                failed: 2
+                failed: 2,
+                read_only: 0,
             }
         );
         assert!(!g.try_revoke(refs[0]), "still mapped");
         cache.clear();
         assert_eq!(grants.live_mappings(), 0);
-        cache.with_page(&grants, refs[4], |_| ()).unwrap();
+        cache
+            .with_page(&grants, refs[4], Access::Write, |_| ())
+            .unwrap();
         drop(cache);
         assert_eq!(grants.live_mappings(), 0);
         assert!(g.try_revoke(refs[0]) && g.try_revoke(refs[4]));
@@ -274,26 +351,79 @@ mod tests {
         let refs: Vec<u32> = (0..5).map(|p| g.grant(p, false)).collect();
         let cache = PersistentGrants::new(4, 2);
         // I/O holds refs[0]; refs[1] is cached but free.
-        let held = cache.mapping(&grants, refs[0]).unwrap();
-        cache.mapping(&grants, refs[1]).unwrap();
+        let held = cache.mapping(&grants, refs[0], Access::Write).unwrap();
+        cache.mapping(&grants, refs[1], Access::Write).unwrap();
         assert!(cache.room_for([refs[0], refs[1]].into_iter()));
         assert!(!cache.room_for([refs[2]].into_iter()));
         // A new reference evicts refs[1] (free), not the older refs[0] (held).
-        cache.with_page(&grants, refs[2], |_| ()).unwrap();
+        cache
+            .with_page(&grants, refs[2], Access::Write, |_| ())
+            .unwrap();
         assert!(cache.contains(refs[0]) && !cache.contains(refs[1]));
         // Everything held: a new one is used uncached and unmapped right after.
-        let held2 = cache.mapping(&grants, refs[2]).unwrap();
-        cache.with_page(&grants, refs[3], |_| ()).unwrap();
+        let held2 = cache.mapping(&grants, refs[2], Access::Write).unwrap();
+        cache
+            .with_page(&grants, refs[3], Access::Write, |_| ())
+            .unwrap();
         assert!(!cache.contains(refs[3]));
         assert_eq!(grants.live_mappings(), 2);
         // Released, a mapping can go again: refs[2] (free) goes, refs[0] (held) stays.
         drop(held2);
-        cache.with_page(&grants, refs[4], |_| ()).unwrap();
+        cache
+            .with_page(&grants, refs[4], Access::Write, |_| ())
+            .unwrap();
         assert_eq!(cache.len(), 2);
         assert!(cache.contains(refs[0]) && cache.contains(refs[4]));
         drop(held);
         assert_eq!(grants.live_mappings(), 2);
         cache.clear();
+        assert_eq!(grants.live_mappings(), 0);
+    }
+
+    #[test]
+    fn read_only_grants_are_mapped_read_only_for_reading_only() {
+        let g = FakeGuestMemory::new(4, 4);
+        let grants = FakeGrants::new();
+        grants.add_guest(g.clone());
+        let rw = g.grant(0, false);
+        let ro = g.grant(1, true);
+        g.page(1).fill(0, 4096, 0x42).unwrap();
+        let cache = PersistentGrants::new(4, 4);
+        // Granted writable: mapped writable even for a use that only reads (the
+        // frontend may use the same reference for a read request next).
+        cache.with_page(&grants, rw, Access::Read, |_| ()).unwrap();
+        assert_eq!((g.mapped(rw), g.mapped_writable(rw)), (1, 1));
+        cache.with_page(&grants, rw, Access::Write, |_| ()).unwrap();
+        // Granted read-only: mapped read-only for reading, and kept...
+        let mut b = [0u8; 4];
+        cache
+            .with_page(&grants, ro, Access::Read, |m| m.read_bytes(8, &mut b))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b, [0x42; 4]);
+        cache.with_page(&grants, ro, Access::Read, |_| ()).unwrap();
+        assert_eq!((g.mapped(ro), g.mapped_writable(ro)), (1, 0));
+        // ...refused for writing into it (the caller uses grant copy), nothing more mapped.
+        assert!(matches!(
+            cache.with_page(&grants, ro, Access::Write, |_| ()),
+            Err(GrantError::MappedReadOnly { gref, .. }) if gref == ro
+        ));
+        // Not granted: not mapped at all.
+        assert!(cache
+            .with_page(&grants, 9999, Access::Read, |_| ())
+            .is_err());
+        assert_eq!((cache.len(), grants.live_mappings()), (2, 2));
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                mapped: 2,
+                hits: 2,
+                evicted: 0,
+                failed: 2,
+                read_only: 1,
+            }
+        );
+        drop(cache);
         assert_eq!(grants.live_mappings(), 0);
     }
 }

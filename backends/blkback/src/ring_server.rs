@@ -4,14 +4,14 @@
 
 use crate::buffers::BufPool;
 use crate::disk::{Disk, SECTOR};
-use crate::persistent::PersistentGrants;
+use crate::persistent::{Access, PersistentGrants};
 use crate::profile::Profile;
 use sluice_abi::blkif::{
     decode_request, indirect_pages, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp,
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
 };
 use sluice_abi::ring::RingError;
-use sluice_dom0::{CopyPtr, CopySegment, EventChannels, GrantMapper};
+use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMapper, LogLimiter};
 use sluice_xen_sys::{Completion, IoQueue, IoSpan};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -88,6 +88,9 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// io_uring I/O straight into persistently mapped guest pages (true to start with;
     /// switched off for good when the kernel refuses it).
     pub zero_copy: Cell<bool>,
+    /// The device's log rate limit (shared by its queues, kept across reconnects): what
+    /// a frontend's requests make us log is bounded per message class.
+    pub log: &'a LogLimiter,
 }
 
 /// Counters, for tests and logs.
@@ -119,7 +122,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                         BlkifResponse::new(req.id(), rsp_op, status)
                     }
                     Err(e) => {
-                        tracing::warn!("{}: refusing request: {e}", self.name);
+                        warn_limited!(
+                            self.log,
+                            "refused request",
+                            "{}: refusing request: {e}",
+                            self.name
+                        );
                         BlkifResponse {
                             operation: rsp_op,
                             ..e.response()
@@ -143,6 +151,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
+            // Going idle: say how many lines the rate limit kept back.
+            self.log.report(self.name, false);
             if self
                 .profile
                 .idle
@@ -183,7 +193,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 let req = match decode_request(&slot, &limits) {
                     Ok(r) => r,
                     Err(e) => {
-                        tracing::warn!("{}: refusing request: {e}", self.name);
+                        warn_limited!(
+                            self.log,
+                            "refused request",
+                            "{}: refusing request: {e}",
+                            self.name
+                        );
                         let rsp = BlkifResponse {
                             operation: op,
                             ..e.response()
@@ -242,6 +257,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             if self.stop.load(Ordering::Acquire) {
                 return Ok(());
             }
+            // Going idle: say how many lines the rate limit kept back.
+            self.log.report(self.name, false);
             if self
                 .profile
                 .idle
@@ -313,7 +330,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             _ => return Ok(false),
         };
         if write && self.disk.readonly() {
-            tracing::warn!("{}: write to a read-only disk", self.name);
+            warn_limited!(
+                self.log,
+                "read-only disk",
+                "{}: write to a read-only disk",
+                self.name
+            );
             return Err(BlkifRsp::Error);
         }
         let len: usize = segs.iter().map(|s| s.byte_len()).sum();
@@ -344,7 +366,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     ) -> Result<(), BlkifRsp> {
         let file = self.disk.file();
         let at = p.sector * SECTOR;
-        let submitted = if let Some(spans) = self.spans(&p.segs) {
+        let submitted = if let Some(spans) = self.spans(&p.segs, p.write) {
             p.zero_copy = true;
             self.profile.queue.time(|| {
                 if p.write {
@@ -371,19 +393,25 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             }
         };
         submitted.map_err(|e| {
-            tracing::warn!("{}: io_uring submission: {e}", self.name);
+            warn_limited!(
+                self.log,
+                "disk I/O",
+                "{}: io_uring submission: {e}",
+                self.name
+            );
             BlkifRsp::Error
         })?;
         in_flight.insert(tag, p);
         Ok(())
     }
 
-    /// The guest's pages of `segs` for I/O straight into them: only with persistent
-    /// grants (every page mapped writable), zero copy not switched off, and, with
+    /// The guest's pages of `segs` for I/O straight into or out of them (`write`: a disk
+    /// write, which only reads them): only with persistent grants (every page mapped,
+    /// writable for a disk read), zero copy not switched off, and, with
     /// `O_DIRECT`, every segment aligned to the disk's logical sector (the kernel's rule
     /// for each iovec). `None`: use a bounce buffer (which also gives the exact
     /// per-segment grant-copy result for a page that does not map).
-    fn spans(&self, segs: &[BlkifRequestSegment]) -> Option<Vec<IoSpan>> {
+    fn spans(&self, segs: &[BlkifRequestSegment], write: bool) -> Option<Vec<IoSpan>> {
         if !self.zero_copy.get() {
             return None;
         }
@@ -404,7 +432,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
         let mut out = Vec::with_capacity(segs.len());
         for s in segs {
-            let mem = cache.mapping_quiet(self.grants, s.gref).ok()?;
+            // A disk write only reads the guest's pages (a read-only mapping will do).
+            let access = if write { Access::Read } else { Access::Write };
+            let mem = cache.mapping_quiet(self.grants, s.gref, access).ok()?;
             out.push(IoSpan {
                 mem,
                 offset: s.byte_offset(),
@@ -469,11 +499,17 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     }
                 },
                 Ok(n) => {
-                    tracing::warn!("{}: short {rw} ({n} of {} bytes)", self.name, p.len);
+                    warn_limited!(
+                        self.log,
+                        "disk I/O",
+                        "{}: short {rw} ({n} of {} bytes)",
+                        self.name,
+                        p.len
+                    );
                     BlkifRsp::Error
                 }
                 Err(e) => {
-                    tracing::warn!("{}: {rw}: {e}", self.name);
+                    warn_limited!(self.log, "disk I/O", "{}: {rw}: {e}", self.name);
                     BlkifRsp::Error
                 }
             };
@@ -538,12 +574,17 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 ..
             } => {
                 if self.disk.readonly() {
-                    tracing::warn!("{}: discard on a read-only disk", self.name);
+                    warn_limited!(
+                        self.log,
+                        "read-only disk",
+                        "{}: discard on a read-only disk",
+                        self.name
+                    );
                     return Err(BlkifRsp::Error);
                 }
                 self.check_range(sector_number, nr_sectors)?;
                 self.disk.discard(sector_number, nr_sectors).map_err(|e| {
-                    tracing::warn!("{}: {e}", self.name);
+                    warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
                     BlkifRsp::Error
                 })
             }
@@ -552,7 +593,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     fn check_range(&self, sector: u64, count: u64) -> Result<(), BlkifRsp> {
         if !self.disk.contains(sector, count) {
-            tracing::warn!(
+            warn_limited!(
+                self.log,
+                "sector range",
                 "{}: sectors {sector}+{count} lie outside the disk ({} sectors)",
                 self.name,
                 self.disk.sectors()
@@ -560,7 +603,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             return Err(BlkifRsp::Error);
         }
         if !self.disk.aligned(sector, count) {
-            tracing::warn!(
+            warn_limited!(
+                self.log,
+                "sector range",
                 "{}: sectors {sector}+{count} are not aligned to the disk's {}-byte sectors",
                 self.name,
                 self.disk.sector_size()
@@ -572,7 +617,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     fn flush(&self) -> Result<(), BlkifRsp> {
         self.disk.flush().map_err(|e| {
-            tracing::warn!("{}: {e}", self.name);
+            warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
             BlkifRsp::Error
         })
     }
@@ -602,92 +647,16 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .map_err(|_| BlkifRsp::Error)?;
         for (i, s) in segs.iter().enumerate() {
             if let Err(e) = s.validate() {
-                tracing::warn!("{}: indirect segment {i}: {e}", self.name);
+                warn_limited!(
+                    self.log,
+                    "bad segment",
+                    "{}: indirect segment {i}: {e}",
+                    self.name
+                );
                 return Err(BlkifRsp::Error);
             }
         }
         Ok(segs)
-    }
-
-    /// Moves the data of `copies`: through persistent mappings where they are on and
-    /// the reference maps (writable), by grant copy for the rest.
-    fn transfer(&self, copies: Vec<CopySegment<'_>>) -> Result<(), BlkifRsp> {
-        let Some(cache) = &self.persistent else {
-            let mut copies = copies;
-            return self.copy(&mut copies);
-        };
-        let mut rest = Vec::new();
-        for mut c in copies {
-            let at = c.offset as usize;
-            let moved = cache.with_page(self.grants, c.gref, |page| match &mut c.local {
-                CopyPtr::ToGuest(b) => page.write_bytes(at, b).is_ok(),
-                CopyPtr::FromGuest(b) => page.read_bytes(at, b).is_ok(),
-            });
-            match moved {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(
-                        "{}: gref {}: offset {at} + {} bytes crosses the page",
-                        self.name,
-                        c.gref,
-                        c.local.len()
-                    );
-                    return Err(BlkifRsp::Error);
-                }
-                Err(e) => {
-                    tracing::debug!("{}: not mapping persistently: {e}", self.name);
-                    rest.push(c);
-                }
-            }
-        }
-        if rest.is_empty() {
-            return Ok(());
-        }
-        self.copy(&mut rest)
-    }
-
-    fn copy(&self, copies: &mut [CopySegment<'_>]) -> Result<(), BlkifRsp> {
-        self.grants.copy(copies).map_err(|e| {
-            tracing::warn!("{}: grant copy: {e}", self.name);
-            BlkifRsp::Error
-        })?;
-        if let Some(bad) = copies.iter().find(|c| c.status != 0) {
-            tracing::warn!(
-                "{}: grant copy of gref {} failed with status {}",
-                self.name,
-                bad.gref,
-                bad.status
-            );
-            return Err(BlkifRsp::Error);
-        }
-        Ok(())
-    }
-
-    /// One copy segment per request segment, over consecutive parts of `buf`.
-    fn copies<'b>(
-        &self,
-        segs: &[BlkifRequestSegment],
-        buf: &'b mut [u8],
-        to_guest: bool,
-    ) -> Vec<CopySegment<'b>> {
-        let mut out = Vec::with_capacity(segs.len());
-        let mut rest = buf;
-        for s in segs {
-            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(s.byte_len());
-            rest = tail;
-            out.push(CopySegment {
-                local: if to_guest {
-                    CopyPtr::ToGuest(chunk)
-                } else {
-                    CopyPtr::FromGuest(chunk)
-                },
-                domid: self.domid,
-                gref: s.gref,
-                offset: s.byte_offset() as u16,
-                status: 0,
-            });
-        }
-        out
     }
 
     fn read(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
@@ -698,7 +667,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .disk
             .read(sector, &mut buf)
             .map_err(|e| {
-                tracing::warn!("{}: {e}", self.name);
+                warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
                 BlkifRsp::Error
             })
             .and_then(|()| self.transfer(self.copies(segs, &mut buf, true)));
@@ -708,7 +677,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     fn write(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
         if self.disk.readonly() {
-            tracing::warn!("{}: write to a read-only disk", self.name);
+            warn_limited!(
+                self.log,
+                "read-only disk",
+                "{}: write to a read-only disk",
+                self.name
+            );
             return Err(BlkifRsp::Error);
         }
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
@@ -718,7 +692,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .transfer(self.copies(segs, &mut buf, false))
             .and_then(|()| {
                 self.disk.write(sector, &buf).map_err(|e| {
-                    tracing::warn!("{}: {e}", self.name);
+                    warn_limited!(self.log, "disk I/O", "{}: {e}", self.name);
                     BlkifRsp::Error
                 })
             });

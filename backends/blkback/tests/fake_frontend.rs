@@ -2,395 +2,11 @@
 //! grants, event channels) and a real image file. Fast host tests, not the proof:
 //! `tests/` (the real-Xen test bed) runs it against Linux's blkfront.
 
-use sluice_abi::blkif::{
-    BlkifFrontRing, BlkifOp, BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect,
-    BlkifRequestSegment, BlkifResponse, BlkifRsp,
-};
-use sluice_abi::ring::REQ_PROD_OFFSET;
-use sluice_abi::shared::XEN_PAGE_SIZE;
-use sluice_blkback::persistent::PERSISTENT_GRANTS_PER_QUEUE;
-use sluice_blkback::{Backend, IoEngine};
-use sluice_dom0::evtchn::{FakeEvtchn, FakeEvtchnHub};
-use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
-use sluice_dom0::xenstore::{FakeXenStore, FakeXsConn, XBT_NULL};
-use sluice_dom0::{EventChannels, XenStore};
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-use zerocopy::{FromBytes, IntoBytes};
+mod common;
 
-const ROOT: &str = "/local/domain/0/backend/vbd";
-const SECTORS: u64 = 2048; // 1 MiB images
-
-thread_local! {
-    /// Cfg::new's default for `zero_copy` on this test's thread (the persistent-grant
-    /// cases set it to run once more with zero copy).
-    static ZERO_COPY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// How a test runs: the backend's I/O engine, whether the fake frontend writes
-/// `feature-persistent` = 1 (and, like Linux's blkfront then, grants every data page
-/// writable), and the backend's persistent-grant limit per queue (0: it offers none).
-#[derive(Debug, Clone, Copy)]
-struct Cfg {
-    engine: IoEngine,
-    persistent: bool,
-    limit: usize,
-    /// The backend opens images with O_DIRECT (where the file system takes it).
-    direct: bool,
-    /// io_uring I/O straight into persistently mapped pages.
-    zero_copy: bool,
-}
-
-impl Cfg {
-    fn new(engine: IoEngine, persistent: bool) -> Self {
-        Cfg {
-            engine,
-            persistent,
-            limit: PERSISTENT_GRANTS_PER_QUEUE,
-            direct: true,
-            zero_copy: ZERO_COPY.with(|z| z.get()),
-        }
-    }
-
-    fn zero_copy(self) -> Self {
-        Cfg {
-            zero_copy: true,
-            ..self
-        }
-    }
-
-    fn buffered(self) -> Self {
-        Cfg {
-            direct: false,
-            ..self
-        }
-    }
-}
-
-struct World {
-    cfg: Cfg,
-    store: FakeXenStore,
-    hub: FakeEvtchnHub,
-    grants: FakeGrants,
-    stop: Arc<AtomicBool>,
-    backend: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-    dir: std::path::PathBuf,
-}
-
-impl World {
-    fn new(max_queues: u32, cfg: Cfg) -> Self {
-        let store = FakeXenStore::new();
-        let hub = FakeEvtchnHub::new();
-        let grants = FakeGrants::new();
-        let stop = Arc::new(AtomicBool::new(false));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_path_buf();
-        let mut w = World {
-            cfg,
-            store,
-            hub,
-            grants,
-            stop,
-            backend: None,
-            _dir: dir,
-            dir: path,
-        };
-        w.start_backend(max_queues);
-        w
-    }
-
-    /// Starts a backend daemon (its own xenstore connection and event channels).
-    fn start_backend(&mut self, max_queues: u32) {
-        let cfg = self.cfg;
-        self.stop = Arc::new(AtomicBool::new(false));
-        let (xs, g, h, s) = (
-            Arc::new(self.store.connect()),
-            Arc::new(self.grants.clone()),
-            self.hub.clone(),
-            self.stop.clone(),
-        );
-        self.backend = Some(std::thread::spawn(move || {
-            let mut b = Backend::new(xs, g, move || Ok(h.endpoint(0)), ROOT, max_queues)
-                .with_engine(cfg.engine)
-                .with_persistent_grants(cfg.limit)
-                .with_direct_io(cfg.direct)
-                .with_zero_copy(cfg.zero_copy);
-            b.run(&s).unwrap();
-        }));
-    }
-
-    /// Stops the backend daemon; the xenstore nodes and the frontend's rings stay.
-    fn stop_backend(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(j) = self.backend.take() {
-            j.join().unwrap();
-        }
-    }
-
-    /// The toolstack's part: an image, the backend and frontend directories.
-    fn add_disk(&self, domid: u16, devid: u32, mode: &str) -> (String, String, std::path::PathBuf) {
-        let img = self.dir.join(format!("d{domid}-{devid}.img"));
-        let f = std::fs::File::create(&img).unwrap();
-        f.set_len(SECTORS * 512).unwrap();
-        // Non-zero content so that discard is visible.
-        f.write_all_at(&vec![0xeeu8; (SECTORS * 512) as usize], 0)
-            .unwrap();
-        let xs = self.store.connect();
-        let be = format!("{ROOT}/{domid}/{devid}");
-        let fe = format!("/local/domain/{domid}/device/vbd/{devid}");
-        for (k, v) in [
-            ("frontend", fe.as_str()),
-            ("frontend-id", &domid.to_string()),
-            ("params", img.to_str().unwrap()),
-            ("mode", mode),
-            ("online", "1"),
-        ] {
-            xs.write(XBT_NULL, &format!("{be}/{k}"), v.as_bytes())
-                .unwrap();
-        }
-        xs.write(XBT_NULL, &format!("{fe}/backend"), be.as_bytes())
-            .unwrap();
-        xs.write(XBT_NULL, &format!("{fe}/state"), b"1").unwrap();
-        xs.write(XBT_NULL, &format!("{be}/state"), b"1").unwrap();
-        (be, fe, img)
-    }
-
-    fn guest(&self, domid: u16) -> Arc<FakeGuestMemory> {
-        let g = FakeGuestMemory::new(domid, 128);
-        self.grants.add_guest(g.clone());
-        g
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(j) = self.backend.take() {
-            let _ = j.join();
-        }
-    }
-}
-
-fn wait_for(xs: &FakeXsConn, path: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = xs.read_opt(XBT_NULL, path).unwrap();
-        if v.as_deref() == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} is {v:?}, expected {want:?}\n{:#?}",
-            ""
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A minimal blkfront: ring pages at the start of its memory, data pages after them.
-struct Front {
-    guest: Arc<FakeGuestMemory>,
-    xs: FakeXsConn,
-    ev: FakeEvtchn,
-    fe: String,
-    be: String,
-    rings: Vec<(u32, usize)>, // (local port, first ring page)
-    order: u32,
-    next_id: u64,
-    persistent: bool,
-}
-
-impl Front {
-    fn connect(
-        w: &World,
-        guest: Arc<FakeGuestMemory>,
-        be: &str,
-        fe: &str,
-        order: u32,
-        queues: u32,
-    ) -> Front {
-        let feature = w.cfg.persistent.then_some("1");
-        Front::connect_with(w, guest, be, fe, order, queues, feature)
-    }
-
-    /// `connect` writing `feature-persistent` = `feature` (None: no node).
-    fn connect_with(
-        w: &World,
-        guest: Arc<FakeGuestMemory>,
-        be: &str,
-        fe: &str,
-        order: u32,
-        queues: u32,
-        feature: Option<&str>,
-    ) -> Front {
-        let xs = w.store.connect();
-        wait_for(&xs, &format!("{be}/state"), "2");
-        let ev = w.hub.endpoint(guest.domid());
-        let pages = 1usize << order;
-        let mut rings = vec![];
-        for q in 0..queues as usize {
-            let first = q * pages;
-            let dir = if queues == 1 {
-                fe.to_string()
-            } else {
-                format!("{fe}/queue-{q}")
-            };
-            // SHARED_RING_INIT on zeroed pages.
-            guest
-                .mem()
-                .fill(first * XEN_PAGE_SIZE, pages * XEN_PAGE_SIZE, 0)
-                .unwrap();
-            let mem = guest
-                .mem()
-                .slice(first * XEN_PAGE_SIZE, pages * XEN_PAGE_SIZE)
-                .unwrap();
-            BlkifFrontRing::init(mem).unwrap();
-            for p in 0..pages {
-                let r = guest.grant(first + p, false);
-                let key = if order == 0 {
-                    "ring-ref".to_string()
-                } else {
-                    format!("ring-ref{p}")
-                };
-                xs.write(XBT_NULL, &format!("{dir}/{key}"), r.to_string().as_bytes())
-                    .unwrap();
-            }
-            let port = ev.bind_unbound_port(0).unwrap();
-            xs.write(
-                XBT_NULL,
-                &format!("{dir}/event-channel"),
-                port.to_string().as_bytes(),
-            )
-            .unwrap();
-            rings.push((port, first));
-        }
-        if order > 0 {
-            xs.write(
-                XBT_NULL,
-                &format!("{fe}/ring-page-order"),
-                order.to_string().as_bytes(),
-            )
-            .unwrap();
-        }
-        if queues > 1 {
-            xs.write(
-                XBT_NULL,
-                &format!("{fe}/multi-queue-num-queues"),
-                queues.to_string().as_bytes(),
-            )
-            .unwrap();
-        }
-        xs.write(XBT_NULL, &format!("{fe}/protocol"), b"x86_64-abi")
-            .unwrap();
-        if let Some(v) = feature {
-            xs.write(XBT_NULL, &format!("{fe}/feature-persistent"), v.as_bytes())
-                .unwrap();
-        } else {
-            let _ = xs.rm(XBT_NULL, &format!("{fe}/feature-persistent"));
-        }
-        xs.write(XBT_NULL, &format!("{fe}/state"), b"3").unwrap();
-        wait_for(&xs, &format!("{be}/state"), "4");
-        xs.write(XBT_NULL, &format!("{fe}/state"), b"4").unwrap();
-        Front {
-            guest,
-            xs,
-            ev,
-            fe: fe.into(),
-            be: be.into(),
-            rings,
-            order,
-            next_id: 1,
-            persistent: feature == Some("1"),
-        }
-    }
-
-    /// Submits one raw slot on queue `q` and waits for its response.
-    fn submit(&mut self, q: usize, req: BlkifRequest) -> BlkifResponse {
-        let (port, first) = self.rings[q];
-        let pages = 1usize << self.order;
-        let mem = self
-            .guest
-            .mem()
-            .slice(first * XEN_PAGE_SIZE, pages * XEN_PAGE_SIZE)
-            .unwrap();
-        // Re-attach at the current indices (everything earlier was answered).
-        let prod = mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
-        let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
-        ring.push_request(&req).unwrap();
-        ring.push_requests().unwrap();
-        self.ev.notify(port).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(r) = ring.pop_response().unwrap() {
-                assert_eq!(r.id, req.id, "response id");
-                // For indirect requests Linux's blkfront wants the inner operation.
-                let op = if req.operation == BlkifOp::Indirect as u8 {
-                    req.nr_segments
-                } else {
-                    req.operation
-                };
-                assert_eq!(r.operation, op, "response operation");
-                return r;
-            }
-            assert!(Instant::now() < deadline, "no response");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Data page `n` (after the ring pages), granted (always writable with persistent
-    /// grants, as the protocol asks of the frontend).
-    fn data_page(&self, n: usize, fill: Option<u8>, readonly: bool) -> (u32, usize) {
-        let readonly = readonly && !self.persistent;
-        let page = 64 + n;
-        if let Some(b) = fill {
-            self.guest
-                .mem()
-                .fill(page * XEN_PAGE_SIZE, XEN_PAGE_SIZE, b)
-                .unwrap();
-        }
-        (self.guest.grant(page, readonly), page)
-    }
-
-    fn rw(&mut self, op: BlkifOp, sector: u64, segs: &[BlkifRequestSegment]) -> BlkifRsp {
-        let mut req = BlkifRequest {
-            operation: op as u8,
-            nr_segments: segs.len() as u8,
-            id: self.id(),
-            sector_number: sector,
-            ..Default::default()
-        };
-        req.seg[..segs.len()].copy_from_slice(segs);
-        status(self.submit(0, req))
-    }
-}
-
-fn status(r: BlkifResponse) -> BlkifRsp {
-    BlkifRsp::try_from(r.status).unwrap()
-}
-
-fn as_slot<T: IntoBytes + zerocopy::Immutable>(v: &T) -> BlkifRequest {
-    let mut b = [0u8; size_of::<BlkifRequest>()];
-    b[..size_of::<T>()].copy_from_slice(v.as_bytes());
-    BlkifRequest::read_from_bytes(&b).unwrap()
-}
-
-fn image_bytes(img: &std::path::Path, sector: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    std::fs::File::open(img)
-        .unwrap()
-        .read_exact_at(&mut v, sector * 512)
-        .unwrap();
-    v
-}
+use common::*;
+use sluice_abi::blkif::{BlkifRequestDiscard, BlkifRequestIndirect};
+use std::os::unix::fs::MetadataExt;
 
 fn read_write_flush_discard_indirect(cfg: Cfg) {
     let w = World::new(1, cfg);
@@ -1263,13 +879,29 @@ fn hostile_grefs_with_persistent_grants(engine: IoEngine) {
         vec![0xee; 8192],
         "nothing written"
     );
-    // Read-only: a read into it fails; a write from it is served by grant copy.
+    // Read-only: a read into it fails; a write from it is served through a read-only
+    // mapping, kept; a read into it later still fails (grant copy, not the mapping) and
+    // leaves the page alone.
     assert_eq!(
         f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(ro, 0, 7)]),
         BlkifRsp::Error
     );
+    assert_eq!(f.guest.mapped(ro), 0);
     assert_eq!(write_pages(&mut f, 8, &[ro]), BlkifRsp::Okay);
     assert_eq!(image_bytes(&img, 8, 4096), vec![0x5b; 4096]);
+    assert_eq!((f.guest.mapped(ro), f.guest.mapped_writable(ro)), (1, 0));
+    assert_eq!(write_pages(&mut f, 16, &[ro]), BlkifRsp::Okay);
+    assert_eq!(
+        f.rw(BlkifOp::Read, 0, &[BlkifRequestSegment::new(ro, 0, 7)]),
+        BlkifRsp::Error
+    );
+    let mut back = vec![0u8; XEN_PAGE_SIZE];
+    f.guest
+        .mem()
+        .read_bytes((apage + 1) * XEN_PAGE_SIZE, &mut back)
+        .unwrap();
+    assert_eq!(back, vec![0x5b; XEN_PAGE_SIZE], "read-only page untouched");
+    assert_eq!((f.guest.mapped(ro), f.guest.mapped_writable(ro)), (1, 0));
     // Flipped to read-only (revoked and granted again read-only under the same number)
     // before the backend mapped it: refused like any read-only page.
     let (flip, fpage) = f.data_page(2, Some(0), false);
@@ -1291,9 +923,10 @@ fn hostile_grefs_with_persistent_grants(engine: IoEngine) {
         f.rw(BlkifOp::Read, 8, &[BlkifRequestSegment::new(a, 0, 7)]),
         BlkifRsp::Okay
     );
-    // Only the good page is mapped; the device is still connected; close unmaps it.
-    assert_eq!(w.grants.live_mappings(), 1 + 1);
-    assert_eq!((f.guest.mapped(ro), f.guest.mapped(flip)), (0, 0));
+    // The ring, the good page (writable) and the read-only one are mapped; the device
+    // is still connected; close unmaps them.
+    assert_eq!(w.grants.live_mappings(), 1 + 2);
+    assert_eq!((f.guest.mapped_writable(a), f.guest.mapped(flip)), (1, 0));
     wait_for(&f.xs, &format!("{be}/state"), "4");
     close_and_restart(&f);
     assert_eq!(w.grants.live_mappings(), 0);

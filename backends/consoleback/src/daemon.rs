@@ -3,16 +3,20 @@
 //! per guest; nothing a guest or a pty reader does can block another guest.
 
 use crate::buffer::DropOldest;
+use crate::log::{CappedLog, DEFAULT_LOG_MAX_BYTES};
 use crate::pty::Pty;
+use crate::pump::{Pump, PumpCounters};
 use crate::ring::ConsoleRing;
 use sluice_dom0::xenstore::XBT_NULL;
-use sluice_dom0::{EventChannels, EvtchnError, GrantMap, GrantMapper, XenStore, XsError};
+use sluice_dom0::{
+    EventChannels, EvtchnError, GrantMap, GrantMapper, LimitClock, LogLimiter, Rate, Throttle,
+    XenStore, XsError,
+};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,6 +24,16 @@ use std::time::Duration;
 pub const GNTTAB_RESERVED_CONSOLE: u32 = 0;
 /// Bytes of unread output kept per guest for a stalled pty reader.
 pub const PTY_BUFFER: usize = 64 * 1024;
+/// Turns that service a guest's ring: 30 at once, then one per 200/30 ms (xenconsoled's
+/// `RATE_LIMIT_ALLOWANCE` of 30 events per 200 ms `RATE_LIMIT_PERIOD`); with at most
+/// one ring (2 KiB) per turn, up to about 300 KiB/s of console output per guest.
+pub const WAKE_RATE: Rate = Rate {
+    burst: 30,
+    every: Duration::from_nanos(200_000_000 / 30),
+};
+
+/// Each guest's console counters, by domain (tests, statistics).
+pub type CounterBoard = Mutex<BTreeMap<u16, Arc<PumpCounters>>>;
 
 /// Why a guest's console could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +66,13 @@ pub struct ConsoleBackend<S, G, F> {
     guests: BTreeMap<u16, Guest>,
     /// Domains whose console failed; not retried until they go away.
     failed: Vec<u16>,
+    /// Cap of each log file (0: none).
+    log_max_bytes: u64,
+    /// Per-guest budget of turns that service the ring.
+    wake_rate: (Rate, LimitClock),
+    /// Per-guest log line rate limit.
+    log_rate: (Rate, LimitClock),
+    counters: Arc<CounterBoard>,
 }
 
 impl<S, G, F, E> ConsoleBackend<S, G, F>
@@ -71,7 +92,35 @@ where
             log_dir,
             guests: BTreeMap::new(),
             failed: vec![],
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            wake_rate: (WAKE_RATE, LimitClock::real()),
+            log_rate: (Rate::LOG, LimitClock::real()),
+            counters: Arc::default(),
         }
+    }
+
+    /// Caps each guest's log file at `bytes` (rotated to `guest-<domid>.log.1` beyond
+    /// it; default [`DEFAULT_LOG_MAX_BYTES`]; 0: no cap).
+    pub fn with_log_max_bytes(mut self, bytes: u64) -> Self {
+        self.log_max_bytes = bytes;
+        self
+    }
+
+    /// The per-guest budget of turns that service its ring (default [`WAKE_RATE`]).
+    pub fn with_wake_rate(mut self, rate: Rate, clock: LimitClock) -> Self {
+        self.wake_rate = (rate, clock);
+        self
+    }
+
+    /// The per-guest rate limit on log lines (default [`Rate::LOG`]).
+    pub fn with_log_rate(mut self, rate: Rate, clock: LimitClock) -> Self {
+        self.log_rate = (rate, clock);
+        self
+    }
+
+    /// Each guest's counters (shared: valid while the backend runs elsewhere).
+    pub fn counters(&self) -> Arc<CounterBoard> {
+        self.counters.clone()
     }
 
     /// Serves consoles until `stop` is set.
@@ -170,10 +219,7 @@ where
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| ConsoleError::Io("log directory", e))?;
                 Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(dir.join(format!("guest-{domid}.log")))
+                    CappedLog::open(dir.join(format!("guest-{domid}.log")), self.log_max_bytes)
                         .map_err(|e| ConsoleError::Io("log file", e))?,
                 )
             }
@@ -184,6 +230,13 @@ where
         tracing::info!("domain {domid}: console on {}", pty.path);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let counters = Arc::new(PumpCounters::default());
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(domid, counters.clone());
+        let throttle = Throttle::new(self.wake_rate.0, self.wake_rate.1.clone());
+        let log_limit = LogLimiter::new(self.log_rate.0, self.log_rate.1.clone());
         let join = std::thread::Builder::new()
             .name(format!("console-{domid}"))
             .spawn(move || {
@@ -195,6 +248,9 @@ where
                     log,
                     pending: DropOldest::new(PTY_BUFFER),
                     reported_drops: 0,
+                    throttle,
+                    log_limit,
+                    counters,
                 };
                 if let Err(e) = pump.run(ConsoleRing::new(mapping.mem()), &stop2) {
                     tracing::error!("domain {domid}: console stopped: {e}");
@@ -206,95 +262,5 @@ where
             stop,
             join: Some(join),
         }))
-    }
-}
-
-struct Pump<E> {
-    domid: u16,
-    evtchn: E,
-    port: u32,
-    pty: Pty,
-    log: Option<File>,
-    pending: DropOldest,
-    reported_drops: u64,
-}
-
-impl<E: EventChannels> Pump<E> {
-    fn run(&mut self, ring: ConsoleRing<'_>, stop: &AtomicBool) -> Result<(), String> {
-        let mut out = Vec::new();
-        let mut ports = Vec::new();
-        let mut input = [0u8; 1024];
-        let mut held_input: Vec<u8> = Vec::new();
-        while !stop.load(Ordering::Acquire) {
-            // Output: guest -> log + pty buffer.
-            out.clear();
-            let n = ring.take_output(&mut out).map_err(|e| e.to_string())?;
-            if n > 0 {
-                if let Some(log) = &mut self.log {
-                    if let Err(e) = log.write_all(&out) {
-                        tracing::warn!("domain {}: console log: {e}", self.domid);
-                        self.log = None;
-                    }
-                }
-                self.pending.push(&out);
-                self.evtchn.notify(self.port).map_err(|e| e.to_string())?;
-            }
-            self.flush_pty();
-            // Input: pty -> guest (what does not fit waits for the guest to read).
-            if held_input.is_empty() {
-                match self.pty.master.read(&mut input) {
-                    Ok(k) => held_input.extend_from_slice(&input[..k]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {}
-                    Err(e) => return Err(format!("pty read: {e}")),
-                }
-            }
-            if !held_input.is_empty() {
-                let k = ring.give_input(&held_input).map_err(|e| e.to_string())?;
-                if k > 0 {
-                    held_input.drain(..k);
-                    self.evtchn.notify(self.port).map_err(|e| e.to_string())?;
-                }
-            }
-            // Sleep until the guest signals, briefly (the pty is polled on each turn).
-            if n == 0
-                && self
-                    .evtchn
-                    .wait(Some(Duration::from_millis(20)))
-                    .map_err(|e| e.to_string())?
-            {
-                ports.clear();
-                self.evtchn
-                    .read_pending(&mut ports)
-                    .map_err(|e| e.to_string())?;
-                for &p in &ports {
-                    self.evtchn.unmask(p).map_err(|e| e.to_string())?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes buffered output to the pty without blocking.
-    fn flush_pty(&mut self) {
-        while !self.pending.is_empty() {
-            match self.pty.master.write(self.pending.front()) {
-                Ok(0) => break,
-                Ok(k) => self.pending.consume(k),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::warn!("domain {}: pty write: {e}", self.domid);
-                    break;
-                }
-            }
-        }
-        if self.pending.dropped() > self.reported_drops {
-            tracing::warn!(
-                "domain {}: pty reader stalled, {} byte(s) of console output dropped so far",
-                self.domid,
-                self.pending.dropped()
-            );
-            self.reported_drops = self.pending.dropped();
-        }
     }
 }

@@ -5,7 +5,9 @@
 
 pub mod buffer;
 pub mod daemon;
+pub mod log;
 pub mod pty;
+pub mod pump;
 pub mod ring;
 
 pub use daemon::ConsoleBackend;

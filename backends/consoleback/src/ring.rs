@@ -33,6 +33,13 @@ impl<'a> ConsoleRing<'a> {
         Self { mem }
     }
 
+    /// Bytes of output waiting (the indices checked, nothing taken).
+    pub fn output_pending(&self) -> Result<usize, ConsoleRingError> {
+        let prod = self.mem.load_u32_acquire(OUT_PROD)?;
+        let cons = self.mem.load_u32_relaxed(OUT_CONS)?;
+        Ok(RingIndices::check(cons, prod, XENCONS_OUT_SIZE)?.used())
+    }
+
     /// Takes everything the guest wrote (appended to `out`); returns the byte count.
     pub fn take_output(&self, out: &mut Vec<u8>) -> Result<usize, ConsoleRingError> {
         let prod = self.mem.load_u32_acquire(OUT_PROD)?;

@@ -3,11 +3,14 @@
 
 use sluice_abi::console::{XENCONS_IN_SIZE, XENCONS_OUT_SIZE};
 use sluice_abi::shared::SharedMem;
+use sluice_consoleback::pump::PumpCounters;
 use sluice_consoleback::ConsoleBackend;
 use sluice_dom0::evtchn::{FakeEvtchn, FakeEvtchnHub};
 use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
+use sluice_dom0::ratelimit::FakeRelativeClock;
 use sluice_dom0::xenstore::{FakeXenStore, XBT_NULL};
 use sluice_dom0::{EventChannels, XenStore};
+use sluice_dom0::{LimitClock, Rate};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -165,10 +168,19 @@ fn output_input_logs_and_a_stalled_reader() {
         stop.clone(),
         logs.path().to_path_buf(),
     );
+    let backend = ConsoleBackend::new(xs, g, move || Ok(h.endpoint(0)), Some(dir))
+        .with_log_max_bytes(LOG_CAP)
+        .with_log_rate(
+            Rate {
+                burst: 10,
+                every: Duration::from_secs(3600),
+            },
+            LimitClock::Fake(FakeRelativeClock::default()),
+        );
+    let counters = backend.counters();
     let daemon = std::thread::spawn(move || {
-        ConsoleBackend::new(xs, g, move || Ok(h.endpoint(0)), Some(dir))
-            .run(&s)
-            .unwrap();
+        let mut backend = backend;
+        backend.run(&s).unwrap()
     });
     let mut tty_a = open_tty(&wait_tty(&store, 3));
     let _tty_b_unread = wait_tty(&store, 4);
@@ -208,11 +220,40 @@ fn output_input_logs_and_a_stalled_reader() {
         log_a.contains("hello from 3") && log_a.contains("still here"),
         "{log_a:?}"
     );
-    let log_b = std::fs::metadata(logs.path().join("guest-4.log"))
-        .unwrap()
-        .len();
-    assert_eq!(log_b, 1 << 20, "the log keeps everything");
+    // Domain 4's log was rotated at the cap: the newest bytes in two files, each within
+    // the cap, nothing else on disk.
+    let size = |n: &str| std::fs::metadata(logs.path().join(n)).unwrap().len();
+    let (now, old) = (size("guest-4.log"), size("guest-4.log.1"));
+    assert!(
+        now <= LOG_CAP && old <= LOG_CAP && old > LOG_CAP - 2048,
+        "{now} {old}"
+    );
+    let b4 = counters.lock().unwrap()[&4].clone();
+    assert_eq!(PumpCounters::get(&b4.bytes), 1 << 20, "every byte taken");
+    // Each file filled to within one ring (2 KiB) of the cap before the next.
+    let rotations = PumpCounters::get(&b4.rotations);
+    assert!(
+        (3..=(1 << 20) / (LOG_CAP - 2048)).contains(&rotations),
+        "{rotations}"
+    );
+    assert_eq!(std::fs::read_dir(logs.path()).unwrap().count(), 3);
+    // The stalled pty's warnings: at most the burst, the rest counted.
+    let (lines, suppressed) = (
+        PumpCounters::get(&b4.log_lines),
+        PumpCounters::get(&b4.log_suppressed),
+    );
+    assert!(
+        lines <= 10 && suppressed > 0,
+        "{lines} logged, {suppressed} suppressed"
+    );
+    eprintln!(
+        "1 MiB to an unread pty: log {now} + {old} bytes (cap {LOG_CAP}), {} rotations, \
+         {lines} warnings logged, {suppressed} suppressed",
+        rotations
+    );
 }
+
+const LOG_CAP: u64 = 256 << 10;
 
 #[test]
 fn hostile_console_indices_stop_only_that_console() {
@@ -241,4 +282,122 @@ fn hostile_console_indices_stop_only_that_console() {
     read_until(&mut tty_b, b"fine");
     stop.store(true, Ordering::Release);
     daemon.join().unwrap();
+}
+
+/// Output waiting in a guest's ring.
+fn unread(g: &Guest) -> u32 {
+    let m = g.page();
+    m.load_u32_acquire(OUT_PROD)
+        .unwrap()
+        .wrapping_sub(m.load_u32_acquire(OUT_CONS).unwrap())
+}
+
+/// The flooding guest: one byte (if there is room) and a notification, `n` times.
+fn spam(g: &Guest, n: u32) {
+    let m = g.page();
+    for _ in 0..n {
+        let prod = m.load_u32_relaxed(OUT_PROD).unwrap();
+        if unread(g) < XENCONS_OUT_SIZE as u32 {
+            let at = XENCONS_IN_SIZE + prod as usize % XENCONS_OUT_SIZE;
+            m.write_bytes(at, b"f").unwrap();
+            m.store_u32_release(OUT_PROD, prod.wrapping_add(1)).unwrap();
+        }
+        g.ev.notify(g.port).unwrap();
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A guest that writes and notifies without end gets `burst` serviced turns and then
+/// none until its budget refills (the clock here is fake and moved by hand, so every
+/// count is exact): its notifications wake nothing, its ring waits full, and when a
+/// turn is due again one read takes the whole ring. A quiet guest beside it is served.
+#[test]
+fn a_flooding_guest_costs_bounded_turns_and_a_quiet_one_is_served() {
+    const BURST: u64 = 30;
+    let store = FakeXenStore::new();
+    let hub = FakeEvtchnHub::new();
+    let grants = FakeGrants::new();
+    let logs = tempfile::tempdir().unwrap();
+    let flood = Guest::new(&store, &hub, &grants, 7);
+    let quiet = Guest::new(&store, &hub, &grants, 8);
+    let clock = FakeRelativeClock::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (xs, g, h, s) = (
+        Arc::new(store.connect()),
+        Arc::new(grants.clone()),
+        hub.clone(),
+        stop.clone(),
+    );
+    let backend = ConsoleBackend::new(
+        xs,
+        g,
+        move || Ok(h.endpoint(0)),
+        Some(logs.path().to_path_buf()),
+    )
+    .with_wake_rate(
+        Rate {
+            burst: BURST as u32,
+            every: Duration::from_secs(3600),
+        },
+        LimitClock::Fake(clock.clone()),
+    );
+    let board = backend.counters();
+    let daemon = std::thread::spawn(move || {
+        let mut backend = backend;
+        backend.run(&s).unwrap()
+    });
+    let _ = wait_tty(&store, 7);
+    let mut tty_q = open_tty(&wait_tty(&store, 8));
+    let c = board.lock().unwrap()[&7].clone();
+    let get = PumpCounters::get;
+
+    // Spend the budget, then flood on: 100 000 notifications in all.
+    let mut sent = 0;
+    while get(&c.throttled) == 0 {
+        spam(&flood, 100);
+        sent += 100;
+        assert!(sent < 1_000_000, "never throttled");
+    }
+    spam(&flood, 100_000 - sent);
+    assert_eq!(get(&c.serviced), BURST, "serviced turns within the budget");
+    // A woken turn needs the port unmasked, which only a serviced turn does.
+    assert!(get(&c.wakeups) <= BURST + 1, "{} wakeups", get(&c.wakeups));
+    assert!(get(&c.reads) <= BURST);
+    assert_eq!(
+        unread(&flood),
+        XENCONS_OUT_SIZE as u32,
+        "the ring waits, full"
+    );
+
+    // The quiet guest has its own budget.
+    assert!(quiet.write(b"quiet guest here\r\n", Duration::from_secs(5)));
+    read_until(&mut tty_q, b"quiet guest here");
+
+    // One more cell: one turn, one read of the whole ring.
+    let (reads, bytes) = (get(&c.reads), get(&c.bytes));
+    clock.advance(Duration::from_secs(3600));
+    wait_until("the full ring read", || unread(&flood) == 0);
+    assert_eq!(get(&c.serviced), BURST + 1);
+    assert_eq!(get(&c.reads), reads + 1);
+    assert_eq!(get(&c.bytes), bytes + XENCONS_OUT_SIZE as u64);
+    eprintln!(
+        "100000 notifications: {} serviced turns, {} wakeups, {} reads, {} bytes, {} throttled \
+         turns (each of those slept first)",
+        get(&c.serviced),
+        get(&c.wakeups),
+        get(&c.reads),
+        get(&c.bytes),
+        get(&c.throttled)
+    );
+    stop.store(true, Ordering::Release);
+    daemon.join().unwrap();
+    let log = std::fs::read(logs.path().join("guest-7.log")).unwrap();
+    assert_eq!(log.len() as u64, get(&c.bytes));
 }

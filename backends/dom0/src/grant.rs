@@ -29,6 +29,15 @@ pub enum GrantError {
         /// The reference.
         gref: u32,
     },
+    /// A reference held mapped read-only was asked for writing (the caller falls back
+    /// to grant copy, which gives the grant's current answer).
+    #[error("grant {gref} of domain {domid} is mapped read-only")]
+    MappedReadOnly {
+        /// The domain.
+        domid: u16,
+        /// The reference.
+        gref: u32,
+    },
     /// The fake maps only references of consecutive pages.
     #[error("fake grants: references {0:?} are not consecutive pages")]
     NotContiguous(Vec<u32>),
@@ -80,6 +89,8 @@ pub struct FakeGuestMemory {
     grants: Mutex<(u32, HashMap<u32, FakeGrant>)>,
     /// Live fake mappings per reference (as Xen's pin counts).
     mapped: Mutex<HashMap<u32, usize>>,
+    /// Of those, the writable ones.
+    mapped_writable: Mutex<HashMap<u32, usize>>,
 }
 
 impl std::fmt::Debug for FakeGuestMemory {
@@ -98,6 +109,7 @@ impl FakeGuestMemory {
             pages: SharedPages::new(pages),
             grants: Mutex::new((8, HashMap::new())),
             mapped: Mutex::new(HashMap::new()),
+            mapped_writable: Mutex::new(HashMap::new()),
         })
     }
 
@@ -140,6 +152,16 @@ impl FakeGuestMemory {
     /// How many live mappings of `gref` dom0 holds.
     pub fn mapped(&self, gref: u32) -> usize {
         self.mapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&gref)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many of the live mappings of `gref` are writable.
+    pub fn mapped_writable(&self, gref: u32) -> usize {
+        self.mapped_writable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&gref)
@@ -234,19 +256,26 @@ pub struct FakeMapping {
     first: usize,
     count: usize,
     refs: Vec<u32>,
+    writable: bool,
     counters: Arc<FakeGrantCounters>,
 }
 
 impl Drop for FakeMapping {
     fn drop(&mut self) {
-        let mut m = self.guest.mapped.lock().unwrap_or_else(|p| p.into_inner());
-        for r in &self.refs {
-            if let Some(n) = m.get_mut(r) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(r);
+        let release = |m: &Mutex<HashMap<u32, usize>>| {
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            for r in &self.refs {
+                if let Some(n) = m.get_mut(r) {
+                    *n -= 1;
+                    if *n == 0 {
+                        m.remove(r);
+                    }
                 }
             }
+        };
+        release(&self.guest.mapped);
+        if self.writable {
+            release(&self.guest.mapped_writable);
         }
         self.counters.live.fetch_sub(1, Ordering::SeqCst);
     }
@@ -297,6 +326,15 @@ impl GrantMapper for FakeGrants {
                 *m.entry(r).or_insert(0) += 1;
             }
         }
+        if writable {
+            let mut m = guest
+                .mapped_writable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for &r in refs {
+                *m.entry(r).or_insert(0) += 1;
+            }
+        }
         self.counters.live.fetch_add(1, Ordering::SeqCst);
         self.counters.maps.fetch_add(1, Ordering::SeqCst);
         Ok(FakeMapping {
@@ -304,6 +342,7 @@ impl GrantMapper for FakeGrants {
             first,
             count: refs.len(),
             refs: refs.to_vec(),
+            writable,
             counters: self.counters.clone(),
         })
     }
@@ -396,11 +435,15 @@ mod tests {
         assert_eq!(segs[0].status, 0);
         assert_eq!(back, data);
         assert_eq!((g.mapped(a), g.mapped(b)), (1, 1));
+        assert_eq!((g.mapped_writable(a), g.mapped_writable(b)), (0, 0));
+        let w = grants.map(3, &[a], true).unwrap();
+        assert_eq!((g.mapped(a), g.mapped_writable(a)), (2, 1));
+        drop(w);
         assert_eq!(grants.live_mappings(), 1);
         assert!(!g.try_revoke(a), "mapped: Xen refuses to end the grant");
         drop(m);
         assert_eq!((g.mapped(a), grants.live_mappings()), (0, 0));
-        assert_eq!(grants.maps_made(), 1);
+        assert_eq!(grants.maps_made(), 2);
         assert_eq!(grants.segments_copied(), 4);
         assert!(g.try_revoke(a));
         assert!(grants.map(3, &[a], false).is_err());

@@ -6,15 +6,23 @@
 //! * [`grant::GrantMapper`]: `/dev/xen/gntdev` ([`sluice_xen_sys::GntdevDevice`]) or
 //!   [`grant::FakeGuestMemory`];
 //! * [`xenstore::XenStore`]: [`xenstore::XsClient`] over the xenstored socket or
-//!   `/dev/xen/xenbus`, or [`xenstore::FakeXenStore`] connections.
+//!   `/dev/xen/xenbus`, or [`xenstore::FakeXenStore`] connections;
+//!
+//! and [`ratelimit`]: the rate limits both daemons put on what a guest can make them do
+//! (log lines per device and class, console wakeups per guest).
 
 #![deny(unsafe_code)]
 
 pub mod evtchn;
 pub mod grant;
+pub mod ratelimit;
 pub mod xenstore;
 
 pub use evtchn::{EventChannels, EvtchnError};
 pub use grant::{GrantError, GrantMap, GrantMapper};
+pub use ratelimit::{LimitClock, LogLimiter, Rate, Throttle};
 pub use sluice_xen_sys::{CopyPtr, CopySegment};
 pub use xenstore::{WatchEvent, XenStore, XsError};
+
+#[doc(hidden)]
+pub use tracing as __tracing;

@@ -375,6 +375,7 @@ impl Backend {
                     profile: Default::default(),
                     buffers: Default::default(),
                     zero_copy: std::cell::Cell::new(false),
+                    log: &Default::default(),
                 };
                 if let Err(e) = serve(&q, ring, mode) {
                     log!("{name} [{}]: {e:#}; stopped serving", mode.name());

@@ -16,6 +16,9 @@
 //!   each must be answered `BLKIF_RSP_ERROR` / `BLKIF_RSP_EOPNOTSUPP` with its id;
 //! * a valid write (direct and indirect), flush and read back: the device still works;
 //!   the host checks that the image holds exactly these bytes and nothing else;
+//! * a flood of bad requests ([`FLOOD_REQUESTS`], or `--flood N`) (unknown operation, past the end,
+//!   never-granted page, in turn): each refused; dom0 checks the daemon's log stays
+//!   bounded;
 //! * a runaway `req_prod` far ahead of the backend: the backend must disconnect the
 //!   device (Closing/Closed) without answering garbage.
 //!
@@ -26,7 +29,7 @@
 //!   afterwards can take it.
 //!
 //! Usage: `sluice-hostile-blkfront --devid 51712 --data FILE --sector S
-//! [--steady-devid 51728 [--steady-sector T]] [--timeout-scale F]`: the valid write puts
+//! [--steady-devid 51728 [--steady-sector T]] [--flood N] [--timeout-scale F]`: the valid write puts
 //! the first [`VALID_BYTES`] of FILE at 512-byte sector S (the steady device writes at T
 //! of its own disk, default S); every wait (20 s for a backend state, 10 s for responses) is multiplied
 //! by F. Exit status: the number of failed checks (at most 100).
@@ -311,6 +314,64 @@ impl Conn<'_> {
     }
 }
 
+/// Bad requests of the flood by default (`--flood N`; three kinds in turn: an unknown
+/// operation, a write past the end of the disk, a write from a grant never made). 10^4
+/// take about 40 s under TCG (10^5: 397 s, too long for every run of the suite).
+pub const FLOOD_REQUESTS: u64 = 10_000;
+const FLOOD_ID: u64 = 0xf100_0000_0000;
+
+/// Sends `total` bad requests, a ring's worth at a time: every one must be refused,
+/// with its id.
+fn flood(c: &mut Conn, r: &mut Report, sectors: u64, dgref: u32, total: u64) {
+    let t = Instant::now();
+    let batch = u64::from(c.ring.size());
+    let (mut sent, mut refused) = (0u64, 0u64);
+    let mut wrong = None;
+    while sent < total {
+        let n = batch.min(total - sent);
+        let reqs: Vec<BlkifRequest> = (sent..sent + n)
+            .map(|i| {
+                let id = FLOOD_ID + i;
+                match i % 3 {
+                    0 => BlkifRequest {
+                        operation: 0xee,
+                        ..rw(BlkifOp::Write, id, 0, &[seg(dgref, 0, 7)])
+                    },
+                    1 => rw(BlkifOp::Write, id, sectors, &[seg(dgref, 0, 7)]),
+                    _ => rw(BlkifOp::Write, id, 0, &[seg(BOGUS_GREF, 0, 7)]),
+                }
+            })
+            .collect();
+        match c.submit(&reqs) {
+            Ok(rsps) => {
+                for p in rsps {
+                    if p.status != BlkifRsp::Okay as i16
+                        && (FLOOD_ID + sent..FLOOD_ID + sent + n).contains(&p.id)
+                    {
+                        refused += 1;
+                    } else {
+                        wrong.get_or_insert((p.id, p.status));
+                    }
+                }
+            }
+            Err(e) => {
+                r.check("flood-refused", false, format!("after {sent}: {e:#}"));
+                return;
+            }
+        }
+        sent += n;
+    }
+    r.check(
+        "flood-refused",
+        refused == total && wrong.is_none(),
+        format!(
+            "{refused} of {total} bad requests refused in {:.1} s (first wrong \
+             response (id, status): {wrong:?})",
+            t.elapsed().as_secs_f64()
+        ),
+    );
+}
+
 /// `n` seconds times `--timeout-scale` (the test bed passes its own scale).
 fn secs(n: u64) -> Duration {
     static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -368,6 +429,7 @@ struct Args {
     sector: u64,
     steady_devid: Option<u32>,
     steady_sector: Option<u64>,
+    flood: u64,
 }
 
 fn args() -> Result<Args> {
@@ -395,6 +457,10 @@ fn args() -> Result<Args> {
         sector: get("--sector")?.parse().context("--sector")?,
         steady_devid,
         steady_sector,
+        flood: match a.iter().position(|x| x == "--flood") {
+            Some(_) => get("--flood")?.parse().context("--flood")?,
+            None => FLOOD_REQUESTS,
+        },
     })
 }
 
@@ -961,6 +1027,10 @@ fn run(r: &mut Report, a: &Args) -> Result<()> {
         ok,
         "sectors 1..=3 of the page hold the disk's first 3 sectors, the rest is untouched",
     );
+
+    // (c2) A flood of bad requests: each refused; dom0 checks that the daemon's log
+    // stays bounded (rate limited per device and message class).
+    flood(&mut c, r, sectors, d0, a.flood);
 
     // (d) A runaway req_prod: far ahead of anything the ring can hold.
     let mem = ring.mem();
