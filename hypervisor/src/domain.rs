@@ -494,12 +494,20 @@ impl<B: VirtBackend + Clone> Domain<B> {
 
     /// Puts `frame` at guest-physical `gpa` (inside the domain's memory), returning the
     /// frame that was there.
-    pub fn remap(&mut self, gpa: Gpa, frame: Hpa) -> Option<Hpa> {
-        self.remap_flags(gpa, frame, true)
+    pub fn remap(&mut self, fa: &mut FrameAllocator, gpa: Gpa, frame: Hpa) -> Option<Hpa> {
+        self.remap_flags(fa, gpa, frame, true)
     }
 
-    /// As [`Domain::remap`], read-only in the nested page table unless `writable`.
-    pub fn remap_flags(&mut self, gpa: Gpa, frame: Hpa, writable: bool) -> Option<Hpa> {
+    /// As [`Domain::remap`], read-only in the nested page table unless `writable`. A
+    /// vCPU of the domain running on another CPU may keep the old translation until
+    /// that CPU leaves its guest: the allocator holds back frames freed until then.
+    pub fn remap_flags(
+        &mut self,
+        fa: &mut FrameAllocator,
+        gpa: Gpa,
+        frame: Hpa,
+        writable: bool,
+    ) -> Option<Hpa> {
         let (gpa, frame) = (gpa.0, frame.0);
         if gpa >= self.mem_bytes {
             return None;
@@ -520,6 +528,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
             match v.slot.as_mut() {
                 Some(s) => s.flush_tlb(),
                 None => v.flush_pending = true,
+            }
+            if v.running_on.is_some() && v.slot.is_none() {
+                fa.tlbs_stale();
             }
         }
         (old & 1 != 0).then_some(Hpa(old & ADDR_MASK))

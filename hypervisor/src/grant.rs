@@ -371,7 +371,7 @@ fn map_into(
     if !fa.get_map(hpa) {
         return Err(GrantStatus::GeneralError);
     }
-    let Some(displaced) = d.remap_flags(gpa, hpa, !readonly) else {
+    let Some(displaced) = d.remap_flags(fa, gpa, hpa, !readonly) else {
         fa.put_map(hpa);
         return Err(GrantStatus::BadVirtAddr);
     };
@@ -396,7 +396,7 @@ fn unmap_handle(
 ) -> Option<()> {
     let d = doms[cur].as_mut()?;
     let m = d.grant_maps.get_mut(handle)?.take()?;
-    d.remap_flags(m.gpa, m.displaced, true)?;
+    d.remap_flags(fa, m.gpa, m.displaced, true)?;
     fa.put_map(m.frame);
     if let Some(g) = doms.iter_mut().flatten().find(|x| x.id == m.granter) {
         unpin(g, m.gref, !m.readonly);

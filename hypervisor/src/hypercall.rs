@@ -545,7 +545,7 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
 /// now (with the RAM frame it displaced). Returns the new `at`.
 fn map_xen_frame(
     d: &mut Domain,
-    fa: &FrameAllocator,
+    fa: &mut FrameAllocator,
     gpa: Gpa,
     frame: Hpa,
     at: Option<(Gpa, Hpa)>,
@@ -564,9 +564,9 @@ fn map_xen_frame(
     }
     // Moving it: the RAM frame it displaced goes back where it was.
     if let Some((g, ram)) = at {
-        d.remap(g, ram).ok_or(XenErrno::Einval)?;
+        d.remap(fa, g, ram).ok_or(XenErrno::Einval)?;
     }
-    let ram = d.remap(gpa, frame).ok_or(XenErrno::Einval)?;
+    let ram = d.remap(fa, gpa, frame).ok_or(XenErrno::Einval)?;
     Ok(Some((gpa, ram)))
 }
 

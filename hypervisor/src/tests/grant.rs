@@ -129,8 +129,8 @@ fn only_the_granters_own_ram_can_be_granted() {
     // Hypervisor frames: A's shared_info and grant table frame, mapped in its physmap.
     let a = m.doms[1].as_mut().unwrap();
     let (si, gt) = (a.shared_info, a.grant.frames[0]);
-    a.remap(Gpa(0x5_0000), Hpa(si)).unwrap();
-    a.remap(Gpa(0x5_1000), Hpa(gt)).unwrap();
+    a.remap(&mut m.fa, Gpa(0x5_0000), Hpa(si)).unwrap();
+    a.remap(&mut m.fa, Gpa(0x5_1000), Hpa(gt)).unwrap();
     m.grant(1, 10, 3, 0x5_0000, false);
     m.grant(1, 11, 3, 0x5_1000, true);
     assert_eq!(m.map(2, 2, 10, X, HOST_MAP).0, -9);

@@ -5,6 +5,7 @@
 mod grant;
 mod memory;
 mod misc;
+mod tlb;
 
 use crate::addr::{Gpa, Hpa};
 use crate::arch::{phys, svm::Svm};
@@ -88,16 +89,20 @@ pub fn allocator() -> (FrameAllocator, DomainSpec<'static>) {
     // A boot module inside the RAM (never handed out).
     fa.reserve(RAM.0 + 0x10_0000, RAM.0 + 0x12_0000);
     assert!(fa.init_frame_table());
+    (fa, spec())
+}
+
+/// The spec of a domain of the test image (written where it lives).
+pub fn spec() -> DomainSpec<'static> {
     let image = elf();
     phys::write(IMAGE, &image);
-    let spec = DomainSpec {
+    DomainSpec {
         name: "t",
         image: (IMAGE, IMAGE + image.len() as u64),
         mem_bytes: DOMAIN_MEM,
         cmdline: "",
         vcpus: 1,
-    };
-    (fa, spec)
+    }
 }
 
 impl Machine {
