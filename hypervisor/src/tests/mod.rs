@@ -2,9 +2,15 @@
 //! own machine (a frame allocator over 48 MiB of fake RAM, domains from a tiny PVH ELF)
 //! and drives the same code the hypervisor runs, guest arguments in guest memory.
 
+#[cfg(test)]
 mod grant;
+#[cfg(test)]
+mod image;
+#[cfg(test)]
 mod memory;
+#[cfg(test)]
 mod misc;
+#[cfg(test)]
 mod tlb;
 
 use crate::addr::{Gpa, Hpa};
