@@ -118,12 +118,12 @@ impl Machine {
 
     /// Writes `v` at ARG in domain `i`'s memory.
     pub fn put<T: IntoBytes + Immutable>(&self, i: usize, gpa: u64, v: &T) {
-        self.d(i).write_gpa(gpa, v.as_bytes()).unwrap();
+        self.d(i).write_gpa(Gpa(gpa), v.as_bytes()).unwrap();
     }
 
     pub fn get<T: FromBytes + IntoBytes + KnownLayout>(&self, i: usize, gpa: u64) -> T {
         let mut v = T::new_zeroed();
-        self.d(i).read_gpa(gpa, v.as_mut_bytes()).unwrap();
+        self.d(i).read_gpa(Gpa(gpa), v.as_mut_bytes()).unwrap();
         v
     }
 
@@ -142,7 +142,7 @@ impl Machine {
     }
 
     pub fn entry_pa(&self, i: usize, gref: u32) -> u64 {
-        self.d(i).grant.frames[(gref / 512) as usize] + (gref % 512) as u64 * 8
+        self.d(i).grant.frames[(gref / 512) as usize].0 + (gref % 512) as u64 * 8
     }
 
     pub fn flags(&self, i: usize, gref: u32) -> u16 {
