@@ -18,9 +18,9 @@ const NPT_FLAGS: u64 = 0x7; // present, writable, user (NPT walks are user acces
 const NPT_WRITABLE: u64 = 0x2;
 const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
-pub const START_INFO_GPA: u64 = 0x1000;
-const CMDLINE_GPA: u64 = 0x2000;
-const MEMMAP_GPA: u64 = 0x3000;
+pub const START_INFO_GPA: Gpa = Gpa(0x1000);
+const CMDLINE_GPA: Gpa = Gpa(0x2000);
+const MEMMAP_GPA: Gpa = Gpa(0x3000);
 
 /// vCPUs a domain may have (`vcpus=N` on its command line; vCPU 0 starts at the PVH
 /// entry, the others are started by VCPUOP_initialise + VCPUOP_up).
@@ -48,7 +48,7 @@ pub struct Vcpu<V> {
     /// Its nested page table changed while it ran: flush before its next run.
     pub flush_pending: bool,
     /// Its VMCB frame (0: the domain has fewer vCPUs).
-    vmcb: u64,
+    vmcb: Hpa,
 }
 
 impl<V> Vcpu<V> {
@@ -59,7 +59,7 @@ impl<V> Vcpu<V> {
             running_on: None,
             last_cpu: None,
             flush_pending: false,
-            vmcb: 0,
+            vmcb: Hpa(0),
         }
     }
 }
@@ -80,7 +80,7 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub name: [u8; 32],
     pub name_len: usize,
     pub mem_bytes: u64,
-    npt_root: u64,
+    npt_root: Hpa,
     /// Its vCPUs (`nr_vcpus` of them exist); timers, polls and event upcalls are vCPU 0's.
     pub vcpus: [Vcpu<B::Vcpu>; MAX_VCPUS],
     pub nr_vcpus: usize,
@@ -101,7 +101,7 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub console_rate: crate::hypercall::ConsoleRate,
     /// The shared_info frame (pending/mask bitmaps, vcpu_info); in the guest's physmap
     /// once it asks (XENMEM_add_to_physmap).
-    pub shared_info: u64,
+    pub shared_info: Hpa,
     /// Where shared_info is mapped, and the RAM frame it displaced there.
     pub shared_info_at: Option<(Gpa, Hpa)>,
     pub evtchn: [Port; NR_PORTS],
@@ -201,26 +201,26 @@ impl<B: VirtBackend + Clone> Domain<B> {
         if id == 0 || id as u32 >= svm.asids() {
             return Err(CreateError::NoAsid);
         }
-        let npt_root = fa.alloc().ok_or(CreateError::NoMemory)?;
+        let npt_root = Hpa(fa.alloc().ok_or(CreateError::NoMemory)?);
         let vmcb = match fa.alloc() {
-            Some(v) => v,
+            Some(v) => Hpa(v),
             None => {
-                fa.free(npt_root);
+                fa.free(npt_root.0);
                 return Err(CreateError::NoMemory);
             }
         };
         let shared_info = match fa.alloc() {
-            Some(f) => f,
+            Some(f) => Hpa(f),
             None => {
-                fa.free(npt_root);
-                fa.free(vmcb);
+                fa.free(npt_root.0);
+                fa.free(vmcb.0);
                 return Err(CreateError::NoMemory);
             }
         };
         let Some(grant_frame) = fa.alloc() else {
-            fa.free(npt_root);
-            fa.free(vmcb);
-            fa.free(shared_info);
+            fa.free(npt_root.0);
+            fa.free(vmcb.0);
+            fa.free(shared_info.0);
             return Err(CreateError::NoMemory);
         };
         let mut nm = [0u8; 32];
@@ -248,11 +248,11 @@ impl<B: VirtBackend + Clone> Domain<B> {
             evtchn: [Port::Free; NR_PORTS],
             grant: {
                 let mut g = alloc::boxed::Box::new(crate::grant::GrantFrames {
-                    frames: [0; crate::grant::MAX_GRANT_FRAMES],
+                    frames: [Hpa(0); crate::grant::MAX_GRANT_FRAMES],
                     at: [None; crate::grant::MAX_GRANT_FRAMES],
                     active: alloc::vec::Vec::new(),
                 });
-                g.frames[0] = grant_frame;
+                g.frames[0] = Hpa(grant_frame);
                 g
             },
             nr_grant_frames: 1,
@@ -272,7 +272,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
         d.vcpus[0].state = RunState::Runnable;
         for k in 1..nr_vcpus {
             match fa.alloc() {
-                Some(f) => d.vcpus[k].vmcb = f,
+                Some(f) => d.vcpus[k].vmcb = Hpa(f),
                 None => {
                     d.destroy(fa);
                     return Err(CreateError::NoMemory);
@@ -282,8 +282,13 @@ impl<B: VirtBackend + Clone> Domain<B> {
         }
         match d.populate(fa, image, cmdline) {
             Ok(entry) => {
-                d.vcpus[0].slot =
-                    Some(svm.create_vcpu(vmcb, id as u32, npt_root, entry, START_INFO_GPA as u32));
+                d.vcpus[0].slot = Some(svm.create_vcpu(
+                    vmcb.0,
+                    id as u32,
+                    npt_root.0,
+                    entry,
+                    START_INFO_GPA.0 as u32,
+                ));
                 Ok(d)
             }
             Err(e) => {
@@ -339,7 +344,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
         }
         let mut cpu = self
             .svm
-            .create_vcpu(v.vmcb, self.id as u32, self.npt_root, eip, ebx);
+            .create_vcpu(v.vmcb.0, self.id as u32, self.npt_root.0, eip, ebx);
         cpu.set_rsp(esp as u64);
         v.slot = Some(cpu);
         Ok(())
@@ -370,15 +375,15 @@ impl<B: VirtBackend + Clone> Domain<B> {
         image: (u64, u64),
         cmdline: &str,
     ) -> Result<u32, CreateError> {
-        let mut gpa = 0;
-        while gpa < self.mem_bytes {
-            let frame = fa.alloc().ok_or(CreateError::NoMemory)?;
+        let mut gpa = Gpa(0);
+        while gpa.0 < self.mem_bytes {
+            let frame = Hpa(fa.alloc().ok_or(CreateError::NoMemory)?);
             if self.map(fa, gpa, frame).is_none() {
-                fa.free(frame);
+                fa.free(frame.0);
                 return Err(CreateError::NoMemory);
             }
-            fa.assign(Hpa(frame), self.id);
-            gpa += PAGE;
+            fa.assign(frame, self.id);
+            gpa = Gpa(gpa.0 + PAGE);
         }
         let entry = self.load_elf(image)?;
         let memmap = [
@@ -398,13 +403,13 @@ impl<B: VirtBackend + Clone> Domain<B> {
         let info = HvmStartInfo {
             magic: sluice_abi::start_info::XEN_HVM_START_MAGIC_VALUE,
             version: 1,
-            cmdline_paddr: CMDLINE_GPA,
-            memmap_paddr: MEMMAP_GPA,
+            cmdline_paddr: CMDLINE_GPA.0,
+            memmap_paddr: MEMMAP_GPA.0,
             memmap_entries: memmap.len() as u32,
             ..Default::default()
         };
         let cl = &cmdline.as_bytes()[..cmdline.len().min(4000)];
-        let load = |d: &Domain<B>, gpa: u64, b: &[u8]| {
+        let load = |d: &Domain<B>, gpa: Gpa, b: &[u8]| {
             d.write_gpa(gpa, b).map_err(|_| CreateError::NoMemory)
         };
         load(self, START_INFO_GPA, info.as_bytes())?;
@@ -446,7 +451,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
                     while done < filesz {
                         let n = (filesz - done).min(512) as usize;
                         image_read(image, off + done, &mut buf[..n])?;
-                        self.write_gpa(paddr + done, &buf[..n])
+                        self.write_gpa(Gpa(paddr + done), &buf[..n])
                             .map_err(|_| CreateError::BadElf("segment"))?;
                         done += n as u64;
                     }
@@ -475,8 +480,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
     }
 
     /// Maps guest-physical `gpa` to `frame`, allocating table levels.
-    fn map(&mut self, fa: &mut FrameAllocator, gpa: u64, frame: u64) -> Option<()> {
-        let mut table = self.npt_root;
+    fn map(&mut self, fa: &mut FrameAllocator, gpa: Gpa, frame: Hpa) -> Option<()> {
+        let (gpa, frame) = (gpa.0, frame.0);
+        let mut table = self.npt_root.0;
         for level in (1..4).rev() {
             let idx = (gpa >> (12 + 9 * level)) & 0x1FF;
             let e = phys::read_u64(table + idx * 8);
@@ -494,17 +500,25 @@ impl<B: VirtBackend + Clone> Domain<B> {
 
     /// Puts `frame` at guest-physical `gpa` (inside the domain's memory), returning the
     /// frame that was there.
-    pub fn remap(&mut self, gpa: Gpa, frame: Hpa) -> Option<Hpa> {
-        self.remap_flags(gpa, frame, true)
+    pub fn remap(&mut self, fa: &mut FrameAllocator, gpa: Gpa, frame: Hpa) -> Option<Hpa> {
+        self.remap_flags(fa, gpa, frame, true)
     }
 
-    /// As [`Domain::remap`], read-only in the nested page table unless `writable`.
-    pub fn remap_flags(&mut self, gpa: Gpa, frame: Hpa, writable: bool) -> Option<Hpa> {
+    /// As [`Domain::remap`], read-only in the nested page table unless `writable`. A
+    /// vCPU of the domain running on another CPU may keep the old translation until
+    /// that CPU leaves its guest: the allocator holds back frames freed until then.
+    pub fn remap_flags(
+        &mut self,
+        fa: &mut FrameAllocator,
+        gpa: Gpa,
+        frame: Hpa,
+        writable: bool,
+    ) -> Option<Hpa> {
         let (gpa, frame) = (gpa.0, frame.0);
         if gpa >= self.mem_bytes {
             return None;
         }
-        let mut table = self.npt_root;
+        let mut table = self.npt_root.0;
         for level in (1..4).rev() {
             let e = phys::read_u64(table + ((gpa >> (12 + 9 * level)) & 0x1FF) * 8);
             if e & 1 == 0 {
@@ -520,6 +534,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
             match v.slot.as_mut() {
                 Some(s) => s.flush_tlb(),
                 None => v.flush_pending = true,
+            }
+            if v.running_on.is_some() && v.slot.is_none() {
+                fa.tlbs_stale();
             }
         }
         (old & 1 != 0).then_some(Hpa(old & ADDR_MASK))
@@ -559,9 +576,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
             n + 1
         }
         let mut n = 0;
-        if self.npt_root != 0 {
-            n += free_table(fa, self.npt_root, 3, self.id);
-            self.npt_root = 0;
+        if self.npt_root.0 != 0 {
+            n += free_table(fa, self.npt_root.0, 3, self.id);
+            self.npt_root = Hpa(0);
         }
         let grant_at = self.grant.at.iter_mut().map(|a| a.take());
         for (_, ram) in core::iter::once(self.shared_info_at.take())
@@ -571,21 +588,21 @@ impl<B: VirtBackend + Clone> Domain<B> {
             fa.free(ram.0);
             n += 1;
         }
-        for f in self.grant.frames.iter_mut().filter(|f| **f != 0) {
-            fa.free(*f);
-            *f = 0;
+        for f in self.grant.frames.iter_mut().filter(|f| f.0 != 0) {
+            fa.free(f.0);
+            *f = Hpa(0);
             n += 1;
         }
         self.nr_grant_frames = 0;
-        if self.shared_info != 0 {
-            fa.free(self.shared_info);
-            self.shared_info = 0;
+        if self.shared_info.0 != 0 {
+            fa.free(self.shared_info.0);
+            self.shared_info = Hpa(0);
             n += 1;
         }
         for v in self.vcpus.iter_mut() {
-            if v.vmcb != 0 {
-                fa.free(v.vmcb);
-                v.vmcb = 0;
+            if v.vmcb.0 != 0 {
+                fa.free(v.vmcb.0);
+                v.vmcb = Hpa(0);
                 n += 1;
             }
             v.state = RunState::Dead;

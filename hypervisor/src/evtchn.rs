@@ -1,6 +1,7 @@
 //! 2-level event channels: per-domain port tables, delivery into the shared_info
 //! pending/mask bitmaps and vcpu_info, and the EVTCHNOP_* hypercalls.
 
+use crate::addr::Hpa;
 use crate::arch::phys;
 use crate::domain::Domain;
 use sluice_abi::event_channel::{
@@ -24,13 +25,17 @@ pub enum Port {
     Virq(u32),
 }
 
-fn bit(si: u64, base: u64, port: u32) -> (u64, u64) {
-    (si + base + (port as u64 / 64) * 8, 1u64 << (port % 64))
+/// The word of shared_info `si`'s bitmap at `base` holding `port`, and its bit.
+fn bit(si: Hpa, base: u64, port: u32) -> (Hpa, u64) {
+    (
+        Hpa(si.0 + base + (port as u64 / 64) * 8),
+        1u64 << (port % 64),
+    )
 }
 
 pub fn is_pending(d: &Domain, port: u32) -> bool {
     let (pa, m) = bit(d.shared_info, PENDING_OFF, port);
-    phys::read_u64(pa) & m != 0
+    phys::read_u64(pa.0) & m != 0
 }
 
 /// Marks `port` pending in `d`; raises the upcall and wakes the vCPU unless masked; a
@@ -42,15 +47,15 @@ pub fn set_pending(d: &mut Domain, port: u32) {
     let si = d.shared_info;
     let (pa, m) = bit(si, PENDING_OFF, port);
     // The guest may run on another CPU: its bitmaps change under us (atomically).
-    let old = phys::fetch_or_u64(pa, m);
+    let old = phys::fetch_or_u64(pa.0, m);
     let (ma, mm) = bit(si, MASK_OFF, port);
-    if old & m == 0 && phys::read_u64(ma) & mm == 0 {
+    if old & m == 0 && phys::read_u64(ma.0) & mm == 0 {
         raise_upcall(d, port);
     }
 }
 
 fn raise_upcall(d: &mut Domain, port: u32) {
-    let si = d.shared_info;
+    let si = d.shared_info.0;
     // vcpu_info[0]: evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
     phys::fetch_or_u64(si + 8, 1 << (port / 64));
     phys::write(si, &[1]);
@@ -60,7 +65,7 @@ fn raise_upcall(d: &mut Domain, port: u32) {
 /// Whether the vCPU has an upcall pending (SCHEDOP_block returns at once then).
 pub fn upcall_pending(d: &Domain) -> bool {
     let mut b = [0u8];
-    phys::read(d.shared_info, &mut b);
+    phys::read(d.shared_info.0, &mut b);
     b[0] != 0
 }
 
@@ -223,9 +228,9 @@ pub fn event_channel_op(
             let p = port_index(d, a.port)? as u32;
             let (ma, mm) = bit(d.shared_info, MASK_OFF, p);
             // Atomic: another vCPU of the domain may change the word meanwhile.
-            phys::fetch_and_u64(ma, !mm);
+            phys::fetch_and_u64(ma.0, !mm);
             let (pa, pm) = bit(d.shared_info, PENDING_OFF, p);
-            if phys::read_u64(pa) & pm != 0 {
+            if phys::read_u64(pa.0) & pm != 0 {
                 raise_upcall(d, p);
             }
             Ok(0)

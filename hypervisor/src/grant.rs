@@ -26,10 +26,10 @@ use zerocopy::{FromBytes, IntoBytes};
 /// too); more are allocated, zeroed, when the domain asks for them (GNTTABOP_setup_table,
 /// add_to_physmap(XENMAPSPACE_grant_table, idx)) and freed with the domain.
 pub const MAX_GRANT_FRAMES: usize = 32;
-/// A domain's grant table frames (host addresses; 0: not allocated), and where the
+/// A domain's grant table frames (host addresses; `Hpa(0)`: not allocated), and where the
 /// guest mapped each (its GPA, and the RAM frame that displaced).
 pub struct GrantFrames {
-    pub frames: [u64; MAX_GRANT_FRAMES],
+    pub frames: [Hpa; MAX_GRANT_FRAMES],
     pub at: [Option<(Gpa, Hpa)>; MAX_GRANT_FRAMES],
     /// Its active entries (grants in use by others).
     pub active: alloc::vec::Vec<Active>,
@@ -47,11 +47,11 @@ pub fn grow(d: &mut Domain, fa: &mut FrameAllocator, nr: u32) -> bool {
     let have = d.nr_grant_frames as usize;
     for i in have..nr as usize {
         match fa.alloc() {
-            Some(f) => d.grant.frames[i] = f,
+            Some(f) => d.grant.frames[i] = Hpa(f),
             None => {
                 for f in d.grant.frames[have..i].iter_mut() {
-                    fa.free(*f);
-                    *f = 0;
+                    fa.free(f.0);
+                    *f = Hpa(0);
                 }
                 return false;
             }
@@ -63,12 +63,12 @@ pub fn grow(d: &mut Domain, fa: &mut FrameAllocator, nr: u32) -> bool {
 
 /// The host address of v1 entry `gref` of `g`'s table, if the table has it
 /// (Xen: `ref >= nr_grant_entries` is GNTST_bad_gntref).
-fn entry_pa(g: &Domain, gref: u32) -> Option<u64> {
+fn entry_pa(g: &Domain, gref: u32) -> Option<Hpa> {
     let frame = (gref / PER_FRAME) as usize;
     if frame >= g.nr_grant_frames as usize {
         return None;
     }
-    Some(g.grant.frames[frame] + (gref % PER_FRAME) as u64 * 8)
+    Some(Hpa(g.grant.frames[frame].0 + (gref % PER_FRAME) as u64 * 8))
 }
 
 fn domain(doms: &[Option<Domain>], id: u16) -> Option<&Domain> {
@@ -106,7 +106,8 @@ const GTF_WRITING: u16 = GrantEntryFlags::WRITING.bits();
 /// GTF_reading (and GTF_writing) with one compare-exchange of (flags, domid), so a
 /// granter revoking it from another CPU either sees the flags or wins (Xen's
 /// `_set_status_v1`). Returns the frame number the entry names, read once, after.
-fn set_status(pa: u64, me: u16, write: bool) -> Result<u64, GrantStatus> {
+fn set_status(pa: Hpa, me: u16, write: bool) -> Result<Gfn, GrantStatus> {
+    let pa = pa.0;
     let bits = if write {
         GTF_READING | GTF_WRITING
     } else {
@@ -124,16 +125,16 @@ fn set_status(pa: u64, me: u16, write: bool) -> Result<u64, GrantStatus> {
         let word = |flags: u16| flags as u32 | (e.domid as u32) << 16;
         if phys::cmpxchg_u32(pa, word(e.flags), word(e.flags | bits)).is_ok() {
             phys::read(pa, e.as_mut_bytes());
-            return Ok(e.frame as u64);
+            return Ok(Gfn(e.frame as u64));
         }
     }
     Err(GrantStatus::GeneralError)
 }
 
 /// Clears `bits` of the entry's flags (a LOCK AND: the granter may write it meanwhile).
-fn clear_flags(pa: u64, bits: u16) {
+fn clear_flags(pa: Hpa, bits: u16) {
     if bits != 0 {
-        phys::fetch_and_u64(pa, !(bits as u64));
+        phys::fetch_and_u64(pa.0, !(bits as u64));
     }
 }
 
@@ -177,7 +178,7 @@ fn pin(
         GTF_READING
     };
     let access = if write { Access::Write } else { Access::Read };
-    let frame = Gfn(gfn)
+    let frame = gfn
         .gpa()
         .and_then(|gpa| g.translate(gpa, access))
         .filter(|&hpa| fa.owner(hpa) == Owner::Domain(g.id));
@@ -371,7 +372,7 @@ fn map_into(
     if !fa.get_map(hpa) {
         return Err(GrantStatus::GeneralError);
     }
-    let Some(displaced) = d.remap_flags(gpa, hpa, !readonly) else {
+    let Some(displaced) = d.remap_flags(fa, gpa, hpa, !readonly) else {
         fa.put_map(hpa);
         return Err(GrantStatus::BadVirtAddr);
     };
@@ -396,7 +397,7 @@ fn unmap_handle(
 ) -> Option<()> {
     let d = doms[cur].as_mut()?;
     let m = d.grant_maps.get_mut(handle)?.take()?;
-    d.remap_flags(m.gpa, m.displaced, true)?;
+    d.remap_flags(fa, m.gpa, m.displaced, true)?;
     fa.put_map(m.frame);
     if let Some(g) = doms.iter_mut().flatten().find(|x| x.id == m.granter) {
         unpin(g, m.gref, !m.readonly);

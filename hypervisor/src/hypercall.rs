@@ -96,7 +96,7 @@ pub fn msr(d: &mut Domain, write: bool) -> After {
     let index = regs.rcx as u32;
     let value = (regs.rdx << 32) | (d.vcpu().rax() & 0xFFFF_FFFF);
     if write && index == HYPERCALL_MSR {
-        let gpa = value & !0xFFF;
+        let gpa = Gpa(value & !0xFFF);
         if value & 0xFFF != 0 || write_hypercall_page(d, gpa).is_err() {
             d.vcpu().inject_gp();
             return After::Continue;
@@ -126,7 +126,7 @@ pub fn msr(d: &mut Domain, write: bool) -> After {
 }
 
 /// Fills a page with 32-byte stubs: `mov $nr, %eax; vmmcall; ret`.
-fn write_hypercall_page(d: &Domain, gpa: u64) -> Result<(), XenErrno> {
+fn write_hypercall_page(d: &Domain, gpa: Gpa) -> Result<(), XenErrno> {
     let mut page = [0xCCu8; 4096];
     for (nr, stub) in page.chunks_exact_mut(32).enumerate() {
         let n = (nr as u32).to_le_bytes();
@@ -545,7 +545,7 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
 /// now (with the RAM frame it displaced). Returns the new `at`.
 fn map_xen_frame(
     d: &mut Domain,
-    fa: &FrameAllocator,
+    fa: &mut FrameAllocator,
     gpa: Gpa,
     frame: Hpa,
     at: Option<(Gpa, Hpa)>,
@@ -564,9 +564,9 @@ fn map_xen_frame(
     }
     // Moving it: the RAM frame it displaced goes back where it was.
     if let Some((g, ram)) = at {
-        d.remap(g, ram).ok_or(XenErrno::Einval)?;
+        d.remap(fa, g, ram).ok_or(XenErrno::Einval)?;
     }
-    let ram = d.remap(gpa, frame).ok_or(XenErrno::Einval)?;
+    let ram = d.remap(fa, gpa, frame).ok_or(XenErrno::Einval)?;
     Ok(Some((gpa, ram)))
 }
 
@@ -598,7 +598,7 @@ fn memory_op(d: &mut Domain, fa: &mut FrameAllocator, cmd: u64, arg: u64) -> Res
             match XenMapSpace::from_raw(a.space) {
                 Some(XenMapSpace::SharedInfo) if a.idx == 0 => {
                     let gpa = Gfn(a.gpfn).gpa().ok_or(XenErrno::Einval)?;
-                    let frame = Hpa(d.shared_info);
+                    let frame = d.shared_info;
                     let at = map_xen_frame(d, fa, gpa, frame, d.shared_info_at)?;
                     d.shared_info_at = at;
                     crate::log!("d{}: shared_info at gpa {:#x}", d.id, gpa);
@@ -612,7 +612,7 @@ fn memory_op(d: &mut Domain, fa: &mut FrameAllocator, cmd: u64, arg: u64) -> Res
                 {
                     let i = a.idx as usize;
                     let gpa = Gfn(a.gpfn).gpa().ok_or(XenErrno::Einval)?;
-                    let frame = Hpa(d.grant.frames[i]);
+                    let frame = d.grant.frames[i];
                     let at = map_xen_frame(d, fa, gpa, frame, d.grant.at[i])?;
                     d.grant.at[i] = at;
                     crate::log!("d{}: grant table frame {} at gpa {:#x}", d.id, i, gpa);

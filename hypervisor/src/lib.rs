@@ -29,5 +29,24 @@ pub mod iommu {
     pub struct IommuDomain;
 }
 
+/// The test harness (a machine of domains over the fake, hypercall helpers), also for
+/// other crates' tests with the `test-utils` feature; the unit tests themselves with
+/// cfg(test).
+#[cfg(any(test, feature = "test-utils"))]
+pub mod tests;
+
+/// The hypervisor's real `arch::phys`, compiled for the host tests to check that every
+/// safe accessor refuses the image before it dereferences anything (`tests::phys`);
+/// `boot` stands in for `arch::boot`, naming a fake image range.
 #[cfg(test)]
-mod tests;
+#[allow(unsafe_code)]
+#[path = "arch/phys.rs"]
+mod real_phys;
+#[cfg(test)]
+mod boot {
+    /// Where the tests' fake hypervisor image is.
+    pub const IMAGE: (u64, u64) = (0x20_0000, 0x40_0000);
+    pub fn image_range() -> (u64, u64) {
+        IMAGE
+    }
+}

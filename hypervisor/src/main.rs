@@ -349,6 +349,14 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         leaked,
         if leaked == 0 { "all returned" } else { "LEAK" }
     );
+    // Every teardown syncs the CPUs before it frees: nothing may stay held back.
+    let held = w.fa.held_back + w.fa.tlbs_are_stale() as u64;
+    log!(
+        "memory: {} frames held back for a stale TLB since boot, {} still held, stale: {}",
+        w.fa.held_total,
+        w.fa.held_back,
+        w.fa.tlbs_are_stale()
+    );
     if w.fa.bad_frees != 0 || w.fa.bad_reaches != 0 {
         log!(
             "memory: {} frees refused, {} frames reached that a domain may not (HYPERVISOR BUG)",
@@ -375,7 +383,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     }
     log!("sluice hypervisor: all domains ended; hypervisor alive");
     arch::serial::qemu_exit(
-        if leaked == 0 && iommu_ok && w.fa.bad_frees == 0 && w.fa.bad_reaches == 0 {
+        if leaked == 0 && held == 0 && iommu_ok && w.fa.bad_frees == 0 && w.fa.bad_reaches == 0 {
             EXIT_ALL_DOMAINS_ENDED
         } else {
             0x12
@@ -583,8 +591,9 @@ impl World {
     /// Makes every other CPU running a vCPU whose nested page table changed (a grant
     /// unmapped or revoked) leave its guest, so no stale translation outlives this
     /// exit's handling (it flushes when it takes the lock again). Also kicks the other
-    /// vCPUs of a dying domain off their CPUs.
-    fn sync_vcpus(&self, cpu: usize) {
+    /// vCPUs of a dying domain off their CPUs. Then no CPU can use a translation removed
+    /// before: the frames the allocator held back for that become reusable.
+    fn sync_vcpus(&mut self, cpu: usize) {
         for d in self.domains.iter().flatten() {
             for v in d.vcpus.iter() {
                 let Some(c) = v.running_on else { continue };
@@ -603,6 +612,7 @@ impl World {
                 }
             }
         }
+        self.fa.tlbs_synced();
     }
 }
 

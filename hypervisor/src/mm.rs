@@ -3,6 +3,12 @@
 //! threaded through the frames themselves. Every allocatable frame has a record in the
 //! frame table (Xen's `page_info`): its owner (free, the hypervisor, or a domain) and how
 //! many grant mappings of it other domains hold; a mapped frame never goes back.
+//!
+//! A frame just removed from a nested page table may still be reachable through a stale
+//! TLB entry on a CPU running another vCPU of that domain until that CPU has left its
+//! guest (it flushes before it enters again). So a frame freed while such a flush is
+//! outstanding is held back, not reused, until the CPUs are synced (Xen's tlbflush
+//! clock, with one epoch): [`FrameAllocator::tlbs_stale`], [`FrameAllocator::tlbs_synced`].
 
 use crate::addr::Hpa;
 use crate::arch::phys;
@@ -34,6 +40,15 @@ pub struct FrameAllocator {
     pub bad_frees: u64,
     /// Frames a domain's NPT reached that it may not ([`crate::domain::Domain::audit`]).
     pub bad_reaches: u64,
+    /// An NPT entry was removed or downgraded while a vCPU of its domain ran on another
+    /// CPU, and that CPU has not been synced since.
+    tlbs_stale: bool,
+    /// Frames freed while `tlbs_stale`: a list threaded like the free list, reusable
+    /// once the CPUs are synced.
+    held: u64,
+    /// Frames on that list now, and ever.
+    pub held_back: u64,
+    pub held_total: u64,
 }
 
 impl Default for FrameAllocator {
@@ -79,6 +94,10 @@ impl FrameAllocator {
             table_len: 0,
             bad_frees: 0,
             bad_reaches: 0,
+            tlbs_stale: false,
+            held: 0,
+            held_back: 0,
+            held_total: 0,
         }
     }
 
@@ -331,10 +350,44 @@ impl FrameAllocator {
             }
             self.set_rec(frame, 0);
         }
+        self.handed_out -= 1;
+        if self.tlbs_stale {
+            // Another CPU may still translate to it: not reused before it is synced.
+            phys::write_u64(frame, self.held);
+            self.held = frame;
+            self.held_back += 1;
+            self.held_total += 1;
+            return;
+        }
         phys::write_u64(frame, self.free_list);
         self.free_list = frame;
         self.free_listed += 1;
-        self.handed_out -= 1;
+    }
+
+    /// A nested page table entry was removed or made read-only while a vCPU of its
+    /// domain ran on another CPU (its TLB may still hold the old translation): frames
+    /// freed from now on are held back until [`FrameAllocator::tlbs_synced`].
+    pub fn tlbs_stale(&mut self) {
+        self.tlbs_stale = true;
+    }
+
+    /// Every CPU that ran a vCPU with a stale translation has left its guest (and
+    /// flushes before it enters again): the frames held back become reusable.
+    pub fn tlbs_synced(&mut self) {
+        self.tlbs_stale = false;
+        while self.held != 0 {
+            let f = self.held;
+            self.held = phys::read_u64(f);
+            self.held_back -= 1;
+            phys::write_u64(f, self.free_list);
+            self.free_list = f;
+            self.free_listed += 1;
+        }
+    }
+
+    /// Whether frames freed now would be held back (a sync is outstanding).
+    pub fn tlbs_are_stale(&self) -> bool {
+        self.tlbs_stale
     }
 }
 

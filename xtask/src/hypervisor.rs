@@ -108,6 +108,7 @@ pub fn run_suite() -> Result<()> {
     main_boot(&hv, &modules, 2)?;
     main_boot(&hv, &modules, 4)?;
     crate::hypervisor_mem::hostile_mem_boot(&hv, &guest)?;
+    crate::hypervisor_mem::stale_tlb_boot(&hv, &guest)?;
     iommu_boot(&hv, &g.to_string(), "intel-iommu,intremap=on", "VT-d")?;
     iommu_boot(&hv, &g.to_string(), "amd-iommu", "AMD-Vi")?;
     hostile_dmar_boot(

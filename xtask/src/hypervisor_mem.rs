@@ -89,6 +89,61 @@ pub fn hostile_mem_boot(hv: &Path, guest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The stale-TLB boot (SECURITY.md class 1): `tlb-granter` G grants its secret page to
+/// `tlb-reader` M (two vCPUs); M's vCPU 1 reads it in a tight loop while vCPU 0 unmaps
+/// it beside it on the other CPU; after the unmap returned, vCPU 1 must only ever read
+/// M's own RAM (G then dies, its frames freed, and vCPU 1 reads on).
+pub fn stale_tlb_boot(hv: &Path, guest: &Path) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let g = guest.display();
+    let modules = format!(
+        "{g} name=tlb-granter role=tlb-granter m=2,{g} name=tlb-reader role=tlb-reader g=1 vcpus=2"
+    );
+    let (status, log) = boot(hv, &modules, &["-smp", "2"], "")?;
+    let mut problems = Vec::new();
+    for needle in [
+        "(d1) ok tlb-granter: M mapped grant 8",
+        "(d1) ok tlb-granter: M unmapped grant 8",
+        "(d1) GUEST PASS",
+        "(d2) ok tlb-reader: vCPU 1 reads G's page",
+        "(d2) ok tlb-reader: vCPU 1 was running beside the unmap",
+        "(d2) ok tlb-reader: vCPU 1 reads our own RAM after the unmap",
+        "(d2) ok tlb-reader: G died (its frames freed)",
+        "(d2) ok tlb-reader: vCPU 1 read on after G died",
+        "(d2) ok tlb-reader: vCPU 1 never read G's frame after the unmap returned",
+        "(d2) GUEST PASS",
+        "memory: 0 frames held by domains after all ended (all returned)",
+        "sluice hypervisor: all domains ended; hypervisor alive",
+    ] {
+        if !log.contains(needle) {
+            problems.push(format!("missing: {needle}"));
+        }
+    }
+    for l in log
+        .lines()
+        .filter(|l| l.contains("FAIL") || l.contains("HYPERVISOR"))
+    {
+        problems.push(format!("log: {l}"));
+    }
+    if status != PASS_STATUS {
+        problems.push(format!("exit status {status}, want {PASS_STATUS}"));
+    }
+    if !problems.is_empty() {
+        eprintln!("--- serial log ---\n{log}");
+        bail!("hypervisor suite, stale TLB: {}", problems.join("; "));
+    }
+    let counts = log
+        .lines()
+        .find(|l| l.contains("tlb-reader: vCPU 1:"))
+        .unwrap_or("")
+        .trim();
+    eprintln!(
+        "  stale TLB (2 domains, reader on 2 vCPUs): no read of the granter's frame after the unmap returned; {counts} ({:.1} s)",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// The hypervisor core's host unit tests (its `lib` target over a fake machine: frame
 /// table, grants, event channels, hypercalls, the hostile cases above) with clippy; run
 /// in `cargo xtask test`'s static phase (the hypervisor is its own workspace, built for

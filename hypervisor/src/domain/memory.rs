@@ -19,7 +19,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
         if gpa.0 >= self.mem_bytes {
             return None;
         }
-        let mut table = self.npt_root;
+        let mut table = self.npt_root.0;
         let mut e = 0;
         for level in (0..4).rev() {
             e = phys::read_u64(table + ((gpa.0 >> (12 + 9 * level)) & 0x1FF) * 8);
@@ -35,23 +35,21 @@ impl<B: VirtBackend + Clone> Domain<B> {
     }
 
     /// The host address behind guest-physical `gpa` for reading.
-    pub fn gpa_to_hpa(&self, gpa: u64) -> Option<u64> {
-        self.translate(Gpa(gpa), Access::Read).map(|h| h.0)
+    pub fn gpa_to_hpa(&self, gpa: Gpa) -> Option<Hpa> {
+        self.translate(gpa, Access::Read)
     }
 
     /// Writes guest-physical memory (each page must be writable in the NPT): EFAULT
     /// otherwise, before anything is written.
-    pub fn write_gpa(&self, gpa: u64, data: &[u8]) -> Result<(), XenErrno> {
-        self.check_range(Gpa(gpa), data.len(), Access::Write)?;
+    pub fn write_gpa(&self, gpa: Gpa, data: &[u8]) -> Result<(), XenErrno> {
+        self.check_range(gpa, data.len(), Access::Write)?;
         let (mut gpa, mut data) = (gpa, data);
         while !data.is_empty() {
-            let hpa = self
-                .translate(Gpa(gpa), Access::Write)
-                .ok_or(XenErrno::Efault)?;
-            let n = ((PAGE - (gpa & 0xFFF)) as usize).min(data.len());
+            let hpa = self.translate(gpa, Access::Write).ok_or(XenErrno::Efault)?;
+            let n = ((PAGE - gpa.offset()) as usize).min(data.len());
             phys::write(hpa.0, &data[..n]);
             data = &data[n..];
-            gpa += n as u64;
+            gpa = Gpa(gpa.0 + n as u64);
         }
         Ok(())
     }
@@ -67,25 +65,25 @@ impl<B: VirtBackend + Clone> Domain<B> {
         Ok(())
     }
 
-    pub fn read_gpa(&self, mut gpa: u64, mut buf: &mut [u8]) -> Result<(), XenErrno> {
+    pub fn read_gpa(&self, mut gpa: Gpa, mut buf: &mut [u8]) -> Result<(), XenErrno> {
         while !buf.is_empty() {
             let hpa = self.gpa_to_hpa(gpa).ok_or(XenErrno::Efault)?;
-            let n = ((PAGE - (gpa & 0xFFF)) as usize).min(buf.len());
-            phys::read(hpa, &mut buf[..n]);
+            let n = ((PAGE - gpa.offset()) as usize).min(buf.len());
+            phys::read(hpa.0, &mut buf[..n]);
             buf = &mut buf[n..];
-            gpa += n as u64;
+            gpa = Gpa(gpa.0 + n as u64);
         }
         Ok(())
     }
 
     /// Translates a guest-virtual address through the guest's own page tables (paging
     /// off, or 4-level long-mode paging with 2 MiB / 1 GiB pages).
-    pub fn gva_to_gpa(&self, gva: u64) -> Result<u64, XenErrno> {
+    pub fn gva_to_gpa(&self, gva: u64) -> Result<Gpa, XenErrno> {
         let Some(v) = self.vcpus[self.cur].slot.as_ref() else {
             return Err(XenErrno::Efault);
         };
         if v.cr0() & (1 << 31) == 0 {
-            return Ok(gva & 0xFFFF_FFFF);
+            return Ok(Gpa(gva & 0xFFFF_FFFF));
         }
         if !v.long_mode() {
             // 32-bit and PAE guest paging are not supported by the guest ABI here.
@@ -94,18 +92,18 @@ impl<B: VirtBackend + Clone> Domain<B> {
         let mut table = v.cr3() & ADDR_MASK;
         for level in (0..4).rev() {
             let mut b = [0u8; 8];
-            self.read_gpa(table + ((gva >> (12 + 9 * level)) & 0x1FF) * 8, &mut b)?;
+            self.read_gpa(Gpa(table + ((gva >> (12 + 9 * level)) & 0x1FF) * 8), &mut b)?;
             let e = u64::from_le_bytes(b);
             if e & 1 == 0 {
                 return Err(XenErrno::Efault);
             }
             if level > 0 && level < 3 && e & 0x80 != 0 {
                 let size_mask = (1u64 << (12 + 9 * level)) - 1;
-                return Ok((e & ADDR_MASK & !size_mask) | (gva & size_mask));
+                return Ok(Gpa((e & ADDR_MASK & !size_mask) | (gva & size_mask)));
             }
             table = e & ADDR_MASK;
         }
-        Ok(table | (gva & 0xFFF))
+        Ok(Gpa(table | (gva & 0xFFF)))
     }
 
     /// Copies from guest-virtual memory; any unmapped byte gives `-EFAULT`.
@@ -127,7 +125,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
         let mut page = gva & !(PAGE - 1);
         while page < end {
             let gpa = self.gva_to_gpa(page)?;
-            self.check_range(Gpa(gpa & !(PAGE - 1)), 1, Access::Write)?;
+            self.check_range(Gpa(gpa.0 & !(PAGE - 1)), 1, Access::Write)?;
             page += PAGE;
         }
         let (mut gva, mut data) = (gva, data);
@@ -167,8 +165,8 @@ impl<B: VirtBackend + Clone> Domain<B> {
                 let ok = match fa.owner(f) {
                     Owner::Domain(o) if o == d.id => true,
                     Owner::Xen => {
-                        f.0 == d.shared_info
-                            || d.grant.frames[..d.nr_grant_frames as usize].contains(&f.0)
+                        f == d.shared_info
+                            || d.grant.frames[..d.nr_grant_frames as usize].contains(&f)
                     }
                     Owner::Domain(_) => d.grant_maps.iter().flatten().any(|m| m.frame == f),
                     Owner::Free | Owner::NotRam => false,
@@ -185,10 +183,10 @@ impl<B: VirtBackend + Clone> Domain<B> {
             }
             bad
         }
-        if self.npt_root == 0 {
+        if self.npt_root.0 == 0 {
             return 0;
         }
-        let bad = walk(self, fa, self.npt_root, 3);
+        let bad = walk(self, fa, self.npt_root.0, 3);
         fa.bad_reaches += bad;
         bad
     }

@@ -68,10 +68,10 @@ fn a_failed_map_leaves_nothing_set() {
 fn a_copy_pins_and_unpins() {
     let mut m = machine(2);
     m.grant(0, 8, 2, P, false);
-    m.d(1).write_gpa(X, b"sixteen bytes!!!").unwrap();
+    m.d(1).write_gpa(Gpa(X), b"sixteen bytes!!!").unwrap();
     assert_eq!(m.copy(1, gfn(X), gref(8, 1), 2), 0);
     let mut b = [0u8; 16];
-    m.d(0).read_gpa(P, &mut b).unwrap();
+    m.d(0).read_gpa(Gpa(P), &mut b).unwrap();
     assert_eq!(&b, b"sixteen bytes!!!");
     assert_eq!(m.flags(0, 8), 0);
     // While a mapping holds it, a copy leaves the mapping's pin alone.
@@ -129,8 +129,8 @@ fn only_the_granters_own_ram_can_be_granted() {
     // Hypervisor frames: A's shared_info and grant table frame, mapped in its physmap.
     let a = m.doms[1].as_mut().unwrap();
     let (si, gt) = (a.shared_info, a.grant.frames[0]);
-    a.remap(Gpa(0x5_0000), Hpa(si)).unwrap();
-    a.remap(Gpa(0x5_1000), Hpa(gt)).unwrap();
+    a.remap(&mut m.fa, Gpa(0x5_0000), si).unwrap();
+    a.remap(&mut m.fa, Gpa(0x5_1000), gt).unwrap();
     m.grant(1, 10, 3, 0x5_0000, false);
     m.grant(1, 11, 3, 0x5_1000, true);
     assert_eq!(m.map(2, 2, 10, X, HOST_MAP).0, -9);
@@ -147,7 +147,7 @@ fn a_long_batch_is_done_in_bounded_entries_by_continuations() {
     use crate::hypercall::OPS_PER_ENTRY;
     let mut m = machine(2);
     m.grant(0, 8, 2, P, false);
-    m.d(1).write_gpa(X, b"sixteen bytes!!!").unwrap();
+    m.d(1).write_gpa(Gpa(X), b"sixteen bytes!!!").unwrap();
     // 40 copies from domain 2's page into domain 1's granted page, one after another.
     const N: u64 = 40;
     let sz = core::mem::size_of::<GnttabCopy>() as u64;

@@ -14,7 +14,7 @@ fn frames_are_recorded_and_all_come_back() {
     let mut m = machine(2);
     let frame = m.hpa(0, P);
     assert_eq!(m.fa.owner(frame), Owner::Domain(1));
-    assert_eq!(m.fa.owner(Hpa(m.d(0).shared_info)), Owner::Xen);
+    assert_eq!(m.fa.owner(m.d(0).shared_info), Owner::Xen);
     assert_eq!(m.fa.owner(Hpa(0x1000)), Owner::NotRam);
     assert_eq!(
         m.fa.owner(Hpa(super::RAM.0 + 0x10_0000)),
@@ -31,7 +31,7 @@ fn frames_are_recorded_and_all_come_back() {
 #[test]
 fn the_granters_death_revokes_mappings_before_its_frames_are_freed() {
     let mut m = machine(2);
-    m.d(1).write_gpa(Y, b"A's own RAM").unwrap();
+    m.d(1).write_gpa(Gpa(Y), b"A's own RAM").unwrap();
     let own = m.hpa(1, Y);
     m.grant(0, 8, 2, P, false);
     assert_eq!(m.map(1, 1, 8, Y, HOST_MAP).0, 0);
@@ -65,13 +65,13 @@ fn a_mapped_frame_is_never_freed() {
     assert!(crate::arch::serial::take_log().contains("HYPERVISOR BUG"));
     // Nor can a hypervisor frame or a free one be counted as mapped.
     assert!(!m.fa.get_map(f));
-    assert!(!m.fa.get_map(Hpa(m.d(0).shared_info)));
+    assert!(!m.fa.get_map(m.d(0).shared_info));
 }
 
 /// A (1) maps C's (0) read-only grant at Y and asks the hypervisor to write into it.
 fn read_only_mapping() -> Machine {
     let mut m = machine(2);
-    m.d(0).write_gpa(P, b"C read-only data").unwrap();
+    m.d(0).write_gpa(Gpa(P), b"C read-only data").unwrap();
     m.grant(0, 9, 2, P, true);
     assert_eq!(m.map(1, 1, 9, Y, HOST_MAP | READONLY).0, 0);
     m
@@ -79,7 +79,7 @@ fn read_only_mapping() -> Machine {
 
 fn unchanged(m: &Machine) -> bool {
     let mut b = [0u8; 4096];
-    m.d(0).read_gpa(P, &mut b).unwrap();
+    m.d(0).read_gpa(Gpa(P), &mut b).unwrap();
     &b[..16] == b"C read-only data" && b[16..].iter().all(|&x| x == 0)
 }
 
@@ -89,12 +89,12 @@ fn the_guest_memory_api_honours_read_only_mappings() {
     let a = m.d(1);
     assert!(a.translate(Gpa(Y), Access::Read).is_some());
     assert!(a.translate(Gpa(Y), Access::Write).is_none());
-    assert_eq!(a.write_gpa(Y + 100, b"x"), Err(XenErrno::Efault));
+    assert_eq!(a.write_gpa(Gpa(Y + 100), b"x"), Err(XenErrno::Efault));
     // A write spanning a writable page and the read-only one writes nothing.
-    assert_eq!(a.write_gpa(Y - 4, b"12345678"), Err(XenErrno::Efault));
+    assert_eq!(a.write_gpa(Gpa(Y - 4), b"12345678"), Err(XenErrno::Efault));
     assert_eq!(a.copy_to_guest(Y - 4, b"12345678"), Err(XenErrno::Efault));
     let mut b = [0u8; 4];
-    a.read_gpa(Y - 4, &mut b).unwrap();
+    a.read_gpa(Gpa(Y - 4), &mut b).unwrap();
     assert_eq!(b, [0; 4]);
     assert!(unchanged(&m));
 }

@@ -116,9 +116,9 @@ fn a_domain_on_another_backend() {
     ));
     let mut d = Domain::create(&Other, &mut fa, 3, &spec, clock).unwrap();
     assert_eq!(crate::virt::VcpuState::rip(d.vcpu()), 0x10_0001);
-    d.write_gpa(0x9000, b"hello").unwrap();
+    d.write_gpa(Gpa(0x9000), b"hello").unwrap();
     let mut b = [0u8; 5];
-    d.read_gpa(0x9000, &mut b).unwrap();
+    d.read_gpa(Gpa(0x9000), &mut b).unwrap();
     assert_eq!(&b, b"hello");
     d.destroy(&mut fa);
     assert_eq!(fa.handed_out, base);
@@ -145,7 +145,7 @@ fn add_to_physmap_places_only_over_own_ram_and_gives_everything_back() {
     let own = m.hpa(1, 0x5_0000);
     assert_eq!(place(&mut m, 0, 0, 0x50), 0);
     let si = m.d(1).translate(Gpa(0x5_0000), Access::Write).unwrap();
-    assert_eq!((si.0, m.fa.owner(si)), (m.d(1).shared_info, Owner::Xen));
+    assert_eq!((si, m.fa.owner(si)), (m.d(1).shared_info, Owner::Xen));
     // Moved: the RAM it displaced comes back.
     assert_eq!(place(&mut m, 0, 0, 0x51), 0);
     assert_eq!(m.hpa(1, 0x5_0000), own);

@@ -2,9 +2,16 @@
 //! own machine (a frame allocator over 48 MiB of fake RAM, domains from a tiny PVH ELF)
 //! and drives the same code the hypervisor runs, guest arguments in guest memory.
 
+#[cfg(test)]
 mod grant;
+#[cfg(test)]
+mod image;
+#[cfg(test)]
 mod memory;
+#[cfg(test)]
 mod misc;
+#[cfg(test)]
+mod tlb;
 
 use crate::addr::{Gpa, Hpa};
 use crate::arch::{phys, svm::Svm};
@@ -88,16 +95,20 @@ pub fn allocator() -> (FrameAllocator, DomainSpec<'static>) {
     // A boot module inside the RAM (never handed out).
     fa.reserve(RAM.0 + 0x10_0000, RAM.0 + 0x12_0000);
     assert!(fa.init_frame_table());
+    (fa, spec())
+}
+
+/// The spec of a domain of the test image (written where it lives).
+pub fn spec() -> DomainSpec<'static> {
     let image = elf();
     phys::write(IMAGE, &image);
-    let spec = DomainSpec {
+    DomainSpec {
         name: "t",
         image: (IMAGE, IMAGE + image.len() as u64),
         mem_bytes: DOMAIN_MEM,
         cmdline: "",
         vcpus: 1,
-    };
-    (fa, spec)
+    }
 }
 
 impl Machine {
@@ -107,12 +118,12 @@ impl Machine {
 
     /// Writes `v` at ARG in domain `i`'s memory.
     pub fn put<T: IntoBytes + Immutable>(&self, i: usize, gpa: u64, v: &T) {
-        self.d(i).write_gpa(gpa, v.as_bytes()).unwrap();
+        self.d(i).write_gpa(Gpa(gpa), v.as_bytes()).unwrap();
     }
 
     pub fn get<T: FromBytes + IntoBytes + KnownLayout>(&self, i: usize, gpa: u64) -> T {
         let mut v = T::new_zeroed();
-        self.d(i).read_gpa(gpa, v.as_mut_bytes()).unwrap();
+        self.d(i).read_gpa(Gpa(gpa), v.as_mut_bytes()).unwrap();
         v
     }
 
@@ -131,7 +142,7 @@ impl Machine {
     }
 
     pub fn entry_pa(&self, i: usize, gref: u32) -> u64 {
-        self.d(i).grant.frames[(gref / 512) as usize] + (gref % 512) as u64 * 8
+        self.d(i).grant.frames[(gref / 512) as usize].0 + (gref % 512) as u64 * 8
     }
 
     pub fn flags(&self, i: usize, gref: u32) -> u16 {

@@ -107,7 +107,7 @@ pub fn db_loop(c: &mut Checks) {
     );
 }
 
-fn start_vcpu1(c: &mut Checks) {
+pub(crate) fn start_vcpu1(c: &mut Checks) {
     let stack = core::ptr::addr_of!(super::g_ap_stack_top) as u64;
     let mut ctx = [0u32; 32];
     ctx[2 + 3] = 1;

@@ -28,7 +28,7 @@ static mut PAGES: [Pg; 8] = [const { Pg([0; 4096]) }; 8];
 const TABLE_GPA: u64 = 0x70_1000;
 const HOST_MAP: u32 = 1 << 1;
 const READONLY: u32 = 1 << 2;
-const GTF_READING: u64 = 1 << 3;
+pub(crate) const GTF_READING: u64 = 1 << 3;
 const GTF_WRITING: u64 = 1 << 4;
 const GNTST_BAD_VIRT_ADDR: i16 = -5;
 const GNTST_PERMISSION_DENIED: i16 = -8;
@@ -56,7 +56,7 @@ fn put(i: usize, off: usize, s: &[u8]) {
     }
 }
 
-fn arg(cmdline: &str, key: &str) -> u16 {
+pub(crate) fn arg(cmdline: &str, key: &str) -> u16 {
     cmdline
         .split(' ')
         .find_map(|a| a.strip_prefix(key)?.strip_prefix('='))
@@ -64,7 +64,7 @@ fn arg(cmdline: &str, key: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn map_table(c: &mut Checks) {
+pub(crate) fn map_table(c: &mut Checks) {
     let mut a = XenAddToPhysmap {
         domid: DOMID_SELF,
         size: 0,
@@ -79,13 +79,13 @@ fn map_table(c: &mut Checks) {
     c.check("hm: add_to_physmap(grant table frame 0)", r == 0, r);
 }
 
-fn grant(gref: u32, to: u16, gpa: u64, readonly: bool) {
+pub(crate) fn grant(gref: u32, to: u16, gpa: u64, readonly: bool) {
     let e = GrantEntryV1::permit_access(to, (gpa >> 12) as u32, readonly);
     let raw = u64::from_le_bytes(e.as_bytes().try_into().unwrap());
     xen::write64(TABLE_GPA + gref as u64 * 8, raw);
 }
 
-fn flags(gref: u32) -> u64 {
+pub(crate) fn flags(gref: u32) -> u64 {
     xen::read64(TABLE_GPA + gref as u64 * 8) & 0xFFFF
 }
 
@@ -108,7 +108,7 @@ fn copy(src: GnttabCopyPtr, dst: GnttabCopyPtr, flags: u16) -> i16 {
 const SRC_GREF: u16 = 1;
 const DEST_GREF: u16 = 2;
 
-fn by_gref(dom: u16, gref: u32) -> GnttabCopyPtr {
+pub(crate) fn by_gref(dom: u16, gref: u32) -> GnttabCopyPtr {
     let mut p = GnttabCopyPtr {
         domid: dom,
         offset: 0,

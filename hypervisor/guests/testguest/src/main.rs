@@ -9,6 +9,7 @@
 mod boot;
 mod hostile_cpu;
 mod hostile_mem;
+mod stale_tlb;
 mod xen;
 
 use core::fmt::Write;
@@ -88,6 +89,8 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "hm-granter" => hostile_mem::granter(&mut c, cmdline),
         "hm-mapper" => hostile_mem::mapper(&mut c, cmdline),
         "hm-regrant" => hostile_mem::regrant_target(&mut c, cmdline),
+        "tlb-granter" => stale_tlb::granter(&mut c, cmdline),
+        "tlb-reader" => stale_tlb::reader(&mut c, cmdline),
         "flood" => hostile_cpu::flood(&mut c, peer(cmdline)),
         "flood-victim" => hostile_cpu::flood_victim(&mut c, peer(cmdline)),
         "db-loop" => hostile_cpu::db_loop(&mut c),
@@ -1493,6 +1496,7 @@ extern "C" fn guest_ap_main(id: u32, rsp: u64) -> ! {
     match hostile_cpu::AP_ROLE.load(Ordering::SeqCst) {
         1 => hostile_cpu::flood_ap(id),
         2 => hostile_cpu::db_loop_ap(),
+        3 => stale_tlb::reader_ap(),
         _ => {}
     }
     AP_RSP.store(rsp, Ordering::SeqCst);
