@@ -27,6 +27,8 @@ pub struct FakeFunction {
     pub rom_size: u32,
     /// Every (offset, width, value) written to this function, in order.
     pub writes: Vec<(u16, Width, u32)>,
+    /// Every (offset, width) read from this function, in order.
+    pub reads: Vec<(u16, Width)>,
     /// Reads of the pending bits that still report transactions pending (u32::MAX: forever).
     pub pending_reads: u32,
     pub flr_count: u32,
@@ -52,6 +54,7 @@ impl FakeFunction {
             bars: [None; 6],
             rom_size: 0,
             writes: Vec::new(),
+            reads: Vec::new(),
             pending_reads: 0,
             flr_count: 0,
             pm_resets: 0,
@@ -325,6 +328,7 @@ impl FakeFunction {
     }
 
     fn read_cfg(&mut self, off: u16, w: Width) -> u32 {
+        self.reads.push((off, w));
         let exp = self.cap_at(CAP_PCIE);
         let af = self.cap_at(CAP_AF);
         let pending = (exp != 0 && (off..off + w.bytes()).contains(&(exp + EXP_DEVSTA)))
@@ -398,5 +402,94 @@ impl ConfigSpace for FakeBus {
                 f.function_reset();
             }
         }
+    }
+}
+
+/// QEMU devices as described by QEMU 7.2 (hw/net/e1000e.c, hw/nvme/ctrl.c,
+/// hw/misc/edu.c, hw/pci-bridge/pcie_pci_bridge.c, the q35 host bridge), and
+/// hostile ones.
+pub mod qemu {
+    use super::*;
+
+    pub fn host_bridge(bdf: Bdf) -> FakeFunction {
+        FakeFunction::endpoint(bdf, 0x8086, 0x29c0, 0x060000)
+    }
+
+    /// e1000e: MMIO 128 KiB, flash 128 KiB, I/O 32, MSI-X BAR 16 KiB (5 vectors,
+    /// table at 0, PBA at 0x2000), PM, MSI, PCIe endpoint without FLR, ROM 256 KiB.
+    pub fn e1000e(bdf: Bdf) -> FakeFunction {
+        FakeFunction::endpoint(bdf, 0x8086, 0x10d3, 0x020000)
+            .bar(0, FakeBar::Mem32 { size: 128 << 10, prefetch: false })
+            .bar(1, FakeBar::Mem32 { size: 128 << 10, prefetch: false })
+            .bar(2, FakeBar::Io { size: 32 })
+            .bar(3, FakeBar::Mem32 { size: 16 << 10, prefetch: false })
+            .rom(256 << 10)
+            .pm(false)
+            .msi(true, false, 1)
+            .pcie(0, false)
+            .msix(5, (3, 0), (3, 0x2000))
+            .ext_cap(0x0001, &[0; 0x44]) // AER
+    }
+
+    /// nvme: one 64-bit 16 KiB BAR holding the MSI-X table (0x2000) and PBA (0x3000),
+    /// PM, MSI-X (65 vectors), PCIe endpoint with FLR.
+    pub fn nvme(bdf: Bdf) -> FakeFunction {
+        FakeFunction::endpoint(bdf, 0x1b36, 0x0010, 0x010802)
+            .bar(0, FakeBar::Mem64 { size: 16 << 10, prefetch: false })
+            .pm(false)
+            .msix(65, (0, 0x2000), (0, 0x3000))
+            .pcie(0, true)
+    }
+
+    /// edu: conventional PCI, 1 MiB MMIO BAR, 64-bit MSI, no reset at all.
+    pub fn edu(bdf: Bdf) -> FakeFunction {
+        FakeFunction::endpoint(bdf, 0x1234, 0x11e8, 0x00ff00)
+            .bar(0, FakeBar::Mem32 { size: 1 << 20, prefetch: false })
+            .msi(true, false, 1)
+    }
+
+    /// pcie-pci-bridge (PCIe-to-PCI, type 7) with a 64-bit BAR, forwarding `sec`.
+    pub fn pcie_pci_bridge(bdf: Bdf, sec: u8) -> FakeFunction {
+        FakeFunction::bridge(bdf, 0x1b36, 0x000e, sec, sec)
+            .bar(0, FakeBar::Mem64 { size: 256, prefetch: false })
+            .pcie(EXP_TYPE_PCIE_TO_PCI, false)
+    }
+
+    /// A PCIe root port (type 4) with ACS enabled.
+    pub fn root_port(bdf: Bdf, sec: u8, sub: u8) -> FakeFunction {
+        FakeFunction::bridge(bdf, 0x1b36, 0x000c, sec, sub).pcie(EXP_TYPE_ROOT_PORT, false).acs(true)
+    }
+
+    /// A two-function device (ICH9-style LPC + SATA): function 0 says multi-function,
+    /// no ACS.
+    pub fn multifunction_no_acs(bus: u8, dev: u8) -> [FakeFunction; 2] {
+        [
+            FakeFunction::endpoint(Bdf::new(bus, dev, 0), 0x8086, 0x2918, 0x060100).multifunction().pcie(9, false),
+            FakeFunction::endpoint(Bdf::new(bus, dev, 1), 0x8086, 0x2922, 0x010601)
+                .bar(5, FakeBar::Mem32 { size: 4096, prefetch: false })
+                .pcie(9, false),
+        ]
+    }
+
+    /// A device whose capability list loops (0x40 -> 0x48 -> 0x40).
+    pub fn cap_loop(bdf: Bdf) -> FakeFunction {
+        let mut f = FakeFunction::endpoint(bdf, 0x1af4, 0xdead, 0xff0000).pm(false).msi(false, false, 1);
+        f.cfg[0x48 + 1] = 0x40;
+        f
+    }
+
+    /// A device whose capability pointer leaves the capability area (0x3c, in the header).
+    pub fn cap_out_of_range(bdf: Bdf) -> FakeFunction {
+        let mut f = FakeFunction::endpoint(bdf, 0x1af4, 0xbeef, 0xff0000).pm(false);
+        f.cfg[0x40 + 1] = 0x3c;
+        f
+    }
+
+    /// A PCIe device whose extended capability list loops back to 0x100.
+    pub fn ext_cap_loop(bdf: Bdf) -> FakeFunction {
+        let mut f = FakeFunction::endpoint(bdf, 0x1af4, 0xcafe, 0xff0000).pcie(0, false).acs(false);
+        let h = f.get32(0x100);
+        f.put32(0x100, (h & 0xfffff) | 0x100 << 20);
+        f
     }
 }
