@@ -52,7 +52,11 @@ pub enum Refusal {
     NotAnEndpoint(Bdf),
     Defective(Bdf, Defect),
     /// An RMRR/IVMD that also names a function outside the group (strict policy).
-    SharedReservedRegion { bdf: Bdf, base: u64, other: Bdf },
+    SharedReservedRegion {
+        bdf: Bdf,
+        base: u64,
+        other: Bdf,
+    },
 }
 
 /// A unit of assignment.
@@ -84,7 +88,8 @@ fn find(inv: &[Function], bdf: Bdf) -> Option<&Function> {
 /// A bridge whose downstream requests carry its id (or its secondary bus's): a
 /// PCIe-to-PCI bridge, or a bridge without a PCIe capability.
 fn aliasing_bridge(f: &Function) -> bool {
-    f.bridge.is_some() && (f.pcie_type.is_none() || f.pcie_type == Some(crate::config::EXP_TYPE_PCIE_TO_PCI))
+    f.bridge.is_some()
+        && (f.pcie_type.is_none() || f.pcie_type == Some(crate::config::EXP_TYPE_PCIE_TO_PCI))
 }
 
 /// The function whose id names this function's group.
@@ -93,7 +98,9 @@ fn group_key(inv: &[Function], f: &Function) -> Bdf {
     let mut key = None;
     let mut p = f.parent;
     for _ in 0..inv.len() {
-        let Some(b) = p.and_then(|b| find(inv, b)) else { break };
+        let Some(b) = p.and_then(|b| find(inv, b)) else {
+            break;
+        };
         if aliasing_bridge(b) {
             key = Some(b.bdf);
         }
@@ -107,7 +114,9 @@ fn group_key(inv: &[Function], f: &Function) -> Bdf {
     }
     let slot: Vec<&Function> = inv
         .iter()
-        .filter(|g| g.bdf.segment == f.bdf.segment && g.bdf.bus == f.bdf.bus && g.bdf.device == f.bdf.device)
+        .filter(|g| {
+            g.bdf.segment == f.bdf.segment && g.bdf.bus == f.bdf.bus && g.bdf.device == f.bdf.device
+        })
         .collect();
     let f0_mf = slot.iter().any(|g| g.bdf.function == 0 && g.multifunction);
     if f0_mf && slot.len() > 1 && !slot.iter().all(|g| g.acs) {
@@ -126,7 +135,13 @@ pub fn groups(inv: &[Function], policy: &Policy) -> Vec<Group> {
     let mut i = 0;
     while i < keys.len() {
         let k = keys[i].0;
-        let mut g = Group { members: Vec::new(), aliases: Vec::new(), unity_maps: Vec::new(), warnings: Vec::new(), verdict: Ok(()) };
+        let mut g = Group {
+            members: Vec::new(),
+            aliases: Vec::new(),
+            unity_maps: Vec::new(),
+            warnings: Vec::new(),
+            verdict: Ok(()),
+        };
         while i < keys.len() && keys[i].0 == k {
             let f = find(inv, keys[i].1).expect("from inventory");
             if f.bridge.is_some() && !f.is_host_bridge() {
@@ -175,9 +190,15 @@ fn decide(inv: &[Function], policy: &Policy, g: &mut Group) -> Result<(), Refusa
         }
     }
     for r in policy.reserved {
-        let Some(&mine) = r.scope.iter().find(|b| all.contains(b)) else { continue };
+        let Some(&mine) = r.scope.iter().find(|b| all.contains(b)) else {
+            continue;
+        };
         if let Some(&other) = r.scope.iter().find(|b| !all.contains(b)) {
-            let why = Refusal::SharedReservedRegion { bdf: mine, base: r.base, other };
+            let why = Refusal::SharedReservedRegion {
+                bdf: mine,
+                base: r.base,
+                other,
+            };
             match policy.rdm {
                 RdmPolicy::Strict => return Err(why),
                 RdmPolicy::Relaxed => g.warnings.push(why),
@@ -196,5 +217,9 @@ pub fn group_of(groups: &[Group], bdf: Bdf) -> Option<&Group> {
 /// Unity maps that collide with the guest's RAM (inclusive ranges). libxl refuses
 /// such a guest under `rdm_policy=strict` and warns under relaxed; the caller decides.
 pub fn unity_conflicts(g: &Group, guest_ram: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    g.unity_maps.iter().copied().filter(|&(b, e)| guest_ram.iter().any(|&(rb, re)| b <= re && rb <= e)).collect()
+    g.unity_maps
+        .iter()
+        .copied()
+        .filter(|&(b, e)| guest_ram.iter().any(|&(rb, re)| b <= re && rb <= e))
+        .collect()
 }

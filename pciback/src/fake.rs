@@ -170,7 +170,11 @@ impl FakeFunction {
     pub fn pm(self, no_soft_reset: bool) -> Self {
         let mut b = [0u8; 6];
         b[0] = 3; // PMC version 3
-        b[2] = if no_soft_reset { PM_CTRL_NO_SOFT_RESET as u8 } else { 0 };
+        b[2] = if no_soft_reset {
+            PM_CTRL_NO_SOFT_RESET as u8
+        } else {
+            0
+        };
         let at = self.next_cap;
         let mut s = self.cap(CAP_PM, &b);
         s.wmask[(at + PM_CTRL) as usize] = 0x03;
@@ -229,7 +233,12 @@ impl FakeFunction {
     }
     pub fn get32(&self, off: u16) -> u32 {
         let o = off as usize;
-        u32::from_le_bytes([self.cfg[o], self.cfg[o + 1], self.cfg[o + 2], self.cfg[o + 3]])
+        u32::from_le_bytes([
+            self.cfg[o],
+            self.cfg[o + 1],
+            self.cfg[o + 2],
+            self.cfg[o + 3],
+        ])
     }
     pub fn put16(&mut self, off: u16, v: u16) {
         self.cfg[off as usize..off as usize + 2].copy_from_slice(&v.to_le_bytes());
@@ -261,7 +270,11 @@ impl FakeFunction {
         let nbars = if self.is_bridge() { 2 } else { 6 };
         let rom = if self.is_bridge() { ROM1 } else { ROM0 };
         if off == rom {
-            let mask = if self.rom_size == 0 { 0 } else { !(self.rom_size - 1) & 0xffff_f801 };
+            let mask = if self.rom_size == 0 {
+                0
+            } else {
+                !(self.rom_size - 1) & 0xffff_f801
+            };
             self.put32(off, v & mask);
             return true;
         }
@@ -367,10 +380,16 @@ impl FakeBus {
         FakeBus { functions }
     }
     pub fn get(&self, bdf: Bdf) -> &FakeFunction {
-        self.functions.iter().find(|f| f.bdf == bdf).expect("no such fake function")
+        self.functions
+            .iter()
+            .find(|f| f.bdf == bdf)
+            .expect("no such fake function")
     }
     pub fn get_mut(&mut self, bdf: Bdf) -> &mut FakeFunction {
-        self.functions.iter_mut().find(|f| f.bdf == bdf).expect("no such fake function")
+        self.functions
+            .iter_mut()
+            .find(|f| f.bdf == bdf)
+            .expect("no such fake function")
     }
     /// All writes that reached any function.
     pub fn write_count(&self) -> usize {
@@ -380,24 +399,37 @@ impl FakeBus {
 
 impl ConfigSpace for FakeBus {
     fn read(&mut self, bdf: Bdf, off: u16, w: Width) -> u32 {
-        assert!(off % w.bytes() == 0 && off + w.bytes() <= CFG_SIZE, "bad access {off:#x}");
+        assert!(
+            off % w.bytes() == 0 && off + w.bytes() <= CFG_SIZE,
+            "bad access {off:#x}"
+        );
         match self.functions.iter_mut().find(|f| f.bdf == bdf) {
             Some(f) => f.read_cfg(off, w),
             None => w.ones(),
         }
     }
     fn write(&mut self, bdf: Bdf, off: u16, w: Width, v: u32) {
-        assert!(off % w.bytes() == 0 && off + w.bytes() <= CFG_SIZE, "bad access {off:#x}");
+        assert!(
+            off % w.bytes() == 0 && off + w.bytes() <= CFG_SIZE,
+            "bad access {off:#x}"
+        );
         let mut pulse = None;
         if let Some(f) = self.functions.iter_mut().find(|f| f.bdf == bdf) {
             let before = f.bus_reset_pulses;
             f.write_cfg(off, w, v);
             if f.bus_reset_pulses != before {
-                pulse = Some((f.cfg[SECONDARY_BUS as usize], f.cfg[SUBORDINATE_BUS as usize]));
+                pulse = Some((
+                    f.cfg[SECONDARY_BUS as usize],
+                    f.cfg[SUBORDINATE_BUS as usize],
+                ));
             }
         }
         if let Some((sec, sub)) = pulse {
-            for f in self.functions.iter_mut().filter(|f| (sec..=sub).contains(&f.bdf.bus)) {
+            for f in self
+                .functions
+                .iter_mut()
+                .filter(|f| (sec..=sub).contains(&f.bdf.bus))
+            {
                 f.bus_resets += 1;
                 f.function_reset();
             }
@@ -419,10 +451,28 @@ pub mod qemu {
     /// table at 0, PBA at 0x2000), PM, MSI, PCIe endpoint without FLR, ROM 256 KiB.
     pub fn e1000e(bdf: Bdf) -> FakeFunction {
         FakeFunction::endpoint(bdf, 0x8086, 0x10d3, 0x020000)
-            .bar(0, FakeBar::Mem32 { size: 128 << 10, prefetch: false })
-            .bar(1, FakeBar::Mem32 { size: 128 << 10, prefetch: false })
+            .bar(
+                0,
+                FakeBar::Mem32 {
+                    size: 128 << 10,
+                    prefetch: false,
+                },
+            )
+            .bar(
+                1,
+                FakeBar::Mem32 {
+                    size: 128 << 10,
+                    prefetch: false,
+                },
+            )
             .bar(2, FakeBar::Io { size: 32 })
-            .bar(3, FakeBar::Mem32 { size: 16 << 10, prefetch: false })
+            .bar(
+                3,
+                FakeBar::Mem32 {
+                    size: 16 << 10,
+                    prefetch: false,
+                },
+            )
             .rom(256 << 10)
             .pm(false)
             .msi(true, false, 1)
@@ -435,7 +485,13 @@ pub mod qemu {
     /// PM, MSI-X (65 vectors), PCIe endpoint with FLR.
     pub fn nvme(bdf: Bdf) -> FakeFunction {
         FakeFunction::endpoint(bdf, 0x1b36, 0x0010, 0x010802)
-            .bar(0, FakeBar::Mem64 { size: 16 << 10, prefetch: false })
+            .bar(
+                0,
+                FakeBar::Mem64 {
+                    size: 16 << 10,
+                    prefetch: false,
+                },
+            )
             .pm(false)
             .msix(65, (0, 0x2000), (0, 0x3000))
             .pcie(0, true)
@@ -444,36 +500,60 @@ pub mod qemu {
     /// edu: conventional PCI, 1 MiB MMIO BAR, 64-bit MSI, no reset at all.
     pub fn edu(bdf: Bdf) -> FakeFunction {
         FakeFunction::endpoint(bdf, 0x1234, 0x11e8, 0x00ff00)
-            .bar(0, FakeBar::Mem32 { size: 1 << 20, prefetch: false })
+            .bar(
+                0,
+                FakeBar::Mem32 {
+                    size: 1 << 20,
+                    prefetch: false,
+                },
+            )
             .msi(true, false, 1)
     }
 
     /// pcie-pci-bridge (PCIe-to-PCI, type 7) with a 64-bit BAR, forwarding `sec`.
     pub fn pcie_pci_bridge(bdf: Bdf, sec: u8) -> FakeFunction {
         FakeFunction::bridge(bdf, 0x1b36, 0x000e, sec, sec)
-            .bar(0, FakeBar::Mem64 { size: 256, prefetch: false })
+            .bar(
+                0,
+                FakeBar::Mem64 {
+                    size: 256,
+                    prefetch: false,
+                },
+            )
             .pcie(EXP_TYPE_PCIE_TO_PCI, false)
     }
 
     /// A PCIe root port (type 4) with ACS enabled.
     pub fn root_port(bdf: Bdf, sec: u8, sub: u8) -> FakeFunction {
-        FakeFunction::bridge(bdf, 0x1b36, 0x000c, sec, sub).pcie(EXP_TYPE_ROOT_PORT, false).acs(true)
+        FakeFunction::bridge(bdf, 0x1b36, 0x000c, sec, sub)
+            .pcie(EXP_TYPE_ROOT_PORT, false)
+            .acs(true)
     }
 
     /// A two-function device (ICH9-style LPC + SATA): function 0 says multi-function,
     /// no ACS.
     pub fn multifunction_no_acs(bus: u8, dev: u8) -> [FakeFunction; 2] {
         [
-            FakeFunction::endpoint(Bdf::new(bus, dev, 0), 0x8086, 0x2918, 0x060100).multifunction().pcie(9, false),
+            FakeFunction::endpoint(Bdf::new(bus, dev, 0), 0x8086, 0x2918, 0x060100)
+                .multifunction()
+                .pcie(9, false),
             FakeFunction::endpoint(Bdf::new(bus, dev, 1), 0x8086, 0x2922, 0x010601)
-                .bar(5, FakeBar::Mem32 { size: 4096, prefetch: false })
+                .bar(
+                    5,
+                    FakeBar::Mem32 {
+                        size: 4096,
+                        prefetch: false,
+                    },
+                )
                 .pcie(9, false),
         ]
     }
 
     /// A device whose capability list loops (0x40 -> 0x48 -> 0x40).
     pub fn cap_loop(bdf: Bdf) -> FakeFunction {
-        let mut f = FakeFunction::endpoint(bdf, 0x1af4, 0xdead, 0xff0000).pm(false).msi(false, false, 1);
+        let mut f = FakeFunction::endpoint(bdf, 0x1af4, 0xdead, 0xff0000)
+            .pm(false)
+            .msi(false, false, 1);
         f.cfg[0x48 + 1] = 0x40;
         f
     }
@@ -487,7 +567,9 @@ pub mod qemu {
 
     /// A PCIe device whose extended capability list loops back to 0x100.
     pub fn ext_cap_loop(bdf: Bdf) -> FakeFunction {
-        let mut f = FakeFunction::endpoint(bdf, 0x1af4, 0xcafe, 0xff0000).pcie(0, false).acs(false);
+        let mut f = FakeFunction::endpoint(bdf, 0x1af4, 0xcafe, 0xff0000)
+            .pcie(0, false)
+            .acs(false);
         let h = f.get32(0x100);
         f.put32(0x100, (h & 0xfffff) | 0x100 << 20);
         f

@@ -157,7 +157,10 @@ pub fn capabilities(cfg: &mut impl ConfigSpace, bdf: Bdf) -> Result<Vec<Cap>, De
             return Err(Defect::CapLoop { at: ptr });
         }
         let hdr = cfg.read16(bdf, ptr);
-        out.push(Cap { id: hdr as u8, off: ptr });
+        out.push(Cap {
+            id: hdr as u8,
+            off: ptr,
+        });
         ptr = (hdr >> 8) & 0xfc;
     }
     Ok(out)
@@ -178,7 +181,11 @@ pub fn ext_capabilities(cfg: &mut impl ConfigSpace, bdf: Bdf) -> Result<Vec<ExtC
             return Err(Defect::CapLoop { at: ptr });
         }
         seen[slot / 64] |= 1 << (slot % 64);
-        out.push(ExtCap { id: hdr as u16, version: (hdr >> 16 & 0xf) as u8, off: ptr });
+        out.push(ExtCap {
+            id: hdr as u16,
+            version: (hdr >> 16 & 0xf) as u8,
+            off: ptr,
+        });
         let next = (hdr >> 20) as u16 & 0xffc;
         if next == 0 {
             return Ok(out);
@@ -202,7 +209,12 @@ fn probe(cfg: &mut impl ConfigSpace, bdf: Bdf, off: u16, ones: u32) -> (u32, u32
 
 /// Sizes the BARs and the ROM with memory and I/O decode off; restores the
 /// command register. Returns the BARs, the ROM size, and a defect if any.
-pub fn size_bars(cfg: &mut impl ConfigSpace, bdf: Bdf, nbars: u8, rom: u16) -> (Vec<Bar>, u32, Option<Defect>) {
+pub fn size_bars(
+    cfg: &mut impl ConfigSpace,
+    bdf: Bdf,
+    nbars: u8,
+    rom: u16,
+) -> (Vec<Bar>, u32, Option<Defect>) {
     let cmd = cfg.read16(bdf, COMMAND);
     cfg.write16(bdf, COMMAND, cmd & !(CMD_MEMORY | CMD_IO));
     let mut bars = Vec::new();
@@ -219,7 +231,13 @@ pub fn size_bars(cfg: &mut impl ConfigSpace, bdf: Bdf, nbars: u8, rom: u16) -> (
             let mask = back & 0xffff_fffc;
             let size = (!mask).wrapping_add(1) & 0xffff;
             if size != 0 {
-                bars.push(Bar { index: i, kind: BarKind::Io, prefetchable: false, size: size as u64, addr: (orig & 0xffff_fffc) as u64 });
+                bars.push(Bar {
+                    index: i,
+                    kind: BarKind::Io,
+                    prefetchable: false,
+                    size: size as u64,
+                    addr: (orig & 0xffff_fffc) as u64,
+                });
             }
             i += 1;
             continue;
@@ -234,21 +252,37 @@ pub fn size_bars(cfg: &mut impl ConfigSpace, bdf: Bdf, nbars: u8, rom: u16) -> (
             let mask = (back_hi as u64) << 32 | (back & !0xf) as u64;
             let size = (!mask).wrapping_add(1);
             if mask != 0 {
-                bars.push(Bar { index: i, kind: BarKind::Mem64, prefetchable, size, addr: (orig_hi as u64) << 32 | (orig & !0xf) as u64 });
+                bars.push(Bar {
+                    index: i,
+                    kind: BarKind::Mem64,
+                    prefetchable,
+                    size,
+                    addr: (orig_hi as u64) << 32 | (orig & !0xf) as u64,
+                });
             }
             i += 2;
         } else {
             let mask = back & !0xf;
             if mask != 0 {
                 let size = (!mask).wrapping_add(1) as u64;
-                bars.push(Bar { index: i, kind: BarKind::Mem32, prefetchable, size, addr: (orig & !0xf) as u64 });
+                bars.push(Bar {
+                    index: i,
+                    kind: BarKind::Mem32,
+                    prefetchable,
+                    size,
+                    addr: (orig & !0xf) as u64,
+                });
             }
             i += 1;
         }
     }
     let (_, back) = probe(cfg, bdf, rom, 0xffff_f800);
     let rom_mask = back & 0xffff_f800;
-    let rom_size = if rom_mask == 0 { 0 } else { (!rom_mask).wrapping_add(1) };
+    let rom_size = if rom_mask == 0 {
+        0
+    } else {
+        (!rom_mask).wrapping_add(1)
+    };
     cfg.write16(bdf, COMMAND, cmd);
     (bars, rom_size, defect)
 }
@@ -259,7 +293,12 @@ pub fn describe(cfg: &mut impl ConfigSpace, bdf: Bdf, parent: Option<Bdf>) -> Fu
     let device = cfg.read16(bdf, DEVICE_ID);
     let class = cfg.read32(bdf, REVISION) >> 8;
     let ht = cfg.read8(bdf, HEADER_TYPE);
-    let bridge = (ht & 0x7f == 1).then(|| (cfg.read8(bdf, SECONDARY_BUS), cfg.read8(bdf, SUBORDINATE_BUS)));
+    let bridge = (ht & 0x7f == 1).then(|| {
+        (
+            cfg.read8(bdf, SECONDARY_BUS),
+            cfg.read8(bdf, SUBORDINATE_BUS),
+        )
+    });
     let mut f = Function {
         bdf,
         vendor,
@@ -321,17 +360,33 @@ pub fn describe(cfg: &mut impl ConfigSpace, bdf: Bdf, parent: Option<Bdf>) -> Fu
     }
     if let Some(off) = f.cap(CAP_MSI) {
         let ctl = cfg.read16(bdf, off + 2);
-        f.msi = Some(Msi { off, is64: ctl & 0x80 != 0, maskable: ctl & 0x100 != 0, vectors: 1 << (ctl >> 1 & 7).min(5) });
+        f.msi = Some(Msi {
+            off,
+            is64: ctl & 0x80 != 0,
+            maskable: ctl & 0x100 != 0,
+            vectors: 1 << (ctl >> 1 & 7).min(5),
+        });
     }
     if let Some(off) = f.cap(CAP_MSIX) {
         let ctl = cfg.read16(bdf, off + 2);
         let t = cfg.read32(bdf, off + 4);
         let p = cfg.read32(bdf, off + 8);
-        let m = Msix { off, entries: (ctl & 0x7ff) + 1, table_bir: (t & 7) as u8, table_off: t & !7, pba_bir: (p & 7) as u8, pba_off: p & !7 };
-        let inside = |bir: u8, o: u32, len: u64| {
-            f.bar(bir).is_some_and(|b| b.kind != BarKind::Io && (o as u64).checked_add(len).is_some_and(|e| e <= b.size))
+        let m = Msix {
+            off,
+            entries: (ctl & 0x7ff) + 1,
+            table_bir: (t & 7) as u8,
+            table_off: t & !7,
+            pba_bir: (p & 7) as u8,
+            pba_off: p & !7,
         };
-        if !inside(m.table_bir, m.table_off, m.table_len()) || !inside(m.pba_bir, m.pba_off, m.pba_len()) {
+        let inside = |bir: u8, o: u32, len: u64| {
+            f.bar(bir).is_some_and(|b| {
+                b.kind != BarKind::Io && (o as u64).checked_add(len).is_some_and(|e| e <= b.size)
+            })
+        };
+        if !inside(m.table_bir, m.table_off, m.table_len())
+            || !inside(m.pba_bir, m.pba_off, m.pba_len())
+        {
             f.defect = Some(Defect::MsixOutsideBar);
         }
         f.msix = Some(m);
@@ -342,7 +397,12 @@ pub fn describe(cfg: &mut impl ConfigSpace, bdf: Bdf, parent: Option<Bdf>) -> Fu
 /// Enumerates from `first_bus` (the ECAM's first bus), following bridges to their
 /// secondary buses within `first_bus..=last_bus`. Each bus is scanned at most once,
 /// so a bridge pointing back up or at a scanned bus cannot make it loop.
-pub fn enumerate(cfg: &mut impl ConfigSpace, segment: u16, first_bus: u8, last_bus: u8) -> Vec<Function> {
+pub fn enumerate(
+    cfg: &mut impl ConfigSpace,
+    segment: u16,
+    first_bus: u8,
+    last_bus: u8,
+) -> Vec<Function> {
     let mut out = Vec::new();
     let mut scanned = [false; 256];
     let mut todo: Vec<(u8, Option<Bdf>)> = alloc::vec![(first_bus, None)];

@@ -90,7 +90,9 @@ impl ResetMachine {
 
     fn pending(&self, cfg: &mut impl ConfigSpace) -> bool {
         match (self.method, self.exp, self.af) {
-            (Some(Method::AfFlr), _, Some(af)) => cfg.read8(self.bdf, af + AF_STATUS) & AF_STATUS_TP != 0,
+            (Some(Method::AfFlr), _, Some(af)) => {
+                cfg.read8(self.bdf, af + AF_STATUS) & AF_STATUS_TP != 0
+            }
             (_, Some(exp), _) => cfg.read16(self.bdf, exp + EXP_DEVSTA) & EXP_DEVSTA_TRPND != 0,
             (_, None, Some(af)) => cfg.read8(self.bdf, af + AF_STATUS) & AF_STATUS_TP != 0,
             _ => false,
@@ -102,7 +104,11 @@ impl ResetMachine {
         match self.state {
             State::Start => {
                 let cmd = cfg.read16(b, COMMAND);
-                cfg.write16(b, COMMAND, (cmd & !(CMD_MASTER | CMD_MEMORY | CMD_IO)) | CMD_INTX_DISABLE);
+                cfg.write16(
+                    b,
+                    COMMAND,
+                    (cmd & !(CMD_MASTER | CMD_MEMORY | CMD_IO)) | CMD_INTX_DISABLE,
+                );
                 for off in (BAR0..=0x24).step_by(4) {
                     self.saved.push((off, cfg.read32(b, off)));
                 }
@@ -161,7 +167,9 @@ impl ResetMachine {
                     self.state = State::Restore;
                     Step::Delay(10)
                 } else {
-                    let Some(Method::Bus(bridge)) = self.method else { unreachable!() };
+                    let Some(Method::Bus(bridge)) = self.method else {
+                        unreachable!()
+                    };
                     let c = cfg.read16(bridge, BRIDGE_CONTROL);
                     cfg.write16(bridge, BRIDGE_CONTROL, c & !BRIDGE_CTL_BUS_RESET);
                     self.state = State::Restore;
@@ -173,7 +181,11 @@ impl ResetMachine {
                     cfg.write32(b, off, v);
                 }
                 let cmd = cfg.read16(b, COMMAND);
-                cfg.write16(b, COMMAND, (cmd & !(CMD_MASTER | CMD_MEMORY | CMD_IO)) | CMD_INTX_DISABLE);
+                cfg.write16(
+                    b,
+                    COMMAND,
+                    (cmd & !(CMD_MASTER | CMD_MEMORY | CMD_IO)) | CMD_INTX_DISABLE,
+                );
                 self.state = State::Quarantine;
                 self.step(cfg)
             }
@@ -183,12 +195,19 @@ impl ResetMachine {
     }
 
     fn outcome(&self) -> Outcome {
-        Outcome { method: self.method, pending_timed_out: self.timed_out }
+        Outcome {
+            method: self.method,
+            pending_timed_out: self.timed_out,
+        }
     }
 
     /// The caller has put the function in the quarantine domain.
     pub fn quarantined(&mut self) -> Outcome {
-        assert_eq!(self.state, State::Quarantine, "quarantined() before Step::Quarantine");
+        assert_eq!(
+            self.state,
+            State::Quarantine,
+            "quarantined() before Step::Quarantine"
+        );
         self.state = State::Done;
         self.outcome()
     }

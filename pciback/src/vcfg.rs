@@ -27,21 +27,47 @@ pub enum BarConflict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The first write to an unhandled register (later ones are only counted).
-    DroppedWrite { off: u16, width: u8 },
+    DroppedWrite {
+        off: u16,
+        width: u8,
+    },
     /// Map the BAR at guest address `guest` (`host` is the real BAR, `size` bytes),
     /// except the trapped MSI-X pages.
-    MapBar { index: u8, kind: BarKind, guest: u64, host: u64, size: u64 },
-    UnmapBar { index: u8, guest: u64 },
+    MapBar {
+        index: u8,
+        kind: BarKind,
+        guest: u64,
+        host: u64,
+        size: u64,
+    },
+    UnmapBar {
+        index: u8,
+        guest: u64,
+    },
     /// Memory decode refused: the BAR's placement conflicts.
-    BarRefused { index: u8, guest: u64, why: BarConflict },
+    BarRefused {
+        index: u8,
+        guest: u64,
+        why: BarConflict,
+    },
     /// The guest enabled MSI (or changed it while enabled): build a remapping entry
     /// and call [`VirtualConfig::msi_program`].
-    MsiEnable { addr: u64, data: u16, vectors: u8 },
+    MsiEnable {
+        addr: u64,
+        data: u16,
+        vectors: u8,
+    },
     MsiDisable,
     /// The guest unmasked MSI-X entry `entry`: build a remapping entry and write the
     /// device's table entry, then unmask it there.
-    MsixUnmask { entry: u16, addr: u64, data: u32 },
-    MsixMask { entry: u16 },
+    MsixUnmask {
+        entry: u16,
+        addr: u64,
+        data: u32,
+    },
+    MsixMask {
+        entry: u16,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,60 +146,185 @@ pub struct VirtualConfig {
 impl VirtualConfig {
     /// `guest_ram` and `reserved` are half-open GPA ranges no BAR may overlap (RAM;
     /// other devices' BARs, the LAPIC, ECAM); `max_gpa` bounds placements.
-    pub fn new(f: &Function, guest_ram: &[(u64, u64)], reserved: &[(u64, u64)], max_gpa: u64) -> Self {
+    pub fn new(
+        f: &Function,
+        guest_ram: &[(u64, u64)],
+        reserved: &[(u64, u64)],
+        max_gpa: u64,
+    ) -> Self {
         let mut regs = vec![
-            Reg { off: 0x00, len: 4, kind: Kind::DevRo },
-            Reg { off: 0x04, len: 2, kind: Kind::Command },
-            Reg { off: 0x06, len: 2, kind: Kind::Status },
-            Reg { off: 0x08, len: 4, kind: Kind::DevRo },
-            Reg { off: 0x0c, len: 1, kind: Kind::CacheLine },
-            Reg { off: 0x0d, len: 3, kind: Kind::Const(0) },
+            Reg {
+                off: 0x00,
+                len: 4,
+                kind: Kind::DevRo,
+            },
+            Reg {
+                off: 0x04,
+                len: 2,
+                kind: Kind::Command,
+            },
+            Reg {
+                off: 0x06,
+                len: 2,
+                kind: Kind::Status,
+            },
+            Reg {
+                off: 0x08,
+                len: 4,
+                kind: Kind::DevRo,
+            },
+            Reg {
+                off: 0x0c,
+                len: 1,
+                kind: Kind::CacheLine,
+            },
+            Reg {
+                off: 0x0d,
+                len: 3,
+                kind: Kind::Const(0),
+            },
         ];
         for i in 0..6 {
-            regs.push(Reg { off: BAR0 + 4 * i, len: 4, kind: Kind::Bar(i as u8) });
+            regs.push(Reg {
+                off: BAR0 + 4 * i,
+                len: 4,
+                kind: Kind::Bar(i as u8),
+            });
         }
-        regs.push(Reg { off: 0x28, len: 4, kind: Kind::Const(0) });
-        regs.push(Reg { off: 0x2c, len: 4, kind: Kind::DevRo });
-        regs.push(Reg { off: 0x30, len: 4, kind: Kind::Const(0) }); // ROM hidden
-        let kept: Vec<_> = f.caps.iter().filter(|c| matches!(c.id, CAP_PM | CAP_MSI | CAP_MSIX | CAP_PCIE)).collect();
+        regs.push(Reg {
+            off: 0x28,
+            len: 4,
+            kind: Kind::Const(0),
+        });
+        regs.push(Reg {
+            off: 0x2c,
+            len: 4,
+            kind: Kind::DevRo,
+        });
+        regs.push(Reg {
+            off: 0x30,
+            len: 4,
+            kind: Kind::Const(0),
+        }); // ROM hidden
+        let kept: Vec<_> = f
+            .caps
+            .iter()
+            .filter(|c| matches!(c.id, CAP_PM | CAP_MSI | CAP_MSIX | CAP_PCIE))
+            .collect();
         let first = kept.first().map_or(0, |c| c.off as u32);
-        regs.push(Reg { off: 0x34, len: 4, kind: Kind::Const(first) });
-        regs.push(Reg { off: 0x38, len: 4, kind: Kind::Const(0) });
-        regs.push(Reg { off: 0x3c, len: 1, kind: Kind::IntLine });
-        regs.push(Reg { off: 0x3d, len: 3, kind: Kind::Const(0) }); // no INTx pin
+        regs.push(Reg {
+            off: 0x34,
+            len: 4,
+            kind: Kind::Const(first),
+        });
+        regs.push(Reg {
+            off: 0x38,
+            len: 4,
+            kind: Kind::Const(0),
+        });
+        regs.push(Reg {
+            off: 0x3c,
+            len: 1,
+            kind: Kind::IntLine,
+        });
+        regs.push(Reg {
+            off: 0x3d,
+            len: 3,
+            kind: Kind::Const(0),
+        }); // no INTx pin
         for (i, c) in kept.iter().enumerate() {
             let next = kept.get(i + 1).map_or(0, |n| n.off as u8);
-            regs.push(Reg { off: c.off, len: 2, kind: Kind::CapHdr(c.id, next) });
+            regs.push(Reg {
+                off: c.off,
+                len: 2,
+                kind: Kind::CapHdr(c.id, next),
+            });
             let o = c.off;
             match c.id {
-                CAP_PM => regs.push(Reg { off: o + 2, len: 6, kind: Kind::DevRo }),
+                CAP_PM => regs.push(Reg {
+                    off: o + 2,
+                    len: 6,
+                    kind: Kind::DevRo,
+                }),
                 CAP_PCIE => {
-                    regs.push(Reg { off: o + 2, len: 6, kind: Kind::DevRo });
-                    regs.push(Reg { off: o + EXP_DEVCTL, len: 2, kind: Kind::DevCtl });
-                    regs.push(Reg { off: o + EXP_DEVSTA, len: 0x3c - 0xa, kind: Kind::DevRo });
+                    regs.push(Reg {
+                        off: o + 2,
+                        len: 6,
+                        kind: Kind::DevRo,
+                    });
+                    regs.push(Reg {
+                        off: o + EXP_DEVCTL,
+                        len: 2,
+                        kind: Kind::DevCtl,
+                    });
+                    regs.push(Reg {
+                        off: o + EXP_DEVSTA,
+                        len: 0x3c - 0xa,
+                        kind: Kind::DevRo,
+                    });
                 }
                 CAP_MSIX => {
-                    regs.push(Reg { off: o + 2, len: 2, kind: Kind::MsixCtl });
-                    regs.push(Reg { off: o + 4, len: 8, kind: Kind::DevRo });
+                    regs.push(Reg {
+                        off: o + 2,
+                        len: 2,
+                        kind: Kind::MsixCtl,
+                    });
+                    regs.push(Reg {
+                        off: o + 4,
+                        len: 8,
+                        kind: Kind::DevRo,
+                    });
                 }
                 _ => {
                     let m = f.msi.expect("MSI capability has its record");
                     let d = if m.is64 { 0xc } else { 8 };
-                    regs.push(Reg { off: o + 2, len: 2, kind: Kind::MsiCtl });
-                    regs.push(Reg { off: o + 4, len: 4, kind: Kind::MsiAddrLo });
+                    regs.push(Reg {
+                        off: o + 2,
+                        len: 2,
+                        kind: Kind::MsiCtl,
+                    });
+                    regs.push(Reg {
+                        off: o + 4,
+                        len: 4,
+                        kind: Kind::MsiAddrLo,
+                    });
                     if m.is64 {
-                        regs.push(Reg { off: o + 8, len: 4, kind: Kind::MsiAddrHi });
+                        regs.push(Reg {
+                            off: o + 8,
+                            len: 4,
+                            kind: Kind::MsiAddrHi,
+                        });
                     }
-                    regs.push(Reg { off: o + d, len: 2, kind: Kind::MsiData });
-                    regs.push(Reg { off: o + d + 2, len: 2, kind: Kind::Const(0) });
+                    regs.push(Reg {
+                        off: o + d,
+                        len: 2,
+                        kind: Kind::MsiData,
+                    });
+                    regs.push(Reg {
+                        off: o + d + 2,
+                        len: 2,
+                        kind: Kind::Const(0),
+                    });
                     if m.maskable {
-                        regs.push(Reg { off: o + d + 4, len: 4, kind: Kind::MsiMask });
-                        regs.push(Reg { off: o + d + 8, len: 4, kind: Kind::DevRo });
+                        regs.push(Reg {
+                            off: o + d + 4,
+                            len: 4,
+                            kind: Kind::MsiMask,
+                        });
+                        regs.push(Reg {
+                            off: o + d + 8,
+                            len: 4,
+                            kind: Kind::DevRo,
+                        });
                     }
                 }
             }
         }
-        regs.push(Reg { off: 0x100, len: 4, kind: Kind::Const(0) }); // no extended caps
+        regs.push(Reg {
+            off: 0x100,
+            len: 4,
+            kind: Kind::Const(0),
+        }); // no extended caps
         regs.sort_by_key(|r| r.off);
         let entries = f.msix.map_or(0, |m| m.entries) as usize;
         VirtualConfig {
@@ -187,7 +338,14 @@ impl VirtualConfig {
             int_line: 0xff,
             msi: f.msi.map(|m| (m, MsiState::default())),
             msix: f.msix,
-            msix_table: vec![MsixEntry { addr: 0, data: 0, ctrl: 1 }; entries],
+            msix_table: vec![
+                MsixEntry {
+                    addr: 0,
+                    data: 0,
+                    ctrl: 1
+                };
+                entries
+            ],
             guest_ram: guest_ram.to_vec(),
             reserved: reserved.to_vec(),
             max_gpa,
@@ -197,17 +355,25 @@ impl VirtualConfig {
 
     /// The pages of BARs that are trapped, never mapped: the MSI-X table and PBA.
     pub fn trapped(&self) -> Vec<Trapped> {
-        let Some(m) = self.msix else { return Vec::new() };
+        let Some(m) = self.msix else {
+            return Vec::new();
+        };
         let page = |bar, off: u32, len: u64| Trapped {
             bar,
             start: off as u64 & !(PAGE - 1),
             end: (off as u64 + len).div_ceil(PAGE) * PAGE,
         };
-        vec![page(m.table_bir, m.table_off, m.table_len()), page(m.pba_bir, m.pba_off, m.pba_len())]
+        vec![
+            page(m.table_bir, m.table_off, m.table_len()),
+            page(m.pba_bir, m.pba_off, m.pba_len()),
+        ]
     }
 
     fn reg_at(&self, off: u16) -> Option<Reg> {
-        self.regs.iter().copied().find(|r| r.off <= off && off < r.off + r.len)
+        self.regs
+            .iter()
+            .copied()
+            .find(|r| r.off <= off && off < r.off + r.len)
     }
 
     /// A guest config read. Misaligned or out-of-range accesses read all-ones.
@@ -256,7 +422,8 @@ impl VirtualConfig {
                 match r.kind {
                     Kind::MsiCtl => {
                         let mmc = (m.vectors.trailing_zeros() as u16) << 1;
-                        (s.ctl & 0x71 | mmc | (m.is64 as u16) << 7 | (m.maskable as u16) << 8) as u32
+                        (s.ctl & 0x71 | mmc | (m.is64 as u16) << 7 | (m.maskable as u16) << 8)
+                            as u32
                     }
                     Kind::MsiAddrLo => s.addr as u32,
                     Kind::MsiAddrHi => (s.addr >> 32) as u32,
@@ -283,7 +450,12 @@ impl VirtualConfig {
             };
             return self.guest_bar[i as usize] as u32 | flags;
         }
-        if i > 0 && self.bars.iter().any(|b| b.index == i - 1 && b.kind == BarKind::Mem64) {
+        if i > 0
+            && self
+                .bars
+                .iter()
+                .any(|b| b.index == i - 1 && b.kind == BarKind::Mem64)
+        {
             return (self.guest_bar[i as usize - 1] >> 32) as u32;
         }
         0
@@ -314,7 +486,10 @@ impl VirtualConfig {
 
     fn drop_write(&mut self, off: u16, width: u16, ev: &mut Vec<Event>) {
         if self.dropped == 0 {
-            ev.push(Event::DroppedWrite { off, width: width as u8 });
+            ev.push(Event::DroppedWrite {
+                off,
+                width: width as u8,
+            });
         }
         self.dropped += 1;
     }
@@ -322,11 +497,23 @@ impl VirtualConfig {
     /// Merges a partial write of `len` bytes at `at` into the register's old value.
     fn merge(r: Reg, old: u32, at: u16, len: u16, v: u32) -> u32 {
         let shift = 8 * (at - r.off) as u32;
-        let mask = if len >= 4 { u32::MAX } else { (1u32 << (8 * len)) - 1 };
+        let mask = if len >= 4 {
+            u32::MAX
+        } else {
+            (1u32 << (8 * len)) - 1
+        };
         (old & !(mask << shift)) | ((v & mask) << shift)
     }
 
-    fn write_reg(&mut self, dev: &mut impl ConfigSpace, r: Reg, at: u16, len: u16, v: u32, ev: &mut Vec<Event>) {
+    fn write_reg(
+        &mut self,
+        dev: &mut impl ConfigSpace,
+        r: Reg,
+        at: u16,
+        len: u16,
+        v: u32,
+        ev: &mut Vec<Event>,
+    ) {
         match r.kind {
             Kind::DevRo | Kind::Const(_) | Kind::CapHdr(..) => self.drop_write(at, len, ev),
             Kind::CacheLine => self.cache_line = v as u8,
@@ -373,11 +560,17 @@ impl VirtualConfig {
             Kind::MsiMask => {
                 let old = dev.read32(self.bdf, r.off);
                 let (m, _) = self.msi.expect("MSI");
-                let valid = if m.vectors >= 32 { u32::MAX } else { (1u32 << m.vectors) - 1 };
+                let valid = if m.vectors >= 32 {
+                    u32::MAX
+                } else {
+                    (1u32 << m.vectors) - 1
+                };
                 let new = Self::merge(r, old, at, len, v) & valid;
                 dev.write32(self.bdf, r.off, new);
             }
-            Kind::MsiCtl | Kind::MsiAddrLo | Kind::MsiAddrHi | Kind::MsiData => self.msi_write(dev, r, at, len, v, ev),
+            Kind::MsiCtl | Kind::MsiAddrLo | Kind::MsiAddrHi | Kind::MsiData => {
+                self.msi_write(dev, r, at, len, v, ev)
+            }
         }
     }
 
@@ -389,7 +582,12 @@ impl VirtualConfig {
             };
             let g = &mut self.guest_bar[i as usize];
             *g = (*g & !0xffff_ffff) | (v & mask) as u64;
-        } else if let Some(b) = self.bars.iter().find(|b| i > 0 && b.index == i - 1 && b.kind == BarKind::Mem64).copied() {
+        } else if let Some(b) = self
+            .bars
+            .iter()
+            .find(|b| i > 0 && b.index == i - 1 && b.kind == BarKind::Mem64)
+            .copied()
+        {
             let hi_mask = !((b.size - 1) >> 32) as u32;
             let g = &mut self.guest_bar[i as usize - 1];
             *g = (*g & 0xffff_ffff) | ((v & hi_mask) as u64) << 32;
@@ -417,7 +615,11 @@ impl VirtualConfig {
         }
         for o in &self.bars {
             let og = self.guest_bar[o.index as usize];
-            if o.index != b.index && (o.kind == BarKind::Io) == (b.kind == BarKind::Io) && og != 0 && hit(&(og, og + o.size)) {
+            if o.index != b.index
+                && (o.kind == BarKind::Io) == (b.kind == BarKind::Io)
+                && og != 0
+                && hit(&(og, og + o.size))
+            {
                 return Err(BarConflict::OverlapsBar(o.index));
             }
         }
@@ -428,7 +630,12 @@ impl VirtualConfig {
         for (bit, io) in [(CMD_MEMORY, false), (CMD_IO, true)] {
             let on = new & bit != 0;
             let was = self.cmd & bit != 0;
-            let bars: Vec<Bar> = self.bars.iter().copied().filter(|b| (b.kind == BarKind::Io) == io).collect();
+            let bars: Vec<Bar> = self
+                .bars
+                .iter()
+                .copied()
+                .filter(|b| (b.kind == BarKind::Io) == io)
+                .collect();
             if on && !was {
                 let mut refused = false;
                 for b in &bars {
@@ -437,7 +644,11 @@ impl VirtualConfig {
                         continue;
                     }
                     if let Err(why) = self.placement(b, g) {
-                        ev.push(Event::BarRefused { index: b.index, guest: g, why });
+                        ev.push(Event::BarRefused {
+                            index: b.index,
+                            guest: g,
+                            why,
+                        });
                         refused = true;
                     }
                 }
@@ -449,13 +660,22 @@ impl VirtualConfig {
                     let g = self.guest_bar[b.index as usize];
                     if g != 0 {
                         self.mapped[b.index as usize] = Some(g);
-                        ev.push(Event::MapBar { index: b.index, kind: b.kind, guest: g, host: b.addr, size: b.size });
+                        ev.push(Event::MapBar {
+                            index: b.index,
+                            kind: b.kind,
+                            guest: g,
+                            host: b.addr,
+                            size: b.size,
+                        });
                     }
                 }
             } else if !on && was {
                 for b in &bars {
                     if let Some(g) = self.mapped[b.index as usize].take() {
-                        ev.push(Event::UnmapBar { index: b.index, guest: g });
+                        ev.push(Event::UnmapBar {
+                            index: b.index,
+                            guest: g,
+                        });
                     }
                 }
             }
@@ -468,7 +688,15 @@ impl VirtualConfig {
         }
     }
 
-    fn msi_write(&mut self, dev: &mut impl ConfigSpace, r: Reg, at: u16, len: u16, v: u32, ev: &mut Vec<Event>) {
+    fn msi_write(
+        &mut self,
+        dev: &mut impl ConfigSpace,
+        r: Reg,
+        at: u16,
+        len: u16,
+        v: u32,
+        ev: &mut Vec<Event>,
+    ) {
         let Some((m, mut s)) = self.msi else { return };
         let was = s.ctl & 1 != 0;
         match r.kind {
@@ -478,14 +706,24 @@ impl VirtualConfig {
                 let mme = ((c >> 4) & 7).min(max_mme);
                 s.ctl = (c & 1) | mme << 4;
             }
-            Kind::MsiAddrLo => s.addr = (s.addr & !0xffff_ffff) | (Self::merge(r, s.addr as u32, at, len, v) & !3) as u64,
-            Kind::MsiAddrHi => s.addr = (s.addr & 0xffff_ffff) | (Self::merge(r, (s.addr >> 32) as u32, at, len, v) as u64) << 32,
+            Kind::MsiAddrLo => {
+                s.addr = (s.addr & !0xffff_ffff)
+                    | (Self::merge(r, s.addr as u32, at, len, v) & !3) as u64
+            }
+            Kind::MsiAddrHi => {
+                s.addr = (s.addr & 0xffff_ffff)
+                    | (Self::merge(r, (s.addr >> 32) as u32, at, len, v) as u64) << 32
+            }
             _ => s.data = Self::merge(r, s.data as u32, at, len, v) as u16,
         }
         self.msi = Some((m, s));
         let on = s.ctl & 1 != 0;
         if on {
-            ev.push(Event::MsiEnable { addr: s.addr, data: s.data, vectors: 1 << (s.ctl >> 4 & 7) });
+            ev.push(Event::MsiEnable {
+                addr: s.addr,
+                data: s.data,
+                vectors: 1 << (s.ctl >> 4 & 7),
+            });
         } else if was {
             let c = dev.read16(self.bdf, m.off + 2);
             dev.write16(self.bdf, m.off + 2, c & !1);
@@ -513,10 +751,12 @@ impl VirtualConfig {
     /// A guest read of the trapped MSI-X table (`off` from the table start).
     pub fn msix_table_read(&self, off: u64, w: Width) -> u32 {
         let idx = (off / 16) as usize;
-        if w == Width::B1 && off % 4 != 0 || off % w.bytes() as u64 != 0 {
+        if !off.is_multiple_of(w.bytes() as u64) {
             return w.ones();
         }
-        let Some(e) = self.msix_table.get(idx) else { return w.ones() };
+        let Some(e) = self.msix_table.get(idx) else {
+            return w.ones();
+        };
         let word = match off % 16 / 4 {
             0 => e.addr as u32,
             1 => (e.addr >> 32) as u32,
@@ -545,7 +785,11 @@ impl VirtualConfig {
                 let was_masked = e.ctrl & 1 != 0;
                 e.ctrl = v & 1;
                 match (was_masked, v & 1 != 0) {
-                    (true, false) => ev.push(Event::MsixUnmask { entry: idx as u16, addr: e.addr, data: e.data }),
+                    (true, false) => ev.push(Event::MsixUnmask {
+                        entry: idx as u16,
+                        addr: e.addr,
+                        data: e.data,
+                    }),
                     (false, true) => ev.push(Event::MsixMask { entry: idx as u16 }),
                     _ => {}
                 }

@@ -1,7 +1,9 @@
 //! Inventory and assignability over the fake segment: QEMU's e1000e, nvme, edu, a
 //! PCIe-to-PCI bridge with two devices, a multi-function device without ACS, a
 //! root port, and hostile devices.
-use sluice_pciback::assign::{groups, group_of, unity_conflicts, Policy, RdmPolicy, Refusal, ReservedRegion};
+use sluice_pciback::assign::{
+    group_of, groups, unity_conflicts, Policy, RdmPolicy, Refusal, ReservedRegion,
+};
 use sluice_pciback::config::*;
 use sluice_pciback::fake::{qemu, FakeBus};
 use sluice_pciback::inventory::{enumerate, BarKind, Defect};
@@ -44,22 +46,40 @@ fn enumerates_functions_bridges_and_multifunction() {
 fn bars_rom_msi_msix_and_resets() {
     let mut bus = machine();
     // Decode on at inventory time: sizing must turn it off first, then restore it.
-    bus.get_mut(Bdf::new(0, 1, 0)).put16(COMMAND, CMD_MEMORY | CMD_IO | CMD_MASTER);
+    bus.get_mut(Bdf::new(0, 1, 0))
+        .put16(COMMAND, CMD_MEMORY | CMD_IO | CMD_MASTER);
     let inv = enumerate(&mut bus, 0, 0, 0xff);
     let e = inv.iter().find(|f| f.bdf == Bdf::new(0, 1, 0)).unwrap();
     let sizes: Vec<(u8, BarKind, u64)> = e.bars.iter().map(|b| (b.index, b.kind, b.size)).collect();
-    assert_eq!(sizes, vec![(0, BarKind::Mem32, 128 << 10), (1, BarKind::Mem32, 128 << 10), (2, BarKind::Io, 32), (3, BarKind::Mem32, 16 << 10)]);
+    assert_eq!(
+        sizes,
+        vec![
+            (0, BarKind::Mem32, 128 << 10),
+            (1, BarKind::Mem32, 128 << 10),
+            (2, BarKind::Io, 32),
+            (3, BarKind::Mem32, 16 << 10)
+        ]
+    );
     assert_eq!(e.rom_size, 256 << 10);
     let m = e.msix.unwrap();
-    assert_eq!((m.entries, m.table_bir, m.table_off, m.pba_bir, m.pba_off), (5, 3, 0, 3, 0x2000));
+    assert_eq!(
+        (m.entries, m.table_bir, m.table_off, m.pba_bir, m.pba_off),
+        (5, 3, 0, 3, 0x2000)
+    );
     assert!(e.msi.unwrap().is64);
     assert!(e.resets.pm && !e.resets.flr && e.resets.bus.is_none());
     assert_eq!(e.defect, None);
     assert_eq!(bus.get(Bdf::new(0, 1, 0)).sized_with_decode_on, 0);
-    assert_eq!(bus.get(Bdf::new(0, 1, 0)).get16(COMMAND), CMD_MEMORY | CMD_IO | CMD_MASTER);
+    assert_eq!(
+        bus.get(Bdf::new(0, 1, 0)).get16(COMMAND),
+        CMD_MEMORY | CMD_IO | CMD_MASTER
+    );
 
     let n = inv.iter().find(|f| f.bdf == Bdf::new(0, 2, 0)).unwrap();
-    assert_eq!((n.bars[0].kind, n.bars[0].size, n.bars.len()), (BarKind::Mem64, 16 << 10, 1));
+    assert_eq!(
+        (n.bars[0].kind, n.bars[0].size, n.bars.len()),
+        (BarKind::Mem64, 16 << 10, 1)
+    );
     assert!(n.resets.flr);
     assert_eq!(n.msix.unwrap().entries, 65);
     let edu = inv.iter().find(|f| f.bdf == Bdf::new(0, 3, 0)).unwrap();
@@ -75,19 +95,36 @@ fn hostile_capability_lists_are_defects_not_hangs() {
     let inv = enumerate(&mut bus, 0, 0, 0xff);
     let d = |b| inv.iter().find(|f| f.bdf == b).unwrap().defect;
     assert_eq!(d(Bdf::new(0, 6, 0)), Some(Defect::CapLoop { at: 0x40 }));
-    assert_eq!(d(Bdf::new(0, 7, 0)), Some(Defect::CapOutOfRange { ptr: 0x3c }));
+    assert_eq!(
+        d(Bdf::new(0, 7, 0)),
+        Some(Defect::CapOutOfRange { ptr: 0x3c })
+    );
     assert_eq!(d(Bdf::new(0, 8, 0)), Some(Defect::CapLoop { at: 0x100 }));
 }
 
 #[test]
 fn bridge_pointing_back_up_is_scanned_once() {
-    let mut bus = FakeBus::new(vec![qemu::pcie_pci_bridge(Bdf::new(0, 4, 0), 1), qemu::pcie_pci_bridge(Bdf::new(1, 0, 0), 0)]);
+    let mut bus = FakeBus::new(vec![
+        qemu::pcie_pci_bridge(Bdf::new(0, 4, 0), 1),
+        qemu::pcie_pci_bridge(Bdf::new(1, 0, 0), 0),
+    ]);
     let inv = enumerate(&mut bus, 0, 0, 0xff);
     assert_eq!(inv.len(), 2);
 }
 
-fn policy<'a>(uses: &'a [Bdf], reserved: &'a [ReservedRegion], rdm: RdmPolicy, covered: &'a dyn Fn(Bdf) -> bool) -> Policy<'a> {
-    Policy { hypervisor_uses: uses, iommu_functions: &[], covered, reserved, rdm }
+fn policy<'a>(
+    uses: &'a [Bdf],
+    reserved: &'a [ReservedRegion],
+    rdm: RdmPolicy,
+    covered: &'a dyn Fn(Bdf) -> bool,
+) -> Policy<'a> {
+    Policy {
+        hypervisor_uses: uses,
+        iommu_functions: &[],
+        covered,
+        reserved,
+        rdm,
+    }
 }
 
 #[test]
@@ -105,22 +142,51 @@ fn groups_and_refusals() {
     assert_eq!(br.aliases, vec![Bdf::new(0, 4, 0), Bdf::new(1, 0, 0)]);
     assert_eq!(br.verdict, Ok(()));
     // Multi-function without ACS: one group.
-    assert_eq!(g(Bdf::new(0, 0x1f, 1)).members, vec![Bdf::new(0, 0x1f, 0), Bdf::new(0, 0x1f, 1)]);
+    assert_eq!(
+        g(Bdf::new(0, 0x1f, 1)).members,
+        vec![Bdf::new(0, 0x1f, 0), Bdf::new(0, 0x1f, 1)]
+    );
     // Behind an ACS root port: the endpoint alone; the port is an alias of nothing.
     assert_eq!(g(Bdf::new(2, 0, 0)).members, vec![Bdf::new(2, 0, 0)]);
-    assert_eq!(g(Bdf::new(0, 5, 0)).verdict, Err(Refusal::NotAnEndpoint(Bdf::new(0, 5, 0))));
-    assert_eq!(g(Bdf::new(0, 0, 0)).verdict, Err(Refusal::HostBridge(Bdf::new(0, 0, 0))));
-    assert_eq!(g(Bdf::new(0, 3, 0)).verdict, Err(Refusal::UsedByHypervisor(Bdf::new(0, 3, 0))));
-    assert_eq!(g(Bdf::new(0, 6, 0)).verdict, Err(Refusal::Defective(Bdf::new(0, 6, 0), Defect::CapLoop { at: 0x40 })));
+    assert_eq!(
+        g(Bdf::new(0, 5, 0)).verdict,
+        Err(Refusal::NotAnEndpoint(Bdf::new(0, 5, 0)))
+    );
+    assert_eq!(
+        g(Bdf::new(0, 0, 0)).verdict,
+        Err(Refusal::HostBridge(Bdf::new(0, 0, 0)))
+    );
+    assert_eq!(
+        g(Bdf::new(0, 3, 0)).verdict,
+        Err(Refusal::UsedByHypervisor(Bdf::new(0, 3, 0)))
+    );
+    assert_eq!(
+        g(Bdf::new(0, 6, 0)).verdict,
+        Err(Refusal::Defective(
+            Bdf::new(0, 6, 0),
+            Defect::CapLoop { at: 0x40 }
+        ))
+    );
     assert_eq!(g(Bdf::new(0, 1, 0)).verdict, Ok(()));
     // Not covered by an IOMMU.
     let not_e1000e = |b: Bdf| b != Bdf::new(0, 1, 0);
     let gs = groups(&inv, &policy(&[], &[], RdmPolicy::Strict, &not_e1000e));
-    assert_eq!(group_of(&gs, Bdf::new(0, 1, 0)).unwrap().verdict, Err(Refusal::NotCoveredByIommu(Bdf::new(0, 1, 0))));
+    assert_eq!(
+        group_of(&gs, Bdf::new(0, 1, 0)).unwrap().verdict,
+        Err(Refusal::NotCoveredByIommu(Bdf::new(0, 1, 0)))
+    );
     // The IOMMU's own function (AMD-Vi: class 0806) is never assignable.
-    let mut iommu = FakeBus::new(vec![sluice_pciback::fake::FakeFunction::endpoint(Bdf::new(0, 9, 0), 0x1022, 0x1419, 0x080600)]);
+    let mut iommu = FakeBus::new(vec![sluice_pciback::fake::FakeFunction::endpoint(
+        Bdf::new(0, 9, 0),
+        0x1022,
+        0x1419,
+        0x080600,
+    )]);
     let inv2 = enumerate(&mut iommu, 0, 0, 0);
-    assert_eq!(groups(&inv2, &policy(&[], &[], RdmPolicy::Strict, &all))[0].verdict, Err(Refusal::Iommu(Bdf::new(0, 9, 0))));
+    assert_eq!(
+        groups(&inv2, &policy(&[], &[], RdmPolicy::Strict, &all))[0].verdict,
+        Err(Refusal::Iommu(Bdf::new(0, 9, 0)))
+    );
 }
 
 #[test]
@@ -128,19 +194,55 @@ fn reserved_regions_follow_xen() {
     let mut bus = machine();
     let inv = enumerate(&mut bus, 0, 0, 0xff);
     let all = |_: Bdf| true;
-    let own = ReservedRegion { base: 0xdb00_0000, end: 0xdb00_ffff, scope: vec![Bdf::new(0, 2, 0)] };
-    let shared = ReservedRegion { base: 0xdc00_0000, end: 0xdc00_0fff, scope: vec![Bdf::new(0, 1, 0), Bdf::new(2, 0, 0)] };
-    let in_group = ReservedRegion { base: 0xdd00_0000, end: 0xdd00_0fff, scope: vec![Bdf::new(1, 1, 0), Bdf::new(1, 2, 0)] };
+    let own = ReservedRegion {
+        base: 0xdb00_0000,
+        end: 0xdb00_ffff,
+        scope: vec![Bdf::new(0, 2, 0)],
+    };
+    let shared = ReservedRegion {
+        base: 0xdc00_0000,
+        end: 0xdc00_0fff,
+        scope: vec![Bdf::new(0, 1, 0), Bdf::new(2, 0, 0)],
+    };
+    let in_group = ReservedRegion {
+        base: 0xdd00_0000,
+        end: 0xdd00_0fff,
+        scope: vec![Bdf::new(1, 1, 0), Bdf::new(1, 2, 0)],
+    };
     let rs = [own.clone(), shared.clone(), in_group];
     let gs = groups(&inv, &policy(&[], &rs, RdmPolicy::Strict, &all));
     let nvme = group_of(&gs, Bdf::new(0, 2, 0)).unwrap();
-    assert_eq!((nvme.verdict, nvme.unity_maps.clone()), (Ok(()), vec![(own.base, own.end)]));
-    assert_eq!(unity_conflicts(nvme, &[(0, 0xdb00_0000)]), vec![(own.base, own.end)]);
+    assert_eq!(
+        (nvme.verdict, nvme.unity_maps.clone()),
+        (Ok(()), vec![(own.base, own.end)])
+    );
+    assert_eq!(
+        unity_conflicts(nvme, &[(0, 0xdb00_0000)]),
+        vec![(own.base, own.end)]
+    );
     assert!(unity_conflicts(nvme, &[(0, 0xdaff_ffff)]).is_empty());
-    let shared_refusal = Refusal::SharedReservedRegion { bdf: Bdf::new(0, 1, 0), base: shared.base, other: Bdf::new(2, 0, 0) };
-    assert_eq!(group_of(&gs, Bdf::new(0, 1, 0)).unwrap().verdict, Err(shared_refusal));
-    assert_eq!(group_of(&gs, Bdf::new(1, 1, 0)).unwrap().verdict, Ok(()), "shared only inside the group");
+    let shared_refusal = Refusal::SharedReservedRegion {
+        bdf: Bdf::new(0, 1, 0),
+        base: shared.base,
+        other: Bdf::new(2, 0, 0),
+    };
+    assert_eq!(
+        group_of(&gs, Bdf::new(0, 1, 0)).unwrap().verdict,
+        Err(shared_refusal)
+    );
+    assert_eq!(
+        group_of(&gs, Bdf::new(1, 1, 0)).unwrap().verdict,
+        Ok(()),
+        "shared only inside the group"
+    );
     let gs = groups(&inv, &policy(&[], &rs, RdmPolicy::Relaxed, &all));
     let e = group_of(&gs, Bdf::new(0, 1, 0)).unwrap();
-    assert_eq!((e.verdict, e.warnings.clone(), e.unity_maps.clone()), (Ok(()), vec![shared_refusal], vec![(shared.base, shared.end)]));
+    assert_eq!(
+        (e.verdict, e.warnings.clone(), e.unity_maps.clone()),
+        (
+            Ok(()),
+            vec![shared_refusal],
+            vec![(shared.base, shared.end)]
+        )
+    );
 }

@@ -26,15 +26,32 @@ fn ids_pass_unhandled_reads_ones_and_writes_drop_once() {
     let (mut bus, _, mut v) = setup(qemu::e1000e(B));
     assert_eq!(v.read(&mut bus, 0, Width::B4), 0x10d3_8086);
     assert_eq!(v.read(&mut bus, 0x0a, Width::B2), 0x0200);
-    assert_eq!(v.read(&mut bus, 0x0e, Width::B1), 0, "single-function type-0 header");
-    assert_eq!(v.read(&mut bus, 0x100, Width::B4), 0, "no extended capabilities");
+    assert_eq!(
+        v.read(&mut bus, 0x0e, Width::B1),
+        0,
+        "single-function type-0 header"
+    );
+    assert_eq!(
+        v.read(&mut bus, 0x100, Width::B4),
+        0,
+        "no extended capabilities"
+    );
     assert_eq!(v.read(&mut bus, 0x104, Width::B4), u32::MAX, "AER hidden");
     assert_eq!(v.read(&mut bus, 0x30, Width::B4), 0, "ROM hidden");
     assert_eq!(v.read(&mut bus, 0x3d, Width::B1), 0, "no INTx pin");
     assert_eq!(v.read(&mut bus, 0x2, Width::B4), u32::MAX, "misaligned");
     let ev = v.write(&mut bus, 0x104, Width::B4, 0x1234);
-    assert_eq!(ev, vec![Event::DroppedWrite { off: 0x104, width: 1 }]);
-    assert!(v.write(&mut bus, 0x00, Width::B4, 0).is_empty(), "logged once");
+    assert_eq!(
+        ev,
+        vec![Event::DroppedWrite {
+            off: 0x104,
+            width: 1
+        }]
+    );
+    assert!(
+        v.write(&mut bus, 0x00, Width::B4, 0).is_empty(),
+        "logged once"
+    );
     assert_eq!(v.dropped, 5);
     assert!(bus.get(B).writes.is_empty());
 }
@@ -47,11 +64,20 @@ fn capability_list_keeps_pm_msi_msix_pcie_and_hides_the_rest() {
         .cap(CAP_VENDOR, &[4, 0])
         .msi(false, true, 4)
         .pcie(0, true)
-        .bar(0, sluice_pciback::fake::FakeBar::Mem32 { size: 0x4000, prefetch: false })
+        .bar(
+            0,
+            sluice_pciback::fake::FakeBar::Mem32 {
+                size: 0x4000,
+                prefetch: false,
+            },
+        )
         .msix(2, (0, 0x1000), (0, 0x3800))
         .ext_cap(ECAP_SRIOV, &[0; 0x3c]);
     let (mut bus, _, mut v) = setup(f);
-    assert_ne!(v.read(&mut bus, STATUS, Width::B2) as u16 & STATUS_CAP_LIST, 0);
+    assert_ne!(
+        v.read(&mut bus, STATUS, Width::B2) as u16 & STATUS_CAP_LIST,
+        0
+    );
     let mut ids = vec![];
     let mut p = v.read(&mut bus, CAP_PTR, Width::B1) as u16;
     while p != 0 && ids.len() < 64 {
@@ -59,8 +85,26 @@ fn capability_list_keeps_pm_msi_msix_pcie_and_hides_the_rest() {
         p = v.read(&mut bus, p + 1, Width::B1) as u16;
     }
     assert_eq!(ids, vec![CAP_PM, CAP_MSI, CAP_PCIE, CAP_MSIX]);
-    assert_eq!(v.read(&mut bus, 0x40, Width::B4), u32::MAX, "vendor-specific hidden");
-    assert_eq!(v.trapped(), vec![Trapped { bar: 0, start: 0x1000, end: 0x2000 }, Trapped { bar: 0, start: 0x3000, end: 0x4000 }]);
+    assert_eq!(
+        v.read(&mut bus, 0x40, Width::B4),
+        u32::MAX,
+        "vendor-specific hidden"
+    );
+    assert_eq!(
+        v.trapped(),
+        vec![
+            Trapped {
+                bar: 0,
+                start: 0x1000,
+                end: 0x2000
+            },
+            Trapped {
+                bar: 0,
+                start: 0x3000,
+                end: 0x4000
+            }
+        ]
+    );
 }
 
 #[test]
@@ -74,27 +118,75 @@ fn guest_sizes_and_places_bars_never_over_ram_or_each_other() {
     // Placed over RAM: memory decode refused, the device's memory bit stays off.
     v.write(&mut bus, 0x10, Width::B4, 0x4000_0000);
     v.write(&mut bus, 0x14, Width::B4, 0);
-    let ev = v.write(&mut bus, COMMAND, Width::B2, (CMD_MEMORY | CMD_MASTER).into());
-    assert_eq!(ev, vec![Event::BarRefused { index: 0, guest: 0x4000_0000, why: BarConflict::OverlapsRam }]);
+    let ev = v.write(
+        &mut bus,
+        COMMAND,
+        Width::B2,
+        (CMD_MEMORY | CMD_MASTER).into(),
+    );
+    assert_eq!(
+        ev,
+        vec![Event::BarRefused {
+            index: 0,
+            guest: 0x4000_0000,
+            why: BarConflict::OverlapsRam
+        }]
+    );
     assert_eq!(bus.get(B).get16(COMMAND), CMD_MASTER);
     assert_eq!(v.read(&mut bus, COMMAND, Width::B2) as u16 & CMD_MEMORY, 0);
     // Over the LAPIC page, then above the guest's address width.
     v.write(&mut bus, 0x10, Width::B4, 0xfee0_0000);
     let ev = v.write(&mut bus, COMMAND, Width::B2, CMD_MEMORY.into());
-    assert_eq!(ev, vec![Event::BarRefused { index: 0, guest: 0xfee0_0000, why: BarConflict::OverlapsReserved }]);
+    assert_eq!(
+        ev,
+        vec![Event::BarRefused {
+            index: 0,
+            guest: 0xfee0_0000,
+            why: BarConflict::OverlapsReserved
+        }]
+    );
     v.write(&mut bus, 0x14, Width::B4, 0x100);
     let ev = v.write(&mut bus, COMMAND, Width::B2, CMD_MEMORY.into());
-    assert!(matches!(ev[..], [Event::BarRefused { why: BarConflict::OutOfRange, .. }]));
+    assert!(matches!(
+        ev[..],
+        [Event::BarRefused {
+            why: BarConflict::OutOfRange,
+            ..
+        }]
+    ));
     // A good place: mapped at the guest address; a BAR write while decoding is dropped.
     v.write(&mut bus, 0x14, Width::B4, 0);
     v.write(&mut bus, 0x10, Width::B4, 0xc000_0000);
-    let ev = v.write(&mut bus, COMMAND, Width::B2, (CMD_MEMORY | CMD_MASTER).into());
-    assert_eq!(ev, vec![Event::MapBar { index: 0, kind: BarKind::Mem64, guest: 0xc000_0000, host: inv.bars[0].addr, size: 0x4000 }]);
+    let ev = v.write(
+        &mut bus,
+        COMMAND,
+        Width::B2,
+        (CMD_MEMORY | CMD_MASTER).into(),
+    );
+    assert_eq!(
+        ev,
+        vec![Event::MapBar {
+            index: 0,
+            kind: BarKind::Mem64,
+            guest: 0xc000_0000,
+            host: inv.bars[0].addr,
+            size: 0x4000
+        }]
+    );
     assert_eq!(bus.get(B).get16(COMMAND), CMD_MEMORY | CMD_MASTER);
-    assert!(matches!(v.write(&mut bus, 0x10, Width::B4, 0xd000_0000)[..], [Event::DroppedWrite { .. }]));
+    assert!(matches!(
+        v.write(&mut bus, 0x10, Width::B4, 0xd000_0000)[..],
+        [Event::DroppedWrite { .. }]
+    ));
     assert_eq!(v.read(&mut bus, 0x10, Width::B4), 0xc000_0004);
     let ev = v.write(&mut bus, COMMAND, Width::B2, 0);
-    assert_eq!(ev, vec![Event::UnmapBar { index: 0, guest: 0xc000_0000 }]);
+    assert_eq!(
+        ev,
+        vec![Event::UnmapBar {
+            index: 0,
+            guest: 0xc000_0000
+        }]
+    );
 }
 
 #[test]
@@ -103,7 +195,11 @@ fn two_bars_of_one_function_cannot_overlap() {
     v.write(&mut bus, 0x10, Width::B4, 0xc000_0000);
     v.write(&mut bus, 0x14, Width::B4, 0xc000_0000);
     let ev = v.write(&mut bus, COMMAND, Width::B2, CMD_MEMORY.into());
-    assert!(ev.contains(&Event::BarRefused { index: 0, guest: 0xc000_0000, why: BarConflict::OverlapsBar(1) }));
+    assert!(ev.contains(&Event::BarRefused {
+        index: 0,
+        guest: 0xc000_0000,
+        why: BarConflict::OverlapsBar(1)
+    }));
     assert_eq!(bus.get(B).get16(COMMAND) & CMD_MEMORY, 0);
 }
 
@@ -123,14 +219,28 @@ fn msi_becomes_an_event_and_only_the_remapped_message_reaches_the_device() {
     v.write(&mut bus, o + 8, Width::B4, 0);
     v.write(&mut bus, o + 0xc, Width::B2, 0x41);
     let ev = v.write(&mut bus, o + 2, Width::B2, 0x71);
-    assert_eq!(ev, vec![Event::MsiEnable { addr: 0xfee0_1000, data: 0x41, vectors: 1 }], "MME clamped to MMC");
-    assert!(bus.get(B).writes.is_empty(), "the guest's message never reaches the device");
+    assert_eq!(
+        ev,
+        vec![Event::MsiEnable {
+            addr: 0xfee0_1000,
+            data: 0x41,
+            vectors: 1
+        }],
+        "MME clamped to MMC"
+    );
+    assert!(
+        bus.get(B).writes.is_empty(),
+        "the guest's message never reaches the device"
+    );
     assert_eq!(v.read(&mut bus, o + 4, Width::B4), 0xfee0_1000);
     v.msi_program(&mut bus, 0xfee0_0010, 0x5);
     assert_eq!(bus.get(B).get32(o + 4), 0xfee0_0010);
     assert_eq!(bus.get(B).get16(o + 0xc), 0x5);
     assert_eq!(bus.get(B).get16(o + 2) & 1, 1);
-    assert_eq!(v.write(&mut bus, o + 2, Width::B2, 0), vec![Event::MsiDisable]);
+    assert_eq!(
+        v.write(&mut bus, o + 2, Width::B2, 0),
+        vec![Event::MsiDisable]
+    );
     assert_eq!(bus.get(B).get16(o + 2) & 1, 0);
 }
 
@@ -139,15 +249,49 @@ fn msix_unmask_programs_and_table_accesses_are_bounded() {
     let (mut bus, inv, mut v) = setup(qemu::e1000e(B));
     let o = inv.msix.unwrap().off;
     v.write(&mut bus, o + 2, Width::B2, 0x8000);
-    assert_eq!(bus.get(B).get16(o + 2) & 0x8000, 0x8000, "enable reaches the device");
+    assert_eq!(
+        bus.get(B).get16(o + 2) & 0x8000,
+        0x8000,
+        "enable reaches the device"
+    );
     assert!(v.msix_table_write(16, Width::B4, 0xfee0_2000).is_empty());
     assert!(v.msix_table_write(24, Width::B4, 0x33).is_empty());
     assert_eq!(v.msix_table_read(28, Width::B4), 1, "masked after reset");
-    assert_eq!(v.msix_table_write(28, Width::B4, 0), vec![Event::MsixUnmask { entry: 1, addr: 0xfee0_2000, data: 0x33 }]);
-    assert_eq!(v.msix_table_write(28, Width::B4, 1), vec![Event::MsixMask { entry: 1 }]);
-    assert!(matches!(v.msix_table_write(5 * 16, Width::B4, 0)[..], [Event::DroppedWrite { .. }]), "past the table");
+    assert_eq!(
+        v.msix_table_write(28, Width::B4, 0),
+        vec![Event::MsixUnmask {
+            entry: 1,
+            addr: 0xfee0_2000,
+            data: 0x33
+        }]
+    );
+    assert_eq!(
+        v.msix_table_write(28, Width::B4, 1),
+        vec![Event::MsixMask { entry: 1 }]
+    );
+    assert!(
+        matches!(
+            v.msix_table_write(5 * 16, Width::B4, 0)[..],
+            [Event::DroppedWrite { .. }]
+        ),
+        "past the table"
+    );
     assert_eq!(v.msix_table_read(5 * 16, Width::B4), u32::MAX);
-    assert_eq!(v.trapped(), vec![Trapped { bar: 3, start: 0, end: 0x1000 }, Trapped { bar: 3, start: 0x2000, end: 0x3000 }]);
+    assert_eq!(
+        v.trapped(),
+        vec![
+            Trapped {
+                bar: 3,
+                start: 0,
+                end: 0x1000
+            },
+            Trapped {
+                bar: 3,
+                start: 0x2000,
+                end: 0x3000
+            }
+        ]
+    );
 }
 
 fn run(m: &mut ResetMachine, bus: &mut FakeBus) -> (Vec<Step>, sluice_pciback::reset::Outcome) {
@@ -179,8 +323,16 @@ fn flr_after_bus_master_off_and_pending_drained_then_quarantine() {
     let d = bus.get(B);
     assert_eq!(d.flr_count, 1);
     let exp = inv.cap(CAP_PCIE).unwrap();
-    let first_master_off = d.writes.iter().position(|w| w.0 == COMMAND && w.2 as u16 & CMD_MASTER == 0).unwrap();
-    let flr = d.writes.iter().position(|w| w.0 == exp + EXP_DEVCTL).unwrap();
+    let first_master_off = d
+        .writes
+        .iter()
+        .position(|w| w.0 == COMMAND && w.2 as u16 & CMD_MASTER == 0)
+        .unwrap();
+    let flr = d
+        .writes
+        .iter()
+        .position(|w| w.0 == exp + EXP_DEVCTL)
+        .unwrap();
     assert!(first_master_off < flr);
     assert_eq!(d.get16(COMMAND) & (CMD_MASTER | CMD_MEMORY), 0);
     assert_eq!(d.get32(0x10), 0xc000_0004, "BARs restored after the reset");
@@ -193,7 +345,10 @@ fn pending_forever_is_bounded() {
     let (mut bus, inv, _) = setup(f);
     let (steps, out) = run(&mut ResetMachine::new(&inv), &mut bus);
     assert!(out.pending_timed_out);
-    assert_eq!(steps.iter().filter(|s| **s == Step::Delay(10)).count() as u32, PENDING_POLLS);
+    assert_eq!(
+        steps.iter().filter(|s| **s == Step::Delay(10)).count() as u32,
+        PENDING_POLLS
+    );
     assert_eq!(bus.get(B).flr_count, 1);
 }
 
@@ -203,12 +358,25 @@ fn pm_bus_and_no_reset() {
     let (_, out) = run(&mut ResetMachine::new(&inv), &mut bus);
     assert_eq!((out.method, bus.get(B).pm_resets), (Some(Method::Pm), 1));
 
-    let mut bus = FakeBus::new(vec![qemu::pcie_pci_bridge(Bdf::new(0, 4, 0), 1), qemu::edu(Bdf::new(1, 1, 0)), qemu::edu(Bdf::new(1, 2, 0))]);
+    let mut bus = FakeBus::new(vec![
+        qemu::pcie_pci_bridge(Bdf::new(0, 4, 0), 1),
+        qemu::edu(Bdf::new(1, 1, 0)),
+        qemu::edu(Bdf::new(1, 2, 0)),
+    ]);
     let inv = describe(&mut bus, Bdf::new(1, 1, 0), Some(Bdf::new(0, 4, 0)));
     let (_, out) = run(&mut ResetMachine::new(&inv), &mut bus);
     assert_eq!(out.method, Some(Method::Bus(Bdf::new(0, 4, 0))));
-    assert_eq!((bus.get(Bdf::new(1, 1, 0)).bus_resets, bus.get(Bdf::new(1, 2, 0)).bus_resets), (1, 1));
-    assert_eq!(bus.get(Bdf::new(0, 4, 0)).get16(BRIDGE_CONTROL) & BRIDGE_CTL_BUS_RESET, 0);
+    assert_eq!(
+        (
+            bus.get(Bdf::new(1, 1, 0)).bus_resets,
+            bus.get(Bdf::new(1, 2, 0)).bus_resets
+        ),
+        (1, 1)
+    );
+    assert_eq!(
+        bus.get(Bdf::new(0, 4, 0)).get16(BRIDGE_CONTROL) & BRIDGE_CTL_BUS_RESET,
+        0
+    );
 
     let (mut bus, inv, _) = setup(qemu::edu(B));
     let (_, out) = run(&mut ResetMachine::new(&inv), &mut bus);
@@ -227,7 +395,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0u16..0x1100, w.clone()).prop_map(|(o, w)| Op::Read(o, w)),
         (0u16..0x1100, w.clone(), any::<u32>()).prop_map(|(o, w, v)| Op::Write(o, w, v)),
-        (0u64..0x1000, w, any::<u32>(), any::<bool>()).prop_map(|(o, w, v, r)| Op::Table(o, w, v, r)),
+        (0u64..0x1000, w, any::<u32>(), any::<bool>())
+            .prop_map(|(o, w, v, r)| Op::Table(o, w, v, r)),
     ]
 }
 
