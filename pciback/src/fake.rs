@@ -351,7 +351,7 @@ impl FakeFunction {
                 self.pending_reads -= 1;
             }
             let bit = if exp != 0 && (off..off + w.bytes()).contains(&(exp + EXP_DEVSTA)) {
-                ((EXP_DEVSTA_TRPND as u32) << (8 * (exp + EXP_DEVSTA - off))) as u32
+                (EXP_DEVSTA_TRPND as u32) << (8 * (exp + EXP_DEVSTA - off))
             } else {
                 (AF_STATUS_TP as u32) << (8 * (af + AF_STATUS - off))
             };
@@ -400,7 +400,7 @@ impl FakeBus {
 impl ConfigSpace for FakeBus {
     fn read(&mut self, bdf: Bdf, off: u16, w: Width) -> u32 {
         assert!(
-            off % w.bytes() == 0 && off + w.bytes() <= CFG_SIZE,
+            off.is_multiple_of(w.bytes()) && off + w.bytes() <= CFG_SIZE,
             "bad access {off:#x}"
         );
         match self.functions.iter_mut().find(|f| f.bdf == bdf) {
@@ -410,7 +410,7 @@ impl ConfigSpace for FakeBus {
     }
     fn write(&mut self, bdf: Bdf, off: u16, w: Width, v: u32) {
         assert!(
-            off % w.bytes() == 0 && off + w.bytes() <= CFG_SIZE,
+            off.is_multiple_of(w.bytes()) && off + w.bytes() <= CFG_SIZE,
             "bad access {off:#x}"
         );
         let mut pulse = None;

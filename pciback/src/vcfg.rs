@@ -12,6 +12,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use sluice_iommu::Bdf;
 
+mod msi;
+
 const PAGE: u64 = 4096;
 
 /// Why a BAR placement was refused.
@@ -353,22 +355,6 @@ impl VirtualConfig {
         }
     }
 
-    /// The pages of BARs that are trapped, never mapped: the MSI-X table and PBA.
-    pub fn trapped(&self) -> Vec<Trapped> {
-        let Some(m) = self.msix else {
-            return Vec::new();
-        };
-        let page = |bar, off: u32, len: u64| Trapped {
-            bar,
-            start: off as u64 & !(PAGE - 1),
-            end: (off as u64 + len).div_ceil(PAGE) * PAGE,
-        };
-        vec![
-            page(m.table_bir, m.table_off, m.table_len()),
-            page(m.pba_bir, m.pba_off, m.pba_len()),
-        ]
-    }
-
     fn reg_at(&self, off: u16) -> Option<Reg> {
         self.regs
             .iter()
@@ -378,7 +364,7 @@ impl VirtualConfig {
 
     /// A guest config read. Misaligned or out-of-range accesses read all-ones.
     pub fn read(&mut self, dev: &mut impl ConfigSpace, off: u16, w: Width) -> u32 {
-        if off % w.bytes() != 0 || off as u32 + w.bytes() as u32 > CFG_SIZE as u32 {
+        if !off.is_multiple_of(w.bytes()) || off as u32 + w.bytes() as u32 > CFG_SIZE as u32 {
             return w.ones();
         }
         let mut v = 0u32;
@@ -464,7 +450,7 @@ impl VirtualConfig {
     /// A guest config write. Returns what the hypervisor must do.
     pub fn write(&mut self, dev: &mut impl ConfigSpace, off: u16, w: Width, v: u32) -> Vec<Event> {
         let mut ev = Vec::new();
-        if off % w.bytes() != 0 || off as u32 + w.bytes() as u32 > CFG_SIZE as u32 {
+        if !off.is_multiple_of(w.bytes()) || off as u32 + w.bytes() as u32 > CFG_SIZE as u32 {
             self.drop_write(off, w.bytes(), &mut ev);
             return ev;
         }
@@ -687,124 +673,14 @@ impl VirtualConfig {
             dev.write16(self.bdf, COMMAND, real);
         }
     }
-
-    fn msi_write(
-        &mut self,
-        dev: &mut impl ConfigSpace,
-        r: Reg,
-        at: u16,
-        len: u16,
-        v: u32,
-        ev: &mut Vec<Event>,
-    ) {
-        let Some((m, mut s)) = self.msi else { return };
-        let was = s.ctl & 1 != 0;
-        match r.kind {
-            Kind::MsiCtl => {
-                let c = Self::merge(r, s.ctl as u32, at, len, v) as u16;
-                let max_mme = m.vectors.trailing_zeros() as u16;
-                let mme = ((c >> 4) & 7).min(max_mme);
-                s.ctl = (c & 1) | mme << 4;
-            }
-            Kind::MsiAddrLo => {
-                s.addr = (s.addr & !0xffff_ffff)
-                    | (Self::merge(r, s.addr as u32, at, len, v) & !3) as u64
-            }
-            Kind::MsiAddrHi => {
-                s.addr = (s.addr & 0xffff_ffff)
-                    | (Self::merge(r, (s.addr >> 32) as u32, at, len, v) as u64) << 32
-            }
-            _ => s.data = Self::merge(r, s.data as u32, at, len, v) as u16,
-        }
-        self.msi = Some((m, s));
-        let on = s.ctl & 1 != 0;
-        if on {
-            ev.push(Event::MsiEnable {
-                addr: s.addr,
-                data: s.data,
-                vectors: 1 << (s.ctl >> 4 & 7),
-            });
-        } else if was {
-            let c = dev.read16(self.bdf, m.off + 2);
-            dev.write16(self.bdf, m.off + 2, c & !1);
-            ev.push(Event::MsiDisable);
-        }
-    }
-
-    /// Programs the device's MSI with the remapped message the hypervisor built and
-    /// enables it (after [`Event::MsiEnable`]).
-    pub fn msi_program(&mut self, dev: &mut impl ConfigSpace, addr: u64, data: u16) {
-        let Some((m, s)) = self.msi else { return };
-        let o = m.off;
-        dev.write32(self.bdf, o + 4, addr as u32);
-        let d = if m.is64 {
-            dev.write32(self.bdf, o + 8, (addr >> 32) as u32);
-            0xc
-        } else {
-            8
-        };
-        dev.write16(self.bdf, o + d, data);
-        let c = dev.read16(self.bdf, o + 2) & !0x71;
-        dev.write16(self.bdf, o + 2, c | (s.ctl & 0x71));
-    }
-
-    /// A guest read of the trapped MSI-X table (`off` from the table start).
-    pub fn msix_table_read(&self, off: u64, w: Width) -> u32 {
-        let idx = (off / 16) as usize;
-        if !off.is_multiple_of(w.bytes() as u64) {
-            return w.ones();
-        }
-        let Some(e) = self.msix_table.get(idx) else {
-            return w.ones();
-        };
-        let word = match off % 16 / 4 {
-            0 => e.addr as u32,
-            1 => (e.addr >> 32) as u32,
-            2 => e.data,
-            _ => e.ctrl,
-        };
-        let v = word >> (8 * (off % 4));
-        v & w.ones()
-    }
-
-    /// A guest 4-byte write to the trapped MSI-X table (8-byte writes arrive as two).
-    /// Other widths and out-of-table offsets are dropped.
-    pub fn msix_table_write(&mut self, off: u64, w: Width, v: u32) -> Vec<Event> {
-        let mut ev = Vec::new();
-        let idx = (off / 16) as usize;
-        if w != Width::B4 || off % 4 != 0 || idx >= self.msix_table.len() {
-            self.drop_write(off as u16, w.bytes(), &mut ev);
-            return ev;
-        }
-        let e = &mut self.msix_table[idx];
-        match off % 16 / 4 {
-            0 => e.addr = (e.addr & !0xffff_ffff) | (v & !3) as u64,
-            1 => e.addr = (e.addr & 0xffff_ffff) | (v as u64) << 32,
-            2 => e.data = v,
-            _ => {
-                let was_masked = e.ctrl & 1 != 0;
-                e.ctrl = v & 1;
-                match (was_masked, v & 1 != 0) {
-                    (true, false) => ev.push(Event::MsixUnmask {
-                        entry: idx as u16,
-                        addr: e.addr,
-                        data: e.data,
-                    }),
-                    (false, true) => ev.push(Event::MsixMask { entry: idx as u16 }),
-                    _ => {}
-                }
-            }
-        }
-        ev
-    }
 }
 
 /// Reads `len` bytes at `at` from the device in naturally aligned pieces.
 fn dev_read(dev: &mut impl ConfigSpace, bdf: Bdf, at: u16, len: u16) -> u32 {
-    if len == 4 && at % 4 == 0 {
+    if len == 4 && at.is_multiple_of(4) {
         return dev.read32(bdf, at);
     }
-    if len == 2 && at % 2 == 0 {
+    if len == 2 && at.is_multiple_of(2) {
         return dev.read16(bdf, at) as u32;
     }
     let mut v = 0;
