@@ -89,6 +89,12 @@ impl FakeFunction {
         f
     }
 
+    /// Places the next capability at `off` (a multiple of 4, at least 0x40).
+    pub fn next_cap_at(mut self, off: u16) -> Self {
+        self.next_cap = off;
+        self
+    }
+
     pub fn multifunction(mut self) -> Self {
         self.cfg[HEADER_TYPE as usize] |= 0x80;
         self

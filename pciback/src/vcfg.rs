@@ -242,6 +242,7 @@ impl VirtualConfig {
                 kind: Kind::CapHdr(c.id, next),
             });
             let o = c.off;
+            let mark = regs.len();
             match c.id {
                 CAP_PM => regs.push(Reg {
                     off: o + 2,
@@ -321,6 +322,20 @@ impl VirtualConfig {
                     }
                 }
             }
+            // A capability ends where the next one (kept or not) or the header space
+            // ends: a hostile layout cannot make one handler expose another's bytes.
+            let lim = f
+                .caps
+                .iter()
+                .map(|x| x.off)
+                .filter(|&x| x > o)
+                .min()
+                .unwrap_or(0x100)
+                .min(0x100);
+            for r in &mut regs[mark..] {
+                r.len = lim.saturating_sub(r.off).min(r.len);
+            }
+            regs.retain(|r| r.len > 0);
         }
         regs.push(Reg {
             off: 0x100,

@@ -440,3 +440,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_capability_near_the_end_never_exposes_extended_space() {
+    // PCIe capability at 0xe0 as on QEMU's real e1000e: its 0x3c bytes would run
+    // into 0x100 (the AER header); also a hidden vendor capability right after PM.
+    let f = FakeFunction::endpoint(B, 0x8086, 0x10d3, 0x020000)
+        .pm(false)
+        .cap(CAP_VENDOR, &[0x55; 6])
+        .next_cap_at(0xe0)
+        .pcie(0, false)
+        .ext_cap(0x0001, &[0x77; 8]);
+    let (mut bus, _, mut v) = setup(f);
+    assert_eq!(v.read(&mut bus, 0x100, Width::B4), 0);
+    assert_eq!(v.read(&mut bus, 0x104, Width::B4), u32::MAX);
+    assert_eq!(v.read(&mut bus, 0xfc, Width::B4), bus.get(B).get32(0xfc));
+    assert_eq!(
+        v.read(&mut bus, 0x48, Width::B4),
+        u32::MAX,
+        "vendor capability after PM hidden"
+    );
+    bus.get_mut(B).reads.clear();
+    v.read(&mut bus, 0x100, Width::B4);
+    assert!(bus.get(B).reads.is_empty());
+}
