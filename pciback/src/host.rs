@@ -205,6 +205,9 @@ pub fn table(rows: &[Row]) -> String {
         if name.is_empty() {
             name = r.class_name.clone();
         }
+        if name.is_empty() {
+            name = format!("class {:06x}", r.class);
+        }
         let name: String = name.chars().take(40).collect();
         let group = r.iommu_group.map_or("-".into(), |g| g.to_string());
         let resets = if r.resets.is_empty() {
