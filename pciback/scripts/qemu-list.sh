@@ -30,7 +30,7 @@ timeout 600 qemu-system-x86_64 -M q35 -m 512 -smp 1 -nographic -no-reboot \
   -drive file=$W/nvme.img,if=none,id=nv,format=raw -device nvme,drive=nv,serial=sl1 -device edu \
   -device pcie-root-port,id=rp1,chassis=1 -device pcie-pci-bridge,id=br1,bus=rp1 \
   -device edu,bus=br1,addr=1 -device edu,bus=br1,addr=2 > $W/log 2>&1
-OUT=$(sed -n '/SLUICE-PCI-BEGIN/,/SLUICE-PCI-END/p' $W/log)
+OUT=$(tr -d '\r' < $W/log | sed -n '/SLUICE-PCI-BEGIN/,/SLUICE-PCI-END/p')
 echo "$OUT"
 fail() { echo "qemu-list: FAIL: $1"; exit 1; }
 grep -q '^0000:00:00.0 .*no: host bridge' <<<"$OUT" || fail "host bridge"
