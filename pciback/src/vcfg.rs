@@ -211,7 +211,13 @@ impl VirtualConfig {
         let kept: Vec<_> = f
             .caps
             .iter()
-            .filter(|c| matches!(c.id, CAP_PM | CAP_MSI | CAP_MSIX | CAP_PCIE))
+            .enumerate()
+            // The first of each kept id only: a second MSI capability is hidden.
+            .filter(|&(i, c)| {
+                matches!(c.id, CAP_PM | CAP_MSI | CAP_MSIX | CAP_PCIE)
+                    && !f.caps[..i].iter().any(|p| p.id == c.id)
+            })
+            .map(|(_, c)| c)
             .collect();
         let first = kept.first().map_or(0, |c| c.off as u32);
         regs.push(Reg {
@@ -619,7 +625,7 @@ impl VirtualConfig {
             if o.index != b.index
                 && (o.kind == BarKind::Io) == (b.kind == BarKind::Io)
                 && og != 0
-                && hit(&(og, og + o.size))
+                && hit(&(og, og.saturating_add(o.size)))
             {
                 return Err(BarConflict::OverlapsBar(o.index));
             }

@@ -246,3 +246,52 @@ fn reserved_regions_follow_xen() {
         )
     );
 }
+
+mod hostile {
+    use proptest::prelude::*;
+    use sluice_pciback::config::Width;
+    use sluice_pciback::fake::{FakeBus, FakeFunction};
+    use sluice_pciback::inventory::{describe, enumerate};
+    use sluice_pciback::reset::{ResetMachine, Step};
+    use sluice_pciback::vcfg::VirtualConfig;
+    use sluice_pciback::Bdf;
+
+    proptest! {
+        /// A device with arbitrary config bytes (capability pointers, extended headers,
+        /// MSI/MSI-X fields, bridge bus numbers): inventory, the virtual config space and
+        /// the reset machine finish without panicking.
+        #[test]
+        fn arbitrary_config_space(header in proptest::collection::vec(any::<u8>(), 256),
+                                  ext in proptest::collection::vec((0x40u16..0x400, any::<u32>()), 0..16),
+                                  ops in proptest::collection::vec((0u16..0x1000, 0usize..3, any::<u32>(), any::<bool>()), 0..64)) {
+            let b = Bdf::new(0, 3, 0);
+            let mut f = FakeFunction::endpoint(b, 0x1af4, 0x1, 0);
+            f.cfg[..256].copy_from_slice(&header);
+            f.cfg[0] = 0xf4; f.cfg[1] = 0x1a;
+            for (slot, v) in ext { f.put32(slot * 4, v); }
+            f.wmask.iter_mut().for_each(|m| *m = 0xff);
+            let mut bus = FakeBus::new(vec![f]);
+            let inv = enumerate(&mut bus, 0, 0, 0xff);
+            prop_assert!(!inv.is_empty() && inv.len() <= 8 * 32 * 256);
+            let d = describe(&mut bus, b, None);
+            prop_assert!(d.caps.len() <= 48 && d.ext_caps.len() <= 960);
+            let mut v = VirtualConfig::new(&d, &[(0, 1 << 30)], &[], 1 << 40);
+            for (off, w, val, r) in ops {
+                let w = [Width::B1, Width::B2, Width::B4][w];
+                if r { v.read(&mut bus, off, w); } else { v.write(&mut bus, off, w, val); }
+                v.msix_table_read(off as u64, w);
+                v.msix_table_write(off as u64, w, val);
+            }
+            let mut m = ResetMachine::new(&d);
+            let mut done = false;
+            for _ in 0..1000 {
+                match m.step(&mut bus) {
+                    Step::Quarantine => { m.quarantined(); done = true; break; }
+                    Step::Done(_) => { done = true; break; }
+                    Step::Delay(_) => {}
+                }
+            }
+            prop_assert!(done);
+        }
+    }
+}
