@@ -94,7 +94,9 @@ fn aliasing_bridge(f: &Function) -> bool {
 
 /// The function whose id names this function's group.
 fn group_key(inv: &[Function], f: &Function) -> Bdf {
-    // The topmost aliasing bridge above (the walk is bounded by the inventory size).
+    // The topmost of: an aliasing bridge above, or the upstream port of a switch
+    // whose downstream port above lacks ACS (its downstream ports can then route
+    // peer-to-peer between each other's devices). Bounded by the inventory size.
     let mut key = None;
     let mut p = f.parent;
     for _ in 0..inv.len() {
@@ -103,6 +105,8 @@ fn group_key(inv: &[Function], f: &Function) -> Bdf {
         };
         if aliasing_bridge(b) {
             key = Some(b.bdf);
+        } else if b.pcie_type == Some(crate::config::EXP_TYPE_DOWNSTREAM) && !b.acs {
+            key = Some(b.parent.unwrap_or(b.bdf));
         }
         p = b.parent;
     }

@@ -295,3 +295,40 @@ mod hostile {
         }
     }
 }
+
+/// Root port 00:05.0 -> switch upstream port 02:00.0 -> downstream ports 03:00.0 and
+/// 03:01.0 -> nvme 04:00.0 and e1000e 05:00.0.
+fn switch(acs: bool) -> FakeBus {
+    use sluice_pciback::fake::FakeFunction;
+    let port = |b: Bdf, t: u8, sec: u8, sub: u8| {
+        FakeFunction::bridge(b, 0x1b36, 0x000c, sec, sub)
+            .pcie(t, false)
+            .acs(acs)
+    };
+    FakeBus::new(vec![
+        qemu::root_port(Bdf::new(0, 5, 0), 2, 5),
+        port(Bdf::new(2, 0, 0), 5, 3, 5),
+        port(Bdf::new(3, 0, 0), EXP_TYPE_DOWNSTREAM, 4, 4),
+        port(Bdf::new(3, 1, 0), EXP_TYPE_DOWNSTREAM, 5, 5),
+        qemu::nvme(Bdf::new(4, 0, 0)),
+        qemu::e1000e(Bdf::new(5, 0, 0)),
+    ])
+}
+
+#[test]
+fn switch_without_acs_is_one_group() {
+    let all = |_: Bdf| true;
+    for acs in [false, true] {
+        let mut bus = switch(acs);
+        let inv = enumerate(&mut bus, 0, 0, 0xff);
+        assert_eq!(inv.len(), 6);
+        let gs = groups(&inv, &policy(&[], &[], RdmPolicy::Strict, &all));
+        let g = group_of(&gs, Bdf::new(4, 0, 0)).unwrap();
+        if acs {
+            assert_eq!(g.members, vec![Bdf::new(4, 0, 0)]);
+        } else {
+            assert_eq!(g.members, vec![Bdf::new(4, 0, 0), Bdf::new(5, 0, 0)]);
+            assert_eq!(g.verdict, Ok(()));
+        }
+    }
+}
