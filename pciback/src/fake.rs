@@ -31,6 +31,9 @@ pub struct FakeFunction {
     pub reads: Vec<(u16, Width)>,
     /// Reads of the pending bits that still report transactions pending (u32::MAX: forever).
     pub pending_reads: u32,
+    /// Reads of the Vendor ID after each reset that still return all-ones (u32::MAX: never back).
+    pub ready_reads: u32,
+    not_ready_left: u32,
     pub flr_count: u32,
     pub pm_resets: u32,
     pub bus_resets: u32,
@@ -56,6 +59,8 @@ impl FakeFunction {
             writes: Vec::new(),
             reads: Vec::new(),
             pending_reads: 0,
+            ready_reads: 0,
+            not_ready_left: 0,
             flr_count: 0,
             pm_resets: 0,
             bus_resets: 0,
@@ -343,11 +348,18 @@ impl FakeFunction {
     }
 
     fn function_reset(&mut self) {
+        self.not_ready_left = self.ready_reads;
         self.put16(COMMAND, 0);
     }
 
     fn read_cfg(&mut self, off: u16, w: Width) -> u32 {
         self.reads.push((off, w));
+        if off == VENDOR_ID && self.not_ready_left > 0 {
+            if self.not_ready_left != u32::MAX {
+                self.not_ready_left -= 1;
+            }
+            return w.ones();
+        }
         let exp = self.cap_at(CAP_PCIE);
         let af = self.cap_at(CAP_AF);
         let pending = (exp != 0 && (off..off + w.bytes()).contains(&(exp + EXP_DEVSTA)))

@@ -37,6 +37,8 @@ pub struct Outcome {
     /// Transactions were still pending when the wait bound ran out (the reset went on,
     /// as Linux's does; the quarantine domain catches late DMA).
     pub pending_timed_out: bool,
+    /// The function still read all-ones after the reset when the ready bound ran out.
+    pub not_ready: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,10 +47,15 @@ enum State {
     Wait(u32),
     Reset,
     AfterReset(u8),
+    Ready(u32),
     Restore,
     Quarantine,
     Done,
 }
+
+/// Polls of the Vendor ID after a reset, 10 ms apart, until it reads other than
+/// all-ones (Linux waits up to 60 s for a device to come back from reset).
+pub const READY_POLLS: u32 = 6000;
 
 /// Polls of the pending bit, 10 ms apart (Linux waits up to 4 x 2^n ms, about 1 s in all).
 pub const PENDING_POLLS: u32 = 100;
@@ -62,6 +69,7 @@ pub struct ResetMachine {
     state: State,
     saved: Vec<(u16, u32)>,
     timed_out: bool,
+    not_ready: bool,
 }
 
 impl ResetMachine {
@@ -85,6 +93,7 @@ impl ResetMachine {
             state: State::Start,
             saved: Vec::new(),
             timed_out: false,
+            not_ready: false,
         }
     }
 
@@ -137,12 +146,12 @@ impl ResetMachine {
                     let exp = self.exp.expect("FLR needs PCIe");
                     let c = cfg.read16(b, exp + EXP_DEVCTL);
                     cfg.write16(b, exp + EXP_DEVCTL, c | EXP_DEVCTL_BCR_FLR);
-                    self.state = State::Restore;
+                    self.state = State::Ready(READY_POLLS);
                     Step::Delay(100)
                 }
                 Some(Method::AfFlr) => {
                     cfg.write8(b, self.af.expect("AF FLR needs AF") + AF_CTRL, AF_CTRL_FLR);
-                    self.state = State::Restore;
+                    self.state = State::Ready(READY_POLLS);
                     Step::Delay(100)
                 }
                 Some(Method::Pm) => {
@@ -164,7 +173,7 @@ impl ResetMachine {
                     let pm = self.pm.expect("PM") + PM_CTRL;
                     let c = cfg.read16(b, pm) & !PM_CTRL_STATE_MASK;
                     cfg.write16(b, pm, c);
-                    self.state = State::Restore;
+                    self.state = State::Ready(READY_POLLS);
                     Step::Delay(10)
                 } else {
                     let Some(Method::Bus(bridge)) = self.method else {
@@ -172,9 +181,24 @@ impl ResetMachine {
                     };
                     let c = cfg.read16(bridge, BRIDGE_CONTROL);
                     cfg.write16(bridge, BRIDGE_CONTROL, c & !BRIDGE_CTL_BUS_RESET);
-                    self.state = State::Restore;
+                    self.state = State::Ready(READY_POLLS);
                     Step::Delay(1000)
                 }
+            }
+            State::Ready(left) => {
+                let id = cfg.read16(b, VENDOR_ID);
+                if id != 0xffff && id != 0x0001 {
+                    self.state = State::Restore;
+                    return self.step(cfg);
+                }
+                if left == 0 {
+                    // Not back: BARs cannot be restored; quarantine it as it is.
+                    self.not_ready = true;
+                    self.state = State::Quarantine;
+                    return self.step(cfg);
+                }
+                self.state = State::Ready(left - 1);
+                Step::Delay(10)
             }
             State::Restore => {
                 for &(off, v) in &self.saved {
@@ -198,6 +222,7 @@ impl ResetMachine {
         Outcome {
             method: self.method,
             pending_timed_out: self.timed_out,
+            not_ready: self.not_ready,
         }
     }
 

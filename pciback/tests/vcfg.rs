@@ -464,3 +464,28 @@ fn a_capability_near_the_end_never_exposes_extended_space() {
     v.read(&mut bus, 0x100, Width::B4);
     assert!(bus.get(B).reads.is_empty());
 }
+
+#[test]
+fn waits_for_the_device_to_come_back_and_gives_up_bounded() {
+    let mut f = qemu::nvme(B);
+    f.ready_reads = 5;
+    f.put32(0x10, 0xc000_0004);
+    let (mut bus, inv, _) = setup(f);
+    let (_, out) = run(&mut ResetMachine::new(&inv), &mut bus);
+    assert!(!out.not_ready);
+    assert_eq!(
+        bus.get(B).get32(0x10),
+        0xc000_0004,
+        "restored once it answered"
+    );
+
+    let mut f = qemu::nvme(B);
+    f.ready_reads = u32::MAX;
+    let (mut bus, inv, _) = setup(f);
+    let (steps, out) = run(&mut ResetMachine::new(&inv), &mut bus);
+    assert!(out.not_ready);
+    assert_eq!(
+        steps.iter().filter(|s| **s == Step::Delay(10)).count() as u32,
+        sluice_pciback::reset::READY_POLLS
+    );
+}
