@@ -100,6 +100,44 @@ impl FakeFunction {
         self
     }
 
+    /// A function from a config-space dump (256 or 4096 bytes), with its BARs and ROM
+    /// size as data; the writable bits are those the core uses (command, interrupt
+    /// line, bridge control, PM state, PCIe device control, MSI, MSI-X control, AF).
+    pub fn from_config(bdf: Bdf, bytes: &[u8], bars: &[(usize, FakeBar)], rom_size: u32) -> Self {
+        let mut f = Self::endpoint(bdf, 0, 0, 0);
+        let n = bytes.len().min(CFG_SIZE as usize);
+        f.cfg[..n].copy_from_slice(&bytes[..n]);
+        // As after a reset: the dump carries the guest kernel's command register.
+        f.put16(COMMAND, 0);
+        for &(i, b) in bars {
+            f.bars[i] = Some(b);
+        }
+        f.rom_size = rom_size;
+        if f.is_bridge() {
+            f.wmask[BRIDGE_CONTROL as usize] = 0xff;
+        }
+        let mut p = f.cfg[CAP_PTR as usize] as u16 & !3;
+        for _ in 0..48 {
+            if p < 0x40 {
+                break;
+            }
+            let at = p as usize;
+            match f.cfg[at] {
+                CAP_PM => f.wmask[at + 4] = 0x03,
+                CAP_PCIE => f.wmask[at + 8..at + 10].fill(0xff),
+                CAP_MSI => {
+                    f.wmask[at + 2] = 0x71;
+                    f.wmask[at + 4..(at + 0x18).min(0x100)].fill(0xff);
+                }
+                CAP_MSIX => f.wmask[at + 3] = 0xc0,
+                CAP_AF => f.wmask[at + AF_CTRL as usize] = AF_CTRL_FLR,
+                _ => {}
+            }
+            p = f.cfg[at + 1] as u16 & !3;
+        }
+        f
+    }
+
     pub fn multifunction(mut self) -> Self {
         self.cfg[HEADER_TYPE as usize] |= 0x80;
         self
@@ -455,9 +493,9 @@ impl ConfigSpace for FakeBus {
     }
 }
 
-/// QEMU devices as described by QEMU 7.2 (hw/net/e1000e.c, hw/nvme/ctrl.c,
-/// hw/misc/edu.c, hw/pci-bridge/pcie_pci_bridge.c, the q35 host bridge), and
-/// hostile ones.
+/// QEMU 7.2 devices: e1000e, nvme, edu and pcie-pci-bridge are their real config
+/// bytes (testdata/, dumped from a q35 guest's sysfs) with BAR sizes as data; the
+/// others are built; and hostile ones.
 pub mod qemu {
     use super::*;
 
@@ -465,80 +503,71 @@ pub mod qemu {
         FakeFunction::endpoint(bdf, 0x8086, 0x29c0, 0x060000)
     }
 
-    /// e1000e: MMIO 128 KiB, flash 128 KiB, I/O 32, MSI-X BAR 16 KiB (5 vectors,
-    /// table at 0, PBA at 0x2000), PM, MSI, PCIe endpoint without FLR, ROM 256 KiB.
+    fn dump(name: &str) -> &'static [u8] {
+        match name {
+            "e1000e" => include_bytes!("../testdata/qemu72-q35-0000_00_02.0.cfg"),
+            "nvme" => include_bytes!("../testdata/qemu72-q35-0000_00_03.0.cfg"),
+            "edu" => include_bytes!("../testdata/qemu72-q35-0000_00_04.0.cfg"),
+            _ => include_bytes!("../testdata/qemu72-q35-0000_01_00.0.cfg"),
+        }
+    }
+
+    /// e1000e (QEMU's config bytes): MMIO 128 KiB, flash 128 KiB, I/O 32, MSI-X BAR
+    /// 16 KiB (5 vectors, table at 0, PBA at 0x2000), PM, MSI, PCIe without FLR, ROM 256 KiB.
     pub fn e1000e(bdf: Bdf) -> FakeFunction {
-        FakeFunction::endpoint(bdf, 0x8086, 0x10d3, 0x020000)
-            .bar(
-                0,
-                FakeBar::Mem32 {
-                    size: 128 << 10,
-                    prefetch: false,
-                },
-            )
-            .bar(
-                1,
-                FakeBar::Mem32 {
-                    size: 128 << 10,
-                    prefetch: false,
-                },
-            )
-            .bar(2, FakeBar::Io { size: 32 })
-            .bar(
-                3,
-                FakeBar::Mem32 {
-                    size: 16 << 10,
-                    prefetch: false,
-                },
-            )
-            .rom(256 << 10)
-            .pm(false)
-            .msi(true, false, 1)
-            .pcie(0, false)
-            .msix(5, (3, 0), (3, 0x2000))
-            .ext_cap(0x0001, &[0; 0x44]) // AER
+        let m = |size| FakeBar::Mem32 {
+            size,
+            prefetch: false,
+        };
+        let bars = [
+            (0, m(128 << 10)),
+            (1, m(128 << 10)),
+            (2, FakeBar::Io { size: 32 }),
+            (3, m(16 << 10)),
+        ];
+        FakeFunction::from_config(bdf, dump("e1000e"), &bars, 256 << 10)
     }
 
-    /// nvme: one 64-bit 16 KiB BAR holding the MSI-X table (0x2000) and PBA (0x3000),
-    /// PM, MSI-X (65 vectors), PCIe endpoint with FLR.
+    /// nvme (QEMU's config bytes): one 64-bit 16 KiB BAR holding the MSI-X table
+    /// (0x2000) and PBA (0x3000), 65 vectors, PCIe with FLR, PM with No_Soft_Reset.
     pub fn nvme(bdf: Bdf) -> FakeFunction {
-        FakeFunction::endpoint(bdf, 0x1b36, 0x0010, 0x010802)
-            .bar(
-                0,
-                FakeBar::Mem64 {
-                    size: 16 << 10,
-                    prefetch: false,
-                },
-            )
-            .pm(false)
-            .msix(65, (0, 0x2000), (0, 0x3000))
-            .pcie(0, true)
+        let bars = [(
+            0,
+            FakeBar::Mem64 {
+                size: 16 << 10,
+                prefetch: false,
+            },
+        )];
+        FakeFunction::from_config(bdf, dump("nvme"), &bars, 0)
     }
 
-    /// edu: conventional PCI, 1 MiB MMIO BAR, 64-bit MSI, no reset at all.
+    /// edu (QEMU's config bytes): conventional PCI, 1 MiB MMIO BAR, 64-bit MSI, no reset.
     pub fn edu(bdf: Bdf) -> FakeFunction {
-        FakeFunction::endpoint(bdf, 0x1234, 0x11e8, 0x00ff00)
-            .bar(
-                0,
-                FakeBar::Mem32 {
-                    size: 1 << 20,
-                    prefetch: false,
-                },
-            )
-            .msi(true, false, 1)
+        let bars = [(
+            0,
+            FakeBar::Mem32 {
+                size: 1 << 20,
+                prefetch: false,
+            },
+        )];
+        FakeFunction::from_config(bdf, dump("edu"), &bars, 0)
     }
 
-    /// pcie-pci-bridge (PCIe-to-PCI, type 7) with a 64-bit BAR, forwarding `sec`.
+    /// pcie-pci-bridge (QEMU's config bytes: PCIe-to-PCI, type 7, 64-bit 256-byte BAR,
+    /// PM, MSI), forwarding bus `sec`.
     pub fn pcie_pci_bridge(bdf: Bdf, sec: u8) -> FakeFunction {
-        FakeFunction::bridge(bdf, 0x1b36, 0x000e, sec, sec)
-            .bar(
-                0,
-                FakeBar::Mem64 {
-                    size: 256,
-                    prefetch: false,
-                },
-            )
-            .pcie(EXP_TYPE_PCIE_TO_PCI, false)
+        let bars = [(
+            0,
+            FakeBar::Mem64 {
+                size: 256,
+                prefetch: false,
+            },
+        )];
+        let mut f = FakeFunction::from_config(bdf, dump("bridge"), &bars, 0);
+        f.cfg[PRIMARY_BUS as usize] = bdf.bus;
+        f.cfg[SECONDARY_BUS as usize] = sec;
+        f.cfg[SUBORDINATE_BUS as usize] = sec;
+        f
     }
 
     /// A PCIe root port (type 4) with ACS enabled.
