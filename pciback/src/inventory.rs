@@ -341,10 +341,7 @@ pub fn describe(cfg: &mut impl ConfigSpace, bdf: Bdf, parent: Option<Bdf>) -> Fu
         f.resets.flr = cfg.read32(bdf, exp + EXP_DEVCAP) & EXP_DEVCAP_FLR != 0;
         match ext_capabilities(cfg, bdf) {
             Ok(e) => f.ext_caps = e,
-            Err(d) => {
-                f.defect = Some(d);
-                return f;
-            }
+            Err(d) => f.defect = Some(d),
         }
     }
     if let Some(af) = f.cap(CAP_AF) {

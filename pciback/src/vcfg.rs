@@ -214,7 +214,11 @@ impl VirtualConfig {
             .enumerate()
             // The first of each kept id only: a second MSI capability is hidden.
             .filter(|&(i, c)| {
-                matches!(c.id, CAP_PM | CAP_MSI | CAP_MSIX | CAP_PCIE)
+                // MSI and MSI-X only with their records (a function without them is
+                // defective and refused anyway; never expose an untrapped table).
+                (matches!(c.id, CAP_PM | CAP_PCIE)
+                    || c.id == CAP_MSI && f.msi.is_some_and(|m| m.off == c.off)
+                    || c.id == CAP_MSIX && f.msix.is_some_and(|m| m.off == c.off))
                     && !f.caps[..i].iter().any(|p| p.id == c.id)
             })
             .map(|(_, c)| c)

@@ -489,3 +489,19 @@ fn waits_for_the_device_to_come_back_and_gives_up_bounded() {
         sluice_pciback::reset::READY_POLLS
     );
 }
+
+#[test]
+fn a_record_less_msi_capability_is_hidden_not_a_panic() {
+    let (mut bus, mut inv, _) = setup(qemu::e1000e(B));
+    inv.msi = None;
+    inv.msix = None;
+    let mut v = VirtualConfig::new(&inv, &RAM, &LAPIC, 1 << 40);
+    let mut ids = vec![];
+    let mut p = v.read(&mut bus, CAP_PTR, Width::B1) as u16;
+    while p != 0 && ids.len() < 64 {
+        ids.push(v.read(&mut bus, p, Width::B1) as u8);
+        p = v.read(&mut bus, p + 1, Width::B1) as u16;
+    }
+    assert_eq!(ids, vec![CAP_PM, CAP_PCIE]);
+    assert!(v.trapped().is_empty());
+}
