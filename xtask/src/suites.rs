@@ -53,6 +53,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::iommu::run_amdvi,
     },
     Suite {
+        name: "pciback-sysfs",
+        about: "sluice-pci list in a QEMU q35 guest (intel-iommu, e1000e, nvme, edu, PCIe-to-PCI bridge) vs Linux's groups",
+        run: pciback_sysfs,
+    },
+    Suite {
         name: "linux-modules",
         about: "Rust kernel modules built for the installed Debian kernel, loaded/unloaded in QEMU",
         run: crate::linux_modules::run_suite,
@@ -132,4 +137,15 @@ pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
 
 pub fn demo() -> Result<()> {
     crate::xen::demo()
+}
+
+/// `sluice-pci list` (pciback's sysfs reader) inside a QEMU guest booted from the host's
+/// Debian kernel: its rows must match the guest kernel's own IOMMU groups and resets
+/// (the driver is `pciback/scripts/qemu-list.sh`).
+fn pciback_sysfs() -> Result<()> {
+    crate::util::run(
+        std::process::Command::new("bash")
+            .arg("pciback/scripts/qemu-list.sh")
+            .current_dir(crate::util::root()),
+    )
 }
