@@ -11,6 +11,7 @@ use sluice_abi::blkif::{
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
 };
 use sluice_abi::ring::RingError;
+use sluice_abi::types::GrantRef;
 use sluice_dom0::{CopyPtr, CopySegment, EventChannels, GrantMapper};
 use sluice_xen_sys::{Completion, IoQueue, IoSpan};
 use std::cell::Cell;
@@ -399,12 +400,12 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         {
             return None;
         }
-        if !cache.room_for(segs.iter().map(|s| s.gref)) {
+        if !cache.room_for(segs.iter().map(|s| s.gref.0)) {
             return None;
         }
         let mut out = Vec::with_capacity(segs.len());
         for s in segs {
-            let mem = cache.mapping_quiet(self.grants, s.gref).ok()?;
+            let mem = cache.mapping_quiet(self.grants, s.gref.0).ok()?;
             out.push(IoSpan {
                 mem,
                 offset: s.byte_offset(),
@@ -580,7 +581,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     /// Copies the indirect pages in and validates the segments they hold.
     fn indirect_segments(
         &self,
-        grefs: &[u32],
+        grefs: &[GrantRef],
         nr: u16,
     ) -> Result<Vec<BlkifRequestSegment>, BlkifRsp> {
         let pages = indirect_pages(nr.into()) as usize;
@@ -591,7 +592,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .map(|(chunk, &gref)| CopySegment {
                 local: CopyPtr::FromGuest(chunk),
                 domid: self.domid,
-                gref,
+                gref: gref.0,
                 offset: 0,
                 status: 0,
             })
@@ -682,7 +683,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     CopyPtr::FromGuest(chunk)
                 },
                 domid: self.domid,
-                gref: s.gref,
+                gref: s.gref.0,
                 offset: s.byte_offset() as u16,
                 status: 0,
             });

@@ -8,6 +8,7 @@ use sluice_abi::blkif::{
 };
 use sluice_abi::ring::REQ_PROD_OFFSET;
 use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_abi::types::GrantRef;
 use sluice_blkback::persistent::PERSISTENT_GRANTS_PER_QUEUE;
 use sluice_blkback::{Backend, IoEngine};
 use sluice_dom0::evtchn::{FakeEvtchn, FakeEvtchnHub};
@@ -465,8 +466,8 @@ fn read_write_flush_discard_indirect(cfg: Cfg) {
         .write_bytes(ipage * XEN_PAGE_SIZE, descs.as_bytes())
         .unwrap();
     let id = f.id();
-    let mut grefs = [0u32; 8];
-    grefs[0] = ind;
+    let mut grefs = [GrantRef(0); 8];
+    grefs[0] = GrantRef(ind);
     let req = BlkifRequestIndirect {
         operation: BlkifOp::Indirect as u8,
         indirect_op: BlkifOp::Write as u8,
@@ -604,8 +605,8 @@ fn hostile_requests_get_errors_and_touch_nothing(cfg: Cfg) {
         )
         .unwrap();
     let id = f.id();
-    let mut grefs = [0u32; 8];
-    grefs[0] = ind;
+    let mut grefs = [GrantRef(0); 8];
+    grefs[0] = GrantRef(ind);
     let req = BlkifRequestIndirect {
         operation: BlkifOp::Indirect as u8,
         indirect_op: BlkifOp::Write as u8,
@@ -1044,8 +1045,8 @@ fn persistent_grants_are_reused_and_unmapped_on_close(engine: IoEngine) {
             .unwrap();
         assert_eq!(got, vec![0x32; 4096], "round {round}: read back page b");
         let id = f.id();
-        let mut grefs = [0u32; 8];
-        grefs[0] = ind;
+        let mut grefs = [GrantRef(0); 8];
+        grefs[0] = GrantRef(ind);
         let req = BlkifRequestIndirect {
             operation: BlkifOp::Indirect as u8,
             indirect_op: BlkifOp::Write as u8,
@@ -1247,8 +1248,8 @@ fn hostile_grefs_with_persistent_grants(engine: IoEngine) {
         BlkifRsp::Error
     );
     let id = f.id();
-    let mut grefs = [0u32; 8];
-    grefs[0] = 9998;
+    let mut grefs = [GrantRef(0); 8];
+    grefs[0] = GrantRef(9998);
     let req = BlkifRequestIndirect {
         operation: BlkifOp::Indirect as u8,
         indirect_op: BlkifOp::Read as u8,
