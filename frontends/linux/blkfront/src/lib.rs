@@ -12,26 +12,24 @@
 
 extern crate alloc;
 
-mod platform;
-
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
-use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use platform::KernelPlatform;
+use core::ffi::{c_char, c_int, c_uint, c_void};
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
     BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, SubmitError, Timeout,
 };
 use sluice_kernel::bindings as k;
+use sluice_kernel::sync::{msleep, Mutex};
+use sluice_kernel::xen::{DataPage, XenPlatform, XenbusDevice};
 use sluice_kernel::{pr_err, pr_info, pr_warn};
 
 const PAGE: usize = 4096;
 
 struct DevState {
-    front: Frontend<KernelPlatform, usize>,
-    plat: KernelPlatform,
+    front: Frontend<XenPlatform, usize>,
+    plat: XenPlatform,
     disk: *mut k::gendisk,
     name: String,
     first_minor: c_int,
@@ -43,35 +41,12 @@ struct DevState {
 
 /// One vbd. Lives from probe to remove, owned by the xenbus device's drvdata.
 struct Device {
-    mutex: *mut c_void,
-    state: UnsafeCell<DevState>,
-}
-
-/// The mutex held; unlocks on drop.
-struct Locked<'a> {
-    d: &'a Device,
+    state: Mutex<DevState>,
 }
 
 impl Device {
-    fn lock(&self) -> Locked<'_> {
-        // SAFETY: the mutex lives as long as the device.
-        unsafe { k::sbf_mutex_lock(self.mutex) };
-        Locked { d: self }
-    }
-}
-
-impl Locked<'_> {
-    fn state(&mut self) -> &mut DevState {
-        // SAFETY: the device mutex is held for the lifetime of `self`, and `&mut self`
-        // keeps this the only reference handed out under it.
-        unsafe { &mut *self.d.state.get() }
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: locked in `Device::lock`.
-        unsafe { k::sbf_mutex_unlock(self.d.mutex) }
+    fn lock(&self) -> sluice_kernel::sync::Guard<'_, DevState> {
+        self.state.lock()
     }
 }
 
@@ -88,16 +63,6 @@ fn finish(done: Completions) {
         // completes each submitted I/O exactly once.
         unsafe { k::sbf_rq_end(rq as *mut k::request, code) };
     }
-}
-
-/// # Safety
-/// `p` is a NUL-terminated string (a xenbus device field).
-unsafe fn c_str(p: *const c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    // SAFETY: the caller's contract.
-    String::from_utf8_lossy(unsafe { CStr::from_ptr(p) }.to_bytes()).into_owned()
 }
 
 /// `xvd<letter>` and the first minor for a `virtual-device` number, as Linux names
@@ -123,14 +88,11 @@ fn disk_name(vdev: u32) -> Option<(String, c_int)> {
 /// Called by the C shim with a live xenbus device.
 #[no_mangle]
 pub unsafe extern "C" fn sluice_blkfront_probe(dev: *mut k::xenbus_device) -> c_int {
-    // SAFETY: xenbus passes a live device whose strings live as long as it.
-    let (nodename, otherend, otherend_id) = unsafe {
-        (
-            c_str(k::sbf_nodename(dev)),
-            c_str(k::sbf_otherend(dev)),
-            k::sbf_otherend_id(dev),
-        )
+    // SAFETY: xenbus passes a live device, bound to us until remove returns.
+    let Some(xdev) = (unsafe { XenbusDevice::from_raw(dev) }) else {
+        return -22;
     };
+    let (nodename, otherend, otherend_id) = (xdev.nodename(), xdev.otherend(), xdev.otherend_id());
     let vdev: u32 = nodename
         .rsplit('/')
         .next()
@@ -140,57 +102,49 @@ pub unsafe extern "C" fn sluice_blkfront_probe(dev: *mut k::xenbus_device) -> c_
         pr_err!("sluice-blkfront: {nodename}: unsupported virtual-device {vdev}");
         return -22;
     };
-    let front = match Frontend::new(
-        &nodename,
-        &otherend,
-        otherend_id as u16,
-        FrontendConfig::default(),
-    ) {
+    let front = match Frontend::new(&nodename, &otherend, otherend_id, FrontendConfig::default()) {
         Ok(f) => f,
         Err(e) => {
             pr_err!("sluice-blkfront: {nodename}: {e}");
             return -22;
         }
     };
-    // SAFETY: plain allocation.
-    let mutex = unsafe { k::sbf_mutex_new() };
-    if mutex.is_null() {
+    let Some(state) = Mutex::new(DevState {
+        front,
+        plat: XenPlatform::new(xdev, c"sluice-blkfront"),
+        disk: core::ptr::null_mut(),
+        name,
+        first_minor,
+        creating: false,
+        removing: false,
+    }) else {
         return -12;
-    }
-    let device = Box::new(Device {
-        mutex,
-        state: UnsafeCell::new(DevState {
-            front,
-            plat: KernelPlatform::new(dev, core::ptr::null_mut()),
-            disk: core::ptr::null_mut(),
-            name,
-            first_minor,
-            creating: false,
-            removing: false,
-        }),
-    });
-    let raw = Box::into_raw(device);
+    };
+    let raw = Box::into_raw(Box::new(Device { state }));
     // SAFETY: `raw` is the live device we just leaked; nothing else sees it yet.
     let d = unsafe { &*raw };
     {
         let mut g = d.lock();
-        let s = g.state();
-        s.plat.ctx = raw.cast();
+        let s = &mut *g;
+        // The channels' work items get the device; remove frees them before it.
+        s.plat.set_event_context(raw.cast());
         let DevState { front, plat, .. } = s;
         if let Err(e) = front.start(plat) {
             pr_err!("sluice-blkfront: {nodename}: {e}");
         }
     }
-    // SAFETY: `dev` is live; drvdata owns `raw` until remove.
-    unsafe { k::sbf_set_drvdata(dev, raw.cast()) };
+    // drvdata owns `raw` until remove.
+    xdev.set_drvdata(raw.cast());
     pr_info!("sluice-blkfront: {nodename}: probed (backend {otherend})");
     0
 }
 
 fn device_of<'a>(dev: *mut k::xenbus_device) -> Option<&'a Device> {
+    // SAFETY: the C shim passes the live device of a callback.
+    let xdev = unsafe { XenbusDevice::from_raw(dev) }?;
     // SAFETY: drvdata is null or the `Device` leaked in probe, freed only in remove
     // (after which xenbus calls nothing on this device).
-    unsafe { (k::sbf_get_drvdata(dev) as *const Device).as_ref() }
+    unsafe { (xdev.drvdata() as *const Device).as_ref() }
 }
 
 /// xenbus `otherend_changed`.
@@ -203,7 +157,7 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
     let mut done = Completions::new();
     let (event, params) = {
         let mut g = d.lock();
-        let s = g.state();
+        let s = &mut *g;
         let DevState { front, plat, .. } = s;
         let r = front.backend_changed(plat, state, |rq, res| done.push((rq, res)));
         let queues = front.queues() as c_uint;
@@ -237,7 +191,7 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
             };
             let (name, first_minor) = {
                 let mut g = d.lock();
-                let s = g.state();
+                let s = &mut *g;
                 if s.removing {
                     return;
                 }
@@ -257,7 +211,7 @@ pub unsafe extern "C" fn sluice_blkfront_backend_changed(dev: *mut k::xenbus_dev
             };
             {
                 let mut g = d.lock();
-                let s = g.state();
+                let s = &mut *g;
                 s.creating = false;
                 s.disk = gd;
             }
@@ -298,7 +252,7 @@ pub unsafe extern "C" fn sluice_blkfront_remove(dev: *mut k::xenbus_device) {
     let mut done = Completions::new();
     {
         let mut g = d.lock();
-        let s = g.state();
+        let s = &mut *g;
         s.removing = true;
         let DevState { front, plat, .. } = s;
         front.shutdown(plat, |rq, res| done.push((rq, res)));
@@ -310,14 +264,14 @@ pub unsafe extern "C" fn sluice_blkfront_remove(dev: *mut k::xenbus_device) {
     let (disk, channels) = loop {
         {
             let mut g = d.lock();
-            let s = g.state();
+            let s = &mut *g;
             if !s.creating {
                 let disk = core::mem::replace(&mut s.disk, core::ptr::null_mut());
-                break (disk, core::mem::take(&mut s.plat.closed));
+                break (disk, s.plat.take_closed());
             }
         }
-        // SAFETY: process context (xenbus remove), no lock held.
-        unsafe { k::sbf_msleep(20) };
+        // Process context (xenbus remove), no lock held.
+        msleep(20);
     };
     if !disk.is_null() {
         // SAFETY: created in backend_changed, destroyed once here; queue_rq now fails
@@ -325,28 +279,29 @@ pub unsafe extern "C" fn sluice_blkfront_remove(dev: *mut k::xenbus_device) {
         unsafe { k::sbf_disk_destroy(disk) };
     }
     for ch in channels {
-        // SAFETY: unbound channels; waits for their work items (not holding the mutex).
-        unsafe { k::sbf_evtchn_free(ch) };
+        // Waits for their work items (not holding the mutex).
+        ch.free();
     }
-    // SAFETY: detach drvdata, then free what probe leaked; nothing references it now.
-    unsafe {
-        k::sbf_set_drvdata(dev, core::ptr::null_mut());
-        let b = Box::from_raw(d as *const Device as *mut Device);
-        k::sbf_mutex_free(b.mutex);
+    // SAFETY: the live device of this callback.
+    if let Some(xdev) = unsafe { XenbusDevice::from_raw(dev) } {
+        xdev.set_drvdata(core::ptr::null_mut());
     }
+    // SAFETY: free what probe leaked; nothing references it now (drvdata detached,
+    // the disk and the channels' work items gone).
+    drop(unsafe { Box::from_raw(d as *const Device as *mut Device) });
 }
 
 /// An event channel fired (work item, process context).
 /// # Safety
 /// `ctx` is the `Device` a channel was bound with, not yet removed.
 #[no_mangle]
-pub unsafe extern "C" fn sluice_blkfront_event(ctx: *mut c_void, queue: c_uint) {
+pub unsafe extern "C" fn sluice_xen_event(ctx: *mut c_void, queue: c_uint) {
     // SAFETY: `ctx` is the `Device`, alive until remove frees the channels first.
     let d = unsafe { &*(ctx as *const Device) };
     let mut done = Completions::new();
     let (r, disk, name) = {
         let mut g = d.lock();
-        let s = g.state();
+        let s = &mut *g;
         let DevState {
             front,
             plat,
@@ -402,7 +357,7 @@ pub unsafe extern "C" fn sluice_blkfront_queue_rq(
     let mut nr: c_uint = 0;
     // SAFETY: `rq` is the live request blk-mq hands us.
     let kind = unsafe { k::sbf_rq_info(rq, &mut sector, &mut nr) } as u32;
-    let max = d.lock().state().front.max_segments();
+    let max = d.lock().front.max_segments();
     let mut segments = Vec::new();
     let op = match kind {
         k::sbf_rq_kind_SBF_RQ_READ | k::sbf_rq_kind_SBF_RQ_WRITE => {
@@ -423,7 +378,10 @@ pub unsafe extern "C" fn sluice_blkfront_queue_rq(
                     return ioerr;
                 }
                 segments.push(IoSegment {
-                    page: a - off,
+                    // SAFETY: a block-layer page of this request (page_address of its
+                    // bio_vec), mapped and ours to copy while the request is
+                    // outstanding, which is when the core copies.
+                    page: unsafe { DataPage::new(a - off) },
                     first_sect: (off / 512) as u8,
                     last_sect: ((off + l) / 512 - 1) as u8,
                 });
@@ -453,7 +411,7 @@ pub unsafe extern "C" fn sluice_blkfront_queue_rq(
     // SAFETY: the request is live and not started.
     unsafe { k::sbf_rq_start(rq) };
     let mut g = d.lock();
-    let s = g.state();
+    let s = &mut *g;
     let DevState { front, plat, .. } = s;
     let q = queue as usize % front.queues().max(1);
     match front.submit(plat, q, rq as usize, io) {
@@ -480,7 +438,7 @@ pub unsafe extern "C" fn sluice_blkfront_timeout(ctx: *mut c_void, rq: *mut k::r
     let mut done = Completions::new();
     let (outcome, name) = {
         let mut g = d.lock();
-        let s = g.state();
+        let s = &mut *g;
         let DevState {
             front, plat, name, ..
         } = s;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The C half of sluice-blkfront as Rust sees it (through bindgen): wrappers for the
- * kernel's macros and static inline functions, and the glue objects C declares more
- * easily than Rust (the xenbus driver, blk-mq ops, work items).
+ * The block-specific C half of sluice-blkfront as Rust sees it (through bindgen):
+ * wrappers for block-layer macros and static inline functions, and the glue objects C
+ * declares more easily than Rust (the xenbus driver, blk-mq ops). The Xen glue is
+ * kbuild/common/sluice_xen.h.
  */
 #ifndef SLUICE_BLKFRONT_SHIM_H
 #define SLUICE_BLKFRONT_SHIM_H
@@ -12,47 +13,6 @@
 struct xenbus_device;
 struct gendisk;
 struct request;
-
-/* --- xenbus device fields --- */
-const char *sbf_nodename(struct xenbus_device *dev);
-const char *sbf_otherend(struct xenbus_device *dev);
-int sbf_otherend_id(struct xenbus_device *dev);
-void *sbf_get_drvdata(struct xenbus_device *dev);
-void sbf_set_drvdata(struct xenbus_device *dev, void *data);
-void sbf_dev_fatal(struct xenbus_device *dev, int err, const char *msg);
-
-/* --- xenstore --- */
-/* Reads `path`: a kmalloc'd NUL-terminated string (kfree it), or NULL with *err
- * (-ENOENT when the node does not exist). */
-char *sbf_xs_read(const char *path, int *err);
-/* Writes keys[i] = vals[i] for i < n in one transaction, retried on -EAGAIN. */
-int sbf_xs_write_all(const char *const *keys, const char *const *vals, unsigned int n);
-
-/* --- memory --- */
-/* 2^order zeroed contiguous pages (GFP_NOIO), or 0. */
-unsigned long sbf_alloc_pages(unsigned int order);
-void sbf_free_pages(unsigned long addr, unsigned int order);
-/* The Xen frame number of a kernel virtual address (virt_to_gfn). */
-unsigned long sbf_virt_to_gfn(unsigned long addr);
-
-/* --- event channels: an interrupt queues a work item that calls
- * sluice_blkfront_event(ctx, queue) in process context --- */
-struct sbf_evtchn;
-struct sbf_evtchn *sbf_evtchn_bind(struct xenbus_device *dev, void *ctx, unsigned int queue,
-				   unsigned int *port, int *err);
-/* Unbinds the interrupt and closes the channel; the work item may still run once. */
-void sbf_evtchn_unbind(struct sbf_evtchn *ch);
-/* Waits for the work item and frees it; call without the device mutex held. */
-void sbf_evtchn_free(struct sbf_evtchn *ch);
-void sbf_evtchn_notify(unsigned int port);
-
-/* --- the device mutex (all frontend state; process context only) --- */
-void *sbf_mutex_new(void);
-void sbf_mutex_lock(void *m);
-void sbf_mutex_unlock(void *m);
-void sbf_mutex_free(void *m);
-/* Sleeps (process context). */
-void sbf_msleep(unsigned int ms);
 
 /* --- block device --- */
 struct sbf_disk_params {
@@ -99,7 +59,6 @@ void sbf_disk_run_queues(struct gendisk *disk);
 int sluice_blkfront_probe(struct xenbus_device *dev);
 void sluice_blkfront_backend_changed(struct xenbus_device *dev, int state);
 void sluice_blkfront_remove(struct xenbus_device *dev);
-void sluice_blkfront_event(void *ctx, unsigned int queue);
 u8 sluice_blkfront_queue_rq(void *ctx, unsigned int queue, struct request *rq);
 /* blk-mq's timeout for rq: true when the device failed and rq was ended (BLK_EH_DONE),
  * false when the driver has no record of rq (re-arm its timer). */

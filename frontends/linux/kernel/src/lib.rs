@@ -2,14 +2,18 @@
 //!
 //! Linked into a module built by Kbuild next to a C shim (`frontends/linux/kbuild`):
 //! this crate holds the bindgen bindings to the kernel APIs Sluice uses ([`bindings`]),
-//! logging through `printk` ([`pr_info!`] and friends), the global allocator over
-//! `krealloc`/`kfree`, and the panic handler. Module crates above it are
-//! `#![forbid(unsafe_code)]` except for their `extern "C"` entry points.
+//! the Xen frontend seams over Linux's Xen APIs ([`xen`]: xenbus device, pages,
+//! grants, event channels, xenstore), a kernel mutex ([`sync`]), logging through
+//! `printk` ([`pr_info!`] and friends), the global allocator over `krealloc`/`kfree`,
+//! and the panic handler.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
+
+pub mod sync;
+pub mod xen;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::fmt::{self, Write};
