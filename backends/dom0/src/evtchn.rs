@@ -1,8 +1,12 @@
 //! Event channels: the [`EventChannels`] seam, the device, and a fake hub.
 
+#[cfg(any(test, feature = "fake"))]
 use std::collections::{HashMap, VecDeque};
+#[cfg(any(test, feature = "fake"))]
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(any(test, feature = "fake"))]
+use std::time::Instant;
 
 /// Failures of event-channel operations.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,7 @@ impl EventChannels for sluice_xen_sys::EvtchnDevice {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug)]
 struct FakePort {
     endpoint: u64,
@@ -79,6 +84,7 @@ struct FakePort {
     pending: bool,
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug, Default)]
 struct HubState {
     next_endpoint: u64,
@@ -88,12 +94,14 @@ struct HubState {
     notifications: u64,
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// In-process event channels between fake domains. Cloning shares the hub.
 #[derive(Debug, Clone, Default)]
 pub struct FakeEvtchnHub {
     inner: Arc<(Mutex<HubState>, Condvar)>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeEvtchnHub {
     /// A new hub with no ports.
     pub fn new() -> Self {
@@ -123,6 +131,7 @@ impl FakeEvtchnHub {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// One fake open of the event-channel device, for domain `domid`.
 #[derive(Debug)]
 pub struct FakeEvtchn {
@@ -131,6 +140,7 @@ pub struct FakeEvtchn {
     id: u64,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeEvtchn {
     fn alloc(&self, s: &mut HubState) -> u32 {
         let p = s.next_port.entry(self.domid).or_insert(1);
@@ -147,6 +157,7 @@ impl FakeEvtchn {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl EventChannels for FakeEvtchn {
     fn bind_interdomain(&self, domid: u16, remote_port: u32) -> Result<u32, EvtchnError> {
         let mut s = self.hub.state();
@@ -279,6 +290,7 @@ impl EventChannels for FakeEvtchn {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Drop for FakeEvtchn {
     fn drop(&mut self) {
         let _ = self.reset();

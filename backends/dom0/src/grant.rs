@@ -1,9 +1,16 @@
 //! Grants: the [`GrantMapper`] seam, `/dev/xen/gntdev`, and fake guest memory.
 
-use sluice_abi::shared::{SharedMem, SharedPages, XEN_PAGE_SIZE};
-use sluice_xen_sys::{CopyPtr, CopySegment, GntdevDevice, GrantMapping};
+use sluice_abi::shared::SharedMem;
+#[cfg(any(test, feature = "fake"))]
+use sluice_abi::shared::{SharedPages, XEN_PAGE_SIZE};
+#[cfg(any(test, feature = "fake"))]
+use sluice_xen_sys::CopyPtr;
+use sluice_xen_sys::{CopySegment, GntdevDevice, GrantMapping};
+#[cfg(any(test, feature = "fake"))]
 use std::collections::HashMap;
+#[cfg(any(test, feature = "fake"))]
 use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(any(test, feature = "fake"))]
 use std::sync::{Arc, Mutex};
 
 /// Xen's `GNTST_bad_domain`.
@@ -67,12 +74,14 @@ impl GrantMapper for GntdevDevice {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug, Clone, Copy)]
 struct FakeGrant {
     page: usize,
     readonly: bool,
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// A fake domain's memory and grant table: pages it can grant to dom0.
 pub struct FakeGuestMemory {
     domid: u16,
@@ -80,8 +89,11 @@ pub struct FakeGuestMemory {
     grants: Mutex<(u32, HashMap<u32, FakeGrant>)>,
     /// Live fake mappings per reference (as Xen's pin counts).
     mapped: Mutex<HashMap<u32, usize>>,
+    /// Pages handed out by [`FakeGuestMemory::alloc_pages`].
+    used: Mutex<Vec<bool>>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl std::fmt::Debug for FakeGuestMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeGuestMemory")
@@ -90,6 +102,7 @@ impl std::fmt::Debug for FakeGuestMemory {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeGuestMemory {
     /// `pages` zeroed pages of domain `domid`.
     pub fn new(domid: u16, pages: usize) -> Arc<Self> {
@@ -98,12 +111,64 @@ impl FakeGuestMemory {
             pages: SharedPages::new(pages),
             grants: Mutex::new((8, HashMap::new())),
             mapped: Mutex::new(HashMap::new()),
+            used: Mutex::new(vec![false; pages]),
         })
     }
 
     /// The domain.
     pub fn domid(&self) -> u16 {
         self.domid
+    }
+
+    /// Allocates `count` consecutive free pages (the guest kernel's page allocator, for
+    /// a fake frontend); returns the first, or `None` when no run is free.
+    pub fn alloc_pages(&self, count: usize) -> Option<usize> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let n = used.len();
+        let first =
+            (0..n.checked_sub(count)? + 1).find(|&f| used[f..f + count].iter().all(|u| !u))?;
+        used[first..first + count]
+            .iter_mut()
+            .for_each(|u| *u = true);
+        Some(first)
+    }
+
+    /// Frees pages from [`alloc_pages`](Self::alloc_pages).
+    ///
+    /// # Panics
+    /// When one of them is not allocated or is still granted (a frontend bug the fake
+    /// exists to catch: Xen would let the backend keep writing a freed page).
+    pub fn free_pages(&self, first: usize, count: usize) {
+        let granted = self
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .values()
+            .any(|g| (first..first + count).contains(&g.page));
+        assert!(
+            !granted,
+            "fake guest {}: freeing granted pages {first}+{count}",
+            self.domid
+        );
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        for u in &mut used[first..first + count] {
+            assert!(
+                *u,
+                "fake guest {}: double free of page in {first}+{count}",
+                self.domid
+            );
+            *u = false;
+        }
+    }
+
+    /// Live grants (not revoked).
+    pub fn live_grants(&self) -> usize {
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .len()
     }
 
     /// All of the memory, as the guest sees it.
@@ -175,6 +240,7 @@ impl FakeGuestMemory {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// Fake grant device: maps and copies grants of registered fake guests.
 #[derive(Debug, Clone, Default)]
 pub struct FakeGrants {
@@ -182,6 +248,7 @@ pub struct FakeGrants {
     counters: Arc<FakeGrantCounters>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug, Default)]
 struct FakeGrantCounters {
     live: AtomicUsize,
@@ -189,6 +256,7 @@ struct FakeGrantCounters {
     copied: AtomicUsize,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeGrants {
     /// No guests yet.
     pub fn new() -> Self {
@@ -227,6 +295,7 @@ impl FakeGrants {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// A fake mapping: a window on the guest's memory.
 #[derive(Debug)]
 pub struct FakeMapping {
@@ -237,6 +306,7 @@ pub struct FakeMapping {
     counters: Arc<FakeGrantCounters>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Drop for FakeMapping {
     fn drop(&mut self) {
         let mut m = self.guest.mapped.lock().unwrap_or_else(|p| p.into_inner());
@@ -252,6 +322,7 @@ impl Drop for FakeMapping {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 // The one `unsafe` outside sluice-xen-sys: the fake's pages, for zero-copy I/O tests.
 #[allow(unsafe_code)]
 // SAFETY: the region is a fixed slice of the guest's `SharedPages` (one heap allocation
@@ -263,6 +334,7 @@ unsafe impl sluice_xen_sys::StableMem for FakeMapping {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl GrantMap for FakeMapping {
     fn mem(&self) -> SharedMem<'_> {
         self.guest
@@ -272,6 +344,7 @@ impl GrantMap for FakeMapping {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl GrantMapper for FakeGrants {
     type Mapping = FakeMapping;
 

@@ -7,10 +7,16 @@
 //!   [`grant::FakeGuestMemory`];
 //! * [`xenstore::XenStore`]: [`xenstore::XsClient`] over the xenstored socket or
 //!   `/dev/xen/xenbus`, or [`xenstore::FakeXenStore`] connections.
+//!
+//! The fakes are the fake Xen world of host tests, behind the `fake` feature; with it,
+//! [`fake::FakeFront`] gives a frontend core (`sluice_front_seams`) a fake guest on the
+//! same world, so real frontends and real backends meet in one process.
 
 #![deny(unsafe_code)]
 
 pub mod evtchn;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod grant;
 pub mod xenstore;
 

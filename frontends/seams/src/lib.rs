@@ -190,3 +190,22 @@ pub trait XenStore {
 pub trait Platform: Grants + EventChannels + XenStore {}
 
 impl<T: Grants + EventChannels + XenStore> Platform for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_errors_not_truncation() {
+        assert_eq!(check_bounds(4000, 96, 4096), Ok(()));
+        assert_eq!(
+            check_bounds(4000, 97, 4096),
+            Err(SeamError::OutOfBounds {
+                offset: 4000,
+                len: 97,
+                size: 4096
+            })
+        );
+        assert!(check_bounds(usize::MAX, 2, 4096).is_err(), "no overflow");
+    }
+}
