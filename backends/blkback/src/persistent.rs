@@ -11,6 +11,7 @@
 //! per-segment result (a read into a read-only or ungranted page fails the request).
 
 use sluice_abi::shared::SharedMem;
+use sluice_abi::types::{DomId, GrantRef};
 use sluice_dom0::{GrantError, GrantMap, GrantMapper};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -165,7 +166,7 @@ impl<M: GrantMap> PersistentGrants<M> {
             inner.stats.hits += 1;
             return Ok(e.mapping.clone());
         }
-        let mapping = match grants.map(self.domid, &[gref], true) {
+        let mapping = match grants.map(DomId(self.domid), &[GrantRef(gref)], true) {
             Ok(m) => Rc::new(m),
             Err(e) => {
                 if count_failure {

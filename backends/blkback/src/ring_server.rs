@@ -11,7 +11,7 @@ use sluice_abi::blkif::{
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
 };
 use sluice_abi::ring::RingError;
-use sluice_abi::types::GrantRef;
+use sluice_abi::types::{EvtchnPort, GrantRef};
 use sluice_dom0::{CopyPtr, CopySegment, EventChannels, GrantMapper};
 use sluice_xen_sys::{Completion, IoQueue, IoSpan};
 use std::cell::Cell;
@@ -74,7 +74,7 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// Our event channel and its local port.
     pub evtchn: E,
     /// Local port bound to the frontend.
-    pub port: u32,
+    pub port: EvtchnPort,
     /// Set to stop.
     pub stop: &'a AtomicBool,
     /// Log prefix (device and queue).

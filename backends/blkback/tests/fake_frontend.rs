@@ -8,7 +8,7 @@ use sluice_abi::blkif::{
 };
 use sluice_abi::ring::REQ_PROD_OFFSET;
 use sluice_abi::shared::XEN_PAGE_SIZE;
-use sluice_abi::types::GrantRef;
+use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_blkback::persistent::PERSISTENT_GRANTS_PER_QUEUE;
 use sluice_blkback::{Backend, IoEngine};
 use sluice_dom0::evtchn::{FakeEvtchn, FakeEvtchnHub};
@@ -260,7 +260,7 @@ impl Front {
                 xs.write(XBT_NULL, &format!("{dir}/{key}"), r.to_string().as_bytes())
                     .unwrap();
             }
-            let port = ev.bind_unbound_port(0).unwrap();
+            let port = ev.bind_unbound_port(DomId(0)).unwrap().0;
             xs.write(
                 XBT_NULL,
                 &format!("{dir}/event-channel"),
@@ -323,7 +323,7 @@ impl Front {
         let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
         ring.push_request(&req).unwrap();
         ring.push_requests().unwrap();
-        self.ev.notify(port).unwrap();
+        self.ev.notify(EvtchnPort(port)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(r) = ring.pop_response().unwrap() {
@@ -665,7 +665,7 @@ fn runaway_ring_disconnects_only_that_device(cfg: Cfg) {
         .mem()
         .store_u32_release(REQ_PROD_OFFSET, 100_000)
         .unwrap();
-    bad.ev.notify(bad.rings[0].0).unwrap();
+    bad.ev.notify(EvtchnPort(bad.rings[0].0)).unwrap();
     wait_for(&bad.xs, &format!("{be1}/state"), "5");
     assert!(bad
         .xs
@@ -831,7 +831,7 @@ fn restarted_backend_takes_over_live_rings(cfg: Cfg) {
     req.seg[0] = BlkifRequestSegment::new(g, 0, 7);
     ring.push_request(&req).unwrap();
     ring.push_requests().unwrap();
-    f.ev.notify(port).unwrap();
+    f.ev.notify(EvtchnPort(port)).unwrap();
     let watch = w.store.connect();
     watch.watch(&format!("{be}/state"), "t").unwrap();
     while watch.next_watch_event(Duration::ZERO).unwrap().is_some() {}
@@ -895,7 +895,7 @@ fn many_in_flight(cfg: Cfg) {
         ring.push_request(&req).unwrap();
     }
     ring.push_requests().unwrap();
-    f.ev.notify(port).unwrap();
+    f.ev.notify(EvtchnPort(port)).unwrap();
     let mut ids = vec![];
     let deadline = Instant::now() + Duration::from_secs(10);
     while ids.len() < n {
@@ -953,7 +953,7 @@ fn barrier_orders_writes(cfg: Cfg) {
             .unwrap();
     }
     ring.push_requests().unwrap();
-    f.ev.notify(port).unwrap();
+    f.ev.notify(EvtchnPort(port)).unwrap();
     let mut ids = vec![];
     let deadline = Instant::now() + Duration::from_secs(10);
     while ids.len() < 21 {

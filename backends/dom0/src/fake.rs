@@ -116,7 +116,7 @@ impl FakeFront {
         let mut queues = Vec::new();
         for port in fired {
             let _ = self.evtchn.unmask(port);
-            if let Some(&(_, q)) = self.ports.iter().find(|(p, _)| p.0 == port) {
+            if let Some(&(_, q)) = self.ports.iter().find(|(p, _)| *p == port) {
                 queues.push(q);
             }
         }
@@ -227,19 +227,19 @@ impl EventChannels for FakeFront {
     fn bind_unbound_port(&mut self, domid: DomId, queue: usize) -> Result<EvtchnPort, SeamError> {
         let port = self
             .evtchn
-            .bind_unbound_port(domid.0)
+            .bind_unbound_port(domid)
             .map_err(|_| SeamError::NoResources)?;
-        self.ports.push((EvtchnPort(port), queue));
-        Ok(EvtchnPort(port))
+        self.ports.push((port, queue));
+        Ok(port)
     }
 
     fn notify(&mut self, port: EvtchnPort) {
-        let _ = self.evtchn.notify(port.0);
+        let _ = self.evtchn.notify(port);
     }
 
     fn unbind(&mut self, port: EvtchnPort) {
         self.ports.retain(|(p, _)| *p != port);
-        let _ = self.evtchn.unbind(port.0);
+        let _ = self.evtchn.unbind(port);
     }
 }
 

@@ -3,6 +3,7 @@
 use sluice_abi::shared::SharedMem;
 #[cfg(any(test, feature = "fake"))]
 use sluice_abi::shared::{SharedPages, XEN_PAGE_SIZE};
+use sluice_abi::types::{DomId, GrantRef};
 #[cfg(any(test, feature = "fake"))]
 use sluice_xen_sys::CopyPtr;
 use sluice_xen_sys::{CopySegment, GntdevDevice, GrantMapping};
@@ -32,13 +33,13 @@ pub enum GrantError {
     #[error("grant {gref} of domain {domid} is not granted (or not for this access)")]
     BadRef {
         /// The domain.
-        domid: u16,
+        domid: DomId,
         /// The reference.
-        gref: u32,
+        gref: GrantRef,
     },
     /// The fake maps only references of consecutive pages.
     #[error("fake grants: references {0:?} are not consecutive pages")]
-    NotContiguous(Vec<u32>),
+    NotContiguous(Vec<GrantRef>),
 }
 
 /// Pages of another domain mapped here, at a fixed address until dropped (so I/O may go
@@ -48,12 +49,18 @@ pub trait GrantMap: Send + sluice_xen_sys::StableMem {
     fn mem(&self) -> SharedMem<'_>;
 }
 
-/// Maps and copies other domains' grants.
+/// Maps and copies other domains' grants: the backend half of the grant seam (the
+/// frontend half is `sluice_front_seams::Grants`).
 pub trait GrantMapper: Send + Sync {
     /// A mapping; unmapped on drop.
     type Mapping: GrantMap + 'static;
     /// Maps `refs` of `domid` as consecutive pages.
-    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<Self::Mapping, GrantError>;
+    fn map(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Self::Mapping, GrantError>;
     /// Grant copy: results per segment in `status` (0: ok, `GNTST_*` otherwise).
     fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError>;
 }
@@ -66,8 +73,14 @@ impl GrantMap for GrantMapping {
 
 impl GrantMapper for GntdevDevice {
     type Mapping = GrantMapping;
-    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<GrantMapping, GrantError> {
-        Ok(GntdevDevice::map(self, domid, refs, writable)?)
+    fn map(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<GrantMapping, GrantError> {
+        let raw: Vec<u32> = refs.iter().map(|r| r.0).collect();
+        Ok(GntdevDevice::map(self, domid.0, &raw, writable)?)
     }
     fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError> {
         Ok(GntdevDevice::grant_copy(self, segs)?)
@@ -348,15 +361,20 @@ impl GrantMap for FakeMapping {
 impl GrantMapper for FakeGrants {
     type Mapping = FakeMapping;
 
-    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<FakeMapping, GrantError> {
-        let guest = self.guest(domid).ok_or(GrantError::BadRef {
+    fn map(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<FakeMapping, GrantError> {
+        let guest = self.guest(domid.0).ok_or(GrantError::BadRef {
             domid,
-            gref: refs.first().copied().unwrap_or(0),
+            gref: refs.first().copied().unwrap_or_default(),
         })?;
         let mut first = None;
         for (i, &r) in refs.iter().enumerate() {
             let page = guest
-                .lookup(r, writable)
+                .lookup(r.0, writable)
                 .ok_or(GrantError::BadRef { domid, gref: r })?;
             let f = *first.get_or_insert(page);
             if page != f + i {
@@ -367,7 +385,7 @@ impl GrantMapper for FakeGrants {
         {
             let mut m = guest.mapped.lock().unwrap_or_else(|p| p.into_inner());
             for &r in refs {
-                *m.entry(r).or_insert(0) += 1;
+                *m.entry(r.0).or_insert(0) += 1;
             }
         }
         self.counters.live.fetch_add(1, Ordering::SeqCst);
@@ -376,7 +394,7 @@ impl GrantMapper for FakeGrants {
             guest,
             first,
             count: refs.len(),
-            refs: refs.to_vec(),
+            refs: refs.iter().map(|r| r.0).collect(),
             counters: self.counters.clone(),
         })
     }
@@ -423,11 +441,21 @@ mod tests {
         grants.add_guest(g.clone());
         let a = g.grant(1, false);
         let b = g.grant(2, true);
-        let m = grants.map(3, &[a, b], false).unwrap();
+        let (ga, gb) = (GrantRef(a), GrantRef(b));
+        let m = grants.map(DomId(3), &[ga, gb], false).unwrap();
         assert_eq!(m.mem().len(), 2 * XEN_PAGE_SIZE);
-        assert!(grants.map(3, &[a, b], true).is_err(), "b is read-only");
-        assert!(grants.map(3, &[b, a], false).is_err(), "not consecutive");
-        assert!(grants.map(4, &[a], false).is_err(), "unknown domain");
+        assert!(
+            grants.map(DomId(3), &[ga, gb], true).is_err(),
+            "b is read-only"
+        );
+        assert!(
+            grants.map(DomId(3), &[gb, ga], false).is_err(),
+            "not consecutive"
+        );
+        assert!(
+            grants.map(DomId(4), &[ga], false).is_err(),
+            "unknown domain"
+        );
         let data = [7u8; 16];
         let mut back = [0u8; 16];
         let mut segs = [
@@ -476,6 +504,6 @@ mod tests {
         assert_eq!(grants.maps_made(), 1);
         assert_eq!(grants.segments_copied(), 4);
         assert!(g.try_revoke(a));
-        assert!(grants.map(3, &[a], false).is_err());
+        assert!(grants.map(DomId(3), &[ga], false).is_err());
     }
 }
