@@ -53,7 +53,10 @@ void sluice_mutex_free(void *m);
 /* Sleeps (process context). */
 void sluice_msleep(unsigned int ms);
 
-/* Implemented in the module's Rust half. */
+/* Implemented in the module's Rust half (sluice_kernel::xenbus_driver!). */
 void sluice_xen_event(void *ctx, unsigned int queue);
+int sluice_xenbus_probe(struct xenbus_device *dev);
+void sluice_xenbus_otherend_changed(struct xenbus_device *dev, int state);
+void sluice_xenbus_remove(struct xenbus_device *dev);
 
 #endif

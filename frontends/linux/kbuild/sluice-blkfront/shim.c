@@ -25,7 +25,7 @@ MODULE_PARM_DESC(io_timeout,
 
 static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
-	return sluice_blkfront_queue_rq(hctx->queue->queuedata, hctx->queue_num, bd->rq);
+	return sluice_blk_queue_rq(hctx->queue->queuedata, hctx->queue_num, bd->rq);
 }
 
 /*
@@ -37,7 +37,7 @@ static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq
  */
 static enum blk_eh_timer_return sbf_timeout(struct request *rq)
 {
-	if (sluice_blkfront_timeout(rq->q->queuedata, rq))
+	if (sluice_blk_timeout(rq->q->queuedata, rq))
 		return BLK_EH_DONE;
 	return BLK_EH_RESET_TIMER;
 }
@@ -195,17 +195,17 @@ void sbf_rq_end(struct request *rq, int result)
 
 static int sbf_probe(struct xenbus_device *dev, const struct xenbus_device_id *id)
 {
-	return sluice_blkfront_probe(dev);
+	return sluice_xenbus_probe(dev);
 }
 
 static void sbf_otherend_changed(struct xenbus_device *dev, enum xenbus_state state)
 {
-	sluice_blkfront_backend_changed(dev, state);
+	sluice_xenbus_otherend_changed(dev, state);
 }
 
 static void sbf_remove(struct xenbus_device *dev)
 {
-	sluice_blkfront_remove(dev);
+	sluice_xenbus_remove(dev);
 }
 
 static const struct xenbus_device_id sbf_ids[] = {

@@ -29,7 +29,7 @@ struct sbf_disk_params {
 	int first_minor;
 	char name[32];
 };
-/* Creates and adds the disk; blk-mq calls sluice_blkfront_queue_rq(ctx, queue, rq). */
+/* Creates and adds the disk; blk-mq calls sluice_blk_queue_rq(ctx, queue, rq). */
 struct gendisk *sbf_disk_create(struct xenbus_device *dev, void *ctx,
 				const struct sbf_disk_params *p, int *err);
 void sbf_disk_set_capacity(struct gendisk *disk, unsigned long long sectors);
@@ -50,18 +50,15 @@ void sbf_rq_end(struct request *rq, int result);
 /* The status queue_rq returns. */
 extern const u8 sbf_sts_ok, sbf_sts_resource, sbf_sts_ioerr, sbf_sts_notsupp;
 /* The module parameter io_timeout: seconds before blk-mq calls
- * sluice_blkfront_timeout for an unanswered request. */
+ * sluice_blk_timeout for an unanswered request. */
 unsigned int sbf_io_timeout_secs(void);
 /* Restarts the stopped queues of a disk (after completions freed ring space). */
 void sbf_disk_run_queues(struct gendisk *disk);
 
-/* Implemented in Rust. */
-int sluice_blkfront_probe(struct xenbus_device *dev);
-void sluice_blkfront_backend_changed(struct xenbus_device *dev, int state);
-void sluice_blkfront_remove(struct xenbus_device *dev);
-u8 sluice_blkfront_queue_rq(void *ctx, unsigned int queue, struct request *rq);
-/* blk-mq's timeout for rq: true when the device failed and rq was ended (BLK_EH_DONE),
- * false when the driver has no record of rq (re-arm its timer). */
-bool sluice_blkfront_timeout(void *ctx, struct request *rq);
+/* Implemented in Rust (sluice_kernel::blk_driver!): ctx is the disk's queuedata. */
+u8 sluice_blk_queue_rq(void *ctx, unsigned int queue, struct request *rq);
+/* blk-mq's timeout for rq: true when the driver failed the device and ended rq
+ * (BLK_EH_DONE), false when it has no record of rq (re-arm its timer). */
+bool sluice_blk_timeout(void *ctx, struct request *rq);
 
 #endif

@@ -38,6 +38,11 @@ unsafe fn lossy(p: *const c_char) -> String {
 #[derive(Clone, Copy, Debug)]
 pub struct XenbusDevice(NonNull<k::xenbus_device>);
 
+// SAFETY: a handle to a kernel object used from process context on any thread.
+unsafe impl Send for XenbusDevice {}
+// SAFETY: as above; its methods only read fields or call thread-safe kernel APIs.
+unsafe impl Sync for XenbusDevice {}
+
 impl XenbusDevice {
     /// # Safety
     /// `raw` is a live xenbus device, and stays so while the returned handle (or a copy)
@@ -69,8 +74,8 @@ impl XenbusDevice {
         DomId(unsafe { k::sluice_xen_otherend_id(self.raw()) } as u16)
     }
 
-    /// The driver's data pointer.
-    pub fn drvdata(self) -> *mut c_void {
+    /// The driver's data pointer: the device's `xenbus::Slot`, owned by the framework.
+    pub(crate) fn drvdata(self) -> *mut c_void {
         // SAFETY: a live device.
         unsafe { k::sluice_xen_get_drvdata(self.raw()) }
     }
@@ -78,7 +83,7 @@ impl XenbusDevice {
     /// Sets the driver's data pointer (what it points to is the module's business).
     // The kernel only stores the pointer; nothing here dereferences it.
     #[allow(clippy::not_unsafe_ptr_arg_deref)]
-    pub fn set_drvdata(self, data: *mut c_void) {
+    pub(crate) fn set_drvdata(self, data: *mut c_void) {
         // SAFETY: a live device.
         unsafe { k::sluice_xen_set_drvdata(self.raw(), data) }
     }
@@ -95,6 +100,9 @@ pub struct KernelPages {
     addr: NonNull<u8>,
     count: usize,
 }
+
+// SAFETY: plain kernel memory, owned by the handle, usable from any thread.
+unsafe impl Send for KernelPages {}
 
 impl Pages for KernelPages {
     fn count(&self) -> usize {
@@ -175,6 +183,9 @@ fn copy(
 #[derive(Debug)]
 pub struct ClosedChannel(NonNull<k::sluice_evtchn>);
 
+// SAFETY: a kernel object freed from process context on any thread.
+unsafe impl Send for ClosedChannel {}
+
 impl ClosedChannel {
     /// Waits for the channel's work item and frees it. Must not be called with a lock
     /// the work item takes (it would wait for itself).
@@ -186,22 +197,25 @@ impl ClosedChannel {
 }
 
 /// The seams for one xenbus device of a frontend module. Event-channel interrupts
-/// queue a work item that calls the module's `sluice_xen_event(ctx, queue)`.
+/// queue a work item that calls `sluice_xen_event(slot, queue)` ([`crate::xenbus`]),
+/// which reaches the driver's `event` while the device lives.
 #[derive(Debug)]
 pub struct XenPlatform {
     dev: XenbusDevice,
-    ctx: *mut c_void,
     name: &'static CStr,
     channels: Vec<(EvtchnPort, NonNull<k::sluice_evtchn>)>,
     closed: Vec<ClosedChannel>,
 }
+
+// SAFETY: its pointers are kernel objects (device, channels) used from process context
+// on any thread; the driver serialises its use (the device mutex).
+unsafe impl Send for XenPlatform {}
 
 impl XenPlatform {
     /// The seams for `dev`; interrupts are named `name`.
     pub fn new(dev: XenbusDevice, name: &'static CStr) -> Self {
         XenPlatform {
             dev,
-            ctx: core::ptr::null_mut(),
             name,
             channels: Vec::new(),
             closed: Vec::new(),
@@ -211,13 +225,6 @@ impl XenPlatform {
     /// The device.
     pub fn device(&self) -> XenbusDevice {
         self.dev
-    }
-
-    /// Sets what event work items pass to `sluice_xen_event`. The module must keep
-    /// `ctx` valid until every channel bound after this is freed
-    /// ([`take_closed`](Self::take_closed) + [`ClosedChannel::free`]).
-    pub fn set_event_context(&mut self, ctx: *mut c_void) {
-        self.ctx = ctx;
     }
 
     /// The channels unbound so far, to free outside the device's mutex.
@@ -302,12 +309,12 @@ impl EventChannels for XenPlatform {
     fn bind_unbound_port(&mut self, _domid: DomId, queue: usize) -> Result<EvtchnPort, SeamError> {
         let mut port: c_uint = 0;
         let mut err: c_int = 0;
-        // SAFETY: `dev` is the live xenbus device; `ctx` outlives the channel
-        // (`set_event_context`'s contract); `name` is a static C string.
+        // SAFETY: `dev` is the live xenbus device; the context is its slot, never freed
+        // (`xenbus`); `name` is a static C string.
         let ch = unsafe {
             k::sluice_evtchn_bind(
                 self.dev.raw(),
-                self.ctx,
+                self.dev.drvdata(),
                 queue as c_uint,
                 self.name.as_ptr(),
                 &mut port,
