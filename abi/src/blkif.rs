@@ -110,9 +110,9 @@ pub struct BlkifRequestSegment {
 
 impl BlkifRequestSegment {
     /// A segment over sectors `first..=last` of grant `gref`.
-    pub const fn new(gref: GrantRef, first_sect: u8, last_sect: u8) -> Self {
+    pub fn new(gref: impl Into<GrantRef>, first_sect: u8, last_sect: u8) -> Self {
         BlkifRequestSegment {
-            gref,
+            gref: gref.into(),
             first_sect,
             last_sect,
             _pad0: 0,
@@ -750,7 +750,10 @@ mod tests {
 
     #[test]
     fn valid_write() {
-        let r = rw(BlkifOp::Write, &[BlkifRequestSegment::new(5, 0, 7)]);
+        let r = rw(
+            BlkifOp::Write,
+            &[BlkifRequestSegment::new(GrantRef(5), 0, 7)],
+        );
         match decode_request(&r, &LIMITS).unwrap() {
             BlkRequest::ReadWrite { op, segments, .. } => {
                 assert_eq!(op, BlkifOp::Write);
@@ -763,7 +766,10 @@ mod tests {
 
     #[test]
     fn segment_outside_page() {
-        let r = rw(BlkifOp::Read, &[BlkifRequestSegment::new(5, 0, 8)]);
+        let r = rw(
+            BlkifOp::Read,
+            &[BlkifRequestSegment::new(GrantRef(5), 0, 8)],
+        );
         let e = decode_request(&r, &LIMITS).unwrap_err();
         assert_eq!(e.id, 0xabc);
         assert!(matches!(
@@ -771,7 +777,10 @@ mod tests {
             BlkifRequestErrorKind::BadSegment { index: 0, .. }
         ));
         assert_eq!(e.response().status, BlkifRsp::Error.raw());
-        let r = rw(BlkifOp::Read, &[BlkifRequestSegment::new(5, 3, 2)]);
+        let r = rw(
+            BlkifOp::Read,
+            &[BlkifRequestSegment::new(GrantRef(5), 3, 2)],
+        );
         assert!(decode_request(&r, &LIMITS).is_err());
     }
 
@@ -840,9 +849,9 @@ mod tests {
         let mut slot = BlkifRequest::default();
         slot.as_mut_bytes()[..64].copy_from_slice(ind.as_bytes());
         let req = decode_request(&slot, &LIMITS).unwrap();
-        let good = [BlkifRequestSegment::new(1, 0, 7); 2];
+        let good = [BlkifRequestSegment::new(GrantRef(1), 0, 7); 2];
         assert_eq!(check_indirect_segments(&req, &good), Ok(16));
-        let bad = [good[0], BlkifRequestSegment::new(1, 0, 9)];
+        let bad = [good[0], BlkifRequestSegment::new(GrantRef(1), 0, 9)];
         let e = check_indirect_segments(&req, &bad).unwrap_err();
         assert_eq!(e.id, 5);
         assert!(matches!(

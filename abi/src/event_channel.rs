@@ -7,7 +7,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::enums::{xen_enum, UnknownValue};
-pub use crate::types::{DomId, EvtchnPort};
+pub use crate::types::{RawDomId, RawEvtchnPort};
 
 xen_enum! {
     /// The commands of `HYPERVISOR_event_channel_op` (`EVTCHNOP_*`).
@@ -108,11 +108,11 @@ pub const EVTCHN_2L_NR_CHANNELS: u32 = 64 * 64;
 #[repr(C)]
 pub struct EvtchnAllocUnbound {
     /// IN: the domain to allocate in (`DOMID_SELF` or, privileged, another).
-    pub dom: DomId,
+    pub dom: RawDomId,
     /// IN: the domain that may bind to the port.
-    pub remote_dom: DomId,
+    pub remote_dom: RawDomId,
     /// OUT: the new port.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
 }
 
 /// `EVTCHNOP_bind_interdomain` argument (`struct evtchn_bind_interdomain`).
@@ -122,13 +122,13 @@ pub struct EvtchnAllocUnbound {
 #[repr(C)]
 pub struct EvtchnBindInterdomain {
     /// IN: the remote domain.
-    pub remote_dom: DomId,
+    pub remote_dom: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: u16,
     /// IN: its unbound port.
-    pub remote_port: EvtchnPort,
+    pub remote_port: RawEvtchnPort,
     /// OUT: the local end.
-    pub local_port: EvtchnPort,
+    pub local_port: RawEvtchnPort,
 }
 
 /// `EVTCHNOP_bind_virq` argument (`struct evtchn_bind_virq`).
@@ -142,7 +142,7 @@ pub struct EvtchnBindVirq {
     /// IN: the vCPU to deliver to.
     pub vcpu: u32,
     /// OUT: the new port.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
 }
 
 /// `EVTCHNOP_bind_pirq` argument (`struct evtchn_bind_pirq`).
@@ -156,7 +156,7 @@ pub struct EvtchnBindPirq {
     /// IN: [`BIND_PIRQ_WILL_SHARE`] or 0.
     pub flags: u32,
     /// OUT: the new port.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
 }
 
 /// `EVTCHNOP_bind_ipi` argument (`struct evtchn_bind_ipi`).
@@ -168,7 +168,7 @@ pub struct EvtchnBindIpi {
     /// IN: the vCPU to deliver to.
     pub vcpu: u32,
     /// OUT: the new port.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
 }
 
 /// `EVTCHNOP_close` argument (`struct evtchn_close`).
@@ -178,7 +178,7 @@ pub struct EvtchnBindIpi {
 #[repr(C)]
 pub struct EvtchnClose {
     /// IN: the port to close.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
 }
 
 /// `EVTCHNOP_send` argument (`struct evtchn_send`).
@@ -188,7 +188,7 @@ pub struct EvtchnClose {
 #[repr(C)]
 pub struct EvtchnSend {
     /// IN: the local port whose remote end to notify.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
 }
 
 xen_enum! {
@@ -216,11 +216,11 @@ xen_enum! {
 #[repr(C)]
 pub struct EvtchnStatus {
     /// IN: the domain owning the port.
-    pub dom: DomId,
+    pub dom: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: u16,
     /// IN: the port.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
     /// OUT: [`EvtchnStat`].
     pub status: u32,
     /// OUT: the vCPU the port delivers to.
@@ -238,14 +238,14 @@ pub enum EvtchnBinding {
     /// Unbound, waiting for domain `dom` (`u.unbound.dom`).
     Unbound {
         /// The domain allowed to bind.
-        dom: DomId,
+        dom: RawDomId,
     },
     /// Connected to `port` of domain `dom` (`u.interdomain`).
     Interdomain {
         /// The remote domain.
-        dom: DomId,
+        dom: RawDomId,
         /// The remote port.
-        port: EvtchnPort,
+        port: RawEvtchnPort,
     },
     /// Bound to physical IRQ `pirq` (`u.pirq`).
     Pirq(u32),
@@ -258,7 +258,7 @@ pub enum EvtchnBinding {
 impl EvtchnStatus {
     /// Decode `status` and the union `u`.
     pub fn binding(&self) -> Result<EvtchnBinding, UnknownValue<u32>> {
-        let low16 = (self.u[0] & 0xFFFF) as DomId;
+        let low16 = (self.u[0] & 0xFFFF) as RawDomId;
         Ok(match EvtchnStat::try_from(self.status)? {
             EvtchnStat::Closed => EvtchnBinding::Closed,
             EvtchnStat::Unbound => EvtchnBinding::Unbound { dom: low16 },
@@ -280,7 +280,7 @@ impl EvtchnStatus {
 #[repr(C)]
 pub struct EvtchnBindVcpu {
     /// IN: the port.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
     /// IN: the vCPU to deliver to from now on.
     pub vcpu: u32,
 }
@@ -292,7 +292,7 @@ pub struct EvtchnBindVcpu {
 #[repr(C)]
 pub struct EvtchnUnmask {
     /// IN: the port to unmask.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
 }
 
 /// `EVTCHNOP_reset` argument (`struct evtchn_reset`).
@@ -302,7 +302,7 @@ pub struct EvtchnUnmask {
 #[repr(C)]
 pub struct EvtchnReset {
     /// IN: the domain whose ports to close (`DOMID_SELF`, or another if privileged).
-    pub dom: DomId,
+    pub dom: RawDomId,
 }
 
 /// `EVTCHNOP_init_control` argument (`struct evtchn_init_control`).
@@ -340,7 +340,7 @@ pub struct EvtchnExpandArray {
 #[repr(C)]
 pub struct EvtchnSetPriority {
     /// IN: the port.
-    pub port: EvtchnPort,
+    pub port: RawEvtchnPort,
     /// IN: 0 (highest) ..= 15 (lowest).
     pub priority: u32,
 }

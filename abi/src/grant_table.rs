@@ -2,7 +2,7 @@
 //! copy one of its pages.
 //!
 //! The granting domain fills a [`GrantEntryV1`] in its grant table and passes the index
-//! (a [`GrantRef`]) to the peer; the peer calls `HYPERVISOR_grant_table_op` with one of
+//! (a [`RawGrantRef`]) to the peer; the peer calls `HYPERVISOR_grant_table_op` with one of
 //! the [`GntTabOp`] commands and an array of the matching argument structs below.
 //! Grant table v2 is out of scope.
 
@@ -10,17 +10,17 @@ use bitflags::bitflags;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::enums::xen_enum;
-pub use crate::types::{DomId, GrantHandle, GrantRef, GuestHandle, XenPfn};
+pub use crate::types::{GrantHandle, GuestHandle, RawDomId, RawGrantRef, XenPfn};
 
 /// Grant entries 0..8 are reserved for the toolstack and survive a guest's grant table
 /// reset (`GNTTAB_NR_RESERVED_ENTRIES`).
-pub const GNTTAB_NR_RESERVED_ENTRIES: GrantRef = 8;
+pub const GNTTAB_NR_RESERVED_ENTRIES: RawGrantRef = 8;
 /// Reserved grant reference through which dom0 maps the guest's console page
 /// (`GNTTAB_RESERVED_CONSOLE`).
-pub const GNTTAB_RESERVED_CONSOLE: GrantRef = 0;
+pub const GNTTAB_RESERVED_CONSOLE: RawGrantRef = 0;
 /// Reserved grant reference through which xenstored maps the guest's xenstore page
 /// (`GNTTAB_RESERVED_XENSTORE`).
-pub const GNTTAB_RESERVED_XENSTORE: GrantRef = 1;
+pub const GNTTAB_RESERVED_XENSTORE: RawGrantRef = 1;
 
 /// One v1 grant table entry (`struct grant_entry_v1`), 8 bytes.
 ///
@@ -36,7 +36,7 @@ pub struct GrantEntryV1 {
     /// `GTF_*`: entry type and flags.
     pub flags: u16,
     /// The domain allowed to use this grant.
-    pub domid: DomId,
+    pub domid: RawDomId,
     /// For `PERMIT_ACCESS`: the frame being granted. For `ACCEPT_TRANSFER`: 0, then the
     /// frame transferred in, once `TRANSFER_COMPLETED` is set.
     pub frame: u32,
@@ -59,7 +59,7 @@ impl GrantEntryV1 {
     }
 
     /// An entry granting `domid` access to `frame`, read-only or writable.
-    pub const fn permit_access(domid: DomId, frame: u32, readonly: bool) -> Self {
+    pub const fn permit_access(domid: RawDomId, frame: u32, readonly: bool) -> Self {
         let mut flags = GrantEntryType::PermitAccess as u16;
         if readonly {
             flags |= GrantEntryFlags::READONLY.bits();
@@ -257,9 +257,9 @@ pub struct GnttabMapGrantRef {
     /// IN: [`GntMapFlags`].
     pub flags: u32,
     /// IN: the grant reference in `dom`'s table.
-    pub gref: GrantRef,
+    pub gref: RawGrantRef,
     /// IN: the granting domain.
-    pub dom: DomId,
+    pub dom: RawDomId,
     /// OUT: [`GrantStatus`].
     pub status: i16,
     /// OUT: handle for the unmap.
@@ -293,7 +293,7 @@ pub struct GnttabUnmapGrantRef {
 #[repr(C)]
 pub struct GnttabSetupTable {
     /// IN: the domain (usually `DOMID_SELF`).
-    pub dom: DomId,
+    pub dom: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: u16,
     /// IN: number of grant table frames wanted.
@@ -313,7 +313,7 @@ pub struct GnttabSetupTable {
 #[repr(C)]
 pub struct GnttabDumpTable {
     /// IN: the domain whose table to dump.
-    pub dom: DomId,
+    pub dom: RawDomId,
     /// OUT: [`GrantStatus`].
     pub status: i16,
 }
@@ -327,11 +327,11 @@ pub struct GnttabTransfer {
     /// IN: the frame to give away.
     pub mfn: XenPfn,
     /// IN: the receiving domain.
-    pub domid: DomId,
+    pub domid: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: u16,
     /// IN: the receiver's accept-transfer grant.
-    pub gref: GrantRef,
+    pub gref: RawGrantRef,
     /// OUT: [`GrantStatus`].
     pub status: i16,
     /// Padding (implicit in C).
@@ -349,7 +349,7 @@ pub struct GnttabCopyPtr {
     /// Use [`GnttabCopyPtr::gref`] / [`GnttabCopyPtr::with_gref`] and friends.
     pub u: u64,
     /// The domain owning the grant (or `DOMID_SELF` for a local frame).
-    pub domid: DomId,
+    pub domid: RawDomId,
     /// Byte offset within the page.
     pub offset: u16,
     /// Padding (implicit in C).
@@ -358,7 +358,7 @@ pub struct GnttabCopyPtr {
 
 impl GnttabCopyPtr {
     /// A copy endpoint naming grant `gref` of domain `domid`, at `offset` in the page.
-    pub const fn with_gref(gref: GrantRef, domid: DomId, offset: u16) -> Self {
+    pub const fn with_gref(gref: RawGrantRef, domid: RawDomId, offset: u16) -> Self {
         GnttabCopyPtr {
             u: gref as u64,
             domid,
@@ -368,7 +368,7 @@ impl GnttabCopyPtr {
     }
 
     /// A copy endpoint naming local frame `gmfn` of domain `domid`, at `offset`.
-    pub const fn with_gmfn(gmfn: XenPfn, domid: DomId, offset: u16) -> Self {
+    pub const fn with_gmfn(gmfn: XenPfn, domid: RawDomId, offset: u16) -> Self {
         GnttabCopyPtr {
             u: gmfn,
             domid,
@@ -378,7 +378,7 @@ impl GnttabCopyPtr {
     }
 
     /// The union read as a grant reference (`u.ref`, the low 32 bits on little-endian x86).
-    pub const fn gref(&self) -> GrantRef {
+    pub const fn gref(&self) -> RawGrantRef {
         self.u as u32
     }
 
@@ -416,7 +416,7 @@ pub struct GnttabCopy {
 #[repr(C)]
 pub struct GnttabQuerySize {
     /// IN: the domain.
-    pub dom: DomId,
+    pub dom: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: u16,
     /// OUT: current number of grant table frames.
@@ -464,7 +464,7 @@ pub struct GnttabSetVersion {
 #[repr(C)]
 pub struct GnttabGetVersion {
     /// IN: the domain.
-    pub dom: DomId,
+    pub dom: RawDomId,
     /// Explicit padding in C.
     pub pad: u16,
     /// OUT: its grant table version.

@@ -9,7 +9,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::enums::{xen_enum, UnknownValue};
-pub use crate::types::{DomId, EvtchnPort, GuestHandle, XenPfn};
+pub use crate::types::{GuestHandle, RawDomId, RawEvtchnPort, XenPfn};
 
 xen_enum! {
     /// Hypercall numbers (`__HYPERVISOR_*`).
@@ -173,7 +173,7 @@ pub struct SchedShutdown {
 )]
 #[repr(C)]
 pub struct SchedPoll {
-    /// Guest pointer to `nr_ports` [`EvtchnPort`]s.
+    /// Guest pointer to `nr_ports` [`RawEvtchnPort`]s.
     pub ports: GuestHandle,
     /// Number of ports.
     pub nr_ports: u32,
@@ -190,7 +190,7 @@ pub struct SchedPoll {
 #[repr(C)]
 pub struct SchedRemoteShutdown {
     /// The domain.
-    pub domain_id: DomId,
+    pub domain_id: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: u16,
     /// [`ShutdownReason`].
@@ -439,7 +439,7 @@ pub const XENMAPIDX_GRANT_TABLE_STATUS: u64 = 0x8000_0000;
 #[repr(C)]
 pub struct XenAddToPhysmap {
     /// The domain whose physmap changes.
-    pub domid: DomId,
+    pub domid: RawDomId,
     /// Pages for `XENMAPSPACE_gmfn_range`.
     pub size: u16,
     /// [`XenMapSpace`].
@@ -457,7 +457,7 @@ pub struct XenAddToPhysmap {
 #[repr(C)]
 pub struct XenRemoveFromPhysmap {
     /// The domain.
-    pub domid: DomId,
+    pub domid: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: [u16; 3],
     /// Guest frame to unmap.
@@ -494,7 +494,7 @@ pub struct XenMemoryReservation {
     /// `XENMEMF_*`.
     pub mem_flags: u32,
     /// The domain.
-    pub domid: DomId,
+    pub domid: RawDomId,
     /// Padding (implicit in C).
     pub _pad0: [u16; 3],
 }
@@ -533,7 +533,7 @@ xen_enum! {
 #[repr(C)]
 pub struct XenHvmParam {
     /// The domain (`DOMID_SELF`).
-    pub domid: DomId,
+    pub domid: RawDomId,
     /// Explicit padding in C.
     pub pad: u16,
     /// [`HvmParam`].

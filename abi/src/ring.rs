@@ -289,6 +289,15 @@ impl<'a> Geometry<'a> {
     }
 }
 
+/// A front ring's private state ([`FrontRing::indices`], [`FrontRing::resume`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrontIndices {
+    req_prod_pvt: u32,
+    req_prod_published: u32,
+    rsp_cons: u32,
+    rsp_prod_seen: u32,
+}
+
 /// The front end of a ring: produces requests, consumes responses
 /// (`*_front_ring_t` plus the shared page).
 #[derive(Debug)]
@@ -337,6 +346,38 @@ where
     /// indices `start` (the header is left as it is).
     pub fn attach(mem: SharedMem<'a>, start: u32) -> Result<Self, RingError> {
         Ok(Self::with_geometry(Geometry::new::<Req, Rsp>(mem)?, start))
+    }
+
+    /// Re-attaches a view to a ring this front already drives, with the private indices
+    /// an earlier view saved ([`indices`](Self::indices)). Lets the owner of the pages
+    /// keep the ring state while views borrow the memory only for a while. Indices no
+    /// view of a ring of this size can have are refused ([`RingError::Full`]).
+    pub fn resume(mem: SharedMem<'a>, at: FrontIndices) -> Result<Self, RingError> {
+        let geo = Geometry::new::<Req, Rsp>(mem)?;
+        let outstanding = at.req_prod_pvt.wrapping_sub(at.rsp_cons);
+        let published = at.req_prod_pvt.wrapping_sub(at.req_prod_published);
+        let seen = at.rsp_prod_seen.wrapping_sub(at.rsp_cons);
+        if outstanding > geo.size || published > outstanding || seen > outstanding - published {
+            return Err(RingError::Full);
+        }
+        Ok(Self {
+            geo,
+            req_prod_pvt: at.req_prod_pvt,
+            req_prod_published: at.req_prod_published,
+            rsp_cons: at.rsp_cons,
+            rsp_prod_seen: at.rsp_prod_seen,
+            _entries: PhantomData,
+        })
+    }
+
+    /// The private indices, for [`resume`](Self::resume).
+    pub fn indices(&self) -> FrontIndices {
+        FrontIndices {
+            req_prod_pvt: self.req_prod_pvt,
+            req_prod_published: self.req_prod_published,
+            rsp_cons: self.rsp_cons,
+            rsp_prod_seen: self.rsp_prod_seen,
+        }
     }
 
     fn with_geometry(geo: Geometry<'a>, start: u32) -> Self {
@@ -654,6 +695,34 @@ where
 
 #[cfg(test)]
 mod tests {
+    use crate::shared::SharedPages;
+
+    #[test]
+    fn front_resume_keeps_private_indices_and_refuses_impossible_ones() {
+        let pages = SharedPages::new(1);
+        let mut f = FrontRing::<u64, u64>::init(pages.mem()).unwrap();
+        f.push_request(&1).unwrap();
+        let at = f.indices();
+        let g = FrontRing::<u64, u64>::resume(pages.mem(), at).unwrap();
+        assert_eq!(
+            (g.req_prod_pvt(), g.free_requests()),
+            (1, f.free_requests())
+        );
+        let bad = FrontIndices {
+            req_prod_pvt: 1000,
+            ..FrontIndices::default()
+        };
+        assert!(matches!(
+            FrontRing::<u64, u64>::resume(pages.mem(), bad),
+            Err(RingError::Full)
+        ));
+        let bad = FrontIndices {
+            rsp_prod_seen: 1,
+            ..FrontIndices::default()
+        };
+        assert!(FrontRing::<u64, u64>::resume(pages.mem(), bad).is_err());
+    }
+
     use super::*;
     use zerocopy::FromZeros;
 

@@ -26,7 +26,7 @@ use bitflags::bitflags;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::enums::{xen_enum, UnknownValue};
-use crate::types::{DomId, EvtchnPort};
+use crate::types::{RawDomId, RawEvtchnPort};
 
 /// Most payload bytes a message may carry (`XENSTORE_PAYLOAD_MAX`).
 pub const XENSTORE_PAYLOAD_MAX: usize = 4096;
@@ -419,7 +419,7 @@ pub struct XsPermission {
     /// What `domid` may do.
     pub access: XsPermAccess,
     /// The domain.
-    pub domid: DomId,
+    pub domid: RawDomId,
 }
 
 impl XsPermission {
@@ -430,7 +430,7 @@ impl XsPermission {
         let domid = parse_decimal(digits, u16::MAX as u64).ok_or(XsWireError::BadPermission)?;
         Ok(XsPermission {
             access,
-            domid: domid as DomId,
+            domid: domid as RawDomId,
         })
     }
 
@@ -953,38 +953,38 @@ pub enum Request<'a> {
     /// `XS_INTRODUCE <domid>|<gfn>|<evtchn>|`
     Introduce {
         /// The new domain.
-        domid: DomId,
+        domid: RawDomId,
         /// Frame of its xenstore ring page.
         gfn: u64,
         /// Its xenstore event channel port.
-        port: EvtchnPort,
+        port: RawEvtchnPort,
     },
     /// `XS_RELEASE <domid>|`
     Release {
         /// The domain.
-        domid: DomId,
+        domid: RawDomId,
     },
     /// `XS_GET_DOMAIN_PATH <domid>|`
     GetDomainPath {
         /// The domain.
-        domid: DomId,
+        domid: RawDomId,
     },
     /// `XS_IS_DOMAIN_INTRODUCED <domid>|`
     IsDomainIntroduced {
         /// The domain.
-        domid: DomId,
+        domid: RawDomId,
     },
     /// `XS_RESUME <domid>|`
     Resume {
         /// The domain.
-        domid: DomId,
+        domid: RawDomId,
     },
     /// `XS_SET_TARGET <domid>|<target>|`
     SetTarget {
         /// The domain given power.
-        domid: DomId,
+        domid: RawDomId,
         /// The domain it may act on.
-        target: DomId,
+        target: RawDomId,
     },
     /// `XS_CONTROL <command>|[<parameter>|]*`
     Control {
@@ -1050,25 +1050,25 @@ impl<'a> Request<'a> {
                 commit: a.boolean()?,
             },
             XsMsgType::Introduce => Request::Introduce {
-                domid: a.number("domid", DOMID_MAX)? as DomId,
+                domid: a.number("domid", DOMID_MAX)? as RawDomId,
                 gfn: a.number("gfn", u64::MAX)?,
-                port: a.number("port", u32::MAX as u64)? as EvtchnPort,
+                port: a.number("port", u32::MAX as u64)? as RawEvtchnPort,
             },
             XsMsgType::Release => Request::Release {
-                domid: a.number("domid", DOMID_MAX)? as DomId,
+                domid: a.number("domid", DOMID_MAX)? as RawDomId,
             },
             XsMsgType::GetDomainPath => Request::GetDomainPath {
-                domid: a.number("domid", DOMID_MAX)? as DomId,
+                domid: a.number("domid", DOMID_MAX)? as RawDomId,
             },
             XsMsgType::IsDomainIntroduced => Request::IsDomainIntroduced {
-                domid: a.number("domid", DOMID_MAX)? as DomId,
+                domid: a.number("domid", DOMID_MAX)? as RawDomId,
             },
             XsMsgType::Resume => Request::Resume {
-                domid: a.number("domid", DOMID_MAX)? as DomId,
+                domid: a.number("domid", DOMID_MAX)? as RawDomId,
             },
             XsMsgType::SetTarget => Request::SetTarget {
-                domid: a.number("domid", DOMID_MAX)? as DomId,
-                target: a.number("target", DOMID_MAX)? as DomId,
+                domid: a.number("domid", DOMID_MAX)? as RawDomId,
+                target: a.number("target", DOMID_MAX)? as RawDomId,
             },
             XsMsgType::Control => {
                 let args = StringList::new(a.remainder())?;

@@ -15,7 +15,9 @@ fn slot_from(bytes: &[u8]) -> BlkifRequest {
 fn valid_segment() -> impl Strategy<Value = BlkifRequestSegment> {
     (any::<u32>(), 0u8..8)
         .prop_flat_map(|(g, first)| (Just(g), Just(first), first..8))
-        .prop_map(|(g, first, last)| BlkifRequestSegment::new(g, first, last))
+        .prop_map(|(g, first, last)| {
+            BlkifRequestSegment::new(sluice_abi::types::GrantRef(g), first, last)
+        })
 }
 
 proptest! {
@@ -141,7 +143,7 @@ proptest! {
 fn segment_rule_exhaustive() {
     for first in 0..=255u8 {
         for last in 0..=255u8 {
-            let s = BlkifRequestSegment::new(1, first, last);
+            let s = BlkifRequestSegment::new(sluice_abi::types::GrantRef(1), first, last);
             assert_eq!(s.validate().is_ok(), first <= last && last <= 7);
         }
     }
@@ -156,7 +158,7 @@ fn direct_segment_count_limit() {
             ..Default::default()
         };
         for s in slot.seg.iter_mut() {
-            *s = BlkifRequestSegment::new(1, 0, 7);
+            *s = BlkifRequestSegment::new(sluice_abi::types::GrantRef(1), 0, 7);
         }
         let r = decode_request(
             &slot,
@@ -203,7 +205,7 @@ fn sector_overflow_at_and_past() {
         nr_segments: 1,
         ..Default::default()
     };
-    slot.seg[0] = BlkifRequestSegment::new(1, 0, 7);
+    slot.seg[0] = BlkifRequestSegment::new(sluice_abi::types::GrantRef(1), 0, 7);
     slot.sector_number = u64::MAX - 8;
     assert!(decode_request(&slot, &limits).is_ok());
     slot.sector_number = u64::MAX - 7;

@@ -6,7 +6,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 fn tx(offset: u16, size: u16, flags: NetTxFlags, id: u16) -> NetifTxRequest {
     NetifTxRequest {
-        gref: id as u32 + 100,
+        gref: sluice_abi::types::GrantRef(id as u32 + 100),
         offset,
         flags: flags.bits(),
         id,

@@ -38,9 +38,13 @@ fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64
     grants.add_guest(guest.clone());
     let hub = FakeEvtchnHub::new();
     let front_ev = hub.endpoint(5);
-    let fport = front_ev.bind_unbound_port(0).unwrap();
+    let fport = front_ev
+        .bind_unbound_port(sluice_abi::types::DomId(0))
+        .unwrap();
     let back_ev = hub.endpoint(0);
-    let bport = back_ev.bind_interdomain(5, fport).unwrap();
+    let bport = back_ev
+        .bind_interdomain(sluice_abi::types::DomId(5), fport)
+        .unwrap();
     let ring_mem = guest.page(0);
     BlkifFrontRing::init(ring_mem).unwrap();
     let refs: Vec<u32> = (1..=32 * 11).map(|p| guest.grant(p, false)).collect();

@@ -5,6 +5,7 @@ use crate::disk::Disk;
 use crate::persistent::{PersistentGrants, PERSISTENT_GRANTS_PER_QUEUE};
 use crate::ring_server::{Queue, QueueStats, MAX_INDIRECT_SEGMENTS};
 use sluice_abi::blkif::{BlkifBackRing, VdiskInfo};
+use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_abi::xenbus::XenbusState;
 use sluice_dom0::xenstore::{transaction, XBT_NULL};
 use sluice_dom0::{
@@ -562,18 +563,21 @@ where
             } else {
                 format!("{fe}/queue-{q}")
             };
-            let refs: Vec<u32> = if order == 0 {
-                vec![self.number(&format!("{dir}/ring-ref"), u32::MAX.into())? as u32]
+            let refs: Vec<GrantRef> = if order == 0 {
+                vec![GrantRef(
+                    self.number(&format!("{dir}/ring-ref"), u32::MAX.into())? as u32,
+                )]
             } else {
                 (0..1u32 << order)
                     .map(|i| {
                         self.number(&format!("{dir}/ring-ref{i}"), u32::MAX.into())
-                            .map(|v| v as u32)
+                            .map(|v| GrantRef(v as u32))
                     })
                     .collect::<Result<_, _>>()?
             };
-            let remote_port = self.number(&format!("{dir}/event-channel"), u32::MAX.into())? as u32;
-            let mapping = match self.grants.map(dev.fe_id, &refs, true) {
+            let remote_port =
+                EvtchnPort(self.number(&format!("{dir}/event-channel"), u32::MAX.into())? as u32);
+            let mapping = match self.grants.map(DomId(dev.fe_id), &refs, true) {
                 Ok(m) => m,
                 Err(e) => {
                     stop_all(&mut started);
@@ -586,7 +590,7 @@ where
                 return Err(e.into());
             }
             let bound = (self.open_evtchn)().and_then(|ev| {
-                let port = ev.bind_interdomain(dev.fe_id, remote_port)?;
+                let port = ev.bind_interdomain(DomId(dev.fe_id), remote_port)?;
                 Ok((ev, port))
             });
             let (evtchn, port) = match bound {

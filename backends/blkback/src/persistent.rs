@@ -24,6 +24,7 @@
 //! the request).
 
 use sluice_abi::shared::SharedMem;
+use sluice_abi::types::{DomId, GrantRef};
 use sluice_dom0::{GrantError, GrantMap, GrantMapper};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -216,10 +217,12 @@ impl<M: GrantMap> PersistentGrants<M> {
         }
         // Writable if the frontend granted it so (a later use may be a read request);
         // read-only if that is all it granted and all this use needs.
-        let mapped = grants.map(self.domid, &[gref], true).map(|m| (m, true));
+        let mapped = grants
+            .map(DomId(self.domid), &[GrantRef(gref)], true)
+            .map(|m| (m, true));
         let mapped = match mapped {
             Err(e) if access == Access::Read => grants
-                .map(self.domid, &[gref], false)
+                .map(DomId(self.domid), &[GrantRef(gref)], false)
                 .map(|m| (m, false))
                 .map_err(|_| e),
             other => other,

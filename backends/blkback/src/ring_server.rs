@@ -11,6 +11,7 @@ use sluice_abi::blkif::{
     BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
 };
 use sluice_abi::ring::RingError;
+use sluice_abi::types::{EvtchnPort, GrantRef};
 use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMapper, LogLimiter};
 use sluice_xen_sys::{Completion, IoQueue, IoSpan};
 use std::cell::Cell;
@@ -73,7 +74,7 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// Our event channel and its local port.
     pub evtchn: E,
     /// Local port bound to the frontend.
-    pub port: u32,
+    pub port: EvtchnPort,
     /// Set to stop.
     pub stop: &'a AtomicBool,
     /// Log prefix (device and queue).
@@ -427,14 +428,14 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         {
             return None;
         }
-        if !cache.room_for(segs.iter().map(|s| s.gref)) {
+        if !cache.room_for(segs.iter().map(|s| s.gref.0)) {
             return None;
         }
         let mut out = Vec::with_capacity(segs.len());
         for s in segs {
             // A disk write only reads the guest's pages (a read-only mapping will do).
             let access = if write { Access::Read } else { Access::Write };
-            let mem = cache.mapping_quiet(self.grants, s.gref, access).ok()?;
+            let mem = cache.mapping_quiet(self.grants, s.gref.0, access).ok()?;
             out.push(IoSpan {
                 mem,
                 offset: s.byte_offset(),
@@ -625,7 +626,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     /// Copies the indirect pages in and validates the segments they hold.
     fn indirect_segments(
         &self,
-        grefs: &[u32],
+        grefs: &[GrantRef],
         nr: u16,
     ) -> Result<Vec<BlkifRequestSegment>, BlkifRsp> {
         let pages = indirect_pages(nr.into()) as usize;
@@ -636,7 +637,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .map(|(chunk, &gref)| CopySegment {
                 local: CopyPtr::FromGuest(chunk),
                 domid: self.domid,
-                gref,
+                gref: gref.0,
                 offset: 0,
                 status: 0,
             })

@@ -89,7 +89,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     CopyPtr::FromGuest(chunk)
                 },
                 domid: self.domid,
-                gref: s.gref,
+                gref: s.gref.0,
                 offset: s.byte_offset() as u16,
                 status: 0,
             });

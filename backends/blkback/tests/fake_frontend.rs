@@ -5,6 +5,8 @@
 mod common;
 
 use common::*;
+use sluice_abi::types::GrantRef;
+
 use sluice_abi::blkif::{BlkifRequestDiscard, BlkifRequestIndirect};
 use std::os::unix::fs::MetadataExt;
 
@@ -81,8 +83,8 @@ fn read_write_flush_discard_indirect(cfg: Cfg) {
         .write_bytes(ipage * XEN_PAGE_SIZE, descs.as_bytes())
         .unwrap();
     let id = f.id();
-    let mut grefs = [0u32; 8];
-    grefs[0] = ind;
+    let mut grefs = [GrantRef(0); 8];
+    grefs[0] = GrantRef(ind);
     let req = BlkifRequestIndirect {
         operation: BlkifOp::Indirect as u8,
         indirect_op: BlkifOp::Write as u8,
@@ -220,8 +222,8 @@ fn hostile_requests_get_errors_and_touch_nothing(cfg: Cfg) {
         )
         .unwrap();
     let id = f.id();
-    let mut grefs = [0u32; 8];
-    grefs[0] = ind;
+    let mut grefs = [GrantRef(0); 8];
+    grefs[0] = GrantRef(ind);
     let req = BlkifRequestIndirect {
         operation: BlkifOp::Indirect as u8,
         indirect_op: BlkifOp::Write as u8,
@@ -280,7 +282,7 @@ fn runaway_ring_disconnects_only_that_device(cfg: Cfg) {
         .mem()
         .store_u32_release(REQ_PROD_OFFSET, 100_000)
         .unwrap();
-    bad.ev.notify(bad.rings[0].0).unwrap();
+    bad.ev.notify(EvtchnPort(bad.rings[0].0)).unwrap();
     wait_for(&bad.xs, &format!("{be1}/state"), "5");
     assert!(bad
         .xs
@@ -446,7 +448,7 @@ fn restarted_backend_takes_over_live_rings(cfg: Cfg) {
     req.seg[0] = BlkifRequestSegment::new(g, 0, 7);
     ring.push_request(&req).unwrap();
     ring.push_requests().unwrap();
-    f.ev.notify(port).unwrap();
+    f.ev.notify(EvtchnPort(port)).unwrap();
     let watch = w.store.connect();
     watch.watch(&format!("{be}/state"), "t").unwrap();
     while watch.next_watch_event(Duration::ZERO).unwrap().is_some() {}
@@ -510,7 +512,7 @@ fn many_in_flight(cfg: Cfg) {
         ring.push_request(&req).unwrap();
     }
     ring.push_requests().unwrap();
-    f.ev.notify(port).unwrap();
+    f.ev.notify(EvtchnPort(port)).unwrap();
     let mut ids = vec![];
     let deadline = Instant::now() + Duration::from_secs(10);
     while ids.len() < n {
@@ -568,7 +570,7 @@ fn barrier_orders_writes(cfg: Cfg) {
             .unwrap();
     }
     ring.push_requests().unwrap();
-    f.ev.notify(port).unwrap();
+    f.ev.notify(EvtchnPort(port)).unwrap();
     let mut ids = vec![];
     let deadline = Instant::now() + Duration::from_secs(10);
     while ids.len() < 21 {
@@ -660,8 +662,8 @@ fn persistent_grants_are_reused_and_unmapped_on_close(engine: IoEngine) {
             .unwrap();
         assert_eq!(got, vec![0x32; 4096], "round {round}: read back page b");
         let id = f.id();
-        let mut grefs = [0u32; 8];
-        grefs[0] = ind;
+        let mut grefs = [GrantRef(0); 8];
+        grefs[0] = GrantRef(ind);
         let req = BlkifRequestIndirect {
             operation: BlkifOp::Indirect as u8,
             indirect_op: BlkifOp::Write as u8,
@@ -863,8 +865,8 @@ fn hostile_grefs_with_persistent_grants(engine: IoEngine) {
         BlkifRsp::Error
     );
     let id = f.id();
-    let mut grefs = [0u32; 8];
-    grefs[0] = 9998;
+    let mut grefs = [GrantRef(0); 8];
+    grefs[0] = GrantRef(9998);
     let req = BlkifRequestIndirect {
         operation: BlkifOp::Indirect as u8,
         indirect_op: BlkifOp::Read as u8,

@@ -38,9 +38,13 @@ fn run(persistent: bool, direct: bool) -> Option<((u64, u64), bool)> {
     grants.add_guest(guest.clone());
     let hub = FakeEvtchnHub::new();
     let front_ev = hub.endpoint(7);
-    let fport = front_ev.bind_unbound_port(0).unwrap();
+    let fport = front_ev
+        .bind_unbound_port(sluice_abi::types::DomId(0))
+        .unwrap();
     let back_ev = hub.endpoint(0);
-    let bport = back_ev.bind_interdomain(7, fport).unwrap();
+    let bport = back_ev
+        .bind_interdomain(sluice_abi::types::DomId(7), fport)
+        .unwrap();
     let ring_mem = guest.page(0);
     BlkifFrontRing::init(ring_mem).unwrap();
     let refs: Vec<u32> = (1..=PAGES).map(|p| guest.grant(p, false)).collect();

@@ -7,6 +7,7 @@ use crate::log::{CappedLog, DEFAULT_LOG_MAX_BYTES};
 use crate::pty::Pty;
 use crate::pump::{Pump, PumpCounters};
 use crate::ring::ConsoleRing;
+use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_dom0::xenstore::XBT_NULL;
 use sluice_dom0::{
     EventChannels, EvtchnError, GrantMap, GrantMapper, LimitClock, LogLimiter, Rate, Throttle,
@@ -211,9 +212,11 @@ where
             path: format!("{base}/port"),
             value: port.to_string(),
         })?;
-        let mapping = self.grants.map(domid, &[GNTTAB_RESERVED_CONSOLE], true)?;
+        let mapping = self
+            .grants
+            .map(DomId(domid), &[GrantRef(GNTTAB_RESERVED_CONSOLE)], true)?;
         let evtchn = (self.open_evtchn)()?;
-        let local = evtchn.bind_interdomain(domid, port)?;
+        let local = evtchn.bind_interdomain(DomId(domid), EvtchnPort(port))?;
         let pty = Pty::open().map_err(|e| ConsoleError::Io("opening a pty", e))?;
         let log = match &self.log_dir {
             Some(dir) => {

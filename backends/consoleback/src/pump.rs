@@ -13,6 +13,7 @@ use crate::buffer::DropOldest;
 use crate::log::CappedLog;
 use crate::pty::Pty;
 use crate::ring::ConsoleRing;
+use sluice_abi::types::EvtchnPort;
 use sluice_dom0::{warn_limited, EventChannels, LogLimiter, Throttle};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,7 +61,7 @@ impl PumpCounters {
 pub(crate) struct Pump<E> {
     pub(crate) domid: u16,
     pub(crate) evtchn: E,
-    pub(crate) port: u32,
+    pub(crate) port: EvtchnPort,
     pub(crate) pty: Pty,
     pub(crate) log: Option<CappedLog>,
     pub(crate) pending: DropOldest,
@@ -76,7 +77,7 @@ impl<E: EventChannels> Pump<E> {
         let mut out = Vec::new();
         let mut ports = Vec::new();
         // Ports read from the event channel and left masked until the ring is serviced.
-        let mut masked: Vec<u32> = Vec::new();
+        let mut masked: Vec<EvtchnPort> = Vec::new();
         let mut input = [0u8; 1024];
         let mut held_input: Vec<u8> = Vec::new();
         let mut timeout = IDLE_POLL;

@@ -33,7 +33,7 @@ impl Guest {
         mem.grant_at(0, 0, false);
         grants.add_guest(mem.clone());
         let ev = hub.endpoint(domid);
-        let port = ev.bind_unbound_port(0).unwrap();
+        let port = ev.bind_unbound_port(sluice_abi::types::DomId(0)).unwrap().0;
         let xs = store.connect();
         let base = format!("/local/domain/{domid}/console");
         xs.write(XBT_NULL, &format!("{base}/ring-ref"), b"123456")
@@ -75,7 +75,9 @@ impl Guest {
             }
             m.store_u32_release(OUT_PROD, prod.wrapping_add(n as u32))
                 .unwrap();
-            self.ev.notify(self.port).unwrap();
+            self.ev
+                .notify(sluice_abi::types::EvtchnPort(self.port))
+                .unwrap();
             rest = &rest[n..];
         }
         true
@@ -277,7 +279,7 @@ fn hostile_console_indices_stop_only_that_console() {
     let _ = wait_tty(&store, 5);
     let mut tty_b = open_tty(&wait_tty(&store, 6));
     a.page().store_u32_release(OUT_PROD, 1_000_000).unwrap();
-    a.ev.notify(a.port).unwrap();
+    a.ev.notify(sluice_abi::types::EvtchnPort(a.port)).unwrap();
     assert!(b.write(b"fine\r\n", Duration::from_secs(5)));
     read_until(&mut tty_b, b"fine");
     stop.store(true, Ordering::Release);
@@ -302,7 +304,7 @@ fn spam(g: &Guest, n: u32) {
             m.write_bytes(at, b"f").unwrap();
             m.store_u32_release(OUT_PROD, prod.wrapping_add(1)).unwrap();
         }
-        g.ev.notify(g.port).unwrap();
+        g.ev.notify(sluice_abi::types::EvtchnPort(g.port)).unwrap();
     }
 }
 

@@ -1,8 +1,13 @@
 //! Event channels: the [`EventChannels`] seam, the device, and a fake hub.
 
+use sluice_abi::types::{DomId, EvtchnPort};
+#[cfg(any(test, feature = "fake"))]
 use std::collections::{HashMap, VecDeque};
+#[cfg(any(test, feature = "fake"))]
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(any(test, feature = "fake"))]
+use std::time::Instant;
 
 /// Failures of event-channel operations.
 #[derive(Debug, thiserror::Error)]
@@ -12,62 +17,75 @@ pub enum EvtchnError {
     Device(#[from] sluice_xen_sys::EvtchnError),
     /// A fake port that does not exist or is not bound.
     #[error("event channel: no such port {0}")]
-    NoSuchPort(u32),
+    NoSuchPort(EvtchnPort),
 }
 
-/// One set of event-channel bindings (one open of `/dev/xen/evtchn`).
+/// One set of event-channel bindings (one open of `/dev/xen/evtchn`). The frontend
+/// half of this seam is `sluice_front_seams::EventChannels`.
 pub trait EventChannels: Send {
     /// Binds to `remote_port` of `domid`; returns the local port.
-    fn bind_interdomain(&self, domid: u16, remote_port: u32) -> Result<u32, EvtchnError>;
+    fn bind_interdomain(
+        &self,
+        domid: DomId,
+        remote_port: EvtchnPort,
+    ) -> Result<EvtchnPort, EvtchnError>;
     /// Allocates a port `domid` may bind to.
-    fn bind_unbound_port(&self, domid: u16) -> Result<u32, EvtchnError>;
+    fn bind_unbound_port(&self, domid: DomId) -> Result<EvtchnPort, EvtchnError>;
     /// Unbinds a local port.
-    fn unbind(&self, port: u32) -> Result<(), EvtchnError>;
+    fn unbind(&self, port: EvtchnPort) -> Result<(), EvtchnError>;
     /// Signals the peer of a local port.
-    fn notify(&self, port: u32) -> Result<(), EvtchnError>;
+    fn notify(&self, port: EvtchnPort) -> Result<(), EvtchnError>;
     /// Lets a port fire again after it was read as pending.
-    fn unmask(&self, port: u32) -> Result<(), EvtchnError>;
+    fn unmask(&self, port: EvtchnPort) -> Result<(), EvtchnError>;
     /// Waits for a pending port or the timeout; true if one is pending.
     fn wait(&self, timeout: Option<Duration>) -> Result<bool, EvtchnError>;
     /// Appends the ports that fired (each is masked until unmasked).
-    fn read_pending(&self, out: &mut Vec<u32>) -> Result<(), EvtchnError>;
+    fn read_pending(&self, out: &mut Vec<EvtchnPort>) -> Result<(), EvtchnError>;
     /// Unbinds everything.
     fn reset(&self) -> Result<(), EvtchnError>;
 }
 
 impl EventChannels for sluice_xen_sys::EvtchnDevice {
-    fn bind_interdomain(&self, domid: u16, remote_port: u32) -> Result<u32, EvtchnError> {
-        Ok(sluice_xen_sys::EvtchnDevice::bind_interdomain(
+    fn bind_interdomain(
+        &self,
+        domid: DomId,
+        remote_port: EvtchnPort,
+    ) -> Result<EvtchnPort, EvtchnError> {
+        Ok(EvtchnPort(sluice_xen_sys::EvtchnDevice::bind_interdomain(
             self,
-            domid,
-            remote_port,
-        )?)
+            domid.0,
+            remote_port.0,
+        )?))
     }
-    fn bind_unbound_port(&self, domid: u16) -> Result<u32, EvtchnError> {
-        Ok(sluice_xen_sys::EvtchnDevice::bind_unbound_port(
-            self, domid,
-        )?)
+    fn bind_unbound_port(&self, domid: DomId) -> Result<EvtchnPort, EvtchnError> {
+        Ok(EvtchnPort(sluice_xen_sys::EvtchnDevice::bind_unbound_port(
+            self, domid.0,
+        )?))
     }
-    fn unbind(&self, port: u32) -> Result<(), EvtchnError> {
-        Ok(sluice_xen_sys::EvtchnDevice::unbind(self, port)?)
+    fn unbind(&self, port: EvtchnPort) -> Result<(), EvtchnError> {
+        Ok(sluice_xen_sys::EvtchnDevice::unbind(self, port.0)?)
     }
-    fn notify(&self, port: u32) -> Result<(), EvtchnError> {
-        Ok(sluice_xen_sys::EvtchnDevice::notify(self, port)?)
+    fn notify(&self, port: EvtchnPort) -> Result<(), EvtchnError> {
+        Ok(sluice_xen_sys::EvtchnDevice::notify(self, port.0)?)
     }
-    fn unmask(&self, port: u32) -> Result<(), EvtchnError> {
-        Ok(sluice_xen_sys::EvtchnDevice::unmask(self, port)?)
+    fn unmask(&self, port: EvtchnPort) -> Result<(), EvtchnError> {
+        Ok(sluice_xen_sys::EvtchnDevice::unmask(self, port.0)?)
     }
     fn wait(&self, timeout: Option<Duration>) -> Result<bool, EvtchnError> {
         Ok(sluice_xen_sys::EvtchnDevice::wait(self, timeout)?)
     }
-    fn read_pending(&self, out: &mut Vec<u32>) -> Result<(), EvtchnError> {
-        Ok(sluice_xen_sys::EvtchnDevice::read_pending(self, out)?)
+    fn read_pending(&self, out: &mut Vec<EvtchnPort>) -> Result<(), EvtchnError> {
+        let mut raw = Vec::new();
+        sluice_xen_sys::EvtchnDevice::read_pending(self, &mut raw)?;
+        out.extend(raw.into_iter().map(EvtchnPort));
+        Ok(())
     }
     fn reset(&self) -> Result<(), EvtchnError> {
         Ok(sluice_xen_sys::EvtchnDevice::reset(self)?)
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug)]
 struct FakePort {
     endpoint: u64,
@@ -79,6 +97,7 @@ struct FakePort {
     pending: bool,
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug, Default)]
 struct HubState {
     next_endpoint: u64,
@@ -88,12 +107,14 @@ struct HubState {
     notifications: u64,
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// In-process event channels between fake domains. Cloning shares the hub.
 #[derive(Debug, Clone, Default)]
 pub struct FakeEvtchnHub {
     inner: Arc<(Mutex<HubState>, Condvar)>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeEvtchnHub {
     /// A new hub with no ports.
     pub fn new() -> Self {
@@ -123,6 +144,7 @@ impl FakeEvtchnHub {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// One fake open of the event-channel device, for domain `domid`.
 #[derive(Debug)]
 pub struct FakeEvtchn {
@@ -131,6 +153,7 @@ pub struct FakeEvtchn {
     id: u64,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeEvtchn {
     fn alloc(&self, s: &mut HubState) -> u32 {
         let p = s.next_port.entry(self.domid).or_insert(1);
@@ -142,17 +165,55 @@ impl FakeEvtchn {
     fn owned<'a>(&self, s: &'a mut HubState, port: u32) -> Result<&'a mut FakePort, EvtchnError> {
         match s.ports.get_mut(&(self.domid, port)) {
             Some(p) if p.endpoint == self.id => Ok(p),
-            _ => Err(EvtchnError::NoSuchPort(port)),
+            _ => Err(EvtchnError::NoSuchPort(EvtchnPort(port))),
         }
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl EventChannels for FakeEvtchn {
-    fn bind_interdomain(&self, domid: u16, remote_port: u32) -> Result<u32, EvtchnError> {
+    fn bind_interdomain(
+        &self,
+        domid: DomId,
+        remote_port: EvtchnPort,
+    ) -> Result<EvtchnPort, EvtchnError> {
+        self.raw_bind_interdomain(domid.0, remote_port.0)
+            .map(EvtchnPort)
+    }
+    fn bind_unbound_port(&self, domid: DomId) -> Result<EvtchnPort, EvtchnError> {
+        self.raw_bind_unbound_port(domid.0).map(EvtchnPort)
+    }
+    fn unbind(&self, port: EvtchnPort) -> Result<(), EvtchnError> {
+        self.raw_unbind(port.0)
+    }
+    fn notify(&self, port: EvtchnPort) -> Result<(), EvtchnError> {
+        self.raw_notify(port.0)
+    }
+    fn unmask(&self, port: EvtchnPort) -> Result<(), EvtchnError> {
+        self.raw_unmask(port.0)
+    }
+    fn wait(&self, timeout: Option<Duration>) -> Result<bool, EvtchnError> {
+        self.raw_wait(timeout)
+    }
+    fn read_pending(&self, out: &mut Vec<EvtchnPort>) -> Result<(), EvtchnError> {
+        let mut s = self.hub.state();
+        if let Some(q) = s.queues.get_mut(&self.id) {
+            out.extend(q.drain(..).map(EvtchnPort));
+        }
+        Ok(())
+    }
+    fn reset(&self) -> Result<(), EvtchnError> {
+        self.raw_reset()
+    }
+}
+
+#[cfg(any(test, feature = "fake"))]
+impl FakeEvtchn {
+    fn raw_bind_interdomain(&self, domid: u16, remote_port: u32) -> Result<u32, EvtchnError> {
         let mut s = self.hub.state();
         match s.ports.get(&(domid, remote_port)) {
             Some(r) if r.peer.is_none() && r.allowed == Some(self.domid) => {}
-            _ => return Err(EvtchnError::NoSuchPort(remote_port)),
+            _ => return Err(EvtchnError::NoSuchPort(EvtchnPort(remote_port))),
         }
         let port = self.alloc(&mut s);
         s.ports.insert(
@@ -171,7 +232,7 @@ impl EventChannels for FakeEvtchn {
         Ok(port)
     }
 
-    fn bind_unbound_port(&self, domid: u16) -> Result<u32, EvtchnError> {
+    fn raw_bind_unbound_port(&self, domid: u16) -> Result<u32, EvtchnError> {
         let mut s = self.hub.state();
         let port = self.alloc(&mut s);
         s.ports.insert(
@@ -187,7 +248,7 @@ impl EventChannels for FakeEvtchn {
         Ok(port)
     }
 
-    fn unbind(&self, port: u32) -> Result<(), EvtchnError> {
+    fn raw_unbind(&self, port: u32) -> Result<(), EvtchnError> {
         let mut s = self.hub.state();
         let peer = self.owned(&mut s, port)?.peer;
         s.ports.remove(&(self.domid, port));
@@ -197,7 +258,7 @@ impl EventChannels for FakeEvtchn {
         Ok(())
     }
 
-    fn notify(&self, port: u32) -> Result<(), EvtchnError> {
+    fn raw_notify(&self, port: u32) -> Result<(), EvtchnError> {
         let mut s = self.hub.state();
         let Some(peer) = self.owned(&mut s, port)?.peer else {
             return Ok(()); // like Xen: an unconnected port drops the event
@@ -219,7 +280,7 @@ impl EventChannels for FakeEvtchn {
         Ok(())
     }
 
-    fn unmask(&self, port: u32) -> Result<(), EvtchnError> {
+    fn raw_unmask(&self, port: u32) -> Result<(), EvtchnError> {
         let mut s = self.hub.state();
         let p = self.owned(&mut s, port)?;
         p.masked = false;
@@ -227,7 +288,7 @@ impl EventChannels for FakeEvtchn {
         Ok(())
     }
 
-    fn wait(&self, timeout: Option<Duration>) -> Result<bool, EvtchnError> {
+    fn raw_wait(&self, timeout: Option<Duration>) -> Result<bool, EvtchnError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.hub.state();
         loop {
@@ -251,15 +312,7 @@ impl EventChannels for FakeEvtchn {
         }
     }
 
-    fn read_pending(&self, out: &mut Vec<u32>) -> Result<(), EvtchnError> {
-        let mut s = self.hub.state();
-        if let Some(q) = s.queues.get_mut(&self.id) {
-            out.extend(q.drain(..));
-        }
-        Ok(())
-    }
-
-    fn reset(&self) -> Result<(), EvtchnError> {
+    fn raw_reset(&self) -> Result<(), EvtchnError> {
         let mut s = self.hub.state();
         let mine: Vec<u32> = s
             .ports
@@ -269,7 +322,7 @@ impl EventChannels for FakeEvtchn {
             .collect();
         drop(s);
         for port in mine {
-            self.unbind(port)?;
+            self.raw_unbind(port)?;
         }
         s = self.hub.state();
         if let Some(q) = s.queues.get_mut(&self.id) {
@@ -279,6 +332,7 @@ impl EventChannels for FakeEvtchn {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Drop for FakeEvtchn {
     fn drop(&mut self) {
         let _ = self.reset();
@@ -294,9 +348,11 @@ mod tests {
         let hub = FakeEvtchnHub::new();
         let front = hub.endpoint(5);
         let back = hub.endpoint(0);
-        let fport = front.bind_unbound_port(0).unwrap();
-        assert!(back.bind_interdomain(5, fport + 7).is_err());
-        let bport = back.bind_interdomain(5, fport).unwrap();
+        let fport = front.bind_unbound_port(DomId(0)).unwrap();
+        assert!(back
+            .bind_interdomain(DomId(5), EvtchnPort(fport.0 + 7))
+            .is_err());
+        let bport = back.bind_interdomain(DomId(5), fport).unwrap();
         assert!(!back.wait(Some(Duration::from_millis(1))).unwrap());
         front.notify(fport).unwrap();
         front.notify(fport).unwrap(); // coalesced while masked
@@ -316,6 +372,6 @@ mod tests {
         v.clear();
         front.read_pending(&mut v).unwrap();
         assert_eq!(v, vec![fport]);
-        assert!(front.unmask(bport + 100).is_err());
+        assert!(front.unmask(EvtchnPort(bport.0 + 100)).is_err());
     }
 }

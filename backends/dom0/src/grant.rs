@@ -1,9 +1,17 @@
 //! Grants: the [`GrantMapper`] seam, `/dev/xen/gntdev`, and fake guest memory.
 
-use sluice_abi::shared::{SharedMem, SharedPages, XEN_PAGE_SIZE};
-use sluice_xen_sys::{CopyPtr, CopySegment, GntdevDevice, GrantMapping};
+use sluice_abi::shared::SharedMem;
+#[cfg(any(test, feature = "fake"))]
+use sluice_abi::shared::{SharedPages, XEN_PAGE_SIZE};
+use sluice_abi::types::{DomId, GrantRef};
+#[cfg(any(test, feature = "fake"))]
+use sluice_xen_sys::CopyPtr;
+use sluice_xen_sys::{CopySegment, GntdevDevice, GrantMapping};
+#[cfg(any(test, feature = "fake"))]
 use std::collections::HashMap;
+#[cfg(any(test, feature = "fake"))]
 use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(any(test, feature = "fake"))]
 use std::sync::{Arc, Mutex};
 
 /// Xen's `GNTST_bad_domain`.
@@ -25,9 +33,9 @@ pub enum GrantError {
     #[error("grant {gref} of domain {domid} is not granted (or not for this access)")]
     BadRef {
         /// The domain.
-        domid: u16,
+        domid: DomId,
         /// The reference.
-        gref: u32,
+        gref: GrantRef,
     },
     /// A reference held mapped read-only was asked for writing (the caller falls back
     /// to grant copy, which gives the grant's current answer).
@@ -40,7 +48,7 @@ pub enum GrantError {
     },
     /// The fake maps only references of consecutive pages.
     #[error("fake grants: references {0:?} are not consecutive pages")]
-    NotContiguous(Vec<u32>),
+    NotContiguous(Vec<GrantRef>),
 }
 
 /// Pages of another domain mapped here, at a fixed address until dropped (so I/O may go
@@ -50,12 +58,18 @@ pub trait GrantMap: Send + sluice_xen_sys::StableMem {
     fn mem(&self) -> SharedMem<'_>;
 }
 
-/// Maps and copies other domains' grants.
+/// Maps and copies other domains' grants: the backend half of the grant seam (the
+/// frontend half is `sluice_front_seams::Grants`).
 pub trait GrantMapper: Send + Sync {
     /// A mapping; unmapped on drop.
     type Mapping: GrantMap + 'static;
     /// Maps `refs` of `domid` as consecutive pages.
-    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<Self::Mapping, GrantError>;
+    fn map(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<Self::Mapping, GrantError>;
     /// Grant copy: results per segment in `status` (0: ok, `GNTST_*` otherwise).
     fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError>;
 }
@@ -68,20 +82,28 @@ impl GrantMap for GrantMapping {
 
 impl GrantMapper for GntdevDevice {
     type Mapping = GrantMapping;
-    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<GrantMapping, GrantError> {
-        Ok(GntdevDevice::map(self, domid, refs, writable)?)
+    fn map(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<GrantMapping, GrantError> {
+        let raw: Vec<u32> = refs.iter().map(|r| r.0).collect();
+        Ok(GntdevDevice::map(self, domid.0, &raw, writable)?)
     }
     fn copy(&self, segs: &mut [CopySegment<'_>]) -> Result<(), GrantError> {
         Ok(GntdevDevice::grant_copy(self, segs)?)
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug, Clone, Copy)]
 struct FakeGrant {
     page: usize,
     readonly: bool,
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// A fake domain's memory and grant table: pages it can grant to dom0.
 pub struct FakeGuestMemory {
     domid: u16,
@@ -91,8 +113,11 @@ pub struct FakeGuestMemory {
     mapped: Mutex<HashMap<u32, usize>>,
     /// Of those, the writable ones.
     mapped_writable: Mutex<HashMap<u32, usize>>,
+    /// Pages handed out by [`FakeGuestMemory::alloc_pages`].
+    used: Mutex<Vec<bool>>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl std::fmt::Debug for FakeGuestMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeGuestMemory")
@@ -101,6 +126,7 @@ impl std::fmt::Debug for FakeGuestMemory {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeGuestMemory {
     /// `pages` zeroed pages of domain `domid`.
     pub fn new(domid: u16, pages: usize) -> Arc<Self> {
@@ -110,12 +136,64 @@ impl FakeGuestMemory {
             grants: Mutex::new((8, HashMap::new())),
             mapped: Mutex::new(HashMap::new()),
             mapped_writable: Mutex::new(HashMap::new()),
+            used: Mutex::new(vec![false; pages]),
         })
     }
 
     /// The domain.
     pub fn domid(&self) -> u16 {
         self.domid
+    }
+
+    /// Allocates `count` consecutive free pages (the guest kernel's page allocator, for
+    /// a fake frontend); returns the first, or `None` when no run is free.
+    pub fn alloc_pages(&self, count: usize) -> Option<usize> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let n = used.len();
+        let first =
+            (0..n.checked_sub(count)? + 1).find(|&f| used[f..f + count].iter().all(|u| !u))?;
+        used[first..first + count]
+            .iter_mut()
+            .for_each(|u| *u = true);
+        Some(first)
+    }
+
+    /// Frees pages from [`alloc_pages`](Self::alloc_pages).
+    ///
+    /// # Panics
+    /// When one of them is not allocated or is still granted (a frontend bug the fake
+    /// exists to catch: Xen would let the backend keep writing a freed page).
+    pub fn free_pages(&self, first: usize, count: usize) {
+        let granted = self
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .values()
+            .any(|g| (first..first + count).contains(&g.page));
+        assert!(
+            !granted,
+            "fake guest {}: freeing granted pages {first}+{count}",
+            self.domid
+        );
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        for u in &mut used[first..first + count] {
+            assert!(
+                *u,
+                "fake guest {}: double free of page in {first}+{count}",
+                self.domid
+            );
+            *u = false;
+        }
+    }
+
+    /// Live grants (not revoked).
+    pub fn live_grants(&self) -> usize {
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .len()
     }
 
     /// All of the memory, as the guest sees it.
@@ -197,6 +275,7 @@ impl FakeGuestMemory {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// Fake grant device: maps and copies grants of registered fake guests.
 #[derive(Debug, Clone, Default)]
 pub struct FakeGrants {
@@ -204,6 +283,7 @@ pub struct FakeGrants {
     counters: Arc<FakeGrantCounters>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 #[derive(Debug, Default)]
 struct FakeGrantCounters {
     live: AtomicUsize,
@@ -211,6 +291,7 @@ struct FakeGrantCounters {
     copied: AtomicUsize,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl FakeGrants {
     /// No guests yet.
     pub fn new() -> Self {
@@ -249,6 +330,7 @@ impl FakeGrants {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 /// A fake mapping: a window on the guest's memory.
 #[derive(Debug)]
 pub struct FakeMapping {
@@ -260,6 +342,7 @@ pub struct FakeMapping {
     counters: Arc<FakeGrantCounters>,
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl Drop for FakeMapping {
     fn drop(&mut self) {
         let release = |m: &Mutex<HashMap<u32, usize>>| {
@@ -281,6 +364,7 @@ impl Drop for FakeMapping {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 // The one `unsafe` outside sluice-xen-sys: the fake's pages, for zero-copy I/O tests.
 #[allow(unsafe_code)]
 // SAFETY: the region is a fixed slice of the guest's `SharedPages` (one heap allocation
@@ -292,6 +376,7 @@ unsafe impl sluice_xen_sys::StableMem for FakeMapping {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl GrantMap for FakeMapping {
     fn mem(&self) -> SharedMem<'_> {
         self.guest
@@ -301,18 +386,24 @@ impl GrantMap for FakeMapping {
     }
 }
 
+#[cfg(any(test, feature = "fake"))]
 impl GrantMapper for FakeGrants {
     type Mapping = FakeMapping;
 
-    fn map(&self, domid: u16, refs: &[u32], writable: bool) -> Result<FakeMapping, GrantError> {
-        let guest = self.guest(domid).ok_or(GrantError::BadRef {
+    fn map(
+        &self,
+        domid: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+    ) -> Result<FakeMapping, GrantError> {
+        let guest = self.guest(domid.0).ok_or(GrantError::BadRef {
             domid,
-            gref: refs.first().copied().unwrap_or(0),
+            gref: refs.first().copied().unwrap_or_default(),
         })?;
         let mut first = None;
         for (i, &r) in refs.iter().enumerate() {
             let page = guest
-                .lookup(r, writable)
+                .lookup(r.0, writable)
                 .ok_or(GrantError::BadRef { domid, gref: r })?;
             let f = *first.get_or_insert(page);
             if page != f + i {
@@ -323,7 +414,7 @@ impl GrantMapper for FakeGrants {
         {
             let mut m = guest.mapped.lock().unwrap_or_else(|p| p.into_inner());
             for &r in refs {
-                *m.entry(r).or_insert(0) += 1;
+                *m.entry(r.0).or_insert(0) += 1;
             }
         }
         if writable {
@@ -332,7 +423,7 @@ impl GrantMapper for FakeGrants {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             for &r in refs {
-                *m.entry(r).or_insert(0) += 1;
+                *m.entry(r.0).or_insert(0) += 1;
             }
         }
         self.counters.live.fetch_add(1, Ordering::SeqCst);
@@ -341,7 +432,7 @@ impl GrantMapper for FakeGrants {
             guest,
             first,
             count: refs.len(),
-            refs: refs.to_vec(),
+            refs: refs.iter().map(|r| r.0).collect(),
             writable,
             counters: self.counters.clone(),
         })
@@ -389,11 +480,21 @@ mod tests {
         grants.add_guest(g.clone());
         let a = g.grant(1, false);
         let b = g.grant(2, true);
-        let m = grants.map(3, &[a, b], false).unwrap();
+        let (ga, gb) = (GrantRef(a), GrantRef(b));
+        let m = grants.map(DomId(3), &[ga, gb], false).unwrap();
         assert_eq!(m.mem().len(), 2 * XEN_PAGE_SIZE);
-        assert!(grants.map(3, &[a, b], true).is_err(), "b is read-only");
-        assert!(grants.map(3, &[b, a], false).is_err(), "not consecutive");
-        assert!(grants.map(4, &[a], false).is_err(), "unknown domain");
+        assert!(
+            grants.map(DomId(3), &[ga, gb], true).is_err(),
+            "b is read-only"
+        );
+        assert!(
+            grants.map(DomId(3), &[gb, ga], false).is_err(),
+            "not consecutive"
+        );
+        assert!(
+            grants.map(DomId(4), &[ga], false).is_err(),
+            "unknown domain"
+        );
         let data = [7u8; 16];
         let mut back = [0u8; 16];
         let mut segs = [
@@ -436,7 +537,7 @@ mod tests {
         assert_eq!(back, data);
         assert_eq!((g.mapped(a), g.mapped(b)), (1, 1));
         assert_eq!((g.mapped_writable(a), g.mapped_writable(b)), (0, 0));
-        let w = grants.map(3, &[a], true).unwrap();
+        let w = grants.map(DomId(3), &[ga], true).unwrap();
         assert_eq!((g.mapped(a), g.mapped_writable(a)), (2, 1));
         drop(w);
         assert_eq!(grants.live_mappings(), 1);
@@ -446,6 +547,6 @@ mod tests {
         assert_eq!(grants.maps_made(), 2);
         assert_eq!(grants.segments_copied(), 4);
         assert!(g.try_revoke(a));
-        assert!(grants.map(3, &[a], false).is_err());
+        assert!(grants.map(DomId(3), &[ga], false).is_err());
     }
 }

@@ -10,10 +10,16 @@
 //!
 //! and [`ratelimit`]: the rate limits both daemons put on what a guest can make them do
 //! (log lines per device and class, console wakeups per guest).
+//!
+//! The fakes are the fake Xen world of host tests, behind the `fake` feature; with it,
+//! [`fake::FakeFront`] gives a frontend core (`sluice_front_seams`) a fake guest on the
+//! same world, so real frontends and real backends meet in one process.
 
 #![deny(unsafe_code)]
 
 pub mod evtchn;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod grant;
 pub mod ratelimit;
 pub mod xenstore;

@@ -1,6 +1,6 @@
 //! Typed errors of the block-frontend core.
 
-use crate::platform::PlatformError;
+use crate::platform::SeamError;
 use alloc::string::String;
 use core::fmt;
 use sluice_abi::ring::RingError;
@@ -25,7 +25,7 @@ pub enum NegotiationError {
     /// The ring cannot be laid out in the pages (cannot happen for 1..=16 pages).
     Ring(RingError),
     /// The platform failed (memory, grants, event channels, xenstore).
-    Platform(PlatformError),
+    Platform(SeamError),
 }
 
 impl fmt::Display for NegotiationError {
@@ -116,7 +116,7 @@ pub enum SubmitError {
     /// No such queue.
     NoSuchQueue(usize),
     /// Out of memory or grants.
-    NoResources(PlatformError),
+    NoResources(SeamError),
     /// A read or write with no segments, or more than the device takes.
     BadSegmentCount {
         /// Segments given.
@@ -132,6 +132,8 @@ pub enum SubmitError {
     ReadOnly,
     /// The backend does not offer the operation (flush, discard, secure discard).
     Unsupported,
+    /// Copying the data into a bounce page, or writing an indirect page, failed.
+    Copy(SeamError),
 }
 
 impl fmt::Display for SubmitError {
@@ -148,6 +150,7 @@ impl fmt::Display for SubmitError {
             SubmitError::OutOfRange => f.write_str("I/O past the end of the disk"),
             SubmitError::ReadOnly => f.write_str("disk is read-only"),
             SubmitError::Unsupported => f.write_str("operation not offered by the backend"),
+            SubmitError::Copy(e) => write!(f, "copying the data failed: {e}"),
         }
     }
 }
@@ -162,6 +165,8 @@ pub enum IoError {
     /// The device failed with the I/O outstanding (protocol error, vanished backend,
     /// shutdown); its outcome on the disk is unknown.
     DeviceFailed,
+    /// The backend answered OK but the read data could not be copied out.
+    Copy(SeamError),
 }
 
 impl fmt::Display for IoError {
@@ -170,6 +175,7 @@ impl fmt::Display for IoError {
             IoError::Backend(s) => write!(f, "backend I/O error (status {s})"),
             IoError::NotSupported => f.write_str("operation not supported by the backend"),
             IoError::DeviceFailed => f.write_str("device failed"),
+            IoError::Copy(e) => write!(f, "copying the read data failed: {e}"),
         }
     }
 }

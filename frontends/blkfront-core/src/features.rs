@@ -1,7 +1,7 @@
 //! What the backend offers (its xenstore nodes) and what the frontend chose.
 
 use crate::error::NegotiationError;
-use crate::platform::Platform;
+use crate::platform::XenStore;
 use alloc::format;
 use alloc::string::String;
 use sluice_abi::blkif::{
@@ -87,14 +87,14 @@ impl Default for FrontendConfig {
 pub const MAX_RING_PAGE_ORDER: u32 = 4;
 
 /// Reads an optional unsigned node: `default` when absent, an error when malformed.
-pub(crate) fn read_u64<P: Platform>(
+pub(crate) fn read_u64<P: XenStore + ?Sized>(
     p: &mut P,
     dir: &str,
     key: &'static str,
     default: Option<u64>,
 ) -> Result<u64, NegotiationError> {
     let path = format!("{dir}/{key}");
-    match p.xs_read(&path).map_err(NegotiationError::Platform)? {
+    match p.read_opt(&path).map_err(NegotiationError::Platform)? {
         None => default.ok_or(NegotiationError::MissingNode { key }),
         Some(v) => parse_u64(v.trim_end_matches('\0')).ok_or(NegotiationError::BadNode {
             key,
@@ -122,7 +122,7 @@ fn parse_u64(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-fn read_u32<P: Platform>(
+fn read_u32<P: XenStore + ?Sized>(
     p: &mut P,
     dir: &str,
     key: &'static str,
@@ -135,7 +135,7 @@ fn read_u32<P: Platform>(
     })
 }
 
-fn read_bool<P: Platform>(
+fn read_bool<P: XenStore + ?Sized>(
     p: &mut P,
     dir: &str,
     key: &'static str,
@@ -145,7 +145,7 @@ fn read_bool<P: Platform>(
 
 impl RingLimits {
     /// Reads them from the backend directory.
-    pub fn read<P: Platform>(p: &mut P, backend: &str) -> Result<Self, NegotiationError> {
+    pub fn read<P: XenStore + ?Sized>(p: &mut P, backend: &str) -> Result<Self, NegotiationError> {
         Ok(RingLimits {
             max_queues: read_u32(p, backend, keys::MULTI_QUEUE_MAX_QUEUES, Some(1))?.max(1),
             max_ring_page_order: read_u32(p, backend, keys::MAX_RING_PAGE_ORDER, Some(0))?,
@@ -156,7 +156,7 @@ impl RingLimits {
 impl DiskInfo {
     /// Reads them from the backend directory; `sectors`, `info` and `sector-size` are
     /// required, as in Linux's blkfront.
-    pub fn read<P: Platform>(p: &mut P, backend: &str) -> Result<Self, NegotiationError> {
+    pub fn read<P: XenStore + ?Sized>(p: &mut P, backend: &str) -> Result<Self, NegotiationError> {
         let sectors = read_u64(p, backend, keys::SECTORS, None)?;
         let info_raw = read_u32(p, backend, keys::INFO, None)?;
         let sector_size = read_u32(p, backend, keys::SECTOR_SIZE, None)?;

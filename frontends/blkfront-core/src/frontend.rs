@@ -3,7 +3,7 @@
 
 use crate::error::{IoError, NegotiationError, ProtocolError, SubmitError};
 use crate::features::{DiskInfo, FlushKind, FrontendConfig, RingLimits, MAX_RING_PAGE_ORDER};
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{Pages, Platform, SeamError};
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
@@ -14,6 +14,7 @@ use sluice_abi::blkif::{
     BLKIF_DISCARD_SECURE, BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST,
     SECTORS_PER_PAGE, SECTOR_SIZE, SEGMENTS_PER_INDIRECT_PAGE,
 };
+use sluice_abi::ring::{FrontIndices, RingError};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_abi::xenbus::XenbusState;
 use zerocopy::{FromZeros, Immutable, IntoBytes};
@@ -145,34 +146,50 @@ pub struct Stats {
 }
 
 /// A frontend-owned 4 KiB page used for bounce data or an indirect segment list.
-#[derive(Clone, Copy, Debug)]
-struct PoolPage<Pg> {
-    page: Pg,
+#[derive(Debug)]
+struct PoolPage<Pp> {
+    page: Pp,
     /// Set while granted; persistent grants stay set between requests.
     gref: Option<GrantRef>,
 }
 
-struct Shadow<Pg, T> {
+struct Shadow<Pp, Dp, T> {
     seq: u64,
     tag: T,
-    io: BlockIo<Pg>,
+    io: BlockIo<Dp>,
     wire_op: u8,
     /// For an indirect request, the read or write it carries: Linux's blkback answers
     /// with this operation rather than `BLKIF_OP_INDIRECT`; both are accepted.
     inner_op: u8,
-    bounce: Vec<PoolPage<Pg>>,
-    indirect: Vec<PoolPage<Pg>>,
+    bounce: Vec<PoolPage<Pp>>,
+    indirect: Vec<PoolPage<Pp>>,
 }
 
-struct Queue<Pg, T> {
-    ring: BlkifFrontRing<'static>,
-    ring_first: Pg,
-    ring_pages: usize,
+struct Queue<Pp, Dp, T> {
+    /// The ring's pages; a ring view borrows them per operation ([`Queue::ring`]).
+    ring_mem: Pp,
+    /// The ring's private indices between views.
+    ring_at: FrontIndices,
     ring_grefs: Vec<GrantRef>,
     port: EvtchnPort,
-    shadow: Vec<Option<Shadow<Pg, T>>>,
+    shadow: Vec<Option<Shadow<Pp, Dp, T>>>,
     free_ids: Vec<u32>,
 }
+
+impl<Pp: Pages, Dp, T> Queue<Pp, Dp, T> {
+    /// Runs `f` on a view of the ring and keeps its private indices.
+    fn ring<R>(&mut self, f: impl FnOnce(&mut BlkifFrontRing<'_>) -> R) -> Result<R, RingError> {
+        let mut ring = BlkifFrontRing::resume(self.ring_mem.mem(), self.ring_at)?;
+        let r = f(&mut ring);
+        self.ring_at = ring.indices();
+        Ok(r)
+    }
+}
+
+type QueueOf<P, T> =
+    Queue<<P as crate::platform::Memory>::Pages, <P as crate::platform::Memory>::DataPage, T>;
+type PoolOf<P> = PoolPage<<P as crate::platform::Memory>::Pages>;
+type IoOf<P> = BlockIo<<P as crate::platform::Memory>::DataPage>;
 
 /// A Xen block frontend for one virtual disk, generic over the guest kernel
 /// ([`Platform`]) and the caller's per-I/O tag `T` (a `struct request *` in Linux).
@@ -188,12 +205,12 @@ pub struct Frontend<P: Platform, T> {
     handle: u16,
     config: FrontendConfig,
     state: FrontState,
-    queues: Vec<Queue<P::Page, T>>,
+    queues: Vec<QueueOf<P, T>>,
     disk: Option<DiskInfo>,
     persistent: bool,
     max_segments: usize,
-    pool: Vec<PoolPage<P::Page>>,
-    held: VecDeque<(u64, T, BlockIo<P::Page>)>,
+    pool: Vec<PoolOf<P>>,
+    held: VecDeque<(u64, T, IoOf<P>)>,
     next_seq: u64,
     stats: Stats,
 }
@@ -281,7 +298,7 @@ impl<P: Platform, T> Frontend<P, T> {
             .sum()
     }
 
-    fn write_state(&self, p: &mut P, state: XenbusState) -> Result<(), PlatformError> {
+    fn write_state(&self, p: &mut P, state: XenbusState) -> Result<(), SeamError> {
         p.switch_state(&self.nodename, state)
     }
 
@@ -422,7 +439,7 @@ impl<P: Platform, T> Frontend<P, T> {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        if let Err(e) = p.xs_write_all(&refs) {
+        if let Err(e) = p.write_all(&refs) {
             self.teardown_queues(p);
             return Err(NegotiationError::Platform(e));
         }
@@ -439,38 +456,33 @@ impl<P: Platform, T> Frontend<P, T> {
         p: &mut P,
         qi: usize,
         pages: usize,
-    ) -> Result<Queue<P::Page, T>, NegotiationError> {
-        let first = p.alloc_pages(pages).map_err(NegotiationError::Platform)?;
-        let ring = match BlkifFrontRing::init(p.mem(first, pages)) {
-            Ok(r) => r,
-            Err(e) => {
-                p.free_pages(first, pages);
-                return Err(NegotiationError::Ring(e));
-            }
+    ) -> Result<QueueOf<P, T>, NegotiationError> {
+        let mem = p.alloc_pages(pages).map_err(NegotiationError::Platform)?;
+        // Dropping `mem` on an error frees the pages (nothing granted yet).
+        let (at, size) = match BlkifFrontRing::init(mem.mem()) {
+            Ok(r) => (r.indices(), r.size()),
+            Err(e) => return Err(NegotiationError::Ring(e)),
         };
         let mut grefs = Vec::with_capacity(pages);
         for i in 0..pages {
-            match p.grant(self.backend_id, p.nth_page(first, i), false) {
+            match p.grant_access(self.backend_id, &mem, i, false) {
                 Ok(g) => grefs.push(g),
                 Err(e) => {
-                    // `ring` is not used again: returning drops the last handle.
-                    self.release_ring(p, first, pages, &grefs);
+                    self.release_ring(p, mem, &grefs);
                     return Err(NegotiationError::Platform(e));
                 }
             }
         }
-        let port = match p.evtchn_alloc(self.backend_id, qi) {
+        let port = match p.bind_unbound_port(self.backend_id, qi) {
             Ok(port) => port,
             Err(e) => {
-                self.release_ring(p, first, pages, &grefs);
+                self.release_ring(p, mem, &grefs);
                 return Err(NegotiationError::Platform(e));
             }
         };
-        let size = ring.size();
         Ok(Queue {
-            ring,
-            ring_first: first,
-            ring_pages: pages,
+            ring_mem: mem,
+            ring_at: at,
             ring_grefs: grefs,
             port,
             shadow: (0..size).map(|_| None).collect(),
@@ -480,16 +492,16 @@ impl<P: Platform, T> Frontend<P, T> {
 
     /// Ends the ring's grants and frees its pages, unless the backend still maps one:
     /// then the pages are quarantined (never freed).
-    fn release_ring(&mut self, p: &mut P, first: P::Page, pages: usize, grefs: &[GrantRef]) {
+    fn release_ring(&mut self, p: &mut P, mem: P::Pages, grefs: &[GrantRef]) {
         let mut in_use = false;
         for g in grefs {
-            in_use |= p.end_grant(*g).is_err();
+            in_use |= p.end_access(*g).is_err();
         }
         if in_use {
-            self.stats.quarantined_pages += pages as u64;
-        } else {
-            p.free_pages(first, pages);
+            self.stats.quarantined_pages += mem.count() as u64;
+            p.leak(mem);
         }
+        // Otherwise `mem` is dropped here: freed.
     }
 
     /// The backend is Connected: read the disk and features, go Connected, resubmit.
@@ -538,15 +550,13 @@ impl<P: Platform, T> Frontend<P, T> {
         for q in core::mem::take(&mut self.queues) {
             // The ring view goes here, before its pages are released.
             let Queue {
-                ring: _,
-                ring_first,
-                ring_pages,
+                ring_mem,
                 ring_grefs,
                 port,
                 ..
             } = q;
-            p.evtchn_close(port);
-            self.release_ring(p, ring_first, ring_pages, &ring_grefs);
+            p.unbind(port);
+            self.release_ring(p, ring_mem, &ring_grefs);
         }
     }
 
@@ -611,13 +621,16 @@ impl<P: Platform, T> Frontend<P, T> {
     fn drop_pool(&mut self, p: &mut P) {
         for pp in core::mem::take(&mut self.pool) {
             match pp.gref {
-                Some(g) if p.end_grant(g).is_err() => self.stats.quarantined_pages += 1,
-                _ => p.free_pages(pp.page, 1),
+                Some(g) if p.end_access(g).is_err() => {
+                    self.stats.quarantined_pages += 1;
+                    p.leak(pp.page);
+                }
+                _ => drop(pp.page),
             }
         }
     }
 
-    fn take_page(&mut self, p: &mut P, readonly: bool) -> Result<PoolPage<P::Page>, PlatformError> {
+    fn take_page(&mut self, p: &mut P, readonly: bool) -> Result<PoolOf<P>, SeamError> {
         let mut pp = match self.pool.pop() {
             Some(pp) => pp,
             None => PoolPage {
@@ -628,7 +641,7 @@ impl<P: Platform, T> Frontend<P, T> {
         if pp.gref.is_none() {
             // Persistent grants are writable: the page serves reads and writes in turn.
             let ro = readonly && !self.persistent;
-            match p.grant(self.backend_id, pp.page, ro) {
+            match p.grant_access(self.backend_id, &pp.page, 0, ro) {
                 Ok(g) => pp.gref = Some(g),
                 Err(e) => {
                     self.pool.push(pp);
@@ -639,13 +652,14 @@ impl<P: Platform, T> Frontend<P, T> {
         Ok(pp)
     }
 
-    fn release_pages(&mut self, p: &mut P, pages: Vec<PoolPage<P::Page>>) {
+    fn release_pages(&mut self, p: &mut P, pages: Vec<PoolOf<P>>) {
         for mut pp in pages {
             if !self.persistent {
                 if let Some(g) = pp.gref.take() {
-                    if p.end_grant(g).is_err() {
+                    if p.end_access(g).is_err() {
                         // The backend still maps it: never reuse or free this page.
                         self.stats.quarantined_pages += 1;
+                        p.leak(pp.page);
                         continue;
                     }
                 }
@@ -654,7 +668,7 @@ impl<P: Platform, T> Frontend<P, T> {
         }
     }
 
-    fn validate(&self, io: &BlockIo<P::Page>) -> Result<(), SubmitError> {
+    fn validate(&self, io: &IoOf<P>) -> Result<(), SubmitError> {
         let disk = self.disk.as_ref().ok_or(SubmitError::DeviceFailed)?;
         let readonly = disk.info.contains(VdiskInfo::READONLY);
         let (max, min) = match io.op {
@@ -709,8 +723,8 @@ impl<P: Platform, T> Frontend<P, T> {
         p: &mut P,
         queue: usize,
         tag: T,
-        io: BlockIo<P::Page>,
-    ) -> Result<(), (SubmitError, T, BlockIo<P::Page>)> {
+        io: IoOf<P>,
+    ) -> Result<(), (SubmitError, T, IoOf<P>)> {
         match self.state {
             FrontState::Failed => return Err((SubmitError::DeviceFailed, tag, io)),
             FrontState::Connected => {}
@@ -746,13 +760,15 @@ impl<P: Platform, T> Frontend<P, T> {
         qi: usize,
         seq: u64,
         tag: T,
-        io: BlockIo<P::Page>,
-    ) -> Result<(), (SubmitError, T, BlockIo<P::Page>)> {
-        if self.queues[qi].ring.is_full() || self.queues[qi].free_ids.is_empty() {
-            return Err((SubmitError::RingFull, tag, io));
+        io: IoOf<P>,
+    ) -> Result<(), (SubmitError, T, IoOf<P>)> {
+        match self.queues[qi].ring(|r| r.is_full()) {
+            Ok(false) if !self.queues[qi].free_ids.is_empty() => {}
+            Ok(_) => return Err((SubmitError::RingFull, tag, io)),
+            Err(_) => return Err((SubmitError::DeviceFailed, tag, io)),
         }
         let writes = matches!(io.op, IoOp::Write | IoOp::Flush);
-        let mut bounce: Vec<PoolPage<P::Page>> = Vec::with_capacity(io.segments.len());
+        let mut bounce: Vec<PoolOf<P>> = Vec::with_capacity(io.segments.len());
         let mut segs: Vec<BlkifRequestSegment> = Vec::with_capacity(io.segments.len());
         for s in &io.segments {
             let pp = match self.take_page(p, writes) {
@@ -763,7 +779,11 @@ impl<P: Platform, T> Frontend<P, T> {
                 }
             };
             if writes {
-                p.copy(pp.page, s.offset(), s.page, s.offset(), s.len());
+                if let Err(e) = p.copy_in(&pp.page, s.offset(), s.page, s.offset(), s.len()) {
+                    bounce.push(pp);
+                    self.release_pages(p, bounce);
+                    return Err((SubmitError::Copy(e), tag, io));
+                }
             }
             segs.push(BlkifRequestSegment::new(
                 pp.gref.unwrap_or_default(),
@@ -835,17 +855,28 @@ impl<P: Platform, T> Frontend<P, T> {
                             return Err((SubmitError::NoResources(e), tag, io));
                         }
                     };
-                    let mem = p.mem(pp.page, 1);
-                    let _ = mem.write_bytes(0, chunk.as_bytes());
+                    let written = pp.page.slice(0, chunk.as_bytes().len()).and_then(|m| {
+                        m.write_bytes(0, chunk.as_bytes())
+                            .map_err(|_| SeamError::OutOfBounds {
+                                offset: 0,
+                                len: chunk.as_bytes().len(),
+                                size: m.len(),
+                            })
+                    });
                     ind.indirect_grefs[i] = pp.gref.unwrap_or_default();
                     indirect.push(pp);
+                    if let Err(e) = written {
+                        self.release_pages(p, bounce);
+                        self.release_pages(p, indirect);
+                        return Err((SubmitError::Copy(e), tag, io));
+                    }
                 }
                 debug_assert!(npages <= BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST);
                 (as_slot(&ind), BlkifOp::Indirect.raw())
             }
         };
         let q = &mut self.queues[qi];
-        if let Err(_e) = q.ring.push_request(&slot) {
+        if !matches!(q.ring(|r| r.push_request(&slot)), Ok(Ok(()))) {
             // Checked not full above; keep the I/O rather than lose it.
             self.release_pages(p, bounce);
             self.release_pages(p, indirect);
@@ -862,8 +893,8 @@ impl<P: Platform, T> Frontend<P, T> {
             indirect,
         });
         self.stats.sent += 1;
-        if let Ok(true) = q.ring.push_requests_and_check_notify() {
-            p.evtchn_notify(q.port);
+        if let Ok(Ok(true)) = q.ring(|r| r.push_requests_and_check_notify()) {
+            p.notify(q.port);
         }
         Ok(())
     }
@@ -907,10 +938,10 @@ impl<P: Platform, T> Frontend<P, T> {
         let mut completed = 0;
         loop {
             loop {
-                let rsp = match self.queues[queue].ring.pop_response() {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(error) => {
+                let rsp = match self.queues[queue].ring(|r| r.pop_response()) {
+                    Ok(Ok(Some(r))) => r,
+                    Ok(Ok(None)) => break,
+                    Ok(Err(error)) | Err(error) => {
                         return Err(self.protocol_error(
                             p,
                             ProtocolError::Ring { queue, error },
@@ -926,10 +957,10 @@ impl<P: Platform, T> Frontend<P, T> {
                     Err(e) => return Err(self.protocol_error(p, e, &mut done)),
                 }
             }
-            match self.queues[queue].ring.final_check_for_responses() {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(error) => {
+            match self.queues[queue].ring(|r| r.final_check_for_responses()) {
+                Ok(Ok(true)) => continue,
+                Ok(Ok(false)) => break,
+                Ok(Err(error)) | Err(error) => {
                     return Err(self.protocol_error(
                         p,
                         ProtocolError::Ring { queue, error },
@@ -987,12 +1018,18 @@ impl<P: Platform, T> Frontend<P, T> {
         self.stats.completed += 1;
         let result = match BlkifRsp::try_from(rsp.status) {
             Ok(BlkifRsp::Okay) => {
+                let mut r = Ok(());
                 if s.io.op == IoOp::Read {
                     for (seg, pp) in s.io.segments.iter().zip(&s.bounce) {
-                        p.copy(seg.page, seg.offset(), pp.page, seg.offset(), seg.len());
+                        if let Err(e) =
+                            p.copy_out(seg.page, seg.offset(), &pp.page, seg.offset(), seg.len())
+                        {
+                            r = Err(IoError::Copy(e));
+                            break;
+                        }
                     }
                 }
-                Ok(())
+                r
             }
             Ok(BlkifRsp::EOpNotSupp) => {
                 // As Linux: stop offering what the backend refused.
@@ -1011,6 +1048,22 @@ impl<P: Platform, T> Frontend<P, T> {
         self.release_pages(p, s.bounce);
         self.release_pages(p, s.indirect);
         Ok((s.tag, result))
+    }
+}
+
+impl<P: Platform, T> Drop for Frontend<P, T> {
+    /// Dropped without [`shutdown`](Self::shutdown) (which ends the grants): no grant
+    /// can be ended without the platform, so pages still granted are leaked, never
+    /// freed under a backend that may map them.
+    fn drop(&mut self) {
+        for q in self.queues.drain(..) {
+            core::mem::forget(q);
+        }
+        for pp in self.pool.drain(..) {
+            if pp.gref.is_some() {
+                core::mem::forget(pp);
+            }
+        }
     }
 }
 

@@ -26,4 +26,6 @@ pub mod platform;
 pub use error::{IoError, NegotiationError, ProtocolError, SubmitError};
 pub use features::{DiscardInfo, DiskInfo, FlushKind, FrontendConfig, RingLimits};
 pub use frontend::{BlockIo, Event, FrontState, Frontend, IoOp, IoSegment, Stats, Timeout};
-pub use platform::{GrantInUse, Platform, PlatformError};
+pub use platform::{
+    EventChannels, GrantInUse, Grants, Memory, Pages, Platform, SeamError, XenStore,
+};

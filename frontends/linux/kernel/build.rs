@@ -15,12 +15,16 @@ const FUNCTIONS: &[&str] = &[
     "sluice_gfp_atomic",
     "sluice_gfp_noio",
     "sluice_bug",
-    // sluice-blkfront
+    // Xen glue shared by the frontends (kbuild/common/sluice_xen.h)
     "gnttab_grant_foreign_access",
-    "gnttab_end_foreign_access_ref",
     "gnttab_try_end_foreign_access",
-    "gnttab_free_grant_reference",
     "xenbus_switch_state",
+    "sluice_xen_(nodename|otherend|otherend_id|get_drvdata|set_drvdata|alloc_pages|free_pages|virt_to_gfn)",
+    "sluice_xs_.*",
+    "sluice_evtchn_.*",
+    "sluice_mutex_.*",
+    "sluice_msleep",
+    // sluice-blkfront's block glue
     "sbf_.*",
 ];
 
@@ -29,12 +33,13 @@ const VARS: &[&str] = &["sbf_sts_.*"];
 const TYPES: &[&str] = &["sbf_rq_kind"];
 
 /// Kernel structs Rust only passes pointers to.
-const OPAQUE: &[&str] = &["xenbus_device", "gendisk", "request"];
+const OPAQUE: &[&str] = &["xenbus_device", "gendisk", "request", "sluice_evtchn"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SLUICE_KERNEL_CLANG_ARGS");
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=../kbuild/common/sluice_helpers.h");
+    println!("cargo:rerun-if-changed=../kbuild/common/sluice_xen.h");
     println!("cargo:rerun-if-changed=../kbuild/sluice-blkfront/sluice_blkfront_shim.h");
     let args = env::var("SLUICE_KERNEL_CLANG_ARGS").unwrap_or_else(|_| {
         panic!(

@@ -5,4 +5,5 @@
 #include <xen/grant_table.h>
 #include <xen/xenbus.h>
 #include "sluice_helpers.h"
+#include "sluice_xen.h"
 #include "sluice_blkfront_shim.h"

@@ -368,7 +368,7 @@ impl Backend {
                     disk: &disk,
                     grants: &*grants,
                     evtchn,
-                    port,
+                    port: sluice_abi::types::EvtchnPort(port),
                     stop: &stop2,
                     name: &name,
                     persistent: None,
@@ -461,7 +461,7 @@ fn serve(
             ring.push_response(&BlkifResponse::new(id, op, status))?;
         }
         if ring.push_responses_and_check_notify()? {
-            q.evtchn.notify(q.port)?;
+            q.evtchn.notify(q.port.0)?;
         }
         if !misbehaved && ring.final_check_for_requests()? {
             continue;

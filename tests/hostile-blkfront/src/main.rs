@@ -419,7 +419,9 @@ fn indirect(op: BlkifOp, id: u64, sector: u64, nr_segments: u16, grefs: &[u32]) 
         sector_number: sector,
         ..Default::default()
     };
-    q.indirect_grefs[..grefs.len()].copy_from_slice(grefs);
+    for (dst, &g) in q.indirect_grefs.iter_mut().zip(grefs) {
+        *dst = g.into();
+    }
     slot(&q)
 }
 

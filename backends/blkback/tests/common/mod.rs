@@ -8,6 +8,7 @@ pub use sluice_abi::blkif::{
 };
 pub use sluice_abi::ring::REQ_PROD_OFFSET;
 pub use sluice_abi::shared::XEN_PAGE_SIZE;
+pub use sluice_abi::types::{DomId, EvtchnPort};
 pub use sluice_blkback::persistent::PERSISTENT_GRANTS_PER_QUEUE;
 pub use sluice_blkback::{Backend, IoEngine};
 pub use sluice_dom0::evtchn::{FakeEvtchn, FakeEvtchnHub};
@@ -274,7 +275,7 @@ impl Front {
                 xs.write(XBT_NULL, &format!("{dir}/{key}"), r.to_string().as_bytes())
                     .unwrap();
             }
-            let port = ev.bind_unbound_port(0).unwrap();
+            let port = ev.bind_unbound_port(DomId(0)).unwrap().0;
             xs.write(
                 XBT_NULL,
                 &format!("{dir}/event-channel"),
@@ -337,7 +338,7 @@ impl Front {
         let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
         ring.push_request(&req).unwrap();
         ring.push_requests().unwrap();
-        self.ev.notify(port).unwrap();
+        self.ev.notify(EvtchnPort(port)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(r) = ring.pop_response().unwrap() {
@@ -372,7 +373,7 @@ impl Front {
             ring.push_request(r).unwrap();
         }
         ring.push_requests().unwrap();
-        self.ev.notify(port).unwrap();
+        self.ev.notify(EvtchnPort(port)).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut out = Vec::with_capacity(reqs.len());
         while out.len() < reqs.len() {

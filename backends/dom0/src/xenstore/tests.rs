@@ -1,6 +1,7 @@
 use super::*;
 use sluice_abi::xs_wire::{RawMessage, XsPermAccess};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
 const T: Duration = Duration::from_secs(2);
 

@@ -15,12 +15,13 @@ use sluice_abi::blkif::{
 use sluice_abi::ring::RSP_PROD_OFFSET;
 use sluice_abi::shared::{SharedMem, SharedPages};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
-use sluice_blkfront_core::{GrantInUse, Platform, PlatformError};
+use sluice_blkfront_core::{EventChannels, GrantInUse, Grants, Memory, Pages, SeamError, XenStore};
+use sluice_front_seams::{check_bounds, check_page_index};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-pub const BACKEND_ID: DomId = 0;
+pub const BACKEND_ID: DomId = DomId(0);
 pub const FRONT: &str = "device/vbd/51712";
 pub const BACK: &str = "backend/vbd/1/51712";
 const PAGE: usize = 4096;
@@ -68,8 +69,8 @@ pub struct World {
 impl World {
     pub fn new() -> Rc<RefCell<World>> {
         Rc::new(RefCell::new(World {
-            next_gref: 8,
-            next_port: 1,
+            next_gref: GrantRef(8),
+            next_port: EvtchnPort(1),
             ..Default::default()
         }))
     }
@@ -164,27 +165,32 @@ impl World {
 /// The frontend's view of the world.
 pub struct FrontPlatform(pub Rc<RefCell<World>>);
 
-impl Platform for FrontPlatform {
-    type Page = Pg;
+/// Frontend-owned pages of the fake world; freed (checked) on drop.
+pub struct FakePages {
+    world: Rc<RefCell<World>>,
+    first: Pg,
+    count: usize,
+}
 
-    fn alloc_pages(&mut self, count: usize) -> Result<Pg, PlatformError> {
-        let mut w = self.0.borrow_mut();
-        if let Some(b) = w.alloc_budget.as_mut() {
-            if *b == 0 {
-                return Err(PlatformError::NoResources);
-            }
-            *b -= 1;
-        }
-        Ok(w.alloc(count))
+impl std::fmt::Debug for FakePages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FakePages({:?}, {})", self.first, self.count)
     }
+}
 
-    fn free_pages(&mut self, first: Pg, count: usize) {
-        let mut w = self.0.borrow_mut();
-        assert_eq!(first.index, 0, "free of a page inside an allocation");
-        assert_eq!(
-            w.allocs[first.alloc].count, count,
-            "free with the wrong count"
-        );
+impl Pages for FakePages {
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn mem(&self) -> SharedMem<'_> {
+        self.world.borrow().mem(self.first, self.count)
+    }
+}
+
+impl Drop for FakePages {
+    fn drop(&mut self) {
+        let mut w = self.world.borrow_mut();
+        let first = self.first;
         assert!(!w.allocs[first.alloc].freed, "double free of {first:?}");
         assert!(
             !w.grants.values().any(|g| g.page.alloc == first.alloc),
@@ -192,30 +198,101 @@ impl Platform for FrontPlatform {
         );
         w.allocs[first.alloc].freed = true;
     }
+}
 
-    fn nth_page(&self, first: Pg, index: usize) -> Pg {
-        Pg {
-            alloc: first.alloc,
-            index: first.index + index,
+fn copy_pages(
+    w: &World,
+    dst: SharedMem<'_>,
+    dst_offset: usize,
+    src: SharedMem<'_>,
+    src_offset: usize,
+    len: usize,
+) -> Result<(), SeamError> {
+    let _ = w;
+    check_bounds(src_offset, len, src.len())?;
+    check_bounds(dst_offset, len, dst.len())?;
+    let mut buf = vec![0; len];
+    src.read_bytes(src_offset, &mut buf).unwrap();
+    dst.write_bytes(dst_offset, &buf).unwrap();
+    Ok(())
+}
+
+impl Memory for FrontPlatform {
+    type Pages = FakePages;
+    type DataPage = Pg;
+
+    fn alloc_pages(&mut self, count: usize) -> Result<FakePages, SeamError> {
+        let mut w = self.0.borrow_mut();
+        if let Some(b) = w.alloc_budget.as_mut() {
+            if *b == 0 {
+                return Err(SeamError::NoResources);
+            }
+            *b -= 1;
         }
+        let first = w.alloc(count);
+        Ok(FakePages {
+            world: self.0.clone(),
+            first,
+            count,
+        })
     }
 
-    fn mem(&self, first: Pg, count: usize) -> SharedMem<'static> {
-        self.0.borrow().mem(first, count)
-    }
-
-    fn copy(&mut self, dst: Pg, dst_offset: usize, src: Pg, src_offset: usize, len: usize) {
+    fn copy_in(
+        &mut self,
+        dst: &FakePages,
+        dst_offset: usize,
+        src: Pg,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<(), SeamError> {
         let w = self.0.borrow();
-        let mut buf = vec![0; len];
-        w.mem(src, 1).read_bytes(src_offset, &mut buf).unwrap();
-        w.mem(dst, 1).write_bytes(dst_offset, &buf).unwrap();
+        copy_pages(
+            &w,
+            w.mem(dst.first, dst.count),
+            dst_offset,
+            w.mem(src, 1),
+            src_offset,
+            len,
+        )
     }
 
-    fn grant(&mut self, domid: DomId, page: Pg, readonly: bool) -> Result<GrantRef, PlatformError> {
+    fn copy_out(
+        &mut self,
+        dst: Pg,
+        dst_offset: usize,
+        src: &FakePages,
+        src_offset: usize,
+        len: usize,
+    ) -> Result<(), SeamError> {
+        let w = self.0.borrow();
+        copy_pages(
+            &w,
+            w.mem(dst, 1),
+            dst_offset,
+            w.mem(src.first, src.count),
+            src_offset,
+            len,
+        )
+    }
+}
+
+impl Grants for FrontPlatform {
+    fn grant_access(
+        &mut self,
+        domid: DomId,
+        pages: &FakePages,
+        index: usize,
+        readonly: bool,
+    ) -> Result<GrantRef, SeamError> {
+        check_page_index(pages, index)?;
+        let page = Pg {
+            alloc: pages.first.alloc,
+            index: pages.first.index + index,
+        };
         let mut w = self.0.borrow_mut();
         assert!(!w.allocs[page.alloc].freed, "granting a freed page");
         let gref = w.next_gref;
-        w.next_gref += 1;
+        w.next_gref.0 += 1;
         w.grants.insert(
             gref,
             Grant {
@@ -228,10 +305,10 @@ impl Platform for FrontPlatform {
         Ok(gref)
     }
 
-    fn end_grant(&mut self, gref: GrantRef) -> Result<(), GrantInUse> {
+    fn end_access(&mut self, gref: GrantRef) -> Result<(), GrantInUse> {
         let mut w = self.0.borrow_mut();
         match w.grants.get(&gref) {
-            None => panic!("end_grant of unknown grant {gref}"),
+            None => panic!("end_access of unknown grant {gref}"),
             Some(g) if g.mapped > 0 => Err(GrantInUse(gref)),
             Some(_) => {
                 w.grants.remove(&gref);
@@ -239,11 +316,13 @@ impl Platform for FrontPlatform {
             }
         }
     }
+}
 
-    fn evtchn_alloc(&mut self, _domid: DomId, queue: usize) -> Result<EvtchnPort, PlatformError> {
+impl EventChannels for FrontPlatform {
+    fn bind_unbound_port(&mut self, _domid: DomId, queue: usize) -> Result<EvtchnPort, SeamError> {
         let mut w = self.0.borrow_mut();
         let port = w.next_port;
-        w.next_port += 1;
+        w.next_port.0 += 1;
         w.ports.insert(
             port,
             Port {
@@ -254,25 +333,27 @@ impl Platform for FrontPlatform {
         Ok(port)
     }
 
-    fn evtchn_notify(&mut self, port: EvtchnPort) {
+    fn notify(&mut self, port: EvtchnPort) {
         let mut w = self.0.borrow_mut();
         let p = w.ports.get_mut(&port).expect("notify on unknown port");
         assert!(!p.closed, "notify on a closed port");
         p.to_back += 1;
     }
 
-    fn evtchn_close(&mut self, port: EvtchnPort) {
+    fn unbind(&mut self, port: EvtchnPort) {
         let mut w = self.0.borrow_mut();
         let p = w.ports.get_mut(&port).expect("close of unknown port");
         assert!(!p.closed, "double close");
         p.closed = true;
     }
+}
 
-    fn xs_read(&mut self, path: &str) -> Result<Option<String>, PlatformError> {
+impl XenStore for FrontPlatform {
+    fn read_opt(&mut self, path: &str) -> Result<Option<String>, SeamError> {
         Ok(self.0.borrow().xs.get(path).cloned())
     }
 
-    fn xs_write_all(&mut self, writes: &[(&str, &str)]) -> Result<(), PlatformError> {
+    fn write_all(&mut self, writes: &[(&str, &str)]) -> Result<(), SeamError> {
         let mut w = self.0.borrow_mut();
         for (k, v) in writes {
             w.xs.insert((*k).into(), (*v).into());

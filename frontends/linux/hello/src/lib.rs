@@ -3,7 +3,7 @@
 //! logs again; the `linux-modules` suite loads and unloads it in the stock kernel.
 
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -11,9 +11,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use sluice_kernel::{pr_err, pr_info};
 
-/// Called from the C shim's `module_init`; 0 or a negative errno.
-#[no_mangle]
-pub extern "C" fn sluice_hello_init() -> core::ffi::c_int {
+sluice_kernel::module_hooks!(sluice_hello_init => init, sluice_hello_exit => exit);
+
+/// The C shim's `module_init` (through `sluice_hello_init`); 0 or a negative errno.
+fn init() -> core::ffi::c_int {
     let squares: Vec<u64> = (0..1000u64).map(|i| i * i).collect();
     let sum: u64 = squares.iter().sum();
     let mut name = String::from("sluice");
@@ -30,8 +31,7 @@ pub extern "C" fn sluice_hello_init() -> core::ffi::c_int {
     0
 }
 
-/// Called from the C shim's `module_exit`.
-#[no_mangle]
-pub extern "C" fn sluice_hello_exit() {
+/// The C shim's `module_exit` (through `sluice_hello_exit`).
+fn exit() {
     pr_info!("sluice-hello: unloaded");
 }

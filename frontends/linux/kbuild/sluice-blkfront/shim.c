@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * C half of sluice-blkfront: module metadata, the xenbus driver and blk-mq ops objects,
- * and wrappers for kernel macros and static inline functions. The driver's logic is the
+ * and wrappers for block-layer macros and static inline functions (the Xen glue every
+ * frontend shares is kbuild/common/sluice_xen.c). The driver's logic is the
  * Rust object linked next to this file (frontends/linux/blkfront over
  * frontends/blkfront-core).
  */
@@ -9,16 +10,10 @@
 #include <linux/blkdev.h>
 #include <linux/blk-mq.h>
 #include <linux/slab.h>
-#include <linux/mutex.h>
-#include <linux/workqueue.h>
-#include <linux/interrupt.h>
 #include <linux/err.h>
-#include <linux/delay.h>
 #include <xen/xen.h>
 #include <xen/xenbus.h>
-#include <xen/events.h>
-#include <xen/page.h>
-#include <xen/grant_table.h>
+#include "sluice_xen.h"
 #include "sluice_blkfront_shim.h"
 
 static int sbf_major;
@@ -28,155 +23,9 @@ module_param(io_timeout, uint, 0444);
 MODULE_PARM_DESC(io_timeout,
 		 "Seconds a request may wait for the backend's answer before the device fails (default 30, at least 1)");
 
-const char *sbf_nodename(struct xenbus_device *dev) { return dev->nodename; }
-const char *sbf_otherend(struct xenbus_device *dev) { return dev->otherend; }
-int sbf_otherend_id(struct xenbus_device *dev) { return dev->otherend_id; }
-void *sbf_get_drvdata(struct xenbus_device *dev) { return dev_get_drvdata(&dev->dev); }
-void sbf_set_drvdata(struct xenbus_device *dev, void *data) { dev_set_drvdata(&dev->dev, data); }
-
-void sbf_dev_fatal(struct xenbus_device *dev, int err, const char *msg)
-{
-	xenbus_dev_fatal(dev, err, "%s", msg);
-}
-
-char *sbf_xs_read(const char *path, int *err)
-{
-	char *s = xenbus_read(XBT_NIL, path, "", NULL);
-
-	if (IS_ERR(s)) {
-		*err = PTR_ERR(s);
-		return NULL;
-	}
-	*err = 0;
-	return s;
-}
-
-int sbf_xs_write_all(const char *const *keys, const char *const *vals, unsigned int n)
-{
-	struct xenbus_transaction xbt;
-	unsigned int i;
-	int err;
-
-again:
-	err = xenbus_transaction_start(&xbt);
-	if (err)
-		return err;
-	for (i = 0; i < n; i++) {
-		err = xenbus_write(xbt, keys[i], "", vals[i]);
-		if (err) {
-			xenbus_transaction_end(xbt, 1);
-			return err;
-		}
-	}
-	err = xenbus_transaction_end(xbt, 0);
-	if (err == -EAGAIN)
-		goto again;
-	return err;
-}
-
-unsigned long sbf_alloc_pages(unsigned int order)
-{
-	return __get_free_pages(GFP_NOIO | __GFP_ZERO, order);
-}
-
-void sbf_free_pages(unsigned long addr, unsigned int order)
-{
-	free_pages(addr, order);
-}
-
-unsigned long sbf_virt_to_gfn(unsigned long addr)
-{
-	return virt_to_gfn((void *)addr);
-}
-
-struct sbf_evtchn {
-	struct work_struct work;
-	void *ctx;
-	unsigned int queue;
-	int irq;
-};
-
-static irqreturn_t sbf_interrupt(int irq, void *data)
-{
-	struct sbf_evtchn *ch = data;
-
-	queue_work(system_highpri_wq, &ch->work);
-	return IRQ_HANDLED;
-}
-
-static void sbf_work(struct work_struct *work)
-{
-	struct sbf_evtchn *ch = container_of(work, struct sbf_evtchn, work);
-
-	sluice_blkfront_event(ch->ctx, ch->queue);
-}
-
-struct sbf_evtchn *sbf_evtchn_bind(struct xenbus_device *dev, void *ctx, unsigned int queue,
-				   unsigned int *port, int *err)
-{
-	struct sbf_evtchn *ch = kzalloc(sizeof(*ch), GFP_KERNEL);
-	evtchn_port_t p;
-
-	if (!ch) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	INIT_WORK(&ch->work, sbf_work);
-	ch->ctx = ctx;
-	ch->queue = queue;
-	*err = xenbus_alloc_evtchn(dev, &p);
-	if (*err) {
-		kfree(ch);
-		return NULL;
-	}
-	ch->irq = bind_evtchn_to_irqhandler(p, sbf_interrupt, 0, "sluice-blkfront", ch);
-	if (ch->irq < 0) {
-		*err = ch->irq;
-		xenbus_free_evtchn(dev, p);
-		kfree(ch);
-		return NULL;
-	}
-	*port = p;
-	return ch;
-}
-
-void sbf_evtchn_unbind(struct sbf_evtchn *ch)
-{
-	if (ch->irq >= 0)
-		unbind_from_irqhandler(ch->irq, ch);
-	ch->irq = -1;
-}
-
-void sbf_evtchn_free(struct sbf_evtchn *ch)
-{
-	sbf_evtchn_unbind(ch);
-	cancel_work_sync(&ch->work);
-	kfree(ch);
-}
-
-void sbf_evtchn_notify(unsigned int port)
-{
-	notify_remote_via_evtchn(port);
-}
-
-void *sbf_mutex_new(void)
-{
-	struct mutex *m = kmalloc(sizeof(*m), GFP_KERNEL);
-
-	if (m)
-		mutex_init(m);
-	return m;
-}
-
-void sbf_msleep(unsigned int ms) { msleep(ms); }
-
-void sbf_mutex_lock(void *m) { mutex_lock(m); }
-void sbf_mutex_unlock(void *m) { mutex_unlock(m); }
-void sbf_mutex_free(void *m) { kfree(m); }
-
 static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
-	return sluice_blkfront_queue_rq(hctx->queue->queuedata, hctx->queue_num, bd->rq);
+	return sluice_blk_queue_rq(hctx->queue->queuedata, hctx->queue_num, bd->rq);
 }
 
 /*
@@ -188,7 +37,7 @@ static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq
  */
 static enum blk_eh_timer_return sbf_timeout(struct request *rq)
 {
-	if (sluice_blkfront_timeout(rq->q->queuedata, rq))
+	if (sluice_blk_timeout(rq->q->queuedata, rq))
 		return BLK_EH_DONE;
 	return BLK_EH_RESET_TIMER;
 }
@@ -346,17 +195,17 @@ void sbf_rq_end(struct request *rq, int result)
 
 static int sbf_probe(struct xenbus_device *dev, const struct xenbus_device_id *id)
 {
-	return sluice_blkfront_probe(dev);
+	return sluice_xenbus_probe(dev);
 }
 
 static void sbf_otherend_changed(struct xenbus_device *dev, enum xenbus_state state)
 {
-	sluice_blkfront_backend_changed(dev, state);
+	sluice_xenbus_otherend_changed(dev, state);
 }
 
 static void sbf_remove(struct xenbus_device *dev)
 {
-	sluice_blkfront_remove(dev);
+	sluice_xenbus_remove(dev);
 }
 
 static const struct xenbus_device_id sbf_ids[] = {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The C half of sluice-blkfront as Rust sees it (through bindgen): wrappers for the
- * kernel's macros and static inline functions, and the glue objects C declares more
- * easily than Rust (the xenbus driver, blk-mq ops, work items).
+ * The block-specific C half of sluice-blkfront as Rust sees it (through bindgen):
+ * wrappers for block-layer macros and static inline functions, and the glue objects C
+ * declares more easily than Rust (the xenbus driver, blk-mq ops). The Xen glue is
+ * kbuild/common/sluice_xen.h.
  */
 #ifndef SLUICE_BLKFRONT_SHIM_H
 #define SLUICE_BLKFRONT_SHIM_H
@@ -12,47 +13,6 @@
 struct xenbus_device;
 struct gendisk;
 struct request;
-
-/* --- xenbus device fields --- */
-const char *sbf_nodename(struct xenbus_device *dev);
-const char *sbf_otherend(struct xenbus_device *dev);
-int sbf_otherend_id(struct xenbus_device *dev);
-void *sbf_get_drvdata(struct xenbus_device *dev);
-void sbf_set_drvdata(struct xenbus_device *dev, void *data);
-void sbf_dev_fatal(struct xenbus_device *dev, int err, const char *msg);
-
-/* --- xenstore --- */
-/* Reads `path`: a kmalloc'd NUL-terminated string (kfree it), or NULL with *err
- * (-ENOENT when the node does not exist). */
-char *sbf_xs_read(const char *path, int *err);
-/* Writes keys[i] = vals[i] for i < n in one transaction, retried on -EAGAIN. */
-int sbf_xs_write_all(const char *const *keys, const char *const *vals, unsigned int n);
-
-/* --- memory --- */
-/* 2^order zeroed contiguous pages (GFP_NOIO), or 0. */
-unsigned long sbf_alloc_pages(unsigned int order);
-void sbf_free_pages(unsigned long addr, unsigned int order);
-/* The Xen frame number of a kernel virtual address (virt_to_gfn). */
-unsigned long sbf_virt_to_gfn(unsigned long addr);
-
-/* --- event channels: an interrupt queues a work item that calls
- * sluice_blkfront_event(ctx, queue) in process context --- */
-struct sbf_evtchn;
-struct sbf_evtchn *sbf_evtchn_bind(struct xenbus_device *dev, void *ctx, unsigned int queue,
-				   unsigned int *port, int *err);
-/* Unbinds the interrupt and closes the channel; the work item may still run once. */
-void sbf_evtchn_unbind(struct sbf_evtchn *ch);
-/* Waits for the work item and frees it; call without the device mutex held. */
-void sbf_evtchn_free(struct sbf_evtchn *ch);
-void sbf_evtchn_notify(unsigned int port);
-
-/* --- the device mutex (all frontend state; process context only) --- */
-void *sbf_mutex_new(void);
-void sbf_mutex_lock(void *m);
-void sbf_mutex_unlock(void *m);
-void sbf_mutex_free(void *m);
-/* Sleeps (process context). */
-void sbf_msleep(unsigned int ms);
 
 /* --- block device --- */
 struct sbf_disk_params {
@@ -69,7 +29,7 @@ struct sbf_disk_params {
 	int first_minor;
 	char name[32];
 };
-/* Creates and adds the disk; blk-mq calls sluice_blkfront_queue_rq(ctx, queue, rq). */
+/* Creates and adds the disk; blk-mq calls sluice_blk_queue_rq(ctx, queue, rq). */
 struct gendisk *sbf_disk_create(struct xenbus_device *dev, void *ctx,
 				const struct sbf_disk_params *p, int *err);
 void sbf_disk_set_capacity(struct gendisk *disk, unsigned long long sectors);
@@ -90,19 +50,15 @@ void sbf_rq_end(struct request *rq, int result);
 /* The status queue_rq returns. */
 extern const u8 sbf_sts_ok, sbf_sts_resource, sbf_sts_ioerr, sbf_sts_notsupp;
 /* The module parameter io_timeout: seconds before blk-mq calls
- * sluice_blkfront_timeout for an unanswered request. */
+ * sluice_blk_timeout for an unanswered request. */
 unsigned int sbf_io_timeout_secs(void);
 /* Restarts the stopped queues of a disk (after completions freed ring space). */
 void sbf_disk_run_queues(struct gendisk *disk);
 
-/* Implemented in Rust. */
-int sluice_blkfront_probe(struct xenbus_device *dev);
-void sluice_blkfront_backend_changed(struct xenbus_device *dev, int state);
-void sluice_blkfront_remove(struct xenbus_device *dev);
-void sluice_blkfront_event(void *ctx, unsigned int queue);
-u8 sluice_blkfront_queue_rq(void *ctx, unsigned int queue, struct request *rq);
-/* blk-mq's timeout for rq: true when the device failed and rq was ended (BLK_EH_DONE),
- * false when the driver has no record of rq (re-arm its timer). */
-bool sluice_blkfront_timeout(void *ctx, struct request *rq);
+/* Implemented in Rust (sluice_kernel::blk_driver!): ctx is the disk's queuedata. */
+u8 sluice_blk_queue_rq(void *ctx, unsigned int queue, struct request *rq);
+/* blk-mq's timeout for rq: true when the driver failed the device and ended rq
+ * (BLK_EH_DONE), false when it has no record of rq (re-arm its timer). */
+bool sluice_blk_timeout(void *ctx, struct request *rq);
 
 #endif

@@ -2,14 +2,40 @@
 //!
 //! Linked into a module built by Kbuild next to a C shim (`frontends/linux/kbuild`):
 //! this crate holds the bindgen bindings to the kernel APIs Sluice uses ([`bindings`]),
-//! logging through `printk` ([`pr_info!`] and friends), the global allocator over
-//! `krealloc`/`kfree`, and the panic handler. Module crates above it are
-//! `#![forbid(unsafe_code)]` except for their `extern "C"` entry points.
+//! the Xen frontend seams over Linux's Xen APIs ([`xen`]: xenbus device, pages,
+//! grants, event channels, xenstore), xenbus and blk-mq drivers without `unsafe` in the
+//! module ([`xenbus`], [`blk`]: the macros generate the `extern "C"` entry points), a
+//! kernel mutex ([`sync`]), logging through `printk` ([`pr_info!`] and friends), the
+//! global allocator over `krealloc`/`kfree`, and the panic handler. Module crates are
+//! `#![deny(unsafe_code)]`: every `unsafe` of a module is here.
 
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
+
+pub mod blk;
+pub mod sync;
+pub mod xen;
+pub mod xenbus;
+
+/// Generates a module's `init` / `exit` entry points (called by its C shim) from safe
+/// functions: `module_hooks!(sluice_hello_init => init, sluice_hello_exit => exit);`.
+#[macro_export]
+macro_rules! module_hooks {
+    ($init_sym:ident => $init:path, $exit_sym:ident => $exit:path) => {
+        /// Module init (C shim).
+        #[no_mangle]
+        pub extern "C" fn $init_sym() -> core::ffi::c_int {
+            $init()
+        }
+        /// Module exit (C shim).
+        #[no_mangle]
+        pub extern "C" fn $exit_sym() {
+            $exit()
+        }
+    };
+}
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::fmt::{self, Write};

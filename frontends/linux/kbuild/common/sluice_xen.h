@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Xen glue every Sluice frontend module shares (xenbus device fields, xenstore, pages,
+ * grants, event channels, the device mutex), as Rust's kernel crate sees it through
+ * bindgen. Block- or net-specific glue stays in the module's own shim.
+ */
+#ifndef SLUICE_XEN_H
+#define SLUICE_XEN_H
+
+#include <linux/types.h>
+
+struct xenbus_device;
+
+/* --- xenbus device fields --- */
+const char *sluice_xen_nodename(struct xenbus_device *dev);
+const char *sluice_xen_otherend(struct xenbus_device *dev);
+int sluice_xen_otherend_id(struct xenbus_device *dev);
+void *sluice_xen_get_drvdata(struct xenbus_device *dev);
+void sluice_xen_set_drvdata(struct xenbus_device *dev, void *data);
+
+/* --- xenstore --- */
+/* Reads `path`: a kmalloc'd NUL-terminated string (kfree it), or NULL with *err
+ * (-ENOENT when the node does not exist). */
+char *sluice_xs_read(const char *path, int *err);
+/* Writes keys[i] = vals[i] for i < n in one transaction, retried on -EAGAIN. */
+int sluice_xs_write_all(const char *const *keys, const char *const *vals, unsigned int n);
+
+/* --- memory --- */
+/* 2^order zeroed contiguous pages (GFP_NOIO), or 0. */
+unsigned long sluice_xen_alloc_pages(unsigned int order);
+void sluice_xen_free_pages(unsigned long addr, unsigned int order);
+/* The Xen frame number of a kernel virtual address (virt_to_gfn). */
+unsigned long sluice_xen_virt_to_gfn(unsigned long addr);
+
+/* --- event channels: an interrupt queues a work item that calls
+ * sluice_xen_event(ctx, queue) (defined by the module's Rust half) in process
+ * context --- */
+struct sluice_evtchn;
+struct sluice_evtchn *sluice_evtchn_bind(struct xenbus_device *dev, void *ctx,
+					 unsigned int queue, const char *name,
+					 unsigned int *port, int *err);
+/* Unbinds the interrupt and closes the channel; the work item may still run once. */
+void sluice_evtchn_unbind(struct sluice_evtchn *ch);
+/* Waits for the work item and frees it; call without the device mutex held. */
+void sluice_evtchn_free(struct sluice_evtchn *ch);
+void sluice_evtchn_notify(unsigned int port);
+
+/* --- a mutex (process context only) --- */
+void *sluice_mutex_new(void);
+void sluice_mutex_lock(void *m);
+void sluice_mutex_unlock(void *m);
+void sluice_mutex_free(void *m);
+/* Sleeps (process context). */
+void sluice_msleep(unsigned int ms);
+
+/* Implemented in the module's Rust half (sluice_kernel::xenbus_driver!). */
+void sluice_xen_event(void *ctx, unsigned int queue);
+int sluice_xenbus_probe(struct xenbus_device *dev);
+void sluice_xenbus_otherend_changed(struct xenbus_device *dev, int state);
+void sluice_xenbus_remove(struct xenbus_device *dev);
+
+#endif

@@ -1,0 +1,77 @@
+//! A kernel mutex owning its data (process context only: it sleeps).
+
+use crate::bindings as k;
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+
+/// `struct mutex` around a `T`.
+pub struct Mutex<T> {
+    raw: NonNull<c_void>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is reached only through a guard, which holds the kernel mutex.
+unsafe impl<T: Send> Send for Mutex<T> {}
+// SAFETY: as above: one guard at a time across threads.
+unsafe impl<T: Send> Sync for Mutex<T> {}
+
+impl<T> Mutex<T> {
+    /// A new mutex, or `None` when out of memory.
+    pub fn new(data: T) -> Option<Self> {
+        // SAFETY: plain allocation (kmalloc + mutex_init).
+        let raw = NonNull::new(unsafe { k::sluice_mutex_new() })?;
+        Some(Mutex {
+            raw,
+            data: UnsafeCell::new(data),
+        })
+    }
+
+    /// Locks it (sleeps).
+    pub fn lock(&self) -> Guard<'_, T> {
+        // SAFETY: the mutex lives as long as `self`.
+        unsafe { k::sluice_mutex_lock(self.raw.as_ptr()) };
+        Guard { m: self }
+    }
+}
+
+impl<T> Drop for Mutex<T> {
+    fn drop(&mut self) {
+        // SAFETY: from `sluice_mutex_new`, unlocked (no guard can outlive `self`).
+        unsafe { k::sluice_mutex_free(self.raw.as_ptr()) }
+    }
+}
+
+/// The mutex held; unlocks on drop.
+pub struct Guard<'a, T> {
+    m: &'a Mutex<T>,
+}
+
+impl<T> Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the mutex is held for the guard's lifetime.
+        unsafe { &*self.m.data.get() }
+    }
+}
+
+impl<T> DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: held, and `&mut self` keeps this the only reference under it.
+        unsafe { &mut *self.m.data.get() }
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: locked in `Mutex::lock`.
+        unsafe { k::sluice_mutex_unlock(self.m.raw.as_ptr()) }
+    }
+}
+
+/// Sleeps `ms` milliseconds (process context).
+pub fn msleep(ms: u32) {
+    // SAFETY: plain call; callers are in process context.
+    unsafe { k::sluice_msleep(ms) }
+}
