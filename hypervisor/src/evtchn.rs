@@ -50,17 +50,21 @@ pub fn set_pending(d: &mut Domain, port: u32) {
 }
 
 fn raise_upcall(d: &mut Domain, port: u32) {
-    let si = d.shared_info;
-    // vcpu_info[0]: evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
-    phys::fetch_or_u64(si + 8, 1 << (port / 64));
-    phys::write(si, &[1]);
+    // vCPU 0's vcpu_info (shared_info's or where it registered it): evtchn_upcall_pending
+    // at 0, evtchn_pending_sel at 8.
+    if let Some(vi) = crate::hvm::vcpu_info_pa(d, 0) {
+        phys::fetch_or_u64(vi + 8, 1 << (port / 64));
+        phys::write(vi, &[1]);
+    }
     d.wake();
 }
 
 /// Whether the vCPU has an upcall pending (SCHEDOP_block returns at once then).
 pub fn upcall_pending(d: &Domain) -> bool {
     let mut b = [0u8];
-    phys::read(d.shared_info, &mut b);
+    if let Some(vi) = crate::hvm::vcpu_info_pa(d, 0) {
+        phys::read(vi, &mut b);
+    }
     b[0] != 0
 }
 

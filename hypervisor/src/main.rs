@@ -15,6 +15,8 @@ mod arch;
 mod domain;
 mod evtchn;
 mod grant;
+mod guest_acpi;
+mod hvm;
 mod hypercall;
 mod intercept;
 mod iommu;
@@ -24,6 +26,7 @@ mod multiboot;
 mod multiboot2;
 mod time;
 mod virt;
+mod vlapic;
 
 use arch::smp::MAX_CPUS;
 use arch::svm::{Svm, SvmVcpu};
@@ -38,6 +41,13 @@ use virt::{Exit, VcpuState, VirtBackend};
 const MAX_DOMAINS: usize = 14;
 /// Guest memory per domain.
 const DOMAIN_MEM: u64 = 8 << 20;
+/// The most a domain may ask for with `memory=MiB` on its module's command line.
+const MAX_DOMAIN_MIB: u64 = 512;
+
+/// Whether a module is an initrd (its arguments begin with the word `initrd`).
+fn is_initrd(args: &str) -> bool {
+    args.split(' ').next() == Some("initrd")
+}
 /// Exit status (through isa-debug-exit) when every domain has ended and the hypervisor
 /// is healthy: QEMU exits with (0x10 << 1) | 1 = 33.
 const EXIT_ALL_DOMAINS_ENDED: u32 = 0x10;
@@ -247,6 +257,21 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
     for (i, m) in modules.iter().flatten().enumerate() {
         let args = m.args();
+        if is_initrd(args) {
+            continue;
+        }
+        // A module whose arguments begin with `initrd` is the initrd of the domain
+        // module before it (passed as the start info's module 0).
+        let initrd = modules
+            .get(i + 1)
+            .and_then(|n| n.as_ref())
+            .filter(|n| is_initrd(n.args()))
+            .map(|n| (n.start, n.end));
+        let mem_bytes = args
+            .split(' ')
+            .find_map(|a| a.strip_prefix("memory="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(DOMAIN_MEM, |mib| mib.clamp(2, MAX_DOMAIN_MIB) << 20);
         let name = args
             .split(' ')
             .find_map(|a| a.strip_prefix("name="))
@@ -255,13 +280,14 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         let spec = domain::DomainSpec {
             name,
             image: (m.start, m.end),
-            mem_bytes: DOMAIN_MEM,
+            mem_bytes,
             cmdline: args,
             vcpus: args
                 .split(' ')
                 .find_map(|a| a.strip_prefix("vcpus="))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1),
+            initrd,
         };
         match Domain::create(&svm, &mut fa, id, &spec, clock) {
             Ok(mut d) => {
@@ -269,11 +295,14 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
                     "domain {} ({}): created, {} KiB, {} vCPU{}, cmdline '{}'",
                     id,
                     name,
-                    DOMAIN_MEM / 1024,
+                    mem_bytes / 1024,
                     d.nr_vcpus,
                     if d.nr_vcpus == 1 { "" } else { "s" },
                     args
                 );
+                if let Some((a, b)) = initrd {
+                    log!("domain {} ({}): initrd, {} bytes", id, name, b - a);
+                }
                 if let Some(p) = protection.as_mut() {
                     match p.create_domain() {
                         Ok(io) => {
@@ -551,7 +580,9 @@ impl World {
             v.last_cpu = Some(cpu);
             d.last_vcpu_on[cpu] = k as u8;
             if k == 0 {
-                d.clock.publish(d.shared_info);
+                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
+                    d.clock.publish(vi);
+                }
             }
             self.next = i + 1;
             self.stats[cpu].slices += 1;
@@ -831,7 +862,9 @@ fn fire_timers(domains: &mut [Option<Domain>]) {
         }
         if fire {
             if let Some(port) = d.virq_timer {
-                d.clock.publish(d.shared_info);
+                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
+                    d.clock.publish(vi);
+                }
                 evtchn::set_pending(d, port);
             } else {
                 d.wake();
@@ -868,16 +901,23 @@ fn handle_exit(
             After::Block
         }
         Exit::Io {
-            input, next_rip, ..
-        } => {
-            // No devices are emulated: writes are dropped, reads return all ones.
-            if input {
-                let rax = d.vcpu().rax();
-                d.vcpu().set_rax(rax | 0xFFFF_FFFF);
-            }
-            d.vcpu().set_rip(next_rip);
-            After::Continue
-        }
+            port,
+            input,
+            size,
+            string,
+            rep,
+            next_rip,
+        } => hvm::io(
+            d,
+            hvm::IoExit {
+                port,
+                input,
+                size,
+                string,
+                rep,
+                next_rip,
+            },
+        ),
         Exit::ExternalInterrupt => {
             // The LAPIC tick: its slice is over.
             arch::lapic::take_pending_interrupt();

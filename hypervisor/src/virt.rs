@@ -34,6 +34,7 @@ pub enum Exit {
         input: bool,
         size: u8,
         string: bool,
+        rep: bool,
         next_rip: u64,
     },
     Msr {

@@ -36,7 +36,7 @@ mod multiboot2;
 pub(crate) const PASS_STATUS: i32 = 33;
 
 /// fmt, clippy and a release build of the hypervisor workspace; returns the binaries.
-fn build() -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn build() -> Result<(PathBuf, PathBuf)> {
     let dir = root().join("hypervisor");
     let target = dir.join("target");
     run(cargo()

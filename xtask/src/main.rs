@@ -7,6 +7,7 @@
 mod abi_suites;
 mod hv_hostile;
 mod hypervisor;
+mod hypervisor_linux;
 mod hypervisor_mem;
 mod iommu;
 mod linux_modules;

@@ -72,6 +72,11 @@ pub const SUITES: &[Suite] = &[
         about: "Sluice hypervisor on QEMU SVM+NPT: Xen ABI guest, hostile args, faulting domains killed",
         run: crate::hypervisor::run_suite,
     },
+    Suite {
+        name: "hypervisor-linux",
+        about: "stock Debian 6.1 kernel + busybox initramfs as a PVH domain of the Sluice hypervisor",
+        run: crate::hypervisor_linux::run_suite,
+    },
 ];
 
 /// fmt, clippy and the unit tests of the host workspace.
@@ -105,10 +110,18 @@ pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
         static_checks()?;
     }
     let mut failed = Vec::new();
-    for s in SUITES
-        .iter()
-        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
-    {
+    // A suite named exactly runs alone (`hypervisor` is also part of `hypervisor-linux`);
+    // otherwise every suite whose name contains the filter.
+    let exact = filter.is_some_and(|f| SUITES.iter().any(|s| s.name == f));
+    for s in SUITES.iter().filter(|s| {
+        filter.is_none_or(|f| {
+            if exact {
+                s.name == f
+            } else {
+                s.name.contains(f)
+            }
+        })
+    }) {
         if step(&format!("suite {}", s.name), s.run).is_err() {
             failed.push(s.name);
         }

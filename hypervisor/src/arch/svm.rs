@@ -432,6 +432,7 @@ impl VirtBackend for Svm {
                 input: info1 & 1 != 0,
                 size: ((info1 >> 4) & 7) as u8,
                 string: info1 & 4 != 0,
+                rep: info1 & 8 != 0,
                 next_rip: info2,
             },
             EXIT_MSR => Exit::Msr {

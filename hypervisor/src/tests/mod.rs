@@ -96,6 +96,7 @@ pub fn allocator() -> (FrameAllocator, DomainSpec<'static>) {
         mem_bytes: DOMAIN_MEM,
         cmdline: "",
         vcpus: 1,
+        initrd: None,
     };
     (fa, spec)
 }
