@@ -152,6 +152,13 @@ pub struct Domain<B: VirtBackend = Svm> {
     /// Where each vCPU registered its vcpu_info (VCPUOP_register_vcpu_info); until
     /// then it is shared_info's `vcpu_info[k]`.
     pub vcpu_info_at: [Option<Gpa>; MAX_VCPUS],
+    /// HVM_PARAM_CALLBACK_IRQ as set (the vector type: upcalls as that vector).
+    pub callback_irq: u64,
+    /// Guest MSR accesses answered with #GP (the first few are logged).
+    pub msr_refused: u32,
+    /// Each vCPU's runstate (crate::hvm::Runstate) and where it is published.
+    /// (On the heap: the domains are built on the boot stack.)
+    pub runstate: alloc::boxed::Box<[crate::hvm::Runstate; MAX_VCPUS]>,
 }
 
 /// What a domain is built from.
@@ -294,6 +301,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
             iommu: None,
             icr_logged: false,
             vcpu_info_at: [None; MAX_VCPUS],
+            callback_irq: 0,
+            msr_refused: 0,
+            runstate: Default::default(),
         };
         d.vcpus[0].vmcb = vmcb;
         d.vcpus[0].state = RunState::Runnable;

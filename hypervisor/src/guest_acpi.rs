@@ -1,6 +1,8 @@
 //! A PVH domain's ACPI tables, as libxl builds them for a PVH domU (tools/libacpi):
 //! RSDP (2.0, its address in `hvm_start_info.rsdp_paddr`), XSDT, FADT (hardware-reduced:
-//! no PM registers, no SCI, no VGA, no CMOS RTC), FACS, a DSDT with one processor
+//! no PM registers, no SCI, no VGA, no CMOS RTC; a sleep control register at I/O port
+//! [`SLEEP_CONTROL_PORT`], whose S5 write (SLP_TYP 7, as Xen's `\_S5`, with SLP_EN)
+//! powers the domain off, see crate::hvm), FACS, a DSDT with `\_S5` and one processor
 //! device (`ACPI0007`) per vCPU, and a MADT with a local APIC per vCPU (APIC id 2 x the
 //! vCPU id, as Xen) and no I/O APIC (flags 0: no 8259 either).
 //!
@@ -19,6 +21,11 @@ const MADT_OFF: usize = 0x600;
 pub const SIZE: usize = 0x1000;
 
 const OEM_ID: &[u8; 6] = b"SLUICE";
+/// The FADT's sleep control and status registers (Xen's HVM PM1a_CNT and PM1a_EVT).
+pub const SLEEP_CONTROL_PORT: u16 = 0xB004;
+const SLEEP_STATUS_PORT: u16 = 0xB000;
+/// `\_S5`'s SLP_TYP, as Xen's DSDT.
+pub const S5_SLP_TYP: u8 = 7;
 const FADT_LEN: usize = 268; // revision 5 (ACPI 5.0)
 const FACS_LEN: usize = 64;
 const HEADER_LEN: usize = 36;
@@ -76,7 +83,10 @@ fn dsdt_aml(vcpus: usize) -> Vec<u8> {
     }
     let mut scope_body = b"\\_SB_".to_vec();
     scope_body.extend_from_slice(&devices);
-    let mut aml = alloc::vec![0x10];
+    // Name (\_S5, Package (4) { 7, 7, 0, 0 })
+    let mut aml = alloc::vec![0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04];
+    aml.extend_from_slice(&[0x0A, S5_SLP_TYP, 0x0A, S5_SLP_TYP, 0x00, 0x00]);
+    aml.push(0x10);
     aml.extend_from_slice(&pkg_length(scope_body.len()));
     aml.extend_from_slice(&scope_body);
     aml
@@ -111,6 +121,11 @@ pub fn build(base: u64, vcpus: usize) -> Vec<u8> {
         &(1u32 | 1 << 2 | 1 << 20).to_le_bytes(),
     );
     t[FADT_OFF + 131] = 0; // minor version
+                           // SLEEP_CONTROL_REG and SLEEP_STATUS_REG: system I/O, 8 bits, byte access.
+    for (off, port) in [(244, SLEEP_CONTROL_PORT), (256, SLEEP_STATUS_PORT)] {
+        put(&mut t, FADT_OFF + off, &[1, 8, 0, 1]);
+        put(&mut t, FADT_OFF + off + 4, &(port as u64).to_le_bytes());
+    }
     put(&mut t, FADT_OFF + 132, &at(FACS_OFF).to_le_bytes());
     put(&mut t, FADT_OFF + 140, &at(DSDT_OFF).to_le_bytes());
     seal(&mut t, FADT_OFF);
@@ -187,6 +202,12 @@ mod tests {
             assert_eq!(&t[facs..facs + 4], b"FACS");
             // DSDT: one ACPI0007 device per vCPU, AML lengths consistent.
             let aml = &t[d + 36..d + dlen];
+            // \_S5 first: Package (4) { 7, 7, 0, 0 }, then the scope.
+            assert_eq!(&aml[..9], b"\x08\\_S5_\x12\x08\x04");
+            assert_eq!(&aml[9..15], &[0x0A, 7, 0x0A, 7, 0, 0]);
+            assert_eq!(t[f + 244], 1);
+            assert_eq!(u64_at(&t, f + 248), SLEEP_CONTROL_PORT as u64);
+            let aml = &aml[15..];
             assert_eq!(aml[0], 0x10);
             let hids = aml.windows(8).filter(|w| w == b"ACPI0007").count();
             assert_eq!(hids, vcpus);

@@ -8,8 +8,11 @@ use crate::arch::phys;
 use crate::domain::{Access, Domain};
 use crate::hypercall::{console_byte, After};
 use crate::virt::VcpuState;
-use sluice_abi::hypercall::{VcpuRegisterVcpuInfo, XenErrno};
-use zerocopy::IntoBytes;
+use sluice_abi::hypercall::{
+    HvmOp, HvmParam, VcpuRegisterVcpuInfo, XenErrno, XenHvmParam, HVM_PARAM_CALLBACK_TYPE_VECTOR,
+};
+use sluice_abi::types::DOMID_SELF;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// sizeof(struct vcpu_info).
 const VCPU_INFO_SIZE: u64 = 64;
@@ -32,8 +35,20 @@ pub struct IoExit {
     pub next_rip: u64,
 }
 
-/// Handles an IOIO exit: 0xE9 output printed; other writes dropped, reads all ones.
+/// Handles an IOIO exit: 0xE9 output printed, the ACPI sleep control register; other
+/// writes dropped, reads all ones.
 pub fn io(d: &mut Domain, e: IoExit) -> After {
+    if e.port == crate::guest_acpi::SLEEP_CONTROL_PORT && !e.input && !e.string && e.size == 1 {
+        // ACPI sleep control (hardware-reduced): SLP_EN (5) with SLP_TYP (4:2) of \_S5
+        // is a power-off, as Xen's PM1a_CNT S5: SCHEDOP_shutdown(SHUTDOWN_poweroff).
+        let v = d.vcpu().rax() as u8;
+        d.vcpu().set_rip(e.next_rip);
+        if v & 1 << 5 != 0 && (v >> 2) & 7 == crate::guest_acpi::S5_SLP_TYP {
+            crate::log!("d{}: ACPI S5 (sleep control {:#x}): power off", d.id, v);
+            return After::Shutdown(0);
+        }
+        return After::Continue;
+    }
     if e.port == DEBUG_PORT && !e.input && e.size == 1 {
         if !e.string {
             let b = d.vcpu().rax() as u8;
@@ -119,4 +134,174 @@ pub fn register_vcpu_info(d: &mut Domain, k: usize, arg: u64) -> Result<i64, Xen
     d.vcpu_info_at[k] = Some(Gpa(gpa + offset));
     crate::log!("d{}: vCPU {} vcpu_info at gpa {:#x}", d.id, k, gpa + offset);
     Ok(0)
+}
+
+/// HVM_NR_PARAMS in Xen 4.17.
+const HVM_NR_PARAMS: u32 = 39;
+
+/// HYPERVISOR_hvm_op: get/set_param on the domain itself (DOMID_SELF or its id; another
+/// ESRCH). Settable by the guest: CALLBACK_IRQ, vector type (vector >= 0x10) or 0 (off);
+/// the GSI and PCI INTx types need an emulated IOAPIC: EINVAL. Other parameters are the
+/// toolstack's: EPERM to set, and read as not set (0: no xenstore, no PV console ring
+/// yet). Indices past HVM_NR_PARAMS EINVAL; other HVMOPs (set_evtchn_upcall_vector
+/// too: the HVM CPUID leaf does not offer per-vCPU vectors) ENOSYS.
+pub fn hvm_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
+    let op = u32::try_from(cmd).ok().and_then(HvmOp::from_raw);
+    let set = match op {
+        Some(HvmOp::SetParam) => true,
+        Some(HvmOp::GetParam) => false,
+        _ => return Err(XenErrno::Enosys),
+    };
+    let mut p = XenHvmParam::default();
+    d.copy_from_guest(arg, p.as_mut_bytes())?;
+    let p = XenHvmParam::read_from_bytes(p.as_bytes()).map_err(|_| XenErrno::Efault)?;
+    if p.domid != DOMID_SELF && p.domid != d.id {
+        return Err(XenErrno::Esrch);
+    }
+    if p.index >= HVM_NR_PARAMS {
+        return Err(XenErrno::Einval);
+    }
+    let is_callback = HvmParam::from_raw(p.index) == Some(HvmParam::CallbackIrq);
+    if set {
+        if !is_callback {
+            return Err(XenErrno::Eperm);
+        }
+        let kind = p.value >> 56;
+        match kind {
+            0 if p.value == 0 => {}
+            HVM_PARAM_CALLBACK_TYPE_VECTOR
+                if (0x10..=0xFF).contains(&(p.value & 0xFF_FFFF_FFFF_FFFF)) => {}
+            _ => return Err(XenErrno::Einval),
+        }
+        d.callback_irq = p.value;
+        crate::log!(
+            "d{}: event upcall: HVM_PARAM_CALLBACK_IRQ {:#x}",
+            d.id,
+            p.value
+        );
+        return Ok(0);
+    }
+    let value = if is_callback { d.callback_irq } else { 0 };
+    let out = XenHvmParam { value, ..p };
+    d.copy_to_guest(arg, out.as_bytes())?;
+    Ok(0)
+}
+
+/// The upcall vector, when upcalls are vectors (HVM_PARAM_CALLBACK_IRQ's vector type).
+fn callback_vector(d: &Domain) -> Option<u8> {
+    (d.callback_irq >> 56 == HVM_PARAM_CALLBACK_TYPE_VECTOR).then_some(d.callback_irq as u8)
+}
+
+/// Whether vCPU `k` has an upcall to take as an interrupt (its vcpu_info's
+/// evtchn_upcall_pending with a callback vector set: level-triggered, as Xen's
+/// HVMIRQ_callback_vector). Events go to vCPU 0.
+pub fn upcall_due(d: &Domain, k: usize) -> Option<u8> {
+    let vector = callback_vector(d)?;
+    let vi = vcpu_info_pa(d, k).filter(|_| k == 0)?;
+    let mut b = [0u8];
+    phys::read(vi, &mut b);
+    (b[0] != 0).then_some(vector)
+}
+
+/// Before vCPU `k` enters: asserts its upcall vector while an upcall is due.
+pub fn before_entry<V: VcpuState>(d: &Domain, k: usize, v: &mut V) {
+    if let Some(vector) = upcall_due(d, k) {
+        if !v.virq_pending() {
+            v.set_virq(vector);
+        }
+    }
+}
+
+/// One vCPU's `vcpu_runstate_info` (state: 0 running, 1 runnable, 2 blocked, 3
+/// offline; times in ns of system time) and the guest-physical place it registered
+/// with VCPUOP_register_runstate_memory_area (the GPA of its first byte and of the
+/// page of its last: it may cross a page).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Runstate {
+    pub state: u32,
+    pub entry: u64,
+    pub time: [u64; 4],
+    pub at: Option<(Gpa, Gpa)>,
+}
+
+/// sizeof(struct vcpu_runstate_info).
+const RUNSTATE_SIZE: u64 = 48;
+
+impl Runstate {
+    fn bytes(&self) -> [u8; RUNSTATE_SIZE as usize] {
+        let mut b = [0u8; RUNSTATE_SIZE as usize];
+        b[..4].copy_from_slice(&self.state.to_le_bytes());
+        b[8..16].copy_from_slice(&self.entry.to_le_bytes());
+        for (i, t) in self.time.iter().enumerate() {
+            b[16 + 8 * i..24 + 8 * i].copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// Writes vCPU `k`'s runstate where it registered it (through the checked guest-memory
+/// API; a place no longer writable RAM is skipped).
+fn publish_runstate(d: &Domain, k: usize) {
+    let rs = &d.runstate[k];
+    let Some((first, last_page)) = rs.at else {
+        return;
+    };
+    let b = rs.bytes();
+    let n = ((4096 - (first.0 & 0xFFF)) as usize).min(b.len());
+    let _ = d.write_gpa(first.0, &b[..n]);
+    if n < b.len() {
+        let _ = d.write_gpa(last_page.0, &b[n..]);
+    }
+}
+
+/// vCPU `k` enters (running) or leaves a CPU (its state then from the scheduler's).
+pub fn runstate_switch(d: &mut Domain, k: usize, running: bool) {
+    let now = d.clock.now_ns();
+    let state = if running {
+        0
+    } else {
+        match d.vcpus[k].state {
+            crate::domain::RunState::Runnable => 1,
+            crate::domain::RunState::Blocked => 2,
+            _ => 3,
+        }
+    };
+    let rs = &mut d.runstate[k];
+    let old = rs.state as usize & 3;
+    rs.time[old] = rs.time[old].wrapping_add(now.saturating_sub(rs.entry));
+    rs.state = state;
+    rs.entry = now;
+    publish_runstate(d, k);
+}
+
+/// VCPUOP_register_runstate_memory_area for vCPU `k`: a guest virtual address (0
+/// unregisters), translated now through the current vCPU's page tables (Linux's
+/// per-CPU area never moves; Xen re-walks it at each update); an unmapped one EFAULT.
+/// Written at once, then at every switch.
+pub fn register_runstate(d: &mut Domain, k: usize, arg: u64) -> Result<i64, XenErrno> {
+    let mut b = [0u8; 8];
+    d.copy_from_guest(arg, &mut b)?;
+    let gva = u64::from_le_bytes(b);
+    if gva == 0 {
+        d.runstate[k].at = None;
+        return Ok(0);
+    }
+    let first = d.gva_to_gpa(gva)?;
+    let last = d.gva_to_gpa(gva.wrapping_add(RUNSTATE_SIZE - 1))?;
+    for gpa in [first, last] {
+        d.translate(Gpa(gpa & !0xFFF), Access::Write)
+            .ok_or(XenErrno::Efault)?;
+    }
+    d.runstate[k].at = Some((Gpa(first), Gpa(last & !0xFFF)));
+    publish_runstate(d, k);
+    Ok(0)
+}
+
+/// AMD's NB_CFG (Linux's init_amd sets its CF8 extended-config bit).
+const MSR_AMD64_NB_CFG: u32 = 0xC001_001F;
+
+/// Model-specific registers emulated for HVM/PVH guests beyond the LAPIC's: NB_CFG
+/// reads 0 and ignores writes (the northbridge is the host's). `None`: not one of them.
+pub fn msr(index: u32) -> Option<Result<u64, ()>> {
+    (index == MSR_AMD64_NB_CFG).then_some(Ok(0))
 }

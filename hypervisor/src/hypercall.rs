@@ -44,8 +44,9 @@ pub enum After {
 }
 
 /// XENFEAT_* bits this hypervisor provides: writable_page_tables (0),
-/// auto_translated_physmap (2), supervisor_mode_kernel (3).
-const FEATURES_SUBMAP0: u32 = (1 << 0) | (1 << 2) | (1 << 3);
+/// auto_translated_physmap (2), supervisor_mode_kernel (3), hvm_callback_vector (8:
+/// HVM_PARAM_CALLBACK_IRQ of the vector type, crate::hvm), hvm_safe_pvclock (9).
+const FEATURES_SUBMAP0: u32 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 8) | (1 << 9);
 
 pub fn cpuid(d: &mut Domain) {
     let leaf = d.vcpu().rax() as u32;
@@ -69,10 +70,11 @@ pub fn cpuid(d: &mut Domain) {
                 // MONITOR/MWAIT (ECX bit 3) hidden too: their exits give #UD.
                 // The LAPIC is the emulated x2APIC (crate::vlapic): ECX 21 set, EDX 9
                 // (APIC) kept; its APIC id in EBX 31:24. No MTRRs (EDX 12: no MTRR MSRs
-                // are emulated; Linux then takes "MTRRs disabled").
+                // are emulated; Linux then takes "MTRRs disabled"), no MCE/MCA (EDX 7,
+                // 14: no machine-check MSRs; Xen's vMCE is not modelled).
                 1 => {
                     r[2] = (r[2] | 1 << 31 | 1 << 21) & !(1 << 3 | 1 << 26 | 1 << 27 | 1 << 28);
-                    r[3] = (r[3] | 1 << 9) & !(1 << 12);
+                    r[3] = (r[3] | 1 << 9) & !(1 << 12 | 1 << 7 | 1 << 14);
                     r[1] = (r[1] & 0x00FF_FFFF) | crate::vlapic::apic_id(d.cur) << 24;
                 }
                 5 => r = [0; 4],
@@ -125,7 +127,9 @@ pub fn msr(d: &mut Domain, write: bool) -> After {
         let aux = d.vcpu().tsc_aux();
         d.vcpu().set_rax(aux as u64);
         d.vcpu().regs().rdx = 0;
-    } else if let Some(r) = crate::vlapic::msr(d, index, write, value) {
+    } else if let Some(r) =
+        crate::vlapic::msr(d, index, write, value).or_else(|| crate::hvm::msr(index))
+    {
         let Ok(v) = r else {
             d.vcpu().inject_gp();
             return After::Continue;
@@ -135,6 +139,16 @@ pub fn msr(d: &mut Domain, write: bool) -> After {
             d.vcpu().regs().rdx = v >> 32;
         }
     } else {
+        // Not emulated: #GP, the first few logged per domain.
+        if d.msr_refused < 16 {
+            crate::log!(
+                "d{}: {} of MSR {:#x} refused (#GP)",
+                d.id,
+                if write { "WRMSR" } else { "RDMSR" },
+                index
+            );
+        }
+        d.msr_refused += 1;
         d.vcpu().inject_gp();
         return After::Continue;
     }
@@ -200,6 +214,7 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAllocato
             done(crate::evtchn::event_channel_op(doms, cur, a[0], a[1])),
             After::Continue,
         ),
+        Some(Hypercall::HvmOp) => (done(crate::hvm::hvm_op(d, a[0], a[1])), After::Continue),
         _ => (Err(XenErrno::Enosys), After::Continue),
     };
     let Some(d) = doms[cur].as_mut() else {
@@ -512,6 +527,7 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
         }
         VcpuOp::Down => Err(XenErrno::Einval),
         VcpuOp::RegisterVcpuInfo => crate::hvm::register_vcpu_info(d, k, arg),
+        VcpuOp::RegisterRunstateMemoryArea => crate::hvm::register_runstate(d, k, arg),
         VcpuOp::SetSingleshotTimer if k == 0 => {
             let mut t = VcpuSetSingleshotTimer::default();
             match d.copy_from_guest(arg, t.as_mut_bytes()) {

@@ -584,6 +584,8 @@ impl World {
                     d.clock.publish(vi);
                 }
             }
+            hvm::before_entry(d, k, &mut s);
+            hvm::runstate_switch(d, k, true);
             self.next = i + 1;
             self.stats[cpu].slices += 1;
             return Some((i, k, s));
@@ -753,6 +755,12 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             w.wake_idle();
         }
         if after == After::Continue {
+            if let Some(d) = w.domains[i].as_mut() {
+                if let Some(mut v) = d.vcpus[k].slot.take() {
+                    hvm::before_entry(d, k, &mut v);
+                    d.vcpus[k].slot = Some(v);
+                }
+            }
             if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpus[k].slot.take()) {
                 vcpu = v;
                 drop(guard);
@@ -775,6 +783,7 @@ fn leave(w: &mut World, cpu: usize, i: usize, k: usize, after: After) {
     d.vcpus[k].running_on = None;
     let was_dying = d.dying;
     hypercall::apply(d, after);
+    hvm::runstate_switch(d, k, false);
     if !d.dying {
         return;
     }
@@ -898,7 +907,12 @@ fn handle_exit(
         Exit::Msr { write } => hypercall::msr(d, write),
         Exit::Hlt => {
             d.vcpu().set_rip(rip + 1);
-            After::Block
+            // An upcall due as an interrupt ends the HLT at once.
+            if hvm::upcall_due(d, d.cur).is_some() {
+                After::Continue
+            } else {
+                After::Block
+            }
         }
         Exit::Io {
             port,
