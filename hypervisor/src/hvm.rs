@@ -12,7 +12,7 @@ use sluice_abi::hypercall::{
     HvmOp, HvmParam, VcpuRegisterVcpuInfo, XenErrno, XenHvmParam, HVM_PARAM_CALLBACK_TYPE_VECTOR,
 };
 use sluice_abi::types::DOMID_SELF;
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 /// sizeof(struct vcpu_info).
 const VCPU_INFO_SIZE: u64 = 64;
@@ -140,23 +140,36 @@ pub fn register_vcpu_info(d: &mut Domain, k: usize, arg: u64) -> Result<i64, Xen
 const HVM_NR_PARAMS: u32 = 39;
 
 /// HYPERVISOR_hvm_op: get/set_param on the domain itself (DOMID_SELF or its id; another
-/// ESRCH). Settable by the guest: CALLBACK_IRQ, vector type (vector >= 0x10) or 0 (off);
+/// EPERM, a domain that does not exist ESRCH). Settable by the guest: CALLBACK_IRQ, vector type (vector >= 0x10) or 0 (off);
 /// the GSI and PCI INTx types need an emulated IOAPIC: EINVAL. Other parameters are the
 /// toolstack's: EPERM to set, and read as not set (0: no xenstore, no PV console ring
 /// yet). Indices past HVM_NR_PARAMS EINVAL; other HVMOPs (set_evtchn_upcall_vector
 /// too: the HVM CPUID leaf does not offer per-vCPU vectors) ENOSYS.
-pub fn hvm_op(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
+pub fn hvm_op(
+    doms: &mut [Option<Domain>],
+    cur: usize,
+    cmd: u64,
+    arg: u64,
+) -> Result<i64, XenErrno> {
+    let exists = |id: u16| doms.iter().flatten().any(|o| o.id == id);
+    let mut p = XenHvmParam::default();
+    let d = doms[cur].as_ref().ok_or(XenErrno::Esrch)?;
+    let me = d.id;
+    let read = d.copy_from_guest(arg, p.as_mut_bytes());
+    let other = (p.domid != DOMID_SELF && p.domid != me).then(|| exists(p.domid));
+    let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
     let op = u32::try_from(cmd).ok().and_then(HvmOp::from_raw);
     let set = match op {
         Some(HvmOp::SetParam) => true,
         Some(HvmOp::GetParam) => false,
         _ => return Err(XenErrno::Enosys),
     };
-    let mut p = XenHvmParam::default();
-    d.copy_from_guest(arg, p.as_mut_bytes())?;
-    let p = XenHvmParam::read_from_bytes(p.as_bytes()).map_err(|_| XenErrno::Efault)?;
-    if p.domid != DOMID_SELF && p.domid != d.id {
-        return Err(XenErrno::Esrch);
+    read?;
+    // Another domain: EPERM (no domain is privileged), none such ESRCH.
+    match other {
+        Some(true) => return Err(XenErrno::Eperm),
+        Some(false) => return Err(XenErrno::Esrch),
+        None => {}
     }
     if p.index >= HVM_NR_PARAMS {
         return Err(XenErrno::Einval);

@@ -214,7 +214,10 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAllocato
             done(crate::evtchn::event_channel_op(doms, cur, a[0], a[1])),
             After::Continue,
         ),
-        Some(Hypercall::HvmOp) => (done(crate::hvm::hvm_op(d, a[0], a[1])), After::Continue),
+        Some(Hypercall::HvmOp) => (
+            done(crate::hvm::hvm_op(doms, cur, a[0], a[1])),
+            After::Continue,
+        ),
         _ => (Err(XenErrno::Enosys), After::Continue),
     };
     let Some(d) = doms[cur].as_mut() else {

@@ -166,11 +166,19 @@ pub fn run_suite() -> Result<()> {
         }
     });
     let mut log = String::new();
+    // When the lines around the guest's `sleep 1` arrived (host clock; reported only:
+    // serial buffering and TCG make it a rough figure, not an assertion).
+    let (mut sleep_start, mut sleep_end) = (None, None);
     let mut stop_reason = "the boot limit";
     loop {
         let left = BOOT_LIMIT.saturating_sub(boot_t.elapsed());
         match rx.recv_timeout(left) {
             Ok(line) => {
+                if line.contains("] @@SLEEP-START ") {
+                    sleep_start = Some(Instant::now());
+                } else if line.contains("] @@SLEPT ") {
+                    sleep_end = Some(Instant::now());
+                }
                 log.push_str(&line);
                 log.push('\n');
                 if let Some(t) = TERMINAL.iter().find(|t| line.contains(*t)) {
@@ -213,6 +221,12 @@ pub fn run_suite() -> Result<()> {
     );
     for l in tail.iter().rev() {
         eprintln!("    {l}");
+    }
+    if let (Some(a), Some(b)) = (sleep_start, sleep_end) {
+        eprintln!(
+            "  guest sleep 1: {:.2} s by the host's clock (lines' arrival)",
+            b.duration_since(a).as_secs_f64()
+        );
     }
     // The kernel's own complaints: a WARN/BUG/Oops splat, an MSR it expected to work.
     let splats: Vec<&str> = log

@@ -3,6 +3,7 @@
 //! and drives the same code the hypervisor runs, guest arguments in guest memory.
 
 mod grant;
+mod hvm;
 mod memory;
 mod misc;
 
