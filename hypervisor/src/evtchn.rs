@@ -29,6 +29,8 @@ pub enum Port {
     Virq(u32),
     /// An IPI port (EVTCHNOP_bind_ipi) notifying this vCPU.
     Ipi(u32),
+    /// The PV console's port (crate::hvm::console_drain is its other end).
+    Console,
 }
 
 fn bit(si: u64, base: u64, port: u32) -> (u64, u64) {
@@ -230,6 +232,10 @@ pub fn event_channel_op(
                     set_pending(d, p as u32);
                     Ok(0)
                 }
+                Port::Console => {
+                    crate::hvm::console_drain(d);
+                    Ok(0)
+                }
                 // Xen drops a send on an unbound port silently.
                 _ => Ok(0),
             }
@@ -286,6 +292,7 @@ pub fn event_channel_op(
                 } => (EvtchnStat::Interdomain, [remote as u32, remote_port]),
                 Port::Virq(v) => (EvtchnStat::Virq, [v, 0]),
                 Port::Ipi(_) => (EvtchnStat::Ipi, [0, 0]),
+                Port::Console => (EvtchnStat::Interdomain, [0, 0]),
             };
             s.status = status as u32;
             s.vcpu = 0;

@@ -136,6 +136,50 @@ pub fn register_vcpu_info(d: &mut Domain, k: usize, arg: u64) -> Result<i64, Xen
     Ok(0)
 }
 
+const HVM_PARAM_CONSOLE_PFN: u32 = 17;
+const HVM_PARAM_CONSOLE_EVTCHN: u32 = 18;
+/// The PV console ring (struct xencons_interface) of a domain that has one: a page of its
+/// own in the reserved hole below 1 MiB, and its port (taken at creation).
+pub const CONSOLE_GPA: u64 = 0xE_F000;
+pub const CONSOLE_PORT: u32 = 1;
+const CONS_OUT: u64 = 1024;
+const CONS_OUT_SIZE: u32 = 2048;
+const CONS_OUT_CONS: u64 = 3080;
+
+/// Gives domain `d` Xen's PV console: the ring page zeroed, its port bound to the
+/// hypervisor (HVM_PARAM_CONSOLE_PFN / CONSOLE_EVTCHN then name them).
+pub fn console_setup(d: &mut Domain) -> Result<(), XenErrno> {
+    d.write_gpa(CONSOLE_GPA, &[0u8; 4096])?;
+    d.evtchn[CONSOLE_PORT as usize] = crate::evtchn::Port::Console;
+    Ok(())
+}
+
+/// The guest notified its console port: prints what it produced in the out ring (its
+/// indices read once; at most a ring's worth, so a producer index far ahead costs no
+/// more) to the domain's console, and consumes it.
+pub fn console_drain(d: &mut Domain) {
+    let mut idx = [0u8; 8];
+    if d.read_gpa(CONSOLE_GPA + CONS_OUT_CONS, &mut idx).is_err() {
+        return;
+    }
+    let cons = u32::from_le_bytes(idx[..4].try_into().expect("4 bytes"));
+    let prod = u32::from_le_bytes(idx[4..].try_into().expect("4 bytes"));
+    let n = prod.wrapping_sub(cons).min(CONS_OUT_SIZE);
+    let mut ring = [0u8; CONS_OUT_SIZE as usize];
+    if d.read_gpa(CONSOLE_GPA + CONS_OUT, &mut ring).is_err() {
+        return;
+    }
+    let mut out = [0u8; CONS_OUT_SIZE as usize];
+    for i in 0..n {
+        out[i as usize] = ring[(cons.wrapping_add(i) % CONS_OUT_SIZE) as usize];
+    }
+    print(d, &out[..n as usize]);
+    let _ = d.write_gpa(
+        CONSOLE_GPA + CONS_OUT_CONS,
+        &cons.wrapping_add(n).to_le_bytes(),
+    );
+}
+
 /// HVM_NR_PARAMS in Xen 4.17.
 const HVM_NR_PARAMS: u32 = 39;
 
@@ -194,7 +238,13 @@ pub fn hvm_op(
         );
         return Ok(0);
     }
-    let value = if is_callback { d.callback_irq } else { 0 };
+    let console = d.evtchn[CONSOLE_PORT as usize] == crate::evtchn::Port::Console;
+    let value = match p.index {
+        _ if is_callback => d.callback_irq,
+        HVM_PARAM_CONSOLE_PFN if console => CONSOLE_GPA >> 12,
+        HVM_PARAM_CONSOLE_EVTCHN if console => CONSOLE_PORT as u64,
+        _ => 0,
+    };
     let out = XenHvmParam { value, ..p };
     d.copy_to_guest(arg, out.as_bytes())?;
     Ok(0)

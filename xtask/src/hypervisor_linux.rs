@@ -53,6 +53,10 @@ const MILESTONES: &[(&str, &str)] = &[
         "] Calibrating delay loop (skipped)",
     ),
     (
+        "PV console hvc0 (console ring) enabled",
+        "] printk: console [hvc0] enabled",
+    ),
+    (
         "xen clocksource taken",
         "] clocksource: Switched to clocksource xen",
     ),
@@ -60,7 +64,15 @@ const MILESTONES: &[(&str, &str)] = &[
     ("kernel version from userspace", "] @@UNAME 6.1."),
     ("xen clocksource in use (sysfs)", "] @@CLOCKSOURCE xen"),
     ("sleep 1 returned (VIRQ_TIMER upcalls)", "] @@SLEPT "),
+    (
+        "init's stdout on /dev/console (hvc0)",
+        "(d1) @@STDOUT on the console",
+    ),
     ("init's checks done, poweroff -f next", "] @@POWEROFF"),
+    (
+        "interactive sh prompt on hvc0 (its command from a pipe)",
+        "(d1) / # @@SHELL-RAN",
+    ),
     (
         "ACPI S5 write to the sleep control register",
         "d1: ACPI S5 (sleep control 0x3c): power off",
@@ -106,8 +118,9 @@ k "@@CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_cloc
 k "@@SLEEP-START $(cat /proc/uptime)"
 sleep 1
 k "@@SLEPT $(cat /proc/uptime)"
+echo "@@STDOUT on the console"
 k "@@POWEROFF"
-poweroff -f
+echo 'echo @@SHELL-RAN; poweroff -f' | sh -i
 "#;
 
 fn initramfs() -> Result<std::path::PathBuf> {
@@ -134,7 +147,7 @@ pub fn run_suite() -> Result<()> {
     );
     // The domain's options (name, memory) and Linux's command line share the module's
     // arguments; Linux hands the words it does not know to init.
-    let linux_cmdline = "earlyprintk=xen keep_bootcon console=hvc0 loglevel=7";
+    let linux_cmdline = "earlyprintk=xen console=hvc0 loglevel=7";
     let modules = format!(
         "{} name=linux memory=512 {linux_cmdline},{} initrd",
         vmlinux.display(),
