@@ -180,6 +180,39 @@ pub fn console_drain(d: &mut Domain) {
     );
 }
 
+const CONS_IN_SIZE: u32 = 1024;
+const CONS_IN_CONS: u64 = 3072;
+
+/// Puts `bytes` into the console's in ring (as far as the guest's consumer index leaves
+/// room: at most the ring; its indices read once) and notifies its port. Returns how
+/// many were taken.
+pub fn console_input(d: &mut Domain, bytes: &[u8]) -> usize {
+    if d.evtchn[CONSOLE_PORT as usize] != crate::evtchn::Port::Console {
+        return 0;
+    }
+    let mut idx = [0u8; 8];
+    if d.read_gpa(CONSOLE_GPA + CONS_IN_CONS, &mut idx).is_err() {
+        return 0;
+    }
+    let cons = u32::from_le_bytes(idx[..4].try_into().expect("4 bytes"));
+    let prod = u32::from_le_bytes(idx[4..].try_into().expect("4 bytes"));
+    let used = prod.wrapping_sub(cons);
+    let room = CONS_IN_SIZE.saturating_sub(used) as usize;
+    let n = bytes.len().min(room);
+    for (i, &b) in bytes[..n].iter().enumerate() {
+        let at = prod.wrapping_add(i as u32) % CONS_IN_SIZE;
+        if d.write_gpa(CONSOLE_GPA + at as u64, &[b]).is_err() {
+            return 0;
+        }
+    }
+    let _ = d.write_gpa(
+        CONSOLE_GPA + CONS_IN_CONS + 4,
+        &prod.wrapping_add(n as u32).to_le_bytes(),
+    );
+    crate::evtchn::set_pending(d, CONSOLE_PORT);
+    n
+}
+
 /// HVM_NR_PARAMS in Xen 4.17.
 const HVM_NR_PARAMS: u32 = 39;
 

@@ -659,6 +659,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             if let Some(p) = w.protection.as_mut() {
                 p.drain_faults(|_| {});
             }
+            serial_input(&mut w.domains);
         }
         fire_timers(&mut w.domains);
         if let Some((i, k, vcpu)) = w.pick(cpu) {
@@ -893,6 +894,32 @@ fn fire_timers(domains: &mut [Option<Domain>]) {
 fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
     log!("domain {} ({}): KILLED: {}", d.id, d.name(), why);
     After::Kill
+}
+
+/// Typed serial input goes to the PV console of the first domain that has one (up to
+/// 64 bytes a scheduling round; what does not fit its ring is dropped, as a full UART).
+fn serial_input(domains: &mut [Option<Domain>]) {
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < buf.len() {
+        match arch::serial::try_read() {
+            Some(b) => {
+                buf[n] = b;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    if let Some(d) = domains
+        .iter_mut()
+        .flatten()
+        .find(|d| d.evtchn[hvm::CONSOLE_PORT as usize] == evtchn::Port::Console)
+    {
+        hvm::console_input(d, &buf[..n]);
+    }
 }
 
 /// Handles one exit of the vCPU of domain `i` (back in its domain).

@@ -188,3 +188,32 @@ fn console_ring_is_drained_at_most_a_ring_per_notify() {
         2048
     );
 }
+
+#[test]
+fn console_input_fills_only_the_room_the_guest_left() {
+    let mut m = machine(1);
+    let d = m.doms[0].as_mut().unwrap();
+    // No console: nothing taken.
+    assert_eq!(crate::hvm::console_input(d, b"abc"), 0);
+    crate::hvm::console_setup(d).unwrap();
+    let ring = crate::hvm::CONSOLE_GPA;
+    assert_eq!(crate::hvm::console_input(d, b"abc"), 3);
+    let mut b = [0u8; 3];
+    d.read_gpa(ring, &mut b).unwrap();
+    assert_eq!(&b, b"abc");
+    // The guest claims to have consumed far less than produced: no room, none written.
+    d.write_gpa(ring + 3072, &u32::MAX.to_le_bytes()).unwrap();
+    d.write_gpa(ring + 3076, &5000u32.to_le_bytes()).unwrap();
+    assert_eq!(crate::hvm::console_input(d, &[b'x'; 64]), 0);
+    // 1020 of 1024 used: 4 taken, wrapping around the ring's end.
+    d.write_gpa(ring + 3072, &10u32.to_le_bytes()).unwrap();
+    d.write_gpa(ring + 3076, &1030u32.to_le_bytes()).unwrap();
+    assert_eq!(crate::hvm::console_input(d, b"wxyz!"), 4);
+    let mut p = [0u8; 4];
+    d.read_gpa(ring + 3076, &mut p).unwrap();
+    assert_eq!(u32::from_le_bytes(p), 1034);
+    d.read_gpa(ring + 6, &mut b).unwrap();
+    assert_eq!(&b, b"wxy");
+    // The port is pending for the guest.
+    assert!(crate::evtchn::is_pending(d, crate::hvm::CONSOLE_PORT));
+}
