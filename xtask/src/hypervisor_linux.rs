@@ -118,6 +118,11 @@ const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
 k() { echo "$*" > /dev/kmsg; }
+# role=... on the kernel command line reaches init as an environment variable.
+if [ "$role" = crash ]; then
+  k "@@CRASHING"
+  exit 1
+fi
 k "@@LINUX-INIT"
 k "@@UNAME $(uname -r)"
 k "@@NPROC $(nproc)"
@@ -126,6 +131,10 @@ k "@@SLEEP-START $(cat /proc/uptime)"
 sleep 1
 k "@@SLEPT $(cat /proc/uptime)"
 echo "@@STDOUT on the console"
+if [ "$role" = quiet ]; then
+  k "@@QUIET-POWEROFF"
+  poweroff -f
+fi
 k "@@TYPE-NOW"
 exec sh -i
 "#;
@@ -142,7 +151,7 @@ fn initramfs() -> Result<std::path::PathBuf> {
 
 pub fn run_suite() -> Result<()> {
     let t0 = Instant::now();
-    let (hv, _) = crate::hypervisor::build()?;
+    let (hv, guest) = crate::hypervisor::build()?;
     let kernel = HostKernel::discover()?;
     let vmlinux = kernel.vmlinux(&kernel_cache_dir())?;
     let initrd = initramfs()?;
@@ -280,11 +289,80 @@ pub fn run_suite() -> Result<()> {
             MILESTONES[reached].0
         );
     }
+    two_guests_boot(&hv, &guest, &vmlinux, &initrd)?;
     eprintln!(
         "  Linux on Sluice: {reached}/{} milestones ({}), exit status {status}, no kernel complaint, boot {boot_secs:.1} s, suite {:.0} s",
         MILESTONES.len(),
         MILESTONES[reached - 1].0,
         t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Two Linux domains and a test guest at once: domain 1's init exits (Linux panics:
+/// "Attempted to kill init!", its panic notifier makes SCHEDOP_shutdown(SHUTDOWN_crash)),
+/// domain 3 boots on to its checks and powers off, the test guest (5) passes its ABI
+/// checks meanwhile; every domain is destroyed with all its frames (exit status 33).
+fn two_guests_boot(
+    hv: &std::path::Path,
+    guest: &std::path::Path,
+    vmlinux: &std::path::Path,
+    initrd: &std::path::Path,
+) -> Result<()> {
+    let t = Instant::now();
+    let (k, i, g) = (vmlinux.display(), initrd.display(), guest.display());
+    let common = "memory=256 earlyprintk=xen console=hvc0 loglevel=5";
+    let modules = format!(
+        "{k} name=crash {common} role=crash,{i} initrd,\
+         {k} name=quiet {common} role=quiet,{i} initrd,\
+         {g} name=abi role=abi"
+    );
+    let (status, log) = crate::hypervisor::boot(hv, &modules, &["-m", "1024", "-smp", "2"], "")?;
+    std::fs::write(run_dir("hypervisor-linux").join("serial-two.log"), &log)?;
+    let mut problems = Vec::new();
+    for needle in [
+        "(d1) [",
+        "] @@CRASHING",
+        "Kernel panic - not syncing: Attempted to kill init!",
+        "domain 1 (crash): shut down, reason 3",
+        "] @@QUIET-POWEROFF",
+        "domain 3 (quiet): shut down, reason 0",
+        "(d5) GUEST PASS",
+        "memory: 0 frames held by domains after all ended (all returned)",
+        "sluice hypervisor: all domains ended; hypervisor alive",
+    ] {
+        if !log.contains(needle) {
+            problems.push(format!("missing: {needle}"));
+        }
+    }
+    let quiet_ok = log
+        .lines()
+        .any(|l| l.starts_with("(d3) ") && l.contains("] @@QUIET-POWEROFF"));
+    if !quiet_ok {
+        problems.push("domain 3 did not reach its poweroff".into());
+    }
+    for l in log
+        .lines()
+        .filter(|l| l.starts_with("(d3) ") && KERNEL_COMPLAINTS.iter().any(|c| l.contains(c)))
+    {
+        problems.push(format!("domain 3 kernel complaint: {l}"));
+    }
+    if status != crate::hypervisor::PASS_STATUS {
+        problems.push(format!(
+            "exit status {status}, want {}",
+            crate::hypervisor::PASS_STATUS
+        ));
+    }
+    if !problems.is_empty() {
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        for l in tail.iter().rev() {
+            eprintln!("    {l}");
+        }
+        bail!("two Linux guests + a test guest: {}", problems.join("; "));
+    }
+    eprintln!(
+        "  two Linux domains + a test guest: d1 panicked (SHUTDOWN_crash), d3 powered off, d5 passed, every frame returned ({:.1} s)",
+        t.elapsed().as_secs_f64()
     );
     Ok(())
 }
