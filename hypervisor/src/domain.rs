@@ -11,7 +11,9 @@ use crate::mm::{FrameAllocator, Owner, PAGE};
 use crate::time::Clock;
 use crate::virt::{VcpuState, VirtBackend};
 use sluice_abi::hypercall::XenErrno;
-use sluice_abi::start_info::{HvmMemmapTableEntry, HvmStartInfo, XEN_ELFNOTE_PHYS32_ENTRY};
+use sluice_abi::start_info::{
+    HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_ELFNOTE_PHYS32_ENTRY,
+};
 use zerocopy::IntoBytes;
 
 const NPT_FLAGS: u64 = 0x7; // present, writable, user (NPT walks are user accesses)
@@ -21,6 +23,10 @@ const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 pub const START_INFO_GPA: Gpa = Gpa(0x1000);
 const CMDLINE_GPA: Gpa = Gpa(0x2000);
 const MEMMAP_GPA: Gpa = Gpa(0x3000);
+/// The start info's module list (one entry: the initrd), after the memory map.
+const MODLIST_GPA: Gpa = Gpa(0x3800);
+/// The guest's ACPI tables (crate::guest_acpi), in the reserved hole below 1 MiB.
+const ACPI_GPA: Gpa = Gpa(0xE_0000);
 
 /// vCPUs a domain may have (`vcpus=N` on its command line; vCPU 0 starts at the PVH
 /// entry, the others are started by VCPUOP_initialise + VCPUOP_up).
@@ -49,6 +55,8 @@ pub struct Vcpu<V> {
     pub flush_pending: bool,
     /// Its VMCB frame (0: the domain has fewer vCPUs).
     vmcb: Hpa,
+    /// Its emulated local APIC (x2APIC mode).
+    pub lapic: crate::vlapic::VLapic,
 }
 
 impl<V> Vcpu<V> {
@@ -60,6 +68,15 @@ impl<V> Vcpu<V> {
             last_cpu: None,
             flush_pending: false,
             vmcb: Hpa(0),
+            lapic: crate::vlapic::VLapic {
+                tpr: 0,
+                svr: 0xFF,
+                lvt: [1 << 16; 7],
+                esr: 0,
+                tmict: 0,
+                tdcr: 0,
+                isr: [0; 4],
+            },
         }
     }
 }
@@ -130,6 +147,18 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub preemptions: u64,
     /// Its IOMMU domains (empty: device assignment is a later step), when an IOMMU is up.
     pub iommu: Option<crate::iommu::IommuDomain>,
+    /// An ICR write was logged (once per domain).
+    pub icr_logged: bool,
+    /// Where each vCPU registered its vcpu_info (VCPUOP_register_vcpu_info); until
+    /// then it is shared_info's `vcpu_info[k]`.
+    pub vcpu_info_at: [Option<Gpa>; MAX_VCPUS],
+    /// HVM_PARAM_CALLBACK_IRQ as set (the vector type: upcalls as that vector).
+    pub callback_irq: u64,
+    /// Guest MSR accesses answered with #GP (the first few are logged).
+    pub msr_refused: u32,
+    /// Each vCPU's runstate (crate::hvm::Runstate) and where it is published.
+    /// (On the heap: the domains are built on the boot stack.)
+    pub runstate: alloc::boxed::Box<[crate::hvm::Runstate; MAX_VCPUS]>,
 }
 
 /// What a domain is built from.
@@ -141,6 +170,8 @@ pub struct DomainSpec<'a> {
     pub mem_bytes: u64,
     pub cmdline: &'a str,
     pub vcpus: usize,
+    /// Host-physical range of an initrd, passed as the start info's module 0.
+    pub initrd: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -196,6 +227,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             mem_bytes,
             cmdline,
             vcpus: nr_vcpus,
+            initrd,
         } = *spec;
         let nr_vcpus = nr_vcpus.clamp(1, MAX_VCPUS);
         if id == 0 || id as u32 >= svm.asids() {
@@ -267,6 +299,11 @@ impl<B: VirtBackend + Clone> Domain<B> {
             grant_maps: [None; crate::grant::MAX_MAPS],
             preemptions: 0,
             iommu: None,
+            icr_logged: false,
+            vcpu_info_at: [None; MAX_VCPUS],
+            callback_irq: 0,
+            msr_refused: 0,
+            runstate: Default::default(),
         };
         d.vcpus[0].vmcb = vmcb;
         d.vcpus[0].state = RunState::Runnable;
@@ -280,7 +317,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             }
             d.nr_vcpus += 1;
         }
-        match d.populate(fa, image, cmdline) {
+        match d.populate(fa, image, cmdline, initrd) {
             Ok(entry) => {
                 d.vcpus[0].slot = Some(svm.create_vcpu(
                     vmcb.0,
@@ -374,6 +411,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
         fa: &mut FrameAllocator,
         image: (u64, u64),
         cmdline: &str,
+        initrd: Option<(u64, u64)>,
     ) -> Result<u32, CreateError> {
         let mut gpa = Gpa(0);
         while gpa.0 < self.mem_bytes {
@@ -385,7 +423,11 @@ impl<B: VirtBackend + Clone> Domain<B> {
             fa.assign(frame, self.id);
             gpa = Gpa(gpa.0 + PAGE);
         }
-        let entry = self.load_elf(image)?;
+        let (entry, image_end) = self.load_elf(image)?;
+        let module = match initrd {
+            Some(range) => Some(self.load_initrd(range, image_end)?),
+            None => None,
+        };
         let memmap = [
             HvmMemmapTableEntry {
                 addr: 0x4000,
@@ -406,6 +448,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
             cmdline_paddr: CMDLINE_GPA.0,
             memmap_paddr: MEMMAP_GPA.0,
             memmap_entries: memmap.len() as u32,
+            rsdp_paddr: ACPI_GPA.0 + crate::guest_acpi::RSDP_OFF as u64,
+            nr_modules: module.is_some() as u32,
+            modlist_paddr: if module.is_some() { MODLIST_GPA.0 } else { 0 },
             ..Default::default()
         };
         let cl = &cmdline.as_bytes()[..cmdline.len().min(4000)];
@@ -415,11 +460,50 @@ impl<B: VirtBackend + Clone> Domain<B> {
         load(self, START_INFO_GPA, info.as_bytes())?;
         load(self, CMDLINE_GPA, cl)?;
         load(self, MEMMAP_GPA, memmap.as_bytes())?;
+        load(
+            self,
+            ACPI_GPA,
+            &crate::guest_acpi::build(ACPI_GPA.0, self.nr_vcpus),
+        )?;
+        if let Some(m) = module {
+            load(self, MODLIST_GPA, m.as_bytes())?;
+        }
         Ok(entry)
     }
 
-    /// Copies the PT_LOAD segments into guest memory; returns the PHYS32 entry point.
-    fn load_elf(&self, image: (u64, u64)) -> Result<u32, CreateError> {
+    /// Copies an initrd to the top of guest memory (page-aligned, above the kernel's
+    /// last segment, as a boot loader places it); returns its module-list entry.
+    fn load_initrd(
+        &self,
+        range: (u64, u64),
+        image_end: u64,
+    ) -> Result<HvmModlistEntry, CreateError> {
+        let size = range.1.saturating_sub(range.0);
+        let at = self
+            .mem_bytes
+            .checked_sub(size.next_multiple_of(PAGE))
+            .filter(|&at| at >= image_end.next_multiple_of(PAGE) && size > 0)
+            .ok_or(CreateError::BadElf("initrd does not fit above the kernel"))?;
+        let mut buf = [0u8; 4096];
+        let mut done = 0;
+        while done < size {
+            let n = (size - done).min(4096) as usize;
+            phys::read(range.0 + done, &mut buf[..n]);
+            self.write_gpa(Gpa(at + done), &buf[..n])
+                .map_err(|_| CreateError::NoMemory)?;
+            done += n as u64;
+        }
+        Ok(HvmModlistEntry {
+            paddr: at,
+            size,
+            cmdline_paddr: 0,
+            reserved: 0,
+        })
+    }
+
+    /// Copies the PT_LOAD segments into guest memory; returns the PHYS32 entry point and
+    /// the end of the highest segment.
+    fn load_elf(&self, image: (u64, u64)) -> Result<(u32, u64), CreateError> {
         let ident: [u8; 6] = rd(image, 0)?;
         if ident[..4] != *b"\x7fELF" || ident[4] != 2 || ident[5] != 1 {
             return Err(CreateError::BadElf("not a little-endian ELF64"));
@@ -431,6 +515,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             return Err(CreateError::BadElf("program header size"));
         }
         let mut entry = None;
+        let mut image_end = 0;
         for i in 0..phnum {
             let ph = phoff + i * phentsize;
             let ty = u32_at(image, ph)?;
@@ -446,6 +531,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
                     if filesz > memsz || end > self.mem_bytes {
                         return Err(CreateError::BadElf("segment outside the domain's memory"));
                     }
+                    image_end = image_end.max(end);
                     let mut buf = [0u8; 512];
                     let mut done = 0;
                     while done < filesz {
@@ -476,7 +562,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
                 _ => {}
             }
         }
-        entry.ok_or(CreateError::BadElf("no XEN_ELFNOTE_PHYS32_ENTRY note"))
+        entry
+            .map(|e| (e, image_end))
+            .ok_or(CreateError::BadElf("no XEN_ELFNOTE_PHYS32_ENTRY note"))
     }
 
     /// Maps guest-physical `gpa` to `frame`, allocating table levels.

@@ -5,8 +5,8 @@ use crate::addr::Hpa;
 use crate::arch::phys;
 use crate::domain::Domain;
 use sluice_abi::event_channel::{
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnOp, EvtchnSend,
-    EvtchnStat, EvtchnStatus, Virq,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq, EvtchnClose,
+    EvtchnOp, EvtchnSend, EvtchnStat, EvtchnStatus, Virq,
 };
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::types::DOMID_SELF;
@@ -20,9 +20,18 @@ const MASK_OFF: u64 = 2560; // shared_info.evtchn_mask
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Port {
     Free,
-    Unbound { remote: u16 },
-    Interdomain { remote: u16, remote_port: u32 },
+    Unbound {
+        remote: u16,
+    },
+    Interdomain {
+        remote: u16,
+        remote_port: u32,
+    },
     Virq(u32),
+    /// An IPI port (EVTCHNOP_bind_ipi) notifying this vCPU.
+    Ipi(u32),
+    /// The PV console's port (crate::hvm::console_drain is its other end).
+    Console,
 }
 
 /// The word of shared_info `si`'s bitmap at `base` holding `port`, and its bit.
@@ -55,17 +64,21 @@ pub fn set_pending(d: &mut Domain, port: u32) {
 }
 
 fn raise_upcall(d: &mut Domain, port: u32) {
-    let si = d.shared_info.0;
-    // vcpu_info[0]: evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
-    phys::fetch_or_u64(si + 8, 1 << (port / 64));
-    phys::write(si, &[1]);
+    // vCPU 0's vcpu_info (shared_info's or where it registered it): evtchn_upcall_pending
+    // at 0, evtchn_pending_sel at 8.
+    if let Some(vi) = crate::hvm::vcpu_info_pa(d, 0) {
+        phys::fetch_or_u64(vi + 8, 1 << (port / 64));
+        phys::write(vi, &[1]);
+    }
     d.wake();
 }
 
 /// Whether the vCPU has an upcall pending (SCHEDOP_block returns at once then).
 pub fn upcall_pending(d: &Domain) -> bool {
     let mut b = [0u8];
-    phys::read(d.shared_info.0, &mut b);
+    if let Some(vi) = crate::hvm::vcpu_info_pa(d, 0) {
+        phys::read(vi, &mut b);
+    }
     b[0] != 0
 }
 
@@ -168,20 +181,42 @@ pub fn event_channel_op(
         EvtchnOp::BindVirq => {
             let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
             let mut a: EvtchnBindVirq = read_arg(d, arg)?;
-            if Virq::from_raw(a.virq) != Some(Virq::Timer) {
+            // VIRQ_TIMER and VIRQ_DEBUG (per vCPU in Xen; events and timers are vCPU
+            // 0's here, so both on vCPU 0 only); others EINVAL.
+            let virq = Virq::from_raw(a.virq);
+            if !matches!(virq, Some(Virq::Timer) | Some(Virq::Debug)) {
                 return Err(XenErrno::Einval);
             }
             if a.vcpu != 0 {
                 return Err(XenErrno::Enoent);
             }
-            if d.virq_timer.is_some() {
+            let bound = match virq {
+                Some(Virq::Timer) => d.virq_timer.is_some(),
+                _ => d.evtchn.contains(&Port::Virq(a.virq)),
+            };
+            if bound {
                 return Err(XenErrno::Eexist);
             }
             let p = alloc_port(d)?;
             a.port = p as u32;
             d.copy_to_guest(arg, a.as_bytes())?;
             d.evtchn[p] = Port::Virq(a.virq);
-            d.virq_timer = Some(p as u32);
+            if virq == Some(Virq::Timer) {
+                d.virq_timer = Some(p as u32);
+            }
+            Ok(0)
+        }
+        EvtchnOp::BindIpi => {
+            // A port for IPIs to a vCPU of the domain (ENOENT if it has none such).
+            let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
+            let mut a: EvtchnBindIpi = read_arg(d, arg)?;
+            if a.vcpu as usize >= d.nr_vcpus {
+                return Err(XenErrno::Enoent);
+            }
+            let p = alloc_port(d)?;
+            a.port = p as u32;
+            d.copy_to_guest(arg, a.as_bytes())?;
+            d.evtchn[p] = Port::Ipi(a.vcpu);
             Ok(0)
         }
         EvtchnOp::Send => {
@@ -198,6 +233,14 @@ pub fn event_channel_op(
                     }
                     Ok(0)
                 }
+                Port::Ipi(_) => {
+                    set_pending(d, p as u32);
+                    Ok(0)
+                }
+                Port::Console => {
+                    crate::hvm::console_drain(d);
+                    Ok(0)
+                }
                 // Xen drops a send on an unbound port silently.
                 _ => Ok(0),
             }
@@ -208,7 +251,7 @@ pub fn event_channel_op(
             let p = port_index(d, a.port)?;
             let was = d.evtchn[p];
             d.evtchn[p] = Port::Free;
-            if let Port::Virq(_) = was {
+            if d.virq_timer == Some(p as u32) {
                 d.virq_timer = None;
             }
             if let Port::Interdomain {
@@ -253,6 +296,8 @@ pub fn event_channel_op(
                     remote_port,
                 } => (EvtchnStat::Interdomain, [remote as u32, remote_port]),
                 Port::Virq(v) => (EvtchnStat::Virq, [v, 0]),
+                Port::Ipi(_) => (EvtchnStat::Ipi, [0, 0]),
+                Port::Console => (EvtchnStat::Interdomain, [0, 0]),
             };
             s.status = status as u32;
             s.vcpu = 0;

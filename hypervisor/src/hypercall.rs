@@ -44,8 +44,9 @@ pub enum After {
 }
 
 /// XENFEAT_* bits this hypervisor provides: writable_page_tables (0),
-/// auto_translated_physmap (2), supervisor_mode_kernel (3).
-const FEATURES_SUBMAP0: u32 = (1 << 0) | (1 << 2) | (1 << 3);
+/// auto_translated_physmap (2), supervisor_mode_kernel (3), hvm_callback_vector (8:
+/// HVM_PARAM_CALLBACK_IRQ of the vector type, crate::hvm), hvm_safe_pvclock (9).
+const FEATURES_SUBMAP0: u32 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 8) | (1 << 9);
 
 pub fn cpuid(d: &mut Domain) {
     let leaf = d.vcpu().rax() as u32;
@@ -67,8 +68,18 @@ pub fn cpuid(d: &mut Domain) {
                 // Running under a hypervisor; no XSAVE/AVX: only the FXSAVE state (x87,
                 // SSE) is switched between vCPUs, so wider state must not be offered.
                 // MONITOR/MWAIT (ECX bit 3) hidden too: their exits give #UD.
-                1 => r[2] = (r[2] | 1 << 31) & !(1 << 3 | 1 << 26 | 1 << 27 | 1 << 28),
+                // The LAPIC is the emulated x2APIC (crate::vlapic): ECX 21 set, EDX 9
+                // (APIC) kept; its APIC id in EBX 31:24. No MTRRs (EDX 12: no MTRR MSRs
+                // are emulated; Linux then takes "MTRRs disabled"), no MCE/MCA (EDX 7,
+                // 14: no machine-check MSRs; Xen's vMCE is not modelled).
+                1 => {
+                    r[2] = (r[2] | 1 << 31 | 1 << 21) & !(1 << 3 | 1 << 26 | 1 << 27 | 1 << 28);
+                    r[3] = (r[3] | 1 << 9) & !(1 << 12 | 1 << 7 | 1 << 14);
+                    r[1] = (r[1] & 0x00FF_FFFF) | crate::vlapic::apic_id(d.cur) << 24;
+                }
                 5 => r = [0; 4],
+                // The x2APIC id of the topology leaves is the vCPU's.
+                0xB | 0x1F => r[3] = crate::vlapic::apic_id(d.cur),
                 7 => r[1] &= !(1 << 5 | 0xDC23_0000),
                 0xD => r = [0; 4],
                 // No nested SVM (2), no core performance counters (23: RDPMC is #GP),
@@ -116,7 +127,28 @@ pub fn msr(d: &mut Domain, write: bool) -> After {
         let aux = d.vcpu().tsc_aux();
         d.vcpu().set_rax(aux as u64);
         d.vcpu().regs().rdx = 0;
+    } else if let Some(r) =
+        crate::vlapic::msr(d, index, write, value).or_else(|| crate::hvm::msr(index))
+    {
+        let Ok(v) = r else {
+            d.vcpu().inject_gp();
+            return After::Continue;
+        };
+        if !write {
+            d.vcpu().set_rax(v & 0xFFFF_FFFF);
+            d.vcpu().regs().rdx = v >> 32;
+        }
     } else {
+        // Not emulated: #GP, the first few logged per domain.
+        if d.msr_refused < 16 {
+            crate::log!(
+                "d{}: {} of MSR {:#x} refused (#GP)",
+                d.id,
+                if write { "WRMSR" } else { "RDMSR" },
+                index
+            );
+        }
+        d.msr_refused += 1;
         d.vcpu().inject_gp();
         return After::Continue;
     }
@@ -180,6 +212,10 @@ pub fn hypercall(doms: &mut [Option<Domain>], cur: usize, fa: &mut FrameAllocato
         ),
         Some(Hypercall::EventChannelOp) => (
             done(crate::evtchn::event_channel_op(doms, cur, a[0], a[1])),
+            After::Continue,
+        ),
+        Some(Hypercall::HvmOp) => (
+            done(crate::hvm::hvm_op(doms, cur, a[0], a[1])),
             After::Continue,
         ),
         _ => (Err(XenErrno::Enosys), After::Continue),
@@ -267,7 +303,7 @@ impl ConsoleRate {
         self.tokens == 0
     }
     /// Takes up to `n` bytes of budget; returns how many may print (the rest dropped).
-    fn take(&mut self, now: u64, n: u64) -> u64 {
+    pub(crate) fn take(&mut self, now: u64, n: u64) -> u64 {
         self.refill(now);
         let k = n.min(self.tokens);
         self.tokens -= k;
@@ -345,7 +381,7 @@ fn console_io(d: &mut Domain, cmd: u64, count: u64, buf: u64) -> Result<Progress
 }
 
 /// Line-buffers a domain's console output into the log, prefixed with its id.
-fn console_byte(d: &mut Domain, b: u8) {
+pub(crate) fn console_byte(d: &mut Domain, b: u8) {
     if b == b'\n' || d.console_len == d.console.len() {
         crate::log!(
             "(d{}) {}",
@@ -493,6 +529,8 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
             return (Ok(0), After::Down);
         }
         VcpuOp::Down => Err(XenErrno::Einval),
+        VcpuOp::RegisterVcpuInfo => crate::hvm::register_vcpu_info(d, k, arg),
+        VcpuOp::RegisterRunstateMemoryArea => crate::hvm::register_runstate(d, k, arg),
         VcpuOp::SetSingleshotTimer if k == 0 => {
             let mut t = VcpuSetSingleshotTimer::default();
             match d.copy_from_guest(arg, t.as_mut_bytes()) {

@@ -19,10 +19,13 @@ pub mod arch;
 pub mod domain;
 pub mod evtchn;
 pub mod grant;
+pub mod guest_acpi;
+pub mod hvm;
 pub mod hypercall;
 pub mod mm;
 pub mod time;
 pub mod virt;
+pub mod vlapic;
 
 /// The host build has no IOMMU: a domain's IOMMU domain is never made.
 pub mod iommu {

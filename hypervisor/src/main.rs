@@ -15,6 +15,8 @@ mod arch;
 mod domain;
 mod evtchn;
 mod grant;
+mod guest_acpi;
+mod hvm;
 mod hypercall;
 mod intercept;
 mod iommu;
@@ -24,6 +26,7 @@ mod multiboot;
 mod multiboot2;
 mod time;
 mod virt;
+mod vlapic;
 
 use arch::smp::MAX_CPUS;
 use arch::svm::{Svm, SvmVcpu};
@@ -38,6 +41,13 @@ use virt::{Exit, VcpuState, VirtBackend};
 const MAX_DOMAINS: usize = 14;
 /// Guest memory per domain.
 const DOMAIN_MEM: u64 = 8 << 20;
+/// The most a domain may ask for with `memory=MiB` on its module's command line.
+const MAX_DOMAIN_MIB: u64 = 512;
+
+/// Whether a module is an initrd (its arguments begin with the word `initrd`).
+fn is_initrd(args: &str) -> bool {
+    args.split(' ').next() == Some("initrd")
+}
 /// Exit status (through isa-debug-exit) when every domain has ended and the hypervisor
 /// is healthy: QEMU exits with (0x10 << 1) | 1 = 33.
 const EXIT_ALL_DOMAINS_ENDED: u32 = 0x10;
@@ -247,6 +257,21 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
     for (i, m) in modules.iter().flatten().enumerate() {
         let args = m.args();
+        if is_initrd(args) {
+            continue;
+        }
+        // A module whose arguments begin with `initrd` is the initrd of the domain
+        // module before it (passed as the start info's module 0).
+        let initrd = modules
+            .get(i + 1)
+            .and_then(|n| n.as_ref())
+            .filter(|n| is_initrd(n.args()))
+            .map(|n| (n.start, n.end));
+        let mem_bytes = args
+            .split(' ')
+            .find_map(|a| a.strip_prefix("memory="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(DOMAIN_MEM, |mib| mib.clamp(2, MAX_DOMAIN_MIB) << 20);
         let name = args
             .split(' ')
             .find_map(|a| a.strip_prefix("name="))
@@ -255,13 +280,14 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         let spec = domain::DomainSpec {
             name,
             image: (m.start, m.end),
-            mem_bytes: DOMAIN_MEM,
+            mem_bytes,
             cmdline: args,
             vcpus: args
                 .split(' ')
                 .find_map(|a| a.strip_prefix("vcpus="))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1),
+            initrd,
         };
         match Domain::create(&svm, &mut fa, id, &spec, clock) {
             Ok(mut d) => {
@@ -269,11 +295,22 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
                     "domain {} ({}): created, {} KiB, {} vCPU{}, cmdline '{}'",
                     id,
                     name,
-                    DOMAIN_MEM / 1024,
+                    mem_bytes / 1024,
                     d.nr_vcpus,
                     if d.nr_vcpus == 1 { "" } else { "s" },
                     args
                 );
+                // Xen gives every domain a PV console; here a domain whose command line
+                // names hvc0 (the test guests' port numbering stays as it was).
+                if args.split(' ').any(|a| a == "console=hvc0") {
+                    match hvm::console_setup(&mut d) {
+                        Ok(()) => log!("domain {} ({}): PV console (hvc0) ring", id, name),
+                        Err(e) => log!("domain {} ({}): no PV console: {:?}", id, name, e),
+                    }
+                }
+                if let Some((a, b)) = initrd {
+                    log!("domain {} ({}): initrd, {} bytes", id, name, b - a);
+                }
                 if let Some(p) = protection.as_mut() {
                     match p.create_domain() {
                         Ok(io) => {
@@ -559,8 +596,12 @@ impl World {
             v.last_cpu = Some(cpu);
             d.last_vcpu_on[cpu] = k as u8;
             if k == 0 {
-                d.clock.publish(d.shared_info);
+                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
+                    d.clock.publish(vi);
+                }
             }
+            hvm::before_entry(d, k, &mut s);
+            hvm::runstate_switch(d, k, true);
             self.next = i + 1;
             self.stats[cpu].slices += 1;
             return Some((i, k, s));
@@ -628,6 +669,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             if let Some(p) = w.protection.as_mut() {
                 p.drain_faults(|_| {});
             }
+            serial_input(&mut w.domains);
         }
         fire_timers(&mut w.domains);
         if let Some((i, k, vcpu)) = w.pick(cpu) {
@@ -732,6 +774,12 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             w.wake_idle();
         }
         if after == After::Continue {
+            if let Some(d) = w.domains[i].as_mut() {
+                if let Some(mut v) = d.vcpus[k].slot.take() {
+                    hvm::before_entry(d, k, &mut v);
+                    d.vcpus[k].slot = Some(v);
+                }
+            }
             if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpus[k].slot.take()) {
                 vcpu = v;
                 drop(guard);
@@ -754,6 +802,7 @@ fn leave(w: &mut World, cpu: usize, i: usize, k: usize, after: After) {
     d.vcpus[k].running_on = None;
     let was_dying = d.dying;
     hypercall::apply(d, after);
+    hvm::runstate_switch(d, k, false);
     if !d.dying {
         return;
     }
@@ -841,7 +890,9 @@ fn fire_timers(domains: &mut [Option<Domain>]) {
         }
         if fire {
             if let Some(port) = d.virq_timer {
-                d.clock.publish(d.shared_info);
+                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
+                    d.clock.publish(vi);
+                }
                 evtchn::set_pending(d, port);
             } else {
                 d.wake();
@@ -853,6 +904,32 @@ fn fire_timers(domains: &mut [Option<Domain>]) {
 fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
     log!("domain {} ({}): KILLED: {}", d.id, d.name(), why);
     After::Kill
+}
+
+/// Typed serial input goes to the PV console of the first domain that has one (up to
+/// 64 bytes a scheduling round; what does not fit its ring is dropped, as a full UART).
+fn serial_input(domains: &mut [Option<Domain>]) {
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < buf.len() {
+        match arch::serial::try_read() {
+            Some(b) => {
+                buf[n] = b;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    if let Some(d) = domains
+        .iter_mut()
+        .flatten()
+        .find(|d| d.evtchn[hvm::CONSOLE_PORT as usize] == evtchn::Port::Console)
+    {
+        hvm::console_input(d, &buf[..n]);
+    }
 }
 
 /// Handles one exit of the vCPU of domain `i` (back in its domain).
@@ -875,19 +952,31 @@ fn handle_exit(
         Exit::Msr { write } => hypercall::msr(d, write),
         Exit::Hlt => {
             d.vcpu().set_rip(rip + 1);
-            After::Block
+            // An upcall due as an interrupt ends the HLT at once.
+            if hvm::upcall_due(d, d.cur).is_some() {
+                After::Continue
+            } else {
+                After::Block
+            }
         }
         Exit::Io {
-            input, next_rip, ..
-        } => {
-            // No devices are emulated: writes are dropped, reads return all ones.
-            if input {
-                let rax = d.vcpu().rax();
-                d.vcpu().set_rax(rax | 0xFFFF_FFFF);
-            }
-            d.vcpu().set_rip(next_rip);
-            After::Continue
-        }
+            port,
+            input,
+            size,
+            string,
+            rep,
+            next_rip,
+        } => hvm::io(
+            d,
+            hvm::IoExit {
+                port,
+                input,
+                size,
+                string,
+                rep,
+                next_rip,
+            },
+        ),
         Exit::ExternalInterrupt => {
             // The LAPIC tick: its slice is over.
             arch::lapic::take_pending_interrupt();

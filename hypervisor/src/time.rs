@@ -36,10 +36,10 @@ impl Clock {
         self.scale(time::rdtsc().wrapping_sub(self.tsc0))
     }
 
-    /// Writes vcpu_info.time (struct vcpu_time_info, at offset 32 of vcpu_info 0) in the
-    /// shared_info frame, with the version odd while it changes.
-    pub fn publish(&self, shared_info: crate::addr::Hpa) {
-        let t = shared_info.0 + 32;
+    /// Writes vcpu_info.time (struct vcpu_time_info, at offset 32 of the vcpu_info at
+    /// host-physical `vcpu_info`), with the version odd while it changes.
+    pub fn publish(&self, vcpu_info: u64) {
+        let t = vcpu_info + 32;
         let mut v = [0u8; 4];
         phys::read(t, &mut v);
         let version = u32::from_le_bytes(v).wrapping_add(1) | 1;

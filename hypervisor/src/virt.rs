@@ -34,6 +34,7 @@ pub enum Exit {
         input: bool,
         size: u8,
         string: bool,
+        rep: bool,
         next_rip: u64,
     },
     Msr {
@@ -99,6 +100,10 @@ pub trait VcpuState {
 
     /// Flushes the guest's TLB entries (after a nested page table change).
     fn flush_tlb(&mut self);
+    /// Requests a virtual interrupt at `vector`, taken when the guest's IF allows.
+    fn set_virq(&mut self, vector: u8);
+    /// Whether a requested virtual interrupt has not been taken yet.
+    fn virq_pending(&self) -> bool;
 }
 
 /// A hardware virtualisation backend.

@@ -9,6 +9,7 @@ mod bench;
 mod bench_hypercall;
 mod hv_hostile;
 mod hypervisor;
+mod hypervisor_linux;
 mod hypervisor_mem;
 mod iommu;
 mod linux_modules;

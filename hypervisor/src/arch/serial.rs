@@ -31,6 +31,14 @@ pub fn write_byte(b: u8) {
     }
 }
 
+/// A byte received on COM1, if one is waiting (polled: the UART's interrupts are off).
+pub fn try_read() -> Option<u8> {
+    let mut lsr = Port::<u8>::new(COM1 + 5);
+    let mut rbr = Port::<u8>::new(COM1);
+    // SAFETY: as in `init`; reading RBR only when LSR says data is ready.
+    unsafe { (lsr.read() & 1 != 0).then(|| rbr.read()) }
+}
+
 pub struct Serial;
 
 static SERIAL: spin::Mutex<Serial> = spin::Mutex::new(Serial);

@@ -432,6 +432,7 @@ impl VirtBackend for Svm {
                 input: info1 & 1 != 0,
                 size: ((info1 >> 4) & 7) as u8,
                 string: info1 & 4 != 0,
+                rep: info1 & 8 != 0,
                 next_rip: info2,
             },
             EXIT_MSR => Exit::Msr {
@@ -484,6 +485,19 @@ impl VcpuState for SvmVcpu {
     }
     fn flush_tlb(&mut self) {
         w8(self.vmcb, C_TLB_CTL, 1);
+    }
+    fn set_virq(&mut self, vector: u8) {
+        // V_INTR (int_ctl, int_vector): V_INTR_MASKING (24) kept, V_IRQ (8), priority
+        // 15 (19:16), V_IGN_TPR (20); the vector in the upper half.
+        let ctl = r64(self.vmcb, C_VINTR) & 0xFF00_0000;
+        w64(
+            self.vmcb,
+            C_VINTR,
+            (vector as u64) << 32 | ctl | 1 << 8 | 0xF << 16 | 1 << 20,
+        );
+    }
+    fn virq_pending(&self) -> bool {
+        r64(self.vmcb, C_VINTR) & 1 << 8 != 0
     }
     fn cr4(&self) -> u64 {
         r64(self.vmcb, S_CR4)

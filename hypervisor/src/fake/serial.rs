@@ -24,3 +24,8 @@ pub fn lock() -> Serial {
 pub fn take_log() -> String {
     LOG.with(|l| std::mem::take(&mut *l.borrow_mut()))
 }
+
+/// No input on the fake serial port.
+pub fn try_read() -> Option<u8> {
+    None
+}

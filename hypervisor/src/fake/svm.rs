@@ -39,6 +39,8 @@ pub struct SvmVcpu {
     pub injected: Vec<(u8, Option<u32>)>,
     pub reflected: u64,
     pub flushes: u32,
+    /// A requested virtual interrupt not yet taken.
+    pub virq: Option<u8>,
 }
 
 impl VirtBackend for Svm {
@@ -111,5 +113,11 @@ impl VcpuState for SvmVcpu {
     }
     fn flush_tlb(&mut self) {
         self.flushes += 1;
+    }
+    fn set_virq(&mut self, vector: u8) {
+        self.virq = Some(vector);
+    }
+    fn virq_pending(&self) -> bool {
+        self.virq.is_some()
     }
 }

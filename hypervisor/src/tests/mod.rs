@@ -5,6 +5,8 @@
 #[cfg(test)]
 mod grant;
 #[cfg(test)]
+mod hvm;
+#[cfg(test)]
 mod image;
 #[cfg(test)]
 mod memory;
@@ -108,6 +110,7 @@ pub fn spec() -> DomainSpec<'static> {
         mem_bytes: DOMAIN_MEM,
         cmdline: "",
         vcpus: 1,
+        initrd: None,
     }
 }
 

@@ -1,0 +1,368 @@
+//! `hypervisor-linux`: the stock Debian 6.1 kernel (the host's `/boot/vmlinuz-*`, the
+//! one the Xen test bed boots, uncompressed to `build/kernel/vmlinux-*`) as a PVH domain
+//! of the Sluice hypervisor in QEMU TCG, with a busybox initramfs: the hypervisor gets
+//! the kernel as a multiboot module (its arguments are the domain's options and Linux's
+//! command line) and the initramfs as the next module (`initrd`), which the loader
+//! passes through `hvm_start_info`'s module list.
+//!
+//! The suite reports every boot milestone the serial log shows, in order, and fails
+//! unless the first [`REQUIRED`] of them were reached (raised as the hypervisor learns
+//! what Linux needs next). The boot is stopped at the last milestone, a panic, the
+//! domain's death, or after [`BOOT_LIMIT`].
+
+use crate::util::root;
+use anyhow::{bail, Context, Result};
+use sluice_testbed::initramfs::Initramfs;
+use sluice_testbed::kernel::HostKernel;
+use sluice_testbed::paths::{kernel_cache_dir, run_dir};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The longest the boot may run (a bound on the suite's time, not an assertion).
+const BOOT_LIMIT: Duration = Duration::from_secs(150);
+
+/// Boot milestones, in the order Linux reaches them, with the serial-log text that
+/// proves each: on a line of the domain's console (prefix `(d1) `) unless it is the
+/// hypervisor's own.
+const MILESTONES: &[(&str, &str)] = &[
+    (
+        "domain built from kernel + initrd modules",
+        "domain 1 (linux): initrd, ",
+    ),
+    ("early printk: the version banner", "] Linux version 6.1."),
+    ("kernel command line seen", "] Command line: name=linux"),
+    ("Xen detected", "] Hypervisor detected: Xen HVM"),
+    ("initrd found in the start info", "] RAMDISK: [mem "),
+    (
+        "guest ACPI tables from the start info's RSDP",
+        "] ACPI: APIC 0x00000000000E0600",
+    ),
+    (
+        "emulated x2APIC taken",
+        "] Setting APIC routing to cluster x2apic.",
+    ),
+    ("PVH boot path", "] Booting kernel on Xen PVH"),
+    (
+        "Xen callback vector for events",
+        "] xen:events: Xen HVM callback vector for event delivery is enabled",
+    ),
+    (
+        "TSC rate from the PV clock",
+        "] Calibrating delay loop (skipped)",
+    ),
+    (
+        "PV console hvc0 (console ring) enabled",
+        "] printk: console [hvc0] enabled",
+    ),
+    (
+        "xen clocksource taken",
+        "] clocksource: Switched to clocksource xen",
+    ),
+    ("initramfs unpacked, /init run", "] @@LINUX-INIT"),
+    ("kernel version from userspace", "] @@UNAME 6.1."),
+    ("xen clocksource in use (sysfs)", "] @@CLOCKSOURCE xen"),
+    ("sleep 1 returned (VIRQ_TIMER upcalls)", "] @@SLEPT "),
+    (
+        "init's stdout on /dev/console (hvc0)",
+        "(d1) @@STDOUT on the console",
+    ),
+    ("init's checks done, sh -i on hvc0 next", "] @@TYPE-NOW"),
+    (
+        "sh prompt on hvc0 (what follows it depends on when the line arrives: tty echo, ash's cursor query)",
+        "(d1) / # ",
+    ),
+    (
+        "typed serial input ran in the guest's shell",
+        "(d1) @@TYPED-42",
+    ),
+    (
+        "ACPI S5 write to the sleep control register",
+        "d1: ACPI S5 (sleep control 0x3c): power off",
+    ),
+    (
+        "ACPI S5 (poweroff -f): domain shut down, SHUTDOWN_poweroff",
+        "domain 1 (linux): shut down, reason 0",
+    ),
+    (
+        "every frame returned",
+        "memory: 0 frames held by domains after all ended (all returned)",
+    ),
+    (
+        "hypervisor alive, QEMU ends",
+        "sluice hypervisor: all domains ended; hypervisor alive",
+    ),
+];
+
+/// How many of [`MILESTONES`] must be reached for the suite to pass.
+const REQUIRED: usize = MILESTONES.len();
+
+/// The line typed on the serial port once init says so.
+const TYPED: &[u8] = b"echo @@TYPED-$((6*7)); poweroff -f\n";
+
+/// Lines of the kernel's log that fail the suite.
+const KERNEL_COMPLAINTS: &[&str] = &[
+    "WARNING: CPU",
+    "BUG:",
+    "Oops",
+    "Call Trace",
+    "unchecked MSR access",
+];
+
+/// Stop reading once one of these appears.
+const TERMINAL: &[&str] = &["Kernel panic", "): KILLED", "HYPERVISOR"];
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+k() { echo "$*" > /dev/kmsg; }
+# role=... on the kernel command line reaches init as an environment variable.
+if [ "$role" = crash ]; then
+  k "@@CRASHING"
+  exit 1
+fi
+k "@@LINUX-INIT"
+k "@@UNAME $(uname -r)"
+k "@@NPROC $(nproc)"
+k "@@CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+k "@@SLEEP-START $(cat /proc/uptime)"
+sleep 1
+k "@@SLEPT $(cat /proc/uptime)"
+echo "@@STDOUT on the console"
+if [ "$role" = quiet ]; then
+  k "@@QUIET-POWEROFF"
+  poweroff -f
+fi
+k "@@TYPE-NOW"
+exec sh -i
+"#;
+
+fn initramfs() -> Result<std::path::PathBuf> {
+    let dir = run_dir("hypervisor-linux");
+    let ir = Initramfs::new(&dir.join("staging"))?;
+    ir.busybox()?;
+    ir.bytes("/init", INIT.as_bytes(), 0o755)?;
+    let out = dir.join("initramfs.cpio");
+    ir.pack(&out)?;
+    Ok(out)
+}
+
+pub fn run_suite() -> Result<()> {
+    let t0 = Instant::now();
+    let (hv, guest) = crate::hypervisor::build()?;
+    let kernel = HostKernel::discover()?;
+    let vmlinux = kernel.vmlinux(&kernel_cache_dir())?;
+    let initrd = initramfs()?;
+    eprintln!(
+        "  kernel {} ({} bytes uncompressed), initramfs {} bytes",
+        kernel.version,
+        std::fs::metadata(&vmlinux)?.len(),
+        std::fs::metadata(&initrd)?.len()
+    );
+    // The domain's options (name, memory) and Linux's command line share the module's
+    // arguments; Linux hands the words it does not know to init.
+    let linux_cmdline = "earlyprintk=xen console=hvc0 loglevel=7";
+    let modules = format!(
+        "{} name=linux memory=512 {linux_cmdline},{} initrd",
+        vmlinux.display(),
+        initrd.display()
+    );
+    let boot_t = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
+        .args(["-m", "1024", "-smp", "2"])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(&hv)
+        .args(["-initrd", &modules])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .current_dir(root())
+        .spawn()
+        .context("cannot run qemu-system-x86_64")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut stdin = child.stdin.take().expect("piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+            let line = String::from_utf8_lossy(&line).replace('\r', "");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    // When the lines around the guest's `sleep 1` arrived (host clock; reported only:
+    // serial buffering and TCG make it a rough figure, not an assertion).
+    let (mut sleep_start, mut sleep_end) = (None, None);
+    let mut stop_reason = "the boot limit";
+    loop {
+        let left = BOOT_LIMIT.saturating_sub(boot_t.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if line.contains("] @@TYPE-NOW") {
+                    // Typed on the serial port: the hypervisor passes it to the
+                    // domain's hvc0, where the shell reads it.
+                    use std::io::Write;
+                    stdin.write_all(TYPED)?;
+                    stdin.flush()?;
+                }
+                if line.contains("] @@SLEEP-START ") {
+                    sleep_start = Some(Instant::now());
+                } else if line.contains("] @@SLEPT ") {
+                    sleep_end = Some(Instant::now());
+                }
+                log.push_str(&line);
+                log.push('\n');
+                if let Some(t) = TERMINAL.iter().find(|t| line.contains(*t)) {
+                    stop_reason = t;
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                stop_reason = "QEMU's exit";
+                break;
+            }
+        }
+    }
+    let boot_secs = boot_t.elapsed().as_secs_f64();
+    // QEMU has exited (the hypervisor's verdict through isa-debug-exit) or is stopped.
+    let _ = child.kill();
+    let status = child.wait()?.code().unwrap_or(-1);
+    let _ = reader.join();
+    let log_path = run_dir("hypervisor-linux").join("serial.log");
+    std::fs::write(&log_path, &log)?;
+
+    // A needle beginning "] " is the kernel's (a printk on the domain's console).
+    let seen = |needle: &str| {
+        log.lines()
+            .any(|l| (!needle.starts_with("] ") || l.starts_with("(d1) ")) && l.contains(needle))
+    };
+    let reached = MILESTONES
+        .iter()
+        .take_while(|(_, needle)| seen(needle))
+        .count();
+    for (i, (what, needle)) in MILESTONES.iter().enumerate() {
+        let mark = if i < reached { "reached" } else { "not yet" };
+        eprintln!("  [{mark}] {what}  ({needle:?})");
+    }
+    let tail: Vec<&str> = log.lines().rev().take(25).collect();
+    eprintln!(
+        "  boot stopped at {stop_reason} after {boot_secs:.1} s; last lines of the log ({}):",
+        log_path.display()
+    );
+    for l in tail.iter().rev() {
+        eprintln!("    {l}");
+    }
+    if let (Some(a), Some(b)) = (sleep_start, sleep_end) {
+        eprintln!(
+            "  guest sleep 1: {:.2} s by the host's clock (lines' arrival)",
+            b.duration_since(a).as_secs_f64()
+        );
+    }
+    // The kernel's own complaints: a WARN/BUG/Oops splat, an MSR it expected to work.
+    let splats: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("(d1) "))
+        .filter(|l| KERNEL_COMPLAINTS.iter().any(|c| l.contains(c)))
+        .collect();
+    for l in &splats {
+        eprintln!("  kernel complaint: {l}");
+    }
+    if reached == MILESTONES.len() && status != crate::hypervisor::PASS_STATUS {
+        bail!(
+            "every milestone reached, but exit status {status} (want {}: all domains ended, no frame leaked)",
+            crate::hypervisor::PASS_STATUS
+        );
+    }
+    if !splats.is_empty() {
+        bail!("{} kernel complaints in the log (above)", splats.len());
+    }
+    if reached < REQUIRED {
+        bail!(
+            "Linux reached {reached} of the {REQUIRED} required milestones (next: {})",
+            MILESTONES[reached].0
+        );
+    }
+    two_guests_boot(&hv, &guest, &vmlinux, &initrd)?;
+    eprintln!(
+        "  Linux on Sluice: {reached}/{} milestones ({}), exit status {status}, no kernel complaint, boot {boot_secs:.1} s, suite {:.0} s",
+        MILESTONES.len(),
+        MILESTONES[reached - 1].0,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Two Linux domains and a test guest at once: domain 1's init exits (Linux panics:
+/// "Attempted to kill init!", its panic notifier makes SCHEDOP_shutdown(SHUTDOWN_crash)),
+/// domain 3 boots on to its checks and powers off, the test guest (5) passes its ABI
+/// checks meanwhile; every domain is destroyed with all its frames (exit status 33).
+fn two_guests_boot(
+    hv: &std::path::Path,
+    guest: &std::path::Path,
+    vmlinux: &std::path::Path,
+    initrd: &std::path::Path,
+) -> Result<()> {
+    let t = Instant::now();
+    let (k, i, g) = (vmlinux.display(), initrd.display(), guest.display());
+    let common = "memory=256 earlyprintk=xen console=hvc0 loglevel=5";
+    let modules = format!(
+        "{k} name=crash {common} role=crash,{i} initrd,\
+         {k} name=quiet {common} role=quiet,{i} initrd,\
+         {g} name=abi role=abi"
+    );
+    let (status, log) = crate::hypervisor::boot(hv, &modules, &["-m", "1024", "-smp", "2"], "")?;
+    std::fs::write(run_dir("hypervisor-linux").join("serial-two.log"), &log)?;
+    let mut problems = Vec::new();
+    for needle in [
+        "(d1) [",
+        "] @@CRASHING",
+        "Kernel panic - not syncing: Attempted to kill init!",
+        "domain 1 (crash): shut down, reason 3",
+        "] @@QUIET-POWEROFF",
+        "domain 3 (quiet): shut down, reason 0",
+        "(d5) GUEST PASS",
+        "memory: 0 frames held by domains after all ended (all returned)",
+        "sluice hypervisor: all domains ended; hypervisor alive",
+    ] {
+        if !log.contains(needle) {
+            problems.push(format!("missing: {needle}"));
+        }
+    }
+    let quiet_ok = log
+        .lines()
+        .any(|l| l.starts_with("(d3) ") && l.contains("] @@QUIET-POWEROFF"));
+    if !quiet_ok {
+        problems.push("domain 3 did not reach its poweroff".into());
+    }
+    for l in log
+        .lines()
+        .filter(|l| l.starts_with("(d3) ") && KERNEL_COMPLAINTS.iter().any(|c| l.contains(c)))
+    {
+        problems.push(format!("domain 3 kernel complaint: {l}"));
+    }
+    if status != crate::hypervisor::PASS_STATUS {
+        problems.push(format!(
+            "exit status {status}, want {}",
+            crate::hypervisor::PASS_STATUS
+        ));
+    }
+    if !problems.is_empty() {
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        for l in tail.iter().rev() {
+            eprintln!("    {l}");
+        }
+        bail!("two Linux guests + a test guest: {}", problems.join("; "));
+    }
+    eprintln!(
+        "  two Linux domains + a test guest: d1 panicked (SHUTDOWN_crash), d3 powered off, d5 passed, every frame returned ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
