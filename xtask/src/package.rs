@@ -105,7 +105,7 @@ fn modules_deb(abi: &str, kos: &[PathBuf]) -> Result<PathBuf> {
         &doc.join("copyright"),
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
          Upstream-Name: sluice\n\n\
-         Files: *\nCopyright: Sluice developers\nLicense: GPL-2\n \
+         Files: *\nCopyright: 2026 The Sluice authors\nLicense: GPL-2\n \
          On Debian systems, the complete text of the GNU General Public License\n \
          version 2 can be found in /usr/share/common-licenses/GPL-2.\n",
         0o644,
@@ -137,8 +137,9 @@ fn modules_deb(abi: &str, kos: &[PathBuf]) -> Result<PathBuf> {
              Priority: optional\nMaintainer: Sluice developers <sluice@example.invalid>\n\
              Depends: linux-image-{abi}, kmod\nInstalled-Size: {size_kib}\n\
              Description: Sluice's Rust Xen frontend modules for Linux {abi}\n \
-             Prebuilt, signed out-of-tree modules ({}) for the Debian kernel ABI\n \
-             {abi}, installed under /lib/modules/{abi}/updates/sluice.\n",
+             Prebuilt, signed out-of-tree modules ({})\n \
+             for the Debian kernel ABI {abi},\n \
+             installed under /lib/modules/{abi}/updates/sluice.\n",
             names.join(", ")
         ),
         0o644,

@@ -49,7 +49,13 @@ fn main() -> Result<ExitCode> {
     match cli.command {
         Command::Status { json } => {
             let (devices, xenstore_error) = match open_xenstore(&root) {
-                Ok(xs) => (status::devices(&xs, 0), None),
+                Ok(xs) => {
+                    let mut d = status::devices(&xs, 0);
+                    if let Ok(t) = std::fs::read_to_string(root.path(status::BLKBACK_STATUS_FILE)) {
+                        status::apply_counts(&mut d, 0, &t);
+                    }
+                    (d, None)
+                }
                 Err(e) => (Vec::new(), Some(e.to_string())),
             };
             let st = status::Status {

@@ -42,7 +42,8 @@ pub struct Device {
     pub state: String,
     /// Features both ends agreed on (or the backend offers and the frontend may use).
     pub features: Vec<String>,
-    /// Requests served and failed: `None` while the daemon exports no counters.
+    /// Requests answered and those answered with an error, from sluice-blkback's status
+    /// file (`None`: the device is not in it, e.g. served by kernel blkback).
     pub requests: Option<u64>,
     pub errors: Option<u64>,
 }
@@ -114,6 +115,29 @@ pub fn devices<S: XenStore + ?Sized>(xs: &S, backend_domid: u32) -> Vec<Device> 
     }
     out.sort_by_key(|d| (d.domid, d.devid));
     out
+}
+
+/// Where sluice-blkback writes its per-device counts (its `--status-file`).
+pub const BLKBACK_STATUS_FILE: &str = "/run/sluice/blkback.json";
+
+/// Fills `requests` (answered, OKAY or not) and `errors` of each device from
+/// sluice-blkback's status file text (`{"devices":{"<backend path>":{"ok":N,"failed":M}}}`);
+/// devices it does not list keep `None`. A file that does not parse changes nothing.
+pub fn apply_counts(devices: &mut [Device], backend_domid: u32, text: &str) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return;
+    };
+    for d in devices {
+        let path = format!(
+            "/local/domain/{backend_domid}/backend/vbd/{}/{}",
+            d.domid, d.devid
+        );
+        let e = &v["devices"][&path];
+        if let (Some(ok), Some(failed)) = (e["ok"].as_u64(), e["failed"].as_u64()) {
+            d.requests = Some(ok.saturating_add(failed));
+            d.errors = Some(failed);
+        }
+    }
 }
 
 /// Everything `sluice status` prints.

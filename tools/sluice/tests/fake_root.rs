@@ -251,6 +251,17 @@ fn status_reads_backend_nodes() {
         ]
     );
     assert_eq!(d[0].requests, None);
+    let mut d = d;
+    // sluice-blkback's status file (the format its own test checks it writes).
+    status::apply_counts(
+        &mut d,
+        0,
+        "{\"devices\":{\"/local/domain/0/backend/vbd/3/51712\":{\"ok\":10,\"failed\":2}}}\n",
+    );
+    assert_eq!((d[0].requests, d[0].errors), (Some(12), Some(2)));
+    assert_eq!((d[1].requests, d[1].errors), (None, None));
+    status::apply_counts(&mut d, 0, "{not json");
+    assert_eq!(d[0].requests, Some(12));
     assert_eq!((d[1].domid, d[1].mode.as_str()), (7, "r"));
     assert_eq!(d[1].features, ["persistent-grants"]);
     assert_eq!(d[1].state, "invalid (9)");
