@@ -13,6 +13,7 @@ mod hypervisor_linux;
 mod hypervisor_mem;
 mod iommu;
 mod linux_modules;
+mod package;
 mod setup;
 mod suites;
 mod util;
@@ -34,6 +35,9 @@ enum Command {
     Setup,
     /// Run the whole stack in QEMU and show it working.
     Demo,
+    /// Build the Debian packages (sluice-backends, sluice-frontends-modules-<kernel ABI>)
+    /// into target/debian/.
+    Package,
     /// Run every test: fmt, clippy, unit tests, then each QEMU end-to-end suite.
     Test {
         /// Run only the suites whose name contains this text (the static checks and
@@ -70,6 +74,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Setup => setup::run(),
+        Command::Package => {
+            setup::run()?;
+            package::build().map(|_| ())
+        }
         Command::Demo => {
             setup::run()?;
             suites::demo()

@@ -49,6 +49,14 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "flock in the test bed's dom0 (Debian installs it everywhere; listed to be sure)",
     ),
     ("git", "the commit stamped on every benchmark's output"),
+    (
+        "lintian",
+        "checks the Debian packages (cargo xtask package, suite package)",
+    ),
+    (
+        "dpkg-dev",
+        "dpkg-deb and its helpers: building the Debian packages",
+    ),
 ];
 
 fn missing_packages() -> Vec<&'static str> {
@@ -161,6 +169,10 @@ pub fn run() -> Result<()> {
             "--component",
             "miri,rust-src",
         ]))?;
+    }
+    // cargo-deb: `cargo xtask package` builds sluice-backends with it.
+    if !have("cargo-deb") {
+        run_cmd(crate::util::cargo().args(["install", "--locked", "cargo-deb"]))?;
     }
     // cargo-fuzz: the abi-fuzz-smoke suite runs fuzz/ with it.
     if !have("cargo-fuzz") {

@@ -63,6 +63,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::linux_modules::run_suite,
     },
     Suite {
+        name: "package",
+        about: "cargo xtask package: both .debs built, contents, lintian, units verified, unpacked tree",
+        run: crate::package::run_suite,
+    },
+    Suite {
         name: "linux-blkfront-xen",
         about: "real Xen: PV + PVH domUs with sluice-blkfront.ko against kernel blkback",
         run: crate::linux_modules::run_blkfront_xen,

@@ -130,6 +130,8 @@ pub struct Backend<S, G, F> {
     /// Log lines per device and message class, and the clock it goes by.
     log_rate: (Rate, LimitClock),
     devices: BTreeMap<String, Device>,
+    /// Where `sluice status` reads the per-device counts.
+    status_file: Option<crate::status::StatusFile>,
 }
 
 impl<S, G, F, E> Backend<S, G, F>
@@ -154,6 +156,29 @@ where
             zero_copy: false,
             log_rate: (Rate::LOG, LimitClock::real()),
             devices: BTreeMap::new(),
+            status_file: None,
+        }
+    }
+
+    /// Writes per-device request counts to `path` when they change ([`crate::status`]).
+    pub fn with_status_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.status_file = Some(crate::status::StatusFile::new(path.into()));
+        self
+    }
+
+    fn write_status(&mut self) {
+        if let Some(f) = &mut self.status_file {
+            let now = crate::status::render(self.devices.iter().map(|(p, d)| {
+                let s = &d.stats;
+                (
+                    p.as_str(),
+                    s.ok.load(Ordering::Relaxed),
+                    s.failed.load(Ordering::Relaxed),
+                )
+            }));
+            if !f.update(now) {
+                self.status_file = None;
+            }
         }
     }
 
@@ -214,6 +239,7 @@ where
             if changed || self.devices.values().any(Device::any_dead) {
                 self.reconcile();
             }
+            self.write_status();
         }
         for d in self.devices.values_mut() {
             d.teardown();

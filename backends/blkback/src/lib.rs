@@ -10,6 +10,7 @@ pub mod disk;
 pub mod persistent;
 pub mod profile;
 pub mod ring_server;
+pub mod status;
 mod transfer;
 
 pub use backend::{Backend, DeviceError, IoEngine};

@@ -76,7 +76,17 @@ fn main() -> anyhow::Result<()> {
     tracing::info!(
         "O_DIRECT: {direct}; zero copy into mapped pages: {zero_copy}; phase timing: {profile}"
     );
+    // `--status-file PATH` (default /run/sluice/blkback.json): per-device request counts
+    // for `sluice status`.
+    let status_file = match args.iter().position(|a| a == "--status-file") {
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .context("--status-file needs a path")?,
+        None => "/run/sluice/blkback.json".into(),
+    };
     let mut backend = backend
+        .with_status_file(status_file)
         .with_engine(engine)
         .with_persistent_grants(per_queue)
         .with_direct_io(direct)

@@ -251,6 +251,24 @@ fn hostile_requests_get_errors_and_touch_nothing(cfg: Cfg) {
             .as_deref(),
         Some("4")
     );
+    // The status file counts them: one OKAY, every refusal above as failed (at least
+    // the 13 asserted one by one). Written by the daemon's loop, so wait for it.
+    let want_ok = format!("\"{be}\":{{\"ok\":1,\"failed\":");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let t = std::fs::read_to_string(w.status_file()).unwrap_or_default();
+        if t.contains(&want_ok) || std::time::Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let failed: u64 = text
+        .split(&want_ok)
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("status file: {text}"));
+    assert!(failed >= 13, "status file: {text}");
 }
 
 fn read_only_disk(cfg: Cfg) {

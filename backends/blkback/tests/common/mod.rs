@@ -116,6 +116,7 @@ impl World {
     pub fn start_backend(&mut self, max_queues: u32) {
         let cfg = self.cfg;
         let log = self.log.clone();
+        let status = self.status_file();
         self.stop = Arc::new(AtomicBool::new(false));
         let (xs, g, h, s) = (
             Arc::new(self.store.connect()),
@@ -129,9 +130,15 @@ impl World {
                 .with_persistent_grants(cfg.limit)
                 .with_direct_io(cfg.direct)
                 .with_zero_copy(cfg.zero_copy)
-                .with_log_rate(log.0, log.1);
+                .with_log_rate(log.0, log.1)
+                .with_status_file(status);
             b.run(&s).unwrap();
         }));
+    }
+
+    /// Where the backend writes its per-device counts (`sluice status` reads it).
+    pub fn status_file(&self) -> std::path::PathBuf {
+        self.dir.join("run/sluice/blkback.json")
     }
 
     /// Stops the backend daemon; the xenstore nodes and the frontend's rings stay.
