@@ -9,7 +9,7 @@ use std::process::ExitCode;
 #[command(
     name = "sluice",
     version,
-    about = "Status and health checks of Sluice's Xen backends in dom0"
+    about = "Status and health checks of Sluice's Xen backends in dom0; PCI functions for passthrough"
 )]
 struct Cli {
     /// Read /proc, /sys, /dev, /etc and /run under this directory (tests; default /).
@@ -40,6 +40,23 @@ enum Command {
         /// List the checks and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// PCI functions for passthrough.
+    Pci {
+        #[command(subcommand)]
+        command: PciCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PciCommand {
+    /// Each PCI function (from /sys/bus/pci/devices): vendor and device names (pci-ids),
+    /// its IOMMU group, whether it can be assigned to a guest (or why not) and the resets
+    /// it offers.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -96,6 +113,20 @@ fn main() -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Pci {
+            command: PciCommand::List { json },
+        } => {
+            use sluice_pciback::host;
+            let dir = root.path("/sys/bus/pci/devices");
+            let rows =
+                host::list(&dir).map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&host::json(&rows))?);
+            } else {
+                print!("{}", host::table(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -276,3 +276,52 @@ fn status_reads_backend_nodes() {
         "{text}"
     );
 }
+
+#[test]
+fn pci_list_reads_sysfs_under_the_root() {
+    use sluice_pciback::fake::qemu;
+    use sluice_pciback::Bdf;
+    use std::os::unix::fs::symlink;
+    let t = tempfile::tempdir().unwrap();
+    let devs = t.path().join("sys/bus/pci/devices");
+    std::fs::create_dir_all(&devs).unwrap();
+    for (name, f, group) in [
+        ("0000:00:00.0", qemu::host_bridge(Bdf::new(0, 0, 0)), 0),
+        ("0000:00:01.0", qemu::e1000e(Bdf::new(0, 1, 0)), 1),
+    ] {
+        let dir = t.path().join("sys/devices/pci0000:00").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config"), &f.cfg).unwrap();
+        let g = t.path().join(format!("sys/kernel/iommu_groups/{group}"));
+        std::fs::create_dir_all(g.join("devices")).unwrap();
+        symlink(&dir, g.join("devices").join(name)).unwrap();
+        symlink(&g, dir.join("iommu_group")).unwrap();
+        symlink(&dir, devs.join(name)).unwrap();
+    }
+    let bin = env!("CARGO_BIN_EXE_sluice");
+    let root = t.path().to_str().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["--root", root, "pci", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |a: &str| text.lines().find(|l| l.starts_with(a)).unwrap().to_string();
+    assert!(line("0000:00:00.0").ends_with("no: host bridge"), "{text}");
+    assert!(line("0000:00:01.0").contains("8086:10d3"), "{text}");
+    assert!(line("0000:00:01.0").ends_with("yes"), "{text}");
+    let out = std::process::Command::new(bin)
+        .args(["--root", root, "pci", "list", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().map(|a| a.len()), Some(2), "{v}");
+    // No sysfs under the root: an error naming the directory, not a panic.
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["--root", empty.path().to_str().unwrap(), "pci", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sys/bus/pci/devices"));
+}
