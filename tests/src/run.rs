@@ -357,6 +357,20 @@ fn drive(
                     ));
                     continue;
                 }
+                // libxl gives a hotplug script a fixed 10 s; on a loaded 2-core host under
+                // TCG dom0's `block add` can take longer, and `xl create` fails before the
+                // guest exists (seen in two runs on 2026-12-06 with other QEMUs running).
+                // That step too runs once more (once only), the first console kept.
+                if attempt == 1
+                    && !text.contains(&format!("@@GUEST-BEGIN {name}"))
+                    && text.contains("async_exec_timeout: killing execution of /etc/xen/scripts/")
+                {
+                    fs::write(logs.join(format!("guest-{name}-attempt1.log")), &text)?;
+                    note(&format!(
+                        "{name}: libxl timed out a hotplug script before the guest existed (host load); running the step again"
+                    ));
+                    continue;
+                }
                 break (end, text);
             };
             let text = text.as_str();
