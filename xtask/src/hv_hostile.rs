@@ -71,33 +71,33 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
     let words = format!(
         "svm: VMCB intercepts: exceptions {exc:#010x}, vector 3 {v3:#010x}, vector 4 {v4:#010x}"
     );
-    for needle in [
-        words.as_str(),
-        "(d1) ok flood: the victim finished its timer while the batches ran",
-        "(d1) flood: map_grant_ref batch: -14",
-        "(d1) flood: unmap_grant_ref batch: -14",
-        "(d1) flood: copy batch: -14",
-        "(d1) ok console flood: a 2 GiB write returns 0",
-        "(d2) ok victim: 50 periodic events arrived during the flood",
-        "(d2) ok victim: median gap during the flood within the baseline's plus 5 slices",
-        "d3: exception 1 intercepted and reflected into the guest",
-        "d4: exception 1 intercepted and reflected into the guest",
-        "(d3) ok INVLPGA -> #UD (intercepted)",
-        "(d3) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
-        "(d4) ok DR0-DR3 kept per vCPU across 50 yields",
-        "d5: exception 1 intercepted and reflected into the guest",
-        "(d5) ok db-loop: vcpu 1 loops in #DB delivery, and vcpu 0 still runs",
-        "domain 5 (db-loop): shut down, reason 0",
-        "(d1) GUEST PASS",
-        "(d2) GUEST PASS",
-        "(d3) GUEST PASS",
-        "(d4) GUEST PASS",
-        "(d5) GUEST PASS",
-    ] {
-        if !log.contains(needle) {
-            problems.push(format!("missing: {needle}"));
-        }
-    }
+    problems.extend(crate::hypervisor::missing(
+        &log,
+        &[
+            words.as_str(),
+            "(d1) ok flood: the victim finished its timer while the batches ran",
+            "(d1) flood: map_grant_ref batch: -14",
+            "(d1) flood: unmap_grant_ref batch: -14",
+            "(d1) flood: copy batch: -14",
+            "(d1) ok console flood: a 2 GiB write returns 0",
+            "(d2) ok victim: 50 periodic events arrived during the flood",
+            "(d2) ok victim: median gap during the flood within the baseline's plus 5 slices",
+            "d3: exception 1 intercepted and reflected into the guest",
+            "d4: exception 1 intercepted and reflected into the guest",
+            "(d3) ok INVLPGA -> #UD (intercepted)",
+            "(d3) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
+            "(d4) ok DR0-DR3 kept per vCPU across 50 yields",
+            "d5: exception 1 intercepted and reflected into the guest",
+            "(d5) ok db-loop: vcpu 1 loops in #DB delivery, and vcpu 0 still runs",
+            "domain 5 (db-loop): shut down, reason 0",
+            "(d1) GUEST PASS",
+            "(d2) GUEST PASS",
+            "(d3) GUEST PASS",
+            "(d4) GUEST PASS",
+            "(d5) GUEST PASS",
+        ],
+        "",
+    ));
     // The console flood: 256 KiB in 4 KiB writes and 2 GiB in one; at most the burst
     // (32 KiB) plus the rate (8 KiB/s) prints, the rest is counted as dropped.
     let rate = log
@@ -139,28 +139,20 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
         "{g} name=intercepts-a role=intercepts peer=0,{g} name=intercepts-b role=intercepts peer=1"
     );
     let (status, log) = boot(hv, &modules, &["-smp", "1"], "")?;
-    for needle in [
-        "(d2) ok intercepts: DR0-DR3 start at 0 (nothing inherited)",
-        "(d1) ok DR0-DR3 kept per vCPU across 50 yields",
-        "(d2) ok DR0-DR3 kept per vCPU across 50 yields",
-        "(d1) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
-        "(d2) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
-        "(d1) GUEST PASS",
-        "(d2) GUEST PASS",
-    ] {
-        if !log.contains(needle) {
-            problems.push(format!("one CPU: missing: {needle}"));
-        }
-    }
-    for l in log
-        .lines()
-        .filter(|l| l.contains("FAIL") || l.contains("HYPERVISOR"))
-    {
-        problems.push(format!("one CPU: log: {l}"));
-    }
-    if status != PASS_STATUS {
-        problems.push(format!("one CPU: exit status {status}, want {PASS_STATUS}"));
-    }
+    problems.extend(crate::hypervisor::missing(
+        &log,
+        &[
+            "(d2) ok intercepts: DR0-DR3 start at 0 (nothing inherited)",
+            "(d1) ok DR0-DR3 kept per vCPU across 50 yields",
+            "(d2) ok DR0-DR3 kept per vCPU across 50 yields",
+            "(d1) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
+            "(d2) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
+            "(d1) GUEST PASS",
+            "(d2) GUEST PASS",
+        ],
+        "one CPU: ",
+    ));
+    problems.extend(crate::hypervisor::log_problems(&log, status, "one CPU: "));
     if !problems.is_empty() {
         eprintln!("--- serial log (one CPU) ---\n{log}");
         bail!("hypervisor hostile-CPU boot: {}", problems.join("; "));

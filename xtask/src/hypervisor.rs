@@ -261,15 +261,7 @@ fn main_boot(hv: &std::path::Path, modules: &str, smp: u32) -> Result<()> {
     if oks < 100 {
         problems.push(format!("only {oks} guest checks passed"));
     }
-    for l in log
-        .lines()
-        .filter(|l| l.contains("FAIL") || l.contains("HYPERVISOR"))
-    {
-        problems.push(format!("log: {l}"));
-    }
-    if status != PASS_STATUS {
-        problems.push(format!("exit status {status}, want {PASS_STATUS}"));
-    }
+    problems.extend(log_problems(&log, status, ""));
     for l in log.lines().filter(|l| {
         [
             "acpi:", "pci:", "sched:", "smp:", "spinner:", "KILLED", ") ok ", "bench:", "timer:",
@@ -708,40 +700,32 @@ fn grub_multiboot2_boot(hv: &std::path::Path, guest: &std::path::Path) -> Result
     let status = out.status.code().unwrap_or(-1);
     let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     let mut problems = Vec::new();
-    for needle in [
-        "boot: multiboot2 (GRUB), info at ",
-        "memory map from its tag; 2 module tags; RSDP from its ACPI",
-        "module 0: ",
-        "'name=abi role=abi'",
-        "module 1: ",
-        "'name=timer role=timer'",
-        "2 modules",
-        "acpi: RSDP from the multiboot2 tag; MADT: 2 CPUs",
-        // The command line's tag: `iommu-selftest` ran.
-        "bytes OVERWRITTEN by the device: DMA is NOT blocked",
-        "domain 1 (abi): created",
-        "domain 2 (timer): created",
-        "(d1) GUEST PASS",
-        "(d2) ok VIRQ_TIMER not before its deadline",
-        "(d2) ok periodic VIRQ_TIMER: none earlier than its period allows",
-        "(d2) ok periodic stopped: no VIRQ_TIMER in the next 50 ms",
-        "(d2) GUEST PASS",
-        "memory: 0 frames held by domains after all ended (all returned)",
-        "sluice hypervisor: all domains ended; hypervisor alive",
-    ] {
-        if !log.contains(needle) {
-            problems.push(format!("missing: {needle}"));
-        }
-    }
-    for l in log
-        .lines()
-        .filter(|l| l.contains("FAIL") || l.contains("HYPERVISOR"))
-    {
-        problems.push(format!("log: {l}"));
-    }
-    if status != PASS_STATUS {
-        problems.push(format!("exit status {status}, want {PASS_STATUS}"));
-    }
+    problems.extend(missing(
+        &log,
+        &[
+            "boot: multiboot2 (GRUB), info at ",
+            "memory map from its tag; 2 module tags; RSDP from its ACPI",
+            "module 0: ",
+            "'name=abi role=abi'",
+            "module 1: ",
+            "'name=timer role=timer'",
+            "2 modules",
+            "acpi: RSDP from the multiboot2 tag; MADT: 2 CPUs",
+            // The command line's tag: `iommu-selftest` ran.
+            "bytes OVERWRITTEN by the device: DMA is NOT blocked",
+            "domain 1 (abi): created",
+            "domain 2 (timer): created",
+            "(d1) GUEST PASS",
+            "(d2) ok VIRQ_TIMER not before its deadline",
+            "(d2) ok periodic VIRQ_TIMER: none earlier than its period allows",
+            "(d2) ok periodic stopped: no VIRQ_TIMER in the next 50 ms",
+            "(d2) GUEST PASS",
+            "memory: 0 frames held by domains after all ended (all returned)",
+            "sluice hypervisor: all domains ended; hypervisor alive",
+        ],
+        "",
+    ));
+    problems.extend(log_problems(&log, status, ""));
     for l in log
         .lines()
         .filter(|l| l.starts_with("boot:") || l.starts_with("acpi:") || l.starts_with("module "))
@@ -757,4 +741,28 @@ fn grub_multiboot2_boot(hv: &std::path::Path, guest: &std::path::Path) -> Result
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Each of `needles` the serial log lacks, as a problem (prefixed with `tag`).
+pub(crate) fn missing(log: &str, needles: &[&str], tag: &str) -> Vec<String> {
+    needles
+        .iter()
+        .filter(|n| !log.contains(*n))
+        .map(|n| format!("{tag}missing: {n}"))
+        .collect()
+}
+
+/// What a boot's serial log and exit status say went wrong, each prefixed with `tag`:
+/// every line with FAIL (a guest's failed check) or HYPERVISOR (a hypervisor bug), and an
+/// exit status other than PASS_STATUS.
+pub(crate) fn log_problems(log: &str, status: i32, tag: &str) -> Vec<String> {
+    let mut problems: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("FAIL") || l.contains("HYPERVISOR"))
+        .map(|l| format!("{tag}log: {l}"))
+        .collect();
+    if status != PASS_STATUS {
+        problems.push(format!("{tag}exit status {status}, want {PASS_STATUS}"));
+    }
+    problems
 }

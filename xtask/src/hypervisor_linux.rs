@@ -320,21 +320,21 @@ fn two_guests_boot(
     let (status, log) = crate::hypervisor::boot(hv, &modules, &["-m", "1024", "-smp", "2"], "")?;
     std::fs::write(run_dir("hypervisor-linux").join("serial-two.log"), &log)?;
     let mut problems = Vec::new();
-    for needle in [
-        "(d1) [",
-        "] @@CRASHING",
-        "Kernel panic - not syncing: Attempted to kill init!",
-        "domain 1 (crash): shut down, reason 3",
-        "] @@QUIET-POWEROFF",
-        "domain 3 (quiet): shut down, reason 0",
-        "(d5) GUEST PASS",
-        "memory: 0 frames held by domains after all ended (all returned)",
-        "sluice hypervisor: all domains ended; hypervisor alive",
-    ] {
-        if !log.contains(needle) {
-            problems.push(format!("missing: {needle}"));
-        }
-    }
+    problems.extend(crate::hypervisor::missing(
+        &log,
+        &[
+            "(d1) [",
+            "] @@CRASHING",
+            "Kernel panic - not syncing: Attempted to kill init!",
+            "domain 1 (crash): shut down, reason 3",
+            "] @@QUIET-POWEROFF",
+            "domain 3 (quiet): shut down, reason 0",
+            "(d5) GUEST PASS",
+            "memory: 0 frames held by domains after all ended (all returned)",
+            "sluice hypervisor: all domains ended; hypervisor alive",
+        ],
+        "",
+    ));
     let quiet_ok = log
         .lines()
         .any(|l| l.starts_with("(d3) ") && l.contains("] @@QUIET-POWEROFF"));

@@ -7,7 +7,7 @@
 //! hypercall page aimed at B's read-only grant is a #GP (A triple-faults, is killed).
 //! Exit status 33 also means no frame leaked and no free was refused by the frame table.
 
-use crate::hypervisor::{boot, PASS_STATUS};
+use crate::hypervisor::boot;
 use crate::util::{cargo, root, run};
 use anyhow::{anyhow, bail, Result};
 use std::path::Path;
@@ -23,42 +23,42 @@ pub fn hostile_mem_boot(hv: &Path, guest: &Path) -> Result<()> {
     );
     let (status, log) = boot(hv, &modules, &["-smp", "2"], "")?;
     let mut problems = Vec::new();
-    for needle in [
-        "(d1) ok hm-granter: mapped twice, unmapped once: still reading and writing",
-        "(d1) ok hm-granter: last unmap clears GTF_reading/GTF_writing",
-        "(d1) ok hm-granter: a failed map (bad host address) leaves no flag set",
-        "(d1) ok hm-granter: a grant copy unpins (no flag left)",
-        "(d1) ok hm-granter: grant 8 still mapped by A (reading and writing) as C dies",
-        "(d1) ok hm-granter: the read-only page survived every hypervisor write path",
-        "(d1) GUEST PASS",
-        "(d2) ok hm-mapper: xen_version output into it -> EFAULT",
-        "(d2) ok hm-mapper: memory_map buffer in it -> EFAULT",
-        "(d2) ok hm-mapper: query_size argument in it -> EFAULT",
-        "(d2) ok hm-mapper: alloc_unbound argument in it -> EFAULT",
-        "(d2) ok hm-mapper: setup_table frame_list in it -> GNTST_bad_virt_addr",
-        "(d2) ok hm-mapper: grant copy into it by GFN -> bad_page",
-        "(d2) ok hm-mapper: grant copy into it through our own grant -> bad_page",
-        "(d2) ok hm-mapper: grant copy from it by GFN (not our frame) -> bad_page",
-        "(d2) ok hm-mapper: C's read-only page unchanged",
-        "(d2) ok hm-mapper: B tried the re-grants",
-        "(d2) ok hm-mapper: C died: its page is gone, our own RAM is back",
-        "(d2) ok hm-mapper: unmap of the revoked mapping -> bad_handle",
-        "(d2) hm-mapper: all checks passed; hypercall page into a read-only grant next",
-        "domain 2 (hm-mapper): KILLED: triple fault",
-        "(d3) ok hm-regrant: map C's frame re-granted by A -> bad_page",
-        "(d3) ok hm-regrant: map C's read-only frame re-granted by A -> bad_page",
-        "(d3) ok hm-regrant: map A's grant table frame (a hypervisor frame) -> bad_page",
-        "(d3) ok hm-regrant: copy from C's frame re-granted by A -> bad_page",
-        "(d3) ok hm-regrant: A died: its pin on our grant 9 released, its page revoked from us",
-        "(d3) ok hm-regrant: the hypercall page was not written into our read-only grant",
-        "(d3) GUEST PASS",
-        "memory: 0 frames held by domains after all ended (all returned)",
-        "sluice hypervisor: all domains ended; hypervisor alive",
-    ] {
-        if !log.contains(needle) {
-            problems.push(format!("missing: {needle}"));
-        }
-    }
+    problems.extend(crate::hypervisor::missing(
+        &log,
+        &[
+            "(d1) ok hm-granter: mapped twice, unmapped once: still reading and writing",
+            "(d1) ok hm-granter: last unmap clears GTF_reading/GTF_writing",
+            "(d1) ok hm-granter: a failed map (bad host address) leaves no flag set",
+            "(d1) ok hm-granter: a grant copy unpins (no flag left)",
+            "(d1) ok hm-granter: grant 8 still mapped by A (reading and writing) as C dies",
+            "(d1) ok hm-granter: the read-only page survived every hypervisor write path",
+            "(d1) GUEST PASS",
+            "(d2) ok hm-mapper: xen_version output into it -> EFAULT",
+            "(d2) ok hm-mapper: memory_map buffer in it -> EFAULT",
+            "(d2) ok hm-mapper: query_size argument in it -> EFAULT",
+            "(d2) ok hm-mapper: alloc_unbound argument in it -> EFAULT",
+            "(d2) ok hm-mapper: setup_table frame_list in it -> GNTST_bad_virt_addr",
+            "(d2) ok hm-mapper: grant copy into it by GFN -> bad_page",
+            "(d2) ok hm-mapper: grant copy into it through our own grant -> bad_page",
+            "(d2) ok hm-mapper: grant copy from it by GFN (not our frame) -> bad_page",
+            "(d2) ok hm-mapper: C's read-only page unchanged",
+            "(d2) ok hm-mapper: B tried the re-grants",
+            "(d2) ok hm-mapper: C died: its page is gone, our own RAM is back",
+            "(d2) ok hm-mapper: unmap of the revoked mapping -> bad_handle",
+            "(d2) hm-mapper: all checks passed; hypercall page into a read-only grant next",
+            "domain 2 (hm-mapper): KILLED: triple fault",
+            "(d3) ok hm-regrant: map C's frame re-granted by A -> bad_page",
+            "(d3) ok hm-regrant: map C's read-only frame re-granted by A -> bad_page",
+            "(d3) ok hm-regrant: map A's grant table frame (a hypervisor frame) -> bad_page",
+            "(d3) ok hm-regrant: copy from C's frame re-granted by A -> bad_page",
+            "(d3) ok hm-regrant: A died: its pin on our grant 9 released, its page revoked from us",
+            "(d3) ok hm-regrant: the hypercall page was not written into our read-only grant",
+            "(d3) GUEST PASS",
+            "memory: 0 frames held by domains after all ended (all returned)",
+            "sluice hypervisor: all domains ended; hypervisor alive",
+        ],
+        "",
+    ));
     // C dies after A's stage 3 and before A sees its mapping revoked.
     let pos = |s: &str| log.find(s);
     match (
@@ -68,15 +68,7 @@ pub fn hostile_mem_boot(hv: &Path, guest: &Path) -> Result<()> {
         (Some(d), Some(r)) if d < r => {}
         _ => problems.push("C did not die before A saw its mapping revoked".into()),
     }
-    for l in log
-        .lines()
-        .filter(|l| l.contains("FAIL") || l.contains("HYPERVISOR"))
-    {
-        problems.push(format!("log: {l}"));
-    }
-    if status != PASS_STATUS {
-        problems.push(format!("exit status {status}, want {PASS_STATUS}"));
-    }
+    problems.extend(crate::hypervisor::log_problems(&log, status, ""));
     if !problems.is_empty() {
         eprintln!("--- serial log ---\n{log}");
         bail!("hypervisor suite, hostile memory: {}", problems.join("; "));
@@ -101,33 +93,25 @@ pub fn stale_tlb_boot(hv: &Path, guest: &Path) -> Result<()> {
     );
     let (status, log) = boot(hv, &modules, &["-smp", "2"], "")?;
     let mut problems = Vec::new();
-    for needle in [
-        "(d1) ok tlb-granter: M mapped grant 8",
-        "(d1) ok tlb-granter: M unmapped grant 8",
-        "(d1) GUEST PASS",
-        "(d2) ok tlb-reader: vCPU 1 reads G's page",
-        "(d2) ok tlb-reader: vCPU 1 was running beside the unmap",
-        "(d2) ok tlb-reader: vCPU 1 reads our own RAM after the unmap",
-        "(d2) ok tlb-reader: G died (its frames freed)",
-        "(d2) ok tlb-reader: vCPU 1 read on after G died",
-        "(d2) ok tlb-reader: vCPU 1 never read G's frame after the unmap returned",
-        "(d2) GUEST PASS",
-        "memory: 0 frames held by domains after all ended (all returned)",
-        "sluice hypervisor: all domains ended; hypervisor alive",
-    ] {
-        if !log.contains(needle) {
-            problems.push(format!("missing: {needle}"));
-        }
-    }
-    for l in log
-        .lines()
-        .filter(|l| l.contains("FAIL") || l.contains("HYPERVISOR"))
-    {
-        problems.push(format!("log: {l}"));
-    }
-    if status != PASS_STATUS {
-        problems.push(format!("exit status {status}, want {PASS_STATUS}"));
-    }
+    problems.extend(crate::hypervisor::missing(
+        &log,
+        &[
+            "(d1) ok tlb-granter: M mapped grant 8",
+            "(d1) ok tlb-granter: M unmapped grant 8",
+            "(d1) GUEST PASS",
+            "(d2) ok tlb-reader: vCPU 1 reads G's page",
+            "(d2) ok tlb-reader: vCPU 1 was running beside the unmap",
+            "(d2) ok tlb-reader: vCPU 1 reads our own RAM after the unmap",
+            "(d2) ok tlb-reader: G died (its frames freed)",
+            "(d2) ok tlb-reader: vCPU 1 read on after G died",
+            "(d2) ok tlb-reader: vCPU 1 never read G's frame after the unmap returned",
+            "(d2) GUEST PASS",
+            "memory: 0 frames held by domains after all ended (all returned)",
+            "sluice hypervisor: all domains ended; hypervisor alive",
+        ],
+        "",
+    ));
+    problems.extend(crate::hypervisor::log_problems(&log, status, ""));
     if !problems.is_empty() {
         eprintln!("--- serial log ---\n{log}");
         bail!("hypervisor suite, stale TLB: {}", problems.join("; "));
