@@ -154,6 +154,9 @@ pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
 }
 
 pub fn demo() -> Result<()> {
+    eprintln!("== demo 1/2: the stock Debian 6.1 kernel as a PVH guest of Sluice's hypervisor (QEMU TCG): to a shell on hvc0, a typed command, power off; then two Linux guests and a test guest at once");
+    crate::hypervisor_linux::run_suite()?;
+    eprintln!("== demo 2/2: real Xen 4.17 with Sluice's dom0 backends serving Linux guests' disks and consoles");
     crate::xen::demo()
 }
 
