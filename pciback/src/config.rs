@@ -140,3 +140,18 @@ pub const ACS_CR: u16 = 1 << 3;
 pub const ACS_UF: u16 = 1 << 4;
 /// What Linux requires enabled for isolation (REQ_ACS_FLAGS).
 pub const ACS_REQUIRED: u16 = ACS_SV | ACS_RR | ACS_CR | ACS_UF;
+
+/// A read-only config-space snapshot (bytes read from sysfs, where unprivileged readers
+/// get 64, or a dump): reads past it are all-ones, writes are ignored.
+pub struct Snapshot(pub alloc::vec::Vec<u8>);
+
+impl ConfigSpace for Snapshot {
+    fn read(&mut self, _: Bdf, off: u16, w: Width) -> u32 {
+        let o = off as usize;
+        match self.0.get(o..o + w.bytes() as usize) {
+            Some(b) => b.iter().rev().fold(0, |v, &x| v << 8 | x as u32),
+            None => w.ones(),
+        }
+    }
+    fn write(&mut self, _: Bdf, _: u16, _: Width, _: u32) {}
+}

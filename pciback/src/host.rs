@@ -36,21 +36,6 @@ pub struct Row {
     pub verdict: Verdict,
 }
 
-/// A read-only config-space snapshot (what sysfs let us read; unprivileged
-/// readers get 64 bytes). Reads past it are all-ones; writes are ignored.
-struct Snapshot(Vec<u8>);
-
-impl ConfigSpace for Snapshot {
-    fn read(&mut self, _: Bdf, off: u16, w: Width) -> u32 {
-        let o = off as usize;
-        match self.0.get(o..o + w.bytes() as usize) {
-            Some(b) => b.iter().rev().fold(0, |v, &x| v << 8 | x as u32),
-            None => w.ones(),
-        }
-    }
-    fn write(&mut self, _: Bdf, _: u16, _: Width, _: u32) {}
-}
-
 fn names(vendor: u16, device: u16, class: u32) -> (String, String, String) {
     let d = pci_ids::Device::from_vid_pid(vendor, device);
     let v = d.map(|d| d.vendor().name().to_string()).or_else(|| {

@@ -8,30 +8,17 @@ use sluice_pciback::inventory::{capabilities, describe, ext_capabilities};
 use sluice_pciback::vcfg::VirtualConfig;
 use sluice_pciback::Bdf;
 
-struct Dump(Vec<u8>);
-
-impl ConfigSpace for Dump {
-    fn read(&mut self, _: Bdf, off: u16, w: Width) -> u32 {
-        let o = off as usize;
-        match self.0.get(o..o + w.bytes() as usize) {
-            Some(b) => b.iter().rev().fold(0, |v, &x| v << 8 | x as u32),
-            None => w.ones(),
-        }
-    }
-    fn write(&mut self, _: Bdf, _: u16, _: Width, _: u32) {}
-}
-
-fn dump(name: &str) -> Dump {
+fn dump(name: &str) -> Snapshot {
     let p = format!(
         "{}/testdata/qemu72-q35-{name}.cfg",
         env!("CARGO_MANIFEST_DIR")
     );
-    Dump(std::fs::read(p).unwrap())
+    Snapshot(std::fs::read(p).unwrap())
 }
 
 const B: Bdf = Bdf::new(0, 2, 0);
 
-fn ids(v: &mut VirtualConfig, d: &mut Dump) -> Vec<u8> {
+fn ids(v: &mut VirtualConfig, d: &mut Snapshot) -> Vec<u8> {
     let mut out = vec![];
     let mut p = v.read(d, CAP_PTR, Width::B1) as u16;
     while p != 0 && out.len() < 64 {
@@ -135,7 +122,7 @@ fn every_dump_walks_cleanly() {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "cfg") {
-            let mut d = Dump(std::fs::read(&p).unwrap());
+            let mut d = Snapshot(std::fs::read(&p).unwrap());
             assert_eq!(describe(&mut d, B, None).defect, None, "{}", p.display());
             n += 1;
         }

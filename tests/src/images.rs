@@ -1021,15 +1021,8 @@ for f in /var/log/sluice/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 40 "$f
 echo "@@DIAG-END"
 "#;
 
-const USERSPACE_BLOCK_SCRIPT_TEXT: &str = r#"#!/bin/sh
-# Hotplug script for disks served by a userspace backend daemon in dom0.
-# libxl runs it once the backend reached InitWait; the daemon itself opens the
-# target from backend/vbd/DOMID/DEVID/params. Only report success to libxl.
-case "$1" in
-  add|online) xenstore-write "$XENBUS_PATH/hotplug-status" connected ;;
-esac
-exit 0
-"#;
+/// The libxl hotplug script for userspace-served disks: the one `sluice-backends` ships.
+const USERSPACE_BLOCK_SCRIPT_TEXT: &str = include_str!("../../packaging/backends/block-userspace");
 
 /// The guest's /init: modules (blkfront only if the step loads it at boot), then the
 /// step named on the kernel command line.

@@ -188,6 +188,14 @@ fn header(cols: &[String]) {
 
 // ---- seq-read: dd, kernel blkback vs sluice-blkback --------------------------------
 
+/// Pair `i` of a backend A/B: guest `kblk-i` on kernel blkback, `sblk-i` on sluice-blkback.
+fn kernel_and_sluice_pair(i: usize, size: Size, w: &[Workload]) -> [GuestStep; 2] {
+    [
+        guest(&format!("kblk-{i}"), &BlockBackend::KernelBlkback, size, w),
+        guest(&format!("sblk-{i}"), &BlockBackend::Userspace, size, w),
+    ]
+}
+
 fn seq_read_plan(size: Size) -> Plan {
     let read = [Workload::SeqRead {
         disk: 0,
@@ -196,18 +204,7 @@ fn seq_read_plan(size: Size) -> Plan {
     }];
     let mut steps = Vec::new();
     for i in 0..size.pairs {
-        steps.push(guest(
-            &format!("kblk-{i}"),
-            &BlockBackend::KernelBlkback,
-            size,
-            &read,
-        ));
-        steps.push(guest(
-            &format!("sblk-{i}"),
-            &BlockBackend::Userspace,
-            size,
-            &read,
-        ));
+        steps.extend(kernel_and_sluice_pair(i, size, &read));
     }
     Plan {
         daemons: sluice_blkback(),
@@ -266,18 +263,7 @@ fn seq_read_kernel_vs_sluice_blkback() {
 fn fio_backends_plan(size: Size) -> Plan {
     let mut steps = Vec::new();
     for i in 0..size.pairs {
-        steps.push(guest(
-            &format!("kblk-{i}"),
-            &BlockBackend::KernelBlkback,
-            size,
-            &fio(size),
-        ));
-        steps.push(guest(
-            &format!("sblk-{i}"),
-            &BlockBackend::Userspace,
-            size,
-            &fio(size),
-        ));
+        steps.extend(kernel_and_sluice_pair(i, size, &fio(size)));
     }
     Plan {
         daemons: sluice_blkback(),
@@ -342,18 +328,7 @@ fn direct_buffered_plan(size: Size) -> Plan {
     daemons.push(buffered);
     let mut steps = Vec::new();
     for i in 0..size.pairs {
-        steps.push(guest(
-            &format!("kblk-{i}"),
-            &BlockBackend::KernelBlkback,
-            size,
-            &fio(size),
-        ));
-        steps.push(guest(
-            &format!("sblk-{i}"),
-            &BlockBackend::Userspace,
-            size,
-            &fio(size),
-        ));
+        steps.extend(kernel_and_sluice_pair(i, size, &fio(size)));
         steps.push(
             guest(
                 &format!("sbuf-{i}"),

@@ -9,7 +9,7 @@ use crate::xenstore::{transaction, FakeXenStore, FakeXsConn, XenStore as _, XsEr
 use sluice_abi::shared::{SharedMem, XEN_PAGE_SIZE};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_front_seams::{
-    check_bounds, check_page_index, EventChannels, GrantInUse, Grants, Memory, Pages, SeamError,
+    check_page_index, copy_shared, EventChannels, GrantInUse, Grants, Memory, Pages, SeamError,
     XenStore,
 };
 use std::sync::Arc;
@@ -135,25 +135,6 @@ impl FakeFront {
     }
 }
 
-fn copy(
-    dst: SharedMem<'_>,
-    dst_offset: usize,
-    src: SharedMem<'_>,
-    src_offset: usize,
-    len: usize,
-) -> Result<(), SeamError> {
-    check_bounds(src_offset, len, src.len())?;
-    check_bounds(dst_offset, len, dst.len())?;
-    let mut buf = vec![0; len];
-    let oob = SeamError::OutOfBounds {
-        offset: 0,
-        len,
-        size: len,
-    };
-    src.read_bytes(src_offset, &mut buf).map_err(|_| oob)?;
-    dst.write_bytes(dst_offset, &buf).map_err(|_| oob)
-}
-
 impl Memory for FakeFront {
     type Pages = FakeFrontPages;
     type DataPage = usize;
@@ -183,7 +164,7 @@ impl Memory for FakeFront {
         src_offset: usize,
         len: usize,
     ) -> Result<(), SeamError> {
-        copy(dst.mem(), dst_offset, self.data(src)?, src_offset, len)
+        copy_shared(dst.mem(), dst_offset, self.data(src)?, src_offset, len)
     }
 
     fn copy_out(
@@ -194,7 +175,7 @@ impl Memory for FakeFront {
         src_offset: usize,
         len: usize,
     ) -> Result<(), SeamError> {
-        copy(self.data(dst)?, dst_offset, src.mem(), src_offset, len)
+        copy_shared(self.data(dst)?, dst_offset, src.mem(), src_offset, len)
     }
 }
 

@@ -332,7 +332,9 @@ impl Front {
     }
 
     /// Submits one raw slot on queue `q` and waits for its response.
-    pub fn submit(&mut self, q: usize, req: BlkifRequest) -> BlkifResponse {
+    /// Queue `q`'s event-channel port and its ring, re-attached at the current indices
+    /// (everything earlier was answered).
+    fn ring(&self, q: usize) -> (u32, BlkifFrontRing<'_>) {
         let (port, first) = self.rings[q];
         let pages = 1usize << self.order;
         let mem = self
@@ -340,9 +342,12 @@ impl Front {
             .mem()
             .slice(first * XEN_PAGE_SIZE, pages * XEN_PAGE_SIZE)
             .unwrap();
-        // Re-attach at the current indices (everything earlier was answered).
         let prod = mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
-        let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
+        (port, BlkifFrontRing::attach(mem, prod).unwrap())
+    }
+
+    pub fn submit(&mut self, q: usize, req: BlkifRequest) -> BlkifResponse {
+        let (port, mut ring) = self.ring(q);
         ring.push_request(&req).unwrap();
         ring.push_requests().unwrap();
         self.ev.notify(EvtchnPort(port)).unwrap();
@@ -367,15 +372,7 @@ impl Front {
     /// Submits `reqs` on queue 0 at once (at most a ring's worth) and waits for all
     /// their responses.
     pub fn submit_batch(&mut self, reqs: &[BlkifRequest]) -> Vec<BlkifResponse> {
-        let (port, first) = self.rings[0];
-        let pages = 1usize << self.order;
-        let mem = self
-            .guest
-            .mem()
-            .slice(first * XEN_PAGE_SIZE, pages * XEN_PAGE_SIZE)
-            .unwrap();
-        let prod = mem.load_u32_acquire(REQ_PROD_OFFSET).unwrap();
-        let mut ring = BlkifFrontRing::attach(mem, prod).unwrap();
+        let (port, mut ring) = self.ring(0);
         for r in reqs {
             ring.push_request(r).unwrap();
         }

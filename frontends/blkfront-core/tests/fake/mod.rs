@@ -16,7 +16,7 @@ use sluice_abi::ring::RSP_PROD_OFFSET;
 use sluice_abi::shared::{SharedMem, SharedPages};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_blkfront_core::{EventChannels, GrantInUse, Grants, Memory, Pages, SeamError, XenStore};
-use sluice_front_seams::{check_bounds, check_page_index};
+use sluice_front_seams::{check_page_index, copy_shared};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -200,23 +200,6 @@ impl Drop for FakePages {
     }
 }
 
-fn copy_pages(
-    w: &World,
-    dst: SharedMem<'_>,
-    dst_offset: usize,
-    src: SharedMem<'_>,
-    src_offset: usize,
-    len: usize,
-) -> Result<(), SeamError> {
-    let _ = w;
-    check_bounds(src_offset, len, src.len())?;
-    check_bounds(dst_offset, len, dst.len())?;
-    let mut buf = vec![0; len];
-    src.read_bytes(src_offset, &mut buf).unwrap();
-    dst.write_bytes(dst_offset, &buf).unwrap();
-    Ok(())
-}
-
 impl Memory for FrontPlatform {
     type Pages = FakePages;
     type DataPage = Pg;
@@ -246,8 +229,7 @@ impl Memory for FrontPlatform {
         len: usize,
     ) -> Result<(), SeamError> {
         let w = self.0.borrow();
-        copy_pages(
-            &w,
+        copy_shared(
             w.mem(dst.first, dst.count),
             dst_offset,
             w.mem(src, 1),
@@ -265,8 +247,7 @@ impl Memory for FrontPlatform {
         len: usize,
     ) -> Result<(), SeamError> {
         let w = self.0.borrow();
-        copy_pages(
-            &w,
+        copy_shared(
             w.mem(dst, 1),
             dst_offset,
             w.mem(src.first, src.count),

@@ -10,7 +10,7 @@ use sluice_abi::shared::{SharedMem, XEN_PAGE_SIZE};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_abi::xenbus::XenbusState;
 use sluice_front_seams::{
-    check_bounds, check_page_index, EventChannels, GrantInUse, Grants, Memory, Pages, SeamError,
+    check_page_index, copy_shared, EventChannels, GrantInUse, Grants, Memory, Pages, SeamError,
     XenStore,
 };
 
@@ -149,35 +149,6 @@ impl DataPage {
     }
 }
 
-/// Copies through a small buffer, both sides as `SharedMem` (atomic accesses: the
-/// backend may write a granted page at any time), bounds checked first.
-fn copy(
-    dst: SharedMem<'_>,
-    dst_offset: usize,
-    src: SharedMem<'_>,
-    src_offset: usize,
-    len: usize,
-) -> Result<(), SeamError> {
-    check_bounds(src_offset, len, src.len())?;
-    check_bounds(dst_offset, len, dst.len())?;
-    let mut buf = [0u8; 512];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(buf.len());
-        let oob = SeamError::OutOfBounds {
-            offset: done,
-            len: n,
-            size: len,
-        };
-        src.read_bytes(src_offset + done, &mut buf[..n])
-            .map_err(|_| oob)?;
-        dst.write_bytes(dst_offset + done, &buf[..n])
-            .map_err(|_| oob)?;
-        done += n;
-    }
-    Ok(())
-}
-
 /// An unbound event channel whose work item may still run: free it
 /// ([`ClosedChannel::free`]) without the device's mutex held.
 #[derive(Debug)]
@@ -257,7 +228,7 @@ impl Memory for XenPlatform {
         src_offset: usize,
         len: usize,
     ) -> Result<(), SeamError> {
-        copy(dst.mem(), dst_offset, src.mem()?, src_offset, len)
+        copy_shared(dst.mem(), dst_offset, src.mem()?, src_offset, len)
     }
 
     fn copy_out(
@@ -268,7 +239,7 @@ impl Memory for XenPlatform {
         src_offset: usize,
         len: usize,
     ) -> Result<(), SeamError> {
-        copy(dst.mem()?, dst_offset, src.mem(), src_offset, len)
+        copy_shared(dst.mem()?, dst_offset, src.mem(), src_offset, len)
     }
 }
 
