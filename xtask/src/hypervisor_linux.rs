@@ -317,7 +317,20 @@ fn two_guests_boot(
          {k} name=quiet {common} role=quiet,{i} initrd,\
          {g} name=abi role=abi"
     );
-    let (status, log) = crate::hypervisor::boot(hv, &modules, &["-m", "1024", "-smp", "2"], "")?;
+    let qemu = ["-m", "1024", "-smp", "2"];
+    let (mut status, mut log) = crate::hypervisor::boot(hv, &modules, &qemu, "")?;
+    if host_reset(status, &log) {
+        // See hypervisor/PROOF.md, "Known: a host reset under QEMU TCG": retried once,
+        // the first log kept; a second one fails the suite.
+        let first = run_dir("hypervisor-linux").join("serial-two-attempt1.log");
+        std::fs::write(&first, &log)?;
+        eprintln!(
+            "  two Linux guests: the machine reset with no hypervisor message (QEMU exit 0, {} lines; {}); booting once more",
+            log.lines().count(),
+            first.display()
+        );
+        (status, log) = crate::hypervisor::boot(hv, &modules, &qemu, "")?;
+    }
     std::fs::write(run_dir("hypervisor-linux").join("serial-two.log"), &log)?;
     let mut problems = Vec::new();
     problems.extend(crate::hypervisor::missing(
@@ -365,4 +378,13 @@ fn two_guests_boot(
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// QEMU exits 0 under `-no-reboot` when the machine resets (a host triple fault): the
+/// hypervisor's own exits are odd (isa-debug-exit), a timeout 124, and a hypervisor
+/// that sees anything wrong says so on the serial port first.
+fn host_reset(status: i32, log: &str) -> bool {
+    status == 0
+        && !log.contains("HYPERVISOR")
+        && !log.contains("sluice hypervisor: all domains ended")
 }
