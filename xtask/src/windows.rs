@@ -142,6 +142,7 @@ pub fn build() -> Result<PathBuf> {
                 .current_dir(win_dir())
                 .args(["build", "--release", "--locked"])
                 .env("SLUICE_WIN_LIBDIR", &lib)
+                .env("RUSTC_BOOTSTRAP", "1")
                 .env_remove("RUSTFLAGS")
                 .env_remove("CARGO_TARGET_DIR"))
         },
@@ -280,8 +281,21 @@ fn verify(cert: &Path, args: &[&Path], catalog: Option<&Path>) -> Result<String>
     Ok(text)
 }
 
-/// The `windows` suite: builds the packages, then checks every file.
+/// The `windows` suite: the driver workspace's fmt and clippy (the host workspace's
+/// static checks do not reach it), builds the packages, then checks every file.
 pub fn run_suite() -> Result<()> {
+    step("driver workspace: fmt --check, clippy -D warnings", || {
+        run(cargo()
+            .current_dir(win_dir())
+            .args(["fmt", "--all", "--", "--check"]))?;
+        run(cargo()
+            .current_dir(win_dir())
+            .args(["clippy", "--release", "--locked", "--", "-D", "warnings"])
+            .env("SLUICE_WIN_LIBDIR", out_dir().join("lib"))
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR"))
+    })?;
     let out = build()?;
     let cert = out.join("keys/test-signing.cert.pem");
     let work = out.join("work");

@@ -34,6 +34,8 @@ const FUNCTIONS: &[&str] = &[
     "MmGetPhysicalAddress",
     "MmAllocateContiguousMemorySpecifyCache",
     "MmFreeContiguousMemory",
+    "ObfReferenceObject",
+    "KeFlushQueuedDpcs",
 ];
 
 const TYPES: &[&str] = &[
@@ -51,6 +53,9 @@ const TYPES: &[&str] = &[
     "KINTERRUPT_MODE",
     "DEVICE_RELATION_TYPE",
     "BUS_QUERY_ID_TYPE",
+    "EVENT_TYPE",
+    "KWAIT_REASON",
+    "MODE",
 ];
 
 const VARS: &[&str] = &[

@@ -11,6 +11,8 @@ extern crate alloc;
 
 pub mod hw;
 pub mod log;
+pub mod pnp;
+pub mod xen;
 
 /// Raw DDK bindings (bindgen over mingw-w64's `ntddk.h`, allowlisted in build.rs).
 #[allow(
@@ -114,7 +116,7 @@ macro_rules! driver_entry {
 }
 
 /// The driver object given to `DriverEntry`.
-pub struct Driver(*mut sys::DRIVER_OBJECT);
+pub struct Driver(pub(crate) *mut sys::DRIVER_OBJECT);
 
 impl Driver {
     #[doc(hidden)]

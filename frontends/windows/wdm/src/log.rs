@@ -51,7 +51,7 @@ pub fn print(args: fmt::Arguments<'_>) {
     // one argument we pass.
     unsafe {
         sys::DbgPrintEx(
-            sys::DPFLTR_IHVDRIVER_ID as u32,
+            sys::DPFLTR_IHVDRIVER_ID,
             sys::DPFLTR_ERROR_LEVEL,
             c"%s".as_ptr(),
             line.buf.as_ptr(),
