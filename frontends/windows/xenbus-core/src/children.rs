@@ -64,7 +64,10 @@ pub fn parse_id(s: &str) -> Option<u32> {
 }
 
 /// Lists the children (sorted, bad ids skipped, at most [`MAX_PER_KIND`] of each kind).
-pub fn enumerate(xs: &mut XsClient, t: &mut impl XsTransport) -> Result<Vec<Child>, SeamError> {
+pub fn enumerate(
+    xs: &mut XsClient,
+    t: &mut (impl XsTransport + ?Sized),
+) -> Result<Vec<Child>, SeamError> {
     let mut out = Vec::new();
     for kind in [Kind::Vbd, Kind::Vif] {
         let mut ids: Vec<u32> = xs

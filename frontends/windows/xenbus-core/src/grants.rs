@@ -42,7 +42,7 @@ impl GrantTable {
     /// Grants `domid` access to guest frame `frame`.
     pub fn grant(
         &mut self,
-        e: &impl GrantEntries,
+        e: &(impl GrantEntries + ?Sized),
         domid: DomId,
         frame: u64,
         readonly: bool,
@@ -64,7 +64,7 @@ impl GrantTable {
 
     /// Ends a grant unless the backend still maps it (Xen's `GTF_reading` /
     /// `GTF_writing`); a reference not granted by us is refused the same way.
-    pub fn end(&mut self, e: &impl GrantEntries, r: GrantRef) -> Result<(), GrantInUse> {
+    pub fn end(&mut self, e: &(impl GrantEntries + ?Sized), r: GrantRef) -> Result<(), GrantInUse> {
         let idx = r.0 as usize;
         if !self.used.get(idx).copied().unwrap_or(false) {
             return Err(GrantInUse(r));

@@ -14,8 +14,11 @@ pub mod children;
 pub mod cpuid;
 pub mod evtchn;
 pub mod grants;
+pub mod platform;
 pub mod unplug;
 pub mod xenstore;
 
+#[cfg(test)]
+mod platform_tests;
 #[cfg(test)]
 mod xenstore_tests;

@@ -72,7 +72,7 @@ impl XsClient {
     /// `SeamError::Xenstore(errno)`).
     pub fn call(
         &mut self,
-        t: &mut impl XsTransport,
+        t: &mut (impl XsTransport + ?Sized),
         req: &Request<'_>,
         tx: u32,
     ) -> Result<(XsMsgType, Vec<u8>), SeamError> {
@@ -94,7 +94,7 @@ impl XsClient {
 
     fn exchange(
         &mut self,
-        t: &mut impl XsTransport,
+        t: &mut (impl XsTransport + ?Sized),
         msg: &[u8],
         id: u32,
     ) -> Result<(XsMsgType, Vec<u8>), SeamError> {
@@ -154,7 +154,7 @@ impl XsClient {
     /// Reads a node; `None` if it does not exist.
     pub fn read(
         &mut self,
-        t: &mut impl XsTransport,
+        t: &mut (impl XsTransport + ?Sized),
         path: &str,
     ) -> Result<Option<String>, SeamError> {
         match self.call(t, &Request::Read { path }, 0) {
@@ -169,7 +169,7 @@ impl XsClient {
     /// A node's children; empty if it does not exist.
     pub fn directory(
         &mut self,
-        t: &mut impl XsTransport,
+        t: &mut (impl XsTransport + ?Sized),
         path: &str,
     ) -> Result<Vec<String>, SeamError> {
         match self.call(t, &Request::Directory { path }, 0) {
@@ -186,7 +186,7 @@ impl XsClient {
     /// Writes every pair in one transaction, retried on `EAGAIN` (bounded).
     pub fn write_all(
         &mut self,
-        t: &mut impl XsTransport,
+        t: &mut (impl XsTransport + ?Sized),
         writes: &[(&str, &str)],
     ) -> Result<(), SeamError> {
         for _ in 0..MAX_TX_RETRIES {

@@ -13,7 +13,7 @@ use sluice_abi::xs_wire::{Request, Response, StringList, XsErrno, XsReader, XS_M
 use sluice_front_seams::SeamError;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     Good,
     /// Never answers.
     Silent,
@@ -25,9 +25,9 @@ enum Mode {
     AgainOnce,
 }
 
-struct FakeXs {
+pub(crate) struct FakeXs {
     page: SharedPages,
-    store: BTreeMap<String, String>,
+    pub(crate) store: BTreeMap<String, String>,
     reader: XsReader,
     mode: Mode,
     again_sent: bool,
@@ -36,7 +36,7 @@ struct FakeXs {
 }
 
 impl FakeXs {
-    fn new(mode: Mode) -> Self {
+    pub(crate) fn new(mode: Mode) -> Self {
         FakeXs {
             page: SharedPages::new(1),
             store: BTreeMap::new(),
