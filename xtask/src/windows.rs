@@ -74,18 +74,36 @@ fn commit_date() -> (String, u64) {
 }
 
 fn import_libs(lib: &Path) -> Result<()> {
+    // Made in a scratch folder, then copied over only where they changed, and stale
+    // ones removed: wdm/build.rs links every .lib here and reruns when one changes.
+    let scratch = lib.with_file_name("lib.new");
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch)?;
     fs::create_dir_all(lib)?;
+    let mut made = Vec::new();
     for def in fs::read_dir(win_dir().join("lib"))? {
         let def = def?.path();
         if def.extension().is_some_and(|e| e == "def") {
-            let stem = def.file_stem().unwrap().to_string_lossy().into_owned();
+            let name = format!("{}.lib", def.file_stem().unwrap().to_string_lossy());
             run(tool("llvm-dlltool")
                 .args(["-m", "i386:x86-64", "-d"])
                 .arg(&def)
                 .arg("-l")
-                .arg(lib.join(format!("{stem}.lib"))))?;
+                .arg(scratch.join(&name)))?;
+            let new = fs::read(scratch.join(&name))?;
+            if fs::read(lib.join(&name)).ok().as_deref() != Some(&new[..]) {
+                fs::write(lib.join(&name), &new)?;
+            }
+            made.push(name);
         }
     }
+    for old in fs::read_dir(lib)? {
+        let old = old?;
+        if !made.iter().any(|m| *m == old.file_name().to_string_lossy()) {
+            fs::remove_file(old.path())?;
+        }
+    }
+    fs::remove_dir_all(&scratch)?;
     Ok(())
 }
 
@@ -297,14 +315,39 @@ pub fn run_suite() -> Result<()> {
             .env_remove("CARGO_TARGET_DIR"))
     })?;
     let out = build()?;
+    // Our .def files name only functions the kernel modules export (mingw-w64's import
+    // libraries as the export lists), and the list reader is not vacuous.
+    for (module, lib) in KERNEL_MODULES.iter().filter(|(_, l)| !l.is_empty()) {
+        let exports = pe::import_library_exports(&fs::read(lib)?)?;
+        ensure!(
+            !exports.contains("SluiceNoSuchFunction") && exports.len() > 50,
+            "{lib}: implausible export list ({} names)",
+            exports.len()
+        );
+        let stem = module.split('.').next().unwrap();
+        if win_dir().join(format!("lib/{stem}.def")).exists() {
+            for name in def_exports(module)? {
+                ensure!(
+                    exports.contains(&name),
+                    "lib/{stem}.def: {module} does not export {name}"
+                );
+            }
+        }
+    }
     let cert = out.join("keys/test-signing.cert.pem");
     let work = out.join("work");
     let mut checked = 0;
+    let mut imported: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
     for d in DRIVERS {
         let sys = out.join(format!("{}.sys", d.name));
         let data = fs::read(&sys)?;
         let img = pe::check_driver(&data).with_context(|| format!("{sys:?}"))?;
         for (dll, names) in &img.imports {
+            imported
+                .entry(dll.clone())
+                .or_default()
+                .extend(names.iter().cloned());
             let Some((_, lib)) = KERNEL_MODULES.iter().find(|(m, _)| m == dll) else {
                 bail!("{}: imports from {dll}, not a kernel module", d.name);
             };
@@ -371,6 +414,19 @@ pub fn run_suite() -> Result<()> {
             "tampered image kept a valid checksum"
         );
         checked += 1;
+    }
+    // Each .def lists only what the drivers call.
+    for (module, _) in KERNEL_MODULES {
+        let stem = module.split('.').next().unwrap();
+        if win_dir().join(format!("lib/{stem}.def")).exists() {
+            let def = def_exports(module)?;
+            let used = imported.get(*module).cloned().unwrap_or_default();
+            let unused: Vec<_> = def.difference(&used).collect();
+            ensure!(
+                unused.is_empty(),
+                "lib/{stem}.def names functions no driver calls: {unused:?}"
+            );
+        }
     }
     let msi = out.join(MSI);
     verify(&cert, &[&msi], None)?;

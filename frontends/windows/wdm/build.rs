@@ -25,15 +25,9 @@ const FUNCTIONS: &[&str] = &[
     "KeWaitForSingleObject",
     "KeInitializeDpc",
     "KeInsertQueueDpc",
-    "KeInitializeSpinLock",
-    "KeAcquireSpinLockRaiseToDpc",
-    "KeReleaseSpinLock",
-    "KeStallExecutionProcessor",
     "MmMapIoSpace",
     "MmUnmapIoSpace",
     "MmGetPhysicalAddress",
-    "MmAllocateContiguousMemorySpecifyCache",
-    "MmFreeContiguousMemory",
     "ObfReferenceObject",
     "KeFlushQueuedDpcs",
 ];
@@ -73,10 +67,28 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SLUICE_MINGW_INCLUDE");
     println!("cargo:rerun-if-env-changed=SLUICE_WIN_LIBDIR");
     // The import libraries llvm-dlltool made from ../lib/*.def (`cargo xtask windows`).
+    // Every `<module>.lib` there is linked (one per .def: ntoskrnl today; hal, storport,
+    // ndis when a driver calls them).
     if let Ok(dir) = env::var("SLUICE_WIN_LIBDIR") {
         println!("cargo:rustc-link-search=native={dir}");
-        println!("cargo:rustc-link-lib=dylib=ntoskrnl");
-        println!("cargo:rustc-link-lib=dylib=hal");
+        println!("cargo:rerun-if-changed={dir}");
+        let mut libs: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".lib")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        libs.sort();
+        for l in libs {
+            println!("cargo:rerun-if-changed={dir}/{l}.lib");
+            println!("cargo:rustc-link-lib=dylib={l}");
+        }
     }
     let inc = env::var("SLUICE_MINGW_INCLUDE")
         .unwrap_or_else(|_| "/usr/x86_64-w64-mingw32/include".to_string());
