@@ -134,8 +134,13 @@ fn test_cert(keys: &Path) -> Result<(PathBuf, PathBuf)> {
 
 fn sign(key: &Path, cert: &Path, desc: &str, input: &Path, output: &Path) -> Result<()> {
     let _ = fs::remove_file(output);
-    run(tool("osslsigncode")
-        .args(["sign", "-h", "sha256", "-n", desc])
+    let mut c = tool("osslsigncode");
+    c.args(["sign", "-h", "sha256", "-n", desc]);
+    // Page hashes for PE images (FORCE_INTEGRITY images are checked page by page).
+    if input.extension().is_some_and(|e| e == "sys") {
+        c.arg("-ph");
+    }
+    run(c
         .arg("-certs")
         .arg(cert)
         .arg("-key")
@@ -160,7 +165,6 @@ pub fn build() -> Result<PathBuf> {
                 .current_dir(win_dir())
                 .args(["build", "--release", "--locked"])
                 .env("SLUICE_WIN_LIBDIR", &lib)
-                .env("RUSTC_BOOTSTRAP", "1")
                 .env_remove("RUSTFLAGS")
                 .env_remove("CARGO_TARGET_DIR"))
         },
@@ -310,7 +314,6 @@ pub fn run_suite() -> Result<()> {
             .current_dir(win_dir())
             .args(["clippy", "--release", "--locked", "--", "-D", "warnings"])
             .env("SLUICE_WIN_LIBDIR", out_dir().join("lib"))
-            .env("RUSTC_BOOTSTRAP", "1")
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_TARGET_DIR"))
     })?;
