@@ -5,7 +5,7 @@
 //! cargo builds the driver workspace for `x86_64-pc-windows-msvc` (rust-lld as a
 //! kernel-driver link, `frontends/windows/.cargo/config.toml`); each `<driver>.dll`
 //! becomes `<driver>.sys`, its `.inx` becomes the `.inf` (DriverVer stamped); a test
-//! certificate (generated once, `target/windows/keys/`) signs every `.sys` with
+//! certificate (generated once, `target/windows-build/keys/`, never shipped) signs every `.sys` with
 //! osslsigncode; `sluice_winpkg::cat` writes each package's catalog, which osslsigncode
 //! signs; wixl makes one MSI of it all, signed too.
 
@@ -53,6 +53,12 @@ fn out_dir() -> PathBuf {
     root().join("target/windows")
 }
 
+/// Build-only files kept out of the deliverables: import libraries, unsigned
+/// intermediates, and the test-signing key (private: never shipped).
+fn build_dir() -> PathBuf {
+    root().join("target/windows-build")
+}
+
 fn tool(name: &str) -> Command {
     Command::new(name)
 }
@@ -76,7 +82,7 @@ fn commit_date() -> (String, u64) {
 fn import_libs(lib: &Path) -> Result<()> {
     // Made in a scratch folder, then copied over only where they changed, and stale
     // ones removed: wdm/build.rs links every .lib here and reruns when one changes.
-    let scratch = lib.with_file_name("lib.new");
+    let scratch = build_dir().join("lib.new");
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch)?;
     fs::create_dir_all(lib)?;
@@ -154,9 +160,10 @@ fn sign(key: &Path, cert: &Path, desc: &str, input: &Path, output: &Path) -> Res
 /// Builds everything into target/windows/; returns that folder.
 pub fn build() -> Result<PathBuf> {
     let out = out_dir();
-    let work = out.join("work");
+    let work = build_dir().join("work");
     fs::create_dir_all(&work)?;
-    let lib = out.join("lib");
+    fs::create_dir_all(&out)?;
+    let lib = build_dir().join("lib");
     step("import libraries (llvm-dlltool)", || import_libs(&lib))?;
     step(
         "driver workspace (x86_64-pc-windows-msvc, rust-lld)",
@@ -169,7 +176,7 @@ pub fn build() -> Result<PathBuf> {
                 .env_remove("CARGO_TARGET_DIR"))
         },
     )?;
-    let (key, cert) = test_cert(&out.join("keys"))?;
+    let (key, cert) = test_cert(&build_dir().join("keys"))?;
     let (date, time) = commit_date();
     let version = format!("{}.0", env!("CARGO_PKG_VERSION"));
     for d in DRIVERS {
@@ -313,7 +320,7 @@ pub fn run_suite() -> Result<()> {
         run(cargo()
             .current_dir(win_dir())
             .args(["clippy", "--release", "--locked", "--", "-D", "warnings"])
-            .env("SLUICE_WIN_LIBDIR", out_dir().join("lib"))
+            .env("SLUICE_WIN_LIBDIR", build_dir().join("lib"))
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_TARGET_DIR"))
     })?;
@@ -337,8 +344,8 @@ pub fn run_suite() -> Result<()> {
             }
         }
     }
-    let cert = out.join("keys/test-signing.cert.pem");
-    let work = out.join("work");
+    let cert = build_dir().join("keys/test-signing.cert.pem");
+    let work = build_dir().join("work");
     let mut checked = 0;
     let mut imported: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
