@@ -17,6 +17,7 @@ mod package;
 mod setup;
 mod suites;
 mod util;
+mod windows;
 mod xen;
 
 use anyhow::Result;
@@ -38,6 +39,9 @@ enum Command {
     /// Build the Debian packages (sluice-backends, sluice-frontends-modules-<kernel ABI>)
     /// into target/debian/.
     Package,
+    /// Build, sign and package the Windows drivers into target/windows/ (.sys, .inf,
+    /// .cat, test certificate, MSI).
+    Windows,
     /// Run every test: fmt, clippy, unit tests, then each QEMU end-to-end suite.
     Test {
         /// Run only the suites whose name contains this text (the static checks and
@@ -77,6 +81,10 @@ fn main() -> Result<()> {
         Command::Package => {
             setup::run()?;
             package::build().map(|_| ())
+        }
+        Command::Windows => {
+            setup::run()?;
+            windows::build().map(|_| ())
         }
         Command::Demo => {
             setup::run()?;

@@ -57,6 +57,23 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "dpkg-dev",
         "dpkg-deb and its helpers: building the Debian packages",
     ),
+    (
+        "mingw-w64-x86-64-dev",
+        "DDK headers (bindgen) and export lists of the Windows drivers (frontends/windows)",
+    ),
+    (
+        "llvm",
+        "llvm-dlltool: import libraries of the Windows drivers from their .def files",
+    ),
+    (
+        "osslsigncode",
+        "Authenticode signing and verification of the Windows drivers, catalogs and MSI",
+    ),
+    ("wixl", "the Windows drivers' MSI (msitools' WiX compiler)"),
+    (
+        "msitools",
+        "msiinfo: the windows suite checks the MSI's tables",
+    ),
 ];
 
 fn missing_packages() -> Vec<&'static str> {

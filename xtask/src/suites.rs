@@ -68,6 +68,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::package::run_suite,
     },
     Suite {
+        name: "windows",
+        about: "Windows drivers built, signed and packaged on Linux: PE, imports, signatures, catalog, INF, MSI (not run on Windows)",
+        run: crate::windows::run_suite,
+    },
+    Suite {
         name: "linux-blkfront-xen",
         about: "real Xen: PV + PVH domUs with sluice-blkfront.ko against kernel blkback",
         run: crate::linux_modules::run_blkfront_xen,

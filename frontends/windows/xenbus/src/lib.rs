@@ -1,0 +1,215 @@
+//! xenbus.sys: Sluice's Xen platform bus driver for Windows (WDM PnP bus driver bound
+//! to the Xen platform PCI device, `PCI\VEN_5853&DEV_0001` / `0002` / `C000`).
+//!
+//! At IRP_MN_START_DEVICE (after the PCI bus driver started the device): Xen is found by
+//! CPUID; the unplug protocol is run on the device's I/O ports; the hypercall page is
+//! installed; shared_info and the grant frames are placed in the device's memory BAR
+//! (`XENMEM_add_to_physmap`); Xen's event callback is routed to the device's interrupt
+//! (`HVM_PARAM_CALLBACK_IRQ`, GSI); the xenstore ring is mapped and `device/vbd/*` and
+//! `device/vif/*` become child devices (`SLUICEXEN\VBD`, `SLUICEXEN\VIF`).
+//!
+//! Device logic only: every `unsafe` is in `sluice-wdm`; the hardware-independent logic
+//! is `sluice-xenbus-core`'s, host-tested.
+
+#![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use sluice_abi::hypercall::{HvmParam, XenMapSpace};
+use sluice_abi::shared::SharedMem;
+use sluice_wdm::pnp::{Bus, ChildDesc, Resources};
+use sluice_wdm::xen::{Event, GrantFrames, Hypercalls, Interrupt, IoMap, Ports};
+use sluice_wdm::{
+    log, NtStatus, STATUS_DEVICE_CONFIGURATION_ERROR, STATUS_NOT_SUPPORTED, STATUS_NO_SUCH_DEVICE,
+};
+use sluice_xenbus_core::children::{self, Child};
+use sluice_xenbus_core::grants::{GrantEntries, GrantTable};
+use sluice_xenbus_core::unplug::{self, Outcome, Unplug};
+use sluice_xenbus_core::xenstore::{XsClient, XsTransport};
+use sluice_xenbus_core::{cpuid, evtchn};
+
+/// Grant frames placed in the BAR after shared_info (512 entries each).
+const GRANT_FRAMES: u64 = 4;
+/// How long one xenstore wait may take, in milliseconds.
+const XENSTORE_WAIT_MS: u32 = 5_000;
+/// The build number registered with the unplug protocol (major.minor.patch).
+const BUILD: u32 = 0x0001_0000;
+
+/// A started bus.
+struct Running {
+    hypercalls: Hypercalls,
+    irq: Interrupt,
+    grant_map: IoMap,
+    grants: GrantTable,
+    xenstore: IoMap,
+    xenstore_port: u32,
+    xs: XsClient,
+    children: Vec<Child>,
+}
+
+/// The bus state of one platform device.
+#[derive(Default)]
+struct XenBus {
+    running: Option<Running>,
+}
+
+struct Transport<'a> {
+    page: &'a IoMap,
+    hypercalls: &'a Hypercalls,
+    port: u32,
+    event: &'a Event,
+}
+
+impl XsTransport for Transport<'_> {
+    fn ring(&self) -> SharedMem<'_> {
+        self.page.mem()
+    }
+    fn notify(&mut self) {
+        self.hypercalls.evtchn_send(self.port);
+    }
+    fn wait(&mut self) -> bool {
+        self.event.wait(XENSTORE_WAIT_MS)
+    }
+}
+
+/// Which emulated devices this installation may unplug: a disk only once the PV
+/// storage driver (xenvbd, boot start) is installed, a NIC once the PV network driver
+/// is: neither exists yet, so nothing is unplugged (the handshake still registers us
+/// and honours dom0's blacklist).
+fn what_to_unplug() -> Unplug {
+    Unplug::default()
+}
+
+fn start(res: &Resources) -> Result<Running, NtStatus> {
+    let x = cpuid::detect(sluice_wdm::hw::cpuid).ok_or_else(|| {
+        log!("xenbus: no Xen CPUID leaves: not a Xen HVM guest");
+        STATUS_NO_SUCH_DEVICE
+    })?;
+    log!(
+        "xenbus: Xen {}.{} (CPUID base {:#x})",
+        x.version.0,
+        x.version.1,
+        x.base
+    );
+    let (port_base, _) = res.ports.ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
+    match unplug::unplug(&mut Ports(port_base), BUILD, what_to_unplug()) {
+        Outcome::Blacklisted => {
+            log!("xenbus: this build is blacklisted by dom0; PV devices not used");
+            return Err(STATUS_NOT_SUPPORTED);
+        }
+        o => log!("xenbus: unplug protocol: {:?}", o),
+    }
+    let (bar, bar_len) = res.memory.ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
+    if (bar_len as u64) < (1 + GRANT_FRAMES) * 4096 {
+        return Err(STATUS_DEVICE_CONFIGURATION_ERROR);
+    }
+    let irq_res = res.interrupt.ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
+    let hypercalls = Hypercalls::install(&x)?;
+    let gfn = bar >> 12;
+    let failed = |what: &str, e: i64| {
+        log!("xenbus: {} failed: {}", what, e);
+        STATUS_DEVICE_CONFIGURATION_ERROR
+    };
+    hypercalls
+        .add_to_physmap(XenMapSpace::SharedInfo as u32, 0, gfn)
+        .map_err(|e| failed("shared_info placement", e))?;
+    for i in 0..GRANT_FRAMES {
+        hypercalls
+            .add_to_physmap(XenMapSpace::GrantTable as u32, i, gfn + 1 + i)
+            .map_err(|e| failed("grant frame placement", e))?;
+    }
+    let shared_info = IoMap::map(bar, 4096)?;
+    let grant_map = IoMap::map(bar + 4096, (GRANT_FRAMES * 4096) as usize)?;
+    let store_pfn = hypercalls
+        .hvm_get_param(HvmParam::StorePfn as u32)
+        .map_err(|e| failed("HVM_PARAM_STORE_PFN", e))?;
+    let store_port = hypercalls
+        .hvm_get_param(HvmParam::StoreEvtchn as u32)
+        .map_err(|e| failed("HVM_PARAM_STORE_EVTCHN", e))?;
+    let xenstore_port = u32::try_from(store_port)
+        .ok()
+        .filter(|&p| p < sluice_abi::event_channel::EVTCHN_2L_NR_CHANNELS)
+        .ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
+    let xenstore = IoMap::map(store_pfn << 12, 4096)?;
+    let irq = Interrupt::connect(&irq_res, shared_info, xenstore_port)?;
+    // Xen raises the device's line (GSI callback, type 0) while an event is pending.
+    hypercalls
+        .hvm_set_param(HvmParam::CallbackIrq as u32, irq_res.gsi as u64)
+        .map_err(|e| failed("HVM_PARAM_CALLBACK_IRQ", e))?;
+    let grants = GrantTable::new(GrantFrames(&grant_map).count());
+    let mut run = Running {
+        hypercalls,
+        irq,
+        grant_map,
+        grants,
+        xenstore,
+        xenstore_port,
+        xs: XsClient::new(),
+        children: Vec::new(),
+    };
+    let mut t = Transport {
+        page: &run.xenstore,
+        hypercalls: &run.hypercalls,
+        port: run.xenstore_port,
+        event: &run.irq.context().xenstore,
+    };
+    run.children = children::enumerate(&mut run.xs, &mut t).map_err(|e| {
+        log!("xenbus: xenstore: {}", e);
+        STATUS_DEVICE_CONFIGURATION_ERROR
+    })?;
+    for c in &run.children {
+        log!("xenbus: child {} ({})", c.nodename(), c.kind.hardware_id());
+    }
+    log!(
+        "xenbus: {} grant references free, events dispatched in at most {} rounds",
+        run.grants.free_count(),
+        evtchn::MAX_ROUNDS
+    );
+    Ok(run)
+}
+
+impl Bus for XenBus {
+    fn start(&mut self, res: &Resources) -> Result<(), NtStatus> {
+        self.running = Some(start(res)?);
+        Ok(())
+    }
+
+    fn children(&mut self) -> Vec<ChildDesc> {
+        self.running
+            .as_ref()
+            .map(|r| {
+                r.children
+                    .iter()
+                    .map(|c| ChildDesc {
+                        hardware_id: c.kind.hardware_id(),
+                        instance: c.id,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            // Route events nowhere first, then disconnect (drop order: irq, maps).
+            let _ = r.hypercalls.hvm_set_param(HvmParam::CallbackIrq as u32, 0);
+            let _ = &r.grant_map;
+            drop(r);
+        }
+    }
+}
+
+fn new_bus() -> Box<dyn Bus> {
+    Box::new(XenBus::default())
+}
+
+fn init(driver: sluice_wdm::Driver) -> NtStatus {
+    log!("xenbus: Sluice xenbus {} loaded", env!("CARGO_PKG_VERSION"));
+    sluice_wdm::pnp::register(&driver, new_bus);
+    sluice_wdm::STATUS_SUCCESS
+}
+
+sluice_wdm::driver_entry!(init);
