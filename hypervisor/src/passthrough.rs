@@ -39,7 +39,7 @@ pub struct Ecam<'a>(pub &'a Platform);
 impl ConfigSpace for Ecam<'_> {
     fn read(&mut self, bdf: Bdf, off: u16, w: Width) -> u32 {
         match acpi::config_space(self.0, bdf) {
-            Some(cfg) if off < 4096 && off % w.bytes() == 0 => {
+            Some(cfg) if off < 4096 && off.is_multiple_of(w.bytes()) => {
                 let pa = cfg + u64::from(off);
                 match w {
                     Width::B1 => phys::mmio_read_u8(pa).into(),
@@ -52,7 +52,7 @@ impl ConfigSpace for Ecam<'_> {
     }
     fn write(&mut self, bdf: Bdf, off: u16, w: Width, v: u32) {
         if let Some(cfg) = acpi::config_space(self.0, bdf) {
-            if off < 4096 && off % w.bytes() == 0 {
+            if off < 4096 && off.is_multiple_of(w.bytes()) {
                 let pa = cfg + u64::from(off);
                 match w {
                     Width::B1 => phys::mmio_write_u8(pa, v as u8),

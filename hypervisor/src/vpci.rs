@@ -90,7 +90,7 @@ pub fn guest_msi(addr: u64, data: u32, nr_vcpus: usize) -> Result<GuestMsi, &'st
         return Err("vector below 16");
     }
     let dest = ((addr >> 12) & 0xff) as usize;
-    if dest % 2 != 0 || dest / 2 >= nr_vcpus {
+    if !dest.is_multiple_of(2) || dest / 2 >= nr_vcpus {
         return Err("destination is none of the domain's vCPUs");
     }
     Ok(GuestMsi {
@@ -198,7 +198,7 @@ impl DomainPci {
                 ((self.cf8 >> 11) & 31) as u8,
                 ((self.cf8 >> 8) & 7) as u8,
             );
-            let target = (self.cf8 & 1 << 31 != 0 && off % w.bytes() == 0)
+            let target = (self.cf8 & 1 << 31 != 0 && off.is_multiple_of(w.bytes()))
                 .then(|| self.find(bdf))
                 .flatten();
             match (target, input) {

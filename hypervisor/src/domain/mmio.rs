@@ -14,7 +14,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
     /// Maps `pages` pages of device memory at host `hpa` at guest `gpa` (above its RAM;
     /// the caller checked the range against its RAM and other BARs).
     pub fn map_mmio(&mut self, fa: &mut FrameAllocator, gpa: u64, hpa: u64, pages: u64) -> bool {
-        if gpa < self.mem_bytes || gpa % PAGE != 0 || hpa % PAGE != 0 {
+        if gpa < self.mem_bytes || !gpa.is_multiple_of(PAGE) || !hpa.is_multiple_of(PAGE) {
             return false;
         }
         for p in 0..pages {

@@ -114,13 +114,14 @@ impl Protection {
     }
 
     /// Table frames the units keep once made, whatever happens to the devices (VT-d
-    /// context tables, one per bus that had a device attached): not leaks.
+    /// context tables, one per bus that had a device attached; AMD-Vi interrupt tables,
+    /// one per device that had an MSI remapped): not leaks.
     pub fn kept_frames(&self) -> usize {
         self.units
             .iter()
             .map(|u| match &u.driver {
                 Driver::Vtd(i) => i.hw_ref().context_tables(),
-                Driver::AmdVi(_) => 0,
+                Driver::AmdVi(i) => i.hw_ref().interrupt_tables(),
             })
             .sum()
     }
