@@ -28,7 +28,8 @@ pub enum ParseError {
 }
 
 fn hex(s: &str, max: u8) -> Option<u8> {
-    if s.is_empty() || s.len() > 2 {
+    // Hex digits only (from_str_radix alone takes a leading '+').
+    if s.is_empty() || s.len() > 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     u8::from_str_radix(s, 16).ok().filter(|&v| v <= max)
