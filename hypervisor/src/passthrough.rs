@@ -556,6 +556,16 @@ fn event(
     fa: &mut FrameAllocator,
 ) {
     let (id, nr_vcpus) = (d.id, d.nr_vcpus);
+    // Another assigned function's BAR already there (the vcfg checks only its own).
+    let clash = match e {
+        Event::MapBar { guest, size, .. } => pci.functions.iter().enumerate().any(|(j, f)| {
+            j != k
+                && f.bars
+                    .iter()
+                    .any(|b| guest < b.guest + b.size && b.guest < guest.saturating_add(size))
+        }),
+        _ => false,
+    };
     let a = &mut pci.functions[k];
     match e {
         Event::DroppedWrite { off, width } => log!(
@@ -576,7 +586,17 @@ fn event(
                 log!("passthrough: d{}: {}: I/O BAR {} not passed through", id, a.host, index);
                 return;
             }
-            if size % PAGE != 0 || host % PAGE != 0 || guest % PAGE != 0 {
+            if clash {
+                log!(
+                    "passthrough: d{}: {}: BAR {} at guest {:#x} refused: over another device's BAR",
+                    id,
+                    a.host,
+                    index,
+                    guest
+                );
+                return;
+            }
+            if !size.is_multiple_of(PAGE) || !host.is_multiple_of(PAGE) || !guest.is_multiple_of(PAGE) {
                 log!(
                     "passthrough: d{}: {}: BAR {} of {:#x} bytes shares a page: not mapped",
                     id,
@@ -589,13 +609,26 @@ fn event(
             // The MSI-X table and PBA pages stay unmapped (trapped): not emulated yet,
             // so a guest touching them faults.
             let trapped = a.vcfg.trapped();
+            let mut mapped = Vec::new();
             let mut ok = true;
             for p in 0..size / PAGE {
                 let off = p * PAGE;
-                if trapped.iter().any(|t| t.bar == index && off >= t.start && off < t.end) {
+                if trapped
+                    .iter()
+                    .any(|t| t.bar == index && off >= t.start && off < t.end)
+                {
                     continue;
                 }
-                ok &= d.map_mmio(fa, guest + off, host + off, 1);
+                if !d.map_mmio(fa, guest + off, host + off, 1) {
+                    ok = false;
+                    break;
+                }
+                mapped.push(off);
+            }
+            if !ok {
+                for off in mapped {
+                    d.unmap_mmio(fa, guest + off, 1);
+                }
             }
             log!(
                 "passthrough: d{}: {}: BAR {} ({:#x} bytes) at guest {:#x} -> host {:#x}{}",
@@ -605,8 +638,15 @@ fn event(
                 size,
                 guest,
                 host,
-                if ok { "" } else { ": NOT MAPPED (no memory)" }
+                if ok {
+                    ""
+                } else {
+                    ": NOT MAPPED (something there, or no memory)"
+                }
             );
+            if !ok {
+                return;
+            }
             a.bars.push(MappedBar {
                 index,
                 guest,

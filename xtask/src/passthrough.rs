@@ -17,6 +17,8 @@
 //! 4. to 7.: refused assignments, each with its reason (host bridge, a function whose
 //!    group holds another, a function already assigned, a malformed list); those domains
 //!    never run. (A comma inside one `-initrd` module is written `,,`: QEMU's escape.)
+//! 8. `pair` (`assign=00:05.0,00:05.1`, the whole group): both BARs placed at one guest
+//!    address: the second is refused; moved beside the first, each reaches its function.
 
 use crate::hypervisor::{boot, build, log_problems, missing};
 use anyhow::{bail, Result};
@@ -41,7 +43,8 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
          {g} name=hb role=abi assign=00:00.0,\
          {g} name=grp role=abi assign=00:05.0,\
          {g} name=dup role=abi assign=00:04.0,\
-         {g} name=bad role=abi assign=00:04.0,,zz"
+         {g} name=bad role=abi assign=00:04.0,,zz,\
+         {g} name=pair role=pt-pair assign=00:05.0,,00:05.1"
     );
     let e4 = format!("{EDU},addr=4");
     let e50 = format!("{EDU},addr=5.0,multifunction=on");
@@ -80,6 +83,12 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         "passthrough: d7 (bad): assignment REFUSED: bad assign= list: BadBdf".into(),
         "domain 7 (bad): not started (assignment refused)".into(),
         "0 changed since they were freed (no DMA after death)".into(),
+        "passthrough: d8 (pair): assigned 0000:00:05.1".into(),
+        "passthrough: d8: 0000:00:05.1: BAR 0 at guest 0xe0000000 refused: over another device's BAR".into(),
+        "passthrough: d8: 0000:00:05.1: BAR 0 (0x100000 bytes) at guest 0xe0100000 -> host".into(),
+        "(d8) ok pt-pair: the first BAR maps".into(),
+        "(d8) ok pt-pair: each BAR reaches its own function".into(),
+        "(d8) GUEST PASS".into(),
         "iommu: 0 IOMMU domains and".into(),
         "0 bad frees: all returned)".into(),
         "memory: 0 frames held by domains after all ended (all returned)".into(),

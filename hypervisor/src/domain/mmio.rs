@@ -11,10 +11,17 @@ use crate::virt::{VcpuState, VirtBackend};
 const NPT_UNCACHED: u64 = 0x18;
 
 impl<B: VirtBackend + Clone> Domain<B> {
-    /// Maps `pages` pages of device memory at host `hpa` at guest `gpa` (above its RAM;
-    /// the caller checked the range against its RAM and other BARs).
+    /// Maps `pages` pages of device memory at host `hpa` at guest `gpa`: only above its
+    /// RAM and where nothing is mapped yet (false, nothing mapped, otherwise).
     pub fn map_mmio(&mut self, fa: &mut FrameAllocator, gpa: u64, hpa: u64, pages: u64) -> bool {
         if gpa < self.mem_bytes || !gpa.is_multiple_of(PAGE) || !hpa.is_multiple_of(PAGE) {
+            return false;
+        }
+        // Never over anything already mapped (another BAR, a grant mapping).
+        if (0..pages).any(|p| {
+            self.leaf(gpa + p * PAGE)
+                .is_some_and(|slot| phys::read_u64(slot) & 1 != 0)
+        }) {
             return false;
         }
         for p in 0..pages {

@@ -99,6 +99,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "pt-edu" => passthrough::edu(&mut c, cmdline),
         "pt-snoop" => passthrough::snoop(&mut c, cmdline),
         "pt-dying" => passthrough::dying(&mut c, cmdline),
+        "pt-pair" => passthrough::pair(&mut c),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();
