@@ -11,7 +11,8 @@ use super::xen::{hypercall, page_addr, page_mut, rdtsc, Console};
 use super::Checks;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
-use sluice_abi::hypercall::Hypercall;
+use sluice_abi::hypercall::{Hypercall, XenAddToPhysmap};
+use sluice_abi::types::DOMID_SELF;
 
 /// Where this guest places edu's BAR0 (above its RAM, below 4 GiB).
 pub const GUEST_BAR: u64 = 0xE000_0000;
@@ -306,6 +307,7 @@ pub fn edu(c: &mut Checks, cmdline: &str) {
     mmio_write32(bar + 0x64, 2);
     // SAFETY: back to no interrupts.
     unsafe { core::arch::asm!("cli") };
+    physmap_change(c, bar);
     // `linger`: stay alive a while (TSC ticks) so that the hypervisor's end-of-run check
     // of a dead domain's freed frames comes well after that domain's last DMA could have.
     if let Some(t) = cmdline
@@ -433,5 +435,52 @@ pub fn pair(c: &mut Checks) {
         "pt-pair: each BAR reaches its own function",
         l0 == !1 && l1 == !2,
         l1 as i64,
+    );
+}
+
+/// A RAM page of this guest that becomes its shared_info (add_to_physmap): before, edu
+/// DMA lands there; after, the IOMMU no longer maps it (the hypervisor remapped the
+/// page in the IOMMU before the old frame could be reused), so the DMA is blocked and
+/// shared_info (a hypervisor frame) is untouched.
+fn physmap_change(c: &mut Checks, bar: u64) {
+    const GPA: u64 = 0x70_0000;
+    // The edu buffer gets page 0's pattern again (the blocked read above emptied it).
+    super::xen::write64(GPA, 0);
+    let landed = dma(bar, page_addr(0), EDU_BUF, false)
+        && dma(bar, EDU_BUF, GPA, true)
+        && super::xen::read64(GPA) == super::xen::read64(page_addr(0));
+    c.check("pt: DMA to gpa 0x700000 (its RAM) lands", landed, 0);
+    let mut a = XenAddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: 0,
+        idx: 0,
+        gpfn: GPA >> 12,
+    };
+    let r = hypercall(
+        Hypercall::MemoryOp as u64,
+        [7, &mut a as *mut _ as u64, 0, 0, 0],
+    );
+    c.check("pt: add_to_physmap(shared_info) at gpa 0x700000", r == 0, r);
+    // Words 8..256: vcpu_info of vCPUs 1..31, which this one-vCPU domain does not have
+    // (the hypervisor writes only vCPU 0's time info there).
+    let mut before = [0u64; 256];
+    for (i, w) in before.iter_mut().enumerate().skip(8) {
+        *w = super::xen::read64(GPA + 8 * i as u64);
+    }
+    let _ = writeln!(
+        Console,
+        "pt: edu DMA-writes to gpa {GPA:#x} (now shared_info)"
+    );
+    let done = dma(bar, EDU_BUF, GPA, true);
+    let same = before
+        .iter()
+        .enumerate()
+        .skip(8)
+        .all(|(i, &w)| super::xen::read64(GPA + 8 * i as u64) == w);
+    c.check(
+        "pt: shared_info untouched by the DMA",
+        done && same,
+        same as i64,
     );
 }
