@@ -70,6 +70,8 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         "(d1) ok pt: edu DMA to its own GPA lands in its memory".into(),
         "(d1) ok pt: DMA outside its memory completes at the device (blocked by the IOMMU)".into(),
         "passthrough: d1: 0000:00:04.0: MSI vector 0x41 on vCPU 0 -> remapping entry".into(),
+        "passthrough: d1: 0000:00:04.0: MSI refused: destination is none of the domain's vCPUs".into(),
+        "(d1) ok pt: no MSI while its destination is no vCPU of ours".into(),
         "(d1) ok pt: edu MSI arrives at vector 0x41 exactly once".into(),
         "(d1) ok pt: no MSI after the guest disabled MSI".into(),
         "(d1) ok pt: DMA to gpa 0x700000 (its RAM) lands".into(),

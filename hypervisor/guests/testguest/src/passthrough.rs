@@ -273,9 +273,26 @@ pub fn edu(c: &mut Checks, cmdline: &str) {
         m + 8
     };
     cfg_write16(bdf, data_off, u16::from(MSI_VECTOR));
+    // Hostile first: a destination that is none of its vCPUs (APIC id 2 = vCPU 1 of a
+    // one-vCPU domain): refused by the hypervisor, so a raise delivers nothing.
+    cfg_write32(bdf, m + 4, 0xFEE0_2000);
     cfg_write16(bdf, m + 2, ctl | 1);
     // SAFETY: the IDT has a gate for the only vector that can come.
     unsafe { core::arch::asm!("sti") };
+    mmio_write32(bar + 0x60, 4);
+    for _ in 0..50 {
+        yield_cpu();
+    }
+    let n0 = MSIS.load(Ordering::SeqCst);
+    c.check(
+        "pt: no MSI while its destination is no vCPU of ours",
+        n0 == 0,
+        n0 as i64,
+    );
+    mmio_write32(bar + 0x64, 4);
+    cfg_write16(bdf, m + 2, ctl & !1);
+    cfg_write32(bdf, m + 4, 0xFEE0_0000);
+    cfg_write16(bdf, m + 2, ctl | 1);
     mmio_write32(bar + 0x60, 1); // raise
     let t0 = rdtsc();
     while MSIS.load(Ordering::SeqCst) == 0 && rdtsc() - t0 < GUARD {
