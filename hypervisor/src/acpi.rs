@@ -33,7 +33,7 @@ fn checksum_ok(pa: u64, len: u64) -> bool {
     sum == 0
 }
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Platform {
     /// Where the RSDP is (0 when it came as a copy in a multiboot2 tag).
     pub rsdp: u64,

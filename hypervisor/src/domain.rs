@@ -4,6 +4,7 @@
 use crate::addr::{Gpa, Hpa};
 
 mod memory;
+mod mmio;
 use crate::arch::phys;
 use crate::arch::svm::Svm;
 use crate::evtchn::{Port, NR_PORTS};
@@ -147,6 +148,8 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub preemptions: u64,
     /// Its IOMMU domains (empty: device assignment is a later step), when an IOMMU is up.
     pub iommu: Option<crate::iommu::IommuDomain>,
+    /// Its assigned PCI functions (`assign=`), if any.
+    pub pci: Option<alloc::boxed::Box<crate::vpci::DomainPci>>,
     /// An ICR write was logged (once per domain).
     pub icr_logged: bool,
     /// Where each vCPU registered its vcpu_info (VCPUOP_register_vcpu_info); until
@@ -299,6 +302,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             grant_maps: [None; crate::grant::MAX_MAPS],
             preemptions: 0,
             iommu: None,
+            pci: None,
             icr_logged: false,
             vcpu_info_at: [None; MAX_VCPUS],
             callback_irq: 0,
@@ -616,6 +620,12 @@ impl<B: VirtBackend + Clone> Domain<B> {
         }
         let slot = table + ((gpa >> 12) & 0x1FF) * 8;
         let old = phys::read_u64(slot);
+        if let Some(pci) = self.pci.as_mut() {
+            // Its devices may still DMA to the old frame: the IOMMU follows (and the
+            // frame is held back) before the CPUs' TLBs are declared synced.
+            pci.stale.push(gpa);
+            fa.tlbs_stale();
+        }
         let flags = if writable { NPT_FLAGS } else { NPT_FLAGS & !2 };
         phys::write_u64(slot, frame | flags);
         for v in self.vcpus.iter_mut() {

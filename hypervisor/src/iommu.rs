@@ -86,6 +86,8 @@ macro_rules! with_iommu {
     };
 }
 
+mod assign;
+
 struct Unit {
     base: u64,
     coverage: Coverage,
@@ -107,12 +109,18 @@ pub struct Protection {
     /// Functions behind some unit (every one blocked).
     pub blocked: usize,
     faults: u64,
+    /// Per unit: the quarantine domain, made when a function first needs it.
+    quarantine: Vec<Option<DomainId>>,
+    /// Functions in quarantine (unit, function).
+    quarantined: Vec<(usize, Bdf)>,
 }
 
 /// A hypervisor domain's IOMMU domains, one per unit (no device attached yet).
 #[derive(Debug)]
 pub struct IommuDomain {
     ids: Vec<DomainId>,
+    /// Units whose part has the domain's RAM mapped (on the first assigned function).
+    ram_mapped: Vec<usize>,
 }
 
 impl IommuDomain {
@@ -304,6 +312,8 @@ pub fn init(
         );
     }
     Ok(Protection {
+        quarantine: alloc::vec![None; units.len()],
+        quarantined: Vec::new(),
         units,
         blocked: per_unit.iter().sum(),
         faults: 0,
@@ -318,12 +328,18 @@ impl Protection {
             match with_iommu!(&mut u.driver, i => i.create_domain()) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    self.destroy_domain(IommuDomain { ids });
+                    self.destroy_domain(IommuDomain {
+                        ids,
+                        ram_mapped: Vec::new(),
+                    });
                     return Err(e);
                 }
             }
         }
-        Ok(IommuDomain { ids })
+        Ok(IommuDomain {
+            ids,
+            ram_mapped: Vec::new(),
+        })
     }
 
     /// Destroys a domain's IOMMU domains (it has no devices: assignment is not built).

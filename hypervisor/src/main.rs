@@ -24,9 +24,11 @@ mod log;
 mod mm;
 mod multiboot;
 mod multiboot2;
+mod passthrough;
 mod time;
 mod virt;
 mod vlapic;
+mod vpci;
 
 use arch::smp::MAX_CPUS;
 use arch::svm::{Svm, SvmVcpu};
@@ -58,7 +60,8 @@ const TIME_SLICE_NS: u64 = 10_000_000;
 const HEAP_PAGES: u64 = 256;
 /// The APIC id `smp-phantom-cpu` adds to the MADT's (none in the suite's machines).
 const PHANTOM_APIC_ID: u8 = 7;
-/// Each AP's stack (the boot CPU's is 512 KiB in the image).
+/// Each AP's stack (the boot CPU's is 1 MiB in the image: hv_main builds the World, a few
+/// hundred KiB, on it before moving it into its lock).
 const AP_STACK_PAGES: u64 = 128;
 
 /// What every CPU shares, behind one lock: the domains (with their event-channel and
@@ -68,6 +71,8 @@ struct World {
     domains: [Option<Domain>; MAX_DOMAINS],
     fa: FrameAllocator,
     protection: Option<iommu::Protection>,
+    /// The machine's PCI functions and groups, made when a domain first asks for one.
+    inventory: Option<passthrough::Inventory>,
     /// The boot CPU's backend: APs take its permission maps.
     svm: Svm,
     clock: time::Clock,
@@ -204,6 +209,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
                 Table(pf.ivrs)
             );
             functions = acpi::enumerate_pci(pf);
+            passthrough::set_platform(pf.clone());
             log!("pci: {} functions over ECAM", functions.len());
         }
         None => log!("acpi: no RSDP found"),
@@ -246,7 +252,9 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     }
     drop(functions);
     let frames_before_domains = fa.handed_out;
-    let iommu_before_domains = protection.as_ref().map(|p| p.table_frames().0);
+    let iommu_before_domains = protection
+        .as_ref()
+        .map(|p| p.table_frames().0 - p.kept_frames());
     let count = arch::lapic::start_periodic(clock.hz, TIME_SLICE_NS);
     log!(
         "sched: round-robin over every CPU, {} ms slices (LAPIC timer, initial count {})",
@@ -255,6 +263,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     );
 
     let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
+    let mut inventory = None;
     for (i, m) in modules.iter().flatten().enumerate() {
         let args = m.args();
         if is_initrd(args) {
@@ -325,6 +334,27 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
                         Err(e) => log!("domain {} ({}): no IOMMU domain: {}", id, name, e),
                     }
                 }
+                let taken = |b| passthrough::assigned(&domains, b);
+                if !passthrough::assign_at_create(
+                    &mut d,
+                    args,
+                    protection.as_mut(),
+                    &mut inventory,
+                    &mut fa,
+                    &taken,
+                ) {
+                    if let (Some(p), Some(io)) = (protection.as_mut(), d.iommu.take()) {
+                        p.destroy_domain(io);
+                    }
+                    let freed = d.destroy(&mut fa);
+                    log!(
+                        "domain {} ({}): not started (assignment refused), {} frames freed",
+                        id,
+                        name,
+                        freed
+                    );
+                    continue;
+                }
                 domains[i] = Some(d);
             }
             Err(e) => log!("domain {} ({}): not created: {:?}", id, name, e),
@@ -339,6 +369,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
             domains,
             fa,
             protection,
+            inventory,
             svm: svm.clone(),
             clock,
             tick_count: count,
@@ -402,9 +433,18 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
         );
     }
     let mut iommu_ok = true;
+    passthrough::drain_faults(w);
     if let Some(p) = w.protection.as_mut() {
-        p.drain_faults(|_| {});
+        if p.quarantined() > 0 {
+            log!(
+                "passthrough: {} functions in quarantine at the end: detached (blocked, as at boot)",
+                p.quarantined()
+            );
+        }
+        p.end_quarantine();
         let (frames, bad_frees) = p.table_frames();
+        // Context tables made for assigned functions stay (as the root table does).
+        let frames = frames - p.kept_frames();
         let before = iommu_before_domains.unwrap_or(0);
         iommu_ok = frames == before && bad_frees == 0 && p.domains() == 0;
         log!(
@@ -418,9 +458,16 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
             p.blocked
         );
     }
+    let dma_ok = passthrough::check_watched(w);
     log!("sluice hypervisor: all domains ended; hypervisor alive");
     arch::serial::qemu_exit(
-        if leaked == 0 && held == 0 && iommu_ok && w.fa.bad_frees == 0 && w.fa.bad_reaches == 0 {
+        if leaked == 0
+            && held == 0
+            && iommu_ok
+            && dma_ok
+            && w.fa.bad_frees == 0
+            && w.fa.bad_reaches == 0
+        {
             EXIT_ALL_DOMAINS_ENDED
         } else {
             0x12
@@ -653,6 +700,7 @@ impl World {
                 }
             }
         }
+        passthrough::resync(self);
         self.fa.tlbs_synced();
     }
 }
@@ -666,13 +714,16 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
         let w = &mut *guard;
         w.idle[cpu] = false;
         if cpu == 0 {
-            if let Some(p) = w.protection.as_mut() {
-                p.drain_faults(|_| {});
-            }
+            passthrough::drain_faults(w);
             serial_input(&mut w.domains);
         }
+        passthrough::pump(w);
         fire_timers(&mut w.domains);
-        if let Some((i, k, vcpu)) = w.pick(cpu) {
+        if let Some((i, k, mut vcpu)) = w.pick(cpu) {
+            // A device interrupt raised while the vCPU was off its CPU.
+            if let Some(d) = w.domains[i].as_mut() {
+                passthrough::before_entry(d, k, &mut vcpu);
+            }
             drop(guard);
             run_slice(cpu, svm, world, i, k, vcpu);
             continue;
@@ -768,7 +819,13 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             leave(w, cpu, i, k, After::Kill);
             return;
         }
-        let after = handle_exit(&mut w.domains, &mut w.fa, i, exit);
+        let after = match passthrough::exit(w, i, &exit) {
+            Some(a) => a,
+            None => handle_exit(&mut w.domains, &mut w.fa, i, exit),
+        };
+        if matches!(exit, Exit::ExternalInterrupt) {
+            passthrough::pump(w);
+        }
         if matches!(exit, Exit::Hypercall) {
             w.sync_vcpus(cpu);
             w.wake_idle();
@@ -777,6 +834,7 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             if let Some(d) = w.domains[i].as_mut() {
                 if let Some(mut v) = d.vcpus[k].slot.take() {
                     hvm::before_entry(d, k, &mut v);
+                    passthrough::before_entry(d, k, &mut v);
                     d.vcpus[k].slot = Some(v);
                 }
             }
@@ -832,6 +890,9 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
     // Mappings of its memory revoked from vCPUs running elsewhere: those CPUs leave
     // their guests before the frames go.
     w.sync_vcpus(cpu);
+    // Its devices stop (bus master off, DMA drained, reset, quarantine) before its
+    // IOMMU domain and frames go.
+    passthrough::teardown(w, i);
     let Some(d) = w.domains[i].as_mut() else {
         return;
     };
@@ -953,7 +1014,7 @@ fn handle_exit(
         Exit::Hlt => {
             d.vcpu().set_rip(rip + 1);
             // An upcall due as an interrupt ends the HLT at once.
-            if hvm::upcall_due(d, d.cur).is_some() {
+            if hvm::upcall_due(d, d.cur).is_some() || passthrough::due(d, d.cur) {
                 After::Continue
             } else {
                 After::Block

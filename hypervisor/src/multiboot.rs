@@ -51,7 +51,7 @@ fn copy_str(s: &str, out: &mut [u8]) -> usize {
     n
 }
 
-/// One `BootInfo` lives on the boot stack (512 KiB): the copy's size is intended.
+/// One `BootInfo` lives on the boot stack (1 MiB): the copy's size is intended.
 #[allow(clippy::large_enum_variant)]
 enum Loader {
     V1 { pa: u64 },

@@ -14,6 +14,7 @@ mod hypervisor_mem;
 mod iommu;
 mod linux_modules;
 mod package;
+mod passthrough;
 mod setup;
 mod suites;
 mod util;

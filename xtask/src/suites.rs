@@ -93,6 +93,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::hypervisor_linux::run_suite,
     },
     Suite {
+        name: "passthrough",
+        about: "PCI passthrough on the Sluice hypervisor: an assigned edu (DMA, MSI, refusals, death with DMA in flight) under intel-iommu and amd-iommu",
+        run: crate::passthrough::run_suite,
+    },
+    Suite {
         name: "bench-smoke-host",
         about: "ring, iommu and engines benches once each (debug, one round): they still start",
         run: crate::bench::smoke_host,

@@ -204,7 +204,7 @@ hv_pdpt:
 hv_pds:
     .skip 4 * 4096
 hv_boot_stack:
-    .skip 512 * 1024
+    .skip 1024 * 1024
     .global hv_boot_stack_top
 hv_boot_stack_top:
 hv_mb_info:

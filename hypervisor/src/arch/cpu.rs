@@ -132,13 +132,22 @@ pub fn init(cpu: usize) {
             idt[(vec * 2) as usize] = low;
             idt[(vec * 2 + 1) as usize] = handler >> 32;
         }
+        let devices = (0..super::lapic::DEVICE_SLOTS).map(|n| {
+            (
+                super::lapic::DEVICE_VECTOR + n as u8,
+                super::lapic::device_irq_handler(n),
+            )
+        });
         for (vec, handler) in [
             (super::lapic::TIMER_VECTOR, super::lapic::tick_handler()),
             (
                 super::lapic::SPURIOUS_VECTOR,
                 super::lapic::spurious_handler(),
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(devices)
+        {
             let low = (handler & 0xFFFF)
                 | ((code.0 as u64) << 16)
                 | (0x8E << 40)

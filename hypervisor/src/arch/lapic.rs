@@ -29,6 +29,21 @@ hv_lapic_tick:
     .global hv_spurious
 hv_spurious:
     iretq
+/* Assigned devices' remapped MSIs: vector DEVICE_VECTOR + n counts in DEVICE_IRQS[n]. */
+    .balign 16
+    .global hv_device_irq_stubs
+hv_device_irq_stubs:
+    .set slot, 0
+    .rept 8
+    .balign 32
+    pushq %rax
+    lock incl DEVICE_IRQS + 4 * slot(%rip)
+    movabsq $0xFEE000B0, %rax
+    movl $0, (%rax)
+    popq %rax
+    iretq
+    .set slot, slot + 1
+    .endr
 "#,
     options(att_syntax)
 );
@@ -36,6 +51,26 @@ hv_spurious:
 extern "C" {
     static hv_lapic_tick: u8;
     static hv_spurious: u8;
+    static hv_device_irq_stubs: u8;
+}
+
+/// The host vectors of assigned devices' remapped MSIs: `DEVICE_VECTOR + slot` for the
+/// `DEVICE_SLOTS` interrupt slots.
+pub const DEVICE_VECTOR: u8 = 0x30;
+pub const DEVICE_SLOTS: usize = 8;
+/// Interrupts taken per slot since the last [`take_device_irqs`] (written by the stubs).
+#[no_mangle]
+static DEVICE_IRQS: [core::sync::atomic::AtomicU32; DEVICE_SLOTS] =
+    [const { core::sync::atomic::AtomicU32::new(0) }; DEVICE_SLOTS];
+
+/// The stub of device slot `slot` (for the IDT).
+pub fn device_irq_handler(slot: usize) -> u64 {
+    core::ptr::addr_of!(hv_device_irq_stubs) as u64 + 32 * slot as u64
+}
+
+/// Takes the count of interrupts slot `slot` received since the last call.
+pub fn take_device_irqs(slot: usize) -> u32 {
+    DEVICE_IRQS[slot].swap(0, core::sync::atomic::Ordering::SeqCst)
 }
 
 pub fn tick_handler() -> u64 {
@@ -74,8 +109,9 @@ pub fn start_periodic_count(count: u32) {
 
 /// Takes a pending physical interrupt (the tick) that made the guest exit.
 pub fn take_pending_interrupt() {
-    // SAFETY: the only interrupt sources enabled are the tick and the spurious vector,
-    // whose IDT stubs acknowledge and return; interrupts are off again after the nop.
+    // SAFETY: the only interrupt sources enabled are the tick, the spurious vector and
+    // the remapped MSIs of assigned devices, whose IDT stubs count, acknowledge and
+    // return; interrupts are off again after the nop.
     unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
 }
 

@@ -117,6 +117,38 @@ pub fn mmio_write_u32(pa: u64, v: u32) {
     unsafe { core::ptr::write_volatile(pa as *mut u32, v) }
 }
 
+/// An 8-bit device register (PCI config space of an assigned function) in the identity map.
+pub fn mmio_read_u8(pa: u64) -> u8 {
+    check(pa, 1);
+    // SAFETY: inside the identity map (checked); the caller names a register of a device
+    // the hypervisor owns.
+    unsafe { core::ptr::read_volatile(pa as *const u8) }
+}
+
+/// Writes an 8-bit device register in the identity map.
+pub fn mmio_write_u8(pa: u64, v: u8) {
+    check(pa, 1);
+    // SAFETY: as in `mmio_read_u8`.
+    unsafe { core::ptr::write_volatile(pa as *mut u8, v) }
+}
+
+/// A 16-bit device register in the identity map (aligned).
+pub fn mmio_read_u16(pa: u64) -> u16 {
+    check(pa, 2);
+    assert!(pa.is_multiple_of(2));
+    // SAFETY: aligned, inside the identity map; the caller names a register of a device
+    // the hypervisor owns.
+    unsafe { core::ptr::read_volatile(pa as *const u16) }
+}
+
+/// Writes a 16-bit device register in the identity map (aligned).
+pub fn mmio_write_u16(pa: u64, v: u16) {
+    check(pa, 2);
+    assert!(pa.is_multiple_of(2));
+    // SAFETY: as in `mmio_read_u16`.
+    unsafe { core::ptr::write_volatile(pa as *mut u16, v) }
+}
+
 /// Reads a 64-bit device register (e.g. an IOMMU's) in the identity map.
 pub fn mmio_read_u64(pa: u64) -> u64 {
     check(pa, 8);

@@ -169,7 +169,8 @@ impl<B: VirtBackend + Clone> Domain<B> {
                             || d.grant.frames[..d.nr_grant_frames as usize].contains(&f)
                     }
                     Owner::Domain(_) => d.grant_maps.iter().flatten().any(|m| m.frame == f),
-                    Owner::Free | Owner::NotRam => false,
+                    Owner::NotRam => d.pci.as_ref().is_some_and(|p| p.owns_mmio(f.0)),
+                    Owner::Free => false,
                 };
                 if !ok {
                     crate::log!(

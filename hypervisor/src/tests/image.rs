@@ -60,6 +60,14 @@ fn every_safe_accessor_refuses_the_hypervisor_image() {
             p::mmio_read_u64(w);
         });
         refused("mmio_write_u64", w, || p::mmio_write_u64(w, 1));
+        refused("mmio_read_u8", w, || {
+            p::mmio_read_u8(w);
+        });
+        refused("mmio_write_u8", w, || p::mmio_write_u8(w, 1));
+        refused("mmio_read_u16", w, || {
+            p::mmio_read_u16(w);
+        });
+        refused("mmio_write_u16", w, || p::mmio_write_u16(w, 1));
         n += 1;
     }
     std::panic::set_hook(prev);

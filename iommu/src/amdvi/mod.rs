@@ -104,6 +104,12 @@ pub struct AmdVi<H: Hal> {
 }
 
 impl<H: Hal> AmdVi<H> {
+    /// Per-device interrupt-remapping tables allocated (kept once made, as the device
+    /// table is).
+    pub fn interrupt_tables(&self) -> usize {
+        self.irts.len()
+    }
+
     /// Takes over the unit at `base`: a device table with every device blocked (DMA and
     /// interrupts), the command buffer and event log, then enables translation.
     pub fn new(hal: H, base: PhysAddr, coverage: Coverage, config: AmdViConfig) -> Result<Self> {

@@ -363,6 +363,12 @@ impl<H: Hal> Vtd<H> {
 
     /// True when interrupt remapping is enabled (only remapped-format interrupts with a
     /// programmed entry are delivered).
+    /// Context tables allocated (one per bus that had a device attached; kept, as
+    /// the root table is, once made).
+    pub fn context_tables(&self) -> usize {
+        self.context_tables.iter().filter(|&&t| t != 0).count()
+    }
+
     pub fn interrupt_remapping(&self) -> bool {
         self.irt.is_some()
     }

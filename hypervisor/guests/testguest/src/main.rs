@@ -9,6 +9,7 @@
 mod boot;
 mod hostile_cpu;
 mod hostile_mem;
+mod passthrough;
 mod stale_tlb;
 mod xen;
 
@@ -95,6 +96,10 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "flood-victim" => hostile_cpu::flood_victim(&mut c, peer(cmdline)),
         "db-loop" => hostile_cpu::db_loop(&mut c),
         "intercepts" => hostile_cpu::intercepts(&mut c, peer(cmdline) as u64 + 1),
+        "pt-edu" => passthrough::edu(&mut c, cmdline),
+        "pt-snoop" => passthrough::snoop(&mut c, cmdline),
+        "pt-dying" => passthrough::dying(&mut c, cmdline),
+        "pt-pair" => passthrough::pair(&mut c),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();

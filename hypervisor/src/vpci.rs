@@ -1,0 +1,259 @@
+//! A domain's PCI: the functions assigned to it (`assign=BB:DD.F[,...]` on its command
+//! line), seen through `sluice-pciback`'s virtual config space over the PCI config
+//! ports 0xCF8/0xCFC, their BARs placed by the guest, and their MSIs, remapped by the
+//! IOMMU to a hypervisor vector and injected at the guest's vector. Safe, machine-free
+//! logic (host-tested in `tests/vpci.rs`); the machine side is `passthrough.rs`.
+//!
+//! Guest-controlled values (the CF8 latch, config writes, MSI address/data) are read
+//! once from the exit's registers and checked here before anything reaches a device.
+
+use alloc::vec::Vec;
+use sluice_pciback::config::Width;
+use sluice_pciback::vcfg::{Event, VirtualConfig};
+use sluice_pciback::{Bdf, ConfigSpace};
+
+/// At most this many functions in one `assign=` list.
+pub const MAX_ASSIGN: usize = 8;
+/// The PCI configuration mechanism #1 ports.
+pub const CF8: u16 = 0xCF8;
+pub const CFC: u16 = 0xCFC;
+
+/// Why an `assign=` list was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not `BB:DD.F` in hex with DD < 32 and F < 8 (the word is given).
+    BadBdf,
+    TooMany,
+    Duplicate(Bdf),
+}
+
+fn hex(s: &str, max: u8) -> Option<u8> {
+    // Hex digits only (from_str_radix alone takes a leading '+').
+    if s.is_empty() || s.len() > 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(s, 16).ok().filter(|&v| v <= max)
+}
+
+/// Parses one `BB:DD.F` (segment 0).
+pub fn parse_bdf(s: &str) -> Option<Bdf> {
+    let (bus, rest) = s.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    Some(Bdf::new(hex(bus, 0xff)?, hex(dev, 31)?, hex(func, 7)?))
+}
+
+/// The functions named by the `assign=` word of a domain's command line (none: empty).
+pub fn parse_assign(cmdline: &str) -> Result<Vec<Bdf>, ParseError> {
+    let Some(list) = cmdline.split(' ').find_map(|w| w.strip_prefix("assign=")) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for word in list.split(',') {
+        let bdf = parse_bdf(word).ok_or(ParseError::BadBdf)?;
+        if out.contains(&bdf) {
+            return Err(ParseError::Duplicate(bdf));
+        }
+        if out.len() == MAX_ASSIGN {
+            return Err(ParseError::TooMany);
+        }
+        out.push(bdf);
+    }
+    Ok(out)
+}
+
+/// A guest MSI message, checked: fixed delivery to one vCPU (MADT APIC id 2k).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestMsi {
+    pub vector: u8,
+    pub vcpu: usize,
+}
+
+/// Checks the guest's MSI address/data: the interrupt window 0xFEExxxxx, physical
+/// destination of one of its vCPUs, fixed delivery, edge, vector 16..=255.
+pub fn guest_msi(addr: u64, data: u32, nr_vcpus: usize) -> Result<GuestMsi, &'static str> {
+    if addr >> 20 != 0xFEE {
+        return Err("address outside the interrupt window 0xfee00000");
+    }
+    if addr & (1 << 2) != 0 {
+        return Err("logical destination mode");
+    }
+    if addr & (1 << 4) != 0 {
+        return Err("remappable format (the guest has no IOMMU)");
+    }
+    if (data >> 8) & 7 != 0 {
+        return Err("delivery mode other than fixed");
+    }
+    if data & (1 << 15) != 0 {
+        return Err("level trigger");
+    }
+    let vector = data as u8;
+    if vector < 16 {
+        return Err("vector below 16");
+    }
+    let dest = ((addr >> 12) & 0xff) as usize;
+    if !dest.is_multiple_of(2) || dest / 2 >= nr_vcpus {
+        return Err("destination is none of the domain's vCPUs");
+    }
+    Ok(GuestMsi {
+        vector,
+        vcpu: dest / 2,
+    })
+}
+
+/// A BAR mapped into the guest: `size` bytes of host `host` at guest `guest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappedBar {
+    pub index: u8,
+    pub guest: u64,
+    pub host: u64,
+    pub size: u64,
+}
+
+/// An MSI routed to the guest: the remapping entry, the host slot, the guest's vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsiRoute {
+    pub irte: u32,
+    pub slot: usize,
+    pub guest: GuestMsi,
+}
+
+/// One assigned function.
+pub struct Assigned {
+    pub host: Bdf,
+    /// The IOMMU unit translating it.
+    pub unit: usize,
+    pub vcfg: VirtualConfig,
+    pub bars: Vec<MappedBar>,
+    pub msi: Option<MsiRoute>,
+    /// Its host interrupt slot (one per function), if one was free.
+    pub slot: Option<usize>,
+}
+
+/// A domain's assigned functions and its pending device interrupts.
+#[derive(Default)]
+pub struct DomainPci {
+    pub functions: Vec<Assigned>,
+    /// The CF8 address latch (mechanism #1).
+    cf8: u32,
+    /// Guest vectors raised and not yet injected, per vCPU (an IRR: one MSI while its
+    /// vector is pending is merged with it, as the LAPIC does).
+    pending: [[u64; 4]; crate::domain::MAX_VCPUS],
+    /// MSIs injected so far.
+    pub injected: u64,
+    /// Guest-physical pages whose frame changed since the IOMMU mirrored them.
+    pub stale: Vec<u64>,
+}
+
+/// What a config-port access asks the machine side to do.
+pub struct PioEffects {
+    /// The value an IN returns (None for an OUT).
+    pub value: Option<u32>,
+    /// Events of the function at that index in `functions`.
+    pub events: Vec<(usize, Event)>,
+}
+
+impl DomainPci {
+    /// The assigned function at host (= guest) `bdf`.
+    pub fn find(&self, bdf: Bdf) -> Option<usize> {
+        self.functions.iter().position(|f| f.host == bdf)
+    }
+
+    /// Whether host frame `hpa` is inside a BAR mapped into this guest (the audit).
+    pub fn owns_mmio(&self, hpa: u64) -> bool {
+        self.functions
+            .iter()
+            .flat_map(|f| f.bars.iter())
+            .any(|b| hpa >= b.host && hpa - b.host < b.size)
+    }
+
+    /// An IN or OUT of `size` bytes at `port` (0xCF8..=0xCFF); `value` is what an OUT
+    /// writes. Functions not assigned to this domain read all-ones and ignore writes.
+    pub fn pio(
+        &mut self,
+        dev: &mut impl ConfigSpace,
+        port: u16,
+        size: u8,
+        input: bool,
+        value: u32,
+    ) -> PioEffects {
+        let Some(w) = Width::from_bytes(size as usize) else {
+            return PioEffects {
+                value: input.then_some(u32::MAX),
+                events: Vec::new(),
+            };
+        };
+        let mut events = Vec::new();
+        let ones = w.ones();
+        let read = if port == CF8 && w == Width::B4 {
+            if input {
+                Some(self.cf8)
+            } else {
+                // Enable, bus, device, function, register (dword); reserved bits 0.
+                self.cf8 = value & 0x80FF_FFFC;
+                None
+            }
+        } else if (CFC..CFC + 4).contains(&port) {
+            let off = (self.cf8 & 0xFC) as u16 + (port - CFC);
+            let bdf = Bdf::new(
+                (self.cf8 >> 16) as u8,
+                ((self.cf8 >> 11) & 31) as u8,
+                ((self.cf8 >> 8) & 7) as u8,
+            );
+            let target = (self.cf8 & 1 << 31 != 0 && off.is_multiple_of(w.bytes()))
+                .then(|| self.find(bdf))
+                .flatten();
+            match (target, input) {
+                (Some(i), true) => Some(self.functions[i].vcfg.read(dev, off, w)),
+                (Some(i), false) => {
+                    let ev = self.functions[i].vcfg.write(dev, off, w, value & ones);
+                    events.extend(ev.into_iter().map(|e| (i, e)));
+                    None
+                }
+                (None, true) => Some(ones),
+                (None, false) => None,
+            }
+        } else {
+            // 0xCF8 narrower than a dword, 0xCF9 (reset control) ...: nothing here.
+            input.then_some(ones)
+        };
+        PioEffects {
+            value: read.map(|v| v & ones),
+            events,
+        }
+    }
+
+    /// Raises guest `vector` on vCPU `vcpu` (a remapped MSI arrived).
+    pub fn raise(&mut self, m: GuestMsi) {
+        if let Some(p) = self.pending.get_mut(m.vcpu) {
+            p[m.vector as usize / 64] |= 1 << (m.vector % 64);
+        }
+    }
+
+    /// Whether vCPU `k` has a device interrupt to take.
+    pub fn due(&self, k: usize) -> bool {
+        self.pending
+            .get(k)
+            .is_some_and(|p| p.iter().any(|&w| w != 0))
+    }
+
+    /// Takes vCPU `k`'s highest pending vector.
+    pub fn take(&mut self, k: usize) -> Option<u8> {
+        let p = self.pending.get_mut(k)?;
+        let i = (0..4).rev().find(|&i| p[i] != 0)?;
+        let bit = 63 - p[i].leading_zeros() as usize;
+        p[i] &= !(1 << bit);
+        Some((i * 64 + bit) as u8)
+    }
+}
+
+/// Before vCPU `k` enters: injects its highest pending device vector unless an
+/// interrupt is already waiting to be taken (then at a later entry).
+pub fn before_entry<V: crate::virt::VcpuState>(pci: &mut DomainPci, k: usize, v: &mut V) {
+    if v.virq_pending() {
+        return;
+    }
+    if let Some(vector) = pci.take(k) {
+        v.set_virq(vector);
+        pci.injected += 1;
+    }
+}
