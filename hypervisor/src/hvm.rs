@@ -294,22 +294,13 @@ fn callback_vector(d: &Domain) -> Option<u8> {
 
 /// Whether vCPU `k` has an upcall to take as an interrupt (its vcpu_info's
 /// evtchn_upcall_pending with a callback vector set: level-triggered, as Xen's
-/// HVMIRQ_callback_vector). Events go to vCPU 0.
+/// HVMIRQ_callback_vector).
 pub fn upcall_due(d: &Domain, k: usize) -> Option<u8> {
     let vector = callback_vector(d)?;
-    let vi = vcpu_info_pa(d, k).filter(|_| k == 0)?;
+    let vi = vcpu_info_pa(d, k)?;
     let mut b = [0u8];
     phys::read(vi, &mut b);
     (b[0] != 0).then_some(vector)
-}
-
-/// Before vCPU `k` enters: asserts its upcall vector while an upcall is due.
-pub fn before_entry<V: VcpuState>(d: &Domain, k: usize, v: &mut V) {
-    if let Some(vector) = upcall_due(d, k) {
-        if !v.virq_pending() {
-            v.set_virq(vector);
-        }
-    }
 }
 
 /// One vCPU's `vcpu_runstate_info` (state: 0 running, 1 runnable, 2 blocked, 3

@@ -26,6 +26,7 @@ pub mod mm;
 pub mod time;
 pub mod virt;
 pub mod vlapic;
+pub mod vsmp;
 
 /// The host build has no IOMMU: a domain's IOMMU domain is never made.
 pub mod iommu {

@@ -27,6 +27,7 @@ mod multiboot2;
 mod time;
 mod virt;
 mod vlapic;
+mod vsmp;
 
 use arch::smp::MAX_CPUS;
 use arch::svm::{Svm, SvmVcpu};
@@ -595,18 +596,32 @@ impl World {
             v.running_on = Some(cpu);
             v.last_cpu = Some(cpu);
             d.last_vcpu_on[cpu] = k as u8;
-            if k == 0 {
-                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
-                    d.clock.publish(vi);
-                }
+            if let Some(vi) = hvm::vcpu_info_pa(d, k) {
+                d.clock.publish(vi);
             }
-            hvm::before_entry(d, k, &mut s);
+            vsmp::before_entry(d, k, &mut s);
             hvm::runstate_switch(d, k, true);
             self.next = i + 1;
             self.stats[cpu].slices += 1;
             return Some((i, k, s));
         }
         None
+    }
+
+    /// Interrupts each other CPU running a vCPU that something became due for (an
+    /// event, an IPI, a wake-up), so it enters again with it; no wait.
+    fn kick_flagged(&mut self, cpu: usize) {
+        for d in self.domains.iter_mut().flatten() {
+            for k in 0..d.nr_vcpus {
+                if !core::mem::take(&mut d.smp.ev[k].kick) {
+                    continue;
+                }
+                let other = d.vcpus[k].running_on.filter(|&c| c != cpu);
+                if let Some(apic) = other.and_then(|c| self.online[c]) {
+                    arch::lapic::kick(apic);
+                }
+            }
+        }
     }
 
     /// Kicks one sleeping CPU if a vCPU is runnable that no CPU runs (an event or a
@@ -672,6 +687,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             serial_input(&mut w.domains);
         }
         fire_timers(&mut w.domains);
+        w.kick_flagged(cpu);
         if let Some((i, k, vcpu)) = w.pick(cpu) {
             drop(guard);
             run_slice(cpu, svm, world, i, k, vcpu);
@@ -685,7 +701,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             .domains
             .iter()
             .flatten()
-            .flat_map(|d| [d.timer_deadline, d.poll_deadline, d.periodic_deadline()])
+            .flat_map(|d| d.smp.ev[..d.nr_vcpus].iter().map(|e| e.next_deadline()))
             .flatten()
             .min();
         if !running && next.is_none() {
@@ -749,6 +765,7 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             return;
         };
         d.cur = k;
+        vsmp::sync_taken(d, k, &vcpu);
         let v = &mut d.vcpus[k];
         v.slot = Some(vcpu);
         if v.flush_pending {
@@ -771,12 +788,13 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
         let after = handle_exit(&mut w.domains, &mut w.fa, i, exit);
         if matches!(exit, Exit::Hypercall) {
             w.sync_vcpus(cpu);
-            w.wake_idle();
         }
+        w.kick_flagged(cpu);
+        w.wake_idle();
         if after == After::Continue {
             if let Some(d) = w.domains[i].as_mut() {
                 if let Some(mut v) = d.vcpus[k].slot.take() {
-                    hvm::before_entry(d, k, &mut v);
+                    vsmp::before_entry(d, k, &mut v);
                     d.vcpus[k].slot = Some(v);
                 }
             }
@@ -871,31 +889,36 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
     }
 }
 
-/// Sends VIRQ_TIMER to each domain whose single-shot timer has expired, or whose
-/// periodic timer is due (both raise it, as in Xen).
+/// Sends each vCPU whose single-shot timer has expired, or whose periodic timer is due
+/// (both raise it, as in Xen), its VIRQ_TIMER; ends polls that timed out.
 fn fire_timers(domains: &mut [Option<Domain>]) {
     for d in domains.iter_mut().flatten() {
         let now = d.clock.now_ns();
-        if d.poll_deadline.is_some_and(|t| now >= t) {
-            d.end_poll();
-        }
-        let mut fire = false;
-        if d.timer_deadline.is_some_and(|t| now >= t) {
-            d.timer_deadline = None;
-            fire = true;
-        }
-        if d.periodic_deadline().is_some_and(|t| now >= t) {
-            d.periodic_last = now;
-            fire = true;
-        }
-        if fire {
-            if let Some(port) = d.virq_timer {
-                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
-                    d.clock.publish(vi);
+        for k in 0..d.nr_vcpus {
+            if d.smp.ev[k].poll_deadline.is_some_and(|t| now >= t) {
+                d.end_poll(k);
+            }
+            let e = &mut d.smp.ev[k];
+            let mut fire = false;
+            if e.timer_deadline.is_some_and(|t| now >= t) {
+                e.timer_deadline = None;
+                fire = true;
+            }
+            if e.periodic_deadline().is_some_and(|t| now >= t) {
+                e.periodic_last = now;
+                fire = true;
+            }
+            if !fire {
+                continue;
+            }
+            match e.virq_timer {
+                Some(port) => {
+                    if let Some(vi) = hvm::vcpu_info_pa(d, k) {
+                        d.clock.publish(vi);
+                    }
+                    evtchn::set_pending(d, port);
                 }
-                evtchn::set_pending(d, port);
-            } else {
-                d.wake();
+                None => d.wake(k),
             }
         }
     }
@@ -952,9 +975,13 @@ fn handle_exit(
         Exit::Msr { write } => hypercall::msr(d, write),
         Exit::Hlt => {
             d.vcpu().set_rip(rip + 1);
-            // An upcall due as an interrupt ends the HLT at once.
-            if hvm::upcall_due(d, d.cur).is_some() {
+            // An upcall or IPI due as an interrupt ends the HLT at once; else, as Xen's
+            // hvm_hlt, with interrupts off the vCPU goes down (Linux's stop_this_cpu).
+            let k = d.cur;
+            if hvm::upcall_due(d, k).is_some() || d.lapic_due(k).is_some() {
                 After::Continue
+            } else if d.vcpu().rflags() & 1 << 9 == 0 {
+                After::Down
             } else {
                 After::Block
             }

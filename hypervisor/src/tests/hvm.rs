@@ -74,7 +74,7 @@ fn upcall_vector_follows_evtchn_upcall_pending() {
     assert_eq!(crate::hvm::upcall_due(m.d(0), 0), Some(0xF3));
     let d = m.doms[0].as_mut().unwrap();
     let mut v = d.vcpus[0].slot.take().unwrap();
-    crate::hvm::before_entry(d, 0, &mut v);
+    crate::vsmp::before_entry(d, 0, &mut v);
     assert_eq!(v.virq, Some(0xF3));
 }
 
