@@ -53,6 +53,11 @@ const MILESTONES: &[(&str, &str)] = &[
         "] Calibrating delay loop (skipped)",
     ),
     (
+        "vCPU 1 started by INIT + STARTUP through the emulated x2APIC (real mode)",
+        "d1: vCPU 1 started by INIT/SIPI at ",
+    ),
+    ("both CPUs up", "] smp: Brought up 1 node, 2 CPUs"),
+    (
         "PV console hvc0 (console ring) enabled",
         "] printk: console [hvc0] enabled",
     ),
@@ -62,7 +67,17 @@ const MILESTONES: &[(&str, &str)] = &[
     ),
     ("initramfs unpacked, /init run", "] @@LINUX-INIT"),
     ("kernel version from userspace", "] @@UNAME 6.1."),
+    ("nproc: 2 CPUs", "] @@NPROC 2"),
+    ("/proc/cpuinfo: 2 processors", "] @@CPUINFO 2"),
     ("xen clocksource in use (sysfs)", "] @@CLOCKSOURCE xen"),
+    (
+        "xen clockevent on both CPUs (sysfs)",
+        "] @@CLOCKEVENTS xen xen",
+    ),
+    (
+        "a CPU-bound job pinned to each CPU done (user time checked below)",
+        "] @@USER-AFTER ",
+    ),
     ("sleep 1 returned (VIRQ_TIMER upcalls)", "] @@SLEPT "),
     (
         "init's stdout on /dev/console (hvc0)",
@@ -126,7 +141,19 @@ fi
 k "@@LINUX-INIT"
 k "@@UNAME $(uname -r)"
 k "@@NPROC $(nproc)"
+k "@@CPUINFO $(grep -c ^processor /proc/cpuinfo)"
 k "@@CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+k "@@CLOCKEVENTS $(echo $(cat /sys/devices/system/clockevents/clockevent*/current_device))"
+# A CPU-bound job pinned to each CPU; each CPU's user time (/proc/stat) before and after.
+u() { grep '^cpu[0-9]' /proc/stat | while read c us rest; do printf '%s=%s ' $c $us; done; }
+k "@@USER-BEFORE $(u)"
+c=0
+while [ $c -lt $(nproc) ]; do
+  taskset -c $c sh -c 'i=0; while [ $i -lt 4000 ]; do i=$((i+1)); done' &
+  c=$((c+1))
+done
+wait
+k "@@USER-AFTER $(u)"
 k "@@SLEEP-START $(cat /proc/uptime)"
 sleep 1
 k "@@SLEPT $(cat /proc/uptime)"
@@ -165,7 +192,7 @@ pub fn run_suite() -> Result<()> {
     // arguments; Linux hands the words it does not know to init.
     let linux_cmdline = "earlyprintk=xen console=hvc0 loglevel=7";
     let modules = format!(
-        "{} name=linux memory=512 {linux_cmdline},{} initrd",
+        "{} name=linux memory=512 vcpus=2 {linux_cmdline},{} initrd",
         vmlinux.display(),
         initrd.display()
     );
@@ -283,6 +310,19 @@ pub fn run_suite() -> Result<()> {
     if !splats.is_empty() {
         bail!("{} kernel complaints in the log (above)", splats.len());
     }
+    let work = if reached
+        > MILESTONES
+            .iter()
+            .position(|m| m.1.contains("@@USER-AFTER"))
+            .unwrap_or(0)
+    {
+        match per_cpu_work(&log, 1, 2) {
+            Ok(w) => w,
+            Err(e) => bail!("{e}"),
+        }
+    } else {
+        String::new()
+    };
     if reached < REQUIRED {
         bail!(
             "Linux reached {reached} of the {REQUIRED} required milestones (next: {})",
@@ -291,7 +331,7 @@ pub fn run_suite() -> Result<()> {
     }
     two_guests_boot(&hv, &guest, &vmlinux, &initrd)?;
     eprintln!(
-        "  Linux on Sluice: {reached}/{} milestones ({}), exit status {status}, no kernel complaint, boot {boot_secs:.1} s, suite {:.0} s",
+        "  Linux on Sluice: {reached}/{} milestones ({}), 2 vCPUs ({work}), exit status {status}, no kernel complaint, boot {boot_secs:.1} s, suite {:.0} s",
         MILESTONES.len(),
         MILESTONES[reached - 1].0,
         t0.elapsed().as_secs_f64()
@@ -311,10 +351,12 @@ fn two_guests_boot(
 ) -> Result<()> {
     let t = Instant::now();
     let (k, i, g) = (vmlinux.display(), initrd.display(), guest.display());
-    let common = "memory=256 earlyprintk=xen console=hvc0 loglevel=5";
+    // A module's command line is cut at 127 bytes, its path included: what matters
+    // most first (no earlyprintk here: the consoles are hvc0).
+    let common = "memory=256 console=hvc0 loglevel=5";
     let modules = format!(
-        "{k} name=crash {common} role=crash,{i} initrd,\
-         {k} name=quiet {common} role=quiet,{i} initrd,\
+        "{k} name=crash role=crash {common},{i} initrd,\
+         {k} name=quiet role=quiet vcpus=4 {common},{i} initrd,\
          {g} name=abi role=abi"
     );
     let (status, log) = crate::hypervisor::boot(hv, &modules, &["-m", "1024", "-smp", "2"], "")?;
@@ -327,6 +369,7 @@ fn two_guests_boot(
             "] @@CRASHING",
             "Kernel panic - not syncing: Attempted to kill init!",
             "domain 1 (crash): shut down, reason 3",
+            "d3: vCPU 3 started by INIT/SIPI at ",
             "] @@QUIET-POWEROFF",
             "domain 3 (quiet): shut down, reason 0",
             "(d5) GUEST PASS",
@@ -341,6 +384,23 @@ fn two_guests_boot(
     if !quiet_ok {
         problems.push("domain 3 did not reach its poweroff".into());
     }
+    let d3 = |needle: &str| {
+        log.lines()
+            .any(|l| l.starts_with("(d3) ") && l.contains(needle))
+    };
+    for needle in [
+        "] @@NPROC 4",
+        "] @@CPUINFO 4",
+        "] @@CLOCKEVENTS xen xen xen xen",
+    ] {
+        if !d3(needle) {
+            problems.push(format!("domain 3 (4 vCPUs): no {needle:?}"));
+        }
+    }
+    let work = per_cpu_work(&log, 3, 4).unwrap_or_else(|e| {
+        problems.push(e);
+        String::new()
+    });
     for l in log
         .lines()
         .filter(|l| l.starts_with("(d3) ") && KERNEL_COMPLAINTS.iter().any(|c| l.contains(c)))
@@ -361,8 +421,48 @@ fn two_guests_boot(
         bail!("two Linux guests + a test guest: {}", problems.join("; "));
     }
     eprintln!(
-        "  two Linux domains + a test guest: d1 panicked (SHUTDOWN_crash), d3 powered off, d5 passed, every frame returned ({:.1} s)",
+        "  two Linux domains + a test guest: d1 panicked (SHUTDOWN_crash), d3 (4 vCPUs: {work}) powered off, d5 passed, every frame returned ({:.1} s)",
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Domain `dom`'s user time per CPU (/proc/stat, USER_HZ) before and after init's jobs
+/// (one pinned to each CPU): each of its `n` CPUs must have gained some. Returns the
+/// gains, for the report.
+fn per_cpu_work(log: &str, dom: u32, n: usize) -> std::result::Result<String, String> {
+    let prefix = format!("(d{dom}) ");
+    let values = |tag: &str| -> Option<Vec<u64>> {
+        let l = log
+            .lines()
+            .find(|l| l.starts_with(&prefix) && l.contains(tag))?;
+        let rest = &l[l.find(tag)? + tag.len()..];
+        Some(
+            rest.split_whitespace()
+                .filter_map(|w| w.split_once('=')?.1.parse().ok())
+                .collect(),
+        )
+    };
+    let (Some(before), Some(after)) = (values("] @@USER-BEFORE "), values("] @@USER-AFTER "))
+    else {
+        return Err(format!("domain {dom}: no per-CPU user time lines"));
+    };
+    if before.len() != n || after.len() != n {
+        return Err(format!(
+            "domain {dom}: user time of {} and {} CPUs, want {n}",
+            before.len(),
+            after.len()
+        ));
+    }
+    let gains: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    if gains.iter().any(|&g| g == 0) {
+        return Err(format!(
+            "domain {dom}: a CPU got no user time from its pinned job (gains {gains:?})"
+        ));
+    }
+    Ok(format!("user time gained per CPU {gains:?}"))
 }
