@@ -459,7 +459,7 @@ fn per_cpu_work(log: &str, dom: u32, n: usize) -> std::result::Result<String, St
         .zip(&before)
         .map(|(a, b)| a.saturating_sub(*b))
         .collect();
-    if gains.iter().any(|&g| g == 0) {
+    if gains.contains(&0) {
         return Err(format!(
             "domain {dom}: a CPU got no user time from its pinned job (gains {gains:?})"
         ));
