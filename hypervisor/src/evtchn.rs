@@ -70,11 +70,18 @@ fn raise_upcall(d: &mut Domain, port: u32) {
     // The notified vCPU's vcpu_info (shared_info's or where it registered it):
     // evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
     let k = (d.smp.notify[port as usize % NR_PORTS] as usize).min(d.nr_vcpus - 1);
-    if let Some(vi) = crate::hvm::vcpu_info_pa(d, k) {
-        phys::fetch_or_u64(vi + 8, 1 << (port / 64));
-        phys::write(vi, &[1]);
+    let Some(vi) = crate::hvm::vcpu_info_pa(d, k) else {
+        return d.wake(k);
+    };
+    phys::fetch_or_u64(vi + 8, 1 << (port / 64));
+    let mut was = [0u8];
+    phys::read(vi, &mut was);
+    phys::write(vi, &[1]);
+    if was[0] == 0 {
+        crate::vsmp::assert_upcall(d, k);
+    } else {
+        d.wake(k);
     }
-    d.wake(k);
 }
 
 /// Whether vCPU `k` has an upcall pending (SCHEDOP_block returns at once then).

@@ -60,7 +60,16 @@ pub fn cpuid(d: &mut Domain) {
         ],
         0x4000_0001 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
         0x4000_0002 => [1, HYPERCALL_MSR, 0, 0],
-        0x4000_0003..=0x4000_0005 => [0; 4],
+        0x4000_0003 => [0; 4],
+        // The HVM leaf, as Xen 4.17's: the vCPU id (EBX, VCPU_ID_PRESENT), the domain
+        // id (ECX, DOMID_PRESENT), per-vCPU upcall vectors.
+        0x4000_0004 => [
+            1 << 3 | 1 << 4 | crate::vsmp::CPUID_UPCALL_VECTOR,
+            d.cur as u32,
+            d.id as u32,
+            0,
+        ],
+        0x4000_0005 => [0; 4],
         0x4000_0006..=0x4FFF_FFFF => [0; 4],
         _ => {
             let mut r = crate::arch::cpuid(leaf, sub);
@@ -433,7 +442,7 @@ fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After
     match u32::try_from(cmd).ok().and_then(SchedOp::from_raw) {
         Some(SchedOp::Yield) => (Ok(0), After::Yield),
         Some(SchedOp::Block)
-            if crate::evtchn::upcall_pending(d, d.cur) || d.lapic_due(d.cur).is_some() =>
+            if crate::evtchn::upcall_pending(d, d.cur) || d.interrupt_due(d.cur) =>
         {
             (Ok(0), After::Continue)
         }

@@ -16,6 +16,7 @@ mod log;
 pub mod addr;
 #[path = "fake/mod.rs"]
 pub mod arch;
+pub mod console_in;
 pub mod domain;
 pub mod evtchn;
 pub mod grant;

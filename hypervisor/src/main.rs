@@ -12,6 +12,7 @@ mod acpi;
 mod addr;
 #[allow(unsafe_code)]
 mod arch;
+mod console_in;
 mod domain;
 mod evtchn;
 mod grant;
@@ -83,6 +84,8 @@ struct World {
     idle: [bool; MAX_CPUS],
     /// Frames the CPUs took for themselves (AP stacks, SVM save areas): not domains'.
     cpu_frames: u64,
+    /// Where typed serial input goes (the Ctrl-A x3 switch key).
+    console_in: console_in::ConsoleIn,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -348,6 +351,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
             online,
             idle: [false; MAX_CPUS],
             cpu_frames: 0,
+            console_in: Default::default(),
         })
     });
     let cpus = start_aps(
@@ -684,7 +688,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             if let Some(p) = w.protection.as_mut() {
                 p.drain_faults(|_| {});
             }
-            serial_input(&mut w.domains);
+            serial_input(&mut w.domains, &mut w.console_in);
         }
         fire_timers(&mut w.domains);
         w.kick_flagged(cpu);
@@ -929,10 +933,10 @@ fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
     After::Kill
 }
 
-/// Typed serial input goes to the PV console of the first domain that has one (up to
-/// 64 bytes a scheduling round; what does not fit its ring is dropped, as a full UART).
-fn serial_input(domains: &mut [Option<Domain>]) {
-    let mut buf = [0u8; 64];
+/// Typed serial input (up to 64 bytes a scheduling round) goes to the PV console of the
+/// chosen domain (crate::console_in: Ctrl-A three times switches).
+fn serial_input(domains: &mut [Option<Domain>], input: &mut console_in::ConsoleIn) {
+    let mut buf = [0u8; console_in::BATCH];
     let mut n = 0;
     while n < buf.len() {
         match arch::serial::try_read() {
@@ -943,15 +947,8 @@ fn serial_input(domains: &mut [Option<Domain>]) {
             None => break,
         }
     }
-    if n == 0 {
-        return;
-    }
-    if let Some(d) = domains
-        .iter_mut()
-        .flatten()
-        .find(|d| d.evtchn[hvm::CONSOLE_PORT as usize] == evtchn::Port::Console)
-    {
-        hvm::console_input(d, &buf[..n]);
+    if n > 0 {
+        input.feed(domains, &buf[..n]);
     }
 }
 
@@ -978,7 +975,7 @@ fn handle_exit(
             // An upcall or IPI due as an interrupt ends the HLT at once; else, as Xen's
             // hvm_hlt, with interrupts off the vCPU goes down (Linux's stop_this_cpu).
             let k = d.cur;
-            if hvm::upcall_due(d, k).is_some() || d.lapic_due(k).is_some() {
+            if d.interrupt_due(k) {
                 After::Continue
             } else if d.vcpu().rflags() & 1 << 9 == 0 {
                 After::Down

@@ -35,6 +35,8 @@ pub struct VcpuEv {
     pub irr: [u64; 4],
     /// The fixed vector put in V_IRQ at its last entry (in service once taken).
     pub injected: Option<u8>,
+    /// HVMOP_set_evtchn_upcall_vector: its upcalls as this LAPIC vector (0: none).
+    pub upcall_vector: u8,
 }
 
 impl VcpuEv {
@@ -96,6 +98,17 @@ impl<B: VirtBackend> Domain<B> {
     /// Whether vCPU `k` has a fixed interrupt its LAPIC would deliver now.
     pub fn lapic_due(&self, k: usize) -> Option<u8> {
         deliverable(&self.smp.ev[k].irr, &self.vcpus[k].lapic)
+    }
+}
+
+impl Domain {
+    /// Whether vCPU `k` has an interrupt to take: one already in V_IRQ and not taken
+    /// (an upcall vector or IPI: a HLT in an STI shadow exits with it pending), one its
+    /// LAPIC would deliver now, or a level upcall. HLT and SCHEDOP_block return then.
+    pub fn interrupt_due(&self, k: usize) -> bool {
+        self.smp.ev[k].injected.is_some()
+            || self.lapic_due(k).is_some()
+            || crate::hvm::upcall_due(self, k).is_some()
     }
 }
 
@@ -232,4 +245,44 @@ pub fn icr_write(d: &mut Domain, icr: u64) {
             }
         }
     }
+}
+
+/// XEN_HVM_CPUID_UPCALL_VECTOR: the HVM CPUID leaf offers per-vCPU upcall vectors (as
+/// Xen 4.17; Linux 6.1 then takes them for every CPU).
+pub const CPUID_UPCALL_VECTOR: u32 = 1 << 6;
+
+/// HVMOP_set_evtchn_upcall_vector, as Xen's: vector below 0x10 EINVAL, a vCPU the
+/// domain lacks ENOENT; from then on an event for that vCPU sets the vector in its
+/// LAPIC (edge: when its evtchn_upcall_pending goes 0 -> 1; the guest EOIs it), which
+/// takes precedence over HVM_PARAM_CALLBACK_IRQ. An upcall already pending is raised.
+pub fn set_upcall_vector(d: &mut Domain, arg: u64) -> Result<i64, sluice_abi::hypercall::XenErrno> {
+    use sluice_abi::hypercall::{XenErrno, XenHvmEvtchnUpcallVector};
+    use zerocopy::IntoBytes;
+    let mut a = XenHvmEvtchnUpcallVector::default();
+    d.copy_from_guest(arg, a.as_mut_bytes())?;
+    if a.vector < 0x10 {
+        return Err(XenErrno::Einval);
+    }
+    let k = a.vcpu as usize;
+    if k >= d.nr_vcpus {
+        return Err(XenErrno::Enoent);
+    }
+    if d.smp.ev[k].upcall_vector != a.vector {
+        crate::log!("d{}: vCPU {} upcall vector {:#x}", d.id, k, a.vector);
+    }
+    d.smp.ev[k].upcall_vector = a.vector;
+    if crate::evtchn::upcall_pending(d, k) {
+        assert_upcall(d, k);
+    }
+    Ok(0)
+}
+
+/// An upcall became pending for vCPU `k`: with a per-vCPU vector, that vector is
+/// requested in its LAPIC; either way the vCPU is woken.
+pub fn assert_upcall(d: &mut Domain, k: usize) {
+    let v = d.smp.ev[k].upcall_vector;
+    if v != 0 {
+        d.smp.ev[k].irr[v as usize / 64] |= 1 << (v % 64);
+    }
+    d.wake(k);
 }

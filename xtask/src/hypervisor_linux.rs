@@ -135,8 +135,9 @@ const INIT: &str = r#"#!/bin/busybox sh
 k() { echo "$*" > /dev/kmsg; }
 # role=... on the kernel command line reaches init as an environment variable.
 if [ "$role" = crash ]; then
-  k "@@CRASHING"
-  exit 1
+  # A shell as init: what is typed (kill -9 1, then exit) ends it.
+  k "@@CRASHER-READY"
+  exec sh -i
 fi
 k "@@LINUX-INIT"
 k "@@UNAME $(uname -r)"
@@ -159,8 +160,8 @@ sleep 1
 k "@@SLEPT $(cat /proc/uptime)"
 echo "@@STDOUT on the console"
 if [ "$role" = quiet ]; then
-  k "@@QUIET-POWEROFF"
-  poweroff -f
+  k "@@QUIET-READY"
+  exec sh -i
 fi
 k "@@TYPE-NOW"
 exec sh -i
@@ -339,10 +340,19 @@ pub fn run_suite() -> Result<()> {
     Ok(())
 }
 
-/// Two Linux domains and a test guest at once: domain 1's init exits (Linux panics:
-/// "Attempted to kill init!", its panic notifier makes SCHEDOP_shutdown(SHUTDOWN_crash)),
-/// domain 3 boots on to its checks and powers off, the test guest (5) passes its ABI
-/// checks meanwhile; every domain is destroyed with all its frames (exit status 33).
+/// What is typed on the serial port once both Linux shells are up: a line for domain 1
+/// (input goes to the first domain with a console), Ctrl-A three times (to domain 3), its
+/// line and poweroff, Ctrl-A three times (past the test guest, which has no console,
+/// back to domain 1), `kill -9 1` (init cannot be killed from userspace: it goes on)
+/// and `exit 1` (init dies: Linux panics).
+const TYPED_TWO: &[u8] = b"echo @@TO-D1-$((6*7))\n\x01\x01\x01echo @@TO-D3-$((6*7)); poweroff -f\n\
+    \x01\x01\x01kill -9 1; echo @@ALIVE-AFTER-KILL-9-$((6*7)); exit 1\n";
+
+/// Two Linux domains and a test guest at once, their consoles switched with Ctrl-A x3:
+/// domain 1's init survives `kill -9 1`, then exits (Linux panics: "Attempted to kill
+/// init!", its panic notifier makes SCHEDOP_shutdown(SHUTDOWN_crash)); domain 3 (4
+/// vCPUs) runs its checks and powers off; the test guest (5) passes its ABI checks
+/// meanwhile; every domain is destroyed with all its frames (exit status 33).
 fn two_guests_boot(
     hv: &std::path::Path,
     guest: &std::path::Path,
@@ -359,30 +369,34 @@ fn two_guests_boot(
          {k} name=quiet role=quiet vcpus=4 {common},{i} initrd,\
          {g} name=abi role=abi"
     );
-    let (status, log) = crate::hypervisor::boot(hv, &modules, &["-m", "1024", "-smp", "2"], "")?;
+    let ready = [("(d1) ", "] @@CRASHER-READY"), ("(d3) ", "] @@QUIET-READY")];
+    let (status, log) = boot_typing(hv, &modules, &ready, TYPED_TWO)?;
     std::fs::write(run_dir("hypervisor-linux").join("serial-two.log"), &log)?;
     let mut problems = Vec::new();
     problems.extend(crate::hypervisor::missing(
         &log,
         &[
             "(d1) [",
-            "] @@CRASHING",
+            "d3: vCPU 3 started by INIT/SIPI at ",
+            "(d1) @@TO-D1-42",
+            "console: serial input now goes to domain 3 (quiet)",
+            "(d3) @@TO-D3-42",
+            "domain 3 (quiet): shut down, reason 0",
+            "console: serial input now goes to domain 1 (crash)",
+            "(d1) @@ALIVE-AFTER-KILL-9-42",
             "Kernel panic - not syncing: Attempted to kill init!",
             "domain 1 (crash): shut down, reason 3",
-            "d3: vCPU 3 started by INIT/SIPI at ",
-            "] @@QUIET-POWEROFF",
-            "domain 3 (quiet): shut down, reason 0",
             "(d5) GUEST PASS",
             "memory: 0 frames held by domains after all ended (all returned)",
             "sluice hypervisor: all domains ended; hypervisor alive",
         ],
         "",
     ));
-    let quiet_ok = log
-        .lines()
-        .any(|l| l.starts_with("(d3) ") && l.contains("] @@QUIET-POWEROFF"));
-    if !quiet_ok {
-        problems.push("domain 3 did not reach its poweroff".into());
+    // Typed input reached only the domain it was switched to.
+    for (dom, other) in [("(d1) ", "@@TO-D3-42"), ("(d3) ", "@@TO-D1-42")] {
+        if log.lines().any(|l| l.starts_with(dom) && l.contains(other)) {
+            problems.push(format!("{other} reached {dom}"));
+        }
     }
     let d3 = |needle: &str| {
         log.lines()
@@ -421,7 +435,7 @@ fn two_guests_boot(
         bail!("two Linux guests + a test guest: {}", problems.join("; "));
     }
     eprintln!(
-        "  two Linux domains + a test guest: d1 panicked (SHUTDOWN_crash), d3 (4 vCPUs: {work}) powered off, d5 passed, every frame returned ({:.1} s)",
+        "  two Linux domains + a test guest: input switched d1 -> d3 -> d1 (Ctrl-A x3), d3 (4 vCPUs: {work}) powered off, d1 survived kill -9 1 then its init exited (panic, SHUTDOWN_crash), d5 passed, every frame returned ({:.1} s)",
         t.elapsed().as_secs_f64()
     );
     Ok(())
@@ -465,4 +479,61 @@ fn per_cpu_work(log: &str, dom: u32, n: usize) -> std::result::Result<String, St
         ));
     }
     Ok(format!("user time gained per CPU {gains:?}"))
+}
+
+/// Boots the hypervisor with `modules` in QEMU (1 GiB, 2 CPUs) until QEMU exits or
+/// [`BOOT_LIMIT`] x 2; types `input` on the serial port once a line with each
+/// (prefix, text) of `ready` has been seen. Returns QEMU's exit status and the log.
+fn boot_typing(
+    hv: &std::path::Path,
+    modules: &str,
+    ready: &[(&str, &str)],
+    input: &[u8],
+) -> Result<(i32, String)> {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
+        .args(["-m", "1024", "-smp", "2"])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(hv)
+        .args(["-initrd", modules])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .current_dir(root())
+        .spawn()
+        .context("cannot run qemu-system-x86_64")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut typed = false;
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+            let line = String::from_utf8_lossy(&line).replace('\r', "");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let t = Instant::now();
+    let mut seen = vec![false; ready.len()];
+    let mut log = String::new();
+    while let Ok(line) = rx.recv_timeout((BOOT_LIMIT * 2).saturating_sub(t.elapsed())) {
+        for (s, (prefix, text)) in seen.iter_mut().zip(ready) {
+            *s |= line.starts_with(prefix) && line.contains(text);
+        }
+        if !typed && seen.iter().all(|&s| s) {
+            use std::io::Write;
+            stdin.write_all(input)?;
+            stdin.flush()?;
+            typed = true;
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let _ = child.kill();
+    let status = child.wait()?.code().unwrap_or(-1);
+    let _ = reader.join();
+    Ok((status, log))
 }

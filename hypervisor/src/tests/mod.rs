@@ -14,6 +14,8 @@ mod memory;
 mod misc;
 #[cfg(test)]
 mod tlb;
+#[cfg(test)]
+mod vsmp;
 
 use crate::addr::{Gpa, Hpa};
 use crate::arch::{phys, svm::Svm};
