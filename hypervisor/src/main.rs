@@ -869,6 +869,12 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
             d.side_by_side
         );
     }
+    log!(
+        "domain {} ({}): exits: {}",
+        d.id,
+        d.name(),
+        vsmp::Exits(&d.smp.exits)
+    );
     let rate = d.console_rate;
     if rate.dropped > 0 {
         log!(
@@ -963,6 +969,8 @@ fn handle_exit(
         return After::Kill;
     };
     let rip = d.vcpu().rip();
+    let msr = d.vcpu().regs().rcx as u32;
+    vsmp::tally(d, &exit, msr);
     let after = match exit {
         Exit::Hypercall => hypercall::hypercall(domains, i, fa),
         Exit::Cpuid => {

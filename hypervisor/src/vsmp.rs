@@ -63,6 +63,38 @@ pub struct Smp {
     pub ev: [VcpuEv; MAX_VCPUS],
     /// Per port: the vCPU its upcall goes to (Xen's notify_vcpu_id).
     pub notify: [u8; NR_PORTS],
+    /// Exits of its vCPUs by kind ([`EXIT_KINDS`]), logged at its teardown.
+    pub exits: [u64; EXIT_KINDS.len()],
+}
+
+/// The kinds of exits counted per domain.
+pub const EXIT_KINDS: [&str; 9] = [
+    "hypercall",
+    "cpuid",
+    "EOI",
+    "ICR",
+    "other MSR",
+    "HLT",
+    "I/O",
+    "interrupt",
+    "other",
+];
+
+/// Counts one exit of vCPU `k` (`msr`: the MSR index of an MSR exit).
+pub fn tally(d: &mut Domain, exit: &crate::virt::Exit, msr: u32) {
+    use crate::virt::Exit;
+    let kind = match exit {
+        Exit::Hypercall => 0,
+        Exit::Cpuid => 1,
+        Exit::Msr { .. } if msr == 0x80B => 2,
+        Exit::Msr { .. } if msr == 0x830 || msr == 0x83F => 3,
+        Exit::Msr { .. } => 4,
+        Exit::Hlt => 5,
+        Exit::Io { .. } => 6,
+        Exit::ExternalInterrupt => 7,
+        _ => 8,
+    };
+    d.smp.exits[kind] += 1;
 }
 
 impl Default for Smp {
@@ -70,6 +102,7 @@ impl Default for Smp {
         Smp {
             ev: [VcpuEv::default(); MAX_VCPUS],
             notify: [0; NR_PORTS],
+            exits: [0; EXIT_KINDS.len()],
         }
     }
 }
@@ -285,4 +318,17 @@ pub fn assert_upcall(d: &mut Domain, k: usize) {
         d.smp.ev[k].irr[v as usize / 64] |= 1 << (v % 64);
     }
     d.wake(k);
+}
+
+/// A domain's exit counts, for the log.
+pub struct Exits<'a>(pub &'a [u64; EXIT_KINDS.len()]);
+
+impl core::fmt::Display for Exits<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (n, what)) in self.0.iter().zip(EXIT_KINDS).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{n} {what}")?;
+        }
+        Ok(())
+    }
 }
