@@ -1,5 +1,5 @@
 //! Domains: guest-physical memory behind one nested page table each, a PVH ELF loaded
-//! into it, one vCPU, and their teardown.
+//! into it, its vCPUs, and their teardown.
 
 use crate::addr::{Gpa, Hpa};
 
@@ -99,7 +99,7 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub name_len: usize,
     pub mem_bytes: u64,
     npt_root: Hpa,
-    /// Its vCPUs (`nr_vcpus` of them exist); timers, polls and event upcalls are vCPU 0's.
+    /// Its vCPUs (`nr_vcpus` of them exist).
     pub vcpus: [Vcpu<B::Vcpu>; MAX_VCPUS],
     pub nr_vcpus: usize,
     /// The vCPU whose exit is being handled, and where the scheduler looks first.
@@ -130,18 +130,8 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub grant: alloc::boxed::Box<crate::grant::GrantFrames>,
     pub nr_grant_frames: u32,
     pub clock: Clock,
-    /// VCPUOP_set_singleshot_timer deadline (system time, ns).
-    pub timer_deadline: Option<u64>,
-    /// VCPUOP_set_periodic_timer period (ns; 0: stopped) and when it last fired (system
-    /// time; 0 before the first, so, as Xen's, the first fires when it is set).
-    pub periodic_period: u64,
-    pub periodic_last: u64,
-    /// The port VIRQ_TIMER is bound to.
-    pub virq_timer: Option<u32>,
-    /// SCHEDOP_poll in progress: its ports and timeout.
-    pub poll_ports: [u32; 8],
-    pub poll_n: usize,
-    pub poll_deadline: Option<u64>,
+    /// Per vCPU: timers, polls, VIRQ_TIMER ports; per port the vCPU it notifies.
+    pub smp: alloc::boxed::Box<crate::vsmp::Smp>,
     /// Grant mappings this domain holds (GNTTABOP_map_grant_ref handles).
     pub grant_maps: [Option<crate::grant::GrantMap>; crate::grant::MAX_MAPS],
     /// Times the LAPIC tick ended its slice.
@@ -292,13 +282,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             },
             nr_grant_frames: 1,
             clock,
-            timer_deadline: None,
-            periodic_period: 0,
-            periodic_last: 0,
-            virq_timer: None,
-            poll_ports: [0; 8],
-            poll_n: 0,
-            poll_deadline: None,
+            smp: Default::default(),
             grant_maps: [None; crate::grant::MAX_MAPS],
             preemptions: 0,
             iommu: None,
@@ -347,18 +331,6 @@ impl<B: VirtBackend + Clone> Domain<B> {
             .expect("the vCPU is back in its domain while its exit is handled")
     }
 
-    /// When the periodic timer is next due (system time), if it runs.
-    pub fn periodic_deadline(&self) -> Option<u64> {
-        (self.periodic_period != 0).then(|| self.periodic_last.saturating_add(self.periodic_period))
-    }
-
-    /// Wakes vCPU 0 (events, timers and polls are its) if it is blocked.
-    pub fn wake(&mut self) {
-        if self.vcpus[0].state == RunState::Blocked {
-            self.vcpus[0].state = RunState::Runnable;
-        }
-    }
-
     /// Whether any of its vCPUs is on a CPU now.
     pub fn on_cpu(&self) -> bool {
         self.vcpus.iter().any(|v| v.running_on.is_some())
@@ -391,11 +363,21 @@ impl<B: VirtBackend + Clone> Domain<B> {
         Ok(())
     }
 
-    /// Ends a SCHEDOP_poll (a polled port fired or it timed out).
-    pub fn end_poll(&mut self) {
-        self.poll_n = 0;
-        self.poll_deadline = None;
-        self.wake();
+    /// A STARTUP IPI for secondary vCPU `k` (never started): real mode at
+    /// `vector << 12`; the caller makes it runnable.
+    pub fn start_real_mode(&mut self, k: usize, vector: u8) -> Result<(), XenErrno> {
+        if k == 0 || k >= self.nr_vcpus {
+            return Err(XenErrno::Enoent);
+        }
+        let v = &mut self.vcpus[k];
+        if v.slot.is_some() || v.state != RunState::Down {
+            return Err(XenErrno::Eexist);
+        }
+        let cpu = self
+            .svm
+            .create_vcpu_real(v.vmcb.0, self.id as u32, self.npt_root.0, vector);
+        v.slot = Some(cpu);
+        Ok(())
     }
 
     /// The domain's E820 map, as in its start info.

@@ -5,8 +5,8 @@ use crate::addr::Hpa;
 use crate::arch::phys;
 use crate::domain::Domain;
 use sluice_abi::event_channel::{
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq, EvtchnClose,
-    EvtchnOp, EvtchnSend, EvtchnStat, EvtchnStatus, Virq,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
+    EvtchnClose, EvtchnOp, EvtchnSend, EvtchnStat, EvtchnStatus, Virq,
 };
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::types::DOMID_SELF;
@@ -47,11 +47,14 @@ pub fn is_pending(d: &Domain, port: u32) -> bool {
     phys::read_u64(pa.0) & m != 0
 }
 
-/// Marks `port` pending in `d`; raises the upcall and wakes the vCPU unless masked; a
-/// vCPU polling the port wakes even if it is masked.
+/// Marks `port` pending in `d`; raises the upcall on the vCPU the port notifies and
+/// wakes it unless masked; a vCPU polling the port wakes even if it is masked.
 pub fn set_pending(d: &mut Domain, port: u32) {
-    if d.poll_ports[..d.poll_n].contains(&port) {
-        d.end_poll();
+    for k in 0..d.nr_vcpus {
+        let e = &d.smp.ev[k];
+        if e.poll_ports[..e.poll_n].contains(&port) {
+            d.end_poll(k);
+        }
     }
     let si = d.shared_info;
     let (pa, m) = bit(si, PENDING_OFF, port);
@@ -64,19 +67,27 @@ pub fn set_pending(d: &mut Domain, port: u32) {
 }
 
 fn raise_upcall(d: &mut Domain, port: u32) {
-    // vCPU 0's vcpu_info (shared_info's or where it registered it): evtchn_upcall_pending
-    // at 0, evtchn_pending_sel at 8.
-    if let Some(vi) = crate::hvm::vcpu_info_pa(d, 0) {
-        phys::fetch_or_u64(vi + 8, 1 << (port / 64));
-        phys::write(vi, &[1]);
+    // The notified vCPU's vcpu_info (shared_info's or where it registered it):
+    // evtchn_upcall_pending at 0, evtchn_pending_sel at 8.
+    let k = (d.smp.notify[port as usize % NR_PORTS] as usize).min(d.nr_vcpus - 1);
+    let Some(vi) = crate::hvm::vcpu_info_pa(d, k) else {
+        return d.wake(k);
+    };
+    phys::fetch_or_u64(vi + 8, 1 << (port / 64));
+    let mut was = [0u8];
+    phys::read(vi, &mut was);
+    phys::write(vi, &[1]);
+    if was[0] == 0 {
+        crate::vsmp::assert_upcall(d, k);
+    } else {
+        d.wake(k);
     }
-    d.wake();
 }
 
-/// Whether the vCPU has an upcall pending (SCHEDOP_block returns at once then).
-pub fn upcall_pending(d: &Domain) -> bool {
+/// Whether vCPU `k` has an upcall pending (SCHEDOP_block returns at once then).
+pub fn upcall_pending(d: &Domain, k: usize) -> bool {
     let mut b = [0u8];
-    if let Some(vi) = crate::hvm::vcpu_info_pa(d, 0) {
+    if let Some(vi) = crate::hvm::vcpu_info_pa(d, k) {
         phys::read(vi, &mut b);
     }
     b[0] != 0
@@ -181,19 +192,18 @@ pub fn event_channel_op(
         EvtchnOp::BindVirq => {
             let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
             let mut a: EvtchnBindVirq = read_arg(d, arg)?;
-            // VIRQ_TIMER and VIRQ_DEBUG (per vCPU in Xen; events and timers are vCPU
-            // 0's here, so both on vCPU 0 only); others EINVAL.
+            // VIRQ_TIMER and VIRQ_DEBUG, per vCPU as in Xen (a vCPU the domain lacks
+            // ENOENT, one bound already on it EEXIST); others EINVAL.
             let virq = Virq::from_raw(a.virq);
             if !matches!(virq, Some(Virq::Timer) | Some(Virq::Debug)) {
                 return Err(XenErrno::Einval);
             }
-            if a.vcpu != 0 {
+            let k = a.vcpu as usize;
+            if k >= d.nr_vcpus {
                 return Err(XenErrno::Enoent);
             }
-            let bound = match virq {
-                Some(Virq::Timer) => d.virq_timer.is_some(),
-                _ => d.evtchn.contains(&Port::Virq(a.virq)),
-            };
+            let bound = (1..NR_PORTS)
+                .any(|p| d.evtchn[p] == Port::Virq(a.virq) && d.smp.notify[p] as usize == k);
             if bound {
                 return Err(XenErrno::Eexist);
             }
@@ -201,8 +211,9 @@ pub fn event_channel_op(
             a.port = p as u32;
             d.copy_to_guest(arg, a.as_bytes())?;
             d.evtchn[p] = Port::Virq(a.virq);
+            d.smp.notify[p] = k as u8;
             if virq == Some(Virq::Timer) {
-                d.virq_timer = Some(p as u32);
+                d.smp.ev[k].virq_timer = Some(p as u32);
             }
             Ok(0)
         }
@@ -217,7 +228,26 @@ pub fn event_channel_op(
             a.port = p as u32;
             d.copy_to_guest(arg, a.as_bytes())?;
             d.evtchn[p] = Port::Ipi(a.vcpu);
+            d.smp.notify[p] = a.vcpu as u8;
             Ok(0)
+        }
+        EvtchnOp::BindVcpu => {
+            // As Xen's evtchn_bind_vcpu: a vCPU the domain lacks ENOENT; per-vCPU
+            // VIRQs and IPI ports EINVAL; unbound and interdomain ports (the console's
+            // too) notify the new vCPU from now on.
+            let d = doms[cur].as_mut().ok_or(XenErrno::Esrch)?;
+            let a: EvtchnBindVcpu = read_arg(d, arg)?;
+            let p = port_index(d, a.port)?;
+            if a.vcpu as usize >= d.nr_vcpus {
+                return Err(XenErrno::Enoent);
+            }
+            match d.evtchn[p] {
+                Port::Virq(_) | Port::Ipi(_) | Port::Free => Err(XenErrno::Einval),
+                _ => {
+                    d.smp.notify[p] = a.vcpu as u8;
+                    Ok(0)
+                }
+            }
         }
         EvtchnOp::Send => {
             let a: EvtchnSend = read_arg(doms[cur].as_ref().unwrap(), arg)?;
@@ -251,8 +281,11 @@ pub fn event_channel_op(
             let p = port_index(d, a.port)?;
             let was = d.evtchn[p];
             d.evtchn[p] = Port::Free;
-            if d.virq_timer == Some(p as u32) {
-                d.virq_timer = None;
+            d.smp.notify[p] = 0;
+            for e in d.smp.ev.iter_mut() {
+                if e.virq_timer == Some(p as u32) {
+                    e.virq_timer = None;
+                }
             }
             if let Port::Interdomain {
                 remote,
@@ -300,7 +333,7 @@ pub fn event_channel_op(
                 Port::Console => (EvtchnStat::Interdomain, [0, 0]),
             };
             s.status = status as u32;
-            s.vcpu = 0;
+            s.vcpu = d.smp.notify[p] as u32;
             s.u = u;
             d.copy_to_guest(arg, s.as_bytes())?;
             Ok(0)
@@ -316,7 +349,9 @@ pub fn close_all(doms: &mut [Option<Domain>], cur: usize) {
     let me = d.id;
     let ports = d.evtchn;
     d.evtchn = [Port::Free; NR_PORTS];
-    d.virq_timer = None;
+    for e in d.smp.ev.iter_mut() {
+        e.virq_timer = None;
+    }
     for p in ports {
         if let Port::Interdomain {
             remote,

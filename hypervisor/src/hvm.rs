@@ -111,14 +111,15 @@ pub fn vcpu_info_pa(d: &Domain, k: usize) -> Option<u64> {
 }
 
 /// VCPUOP_register_vcpu_info for vCPU `k`, as Xen's map_vcpu_info: the vcpu_info may not
-/// cross its page (EINVAL), is registered once (EINVAL after), must be the domain's own
+/// cross its page or be unaligned (EINVAL), is registered once (EINVAL after), must be the domain's own
 /// writable RAM (EINVAL); the current contents are copied there and every event marked
 /// pending (a spurious upcall, so none is lost).
 pub fn register_vcpu_info(d: &mut Domain, k: usize, arg: u64) -> Result<i64, XenErrno> {
     let mut r = VcpuRegisterVcpuInfo::default();
     d.copy_from_guest(arg, r.as_mut_bytes())?;
     let offset = r.offset as u64;
-    if offset > 4096 - VCPU_INFO_SIZE || d.vcpu_info_at[k].is_some() {
+    // Unaligned: EINVAL (its words are updated atomically, which needs alignment).
+    if offset > 4096 - VCPU_INFO_SIZE || !offset.is_multiple_of(8) || d.vcpu_info_at[k].is_some() {
         return Err(XenErrno::Einval);
     }
     let gpa = r.mfn.checked_mul(4096).ok_or(XenErrno::Einval)?;
@@ -132,6 +133,7 @@ pub fn register_vcpu_info(d: &mut Domain, k: usize, arg: u64) -> Result<i64, Xen
     info[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // evtchn_pending_sel
     phys::write(page.0 + offset, &info);
     d.vcpu_info_at[k] = Some(Gpa(gpa + offset));
+    crate::vsmp::assert_upcall(d, k);
     crate::log!("d{}: vCPU {} vcpu_info at gpa {:#x}", d.id, k, gpa + offset);
     Ok(0)
 }
@@ -222,10 +224,11 @@ const HVM_NR_PARAMS: u32 = 39;
 
 /// HYPERVISOR_hvm_op: get/set_param on the domain itself (DOMID_SELF or its id; another
 /// EPERM, a domain that does not exist ESRCH). Settable by the guest: CALLBACK_IRQ, vector type (vector >= 0x10) or 0 (off);
-/// the GSI and PCI INTx types need an emulated IOAPIC: EINVAL. Other parameters are the
-/// toolstack's: EPERM to set, and read as not set (0: no xenstore, no PV console ring
-/// yet). Indices past HVM_NR_PARAMS EINVAL; other HVMOPs (set_evtchn_upcall_vector
-/// too: the HVM CPUID leaf does not offer per-vCPU vectors) ENOSYS.
+/// the GSI and PCI INTx types are recorded (Linux with per-vCPU upcall vectors sets GSI 1
+/// "to look enlightened", as Xen accepts) but never asserted: no IOAPIC. Other
+/// parameters are the toolstack's: EPERM to set, and read as not set (0: no xenstore).
+/// Indices past HVM_NR_PARAMS EINVAL; set_evtchn_upcall_vector: crate::vsmp; other
+/// HVMOPs ENOSYS.
 pub fn hvm_op(
     doms: &mut [Option<Domain>],
     cur: usize,
@@ -243,6 +246,7 @@ pub fn hvm_op(
     let set = match op {
         Some(HvmOp::SetParam) => true,
         Some(HvmOp::GetParam) => false,
+        Some(HvmOp::SetEvtchnUpcallVector) => return crate::vsmp::set_upcall_vector(d, arg),
         _ => return Err(XenErrno::Enosys),
     };
     read?;
@@ -262,7 +266,8 @@ pub fn hvm_op(
         }
         let kind = p.value >> 56;
         match kind {
-            0 if p.value == 0 => {}
+            // GSI (0) and PCI INTx (1): recorded only.
+            0 | 1 => {}
             HVM_PARAM_CALLBACK_TYPE_VECTOR
                 if (0x10..=0xFF).contains(&(p.value & 0xFF_FFFF_FFFF_FFFF)) => {}
             _ => return Err(XenErrno::Einval),
@@ -294,22 +299,17 @@ fn callback_vector(d: &Domain) -> Option<u8> {
 
 /// Whether vCPU `k` has an upcall to take as an interrupt (its vcpu_info's
 /// evtchn_upcall_pending with a callback vector set: level-triggered, as Xen's
-/// HVMIRQ_callback_vector). Events go to vCPU 0.
+/// HVMIRQ_callback_vector).
 pub fn upcall_due(d: &Domain, k: usize) -> Option<u8> {
+    if d.smp.ev[k].upcall_vector != 0 {
+        // Its own vector (crate::vsmp) instead.
+        return None;
+    }
     let vector = callback_vector(d)?;
-    let vi = vcpu_info_pa(d, k).filter(|_| k == 0)?;
+    let vi = vcpu_info_pa(d, k)?;
     let mut b = [0u8];
     phys::read(vi, &mut b);
     (b[0] != 0).then_some(vector)
-}
-
-/// Before vCPU `k` enters: asserts its upcall vector while an upcall is due.
-pub fn before_entry<V: VcpuState>(d: &Domain, k: usize, v: &mut V) {
-    if let Some(vector) = upcall_due(d, k) {
-        if !v.virq_pending() {
-            v.set_virq(vector);
-        }
-    }
 }
 
 /// One vCPU's `vcpu_runstate_info` (state: 0 running, 1 runnable, 2 blocked, 3

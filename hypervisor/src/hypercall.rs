@@ -60,7 +60,16 @@ pub fn cpuid(d: &mut Domain) {
         ],
         0x4000_0001 => [(XEN_MAJOR << 16) | XEN_MINOR, 0, 0, 0],
         0x4000_0002 => [1, HYPERCALL_MSR, 0, 0],
-        0x4000_0003..=0x4000_0005 => [0; 4],
+        0x4000_0003 => [0; 4],
+        // The HVM leaf, as Xen 4.17's: the vCPU id (EBX, VCPU_ID_PRESENT), the domain
+        // id (ECX, DOMID_PRESENT), per-vCPU upcall vectors.
+        0x4000_0004 => [
+            1 << 3 | 1 << 4 | crate::vsmp::CPUID_UPCALL_VECTOR,
+            d.cur as u32,
+            d.id as u32,
+            0,
+        ],
+        0x4000_0005 => [0; 4],
         0x4000_0006..=0x4FFF_FFFF => [0; 4],
         _ => {
             let mut r = crate::arch::cpuid(leaf, sub);
@@ -432,7 +441,11 @@ fn xen_version(d: &mut Domain, cmd: u64, arg: u64) -> Result<i64, XenErrno> {
 fn sched_op(d: &mut Domain, cmd: u64, arg: u64) -> (Result<i64, XenErrno>, After) {
     match u32::try_from(cmd).ok().and_then(SchedOp::from_raw) {
         Some(SchedOp::Yield) => (Ok(0), After::Yield),
-        Some(SchedOp::Block) if crate::evtchn::upcall_pending(d) => (Ok(0), After::Continue),
+        Some(SchedOp::Block)
+            if crate::evtchn::upcall_pending(d, d.cur) || d.interrupt_due(d.cur) =>
+        {
+            (Ok(0), After::Continue)
+        }
         Some(SchedOp::Block) => (Ok(0), After::Block),
         Some(SchedOp::Shutdown) => {
             let mut s = [0u8; 4];
@@ -461,7 +474,7 @@ fn poll(d: &mut Domain, arg: u64) -> Result<bool, XenErrno> {
     let mut p = SchedPoll::default();
     d.copy_from_guest(arg, p.as_mut_bytes())?;
     let n = p.nr_ports as usize;
-    if n > d.poll_ports.len() {
+    if n > 8 {
         return Err(XenErrno::Einval);
     }
     let mut ports = [0u32; 8];
@@ -482,13 +495,16 @@ fn poll(d: &mut Domain, arg: u64) -> Result<bool, XenErrno> {
     if p.timeout != 0 && p.timeout <= d.clock.now_ns() {
         return Ok(true);
     }
-    d.poll_ports = ports;
-    d.poll_n = n;
-    d.poll_deadline = (p.timeout != 0).then_some(p.timeout);
+    let e = &mut d.smp.ev[d.cur];
+    e.poll_ports = ports;
+    e.poll_n = n;
+    e.poll_deadline = (p.timeout != 0).then_some(p.timeout);
     Ok(false)
 }
 
-/// VCPUOP_*: timers (single-shot and periodic) on vCPU 0; secondary vCPUs (a domain with `vcpus=N`) are started
+/// VCPUOP_*: each vCPU's timers (single-shot ones only by the vCPU itself, EINVAL for
+/// another, as Xen; periodic ones for any); secondary vCPUs (a domain with `vcpus=N`,
+/// started by INIT/SIPI through the LAPIC, crate::vsmp, or as here)
 /// with initialise (a `vcpu_hvm_context`, 32-bit mode: the PVH entry state at its eip,
 /// with its esp and ebx) and up, and stop themselves with down.
 fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErrno>, After) {
@@ -531,7 +547,10 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
         VcpuOp::Down => Err(XenErrno::Einval),
         VcpuOp::RegisterVcpuInfo => crate::hvm::register_vcpu_info(d, k, arg),
         VcpuOp::RegisterRunstateMemoryArea => crate::hvm::register_runstate(d, k, arg),
-        VcpuOp::SetSingleshotTimer if k == 0 => {
+        VcpuOp::SetSingleshotTimer | VcpuOp::StopSingleshotTimer if k != d.cur => {
+            Err(XenErrno::Einval)
+        }
+        VcpuOp::SetSingleshotTimer => {
             let mut t = VcpuSetSingleshotTimer::default();
             match d.copy_from_guest(arg, t.as_mut_bytes()) {
                 Err(e) => Err(e),
@@ -542,19 +561,19 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
                     Err(XenErrno::Etime)
                 }
                 Ok(()) => {
-                    d.timer_deadline = Some(t.timeout_abs_ns);
+                    d.smp.ev[k].timer_deadline = Some(t.timeout_abs_ns);
                     Ok(0)
                 }
             }
         }
-        VcpuOp::StopSingleshotTimer if k == 0 => {
-            d.timer_deadline = None;
+        VcpuOp::StopSingleshotTimer => {
+            d.smp.ev[k].timer_deadline = None;
             Ok(0)
         }
         // As Xen: under 1 ms or over STIME_DELTA_MAX (2^62 - 1 ns) EINVAL; the first
         // event comes at once unless one came less than a period ago, then one every
         // period (never sooner than a period after the last).
-        VcpuOp::SetPeriodicTimer if k == 0 => {
+        VcpuOp::SetPeriodicTimer => {
             let mut t = VcpuSetPeriodicTimer::default();
             match d.copy_from_guest(arg, t.as_mut_bytes()) {
                 Err(e) => Err(e),
@@ -562,18 +581,15 @@ fn vcpu_op(d: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> (Result<i64, XenErr
                     Err(XenErrno::Einval)
                 }
                 Ok(()) => {
-                    d.periodic_period = t.period_ns;
+                    d.smp.ev[k].periodic_period = t.period_ns;
                     Ok(0)
                 }
             }
         }
-        VcpuOp::StopPeriodicTimer if k == 0 => {
-            d.periodic_period = 0;
+        VcpuOp::StopPeriodicTimer => {
+            d.smp.ev[k].periodic_period = 0;
             Ok(0)
         }
-        // Secondary vCPUs have no timers yet: nothing to stop (Linux stops each vCPU's
-        // periodic timer at boot and BUG()s if that fails).
-        VcpuOp::StopPeriodicTimer => Ok(0),
         _ => Err(XenErrno::Enosys),
     };
     (r, After::Continue)

@@ -16,6 +16,7 @@ mod log;
 pub mod addr;
 #[path = "fake/mod.rs"]
 pub mod arch;
+pub mod console_in;
 pub mod domain;
 pub mod evtchn;
 pub mod grant;
@@ -27,6 +28,7 @@ pub mod time;
 pub mod virt;
 pub mod vlapic;
 pub mod vpci;
+pub mod vsmp;
 
 /// The host build has no IOMMU: a domain's IOMMU domain is never made.
 pub mod iommu {

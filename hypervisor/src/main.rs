@@ -12,6 +12,7 @@ mod acpi;
 mod addr;
 #[allow(unsafe_code)]
 mod arch;
+mod console_in;
 mod domain;
 mod evtchn;
 mod grant;
@@ -29,6 +30,7 @@ mod time;
 mod virt;
 mod vlapic;
 mod vpci;
+mod vsmp;
 
 use arch::smp::MAX_CPUS;
 use arch::svm::{Svm, SvmVcpu};
@@ -87,6 +89,8 @@ struct World {
     idle: [bool; MAX_CPUS],
     /// Frames the CPUs took for themselves (AP stacks, SVM save areas): not domains'.
     cpu_frames: u64,
+    /// Where typed serial input goes (the Ctrl-A x3 switch key).
+    console_in: console_in::ConsoleIn,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -378,6 +382,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
             online,
             idle: [false; MAX_CPUS],
             cpu_frames: 0,
+            console_in: Default::default(),
         })
     });
     let cpus = start_aps(
@@ -642,18 +647,32 @@ impl World {
             v.running_on = Some(cpu);
             v.last_cpu = Some(cpu);
             d.last_vcpu_on[cpu] = k as u8;
-            if k == 0 {
-                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
-                    d.clock.publish(vi);
-                }
+            if let Some(vi) = hvm::vcpu_info_pa(d, k) {
+                d.clock.publish(vi);
             }
-            hvm::before_entry(d, k, &mut s);
+            vsmp::before_entry(d, k, &mut s);
             hvm::runstate_switch(d, k, true);
             self.next = i + 1;
             self.stats[cpu].slices += 1;
             return Some((i, k, s));
         }
         None
+    }
+
+    /// Interrupts each other CPU running a vCPU that something became due for (an
+    /// event, an IPI, a wake-up), so it enters again with it; no wait.
+    fn kick_flagged(&mut self, cpu: usize) {
+        for d in self.domains.iter_mut().flatten() {
+            for k in 0..d.nr_vcpus {
+                if !core::mem::take(&mut d.smp.ev[k].kick) {
+                    continue;
+                }
+                let other = d.vcpus[k].running_on.filter(|&c| c != cpu);
+                if let Some(apic) = other.and_then(|c| self.online[c]) {
+                    arch::lapic::kick(apic);
+                }
+            }
+        }
     }
 
     /// Kicks one sleeping CPU if a vCPU is runnable that no CPU runs (an event or a
@@ -715,10 +734,11 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
         w.idle[cpu] = false;
         if cpu == 0 {
             passthrough::drain_faults(w);
-            serial_input(&mut w.domains);
+            serial_input(&mut w.domains, &mut w.console_in);
         }
         passthrough::pump(w);
         fire_timers(&mut w.domains);
+        w.kick_flagged(cpu);
         if let Some((i, k, mut vcpu)) = w.pick(cpu) {
             // A device interrupt raised while the vCPU was off its CPU.
             if let Some(d) = w.domains[i].as_mut() {
@@ -736,7 +756,7 @@ fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             .domains
             .iter()
             .flatten()
-            .flat_map(|d| [d.timer_deadline, d.poll_deadline, d.periodic_deadline()])
+            .flat_map(|d| d.smp.ev[..d.nr_vcpus].iter().map(|e| e.next_deadline()))
             .flatten()
             .min();
         if !running && next.is_none() {
@@ -800,6 +820,7 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             return;
         };
         d.cur = k;
+        vsmp::sync_taken(d, k, &vcpu);
         let v = &mut d.vcpus[k];
         v.slot = Some(vcpu);
         if v.flush_pending {
@@ -828,12 +849,13 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
         }
         if matches!(exit, Exit::Hypercall) {
             w.sync_vcpus(cpu);
-            w.wake_idle();
         }
+        w.kick_flagged(cpu);
+        w.wake_idle();
         if after == After::Continue {
             if let Some(d) = w.domains[i].as_mut() {
                 if let Some(mut v) = d.vcpus[k].slot.take() {
-                    hvm::before_entry(d, k, &mut v);
+                    vsmp::before_entry(d, k, &mut v);
                     passthrough::before_entry(d, k, &mut v);
                     d.vcpus[k].slot = Some(v);
                 }
@@ -908,6 +930,12 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
             d.side_by_side
         );
     }
+    log!(
+        "domain {} ({}): exits: {}",
+        d.id,
+        d.name(),
+        vsmp::Exits(&d.smp.exits)
+    );
     let rate = d.console_rate;
     if rate.dropped > 0 {
         log!(
@@ -932,31 +960,36 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
     }
 }
 
-/// Sends VIRQ_TIMER to each domain whose single-shot timer has expired, or whose
-/// periodic timer is due (both raise it, as in Xen).
+/// Sends each vCPU whose single-shot timer has expired, or whose periodic timer is due
+/// (both raise it, as in Xen), its VIRQ_TIMER; ends polls that timed out.
 fn fire_timers(domains: &mut [Option<Domain>]) {
     for d in domains.iter_mut().flatten() {
         let now = d.clock.now_ns();
-        if d.poll_deadline.is_some_and(|t| now >= t) {
-            d.end_poll();
-        }
-        let mut fire = false;
-        if d.timer_deadline.is_some_and(|t| now >= t) {
-            d.timer_deadline = None;
-            fire = true;
-        }
-        if d.periodic_deadline().is_some_and(|t| now >= t) {
-            d.periodic_last = now;
-            fire = true;
-        }
-        if fire {
-            if let Some(port) = d.virq_timer {
-                if let Some(vi) = hvm::vcpu_info_pa(d, 0) {
-                    d.clock.publish(vi);
+        for k in 0..d.nr_vcpus {
+            if d.smp.ev[k].poll_deadline.is_some_and(|t| now >= t) {
+                d.end_poll(k);
+            }
+            let e = &mut d.smp.ev[k];
+            let mut fire = false;
+            if e.timer_deadline.is_some_and(|t| now >= t) {
+                e.timer_deadline = None;
+                fire = true;
+            }
+            if e.periodic_deadline().is_some_and(|t| now >= t) {
+                e.periodic_last = now;
+                fire = true;
+            }
+            if !fire {
+                continue;
+            }
+            match e.virq_timer {
+                Some(port) => {
+                    if let Some(vi) = hvm::vcpu_info_pa(d, k) {
+                        d.clock.publish(vi);
+                    }
+                    evtchn::set_pending(d, port);
                 }
-                evtchn::set_pending(d, port);
-            } else {
-                d.wake();
+                None => d.wake(k),
             }
         }
     }
@@ -967,10 +1000,10 @@ fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
     After::Kill
 }
 
-/// Typed serial input goes to the PV console of the first domain that has one (up to
-/// 64 bytes a scheduling round; what does not fit its ring is dropped, as a full UART).
-fn serial_input(domains: &mut [Option<Domain>]) {
-    let mut buf = [0u8; 64];
+/// Typed serial input (up to 64 bytes a scheduling round) goes to the PV console of the
+/// chosen domain (crate::console_in: Ctrl-A three times switches).
+fn serial_input(domains: &mut [Option<Domain>], input: &mut console_in::ConsoleIn) {
+    let mut buf = [0u8; console_in::BATCH];
     let mut n = 0;
     while n < buf.len() {
         match arch::serial::try_read() {
@@ -981,15 +1014,8 @@ fn serial_input(domains: &mut [Option<Domain>]) {
             None => break,
         }
     }
-    if n == 0 {
-        return;
-    }
-    if let Some(d) = domains
-        .iter_mut()
-        .flatten()
-        .find(|d| d.evtchn[hvm::CONSOLE_PORT as usize] == evtchn::Port::Console)
-    {
-        hvm::console_input(d, &buf[..n]);
+    if n > 0 {
+        input.feed(domains, &buf[..n]);
     }
 }
 
@@ -1004,6 +1030,8 @@ fn handle_exit(
         return After::Kill;
     };
     let rip = d.vcpu().rip();
+    let msr = d.vcpu().regs().rcx as u32;
+    vsmp::tally(d, &exit, msr);
     let after = match exit {
         Exit::Hypercall => hypercall::hypercall(domains, i, fa),
         Exit::Cpuid => {
@@ -1013,9 +1041,14 @@ fn handle_exit(
         Exit::Msr { write } => hypercall::msr(d, write),
         Exit::Hlt => {
             d.vcpu().set_rip(rip + 1);
-            // An upcall due as an interrupt ends the HLT at once.
-            if hvm::upcall_due(d, d.cur).is_some() || passthrough::due(d, d.cur) {
+            // An upcall, IPI or device interrupt due as an interrupt ends the HLT at
+            // once; else, as Xen's hvm_hlt, with interrupts off the vCPU goes down
+            // (Linux's stop_this_cpu).
+            let k = d.cur;
+            if d.interrupt_due(k) || passthrough::due(d, k) {
                 After::Continue
+            } else if d.vcpu().rflags() & 1 << 9 == 0 {
+                After::Down
             } else {
                 After::Block
             }

@@ -565,7 +565,7 @@ pub fn pump(w: &mut World) {
                 .find_map(|a| a.msi.filter(|r| r.slot == s));
             if let Some(r) = route {
                 pci.raise(r.guest);
-                d.wake();
+                d.wake(r.guest.vcpu);
                 delivered = true;
             }
         }

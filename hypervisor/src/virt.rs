@@ -87,6 +87,8 @@ pub trait VcpuState {
     fn long_mode(&self) -> bool;
     fn cpl(&self) -> u8;
     fn cr4(&self) -> u64;
+    /// RFLAGS (IF is bit 9).
+    fn rflags(&self) -> u64;
     fn inject_gp(&mut self) {
         self.inject_exception(13, Some(0));
     }
@@ -114,6 +116,9 @@ pub trait VirtBackend {
     /// A vCPU in the PVH entry state (32-bit protected mode, paging off, `ebx` = start
     /// info) on the nested page table `npt_root`, with its control block in `vmcb`.
     fn create_vcpu(&self, vmcb: u64, asid: u32, npt_root: u64, entry: u32, ebx: u32) -> Self::Vcpu;
+    /// A vCPU as a STARTUP IPI leaves it: real mode, CS `vector << 8` (base
+    /// `vector << 12`), IP 0, paging and protection off.
+    fn create_vcpu_real(&self, vmcb: u64, asid: u32, npt_root: u64, vector: u8) -> Self::Vcpu;
     /// Runs the vCPU until its next exit.
     fn run(&self, vcpu: &mut Self::Vcpu) -> Exit;
 }

@@ -6,7 +6,8 @@
 //! (EOI, SELF IPI) #GP on read, as the hardware and Xen's vlapic.
 //!
 //! Kept per vCPU: TPR, SVR, the LVTs, ESR, the timer's registers (no LAPIC timer runs:
-//! a PVH guest takes Xen's PV timer), and the in-service vector of an upcall.
+//! a PVH guest takes Xen's PV timer), the in-service vectors of fixed IPIs. ICR writes
+//! (INIT, STARTUP, fixed IPIs) and the requested vectors are crate::vsmp's.
 
 use crate::domain::Domain;
 
@@ -114,7 +115,11 @@ pub fn msr(d: &mut Domain, index: u32, write: bool, value: u64) -> Option<Result
         (0x10..=0x17, false) => {
             Ok((l.isr[(reg as usize - 0x10) / 2] >> (32 * (reg & 1))) & 0xFFFF_FFFF)
         }
-        (0x18..=0x27, false) => Ok(0),
+        (0x18..=0x1F, false) => Ok(0),
+        (0x20..=0x27, false) => {
+            let irr = d.smp.ev[k].irr[(reg as usize - 0x20) / 2];
+            Ok((irr >> (32 * (reg & 1))) & 0xFFFF_FFFF)
+        }
         (0x28, false) => Ok(l.esr as u64),
         (0x28, true) if value == 0 => {
             l.esr = 0;
@@ -132,8 +137,15 @@ pub fn msr(d: &mut Domain, index: u32, write: bool, value: u64) -> Option<Result
             Ok(0)
         }
         (0x30, false) => Ok(0),
-        (0x30, true) => icr(d, value),
-        (0x3F, true) if value >> 8 == 0 => Ok(0),
+        (0x30, true) => {
+            crate::vsmp::icr_write(d, value);
+            Ok(0)
+        }
+        // SELF IPI: a fixed IPI to itself.
+        (0x3F, true) if value >> 8 == 0 => {
+            crate::vsmp::icr_write(d, value | 1 << 18);
+            Ok(0)
+        }
         _ => match lvt_index(reg) {
             Some(i) if !write => Ok(l.lvt[i] as u64),
             Some(i) if value >> 32 == 0 => {
@@ -144,19 +156,4 @@ pub fn msr(d: &mut Domain, index: u32, write: bool, value: u64) -> Option<Result
         },
     };
     Some(r)
-}
-
-/// A write to the ICR: logged once per domain for now (INIT/SIPI and IPIs are the next
-/// step: secondary vCPUs are started by VCPUOP_initialise/up meanwhile).
-fn icr(d: &mut Domain, value: u64) -> Result<u64, ()> {
-    if !d.icr_logged {
-        d.icr_logged = true;
-        crate::log!(
-            "d{}: vCPU {} LAPIC ICR write {:#x} (IPIs through the LAPIC not emulated yet: dropped)",
-            d.id,
-            d.cur,
-            value
-        );
-    }
-    Ok(0)
 }

@@ -53,6 +53,11 @@ const MILESTONES: &[(&str, &str)] = &[
         "] Calibrating delay loop (skipped)",
     ),
     (
+        "vCPU 1 started by INIT + STARTUP through the emulated x2APIC (real mode)",
+        "d1: vCPU 1 started by INIT/SIPI at ",
+    ),
+    ("both CPUs up", "] smp: Brought up 1 node, 2 CPUs"),
+    (
         "PV console hvc0 (console ring) enabled",
         "] printk: console [hvc0] enabled",
     ),
@@ -62,7 +67,17 @@ const MILESTONES: &[(&str, &str)] = &[
     ),
     ("initramfs unpacked, /init run", "] @@LINUX-INIT"),
     ("kernel version from userspace", "] @@UNAME 6.1."),
+    ("nproc: 2 CPUs", "] @@NPROC 2"),
+    ("/proc/cpuinfo: 2 processors", "] @@CPUINFO 2"),
     ("xen clocksource in use (sysfs)", "] @@CLOCKSOURCE xen"),
+    (
+        "xen clockevent on both CPUs (sysfs)",
+        "] @@CLOCKEVENTS xen xen",
+    ),
+    (
+        "a CPU-bound job pinned to each CPU done (user time checked below)",
+        "] @@USER-AFTER ",
+    ),
     ("sleep 1 returned (VIRQ_TIMER upcalls)", "] @@SLEPT "),
     (
         "init's stdout on /dev/console (hvc0)",
@@ -120,20 +135,33 @@ const INIT: &str = r#"#!/bin/busybox sh
 k() { echo "$*" > /dev/kmsg; }
 # role=... on the kernel command line reaches init as an environment variable.
 if [ "$role" = crash ]; then
-  k "@@CRASHING"
-  exit 1
+  # A shell as init: what is typed (kill -9 1, then exit) ends it.
+  k "@@CRASHER-READY"
+  exec sh -i
 fi
 k "@@LINUX-INIT"
 k "@@UNAME $(uname -r)"
 k "@@NPROC $(nproc)"
+k "@@CPUINFO $(grep -c ^processor /proc/cpuinfo)"
 k "@@CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+k "@@CLOCKEVENTS $(echo $(cat /sys/devices/system/clockevents/clockevent*/current_device))"
+# A CPU-bound job pinned to each CPU; each CPU's user time (/proc/stat) before and after.
+u() { grep '^cpu[0-9]' /proc/stat | while read c us rest; do printf '%s=%s ' $c $us; done; }
+k "@@USER-BEFORE $(u)"
+c=0
+while [ $c -lt $(nproc) ]; do
+  taskset -c $c sh -c 'i=0; while [ $i -lt 4000 ]; do i=$((i+1)); done' &
+  c=$((c+1))
+done
+wait
+k "@@USER-AFTER $(u)"
 k "@@SLEEP-START $(cat /proc/uptime)"
 sleep 1
 k "@@SLEPT $(cat /proc/uptime)"
 echo "@@STDOUT on the console"
 if [ "$role" = quiet ]; then
-  k "@@QUIET-POWEROFF"
-  poweroff -f
+  k "@@QUIET-READY"
+  exec sh -i
 fi
 k "@@TYPE-NOW"
 exec sh -i
@@ -165,7 +193,7 @@ pub fn run_suite() -> Result<()> {
     // arguments; Linux hands the words it does not know to init.
     let linux_cmdline = "earlyprintk=xen console=hvc0 loglevel=7";
     let modules = format!(
-        "{} name=linux memory=512 {linux_cmdline},{} initrd",
+        "{} name=linux memory=512 vcpus=2 {linux_cmdline},{} initrd",
         vmlinux.display(),
         initrd.display()
     );
@@ -283,6 +311,19 @@ pub fn run_suite() -> Result<()> {
     if !splats.is_empty() {
         bail!("{} kernel complaints in the log (above)", splats.len());
     }
+    let work = if reached
+        > MILESTONES
+            .iter()
+            .position(|m| m.1.contains("@@USER-AFTER"))
+            .unwrap_or(0)
+    {
+        match per_cpu_work(&log, 1, 2) {
+            Ok(w) => w,
+            Err(e) => bail!("{e}"),
+        }
+    } else {
+        String::new()
+    };
     if reached < REQUIRED {
         bail!(
             "Linux reached {reached} of the {REQUIRED} required milestones (next: {})",
@@ -291,7 +332,7 @@ pub fn run_suite() -> Result<()> {
     }
     two_guests_boot(&hv, &guest, &vmlinux, &initrd)?;
     eprintln!(
-        "  Linux on Sluice: {reached}/{} milestones ({}), exit status {status}, no kernel complaint, boot {boot_secs:.1} s, suite {:.0} s",
+        "  Linux on Sluice: {reached}/{} milestones ({}), 2 vCPUs ({work}), exit status {status}, no kernel complaint, boot {boot_secs:.1} s, suite {:.0} s",
         MILESTONES.len(),
         MILESTONES[reached - 1].0,
         t0.elapsed().as_secs_f64()
@@ -299,10 +340,19 @@ pub fn run_suite() -> Result<()> {
     Ok(())
 }
 
-/// Two Linux domains and a test guest at once: domain 1's init exits (Linux panics:
-/// "Attempted to kill init!", its panic notifier makes SCHEDOP_shutdown(SHUTDOWN_crash)),
-/// domain 3 boots on to its checks and powers off, the test guest (5) passes its ABI
-/// checks meanwhile; every domain is destroyed with all its frames (exit status 33).
+/// What is typed on the serial port once both Linux shells are up: a line for domain 1
+/// (input goes to the first domain with a console), Ctrl-A three times (to domain 3), its
+/// line and poweroff, Ctrl-A three times (past the test guest, which has no console,
+/// back to domain 1), `kill -9 1` (init cannot be killed from userspace: it goes on)
+/// and `exit 1` (init dies: Linux panics).
+const TYPED_TWO: &[u8] = b"echo @@TO-D1-$((6*7))\n\x01\x01\x01echo @@TO-D3-$((6*7)); poweroff -f\n\
+    \x01\x01\x01kill -9 1; echo @@ALIVE-AFTER-KILL-9-$((6*7)); exit 1\n";
+
+/// Two Linux domains and a test guest at once, their consoles switched with Ctrl-A x3:
+/// domain 1's init survives `kill -9 1`, then exits (Linux panics: "Attempted to kill
+/// init!", its panic notifier makes SCHEDOP_shutdown(SHUTDOWN_crash)); domain 3 (4
+/// vCPUs) runs its checks and powers off; the test guest (5) passes its ABI checks
+/// meanwhile; every domain is destroyed with all its frames (exit status 33).
 fn two_guests_boot(
     hv: &std::path::Path,
     guest: &std::path::Path,
@@ -311,14 +361,16 @@ fn two_guests_boot(
 ) -> Result<()> {
     let t = Instant::now();
     let (k, i, g) = (vmlinux.display(), initrd.display(), guest.display());
-    let common = "memory=256 earlyprintk=xen console=hvc0 loglevel=5";
+    // A module's command line is cut at 127 bytes, its path included: what matters
+    // most first (no earlyprintk here: the consoles are hvc0).
+    let common = "memory=256 console=hvc0 loglevel=5";
     let modules = format!(
-        "{k} name=crash {common} role=crash,{i} initrd,\
-         {k} name=quiet {common} role=quiet,{i} initrd,\
+        "{k} name=crash role=crash {common},{i} initrd,\
+         {k} name=quiet role=quiet vcpus=4 {common},{i} initrd,\
          {g} name=abi role=abi"
     );
-    let qemu = ["-m", "1024", "-smp", "2"];
-    let (mut status, mut log) = crate::hypervisor::boot(hv, &modules, &qemu, "")?;
+    let ready = [("(d1) ", "] @@CRASHER-READY"), ("(d3) ", "] @@QUIET-READY")];
+    let (mut status, mut log) = boot_typing(hv, &modules, &ready, TYPED_TWO)?;
     if host_reset(status, &log) {
         // See hypervisor/PROOF.md, "Known: a host reset under QEMU TCG": retried once,
         // the first log kept; a second one fails the suite.
@@ -329,7 +381,7 @@ fn two_guests_boot(
             log.lines().count(),
             first.display()
         );
-        (status, log) = crate::hypervisor::boot(hv, &modules, &qemu, "")?;
+        (status, log) = boot_typing(hv, &modules, &ready, TYPED_TWO)?;
     }
     std::fs::write(run_dir("hypervisor-linux").join("serial-two.log"), &log)?;
     let mut problems = Vec::new();
@@ -337,23 +389,44 @@ fn two_guests_boot(
         &log,
         &[
             "(d1) [",
-            "] @@CRASHING",
+            "d3: vCPU 3 started by INIT/SIPI at ",
+            "(d1) @@TO-D1-42",
+            "console: serial input now goes to domain 3 (quiet)",
+            "(d3) @@TO-D3-42",
+            "domain 3 (quiet): shut down, reason 0",
+            "console: serial input now goes to domain 1 (crash)",
+            "(d1) @@ALIVE-AFTER-KILL-9-42",
             "Kernel panic - not syncing: Attempted to kill init!",
             "domain 1 (crash): shut down, reason 3",
-            "] @@QUIET-POWEROFF",
-            "domain 3 (quiet): shut down, reason 0",
             "(d5) GUEST PASS",
             "memory: 0 frames held by domains after all ended (all returned)",
             "sluice hypervisor: all domains ended; hypervisor alive",
         ],
         "",
     ));
-    let quiet_ok = log
-        .lines()
-        .any(|l| l.starts_with("(d3) ") && l.contains("] @@QUIET-POWEROFF"));
-    if !quiet_ok {
-        problems.push("domain 3 did not reach its poweroff".into());
+    // Typed input reached only the domain it was switched to.
+    for (dom, other) in [("(d1) ", "@@TO-D3-42"), ("(d3) ", "@@TO-D1-42")] {
+        if log.lines().any(|l| l.starts_with(dom) && l.contains(other)) {
+            problems.push(format!("{other} reached {dom}"));
+        }
     }
+    let d3 = |needle: &str| {
+        log.lines()
+            .any(|l| l.starts_with("(d3) ") && l.contains(needle))
+    };
+    for needle in [
+        "] @@NPROC 4",
+        "] @@CPUINFO 4",
+        "] @@CLOCKEVENTS xen xen xen xen",
+    ] {
+        if !d3(needle) {
+            problems.push(format!("domain 3 (4 vCPUs): no {needle:?}"));
+        }
+    }
+    let work = per_cpu_work(&log, 3, 4).unwrap_or_else(|e| {
+        problems.push(e);
+        String::new()
+    });
     for l in log
         .lines()
         .filter(|l| l.starts_with("(d3) ") && KERNEL_COMPLAINTS.iter().any(|c| l.contains(c)))
@@ -374,7 +447,7 @@ fn two_guests_boot(
         bail!("two Linux guests + a test guest: {}", problems.join("; "));
     }
     eprintln!(
-        "  two Linux domains + a test guest: d1 panicked (SHUTDOWN_crash), d3 powered off, d5 passed, every frame returned ({:.1} s)",
+        "  two Linux domains + a test guest: input switched d1 -> d3 -> d1 (Ctrl-A x3), d3 (4 vCPUs: {work}) powered off, d1 survived kill -9 1 then its init exited (panic, SHUTDOWN_crash), d5 passed, every frame returned ({:.1} s)",
         t.elapsed().as_secs_f64()
     );
     Ok(())
@@ -387,4 +460,101 @@ fn host_reset(status: i32, log: &str) -> bool {
     status == 0
         && !log.contains("HYPERVISOR")
         && !log.contains("sluice hypervisor: all domains ended")
+}
+
+/// Domain `dom`'s user time per CPU (/proc/stat, USER_HZ) before and after init's jobs
+/// (one pinned to each CPU): each of its `n` CPUs must have gained some. Returns the
+/// gains, for the report.
+fn per_cpu_work(log: &str, dom: u32, n: usize) -> std::result::Result<String, String> {
+    let prefix = format!("(d{dom}) ");
+    let values = |tag: &str| -> Option<Vec<u64>> {
+        let l = log
+            .lines()
+            .find(|l| l.starts_with(&prefix) && l.contains(tag))?;
+        let rest = &l[l.find(tag)? + tag.len()..];
+        Some(
+            rest.split_whitespace()
+                .filter_map(|w| w.split_once('=')?.1.parse().ok())
+                .collect(),
+        )
+    };
+    let (Some(before), Some(after)) = (values("] @@USER-BEFORE "), values("] @@USER-AFTER "))
+    else {
+        return Err(format!("domain {dom}: no per-CPU user time lines"));
+    };
+    if before.len() != n || after.len() != n {
+        return Err(format!(
+            "domain {dom}: user time of {} and {} CPUs, want {n}",
+            before.len(),
+            after.len()
+        ));
+    }
+    let gains: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    if gains.contains(&0) {
+        return Err(format!(
+            "domain {dom}: a CPU got no user time from its pinned job (gains {gains:?})"
+        ));
+    }
+    Ok(format!("user time gained per CPU {gains:?}"))
+}
+
+/// Boots the hypervisor with `modules` in QEMU (1 GiB, 2 CPUs) until QEMU exits or
+/// [`BOOT_LIMIT`] x 2; types `input` on the serial port once a line with each
+/// (prefix, text) of `ready` has been seen. Returns QEMU's exit status and the log.
+fn boot_typing(
+    hv: &std::path::Path,
+    modules: &str,
+    ready: &[(&str, &str)],
+    input: &[u8],
+) -> Result<(i32, String)> {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
+        .args(["-m", "1024", "-smp", "2"])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(hv)
+        .args(["-initrd", modules])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .current_dir(root())
+        .spawn()
+        .context("cannot run qemu-system-x86_64")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut typed = false;
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+            let line = String::from_utf8_lossy(&line).replace('\r', "");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let t = Instant::now();
+    let mut seen = vec![false; ready.len()];
+    let mut log = String::new();
+    while let Ok(line) = rx.recv_timeout((BOOT_LIMIT * 2).saturating_sub(t.elapsed())) {
+        for (s, (prefix, text)) in seen.iter_mut().zip(ready) {
+            *s |= line.starts_with(prefix) && line.contains(text);
+        }
+        if !typed && seen.iter().all(|&s| s) {
+            use std::io::Write;
+            stdin.write_all(input)?;
+            stdin.flush()?;
+            typed = true;
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let _ = child.kill();
+    let status = child.wait()?.code().unwrap_or(-1);
+    let _ = reader.join();
+    Ok((status, log))
 }

@@ -365,6 +365,24 @@ impl VirtBackend for Svm {
         v
     }
 
+    fn create_vcpu_real(&self, vmcb: u64, asid: u32, npt_root: u64, vector: u8) -> SvmVcpu {
+        let v = self.create_vcpu(vmcb, asid, npt_root, 0, 0);
+        // As Xen's hvm_vcpu_reset_state after a SIPI: real-mode segments (64 KiB
+        // limits, present, accessed), CR0 ET only (NPT lets SVM run real mode), IP 0.
+        let sel = (vector as u16) << 8;
+        seg(vmcb, S_CS, sel, 0x9B, 0xFFFF, (vector as u64) << 12);
+        for off in [S_DS, S_ES, S_SS, S_FS, S_GS] {
+            seg(vmcb, off, 0, 0x93, 0xFFFF, 0);
+        }
+        seg(vmcb, S_TR, 0, 0x8B, 0xFFFF, 0);
+        seg(vmcb, S_LDTR, 0, 0x82, 0xFFFF, 0);
+        seg(vmcb, S_GDTR, 0, 0, 0xFFFF, 0);
+        seg(vmcb, S_IDTR, 0, 0, 0xFFFF, 0);
+        w64(vmcb, S_CR0, 0x10);
+        w64(vmcb, S_RIP, 0);
+        v
+    }
+
     fn run(&self, v: &mut SvmVcpu) -> Exit {
         w32(v.vmcb, C_CLEAN, 0);
         // SAFETY: the VMCB and the host VMSAVE area are owned frames (the VMCB set up by
@@ -501,6 +519,9 @@ impl VcpuState for SvmVcpu {
     }
     fn cr4(&self) -> u64 {
         r64(self.vmcb, S_CR4)
+    }
+    fn rflags(&self) -> u64 {
+        r64(self.vmcb, S_RFLAGS)
     }
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
         // EVENTINJ: vector, type 3 (exception), error code valid, valid; the error

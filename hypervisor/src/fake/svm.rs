@@ -41,6 +41,9 @@ pub struct SvmVcpu {
     pub flushes: u32,
     /// A requested virtual interrupt not yet taken.
     pub virq: Option<u8>,
+    /// Started by a STARTUP IPI: real mode, CS base.
+    pub real_cs_base: Option<u64>,
+    pub rflags: u64,
 }
 
 impl VirtBackend for Svm {
@@ -55,6 +58,14 @@ impl VirtBackend for Svm {
         };
         v.regs.rbx = ebx as u64;
         v
+    }
+    fn create_vcpu_real(&self, _vmcb: u64, _asid: u32, _npt: u64, vector: u8) -> SvmVcpu {
+        SvmVcpu {
+            rip: 0,
+            real_cs_base: Some((vector as u64) << 12),
+            rflags: 2,
+            ..Default::default()
+        }
     }
     fn run(&self, _vcpu: &mut SvmVcpu) -> Exit {
         Exit::Hlt
@@ -94,6 +105,9 @@ impl VcpuState for SvmVcpu {
     }
     fn cr4(&self) -> u64 {
         self.cr4
+    }
+    fn rflags(&self) -> u64 {
+        self.rflags
     }
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
         if vector == 13 {

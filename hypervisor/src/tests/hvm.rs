@@ -44,8 +44,9 @@ fn hvm_params_as_xen_answers_them() {
         param(&mut m, true, DOMID_SELF, 1, 5).0,
         XenErrno::Eperm.to_ret()
     );
-    // CALLBACK_IRQ: a vector below 0x10, junk above it, the GSI type: EINVAL, unchanged.
-    for bad in [2 << 56 | 0x0F, 2 << 56 | 0x1F3, 1 << 56 | 5, 3 << 56] {
+    // CALLBACK_IRQ: a vector below 0x10, junk above it, an unknown type: EINVAL,
+    // unchanged.
+    for bad in [2 << 56 | 0x0F, 2 << 56 | 0x1F3, 3 << 56] {
         assert_eq!(
             param(&mut m, true, DOMID_SELF, 0, bad).0,
             XenErrno::Einval.to_ret()
@@ -57,9 +58,12 @@ fn hvm_params_as_xen_answers_them() {
     // No xenstore, no console ring: STORE_PFN and CONSOLE_EVTCHN read 0.
     assert_eq!(param(&mut m, false, DOMID_SELF, 1, 7), (0, 0));
     assert_eq!(param(&mut m, false, DOMID_SELF, 18, 7), (0, 0));
-    // Per-vCPU upcall vectors are not offered: ENOSYS.
+    // The GSI type (Linux sets GSI 1 with per-vCPU upcall vectors): recorded.
+    assert_eq!(param(&mut m, true, DOMID_SELF, 0, 1).0, 0);
+    assert_eq!(param(&mut m, false, DOMID_SELF, 0, 0), (0, 1));
+    // Other HVMOPs: ENOSYS.
     assert_eq!(
-        hypercall(&mut m, 0, HVM_OP, [23, ARG, 0]),
+        hypercall(&mut m, 0, HVM_OP, [99, ARG, 0]),
         XenErrno::Enosys.to_ret()
     );
 }
@@ -74,7 +78,7 @@ fn upcall_vector_follows_evtchn_upcall_pending() {
     assert_eq!(crate::hvm::upcall_due(m.d(0), 0), Some(0xF3));
     let d = m.doms[0].as_mut().unwrap();
     let mut v = d.vcpus[0].slot.take().unwrap();
-    crate::hvm::before_entry(d, 0, &mut v);
+    crate::vsmp::before_entry(d, 0, &mut v);
     assert_eq!(v.virq, Some(0xF3));
 }
 

@@ -100,6 +100,9 @@ impl crate::virt::VirtBackend for Other {
             ..Default::default()
         }
     }
+    fn create_vcpu_real(&self, _vmcb: u64, _asid: u32, _npt: u64, _vector: u8) -> Self::Vcpu {
+        Default::default()
+    }
     fn run(&self, _vcpu: &mut Self::Vcpu) -> crate::virt::Exit {
         crate::virt::Exit::Shutdown
     }

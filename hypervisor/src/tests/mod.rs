@@ -16,6 +16,7 @@ mod misc;
 mod tlb;
 #[cfg(test)]
 mod vpci;
+mod vsmp;
 
 use crate::addr::{Gpa, Hpa};
 use crate::arch::{phys, svm::Svm};
