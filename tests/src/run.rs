@@ -650,6 +650,25 @@ fn dom0_action(
             "xl block-attach {name} '{}'",
             crate::images::disk_spec(step_idx, di, &step.disks[di])
         ),
+        "restart-backend-midwrite" => {
+            let daemons: Vec<String> = boot
+                .block_daemons(step)
+                .into_iter()
+                .map(|d| {
+                    format!(
+                        "restart_midwrite {} {}",
+                        d.name,
+                        crate::images::daemon_args(d)
+                    )
+                })
+                .collect();
+            if daemons.len() != 1 || step.disks[di].backend != BlockBackend::Userspace {
+                bail!(Failure::Infrastructure(format!(
+                    "{name}: restart-backend-midwrite needs one userspace block backend daemon"
+                )));
+            }
+            daemons.join(" && ")
+        }
         "restart-backend" => {
             let daemons: Vec<String> = boot
                 .block_daemons(step)

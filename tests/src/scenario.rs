@@ -131,13 +131,13 @@ pub enum Workload {
     /// Crash consistency with a backend crash: record writers (four, each writing
     /// 64 KiB records with O_DIRECT, each followed by an fsync, i.e. a flush request;
     /// a record is *acknowledged* when both completed) and fio random writes at queue
-    /// depth 16 keep the disk busy while dom0 SIGKILLs the userspace block backend and
+    /// depth 8 keep the disk busy while dom0 SIGKILLs the userspace block backend and
     /// starts it again. The guest's blkfront carries on (no I/O error; each writer
     /// acknowledges more records afterwards), and every acknowledged record reads back
     /// intact. Userspace disks only; takes the whole disk.
     CrashKill { disk: usize },
     /// Crash consistency with the guest destroyed: the guest asks dom0 to `xl destroy`
-    /// it once its disk has taken 400 more writes, then runs the record writers and fio
+    /// it once its disk has taken 200 more writes, then runs the record writers and fio
     /// as in [`Workload::CrashKill`], printing `@@ACK WRITER RECORD` for each record
     /// acknowledged, until it is destroyed mid-write. Alone in its step (the guest never
     /// finishes); a later step's [`Workload::CrashVerify`] checks its disk.

@@ -2,11 +2,11 @@
 //! (suite `xen-blk-crash`), with the stock `xen-blkfront` in PV guests.
 //!
 //! `pv-crash-kill`: four record writers (256 KiB O_DIRECT writes, each followed by an
-//! fsync, i.e. a flush request) and fio random writes at depth 16 keep a disk busy while
+//! fsync, i.e. a flush request) and fio random writes at depth 8 keep a disk busy while
 //! dom0 SIGKILLs `sluice-blkback` and starts it again; the guest carries on (no I/O
 //! error, more records acknowledged after the restart) and every acknowledged record
 //! reads back intact. `pv-crash-destroy` runs the same writers, printing each
-//! acknowledgement on the console, until dom0 `xl destroy`s it after 400 more writes
+//! acknowledgement on the console, until dom0 `xl destroy`s it after 200 more writes
 //! reached its disk; `pv-crash-verify`, a fresh guest on that disk, reads back every
 //! record acknowledged before the destroy.
 
