@@ -84,6 +84,8 @@ pub fn run(minutes: f64, merge: bool) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let load = load.join(" ");
     println!("\nfuzz run {date}, commit {commit}, {seconds} s per target, load {load}");
     println!("| target | executions | coverage (cov) | result |");
     println!("|---|---:|---:|---|");
