@@ -1683,6 +1683,27 @@ mod tests {
             readonly: false,
         }];
         assert!(validate(&boot(vec![tiny])).is_err());
+        // A disk of an earlier step's: only an earlier step's own disk of the same size;
+        // a guest destroyed mid-write is alone in its step, on a userspace disk.
+        let u = BlockBackend::Userspace;
+        let step = |n: &str, w: Workload| GuestStep::new(n, GuestType::Pv, &[u.clone()], &[w]);
+        let destroy = step("d", Workload::CrashDestroy { disk: 0 });
+        let verify = step("v", Workload::CrashVerify { disk: 0 }).with_disk_of(0, 0, 0);
+        assert!(validate(&boot(vec![destroy.clone(), verify.clone()])).is_ok());
+        assert!(validate(&boot(vec![verify.clone(), destroy.clone()])).is_err());
+        let mut bigger = verify.clone();
+        bigger.disks[0].size_mib *= 2;
+        assert!(validate(&boot(vec![destroy.clone(), bigger])).is_err());
+        let mut crowded = destroy.clone();
+        crowded.workloads.push(Workload::ConsoleRoundTrip);
+        assert!(validate(&boot(vec![crowded])).is_err());
+        let kernel = GuestStep::new(
+            "k",
+            GuestType::Pv,
+            &[BlockBackend::KernelBlkback],
+            &[Workload::CrashKill { disk: 0 }],
+        );
+        assert!(validate(&boot(vec![kernel])).is_err());
         let mut b = boot(vec![ok]);
         b.console = ConsoleBackend::Userspace;
         assert!(validate(&b).is_err(), "userspace console without a daemon");
