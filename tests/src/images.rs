@@ -1686,7 +1686,8 @@ mod tests {
         // A disk of an earlier step's: only an earlier step's own disk of the same size;
         // a guest destroyed mid-write is alone in its step, on a userspace disk.
         let u = BlockBackend::Userspace;
-        let step = |n: &str, w: Workload| GuestStep::new(n, GuestType::Pv, &[u.clone()], &[w]);
+        let step =
+            |n: &str, w: Workload| GuestStep::new(n, GuestType::Pv, std::slice::from_ref(&u), &[w]);
         let destroy = step("d", Workload::CrashDestroy { disk: 0 });
         let verify = step("v", Workload::CrashVerify { disk: 0 }).with_disk_of(0, 0, 0);
         assert!(validate(&boot(vec![destroy.clone(), verify.clone()])).is_ok());
