@@ -575,6 +575,19 @@ where
         })
     }
 
+    /// Attaches with responses published up to `rsp_prod` and requests consumed up to
+    /// `req_cons` (a restarted backend that kept a record of the requests it had taken
+    /// and not answered): at most a ring's worth may lie between them.
+    pub fn attach_at(mem: SharedMem<'a>, rsp_prod: u32, req_cons: u32) -> Result<Self, RingError> {
+        let mut ring = Self::attach(mem, rsp_prod)?;
+        if req_cons.wrapping_sub(rsp_prod) > ring.geo.size {
+            return Err(RingError::Full);
+        }
+        ring.req_cons = req_cons;
+        ring.req_prod_seen = req_cons;
+        Ok(ring)
+    }
+
     /// `RING_SIZE`: number of slots.
     pub fn size(&self) -> u32 {
         self.geo.size

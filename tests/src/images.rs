@@ -136,7 +136,13 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             g.elf(&p, &format!("/sbin/{prog}"), &[])?;
         }
         g.symlink("/sbin/mke2fs", "/sbin/mkfs.ext4")?;
-        if boot.first_fio().is_some() {
+        let crash = boot.steps.iter().flat_map(|s| &s.workloads).any(|w| {
+            matches!(
+                w,
+                Workload::CrashKill { .. } | Workload::CrashDestroy { .. }
+            )
+        });
+        if boot.first_fio().is_some() || crash {
             g.elf(&which("fio")?, "/usr/bin/fio", &[])?;
         }
         if Path::new("/etc/mke2fs.conf").exists() {
@@ -270,6 +276,15 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     Workload::Fio { seconds, .. } => {
                         writeln!(script, "(check_fio {dev} {seconds}); report $id $?")?;
                     }
+                    Workload::CrashKill { .. } => {
+                        writeln!(script, "(check_crash_kill {dev}); report $id $?")?;
+                    }
+                    Workload::CrashDestroy { .. } => {
+                        writeln!(script, "(check_crash_destroy {dev}); report $id $?")?;
+                    }
+                    Workload::CrashVerify { .. } => {
+                        writeln!(script, "(check_crash_verify {dev}); report $id $?")?;
+                    }
                     Workload::ReadOnly { .. } => {
                         writeln!(script, "(check_read_only {dev}); report $id $?")?;
                         checks.push((
@@ -389,6 +404,10 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
     let mut disks = Vec::new();
     for (si, step) in boot.steps.iter().enumerate() {
         for (di, d) in step.disks.iter().enumerate() {
+            if d.of.is_some() {
+                // An earlier step's device.
+                continue;
+            }
             let img = dir.join(format!("{}-{}.img", step.name, vdev(di)));
             let f = fs::File::create(&img)?;
             f.set_len(d.size_mib << 20)?;
@@ -547,6 +566,21 @@ fn validate(boot: &Boot) -> Result<()> {
                 );
             }
         }
+        for (di, d) in s.disks.iter().enumerate() {
+            if let Some((os, od)) = d.of {
+                let earlier = boot.steps.iter().position(|o| o.name == s.name);
+                let src = boot.steps.get(os).and_then(|o| o.disks.get(od));
+                if earlier.is_none_or(|me| os >= me)
+                    || src.is_none_or(|src| src.of.is_some() || src.size_mib != d.size_mib)
+                {
+                    bail!(
+                        "step {}: {} must be an earlier step's own disk of the same size",
+                        s.name,
+                        vdev(di)
+                    );
+                }
+            }
+        }
         let mut written: Vec<(usize, u64, u64)> = Vec::new();
         let mut ext4_disks = Vec::new();
         if s.kernel.is_some() && !(s.workloads.is_empty() && s.disks.is_empty()) {
@@ -574,8 +608,29 @@ fn validate(boot: &Boot) -> Result<()> {
             {
                 bail!("step {}: {} needs a userspace backend", s.name, w.id());
             }
-            if matches!(w, Workload::Ext4 { .. } | Workload::Fio { .. }) {
+            if matches!(
+                w,
+                Workload::Ext4 { .. }
+                    | Workload::Fio { .. }
+                    | Workload::CrashKill { .. }
+                    | Workload::CrashDestroy { .. }
+                    | Workload::CrashVerify { .. }
+            ) {
                 ext4_disks.push(disk);
+            }
+            if matches!(
+                w,
+                Workload::CrashKill { .. } | Workload::CrashDestroy { .. }
+            ) && d.backend != BlockBackend::Userspace
+            {
+                bail!("step {}: {} needs a userspace backend", s.name, w.id());
+            }
+            if matches!(w, Workload::CrashDestroy { .. }) && s.workloads.len() != 1 {
+                bail!(
+                    "step {}: {} must be its step's only workload",
+                    s.name,
+                    w.id()
+                );
             }
             if let Workload::MisbehavingBackend { .. } = w {
                 if d.backend != BlockBackend::Userspace || s.block_daemon.is_none() {
@@ -838,7 +893,10 @@ pub fn disk_spec(step_idx: usize, di: usize, d: &Disk) -> String {
         "format=raw,vdev={},access={},{extra}target=/dev/{}",
         vdev(di),
         if d.readonly { "ro" } else { "rw" },
-        disk_serial(step_idx, di)
+        match d.of {
+            Some((s, k)) => disk_serial(s, k),
+            None => disk_serial(step_idx, di),
+        }
     )
 }
 
@@ -906,6 +964,7 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
          \x20 echo \"@@DOM0-CONSOLE-AGAIN {n}\"\n\
          \x20 xl console {n}\n\
          done\n\
+         [ -n \"$destroyer\" ] && wait $destroyer\n\
          kill $wd 2>/dev/null\n\
          check_daemons\n"
     );
@@ -966,6 +1025,41 @@ backend_idle() {
   t1=$(awk '{print $14 + $15}' /proc/$p/stat)
   echo "$1 (pid $p): $((t1 - t0)) CPU ticks in 4 s ($(ls /proc/$p/task | wc -l) threads)"
   [ $((t1 - t0)) -lt 100 ]
+}
+# destroy_after_writes DOMAIN DEV: in the background, once dom0's disk DEV (a link to
+# the virtio disk) completed 200 more writes, `xl destroy DOMAIN` (mid-write).
+writes_of() { d=$(readlink -f /dev/$1); awk '{print $5}' /sys/block/${d##*/}/stat; }
+destroy_after_writes() {
+  n0=$(writes_of $2) || return 1
+  ( until [ "$(writes_of $2)" -ge $((n0 + 200)) ]; do sleep 0.1; done
+    xl destroy $1 && echo "@@DOM0-DESTROYED $1 after $(($(writes_of $2) - n0)) writes to $2" ) </dev/null >/dev/console 2>&1 &
+  # The step script waits for it before it ends (the console closes first).
+  destroyer=$!
+}
+# journal_pending: requests taken and not answered in sluice-blkback's crash journals
+# (the state word of each 128-byte entry after the 64-byte header: 1 or 2).
+journal_pending() {
+  for f in /run/sluice/blkback/vbd-*; do
+    [ -e "$f" ] && od -An -v -tu4 -w128 -j64 "$f"
+  done | awk '$1 == 1 || $1 == 2 { n++ } END { print n + 0 }'
+}
+# restart_midwrite NAME ARGS...: SIGKILLs block daemon NAME while its journal shows a
+# request in flight and starts it again, until the new daemon reports having served
+# unanswered requests again (20 tries at most).
+restart_midwrite() {
+  n=$1; shift; try=0
+  while [ $try -lt 20 ]; do
+    try=$((try+1)); i=0
+    until [ "$(journal_pending)" -gt 0 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "no request in flight for 60 s"; return 1; }; sleep 0.1; done
+    before=$(grep -c 'unanswered served again' /var/log/sluice/$n.log)
+    kill_daemon $n && start_daemon $n "$@" || return 1
+    i=0
+    until [ "$(grep -c 'unanswered served again' /var/log/sluice/$n.log)" -gt "$before" ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "$n did not take the device over"; return 1; }; sleep 0.1; done
+    got=$(grep 'unanswered served again' /var/log/sluice/$n.log | tail -n 1 | sed 's/.*taken up to [0-9]*, \([0-9]*\) unanswered.*/\1/')
+    echo "@@DOM0-RESTART try $try: $got unanswered request(s) served again"
+    [ "$got" -gt 0 ] && { echo "@@DOM0-KILLED-MIDWRITE $got after $try kill(s)"; return 0; }
+  done
+  return 1
 }
 # action_or_gone DOMAIN: after `xl create -c` or `xl console` returned, runs the one
 # command the harness types (a dom0 action) and returns 0; returns 1 as soon as the
@@ -1213,6 +1307,111 @@ check_fio() {
   . /lib/sluice-fio.sh
   fio_jobs "$1" "$2" || return 1
   echo "@@SUMMARY $id: fio ran; frontend module $(sed -n 's/^\([a-z_]*blkfront\) .*/\1/p' /proc/modules | head -n 1)"
+}
+# Crash consistency (Workload::CrashKill / CrashDestroy / CrashVerify). Writer W's
+# record R: 256 KiB at byte (W * 96 + R) * 256 KiB, each 512-byte sector a line naming
+# writer, record and sector (any lost, stale or misplaced sector shows).
+CRASH_RECORDS=96
+crash_rec() { awk -v w=$1 -v r=$2 'BEGIN { for (s = 0; s < 512; s++) printf "%-511s\n", "sluice-crash writer=" w " record=" r " sector=" s }'; }
+# crash_writer DEV W [print]: writes records with O_DIRECT, each followed by fsync (a
+# flush request); once both completed the record is acknowledged: counted in
+# /tmp/crash-acked-W (and printed as @@ACK W R with `print`).
+crash_writer() {
+  i=0
+  while [ ! -e /tmp/crash-stop ] && [ $i -lt $CRASH_RECORDS ]; do
+    crash_rec $2 $i > /tmp/crash-rec-$2
+    dd if=/tmp/crash-rec-$2 of=$1 bs=256k count=1 seek=$((($2 * CRASH_RECORDS + i) * 262144)) oflag=seek_bytes,direct conv=fsync 2>/tmp/crash-dd-$2 \
+      || { echo "writer $2: record $i: $(cat /tmp/crash-dd-$2)" >> /tmp/crash-fail; return 1; }
+    i=$((i+1)); echo $i > /tmp/crash-acked-$2
+    [ "$3" = print ] && echo "@@ACK $2 $((i-1))"
+  done
+  return 0
+}
+crash_acked() { cat /tmp/crash-acked-$1 2>/dev/null || echo 0; }
+# crash_load DEV: fio random writes at depth 8 on the last 32 MiB (answers complete
+# out of order; rate-limited to leave the slow TCG guest time for the writers), until
+# killed.
+crash_load() {
+  fio --name=load --filename=$1 --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=8 --rate_iops=200 \
+    --offset=96M --size=32M --time_based --runtime=3600 --norandommap --randrepeat=0 \
+    --output=/tmp/crash-fio.log </dev/null >/dev/null 2>&1 &
+  echo $! > /tmp/crash-fio.pid
+}
+crash_start() {
+  rm -f /tmp/crash-*
+  crash_load $1
+  for w in 0 1 2 3; do crash_writer $1 $w $2 </dev/null & done
+}
+# crash_wait_acked N: until every writer acknowledged at least N records (each writer
+# its own N when given four numbers); 600 s at most.
+crash_wait_acked() {
+  t=0
+  for w in 0 1 2 3; do
+    eval n=\${$((w + 1)):-$1}
+    while [ "$(crash_acked $w)" -lt "$n" ]; do
+      [ -e /tmp/crash-fail ] && { cat /tmp/crash-fail; return 1; }
+      t=$((t+1)); [ $t -gt 3000 ] && { echo "writer $w: $(crash_acked $w) records acknowledged, waited for $n"; return 1; }
+      sleep 0.2
+    done
+  done
+}
+crash_stop() {
+  touch /tmp/crash-stop
+  p=$(cat /tmp/crash-fio.pid)
+  kill -0 "$p" 2>/dev/null || echo "fio stopped early (an I/O error?): $(tr '\n' ' ' < /tmp/crash-fio.log | head -c 600)" >> /tmp/crash-fail
+  kill "$p" 2>/dev/null
+  wait
+  [ ! -e /tmp/crash-fail ] || { cat /tmp/crash-fail; return 1; }
+}
+# crash_verify DEV N0 N1 N2 N3: records 0..Nw-1 of writer w read back (O_DIRECT) as written.
+crash_verify() {
+  dev=$1; shift; total=0
+  for w in 0 1 2 3; do
+    n=$1; shift; i=0
+    while [ $i -lt "$n" ]; do
+      crash_rec $w $i > /tmp/crash-want
+      x dd if=$dev of=/tmp/crash-got bs=256k count=1 skip=$((($w * CRASH_RECORDS + i) * 262144)) iflag=skip_bytes,direct 2>/dev/null || { echo "reading writer $w record $i failed"; return 1; }
+      cmp -s /tmp/crash-want /tmp/crash-got || { echo "writer $w record $i (acknowledged) reads back wrong: $(head -c 80 /tmp/crash-got | tr -c '[:print:]' .)"; return 1; }
+      i=$((i+1)); total=$((total+1))
+    done
+  done
+  echo "$total acknowledged records read back intact"
+}
+check_crash_kill() {
+  dev=$1
+  wait_dev "$dev" || return 1
+  crash_start "$dev"
+  crash_wait_acked 1 || return 1
+  dom0 restart-backend-midwrite "${dev##*/}" || return 1
+  a0=$(crash_acked 0); a1=$(crash_acked 1); a2=$(crash_acked 2); a3=$(crash_acked 3)
+  # The guest carries on: every writer acknowledges two more records.
+  crash_wait_acked $((a0 + 2)) $((a1 + 2)) $((a2 + 2)) $((a3 + 2)) || { echo "after the backend restart"; return 1; }
+  crash_stop || return 1
+  n="$(crash_acked 0) $(crash_acked 1) $(crash_acked 2) $(crash_acked 3)"
+  out=$(crash_verify "$dev" $n) || { echo "$out"; return 1; }
+  fio=$(grep -o 'issued rwts: total=[0-9,]*' /tmp/crash-fio.log | head -n 1)
+  echo "@@SUMMARY $id: sluice-blkback SIGKILLed (with requests in flight) and restarted under 4 record writers (O_DIRECT + fsync) and fio randwrite at depth 8 (${fio:-fio printed no totals}); no I/O error; records acknowledged per writer: $n ($a0 $a1 $a2 $a3 when the restart returned); $out"
+}
+check_crash_destroy() {
+  dev=$1
+  wait_dev "$dev" || return 1
+  dom0 destroy-after-writes "${dev##*/}" || return 1
+  echo "@@CRASH-WRITING $id"
+  crash_start "$dev" print
+  wait
+  echo "the writers stopped before the guest was destroyed: $(cat /tmp/crash-fail 2>/dev/null)"
+  return 1
+}
+check_crash_verify() {
+  dev=$1
+  wait_dev "$dev" || return 1
+  echo "@@ACKS-READY"
+  read -t 300 -r line || { echo "no acknowledged counts typed"; return 1; }
+  set -- $line
+  [ "$1" = acked ] && [ $# -eq 5 ] || { echo "bad line typed: $line"; return 1; }
+  shift
+  out=$(crash_verify "$dev" "$@") || { echo "$out"; return 1; }
+  echo "@@SUMMARY $id: a fresh guest on the disk of a guest destroyed (xl destroy) mid-write: acknowledged records per writer $*; $out"
 }
 check_read_only() {
   dev=$1
@@ -1477,12 +1676,35 @@ mod tests {
         assert!(validate(&boot(vec![nodisk])).is_err());
         let mut tiny = ok.clone();
         tiny.disks = vec![Disk {
+            of: None,
             size_mib: 1,
             backend: BlockBackend::KernelBlkback,
             sector_size: 512,
             readonly: false,
         }];
         assert!(validate(&boot(vec![tiny])).is_err());
+        // A disk of an earlier step's: only an earlier step's own disk of the same size;
+        // a guest destroyed mid-write is alone in its step, on a userspace disk.
+        let u = BlockBackend::Userspace;
+        let step =
+            |n: &str, w: Workload| GuestStep::new(n, GuestType::Pv, std::slice::from_ref(&u), &[w]);
+        let destroy = step("d", Workload::CrashDestroy { disk: 0 });
+        let verify = step("v", Workload::CrashVerify { disk: 0 }).with_disk_of(0, 0, 0);
+        assert!(validate(&boot(vec![destroy.clone(), verify.clone()])).is_ok());
+        assert!(validate(&boot(vec![verify.clone(), destroy.clone()])).is_err());
+        let mut bigger = verify.clone();
+        bigger.disks[0].size_mib *= 2;
+        assert!(validate(&boot(vec![destroy.clone(), bigger])).is_err());
+        let mut crowded = destroy.clone();
+        crowded.workloads.push(Workload::ConsoleRoundTrip);
+        assert!(validate(&boot(vec![crowded])).is_err());
+        let kernel = GuestStep::new(
+            "k",
+            GuestType::Pv,
+            &[BlockBackend::KernelBlkback],
+            &[Workload::CrashKill { disk: 0 }],
+        );
+        assert!(validate(&boot(vec![kernel])).is_err());
         let mut b = boot(vec![ok]);
         b.console = ConsoleBackend::Userspace;
         assert!(validate(&b).is_err(), "userspace console without a daemon");

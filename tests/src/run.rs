@@ -288,6 +288,9 @@ fn drive(
         Ok(())
     })?;
 
+    // Records acknowledged per writer before a guest was destroyed mid-write
+    // (`Workload::CrashDestroy`), by (step, disk): what a later `CrashVerify` checks.
+    let mut acked: std::collections::HashMap<(usize, usize), [u32; 4]> = Default::default();
     for (si, (s, (name, _))) in boot.steps.iter().zip(&prepared.host_checks).enumerate() {
         let label = format!(
             "guest {name} ({}, {} disk(s))",
@@ -315,7 +318,7 @@ fn drive(
                         // Whole lines only: the console arrives in pieces, and `\S+` would
                         // match a word cut short ("x" of "xvda").
                         &format!(
-                            r"@@RT-READY|@@ACTION (\S+) (\S+) (\S+)\r?\n|@@STEP-END {name} rc=(\d+)\r?\n"
+                            r"@@RT-READY|@@ACKS-READY|@@ACTION (\S+) (\S+) (\S+)\r?\n|@@STEP-END {name} rc=(\d+)\r?\n"
                         ),
                         deadline.saturating_duration_since(Instant::now()),
                         "guest run to its poweroff",
@@ -334,6 +337,18 @@ fn drive(
                                 r.group(1)
                             )));
                         }
+                    } else if r.group(0) == "@@ACKS-READY" {
+                        let from = s.workloads.iter().find_map(|w| match w {
+                            Workload::CrashVerify { disk } => s.disks[*disk].of,
+                            _ => None,
+                        });
+                        let Some(n) = from.and_then(|k| acked.get(&k)) else {
+                            bail!(Failure::Infrastructure(format!(
+                                "{name}: the guest asked for acknowledged records, but no earlier \
+                                 step destroyed a guest on its disk"
+                            )));
+                        };
+                        m.send_line(&format!("acked {} {} {} {}", n[0], n[1], n[2], n[3]))?;
                     } else if !r.group(1).is_empty() {
                         dom0_action(m, boot, si, s, r.group(1), r.group(2), r.group(3))?;
                     } else {
@@ -414,7 +429,25 @@ fn drive(
                     end.group(4)
                 )));
             }
+            let destroyed = s.workloads.iter().find_map(|w| match w {
+                Workload::CrashDestroy { disk } => Some((*disk, w.id())),
+                _ => None,
+            });
+            if let Some((disk, id)) = &destroyed {
+                let n = crash_destroyed(name, id, text)?;
+                report.passed.push((
+                    format!("{name}/{id}"),
+                    format!(
+                        "dom0 destroyed the guest (xl destroy) mid-write, after records {n:?} \
+                         per writer were acknowledged (O_DIRECT write + fsync)"
+                    ),
+                ));
+                acked.insert((si, *disk), n);
+            }
             for w in &s.workloads {
+                if matches!(w, Workload::CrashDestroy { .. }) {
+                    continue;
+                }
                 let id = w.id();
                 let verdict = text
                     .lines()
@@ -504,7 +537,7 @@ fn drive(
             }
             if s.kernel.is_some() {
                 report.consoles.push((name.clone(), text.to_string()));
-            } else if !text.contains(&format!("@@GUEST-END {name}")) {
+            } else if destroyed.is_none() && !text.contains(&format!("@@GUEST-END {name}")) {
                 bail!(Failure::Infrastructure(format!(
                     "{name}: guest did not finish"
                 )));
@@ -554,6 +587,44 @@ fn drive(
     Ok(())
 }
 
+/// The verdict on a [`Workload::CrashDestroy`] step from its console: the guest was
+/// writing, dom0 destroyed it, its writers never failed (no `@@CHECK`); returns the
+/// records acknowledged per writer (`@@ACK W R` lines, R counting from 0).
+fn crash_destroyed(name: &str, id: &str, text: &str) -> Result<[u32; 4]> {
+    if let Some(l) = text.lines().find(|l| l.contains(&format!("@@CHECK {id} "))) {
+        bail!(Failure::Check(format!(
+            "{name}/{id}: the guest stopped writing before it was destroyed: {}",
+            l.trim()
+        )));
+    }
+    if !text.contains(&format!("@@CRASH-WRITING {id}"))
+        || !text.contains(&format!("@@DOM0-DESTROYED {name}"))
+    {
+        bail!(Failure::Infrastructure(format!(
+            "{name}/{id}: the guest did not start writing, or dom0 did not destroy it"
+        )));
+    }
+    let mut n = [0u32; 4];
+    for l in text.lines() {
+        let Some(rest) = l.trim().strip_prefix("@@ACK ") else {
+            continue;
+        };
+        let mut f = rest.split_whitespace().map(str::parse::<u32>);
+        match (f.next(), f.next(), f.next()) {
+            (Some(Ok(w)), Some(Ok(r)), None) if w < 4 => n[w as usize] = n[w as usize].max(r + 1),
+            // A line cut by dom0's own console output: that record is not counted
+            // (fewer records checked, never a false pass).
+            _ => {}
+        }
+    }
+    if n.iter().sum::<u32>() == 0 {
+        bail!(Failure::Infrastructure(format!(
+            "{name}/{id}: no record was acknowledged before the guest was destroyed"
+        )));
+    }
+    Ok(n)
+}
+
 /// Carries out a guest's request for a dom0 action on one of its disks (`@@ACTION TOKEN
 /// VERB DISK`, printed by the guest's `dom0` shell function, which then waits): leaves
 /// the guest console (Ctrl-]), types the command for dom0's step script to run,
@@ -579,6 +650,25 @@ fn dom0_action(
             "xl block-attach {name} '{}'",
             crate::images::disk_spec(step_idx, di, &step.disks[di])
         ),
+        "restart-backend-midwrite" => {
+            let daemons: Vec<String> = boot
+                .block_daemons(step)
+                .into_iter()
+                .map(|d| {
+                    format!(
+                        "restart_midwrite {} {}",
+                        d.name,
+                        crate::images::daemon_args(d)
+                    )
+                })
+                .collect();
+            if daemons.len() != 1 || step.disks[di].backend != BlockBackend::Userspace {
+                bail!(Failure::Infrastructure(format!(
+                    "{name}: restart-backend-midwrite needs one userspace block backend daemon"
+                )));
+            }
+            daemons.join(" && ")
+        }
         "restart-backend" => {
             let daemons: Vec<String> = boot
                 .block_daemons(step)
@@ -598,6 +688,13 @@ fn dom0_action(
             }
             daemons.join(" && ")
         }
+        "destroy-after-writes" => format!(
+            "destroy_after_writes {name} {}",
+            match step.disks[di].of {
+                Some((s, k)) => crate::images::disk_serial(s, k),
+                None => crate::images::disk_serial(step_idx, di),
+            }
+        ),
         "backend-idle" => {
             let daemons: Vec<String> = boot
                 .block_daemons(step)

@@ -54,6 +54,9 @@ pub struct Disk {
     pub sector_size: u32,
     /// Attached read-only (`access=ro`: `mode` = `r` for the backend).
     pub readonly: bool,
+    /// The dom0 device of an earlier step's disk `(step, disk)` instead of an image of
+    /// its own ([`GuestStep::with_disk_of`]): a fresh guest reads what another left.
+    pub of: Option<(usize, usize)>,
 }
 
 /// What a guest does, each one reported as a separate check.
@@ -125,6 +128,25 @@ pub enum Workload {
         disk: usize,
         mode: BackendMisbehaviour,
     },
+    /// Crash consistency with a backend crash: record writers (four, each writing
+    /// 64 KiB records with O_DIRECT, each followed by an fsync, i.e. a flush request;
+    /// a record is *acknowledged* when both completed) and fio random writes at queue
+    /// depth 8 keep the disk busy while dom0 SIGKILLs the userspace block backend and
+    /// starts it again. The guest's blkfront carries on (no I/O error; each writer
+    /// acknowledges more records afterwards), and every acknowledged record reads back
+    /// intact. Userspace disks only; takes the whole disk.
+    CrashKill { disk: usize },
+    /// Crash consistency with the guest destroyed: the guest asks dom0 to `xl destroy`
+    /// it once its disk has taken 200 more writes, then runs the record writers and fio
+    /// as in [`Workload::CrashKill`], printing `@@ACK WRITER RECORD` for each record
+    /// acknowledged, until it is destroyed mid-write. Alone in its step (the guest never
+    /// finishes); a later step's [`Workload::CrashVerify`] checks its disk.
+    CrashDestroy { disk: usize },
+    /// A fresh guest on the disk of an earlier step's [`Workload::CrashDestroy`]
+    /// ([`GuestStep::with_disk_of`]): the harness types the number of records each
+    /// writer had acknowledged (from the `@@ACK` lines of that step's console), and
+    /// every one of them must read back intact.
+    CrashVerify { disk: usize },
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -224,6 +246,9 @@ impl Workload {
                 format!("backend-{}-{}", mode.name(), vdev(*disk))
             }
             Workload::UnloadFrontend => "blkfront-unload".into(),
+            Workload::CrashKill { disk } => format!("crash-kill-{}", vdev(*disk)),
+            Workload::CrashDestroy { disk } => format!("crash-destroy-{}", vdev(*disk)),
+            Workload::CrashVerify { disk } => format!("crash-verify-{}", vdev(*disk)),
         }
     }
 
@@ -245,6 +270,9 @@ impl Workload {
             | Workload::SectorSize { .. }
             | Workload::Fio { .. }
             | Workload::MisbehavingBackend { .. }
+            | Workload::CrashKill { .. }
+            | Workload::CrashDestroy { .. }
+            | Workload::CrashVerify { .. }
             | Workload::UnloadFrontend => 0,
         }
     }
@@ -264,7 +292,10 @@ impl Workload {
             | Workload::ReadOnly { disk }
             | Workload::Fio { disk, .. }
             | Workload::HostileFrontend { disk }
-            | Workload::MisbehavingBackend { disk, .. } => Some(*disk),
+            | Workload::MisbehavingBackend { disk, .. }
+            | Workload::CrashKill { disk }
+            | Workload::CrashDestroy { disk }
+            | Workload::CrashVerify { disk } => Some(*disk),
         }
     }
 
@@ -294,6 +325,9 @@ impl Workload {
             | Workload::SectorSize { .. }
             | Workload::ReadOnly { .. }
             | Workload::Fio { .. }
+            | Workload::CrashKill { .. }
+            | Workload::CrashDestroy { .. }
+            | Workload::CrashVerify { .. }
             | Workload::MisbehavingBackend { .. } => None,
             Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
         }
@@ -380,6 +414,7 @@ impl GuestStep {
                     backend: b.clone(),
                     sector_size: 512,
                     readonly: false,
+                    of: None,
                 })
                 .collect(),
             workloads: w.to_vec(),
@@ -438,6 +473,13 @@ impl GuestStep {
     /// The same step with disk `disk` attached read-only.
     pub fn with_readonly(mut self, disk: usize) -> Self {
         self.disks[disk].readonly = true;
+        self
+    }
+
+    /// The same step with disk `disk` being earlier step `step`'s disk `of_disk` (the
+    /// same dom0 device and image; its size and sector size are that disk's).
+    pub fn with_disk_of(mut self, disk: usize, step: usize, of_disk: usize) -> Self {
+        self.disks[disk].of = Some((step, of_disk));
         self
     }
 

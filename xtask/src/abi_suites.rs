@@ -26,7 +26,7 @@ pub fn ring_stress() -> Result<()> {
 
 /// `cargo +nightly ...` through the rustup proxy, with the variables the outer (pinned)
 /// cargo set removed so that `+nightly` decides the toolchain.
-fn nightly_cargo() -> Command {
+pub fn nightly_cargo() -> Command {
     let mut c = Command::new("cargo");
     c.arg("+nightly")
         .current_dir(root())
@@ -41,20 +41,8 @@ fn have_nightly() -> bool {
     have("rustup") && crate::setup::have_nightly()
 }
 
-/// `abi-fuzz-smoke`: fmt and clippy of the `fuzz/` workspace, then every target in it
-/// for a short while; a crash fails the suite.
-pub fn fuzz_smoke() -> Result<()> {
-    if !have_nightly() {
-        eprintln!(
-            "abi-fuzz-smoke: SKIPPED: no nightly toolchain (cargo-fuzz needs one: `cargo xtask setup` installs it)"
-        );
-        return Ok(());
-    }
-    if !have("cargo-fuzz") {
-        bail!(
-            "cargo-fuzz is not installed: run `cargo xtask setup` (or `cargo install cargo-fuzz`)"
-        );
-    }
+/// The targets `cargo fuzz list` names.
+pub fn fuzz_targets() -> Result<Vec<String>> {
     let list = nightly_cargo()
         .args(["fuzz", "list"])
         .output()
@@ -74,6 +62,24 @@ pub fn fuzz_smoke() -> Result<()> {
     if targets.is_empty() {
         bail!("fuzz/ has no targets");
     }
+    Ok(targets)
+}
+
+/// `abi-fuzz-smoke`: fmt and clippy of the `fuzz/` workspace, then every target in it
+/// for a short while; a crash fails the suite.
+pub fn fuzz_smoke() -> Result<()> {
+    if !have_nightly() {
+        eprintln!(
+            "abi-fuzz-smoke: SKIPPED: no nightly toolchain (cargo-fuzz needs one: `cargo xtask setup` installs it)"
+        );
+        return Ok(());
+    }
+    if !have("cargo-fuzz") {
+        bail!(
+            "cargo-fuzz is not installed: run `cargo xtask setup` (or `cargo install cargo-fuzz`)"
+        );
+    }
+    let targets = fuzz_targets()?;
     // fuzz/ is its own workspace, outside the host workspace's fmt and clippy.
     let fuzz_dir = root().join("fuzz");
     run(nightly_cargo()
@@ -87,10 +93,18 @@ pub fn fuzz_smoke() -> Result<()> {
         "warnings",
     ]))?;
     for t in &targets {
+        let scratch = fuzz_dir.join("corpus").join(t);
+        std::fs::create_dir_all(&scratch)?;
         run(nightly_cargo().args([
             "fuzz",
             "run",
             t,
+            scratch.to_str().context("non-UTF-8 path")?,
+            fuzz_dir
+                .join("seeds")
+                .join(t)
+                .to_str()
+                .context("non-UTF-8 path")?,
             "--",
             &format!("-max_total_time={FUZZ_SECONDS}"),
             "-print_final_stats=1",

@@ -7,6 +7,7 @@
 mod abi_suites;
 mod bench;
 mod bench_hypercall;
+mod fuzz;
 mod hv_hostile;
 mod hypervisor;
 mod hypervisor_linux;
@@ -69,6 +70,16 @@ enum Command {
         #[arg(long)]
         smoke: bool,
     },
+    /// Run every fuzz target (fuzz/) for an equal share of `--minutes`, seeded from the
+    /// corpus in fuzz/seeds/; prints executions and crashes per target (docs/fuzz.md).
+    Fuzz {
+        /// Minutes in all, shared equally by the targets.
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+        /// Then fold the inputs that add coverage into fuzz/seeds/ (`-merge=1`).
+        #[arg(long)]
+        merge: bool,
+    },
     /// Alias of `cargo xtask bench hypercall`.
     BenchHypercall,
     /// Alias of `cargo xtask bench fio-frontends`.
@@ -118,6 +129,10 @@ fn main() -> Result<()> {
                 bench::Size::Full
             };
             bench::run_one(&name, size)
+        }
+        Command::Fuzz { minutes, merge } => {
+            setup::run()?;
+            fuzz::run(minutes, merge)
         }
         Command::BenchHypercall => {
             setup::run()?;

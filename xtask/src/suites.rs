@@ -42,6 +42,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::xen::userspace,
     },
     Suite {
+        name: "xen-blk-crash",
+        about: "real Xen: sluice-blkback SIGKILLed mid-write, a guest destroyed mid-write; acknowledged writes intact",
+        run: crate::xen::blk_crash,
+    },
+    Suite {
         name: "iommu-vtd",
         about:
             "bare-metal kernel on QEMU intel-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",

@@ -47,3 +47,9 @@ pub fn demo() -> Result<()> {
 pub fn userspace() -> Result<()> {
     scenario_test("xen_userspace")
 }
+
+/// `xen-blk-crash`: crash consistency of sluice-blkback (killed mid-write, a guest
+/// destroyed mid-write): every write acknowledged before a completed flush reads back.
+pub fn blk_crash() -> Result<()> {
+    scenario_test("xen_blk_crash")
+}

@@ -12,6 +12,7 @@ use sluice_abi::blkif::{BlkifFrontRing, BlkifOp, BlkifRequest, BlkifRequestSegme
 use sluice_abi::ring::REQ_PROD_OFFSET;
 use sluice_abi::shared::XEN_PAGE_SIZE;
 use sluice_blkback::disk::Disk;
+use sluice_blkback::journal::Ledger;
 use sluice_blkback::persistent::{PersistentGrants, PERSISTENT_GRANTS_PER_QUEUE};
 use sluice_blkback::ring_server::{Queue, QueueStats};
 use sluice_dom0::evtchn::FakeEvtchnHub;
@@ -70,9 +71,10 @@ fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64
         let stats = Arc::new(QueueStats::default());
         if uring {
             let mut io = IoQueue::new(256).unwrap();
-            q.serve_async(ring, &stats, &mut io).unwrap();
+            q.serve_async(ring, &stats, &mut io, &mut Ledger::none())
+                .unwrap();
         } else {
-            q.serve(ring, &stats).unwrap();
+            q.serve(ring, &stats, &mut Ledger::none()).unwrap();
         }
     });
     let start = Instant::now();

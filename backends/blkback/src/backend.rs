@@ -75,6 +75,9 @@ struct Device {
     stats: Arc<QueueStats>,
     /// Rate limit on the lines this device's frontend makes us log (per message class).
     log: Arc<LogLimiter>,
+    /// Found Connected by this process (its predecessor died): the next connect takes
+    /// the live rings over, with their journals.
+    takeover: bool,
 }
 
 impl Device {
@@ -132,6 +135,8 @@ pub struct Backend<S, G, F> {
     devices: BTreeMap<String, Device>,
     /// Where `sluice status` reads the per-device counts.
     status_file: Option<crate::status::StatusFile>,
+    /// Where each queue keeps its crash journal ([`crate::journal`]); `None`: none.
+    journal_dir: Option<std::path::PathBuf>,
 }
 
 impl<S, G, F, E> Backend<S, G, F>
@@ -157,7 +162,16 @@ where
             log_rate: (Rate::LOG, LimitClock::real()),
             devices: BTreeMap::new(),
             status_file: None,
+            journal_dir: None,
         }
+    }
+
+    /// Keeps each queue's crash journal in `dir` (on tmpfs: `/run/sluice/blkback`), so
+    /// that a daemon started after this one is killed serves exactly the requests left
+    /// unanswered ([`crate::journal`]). Default: none.
+    pub fn with_journal_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.journal_dir = Some(dir.into());
+        self
     }
 
     /// Writes per-device request counts to `path` when they change ([`crate::status`]).
@@ -365,6 +379,7 @@ where
             broken: false,
             stats: Arc::default(),
             log: Arc::new(LogLimiter::new(self.log_rate.0, self.log_rate.1.clone())),
+            takeover: false,
         })
     }
 
@@ -468,6 +483,7 @@ where
             // keep the state the frontend sees and reconnect to its live rings.
             tracing::info!("{}: taking over a connected device", dev.name);
             dev.state = XenbusState::Connected;
+            dev.takeover = true;
         } else {
             self.write_state(be, dev, XenbusState::InitWait)?;
         }
@@ -603,6 +619,17 @@ where
             };
             let remote_port =
                 EvtchnPort(self.number(&format!("{dir}/event-channel"), u32::MAX.into())? as u32);
+            let ring_id = [
+                dev.fe_id.into(),
+                refs[0].0,
+                refs.len() as u32,
+                remote_port.0,
+            ];
+            let journal = self.journal_dir.as_ref().map(|d| {
+                let leaf = be.strip_prefix(&self.root).unwrap_or(be).trim_matches('/');
+                d.join(format!("vbd-{}-q{q}", leaf.replace('/', "-")))
+            });
+            let takeover = dev.takeover;
             let mapping = match self.grants.map(DomId(dev.fe_id), &refs, true) {
                 Ok(m) => m,
                 Err(e) => {
@@ -644,7 +671,17 @@ where
             let join = std::thread::Builder::new()
                 .name(format!("blkback-q{q}"))
                 .spawn(move || {
-                    let Ok(ring) = BlkifBackRing::resume(mapping.mem()) else {
+                    let file = journal.as_deref().and_then(|path| {
+                        let slots = BlkifBackRing::resume(mapping.mem()).ok()?.size();
+                        crate::journal::open_file(path, slots, takeover, &name)
+                    });
+                    let Ok((ring, mut ledger)) = crate::journal::attach(
+                        mapping.mem(),
+                        file.as_ref(),
+                        takeover,
+                        ring_id,
+                        &name,
+                    ) else {
                         dead2.store(true, Ordering::Release);
                         return;
                     };
@@ -675,8 +712,8 @@ where
                         IoEngine::Sync => None,
                     };
                     let served = match uring {
-                        Some(mut io) => queue.serve_async(ring, &stats, &mut io),
-                        None => queue.serve(ring, &stats),
+                        Some(mut io) => queue.serve_async(ring, &stats, &mut io, &mut ledger),
+                        None => queue.serve(ring, &stats, &mut ledger),
                     };
                     if let Err(e) = served {
                         tracing::error!("{name}: {e}; disconnecting this device");
@@ -716,6 +753,7 @@ where
             }
         }
         dev.queues = started;
+        dev.takeover = false;
         tracing::info!(
             "{}: connected ({nq} queue(s), ring order {order}, {})",
             dev.name,

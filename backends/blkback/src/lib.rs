@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod buffers;
 pub mod disk;
+pub mod journal;
 pub mod persistent;
 pub mod profile;
 pub mod ring_server;

@@ -85,6 +85,28 @@ fn main() -> anyhow::Result<()> {
             .context("--status-file needs a path")?,
         None => "/run/sluice/blkback.json".into(),
     };
+    // `--state-dir DIR` (default /run/sluice/blkback): each queue's crash journal, so
+    // that the daemon started after this one is killed serves exactly the requests left
+    // unanswered (src/journal.rs); `--state-dir none`: no journal.
+    let state_dir = match args.iter().position(|a| a == "--state-dir") {
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .context("--state-dir needs a path")?,
+        None => "/run/sluice/blkback".into(),
+    };
+    let backend = if state_dir == "none" {
+        tracing::warn!("no crash journal: a restart after a crash may lose requests in flight");
+        backend
+    } else {
+        match std::fs::create_dir_all(&state_dir) {
+            Ok(()) => backend.with_journal_dir(&state_dir),
+            Err(e) => {
+                tracing::warn!("{state_dir}: {e}; no crash journal");
+                backend
+            }
+        }
+    };
     let mut backend = backend
         .with_status_file(status_file)
         .with_engine(engine)

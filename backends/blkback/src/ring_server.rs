@@ -4,6 +4,7 @@
 
 use crate::buffers::BufPool;
 use crate::disk::{Disk, SECTOR};
+use crate::journal::{Entry, JournalError, Ledger};
 use crate::persistent::{Access, PersistentGrants};
 use crate::profile::Profile;
 use sluice_abi::blkif::{
@@ -36,6 +37,9 @@ pub enum QueueError {
     /// io_uring failed (not one request: the ring itself).
     #[error("io_uring: {0}")]
     Io(std::io::Error),
+    /// The crash journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// Most requests one queue keeps in flight with io_uring.
@@ -43,6 +47,7 @@ pub const MAX_IN_FLIGHT: usize = 128;
 
 /// A request whose I/O is in flight.
 struct InFlight {
+    entry: Entry,
     id: u64,
     op: u8,
     write: bool,
@@ -105,17 +110,20 @@ pub struct QueueStats {
 
 impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     /// Serves `ring` until `stop` is set (Ok) or the frontend breaks the protocol (Err).
+    /// `ledger` records each request taken until its answer is published (and holds
+    /// those a killed predecessor left unanswered, served first).
     pub fn serve(
         &self,
         mut ring: BlkifBackRing<'_>,
         stats: &Arc<QueueStats>,
+        ledger: &mut Ledger<'_>,
     ) -> Result<(), QueueError> {
         let limits = BlkifLimits {
             max_indirect_segments: MAX_INDIRECT_SEGMENTS,
         };
         let mut pending = Vec::new();
         loop {
-            while let Some(slot) = ring.pop_request()? {
+            while let Some((entry, slot)) = ledger.next(&mut ring)? {
                 let rsp_op = response_op(&slot);
                 let rsp = match decode_request(&slot, &limits) {
                     Ok(req) => {
@@ -135,14 +143,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                         }
                     }
                 };
-                if rsp.status == BlkifRsp::Okay as i16 {
-                    stats.ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                }
-                ring.push_response(&rsp)?;
+                self.respond(&mut ring, ledger, stats, entry, rsp)?;
             }
-            if ring.push_responses_and_check_notify()? {
+            if self.publish(&mut ring, ledger)? {
                 crate::profile::bump(&self.profile.notifies, 1);
                 self.evtchn.notify(self.port)?;
             }
@@ -176,6 +179,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         mut ring: BlkifBackRing<'_>,
         stats: &Arc<QueueStats>,
         io: &mut IoQueue,
+        ledger: &mut Ledger<'_>,
     ) -> Result<(), QueueError> {
         let limits = BlkifLimits {
             max_indirect_segments: MAX_INDIRECT_SEGMENTS,
@@ -187,7 +191,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         loop {
             self.profile.enters.set(io.enters());
             while io.in_flight() < MAX_IN_FLIGHT {
-                let Some(slot) = ring.pop_request()? else {
+                let Some((entry, slot)) = ledger.next(&mut ring)? else {
                     break;
                 };
                 let op = response_op(&slot);
@@ -204,25 +208,27 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                             operation: op,
                             ..e.response()
                         };
-                        self.respond(&mut ring, stats, rsp)?;
+                        self.respond(&mut ring, ledger, stats, entry, rsp)?;
                         continue;
                     }
                 };
                 next_tag += 1;
-                match self.start(&req, op, next_tag, io, &mut in_flight) {
+                match self.start(&req, entry, op, next_tag, io, &mut in_flight) {
                     Ok(true) => {}
                     Ok(false) => {
                         // Flush, barrier or discard: after everything before it.
                         while io.in_flight() > 0 {
                             io.wait(Duration::from_millis(100))
                                 .map_err(QueueError::Io)?;
-                            self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
+                            self.reap(io, &mut in_flight, &mut ring, ledger, stats, &mut done)?;
                         }
                         let status = self.profile.inline.time(|| self.execute(&req));
-                        self.respond(&mut ring, stats, BlkifResponse::new(req.id(), op, status))?;
+                        let rsp = BlkifResponse::new(req.id(), op, status);
+                        self.respond(&mut ring, ledger, stats, entry, rsp)?;
                     }
                     Err(status) => {
-                        self.respond(&mut ring, stats, BlkifResponse::new(req.id(), op, status))?
+                        let rsp = BlkifResponse::new(req.id(), op, status);
+                        self.respond(&mut ring, ledger, stats, entry, rsp)?
                     }
                 }
             }
@@ -231,13 +237,15 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 .submit
                 .time(|| io.submit())
                 .map_err(QueueError::Io)?;
-            self.reap(io, &mut in_flight, &mut ring, stats, &mut done)?;
-            if ring.push_responses_and_check_notify()? {
+            self.reap(io, &mut in_flight, &mut ring, ledger, stats, &mut done)?;
+            if self.publish(&mut ring, ledger)? {
                 crate::profile::bump(&self.profile.notifies, 1);
                 self.evtchn.notify(self.port)?;
             }
             if io.in_flight() > 0 {
-                if io.in_flight() < MAX_IN_FLIGHT && ring.unconsumed_requests()? > 0 {
+                if io.in_flight() < MAX_IN_FLIGHT
+                    && (ledger.backlog() > 0 || ring.unconsumed_requests()? > 0)
+                {
                     continue;
                 }
                 // Wake on a completion; look at the ring again soon regardless.
@@ -252,7 +260,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 }
                 continue;
             }
-            if ring.final_check_for_requests()? {
+            if ledger.backlog() > 0 || ring.final_check_for_requests()? {
                 continue;
             }
             if self.stop.load(Ordering::Acquire) {
@@ -274,10 +282,13 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
     }
 
+    /// Writes `entry`'s response (recorded first in the journal).
     fn respond(
         &self,
         ring: &mut BlkifBackRing<'_>,
+        ledger: &mut Ledger<'_>,
         stats: &Arc<QueueStats>,
+        entry: Entry,
         rsp: BlkifResponse,
     ) -> Result<(), QueueError> {
         if rsp.status == BlkifRsp::Okay as i16 {
@@ -285,8 +296,21 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         } else {
             stats.failed.fetch_add(1, Ordering::Relaxed);
         }
+        ledger.answering(entry, ring.rsp_prod_pvt())?;
         ring.push_response(&rsp)?;
         Ok(())
+    }
+
+    /// Publishes the responses written (then tells the journal); whether the frontend
+    /// wants an event.
+    fn publish(
+        &self,
+        ring: &mut BlkifBackRing<'_>,
+        ledger: &mut Ledger<'_>,
+    ) -> Result<bool, QueueError> {
+        let notify = ring.push_responses_and_check_notify()?;
+        ledger.published(ring.rsp_prod_pvt())?;
+        Ok(notify)
     }
 
     /// Starts a read or write on io_uring (Ok(true)); Ok(false) for operations run
@@ -294,6 +318,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     fn start(
         &self,
         req: &BlkRequest,
+        entry: Entry,
         op: u8,
         tag: u64,
         io: &mut IoQueue,
@@ -343,6 +368,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         self.check_range(sector, len as u64 / SECTOR)?;
         self.profile.request(write, len, segs.len());
         let p = InFlight {
+            entry,
             id: req.id(),
             op,
             write,
@@ -451,6 +477,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         io: &mut IoQueue,
         in_flight: &mut HashMap<u64, InFlight>,
         ring: &mut BlkifBackRing<'_>,
+        ledger: &mut Ledger<'_>,
         stats: &Arc<QueueStats>,
         done: &mut Vec<Completion>,
     ) -> Result<(), QueueError> {
@@ -473,9 +500,10 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     }
                 );
                 self.zero_copy.set(false);
-                let (id, op) = (p.id, p.op);
+                let (id, op, entry) = (p.id, p.op, p.entry);
                 if let Err(status) = self.submit_rw(p, c.tag, io, in_flight) {
-                    self.respond(ring, stats, BlkifResponse::new(id, op, status))?;
+                    let rsp = BlkifResponse::new(id, op, status);
+                    self.respond(ring, ledger, stats, entry, rsp)?;
                 }
                 continue;
             }
@@ -514,7 +542,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                     BlkifRsp::Error
                 }
             };
-            self.respond(ring, stats, BlkifResponse::new(p.id, p.op, status))?;
+            let rsp = BlkifResponse::new(p.id, p.op, status);
+            self.respond(ring, ledger, stats, p.entry, rsp)?;
         }
         Ok(())
     }

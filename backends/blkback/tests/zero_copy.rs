@@ -73,8 +73,13 @@ fn run(persistent: bool, direct: bool) -> Option<((u64, u64), bool)> {
             log: &Default::default(),
         };
         let ring = BlkifBackRing::new(gm.page(0)).unwrap();
-        q.serve_async(ring, &Arc::new(QueueStats::default()), &mut io)
-            .unwrap();
+        q.serve_async(
+            ring,
+            &Arc::new(QueueStats::default()),
+            &mut io,
+            &mut sluice_blkback::journal::Ledger::none(),
+        )
+        .unwrap();
         tx.send((q.buffers.counts(), q.zero_copy.get())).unwrap();
     });
     let rw = |op: BlkifOp, sector: u64, segs: &[BlkifRequestSegment], id: u64| {

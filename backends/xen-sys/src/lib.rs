@@ -4,7 +4,7 @@
 //!
 //! This crate holds all of the daemons' `unsafe`: ioctls with the structs of Linux's
 //! `include/uapi/xen/{evtchn,gntdev,gntalloc}.h` (written from the documented layouts) and the
-//! `mmap` of granted pages, exposed as [`sluice_abi::shared::SharedMem`].
+//! `mmap` of granted pages and of the daemons' crash journals, exposed as [`sluice_abi::shared::SharedMem`].
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -13,10 +13,12 @@ pub mod gntalloc;
 pub mod gntdev;
 pub mod iobuf;
 mod ioc;
+pub mod mapped_file;
 pub mod uring;
 
 pub use evtchn::{EvtchnDevice, EvtchnError};
 pub use gntalloc::{GntallocDevice, GntallocError, GrantedPages};
 pub use gntdev::{CopyPtr, CopySegment, GntdevDevice, GntdevError, GrantMapping};
 pub use iobuf::{IoBuf, IO_ALIGN};
+pub use mapped_file::MappedFile;
 pub use uring::{Completion, IoQueue, IoSpan, StableMem};

@@ -117,6 +117,8 @@ impl World {
         let cfg = self.cfg;
         let log = self.log.clone();
         let status = self.status_file();
+        let journal = self.dir.join("run/sluice/blkback");
+        std::fs::create_dir_all(&journal).unwrap();
         self.stop = Arc::new(AtomicBool::new(false));
         let (xs, g, h, s) = (
             Arc::new(self.store.connect()),
@@ -131,7 +133,8 @@ impl World {
                 .with_direct_io(cfg.direct)
                 .with_zero_copy(cfg.zero_copy)
                 .with_log_rate(log.0, log.1)
-                .with_status_file(status);
+                .with_status_file(status)
+                .with_journal_dir(journal);
             b.run(&s).unwrap();
         }));
     }

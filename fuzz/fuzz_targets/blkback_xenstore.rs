@@ -1,0 +1,187 @@
+//! xenstore node values as `sluice-blkback` parses them: the toolstack's and a hostile
+//! frontend's nodes (`mode`, `ring-ref`/`ring-refN`, `event-channel`, `ring-page-order`,
+//! `multi-queue-num-queues`, `queue-N/...`, `protocol`, `feature-persistent`, `state`)
+//! hold fuzzed values (numbers near the limits, valid grant references and ports, text,
+//! non-UTF-8 bytes, missing nodes) while the real `Backend` walks the xenbus state
+//! machine over dom0's fake xenstore, grants and event channels.
+//!
+//! Checks: nothing panics or hangs; the backend's `state` node is always one of ours
+//! (1-6); a device it reports Connected had a ring order and queue count within what it
+//! offered; a device it refused says why (`error` node) and is Closing or Closed.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use sluice_blkback::{Backend, IoEngine};
+use sluice_dom0::evtchn::FakeEvtchnHub;
+use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
+use sluice_dom0::xenstore::{FakeXenStore, XBT_NULL};
+use sluice_dom0::{EventChannels, XenStore};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+const ROOT: &str = "/local/domain/0/backend/vbd";
+const DOMID: u16 = 7;
+
+#[derive(Arbitrary, Debug)]
+enum Val {
+    Absent,
+    /// A number; for `ring-ref*` and `event-channel` small ones name a real grant or
+    /// port of the guest.
+    Num(u32),
+    Big(u64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    mode: Val,
+    ring_ref: Val,
+    ring_refs: [Val; 4],
+    event_channel: Val,
+    order: Val,
+    queues: Val,
+    /// (queue, which node: 0 ring-ref, 1 ring-ref0, 2 event-channel, value)
+    queue_nodes: Vec<(u8, u8, Val)>,
+    protocol: Val,
+    persistent: Val,
+    /// Frontend states written, one backend pass after each.
+    states: Vec<Val>,
+}
+
+fn image() -> &'static str {
+    static IMG: OnceLock<String> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let p = std::env::temp_dir().join(format!("sluice-fuzz-{}.img", std::process::id()));
+        std::fs::File::create(&p).unwrap().set_len(1 << 20).unwrap();
+        p.to_str().unwrap().to_string()
+    })
+}
+
+fuzz_target!(|input: Input| {
+    let store = FakeXenStore::new();
+    let hub = FakeEvtchnHub::new();
+    let grants = FakeGrants::new();
+    let guest = FakeGuestMemory::new(DOMID, 16);
+    grants.add_guest(guest.clone());
+    let refs: Vec<u32> = (0..16).map(|p| guest.grant(p, p == 15)).collect();
+    let gev = hub.endpoint(DOMID);
+    let ports: Vec<u32> = (0..4)
+        .map(|_| {
+            gev.bind_unbound_port(sluice_abi::types::DomId(0))
+                .unwrap()
+                .0
+        })
+        .collect();
+    let xs = store.connect();
+    let be = format!("{ROOT}/{DOMID}/51712");
+    let fe = format!("/local/domain/{DOMID}/device/vbd/51712");
+    let put = |path: &str, v: &Val, kind: u8| {
+        let bytes = match v {
+            Val::Absent => {
+                let _ = xs.rm(XBT_NULL, path);
+                return;
+            }
+            Val::Num(n) => match kind {
+                1 if *n < 32 => refs[*n as usize % refs.len()].to_string().into_bytes(),
+                2 if *n < 32 => ports[*n as usize % ports.len()].to_string().into_bytes(),
+                _ => n.to_string().into_bytes(),
+            },
+            Val::Big(n) => n.to_string().into_bytes(),
+            Val::Text(s) => s.as_bytes().to_vec(),
+            Val::Bytes(b) => b.clone(),
+        };
+        if bytes.len() <= 64 {
+            let _ = xs.write(XBT_NULL, path, &bytes);
+        }
+    };
+    for (k, v) in [
+        ("frontend", fe.as_str()),
+        ("frontend-id", &DOMID.to_string()),
+        ("params", image()),
+        ("online", "1"),
+        ("state", "1"),
+    ] {
+        xs.write(XBT_NULL, &format!("{be}/{k}"), v.as_bytes())
+            .unwrap();
+    }
+    put(&format!("{be}/mode"), &input.mode, 0);
+    xs.write(XBT_NULL, &format!("{fe}/backend"), be.as_bytes())
+        .unwrap();
+    xs.write(XBT_NULL, &format!("{fe}/state"), b"1").unwrap();
+    put(&format!("{fe}/ring-ref"), &input.ring_ref, 1);
+    for (i, v) in input.ring_refs.iter().enumerate() {
+        put(&format!("{fe}/ring-ref{i}"), v, 1);
+    }
+    put(&format!("{fe}/event-channel"), &input.event_channel, 2);
+    put(&format!("{fe}/ring-page-order"), &input.order, 0);
+    put(&format!("{fe}/multi-queue-num-queues"), &input.queues, 0);
+    for (q, which, v) in input.queue_nodes.iter().take(8) {
+        let (key, kind) = match which % 3 {
+            0 => ("ring-ref", 1),
+            1 => ("ring-ref0", 1),
+            _ => ("event-channel", 2),
+        };
+        put(&format!("{fe}/queue-{}/{key}", q % 5), v, kind);
+    }
+    put(&format!("{fe}/protocol"), &input.protocol, 0);
+    put(&format!("{fe}/feature-persistent"), &input.persistent, 0);
+
+    let mut backend = Backend::new(
+        Arc::new(store.connect()),
+        Arc::new(grants.clone()),
+        {
+            let hub = hub.clone();
+            move || Ok(hub.endpoint(0))
+        },
+        ROOT,
+        4,
+    )
+    .with_engine(IoEngine::Sync);
+    backend.reconcile();
+    for s in input.states.iter().take(6) {
+        put(&format!("{fe}/state"), s, 0);
+        backend.reconcile();
+        let state = xs.read_opt(XBT_NULL, &format!("{be}/state")).unwrap();
+        let state = state.as_deref().unwrap_or("1");
+        assert!(
+            matches!(state, "1" | "2" | "3" | "4" | "5" | "6"),
+            "backend state {state:?}"
+        );
+        let num = |k: &str| {
+            xs.read_opt(XBT_NULL, &format!("{fe}/{k}"))
+                .ok()
+                .flatten()
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if state == "4" {
+            assert!(num("ring-page-order").unwrap_or(0) <= 4);
+            assert!((1..=4).contains(&num("multi-queue-num-queues").unwrap_or(1)));
+        }
+        if xs
+            .read_opt(XBT_NULL, &format!("{be}/error"))
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            assert!(matches!(state, "5" | "6"), "refused, yet state {state}");
+        }
+    }
+    // The toolstack removes the device: every queue thread stops. A queue waits for
+    // its event channel (200 ms at most); a notification ends the wait at once.
+    let done = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                for &p in &ports {
+                    let _ = gev.notify(sluice_abi::types::EvtchnPort(p));
+                }
+                std::thread::yield_now();
+            }
+        });
+        let _ = xs.rm(XBT_NULL, &be);
+        backend.reconcile();
+        done.store(true, Ordering::Release);
+    });
+});

@@ -1,0 +1,108 @@
+//! `cargo xtask fuzz --minutes N`: every cargo-fuzz target in `fuzz/` for an equal share
+//! of N minutes, each seeded from the corpus kept in the repository
+//! (`fuzz/seeds/<target>/`) and writing what it finds to the scratch corpus
+//! (`fuzz/corpus/<target>/`, ignored by git); `--merge` then folds the inputs that add
+//! coverage into `fuzz/seeds/`. Prints one line per target (executions, coverage,
+//! crashes) and the total, stamped with the date and commit, for docs/fuzz.md.
+
+use crate::abi_suites::{fuzz_targets, nightly_cargo};
+use crate::util::root;
+use anyhow::{bail, Context, Result};
+use std::process::Stdio;
+
+/// libFuzzer's final statistic `name` (`-print_final_stats=1`) in `log`.
+fn stat(log: &str, name: &str) -> Option<u64> {
+    log.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("stat::{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs every target for `minutes` in all; `merge`: fold new coverage into the seeds.
+pub fn run(minutes: f64, merge: bool) -> Result<()> {
+    let targets = fuzz_targets()?;
+    let seconds = ((minutes * 60.0) / targets.len() as f64).max(1.0) as u64;
+    let fuzz = root().join("fuzz");
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for t in &targets {
+        let seeds = fuzz.join("seeds").join(t);
+        let scratch = fuzz.join("corpus").join(t);
+        std::fs::create_dir_all(&seeds)?;
+        std::fs::create_dir_all(&scratch)?;
+        eprintln!("==> fuzz {t}: {seconds} s, seeds {}", seeds.display());
+        let out = nightly_cargo()
+            .args(["fuzz", "run", t])
+            .arg(&scratch)
+            .arg(&seeds)
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-print_final_stats=1",
+            ])
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("cargo +nightly fuzz run {t}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let runs = stat(&log, "number_of_executed_units").unwrap_or(0);
+        let edges = log
+            .lines()
+            .rev()
+            .find_map(|l| l.split("cov: ").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string();
+        let ok = out.status.success();
+        if !ok {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            failed.push(t.clone());
+        }
+        rows.push((t.clone(), runs, edges, ok));
+        if merge && ok {
+            let status = nightly_cargo()
+                .args(["fuzz", "run", t])
+                .arg(&seeds)
+                .arg(&scratch)
+                .args(["--", "-merge=1"])
+                .stderr(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("merging the corpus of {t} failed");
+            }
+        }
+    }
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let load = load.join(" ");
+    println!("\nfuzz run {date}, commit {commit}, {seconds} s per target, load {load}");
+    println!("| target | executions | coverage (cov) | result |");
+    println!("|---|---:|---:|---|");
+    let mut total = 0u64;
+    for (t, runs, edges, ok) in &rows {
+        total += runs;
+        println!(
+            "| `{t}` | {runs} | {edges} | {} |",
+            if *ok { "0 crashes" } else { "FAILED" }
+        );
+    }
+    println!("| total | {total} | | |");
+    if !failed.is_empty() {
+        bail!(
+            "fuzz targets failed: {} (inputs in fuzz/artifacts/<target>/)",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
