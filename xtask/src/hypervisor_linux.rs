@@ -198,31 +198,7 @@ pub fn run_suite() -> Result<()> {
         initrd.display()
     );
     let boot_t = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
-        .args(["-m", "1024", "-smp", "2"])
-        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-kernel")
-        .arg(&hv)
-        .args(["-initrd", &modules])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .current_dir(root())
-        .spawn()
-        .context("cannot run qemu-system-x86_64")?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut stdin = child.stdin.take().expect("piped");
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
-            let line = String::from_utf8_lossy(&line).replace('\r', "");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, mut stdin, rx, reader) = spawn_qemu(&hv, &modules)?;
     let mut log = String::new();
     // When the lines around the guest's `sleep 1` arrived (host clock; reported only:
     // serial buffering and TCG make it a rough figure, not an assertion).
@@ -511,32 +487,8 @@ fn boot_typing(
     ready: &[(&str, &str)],
     input: &[u8],
 ) -> Result<(i32, String)> {
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
-        .args(["-m", "1024", "-smp", "2"])
-        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-kernel")
-        .arg(hv)
-        .args(["-initrd", modules])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .current_dir(root())
-        .spawn()
-        .context("cannot run qemu-system-x86_64")?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut stdin = child.stdin.take().expect("piped");
+    let (mut child, mut stdin, rx, reader) = spawn_qemu(hv, modules)?;
     let mut typed = false;
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
-            let line = String::from_utf8_lossy(&line).replace('\r', "");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     let t = Instant::now();
     let mut seen = vec![false; ready.len()];
     let mut log = String::new();
@@ -557,4 +509,45 @@ fn boot_typing(
     let status = child.wait()?.code().unwrap_or(-1);
     let _ = reader.join();
     Ok((status, log))
+}
+
+/// QEMU running the hypervisor with `modules` (1 GiB, 2 CPUs), its serial port on
+/// stdin/stdout: the child, its stdin, the serial lines as they arrive (a reader
+/// thread, returned to be joined).
+#[allow(clippy::type_complexity)]
+fn spawn_qemu(
+    hv: &std::path::Path,
+    modules: &str,
+) -> Result<(
+    std::process::Child,
+    std::process::ChildStdin,
+    mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+)> {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
+        .args(["-m", "1024", "-smp", "2"])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(hv)
+        .args(["-initrd", modules])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .current_dir(root())
+        .spawn()
+        .context("cannot run qemu-system-x86_64")?;
+    let stdout = child.stdout.take().expect("piped");
+    let stdin = child.stdin.take().expect("piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+            let line = String::from_utf8_lossy(&line).replace('\r', "");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, stdin, rx, reader))
 }

@@ -19,6 +19,8 @@ pub mod unplug;
 pub mod xenstore;
 
 #[cfg(test)]
+mod fake;
+#[cfg(test)]
 mod platform_tests;
 #[cfg(test)]
 mod xenstore_tests;

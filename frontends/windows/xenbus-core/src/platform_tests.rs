@@ -2,40 +2,15 @@
 //! entries with the page's frame, bounds are refused whole, ports route to queues,
 //! xenstore goes through the ring.
 
+use crate::fake::Entries;
 use crate::grants::{GrantEntries, GTF_PERMIT_ACCESS};
 use crate::platform::{Kernel, WinPlatform};
 use crate::xenstore::XsTransport;
 use crate::xenstore_tests::{FakeXs, Mode};
 use alloc::vec::Vec;
-use core::cell::Cell;
 use sluice_abi::shared::{SharedMem, SharedPages};
 use sluice_abi::types::{DomId, EvtchnPort};
 use sluice_front_seams::{EventChannels, Grants, Memory, Pages, SeamError, XenStore};
-
-struct Entries(Vec<(Cell<u16>, Cell<u16>, Cell<u32>)>);
-
-impl GrantEntries for Entries {
-    fn count(&self) -> u32 {
-        self.0.len() as u32
-    }
-    fn write(&self, r: u32, domid: u16, frame: u32, flags: u16) {
-        let e = &self.0[r as usize];
-        e.1.set(domid);
-        e.2.set(frame);
-        e.0.set(flags);
-    }
-    fn cmpxchg_flags(&self, r: u32, old: u16, new: u16) -> u16 {
-        let f = &self.0[r as usize].0;
-        let cur = f.get();
-        if cur == old {
-            f.set(new);
-        }
-        cur
-    }
-    fn flags(&self, r: u32) -> u16 {
-        self.0[r as usize].0.get()
-    }
-}
 
 struct FakePages {
     buf: SharedPages,
@@ -104,11 +79,7 @@ impl Kernel for FakeKernel {
 
 fn platform() -> WinPlatform<FakeKernel> {
     WinPlatform::new(FakeKernel {
-        entries: Entries(
-            (0..64)
-                .map(|_| (Cell::new(0), Cell::new(0), Cell::new(0)))
-                .collect(),
-        ),
+        entries: Entries::new(64),
         xs: FakeXs::new(Mode::Good),
         next_frame: 0x1000,
         data: (0..2).map(|_| SharedPages::new(1)).collect(),
