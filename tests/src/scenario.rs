@@ -42,6 +42,21 @@ pub enum ConsoleBackend {
     Userspace,
 }
 
+/// Who serves a guest's network interface (`vif`) in dom0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetBackend {
+    /// A userspace daemon in dom0 (`sluice-netback`, a plain [`Dom0Daemon`]) that watches
+    /// `backend/vif`; the vif line names the hotplug script
+    /// `/etc/xen/scripts/vif-userspace` (puts the daemon's tap on the bridge, reports
+    /// `hotplug-status connected`); `xen-netback.ko` is never loaded in dom0.
+    Userspace,
+}
+
+/// dom0's bridge for guests' vifs, and its address (`/24`).
+pub const NET_BRIDGE: &str = "xenbr0";
+/// dom0's address on [`NET_BRIDGE`].
+pub const NET_DOM0_IP: &str = "10.99.0.1";
+
 /// One virtual disk of a guest. Disk `i` is `xvd` + `a+i` in the guest; in dom0 it is
 /// a QEMU virtio disk (a raw file on the host, read back after the run; discards in
 /// dom0 punch holes in it).
@@ -125,6 +140,12 @@ pub enum Workload {
         disk: usize,
         mode: BackendMisbehaviour,
     },
+    /// The step's vif ([`GuestStep::with_vif`]) with stock `xen-netfront`: a static
+    /// address (`10.99.0.<10 + step>`), ping dom0 and be pinged by dom0, then a 64 MiB
+    /// TCP transfer (busybox `nc`, random data) guest → dom0 and one dom0 → guest, each
+    /// receiver's sha256 compared with the sender's (dom0 compares, through dom0
+    /// actions).
+    Net,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -224,6 +245,7 @@ impl Workload {
                 format!("backend-{}-{}", mode.name(), vdev(*disk))
             }
             Workload::UnloadFrontend => "blkfront-unload".into(),
+            Workload::Net => "net".into(),
         }
     }
 
@@ -245,14 +267,15 @@ impl Workload {
             | Workload::SectorSize { .. }
             | Workload::Fio { .. }
             | Workload::MisbehavingBackend { .. }
-            | Workload::UnloadFrontend => 0,
+            | Workload::UnloadFrontend
+            | Workload::Net => 0,
         }
     }
 
     /// The disk this workload uses, if any.
     pub fn disk(&self) -> Option<usize> {
         match self {
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
+            Workload::ConsoleRoundTrip | Workload::UnloadFrontend | Workload::Net => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -295,7 +318,7 @@ impl Workload {
             | Workload::ReadOnly { .. }
             | Workload::Fio { .. }
             | Workload::MisbehavingBackend { .. } => None,
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
+            Workload::ConsoleRoundTrip | Workload::UnloadFrontend | Workload::Net => None,
         }
     }
 }
@@ -330,6 +353,8 @@ pub struct GuestStep {
     pub block_daemon: Option<String>,
     /// Arguments for the guest's blkfront module at boot (`insmod KO ARGS`).
     pub blkfront_args: Vec<String>,
+    /// One vif, served by this backend ([`GuestStep::with_vif`]).
+    pub vif: Option<NetBackend>,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -354,6 +379,7 @@ impl GuestStep {
             blkfront_module: None,
             block_daemon: None,
             blkfront_args: vec![],
+            vif: None,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -388,7 +414,15 @@ impl GuestStep {
             blkfront_module: None,
             block_daemon: None,
             blkfront_args: vec![],
+            vif: None,
         }
+    }
+
+    /// Gives the guest one vif served by `backend` (MAC `00:16:3e:00:99:<step>`, on
+    /// [`NET_BRIDGE`]); the guest loads stock `xen-netfront`.
+    pub fn with_vif(mut self, backend: NetBackend) -> Self {
+        self.vif = Some(backend);
+        self
     }
 
     /// The same step with `ko` (a module file on the host) as the guest's block
@@ -517,6 +551,12 @@ impl Boot {
     }
 
     /// True when some disk is served by the kernel's blkback (so it gets loaded).
+    /// Whether any step has a vif (dom0 then loads `tun` and `bridge` and makes
+    /// [`NET_BRIDGE`]).
+    pub fn has_vifs(&self) -> bool {
+        self.steps.iter().any(|s| s.vif.is_some())
+    }
+
     pub fn needs_kernel_blkback(&self) -> bool {
         self.steps
             .iter()

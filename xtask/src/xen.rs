@@ -47,3 +47,8 @@ pub fn demo() -> Result<()> {
 pub fn userspace() -> Result<()> {
     scenario_test("xen_userspace")
 }
+
+/// `xen-net`: guests' vifs served by `sluice-netback` (stock xen-netfront, PV + PVH).
+pub fn net() -> Result<()> {
+    scenario_test("xen_net")
+}

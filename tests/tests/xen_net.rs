@@ -1,0 +1,43 @@
+//! Guests' network served by Sluice's `sluice-netback` in dom0 (suite `xen-net`).
+//!
+//! `stock_netfront_vs_sluice_netback`: a PV and a PVH Debian 6.1 guest, each with one
+//! vif (`script=vif-userspace`, on dom0's bridge `xenbr0`) and the stock `xen-netfront`;
+//! `xen-netback.ko` is never loaded, so sluice-netback is the only backend. In each
+//! guest: a static address, ping dom0 and be pinged by dom0, then 64 MiB of random
+//! data over TCP guest → dom0 and 64 MiB dom0 → guest, each receiver's sha256 compared
+//! with the sender's ([`Workload::Net`]).
+
+use sluice_testbed::cargo_bin::cargo_binary;
+use sluice_testbed::{
+    run_boot, Boot, ConsoleBackend, Dom0Daemon, GuestStep, GuestType, NetBackend, Workload,
+};
+
+fn net_step(name: &str, t: GuestType) -> GuestStep {
+    let mut s = GuestStep::new(name, t, &[], &[Workload::Net]).with_vif(NetBackend::Userspace);
+    // The 64 MiB files live in the guest's initramfs (RAM).
+    s.memory_mib = 384;
+    s
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-net)"]
+fn stock_netfront_vs_sluice_netback() {
+    let bin = cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"));
+    let boot = Boot {
+        name: "xen-net".into(),
+        console: ConsoleBackend::Xenconsoled,
+        daemons: vec![Dom0Daemon {
+            name: "netback".into(),
+            binary: bin,
+            args: vec![],
+            serves_block: false,
+        }],
+        steps: vec![
+            net_step("pv-net", GuestType::Pv),
+            net_step("pvh-net", GuestType::Pvh),
+        ],
+        fio_in_dom0: false,
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!("{report:?}");
+}
