@@ -339,3 +339,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+    use sluice_abi::netif::{parse_tx_packet, NetifTxRequest};
+
+    proptest! {
+        /// Any frame bytes: `locate_l4` answers without panicking, and what it returns
+        /// lies inside the frame with room for the transport header.
+        #[test]
+        fn locate_l4_stays_in_the_frame(f in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(l4) = locate_l4(&f) {
+                let need = if l4.proto == 6 { 20 } else { 8 };
+                prop_assert!(l4.start + need <= f.len());
+            }
+        }
+
+        /// Any first slot flags and frame: `tx_header` never panics.
+        #[test]
+        fn tx_header_never_panics(
+            flags in any::<u16>(),
+            f in proptest::collection::vec(any::<u8>(), 14..200),
+        ) {
+            let slot = NetifTxRequest { flags, size: f.len() as u16, ..Default::default() };
+            if let Ok(Some(p)) = parse_tx_packet(&[slot, NetifTxRequest::default()]) {
+                let _ = tx_header(&p, &f);
+            }
+        }
+    }
+}
