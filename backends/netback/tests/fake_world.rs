@@ -284,8 +284,10 @@ fn fatal_frontends_are_disconnected_alone() {
                 bad.ev.notify(EvtchnPort(bad.tx_port)).unwrap();
             }
             "bad-extra" => {
-                let mut e = NetifExtraInfo::default();
-                e.extra_type = 9;
+                let e = NetifExtraInfo {
+                    extra_type: 9,
+                    ..Default::default()
+                };
                 publish(
                     &bad,
                     &[tx(g, 0, NetTxFlags::EXTRA_INFO, 1, 100), extra_slot(&e)],
