@@ -2,7 +2,7 @@
 //! channels around a backend daemon on a thread, datagram sockets as taps, and a
 //! minimal netfront that drives the rings directly.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use sluice_abi::netif::*;
 pub use sluice_abi::ring::REQ_PROD_OFFSET;
