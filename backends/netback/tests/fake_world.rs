@@ -409,3 +409,34 @@ fn toolstack_detach_closes_and_removes_the_tap() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn rx_into_an_ungranted_page_is_an_error_response() {
+    let w = World::new(1);
+    let f = connected(&w, 5);
+    let tap = w.tap(VIF, 0);
+    {
+        let mut ring = f.rx_ring();
+        ring.push_request(&NetifRxRequest {
+            id: 3,
+            pad: 0,
+            gref: GrantRef(4242),
+        })
+        .unwrap();
+        ring.push_requests().unwrap();
+        f.ev.notify(EvtchnPort(f.rx_port)).unwrap();
+    }
+    let mut msg = VnetHdr::default().as_bytes().to_vec();
+    msg.extend_from_slice(&udp_frame(100));
+    tap.send(&msg).unwrap();
+    let r = f.rx_responses(0, 1);
+    assert_eq!((r[0].id, r[0].status), (3, NetifRsp::Error.raw()));
+    // The vif goes on: the next frame lands in a granted page.
+    f.post_rx(DATA, 1);
+    msg.truncate(10);
+    msg.extend_from_slice(&udp_frame(90));
+    tap.send(&msg).unwrap();
+    let r = f.rx_responses(1, 1);
+    assert_eq!((r[0].id, r[0].status), (DATA as u16, 90));
+    assert_eq!(f.page_bytes(DATA, 90), udp_frame(90));
+}
