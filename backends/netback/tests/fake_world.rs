@@ -440,3 +440,52 @@ fn rx_into_an_ungranted_page_is_an_error_response() {
     assert_eq!((r[0].id, r[0].status), (DATA as u16, 90));
     assert_eq!(f.page_bytes(DATA, 90), udp_frame(90));
 }
+
+#[test]
+fn two_queues_each_with_its_own_rings_channels_and_tap_queue() {
+    let w = World::new(2);
+    let (be, fe) = w.add_vif(5, 0);
+    let guest = w.guest(5);
+    let xs = w.store.connect();
+    wait_for(&xs, &format!("{be}/state"), "2");
+    let ev = w.hub.endpoint(5);
+    // Queue q: TX ring at page 10 + 2q, RX ring at 11 + 2q; one event channel each.
+    let mut ports = vec![];
+    for q in 0..2usize {
+        let (txp, rxp) = (10 + 2 * q, 11 + 2 * q);
+        NetifTxFrontRing::init(guest.page(txp)).unwrap();
+        NetifRxFrontRing::init(guest.page(rxp)).unwrap();
+        let port = ev.bind_unbound_port(DomId(0)).unwrap().0;
+        ports.push(port);
+        for (k, v) in [
+            ("tx-ring-ref", guest.grant(txp, false).to_string()),
+            ("rx-ring-ref", guest.grant(rxp, false).to_string()),
+            ("event-channel", port.to_string()),
+        ] {
+            xs.write(XBT_NULL, &format!("{fe}/queue-{q}/{k}"), v.as_bytes())
+                .unwrap();
+        }
+    }
+    for (k, v) in front_nodes(0, 0, 0, 0) {
+        if !k.starts_with("tx-") && !k.starts_with("rx-") && !k.starts_with("event-") {
+            xs.write(XBT_NULL, &format!("{fe}/{k}"), v.as_bytes())
+                .unwrap();
+        }
+    }
+    xs.write(XBT_NULL, &format!("{fe}/multi-queue-num-queues"), b"2")
+        .unwrap();
+    xs.write(XBT_NULL, &format!("{fe}/state"), b"4").unwrap();
+    wait_for(&xs, &format!("{be}/state"), "4");
+    for q in 0..2usize {
+        let frame = udp_frame(100 + q);
+        guest.page(DATA + q).write_bytes(0, &frame).unwrap();
+        let g = GrantRef(guest.grant(DATA + q, true));
+        let mut ring = NetifTxFrontRing::init(guest.page(10 + 2 * q)).unwrap();
+        ring.push_request(&tx(g, 0, NetTxFlags::empty(), 1, frame.len() as u16))
+            .unwrap();
+        ring.push_requests().unwrap();
+        ev.notify(EvtchnPort(ports[q])).unwrap();
+        let (_, got) = read_frame(&w.tap(VIF, q));
+        assert_eq!(got, frame, "queue {q}");
+    }
+}
