@@ -476,7 +476,7 @@ fn two_queues_each_with_its_own_rings_channels_and_tap_queue() {
         .unwrap();
     xs.write(XBT_NULL, &format!("{fe}/state"), b"4").unwrap();
     wait_for(&xs, &format!("{be}/state"), "4");
-    for q in 0..2usize {
+    for (q, port) in ports.iter().enumerate() {
         let frame = udp_frame(100 + q);
         guest.page(DATA + q).write_bytes(0, &frame).unwrap();
         let g = GrantRef(guest.grant(DATA + q, true));
@@ -484,7 +484,7 @@ fn two_queues_each_with_its_own_rings_channels_and_tap_queue() {
         ring.push_request(&tx(g, 0, NetTxFlags::empty(), 1, frame.len() as u16))
             .unwrap();
         ring.push_requests().unwrap();
-        ev.notify(EvtchnPort(ports[q])).unwrap();
+        ev.notify(EvtchnPort(*port)).unwrap();
         let (_, got) = read_frame(&w.tap(VIF, q));
         assert_eq!(got, frame, "queue {q}");
     }
