@@ -481,6 +481,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         if boot.has_vifs() {
             mods.extend_from_slice(DOM0_NET_MODULES);
         }
+        if boot.needs_kernel_netback() {
+            mods.push("xen-netback");
+        }
         for ko in kernel.modules_in_load_order(&mods)? {
             let name = ko.file_name().unwrap().to_string_lossy().to_string();
             r.file(&ko, &format!("/lib/modules/{name}"))?;
@@ -555,6 +558,14 @@ fn validate(boot: &Boot) -> Result<()> {
     for s in &boot.steps {
         if !ok(&s.name) || !names.insert(&s.name) {
             bail!("step name {:?}: use unique [a-z0-9-] names", s.name);
+        }
+        if boot.needs_kernel_netback()
+            && boot
+                .steps
+                .iter()
+                .any(|o| o.vif == Some(NetBackend::Userspace))
+        {
+            bail!("kernel netback and a userspace netback cannot serve vifs in one boot");
         }
         if s.workloads.contains(&Workload::Net) && s.vif.is_none() {
             bail!(
@@ -883,6 +894,13 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
             let _ = writeln!(
                 s,
                 "vif = [ 'mac=00:16:3e:00:99:{step_idx:02x},bridge={},script={USERSPACE_VIF_SCRIPT}' ]",
+                crate::scenario::NET_BRIDGE
+            );
+        }
+        Some(NetBackend::Kernel) => {
+            let _ = writeln!(
+                s,
+                "vif = [ 'mac=00:16:3e:00:99:{step_idx:02x},bridge={}' ]",
                 crate::scenario::NET_BRIDGE
             );
         }
@@ -1725,6 +1743,37 @@ mod tests {
             assert!(pair[0].0 + pair[0].1 < pair[1].0, "{all:?}");
         }
         assert!(all.iter().all(|&(s, l)| s + l <= total), "{all:?}");
+    }
+
+    #[test]
+    fn vif_lines_and_net_validation() {
+        let net = |n: &str, b: NetBackend| {
+            GuestStep::new(n, GuestType::Pv, &[], &[Workload::Net]).with_vif(b)
+        };
+        let u = guest_cfg(3, &net("u", NetBackend::Userspace));
+        assert!(u.contains("vif = [ 'mac=00:16:3e:00:99:03,bridge=xenbr0,script=vif-userspace' ]"));
+        assert!(!u.contains("\ndisk ="), "{u}");
+        let k = guest_cfg(1, &net("k", NetBackend::Kernel));
+        assert!(
+            k.contains("vif = [ 'mac=00:16:3e:00:99:01,bridge=xenbr0' ]"),
+            "{k}"
+        );
+        assert!(validate(&boot(vec![net("u", NetBackend::Userspace)])).is_ok());
+        let b = boot(vec![
+            net("u", NetBackend::Userspace),
+            net("k", NetBackend::Kernel),
+        ]);
+        assert!(
+            validate(&b).is_err(),
+            "kernel and userspace netback in one boot"
+        );
+        let mut novif = net("n", NetBackend::Userspace);
+        novif.vif = None;
+        assert!(
+            validate(&boot(vec![novif])).is_err(),
+            "net workload without a vif"
+        );
+        assert!(b.has_vifs() && b.needs_kernel_netback());
     }
 
     #[test]

@@ -48,8 +48,11 @@ pub enum NetBackend {
     /// A userspace daemon in dom0 (`sluice-netback`, a plain [`Dom0Daemon`]) that watches
     /// `backend/vif`; the vif line names the hotplug script
     /// `/etc/xen/scripts/vif-userspace` (puts the daemon's tap on the bridge, reports
-    /// `hotplug-status connected`); `xen-netback.ko` is never loaded in dom0.
+    /// `hotplug-status connected`); `xen-netback.ko` is not loaded in that boot.
     Userspace,
+    /// Linux's `xen-netback` (loaded at dom0 boot) with Xen's stock `vif-bridge` script;
+    /// a boot does not mix it with `Userspace` vifs (both would watch `backend/vif`).
+    Kernel,
 }
 
 /// dom0's bridge for guests' vifs, and its address (`/24`).
@@ -555,6 +558,11 @@ impl Boot {
     /// [`NET_BRIDGE`]).
     pub fn has_vifs(&self) -> bool {
         self.steps.iter().any(|s| s.vif.is_some())
+    }
+
+    /// Whether any step's vif is served by Linux's netback.
+    pub fn needs_kernel_netback(&self) -> bool {
+        self.steps.iter().any(|s| s.vif == Some(NetBackend::Kernel))
     }
 
     pub fn needs_kernel_blkback(&self) -> bool {
