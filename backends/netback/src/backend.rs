@@ -120,6 +120,8 @@ pub struct Backend<S, G, F, T> {
     max_queues: u32,
     log_rate: (Rate, LimitClock),
     vifs: BTreeMap<String, Vif<T>>,
+    /// Run the vif's hotplug script (`online`) when taking over a connected vif.
+    hotplug_on_takeover: bool,
 }
 
 impl<S, G, F, E, T> Backend<S, G, F, T>
@@ -149,7 +151,17 @@ where
             max_queues: max_queues.max(1),
             log_rate: (Rate::LOG, LimitClock::real()),
             vifs: BTreeMap::new(),
+            hotplug_on_takeover: false,
         }
+    }
+
+    /// When this daemon takes over a vif that an earlier run left Connected (it was
+    /// killed or crashed with the guest running), its new tap is not on the bridge:
+    /// run the vif's hotplug script (the backend's `script` node, under
+    /// `/etc/xen/scripts/`) with `online`, as libxl did (default off).
+    pub fn with_hotplug_on_takeover(mut self, on: bool) -> Self {
+        self.hotplug_on_takeover = on;
+        self
     }
 
     /// The rate limit on log lines a frontend can cause, per vif and message class.
@@ -352,8 +364,41 @@ where
             v.fe,
             v.fe_id
         );
-        self.write_state(be, v, XenbusState::InitWait)?;
+        if self.state_of(&format!("{be}/state")) == XenbusState::Connected {
+            // An earlier run of ours connected this vif and went away: keep the state
+            // the frontend sees and attach to its live rings at the shared rsp_prod.
+            tracing::info!("{}: taking over a connected vif", v.name);
+            v.state = XenbusState::Connected;
+            if self.hotplug_on_takeover {
+                self.run_hotplug(be, v);
+            }
+        } else {
+            self.write_state(be, v, XenbusState::InitWait)?;
+        }
         Ok(())
+    }
+
+    /// Runs the vif's hotplug script with `online` (its environment as libxl sets it).
+    fn run_hotplug(&self, be: &str, v: &Vif<T>) {
+        let script = match self.xs.read_opt(XBT_NULL, &format!("{be}/script")) {
+            Ok(Some(s)) => s.trim_end_matches('\0').to_string(),
+            _ => return,
+        };
+        if !script.starts_with("/etc/xen/scripts/") || script.contains("..") {
+            tracing::warn!("{}: not running hotplug script {script:?}", v.name);
+            return;
+        }
+        let r = std::process::Command::new(&script)
+            .arg("online")
+            .env("script", &script)
+            .env("vif", Self::ifname(v))
+            .env("XENBUS_PATH", be)
+            .status();
+        match r {
+            Ok(st) if st.success() => tracing::info!("{}: {script} online: done", v.name),
+            Ok(st) => tracing::warn!("{}: {script} online: {st}", v.name),
+            Err(e) => tracing::warn!("{}: {script}: {e}", v.name),
+        }
     }
 
     fn advance(&self, be: &str, v: &mut Vif<T>) -> Result<(), VifError> {
@@ -389,7 +434,8 @@ where
                 self.write_state(be, v, XenbusState::InitWait)?;
             }
             XenbusState::Connected
-                if !v.connected() && matches!(v.state, XenbusState::InitWait) =>
+                if !v.connected()
+                    && matches!(v.state, XenbusState::InitWait | XenbusState::Connected) =>
             {
                 // As Linux netback: connect once the hotplug script put the tap in place.
                 let hp = self
@@ -543,8 +589,10 @@ where
         let domid = DomId(v.fe_id);
         let tx_map = self.grants.map(domid, &[tx_ref], true)?;
         let rx_map = self.grants.map(domid, &[rx_ref], true)?;
-        NetifTxBackRing::new(tx_map.mem())?;
-        NetifRxBackRing::new(rx_map.mem())?;
+        // Attach at the shared rsp_prod (a fresh ring: 0): a restarted daemon serves what
+        // the frontend published while none ran, and answers nothing twice.
+        NetifTxBackRing::resume(tx_map.mem())?;
+        NetifRxBackRing::resume(rx_map.mem())?;
         let evtchn = (self.open_evtchn)()?;
         let tx_port = evtchn.bind_interdomain(domid, tx_remote)?;
         let rx_port = match rx_remote {
@@ -566,8 +614,8 @@ where
             .name(format!("netback-q{q}"))
             .spawn(move || {
                 let (Ok(tx), Ok(rx)) = (
-                    NetifTxBackRing::new(tx_map.mem()),
-                    NetifRxBackRing::new(rx_map.mem()),
+                    NetifTxBackRing::resume(tx_map.mem()),
+                    NetifRxBackRing::resume(rx_map.mem()),
                 ) else {
                     dead2.store(true, Ordering::Release);
                     return;

@@ -37,7 +37,8 @@ fn main() -> anyhow::Result<()> {
         Box::new(|name: &str| TapDevice::open_queue(name).map_err(|e| e.to_string())),
         &root,
         max_queues,
-    );
+    )
+    .with_hotplug_on_takeover(true);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

@@ -489,3 +489,54 @@ fn two_queues_each_with_its_own_rings_channels_and_tap_queue() {
         assert_eq!(got, frame, "queue {q}");
     }
 }
+
+#[test]
+fn restarted_daemon_takes_over_live_rings() {
+    let mut w = World::new(1);
+    let f = connected(&w, 5);
+    let frame = udp_frame(80);
+    let g = f.fill(DATA, 0, &frame);
+    assert_eq!(f.send(&[tx(g, 0, NetTxFlags::empty(), 1, 80)])[0].status, 0);
+    assert_eq!(read_frame(&w.tap(VIF, 0)).1, frame);
+    w.stop_backend();
+    // A packet published while no daemon runs; then a new daemon: served once, the
+    // state stays Connected (no InitWait: the frontend never sees a change).
+    let frame2 = udp_frame(90);
+    let g2 = f.fill(DATA + 1, 0, &frame2);
+    publish(&f, &[tx(g2, 0, NetTxFlags::empty(), 2, 90)]);
+    w.start(1);
+    assert_eq!(read_frame(&w.tap(VIF, 1)).1, frame2);
+    let mem = f.guest.page(TX_PAGE);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mem
+        .load_u32_acquire(sluice_abi::ring::RSP_PROD_OFFSET)
+        .unwrap()
+        != 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second packet was never answered"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let rsp: NetifTxResponse = mem.read(sluice_abi::ring::ENTRIES_OFFSET + 12).unwrap();
+    assert_eq!((rsp.id, rsp.status), (2, 0));
+    // Slot 0 still holds the first daemon's answer: nothing was served twice (a daemon
+    // attaching at 0 would re-read that slot, now a response, as a request).
+    let old: NetifTxResponse = mem.read(sluice_abi::ring::ENTRIES_OFFSET).unwrap();
+    assert_eq!((old.id, old.status), (1, 0));
+    assert_eq!(
+        f.xs.read_opt(XBT_NULL, &format!("{}/state", f.be))
+            .unwrap()
+            .as_deref(),
+        Some("4")
+    );
+    // RX works on the new tap too.
+    f.post_rx(DATA + 2, 1);
+    let mut msg = VnetHdr::default().as_bytes().to_vec();
+    msg.extend_from_slice(&frame);
+    // The new daemon's tap is the second one opened under that name.
+    w.tap(VIF, 1).send(&msg).unwrap();
+    let r = f.rx_responses(0, 1);
+    assert_eq!(r[0].status, 80);
+}

@@ -38,7 +38,7 @@ pub struct World {
 
 impl World {
     pub fn new(max_queues: u32) -> Self {
-        let w = World {
+        let mut w = World {
             store: FakeXenStore::new(),
             hub: FakeEvtchnHub::new(),
             grants: FakeGrants::new(),
@@ -46,10 +46,28 @@ impl World {
             stop: Arc::new(AtomicBool::new(false)),
             backend: None,
         };
-        w.start(max_queues)
+        w.start(max_queues);
+        w
     }
 
-    fn start(mut self, max_queues: u32) -> Self {
+    /// Stops the backend (as a crash would: rings, xenstore and guests stay) and starts
+    /// a new one on the same world.
+    pub fn restart(&mut self, max_queues: u32) {
+        self.stop_backend();
+        self.start(max_queues);
+    }
+
+    /// Stops the backend daemon; xenstore, rings and guests stay.
+    pub fn stop_backend(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(j) = self.backend.take() {
+            j.join().unwrap();
+        }
+        self.stop = Arc::new(AtomicBool::new(false));
+    }
+
+    /// Starts a backend daemon on this world.
+    pub fn start(&mut self, max_queues: u32) {
         let (xs, g, h, s, taps) = (
             Arc::new(self.store.connect()),
             Arc::new(self.grants.clone()),
@@ -78,7 +96,6 @@ impl World {
             );
             b.run(&s).unwrap();
         }));
-        self
     }
 
     /// The host end of queue `q` of tap `name` (waits for the backend to open it).
