@@ -323,6 +323,19 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             crate::scenario::NET_DOM0_IP
                         )?;
                     }
+                    Workload::NetRestartBackend => {
+                        let idx = boot
+                            .steps
+                            .iter()
+                            .position(|s| s.name == step.name)
+                            .unwrap_or(0);
+                        writeln!(
+                            script,
+                            "(check_net_restart {} {}); report $id $?",
+                            guest_ip(idx),
+                            crate::scenario::NET_DOM0_IP
+                        )?;
+                    }
                     Workload::UnloadFrontend => {
                         let bound = crate::run::limit(60).as_secs();
                         writeln!(script, "(check_unload {bound}); report $id $?")?;
@@ -566,6 +579,14 @@ fn validate(boot: &Boot) -> Result<()> {
                 .any(|o| o.vif == Some(NetBackend::Userspace))
         {
             bail!("kernel netback and a userspace netback cannot serve vifs in one boot");
+        }
+        if s.workloads.contains(&Workload::NetRestartBackend)
+            && s.vif != Some(NetBackend::Userspace)
+        {
+            bail!(
+                "step {}: restarting the net backend needs a userspace vif",
+                s.name
+            );
         }
         if s.workloads.contains(&Workload::Net) && s.vif.is_none() {
             bail!(
@@ -1414,6 +1435,17 @@ check_net() {
   s=$(sha /tmp/net-rx.bin) || return 1
   rm -f /tmp/net-rx.bin
   dom0 net-sent "$s" || { echo "the guest received other bytes than dom0 sent (sha256 $s)"; return 1; }
+}
+# check_net_restart ME PEER: dom0 kills sluice-netback (SIGKILL) and starts it again;
+# the vif comes back without the guest doing anything: ping both ways.
+check_net_restart() {
+  me=$1; peer=$2
+  dom0 net-restart netback || { echo "dom0 could not restart the net backend"; return 1; }
+  n=0; until ping -c 1 -W 3 "$peer" >/dev/null 2>&1; do
+    n=$((n+1)); [ $n -gt 40 ] && { echo "no ping answer after the backend restart"; return 1; }
+  done
+  x ping -c 3 -W 10 "$peer" || { echo "the guest cannot ping dom0 after the restart"; return 1; }
+  dom0 net-ping "$me" || { echo "dom0 cannot ping the guest after the restart"; return 1; }
 }
 check_unload() {
   t=$1

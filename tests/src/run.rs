@@ -633,6 +633,7 @@ fn net_action(verb: &str, arg: &str) -> Option<String> {
         "net-received" => format!("net_received {arg}"),
         "net-send" => format!("net_send {arg}"),
         "net-sent" => format!("net_sent {arg}"),
+        "net-restart" => format!("kill_daemon {arg} && start_daemon {arg}"),
         _ => return None,
     })
 }

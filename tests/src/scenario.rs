@@ -149,6 +149,10 @@ pub enum Workload {
     /// receiver's sha256 compared with the sender's (dom0 compares, through dom0
     /// actions).
     Net,
+    /// After [`Workload::Net`]: dom0 SIGKILLs the userspace net backend daemon and starts
+    /// it again with the guest running; the guest then pings dom0 (a bounded number of
+    /// tries while the new daemon takes the vif over) and dom0 pings the guest.
+    NetRestartBackend,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -249,6 +253,7 @@ impl Workload {
             }
             Workload::UnloadFrontend => "blkfront-unload".into(),
             Workload::Net => "net".into(),
+            Workload::NetRestartBackend => "net-backend-restart".into(),
         }
     }
 
@@ -271,14 +276,18 @@ impl Workload {
             | Workload::Fio { .. }
             | Workload::MisbehavingBackend { .. }
             | Workload::UnloadFrontend
-            | Workload::Net => 0,
+            | Workload::Net
+            | Workload::NetRestartBackend => 0,
         }
     }
 
     /// The disk this workload uses, if any.
     pub fn disk(&self) -> Option<usize> {
         match self {
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend | Workload::Net => None,
+            Workload::ConsoleRoundTrip
+            | Workload::UnloadFrontend
+            | Workload::Net
+            | Workload::NetRestartBackend => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -321,7 +330,10 @@ impl Workload {
             | Workload::ReadOnly { .. }
             | Workload::Fio { .. }
             | Workload::MisbehavingBackend { .. } => None,
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend | Workload::Net => None,
+            Workload::ConsoleRoundTrip
+            | Workload::UnloadFrontend
+            | Workload::Net
+            | Workload::NetRestartBackend => None,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! `xen-netback.ko` is never loaded, so sluice-netback is the only backend. In each
 //! guest: a static address, ping dom0 and be pinged by dom0, then 64 MiB of random
 //! data over TCP guest → dom0 and 64 MiB dom0 → guest, each receiver's sha256 compared
-//! with the sender's ([`Workload::Net`]).
+//! with the sender's ([`Workload::Net`]); then dom0 SIGKILLs sluice-netback and starts
+//! it again, and the guest's vif must come back by itself (ping both ways,
+//! [`Workload::NetRestartBackend`]).
 //!
 //! `kernel_netback_reference` (only with `SLUICE_NET_REFERENCE=1`): the same PV step
 //! against Linux's `xen-netback` and the stock `vif-bridge` script, for the transfer
@@ -21,7 +23,11 @@ fn net_step(name: &str, t: GuestType) -> GuestStep {
 }
 
 fn net_step_with(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
-    let mut s = GuestStep::new(name, t, &[], &[Workload::Net]).with_vif(backend);
+    let mut w = vec![Workload::Net];
+    if backend == NetBackend::Userspace {
+        w.push(Workload::NetRestartBackend);
+    }
+    let mut s = GuestStep::new(name, t, &[], &w).with_vif(backend);
     // The 64 MiB files live in the guest's initramfs (RAM).
     s.memory_mib = 384;
     s
