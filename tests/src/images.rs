@@ -7,7 +7,7 @@ use crate::kernel::HostKernel;
 use crate::paths::{kernel_cache_dir, run_dir};
 use crate::pattern::{pattern, pattern_sectors, sha256_hex, PATTERN_LEN};
 use crate::scenario::{
-    vdev, BlockBackend, Boot, ConsoleBackend, Disk, GuestStep, GuestType, Workload,
+    vdev, BlockBackend, Boot, ConsoleBackend, Disk, GuestStep, GuestType, NetBackend, Workload,
 };
 use crate::serial::VirtioDisk;
 use crate::xenpkgs::XenTree;
@@ -57,6 +57,7 @@ const DOM0_MODULES: &[&str] = &[
 /// (`sluice-hostile-blkfront`) `/dev/xen/evtchn` and `/dev/xen/gntalloc`.
 const GUEST_MODULES: &[&str] = &[
     "xen-blkfront",
+    "xen-netfront",
     "crc32c_generic",
     "ext4",
     "xen-evtchn",
@@ -65,6 +66,17 @@ const GUEST_MODULES: &[&str] = &[
 
 /// Where the hostile frontend lives in the guest.
 pub const HOSTILE_BIN: &str = "/sbin/sluice-hostile-blkfront";
+
+/// dom0 modules for guests' vifs: the taps sluice-netback makes and the bridge.
+const DOM0_NET_MODULES: &[&str] = &["tun", "bridge"];
+
+/// The hotplug script for vifs served by a userspace backend.
+pub const USERSPACE_VIF_SCRIPT: &str = "vif-userspace";
+
+/// The guest address of step `step_idx` on dom0's bridge.
+pub fn guest_ip(step_idx: usize) -> String {
+    format!("10.99.0.{}", 10 + step_idx)
+}
 
 /// The no-op hotplug script for disks served by a userspace backend.
 pub const USERSPACE_BLOCK_SCRIPT: &str = "block-userspace";
@@ -313,6 +325,32 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             mode.log_line()
                         )?;
                     }
+                    Workload::Net => {
+                        let idx = boot
+                            .steps
+                            .iter()
+                            .position(|s| s.name == step.name)
+                            .unwrap_or(0);
+                        writeln!(
+                            script,
+                            "(check_net {} {}); report $id $?",
+                            guest_ip(idx),
+                            crate::scenario::NET_DOM0_IP
+                        )?;
+                    }
+                    Workload::NetRestartBackend => {
+                        let idx = boot
+                            .steps
+                            .iter()
+                            .position(|s| s.name == step.name)
+                            .unwrap_or(0);
+                        writeln!(
+                            script,
+                            "(check_net_restart {} {}); report $id $?",
+                            guest_ip(idx),
+                            crate::scenario::NET_DOM0_IP
+                        )?;
+                    }
                     Workload::UnloadFrontend => {
                         let bound = crate::run::limit(60).as_secs();
                         writeln!(script, "(check_unload {bound}); report $id $?")?;
@@ -452,6 +490,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             USERSPACE_BLOCK_SCRIPT_TEXT.as_bytes(),
             0o755,
         )?;
+        r.bytes(
+            &format!("/etc/xen/scripts/{USERSPACE_VIF_SCRIPT}"),
+            USERSPACE_VIF_SCRIPT_TEXT.as_bytes(),
+            0o755,
+        )?;
         for d in [
             "/var/lib/xen",
             "/var/lib/xenstored",
@@ -466,7 +509,14 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         }
         r.symlink("/run", "/var/run")?;
         let mut list = String::new();
-        for ko in kernel.modules_in_load_order(DOM0_MODULES)? {
+        let mut mods = DOM0_MODULES.to_vec();
+        if boot.has_vifs() {
+            mods.extend_from_slice(DOM0_NET_MODULES);
+        }
+        if boot.needs_kernel_netback() {
+            mods.push("xen-netback");
+        }
+        for ko in kernel.modules_in_load_order(&mods)? {
             let name = ko.file_name().unwrap().to_string_lossy().to_string();
             r.file(&ko, &format!("/lib/modules/{name}"))?;
             writeln!(list, "/lib/modules/{name}")?;
@@ -540,6 +590,28 @@ fn validate(boot: &Boot) -> Result<()> {
     for s in &boot.steps {
         if !ok(&s.name) || !names.insert(&s.name) {
             bail!("step name {:?}: use unique [a-z0-9-] names", s.name);
+        }
+        if boot.needs_kernel_netback()
+            && boot
+                .steps
+                .iter()
+                .any(|o| o.vif == Some(NetBackend::Userspace))
+        {
+            bail!("kernel netback and a userspace netback cannot serve vifs in one boot");
+        }
+        if s.workloads.contains(&Workload::NetRestartBackend)
+            && s.vif != Some(NetBackend::Userspace)
+        {
+            bail!(
+                "step {}: restarting the net backend needs a userspace vif",
+                s.name
+            );
+        }
+        if s.workloads.contains(&Workload::Net) && s.vif.is_none() {
+            bail!(
+                "step {}: the net workload needs a vif (GuestStep::with_vif)",
+                s.name
+            );
         }
         if s.disks.len() > 8 {
             bail!("step {}: at most 8 disks", s.name);
@@ -802,6 +874,18 @@ xen-init-dom0 >/dev/null || fail "xen-init-dom0"
 . /sluice/lib.sh
 "#
     );
+    if boot.has_vifs() {
+        let _ = write!(
+            s,
+            r#"ip link set lo up
+ip link add name {br} type bridge 2>/dev/null || brctl addbr {br} || fail "bridge {br}"
+ip addr add {ip}/24 dev {br} || fail "address of {br}"
+ip link set {br} up || fail "{br} up"
+"#,
+            br = crate::scenario::NET_BRIDGE,
+            ip = crate::scenario::NET_DOM0_IP
+        );
+    }
     for d in boot.daemons.iter().filter(|d| !d.serves_block) {
         let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
     }
@@ -878,7 +962,26 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
         .enumerate()
         .map(|(di, d)| format!("'{}'", disk_spec(step_idx, di, d)))
         .collect();
-    let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
+    if !disks.is_empty() {
+        let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
+    }
+    match step.vif {
+        Some(NetBackend::Userspace) => {
+            let _ = writeln!(
+                s,
+                "vif = [ 'mac=00:16:3e:00:99:{step_idx:02x},bridge={},script={USERSPACE_VIF_SCRIPT}' ]",
+                crate::scenario::NET_BRIDGE
+            );
+        }
+        Some(NetBackend::Kernel) => {
+            let _ = writeln!(
+                s,
+                "vif = [ 'mac=00:16:3e:00:99:{step_idx:02x},bridge={}' ]",
+                crate::scenario::NET_BRIDGE
+            );
+        }
+        None => {}
+    }
     s
 }
 
@@ -1089,6 +1192,34 @@ use_kernel_blkback() {
   grep -q '^xen_blkback ' /proc/modules && return 0
   while read -r ko; do insmod "$ko" || echo "@@DOM0-WARN insmod $ko failed"; done < /sluice/blkback.list
 }
+# Guests' network (Workload::Net): dom0's ends of the transfers.
+net_listen() {
+  rm -f /tmp/net-rx.bin /tmp/net-rx.done /tmp/net-fifo; mkfifo /tmp/net-fifo || return 1
+  (nc -l -p "$1" < /tmp/net-fifo > /tmp/net-rx.bin; echo $? > /tmp/net-rx.done) &
+  exec 4>/tmp/net-fifo
+  sleep 1
+}
+net_received() {
+  i=0; until [ -e /tmp/net-rx.done ]; do i=$((i+1)); [ $i -gt 1200 ] && { echo "nothing received"; return 1; }; sleep 0.5; done
+  exec 4>&-
+  s=$(sha256sum < /tmp/net-rx.bin); s=${s%% *}
+  echo "dom0 received $(wc -c < /tmp/net-rx.bin) bytes (nc rc $(cat /tmp/net-rx.done)), sha256 $s"
+  rm -f /tmp/net-rx.bin
+  [ "$s" = "$1" ]
+}
+net_send() {
+  dd if=/dev/urandom of=/tmp/net-tx.bin bs=1M count=64 2>/dev/null || return 1
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  i=0; until nc "$1" 5002 < /tmp/net-tx.bin; do i=$((i+1)); [ $i -gt 10 ] && return 1; sleep 1; done
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  echo "@@NET dom0-to-guest 64 MiB in $(awk "BEGIN{print $t1 - $t0}") s"
+}
+net_sent() {
+  s=$(sha256sum < /tmp/net-tx.bin); s=${s%% *}
+  echo "dom0 sent sha256 $s"
+  rm -f /tmp/net-tx.bin
+  [ "$s" = "$1" ]
+}
 drop_kernel_blkback() {
   grep -q '^xen_blkback ' /proc/modules || return 0
   i=0; until rmmod xen_blkback 2>/dev/null; do
@@ -1114,6 +1245,9 @@ echo "== dmesg"; dmesg | tail -n 30
 for f in /var/log/sluice/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 40 "$f"; }; done
 echo "@@DIAG-END"
 "#;
+
+/// The libxl hotplug script for userspace-served vifs: the one `sluice-backends` ships.
+const USERSPACE_VIF_SCRIPT_TEXT: &str = include_str!("../../packaging/backends/vif-userspace");
 
 /// The libxl hotplug script for userspace-served disks: the one `sluice-backends` ships.
 const USERSPACE_BLOCK_SCRIPT_TEXT: &str = include_str!("../../packaging/backends/block-userspace");
@@ -1467,6 +1601,51 @@ check_misbehaving() {
 # check_unload SECS: the kernel log is clean (no WARNING splat, BUG, Oops, call trace or
 # hung task),
 # then every vbd is unbound and blkfront unloaded, each within SECS; no disk is left.
+# check_net ME PEER: xen-netfront's eth0 with a static address, ping both ways, then
+# 64 MiB of random data over TCP each way (busybox nc; a fifo keeps each listener's
+# stdin open so it never half-closes first); dom0 compares the sha256 (net-* actions).
+check_net() {
+  me=$1; peer=$2
+  i=0; until [ -e /sys/class/net/eth0 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "no eth0"; return 1; }; sleep 0.1; done
+  x ip addr add "$me/24" dev eth0 || return 1
+  x ip link set eth0 up || return 1
+  i=0; until [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "eth0 has no carrier"; return 1; }; sleep 0.1; done
+  echo "eth0 $(cat /sys/class/net/eth0/address) mtu $(cat /sys/class/net/eth0/mtu) up"
+  x ping -c 3 -W 10 "$peer" || { echo "the guest cannot ping dom0"; return 1; }
+  dom0 net-ping "$me" || { echo "dom0 cannot ping the guest"; return 1; }
+  x dd if=/dev/urandom of=/tmp/net.bin bs=1M count=64 2>/dev/null || return 1
+  s=$(sha /tmp/net.bin) || return 1
+  dom0 net-listen 5001 || return 1
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  n=0; until x nc "$peer" 5001 < /tmp/net.bin; do n=$((n+1)); [ $n -gt 10 ] && { echo "sending to dom0 failed"; return 1; }; sleep 1; done
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  echo "@@NET guest-to-dom0 64 MiB in $(awk "BEGIN{print $t1 - $t0}") s"
+  rm -f /tmp/net.bin
+  dom0 net-received "$s" || { echo "dom0 did not receive the guest's 64 MiB (sha256 $s)"; return 1; }
+  rm -f /tmp/net-fifo /tmp/net-rx.bin; mkfifo /tmp/net-fifo || return 1
+  nc -l -p 5002 < /tmp/net-fifo > /tmp/net-rx.bin &
+  pid=$!
+  exec 3>/tmp/net-fifo
+  dom0 net-send "$me" || { exec 3>&-; kill $pid 2>/dev/null; echo "dom0 could not send"; return 1; }
+  wait $pid; rc=$?
+  exec 3>&-
+  [ $rc -eq 0 ] || { echo "nc -l exited $rc"; return 1; }
+  echo "received $(wc -c < /tmp/net-rx.bin) bytes from dom0"
+  s=$(sha /tmp/net-rx.bin) || return 1
+  rm -f /tmp/net-rx.bin
+  dom0 net-sent "$s" || { echo "the guest received other bytes than dom0 sent (sha256 $s)"; return 1; }
+}
+# check_net_restart ME PEER: dom0 kills sluice-netback (SIGKILL) and starts it again;
+# the vif comes back without the guest doing anything: ping both ways.
+check_net_restart() {
+  me=$1; peer=$2
+  dom0 net-restart netback || { echo "dom0 could not restart the net backend"; return 1; }
+  n=0; until ping -c 1 -W 3 "$peer" >/dev/null 2>&1; do
+    n=$((n+1)); [ $n -gt 40 ] && { echo "no ping answer after the backend restart"; return 1; }
+  done
+  x ping -c 3 -W 10 "$peer" || { echo "the guest cannot ping dom0 after the restart"; return 1; }
+  dom0 net-ping "$me" || { echo "dom0 cannot ping the guest after the restart"; return 1; }
+}
 check_unload() {
   t=$1
   if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than"; then
@@ -1818,6 +1997,37 @@ mod tests {
             assert!(pair[0].0 + pair[0].1 < pair[1].0, "{all:?}");
         }
         assert!(all.iter().all(|&(s, l)| s + l <= total), "{all:?}");
+    }
+
+    #[test]
+    fn vif_lines_and_net_validation() {
+        let net = |n: &str, b: NetBackend| {
+            GuestStep::new(n, GuestType::Pv, &[], &[Workload::Net]).with_vif(b)
+        };
+        let u = guest_cfg(3, &net("u", NetBackend::Userspace));
+        assert!(u.contains("vif = [ 'mac=00:16:3e:00:99:03,bridge=xenbr0,script=vif-userspace' ]"));
+        assert!(!u.contains("\ndisk ="), "{u}");
+        let k = guest_cfg(1, &net("k", NetBackend::Kernel));
+        assert!(
+            k.contains("vif = [ 'mac=00:16:3e:00:99:01,bridge=xenbr0' ]"),
+            "{k}"
+        );
+        assert!(validate(&boot(vec![net("u", NetBackend::Userspace)])).is_ok());
+        let b = boot(vec![
+            net("u", NetBackend::Userspace),
+            net("k", NetBackend::Kernel),
+        ]);
+        assert!(
+            validate(&b).is_err(),
+            "kernel and userspace netback in one boot"
+        );
+        let mut novif = net("n", NetBackend::Userspace);
+        novif.vif = None;
+        assert!(
+            validate(&boot(vec![novif])).is_err(),
+            "net workload without a vif"
+        );
+        assert!(b.has_vifs() && b.needs_kernel_netback());
     }
 
     #[test]

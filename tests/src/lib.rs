@@ -33,5 +33,5 @@ pub use error::Failure;
 pub use run::{run_boot, BootReport};
 pub use scenario::{
     BackendMisbehaviour, BlockBackend, Boot, ConsoleBackend, Disk, Dom0Daemon, GuestStep,
-    GuestType, Workload,
+    GuestType, NetBackend, Workload,
 };

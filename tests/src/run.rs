@@ -639,6 +639,9 @@ fn dom0_action(
     disk: &str,
 ) -> Result<()> {
     let name = &step.name;
+    if let Some(cmd) = net_action(verb, disk) {
+        return dom0_command(m, name, token, &cmd);
+    }
     let di = (0..step.disks.len())
         .find(|&i| crate::scenario::vdev(i) == disk)
         .ok_or_else(|| {
@@ -712,6 +715,29 @@ fn dom0_action(
             "{name}: unknown dom0 action {verb:?}"
         ))),
     };
+    dom0_command(m, name, token, &cmd)
+}
+
+/// The dom0 command of a network action ([`crate::Workload::Net`]); `arg` is an address
+/// or a sha256 (checked here: it is typed into dom0's shell).
+fn net_action(verb: &str, arg: &str) -> Option<String> {
+    if !arg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.') {
+        return None;
+    }
+    Some(match verb {
+        "net-ping" => format!("ping -c 3 -W 10 {arg}"),
+        "net-listen" => format!("net_listen {arg}"),
+        "net-received" => format!("net_received {arg}"),
+        "net-send" => format!("net_send {arg}"),
+        "net-sent" => format!("net_sent {arg}"),
+        "net-restart" => format!("kill_daemon {arg} && start_daemon {arg}"),
+        _ => return None,
+    })
+}
+
+/// Leaves the guest console of step `name`, runs `cmd` in dom0's step script, answers
+/// the guest's action `token` with its status.
+fn dom0_command(m: &mut Machine, name: &str, token: &str, cmd: &str) -> Result<()> {
     note(&format!("{name}: dom0 action: {cmd}"));
     m.send_raw(b"\x1d")?;
     m.expect(
@@ -719,11 +745,11 @@ fn dom0_action(
         limit(60),
         "dom0's step script after leaving the guest console",
     )?;
-    m.send_line(&cmd)?;
+    m.send_line(cmd)?;
     let r = m.expect(
         &format!(r"@@DOM0-ACTION-DONE {name} rc=(\d+)\r?\n"),
         limit(300),
-        &cmd,
+        cmd,
     )?;
     let rc = r.group(1).to_string();
     m.expect(

@@ -42,6 +42,24 @@ pub enum ConsoleBackend {
     Userspace,
 }
 
+/// Who serves a guest's network interface (`vif`) in dom0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetBackend {
+    /// A userspace daemon in dom0 (`sluice-netback`, a plain [`Dom0Daemon`]) that watches
+    /// `backend/vif`; the vif line names the hotplug script
+    /// `/etc/xen/scripts/vif-userspace` (puts the daemon's tap on the bridge, reports
+    /// `hotplug-status connected`); `xen-netback.ko` is not loaded in that boot.
+    Userspace,
+    /// Linux's `xen-netback` (loaded at dom0 boot) with Xen's stock `vif-bridge` script;
+    /// a boot does not mix it with `Userspace` vifs (both would watch `backend/vif`).
+    Kernel,
+}
+
+/// dom0's bridge for guests' vifs, and its address (`/24`).
+pub const NET_BRIDGE: &str = "xenbr0";
+/// dom0's address on [`NET_BRIDGE`].
+pub const NET_DOM0_IP: &str = "10.99.0.1";
+
 /// One virtual disk of a guest. Disk `i` is `xvd` + `a+i` in the guest; in dom0 it is
 /// a QEMU virtio disk (a raw file on the host, read back after the run; discards in
 /// dom0 punch holes in it).
@@ -147,6 +165,16 @@ pub enum Workload {
     /// writer had acknowledged (from the `@@ACK` lines of that step's console), and
     /// every one of them must read back intact.
     CrashVerify { disk: usize },
+    /// The step's vif ([`GuestStep::with_vif`]) with stock `xen-netfront`: a static
+    /// address (`10.99.0.<10 + step>`), ping dom0 and be pinged by dom0, then a 64 MiB
+    /// TCP transfer (busybox `nc`, random data) guest → dom0 and one dom0 → guest, each
+    /// receiver's sha256 compared with the sender's (dom0 compares, through dom0
+    /// actions).
+    Net,
+    /// After [`Workload::Net`]: dom0 SIGKILLs the userspace net backend daemon and starts
+    /// it again with the guest running; the guest then pings dom0 (a bounded number of
+    /// tries while the new daemon takes the vif over) and dom0 pings the guest.
+    NetRestartBackend,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -249,6 +277,8 @@ impl Workload {
             Workload::CrashKill { disk } => format!("crash-kill-{}", vdev(*disk)),
             Workload::CrashDestroy { disk } => format!("crash-destroy-{}", vdev(*disk)),
             Workload::CrashVerify { disk } => format!("crash-verify-{}", vdev(*disk)),
+            Workload::Net => "net".into(),
+            Workload::NetRestartBackend => "net-backend-restart".into(),
         }
     }
 
@@ -273,14 +303,19 @@ impl Workload {
             | Workload::CrashKill { .. }
             | Workload::CrashDestroy { .. }
             | Workload::CrashVerify { .. }
-            | Workload::UnloadFrontend => 0,
+            | Workload::UnloadFrontend
+            | Workload::Net
+            | Workload::NetRestartBackend => 0,
         }
     }
 
     /// The disk this workload uses, if any.
     pub fn disk(&self) -> Option<usize> {
         match self {
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
+            Workload::ConsoleRoundTrip
+            | Workload::UnloadFrontend
+            | Workload::Net
+            | Workload::NetRestartBackend => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -329,7 +364,10 @@ impl Workload {
             | Workload::CrashDestroy { .. }
             | Workload::CrashVerify { .. }
             | Workload::MisbehavingBackend { .. } => None,
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
+            Workload::ConsoleRoundTrip
+            | Workload::UnloadFrontend
+            | Workload::Net
+            | Workload::NetRestartBackend => None,
         }
     }
 }
@@ -364,6 +402,8 @@ pub struct GuestStep {
     pub block_daemon: Option<String>,
     /// Arguments for the guest's blkfront module at boot (`insmod KO ARGS`).
     pub blkfront_args: Vec<String>,
+    /// One vif, served by this backend ([`GuestStep::with_vif`]).
+    pub vif: Option<NetBackend>,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -388,6 +428,7 @@ impl GuestStep {
             blkfront_module: None,
             block_daemon: None,
             blkfront_args: vec![],
+            vif: None,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -423,7 +464,15 @@ impl GuestStep {
             blkfront_module: None,
             block_daemon: None,
             blkfront_args: vec![],
+            vif: None,
         }
+    }
+
+    /// Gives the guest one vif served by `backend` (MAC `00:16:3e:00:99:<step>`, on
+    /// [`NET_BRIDGE`]); the guest loads stock `xen-netfront`.
+    pub fn with_vif(mut self, backend: NetBackend) -> Self {
+        self.vif = Some(backend);
+        self
     }
 
     /// The same step with `ko` (a module file on the host) as the guest's block
@@ -559,6 +608,17 @@ impl Boot {
     }
 
     /// True when some disk is served by the kernel's blkback (so it gets loaded).
+    /// Whether any step has a vif (dom0 then loads `tun` and `bridge` and makes
+    /// [`NET_BRIDGE`]).
+    pub fn has_vifs(&self) -> bool {
+        self.steps.iter().any(|s| s.vif.is_some())
+    }
+
+    /// Whether any step's vif is served by Linux's netback.
+    pub fn needs_kernel_netback(&self) -> bool {
+        self.steps.iter().any(|s| s.vif == Some(NetBackend::Kernel))
+    }
+
     pub fn needs_kernel_blkback(&self) -> bool {
         self.steps
             .iter()

@@ -47,6 +47,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::xen::blk_crash,
     },
     Suite {
+        name: "xen-net",
+        about: "real Xen: PV + PVH stock xen-netfront vs sluice-netback (ping, 64 MiB TCP each way)",
+        run: crate::xen::net,
+    },
+    Suite {
         name: "iommu-vtd",
         about:
             "bare-metal kernel on QEMU intel-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",

@@ -53,3 +53,8 @@ pub fn userspace() -> Result<()> {
 pub fn blk_crash() -> Result<()> {
     scenario_test("xen_blk_crash")
 }
+
+/// `xen-net`: guests' vifs served by `sluice-netback` (stock xen-netfront, PV + PVH).
+pub fn net() -> Result<()> {
+    scenario_test("xen_net")
+}

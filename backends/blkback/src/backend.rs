@@ -241,20 +241,13 @@ where
     /// Watches `root` and serves devices until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), XsError> {
         self.xs.watch(&self.root, "vbd")?;
-        while !stop.load(Ordering::Acquire) {
-            let mut changed = false;
-            while let Some(_ev) = self.xs.next_watch_event(if changed {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(200)
-            })? {
-                changed = true;
-            }
+        let xs = self.xs.clone();
+        sluice_dom0::xenstore::watch_loop(&*xs, stop, Duration::from_millis(200), |changed| {
             if changed || self.devices.values().any(Device::any_dead) {
                 self.reconcile();
             }
             self.write_status();
-        }
+        })?;
         for d in self.devices.values_mut() {
             d.teardown();
         }

@@ -130,24 +130,13 @@ where
         self.xs.watch("@releaseDomain", "release")?;
         self.xs.watch("/local/domain", "domains")?;
         let mut tick = 0u32;
-        while !stop.load(Ordering::Acquire) {
-            let mut changed = false;
-            while self
-                .xs
-                .next_watch_event(if changed {
-                    Duration::ZERO
-                } else {
-                    Duration::from_millis(250)
-                })?
-                .is_some()
-            {
-                changed = true;
-            }
+        let xs = self.xs.clone();
+        sluice_dom0::xenstore::watch_loop(&*xs, stop, Duration::from_millis(250), |changed| {
             tick += 1;
             if changed || tick.is_multiple_of(8) {
                 self.reconcile();
             }
-        }
+        })?;
         for g in self.guests.values_mut() {
             g.stop.store(true, Ordering::Release);
             if let Some(j) = g.join.take() {

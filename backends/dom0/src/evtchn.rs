@@ -43,6 +43,12 @@ pub trait EventChannels: Send {
     fn read_pending(&self, out: &mut Vec<EvtchnPort>) -> Result<(), EvtchnError>;
     /// Unbinds everything.
     fn reset(&self) -> Result<(), EvtchnError>;
+    /// A descriptor that polls readable while a port is pending, so that a loop can
+    /// wait on it together with other descriptors (`None`: only [`Self::wait`] works,
+    /// as for the fakes).
+    fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl EventChannels for sluice_xen_sys::EvtchnDevice {
@@ -82,6 +88,9 @@ impl EventChannels for sluice_xen_sys::EvtchnDevice {
     }
     fn reset(&self) -> Result<(), EvtchnError> {
         Ok(sluice_xen_sys::EvtchnDevice::reset(self)?)
+    }
+    fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self))
     }
 }
 

@@ -166,6 +166,32 @@ pub fn transaction<S: XenStore + ?Sized, T>(
     Err(last)
 }
 
+/// The daemons' main loop: waits up to `idle` for a watch event, drains every event
+/// already queued (without waiting), then calls `turn(changed)`, `changed` telling
+/// whether any event came; until `stop` is set. The caller registers its watches first
+/// and reconciles its devices with xenstore in `turn` (also on idle turns where it has
+/// other reasons: dead queues, periodic checks). Watch tokens and paths are not passed
+/// on: every daemon re-reads the tree it serves, so a lost or coalesced event costs
+/// nothing.
+pub fn watch_loop<S: XenStore + ?Sized>(
+    xs: &S,
+    stop: &std::sync::atomic::AtomicBool,
+    idle: Duration,
+    mut turn: impl FnMut(bool),
+) -> Result<(), XsError> {
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        let mut changed = false;
+        while xs
+            .next_watch_event(if changed { Duration::ZERO } else { idle })?
+            .is_some()
+        {
+            changed = true;
+        }
+        turn(changed);
+    }
+    Ok(())
+}
+
 /// The device directories `<root>/<domid>/<devid>` under a backend root such as
 /// `/local/domain/0/backend/vbd` (what a backend daemon serves); unreadable levels are
 /// skipped (a domain's directory may vanish while it is listed).

@@ -131,7 +131,7 @@ impl Device {
 }
 
 struct Backend {
-    xs: XsClient,
+    xs: std::sync::Arc<XsClient>,
     grants: Arc<GntdevDevice>,
     root: String,
     modes: BTreeMap<String, Mode>,
@@ -184,27 +184,18 @@ impl Backend {
 
     fn run(&mut self) -> Result<()> {
         self.xs.watch(&self.root, "vbd")?;
-        loop {
-            let mut changed = false;
-            while self
-                .xs
-                .next_watch_event(if changed {
-                    Duration::ZERO
-                } else {
-                    Duration::from_millis(500)
-                })?
-                .is_some()
-            {
-                changed = true;
-            }
+        let xs = self.xs.clone();
+        let never = std::sync::atomic::AtomicBool::new(false);
+        sluice_dom0::xenstore::watch_loop(&*xs, &never, Duration::from_millis(500), |changed| {
             if changed {
                 self.reconcile();
             }
-        }
+        })?;
+        Ok(())
     }
 
     fn reconcile(&mut self) {
-        let present = sluice_dom0::xenstore::backend_device_dirs(&self.xs, &self.root);
+        let present = sluice_dom0::xenstore::backend_device_dirs(&*self.xs, &self.root);
         let gone: Vec<String> = self
             .devices
             .keys()
@@ -487,7 +478,7 @@ fn main() -> Result<()> {
         };
         modes.insert(dev.to_string(), Mode::parse(mode)?);
     }
-    let xs = XsClient::open().context("connecting to xenstore")?;
+    let xs = std::sync::Arc::new(XsClient::open().context("connecting to xenstore")?);
     let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
     let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
     let root = format!("/local/domain/{domid}/backend/vbd");

@@ -1,0 +1,12 @@
+//! Sluice's Xen network backend (netif) for dom0: serves `backend/vif` devices from
+//! userspace, one tap device (`vif<domid>.<handle>`, vnet headers) per vif, data moved
+//! by batched grant copy.
+
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod queue;
+pub mod vnet;
+
+pub use backend::{Backend, VifError};
+pub use queue::{Features, Frames, NetStats, Queue, QueueError};

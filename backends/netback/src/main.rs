@@ -1,0 +1,45 @@
+//! `sluice-netback`: serves `backend/vif` devices of dom0 (run it instead of the kernel's
+//! xen-netback; libxl vif line `script=vif-userspace,bridge=BRIDGE,...`).
+
+#![deny(unsafe_code)]
+
+use anyhow::Context;
+use sluice_dom0::xenstore::{XsClient, XBT_NULL};
+use sluice_dom0::XenStore;
+use sluice_netback::Backend;
+use sluice_xen_sys::{EvtchnDevice, GntdevDevice, TapDevice};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--max-queues N` (default: dom0's CPUs, at most 8): multi-queue-max-queues.
+    let max_queues = match args.iter().position(|a| a == "--max-queues") {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .context("--max-queues needs a number")?,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32,
+    };
+    let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
+    let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
+    let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
+    let root = format!("/local/domain/{domid}/backend/vif");
+    tracing::info!("sluice-netback: serving {root} (up to {max_queues} queue(s) per vif)");
+    let mut backend = Backend::new(
+        xs,
+        grants,
+        || EvtchnDevice::open().map_err(Into::into),
+        Box::new(|name: &str| TapDevice::open_queue(name).map_err(|e| e.to_string())),
+        &root,
+        max_queues,
+    )
+    .with_hotplug_on_takeover(true);
+    let stop = AtomicBool::new(false);
+    backend.run(&stop).context("xenstore connection lost")?;
+    Ok(())
+}
