@@ -68,6 +68,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::package::run_suite,
     },
     Suite {
+        name: "package-dom0",
+        about: "real Xen: apt install of both .debs into a Debian 12 systemd dom0, xl + virsh guests, blkback restart, purge",
+        run: crate::package::run_dom0_suite,
+    },
+    Suite {
         name: "linux-blkfront-xen",
         about: "real Xen: PV + PVH domUs with sluice-blkfront.ko against kernel blkback",
         run: crate::linux_modules::run_blkfront_xen,
