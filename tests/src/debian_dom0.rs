@@ -48,12 +48,30 @@ const SETUP: &str = r#"set -e
 echo sluice-dom0 > /etc/hostname
 echo '/dev/vda / ext4 rw,errors=remount-ro 0 1' > /etc/fstab
 passwd -d root
-mkdir -p /etc/systemd/system/serial-getty@hvc0.service.d
-cat > /etc/systemd/system/serial-getty@hvc0.service.d/autologin.conf <<'EOF'
+# Under TCG on a loaded host udev takes minutes to announce devices and xen.service
+# minutes to start: systemd's 90 s defaults would fail the boot, not the test.
+mkdir -p /etc/systemd/system.conf.d
+printf '[Manager]\nDefaultDeviceTimeoutSec=1200s\nDefaultTimeoutStartSec=1200s\n' \
+  > /etc/systemd/system.conf.d/sluice-testbed.conf
+# The root shell on hvc0: serial-getty@hvc0 binds to dev-hvc0.device (udev), this
+# one does not.
+systemctl mask serial-getty@hvc0.service
+cat > /etc/systemd/system/sluice-testbed-shell.service <<'EOF'
+[Unit]
+Description=Root shell on hvc0 for the Sluice test bed
+After=systemd-user-sessions.service
 [Service]
-ExecStart=
-ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200 %I $TERM
+ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200 hvc0 linux
+Type=idle
+Restart=always
+UtmpIdentifier=hvc0
+TTYPath=/dev/hvc0
+TTYReset=yes
+TTYVHangup=yes
+[Install]
+WantedBy=multi-user.target
 EOF
+systemctl enable sluice-testbed-shell.service
 cat > /root/.bash_profile <<'EOF'
 set +o emacs +o vi
 stty cols 4000 2>/dev/null

@@ -205,11 +205,20 @@ fn boot(m: &mut Machine, what: &str) -> Result<()> {
         "dom0 {what}: shell after {:.0} s",
         t.elapsed().as_secs_f64()
     ));
-    shell(
+    // The shell comes before the boot ends; the checks want it ended (any state: the
+    // `boot` phase judges it) and udev's by-id links there.
+    shell(m, "systemctl is-system-running --wait", 1200)?;
+    note(&format!(
+        "dom0 {what}: boot finished after {:.0} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let (rc, out) = shell(
         m,
-        "mkdir -p /mnt/payload && mount -o ro /dev/disk/by-id/virtio-payload /mnt/payload",
-        60,
+        "udevadm settle --timeout=600; mkdir -p /mnt/payload && \
+         mount -o ro /dev/disk/by-id/virtio-payload /mnt/payload",
+        900,
     )?;
+    ensure!(rc == 0, "mounting the payload disk failed: {out}");
     Ok(())
 }
 
