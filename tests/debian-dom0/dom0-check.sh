@@ -19,14 +19,16 @@ fail() {
 }
 # check NAME CMD...: CMD's exit status decides; its last lines explain a failure.
 check() {
-  local name=$1 out
+  local name=$1 out rc=0
   shift
   if out=$("$@" 2>&1); then
     pass "$name"
   else
+    rc=1
     fail "$name" "$(printf '%s' "$out" | tail -n 8 | tr '\n' '|')"
   fi
   printf '== %s\n%s\n' "$name" "$out" >> "$DIAG"
+  return $rc
 }
 # wait_for SECONDS CMD...: polls CMD once a second until it succeeds or time runs out.
 wait_for() {
@@ -149,9 +151,9 @@ extra = "console=hvc0 quiet"
 memory = 128
 disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$disk" ]
 CFG
-  check xl-create xl create /root/pv1.cfg
-  id=$(xl domid pv1)
-  guest_run "$id" "$disk" restart
+  if check xl-create timeout 900 xl create /root/pv1.cfg; then
+    guest_run "$(xl domid pv1)" "$disk" restart
+  fi
   ;;
 virsh)
   disk=/dev/disk/by-id/virtio-guest-virsh
@@ -171,9 +173,9 @@ virsh)
 </domain>
 XML
   check libvirtd-start systemctl start libvirtd
-  check virsh-create virsh -c xen:///system create /root/virsh1.xml
-  id=$(xl domid virsh1)
-  guest_run "$id" "$disk" no-restart
+  if check virsh-create timeout 900 virsh -c xen:///system create /root/virsh1.xml; then
+    guest_run "$(xl domid virsh1)" "$disk" no-restart
+  fi
   ;;
 purge)
   check apt-purge apt purge -y sluice-backends sluice-frontends-modules-"$ABI"
