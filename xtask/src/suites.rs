@@ -80,7 +80,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "package-dom0",
-        about: "real Xen: apt install of both .debs into a Debian 12 systemd dom0, xl + virsh guests, blkback restart, purge",
+        about: "real Xen: apt install of both .debs into a Debian 12 systemd dom0, units, doctor/status, an xl guest, blkback restart, purge",
         run: crate::package::run_dom0_suite,
     },
     Suite {
