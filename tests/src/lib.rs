@@ -8,13 +8,15 @@
 //! - [`scenario`] is the typed description of one Xen boot and its guest steps;
 //! - [`images`] turns a scenario into a dom0 and a domU initramfs and disk images;
 //! - [`serial`] runs QEMU and offers an expect-style API on its serial console;
-//! - [`run`] boots, drives every step, checks results in the guest and on the host.
+//! - [`run`] boots, drives every step, checks results in the guest and on the host;
+//! - [`debian_dom0`] builds a real Debian 12 dom0 image (systemd, apt) for the package tests.
 //!
 //! Everything that can go wrong in the infrastructure (a timeout, a crash, a signal, a
 //! missing marker) is a [`Failure`], never a pass.
 #![deny(unsafe_code)]
 
 pub mod cargo_bin;
+pub mod debian_dom0;
 pub mod demo;
 pub mod error;
 pub mod images;

@@ -109,7 +109,12 @@ fn main() -> Result<()> {
         } => {
             if list {
                 for s in suites::SUITES {
-                    println!("{:<24} {}", s.name, s.about);
+                    let only = suites::OPT_IN
+                        .iter()
+                        .find(|(n, _)| *n == s.name)
+                        .map(|(_, why)| format!(" (opt-in, only as --suite {}: {why})", s.name))
+                        .unwrap_or_default();
+                    println!("{:<24} {}{only}", s.name, s.about);
                 }
                 return Ok(());
             }

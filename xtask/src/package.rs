@@ -186,6 +186,24 @@ pub fn run_suite() -> Result<()> {
     check_unpacked(&debs)
 }
 
+/// `package-dom0`: both packages installed with apt into a real Debian 12 dom0 under
+/// Xen 4.17 in QEMU, used by `xl` and `virsh` guests, purged
+/// (`tests/tests/package_dom0.rs`; the dom0 image is cached in `build/debian-dom0/`).
+pub fn run_dom0_suite() -> Result<()> {
+    build()?;
+    run(cargo().args([
+        "test",
+        "-p",
+        "sluice-testbed",
+        "--test",
+        "package_dom0",
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]))
+}
+
 fn check_contents(debs: &Debs) -> Result<()> {
     let list = output(Command::new("dpkg-deb").arg("-c").arg(&debs.backends))?;
     for (mode, path) in [

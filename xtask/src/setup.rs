@@ -19,6 +19,10 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("kmod", "modinfo checks of frontends/linux modules"),
     ("qemu-system-x86", "QEMU TCG: every end-to-end suite"),
     (
+        "mmdebstrap",
+        "the Debian 12 dom0 image of suite package-dom0 (tests/src/debian_dom0.rs)",
+    ),
+    (
         "grub-pc-bin",
         "GRUB's BIOS image: the hypervisor's multiboot2 boot (grub-mkrescue)",
     ),

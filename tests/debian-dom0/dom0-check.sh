@@ -1,0 +1,210 @@
+#!/bin/bash
+# Checks run in the Debian 12 dom0 by tests/tests/package_dom0.rs, one phase per call:
+#   bash dom0-check.sh install|boot|pv|virsh|purge
+# Each check prints "@@CHECK phase/name PASS|FAIL detail"; the exit status is the number
+# of failures. The payload disk (debs, this script, the guest's initramfs and patterns)
+# is mounted at $P. wait_for bounds a wait (a hang fails the check); no check is timed.
+set -u
+P=/mnt/payload
+phase=$1
+fails=0
+ABI=$(uname -r)
+KERNEL=/boot/vmlinuz-$ABI
+DIAG=/root/diag-$phase.log
+
+pass() { echo "@@CHECK $phase/$1 PASS ${2:-}"; }
+fail() {
+  echo "@@CHECK $phase/$1 FAIL ${2:-}"
+  fails=$((fails + 1))
+}
+# check NAME CMD...: CMD's exit status decides; its last lines explain a failure.
+check() {
+  local name=$1 out rc=0
+  shift
+  if out=$("$@" 2>&1); then
+    pass "$name"
+  else
+    rc=1
+    fail "$name" "$(printf '%s' "$out" | tail -n 8 | tr '\n' '|')"
+  fi
+  printf '== %s\n%s\n' "$name" "$out" >> "$DIAG"
+  return $rc
+}
+# wait_for SECONDS CMD...: polls CMD once a second until it succeeds or time runs out.
+wait_for() {
+  local n=$1
+  shift
+  until "$@" > /dev/null 2>&1; do
+    n=$((n - 1))
+    [ "$n" -le 0 ] && return 1
+    sleep 1
+  done
+}
+not() { ! "$@"; }
+mono() { systemctl show -p "$2" --value "$1"; }
+# Unit $2 started after unit $1 was up (monotonic timestamps, both set).
+started_after() {
+  local a b
+  a=$(mono "$1" ActiveEnterTimestampMonotonic)
+  b=$(mono "$2" ExecMainStartTimestampMonotonic)
+  echo "$1 active at $a us, $2 started at $b us"
+  [ "${a:-0}" -gt 0 ] && [ "${b:-0}" -gt "$a" ]
+}
+kernel_blkback_absent() { not grep -q '^xen_blkback ' /proc/modules; }
+status_has() { sluice status | tee -a "$DIAG" | grep -Eq "$1"; }
+no_path() {
+  local left=""
+  for f in "$@"; do [ -e "$f" ] || [ -L "$f" ] && left="$left $f"; done
+  [ -z "$left" ] || { echo "left behind:$left"; return 1; }
+}
+# json_ok CMD... -- EXPR: CMD prints JSON; the Python EXPR over it (as f) must be true.
+json_ok() {
+  local args=()
+  while [ "$1" != -- ]; do args+=("$1"); shift; done
+  "${args[@]}" | python3 -c "import json, sys; f = json.load(sys.stdin); ok = $2; print(json.dumps(f)); sys.exit(0 if ok else 1)"
+}
+no_units() {
+  local u
+  u=$(systemctl list-unit-files --no-legend 'sluice-blkback*' 'sluice-consoleback*')
+  echo "$u"
+  [ -z "$u" ]
+}
+console_log() { echo "/var/log/xen/console/guest-$1.log"; }
+guest_says() { grep -q "@@GUEST $2" "$(console_log "$1")"; }
+# guest_phase DOMID PHASE: waits for the guest's verdict on its console log (written by
+# sluice-consoleback) and passes only on PASS.
+guest_phase() {
+  wait_for 900 grep -Eq "@@GUEST $2 (PASS|FAIL)" "$(console_log "$1")" || {
+    echo "no verdict; console log:"
+    tail -n 20 "$(console_log "$1")"
+    return 1
+  }
+  guest_says "$1" "$2 PASS"
+}
+# Types a word into the guest's console through the pty sluice-consoleback serves.
+type_word() { echo "$2" > "$(xenstore-read "/local/domain/$1/console/tty")"; }
+same_as() { dd if="$1" bs=64k skip="$2" count=16 2> /dev/null | cmp -s - "$P/$3"; }
+
+# A guest on DISK (a by-id path) through its phases; DOMID names it. With RESTART, dom0
+# restarts sluice-blkback between phase 1 and 2.
+guest_run() {
+  local id=$1 disk=$2 restart=$3 old new
+  check phase1 guest_phase "$id" phase1
+  check served-by-sluice wait_for 120 status_has "dom $id xvda +Connected +w $disk .*requests [1-9][0-9]* errors 0"
+  check status-json-device json_ok sluice status --json -- \
+    "any(d['domid'] == $id and d['vdev'] == 'xvda' and d['state'] == 'Connected' and d['image'] == '$disk' and d['requests'] > 0 and d['errors'] == 0 for d in f['devices'])"
+  check kernel-blkback-absent kernel_blkback_absent
+  if [ "$restart" = restart ]; then
+    old=$(systemctl show -p MainPID --value sluice-blkback)
+    check restart-blkback systemctl restart sluice-blkback
+    new=$(systemctl show -p MainPID --value sluice-blkback)
+    check new-daemon test "$new" != 0 -a "$new" != "$old"
+  fi
+  type_word "$id" go
+  check phase2 guest_phase "$id" phase2
+  if [ "$restart" = restart ]; then
+    # The new daemon answered phase 2's requests.
+    check served-after-restart wait_for 120 status_has "dom $id xvda +Connected .*requests [1-9][0-9]* errors 0"
+  fi
+  type_word "$id" bye
+  check guest-gone wait_for 300 not xl list "$id"
+  check image-p1 same_as "$disk" 16 p1.bin
+  check image-p2 same_as "$disk" 48 p2.bin
+}
+
+case $phase in
+install)
+  check apt-install apt install -y "$P"/sluice-backends_*.deb
+  check apt-install-modules apt install -y "$P"/sluice-frontends-modules-"$ABI"_*.deb
+  check installed dpkg-query -W -f '${Status}' sluice-backends
+  check not-enabled-by-install test "$(systemctl is-enabled sluice-blkback)" = disabled
+  check not-started-by-install not systemctl is-active sluice-blkback
+  check hotplug-script test -x /etc/xen/scripts/block-userspace
+  check modules-found test "$(modinfo -n sluice-blkfront)" = "/lib/modules/$ABI/updates/sluice/sluice-blkfront.ko"
+  check modules-signed sh -c "modinfo -F signer sluice-blkfront | grep -q ."
+  check modprobe-hello modprobe sluice-hello
+  check rmmod-hello modprobe -r sluice-hello
+  # What README.install tells a user: keep xen_blkback out, enable both units.
+  cp /usr/share/doc/sluice-backends/examples/sluice-blacklist-xen-blkback.conf /etc/modprobe.d/
+  check enable systemctl enable sluice-blkback sluice-consoleback
+  ;;
+boot)
+  check system-running systemctl is-system-running --wait
+  check no-failed-units test -z "$(systemctl --failed --no-legend)"
+  check blkback-active systemctl is-active sluice-blkback
+  check consoleback-active systemctl is-active sluice-consoleback
+  # Debian 12 starts xenstored from /etc/init.d/xen (xen.service).
+  check blkback-after-xenstored started_after xen.service sluice-blkback.service
+  check consoleback-after-xenstored started_after xen.service sluice-consoleback.service
+  check xenstored-running pgrep -x oxenstored\|xenstored
+  check xenconsoled-stopped not pgrep -x xenconsoled
+  check kernel-blkback-absent kernel_blkback_absent
+  check doctor sluice doctor
+  check doctor-json json_ok sluice doctor --json -- 'f and all(x["ok"] for x in f)'
+  check status-daemons status_has "sluice-blkback +running \(pid [0-9]+\)"
+  check status-consoleback status_has "sluice-consoleback +running \(pid [0-9]+\)"
+  check status-json json_ok sluice status --json -- \
+    'all(d["pids"] for d in f["daemons"]) and len(f["daemons"]) == 2'
+  ;;
+pv)
+  disk=/dev/disk/by-id/virtio-guest-pv
+  cat > /root/pv1.cfg << CFG
+name = "pv1"
+type = "pv"
+kernel = "$KERNEL"
+ramdisk = "$P/guest.cpio"
+extra = "console=hvc0 quiet"
+memory = 128
+disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$disk" ]
+CFG
+  if check xl-create timeout 900 xl create /root/pv1.cfg; then
+    guest_run "$(xl domid pv1)" "$disk" restart
+  fi
+  ;;
+virsh)
+  disk=/dev/disk/by-id/virtio-guest-virsh
+  cat > /root/virsh1.xml << XML
+<domain type='xen'>
+  <name>virsh1</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type>linux</type><kernel>$KERNEL</kernel><initrd>$P/guest.cpio</initrd>
+    <cmdline>console=hvc0 quiet</cmdline></os>
+  <devices>
+    <disk type='block' device='disk'>
+      <driver name='phy'/><source dev='$disk'/><target dev='xvda' bus='xen'/>
+    </disk>
+    <console type='pty'><target type='xen' port='0'/></console>
+  </devices>
+</domain>
+XML
+  check libvirtd-start systemctl start libvirtd
+  if check virsh-create timeout 900 virsh -c xen:///system create /root/virsh1.xml; then
+    guest_run "$(xl domid virsh1)" "$disk" no-restart
+  fi
+  ;;
+purge)
+  check apt-purge apt purge -y sluice-backends sluice-frontends-modules-"$ABI"
+  check not-installed not dpkg-query -W -f '${Status}' sluice-backends sluice-frontends-modules-"$ABI"
+  check no-daemons not pgrep -x 'sluice-blkback|sluice-consoleback'
+  check no-files no_path /usr/sbin/sluice-blkback /usr/sbin/sluice-consoleback /usr/bin/sluice \
+    /etc/sluice /etc/xen/scripts/block-userspace /etc/logrotate.d/sluice-consoleback \
+    /lib/systemd/system/sluice-blkback.service /lib/systemd/system/sluice-consoleback.service \
+    /usr/lib/systemd/system/sluice-blkback.service /usr/lib/systemd/system/sluice-consoleback.service \
+    /etc/systemd/system/multi-user.target.wants/sluice-blkback.service \
+    /etc/systemd/system/multi-user.target.wants/sluice-consoleback.service \
+    /var/lib/systemd/deb-systemd-helper-enabled/sluice-blkback.service.dsh-also \
+    /usr/share/doc/sluice-backends /lib/modules/"$ABI"/updates/sluice /usr/share/sluice /run/sluice
+  # (not 'sluice*': the image's own sluice-testbed-shell.service matches that)
+  check no-units no_units
+  check no-module not modinfo sluice-blkfront
+  # Back to Debian's own console daemon.
+  check xen-restart systemctl restart xen
+  check xenconsoled-back pgrep -x xenconsoled
+  ;;
+*)
+  echo "unknown phase $phase"
+  exit 99
+  ;;
+esac
+exit $fails

