@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 use anyhow::Context;
+use clap::Parser;
 use sluice_blkback::{Backend, IoEngine};
 use sluice_dom0::xenstore::{XsClient, XBT_NULL};
 use sluice_dom0::XenStore;
@@ -12,19 +13,48 @@ use sluice_xen_sys::{EvtchnDevice, GntdevDevice};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// Serves dom0's `backend/vbd` devices. Each option also has an environment variable
+/// (for the test bed and benches), used when the option is not given.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// I/O engine: `uring` (io_uring, the default) or `sync` (one request at a time,
+    /// pread/pwrite) [env SLUICE_BLKBACK_IO]
+    #[arg(long)]
+    io: Option<String>,
+    /// Advertise feature-persistent = 0: grant copy for every request
+    /// [env SLUICE_BLKBACK_PERSISTENT=0]
+    #[arg(long)]
+    no_persistent_grants: bool,
+    /// No O_DIRECT: I/O through dom0's page cache [env SLUICE_BLKBACK_DIRECT=0]
+    #[arg(long)]
+    buffered: bool,
+    /// io_uring I/O straight into the persistently mapped guest pages instead of pooled
+    /// bounce buffers (off by default: in a PV dom0 under TCG its submissions measured
+    /// slower than bounce + memcpy, docs/bench.md) [env SLUICE_BLKBACK_ZERO_COPY=1]
+    #[arg(long)]
+    zero_copy: bool,
+    /// Time each phase of each request (the per-queue log line at disconnect); costs a
+    /// clock syscall per phase in a PV dom0 [env SLUICE_BLKBACK_PROFILE=1]
+    #[arg(long)]
+    profile: bool,
+    /// Per-device request counts for `sluice status`
+    #[arg(long, default_value = "/run/sluice/blkback.json")]
+    status_file: String,
+    /// Each queue's crash journal, so that the daemon started after this one is killed
+    /// serves exactly the requests left unanswered (src/journal.rs); `none`: no journal
+    #[arg(long, default_value = "/run/sluice/blkback")]
+    state_dir: String,
+}
+
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_target(false)
         .init();
-    // `--io sync` (or SLUICE_BLKBACK_IO=sync) selects one-request-at-a-time pread/pwrite;
-    // `--io uring` (the default) io_uring.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let choice = match args.iter().position(|a| a == "--io") {
-        Some(i) => args
-            .get(i + 1)
-            .cloned()
-            .context("--io needs sync or uring")?,
+    let choice = match args.io {
+        Some(io) => io,
         None => std::env::var("SLUICE_BLKBACK_IO").unwrap_or_else(|_| "uring".into()),
     };
     let engine = match choice.as_str() {
@@ -45,9 +75,7 @@ fn main() -> anyhow::Result<()> {
         &root,
         queues,
     );
-    // `--no-persistent-grants` (or SLUICE_BLKBACK_PERSISTENT=0) advertises
-    // feature-persistent = 0: grant copy for every request.
-    let persistent = !args.iter().any(|a| a == "--no-persistent-grants")
+    let persistent = !args.no_persistent_grants
         && std::env::var("SLUICE_BLKBACK_PERSISTENT").map_or(true, |v| v != "0");
     let per_queue = if persistent {
         sluice_blkback::persistent::PERSISTENT_GRANTS_PER_QUEUE
@@ -59,42 +87,16 @@ fn main() -> anyhow::Result<()> {
     } else {
         tracing::info!("I/O engine: {engine:?}; persistent grants off (grant copy only)");
     }
-    // `--buffered` (or SLUICE_BLKBACK_DIRECT=0): no O_DIRECT, I/O through dom0's page cache.
-    let direct = !args.iter().any(|a| a == "--buffered")
-        && std::env::var("SLUICE_BLKBACK_DIRECT").map_or(true, |v| v != "0");
-    // `--zero-copy` (or SLUICE_BLKBACK_ZERO_COPY=1): io_uring I/O straight into the
-    // persistently mapped guest pages instead of pooled bounce buffers (off by default:
-    // in a PV dom0 under TCG its submissions measured slower than bounce + memcpy,
-    // docs/bench.md).
-    let zero_copy = args.iter().any(|a| a == "--zero-copy")
-        || std::env::var("SLUICE_BLKBACK_ZERO_COPY").is_ok_and(|v| v == "1");
-    // `--profile` (or SLUICE_BLKBACK_PROFILE=1): time each phase of each request (the
-    // per-queue log line at disconnect); costs a clock syscall per phase in a PV dom0.
-    let profile = args.iter().any(|a| a == "--profile")
-        || std::env::var("SLUICE_BLKBACK_PROFILE").is_ok_and(|v| v == "1");
+    let direct =
+        !args.buffered && std::env::var("SLUICE_BLKBACK_DIRECT").map_or(true, |v| v != "0");
+    let zero_copy =
+        args.zero_copy || std::env::var("SLUICE_BLKBACK_ZERO_COPY").is_ok_and(|v| v == "1");
+    let profile = args.profile || std::env::var("SLUICE_BLKBACK_PROFILE").is_ok_and(|v| v == "1");
     sluice_blkback::profile::enable_timing(profile);
     tracing::info!(
         "O_DIRECT: {direct}; zero copy into mapped pages: {zero_copy}; phase timing: {profile}"
     );
-    // `--status-file PATH` (default /run/sluice/blkback.json): per-device request counts
-    // for `sluice status`.
-    let status_file = match args.iter().position(|a| a == "--status-file") {
-        Some(i) => args
-            .get(i + 1)
-            .cloned()
-            .context("--status-file needs a path")?,
-        None => "/run/sluice/blkback.json".into(),
-    };
-    // `--state-dir DIR` (default /run/sluice/blkback): each queue's crash journal, so
-    // that the daemon started after this one is killed serves exactly the requests left
-    // unanswered (src/journal.rs); `--state-dir none`: no journal.
-    let state_dir = match args.iter().position(|a| a == "--state-dir") {
-        Some(i) => args
-            .get(i + 1)
-            .cloned()
-            .context("--state-dir needs a path")?,
-        None => "/run/sluice/blkback".into(),
-    };
+    let (status_file, state_dir) = (args.status_file, args.state_dir);
     let backend = if state_dir == "none" {
         tracing::warn!("no crash journal: a restart after a crash may lose requests in flight");
         backend

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 use anyhow::Context;
+use clap::Parser;
 use sluice_consoleback::log::DEFAULT_LOG_MAX_BYTES;
 use sluice_consoleback::ConsoleBackend;
 use sluice_dom0::xenstore::XsClient;
@@ -13,21 +14,24 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// Serves every guest's PV console, each logged to `LOG_DIR/guest-<domid>.log`.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Rotate each guest's log to `guest-<domid>.log.1` at this size (0: no cap)
+    #[arg(long, default_value_t = DEFAULT_LOG_MAX_BYTES)]
+    log_max_bytes: u64,
+    /// Where the guests' console logs go
+    #[arg(default_value = "/var/log/xen/console")]
+    log_dir: PathBuf,
+}
+
 fn main() -> anyhow::Result<()> {
+    let Args {
+        log_max_bytes,
+        log_dir,
+    } = Args::parse();
     tracing_subscriber::fmt().with_target(false).init();
-    let mut log_dir = PathBuf::from("/var/log/xen/console");
-    let mut log_max_bytes = DEFAULT_LOG_MAX_BYTES;
-    let mut args = std::env::args_os().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--log-max-bytes" {
-            log_max_bytes = args
-                .next()
-                .and_then(|v| v.to_str()?.parse().ok())
-                .context("--log-max-bytes needs a number of bytes (0: no cap)")?;
-        } else {
-            log_dir = PathBuf::from(a);
-        }
-    }
     let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
     let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
     tracing::info!(

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 use anyhow::Context;
+use clap::Parser;
 use sluice_dom0::xenstore::{XsClient, XBT_NULL};
 use sluice_dom0::XenStore;
 use sluice_netback::Backend;
@@ -11,20 +12,24 @@ use sluice_xen_sys::{EvtchnDevice, GntdevDevice, TapDevice};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// Serves dom0's `backend/vif` devices, one tap `vif<domid>.<handle>` per vif.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// multi-queue-max-queues offered to frontends (default: dom0's CPUs, at most 8)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_queues: Option<u32>,
+}
+
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_target(false)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // `--max-queues N` (default: dom0's CPUs, at most 8): multi-queue-max-queues.
-    let max_queues = match args.iter().position(|a| a == "--max-queues") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .context("--max-queues needs a number")?,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32,
-    };
+    let max_queues = args.max_queues.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32
+    });
     let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
     let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
     let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
