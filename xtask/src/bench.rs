@@ -107,6 +107,20 @@ pub const BENCHES: &[Bench] = &[
         cost: "QEMU: 5 rounds, each a Sluice boot and a Xen test-bed boot",
         run: |s| crate::bench_hypercall::run(if s == Size::Smoke { 1 } else { 5 }, None),
     },
+    Bench {
+        name: "linux-boot",
+        aliases: &["bench-linux"],
+        under: "xtask/src/bench_linux.rs: QEMU boots of the hypervisor with Debian's kernel + an initramfs, and the test linux_boot_on_xen with SLUICE_LINUX_BENCH_INITRD",
+        compares: "stock Debian 6.1 PVH guest, 1 vCPU: boot to /init (guest uptime), getppid, pipe round trip, fork: Sluice vs Xen 4.17, A B A B A B",
+        cost: "QEMU: 3 rounds, each a Sluice boot and a Xen test-bed boot (not in cargo xtask test)",
+        run: |s| {
+            if s == Size::Smoke {
+                crate::bench_linux::run_bench(1, 1)
+            } else {
+                crate::bench_linux::run_bench(3, 3)
+            }
+        },
+    },
 ];
 
 /// `cargo xtask bench --list`.

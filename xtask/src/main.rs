@@ -7,6 +7,7 @@
 mod abi_suites;
 mod bench;
 mod bench_hypercall;
+mod bench_linux;
 mod hv_hostile;
 mod hypervisor;
 mod hypervisor_linux;
