@@ -5,7 +5,8 @@
 //! stamped with the date, the commit and the load average before and after. `--smoke`
 //! runs it once at the smallest size (seconds, one pair; its figures mean nothing):
 //! `cargo xtask test` does that for every bench (suites `bench-smoke-host` and
-//! `bench-smoke-xen`), so a bench that no longer starts fails CI.
+//! `bench-smoke-xen`), so a bench that no longer starts fails CI; except `linux-boot`
+//! (two QEMU boots of a Linux guest: minutes, opt-in only).
 
 use crate::util::{cargo, root, run};
 use anyhow::{bail, Context, Result};

@@ -10,7 +10,8 @@
 //!   clock's start (the PV clock read early in `setup_arch`) to userspace. It leaves out
 //!   the domain build (Sluice's loader, or libxl) and the kernel's first instructions.
 //! - getppid / pipe round trip / fork: ns per operation, medians of 5 batches
-//!   (`linux_bench.c`).
+//!   (`linux_bench.c`), and the smallest step of the guest's CLOCK_MONOTONIC seen
+//!   (clock-step: what those can resolve). The guest's clocksource is printed per round.
 
 use crate::util::{cargo, root, run};
 use anyhow::{bail, Context, Result};
@@ -24,7 +25,7 @@ use std::process::Command;
 const CMDLINE: &str = "console=hvc0 quiet";
 
 /// The figures, in the order of the table's columns.
-const FIGURES: [&str; 4] = ["boot", "getppid", "pipe-rtt", "fork"];
+const FIGURES: [&str; 5] = ["boot", "clock-step", "getppid", "pipe-rtt", "fork"];
 
 fn init(scale: u32) -> String {
     format!(
@@ -32,6 +33,8 @@ fn init(scale: u32) -> String {
          /bin/busybox mount -t proc proc /proc\n\
          read up idle < /proc/uptime\n\
          echo \"@@LB boot $up\"\n\
+         /bin/busybox mount -t sysfs sys /sys\n\
+         echo \"@@LB-CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\"\n\
          /bin/lbench {scale}\n\
          echo \"@@LB-DONE\"\n\
          poweroff -f\n"
@@ -74,7 +77,7 @@ fn figures(console: &str) -> Option<Vec<f64>> {
 
 /// One Sluice boot: the hypervisor with the kernel and initramfs modules; the domain
 /// powers off at the end of `/init`, the hypervisor then exits.
-fn sluice_round(hv: &Path, vmlinux: &Path, initrd: &Path) -> Result<Vec<f64>> {
+fn sluice_round(hv: &Path, vmlinux: &Path, initrd: &Path) -> Result<(Vec<f64>, String)> {
     let modules = format!(
         "{} name=lbench memory=256 vcpus=1 {CMDLINE},{} initrd",
         vmlinux.display(),
@@ -99,17 +102,29 @@ fn sluice_round(hv: &Path, vmlinux: &Path, initrd: &Path) -> Result<Vec<f64>> {
         .filter_map(|l| l.strip_prefix("(d1) "))
         .map(|l| format!("{l}\n"))
         .collect();
-    figures(&console).with_context(|| {
+    let f = figures(&console).with_context(|| {
         format!(
             "no figures from the Sluice boot (exit {:?}; log {})",
             out.status.code(),
             path.display()
         )
-    })
+    })?;
+    Ok((f, clocksource(&console)))
+}
+
+/// The clocksource the guest's init read from sysfs.
+fn clocksource(console: &str) -> String {
+    console
+        .lines()
+        .find_map(|l| {
+            l.split_once("@@LB-CLOCKSOURCE ")
+                .map(|(_, r)| r.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// One Xen test-bed boot (`linux_boot_on_xen`).
-fn xen_round(initrd: &Path) -> Result<Vec<f64>> {
+fn xen_round(initrd: &Path) -> Result<(Vec<f64>, String)> {
     let out_file = run_dir("bench-linux-boot").join("xen-console.txt");
     let _ = std::fs::remove_file(&out_file);
     let out = cargo()
@@ -127,7 +142,9 @@ fn xen_round(initrd: &Path) -> Result<Vec<f64>> {
     }
     let console = std::fs::read_to_string(&out_file)
         .with_context(|| format!("the Xen run left no {}", out_file.display()))?;
-    figures(&console).with_context(|| format!("no figures from the Xen guest:\n{console}"))
+    let f =
+        figures(&console).with_context(|| format!("no figures from the Xen guest:\n{console}"))?;
+    Ok((f, clocksource(&console)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -144,10 +161,10 @@ pub fn run_bench(rounds: usize, scale: u32) -> Result<()> {
     eprintln!("kernel {}, cmdline {CMDLINE:?}", kernel.version);
     let mut rows = Vec::new();
     for round in 1..=rounds {
-        let s = sluice_round(&hv, &vmlinux, &initrd)?;
-        eprintln!("round {round}: Sluice {s:?}");
-        let x = xen_round(&initrd)?;
-        eprintln!("round {round}: Xen 4.17 {x:?}");
+        let (s, cs) = sluice_round(&hv, &vmlinux, &initrd)?;
+        eprintln!("round {round}: Sluice {FIGURES:?} {s:?}, clocksource {cs}");
+        let (x, cx) = xen_round(&initrd)?;
+        eprintln!("round {round}: Xen 4.17 {FIGURES:?} {x:?}, clocksource {cx}");
         rows.push((s, x));
     }
     if rounds == 1 {
@@ -182,6 +199,8 @@ pub fn run_bench(rounds: usize, scale: u32) -> Result<()> {
 fn unit(name: &str) -> String {
     if name == "boot" {
         "boot to /init (s, guest uptime)".into()
+    } else if name == "clock-step" {
+        "CLOCK_MONOTONIC smallest step (ns)".into()
     } else {
         format!("{name} (ns/op)")
     }
