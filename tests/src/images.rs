@@ -544,6 +544,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         for step in &boot.steps {
             if let Some(k) = &step.kernel {
                 r.file(&k.image, &format!("/sluice/guest/{}.elf", step.name))?;
+                if let Some(rd) = &k.ramdisk {
+                    r.file(rd, &format!("/sluice/guest/{}.ramdisk", step.name))?;
+                }
             }
         }
         let serials: Vec<&str> = disks.iter().map(|d| d.serial.as_str()).collect();
@@ -938,6 +941,9 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
     if let Some(k) = &step.kernel {
         let _ = writeln!(s, "kernel = \"/sluice/guest/{}.elf\"", step.name);
         let _ = writeln!(s, "cmdline = \"{}\"", k.cmdline);
+        if k.ramdisk.is_some() {
+            let _ = writeln!(s, "ramdisk = \"/sluice/guest/{}.ramdisk\"", step.name);
+        }
     } else {
         let _ = writeln!(s, "kernel = \"/sluice/guest/vmlinux\"");
         let _ = writeln!(s, "ramdisk = \"/sluice/guest/initrd.cpio\"");

@@ -413,6 +413,9 @@ pub struct CustomKernel {
     pub image: PathBuf,
     /// Its command line (PVH start info).
     pub cmdline: String,
+    /// An initramfs on the host passed as the domain's ramdisk (copied into dom0);
+    /// `None`: none.
+    pub ramdisk: Option<PathBuf>,
 }
 
 impl GuestStep {
@@ -432,8 +435,19 @@ impl GuestStep {
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
+                ramdisk: None,
             }),
         }
+    }
+
+    /// A custom-kernel step's ramdisk and memory (e.g. Debian's Linux with an initramfs
+    /// of the caller's, as a PVH domU).
+    pub fn with_ramdisk(mut self, ramdisk: PathBuf, memory_mib: u32) -> Self {
+        if let Some(k) = &mut self.kernel {
+            k.ramdisk = Some(ramdisk);
+        }
+        self.memory_mib = memory_mib;
+        self
     }
 
     /// The backend serving this step's disks (`None` without disks). A step's disks all

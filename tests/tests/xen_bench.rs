@@ -12,6 +12,7 @@
 //!   `sluice-blkfront.ko`, against each backend;
 //! - `hypercall_round_trip_on_xen` (`hypercall`, the Xen half; the xtask runs the
 //!   Sluice half).
+//! - `linux_boot_on_xen` (`linux-boot`, the Xen half; the xtask runs the Sluice half).
 //!
 //! Guests alternate A B A B ... in one Xen boot; dom0 swaps the backends between steps.
 //! `SLUICE_FIO_SECONDS` and `SLUICE_FIO_PAIRS` size the fio benches; `SLUICE_BLKBACK_ARGS`
@@ -512,6 +513,43 @@ fn hypercall_report(report: &BootReport) {
 fn hypercall_round_trip_on_xen() {
     let report = run("xen-bench-hypercall", vec![hypercall_plan()]);
     hypercall_report(&report);
+}
+
+// ---- linux-boot: the Xen half -----------------------------------------------------
+
+/// Debian's Linux (the test bed's own kernel) as a PVH domU with the initramfs
+/// `SLUICE_LINUX_BENCH_INITRD` and command line `SLUICE_LINUX_BENCH_CMDLINE`, 256 MiB, one
+/// vCPU: its console goes to stderr and, with `SLUICE_LINUX_BENCH_OUT`, to that file
+/// (`cargo xtask bench linux-boot` reads the markers from it and runs the Sluice half).
+#[test]
+#[ignore = "boots Xen in QEMU: cargo xtask bench linux-boot"]
+fn linux_boot_on_xen() {
+    let initrd = std::env::var_os("SLUICE_LINUX_BENCH_INITRD")
+        .map(PathBuf::from)
+        .expect(
+            "SLUICE_LINUX_BENCH_INITRD names the bench initramfs (cargo xtask bench linux-boot)",
+        );
+    let cmdline =
+        std::env::var("SLUICE_LINUX_BENCH_CMDLINE").unwrap_or_else(|_| "console=hvc0 quiet".into());
+    let kernel = sluice_testbed::kernel::HostKernel::discover()
+        .and_then(|k| k.vmlinux(&sluice_testbed::paths::kernel_cache_dir()))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let plan = Plan {
+        daemons: vec![],
+        steps: vec![GuestStep::custom_kernel("lbench", kernel, &cmdline).with_ramdisk(initrd, 256)],
+        fio_in_dom0: false,
+    };
+    let report = run("xen-bench-linux-boot", vec![plan]);
+    let (_, text) = report
+        .consoles
+        .iter()
+        .find(|(s, _)| s == "lbench")
+        .expect("the Linux guest's console");
+    eprintln!("{text}");
+    if let Some(path) = std::env::var_os("SLUICE_LINUX_BENCH_OUT") {
+        std::fs::write(path, text).expect("writing SLUICE_LINUX_BENCH_OUT");
+    }
+    assert!(text.contains("@@LB-DONE"), "{text}");
 }
 
 // ---- every bench above, smoke-sized, one boot ---------------------------------------

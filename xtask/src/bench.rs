@@ -5,7 +5,8 @@
 //! stamped with the date, the commit and the load average before and after. `--smoke`
 //! runs it once at the smallest size (seconds, one pair; its figures mean nothing):
 //! `cargo xtask test` does that for every bench (suites `bench-smoke-host` and
-//! `bench-smoke-xen`), so a bench that no longer starts fails CI.
+//! `bench-smoke-xen`), so a bench that no longer starts fails CI; except `linux-boot`
+//! (two QEMU boots of a Linux guest: minutes, opt-in only).
 
 use crate::util::{cargo, root, run};
 use anyhow::{bail, Context, Result};
@@ -106,6 +107,26 @@ pub const BENCHES: &[Bench] = &[
         compares: "no-op hypercall and CPUID exit round trips: Sluice's hypervisor vs Xen 4.17, same PVH guest, same QEMU",
         cost: "QEMU: 5 rounds, each a Sluice boot and a Xen test-bed boot",
         run: |s| crate::bench_hypercall::run(if s == Size::Smoke { 1 } else { 5 }, None),
+    },
+    Bench {
+        name: "linux-boot",
+        aliases: &["bench-linux"],
+        under: "xtask/src/bench_linux.rs: QEMU boots of the hypervisor with Debian's kernel + an initramfs, and the test linux_boot_on_xen with SLUICE_LINUX_BENCH_INITRD",
+        compares: "stock Debian 6.1 PVH guest, 1 vCPU: boot to /init (guest uptime), getppid, pipe round trip, fork: Sluice vs Xen 4.17, A B A B A B",
+        cost: "QEMU: 3 rounds, each a Sluice boot and a Xen test-bed boot (not in cargo xtask test)",
+        run: |s| {
+            if s == Size::Smoke {
+                crate::bench_linux::run_bench(1, 1)
+            } else {
+                // SLUICE_LINUX_BENCH_ROUNDS: more rounds on a noisy host.
+                let rounds = std::env::var("SLUICE_LINUX_BENCH_ROUNDS")
+                    .ok()
+                    .and_then(|r| r.parse().ok())
+                    .filter(|&r| r > 0)
+                    .unwrap_or(3);
+                crate::bench_linux::run_bench(rounds, 3)
+            }
+        },
     },
 ];
 

@@ -7,6 +7,7 @@
 mod abi_suites;
 mod bench;
 mod bench_hypercall;
+mod bench_linux;
 mod fuzz;
 mod hv_hostile;
 mod hypervisor;
