@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use sluice_abi::netif::{keys, NetifGsoType, XEN_NETIF_MAX_TX_SIZE};
-use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_abi::shared::{SharedMem, XEN_PAGE_SIZE};
 use sluice_abi::types::{DomId, EvtchnPort};
 use sluice_abi::xenbus::XenbusState;
 use sluice_front_seams::Platform;
@@ -373,14 +373,15 @@ impl<P: Platform> Frontend<P> {
             && self.queues.get_mut(queue).is_some_and(|q| q.tx_room())
     }
 
-    /// Sends one packet, `frags` in order (copied: the caller may free them on
-    /// return, whatever the result). `Busy` asks the caller to stop the queue until a
+    /// Sends one packet, `frags` in order (copied, each byte read once: the caller may
+    /// free them on return, whatever the result; they may be pages others still write,
+    /// hence [`SharedMem`]). `Busy` asks the caller to stop the queue until a
     /// [`poll`](Self::poll) reports `tx_room`.
     pub fn transmit(
         &mut self,
         p: &mut P,
         queue: usize,
-        frags: &[&[u8]],
+        frags: &[SharedMem<'_>],
         off: &TxOffload,
     ) -> Result<(), TxError> {
         if self.state != FrontState::Connected {

@@ -11,9 +11,9 @@ use sluice_abi::netif::{
     XEN_NETIF_NR_SLOTS_MIN,
 };
 use sluice_abi::ring::{FrontIndices, RingError};
-use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_abi::shared::{SharedMem, XEN_PAGE_SIZE};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
-use sluice_front_seams::{Pages, Platform, SeamError};
+use sluice_front_seams::{copy_shared, Pages, Platform, SeamError};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// Shortest packet either way: an Ethernet header.
@@ -332,7 +332,7 @@ impl<Pp: Pages> Queue<Pp> {
     /// publishes them. Returns whether the backend is to be notified.
     pub(crate) fn transmit(
         &mut self,
-        frags: &[&[u8]],
+        frags: &[SharedMem<'_>],
         off: &TxOffload,
         max_len: usize,
     ) -> Result<bool, TxError> {
@@ -419,21 +419,15 @@ impl<Pp: Pages> Queue<Pp> {
         }
     }
 
-    fn copy_packet(&self, frags: &[&[u8]], ids: &[u16]) -> Result<(), SeamError> {
+    fn copy_packet(&self, frags: &[SharedMem<'_>], ids: &[u16]) -> Result<(), SeamError> {
         let (mut slot, mut off) = (0usize, 0usize);
         for frag in frags {
-            let mut rest: &[u8] = frag;
-            while !rest.is_empty() {
-                let n = rest.len().min(XEN_PAGE_SIZE - off);
+            let mut at = 0;
+            while at < frag.len() {
+                let n = (frag.len() - at).min(XEN_PAGE_SIZE - off);
                 let page = self.tx_pool[ids[slot] as usize].page();
-                page.slice(off, n)?
-                    .write_bytes(0, &rest[..n])
-                    .map_err(|_| SeamError::OutOfBounds {
-                        offset: off,
-                        len: n,
-                        size: XEN_PAGE_SIZE,
-                    })?;
-                rest = &rest[n..];
+                copy_shared(page.mem(), off, *frag, at, n)?;
+                at += n;
                 off += n;
                 if off == XEN_PAGE_SIZE {
                     slot += 1;

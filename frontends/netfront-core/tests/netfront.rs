@@ -7,6 +7,7 @@ use fake::netback::{BackConfig, Misbehaviour, Netback, Sent};
 use fake::{FrontPlatform, World, BACK, BACKEND_ID, FRONT};
 use proptest::prelude::*;
 use sluice_abi::netif::{NetRxFlags, NetTxFlags, NetifRxResponse, NetifTxResponse};
+use sluice_abi::shared::SharedMem;
 use sluice_abi::xenbus::XenbusState;
 use sluice_netfront_core::{
     Event, FrontState, Frontend, FrontendConfig, NegotiationError, NetifGsoType, ProtocolError,
@@ -59,6 +60,16 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 type Got = (Vec<u8>, NetRxFlags, Option<(NetifGsoType, u16)>);
+
+/// Transmits `frags` (copied into mutable buffers: the core takes shared memory).
+fn tx(b: &mut Bed, q: usize, frags: &[&[u8]], off: &TxOffload) -> Result<(), TxError> {
+    let mut bufs: Vec<Vec<u8>> = frags.iter().map(|f| f.to_vec()).collect();
+    let mems: Vec<SharedMem<'_>> = bufs
+        .iter_mut()
+        .map(|v| SharedMem::from_mut_slice(v))
+        .collect();
+    b.fe.transmit(&mut b.p, q, &mems, off)
+}
 
 fn poll(b: &mut Bed, q: usize) -> Result<Vec<Got>, ProtocolError> {
     let mut got = Vec::new();
@@ -141,10 +152,9 @@ fn transmits_small_sg_and_gso_packets() {
     let small = pattern(60, 1);
     let jumbo = pattern(9014, 2);
     let gso = pattern(65535, 3);
-    b.fe.transmit(&mut b.p, 0, &[&small], &TxOffload::default())
-        .unwrap();
-    b.fe.transmit(
-        &mut b.p,
+    tx(&mut b, 0, &[&small], &TxOffload::default()).unwrap();
+    tx(
+        &mut b,
         0,
         &[&jumbo[..100], &jumbo[100..5000], &jumbo[5000..]],
         &TxOffload {
@@ -157,8 +167,7 @@ fn transmits_small_sg_and_gso_packets() {
         csum: TxCsum::Partial,
         gso: Some((NetifGsoType::TcpV4, 1448)),
     };
-    b.fe.transmit(&mut b.p, 1, &[&gso[..54], &gso[54..]], &off)
-        .unwrap();
+    tx(&mut b, 1, &[&gso[..54], &gso[54..]], &off).unwrap();
     let (tx1, _) = b.fe.ports(1).unwrap();
     assert!(
         b.world.borrow_mut().take_back_events(tx1) > 0,
@@ -243,7 +252,7 @@ fn ring_full_is_busy_then_room_after_completions() {
     let big = pattern(65535, 7);
     let mut sent = 0;
     loop {
-        match b.fe.transmit(&mut b.p, 0, &[&big], &TxOffload::default()) {
+        match tx(&mut b, 0, &[&big], &TxOffload::default()) {
             Ok(()) => sent += 1,
             Err(TxError::Busy) => break,
             Err(e) => panic!("{e}"),
@@ -270,39 +279,30 @@ fn refuses_bad_lengths_and_unoffered_gso() {
     let d = pattern(70000, 8);
     let off = TxOffload::default();
     assert_eq!(
-        b.fe.transmit(&mut b.p, 0, &[&d[..13]], &off),
+        tx(&mut b, 0, &[&d[..13]], &off),
         Err(TxError::BadLength(13))
     );
     assert_eq!(
-        b.fe.transmit(&mut b.p, 0, &[&d[..4097]], &off),
+        tx(&mut b, 0, &[&d[..4097]], &off),
         Err(TxError::BadLength(4097))
     );
-    assert_eq!(b.fe.transmit(&mut b.p, 0, &[&d[..4096]], &off), Ok(()));
-    assert_eq!(
-        b.fe.transmit(&mut b.p, 1, &[&d[..60]], &off),
-        Err(TxError::BadQueue(1))
-    );
+    assert_eq!(tx(&mut b, 0, &[&d[..4096]], &off), Ok(()));
+    assert_eq!(tx(&mut b, 1, &[&d[..60]], &off), Err(TxError::BadQueue(1)));
     let gso = TxOffload {
         gso: Some((NetifGsoType::TcpV4, 1448)),
         ..off
     };
-    assert_eq!(
-        b.fe.transmit(&mut b.p, 0, &[&d[..60]], &gso),
-        Err(TxError::BadGso)
-    );
+    assert_eq!(tx(&mut b, 0, &[&d[..60]], &gso), Err(TxError::BadGso));
     let mut b = connected(BackConfig::default(), 1);
     assert_eq!(
-        b.fe.transmit(&mut b.p, 0, &[&d[..65536]], &off),
+        tx(&mut b, 0, &[&d[..65536]], &off),
         Err(TxError::BadLength(65536))
     );
     let zero = TxOffload {
         gso: Some((NetifGsoType::TcpV4, 0)),
         ..off
     };
-    assert_eq!(
-        b.fe.transmit(&mut b.p, 0, &[&d[..60]], &zero),
-        Err(TxError::BadGso)
-    );
+    assert_eq!(tx(&mut b, 0, &[&d[..60]], &zero), Err(TxError::BadGso));
     b.be.pump_tx();
     assert_eq!(b.be.sent.len(), 0);
 }
@@ -313,7 +313,7 @@ fn assert_failed(b: &mut Bed) {
     assert_eq!(b.fe.state(), FrontState::Failed);
     assert_eq!(read(b, "state").as_deref(), Some("6"));
     assert_eq!(
-        b.fe.transmit(&mut b.p, 0, &[&[0u8; 60][..]], &TxOffload::default()),
+        tx(b, 0, &[&[0u8; 60][..]], &TxOffload::default()),
         Err(TxError::NotConnected)
     );
     assert_eq!(b.world.borrow().open_ports(), 0);
@@ -333,8 +333,7 @@ fn tx_hostile(m: Misbehaviour) -> (Bed, Result<Vec<Got>, ProtocolError>) {
     b.be.misbehave = m;
     let d = pattern(9000, 9);
     for _ in 0..3 {
-        b.fe.transmit(&mut b.p, 0, &[&d], &TxOffload::default())
-            .unwrap();
+        tx(&mut b, 0, &[&d], &TxOffload::default()).unwrap();
     }
     b.be.pump_tx();
     let r = poll(&mut b, 0);
@@ -374,8 +373,7 @@ fn tx_error_status_is_counted_not_fatal() {
     assert_eq!(b.fe.state(), FrontState::Connected);
     assert!(b.fe.tx_room(0));
     b.be.misbehave = Misbehaviour::None;
-    b.fe.transmit(&mut b.p, 0, &[&pattern(60, 0)], &TxOffload::default())
-        .unwrap();
+    tx(&mut b, 0, &[&pattern(60, 0)], &TxOffload::default()).unwrap();
 }
 
 fn rx_hostile(m: Misbehaviour) -> (Bed, Result<Vec<Got>, ProtocolError>) {
@@ -449,11 +447,7 @@ fn vanished_backend_fails_silent_backend_never_blocks() {
     b.be.misbehave = Misbehaviour::Silent;
     let d = pattern(1500, 12);
     let mut n = 0;
-    while b
-        .fe
-        .transmit(&mut b.p, 0, &[&d], &TxOffload::default())
-        .is_ok()
-    {
+    while tx(&mut b, 0, &[&d], &TxOffload::default()).is_ok() {
         b.be.pump_tx();
         n += 1;
         assert!(n <= 256);
@@ -468,8 +462,7 @@ fn vanished_backend_fails_silent_backend_never_blocks() {
 #[test]
 fn backend_close_releases_everything_and_reconnects() {
     let mut b = connected(BackConfig::default(), 2);
-    b.fe.transmit(&mut b.p, 0, &[&pattern(3000, 1)], &TxOffload::default())
-        .unwrap();
+    tx(&mut b, 0, &[&pattern(3000, 1)], &TxOffload::default()).unwrap();
     b.be.disconnect();
     b.be.set_state(XenbusState::Closing);
     assert_eq!(
@@ -481,7 +474,7 @@ fn backend_close_releases_everything_and_reconnects() {
     assert_eq!(b.world.borrow().live_allocs(), 0, "every page freed");
     assert_eq!(b.world.borrow().open_ports(), 0);
     assert_eq!(
-        b.fe.transmit(&mut b.p, 0, &[&pattern(60, 1)], &TxOffload::default()),
+        tx(&mut b, 0, &[&pattern(60, 1)], &TxOffload::default()),
         Err(TxError::NotConnected)
     );
     // The backend comes back.
@@ -492,8 +485,7 @@ fn backend_close_releases_everything_and_reconnects() {
     );
     b.be.connect();
     let d = pattern(2000, 2);
-    b.fe.transmit(&mut b.p, 1, &[&d], &TxOffload::default())
-        .unwrap();
+    tx(&mut b, 1, &[&d], &TxOffload::default()).unwrap();
     b.be.pump_tx();
     assert_eq!(b.be.sent.last().unwrap().data, d);
     assert_eq!(b.fe.stats().connects, 2);
@@ -632,7 +624,7 @@ proptest! {
                 gso: gso.then_some((NetifGsoType::TcpV6, 1440)),
             };
             loop {
-                match b.fe.transmit(&mut b.p, *q, &frags, &off) {
+                match tx(&mut b, *q, &frags, &off) {
                     Ok(()) => break,
                     Err(TxError::Busy) => {
                         b.be.pump_tx();
@@ -702,7 +694,7 @@ proptest! {
     fn arbitrary_tx_responses(raw in prop::collection::vec((any::<u16>(), any::<i16>()), 1..40), n in 1usize..10) {
         let mut b = connected(BackConfig::default(), 1);
         for _ in 0..n {
-            b.fe.transmit(&mut b.p, 0, &[&pattern(5000, 1)], &TxOffload::default()).unwrap();
+            tx(&mut b, 0, &[&pattern(5000, 1)], &TxOffload::default()).unwrap();
         }
         let rsps: Vec<NetifTxResponse> = raw
             .iter()
