@@ -162,7 +162,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             g.elf(&bin, HOSTILE_BIN, &[])?;
         }
         g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
-        g.bytes("/lib/sluice-checks.sh", GUEST_CHECKS.as_bytes(), 0o644)?;
+        g.bytes(
+            "/lib/sluice-checks.sh",
+            format!("{GUEST_CHECKS}{}", crate::net::GUEST_CHECK_NET).as_bytes(),
+            0o644,
+        )?;
         g.bytes("/lib/sluice-fio.sh", FIO_JOBS.as_bytes(), 0o644)?;
         for step in &boot.steps {
             let mut script = String::new();
@@ -297,6 +301,21 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             mode.name(),
                             mode.log_line()
                         )?;
+                    }
+                    Workload::Network => {
+                        let ko = step
+                            .netfront_module
+                            .as_ref()
+                            .expect("validated: a network step has a vif");
+                        let module = ko
+                            .file_stem()
+                            .map(|n| n.to_string_lossy().replace('-', "_"))
+                            .unwrap_or_default();
+                        let at = format!("/lib/modules/step-{}-{module}.ko", step.name);
+                        g.file(ko, &at)
+                            .with_context(|| format!("netfront module {}", ko.display()))?;
+                        let t = crate::run::limit(120).as_secs();
+                        writeln!(script, "(check_net {at} {module} {t}); report $id $?")?;
                     }
                     Workload::UnloadFrontend => {
                         let bound = crate::run::limit(60).as_secs();
@@ -433,6 +452,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             USERSPACE_BLOCK_SCRIPT_TEXT.as_bytes(),
             0o755,
         )?;
+        r.bytes(
+            &format!("/etc/xen/scripts/{}", crate::net::VIF_SCRIPT),
+            crate::net::VIF_SCRIPT_TEXT.as_bytes(),
+            0o755,
+        )?;
         for d in [
             "/var/lib/xen",
             "/var/lib/xenstored",
@@ -447,7 +471,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         }
         r.symlink("/run", "/var/run")?;
         let mut list = String::new();
-        for ko in kernel.modules_in_load_order(DOM0_MODULES)? {
+        let mut dom0_modules = DOM0_MODULES.to_vec();
+        if boot.needs_kernel_netback() {
+            dom0_modules.push("xen-netback");
+        }
+        for ko in kernel.modules_in_load_order(&dom0_modules)? {
             let name = ko.file_name().unwrap().to_string_lossy().to_string();
             r.file(&ko, &format!("/lib/modules/{name}"))?;
             writeln!(list, "/lib/modules/{name}")?;
@@ -463,7 +491,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             }
         }
         r.bytes("/sluice/blkback.list", list.as_bytes(), 0o644)?;
-        r.bytes("/sluice/lib.sh", DOM0_LIB.as_bytes(), 0o644)?;
+        r.bytes(
+            "/sluice/lib.sh",
+            format!("{DOM0_LIB}{}", crate::net::DOM0_NET_PEER).as_bytes(),
+            0o644,
+        )?;
         for d in &boot.daemons {
             r.elf(&d.binary, &format!("/sluice/bin/{}", d.name), &[])?;
         }
@@ -552,6 +584,12 @@ fn validate(boot: &Boot) -> Result<()> {
         if s.kernel.is_some() && !(s.workloads.is_empty() && s.disks.is_empty()) {
             bail!(
                 "step {}: a custom kernel runs no workloads and has no disks",
+                s.name
+            );
+        }
+        if s.workloads.contains(&Workload::Network) && s.netfront_module.is_none() {
+            bail!(
+                "step {}: a network check needs a vif (GuestStep::with_vif)",
                 s.name
             );
         }
@@ -809,7 +847,9 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
         );
     }
     let _ = writeln!(s, "memory = {}", step.memory_mib);
-    let _ = writeln!(s, "vcpus = 1");
+    // A network step gets 2 vCPUs, so its netfront can use 2 queues.
+    let vcpus = if step.netfront_module.is_some() { 2 } else { 1 };
+    let _ = writeln!(s, "vcpus = {vcpus}");
     for ev in ["on_poweroff", "on_reboot", "on_crash"] {
         let _ = writeln!(s, "{ev} = \"destroy\"");
     }
@@ -824,6 +864,14 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
         .map(|(di, d)| format!("'{}'", disk_spec(step_idx, di, d)))
         .collect();
     let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
+    if step.netfront_module.is_some() {
+        let _ = writeln!(
+            s,
+            "vif = [ 'mac={},script={}' ]",
+            crate::net::GUEST_MAC,
+            crate::net::VIF_SCRIPT
+        );
+    }
     s
 }
 
@@ -896,6 +944,11 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
         }
         None => {}
     }
+    if step.netfront_module.is_some() {
+        // dom0's end of the network check, beside the guest (crate::net).
+        let t = crate::run::limit(120).as_secs();
+        let _ = writeln!(s, "net_peer {t} > /tmp/net-peer-{n}.log 2>&1 &");
+    }
     let _ = write!(
         s,
         "(sleep {watchdog}; echo \"@@STEP-WATCHDOG {n}\"; sh /sluice/diag.sh) &\nwd=$!\n\
@@ -909,6 +962,12 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
          kill $wd 2>/dev/null\n\
          check_daemons\n"
     );
+    if step.netfront_module.is_some() {
+        let _ = writeln!(
+            s,
+            "sed 's/^/@@NET-PEER {n}: /' /tmp/net-peer-{n}.log 2>/dev/null"
+        );
+    }
     if step
         .workloads
         .iter()

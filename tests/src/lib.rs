@@ -20,6 +20,7 @@ pub mod error;
 pub mod images;
 pub mod initramfs;
 pub mod kernel;
+pub mod net;
 pub mod paths;
 pub mod pattern;
 pub mod progress;

@@ -125,6 +125,10 @@ pub enum Workload {
         disk: usize,
         mode: BackendMisbehaviour,
     },
+    /// The step's vif ([`GuestStep::with_vif`]): ping both ways, 64 MiB over TCP each
+    /// way with sha256 compared, MTU 9000 when dom0's end takes it, unload + reload of
+    /// the netfront module with the link idle, a clean kernel log ([`crate::net`]).
+    Network,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -224,6 +228,7 @@ impl Workload {
                 format!("backend-{}-{}", mode.name(), vdev(*disk))
             }
             Workload::UnloadFrontend => "blkfront-unload".into(),
+            Workload::Network => "network".into(),
         }
     }
 
@@ -245,14 +250,15 @@ impl Workload {
             | Workload::SectorSize { .. }
             | Workload::Fio { .. }
             | Workload::MisbehavingBackend { .. }
-            | Workload::UnloadFrontend => 0,
+            | Workload::UnloadFrontend
+            | Workload::Network => 0,
         }
     }
 
     /// The disk this workload uses, if any.
     pub fn disk(&self) -> Option<usize> {
         match self {
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
+            Workload::ConsoleRoundTrip | Workload::UnloadFrontend | Workload::Network => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -295,7 +301,7 @@ impl Workload {
             | Workload::ReadOnly { .. }
             | Workload::Fio { .. }
             | Workload::MisbehavingBackend { .. } => None,
-            Workload::ConsoleRoundTrip | Workload::UnloadFrontend => None,
+            Workload::ConsoleRoundTrip | Workload::UnloadFrontend | Workload::Network => None,
         }
     }
 }
@@ -330,6 +336,10 @@ pub struct GuestStep {
     pub block_daemon: Option<String>,
     /// Arguments for the guest's blkfront module at boot (`insmod KO ARGS`).
     pub blkfront_args: Vec<String>,
+    /// One vif on dom0's kernel netback, driven in the guest by this network frontend
+    /// module (a file on the host, loaded by [`Workload::Network`]), see
+    /// [`GuestStep::with_vif`].
+    pub netfront_module: Option<PathBuf>,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -354,6 +364,7 @@ impl GuestStep {
             blkfront_module: None,
             block_daemon: None,
             blkfront_args: vec![],
+            netfront_module: None,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -388,7 +399,17 @@ impl GuestStep {
             blkfront_module: None,
             block_daemon: None,
             blkfront_args: vec![],
+            netfront_module: None,
         }
+    }
+
+    /// The same step with one vif (dom0's kernel netback, [`crate::net`]) whose guest
+    /// frontend is module `ko` (e.g. `sluice-netfront.ko`, built against the guest
+    /// kernel's headers). Network steps need memory for 2 x 64 MiB in the guest's RAM.
+    pub fn with_vif(mut self, ko: PathBuf) -> Self {
+        self.netfront_module = Some(ko);
+        self.memory_mib = self.memory_mib.max(512);
+        self
     }
 
     /// The same step with `ko` (a module file on the host) as the guest's block
@@ -514,6 +535,11 @@ impl Boot {
                 None => !named(d),
             })
             .collect()
+    }
+
+    /// True when some step has a vif (dom0 loads the kernel's netback).
+    pub fn needs_kernel_netback(&self) -> bool {
+        self.steps.iter().any(|s| s.netfront_module.is_some())
     }
 
     /// True when some disk is served by the kernel's blkback (so it gets loaded).

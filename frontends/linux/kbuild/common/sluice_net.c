@@ -349,6 +349,8 @@ void sluice_net_rx_deliver(struct net_device *nd, struct sk_buff *skb, unsigned 
 	bool recalculate = false;
 
 	skb->protocol = eth_type_trans(skb, nd);
+	/* skb_checksum_setup parses from the network header. */
+	skb_reset_network_header(skb);
 	skb_record_rx_queue(skb, queue);
 	if (gso_type == 1 || gso_type == 2) {
 		skb_shinfo(skb)->gso_size = gso_size;

@@ -1,0 +1,34 @@
+//! `sluice-netfront.ko` on real Xen: a PV and a PVH domU (2 vCPUs) with one vif on
+//! dom0's kernel netback; ping both ways, 64 MiB over TCP each way with sha256
+//! compared, MTU 9000, unload + reload with the link idle, a clean kernel log
+//! (`sluice_testbed::net`).
+//!
+//! Ignored by default; `cargo xtask test --suite linux-netfront-xen` builds the module
+//! for the host kernel (which the guests boot) and passes it in `SLUICE_NETFRONT_KO`.
+
+use sluice_testbed::{run_boot, Boot, ConsoleBackend, GuestStep, GuestType, Workload};
+use std::path::PathBuf;
+
+#[test]
+#[ignore = "boots Xen in QEMU: run with cargo xtask test --suite linux-netfront-xen"]
+fn sluice_netfront_against_kernel_netback_pv_and_pvh() {
+    let ko = PathBuf::from(std::env::var("SLUICE_NETFRONT_KO").expect(
+        "SLUICE_NETFRONT_KO names sluice-netfront.ko (cargo xtask test --suite linux-netfront-xen)",
+    ));
+    let steps = [("pv-net", GuestType::Pv), ("pvh-net", GuestType::Pvh)]
+        .into_iter()
+        .map(|(name, t)| GuestStep::new(name, t, &[], &[Workload::Network]).with_vif(ko.clone()))
+        .collect();
+    let boot = Boot {
+        name: "xen-netfront".into(),
+        console: ConsoleBackend::Xenconsoled,
+        daemons: vec![],
+        steps,
+        fio_in_dom0: false,
+    };
+    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
+    for (check, summary) in &report.passed {
+        eprintln!("PASS {check}: {summary}");
+    }
+    assert_eq!(report.passed.len(), boot.checks(), "{:?}", report.passed);
+}
