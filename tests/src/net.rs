@@ -36,10 +36,20 @@ pub const GUEST_MAC: &str = "00:16:3e:5a:00:02";
 /// dom0's half (in `/sluice/lib.sh`): `net_peer SECS` runs in the background while the
 /// guest step runs; it reports to the guest over TCP (port 5003) what it saw.
 pub const DOM0_NET_PEER: &str = r#"
+# make_64m FILE: 64 MiB: 1 MiB from urandom, 64 times, each copy after its number (cheap
+# under TCG; any reordered or lost block changes the sha256).
+make_64m() {
+  dd if=/dev/urandom of=/tmp/block bs=1M count=1 2>/dev/null
+  : > "$1"
+  i=0
+  while [ $i -lt 64 ]; do printf '%08d' $i >> "$1"; cat /tmp/block >> "$1"; i=$((i+1)); done
+  truncate -s 67108864 "$1" 2>/dev/null || { head -c 67108864 "$1" > "$1.t" && mv "$1.t" "$1"; }
+}
+
 # net_peer SECS: dom0's end of a network step (see tests/src/net.rs).
 net_peer() {
   t=$1; g=10.99.0.2
-  dd if=/dev/urandom of=/tmp/to-guest bs=1M count=64 2>/dev/null
+  make_64m /tmp/to-guest
   to=$(sha256sum < /tmp/to-guest | cut -d' ' -f1)
   rm -f /tmp/from-guest /tmp/net-result
   (sleep $((t * 2)) | nc -l -p 5001 > /tmp/from-guest) &
@@ -79,6 +89,15 @@ net_up() {
   done
 }
 
+# make_64m: as in dom0 (tests/src/net.rs).
+make_64m() {
+  dd if=/dev/urandom of=/tmp/block bs=1M count=1 2>/dev/null
+  : > "$1"
+  i=0
+  while [ $i -lt 64 ]; do printf '%08d' $i >> "$1"; cat /tmp/block >> "$1"; i=$((i+1)); done
+  truncate -s 67108864 "$1" 2>/dev/null || { head -c 67108864 "$1" > "$1.t" && mv "$1.t" "$1"; }
+}
+
 # check_net KO MODULE SECS: see tests/src/net.rs.
 check_net() {
   ko=$1; mod=$2; t=$3
@@ -89,7 +108,12 @@ check_net() {
     i=$((i+1)); [ $i -gt $t ] && { echo "dom0 does not answer pings"; return 1; }; sleep 1
   done
   ping -c 3 -W 2 10.99.0.1 || { echo "ping dom0 failed"; return 1; }
-  dd if=/dev/urandom of=/tmp/to-dom0 bs=1M count=64 2>/dev/null
+  make_64m /tmp/to-dom0
+  # Progress every 20 s while the transfers run (diagnostics only).
+  (while sleep 20; do
+     echo "@@NET-PROGRESS rx $(wc -c < /tmp/from-dom0 2>/dev/null) bytes; eth0 rx $(cat /sys/class/net/eth0/statistics/rx_packets) pkts $(cat /sys/class/net/eth0/statistics/rx_errors) err $(cat /sys/class/net/eth0/statistics/rx_dropped) drop, tx $(cat /sys/class/net/eth0/statistics/tx_packets) pkts $(cat /sys/class/net/eth0/statistics/tx_dropped) drop, tx timeouts $(cat /sys/class/net/eth0/queues/tx-*/tx_timeout | tr '\n' ' ')"
+   done) &
+  progress=$!
   sent=$(sha256sum < /tmp/to-dom0 | cut -d' ' -f1)
   rm -f /tmp/from-dom0 /tmp/net-result
   (sleep $((t * 2)) | nc -l -p 5002 > /tmp/from-dom0) &
@@ -107,6 +131,7 @@ check_net() {
   while [ "$(wc -c < /tmp/from-dom0)" -lt 67108864 ]; do
     i=$((i+1)); [ $i -gt $t ] && break; sleep 1
   done
+  kill $progress 2>/dev/null
   got=$(sha256sum < /tmp/from-dom0 | cut -d' ' -f1)
   r=$(cat /tmp/net-result); mtu=${r##*mtu=}
   echo "dom0: $r"

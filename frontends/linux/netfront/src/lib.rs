@@ -324,6 +324,12 @@ impl NetDriver for Device {
         let Some(net) = net.as_ref() else { return };
         for _ in 0..TX_BATCH {
             let Some(skb) = net.tx_dequeue(queue) else {
+                // The list is drained: a queue the transmit stopped (list full) starts
+                // again here, as long as the ring has room; otherwise a poll that finds
+                // room wakes it. (Only this queue's own completions would wake it else.)
+                if front.tx_room(queue as usize) {
+                    net.tx_wake(queue);
+                }
                 return;
             };
             let Ok(off) = offload_of(&skb) else {
@@ -353,7 +359,14 @@ impl NetDriver for Device {
         let DevState {
             front, plat, name, ..
         } = &mut *g;
-        if front.state() != FrontState::Connected || front.tx_room(queue as usize) {
+        if front.state() != FrontState::Connected {
+            return;
+        }
+        if front.tx_room(queue as usize) {
+            // Stopped with room in the ring: wake it (and its work item).
+            if let Some(net) = g.net.as_ref() {
+                net.tx_wake(queue);
+            }
             return;
         }
         pr_err!("sluice-netfront: {name}: queue {queue} full for the watchdog's timeout: backend not answering; device failed");
