@@ -3,18 +3,22 @@
 //! compared, MTU 9000, unload + reload with the link idle, a clean kernel log
 //! (`sluice_testbed::net`).
 //!
-//! Ignored by default; `cargo xtask test --suite linux-netfront-xen` builds the module
-//! for the host kernel (which the guests boot) and passes it in `SLUICE_NETFRONT_KO`.
+//! Ignored by default and not yet a suite (it fails: see frontends/linux/README.md). By
+//! hand: `cargo xtask test --suite linux-modules --no-static` builds the module for the
+//! host kernel (which the guests boot), then
+//! `SLUICE_NETFRONT_KO=$PWD/build/linux-modules/sluice-netfront/sluice-netfront.ko
+//! cargo test -p sluice-testbed --test xen_netfront -- --ignored --nocapture`.
 
 use sluice_testbed::{run_boot, Boot, ConsoleBackend, GuestStep, GuestType, Workload};
 use std::path::PathBuf;
 
 #[test]
-#[ignore = "boots Xen in QEMU: run with cargo xtask test --suite linux-netfront-xen"]
+#[ignore = "boots Xen in QEMU; fails today (TCP stalls): run by hand, see the module doc"]
 fn sluice_netfront_against_kernel_netback_pv_and_pvh() {
-    let ko = PathBuf::from(std::env::var("SLUICE_NETFRONT_KO").expect(
-        "SLUICE_NETFRONT_KO names sluice-netfront.ko (cargo xtask test --suite linux-netfront-xen)",
-    ));
+    let ko = PathBuf::from(
+        std::env::var("SLUICE_NETFRONT_KO")
+            .expect("SLUICE_NETFRONT_KO names sluice-netfront.ko (see the module doc)"),
+    );
     // PVH: `SLUICE_NETFRONT_PVH=1` adds the PVH step (not yet run: a run of both does
     // not fit the time the step watchdog gives under a loaded host).
     let mut kinds = vec![("pv-net", GuestType::Pv)];

@@ -701,22 +701,6 @@ pub fn blkfront_ko() -> Result<PathBuf> {
         .context("sluice-blkfront.ko was not built")
 }
 
-/// `linux-netfront-xen`: `tests/tests/xen_net.rs` with `sluice-netfront.ko` (built for
-/// the host kernel, which the guests boot) as the PV and PVH guests' network frontend
-/// against dom0's kernel netback.
-pub fn run_netfront_xen() -> Result<()> {
-    let (_, kos) = build()?;
-    let ko = kos
-        .iter()
-        .find(|k| k.ends_with("sluice-netfront.ko"))
-        .context("sluice-netfront.ko was not built")?;
-    run(cargo()
-        .env("SLUICE_NETFRONT_KO", ko)
-        .args(["test", "-p", "sluice-testbed"])
-        .args(["--test", "xen_netfront", "--"])
-        .args(["--ignored", "--nocapture", "--test-threads=1"]))
-}
-
 fn testbed_with_blkfront(test: &str) -> Result<()> {
     let (kernel, kos) = build()?;
     let ko = kos

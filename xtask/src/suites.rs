@@ -78,11 +78,6 @@ pub const SUITES: &[Suite] = &[
         run: crate::linux_modules::run_blkfront_xen_sluice,
     },
     Suite {
-        name: "linux-netfront-xen",
-        about: "real Xen: PV + PVH domUs with sluice-netfront.ko against kernel netback (ping, 2 x 64 MiB TCP, MTU 9000, reload)",
-        run: crate::linux_modules::run_netfront_xen,
-    },
-    Suite {
         name: "hypervisor",
         about: "Sluice hypervisor on QEMU SVM+NPT: Xen ABI guest, hostile args, faulting domains killed",
         run: crate::hypervisor::run_suite,
