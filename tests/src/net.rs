@@ -33,6 +33,10 @@ exit 0
 /// The guest's MAC (the toolstack writes it to the frontend's `mac` node).
 pub const GUEST_MAC: &str = "00:16:3e:5a:00:02";
 
+/// Receivers are `sleep 100000 | nc -l ...`: busybox's `nc` quits as soon as its stdin
+/// ends, so the `sleep` keeps it listening (a shorter one cut slow transfers short: the
+/// "stalls" of the first runs, see frontends/linux/README.md).
+///
 /// dom0's half (in `/sluice/lib.sh`): `net_peer SECS` runs in the background while the
 /// guest step runs; it reports to the guest over TCP (port 5003) what it saw.
 pub const DOM0_NET_PEER: &str = r#"
@@ -52,7 +56,7 @@ net_peer() {
   make_64m /tmp/to-guest
   to=$(sha256sum < /tmp/to-guest | cut -d' ' -f1)
   rm -f /tmp/from-guest /tmp/net-result
-  (sleep $((t * 2)) | nc -l -p 5001 > /tmp/from-guest) &
+  (sleep 100000 | nc -l -p 5001 > /tmp/from-guest) &
   pinged=no; i=0
   until ping -c 1 -W 1 $g >/dev/null 2>&1; do
     i=$((i+1)); [ $i -gt $t ] && break; sleep 1
@@ -61,6 +65,11 @@ net_peer() {
   vif=$(ls /sys/class/net | grep '^vif' | head -n 1)
   mtu=1500; ip link set "$vif" mtu 9000 && mtu=9000
   echo "net-peer: $vif pinged=$pinged mtu=$mtu"
+  # Progress every 20 s (diagnostics): dom0's end of the vif and TCP retransmissions.
+  (while sleep 20; do
+     echo "progress from-guest $(wc -c < /tmp/from-guest) bytes; $vif rx $(cat /sys/class/net/$vif/statistics/rx_packets) tx $(cat /sys/class/net/$vif/statistics/tx_packets) txdrop $(cat /sys/class/net/$vif/statistics/tx_dropped); $(grep '^Tcp:' /proc/net/snmp | tail -n 1 | awk '{print "retrans", $13}')"
+   done) &
+  peer_progress=$!
   i=0
   until nc -w 5 $g 5002 < /tmp/to-guest; do i=$((i+1)); [ $i -gt $t ] && break; sleep 1; done
   i=0
@@ -68,6 +77,7 @@ net_peer() {
     i=$((i+1)); [ $i -gt $t ] && break; sleep 1
   done
   from=$(sha256sum < /tmp/from-guest | cut -d' ' -f1)
+  kill $peer_progress 2>/dev/null
   echo "RESULT pinged=$pinged to=$to from=$from mtu=$mtu" > /tmp/net-result
   cat /tmp/net-result
   i=0
@@ -111,13 +121,13 @@ check_net() {
   make_64m /tmp/to-dom0
   # Progress every 20 s while the transfers run (diagnostics only).
   (while sleep 20; do
-     echo "@@NET-PROGRESS rx $(wc -c < /tmp/from-dom0 2>/dev/null) bytes; eth0 rx $(cat /sys/class/net/eth0/statistics/rx_packets) pkts $(cat /sys/class/net/eth0/statistics/rx_errors) err $(cat /sys/class/net/eth0/statistics/rx_dropped) drop, tx $(cat /sys/class/net/eth0/statistics/tx_packets) pkts $(cat /sys/class/net/eth0/statistics/tx_dropped) drop, tx timeouts $(cat /sys/class/net/eth0/queues/tx-*/tx_timeout | tr '\n' ' ')"
+     echo "@@NET-PROGRESS rx $(wc -c < /tmp/from-dom0 2>/dev/null) bytes; eth0 rx $(cat /sys/class/net/eth0/statistics/rx_packets) pkts $(cat /sys/class/net/eth0/statistics/rx_errors) err $(cat /sys/class/net/eth0/statistics/rx_dropped) drop, tx $(cat /sys/class/net/eth0/statistics/tx_packets) pkts $(cat /sys/class/net/eth0/statistics/tx_dropped) drop, tx timeouts $(cat /sys/class/net/eth0/queues/tx-*/tx_timeout | tr '\n' ' '); $(grep '^Tcp:' /proc/net/snmp | tail -n 1 | awk '{print "retrans", $13}')"
    done) &
   progress=$!
   sent=$(sha256sum < /tmp/to-dom0 | cut -d' ' -f1)
   rm -f /tmp/from-dom0 /tmp/net-result
-  (sleep $((t * 2)) | nc -l -p 5002 > /tmp/from-dom0) &
-  (sleep $((t * 2)) | nc -l -p 5003 > /tmp/net-result) &
+  (sleep 100000 | nc -l -p 5002 > /tmp/from-dom0) &
+  (sleep 100000 | nc -l -p 5003 > /tmp/net-result) &
   start=$(date +%s)
   i=0
   until nc -w 5 10.99.0.1 5001 < /tmp/to-dom0; do

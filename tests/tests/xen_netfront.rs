@@ -3,7 +3,7 @@
 //! compared, MTU 9000, unload + reload with the link idle, a clean kernel log
 //! (`sluice_testbed::net`).
 //!
-//! Ignored by default and not yet a suite (it fails: see frontends/linux/README.md). By
+//! Ignored by default and not yet a suite (not green yet: frontends/linux/README.md). By
 //! hand: `cargo xtask test --suite linux-modules --no-static` builds the module for the
 //! host kernel (which the guests boot), then
 //! `SLUICE_NETFRONT_KO=$PWD/build/linux-modules/sluice-netfront/sluice-netfront.ko
@@ -13,7 +13,7 @@ use sluice_testbed::{run_boot, Boot, ConsoleBackend, GuestStep, GuestType, Workl
 use std::path::PathBuf;
 
 #[test]
-#[ignore = "boots Xen in QEMU; fails today (TCP stalls): run by hand, see the module doc"]
+#[ignore = "boots Xen in QEMU; not yet green: run by hand, see the module doc"]
 fn sluice_netfront_against_kernel_netback_pv_and_pvh() {
     let ko = PathBuf::from(
         std::env::var("SLUICE_NETFRONT_KO")
