@@ -47,6 +47,12 @@ const MODULES: &[Module] = &[
         lib: "sluice_blkfront",
         xen_only: true,
     },
+    Module {
+        name: "sluice-netfront",
+        krate: "sluice-netfront",
+        lib: "sluice_netfront",
+        xen_only: true,
+    },
 ];
 
 /// Taint bits a module of ours may add: O (out-of-tree, 4096) and E (unsigned or signed

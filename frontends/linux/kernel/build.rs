@@ -24,6 +24,9 @@ const FUNCTIONS: &[&str] = &[
     "sluice_evtchn_.*",
     "sluice_mutex_.*",
     "sluice_msleep",
+    // network-device glue shared by net frontends (kbuild/common/sluice_net.h)
+    "sluice_net_.*",
+    "sluice_skb_.*",
     // sluice-blkfront's block glue
     "sbf_.*",
 ];
@@ -33,13 +36,21 @@ const VARS: &[&str] = &["sbf_sts_.*"];
 const TYPES: &[&str] = &["sbf_rq_kind"];
 
 /// Kernel structs Rust only passes pointers to.
-const OPAQUE: &[&str] = &["xenbus_device", "gendisk", "request", "sluice_evtchn"];
+const OPAQUE: &[&str] = &[
+    "xenbus_device",
+    "gendisk",
+    "request",
+    "sluice_evtchn",
+    "net_device",
+    "sk_buff",
+];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SLUICE_KERNEL_CLANG_ARGS");
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=../kbuild/common/sluice_helpers.h");
     println!("cargo:rerun-if-changed=../kbuild/common/sluice_xen.h");
+    println!("cargo:rerun-if-changed=../kbuild/common/sluice_net.h");
     println!("cargo:rerun-if-changed=../kbuild/sluice-blkfront/sluice_blkfront_shim.h");
     let args = env::var("SLUICE_KERNEL_CLANG_ARGS").unwrap_or_else(|_| {
         panic!(

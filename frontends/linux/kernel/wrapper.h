@@ -6,4 +6,5 @@
 #include <xen/xenbus.h>
 #include "sluice_helpers.h"
 #include "sluice_xen.h"
+#include "sluice_net.h"
 #include "sluice_blkfront_shim.h"

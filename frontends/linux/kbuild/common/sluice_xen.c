@@ -147,6 +147,12 @@ void sluice_evtchn_notify(unsigned int port)
 	notify_remote_via_evtchn(port);
 }
 
+void sluice_evtchn_kick(struct sluice_evtchn *ch)
+{
+	if (ch->irq >= 0)
+		queue_work(system_highpri_wq, &ch->work);
+}
+
 void *sluice_mutex_new(void)
 {
 	struct mutex *m = kmalloc(sizeof(*m), GFP_KERNEL);

@@ -44,6 +44,8 @@ void sluice_evtchn_unbind(struct sluice_evtchn *ch);
 /* Waits for the work item and frees it; call without the device mutex held. */
 void sluice_evtchn_free(struct sluice_evtchn *ch);
 void sluice_evtchn_notify(unsigned int port);
+/* Queues the channel's work item again (a driver that yields after a batch). */
+void sluice_evtchn_kick(struct sluice_evtchn *ch);
 
 /* --- a mutex (process context only) --- */
 void *sluice_mutex_new(void);

@@ -3,8 +3,8 @@
 //! Linked into a module built by Kbuild next to a C shim (`frontends/linux/kbuild`):
 //! this crate holds the bindgen bindings to the kernel APIs Sluice uses ([`bindings`]),
 //! the Xen frontend seams over Linux's Xen APIs ([`xen`]: xenbus device, pages,
-//! grants, event channels, xenstore), xenbus and blk-mq drivers without `unsafe` in the
-//! module ([`xenbus`], [`blk`]: the macros generate the `extern "C"` entry points), a
+//! grants, event channels, xenstore), xenbus, blk-mq and network drivers without `unsafe` in the
+//! module ([`xenbus`], [`blk`], [`net`]: the macros generate the `extern "C"` entry points), a
 //! kernel mutex ([`sync`]), logging through `printk` ([`pr_info!`] and friends), the
 //! global allocator over `krealloc`/`kfree`, and the panic handler. Module crates are
 //! `#![deny(unsafe_code)]`: every `unsafe` of a module is here.
@@ -15,6 +15,7 @@
 extern crate alloc;
 
 pub mod blk;
+pub mod net;
 pub mod sync;
 pub mod xen;
 pub mod xenbus;

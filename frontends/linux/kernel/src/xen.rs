@@ -198,6 +198,15 @@ impl XenPlatform {
         self.dev
     }
 
+    /// Queues the work item of bound channel `port` again, so a driver that stops after a
+    /// batch is called back without a new interrupt. Unknown ports are ignored.
+    pub fn kick(&self, port: EvtchnPort) {
+        if let Some((_, ch)) = self.channels.iter().find(|(p, _)| *p == port) {
+            // SAFETY: a channel this device bound and has not unbound.
+            unsafe { k::sluice_evtchn_kick(ch.as_ptr()) }
+        }
+    }
+
     /// The channels unbound so far, to free outside the device's mutex.
     pub fn take_closed(&mut self) -> Vec<ClosedChannel> {
         core::mem::take(&mut self.closed)

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Network-device glue shared by Sluice's network frontends (see sluice_net.h). The
+ * transmit path never enters Rust in atomic context: ndo_start_xmit queues the skb and
+ * schedules the queue's work item; Rust sends from there, in process context.
+ */
+#include <linux/netdevice.h>
+#include <linux/etherdevice.h>
+#include <linux/skbuff.h>
+#include <linux/workqueue.h>
+#include <linux/rtnetlink.h>
+#include <linux/slab.h>
+#include <xen/xenbus.h>
+#include "sluice_net.h"
+
+/* Packets a queue holds before its transmit queue is stopped. */
+#define SLUICE_NET_TXQ_MAX 512
+
+struct sluice_net_queue {
+	struct sk_buff_head skbs;
+	struct work_struct work;
+	struct net_device *nd;
+	unsigned int index;
+};
+
+struct sluice_net_priv {
+	void *ctx;
+	struct work_struct timeout_work;
+	unsigned int timeout_queue;
+	unsigned int max_queues;
+	bool registered;
+	bool dying;
+	struct sluice_net_queue *queues;
+};
+
+static struct sluice_net_priv *priv_of(struct net_device *nd)
+{
+	return netdev_priv(nd);
+}
+
+static void sluice_net_work(struct work_struct *work)
+{
+	struct sluice_net_queue *q = container_of(work, struct sluice_net_queue, work);
+	struct sluice_net_priv *p = priv_of(q->nd);
+
+	if (!READ_ONCE(p->dying))
+		sluice_net_tx_work(p->ctx, q->index);
+}
+
+static void sluice_net_timeout_work(struct work_struct *work)
+{
+	struct sluice_net_priv *p = container_of(work, struct sluice_net_priv, timeout_work);
+
+	if (!READ_ONCE(p->dying))
+		sluice_net_tx_timeout(p->ctx, READ_ONCE(p->timeout_queue));
+}
+
+/* The netdev watchdog (timer context): a queue stayed stopped; Rust decides in process
+ * context. */
+static void sluice_net_tx_timeout_cb(struct net_device *nd, unsigned int txqueue)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+
+	WRITE_ONCE(p->timeout_queue, txqueue);
+	queue_work(system_highpri_wq, &p->timeout_work);
+}
+
+static netdev_tx_t sluice_net_xmit(struct sk_buff *skb, struct net_device *nd)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+	unsigned int qi = skb_get_queue_mapping(skb);
+	struct sluice_net_queue *q;
+
+	if (qi >= p->max_queues)
+		qi = 0;
+	q = &p->queues[qi];
+	skb_queue_tail(&q->skbs, skb);
+	if (skb_queue_len(&q->skbs) >= SLUICE_NET_TXQ_MAX)
+		netif_stop_subqueue(nd, qi);
+	queue_work(system_highpri_wq, &q->work);
+	return NETDEV_TX_OK;
+}
+
+static int sluice_net_open(struct net_device *nd)
+{
+	netif_tx_start_all_queues(nd);
+	return 0;
+}
+
+static int sluice_net_stop(struct net_device *nd)
+{
+	netif_tx_stop_all_queues(nd);
+	return 0;
+}
+
+static const struct net_device_ops sluice_net_ops = {
+	.ndo_open = sluice_net_open,
+	.ndo_stop = sluice_net_stop,
+	.ndo_start_xmit = sluice_net_xmit,
+	.ndo_tx_timeout = sluice_net_tx_timeout_cb,
+	.ndo_set_mac_address = eth_mac_addr,
+	.ndo_validate_addr = eth_validate_addr,
+};
+
+struct net_device *sluice_net_create(struct xenbus_device *dev, void *ctx,
+				     unsigned int max_queues, const u8 *mac, int *err)
+{
+	struct net_device *nd;
+	struct sluice_net_priv *p;
+	unsigned int i;
+
+	if (max_queues == 0)
+		max_queues = 1;
+	nd = alloc_etherdev_mq(sizeof(*p), max_queues);
+	if (!nd) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	p = priv_of(nd);
+	p->ctx = ctx;
+	p->max_queues = max_queues;
+	INIT_WORK(&p->timeout_work, sluice_net_timeout_work);
+	p->queues = kcalloc(max_queues, sizeof(*p->queues), GFP_KERNEL);
+	if (!p->queues) {
+		free_netdev(nd);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	for (i = 0; i < max_queues; i++) {
+		skb_queue_head_init(&p->queues[i].skbs);
+		INIT_WORK(&p->queues[i].work, sluice_net_work);
+		p->queues[i].nd = nd;
+		p->queues[i].index = i;
+	}
+	nd->netdev_ops = &sluice_net_ops;
+	nd->watchdog_timeo = 5 * HZ;
+	nd->min_mtu = ETH_MIN_MTU;
+	nd->max_mtu = ETH_DATA_LEN;
+	eth_hw_addr_set(nd, mac);
+	SET_NETDEV_DEV(nd, &dev->dev);
+	netif_set_real_num_tx_queues(nd, 1);
+	netif_set_real_num_rx_queues(nd, 1);
+	netif_carrier_off(nd);
+	*err = 0;
+	return nd;
+}
+
+int sluice_net_register(struct net_device *nd)
+{
+	int err = register_netdev(nd);
+
+	if (!err)
+		priv_of(nd)->registered = true;
+	return err;
+}
+
+void sluice_net_destroy(struct net_device *nd)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+	unsigned int i;
+
+	if (p->registered)
+		unregister_netdev(nd);
+	WRITE_ONCE(p->dying, true);
+	cancel_work_sync(&p->timeout_work);
+	for (i = 0; i < p->max_queues; i++) {
+		cancel_work_sync(&p->queues[i].work);
+		skb_queue_purge(&p->queues[i].skbs);
+	}
+	kfree(p->queues);
+	free_netdev(nd);
+}
+
+const char *sluice_net_name(struct net_device *nd)
+{
+	return nd->name;
+}
+
+int sluice_net_configure(struct net_device *nd, unsigned int queues, bool sg, bool csum4,
+			 bool csum6, bool tso4, bool tso6, unsigned int max_mtu,
+			 unsigned int mtu)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+	netdev_features_t f = 0;
+	int err;
+
+	if (queues == 0 || queues > p->max_queues)
+		return -EINVAL;
+	if (sg)
+		f |= NETIF_F_SG;
+	if (csum4)
+		f |= NETIF_F_IP_CSUM;
+	if (csum6)
+		f |= NETIF_F_IPV6_CSUM;
+	if (sg && csum4 && tso4)
+		f |= NETIF_F_TSO;
+	if (sg && csum6 && tso6)
+		f |= NETIF_F_TSO6;
+	rtnl_lock();
+	err = netif_set_real_num_tx_queues(nd, queues);
+	if (!err)
+		err = netif_set_real_num_rx_queues(nd, queues);
+	if (!err) {
+		nd->hw_features = f;
+		nd->features = f;
+		nd->max_mtu = max_mtu;
+		if (nd->mtu > max_mtu)
+			err = dev_set_mtu(nd, max_mtu);
+		if (!err && mtu >= ETH_MIN_MTU && mtu <= max_mtu)
+			err = dev_set_mtu(nd, mtu);
+		netdev_features_change(nd);
+	}
+	rtnl_unlock();
+	return err;
+}
+
+void sluice_net_carrier(struct net_device *nd, bool on)
+{
+	if (on)
+		netif_carrier_on(nd);
+	else
+		netif_carrier_off(nd);
+}
+
+void sluice_net_tx_stop(struct net_device *nd, unsigned int queue)
+{
+	netif_stop_subqueue(nd, queue);
+}
+
+void sluice_net_tx_wake(struct net_device *nd, unsigned int queue)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+
+	if (queue >= p->max_queues)
+		return;
+	if (netif_running(nd) && skb_queue_len(&p->queues[queue].skbs) < SLUICE_NET_TXQ_MAX)
+		netif_wake_subqueue(nd, queue);
+	if (!skb_queue_empty(&p->queues[queue].skbs))
+		queue_work(system_highpri_wq, &p->queues[queue].work);
+}
+
+void sluice_net_tx_kick(struct net_device *nd, unsigned int queue)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+
+	if (queue < p->max_queues)
+		queue_work(system_highpri_wq, &p->queues[queue].work);
+}
+
+struct sk_buff *sluice_net_tx_dequeue(struct net_device *nd, unsigned int queue)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+
+	if (queue >= p->max_queues)
+		return NULL;
+	return skb_dequeue(&p->queues[queue].skbs);
+}
+
+void sluice_net_tx_requeue(struct net_device *nd, unsigned int queue, struct sk_buff *skb)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+
+	skb_queue_head(&p->queues[queue < p->max_queues ? queue : 0].skbs, skb);
+}
+
+void sluice_net_tx_done(struct net_device *nd, struct sk_buff *skb, bool sent)
+{
+	if (sent) {
+		nd->stats.tx_packets++;
+		nd->stats.tx_bytes += skb->len;
+	} else {
+		nd->stats.tx_dropped++;
+	}
+	dev_consume_skb_any(skb);
+}
+
+unsigned int sluice_skb_parts(struct sk_buff *skb)
+{
+	return 1 + skb_shinfo(skb)->nr_frags;
+}
+
+const u8 *sluice_skb_part(struct sk_buff *skb, unsigned int i, unsigned int *len)
+{
+	skb_frag_t *frag;
+
+	if (i == 0) {
+		*len = skb_headlen(skb);
+		return skb->data;
+	}
+	if (i > skb_shinfo(skb)->nr_frags) {
+		*len = 0;
+		return NULL;
+	}
+	frag = &skb_shinfo(skb)->frags[i - 1];
+	*len = skb_frag_size(frag);
+	return skb_frag_address(frag);
+}
+
+unsigned int sluice_skb_len(struct sk_buff *skb)
+{
+	return skb->len;
+}
+
+int sluice_skb_csum(struct sk_buff *skb)
+{
+	if (skb->ip_summed == CHECKSUM_PARTIAL)
+		return 1;
+	if (skb->ip_summed == CHECKSUM_UNNECESSARY)
+		return 2;
+	return 0;
+}
+
+int sluice_skb_gso(struct sk_buff *skb, unsigned int *size)
+{
+	unsigned int t;
+
+	*size = 0;
+	if (!skb_is_gso(skb))
+		return 0;
+	*size = skb_shinfo(skb)->gso_size;
+	t = skb_shinfo(skb)->gso_type;
+	if (t & SKB_GSO_TCPV4)
+		return 1;
+	if (t & SKB_GSO_TCPV6)
+		return 2;
+	return 3;
+}
+
+struct sk_buff *sluice_net_rx_alloc(struct net_device *nd, unsigned int len, u8 **data)
+{
+	struct sk_buff *skb = __netdev_alloc_skb(nd, len + NET_IP_ALIGN, GFP_KERNEL);
+
+	if (!skb)
+		return NULL;
+	skb_reserve(skb, NET_IP_ALIGN);
+	*data = skb_put(skb, len);
+	return skb;
+}
+
+void sluice_skb_free(struct sk_buff *skb)
+{
+	kfree_skb(skb);
+}
+
+void sluice_net_rx_deliver(struct net_device *nd, struct sk_buff *skb, unsigned int queue,
+			   int csum, int gso_type, unsigned int gso_size)
+{
+	unsigned int len = skb->len;
+	bool recalculate = false;
+
+	skb->protocol = eth_type_trans(skb, nd);
+	/* skb_checksum_setup parses from the network header. */
+	skb_reset_network_header(skb);
+	skb_record_rx_queue(skb, queue);
+	if (gso_type == 1 || gso_type == 2) {
+		skb_shinfo(skb)->gso_size = gso_size;
+		skb_shinfo(skb)->gso_type =
+			(gso_type == 1 ? SKB_GSO_TCPV4 : SKB_GSO_TCPV6) | SKB_GSO_DODGY;
+		skb_shinfo(skb)->gso_segs = 0;
+	}
+	if (csum == 2) {
+		skb->ip_summed = CHECKSUM_PARTIAL;
+	} else if (csum == 1) {
+		skb->ip_summed = CHECKSUM_UNNECESSARY;
+	}
+	/* As xen-netfront: a GSO packet needs its checksum offsets set up. */
+	if (skb->ip_summed != CHECKSUM_PARTIAL && skb_is_gso(skb)) {
+		skb->ip_summed = CHECKSUM_PARTIAL;
+		recalculate = true;
+	}
+	if (skb->ip_summed == CHECKSUM_PARTIAL && skb_checksum_setup(skb, recalculate)) {
+		nd->stats.rx_errors++;
+		kfree_skb(skb);
+		return;
+	}
+	nd->stats.rx_packets++;
+	nd->stats.rx_bytes += len;
+	netif_rx(skb);
+}
+
+void sluice_net_rx_dropped(struct net_device *nd, unsigned long n)
+{
+	nd->stats.rx_dropped += n;
+}
+
+unsigned int sluice_net_num_cpus(void)
+{
+	return num_online_cpus();
+}

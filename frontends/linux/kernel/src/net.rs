@@ -1,0 +1,405 @@
+//! Network devices for a module without `unsafe`: [`NetDev`] (an Ethernet `net_device`
+//! over `kbuild/common/sluice_net.c`), owned skb handles ([`TxSkb`], [`RxSkb`]), and
+//! [`net_driver!`], which generates the transmit work and watchdog entry points.
+//!
+//! Rust never runs in atomic context: `ndo_start_xmit` (C) queues the skb on its queue's
+//! list and schedules that queue's work item, which calls [`NetDriver::tx_work`]; the
+//! watchdog timer schedules a work item that calls [`NetDriver::tx_timeout`]. Both enter
+//! the device's [`Slot`] as the xenbus callbacks do.
+
+use crate::bindings as k;
+use crate::xen::XenbusDevice;
+use crate::xenbus::{Slot, XenbusDriver};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int, c_uint, CStr};
+use core::ptr::NonNull;
+use sluice_abi::shared::SharedMem;
+
+/// A network driver's transmit callbacks (process context; may sleep).
+pub trait NetDriver: XenbusDriver {
+    /// Queue `queue` has skbs waiting ([`NetDev::tx_dequeue`]).
+    fn tx_work(&self, queue: u32);
+    /// Queue `queue` stayed stopped for the watchdog's timeout (5 s).
+    fn tx_timeout(&self, queue: u32);
+}
+
+/// Checksum state of an skb to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxCsum {
+    /// Complete (or none).
+    Complete,
+    /// `CHECKSUM_PARTIAL`: to be filled in by the other end.
+    Partial,
+    /// `CHECKSUM_UNNECESSARY`.
+    Validated,
+}
+
+/// Segmentation asked for an skb to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gso {
+    /// None.
+    None,
+    /// TCP over IPv4, segment size.
+    TcpV4(u16),
+    /// TCP over IPv6, segment size.
+    TcpV6(u16),
+    /// Anything else (never advertised).
+    Other,
+}
+
+/// Checksum state of a received packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxCsum {
+    /// Unknown: the stack checks it.
+    None,
+    /// Known good.
+    Unnecessary,
+    /// Blank (a local sender's offload): offsets set up from the headers.
+    Partial,
+}
+
+/// What [`NetDev::configure`] sets once the backend's features are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Queues in use.
+    pub queues: u32,
+    /// Scatter-gather.
+    pub sg: bool,
+    /// IPv4 checksum offload.
+    pub csum4: bool,
+    /// IPv6 checksum offload.
+    pub csum6: bool,
+    /// TCPv4 segmentation offload.
+    pub tso4: bool,
+    /// TCPv6 segmentation offload.
+    pub tso6: bool,
+    /// Largest MTU.
+    pub max_mtu: u32,
+    /// MTU to set (0: leave it).
+    pub mtu: u32,
+}
+
+/// CPUs online.
+pub fn num_cpus() -> u32 {
+    // SAFETY: plain call.
+    unsafe { k::sluice_net_num_cpus() }
+}
+
+/// An Ethernet device of a xenbus device, from [`NetDev::create`] to [`NetDev::destroy`].
+#[derive(Debug)]
+pub struct NetDev(NonNull<k::net_device>);
+
+// SAFETY: a kernel object whose functions here are safe from any process-context thread.
+unsafe impl Send for NetDev {}
+// SAFETY: as above; the C functions do their own locking (skb lists, rtnl).
+unsafe impl Sync for NetDev {}
+
+impl NetDev {
+    /// A device for `dev` (call from its probe: its callbacks enter `dev`'s slot), with
+    /// room for `max_queues` queues, MAC `mac`, carrier off, not registered.
+    pub fn create(dev: XenbusDevice, max_queues: u32, mac: [u8; 6]) -> Result<Self, c_int> {
+        let mut err: c_int = 0;
+        // SAFETY: `dev` is live (probe); its drvdata is its slot, never freed; `mac` is 6
+        // bytes read during the call.
+        let nd = unsafe {
+            k::sluice_net_create(
+                dev.raw(),
+                dev.drvdata(),
+                max_queues as c_uint,
+                mac.as_ptr(),
+                &mut err,
+            )
+        };
+        NonNull::new(nd).map(NetDev).ok_or(err)
+    }
+
+    /// `register_netdev`.
+    pub fn register(&self) -> Result<(), c_int> {
+        // SAFETY: a live device from `create`.
+        match unsafe { k::sluice_net_register(self.0.as_ptr()) } {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    /// Unregisters, waits for the transmit work items, drops queued skbs, frees. Call
+    /// without locks those work items take.
+    pub fn destroy(self) {
+        // SAFETY: a live device, freed once (`self` is consumed).
+        unsafe { k::sluice_net_destroy(self.0.as_ptr()) }
+    }
+
+    /// The interface name (`eth0`).
+    pub fn name(&self) -> String {
+        // SAFETY: a live device; its name is a NUL-terminated array inside it.
+        let p: *const c_char = unsafe { k::sluice_net_name(self.0.as_ptr()) };
+        // SAFETY: as above.
+        String::from_utf8_lossy(unsafe { CStr::from_ptr(p) }.to_bytes()).into_owned()
+    }
+
+    /// Queues, offloads and MTU (takes rtnl).
+    pub fn configure(&self, c: &NetConfig) -> Result<(), c_int> {
+        // SAFETY: a live device; plain values.
+        let e = unsafe {
+            k::sluice_net_configure(
+                self.0.as_ptr(),
+                c.queues,
+                c.sg,
+                c.csum4,
+                c.csum6,
+                c.tso4,
+                c.tso6,
+                c.max_mtu,
+                c.mtu,
+            )
+        };
+        if e == 0 {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+
+    /// Carrier on or off.
+    pub fn carrier(&self, on: bool) {
+        // SAFETY: a live device.
+        unsafe { k::sluice_net_carrier(self.0.as_ptr(), on) }
+    }
+
+    /// Stops transmit queue `queue`.
+    pub fn tx_stop(&self, queue: u32) {
+        // SAFETY: a live device; the queue index is checked by the kernel's helpers.
+        unsafe { k::sluice_net_tx_stop(self.0.as_ptr(), queue) }
+    }
+
+    /// Wakes transmit queue `queue` (if up) and kicks its work item if skbs wait.
+    pub fn tx_wake(&self, queue: u32) {
+        // SAFETY: a live device; the index is checked in C.
+        unsafe { k::sluice_net_tx_wake(self.0.as_ptr(), queue) }
+    }
+
+    /// Schedules queue `queue`'s work item again.
+    pub fn tx_kick(&self, queue: u32) {
+        // SAFETY: a live device; the index is checked in C.
+        unsafe { k::sluice_net_tx_kick(self.0.as_ptr(), queue) }
+    }
+
+    /// The next skb queued for `queue`.
+    pub fn tx_dequeue(&self, queue: u32) -> Option<TxSkb> {
+        // SAFETY: a live device; the index is checked in C; the skb is ours.
+        NonNull::new(unsafe { k::sluice_net_tx_dequeue(self.0.as_ptr(), queue) }).map(TxSkb)
+    }
+
+    /// A receive skb of `len` bytes to fill.
+    pub fn rx_alloc(&self, len: usize) -> Option<RxSkb> {
+        let len32 = u32::try_from(len).ok()?;
+        let mut data: *mut u8 = core::ptr::null_mut();
+        // SAFETY: a live device; on success `data` points at `len` bytes of the skb.
+        let skb =
+            NonNull::new(unsafe { k::sluice_net_rx_alloc(self.0.as_ptr(), len32, &mut data) })?;
+        let Some(data) = NonNull::new(data) else {
+            // SAFETY: ours, never delivered.
+            unsafe { k::sluice_skb_free(skb.as_ptr()) };
+            return None;
+        };
+        Some(RxSkb { skb, data, len })
+    }
+
+    /// Counts `n` received packets the driver dropped.
+    pub fn rx_dropped(&self, n: u64) {
+        // SAFETY: a live device.
+        unsafe { k::sluice_net_rx_dropped(self.0.as_ptr(), n as _) }
+    }
+}
+
+/// An skb taken from a transmit queue: sent ([`TxSkb::done`]) or put back
+/// ([`TxSkb::requeue`]); dropping it frees it as dropped.
+#[derive(Debug)]
+pub struct TxSkb(NonNull<k::sk_buff>);
+
+// SAFETY: an skb we own, usable from any process-context thread.
+unsafe impl Send for TxSkb {}
+
+impl TxSkb {
+    /// Bytes in the packet.
+    pub fn len(&self) -> usize {
+        // SAFETY: an skb we own.
+        unsafe { k::sluice_skb_len(self.0.as_ptr()) as usize }
+    }
+
+    /// Whether the packet is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The packet's bytes in order: the linear head, then each page fragment. Views of
+    /// memory others may write (a fragment page can be shared), hence [`SharedMem`].
+    pub fn parts(&self) -> Vec<SharedMem<'_>> {
+        // SAFETY: an skb we own.
+        let n = unsafe { k::sluice_skb_parts(self.0.as_ptr()) };
+        let mut v = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let mut len: c_uint = 0;
+            // SAFETY: an skb we own; `i` is within its parts.
+            let p = unsafe { k::sluice_skb_part(self.0.as_ptr(), i, &mut len) };
+            if let Some(p) = NonNull::new(p.cast_mut()) {
+                if len > 0 {
+                    // SAFETY: `len` bytes of the skb's head or a fragment page, mapped
+                    // (no highmem on x86-64) and kept alive by the skb, which `self`
+                    // owns for the borrow's lifetime.
+                    v.push(unsafe { SharedMem::new(p, len as usize) });
+                }
+            }
+        }
+        v
+    }
+
+    /// Checksum state.
+    pub fn csum(&self) -> TxCsum {
+        // SAFETY: an skb we own.
+        match unsafe { k::sluice_skb_csum(self.0.as_ptr()) } {
+            1 => TxCsum::Partial,
+            2 => TxCsum::Validated,
+            _ => TxCsum::Complete,
+        }
+    }
+
+    /// Segmentation asked for.
+    pub fn gso(&self) -> Gso {
+        let mut size: c_uint = 0;
+        // SAFETY: an skb we own.
+        let t = unsafe { k::sluice_skb_gso(self.0.as_ptr(), &mut size) };
+        let size = u16::try_from(size).unwrap_or(0);
+        match t {
+            0 => Gso::None,
+            1 => Gso::TcpV4(size),
+            2 => Gso::TcpV6(size),
+            _ => Gso::Other,
+        }
+    }
+
+    /// Frees it, counted as sent (or as dropped).
+    pub fn done(self, nd: &NetDev, sent: bool) {
+        let skb = self.0;
+        core::mem::forget(self);
+        // SAFETY: an skb we own, freed once.
+        unsafe { k::sluice_net_tx_done(nd.0.as_ptr(), skb.as_ptr(), sent) }
+    }
+
+    /// Puts it back at the head of `queue`.
+    pub fn requeue(self, nd: &NetDev, queue: u32) {
+        let skb = self.0;
+        core::mem::forget(self);
+        // SAFETY: an skb we own, handed back to the queue.
+        unsafe { k::sluice_net_tx_requeue(nd.0.as_ptr(), queue, skb.as_ptr()) }
+    }
+}
+
+impl Drop for TxSkb {
+    fn drop(&mut self) {
+        // SAFETY: an skb we own, freed once.
+        unsafe { k::sluice_skb_free(self.0.as_ptr()) }
+    }
+}
+
+/// A receive skb being filled: delivered ([`RxSkb::deliver`]) or freed on drop.
+#[derive(Debug)]
+pub struct RxSkb {
+    skb: NonNull<k::sk_buff>,
+    data: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: an skb we own.
+unsafe impl Send for RxSkb {}
+
+impl RxSkb {
+    /// Its bytes, to fill.
+    pub fn data(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes put into an skb we own; nothing else reaches them until it
+        // is delivered, and the borrow of `self` keeps the slice from outliving that.
+        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+    }
+
+    /// Hands it to the stack (`netif_rx`) on `queue`, with its checksum state and the
+    /// segmentation the sender left (0: none, else (is IPv6, segment size)).
+    pub fn deliver(self, nd: &NetDev, queue: u32, csum: RxCsum, gso: Option<(bool, u16)>) {
+        let skb = self.skb;
+        core::mem::forget(self);
+        let csum = match csum {
+            RxCsum::None => 0,
+            RxCsum::Unnecessary => 1,
+            RxCsum::Partial => 2,
+        };
+        let (t, size) = match gso {
+            None => (0, 0),
+            Some((false, s)) => (1, s),
+            Some((true, s)) => (2, s),
+        };
+        // SAFETY: an skb we own, handed over once.
+        unsafe {
+            k::sluice_net_rx_deliver(nd.0.as_ptr(), skb.as_ptr(), queue, csum, t, size as c_uint)
+        }
+    }
+}
+
+impl Drop for RxSkb {
+    fn drop(&mut self) {
+        // SAFETY: an skb we own, never delivered, freed once.
+        unsafe { k::sluice_skb_free(self.skb.as_ptr()) }
+    }
+}
+
+/// For [`net_driver!`]: a queue's transmit work item.
+///
+/// # Safety
+/// `ctx` is the slot the net device was created with, of driver `D`.
+pub unsafe fn tx_work<D: NetDriver>(ctx: *mut core::ffi::c_void, queue: c_uint) {
+    // SAFETY: the caller's contract.
+    if let Some(d) = unsafe { Slot::enter::<D>(ctx as *const Slot) } {
+        d.tx_work(queue);
+    }
+}
+
+/// For [`net_driver!`]: the watchdog's work item.
+///
+/// # Safety
+/// As [`tx_work`].
+pub unsafe fn tx_timeout<D: NetDriver>(ctx: *mut core::ffi::c_void, queue: c_uint) {
+    // SAFETY: the caller's contract.
+    if let Some(d) = unsafe { Slot::enter::<D>(ctx as *const Slot) } {
+        d.tx_timeout(queue);
+    }
+}
+
+/// Generates the entry points `kbuild/common/sluice_net.c` calls, for driver data `$d`.
+#[macro_export]
+macro_rules! net_driver {
+    ($d:ty) => {
+        /// A transmit queue's work item (kbuild/common/sluice_net.c).
+        ///
+        /// # Safety
+        /// `ctx` is the slot the net device was created with.
+        #[no_mangle]
+        pub unsafe extern "C" fn sluice_net_tx_work(
+            ctx: *mut core::ffi::c_void,
+            queue: core::ffi::c_uint,
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::net::tx_work::<$d>(ctx, queue) }
+        }
+        /// The transmit watchdog's work item (kbuild/common/sluice_net.c).
+        ///
+        /// # Safety
+        /// As `sluice_net_tx_work`.
+        #[no_mangle]
+        pub unsafe extern "C" fn sluice_net_tx_timeout(
+            ctx: *mut core::ffi::c_void,
+            queue: core::ffi::c_uint,
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::net::tx_timeout::<$d>(ctx, queue) }
+        }
+    };
+}
