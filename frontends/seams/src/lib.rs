@@ -10,12 +10,15 @@
 //!
 //! A [`Platform`] is all four. Implementations: the Linux kernel crate
 //! (`frontends/linux/kernel`), the fake Xen world (`sluice_dom0`, feature `fake`), and
-//! the hand-written fakes of the cores' host tests.
+//! this crate's own fake world for the cores' host tests ([`fake`], feature `fake`).
 
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+#[cfg(feature = "fake")]
+pub mod fake;
 
 use alloc::string::String;
 use core::fmt;
