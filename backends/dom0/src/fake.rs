@@ -239,3 +239,20 @@ impl XenStore for FakeFront {
         .map_err(xs_err)
     }
 }
+
+/// Waits until xenstore node `path` reads `want` (a hang guard of 20 s, not a timing
+/// assertion: the tests' backends answer in milliseconds).
+pub fn wait_for(xs: &FakeXsConn, path: &str, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = xs.read_opt(XBT_NULL, path).unwrap();
+        if v.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} is {v:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

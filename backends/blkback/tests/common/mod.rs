@@ -201,21 +201,7 @@ impl Drop for World {
     }
 }
 
-pub fn wait_for(xs: &FakeXsConn, path: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = xs.read_opt(XBT_NULL, path).unwrap();
-        if v.as_deref() == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} is {v:?}, expected {want:?}\n{:#?}",
-            ""
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+pub use sluice_dom0::fake::wait_for;
 
 /// A minimal blkfront: ring pages at the start of its memory, data pages after them.
 pub struct Front {

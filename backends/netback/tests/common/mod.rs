@@ -154,21 +154,7 @@ impl Drop for World {
     }
 }
 
-/// Waits (hang guard only) until `path` reads `want`.
-pub fn wait_for(xs: &FakeXsConn, path: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = xs.read_opt(XBT_NULL, path).unwrap();
-        if v.as_deref() == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} is {v:?}, expected {want:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+pub use sluice_dom0::fake::wait_for;
 
 /// Pages of the fake netfront: TX ring, RX ring, then data pages.
 pub const TX_PAGE: usize = 0;
