@@ -12,11 +12,14 @@ pub enum Failure {
     #[error("crash on the serial console (infrastructure failure): {0}")]
     Crash(String),
     /// A pattern did not appear on the console in time.
-    #[error("timed out after {secs} s waiting for /{pattern}/ ({context})")]
+    #[error("timed out after {secs} s waiting for /{pattern}/ ({context}); the console's last lines since the previous match:\n{tail}")]
     Timeout {
         pattern: String,
         secs: u64,
         context: String,
+        /// The end of what the console printed after the cursor (CI keeps only the
+        /// test's output, not the logs: this is what tells a failure's cause there).
+        tail: String,
     },
     /// QEMU exited while a pattern was still awaited.
     #[error("QEMU exited while waiting for /{pattern}/ ({context})")]

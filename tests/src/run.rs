@@ -324,19 +324,7 @@ fn drive(
                         "guest run to its poweroff",
                     )?;
                     if r.group(0) == "@@RT-READY" {
-                        let line = format!("sluice-roundtrip-{}-{}", name, std::process::id());
-                        m.send_line(&line)?;
-                        let r = m.expect(
-                            r"@@RT-ECHO ([0-9a-f]{64})",
-                            limit(120),
-                            "guest answer to the typed line",
-                        )?;
-                        if r.group(1) != sha256_hex(line.as_bytes()) {
-                            bail!(Failure::Check(format!(
-                                "{name}: console round trip: typed {line:?}, guest hashed something else ({})",
-                                r.group(1)
-                            )));
-                        }
+                        console_round_trip(m, boot, name)?;
                     } else if r.group(0) == "@@ACKS-READY" {
                         let from = s.workloads.iter().find_map(|w| match w {
                             Workload::CrashVerify { disk } => s.disks[*disk].of,
@@ -916,6 +904,49 @@ fn trimmed_to_used(image: &Path, debugfs: &str) -> Result<()> {
              of the deleted 16 MiB did not punch holes in the image",
             image.display()
         );
+    }
+    Ok(())
+}
+
+/// The guest printed `@@RT-READY`: types a line through dom0's console path and checks
+/// the sha256 the guest answers with.
+///
+/// With Xen's own console daemon (xenconsoled: a peer, not ours) a typed line was once
+/// lost on the way (the CI run of stop 11: no answer in 120 s from a PVH guest); there the line is
+/// typed once more (after Ctrl-U, which empties the guest tty's line) when no answer came
+/// in 60 s, and the note says whether the guest's tty had echoed it. A console Sluice
+/// serves gets no second chance: a lost line is its defect.
+fn console_round_trip(m: &mut Machine, boot: &Boot, name: &str) -> Result<()> {
+    const ECHO: &str = r"@@RT-ECHO ([0-9a-f]{64})";
+    let line = format!("sluice-roundtrip-{}-{}", name, std::process::id());
+    let from = m.cursor();
+    m.send_line(&line)?;
+    let retype = boot.console == crate::scenario::ConsoleBackend::Xenconsoled;
+    let first = m.expect(
+        ECHO,
+        limit(if retype { 60 } else { 120 }),
+        "guest answer to the typed line",
+    );
+    let r = match first {
+        Err(e)
+            if retype && matches!(e.downcast_ref::<Failure>(), Some(Failure::Timeout { .. })) =>
+        {
+            let echoed = m.text_from(from).contains(&line);
+            note(&format!(
+                "{name}: no answer to the typed line in 60 s (the guest's tty echoed it: {echoed}); \
+                 typing it again (console served by xenconsoled)"
+            ));
+            m.send_raw(b"\x15")?;
+            m.send_line(&line)?;
+            m.expect(ECHO, limit(120), "guest answer to the line typed again")?
+        }
+        other => other?,
+    };
+    if r.group(1) != sha256_hex(line.as_bytes()) {
+        bail!(Failure::Check(format!(
+            "{name}: console round trip: typed {line:?}, guest hashed something else ({})",
+            r.group(1)
+        )));
     }
     Ok(())
 }

@@ -271,6 +271,7 @@ impl Machine {
                     pattern: pattern.into(),
                     secs: timeout.as_secs(),
                     context: context.into(),
+                    tail: console_tail(&b.data[self.cursor..]),
                 }
                 .into());
             }
@@ -332,6 +333,22 @@ impl Drop for Machine {
     }
 }
 
+/// The last lines of `data` (at most [`TAIL_BYTES`]), each indented, for an error message.
+fn console_tail(data: &[u8]) -> String {
+    const TAIL_BYTES: usize = 1500;
+    let from = data.len().saturating_sub(TAIL_BYTES);
+    let text = String::from_utf8_lossy(&data[from..]);
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| format!("    | {}", l.trim_end_matches('\r')))
+        .collect();
+    if lines.is_empty() {
+        "    | (nothing)".into()
+    } else {
+        lines.join("\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,14 +382,16 @@ mod tests {
 
     #[test]
     fn timeout_and_exit_are_failures() {
-        let (mut m, log) = shell("sleep 5");
+        let (mut m, log) = shell("echo 'last words'; sleep 5");
+        m.expect("last", Duration::from_secs(10), "l").unwrap();
         let e = m
             .expect("never", Duration::from_millis(200), "t")
             .unwrap_err();
-        assert!(matches!(
-            e.downcast_ref::<Failure>(),
-            Some(Failure::Timeout { .. })
-        ));
+        // The error names what the console printed after the previous match.
+        assert!(
+            matches!(e.downcast_ref::<Failure>(), Some(Failure::Timeout { tail, .. }) if tail.contains("|  words")),
+            "{e:#}"
+        );
         let (mut m2, log2) = shell("echo bye");
         let e = m2
             .expect("never", Duration::from_secs(10), "t")
