@@ -214,6 +214,12 @@ static const struct xenbus_device_id sbf_ids[] = {
 };
 
 static struct xenbus_driver sbf_driver = {
+	/*
+	 * Not the default (ids[0], "vbd"): xen-blkfront registers under that name,
+	 * and a bus takes one driver per name, so with it loaded (a root disk) this module
+	 * would fail to load. A device moves between the two through sysfs unbind/bind.
+	 */
+	.name = "sluice-vbd",
 	.ids = sbf_ids,
 	.probe = sbf_probe,
 	.remove = sbf_remove,

@@ -31,6 +31,12 @@ static const struct xenbus_device_id snf_ids[] = {
 };
 
 static struct xenbus_driver snf_driver = {
+	/*
+	 * Not the default (ids[0], "vif"): xen-netfront registers under that name,
+	 * and a bus takes one driver per name, so with it loaded (a root disk) this module
+	 * would fail to load. A device moves between the two through sysfs unbind/bind.
+	 */
+	.name = "sluice-vif",
 	.ids = snf_ids,
 	.probe = snf_probe,
 	.remove = snf_remove,
