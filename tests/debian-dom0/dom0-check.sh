@@ -1,6 +1,6 @@
 #!/bin/bash
 # Checks run in the Debian 12 dom0 by tests/tests/package_dom0.rs, one phase per call:
-#   bash dom0-check.sh install|boot|pv|virsh|purge
+#   bash dom0-check.sh install|boot|pv|domu|virsh|purge
 # Each check prints "@@CHECK phase/name PASS|FAIL detail"; the exit status is the number
 # of failures. The payload disk (debs, this script, the guest's initramfs and patterns)
 # is mounted at $P. wait_for bounds a wait (a hang fails the check); no check is timed.
@@ -85,6 +85,28 @@ guest_phase() {
 type_word() { echo "$2" > "$(xenstore-read "/local/domain/$1/console/tty")"; }
 same_as() { dd if="$1" bs=64k skip="$2" count=16 2> /dev/null | cmp -s - "$P/$3"; }
 
+# prepare_domu DISK: puts the modules package, the patterns and domu-check.sh (the
+# domU's init) into the domU's root file system.
+prepare_domu() {
+  mkdir -p /mnt/domu && mount "$1" /mnt/domu || return 1
+  mkdir -p /mnt/domu/root/sluice-domu &&
+    cp "$P"/sluice-frontends-modules-"$ABI"_*.deb "$P"/p1.bin "$P"/p2.bin "$P"/domu-check.sh \
+      /mnt/domu/root/sluice-domu/ &&
+    chmod 755 /mnt/domu/root/sluice-domu/domu-check.sh
+  local rc=$?
+  umount /mnt/domu || return 1
+  return $rc
+}
+# relay_domu_checks LOG: the domU's own "@@DOMU-CHECK name PASS|FAIL detail" lines as
+# checks of this phase; none at all is a failure.
+relay_domu_checks() {
+  local name verdict detail n=0
+  while read -r _ name verdict detail; do
+    n=$((n + 1))
+    if [ "$verdict" = PASS ]; then pass "domu/$name"; else fail "domu/$name" "$detail"; fi
+  done < <(grep -ao "@@DOMU-CHECK .*" "$1" | tr -d "\r")
+  [ "$n" -gt 0 ] || fail domu-checks "no @@DOMU-CHECK line in $1"
+}
 # A guest on DISK (a by-id path) through its phases; DOMID names it. With RESTART, dom0
 # restarts sluice-blkback between phase 1 and 2.
 guest_run() {
@@ -159,6 +181,32 @@ disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$disk" ]
 CFG
   if check xl-create timeout 900 xl create /root/pv1.cfg; then
     guest_run "$(xl domid pv1)" "$disk" restart
+  fi
+  ;;
+domu)
+  # A Debian 12 domU (a copy of this image: nothing of Sluice in it) booted from a disk
+  # sluice-blkback serves; it installs the modules package itself (domu-check.sh).
+  root=/dev/disk/by-id/virtio-domu-root
+  data=/dev/disk/by-id/virtio-domu-data
+  check domu-prepare prepare_domu "$root"
+  cat > /root/domu.cfg << CFG
+name = "domu"
+type = "pv"
+kernel = "$KERNEL"
+ramdisk = "/boot/initrd.img-$ABI"
+extra = "root=/dev/xvda rw init=/root/sluice-domu/domu-check.sh console=hvc0 quiet"
+memory = 512
+disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$root",
+         "backendtype=phy,script=block-userspace,vdev=xvdb,target=$data" ]
+CFG
+  if check xl-create timeout 900 xl create /root/domu.cfg; then
+    id=$(xl domid domu)
+    check domu-served-by-sluice wait_for 300 status_has "dom $id xvda +Connected"
+    check domu-ended wait_for 1500 grep -q "@@DOMU-END" "$(console_log "$id")"
+    relay_domu_checks "$(console_log "$id")"
+    check domu-gone wait_for 300 not xl list "$id"
+    check domu-data-p1 same_as "$data" 16 p1.bin
+    check domu-data-p2 same_as "$data" 48 p2.bin
   fi
   ;;
 virsh)

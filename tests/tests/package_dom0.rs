@@ -11,7 +11,11 @@
 //!    `pv`: `xl create` a PV guest whose disk is `script=block-userspace`; its console
 //!    (read from sluice-consoleback's log) reports phase 1; `sluice status` shows the
 //!    disk Connected with requests; `systemctl restart sluice-blkback`; phase 2 of the
-//!    same guest after the restart. `virsh`: libvirt's libxl driver creates a guest
+//!    same guest after the restart. `domu`: a Debian 12 domU (a copy of the image, booted
+//!    from a disk sluice-blkback serves, root through the kernel's xen-blkfront) installs
+//!    the modules package with apt, loads sluice-blkfront beside xen-blkfront, moves its
+//!    second disk to it through sysfs, writes and reads both patterns, gives the disk
+//!    back and unloads it (`tests/debian-dom0/domu-check.sh`). `virsh`: libvirt's libxl driver creates a guest
 //!    whose disk (default `block` script) the daemon serves, same phases (only with
 //!    `SLUICE_PACKAGE_DOM0_VIRSH=1`: `virsh create` hung in its one run). `purge`:
 //!    `apt purge` leaves no file, unit or process behind; `systemctl restart xen`
@@ -41,15 +45,17 @@ use std::time::Instant;
 const BOOT: &str = "package-dom0";
 const DOM0_CHECK: &str = include_str!("../debian-dom0/dom0-check.sh");
 const GUEST_INIT: &str = include_str!("../debian-dom0/guest-init.sh");
+const DOMU_CHECK: &str = include_str!("../debian-dom0/domu-check.sh");
 /// Where the guests write: 1 MiB and 3 MiB into their disk, 1 MiB each.
 const WRITES: &[(&str, u64)] = &[("p1", 1 << 20), ("p2", 3 << 20)];
-/// The guests' disks, by virtio serial (`/dev/disk/by-id/virtio-SERIAL` in dom0).
-const GUEST_DISKS: &[&str] = &["guest-pv", "guest-virsh"];
+/// The guests' disks, by virtio serial (`/dev/disk/by-id/virtio-SERIAL` in dom0); each
+/// gets both patterns. `domu-data` is the Debian domU's second disk (sluice-blkfront's).
+const GUEST_DISKS: &[&str] = &["guest-pv", "guest-virsh", "domu-data"];
 /// `virsh` runs only with `SLUICE_PACKAGE_DOM0_VIRSH=1`: in its one run (2026-12-06)
 /// `virsh create` did not return within 7 min, not diagnosed yet (docs/package-dom0.md).
 fn phases_boot2() -> Vec<&'static str> {
     let virsh = std::env::var("SLUICE_PACKAGE_DOM0_VIRSH").is_ok_and(|v| v == "1");
-    ["boot", "pv", "virsh", "purge"]
+    ["boot", "pv", "domu", "virsh", "purge"]
         .into_iter()
         .filter(|p| virsh || *p != "virsh")
         .collect()
@@ -81,8 +87,22 @@ fn run() -> Result<()> {
         f.set_len(64 << 20)?;
         disks.push((p, *serial));
     }
+    // The Debian domU's root: a copy-on-write overlay of the (never written) image.
+    let domu_root = dir.join("domu-root.qcow2");
+    let _ = fs::remove_file(&domu_root);
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&img.rootfs)
+        .arg(&domu_root)
+        .status()
+        .context("running qemu-img")?;
+    ensure!(
+        st.success(),
+        "qemu-img create of the domU's root failed: {st}"
+    );
     let serial_log = logs.join("serial.log");
-    let mut m = Machine::spawn_command(qemu(&img, &payload, &disks), &serial_log, false)?;
+    let mut m =
+        Machine::spawn_command(qemu(&img, &payload, &disks, &domu_root), &serial_log, false)?;
     note(&format!(
         "QEMU started; console log {}",
         serial_log.display()
@@ -135,6 +155,7 @@ fn payload(kernel: &HostKernel, dir: &Path) -> Result<PathBuf> {
         fs::copy(&deb, tree.join(deb.file_name().unwrap()))?;
     }
     fs::write(tree.join("dom0-check.sh"), DOM0_CHECK)?;
+    fs::write(tree.join("domu-check.sh"), DOMU_CHECK)?;
     let g = Initramfs::new(&dir.join("guest-root"))?;
     g.busybox()?;
     g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
@@ -163,7 +184,7 @@ fn payload(kernel: &HostKernel, dir: &Path) -> Result<PathBuf> {
     Ok(img)
 }
 
-fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)]) -> Command {
+fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)], domu_root: &Path) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-M", "q35", "-accel", "tcg"])
         .args(["-cpu", "EPYC,+svm,+npt,-monitor,-smap,-smep"])
@@ -184,14 +205,15 @@ fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)]) -> Command 
         ));
     // The root image is read-only to this run: QEMU keeps the writes (across dom0's
     // reboot) in a temporary overlay.
-    let mut drives = vec![(img.rootfs.clone(), "rootfs", ",snapshot=on")];
-    drives.push((payload.to_path_buf(), "payload", ",readonly=on"));
+    let mut drives = vec![(img.rootfs.clone(), "rootfs", "raw,snapshot=on")];
+    drives.push((payload.to_path_buf(), "payload", "raw,readonly=on"));
     for (p, serial) in guests {
-        drives.push((p.clone(), serial, ""));
+        drives.push((p.clone(), serial, "raw"));
     }
-    for (i, (path, serial, extra)) in drives.iter().enumerate() {
+    drives.push((domu_root.to_path_buf(), "domu-root", "qcow2"));
+    for (i, (path, serial, format)) in drives.iter().enumerate() {
         c.arg("-drive").arg(format!(
-            "file={},if=none,id=d{i},format=raw,cache=unsafe{extra}",
+            "file={},if=none,id=d{i},cache=unsafe,format={format}",
             path.display()
         ));
         c.arg("-device")
