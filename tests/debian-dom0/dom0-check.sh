@@ -1,6 +1,6 @@
 #!/bin/bash
 # Checks run in the Debian 12 dom0 by tests/tests/package_dom0.rs, one phase per call:
-#   bash dom0-check.sh install|boot|pv|domu|virsh|purge
+#   bash dom0-check.sh install|boot|pv|pvh|domu|virsh|purge
 # Each check prints "@@CHECK phase/name PASS|FAIL detail"; the exit status is the number
 # of failures. The payload disk (debs, this script, the guest's initramfs and patterns)
 # is mounted at $P. wait_for bounds a wait (a hang fails the check); no check is timed.
@@ -181,6 +181,16 @@ disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$disk" ]
 CFG
   if check xl-create timeout 900 xl create /root/pv1.cfg; then
     guest_run "$(xl domid pv1)" "$disk" restart
+  fi
+  ;;
+pvh)
+  # The same guest as PVH (xen-blkfront and hvc_xen over the HVM console ring).
+  disk=/dev/disk/by-id/virtio-guest-pvh
+  sed -e 's/^name = "pv1"/name = "pvh1"/' -e 's/^type = "pv"/type = "pvh"/' \
+    -e "s|target=[^\"]*|target=$disk|" /root/pv1.cfg > /root/pvh1.cfg
+  cat /root/pvh1.cfg
+  if check xl-create timeout 900 xl create /root/pvh1.cfg; then
+    guest_run "$(xl domid pvh1)" "$disk" no-restart
   fi
   ;;
 domu)

@@ -11,11 +11,12 @@
 //!    `pv`: `xl create` a PV guest whose disk is `script=block-userspace`; its console
 //!    (read from sluice-consoleback's log) reports phase 1; `sluice status` shows the
 //!    disk Connected with requests; `systemctl restart sluice-blkback`; phase 2 of the
-//!    same guest after the restart. `domu`: a Debian 12 domU (a copy of the image, booted
-//!    from a disk sluice-blkback serves, root through the kernel's xen-blkfront) installs
-//!    the modules package with apt, loads sluice-blkfront beside xen-blkfront, moves its
-//!    second disk to it through sysfs, writes and reads both patterns, gives the disk
-//!    back and unloads it (`tests/debian-dom0/domu-check.sh`). `virsh`: libvirt's libxl driver creates a guest
+//!    same guest after the restart. `pvh`: the same guest as PVH (no restart).
+//!    `domu`: a Debian 12 domU (a copy of the image, booted from a disk sluice-blkback
+//!    serves, root through the kernel's xen-blkfront) installs the modules package with
+//!    apt, loads sluice-blkfront beside xen-blkfront, moves its second disk to it through
+//!    sysfs, writes and reads both patterns, gives the disk back and unloads it
+//!    (`tests/debian-dom0/domu-check.sh`). `virsh`: libvirt's libxl driver creates a guest
 //!    whose disk (default `block` script) the daemon serves, same phases (only with
 //!    `SLUICE_PACKAGE_DOM0_VIRSH=1`: `virsh create` hung in its one run). `purge`:
 //!    `apt purge` leaves no file, unit or process behind; `systemctl restart xen`
@@ -50,12 +51,12 @@ const DOMU_CHECK: &str = include_str!("../debian-dom0/domu-check.sh");
 const WRITES: &[(&str, u64)] = &[("p1", 1 << 20), ("p2", 3 << 20)];
 /// The guests' disks, by virtio serial (`/dev/disk/by-id/virtio-SERIAL` in dom0); each
 /// gets both patterns. `domu-data` is the Debian domU's second disk (sluice-blkfront's).
-const GUEST_DISKS: &[&str] = &["guest-pv", "guest-virsh", "domu-data"];
+const GUEST_DISKS: &[&str] = &["guest-pv", "guest-pvh", "guest-virsh", "domu-data"];
 /// `virsh` runs only with `SLUICE_PACKAGE_DOM0_VIRSH=1`: in its one run (2026-12-06)
 /// `virsh create` did not return within 7 min, not diagnosed yet (docs/package-dom0.md).
 fn phases_boot2() -> Vec<&'static str> {
     let virsh = std::env::var("SLUICE_PACKAGE_DOM0_VIRSH").is_ok_and(|v| v == "1");
-    ["boot", "pv", "domu", "virsh", "purge"]
+    ["boot", "pv", "pvh", "domu", "virsh", "purge"]
         .into_iter()
         .filter(|p| virsh || *p != "virsh")
         .collect()
