@@ -11,6 +11,8 @@ fails=0
 ABI=$(uname -r)
 KERNEL=/boot/vmlinuz-$ABI
 DIAG=/root/diag-$phase.log
+# wait_for (shared with the domU's checks)
+. "$P/lib.sh"
 
 pass() { echo "@@CHECK $phase/$1 PASS ${2:-}"; }
 fail() {
@@ -29,16 +31,6 @@ check() {
   fi
   printf '== %s\n%s\n' "$name" "$out" >> "$DIAG"
   return $rc
-}
-# wait_for SECONDS CMD...: polls CMD once a second until it succeeds or time runs out.
-wait_for() {
-  local n=$1
-  shift
-  until "$@" > /dev/null 2>&1; do
-    n=$((n - 1))
-    [ "$n" -le 0 ] && return 1
-    sleep 1
-  done
 }
 not() { ! "$@"; }
 mono() { systemctl show -p "$2" --value "$1"; }
@@ -85,12 +77,25 @@ guest_phase() {
 type_word() { echo "$2" > "$(xenstore-read "/local/domain/$1/console/tty")"; }
 same_as() { dd if="$1" bs=64k skip="$2" count=16 2> /dev/null | cmp -s - "$P/$3"; }
 
+# busybox_guest NAME TYPE DISK: /root/NAME.cfg, a small guest (busybox initramfs,
+# xen-blkfront, guest-init.sh) of xl type TYPE whose disk DISK sluice-blkback serves.
+busybox_guest() {
+  cat > "/root/$1.cfg" << CFG
+name = "$1"
+type = "$2"
+kernel = "$KERNEL"
+ramdisk = "$P/guest.cpio"
+extra = "console=hvc0 quiet"
+memory = 128
+disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$3" ]
+CFG
+}
 # prepare_domu DISK: puts the modules package, the patterns and domu-check.sh (the
 # domU's init) into the domU's root file system.
 prepare_domu() {
   mkdir -p /mnt/domu && mount "$1" /mnt/domu || return 1
   mkdir -p /mnt/domu/root/sluice-domu &&
-    cp "$P"/sluice-frontends-modules-"$ABI"_*.deb "$P"/p1.bin "$P"/p2.bin "$P"/domu-check.sh \
+    cp "$P"/sluice-frontends-modules-"$ABI"_*.deb "$P"/p1.bin "$P"/p2.bin "$P"/domu-check.sh "$P"/lib.sh \
       /mnt/domu/root/sluice-domu/ &&
     chmod 755 /mnt/domu/root/sluice-domu/domu-check.sh
   local rc=$?
@@ -170,15 +175,7 @@ boot)
   ;;
 pv)
   disk=/dev/disk/by-id/virtio-guest-pv
-  cat > /root/pv1.cfg << CFG
-name = "pv1"
-type = "pv"
-kernel = "$KERNEL"
-ramdisk = "$P/guest.cpio"
-extra = "console=hvc0 quiet"
-memory = 128
-disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$disk" ]
-CFG
+  busybox_guest pv1 pv "$disk"
   if check xl-create timeout 900 xl create /root/pv1.cfg; then
     guest_run "$(xl domid pv1)" "$disk" restart
   fi
@@ -186,9 +183,7 @@ CFG
 pvh)
   # The same guest as PVH (xen-blkfront and hvc_xen over the HVM console ring).
   disk=/dev/disk/by-id/virtio-guest-pvh
-  sed -e 's/^name = "pv1"/name = "pvh1"/' -e 's/^type = "pv"/type = "pvh"/' \
-    -e "s|target=[^\"]*|target=$disk|" /root/pv1.cfg > /root/pvh1.cfg
-  cat /root/pvh1.cfg
+  busybox_guest pvh1 pvh "$disk"
   if check xl-create timeout 900 xl create /root/pvh1.cfg; then
     guest_run "$(xl domid pvh1)" "$disk" no-restart
   fi

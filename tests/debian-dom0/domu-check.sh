@@ -28,16 +28,8 @@ check() {
     fails=$((fails + 1))
   fi
 }
-# wait_for SECONDS CMD...: polls CMD once a second (a hang fails the check, nothing is timed).
-wait_for() {
-  n=$1
-  shift
-  until "$@" > /dev/null 2>&1; do
-    n=$((n - 1))
-    [ "$n" -le 0 ] && return 1
-    sleep 1
-  done
-}
+# wait_for
+. "$D/lib.sh"
 driver_of() { basename "$(readlink "/sys/bus/xen/devices/$1/driver")"; }
 # xvdb_by DRIVER: xvdb is a live disk of DRIVER and /dev/xvdb is its node (not the node
 # of the disk the other driver just removed).

@@ -47,6 +47,7 @@ const BOOT: &str = "package-dom0";
 const DOM0_CHECK: &str = include_str!("../debian-dom0/dom0-check.sh");
 const GUEST_INIT: &str = include_str!("../debian-dom0/guest-init.sh");
 const DOMU_CHECK: &str = include_str!("../debian-dom0/domu-check.sh");
+const CHECK_LIB: &str = include_str!("../debian-dom0/lib.sh");
 /// Where the guests write: 1 MiB and 3 MiB into their disk, 1 MiB each.
 const WRITES: &[(&str, u64)] = &[("p1", 1 << 20), ("p2", 3 << 20)];
 /// The guests' disks, by virtio serial (`/dev/disk/by-id/virtio-SERIAL` in dom0); each
@@ -157,6 +158,7 @@ fn payload(kernel: &HostKernel, dir: &Path) -> Result<PathBuf> {
     }
     fs::write(tree.join("dom0-check.sh"), DOM0_CHECK)?;
     fs::write(tree.join("domu-check.sh"), DOMU_CHECK)?;
+    fs::write(tree.join("lib.sh"), CHECK_LIB)?;
     let g = Initramfs::new(&dir.join("guest-root"))?;
     g.busybox()?;
     g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
