@@ -89,22 +89,8 @@ fn run() -> Result<()> {
         f.set_len(64 << 20)?;
         disks.push((p, *serial));
     }
-    // The Debian domU's root: a copy-on-write overlay of the (never written) image.
-    let domu_root = dir.join("domu-root.qcow2");
-    let _ = fs::remove_file(&domu_root);
-    let st = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(&img.rootfs)
-        .arg(&domu_root)
-        .status()
-        .context("running qemu-img")?;
-    ensure!(
-        st.success(),
-        "qemu-img create of the domU's root failed: {st}"
-    );
     let serial_log = logs.join("serial.log");
-    let mut m =
-        Machine::spawn_command(qemu(&img, &payload, &disks, &domu_root), &serial_log, false)?;
+    let mut m = Machine::spawn_command(qemu(&img, &payload, &disks), &serial_log, false)?;
     note(&format!(
         "QEMU started; console log {}",
         serial_log.display()
@@ -187,7 +173,7 @@ fn payload(kernel: &HostKernel, dir: &Path) -> Result<PathBuf> {
     Ok(img)
 }
 
-fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)], domu_root: &Path) -> Command {
+fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)]) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-M", "q35", "-accel", "tcg"])
         .args(["-cpu", "EPYC,+svm,+npt,-monitor,-smap,-smep"])
@@ -207,13 +193,14 @@ fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)], domu_root: 
             img.initrd.display()
         ));
     // The root image is read-only to this run: QEMU keeps the writes (across dom0's
-    // reboot) in a temporary overlay.
+    // reboot) in a temporary overlay (dom0's and the domU's each their own).
     let mut drives = vec![(img.rootfs.clone(), "rootfs", "raw,snapshot=on")];
     drives.push((payload.to_path_buf(), "payload", "raw,readonly=on"));
     for (p, serial) in guests {
         drives.push((p.clone(), serial, "raw"));
     }
-    drives.push((domu_root.to_path_buf(), "domu-root", "qcow2"));
+    // The Debian domU's root: the same image, its writes in another temporary overlay.
+    drives.push((img.rootfs.clone(), "domu-root", "raw,snapshot=on"));
     for (i, (path, serial, format)) in drives.iter().enumerate() {
         c.arg("-drive").arg(format!(
             "file={},if=none,id=d{i},cache=unsafe,format={format}",
