@@ -26,13 +26,17 @@ use sluice_pciback::vcfg::VirtualConfig;
 use sluice_pciback::{Bdf, ConfigSpace};
 
 mod event;
+mod mmio;
 
 /// Guest BARs may be placed below this (the NPT and the test guests' page tables cover
 /// 64 GiB).
 const MAX_GUEST_GPA: u64 = 1 << 36;
 /// Guest-physical ranges no BAR may cover besides RAM: the IOAPIC, HPET and LAPIC
-/// windows (where the guest expects those), half-open.
-const GUEST_RESERVED: [(u64, u64); 1] = [(0xFEC0_0000, 0xFF00_0000)];
+/// windows (where the guest expects those) and its ECAM window, half-open.
+const GUEST_RESERVED: [(u64, u64); 2] = [
+    (0xFEC0_0000, 0xFF00_0000),
+    (vpci::ECAM_GPA, vpci::ECAM_GPA + vpci::ECAM_SIZE),
+];
 /// Bound on a reset's total delay (ms): pending-transaction and ready waits included.
 const RESET_BUDGET_MS: u32 = 2000;
 
@@ -484,8 +488,17 @@ pub fn check_watched(w: &mut World) -> bool {
     changed == 0
 }
 
-/// Handles config-port I/O for domain `i` (Some) or leaves the exit to the rest.
+/// Handles config-port I/O and ECAM accesses for domain `i` (Some) or leaves the exit
+/// to the rest.
 pub fn exit(w: &mut World, i: usize, exit: &Exit) -> Option<After> {
+    if let &Exit::NestedPageFault {
+        gpa,
+        flags,
+        delivering,
+    } = exit
+    {
+        return mmio::ecam_exit(w, i, gpa, flags, delivering);
+    }
     let &Exit::Io {
         port,
         input,

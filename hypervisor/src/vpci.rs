@@ -17,6 +17,18 @@ pub const MAX_ASSIGN: usize = 8;
 /// The PCI configuration mechanism #1 ports.
 pub const CF8: u16 = 0xCF8;
 pub const CFC: u16 = 0xCFC;
+/// The guest's ECAM window (PCI Express enhanced configuration, segment 0, buses 0-255:
+/// 1 MiB a bus, 4 KiB a function), described by the MCFG of a domain with devices and
+/// reserved in its E820; never mapped, every access trapped and emulated
+/// (crate::emulate) into the same virtual config space as 0xCF8/0xCFC. Where QEMU's q35
+/// puts its own.
+pub const ECAM_GPA: u64 = 0xB000_0000;
+pub const ECAM_SIZE: u64 = 256 << 20;
+
+/// Whether a command line asks for devices (then the domain gets an ECAM window).
+pub fn wants_devices(cmdline: &str) -> bool {
+    parse_assign(cmdline).is_ok_and(|l| !l.is_empty())
+}
 
 /// Why an `assign=` list was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,19 +211,16 @@ impl DomainPci {
                 ((self.cf8 >> 11) & 31) as u8,
                 ((self.cf8 >> 8) & 7) as u8,
             );
-            let target = (self.cf8 & 1 << 31 != 0 && off.is_multiple_of(w.bytes()))
-                .then(|| self.find(bdf))
-                .flatten();
-            match (target, input) {
-                (Some(i), true) => Some(self.functions[i].vcfg.read(dev, off, w)),
-                (Some(i), false) => {
-                    let ev = self.functions[i].vcfg.write(dev, off, w, value & ones);
-                    events.extend(ev.into_iter().map(|e| (i, e)));
-                    None
-                }
-                (None, true) => Some(ones),
-                (None, false) => None,
-            }
+            let enabled = self.cf8 & 1 << 31 != 0;
+            self.config(
+                dev,
+                enabled.then_some(bdf),
+                off,
+                w,
+                input,
+                value,
+                &mut events,
+            )
         } else {
             // 0xCF8 narrower than a dword, 0xCF9 (reset control) ...: nothing here.
             input.then_some(ones)
@@ -220,6 +229,73 @@ impl DomainPci {
             value: read.map(|v| v & ones),
             events,
         }
+    }
+
+    /// One config access of width `w` at `off` of `bdf` (None: nothing addressed): what
+    /// a read gives (all-ones unless the function is assigned here and the offset
+    /// aligned); a write goes to the function's virtual config space.
+    #[allow(clippy::too_many_arguments)]
+    fn config(
+        &mut self,
+        dev: &mut impl ConfigSpace,
+        bdf: Option<Bdf>,
+        off: u16,
+        w: Width,
+        input: bool,
+        value: u32,
+        events: &mut Vec<(usize, Event)>,
+    ) -> Option<u32> {
+        let target = bdf
+            .filter(|_| off.is_multiple_of(w.bytes()))
+            .and_then(|b| self.find(b));
+        match (target, input) {
+            (Some(i), true) => Some(self.functions[i].vcfg.read(dev, off, w)),
+            (Some(i), false) => {
+                let ev = self.functions[i].vcfg.write(dev, off, w, value & w.ones());
+                events.extend(ev.into_iter().map(|e| (i, e)));
+                None
+            }
+            (None, true) => Some(w.ones()),
+            (None, false) => None,
+        }
+    }
+
+    /// An emulated access of `size` bytes at `off` into the ECAM window (`value`: what a
+    /// write stores): bus, device, function and register from the offset, as the
+    /// specification lays them out. 8-byte accesses read all-ones and write nothing
+    /// (config space is 1/2/4-byte), as do unaligned ones and absent functions.
+    pub fn ecam(
+        &mut self,
+        dev: &mut impl ConfigSpace,
+        off: u64,
+        size: u8,
+        input: bool,
+        value: u64,
+    ) -> (u64, Vec<(usize, Event)>) {
+        let mut events = Vec::new();
+        let ones = if size >= 8 {
+            u64::MAX
+        } else {
+            (1 << (size * 8)) - 1
+        };
+        let (Some(w), true) = (Width::from_bytes(size as usize), off < ECAM_SIZE) else {
+            return (ones, events);
+        };
+        let bdf = Bdf::new(
+            (off >> 20) as u8,
+            ((off >> 15) & 31) as u8,
+            ((off >> 12) & 7) as u8,
+        );
+        let read = self.config(
+            dev,
+            Some(bdf),
+            (off & 0xFFF) as u16,
+            w,
+            input,
+            value as u32,
+            &mut events,
+        );
+        (read.map_or(ones, u64::from) & ones, events)
     }
 
     /// Raises guest `vector` on vCPU `vcpu` (a remapped MSI arrived).

@@ -5,10 +5,12 @@
 //! hypervisor/guests/testguest/src/passthrough.rs):
 //!
 //! 1. `pt` (`assign=00:04.0`): finds edu through 0xCF8/0xCFC, sizes and places its BAR,
-//!    DMAs into its own memory (lands), to a GPA it does not own (blocked: VT-d logs the
+//!    reads and writes its config space through the ECAM window of its MCFG (each
+//!    access an emulated MOV/MOVZX), DMAs into its own memory (lands), to a GPA it does not own (blocked: VT-d logs the
 //!    fault naming the domain and the device; the domain runs on), takes the edu MSI at
 //!    its vector exactly once and none after disabling MSI; then lingers.
-//! 2. `dying` (`assign=00:06.0`): a DMA loop, then dies (NPF) with a transfer in flight:
+//! 2. `dying` (`assign=00:06.0`): a DMA loop, then dies with a transfer in flight (an
+//!    instruction in its ECAM window that is not emulated: unhandleable, killed):
 //!    the log must show the function stopped and quarantined before the frames are
 //!    freed, and at the end the hypervisor's check of its poisoned freed frames must find
 //!    none changed.
@@ -67,6 +69,14 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         "(d1) ok pt: the host bridge (not assigned) reads all-ones".into(),
         "(d1) ok pt: edu 1234:11e8 in config space through 0xCF8/0xCFC".into(),
         "(d1) ok pt: edu id 0x010000ed through the mapped BAR".into(),
+        "(d1) ok pt: edu 1234:11e8 through the ECAM window (mov r32, m32)".into(),
+        "(d1) ok pt: device id 0x11e8 through ECAM (movzx r32, m16)".into(),
+        "(d1) ok pt: class byte through ECAM into AL, the rest of RAX kept".into(),
+        "(d1) ok pt: an 8-byte ECAM read gives all-ones".into(),
+        "(d1) ok pt: the host bridge (not assigned) reads all-ones through ECAM".into(),
+        "(d1) ok pt: ECAM writes reach the virtual config space (mov m32, r32 / imm32)".into(),
+        "domain 2 (dying): KILLED: unhandleable MMIO emulation at gpa 0xb0000000 (rip ".into(),
+        "instruction Inc_rm32 not emulated".into(),
         "(d1) ok pt: edu DMA to its own GPA lands in its memory".into(),
         "(d1) ok pt: DMA outside its memory completes at the device (blocked by the IOMMU)".into(),
         "passthrough: d1: 0000:00:04.0: MSI vector 0x41 on vCPU 0 -> remapping entry".into(),

@@ -281,3 +281,73 @@ fn owned_mmio() {
     assert!(!pci.owns_mmio(0xFEA0_0000));
     assert!(!pci.owns_mmio(0xFE8F_F000));
 }
+
+/// The ECAM offset of `bdf`'s register `off`.
+fn ecam(bdf: Bdf, off: u64) -> u64 {
+    u64::from(bdf.bus) << 20 | u64::from(bdf.device) << 15 | u64::from(bdf.function) << 12 | off
+}
+
+fn rd_port(bus: &mut FakeBus, pci: &mut DomainPci, addr: u32) -> u32 {
+    rd(bus, pci, addr, 0xCFC, 4)
+}
+
+#[test]
+fn ecam_window_reaches_the_same_virtual_config_space() {
+    let (mut bus, mut pci) = edu_domain();
+    let rd = |bus: &mut FakeBus, pci: &mut DomainPci, off, size| {
+        let (v, ev) = pci.ecam(bus, off, size, true, 0);
+        assert!(ev.is_empty());
+        v
+    };
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 4), 0x11e8_1234);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 2), 2), 0x11e8);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 1), 1), 0x12);
+    // Misaligned, 8 bytes, 3 bytes, a function not assigned (present on the bus), one
+    // on another bus, past the window: all-ones of the access's width.
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 1), 2), 0xffff);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 8), u64::MAX);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 3), 0xff_ffff);
+    assert_eq!(
+        rd(&mut bus, &mut pci, ecam(Bdf::new(0, 0, 0), 0), 4),
+        0xffff_ffff
+    );
+    assert_eq!(
+        rd(&mut bus, &mut pci, ecam(Bdf::new(1, 4, 0), 0), 4),
+        0xffff_ffff
+    );
+    assert_eq!(rd(&mut bus, &mut pci, vpci::ECAM_SIZE, 4), 0xffff_ffff);
+    // Extended config space of the function (offset >= 256) is its virtual one too:
+    // nothing there on edu.
+    assert_ne!(rd(&mut bus, &mut pci, ecam(EDU, 0x100), 4), 0x11e8_1234);
+    // Nothing but the assigned function's handlers is written.
+    let writes = bus.write_count();
+    for (off, size) in [
+        (ecam(Bdf::new(0, 0, 0), 4), 2),
+        (ecam(EDU, 4), 8),
+        (ecam(EDU, 5), 2),
+    ] {
+        let (_, ev) = pci.ecam(&mut bus, off, size, false, 0x6);
+        assert!(ev.is_empty());
+    }
+    assert_eq!(bus.write_count(), writes, "a write reached a device");
+    // A BAR placed and decode enabled through ECAM: the same event as through the ports,
+    // and the BAR reads back through 0xCF8/0xCFC.
+    pci.ecam(&mut bus, ecam(EDU, 0x10), 4, false, 0xE000_0000);
+    let (_, ev) = pci.ecam(&mut bus, ecam(EDU, 4), 2, false, 0x6);
+    assert!(matches!(
+        ev.as_slice(),
+        [(
+            0,
+            Event::MapBar {
+                index: 0,
+                guest: 0xE000_0000,
+                size: 0x10_0000,
+                ..
+            }
+        )]
+    ));
+    assert_eq!(
+        rd_port(&mut bus, &mut pci, cf8(EDU, 0x10)) & !0xf,
+        0xE000_0000
+    );
+}
