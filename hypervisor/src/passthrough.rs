@@ -299,6 +299,7 @@ fn attach_all(
             vcfg,
             bars: Vec::new(),
             msi: None,
+            msix: Vec::new(),
             slot,
         });
     }
@@ -397,7 +398,12 @@ fn release(d: &mut Domain, prot: &mut Protection, inv: &mut Inventory, fa: &mut 
     let Some(mut pci) = d.pci.take() else { return };
     let mut cfg = ecam();
     for a in pci.functions.iter_mut() {
-        // The guest loses the BARs first, so it cannot restart DMA while this runs.
+        // MSI-X entries masked at the device (through its BAR, so before the BARs go),
+        // their remapping entries and slots freed.
+        while let Some(&(entry, _)) = a.msix.first() {
+            event::msix_mask(a, entry, prot, inv);
+        }
+        // The guest loses the BARs next, so it cannot restart DMA while this runs.
         for b in a.bars.drain(..) {
             d.unmap_mmio(fa, b.guest, b.size / PAGE);
         }
@@ -497,7 +503,7 @@ pub fn exit(w: &mut World, i: usize, exit: &Exit) -> Option<After> {
         delivering,
     } = exit
     {
-        return mmio::ecam_exit(w, i, gpa, flags, delivering);
+        return mmio::mmio_exit(w, i, gpa, flags, delivering);
     }
     let &Exit::Io {
         port,
@@ -555,7 +561,7 @@ pub fn exit(w: &mut World, i: usize, exit: &Exit) -> Option<After> {
             k,
             e,
             w.protection.as_mut(),
-            w.inventory.as_ref(),
+            w.inventory.as_mut(),
             &mut w.fa,
         );
     }
@@ -573,10 +579,11 @@ pub fn pump(w: &mut World) {
         let mut delivered = false;
         for d in w.domains.iter_mut().flatten() {
             let Some(pci) = d.pci.as_mut() else { continue };
-            let route = pci
-                .functions
-                .iter()
-                .find_map(|a| a.msi.filter(|r| r.slot == s));
+            let route = pci.functions.iter().find_map(|a| {
+                a.msi
+                    .filter(|r| r.slot == s)
+                    .or_else(|| a.msix.iter().map(|&(_, r)| r).find(|r| r.slot == s))
+            });
             if let Some(r) = route {
                 pci.raise(r.guest);
                 d.wake(r.guest.vcpu);

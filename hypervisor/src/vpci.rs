@@ -137,7 +137,9 @@ pub struct Assigned {
     pub vcfg: VirtualConfig,
     pub bars: Vec<MappedBar>,
     pub msi: Option<MsiRoute>,
-    /// Its host interrupt slot (one per function), if one was free.
+    /// Unmasked MSI-X entries: (entry, route), each with a host slot of its own.
+    pub msix: Vec<(u16, MsiRoute)>,
+    /// Its host interrupt slot (one per function, for MSI), if one was free.
     pub slot: Option<usize>,
 }
 
@@ -154,6 +156,26 @@ pub struct DomainPci {
     pub injected: u64,
     /// Guest-physical pages whose frame changed since the IOMMU mirrored them.
     pub stale: Vec<u64>,
+}
+
+/// Where in an assigned function's trapped MSI-X pages a guest access falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsixArea {
+    /// Offset into the MSI-X table (emulated: the virtual table).
+    Table(u64),
+    /// Offset into the PBA (reads pass through to the device; writes dropped).
+    Pba(u64),
+    /// Elsewhere in a trapped page (passed through to the device).
+    Other,
+}
+
+/// A guest access at a trapped MSI-X page: function index, area, and the host
+/// address of the same byte in the device's BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsixHit {
+    pub function: usize,
+    pub area: MsixArea,
+    pub host: u64,
 }
 
 /// What a config-port access asks the machine side to do.
@@ -176,6 +198,48 @@ impl DomainPci {
             .iter()
             .flat_map(|f| f.bars.iter())
             .any(|b| hpa >= b.host && hpa - b.host < b.size)
+    }
+
+    /// Whether `[gpa, gpa + size)` lies in a trapped MSI-X page (table or PBA) of a BAR
+    /// the guest has mapped, and where; an access that is not wholly inside one such
+    /// page is None (unhandleable for the caller).
+    pub fn msix_hit(&self, gpa: u64, size: u64) -> Option<MsixHit> {
+        let end = gpa.checked_add(size)?;
+        for (k, f) in self.functions.iter().enumerate() {
+            let Some(m) = f.vcfg.msix() else { continue };
+            for b in &f.bars {
+                if gpa < b.guest || end > b.guest + b.size {
+                    continue;
+                }
+                let off = gpa - b.guest;
+                let page = off & !0xFFF;
+                let trapped = f
+                    .vcfg
+                    .trapped()
+                    .iter()
+                    .any(|t| t.bar == b.index && page >= t.start && page < t.end);
+                if !trapped || (end - 1 - b.guest) & !0xFFF != page {
+                    continue;
+                }
+                let inside = |bir: u8, start: u32, len: u64| {
+                    (bir == b.index && off >= u64::from(start) && off - u64::from(start) < len)
+                        .then(|| off - u64::from(start))
+                };
+                let area = if let Some(o) = inside(m.table_bir, m.table_off, m.table_len()) {
+                    MsixArea::Table(o)
+                } else if let Some(o) = inside(m.pba_bir, m.pba_off, m.pba_len()) {
+                    MsixArea::Pba(o)
+                } else {
+                    MsixArea::Other
+                };
+                return Some(MsixHit {
+                    function: k,
+                    area,
+                    host: b.host + off,
+                });
+            }
+        }
+        None
     }
 
     /// An IN or OUT of `size` bytes at `port` (0xCF8..=0xCFF); `value` is what an OUT

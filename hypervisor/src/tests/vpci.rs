@@ -104,6 +104,7 @@ fn edu_domain() -> (FakeBus, DomainPci) {
         vcfg: VirtualConfig::new(&f, &[(0, 8 << 20)], &[(0xFEC0_0000, 0xFF00_0000)], 1 << 36),
         bars: Vec::new(),
         msi: None,
+        msix: Vec::new(),
         slot: Some(0),
     });
     (bus, pci)
@@ -350,4 +351,94 @@ fn ecam_window_reaches_the_same_virtual_config_space() {
         rd_port(&mut bus, &mut pci, cf8(EDU, 0x10)) & !0xf,
         0xE000_0000
     );
+}
+
+#[test]
+fn msix_pages_are_found_by_guest_address_and_nothing_else_is() {
+    use crate::vpci::{MappedBar, MsixArea, MsixHit};
+    let nic = Bdf::new(0, 2, 0);
+    let mut bus = FakeBus::new(vec![qemu::e1000e(nic), qemu::edu(EDU)]);
+    let mut pci = DomainPci::default();
+    for (bdf, bars) in [
+        // e1000e: BAR0 registers, BAR3 the MSI-X table (0) and PBA (0x2000), 16 KiB.
+        (
+            nic,
+            vec![
+                (0u8, 0xE000_0000u64, 0xFEB0_0000u64, 128u64 << 10),
+                (3, 0xE010_0000, 0xFEB8_0000, 16 << 10),
+            ],
+        ),
+        (EDU, vec![(0, 0xE020_0000, 0xFEC0_0000, 1 << 20)]),
+    ] {
+        let f = inventory::describe(&mut bus, bdf, None);
+        pci.functions.push(Assigned {
+            host: bdf,
+            unit: 0,
+            vcfg: VirtualConfig::new(&f, &[(0, 8 << 20)], &[], 1 << 36),
+            bars: bars
+                .into_iter()
+                .map(|(index, guest, host, size)| MappedBar {
+                    index,
+                    guest,
+                    host,
+                    size,
+                })
+                .collect(),
+            msi: None,
+            msix: Vec::new(),
+            slot: None,
+        });
+    }
+    let m = pci.functions[0].vcfg.msix().expect("e1000e has MSI-X");
+    assert_eq!(
+        (m.entries, m.table_bir, m.table_off, m.pba_bir, m.pba_off),
+        (5, 3, 0, 3, 0x2000)
+    );
+    let hit = |area, host| {
+        Some(MsixHit {
+            function: 0,
+            area,
+            host,
+        })
+    };
+    let bar3 = 0xE010_0000;
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x1C, 4),
+        hit(MsixArea::Table(0x1C), 0xFEB8_001C)
+    );
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x40, 8),
+        hit(MsixArea::Table(0x40), 0xFEB8_0040)
+    );
+    // Past the 5 entries, still in the table's page: the device's.
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x50, 4),
+        hit(MsixArea::Other, 0xFEB8_0050)
+    );
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x2000, 8),
+        hit(MsixArea::Pba(0), 0xFEB8_2000)
+    );
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x2008, 4),
+        hit(MsixArea::Other, 0xFEB8_2008)
+    );
+    // Not trapped (mapped pages), across a page end, outside any BAR, a BAR without
+    // MSI-X (BAR0, edu), address overflow: none.
+    for (gpa, size) in [
+        (bar3 + 0x1000, 4),
+        (bar3 + 0x3000, 4),
+        (bar3 + 0xFFC, 8),
+        (bar3 + 0x1FFE, 4),
+        (bar3 + 0x4000, 4),
+        (bar3 - 4, 4),
+        (0xE000_0000, 4),
+        (0xE020_0000, 4),
+        (u64::MAX - 2, 8),
+    ] {
+        assert_eq!(pci.msix_hit(gpa, size), None, "{gpa:#x}+{size}");
+    }
+    // Unmapped (the guest moved or disabled the BAR): nothing trapped there any more.
+    pci.functions[0].bars.retain(|b| b.index != 3);
+    assert_eq!(pci.msix_hit(bar3 + 0x1C, 4), None);
 }

@@ -62,19 +62,19 @@ fn addr(bdf: (u8, u8, u8), off: u16) -> u32 {
         | u32::from(bdf.2) << 8
         | u32::from(off & 0xfc)
 }
-fn cfg_read32(bdf: (u8, u8, u8), off: u16) -> u32 {
+pub(crate) fn cfg_read32(bdf: (u8, u8, u8), off: u16) -> u32 {
     outl(0xCF8, addr(bdf, off));
     inl(0xCFC)
 }
-fn cfg_write32(bdf: (u8, u8, u8), off: u16, v: u32) {
+pub(crate) fn cfg_write32(bdf: (u8, u8, u8), off: u16, v: u32) {
     outl(0xCF8, addr(bdf, off));
     outl(0xCFC, v);
 }
-fn cfg_read16(bdf: (u8, u8, u8), off: u16) -> u16 {
+pub(crate) fn cfg_read16(bdf: (u8, u8, u8), off: u16) -> u16 {
     outl(0xCF8, addr(bdf, off));
     inw(0xCFC + (off & 2))
 }
-fn cfg_write16(bdf: (u8, u8, u8), off: u16, v: u16) {
+pub(crate) fn cfg_write16(bdf: (u8, u8, u8), off: u16, v: u16) {
     outl(0xCF8, addr(bdf, off));
     outw(0xCFC + (off & 2), v);
 }
@@ -83,11 +83,11 @@ fn cfg_read8(bdf: (u8, u8, u8), off: u16) -> u8 {
     inb(0xCFC + (off & 3))
 }
 
-fn mmio_read32(pa: u64) -> u32 {
+pub(crate) fn mmio_read32(pa: u64) -> u32 {
     // SAFETY: the device's BAR, mapped by the hypervisor where this guest placed it.
     unsafe { core::ptr::read_volatile(pa as *const u32) }
 }
-fn mmio_write32(pa: u64, v: u32) {
+pub(crate) fn mmio_write32(pa: u64, v: u32) {
     // SAFETY: as in `mmio_read32`.
     unsafe { core::ptr::write_volatile(pa as *mut u32, v) }
 }
@@ -165,7 +165,7 @@ fn ecam(c: &mut Checks, bdf: (u8, u8, u8)) {
     );
 }
 
-fn yield_cpu() {
+pub(crate) fn yield_cpu() {
     hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
 }
 
@@ -203,7 +203,7 @@ fn dma(bar: u64, src: u64, dst: u64, to_ram: bool) -> bool {
     true
 }
 
-static MSIS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static MSIS: AtomicU64 = AtomicU64::new(0);
 
 core::arch::global_asm!(
     r#"
@@ -223,7 +223,7 @@ extern "C" {
 
 static mut IDT: [u64; 512] = [0; 512];
 
-fn install_msi_handler() {
+pub(crate) fn install_msi_handler() {
     let idt = core::ptr::addr_of!(IDT) as u64;
     let h = tg_pt_msi as *const () as u64;
     let lo = (h & 0xFFFF) | (0x08 << 16) | (0x8E << 40) | ((h >> 16) & 0xFFFF) << 48;
@@ -412,7 +412,7 @@ pub fn edu(c: &mut Checks, cmdline: &str) {
     }
 }
 
-fn find_cap(bdf: (u8, u8, u8), id: u8) -> Option<u16> {
+pub(crate) fn find_cap(bdf: (u8, u8, u8), id: u8) -> Option<u16> {
     if cfg_read16(bdf, 6) & 0x10 == 0 {
         return None;
     }
