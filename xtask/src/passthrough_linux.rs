@@ -4,7 +4,10 @@
 //! on `-netdev user,restrict=on` (nothing leaves QEMU): the stock e1000e module binds
 //! through the domain's ECAM window (MCFG), takes MSI-X vectors (remapped), gets a DHCP
 //! lease from QEMU, and the host sends it 16 MiB over a `hostfwd` port on 127.0.0.1;
-//! the guest's sha256 of what it received must be the host's.
+//! the guest's sha256 of what it received must be the host's. QEMU's `nvme` is assigned
+//! too (`00:08.0`): the stock nvme driver binds with MSI-X, 8 MiB of random bytes are
+//! written to the namespace and read back after the page cache is dropped; the sha256s
+//! of what was written, what was read and the disk image's first 8 MiB must agree.
 
 use crate::util::root;
 use anyhow::{bail, Context, Result};
@@ -41,6 +44,21 @@ wait
 s=$(cat /sum)
 k "@@SHA ${s%% *}"
 k "@@IRQ $(grep eth0 /proc/interrupts | tr -s ' ' | tr '\n' ';')"
+# nvme: 8 MiB of random bytes written to the namespace, read back after the page cache
+# is dropped; the host compares the disk image too.
+i=0
+while [ ! -b /dev/nvme0n1 ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+[ -b /dev/nvme0n1 ] || { k "@@NVME-MISSING"; poweroff -f; }
+k "@@NVME $(cat /sys/block/nvme0n1/size 2>/dev/null) sectors"
+dd if=/dev/urandom of=/w bs=1M count=8 2>/dev/null
+w=$(sha256sum /w)
+dd if=/w of=/dev/nvme0n1 bs=1M 2>/dev/null
+sync
+echo 3 > /proc/sys/vm/drop_caches
+r=$(dd if=/dev/nvme0n1 bs=1M count=8 2>/dev/null | sha256sum)
+k "@@NVME-WROTE ${w%% *}"
+k "@@NVME-READ ${r%% *}"
+k "@@NVMEIRQ $(grep nvme /proc/interrupts | tr -s ' ' | tr '\n' ';')"
 poweroff -f
 "#;
 
@@ -58,7 +76,7 @@ fn initramfs(kernel: &HostKernel) -> Result<std::path::PathBuf> {
     ir.bytes("/init", INIT.as_bytes(), 0o755)?;
     ir.bytes("/udhcpc.sh", UDHCPC.as_bytes(), 0o755)?;
     for (i, m) in kernel
-        .modules_in_load_order(&["e1000e"])?
+        .modules_in_load_order(&["e1000e", "nvme"])?
         .iter()
         .enumerate()
     {
@@ -127,9 +145,12 @@ pub fn run_suite() -> Result<()> {
     let initrd = initramfs(&kernel)?;
     let (payload, want) = payload()?;
     let port = free_port()?;
+    let disk = run_dir("passthrough-linux").join("nvme.img");
+    std::fs::write(&disk, vec![0u8; 32 << 20])?;
+    let drive = format!("file={},if=none,id=nv0,format=raw", disk.display());
     // 128 MiB: the VT-d unit's table pool maps up to ~200 MiB of domain RAM (4 KiB pages).
     let modules = format!(
-        "{} name=linux memory=128 vcpus=2 assign=00:07.0 earlyprintk=xen console=hvc0 loglevel=7,{} initrd",
+        "{} name=linux memory=128 vcpus=2 assign=00:07.0,,00:08.0 earlyprintk=xen console=hvc0 loglevel=7,{} initrd",
         vmlinux.display(),
         initrd.display()
     );
@@ -141,6 +162,12 @@ pub fn run_suite() -> Result<()> {
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .args(["-device", "intel-iommu,intremap=on"])
         .args(["-netdev", &netdev, "-device", "e1000e,netdev=n0,addr=7"])
+        .args([
+            "-drive",
+            &drive,
+            "-device",
+            "nvme,serial=sluice-nvme,drive=nv0,addr=8",
+        ])
         .arg("-kernel")
         .arg(&hv)
         .args(["-initrd", &modules])
@@ -194,6 +221,25 @@ pub fn run_suite() -> Result<()> {
     let status = child.wait()?;
     std::fs::write(run_dir("passthrough-linux").join("serial.log"), &log)?;
     let sha_line = format!("] @@SHA {want}");
+    // The namespace: what the guest wrote (its sha256) is what it read back after the
+    // page cache was dropped, and what the disk image holds.
+    let hash_after = |tag: &str| {
+        log.lines()
+            .find_map(|l| l.split_once(tag).map(|(_, h)| h.trim().to_string()))
+            .filter(|h| h.len() == 64)
+    };
+    let wrote = hash_after("] @@NVME-WROTE ");
+    let read = hash_after("] @@NVME-READ ");
+    let image = {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("head -c 8388608 {} | sha256sum", disk.display()))
+            .output()?;
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
     let needles = [
         "passthrough: d1 (linux): assigned 0000:00:07.0 (8086:10d3)",
         "PCI: MMCONFIG at [mem 0xb0000000-0xbfffffff] reserved in E820",
@@ -205,6 +251,10 @@ pub fn run_suite() -> Result<()> {
         "inet 10.0.2.15/24 scope global eth0",
         &sha_line,
         "PCI-MSI 114688-edge eth0-rx-0",
+        "passthrough: d1 (linux): assigned 0000:00:08.0 (1b36:0010)",
+        "passthrough: d1: 0000:00:08.0: MSI-X entry 0 vector ",
+        "] @@NVME 65536 sectors",
+        "nvme0q0",
         "domain 1 (linux): shut down, reason 0",
         "0 changed since they were freed (no DMA after death)",
         "memory: 0 frames held by domains after all ended (all returned)",
@@ -227,6 +277,11 @@ pub fn run_suite() -> Result<()> {
     {
         problems.push(format!("log: {l}"));
     }
+    if wrote.is_none() || wrote != read || wrote != image {
+        problems.push(format!(
+            "nvme: wrote {wrote:?}, read back {read:?}, disk image {image:?}"
+        ));
+    }
     if status.code() != Some(crate::hypervisor::PASS_STATUS) {
         problems.push(format!("exit status {status}"));
     }
@@ -241,7 +296,7 @@ pub fn run_suite() -> Result<()> {
         bail!("passthrough-linux: {}", problems.join("; "));
     }
     eprintln!(
-        "  stock Linux e1000e on Sluice: MSI-X, DHCP, {} MiB sent in {:.1} s, sha256 {want} matches (suite {:.0} s)",
+        "  stock Linux on Sluice: e1000e (MSI-X, DHCP, {} MiB sent in {:.1} s, sha256 {want} matches), nvme (MSI-X, 8 MiB written, read back, on the disk image) (suite {:.0} s)",
         SEND_BYTES >> 20,
         sent.map_or(0.0, |d| d.as_secs_f64()),
         t0.elapsed().as_secs_f64()

@@ -125,7 +125,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "passthrough-linux",
-        about: "stock Debian 6.1 PVH domain with an assigned e1000e (intel-iommu): driver binds with MSI-X, DHCP, 16 MiB from the host, sha256",
+        about: "stock Debian 6.1 PVH domain with an assigned e1000e and nvme (intel-iommu): drivers bind with MSI-X, DHCP + 16 MiB from the host, 8 MiB on the namespace, sha256s",
         run: crate::passthrough_linux::run_suite,
     },
     Suite {
