@@ -2,6 +2,7 @@
 //! into it, its vCPUs, and their teardown.
 
 use crate::addr::{Gpa, Hpa};
+use alloc::vec::Vec;
 
 mod memory;
 mod mmio;
@@ -98,6 +99,8 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub name: [u8; 32],
     pub name_len: usize,
     pub mem_bytes: u64,
+    /// It asked for devices (`assign=`): an ECAM window in its ACPI and E820.
+    pub ecam: bool,
     npt_root: Hpa,
     /// Its vCPUs (`nr_vcpus` of them exist).
     pub vcpus: [Vcpu<B::Vcpu>; MAX_VCPUS],
@@ -256,6 +259,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             name: nm,
             name_len: n,
             mem_bytes,
+            ecam: crate::vpci::wants_devices(cmdline),
             npt_root,
             vcpus: [const { Vcpu::none() }; MAX_VCPUS],
             nr_vcpus: 1,
@@ -380,12 +384,18 @@ impl<B: VirtBackend + Clone> Domain<B> {
         Ok(())
     }
 
-    /// The domain's E820 map, as in its start info.
-    pub fn e820(&self) -> [(u64, u64, u32); 2] {
-        [
+    /// The domain's E820 map, as in its start info: its RAM, and for a domain with
+    /// devices its ECAM window reserved (Linux takes an MCFG window only where the
+    /// firmware reserved it).
+    pub fn e820(&self) -> Vec<(u64, u64, u32)> {
+        let mut map = alloc::vec![
             (0x4000, 0xA_0000 - 0x4000, 1),
             (0x10_0000, self.mem_bytes - 0x10_0000, 1),
-        ]
+        ];
+        if self.ecam {
+            map.push((crate::vpci::ECAM_GPA, crate::vpci::ECAM_SIZE, 2));
+        }
+        map
     }
 
     pub fn name(&self) -> &str {
@@ -414,20 +424,16 @@ impl<B: VirtBackend + Clone> Domain<B> {
             Some(range) => Some(self.load_initrd(range, image_end)?),
             None => None,
         };
-        let memmap = [
-            HvmMemmapTableEntry {
-                addr: 0x4000,
-                size: 0xA_0000 - 0x4000,
-                map_type: 1,
+        let memmap: Vec<HvmMemmapTableEntry> = self
+            .e820()
+            .into_iter()
+            .map(|(addr, size, map_type)| HvmMemmapTableEntry {
+                addr,
+                size,
+                map_type,
                 reserved: 0,
-            },
-            HvmMemmapTableEntry {
-                addr: 0x10_0000,
-                size: self.mem_bytes - 0x10_0000,
-                map_type: 1,
-                reserved: 0,
-            },
-        ];
+            })
+            .collect();
         let info = HvmStartInfo {
             magic: sluice_abi::start_info::XEN_HVM_START_MAGIC_VALUE,
             version: 1,
@@ -449,7 +455,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
         load(
             self,
             ACPI_GPA,
-            &crate::guest_acpi::build(ACPI_GPA.0, self.nr_vcpus),
+            &crate::guest_acpi::build(ACPI_GPA.0, self.nr_vcpus, self.ecam),
         )?;
         if let Some(m) = module {
             load(self, MODLIST_GPA, m.as_bytes())?;

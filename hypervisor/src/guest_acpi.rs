@@ -4,7 +4,9 @@
 //! [`SLEEP_CONTROL_PORT`], whose S5 write (SLP_TYP 7, as Xen's `\_S5`, with SLP_EN)
 //! powers the domain off, see crate::hvm), FACS, a DSDT with `\_S5` and one processor
 //! device (`ACPI0007`) per vCPU, and a MADT with a local APIC per vCPU (APIC id 2 x the
-//! vCPU id, as Xen) and no I/O APIC (flags 0: no 8259 either).
+//! vCPU id, as Xen) and no I/O APIC (flags 0: no 8259 either); for a domain with
+//! assigned devices, an MCFG with its ECAM window (segment 0, buses 0-255 at
+//! `vpci::ECAM_GPA`).
 //!
 //! [`build`] lays them out in one block for guest-physical `base`, every checksum set.
 
@@ -17,6 +19,10 @@ const FADT_OFF: usize = 0x100;
 const FACS_OFF: usize = 0x240;
 const DSDT_OFF: usize = 0x280;
 const MADT_OFF: usize = 0x600;
+const MCFG_OFF: usize = 0x780;
+const MCFG_LEN: usize = HEADER_LEN + 8 + 16;
+// The MADT of 32 vCPUs ends before the MCFG, which ends inside the block.
+const _: () = assert!(MADT_OFF + 44 + 8 * 32 <= MCFG_OFF && MCFG_OFF + MCFG_LEN <= SIZE);
 /// The block's size (a page).
 pub const SIZE: usize = 0x1000;
 
@@ -93,7 +99,7 @@ fn dsdt_aml(vcpus: usize) -> Vec<u8> {
 }
 
 /// The tables for a domain of `vcpus` (1..=32) vCPUs, placed at guest-physical `base`.
-pub fn build(base: u64, vcpus: usize) -> Vec<u8> {
+pub fn build(base: u64, vcpus: usize, ecam: bool) -> Vec<u8> {
     let vcpus = vcpus.clamp(1, 32);
     let mut t = alloc::vec![0u8; SIZE];
     let at = |off: usize| base + off as u64;
@@ -143,10 +149,22 @@ pub fn build(base: u64, vcpus: usize) -> Vec<u8> {
     }
     seal(&mut t, MADT_OFF);
 
-    let xsdt_len = HEADER_LEN + 16;
+    if ecam {
+        // MCFG: 8 reserved bytes, then one allocation: base, segment, start and end bus.
+        header(&mut t, MCFG_OFF, b"MCFG", MCFG_LEN, 1);
+        let e = MCFG_OFF + HEADER_LEN + 8;
+        put(&mut t, e, &crate::vpci::ECAM_GPA.to_le_bytes());
+        t[e + 10] = 0;
+        t[e + 11] = ((crate::vpci::ECAM_SIZE >> 20) - 1) as u8;
+        seal(&mut t, MCFG_OFF);
+    }
+    let xsdt_len = HEADER_LEN + 16 + if ecam { 8 } else { 0 };
     header(&mut t, XSDT_OFF, b"XSDT", xsdt_len, 1);
     put(&mut t, XSDT_OFF + 36, &at(FADT_OFF).to_le_bytes());
     put(&mut t, XSDT_OFF + 44, &at(MADT_OFF).to_le_bytes());
+    if ecam {
+        put(&mut t, XSDT_OFF + 52, &at(MCFG_OFF).to_le_bytes());
+    }
     seal(&mut t, XSDT_OFF);
 
     put(&mut t, RSDP_OFF, b"RSD PTR ");
@@ -186,7 +204,7 @@ mod tests {
     fn tables_chain_from_the_rsdp_with_valid_checksums() {
         let base = 0xE_0000;
         for vcpus in [1, 2, 4] {
-            let t = build(base, vcpus);
+            let t = build(base, vcpus, false);
             assert_eq!(&t[..8], b"RSD PTR ");
             assert!(sums_to_zero(&t[..20]) && sums_to_zero(&t[..36]));
             assert_eq!(t[15], 2);
@@ -226,5 +244,22 @@ mod tests {
                 assert_eq!(u32_at(&t, e + 4), 1);
             }
         }
+    }
+
+    #[test]
+    fn a_domain_with_devices_gets_an_mcfg_with_its_ecam_window() {
+        let base = 0xE_0000;
+        let t = build(base, 4, true);
+        let (x, xlen) = table(&t, base, u64_at(&t, 24), b"XSDT");
+        assert_eq!(xlen, 36 + 24);
+        let (m, mlen) = table(&t, base, u64_at(&t, x + 52), b"MCFG");
+        assert_eq!(mlen, 60);
+        assert_eq!(u64_at(&t, m + 44), crate::vpci::ECAM_GPA);
+        // Segment 0, buses 0..=255.
+        assert_eq!(&t[m + 52..m + 56], &[0, 0, 0, 255]);
+        // The other tables are where they were, and none overlaps it.
+        table(&t, base, u64_at(&t, x + 44), b"APIC");
+        let (_, no) = table(&build(base, 4, false), base, u64_at(&t, 24), b"XSDT");
+        assert_eq!(no, 36 + 16);
     }
 }

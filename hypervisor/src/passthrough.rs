@@ -26,13 +26,17 @@ use sluice_pciback::vcfg::VirtualConfig;
 use sluice_pciback::{Bdf, ConfigSpace};
 
 mod event;
+mod mmio;
 
 /// Guest BARs may be placed below this (the NPT and the test guests' page tables cover
 /// 64 GiB).
 const MAX_GUEST_GPA: u64 = 1 << 36;
 /// Guest-physical ranges no BAR may cover besides RAM: the IOAPIC, HPET and LAPIC
-/// windows (where the guest expects those), half-open.
-const GUEST_RESERVED: [(u64, u64); 1] = [(0xFEC0_0000, 0xFF00_0000)];
+/// windows (where the guest expects those) and its ECAM window, half-open.
+const GUEST_RESERVED: [(u64, u64); 2] = [
+    (0xFEC0_0000, 0xFF00_0000),
+    (vpci::ECAM_GPA, vpci::ECAM_GPA + vpci::ECAM_SIZE),
+];
 /// Bound on a reset's total delay (ms): pending-transaction and ready waits included.
 const RESET_BUDGET_MS: u32 = 2000;
 
@@ -295,6 +299,7 @@ fn attach_all(
             vcfg,
             bars: Vec::new(),
             msi: None,
+            msix: Vec::new(),
             slot,
         });
     }
@@ -393,7 +398,12 @@ fn release(d: &mut Domain, prot: &mut Protection, inv: &mut Inventory, fa: &mut 
     let Some(mut pci) = d.pci.take() else { return };
     let mut cfg = ecam();
     for a in pci.functions.iter_mut() {
-        // The guest loses the BARs first, so it cannot restart DMA while this runs.
+        // MSI-X entries masked at the device (through its BAR, so before the BARs go),
+        // their remapping entries and slots freed.
+        while let Some(&(entry, _)) = a.msix.first() {
+            event::msix_mask(a, entry, prot, inv);
+        }
+        // The guest loses the BARs next, so it cannot restart DMA while this runs.
         for b in a.bars.drain(..) {
             d.unmap_mmio(fa, b.guest, b.size / PAGE);
         }
@@ -484,8 +494,17 @@ pub fn check_watched(w: &mut World) -> bool {
     changed == 0
 }
 
-/// Handles config-port I/O for domain `i` (Some) or leaves the exit to the rest.
+/// Handles config-port I/O and ECAM accesses for domain `i` (Some) or leaves the exit
+/// to the rest.
 pub fn exit(w: &mut World, i: usize, exit: &Exit) -> Option<After> {
+    if let &Exit::NestedPageFault {
+        gpa,
+        flags,
+        delivering,
+    } = exit
+    {
+        return mmio::mmio_exit(w, i, gpa, flags, delivering);
+    }
     let &Exit::Io {
         port,
         input,
@@ -542,7 +561,7 @@ pub fn exit(w: &mut World, i: usize, exit: &Exit) -> Option<After> {
             k,
             e,
             w.protection.as_mut(),
-            w.inventory.as_ref(),
+            w.inventory.as_mut(),
             &mut w.fa,
         );
     }
@@ -560,10 +579,11 @@ pub fn pump(w: &mut World) {
         let mut delivered = false;
         for d in w.domains.iter_mut().flatten() {
             let Some(pci) = d.pci.as_mut() else { continue };
-            let route = pci
-                .functions
-                .iter()
-                .find_map(|a| a.msi.filter(|r| r.slot == s));
+            let route = pci.functions.iter().find_map(|a| {
+                a.msi
+                    .filter(|r| r.slot == s)
+                    .or_else(|| a.msix.iter().map(|&(_, r)| r).find(|r| r.slot == s))
+            });
             if let Some(r) = route {
                 pci.raise(r.guest);
                 d.wake(r.guest.vcpu);

@@ -528,7 +528,7 @@ fn handle_exit(
             d.preemptions += 1;
             After::Yield
         }
-        Exit::NestedPageFault { gpa, flags } => kill(
+        Exit::NestedPageFault { gpa, flags, .. } => kill(
             d,
             format_args!(
                 "nested page fault at gpa {:#x} (flags {:#x}, rip {:#x}): {}",

@@ -47,6 +47,9 @@ pub enum Exit {
     NestedPageFault {
         gpa: u64,
         flags: u64,
+        /// An event (interrupt, exception) was being delivered: the fault is not the
+        /// instruction at RIP's.
+        delivering: bool,
     },
     /// An intercepted exception (#DB, #AC), to reflect into the guest.
     Exception {
@@ -81,7 +84,11 @@ pub trait VcpuState {
     fn set_rax(&mut self, v: u64);
     fn rip(&self) -> u64;
     fn set_rip(&mut self, v: u64);
+    fn rsp(&self) -> u64;
     fn set_rsp(&mut self, v: u64);
+    /// Whether it runs 64-bit code (EFER.LMA and CS.L), the only mode whose
+    /// instructions the MMIO emulation decodes.
+    fn code64(&self) -> bool;
     fn cr0(&self) -> u64;
     fn cr3(&self) -> u64;
     fn long_mode(&self) -> bool;

@@ -17,6 +17,18 @@ pub const MAX_ASSIGN: usize = 8;
 /// The PCI configuration mechanism #1 ports.
 pub const CF8: u16 = 0xCF8;
 pub const CFC: u16 = 0xCFC;
+/// The guest's ECAM window (PCI Express enhanced configuration, segment 0, buses 0-255:
+/// 1 MiB a bus, 4 KiB a function), described by the MCFG of a domain with devices and
+/// reserved in its E820; never mapped, every access trapped and emulated
+/// (crate::emulate) into the same virtual config space as 0xCF8/0xCFC. Where QEMU's q35
+/// puts its own.
+pub const ECAM_GPA: u64 = 0xB000_0000;
+pub const ECAM_SIZE: u64 = 256 << 20;
+
+/// Whether a command line asks for devices (then the domain gets an ECAM window).
+pub fn wants_devices(cmdline: &str) -> bool {
+    parse_assign(cmdline).is_ok_and(|l| !l.is_empty())
+}
 
 /// Why an `assign=` list was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +137,9 @@ pub struct Assigned {
     pub vcfg: VirtualConfig,
     pub bars: Vec<MappedBar>,
     pub msi: Option<MsiRoute>,
-    /// Its host interrupt slot (one per function), if one was free.
+    /// Unmasked MSI-X entries: (entry, route), each with a host slot of its own.
+    pub msix: Vec<(u16, MsiRoute)>,
+    /// Its host interrupt slot (one per function, for MSI), if one was free.
     pub slot: Option<usize>,
 }
 
@@ -142,6 +156,26 @@ pub struct DomainPci {
     pub injected: u64,
     /// Guest-physical pages whose frame changed since the IOMMU mirrored them.
     pub stale: Vec<u64>,
+}
+
+/// Where in an assigned function's trapped MSI-X pages a guest access falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsixArea {
+    /// Offset into the MSI-X table (emulated: the virtual table).
+    Table(u64),
+    /// Offset into the PBA (reads pass through to the device; writes dropped).
+    Pba(u64),
+    /// Elsewhere in a trapped page (passed through to the device).
+    Other,
+}
+
+/// A guest access at a trapped MSI-X page: function index, area, and the host
+/// address of the same byte in the device's BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsixHit {
+    pub function: usize,
+    pub area: MsixArea,
+    pub host: u64,
 }
 
 /// What a config-port access asks the machine side to do.
@@ -164,6 +198,48 @@ impl DomainPci {
             .iter()
             .flat_map(|f| f.bars.iter())
             .any(|b| hpa >= b.host && hpa - b.host < b.size)
+    }
+
+    /// Whether `[gpa, gpa + size)` lies in a trapped MSI-X page (table or PBA) of a BAR
+    /// the guest has mapped, and where; an access that is not wholly inside one such
+    /// page is None (unhandleable for the caller).
+    pub fn msix_hit(&self, gpa: u64, size: u64) -> Option<MsixHit> {
+        let end = gpa.checked_add(size)?;
+        for (k, f) in self.functions.iter().enumerate() {
+            let Some(m) = f.vcfg.msix() else { continue };
+            for b in &f.bars {
+                if gpa < b.guest || end > b.guest + b.size {
+                    continue;
+                }
+                let off = gpa - b.guest;
+                let page = off & !0xFFF;
+                let trapped = f
+                    .vcfg
+                    .trapped()
+                    .iter()
+                    .any(|t| t.bar == b.index && page >= t.start && page < t.end);
+                if !trapped || (end - 1 - b.guest) & !0xFFF != page {
+                    continue;
+                }
+                let inside = |bir: u8, start: u32, len: u64| {
+                    (bir == b.index && off >= u64::from(start) && off - u64::from(start) < len)
+                        .then(|| off - u64::from(start))
+                };
+                let area = if let Some(o) = inside(m.table_bir, m.table_off, m.table_len()) {
+                    MsixArea::Table(o)
+                } else if let Some(o) = inside(m.pba_bir, m.pba_off, m.pba_len()) {
+                    MsixArea::Pba(o)
+                } else {
+                    MsixArea::Other
+                };
+                return Some(MsixHit {
+                    function: k,
+                    area,
+                    host: b.host + off,
+                });
+            }
+        }
+        None
     }
 
     /// An IN or OUT of `size` bytes at `port` (0xCF8..=0xCFF); `value` is what an OUT
@@ -199,19 +275,16 @@ impl DomainPci {
                 ((self.cf8 >> 11) & 31) as u8,
                 ((self.cf8 >> 8) & 7) as u8,
             );
-            let target = (self.cf8 & 1 << 31 != 0 && off.is_multiple_of(w.bytes()))
-                .then(|| self.find(bdf))
-                .flatten();
-            match (target, input) {
-                (Some(i), true) => Some(self.functions[i].vcfg.read(dev, off, w)),
-                (Some(i), false) => {
-                    let ev = self.functions[i].vcfg.write(dev, off, w, value & ones);
-                    events.extend(ev.into_iter().map(|e| (i, e)));
-                    None
-                }
-                (None, true) => Some(ones),
-                (None, false) => None,
-            }
+            let enabled = self.cf8 & 1 << 31 != 0;
+            self.config(
+                dev,
+                enabled.then_some(bdf),
+                off,
+                w,
+                input,
+                value,
+                &mut events,
+            )
         } else {
             // 0xCF8 narrower than a dword, 0xCF9 (reset control) ...: nothing here.
             input.then_some(ones)
@@ -220,6 +293,73 @@ impl DomainPci {
             value: read.map(|v| v & ones),
             events,
         }
+    }
+
+    /// One config access of width `w` at `off` of `bdf` (None: nothing addressed): what
+    /// a read gives (all-ones unless the function is assigned here and the offset
+    /// aligned); a write goes to the function's virtual config space.
+    #[allow(clippy::too_many_arguments)]
+    fn config(
+        &mut self,
+        dev: &mut impl ConfigSpace,
+        bdf: Option<Bdf>,
+        off: u16,
+        w: Width,
+        input: bool,
+        value: u32,
+        events: &mut Vec<(usize, Event)>,
+    ) -> Option<u32> {
+        let target = bdf
+            .filter(|_| off.is_multiple_of(w.bytes()))
+            .and_then(|b| self.find(b));
+        match (target, input) {
+            (Some(i), true) => Some(self.functions[i].vcfg.read(dev, off, w)),
+            (Some(i), false) => {
+                let ev = self.functions[i].vcfg.write(dev, off, w, value & w.ones());
+                events.extend(ev.into_iter().map(|e| (i, e)));
+                None
+            }
+            (None, true) => Some(w.ones()),
+            (None, false) => None,
+        }
+    }
+
+    /// An emulated access of `size` bytes at `off` into the ECAM window (`value`: what a
+    /// write stores): bus, device, function and register from the offset, as the
+    /// specification lays them out. 8-byte accesses read all-ones and write nothing
+    /// (config space is 1/2/4-byte), as do unaligned ones and absent functions.
+    pub fn ecam(
+        &mut self,
+        dev: &mut impl ConfigSpace,
+        off: u64,
+        size: u8,
+        input: bool,
+        value: u64,
+    ) -> (u64, Vec<(usize, Event)>) {
+        let mut events = Vec::new();
+        let ones = if size >= 8 {
+            u64::MAX
+        } else {
+            (1 << (size * 8)) - 1
+        };
+        let (Some(w), true) = (Width::from_bytes(size as usize), off < ECAM_SIZE) else {
+            return (ones, events);
+        };
+        let bdf = Bdf::new(
+            (off >> 20) as u8,
+            ((off >> 15) & 31) as u8,
+            ((off >> 12) & 7) as u8,
+        );
+        let read = self.config(
+            dev,
+            Some(bdf),
+            (off & 0xFFF) as u16,
+            w,
+            input,
+            value as u32,
+            &mut events,
+        );
+        (read.map_or(ones, u64::from) & ones, events)
     }
 
     /// Raises guest `vector` on vCPU `vcpu` (a remapped MSI arrived).

@@ -17,6 +17,7 @@ mod iommu;
 mod linux_modules;
 mod package;
 mod passthrough;
+mod passthrough_linux;
 mod setup;
 mod suites;
 mod util;

@@ -5,10 +5,12 @@
 //! hypervisor/guests/testguest/src/passthrough.rs):
 //!
 //! 1. `pt` (`assign=00:04.0`): finds edu through 0xCF8/0xCFC, sizes and places its BAR,
-//!    DMAs into its own memory (lands), to a GPA it does not own (blocked: VT-d logs the
+//!    reads and writes its config space through the ECAM window of its MCFG (each
+//!    access an emulated MOV/MOVZX), DMAs into its own memory (lands), to a GPA it does not own (blocked: VT-d logs the
 //!    fault naming the domain and the device; the domain runs on), takes the edu MSI at
 //!    its vector exactly once and none after disabling MSI; then lingers.
-//! 2. `dying` (`assign=00:06.0`): a DMA loop, then dies (NPF) with a transfer in flight:
+//! 2. `dying` (`assign=00:06.0`): a DMA loop, then dies with a transfer in flight (an
+//!    instruction in its ECAM window that is not emulated: unhandleable, killed):
 //!    the log must show the function stopped and quarantined before the frames are
 //!    freed, and at the end the hypervisor's check of its poisoned freed frames must find
 //!    none changed.
@@ -19,6 +21,10 @@
 //!    never run. (A comma inside one `-initrd` module is written `,,`: QEMU's escape.)
 //! 8. `pair` (`assign=00:05.0,00:05.1`, the whole group): both BARs placed at one guest
 //!    address: the second is refused; moved beside the first, each reaches its function.
+//! 9. `msix` (`assign=00:07.0`, an e1000e): MSI-X through the trapped table: a masked
+//!    entry leaves the device's message pending (the PBA, read through), unmasking
+//!    programs a remapping entry and the device's entry (the message arrives once),
+//!    masking again stops it; a destination that is none of its vCPUs is refused.
 
 use crate::hypervisor::{boot, build, log_problems, missing};
 use anyhow::{bail, Result};
@@ -44,7 +50,8 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
          {g} name=grp role=abi assign=00:05.0,\
          {g} name=dup role=abi assign=00:04.0,\
          {g} name=bad role=abi assign=00:04.0,,zz,\
-         {g} name=pair role=pt-pair assign=00:05.0,,00:05.1"
+         {g} name=pair role=pt-pair assign=00:05.0,,00:05.1,\
+         {g} name=msix role=pt-msix assign=00:07.0"
     );
     let e4 = format!("{EDU},addr=4");
     let e50 = format!("{EDU},addr=5.0,multifunction=on");
@@ -54,8 +61,22 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         hv,
         &modules,
         &[
-            "-device", iommu, "-device", &e4, "-device", &e50, "-device", &e51, "-device", &e6,
-            "-smp", "2",
+            "-device",
+            iommu,
+            "-device",
+            &e4,
+            "-device",
+            &e50,
+            "-device",
+            &e51,
+            "-device",
+            &e6,
+            "-netdev",
+            "user,id=ptnic,restrict=on",
+            "-device",
+            "e1000e,netdev=ptnic,addr=7",
+            "-smp",
+            "2",
         ],
         "",
     )?;
@@ -67,6 +88,14 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         "(d1) ok pt: the host bridge (not assigned) reads all-ones".into(),
         "(d1) ok pt: edu 1234:11e8 in config space through 0xCF8/0xCFC".into(),
         "(d1) ok pt: edu id 0x010000ed through the mapped BAR".into(),
+        "(d1) ok pt: edu 1234:11e8 through the ECAM window (mov r32, m32)".into(),
+        "(d1) ok pt: device id 0x11e8 through ECAM (movzx r32, m16)".into(),
+        "(d1) ok pt: class byte through ECAM into AL, the rest of RAX kept".into(),
+        "(d1) ok pt: an 8-byte ECAM read gives all-ones".into(),
+        "(d1) ok pt: the host bridge (not assigned) reads all-ones through ECAM".into(),
+        "(d1) ok pt: ECAM writes reach the virtual config space (mov m32, r32 / imm32)".into(),
+        "domain 2 (dying): KILLED: unhandleable MMIO emulation at gpa 0xb0000000 (rip ".into(),
+        "instruction Inc_rm32 not emulated".into(),
         "(d1) ok pt: edu DMA to its own GPA lands in its memory".into(),
         "(d1) ok pt: DMA outside its memory completes at the device (blocked by the IOMMU)".into(),
         "passthrough: d1: 0000:00:04.0: MSI vector 0x41 on vCPU 0 -> remapping entry".into(),
@@ -93,6 +122,15 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         "(d8) ok pt-pair: the first BAR maps".into(),
         "(d8) ok pt-pair: each BAR reaches its own function".into(),
         "(d8) GUEST PASS".into(),
+        "passthrough: d9: 0000:00:07.0: MSI-X entry 1 refused: destination is none of the domain's vCPUs".into(),
+        "(d9) ok pt-msix: e1000e 8086:10d3 visible".into(),
+        "(d9) ok pt-msix: the virtual table keeps the guest's entry (masked)".into(),
+        "(d9) ok pt-msix: masked: no interrupt, the PBA (read from the device) shows vector 0".into(),
+        "passthrough: d9: 0000:00:07.0: MSI-X entry 0 vector 0x41 on vCPU 0 -> remapping entry".into(),
+        "(d9) ok pt-msix: unmasked: the MSI-X message arrives at vector 0x41 exactly once".into(),
+        "passthrough: d9: 0000:00:07.0: MSI-X entry 0 masked".into(),
+        "(d9) ok pt-msix: masked again: no interrupt, pending in the PBA".into(),
+        "(d9) GUEST PASS".into(),
         "iommu: 0 IOMMU domains and".into(),
         "0 bad frees: all returned)".into(),
         "memory: 0 frames held by domains after all ended (all returned)".into(),
@@ -140,7 +178,7 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         bail!("passthrough suite, {iommu}: {}", problems.join("; "));
     }
     eprintln!(
-        "  -device {iommu}: edu assigned, DMA in and out of its memory, MSI once, snoop killed, 4 refusals, DMA stopped at death ({:.1} s)",
+        "  -device {iommu}: edu assigned, config through ECAM, DMA in and out of its memory, MSI once, e1000e MSI-X once, snoop killed, 4 refusals, DMA stopped at death ({:.1} s)",
         t0.elapsed().as_secs_f64()
     );
     Ok(())

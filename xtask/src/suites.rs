@@ -124,6 +124,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::passthrough::run_suite,
     },
     Suite {
+        name: "passthrough-linux",
+        about: "stock Debian 6.1 PVH domain with an assigned e1000e and nvme (intel-iommu): drivers bind with MSI-X, DHCP + 16 MiB from the host, 8 MiB on the namespace, sha256s",
+        run: crate::passthrough_linux::run_suite,
+    },
+    Suite {
         name: "bench-smoke-host",
         about: "ring, iommu and engines benches once each (debug, one round): they still start",
         run: crate::bench::smoke_host,

@@ -34,7 +34,7 @@ hv_spurious:
     .global hv_device_irq_stubs
 hv_device_irq_stubs:
     .set slot, 0
-    .rept 8
+    .rept 24
     .balign 32
     pushq %rax
     lock incl DEVICE_IRQS + 4 * slot(%rip)
@@ -57,7 +57,7 @@ extern "C" {
 /// The host vectors of assigned devices' remapped MSIs: `DEVICE_VECTOR + slot` for the
 /// `DEVICE_SLOTS` interrupt slots.
 pub const DEVICE_VECTOR: u8 = 0x30;
-pub const DEVICE_SLOTS: usize = 8;
+pub const DEVICE_SLOTS: usize = 24;
 /// Interrupts taken per slot since the last [`take_device_irqs`] (written by the stubs).
 #[no_mangle]
 static DEVICE_IRQS: [core::sync::atomic::AtomicU32; DEVICE_SLOTS] =

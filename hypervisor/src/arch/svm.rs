@@ -461,6 +461,7 @@ impl VirtBackend for Svm {
             EXIT_NPF => Exit::NestedPageFault {
                 gpa: info2,
                 flags: info1,
+                delivering: intinfo & (1 << 31) != 0,
             },
             0xFFFF_FFFF | 0xFFFF_FFFF_FFFF_FFFF => Exit::Invalid,
             c => Exit::Other(c),
@@ -484,8 +485,17 @@ impl VcpuState for SvmVcpu {
     fn set_rip(&mut self, v: u64) {
         w64(self.vmcb, S_RIP, v)
     }
+    fn rsp(&self) -> u64 {
+        r64(self.vmcb, S_RSP)
+    }
     fn set_rsp(&mut self, v: u64) {
         w64(self.vmcb, S_RSP, v)
+    }
+    fn code64(&self) -> bool {
+        // EFER.LMA (bit 10) and CS.L (bit 9 of the VMCB's packed attributes).
+        let mut attr = [0u8; 2];
+        phys::read(self.vmcb + S_CS as u64 + 2, &mut attr);
+        r64(self.vmcb, S_EFER) & (1 << 10) != 0 && u16::from_le_bytes(attr) & (1 << 9) != 0
     }
     fn cr0(&self) -> u64 {
         r64(self.vmcb, S_CR0)

@@ -77,7 +77,10 @@ impl<B: VirtBackend + Clone> Domain<B> {
     }
 
     /// Translates a guest-virtual address through the guest's own page tables (paging
-    /// off, or 4-level long-mode paging with 2 MiB / 1 GiB pages).
+    /// off, or 4-level long-mode paging with 2 MiB / 1 GiB pages). Every table entry is
+    /// read through the guest-memory API (its RAM only); a non-canonical address, 5-level
+    /// paging (CR4.LA57), a table entry not present or one with the size bit where it is
+    /// reserved (PML4) give EFAULT.
     pub fn gva_to_gpa(&self, gva: u64) -> Result<Gpa, XenErrno> {
         let Some(v) = self.vcpus[self.cur].slot.as_ref() else {
             return Err(XenErrno::Efault);
@@ -85,8 +88,9 @@ impl<B: VirtBackend + Clone> Domain<B> {
         if v.cr0() & (1 << 31) == 0 {
             return Ok(Gpa(gva & 0xFFFF_FFFF));
         }
-        if !v.long_mode() {
-            // 32-bit and PAE guest paging are not supported by the guest ABI here.
+        // 32-bit and PAE guest paging are not supported by the guest ABI here, nor
+        // 5-level paging (LA57 is not offered).
+        if !v.long_mode() || v.cr4() & (1 << 12) != 0 || ((gva as i64) << 16 >> 16) as u64 != gva {
             return Err(XenErrno::Efault);
         }
         let mut table = v.cr3() & ADDR_MASK;
@@ -94,10 +98,10 @@ impl<B: VirtBackend + Clone> Domain<B> {
             let mut b = [0u8; 8];
             self.read_gpa(Gpa(table + ((gva >> (12 + 9 * level)) & 0x1FF) * 8), &mut b)?;
             let e = u64::from_le_bytes(b);
-            if e & 1 == 0 {
+            if e & 1 == 0 || (level == 3 && e & 0x80 != 0) {
                 return Err(XenErrno::Efault);
             }
-            if level > 0 && level < 3 && e & 0x80 != 0 {
+            if level > 0 && e & 0x80 != 0 {
                 let size_mask = (1u64 << (12 + 9 * level)) - 1;
                 return Ok(Gpa((e & ADDR_MASK & !size_mask) | (gva & size_mask)));
             }

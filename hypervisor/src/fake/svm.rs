@@ -30,6 +30,8 @@ pub struct SvmVcpu {
     pub cr0: u64,
     pub cr3: u64,
     pub long_mode: bool,
+    /// Long mode, but CS.L clear (compatibility mode).
+    pub compat: bool,
     pub cpl: u8,
     pub cr4: u64,
     pub tsc_aux: u32,
@@ -88,8 +90,14 @@ impl VcpuState for SvmVcpu {
     fn set_rip(&mut self, v: u64) {
         self.rip = v;
     }
+    fn rsp(&self) -> u64 {
+        self.rsp
+    }
     fn set_rsp(&mut self, v: u64) {
         self.rsp = v;
+    }
+    fn code64(&self) -> bool {
+        self.long_mode && !self.compat
     }
     fn cr0(&self) -> u64 {
         self.cr0

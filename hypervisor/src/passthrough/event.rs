@@ -2,12 +2,12 @@
 //! out of) its nested page table, MSIs checked and routed through interrupt remapping.
 
 use super::{ecam, Inventory};
-use crate::arch::lapic;
+use crate::arch::{lapic, phys};
 use crate::domain::Domain;
 use crate::iommu::Protection;
 use crate::log;
 use crate::mm::{FrameAllocator, PAGE};
-use crate::vpci::{self, DomainPci, MappedBar, MsiRoute};
+use crate::vpci::{self, Assigned, DomainPci, MappedBar, MsiRoute};
 use alloc::vec::Vec;
 use sluice_pciback::inventory::BarKind;
 use sluice_pciback::vcfg::Event;
@@ -19,7 +19,7 @@ pub(super) fn event(
     k: usize,
     e: Event,
     prot: Option<&mut Protection>,
-    inv: Option<&Inventory>,
+    inv: Option<&mut Inventory>,
     fa: &mut FrameAllocator,
 ) {
     let (id, nr_vcpus) = (d.id, d.nr_vcpus);
@@ -188,11 +188,96 @@ pub(super) fn event(
                 log!("passthrough: d{}: {}: MSI off", id, a.host);
             }
         }
-        Event::MsixUnmask { entry, .. } | Event::MsixMask { entry } => log!(
-            "passthrough: d{}: {}: MSI-X entry {}: not done (stays masked)",
+        Event::MsixUnmask { entry, addr, data } => {
+            let (Some(prot), Some(inv)) = (prot, inv) else { return };
+            msix_unmask(a, id, nr_vcpus, entry, addr, data, prot, inv);
+        }
+        Event::MsixMask { entry } => {
+            let (Some(prot), Some(inv)) = (prot, inv) else { return };
+            msix_mask(a, entry, prot, inv);
+            log!("passthrough: d{}: {}: MSI-X entry {} masked", id, a.host, entry);
+        }
+    }
+}
+
+/// The host address of MSI-X table entry `entry` of `a` (its BAR mapped in the guest).
+fn msix_entry_host(a: &Assigned, entry: u16) -> Option<u64> {
+    let m = a.vcfg.msix()?;
+    let b = a.bars.iter().find(|b| b.index == m.table_bir)?;
+    Some(b.host + u64::from(m.table_off) + 16 * u64::from(entry))
+}
+
+/// The guest unmasked MSI-X entry `entry` with `addr`/`data`: checked as an MSI, given
+/// a host slot and an interrupt-remapping entry, whose message is written to the
+/// device's table entry, which is unmasked last. Refused: it stays masked.
+#[allow(clippy::too_many_arguments)]
+fn msix_unmask(
+    a: &mut Assigned,
+    id: u16,
+    nr_vcpus: usize,
+    entry: u16,
+    addr: u64,
+    data: u32,
+    prot: &mut Protection,
+    inv: &mut Inventory,
+) {
+    msix_mask(a, entry, prot, inv);
+    let refuse = |why: &str| {
+        log!(
+            "passthrough: d{}: {}: MSI-X entry {} refused: {}",
             id,
             a.host,
-            entry
-        ),
+            entry,
+            why
+        )
+    };
+    if !prot.interrupt_remapping(a.unit) {
+        return refuse("the IOMMU does not remap interrupts");
+    }
+    let guest = match vpci::guest_msi(addr, data, nr_vcpus) {
+        Ok(g) => g,
+        Err(why) => return refuse(why),
+    };
+    let Some(at) = msix_entry_host(a, entry) else {
+        return refuse("its table's BAR is not mapped");
+    };
+    let Some(slot) = inv.slots.iter().position(|s| !s) else {
+        return refuse("no host vector free");
+    };
+    let vector = lapic::DEVICE_VECTOR + slot as u8;
+    match prot.map_msi(a.unit, a.host, vector, inv.bsp_apic) {
+        Ok((irte, msg)) => {
+            inv.slots[slot] = true;
+            phys::mmio_write_u32(at, msg.address as u32);
+            phys::mmio_write_u32(at + 4, (msg.address >> 32) as u32);
+            phys::mmio_write_u32(at + 8, msg.data);
+            phys::mmio_write_u32(at + 12, 0);
+            a.msix.push((entry, MsiRoute { irte, slot, guest }));
+            log!(
+                "passthrough: d{}: {}: MSI-X entry {} vector {:#x} on vCPU {} -> remapping entry {} (host vector {:#x})",
+                id,
+                a.host,
+                entry,
+                guest.vector,
+                guest.vcpu,
+                irte,
+                vector
+            );
+        }
+        Err(e) => refuse(&alloc::format!("IOMMU: {e}")),
+    }
+}
+
+/// Masks MSI-X entry `entry` at the device, then removes its remapping entry and frees
+/// its host slot (an interrupt counted there meanwhile is dropped).
+pub(super) fn msix_mask(a: &mut Assigned, entry: u16, prot: &mut Protection, inv: &mut Inventory) {
+    if let Some(at) = msix_entry_host(a, entry) {
+        phys::mmio_write_u32(at + 12, 1);
+    }
+    if let Some(p) = a.msix.iter().position(|(e, _)| *e == entry) {
+        let (_, r) = a.msix.remove(p);
+        let _ = prot.unmap_msi(a.unit, a.host, r.irte);
+        inv.slots[r.slot] = false;
+        lapic::take_device_irqs(r.slot);
     }
 }

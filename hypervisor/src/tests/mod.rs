@@ -3,6 +3,8 @@
 //! and drives the same code the hypervisor runs, guest arguments in guest memory.
 
 #[cfg(test)]
+mod emulate;
+#[cfg(test)]
 mod grant;
 #[cfg(test)]
 mod hvm;

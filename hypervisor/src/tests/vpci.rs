@@ -104,6 +104,7 @@ fn edu_domain() -> (FakeBus, DomainPci) {
         vcfg: VirtualConfig::new(&f, &[(0, 8 << 20)], &[(0xFEC0_0000, 0xFF00_0000)], 1 << 36),
         bars: Vec::new(),
         msi: None,
+        msix: Vec::new(),
         slot: Some(0),
     });
     (bus, pci)
@@ -280,4 +281,164 @@ fn owned_mmio() {
     assert!(pci.owns_mmio(0xFE9F_F000));
     assert!(!pci.owns_mmio(0xFEA0_0000));
     assert!(!pci.owns_mmio(0xFE8F_F000));
+}
+
+/// The ECAM offset of `bdf`'s register `off`.
+fn ecam(bdf: Bdf, off: u64) -> u64 {
+    u64::from(bdf.bus) << 20 | u64::from(bdf.device) << 15 | u64::from(bdf.function) << 12 | off
+}
+
+fn rd_port(bus: &mut FakeBus, pci: &mut DomainPci, addr: u32) -> u32 {
+    rd(bus, pci, addr, 0xCFC, 4)
+}
+
+#[test]
+fn ecam_window_reaches_the_same_virtual_config_space() {
+    let (mut bus, mut pci) = edu_domain();
+    let rd = |bus: &mut FakeBus, pci: &mut DomainPci, off, size| {
+        let (v, ev) = pci.ecam(bus, off, size, true, 0);
+        assert!(ev.is_empty());
+        v
+    };
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 4), 0x11e8_1234);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 2), 2), 0x11e8);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 1), 1), 0x12);
+    // Misaligned, 8 bytes, 3 bytes, a function not assigned (present on the bus), one
+    // on another bus, past the window: all-ones of the access's width.
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 1), 2), 0xffff);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 8), u64::MAX);
+    assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 3), 0xff_ffff);
+    assert_eq!(
+        rd(&mut bus, &mut pci, ecam(Bdf::new(0, 0, 0), 0), 4),
+        0xffff_ffff
+    );
+    assert_eq!(
+        rd(&mut bus, &mut pci, ecam(Bdf::new(1, 4, 0), 0), 4),
+        0xffff_ffff
+    );
+    assert_eq!(rd(&mut bus, &mut pci, vpci::ECAM_SIZE, 4), 0xffff_ffff);
+    // Extended config space of the function (offset >= 256) is its virtual one too:
+    // nothing there on edu.
+    assert_ne!(rd(&mut bus, &mut pci, ecam(EDU, 0x100), 4), 0x11e8_1234);
+    // Nothing but the assigned function's handlers is written.
+    let writes = bus.write_count();
+    for (off, size) in [
+        (ecam(Bdf::new(0, 0, 0), 4), 2),
+        (ecam(EDU, 4), 8),
+        (ecam(EDU, 5), 2),
+    ] {
+        let (_, ev) = pci.ecam(&mut bus, off, size, false, 0x6);
+        assert!(ev.is_empty());
+    }
+    assert_eq!(bus.write_count(), writes, "a write reached a device");
+    // A BAR placed and decode enabled through ECAM: the same event as through the ports,
+    // and the BAR reads back through 0xCF8/0xCFC.
+    pci.ecam(&mut bus, ecam(EDU, 0x10), 4, false, 0xE000_0000);
+    let (_, ev) = pci.ecam(&mut bus, ecam(EDU, 4), 2, false, 0x6);
+    assert!(matches!(
+        ev.as_slice(),
+        [(
+            0,
+            Event::MapBar {
+                index: 0,
+                guest: 0xE000_0000,
+                size: 0x10_0000,
+                ..
+            }
+        )]
+    ));
+    assert_eq!(
+        rd_port(&mut bus, &mut pci, cf8(EDU, 0x10)) & !0xf,
+        0xE000_0000
+    );
+}
+
+#[test]
+fn msix_pages_are_found_by_guest_address_and_nothing_else_is() {
+    use crate::vpci::{MappedBar, MsixArea, MsixHit};
+    let nic = Bdf::new(0, 2, 0);
+    let mut bus = FakeBus::new(vec![qemu::e1000e(nic), qemu::edu(EDU)]);
+    let mut pci = DomainPci::default();
+    for (bdf, bars) in [
+        // e1000e: BAR0 registers, BAR3 the MSI-X table (0) and PBA (0x2000), 16 KiB.
+        (
+            nic,
+            vec![
+                (0u8, 0xE000_0000u64, 0xFEB0_0000u64, 128u64 << 10),
+                (3, 0xE010_0000, 0xFEB8_0000, 16 << 10),
+            ],
+        ),
+        (EDU, vec![(0, 0xE020_0000, 0xFEC0_0000, 1 << 20)]),
+    ] {
+        let f = inventory::describe(&mut bus, bdf, None);
+        pci.functions.push(Assigned {
+            host: bdf,
+            unit: 0,
+            vcfg: VirtualConfig::new(&f, &[(0, 8 << 20)], &[], 1 << 36),
+            bars: bars
+                .into_iter()
+                .map(|(index, guest, host, size)| MappedBar {
+                    index,
+                    guest,
+                    host,
+                    size,
+                })
+                .collect(),
+            msi: None,
+            msix: Vec::new(),
+            slot: None,
+        });
+    }
+    let m = pci.functions[0].vcfg.msix().expect("e1000e has MSI-X");
+    assert_eq!(
+        (m.entries, m.table_bir, m.table_off, m.pba_bir, m.pba_off),
+        (5, 3, 0, 3, 0x2000)
+    );
+    let hit = |area, host| {
+        Some(MsixHit {
+            function: 0,
+            area,
+            host,
+        })
+    };
+    let bar3 = 0xE010_0000;
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x1C, 4),
+        hit(MsixArea::Table(0x1C), 0xFEB8_001C)
+    );
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x40, 8),
+        hit(MsixArea::Table(0x40), 0xFEB8_0040)
+    );
+    // Past the 5 entries, still in the table's page: the device's.
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x50, 4),
+        hit(MsixArea::Other, 0xFEB8_0050)
+    );
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x2000, 8),
+        hit(MsixArea::Pba(0), 0xFEB8_2000)
+    );
+    assert_eq!(
+        pci.msix_hit(bar3 + 0x2008, 4),
+        hit(MsixArea::Other, 0xFEB8_2008)
+    );
+    // Not trapped (mapped pages), across a page end, outside any BAR, a BAR without
+    // MSI-X (BAR0, edu), address overflow: none.
+    for (gpa, size) in [
+        (bar3 + 0x1000, 4),
+        (bar3 + 0x3000, 4),
+        (bar3 + 0xFFC, 8),
+        (bar3 + 0x1FFE, 4),
+        (bar3 + 0x4000, 4),
+        (bar3 - 4, 4),
+        (0xE000_0000, 4),
+        (0xE020_0000, 4),
+        (u64::MAX - 2, 8),
+    ] {
+        assert_eq!(pci.msix_hit(gpa, size), None, "{gpa:#x}+{size}");
+    }
+    // Unmapped (the guest moved or disabled the BAR): nothing trapped there any more.
+    pci.functions[0].bars.retain(|b| b.index != 3);
+    assert_eq!(pci.msix_hit(bar3 + 0x1C, 4), None);
 }

@@ -3,6 +3,11 @@
 use super::*;
 
 impl VirtualConfig {
+    /// The function's MSI-X capability (where its table and PBA are), if it has one.
+    pub fn msix(&self) -> Option<Msix> {
+        self.msix
+    }
+
     /// The pages of BARs that are trapped, never mapped: the MSI-X table and PBA.
     pub fn trapped(&self) -> Vec<Trapped> {
         let Some(m) = self.msix else {

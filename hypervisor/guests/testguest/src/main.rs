@@ -10,6 +10,7 @@ mod boot;
 mod hostile_cpu;
 mod hostile_mem;
 mod passthrough;
+mod pt_msix;
 mod stale_tlb;
 mod xen;
 
@@ -100,6 +101,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "pt-snoop" => passthrough::snoop(&mut c, cmdline),
         "pt-dying" => passthrough::dying(&mut c, cmdline),
         "pt-pair" => passthrough::pair(&mut c),
+        "pt-msix" => pt_msix::msix(&mut c),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();

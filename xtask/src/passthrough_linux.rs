@@ -1,0 +1,305 @@
+//! `cargo xtask test --suite passthrough-linux`: the stock Debian 6.1 kernel (as in
+//! `hypervisor-linux`) as a PVH domain of the Sluice hypervisor under
+//! `-device intel-iommu,intremap=on`, with QEMU's `e1000e` assigned (`assign=00:07.0`)
+//! on `-netdev user,restrict=on` (nothing leaves QEMU): the stock e1000e module binds
+//! through the domain's ECAM window (MCFG), takes MSI-X vectors (remapped), gets a DHCP
+//! lease from QEMU, and the host sends it 16 MiB over a `hostfwd` port on 127.0.0.1;
+//! the guest's sha256 of what it received must be the host's. QEMU's `nvme` is assigned
+//! too (`00:08.0`): the stock nvme driver binds with MSI-X, 8 MiB of random bytes are
+//! written to the namespace and read back after the page cache is dropped; the sha256s
+//! of what was written, what was read and the disk image's first 8 MiB must agree.
+
+use crate::util::root;
+use anyhow::{bail, Context, Result};
+use sluice_testbed::initramfs::Initramfs;
+use sluice_testbed::kernel::HostKernel;
+use sluice_testbed::paths::{kernel_cache_dir, run_dir};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The longest the boot may run (a bound on the suite's time, not an assertion).
+const BOOT_LIMIT: Duration = Duration::from_secs(400);
+/// What the host sends.
+const SEND_BYTES: usize = 16 << 20;
+/// The guest's listening port (behind hostfwd).
+const GUEST_PORT: u16 = 5555;
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+k() { echo "$*" > /dev/kmsg; }
+k "@@PCI $(ls /sys/bus/pci/devices)"
+for m in /lib/modules/*.ko; do insmod $m; done
+ip link set lo up
+ip link set eth0 up
+udhcpc -i eth0 -q -t 20 -s /udhcpc.sh 2>&1 | while read l; do k "@@DHCP $l"; done
+k "@@ADDR $(ip -4 addr show eth0 | grep inet)"
+(nc -l -p 5555 | sha256sum > /sum) &
+sleep 1
+k "@@LISTENING"
+wait
+s=$(cat /sum)
+k "@@SHA ${s%% *}"
+k "@@IRQ $(grep eth0 /proc/interrupts | tr -s ' ' | tr '\n' ';')"
+# nvme: 8 MiB of random bytes written to the namespace, read back after the page cache
+# is dropped; the host compares the disk image too.
+i=0
+while [ ! -b /dev/nvme0n1 ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+[ -b /dev/nvme0n1 ] || { k "@@NVME-MISSING"; poweroff -f; }
+k "@@NVME $(cat /sys/block/nvme0n1/size 2>/dev/null) sectors"
+dd if=/dev/urandom of=/w bs=1M count=8 2>/dev/null
+w=$(sha256sum /w)
+dd if=/w of=/dev/nvme0n1 bs=1M 2>/dev/null
+sync
+echo 3 > /proc/sys/vm/drop_caches
+r=$(dd if=/dev/nvme0n1 bs=1M count=8 2>/dev/null | sha256sum)
+k "@@NVME-WROTE ${w%% *}"
+k "@@NVME-READ ${r%% *}"
+k "@@NVMEIRQ $(grep nvme /proc/interrupts | tr -s ' ' | tr '\n' ';')"
+poweroff -f
+"#;
+
+const UDHCPC: &str = r#"#!/bin/busybox sh
+if [ "$1" = bound ]; then
+  ip addr add $ip/${mask:-24} dev $interface
+  [ -n "$router" ] && ip route add default via ${router%% *}
+fi
+"#;
+
+fn initramfs(kernel: &HostKernel) -> Result<std::path::PathBuf> {
+    let dir = run_dir("passthrough-linux");
+    let ir = Initramfs::new(&dir.join("staging"))?;
+    ir.busybox()?;
+    ir.bytes("/init", INIT.as_bytes(), 0o755)?;
+    ir.bytes("/udhcpc.sh", UDHCPC.as_bytes(), 0o755)?;
+    for (i, m) in kernel
+        .modules_in_load_order(&["e1000e", "nvme"])?
+        .iter()
+        .enumerate()
+    {
+        let name = m.file_name().context("module name")?.to_string_lossy();
+        ir.file(m, &format!("/lib/modules/{i:02}-{name}"))?;
+    }
+    let out = dir.join("initramfs.cpio");
+    ir.pack(&out)?;
+    Ok(out)
+}
+
+/// 16 MiB of xorshift bytes in the run directory, and their sha256 (`sha256sum`).
+fn payload() -> Result<(std::path::PathBuf, String)> {
+    let path = run_dir("passthrough-linux").join("payload.bin");
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut data = Vec::with_capacity(SEND_BYTES);
+    while data.len() < SEND_BYTES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&path, &data)?;
+    let o = Command::new("sha256sum").arg(&path).output()?;
+    let sum = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .context("sha256sum output")?
+        .to_string();
+    Ok((path, sum))
+}
+
+/// Sends the payload to the guest's port through hostfwd; a connection the guest
+/// refused (reset before any byte was taken: nc not listening yet) is retried, up to
+/// 30 times a second apart. Returns the time the successful send took.
+fn send(port: u16, payload: &std::path::Path) -> Result<Duration> {
+    let mut last = None;
+    for _ in 0..30 {
+        let ts = Instant::now();
+        let r = (|| -> std::io::Result<()> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            std::io::copy(&mut std::fs::File::open(payload)?, &mut s)?;
+            s.flush()?;
+            s.shutdown(std::net::Shutdown::Write)
+        })();
+        match r {
+            Ok(()) => return Ok(ts.elapsed()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    bail!("cannot send to the guest: {last:?}")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub fn run_suite() -> Result<()> {
+    let t0 = Instant::now();
+    let (hv, _) = crate::hypervisor::build()?;
+    let kernel = HostKernel::discover()?;
+    let vmlinux = kernel.vmlinux(&kernel_cache_dir())?;
+    let initrd = initramfs(&kernel)?;
+    let (payload, want) = payload()?;
+    let port = free_port()?;
+    let disk = run_dir("passthrough-linux").join("nvme.img");
+    std::fs::write(&disk, vec![0u8; 32 << 20])?;
+    let drive = format!("file={},if=none,id=nv0,format=raw", disk.display());
+    // 128 MiB: the VT-d unit's table pool maps up to ~200 MiB of domain RAM (4 KiB pages).
+    let modules = format!(
+        "{} name=linux memory=128 vcpus=2 assign=00:07.0,,00:08.0 earlyprintk=xen console=hvc0 loglevel=7,{} initrd",
+        vmlinux.display(),
+        initrd.display()
+    );
+    let netdev = format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}");
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
+        .args(["-m", "1024", "-smp", "2"])
+        .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(["-device", "intel-iommu,intremap=on"])
+        .args(["-netdev", &netdev, "-device", "e1000e,netdev=n0,addr=7"])
+        .args([
+            "-drive",
+            &drive,
+            "-device",
+            "nvme,serial=sluice-nvme,drive=nv0,addr=8",
+        ])
+        .arg("-kernel")
+        .arg(&hv)
+        .args(["-initrd", &modules])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .current_dir(root())
+        .spawn()
+        .context("cannot run qemu-system-x86_64")?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(|l| l.ok()) {
+            if tx
+                .send(String::from_utf8_lossy(&line).replace('\r', ""))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let mut sent = None;
+    loop {
+        let left = BOOT_LIMIT.saturating_sub(t0.elapsed());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        if line.contains("] @@LISTENING") && sent.is_none() {
+            let ts = Instant::now();
+            sent = Some(send(port, &payload)?);
+            eprintln!(
+                "  sent {} MiB in {:.1} s",
+                SEND_BYTES >> 20,
+                ts.elapsed().as_secs_f64()
+            );
+        }
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("Kernel panic") {
+            break;
+        }
+    }
+    // QEMU ends by itself once every domain has (isa-debug-exit); else it is stopped.
+    if child.try_wait()?.is_none() && rx.recv_timeout(Duration::from_secs(5)).is_ok() {
+        log.push_str("(more output after the boot limit)\n");
+    }
+    if child.try_wait()?.is_none() {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    std::fs::write(run_dir("passthrough-linux").join("serial.log"), &log)?;
+    let sha_line = format!("] @@SHA {want}");
+    // The namespace: what the guest wrote (its sha256) is what it read back after the
+    // page cache was dropped, and what the disk image holds.
+    let hash_after = |tag: &str| {
+        log.lines()
+            .find_map(|l| l.split_once(tag).map(|(_, h)| h.trim().to_string()))
+            .filter(|h| h.len() == 64)
+    };
+    let wrote = hash_after("] @@NVME-WROTE ");
+    let read = hash_after("] @@NVME-READ ");
+    let image = {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("head -c 8388608 {} | sha256sum", disk.display()))
+            .output()?;
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
+    let needles = [
+        "passthrough: d1 (linux): assigned 0000:00:07.0 (8086:10d3)",
+        "PCI: MMCONFIG at [mem 0xb0000000-0xbfffffff] reserved in E820",
+        "pci 0000:00:07.0: [8086:10d3] type 00 class 0x020000",
+        "e1000e 0000:00:07.0 eth0: Intel(R) PRO/1000 Network Connection",
+        "passthrough: d1: 0000:00:07.0: MSI-X entry 0 vector ",
+        "eth0: NIC Link is Up",
+        "@@DHCP udhcpc: lease of 10.0.2.15 obtained from 10.0.2.2",
+        "inet 10.0.2.15/24 scope global eth0",
+        &sha_line,
+        "PCI-MSI 114688-edge eth0-rx-0",
+        "passthrough: d1 (linux): assigned 0000:00:08.0 (1b36:0010)",
+        "passthrough: d1: 0000:00:08.0: MSI-X entry 0 vector ",
+        "] @@NVME 65536 sectors",
+        "nvme0q0",
+        "domain 1 (linux): shut down, reason 0",
+        "0 changed since they were freed (no DMA after death)",
+        "memory: 0 frames held by domains after all ended (all returned)",
+        "sluice hypervisor: all domains ended; hypervisor alive",
+    ];
+    let mut problems: Vec<String> = needles
+        .iter()
+        .filter(|n| !log.contains(*n))
+        .map(|n| format!("missing: {n}"))
+        .collect();
+    for bad in ["Kernel panic", "): KILLED", "HYPERVISOR", "BUG:", "Oops"] {
+        if let Some(l) = log.lines().find(|l| l.contains(bad)) {
+            problems.push(format!("log: {l}"));
+        }
+    }
+    // Nothing of the assignment or its interrupts refused.
+    if let Some(l) = log
+        .lines()
+        .find(|l| l.starts_with("passthrough:") && l.to_lowercase().contains("refused"))
+    {
+        problems.push(format!("log: {l}"));
+    }
+    if wrote.is_none() || wrote != read || wrote != image {
+        problems.push(format!(
+            "nvme: wrote {wrote:?}, read back {read:?}, disk image {image:?}"
+        ));
+    }
+    if status.code() != Some(crate::hypervisor::PASS_STATUS) {
+        problems.push(format!("exit status {status}"));
+    }
+    for l in log
+        .lines()
+        .filter(|l| l.starts_with("passthrough:") || l.contains("@@"))
+    {
+        eprintln!("  {l}");
+    }
+    if !problems.is_empty() {
+        eprintln!("--- serial log ---\n{log}");
+        bail!("passthrough-linux: {}", problems.join("; "));
+    }
+    eprintln!(
+        "  stock Linux on Sluice: e1000e (MSI-X, DHCP, {} MiB sent in {:.1} s, sha256 {want} matches), nvme (MSI-X, 8 MiB written, read back, on the disk image) (suite {:.0} s)",
+        SEND_BYTES >> 20,
+        sent.map_or(0.0, |d| d.as_secs_f64()),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
