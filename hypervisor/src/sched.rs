@@ -382,6 +382,13 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
         );
     }
     log!(
+        "domain {} ({}): nested page table: {} 2 MiB leaves split, {} merged back",
+        d.id,
+        d.name(),
+        d.npt_splits,
+        d.npt_merges
+    );
+    log!(
         "domain {} ({}): exits: {}",
         d.id,
         d.name(),
