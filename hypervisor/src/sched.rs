@@ -260,6 +260,7 @@ pub(crate) fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
 /// Runs vCPU `k` of domain `i` on `cpu` until it leaves the CPU; each exit is handled
 /// with the lock held, the guest runs without it.
 fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mut vcpu: SvmVcpu) {
+    svm.begin_slice(&vcpu);
     loop {
         IN_GUEST[cpu].store(true, Ordering::SeqCst);
         let exit = svm.run(&mut vcpu);
@@ -288,6 +289,7 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
         if d.dying {
             // Another vCPU ended the domain while this one ran.
             arch::lapic::take_pending_interrupt();
+            end_slice(w, svm, i, k);
             leave(w, cpu, i, k, After::Kill);
             return;
         }
@@ -318,9 +320,18 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             }
             return;
         }
+        end_slice(w, svm, i, k);
         leave(w, cpu, i, k, after);
         w.wake_idle();
         return;
+    }
+}
+
+/// vCPU `k` of domain `i` (back in its domain) ends its slice: the state it kept in the
+/// CPU's registers across its exits is saved (before another CPU may take it).
+fn end_slice(w: &mut World, svm: &Svm, i: usize, k: usize) {
+    if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpus[k].slot.as_mut()) {
+        svm.end_slice(v);
     }
 }
 
@@ -394,6 +405,14 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
         d.name(),
         vsmp::Exits(&d.smp.exits)
     );
+    if d.smp.io_ports.used > 0 {
+        log!(
+            "domain {} ({}): port I/O exits by port: {}",
+            d.id,
+            d.name(),
+            d.smp.io_ports
+        );
+    }
     let rate = d.console_rate;
     if rate.dropped > 0 {
         log!(
