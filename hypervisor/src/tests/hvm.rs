@@ -166,6 +166,21 @@ fn ports_without_a_device_read_all_ones_as_xens_null_handler() {
 }
 
 #[test]
+fn port_io_exits_are_counted_by_port() {
+    let mut p = crate::vsmp::IoPorts::default();
+    for port in [0x42, 0x42, 0x61, 0x42] {
+        p.count(port);
+    }
+    for port in 0x70..0x7A {
+        p.count(port);
+    }
+    assert_eq!(
+        std::format!("{p}"),
+        "0x42 3, 0x61 1, 0x70 1, 0x71 1, 0x72 1, 0x73 1, 0x74 1, 0x75 1, other ports 4"
+    );
+}
+
+#[test]
 fn x2apic_registers_as_the_sdm() {
     let mut m = machine(1);
     let d = m.doms[0].as_mut().unwrap();
