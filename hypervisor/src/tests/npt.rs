@@ -155,3 +155,52 @@ fn without_an_aligned_contiguous_run_ram_is_mapped_in_4k_leaves() {
     m.kill(0);
     assert_eq!(m.fa.handed_out, m.base);
 }
+
+#[test]
+fn add_to_physmap_that_cannot_split_fails_with_enomem_and_changes_nothing() {
+    use sluice_abi::hypercall::XenAddToPhysmap;
+    use sluice_abi::types::DOMID_SELF;
+    let (fa, mut spec) = allocator();
+    spec.mem_bytes = 2 * LARGE;
+    let mut m = Machine {
+        base: fa.handed_out,
+        fa,
+        doms: vec![],
+        entries: 0,
+    };
+    let d = Domain::create(&Svm::new(), &mut m.fa, 1, &spec, Clock::calibrate()).unwrap();
+    m.doms.push(Some(d));
+    assert_eq!(m.d(0).large_leaves(), 2);
+    let place = |m: &mut Machine, gpfn: u64| {
+        let a = XenAddToPhysmap {
+            domid: DOMID_SELF,
+            size: 0,
+            space: 0,
+            idx: 0,
+            gpfn,
+        };
+        m.put(0, ARG, &a);
+        super::misc::hypercall(m, 0, 12, [7, ARG, 0])
+    };
+    assert_eq!(place(&mut m, 0x50), 0);
+    let si = m.d(0).shared_info;
+    let ram = m.hpa(0, LARGE + 0x5_0000);
+    let taken: Vec<u64> = core::iter::from_fn(|| m.fa.alloc()).collect();
+    // Moving it into the other 2 MiB needs a table: none left.
+    assert_eq!(
+        place(&mut m, (LARGE >> 12) + 0x50),
+        XenErrno::Enomem.to_ret()
+    );
+    assert_eq!(m.hpa(0, 0x5_0000), si);
+    assert_eq!(m.hpa(0, LARGE + 0x5_0000), ram);
+    assert_eq!(m.d(0).large_leaves(), 1);
+    taken.into_iter().for_each(|f| m.fa.free(f));
+    assert_eq!(place(&mut m, (LARGE >> 12) + 0x50), 0);
+    // Moved: the first 2 MiB is whole again and merged.
+    assert_eq!(m.hpa(0, LARGE + 0x5_0000), si);
+    assert_eq!(m.d(0).large_leaves(), 1);
+    assert_eq!(m.d(0).npt_merges, 1);
+    m.kill(0);
+    assert_eq!(m.fa.handed_out, m.base);
+    assert_eq!(m.fa.bad_frees, 0);
+}
