@@ -6,12 +6,14 @@ use alloc::vec::Vec;
 
 mod memory;
 mod mmio;
+mod npt;
 use crate::arch::phys;
 use crate::arch::svm::Svm;
 use crate::evtchn::{Port, NR_PORTS};
-use crate::mm::{FrameAllocator, Owner, PAGE};
+use crate::mm::{FrameAllocator, PAGE};
 use crate::time::Clock;
 use crate::virt::{VcpuState, VirtBackend};
+pub use npt::LARGE;
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::start_info::{
     HvmMemmapTableEntry, HvmModlistEntry, HvmStartInfo, XEN_ELFNOTE_PHYS32_ENTRY,
@@ -139,6 +141,9 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub grant_maps: [Option<crate::grant::GrantMap>; crate::grant::MAX_MAPS],
     /// Times the LAPIC tick ended its slice.
     pub preemptions: u64,
+    /// 2 MiB leaves of its nested page table split into 4 KiB ones, and merged back.
+    pub npt_splits: u64,
+    pub npt_merges: u64,
     /// Its IOMMU domains (empty: device assignment is a later step), when an IOMMU is up.
     pub iommu: Option<crate::iommu::IommuDomain>,
     /// Its assigned PCI functions (`assign=`), if any.
@@ -289,6 +294,8 @@ impl<B: VirtBackend + Clone> Domain<B> {
             smp: Default::default(),
             grant_maps: [None; crate::grant::MAX_MAPS],
             preemptions: 0,
+            npt_splits: 0,
+            npt_merges: 0,
             iommu: None,
             pci: None,
             icr_logged: false,
@@ -411,6 +418,19 @@ impl<B: VirtBackend + Clone> Domain<B> {
     ) -> Result<u32, CreateError> {
         let mut gpa = Gpa(0);
         while gpa.0 < self.mem_bytes {
+            // RAM in 2 MiB leaves wherever an aligned contiguous run is free.
+            if gpa.0.is_multiple_of(LARGE) && gpa.0 + LARGE <= self.mem_bytes {
+                if let Some(base) = fa.alloc_contiguous(LARGE / PAGE, LARGE) {
+                    let frames = (0..LARGE / PAGE).map(|i| Hpa(base + i * PAGE));
+                    if self.map_large(fa, gpa, Hpa(base)).is_none() {
+                        frames.for_each(|f| fa.free(f.0));
+                        return Err(CreateError::NoMemory);
+                    }
+                    frames.for_each(|f| fa.assign(f, self.id));
+                    gpa = Gpa(gpa.0 + LARGE);
+                    continue;
+                }
+            }
             let frame = Hpa(fa.alloc().ok_or(CreateError::NoMemory)?);
             if self.map(fa, gpa, frame).is_none() {
                 fa.free(frame.0);
@@ -559,113 +579,13 @@ impl<B: VirtBackend + Clone> Domain<B> {
             .ok_or(CreateError::BadElf("no XEN_ELFNOTE_PHYS32_ENTRY note"))
     }
 
-    /// Maps guest-physical `gpa` to `frame`, allocating table levels.
-    fn map(&mut self, fa: &mut FrameAllocator, gpa: Gpa, frame: Hpa) -> Option<()> {
-        let (gpa, frame) = (gpa.0, frame.0);
-        let mut table = self.npt_root.0;
-        for level in (1..4).rev() {
-            let idx = (gpa >> (12 + 9 * level)) & 0x1FF;
-            let e = phys::read_u64(table + idx * 8);
-            table = if e & 1 != 0 {
-                e & ADDR_MASK
-            } else {
-                let t = fa.alloc()?;
-                phys::write_u64(table + idx * 8, t | NPT_FLAGS);
-                t
-            };
-        }
-        phys::write_u64(table + ((gpa >> 12) & 0x1FF) * 8, frame | NPT_FLAGS);
-        Some(())
-    }
-
-    /// Puts `frame` at guest-physical `gpa` (inside the domain's memory), returning the
-    /// frame that was there.
-    pub fn remap(&mut self, fa: &mut FrameAllocator, gpa: Gpa, frame: Hpa) -> Option<Hpa> {
-        self.remap_flags(fa, gpa, frame, true)
-    }
-
-    /// As [`Domain::remap`], read-only in the nested page table unless `writable`. A
-    /// vCPU of the domain running on another CPU may keep the old translation until
-    /// that CPU leaves its guest: the allocator holds back frames freed until then.
-    pub fn remap_flags(
-        &mut self,
-        fa: &mut FrameAllocator,
-        gpa: Gpa,
-        frame: Hpa,
-        writable: bool,
-    ) -> Option<Hpa> {
-        let (gpa, frame) = (gpa.0, frame.0);
-        if gpa >= self.mem_bytes {
-            return None;
-        }
-        let mut table = self.npt_root.0;
-        for level in (1..4).rev() {
-            let e = phys::read_u64(table + ((gpa >> (12 + 9 * level)) & 0x1FF) * 8);
-            if e & 1 == 0 {
-                return None;
-            }
-            table = e & ADDR_MASK;
-        }
-        let slot = table + ((gpa >> 12) & 0x1FF) * 8;
-        let old = phys::read_u64(slot);
-        if let Some(pci) = self.pci.as_mut() {
-            // Its devices may still DMA to the old frame: the IOMMU follows (and the
-            // frame is held back) before the CPUs' TLBs are declared synced.
-            pci.stale.push(gpa);
-            fa.tlbs_stale();
-        }
-        let flags = if writable { NPT_FLAGS } else { NPT_FLAGS & !2 };
-        phys::write_u64(slot, frame | flags);
-        for v in self.vcpus.iter_mut() {
-            match v.slot.as_mut() {
-                Some(s) => s.flush_tlb(),
-                None => v.flush_pending = true,
-            }
-            if v.running_on.is_some() && v.slot.is_none() {
-                fa.tlbs_stale();
-            }
-        }
-        (old & 1 != 0).then_some(Hpa(old & ADDR_MASK))
-    }
-
     /// Frees every frame: guest memory, nested page tables and the VMCB. Returns the
     /// number of frames given back.
     pub fn destroy(&mut self, fa: &mut FrameAllocator) -> u64 {
         // Only the domain's own frames in its physmap are freed there: the hypervisor's
         // (shared_info, grant frames) are freed once, below; another domain's (a grant
         // mapping: all are undone before this) never.
-        fn free_table(fa: &mut FrameAllocator, table: u64, level: u32, id: u16) -> u64 {
-            let mut n = 0;
-            for i in 0..512 {
-                let e = phys::read_u64(table + i * 8);
-                if e & 1 != 0 {
-                    if level > 0 {
-                        n += free_table(fa, e & ADDR_MASK, level - 1, id);
-                    } else {
-                        match fa.owner(Hpa(e & ADDR_MASK)) {
-                            Owner::Domain(o) if o == id => {
-                                fa.free(e & ADDR_MASK);
-                                n += 1;
-                            }
-                            Owner::Xen => {}
-                            o => crate::log!(
-                                "d{}: HYPERVISOR BUG: frame {:#x} of {:?} still in its physmap",
-                                id,
-                                e & ADDR_MASK,
-                                o
-                            ),
-                        }
-                    }
-                }
-            }
-            fa.free(table);
-            n + 1
-        }
-        let mut n = 0;
-        if self.npt_root.0 != 0 {
-            n += free_table(fa, self.npt_root.0, 3, self.id);
-            self.npt_root = Hpa(0);
-        }
+        let mut n = self.free_npt(fa);
         let grant_at = self.grant.at.iter_mut().map(|a| a.take());
         for (_, ram) in core::iter::once(self.shared_info_at.take())
             .chain(grant_at)

@@ -78,13 +78,16 @@ pub fn io(d: &mut Domain, e: IoExit) -> After {
             }
         }
     } else if e.input && !e.string {
+        // No device there (Xen gives a PVH domU none: the PIT, PIC, RTC and the rest
+        // are absent, its null handler reads all ones): AL/AX all ones, the rest of
+        // RAX kept; EAX all ones, zero-extended into RAX as a 32-bit IN does.
         let rax = d.vcpu().rax();
-        let ones = match e.size {
-            1 => 0xFF,
-            2 => 0xFFFF,
+        let v = match e.size {
+            1 => rax | 0xFF,
+            2 => rax | 0xFFFF,
             _ => 0xFFFF_FFFF,
         };
-        d.vcpu().set_rax(rax | ones);
+        d.vcpu().set_rax(v);
     }
     d.vcpu().set_rip(e.next_rip);
     After::Continue

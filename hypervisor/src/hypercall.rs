@@ -616,11 +616,13 @@ fn map_xen_frame(
     if fa.owner(cur) != Owner::Domain(d.id) || d.grant_maps.iter().flatten().any(|m| m.gpa == gpa) {
         return Err(XenErrno::Ebusy);
     }
-    // Moving it: the RAM frame it displaced goes back where it was.
-    if let Some((g, ram)) = at {
-        d.remap(fa, g, ram).ok_or(XenErrno::Einval)?;
+    // Mapped at the new place first (splitting a 2 MiB leaf there may fail: then nothing
+    // changed); if it moves, the RAM frame it displaced goes back where it was (that leaf
+    // is split already, so this cannot fail).
+    let ram = d.remap(fa, gpa, frame).ok_or(XenErrno::Enomem)?;
+    if let Some((g, old)) = at {
+        d.remap(fa, g, old).ok_or(XenErrno::Einval)?;
     }
-    let ram = d.remap(fa, gpa, frame).ok_or(XenErrno::Einval)?;
     Ok(Some((gpa, ram)))
 }
 

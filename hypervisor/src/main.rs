@@ -270,6 +270,12 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
                     if d.nr_vcpus == 1 { "" } else { "s" },
                     args
                 );
+                log!(
+                    "domain {} ({}): nested page table: {} of its RAM's 2 MiB in 2 MiB leaves",
+                    id,
+                    name,
+                    d.large_leaves(),
+                );
                 // Xen gives every domain a PV console; here a domain whose command line
                 // names hvc0 (the test guests' port numbering stays as it was).
                 if args.split(' ').any(|a| a == "console=hvc0") {

@@ -195,6 +195,9 @@ pub(crate) fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             if let Some(d) = w.domains[i].as_mut() {
                 passthrough::before_entry(d, k, &mut vcpu);
             }
+            // Another vCPU still waiting (one whose slice just ended here): an idle CPU
+            // takes it.
+            w.wake_idle();
             drop(guard);
             run_slice(cpu, svm, world, i, k, vcpu);
             continue;
@@ -238,13 +241,26 @@ pub(crate) fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
             continue;
         }
         let clock = w.clock;
-        match next {
-            // A timer due within a slice: wait for it here.
-            Some(t) if t.saturating_sub(clock.now_ns()) < TIME_SLICE_NS => {
+        let tick = w.tick_count;
+        match next.map(|t| t.saturating_sub(clock.now_ns())) {
+            // A timer due very soon: wait for it here.
+            Some(left) if left < SPIN_NS => {
+                let t = clock.now_ns() + left;
                 drop(guard);
                 while clock.now_ns() < t {
                     core::hint::spin_loop();
                 }
+            }
+            // Due within a slice: sleep until then (this CPU's tick shortened to it, as
+            // Xen's idle CPUs sleep until their next timer), or a kick. Spinning instead
+            // would take a host core from the running vCPUs under TCG.
+            Some(left) if left < TIME_SLICE_NS => {
+                w.idle[cpu] = true;
+                drop(guard);
+                let count = (left as u128 * tick as u128 / TIME_SLICE_NS as u128) as u32;
+                arch::lapic::start_periodic_count(count.max(1));
+                arch::lapic::wait_for_interrupt();
+                arch::lapic::start_periodic_count(tick);
             }
             // Else sleep until this CPU's next tick, or a kick (taken even if it
             // comes before the HLT: it stays pending while interrupts are off).
@@ -257,9 +273,13 @@ pub(crate) fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
     }
 }
 
+/// A timer due sooner than this is waited for spinning, not sleeping.
+const SPIN_NS: u64 = 50_000;
+
 /// Runs vCPU `k` of domain `i` on `cpu` until it leaves the CPU; each exit is handled
 /// with the lock held, the guest runs without it.
 fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mut vcpu: SvmVcpu) {
+    svm.begin_slice(&vcpu);
     loop {
         IN_GUEST[cpu].store(true, Ordering::SeqCst);
         let exit = svm.run(&mut vcpu);
@@ -288,6 +308,7 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
         if d.dying {
             // Another vCPU ended the domain while this one ran.
             arch::lapic::take_pending_interrupt();
+            end_slice(w, svm, i, k);
             leave(w, cpu, i, k, After::Kill);
             return;
         }
@@ -318,9 +339,23 @@ fn run_slice(cpu: usize, svm: &Svm, world: &Mutex<World>, i: usize, k: usize, mu
             }
             return;
         }
+        end_slice(w, svm, i, k);
         leave(w, cpu, i, k, after);
-        w.wake_idle();
+        if after != After::Yield {
+            w.wake_idle();
+        }
+        // A vCPU whose slice ended is taken again by this CPU unless another waits
+        // (`cpu_loop` then kicks an idle CPU for it): no other CPU is woken to race for
+        // it, so a lone vCPU stays on its CPU, as on Xen.
         return;
+    }
+}
+
+/// vCPU `k` of domain `i` (back in its domain) ends its slice: the state it kept in the
+/// CPU's registers across its exits is saved (before another CPU may take it).
+fn end_slice(w: &mut World, svm: &Svm, i: usize, k: usize) {
+    if let Some(v) = w.domains[i].as_mut().and_then(|d| d.vcpus[k].slot.as_mut()) {
+        svm.end_slice(v);
     }
 }
 
@@ -382,11 +417,26 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
         );
     }
     log!(
+        "domain {} ({}): nested page table: {} 2 MiB leaves split, {} merged back",
+        d.id,
+        d.name(),
+        d.npt_splits,
+        d.npt_merges
+    );
+    log!(
         "domain {} ({}): exits: {}",
         d.id,
         d.name(),
         vsmp::Exits(&d.smp.exits)
     );
+    if d.smp.io_ports.used > 0 {
+        log!(
+            "domain {} ({}): port I/O exits by port: {}",
+            d.id,
+            d.name(),
+            d.smp.io_ports
+        );
+    }
     let rate = d.console_rate;
     if rate.dropped > 0 {
         log!(

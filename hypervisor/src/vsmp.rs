@@ -65,6 +65,45 @@ pub struct Smp {
     pub notify: [u8; NR_PORTS],
     /// Exits of its vCPUs by kind ([`EXIT_KINDS`]), logged at its teardown.
     pub exits: [u64; EXIT_KINDS.len()],
+    /// Its port I/O exits by port: the first [`IO_PORTS`] ports it used, then the rest.
+    pub io_ports: IoPorts,
+}
+
+/// Ports whose I/O exits are counted one by one.
+pub const IO_PORTS: usize = 8;
+
+/// Port I/O exits by port (logged at a domain's teardown).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IoPorts {
+    pub ports: [(u16, u64); IO_PORTS],
+    pub used: usize,
+    pub other: u64,
+}
+
+impl IoPorts {
+    pub fn count(&mut self, port: u16) {
+        match self.ports[..self.used].iter_mut().find(|p| p.0 == port) {
+            Some(p) => p.1 += 1,
+            None if self.used < IO_PORTS => {
+                self.ports[self.used] = (port, 1);
+                self.used += 1;
+            }
+            None => self.other += 1,
+        }
+    }
+}
+
+impl core::fmt::Display for IoPorts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, (port, n)) in self.ports[..self.used].iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{port:#x} {n}")?;
+        }
+        if self.other > 0 {
+            write!(f, ", other ports {}", self.other)?;
+        }
+        Ok(())
+    }
 }
 
 /// The kinds of exits counted per domain.
@@ -90,7 +129,10 @@ pub fn tally(d: &mut Domain, exit: &crate::virt::Exit, msr: u32) {
         Exit::Msr { .. } if msr == 0x830 || msr == 0x83F => 3,
         Exit::Msr { .. } => 4,
         Exit::Hlt => 5,
-        Exit::Io { .. } => 6,
+        Exit::Io { port, .. } => {
+            d.smp.io_ports.count(*port);
+            6
+        }
         Exit::ExternalInterrupt => 7,
         _ => 8,
     };
@@ -103,6 +145,7 @@ impl Default for Smp {
             ev: [VcpuEv::default(); MAX_VCPUS],
             notify: [0; NR_PORTS],
             exits: [0; EXIT_KINDS.len()],
+            io_ports: IoPorts::default(),
         }
     }
 }

@@ -43,6 +43,11 @@ pub struct VirtioDisk {
     pub sector_size: u32,
 }
 
+/// The CPU the test bed's QEMU gives Xen (platform.md: without -monitor Xen faults on
+/// MWAIT; without -smap,-smep the PV dom0 crashes early). A benchmark that compares a
+/// guest on Xen with one on Sluice runs Sluice on this CPU too.
+pub const QEMU_CPU: &str = "EPYC,+svm,+npt,-monitor,-smap,-smep";
+
 impl QemuConfig {
     pub fn command(&self) -> Result<Command> {
         for p in [&self.dom0_kernel, &self.dom0_initrd] {
@@ -56,7 +61,7 @@ impl QemuConfig {
         }
         let mut c = Command::new("qemu-system-x86_64");
         c.args(["-M", "q35", "-accel", "tcg"])
-            .args(["-cpu", "EPYC,+svm,+npt,-monitor,-smap,-smep"])
+            .args(["-cpu", QEMU_CPU])
             .args(["-m", &self.memory_mib.to_string()])
             .args(["-smp", &self.cpus.to_string()])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])

@@ -85,7 +85,10 @@ fn sluice_round(hv: &Path, vmlinux: &Path, initrd: &Path) -> Result<(Vec<f64>, S
     );
     let out = Command::new("timeout")
         .args(["400", "qemu-system-x86_64", "-M", "q35", "-accel", "tcg"])
-        .args(["-cpu", "EPYC,+svm,+npt", "-m", "1024", "-smp", "2"])
+        // The same CPU as the Xen rounds' QEMU (no SMAP, SMEP, MONITOR: the guest's
+        // kernel then takes the same paths on both).
+        .args(["-cpu", sluice_testbed::serial::QEMU_CPU])
+        .args(["-m", "1024", "-smp", "2"])
         .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .arg("-kernel")

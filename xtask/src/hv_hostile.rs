@@ -87,6 +87,8 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
             "(d3) ok INVLPGA -> #UD (intercepted)",
             "(d3) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
             "(d4) ok DR0-DR3 kept per vCPU across 50 yields",
+            "(d3) ok SSE: XMM0, XMM15 and MXCSR kept per vCPU across 50 yields",
+            "(d4) ok SSE: XMM0, XMM15 and MXCSR kept per vCPU across 50 yields",
             "d5: exception 1 intercepted and reflected into the guest",
             "(d5) ok db-loop: vcpu 1 loops in #DB delivery, and vcpu 0 still runs",
             "domain 5 (db-loop): shut down, reason 0",
@@ -134,7 +136,7 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
         bail!("hypervisor hostile-CPU boot: {}", problems.join("; "));
     }
     // The intercepts again on one CPU, where the two domains' yields alternate
-    // deterministically: what one leaves in DR0-DR3 or TSC_AUX the other would see.
+    // deterministically: what one leaves in DR0-DR3, SSE or TSC_AUX the other would see.
     let modules = format!(
         "{g} name=intercepts-a role=intercepts peer=0,{g} name=intercepts-b role=intercepts peer=1"
     );
@@ -145,6 +147,9 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
             "(d2) ok intercepts: DR0-DR3 start at 0 (nothing inherited)",
             "(d1) ok DR0-DR3 kept per vCPU across 50 yields",
             "(d2) ok DR0-DR3 kept per vCPU across 50 yields",
+            "(d2) ok SSE: XMM0, XMM15 at 0 and MXCSR at its reset value 0x1f80 (nothing inherited)",
+            "(d1) ok SSE: XMM0, XMM15 and MXCSR kept per vCPU across 50 yields",
+            "(d2) ok SSE: XMM0, XMM15 and MXCSR kept per vCPU across 50 yields",
             "(d1) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
             "(d2) ok RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
             "(d1) GUEST PASS",

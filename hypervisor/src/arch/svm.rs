@@ -63,7 +63,8 @@ pub struct SvmVcpu {
     vmcb: u64,
     pub regs: GuestRegs,
     fpu: FxArea,
-    /// DR0-DR3: VMRUN switches DR6/DR7 only, so these are loaded and saved around it.
+    /// Its x87/SSE state and DR0-DR3 (VMRUN switches DR6/DR7 only): in the CPU's
+    /// registers during a slice (`begin_slice`), here between slices.
     dr: [u64; 4],
     tsc_aux: u32,
     reflected: u64,
@@ -71,6 +72,17 @@ pub struct SvmVcpu {
 
 #[repr(C, align(64))]
 struct FxArea([u8; 512]);
+
+impl FxArea {
+    /// A new vCPU's x87/SSE state, as Xen's: FCW 0x37F (FNINIT's), MXCSR 0x1F80 (every
+    /// exception masked, as at reset), registers 0.
+    fn initial() -> FxArea {
+        let mut a = FxArea([0; 512]);
+        a.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        a.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        a
+    }
+}
 
 fn w8(vmcb: u64, off: usize, v: u8) {
     phys::write(vmcb + off as u64, &[v]);
@@ -290,6 +302,43 @@ impl Svm {
     }
 }
 
+impl Svm {
+    /// Loads vCPU `v`'s x87/SSE state and DR0-DR3 into this CPU for a slice: the
+    /// hypervisor itself uses neither (its target generates no x87/SSE code, it sets no
+    /// breakpoint; `DR7` is switched by VMRUN), so they stay the guest's across its
+    /// exits until [`Svm::end_slice`], as Xen switches them only when another vCPU
+    /// runs. Each slice loads all of this state a guest can reach, so nothing of the
+    /// vCPU that ran before survives into it.
+    pub fn begin_slice(&self, v: &SvmVcpu) {
+        // SAFETY: the FXSAVE area is the vCPU's own, 64-byte aligned and 512 bytes,
+        // written by `end_slice` or set up valid by `create_vcpu`; loading debug
+        // address registers arms nothing (DR7 decides, and it is the guest's only while
+        // it runs).
+        unsafe {
+            core::arch::x86_64::_fxrstor64(v.fpu.0.as_ptr());
+            core::arch::asm!(
+                "mov dr0, {0}", "mov dr1, {1}", "mov dr2, {2}", "mov dr3, {3}",
+                in(reg) v.dr[0], in(reg) v.dr[1], in(reg) v.dr[2], in(reg) v.dr[3],
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+
+    /// Saves what [`Svm::begin_slice`] loaded, as the guest left it, into `v`.
+    pub fn end_slice(&self, v: &mut SvmVcpu) {
+        // SAFETY: reading the debug address registers has no side effect; the FXSAVE
+        // area is the vCPU's own, 64-byte aligned and 512 bytes.
+        unsafe {
+            core::arch::asm!(
+                "mov {0}, dr0", "mov {1}, dr1", "mov {2}, dr2", "mov {3}, dr3",
+                out(reg) v.dr[0], out(reg) v.dr[1], out(reg) v.dr[2], out(reg) v.dr[3],
+                options(nostack, preserves_flags)
+            );
+            core::arch::x86_64::_fxsave64(v.fpu.0.as_mut_ptr());
+        }
+    }
+}
+
 impl VirtBackend for Svm {
     type Vcpu = SvmVcpu;
     fn asids(&self) -> u32 {
@@ -303,7 +352,7 @@ impl VirtBackend for Svm {
                 rbx: ebx as u64,
                 ..GuestRegs::default()
             },
-            fpu: FxArea([0; 512]),
+            fpu: FxArea::initial(),
             dr: [0; 4],
             tsc_aux: 0,
             reflected: 0,
@@ -387,30 +436,14 @@ impl VirtBackend for Svm {
         w32(v.vmcb, C_CLEAN, 0);
         // SAFETY: the VMCB and the host VMSAVE area are owned frames (the VMCB set up by
         // `create_vcpu`, so VMLOAD loads sane TR/LDTR/FS/GS state); `regs` is the
-        // vCPU's own; the FXSAVE areas are 64-byte aligned and 512 bytes. The host's
-        // FPU state is saved and restored around the guest's (eager switching). The
-        // guest's DR0-DR3 and TSC_AUX go in (the host uses neither: its DR7 arms no
-        // breakpoint) and DR0-DR3 come out, so no vCPU sees or inherits another's.
+        // vCPU's own. The guest's TSC_AUX goes in (the host does not use it; it may
+        // have changed at the last exit). Its FPU state and DR0-DR3 are in the
+        // registers already: `begin_slice`.
         unsafe {
-            let mut host = FxArea([0; 512]);
-            core::arch::x86_64::_fxsave64(host.0.as_mut_ptr());
-            core::arch::x86_64::_fxrstor64(v.fpu.0.as_ptr());
             if self.rdtscp {
                 Msr::new(MSR_TSC_AUX).write(v.tsc_aux as u64);
             }
-            core::arch::asm!(
-                "mov dr0, {0}", "mov dr1, {1}", "mov dr2, {2}", "mov dr3, {3}",
-                in(reg) v.dr[0], in(reg) v.dr[1], in(reg) v.dr[2], in(reg) v.dr[3],
-                options(nostack, preserves_flags)
-            );
             hv_svm_run(v.vmcb, &mut v.regs, self.host_area);
-            core::arch::asm!(
-                "mov {0}, dr0", "mov {1}, dr1", "mov {2}, dr2", "mov {3}, dr3",
-                out(reg) v.dr[0], out(reg) v.dr[1], out(reg) v.dr[2], out(reg) v.dr[3],
-                options(nostack, preserves_flags)
-            );
-            core::arch::x86_64::_fxsave64(v.fpu.0.as_mut_ptr());
-            core::arch::x86_64::_fxrstor64(host.0.as_ptr());
         }
         w8(v.vmcb, C_TLB_CTL, 0);
         let code = r64(v.vmcb, C_EXITCODE);

@@ -19,19 +19,11 @@ impl<B: VirtBackend + Clone> Domain<B> {
         if gpa.0 >= self.mem_bytes {
             return None;
         }
-        let mut table = self.npt_root.0;
-        let mut e = 0;
-        for level in (0..4).rev() {
-            e = phys::read_u64(table + ((gpa.0 >> (12 + 9 * level)) & 0x1FF) * 8);
-            if e & 1 == 0 {
-                return None;
-            }
-            table = e & ADDR_MASK;
-        }
+        let (e, hpa) = self.lookup(gpa.0)?;
         if access == Access::Write && e & NPT_WRITABLE == 0 {
             return None;
         }
-        Some(Hpa(table | gpa.offset()))
+        Some(hpa)
     }
 
     /// The host address behind guest-physical `gpa` for reading.
@@ -149,49 +141,28 @@ impl<B: VirtBackend + Clone> Domain<B> {
     /// Returns how many break that (0 on a healthy machine; logged, and counted in
     /// `fa.bad_reaches`, when not).
     pub fn audit(&self, fa: &mut FrameAllocator) -> u64 {
-        fn walk<B: VirtBackend + Clone>(
-            d: &Domain<B>,
-            fa: &FrameAllocator,
-            table: u64,
-            level: u32,
-        ) -> u64 {
-            let mut bad = 0;
-            for i in 0..512 {
-                let e = phys::read_u64(table + i * 8);
-                if e & 1 == 0 {
-                    continue;
+        let mut bad = 0;
+        self.for_each_frame(&mut |f| {
+            let ok = match fa.owner(f) {
+                Owner::Domain(o) if o == self.id => true,
+                Owner::Xen => {
+                    f == self.shared_info
+                        || self.grant.frames[..self.nr_grant_frames as usize].contains(&f)
                 }
-                let f = Hpa(e & ADDR_MASK);
-                if level > 0 {
-                    bad += walk(d, fa, f.0, level - 1);
-                    continue;
-                }
-                let ok = match fa.owner(f) {
-                    Owner::Domain(o) if o == d.id => true,
-                    Owner::Xen => {
-                        f == d.shared_info
-                            || d.grant.frames[..d.nr_grant_frames as usize].contains(&f)
-                    }
-                    Owner::Domain(_) => d.grant_maps.iter().flatten().any(|m| m.frame == f),
-                    Owner::NotRam => d.pci.as_ref().is_some_and(|p| p.owns_mmio(f.0)),
-                    Owner::Free => false,
-                };
-                if !ok {
-                    crate::log!(
-                        "d{}: HYPERVISOR BUG: reaches frame {:#x} ({:?})",
-                        d.id,
-                        f,
-                        fa.owner(f)
-                    );
-                    bad += 1;
-                }
+                Owner::Domain(_) => self.grant_maps.iter().flatten().any(|m| m.frame == f),
+                Owner::NotRam => self.pci.as_ref().is_some_and(|p| p.owns_mmio(f.0)),
+                Owner::Free => false,
+            };
+            if !ok {
+                crate::log!(
+                    "d{}: HYPERVISOR BUG: reaches frame {:#x} ({:?})",
+                    self.id,
+                    f,
+                    fa.owner(f)
+                );
+                bad += 1;
             }
-            bad
-        }
-        if self.npt_root.0 == 0 {
-            return 0;
-        }
-        let bad = walk(self, fa, self.npt_root.0, 3);
+        });
         fa.bad_reaches += bad;
         bad
     }

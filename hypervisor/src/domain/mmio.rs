@@ -18,10 +18,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             return false;
         }
         // Never over anything already mapped (another BAR, a grant mapping).
-        if (0..pages).any(|p| {
-            self.leaf(gpa + p * PAGE)
-                .is_some_and(|slot| phys::read_u64(slot) & 1 != 0)
-        }) {
+        if (0..pages).any(|p| self.lookup(gpa + p * PAGE).is_some()) {
             return false;
         }
         for p in 0..pages {
@@ -44,16 +41,13 @@ impl<B: VirtBackend + Clone> Domain<B> {
         }
     }
 
+    /// The 4 KiB leaf entry of `gpa` (device memory is never in a 2 MiB leaf: those
+    /// are only made inside its RAM).
     fn leaf(&self, gpa: u64) -> Option<u64> {
-        let mut table = self.npt_root.0;
-        for level in (1..4).rev() {
-            let e = phys::read_u64(table + ((gpa >> (12 + 9 * level)) & 0x1FF) * 8);
-            if e & 1 == 0 {
-                return None;
-            }
-            table = e & ADDR_MASK;
+        match self.slot(gpa) {
+            super::npt::Slot::Page(at) => Some(at),
+            _ => None,
         }
-        Some(table + ((gpa >> 12) & 0x1FF) * 8)
     }
 
     /// Unmaps `pages` pages of device memory at guest `gpa`; every vCPU's TLB is flushed

@@ -141,6 +141,46 @@ fn rep_outsb_to_the_debug_port_is_bounded_per_exit() {
 }
 
 #[test]
+fn ports_without_a_device_read_all_ones_as_xens_null_handler() {
+    let mut m = machine(1);
+    let d = m.doms[0].as_mut().unwrap();
+    // Linux's quick_pit_calibrate reads PIT channel 2 (0x42): no PIT, all ones.
+    for (size, want) in [
+        (1, 0x1234_5678_9ABC_DEFF),
+        (2, 0x1234_5678_9ABC_FFFF),
+        (4, 0xFFFF_FFFF),
+    ] {
+        d.vcpu().rax = 0x1234_5678_9ABC_DE00;
+        d.vcpu().rip = 0x100;
+        let e = IoExit {
+            port: 0x42,
+            input: true,
+            size,
+            string: false,
+            rep: false,
+            next_rip: 0x102,
+        };
+        assert_eq!(io(d, e), crate::hypercall::After::Continue);
+        assert_eq!((d.vcpu().rax, d.vcpu().rip), (want, 0x102), "size {size}");
+    }
+}
+
+#[test]
+fn port_io_exits_are_counted_by_port() {
+    let mut p = crate::vsmp::IoPorts::default();
+    for port in [0x42, 0x42, 0x61, 0x42] {
+        p.count(port);
+    }
+    for port in 0x70..0x7A {
+        p.count(port);
+    }
+    assert_eq!(
+        std::format!("{p}"),
+        "0x42 3, 0x61 1, 0x70 1, 0x71 1, 0x72 1, 0x73 1, 0x74 1, 0x75 1, other ports 4"
+    );
+}
+
+#[test]
 fn x2apic_registers_as_the_sdm() {
     let mut m = machine(1);
     let d = m.doms[0].as_mut().unwrap();

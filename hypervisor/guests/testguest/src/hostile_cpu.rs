@@ -454,6 +454,27 @@ fn write_drs(v: [u64; 4]) {
     }
 }
 
+/// XMM0 and XMM15 (low halves) and MXCSR.
+fn read_sse() -> [u64; 3] {
+    let (a, b): (u64, u64);
+    let mut m = 0u32;
+    // SAFETY: CR4.OSFXSR is set (`intercepts`); reading SSE registers changes nothing.
+    unsafe {
+        core::arch::asm!("movq {0}, xmm0", "movq {1}, xmm15", "stmxcsr [{2}]",
+            out(reg) a, out(reg) b, in(reg) &mut m as *mut u32);
+    }
+    [a, b, m as u64]
+}
+
+fn write_sse(v: [u64; 3]) {
+    let m = v[2] as u32;
+    // SAFETY: CR4.OSFXSR is set; the MXCSR value has no reserved bit set.
+    unsafe {
+        core::arch::asm!("movq xmm0, {0}", "movq xmm15, {1}", "ldmxcsr [{2}]",
+            in(reg) v[0], in(reg) v[1], in(reg) &m as *const u32);
+    }
+}
+
 fn rdtscp_aux() -> u32 {
     let aux: u32;
     // SAFETY: RDTSCP only reads the TSC and TSC_AUX.
@@ -561,12 +582,32 @@ pub fn intercepts(c: &mut Checks, tag: u64) {
         0x1000 * tag + 24,
     ];
     write_drs(drs);
-    let (mut aux_ok, mut dr_ok) = (true, true);
+    // SSE (CR4.OSFXSR): XMM registers and MXCSR start as at reset, and stay this vCPU's
+    // across yields to the other domain running this role (the hypervisor keeps them
+    // in the CPU across exits and switches them between slices).
+    // SAFETY: OSFXSR (bit 9) only enables FXSAVE/SSE instructions.
+    unsafe { core::arch::asm!("mov cr4, {0}", in(reg) cr4 | 1 << 9) };
+    let start = read_sse();
+    c.check(
+        "SSE: XMM0, XMM15 at 0 and MXCSR at its reset value 0x1f80 (nothing inherited)",
+        start == [0, 0, 0x1F80],
+        start[0] as i64,
+    );
+    // Round toward zero (13, 14) and the exceptions masked.
+    let sse = [0x5EE0_0000 + tag, 0x5EE1_0000 + tag, 0x7F80];
+    write_sse(sse);
+    let (mut aux_ok, mut dr_ok, mut sse_ok) = (true, true, true);
     for _ in 0..50 {
         hypercall(Hypercall::SchedOp as u64, [0, 0, 0, 0, 0]);
         aux_ok &= rdtscp_aux() == aux;
         dr_ok &= read_drs() == drs;
+        sse_ok &= read_sse() == sse;
     }
+    c.check(
+        "SSE: XMM0, XMM15 and MXCSR kept per vCPU across 50 yields",
+        sse_ok,
+        read_sse()[0] as i64,
+    );
     c.check(
         "RDTSCP advertised; returns this vCPU's TSC_AUX across 50 yields",
         rdtscp && aux_ok,
