@@ -180,7 +180,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             g.elf(&bin, HOSTILE_BIN, &[])?;
         }
         g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
-        g.bytes("/lib/sluice-checks.sh", GUEST_CHECKS.as_bytes(), 0o644)?;
+        g.bytes(
+            "/lib/sluice-checks.sh",
+            format!("{GUEST_CHECKS}{}", crate::net::GUEST_CHECK_NET_RELOAD).as_bytes(),
+            0o644,
+        )?;
         g.bytes("/lib/sluice-fio.sh", FIO_JOBS.as_bytes(), 0o644)?;
         for step in &boot.steps {
             let mut script = String::new();
@@ -333,9 +337,30 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             .unwrap_or(0);
                         writeln!(
                             script,
-                            "(check_net {} {}); report $id $?",
+                            "(check_net {} {} {}); report $id $?",
                             guest_ip(idx),
-                            crate::scenario::NET_DOM0_IP
+                            crate::scenario::NET_DOM0_IP,
+                            step.vcpus
+                        )?;
+                    }
+                    Workload::NetReloadFrontend => {
+                        let idx = boot
+                            .steps
+                            .iter()
+                            .position(|s| s.name == step.name)
+                            .unwrap_or(0);
+                        let (ko, module) = step
+                            .vif
+                            .as_ref()
+                            .and_then(|v| v.module().map(|(_, m)| m))
+                            .and_then(|m| Some((crate::net::guest_module_path(step)?, m)))
+                            .context("validated: a reload step's vif has a module")?;
+                        writeln!(
+                            script,
+                            "(check_net_reload {} {} {ko} {module} {}); report $id $?",
+                            guest_ip(idx),
+                            crate::scenario::NET_DOM0_IP,
+                            step.vcpus
                         )?;
                     }
                     Workload::NetRestartBackend => {
@@ -422,6 +447,19 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                     .with_context(|| format!("blkfront module {}", ko.display()))?;
                 g.bytes(
                     &format!("/steps/{}.blkfront", step.name),
+                    at.as_bytes(),
+                    0o644,
+                )?;
+            }
+            if let (Some((ko, _)), Some(at)) = (
+                step.vif.as_ref().and_then(|v| v.module()),
+                crate::net::guest_module_path(step),
+            ) {
+                // /init loads this one instead of the kernel's xen-netfront.
+                g.file(ko, &at)
+                    .with_context(|| format!("netfront module {}", ko.display()))?;
+                g.bytes(
+                    &format!("/steps/{}.netfront", step.name),
                     at.as_bytes(),
                     0o644,
                 )?;
@@ -598,17 +636,28 @@ fn validate(boot: &Boot) -> Result<()> {
             && boot
                 .steps
                 .iter()
-                .any(|o| o.vif == Some(NetBackend::Userspace))
+                .any(|o| o.vif.as_ref().map(|v| v.backend) == Some(NetBackend::Userspace))
         {
             bail!("kernel netback and a userspace netback cannot serve vifs in one boot");
         }
         if s.workloads.contains(&Workload::NetRestartBackend)
-            && s.vif != Some(NetBackend::Userspace)
+            && s.vif.as_ref().map(|v| v.backend) != Some(NetBackend::Userspace)
         {
             bail!(
                 "step {}: restarting the net backend needs a userspace vif",
                 s.name
             );
+        }
+        if s.workloads.contains(&Workload::NetReloadFrontend)
+            && s.vif.as_ref().and_then(|v| v.module()).is_none()
+        {
+            bail!(
+                "step {}: reloading the netfront needs a vif driven by a module of ours",
+                s.name
+            );
+        }
+        if s.vcpus == 0 || s.vcpus > 2 {
+            bail!("step {}: 1 or 2 vCPUs (QEMU gives Xen 2 CPUs)", s.name);
         }
         if s.workloads.contains(&Workload::Net) && s.vif.is_none() {
             bail!(
@@ -954,7 +1003,7 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
         );
     }
     let _ = writeln!(s, "memory = {}", step.memory_mib);
-    let _ = writeln!(s, "vcpus = 1");
+    let _ = writeln!(s, "vcpus = {}", step.vcpus);
     for ev in ["on_poweroff", "on_reboot", "on_crash"] {
         let _ = writeln!(s, "{ev} = \"destroy\"");
     }
@@ -971,7 +1020,7 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
     if !disks.is_empty() {
         let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
     }
-    match step.vif {
+    match step.vif.as_ref().map(|v| v.backend) {
         Some(NetBackend::Userspace) => {
             let _ = writeln!(
                 s,
@@ -1210,15 +1259,18 @@ net_received() {
   exec 4>&-
   s=$(sha256sum < /tmp/net-rx.bin); s=${s%% *}
   echo "dom0 received $(wc -c < /tmp/net-rx.bin) bytes (nc rc $(cat /tmp/net-rx.done)), sha256 $s"
+  # net_send answers with as many MiB as the guest sent (check_net's MIB).
+  echo $(( $(wc -c < /tmp/net-rx.bin) / 1048576 )) > /tmp/net-mib
   rm -f /tmp/net-rx.bin
   [ "$s" = "$1" ]
 }
 net_send() {
-  dd if=/dev/urandom of=/tmp/net-tx.bin bs=1M count=64 2>/dev/null || return 1
+  mib=$(cat /tmp/net-mib 2>/dev/null); [ "${mib:-0}" -gt 0 ] 2>/dev/null || mib=64
+  dd if=/dev/urandom of=/tmp/net-tx.bin bs=1M count=$mib 2>/dev/null || return 1
   t0=$(cut -d' ' -f1 /proc/uptime)
   i=0; until nc "$1" 5002 < /tmp/net-tx.bin; do i=$((i+1)); [ $i -gt 10 ] && return 1; sleep 1; done
   t1=$(cut -d' ' -f1 /proc/uptime)
-  echo "@@NET dom0-to-guest 64 MiB in $(awk "BEGIN{print $t1 - $t0}") s"
+  echo "@@NET dom0-to-guest $mib MiB in $(awk "BEGIN{print $t1 - $t0}") s"
 }
 net_sent() {
   s=$(sha256sum < /tmp/net-tx.bin); s=${s%% *}
@@ -1279,6 +1331,9 @@ while read -r ko; do
     [ -e "/steps/$step.noblkfront" ] && continue
     ko=$(blkfront_ko)
     [ -e "/steps/$step.blkfront-args" ] && args=$(cat "/steps/$step.blkfront-args") ;;
+  *xen-netfront*)
+    # The step's vif frontend: a module of ours (GuestStep::with_vif_frontend) or the kernel's.
+    [ -e "/steps/$step.netfront" ] && ko=$(cat "/steps/$step.netfront") ;;
   esac
   insmod "$ko" $args || echo "@@GUEST-WARN insmod $ko $args failed"
 done < /modules.list
@@ -1607,27 +1662,32 @@ check_misbehaving() {
 # check_unload SECS: the kernel log is clean (no WARNING splat, BUG, Oops, call trace or
 # hung task),
 # then every vbd is unbound and blkfront unloaded, each within SECS; no disk is left.
-# check_net ME PEER: xen-netfront's eth0 with a static address, ping both ways, then
-# 64 MiB of random data over TCP each way (busybox nc; a fifo keeps each listener's
-# stdin open so it never half-closes first); dom0 compares the sha256 (net-* actions).
+# check_net ME PEER [QUEUES] [MIB]: the netfront's eth0 (QUEUES tx and rx queues) with a
+# static address, ping both ways, then MIB (64) MiB of random data over TCP each way
+# (busybox nc; a fifo keeps each listener's stdin open so it never half-closes first);
+# dom0 compares the sha256 (net-* actions) and sends back as many MiB as it received.
 check_net() {
-  me=$1; peer=$2
+  me=$1; peer=$2; q=$3; mib=${4:-64}
   i=0; until [ -e /sys/class/net/eth0 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "no eth0"; return 1; }; sleep 0.1; done
   x ip addr add "$me/24" dev eth0 || return 1
   x ip link set eth0 up || return 1
   i=0; until [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "eth0 has no carrier"; return 1; }; sleep 0.1; done
-  echo "eth0 $(cat /sys/class/net/eth0/address) mtu $(cat /sys/class/net/eth0/mtu) up"
+  tq=$(ls -d /sys/class/net/eth0/queues/tx-* | wc -l); rq=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)
+  echo "eth0 $(cat /sys/class/net/eth0/address) mtu $(cat /sys/class/net/eth0/mtu) up, $tq tx / $rq rx queues"
+  if [ -n "$q" ]; then
+    [ "$tq" = "$q" ] && [ "$rq" = "$q" ] || { echo "eth0 has $tq tx / $rq rx queues, not $q"; return 1; }
+  fi
   x ping -c 3 -W 10 "$peer" || { echo "the guest cannot ping dom0"; return 1; }
   dom0 net-ping "$me" || { echo "dom0 cannot ping the guest"; return 1; }
-  x dd if=/dev/urandom of=/tmp/net.bin bs=1M count=64 2>/dev/null || return 1
+  x dd if=/dev/urandom of=/tmp/net.bin bs=1M count=$mib 2>/dev/null || return 1
   s=$(sha /tmp/net.bin) || return 1
   dom0 net-listen 5001 || return 1
   t0=$(cut -d' ' -f1 /proc/uptime)
   n=0; until x nc "$peer" 5001 < /tmp/net.bin; do n=$((n+1)); [ $n -gt 10 ] && { echo "sending to dom0 failed"; return 1; }; sleep 1; done
   t1=$(cut -d' ' -f1 /proc/uptime)
-  echo "@@NET guest-to-dom0 64 MiB in $(awk "BEGIN{print $t1 - $t0}") s"
+  echo "@@NET guest-to-dom0 $mib MiB in $(awk "BEGIN{print $t1 - $t0}") s"
   rm -f /tmp/net.bin
-  dom0 net-received "$s" || { echo "dom0 did not receive the guest's 64 MiB (sha256 $s)"; return 1; }
+  dom0 net-received "$s" || { echo "dom0 did not receive the guest's $mib MiB (sha256 $s)"; return 1; }
   rm -f /tmp/net-fifo /tmp/net-rx.bin; mkfifo /tmp/net-fifo || return 1
   nc -l -p 5002 < /tmp/net-fifo > /tmp/net-rx.bin &
   pid=$!
@@ -1742,7 +1802,7 @@ check_ext4() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Disk;
+    use crate::scenario::{Disk, NetFrontend};
 
     fn step(t: GuestType, backends: &[BlockBackend]) -> GuestStep {
         GuestStep::new("g-1", t, backends, &[Workload::Pattern { disk: 0 }])
@@ -2034,6 +2094,34 @@ mod tests {
             "net workload without a vif"
         );
         assert!(b.has_vifs() && b.needs_kernel_netback());
+        // A vif driven by a module of ours, 2 vCPUs: reload allowed, module staged.
+        let ko = std::path::PathBuf::from("/x/sluice-netfront.ko");
+        let mut m = GuestStep::new(
+            "m",
+            GuestType::Pvh,
+            &[],
+            &[Workload::Net, Workload::NetReloadFrontend],
+        )
+        .with_vif_frontend(NetBackend::Kernel, NetFrontend::Module(ko.clone()));
+        m.vcpus = 2;
+        assert!(validate(&boot(vec![m.clone()])).is_ok());
+        assert!(guest_cfg(0, &m).contains("vcpus = 2"));
+        assert_eq!(
+            m.vif.as_ref().unwrap().module(),
+            Some((&ko, "sluice_netfront".to_string()))
+        );
+        assert_eq!(
+            crate::net::guest_module_path(&m).as_deref(),
+            Some("/lib/modules/step-m-sluice-netfront.ko")
+        );
+        m.vcpus = 3;
+        assert!(validate(&boot(vec![m])).is_err(), "3 vCPUs on 2 CPUs");
+        let stock = GuestStep::new("s", GuestType::Pv, &[], &[Workload::NetReloadFrontend])
+            .with_vif(NetBackend::Kernel);
+        assert!(
+            validate(&boot(vec![stock])).is_err(),
+            "reloading stock xen-netfront"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod images;
 pub mod initramfs;
 pub mod kernel;
+pub mod net;
 pub mod paths;
 pub mod pattern;
 pub mod progress;
@@ -35,5 +36,5 @@ pub use error::Failure;
 pub use run::{run_boot, BootReport};
 pub use scenario::{
     BackendMisbehaviour, BlockBackend, Boot, ConsoleBackend, Disk, Dom0Daemon, GuestStep,
-    GuestType, NetBackend, Workload,
+    GuestType, NetBackend, NetFrontend, Vif, Workload,
 };

@@ -55,6 +55,43 @@ pub enum NetBackend {
     Kernel,
 }
 
+/// Who drives a guest's vif in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetFrontend {
+    /// The kernel's `xen-netfront`, loaded at boot.
+    Stock,
+    /// A module file on the host (e.g. `sluice-netfront.ko`, built for the guest
+    /// kernel), loaded at boot instead of `xen-netfront`; its module name is the file
+    /// stem with `-` as `_`.
+    Module(PathBuf),
+}
+
+/// A guest's one network interface: who serves it in dom0 and who drives it in the
+/// guest ([`GuestStep::with_vif`], [`GuestStep::with_vif_frontend`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vif {
+    /// dom0's end.
+    pub backend: NetBackend,
+    /// The guest's end.
+    pub frontend: NetFrontend,
+}
+
+impl Vif {
+    /// The frontend module's file on the host and its module name, when the guest's end
+    /// is a module of ours.
+    pub fn module(&self) -> Option<(&PathBuf, String)> {
+        match &self.frontend {
+            NetFrontend::Stock => None,
+            NetFrontend::Module(ko) => Some((
+                ko,
+                ko.file_stem()
+                    .map(|n| n.to_string_lossy().replace('-', "_"))
+                    .unwrap_or_default(),
+            )),
+        }
+    }
+}
+
 /// dom0's bridge for guests' vifs, and its address (`/24`).
 pub const NET_BRIDGE: &str = "xenbr0";
 /// dom0's address on [`NET_BRIDGE`].
@@ -165,12 +202,18 @@ pub enum Workload {
     /// writer had acknowledged (from the `@@ACK` lines of that step's console), and
     /// every one of them must read back intact.
     CrashVerify { disk: usize },
-    /// The step's vif ([`GuestStep::with_vif`]) with stock `xen-netfront`: a static
-    /// address (`10.99.0.<10 + step>`), ping dom0 and be pinged by dom0, then a 64 MiB
-    /// TCP transfer (busybox `nc`, random data) guest → dom0 and one dom0 → guest, each
-    /// receiver's sha256 compared with the sender's (dom0 compares, through dom0
-    /// actions).
+    /// The step's vif ([`GuestStep::with_vif`], either frontend): one transmit and one
+    /// receive queue per guest vCPU, a static address (`10.99.0.<10 + step>`), ping dom0
+    /// and be pinged by dom0, then a 64 MiB TCP transfer (busybox `nc`, random data)
+    /// guest → dom0 and one dom0 → guest, each receiver's sha256 compared with the
+    /// sender's (dom0 compares, through dom0 actions).
     Net,
+    /// After [`Workload::Net`], for a vif driven by a module of ours
+    /// ([`NetFrontend::Module`]): link down, the vif unbound (xenbus holds one module
+    /// reference per bound device), the module's reference count back to 0, `rmmod`
+    /// (bounded), no `eth0` left, a clean kernel log; then `insmod` again and
+    /// [`Workload::Net`] once more with 8 MiB each way.
+    NetReloadFrontend,
     /// After [`Workload::Net`]: dom0 SIGKILLs the userspace net backend daemon and starts
     /// it again with the guest running; the guest then pings dom0 (a bounded number of
     /// tries while the new daemon takes the vif over) and dom0 pings the guest.
@@ -279,6 +322,7 @@ impl Workload {
             Workload::CrashVerify { disk } => format!("crash-verify-{}", vdev(*disk)),
             Workload::Net => "net".into(),
             Workload::NetRestartBackend => "net-backend-restart".into(),
+            Workload::NetReloadFrontend => "net-frontend-reload".into(),
         }
     }
 
@@ -305,7 +349,8 @@ impl Workload {
             | Workload::CrashVerify { .. }
             | Workload::UnloadFrontend
             | Workload::Net
-            | Workload::NetRestartBackend => 0,
+            | Workload::NetRestartBackend
+            | Workload::NetReloadFrontend => 0,
         }
     }
 
@@ -315,7 +360,8 @@ impl Workload {
             Workload::ConsoleRoundTrip
             | Workload::UnloadFrontend
             | Workload::Net
-            | Workload::NetRestartBackend => None,
+            | Workload::NetRestartBackend
+            | Workload::NetReloadFrontend => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -367,7 +413,8 @@ impl Workload {
             Workload::ConsoleRoundTrip
             | Workload::UnloadFrontend
             | Workload::Net
-            | Workload::NetRestartBackend => None,
+            | Workload::NetRestartBackend
+            | Workload::NetReloadFrontend => None,
         }
     }
 }
@@ -402,8 +449,10 @@ pub struct GuestStep {
     pub block_daemon: Option<String>,
     /// Arguments for the guest's blkfront module at boot (`insmod KO ARGS`).
     pub blkfront_args: Vec<String>,
-    /// One vif, served by this backend ([`GuestStep::with_vif`]).
-    pub vif: Option<NetBackend>,
+    /// One vif ([`GuestStep::with_vif`], [`GuestStep::with_vif_frontend`]).
+    pub vif: Option<Vif>,
+    /// The guest's vCPUs (`vcpus =` in its config; 1 unless a step asks for more).
+    pub vcpus: u32,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -432,6 +481,7 @@ impl GuestStep {
             block_daemon: None,
             blkfront_args: vec![],
             vif: None,
+            vcpus: 1,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -479,13 +529,20 @@ impl GuestStep {
             block_daemon: None,
             blkfront_args: vec![],
             vif: None,
+            vcpus: 1,
         }
     }
 
     /// Gives the guest one vif served by `backend` (MAC `00:16:3e:00:99:<step>`, on
     /// [`NET_BRIDGE`]); the guest loads stock `xen-netfront`.
-    pub fn with_vif(mut self, backend: NetBackend) -> Self {
-        self.vif = Some(backend);
+    pub fn with_vif(self, backend: NetBackend) -> Self {
+        self.with_vif_frontend(backend, NetFrontend::Stock)
+    }
+
+    /// Gives the guest one vif served by `backend` and driven by `frontend` (a module
+    /// of ours is loaded at boot instead of `xen-netfront`).
+    pub fn with_vif_frontend(mut self, backend: NetBackend, frontend: NetFrontend) -> Self {
+        self.vif = Some(Vif { backend, frontend });
         self
     }
 
@@ -630,7 +687,9 @@ impl Boot {
 
     /// Whether any step's vif is served by Linux's netback.
     pub fn needs_kernel_netback(&self) -> bool {
-        self.steps.iter().any(|s| s.vif == Some(NetBackend::Kernel))
+        self.steps
+            .iter()
+            .any(|s| s.vif.as_ref().map(|v| v.backend) == Some(NetBackend::Kernel))
     }
 
     pub fn needs_kernel_blkback(&self) -> bool {

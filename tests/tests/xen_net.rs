@@ -9,14 +9,31 @@
 //! it again, and the guest's vif must come back by itself (ping both ways,
 //! [`Workload::NetRestartBackend`]).
 //!
+//! The same boot's first step `pv-netfront`: Sluice's `sluice-netfront.ko` instead of
+//! xen-netfront, in a PV guest with 2 vCPUs (so 2 queues): the same transfers, the
+//! backend restart, then [`Workload::NetReloadFrontend`] (the vif unbound, the module's
+//! reference count back to 0, `rmmod`, `insmod`, ping both ways and 8 MiB each way).
+//!
+//! `sluice_netfront_vs_kernel_netback`: a PVH guest with 2 vCPUs and `sluice-netfront.ko`
+//! against Linux's `xen-netback` (stock `vif-bridge` script): the same transfers and the
+//! reload (a boot of its own: both backends watch `backend/vif`).
+//!
+//! `xen-netback` and sluice-netback offer 2 queues (dom0 has 2 vCPUs); each step's
+//! check wants as many tx and rx queues as the guest has vCPUs.
+//!
+//! The module comes from `SLUICE_NETFRONT_KO` (`cargo xtask test --suite xen-net` builds
+//! it for the installed Debian kernel, which the guests boot, and sets it).
+//!
 //! `kernel_netback_reference` (only with `SLUICE_NET_REFERENCE=1`): the same PV step
 //! against Linux's `xen-netback` and the stock `vif-bridge` script, for the transfer
 //! times (`@@NET` lines) of the same workload; a separate boot, so not a same-boot A/B.
 
 use sluice_testbed::cargo_bin::cargo_binary;
 use sluice_testbed::{
-    run_boot, Boot, ConsoleBackend, Dom0Daemon, GuestStep, GuestType, NetBackend, Workload,
+    run_boot, Boot, ConsoleBackend, Dom0Daemon, GuestStep, GuestType, NetBackend, NetFrontend,
+    Workload,
 };
+use std::path::PathBuf;
 
 fn net_step(name: &str, t: GuestType) -> GuestStep {
     net_step_with(name, t, NetBackend::Userspace)
@@ -33,6 +50,31 @@ fn net_step_with(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
     s
 }
 
+/// A step whose vif is driven by `sluice-netfront.ko` (2 vCPUs: 2 queues).
+fn netfront_step(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
+    let ko = PathBuf::from(std::env::var("SLUICE_NETFRONT_KO").expect(
+        "SLUICE_NETFRONT_KO names sluice-netfront.ko (cargo xtask test --suite xen-net sets it)",
+    ));
+    let mut w = vec![Workload::Net];
+    if backend == NetBackend::Userspace {
+        w.push(Workload::NetRestartBackend);
+    }
+    w.push(Workload::NetReloadFrontend);
+    let mut s =
+        GuestStep::new(name, t, &[], &w).with_vif_frontend(backend, NetFrontend::Module(ko));
+    s.memory_mib = 384;
+    s.vcpus = 2;
+    s
+}
+
+fn run_and_count(boot: &Boot) {
+    let report = run_boot(boot).unwrap_or_else(|e| panic!("{e:#}"));
+    for (check, summary) in &report.passed {
+        eprintln!("PASS {check}: {summary}");
+    }
+    assert_eq!(report.passed.len(), boot.checks(), "{:?}", report.passed);
+}
+
 #[test]
 #[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-net)"]
 fn stock_netfront_vs_sluice_netback() {
@@ -47,13 +89,30 @@ fn stock_netfront_vs_sluice_netback() {
             serves_block: false,
         }],
         steps: vec![
+            netfront_step("pv-netfront", GuestType::Pv, NetBackend::Userspace),
             net_step("pv-net", GuestType::Pv),
             net_step("pvh-net", GuestType::Pvh),
         ],
         fio_in_dom0: false,
     };
-    let report = run_boot(&boot).unwrap_or_else(|e| panic!("{e:#}"));
-    eprintln!("{report:?}");
+    run_and_count(&boot);
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-net)"]
+fn sluice_netfront_vs_kernel_netback() {
+    let boot = Boot {
+        name: "xen-netfront-kernel".into(),
+        console: ConsoleBackend::Xenconsoled,
+        daemons: vec![],
+        steps: vec![netfront_step(
+            "pvh-netfront-kernel",
+            GuestType::Pvh,
+            NetBackend::Kernel,
+        )],
+        fio_in_dom0: false,
+    };
+    run_and_count(&boot);
 }
 
 #[test]

@@ -52,6 +52,8 @@ pub fn build() -> Result<Debs> {
         "-p",
         "sluice-blkback",
         "-p",
+        "sluice-netback",
+        "-p",
         "sluice-consoleback",
     ]))?;
     run(cargo().args(["deb", "-p", "sluice", "--no-build", "--strip"]))?;
@@ -209,9 +211,11 @@ fn check_contents(debs: &Debs) -> Result<()> {
     let list = output(Command::new("dpkg-deb").arg("-c").arg(&debs.backends))?;
     for (mode, path) in [
         ("-rwxr-xr-x", "./usr/sbin/sluice-blkback"),
+        ("-rwxr-xr-x", "./usr/sbin/sluice-netback"),
         ("-rwxr-xr-x", "./usr/sbin/sluice-consoleback"),
         ("-rwxr-xr-x", "./usr/bin/sluice"),
         ("-rwxr-xr-x", "./etc/xen/scripts/block-userspace"),
+        ("-rwxr-xr-x", "./etc/xen/scripts/vif-userspace"),
         ("-rw-r--r--", "./etc/sluice/sluice.conf"),
         ("-rw-r--r--", "./etc/logrotate.d/sluice-consoleback"),
         (
@@ -220,11 +224,19 @@ fn check_contents(debs: &Debs) -> Result<()> {
         ),
         (
             "-rw-r--r--",
+            "./usr/lib/systemd/system/sluice-netback.service",
+        ),
+        (
+            "-rw-r--r--",
             "./usr/lib/systemd/system/sluice-consoleback.service",
         ),
         (
             "-rw-r--r--",
             "./usr/share/doc/sluice-backends/examples/sluice-blacklist-xen-blkback.conf",
+        ),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/sluice-backends/examples/sluice-blacklist-xen-netback.conf",
         ),
     ] {
         ensure!(
@@ -247,6 +259,7 @@ fn check_contents(debs: &Debs) -> Result<()> {
     for c in [
         "/etc/sluice/sluice.conf",
         "/etc/xen/scripts/block-userspace",
+        "/etc/xen/scripts/vif-userspace",
         "/etc/logrotate.d/sluice-consoleback",
     ] {
         ensure!(
@@ -342,7 +355,7 @@ fn check_unpacked(debs: &Debs) -> Result<()> {
     }
     // Units: systemd's own parser; the only complaints allowed are our binaries being
     // absent from this host's /usr (they are in the unpacked tree, checked below).
-    let units: Vec<PathBuf> = ["sluice-blkback", "sluice-consoleback"]
+    let units: Vec<PathBuf> = ["sluice-blkback", "sluice-consoleback", "sluice-netback"]
         .iter()
         .map(|u| dir.join(format!("usr/lib/systemd/system/{u}.service")))
         .collect();
@@ -353,6 +366,7 @@ fn check_unpacked(debs: &Debs) -> Result<()> {
                 "/usr/bin/sluice ",
                 "/usr/sbin/sluice-blkback ",
                 "/usr/sbin/sluice-consoleback ",
+                "/usr/sbin/sluice-netback ",
             ]
             .iter()
             .any(|b| l.contains(&format!("Command {b}is not executable")));
@@ -421,6 +435,23 @@ fn check_unpacked(debs: &Debs) -> Result<()> {
     ensure!(
         refuse.status.code() == Some(1) && text.contains("rmmod xen_blkback"),
         "the ExecStartPre check does not refuse: {text}"
+    );
+    // The netback unit's refusal, with xen_netback loaded.
+    fs::create_dir_all(dir.join("sys/module/xen_netback"))?;
+    let netback = fs::read_to_string(&units[2])?;
+    ensure!(
+        netback.contains("ExecStartPre=/usr/bin/sluice doctor --only kernel-netback"),
+        "the netback unit does not check for xen_netback"
+    );
+    let refuse = Command::new(&sluice)
+        .arg("--root")
+        .arg(&dir)
+        .args(["doctor", "--only", "kernel-netback"])
+        .output()?;
+    let text = String::from_utf8_lossy(&refuse.stdout);
+    ensure!(
+        refuse.status.code() == Some(1) && text.contains("rmmod xen_netback"),
+        "the netback ExecStartPre check does not refuse: {text}"
     );
     // Modules: for this kernel, signed by our key (the certificate shipped for MOK).
     for ko in ["sluice-blkfront.ko", "sluice-hello.ko"] {

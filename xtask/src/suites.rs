@@ -59,7 +59,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "xen-net",
-        about: "real Xen: PV + PVH stock xen-netfront vs sluice-netback (ping, 64 MiB TCP each way)",
+        about: "real Xen: PV + PVH stock xen-netfront vs sluice-netback, sluice-netfront.ko vs sluice-netback (PV) and vs kernel netback (PVH): ping, 64 MiB TCP each way, 2 queues, rmmod + insmod",
         run: crate::xen::net,
     },
     Suite {

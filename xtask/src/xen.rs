@@ -5,7 +5,7 @@
 //! would starve each other of the host's cores).
 
 use crate::util::{cargo, run};
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 fn scenario_test(test: &str) -> Result<()> {
     run(cargo().args([
@@ -54,7 +54,24 @@ pub fn blk_crash() -> Result<()> {
     scenario_test("xen_blk_crash")
 }
 
-/// `xen-net`: guests' vifs served by `sluice-netback` (stock xen-netfront, PV + PVH).
+/// `xen-net`: guests' vifs served by `sluice-netback` (stock xen-netfront, PV + PVH;
+/// `sluice-netfront.ko`, PV), and `sluice-netfront.ko` against kernel netback (PVH).
+/// Builds the module for the installed Debian kernel (the guests' kernel) first.
 pub fn net() -> Result<()> {
-    scenario_test("xen_net")
+    let (_, kos) = crate::linux_modules::build()?;
+    let ko = kos
+        .into_iter()
+        .find(|k| k.ends_with("sluice-netfront.ko"))
+        .context("sluice-netfront.ko was not built")?;
+    run(cargo().env("SLUICE_NETFRONT_KO", ko).args([
+        "test",
+        "-p",
+        "sluice-testbed",
+        "--test",
+        "xen_net",
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]))
 }

@@ -1,7 +1,7 @@
 //! `sluice doctor`: checks a dom0 for what Sluice's backends need; each problem comes
 //! with its fix.
 
-use crate::{Root, BLACKLIST_EXAMPLE, HOTPLUG_SCRIPTS, UNITS};
+use crate::{Root, BLACKLIST_EXAMPLE, HOTPLUG_SCRIPTS, NET_BLACKLIST_EXAMPLE, NET_UNIT, UNITS};
 use serde::Serialize;
 use std::os::unix::fs::PermissionsExt;
 
@@ -28,12 +28,17 @@ pub const CHECKS: &[(&str, &str)] = &[
         "the kernel's xen_blkback module is not loaded",
     ),
     (
+        "kernel-netback",
+        "the kernel's xen_netback is not loaded while sluice-netback is enabled, \
+         running, or this check is named (--only kernel-netback: the unit's ExecStartPre)",
+    ),
+    (
         "xenconsoled",
         "xenconsoled is not running next to sluice-consoleback",
     ),
     (
         "hotplug-scripts",
-        "libxl's block-userspace hotplug script is installed",
+        "libxl's block-userspace and vif-userspace hotplug scripts are installed",
     ),
     (
         "units",
@@ -55,7 +60,7 @@ pub fn run(root: &Root, only: &[String]) -> Result<Vec<Finding>, String> {
     let mut out = Vec::new();
     for (name, _) in CHECKS {
         if only.is_empty() || only.iter().any(|o| o == name) {
-            out.push(check(root, name));
+            out.push(check(root, name, !only.is_empty()));
         }
     }
     Ok(out)
@@ -79,7 +84,7 @@ fn problem(check: &'static str, detail: String, fix: String) -> Finding {
     }
 }
 
-fn check(root: &Root, name: &'static str) -> Finding {
+fn check(root: &Root, name: &'static str, named: bool) -> Finding {
     match name {
         "xenstored" => {
             let pids: Vec<u32> = ["xenstored", "oxenstored"]
@@ -128,6 +133,30 @@ fn check(root: &Root, name: &'static str) -> Finding {
                 )
             } else {
                 ok(name, "xen_blkback not loaded".into())
+            }
+        }
+        "kernel-netback" => {
+            let ours =
+                named || !root.pids_of("sluice-netback").is_empty() || unit_enabled(root, NET_UNIT);
+            let loaded = root.path("/sys/module/xen_netback").exists();
+            if loaded && !ours {
+                ok(
+                    name,
+                    "xen_netback serves vifs (sluice-netback neither enabled nor running)".into(),
+                )
+            } else if loaded {
+                problem(
+                    name,
+                    "the kernel's xen_netback is loaded: it watches backend/vif too, \
+                     so sluice-netback must not run next to it"
+                        .into(),
+                    format!(
+                        "shut down the guests it serves, `rmmod xen_netback`; to keep it \
+                         out at boot: `cp {NET_BLACKLIST_EXAMPLE} /etc/modprobe.d/`"
+                    ),
+                )
+            } else {
+                ok(name, "xen_netback not loaded".into())
             }
         }
         "xenconsoled" => {

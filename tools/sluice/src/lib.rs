@@ -58,10 +58,23 @@ impl Root {
 }
 
 /// The systemd units the sluice-backends package installs.
+/// (`sluice doctor` wants these enabled; sluice-netback's, [`NET_UNIT`], is optional.)
 pub const UNITS: &[&str] = &["sluice-blkback.service", "sluice-consoleback.service"];
 
-/// The hotplug scripts libxl runs for disks served by sluice-blkback.
-pub const HOTPLUG_SCRIPTS: &[&str] = &["/etc/xen/scripts/block-userspace"];
+/// sluice-netback's unit, also installed by the package; enabled only on dom0s whose
+/// vifs it serves (the kernel's xen-netback is the other choice).
+pub const NET_UNIT: &str = "sluice-netback.service";
+
+/// The hotplug scripts libxl runs for disks served by sluice-blkback and vifs served by
+/// sluice-netback.
+pub const HOTPLUG_SCRIPTS: &[&str] = &[
+    "/etc/xen/scripts/block-userspace",
+    "/etc/xen/scripts/vif-userspace",
+];
+
+/// The opt-in modprobe snippet that keeps the kernel's netback unloaded.
+pub const NET_BLACKLIST_EXAMPLE: &str =
+    "/usr/share/doc/sluice-backends/examples/sluice-blacklist-xen-netback.conf";
 
 /// The opt-in modprobe snippet that keeps the kernel's blkback unloaded.
 pub const BLACKLIST_EXAMPLE: &str =

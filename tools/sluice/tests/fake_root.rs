@@ -26,12 +26,14 @@ fn healthy() -> tempfile::TempDir {
     put(d, "dev/xen/gntdev", "");
     put(d, "dev/xen/evtchn", "");
     put(d, "sys/module/xen_gntdev/refcnt", "1\n");
-    put(d, "etc/xen/scripts/block-userspace", "#!/bin/sh\n");
-    fs::set_permissions(
-        d.join("etc/xen/scripts/block-userspace"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    for s in ["block-userspace", "vif-userspace"] {
+        put(d, &format!("etc/xen/scripts/{s}"), "#!/bin/sh\n");
+        fs::set_permissions(
+            d.join("etc/xen/scripts").join(s),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
     fs::create_dir_all(d.join("etc/systemd/system/multi-user.target.wants")).unwrap();
     for u in sluice::UNITS {
         put(d, &format!("lib/systemd/system/{u}"), "[Unit]\n");
@@ -80,6 +82,10 @@ fn each_breakage_is_found_alone() {
         ("kernel-blkback", |d| {
             put(d, "sys/module/xen_blkback/refcnt", "0\n")
         }),
+        ("kernel-netback", |d| {
+            put(d, "sys/module/xen_netback/refcnt", "0\n");
+            put(d, "proc/204/comm", "sluice-netback\n");
+        }),
         ("xenconsoled", |d| put(d, "proc/150/comm", "xenconsoled\n")),
         ("hotplug-scripts", |d| {
             fs::set_permissions(
@@ -101,6 +107,35 @@ fn each_breakage_is_found_alone() {
         breakit(t.path());
         assert_eq!(problems(t.path()), vec![*name], "breaking {name}");
     }
+}
+
+#[test]
+fn kernel_netback_is_a_problem_only_where_sluice_netback_serves_vifs() {
+    let t = healthy();
+    let d = t.path();
+    put(d, "sys/module/xen_netback/refcnt", "0\n");
+    // Kernel netback serving vifs, sluice-netback not enabled: a choice, not a problem.
+    assert_eq!(problems(d), Vec::<&str>::new());
+    let f = doctor::run(&Root::new(d), &[]).unwrap();
+    let n = f.iter().find(|f| f.check == "kernel-netback").unwrap();
+    assert!(n.detail.contains("xen_netback serves vifs"), "{n:?}");
+    // The unit's ExecStartPre names the check: refused, with the fix.
+    let f = doctor::run(&Root::new(d), &["kernel-netback".into()]).unwrap();
+    assert!(!f[0].ok, "{f:?}");
+    let fix = f[0].fix.as_deref().unwrap();
+    assert!(fix.contains("rmmod xen_netback"), "{fix}");
+    assert!(fix.contains("sluice-blacklist-xen-netback.conf"), "{fix}");
+    // sluice-netback enabled (not running yet): a problem in the full run too.
+    symlink(
+        "/lib/systemd/system/sluice-netback.service",
+        d.join("etc/systemd/system/multi-user.target.wants/sluice-netback.service"),
+    )
+    .unwrap();
+    assert_eq!(problems(d), vec!["kernel-netback"]);
+    // And without xen_netback, the named check passes.
+    fs::remove_dir_all(d.join("sys/module/xen_netback")).unwrap();
+    let f = doctor::run(&Root::new(d), &["kernel-netback".into()]).unwrap();
+    assert!(f[0].ok, "{f:?}");
 }
 
 #[test]
