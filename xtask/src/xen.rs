@@ -54,24 +54,36 @@ pub fn blk_crash() -> Result<()> {
     scenario_test("xen_blk_crash")
 }
 
-/// `xen-net`: guests' vifs served by `sluice-netback` (stock xen-netfront, PV + PVH;
-/// `sluice-netfront.ko`, PV), and `sluice-netfront.ko` against kernel netback (PVH).
-/// Builds the module for the installed Debian kernel (the guests' kernel) first.
+/// `xen-net`: guests' vifs served by `sluice-netback` (stock xen-netfront, PV + PVH),
+/// and `sluice-netfront.ko` against kernel netback (PVH). Builds the module for the
+/// installed Debian kernel (the guests' kernel) first.
 pub fn net() -> Result<()> {
+    net_tests(false)
+}
+
+/// `xen-net-sluice-pair` (opt-in): `sluice-netfront.ko` against `sluice-netback` (PV).
+pub fn net_sluice_pair() -> Result<()> {
+    net_tests(true)
+}
+
+fn net_tests(sluice_pair: bool) -> Result<()> {
     let (_, kos) = crate::linux_modules::build()?;
     let ko = kos
         .into_iter()
         .find(|k| k.ends_with("sluice-netfront.ko"))
         .context("sluice-netfront.ko was not built")?;
-    run(cargo().env("SLUICE_NETFRONT_KO", ko).args([
+    let mut c = cargo();
+    c.env("SLUICE_NETFRONT_KO", ko).args([
         "test",
         "-p",
         "sluice-testbed",
         "--test",
         "xen_net",
         "--",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]))
+    ]);
+    if sluice_pair {
+        c.env("SLUICE_NET_SLUICE_PAIR", "1")
+            .args(["sluice_netfront_vs_sluice_netback", "--exact"]);
+    }
+    run(c.args(["--ignored", "--nocapture", "--test-threads=1"]))
 }
