@@ -53,6 +53,12 @@ const MODULES: &[Module] = &[
         lib: "sluice_netfront",
         xen_only: true,
     },
+    Module {
+        name: "sluice-consfront",
+        krate: "sluice-consfront",
+        lib: "sluice_consfront",
+        xen_only: true,
+    },
 ];
 
 /// Taint bits a module of ours may add: O (out-of-tree, 4096) and E (unsigned or signed
