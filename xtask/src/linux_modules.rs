@@ -699,6 +699,22 @@ pub fn run_blkfront_xen_sluice() -> Result<()> {
     testbed_with_blkfront("xen_userspace")
 }
 
+/// `xen-console`: secondary consoles on real Xen (`tests/tests/xen_console.rs`): the
+/// modules built first (the guests load `sluice-consfront.ko`).
+pub fn run_console_xen() -> Result<()> {
+    build()?;
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "sluice-testbed",
+            "--test",
+            "xen_console",
+            "--",
+        ])
+        .args(["--ignored", "--nocapture", "--test-threads=1"]))
+}
+
 /// Builds the modules; returns `sluice-blkfront.ko` (`cargo xtask bench fio-frontends`).
 pub fn blkfront_ko() -> Result<PathBuf> {
     let (_, kos) = build()?;

@@ -211,37 +211,51 @@ pub fn add_console<S: XenStore + ?Sized>(
         },
     ];
     let ds = d.to_string();
+    // Each node gets its permissions: a node created in a transaction has those of
+    // its parent at the time, and the directories are new here too.
+    let back: [(&str, &str); 6] = [
+        ("frontend", &fe),
+        ("frontend-id", &ds),
+        ("online", "1"),
+        ("state", "1"),
+        ("protocol", "vt100"),
+        ("name", name),
+    ];
+    let front: [(&str, &str); 4] = [
+        ("backend", &be),
+        ("backend-id", "0"),
+        ("state", "1"),
+        ("protocol", "vt100"),
+    ];
+    let front_ro: [(&str, &str); 5] = [
+        ("name", name),
+        ("limit", "1048576"),
+        ("type", "sluice"),
+        ("output", "pty"),
+        ("tty", ""),
+    ];
+    let nodes = back
+        .iter()
+        .map(|&(k, v)| (format!("{be}/{k}"), v, &dom0_owned))
+        .chain(
+            front
+                .iter()
+                .map(|&(k, v)| (format!("{fe}/{k}"), v, &guest_owned)),
+        )
+        .chain(
+            front_ro
+                .iter()
+                .map(|&(k, v)| (format!("{fe}/{k}"), v, &dom0_owned)),
+        )
+        .collect::<Vec<_>>();
     transaction(xs, 16, |tx| {
-        for (k, v) in [
-            ("frontend", fe.as_str()),
-            ("frontend-id", ds.as_str()),
-            ("online", "1"),
-            ("state", "1"),
-            ("protocol", "vt100"),
-            ("name", name),
-        ] {
-            xs.write(tx, &format!("{be}/{k}"), v.as_bytes())?;
-        }
+        xs.mkdir(tx, &be)?;
         xs.set_perms(tx, &be, &dom0_owned)?;
-        for (k, v) in [
-            ("backend", be.as_str()),
-            ("backend-id", "0"),
-            ("state", "1"),
-            ("protocol", "vt100"),
-        ] {
-            xs.write(tx, &format!("{fe}/{k}"), v.as_bytes())?;
-        }
+        xs.mkdir(tx, &fe)?;
         xs.set_perms(tx, &fe, &guest_owned)?;
-        for (k, v) in [
-            ("name", name),
-            ("limit", "1048576"),
-            ("type", "sluice"),
-            ("output", "pty"),
-            ("tty", ""),
-        ] {
-            let p = format!("{fe}/{k}");
-            xs.write(tx, &p, v.as_bytes())?;
-            xs.set_perms(tx, &p, &dom0_owned)?;
+        for (path, value, perms) in &nodes {
+            xs.write(tx, path, value.as_bytes())?;
+            xs.set_perms(tx, path, *perms)?;
         }
         Ok(())
     })

@@ -7,6 +7,7 @@ mod common;
 use common::{open_tty, read_until, wait_until};
 use sluice_abi::types::DomId;
 use sluice_abi::xenbus::XenbusState;
+use sluice_abi::xs_wire::XsPermAccess;
 use sluice_consfront_core::{EventChannels as _, Frontend};
 use sluice_consoleback::pump::PumpCounters;
 use sluice_consoleback::secondary::{add_console, BACKEND_ROOT};
@@ -158,6 +159,20 @@ fn add_console_writes_the_nodes_a_frontend_needs() {
         .get_perms(XBT_NULL, "/local/domain/7/device/console/2")
         .unwrap();
     assert_eq!(perms[0].domid, 7, "the guest owns its frontend directory");
+    // Every node has its own permissions (a node made before its parent's set_perms
+    // would keep dom0-only ones: the guest could neither write its state nor read the
+    // backend's, as the first run on Xen showed).
+    let owner = |p: &str| xs.get_perms(XBT_NULL, p).unwrap();
+    let st = owner("/local/domain/7/device/console/2/state");
+    assert_eq!(st[0].domid, 7, "the guest writes its state");
+    let bst = owner("/local/domain/0/backend/console/7/2/state");
+    assert_eq!(bst[0].domid, 0);
+    assert!(
+        bst.iter().any(|p| p.domid == 7 && p.access == XsPermAccess::Read),
+        "the guest reads the backend's state: {bst:?}"
+    );
+    let ty = owner("/local/domain/7/device/console/2/type");
+    assert_eq!(ty[0].domid, 0, "read-only for the guest");
     assert!(add_console(&xs, 0, 1, "x").is_err(), "not dom0");
     assert!(
         add_console(&xs, 7, 0, "x").is_err(),
