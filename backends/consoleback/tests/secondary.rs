@@ -168,7 +168,8 @@ fn add_console_writes_the_nodes_a_frontend_needs() {
     let bst = owner("/local/domain/0/backend/console/7/2/state");
     assert_eq!(bst[0].domid, 0);
     assert!(
-        bst.iter().any(|p| p.domid == 7 && p.access == XsPermAccess::Read),
+        bst.iter()
+            .any(|p| p.domid == 7 && p.access == XsPermAccess::Read),
         "the guest reads the backend's state: {bst:?}"
     );
     let ty = owner("/local/domain/7/device/console/2/type");
