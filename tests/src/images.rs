@@ -1418,7 +1418,11 @@ check_secondary_console() {
   dom0 console-rt 1 || { kill $reader 2>/dev/null; return 1; }
   wait $reader
   exec 5>&-
-  echo "@@SUMMARY $id: device/console/1 added by dom0 (sluice-console-add), moved from $first to sluice-consfront.ko (sysfs unbind/bind); a line dom0 typed into sluice-consoleback's pty reached /dev/sluicecons1 and its sha256 came back"
+  # Unbind and unload: the line goes, nothing is left behind.
+  echo console-1 > /sys/bus/xen/drivers/sluice-consfront/unbind || { echo "unbind from sluice-consfront failed"; return 1; }
+  [ ! -e /dev/sluicecons1 ] || { echo "/dev/sluicecons1 still there after unbind"; return 1; }
+  rmmod sluice_consfront || { echo "rmmod sluice-consfront failed"; return 1; }
+  echo "@@SUMMARY $id: device/console/1 added by dom0 (sluice-console-add), moved from $first to sluice-consfront.ko (sysfs unbind/bind); a line dom0 typed into sluice-consoleback's pty reached /dev/sluicecons1 and its sha256 came back; unbound and rmmod'ed"
 }
 check_roundtrip() {
   echo "@@RT-READY"
