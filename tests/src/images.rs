@@ -157,6 +157,16 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         if boot.first_fio().is_some() || crash {
             g.elf(&which("fio")?, "/usr/bin/fio", &[])?;
         }
+        if boot.has_secondary_console() {
+            let ko = secondary_console_module();
+            g.file(&ko, "/lib/modules/sluice-consfront.ko")
+                .with_context(|| {
+                    format!(
+                        "{}: build it with `cargo xtask test --suite linux-modules`",
+                        ko.display()
+                    )
+                })?;
+        }
         if Path::new("/etc/mke2fs.conf").exists() {
             g.file(Path::new("/etc/mke2fs.conf"), "/etc/mke2fs.conf")?;
         }
@@ -220,6 +230,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                 match w {
                     Workload::ConsoleRoundTrip => {
                         writeln!(script, "(check_roundtrip); report $id $?")?;
+                    }
+                    Workload::SecondaryConsole => {
+                        writeln!(script, "(check_secondary_console); report $id $?")?;
                     }
                     Workload::SeqRead { mib, rounds, .. } => {
                         writeln!(script, "(check_read {dev} {mib} {rounds}); report $id $?")?;
@@ -573,6 +586,10 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         r.bytes("/sluice/lib.sh", DOM0_LIB.as_bytes(), 0o644)?;
         for d in &boot.daemons {
             r.elf(&d.binary, &format!("/sluice/bin/{}", d.name), &[])?;
+        }
+        if boot.has_secondary_console() {
+            let tool = crate::cargo_bin::cargo_binary("sluice-consoleback", "sluice-console-add")?;
+            r.elf(&tool, "/sluice/bin/sluice-console-add", &[])?;
         }
         r.file(
             &kernel.vmlinux(&kernel_cache_dir())?,
@@ -1058,6 +1075,12 @@ pub fn disk_spec(step_idx: usize, di: usize, d: &Disk) -> String {
     )
 }
 
+/// `sluice-consfront.ko` as `cargo xtask test --suite linux-modules` builds it for the
+/// host's kernel (the guests' kernel).
+pub fn secondary_console_module() -> PathBuf {
+    crate::paths::build_dir().join("linux-modules/sluice-consfront/sluice-consfront.ko")
+}
+
 /// dom0's script for one step: create the guest with its console attached (the guest's
 /// output streams to the serial console; the harness can type into it), then check
 /// that every dom0 daemon survived.
@@ -1230,6 +1253,22 @@ action_or_gone() {
     i=$((i+1))
   done
   return 0
+}
+# console_rt DOMAIN N: types a line into secondary console N's pty (sluice-consoleback's)
+# and checks the guest's answer: `SHA <sha256 of the line>`.
+console_rt() {
+  d=$(xl domid $1) || return 1
+  i=0; until [ "$(xenstore-read /local/domain/0/backend/console/$d/$2/state 2>/dev/null)" = 4 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "console $2 never connected"; return 1; }; sleep 0.1; done
+  tty=$(xenstore-read /local/domain/$d/device/console/$2/tty) || return 1
+  line="sluice-consfront-$d-$2-$(cut -d' ' -f1 /proc/uptime)"
+  want=$(printf '%s\n' "$line" | sha256sum); want=${want%% *}
+  exec 6<>"$tty"
+  printf '%s\n' "$line" >&6
+  ans=; read -t 120 -r ans <&6
+  exec 6>&-
+  ans=$(printf '%s' "$ans" | tr -d '\r')
+  echo "@@DOM0-CONSOLE-RT typed $line on $tty; guest answered: $ans"
+  [ "$ans" = "SHA $want" ]
 }
 # Every daemon with a pid file must still run.
 check_daemons() {
@@ -1410,6 +1449,36 @@ dom0() {
   echo "no answer from dom0 to $1 $2"; return 1
 }
 sha() { s=$(x sha256sum "$@") || return 1; echo "${s%% *}"; }
+# check_secondary_console: dom0 adds device/console/1 (sluice-console-add, served by
+# sluice-consoleback); the kernel's hvc_xen binds it first, so it is unbound from that
+# driver and bound to sluice-consfront through sysfs; dom0 then types a line into the
+# console's pty and the guest answers on /dev/sluicecons1 with the line's sha256.
+check_secondary_console() {
+  d=/sys/bus/xen/devices/console-1
+  dom0 console-add 1 || return 1
+  i=0; until [ -e $d/driver ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "device/console/1 never bound"; return 1; }; sleep 0.1; done
+  first=$(basename "$(readlink $d/driver)")
+  echo "console-1 first bound by $first"
+  insmod /lib/modules/sluice-consfront.ko || { echo "insmod sluice-consfront failed"; return 1; }
+  echo console-1 > /sys/bus/xen/drivers/$first/unbind || { echo "unbind from $first failed"; return 1; }
+  echo console-1 > /sys/bus/xen/drivers/sluice-consfront/bind || { echo "bind to sluice-consfront failed"; return 1; }
+  now=$(basename "$(readlink $d/driver)")
+  [ "$now" = sluice-consfront ] || { echo "console-1 bound to $now"; return 1; }
+  i=0; until dmesg | grep -q 'sluicecons1: connected'; do i=$((i+1)); [ $i -gt 600 ] && { echo "sluicecons1 never connected"; dmesg | grep sluice-consfront; return 1; }; sleep 0.1; done
+  [ -c /dev/sluicecons1 ] || { echo "no /dev/sluicecons1"; return 1; }
+  exec 5<>/dev/sluicecons1
+  stty -F /dev/sluicecons1 raw -echo || return 1
+  ( read -r l <&5; h=$(printf '%s\n' "$l" | sha256sum); printf 'SHA %s\n' "${h%% *}" >&5 ) &
+  reader=$!
+  dom0 console-rt 1 || { kill $reader 2>/dev/null; return 1; }
+  wait $reader
+  exec 5>&-
+  # Unbind and unload: the line goes, nothing is left behind.
+  echo console-1 > /sys/bus/xen/drivers/sluice-consfront/unbind || { echo "unbind from sluice-consfront failed"; return 1; }
+  [ ! -e /dev/sluicecons1 ] || { echo "/dev/sluicecons1 still there after unbind"; return 1; }
+  rmmod sluice_consfront || { echo "rmmod sluice-consfront failed"; return 1; }
+  echo "@@SUMMARY $id: device/console/1 added by dom0 (sluice-console-add), moved from $first to sluice-consfront.ko (sysfs unbind/bind); a line dom0 typed into sluice-consoleback's pty reached /dev/sluicecons1 and its sha256 came back; unbound and rmmod'ed"
+}
 check_roundtrip() {
   echo "@@RT-READY"
   read -t 300 -r line || { echo "no line typed"; return 1; }

@@ -630,6 +630,18 @@ fn dom0_action(
     if let Some(cmd) = net_action(verb, disk) {
         return dom0_command(m, name, token, &cmd);
     }
+    // Secondary consoles (Workload::SecondaryConsole): `disk` is the console number.
+    if let (Some(verb), Ok(n)) = (
+        match verb {
+            "console-add" => Some("/sluice/bin/sluice-console-add $(xl domid NAME) N"),
+            "console-rt" => Some("console_rt NAME N"),
+            _ => None,
+        },
+        disk.parse::<u32>(),
+    ) {
+        let cmd = verb.replace("NAME", name).replace('N', &n.to_string());
+        return dom0_command(m, name, token, &cmd);
+    }
     let di = (0..step.disks.len())
         .find(|&i| crate::scenario::vdev(i) == disk)
         .ok_or_else(|| {

@@ -127,6 +127,11 @@ pub enum Workload {
     /// The host types a line into the guest console (through dom0's `xl console`) and
     /// the guest answers with its sha256.
     ConsoleRoundTrip,
+    /// A secondary console: dom0 adds `device/console/1` to the running guest
+    /// (`sluice-console-add`, served by `sluice-consoleback`); the guest moves it from
+    /// the kernel's hvc_xen to `sluice-consfront.ko` (sysfs unbind + bind), dom0 types a
+    /// line into its pty and the guest answers on `/dev/sluicecons1` with its sha256.
+    SecondaryConsole,
     /// Sequential 1 MiB O_DIRECT reads of the first `mib` MiB of the disk, `rounds`
     /// times, each timed by the guest (for same-boot backend comparisons).
     SeqRead { disk: usize, mib: u32, rounds: u32 },
@@ -304,6 +309,7 @@ impl Workload {
             Workload::Pattern { disk } => format!("pattern-{}", vdev(*disk)),
             Workload::Ext4 { disk } => format!("ext4-{}", vdev(*disk)),
             Workload::ConsoleRoundTrip => "console-roundtrip".into(),
+            Workload::SecondaryConsole => "console-secondary".into(),
             Workload::SeqRead { disk, .. } => format!("read-{}", vdev(*disk)),
             Workload::Discard { disk } => format!("discard-{}", vdev(*disk)),
             Workload::DetachAttach { disk } => format!("reattach-{}", vdev(*disk)),
@@ -340,6 +346,7 @@ impl Workload {
             // The image check (host), and dom0's check of the backend's log.
             Workload::HostileFrontend { .. } => 2,
             Workload::ConsoleRoundTrip
+            | Workload::SecondaryConsole
             | Workload::SeqRead { .. }
             | Workload::SectorSize { .. }
             | Workload::Fio { .. }
@@ -358,6 +365,7 @@ impl Workload {
     pub fn disk(&self) -> Option<usize> {
         match self {
             Workload::ConsoleRoundTrip
+            | Workload::SecondaryConsole
             | Workload::UnloadFrontend
             | Workload::Net
             | Workload::NetRestartBackend
@@ -411,6 +419,7 @@ impl Workload {
             | Workload::CrashVerify { .. }
             | Workload::MisbehavingBackend { .. } => None,
             Workload::ConsoleRoundTrip
+            | Workload::SecondaryConsole
             | Workload::UnloadFrontend
             | Workload::Net
             | Workload::NetRestartBackend
@@ -647,6 +656,14 @@ impl Boot {
             .flat_map(|s| &s.workloads)
             .map(Workload::checks)
             .sum()
+    }
+
+    /// Whether a step runs [`Workload::SecondaryConsole`] (the guests then get
+    /// `sluice-consfront.ko`, dom0 `sluice-console-add`).
+    pub fn has_secondary_console(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.workloads.contains(&Workload::SecondaryConsole))
     }
 
     /// The first fio workload: (step index, disk, seconds).

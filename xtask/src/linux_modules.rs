@@ -53,6 +53,12 @@ const MODULES: &[Module] = &[
         lib: "sluice_netfront",
         xen_only: true,
     },
+    Module {
+        name: "sluice-consfront",
+        krate: "sluice-consfront",
+        lib: "sluice_consfront",
+        xen_only: true,
+    },
 ];
 
 /// Taint bits a module of ours may add: O (out-of-tree, 4096) and E (unsigned or signed
@@ -691,6 +697,22 @@ pub fn run_blkfront_xen() -> Result<()> {
 /// consoleback) in dom0 (`tests/tests/xen_userspace.rs`).
 pub fn run_blkfront_xen_sluice() -> Result<()> {
     testbed_with_blkfront("xen_userspace")
+}
+
+/// `xen-console`: secondary consoles on real Xen (`tests/tests/xen_console.rs`): the
+/// modules built first (the guests load `sluice-consfront.ko`).
+pub fn run_console_xen() -> Result<()> {
+    build()?;
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "sluice-testbed",
+            "--test",
+            "xen_console",
+            "--",
+        ])
+        .args(["--ignored", "--nocapture", "--test-threads=1"]))
 }
 
 /// Builds the modules; returns `sluice-blkfront.ko` (`cargo xtask bench fio-frontends`).

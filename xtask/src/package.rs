@@ -213,6 +213,7 @@ fn check_contents(debs: &Debs) -> Result<()> {
         ("-rwxr-xr-x", "./usr/sbin/sluice-blkback"),
         ("-rwxr-xr-x", "./usr/sbin/sluice-netback"),
         ("-rwxr-xr-x", "./usr/sbin/sluice-consoleback"),
+        ("-rwxr-xr-x", "./usr/sbin/sluice-console-add"),
         ("-rwxr-xr-x", "./usr/bin/sluice"),
         ("-rwxr-xr-x", "./etc/xen/scripts/block-userspace"),
         ("-rwxr-xr-x", "./etc/xen/scripts/vif-userspace"),
@@ -268,7 +269,11 @@ fn check_contents(debs: &Debs) -> Result<()> {
         );
     }
     let list = output(Command::new("dpkg-deb").arg("-c").arg(&debs.modules))?;
-    for ko in ["sluice-blkfront.ko", "sluice-hello.ko"] {
+    for ko in [
+        "sluice-blkfront.ko",
+        "sluice-consfront.ko",
+        "sluice-hello.ko",
+    ] {
         let p = format!("./lib/modules/{}/updates/sluice/{ko}", debs.kernel);
         ensure!(
             list.lines().any(|l| l.ends_with(&p)),
@@ -454,7 +459,11 @@ fn check_unpacked(debs: &Debs) -> Result<()> {
         "the netback ExecStartPre check does not refuse: {text}"
     );
     // Modules: for this kernel, signed by our key (the certificate shipped for MOK).
-    for ko in ["sluice-blkfront.ko", "sluice-hello.ko"] {
+    for ko in [
+        "sluice-blkfront.ko",
+        "sluice-consfront.ko",
+        "sluice-hello.ko",
+    ] {
         let p = dir.join(format!("lib/modules/{}/updates/sluice/{ko}", debs.kernel));
         let info = output(Command::new("modinfo").arg(&p))?;
         ensure!(

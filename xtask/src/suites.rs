@@ -95,6 +95,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::linux_modules::run_suite,
     },
     Suite {
+        name: "xen-console",
+        about: "real Xen: secondary console device/console/1 added by sluice-console-add, served by sluice-consoleback, sluice-consfront.ko in PV + PVH guests (round trip)",
+        run: crate::linux_modules::run_console_xen,
+    },
+    Suite {
         name: "package",
         about: "cargo xtask package: both .debs built, contents, lintian, units verified, unpacked tree",
         run: crate::package::run_suite,

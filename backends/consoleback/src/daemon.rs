@@ -35,6 +35,8 @@ pub const WAKE_RATE: Rate = Rate {
 
 /// Each guest's console counters, by domain (tests, statistics).
 pub type CounterBoard = Mutex<BTreeMap<u16, Arc<PumpCounters>>>;
+/// Each secondary console's counters, by (domain, console number).
+pub type SecondaryBoard = Mutex<BTreeMap<(u16, u32), Arc<PumpCounters>>>;
 
 /// Why a guest's console could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -53,18 +55,44 @@ pub enum ConsoleError {
     Io(&'static str, io::Error),
 }
 
-struct Guest {
+/// What [`ConsoleBackend::serve`] needs to know of one console.
+pub(crate) struct Console {
+    pub(crate) domid: u16,
+    pub(crate) gref: GrantRef,
+    pub(crate) port: u32,
+    pub(crate) name: String,
+    pub(crate) log_file: String,
+    pub(crate) tty_node: String,
+}
+
+/// A served console: its thread and the flag that stops it.
+pub(crate) struct Guest {
     stop: Arc<AtomicBool>,
     join: Option<JoinHandle<()>>,
 }
 
+impl Guest {
+    /// Stops the thread and waits for it (the page is unmapped when it returns).
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
 /// The console backend.
 pub struct ConsoleBackend<S, G, F> {
-    xs: Arc<S>,
+    pub(crate) xs: Arc<S>,
     grants: Arc<G>,
     open_evtchn: F,
     log_dir: Option<PathBuf>,
     guests: BTreeMap<u16, Guest>,
+    /// Secondary consoles served, by (domain, console number).
+    pub(crate) secondary: BTreeMap<(u16, u32), Guest>,
+    /// Secondary consoles that failed; retried once their frontend starts again.
+    pub(crate) failed_secondary: Vec<(u16, u32)>,
+    pub(crate) secondary_counters: Arc<SecondaryBoard>,
     /// Domains whose console failed; not retried until they go away.
     failed: Vec<u16>,
     /// Cap of each log file (0: none).
@@ -97,6 +125,9 @@ where
             wake_rate: (WAKE_RATE, LimitClock::real()),
             log_rate: (Rate::LOG, LimitClock::real()),
             counters: Arc::default(),
+            secondary: BTreeMap::new(),
+            failed_secondary: vec![],
+            secondary_counters: Arc::default(),
         }
     }
 
@@ -124,6 +155,11 @@ where
         self.counters.clone()
     }
 
+    /// Each secondary console's counters.
+    pub fn secondary_counters(&self) -> Arc<SecondaryBoard> {
+        self.secondary_counters.clone()
+    }
+
     /// Serves consoles until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), XsError> {
         self.xs.watch("@introduceDomain", "introduce")?;
@@ -142,6 +178,9 @@ where
             if let Some(j) = g.join.take() {
                 let _ = j.join();
             }
+        }
+        for (_, g) in std::mem::take(&mut self.secondary) {
+            g.stop();
         }
         Ok(())
     }
@@ -172,7 +211,7 @@ where
             }
         }
         self.failed.retain(|d| doms.contains(d));
-        for d in doms {
+        for &d in &doms {
             if self.guests.contains_key(&d) || self.failed.contains(&d) {
                 continue;
             }
@@ -187,6 +226,7 @@ where
                 }
             }
         }
+        self.reconcile_secondary(&doms);
     }
 
     fn start(&self, domid: u16) -> Result<Option<Guest>, ConsoleError> {
@@ -201,39 +241,54 @@ where
             path: format!("{base}/port"),
             value: port.to_string(),
         })?;
-        let mapping = self
-            .grants
-            .map(DomId(domid), &[GrantRef(GNTTAB_RESERVED_CONSOLE)], true)?;
+        let (guest, counters) = self.serve(Console {
+            domid,
+            gref: GrantRef(GNTTAB_RESERVED_CONSOLE),
+            port,
+            name: format!("domain {domid}"),
+            log_file: format!("guest-{domid}.log"),
+            tty_node: format!("{base}/tty"),
+        })?;
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(domid, counters);
+        Ok(Some(guest))
+    }
+
+    /// Maps a console page, binds its channel, opens its pty and log, publishes the
+    /// pty in `tty_node` and starts its thread: the same for console 0 and the
+    /// secondary consoles (same budgets, same rate-limited warnings).
+    pub(crate) fn serve(&self, c: Console) -> Result<(Guest, Arc<PumpCounters>), ConsoleError> {
+        let domid = c.domid;
+        let mapping = self.grants.map(DomId(domid), &[c.gref], true)?;
         let evtchn = (self.open_evtchn)()?;
-        let local = evtchn.bind_interdomain(DomId(domid), EvtchnPort(port))?;
+        let local = evtchn.bind_interdomain(DomId(domid), EvtchnPort(c.port))?;
         let pty = Pty::open().map_err(|e| ConsoleError::Io("opening a pty", e))?;
         let log = match &self.log_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| ConsoleError::Io("log directory", e))?;
                 Some(
-                    CappedLog::open(dir.join(format!("guest-{domid}.log")), self.log_max_bytes)
+                    CappedLog::open(dir.join(&c.log_file), self.log_max_bytes)
                         .map_err(|e| ConsoleError::Io("log file", e))?,
                 )
             }
             None => None,
         };
-        self.xs
-            .write(XBT_NULL, &format!("{base}/tty"), pty.path.as_bytes())?;
-        tracing::info!("domain {domid}: console on {}", pty.path);
+        self.xs.write(XBT_NULL, &c.tty_node, pty.path.as_bytes())?;
+        tracing::info!("{}: console on {}", c.name, pty.path);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let counters = Arc::new(PumpCounters::default());
-        self.counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(domid, counters.clone());
         let throttle = Throttle::new(self.wake_rate.0, self.wake_rate.1.clone());
         let log_limit = LogLimiter::new(self.log_rate.0, self.log_rate.1.clone());
+        let counters2 = counters.clone();
+        let name = c.name;
         let join = std::thread::Builder::new()
             .name(format!("console-{domid}"))
             .spawn(move || {
                 let mut pump = Pump {
-                    domid,
+                    name,
                     evtchn,
                     port: local,
                     pty,
@@ -242,17 +297,20 @@ where
                     reported_drops: 0,
                     throttle,
                     log_limit,
-                    counters,
+                    counters: counters2,
                 };
                 if let Err(e) = pump.run(ConsoleRing::new(mapping.mem()), &stop2) {
-                    tracing::error!("domain {domid}: console stopped: {e}");
+                    tracing::error!("{}: console stopped: {e}", pump.name);
                 }
                 drop(mapping);
             })
             .map_err(|e| ConsoleError::Io("spawning a thread", e))?;
-        Ok(Some(Guest {
-            stop,
-            join: Some(join),
-        }))
+        Ok((
+            Guest {
+                stop,
+                join: Some(join),
+            },
+            counters,
+        ))
     }
 }

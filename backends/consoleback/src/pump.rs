@@ -59,7 +59,8 @@ impl PumpCounters {
 
 /// One guest's console.
 pub(crate) struct Pump<E> {
-    pub(crate) domid: u16,
+    /// `domain <d>` or `domain <d> console <n>`, for messages.
+    pub(crate) name: String,
     pub(crate) evtchn: E,
     pub(crate) port: EvtchnPort,
     pub(crate) pty: Pty,
@@ -144,8 +145,7 @@ impl<E: EventChannels> Pump<E> {
                 }
             }
         }
-        self.log_limit
-            .report(&format!("domain {}", self.domid), true);
+        self.log_limit.report(&self.name, true);
         Ok(())
     }
 
@@ -155,7 +155,7 @@ impl<E: EventChannels> Pump<E> {
         };
         let before = log.rotations();
         if let Err(e) = log.write(out) {
-            tracing::warn!("domain {}: console log: {e}", self.domid);
+            tracing::warn!("{}: console log: {e}", self.name);
             self.log = None;
             return;
         }
@@ -170,12 +170,7 @@ impl<E: EventChannels> Pump<E> {
                 Ok(k) => self.pending.consume(k),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    warn_limited!(
-                        self.log_limit,
-                        "pty write",
-                        "domain {}: pty write: {e}",
-                        self.domid
-                    );
+                    warn_limited!(self.log_limit, "pty write", "{}: pty write: {e}", self.name);
                     break;
                 }
             }
@@ -184,8 +179,8 @@ impl<E: EventChannels> Pump<E> {
             warn_limited!(
                 self.log_limit,
                 "pty stalled",
-                "domain {}: pty reader stalled, {} byte(s) of console output dropped so far",
-                self.domid,
+                "{}: pty reader stalled, {} byte(s) of console output dropped so far",
+                self.name,
                 self.pending.dropped()
             );
             self.reported_drops = self.pending.dropped();

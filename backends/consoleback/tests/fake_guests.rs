@@ -11,10 +11,13 @@ use sluice_dom0::ratelimit::FakeRelativeClock;
 use sluice_dom0::xenstore::{FakeXenStore, XBT_NULL};
 use sluice_dom0::{EventChannels, XenStore};
 use sluice_dom0::{LimitClock, Rate};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{open_tty, read_until, wait_until};
 
 const IN_CONS: usize = XENCONS_IN_SIZE + XENCONS_OUT_SIZE;
 const IN_PROD: usize = IN_CONS + 4;
@@ -115,39 +118,6 @@ fn wait_tty(store: &FakeXenStore, domid: u16) -> String {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn read_until(tty: &mut std::fs::File, want: &[u8]) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = vec![];
-    let mut b = [0u8; 4096];
-    while !got.windows(want.len()).any(|w| w == want) {
-        assert!(
-            Instant::now() < deadline,
-            "pty gave {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        match tty.read(&mut b) {
-            Ok(n) => got.extend_from_slice(&b[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    got
-}
-
-fn open_tty(path: &str) -> std::fs::File {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(
-            rustix::fs::OFlags::NONBLOCK.bits() as i32 | rustix::fs::OFlags::NOCTTY.bits() as i32,
-        )
-        .open(path)
-        .unwrap()
 }
 
 #[test]
@@ -305,14 +275,6 @@ fn spam(g: &Guest, n: u32) {
             m.store_u32_release(OUT_PROD, prod.wrapping_add(1)).unwrap();
         }
         g.ev.notify(sluice_abi::types::EvtchnPort(g.port)).unwrap();
-    }
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -27,6 +27,8 @@ const FUNCTIONS: &[&str] = &[
     // network-device glue shared by net frontends (kbuild/common/sluice_net.h)
     "sluice_net_.*",
     "sluice_skb_.*",
+    // tty glue (kbuild/common/sluice_tty.h)
+    "sluice_tty_.*",
     // sluice-blkfront's block glue
     "sbf_.*",
 ];
@@ -43,6 +45,7 @@ const OPAQUE: &[&str] = &[
     "sluice_evtchn",
     "net_device",
     "sk_buff",
+    "sluice_tty",
 ];
 
 fn main() {
@@ -51,6 +54,7 @@ fn main() {
     println!("cargo:rerun-if-changed=../kbuild/common/sluice_helpers.h");
     println!("cargo:rerun-if-changed=../kbuild/common/sluice_xen.h");
     println!("cargo:rerun-if-changed=../kbuild/common/sluice_net.h");
+    println!("cargo:rerun-if-changed=../kbuild/common/sluice_tty.h");
     println!("cargo:rerun-if-changed=../kbuild/sluice-blkfront/sluice_blkfront_shim.h");
     let args = env::var("SLUICE_KERNEL_CLANG_ARGS").unwrap_or_else(|_| {
         panic!(

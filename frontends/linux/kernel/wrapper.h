@@ -7,4 +7,5 @@
 #include "sluice_helpers.h"
 #include "sluice_xen.h"
 #include "sluice_net.h"
+#include "sluice_tty.h"
 #include "sluice_blkfront_shim.h"

@@ -4,7 +4,7 @@
 //! this crate holds the bindgen bindings to the kernel APIs Sluice uses ([`bindings`]),
 //! the Xen frontend seams over Linux's Xen APIs ([`xen`]: xenbus device, pages,
 //! grants, event channels, xenstore), xenbus, blk-mq and network drivers without `unsafe` in the
-//! module ([`xenbus`], [`blk`], [`net`]: the macros generate the `extern "C"` entry points), a
+//! module ([`xenbus`], [`blk`], [`net`], tty lines [`tty`]: the macros generate the `extern "C"` entry points), a
 //! kernel mutex ([`sync`]), logging through `printk` ([`pr_info!`] and friends), the
 //! global allocator over `krealloc`/`kfree`, and the panic handler. Module crates are
 //! `#![deny(unsafe_code)]`: every `unsafe` of a module is here.
@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod blk;
 pub mod net;
 pub mod sync;
+pub mod tty;
 pub mod xen;
 pub mod xenbus;
 
