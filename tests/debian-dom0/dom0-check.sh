@@ -210,12 +210,20 @@ disk = [ "backendtype=phy,script=block-userspace,vdev=xvda,target=$root",
 CFG
   if check xl-create timeout 900 xl create /root/domu.cfg; then
     id=$(xl domid domu)
-    check domu-served-by-sluice wait_for 300 status_has "dom $id xvda +Connected"
-    check domu-ended wait_for 1500 grep -q "@@DOMU-END" "$(console_log "$id")"
-    relay_domu_checks "$(console_log "$id")"
-    check domu-gone wait_for 300 not xl list "$id"
-    check domu-data-p1 same_as "$data" 16 p1.bin
-    check domu-data-p2 same_as "$data" 48 p2.bin
+    if check domu-served-by-sluice wait_for 300 status_has "dom $id xvda +Connected"; then
+      check domu-ended wait_for 1500 grep -q "@@DOMU-END" "$(console_log "$id")"
+      relay_domu_checks "$(console_log "$id")"
+      check domu-gone wait_for 300 not xl list "$id"
+      check domu-data-p1 same_as "$data" 16 p1.bin
+      check domu-data-p2 same_as "$data" 48 p2.bin
+    else
+      # What the domU and the backend got to (the serial log keeps it), then no long wait.
+      echo "== domU console"; tail -n 60 "$(console_log "$id")"
+      echo "== xl list"; xl list
+      echo "== backend"; xenstore-ls -f "/local/domain/0/backend/vbd/$id" | head -n 40
+      echo "== sluice status"; sluice status
+      xl destroy "$id"
+    fi
   fi
   ;;
 virsh)
