@@ -1288,6 +1288,9 @@ use_kernel_blkback() {
 }
 # Guests' network (Workload::Net): dom0's ends of the transfers.
 net_listen() {
+  # A listener left by a step's first run (its guest died before connecting) holds the
+  # port; no other nc runs in dom0 while a listener is set up.
+  killall nc 2> /dev/null
   rm -f /tmp/net-rx.bin /tmp/net-rx.done /tmp/net-fifo; mkfifo /tmp/net-fifo || return 1
   (nc -l -p "$1" < /tmp/net-fifo > /tmp/net-rx.bin; echo $? > /tmp/net-rx.done) &
   exec 4>/tmp/net-fifo
