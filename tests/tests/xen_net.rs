@@ -71,6 +71,23 @@ fn netfront_step(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
     s
 }
 
+/// A boot whose dom0 runs sluice-netback (and xenconsoled), with `steps`.
+fn sluice_netback_boot(name: &str, steps: Vec<GuestStep>) -> Boot {
+    let bin = cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"));
+    Boot {
+        name: name.into(),
+        console: ConsoleBackend::Xenconsoled,
+        daemons: vec![Dom0Daemon {
+            name: "netback".into(),
+            binary: bin,
+            args: vec![],
+            serves_block: false,
+        }],
+        steps,
+        fio_in_dom0: false,
+    }
+}
+
 fn run_and_count(boot: &Boot) {
     let report = run_boot(boot).unwrap_or_else(|e| panic!("{e:#}"));
     for (check, summary) in &report.passed {
@@ -82,22 +99,13 @@ fn run_and_count(boot: &Boot) {
 #[test]
 #[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-net)"]
 fn stock_netfront_vs_sluice_netback() {
-    let bin = cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"));
-    let boot = Boot {
-        name: "xen-net".into(),
-        console: ConsoleBackend::Xenconsoled,
-        daemons: vec![Dom0Daemon {
-            name: "netback".into(),
-            binary: bin,
-            args: vec![],
-            serves_block: false,
-        }],
-        steps: vec![
+    let boot = sluice_netback_boot(
+        "xen-net",
+        vec![
             net_step("pv-net", GuestType::Pv),
             net_step("pvh-net", GuestType::Pvh),
         ],
-        fio_in_dom0: false,
-    };
+    );
     run_and_count(&boot);
 }
 
@@ -110,23 +118,14 @@ fn sluice_netfront_vs_sluice_netback() {
         );
         return;
     }
-    let bin = cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"));
-    let boot = Boot {
-        name: "xen-net-sluice-pair".into(),
-        console: ConsoleBackend::Xenconsoled,
-        daemons: vec![Dom0Daemon {
-            name: "netback".into(),
-            binary: bin,
-            args: vec![],
-            serves_block: false,
-        }],
-        steps: vec![netfront_step(
+    let boot = sluice_netback_boot(
+        "xen-net-sluice-pair",
+        vec![netfront_step(
             "pv-netfront",
             GuestType::Pv,
             NetBackend::Userspace,
         )],
-        fio_in_dom0: false,
-    };
+    );
     run_and_count(&boot);
 }
 
