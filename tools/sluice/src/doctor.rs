@@ -75,6 +75,21 @@ fn ok(check: &'static str, detail: String) -> Finding {
     }
 }
 
+/// The kernel's `xen_<kind>` is loaded while sluice-<kind> should serve `backend/<dir>`.
+fn kernel_backend_loaded(check: &'static str, kind: &str, dir: &str, blacklist: &str) -> Finding {
+    problem(
+        check,
+        format!(
+            "the kernel's xen_{kind} is loaded: it watches backend/{dir} too, \
+             so sluice-{kind} must not run next to it"
+        ),
+        format!(
+            "shut down the guests it serves, `rmmod xen_{kind}`; to keep it \
+             out at boot: `cp {blacklist} /etc/modprobe.d/`"
+        ),
+    )
+}
+
 fn problem(check: &'static str, detail: String, fix: String) -> Finding {
     Finding {
         check,
@@ -121,16 +136,7 @@ fn check(root: &Root, name: &'static str, named: bool) -> Finding {
         }
         "kernel-blkback" => {
             if root.path("/sys/module/xen_blkback").exists() {
-                problem(
-                    name,
-                    "the kernel's xen_blkback is loaded: it watches backend/vbd too, \
-                     so sluice-blkback must not run next to it"
-                        .into(),
-                    format!(
-                        "shut down the guests it serves, `rmmod xen_blkback`; to keep it \
-                         out at boot: `cp {BLACKLIST_EXAMPLE} /etc/modprobe.d/`"
-                    ),
-                )
+                kernel_backend_loaded(name, "blkback", "vbd", BLACKLIST_EXAMPLE)
             } else {
                 ok(name, "xen_blkback not loaded".into())
             }
@@ -145,16 +151,7 @@ fn check(root: &Root, name: &'static str, named: bool) -> Finding {
                     "xen_netback serves vifs (sluice-netback neither enabled nor running)".into(),
                 )
             } else if loaded {
-                problem(
-                    name,
-                    "the kernel's xen_netback is loaded: it watches backend/vif too, \
-                     so sluice-netback must not run next to it"
-                        .into(),
-                    format!(
-                        "shut down the guests it serves, `rmmod xen_netback`; to keep it \
-                         out at boot: `cp {NET_BLACKLIST_EXAMPLE} /etc/modprobe.d/`"
-                    ),
-                )
+                kernel_backend_loaded(name, "netback", "vif", NET_BLACKLIST_EXAMPLE)
             } else {
                 ok(name, "xen_netback not loaded".into())
             }
