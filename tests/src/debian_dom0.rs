@@ -79,7 +79,8 @@ export PAGER=cat SYSTEMD_PAGER= SYSTEMD_COLORS=0 DEBIAN_FRONTEND=noninteractive
 PS1='dom0# '
 echo "@@DOM0-SHELL-READY $(uname -r)"
 EOF
-printf 'virtio_pci\nvirtio_blk\next4\n' >> /etc/initramfs-tools/modules
+# xen-blkfront: the domU boots the same image and initrd with its root on xvda.
+printf 'virtio_pci\nvirtio_blk\next4\nxen_blkfront\n' >> /etc/initramfs-tools/modules
 sed -i 's/^MODULES=.*/MODULES=list/' /etc/initramfs-tools/initramfs.conf
 update-initramfs -u -k all
 systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer \

@@ -20,6 +20,20 @@ pub const OPT_IN: &[(&str, &str)] = &[
         "two systemd boots of a Debian dom0 under TCG: 20-40 min on the shared 2-core VM",
     ),
     (
+        "xen-blk",
+        "the test bed's own reference (Xen's kernel blkback, stock blkfront, xenconsoled: no Sluice code); \
+         CI's 45 min budget (2-3 min)",
+    ),
+    (
+        "linux-blkfront-xen-sluice",
+        "sluice-blkfront.ko vs sluice-blkback: each half is proven against the stock peer in CI \
+         (linux-blkfront-xen, xen-userspace); CI's 45 min budget (4-7 min)",
+    ),
+    (
+        "bench-smoke-xen",
+        "the test-bed benches started once each in one Xen boot; CI's 45 min budget (2-3 min)",
+    ),
+    (
         "xen-net-sluice-pair",
         "sluice-netfront.ko vs sluice-netback: its guest -> dom0 64 MiB takes 7-8 min (not profiled yet)",
     ),
@@ -183,8 +197,16 @@ fn static_checks() -> Result<()> {
 
 pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
     let t = Instant::now();
+    // Each suite's result and time, printed again at the end: CI shows only the tail of
+    // the output, and this is what says where the time went and which suite failed.
+    let mut summary = Vec::new();
     if with_static {
         static_checks()?;
+        summary.push((
+            "(static checks, unit tests)",
+            true,
+            t.elapsed().as_secs_f64(),
+        ));
     }
     let mut failed = Vec::new();
     // A suite named exactly runs alone (`hypervisor` is also part of `hypervisor-linux`);
@@ -199,11 +221,19 @@ pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
             }
         }) && (exact || !opt_in(s.name))
     }) {
-        if step(&format!("suite {}", s.name), s.run).is_err() {
+        let ts = Instant::now();
+        let ok = step(&format!("suite {}", s.name), s.run).is_ok();
+        if !ok {
             failed.push(s.name);
         }
+        summary.push((s.name, ok, ts.elapsed().as_secs_f64()));
     }
-    eprintln!("\ncargo xtask test: {:.0} s", t.elapsed().as_secs_f64());
+    eprintln!("\nsuites:");
+    for (name, ok, secs) in &summary {
+        let what = if *ok { "ok" } else { "FAILED" };
+        eprintln!("  {name:<28} {what:<6} {secs:>6.0} s");
+    }
+    eprintln!("cargo xtask test: {:.0} s", t.elapsed().as_secs_f64());
     if !failed.is_empty() {
         bail!("failed suites: {}", failed.join(", "));
     }
