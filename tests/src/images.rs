@@ -1245,10 +1245,22 @@ restart_midwrite() {
 # action_or_gone DOMAIN: after `xl create -c` or `xl console` returned, runs the one
 # command the harness types (a dom0 action) and returns 0; returns 1 as soon as the
 # domain is gone (a guest that powered off: no waiting out the 30 s), 0 after 30 s.
+# The harness types `COMMAND @@SUM <first 16 hex digits of its sha256>`: a line that
+# Xen's serial input garbled (seen under TCG: a letter replaced) is refused with
+# @@DOM0-ACTION-GARBLED and typed again, never run.
 action_or_gone() {
   i=0
   while [ $i -lt 30 ]; do
-    if read -t 1 -r cmd; then eval "$cmd"; echo "@@DOM0-ACTION-DONE $1 rc=$?"; return 0; fi
+    if read -t 1 -r line; then
+      cmd=${line% @@SUM *}
+      h=$(printf '%s' "$cmd" | sha256sum)
+      case "$h" in
+        "${line##* @@SUM }"*) [ "$cmd" != "$line" ] && [ ${#line} -eq $((${#cmd} + 23)) ] ;;
+        *) false ;;
+      esac || { echo "@@DOM0-ACTION-GARBLED $1"; continue; }
+      echo "@@DOM0-ACTION-RUN $1"
+      eval "$cmd"; echo "@@DOM0-ACTION-DONE $1 rc=$?"; return 0
+    fi
     xl domid "$1" >/dev/null 2>&1 || return 1
     i=$((i+1))
   done
@@ -1296,8 +1308,16 @@ net_listen() {
   exec 4>/tmp/net-fifo
   sleep 1
 }
+# gone DOMAIN: true once the step's guest no longer exists (it crashed or powered off):
+# a transfer with it then ends at once instead of waiting out TCP's timeouts.
+gone() { ! xl domid "$1" > /dev/null 2>&1; }
 net_received() {
-  i=0; until [ -e /tmp/net-rx.done ]; do i=$((i+1)); [ $i -gt 1200 ] && { echo "nothing received"; return 1; }; sleep 0.5; done
+  i=0
+  until [ -e /tmp/net-rx.done ]; do
+    i=$((i+1)); [ $i -gt 1200 ] && { echo "nothing received"; return 1; }
+    [ $((i % 10)) = 0 ] && gone "$2" && { echo "the guest is gone"; return 1; }
+    sleep 0.5
+  done
   exec 4>&-
   s=$(sha256sum < /tmp/net-rx.bin); s=${s%% *}
   echo "dom0 received $(wc -c < /tmp/net-rx.bin) bytes (nc rc $(cat /tmp/net-rx.done)), sha256 $s"
@@ -1310,7 +1330,16 @@ net_send() {
   mib=$(cat /tmp/net-mib 2>/dev/null); [ "${mib:-0}" -gt 0 ] 2>/dev/null || mib=64
   dd if=/dev/urandom of=/tmp/net-tx.bin bs=1M count=$mib 2>/dev/null || return 1
   t0=$(cut -d' ' -f1 /proc/uptime)
-  i=0; until nc "$1" 5002 < /tmp/net-tx.bin; do i=$((i+1)); [ $i -gt 10 ] && return 1; sleep 1; done
+  i=0
+  while :; do
+    nc "$1" 5002 < /tmp/net-tx.bin & p=$!
+    while kill -0 $p 2> /dev/null; do
+      gone "$2" && { kill $p; echo "the guest is gone"; return 1; }
+      sleep 1
+    done
+    wait $p && break
+    i=$((i+1)); [ $i -gt 10 ] && return 1; sleep 1
+  done
   t1=$(cut -d' ' -f1 /proc/uptime)
   echo "@@NET dom0-to-guest $mib MiB in $(awk "BEGIN{print $t1 - $t0}") s"
 }

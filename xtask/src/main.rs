@@ -88,8 +88,20 @@ enum Command {
     BenchBlkfront,
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Errors are printed as their chain of causes, without a backtrace (`RUST_BACKTRACE`
+/// set in CI would otherwise push `cargo xtask test`'s suite summary out of the tail
+/// that CI shows).
+fn main() -> std::process::ExitCode {
+    match run_command(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Setup => setup::run(),
         Command::Package => {
