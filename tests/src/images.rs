@@ -1301,9 +1301,6 @@ net_received() {
   exec 4>&-
   s=$(sha256sum < /tmp/net-rx.bin); s=${s%% *}
   echo "dom0 received $(wc -c < /tmp/net-rx.bin) bytes (nc rc $(cat /tmp/net-rx.done)), sha256 $s"
-  grep -hE '^(Tcp|TcpExt):' /proc/net/snmp /proc/net/netstat | sed "s/^/@@DIAG-NET dom0 /"
-  grep -E 'vif|xenbr' /proc/net/dev | sed "s/^/@@DIAG-NET dom0 /"
-  grep -h DIAG /var/log/sluice/*.log | tail -n 6 | sed "s/^/@@DIAG-NET dom0 /"
   # net_send answers with as many MiB as the guest sent (check_net's MIB).
   echo $(( $(wc -c < /tmp/net-rx.bin) / 1048576 )) > /tmp/net-mib
   rm -f /tmp/net-rx.bin
@@ -1757,13 +1754,10 @@ check_net() {
   x dd if=/dev/urandom of=/tmp/net.bin bs=1M count=$mib 2>/dev/null || return 1
   s=$(sha /tmp/net.bin) || return 1
   dom0 net-listen 5001 || return 1
-  ( while :; do sleep 20; grep -h '^Tcp:' /proc/net/snmp | tail -n 1 | sed 's/^/@@DIAG-NET guest-live /'; done ) & dpid=$!
   t0=$(cut -d' ' -f1 /proc/uptime)
   n=0; until x nc "$peer" 5001 < /tmp/net.bin; do n=$((n+1)); [ $n -gt 10 ] && { echo "sending to dom0 failed"; return 1; }; sleep 1; done
   t1=$(cut -d' ' -f1 /proc/uptime)
   echo "@@NET guest-to-dom0 $mib MiB in $(awk "BEGIN{print $t1 - $t0}") s"
-  kill $dpid
-  net_diag guest
   rm -f /tmp/net.bin
   dom0 net-received "$s" || { echo "dom0 did not receive the guest's $mib MiB (sha256 $s)"; return 1; }
   rm -f /tmp/net-fifo /tmp/net-rx.bin; mkfifo /tmp/net-fifo || return 1
@@ -1778,13 +1772,6 @@ check_net() {
   s=$(sha /tmp/net-rx.bin) || return 1
   rm -f /tmp/net-rx.bin
   dom0 net-sent "$s" || { echo "the guest received other bytes than dom0 sent (sha256 $s)"; return 1; }
-  net_diag guest
-}
-# DIAG (temporary): TCP counters, device counters, interrupts.
-net_diag() {
-  grep -hE '^(Tcp|TcpExt):' /proc/net/snmp /proc/net/netstat | sed "s/^/@@DIAG-NET $1 /"
-  grep -E 'eth0|vif|xenbr' /proc/net/dev | sed "s/^/@@DIAG-NET $1 /"
-  grep -iE 'sluice|vif|xen-dyn' /proc/interrupts | sed "s/^/@@DIAG-NET $1 /"
 }
 # check_net_restart ME PEER: dom0 kills sluice-netback (SIGKILL) and starts it again;
 # the vif comes back without the guest doing anything: ping both ways.

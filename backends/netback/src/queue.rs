@@ -191,33 +191,9 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         let mut txs = TxState::default();
         let mut rxs = RxState::default();
         let mut fired = Vec::new();
-        // DIAG (temporary)
-        let mut d = [0u64; 8];
-        let mut timed_out = false;
-        let mut last = std::time::Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let a = self.tx_turn(&mut tx, &mut txs)?;
             let b = self.rx_turn(&mut rx, &mut rxs)?;
-            if timed_out && a {
-                d[2] += 1;
-            }
-            if timed_out && b {
-                d[3] += 1;
-            }
-            timed_out = false;
-            d[0] += u64::from(a);
-            d[1] += u64::from(b);
-            if last.elapsed() > Duration::from_secs(10) {
-                last = std::time::Instant::now();
-                tracing::info!(
-                    "{}: DIAG tx_turns {} rx_turns {} tx_after_timeout {} rx_after_timeout {} waits {} timeouts {} held_waits {} ev_wakes {} stats tx {} rx {} txdrop {} rxdrop {}",
-                    self.name, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7],
-                    self.stats.tx_packets.load(Ordering::Relaxed),
-                    self.stats.rx_packets.load(Ordering::Relaxed),
-                    self.stats.tx_dropped.load(Ordering::Relaxed),
-                    self.stats.rx_dropped.load(Ordering::Relaxed),
-                );
-            }
             if a || b {
                 continue;
             }
@@ -228,16 +204,9 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             if !want_tap && rx.final_check_for_requests()? {
                 continue;
             }
-            let ready = self.wait(want_tap)?;
-            d[4] += 1;
-            d[6] += u64::from(!want_tap);
-            if ready == 0 {
-                d[5] += 1;
-                timed_out = true;
-            }
+            self.wait(want_tap)?;
             fired.clear();
             self.evtchn.read_pending(&mut fired)?;
-            d[7] += u64::from(!fired.is_empty());
             for p in &fired {
                 self.evtchn.unmask(*p)?;
             }
@@ -245,7 +214,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         Ok(())
     }
 
-    fn wait(&self, want_tap: bool) -> Result<usize, QueueError> {
+    fn wait(&self, want_tap: bool) -> Result<(), QueueError> {
         const TICK: Duration = Duration::from_millis(200);
         let tap: Option<BorrowedFd<'_>> = want_tap.then(|| self.tap.as_fd());
         match self.evtchn.poll_fd() {
@@ -262,8 +231,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                     tv_nsec: TICK.as_nanos() as i64,
                 };
                 match rustix::event::poll(&mut fds, Some(&ts)) {
-                    Ok(n) => Ok(n),
-                    Err(rustix::io::Errno::INTR) => Ok(1),
+                    Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
                     Err(e) => Err(QueueError::Poll(e.into())),
                 }
             }
@@ -278,7 +246,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                     let _ = rustix::event::poll(&mut fds, Some(&ts));
                 }
                 self.evtchn.wait(Some(Duration::from_millis(1)))?;
-                Ok(1)
+                Ok(())
             }
         }
     }

@@ -364,7 +364,6 @@ impl NetDriver for Device {
         }
         if front.tx_room(queue as usize) {
             // Stopped with room in the ring: wake it (and its work item).
-            pr_warn!("sluice-netfront: {name}: DIAG queue {queue} stopped with room: woken by the watchdog");
             if let Some(net) = g.net.as_ref() {
                 net.tx_wake(queue);
             }
