@@ -161,8 +161,9 @@ struct TxState {
 #[derive(Default)]
 struct RxState {
     bufs: Vec<Vec<u8>>,
-    /// `bufs[0]` holds a frame of this length waiting for RX requests.
-    held: Option<usize>,
+    /// `bufs[.0]` holds a frame of `.1` bytes waiting for RX requests (the next turn
+    /// takes it first).
+    held: Option<(usize, usize)>,
 }
 
 /// A frame placed in RX requests.
@@ -408,7 +409,11 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 st.bufs.push(vec![0u8; FRAME_BUF]);
             }
             let n = match st.held.take() {
-                Some(n) => n,
+                // Only ever taken first (k == 0): no plan of this turn uses a buffer yet.
+                Some((at, n)) => {
+                    st.bufs.swap(k, at);
+                    n
+                }
                 None => match self.tap.read_frame(&mut st.bufs[k]) {
                     Ok(n) => {
                         busy = true;
@@ -442,9 +447,9 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             };
             let need = data_slots + usize::from(meta.gso.is_some());
             if (ring.unconsumed_requests()? as usize) < need {
-                // Wait for the guest to post more; keep the frame (moved to bufs[0]).
-                st.bufs.swap(0, k);
-                st.held = Some(n);
+                // Wait for the guest to post more; keep the frame where it is: the
+                // buffers before it hold this turn's frames, still to be copied.
+                st.held = Some((k, n));
                 break;
             }
             let mut plan = RxPlan {

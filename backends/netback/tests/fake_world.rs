@@ -192,6 +192,33 @@ fn rx_waits_for_requests_then_delivers() {
 }
 
 #[test]
+fn rx_frame_held_mid_batch_leaves_the_frames_before_it_intact() {
+    let w = World::new(1);
+    let f = connected(&w, 5);
+    let tap = w.tap(VIF, 0);
+    // Two frames wait on the tap before the guest posts one buffer: the first is placed,
+    // the second read in the same turn and held for the next buffer.
+    let a = udp_frame(200);
+    let mut b = udp_frame(300);
+    for x in &mut b[42..] {
+        *x = !*x;
+    }
+    for frame in [&a, &b] {
+        let mut msg = VnetHdr::default().as_bytes().to_vec();
+        msg.extend_from_slice(frame);
+        tap.send(&msg).unwrap();
+    }
+    f.post_rx(DATA, 1);
+    let r = f.rx_responses(0, 1);
+    assert_eq!(r[0].status, 200);
+    assert_eq!(f.page_bytes(DATA, 200), a, "the first frame's bytes");
+    f.post_rx(DATA + 1, 1);
+    let r = f.rx_responses(1, 1);
+    assert_eq!(r[0].status, 300);
+    assert_eq!(f.page_bytes(DATA + 1, 300), b, "the held frame's bytes");
+}
+
+#[test]
 fn hostile_packets_are_dropped_and_the_vif_keeps_working() {
     let w = World::new(1);
     let f = connected(&w, 5);
