@@ -35,7 +35,8 @@ pub const OPT_IN: &[(&str, &str)] = &[
     ),
     (
         "xen-net-sluice-pair",
-        "sluice-netfront.ko vs sluice-netback: its guest -> dom0 64 MiB takes 7-8 min (not profiled yet)",
+        "sluice-netfront.ko vs sluice-netback: its guest -> dom0 64 MiB takes 7-8 min with sluice-netback's 2 queues \
+         (2 min with 1; cause not found, frontends/linux/README.md)",
     ),
 ];
 
