@@ -59,6 +59,15 @@ check reread-p1 same p1.bin 16
 # Back to the kernel's driver, and ours unloads.
 check unbind-sluice-blkfront sh -c 'echo vbd-51728 > /sys/bus/xen/drivers/sluice-vbd/unbind'
 check rmmod-sluice-blkfront modprobe -r sluice-blkfront
+# Linux's xenbus leaves a device its driver gave up in state Closed, and xen-blkfront's
+# probe (unlike sluice-blkfront's) does not announce itself: it waits for the backend's
+# InitWait, which a backend (Linux's or Sluice's) gives only to a frontend in
+# Initialising. So, as for any such rebind, the guest sets the state back once the
+# backend has closed.
+be=$(xenstore-read device/vbd/51728/backend 2> /dev/null)
+backend_closed() { [ "$(xenstore-read "$be/state")" = 6 ]; }
+check backend-closed wait_for 60 backend_closed
+check reset-frontend-state xenstore-write device/vbd/51728/state 1
 check rebind-xen-blkfront sh -c 'echo vbd-51728 > /sys/bus/xen/drivers/vbd/bind'
 check xvdb-by-xen-blkfront wait_for 120 xvdb_by vbd
 check reread-p2-by-xen-blkfront same p2.bin 48
