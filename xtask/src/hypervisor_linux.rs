@@ -145,12 +145,13 @@ k "@@NPROC $(nproc)"
 k "@@CPUINFO $(grep -c ^processor /proc/cpuinfo)"
 k "@@CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 k "@@CLOCKEVENTS $(echo $(cat /sys/devices/system/clockevents/clockevent*/current_device))"
-# A CPU-bound job pinned to each CPU; each CPU's user time (/proc/stat) before and after.
+# A CPU-bound job pinned to each CPU (long enough for many 10 ms ticks: 4000 rounds once
+# left a CPU with none), each CPU's user time (/proc/stat) before and after.
 u() { grep '^cpu[0-9]' /proc/stat | while read c us rest; do printf '%s=%s ' $c $us; done; }
 k "@@USER-BEFORE $(u)"
 c=0
 while [ $c -lt $(nproc) ]; do
-  taskset -c $c sh -c 'i=0; while [ $i -lt 4000 ]; do i=$((i+1)); done' &
+  taskset -c $c sh -c 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done' &
   c=$((c+1))
 done
 wait
