@@ -182,6 +182,8 @@ pub enum CreateError {
     BadElf(&'static str),
     /// Its ASID (the domain id) is beyond what the CPU offers.
     NoAsid,
+    /// The command line does not fit its page with the terminating NUL.
+    CmdlineTooLong,
 }
 
 /// Reads `buf.len()` bytes of the boot image at offset `off`, refusing reads past its end.
@@ -465,7 +467,11 @@ impl<B: VirtBackend + Clone> Domain<B> {
             modlist_paddr: if module.is_some() { MODLIST_GPA.0 } else { 0 },
             ..Default::default()
         };
-        let cl = &cmdline.as_bytes()[..cmdline.len().min(4000)];
+        // The page at CMDLINE_GPA is zeroed RAM: the NUL after the line is already there.
+        if cmdline.len() >= PAGE as usize {
+            return Err(CreateError::CmdlineTooLong);
+        }
+        let cl = cmdline.as_bytes();
         let load = |d: &Domain<B>, gpa: Gpa, b: &[u8]| {
             d.write_gpa(gpa, b).map_err(|_| CreateError::NoMemory)
         };

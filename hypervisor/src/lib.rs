@@ -25,6 +25,8 @@ pub mod guest_acpi;
 pub mod hvm;
 pub mod hypercall;
 pub mod mm;
+pub mod multiboot;
+pub mod multiboot2;
 pub mod time;
 pub mod virt;
 pub mod vlapic;

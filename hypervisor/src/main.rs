@@ -226,6 +226,16 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
     let mut inventory = None;
     for (i, m) in modules.iter().flatten().enumerate() {
+        // A command line the buffer could not hold is refused, never cut short: a cut
+        // one would boot a guest with other options than it was given.
+        if m.too_long {
+            log!(
+                "module {}: command line longer than {} bytes: not started",
+                i,
+                multiboot::MODULE_CMDLINE_MAX
+            );
+            continue;
+        }
         let args = m.args();
         if is_initrd(args) {
             continue;

@@ -21,12 +21,19 @@ fn r64(pa: u64) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The longest module command line kept (`FILE ARGS`): Linux's x86 COMMAND_LINE_SIZE,
+/// so every command line a Linux guest could take fits. A longer one is never cut
+/// short silently: [`Module::too_long`] says so and the domain is not created.
+pub const MODULE_CMDLINE_MAX: usize = 2048;
+
 pub struct Module {
     pub start: u64,
     pub end: u64,
     /// The module's command line (QEMU: `FILE ARGS`).
-    pub cmdline: [u8; 128],
+    pub cmdline: [u8; MODULE_CMDLINE_MAX],
     pub cmdline_len: usize,
+    /// The loader's command line was longer than [`MODULE_CMDLINE_MAX`].
+    pub too_long: bool,
 }
 
 impl Module {
@@ -45,10 +52,12 @@ impl Module {
     }
 }
 
-fn copy_str(s: &str, out: &mut [u8]) -> usize {
+/// Copies `s` into `out` as far as it fits; returns the length copied and whether `s`
+/// was longer.
+fn copy_str(s: &str, out: &mut [u8]) -> (usize, bool) {
     let n = s.len().min(out.len());
     out[..n].copy_from_slice(&s.as_bytes()[..n]);
-    n
+    (n, s.len() > out.len())
 }
 
 /// One `BootInfo` lives on the boot stack (1 MiB): the copy's size is intended.
@@ -172,25 +181,33 @@ impl BootInfo {
             Loader::V1 { pa } => *pa,
             Loader::V2 { .. } => {
                 let m = self.mb2().and_then(|info| info.modules().nth(i));
-                let mut cmdline = [0u8; 128];
-                let cmdline_len = m.map_or(0, |m| copy_str(m.cmdline, &mut cmdline));
+                let mut cmdline = [0u8; MODULE_CMDLINE_MAX];
+                let (cmdline_len, too_long) =
+                    m.map_or((0, false), |m| copy_str(m.cmdline, &mut cmdline));
                 return Module {
                     start: m.map_or(0, |m| m.start as u64),
                     end: m.map_or(0, |m| m.end as u64),
                     cmdline,
                     cmdline_len,
+                    too_long,
                 };
             }
         };
         let m = r32(pa + 24) as u64 + 16 * i as u64;
-        let mut cmdline = [0u8; 128];
+        let mut cmdline = [0u8; MODULE_CMDLINE_MAX];
         let mut len = 0;
+        let mut too_long = false;
         let s = r32(m + 8) as u64;
         if s != 0 {
-            while len < cmdline.len() {
+            // One byte past the buffer is looked at: a NUL there means the line fit.
+            while len <= cmdline.len() {
                 let mut b = [0u8];
                 phys::read(s + len as u64, &mut b);
                 if b[0] == 0 {
+                    break;
+                }
+                if len == cmdline.len() {
+                    too_long = true;
                     break;
                 }
                 cmdline[len] = b[0];
@@ -202,6 +219,7 @@ impl BootInfo {
             end: r32(m + 4) as u64,
             cmdline,
             cmdline_len: len,
+            too_long,
         }
     }
 
@@ -239,6 +257,7 @@ impl BootInfo {
     }
 }
 
+#[derive(Debug)]
 pub enum BootError {
     Magic(u32),
     Address(u64),

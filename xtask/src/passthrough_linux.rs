@@ -149,9 +149,12 @@ pub fn run_suite() -> Result<()> {
     std::fs::write(&disk, vec![0u8; 32 << 20])?;
     let drive = format!("file={},if=none,id=nv0,format=raw", disk.display());
     // 128 MiB: the VT-d unit's table pool maps up to ~200 MiB of domain RAM (4 KiB pages).
+    let args = "name=linux memory=128 vcpus=2 assign=00:07.0,00:08.0 earlyprintk=xen console=hvc0 loglevel=7";
+    // QEMU's -initrd list separates modules with commas: a comma inside one is doubled.
     let modules = format!(
-        "{} name=linux memory=128 vcpus=2 assign=00:07.0,,00:08.0 earlyprintk=xen console=hvc0 loglevel=7,{} initrd",
+        "{} {},{} initrd",
         vmlinux.display(),
+        args.replace(',', ",,"),
         initrd.display()
     );
     let netdev = format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}");
@@ -240,7 +243,11 @@ pub fn run_suite() -> Result<()> {
             .next()
             .map(str::to_string)
     };
+    // The guest got its whole command line (a 128-byte module buffer once cut it at
+    // `consol` when the checkout's path was longer).
+    let cmdline_line = format!("Kernel command line: {args}");
     let needles = [
+        &cmdline_line,
         "passthrough: d1 (linux): assigned 0000:00:07.0 (8086:10d3)",
         "PCI: MMCONFIG at [mem 0xb0000000-0xbfffffff] reserved in E820",
         "pci 0000:00:07.0: [8086:10d3] type 00 class 0x020000",
