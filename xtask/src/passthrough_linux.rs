@@ -137,13 +137,35 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// The IOMMUs the suite boots under: QEMU's VT-d and AMD-Vi, each remapping interrupts.
+const IOMMUS: [(&str, &str); 2] = [
+    ("intel-iommu,intremap=on", "vtd"),
+    ("amd-iommu,intremap=on", "amdvi"),
+];
+
 pub fn run_suite() -> Result<()> {
-    let t0 = Instant::now();
     let (hv, _) = crate::hypervisor::build()?;
     let kernel = HostKernel::discover()?;
     let vmlinux = kernel.vmlinux(&kernel_cache_dir())?;
     let initrd = initramfs(&kernel)?;
     let (payload, want) = payload()?;
+    for (iommu, tag) in IOMMUS {
+        eprintln!("  -- under -device {iommu}");
+        one_boot(&hv, &vmlinux, &initrd, &payload, &want, iommu, tag)?;
+    }
+    Ok(())
+}
+
+fn one_boot(
+    hv: &std::path::Path,
+    vmlinux: &std::path::Path,
+    initrd: &std::path::Path,
+    payload: &std::path::Path,
+    want: &str,
+    iommu: &str,
+    tag: &str,
+) -> Result<()> {
+    let t0 = Instant::now();
     let port = free_port()?;
     let disk = run_dir("passthrough-linux").join("nvme.img");
     std::fs::write(&disk, vec![0u8; 32 << 20])?;
@@ -163,7 +185,7 @@ pub fn run_suite() -> Result<()> {
         .args(["-m", "1024", "-smp", "2"])
         .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .args(["-device", "intel-iommu,intremap=on"])
+        .args(["-device", iommu])
         .args(["-netdev", &netdev, "-device", "e1000e,netdev=n0,addr=7"])
         .args([
             "-drive",
@@ -172,7 +194,7 @@ pub fn run_suite() -> Result<()> {
             "nvme,serial=sluice-nvme,drive=nv0,addr=8",
         ])
         .arg("-kernel")
-        .arg(&hv)
+        .arg(hv)
         .args(["-initrd", &modules])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -201,7 +223,7 @@ pub fn run_suite() -> Result<()> {
         };
         if line.contains("] @@LISTENING") && sent.is_none() {
             let ts = Instant::now();
-            sent = Some(send(port, &payload)?);
+            sent = Some(send(port, payload)?);
             eprintln!(
                 "  sent {} MiB in {:.1} s",
                 SEND_BYTES >> 20,
@@ -222,7 +244,10 @@ pub fn run_suite() -> Result<()> {
         let _ = child.kill();
     }
     let status = child.wait()?;
-    std::fs::write(run_dir("passthrough-linux").join("serial.log"), &log)?;
+    std::fs::write(
+        run_dir("passthrough-linux").join(format!("serial-{tag}.log")),
+        &log,
+    )?;
     let sha_line = format!("] @@SHA {want}");
     // The namespace: what the guest wrote (its sha256) is what it read back after the
     // page cache was dropped, and what the disk image holds.
@@ -300,10 +325,10 @@ pub fn run_suite() -> Result<()> {
     }
     if !problems.is_empty() {
         eprintln!("--- serial log ---\n{log}");
-        bail!("passthrough-linux: {}", problems.join("; "));
+        bail!("passthrough-linux ({iommu}): {}", problems.join("; "));
     }
     eprintln!(
-        "  stock Linux on Sluice: e1000e (MSI-X, DHCP, {} MiB sent in {:.1} s, sha256 {want} matches), nvme (MSI-X, 8 MiB written, read back, on the disk image) (suite {:.0} s)",
+        "  stock Linux on Sluice under {iommu}: e1000e (MSI-X, DHCP, {} MiB sent in {:.1} s, sha256 {want} matches), nvme (MSI-X, 8 MiB written, read back, on the disk image) (suite {:.0} s)",
         SEND_BYTES >> 20,
         sent.map_or(0.0, |d| d.as_secs_f64()),
         t0.elapsed().as_secs_f64()
