@@ -115,6 +115,8 @@ pub struct Domain<B: VirtBackend = Svm> {
     pub last_vcpu_on: [u8; crate::arch::smp::MAX_CPUS],
     /// Shut down or killed: no vCPU runs again; torn down once none is on a CPU.
     pub dying: bool,
+    /// The reason its guest gave with SCHEDOP_shutdown (none when killed).
+    pub shutdown_reason: Option<u32>,
     /// Slices one of its vCPUs began while another of them ran on another CPU.
     pub side_by_side: u64,
     /// The backend, for secondary vCPUs' VMCBs.
@@ -274,6 +276,7 @@ impl<B: VirtBackend + Clone> Domain<B> {
             next_vcpu: 0,
             last_vcpu_on: [0; crate::arch::smp::MAX_CPUS],
             dying: false,
+            shutdown_reason: None,
             side_by_side: 0,
             svm: svm.clone(),
             console: [0; 160],

@@ -688,6 +688,9 @@ pub fn apply(d: &mut Domain, after: After) {
         After::Block => d.vcpus[d.cur].state = RunState::Blocked,
         After::Down => d.vcpus[d.cur].state = RunState::Down,
         After::Shutdown(_) | After::Kill => {
+            if let (After::Shutdown(r), false) = (after, d.dying) {
+                d.shutdown_reason = Some(r);
+            }
             d.dying = true;
             for v in d.vcpus.iter_mut() {
                 v.state = RunState::Dead;

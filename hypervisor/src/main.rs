@@ -22,6 +22,7 @@ mod hvm;
 mod hypercall;
 mod intercept;
 mod iommu;
+mod launch;
 mod log;
 mod mm;
 mod multiboot;
@@ -224,6 +225,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     );
 
     let mut domains: [Option<Domain>; MAX_DOMAINS] = Default::default();
+    let mut launches: [Option<launch::Launch>; MAX_DOMAINS] = Default::default();
     let mut inventory = None;
     for (i, m) in modules.iter().flatten().enumerate() {
         // A command line the buffer could not hold is refused, never cut short: a cut
@@ -247,95 +249,22 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
             .and_then(|n| n.as_ref())
             .filter(|n| is_initrd(n.args()))
             .map(|n| (n.start, n.end));
-        let mem_bytes = args
-            .split(' ')
-            .find_map(|a| a.strip_prefix("memory="))
-            .and_then(|n| n.parse::<u64>().ok())
-            .map_or(DOMAIN_MEM, |mib| mib.clamp(2, MAX_DOMAIN_MIB) << 20);
-        let name = args
-            .split(' ')
-            .find_map(|a| a.strip_prefix("name="))
-            .unwrap_or("domU");
-        let id = i as u16 + 1;
-        let spec = domain::DomainSpec {
-            name,
+        let launch = launch::Launch {
             image: (m.start, m.end),
-            mem_bytes,
-            cmdline: args,
-            vcpus: args
-                .split(' ')
-                .find_map(|a| a.strip_prefix("vcpus="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1),
             initrd,
+            args: alloc::string::String::from(args),
+            reboots: 0,
         };
-        match Domain::create(&svm, &mut fa, id, &spec, clock) {
-            Ok(mut d) => {
-                log!(
-                    "domain {} ({}): created, {} KiB, {} vCPU{}, cmdline '{}'",
-                    id,
-                    name,
-                    mem_bytes / 1024,
-                    d.nr_vcpus,
-                    if d.nr_vcpus == 1 { "" } else { "s" },
-                    args
-                );
-                log!(
-                    "domain {} ({}): nested page table: {} of its RAM's 2 MiB in 2 MiB leaves",
-                    id,
-                    name,
-                    d.large_leaves(),
-                );
-                // Xen gives every domain a PV console; here a domain whose command line
-                // names hvc0 (the test guests' port numbering stays as it was).
-                if args.split(' ').any(|a| a == "console=hvc0") {
-                    match hvm::console_setup(&mut d) {
-                        Ok(()) => log!("domain {} ({}): PV console (hvc0) ring", id, name),
-                        Err(e) => log!("domain {} ({}): no PV console: {:?}", id, name, e),
-                    }
-                }
-                if let Some((a, b)) = initrd {
-                    log!("domain {} ({}): initrd, {} bytes", id, name, b - a);
-                }
-                if let Some(p) = protection.as_mut() {
-                    match p.create_domain() {
-                        Ok(io) => {
-                            log!(
-                                "domain {} ({}): IOMMU domain {} (no devices assigned)",
-                                id,
-                                name,
-                                io.first_id().unwrap_or(0)
-                            );
-                            d.iommu = Some(io);
-                        }
-                        Err(e) => log!("domain {} ({}): no IOMMU domain: {}", id, name, e),
-                    }
-                }
-                let taken = |b| passthrough::assigned(&domains, b);
-                if !passthrough::assign_at_create(
-                    &mut d,
-                    args,
-                    protection.as_mut(),
-                    &mut inventory,
-                    &mut fa,
-                    &taken,
-                ) {
-                    if let (Some(p), Some(io)) = (protection.as_mut(), d.iommu.take()) {
-                        p.destroy_domain(io);
-                    }
-                    let freed = d.destroy(&mut fa);
-                    log!(
-                        "domain {} ({}): not started (assignment refused), {} frames freed",
-                        id,
-                        name,
-                        freed
-                    );
-                    continue;
-                }
-                domains[i] = Some(d);
-            }
-            Err(e) => log!("domain {} ({}): not created: {:?}", id, name, e),
-        }
+        let parts = launch::Parts {
+            svm: &svm,
+            fa: &mut fa,
+            protection: protection.as_mut(),
+            inventory: &mut inventory,
+            domains: &domains,
+            clock,
+        };
+        domains[i] = launch::create(parts, i as u16 + 1, &launch);
+        launches[i] = Some(launch);
     }
 
     let bsp_apic = arch::lapic::id();
@@ -344,6 +273,7 @@ pub fn hv_main(mb_info: u32, magic: u32) -> ! {
     let world = WORLD.call_once(|| {
         Mutex::new(World {
             domains,
+            launches,
             fa,
             protection,
             inventory,

@@ -74,6 +74,14 @@ const REC_OWNER: u64 = 0xFFFF_FFFF;
 const REC_XEN: u64 = 0xFFFF_FFFF;
 const REC_MAPS_SHIFT: u32 = 32;
 const REC_MAPS_MAX: u64 = 0xFFFF;
+/// On a freed frame whose contents are to stay as they were (a dead domain's poisoned
+/// RAM, see `passthrough::check_watched`); handing the frame out again clears it.
+const REC_WATCH: u64 = 1 << 63;
+
+/// The grant-mapping count of a frame record.
+fn maps(r: u64) -> u64 {
+    (r >> REC_MAPS_SHIFT) & REC_MAPS_MAX
+}
 
 impl FrameAllocator {
     pub const fn new() -> Self {
@@ -170,14 +178,31 @@ impl FrameAllocator {
         }
     }
 
+    /// Marks a frame (about to be freed) to be watched: [`FrameAllocator::for_each_watched`]
+    /// names it for as long as it stays free, never after it was handed out again.
+    pub fn watch(&mut self, hpa: Hpa) {
+        let f = hpa.page().0;
+        if let Some(r) = self.rec(f) {
+            self.set_rec(f, r | REC_WATCH);
+        }
+    }
+
+    /// Calls `f` with every watched frame that has stayed free since it was freed.
+    pub fn for_each_watched(&self, mut f: impl FnMut(u64)) {
+        for i in 0..self.table_len {
+            let frame = (self.table_first + i) * PAGE;
+            if self.rec(frame) == Some(REC_WATCH) {
+                f(frame);
+            }
+        }
+    }
+
     /// Counts one more grant mapping of a domain's frame; false (nothing counted) when
     /// the frame is not a domain's or the count is full.
     pub fn get_map(&mut self, hpa: Hpa) -> bool {
         let f = hpa.page().0;
         match self.rec(f) {
-            Some(r)
-                if !matches!(r & REC_OWNER, 0 | REC_XEN) && r >> REC_MAPS_SHIFT < REC_MAPS_MAX =>
-            {
+            Some(r) if !matches!(r & REC_OWNER, 0 | REC_XEN) && maps(r) < REC_MAPS_MAX => {
                 self.set_rec(f, r + (1 << REC_MAPS_SHIFT));
                 true
             }
@@ -188,7 +213,7 @@ impl FrameAllocator {
     /// Drops a grant mapping counted by [`FrameAllocator::get_map`].
     pub fn put_map(&mut self, hpa: Hpa) {
         let f = hpa.page().0;
-        if let Some(r) = self.rec(f).filter(|r| r >> REC_MAPS_SHIFT > 0) {
+        if let Some(r) = self.rec(f).filter(|&r| maps(r) > 0) {
             self.set_rec(f, r - (1 << REC_MAPS_SHIFT));
         }
     }
@@ -335,7 +360,7 @@ impl FrameAllocator {
     /// never reach a frame on the free list.
     pub fn free(&mut self, frame: u64) {
         if let Some(r) = self.rec(frame) {
-            if r & REC_OWNER == 0 || r >> REC_MAPS_SHIFT != 0 {
+            if r & REC_OWNER == 0 || maps(r) != 0 {
                 crate::log!(
                     "mm: HYPERVISOR BUG: free of frame {:#x} refused ({}): kept off the free list",
                     frame,
@@ -348,7 +373,8 @@ impl FrameAllocator {
                 self.bad_frees += 1;
                 return;
             }
-            self.set_rec(frame, 0);
+            // Free; a watch mark stays until the frame is handed out again.
+            self.set_rec(frame, r & REC_WATCH);
         }
         self.handed_out -= 1;
         if self.tlbs_stale {

@@ -80,9 +80,6 @@ pub struct Inventory {
     slots: [bool; lapic::DEVICE_SLOTS],
     /// The boot CPU's APIC id: every remapped MSI goes there.
     bsp_apic: u8,
-    /// Freed frames of dead domains that had devices, poisoned: a change means a device
-    /// wrote after its domain's memory was freed (checked at the end).
-    watched: Vec<u64>,
 }
 
 /// What the frames of a dead domain with devices are filled with before they are freed.
@@ -124,7 +121,6 @@ impl Inventory {
             groups,
             slots: [false; lapic::DEVICE_SLOTS],
             bsp_apic: lapic::id() as u8,
-            watched: Vec::new(),
         })
     }
 }
@@ -453,26 +449,24 @@ pub fn teardown(w: &mut World, i: usize) {
         if let Some(h) = d_gpa(d, gpa) {
             if w.fa.owner(crate::addr::Hpa(h)) == Owner::Domain(d.id) {
                 phys::fill(h, PAGE as usize, POISON);
-                inv.watched.push(h);
+                w.fa.watch(crate::addr::Hpa(h));
             }
         }
         gpa += PAGE;
     }
 }
 
-/// At the end: the poisoned frames of dead domains that had devices, still free, must
-/// be unchanged (the allocator's free-list link in the first 8 bytes aside). False (and
-/// logged) if a device wrote into one after its domain died.
+/// At the end: the poisoned frames of dead domains that had devices, still free since
+/// they were freed (the frame table's watch mark: a frame handed out again is not
+/// checked), must be unchanged (the allocator's free-list link in the first 8 bytes
+/// aside). False (and logged) if a device wrote into one after its domain died.
 pub fn check_watched(w: &mut World) -> bool {
-    let Some(inv) = w.inventory.as_ref() else {
+    if w.inventory.is_none() {
         return true;
-    };
+    }
     let (mut checked, mut changed) = (0u64, 0u64);
     let mut page = [0u8; PAGE as usize];
-    for &h in &inv.watched {
-        if w.fa.owner(crate::addr::Hpa(h)) != Owner::Free {
-            continue;
-        }
+    w.fa.for_each_watched(|h| {
         phys::read(h, &mut page);
         checked += 1;
         if page[8..].iter().any(|&b| b != POISON) {
@@ -481,12 +475,11 @@ pub fn check_watched(w: &mut World) -> bool {
                 log!("passthrough: freed frame {:#x} CHANGED after its domain died: a device wrote into it", h);
             }
         }
-    }
-    if !inv.watched.is_empty() {
+    });
+    if checked > 0 {
         log!(
-            "passthrough: {} freed frames of dead domains with devices checked ({} reused, skipped): {} changed since they were freed{}",
+            "passthrough: {} freed frames of dead domains with devices checked (those never handed out again): {} changed since they were freed{}",
             checked,
-            inv.watched.len() as u64 - checked,
             changed,
             if changed == 0 { " (no DMA after death)" } else { "" }
         );

@@ -9,10 +9,12 @@ use crate::hypercall::After;
 use crate::mm::FrameAllocator;
 use crate::virt::{Exit, VcpuState, VirtBackend};
 use crate::{
-    arch, console_in, evtchn, grant, hvm, hypercall, intercept, iommu, log, passthrough, time, vsmp,
+    arch, console_in, evtchn, grant, hvm, hypercall, intercept, iommu, launch, log, passthrough,
+    time, vsmp,
 };
 use crate::{MAX_DOMAINS, TIME_SLICE_NS};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use sluice_abi::hypercall::ShutdownReason;
 use spin::Mutex;
 
 /// What every CPU shares, behind one lock: the domains (with their event-channel and
@@ -20,6 +22,8 @@ use spin::Mutex;
 /// handle each exit; never while a guest runs.
 pub(crate) struct World {
     pub(crate) domains: [Option<Domain>; MAX_DOMAINS],
+    /// What each domain slot was made from (to make it again when its guest reboots).
+    pub(crate) launches: [Option<crate::launch::Launch>; MAX_DOMAINS],
     pub(crate) fa: FrameAllocator,
     pub(crate) protection: Option<iommu::Protection>,
     /// The machine's PCI functions and groups, made when a domain first asks for one.
@@ -447,6 +451,7 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
             rate.dropped
         );
     }
+    let rebooted = d.shutdown_reason == Some(ShutdownReason::Reboot as u32);
     let freed = d.destroy(&mut w.fa);
     log!(
         "domain {} ({}): destroyed, {} frames freed",
@@ -458,6 +463,57 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
     // No other domain reaches a frame that went back (or any it may not): audited.
     for o in w.domains.iter().flatten() {
         o.audit(&mut w.fa);
+    }
+    if rebooted {
+        relaunch(w, i);
+    }
+}
+
+/// The guest of slot `i` rebooted (its old domain is gone, its devices quarantined):
+/// made again from its module as a new domain with the same id (at most
+/// [`launch::MAX_REBOOTS`] times), its devices reset and assigned again.
+fn relaunch(w: &mut World, i: usize) {
+    let Some(l) = w.launches[i].as_mut() else {
+        return;
+    };
+    let id = i as u16 + 1;
+    if !l.restarts() {
+        log!(
+            "domain {} ({}): rebooted; on_reboot=destroy: ended",
+            id,
+            l.name()
+        );
+        return;
+    }
+    if l.reboots >= launch::MAX_REBOOTS {
+        log!(
+            "domain {} ({}): rebooted {} times already: ended (reboot limit)",
+            id,
+            l.name(),
+            l.reboots
+        );
+        return;
+    }
+    l.reboots += 1;
+    log!(
+        "domain {} ({}): rebooting ({} of at most {}): made again from its module",
+        id,
+        l.name(),
+        l.reboots,
+        launch::MAX_REBOOTS
+    );
+    let parts = launch::Parts {
+        svm: &w.svm,
+        fa: &mut w.fa,
+        protection: w.protection.as_mut(),
+        inventory: &mut w.inventory,
+        domains: &w.domains,
+        clock: w.clock,
+    };
+    let d = launch::create(parts, id, l);
+    if d.is_some() {
+        w.domains[i] = d;
+        w.wake_idle();
     }
 }
 

@@ -1,13 +1,17 @@
 //! `cargo xtask test --suite passthrough-linux`: the stock Debian 6.1 kernel (as in
-//! `hypervisor-linux`) as a PVH domain of the Sluice hypervisor under
-//! `-device intel-iommu,intremap=on`, with QEMU's `e1000e` assigned (`assign=00:07.0`)
-//! on `-netdev user,restrict=on` (nothing leaves QEMU): the stock e1000e module binds
-//! through the domain's ECAM window (MCFG), takes MSI-X vectors (remapped), gets a DHCP
-//! lease from QEMU, and the host sends it 16 MiB over a `hostfwd` port on 127.0.0.1;
-//! the guest's sha256 of what it received must be the host's. QEMU's `nvme` is assigned
-//! too (`00:08.0`): the stock nvme driver binds with MSI-X, 8 MiB of random bytes are
-//! written to the namespace and read back after the page cache is dropped; the sha256s
-//! of what was written, what was read and the disk image's first 8 MiB must agree.
+//! `hypervisor-linux`) as a 512 MiB PVH domain of the Sluice hypervisor, once under
+//! `-device intel-iommu,intremap=on` and once under `-device amd-iommu,intremap=on`,
+//! with QEMU's `e1000e` assigned (`assign=00:07.0`) on `-netdev user,restrict=on`
+//! (nothing leaves QEMU): the stock e1000e module binds through the domain's ECAM window
+//! (MCFG), takes MSI-X vectors (remapped), gets a DHCP lease from QEMU, and the host
+//! sends it 16 MiB over a `hostfwd` port on 127.0.0.1; the guest's sha256 of what it
+//! received must be the host's. QEMU's `nvme` is assigned too (`00:08.0`): the stock
+//! nvme driver binds with MSI-X, 8 MiB of random bytes are written to the namespace and
+//! read back after the page cache is dropped; the sha256s of what was written, what was
+//! read and the disk image's first 8 MiB must agree. Then the guest reboots (`reboot
+//! -f`): the hypervisor makes the domain again (both devices reset, quarantined and
+//! assigned again), and the new boot must find the marker the first one left on the
+//! namespace, read the same 8 MiB back and see eth0 again.
 
 use crate::util::root;
 use anyhow::{bail, Context, Result};
@@ -33,6 +37,24 @@ const INIT: &str = r#"#!/bin/busybox sh
 k() { echo "$*" > /dev/kmsg; }
 k "@@PCI $(ls /sys/bus/pci/devices)"
 for m in /lib/modules/*.ko; do insmod $m; done
+nvme_wait() {
+  i=0
+  while [ ! -b /dev/nvme0n1 ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
+  [ -b /dev/nvme0n1 ] || { k "@@NVME-MISSING"; poweroff -f; }
+}
+# After the guest's reboot (the hypervisor made the domain again, its devices reset
+# and assigned again): the marker the first boot left at 16 MiB names what it wrote.
+nvme_wait
+mark=$(dd if=/dev/nvme0n1 bs=512 skip=32768 count=1 2>/dev/null | tr -d '\000')
+if [ "${mark%% *}" = SLUICE-BOOT1 ]; then
+  k "@@REBOOTED marker ${mark#* }"
+  r=$(dd if=/dev/nvme0n1 bs=1M count=8 2>/dev/null | sha256sum)
+  k "@@NVME-AFTER-REBOOT ${r%% *}"
+  i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done
+  k "@@ETH0-AFTER-REBOOT $(cat /sys/class/net/eth0/address 2>/dev/null)"
+  k "@@IRQ-AFTER-REBOOT $(grep -E 'eth0|nvme' /proc/interrupts | tr -s ' ' | tr '\n' ';')"
+  poweroff -f
+fi
 ip link set lo up
 ip link set eth0 up
 udhcpc -i eth0 -q -t 20 -s /udhcpc.sh 2>&1 | while read l; do k "@@DHCP $l"; done
@@ -46,9 +68,6 @@ k "@@SHA ${s%% *}"
 k "@@IRQ $(grep eth0 /proc/interrupts | tr -s ' ' | tr '\n' ';')"
 # nvme: 8 MiB of random bytes written to the namespace, read back after the page cache
 # is dropped; the host compares the disk image too.
-i=0
-while [ ! -b /dev/nvme0n1 ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
-[ -b /dev/nvme0n1 ] || { k "@@NVME-MISSING"; poweroff -f; }
 k "@@NVME $(cat /sys/block/nvme0n1/size 2>/dev/null) sectors"
 dd if=/dev/urandom of=/w bs=1M count=8 2>/dev/null
 w=$(sha256sum /w)
@@ -59,7 +78,11 @@ r=$(dd if=/dev/nvme0n1 bs=1M count=8 2>/dev/null | sha256sum)
 k "@@NVME-WROTE ${w%% *}"
 k "@@NVME-READ ${r%% *}"
 k "@@NVMEIRQ $(grep nvme /proc/interrupts | tr -s ' ' | tr '\n' ';')"
-poweroff -f
+# Then reboot: the namespace must hold the same bytes in the next boot.
+printf 'SLUICE-BOOT1 %s' "${w%% *}" | dd of=/dev/nvme0n1 bs=512 seek=32768 conv=sync 2>/dev/null
+sync
+k "@@REBOOTING"
+reboot -f
 "#;
 
 const UDHCPC: &str = r#"#!/bin/busybox sh
@@ -170,8 +193,10 @@ fn one_boot(
     let disk = run_dir("passthrough-linux").join("nvme.img");
     std::fs::write(&disk, vec![0u8; 32 << 20])?;
     let drive = format!("file={},if=none,id=nv0,format=raw", disk.display());
-    // 128 MiB: the VT-d unit's table pool maps up to ~200 MiB of domain RAM (4 KiB pages).
-    let args = "name=linux memory=128 vcpus=2 assign=00:07.0,00:08.0 earlyprintk=xen console=hvc0 loglevel=7";
+    // 512 MiB, as the Linux guests of `hypervisor-linux`: its RAM is mapped in 2 MiB
+    // IOMMU pages wherever its frames are aligned runs (the VT-d unit's 256-frame table
+    // pool held only ~200 MiB in 4 KiB pages).
+    let args = "name=linux memory=512 vcpus=2 assign=00:07.0,00:08.0 earlyprintk=xen console=hvc0 loglevel=7";
     // QEMU's -initrd list separates modules with commas: a comma inside one is doubled.
     let modules = format!(
         "{} {},{} initrd",
@@ -258,6 +283,8 @@ fn one_boot(
     };
     let wrote = hash_after("] @@NVME-WROTE ");
     let read = hash_after("] @@NVME-READ ");
+    let after_reboot = hash_after("] @@NVME-AFTER-REBOOT ");
+    let marker = hash_after("] @@REBOOTED marker ");
     let image = {
         let o = Command::new("sh")
             .arg("-c")
@@ -287,6 +314,9 @@ fn one_boot(
         "passthrough: d1: 0000:00:08.0: MSI-X entry 0 vector ",
         "] @@NVME 65536 sectors",
         "nvme0q0",
+        "domain 1 (linux): shut down, reason 1",
+        "domain 1 (linux): rebooting (1 of at most 8): made again from its module",
+        "] @@ETH0-AFTER-REBOOT 52:54:00:",
         "domain 1 (linux): shut down, reason 0",
         "0 changed since they were freed (no DMA after death)",
         "memory: 0 frames held by domains after all ended (all returned)",
@@ -313,6 +343,30 @@ fn one_boot(
         problems.push(format!(
             "nvme: wrote {wrote:?}, read back {read:?}, disk image {image:?}"
         ));
+    }
+    // The guest rebooted once (the domain made again, both devices reset and assigned
+    // again), found its marker and read the same 8 MiB back.
+    if marker != wrote || after_reboot != wrote {
+        problems.push(format!(
+            "after the reboot: marker {marker:?}, read back {after_reboot:?}, wrote {wrote:?}"
+        ));
+    }
+    for (what, times) in [
+        (
+            "passthrough: d1 (linux): assigned 0000:00:07.0 (8086:10d3)",
+            2,
+        ),
+        (
+            "passthrough: d1 (linux): assigned 0000:00:08.0 (1b36:0010)",
+            2,
+        ),
+        ("domain 1 (linux): created, ", 2),
+        ("domain 1 (linux): rebooting (", 1),
+    ] {
+        let n = log.matches(what).count();
+        if n != times {
+            problems.push(format!("{what:?} {n} times, not {times}"));
+        }
     }
     if status.code() != Some(crate::hypervisor::PASS_STATUS) {
         problems.push(format!("exit status {status}"));

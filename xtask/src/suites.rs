@@ -244,7 +244,7 @@ pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
 pub fn demo() -> Result<()> {
     eprintln!("== demo 1/3: the stock Debian 6.1 kernel as an SMP PVH guest of Sluice's hypervisor (QEMU TCG): to a shell on hvc0, a typed command, power off; then two Linux guests (one with 4 vCPUs) and a test guest at once");
     crate::hypervisor_linux::run_suite()?;
-    eprintln!("== demo 2/3: PCI passthrough on Sluice's hypervisor: a stock Linux PVH guest drives an assigned e1000e NIC (DHCP lease, 16 MiB from the host) and an NVMe drive (written, read back) with its own drivers, MSI-X remapped by VT-d; the devices quarantined when it powers off");
+    eprintln!("== demo 2/3: PCI passthrough on Sluice's hypervisor: a stock Linux PVH guest drives an assigned e1000e NIC (DHCP lease, 16 MiB from the host) and an NVMe drive (written, read back) with its own drivers, MSI-X remapped, under VT-d and then AMD-Vi; the guest reboots (the domain made again, both devices reset and assigned again) and reads its data back; the devices quarantined when it powers off");
     crate::passthrough_linux::run_suite()?;
     eprintln!("== demo 3/3: real Xen 4.17 with Sluice's dom0 backends serving Linux guests' disks and consoles");
     crate::xen::demo()

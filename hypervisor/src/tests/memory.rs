@@ -28,6 +28,46 @@ fn frames_are_recorded_and_all_come_back() {
     assert_eq!(m.fa.bad_frees, 0);
 }
 
+/// A watched frame (a dead domain's poisoned RAM) is named while it stays free, and
+/// never after it was handed out again, even once freed again: its new user's bytes
+/// are not the poison (a reboot reuses a dead domain's frames).
+#[test]
+fn watched_frames_are_named_only_while_they_stay_free() {
+    let mut m = machine(2);
+    let (a, b) = (m.hpa(0, P), m.hpa(0, Y));
+    m.fa.watch(a);
+    m.fa.watch(b);
+    let watched = |fa: &crate::mm::FrameAllocator| {
+        let mut v = std::vec::Vec::new();
+        fa.for_each_watched(|f| v.push(f));
+        v
+    };
+    assert!(watched(&m.fa).is_empty(), "not free yet");
+    m.kill(0);
+    let mut w = watched(&m.fa);
+    w.sort();
+    let mut want = std::vec![a.0, b.0];
+    want.sort();
+    assert_eq!(w, want);
+    // Every free frame handed out again (the free list is LIFO), then freed again.
+    let mut taken = std::vec::Vec::new();
+    while let Some(f) = m.fa.alloc() {
+        taken.push(f);
+        if taken.contains(&a.0) && taken.contains(&b.0) {
+            break;
+        }
+    }
+    assert!(watched(&m.fa).is_empty());
+    for f in taken {
+        m.fa.free(f);
+    }
+    assert!(watched(&m.fa).is_empty(), "freed again, not watched again");
+    assert_eq!(m.fa.owner(a), Owner::Free);
+    assert_eq!(m.fa.bad_frees, 0);
+    m.kill(1);
+    assert_eq!(m.fa.handed_out, m.base);
+}
+
 #[test]
 fn the_granters_death_revokes_mappings_before_its_frames_are_freed() {
     let mut m = machine(2);
