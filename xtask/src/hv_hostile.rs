@@ -55,7 +55,9 @@ fn wanted_intercepts() -> (u32, u32, u32) {
 /// vCPUs) runs 2^31-op map/unmap/copy grant batches over an aliased region while `flood-victim`
 /// measures its 10 ms periodic timer, then floods the console; two `intercepts`
 /// domains run every intercepted instruction; `db-loop` lives in #DB delivery on one
-/// vCPU and is shut down from the other. Checks the VMCB intercept words the
+/// vCPU and is shut down from the other; `reboot-loop` asks for a reboot at once,
+/// forever (made again 8 times, then ended), `reboot-once` the same with
+/// `on_reboot=destroy` (ended at once). Checks the VMCB intercept words the
 /// hypervisor logs against the APM's exit codes (TCG does not model every intercept:
 /// #AC never happens under TCG, which does no alignment checks).
 pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
@@ -63,7 +65,8 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
     let modules = format!(
         "{g} name=flood role=flood vcpus=2 peer=2,{g} name=victim role=flood-victim peer=1,\
          {g} name=intercepts-a role=intercepts peer=0,{g} name=intercepts-b role=intercepts peer=1,\
-         {g} name=db-loop role=db-loop vcpus=2"
+         {g} name=db-loop role=db-loop vcpus=2,\
+         {g} name=reboot-loop role=reboot,{g} name=reboot-once role=reboot on_reboot=destroy"
     );
     let (status, log) = boot(hv, &modules, &["-smp", "2"], "")?;
     let mut problems = Vec::new();
@@ -97,9 +100,25 @@ pub fn hostile_cpu_boot(hv: &std::path::Path, g: &str) -> Result<()> {
             "(d3) GUEST PASS",
             "(d4) GUEST PASS",
             "(d5) GUEST PASS",
+            // A guest that reboots at once, forever: made again 8 times, then ended.
+            "domain 6 (reboot-loop): shut down, reason 1",
+            "domain 6 (reboot-loop): rebooting (8 of at most 8): made again from its module",
+            "domain 6 (reboot-loop): rebooted 8 times already: ended (reboot limit)",
+            // on_reboot=destroy: ended at its first reboot.
+            "domain 7 (reboot-once): rebooted; on_reboot=destroy: ended",
         ],
         "",
     ));
+    for (what, times) in [
+        ("domain 6 (reboot-loop): created, ", 9),
+        ("(d6) reboot: asking for a reboot", 9),
+        ("domain 7 (reboot-once): created, ", 1),
+    ] {
+        let n = log.matches(what).count();
+        if n != times {
+            problems.push(format!("{what:?} {n} times, not {times}"));
+        }
+    }
     // The console flood: 256 KiB in 4 KiB writes and 2 GiB in one; at most the burst
     // (32 KiB) plus the rate (8 KiB/s) prints, the rest is counted as dropped.
     let rate = log

@@ -102,6 +102,12 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "pt-dying" => passthrough::dying(&mut c, cmdline),
         "pt-pair" => passthrough::pair(&mut c),
         "pt-msix" => pt_msix::msix(&mut c),
+        "reboot" => {
+            // SCHEDOP_shutdown(SHUTDOWN_reboot) at once: the hypervisor makes the domain
+            // again, as often as it allows (a guest in a reboot loop).
+            let _ = writeln!(Console, "reboot: asking for a reboot");
+            xen::shutdown(1)
+        }
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();
