@@ -113,7 +113,8 @@ impl<B: VirtBackend + Clone> Domain<B> {
     }
 
     /// The nested page table's entry for `gpa` above its RAM: the host address and
-    /// whether a 2 MiB leaf maps it (None: nothing mapped).
+    /// whether a 2 MiB leaf maps it (None: nothing mapped). For the host tests.
+    #[cfg(test)]
     pub fn mmio_at(&self, gpa: u64) -> Option<(Hpa, bool)> {
         if gpa < self.mem_bytes {
             return None;

@@ -10,6 +10,7 @@ mod boot;
 mod hostile_cpu;
 mod hostile_mem;
 mod passthrough;
+mod pt_bigbar;
 mod pt_msix;
 mod stale_tlb;
 mod xen;
@@ -102,6 +103,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "pt-dying" => passthrough::dying(&mut c, cmdline),
         "pt-pair" => passthrough::pair(&mut c),
         "pt-msix" => pt_msix::msix(&mut c),
+        "pt-bigbar" => pt_bigbar::bigbar(&mut c, cmdline),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();
