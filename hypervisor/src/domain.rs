@@ -13,6 +13,7 @@ use crate::evtchn::{Port, NR_PORTS};
 use crate::mm::{FrameAllocator, PAGE};
 use crate::time::Clock;
 use crate::virt::{VcpuState, VirtBackend};
+pub use mmio::MmioCost;
 pub use npt::LARGE;
 use sluice_abi::hypercall::XenErrno;
 use sluice_abi::start_info::{

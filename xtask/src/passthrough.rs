@@ -25,11 +25,81 @@
 //!    entry leaves the device's message pending (the PBA, read through), unmasking
 //!    programs a remapping entry and the device's entry (the message arrives once),
 //!    masking again stops it; a destination that is none of its vCPUs is refused.
+//! 10. `bigbar` (`assign=00:08.0`, an `ivshmem-plain` whose 1 GiB memdev is a file of the
+//!     run directory, pre-filled here): its 64-bit prefetchable BAR2 (placed by SeaBIOS
+//!     above 4 GiB) is refused over the guest's RAM, its ECAM window and past 64 GiB;
+//!     placed at 16 GiB it maps as 512 2 MiB leaves in one table frame; the guest reads
+//!     this side's words and writes its own at offsets over the whole GiB, moves the BAR
+//!     to 1 GiB (same memory), and is killed touching the old address; afterwards the
+//!     file must hold exactly its words at those offsets.
 
 use crate::hypervisor::{boot, build, log_problems, missing};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 const EDU: &str = "edu,dma_mask=0xffffffffffffffff";
+const GIB: u64 = 1 << 30;
+/// The role's offsets and words (hypervisor/guests/testguest/src/pt_bigbar.rs).
+const OFFSETS: [u64; 6] = [0, 0x1F_FFF8 - 8, 0x1234_5670, GIB / 2, GIB - 4096, GIB - 24];
+const fn host_word(o: u64) -> u64 {
+    0x5EED_0000_0000_0000 ^ o
+}
+const fn guest_word(o: u64) -> u64 {
+    0xC0DE_0000_0000_0000 ^ o
+}
+const fn moved_word(o: u64) -> u64 {
+    0xB0B0_0000_0000_0000 ^ o
+}
+
+/// The ivshmem memdev: a sparse 1 GiB file holding the host's word at each `o + 8`.
+fn shm_file(vendor: &str) -> Result<PathBuf> {
+    let dir = sluice_testbed::paths::run_dir("passthrough");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("ivshmem-{vendor}.bin"));
+    let _ = std::fs::remove_file(&path);
+    let f = std::fs::File::create(&path)?;
+    f.set_len(GIB)?;
+    for o in OFFSETS {
+        f.write_all_at(&host_word(o).to_le_bytes(), o + 8)?;
+    }
+    Ok(path)
+}
+
+/// What the guest left in the memdev: its word at `o`, the host's at `o + 8` untouched,
+/// the word written through the moved BAR at `o + 16`, nothing past it.
+fn check_shm(path: &Path) -> Vec<String> {
+    let word = |f: &std::fs::File, at: u64| -> Result<u64> {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, at).context("read")?;
+        Ok(u64::from_le_bytes(b))
+    };
+    let Ok(f) = std::fs::File::open(path) else {
+        return vec![format!("bigbar: cannot open {}", path.display())];
+    };
+    let mut problems = Vec::new();
+    for o in OFFSETS {
+        for (at, want) in [
+            (o, guest_word(o)),
+            (o + 8, host_word(o)),
+            (o + 16, moved_word(o)),
+        ] {
+            match word(&f, at) {
+                Ok(v) if v == want => {}
+                got => problems.push(format!(
+                    "bigbar: memdev word at {at:#x}: want {want:#x}, got {got:x?}"
+                )),
+            }
+        }
+    }
+    // Between two written places: still zero (nothing written at a wrong offset there).
+    for at in [0x18, GIB / 2 + 24, GIB / 4] {
+        if !matches!(word(&f, at), Ok(0)) {
+            problems.push(format!("bigbar: memdev word at {at:#x} is not zero"));
+        }
+    }
+    problems
+}
 
 pub fn run_suite() -> Result<()> {
     let (hv, guest) = build()?;
@@ -51,7 +121,13 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
          {g} name=dup role=abi assign=00:04.0,\
          {g} name=bad role=abi assign=00:04.0,,zz,\
          {g} name=pair role=pt-pair assign=00:05.0,,00:05.1,\
-         {g} name=msix role=pt-msix assign=00:07.0"
+         {g} name=msix role=pt-msix assign=00:07.0,\
+         {g} name=bigbar role=pt-bigbar assign=00:08.0"
+    );
+    let shm = shm_file(vendor)?;
+    let memdev = format!(
+        "memory-backend-file,id=shm0,size=1G,mem-path={},share=on",
+        shm.display()
     );
     let e4 = format!("{EDU},addr=4");
     let e50 = format!("{EDU},addr=5.0,multifunction=on");
@@ -75,6 +151,10 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
             "user,id=ptnic,restrict=on",
             "-device",
             "e1000e,netdev=ptnic,addr=7",
+            "-object",
+            &memdev,
+            "-device",
+            "ivshmem-plain,memdev=shm0,addr=8",
             "-smp",
             "2",
         ],
@@ -131,6 +211,19 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         "passthrough: d9: 0000:00:07.0: MSI-X entry 0 masked".into(),
         "(d9) ok pt-msix: masked again: no interrupt, pending in the PBA".into(),
         "(d9) GUEST PASS".into(),
+        "passthrough: d10 (bigbar): assigned 0000:00:08.0 (1af4:1110)".into(),
+        "(d10) ok pt-bigbar: BAR2 sizes as 1 GiB, 64-bit prefetchable".into(),
+        "passthrough: d10: 0000:00:08.0: BAR 0 at guest 0x100000 refused: OverlapsRam".into(),
+        "passthrough: d10: 0000:00:08.0: BAR 2 at guest 0x80000000 refused: OverlapsReserved".into(),
+        "passthrough: d10: 0000:00:08.0: BAR 2 at guest 0x1000000000 refused: OutOfRange".into(),
+        "(d10) ok pt-bigbar: over its RAM, over ECAM, past 64 GiB: refused (decode off)".into(),
+        "(d10) ok pt-bigbar: BAR2 at 16 GiB decodes".into(),
+        "(d10) ok pt-bigbar: at 16 GiB: the host's words read at 6 offsets over the GiB".into(),
+        "(d10) ok pt-bigbar: at 16 GiB: its own words read back".into(),
+        "passthrough: d10: 0000:00:08.0: BAR 2 unmapped from 0x400000000".into(),
+        "(d10) ok pt-bigbar: BAR2 moved to 1 GiB decodes".into(),
+        "(d10) ok pt-bigbar: at 1 GiB: the same memory (host's and its own words)".into(),
+        "domain 10 (bigbar): KILLED: nested page fault at gpa 0x400000000".into(),
         "iommu: 0 IOMMU domains and".into(),
         "0 bad frees: all returned)".into(),
         "memory: 0 frames held by domains after all ended (all returned)".into(),
@@ -164,6 +257,31 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
             "dying domain: want in-flight DMA < killed < function stopped < frames freed, got {other:?}"
         )),
     }
+    // The 1 GiB BAR: where the firmware put it, and 2 MiB leaves at both places.
+    let mut host_bar = None;
+    for gpa in ["0x400000000", "0x40000000"] {
+        let head = format!(
+            "passthrough: d10: 0000:00:08.0: BAR 2 (0x40000000 bytes) at guest {gpa} -> host "
+        );
+        let line = log.lines().find(|l| l.starts_with(&head));
+        let tail = line.and_then(|l| l[head.len()..].split_once(": "));
+        match tail {
+            Some((h, cost)) if cost.starts_with("512 2-MiB leaves, 0 4-KiB leaves, 1 table frames, ") => {
+                host_bar = Some(h.to_string());
+            }
+            _ => problems.push(format!("bigbar: BAR 2 at {gpa}: want 512 2-MiB leaves, 0 4-KiB leaves, 1 table frame, got {line:?}")),
+        }
+    }
+    match host_bar
+        .as_deref()
+        .map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16))
+    {
+        Some(Ok(h)) if h >= 4 * GIB && h % GIB == 0 => {}
+        other => problems.push(format!(
+            "bigbar: host BAR 2 not 1 GiB aligned above 4 GiB: {other:?}"
+        )),
+    }
+    problems.extend(check_shm(&shm));
     // Nothing of the refused domains ran.
     for d in ["(d4)", "(d5)", "(d6)", "(d7)"] {
         if log.contains(d) {
@@ -178,7 +296,9 @@ fn one_boot(hv: &std::path::Path, g: &str, iommu: &str, vendor: &str) -> Result<
         bail!("passthrough suite, {iommu}: {}", problems.join("; "));
     }
     eprintln!(
-        "  -device {iommu}: edu assigned, config through ECAM, DMA in and out of its memory, MSI once, e1000e MSI-X once, snoop killed, 4 refusals, DMA stopped at death ({:.1} s)",
+        "  -device {iommu}: edu assigned, config through ECAM, DMA in and out of its memory, MSI once, e1000e MSI-X once, snoop killed, 4 refusals, DMA stopped at death; ivshmem's 1 GiB BAR2 (host {}) at 16 GiB then 1 GiB in 2 MiB leaves, the memdev file holds the guest's {} words ({:.1} s)",
+        host_bar.unwrap_or_default(),
+        OFFSETS.len() * 2,
         t0.elapsed().as_secs_f64()
     );
     Ok(())

@@ -3,8 +3,10 @@
 //! 2 MiB leaf is split into 512 4 KiB leaves, with the same translations, before any
 //! page inside it changes (a grant mapping, add_to_physmap); once every page of such a
 //! table is back to the run it was split from (the domain's own frames, writable,
-//! cacheable), the leaves are merged again. 1 GiB leaves are not made: a domain's RAM is
-//! at most 512 MiB here.
+//! cacheable), the leaves are merged again. Device memory (a BAR, `mmio.rs`) gets 2 MiB
+//! leaves where guest and host addresses align, uncached, never merged or split by
+//! the RAM paths (which stop at the end of its RAM). 1 GiB leaves are not made: a
+//! domain's RAM is at most 512 MiB here, and a 1 GiB BAR costs one table of 2 MiB leaves.
 
 use super::{Domain, ADDR_MASK, NPT_FLAGS};
 use crate::addr::{Gpa, Hpa};
@@ -108,6 +110,17 @@ impl<B: VirtBackend + Clone> Domain<B> {
     /// Maps the 2 MiB at `gpa` (aligned, nothing mapped there yet) to the contiguous
     /// frames from `base` (aligned) as one leaf.
     pub(super) fn map_large(&mut self, fa: &mut FrameAllocator, gpa: Gpa, base: Hpa) -> Option<()> {
+        self.map_large_flags(fa, gpa, base, 0)
+    }
+
+    /// As [`Domain::map_large`], with `extra` leaf flags (device memory: uncached).
+    pub(super) fn map_large_flags(
+        &mut self,
+        fa: &mut FrameAllocator,
+        gpa: Gpa,
+        base: Hpa,
+        extra: u64,
+    ) -> Option<()> {
         if !gpa.0.is_multiple_of(LARGE) || !base.0.is_multiple_of(LARGE) {
             return None;
         }
@@ -115,14 +128,14 @@ impl<B: VirtBackend + Clone> Domain<B> {
         if phys::read_u64(pde) & 1 != 0 {
             return None;
         }
-        phys::write_u64(pde, base.0 | NPT_FLAGS | NPT_LARGE);
+        phys::write_u64(pde, base.0 | NPT_FLAGS | NPT_LARGE | extra);
         Some(())
     }
 
     /// Replaces the 2 MiB leaf at page-directory entry `pde` by a table of 512 4 KiB
     /// leaves with the same frames and permissions (no translation changes, so no TLB
     /// needs flushing for the split itself); returns the table.
-    fn split(&mut self, fa: &mut FrameAllocator, pde: u64) -> Option<u64> {
+    pub(super) fn split(&mut self, fa: &mut FrameAllocator, pde: u64) -> Option<u64> {
         let e = phys::read_u64(pde);
         let t = fa.alloc()?;
         let base = e & ADDR_MASK & !(LARGE - 1);

@@ -3,7 +3,7 @@
 
 use super::{ecam, Inventory};
 use crate::arch::{lapic, phys};
-use crate::domain::Domain;
+use crate::domain::{Domain, MmioCost};
 use crate::iommu::Protection;
 use crate::log;
 use crate::mm::{FrameAllocator, PAGE};
@@ -73,30 +73,46 @@ pub(super) fn event(
                 );
                 return;
             }
-            // The MSI-X table and PBA pages stay unmapped (trapped): not emulated yet,
-            // so a guest touching them faults.
+            // The MSI-X table and PBA pages stay unmapped (trapped, emulated): the rest
+            // is mapped in runs of untrapped pages (2 MiB leaves where aligned).
             let trapped = a.vcfg.trapped();
-            let mut mapped = Vec::new();
-            let mut ok = true;
-            for p in 0..size / PAGE {
+            let is_trapped = |p: u64| {
                 let off = p * PAGE;
-                if trapped
+                trapped
                     .iter()
                     .any(|t| t.bar == index && off >= t.start && off < t.end)
-                {
+            };
+            let t0 = d.clock.now_ns();
+            let pages = size / PAGE;
+            let mut cost = MmioCost::default();
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            let mut ok = true;
+            let mut p = 0;
+            while p < pages {
+                if is_trapped(p) {
+                    p += 1;
                     continue;
                 }
-                if !d.map_mmio(fa, guest + off, host + off, 1) {
-                    ok = false;
-                    break;
+                let mut n = 1;
+                while p + n < pages && !is_trapped(p + n) {
+                    n += 1;
                 }
-                mapped.push(off);
+                match d.map_mmio(fa, guest + p * PAGE, host + p * PAGE, n) {
+                    Some(c) => cost.add(c),
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+                runs.push((p, n));
+                p += n;
             }
             if !ok {
-                for off in mapped {
-                    d.unmap_mmio(fa, guest + off, 1);
+                for (p, n) in runs {
+                    d.unmap_mmio(fa, guest + p * PAGE, n);
                 }
             }
+            let us = d.clock.now_ns().saturating_sub(t0) / 1000;
             log!(
                 "passthrough: d{}: {}: BAR {} ({:#x} bytes) at guest {:#x} -> host {:#x}{}",
                 id,
@@ -106,9 +122,15 @@ pub(super) fn event(
                 guest,
                 host,
                 if ok {
-                    ""
+                    alloc::format!(
+                        ": {} 2-MiB leaves, {} 4-KiB leaves, {} table frames, {} us",
+                        cost.large,
+                        cost.small,
+                        cost.tables,
+                        us
+                    )
                 } else {
-                    ": NOT MAPPED (something there, or no memory)"
+                    ": NOT MAPPED (something there, or no memory)".into()
                 }
             );
             if !ok {

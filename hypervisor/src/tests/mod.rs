@@ -15,6 +15,8 @@ mod memory;
 #[cfg(test)]
 mod misc;
 #[cfg(test)]
+mod mmio;
+#[cfg(test)]
 mod multiboot;
 #[cfg(test)]
 mod npt;

@@ -10,6 +10,7 @@ mod boot;
 mod hostile_cpu;
 mod hostile_mem;
 mod passthrough;
+mod pt_bigbar;
 mod pt_msix;
 mod stale_tlb;
 mod xen;
@@ -108,6 +109,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
             let _ = writeln!(Console, "reboot: asking for a reboot");
             xen::shutdown(1)
         }
+        "pt-bigbar" => pt_bigbar::bigbar(&mut c, cmdline),
         "triple" => {
             let _ = writeln!(Console, "triple: loading an empty IDT and faulting");
             xen::triple_fault();

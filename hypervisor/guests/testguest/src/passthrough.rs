@@ -170,7 +170,7 @@ pub(crate) fn yield_cpu() {
 }
 
 /// The `edu=BB:DD.F` (else the first `assign=`) function of the command line.
-fn edu_bdf(cmdline: &str) -> (u8, u8, u8) {
+pub(crate) fn edu_bdf(cmdline: &str) -> (u8, u8, u8) {
     let w = cmdline
         .split(' ')
         .find_map(|a| a.strip_prefix("edu="))
