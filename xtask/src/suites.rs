@@ -35,8 +35,8 @@ pub const OPT_IN: &[(&str, &str)] = &[
     ),
     (
         "xen-net-sluice-pair",
-        "sluice-netfront.ko vs sluice-netback: its guest -> dom0 64 MiB takes 7-8 min with sluice-netback's 2 queues \
-         (2 min with 1; cause not found, frontends/linux/README.md)",
+        "sluice-netfront.ko vs sluice-netback, PVH and PV: the PV guest's 64 MiB guest -> dom0 takes 7-8 min \
+         (sluice-netfront.ko is slow in PV guests against either backend; frontends/linux/README.md)",
     ),
 ];
 
@@ -85,7 +85,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "xen-net-sluice-pair",
-        about: "real Xen (opt-in): sluice-netfront.ko vs sluice-netback (PV, 2 queues): ping, 64 MiB TCP each way, daemon restart, rmmod + insmod",
+        about: "real Xen (opt-in): sluice-netfront.ko vs sluice-netback (PVH and PV, 2 queues): ping, 64 MiB TCP each way, daemon restart, rmmod + insmod",
         run: crate::xen::net_sluice_pair,
     },
     Suite {
