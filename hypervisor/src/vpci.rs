@@ -22,6 +22,31 @@ pub const CFC: u16 = 0xCFC;
 /// reserved in its E820; never mapped, every access trapped and emulated
 /// (crate::emulate) into the same virtual config space as 0xCF8/0xCFC. Where QEMU's q35
 /// puts its own.
+/// The guest's host bridge, emulated at 00:00.0 of every domain with devices (a PC has
+/// one there; the host's own is never assignable). Linux without DMI (a PVH guest)
+/// trusts config mechanism #1 only if bus 0 shows a host bridge, a VGA function or an
+/// Intel/Compaq one (arch/x86/pci/direct.c `pci_sanity_check`), and with no mechanism
+/// #1 it refuses the MCFG window reserved only in E820: a domain given only, say, an
+/// NVMe drive had no PCI at all.
+pub const HOST_BRIDGE: Bdf = Bdf::new(0, 0, 0);
+/// Its ids (QEMU's generic PCIe host bridge, 1b36:0008: not q35's 8086:29c0, the host's
+/// under which the tests run, so a guest can tell them apart) and class (06/00/00),
+/// revision 0.
+const HOST_BRIDGE_ID: u32 = 0x0008_1B36;
+const HOST_BRIDGE_CLASS: u32 = 0x0600_0000;
+
+/// A read of the emulated host bridge's config space: ids, class, header type 0 and
+/// zero elsewhere (command, status, BARs, capabilities, extended space); it takes no
+/// writes.
+fn host_bridge_read(off: u16, w: Width) -> u32 {
+    let dword = match off & !3 {
+        0x00 => HOST_BRIDGE_ID,
+        0x08 => HOST_BRIDGE_CLASS,
+        _ => 0,
+    };
+    (dword >> ((off & 3) * 8)) & w.ones()
+}
+
 pub const ECAM_GPA: u64 = 0xB000_0000;
 pub const ECAM_SIZE: u64 = 256 << 20;
 
@@ -296,8 +321,9 @@ impl DomainPci {
     }
 
     /// One config access of width `w` at `off` of `bdf` (None: nothing addressed): what
-    /// a read gives (all-ones unless the function is assigned here and the offset
-    /// aligned); a write goes to the function's virtual config space.
+    /// a read gives (all-ones unless the function is assigned here, or is the emulated
+    /// host bridge, and the offset aligned); a write goes to the function's virtual
+    /// config space (the host bridge takes none).
     #[allow(clippy::too_many_arguments)]
     fn config(
         &mut self,
@@ -318,6 +344,11 @@ impl DomainPci {
                 let ev = self.functions[i].vcfg.write(dev, off, w, value & w.ones());
                 events.extend(ev.into_iter().map(|e| (i, e)));
                 None
+            }
+            (None, true)
+                if bdf == Some(HOST_BRIDGE) && off.is_multiple_of(w.bytes()) && off < 0x1000 =>
+            {
+                Some(host_bridge_read(off, w))
             }
             (None, true) => Some(w.ones()),
             (None, false) => None,

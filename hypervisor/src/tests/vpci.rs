@@ -164,15 +164,45 @@ fn config_ports() {
         rd(&mut bus, &mut pci, cf8(EDU, 0) & !(1 << 31), 0xCFC, 4),
         u32::MAX
     );
+    // 00:00.0 is the emulated host bridge, never the host's (whose ids differ in the
+    // fake): ids, class 06/00/00, header type 0, zero elsewhere; misaligned all-ones.
+    let hb = Bdf::new(0, 0, 0);
+    assert_eq!(rd(&mut bus, &mut pci, cf8(hb, 0), 0xCFC, 4), 0x0008_1b36);
+    assert_eq!(rd(&mut bus, &mut pci, cf8(hb, 0), 0xCFE, 2), 0x0008);
+    assert_eq!(rd(&mut bus, &mut pci, cf8(hb, 8), 0xCFC, 4), 0x0600_0000);
+    assert_eq!(rd(&mut bus, &mut pci, cf8(hb, 8), 0xCFF, 1), 0x06);
     assert_eq!(
-        rd(&mut bus, &mut pci, cf8(Bdf::new(0, 0, 0), 0), 0xCFC, 4),
+        rd(&mut bus, &mut pci, cf8(hb, 0xC), 0xCFE, 1),
+        0,
+        "header type 0"
+    );
+    assert_eq!(rd(&mut bus, &mut pci, cf8(hb, 0x10), 0xCFC, 4), 0, "no BAR");
+    assert_eq!(
+        rd(&mut bus, &mut pci, cf8(hb, 0x34), 0xCFC, 1),
+        0,
+        "no capabilities"
+    );
+    assert_eq!(
+        rd(&mut bus, &mut pci, cf8(hb, 0), 0xCFD, 2),
+        0xffff,
+        "misaligned"
+    );
+    assert_eq!(rd(&mut bus, &mut pci, cf8(hb, 0), 0xCFC, 2), 0x1b36);
+    // Another absent function: all-ones.
+    assert_eq!(
+        rd(&mut bus, &mut pci, cf8(Bdf::new(0, 1, 0), 0), 0xCFC, 4),
         u32::MAX
     );
     assert_eq!(pci.pio(&mut bus, 0xCF9, 1, true, 0).value, Some(0xff));
     assert_eq!(pci.pio(&mut bus, 0xCFA, 2, true, 0).value, Some(0xffff));
     assert_eq!(pci.pio(&mut bus, 0xCFC, 3, true, 0).value, Some(u32::MAX));
     let writes = bus.write_count();
-    wr(&mut bus, &mut pci, cf8(Bdf::new(0, 0, 0), 4), 0xCFC, 2, 0);
+    wr(&mut bus, &mut pci, cf8(Bdf::new(0, 0, 0), 4), 0xCFC, 2, 0x6);
+    assert_eq!(
+        rd(&mut bus, &mut pci, cf8(hb, 4), 0xCFC, 2),
+        0,
+        "took no write"
+    );
     pci.pio(&mut bus, 0xCF9, 1, false, 0x0e); // reset control: ignored
     wr(&mut bus, &mut pci, cf8(EDU, 4) & !(1 << 31), 0xCFC, 2, 0x6);
     assert_eq!(bus.write_count(), writes, "a write reached a device");
@@ -303,13 +333,19 @@ fn ecam_window_reaches_the_same_virtual_config_space() {
     assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 4), 0x11e8_1234);
     assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 2), 2), 0x11e8);
     assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 1), 1), 0x12);
-    // Misaligned, 8 bytes, 3 bytes, a function not assigned (present on the bus), one
-    // on another bus, past the window: all-ones of the access's width.
+    // Misaligned, 8 bytes, 3 bytes, a function not assigned, one on another bus, past
+    // the window: all-ones of the access's width; 00:00.0 is the emulated host bridge
+    // (the host's, present on the fake bus, is never reached), its extended space zero.
     assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 1), 2), 0xffff);
     assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 8), u64::MAX);
     assert_eq!(rd(&mut bus, &mut pci, ecam(EDU, 0), 3), 0xff_ffff);
     assert_eq!(
         rd(&mut bus, &mut pci, ecam(Bdf::new(0, 0, 0), 0), 4),
+        0x0008_1b36
+    );
+    assert_eq!(rd(&mut bus, &mut pci, ecam(Bdf::new(0, 0, 0), 0x100), 4), 0);
+    assert_eq!(
+        rd(&mut bus, &mut pci, ecam(Bdf::new(0, 3, 0), 0), 4),
         0xffff_ffff
     );
     assert_eq!(
