@@ -3,8 +3,9 @@
 //! `passthrough-linux` boots it: `-device intel-iommu,intremap=on`, `assign=00:07.0,00:08.0`
 //! (the e1000e too, see [`device_args`]), 2 vCPUs, 128 MiB), against the same kernel booted directly by QEMU (`-kernel
 //! vmlinuz`, no hypervisor, no IOMMU, 128 MiB) on the same QEMU machine (`-M q35 -accel
-//! tcg -cpu EPYC,+svm,+npt -smp 2`) with the same `nvme` (and `e1000e`) devices and disk image, in
-//! interleaved rounds (Sluice, bare, Sluice, bare, ...), each a QEMU boot of its own.
+//! tcg -cpu EPYC,+svm,+npt -smp 2`) with the same `nvme` (and `e1000e`) devices and disk image,
+//! and a third time like that with A's vIOMMU translating the kernel's DMA (C), in
+//! interleaved rounds (A B C A B C ...), each a QEMU boot of its own.
 //!
 //! Both boot the same initramfs: busybox, the host kernel's nvme modules and a static
 //! program built here from `passthrough_bench.c` that reads `/dev/nvme0n1` with
@@ -303,8 +304,15 @@ fn sluice_args(hv: &Path, vmlinux: &Path, initrd: &Path, disk: &Path) -> Vec<std
 }
 
 /// B: the same kernel (its bzImage) booted by QEMU itself, the same memory as A's domain.
-fn bare_args(vmlinuz: &Path, initrd: &Path, disk: &Path) -> Vec<std::ffi::OsString> {
+/// C (`iommu`): the same with A's `-device intel-iommu,intremap=on` and `intel_iommu=on`,
+/// so that QEMU translates the device's DMA through the VT-d tables as in A (the kernel's
+/// own DMA mappings instead of Sluice's IOVA = GPA domain).
+fn bare_args(vmlinuz: &Path, initrd: &Path, disk: &Path, iommu: bool) -> Vec<std::ffi::OsString> {
     let mut a: Vec<std::ffi::OsString> = QEMU_MACHINE.iter().map(Into::into).collect();
+    if iommu {
+        a.push("-device".into());
+        a.push("intel-iommu,intremap=on".into());
+    }
     let mem = GUEST_MIB.to_string();
     for s in [
         "-m",
@@ -323,7 +331,11 @@ fn bare_args(vmlinuz: &Path, initrd: &Path, disk: &Path) -> Vec<std::ffi::OsStri
     a.push("-initrd".into());
     a.push(initrd.into());
     a.push("-append".into());
-    a.push("console=ttyS0 quiet".into());
+    a.push(if iommu {
+        "console=ttyS0 quiet intel_iommu=on".into()
+    } else {
+        "console=ttyS0 quiet".into()
+    });
     a
 }
 
@@ -340,7 +352,7 @@ fn unit(i: usize) -> String {
     }
 }
 
-/// `rounds` rounds of (Sluice, bare), each job `seconds` long.
+/// `rounds` rounds of (Sluice, bare, bare + vIOMMU), each job `seconds` long.
 pub fn run_bench(rounds: usize, seconds: f64) -> Result<()> {
     let (hv, _) = crate::hypervisor::build()?;
     let kernel = HostKernel::discover()?;
@@ -352,20 +364,23 @@ pub fn run_bench(rounds: usize, seconds: f64) -> Result<()> {
         kernel.version,
         DISK_BYTES >> 20
     );
-    let a_args = sluice_args(&hv, &vmlinux, &initrd, &disk);
-    let b_args = bare_args(&kernel.vmlinuz, &initrd, &disk);
-    let show = |a: &[std::ffi::OsString]| {
-        a.iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    eprintln!("A (Sluice): qemu-system-x86_64 {}", show(&a_args));
-    eprintln!("B (bare):   qemu-system-x86_64 {}", show(&b_args));
-    let mut rows = Vec::new();
+    let variants = [
+        ("sluice", sluice_args(&hv, &vmlinux, &initrd, &disk)),
+        ("bare", bare_args(&kernel.vmlinuz, &initrd, &disk, false)),
+        (
+            "bare-viommu",
+            bare_args(&kernel.vmlinuz, &initrd, &disk, true),
+        ),
+    ];
+    for (tag, args) in &variants {
+        let line: Vec<_> = args.iter().map(|s| s.to_string_lossy()).collect();
+        eprintln!("{tag}: qemu-system-x86_64 {}", line.join(" "));
+    }
+    // rows[round][variant][job]
+    let mut rows: Vec<Vec<Vec<JobResult>>> = Vec::new();
     for round in 1..=rounds {
-        let mut pair = Vec::new();
-        for (tag, args) in [("sluice", &a_args), ("bare", &b_args)] {
+        let mut row = Vec::new();
+        for (tag, args) in &variants {
             let t = Instant::now();
             let b = boot(args, tag, seconds)?;
             eprintln!(
@@ -383,37 +398,44 @@ pub fn run_bench(rounds: usize, seconds: f64) -> Result<()> {
                     j.host_s
                 );
             }
-            pair.push(b.jobs);
+            row.push(b.jobs);
         }
-        let bare = pair.pop().expect("two boots");
-        let sluice = pair.pop().expect("two boots");
-        rows.push((sluice, bare));
+        rows.push(row);
     }
     if rounds == 1 {
         eprintln!("passthrough: ONE ROUND: the figures below are no measurement");
     }
-    eprintln!("| round | job | Sluice | bare QEMU | Sluice / bare |");
-    eprintln!("|---|---|---|---|---|");
-    for (r, (s, b)) in rows.iter().enumerate() {
+    let fig = |r: &Vec<Vec<JobResult>>, v: usize, i: usize| r[v][i].figure;
+    eprintln!("| round | job | Sluice | bare QEMU | bare QEMU + vIOMMU | Sluice / bare | Sluice / bare + vIOMMU |");
+    eprintln!("|---|---|---|---|---|---|---|");
+    for (n, r) in rows.iter().enumerate() {
         for i in 0..JOBS.len() {
             eprintln!(
-                "| {} | {} | {:.1} | {:.1} | {:.2} |",
-                r + 1,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+                n + 1,
                 unit(i),
-                s[i].figure,
-                b[i].figure,
-                s[i].figure / b[i].figure
+                fig(r, 0, i),
+                fig(r, 1, i),
+                fig(r, 2, i),
+                fig(r, 0, i) / fig(r, 1, i),
+                fig(r, 0, i) / fig(r, 2, i)
             );
         }
     }
-    eprintln!("medians over {rounds} rounds:");
-    eprintln!("| job | Sluice | bare QEMU | Sluice / bare (median of the rounds' ratios) |");
-    eprintln!("|---|---|---|---|");
+    eprintln!("medians over {rounds} rounds (ratios: median of the rounds' ratios):");
+    eprintln!("| job | Sluice | bare QEMU | bare QEMU + vIOMMU | Sluice / bare | Sluice / bare + vIOMMU |");
+    eprintln!("|---|---|---|---|---|---|");
     for i in 0..JOBS.len() {
-        let s = median(rows.iter().map(|r| r.0[i].figure).collect());
-        let b = median(rows.iter().map(|r| r.1[i].figure).collect());
-        let q = median(rows.iter().map(|r| r.0[i].figure / r.1[i].figure).collect());
-        eprintln!("| {} | {s:.1} | {b:.1} | {q:.2} |", unit(i));
+        let m = |f: &dyn Fn(&Vec<Vec<JobResult>>) -> f64| median(rows.iter().map(f).collect());
+        eprintln!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            unit(i),
+            m(&|r| fig(r, 0, i)),
+            m(&|r| fig(r, 1, i)),
+            m(&|r| fig(r, 2, i)),
+            m(&|r| fig(r, 0, i) / fig(r, 1, i)),
+            m(&|r| fig(r, 0, i) / fig(r, 2, i))
+        );
     }
     if rows.is_empty() {
         bail!("no rounds");
