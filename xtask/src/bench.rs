@@ -132,8 +132,8 @@ pub const BENCHES: &[Bench] = &[
         name: "passthrough",
         aliases: &["bench-passthrough"],
         under: "xtask/src/bench_passthrough.rs: QEMU boots of the hypervisor with Debian's kernel, QEMU's nvme assigned, and of the same kernel directly",
-        compares: "stock Debian 6.1, O_DIRECT reads of QEMU's nvme (4 KiB random IOPS, 1 MiB sequential MB/s): PVH domain of Sluice with the nvme assigned vs the kernel booted by QEMU itself, A B A B A B",
-        cost: "QEMU: 3 rounds, each a Sluice boot and a bare boot, 4 jobs of 10 s each (not in cargo xtask test)",
+        compares: "stock Debian 6.1, O_DIRECT reads of QEMU's nvme (4 KiB random IOPS, 1 MiB sequential MB/s): PVH domain of Sluice with the nvme assigned vs the kernel booted by QEMU itself, without and with QEMU's vIOMMU, A B C x3",
+        cost: "QEMU: 3 rounds, each a Sluice boot and two bare boots, 4 jobs of 10 s each; about 8 minutes (not in cargo xtask test)",
         run: |s| {
             if s == Size::Smoke {
                 crate::bench_passthrough::run_bench(1, 1.0)

@@ -384,7 +384,7 @@ pub fn run_bench(rounds: usize, seconds: f64) -> Result<()> {
             let t = Instant::now();
             let b = boot(args, tag, seconds)?;
             eprintln!(
-                "round {round}: {tag}: boot {:.0} s, clocksource {}, nvme interrupts {}",
+                "round {round}: {tag}: QEMU ran {:.0} s, clocksource {}, nvme interrupts {}",
                 t.elapsed().as_secs_f64(),
                 b.clocksource,
                 b.irq
