@@ -6,7 +6,7 @@
 //! runs it once at the smallest size (seconds, one pair; its figures mean nothing):
 //! `cargo xtask test` does that for every bench (suites `bench-smoke-host` and
 //! `bench-smoke-xen`), so a bench that no longer starts fails CI; except `linux-boot`
-//! (two QEMU boots of a Linux guest: minutes, opt-in only).
+//! and `passthrough` (QEMU boots of a Linux guest: minutes, opt-in only).
 
 use crate::util::{cargo, root, run};
 use anyhow::{bail, Context, Result};
@@ -125,6 +125,29 @@ pub const BENCHES: &[Bench] = &[
                     .filter(|&r| r > 0)
                     .unwrap_or(3);
                 crate::bench_linux::run_bench(rounds, 3)
+            }
+        },
+    },
+    Bench {
+        name: "passthrough",
+        aliases: &["bench-passthrough"],
+        under: "xtask/src/bench_passthrough.rs: QEMU boots of the hypervisor with Debian's kernel, QEMU's nvme assigned, and of the same kernel directly",
+        compares: "stock Debian 6.1, O_DIRECT reads of QEMU's nvme (4 KiB random IOPS, 1 MiB sequential MB/s): PVH domain of Sluice with the nvme assigned vs the kernel booted by QEMU itself, without and with QEMU's vIOMMU, A B C x3",
+        cost: "QEMU: 3 rounds, each a Sluice boot and two bare boots, 4 jobs of 10 s each; about 8 minutes (not in cargo xtask test)",
+        run: |s| {
+            if s == Size::Smoke {
+                crate::bench_passthrough::run_bench(1, 1.0)
+            } else {
+                // SLUICE_PT_BENCH_ROUNDS, SLUICE_PT_BENCH_SECONDS: rounds, seconds per job.
+                let env = |k: &str, d: f64| {
+                    std::env::var(k)
+                        .ok()
+                        .and_then(|r| r.parse::<f64>().ok())
+                        .filter(|&r| r > 0.0)
+                        .unwrap_or(d)
+                };
+                let rounds = env("SLUICE_PT_BENCH_ROUNDS", 3.0) as usize;
+                crate::bench_passthrough::run_bench(rounds.max(1), env("SLUICE_PT_BENCH_SECONDS", 10.0))
             }
         },
     },
