@@ -58,15 +58,28 @@ pub fn blk_crash() -> Result<()> {
 /// and `sluice-netfront.ko` against kernel netback (PVH). Builds the module for the
 /// installed Debian kernel (the guests' kernel) first.
 pub fn net() -> Result<()> {
-    net_tests(false)
+    net_tests(NetTests::Stock)
 }
 
-/// `xen-net-sluice-pair` (opt-in): `sluice-netfront.ko` against `sluice-netback` (PV).
+/// `xen-net-sluice-pair` (opt-in): `sluice-netfront.ko` against `sluice-netback`.
 pub fn net_sluice_pair() -> Result<()> {
-    net_tests(true)
+    net_tests(NetTests::SluicePair)
 }
 
-fn net_tests(sluice_pair: bool) -> Result<()> {
+/// `xen-netfront-kernel` (opt-in): `sluice-netfront.ko` against the kernel's netback.
+pub fn netfront_kernel() -> Result<()> {
+    net_tests(NetTests::FrontendKernel)
+}
+
+/// Which boots of `tests/tests/xen_net.rs` a suite runs.
+#[derive(PartialEq)]
+enum NetTests {
+    Stock,
+    SluicePair,
+    FrontendKernel,
+}
+
+fn net_tests(which: NetTests) -> Result<()> {
     let (_, kos) = crate::linux_modules::build()?;
     let ko = kos
         .into_iter()
@@ -81,9 +94,17 @@ fn net_tests(sluice_pair: bool) -> Result<()> {
         "xen_net",
         "--",
     ]);
-    if sluice_pair {
-        c.env("SLUICE_NET_SLUICE_PAIR", "1")
-            .args(["sluice_netfront_vs_sluice_netback", "--exact"]);
+    match which {
+        NetTests::SluicePair => {
+            c.env("SLUICE_NET_SLUICE_PAIR", "1")
+                .args(["sluice_netfront_vs_sluice_netback", "--exact"]);
+        }
+        NetTests::FrontendKernel => {
+            c.args(["sluice_netfront_vs_kernel_netback", "--exact"]);
+        }
+        NetTests::Stock => {
+            c.args(["--skip", "sluice_netfront_vs_kernel_netback"]);
+        }
     }
     run(c.args(["--ignored", "--nocapture", "--test-threads=1"]))
 }
