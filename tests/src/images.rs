@@ -1226,13 +1226,18 @@ journal_pending() {
 }
 # restart_midwrite NAME ARGS...: SIGKILLs block daemon NAME while its journal shows a
 # request in flight and starts it again, until the new daemon reports having served
-# unanswered requests again (20 tries at most).
+# unanswered requests again (60 tries at most). The kill comes at once after the
+# journal was read (pid and log count taken before): on a quiet host the requests seen
+# in flight were often answered before a slower kill landed (20 tries missed in a CI
+# run of 2026-12-06).
 restart_midwrite() {
   n=$1; shift; try=0
-  while [ $try -lt 20 ]; do
+  while [ $try -lt 60 ]; do
     try=$((try+1)); i=0
-    until [ "$(journal_pending)" -gt 0 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "no request in flight for 60 s"; return 1; }; sleep 0.1; done
     before=$(grep -c 'unanswered served again' /var/log/sluice/$n.log)
+    p=$(cat /run/sluice-$n.pid 2>/dev/null)
+    until [ "$(journal_pending)" -gt 0 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "no request in flight for 60 s"; return 1; }; sleep 0.1; done
+    [ -n "$p" ] && kill -9 "$p" 2>/dev/null
     kill_daemon $n && start_daemon $n "$@" || return 1
     i=0
     until [ "$(grep -c 'unanswered served again' /var/log/sluice/$n.log)" -gt "$before" ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "$n did not take the device over"; return 1; }; sleep 0.1; done
