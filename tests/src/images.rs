@@ -157,6 +157,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         if boot.first_fio().is_some() || crash {
             g.elf(&which("fio")?, "/usr/bin/fio", &[])?;
         }
+        if boot.has_net_perf() {
+            g.elf(&which("iperf3")?, "/usr/bin/iperf3", &[])?;
+        }
         if boot.has_secondary_console() {
             let ko = secondary_console_module();
             g.file(&ko, "/lib/modules/sluice-consfront.ko")
@@ -192,7 +195,13 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
         g.bytes(
             "/lib/sluice-checks.sh",
-            format!("{GUEST_CHECKS}{}", crate::net::GUEST_CHECK_NET_RELOAD).as_bytes(),
+            format!(
+                "{GUEST_CHECKS}{}{}{}",
+                crate::net::GUEST_CHECK_NET_RELOAD,
+                crate::net::GUEST_CHECK_NET_PERF,
+                crate::net::GUEST_CHECK_NET_REATTACH
+            )
+            .as_bytes(),
             0o644,
         )?;
         g.bytes("/lib/sluice-fio.sh", FIO_JOBS.as_bytes(), 0o644)?;
@@ -389,6 +398,34 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             crate::scenario::NET_DOM0_IP
                         )?;
                     }
+                    Workload::NetDetachAttach => {
+                        let idx = boot
+                            .steps
+                            .iter()
+                            .position(|s| s.name == step.name)
+                            .unwrap_or(0);
+                        writeln!(
+                            script,
+                            "(check_net_reattach {} {} {}); report $id $?",
+                            guest_ip(idx),
+                            crate::scenario::NET_DOM0_IP,
+                            step.vcpus
+                        )?;
+                    }
+                    Workload::NetPerf { seconds } => {
+                        let idx = boot
+                            .steps
+                            .iter()
+                            .position(|s| s.name == step.name)
+                            .unwrap_or(0);
+                        writeln!(
+                            script,
+                            "(check_net_perf {} {} {} {seconds}); report $id $?",
+                            guest_ip(idx),
+                            crate::scenario::NET_DOM0_IP,
+                            step.vcpus
+                        )?;
+                    }
                     Workload::UnloadFrontend => {
                         let bound = crate::run::limit(60).as_secs();
                         writeln!(script, "(check_unload {bound}); report $id $?")?;
@@ -564,9 +601,6 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         if boot.has_vifs() {
             mods.extend_from_slice(DOM0_NET_MODULES);
         }
-        if boot.needs_kernel_netback() {
-            mods.push("xen-netback");
-        }
         for ko in kernel.modules_in_load_order(&mods)? {
             let name = ko.file_name().unwrap().to_string_lossy().to_string();
             r.file(&ko, &format!("/lib/modules/{name}"))?;
@@ -583,6 +617,19 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             }
         }
         r.bytes("/sluice/blkback.list", list.as_bytes(), 0o644)?;
+        // So is xen-netback (the steps with a kernel vif).
+        let mut list = String::new();
+        if boot.needs_kernel_netback() {
+            for ko in kernel.modules_in_load_order(&["xen-netback"])? {
+                let name = ko.file_name().unwrap().to_string_lossy().to_string();
+                r.file(&ko, &format!("/lib/modules/{name}"))?;
+                writeln!(list, "/lib/modules/{name}")?;
+            }
+        }
+        r.bytes("/sluice/netback.list", list.as_bytes(), 0o644)?;
+        if boot.has_net_perf() {
+            r.elf(&which("iperf3")?, "/usr/bin/iperf3", &[])?;
+        }
         r.bytes("/sluice/lib.sh", DOM0_LIB.as_bytes(), 0o644)?;
         for d in &boot.daemons {
             r.elf(&d.binary, &format!("/sluice/bin/{}", d.name), &[])?;
@@ -649,14 +696,6 @@ fn validate(boot: &Boot) -> Result<()> {
         if !ok(&s.name) || !names.insert(&s.name) {
             bail!("step name {:?}: use unique [a-z0-9-] names", s.name);
         }
-        if boot.needs_kernel_netback()
-            && boot
-                .steps
-                .iter()
-                .any(|o| o.vif.as_ref().map(|v| v.backend) == Some(NetBackend::Userspace))
-        {
-            bail!("kernel netback and a userspace netback cannot serve vifs in one boot");
-        }
         if s.workloads.contains(&Workload::NetRestartBackend)
             && s.vif.as_ref().map(|v| v.backend) != Some(NetBackend::Userspace)
         {
@@ -676,7 +715,15 @@ fn validate(boot: &Boot) -> Result<()> {
         if s.vcpus == 0 || s.vcpus > 2 {
             bail!("step {}: 1 or 2 vCPUs (QEMU gives Xen 2 CPUs)", s.name);
         }
-        if s.workloads.contains(&Workload::Net) && s.vif.is_none() {
+        let perf = s
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::NetPerf { .. }));
+        let needs_vif = perf
+            || s.workloads
+                .iter()
+                .any(|w| matches!(w, Workload::Net | Workload::NetDetachAttach));
+        if needs_vif && s.vif.is_none() {
             bail!(
                 "step {}: the net workload needs a vif (GuestStep::with_vif)",
                 s.name
@@ -955,7 +1002,17 @@ ip link set {br} up || fail "{br} up"
             ip = crate::scenario::NET_DOM0_IP
         );
     }
-    for d in boot.daemons.iter().filter(|d| !d.serves_block) {
+    if boot.has_net_perf() {
+        let _ = writeln!(
+            s,
+            "iperf3 -s -D --logfile /var/log/sluice/iperf3.log || fail iperf3"
+        );
+    }
+    for d in boot
+        .daemons
+        .iter()
+        .filter(|d| !d.serves_block && !d.serves_net)
+    {
         let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
     }
     if boot.console == ConsoleBackend::Xenconsoled {
@@ -1037,24 +1094,25 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
     if !disks.is_empty() {
         let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
     }
-    match step.vif.as_ref().map(|v| v.backend) {
-        Some(NetBackend::Userspace) => {
-            let _ = writeln!(
-                s,
-                "vif = [ 'mac=00:16:3e:00:99:{step_idx:02x},bridge={},script={USERSPACE_VIF_SCRIPT}' ]",
-                crate::scenario::NET_BRIDGE
-            );
-        }
-        Some(NetBackend::Kernel) => {
-            let _ = writeln!(
-                s,
-                "vif = [ 'mac=00:16:3e:00:99:{step_idx:02x},bridge={}' ]",
-                crate::scenario::NET_BRIDGE
-            );
-        }
-        None => {}
+    if let Some(v) = &step.vif {
+        let _ = writeln!(s, "vif = [ '{}' ]", vif_spec(step_idx, v.backend));
     }
     s
+}
+
+/// The MAC address of step `step_idx`'s vif.
+pub fn vif_mac(step_idx: usize) -> String {
+    format!("00:16:3e:00:99:{step_idx:02x}")
+}
+
+/// The `xl` vif specification of step `step_idx` (in the guest config and for `xl
+/// network-attach`).
+pub fn vif_spec(step_idx: usize, backend: NetBackend) -> String {
+    let (mac, br) = (vif_mac(step_idx), crate::scenario::NET_BRIDGE);
+    match backend {
+        NetBackend::Userspace => format!("mac={mac},bridge={br},script={USERSPACE_VIF_SCRIPT}"),
+        NetBackend::Kernel => format!("mac={mac},bridge={br}"),
+    }
 }
 
 /// The `xl` disk specification of disk `di` of step `step_idx` (in the guest config and
@@ -1131,6 +1189,22 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
                     let _ = writeln!(s, "stop_daemon {}", d.name);
                 }
                 let _ = writeln!(s, "start_daemon {} {args}", d.name);
+            }
+        }
+        None => {}
+    }
+    let net_daemons = boot.daemons.iter().filter(|d| d.serves_net);
+    match step.vif.as_ref().map(|v| v.backend) {
+        Some(NetBackend::Kernel) => {
+            for d in net_daemons {
+                let _ = writeln!(s, "stop_daemon {}", d.name);
+            }
+            let _ = writeln!(s, "use_kernel_netback");
+        }
+        Some(NetBackend::Userspace) => {
+            let _ = writeln!(s, "drop_kernel_netback");
+            for d in net_daemons {
+                let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
             }
         }
         None => {}
@@ -1353,6 +1427,16 @@ net_sent() {
   echo "dom0 sent sha256 $s"
   rm -f /tmp/net-tx.bin
   [ "$s" = "$1" ]
+}
+use_kernel_netback() {
+  grep -q '^xen_netback ' /proc/modules && return 0
+  while read -r ko; do insmod "$ko" || echo "@@DOM0-WARN insmod $ko failed"; done < /sluice/netback.list
+}
+drop_kernel_netback() {
+  grep -q '^xen_netback ' /proc/modules || return 0
+  i=0; until rmmod xen_netback 2>/dev/null; do
+    i=$((i+1)); [ $i -gt 40 ] && { echo "@@DOM0-WARN xen_netback stays loaded"; return 1; }; sleep 0.5
+  done
 }
 drop_kernel_blkback() {
   grep -q '^xen_blkback ' /proc/modules || return 0
@@ -1765,17 +1849,14 @@ check_misbehaving() {
   [ $rc -eq 124 ] && { echo "$d: a read after the failure still waits after $t s"; return 1; }
   echo "@@SUMMARY $id: $mode backend: the write failed after $((t1 - t0)) s with the driver's line ($(dmesg | grep "sluice-blkfront: $d: .*$line" | head -n 1 | sed 's/^\[[^]]*\] //')); the device stays failed"
 }
-# check_unload SECS: the kernel log is clean (no WARNING splat, BUG, Oops, call trace or
-# hung task),
-# then every vbd is unbound and blkfront unloaded, each within SECS; no disk is left.
-# check_net ME PEER [QUEUES] [MIB]: the netfront's eth0 (QUEUES tx and rx queues) with a
-# static address, ping both ways, then MIB (64) MiB of random data over TCP each way
-# (busybox nc; a fifo keeps each listener's stdin open so it never half-closes first);
-# dom0 compares the sha256 (net-* actions) and sends back as many MiB as it received.
-check_net() {
-  me=$1; peer=$2; q=$3; mib=${4:-64}
+# net_up ME [QUEUES]: the netfront's eth0 (QUEUES tx and rx queues when given) up with
+# the static address ME/24 (once: a later check finds it up).
+net_up() {
+  me=$1; q=$2
   i=0; until [ -e /sys/class/net/eth0 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "no eth0"; return 1; }; sleep 0.1; done
-  x ip addr add "$me/24" dev eth0 || return 1
+  if ! ip -4 addr show dev eth0 | grep -q " $me/24 "; then
+    x ip addr add "$me/24" dev eth0 || return 1
+  fi
   x ip link set eth0 up || return 1
   i=0; until [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; do i=$((i+1)); [ $i -gt 600 ] && { echo "eth0 has no carrier"; return 1; }; sleep 0.1; done
   tq=$(ls -d /sys/class/net/eth0/queues/tx-* | wc -l); rq=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)
@@ -1783,6 +1864,14 @@ check_net() {
   if [ -n "$q" ]; then
     [ "$tq" = "$q" ] && [ "$rq" = "$q" ] || { echo "eth0 has $tq tx / $rq rx queues, not $q"; return 1; }
   fi
+}
+# check_net ME PEER [QUEUES] [MIB]: net_up, ping both ways, then MIB (64) MiB of random
+# data over TCP each way (busybox nc; a fifo keeps each listener's stdin open so it never
+# half-closes first); dom0 compares the sha256 (net-* actions) and sends back as many
+# MiB as it received.
+check_net() {
+  me=$1; peer=$2; q=$3; mib=${4:-64}
+  net_up "$me" "$q" || return 1
   x ping -c 3 -W 10 "$peer" || { echo "the guest cannot ping dom0"; return 1; }
   dom0 net-ping "$me" || { echo "dom0 cannot ping the guest"; return 1; }
   x dd if=/dev/urandom of=/tmp/net.bin bs=1M count=$mib 2>/dev/null || return 1
@@ -1818,6 +1907,9 @@ check_net_restart() {
   x ping -c 3 -W 10 "$peer" || { echo "the guest cannot ping dom0 after the restart"; return 1; }
   dom0 net-ping "$me" || { echo "dom0 cannot ping the guest after the restart"; return 1; }
 }
+# check_unload SECS: the kernel log is clean (no WARNING splat, BUG, Oops, call trace or
+# hung task),
+# then every vbd is unbound and blkfront unloaded, each within SECS; no disk is left.
 check_unload() {
   t=$1
   if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than"; then
@@ -1954,6 +2046,7 @@ mod tests {
             binary: "/bin/true".into(),
             args: vec!["--x".into()],
             serves_block: true,
+            serves_net: false,
         };
         let bad = GuestStep::new(
             "bad",
@@ -2190,8 +2283,20 @@ mod tests {
             net("k", NetBackend::Kernel),
         ]);
         assert!(
-            validate(&b).is_err(),
-            "kernel and userspace netback in one boot"
+            validate(&b).is_ok(),
+            "kernel and userspace netback take turns in one boot"
+        );
+        let perf = |w: &[Workload]| {
+            GuestStep::new("p", GuestType::Pv, &[], w).with_vif(NetBackend::Kernel)
+        };
+        let p = Workload::NetPerf { seconds: 1 };
+        assert!(validate(&boot(vec![perf(&[Workload::Net, p.clone()])])).is_ok());
+        assert!(validate(&boot(vec![perf(std::slice::from_ref(&p))])).is_ok());
+        let mut novif = perf(&[p]);
+        novif.vif = None;
+        assert!(
+            validate(&boot(vec![novif])).is_err(),
+            "iperf3 without a vif"
         );
         let mut novif = net("n", NetBackend::Userspace);
         novif.vif = None;

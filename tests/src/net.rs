@@ -62,3 +62,126 @@ check_net_reload() {
   echo "@@SUMMARY $id: unbound ($held -> $left module references), rmmod, insmod, then ping both ways and 8 MiB each way with sha256 equal again"
 }
 "#;
+
+/// The guest's `check_net_perf ME PEER QUEUES SECONDS` ([`crate::Workload::NetPerf`],
+/// appended to `/lib/sluice-checks.sh`): eth0 up (as `check_net` brings it), then
+/// `iperf3 -c PEER` for SECONDS each: guest → dom0 and dom0 → guest (`-R`), 1 and 4
+/// streams, one `@@NETPERF DIR STREAMS MBIT/S` line each, the rate iperf3's receiver
+/// side counted. A run that fails, hangs past SECONDS + 60 s or prints no rate fails
+/// the check.
+pub const GUEST_CHECK_NET_PERF: &str = r#"
+# check_net_perf ME PEER QUEUES SECONDS: see tests/src/net.rs.
+check_net_perf() {
+  # Not t or p: bounded (a shell function) sets those.
+  me=$1; peer=$2; q=$3; secs=$4
+  net_up "$me" "$q" || return 1
+  for dir in guest-to-dom0 dom0-to-guest; do
+    r=; [ $dir = dom0-to-guest ] && r=-R
+    for streams in 1 4; do
+      bounded $((secs + 60)) iperf3 -c "$peer" -t "$secs" -P "$streams" $r -f m > /tmp/iperf3.out 2>&1
+      rc=$?
+      [ $rc -eq 0 ] || { cat /tmp/iperf3.out; echo "iperf3 $dir with $streams stream(s) failed or hung (rc=$rc)"; return 1; }
+      mbit=$(grep ' receiver$' /tmp/iperf3.out | tail -n 1 | awk '{for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") print $(i-1)}')
+      [ -n "$mbit" ] || { cat /tmp/iperf3.out; echo "iperf3 $dir with $streams stream(s) printed no receiver rate"; return 1; }
+      echo "@@NETPERF $dir $streams $mbit"
+    done
+  done
+  echo "@@SUMMARY $id: iperf3 $secs s per run, guest to dom0 and dom0 to guest, 1 and 4 streams, each rate reported"
+}
+"#;
+
+/// The guest's `check_net_reattach ME PEER QUEUES` ([`crate::Workload::NetDetachAttach`],
+/// appended to `/lib/sluice-checks.sh`): with eth0 up, dom0 runs `xl network-detach`;
+/// eth0 must be gone within 60 s (the frontend saw the backend close and removed the
+/// netdev); dom0 runs `xl network-attach` with the same specification (a new devid, the
+/// same MAC), and the new eth0 must carry traffic (`check_net` with 8 MiB each way) with
+/// a clean kernel log.
+pub const GUEST_CHECK_NET_REATTACH: &str = r#"
+# check_net_reattach ME PEER QUEUES: see tests/src/net.rs.
+check_net_reattach() {
+  me=$1; peer=$2; q=$3
+  [ -e /sys/class/net/eth0 ] || { echo "no eth0 before the detach"; return 1; }
+  before=$(ls -d /sys/bus/xen/devices/vif-* | tr '\n' ' ')
+  dom0 net-detach vif || { echo "xl network-detach failed"; return 1; }
+  i=0; while [ -e /sys/class/net/eth0 ]; do
+    i=$((i+1)); [ $i -gt 600 ] && { echo "eth0 still there 60 s after xl network-detach"; return 1; }; sleep 0.1
+  done
+  echo "eth0 gone after the detach (xenbus devices before: $before)"
+  dom0 net-attach vif || { echo "xl network-attach failed"; return 1; }
+  check_net "$me" "$peer" "$q" 8 || { echo "traffic after the re-attach failed"; return 1; }
+  after=$(ls -d /sys/bus/xen/devices/vif-* | tr '\n' ' ')
+  if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than"; then
+    echo "the kernel complained (above)"; return 1
+  fi
+  echo "@@SUMMARY $id: xl network-detach took eth0 away ($before), xl network-attach brought it back ($after): ping both ways and 8 MiB each way with sha256 equal"
+}
+"#;
+
+/// One iperf3 run of [`crate::Workload::NetPerf`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetPerfSample {
+    pub step: String,
+    /// Who served the step's vif.
+    pub backend: crate::NetBackend,
+    /// `guest-to-dom0` or `dom0-to-guest`.
+    pub direction: String,
+    pub streams: u32,
+    pub mbit_per_s: f64,
+}
+
+impl NetPerfSample {
+    /// Parses `@@NETPERF DIR STREAMS MBIT/S`.
+    pub fn parse(step: &str, backend: crate::NetBackend, line: &str) -> Option<Self> {
+        let mut f = line.trim().strip_prefix("@@NETPERF ")?.split_whitespace();
+        let direction = f.next()?;
+        if direction != "guest-to-dom0" && direction != "dom0-to-guest" {
+            return None;
+        }
+        let streams = f.next()?.parse().ok()?;
+        let mbit_per_s: f64 = f.next()?.parse().ok()?;
+        if f.next().is_some() || !mbit_per_s.is_finite() || mbit_per_s < 0.0 {
+            return None;
+        }
+        Some(NetPerfSample {
+            step: step.into(),
+            backend,
+            direction: direction.into(),
+            streams,
+            mbit_per_s,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NetBackend;
+
+    #[test]
+    fn netperf_lines_parse_and_garbage_is_refused() {
+        let s = NetPerfSample::parse(
+            "k1",
+            NetBackend::Kernel,
+            "@@NETPERF dom0-to-guest 4 812.5\r",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.direction.as_str(), s.streams, s.mbit_per_s),
+            ("dom0-to-guest", 4, 812.5)
+        );
+        for bad in [
+            "@@NETPERF sideways 1 3",
+            "@@NETPERF guest-to-dom0 x 3",
+            "@@NETPERF guest-to-dom0 1",
+            "@@NETPERF guest-to-dom0 1 NaN",
+            "@@NETPERF guest-to-dom0 1 -4",
+            "@@NETPERF guest-to-dom0 1 3 4",
+            "@@NET guest-to-dom0 64 MiB in 3 s",
+        ] {
+            assert!(
+                NetPerfSample::parse("k", NetBackend::Kernel, bad).is_none(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -116,6 +116,8 @@ pub struct BootReport {
     pub reads: Vec<ReadSample>,
     /// Every fio job, in the order they ran (guests, then dom0's ceiling).
     pub fio: Vec<FioSample>,
+    /// Every iperf3 run ([`Workload::NetPerf`]), in the order they ran.
+    pub net_perf: Vec<crate::net::NetPerfSample>,
     /// Per custom-kernel step: its console output.
     pub consoles: Vec<(String, String)>,
 }
@@ -454,6 +456,15 @@ fn drive(
                 })?;
                 report.fio.push(sample);
             }
+            if let Some(vif) = &s.vif {
+                for l in text.lines().filter(|l| l.trim().starts_with("@@NETPERF ")) {
+                    let sample = crate::net::NetPerfSample::parse(name, vif.backend, l)
+                        .ok_or_else(|| {
+                            Failure::Infrastructure(format!("{name}: bad iperf3 line {l:?}"))
+                        })?;
+                    report.net_perf.push(sample);
+                }
+            }
             if let Some(l) = text.lines().find(|l| l.contains("@@DAEMON-DEAD")) {
                 bail!(Failure::Crash(format!("dom0 daemon died: {l}")));
             }
@@ -699,6 +710,23 @@ fn dom0_action(
     let name = &step.name;
     if let Some(cmd) = net_action(verb, disk, name) {
         return dom0_command(m, name, token, &cmd);
+    }
+    // Workload::NetDetachAttach: the step's one vif, by its MAC.
+    if let (Some(v), "vif") = (&step.vif, disk) {
+        let cmd = match verb {
+            "net-detach" => Some(format!(
+                "xl network-detach {name} {}",
+                crate::images::vif_mac(step_idx)
+            )),
+            "net-attach" => Some(format!(
+                "xl network-attach {name} '{}'",
+                crate::images::vif_spec(step_idx, v.backend)
+            )),
+            _ => None,
+        };
+        if let Some(cmd) = cmd {
+            return dom0_command(m, name, token, &cmd);
+        }
     }
     // Secondary consoles (Workload::SecondaryConsole): `disk` is the console number.
     if let (Some(verb), Ok(n)) = (

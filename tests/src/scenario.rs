@@ -50,8 +50,10 @@ pub enum NetBackend {
     /// `/etc/xen/scripts/vif-userspace` (puts the daemon's tap on the bridge, reports
     /// `hotplug-status connected`); `xen-netback.ko` is not loaded in that boot.
     Userspace,
-    /// Linux's `xen-netback` (loaded at dom0 boot) with Xen's stock `vif-bridge` script;
-    /// a boot does not mix it with `Userspace` vifs (both would watch `backend/vif`).
+    /// Linux's `xen-netback` with Xen's stock `vif-bridge` script. Both would watch
+    /// `backend/vif`, so the two kinds take turns: a step with a kernel vif stops the
+    /// [`Dom0Daemon::serves_net`] daemons and loads `xen-netback.ko`; a step with a
+    /// userspace vif unloads it and starts them (same-boot A/B comparisons).
     Kernel,
 }
 
@@ -223,6 +225,16 @@ pub enum Workload {
     /// it again with the guest running; the guest then pings dom0 (a bounded number of
     /// tries while the new daemon takes the vif over) and dom0 pings the guest.
     NetRestartBackend,
+    /// After [`Workload::Net`] (the vif is up): `iperf3` TCP against dom0's `iperf3 -s`,
+    /// `seconds` per run, guest → dom0 and dom0 → guest (`-R`), 1 and 4 streams; one
+    /// `@@NETPERF DIR STREAMS MBIT/S` line per run ([`crate::net::NetPerfSample`]).
+    /// Passes when every run reported; asserts no speed.
+    NetPerf { seconds: u32 },
+    /// After [`Workload::Net`]: dom0 hot-unplugs the vif (`xl network-detach`), eth0
+    /// must go away, dom0 plugs it in again (`xl network-attach`, the same
+    /// specification), and the new eth0 must carry traffic: ping both ways and 8 MiB
+    /// each way with sha256 compared.
+    NetDetachAttach,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -329,6 +341,8 @@ impl Workload {
             Workload::Net => "net".into(),
             Workload::NetRestartBackend => "net-backend-restart".into(),
             Workload::NetReloadFrontend => "net-frontend-reload".into(),
+            Workload::NetPerf { .. } => "net-perf".into(),
+            Workload::NetDetachAttach => "net-reattach".into(),
         }
     }
 
@@ -357,7 +371,9 @@ impl Workload {
             | Workload::UnloadFrontend
             | Workload::Net
             | Workload::NetRestartBackend
-            | Workload::NetReloadFrontend => 0,
+            | Workload::NetReloadFrontend
+            | Workload::NetPerf { .. }
+            | Workload::NetDetachAttach => 0,
         }
     }
 
@@ -369,7 +385,9 @@ impl Workload {
             | Workload::UnloadFrontend
             | Workload::Net
             | Workload::NetRestartBackend
-            | Workload::NetReloadFrontend => None,
+            | Workload::NetReloadFrontend
+            | Workload::NetPerf { .. }
+            | Workload::NetDetachAttach => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -423,7 +441,9 @@ impl Workload {
             | Workload::UnloadFrontend
             | Workload::Net
             | Workload::NetRestartBackend
-            | Workload::NetReloadFrontend => None,
+            | Workload::NetReloadFrontend
+            | Workload::NetPerf { .. }
+            | Workload::NetDetachAttach => None,
         }
     }
 }
@@ -633,6 +653,10 @@ pub struct Dom0Daemon {
     /// `xen-blkback.ko` is loaded (and unloaded again after), so both kinds of backend
     /// can take turns in one boot (same-boot A/B comparisons).
     pub serves_block: bool,
+    /// A userspace net backend (`sluice-netback`): it runs only during steps whose vif
+    /// is [`NetBackend::Userspace`]; for kernel-vif steps it is stopped and
+    /// `xen-netback.ko` is loaded (and unloaded again after), as for block.
+    pub serves_net: bool,
 }
 
 /// One Xen boot.
@@ -700,6 +724,15 @@ impl Boot {
     /// [`NET_BRIDGE`]).
     pub fn has_vifs(&self) -> bool {
         self.steps.iter().any(|s| s.vif.is_some())
+    }
+
+    /// Whether a step measures its vif with iperf3 (guests and dom0 then get `iperf3`,
+    /// dom0 runs `iperf3 -s`).
+    pub fn has_net_perf(&self) -> bool {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.workloads)
+            .any(|w| matches!(w, Workload::NetPerf { .. }))
     }
 
     /// Whether any step's vif is served by Linux's netback.

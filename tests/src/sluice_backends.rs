@@ -50,6 +50,7 @@ pub fn select() -> Result<Backends> {
             binary: cargo_binary("sluice-blkback", "sluice-blkback")?,
             args,
             serves_block: true,
+            serves_net: false,
         });
         b.block = BlockBackend::Userspace;
         b.notes
@@ -66,6 +67,7 @@ pub fn select() -> Result<Backends> {
             binary: cargo_binary("sluice-consoleback", "sluice-consoleback")?,
             args: vec![],
             serves_block: false,
+            serves_net: false,
         });
         b.console = ConsoleBackend::Userspace;
         b.notes

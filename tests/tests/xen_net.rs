@@ -7,7 +7,9 @@
 //! data over TCP guest → dom0 and 64 MiB dom0 → guest, each receiver's sha256 compared
 //! with the sender's ([`Workload::Net`]); then dom0 SIGKILLs sluice-netback and starts
 //! it again, and the guest's vif must come back by itself (ping both ways,
-//! [`Workload::NetRestartBackend`]).
+//! [`Workload::NetRestartBackend`]); then dom0 hot-unplugs the vif (`xl
+//! network-detach`: eth0 goes away) and plugs it in again (`xl network-attach`): ping
+//! and 8 MiB each way on the new eth0 ([`Workload::NetDetachAttach`]).
 //!
 //! `sluice_netfront_vs_kernel_netback` (the opt-in suite `xen-netfront-kernel`: its PVH
 //! guest triple-faults under QEMU TCG at the start of the transfer often enough to fail
@@ -51,6 +53,7 @@ fn net_step_with(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
     if backend == NetBackend::Userspace {
         w.push(Workload::NetRestartBackend);
     }
+    w.push(Workload::NetDetachAttach);
     let mut s = GuestStep::new(name, t, &[], &w).with_vif(backend);
     // The 64 MiB files live in the guest's initramfs (RAM).
     s.memory_mib = 384;
@@ -85,6 +88,7 @@ fn sluice_netback_boot(name: &str, steps: Vec<GuestStep>) -> Boot {
             binary: bin,
             args: vec![],
             serves_block: false,
+            serves_net: true,
         }],
         steps,
         fio_in_dom0: false,

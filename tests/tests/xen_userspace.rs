@@ -64,6 +64,7 @@ fn unserved_userspace_disk_refused() {
             binary: script,
             args: vec![],
             serves_block: true,
+            serves_net: false,
         }],
         steps: vec![
             // Kernel blkback first: dom0 must unload it before the userspace step, or it
@@ -137,6 +138,7 @@ fn sluice_backends_pv_and_pvh() {
             binary: bin,
             args: vec![],
             serves_block: true,
+            serves_net: false,
         });
         let modes = BackendMisbehaviour::ALL;
         let mut w: Vec<Workload> = modes

@@ -101,6 +101,22 @@ pub const BENCHES: &[Bench] = &[
         },
     },
     Bench {
+        name: "iperf",
+        aliases: &["iperf_kernel_vs_sluice_netback", "bench-net"],
+        under: "SLUICE_NETFRONT_KO=build/linux-modules/sluice-netfront/sluice-netfront.ko cargo test -p sluice-testbed --test net_bench -- --ignored --nocapture --exact iperf_kernel_vs_sluice_netback",
+        compares: "real Xen, iperf3 TCP in PV guests (2 vCPUs, 2 queues), both ways, 1 and 4 streams: kernel netback vs sluice-netback (stock xen-netfront), and sluice-netfront.ko vs xen-netfront (kernel netback), A B C x3",
+        cost: "Xen 4.17 test bed in QEMU, one boot, 9 guests; 10 s per iperf3 run, about 15 minutes (not in cargo xtask test)",
+        run: |s| {
+            let ko = crate::linux_modules::netfront_ko()?;
+            testbed_bench(
+                "net_bench",
+                "iperf_kernel_vs_sluice_netback",
+                s,
+                &[("SLUICE_NETFRONT_KO", ko.as_os_str())],
+            )
+        },
+    },
+    Bench {
         name: "hypercall",
         aliases: &["bench-hypercall"],
         under: "xtask/src/bench_hypercall.rs: QEMU boots of the hypervisor, and the test hypercall_round_trip_on_xen with SLUICE_TESTGUEST",
@@ -244,6 +260,16 @@ fn xen_bench(test: &str, size: Size) -> Result<()> {
 }
 
 fn xen_bench_env(test: &str, size: Size, env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
+    testbed_bench("xen_bench", test, size, env)
+}
+
+/// Test `test` of the test bed's `tests/tests/FILE.rs`, ignored tests included.
+fn testbed_bench(
+    file: &str,
+    test: &str,
+    size: Size,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<()> {
     let mut c = cargo();
     if size == Size::Smoke {
         c.env("SLUICE_BENCH_SMOKE", "1");
@@ -252,7 +278,7 @@ fn xen_bench_env(test: &str, size: Size, env: &[(&str, &std::ffi::OsStr)]) -> Re
         c.env(k, v);
     }
     run(c
-        .args(["test", "-p", "sluice-testbed", "--test", "xen_bench", "--"])
+        .args(["test", "-p", "sluice-testbed", "--test", file, "--"])
         .args(["--ignored", "--nocapture", "--exact", test]))
 }
 

@@ -723,6 +723,14 @@ pub fn blkfront_ko() -> Result<PathBuf> {
         .context("sluice-blkfront.ko was not built")
 }
 
+/// Builds the modules; returns `sluice-netfront.ko` (`cargo xtask bench iperf`).
+pub fn netfront_ko() -> Result<PathBuf> {
+    let (_, kos) = build()?;
+    kos.into_iter()
+        .find(|k| k.ends_with("sluice-netfront.ko"))
+        .context("sluice-netfront.ko was not built")
+}
+
 fn testbed_with_blkfront(test: &str) -> Result<()> {
     let (kernel, kos) = build()?;
     let ko = kos

@@ -49,6 +49,10 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "the fio benches (cargo xtask bench fio-*): copied into the test bed's dom0 and guests",
     ),
     (
+        "iperf3",
+        "the net bench (cargo xtask bench iperf): copied into the test bed's dom0 and guests",
+    ),
+    (
         "util-linux",
         "flock in the test bed's dom0 (Debian installs it everywhere; listed to be sure)",
     ),

@@ -5,7 +5,7 @@
 //! would starve each other of the host's cores).
 
 use crate::util::{cargo, run};
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 fn scenario_test(test: &str) -> Result<()> {
     run(cargo().args([
@@ -80,11 +80,7 @@ enum NetTests {
 }
 
 fn net_tests(which: NetTests) -> Result<()> {
-    let (_, kos) = crate::linux_modules::build()?;
-    let ko = kos
-        .into_iter()
-        .find(|k| k.ends_with("sluice-netfront.ko"))
-        .context("sluice-netfront.ko was not built")?;
+    let ko = crate::linux_modules::netfront_ko()?;
     let mut c = cargo();
     c.env("SLUICE_NETFRONT_KO", ko).args([
         "test",
