@@ -67,6 +67,8 @@ struct Run {
     handler: Summary,
     eoi: Summary,
     exits: Option<(u64, u64)>,
+    /// Sluice only: a CPUID exit round trip, timed the same way in the same guest.
+    cpuid: Option<Summary>,
 }
 
 fn figures(log: &str, who: &str) -> Result<Run> {
@@ -98,6 +100,7 @@ fn figures(log: &str, who: &str) -> Result<Run> {
         handler,
         eoi,
         exits,
+        cpuid: summary(log, "cpuid-exit"),
     })
 }
 
@@ -174,13 +177,14 @@ pub fn run_bench(rounds: usize, n: usize, iommus: usize) -> Result<()> {
             let a = native(&kernel, iommu, n)?;
             let b = sluice(&hv, &guest, iommu, n)?;
             eprintln!(
-                "round {round}, {vendor} (load {load}): native raise->handler median {} (p99 {}), handler->EOI {}; Sluice raise->handler median {} (p99 {}), handler->EOI {}; exits (EOI, interrupt) {:?} for {} raises",
+                "round {round}, {vendor} (load {load}): native raise->handler median {} (p99 {}), handler->EOI {}; Sluice raise->handler median {} (p99 {}), handler->EOI {}, CPUID exit {:?}; exits (EOI, interrupt) {:?} for {} raises",
                 a.handler.median,
                 a.handler.p99,
                 a.eoi.median,
                 b.handler.median,
                 b.handler.p99,
                 b.eoi.median,
+                b.cpuid.map(|c| c.median),
                 b.exits,
                 WARMUP + b.handler.n
             );
@@ -246,6 +250,16 @@ pub fn run_bench(rounds: usize, n: usize, iommus: usize) -> Result<()> {
                     .collect(),
             );
             eprintln!("| {vendor} | {what} | {na} | {sl} | {ratio:.1} | {exits} |");
+        }
+        let cpuid: Vec<u64> = r
+            .iter()
+            .filter_map(|(_, b)| b.cpuid.map(|c| c.median))
+            .collect();
+        if !cpuid.is_empty() {
+            eprintln!(
+                "| {vendor} | CPUID exit round trip (scale) | - | {} | - | - |",
+                median_u(cpuid)
+            );
         }
     }
     eprintln!(

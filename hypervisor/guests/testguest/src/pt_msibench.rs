@@ -5,13 +5,14 @@
 //! the host's: no TSC offset, no scaling, RDTSC not intercepted). The handler stamps the
 //! TSC, EOIs through the x2APIC (an MSR write: an exit) and stamps it again; the
 //! native bench (iommu/testkernel/src/msibench.rs) does the same with an xAPIC EOI and
-//! prints the same lines. Figures only: no check here depends on a time.
+//! prints the same lines. Then, for scale, N CPUID exits (leaf 0x40000001) timed one by
+//! one. Figures only: no check here depends on a time.
 
 use super::passthrough::{
     bring_up, cfg_read16, cfg_write16, cfg_write32, edu_bdf, find_cap, install_gate, mmio_write32,
     MSI_VECTOR,
 };
-use super::xen::{rdtsc, Console};
+use super::xen::{cpuid, rdtsc, Console};
 use super::Checks;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -141,6 +142,14 @@ pub fn msibench(c: &mut Checks, cmdline: &str) {
         summary("raise->handler", &mut to_handler[..got]);
         summary("handler->EOI", &mut to_eoi[..got]);
     }
+    // For scale, in the same run: a bare exit round trip (CPUID, leaf 0x40000001), the
+    // same number of times, into the first samples' place.
+    for x in to_handler[..n].iter_mut() {
+        let t0 = rdtsc();
+        let _ = cpuid(0x4000_0001);
+        *x = rdtsc().wrapping_sub(t0);
+    }
+    summary("cpuid-exit", &mut to_handler[..n]);
     let _ = writeln!(Console, "msibench: lost {lost}");
     c.check(
         "pt-msibench: every raise arrived",
