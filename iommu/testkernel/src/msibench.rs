@@ -71,6 +71,10 @@ pub fn run<D: IommuHw>(iommu: &mut Iommu<D>, edu: Edu, n: usize) -> Result<bool,
         HAL_REF.mmio_write32(edu.bar + 0x64, 1);
         if h == 0 {
             lost += 1;
+            if lost == 3 {
+                // Not arriving at all: stop (each lost raise waited LOST_AFTER).
+                break;
+            }
         } else if i >= WARMUP {
             to_handler.push(h.wrapping_sub(t0));
             to_eoi.push(e.wrapping_sub(h));
