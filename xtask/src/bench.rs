@@ -5,7 +5,7 @@
 //! stamped with the date, the commit and the load average before and after. `--smoke`
 //! runs it once at the smallest size (seconds, one pair; its figures mean nothing):
 //! `cargo xtask test` does that for every bench (suites `bench-smoke-host` and
-//! `bench-smoke-xen`), so a bench that no longer starts fails CI; except `linux-boot`
+//! `bench-smoke-xen`, which also runs `msi`), so a bench that no longer starts fails CI; except `linux-boot`
 //! and `passthrough` (QEMU boots of a Linux guest: minutes, opt-in only).
 
 use crate::util::{cargo, root, run};
@@ -167,6 +167,32 @@ pub const BENCHES: &[Bench] = &[
             }
         },
     },
+    Bench {
+        name: "msi",
+        aliases: &["bench-msi"],
+        under: "xtask/src/bench_msi.rs: QEMU boots of the IOMMU test kernel (msibench=N) and of the hypervisor with one pt-msibench domain",
+        compares: "edu MSI through QEMU's interrupt remapping, raise -> handler and handler -> EOI in TSC cycles: a Sluice domain with edu assigned vs a native kernel, same QEMU, VT-d and AMD-Vi, native/Sluice x3",
+        cost: "QEMU: 3 rounds x 2 IOMMUs, each a native and a Sluice boot of about 1 s; under a minute with the builds done",
+        run: |s| {
+            if s == Size::Smoke {
+                crate::bench_msi::run_bench(1, 50, 1)
+            } else {
+                // SLUICE_MSI_BENCH_ROUNDS, SLUICE_MSI_BENCH_N: rounds, measured raises.
+                let env = |k: &str, d: usize| {
+                    std::env::var(k)
+                        .ok()
+                        .and_then(|r| r.parse::<usize>().ok())
+                        .filter(|&r| r > 0)
+                        .unwrap_or(d)
+                };
+                crate::bench_msi::run_bench(
+                    env("SLUICE_MSI_BENCH_ROUNDS", 3),
+                    env("SLUICE_MSI_BENCH_N", 2000).min(4096),
+                    2,
+                )
+            }
+        },
+    },
 ];
 
 /// `cargo xtask bench --list`.
@@ -303,7 +329,7 @@ pub fn smoke_host() -> Result<()> {
 
 /// Suite `bench-smoke-xen`: every test-bed bench once, smoke-sized, in one Xen boot
 /// (`all_benches_smoke_one_boot`), then the Sluice half of `hypercall` once with the
-/// Xen figures from that boot.
+/// Xen figures from that boot, then `msi` smoke-sized (no Xen: two short QEMU boots).
 pub fn smoke_xen() -> Result<()> {
     let ko = crate::linux_modules::blkfront_ko()?;
     let (hv, guest) = crate::hypervisor::build()?;
@@ -321,5 +347,7 @@ pub fn smoke_xen() -> Result<()> {
     if text.is_empty() {
         bail!("{} is empty", xen_console.display());
     }
-    crate::bench_hypercall::run(1, Some((&hv, &guest, &text)))
+    crate::bench_hypercall::run(1, Some((&hv, &guest, &text)))?;
+    // `msi` once, VT-d only, 50 raises: two boots of about a second (no Xen).
+    crate::bench_msi::run_bench(1, 50, 1)
 }

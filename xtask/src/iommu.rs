@@ -13,7 +13,7 @@ fn kernel_dir() -> std::path::PathBuf {
 }
 
 /// Builds the test kernel (and checks fmt and clippy for its workspace).
-fn build() -> Result<std::path::PathBuf> {
+pub(crate) fn build() -> Result<std::path::PathBuf> {
     let dir = kernel_dir();
     let target = root().join("target/iommu-testkernel");
     run(cargo().current_dir(&dir).args(["fmt", "--", "--check"]))?;

@@ -8,6 +8,7 @@ mod abi_suites;
 mod bench;
 mod bench_hypercall;
 mod bench_linux;
+mod bench_msi;
 mod bench_passthrough;
 mod fuzz;
 mod hv_hostile;

@@ -176,7 +176,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "bench-smoke-xen",
-        about: "every test-bed bench (seq-read, fio-*, hypercall) once, 1 s jobs, in one Xen boot",
+        about: "every test-bed bench (seq-read, fio-*, hypercall) once, 1 s jobs, in one Xen boot; then msi (two short boots)",
         run: crate::bench::smoke_xen,
     },
 ];

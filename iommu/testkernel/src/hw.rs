@@ -235,8 +235,53 @@ isr_common:
     options(att_syntax)
 );
 
+// The MSI bench's handler (crate::msibench, vector `BENCH_VECTOR`): the TSC on entry
+// into BENCH_HANDLER, an EOI (xAPIC register write), the TSC after it into BENCH_EOI.
+// The test guest's (hypervisor/guests/testguest/src/pt_msibench.rs) is the same but
+// for its EOI (an x2APIC MSR write).
+core::arch::global_asm!(
+    r#"
+    .section .text
+    .balign 16
+    .global bench_msi_stub
+bench_msi_stub:
+    pushq %rax
+    pushq %rcx
+    pushq %rdx
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    movq %rax, {handler}(%rip)
+    movabsq $0xFEE000B0, %rcx
+    movl $0, (%rcx)
+    rdtsc
+    shlq $32, %rdx
+    orq %rdx, %rax
+    movq %rax, {eoi}(%rip)
+    popq %rdx
+    popq %rcx
+    popq %rax
+    iretq
+"#,
+    handler = sym BENCH_HANDLER,
+    eoi = sym BENCH_EOI,
+    options(att_syntax)
+);
+
+/// The bench's vector and its handler's two time stamps (0: not yet).
+pub const BENCH_VECTOR: u8 = 0x41;
+pub static BENCH_HANDLER: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+pub static BENCH_EOI: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The time stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC reads a counter and has no other effect.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 unsafe extern "C" {
     static isr_stubs: u8;
+    static bench_msi_stub: u8;
 }
 
 /// Interrupts delivered so far, per vector.
@@ -266,8 +311,13 @@ pub fn init_interrupts() {
     let stubs = core::ptr::addr_of!(isr_stubs) as u64;
     // SAFETY: runs once, before interrupts are enabled; nothing else touches IDT.
     let idt = unsafe { &mut *core::ptr::addr_of_mut!(IDT) };
+    let bench = core::ptr::addr_of!(bench_msi_stub) as u64;
     for v in 0..256 {
-        let handler = stubs + v as u64 * 16;
+        let handler = if v == usize::from(BENCH_VECTOR) {
+            bench
+        } else {
+            stubs + v as u64 * 16
+        };
         // 64-bit interrupt gate: selector 0x08, present, DPL 0, type 0xe.
         idt.0[v * 2] = (handler & 0xffff)
             | (0x08 << 16)

@@ -11,6 +11,7 @@ mod hostile_cpu;
 mod hostile_mem;
 mod passthrough;
 mod pt_bigbar;
+mod pt_msibench;
 mod pt_msix;
 mod stale_tlb;
 mod xen;
@@ -103,6 +104,7 @@ extern "C" fn guest_main(start_info: u64) -> ! {
         "pt-dying" => passthrough::dying(&mut c, cmdline),
         "pt-pair" => passthrough::pair(&mut c),
         "pt-msix" => pt_msix::msix(&mut c),
+        "pt-msibench" => pt_msibench::msibench(&mut c, cmdline),
         "reboot" => {
             // SCHEDOP_shutdown(SHUTDOWN_reboot) at once: the hypervisor makes the domain
             // again, as often as it allows (a guest in a reboot loop).

@@ -224,20 +224,25 @@ extern "C" {
 static mut IDT: [u64; 512] = [0; 512];
 
 pub(crate) fn install_msi_handler() {
+    install_gate(MSI_VECTOR, tg_pt_msi as *const () as u64);
+}
+
+/// Points `vector` of this guest's IDT at `h` (an interrupt gate) and loads the IDT.
+pub(crate) fn install_gate(vector: u8, h: u64) {
     let idt = core::ptr::addr_of!(IDT) as u64;
-    let h = tg_pt_msi as *const () as u64;
     let lo = (h & 0xFFFF) | (0x08 << 16) | (0x8E << 40) | ((h >> 16) & 0xFFFF) << 48;
-    super::xen::write64(idt + u64::from(MSI_VECTOR) * 16, lo);
-    super::xen::write64(idt + u64::from(MSI_VECTOR) * 16 + 8, h >> 32);
+    super::xen::write64(idt + u64::from(vector) * 16, lo);
+    super::xen::write64(idt + u64::from(vector) * 16 + 8, h >> 32);
     let mut ptr = [0u8; 10];
     ptr[..2].copy_from_slice(&4095u16.to_le_bytes());
     ptr[2..].copy_from_slice(&idt.to_le_bytes());
-    // SAFETY: the IDT is ours; its only gate points at the MSI counter above.
+    // SAFETY: the IDT is ours; its gates point at handlers of this guest (the MSI
+    // counter above, pt_msibench's stub).
     unsafe { core::arch::asm!("lidt [{0}]", in(reg) ptr.as_ptr()) };
 }
 
 /// Finds, sizes and places BAR0, turns on memory decode and bus mastering.
-fn bring_up(c: &mut Checks, bdf: (u8, u8, u8)) -> Option<u64> {
+pub(crate) fn bring_up(c: &mut Checks, bdf: (u8, u8, u8)) -> Option<u64> {
     let id = cfg_read32(bdf, 0);
     c.check(
         "pt: edu 1234:11e8 in config space through 0xCF8/0xCFC",
