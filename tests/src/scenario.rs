@@ -462,6 +462,8 @@ pub struct GuestStep {
     pub vif: Option<Vif>,
     /// The guest's vCPUs (`vcpus =` in its config; 1 unless a step asks for more).
     pub vcpus: u32,
+    /// A QEMU NIC passed through to this guest by Xen ([`GuestStep::with_passed_nic`]).
+    pub passed_nic: Option<crate::pci_passthrough::PassedNic>,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -491,6 +493,7 @@ impl GuestStep {
             blkfront_args: vec![],
             vif: None,
             vcpus: 1,
+            passed_nic: None,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -539,6 +542,7 @@ impl GuestStep {
             blkfront_args: vec![],
             vif: None,
             vcpus: 1,
+            passed_nic: None,
         }
     }
 
