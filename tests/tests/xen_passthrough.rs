@@ -133,6 +133,13 @@ fn e1000e_passed_through_to_a_pv_guest() {
     let result = run_boot(&boot);
     stop.store(true, Ordering::Relaxed);
     let sent = sender.join().expect("sender thread");
+    if let Some(Ok(took)) = &sent {
+        eprintln!(
+            "sent {} MiB in {:.1} s",
+            SEND_BYTES >> 20,
+            took.as_secs_f64()
+        );
+    }
     let text = std::fs::read_to_string(&serial).unwrap_or_default();
     let stage = stage(&text, &want);
     let evidence = evidence(&text);
@@ -156,9 +163,9 @@ fn e1000e_passed_through_to_a_pv_guest() {
                 .find(|l| l.contains("@@XENPT IRQ"))
                 .unwrap_or("(no IRQ line)");
             // The NIC's interrupts: MSI-X through pcifront, or (pci=nomsi) its INTx pin
-            // as a pirq of the IO-APIC, never silence.
+            // (GSI 23) as a pirq named `pcifront`.
             let want_irq = if intx {
-                "xen-pirq -ioapic-level eth0"
+                "xen-pirq -pcifront eth0"
             } else {
                 "xen-pirq -pcifront-msi-x eth0-rx-0"
             };
