@@ -46,7 +46,7 @@ pub const OPT_IN: &[(&str, &str)] = &[
     (
         "xen-passthrough",
         "the peer of passthrough-linux on real Xen 4.17 (VT-d in QEMU, PV guest with xen-pcifront): \
-         one more Xen boot; CI's 45 min budget; result in hypervisor/PROOF.md",
+         one more Xen boot, 2.5-3.5 min; CI's 45 min budget; results in hypervisor/PROOF.md",
     ),
 ];
 
