@@ -128,7 +128,6 @@ wait
 s=$(cat /sum)
 say SHA "${s%% *}"
 say IRQ $(grep -E 'eth0' /proc/interrupts | tr -s ' ' | tr '\n' ';')
-say MSIX-ENABLED $(cat /sys/bus/pci/devices/*/msi_bus 2>/dev/null | tr '\n' ' ')
 dmesg_tail 'pcifront|e1000e|swiotlb|msi'
 say END
 poweroff -f

@@ -78,7 +78,7 @@ impl QemuConfig {
                 self.dom0_args,
                 self.dom0_initrd.display()
             ));
-        // Before the disks: QEMU wants an IOMMU created before the devices behind it.
+        // Before the disks: an IOMMU is created before the devices it translates for.
         c.args(&self.extra);
         for (i, d) in self.disks.iter().enumerate() {
             // discard=unmap: a discard that reaches dom0's disk punches a hole in the
