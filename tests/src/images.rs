@@ -601,6 +601,9 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         if boot.has_vifs() {
             mods.extend_from_slice(DOM0_NET_MODULES);
         }
+        if boot.passed_nic().is_some() {
+            mods.push("xen-pciback");
+        }
         for ko in kernel.modules_in_load_order(&mods)? {
             let name = ko.file_name().unwrap().to_string_lossy().to_string();
             r.file(&ko, &format!("/lib/modules/{name}"))?;
@@ -990,6 +993,9 @@ xen-init-dom0 >/dev/null || fail "xen-init-dom0"
 . /sluice/lib.sh
 "#
     );
+    if let Some((_, nic)) = boot.passed_nic() {
+        s.push_str(&nic.dom0_setup());
+    }
     if boot.has_vifs() {
         let _ = write!(
             s,
@@ -1096,6 +1102,9 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
     }
     if let Some(v) = &step.vif {
         let _ = writeln!(s, "vif = [ '{}' ]", vif_spec(step_idx, v.backend));
+    }
+    if let Some(nic) = &step.passed_nic {
+        let _ = writeln!(s, "{}", nic.xl_pci_line());
     }
     s
 }

@@ -25,6 +25,7 @@ pub mod kernel;
 pub mod net;
 pub mod paths;
 pub mod pattern;
+pub mod pci_passthrough;
 pub mod progress;
 pub mod run;
 pub mod scenario;

@@ -204,10 +204,16 @@ fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
         xen: prepared.xen.clone(),
         // fio and its libraries (in dom0 and in the guests' initramfs it carries) need
         // more than the usual 768 MiB.
-        xen_args: if boot.first_fio().is_some() {
-            XEN_ARGS.replace("dom0_mem=768M", "dom0_mem=1024M")
-        } else {
-            XEN_ARGS.into()
+        xen_args: {
+            let a = if boot.first_fio().is_some() {
+                XEN_ARGS.replace("dom0_mem=768M", "dom0_mem=1024M")
+            } else {
+                XEN_ARGS.into()
+            };
+            match boot.passed_nic() {
+                Some((_, nic)) => format!("{a} {}", nic.xen_args),
+                None => a,
+            }
         },
         dom0_kernel: prepared.kernel.vmlinuz.clone(),
         dom0_args: DOM0_ARGS.into(),
@@ -215,6 +221,10 @@ fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
         memory_mib: 2048,
         cpus: 2,
         disks: prepared.disks.clone(),
+        extra: boot
+            .passed_nic()
+            .map(|(_, n)| n.qemu_args())
+            .unwrap_or_default(),
     };
     let t_boot = Instant::now();
     let mut m = step("boot Xen + dom0 to the toolstack", || {

@@ -482,6 +482,8 @@ pub struct GuestStep {
     pub vif: Option<Vif>,
     /// The guest's vCPUs (`vcpus =` in its config; 1 unless a step asks for more).
     pub vcpus: u32,
+    /// A QEMU NIC passed through to this guest by Xen ([`GuestStep::with_passed_nic`]).
+    pub passed_nic: Option<crate::pci_passthrough::PassedNic>,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -511,6 +513,7 @@ impl GuestStep {
             blkfront_args: vec![],
             vif: None,
             vcpus: 1,
+            passed_nic: None,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -559,6 +562,7 @@ impl GuestStep {
             blkfront_args: vec![],
             vif: None,
             vcpus: 1,
+            passed_nic: None,
         }
     }
 

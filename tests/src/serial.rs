@@ -31,6 +31,8 @@ pub struct QemuConfig {
     pub cpus: u32,
     /// Raw images, each a virtio disk in dom0.
     pub disks: Vec<VirtioDisk>,
+    /// More QEMU arguments (devices), e.g. an IOMMU and a NIC for Xen to pass through.
+    pub extra: Vec<String>,
 }
 
 /// A raw image file on the host, seen by dom0 as a virtio disk.
@@ -76,6 +78,8 @@ impl QemuConfig {
                 self.dom0_args,
                 self.dom0_initrd.display()
             ));
+        // Before the disks: an IOMMU is created before the devices it translates for.
+        c.args(&self.extra);
         for (i, d) in self.disks.iter().enumerate() {
             // discard=unmap: a discard that reaches dom0's disk punches a hole in the
             // image, which the host checks.

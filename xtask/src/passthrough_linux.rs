@@ -18,7 +18,8 @@ use anyhow::{bail, Context, Result};
 use sluice_testbed::initramfs::Initramfs;
 use sluice_testbed::kernel::HostKernel;
 use sluice_testbed::paths::{kernel_cache_dir, run_dir};
-use std::io::{BufRead, BufReader, Write};
+use sluice_testbed::pci_passthrough::{free_port, send};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -116,53 +117,12 @@ fn initramfs(kernel: &HostKernel) -> Result<std::path::PathBuf> {
     Ok(out)
 }
 
-/// 16 MiB of xorshift bytes in the run directory, and their sha256 (`sha256sum`).
+/// 16 MiB of xorshift bytes in the run directory, and their sha256 (the test bed's
+/// generator, also used by its Xen peer `xen-passthrough`).
 fn payload() -> Result<(std::path::PathBuf, String)> {
     let path = run_dir("passthrough-linux").join("payload.bin");
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut data = Vec::with_capacity(SEND_BYTES);
-    while data.len() < SEND_BYTES {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    std::fs::write(&path, &data)?;
-    let o = Command::new("sha256sum").arg(&path).output()?;
-    let sum = String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .context("sha256sum output")?
-        .to_string();
+    let sum = sluice_testbed::pci_passthrough::payload(&path, SEND_BYTES)?;
     Ok((path, sum))
-}
-
-/// Sends the payload to the guest's port through hostfwd; a connection the guest
-/// refused (reset before any byte was taken: nc not listening yet) is retried, up to
-/// 30 times a second apart. Returns the time the successful send took.
-fn send(port: u16, payload: &std::path::Path) -> Result<Duration> {
-    let mut last = None;
-    for _ in 0..30 {
-        let ts = Instant::now();
-        let r = (|| -> std::io::Result<()> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            std::io::copy(&mut std::fs::File::open(payload)?, &mut s)?;
-            s.flush()?;
-            s.shutdown(std::net::Shutdown::Write)
-        })();
-        match r {
-            Ok(()) => return Ok(ts.elapsed()),
-            Err(e) => last = Some(e),
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    bail!("cannot send to the guest: {last:?}")
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The suite's boots: (QEMU's IOMMU, each remapping interrupts; log tag; the e1000e

@@ -54,6 +54,12 @@ pub fn blk_crash() -> Result<()> {
     scenario_test("xen_blk_crash")
 }
 
+/// `xen-passthrough` (opt-in): QEMU's e1000e passed through by Xen 4.17 (VT-d in QEMU)
+/// to a PV guest (`xen-pcifront`): DHCP, 16 MiB from the host, sha256.
+pub fn passthrough() -> Result<()> {
+    scenario_test("xen_passthrough")
+}
+
 /// `xen-net`: guests' vifs served by `sluice-netback` (stock xen-netfront, PV + PVH),
 /// and `sluice-netfront.ko` against kernel netback (PVH). Builds the module for the
 /// installed Debian kernel (the guests' kernel) first.
