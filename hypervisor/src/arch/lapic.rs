@@ -107,6 +107,12 @@ pub fn start_periodic_count(count: u32) {
     phys::mmio_write_u32(LAPIC + INIT_COUNT, count);
 }
 
+/// Restarts the periodic tick's count (`count` as [`start_periodic_count`] set it), so
+/// the next tick comes a whole period from now: at the end of a slice starting now.
+pub fn restart_tick(count: u32) {
+    phys::mmio_write_u32(LAPIC + INIT_COUNT, count);
+}
+
 /// Takes a pending physical interrupt (the tick) that made the guest exit.
 pub fn take_pending_interrupt() {
     // SAFETY: the only interrupt sources enabled are the tick, the spurious vector and
