@@ -657,11 +657,6 @@ pub fn assigned(domains: &[Option<Domain>], bdf: Bdf) -> bool {
         .any(|d| d.pci.as_ref().is_some_and(|p| p.find(bdf).is_some()))
 }
 
-/// Whether vCPU `k` of `d` has a device interrupt due (ends a HLT).
-pub fn due(d: &Domain, k: usize) -> bool {
-    d.pci.as_ref().is_some_and(|p| p.due(k))
-}
-
 /// Before vCPU `k` enters: its pending device interrupt, if any.
 pub fn before_entry<V: VcpuState>(d: &mut Domain, k: usize, v: &mut V) {
     if let Some(pci) = d.pci.as_mut() {

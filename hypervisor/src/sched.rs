@@ -598,17 +598,7 @@ fn handle_exit(
         Exit::Msr { write } => hypercall::msr(d, write),
         Exit::Hlt => {
             d.vcpu().set_rip(rip + 1);
-            // An upcall, IPI or device interrupt due as an interrupt ends the HLT at
-            // once; else, as Xen's hvm_hlt, with interrupts off the vCPU goes down
-            // (Linux's stop_this_cpu).
-            let k = d.cur;
-            if d.interrupt_due(k) || passthrough::due(d, k) {
-                After::Continue
-            } else if d.vcpu().rflags() & 1 << 9 == 0 {
-                After::Down
-            } else {
-                After::Block
-            }
+            vsmp::hlt(d)
         }
         Exit::Io {
             port,

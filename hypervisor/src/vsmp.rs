@@ -179,12 +179,33 @@ impl<B: VirtBackend> Domain<B> {
 
 impl Domain {
     /// Whether vCPU `k` has an interrupt to take: one already in V_IRQ and not taken
-    /// (an upcall vector or IPI: a HLT in an STI shadow exits with it pending), one its
-    /// LAPIC would deliver now, or a level upcall. HLT and SCHEDOP_block return then.
+    /// (an upcall vector, IPI or device vector: a HLT in an STI shadow exits with it
+    /// pending, as Linux's idle `sti; hlt` after an exit with interrupts off), one its
+    /// LAPIC would deliver now, a level upcall, or a device interrupt raised and not yet
+    /// injected. HLT and SCHEDOP_block return then.
     pub fn interrupt_due(&self, k: usize) -> bool {
         self.smp.ev[k].injected.is_some()
+            || self.vcpus[k]
+                .slot
+                .as_ref()
+                .is_some_and(|v| v.virq_pending())
             || self.lapic_due(k).is_some()
             || crate::hvm::upcall_due(self, k).is_some()
+            || self.pci.as_ref().is_some_and(|p| p.due(k))
+    }
+}
+
+/// HLT by the current vCPU (its RIP already past it): an interrupt due ends it at once;
+/// else, as Xen's hvm_hlt, with interrupts off the vCPU goes down (Linux's
+/// stop_this_cpu), with them on it blocks until something wakes it.
+pub fn hlt(d: &mut Domain) -> crate::hypercall::After {
+    use crate::hypercall::After;
+    if d.interrupt_due(d.cur) {
+        After::Continue
+    } else if d.vcpu().rflags() & 1 << 9 == 0 {
+        After::Down
+    } else {
+        After::Block
     }
 }
 

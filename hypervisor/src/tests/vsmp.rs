@@ -216,3 +216,48 @@ fn ctrl_a_three_times_switches_console_input() {
     assert_eq!(typed(&m, 0), b"abef");
     assert_eq!(typed(&m, 2), b"cd\x01x\x01\x01y");
 }
+
+/// A device interrupt (a remapped MSI) put in V_IRQ at an entry with interrupts off,
+/// then Linux's idle `sti; hlt`: the HLT exits in the STI shadow with it still pending.
+/// The HLT must return at once: blocking there left the vCPU asleep with its interrupt
+/// undelivered until some other event woke it (e1000e's auto-masked RX cause then sends
+/// nothing more: the guest's receive stalls for good).
+#[test]
+fn hlt_with_a_device_vector_in_virq_does_not_block() {
+    use crate::hypercall::After;
+    use crate::vpci::{DomainPci, GuestMsi};
+    let mut m = smp(2);
+    let d = m.doms[0].as_mut().unwrap();
+    d.cur = 0;
+    d.pci = Some(alloc::boxed::Box::new(DomainPci::default()));
+    // Raised while the vCPU was out (an exit with interrupts off): not injected yet, so
+    // a HLT now returns.
+    let msi = GuestMsi {
+        vector: 0x41,
+        vcpu: 0,
+    };
+    d.pci.as_mut().unwrap().raise(msi);
+    d.vcpu().rflags = 2 | 1 << 9;
+    assert_eq!(crate::vsmp::hlt(d), After::Continue);
+    // The entry injects it (IF still 0 in the guest: not taken), the guest runs
+    // `sti; hlt`: the HLT exits with it in V_IRQ and none raised besides.
+    let mut v = d.vcpus[0].slot.take().unwrap();
+    v.rflags = 2;
+    crate::vsmp::before_entry(d, 0, &mut v);
+    crate::vpci::before_entry(d.pci.as_mut().unwrap(), 0, &mut v);
+    assert_eq!(v.virq, Some(0x41));
+    assert!(!d.pci.as_ref().unwrap().due(0));
+    v.rflags = 2 | 1 << 9;
+    d.vcpus[0].slot = Some(v);
+    assert!(d.interrupt_due(0));
+    assert_eq!(crate::vsmp::hlt(d), After::Continue);
+    // Its other vCPU has nothing due.
+    assert!(!d.interrupt_due(1));
+    // Taken by the guest: the next HLT blocks (interrupts on), or takes the vCPU down
+    // (interrupts off).
+    d.vcpu().virq = None;
+    assert!(!d.interrupt_due(0));
+    assert_eq!(crate::vsmp::hlt(d), After::Block);
+    d.vcpu().rflags = 2;
+    assert_eq!(crate::vsmp::hlt(d), After::Down);
+}
