@@ -25,8 +25,11 @@ use sluice_pciback::reset::{ResetMachine, Step};
 use sluice_pciback::vcfg::VirtualConfig;
 use sluice_pciback::{Bdf, ConfigSpace};
 
+mod dump;
 mod event;
 mod mmio;
+
+pub use dump::dump;
 
 /// Guest BARs may be placed below this (the NPT and the test guests' page tables cover
 /// 64 GiB).
