@@ -435,6 +435,14 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
         d.name(),
         vsmp::Exits(&d.smp.exits)
     );
+    if d.smp.hlt_virq > 0 {
+        log!(
+            "domain {} ({}): {} HLTs found a device or callback vector waiting in V_IRQ: returned at once",
+            d.id,
+            d.name(),
+            d.smp.hlt_virq
+        );
+    }
     if d.smp.io_ports.used > 0 {
         log!(
             "domain {} ({}): port I/O exits by port: {}",

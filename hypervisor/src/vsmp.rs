@@ -67,6 +67,10 @@ pub struct Smp {
     pub exits: [u64; EXIT_KINDS.len()],
     /// Its port I/O exits by port: the first [`IO_PORTS`] ports it used, then the rest.
     pub io_ports: IoPorts,
+    /// HLTs that found a vector in V_IRQ the LAPIC model does not track (a device
+    /// vector or the callback vector), so returned at once (before issue 13's fix they
+    /// blocked the vCPU with it undelivered); logged at its teardown.
+    pub hlt_virq: u64,
 }
 
 /// Ports whose I/O exits are counted one by one.
@@ -146,6 +150,7 @@ impl Default for Smp {
             notify: [0; NR_PORTS],
             exits: [0; EXIT_KINDS.len()],
             io_ports: IoPorts::default(),
+            hlt_virq: 0,
         }
     }
 }
@@ -200,6 +205,9 @@ impl Domain {
 /// stop_this_cpu), with them on it blocks until something wakes it.
 pub fn hlt(d: &mut Domain) -> crate::hypercall::After {
     use crate::hypercall::After;
+    if d.vcpu().virq_pending() && d.smp.ev[d.cur].injected.is_none() {
+        d.smp.hlt_virq += 1;
+    }
     if d.interrupt_due(d.cur) {
         After::Continue
     } else if d.vcpu().rflags() & 1 << 9 == 0 {

@@ -250,7 +250,9 @@ fn hlt_with_a_device_vector_in_virq_does_not_block() {
     v.rflags = 2 | 1 << 9;
     d.vcpus[0].slot = Some(v);
     assert!(d.interrupt_due(0));
+    assert_eq!(d.smp.hlt_virq, 0);
     assert_eq!(crate::vsmp::hlt(d), After::Continue);
+    assert_eq!(d.smp.hlt_virq, 1);
     // Its other vCPU has nothing due.
     assert!(!d.interrupt_due(1));
     // Taken by the guest: the next HLT blocks (interrupts on), or takes the vCPU down
