@@ -205,8 +205,16 @@ impl Domain {
 /// stop_this_cpu), with them on it blocks until something wakes it.
 pub fn hlt(d: &mut Domain) -> crate::hypercall::After {
     use crate::hypercall::After;
-    if d.vcpu().virq_pending() && d.smp.ev[d.cur].injected.is_none() {
+    if let (Some(vector), None) = (d.vcpu().virq(), d.smp.ev[d.cur].injected) {
         d.smp.hlt_virq += 1;
+        if d.smp.hlt_virq <= 4 {
+            crate::log!(
+                "d{}: vCPU {} HLT with vector {:#x} waiting in V_IRQ: returns at once (first 4 logged)",
+                d.id,
+                d.cur,
+                vector
+            );
+        }
     }
     if d.interrupt_due(d.cur) {
         After::Continue
