@@ -253,6 +253,12 @@ fn hlt_with_a_device_vector_in_virq_does_not_block() {
     assert_eq!(d.smp.hlt_virq, 0);
     assert_eq!(crate::vsmp::hlt(d), After::Continue);
     assert_eq!(d.smp.hlt_virq, 1);
+    // With interrupts off (Linux's stop_this_cpu: `cli; hlt`) the guest cannot take
+    // it: down, as Xen's hvm_hlt (no exit loop); not counted.
+    d.vcpu().rflags = 2;
+    assert_eq!(crate::vsmp::hlt(d), After::Down);
+    assert_eq!(d.smp.hlt_virq, 1);
+    d.vcpu().rflags = 2 | 1 << 9;
     // Its other vCPU has nothing due.
     assert!(!d.interrupt_due(1));
     // Taken by the guest: the next HLT blocks (interrupts on), or takes the vCPU down
