@@ -3,7 +3,9 @@
 //! (in domain order, wrapping; the log says which). Fewer than three Ctrl-As followed
 //! by another key reach the domain as typed, as in Xen's serial_rx. Until the first
 //! switch, and when the chosen domain is gone, input goes to the first domain with a
-//! console.
+//! console. A debug key, as Xen's 'q': Ctrl-] then `q` asks for a dump of the vCPUs'
+//! and the assigned devices' interrupt state (crate::sched); Ctrl-] then any other key
+//! reaches the domain as typed.
 
 use crate::domain::Domain;
 use crate::evtchn::Port;
@@ -11,6 +13,10 @@ use crate::hvm::{console_input, CONSOLE_PORT};
 
 /// Ctrl-A.
 pub const SWITCH_CODE: u8 = 0x01;
+/// Ctrl-]: the next key is a debug key.
+pub const DEBUG_CODE: u8 = 0x1D;
+/// The debug key that dumps the interrupt state.
+pub const DUMP_KEY: u8 = b'q';
 /// Bytes taken per call at most (the caller's batch).
 pub const BATCH: usize = 64;
 
@@ -21,6 +27,8 @@ pub struct ConsoleIn {
     pub target: Option<u16>,
     /// Ctrl-As in a row held back so far (0..=2).
     held: u8,
+    /// A Ctrl-] held back: the next key may be a debug key.
+    debug: bool,
 }
 
 fn has_console(d: &Domain) -> bool {
@@ -56,12 +64,30 @@ impl ConsoleIn {
 
     /// Takes typed `bytes` (at most [`BATCH`]): switch keys act, the rest goes to the
     /// chosen domain's console ring (what does not fit is dropped, as a full UART).
-    pub fn feed(&mut self, domains: &mut [Option<Domain>], bytes: &[u8]) {
+    /// Returns how many dumps the debug key asked for.
+    pub fn feed(&mut self, domains: &mut [Option<Domain>], bytes: &[u8]) -> usize {
         let bytes = &bytes[..bytes.len().min(BATCH)];
-        // Each byte, plus at most two Ctrl-As held back from before.
+        // Each byte, plus at most two Ctrl-As or one Ctrl-] held back from before.
         let mut out = [0u8; BATCH + 2];
         let mut n = 0;
+        let mut dumps = 0;
         for &b in bytes {
+            if core::mem::take(&mut self.debug) {
+                if b == DUMP_KEY {
+                    dumps += 1;
+                    continue;
+                }
+                out[n] = DEBUG_CODE;
+                n += 1;
+            }
+            if b == DEBUG_CODE {
+                for _ in 0..core::mem::take(&mut self.held) {
+                    out[n] = SWITCH_CODE;
+                    n += 1;
+                }
+                self.debug = true;
+                continue;
+            }
             if b == SWITCH_CODE {
                 self.held += 1;
                 if self.held == 3 {
@@ -80,6 +106,7 @@ impl ConsoleIn {
             n += 1;
         }
         self.deliver(domains, &out[..n]);
+        dumps
     }
 
     fn deliver(&self, domains: &mut [Option<Domain>], bytes: &[u8]) {

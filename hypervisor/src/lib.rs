@@ -18,6 +18,7 @@ pub mod addr;
 pub mod arch;
 pub mod console_in;
 pub mod domain;
+pub mod dump;
 pub mod emulate;
 pub mod evtchn;
 pub mod grant;

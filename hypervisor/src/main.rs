@@ -14,6 +14,7 @@ mod addr;
 mod arch;
 mod console_in;
 mod domain;
+mod dump;
 mod emulate;
 mod evtchn;
 mod grant;

@@ -25,8 +25,11 @@ use sluice_pciback::reset::{ResetMachine, Step};
 use sluice_pciback::vcfg::VirtualConfig;
 use sluice_pciback::{Bdf, ConfigSpace};
 
+mod dump;
 mod event;
 mod mmio;
+
+pub use dump::dump;
 
 /// Guest BARs may be placed below this (the NPT and the test guests' page tables cover
 /// 64 GiB).
@@ -655,11 +658,6 @@ pub fn assigned(domains: &[Option<Domain>], bdf: Bdf) -> bool {
         .iter()
         .flatten()
         .any(|d| d.pci.as_ref().is_some_and(|p| p.find(bdf).is_some()))
-}
-
-/// Whether vCPU `k` of `d` has a device interrupt due (ends a HLT).
-pub fn due(d: &Domain, k: usize) -> bool {
-    d.pci.as_ref().is_some_and(|p| p.due(k))
 }
 
 /// Before vCPU `k` enters: its pending device interrupt, if any.

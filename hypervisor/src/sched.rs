@@ -189,7 +189,9 @@ pub(crate) fn cpu_loop(cpu: usize, svm: &Svm, world: &Mutex<World>) {
         w.idle[cpu] = false;
         if cpu == 0 {
             passthrough::drain_faults(w);
-            serial_input(&mut w.domains, &mut w.console_in);
+            if serial_input(&mut w.domains, &mut w.console_in) > 0 {
+                dump(w);
+            }
         }
         passthrough::pump(w);
         fire_timers(&mut w.domains);
@@ -459,6 +461,14 @@ fn teardown(w: &mut World, cpu: usize, i: usize) {
         d.name(),
         vsmp::Exits(&d.smp.exits)
     );
+    if d.smp.hlt_virq > 0 {
+        log!(
+            "domain {} ({}): {} HLTs found a device or callback vector waiting in V_IRQ: returned at once",
+            d.id,
+            d.name(),
+            d.smp.hlt_virq
+        );
+    }
     if d.smp.io_ports.used > 0 {
         log!(
             "domain {} ({}): port I/O exits by port: {}",
@@ -583,9 +593,38 @@ fn kill(d: &mut Domain, why: core::fmt::Arguments) -> After {
     After::Kill
 }
 
+/// The debug key (crate::console_in): each CPU's state, each domain's vCPUs
+/// (crate::dump), the assigned devices' interrupts.
+fn dump(w: &World) {
+    for (c, apic) in w.online.iter().enumerate() {
+        let Some(apic) = apic else { continue };
+        let st = &w.stats[c];
+        log!(
+            "dump: CPU {} (APIC id {}): {}{} exits so far; {} slices, {} preemptions",
+            c,
+            apic,
+            if IN_GUEST[c].load(Ordering::SeqCst) {
+                "in a guest, "
+            } else if w.idle[c] {
+                "idle, "
+            } else {
+                ""
+            },
+            VMEXITS[c].load(Ordering::SeqCst),
+            st.slices,
+            st.preemptions
+        );
+    }
+    for d in w.domains.iter().flatten() {
+        crate::dump::domain(d);
+    }
+    passthrough::dump(w);
+}
+
 /// Typed serial input (up to 64 bytes a scheduling round) goes to the PV console of the
-/// chosen domain (crate::console_in: Ctrl-A three times switches).
-fn serial_input(domains: &mut [Option<Domain>], input: &mut console_in::ConsoleIn) {
+/// chosen domain (crate::console_in: Ctrl-A three times switches); returns the dumps the
+/// debug key asked for.
+fn serial_input(domains: &mut [Option<Domain>], input: &mut console_in::ConsoleIn) -> usize {
     let mut buf = [0u8; console_in::BATCH];
     let mut n = 0;
     while n < buf.len() {
@@ -598,8 +637,9 @@ fn serial_input(domains: &mut [Option<Domain>], input: &mut console_in::ConsoleI
         }
     }
     if n > 0 {
-        input.feed(domains, &buf[..n]);
+        return input.feed(domains, &buf[..n]);
     }
+    0
 }
 
 /// Handles one exit of the vCPU of domain `i` (back in its domain).
@@ -624,17 +664,7 @@ fn handle_exit(
         Exit::Msr { write } => hypercall::msr(d, write),
         Exit::Hlt => {
             d.vcpu().set_rip(rip + 1);
-            // An upcall, IPI or device interrupt due as an interrupt ends the HLT at
-            // once; else, as Xen's hvm_hlt, with interrupts off the vCPU goes down
-            // (Linux's stop_this_cpu).
-            let k = d.cur;
-            if d.interrupt_due(k) || passthrough::due(d, k) {
-                After::Continue
-            } else if d.vcpu().rflags() & 1 << 9 == 0 {
-                After::Down
-            } else {
-                After::Block
-            }
+            vsmp::hlt(d)
         }
         Exit::Io {
             port,

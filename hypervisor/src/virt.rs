@@ -113,6 +113,8 @@ pub trait VcpuState {
     fn set_virq(&mut self, vector: u8);
     /// Whether a requested virtual interrupt has not been taken yet.
     fn virq_pending(&self) -> bool;
+    /// The vector of a requested virtual interrupt not taken yet.
+    fn virq(&self) -> Option<u8>;
 }
 
 /// A hardware virtualisation backend.

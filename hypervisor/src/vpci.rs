@@ -407,6 +407,11 @@ impl DomainPci {
             .is_some_and(|p| p.iter().any(|&w| w != 0))
     }
 
+    /// vCPU `k`'s raised device vectors not yet injected.
+    pub fn raised(&self, k: usize) -> [u64; 4] {
+        self.pending.get(k).copied().unwrap_or_default()
+    }
+
     /// Takes vCPU `k`'s highest pending vector.
     pub fn take(&mut self, k: usize) -> Option<u8> {
         let p = self.pending.get_mut(k)?;

@@ -67,6 +67,10 @@ pub struct Smp {
     pub exits: [u64; EXIT_KINDS.len()],
     /// Its port I/O exits by port: the first [`IO_PORTS`] ports it used, then the rest.
     pub io_ports: IoPorts,
+    /// HLTs that found a vector in V_IRQ the LAPIC model does not track (a device
+    /// vector or the callback vector), so returned at once (before issue 13's fix they
+    /// blocked the vCPU with it undelivered); logged at its teardown.
+    pub hlt_virq: u64,
 }
 
 /// Ports whose I/O exits are counted one by one.
@@ -146,6 +150,7 @@ impl Default for Smp {
             notify: [0; NR_PORTS],
             exits: [0; EXIT_KINDS.len()],
             io_ports: IoPorts::default(),
+            hlt_virq: 0,
         }
     }
 }
@@ -178,13 +183,55 @@ impl<B: VirtBackend> Domain<B> {
 }
 
 impl Domain {
-    /// Whether vCPU `k` has an interrupt to take: one already in V_IRQ and not taken
-    /// (an upcall vector or IPI: a HLT in an STI shadow exits with it pending), one its
-    /// LAPIC would deliver now, or a level upcall. HLT and SCHEDOP_block return then.
-    pub fn interrupt_due(&self, k: usize) -> bool {
+    /// Whether vCPU `k` has an interrupt to take: one the LAPIC model requested in
+    /// V_IRQ and the guest has not taken, one its LAPIC would deliver now, a level
+    /// upcall, or a device interrupt raised and not yet injected.
+    fn interrupt_requested(&self, k: usize) -> bool {
         self.smp.ev[k].injected.is_some()
             || self.lapic_due(k).is_some()
             || crate::hvm::upcall_due(self, k).is_some()
+            || self.pci.as_ref().is_some_and(|p| p.due(k))
+    }
+
+    /// Whether vCPU `k` has an interrupt to take: as `interrupt_requested`, or any
+    /// vector still in V_IRQ (a device vector put there at an entry with the guest's
+    /// interrupts off: a HLT in the STI shadow of Linux's idle `sti; hlt` exits with it
+    /// pending). SCHEDOP_block returns then; HLT too (`hlt`).
+    pub fn interrupt_due(&self, k: usize) -> bool {
+        self.interrupt_requested(k)
+            || self.vcpus[k]
+                .slot
+                .as_ref()
+                .is_some_and(|v| v.virq_pending())
+    }
+}
+
+/// HLT by the current vCPU (its RIP already past it): an interrupt requested, or one
+/// waiting in V_IRQ that the guest can take (IF on: the STI shadow ends with the HLT),
+/// ends it at once; else, as Xen's hvm_hlt, with interrupts off the vCPU goes down
+/// (Linux's stop_this_cpu), with them on it blocks until something wakes it.
+pub fn hlt(d: &mut Domain) -> crate::hypercall::After {
+    use crate::hypercall::After;
+    let k = d.cur;
+    let if_on = d.vcpu().rflags() & 1 << 9 != 0;
+    let waiting = d.vcpu().virq();
+    if let (Some(vector), None, true) = (waiting, d.smp.ev[k].injected, if_on) {
+        d.smp.hlt_virq += 1;
+        if d.smp.hlt_virq <= 4 {
+            crate::log!(
+                "d{}: vCPU {} HLT with vector {:#x} waiting in V_IRQ: returns at once (first 4 logged)",
+                d.id,
+                k,
+                vector
+            );
+        }
+    }
+    if d.interrupt_requested(k) || (if_on && waiting.is_some()) {
+        After::Continue
+    } else if !if_on {
+        After::Down
+    } else {
+        After::Block
     }
 }
 

@@ -13,7 +13,7 @@ use crate::scenario::{Boot, GuestStep, GuestType};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -185,12 +185,22 @@ pub fn payload(path: &Path, bytes: usize) -> Result<String> {
 /// `nc` not listening yet) is retried, 30 times at most, a second apart. Returns the
 /// time the successful send took.
 pub fn send(port: u16, payload: &Path) -> Result<Duration> {
+    send_counting(port, payload, &AtomicUsize::new(0))
+}
+
+/// [`send`], adding to `progress` each 64 KiB the host's socket took (a watchdog can
+/// tell a stalled transfer from a slow one).
+pub fn send_counting(port: u16, payload: &Path, progress: &AtomicUsize) -> Result<Duration> {
+    let data = std::fs::read(payload)?;
     let mut last = None;
     for _ in 0..30 {
         let ts = Instant::now();
         let r = (|| -> std::io::Result<()> {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            std::io::copy(&mut std::fs::File::open(payload)?, &mut s)?;
+            for chunk in data.chunks(64 << 10) {
+                s.write_all(chunk)?;
+                progress.fetch_add(chunk.len(), Ordering::SeqCst);
+            }
             s.flush()?;
             s.shutdown(std::net::Shutdown::Write)
         })();

@@ -68,6 +68,11 @@ pub fn device_irq_handler(slot: usize) -> u64 {
     core::ptr::addr_of!(hv_device_irq_stubs) as u64 + 32 * slot as u64
 }
 
+/// The count of interrupts slot `slot` received and not yet taken (left there).
+pub fn peek_device_irqs(slot: usize) -> u32 {
+    DEVICE_IRQS[slot].load(core::sync::atomic::Ordering::SeqCst)
+}
+
 /// Takes the count of interrupts slot `slot` received since the last call.
 pub fn take_device_irqs(slot: usize) -> u32 {
     DEVICE_IRQS[slot].swap(0, core::sync::atomic::Ordering::SeqCst)

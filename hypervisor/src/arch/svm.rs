@@ -560,6 +560,10 @@ impl VcpuState for SvmVcpu {
     fn virq_pending(&self) -> bool {
         r64(self.vmcb, C_VINTR) & 1 << 8 != 0
     }
+    fn virq(&self) -> Option<u8> {
+        let ctl = r64(self.vmcb, C_VINTR);
+        (ctl & 1 << 8 != 0).then_some((ctl >> 32) as u8)
+    }
     fn cr4(&self) -> u64 {
         r64(self.vmcb, S_CR4)
     }

@@ -142,4 +142,7 @@ impl VcpuState for SvmVcpu {
     fn virq_pending(&self) -> bool {
         self.virq.is_some()
     }
+    fn virq(&self) -> Option<u8> {
+        self.virq
+    }
 }

@@ -223,7 +223,7 @@ pub(super) fn event(
 }
 
 /// The host address of MSI-X table entry `entry` of `a` (its BAR mapped in the guest).
-fn msix_entry_host(a: &Assigned, entry: u16) -> Option<u64> {
+pub(super) fn msix_entry_host(a: &Assigned, entry: u16) -> Option<u64> {
     let m = a.vcfg.msix()?;
     let b = a.bars.iter().find(|b| b.index == m.table_bir)?;
     Some(b.host + u64::from(m.table_off) + 16 * u64::from(entry))

@@ -216,3 +216,123 @@ fn ctrl_a_three_times_switches_console_input() {
     assert_eq!(typed(&m, 0), b"abef");
     assert_eq!(typed(&m, 2), b"cd\x01x\x01\x01y");
 }
+
+/// A device interrupt (a remapped MSI) put in V_IRQ at an entry with interrupts off,
+/// then Linux's idle `sti; hlt`: the HLT exits in the STI shadow with it still pending.
+/// The HLT must return at once: blocking there left the vCPU asleep with its interrupt
+/// undelivered until some other event woke it (e1000e's auto-masked RX cause then sends
+/// nothing more: the guest's receive stalls for good).
+#[test]
+fn hlt_with_a_device_vector_in_virq_does_not_block() {
+    use crate::hypercall::After;
+    use crate::vpci::{DomainPci, GuestMsi};
+    let mut m = smp(2);
+    let d = m.doms[0].as_mut().unwrap();
+    d.cur = 0;
+    d.pci = Some(alloc::boxed::Box::new(DomainPci::default()));
+    // Raised while the vCPU was out (an exit with interrupts off): not injected yet, so
+    // a HLT now returns.
+    let msi = GuestMsi {
+        vector: 0x41,
+        vcpu: 0,
+    };
+    d.pci.as_mut().unwrap().raise(msi);
+    d.vcpu().rflags = 2 | 1 << 9;
+    assert_eq!(crate::vsmp::hlt(d), After::Continue);
+    // The entry injects it (IF still 0 in the guest: not taken), the guest runs
+    // `sti; hlt`: the HLT exits with it in V_IRQ and none raised besides.
+    let mut v = d.vcpus[0].slot.take().unwrap();
+    v.rflags = 2;
+    crate::vsmp::before_entry(d, 0, &mut v);
+    crate::vpci::before_entry(d.pci.as_mut().unwrap(), 0, &mut v);
+    assert_eq!(v.virq, Some(0x41));
+    assert!(!d.pci.as_ref().unwrap().due(0));
+    v.rflags = 2 | 1 << 9;
+    d.vcpus[0].slot = Some(v);
+    assert!(d.interrupt_due(0));
+    assert_eq!(d.smp.hlt_virq, 0);
+    assert_eq!(crate::vsmp::hlt(d), After::Continue);
+    assert_eq!(d.smp.hlt_virq, 1);
+    // With interrupts off (Linux's stop_this_cpu: `cli; hlt`) the guest cannot take
+    // it: down, as Xen's hvm_hlt (no exit loop); not counted.
+    d.vcpu().rflags = 2;
+    assert_eq!(crate::vsmp::hlt(d), After::Down);
+    assert_eq!(d.smp.hlt_virq, 1);
+    d.vcpu().rflags = 2 | 1 << 9;
+    // Its other vCPU has nothing due.
+    assert!(!d.interrupt_due(1));
+    // Taken by the guest: the next HLT blocks (interrupts on), or takes the vCPU down
+    // (interrupts off).
+    d.vcpu().virq = None;
+    assert!(!d.interrupt_due(0));
+    assert_eq!(crate::vsmp::hlt(d), After::Block);
+    d.vcpu().rflags = 2;
+    assert_eq!(crate::vsmp::hlt(d), After::Down);
+}
+
+#[test]
+fn ctrl_bracket_q_asks_for_a_dump_other_keys_are_typed() {
+    use crate::console_in::ConsoleIn;
+    let mut m = machine(1);
+    crate::hvm::console_setup(m.doms[0].as_mut().unwrap()).unwrap();
+    let typed = |m: &Machine| {
+        let prod: u32 = m.get(0, crate::hvm::CONSOLE_GPA + 3076);
+        let mut b = alloc::vec![0u8; prod as usize];
+        m.d(0)
+            .read_gpa(Gpa(crate::hvm::CONSOLE_GPA), &mut b)
+            .unwrap();
+        b
+    };
+    let mut c = ConsoleIn::default();
+    assert_eq!(c.feed(&mut m.doms, b"a\x1dqb"), 1);
+    assert_eq!(typed(&m), b"ab");
+    // Across two batches; twice in one.
+    assert_eq!(c.feed(&mut m.doms, b"\x1d"), 0);
+    assert_eq!(c.feed(&mut m.doms, b"q\x1dq\x1dq"), 3);
+    // Ctrl-] then another key (Ctrl-] and Ctrl-A too): typed as they are.
+    assert_eq!(c.feed(&mut m.doms, b"\x1dx\x1d\x1d\x1d\x01y"), 0);
+    assert_eq!(typed(&m), b"ab\x1dx\x1d\x1d\x1d\x01y");
+    // Held Ctrl-As go out before a Ctrl-]; a full batch of them fits.
+    assert_eq!(c.feed(&mut m.doms, b"\x01\x01"), 0);
+    assert_eq!(c.feed(&mut m.doms, &[0x1d; 64]), 0);
+    assert_eq!(c.feed(&mut m.doms, b"q"), 1);
+    let t = typed(&m);
+    assert_eq!(&t[..11], b"ab\x1dx\x1d\x1d\x1d\x01y\x01\x01");
+    assert_eq!(t.len(), 11 + 63);
+}
+
+/// The dump's vCPU line names what a hang needs: a vCPU blocked with a device vector
+/// in V_IRQ, its in-service and requested vectors.
+#[test]
+fn dump_line_shows_virq_isr_irr_and_raised_device_vectors() {
+    use crate::vpci::{DomainPci, GuestMsi};
+    let mut m = smp(2);
+    let d = m.doms[0].as_mut().unwrap();
+    d.pci = Some(alloc::boxed::Box::new(DomainPci::default()));
+    d.pci.as_mut().unwrap().raise(GuestMsi {
+        vector: 0x51,
+        vcpu: 0,
+    });
+    d.vcpus[0].state = RunState::Blocked;
+    d.vcpus[0].lapic.isr[3] = 1 << 0x33;
+    d.smp.ev[0].irr[1] = 1 << 0x3f | 1;
+    let v = d.vcpus[0].slot.as_mut().unwrap();
+    v.virq = Some(0x41);
+    v.rflags = 2 | 1 << 9;
+    v.rip = 0xffff_8000_0000_1234;
+    let l = crate::dump::vcpu_line(d, 0);
+    assert!(
+        l.starts_with("dump: d1 vCPU 0: Blocked, rip 0xffff800000001234 IF 1 V_IRQ 0x41"),
+        "{l}"
+    );
+    assert!(l.contains("ISR 0xf3 IRR 0x40,0x7f given -"), "{l}");
+    assert!(l.contains("device vectors raised 0x51"), "{l}");
+    assert!(l.ends_with("due 1"), "{l}");
+    d.vcpus[1].running_on = Some(1);
+    let l = crate::dump::vcpu_line(d, 1);
+    assert!(l.starts_with("dump: d1 vCPU 1: Down, on CPU 1;"), "{l}");
+    assert_eq!(
+        alloc::format!("{}", crate::dump::Vectors(&[u64::MAX, 0, 0, 0])),
+        "0x0,0x1,0x2,0x3,0x4,0x5,0x6,0x7,+56"
+    );
+}
