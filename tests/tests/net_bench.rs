@@ -6,6 +6,8 @@
 //! - B = stock `xen-netfront` on `sluice-netback`,
 //! - C = `sluice-netfront.ko` on Linux's `xen-netback` (when `SLUICE_NETFRONT_KO` names
 //!   the module),
+//! - D = another build of `sluice-netfront.ko` (`SLUICE_NETFRONT_KO_B`, e.g. a branch's)
+//!   on Linux's `xen-netback`, for a same-boot A/B of two versions of the module,
 //!
 //! each a PV guest with 2 vCPUs (2 queues) running `iperf3` against dom0's server
 //! ([`Workload::NetPerf`]): guest → dom0 and dom0 → guest, 1 and 4 streams. Guests run
@@ -103,6 +105,15 @@ fn iperf_kernel_vs_sluice_netback() {
         columns.push(Column {
             prefix: "mnet",
             what: "sluice-netfront / kernel netback",
+            backend: NetBackend::Kernel,
+            frontend: NetFrontend::Module(PathBuf::from(ko)),
+        });
+    }
+    // A second build of the module (e.g. another branch's), same file name: column D.
+    if let Ok(ko) = std::env::var("SLUICE_NETFRONT_KO_B") {
+        columns.push(Column {
+            prefix: "nnet",
+            what: "sluice-netfront (SLUICE_NETFRONT_KO_B) / kernel netback",
             backend: NetBackend::Kernel,
             frontend: NetFrontend::Module(PathBuf::from(ko)),
         });
