@@ -450,7 +450,7 @@ fn two_guests_boot(
 /// QEMU exits 0 under `-no-reboot` when the machine resets (a host triple fault): the
 /// hypervisor's own exits are odd (isa-debug-exit), a timeout 124, and a hypervisor
 /// that sees anything wrong says so on the serial port first.
-fn host_reset(status: i32, log: &str) -> bool {
+pub(crate) fn host_reset(status: i32, log: &str) -> bool {
     status == 0
         && !log.contains("HYPERVISOR")
         && !log.contains("sluice hypervisor: all domains ended")
