@@ -596,7 +596,6 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             r.dir(d)?;
         }
         r.symlink("/run", "/var/run")?;
-        let mut list = String::new();
         let mut mods = DOM0_MODULES.to_vec();
         if boot.has_vifs() {
             mods.extend_from_slice(DOM0_NET_MODULES);
@@ -604,32 +603,21 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         if boot.passed_nic().is_some() {
             mods.push("xen-pciback");
         }
-        for ko in kernel.modules_in_load_order(&mods)? {
-            let name = ko.file_name().unwrap().to_string_lossy().to_string();
-            r.file(&ko, &format!("/lib/modules/{name}"))?;
-            writeln!(list, "/lib/modules/{name}")?;
-        }
-        r.bytes("/sluice/modules.list", list.as_bytes(), 0o644)?;
-        // xen-blkback is loaded by the steps that use it (see DOM0_LIB).
-        let mut list = String::new();
-        if boot.needs_kernel_blkback() {
-            for ko in kernel.modules_in_load_order(&["xen-blkback"])? {
-                let name = ko.file_name().unwrap().to_string_lossy().to_string();
-                r.file(&ko, &format!("/lib/modules/{name}"))?;
-                writeln!(list, "/lib/modules/{name}")?;
-            }
-        }
-        r.bytes("/sluice/blkback.list", list.as_bytes(), 0o644)?;
-        // So is xen-netback (the steps with a kernel vif).
-        let mut list = String::new();
-        if boot.needs_kernel_netback() {
-            for ko in kernel.modules_in_load_order(&["xen-netback"])? {
-                let name = ko.file_name().unwrap().to_string_lossy().to_string();
-                r.file(&ko, &format!("/lib/modules/{name}"))?;
-                writeln!(list, "/lib/modules/{name}")?;
-            }
-        }
-        r.bytes("/sluice/netback.list", list.as_bytes(), 0o644)?;
+        stage_modules(&r, kernel, &mods, "/sluice/modules.list")?;
+        // xen-blkback and xen-netback are loaded by the steps that use them (DOM0_LIB's
+        // use_kernel_blkback, use_kernel_netback).
+        let blkback: &[&str] = if boot.needs_kernel_blkback() {
+            &["xen-blkback"]
+        } else {
+            &[]
+        };
+        stage_modules(&r, kernel, blkback, "/sluice/blkback.list")?;
+        let netback: &[&str] = if boot.needs_kernel_netback() {
+            &["xen-netback"]
+        } else {
+            &[]
+        };
+        stage_modules(&r, kernel, netback, "/sluice/netback.list")?;
         if boot.has_net_perf() {
             r.elf(&which("iperf3")?, "/usr/bin/iperf3", &[])?;
         }
@@ -937,6 +925,20 @@ fn validate(boot: &Boot) -> Result<()> {
         bail!("a userspace console backend needs its daemon in Boot::daemons");
     }
     Ok(())
+}
+
+/// Copies kernel modules `names` with their dependencies into `r`'s `/lib/modules/` and
+/// lists them, in load order, in `list` (an empty list for no names).
+fn stage_modules(r: &Initramfs, kernel: &HostKernel, names: &[&str], list: &str) -> Result<()> {
+    let mut text = String::new();
+    if !names.is_empty() {
+        for ko in kernel.modules_in_load_order(names)? {
+            let name = ko.file_name().unwrap().to_string_lossy().to_string();
+            r.file(&ko, &format!("/lib/modules/{name}"))?;
+            writeln!(text, "/lib/modules/{name}")?;
+        }
+    }
+    r.bytes(list, text.as_bytes(), 0o644)
 }
 
 fn which(prog: &str) -> Result<PathBuf> {

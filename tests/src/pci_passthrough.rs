@@ -133,7 +133,9 @@ say END
 poweroff -f
 "#;
 
-const UDHCPC: &str = r#"#!/bin/busybox sh
+/// busybox udhcpc's script: the leased address and the default route (also the
+/// Sluice guest's in `passthrough-linux`).
+pub const UDHCPC: &str = r#"#!/bin/busybox sh
 if [ "$1" = bound ]; then
   ip addr add $ip/${mask:-24} dev $interface
   [ -n "$router" ] && ip route add default via ${router%% *}

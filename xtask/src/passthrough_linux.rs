@@ -101,19 +101,16 @@ k "@@REBOOTING"
 reboot -f
 "#;
 
-const UDHCPC: &str = r#"#!/bin/busybox sh
-if [ "$1" = bound ]; then
-  ip addr add $ip/${mask:-24} dev $interface
-  [ -n "$router" ] && ip route add default via ${router%% *}
-fi
-"#;
-
 fn initramfs(kernel: &HostKernel) -> Result<std::path::PathBuf> {
     let dir = run_dir("passthrough-linux");
     let ir = Initramfs::new(&dir.join("staging"))?;
     ir.busybox()?;
     ir.bytes("/init", INIT.as_bytes(), 0o755)?;
-    ir.bytes("/udhcpc.sh", UDHCPC.as_bytes(), 0o755)?;
+    ir.bytes(
+        "/udhcpc.sh",
+        sluice_testbed::pci_passthrough::UDHCPC.as_bytes(),
+        0o755,
+    )?;
     for (i, m) in kernel
         .modules_in_load_order(&["e1000e", "nvme"])?
         .iter()
