@@ -14,7 +14,7 @@ use sluice_abi::ring::{FrontIndices, RingError};
 use sluice_abi::shared::{SharedMem, XEN_PAGE_SIZE};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_front_seams::{copy_shared, Pages, Platform, SeamError};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Shortest packet either way: an Ethernet header.
 pub const MIN_PACKET: usize = 14;
@@ -341,15 +341,22 @@ impl<Pp: Pages> Queue<Pp> {
             return Err(TxError::BadLength(len));
         }
         let nslots = len.div_ceil(XEN_PAGE_SIZE);
+        if nslots > MAX_SLOTS {
+            return Err(TxError::BadLength(len));
+        }
         let extra = usize::from(off.gso.is_some());
         let free = self.tx(|r| r.free_requests()).map_err(|_| TxError::Busy)? as usize;
         if free < nslots + extra || self.tx_free.len() < nslots {
             return Err(TxError::Busy);
         }
-        let ids: Vec<u16> = (0..nslots)
-            .map(|_| self.tx_free.pop().expect("counted"))
-            .collect();
-        if let Err(e) = self.copy_packet(frags, &ids) {
+        // No allocation here: a driver sends from atomic context.
+        let mut id_buf = [0u16; MAX_SLOTS];
+        let ids = &mut id_buf[..nslots];
+        for id in ids.iter_mut() {
+            *id = self.tx_free.pop().expect("counted");
+        }
+        let ids = &*ids;
+        if let Err(e) = self.copy_packet(frags, ids) {
             self.tx_free.extend(ids.iter().rev());
             return Err(TxError::Copy(e));
         }
@@ -364,7 +371,8 @@ impl<Pp: Pages> Queue<Pp> {
         if extra > 0 {
             first_flags |= NetTxFlags::EXTRA_INFO;
         }
-        let mut reqs: Vec<NetifTxRequest> = Vec::with_capacity(nslots + extra);
+        let mut req_buf = [NetifTxRequest::new_zeroed(); MAX_SLOTS + 1];
+        let mut nreqs = 0;
         for (i, &id) in ids.iter().enumerate() {
             let gref = self.tx_pool[id as usize].gref.expect("granted at setup");
             let (flags, size) = if i == 0 {
@@ -379,13 +387,14 @@ impl<Pp: Pages> Queue<Pp> {
                 };
                 (f, bytes as u16)
             };
-            reqs.push(NetifTxRequest {
+            req_buf[nreqs] = NetifTxRequest {
                 gref,
                 offset: 0,
                 flags: flags.bits(),
                 id,
                 size,
-            });
+            };
+            nreqs += 1;
             if i == 0 {
                 if let Some((gso_type, size)) = off.gso {
                     let info = NetifExtraInfo::encode(
@@ -398,15 +407,16 @@ impl<Pp: Pages> Queue<Pp> {
                     );
                     let mut bytes = [0u8; core::mem::size_of::<NetifTxRequest>()];
                     bytes[..8].copy_from_slice(info.as_bytes());
-                    reqs.push(NetifTxRequest::read_from_bytes(&bytes).expect("same size"));
+                    req_buf[nreqs] = NetifTxRequest::read_from_bytes(&bytes).expect("same size");
+                    nreqs += 1;
                 }
             }
         }
-        for &id in &ids {
+        for &id in ids {
             self.tx_in_flight[id as usize] = true;
         }
         let pushed = self.tx(|r| {
-            for req in &reqs {
+            for req in &req_buf[..nreqs] {
                 r.push_request(req)?;
             }
             r.push_requests_and_check_notify()
