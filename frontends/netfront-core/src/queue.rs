@@ -76,19 +76,43 @@ impl<Pp: Pages> RxPacket<'_, Pp> {
                 size: self.len,
             });
         }
-        let mut at = 0;
+        self.copy_range(0, dst)
+    }
+
+    /// Copies bytes `offset..offset + dst.len()` of the packet into `dst` (a packet
+    /// copied piecewise into a buffer of several parts, each byte read once when the
+    /// ranges do not overlap). A range past [`len`](Self::len) is
+    /// [`SeamError::OutOfBounds`], nothing promised about `dst`.
+    pub fn copy_range(&self, offset: usize, dst: &mut [u8]) -> Result<(), SeamError> {
+        let out_of_bounds = SeamError::OutOfBounds {
+            offset,
+            len: dst.len(),
+            size: self.len,
+        };
+        let end = offset.checked_add(dst.len()).ok_or(out_of_bounds)?;
+        if end > self.len {
+            return Err(out_of_bounds);
+        }
+        // `pos`: packet offset of the current fragment's first byte.
+        let mut pos = 0;
         for f in self.frags {
-            let len = f.len as usize;
-            let src = self.pool[f.slot as usize]
-                .page()
-                .slice(f.offset as usize, len)?;
-            src.read_bytes(0, &mut dst[at..at + len])
-                .map_err(|_| SeamError::OutOfBounds {
-                    offset: f.offset as usize,
-                    len,
-                    size: XEN_PAGE_SIZE,
-                })?;
-            at += len;
+            let flen = f.len as usize;
+            let (lo, hi) = (offset.max(pos), end.min(pos + flen));
+            if lo < hi {
+                let src = self.pool[f.slot as usize]
+                    .page()
+                    .slice(f.offset as usize + (lo - pos), hi - lo)?;
+                src.read_bytes(0, &mut dst[lo - offset..hi - offset])
+                    .map_err(|_| SeamError::OutOfBounds {
+                        offset: f.offset as usize,
+                        len: flen,
+                        size: XEN_PAGE_SIZE,
+                    })?;
+            }
+            pos += flen;
+            if pos >= end {
+                break;
+            }
         }
         Ok(())
     }

@@ -237,3 +237,45 @@ fn hostile_rx_response_breaks_the_queue_until_the_driver_fails_the_device() {
     );
     assert_broken_then_failed(b, qs);
 }
+
+/// As the kernel module fills an skb: a linear head, then page-sized parts.
+#[test]
+fn packet_copied_piecewise_matches_the_whole() {
+    let mut b = connected(BackConfig::default(), 1);
+    let mut qs = b.fe.detach_queues();
+    let d = pattern(20000, 7);
+    assert!(b.be.deliver(
+        0,
+        &d,
+        NetRxFlags::empty(),
+        Some((NetifGsoType::TcpV4, 1448))
+    ));
+    let mut pieces = Vec::new();
+    let r = qs[0]
+        .poll(|port| b.p.notify(port), 64, &mut |pkt| {
+            let mut whole = vec![0; pkt.len];
+            pkt.copy_to(&mut whole).unwrap();
+            let mut v = vec![0; pkt.len];
+            let mut at = 0;
+            for n in [256, 4096, 4096, 1, 4095, 4096] {
+                pkt.copy_range(at, &mut v[at..at + n]).unwrap();
+                at += n;
+            }
+            let rest = pkt.len - at;
+            pkt.copy_range(at, &mut v[at..]).unwrap();
+            assert!(
+                pkt.copy_range(at, &mut vec![0; rest + 1]).is_err(),
+                "past the end"
+            );
+            assert!(
+                pkt.copy_range(usize::MAX, &mut [0u8; 2]).is_err(),
+                "overflow"
+            );
+            pkt.copy_range(pkt.len, &mut []).unwrap();
+            pieces.push((whole, v));
+        })
+        .unwrap();
+    assert_eq!(r.rx, 1);
+    assert_eq!(pieces[0].0, d);
+    assert_eq!(pieces[0].1, d);
+}

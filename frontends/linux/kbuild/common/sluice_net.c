@@ -356,14 +356,39 @@ int sluice_skb_gso(struct sk_buff *skb, unsigned int *size)
 	return 3;
 }
 
-struct sk_buff *sluice_net_rx_alloc(struct net_device *nd, unsigned int len, u8 **data)
-{
-	struct sk_buff *skb = __netdev_alloc_skb(nd, len + NET_IP_ALIGN, GFP_ATOMIC);
+/*
+ * A packet up to this size is one linear buffer; a larger one (GSO, up to 64 KiB) gets
+ * a linear head of SLUICE_NET_RX_HEAD bytes and order-0 pages for the rest, as
+ * xen-netfront builds its skbs: no high-order atomic allocation, which fails often.
+ */
+#define SLUICE_NET_RX_LINEAR 2048
+#define SLUICE_NET_RX_HEAD 256
 
+struct sk_buff *sluice_net_rx_alloc(struct net_device *nd, unsigned int len)
+{
+	unsigned int head = len <= SLUICE_NET_RX_LINEAR ? len : SLUICE_NET_RX_HEAD;
+	unsigned int rest = len - head;
+	struct sk_buff *skb;
+	int i;
+
+	if (DIV_ROUND_UP(rest, PAGE_SIZE) > MAX_SKB_FRAGS)
+		return NULL;
+	skb = __netdev_alloc_skb(nd, head + NET_IP_ALIGN, GFP_ATOMIC | __GFP_NOWARN);
 	if (!skb)
 		return NULL;
 	skb_reserve(skb, NET_IP_ALIGN);
-	*data = skb_put(skb, len);
+	skb_put(skb, head);
+	for (i = 0; rest > 0; i++) {
+		unsigned int n = min_t(unsigned int, rest, PAGE_SIZE);
+		struct page *pg = alloc_page(GFP_ATOMIC | __GFP_NOWARN);
+
+		if (!pg) {
+			kfree_skb(skb);
+			return NULL;
+		}
+		skb_add_rx_frag(skb, i, pg, 0, n, PAGE_SIZE);
+		rest -= n;
+	}
 	return skb;
 }
 

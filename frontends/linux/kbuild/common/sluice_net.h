@@ -55,8 +55,9 @@ int sluice_skb_csum(struct sk_buff *skb);
 /* 0: no GSO, 1: TCPv4, 2: TCPv6, 3: another kind; *size: the segment size. */
 int sluice_skb_gso(struct sk_buff *skb, unsigned int *size);
 
-/* A receive skb with `len` bytes of room put (GFP_ATOMIC): *data points at them. */
-struct sk_buff *sluice_net_rx_alloc(struct net_device *nd, unsigned int len, u8 **data);
+/* A receive skb of `len` bytes (GFP_ATOMIC), to fill through sluice_skb_part: a linear
+ * buffer, or for a large packet a 256-byte head and order-0 page fragments. */
+struct sk_buff *sluice_net_rx_alloc(struct net_device *nd, unsigned int len);
 /* Frees an skb (one never delivered, or one not sent; any context). */
 void sluice_skb_free(struct sk_buff *skb);
 /*

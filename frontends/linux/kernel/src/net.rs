@@ -202,19 +202,12 @@ impl NetDev {
         unsafe { k::sluice_net_fault_kick(self.0.as_ptr()) }
     }
 
-    /// A receive skb of `len` bytes to fill (GFP_ATOMIC).
+    /// A receive skb of `len` bytes to fill (GFP_ATOMIC; [`RxSkb::fill`]).
     pub fn rx_alloc(&self, len: usize) -> Option<RxSkb> {
         let len32 = u32::try_from(len).ok()?;
-        let mut data: *mut u8 = core::ptr::null_mut();
-        // SAFETY: a live device; on success `data` points at `len` bytes of the skb.
-        let skb =
-            NonNull::new(unsafe { k::sluice_net_rx_alloc(self.0.as_ptr(), len32, &mut data) })?;
-        let Some(data) = NonNull::new(data) else {
-            // SAFETY: ours, never delivered.
-            unsafe { k::sluice_skb_free(skb.as_ptr()) };
-            return None;
-        };
-        Some(RxSkb { skb, data, len })
+        // SAFETY: a live device; the skb returned is ours.
+        let skb = NonNull::new(unsafe { k::sluice_net_rx_alloc(self.0.as_ptr(), len32) })?;
+        Some(RxSkb { skb, len })
     }
 
     /// Counts `n` received packets the driver dropped.
@@ -319,7 +312,6 @@ impl Drop for TxSkb {
 #[derive(Debug)]
 pub struct RxSkb {
     skb: NonNull<k::sk_buff>,
-    data: NonNull<u8>,
     len: usize,
 }
 
@@ -327,11 +319,32 @@ pub struct RxSkb {
 unsafe impl Send for RxSkb {}
 
 impl RxSkb {
-    /// Its bytes, to fill.
-    pub fn data(&mut self) -> &mut [u8] {
-        // SAFETY: `len` bytes put into an skb we own; nothing else reaches them until it
-        // is delivered, and the borrow of `self` keeps the slice from outliving that.
-        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+    /// Fills its bytes part by part: `f(offset, part)` for each part (the linear head,
+    /// then page fragments) in order, `offset` being the part's place in the packet;
+    /// stops at the first `false`. True when every part was filled, and the parts
+    /// covered exactly the packet's length.
+    pub fn fill(&mut self, mut f: impl FnMut(usize, &mut [u8]) -> bool) -> bool {
+        // SAFETY: an skb we own.
+        let n = unsafe { k::sluice_skb_parts(self.skb.as_ptr()) };
+        let mut at = 0;
+        for i in 0..n {
+            let mut len: c_uint = 0;
+            // SAFETY: an skb we own; `i` is within its parts.
+            let p = unsafe { k::sluice_skb_part(self.skb.as_ptr(), i, &mut len) };
+            let Some(p) = NonNull::new(p.cast_mut()) else {
+                return false;
+            };
+            // SAFETY: `len` bytes of the head or of a page fragment `rx_alloc` allocated
+            // for this skb alone (mapped: no highmem on x86-64); nothing else reaches
+            // them until the skb is delivered, and `&mut self` keeps the slice from
+            // outliving this call.
+            let part = unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), len as usize) };
+            if !f(at, part) {
+                return false;
+            }
+            at += len as usize;
+        }
+        at == self.len
     }
 
     /// Hands it to the stack from `queue`'s NAPI poll (`napi_gro_receive`; call only

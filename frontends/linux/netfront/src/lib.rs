@@ -350,7 +350,8 @@ impl NetDriver for Device {
                     dropped += 1;
                     return;
                 };
-                if pkt.copy_to(skb.data()).is_err() || rx.len() == rx.capacity() {
+                let filled = skb.fill(|at, part| pkt.copy_range(at, part).is_ok());
+                if !filled || rx.len() == rx.capacity() {
                     dropped += 1;
                     return;
                 }
