@@ -22,10 +22,9 @@
 //! `sluice_netfront_vs_sluice_netback` (only with `SLUICE_NET_SLUICE_PAIR=1`: the opt-in
 //! suite `xen-net-sluice-pair`): `sluice-netfront.ko` in a PVH and in a PV guest, each
 //! with 2 vCPUs, against sluice-netback: the transfers, the backend restart, the reload.
-//! Opt-in because the PV guest's transfers are slow (64 MiB guest -> dom0 in 424-508 s
-//! under load): sluice-netfront.ko is slow in PV guests against either backend (its
-//! PVH runs are as fast as stock xen-netfront's; frontends/linux/README.md has the
-//! figures and the trace), so it would add some 10 minutes to CI.
+//! Opt-in because it is long under TCG (416 s at host load 2-4; 1042 s at 5-7 with
+//! sluice-netfront.ko's per-queue locks + NAPI, not shown faster;
+//! frontends/linux/README.md has the figures), so it would add 7-18 minutes to CI.
 //!
 //! `xen-netback` and sluice-netback offer 2 queues (dom0 has 2 vCPUs); each step's
 //! check wants as many tx and rx queues as the guest has vCPUs.

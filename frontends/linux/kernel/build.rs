@@ -14,6 +14,7 @@ const FUNCTIONS: &[&str] = &[
     "sluice_gfp_kernel",
     "sluice_gfp_atomic",
     "sluice_gfp_noio",
+    "sluice_gfp_for_context",
     "sluice_bug",
     // Xen glue shared by the frontends (kbuild/common/sluice_xen.h)
     "gnttab_grant_foreign_access",
@@ -23,6 +24,7 @@ const FUNCTIONS: &[&str] = &[
     "sluice_xs_.*",
     "sluice_evtchn_.*",
     "sluice_mutex_.*",
+    "sluice_spin_.*",
     "sluice_msleep",
     // network-device glue shared by net frontends (kbuild/common/sluice_net.h)
     "sluice_net_.*",

@@ -1,13 +1,14 @@
 //! The network frontend: xenbus state machine, negotiation as Linux's xen-netfront 6.1,
 //! and the per-queue data path.
 
+use crate::datapath::{DataQueue, Offers};
 use crate::error::{NegotiationError, ProtocolError, TxError};
 use crate::features::{parse_mac, BackendFeatures, FrontendConfig};
 use crate::queue::{Queue, RxPacket, TxOffload};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use sluice_abi::netif::{keys, NetifGsoType, XEN_NETIF_MAX_TX_SIZE};
+use sluice_abi::netif::{keys, XEN_NETIF_MAX_TX_SIZE};
 use sluice_abi::shared::{SharedMem, XEN_PAGE_SIZE};
 use sluice_abi::types::{DomId, EvtchnPort};
 use sluice_abi::xenbus::XenbusState;
@@ -64,6 +65,19 @@ pub struct Stats {
     pub connects: u64,
 }
 
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_errors += o.tx_errors;
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.rx_errors += o.rx_errors;
+        self.quarantined_pages += o.quarantined_pages;
+        self.connects += o.connects;
+    }
+}
+
 /// The result of polling a queue ([`Frontend::poll`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Poll {
@@ -107,7 +121,10 @@ pub struct Frontend<P: Platform> {
     state: FrontState,
     mac: [u8; 6],
     features: BackendFeatures,
-    queues: Vec<Queue<P::Pages>>,
+    /// The queues not handed out ([`detach_queues`](Self::detach_queues)).
+    queues: Vec<DataQueue<P::Pages>>,
+    /// Queues set up (attached or not); 0 while the rings are down.
+    nqueues: usize,
     stats: Stats,
 }
 
@@ -136,6 +153,7 @@ impl<P: Platform> Frontend<P> {
             mac: [0; 6],
             features: BackendFeatures::default(),
             queues: Vec::new(),
+            nqueues: 0,
             stats: Stats::default(),
         })
     }
@@ -166,20 +184,44 @@ impl<P: Platform> Frontend<P> {
         self.mac
     }
 
-    /// Queues in use (0 before the rings are up).
+    /// Queues in use (0 before the rings are up), attached or not.
     pub fn queues(&self) -> usize {
-        self.queues.len()
+        self.nqueues
     }
 
-    /// Counters.
+    /// Counters (those of detached queues count from when they are attached again).
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut s = self.stats;
+        for q in &self.queues {
+            s.add(&q.stats);
+        }
+        s
     }
 
-    /// The event channels of `queue`: (TX, RX), equal without split channels.
+    /// The event channels of attached `queue`: (TX, RX), equal without split channels.
     pub fn ports(&self, queue: usize) -> Option<(EvtchnPort, EvtchnPort)> {
-        let q = self.queues.get(queue)?;
-        Some((q.tx_port?, q.rx_port?))
+        Some(self.queues.get(queue)?.ports())
+    }
+
+    /// Hands every queue out (in index order), for a driver that runs each one's data
+    /// path under a lock of its own ([`DataQueue`]). Until
+    /// [`attach_queues`](Self::attach_queues), [`transmit`](Self::transmit) and
+    /// [`poll`](Self::poll) see no queue, and a teardown (backend Closing, `fail`,
+    /// `shutdown`) cannot release them: attach them first.
+    pub fn detach_queues(&mut self) -> Vec<DataQueue<P::Pages>> {
+        core::mem::take(&mut self.queues)
+    }
+
+    /// Takes queues back (those of [`detach_queues`](Self::detach_queues), in index
+    /// order, all of them). A broken queue is kept, to be released by the teardown
+    /// that follows ([`fail`](Self::fail)).
+    pub fn attach_queues(&mut self, queues: impl IntoIterator<Item = DataQueue<P::Pages>>) {
+        self.queues.extend(queues);
+    }
+
+    /// Whether an attached queue is broken (a protocol violation in its poll).
+    pub fn any_broken(&self) -> bool {
+        self.queues.iter().any(|q| q.broken())
     }
 
     /// The offloads the backend offered (valid once connected).
@@ -246,9 +288,15 @@ impl<P: Platform> Frontend<P> {
         self.features = f;
         let nq = self.config.max_queues.min(f.max_queues) as usize;
         let split = self.config.split_event_channels && f.split_event_channels;
+        let offers = Offers {
+            sg: f.sg,
+            gso_tcpv4: f.gso_tcpv4,
+            gso_tcpv6: f.gso_tcpv6,
+        };
+        self.nqueues = nq;
         for qi in 0..nq {
             match Queue::setup(p, self.backend_id, qi, split, &mut self.stats) {
-                Ok(q) => self.queues.push(q),
+                Ok(q) => self.queues.push(DataQueue::new(q, offers)),
                 Err(e) => {
                     self.teardown(p);
                     return Err(e);
@@ -273,7 +321,7 @@ impl<P: Platform> Frontend<P> {
                 format!("{nq}"),
             ));
         }
-        for (qi, q) in self.queues.iter().enumerate() {
+        for (qi, q) in self.queues.iter().map(|q| &q.queue).enumerate() {
             let dir = if nq == 1 {
                 node.clone()
             } else {
@@ -311,7 +359,7 @@ impl<P: Platform> Frontend<P> {
             return Err(NegotiationError::Platform(e));
         }
         for qi in 0..self.queues.len() {
-            let notify = match self.queues[qi].rx_refill() {
+            let notify = match self.queues[qi].queue.rx_refill() {
                 Ok(n) => n,
                 Err(e) => {
                     self.teardown(p);
@@ -322,7 +370,7 @@ impl<P: Platform> Frontend<P> {
                 }
             };
             if notify {
-                p.notify(self.queues[qi].rx_port.expect("bound"));
+                p.notify(self.queues[qi].queue.rx_port.expect("bound"));
             }
         }
         if let Err(e) = p.switch_state(&self.nodename, XenbusState::Connected) {
@@ -336,8 +384,10 @@ impl<P: Platform> Frontend<P> {
 
     fn teardown(&mut self, p: &mut P) {
         for q in core::mem::take(&mut self.queues) {
-            self.stats.quarantined_pages += q.release(p);
+            self.stats.add(&q.stats);
+            self.stats.quarantined_pages += q.queue.release(p);
         }
+        self.nqueues = 0;
     }
 
     /// Fails the device for good: rings torn down (pages still mapped are leaked),
@@ -387,25 +437,8 @@ impl<P: Platform> Frontend<P> {
         if self.state != FrontState::Connected {
             return Err(TxError::NotConnected);
         }
-        if let Some((t, mss)) = off.gso {
-            let offered = match t {
-                NetifGsoType::TcpV4 => self.features.gso_tcpv4,
-                NetifGsoType::TcpV6 => self.features.gso_tcpv6,
-                NetifGsoType::None => false,
-            };
-            if !offered || !self.features.sg || mss == 0 {
-                return Err(TxError::BadGso);
-            }
-        }
-        let max = self.max_packet();
         let q = self.queues.get_mut(queue).ok_or(TxError::BadQueue(queue))?;
-        let len: usize = frags.iter().map(|f| f.len()).sum();
-        if q.transmit(frags, off, max)? {
-            p.notify(q.tx_port.expect("bound"));
-        }
-        self.stats.tx_packets += 1;
-        self.stats.tx_bytes += len as u64;
-        Ok(())
+        q.transmit(|port| p.notify(port), frags, off)
     }
 
     /// Services `queue` after its event channel fired: consumes TX responses, then
@@ -424,19 +457,7 @@ impl<P: Platform> Frontend<P> {
         let Some(q) = self.queues.get_mut(queue) else {
             return Ok(Poll::default());
         };
-        let r = (|| {
-            let tx_completed = q.tx_complete(&mut self.stats)?;
-            let (rx, more) = q.rx_poll(budget, &mut self.stats, &mut deliver)?;
-            if q.rx_refill()? {
-                p.notify(q.rx_port.expect("bound"));
-            }
-            Ok(Poll {
-                rx,
-                more,
-                tx_completed,
-                tx_room: q.tx_room(),
-            })
-        })();
+        let r = q.poll(|port| p.notify(port), budget, &mut deliver);
         if r.is_err() {
             self.fail(p);
         }

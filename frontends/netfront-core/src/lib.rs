@@ -18,11 +18,13 @@
 
 extern crate alloc;
 
+mod datapath;
 pub mod error;
 pub mod features;
 mod frontend;
 mod queue;
 
+pub use datapath::DataQueue;
 pub use error::{NegotiationError, ProtocolError, TxError};
 pub use features::{parse_mac, BackendFeatures, FrontendConfig};
 pub use frontend::{Event, FrontState, Frontend, Offloads, Poll, Stats};

@@ -14,7 +14,7 @@ use sluice_abi::ring::{FrontIndices, RingError};
 use sluice_abi::shared::{SharedMem, XEN_PAGE_SIZE};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_front_seams::{copy_shared, Pages, Platform, SeamError};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Shortest packet either way: an Ethernet header.
 pub const MIN_PACKET: usize = 14;
@@ -76,19 +76,43 @@ impl<Pp: Pages> RxPacket<'_, Pp> {
                 size: self.len,
             });
         }
-        let mut at = 0;
+        self.copy_range(0, dst)
+    }
+
+    /// Copies bytes `offset..offset + dst.len()` of the packet into `dst` (a packet
+    /// copied piecewise into a buffer of several parts, each byte read once when the
+    /// ranges do not overlap). A range past [`len`](Self::len) is
+    /// [`SeamError::OutOfBounds`], nothing promised about `dst`.
+    pub fn copy_range(&self, offset: usize, dst: &mut [u8]) -> Result<(), SeamError> {
+        let out_of_bounds = SeamError::OutOfBounds {
+            offset,
+            len: dst.len(),
+            size: self.len,
+        };
+        let end = offset.checked_add(dst.len()).ok_or(out_of_bounds)?;
+        if end > self.len {
+            return Err(out_of_bounds);
+        }
+        // `pos`: packet offset of the current fragment's first byte.
+        let mut pos = 0;
         for f in self.frags {
-            let len = f.len as usize;
-            let src = self.pool[f.slot as usize]
-                .page()
-                .slice(f.offset as usize, len)?;
-            src.read_bytes(0, &mut dst[at..at + len])
-                .map_err(|_| SeamError::OutOfBounds {
-                    offset: f.offset as usize,
-                    len,
-                    size: XEN_PAGE_SIZE,
-                })?;
-            at += len;
+            let flen = f.len as usize;
+            let (lo, hi) = (offset.max(pos), end.min(pos + flen));
+            if lo < hi {
+                let src = self.pool[f.slot as usize]
+                    .page()
+                    .slice(f.offset as usize + (lo - pos), hi - lo)?;
+                src.read_bytes(0, &mut dst[lo - offset..hi - offset])
+                    .map_err(|_| SeamError::OutOfBounds {
+                        offset: f.offset as usize,
+                        len: flen,
+                        size: XEN_PAGE_SIZE,
+                    })?;
+            }
+            pos += flen;
+            if pos >= end {
+                break;
+            }
         }
         Ok(())
     }
@@ -341,15 +365,22 @@ impl<Pp: Pages> Queue<Pp> {
             return Err(TxError::BadLength(len));
         }
         let nslots = len.div_ceil(XEN_PAGE_SIZE);
+        if nslots > MAX_SLOTS {
+            return Err(TxError::BadLength(len));
+        }
         let extra = usize::from(off.gso.is_some());
         let free = self.tx(|r| r.free_requests()).map_err(|_| TxError::Busy)? as usize;
         if free < nslots + extra || self.tx_free.len() < nslots {
             return Err(TxError::Busy);
         }
-        let ids: Vec<u16> = (0..nslots)
-            .map(|_| self.tx_free.pop().expect("counted"))
-            .collect();
-        if let Err(e) = self.copy_packet(frags, &ids) {
+        // No allocation here: a driver sends from atomic context.
+        let mut id_buf = [0u16; MAX_SLOTS];
+        let ids = &mut id_buf[..nslots];
+        for id in ids.iter_mut() {
+            *id = self.tx_free.pop().expect("counted");
+        }
+        let ids = &*ids;
+        if let Err(e) = self.copy_packet(frags, ids) {
             self.tx_free.extend(ids.iter().rev());
             return Err(TxError::Copy(e));
         }
@@ -364,7 +395,8 @@ impl<Pp: Pages> Queue<Pp> {
         if extra > 0 {
             first_flags |= NetTxFlags::EXTRA_INFO;
         }
-        let mut reqs: Vec<NetifTxRequest> = Vec::with_capacity(nslots + extra);
+        let mut req_buf = [NetifTxRequest::new_zeroed(); MAX_SLOTS + 1];
+        let mut nreqs = 0;
         for (i, &id) in ids.iter().enumerate() {
             let gref = self.tx_pool[id as usize].gref.expect("granted at setup");
             let (flags, size) = if i == 0 {
@@ -379,13 +411,14 @@ impl<Pp: Pages> Queue<Pp> {
                 };
                 (f, bytes as u16)
             };
-            reqs.push(NetifTxRequest {
+            req_buf[nreqs] = NetifTxRequest {
                 gref,
                 offset: 0,
                 flags: flags.bits(),
                 id,
                 size,
-            });
+            };
+            nreqs += 1;
             if i == 0 {
                 if let Some((gso_type, size)) = off.gso {
                     let info = NetifExtraInfo::encode(
@@ -398,15 +431,16 @@ impl<Pp: Pages> Queue<Pp> {
                     );
                     let mut bytes = [0u8; core::mem::size_of::<NetifTxRequest>()];
                     bytes[..8].copy_from_slice(info.as_bytes());
-                    reqs.push(NetifTxRequest::read_from_bytes(&bytes).expect("same size"));
+                    req_buf[nreqs] = NetifTxRequest::read_from_bytes(&bytes).expect("same size");
+                    nreqs += 1;
                 }
             }
         }
-        for &id in &ids {
+        for &id in ids {
             self.tx_in_flight[id as usize] = true;
         }
         let pushed = self.tx(|r| {
-            for req in &reqs {
+            for req in &req_buf[..nreqs] {
                 r.push_request(req)?;
             }
             r.push_requests_and_check_notify()

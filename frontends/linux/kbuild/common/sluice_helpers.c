@@ -2,6 +2,7 @@
 /* Wrappers for kernel macros the Rust half of a Sluice module calls. */
 #include <linux/bug.h>
 #include <linux/gfp.h>
+#include <linux/preempt.h>
 #include "sluice_helpers.h"
 
 gfp_t sluice_gfp_kernel(void)
@@ -12,6 +13,11 @@ gfp_t sluice_gfp_kernel(void)
 gfp_t sluice_gfp_noio(void)
 {
 	return GFP_NOIO;
+}
+
+gfp_t sluice_gfp_for_context(void)
+{
+	return in_task() && preemptible() ? GFP_NOIO : GFP_ATOMIC;
 }
 
 gfp_t sluice_gfp_atomic(void)

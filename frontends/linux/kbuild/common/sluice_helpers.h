@@ -15,6 +15,12 @@ gfp_t sluice_gfp_atomic(void);
 /* GFP_NOIO: may sleep, never recurses into block I/O (a block driver's allocations). */
 gfp_t sluice_gfp_noio(void);
 /*
+ * What Rust's global allocator asks for: GFP_NOIO in a task that may sleep, GFP_ATOMIC
+ * in interrupt or softirq context or under a spinlock (preempt count raised; Debian's
+ * kernels have CONFIG_PREEMPT_COUNT).
+ */
+gfp_t sluice_gfp_for_context(void);
+/*
  * BUG(): what a Rust panic ends in (an oops of the current task, as in Rust-for-Linux).
  * Declared without noreturn: objtool only knows the kernel's own noreturn functions, so
  * the Rust caller loops after it instead.

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Network-device glue shared by Sluice's network frontends (see sluice_net.h). The
- * transmit path never enters Rust in atomic context: ndo_start_xmit queues the skb and
- * schedules the queue's work item; Rust sends from there, in process context.
+ * Network-device glue shared by Sluice's network frontends (see sluice_net.h), as
+ * xen-netfront works: ndo_start_xmit hands the skb to Rust at once (BH disabled), each
+ * queue has a NAPI context whose poll (softirq) runs Rust's receive and TX completion;
+ * the watchdog and a device fault go to work items (process context).
  */
 #include <linux/netdevice.h>
 #include <linux/etherdevice.h>
@@ -13,12 +14,8 @@
 #include <xen/xenbus.h>
 #include "sluice_net.h"
 
-/* Packets a queue holds before its transmit queue is stopped. */
-#define SLUICE_NET_TXQ_MAX 512
-
 struct sluice_net_queue {
-	struct sk_buff_head skbs;
-	struct work_struct work;
+	struct napi_struct napi;
 	struct net_device *nd;
 	unsigned int index;
 };
@@ -26,6 +23,7 @@ struct sluice_net_queue {
 struct sluice_net_priv {
 	void *ctx;
 	struct work_struct timeout_work;
+	struct work_struct fault_work;
 	unsigned int timeout_queue;
 	unsigned int max_queues;
 	bool registered;
@@ -38,13 +36,20 @@ static struct sluice_net_priv *priv_of(struct net_device *nd)
 	return netdev_priv(nd);
 }
 
-static void sluice_net_work(struct work_struct *work)
+/* A queue's NAPI poll (softirq): Rust takes TX completions and up to `budget` packets. */
+static int sluice_net_napi_poll(struct napi_struct *napi, int budget)
 {
-	struct sluice_net_queue *q = container_of(work, struct sluice_net_queue, work);
+	struct sluice_net_queue *q = container_of(napi, struct sluice_net_queue, napi);
 	struct sluice_net_priv *p = priv_of(q->nd);
+	int done = 0;
 
 	if (!READ_ONCE(p->dying))
-		sluice_net_tx_work(p->ctx, q->index);
+		done = sluice_net_poll(p->ctx, q->index, budget);
+	if (done > budget)
+		done = budget;
+	if (done < budget)
+		napi_complete_done(napi, done);
+	return done;
 }
 
 static void sluice_net_timeout_work(struct work_struct *work)
@@ -53,6 +58,14 @@ static void sluice_net_timeout_work(struct work_struct *work)
 
 	if (!READ_ONCE(p->dying))
 		sluice_net_tx_timeout(p->ctx, READ_ONCE(p->timeout_queue));
+}
+
+static void sluice_net_fault_work(struct work_struct *work)
+{
+	struct sluice_net_priv *p = container_of(work, struct sluice_net_priv, fault_work);
+
+	if (!READ_ONCE(p->dying))
+		sluice_net_fault(p->ctx);
 }
 
 /* The netdev watchdog (timer context): a queue stayed stopped; Rust decides in process
@@ -65,31 +78,48 @@ static void sluice_net_tx_timeout_cb(struct net_device *nd, unsigned int txqueue
 	queue_work(system_highpri_wq, &p->timeout_work);
 }
 
+/* BH disabled, the queue's xmit lock held: Rust sends (copies) the skb at once. */
 static netdev_tx_t sluice_net_xmit(struct sk_buff *skb, struct net_device *nd)
 {
 	struct sluice_net_priv *p = priv_of(nd);
 	unsigned int qi = skb_get_queue_mapping(skb);
-	struct sluice_net_queue *q;
 
 	if (qi >= p->max_queues)
 		qi = 0;
-	q = &p->queues[qi];
-	skb_queue_tail(&q->skbs, skb);
-	if (skb_queue_len(&q->skbs) >= SLUICE_NET_TXQ_MAX)
-		netif_stop_subqueue(nd, qi);
-	queue_work(system_highpri_wq, &q->work);
+	if (READ_ONCE(p->dying)) {
+		nd->stats.tx_dropped++;
+		dev_kfree_skb_any(skb);
+		return NETDEV_TX_OK;
+	}
+	if (sluice_net_tx(p->ctx, qi, skb))
+		return NETDEV_TX_BUSY;
 	return NETDEV_TX_OK;
 }
 
 static int sluice_net_open(struct net_device *nd)
 {
+	struct sluice_net_priv *p = priv_of(nd);
+	unsigned int i;
+
+	for (i = 0; i < p->max_queues; i++) {
+		napi_enable(&p->queues[i].napi);
+		/* Responses that came while it was down raised no new event. */
+		local_bh_disable();
+		napi_schedule(&p->queues[i].napi);
+		local_bh_enable();
+	}
 	netif_tx_start_all_queues(nd);
 	return 0;
 }
 
 static int sluice_net_stop(struct net_device *nd)
 {
+	struct sluice_net_priv *p = priv_of(nd);
+	unsigned int i;
+
 	netif_tx_stop_all_queues(nd);
+	for (i = 0; i < p->max_queues; i++)
+		napi_disable(&p->queues[i].napi);
 	return 0;
 }
 
@@ -120,6 +150,7 @@ struct net_device *sluice_net_create(struct xenbus_device *dev, void *ctx,
 	p->ctx = ctx;
 	p->max_queues = max_queues;
 	INIT_WORK(&p->timeout_work, sluice_net_timeout_work);
+	INIT_WORK(&p->fault_work, sluice_net_fault_work);
 	p->queues = kcalloc(max_queues, sizeof(*p->queues), GFP_KERNEL);
 	if (!p->queues) {
 		free_netdev(nd);
@@ -127,10 +158,9 @@ struct net_device *sluice_net_create(struct xenbus_device *dev, void *ctx,
 		return NULL;
 	}
 	for (i = 0; i < max_queues; i++) {
-		skb_queue_head_init(&p->queues[i].skbs);
-		INIT_WORK(&p->queues[i].work, sluice_net_work);
 		p->queues[i].nd = nd;
 		p->queues[i].index = i;
+		netif_napi_add(nd, &p->queues[i].napi, sluice_net_napi_poll);
 	}
 	nd->netdev_ops = &sluice_net_ops;
 	nd->watchdog_timeo = 5 * HZ;
@@ -154,19 +184,26 @@ int sluice_net_register(struct net_device *nd)
 	return err;
 }
 
-void sluice_net_destroy(struct net_device *nd)
+void sluice_net_unregister(struct net_device *nd)
+{
+	struct sluice_net_priv *p = priv_of(nd);
+
+	if (p->registered)
+		unregister_netdev(nd);
+	p->registered = false;
+	WRITE_ONCE(p->dying, true);
+	cancel_work_sync(&p->timeout_work);
+	cancel_work_sync(&p->fault_work);
+}
+
+void sluice_net_free(struct net_device *nd)
 {
 	struct sluice_net_priv *p = priv_of(nd);
 	unsigned int i;
 
-	if (p->registered)
-		unregister_netdev(nd);
-	WRITE_ONCE(p->dying, true);
-	cancel_work_sync(&p->timeout_work);
-	for (i = 0; i < p->max_queues; i++) {
-		cancel_work_sync(&p->queues[i].work);
-		skb_queue_purge(&p->queues[i].skbs);
-	}
+	sluice_net_unregister(nd);
+	for (i = 0; i < p->max_queues; i++)
+		netif_napi_del(&p->queues[i].napi);
 	kfree(p->queues);
 	free_netdev(nd);
 }
@@ -224,43 +261,36 @@ void sluice_net_carrier(struct net_device *nd, bool on)
 
 void sluice_net_tx_stop(struct net_device *nd, unsigned int queue)
 {
-	netif_stop_subqueue(nd, queue);
+	if (queue < nd->num_tx_queues)
+		netif_stop_subqueue(nd, queue);
 }
 
 void sluice_net_tx_wake(struct net_device *nd, unsigned int queue)
+{
+	if (queue < nd->real_num_tx_queues && netif_running(nd) &&
+	    __netif_subqueue_stopped(nd, queue))
+		netif_wake_subqueue(nd, queue);
+}
+
+void sluice_net_napi_kick(struct net_device *nd, unsigned int queue)
 {
 	struct sluice_net_priv *p = priv_of(nd);
 
 	if (queue >= p->max_queues)
 		return;
-	if (netif_running(nd) && skb_queue_len(&p->queues[queue].skbs) < SLUICE_NET_TXQ_MAX)
-		netif_wake_subqueue(nd, queue);
-	if (!skb_queue_empty(&p->queues[queue].skbs))
-		queue_work(system_highpri_wq, &p->queues[queue].work);
+	if (in_task()) {
+		/* So the softirq runs at local_bh_enable, not later in ksoftirqd. */
+		local_bh_disable();
+		napi_schedule(&p->queues[queue].napi);
+		local_bh_enable();
+	} else {
+		napi_schedule(&p->queues[queue].napi);
+	}
 }
 
-void sluice_net_tx_kick(struct net_device *nd, unsigned int queue)
+void sluice_net_fault_kick(struct net_device *nd)
 {
-	struct sluice_net_priv *p = priv_of(nd);
-
-	if (queue < p->max_queues)
-		queue_work(system_highpri_wq, &p->queues[queue].work);
-}
-
-struct sk_buff *sluice_net_tx_dequeue(struct net_device *nd, unsigned int queue)
-{
-	struct sluice_net_priv *p = priv_of(nd);
-
-	if (queue >= p->max_queues)
-		return NULL;
-	return skb_dequeue(&p->queues[queue].skbs);
-}
-
-void sluice_net_tx_requeue(struct net_device *nd, unsigned int queue, struct sk_buff *skb)
-{
-	struct sluice_net_priv *p = priv_of(nd);
-
-	skb_queue_head(&p->queues[queue < p->max_queues ? queue : 0].skbs, skb);
+	queue_work(system_highpri_wq, &priv_of(nd)->fault_work);
 }
 
 void sluice_net_tx_done(struct net_device *nd, struct sk_buff *skb, bool sent)
@@ -326,20 +356,45 @@ int sluice_skb_gso(struct sk_buff *skb, unsigned int *size)
 	return 3;
 }
 
-struct sk_buff *sluice_net_rx_alloc(struct net_device *nd, unsigned int len, u8 **data)
-{
-	struct sk_buff *skb = __netdev_alloc_skb(nd, len + NET_IP_ALIGN, GFP_KERNEL);
+/*
+ * A packet up to this size is one linear buffer; a larger one (GSO, up to 64 KiB) gets
+ * a linear head of SLUICE_NET_RX_HEAD bytes and order-0 pages for the rest, as
+ * xen-netfront builds its skbs: no high-order atomic allocation, which fails often.
+ */
+#define SLUICE_NET_RX_LINEAR 2048
+#define SLUICE_NET_RX_HEAD 256
 
+struct sk_buff *sluice_net_rx_alloc(struct net_device *nd, unsigned int len)
+{
+	unsigned int head = len <= SLUICE_NET_RX_LINEAR ? len : SLUICE_NET_RX_HEAD;
+	unsigned int rest = len - head;
+	struct sk_buff *skb;
+	int i;
+
+	if (DIV_ROUND_UP(rest, PAGE_SIZE) > MAX_SKB_FRAGS)
+		return NULL;
+	skb = __netdev_alloc_skb(nd, head + NET_IP_ALIGN, GFP_ATOMIC | __GFP_NOWARN);
 	if (!skb)
 		return NULL;
 	skb_reserve(skb, NET_IP_ALIGN);
-	*data = skb_put(skb, len);
+	skb_put(skb, head);
+	for (i = 0; rest > 0; i++) {
+		unsigned int n = min_t(unsigned int, rest, PAGE_SIZE);
+		struct page *pg = alloc_page(GFP_ATOMIC | __GFP_NOWARN);
+
+		if (!pg) {
+			kfree_skb(skb);
+			return NULL;
+		}
+		skb_add_rx_frag(skb, i, pg, 0, n, PAGE_SIZE);
+		rest -= n;
+	}
 	return skb;
 }
 
 void sluice_skb_free(struct sk_buff *skb)
 {
-	kfree_skb(skb);
+	dev_kfree_skb_any(skb);
 }
 
 void sluice_net_rx_deliver(struct net_device *nd, struct sk_buff *skb, unsigned int queue,
@@ -347,6 +402,9 @@ void sluice_net_rx_deliver(struct net_device *nd, struct sk_buff *skb, unsigned 
 {
 	unsigned int len = skb->len;
 	bool recalculate = false;
+
+	if (queue >= priv_of(nd)->max_queues)
+		queue = 0;
 
 	skb->protocol = eth_type_trans(skb, nd);
 	/* skb_checksum_setup parses from the network header. */
@@ -375,7 +433,7 @@ void sluice_net_rx_deliver(struct net_device *nd, struct sk_buff *skb, unsigned 
 	}
 	nd->stats.rx_packets++;
 	nd->stats.rx_bytes += len;
-	netif_rx(skb);
+	napi_gro_receive(&priv_of(nd)->queues[queue].napi, skb);
 }
 
 void sluice_net_rx_dropped(struct net_device *nd, unsigned long n)

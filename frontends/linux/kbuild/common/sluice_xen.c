@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Xen glue shared by Sluice's frontend modules: wrappers for the kernel's xenbus,
- * xenstore, page, grant and event-channel macros and static inlines, and the
- * interrupt-to-work-item bridge. Rust calls them through sluice-kernel.
+ * xenstore, page, grant and event-channel macros and static inlines, the
+ * interrupt-to-work-item bridge, and the locks (mutex, BH spinlock). Rust calls them through sluice-kernel.
  */
 #include <linux/slab.h>
 #include <linux/mutex.h>
+#include <linux/spinlock.h>
 #include <linux/workqueue.h>
 #include <linux/interrupt.h>
 #include <linux/err.h>
@@ -87,7 +88,9 @@ static irqreturn_t sluice_evtchn_interrupt(int irq, void *data)
 {
 	struct sluice_evtchn *ch = data;
 
-	queue_work(system_highpri_wq, &ch->work);
+	/* The driver's own interrupt-context handling (a NAPI schedule), else the work item. */
+	if (!sluice_xen_irq(ch->ctx, ch->queue))
+		queue_work(system_highpri_wq, &ch->work);
 	return IRQ_HANDLED;
 }
 
@@ -166,3 +169,16 @@ void sluice_mutex_lock(void *m) { mutex_lock(m); }
 void sluice_mutex_unlock(void *m) { mutex_unlock(m); }
 void sluice_mutex_free(void *m) { kfree(m); }
 void sluice_msleep(unsigned int ms) { msleep(ms); }
+
+void *sluice_spin_new(void)
+{
+	spinlock_t *l = kmalloc(sizeof(*l), GFP_KERNEL);
+
+	if (l)
+		spin_lock_init(l);
+	return l;
+}
+
+void sluice_spin_lock_bh(void *l) { spin_lock_bh(l); }
+void sluice_spin_unlock_bh(void *l) { spin_unlock_bh(l); }
+void sluice_spin_free(void *l) { kfree(l); }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Xen glue every Sluice frontend module shares (xenbus device fields, xenstore, pages,
- * grants, event channels, the device mutex), as Rust's kernel crate sees it through
+ * grants, event channels, the device mutex, spinlocks), as Rust's kernel crate sees it through
  * bindgen. Block- or net-specific glue stays in the module's own shim.
  */
 #ifndef SLUICE_XEN_H
@@ -32,9 +32,9 @@ void sluice_xen_free_pages(unsigned long addr, unsigned int order);
 /* The Xen frame number of a kernel virtual address (virt_to_gfn). */
 unsigned long sluice_xen_virt_to_gfn(unsigned long addr);
 
-/* --- event channels: an interrupt queues a work item that calls
- * sluice_xen_event(ctx, queue) (defined by the module's Rust half) in process
- * context --- */
+/* --- event channels: an interrupt calls sluice_xen_irq(ctx, queue) (the module's Rust
+ * half, in interrupt context); unless that handled it, it queues a work item that calls
+ * sluice_xen_event(ctx, queue) in process context --- */
 struct sluice_evtchn;
 struct sluice_evtchn *sluice_evtchn_bind(struct xenbus_device *dev, void *ctx,
 					 unsigned int queue, const char *name,
@@ -55,8 +55,15 @@ void sluice_mutex_free(void *m);
 /* Sleeps (process context). */
 void sluice_msleep(unsigned int ms);
 
+/* --- a spinlock taken with BH disabled (process context or softirq, never hardirq) --- */
+void *sluice_spin_new(void);
+void sluice_spin_lock_bh(void *l);
+void sluice_spin_unlock_bh(void *l);
+void sluice_spin_free(void *l);
+
 /* Implemented in the module's Rust half (sluice_kernel::xenbus_driver!). */
 void sluice_xen_event(void *ctx, unsigned int queue);
+bool sluice_xen_irq(void *ctx, unsigned int queue);
 int sluice_xenbus_probe(struct xenbus_device *dev);
 void sluice_xenbus_otherend_changed(struct xenbus_device *dev, int state);
 void sluice_xenbus_remove(struct xenbus_device *dev);

@@ -5,7 +5,7 @@
 //! the Xen frontend seams over Linux's Xen APIs ([`xen`]: xenbus device, pages,
 //! grants, event channels, xenstore), xenbus, blk-mq and network drivers without `unsafe` in the
 //! module ([`xenbus`], [`blk`], [`net`], tty lines [`tty`]: the macros generate the `extern "C"` entry points), a
-//! kernel mutex ([`sync`]), logging through `printk` ([`pr_info!`] and friends), the
+//! kernel mutex and BH spinlock ([`sync`]), logging through `printk` ([`pr_info!`] and friends), the
 //! global allocator over `krealloc`/`kfree`, and the panic handler. Module crates are
 //! `#![deny(unsafe_code)]`: every `unsafe` of a module is here.
 
@@ -148,10 +148,11 @@ fn kmalloc_size(layout: Layout) -> usize {
 }
 
 // SAFETY: krealloc/kfree return and take kmalloc memory of at least the asked size, with
-// the alignment `kmalloc_size` guarantees. GFP_NOIO may sleep, so Sluice's Rust code
-// allocates only in process context (module init/exit, xenbus callbacks, work items and
-// blk-mq queues marked BLOCKING), and never recurses into block I/O (a block driver
-// allocating in its own I/O path).
+// the alignment `kmalloc_size` guarantees. The flags follow the context
+// (`sluice_gfp_for_context`): GFP_NOIO where the task may sleep (module init/exit, xenbus
+// callbacks, work items, blk-mq queues marked BLOCKING; never recursing into block I/O
+// from a block driver's own I/O path), GFP_ATOMIC in softirq (a net driver's NAPI poll
+// and transmit) or under a spinlock.
 unsafe impl GlobalAlloc for KernelAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: krealloc(NULL, n, flags) is kmalloc(n, flags).
@@ -159,7 +160,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
             bindings::krealloc(
                 core::ptr::null(),
                 kmalloc_size(layout),
-                bindings::sluice_gfp_noio(),
+                bindings::sluice_gfp_for_context(),
             )
             .cast()
         }
@@ -181,7 +182,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
             bindings::krealloc(
                 ptr.cast(),
                 kmalloc_size(new_layout),
-                bindings::sluice_gfp_noio(),
+                bindings::sluice_gfp_for_context(),
             )
             .cast()
         }

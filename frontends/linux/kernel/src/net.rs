@@ -1,11 +1,14 @@
 //! Network devices for a module without `unsafe`: [`NetDev`] (an Ethernet `net_device`
 //! over `kbuild/common/sluice_net.c`), owned skb handles ([`TxSkb`], [`RxSkb`]), and
-//! [`net_driver!`], which generates the transmit work and watchdog entry points.
+//! [`net_driver!`], which generates the transmit, NAPI poll, watchdog and fault entry
+//! points.
 //!
-//! Rust never runs in atomic context: `ndo_start_xmit` (C) queues the skb on its queue's
-//! list and schedules that queue's work item, which calls [`NetDriver::tx_work`]; the
-//! watchdog timer schedules a work item that calls [`NetDriver::tx_timeout`]. Both enter
-//! the device's [`Slot`] as the xenbus callbacks do.
+//! As xen-netfront: `ndo_start_xmit` calls [`NetDriver::xmit`] at once (BH disabled);
+//! each queue's NAPI poll (softirq, scheduled from the event channel's interrupt with
+//! [`NetDev::napi_kick`]) calls [`NetDriver::poll`]; the watchdog and a fault the data
+//! path reports ([`NetDev::fault_kick`]) reach [`NetDriver::tx_timeout`] /
+//! [`NetDriver::fault`] from work items (process context). Every callback enters the
+//! device's [`Slot`] as the xenbus callbacks do.
 
 use crate::bindings as k;
 use crate::xen::XenbusDevice;
@@ -16,12 +19,18 @@ use core::ffi::{c_char, c_int, c_uint, CStr};
 use core::ptr::NonNull;
 use sluice_abi::shared::SharedMem;
 
-/// A network driver's transmit callbacks (process context; may sleep).
+/// A network driver's data-path callbacks.
 pub trait NetDriver: XenbusDriver {
-    /// Queue `queue` has skbs waiting ([`NetDev::tx_dequeue`]).
-    fn tx_work(&self, queue: u32);
-    /// Queue `queue` stayed stopped for the watchdog's timeout (5 s).
+    /// Sends `skb` on `queue` (BH disabled: no sleeping). `Err` gives it back to the
+    /// stack (`NETDEV_TX_BUSY`), the queue to be stopped first.
+    fn xmit(&self, queue: u32, skb: TxSkb) -> Result<(), TxSkb>;
+    /// `queue`'s NAPI poll (softirq: no sleeping): packets received (at most `budget`;
+    /// `budget` when more wait and the poll is to run again).
+    fn poll(&self, queue: u32, budget: usize) -> usize;
+    /// Queue `queue` stayed stopped for the watchdog's timeout (5 s); process context.
     fn tx_timeout(&self, queue: u32);
+    /// After [`NetDev::fault_kick`]; process context.
+    fn fault(&self);
 }
 
 /// Checksum state of an skb to send.
@@ -86,13 +95,14 @@ pub fn num_cpus() -> u32 {
     unsafe { k::sluice_net_num_cpus() }
 }
 
-/// An Ethernet device of a xenbus device, from [`NetDev::create`] to [`NetDev::destroy`].
+/// An Ethernet device of a xenbus device, from [`NetDev::create`] to its drop (freed).
 #[derive(Debug)]
 pub struct NetDev(NonNull<k::net_device>);
 
-// SAFETY: a kernel object whose functions here are safe from any process-context thread.
+// SAFETY: a kernel object whose functions here are safe from any thread; those that
+// sleep say so (process context).
 unsafe impl Send for NetDev {}
-// SAFETY: as above; the C functions do their own locking (skb lists, rtnl).
+// SAFETY: as above; the C functions do their own locking (rtnl, the stack's own).
 unsafe impl Sync for NetDev {}
 
 impl NetDev {
@@ -123,11 +133,12 @@ impl NetDev {
         }
     }
 
-    /// Unregisters, waits for the transmit work items, drops queued skbs, frees. Call
-    /// without locks those work items take.
-    pub fn destroy(self) {
-        // SAFETY: a live device, freed once (`self` is consumed).
-        unsafe { k::sluice_net_destroy(self.0.as_ptr()) }
+    /// Unregisters (transmit and NAPI stopped: no [`NetDriver`] callback starts after
+    /// it) and waits for the work items (process context; call without locks the
+    /// callbacks take). Freed on drop.
+    pub fn unregister(&self) {
+        // SAFETY: a live device; unregistering twice is a no-op in C.
+        unsafe { k::sluice_net_unregister(self.0.as_ptr()) }
     }
 
     /// The interface name (`eth0`).
@@ -173,37 +184,30 @@ impl NetDev {
         unsafe { k::sluice_net_tx_stop(self.0.as_ptr(), queue) }
     }
 
-    /// Wakes transmit queue `queue` (if up) and kicks its work item if skbs wait.
+    /// Wakes transmit queue `queue` if the device is up and the queue stopped.
     pub fn tx_wake(&self, queue: u32) {
         // SAFETY: a live device; the index is checked in C.
         unsafe { k::sluice_net_tx_wake(self.0.as_ptr(), queue) }
     }
 
-    /// Schedules queue `queue`'s work item again.
-    pub fn tx_kick(&self, queue: u32) {
+    /// Schedules queue `queue`'s NAPI poll (any context, hard interrupts included).
+    pub fn napi_kick(&self, queue: u32) {
         // SAFETY: a live device; the index is checked in C.
-        unsafe { k::sluice_net_tx_kick(self.0.as_ptr(), queue) }
+        unsafe { k::sluice_net_napi_kick(self.0.as_ptr(), queue) }
     }
 
-    /// The next skb queued for `queue`.
-    pub fn tx_dequeue(&self, queue: u32) -> Option<TxSkb> {
-        // SAFETY: a live device; the index is checked in C; the skb is ours.
-        NonNull::new(unsafe { k::sluice_net_tx_dequeue(self.0.as_ptr(), queue) }).map(TxSkb)
+    /// Queues the fault work item ([`NetDriver::fault`]), from any context.
+    pub fn fault_kick(&self) {
+        // SAFETY: a live device.
+        unsafe { k::sluice_net_fault_kick(self.0.as_ptr()) }
     }
 
-    /// A receive skb of `len` bytes to fill.
+    /// A receive skb of `len` bytes to fill (GFP_ATOMIC; [`RxSkb::fill`]).
     pub fn rx_alloc(&self, len: usize) -> Option<RxSkb> {
         let len32 = u32::try_from(len).ok()?;
-        let mut data: *mut u8 = core::ptr::null_mut();
-        // SAFETY: a live device; on success `data` points at `len` bytes of the skb.
-        let skb =
-            NonNull::new(unsafe { k::sluice_net_rx_alloc(self.0.as_ptr(), len32, &mut data) })?;
-        let Some(data) = NonNull::new(data) else {
-            // SAFETY: ours, never delivered.
-            unsafe { k::sluice_skb_free(skb.as_ptr()) };
-            return None;
-        };
-        Some(RxSkb { skb, data, len })
+        // SAFETY: a live device; the skb returned is ours.
+        let skb = NonNull::new(unsafe { k::sluice_net_rx_alloc(self.0.as_ptr(), len32) })?;
+        Some(RxSkb { skb, len })
     }
 
     /// Counts `n` received packets the driver dropped.
@@ -213,12 +217,19 @@ impl NetDev {
     }
 }
 
-/// An skb taken from a transmit queue: sent ([`TxSkb::done`]) or put back
-/// ([`TxSkb::requeue`]); dropping it frees it as dropped.
+impl Drop for NetDev {
+    fn drop(&mut self) {
+        // SAFETY: a live device, freed once, here (unregistered first if need be).
+        unsafe { k::sluice_net_free(self.0.as_ptr()) }
+    }
+}
+
+/// An skb handed to [`NetDriver::xmit`]: sent ([`TxSkb::done`]) or given back (`Err`);
+/// dropping it frees it as dropped.
 #[derive(Debug)]
 pub struct TxSkb(NonNull<k::sk_buff>);
 
-// SAFETY: an skb we own, usable from any process-context thread.
+// SAFETY: an skb we own, usable from any thread.
 unsafe impl Send for TxSkb {}
 
 impl TxSkb {
@@ -235,10 +246,12 @@ impl TxSkb {
 
     /// The packet's bytes in order: the linear head, then each page fragment. Views of
     /// memory others may write (a fragment page can be shared), hence [`SharedMem`].
-    pub fn parts(&self) -> Vec<SharedMem<'_>> {
+    /// `None` when out of memory for the list (atomic context: no panic on failure).
+    pub fn parts(&self) -> Option<Vec<SharedMem<'_>>> {
         // SAFETY: an skb we own.
         let n = unsafe { k::sluice_skb_parts(self.0.as_ptr()) };
-        let mut v = Vec::with_capacity(n as usize);
+        let mut v = Vec::new();
+        v.try_reserve_exact(n as usize).ok()?;
         for i in 0..n {
             let mut len: c_uint = 0;
             // SAFETY: an skb we own; `i` is within its parts.
@@ -252,7 +265,7 @@ impl TxSkb {
                 }
             }
         }
-        v
+        Some(v)
     }
 
     /// Checksum state.
@@ -286,14 +299,6 @@ impl TxSkb {
         // SAFETY: an skb we own, freed once.
         unsafe { k::sluice_net_tx_done(nd.0.as_ptr(), skb.as_ptr(), sent) }
     }
-
-    /// Puts it back at the head of `queue`.
-    pub fn requeue(self, nd: &NetDev, queue: u32) {
-        let skb = self.0;
-        core::mem::forget(self);
-        // SAFETY: an skb we own, handed back to the queue.
-        unsafe { k::sluice_net_tx_requeue(nd.0.as_ptr(), queue, skb.as_ptr()) }
-    }
 }
 
 impl Drop for TxSkb {
@@ -307,7 +312,6 @@ impl Drop for TxSkb {
 #[derive(Debug)]
 pub struct RxSkb {
     skb: NonNull<k::sk_buff>,
-    data: NonNull<u8>,
     len: usize,
 }
 
@@ -315,14 +319,36 @@ pub struct RxSkb {
 unsafe impl Send for RxSkb {}
 
 impl RxSkb {
-    /// Its bytes, to fill.
-    pub fn data(&mut self) -> &mut [u8] {
-        // SAFETY: `len` bytes put into an skb we own; nothing else reaches them until it
-        // is delivered, and the borrow of `self` keeps the slice from outliving that.
-        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+    /// Fills its bytes part by part: `f(offset, part)` for each part (the linear head,
+    /// then page fragments) in order, `offset` being the part's place in the packet;
+    /// stops at the first `false`. True when every part was filled, and the parts
+    /// covered exactly the packet's length.
+    pub fn fill(&mut self, mut f: impl FnMut(usize, &mut [u8]) -> bool) -> bool {
+        // SAFETY: an skb we own.
+        let n = unsafe { k::sluice_skb_parts(self.skb.as_ptr()) };
+        let mut at = 0;
+        for i in 0..n {
+            let mut len: c_uint = 0;
+            // SAFETY: an skb we own; `i` is within its parts.
+            let p = unsafe { k::sluice_skb_part(self.skb.as_ptr(), i, &mut len) };
+            let Some(p) = NonNull::new(p.cast_mut()) else {
+                return false;
+            };
+            // SAFETY: `len` bytes of the head or of a page fragment `rx_alloc` allocated
+            // for this skb alone (mapped: no highmem on x86-64); nothing else reaches
+            // them until the skb is delivered, and `&mut self` keeps the slice from
+            // outliving this call.
+            let part = unsafe { core::slice::from_raw_parts_mut(p.as_ptr(), len as usize) };
+            if !f(at, part) {
+                return false;
+            }
+            at += len as usize;
+        }
+        at == self.len
     }
 
-    /// Hands it to the stack (`netif_rx`) on `queue`, with its checksum state and the
+    /// Hands it to the stack from `queue`'s NAPI poll (`napi_gro_receive`; call only
+    /// there, with no lock the transmit takes held), with its checksum state and the
     /// segmentation the sender left (0: none, else (is IPv6, segment size)).
     pub fn deliver(self, nd: &NetDev, queue: u32, csum: RxCsum, gso: Option<(bool, u16)>) {
         let skb = self.skb;
@@ -351,21 +377,53 @@ impl Drop for RxSkb {
     }
 }
 
-/// For [`net_driver!`]: a queue's transmit work item.
+/// For [`net_driver!`]: the transmit. 0: the skb was taken; 1: given back.
+///
+/// # Safety
+/// `ctx` is the slot the net device was created with, of driver `D`; `skb` an skb the
+/// caller hands over (BH disabled).
+pub unsafe fn xmit<D: NetDriver>(
+    ctx: *mut core::ffi::c_void,
+    queue: c_uint,
+    skb: *mut k::sk_buff,
+) -> c_int {
+    let Some(skb) = NonNull::new(skb).map(TxSkb) else {
+        return 0;
+    };
+    // SAFETY: the caller's contract.
+    let Some(d) = (unsafe { Slot::enter::<D>(ctx as *const Slot) }) else {
+        return 0; // `skb` dropped: freed
+    };
+    match d.xmit(queue, skb) {
+        Ok(()) => 0,
+        Err(skb) => {
+            core::mem::forget(skb); // the stack keeps it
+            1
+        }
+    }
+}
+
+/// For [`net_driver!`]: a queue's NAPI poll.
 ///
 /// # Safety
 /// `ctx` is the slot the net device was created with, of driver `D`.
-pub unsafe fn tx_work<D: NetDriver>(ctx: *mut core::ffi::c_void, queue: c_uint) {
+pub unsafe fn poll<D: NetDriver>(
+    ctx: *mut core::ffi::c_void,
+    queue: c_uint,
+    budget: c_int,
+) -> c_int {
+    let budget = usize::try_from(budget).unwrap_or(0);
     // SAFETY: the caller's contract.
-    if let Some(d) = unsafe { Slot::enter::<D>(ctx as *const Slot) } {
-        d.tx_work(queue);
+    match unsafe { Slot::enter::<D>(ctx as *const Slot) } {
+        Some(d) => d.poll(queue, budget).min(budget) as c_int,
+        None => 0,
     }
 }
 
 /// For [`net_driver!`]: the watchdog's work item.
 ///
 /// # Safety
-/// As [`tx_work`].
+/// As [`poll`].
 pub unsafe fn tx_timeout<D: NetDriver>(ctx: *mut core::ffi::c_void, queue: c_uint) {
     // SAFETY: the caller's contract.
     if let Some(d) = unsafe { Slot::enter::<D>(ctx as *const Slot) } {
@@ -373,26 +431,51 @@ pub unsafe fn tx_timeout<D: NetDriver>(ctx: *mut core::ffi::c_void, queue: c_uin
     }
 }
 
+/// For [`net_driver!`]: the fault work item.
+///
+/// # Safety
+/// As [`poll`].
+pub unsafe fn fault<D: NetDriver>(ctx: *mut core::ffi::c_void) {
+    // SAFETY: the caller's contract.
+    if let Some(d) = unsafe { Slot::enter::<D>(ctx as *const Slot) } {
+        d.fault();
+    }
+}
+
 /// Generates the entry points `kbuild/common/sluice_net.c` calls, for driver data `$d`.
 #[macro_export]
 macro_rules! net_driver {
     ($d:ty) => {
-        /// A transmit queue's work item (kbuild/common/sluice_net.c).
+        /// The transmit (kbuild/common/sluice_net.c).
+        ///
+        /// # Safety
+        /// `ctx` is the slot the net device was created with; `skb` is handed over.
+        #[no_mangle]
+        pub unsafe extern "C" fn sluice_net_tx(
+            ctx: *mut core::ffi::c_void,
+            queue: core::ffi::c_uint,
+            skb: *mut $crate::bindings::sk_buff,
+        ) -> core::ffi::c_int {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::net::xmit::<$d>(ctx, queue, skb) }
+        }
+        /// A queue's NAPI poll (kbuild/common/sluice_net.c).
         ///
         /// # Safety
         /// `ctx` is the slot the net device was created with.
         #[no_mangle]
-        pub unsafe extern "C" fn sluice_net_tx_work(
+        pub unsafe extern "C" fn sluice_net_poll(
             ctx: *mut core::ffi::c_void,
             queue: core::ffi::c_uint,
-        ) {
+            budget: core::ffi::c_int,
+        ) -> core::ffi::c_int {
             // SAFETY: forwarded contract.
-            unsafe { $crate::net::tx_work::<$d>(ctx, queue) }
+            unsafe { $crate::net::poll::<$d>(ctx, queue, budget) }
         }
         /// The transmit watchdog's work item (kbuild/common/sluice_net.c).
         ///
         /// # Safety
-        /// As `sluice_net_tx_work`.
+        /// As `sluice_net_poll`.
         #[no_mangle]
         pub unsafe extern "C" fn sluice_net_tx_timeout(
             ctx: *mut core::ffi::c_void,
@@ -400,6 +483,15 @@ macro_rules! net_driver {
         ) {
             // SAFETY: forwarded contract.
             unsafe { $crate::net::tx_timeout::<$d>(ctx, queue) }
+        }
+        /// The fault work item (kbuild/common/sluice_net.c).
+        ///
+        /// # Safety
+        /// As `sluice_net_poll`.
+        #[no_mangle]
+        pub unsafe extern "C" fn sluice_net_fault(ctx: *mut core::ffi::c_void) {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::net::fault::<$d>(ctx) }
         }
     };
 }

@@ -1,4 +1,5 @@
-//! A kernel mutex owning its data (process context only: it sleeps).
+//! A kernel mutex owning its data (process context only: it sleeps), and a BH
+//! spinlock ([`SpinLock`]) for data a softirq shares.
 
 use crate::bindings as k;
 use core::cell::UnsafeCell;
@@ -74,4 +75,76 @@ impl<T> Drop for Guard<'_, T> {
 pub fn msleep(ms: u32) {
     // SAFETY: plain call; callers are in process context.
     unsafe { k::sluice_msleep(ms) }
+}
+
+/// `spinlock_t` around a `T`, taken with bottom halves disabled (`spin_lock_bh`): for
+/// data a softirq (a NAPI poll, a transmit) and process context share. Never from
+/// hardirq context; nothing under it may sleep.
+pub struct SpinLock<T> {
+    raw: NonNull<c_void>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is reached only through a guard, which holds the kernel spinlock.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+// SAFETY: as above: one guard at a time across CPUs.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new spinlock (process context: it allocates with GFP_KERNEL), or `None` when
+    /// out of memory.
+    pub fn new(data: T) -> Option<Self> {
+        // SAFETY: plain allocation (kmalloc + spin_lock_init).
+        let raw = NonNull::new(unsafe { k::sluice_spin_new() })?;
+        Some(SpinLock {
+            raw,
+            data: UnsafeCell::new(data),
+        })
+    }
+
+    /// Locks it, bottom halves disabled until the guard drops.
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        // SAFETY: the lock lives as long as `self`.
+        unsafe { k::sluice_spin_lock_bh(self.raw.as_ptr()) };
+        SpinGuard {
+            l: self,
+            _cpu: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for SpinLock<T> {
+    fn drop(&mut self) {
+        // SAFETY: from `sluice_spin_new`, unlocked (no guard can outlive `self`).
+        unsafe { k::sluice_spin_free(self.raw.as_ptr()) }
+    }
+}
+
+/// The spinlock held; unlocks on drop.
+pub struct SpinGuard<'a, T> {
+    l: &'a SpinLock<T>,
+    /// Not `Send`: unlocked on the CPU that locked it.
+    _cpu: core::marker::PhantomData<*const ()>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the lock is held for the guard's lifetime.
+        unsafe { &*self.l.data.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: held, and `&mut self` keeps this the only reference under it.
+        unsafe { &mut *self.l.data.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: locked in `SpinLock::lock`.
+        unsafe { k::sluice_spin_unlock_bh(self.l.raw.as_ptr()) }
+    }
 }

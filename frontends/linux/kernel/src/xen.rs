@@ -149,6 +149,14 @@ impl DataPage {
     }
 }
 
+/// Notifies the backend on `port` (`notify_remote_via_evtchn`), from any context: for a
+/// data path that runs apart from its [`XenPlatform`] (the port one of the device's own,
+/// bound channels; any other port only gets an error from Xen).
+pub fn notify_port(port: EvtchnPort) {
+    // SAFETY: a hypercall that takes the port by value; Xen checks it.
+    unsafe { k::sluice_evtchn_notify(port.0) }
+}
+
 /// An unbound event channel whose work item may still run: free it
 /// ([`ClosedChannel::free`]) without the device's mutex held.
 #[derive(Debug)]

@@ -1,7 +1,8 @@
 //! A xenbus frontend driver without `unsafe` in the module: the module implements
 //! [`XenbusDriver`] for its per-device data and names it in [`xenbus_driver!`], which
 //! generates the entry points its C shim calls (`sluice_xenbus_probe`,
-//! `sluice_xenbus_otherend_changed`, `sluice_xenbus_remove`, `sluice_xen_event`).
+//! `sluice_xenbus_otherend_changed`, `sluice_xenbus_remove`, `sluice_xen_event`,
+//! `sluice_xen_irq`).
 //!
 //! Every callback context the kernel holds (a device's drvdata, an event channel's work
 //! item, a disk's queuedata) is the device's [`Slot`], which is never freed. A callback
@@ -29,6 +30,12 @@ pub trait XenbusDriver: Sized + Sync + 'static {
     fn remove(&self);
     /// An event channel bound through this device's `XenPlatform` fired (a work item).
     fn event(&self, queue: u32);
+    /// The same, first, in hard interrupt context: return true when handled there (a
+    /// NAPI schedule; nothing that sleeps, allocates or takes a lock a task holds),
+    /// false to get [`event`](Self::event) from the channel's work item.
+    fn irq(&self, _queue: u32) -> bool {
+        false
+    }
 }
 
 /// The callback context of one device: never freed (a few bytes per probe).
@@ -187,6 +194,19 @@ pub unsafe fn event<D: XenbusDriver>(ctx: *mut core::ffi::c_void, queue: core::f
     }
 }
 
+/// For [`xenbus_driver!`]: an event channel's interrupt (hard interrupt context; entering
+/// the slot is two atomic operations).
+///
+/// # Safety
+/// As [`event`].
+pub unsafe fn irq<D: XenbusDriver>(ctx: *mut core::ffi::c_void, queue: core::ffi::c_uint) -> bool {
+    // SAFETY: the caller's contract.
+    match unsafe { Slot::enter::<D>(ctx as *const Slot) } {
+        Some(d) => d.irq(queue),
+        None => false,
+    }
+}
+
 /// Generates the xenbus entry points a module's C shim calls, for driver data `$d`
 /// (one driver per module).
 #[macro_export]
@@ -235,6 +255,18 @@ macro_rules! xenbus_driver {
         ) {
             // SAFETY: forwarded contract.
             unsafe { $crate::xenbus::event::<$d>(ctx, queue) }
+        }
+        /// An event channel's interrupt (kbuild/common/sluice_xen.c): true if handled.
+        ///
+        /// # Safety
+        /// `ctx` is the slot the channel was bound with.
+        #[no_mangle]
+        pub unsafe extern "C" fn sluice_xen_irq(
+            ctx: *mut core::ffi::c_void,
+            queue: core::ffi::c_uint,
+        ) -> bool {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::xenbus::irq::<$d>(ctx, queue) }
         }
     };
 }
