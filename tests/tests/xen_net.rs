@@ -23,7 +23,7 @@
 //! suite `xen-net-sluice-pair`): `sluice-netfront.ko` in a PVH and in a PV guest, each
 //! with 2 vCPUs, against sluice-netback: the transfers, the backend restart, the reload.
 //! Opt-in because it is long under TCG (416 s at host load 2-4; 1042 s at 5-7 with
-//! sluice-netfront.ko's per-queue locks + NAPI, not shown faster;
+//! sluice-netfront.ko's per-queue locks + NAPI; its iperf3 speed: docs/bench.md;
 //! frontends/linux/README.md has the figures), so it would add 7-18 minutes to CI.
 //!
 //! `xen-netback` and sluice-netback offer 2 queues (dom0 has 2 vCPUs); each step's
