@@ -208,6 +208,12 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         for step in &boot.steps {
             let mut script = String::new();
             let mut checks = Vec::new();
+            // The step's index: its guest address on dom0's bridge.
+            let idx = boot
+                .steps
+                .iter()
+                .position(|s| s.name == step.name)
+                .unwrap_or(0);
             for w in &step.workloads {
                 let id = w.id();
                 // The disk the workload uses (console round trip: none, 0 is unused).
@@ -352,11 +358,6 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         )?;
                     }
                     Workload::Net => {
-                        let idx = boot
-                            .steps
-                            .iter()
-                            .position(|s| s.name == step.name)
-                            .unwrap_or(0);
                         writeln!(
                             script,
                             "(check_net {} {} {}); report $id $?",
@@ -366,11 +367,6 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         )?;
                     }
                     Workload::NetReloadFrontend => {
-                        let idx = boot
-                            .steps
-                            .iter()
-                            .position(|s| s.name == step.name)
-                            .unwrap_or(0);
                         let (ko, module) = step
                             .vif
                             .as_ref()
@@ -386,11 +382,6 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         )?;
                     }
                     Workload::NetRestartBackend => {
-                        let idx = boot
-                            .steps
-                            .iter()
-                            .position(|s| s.name == step.name)
-                            .unwrap_or(0);
                         writeln!(
                             script,
                             "(check_net_restart {} {}); report $id $?",
@@ -399,11 +390,6 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         )?;
                     }
                     Workload::NetDetachAttach => {
-                        let idx = boot
-                            .steps
-                            .iter()
-                            .position(|s| s.name == step.name)
-                            .unwrap_or(0);
                         writeln!(
                             script,
                             "(check_net_reattach {} {} {}); report $id $?",
@@ -413,11 +399,6 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         )?;
                     }
                     Workload::NetPerf { seconds } => {
-                        let idx = boot
-                            .steps
-                            .iter()
-                            .position(|s| s.name == step.name)
-                            .unwrap_or(0);
                         writeln!(
                             script,
                             "(check_net_perf {} {} {} {seconds}); report $id $?",
