@@ -111,10 +111,12 @@ pub trait VcpuState {
     fn flush_tlb(&mut self);
     /// Requests a virtual interrupt at `vector`, taken when the guest's IF allows.
     fn set_virq(&mut self, vector: u8);
-    /// Whether a requested virtual interrupt has not been taken yet.
-    fn virq_pending(&self) -> bool;
     /// The vector of a requested virtual interrupt not taken yet.
     fn virq(&self) -> Option<u8>;
+    /// Whether a requested virtual interrupt has not been taken yet.
+    fn virq_pending(&self) -> bool {
+        self.virq().is_some()
+    }
 }
 
 /// A hardware virtualisation backend.

@@ -557,9 +557,6 @@ impl VcpuState for SvmVcpu {
             (vector as u64) << 32 | ctl | 1 << 8 | 0xF << 16 | 1 << 20,
         );
     }
-    fn virq_pending(&self) -> bool {
-        r64(self.vmcb, C_VINTR) & 1 << 8 != 0
-    }
     fn virq(&self) -> Option<u8> {
         let ctl = r64(self.vmcb, C_VINTR);
         (ctl & 1 << 8 != 0).then_some((ctl >> 32) as u8)

@@ -139,9 +139,6 @@ impl VcpuState for SvmVcpu {
     fn set_virq(&mut self, vector: u8) {
         self.virq = Some(vector);
     }
-    fn virq_pending(&self) -> bool {
-        self.virq.is_some()
-    }
     fn virq(&self) -> Option<u8> {
         self.virq
     }
