@@ -885,6 +885,14 @@ fn validate(boot: &Boot) -> Result<()> {
                 );
             }
         }
+        if let Some(n) = &s.net_daemon {
+            if !boot.daemons.iter().any(|d| d.serves_net && &d.name == n) {
+                bail!(
+                    "step {}: net daemon {n:?} is not a serves_net daemon of the boot",
+                    s.name
+                );
+            }
+        }
         for a in &s.blkfront_args {
             if !a
                 .chars()
@@ -1195,7 +1203,12 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
         }
         Some(NetBackend::Userspace) => {
             let _ = writeln!(s, "drop_kernel_netback");
-            for d in net_daemons {
+            let serving = boot.net_daemons(step);
+            // Only this step's daemons watch backend/vif.
+            for d in net_daemons.filter(|d| !serving.iter().any(|x| x.name == d.name)) {
+                let _ = writeln!(s, "stop_daemon {}", d.name);
+            }
+            for d in serving {
                 let _ = writeln!(s, "start_daemon {} {}", d.name, daemon_args(d));
             }
         }

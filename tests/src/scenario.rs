@@ -476,6 +476,9 @@ pub struct GuestStep {
     /// The [`Dom0Daemon::serves_block`] daemon that serves this step's userspace disks
     /// ([`GuestStep::with_block_daemon`]); `None`: every block daemon no step names.
     pub block_daemon: Option<String>,
+    /// The [`Dom0Daemon::serves_net`] daemon that serves this step's userspace vif
+    /// ([`GuestStep::with_net_daemon`]); `None`: every net daemon no step names.
+    pub net_daemon: Option<String>,
     /// Arguments for the guest's blkfront module at boot (`insmod KO ARGS`).
     pub blkfront_args: Vec<String>,
     /// One vif ([`GuestStep::with_vif`], [`GuestStep::with_vif_frontend`]).
@@ -510,6 +513,7 @@ impl GuestStep {
             blkfront_at_boot: false,
             blkfront_module: None,
             block_daemon: None,
+            net_daemon: None,
             blkfront_args: vec![],
             vif: None,
             vcpus: 1,
@@ -559,6 +563,7 @@ impl GuestStep {
             blkfront_at_boot: true,
             blkfront_module: None,
             block_daemon: None,
+            net_daemon: None,
             blkfront_args: vec![],
             vif: None,
             vcpus: 1,
@@ -613,6 +618,15 @@ impl GuestStep {
     /// [`Workload::MisbehavingBackend`] of the step.
     pub fn with_block_daemon(mut self, name: &str) -> Self {
         self.block_daemon = Some(name.into());
+        self
+    }
+
+    /// The same step with its userspace vif served by the net daemon `name` alone (one
+    /// of [`Boot::daemons`] with [`Dom0Daemon::serves_net`]), e.g. two builds of
+    /// sluice-netback taking turns in one boot; a daemon some step names runs only for
+    /// such steps.
+    pub fn with_net_daemon(mut self, name: &str) -> Self {
+        self.net_daemon = Some(name.into());
         self
     }
 
@@ -717,6 +731,25 @@ impl Boot {
             .iter()
             .filter(|d| d.serves_block)
             .filter(|d| match &step.block_daemon {
+                Some(n) => &d.name == n,
+                None => !named(d),
+            })
+            .collect()
+    }
+
+    /// The net daemons that serve `step`'s userspace vif: the one it names
+    /// ([`GuestStep::with_net_daemon`]), or else every [`Dom0Daemon::serves_net`] daemon
+    /// that no step names.
+    pub fn net_daemons(&self, step: &GuestStep) -> Vec<&Dom0Daemon> {
+        let named = |d: &Dom0Daemon| {
+            self.steps
+                .iter()
+                .any(|s| s.net_daemon.as_deref() == Some(&d.name))
+        };
+        self.daemons
+            .iter()
+            .filter(|d| d.serves_net)
+            .filter(|d| match &step.net_daemon {
                 Some(n) => &d.name == n,
                 None => !named(d),
             })

@@ -8,6 +8,8 @@
 //!   the module),
 //! - D = another build of `sluice-netfront.ko` (`SLUICE_NETFRONT_KO_B`, e.g. a branch's)
 //!   on Linux's `xen-netback`, for a same-boot A/B of two versions of the module,
+//! - E = stock `xen-netfront` on another build of `sluice-netback` (`SLUICE_NETBACK_B`, a
+//!   binary's path), the same for the daemon,
 //!
 //! each a PV guest with 2 vCPUs (2 queues) running `iperf3` against dom0's server
 //! ([`Workload::NetPerf`]): guest → dom0 and dom0 → guest, 1 and 4 streams. Guests run
@@ -15,7 +17,9 @@
 //! netback loaded only for A and C, sluice-netback running only for B). The figures are
 //! medians of per-round ratios. `SLUICE_NET_PAIRS` (rounds, 3) and `SLUICE_NET_SECONDS`
 //! (per iperf3 run, 10) size it; `SLUICE_BENCH_SMOKE=1` runs one round of 2 s runs (no
-//! figure means anything). Asserts only that every run reported, never a speed.
+//! figure means anything); `SLUICE_NETBACK_ARGS` are sluice-netback's arguments (e.g.
+//! `--profile`: each queue's profile line lands in the daemon's log under
+//! `build/testbed-logs/bench-iperf/`). Asserts only that every run reported, never a speed.
 
 use sluice_testbed::cargo_bin::cargo_binary;
 use sluice_testbed::net::NetPerfSample;
@@ -32,6 +36,15 @@ const CELLS: [(&str, u32); 4] = [
     ("dom0-to-guest", 4),
 ];
 
+/// `SLUICE_NETBACK_ARGS` (split at spaces), e.g. `--profile`.
+fn netback_args() -> Vec<String> {
+    std::env::var("SLUICE_NETBACK_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 fn var(k: &str) -> Option<u32> {
     std::env::var(k).ok().and_then(|s| s.parse().ok())
 }
@@ -42,6 +55,8 @@ struct Column {
     what: &'static str,
     backend: NetBackend,
     frontend: NetFrontend,
+    /// The net daemon serving a userspace vif (its [`Dom0Daemon`] name).
+    daemon: &'static str,
 }
 
 fn step(c: &Column, round: usize, seconds: u32) -> GuestStep {
@@ -51,7 +66,8 @@ fn step(c: &Column, round: usize, seconds: u32) -> GuestStep {
         &[],
         &[Workload::NetPerf { seconds }],
     )
-    .with_vif_frontend(c.backend, c.frontend.clone());
+    .with_vif_frontend(c.backend, c.frontend.clone())
+    .with_net_daemon(c.daemon);
     s.memory_mib = 384;
     s.vcpus = 2;
     s
@@ -93,12 +109,14 @@ fn iperf_kernel_vs_sluice_netback() {
             what: "xen-netfront / kernel netback",
             backend: NetBackend::Kernel,
             frontend: NetFrontend::Stock,
+            daemon: "netback",
         },
         Column {
             prefix: "snet",
             what: "xen-netfront / sluice-netback",
             backend: NetBackend::Userspace,
             frontend: NetFrontend::Stock,
+            daemon: "netback",
         },
     ];
     if let Ok(ko) = std::env::var("SLUICE_NETFRONT_KO") {
@@ -107,6 +125,7 @@ fn iperf_kernel_vs_sluice_netback() {
             what: "sluice-netfront / kernel netback",
             backend: NetBackend::Kernel,
             frontend: NetFrontend::Module(PathBuf::from(ko)),
+            daemon: "netback",
         });
     }
     // A second build of the module (e.g. another branch's), same file name: column D.
@@ -116,23 +135,46 @@ fn iperf_kernel_vs_sluice_netback() {
             what: "sluice-netfront (SLUICE_NETFRONT_KO_B) / kernel netback",
             backend: NetBackend::Kernel,
             frontend: NetFrontend::Module(PathBuf::from(ko)),
+            daemon: "netback",
+        });
+    }
+    // Another build of sluice-netback (e.g. another branch's): column E, served by a
+    // second daemon while the other one is stopped.
+    let netback_b = std::env::var("SLUICE_NETBACK_B").ok().map(PathBuf::from);
+    if netback_b.is_some() {
+        columns.push(Column {
+            prefix: "bnet",
+            what: "xen-netfront / sluice-netback (SLUICE_NETBACK_B)",
+            backend: NetBackend::Userspace,
+            frontend: NetFrontend::Stock,
+            daemon: "netback-b",
         });
     }
     let steps = (1..=rounds)
         .flat_map(|r| columns.iter().map(move |c| (c, r)))
         .map(|(c, r)| step(c, r, seconds))
         .collect();
+    let mut daemons = vec![Dom0Daemon {
+        name: "netback".into(),
+        binary: cargo_binary("sluice-netback", "sluice-netback")
+            .unwrap_or_else(|e| panic!("{e:#}")),
+        args: netback_args(),
+        serves_block: false,
+        serves_net: true,
+    }];
+    if let Some(binary) = netback_b {
+        daemons.push(Dom0Daemon {
+            name: "netback-b".into(),
+            binary,
+            args: netback_args(),
+            serves_block: false,
+            serves_net: true,
+        });
+    }
     let boot = Boot {
         name: "bench-iperf".into(),
         console: ConsoleBackend::Xenconsoled,
-        daemons: vec![Dom0Daemon {
-            name: "netback".into(),
-            binary: cargo_binary("sluice-netback", "sluice-netback")
-                .unwrap_or_else(|e| panic!("{e:#}")),
-            args: vec![],
-            serves_block: false,
-            serves_net: true,
-        }],
+        daemons,
         steps,
         fio_in_dom0: false,
     };
