@@ -689,15 +689,26 @@ where
     /// `req_event = req_cons + 1` and checks again, so that sleeping after `false`
     /// cannot miss a request.
     pub fn final_check_for_requests(&mut self) -> Result<bool, RingError> {
-        if self.refresh_requests()? > 0 {
+        self.final_check_for_requests_at_least(1)
+    }
+
+    /// [`Self::final_check_for_requests`] for a consumer that needs `n` requests at
+    /// once (a netif RX frame over several slots; `n` of 0 counts as 1): true if at
+    /// least `n` are unconsumed; otherwise sets `req_event = req_cons + n`, so the
+    /// front's push that makes `n` available notifies (not each single request before
+    /// it), and checks again. Sleeping after `false` cannot miss that push, and a
+    /// consumer waiting for `n` does not spin on fewer.
+    pub fn final_check_for_requests_at_least(&mut self, n: u32) -> Result<bool, RingError> {
+        let n = n.max(1);
+        if self.refresh_requests()? >= n {
             return Ok(true);
         }
         self.geo
             .mem
-            .store_u32_relaxed(REQ_EVENT_OFFSET, self.req_cons.wrapping_add(1))?;
+            .store_u32_relaxed(REQ_EVENT_OFFSET, self.req_cons.wrapping_add(n))?;
         // mb(): pairs with the fence in the front's push_requests_and_check_notify.
         SharedMem::fence_full();
-        Ok(self.refresh_requests()? > 0)
+        Ok(self.refresh_requests()? >= n)
     }
 
     /// A snapshot of the shared header (diagnostics).

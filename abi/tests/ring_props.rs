@@ -77,6 +77,7 @@ enum Op {
     PublishResponses { check_notify: bool },
     PopResponses(u32),
     FinalCheckRequests,
+    FinalCheckRequestsAtLeast(u32),
     FinalCheckResponses,
 }
 
@@ -89,6 +90,7 @@ fn op() -> impl Strategy<Value = Op> {
         any::<bool>().prop_map(|check_notify| Op::PublishResponses { check_notify }),
         (0u32..80).prop_map(Op::PopResponses),
         Just(Op::FinalCheckRequests),
+        (0u32..20).prop_map(Op::FinalCheckRequestsAtLeast),
         Just(Op::FinalCheckResponses),
     ]
 }
@@ -201,6 +203,14 @@ proptest! {
                         m.req_event = m.req_cons.wrapping_add(1);
                     }
                     prop_assert_eq!(back.final_check_for_requests(), Ok(pending));
+                }
+                Op::FinalCheckRequestsAtLeast(n) => {
+                    let n = n.max(1);
+                    let enough = m.req_prod.wrapping_sub(m.req_cons) >= n;
+                    if !enough {
+                        m.req_event = m.req_cons.wrapping_add(n);
+                    }
+                    prop_assert_eq!(back.final_check_for_requests_at_least(n), Ok(enough));
                 }
                 Op::FinalCheckResponses => {
                     let pending = m.rsp_prod != m.rsp_cons;
@@ -394,6 +404,7 @@ proptest! {
                         Op::PublishResponses { check_notify: false } => back.push_responses(),
                         Op::PopResponses(k) => (0..k).try_for_each(|_| front.pop_response().map(drop)),
                         Op::FinalCheckRequests => back.final_check_for_requests().map(drop),
+                        Op::FinalCheckRequestsAtLeast(n) => back.final_check_for_requests_at_least(n).map(drop),
                         Op::FinalCheckResponses => front.final_check_for_responses().map(drop),
                     };
                 }

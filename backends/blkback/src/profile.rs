@@ -1,82 +1,20 @@
 //! Cheap per-queue accounting of where a queue's time goes (counts and wall time per
 //! phase), logged when the queue stops. One per queue thread (plain `Cell`s, no atomics).
 //!
-//! Counts are always kept; phase times only after [`enable_timing`] (`sluice-blkback
-//! --profile`), because every clock read is a syscall in a PV dom0 (see below).
-//! Phases are timed with `CLOCK_MONOTONIC_COARSE` (read from the vDSO without a syscall
-//! or a TSC read; a few ms resolution, so a phase's total is a statistical estimate
-//! that sharpens with its count). A precise clock is no option in a PV dom0 under
-//! QEMU TCG: one `Instant::now()` measured 50-270 us there (a syscall and an emulated
-//! TSC read), which timing every phase of every request turned into most of the
-//! daemon's time.
+//! The phases and clocks are `sluice_dom0::profile`'s (timing only with
+//! `sluice-blkback --profile`: why is written there).
 
-use rustix::time::{clock_gettime, ClockId};
+pub use sluice_dom0::profile::{bump, enable_timing, Phase};
+use sluice_dom0::profile::{ms, write_phases, ClockCosts};
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-static TIMING: AtomicBool = AtomicBool::new(false);
-
-/// Turns phase timing on or off for every queue (off by default).
-pub fn enable_timing(on: bool) {
-    TIMING.store(on, Ordering::Relaxed);
-}
-
-fn timing() -> bool {
-    TIMING.load(Ordering::Relaxed)
-}
-
-/// The coarse monotonic clock.
-fn coarse() -> Duration {
-    let t = clock_gettime(ClockId::MonotonicCoarse);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-/// One phase: how often it ran and for how long in total.
-#[derive(Default)]
-pub struct Phase {
-    count: Cell<u64>,
-    nanos: Cell<u64>,
-}
-
-impl Phase {
-    /// Runs `f`, counting it and its duration.
-    pub fn time<R>(&self, f: impl FnOnce() -> R) -> R {
-        if !timing() {
-            self.count.set(self.count.get() + 1);
-            return f();
-        }
-        let t = coarse();
-        let r = f();
-        self.add(coarse().saturating_sub(t));
-        r
-    }
-
-    /// Adds one run of `d`.
-    pub fn add(&self, d: Duration) {
-        self.count.set(self.count.get() + 1);
-        self.nanos
-            .set(self.nanos.get() + u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    }
-
-    /// Runs so far.
-    pub fn count(&self) -> u64 {
-        self.count.get()
-    }
-
-    /// Total time so far.
-    pub fn total(&self) -> Duration {
-        Duration::from_nanos(self.nanos.get())
-    }
-}
+use std::time::Instant;
 
 /// A queue's counters.
 pub struct Profile {
     started: Instant,
-    /// What one `Instant::now()`, one coarse clock read and one trivial syscall
-    /// (`getpid`) cost here, measured at creation.
-    costs: [Duration; 3],
+    /// What the clocks cost here, measured at creation.
+    costs: ClockCosts,
     /// Indirect descriptor pages fetched and validated (per request).
     pub indirect: Phase,
     /// Data buffers taken (from the pool, or allocated).
@@ -121,21 +59,7 @@ pub struct Profile {
 
 impl Default for Profile {
     fn default() -> Self {
-        let costs = if !timing() {
-            [Duration::ZERO; 3]
-        } else {
-            [
-                cost(|| {
-                    std::hint::black_box(Instant::now());
-                }),
-                cost(|| {
-                    std::hint::black_box(coarse());
-                }),
-                cost(|| {
-                    std::hint::black_box(std::process::id());
-                }),
-            ]
-        };
+        let costs = ClockCosts::measure();
         Self {
             costs,
             started: Instant::now(),
@@ -161,20 +85,6 @@ impl Default for Profile {
             notifies: Cell::new(0),
         }
     }
-}
-
-/// Mean time of `f` over 32 runs.
-fn cost(f: impl Fn()) -> Duration {
-    let t = Instant::now();
-    for _ in 0..32 {
-        f();
-    }
-    t.elapsed() / 32
-}
-
-/// Adds `by` to a counter.
-pub fn bump(c: &Cell<u64>, by: u64) {
-    c.set(c.get() + by);
 }
 
 impl Profile {
@@ -203,7 +113,6 @@ impl Profile {
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let wall = self.started.elapsed();
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let rq = self.reads.get() + self.writes.get();
         write!(
             f,
@@ -219,43 +128,27 @@ impl fmt::Display for Profile {
             self.depth_sum.get() as f64 / self.submit.count().max(1) as f64,
             self.max_depth.get(),
         )?;
-        for (name, p) in [
-            ("indirect", &self.indirect),
-            ("buffer", &self.buffer),
-            ("copy-in", &self.copy_in),
-            ("copy-out", &self.copy_out),
-            ("queue", &self.queue),
-            ("submit", &self.submit),
-            ("io-wait", &self.io_wait),
-            ("idle", &self.idle),
-            ("inline", &self.inline),
-        ] {
-            if timing() {
-                write!(f, " {name} {}x {:.0} ms", p.count(), ms(p.total()))?;
-            } else {
-                write!(f, " {name} {}x", p.count())?;
-            }
-        }
-        if !timing() {
-            return write!(
-                f,
-                " ({} waits timed out; {} io_uring_enter, {} notifications; phase times \
-                 with --profile)",
-                self.io_wait_empty.get(),
-                self.enters.get(),
-                self.notifies.get()
-            );
-        }
+        write_phases(
+            f,
+            &[
+                ("indirect", &self.indirect),
+                ("buffer", &self.buffer),
+                ("copy-in", &self.copy_in),
+                ("copy-out", &self.copy_out),
+                ("queue", &self.queue),
+                ("submit", &self.submit),
+                ("io-wait", &self.io_wait),
+                ("idle", &self.idle),
+                ("inline", &self.inline),
+            ],
+        )?;
         write!(
             f,
-            " ({} waits timed out; {} io_uring_enter, {} notifications; costs here: \
-             Instant::now {} ns, coarse clock {} ns, getpid {} ns)",
+            " ({} waits timed out; {} io_uring_enter, {} notifications; {})",
             self.io_wait_empty.get(),
             self.enters.get(),
             self.notifies.get(),
-            self.costs[0].as_nanos(),
-            self.costs[1].as_nanos(),
-            self.costs[2].as_nanos(),
+            self.costs,
         )
     }
 }

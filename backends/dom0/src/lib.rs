@@ -21,6 +21,7 @@ pub mod evtchn;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod grant;
+pub mod profile;
 pub mod ratelimit;
 pub mod xenstore;
 

@@ -2,6 +2,7 @@
 //! (`vif<domid>.<handle>`), negotiates with the frontend as Linux netback 6.1 does, and
 //! runs one [`Queue`] thread per queue.
 
+use crate::profile::NetProfile;
 use crate::queue::{Features, Frames, NetStats, Queue};
 use sluice_abi::netif::{keys, NetifRxBackRing, NetifTxBackRing};
 use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
@@ -122,6 +123,8 @@ pub struct Backend<S, G, F, T> {
     vifs: BTreeMap<String, Vif<T>>,
     /// Run the vif's hotplug script (`online`) when taking over a connected vif.
     hotplug_on_takeover: bool,
+    /// TX by mapping the guest's grants (`crate::tx`; default: grant copy).
+    tx_map: bool,
 }
 
 impl<S, G, F, E, T> Backend<S, G, F, T>
@@ -152,6 +155,7 @@ where
             log_rate: (Rate::LOG, LimitClock::real()),
             vifs: BTreeMap::new(),
             hotplug_on_takeover: false,
+            tx_map: false,
         }
     }
 
@@ -161,6 +165,13 @@ where
     /// `/etc/xen/scripts/`) with `online`, as libxl did (default off).
     pub fn with_hotplug_on_takeover(mut self, on: bool) -> Self {
         self.hotplug_on_takeover = on;
+        self
+    }
+
+    /// TX by mapping each batch's grants and writing the tap from the mapped pages
+    /// instead of grant copy (`crate::tx`; default off).
+    pub fn with_tx_map(mut self, on: bool) -> Self {
+        self.tx_map = on;
         self
     }
 
@@ -602,6 +613,7 @@ where
         let stop = Arc::new(AtomicBool::new(false));
         let dead = Arc::new(AtomicBool::new(false));
         let name = format!("{} queue {q}", v.name);
+        let tx_by_map = self.tx_map;
         let (grants, stats, log, tap, stop2, dead2) = (
             self.grants.clone(),
             v.stats.clone(),
@@ -620,6 +632,7 @@ where
                     dead2.store(true, Ordering::Release);
                     return;
                 };
+                let profile = NetProfile::default();
                 let queue = Queue {
                     name: &name,
                     domid,
@@ -632,11 +645,14 @@ where
                     stop: &stop2,
                     log: &log,
                     stats: &stats,
+                    profile: &profile,
+                    tx_map: tx_by_map,
                 };
                 if let Err(e) = queue.serve(tx, rx) {
                     tracing::error!("{name}: {e}; disconnecting this vif");
                     dead2.store(true, Ordering::Release);
                 }
+                tracing::info!("{name}: profile: {profile}");
                 drop(queue);
                 drop((tx_map, rx_map));
             })

@@ -5,7 +5,9 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod profile;
 pub mod queue;
+pub mod tx;
 pub mod vnet;
 
 pub use backend::{Backend, VifError};

@@ -19,6 +19,14 @@ struct Args {
     /// multi-queue-max-queues offered to frontends (default: dom0's CPUs, at most 8)
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     max_queues: Option<u32>,
+    /// time each queue's phases (tap reads/writes, grant copies, waits) for the profile
+    /// line logged when a queue stops (also SLUICE_NETBACK_PROFILE=1); counts are always kept
+    #[arg(long)]
+    profile: bool,
+    /// TX by mapping the guest's grants (one mapping per batch, the tap written from
+    /// the mapped pages) instead of grant copy
+    #[arg(long)]
+    tx_map: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,11 +38,15 @@ fn main() -> anyhow::Result<()> {
     let max_queues = args.max_queues.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32
     });
+    let profile = args.profile || std::env::var("SLUICE_NETBACK_PROFILE").is_ok_and(|v| v == "1");
+    sluice_dom0::profile::enable_timing(profile);
     let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
     let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
     let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
     let root = format!("/local/domain/{domid}/backend/vif");
-    tracing::info!("sluice-netback: serving {root} (up to {max_queues} queue(s) per vif)");
+    tracing::info!("sluice-netback: serving {root} (up to {max_queues} queue(s) per vif; phase timing: {profile}; tx by {})",
+        if args.tx_map { "mapping" } else { "grant copy" }
+    );
     let mut backend = Backend::new(
         xs,
         grants,
@@ -43,7 +55,8 @@ fn main() -> anyhow::Result<()> {
         &root,
         max_queues,
     )
-    .with_hotplug_on_takeover(true);
+    .with_hotplug_on_takeover(true)
+    .with_tx_map(args.tx_map);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

@@ -2,20 +2,20 @@
 //! queue) from one thread: an event loop over the event-channel and tap descriptors,
 //! never a thread per packet.
 //!
-//! TX: the guest's requests are copied out of the ring once (into `pending`), parsed
-//! ([`parse_tx_packet`]), every slot of up to [`TX_BATCH`] packets fetched with one
-//! batched grant copy, each packet written to the tap with its vnet header, every slot
-//! answered. RX: up to [`RX_BATCH`] frames read from the tap, each placed in as many
+//! TX ([`crate::tx`]): up to [`TX_BATCH`] packets per turn, fetched by one batched
+//! grant copy (or one mapping), each written to the tap with its vnet header, every
+//! slot answered. RX: up to [`RX_BATCH`] frames read from the tap, each placed in as many
 //! of the guest's posted RX requests as it needs (page-sized pieces, a GSO extra slot
 //! after the first), all of them filled by one batched grant copy.
 
+use crate::profile::{bump, NetProfile};
 use crate::vnet::{self, VnetHdr};
 use sluice_abi::netif::{
-    parse_tx_packet, NetRxFlags, NetTxFlags, NetifExtraInfo, NetifRsp, NetifRxBackRing,
-    NetifRxResponse, NetifTxBackRing, NetifTxRequest, NetifTxResponse, TxPacket,
+    NetRxFlags, NetifExtraInfo, NetifRsp, NetifRxBackRing, NetifRxResponse, NetifTxBackRing,
     XEN_NETIF_NR_SLOTS_MIN,
 };
 use sluice_abi::ring::RingError;
+use sluice_abi::shared::SharedMem;
 use sluice_abi::types::{DomId, EvtchnPort};
 use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMapper, LogLimiter};
 use sluice_xen_sys::VNET_HDR_LEN;
@@ -40,6 +40,24 @@ pub trait Frames: AsFd + Send + Sync {
     fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// One frame from `parts`.
     fn write_frame(&self, parts: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// One frame from `head` followed by `tail`, pieces of another domain's mapped
+    /// pages (by default copied out first, then [`Frames::write_frame`]).
+    fn write_frame_shared(
+        &self,
+        head: &[IoSlice<'_>],
+        tail: &[SharedMem<'_>],
+    ) -> io::Result<usize> {
+        let mut bytes = Vec::new();
+        for m in tail {
+            let at = bytes.len();
+            bytes.resize(at + m.len(), 0);
+            m.read_bytes(0, &mut bytes[at..])
+                .map_err(io::Error::other)?;
+        }
+        let mut parts = head.to_vec();
+        parts.push(IoSlice::new(&bytes));
+        self.write_frame(&parts)
+    }
     /// Which offloaded frames the reader accepts (device-wide; no-op by default).
     fn set_offloads(&self, _csum: bool, _tso4: bool, _tso6: bool) -> io::Result<()> {
         Ok(())
@@ -52,6 +70,13 @@ impl Frames for sluice_xen_sys::TapDevice {
     }
     fn write_frame(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         sluice_xen_sys::TapDevice::write_frame(self, parts)
+    }
+    fn write_frame_shared(
+        &self,
+        head: &[IoSlice<'_>],
+        tail: &[SharedMem<'_>],
+    ) -> io::Result<usize> {
+        sluice_xen_sys::TapDevice::write_frame_shared(self, head, tail)
     }
     fn set_offloads(&self, csum: bool, tso4: bool, tso6: bool) -> io::Result<()> {
         sluice_xen_sys::TapDevice::set_offloads(
@@ -147,23 +172,27 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels, T: Frames> {
     pub log: &'a LogLimiter,
     /// The vif's counters.
     pub stats: &'a NetStats,
-}
-
-/// TX state kept between turns.
-#[derive(Default)]
-struct TxState {
-    /// Requests consumed from the ring, not yet answered (our own copy: read once).
-    pending: Vec<NetifTxRequest>,
-    bufs: Vec<Vec<u8>>,
+    /// This queue's profile (logged when it stops).
+    pub profile: &'a NetProfile,
+    /// TX by mapping the guest's grants instead of grant copy (`crate::tx`).
+    pub tx_map: bool,
 }
 
 /// RX state kept between turns.
 #[derive(Default)]
 struct RxState {
     bufs: Vec<Vec<u8>>,
-    /// `bufs[.0]` holds a frame of `.1` bytes waiting for RX requests (the next turn
-    /// takes it first).
-    held: Option<(usize, usize)>,
+    /// A frame waiting for RX requests (the next turn takes it first).
+    held: Option<Held>,
+}
+
+/// A tap frame read but not yet placed: `bufs[buf]` holds `len` bytes; it needs `need`
+/// RX requests.
+#[derive(Clone, Copy)]
+struct Held {
+    buf: usize,
+    len: usize,
+    need: u32,
 }
 
 /// A frame placed in RX requests.
@@ -176,11 +205,6 @@ struct RxPlan {
     slots: Vec<(usize, sluice_abi::types::GrantRef, usize)>,
 }
 
-enum Parsed {
-    Good(Box<TxPacket>),
-    Dropped,
-}
-
 impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
     /// Serves the rings until `stop` (Ok) or a protocol violation / device failure (Err).
     pub fn serve(
@@ -188,7 +212,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         mut tx: NetifTxBackRing<'_>,
         mut rx: NetifRxBackRing<'_>,
     ) -> Result<(), QueueError> {
-        let mut txs = TxState::default();
+        let mut txs = crate::tx::TxState::default();
         let mut rxs = RxState::default();
         let mut fired = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
@@ -200,16 +224,22 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             if tx.final_check_for_requests()? {
                 continue;
             }
-            let want_tap = rxs.held.is_none();
-            if !want_tap && rx.final_check_for_requests()? {
-                continue;
-            }
-            self.wait(want_tap)?;
-            fired.clear();
-            self.evtchn.read_pending(&mut fired)?;
-            for p in &fired {
-                self.evtchn.unmask(*p)?;
-            }
+            // A held frame waits (without reading the tap) until the guest has posted
+            // as many RX requests as it needs, woken by the post that makes them enough.
+            let want_tap = match rxs.held {
+                None => true,
+                Some(h) if rx.final_check_for_requests_at_least(h.need)? => continue,
+                Some(_) => false,
+            };
+            self.profile.wait.time(|| self.wait(want_tap))?;
+            self.profile.drain.time(|| {
+                fired.clear();
+                self.evtchn.read_pending(&mut fired)?;
+                for p in &fired {
+                    self.evtchn.unmask(*p)?;
+                }
+                Ok::<_, QueueError>(())
+            })?;
         }
         Ok(())
     }
@@ -251,149 +281,6 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         }
     }
 
-    /// One batch of guest packets to the tap; true if anything was consumed.
-    fn tx_turn(
-        &self,
-        ring: &mut NetifTxBackRing<'_>,
-        st: &mut TxState,
-    ) -> Result<bool, QueueError> {
-        let size = ring.size() as usize;
-        while st.pending.len() < size {
-            match ring.pop_request()? {
-                Some(r) => st.pending.push(r),
-                None => break,
-            }
-        }
-        let mut parsed = Vec::new();
-        let mut at = 0;
-        while parsed.len() < TX_BATCH {
-            match parse_tx_packet(&st.pending[at..]) {
-                Ok(None) => break,
-                Ok(Some(p)) => {
-                    parsed.push((at, p.ring_slots, Parsed::Good(Box::new(p))));
-                    at += p.ring_slots;
-                }
-                Err(e) if e.fatal => {
-                    warn_limited!(self.log, "fatal tx packet", "{}: {e}", self.name);
-                    return Err(QueueError::Protocol(e));
-                }
-                Err(e) => {
-                    warn_limited!(
-                        self.log,
-                        "dropped tx packet",
-                        "{}: dropping: {e}",
-                        self.name
-                    );
-                    parsed.push((at, e.ring_slots, Parsed::Dropped));
-                    at += e.ring_slots;
-                }
-            }
-        }
-        if at == 0 {
-            if st.pending.len() >= size {
-                return Err(QueueError::Endless);
-            }
-            return Ok(false);
-        }
-        while st.bufs.len() < parsed.len() {
-            st.bufs.push(vec![0u8; 65536]);
-        }
-        // One grant copy for every slot of every good packet.
-        let mut segs = Vec::new();
-        let mut ranges = Vec::with_capacity(parsed.len());
-        for ((_, _, p), buf) in parsed.iter().zip(st.bufs.iter_mut()) {
-            let from = segs.len();
-            if let Parsed::Good(p) = p {
-                let mut rest = &mut buf[..usize::from(p.len)];
-                for (i, slot) in p.slots().iter().enumerate() {
-                    let n = usize::from(p.slot_len(i));
-                    let (this, tail) = rest.split_at_mut(n);
-                    rest = tail;
-                    if n > 0 {
-                        segs.push(CopySegment {
-                            local: CopyPtr::FromGuest(this),
-                            domid: self.domid.0,
-                            gref: slot.gref.0,
-                            offset: slot.offset,
-                            status: 0,
-                        });
-                    }
-                }
-            }
-            ranges.push(from..segs.len());
-        }
-        if !segs.is_empty() {
-            self.grants.copy(&mut segs)?;
-        }
-        let bad: Vec<Option<(u32, i16)>> = ranges
-            .iter()
-            .map(|r| {
-                segs[r.clone()]
-                    .iter()
-                    .find(|s| s.status != 0)
-                    .map(|s| (s.gref, s.status))
-            })
-            .collect();
-        drop(segs);
-        for (((start, n, p), buf), bad) in parsed.iter().zip(st.bufs.iter()).zip(bad) {
-            let status = match p {
-                Parsed::Dropped => NetifRsp::Error,
-                Parsed::Good(_) if bad.is_some() => {
-                    let (gref, s) = bad.unwrap_or_default();
-                    warn_limited!(
-                        self.log,
-                        "bad tx grant",
-                        "{}: tx grant {gref} does not copy (GNTST {s}); packet dropped",
-                        self.name
-                    );
-                    NetifRsp::Error
-                }
-                Parsed::Good(p) => {
-                    self.to_tap(p, &buf[..usize::from(p.len)]);
-                    NetifRsp::Okay
-                }
-            };
-            if status != NetifRsp::Okay {
-                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            answer_tx(ring, &st.pending[*start..start + n], status)?;
-        }
-        st.pending.drain(..at);
-        if ring.push_responses_and_check_notify()? {
-            self.evtchn.notify(self.tx_port)?;
-        }
-        Ok(true)
-    }
-
-    fn to_tap(&self, p: &TxPacket, frame: &[u8]) {
-        let hdr = match vnet::tx_header(p, frame) {
-            Ok(h) => h,
-            Err(e) => {
-                warn_limited!(
-                    self.log,
-                    "tx headers",
-                    "{}: dropping a tx packet: {e}",
-                    self.name
-                );
-                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        match self
-            .tap
-            .write_frame(&[IoSlice::new(hdr.as_bytes()), IoSlice::new(frame)])
-        {
-            Ok(_) => {
-                self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // The tap is down or refuses the frame: Linux netback drops too.
-                warn_limited!(self.log, "tap write", "{}: tap write: {e}", self.name);
-                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// One batch of tap frames to the guest; true if anything was read.
     fn rx_turn(
         &self,
@@ -408,16 +295,20 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             while st.bufs.len() <= k {
                 st.bufs.push(vec![0u8; FRAME_BUF]);
             }
-            let n = match st.held.take() {
+            let (n, was_held) = match st.held.take() {
                 // Only ever taken first (k == 0): no plan of this turn uses a buffer yet.
-                Some((at, n)) => {
-                    st.bufs.swap(k, at);
-                    n
+                Some(h) => {
+                    st.bufs.swap(k, h.buf);
+                    (h.len, true)
                 }
-                None => match self.tap.read_frame(&mut st.bufs[k]) {
+                None => match self
+                    .profile
+                    .tap_read
+                    .time(|| self.tap.read_frame(&mut st.bufs[k]))
+                {
                     Ok(n) => {
                         busy = true;
-                        n
+                        (n, false)
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
@@ -449,7 +340,14 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             if (ring.unconsumed_requests()? as usize) < need {
                 // Wait for the guest to post more; keep the frame where it is: the
                 // buffers before it hold this turn's frames, still to be copied.
-                st.held = Some((k, n));
+                st.held = Some(Held {
+                    buf: k,
+                    len: n,
+                    need: need as u32,
+                });
+                if !was_held {
+                    bump(&self.profile.rx_held, 1);
+                }
                 break;
             }
             let mut plan = RxPlan {
@@ -511,7 +409,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 seg_rsp.push(ri);
             }
         }
-        self.grants.copy(&mut segs)?;
+        self.profile.rx_copy.time(|| self.grants.copy(&mut segs))?;
         let mut failed = vec![false; plans.len()];
         for (s, &ri) in segs.iter().zip(&seg_rsp) {
             if s.status != 0 {
@@ -536,48 +434,18 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         self.stats
             .rx_packets
             .fetch_add(plans.len() as u64 - dropped, Ordering::Relaxed);
+        self.profile.rx_turn(plans.len());
+        bump(&self.profile.rx_frames, plans.len() as u64);
+        bump(&self.profile.rx_slots, rsps.len() as u64);
+        let bytes: usize = plans.iter().map(|p| p.len).sum();
+        bump(&self.profile.rx_bytes, bytes as u64);
         for r in &rsps {
             ring.push_response(r)?;
         }
         if ring.push_responses_and_check_notify()? {
+            bump(&self.profile.notifies, 1);
             self.evtchn.notify(self.rx_port)?;
         }
         Ok(true)
     }
-}
-
-/// Answers every slot of one TX chain (our copy of it): `status` for data slots,
-/// `NETIF_RSP_NULL` for extra-info slots, in ring order.
-fn answer_tx(
-    ring: &mut NetifTxBackRing<'_>,
-    chain: &[NetifTxRequest],
-    status: NetifRsp,
-) -> Result<(), RingError> {
-    let Some(first) = chain.first() else {
-        return Ok(());
-    };
-    let rsp = |id| NetifTxResponse {
-        id,
-        status: status.raw(),
-    };
-    ring.push_response(&rsp(first.id))?;
-    let mut i = 1;
-    if NetTxFlags::from_bits_retain(first.flags).contains(NetTxFlags::EXTRA_INFO) {
-        while let Some(slot) = chain.get(i) {
-            i += 1;
-            ring.push_response(&NetifTxResponse {
-                id: 0,
-                status: NetifRsp::Null.raw(),
-            })?;
-            let more =
-                NetifExtraInfo::read_from_prefix(slot.as_bytes()).is_ok_and(|(e, _)| e.more());
-            if !more {
-                break;
-            }
-        }
-    }
-    for slot in &chain[i.min(chain.len())..] {
-        ring.push_response(&rsp(slot.id))?;
-    }
-    Ok(())
 }

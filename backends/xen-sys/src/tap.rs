@@ -150,6 +150,40 @@ impl TapDevice {
     pub fn write_frame(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         (&self.file).write_vectored(parts)
     }
+
+    /// Writes one frame from `head` (our own bytes: the vnet header, the frame's first
+    /// bytes) followed by `tail`, pieces of shared memory (another domain's pages mapped
+    /// here), in one `writev`: the kernel copies the tail straight from those pages.
+    /// Another domain changing them meanwhile changes only the bytes the kernel copies.
+    pub fn write_frame_shared(
+        &self,
+        head: &[IoSlice<'_>],
+        tail: &[sluice_abi::shared::SharedMem<'_>],
+    ) -> io::Result<usize> {
+        let mut iov: Vec<libc::iovec> = head
+            .iter()
+            .map(|h| libc::iovec {
+                iov_base: h.as_ptr().cast_mut().cast(),
+                iov_len: h.len(),
+            })
+            .collect();
+        iov.extend(tail.iter().map(|m| libc::iovec {
+            iov_base: m.addr() as *mut libc::c_void,
+            iov_len: m.len(),
+        }));
+        let count = libc::c_int::try_from(iov.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: every iovec names live memory for the whole call: `head`'s slices are
+        // borrowed, and each `SharedMem` of `tail` guarantees its region stays mapped
+        // for its lifetime, which outlasts this call. The kernel only reads them
+        // (copy_from_user tolerates concurrent writes by another domain); `iov` itself
+        // is a live, initialised array of `count` entries.
+        let n = unsafe { libc::writev(self.file.as_raw_fd(), iov.as_ptr(), count) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
 }
 
 impl AsFd for TapDevice {

@@ -34,10 +34,21 @@ pub struct World {
     pub taps: Taps,
     pub stop: Arc<AtomicBool>,
     pub backend: Option<JoinHandle<()>>,
+    /// Start backends with TX by mapping (`Backend::with_tx_map`).
+    pub tx_map: bool,
 }
 
 impl World {
     pub fn new(max_queues: u32) -> Self {
+        Self::with(max_queues, false)
+    }
+
+    /// A world whose backend sends TX by mapping the guest's grants.
+    pub fn tx_by_map(max_queues: u32) -> Self {
+        Self::with(max_queues, true)
+    }
+
+    fn with(max_queues: u32, tx_map: bool) -> Self {
         let mut w = World {
             store: FakeXenStore::new(),
             hub: FakeEvtchnHub::new(),
@@ -45,6 +56,7 @@ impl World {
             taps: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             backend: None,
+            tx_map,
         };
         w.start(max_queues);
         w
@@ -75,6 +87,7 @@ impl World {
             self.stop.clone(),
             self.taps.clone(),
         );
+        let tx_map = self.tx_map;
         self.backend = Some(std::thread::spawn(move || {
             let open = move |name: &str| -> Result<UnixDatagram, String> {
                 let (ours, theirs) = UnixDatagram::pair().map_err(|e| e.to_string())?;
@@ -93,7 +106,8 @@ impl World {
                 Box::new(open),
                 ROOT,
                 max_queues,
-            );
+            )
+            .with_tx_map(tx_map);
             b.run(&s).unwrap();
         }));
     }
@@ -355,4 +369,28 @@ pub fn tx(gref: GrantRef, offset: u16, flags: NetTxFlags, id: u16, size: u16) ->
         id,
         size,
     }
+}
+
+/// The tap of domain 5's vif 0.
+pub const VIF: &str = "vif5.0";
+
+/// Domain `domid`'s vif 0, connected with one queue.
+pub fn connected(w: &World, domid: u16) -> Front {
+    let (be, fe) = w.add_vif(domid, 0);
+    Front::connect(w, w.guest(domid), &be, &fe, |_| {}, "4")
+}
+
+/// An extra-info item in a TX request slot (the union's first 8 bytes).
+pub fn extra_slot(e: &NetifExtraInfo) -> NetifTxRequest {
+    let mut b = [0u8; 12];
+    b[..8].copy_from_slice(e.as_bytes());
+    NetifTxRequest::read_from_bytes(&b).unwrap()
+}
+
+/// The next frame on a tap: its vnet header and bytes.
+pub fn read_frame(tap: &UnixDatagram) -> (VnetHdr, Vec<u8>) {
+    let mut buf = vec![0u8; 70000];
+    let n = tap.recv(&mut buf).expect("a frame on the tap");
+    let (h, rest) = buf[..n].split_at(10);
+    (VnetHdr::read_from_bytes(h).unwrap(), rest.to_vec())
 }

@@ -1,0 +1,400 @@
+//! TX (guest → tap): the guest's requests copied out of the ring once (into
+//! `pending`), parsed into packets ([`parse_tx_packet`]), every packet's bytes fetched
+//! from the guest's grants in one batch, each packet written to the tap with its vnet
+//! header, every slot answered in ring order.
+//!
+//! Two ways to fetch the bytes (`sluice-netback --tx-map` picks the second):
+//! * **grant copy** (default): every slot of every good packet in one
+//!   `IOCTL_GNTDEV_GRANT_COPY` into our buffers, then `writev` from them;
+//! * **mapping**: every slot's grant mapped read-only in one `gntdev` mapping per batch;
+//!   the first [`TX_HEAD`] bytes of a packet (its headers) are copied out once and
+//!   parsed from that copy, the tap gets them from the copy and the rest straight from
+//!   the mapped pages (one copy fewer: the kernel's, into its skb); the mapping goes
+//!   when the batch is written. A batch that does not map (a bad grant) goes the copy
+//!   way, which finds the bad packet.
+
+use crate::profile::bump;
+use crate::queue::{Frames, Queue, QueueError, TX_BATCH};
+use crate::vnet;
+use sluice_abi::netif::{
+    parse_tx_packet, NetTxFlags, NetifExtraInfo, NetifRsp, NetifTxBackRing, NetifTxRequest,
+    NetifTxResponse, TxPacket,
+};
+use sluice_abi::ring::RingError;
+use sluice_abi::shared::SharedMem;
+use sluice_abi::types::GrantRef;
+use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMap, GrantMapper};
+use std::io::IoSlice;
+use std::sync::atomic::Ordering;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// Bytes of a mapped packet copied out for its headers (Ethernet, VLAN, IPv6 with
+/// extension headers, TCP with options fit; a packet whose headers do not is copied
+/// out whole).
+pub const TX_HEAD: usize = 256;
+const PAGE: usize = 4096;
+
+/// TX state kept between turns.
+#[derive(Default)]
+pub(crate) struct TxState {
+    /// Requests consumed from the ring, not yet answered (our own copy: read once).
+    pending: Vec<NetifTxRequest>,
+    bufs: Vec<Vec<u8>>,
+}
+
+enum Parsed {
+    Good(Box<TxPacket>),
+    Dropped,
+}
+
+impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
+    /// One batch of guest packets to the tap; true if anything was consumed.
+    pub(crate) fn tx_turn(
+        &self,
+        ring: &mut NetifTxBackRing<'_>,
+        st: &mut TxState,
+    ) -> Result<bool, QueueError> {
+        let size = ring.size() as usize;
+        while st.pending.len() < size {
+            match ring.pop_request()? {
+                Some(r) => st.pending.push(r),
+                None => break,
+            }
+        }
+        let mut parsed = Vec::new();
+        let mut at = 0;
+        while parsed.len() < TX_BATCH {
+            match parse_tx_packet(&st.pending[at..]) {
+                Ok(None) => break,
+                Ok(Some(p)) => {
+                    parsed.push((at, p.ring_slots, Parsed::Good(Box::new(p))));
+                    at += p.ring_slots;
+                }
+                Err(e) if e.fatal => {
+                    warn_limited!(self.log, "fatal tx packet", "{}: {e}", self.name);
+                    return Err(QueueError::Protocol(e));
+                }
+                Err(e) => {
+                    warn_limited!(
+                        self.log,
+                        "dropped tx packet",
+                        "{}: dropping: {e}",
+                        self.name
+                    );
+                    parsed.push((at, e.ring_slots, Parsed::Dropped));
+                    at += e.ring_slots;
+                }
+            }
+        }
+        if at == 0 {
+            if st.pending.len() >= size {
+                return Err(QueueError::Endless);
+            }
+            return Ok(false);
+        }
+        while st.bufs.len() < parsed.len() {
+            st.bufs.push(vec![0u8; 65536]);
+        }
+        bump(&self.profile.tx_turns, 1);
+        bump(&self.profile.tx_packets, parsed.len() as u64);
+        bump(&self.profile.tx_slots, at as u64);
+        let packets: Vec<&Parsed> = parsed.iter().map(|(_, _, p)| p).collect();
+        let mapped = if self.tx_map {
+            self.tx_mapped(&packets, &mut st.bufs)
+        } else {
+            None
+        };
+        let status = match mapped {
+            Some(s) => s,
+            None => self.tx_copied(&packets, &mut st.bufs)?,
+        };
+        for ((start, n, _), status) in parsed.iter().zip(status) {
+            if status != NetifRsp::Okay {
+                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            answer_tx(ring, &st.pending[*start..start + n], status)?;
+        }
+        st.pending.drain(..at);
+        if ring.push_responses_and_check_notify()? {
+            bump(&self.profile.notifies, 1);
+            self.evtchn.notify(self.tx_port)?;
+        }
+        Ok(true)
+    }
+
+    /// The grant-copy way: one copy for every slot of every good packet, then each
+    /// packet from our buffer. The answer per packet.
+    fn tx_copied(
+        &self,
+        packets: &[&Parsed],
+        bufs: &mut [Vec<u8>],
+    ) -> Result<Vec<NetifRsp>, QueueError> {
+        let mut segs = Vec::new();
+        let mut ranges = Vec::with_capacity(packets.len());
+        for (p, buf) in packets.iter().zip(bufs.iter_mut()) {
+            let from = segs.len();
+            if let Parsed::Good(p) = p {
+                let mut rest = &mut buf[..usize::from(p.len)];
+                for (i, slot) in p.slots().iter().enumerate() {
+                    let n = usize::from(p.slot_len(i));
+                    let (this, tail) = rest.split_at_mut(n);
+                    rest = tail;
+                    if n > 0 {
+                        segs.push(CopySegment {
+                            local: CopyPtr::FromGuest(this),
+                            domid: self.domid.0,
+                            gref: slot.gref.0,
+                            offset: slot.offset,
+                            status: 0,
+                        });
+                    }
+                }
+            }
+            ranges.push(from..segs.len());
+        }
+        if !segs.is_empty() {
+            self.profile.tx_copy.time(|| self.grants.copy(&mut segs))?;
+        }
+        let bad: Vec<Option<(u32, i16)>> = ranges
+            .iter()
+            .map(|r| {
+                segs[r.clone()]
+                    .iter()
+                    .find(|s| s.status != 0)
+                    .map(|s| (s.gref, s.status))
+            })
+            .collect();
+        drop(segs);
+        let mut status = Vec::with_capacity(packets.len());
+        for ((p, buf), bad) in packets.iter().zip(bufs.iter()).zip(bad) {
+            status.push(match p {
+                Parsed::Dropped => NetifRsp::Error,
+                Parsed::Good(_) if bad.is_some() => {
+                    let (gref, s) = bad.unwrap_or_default();
+                    warn_limited!(
+                        self.log,
+                        "bad tx grant",
+                        "{}: tx grant {gref} does not copy (GNTST {s}); packet dropped",
+                        self.name
+                    );
+                    NetifRsp::Error
+                }
+                Parsed::Good(p) => {
+                    bump(&self.profile.tx_bytes, u64::from(p.len));
+                    let frame = &buf[..usize::from(p.len)];
+                    if let Some(hdr) = self.tx_header(p, frame) {
+                        self.to_tap(&[IoSlice::new(hdr.as_bytes()), IoSlice::new(frame)], &[]);
+                    }
+                    NetifRsp::Okay
+                }
+            });
+        }
+        Ok(status)
+    }
+
+    /// The mapping way; `None` when the batch's grants do not map (the caller copies
+    /// instead, which names the bad grant and drops only its packet).
+    fn tx_mapped(&self, packets: &[&Parsed], bufs: &mut [Vec<u8>]) -> Option<Vec<NetifRsp>> {
+        let mut refs = Vec::new();
+        for p in packets {
+            if let Parsed::Good(p) = p {
+                for (i, slot) in p.slots().iter().enumerate() {
+                    if p.slot_len(i) > 0 {
+                        refs.push(GrantRef(slot.gref.0));
+                    }
+                }
+            }
+        }
+        if refs.is_empty() {
+            return None;
+        }
+        let map = self
+            .profile
+            .tx_map
+            .time(|| self.grants.map(self.domid, &refs, false))
+            .ok()?;
+        let mem = map.mem();
+        let mut page = 0;
+        let mut status = Vec::with_capacity(packets.len());
+        for (p, buf) in packets.iter().zip(bufs.iter_mut()) {
+            let Parsed::Good(p) = p else {
+                status.push(NetifRsp::Error);
+                continue;
+            };
+            // The packet's pieces in the mapping (parse_tx_packet checked that each
+            // slot's offset + size stays in its page).
+            let mut pieces = Vec::with_capacity(p.slots().len());
+            for (i, slot) in p.slots().iter().enumerate() {
+                let n = usize::from(p.slot_len(i));
+                if n > 0 {
+                    pieces.push(mem.slice(page * PAGE + usize::from(slot.offset), n));
+                    page += 1;
+                }
+            }
+            let Ok(pieces) = pieces.into_iter().collect::<Result<Vec<_>, _>>() else {
+                status.push(NetifRsp::Error);
+                continue;
+            };
+            bump(&self.profile.tx_bytes, u64::from(p.len));
+            self.tx_from_mapping(p, &pieces, buf);
+            status.push(NetifRsp::Okay);
+        }
+        self.profile.tx_unmap.time(|| drop(map));
+        Some(status)
+    }
+
+    /// Writes one mapped packet: its headers from a copy made once into `buf`, the
+    /// rest from the mapping; a packet whose headers pass [`TX_HEAD`] is copied whole.
+    fn tx_from_mapping(&self, p: &TxPacket, pieces: &[SharedMem<'_>], buf: &mut [u8]) {
+        let len = usize::from(p.len);
+        let head = len.min(TX_HEAD);
+        let whole = copy_out(pieces, &mut buf[..head]).and_then(|()| {
+            match vnet::tx_header(p, &buf[..head]) {
+                // A TSO header cut by the copy's end: take the whole packet.
+                Ok(h)
+                    if h.gso_type != vnet::GSO_NONE
+                        && usize::from(h.hdr_len) >= head
+                        && head < len =>
+                {
+                    copy_out(pieces, &mut buf[..len]).map(|()| None)
+                }
+                Ok(h) => Ok(Some(h)),
+                // The headers may go on past the copy: take the whole packet.
+                Err(_) if head < len => copy_out(pieces, &mut buf[..len]).map(|()| None),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        match whole {
+            Ok(Some(hdr)) => {
+                let tail = skip(pieces, head);
+                self.to_tap(
+                    &[IoSlice::new(hdr.as_bytes()), IoSlice::new(&buf[..head])],
+                    &tail,
+                );
+            }
+            Ok(None) => {
+                if let Some(hdr) = self.tx_header(p, &buf[..len]) {
+                    self.to_tap(
+                        &[IoSlice::new(hdr.as_bytes()), IoSlice::new(&buf[..len])],
+                        &[],
+                    );
+                }
+            }
+            Err(e) => {
+                warn_limited!(
+                    self.log,
+                    "tx headers",
+                    "{}: dropping a tx packet: {e}",
+                    self.name
+                );
+                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The vnet header for a packet whose bytes are all ours; `None` (counted, logged)
+    /// when it cannot be given to the tap.
+    fn tx_header(&self, p: &TxPacket, frame: &[u8]) -> Option<vnet::VnetHdr> {
+        match vnet::tx_header(p, frame) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                warn_limited!(
+                    self.log,
+                    "tx headers",
+                    "{}: dropping a tx packet: {e}",
+                    self.name
+                );
+                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// One frame to the tap: `head` (ours), then `tail` (mapped pages).
+    fn to_tap(&self, head: &[IoSlice<'_>], tail: &[SharedMem<'_>]) {
+        let r = self.profile.tap_write.time(|| {
+            if tail.is_empty() {
+                self.tap.write_frame(head)
+            } else {
+                self.tap.write_frame_shared(head, tail)
+            }
+        });
+        match r {
+            Ok(_) => {
+                self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The tap is down or refuses the frame: Linux netback drops too.
+                warn_limited!(self.log, "tap write", "{}: tap write: {e}", self.name);
+                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Copies the first `out.len()` bytes of `pieces` into `out` (each byte read once).
+fn copy_out(pieces: &[SharedMem<'_>], out: &mut [u8]) -> Result<(), String> {
+    let mut at = 0;
+    for m in pieces {
+        if at == out.len() {
+            break;
+        }
+        let n = m.len().min(out.len() - at);
+        m.read_bytes(0, &mut out[at..at + n])
+            .map_err(|e| e.to_string())?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// `pieces` without their first `n` bytes.
+fn skip<'a>(pieces: &[SharedMem<'a>], mut n: usize) -> Vec<SharedMem<'a>> {
+    let mut out = Vec::with_capacity(pieces.len());
+    for m in pieces {
+        if n >= m.len() {
+            n -= m.len();
+            continue;
+        }
+        if let Ok(rest) = m.slice(n, m.len() - n) {
+            out.push(rest);
+        }
+        n = 0;
+    }
+    out
+}
+
+/// Answers every slot of one TX chain (our copy of it): `status` for data slots,
+/// `NETIF_RSP_NULL` for extra-info slots, in ring order.
+fn answer_tx(
+    ring: &mut NetifTxBackRing<'_>,
+    chain: &[NetifTxRequest],
+    status: NetifRsp,
+) -> Result<(), RingError> {
+    let Some(first) = chain.first() else {
+        return Ok(());
+    };
+    let rsp = |id| NetifTxResponse {
+        id,
+        status: status.raw(),
+    };
+    ring.push_response(&rsp(first.id))?;
+    let mut i = 1;
+    if NetTxFlags::from_bits_retain(first.flags).contains(NetTxFlags::EXTRA_INFO) {
+        while let Some(slot) = chain.get(i) {
+            i += 1;
+            ring.push_response(&NetifTxResponse {
+                id: 0,
+                status: NetifRsp::Null.raw(),
+            })?;
+            let more =
+                NetifExtraInfo::read_from_prefix(slot.as_bytes()).is_ok_and(|(e, _)| e.more());
+            if !more {
+                break;
+            }
+        }
+    }
+    for slot in &chain[i.min(chain.len())..] {
+        ring.push_response(&rsp(slot.id))?;
+    }
+    Ok(())
+}
