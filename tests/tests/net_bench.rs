@@ -9,7 +9,7 @@
 //! - D = another build of `sluice-netfront.ko` (`SLUICE_NETFRONT_KO_B`, e.g. a branch's)
 //!   on Linux's `xen-netback`, for a same-boot A/B of two versions of the module,
 //! - E = stock `xen-netfront` on another build of `sluice-netback` (`SLUICE_NETBACK_B`, a
-//!   binary's path), the same for the daemon,
+//!   binary's path) and/or with other arguments (`SLUICE_NETBACK_B_ARGS`, e.g. `--tx-map`),
 //!
 //! each a PV guest with 2 vCPUs (2 queues) running `iperf3` against dom0's server
 //! ([`Workload::NetPerf`]): guest → dom0 and dom0 → guest, 1 and 4 streams. Guests run
@@ -17,7 +17,7 @@
 //! netback loaded only for A and C, sluice-netback running only for B). The figures are
 //! medians of per-round ratios. `SLUICE_NET_PAIRS` (rounds, 3) and `SLUICE_NET_SECONDS`
 //! (per iperf3 run, 10) size it; `SLUICE_BENCH_SMOKE=1` runs one round of 2 s runs (no
-//! figure means anything); `SLUICE_NETBACK_ARGS` are sluice-netback's arguments (e.g.
+//! figure means anything); `SLUICE_NETBACK_ARGS` are column B's sluice-netback arguments (e.g.
 //! `--profile`: each queue's profile line lands in the daemon's log under
 //! `build/testbed-logs/bench-iperf/`). Asserts only that every run reported, never a speed.
 
@@ -36,9 +36,9 @@ const CELLS: [(&str, u32); 4] = [
     ("dom0-to-guest", 4),
 ];
 
-/// `SLUICE_NETBACK_ARGS` (split at spaces), e.g. `--profile`.
-fn netback_args() -> Vec<String> {
-    std::env::var("SLUICE_NETBACK_ARGS")
+/// Arguments from the variable `k` (split at spaces), e.g. `--profile`.
+fn args_of(k: &str) -> Vec<String> {
+    std::env::var(k)
         .unwrap_or_default()
         .split_whitespace()
         .map(String::from)
@@ -138,13 +138,22 @@ fn iperf_kernel_vs_sluice_netback() {
             daemon: "netback",
         });
     }
-    // Another build of sluice-netback (e.g. another branch's): column E, served by a
-    // second daemon while the other one is stopped.
-    let netback_b = std::env::var("SLUICE_NETBACK_B").ok().map(PathBuf::from);
+    // Another build of sluice-netback (e.g. another branch's) or the same with other
+    // arguments: column E, served by a second daemon while the other one is stopped.
+    let netback =
+        cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"));
+    let netback_b = std::env::var("SLUICE_NETBACK_B")
+        .ok()
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var("SLUICE_NETBACK_B_ARGS")
+                .is_ok()
+                .then(|| netback.clone())
+        });
     if netback_b.is_some() {
         columns.push(Column {
             prefix: "bnet",
-            what: "xen-netfront / sluice-netback (SLUICE_NETBACK_B)",
+            what: "xen-netfront / sluice-netback (SLUICE_NETBACK_B, _B_ARGS)",
             backend: NetBackend::Userspace,
             frontend: NetFrontend::Stock,
             daemon: "netback-b",
@@ -156,9 +165,8 @@ fn iperf_kernel_vs_sluice_netback() {
         .collect();
     let mut daemons = vec![Dom0Daemon {
         name: "netback".into(),
-        binary: cargo_binary("sluice-netback", "sluice-netback")
-            .unwrap_or_else(|e| panic!("{e:#}")),
-        args: netback_args(),
+        binary: netback,
+        args: args_of("SLUICE_NETBACK_ARGS"),
         serves_block: false,
         serves_net: true,
     }];
@@ -166,7 +174,7 @@ fn iperf_kernel_vs_sluice_netback() {
         daemons.push(Dom0Daemon {
             name: "netback-b".into(),
             binary,
-            args: netback_args(),
+            args: args_of("SLUICE_NETBACK_B_ARGS"),
             serves_block: false,
             serves_net: true,
         });
