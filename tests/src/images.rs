@@ -1258,8 +1258,18 @@ const DOM0_LIB: &str = r#"
 start_daemon() {
   n=$1; shift
   if [ -e /run/sluice-$n.pid ] && kill -0 "$(cat /run/sluice-$n.pid)" 2>/dev/null; then return 0; fi
+: >/run/sluice-$n.args
+  for a in "$@"; do printf '%s\n' "$a" >>/run/sluice-$n.args; done
   /sluice/bin/$n "$@" >>/var/log/sluice/$n.log 2>&1 &
   echo $! >/run/sluice-$n.pid
+}
+# restart_daemon NAME: SIGKILL (kill_daemon), then start it with the arguments of its
+# last start.
+restart_daemon() {
+  kill_daemon "$1"
+  set -- "$1"
+  [ -e /run/sluice-$1.args ] && while IFS= read -r a; do set -- "$@" "$a"; done < /run/sluice-$1.args
+  start_daemon "$@"
 }
 # SIGKILL, no clean-up: what a crash looks like to the guests.
 kill_daemon() {

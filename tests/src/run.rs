@@ -839,7 +839,7 @@ fn net_action(verb: &str, arg: &str, domain: &str) -> Option<String> {
         "net-received" => format!("net_received {arg} {domain}"),
         "net-send" => format!("net_send {arg} {domain}"),
         "net-sent" => format!("net_sent {arg}"),
-        "net-restart" => format!("kill_daemon {arg} && start_daemon {arg}"),
+        "net-restart" => format!("restart_daemon {arg}"),
         _ => return None,
     })
 }

@@ -82,7 +82,8 @@ fn netfront_step(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
     s
 }
 
-/// A boot whose dom0 runs sluice-netback (and xenconsoled), with `steps`.
+/// A boot whose dom0 runs sluice-netback (and xenconsoled), with `steps`; the daemon's
+/// arguments from `SLUICE_NETBACK_ARGS` (split at spaces, e.g. `--tx-map`).
 fn sluice_netback_boot(name: &str, steps: Vec<GuestStep>) -> Boot {
     let bin = cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"));
     Boot {
@@ -91,7 +92,11 @@ fn sluice_netback_boot(name: &str, steps: Vec<GuestStep>) -> Boot {
         daemons: vec![Dom0Daemon {
             name: "netback".into(),
             binary: bin,
-            args: vec![],
+            args: std::env::var("SLUICE_NETBACK_ARGS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
             serves_block: false,
             serves_net: true,
         }],
