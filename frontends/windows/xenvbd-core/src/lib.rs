@@ -1,11 +1,12 @@
-//! The SCSI side of xenvbd, Sluice's future Storport virtual miniport: Windows' disk
+//! The SCSI side of xenvbd, Sluice's Storport virtual miniport: Windows' disk
 //! stack sends SCSI CDBs; [`translate`] turns each into a `blkfront-core` block I/O
 //! (READ/WRITE 10/16, SYNCHRONIZE CACHE, UNMAP) or answers it from the disk's
 //! `DiskInfo` (INQUIRY and its VPD pages, READ CAPACITY 10/16, MODE SENSE 6/10, TEST
 //! UNIT READY, REPORT LUNS), and refuses the rest with fixed-format sense data, as a
 //! SCSI disk would. [`segments`] checks a request's scatter-gather list into blkfront
 //! segments; [`unmap_ranges`] reads an UNMAP parameter list (bounded, range-checked).
-//! The miniport (HwStartIo, SRB completion, the bus interface to xenbus) is not written.
+//! [`srb`] turns a whole SRB (function, address, CDB, buffer length) into Storport's
+//! completion fields or a block I/O: what `xenvbd.sys`'s HwStartIo does with it.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 extern crate alloc;
 
 mod answers;
+pub mod srb;
 
 use alloc::vec::Vec;
 use sluice_abi::blkif::VdiskInfo;
@@ -267,5 +269,7 @@ pub fn segments<Pg: Copy>(
     Ok(out)
 }
 
+#[cfg(test)]
+mod srb_tests;
 #[cfg(test)]
 mod tests;
