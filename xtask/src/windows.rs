@@ -23,15 +23,22 @@ struct Driver {
     hardware_ids: &'static [&'static str],
 }
 
-const DRIVERS: &[Driver] = &[Driver {
-    name: "xenbus",
-    class: "System",
-    hardware_ids: &[
-        "PCI\\VEN_5853&DEV_0001",
-        "PCI\\VEN_5853&DEV_0002",
-        "PCI\\VEN_5853&DEV_C000",
-    ],
-}];
+const DRIVERS: &[Driver] = &[
+    Driver {
+        name: "xenbus",
+        class: "System",
+        hardware_ids: &[
+            "PCI\\VEN_5853&DEV_0001",
+            "PCI\\VEN_5853&DEV_0002",
+            "PCI\\VEN_5853&DEV_C000",
+        ],
+    },
+    Driver {
+        name: "xenvbd",
+        class: "SCSIAdapter",
+        hardware_ids: &["SLUICEXEN\\VBD"],
+    },
+];
 
 /// Kernel modules a driver may import from, with the import library that lists what
 /// each exports (mingw-w64's; storport has none there, so our own .def is its list).

@@ -30,6 +30,8 @@ const FUNCTIONS: &[&str] = &[
     "MmGetPhysicalAddress",
     "ObfReferenceObject",
     "KeFlushQueuedDpcs",
+    "KeAcquireSpinLockRaiseToDpc",
+    "KeReleaseSpinLock",
 ];
 
 const TYPES: &[&str] = &[
@@ -50,6 +52,14 @@ const TYPES: &[&str] = &[
     "EVENT_TYPE",
     "KWAIT_REASON",
     "MODE",
+    // storport (mingw-w64's srb.h: the SRB and port configuration; the
+    // virtual-miniport structures it lacks are declared in src/storport.rs).
+    "SCSI_REQUEST_BLOCK",
+    "PORT_CONFIGURATION_INFORMATION",
+    "SCSI_ADAPTER_CONTROL_TYPE",
+    "SCSI_SUPPORTED_CONTROL_TYPE_LIST",
+    "SCSI_NOTIFICATION_TYPE",
+    "SCSI_ADAPTER_CONTROL_STATUS",
 ];
 
 const VARS: &[&str] = &[
@@ -60,6 +70,10 @@ const VARS: &[&str] = &[
     "DO_.*",
     "DPFLTR_.*",
     "IO_NO_INCREMENT",
+    "SRB_FUNCTION_.*",
+    "SRB_STATUS_.*",
+    "SRB_FLAGS_DATA_.*",
+    "SP_RETURN_.*",
 ];
 
 fn main() {

@@ -12,6 +12,7 @@ extern crate alloc;
 pub mod hw;
 pub mod log;
 pub mod pnp;
+pub mod storport;
 pub mod xen;
 
 /// Raw DDK bindings (bindgen over mingw-w64's `ntddk.h`, allowlisted in build.rs).
@@ -126,19 +127,22 @@ macro_rules! driver_entry {
         #[no_mangle]
         pub extern "system" fn DriverEntry(
             driver: *mut $crate::sys::DRIVER_OBJECT,
-            _registry_path: *mut $crate::sys::UNICODE_STRING,
+            registry_path: *mut $crate::sys::UNICODE_STRING,
         ) -> $crate::NtStatus {
-            $init($crate::Driver::from_raw(driver))
+            $init($crate::Driver::from_raw(driver, registry_path))
         }
     };
 }
 
-/// The driver object given to `DriverEntry`.
-pub struct Driver(pub(crate) *mut sys::DRIVER_OBJECT);
+/// The driver object and registry path given to `DriverEntry`.
+pub struct Driver(
+    pub(crate) *mut sys::DRIVER_OBJECT,
+    pub(crate) *mut sys::UNICODE_STRING,
+);
 
 impl Driver {
     #[doc(hidden)]
-    pub fn from_raw(p: *mut sys::DRIVER_OBJECT) -> Self {
-        Driver(p)
+    pub fn from_raw(p: *mut sys::DRIVER_OBJECT, registry: *mut sys::UNICODE_STRING) -> Self {
+        Driver(p, registry)
     }
 }

@@ -1,0 +1,411 @@
+//! Storport virtual miniport plumbing, the unsafe half: `StorPortInitialize` with a
+//! Windows 8+ `HW_INITIALIZATION_DATA` marked `STOR_FEATURE_VIRTUAL_MINIPORT` (mingw-w64's
+//! srb.h has only the ScsiPort-era prefix of the structure, so it is declared here from
+//! the documented layout), the Hw* callbacks as trampolines to a safe [`Miniport`], the
+//! adapter state behind a kernel spin lock (Storport calls a virtual miniport's
+//! HwStartIo unsynchronised, from any CPU), and [`Srb`]: one request, its fields read
+//! once, completed once.
+
+use crate::{sys, Driver, NtStatus};
+use alloc::boxed::Box;
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// `STOR_FEATURE_VIRTUAL_MINIPORT`.
+const STOR_FEATURE_VIRTUAL_MINIPORT: u32 = 1;
+/// `STOR_MAP_ALL_BUFFERS_INCLUDING_READ_WRITE` (Windows 8+): every data buffer has a
+/// system virtual address in `DataBuffer`.
+const STOR_MAP_ALL_BUFFERS_INCLUDING_READ_WRITE: u8 = 3;
+/// `Internal` (INTERFACE_TYPE): no hardware bus.
+const INTERFACE_INTERNAL: i32 = 0;
+/// `SRB_STATUS_NO_DEVICE`.
+const SRB_STATUS_NO_DEVICE: u8 = sys::SRB_STATUS_NO_DEVICE as u8;
+/// `SRB_STATUS_AUTOSENSE_VALID`.
+const SRB_STATUS_AUTOSENSE_VALID: u8 = sys::SRB_STATUS_AUTOSENSE_VALID as u8;
+
+type HwInitialize = unsafe extern "C" fn(*mut c_void) -> u8;
+type HwStartIo = unsafe extern "C" fn(*mut c_void, *mut sys::SCSI_REQUEST_BLOCK) -> u8;
+type HwFindAdapter = unsafe extern "C" fn(
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut i8,
+    *mut sys::PORT_CONFIGURATION_INFORMATION,
+    *mut u8,
+) -> u32;
+type HwResetBus = unsafe extern "C" fn(*mut c_void, u32) -> u8;
+type HwAdapterControl = unsafe extern "C" fn(*mut c_void, i32, *mut c_void) -> i32;
+type HwFree = unsafe extern "C" fn(*mut c_void);
+type AnyFn = Option<unsafe extern "C" fn()>;
+
+/// storport.h's `HW_INITIALIZATION_DATA` (NTDDI_WIN8 and later), field for field.
+#[repr(C)]
+struct HwInitializationData {
+    size: u32,
+    adapter_interface_type: i32,
+    hw_initialize: Option<HwInitialize>,
+    hw_start_io: Option<HwStartIo>,
+    hw_interrupt: AnyFn,
+    hw_find_adapter: Option<HwFindAdapter>,
+    hw_reset_bus: Option<HwResetBus>,
+    hw_dma_started: AnyFn,
+    hw_adapter_state: AnyFn,
+    device_extension_size: u32,
+    specific_lu_extension_size: u32,
+    srb_extension_size: u32,
+    number_of_access_ranges: u32,
+    reserved: *mut c_void,
+    map_buffers: u8,
+    need_physical_addresses: u8,
+    tagged_queuing: u8,
+    auto_request_sense: u8,
+    multiple_request_per_lu: u8,
+    receive_event: u8,
+    vendor_id_length: u16,
+    vendor_id: *mut c_void,
+    port_version_flags: u16,
+    device_id_length: u16,
+    device_id: *mut c_void,
+    hw_adapter_control: Option<HwAdapterControl>,
+    hw_build_io: Option<HwStartIo>,
+    hw_free_adapter_resources: Option<HwFree>,
+    hw_process_service_request: AnyFn,
+    hw_complete_service_irp: AnyFn,
+    hw_initialize_tracing: AnyFn,
+    hw_cleanup_tracing: AnyFn,
+    hw_tracing_enabled: AnyFn,
+    feature_support: u32,
+    srb_type_flags: u32,
+    address_type_flags: u32,
+    reserved1: u32,
+    hw_unit_control: AnyFn,
+}
+
+// storport.sys' exports (lib/storport.def, linked by build.rs as every import
+// library is); StorPortNotification is variadic.
+unsafe extern "C" {
+    fn StorPortInitialize(
+        driver: *mut c_void,
+        registry: *mut c_void,
+        data: *mut HwInitializationData,
+        context: *mut c_void,
+    ) -> u32;
+    fn StorPortNotification(kind: i32, ext: *mut c_void, ...);
+}
+
+/// What an adapter can take, reported in HwFindAdapter.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest transfer in bytes.
+    pub max_transfer: u32,
+    /// Most scatter-gather elements per request, less one (Storport's convention).
+    pub max_breaks: u32,
+}
+
+/// A virtual miniport's adapter (safe Rust, in the driver crate). Every call is made
+/// under the adapter's spin lock, at DISPATCH_LEVEL except `find_adapter` (PASSIVE).
+pub trait Miniport: Send {
+    /// HwFindAdapter: the adapter's limits, or `None` (not found). (The lower device
+    /// Storport passes here, xenbus' child PDO, is where the bus interface query will
+    /// go: not written yet, see the README.)
+    fn find_adapter(&mut self) -> Option<Limits>;
+    /// HwInitialize.
+    fn initialize(&mut self) -> bool;
+    /// HwStartIo: the miniport completes `srb` now or later ([`Srb::complete`]).
+    fn start_io(&mut self, srb: Srb);
+    /// HwResetBus.
+    fn reset_bus(&mut self) -> bool;
+    /// HwAdapterControl(ScsiStopAdapter).
+    fn stop(&mut self);
+    /// HwAdapterControl(ScsiRestartAdapter).
+    fn restart(&mut self) -> bool;
+}
+
+static MAKE: AtomicUsize = AtomicUsize::new(0);
+
+/// The device extension Storport allocates (zeroed once, kept across stop/restart).
+struct Adapter {
+    lock: sys::KSPIN_LOCK,
+    inner: UnsafeCell<Option<Box<dyn Miniport>>>,
+}
+
+fn with_adapter<R>(ext: *mut c_void, f: impl FnOnce(&mut dyn Miniport) -> R) -> Option<R> {
+    let a = ext as *mut Adapter;
+    // SAFETY: `ext` is Storport's device extension of `size_of::<Adapter>()` bytes,
+    // zeroed at allocation (a zero KSPIN_LOCK is an initialised free lock, a zero
+    // Option<Box> is None); the lock serialises every access to `inner`, and the IRQL
+    // raised to DISPATCH_LEVEL keeps the holder on its CPU.
+    unsafe {
+        let irql = sys::KeAcquireSpinLockRaiseToDpc(&mut (*a).lock);
+        let r = (*(*a).inner.get()).as_deref_mut().map(f);
+        sys::KeReleaseSpinLock(&mut (*a).lock, irql);
+        r
+    }
+}
+
+/// Registers the virtual miniport: Storport calls back for each adapter (each
+/// `SLUICEXEN\VBD` device); `make` builds an adapter's state.
+pub fn initialize(driver: &Driver, make: fn() -> Box<dyn Miniport>) -> NtStatus {
+    MAKE.store(make as usize, Ordering::SeqCst);
+    let mut d = HwInitializationData {
+        size: core::mem::size_of::<HwInitializationData>() as u32,
+        adapter_interface_type: INTERFACE_INTERNAL,
+        hw_initialize: Some(hw_initialize),
+        hw_start_io: Some(hw_start_io),
+        hw_interrupt: None,
+        hw_find_adapter: Some(hw_find_adapter),
+        hw_reset_bus: Some(hw_reset_bus),
+        hw_dma_started: None,
+        hw_adapter_state: None,
+        device_extension_size: core::mem::size_of::<Adapter>() as u32,
+        specific_lu_extension_size: 0,
+        srb_extension_size: 0,
+        number_of_access_ranges: 0,
+        reserved: core::ptr::null_mut(),
+        map_buffers: STOR_MAP_ALL_BUFFERS_INCLUDING_READ_WRITE,
+        need_physical_addresses: 1,
+        tagged_queuing: 1,
+        auto_request_sense: 1,
+        multiple_request_per_lu: 1,
+        receive_event: 0,
+        vendor_id_length: 0,
+        vendor_id: core::ptr::null_mut(),
+        port_version_flags: 0,
+        device_id_length: 0,
+        device_id: core::ptr::null_mut(),
+        hw_adapter_control: Some(hw_adapter_control),
+        hw_build_io: None,
+        hw_free_adapter_resources: Some(hw_free_adapter_resources),
+        hw_process_service_request: None,
+        hw_complete_service_irp: None,
+        hw_initialize_tracing: None,
+        hw_cleanup_tracing: None,
+        hw_tracing_enabled: None,
+        feature_support: STOR_FEATURE_VIRTUAL_MINIPORT,
+        srb_type_flags: 0,     // SCSI_REQUEST_BLOCK, not STORAGE_REQUEST_BLOCK
+        address_type_flags: 0, // bus/target/LUN
+        reserved1: 0,
+        hw_unit_control: None,
+    };
+    // SAFETY: DriverEntry's arguments, and an initialisation structure Storport copies
+    // before returning.
+    unsafe {
+        StorPortInitialize(
+            driver.0.cast(),
+            driver.1.cast(),
+            &mut d,
+            core::ptr::null_mut(),
+        ) as NtStatus
+    }
+}
+
+unsafe extern "C" fn hw_find_adapter(
+    ext: *mut c_void,
+    _context: *mut c_void,
+    _bus_information: *mut c_void,
+    _lower: *mut c_void,
+    _arguments: *mut i8,
+    cfg: *mut sys::PORT_CONFIGURATION_INFORMATION,
+    again: *mut u8,
+) -> u32 {
+    let a = ext as *mut Adapter;
+    // SAFETY: see `with_adapter`; HwFindAdapter runs before any other call for this
+    // adapter (and again only after a stop), so installing the state races nothing.
+    unsafe {
+        if (*(*a).inner.get()).is_none() {
+            // SAFETY: stored by `initialize` from a `fn() -> Box<dyn Miniport>`.
+            let make: fn() -> Box<dyn Miniport> = core::mem::transmute::<
+                usize,
+                fn() -> Box<dyn Miniport>,
+            >(MAKE.load(Ordering::SeqCst));
+            *(*a).inner.get() = Some(make());
+        }
+        if !again.is_null() {
+            *again = 0;
+        }
+    }
+    let limits = with_adapter(ext, |m| m.find_adapter()).flatten();
+    let Some(l) = limits else {
+        return sys::SP_RETURN_NOT_FOUND;
+    };
+    // SAFETY: Storport's configuration for this adapter, ours to fill in here.
+    unsafe {
+        let c = &mut *cfg;
+        c.MaximumTransferLength = l.max_transfer;
+        c.NumberOfPhysicalBreaks = l.max_breaks;
+        c.AlignmentMask = 0x1ff; // 512-byte sectors
+        c.NumberOfBuses = 1;
+        c.MaximumNumberOfTargets = 1;
+        c.MaximumNumberOfLogicalUnits = 1;
+        c.ScatterGather = 1;
+        c.Master = 1;
+        c.CachesData = 1;
+        c.Dma64BitAddresses = 1;
+        c.MapBuffers = STOR_MAP_ALL_BUFFERS_INCLUDING_READ_WRITE;
+    }
+    sys::SP_RETURN_FOUND
+}
+
+unsafe extern "C" fn hw_initialize(ext: *mut c_void) -> u8 {
+    with_adapter(ext, |m| m.initialize()).unwrap_or(false) as u8
+}
+
+unsafe extern "C" fn hw_start_io(ext: *mut c_void, srb: *mut sys::SCSI_REQUEST_BLOCK) -> u8 {
+    let mut s = Some(Srb::read(ext, srb));
+    with_adapter(ext, |m| {
+        if let Some(s) = s.take() {
+            m.start_io(s)
+        }
+    });
+    if let Some(s) = s {
+        // No adapter state (HwFindAdapter failed): nothing is there.
+        s.complete(SRB_STATUS_NO_DEVICE, 0, &[], None);
+    }
+    1
+}
+
+unsafe extern "C" fn hw_reset_bus(ext: *mut c_void, _path: u32) -> u8 {
+    with_adapter(ext, |m| m.reset_bus()).unwrap_or(true) as u8
+}
+
+unsafe extern "C" fn hw_adapter_control(ext: *mut c_void, kind: i32, params: *mut c_void) -> i32 {
+    const SUCCESS: i32 = sys::ScsiAdapterControlSuccess as i32;
+    const UNSUCCESSFUL: i32 = sys::ScsiAdapterControlUnsuccessful as i32;
+    match kind as u32 {
+        sys::ScsiQuerySupportedControlTypes => {
+            let l = params as *mut sys::SCSI_SUPPORTED_CONTROL_TYPE_LIST;
+            // SAFETY: Storport's list of `MaxControlType` booleans for this query.
+            unsafe {
+                let max = (*l).MaxControlType as usize;
+                let list = core::ptr::addr_of_mut!((*l).SupportedTypeList) as *mut u8;
+                for t in [
+                    sys::ScsiQuerySupportedControlTypes,
+                    sys::ScsiStopAdapter,
+                    sys::ScsiRestartAdapter,
+                ] {
+                    if (t as usize) < max {
+                        *list.add(t as usize) = 1;
+                    }
+                }
+            }
+            SUCCESS
+        }
+        sys::ScsiStopAdapter => {
+            with_adapter(ext, |m| m.stop());
+            SUCCESS
+        }
+        sys::ScsiRestartAdapter => {
+            if with_adapter(ext, |m| m.restart()).unwrap_or(false) {
+                SUCCESS
+            } else {
+                UNSUCCESSFUL
+            }
+        }
+        _ => UNSUCCESSFUL,
+    }
+}
+
+unsafe extern "C" fn hw_free_adapter_resources(ext: *mut c_void) {
+    let a = ext as *mut Adapter;
+    // SAFETY: Storport's last call for this adapter: nothing else runs on it, so the
+    // state is taken out and dropped (at PASSIVE_LEVEL, outside the lock).
+    let m = unsafe { (*(*a).inner.get()).take() };
+    drop(m);
+}
+
+/// One SCSI request block: its fields read once when it arrives; completed once.
+pub struct Srb {
+    ext: *mut c_void,
+    srb: *mut sys::SCSI_REQUEST_BLOCK,
+    /// `SRB_FUNCTION_*`.
+    pub function: u8,
+    /// Path, target, LUN.
+    pub address: (u8, u8, u8),
+    cdb: [u8; 16],
+    cdb_len: usize,
+    data: *mut u8,
+    data_len: usize,
+    sense: *mut u8,
+    sense_len: usize,
+}
+
+// SAFETY: an SRB belongs to the miniport from HwStartIo until its completion, and may
+// be completed from any CPU at DISPATCH_LEVEL or below.
+unsafe impl Send for Srb {}
+
+impl Srb {
+    fn read(ext: *mut c_void, srb: *mut sys::SCSI_REQUEST_BLOCK) -> Srb {
+        // SAFETY: Storport's SRB, ours until completed; each field read once here.
+        let r = unsafe { core::ptr::read(srb) };
+        Srb {
+            ext,
+            srb,
+            function: r.Function,
+            address: (r.PathId, r.TargetId, r.Lun),
+            cdb: r.Cdb,
+            cdb_len: (r.CdbLength as usize).min(16),
+            data: r.DataBuffer.cast(),
+            data_len: if r.DataBuffer.is_null() {
+                0
+            } else {
+                r.DataTransferLength as usize
+            },
+            sense: r.SenseInfoBuffer.cast(),
+            sense_len: if r.SenseInfoBuffer.is_null() {
+                0
+            } else {
+                r.SenseInfoBufferLength as usize
+            },
+        }
+    }
+
+    /// The CDB (its length capped at the 16 bytes the SRB holds).
+    pub fn cdb(&self) -> &[u8] {
+        &self.cdb[..self.cdb_len]
+    }
+
+    /// The data buffer's length.
+    pub fn data_len(&self) -> usize {
+        self.data_len
+    }
+
+    /// Copies up to `out.len()` bytes out of the data buffer (a write's data, an UNMAP
+    /// list); returns how many.
+    pub fn read_data(&self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.data_len);
+        // SAFETY: Storport mapped `data_len` bytes at `data` (STOR_MAP_ALL_BUFFERS_
+        // INCLUDING_READ_WRITE), ours until completion.
+        unsafe { core::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr(), n) };
+        n
+    }
+
+    /// Completes the request: `data` copied into the data buffer (at most its length),
+    /// `sense` into the sense buffer (cut to its length; autosense is cleared when it
+    /// has no room). DataTransferLength: kept (the whole buffer moved) for a success
+    /// without answer bytes (a block I/O), else the bytes copied.
+    pub fn complete(self, srb_status: u8, scsi_status: u8, data: &[u8], sense: Option<&[u8]>) {
+        let n = data.len().min(self.data_len);
+        // SAFETY: as `read_data`, and the sense buffer of `sense_len` bytes; the SRB's
+        // completion fields are written once, then Storport is told.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), self.data, n);
+            let mut st = srb_status;
+            if let Some(s) = sense {
+                let m = s.len().min(self.sense_len);
+                core::ptr::copy_nonoverlapping(s.as_ptr(), self.sense, m);
+                if m == 0 {
+                    st &= !SRB_STATUS_AUTOSENSE_VALID;
+                }
+            }
+            (*self.srb).SrbStatus = st;
+            (*self.srb).ScsiStatus = scsi_status;
+            let whole = data.is_empty() && srb_status == sys::SRB_STATUS_SUCCESS as u8;
+            if !whole {
+                (*self.srb).DataTransferLength = n as u32;
+            }
+            StorPortNotification(sys::RequestComplete as i32, self.ext, self.srb);
+        }
+    }
+}
