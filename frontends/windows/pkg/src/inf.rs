@@ -12,7 +12,10 @@
 //! service with `SPSVCINST_ASSOCSERVICE` whose section says a kernel driver
 //! (`ServiceType = 1`) with valid start and error-control values and a `ServiceBinary`
 //! that is a copied file under dirid 12 or 13; every `%token%` is defined in
-//! `[Strings]`; the package's files are exactly those of `[SourceDisksFiles]`.
+//! `[Strings]`; the package's files are exactly those of `[SourceDisksFiles]`. A
+//! `SCSIAdapter` (Storport miniport) service is in `LoadOrderGroup = SCSI miniport` and
+//! its `AddReg` sets `Parameters\PnpInterface` to a REG_DWORD 1 (what Storport reads to
+//! bind the miniport on that interface type).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -362,6 +365,9 @@ pub fn validate(text: &str, want: &Expect<'_>) -> Vec<String> {
                 }
                 None => p.push(format!("[{s}] has no ServiceBinary")),
             }
+            if want.class.eq_ignore_ascii_case("SCSIAdapter") {
+                storport_service(&inf, s, &mut p);
+            }
         }
     }
     for f in &copied {
@@ -399,6 +405,52 @@ pub fn validate(text: &str, want: &Expect<'_>) -> Vec<String> {
         }
     }
     p
+}
+
+/// A Storport miniport's service section: its load order group and the
+/// `Parameters\PnpInterface` value of its `AddReg`.
+fn storport_service(inf: &Inf, s: &str, p: &mut Vec<String>) {
+    let group = inf.value(s, "LoadOrderGroup").map(str::trim);
+    if !group.is_some_and(|g| g.eq_ignore_ascii_case("SCSI miniport")) {
+        p.push(format!("[{s}] LoadOrderGroup is not \"SCSI miniport\""));
+    }
+    let mut pnp_interface = false;
+    for (k, v) in inf.section(s).unwrap_or_default() {
+        if !k.eq_ignore_ascii_case("AddReg") {
+            continue;
+        }
+        for sec in fields(v) {
+            let Some(lines) = inf.section(&sec) else {
+                p.push(format!("AddReg section [{sec}] is missing"));
+                continue;
+            };
+            for (_, line) in lines {
+                let f = fields(line);
+                // HKR, "Parameters\PnpInterface", "<type>", 0x00010001 (REG_DWORD), 1
+                if f.len() == 5
+                    && f[0].eq_ignore_ascii_case("HKR")
+                    && f[1].eq_ignore_ascii_case("Parameters\\PnpInterface")
+                    && f[2].parse::<u32>().is_ok()
+                    && parse_num(&f[3]) == Some(0x0001_0001)
+                    && parse_num(&f[4]) == Some(1)
+                {
+                    pnp_interface = true;
+                }
+            }
+        }
+    }
+    if !pnp_interface {
+        p.push(format!(
+            "[{s}] AddReg sets no Parameters\\PnpInterface REG_DWORD 1 (Storport)"
+        ));
+    }
+}
+
+fn parse_num(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
 }
 
 #[cfg(test)]
@@ -487,6 +539,64 @@ mod tests {
                 "{from:?} -> {to:?}: expected a problem with {needle:?}, got {problems:?}"
             );
         }
+    }
+
+    const XENVBD: &str = include_str!("../../xenvbd/xenvbd.inx");
+
+    fn xenvbd() -> String {
+        XENVBD.replace("$DRIVERVER$", "12/07/2026,0.1.0.0")
+    }
+
+    fn want_xenvbd() -> Expect<'static> {
+        Expect {
+            catalog: "xenvbd.cat",
+            class: "SCSIAdapter",
+            hardware_ids: &["SLUICEXEN\\VBD"],
+            files: &["xenvbd.sys"],
+            service: "xenvbd",
+        }
+    }
+
+    #[test]
+    fn xenvbd_inf_is_valid_and_storport_rules_bite() {
+        assert_eq!(validate(&xenvbd(), &want_xenvbd()), Vec::<String>::new());
+        let cases: &[(&str, &str, &str)] = &[
+            ("LoadOrderGroup = SCSI miniport\n", "", "LoadOrderGroup"),
+            (
+                "LoadOrderGroup = SCSI miniport",
+                "LoadOrderGroup = Base",
+                "LoadOrderGroup",
+            ),
+            ("AddReg         = XenVbd_Parameters\n", "", "PnpInterface"),
+            (
+                "AddReg         = XenVbd_Parameters",
+                "AddReg = Nowhere",
+                "AddReg section",
+            ),
+            (
+                "0x00010001, 0x00000001",
+                "0x00000000, 0x00000001",
+                "PnpInterface",
+            ),
+            (
+                "0x00010001, 0x00000001",
+                "0x00010001, 0x00000000",
+                "PnpInterface",
+            ),
+            ("SLUICEXEN\\VBD\n", "SLUICEXEN\\VIF\n", "hardware IDs"),
+            ("Class       = SCSIAdapter", "Class       = System", "Class"),
+        ];
+        for (from, to, needle) in cases {
+            assert!(xenvbd().contains(from), "case {from:?} does not apply");
+            let bad = xenvbd().replacen(from, to, 1);
+            let problems = validate(&bad, &want_xenvbd());
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "{from:?} -> {to:?}: expected a problem with {needle:?}, got {problems:?}"
+            );
+        }
+        // The System-class xenbus INF has no such service rules.
+        assert_eq!(validate(&good(), &want()), Vec::<String>::new());
     }
 
     #[test]
