@@ -55,6 +55,7 @@ const TYPES: &[&str] = &[
     // storport (mingw-w64's srb.h: the SRB and port configuration; the
     // virtual-miniport structures it lacks are declared in src/storport.rs).
     "SCSI_REQUEST_BLOCK",
+    "HW_INITIALIZATION_DATA",
     "PORT_CONFIGURATION_INFORMATION",
     "SCSI_ADAPTER_CONTROL_TYPE",
     "SCSI_SUPPORTED_CONTROL_TYPE_LIST",

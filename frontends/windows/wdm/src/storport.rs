@@ -83,6 +83,39 @@ struct HwInitializationData {
     hw_unit_control: AnyFn,
 }
 
+// The ScsiPort-era prefix of the structure is in mingw-w64's srb.h: every field of it
+// must sit where bindgen puts mingw's, and the whole is the documented x64 size.
+macro_rules! same_offset {
+    ($($ours:ident = $theirs:ident),* $(,)?) => {
+        $(const _: () = assert!(
+            core::mem::offset_of!(HwInitializationData, $ours)
+                == core::mem::offset_of!(sys::HW_INITIALIZATION_DATA, $theirs)
+        );)*
+    };
+}
+same_offset!(
+    size = HwInitializationDataSize,
+    adapter_interface_type = AdapterInterfaceType,
+    hw_initialize = HwInitialize,
+    hw_start_io = HwStartIo,
+    hw_find_adapter = HwFindAdapter,
+    hw_reset_bus = HwResetBus,
+    device_extension_size = DeviceExtensionSize,
+    srb_extension_size = SrbExtensionSize,
+    reserved = Reserved,
+    map_buffers = MapBuffers,
+    receive_event = ReceiveEvent,
+    vendor_id = VendorId,
+    device_id_length = DeviceIdLength,
+    device_id = DeviceId,
+    hw_adapter_control = HwAdapterControl,
+);
+const _: () = assert!(
+    core::mem::size_of::<sys::HW_INITIALIZATION_DATA>()
+        == core::mem::offset_of!(HwInitializationData, hw_build_io)
+);
+const _: () = assert!(core::mem::size_of::<HwInitializationData>() == 208);
+
 // storport.sys' exports (lib/storport.def, linked by build.rs as every import
 // library is); StorPortNotification is variadic.
 unsafe extern "C" {
@@ -104,23 +137,19 @@ pub struct Limits {
     pub max_breaks: u32,
 }
 
-/// A virtual miniport's adapter (safe Rust, in the driver crate). Every call is made
-/// under the adapter's spin lock, at DISPATCH_LEVEL except `find_adapter` (PASSIVE).
+/// A virtual miniport's adapter (safe Rust, in the driver crate). Its calls are made
+/// under the adapter's spin lock (`find_adapter` at PASSIVE_LEVEL, `start_io` at or
+/// below DISPATCH_LEVEL). HwInitialize, HwResetBus and HwAdapterControl may come at
+/// DIRQL, where that lock cannot be taken, so they do not reach the adapter: a virtual
+/// adapter has no hardware to initialise, reset, stop or restart, and its state stays in
+/// the extension across a stop.
 pub trait Miniport: Send {
     /// HwFindAdapter: the adapter's limits, or `None` (not found). (The lower device
     /// Storport passes here, xenbus' child PDO, is where the bus interface query will
-    /// go: not written yet, see the README.)
+    /// go: not written yet, see PROOF.md.)
     fn find_adapter(&mut self) -> Option<Limits>;
-    /// HwInitialize.
-    fn initialize(&mut self) -> bool;
     /// HwStartIo: the miniport completes `srb` now or later ([`Srb::complete`]).
     fn start_io(&mut self, srb: Srb);
-    /// HwResetBus.
-    fn reset_bus(&mut self) -> bool;
-    /// HwAdapterControl(ScsiStopAdapter).
-    fn stop(&mut self);
-    /// HwAdapterControl(ScsiRestartAdapter).
-    fn restart(&mut self) -> bool;
 }
 
 static MAKE: AtomicUsize = AtomicUsize::new(0);
@@ -248,8 +277,8 @@ unsafe extern "C" fn hw_find_adapter(
     sys::SP_RETURN_FOUND
 }
 
-unsafe extern "C" fn hw_initialize(ext: *mut c_void) -> u8 {
-    with_adapter(ext, |m| m.initialize()).unwrap_or(false) as u8
+unsafe extern "C" fn hw_initialize(_ext: *mut c_void) -> u8 {
+    1
 }
 
 unsafe extern "C" fn hw_start_io(ext: *mut c_void, srb: *mut sys::SCSI_REQUEST_BLOCK) -> u8 {
@@ -266,11 +295,11 @@ unsafe extern "C" fn hw_start_io(ext: *mut c_void, srb: *mut sys::SCSI_REQUEST_B
     1
 }
 
-unsafe extern "C" fn hw_reset_bus(ext: *mut c_void, _path: u32) -> u8 {
-    with_adapter(ext, |m| m.reset_bus()).unwrap_or(true) as u8
+unsafe extern "C" fn hw_reset_bus(_ext: *mut c_void, _path: u32) -> u8 {
+    1
 }
 
-unsafe extern "C" fn hw_adapter_control(ext: *mut c_void, kind: i32, params: *mut c_void) -> i32 {
+unsafe extern "C" fn hw_adapter_control(_ext: *mut c_void, kind: i32, params: *mut c_void) -> i32 {
     const SUCCESS: i32 = sys::ScsiAdapterControlSuccess as i32;
     const UNSUCCESSFUL: i32 = sys::ScsiAdapterControlUnsuccessful as i32;
     match kind as u32 {
@@ -292,17 +321,7 @@ unsafe extern "C" fn hw_adapter_control(ext: *mut c_void, kind: i32, params: *mu
             }
             SUCCESS
         }
-        sys::ScsiStopAdapter => {
-            with_adapter(ext, |m| m.stop());
-            SUCCESS
-        }
-        sys::ScsiRestartAdapter => {
-            if with_adapter(ext, |m| m.restart()).unwrap_or(false) {
-                SUCCESS
-            } else {
-                UNSUCCESSFUL
-            }
-        }
+        sys::ScsiStopAdapter | sys::ScsiRestartAdapter => SUCCESS,
         _ => UNSUCCESSFUL,
     }
 }
@@ -375,9 +394,11 @@ impl Srb {
     /// list); returns how many.
     pub fn read_data(&self, out: &mut [u8]) -> usize {
         let n = out.len().min(self.data_len);
-        // SAFETY: Storport mapped `data_len` bytes at `data` (STOR_MAP_ALL_BUFFERS_
-        // INCLUDING_READ_WRITE), ours until completion.
-        unsafe { core::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr(), n) };
+        if n > 0 {
+            // SAFETY: Storport mapped `data_len` (> 0, so non-null) bytes at `data`
+            // (STOR_MAP_ALL_BUFFERS_INCLUDING_READ_WRITE), ours until completion.
+            unsafe { core::ptr::copy_nonoverlapping(self.data, out.as_mut_ptr(), n) };
+        }
         n
     }
 
@@ -387,15 +408,19 @@ impl Srb {
     /// without answer bytes (a block I/O), else the bytes copied.
     pub fn complete(self, srb_status: u8, scsi_status: u8, data: &[u8], sense: Option<&[u8]>) {
         let n = data.len().min(self.data_len);
-        // SAFETY: as `read_data`, and the sense buffer of `sense_len` bytes; the SRB's
-        // completion fields are written once, then Storport is told.
+        // SAFETY: as `read_data` (copies only of > 0 bytes, into buffers of at least that
+        // many), and the sense buffer of `sense_len` bytes; the SRB's completion fields
+        // are written once, then Storport is told.
         unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), self.data, n);
+            if n > 0 {
+                core::ptr::copy_nonoverlapping(data.as_ptr(), self.data, n);
+            }
             let mut st = srb_status;
             if let Some(s) = sense {
                 let m = s.len().min(self.sense_len);
-                core::ptr::copy_nonoverlapping(s.as_ptr(), self.sense, m);
-                if m == 0 {
+                if m > 0 {
+                    core::ptr::copy_nonoverlapping(s.as_ptr(), self.sense, m);
+                } else {
                     st &= !SRB_STATUS_AUTOSENSE_VALID;
                 }
             }

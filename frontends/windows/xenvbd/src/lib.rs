@@ -51,10 +51,6 @@ impl Miniport for Adapter {
         })
     }
 
-    fn initialize(&mut self) -> bool {
-        true
-    }
-
     fn start_io(&mut self, srb: Srb) {
         let r = reply(
             srb.function,
@@ -72,16 +68,6 @@ impl Miniport for Adapter {
                 &Completion::check(sluice_xenvbd_core::Sense::NOT_READY),
             ),
         }
-    }
-
-    fn reset_bus(&mut self) -> bool {
-        true
-    }
-
-    fn stop(&mut self) {}
-
-    fn restart(&mut self) -> bool {
-        true
     }
 }
 
