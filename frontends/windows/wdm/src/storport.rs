@@ -133,7 +133,7 @@ unsafe extern "C" {
 pub struct Limits {
     /// Largest transfer in bytes.
     pub max_transfer: u32,
-    /// Most scatter-gather elements per request, less one (Storport's convention).
+    /// Most scatter-gather elements per request (`NumberOfPhysicalBreaks`).
     pub max_breaks: u32,
 }
 

@@ -47,7 +47,8 @@ impl Miniport for Adapter {
         log!("xenvbd: adapter found (no backend connection yet: no disk reported)");
         Some(Limits {
             max_transfer: MAX_TRANSFER,
-            max_breaks: MAX_TRANSFER / 4096,
+            // An unaligned buffer of MAX_TRANSFER bytes spans one page more.
+            max_breaks: MAX_TRANSFER / 4096 + 1,
         })
     }
 
