@@ -113,13 +113,41 @@ fuzz_target!(|input: Input| {
     xs.write(XBT_NULL, &format!("{fe}/backend"), be.as_bytes())
         .unwrap();
     xs.write(XBT_NULL, &format!("{fe}/state"), b"1").unwrap();
-    put(&format!("{fe}/{}", keys::TX_RING_REF), &input.tx_ring_ref, 1);
-    put(&format!("{fe}/{}", keys::RX_RING_REF), &input.rx_ring_ref, 1);
-    put(&format!("{fe}/{}", keys::EVENT_CHANNEL), &input.event_channel, 2);
-    put(&format!("{fe}/{}", keys::EVENT_CHANNEL_TX), &input.event_channel_tx, 2);
-    put(&format!("{fe}/{}", keys::EVENT_CHANNEL_RX), &input.event_channel_rx, 2);
-    put(&format!("{fe}/{}", keys::REQUEST_RX_COPY), &input.rx_copy, 0);
-    put(&format!("{fe}/{}", keys::FEATURE_RX_NOTIFY), &input.rx_notify, 0);
+    put(
+        &format!("{fe}/{}", keys::TX_RING_REF),
+        &input.tx_ring_ref,
+        1,
+    );
+    put(
+        &format!("{fe}/{}", keys::RX_RING_REF),
+        &input.rx_ring_ref,
+        1,
+    );
+    put(
+        &format!("{fe}/{}", keys::EVENT_CHANNEL),
+        &input.event_channel,
+        2,
+    );
+    put(
+        &format!("{fe}/{}", keys::EVENT_CHANNEL_TX),
+        &input.event_channel_tx,
+        2,
+    );
+    put(
+        &format!("{fe}/{}", keys::EVENT_CHANNEL_RX),
+        &input.event_channel_rx,
+        2,
+    );
+    put(
+        &format!("{fe}/{}", keys::REQUEST_RX_COPY),
+        &input.rx_copy,
+        0,
+    );
+    put(
+        &format!("{fe}/{}", keys::FEATURE_RX_NOTIFY),
+        &input.rx_notify,
+        0,
+    );
     for (k, v) in [
         keys::FEATURE_SG,
         keys::FEATURE_GSO_TCPV4,
@@ -132,7 +160,11 @@ fuzz_target!(|input: Input| {
     {
         put(&format!("{fe}/{k}"), v, 0);
     }
-    put(&format!("{fe}/{}", keys::MULTI_QUEUE_NUM_QUEUES), &input.queues, 0);
+    put(
+        &format!("{fe}/{}", keys::MULTI_QUEUE_NUM_QUEUES),
+        &input.queues,
+        0,
+    );
     for (q, which, v) in input.queue_nodes.iter().take(10) {
         let (key, kind) = match which % 5 {
             0 => (keys::TX_RING_REF, 1),
