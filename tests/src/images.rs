@@ -192,14 +192,22 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             )?;
             g.elf(&bin, HOSTILE_BIN, &[])?;
         }
+        if boot.steps.iter().any(crate::hostile_net::has) {
+            let bin = crate::cargo_bin::cargo_binary(
+                "sluice-hostile-netfront",
+                "sluice-hostile-netfront",
+            )?;
+            g.elf(&bin, crate::hostile_net::HOSTILE_NET_BIN, &[])?;
+        }
         g.bytes("/init", GUEST_INIT.as_bytes(), 0o755)?;
         g.bytes(
             "/lib/sluice-checks.sh",
             format!(
-                "{GUEST_CHECKS}{}{}{}",
+                "{GUEST_CHECKS}{}{}{}{}",
                 crate::net::GUEST_CHECK_NET_RELOAD,
                 crate::net::GUEST_CHECK_NET_PERF,
-                crate::net::GUEST_CHECK_NET_REATTACH
+                crate::net::GUEST_CHECK_NET_REATTACH,
+                crate::hostile_net::GUEST_CHECK_HOSTILE_NET
             )
             .as_bytes(),
             0o644,
@@ -389,6 +397,13 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             crate::scenario::NET_DOM0_IP
                         )?;
                     }
+                    Workload::HostileNetfront => {
+                        writeln!(
+                            script,
+                            "{}",
+                            crate::hostile_net::guest_line(idx, &guest_ip(idx))
+                        )?;
+                    }
                     Workload::NetDetachAttach => {
                         writeln!(
                             script,
@@ -449,7 +464,12 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
             let dom0_checks = step
                 .workloads
                 .iter()
-                .filter(|w| matches!(w, Workload::HostileFrontend { .. }))
+                .filter(|w| {
+                    matches!(
+                        w,
+                        Workload::HostileFrontend { .. } | Workload::HostileNetfront
+                    )
+                })
                 .count();
             debug_assert_eq!(
                 checks.len() + step.workloads.len() + dom0_checks,
@@ -695,6 +715,15 @@ fn validate(boot: &Boot) -> Result<()> {
             || s.workloads
                 .iter()
                 .any(|w| matches!(w, Workload::Net | Workload::NetDetachAttach));
+        if crate::hostile_net::has(s)
+            && s.vif.as_ref().map(|v| (v.backend, v.module().is_none()))
+                != Some((NetBackend::Userspace, true))
+        {
+            bail!(
+                "step {}: the hostile netfront needs a userspace vif with xen-netfront",
+                s.name
+            );
+        }
         if needs_vif && s.vif.is_none() {
             bail!(
                 "step {}: the net workload needs a vif (GuestStep::with_vif)",
@@ -1092,7 +1121,20 @@ fn guest_cfg(step_idx: usize, step: &GuestStep) -> String {
         let _ = writeln!(s, "disk = [ {} ]", disks.join(", "));
     }
     if let Some(v) = &step.vif {
-        let _ = writeln!(s, "vif = [ '{}' ]", vif_spec(step_idx, v.backend));
+        if crate::hostile_net::has(step) {
+            // A second vif for the hostile netfront (`crate::hostile_net`).
+            let second = vif_spec(step_idx, v.backend).replace(
+                &vif_mac(step_idx),
+                &crate::hostile_net::hostile_mac(step_idx),
+            );
+            let _ = writeln!(
+                s,
+                "vif = [ '{}', '{second}' ]",
+                vif_spec(step_idx, v.backend)
+            );
+        } else {
+            let _ = writeln!(s, "vif = [ '{}' ]", vif_spec(step_idx, v.backend));
+        }
     }
     if let Some(nic) = &step.passed_nic {
         let _ = writeln!(s, "{}", nic.xl_pci_line());
@@ -1249,6 +1291,7 @@ fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
             );
         }
     }
+    crate::hostile_net::dom0_script(boot, step, &mut s);
     let _ = writeln!(s, "echo \"@@STEP-END {n} rc=$rc\"");
     s
 }

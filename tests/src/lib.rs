@@ -19,6 +19,7 @@ pub mod cargo_bin;
 pub mod debian_dom0;
 pub mod demo;
 pub mod error;
+pub mod hostile_net;
 pub mod images;
 pub mod initramfs;
 pub mod kernel;

@@ -591,6 +591,9 @@ fn drive(
                     }
                 }
             }
+            if let Some(c) = crate::hostile_net::dom0_check(name, s, text)? {
+                report.passed.push(c);
+            }
             if s.kernel.is_some() {
                 report.consoles.push((name.clone(), text.to_string()));
             } else if destroyed.is_none() && !text.contains(&format!("@@GUEST-END {name}")) {

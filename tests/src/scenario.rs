@@ -235,6 +235,12 @@ pub enum Workload {
     /// specification), and the new eth0 must carry traffic: ping both ways and 8 MiB
     /// each way with sha256 compared.
     NetDetachAttach,
+    /// `sluice-hostile-netfront` (`tests/hostile-netfront`) attacks sluice-netback through
+    /// the step's second vif (`device/vif/1`, unbound from xen-netfront), while the first
+    /// vif pings dom0 every second (every ping must be answered); then dom0's check of
+    /// the daemon's log ([`crate::hostile_net`]). Needs a userspace vif with the stock
+    /// frontend.
+    HostileNetfront,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -343,6 +349,7 @@ impl Workload {
             Workload::NetReloadFrontend => "net-frontend-reload".into(),
             Workload::NetPerf { .. } => "net-perf".into(),
             Workload::NetDetachAttach => "net-reattach".into(),
+            Workload::HostileNetfront => "hostile-netfront".into(),
         }
     }
 
@@ -359,6 +366,8 @@ impl Workload {
             Workload::ReadOnly { .. } => 1,
             // The image check (host), and dom0's check of the backend's log.
             Workload::HostileFrontend { .. } => 2,
+            // dom0's check of sluice-netback's log.
+            Workload::HostileNetfront => 1,
             Workload::ConsoleRoundTrip
             | Workload::SecondaryConsole
             | Workload::SeqRead { .. }
@@ -387,7 +396,8 @@ impl Workload {
             | Workload::NetRestartBackend
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
-            | Workload::NetDetachAttach => None,
+            | Workload::NetDetachAttach
+            | Workload::HostileNetfront => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -443,7 +453,8 @@ impl Workload {
             | Workload::NetRestartBackend
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
-            | Workload::NetDetachAttach => None,
+            | Workload::NetDetachAttach
+            | Workload::HostileNetfront => None,
         }
     }
 }

@@ -11,6 +11,13 @@
 //! (`xl network-detach`: eth0 goes away) and plugs it in again (`xl network-attach`):
 //! ping and 8 MiB each way on the new eth0 ([`Workload::NetDetachAttach`]).
 //!
+//! First in that boot, `pv-hostile-net`: a PV guest with two vifs; xen-netfront lets go
+//! of the second and `sluice-hostile-netfront` (`tests/hostile-netfront`) attacks
+//! sluice-netback through it (xenstore garbage, bad packets, bad RX pages, what Linux
+//! netback disconnects for) while the first vif pings dom0 every second
+//! ([`Workload::HostileNetfront`]); the daemon's log must hold each kind of refusal,
+//! bounded; the two guests after it show the daemon still serves.
+//!
 //! `sluice_netfront_vs_kernel_netback` (the opt-in suite `xen-netfront-kernel`: its PVH
 //! guest triple-faults under QEMU TCG at the start of the transfer often enough to fail
 //! CI, three attempts in a row on 2026-12-06): a PVH guest with 2 vCPUs and `sluice-netfront.ko`
@@ -63,6 +70,13 @@ fn net_step_with(name: &str, t: GuestType, backend: NetBackend) -> GuestStep {
     // The 64 MiB files live in the guest's initramfs (RAM).
     s.memory_mib = 384;
     s
+}
+
+/// A PV guest with two vifs: `sluice-hostile-netfront` attacks sluice-netback through
+/// the second while the first pings dom0 ([`Workload::HostileNetfront`]).
+fn hostile_step(name: &str) -> GuestStep {
+    GuestStep::new(name, GuestType::Pv, &[], &[Workload::HostileNetfront])
+        .with_vif(NetBackend::Userspace)
 }
 
 /// A step whose vif is driven by `sluice-netfront.ko` (2 vCPUs: 2 queues).
@@ -119,6 +133,7 @@ fn stock_netfront_vs_sluice_netback() {
     let boot = sluice_netback_boot(
         "xen-net",
         vec![
+            hostile_step("pv-hostile-net"),
             net_step("pv-net", GuestType::Pv),
             net_step("pvh-net", GuestType::Pvh),
         ],

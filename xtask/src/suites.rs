@@ -90,7 +90,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "xen-net",
-        about: "real Xen: PV + PVH stock xen-netfront vs sluice-netback: ping, 64 MiB TCP each way, daemon restart",
+        about: "real Xen: PV + PVH stock xen-netfront vs sluice-netback: ping, 64 MiB TCP each way, daemon restart; a hostile netfront",
         run: crate::xen::net,
     },
     Suite {

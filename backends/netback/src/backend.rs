@@ -67,7 +67,8 @@ struct Vif<T> {
     taps: Vec<Arc<T>>,
     queues: Vec<QueueThread>,
     state: XenbusState,
-    /// Gave up: waits for the toolstack to remove the device.
+    /// Gave up: waits for the toolstack to remove the device, or for the frontend to
+    /// reset (Closed, then Initialising: offered again, as Linux netback does).
     broken: bool,
     stats: Arc<NetStats>,
     log: Arc<LogLimiter>,
@@ -434,6 +435,19 @@ where
             return Ok(());
         }
         if v.broken {
+            // As Linux netback after xenbus_dev_fatal: the frontend's Closed is
+            // followed, and from Closed its Initialising gets the vif offered again.
+            match self.state_of(&format!("{}/state", v.fe)) {
+                XenbusState::Closed => self.write_state(be, v, XenbusState::Closed)?,
+                XenbusState::Initialising
+                    if v.state == XenbusState::Closed && online == 1 && !v.taps.is_empty() =>
+                {
+                    let _ = self.xs.rm(XBT_NULL, &format!("{be}/error"));
+                    v.broken = false;
+                    self.write_state(be, v, XenbusState::InitWait)?;
+                }
+                _ => {}
+            }
             return Ok(());
         }
         match self.state_of(&format!("{}/state", v.fe)) {

@@ -137,6 +137,11 @@ pub enum QueueError {
     /// The TX ring is full of one unfinished chain.
     #[error("a TX packet fills the whole ring without ending")]
     Endless,
+    /// The published TX requests end inside a packet (an extra-info or more-data flag
+    /// with no slot after it): as Linux netback ("Missing extra info", "Asked for N
+    /// slots"), a protocol violation, since a frontend publishes whole packets.
+    #[error("a TX packet continues past the published requests")]
+    Unfinished,
     /// The event channel failed.
     #[error("event channel: {0}")]
     Evtchn(#[from] sluice_dom0::EvtchnError),

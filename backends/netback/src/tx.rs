@@ -90,6 +90,11 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             if st.pending.len() >= size {
                 return Err(QueueError::Endless);
             }
+            if !st.pending.is_empty() {
+                // Everything published was fetched (the ring is not full) and a chain
+                // is still open.
+                return Err(QueueError::Unfinished);
+            }
             return Ok(false);
         }
         while st.bufs.len() < parsed.len() {

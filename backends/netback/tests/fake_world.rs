@@ -309,6 +309,8 @@ fn fatal_frontends_are_disconnected_alone() {
         "too-many-slots",
         "crosses-page",
         "endless",
+        "extra-with-no-slot-after",
+        "more-data-with-no-slot-after",
     ] {
         let w = World::new(1);
         let bad = connected(&w, 5);
@@ -345,6 +347,14 @@ fn fatal_frontends_are_disconnected_alone() {
                 publish(&bad, &chain);
             }
             "crosses-page" => publish(&bad, &[tx(g, 4000, NetTxFlags::empty(), 1, 200)]),
+            // Linux netback: "Missing extra info" / "Asked for N slots": a frontend
+            // publishes whole packets.
+            "extra-with-no-slot-after" => {
+                publish(&bad, &[tx(g, 0, NetTxFlags::EXTRA_INFO, 1, 100)])
+            }
+            "more-data-with-no-slot-after" => {
+                publish(&bad, &[tx(g, 0, NetTxFlags::MORE_DATA, 1, 100)])
+            }
             "endless" => {
                 // A chain of extra-info slots, each saying another follows, filling the ring.
                 let e = NetifExtraInfo::encode(&NetifExtra::McastAdd([1; 6]), true);
@@ -408,6 +418,44 @@ fn garbage_in_xenstore_closes_the_vif() {
         "5",
     );
     closes_with_error(&f);
+}
+
+#[test]
+fn a_refused_vif_is_offered_again_after_the_frontend_resets() {
+    let w = World::new(1);
+    let (be, fe) = w.add_vif(5, 0);
+    let bad = Front::connect(
+        &w,
+        w.guest(5),
+        &be,
+        &fe,
+        |nodes| {
+            nodes.retain(|(k, _)| k != "tx-ring-ref");
+            nodes.push(("tx-ring-ref".into(), "banana".into()));
+        },
+        "5",
+    );
+    closes_with_error(&bad);
+    // As xen-netfront after a failure: Closed (the backend follows), then Initialising.
+    bad.xs
+        .write(XBT_NULL, &format!("{fe}/state"), b"6")
+        .unwrap();
+    wait_for(&bad.xs, &format!("{be}/state"), "6");
+    bad.xs
+        .write(XBT_NULL, &format!("{fe}/state"), b"1")
+        .unwrap();
+    wait_for(&bad.xs, &format!("{be}/state"), "2");
+    assert_eq!(
+        bad.xs.read_opt(XBT_NULL, &format!("{be}/error")).unwrap(),
+        None,
+        "the error node is gone once the vif is offered again"
+    );
+    let f = Front::connect(&w, bad.guest.clone(), &be, &fe, |_| {}, "4");
+    let tap = w.tap(VIF, 0);
+    let frame = udp_frame(64);
+    let g = f.fill(DATA, 0, &frame);
+    assert_eq!(f.send(&[tx(g, 0, NetTxFlags::empty(), 1, 64)])[0].status, 0);
+    assert_eq!(read_frame(&tap).1, frame);
 }
 
 #[test]
