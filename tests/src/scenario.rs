@@ -235,6 +235,15 @@ pub enum Workload {
     /// specification), and the new eth0 must carry traffic: ping both ways and 8 MiB
     /// each way with sha256 compared.
     NetDetachAttach,
+    /// After [`Workload::Net`], where the frontend offers `feature-sg` (stock
+    /// xen-netfront, sluice-netfront.ko): dom0 sets MTU 9000 on the vif's interface and
+    /// the bridge, the guest on eth0; pings of 8972 data bytes both ways must cross
+    /// unfragmented (the guest's IP fragment and reassembly counters unchanged, its eth0
+    /// byte counters up by a 9000-byte packet per ping and answer), 8 MiB each way over
+    /// TCP with sha256 compared; then MTU 1500 everywhere again: 1472-byte pings cross
+    /// unfragmented, 8972-byte pings only in fragments (the counters' negative control).
+    /// Guest and dom0 side in `src/net.rs`.
+    NetJumbo,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -343,6 +352,7 @@ impl Workload {
             Workload::NetReloadFrontend => "net-frontend-reload".into(),
             Workload::NetPerf { .. } => "net-perf".into(),
             Workload::NetDetachAttach => "net-reattach".into(),
+            Workload::NetJumbo => "net-jumbo".into(),
         }
     }
 
@@ -373,7 +383,8 @@ impl Workload {
             | Workload::NetRestartBackend
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
-            | Workload::NetDetachAttach => 0,
+            | Workload::NetDetachAttach
+            | Workload::NetJumbo => 0,
         }
     }
 
@@ -387,7 +398,8 @@ impl Workload {
             | Workload::NetRestartBackend
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
-            | Workload::NetDetachAttach => None,
+            | Workload::NetDetachAttach
+            | Workload::NetJumbo => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -443,7 +455,8 @@ impl Workload {
             | Workload::NetRestartBackend
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
-            | Workload::NetDetachAttach => None,
+            | Workload::NetDetachAttach
+            | Workload::NetJumbo => None,
         }
     }
 }
