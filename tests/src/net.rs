@@ -198,6 +198,10 @@ net_mtu() {
     m=$(cat "$d/mtu"); out="$out ${d##*/}=$m"
     [ "$m" = "$1" ] || { echo "@@DOM0-MTU$out: not $1"; return 1; }
   done
+  # What libxl wrote in the backend directory (vif line's mtu=), for the log.
+  for d in /sys/class/net/vif*; do
+    v=${d##*/vif}; out="$out backend/vif/${v%.*}/${v#*.}/mtu=$(xenstore-read "/local/domain/0/backend/vif/${v%.*}/${v#*.}/mtu" 2>/dev/null || echo none)"
+  done
   echo "@@DOM0-MTU$out"
 }
 "#;
