@@ -203,10 +203,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         g.bytes(
             "/lib/sluice-checks.sh",
             format!(
-                "{GUEST_CHECKS}{}{}{}{}",
+                "{GUEST_CHECKS}{}{}{}{}{}",
                 crate::net::GUEST_CHECK_NET_RELOAD,
                 crate::net::GUEST_CHECK_NET_PERF,
                 crate::net::GUEST_CHECK_NET_REATTACH,
+                crate::net::GUEST_CHECK_NET_JUMBO,
                 crate::hostile_net::GUEST_CHECK_HOSTILE_NET
             )
             .as_bytes(),
@@ -408,6 +409,15 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                         writeln!(
                             script,
                             "(check_net_reattach {} {} {}); report $id $?",
+                            guest_ip(idx),
+                            crate::scenario::NET_DOM0_IP,
+                            step.vcpus
+                        )?;
+                    }
+                    Workload::NetJumbo => {
+                        writeln!(
+                            script,
+                            "(check_net_jumbo {} {} {}); report $id $?",
                             guest_ip(idx),
                             crate::scenario::NET_DOM0_IP,
                             step.vcpus
@@ -622,7 +632,11 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         if boot.has_net_perf() {
             r.elf(&which("iperf3")?, "/usr/bin/iperf3", &[])?;
         }
-        r.bytes("/sluice/lib.sh", DOM0_LIB.as_bytes(), 0o644)?;
+        r.bytes(
+            "/sluice/lib.sh",
+            format!("{DOM0_LIB}{}", crate::net::DOM0_NET_MTU).as_bytes(),
+            0o644,
+        )?;
         for d in &boot.daemons {
             r.elf(&d.binary, &format!("/sluice/bin/{}", d.name), &[])?;
         }
@@ -712,9 +726,12 @@ fn validate(boot: &Boot) -> Result<()> {
             .iter()
             .any(|w| matches!(w, Workload::NetPerf { .. }));
         let needs_vif = perf
-            || s.workloads
-                .iter()
-                .any(|w| matches!(w, Workload::Net | Workload::NetDetachAttach));
+            || s.workloads.iter().any(|w| {
+                matches!(
+                    w,
+                    Workload::Net | Workload::NetDetachAttach | Workload::NetJumbo
+                )
+            });
         if crate::hostile_net::has(s)
             && s.vif.as_ref().map(|v| (v.backend, v.module().is_none()))
                 != Some((NetBackend::Userspace, true))

@@ -117,6 +117,114 @@ check_net_reattach() {
 }
 "#;
 
+/// The guest's `check_net_jumbo ME PEER QUEUES` ([`crate::Workload::NetJumbo`],
+/// appended to `/lib/sluice-checks.sh`).
+///
+/// busybox `ping` has no `-M do`, so "unfragmented" is proven from the guest's own
+/// counters around each round of pings (3 guest → dom0, 3 dom0 → guest, each answered):
+/// `FragCreates` (IP fragments the guest made: of its requests and answers) and
+/// `ReasmReqds` (fragments it received: of dom0's requests and answers) in
+/// `/proc/net/snmp` must not move, and eth0's byte counters must grow by at least a
+/// 9000-byte packet per request and answer (6 x 9000 each way), i.e. each crossed the
+/// vif whole, as one frame larger than 1500 bytes. Back at MTU 1500, the same 8972-byte
+/// pings must show fragments in both counters: the negative control of the method.
+pub const GUEST_CHECK_NET_JUMBO: &str = r#"
+# snmp_ip NAME: the kernel's IP counter NAME (/proc/net/snmp: a header line, then values).
+snmp_ip() {
+  awk -v k="$1" '$1 == "Ip:" { if (c) { print $c; exit } for (i = 2; i <= NF; i++) if ($i == k) c = i }' /proc/net/snmp
+}
+eth0_stat() { cat /sys/class/net/eth0/statistics/$1; }
+# net_sized_pings ME PEER SIZE: 3 pings of SIZE data bytes from the guest to dom0, then
+# 3 from dom0 to the guest; sets frag, reasm, txb, rxb to how much FragCreates,
+# ReasmReqds and eth0's tx_bytes and rx_bytes grew.
+net_sized_pings() {
+  me=$1; peer=$2; size=$3
+  f0=$(snmp_ip FragCreates); r0=$(snmp_ip ReasmReqds); tb0=$(eth0_stat tx_bytes); rb0=$(eth0_stat rx_bytes)
+  [ -n "$f0" ] && [ -n "$r0" ] || { echo "no FragCreates/ReasmReqds in /proc/net/snmp"; return 1; }
+  x ping -c 3 -W 10 -s "$size" "$peer" || { echo "the guest cannot ping dom0 with $size data bytes"; return 1; }
+  dom0 "net-ping-$size" "$me" || { echo "dom0 cannot ping the guest with $size data bytes"; return 1; }
+  frag=$(( $(snmp_ip FragCreates) - f0 )); reasm=$(( $(snmp_ip ReasmReqds) - r0 ))
+  txb=$(( $(eth0_stat tx_bytes) - tb0 )); rxb=$(( $(eth0_stat rx_bytes) - rb0 ))
+  echo "pings of $size data bytes at MTU $(cat /sys/class/net/eth0/mtu): $frag fragment(s) made, $reasm received; eth0 $txb bytes out, $rxb in"
+}
+# net_whole_pings ME PEER SIZE: the pings crossed unfragmented, each a packet of
+# SIZE + 28 bytes (3 requests and 3 answers each way).
+net_whole_pings() {
+  net_sized_pings "$1" "$2" "$3" || return 1
+  want=$(( 6 * ($3 + 28) ))
+  [ "$frag" = 0 ] && [ "$reasm" = 0 ] || { echo "$3-byte pings were fragmented ($frag made, $reasm received)"; return 1; }
+  [ "$txb" -ge "$want" ] && [ "$rxb" -ge "$want" ] || { echo "eth0 moved $txb / $rxb bytes, less than $want each way"; return 1; }
+}
+# check_net_jumbo ME PEER QUEUES: MTU 9000 on dom0's vif interface and bridge and on
+# eth0, 8972-byte pings both ways unfragmented, 8 MiB each way over TCP (sha256
+# compared); then MTU 1500 again: 1472-byte pings unfragmented, 8972-byte ones
+# fragmented.
+check_net_jumbo() {
+  me=$1; peer=$2; q=$3
+  net_up "$me" "$q" || return 1
+  dom0 net-mtu 9000 || { echo "dom0 could not set MTU 9000 on the vif and the bridge"; return 1; }
+  x ip link set dev eth0 mtu 9000 || { echo "eth0 refuses MTU 9000 (max_mtu, feature-sg?)"; return 1; }
+  [ "$(cat /sys/class/net/eth0/mtu)" = 9000 ] || { echo "eth0's MTU is $(cat /sys/class/net/eth0/mtu), not 9000"; return 1; }
+  net_whole_pings "$me" "$peer" 8972 || return 1
+  big="$txb/$rxb bytes out/in"
+  check_net "$me" "$peer" "$q" 8 || { echo "8 MiB each way at MTU 9000 failed"; return 1; }
+  x ip link set dev eth0 mtu 1500 || { echo "eth0 refuses MTU 1500 again"; return 1; }
+  dom0 net-mtu 1500 || { echo "dom0 could not set MTU 1500 again"; return 1; }
+  net_whole_pings "$me" "$peer" 1472 || { echo "MTU 1500 does not work again"; return 1; }
+  net_sized_pings "$me" "$peer" 8972 || { echo "8972-byte pings fail at MTU 1500"; return 1; }
+  [ "$frag" -ge 6 ] && [ "$reasm" -ge 6 ] || { echo "8972-byte pings at MTU 1500: $frag fragment(s) made, $reasm received (want >= 6 each: the counters do not see fragments?)"; return 1; }
+  if dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace"; then
+    echo "the kernel complained (above)"; return 1
+  fi
+  echo "@@SUMMARY $id: MTU 9000 on dom0's vif + bridge and eth0: 8972-byte pings both ways unfragmented ($big, no fragment made or received), 8 MiB each way over TCP with sha256 equal; MTU 1500 again: 1472-byte pings unfragmented, 8972-byte pings in fragments ($frag made, $reasm received)"
+}
+"#;
+
+/// dom0's `net_mtu MTU` ([`crate::Workload::NetJumbo`], appended to `/sluice/lib.sh`):
+/// every vif interface (sluice-netback's taps, kernel netback's vifs: `vifD.N`) and
+/// then the bridge `xenbr0` ([`crate::scenario::NET_BRIDGE`]) to MTU, each read back.
+pub const DOM0_NET_MTU: &str = r#"
+# net_mtu MTU (Workload::NetJumbo): the vif interfaces, then the bridge; read back.
+net_mtu() {
+  n=0; out=
+  for d in /sys/class/net/vif*; do
+    [ -e "$d" ] || continue
+    ip link set dev "${d##*/}" mtu "$1" || return 1
+    n=$((n+1))
+  done
+  [ $n -ge 1 ] || { echo "no vif interface in dom0"; return 1; }
+  ip link set dev xenbr0 mtu "$1" || return 1
+  for d in /sys/class/net/vif* /sys/class/net/xenbr0; do
+    m=$(cat "$d/mtu"); out="$out ${d##*/}=$m"
+    [ "$m" = "$1" ] || { echo "@@DOM0-MTU$out: not $1"; return 1; }
+  done
+  # What libxl wrote in the backend directory (vif line's mtu=), for the log.
+  for d in /sys/class/net/vif*; do
+    v=${d##*/vif}; out="$out backend/vif/${v%.*}/${v#*.}/mtu=$(xenstore-read "/local/domain/0/backend/vif/${v%.*}/${v#*.}/mtu" 2>/dev/null || echo none)"
+  done
+  echo "@@DOM0-MTU$out"
+}
+"#;
+
+/// The dom0 command of a [`crate::Workload::NetJumbo`] action, `None` for any other:
+/// `net-mtu MTU` (68..=65535) and `net-ping-SIZE ADDR` (3 pings of SIZE data bytes,
+/// at most 65507, to an IPv4 address). Both values are checked here: they are typed
+/// into dom0's shell.
+pub fn jumbo_action(verb: &str, arg: &str) -> Option<String> {
+    let number = |s: &str| -> Option<u32> {
+        (!s.is_empty() && s.len() <= 5 && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())?
+    };
+    if verb == "net-mtu" {
+        let mtu = number(arg).filter(|m| (68..=65535).contains(m))?;
+        return Some(format!("net_mtu {mtu}"));
+    }
+    let size = number(verb.strip_prefix("net-ping-")?).filter(|s| *s <= 65507)?;
+    let octets: Vec<&str> = arg.split('.').collect();
+    let ipv4 = octets.len() == 4 && octets.iter().all(|o| number(o).is_some_and(|v| v < 256));
+    ipv4.then(|| format!("ping -c 3 -W 10 -s {size} {arg}"))
+}
+
 /// One iperf3 run of [`crate::Workload::NetPerf`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetPerfSample {
@@ -156,6 +264,35 @@ impl NetPerfSample {
 mod tests {
     use super::*;
     use crate::NetBackend;
+
+    #[test]
+    fn jumbo_actions_take_only_checked_numbers() {
+        assert_eq!(
+            jumbo_action("net-mtu", "9000").as_deref(),
+            Some("net_mtu 9000")
+        );
+        assert_eq!(
+            jumbo_action("net-ping-8972", "10.99.0.10").as_deref(),
+            Some("ping -c 3 -W 10 -s 8972 10.99.0.10")
+        );
+        for (verb, arg) in [
+            ("net-mtu", "67"),
+            ("net-mtu", "65536"),
+            ("net-mtu", "+9000"),
+            ("net-mtu", "9000;reboot"),
+            ("net-mtu", ""),
+            ("net-ping-", "10.99.0.10"),
+            ("net-ping-65508", "10.99.0.10"),
+            ("net-ping-8972", "10.99.0"),
+            ("net-ping-8972", "10.99.0.256"),
+            ("net-ping-8972", "10.99.0.1$(x)"),
+            ("net-ping", "10.99.0.10"),
+            ("net-listen", "5001"),
+        ] {
+            assert_eq!(jumbo_action(verb, arg), None, "{verb} {arg}");
+        }
+        assert!(DOM0_NET_MTU.contains(&format!("/sys/class/net/{}", crate::scenario::NET_BRIDGE)));
+    }
 
     #[test]
     fn netperf_lines_parse_and_garbage_is_refused() {

@@ -724,6 +724,10 @@ fn dom0_action(
     if let Some(cmd) = net_action(verb, disk, name) {
         return dom0_command(m, name, token, &cmd);
     }
+    // Workload::NetJumbo's MTU changes and sized pings.
+    if let Some(cmd) = crate::net::jumbo_action(verb, disk) {
+        return dom0_command(m, name, token, &cmd);
+    }
     // Workload::NetDetachAttach: the step's one vif, by its MAC.
     if let (Some(v), "vif") = (&step.vif, disk) {
         let cmd = match verb {

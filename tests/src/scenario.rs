@@ -241,6 +241,15 @@ pub enum Workload {
     /// the daemon's log ([`crate::hostile_net`]). Needs a userspace vif with the stock
     /// frontend.
     HostileNetfront,
+    /// After [`Workload::Net`], where the frontend offers `feature-sg` (stock
+    /// xen-netfront, sluice-netfront.ko): dom0 sets MTU 9000 on the vif's interface and
+    /// the bridge, the guest on eth0; pings of 8972 data bytes both ways must cross
+    /// unfragmented (the guest's IP fragment and reassembly counters unchanged, its eth0
+    /// byte counters up by a 9000-byte packet per ping and answer), 8 MiB each way over
+    /// TCP with sha256 compared; then MTU 1500 everywhere again: 1472-byte pings cross
+    /// unfragmented, 8972-byte pings only in fragments (the counters' negative control).
+    /// Guest and dom0 side in `src/net.rs`.
+    NetJumbo,
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -350,6 +359,7 @@ impl Workload {
             Workload::NetPerf { .. } => "net-perf".into(),
             Workload::NetDetachAttach => "net-reattach".into(),
             Workload::HostileNetfront => "hostile-netfront".into(),
+            Workload::NetJumbo => "net-jumbo".into(),
         }
     }
 
@@ -382,7 +392,8 @@ impl Workload {
             | Workload::NetRestartBackend
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
-            | Workload::NetDetachAttach => 0,
+            | Workload::NetDetachAttach
+            | Workload::NetJumbo => 0,
         }
     }
 
@@ -397,7 +408,8 @@ impl Workload {
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
             | Workload::NetDetachAttach
-            | Workload::HostileNetfront => None,
+            | Workload::HostileNetfront
+            | Workload::NetJumbo => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -454,7 +466,8 @@ impl Workload {
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
             | Workload::NetDetachAttach
-            | Workload::HostileNetfront => None,
+            | Workload::HostileNetfront
+            | Workload::NetJumbo => None,
         }
     }
 }

@@ -90,17 +90,17 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "xen-net",
-        about: "real Xen: PV + PVH stock xen-netfront vs sluice-netback: ping, 64 MiB TCP each way, daemon restart; a hostile netfront",
+        about: "real Xen: PV + PVH stock xen-netfront vs sluice-netback: ping, 64 MiB TCP each way, MTU 9000 (PV), daemon restart; a hostile netfront",
         run: crate::xen::net,
     },
     Suite {
         name: "xen-netfront-kernel",
-        about: "real Xen (opt-in): sluice-netfront.ko vs kernel netback (PVH, 2 queues): ping, 64 MiB TCP each way, rmmod + insmod",
+        about: "real Xen (opt-in): sluice-netfront.ko vs kernel netback (PVH, 2 queues): ping, 64 MiB TCP each way, MTU 9000, rmmod + insmod",
         run: crate::xen::netfront_kernel,
     },
     Suite {
         name: "xen-net-sluice-pair",
-        about: "real Xen (opt-in): sluice-netfront.ko vs sluice-netback (PVH and PV, 2 queues): ping, 64 MiB TCP each way, daemon restart, rmmod + insmod",
+        about: "real Xen (opt-in): sluice-netfront.ko vs sluice-netback (PVH and PV, 2 queues): ping, 64 MiB TCP each way, MTU 9000, daemon restart, rmmod + insmod",
         run: crate::xen::net_sluice_pair,
     },
     Suite {
