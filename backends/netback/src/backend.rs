@@ -9,8 +9,8 @@ use sluice_abi::types::{DomId, EvtchnPort, GrantRef};
 use sluice_abi::xenbus::XenbusState;
 use sluice_dom0::xenstore::{transaction, XBT_NULL};
 use sluice_dom0::{
-    EventChannels, EvtchnError, GrantError, GrantMap, GrantMapper, LimitClock, LogLimiter, Rate,
-    XenStore, XsError,
+    warn_limited, EventChannels, EvtchnError, GrantError, GrantMap, GrantMapper, LimitClock,
+    LogLimiter, Rate, XenStore, XsError,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,14 +237,18 @@ where
                 &format!("{be}/state"),
                 state.xenstore_value().as_bytes(),
             )?;
-            tracing::info!("{}: backend state {}", v.name, state.name());
+            if v.log.admit("state").is_some() {
+                tracing::info!("{}: backend state {}", v.name, state.name());
+            }
             v.state = state;
         }
         Ok(())
     }
 
     fn fail(&self, be: &str, v: &mut Vif<T>, e: &VifError) {
-        tracing::error!("{}: {e}; closing the vif", v.name);
+        // Rate limited: a frontend that resets and fails again in a loop must not grow
+        // the log without bound.
+        warn_limited!(v.log, "closing", "{}: {e}; closing the vif", v.name);
         v.teardown();
         v.broken = true;
         let _ = self
@@ -663,10 +667,12 @@ where
                     tx_map: tx_by_map,
                 };
                 if let Err(e) = queue.serve(tx, rx) {
-                    tracing::error!("{name}: {e}; disconnecting this vif");
+                    warn_limited!(log, "disconnect", "{name}: {e}; disconnecting this vif");
                     dead2.store(true, Ordering::Release);
                 }
-                tracing::info!("{name}: profile: {profile}");
+                if log.admit("profile").is_some() {
+                    tracing::info!("{name}: profile: {profile}");
+                }
                 drop(queue);
                 drop((tx_map, rx_map));
             })
