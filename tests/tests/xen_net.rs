@@ -176,11 +176,10 @@ fn sluice_netfront_vs_kernel_netback() {
         name: "xen-netfront-kernel".into(),
         console: ConsoleBackend::Xenconsoled,
         daemons: vec![],
-        steps: vec![netfront_step(
-            "pvh-netfront-kernel",
-            GuestType::Pvh,
-            NetBackend::Kernel,
-        )],
+        steps: vec![
+            netfront_step("pvh-netfront-kernel", GuestType::Pvh, NetBackend::Kernel),
+            netfront_step("pv-netfront-kernel", GuestType::Pv, NetBackend::Kernel),
+        ],
         fio_in_dom0: false,
     };
     run_and_count(&boot);

@@ -95,7 +95,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "xen-netfront-kernel",
-        about: "real Xen (opt-in): sluice-netfront.ko vs kernel netback (PVH, 2 queues): ping, 64 MiB TCP each way, MTU 9000, rmmod + insmod",
+        about: "real Xen (opt-in): sluice-netfront.ko vs kernel netback (PVH + PV, 2 queues each): ping, 64 MiB TCP each way, MTU 9000, rmmod + insmod",
         run: crate::xen::netfront_kernel,
     },
     Suite {
