@@ -180,6 +180,16 @@ check_net_misbehaving() {
   # The kernel log's lines of this round: all of it for the module loaded at boot (this
   # is the first round), else those after this insmod.
   from=1
+  if [ -e /tmp/net-misbehaving-round ] && grep -q "^$mod " /proc/modules; then
+    # An earlier round failed before its unload: unload here so that this mode gets a
+    # connection of its own (a round's result does not depend on the one before).
+    echo "$mod still loaded from a failed round: unbinding and unloading it first"
+    for d in /sys/bus/xen/devices/vif-*; do
+      [ -e "$d/driver" ] && bounded "$secs" sh -c "echo ${d##*/} > $d/driver/unbind"
+    done
+    bounded "$secs" rmmod "$mod" || { echo "cannot unload $mod"; return 1; }
+  fi
+  touch /tmp/net-misbehaving-round
   if ! grep -q "^$mod " /proc/modules; then
     from=$(($(dmesg | wc -l) + 1))
     x insmod "$ko" || { echo "insmod $ko failed"; return 1; }

@@ -44,11 +44,6 @@ pub const OPT_IN: &[(&str, &str)] = &[
          (sluice-netfront.ko is slow in PV guests against either backend; frontends/linux/README.md)",
     ),
     (
-        "xen-netfront-hostile",
-        "sluice-netfront.ko vs sluice-hostile-netback (one PV guest, five modes): not yet passed on the shared VM; \
-         one more Xen boot for CI's 45 min budget",
-    ),
-    (
         "xen-passthrough",
         "the peer of passthrough-linux on real Xen 4.17 (VT-d in QEMU, PV guest with xen-pcifront): \
          one more Xen boot, 2.5-3.5 min; CI's 45 min budget; results in hypervisor/PROOF.md",
@@ -110,7 +105,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "xen-netfront-hostile",
-        about: "real Xen (opt-in): sluice-netfront.ko (PV) vs sluice-hostile-netback: bogus id, unsolicited rx, bad rx, runaway, vanish: device failed (or packet dropped), clean log, rmmod",
+        about: "real Xen: sluice-netfront.ko (PV) vs sluice-hostile-netback: bogus id, unsolicited rx, bad rx, runaway, vanish: device failed (or packet dropped), clean log, rmmod",
         run: crate::xen::netfront_hostile,
     },
     Suite {
