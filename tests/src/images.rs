@@ -203,11 +203,12 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         g.bytes(
             "/lib/sluice-checks.sh",
             format!(
-                "{GUEST_CHECKS}{}{}{}{}{}",
+                "{GUEST_CHECKS}{}{}{}{}{}{}",
                 crate::net::GUEST_CHECK_NET_RELOAD,
                 crate::net::GUEST_CHECK_NET_PERF,
                 crate::net::GUEST_CHECK_NET_REATTACH,
                 crate::net::GUEST_CHECK_NET_JUMBO,
+                crate::net::GUEST_CHECK_NET_MISBEHAVING,
                 crate::hostile_net::GUEST_CHECK_HOSTILE_NET
             )
             .as_bytes(),
@@ -430,6 +431,13 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
                             guest_ip(idx),
                             crate::scenario::NET_DOM0_IP,
                             step.vcpus
+                        )?;
+                    }
+                    Workload::NetMisbehavingBackend { mode } => {
+                        writeln!(
+                            script,
+                            "{}",
+                            crate::net::misbehaving_line(idx, step, *mode)?
                         )?;
                     }
                     Workload::UnloadFrontend => {
@@ -718,6 +726,7 @@ fn validate(boot: &Boot) -> Result<()> {
                 s.name
             );
         }
+        crate::net::validate_misbehaving(s)?;
         if s.vcpus == 0 || s.vcpus > 2 {
             bail!("step {}: 1 or 2 vCPUs (QEMU gives Xen 2 CPUs)", s.name);
         }

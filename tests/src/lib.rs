@@ -38,5 +38,5 @@ pub use error::Failure;
 pub use run::{run_boot, BootReport};
 pub use scenario::{
     BackendMisbehaviour, BlockBackend, Boot, ConsoleBackend, Disk, Dom0Daemon, GuestStep,
-    GuestType, NetBackend, NetFrontend, Vif, Workload,
+    GuestType, NetBackend, NetFrontend, NetMisbehaviour, Vif, Workload,
 };

@@ -4,7 +4,8 @@
 //! [`crate::Workload::Net`]'s `check_net` (in `images.rs`), the same for either
 //! frontend and either backend.
 
-use crate::scenario::GuestStep;
+use crate::scenario::{GuestStep, NetBackend, NetMisbehaviour, Workload};
+use anyhow::{bail, Context, Result};
 
 /// Where a step's netfront module lives in the guest's initramfs.
 pub fn guest_module_path(step: &GuestStep) -> Option<String> {
@@ -225,6 +226,131 @@ pub fn jumbo_action(verb: &str, arg: &str) -> Option<String> {
     ipv4.then(|| format!("ping -c 3 -W 10 -s {size} {arg}"))
 }
 
+/// Checks a step's [`Workload::NetMisbehavingBackend`]s: a userspace vif driven by a
+/// module of ours, served by a daemon the step names.
+pub fn validate_misbehaving(step: &GuestStep) -> Result<()> {
+    let n = step
+        .workloads
+        .iter()
+        .filter(|w| matches!(w, Workload::NetMisbehavingBackend { .. }))
+        .count();
+    if n == 0 {
+        return Ok(());
+    }
+    let ok = step
+        .vif
+        .as_ref()
+        .is_some_and(|v| v.backend == NetBackend::Userspace && v.module().is_some());
+    if !ok || step.net_daemon.is_none() {
+        bail!(
+            "step {}: a misbehaving net backend needs a userspace vif driven by a module of ours and a named net daemon (GuestStep::with_net_daemon)",
+            step.name
+        );
+    }
+    Ok(())
+}
+
+/// The guest's line for [`Workload::NetMisbehavingBackend`] `mode` in step `idx`.
+pub fn misbehaving_line(idx: usize, step: &GuestStep, mode: NetMisbehaviour) -> Result<String> {
+    let module = step
+        .vif
+        .as_ref()
+        .and_then(|v| v.module().map(|(_, m)| m))
+        .context("validated: a misbehaving-backend step's vif has a module")?;
+    let ko = guest_module_path(step).context("validated: the module's path")?;
+    Ok(format!(
+        "(check_net_misbehaving {} {} {ko} {module} {} \"{}\" {} {}); report $id $?",
+        crate::images::guest_ip(idx),
+        crate::scenario::NET_DOM0_IP,
+        mode.name(),
+        mode.log_line(),
+        u8::from(mode.fails_device()),
+        crate::run::limit(60).as_secs()
+    ))
+}
+
+/// The guest's `check_net_misbehaving ME PEER KO MODULE MODE LINE FAILS SECS`
+/// ([`Workload::NetMisbehavingBackend`], appended to `/lib/sluice-checks.sh`): the module
+/// loaded (again) and connected to the hostile backend, eth0 up with a static ARP entry
+/// for PEER (no answer needed), then pings every 10 ms (1000 bytes) until, within SECS,
+/// the module's LINE is among the kernel log's new lines and, when FAILS is 1, eth0's
+/// carrier is off (a dropped packet: carrier still on, `rx_dropped` counted). Then the
+/// kernel log is clean (no WARNING, BUG, Oops, call trace or hung task; Debian's 6.1.192
+/// reports a TX watchdog timeout with a `NETDEV WATCHDOG` line, not a WARN), the vif
+/// unbinds and `rmmod` succeeds, each bounded, and no eth0 is left.
+pub const GUEST_CHECK_NET_MISBEHAVING: &str = r#"
+# check_net_misbehaving ME PEER KO MODULE MODE LINE FAILS SECS: see tests/src/net.rs.
+net_complaints() {
+  dmesg | grep -E "WARNING: CPU|cut here|BUG:|Oops|Call Trace|blocked for more than|still in use|unregister_netdevice: waiting"
+}
+check_net_misbehaving() {
+  me=$1; peer=$2; ko=$3; mod=$4; mode=$5; line=$6; fails=$7; secs=$8
+  # The kernel log's lines of this round: all of it for the module loaded at boot (this
+  # is the first round), else those after this insmod.
+  from=1
+  if [ -e /tmp/net-misbehaving-round ] && grep -q "^$mod " /proc/modules; then
+    # An earlier round failed before its unload: unload here so that this mode gets a
+    # connection of its own (a round's result does not depend on the one before).
+    echo "$mod still loaded from a failed round: unbinding and unloading it first"
+    for d in /sys/bus/xen/devices/vif-*; do
+      [ -e "$d/driver" ] && bounded "$secs" sh -c "echo ${d##*/} > $d/driver/unbind"
+    done
+    bounded "$secs" rmmod "$mod" || { echo "cannot unload $mod"; return 1; }
+  fi
+  touch /tmp/net-misbehaving-round
+  if ! grep -q "^$mod " /proc/modules; then
+    from=$(($(dmesg | wc -l) + 1))
+    x insmod "$ko" || { echo "insmod $ko failed"; return 1; }
+  fi
+  now() { cut -d. -f1 /proc/uptime; }
+  end=$(($(now) + secs))
+  until [ -e /sys/class/net/eth0 ]; do [ $(now) -gt $end ] && { echo "no eth0"; return 1; }; sleep 0.2; done
+  sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1 2>/dev/null
+  ip -4 addr show dev eth0 | grep -q " $me/24 " || x ip addr add "$me/24" dev eth0 || return 1
+  x ip link set eth0 up || return 1
+  until dmesg | tail -n +$from | grep -q "sluice-netfront: eth0: connected"; do
+    [ $(now) -gt $end ] && { echo "eth0 never connected to the $mode backend"; dmesg | tail -n +$from | tail -n 8; return 1; }; sleep 0.5
+  done
+  x arp -i eth0 -s "$peer" 02:00:00:00:99:01 || return 1
+  t0=$(now); end=$((t0 + secs))
+  ping -q -c 3000 -i 0.01 -s 1000 -W 1 "$peer" > /dev/null 2>&1 &
+  pp=$!
+  found=
+  while [ $(now) -le $end ]; do
+    if dmesg | tail -n +$from | grep -q "sluice-netfront: eth0: .*$line"; then
+      if [ "$fails" = 0 ] || [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ]; then found=1; break; fi
+    fi
+    sleep 0.5
+  done
+  t1=$(now)
+  kill $pp 2>/dev/null; wait $pp 2>/dev/null
+  got=$(dmesg | tail -n +$from | grep "sluice-netfront: eth0: .*$line" | head -n 1 | sed 's/^\[[^]]*\] //')
+  if [ -z "$found" ]; then
+    echo "$mode backend: no '$line' line (with carrier off: $fails) within $secs s; carrier $(cat /sys/class/net/eth0/carrier 2>/dev/null); the driver said:"
+    dmesg | tail -n +$from | grep -i "netfront\|eth0" | tail -n 8; return 1
+  fi
+  carrier=$(cat /sys/class/net/eth0/carrier 2>/dev/null)
+  dropped=$(cat /sys/class/net/eth0/statistics/rx_dropped)
+  if [ "$fails" = 0 ]; then
+    [ "$carrier" = 1 ] || { echo "$mode backend: eth0 lost its carrier over a dropped packet"; return 1; }
+    [ "$dropped" -ge 1 ] || { echo "$mode backend: rx_dropped is $dropped"; return 1; }
+  fi
+  c=$(net_complaints); [ -z "$c" ] || { echo "$c"; echo "the kernel complained (above)"; return 1; }
+  x ip link set eth0 down || return 1
+  for d in /sys/bus/xen/devices/vif-*; do
+    [ -e "$d/driver" ] || continue
+    bounded "$secs" sh -c "echo ${d##*/} > $d/driver/unbind"
+    rc=$?; [ $rc -eq 0 ] || { echo "unbinding ${d##*/} failed or hung (rc=$rc)"; return 1; }
+  done
+  [ -e /sys/class/net/eth0 ] && { echo "eth0 still there after the unbind"; return 1; }
+  bounded "$secs" rmmod "$mod"
+  rc=$?; [ $rc -eq 0 ] || { echo "rmmod $mod failed or hung (rc=$rc)"; return 1; }
+  grep -q "^$mod " /proc/modules && { echo "$mod still loaded"; return 1; }
+  c=$(net_complaints); [ -z "$c" ] || { echo "$c"; echo "the kernel complained while unloading (above)"; return 1; }
+  echo "@@SUMMARY $id: $mode backend: after $((t1 - t0)) s '$got', carrier $carrier, rx_dropped $dropped; kernel log clean; vif unbound, $mod unloaded"
+}
+"#;
+
 /// One iperf3 run of [`crate::Workload::NetPerf`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetPerfSample {
@@ -292,6 +418,44 @@ mod tests {
             assert_eq!(jumbo_action(verb, arg), None, "{verb} {arg}");
         }
         assert!(DOM0_NET_MTU.contains(&format!("/sys/class/net/{}", crate::scenario::NET_BRIDGE)));
+    }
+
+    #[test]
+    fn misbehaving_backend_steps_need_a_module_vif_and_a_named_daemon() {
+        use crate::{GuestStep, GuestType, NetFrontend};
+        let w = [Workload::NetMisbehavingBackend {
+            mode: NetMisbehaviour::Unsolicited,
+        }];
+        let ko = std::path::PathBuf::from("/x/sluice-netfront.ko");
+        let good = GuestStep::new("h", GuestType::Pv, &[], &w)
+            .with_vif_frontend(NetBackend::Userspace, NetFrontend::Module(ko.clone()))
+            .with_net_daemon("hostile-netback");
+        assert!(validate_misbehaving(&good).is_ok());
+        let line = misbehaving_line(3, &good, NetMisbehaviour::Unsolicited).unwrap();
+        assert!(
+            line.starts_with(
+                "(check_net_misbehaving 10.99.0.13 10.99.0.1 /lib/modules/step-h-sluice-netfront.ko sluice_netfront unsolicited \"ring: peer's rsp_prod [0-9]* is impossible\" 1 "
+            ),
+            "{line}"
+        );
+        let stock = GuestStep::new("h", GuestType::Pv, &[], &w)
+            .with_vif(NetBackend::Userspace)
+            .with_net_daemon("hostile-netback");
+        let unnamed = GuestStep::new("h", GuestType::Pv, &[], &w)
+            .with_vif_frontend(NetBackend::Userspace, NetFrontend::Module(ko.clone()));
+        let kernel = GuestStep::new("h", GuestType::Pv, &[], &w)
+            .with_vif_frontend(NetBackend::Kernel, NetFrontend::Module(ko))
+            .with_net_daemon("hostile-netback");
+        for bad in [stock, unnamed, kernel] {
+            assert!(validate_misbehaving(&bad).is_err());
+        }
+        assert_eq!(
+            NetMisbehaviour::ALL
+                .iter()
+                .filter(|m| !m.fails_device())
+                .count(),
+            1
+        );
     }
 
     #[test]

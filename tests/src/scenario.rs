@@ -250,6 +250,16 @@ pub enum Workload {
     /// unfragmented, 8972-byte pings only in fragments (the counters' negative control).
     /// Guest and dom0 side in `src/net.rs`.
     NetJumbo,
+    /// The step's vif is served by `sluice-hostile-netback` (`tests/hostile-netback`, a
+    /// [`Dom0Daemon::serves_net`] daemon named by [`GuestStep::with_net_daemon`], started
+    /// with the step's modes in order: one per connection) and misbehaves in `mode` at
+    /// the guest's first packet. For a vif driven by a module of ours: the module loaded
+    /// (again), eth0 up, packets sent, then within a bound the module's line
+    /// ([`NetMisbehaviour::log_line`]) and, unless the mode only drops a packet
+    /// ([`NetMisbehaviour::fails_device`]), carrier off; a clean kernel log; the vif
+    /// unbound and the module unloaded (bounded), no eth0 left. One per connection: a
+    /// step may hold several, each reloading the module.
+    NetMisbehavingBackend { mode: NetMisbehaviour },
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -300,6 +310,62 @@ impl BackendMisbehaviour {
             BackendMisbehaviour::OpMismatch => "has operation 0, the request 1",
             BackendMisbehaviour::WrongRing | BackendMisbehaviour::Vanish => "I/O timed out",
         }
+    }
+}
+
+/// How `sluice-hostile-netback` misbehaves at a connection
+/// ([`Workload::NetMisbehavingBackend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetMisbehaviour {
+    /// A TX response with id 0xdead (never sent).
+    BogusId,
+    /// RX `rsp_prod` 8 past the posted requests.
+    Unsolicited,
+    /// Stops answering, state stays Connected (the TX watchdog's timeout).
+    Vanish,
+    /// An RX response with data past its page and a garbage extra-info slot.
+    BadRx,
+    /// TX `rsp_prod` 0x40000000 ahead.
+    Runaway,
+}
+
+impl NetMisbehaviour {
+    /// Every mode.
+    pub const ALL: [NetMisbehaviour; 5] = [
+        NetMisbehaviour::BogusId,
+        NetMisbehaviour::Unsolicited,
+        NetMisbehaviour::BadRx,
+        NetMisbehaviour::Runaway,
+        NetMisbehaviour::Vanish,
+    ];
+
+    /// The mode's name on `sluice-hostile-netback`'s command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMisbehaviour::BogusId => "bogus-id",
+            NetMisbehaviour::Unsolicited => "unsolicited",
+            NetMisbehaviour::Vanish => "vanish",
+            NetMisbehaviour::BadRx => "bad-rx",
+            NetMisbehaviour::Runaway => "runaway",
+        }
+    }
+
+    /// What `sluice-netfront` logs (after `sluice-netfront: eth0: `).
+    pub fn log_line(self) -> &'static str {
+        match self {
+            NetMisbehaviour::BogusId => "tx response id 57005 out of range; device failed",
+            NetMisbehaviour::Unsolicited | NetMisbehaviour::Runaway => {
+                "ring: peer's rsp_prod [0-9]* is impossible"
+            }
+            NetMisbehaviour::Vanish => "backend not answering; device failed",
+            NetMisbehaviour::BadRx => "malformed rx packet",
+        }
+    }
+
+    /// Whether the device fails; a malformed RX packet is only dropped and counted,
+    /// as xen-netfront does (netfront-core's design: PROOF.md).
+    pub fn fails_device(self) -> bool {
+        self != NetMisbehaviour::BadRx
     }
 }
 
@@ -360,6 +426,7 @@ impl Workload {
             Workload::NetDetachAttach => "net-reattach".into(),
             Workload::HostileNetfront => "hostile-netfront".into(),
             Workload::NetJumbo => "net-jumbo".into(),
+            Workload::NetMisbehavingBackend { mode } => format!("net-backend-{}", mode.name()),
         }
     }
 
@@ -393,7 +460,8 @@ impl Workload {
             | Workload::NetReloadFrontend
             | Workload::NetPerf { .. }
             | Workload::NetDetachAttach
-            | Workload::NetJumbo => 0,
+            | Workload::NetJumbo
+            | Workload::NetMisbehavingBackend { .. } => 0,
         }
     }
 
@@ -409,7 +477,8 @@ impl Workload {
             | Workload::NetPerf { .. }
             | Workload::NetDetachAttach
             | Workload::HostileNetfront
-            | Workload::NetJumbo => None,
+            | Workload::NetJumbo
+            | Workload::NetMisbehavingBackend { .. } => None,
             Workload::Pattern { disk }
             | Workload::Ext4 { disk }
             | Workload::SeqRead { disk, .. }
@@ -467,7 +536,8 @@ impl Workload {
             | Workload::NetPerf { .. }
             | Workload::NetDetachAttach
             | Workload::HostileNetfront
-            | Workload::NetJumbo => None,
+            | Workload::NetJumbo
+            | Workload::NetMisbehavingBackend { .. } => None,
         }
     }
 }

@@ -104,6 +104,11 @@ pub const SUITES: &[Suite] = &[
         run: crate::xen::net_sluice_pair,
     },
     Suite {
+        name: "xen-netfront-hostile",
+        about: "real Xen: sluice-netfront.ko (PV) vs sluice-hostile-netback: bogus id, unsolicited rx, bad rx, runaway, vanish: device failed (or packet dropped), clean log, rmmod",
+        run: crate::xen::netfront_hostile,
+    },
+    Suite {
         name: "iommu-vtd",
         about:
             "bare-metal kernel on QEMU intel-iommu: edu DMA map/unmap/RO/2 domains, remapped MSIs",

@@ -77,6 +77,25 @@ pub fn netfront_kernel() -> Result<()> {
     net_tests(NetTests::FrontendKernel)
 }
 
+/// `xen-netfront-hostile`: `sluice-netfront.ko` against `sluice-hostile-netback`
+/// (`tests/tests/xen_net_hostile.rs`), one PV guest, one connection per misbehaviour.
+pub fn netfront_hostile() -> Result<()> {
+    let ko = crate::linux_modules::netfront_ko()?;
+    let mut c = cargo();
+    c.env("SLUICE_NETFRONT_KO", ko).args([
+        "test",
+        "-p",
+        "sluice-testbed",
+        "--test",
+        "xen_net_hostile",
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    run(&mut c)
+}
+
 /// Which boots of `tests/tests/xen_net.rs` a suite runs.
 #[derive(PartialEq)]
 enum NetTests {

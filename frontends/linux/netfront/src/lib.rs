@@ -341,9 +341,12 @@ impl NetDriver for Device {
             return budget; // polled again
         }
         let mut dropped = 0u64;
+        // Malformed packets the core dropped (counted per connection).
+        let malformed;
         let r = {
             let mut g = slot.lock();
             let Some(q) = g.as_mut() else { return 0 };
+            let errors_before = q.stats().rx_errors;
             let net = &self.net;
             let r = q.poll(notify_port, budget, &mut |pkt| {
                 let Some(mut skb) = net.rx_alloc(pkt.len) else {
@@ -368,11 +371,24 @@ impl NetDriver for Device {
             if matches!(r, Ok(p) if p.tx_room) {
                 net.tx_wake(queue);
             }
+            malformed = (
+                q.stats().rx_errors.saturating_sub(errors_before),
+                errors_before == 0,
+            );
             r
         };
         for (skb, csum, gso) in rx {
             skb.deliver(&self.net, queue, csum, gso);
         }
+        if malformed.0 > 0 && malformed.1 {
+            // Once per connection (a hostile backend cannot flood the log); every one
+            // is counted in rx_dropped.
+            pr_warn!(
+                "sluice-netfront: {}: queue {queue}: backend sent a malformed rx packet (data outside its page, an error status, a bad extra-info slot or too many slots); dropped (later ones only counted in rx_dropped)",
+                self.name
+            );
+        }
+        dropped += malformed.0;
         if dropped > 0 {
             self.net.rx_dropped(dropped);
         }
