@@ -143,6 +143,22 @@ guest_run() {
   check image-p2 same_as "$disk" 48 p2.bin
 }
 
+# What libvirt, libxl, the hotplug scripts and the backend got to when `virsh create`
+# failed or hung (printed into the serial log).
+virsh_diag() {
+  echo "== ps"; ps -eo pid,ppid,stat,wchan:20,etime,args --forest | grep -v '\[' | tail -n 60
+  echo "== xl list"; xl list
+  echo "== xenstore backend"; xenstore-ls -f /local/domain/0/backend 2> /dev/null | head -n 60
+  echo "== xenstore guest"; xenstore-ls -f /local/domain 2> /dev/null | grep -v '^/local/domain/0/' | head -n 60
+  local f
+  for f in /var/log/libvirt/libxl/libxl-driver.log /var/log/libvirt/libxl/virsh1.log \
+    /var/log/xen/xen-hotplug.log; do
+    echo "== $f"; tail -n 80 "$f"
+  done
+  echo "== journal"
+  journalctl -b --no-pager -n 80 -u libvirtd -u sluice-blkback -u sluice-consoleback
+} 2>&1
+
 case $phase in
 install)
   check apt-install apt install -y "$P"/sluice-backends_*.deb
@@ -243,12 +259,21 @@ virsh)
   </devices>
 </domain>
 XML
+  # For a failure's diagnosis only: libxl's own log (libxl-driver.log, <name>.log) at
+  # debug level, libvirtd's libxl driver to the journal.
+  echo 'log_level = "debug"' >> /etc/libvirt/libxl.conf
+  printf 'log_filters="1:libxl 3:*"\nlog_outputs="1:journald"\n' >> /etc/libvirt/libvirtd.conf
   check libvirtd-start systemctl start libvirtd
-  if check virsh-create timeout 900 virsh -c xen:///system create /root/virsh1.xml; then
+  if check virsh-create timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
     guest_run "$(xl domid virsh1)" "$disk" no-restart
+  else
+    virsh_diag
+    timeout 120 virsh -c xen:///system destroy virsh1 > /dev/null 2>&1
+    timeout 120 xl destroy virsh1 > /dev/null 2>&1
   fi
   ;;
 purge)
+  xs_before=$(pgrep -x 'oxenstored|xenstored')
   check apt-purge apt purge -y sluice-backends sluice-frontends-modules-"$ABI"
   check not-installed not dpkg-query -W -f '${Status}' sluice-backends sluice-frontends-modules-"$ABI"
   check no-daemons not pgrep -x 'sluice-blkback|sluice-consoleback'
@@ -263,9 +288,10 @@ purge)
   # (not 'sluice*': the image's own sluice-testbed-shell.service matches that)
   check no-units no_units
   check no-module not modinfo sluice-blkfront
-  # Back to Debian's own console daemon.
-  check xen-restart systemctl restart xen
+  # Back to Debian's own console daemon by the package's postrm (no `systemctl restart
+  # xen` by hand), xenstored untouched.
   check xenconsoled-back pgrep -x xenconsoled
+  check xenstored-kept test "$(pgrep -x 'oxenstored|xenstored')" = "$xs_before"
   ;;
 *)
   echo "unknown phase $phase"
