@@ -259,10 +259,9 @@ virsh)
   </devices>
 </domain>
 XML
-  # For a failure's diagnosis only: libxl's own log (libxl-driver.log, <name>.log) at
-  # debug level, libvirtd's libxl driver to the journal.
-  echo 'log_level = "debug"' >> /etc/libvirt/libxl.conf
-  printf 'log_filters="1:libxl 3:*"\nlog_outputs="1:journald"\n' >> /etc/libvirt/libvirtd.conf
+  # For a failure's diagnosis only: libxl's own log (libxl-driver.log, <name>.log) takes
+  # libvirtd's log level; libvirt's libxl driver at debug level into the journal.
+  printf 'log_level=1\nlog_filters="1:libxl 3:*"\nlog_outputs="1:journald"\n' >> /etc/libvirt/libvirtd.conf
   check libvirtd-start systemctl start libvirtd
   if check virsh-create timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
     guest_run "$(xl domid virsh1)" "$disk" no-restart
