@@ -55,11 +55,17 @@ const WRITES: &[(&str, u64)] = &[("p1", 1 << 20), ("p2", 3 << 20)];
 const GUEST_DISKS: &[&str] = &["guest-pv", "guest-pvh", "guest-virsh", "domu-data"];
 /// `virsh` runs only with `SLUICE_PACKAGE_DOM0_VIRSH=1`: in its one run (2026-12-06)
 /// `virsh create` did not return within 7 min, not diagnosed yet (docs/package-dom0.md).
+/// `SLUICE_PACKAGE_DOM0_PHASES=virsh,purge` (a comma-separated subset, for a short
+/// rerun of some phases: `install` and `boot` always run) selects the phases after boot.
 fn phases_boot2() -> Vec<&'static str> {
     let virsh = std::env::var("SLUICE_PACKAGE_DOM0_VIRSH").is_ok_and(|v| v == "1");
+    let only = std::env::var("SLUICE_PACKAGE_DOM0_PHASES").ok();
     ["boot", "pv", "pvh", "domu", "virsh", "purge"]
         .into_iter()
-        .filter(|p| virsh || *p != "virsh")
+        .filter(|p| match &only {
+            Some(list) => *p == "boot" || list.split(',').any(|x| x.trim() == *p),
+            None => virsh || *p != "virsh",
+        })
         .collect()
 }
 
