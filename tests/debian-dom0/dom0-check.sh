@@ -55,6 +55,15 @@ json_ok() {
   while [ "$1" != -- ]; do args+=("$1"); shift; done
   "${args[@]}" | python3 -c "import json, sys; f = json.load(sys.stdin); ok = $2; print(json.dumps(f)); sys.exit(0 if ok else 1)"
 }
+# No failed unit; the failed ones are named when there are some.
+no_failed_units() {
+  local f
+  f=$(systemctl --failed --no-legend --plain)
+  [ -z "$f" ] && return 0
+  echo "$f"
+  systemctl status --no-pager -n 15 $(echo "$f" | awk '{print $1}')
+  return 1
+}
 no_units() {
   local u
   u=$(systemctl list-unit-files --no-legend 'sluice-blkback*' 'sluice-consoleback*')
@@ -177,7 +186,7 @@ install)
   ;;
 boot)
   check system-running systemctl is-system-running --wait
-  check no-failed-units test -z "$(systemctl --failed --no-legend)"
+  check no-failed-units no_failed_units
   check blkback-active systemctl is-active sluice-blkback
   check consoleback-active systemctl is-active sluice-consoleback
   # Debian 12 starts xenstored from /etc/init.d/xen (xen.service).
