@@ -315,7 +315,8 @@ fn phase(m: &mut Machine, name: &str) -> Result<Option<String>> {
         let _ = shell(
             m,
             &format!(
-                "tail -n 80 /root/diag-{name}.log; journalctl -b --no-pager -n 60 \
+                "tail -n 80 /root/diag-{name}.log; systemctl --failed --no-pager --plain; \
+                 journalctl -b --no-pager -n 60 \
                  -u sluice-blkback -u sluice-consoleback -u xen -u libvirtd"
             ),
             300,
