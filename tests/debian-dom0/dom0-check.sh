@@ -1,6 +1,6 @@
 #!/bin/bash
 # Checks run in the Debian 12 dom0 by tests/tests/package_dom0.rs, one phase per call:
-#   bash dom0-check.sh install|boot|pv|pvh|domu|virsh|purge
+#   bash dom0-check.sh install|boot|pv|pvh|domu|virsh|purge (diag PHASE: after a failure)
 # Each check prints "@@CHECK phase/name PASS|FAIL detail"; the exit status is the number
 # of failures. The payload disk (debs, this script, the guest's initramfs and patterns)
 # is mounted at $P. wait_for bounds a wait (a hang fails the check); no check is timed.
@@ -300,6 +300,13 @@ purge)
   # xen` by hand), xenstored untouched.
   check xenconsoled-back pgrep -x xenconsoled
   check xenstored-kept test "$(pgrep -x 'oxenstored|xenstored')" = "$xs_before"
+  ;;
+diag)
+  # After a failed phase ($2): its checks' output, failed units, the daemons' journal.
+  tail -n 80 "/root/diag-$2.log"
+  systemctl --failed --no-pager --plain
+  journalctl -b --no-pager -n 60 -u sluice-blkback -u sluice-consoleback -u xen -u libvirtd
+  exit 0
   ;;
 *)
   echo "unknown phase $phase"
