@@ -321,12 +321,14 @@ fn phase(m: &mut Machine, name: &str) -> Result<Option<String>> {
         t.elapsed().as_secs_f64()
     ));
     if rc != 0 || !failed.is_empty() || passed == 0 {
-        // What dom0 knows, into the serial log.
-        let _ = shell(
+        // What dom0 knows, into the serial log. No answer means dom0's shell is in an
+        // unknown state: the run ends there (a lost diagnostics line once had the next
+        // phase typed into an open quote).
+        shell(
             m,
             &format!("bash /mnt/payload/dom0-check.sh diag {name}"),
             300,
-        );
+        )?;
         return Ok(Some(format!(
             "exit {rc}, failed: {failed:?} (log: {})",
             m.log_path().display()
