@@ -1,6 +1,6 @@
 #!/bin/bash
 # Checks run in the Debian 12 dom0 by tests/tests/package_dom0.rs, one phase per call:
-#   bash dom0-check.sh install|boot|pv|pvh|domu|virsh|purge
+#   bash dom0-check.sh install|boot|pv|pvh|domu|virsh|purge (diag PHASE: after a failure)
 # Each check prints "@@CHECK phase/name PASS|FAIL detail"; the exit status is the number
 # of failures. The payload disk (debs, this script, the guest's initramfs and patterns)
 # is mounted at $P. wait_for bounds a wait (a hang fails the check); no check is timed.
@@ -54,6 +54,15 @@ json_ok() {
   local args=()
   while [ "$1" != -- ]; do args+=("$1"); shift; done
   "${args[@]}" | python3 -c "import json, sys; f = json.load(sys.stdin); ok = $2; print(json.dumps(f)); sys.exit(0 if ok else 1)"
+}
+# No failed unit; the failed ones are named when there are some.
+no_failed_units() {
+  local f
+  f=$(systemctl --failed --no-legend --plain)
+  [ -z "$f" ] && return 0
+  echo "$f"
+  systemctl status --no-pager -n 15 $(echo "$f" | awk '{print $1}')
+  return 1
 }
 no_units() {
   local u
@@ -143,6 +152,22 @@ guest_run() {
   check image-p2 same_as "$disk" 48 p2.bin
 }
 
+# What libvirt, libxl, the hotplug scripts and the backend got to when `virsh create`
+# failed or hung (printed into the serial log).
+virsh_diag() {
+  echo "== ps"; ps -eo pid,ppid,stat,wchan:20,etime,args --forest | grep -v '\[' | tail -n 60
+  echo "== xl list"; xl list
+  echo "== xenstore backend"; xenstore-ls -f /local/domain/0/backend 2> /dev/null | head -n 60
+  echo "== xenstore guest"; xenstore-ls -f /local/domain 2> /dev/null | grep -v '^/local/domain/0/' | head -n 60
+  local f
+  for f in /var/log/libvirt/libxl/libxl-driver.log /var/log/libvirt/libxl/virsh1.log \
+    /var/log/xen/xen-hotplug.log; do
+    echo "== $f"; tail -n 80 "$f"
+  done
+  echo "== journal"
+  journalctl -b --no-pager -n 80 -u libvirtd -u sluice-blkback -u sluice-consoleback
+} 2>&1
+
 case $phase in
 install)
   check apt-install apt install -y "$P"/sluice-backends_*.deb
@@ -161,7 +186,7 @@ install)
   ;;
 boot)
   check system-running systemctl is-system-running --wait
-  check no-failed-units test -z "$(systemctl --failed --no-legend)"
+  check no-failed-units no_failed_units
   check blkback-active systemctl is-active sluice-blkback
   check consoleback-active systemctl is-active sluice-consoleback
   # Debian 12 starts xenstored from /etc/init.d/xen (xen.service).
@@ -243,12 +268,20 @@ virsh)
   </devices>
 </domain>
 XML
+  # For a failure's diagnosis only: libxl's own log (libxl-driver.log, <name>.log) takes
+  # libvirtd's log level; libvirt's libxl driver at debug level into the journal.
+  printf 'log_level=1\nlog_filters="1:libxl 3:*"\nlog_outputs="1:journald"\n' >> /etc/libvirt/libvirtd.conf
   check libvirtd-start systemctl start libvirtd
-  if check virsh-create timeout 900 virsh -c xen:///system create /root/virsh1.xml; then
+  if check virsh-create timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
     guest_run "$(xl domid virsh1)" "$disk" no-restart
+  else
+    virsh_diag
+    timeout 120 virsh -c xen:///system destroy virsh1 > /dev/null 2>&1
+    timeout 120 xl destroy virsh1 > /dev/null 2>&1
   fi
   ;;
 purge)
+  xs_before=$(pgrep -x 'oxenstored|xenstored')
   check apt-purge apt purge -y sluice-backends sluice-frontends-modules-"$ABI"
   check not-installed not dpkg-query -W -f '${Status}' sluice-backends sluice-frontends-modules-"$ABI"
   check no-daemons not pgrep -x 'sluice-blkback|sluice-consoleback'
@@ -263,9 +296,17 @@ purge)
   # (not 'sluice*': the image's own sluice-testbed-shell.service matches that)
   check no-units no_units
   check no-module not modinfo sluice-blkfront
-  # Back to Debian's own console daemon.
-  check xen-restart systemctl restart xen
+  # Back to Debian's own console daemon by the package's postrm (no `systemctl restart
+  # xen` by hand), xenstored untouched.
   check xenconsoled-back pgrep -x xenconsoled
+  check xenstored-kept test "$(pgrep -x 'oxenstored|xenstored')" = "$xs_before"
+  ;;
+diag)
+  # After a failed phase ($2): its checks' output, failed units, the daemons' journal.
+  tail -n 80 "/root/diag-$2.log"
+  systemctl --failed --no-pager --plain
+  journalctl -b --no-pager -n 60 -u sluice-blkback -u sluice-consoleback -u xen -u libvirtd
+  exit 0
   ;;
 *)
   echo "unknown phase $phase"
