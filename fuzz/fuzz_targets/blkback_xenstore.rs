@@ -10,29 +10,19 @@
 //! offered; a device it refused says why (`error` node) and is Closing or Closed.
 #![no_main]
 
+#[path = "common/xs_world.rs"]
+mod xs_world;
+
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sluice_blkback::{Backend, IoEngine};
-use sluice_dom0::evtchn::FakeEvtchnHub;
-use sluice_dom0::grant::{FakeGrants, FakeGuestMemory};
-use sluice_dom0::xenstore::{FakeXenStore, XBT_NULL};
-use sluice_dom0::{EventChannels, XenStore};
-use std::sync::atomic::{AtomicBool, Ordering};
+use sluice_dom0::xenstore::XBT_NULL;
+use sluice_dom0::XenStore;
 use std::sync::{Arc, OnceLock};
+use xs_world::{Kind, Val, World};
 
 const ROOT: &str = "/local/domain/0/backend/vbd";
 const DOMID: u16 = 7;
-
-#[derive(Arbitrary, Debug)]
-enum Val {
-    Absent,
-    /// A number; for `ring-ref*` and `event-channel` small ones name a real grant or
-    /// port of the guest.
-    Num(u32),
-    Big(u64),
-    Text(String),
-    Bytes(Vec<u8>),
-}
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -60,41 +50,17 @@ fn image() -> &'static str {
 }
 
 fuzz_target!(|input: Input| {
-    let store = FakeXenStore::new();
-    let hub = FakeEvtchnHub::new();
-    let grants = FakeGrants::new();
-    let guest = FakeGuestMemory::new(DOMID, 16);
-    grants.add_guest(guest.clone());
-    let refs: Vec<u32> = (0..16).map(|p| guest.grant(p, p == 15)).collect();
-    let gev = hub.endpoint(DOMID);
-    let ports: Vec<u32> = (0..4)
-        .map(|_| {
-            gev.bind_unbound_port(sluice_abi::types::DomId(0))
-                .unwrap()
-                .0
-        })
-        .collect();
-    let xs = store.connect();
+    let w = World::new(DOMID);
+    let xs = &w.xs;
     let be = format!("{ROOT}/{DOMID}/51712");
     let fe = format!("/local/domain/{DOMID}/device/vbd/51712");
     let put = |path: &str, v: &Val, kind: u8| {
-        let bytes = match v {
-            Val::Absent => {
-                let _ = xs.rm(XBT_NULL, path);
-                return;
-            }
-            Val::Num(n) => match kind {
-                1 if *n < 32 => refs[*n as usize % refs.len()].to_string().into_bytes(),
-                2 if *n < 32 => ports[*n as usize % ports.len()].to_string().into_bytes(),
-                _ => n.to_string().into_bytes(),
-            },
-            Val::Big(n) => n.to_string().into_bytes(),
-            Val::Text(s) => s.as_bytes().to_vec(),
-            Val::Bytes(b) => b.clone(),
+        let kind = match kind {
+            1 => Kind::GrantRef,
+            2 => Kind::Port,
+            _ => Kind::Plain,
         };
-        if bytes.len() <= 64 {
-            let _ = xs.write(XBT_NULL, path, &bytes);
-        }
+        w.put(path, v, kind)
     };
     for (k, v) in [
         ("frontend", fe.as_str()),
@@ -129,10 +95,10 @@ fuzz_target!(|input: Input| {
     put(&format!("{fe}/feature-persistent"), &input.persistent, 0);
 
     let mut backend = Backend::new(
-        Arc::new(store.connect()),
-        Arc::new(grants.clone()),
+        Arc::new(w.store.connect()),
+        Arc::new(w.grants.clone()),
         {
-            let hub = hub.clone();
+            let hub = w.hub.clone();
             move || Ok(hub.endpoint(0))
         },
         ROOT,
@@ -168,20 +134,6 @@ fuzz_target!(|input: Input| {
             assert!(matches!(state, "5" | "6"), "refused, yet state {state}");
         }
     }
-    // The toolstack removes the device: every queue thread stops. A queue waits for
-    // its event channel (200 ms at most); a notification ends the wait at once.
-    let done = AtomicBool::new(false);
-    std::thread::scope(|sc| {
-        sc.spawn(|| {
-            while !done.load(Ordering::Acquire) {
-                for &p in &ports {
-                    let _ = gev.notify(sluice_abi::types::EvtchnPort(p));
-                }
-                std::thread::yield_now();
-            }
-        });
-        let _ = xs.rm(XBT_NULL, &be);
-        backend.reconcile();
-        done.store(true, Ordering::Release);
-    });
+    // The toolstack removes the device: every queue thread stops.
+    w.remove_device(&be, || backend.reconcile());
 });

@@ -285,15 +285,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                     );
                 }
             }
-            Err(e) => {
-                warn_limited!(
-                    self.log,
-                    "tx headers",
-                    "{}: dropping a tx packet: {e}",
-                    self.name
-                );
-                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            Err(e) => self.drop_unplaceable(&e),
         }
     }
 
@@ -303,16 +295,21 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         match vnet::tx_header(p, frame) {
             Ok(h) => Some(h),
             Err(e) => {
-                warn_limited!(
-                    self.log,
-                    "tx headers",
-                    "{}: dropping a tx packet: {e}",
-                    self.name
-                );
-                self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
+                self.drop_unplaceable(&e);
                 None
             }
         }
+    }
+
+    /// Counts and logs (rate limited) a packet the tap cannot be given.
+    fn drop_unplaceable(&self, e: &dyn std::fmt::Display) {
+        warn_limited!(
+            self.log,
+            "tx headers",
+            "{}: dropping a tx packet: {e}",
+            self.name
+        );
+        self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One frame to the tap: `head` (ours), then `tail` (mapped pages).
