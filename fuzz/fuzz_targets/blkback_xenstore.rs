@@ -54,14 +54,6 @@ fuzz_target!(|input: Input| {
     let xs = &w.xs;
     let be = format!("{ROOT}/{DOMID}/51712");
     let fe = format!("/local/domain/{DOMID}/device/vbd/51712");
-    let put = |path: &str, v: &Val, kind: u8| {
-        let kind = match kind {
-            1 => Kind::GrantRef,
-            2 => Kind::Port,
-            _ => Kind::Plain,
-        };
-        w.put(path, v, kind)
-    };
     for (k, v) in [
         ("frontend", fe.as_str()),
         ("frontend-id", &DOMID.to_string()),
@@ -72,27 +64,39 @@ fuzz_target!(|input: Input| {
         xs.write(XBT_NULL, &format!("{be}/{k}"), v.as_bytes())
             .unwrap();
     }
-    put(&format!("{be}/mode"), &input.mode, 0);
+    w.put(&format!("{be}/mode"), &input.mode, Kind::Plain);
     xs.write(XBT_NULL, &format!("{fe}/backend"), be.as_bytes())
         .unwrap();
     xs.write(XBT_NULL, &format!("{fe}/state"), b"1").unwrap();
-    put(&format!("{fe}/ring-ref"), &input.ring_ref, 1);
+    w.put(&format!("{fe}/ring-ref"), &input.ring_ref, Kind::GrantRef);
     for (i, v) in input.ring_refs.iter().enumerate() {
-        put(&format!("{fe}/ring-ref{i}"), v, 1);
+        w.put(&format!("{fe}/ring-ref{i}"), v, Kind::GrantRef);
     }
-    put(&format!("{fe}/event-channel"), &input.event_channel, 2);
-    put(&format!("{fe}/ring-page-order"), &input.order, 0);
-    put(&format!("{fe}/multi-queue-num-queues"), &input.queues, 0);
+    w.put(
+        &format!("{fe}/event-channel"),
+        &input.event_channel,
+        Kind::Port,
+    );
+    w.put(&format!("{fe}/ring-page-order"), &input.order, Kind::Plain);
+    w.put(
+        &format!("{fe}/multi-queue-num-queues"),
+        &input.queues,
+        Kind::Plain,
+    );
     for (q, which, v) in input.queue_nodes.iter().take(8) {
         let (key, kind) = match which % 3 {
-            0 => ("ring-ref", 1),
-            1 => ("ring-ref0", 1),
-            _ => ("event-channel", 2),
+            0 => ("ring-ref", Kind::GrantRef),
+            1 => ("ring-ref0", Kind::GrantRef),
+            _ => ("event-channel", Kind::Port),
         };
-        put(&format!("{fe}/queue-{}/{key}", q % 5), v, kind);
+        w.put(&format!("{fe}/queue-{}/{key}", q % 5), v, kind);
     }
-    put(&format!("{fe}/protocol"), &input.protocol, 0);
-    put(&format!("{fe}/feature-persistent"), &input.persistent, 0);
+    w.put(&format!("{fe}/protocol"), &input.protocol, Kind::Plain);
+    w.put(
+        &format!("{fe}/feature-persistent"),
+        &input.persistent,
+        Kind::Plain,
+    );
 
     let mut backend = Backend::new(
         Arc::new(w.store.connect()),
@@ -107,7 +111,7 @@ fuzz_target!(|input: Input| {
     .with_engine(IoEngine::Sync);
     backend.reconcile();
     for s in input.states.iter().take(6) {
-        put(&format!("{fe}/state"), s, 0);
+        w.put(&format!("{fe}/state"), s, Kind::Plain);
         backend.reconcile();
         let state = xs.read_opt(XBT_NULL, &format!("{be}/state")).unwrap();
         let state = state.as_deref().unwrap_or("1");

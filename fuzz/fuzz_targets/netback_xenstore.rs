@@ -54,14 +54,6 @@ fuzz_target!(|input: Input| {
     let xs = &w.xs;
     let be = format!("{ROOT}/{DOMID}/0");
     let fe = format!("/local/domain/{DOMID}/device/vif/0");
-    let put = |path: &str, v: &Val, kind: u8| {
-        let kind = match kind {
-            1 => Kind::GrantRef,
-            2 => Kind::Port,
-            _ => Kind::Plain,
-        };
-        w.put(path, v, kind)
-    };
     for (k, v) in [
         ("frontend", fe.as_str()),
         ("frontend-id", &DOMID.to_string()),
@@ -79,40 +71,40 @@ fuzz_target!(|input: Input| {
     xs.write(XBT_NULL, &format!("{fe}/backend"), be.as_bytes())
         .unwrap();
     xs.write(XBT_NULL, &format!("{fe}/state"), b"1").unwrap();
-    put(
+    w.put(
         &format!("{fe}/{}", keys::TX_RING_REF),
         &input.tx_ring_ref,
-        1,
+        Kind::GrantRef,
     );
-    put(
+    w.put(
         &format!("{fe}/{}", keys::RX_RING_REF),
         &input.rx_ring_ref,
-        1,
+        Kind::GrantRef,
     );
-    put(
+    w.put(
         &format!("{fe}/{}", keys::EVENT_CHANNEL),
         &input.event_channel,
-        2,
+        Kind::Port,
     );
-    put(
+    w.put(
         &format!("{fe}/{}", keys::EVENT_CHANNEL_TX),
         &input.event_channel_tx,
-        2,
+        Kind::Port,
     );
-    put(
+    w.put(
         &format!("{fe}/{}", keys::EVENT_CHANNEL_RX),
         &input.event_channel_rx,
-        2,
+        Kind::Port,
     );
-    put(
+    w.put(
         &format!("{fe}/{}", keys::REQUEST_RX_COPY),
         &input.rx_copy,
-        0,
+        Kind::Plain,
     );
-    put(
+    w.put(
         &format!("{fe}/{}", keys::FEATURE_RX_NOTIFY),
         &input.rx_notify,
-        0,
+        Kind::Plain,
     );
     for (k, v) in [
         keys::FEATURE_SG,
@@ -124,22 +116,22 @@ fuzz_target!(|input: Input| {
     .iter()
     .zip(&input.features)
     {
-        put(&format!("{fe}/{k}"), v, 0);
+        w.put(&format!("{fe}/{k}"), v, Kind::Plain);
     }
-    put(
+    w.put(
         &format!("{fe}/{}", keys::MULTI_QUEUE_NUM_QUEUES),
         &input.queues,
-        0,
+        Kind::Plain,
     );
     for (q, which, v) in input.queue_nodes.iter().take(10) {
         let (key, kind) = match which % 5 {
-            0 => (keys::TX_RING_REF, 1),
-            1 => (keys::RX_RING_REF, 1),
-            2 => (keys::EVENT_CHANNEL, 2),
-            3 => (keys::EVENT_CHANNEL_TX, 2),
-            _ => (keys::EVENT_CHANNEL_RX, 2),
+            0 => (keys::TX_RING_REF, Kind::GrantRef),
+            1 => (keys::RX_RING_REF, Kind::GrantRef),
+            2 => (keys::EVENT_CHANNEL, Kind::Port),
+            3 => (keys::EVENT_CHANNEL_TX, Kind::Port),
+            _ => (keys::EVENT_CHANNEL_RX, Kind::Port),
         };
-        put(&format!("{fe}/queue-{}/{key}", q % 3), v, kind);
+        w.put(&format!("{fe}/queue-{}/{key}", q % 3), v, kind);
     }
 
     let taps: Arc<std::sync::Mutex<Vec<UnixDatagram>>> = Arc::default();
@@ -162,7 +154,7 @@ fuzz_target!(|input: Input| {
     );
     backend.reconcile();
     for s in input.states.iter().take(6) {
-        put(&format!("{fe}/state"), s, 0);
+        w.put(&format!("{fe}/state"), s, Kind::Plain);
         backend.reconcile();
         let state = xs.read_opt(XBT_NULL, &format!("{be}/state")).unwrap();
         let state = state.as_deref().unwrap_or("1");

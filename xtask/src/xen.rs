@@ -80,20 +80,18 @@ pub fn netfront_kernel() -> Result<()> {
 /// `xen-netfront-hostile`: `sluice-netfront.ko` against `sluice-hostile-netback`
 /// (`tests/tests/xen_net_hostile.rs`), one PV guest, one connection per misbehaviour.
 pub fn netfront_hostile() -> Result<()> {
+    let mut c = netfront_test("xen_net_hostile")?;
+    run(c.args(["--ignored", "--nocapture", "--test-threads=1"]))
+}
+
+/// `cargo test -p sluice-testbed --test FILE --` with `SLUICE_NETFRONT_KO` naming the
+/// module built for the guests' kernel.
+fn netfront_test(file: &str) -> Result<std::process::Command> {
     let ko = crate::linux_modules::netfront_ko()?;
     let mut c = cargo();
-    c.env("SLUICE_NETFRONT_KO", ko).args([
-        "test",
-        "-p",
-        "sluice-testbed",
-        "--test",
-        "xen_net_hostile",
-        "--",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    run(&mut c)
+    c.env("SLUICE_NETFRONT_KO", ko)
+        .args(["test", "-p", "sluice-testbed", "--test", file, "--"]);
+    Ok(c)
 }
 
 /// Which boots of `tests/tests/xen_net.rs` a suite runs.
@@ -105,16 +103,7 @@ enum NetTests {
 }
 
 fn net_tests(which: NetTests) -> Result<()> {
-    let ko = crate::linux_modules::netfront_ko()?;
-    let mut c = cargo();
-    c.env("SLUICE_NETFRONT_KO", ko).args([
-        "test",
-        "-p",
-        "sluice-testbed",
-        "--test",
-        "xen_net",
-        "--",
-    ]);
+    let mut c = netfront_test("xen_net")?;
     match which {
         NetTests::SluicePair => {
             c.env("SLUICE_NET_SLUICE_PAIR", "1")

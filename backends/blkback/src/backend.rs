@@ -262,18 +262,10 @@ where
     /// Brings every device in line with xenstore.
     pub fn reconcile(&mut self) {
         let present = sluice_dom0::xenstore::backend_device_dirs(&*self.xs, &self.root);
-        let gone: Vec<String> = self
-            .devices
-            .keys()
-            .filter(|k| !present.contains(k))
-            .cloned()
-            .collect();
-        for be in gone {
-            if let Some(mut d) = self.devices.remove(&be) {
-                d.teardown();
-                let _ = self.xs.unwatch(&format!("{}/state", d.fe), &be);
-                tracing::info!("{}: removed", d.name);
-            }
+        for (be, mut d) in sluice_dom0::xenstore::take_removed(&mut self.devices, &present) {
+            d.teardown();
+            let _ = self.xs.unwatch(&format!("{}/state", d.fe), &be);
+            tracing::info!("{}: removed", d.name);
         }
         for be in present {
             if let Err(e) = self.step(&be) {

@@ -208,6 +208,22 @@ pub fn backend_device_dirs<S: XenStore + ?Sized>(xs: &S, root: &str) -> Vec<Stri
     out
 }
 
+/// Takes out of `devices` (keyed by backend directory) every device whose directory is
+/// no longer in `present` ([`backend_device_dirs`]): the toolstack removed it.
+pub fn take_removed<V>(
+    devices: &mut std::collections::BTreeMap<String, V>,
+    present: &[String],
+) -> Vec<(String, V)> {
+    let gone: Vec<String> = devices
+        .keys()
+        .filter(|k| !present.contains(k))
+        .cloned()
+        .collect();
+    gone.into_iter()
+        .filter_map(|be| devices.remove(&be).map(|d| (be, d)))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------
 // The real client.
 

@@ -210,18 +210,10 @@ where
     /// Brings every vif in line with xenstore.
     pub fn reconcile(&mut self) {
         let present = sluice_dom0::xenstore::backend_device_dirs(&*self.xs, &self.root);
-        let gone: Vec<String> = self
-            .vifs
-            .keys()
-            .filter(|k| !present.contains(k))
-            .cloned()
-            .collect();
-        for be in gone {
-            if let Some(mut v) = self.vifs.remove(&be) {
-                v.teardown();
-                let _ = self.xs.unwatch(&format!("{}/state", v.fe), &be);
-                tracing::info!("{}: removed", v.name);
-            }
+        for (be, mut v) in sluice_dom0::xenstore::take_removed(&mut self.vifs, &present) {
+            v.teardown();
+            let _ = self.xs.unwatch(&format!("{}/state", v.fe), &be);
+            tracing::info!("{}: removed", v.name);
         }
         for be in present {
             if let Err(e) = self.step(&be) {

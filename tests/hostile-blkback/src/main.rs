@@ -196,18 +196,10 @@ impl Backend {
 
     fn reconcile(&mut self) {
         let present = sluice_dom0::xenstore::backend_device_dirs(&*self.xs, &self.root);
-        let gone: Vec<String> = self
-            .devices
-            .keys()
-            .filter(|k| !present.contains(k))
-            .cloned()
-            .collect();
-        for be in gone {
-            if let Some(mut d) = self.devices.remove(&be) {
-                d.disconnect();
-                let _ = self.xs.unwatch(&format!("{}/state", d.fe), &be);
-                log!("{} [{}]: removed", d.name, d.mode.name());
-            }
+        for (be, mut d) in sluice_dom0::xenstore::take_removed(&mut self.devices, &present) {
+            d.disconnect();
+            let _ = self.xs.unwatch(&format!("{}/state", d.fe), &be);
+            log!("{} [{}]: removed", d.name, d.mode.name());
         }
         for be in present {
             if let Err(e) = self.step(&be) {

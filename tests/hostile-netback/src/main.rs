@@ -135,18 +135,10 @@ impl Backend {
 
     fn reconcile(&mut self) {
         let present = sluice_dom0::xenstore::backend_device_dirs(&*self.xs, &self.root);
-        let gone: Vec<String> = self
-            .vifs
-            .keys()
-            .filter(|k| !present.contains(k))
-            .cloned()
-            .collect();
-        for be in gone {
-            if let Some(mut v) = self.vifs.remove(&be) {
-                v.disconnect();
-                let _ = self.xs.unwatch(&format!("{}/state", v.fe), &be);
-                log!("{}: removed", v.name);
-            }
+        for (be, mut v) in sluice_dom0::xenstore::take_removed(&mut self.vifs, &present) {
+            v.disconnect();
+            let _ = self.xs.unwatch(&format!("{}/state", v.fe), &be);
+            log!("{}: removed", v.name);
         }
         for be in present {
             if let Err(e) = self.step(&be) {
