@@ -223,6 +223,17 @@ fn static_checks() -> Result<()> {
 
 pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
     let t = Instant::now();
+    /// Below this much free space a full run is likely to stop midway on a full disk.
+    const LOW_MIB: u64 = 12 * 1024;
+    let free_at_start = crate::util::free_mib();
+    match free_at_start {
+        Some(m) if m < LOW_MIB => eprintln!(
+            "WARNING: only {m} MiB free on the repository's filesystem; a full run needs about 9 GiB \
+             (old clones or build/testbed-run images of earlier runs are the usual cause)"
+        ),
+        Some(m) => eprintln!("disk: {m} MiB free at start"),
+        None => {}
+    }
     // Each suite's result and time, printed again at the end: CI shows only the tail of
     // the output, and this is what says where the time went and which suite failed.
     let mut summary = Vec::new();
@@ -258,6 +269,12 @@ pub fn test(filter: Option<&str>, with_static: bool) -> Result<()> {
     for (name, ok, secs) in &summary {
         let what = if *ok { "ok" } else { "FAILED" };
         eprintln!("  {name:<28} {what:<6} {secs:>6.0} s");
+    }
+    if let (Some(start), Some(end)) = (free_at_start, crate::util::free_mib()) {
+        eprintln!(
+            "disk: {end} MiB free at the end ({} MiB used by this run)",
+            start.saturating_sub(end)
+        );
     }
     eprintln!("cargo xtask test: {:.0} s", t.elapsed().as_secs_f64());
     if !failed.is_empty() {

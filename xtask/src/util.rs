@@ -56,3 +56,18 @@ pub fn have(prog: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// Free space on the repository's filesystem in MiB (from `df`), or None when `df`
+/// cannot tell. A full run needs about 9 GiB (target/ ~6, the hypervisor's and fuzz's
+/// targets ~1.7, images ~0.5); a full disk fails a suite midway with "No space left".
+pub fn free_mib() -> Option<u64> {
+    let out = Command::new("df")
+        .args(["-P", "-BM"])
+        .arg(root())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1)?;
+    let avail = line.split_whitespace().nth(3)?;
+    avail.trim_end_matches('M').parse().ok()
+}
