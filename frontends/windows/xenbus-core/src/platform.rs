@@ -1,12 +1,11 @@
 //! The Windows implementation of the frontend seams (`sluice-front-seams`): what a
 //! frontend core (`blkfront-core`, later `netfront-core`) runs on inside a child driver
-//! of xenbus. Grants go through [`GrantTable`] on the grant frames in the platform
-//! BAR, xenstore through [`XsClient`], event channels and memory through the kernel
-//! ([`Kernel`]: the unsafe layer's pages, hypercalls and mappings), so everything here
-//! is host-tested over a fake kernel.
+//! of xenbus. Grants, event channels and xenstore go through the bus interface
+//! ([`BusInterface`]: xenbus owns the one grant table and xenstore connection, so
+//! children never collide), memory through the child's kernel layer ([`Kernel`]), so
+//! everything here is host-tested over a fake bus.
 
-use crate::grants::{GrantEntries, GrantTable};
-use crate::xenstore::{XsClient, XsTransport};
+use crate::iface::{self, BusInterface, EventCallback};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use core::fmt;
@@ -17,46 +16,38 @@ use sluice_front_seams::{
     XenStore,
 };
 
-/// What the kernel layer provides (`sluice-wdm` on Windows, a fake in tests).
+/// What the child driver's kernel layer provides (`sluice-wdm` on Windows, a fake in
+/// tests).
 pub trait Kernel {
     /// Zeroed, physically contiguous pages, freed on drop.
     type Pages: Pages;
     /// A data page of an I/O request (an MDL page on Windows).
     type DataPage: Copy + fmt::Debug;
+    /// The bus interface from xenbus.
+    type Bus: BusInterface;
     /// `count` pages.
     fn alloc_pages(&mut self, count: usize) -> Result<Self::Pages, SeamError>;
     /// The guest frame number of page `index` (already bounds-checked).
     fn frame(&self, pages: &Self::Pages, index: usize) -> u64;
     /// A data page's bytes.
     fn data(&self, page: Self::DataPage) -> SharedMem<'_>;
-    /// The grant entries in the BAR.
-    fn grant_entries(&self) -> &dyn GrantEntries;
-    /// The xenstore ring and its channel.
-    fn xenstore(&mut self) -> &mut dyn XsTransport;
-    /// `EVTCHNOP_alloc_unbound` for `remote`.
-    fn evtchn_alloc_unbound(&mut self, remote: DomId) -> Result<EvtchnPort, SeamError>;
-    /// `EVTCHNOP_send`.
-    fn evtchn_send(&mut self, port: EvtchnPort);
-    /// `EVTCHNOP_close`.
-    fn evtchn_close(&mut self, port: EvtchnPort);
+    /// The bus interface.
+    fn bus(&self) -> &Self::Bus;
+    /// The callback the bus calls for events of `queue`'s port.
+    fn event_callback(&self, queue: usize) -> EventCallback;
 }
 
 /// The seams over a [`Kernel`].
 pub struct WinPlatform<K: Kernel> {
     kernel: K,
-    grants: GrantTable,
-    xs: XsClient,
     queues: BTreeMap<u32, usize>,
 }
 
 impl<K: Kernel> WinPlatform<K> {
-    /// Over `kernel`, with a grant table of its entries.
+    /// Over `kernel`.
     pub fn new(kernel: K) -> Self {
-        let grants = GrantTable::new(kernel.grant_entries().count());
         WinPlatform {
             kernel,
-            grants,
-            xs: XsClient::new(),
             queues: BTreeMap::new(),
         }
     }
@@ -69,6 +60,11 @@ impl<K: Kernel> WinPlatform<K> {
     /// The kernel layer.
     pub fn kernel(&self) -> &K {
         &self.kernel
+    }
+
+    /// The kernel layer, mutably.
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
     }
 }
 
@@ -125,41 +121,45 @@ impl<K: Kernel> Grants for WinPlatform<K> {
     ) -> Result<GrantRef, SeamError> {
         check_page_index(pages, index)?;
         let frame = self.kernel.frame(pages, index);
-        self.grants
-            .grant(self.kernel.grant_entries(), domid, frame, readonly)
+        self.kernel.bus().grant_access(domid, frame, readonly)
     }
 
     fn end_access(&mut self, gref: GrantRef) -> Result<(), GrantInUse> {
-        self.grants.end(self.kernel.grant_entries(), gref)
+        self.kernel.bus().end_access(gref)
     }
 }
 
 impl<K: Kernel> EventChannels for WinPlatform<K> {
     fn bind_unbound_port(&mut self, domid: DomId, queue: usize) -> Result<EvtchnPort, SeamError> {
-        let port = self.kernel.evtchn_alloc_unbound(domid)?;
+        let bus = self.kernel.bus();
+        let port = bus.evtchn_alloc_unbound(domid)?;
+        if let Err(e) = bus.evtchn_bind(port, self.kernel.event_callback(queue)) {
+            bus.evtchn_close(port);
+            return Err(e);
+        }
         self.queues.insert(port.0, queue);
         Ok(port)
     }
 
     fn notify(&mut self, port: EvtchnPort) {
         if self.queues.contains_key(&port.0) {
-            self.kernel.evtchn_send(port);
+            self.kernel.bus().evtchn_notify(port);
         }
     }
 
     fn unbind(&mut self, port: EvtchnPort) {
         if self.queues.remove(&port.0).is_some() {
-            self.kernel.evtchn_close(port);
+            self.kernel.bus().evtchn_close(port);
         }
     }
 }
 
 impl<K: Kernel> XenStore for WinPlatform<K> {
     fn read_opt(&mut self, path: &str) -> Result<Option<String>, SeamError> {
-        self.xs.read(self.kernel.xenstore(), path)
+        self.kernel.bus().xs_read(0, path)
     }
 
     fn write_all(&mut self, writes: &[(&str, &str)]) -> Result<(), SeamError> {
-        self.xs.write_all(self.kernel.xenstore(), writes)
+        iface::write_all(self.kernel.bus(), writes)
     }
 }

@@ -1,15 +1,18 @@
 //! `WinPlatform` (the Windows seams) over a fake kernel: grants land in the grant
 //! entries with the page's frame, bounds are refused whole, ports route to queues,
-//! xenstore goes through the ring.
+//! xenstore goes through the ring, all through the bus interface.
 
-use crate::fake::Entries;
-use crate::grants::{GrantEntries, GTF_PERMIT_ACCESS};
+use crate::bus::ChildInfo;
+use crate::fake::{FakeChild, World};
+use crate::grants::{Owner, GTF_PERMIT_ACCESS};
+use crate::iface::EventCallback;
 use crate::platform::{Kernel, WinPlatform};
-use crate::xenstore::XsTransport;
-use crate::xenstore_tests::{FakeXs, Mode};
+use alloc::format;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use sluice_abi::shared::{SharedMem, SharedPages};
-use sluice_abi::types::{DomId, EvtchnPort};
+use sluice_abi::types::DomId;
 use sluice_front_seams::{EventChannels, Grants, Memory, Pages, SeamError, XenStore};
 
 struct FakePages {
@@ -33,18 +36,15 @@ impl Pages for FakePages {
 }
 
 struct FakeKernel {
-    entries: Entries,
-    xs: FakeXs,
+    bus: FakeChild,
     next_frame: u64,
     data: Vec<SharedPages>,
-    next_port: u32,
-    sent: Vec<u32>,
-    closed: Vec<u32>,
 }
 
 impl Kernel for FakeKernel {
     type Pages = FakePages;
     type DataPage = usize;
+    type Bus = FakeChild;
     fn alloc_pages(&mut self, count: usize) -> Result<FakePages, SeamError> {
         let p = FakePages {
             buf: SharedPages::new(count),
@@ -59,33 +59,42 @@ impl Kernel for FakeKernel {
     fn data(&self, page: usize) -> SharedMem<'_> {
         self.data[page].mem()
     }
-    fn grant_entries(&self) -> &dyn GrantEntries {
-        &self.entries
+    fn bus(&self) -> &FakeChild {
+        &self.bus
     }
-    fn xenstore(&mut self) -> &mut dyn XsTransport {
-        &mut self.xs
+    fn event_callback(&self, queue: usize) -> EventCallback {
+        EventCallback {
+            func: record_event,
+            ctx: 1000 + queue,
+        }
     }
-    fn evtchn_alloc_unbound(&mut self, _remote: DomId) -> Result<EvtchnPort, SeamError> {
-        self.next_port += 1;
-        Ok(EvtchnPort(self.next_port))
-    }
-    fn evtchn_send(&mut self, port: EvtchnPort) {
-        self.sent.push(port.0);
-    }
-    fn evtchn_close(&mut self, port: EvtchnPort) {
-        self.closed.push(port.0);
+}
+
+/// Events delivered to callbacks: (ctx, port).
+pub(crate) static EVENTS: std::sync::Mutex<Vec<(usize, u32)>> = std::sync::Mutex::new(Vec::new());
+
+pub(crate) extern "C" fn record_event(ctx: usize, port: u32) {
+    EVENTS.lock().unwrap().push((ctx, port));
+}
+
+pub(crate) fn child(world: &Rc<RefCell<World>>, owner: Owner, id: u32) -> FakeChild {
+    FakeChild {
+        world: world.clone(),
+        owner,
+        info: ChildInfo {
+            frontend: format!("device/vbd/{id}"),
+            backend: format!("/local/domain/0/backend/vbd/5/{id}"),
+            domid: DomId(0),
+        },
     }
 }
 
 fn platform() -> WinPlatform<FakeKernel> {
+    let world = World::new(64, 64);
     WinPlatform::new(FakeKernel {
-        entries: Entries::new(64),
-        xs: FakeXs::new(Mode::Good),
+        bus: child(&world, 1, 768),
         next_frame: 0x1000,
         data: (0..2).map(|_| SharedPages::new(1)).collect(),
-        next_port: 10,
-        sent: Vec::new(),
-        closed: Vec::new(),
     })
 }
 
@@ -94,17 +103,24 @@ fn grants_carry_the_page_frame_and_end() {
     let mut p = platform();
     let ring = p.alloc_pages(2).unwrap();
     let g = p.grant_access(DomId(0), &ring, 1, false).unwrap();
-    let e = &p.kernel().entries.0[g.0 as usize];
+    let w = p.kernel().bus.world.borrow();
+    let e = &w.hw.entries.0[g.0 as usize];
     assert_eq!(
         (e.0.get(), e.1.get(), e.2.get()),
         (GTF_PERMIT_ACCESS, 0, 0x1001)
     );
+    drop(w);
     assert!(matches!(
         p.grant_access(DomId(0), &ring, 2, false),
         Err(SeamError::OutOfBounds { .. })
     ));
     p.end_access(g).unwrap();
-    assert_eq!(p.kernel().entries.0[g.0 as usize].0.get(), 0);
+    assert_eq!(
+        p.kernel().bus.world.borrow().hw.entries.0[g.0 as usize]
+            .0
+            .get(),
+        0
+    );
 }
 
 #[test]
@@ -142,8 +158,14 @@ fn ports_route_to_queues_and_close_once() {
     p.unbind(b);
     p.unbind(b);
     p.notify(b);
-    assert_eq!(p.kernel().sent, [b.0], "no notify on a closed port");
-    assert_eq!(p.kernel().closed, [b.0], "closed once");
+    let w = p.kernel().bus.world.borrow();
+    assert_eq!(*w.hw.sent.borrow(), [b.0], "no notify on a closed port");
+    assert_eq!(*w.hw.closed.borrow(), [b.0], "closed once");
+    // The bus routes a's events to queue 0's callback; b's go nowhere now.
+    assert!(w.fire_port(a.0));
+    assert!(!w.fire_port(b.0));
+    drop(w);
+    assert!(EVENTS.lock().unwrap().contains(&(1000, a.0)));
     assert_eq!(p.queue_of(b), None);
 }
 

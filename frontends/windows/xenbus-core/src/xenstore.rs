@@ -4,8 +4,11 @@
 //! `xs_wire`): a bad index or an oversized header fails the request and the client
 //! (reset needed), never reads outside the page. Waiting is the driver's
 //! ([`XsTransport::wait`], an event with a timeout), so no request waits forever.
+//! Watch events read on the way (or by [`XsClient::poll`]) are queued, bounded, for
+//! the bus to route ([`crate::watches`]).
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use sluice_abi::byte_ring::ByteRing;
@@ -21,8 +24,10 @@ pub const EIO: i32 = 5;
 const EAGAIN: i32 = 11;
 /// Waits one request may take (each one the transport's timeout long).
 pub const MAX_WAITS: usize = 64;
-/// Unrelated messages (stale replies, watch events) skipped per request.
-pub const MAX_SKIPPED: usize = 64;
+/// Messages (our reply, stale replies, watch events) read per request or poll at most.
+pub const MAX_MESSAGES: usize = 1024;
+/// Watch events queued for the bus at most; more are dropped (and counted).
+pub const MAX_QUEUED_EVENTS: usize = 256;
 /// Transaction retries on `EAGAIN`.
 pub const MAX_TX_RETRIES: usize = 8;
 
@@ -36,11 +41,27 @@ pub trait XsTransport {
     fn wait(&mut self) -> bool;
 }
 
+/// A watch event read from the ring, for the bus to route by its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// The path that changed.
+    pub path: String,
+    /// The token the watch was registered with.
+    pub token: Vec<u8>,
+}
+
+enum Reply {
+    Ok(XsMsgType, Vec<u8>),
+    Err(XsErrno),
+}
+
 /// A xenstore connection's state.
 pub struct XsClient {
     next_id: u32,
     reader: Box<XsReader>,
     broken: bool,
+    events: VecDeque<WatchEvent>,
+    dropped: u64,
 }
 
 impl Default for XsClient {
@@ -65,6 +86,8 @@ impl XsClient {
             next_id: 1,
             reader: Box::new(XsReader::new()),
             broken: false,
+            events: VecDeque::new(),
+            dropped: 0,
         }
     }
 
@@ -100,8 +123,7 @@ impl XsClient {
     ) -> Result<(XsMsgType, Vec<u8>), SeamError> {
         let mut sent = 0;
         let mut waits = 0;
-        let mut skipped = 0;
-        let mut chunk = [0u8; 256];
+        let mut seen = 0;
         loop {
             if sent < msg.len() {
                 let n = ByteRing::XENSTORE_REQ
@@ -112,43 +134,156 @@ impl XsClient {
                     t.notify();
                 }
             }
-            // Drain replies.
-            loop {
-                let n = ByteRing::XENSTORE_RSP
-                    .read(&t.ring(), &mut chunk)
-                    .map_err(io)?;
-                if n == 0 {
-                    break;
-                }
-                t.notify();
-                let mut used = 0;
-                while used < n {
-                    used += self.reader.push(&chunk[used..n]).map_err(io)?;
-                    if let Some(m) = self.reader.message() {
-                        if m.req_id != id || m.raw_type == XsMsgType::WatchEvent as u32 {
-                            skipped += 1;
-                            if skipped > MAX_SKIPPED {
-                                return Err(SeamError::Xenstore(EIO));
-                            }
-                            continue;
-                        }
-                        if used < n {
-                            // xenstored sends nothing unasked between our requests.
-                            return Err(SeamError::Xenstore(EIO));
-                        }
-                        let ty = m.msg_type().map_err(io)?;
-                        return match Response::decode(&m).map_err(io)? {
-                            Response::Error(e) => Err(errno(e)),
-                            _ => Ok((ty, m.payload.to_vec())),
-                        };
-                    }
-                }
+            if let Some(reply) = self.drain(t, Some(id), &mut seen)? {
+                return match reply {
+                    Reply::Ok(ty, v) => Ok((ty, v)),
+                    Reply::Err(e) => Err(errno(e)),
+                };
             }
             if waits == MAX_WAITS || !t.wait() {
                 return Err(SeamError::Xenstore(ETIMEDOUT));
             }
             waits += 1;
         }
+    }
+
+    /// Reads what the response ring holds: watch events are queued, the reply to `id`
+    /// (if any) returned once the chunk it came in is consumed, other replies (late
+    /// answers to timed-out requests) skipped. At most [`MAX_MESSAGES`] messages per
+    /// request or poll (`seen` counts them), else the protocol is broken.
+    fn drain(
+        &mut self,
+        t: &mut (impl XsTransport + ?Sized),
+        id: Option<u32>,
+        seen: &mut usize,
+    ) -> Result<Option<Reply>, SeamError> {
+        let mut chunk = [0u8; 256];
+        let mut reply = None;
+        loop {
+            let n = ByteRing::XENSTORE_RSP
+                .read(&t.ring(), &mut chunk)
+                .map_err(io)?;
+            if n == 0 {
+                return Ok(reply);
+            }
+            t.notify();
+            let mut used = 0;
+            while used < n {
+                used += self.reader.push(&chunk[used..n]).map_err(io)?;
+                let Some(m) = self.reader.message() else {
+                    continue;
+                };
+                *seen += 1;
+                if *seen > MAX_MESSAGES {
+                    return Err(SeamError::Xenstore(EIO));
+                }
+                if m.raw_type == XsMsgType::WatchEvent as u32 {
+                    let Response::WatchEvent { path, token } = Response::decode(&m).map_err(io)?
+                    else {
+                        return Err(SeamError::Xenstore(EIO));
+                    };
+                    if self.events.len() < MAX_QUEUED_EVENTS {
+                        self.events.push_back(WatchEvent {
+                            path: String::from(path),
+                            token: token.to_vec(),
+                        });
+                    } else {
+                        self.dropped += 1;
+                    }
+                    continue;
+                }
+                if Some(m.req_id) != id || reply.is_some() {
+                    continue;
+                }
+                let ty = m.msg_type().map_err(io)?;
+                reply = Some(match Response::decode(&m).map_err(io)? {
+                    Response::Error(e) => Reply::Err(e),
+                    _ => Reply::Ok(ty, m.payload.to_vec()),
+                });
+            }
+            if reply.is_some() {
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Reads the response ring without sending anything (the bus does it when the
+    /// xenstore channel fires with no request in flight): queues the watch events
+    /// found, skips stale replies. Returns how many events are queued.
+    pub fn poll(&mut self, t: &mut (impl XsTransport + ?Sized)) -> Result<usize, SeamError> {
+        if self.broken {
+            return Err(SeamError::Xenstore(EIO));
+        }
+        let mut seen = 0;
+        if let Err(e) = self.drain(t, None, &mut seen) {
+            self.broken = true;
+            return Err(e);
+        }
+        Ok(self.events.len())
+    }
+
+    /// The oldest queued watch event.
+    pub fn take_event(&mut self) -> Option<WatchEvent> {
+        self.events.pop_front()
+    }
+
+    /// Watch events dropped because [`MAX_QUEUED_EVENTS`] were queued.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped
+    }
+
+    /// `XS_WATCH path token`: xenstored sends an event at once, then on each change.
+    pub fn watch(
+        &mut self,
+        t: &mut (impl XsTransport + ?Sized),
+        path: &str,
+        token: &[u8],
+    ) -> Result<(), SeamError> {
+        self.call(t, &Request::Watch { path, token }, 0).map(drop)
+    }
+
+    /// `XS_UNWATCH path token`.
+    pub fn unwatch(
+        &mut self,
+        t: &mut (impl XsTransport + ?Sized),
+        path: &str,
+        token: &[u8],
+    ) -> Result<(), SeamError> {
+        self.call(t, &Request::Unwatch { path, token }, 0).map(drop)
+    }
+
+    /// `XS_TRANSACTION_START`: a transaction id.
+    pub fn transaction_start(
+        &mut self,
+        t: &mut (impl XsTransport + ?Sized),
+    ) -> Result<u32, SeamError> {
+        let (_, v) = self.call(t, &Request::TransactionStart, 0)?;
+        core::str::from_utf8(&v)
+            .ok()
+            .and_then(|s| s.trim_end_matches('\0').parse::<u32>().ok())
+            .ok_or(SeamError::Xenstore(EIO))
+    }
+
+    /// `XS_TRANSACTION_END`; `EAGAIN` means retry the whole transaction.
+    pub fn transaction_end(
+        &mut self,
+        t: &mut (impl XsTransport + ?Sized),
+        tx: u32,
+        commit: bool,
+    ) -> Result<(), SeamError> {
+        self.call(t, &Request::TransactionEnd { commit }, tx)
+            .map(drop)
+    }
+
+    /// Writes one node (in transaction `tx`, 0 for none).
+    pub fn write(
+        &mut self,
+        t: &mut (impl XsTransport + ?Sized),
+        tx: u32,
+        path: &str,
+        value: &[u8],
+    ) -> Result<(), SeamError> {
+        self.call(t, &Request::Write { path, value }, tx).map(drop)
     }
 
     /// Reads a node; `None` if it does not exist.
@@ -190,29 +325,20 @@ impl XsClient {
         writes: &[(&str, &str)],
     ) -> Result<(), SeamError> {
         for _ in 0..MAX_TX_RETRIES {
-            let (_, v) = self.call(t, &Request::TransactionStart, 0)?;
-            let tx = core::str::from_utf8(&v)
-                .ok()
-                .and_then(|s| s.trim_end_matches('\0').parse::<u32>().ok())
-                .ok_or(SeamError::Xenstore(EIO))?;
+            let tx = self.transaction_start(t)?;
             let mut failed = None;
             for (path, value) in writes {
-                let req = Request::Write {
-                    path,
-                    value: value.as_bytes(),
-                };
-                if let Err(e) = self.call(t, &req, tx) {
+                if let Err(e) = self.write(t, tx, path, value.as_bytes()) {
                     failed = Some(e);
                     break;
                 }
             }
-            let commit = failed.is_none();
-            let end = self.call(t, &Request::TransactionEnd { commit }, tx);
+            let end = self.transaction_end(t, tx, failed.is_none());
             if let Some(e) = failed {
                 return Err(e);
             }
             match end {
-                Ok(_) => return Ok(()),
+                Ok(()) => return Ok(()),
                 Err(SeamError::Xenstore(EAGAIN)) => continue,
                 Err(e) => return Err(e),
             }

@@ -9,7 +9,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use sluice_abi::byte_ring::ByteRing;
 use sluice_abi::shared::{SharedMem, SharedPages};
-use sluice_abi::xs_wire::{Request, Response, StringList, XsErrno, XsReader, XS_MESSAGE_MAX};
+use sluice_abi::xs_wire::{
+    Request, Response, StringList, XsErrno, XsMsgType, XsReader, XS_MESSAGE_MAX,
+};
 use sluice_front_seams::SeamError;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -33,6 +35,10 @@ pub(crate) struct FakeXs {
     again_sent: bool,
     tx_writes: Vec<(String, String)>,
     waits: usize,
+    /// Registered watches (path, token).
+    pub(crate) watches: Vec<(String, Vec<u8>)>,
+    /// Events to send after the current reply.
+    events: Vec<(String, Vec<u8>)>,
 }
 
 impl FakeXs {
@@ -45,6 +51,39 @@ impl FakeXs {
             again_sent: false,
             tx_writes: Vec::new(),
             waits: 0,
+            watches: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Sets a node as another domain would, firing the watches on it or above it.
+    pub(crate) fn set(&mut self, path: &str, value: &str) {
+        self.store.insert(path.into(), value.into());
+        self.changed(path);
+        self.flush_events();
+    }
+
+    fn changed(&mut self, path: &str) {
+        for (w, tok) in &self.watches {
+            if path == w || path.starts_with(&format!("{w}/")) {
+                self.events.push((path.to_string(), tok.clone()));
+            }
+        }
+    }
+
+    /// Writes the queued watch events to the response ring.
+    pub(crate) fn flush_events(&mut self) {
+        for (path, token) in core::mem::take(&mut self.events) {
+            let mut out = [0u8; XS_MESSAGE_MAX];
+            let len = Response::WatchEvent {
+                path: &path,
+                token: &token,
+            }
+            .encode(XsMsgType::Watch, 0, 0, &mut out)
+            .unwrap();
+            ByteRing::XENSTORE_RSP
+                .write(&self.page.mem(), &out[..len])
+                .unwrap();
         }
     }
 
@@ -67,6 +106,7 @@ impl FakeXs {
                 let req = Request::decode(&m).unwrap();
                 let ty = req.msg_type();
                 let mut names = Vec::new();
+                let mut touched: Vec<String> = Vec::new();
                 let value;
                 let resp = match req {
                     Request::Read { path } => match self.store.get(path) {
@@ -97,10 +137,29 @@ impl FakeXs {
                     }
                     Request::TransactionStart => Response::TransactionStarted(7),
                     Request::Write { path, value } => {
-                        assert_eq!(tx, 7, "writes go in the transaction");
-                        self.tx_writes
-                            .push((path.to_string(), String::from_utf8(value.to_vec()).unwrap()));
+                        let v = String::from_utf8(value.to_vec()).unwrap();
+                        if tx == 0 {
+                            self.store.insert(path.to_string(), v);
+                            touched.push(path.to_string());
+                        } else {
+                            assert_eq!(tx, 7, "writes go in the transaction");
+                            self.tx_writes.push((path.to_string(), v));
+                        }
                         Response::Ok
+                    }
+                    Request::Watch { path, token } => {
+                        self.watches.push((path.to_string(), token.to_vec()));
+                        self.events.push((path.to_string(), token.to_vec()));
+                        Response::Ok
+                    }
+                    Request::Unwatch { path, token } => {
+                        let before = self.watches.len();
+                        self.watches.retain(|(p, t)| !(p == path && t == token));
+                        if self.watches.len() == before {
+                            Response::Error(XsErrno::Enoent)
+                        } else {
+                            Response::Ok
+                        }
                     }
                     Request::TransactionEnd { commit } => {
                         if self.mode == Mode::AgainOnce && !self.again_sent {
@@ -109,7 +168,8 @@ impl FakeXs {
                             Response::Error(XsErrno::Eagain)
                         } else {
                             if commit {
-                                for (p, v) in self.tx_writes.drain(..) {
+                                for (p, v) in core::mem::take(&mut self.tx_writes) {
+                                    touched.push(p.clone());
                                     self.store.insert(p, v);
                                 }
                             }
@@ -129,6 +189,10 @@ impl FakeXs {
                     .write(&self.page.mem(), &out[..len])
                     .unwrap();
                 assert_eq!(w, len, "the client drains replies");
+                for p in touched {
+                    self.changed(&p);
+                }
+                self.flush_events();
                 if self.mode == Mode::BadIndex {
                     // rsp_prod far past rsp_cons: more than a ring's worth "unread".
                     let prod = self.page.mem().load_u32_acquire(2048 + 12).unwrap();
