@@ -114,6 +114,37 @@ pub trait BusInterface {
     fn backend_domid(&self) -> DomId;
 }
 
+/// A [`SeamError`] as the FFI table returns it (`i32`, 0 for success): xenstore
+/// errnos as themselves (1..=0xffff), other errnos with bit 16 set, `NoResources` as
+/// -1, `OutOfBounds` as -2 (its detail is not carried).
+pub fn encode_error(e: SeamError) -> i32 {
+    match e {
+        SeamError::Xenstore(n) if (1..=0xffff).contains(&n) => n,
+        SeamError::Errno(n) if (1..=0xffff).contains(&n) => 0x1_0000 | n,
+        SeamError::NoResources => -1,
+        SeamError::OutOfBounds { .. } => -2,
+        // An errno out of range is reported as EIO.
+        SeamError::Xenstore(_) | SeamError::Errno(_) => 0x1_0000 | 5,
+    }
+}
+
+/// The inverse of [`encode_error`]; `Ok` for 0. A code no bus sends (a broken or
+/// foreign provider) is `Errno(EIO)`.
+pub fn decode_error(code: i32) -> Result<(), SeamError> {
+    match code {
+        0 => Ok(()),
+        -1 => Err(SeamError::NoResources),
+        -2 => Err(SeamError::OutOfBounds {
+            offset: 0,
+            len: 0,
+            size: 0,
+        }),
+        n @ 1..=0xffff => Err(SeamError::Xenstore(n)),
+        n if n & !0xffff == 0x1_0000 && n & 0xffff != 0 => Err(SeamError::Errno(n & 0xffff)),
+        _ => Err(SeamError::Errno(5)),
+    }
+}
+
 /// `EAGAIN`.
 const EAGAIN: i32 = 11;
 /// Transaction retries on `EAGAIN`.
@@ -140,4 +171,41 @@ pub fn write_all(
         }
     }
     Err(SeamError::Xenstore(EAGAIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_the_ffi_table_intact() {
+        for e in [
+            SeamError::Xenstore(2),
+            SeamError::Xenstore(11),
+            SeamError::Errno(1),
+            SeamError::Errno(0xffff),
+            SeamError::NoResources,
+        ] {
+            let c = encode_error(e);
+            assert_ne!(c, 0, "{e:?} is not success");
+            assert_eq!(decode_error(c), Err(e));
+        }
+        assert_eq!(decode_error(0), Ok(()));
+        assert!(matches!(
+            decode_error(encode_error(SeamError::OutOfBounds {
+                offset: 1,
+                len: 2,
+                size: 3
+            })),
+            Err(SeamError::OutOfBounds { .. })
+        ));
+        // Out-of-range errnos and codes no bus sends are EIO, never success.
+        assert_eq!(
+            decode_error(encode_error(SeamError::Errno(0))),
+            Err(SeamError::Errno(5))
+        );
+        for bad in [-3, i32::MIN, 0x2_0001, 0x1_0000, i32::MAX] {
+            assert_eq!(decode_error(bad), Err(SeamError::Errno(5)), "{bad:#x}");
+        }
+    }
 }

@@ -227,6 +227,11 @@ impl XsClient {
         self.events.pop_front()
     }
 
+    /// Watch events queued (for the bus to poll and route).
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// Watch events dropped because [`MAX_QUEUED_EVENTS`] were queued.
     pub fn dropped_events(&self) -> u64 {
         self.dropped
@@ -292,7 +297,17 @@ impl XsClient {
         t: &mut (impl XsTransport + ?Sized),
         path: &str,
     ) -> Result<Option<String>, SeamError> {
-        match self.call(t, &Request::Read { path }, 0) {
+        self.read_in(t, 0, path)
+    }
+
+    /// Reads a node in transaction `tx` (0: none); `None` if it does not exist.
+    pub fn read_in(
+        &mut self,
+        t: &mut (impl XsTransport + ?Sized),
+        tx: u32,
+        path: &str,
+    ) -> Result<Option<String>, SeamError> {
+        match self.call(t, &Request::Read { path }, tx) {
             Ok((_, v)) => Ok(Some(
                 String::from_utf8(v).map_err(|_| SeamError::Xenstore(EIO))?,
             )),

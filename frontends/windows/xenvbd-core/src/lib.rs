@@ -14,6 +14,7 @@
 extern crate alloc;
 
 mod answers;
+pub mod disk;
 pub mod srb;
 
 use alloc::vec::Vec;
