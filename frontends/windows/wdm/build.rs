@@ -32,6 +32,9 @@ const FUNCTIONS: &[&str] = &[
     "KeFlushQueuedDpcs",
     "KeAcquireSpinLockRaiseToDpc",
     "KeReleaseSpinLock",
+    "IoAllocateIrp",
+    "IoFreeIrp",
+    "ExQueueWorkItem",
 ];
 
 const TYPES: &[&str] = &[
@@ -52,6 +55,10 @@ const TYPES: &[&str] = &[
     "EVENT_TYPE",
     "KWAIT_REASON",
     "MODE",
+    "INTERFACE",
+    "GUID",
+    "WORK_QUEUE_ITEM",
+    "WORK_QUEUE_TYPE",
     // storport (mingw-w64's srb.h: the SRB and port configuration; the
     // virtual-miniport structures it lacks are declared in src/storport.rs).
     "SCSI_REQUEST_BLOCK",

@@ -65,3 +65,16 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
              options(nostack, preserves_flags))
     };
 }
+
+/// The current IRQL (`KeGetCurrentIrql`: CR8 on x64).
+pub fn irql() -> u8 {
+    let v: u64;
+    // SAFETY: reading CR8 in kernel mode has no side effects.
+    unsafe { asm!("mov {}, cr8", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v as u8
+}
+
+/// Whether the caller runs at PASSIVE_LEVEL (may wait).
+pub fn at_passive() -> bool {
+    irql() == 0
+}

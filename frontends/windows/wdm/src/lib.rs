@@ -9,10 +9,12 @@
 
 extern crate alloc;
 
+pub mod busif;
 pub mod hw;
 pub mod log;
 pub mod pnp;
 pub mod storport;
+pub mod sync;
 pub mod xen;
 
 /// Raw DDK bindings (bindgen over mingw-w64's `ntddk.h`, allowlisted in build.rs).
@@ -85,6 +87,34 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 #[used]
 #[no_mangle]
 pub static _fltused: i32 = 0;
+
+// `__chkstk`: the stack probe the compiler calls (RAX = frame size) before a frame of
+// 4 KiB or more (prebuilt `core`'s sort scratch, for one). MSVC's CRT has it; the kernel
+// exports none. It touches each page of the new frame from the top down, as MSVC's
+// does, so a frame past the end of the (non-growing) kernel stack faults on the guard
+// page (a bug check) instead of writing below it; it changes no register but the flags
+// (RAX and RCX are restored).
+core::arch::global_asm!(
+    ".globl __chkstk",
+    "__chkstk:",
+    "push rcx",
+    "push rax",
+    // RSP of the caller before its `call`: above our two pushes and the return address.
+    "lea rcx, [rsp + 24]",
+    "2:",
+    "cmp rax, 0x1000",
+    "jb 3f",
+    "sub rcx, 0x1000",
+    "test byte ptr [rcx], 0",
+    "sub rax, 0x1000",
+    "jmp 2b",
+    "3:",
+    "sub rcx, rax",
+    "test byte ptr [rcx], 0",
+    "pop rax",
+    "pop rcx",
+    "ret",
+);
 
 /// The personality routine named by the unwind tables of the prebuilt `core`/`alloc`
 /// for x86_64-pc-windows-msvc (built with panic=unwind: MSVC's C++ EH personality). The

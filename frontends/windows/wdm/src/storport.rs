@@ -137,22 +137,62 @@ pub struct Limits {
     pub max_breaks: u32,
 }
 
-/// A virtual miniport's adapter (safe Rust, in the driver crate). Its calls are made
-/// under the adapter's spin lock (`find_adapter` at PASSIVE_LEVEL, `start_io` at or
-/// below DISPATCH_LEVEL). HwInitialize, HwResetBus and HwAdapterControl may come at
-/// DIRQL, where that lock cannot be taken, so they do not reach the adapter: a virtual
-/// adapter has no hardware to initialise, reset, stop or restart, and its state stays in
-/// the extension across a stop.
-pub trait Miniport: Send {
-    /// HwFindAdapter: the adapter's limits, or `None` (not found). (The lower device
-    /// Storport passes here, xenbus' child PDO, is where the bus interface query will
-    /// go: not written yet, see PROOF.md.)
-    fn find_adapter(&mut self) -> Option<Limits>;
+/// A virtual miniport's adapter (safe Rust, in the driver crate). `find_adapter` runs
+/// at PASSIVE_LEVEL on a state no one else can reach yet (before it is installed);
+/// every later call is made under the adapter's spin lock (`start_io` and
+/// [`with_miniport`] at or below DISPATCH_LEVEL). HwInitialize, HwResetBus and
+/// HwAdapterControl may come at DIRQL, where that lock cannot be taken, so they do not
+/// reach the adapter: a virtual adapter has no hardware to initialise, reset, stop or
+/// restart, and its state stays in the extension across a stop.
+pub trait Miniport: Send + core::any::Any {
+    /// HwFindAdapter (first time): `lower` is the device below Storport's adapter
+    /// (xenbus' child PDO), `me` names this adapter for callbacks. The adapter's
+    /// limits, or `None` (not found).
+    fn find_adapter(&mut self, lower: LowerDevice, me: AdapterRef) -> Option<Limits>;
+    /// HwFindAdapter again (after a stop: the state is kept): the limits.
+    fn limits(&self) -> Limits;
     /// HwStartIo: the miniport completes `srb` now or later ([`Srb::complete`]).
     fn start_io(&mut self, srb: Srb);
+    /// For [`with_miniport`]'s downcast.
+    fn as_any(&mut self) -> &mut dyn core::any::Any;
+}
+
+/// The device below a virtual adapter, for the bus interface query.
+#[derive(Clone, Copy, Debug)]
+pub struct LowerDevice(pub(crate) *mut c_void);
+
+impl LowerDevice {
+    /// Queries xenbus' interface from it (PASSIVE_LEVEL).
+    pub fn query_bus(self) -> Result<crate::busif::BusHandle, NtStatus> {
+        crate::busif::query(self.0)
+    }
+}
+
+/// One adapter (its device extension's address), for callbacks to reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdapterRef(pub usize);
+
+/// Runs `f` on adapter `a`'s state of type `M` under its spin lock (`IRQL <=
+/// DISPATCH_LEVEL`); `None` when it has none (not found yet, or freed). `a` must name
+/// an adapter whose extension is alive: the driver passes only the one HwFindAdapter
+/// gave it, and stops every callback (ports closed, watches removed) before
+/// HwFreeAdapterResources returns.
+pub fn with_miniport<M: Miniport, R>(a: AdapterRef, f: impl FnOnce(&mut M) -> R) -> Option<R> {
+    with_adapter(a.0 as *mut c_void, |m| {
+        m.as_any().downcast_mut::<M>().map(f)
+    })
+    .flatten()
+}
+
+/// Tells Storport the bus changed (the disk appeared or went): it rescans.
+pub fn bus_changed(a: AdapterRef) {
+    // SAFETY: the adapter's extension (per `with_miniport`'s rule); BusChangeDetected
+    // takes the path id, and may be sent at or below DISPATCH_LEVEL.
+    unsafe { StorPortNotification(sys::BusChangeDetected as i32, a.0 as *mut c_void, 0u32) };
 }
 
 static MAKE: AtomicUsize = AtomicUsize::new(0);
+static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// The device extension Storport allocates (zeroed once, kept across stop/restart).
 struct Adapter {
@@ -175,9 +215,16 @@ fn with_adapter<R>(ext: *mut c_void, f: impl FnOnce(&mut dyn Miniport) -> R) -> 
 }
 
 /// Registers the virtual miniport: Storport calls back for each adapter (each
-/// `SLUICEXEN\VBD` device); `make` builds an adapter's state.
-pub fn initialize(driver: &Driver, make: fn() -> Box<dyn Miniport>) -> NtStatus {
+/// `SLUICEXEN\VBD` device); `make` builds an adapter's state, `started` is called at
+/// PASSIVE_LEVEL with no lock held once a new state is installed (to register
+/// callbacks that reach it through [`with_miniport`]).
+pub fn initialize(
+    driver: &Driver,
+    make: fn() -> Box<dyn Miniport>,
+    started: fn(AdapterRef),
+) -> NtStatus {
     MAKE.store(make as usize, Ordering::SeqCst);
+    STARTED.store(started as usize, Ordering::SeqCst);
     let mut d = HwInitializationData {
         size: core::mem::size_of::<HwInitializationData>() as u32,
         adapter_interface_type: INTERFACE_INTERNAL,
@@ -234,31 +281,52 @@ unsafe extern "C" fn hw_find_adapter(
     ext: *mut c_void,
     _context: *mut c_void,
     _bus_information: *mut c_void,
-    _lower: *mut c_void,
+    lower: *mut c_void,
     _arguments: *mut i8,
     cfg: *mut sys::PORT_CONFIGURATION_INFORMATION,
     again: *mut u8,
 ) -> u32 {
     let a = ext as *mut Adapter;
-    // SAFETY: see `with_adapter`; HwFindAdapter runs before any other call for this
-    // adapter (and again only after a stop), so installing the state races nothing.
+    // SAFETY: Storport's argument.
     unsafe {
-        if (*(*a).inner.get()).is_none() {
-            // SAFETY: stored by `initialize` from a `fn() -> Box<dyn Miniport>`.
-            let make: fn() -> Box<dyn Miniport> = core::mem::transmute::<
-                usize,
-                fn() -> Box<dyn Miniport>,
-            >(MAKE.load(Ordering::SeqCst));
-            *(*a).inner.get() = Some(make());
-        }
         if !again.is_null() {
             *again = 0;
         }
     }
-    let limits = with_adapter(ext, |m| m.find_adapter()).flatten();
-    let Some(l) = limits else {
-        return sys::SP_RETURN_NOT_FOUND;
+    let me = AdapterRef(ext as usize);
+    // SAFETY: see `with_adapter`; a zeroed extension holds no state until we install
+    // one, and nothing reaches this adapter before then (its callbacks are registered
+    // by `started`, after).
+    let fresh = unsafe { (*(*a).inner.get()).is_none() };
+    let limits = if fresh {
+        // SAFETY: stored by `initialize` from a `fn() -> Box<dyn Miniport>`.
+        let make: fn() -> Box<dyn Miniport> = unsafe {
+            core::mem::transmute::<usize, fn() -> Box<dyn Miniport>>(MAKE.load(Ordering::SeqCst))
+        };
+        // Built and found at PASSIVE_LEVEL on a local state (no lock: it may wait).
+        let mut m = make();
+        let Some(l) = m.find_adapter(LowerDevice(lower), me) else {
+            return sys::SP_RETURN_NOT_FOUND;
+        };
+        // SAFETY: installs the state under the adapter's lock (see `with_adapter`).
+        unsafe {
+            let irql = sys::KeAcquireSpinLockRaiseToDpc(&mut (*a).lock);
+            *(*a).inner.get() = Some(m);
+            sys::KeReleaseSpinLock(&mut (*a).lock, irql);
+        }
+        // SAFETY: stored by `initialize` from a `fn(AdapterRef)`.
+        let started: fn(AdapterRef) = unsafe {
+            core::mem::transmute::<usize, fn(AdapterRef)>(STARTED.load(Ordering::SeqCst))
+        };
+        started(me);
+        l
+    } else {
+        match with_adapter(ext, |m| m.limits()) {
+            Some(l) => l,
+            None => return sys::SP_RETURN_NOT_FOUND,
+        }
     };
+    let l = limits;
     // SAFETY: Storport's configuration for this adapter, ours to fill in here.
     unsafe {
         let c = &mut *cfg;
@@ -328,9 +396,16 @@ unsafe extern "C" fn hw_adapter_control(_ext: *mut c_void, kind: i32, params: *m
 
 unsafe extern "C" fn hw_free_adapter_resources(ext: *mut c_void) {
     let a = ext as *mut Adapter;
-    // SAFETY: Storport's last call for this adapter: nothing else runs on it, so the
-    // state is taken out and dropped (at PASSIVE_LEVEL, outside the lock).
-    let m = unsafe { (*(*a).inner.get()).take() };
+    // SAFETY: Storport's last call for this adapter: the state is taken out under the
+    // lock (a bus callback still in flight then finds none), and dropped at
+    // PASSIVE_LEVEL outside it; its Drop removes the callbacks (the bus waits out
+    // one already running) before the extension is freed.
+    let m = unsafe {
+        let irql = sys::KeAcquireSpinLockRaiseToDpc(&mut (*a).lock);
+        let m = (*(*a).inner.get()).take();
+        sys::KeReleaseSpinLock(&mut (*a).lock, irql);
+        m
+    };
     drop(m);
 }
 
@@ -402,6 +477,21 @@ impl Srb {
         n
     }
 
+    /// The data buffer as (page, offset in page, length) pieces, cut at 4 KiB virtual
+    /// page boundaries (Storport mapped it: `STOR_MAP_ALL_BUFFERS_INCLUDING_READ_WRITE`).
+    pub fn data_pages(&self) -> alloc::vec::Vec<(BufPage, usize, usize)> {
+        let mut out = alloc::vec::Vec::new();
+        let mut at = self.data as usize;
+        let end = at + self.data_len;
+        while at < end {
+            let base = at & !0xfff;
+            let n = (base + 4096).min(end) - at;
+            out.push((BufPage(base), at - base, n));
+            at += n;
+        }
+        out
+    }
+
     /// Completes the request: `data` copied into the data buffer (at most its length),
     /// `sense` into the sense buffer (cut to its length; autosense is cleared when it
     /// has no room). DataTransferLength: kept (the whole buffer moved) for a success
@@ -432,5 +522,81 @@ impl Srb {
             }
             StorPortNotification(sys::RequestComplete as i32, self.ext, self.srb);
         }
+    }
+}
+
+/// A 4 KiB virtual page of an SRB's data buffer (the block path's data page: only
+/// copied to and from, never granted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufPage(usize);
+
+impl BufPage {
+    /// Its bytes. The core touches only the part its segment names, which lies in the
+    /// SRB's buffer, and only while the SRB is outstanding (the `Memory` seam's rule
+    /// for data pages).
+    pub fn mem(self) -> sluice_abi::shared::SharedMem<'static> {
+        // SAFETY: a page of a buffer Storport mapped for an SRB we have not completed;
+        // the accesses stay inside the buffer's bytes of it (see above). Non-null: the
+        // base of a mapped address.
+        unsafe {
+            sluice_abi::shared::SharedMem::new(
+                core::ptr::NonNull::new_unchecked(self.0 as *mut u8),
+                4096,
+            )
+        }
+    }
+}
+
+/// Zeroed non-paged pages for rings and bounce buffers (virtually contiguous, each
+/// page granted by its own frame), freed on drop.
+#[derive(Debug)]
+pub struct PoolPages {
+    va: core::ptr::NonNull<u8>,
+    count: usize,
+}
+
+// SAFETY: plain memory owned by the handle.
+unsafe impl Send for PoolPages {}
+
+impl PoolPages {
+    /// `count` zeroed pages.
+    pub fn alloc(count: usize) -> Option<Self> {
+        let len = count.checked_mul(4096).filter(|&l| l > 0)?;
+        // SAFETY: a non-paged allocation of whole pages (page aligned: a pool block of
+        // a page or more is), zeroed below, freed in Drop.
+        let p = unsafe { sys::ExAllocatePoolWithTag(512, len as u64, crate::POOL_TAG) };
+        let va = core::ptr::NonNull::new(p.cast::<u8>())?;
+        // SAFETY: `len` bytes we own.
+        unsafe { core::ptr::write_bytes(va.as_ptr(), 0, len) };
+        Some(PoolPages { va, count })
+    }
+
+    /// The guest frame of page `index` (< count).
+    pub fn frame(&self, index: usize) -> u64 {
+        assert!(index < self.count);
+        // SAFETY: an address inside our non-paged allocation; the result's QuadPart is
+        // the whole value.
+        unsafe {
+            let pa = sys::MmGetPhysicalAddress(self.va.as_ptr().add(index * 4096).cast());
+            (pa.QuadPart as u64) >> 12
+        }
+    }
+}
+
+impl sluice_front_seams::Pages for PoolPages {
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn mem(&self) -> sluice_abi::shared::SharedMem<'_> {
+        // SAFETY: our allocation, alive while the view borrows self.
+        unsafe { sluice_abi::shared::SharedMem::new(self.va, self.count * 4096) }
+    }
+}
+
+impl Drop for PoolPages {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `alloc` with our tag (pages a backend may still map are
+        // leaked by the core instead of dropped).
+        unsafe { sys::ExFreePoolWithTag(self.va.as_ptr().cast(), crate::POOL_TAG) };
     }
 }

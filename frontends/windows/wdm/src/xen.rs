@@ -3,12 +3,14 @@
 //! shared_info's event words and the grant entries, the platform interrupt (ISR + DPC)
 //! and a kernel event to wait on. The logic over them is `sluice_xenbus_core`'s.
 
+use crate::sync::SpinLock;
 use crate::{sys, NtStatus, STATUS_INSUFFICIENT_RESOURCES, STATUS_UNSUCCESSFUL};
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use core::arch::asm;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
-use sluice_abi::event_channel::{EvtchnOp, EvtchnSend};
+use sluice_abi::event_channel::{EvtchnAllocUnbound, EvtchnClose, EvtchnOp, EvtchnSend};
 use sluice_abi::hypercall::{HvmOp, Hypercall, XenAddToPhysmap, XenHvmParam, XenMemOp};
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::DOMID_SELF;
@@ -124,6 +126,37 @@ impl Hypercalls {
         } else {
             Ok(())
         }
+    }
+
+    /// `EVTCHNOP_alloc_unbound`: a port of ours `remote` may bind to.
+    pub fn evtchn_alloc_unbound(&self, remote: u16) -> Result<u32, i64> {
+        let mut a = EvtchnAllocUnbound {
+            dom: DOMID_SELF,
+            remote_dom: remote,
+            port: 0,
+        };
+        let r = self.call(
+            Hypercall::EventChannelOp,
+            EvtchnOp::AllocUnbound as u64,
+            &mut a as *mut _ as u64,
+            0,
+        );
+        if r < 0 {
+            Err(r)
+        } else {
+            Ok(a.port)
+        }
+    }
+
+    /// `EVTCHNOP_close`.
+    pub fn evtchn_close(&self, port: u32) {
+        let mut c = EvtchnClose { port };
+        let _ = self.call(
+            Hypercall::EventChannelOp,
+            EvtchnOp::Close as u64,
+            &mut c as *mut _ as u64,
+            0,
+        );
     }
 
     /// `EVTCHNOP_send`.
@@ -292,6 +325,12 @@ impl PortIo for Ports {
 /// A notification event (KEVENT) in non-paged pool.
 pub struct Event(Box<sys::KEVENT>);
 
+// SAFETY: a KEVENT is set and waited on from any thread through the kernel's calls
+// (its list links are the kernel's, used under the dispatcher lock).
+unsafe impl Send for Event {}
+// SAFETY: as Send.
+unsafe impl Sync for Event {}
+
 impl Default for Event {
     fn default() -> Self {
         Self::new()
@@ -346,9 +385,19 @@ pub struct IrqContext {
     xenstore_port: core::sync::atomic::AtomicU32,
     /// Set from the DPC when the xenstore port fires.
     pub xenstore: Event,
-    /// Ports of other channels fired (counted; their consumers come with the child
-    /// drivers).
+    /// Ports fired that no handler took (counted).
     pub other_events: AtomicU64,
+    /// Where the DPC sends events: the bus, once it is up.
+    handler: SpinLock<Option<Arc<dyn IrqHandler>>>,
+}
+
+/// What the bus does with events, called from the DPC at DISPATCH_LEVEL with no lock
+/// of ours held.
+pub trait IrqHandler: Send + Sync {
+    /// A port other than xenstore's fired.
+    fn port(&self, port: u32);
+    /// The xenstore port fired (after [`IrqContext::xenstore`] was set).
+    fn xenstore(&self);
 }
 
 /// A connected platform interrupt; disconnected on drop.
@@ -412,8 +461,14 @@ unsafe extern "C" fn dpc(_d: *mut sys::KDPC, ctx: sys::PVOID, _a: sys::PVOID, _b
             let b = bits.trailing_zeros();
             bits &= bits - 1;
             let port = w as u32 * 64 + b;
+            let h = c.handler.lock().clone();
             if port == c.xenstore_port.load(Ordering::Relaxed) {
                 c.xenstore.set();
+                if let Some(h) = h {
+                    h.xenstore();
+                }
+            } else if let Some(h) = h {
+                h.port(port);
             } else {
                 c.other_events.fetch_add(1, Ordering::Relaxed);
             }
@@ -437,6 +492,7 @@ impl Interrupt {
             xenstore_port: core::sync::atomic::AtomicU32::new(xenstore_port),
             xenstore: Event::new(),
             other_events: AtomicU64::new(0),
+            handler: SpinLock::new(None),
         });
         let ctx = NonNull::from(Box::leak(ctx));
         let mut obj: sys::PKINTERRUPT = core::ptr::null_mut();
@@ -472,6 +528,16 @@ impl Interrupt {
 }
 
 impl Interrupt {
+    /// Sends the DPC's events to `h` (or, with `None`, nowhere); when this returns
+    /// with `None`, no DPC is still calling the old handler.
+    pub fn set_handler(&self, h: Option<Arc<dyn IrqHandler>>) {
+        let none = h.is_none();
+        *self.context().handler.lock() = h;
+        if none {
+            flush_dpcs();
+        }
+    }
+
     /// The context the ISR and DPC share (the xenstore event, counters).
     pub fn context(&self) -> &IrqContext {
         // SAFETY: alive until Drop.
@@ -489,5 +555,96 @@ impl Drop for Interrupt {
             sys::KeFlushQueuedDpcs();
             drop(Box::from_raw(self.ctx.as_ptr()));
         }
+    }
+}
+
+/// Waits until no DPC queued before the call is queued or running (PASSIVE_LEVEL):
+/// after a port's callback is removed from the bus' table, its last run is over.
+pub fn flush_dpcs() {
+    // SAFETY: KeFlushQueuedDpcs has no arguments; callable at PASSIVE_LEVEL.
+    unsafe { sys::KeFlushQueuedDpcs() };
+}
+
+/// A system work item (`ExQueueWorkItem`, delayed work queue) that runs `f` at
+/// PASSIVE_LEVEL; queued at most once at a time (a queue while queued is merged, one
+/// while running queues it again). Dropping it waits until it is neither queued nor
+/// running.
+pub struct WorkItem(NonNull<WorkInner>);
+
+struct WorkInner {
+    item: sys::WORK_QUEUE_ITEM,
+    /// [`QUEUED`] | [`CLOSING`] | running count x [`RUNNING`].
+    state: core::sync::atomic::AtomicU32,
+    f: Box<dyn Fn() + Send + Sync>,
+}
+
+const QUEUED: u32 = 1;
+const CLOSING: u32 = 2;
+const RUNNING: u32 = 4;
+
+// SAFETY: the inner state is used through atomics and the kernel's queue.
+unsafe impl Send for WorkItem {}
+// SAFETY: as Send.
+unsafe impl Sync for WorkItem {}
+
+unsafe extern "C" fn work_routine(ctx: sys::PVOID) {
+    // SAFETY: the WorkInner this item was queued with; Drop waits for us to finish.
+    let w = unsafe { &*(ctx as *const WorkInner) };
+    // Running, no longer queued: a queue() from now on queues it again.
+    let s = w.state.fetch_add(RUNNING, Ordering::AcqRel);
+    w.state.fetch_and(!QUEUED, Ordering::AcqRel);
+    if s & CLOSING == 0 {
+        (w.f)();
+    }
+    w.state.fetch_sub(RUNNING, Ordering::AcqRel);
+}
+
+impl WorkItem {
+    /// A work item running `f`.
+    pub fn new(f: Box<dyn Fn() + Send + Sync>) -> Self {
+        let inner = Box::new(WorkInner {
+            // SAFETY: plain data; ExInitializeWorkItem's fields are set below.
+            item: unsafe { core::mem::zeroed() },
+            state: core::sync::atomic::AtomicU32::new(0),
+            f,
+        });
+        let p = NonNull::from(Box::leak(inner));
+        // SAFETY: ExInitializeWorkItem by hand (a macro): routine, parameter, and a
+        // null list link.
+        unsafe {
+            (*p.as_ptr()).item.WorkerRoutine = Some(work_routine);
+            (*p.as_ptr()).item.Parameter = p.as_ptr().cast();
+        }
+        WorkItem(p)
+    }
+
+    /// Queues it unless it is queued already or closing (`IRQL <= DISPATCH_LEVEL`).
+    pub fn queue(&self) {
+        // SAFETY: alive until Drop.
+        let w = unsafe { self.0.as_ref() };
+        let s = w.state.fetch_or(QUEUED, Ordering::AcqRel);
+        if s & (QUEUED | CLOSING) == 0 {
+            // SAFETY: the item is not in the queue (QUEUED was clear) and lives until
+            // Drop, which waits for it.
+            unsafe { sys::ExQueueWorkItem(&w.item as *const _ as *mut _, sys::DelayedWorkQueue) };
+        } else if s & QUEUED == 0 {
+            // Closing: nothing was queued; undo the mark.
+            w.state.fetch_and(!QUEUED, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for WorkItem {
+    fn drop(&mut self) {
+        // SAFETY: alive until freed below.
+        let w = unsafe { self.0.as_ref() };
+        // No new queueing; a queued item still runs (skipping `f`), a running one ends.
+        w.state.fetch_or(CLOSING, Ordering::AcqRel);
+        let pause = Event::new();
+        while w.state.load(Ordering::Acquire) & !CLOSING != 0 {
+            pause.wait(10);
+        }
+        // SAFETY: neither queued nor running: nothing else holds it.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }

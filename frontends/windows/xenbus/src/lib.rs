@@ -16,63 +16,43 @@
 
 extern crate alloc;
 
+mod child;
+
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use child::{ChildBus, Handler, Hw, Shared, GRANTS_PER_CHILD};
+use core::sync::atomic::{AtomicBool, Ordering};
 use sluice_abi::hypercall::{HvmParam, XenMapSpace};
-use sluice_abi::shared::SharedMem;
 use sluice_wdm::pnp::{Bus, ChildDesc, Resources};
+use sluice_wdm::sync::{PassiveMutex, SpinLock};
 use sluice_wdm::xen::{Event, GrantFrames, Hypercalls, Interrupt, IoMap, Ports};
 use sluice_wdm::{
     log, NtStatus, STATUS_DEVICE_CONFIGURATION_ERROR, STATUS_NOT_SUPPORTED, STATUS_NO_SUCH_DEVICE,
 };
+use sluice_xenbus_core::bus::{child_info, BusFast, BusStore};
 use sluice_xenbus_core::children::{self, Child};
-use sluice_xenbus_core::grants::{GrantEntries, GrantTable};
+use sluice_xenbus_core::grants::GrantEntries;
 use sluice_xenbus_core::unplug::{self, Outcome, Unplug};
-use sluice_xenbus_core::xenstore::{XsClient, XsTransport};
 use sluice_xenbus_core::{cpuid, evtchn};
 
 /// Grant frames placed in the BAR after shared_info (512 entries each).
 const GRANT_FRAMES: u64 = 4;
-/// How long one xenstore wait may take, in milliseconds.
-const XENSTORE_WAIT_MS: u32 = 5_000;
 /// The build number registered with the unplug protocol (major.minor.patch).
 const BUILD: u32 = 0x0001_0000;
 
 /// A started bus.
 struct Running {
-    hypercalls: Hypercalls,
     irq: Interrupt,
-    grant_map: IoMap,
-    grants: GrantTable,
-    xenstore: IoMap,
-    xenstore_port: u32,
-    xs: XsClient,
-    children: Vec<Child>,
+    handler: Arc<Handler>,
+    /// Each child, and its bus interface when its backend is readable.
+    children: Vec<(Child, Option<Arc<ChildBus>>)>,
 }
 
 /// The bus state of one platform device.
 #[derive(Default)]
 struct XenBus {
     running: Option<Running>,
-}
-
-struct Transport<'a> {
-    page: &'a IoMap,
-    hypercalls: &'a Hypercalls,
-    port: u32,
-    event: &'a Event,
-}
-
-impl XsTransport for Transport<'_> {
-    fn ring(&self) -> SharedMem<'_> {
-        self.page.mem()
-    }
-    fn notify(&mut self) {
-        self.hypercalls.evtchn_send(self.port);
-    }
-    fn wait(&mut self) -> bool {
-        self.event.wait(XENSTORE_WAIT_MS)
-    }
 }
 
 /// Which emulated devices this installation may unplug: a disk only once the PV
@@ -139,36 +119,63 @@ fn start(res: &Resources) -> Result<Running, NtStatus> {
     hypercalls
         .hvm_set_param(HvmParam::CallbackIrq as u32, irq_res.gsi as u64)
         .map_err(|e| failed("HVM_PARAM_CALLBACK_IRQ", e))?;
-    let grants = GrantTable::new(GrantFrames(&grant_map).count());
-    let mut run = Running {
+    let entries = GrantFrames(&grant_map).count();
+    let shared = Arc::new(Shared {
         hypercalls,
-        irq,
         grant_map,
-        grants,
+        fast: SpinLock::new(BusFast::new(entries, GRANTS_PER_CHILD)),
+        store: PassiveMutex::new(BusStore::default()),
         xenstore,
         xenstore_port,
-        xs: XsClient::new(),
-        children: Vec::new(),
-    };
-    let mut t = Transport {
-        page: &run.xenstore,
-        hypercalls: &run.hypercalls,
-        port: run.xenstore_port,
-        event: &run.irq.context().xenstore,
-    };
-    run.children = children::enumerate(&mut run.xs, &mut t).map_err(|e| {
-        log!("xenbus: xenstore: {}", e);
-        STATUS_DEVICE_CONFIGURATION_ERROR
-    })?;
-    for c in &run.children {
-        log!("xenbus: child {} ({})", c.nodename(), c.kind.hardware_id());
+        xs_event: Event::new(),
+        alive: AtomicBool::new(true),
+        delivering: PassiveMutex::new(()),
+    });
+    let handler = Handler::new(shared.clone());
+    irq.set_handler(Some(handler.clone()));
+    let mut children = Vec::new();
+    {
+        let mut st = shared.store.lock();
+        let mut t = shared.transport();
+        let found = children::enumerate(&mut st.xs, &mut t).map_err(|e| {
+            log!("xenbus: xenstore: {}", e);
+            STATUS_DEVICE_CONFIGURATION_ERROR
+        })?;
+        for (i, c) in found.into_iter().enumerate() {
+            let iface = match child_info(&mut st.xs, &mut t, &c) {
+                Ok(info) => {
+                    log!(
+                        "xenbus: child {} ({}), backend {} in domain {}",
+                        c.nodename(),
+                        c.kind.hardware_id(),
+                        info.backend,
+                        info.domid.0
+                    );
+                    Some(Arc::new(ChildBus {
+                        handler: handler.clone(),
+                        owner: i as u32 + 1,
+                        info,
+                    }))
+                }
+                Err(e) => {
+                    log!("xenbus: child {}: no usable backend ({})", c.nodename(), e);
+                    None
+                }
+            };
+            children.push((c, iface));
+        }
     }
     log!(
-        "xenbus: {} grant references free, events dispatched in at most {} rounds",
-        run.grants.free_count(),
+        "xenbus: {} grant references, {} per child, events dispatched in at most {} rounds",
+        entries,
+        GRANTS_PER_CHILD,
         evtchn::MAX_ROUNDS
     );
-    Ok(run)
+    Ok(Running {
+        irq,
+        handler,
+        children,
+    })
 }
 
 impl Bus for XenBus {
@@ -183,9 +190,10 @@ impl Bus for XenBus {
             .map(|r| {
                 r.children
                     .iter()
-                    .map(|c| ChildDesc {
+                    .map(|(c, iface)| ChildDesc {
                         hardware_id: c.kind.hardware_id(),
                         instance: c.id,
+                        interface: iface.clone().map(|i| i as sluice_wdm::busif::Child),
                     })
                     .collect()
             })
@@ -194,9 +202,36 @@ impl Bus for XenBus {
 
     fn stop(&mut self) {
         if let Some(r) = self.running.take() {
-            // Route events nowhere first, then disconnect (drop order: irq, maps).
-            let _ = r.hypercalls.hvm_set_param(HvmParam::CallbackIrq as u32, 0);
-            let _ = &r.grant_map;
+            let shared = &r.handler.shared;
+            // Children's calls fail from now on; their ports are closed, their watches
+            // dropped (xenstore is still there), their unmapped grants ended.
+            shared.alive.store(false, Ordering::Release);
+            {
+                let mut st = shared.store.lock();
+                let mut t = shared.transport();
+                for (_, iface) in &r.children {
+                    if let Some(i) = iface {
+                        st.release(&mut t, i.owner);
+                    }
+                }
+            }
+            for (_, iface) in &r.children {
+                if let Some(i) = iface {
+                    let hw = Hw::new(shared);
+                    let (ports, kept) = shared.fast.lock().release(&hw, i.owner);
+                    for p in ports {
+                        shared.hypercalls.evtchn_close(p.0);
+                    }
+                    if kept > 0 {
+                        log!("xenbus: {} grants still mapped by a backend, kept", kept);
+                    }
+                }
+            }
+            // Route events nowhere, wait out the DPC, then disconnect.
+            let _ = shared
+                .hypercalls
+                .hvm_set_param(HvmParam::CallbackIrq as u32, 0);
+            r.irq.set_handler(None);
             drop(r);
         }
     }

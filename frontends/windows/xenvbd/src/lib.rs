@@ -1,16 +1,19 @@
 //! xenvbd.sys: Sluice's Storport virtual miniport for a Xen virtual block device (one
 //! adapter per `SLUICEXEN\VBD` child of xenbus.sys, one disk at target 0 LUN 0).
 //!
-//! DriverEntry registers the miniport (`StorPortInitialize`, Windows 8+ virtual
-//! miniport); HwStartIo hands each SRB to `sluice_xenvbd_core::srb::reply`, which
-//! answers it (INQUIRY, READ CAPACITY, MODE SENSE, sense data for refusals) or names
-//! the block I/O to send. The block I/O path (blkfront-core over xenbus' interface) is
-//! not connected yet: without a connected backend the adapter reports no disk (every
-//! SRB to the LUN completes with SRB_STATUS_NO_DEVICE), which is what Storport's bus
-//! scan sees. See frontends/windows/README.md.
+//! HwFindAdapter (PASSIVE_LEVEL) queries xenbus' bus interface from the device below
+//! (`IRP_MN_QUERY_INTERFACE`), builds `blkfront-core`'s frontend over it
+//! (`WinPlatform`: grants, event channels and xenstore through the bus, pages from
+//! non-paged pool, data copied through bounce pages) and publishes Initialising; then
+//! a watch on the backend's `state` drives the negotiation (`Disk::backend_changed`, at
+//! PASSIVE_LEVEL, with the disk taken out of the adapter lock meanwhile: SRBs get BUSY)
+//! and tells Storport to rescan when the disk appears or goes. HwStartIo hands each
+//! SRB to `sluice_xenvbd_core::disk`, which answers it or sends its blkif requests;
+//! completions come from the event channel callback (the bus DPC) and complete the
+//! SRBs there.
 //!
 //! Device logic only: every `unsafe` is in `sluice-wdm`; the decisions are
-//! `sluice-xenvbd-core`'s, host-tested.
+//! `sluice-xenvbd-core`'s and `blkfront-core`'s, host-tested.
 
 #![no_std]
 #![deny(unsafe_code)]
@@ -18,19 +21,71 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
-use sluice_blkfront_core::DiskInfo;
-use sluice_wdm::storport::{Limits, Miniport, Srb};
+use alloc::format;
+use alloc::sync::Arc;
+use sluice_abi::shared::SharedMem;
+use sluice_abi::types::EvtchnPort;
+use sluice_abi::xenbus::XenbusState;
+use sluice_blkfront_core::{Event, Frontend, FrontendConfig, SeamError};
+use sluice_wdm::busif::BusHandle;
+use sluice_wdm::storport::{
+    self, AdapterRef, BufPage, Limits, LowerDevice, Miniport, PoolPages, Srb,
+};
 use sluice_wdm::{log, NtStatus};
-use sluice_xenvbd_core::srb::{reply, Completion, Reply};
+use sluice_xenbus_core::iface::{BusInterface, EventCallback, WatchCallback};
+use sluice_xenbus_core::platform::{Kernel, WinPlatform};
+use sluice_xenbus_core::watches::WatchId;
+use sluice_xenvbd_core::disk::{Disk, Outcome, Request};
+use sluice_xenvbd_core::srb::{status, Completion};
+use sluice_xenvbd_core::MAX_UNMAP_DESCRIPTORS;
 
 /// Largest transfer reported to Storport: 32 pages (128 KiB), the SG elements of one
 /// SRB bounded accordingly.
 const MAX_TRANSFER: u32 = 128 * 1024;
+/// The longest UNMAP parameter list read (header + the descriptors accepted).
+const UNMAP_LIST_MAX: usize = 8 + 16 * MAX_UNMAP_DESCRIPTORS;
 
-/// One adapter: the disk once its backend is connected.
+/// The kernel layer `WinPlatform` runs on in xenvbd.
+struct VbdKernel {
+    bus: Arc<BusHandle>,
+    me: AdapterRef,
+}
+
+impl Kernel for VbdKernel {
+    type Pages = PoolPages;
+    type DataPage = BufPage;
+    type Bus = BusHandle;
+    fn alloc_pages(&mut self, count: usize) -> Result<PoolPages, SeamError> {
+        PoolPages::alloc(count).ok_or(SeamError::NoResources)
+    }
+    fn frame(&self, pages: &PoolPages, index: usize) -> u64 {
+        pages.frame(index)
+    }
+    fn data(&self, page: BufPage) -> SharedMem<'_> {
+        page.mem()
+    }
+    fn bus(&self) -> &BusHandle {
+        &self.bus
+    }
+    fn event_callback(&self, _queue: usize) -> EventCallback {
+        EventCallback {
+            func: on_port,
+            ctx: self.me.0,
+        }
+    }
+}
+
+type Plat = WinPlatform<VbdKernel>;
+
+/// One adapter.
 #[derive(Default)]
 struct Adapter {
-    disk: Option<DiskInfo>,
+    bus: Option<Arc<BusHandle>>,
+    plat: Option<Plat>,
+    disk: Option<Disk<Plat, Srb>>,
+    /// The disk is out for a backend state change (SRBs get BUSY meanwhile).
+    changing: bool,
+    watch: Option<WatchId>,
 }
 
 fn finish(srb: Srb, c: &Completion) {
@@ -42,33 +97,211 @@ fn finish(srb: Srb, c: &Completion) {
     );
 }
 
+fn limits() -> Limits {
+    Limits {
+        max_transfer: MAX_TRANSFER,
+        // An unaligned buffer of MAX_TRANSFER bytes spans one page more.
+        max_breaks: MAX_TRANSFER / 4096 + 1,
+    }
+}
+
+impl Adapter {
+    /// Queue `q`'s responses: complete the SRBs that are done.
+    fn drain(&mut self, q: usize) {
+        let (Some(plat), Some(disk)) = (self.plat.as_mut(), self.disk.as_mut()) else {
+            return;
+        };
+        let (done, err) = disk.on_event(plat, q);
+        if let Some(e) = err {
+            log!("xenvbd: backend broke the protocol, device failed: {}", e);
+        }
+        for (s, c) in done {
+            finish(s, &c);
+        }
+    }
+
+    fn port_event(&mut self, port: u32) {
+        let q = self
+            .plat
+            .as_ref()
+            .and_then(|p| p.queue_of(EvtchnPort(port)));
+        if let Some(q) = q {
+            self.drain(q);
+        }
+    }
+}
+
 impl Miniport for Adapter {
-    fn find_adapter(&mut self) -> Option<Limits> {
-        log!("xenvbd: adapter found (no backend connection yet: no disk reported)");
-        Some(Limits {
-            max_transfer: MAX_TRANSFER,
-            // An unaligned buffer of MAX_TRANSFER bytes spans one page more.
-            max_breaks: MAX_TRANSFER / 4096 + 1,
-        })
+    fn find_adapter(&mut self, lower: LowerDevice, me: AdapterRef) -> Option<Limits> {
+        let bus = match lower.query_bus() {
+            Ok(b) => Arc::new(b),
+            Err(s) => {
+                log!("xenvbd: no xenbus interface below ({:#x}): not found", s);
+                return None;
+            }
+        };
+        log!(
+            "xenvbd: {} -> {} (domain {})",
+            bus.frontend_path(),
+            bus.backend_path(),
+            bus.backend_domid().0
+        );
+        let mut plat = WinPlatform::new(VbdKernel {
+            bus: bus.clone(),
+            me,
+        });
+        let front = Frontend::new(
+            bus.frontend_path(),
+            bus.backend_path(),
+            bus.backend_domid(),
+            FrontendConfig::default(),
+        );
+        let mut front = match front {
+            Ok(f) => f,
+            Err(e) => {
+                log!("xenvbd: {}: {}", bus.frontend_path(), e);
+                return None;
+            }
+        };
+        if let Err(e) = front.start(&mut plat) {
+            log!("xenvbd: publishing Initialising: {}", e);
+            return None;
+        }
+        self.bus = Some(bus);
+        self.plat = Some(plat);
+        self.disk = Some(Disk::new(front));
+        Some(limits())
+    }
+
+    fn limits(&self) -> Limits {
+        limits()
     }
 
     fn start_io(&mut self, srb: Srb) {
-        let r = reply(
-            srb.function,
-            srb.address,
-            srb.cdb(),
-            srb.data_len(),
-            self.disk.as_ref(),
-        );
-        match r {
-            Reply::Complete(c) => finish(srb, &c),
-            // Only reachable with a connected disk, which needs the block I/O path:
-            // until it exists, the request is answered as a unit that is not ready.
-            Reply::Io { .. } | Reply::Unmap { .. } => finish(
-                srb,
-                &Completion::check(sluice_xenvbd_core::Sense::NOT_READY),
-            ),
+        let (Some(plat), Some(disk)) = (self.plat.as_mut(), self.disk.as_mut()) else {
+            let st = if self.changing {
+                status::BUSY
+            } else {
+                status::NO_DEVICE
+            };
+            return srb.complete(st, 0, &[], None);
+        };
+        let mut cdb = [0u8; 16];
+        let n = srb.cdb().len();
+        cdb[..n].copy_from_slice(srb.cdb());
+        let sg = srb.data_pages();
+        let mut param = [0u8; UNMAP_LIST_MAX];
+        let plen = if cdb[0] == 0x42 {
+            srb.read_data(&mut param)
+        } else {
+            0
+        };
+        let req = Request {
+            function: srb.function,
+            address: srb.address,
+            cdb: &cdb[..n],
+            data_len: srb.data_len(),
+            sg: &sg,
+            param: &param[..plen],
+        };
+        match disk.start_io(plat, srb, &req) {
+            Outcome::Complete(s, c) => finish(s, &c),
+            Outcome::Sent => {}
         }
+    }
+
+    fn as_any(&mut self) -> &mut dyn core::any::Any {
+        self
+    }
+}
+
+impl Drop for Adapter {
+    /// HwFreeAdapterResources (PASSIVE_LEVEL): the watch removed, the device shut
+    /// down (SRBs in flight fail, ports closed, grants ended), then the interface
+    /// dereferenced (the last `Arc` of the bus handle).
+    fn drop(&mut self) {
+        if let (Some(bus), Some(id)) = (self.bus.as_ref(), self.watch.take()) {
+            bus.unwatch(id);
+        }
+        if let (Some(plat), Some(disk)) = (self.plat.as_mut(), self.disk.as_mut()) {
+            for (s, c) in disk.shutdown(plat) {
+                finish(s, &c);
+            }
+        }
+    }
+}
+
+/// The bus DPC: an event on one of our ports (DISPATCH_LEVEL).
+extern "C" fn on_port(ctx: usize, port: u32) {
+    storport::with_miniport::<Adapter, _>(AdapterRef(ctx), |a| a.port_event(port));
+}
+
+/// The bus' xenstore work item: the backend's state node changed (PASSIVE_LEVEL).
+extern "C" fn on_watch(ctx: usize, _id: u64) {
+    let me = AdapterRef(ctx);
+    let taken = storport::with_miniport::<Adapter, _>(me, |a| {
+        let bus = a.bus.clone()?;
+        let plat = a.plat.take()?;
+        let Some(disk) = a.disk.take() else {
+            a.plat = Some(plat);
+            return None;
+        };
+        a.changing = true;
+        Some((bus, plat, disk))
+    })
+    .flatten();
+    let Some((bus, mut plat, mut disk)) = taken else {
+        return;
+    };
+    let state = bus
+        .xs_read(0, &format!("{}/state", bus.backend_path()))
+        .ok()
+        .flatten()
+        .and_then(|s| s.trim_end_matches('\0').parse::<XenbusState>().ok())
+        // A missing or garbled state node reads as Closed, as Linux's xenbus does.
+        .unwrap_or(XenbusState::Closed);
+    let (r, done) = disk.backend_changed(&mut plat, state);
+    let queues = disk.front().queues();
+    storport::with_miniport::<Adapter, _>(me, |a| {
+        a.plat = Some(plat);
+        a.disk = Some(disk);
+        a.changing = false;
+        for (s, c) in done {
+            finish(s, &c);
+        }
+        // Events that came while the disk was out.
+        for q in 0..queues {
+            a.drain(q);
+        }
+    });
+    match r {
+        Ok(Event::Nothing) | Ok(Event::Initialised { .. }) => {}
+        Ok(e) => {
+            log!("xenvbd: {}: {:?}", bus.frontend_path(), e);
+            storport::bus_changed(me);
+        }
+        Err(e) => {
+            log!("xenvbd: {}: negotiation failed: {}", bus.frontend_path(), e);
+            storport::bus_changed(me);
+        }
+    }
+}
+
+/// A new adapter's state is installed: watch the backend's state (its first event
+/// comes at once and starts the negotiation).
+fn started(me: AdapterRef) {
+    let Some(bus) = storport::with_miniport::<Adapter, _>(me, |a| a.bus.clone()).flatten() else {
+        return;
+    };
+    let cb = WatchCallback {
+        func: on_watch,
+        ctx: me.0,
+    };
+    match bus.watch(&format!("{}/state", bus.backend_path()), cb) {
+        Ok(id) => {
+            storport::with_miniport::<Adapter, _>(me, |a| a.watch = Some(id));
+        }
+        Err(e) => log!("xenvbd: watching the backend: {}", e),
     }
 }
 
@@ -78,7 +311,7 @@ fn new_adapter() -> Box<dyn Miniport> {
 
 fn init(driver: sluice_wdm::Driver) -> NtStatus {
     log!("xenvbd: Sluice xenvbd {} loaded", env!("CARGO_PKG_VERSION"));
-    let s = sluice_wdm::storport::initialize(&driver, new_adapter);
+    let s = storport::initialize(&driver, new_adapter, started);
     if s != sluice_wdm::STATUS_SUCCESS {
         log!("xenvbd: StorPortInitialize: {:#x}", s);
     }
