@@ -28,7 +28,7 @@ pub(crate) enum Mode {
 }
 
 pub(crate) struct FakeXs {
-    page: SharedPages,
+    pub(crate) page: SharedPages,
     pub(crate) store: BTreeMap<String, String>,
     reader: XsReader,
     mode: Mode,
@@ -38,7 +38,7 @@ pub(crate) struct FakeXs {
     /// Registered watches (path, token).
     pub(crate) watches: Vec<(String, Vec<u8>)>,
     /// Events to send after the current reply.
-    events: Vec<(String, Vec<u8>)>,
+    pub(crate) events: Vec<(String, Vec<u8>)>,
 }
 
 impl FakeXs {
@@ -327,4 +327,48 @@ fn children_are_enumerated_checked_and_bounded() {
     }
     let mut c = XsClient::new();
     assert_eq!(enumerate(&mut c, &mut xs).unwrap().len(), MAX_PER_KIND);
+}
+
+#[test]
+fn watch_events_are_queued_bounded_and_dropped_past_the_bound() {
+    use crate::xenstore::MAX_QUEUED_EVENTS;
+    let mut xs = FakeXs::new(Mode::Good);
+    let mut c = XsClient::new();
+    let mut sent = 0;
+    while sent < MAX_QUEUED_EVENTS + 44 {
+        for _ in 0..10 {
+            xs.events
+                .push(("device/vbd/768/state".into(), b"sluice:1".to_vec()));
+            sent += 1;
+        }
+        xs.flush_events();
+        c.poll(&mut xs).unwrap();
+    }
+    assert_eq!(c.pending_events(), MAX_QUEUED_EVENTS);
+    assert_eq!(c.dropped_events(), 44);
+    let ev = c.take_event().unwrap();
+    assert_eq!(
+        (ev.path.as_str(), &ev.token[..]),
+        ("device/vbd/768/state", &b"sluice:1"[..])
+    );
+}
+
+#[test]
+fn a_malformed_watch_event_breaks_the_client() {
+    let mut xs = FakeXs::new(Mode::Good);
+    let mut c = XsClient::new();
+    // XS_WATCH_EVENT with one field (no token): xsd_sockmsg header, then "path\0".
+    let mut m = Vec::new();
+    for v in [XsMsgType::WatchEvent as u32, 0, 0, 5] {
+        m.extend_from_slice(&v.to_le_bytes());
+    }
+    m.extend_from_slice(b"path\0");
+    ByteRing::XENSTORE_RSP.write(&xs.page.mem(), &m).unwrap();
+    assert_eq!(c.poll(&mut xs), Err(SeamError::Xenstore(EIO)));
+    xs.store.insert("a".into(), "b".into());
+    assert_eq!(
+        c.read(&mut xs, "a"),
+        Err(SeamError::Xenstore(EIO)),
+        "stays broken"
+    );
 }

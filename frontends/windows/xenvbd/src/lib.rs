@@ -262,7 +262,9 @@ extern "C" fn on_watch(ctx: usize, _id: u64) {
         .unwrap_or(XenbusState::Closed);
     let (r, done) = disk.backend_changed(&mut plat, state);
     let queues = disk.front().queues();
+    let mut back = Some((plat, disk, done));
     storport::with_miniport::<Adapter, _>(me, |a| {
+        let (plat, disk, done) = back.take().expect("once");
         a.plat = Some(plat);
         a.disk = Some(disk);
         a.changing = false;
@@ -274,6 +276,13 @@ extern "C" fn on_watch(ctx: usize, _id: u64) {
             a.drain(q);
         }
     });
+    if let Some((mut plat, mut disk, done)) = back {
+        // The adapter was freed meanwhile: shut the device down here.
+        for (s, c) in done.into_iter().chain(disk.shutdown(&mut plat)) {
+            finish(s, &c);
+        }
+        return;
+    }
     match r {
         Ok(Event::Nothing) | Ok(Event::Initialised { .. }) => {}
         Ok(e) => {
