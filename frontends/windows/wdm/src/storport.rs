@@ -153,6 +153,8 @@ pub trait Miniport: Send + core::any::Any {
     fn limits(&self) -> Limits;
     /// HwStartIo: the miniport completes `srb` now or later ([`Srb::complete`]).
     fn start_io(&mut self, srb: Srb);
+    /// An event on a port bound with [`event_callback`] (bus DPC, DISPATCH_LEVEL).
+    fn port_event(&mut self, port: u32);
     /// For [`with_miniport`]'s downcast.
     fn as_any(&mut self) -> &mut dyn core::any::Any;
 }
@@ -168,20 +170,57 @@ impl LowerDevice {
     }
 }
 
-/// One adapter (its device extension's address), for callbacks to reach it.
+/// One adapter (its device extension's address), for callbacks to reach it. Made only
+/// here (HwFindAdapter, and the bus callbacks of [`event_callback`] /
+/// [`watch_callback`], which get back the address they registered), so a driver cannot
+/// name memory that is not an adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AdapterRef(pub usize);
+pub struct AdapterRef(usize);
 
 /// Runs `f` on adapter `a`'s state of type `M` under its spin lock (`IRQL <=
-/// DISPATCH_LEVEL`); `None` when it has none (not found yet, or freed). `a` must name
-/// an adapter whose extension is alive: the driver passes only the one HwFindAdapter
-/// gave it, and stops every callback (ports closed, watches removed) before
-/// HwFreeAdapterResources returns.
+/// DISPATCH_LEVEL`); `None` when it has none (not found yet, or freed). The extension
+/// stays allocated while callbacks can come: the driver's state removes them (ports
+/// closed, watches removed; the bus waits out a running one) when it is dropped in
+/// HwFreeAdapterResources, before Storport frees the extension.
 pub fn with_miniport<M: Miniport, R>(a: AdapterRef, f: impl FnOnce(&mut M) -> R) -> Option<R> {
     with_adapter(a.0 as *mut c_void, |m| {
         m.as_any().downcast_mut::<M>().map(f)
     })
     .flatten()
+}
+
+/// The bus' event callback for this adapter: the bus DPC calls it with the port, and it
+/// calls [`Miniport::port_event`] under the adapter lock.
+pub fn event_callback(a: AdapterRef) -> sluice_xenbus_core::iface::EventCallback {
+    sluice_xenbus_core::iface::EventCallback {
+        func: on_bus_port,
+        ctx: a.0,
+    }
+}
+
+/// The bus' watch callback for this adapter: the bus work item calls it (PASSIVE) and
+/// it calls the `on_watch` function given to [`initialize`], with no lock held.
+pub fn watch_callback(a: AdapterRef) -> sluice_xenbus_core::iface::WatchCallback {
+    sluice_xenbus_core::iface::WatchCallback {
+        func: on_bus_watch,
+        ctx: a.0,
+    }
+}
+
+extern "C" fn on_bus_port(ctx: usize, port: u32) {
+    // The context is the one `event_callback` registered (the bus' contract).
+    with_adapter(ctx as *mut c_void, |m| m.port_event(port));
+}
+
+extern "C" fn on_bus_watch(ctx: usize, id: u64) {
+    let f = WATCH.load(Ordering::SeqCst);
+    if f != 0 {
+        // SAFETY: stored by `initialize` from a `fn(AdapterRef, u64)`.
+        let f: fn(AdapterRef, u64) =
+            unsafe { core::mem::transmute::<usize, fn(AdapterRef, u64)>(f) };
+        // The context is the one `watch_callback` registered (the bus' contract).
+        f(AdapterRef(ctx), id);
+    }
 }
 
 /// Tells Storport the bus changed (the disk appeared or went): it rescans.
@@ -193,6 +232,7 @@ pub fn bus_changed(a: AdapterRef) {
 
 static MAKE: AtomicUsize = AtomicUsize::new(0);
 static STARTED: AtomicUsize = AtomicUsize::new(0);
+static WATCH: AtomicUsize = AtomicUsize::new(0);
 
 /// The device extension Storport allocates (zeroed once, kept across stop/restart).
 struct Adapter {
@@ -217,14 +257,17 @@ fn with_adapter<R>(ext: *mut c_void, f: impl FnOnce(&mut dyn Miniport) -> R) -> 
 /// Registers the virtual miniport: Storport calls back for each adapter (each
 /// `SLUICEXEN\VBD` device); `make` builds an adapter's state, `started` is called at
 /// PASSIVE_LEVEL with no lock held once a new state is installed (to register
-/// callbacks that reach it through [`with_miniport`]).
+/// callbacks that reach it through [`with_miniport`]), `on_watch` for the events of
+/// watches registered with [`watch_callback`] (PASSIVE, no lock held).
 pub fn initialize(
     driver: &Driver,
     make: fn() -> Box<dyn Miniport>,
     started: fn(AdapterRef),
+    on_watch: fn(AdapterRef, u64),
 ) -> NtStatus {
     MAKE.store(make as usize, Ordering::SeqCst);
     STARTED.store(started as usize, Ordering::SeqCst);
+    WATCH.store(on_watch as usize, Ordering::SeqCst);
     let mut d = HwInitializationData {
         size: core::mem::size_of::<HwInitializationData>() as u32,
         adapter_interface_type: INTERFACE_INTERNAL,

@@ -32,7 +32,7 @@ use sluice_wdm::storport::{
     self, AdapterRef, BufPage, Limits, LowerDevice, Miniport, PoolPages, Srb,
 };
 use sluice_wdm::{log, NtStatus};
-use sluice_xenbus_core::iface::{BusInterface, EventCallback, WatchCallback};
+use sluice_xenbus_core::iface::{BusInterface, EventCallback};
 use sluice_xenbus_core::platform::{Kernel, WinPlatform};
 use sluice_xenbus_core::watches::WatchId;
 use sluice_xenvbd_core::disk::{Disk, Outcome, Request};
@@ -68,10 +68,7 @@ impl Kernel for VbdKernel {
         &self.bus
     }
     fn event_callback(&self, _queue: usize) -> EventCallback {
-        EventCallback {
-            func: on_port,
-            ctx: self.me.0,
-        }
+        storport::event_callback(self.me)
     }
 }
 
@@ -117,16 +114,6 @@ impl Adapter {
         }
         for (s, c) in done {
             finish(s, &c);
-        }
-    }
-
-    fn port_event(&mut self, port: u32) {
-        let q = self
-            .plat
-            .as_ref()
-            .and_then(|p| p.queue_of(EvtchnPort(port)));
-        if let Some(q) = q {
-            self.drain(q);
         }
     }
 }
@@ -210,6 +197,16 @@ impl Miniport for Adapter {
         }
     }
 
+    fn port_event(&mut self, port: u32) {
+        let q = self
+            .plat
+            .as_ref()
+            .and_then(|p| p.queue_of(EvtchnPort(port)));
+        if let Some(q) = q {
+            self.drain(q);
+        }
+    }
+
     fn as_any(&mut self) -> &mut dyn core::any::Any {
         self
     }
@@ -231,14 +228,8 @@ impl Drop for Adapter {
     }
 }
 
-/// The bus DPC: an event on one of our ports (DISPATCH_LEVEL).
-extern "C" fn on_port(ctx: usize, port: u32) {
-    storport::with_miniport::<Adapter, _>(AdapterRef(ctx), |a| a.port_event(port));
-}
-
 /// The bus' xenstore work item: the backend's state node changed (PASSIVE_LEVEL).
-extern "C" fn on_watch(ctx: usize, _id: u64) {
-    let me = AdapterRef(ctx);
+fn on_watch(me: AdapterRef, _id: u64) {
     let taken = storport::with_miniport::<Adapter, _>(me, |a| {
         let bus = a.bus.clone()?;
         let plat = a.plat.take()?;
@@ -302,11 +293,10 @@ fn started(me: AdapterRef) {
     let Some(bus) = storport::with_miniport::<Adapter, _>(me, |a| a.bus.clone()).flatten() else {
         return;
     };
-    let cb = WatchCallback {
-        func: on_watch,
-        ctx: me.0,
-    };
-    match bus.watch(&format!("{}/state", bus.backend_path()), cb) {
+    match bus.watch(
+        &format!("{}/state", bus.backend_path()),
+        storport::watch_callback(me),
+    ) {
         Ok(id) => {
             storport::with_miniport::<Adapter, _>(me, |a| a.watch = Some(id));
         }
@@ -320,7 +310,7 @@ fn new_adapter() -> Box<dyn Miniport> {
 
 fn init(driver: sluice_wdm::Driver) -> NtStatus {
     log!("xenvbd: Sluice xenvbd {} loaded", env!("CARGO_PKG_VERSION"));
-    let s = storport::initialize(&driver, new_adapter, started);
+    let s = storport::initialize(&driver, new_adapter, started, on_watch);
     if s != sluice_wdm::STATUS_SUCCESS {
         log!("xenvbd: StorPortInitialize: {:#x}", s);
     }
