@@ -56,11 +56,45 @@ impl ChildDesc {
     }
 }
 
+/// The bus' FDO, to have the PnP manager query its children again (hotplug).
+#[derive(Clone, Copy, Debug)]
+pub struct BusDevice(*mut sys::DEVICE_OBJECT);
+
+// SAFETY: a device object pointer, used only with IoInvalidateDeviceRelations (any
+// thread, IRQL <= DISPATCH_LEVEL) while the FDO exists (until REMOVE, which stops the
+// bus first).
+unsafe impl Send for BusDevice {}
+// SAFETY: as Send.
+unsafe impl Sync for BusDevice {}
+
+impl BusDevice {
+    /// Asks the PnP manager to query the bus relations (then [`Bus::children`]).
+    pub fn invalidate(self) {
+        // SAFETY: our FDO, alive until REMOVE (see above).
+        unsafe { sys::IoInvalidateDeviceRelations(self.0, sys::BusRelations) };
+    }
+
+    /// A watch callback that does [`invalidate`](Self::invalidate); the bus removes
+    /// the watch in [`Bus::stop`], before the FDO goes.
+    pub fn watch_callback(self) -> sluice_xenbus_core::iface::WatchCallback {
+        sluice_xenbus_core::iface::WatchCallback {
+            func: on_relations_watch,
+            ctx: self.0 as usize,
+        }
+    }
+}
+
+extern "C" fn on_relations_watch(ctx: usize, _id: u64) {
+    // The context is the FDO `watch_callback` registered (the bus' own watch).
+    BusDevice(ctx as *mut sys::DEVICE_OBJECT).invalidate();
+}
+
 /// What a bus driver implements (safe Rust, in the driver crate).
 pub trait Bus {
-    /// The lower stack has started the device: bring the bus up.
-    fn start(&mut self, res: &Resources) -> Result<(), NtStatus>;
-    /// The children to report now.
+    /// The lower stack has started the device: bring the bus up (`dev` is the FDO,
+    /// for later re-enumeration).
+    fn start(&mut self, res: &Resources, dev: BusDevice) -> Result<(), NtStatus>;
+    /// The children to report now (PASSIVE_LEVEL; may read the bus again).
     fn children(&mut self) -> Vec<ChildDesc>;
     /// The device is stopped or removed.
     fn stop(&mut self);
@@ -344,7 +378,7 @@ fn fdo_pnp(dev: *mut sys::DEVICE_OBJECT, irp: *mut sys::IRP) -> NtStatus {
                     )
                 };
                 let res = parse(tr, raw);
-                s = match bus.start(&res) {
+                s = match bus.start(&res, BusDevice(dev)) {
                     Ok(()) => {
                         *started = true;
                         // SAFETY: asks the PnP manager to query our bus relations.

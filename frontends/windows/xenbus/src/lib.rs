@@ -24,7 +24,8 @@ use alloc::vec::Vec;
 use child::{ChildBus, Handler, Hw, Shared, GRANTS_PER_CHILD};
 use core::sync::atomic::{AtomicBool, Ordering};
 use sluice_abi::hypercall::{HvmParam, XenMapSpace};
-use sluice_wdm::pnp::{Bus, ChildDesc, Resources};
+use sluice_front_seams::SeamError;
+use sluice_wdm::pnp::{Bus, BusDevice, ChildDesc, Resources};
 use sluice_wdm::sync::{PassiveMutex, SpinLock};
 use sluice_wdm::xen::{Event, GrantFrames, Hypercalls, Interrupt, IoMap, Ports};
 use sluice_wdm::{
@@ -41,12 +42,54 @@ const GRANT_FRAMES: u64 = 4;
 /// The build number registered with the unplug protocol (major.minor.patch).
 const BUILD: u32 = 0x0001_0000;
 
+/// The owner of xenbus' own watch (children are 1, 2, ...).
+const BUS_OWNER: u32 = 0;
+
 /// A started bus.
 struct Running {
     irq: Interrupt,
     handler: Arc<Handler>,
     /// Each child, and its bus interface when its backend is readable.
     children: Vec<(Child, Option<Arc<ChildBus>>)>,
+}
+
+impl Running {
+    /// Reads `device/vbd` and `device/vif` again and adds the children that appeared
+    /// (hotplug; a child that goes stays reported: PDO removal is not written yet).
+    fn refresh(&mut self) -> Result<(), SeamError> {
+        let shared = self.handler.shared.clone();
+        let mut st = shared.store.lock();
+        let mut t = shared.transport();
+        let found = children::enumerate(&mut st.xs, &mut t)?;
+        for c in found {
+            if self.children.iter().any(|(k, _)| *k == c) {
+                continue;
+            }
+            let owner = self.children.len() as u32 + 1;
+            let iface = match child_info(&mut st.xs, &mut t, &c) {
+                Ok(info) => {
+                    log!(
+                        "xenbus: child {} ({}), backend {} in domain {}",
+                        c.nodename(),
+                        c.kind.hardware_id(),
+                        info.backend,
+                        info.domid.0
+                    );
+                    Some(Arc::new(ChildBus {
+                        handler: self.handler.clone(),
+                        owner,
+                        info,
+                    }))
+                }
+                Err(e) => {
+                    log!("xenbus: child {}: no usable backend ({})", c.nodename(), e);
+                    None
+                }
+            };
+            self.children.push((c, iface));
+        }
+        Ok(())
+    }
 }
 
 /// The bus state of one platform device.
@@ -63,7 +106,7 @@ fn what_to_unplug() -> Unplug {
     Unplug::default()
 }
 
-fn start(res: &Resources) -> Result<Running, NtStatus> {
+fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
     let x = cpuid::detect(sluice_wdm::hw::cpuid).ok_or_else(|| {
         log!("xenbus: no Xen CPUID leaves: not a Xen HVM guest");
         STATUS_NO_SUCH_DEVICE
@@ -133,36 +176,26 @@ fn start(res: &Resources) -> Result<Running, NtStatus> {
     });
     let handler = Handler::new(shared.clone());
     irq.set_handler(Some(handler.clone()));
-    let mut children = Vec::new();
+    let mut run = Running {
+        irq,
+        handler: handler.clone(),
+        children: Vec::new(),
+    };
+    run.refresh().map_err(|e| {
+        log!("xenbus: xenstore: {}", e);
+        STATUS_DEVICE_CONFIGURATION_ERROR
+    })?;
+    // Watch our device directory: a device added later is reported (the watch fires
+    // once now, which re-reads nothing new).
     {
         let mut st = shared.store.lock();
-        let mut t = shared.transport();
-        let found = children::enumerate(&mut st.xs, &mut t).map_err(|e| {
-            log!("xenbus: xenstore: {}", e);
-            STATUS_DEVICE_CONFIGURATION_ERROR
-        })?;
-        for (i, c) in found.into_iter().enumerate() {
-            let iface = match child_info(&mut st.xs, &mut t, &c) {
-                Ok(info) => {
-                    log!(
-                        "xenbus: child {} ({}), backend {} in domain {}",
-                        c.nodename(),
-                        c.kind.hardware_id(),
-                        info.backend,
-                        info.domid.0
-                    );
-                    Some(Arc::new(ChildBus {
-                        handler: handler.clone(),
-                        owner: i as u32 + 1,
-                        info,
-                    }))
-                }
-                Err(e) => {
-                    log!("xenbus: child {}: no usable backend ({})", c.nodename(), e);
-                    None
-                }
-            };
-            children.push((c, iface));
+        if let Err(e) = st.watch(
+            &mut shared.transport(),
+            BUS_OWNER,
+            "device",
+            dev.watch_callback(),
+        ) {
+            log!("xenbus: watching device/: {} (no hotplug)", e);
         }
     }
     log!(
@@ -171,20 +204,21 @@ fn start(res: &Resources) -> Result<Running, NtStatus> {
         GRANTS_PER_CHILD,
         evtchn::MAX_ROUNDS
     );
-    Ok(Running {
-        irq,
-        handler,
-        children,
-    })
+    Ok(run)
 }
 
 impl Bus for XenBus {
-    fn start(&mut self, res: &Resources) -> Result<(), NtStatus> {
-        self.running = Some(start(res)?);
+    fn start(&mut self, res: &Resources, dev: BusDevice) -> Result<(), NtStatus> {
+        self.running = Some(start(res, dev)?);
         Ok(())
     }
 
     fn children(&mut self) -> Vec<ChildDesc> {
+        if let Some(r) = self.running.as_mut() {
+            if let Err(e) = r.refresh() {
+                log!("xenbus: re-reading the children: {}", e);
+            }
+        }
         self.running
             .as_ref()
             .map(|r| {
@@ -209,6 +243,7 @@ impl Bus for XenBus {
             {
                 let mut st = shared.store.lock();
                 let mut t = shared.transport();
+                st.release(&mut t, BUS_OWNER);
                 for (_, iface) in &r.children {
                     if let Some(i) = iface {
                         st.release(&mut t, i.owner);
@@ -227,6 +262,8 @@ impl Bus for XenBus {
                     }
                 }
             }
+            // A watch delivery already running ends (alive is false: no new one).
+            drop(shared.delivering.lock());
             // Route events nowhere, wait out the DPC, then disconnect.
             let _ = shared
                 .hypercalls
