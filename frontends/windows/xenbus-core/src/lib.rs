@@ -27,6 +27,8 @@ pub mod watches;
 pub mod xenstore;
 
 #[cfg(test)]
+mod blk_tests;
+#[cfg(test)]
 mod bus_tests;
 #[cfg(test)]
 mod fake;

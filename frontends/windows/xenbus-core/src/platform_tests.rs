@@ -15,7 +15,7 @@ use sluice_abi::shared::{SharedMem, SharedPages};
 use sluice_abi::types::DomId;
 use sluice_front_seams::{EventChannels, Grants, Memory, Pages, SeamError, XenStore};
 
-struct FakePages {
+pub(crate) struct FakePages {
     buf: SharedPages,
     first_frame: u64,
 }
@@ -35,10 +35,10 @@ impl Pages for FakePages {
     }
 }
 
-struct FakeKernel {
-    bus: FakeChild,
-    next_frame: u64,
-    data: Vec<SharedPages>,
+pub(crate) struct FakeKernel {
+    pub(crate) bus: FakeChild,
+    pub(crate) next_frame: u64,
+    pub(crate) data: Vec<SharedPages>,
 }
 
 impl Kernel for FakeKernel {
@@ -78,13 +78,23 @@ pub(crate) extern "C" fn record_event(ctx: usize, port: u32) {
 }
 
 pub(crate) fn child(world: &Rc<RefCell<World>>, owner: Owner, id: u32) -> FakeChild {
+    child_of(world, owner, id, DomId(0))
+}
+
+/// A child whose backend is in domain `domid`.
+pub(crate) fn child_of(
+    world: &Rc<RefCell<World>>,
+    owner: Owner,
+    id: u32,
+    domid: DomId,
+) -> FakeChild {
     FakeChild {
         world: world.clone(),
         owner,
         info: ChildInfo {
             frontend: format!("device/vbd/{id}"),
-            backend: format!("/local/domain/0/backend/vbd/5/{id}"),
-            domid: DomId(0),
+            backend: format!("/local/domain/{}/backend/vbd/5/{id}", domid.0),
+            domid,
         },
     }
 }
