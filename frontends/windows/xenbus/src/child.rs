@@ -22,8 +22,9 @@ use sluice_xenbus_core::xenstore::XsTransport;
 
 /// How long one xenstore wait may take, in milliseconds.
 const XENSTORE_WAIT_MS: u32 = 5_000;
-/// Grant references one child may hold (of 4 frames' 2040).
-pub const GRANTS_PER_CHILD: usize = 1024;
+/// Grant references one child may hold (of 32 frames' 16376; of 4 frames' 2040 when
+/// Xen allows no more, still at most half the table).
+pub const GRANTS_PER_CHILD: usize = 4096;
 
 /// What the bus' children share.
 pub struct Shared {

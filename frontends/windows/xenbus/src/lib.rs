@@ -38,7 +38,9 @@ use sluice_xenbus_core::unplug::{self, Outcome, Unplug};
 use sluice_xenbus_core::{cpuid, evtchn};
 
 /// Grant frames placed in the BAR after shared_info (512 entries each).
-const GRANT_FRAMES: u64 = 4;
+const GRANT_FRAMES: u64 = 32;
+/// Fewer grant frames than this (Xen's `max_grant_frames` too small) fail the start.
+const MIN_GRANT_FRAMES: u64 = 4;
 /// The build number registered with the unplug protocol (major.minor.patch).
 const BUILD: u32 = 0x0001_0000;
 
@@ -126,7 +128,7 @@ fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
         o => log!("xenbus: unplug protocol: {:?}", o),
     }
     let (bar, bar_len) = res.memory.ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
-    if (bar_len as u64) < (1 + GRANT_FRAMES) * 4096 {
+    if (bar_len as u64) < (1 + MIN_GRANT_FRAMES) * 4096 {
         return Err(STATUS_DEVICE_CONFIGURATION_ERROR);
     }
     let irq_res = res.interrupt.ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
@@ -139,13 +141,27 @@ fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
     hypercalls
         .add_to_physmap(XenMapSpace::SharedInfo as u32, 0, gfn)
         .map_err(|e| failed("shared_info placement", e))?;
-    for i in 0..GRANT_FRAMES {
-        hypercalls
-            .add_to_physmap(XenMapSpace::GrantTable as u32, i, gfn + 1 + i)
-            .map_err(|e| failed("grant frame placement", e))?;
+    // As many grant frames as Xen and the BAR allow, up to GRANT_FRAMES (Xen 4.17's
+    // default max_grant_frames is 64); at least MIN_GRANT_FRAMES.
+    let fit = (bar_len as u64 / 4096).saturating_sub(1).min(GRANT_FRAMES);
+    let mut frames = 0;
+    while frames < fit {
+        match hypercalls.add_to_physmap(XenMapSpace::GrantTable as u32, frames, gfn + 1 + frames) {
+            Ok(()) => frames += 1,
+            Err(e) if frames >= MIN_GRANT_FRAMES => {
+                log!(
+                    "xenbus: grant frame {} refused ({}): {} frames",
+                    frames,
+                    e,
+                    frames
+                );
+                break;
+            }
+            Err(e) => return Err(failed("grant frame placement", e)),
+        }
     }
     let shared_info = IoMap::map(bar, 4096)?;
-    let grant_map = IoMap::map(bar + 4096, (GRANT_FRAMES * 4096) as usize)?;
+    let grant_map = IoMap::map(bar + 4096, (frames * 4096) as usize)?;
     let store_pfn = hypercalls
         .hvm_get_param(HvmParam::StorePfn as u32)
         .map_err(|e| failed("HVM_PARAM_STORE_PFN", e))?;
@@ -163,10 +179,11 @@ fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
         .hvm_set_param(HvmParam::CallbackIrq as u32, irq_res.gsi as u64)
         .map_err(|e| failed("HVM_PARAM_CALLBACK_IRQ", e))?;
     let entries = GrantFrames(&grant_map).count();
+    let quota = GRANTS_PER_CHILD.min(entries as usize / 2);
     let shared = Arc::new(Shared {
         hypercalls,
         grant_map,
-        fast: SpinLock::new(BusFast::new(entries, GRANTS_PER_CHILD)),
+        fast: SpinLock::new(BusFast::new(entries, quota)),
         store: PassiveMutex::new(BusStore::default()),
         xenstore,
         xenstore_port,
@@ -201,7 +218,7 @@ fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
     log!(
         "xenbus: {} grant references, {} per child, events dispatched in at most {} rounds",
         entries,
-        GRANTS_PER_CHILD,
+        quota,
         evtchn::MAX_ROUNDS
     );
     Ok(run)

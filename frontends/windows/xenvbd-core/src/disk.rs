@@ -5,7 +5,7 @@
 //! the backend failed any part and NOT READY if the device failed (a hostile backend's
 //! bogus ids or ring indices fail the device in `blkfront-core`, which fails every
 //! outstanding I/O: the SRBs, never the system). An SRB none of whose parts fit in
-//! the ring is handed back as BUSY for Storport to retry; the rest of an SRB whose
+//! the ring (or find grants and pages) is handed back as BUSY for Storport to retry; the rest of an SRB whose
 //! first parts went out waits in a backlog (one SRB's parts at most: a new SRB is BUSY
 //! meanwhile) and goes out as responses free slots.
 
@@ -179,13 +179,13 @@ impl<P: Platform, S> Disk<P, S> {
             }
             match self.front.submit(p, queue, Tag(id), io) {
                 Ok(()) => sent_any = true,
-                Err((SubmitError::RingFull, t, io)) if sent_any => {
+                Err((e, t, io)) if sent_any && retry_later(&e) => {
                     self.backlog.push_back((t, io));
                     parked = true;
                 }
-                Err((SubmitError::RingFull, _, _)) => {
-                    // Nothing of this SRB is out and the ring is full: BUSY, Storport
-                    // retries it.
+                Err((e, _, _)) if retry_later(&e) => {
+                    // Nothing of this SRB is out and the ring is full (or grants or
+                    // pages are short for now): BUSY, Storport retries it.
                     let pd = self.pending.remove(&id).expect("just inserted");
                     return Outcome::Complete(pd.srb, busy());
                 }
@@ -277,7 +277,7 @@ impl<P: Platform, S> Disk<P, S> {
         while let Some((t, io)) = self.backlog.pop_front() {
             match self.front.submit(p, (t.0 as usize) % queues, t, io) {
                 Ok(()) => {}
-                Err((SubmitError::RingFull, t, io)) => {
+                Err((e, t, io)) if retry_later(&e) => {
                     self.backlog.push_front((t, io));
                     break;
                 }
@@ -309,6 +309,12 @@ impl<P: Platform, S> Disk<P, S> {
         }
         out
     }
+}
+
+/// A submit that may work once I/O completes: a full ring, or grants or pages short
+/// (the bus' per-child grant quota, pool memory).
+fn retry_later(e: &SubmitError) -> bool {
+    matches!(e, SubmitError::RingFull | SubmitError::NoResources(_))
 }
 
 /// SRB_STATUS_BUSY: Storport retries the SRB later.

@@ -349,3 +349,27 @@ fn a_closing_backend_holds_then_a_shutdown_fails_the_srbs() {
     assert_eq!(sense_key(&b.done[&1]), 0x2, "NOT READY");
     assert_eq!(b.disk.in_flight(), 0);
 }
+
+#[test]
+fn short_of_pages_or_grants_is_busy_not_an_error() {
+    let cfg = BackendConfig {
+        persistent: false,
+        ..no_indirect()
+    };
+    let front = FrontendConfig {
+        persistent: false,
+        ..FrontendConfig::default()
+    };
+    let mut b = Bed::new(cfg, front);
+    let pages = b.pages(16);
+    b.world.borrow_mut().alloc_budget = Some(0);
+    let sent = b.start(1, &rw10(0x2a, 0, 128), &pages, &[]);
+    // No bounce page can be had (blkfront keeps no pool without persistent grants).
+    assert!(!sent);
+    assert_eq!(b.done[&1].srb_status, status::BUSY, "{:?}", b.done[&1]);
+    // Memory back: the retry goes through.
+    b.world.borrow_mut().alloc_budget = None;
+    assert!(b.start(2, &rw10(0x2a, 0, 128), &pages, &[]));
+    b.pump();
+    assert!(good(&b.done[&2]));
+}
