@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+mod bushandle;
 pub mod busif;
 pub mod hw;
 pub mod log;
