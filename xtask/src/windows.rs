@@ -21,6 +21,8 @@ struct Driver {
     name: &'static str,
     class: &'static str,
     hardware_ids: &'static [&'static str],
+    /// Boot start in this load order group (checked in the INF).
+    boot_group: Option<&'static str>,
 }
 
 const DRIVERS: &[Driver] = &[
@@ -32,11 +34,13 @@ const DRIVERS: &[Driver] = &[
             "PCI\\VEN_5853&DEV_0002",
             "PCI\\VEN_5853&DEV_C000",
         ],
+        boot_group: Some("Boot Bus Extender"),
     },
     Driver {
         name: "xenvbd",
         class: "SCSIAdapter",
         hardware_ids: &["SLUICEXEN\\VBD"],
+        boot_group: Some("SCSI miniport"),
     },
 ];
 
@@ -408,6 +412,7 @@ pub fn run_suite() -> Result<()> {
                 hardware_ids: d.hardware_ids,
                 files: &[&sys_name],
                 service: d.name,
+                boot_group: d.boot_group,
             },
         );
         ensure!(problems.is_empty(), "{inf_name}: {problems:#?}");

@@ -35,6 +35,11 @@ const FUNCTIONS: &[&str] = &[
     "IoAllocateIrp",
     "IoFreeIrp",
     "ExQueueWorkItem",
+    "ZwOpenKey",
+    "ZwCreateKey",
+    "ZwQueryValueKey",
+    "ZwSetValueKey",
+    "ZwClose",
 ];
 
 const TYPES: &[&str] = &[
@@ -59,6 +64,9 @@ const TYPES: &[&str] = &[
     "GUID",
     "WORK_QUEUE_ITEM",
     "WORK_QUEUE_TYPE",
+    "OBJECT_ATTRIBUTES",
+    "KEY_VALUE_PARTIAL_INFORMATION",
+    "KEY_VALUE_INFORMATION_CLASS",
     // storport (mingw-w64's srb.h: the SRB and port configuration; the
     // virtual-miniport structures it lacks are declared in src/storport.rs).
     "SCSI_REQUEST_BLOCK",

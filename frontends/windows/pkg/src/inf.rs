@@ -15,7 +15,8 @@
 //! `[Strings]`; the package's files are exactly those of `[SourceDisksFiles]`. A
 //! `SCSIAdapter` (Storport miniport) service is in `LoadOrderGroup = SCSI miniport` and
 //! its `AddReg` sets `Parameters\PnpInterface` to a REG_DWORD 1 (what Storport reads to
-//! bind the miniport on that interface type).
+//! bind the miniport on that interface type). A boot-start service ([`Expect::boot_group`])
+//! has `StartType = 0` and its `LoadOrderGroup`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,6 +40,8 @@ pub struct Expect<'a> {
     pub files: &'a [&'a str],
     /// The service the INF installs.
     pub service: &'a str,
+    /// Boot start in this load order group (`StartType = 0`, `LoadOrderGroup`).
+    pub boot_group: Option<&'a str>,
 }
 
 /// An INF: sections in order, each a list of (key, value) lines; a line without `=`
@@ -368,6 +371,14 @@ pub fn validate(text: &str, want: &Expect<'_>) -> Vec<String> {
             if want.class.eq_ignore_ascii_case("SCSIAdapter") {
                 storport_service(&inf, s, &mut p);
             }
+            if let Some(g) = want.boot_group {
+                if sv("StartType").as_deref() != Some("0") {
+                    p.push(format!("[{s}] StartType is not 0 (boot start)"));
+                }
+                if !sv("LoadOrderGroup").is_some_and(|x| x.eq_ignore_ascii_case(g)) {
+                    p.push(format!("[{s}] LoadOrderGroup is not \"{g}\" (boot start)"));
+                }
+            }
         }
     }
     for f in &copied {
@@ -474,6 +485,7 @@ mod tests {
             ],
             files: &["xenbus.sys"],
             service: "xenbus",
+            boot_group: Some("Boot Bus Extender"),
         }
     }
 
@@ -522,9 +534,16 @@ mod tests {
                 "0x00000000, XenBus_Service",
                 "ASSOCSERVICE",
             ),
-            ("ServiceType   = 1", "ServiceType   = 16", "ServiceType"),
-            ("StartType     = 3", "StartType     = 9", "StartType"),
-            ("ErrorControl  = 1", "ErrorControl  = x", "ErrorControl"),
+            ("ServiceType    = 1", "ServiceType    = 16", "ServiceType"),
+            ("StartType      = 0", "StartType      = 9", "StartType"),
+            ("StartType      = 0", "StartType      = 3", "boot start"),
+            (
+                "LoadOrderGroup = Boot Bus Extender",
+                "LoadOrderGroup = System Bus Extender",
+                "boot start",
+            ),
+            ("LoadOrderGroup = Boot Bus Extender\n", "", "LoadOrderGroup"),
+            ("ErrorControl   = 1", "ErrorControl   = x", "ErrorControl"),
             ("%13%\\xenbus.sys", "%11%\\xenbus.sys", "ServiceBinary"),
             ("XenBus.SvcDesc         =", "XenBus.Svc =", "not defined"),
             ("DefaultDestDir = 13", "", "DestinationDirs"),
@@ -554,6 +573,7 @@ mod tests {
             hardware_ids: &["SLUICEXEN\\VBD"],
             files: &["xenvbd.sys"],
             service: "xenvbd",
+            boot_group: Some("SCSI miniport"),
         }
     }
 
@@ -585,6 +605,7 @@ mod tests {
             ),
             ("SLUICEXEN\\VBD\n", "SLUICEXEN\\VIF\n", "hardware IDs"),
             ("Class       = SCSIAdapter", "Class       = System", "Class"),
+            ("StartType      = 0", "StartType      = 3", "boot start"),
         ];
         for (from, to, needle) in cases {
             assert!(xenvbd().contains(from), "case {from:?} does not apply");

@@ -14,6 +14,7 @@ pub mod busif;
 pub mod hw;
 pub mod log;
 pub mod pnp;
+pub mod registry;
 pub mod storport;
 pub mod sync;
 pub mod xen;

@@ -140,9 +140,10 @@ pub struct Limits {
 /// A virtual miniport's adapter (safe Rust, in the driver crate). `find_adapter` runs
 /// at PASSIVE_LEVEL on a state no one else can reach yet (before it is installed);
 /// every later call is made under the adapter's spin lock (`start_io` and
-/// [`with_miniport`] at or below DISPATCH_LEVEL). HwInitialize, HwResetBus and
-/// HwAdapterControl may come at DIRQL, where that lock cannot be taken, so they do not
-/// reach the adapter: a virtual adapter has no hardware to initialise, reset, stop or
+/// [`with_miniport`] at or below DISPATCH_LEVEL). HwResetBus comes at DISPATCH_LEVEL
+/// (Storport's documented rule) and reaches `reset_bus` under that lock. HwInitialize
+/// and HwAdapterControl may come at DIRQL, where that lock cannot be taken, so they do
+/// not reach the adapter: a virtual adapter has no hardware to initialise, stop or
 /// restart, and its state stays in the extension across a stop.
 pub trait Miniport: Send + core::any::Any {
     /// HwFindAdapter (first time): `lower` is the device below Storport's adapter
@@ -155,6 +156,9 @@ pub trait Miniport: Send + core::any::Any {
     fn start_io(&mut self, srb: Srb);
     /// An event on a port bound with [`event_callback`] (bus DPC, DISPATCH_LEVEL).
     fn port_event(&mut self, port: u32);
+    /// HwResetBus (Storport's I/O timeout expired; DISPATCH_LEVEL, StartIo lock held):
+    /// complete the SRBs in flight.
+    fn reset_bus(&mut self) {}
     /// For [`with_miniport`]'s downcast.
     fn as_any(&mut self) -> &mut dyn core::any::Any;
 }
@@ -406,7 +410,10 @@ unsafe extern "C" fn hw_start_io(ext: *mut c_void, srb: *mut sys::SCSI_REQUEST_B
     1
 }
 
-unsafe extern "C" fn hw_reset_bus(_ext: *mut c_void, _path: u32) -> u8 {
+unsafe extern "C" fn hw_reset_bus(ext: *mut c_void, _path: u32) -> u8 {
+    // Storport calls it at DISPATCH_LEVEL (its documented rule), where the adapter's
+    // spin lock may be taken.
+    with_adapter(ext, |m| m.reset_bus());
     1
 }
 

@@ -304,7 +304,8 @@ impl GrantEntries for GrantFrames<'_> {
     }
 }
 
-/// The platform device's I/O ports (the unplug protocol), at `base`.
+/// I/O ports at `base` + the protocol's port. The unplug protocol's ports 0x10/0x12 are
+/// QEMU's fixed ISA ports (`Ports(0)`), not offsets in the platform device's I/O BAR.
 pub struct Ports(pub u16);
 
 impl PortIo for Ports {

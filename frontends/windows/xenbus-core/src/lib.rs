@@ -23,6 +23,7 @@ pub mod iface;
 pub mod platform;
 pub mod ports;
 pub mod unplug;
+pub mod unplug_request;
 pub mod watches;
 pub mod xenstore;
 

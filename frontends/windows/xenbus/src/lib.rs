@@ -2,11 +2,13 @@
 //! to the Xen platform PCI device, `PCI\VEN_5853&DEV_0001` / `0002` / `C000`).
 //!
 //! At IRP_MN_START_DEVICE (after the PCI bus driver started the device): Xen is found by
-//! CPUID; the unplug protocol is run on the device's I/O ports; the hypercall page is
+//! CPUID; the hypercall page is
 //! installed; shared_info and the grant frames are placed in the device's memory BAR
 //! (`XENMEM_add_to_physmap`); Xen's event callback is routed to the device's interrupt
 //! (`HVM_PARAM_CALLBACK_IRQ`, GSI); the xenstore ring is mapped and `device/vbd/*` and
 //! `device/vif/*` become child devices (`SLUICEXEN\VBD`, `SLUICEXEN\VIF`).
+//!
+//! The unplug handshake runs earlier, in DriverEntry (boot start), see `unplug_at_boot`.
 //!
 //! Device logic only: every `unsafe` is in `sluice-wdm`; the hardware-independent logic
 //! is `sluice-xenbus-core`'s, host-tested.
@@ -26,6 +28,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use sluice_abi::hypercall::{HvmParam, XenMapSpace};
 use sluice_front_seams::SeamError;
 use sluice_wdm::pnp::{Bus, BusDevice, ChildDesc, Resources};
+use sluice_wdm::registry::Registry;
 use sluice_wdm::sync::{PassiveMutex, SpinLock};
 use sluice_wdm::xen::{Event, GrantFrames, Hypercalls, Interrupt, IoMap, Ports};
 use sluice_wdm::{
@@ -34,7 +37,8 @@ use sluice_wdm::{
 use sluice_xenbus_core::bus::{child_info, BusFast, BusStore};
 use sluice_xenbus_core::children::{self, Child};
 use sluice_xenbus_core::grants::GrantEntries;
-use sluice_xenbus_core::unplug::{self, Outcome, Unplug};
+use sluice_xenbus_core::unplug::Outcome;
+use sluice_xenbus_core::unplug_request::{self, Class};
 use sluice_xenbus_core::{cpuid, evtchn};
 
 /// Grant frames placed in the BAR after shared_info (512 entries each).
@@ -100,12 +104,30 @@ struct XenBus {
     running: Option<Running>,
 }
 
-/// Which emulated devices this installation may unplug: a disk only once the PV
-/// storage driver (xenvbd, boot start) is installed, a NIC once the PV network driver
-/// is: neither exists yet, so nothing is unplugged (the handshake still registers us
-/// and honours dom0's blacklist).
-fn what_to_unplug() -> Unplug {
-    Unplug::default()
+/// dom0 blacklisted this build in the unplug handshake (DriverEntry): no PV devices.
+static BLACKLISTED: AtomicBool = AtomicBool::new(false);
+
+/// The unplug handshake, in DriverEntry (boot start: before the emulated storage
+/// drivers bind), on the platform device's fixed ports 0x10/0x12 (QEMU's, not the
+/// BAR's), on Xen only. What is unplugged is decided from the registry records the PV
+/// drivers left (`sluice_xenbus_core::unplug_request`: only a class whose PV driver
+/// proved itself, is boot start, and whose last unplugged boot was confirmed).
+fn unplug_at_boot() {
+    if cpuid::detect(sluice_wdm::hw::cpuid).is_none() {
+        log!("xenbus: not a Xen HVM guest: no unplug handshake");
+        return;
+    }
+    let r = unplug_request::boot(&mut Registry, &mut Ports(0), BUILD);
+    log!(
+        "xenbus: unplug: {:?}; disks {:?}, NICs {:?}",
+        r.outcome,
+        r.why[0],
+        r.why[1]
+    );
+    if r.outcome == Outcome::Blacklisted {
+        log!("xenbus: this build is blacklisted by dom0; PV devices not used");
+        BLACKLISTED.store(true, Ordering::Release);
+    }
 }
 
 fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
@@ -119,13 +141,8 @@ fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
         x.version.1,
         x.base
     );
-    let (port_base, _) = res.ports.ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
-    match unplug::unplug(&mut Ports(port_base), BUILD, what_to_unplug()) {
-        Outcome::Blacklisted => {
-            log!("xenbus: this build is blacklisted by dom0; PV devices not used");
-            return Err(STATUS_NOT_SUPPORTED);
-        }
-        o => log!("xenbus: unplug protocol: {:?}", o),
+    if BLACKLISTED.load(Ordering::Acquire) {
+        return Err(STATUS_NOT_SUPPORTED);
     }
     let (bar, bar_len) = res.memory.ok_or(STATUS_DEVICE_CONFIGURATION_ERROR)?;
     if (bar_len as u64) < (1 + MIN_GRANT_FRAMES) * 4096 {
@@ -226,8 +243,19 @@ fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
 
 impl Bus for XenBus {
     fn start(&mut self, res: &Resources, dev: BusDevice) -> Result<(), NtStatus> {
-        self.running = Some(start(res, dev)?);
-        Ok(())
+        match start(res, dev) {
+            Ok(r) => {
+                self.running = Some(r);
+                Ok(())
+            }
+            Err(e) => {
+                // No PV devices this boot: none may be unplugged at the next.
+                for c in Class::ALL {
+                    unplug_request::failed(&mut Registry, c);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn children(&mut self) -> Vec<ChildDesc> {
@@ -297,6 +325,7 @@ fn new_bus() -> Box<dyn Bus> {
 
 fn init(driver: sluice_wdm::Driver) -> NtStatus {
     log!("xenbus: Sluice xenbus {} loaded", env!("CARGO_PKG_VERSION"));
+    unplug_at_boot();
     sluice_wdm::pnp::register(&driver, new_bus);
     sluice_wdm::STATUS_SUCCESS
 }

@@ -63,6 +63,9 @@ pub struct Disk<P: Platform, S> {
     pending: BTreeMap<u64, Pending<S>>,
     backlog: VecDeque<(Tag, IoOf<P>)>,
     next: u64,
+    /// Failed at DISPATCH_LEVEL (event DPC, Storport reset), where xenstore is
+    /// refused: our Closed state is still to be published from PASSIVE_LEVEL.
+    unpublished_failure: bool,
 }
 
 fn sense_of(e: &IoError) -> Sense {
@@ -92,6 +95,7 @@ impl<P: Platform, S> Disk<P, S> {
             pending: BTreeMap::new(),
             backlog: VecDeque::new(),
             next: 1,
+            unpublished_failure: false,
         }
     }
 
@@ -244,7 +248,54 @@ impl<P: Platform, S> Disk<P, S> {
             .front
             .handle_event(p, queue, |t, r| done.push((t, r.map_err(|e| sense_of(&e)))));
         self.drain_backlog(p, &mut done);
+        if r.is_err() {
+            self.unpublished_failure = true;
+        }
         (self.finish(done), r.err())
+    }
+
+    /// Storport's HwResetBus (its I/O timeout expired; DISPATCH_LEVEL): every SRB in
+    /// flight completes now. I/O the backend left unanswered that long means it is
+    /// dead: the device fails as in blkfront-core's `timed_out` (rings torn down, so no
+    /// late response copies into the buffer of an SRB already completed), its SRBs
+    /// complete NOT READY; SRBs only in the backlog complete BUS_RESET (Storport
+    /// retries them, and they meet the failed device). Nothing in flight: nothing
+    /// changes.
+    pub fn reset(&mut self, p: &mut P) -> Vec<(S, Completion)> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let mut done = Vec::new();
+        self.front
+            .shutdown(p, |t, r| done.push((t, r.map_err(|e| sense_of(&e)))));
+        self.unpublished_failure = true;
+        let mut out = self.finish(done);
+        // What blkfront-core never saw (the backlog) is completed here.
+        self.backlog.clear();
+        out.extend(
+            core::mem::take(&mut self.pending)
+                .into_values()
+                .map(|pd| (pd.srb, bus_reset())),
+        );
+        out
+    }
+
+    /// Whether the device failed where its Closed state could not be written.
+    pub fn failure_unpublished(&self) -> bool {
+        self.unpublished_failure
+    }
+
+    /// At PASSIVE_LEVEL after a failure at DISPATCH_LEVEL: writes our state Closed
+    /// (blkfront-core's `fail` again: the rings are gone, nothing is held, so only the
+    /// state is written), so the backend tears down its side.
+    pub fn publish_failure(&mut self, p: &mut P) -> Vec<(S, Completion)> {
+        if !core::mem::take(&mut self.unpublished_failure) {
+            return Vec::new();
+        }
+        let mut done = Vec::new();
+        self.front
+            .fail(p, &mut |t, r| done.push((t, r.map_err(|e| sense_of(&e)))));
+        self.finish(done)
     }
 
     /// The backend's xenbus state changed (from the watch, at PASSIVE_LEVEL).
@@ -315,6 +366,16 @@ impl<P: Platform, S> Disk<P, S> {
 /// (the bus' per-child grant quota, pool memory).
 fn retry_later(e: &SubmitError) -> bool {
     matches!(e, SubmitError::RingFull | SubmitError::NoResources(_))
+}
+
+/// SRB_STATUS_BUS_RESET: completed by a bus reset (Storport retries it).
+fn bus_reset() -> Completion {
+    Completion {
+        srb_status: status::BUS_RESET,
+        scsi_status: 0,
+        data: Vec::new(),
+        sense: None,
+    }
 }
 
 /// SRB_STATUS_BUSY: Storport retries the SRB later.

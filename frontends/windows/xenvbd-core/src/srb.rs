@@ -42,6 +42,8 @@ pub mod status {
     pub const INVALID_REQUEST: u8 = 0x06;
     /// No device at this address.
     pub const NO_DEVICE: u8 = 0x08;
+    /// Completed by a bus reset (Storport retries it).
+    pub const BUS_RESET: u8 = 0x0e;
     /// Less data than the buffer (underrun; DataTransferLength says how much).
     pub const DATA_OVERRUN: u8 = 0x12;
     /// No such LUN.

@@ -373,3 +373,72 @@ fn short_of_pages_or_grants_is_busy_not_an_error() {
     b.pump();
     assert!(good(&b.done[&2]));
 }
+
+#[test]
+fn a_reset_fails_a_dead_backend_and_completes_every_srb_once() {
+    let front = FrontendConfig {
+        max_queues: 1,
+        max_ring_page_order: 0,
+        ..FrontendConfig::default()
+    };
+    let mut b = Bed::new(no_indirect(), front);
+    b.back.misbehave = Misbehaviour::Silent;
+    let page = b.pages(1);
+    for id in 0..31 {
+        assert!(b.start(id, &rw10(0x28, 0, 8), &page, &[]));
+    }
+    // A 2-part write: part 1 on the ring, part 2 in the backlog.
+    let big = b.pages(16);
+    assert!(b.start(100, &rw10(0x2a, 0, 128), &big, &[]));
+    let done = b.disk.reset(&mut b.plat);
+    b.record(done);
+    assert_eq!(b.done.len(), 32, "every SRB completed");
+    assert_eq!(sense_key(&b.done[&0]), 0x2, "ring I/O: NOT READY");
+    assert_eq!(
+        b.done[&100].srb_status,
+        status::BUS_RESET,
+        "backlog: retried"
+    );
+    assert_eq!(b.disk.in_flight(), 0);
+    assert_eq!(b.disk.front().state(), FrontState::Failed);
+    // The rings are gone (no late response can reach a completed SRB's buffer);
+    // Storport's retry meets the failed device.
+    assert_eq!(b.disk.front().queues(), 0);
+    assert!(!b.start(101, &rw10(0x28, 0, 8), &page, &[]));
+    assert_eq!(b.done[&101].srb_status, status::NO_DEVICE);
+    assert!(b.disk.failure_unpublished());
+}
+
+#[test]
+fn a_reset_with_nothing_in_flight_changes_nothing() {
+    let mut b = Bed::new(no_indirect(), FrontendConfig::default());
+    assert!(b.disk.reset(&mut b.plat).is_empty());
+    assert_eq!(b.disk.front().state(), FrontState::Connected);
+    assert!(!b.disk.failure_unpublished());
+    let page = b.pages(1);
+    assert!(b.start(1, &rw10(0x28, 0, 8), &page, &[]));
+    b.pump();
+    assert!(good(&b.done[&1]));
+}
+
+#[test]
+fn a_failure_in_the_event_dpc_publishes_closed_later_at_passive() {
+    let mut b = Bed::new(no_indirect(), FrontendConfig::default());
+    b.back.misbehave = Misbehaviour::BogusId;
+    let page = b.pages(2);
+    assert!(b.start(1, &rw10(0x28, 0, 16), &page, &[]));
+    b.pump();
+    assert_eq!(b.disk.front().state(), FrontState::Failed);
+    assert!(b.disk.failure_unpublished());
+    // At DISPATCH_LEVEL xenbus refuses xenstore: the state write of the DPC did not
+    // happen (the node is put back as the backend last saw it).
+    let state = format!("{FRONT}/state");
+    b.world.borrow_mut().xs.insert(state.clone(), "4".into());
+    assert!(b.disk.publish_failure(&mut b.plat).is_empty());
+    assert_eq!(b.world.borrow().xs[&state], "6", "Closed published");
+    assert!(!b.disk.failure_unpublished());
+    // Once only.
+    b.world.borrow_mut().xs.insert(state.clone(), "4".into());
+    b.disk.publish_failure(&mut b.plat);
+    assert_eq!(b.world.borrow().xs[&state], "4");
+}

@@ -23,17 +23,22 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::EvtchnPort;
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{Event, Frontend, FrontendConfig, SeamError};
 use sluice_wdm::busif::BusHandle;
+use sluice_wdm::registry::Registry;
 use sluice_wdm::storport::{
     self, AdapterRef, BufPage, Limits, LowerDevice, Miniport, PoolPages, Srb,
 };
+use sluice_wdm::xen::WorkItem;
 use sluice_wdm::{log, NtStatus};
 use sluice_xenbus_core::iface::{BusInterface, EventCallback};
 use sluice_xenbus_core::platform::{Kernel, WinPlatform};
+use sluice_xenbus_core::unplug_request::{self, Class};
 use sluice_xenbus_core::watches::WatchId;
 use sluice_xenvbd_core::disk::{Disk, Outcome, Request};
 use sluice_xenvbd_core::srb::{status, Completion};
@@ -74,6 +79,18 @@ impl Kernel for VbdKernel {
 
 type Plat = WinPlatform<VbdKernel>;
 
+/// A PV disk failed to start or was failed in this boot: no disk proves itself for
+/// the unplug at the next boot (`unplug_request`).
+static FAILED_THIS_BOOT: AtomicBool = AtomicBool::new(false);
+
+/// A PV disk failed (PASSIVE_LEVEL): the emulated disks stay at the next boot.
+fn record_failure() {
+    FAILED_THIS_BOOT.store(true, Ordering::Release);
+    if !unplug_request::failed(&mut Registry, Class::Disks) {
+        log!("xenvbd: could not clear the disk unplug request");
+    }
+}
+
 /// One adapter.
 #[derive(Default)]
 struct Adapter {
@@ -83,6 +100,11 @@ struct Adapter {
     /// The disk is out for a backend state change (SRBs get BUSY meanwhile).
     changing: bool,
     watch: Option<WatchId>,
+    /// PASSIVE_LEVEL work the DPC or a reset leaves ([`passive_work`]).
+    work: Option<WorkItem>,
+    /// A backend I/O succeeded: the unplug request is to be recorded (once).
+    proved: bool,
+    prove_pending: bool,
 }
 
 fn finish(srb: Srb, c: &Completion) {
@@ -112,8 +134,18 @@ impl Adapter {
         if let Some(e) = err {
             log!("xenvbd: backend broke the protocol, device failed: {}", e);
         }
+        let ok = done.iter().any(|(_, c)| c.srb_status == status::SUCCESS);
         for (s, c) in done {
             finish(s, &c);
+        }
+        if ok && !self.proved {
+            self.proved = true;
+            self.prove_pending = true;
+        }
+        if self.prove_pending || disk.failure_unpublished() {
+            if let Some(w) = &self.work {
+                w.queue();
+            }
         }
     }
 }
@@ -124,6 +156,7 @@ impl Miniport for Adapter {
             Ok(b) => Arc::new(b),
             Err(s) => {
                 log!("xenvbd: no xenbus interface below ({:#x}): not found", s);
+                record_failure();
                 return None;
             }
         };
@@ -147,11 +180,13 @@ impl Miniport for Adapter {
             Ok(f) => f,
             Err(e) => {
                 log!("xenvbd: {}: {}", bus.frontend_path(), e);
+                record_failure();
                 return None;
             }
         };
         if let Err(e) = front.start(&mut plat) {
             log!("xenvbd: publishing Initialising: {}", e);
+            record_failure();
             return None;
         }
         self.bus = Some(bus);
@@ -207,6 +242,27 @@ impl Miniport for Adapter {
         }
     }
 
+    fn reset_bus(&mut self) {
+        let (Some(plat), Some(disk)) = (self.plat.as_mut(), self.disk.as_mut()) else {
+            return;
+        };
+        let done = disk.reset(plat);
+        if !done.is_empty() {
+            log!(
+                "xenvbd: Storport reset with {} SRBs in flight: device failed",
+                done.len()
+            );
+        }
+        for (s, c) in done {
+            finish(s, &c);
+        }
+        if disk.failure_unpublished() {
+            if let Some(w) = &self.work {
+                w.queue();
+            }
+        }
+    }
+
     fn as_any(&mut self) -> &mut dyn core::any::Any {
         self
     }
@@ -228,9 +284,12 @@ impl Drop for Adapter {
     }
 }
 
-/// The bus' xenstore work item: the backend's state node changed (PASSIVE_LEVEL).
-fn on_watch(me: AdapterRef, _id: u64) {
-    let taken = storport::with_miniport::<Adapter, _>(me, |a| {
+type Taken = (Arc<BusHandle>, Plat, Disk<Plat, Srb>);
+
+/// Takes the disk out of the adapter for work at PASSIVE_LEVEL without its spin lock
+/// (SRBs get BUSY meanwhile).
+fn take_disk(me: AdapterRef) -> Option<Taken> {
+    storport::with_miniport::<Adapter, _>(me, |a| {
         let bus = a.bus.clone()?;
         let plat = a.plat.take()?;
         let Some(disk) = a.disk.take() else {
@@ -240,18 +299,17 @@ fn on_watch(me: AdapterRef, _id: u64) {
         a.changing = true;
         Some((bus, plat, disk))
     })
-    .flatten();
-    let Some((bus, mut plat, mut disk)) = taken else {
-        return;
-    };
-    let state = bus
-        .xs_read(0, &format!("{}/state", bus.backend_path()))
-        .ok()
-        .flatten()
-        .and_then(|s| s.trim_end_matches('\0').parse::<XenbusState>().ok())
-        // A missing or garbled state node reads as Closed, as Linux's xenbus does.
-        .unwrap_or(XenbusState::Closed);
-    let (r, done) = disk.backend_changed(&mut plat, state);
+    .flatten()
+}
+
+/// Puts the disk back, completes `done` and drains the events that came meanwhile;
+/// false if the adapter was freed meanwhile (the disk is then shut down here).
+fn put_back(
+    me: AdapterRef,
+    plat: Plat,
+    disk: Disk<Plat, Srb>,
+    done: Vec<(Srb, Completion)>,
+) -> bool {
     let queues = disk.front().queues();
     let mut back = Some((plat, disk, done));
     storport::with_miniport::<Adapter, _>(me, |a| {
@@ -262,16 +320,59 @@ fn on_watch(me: AdapterRef, _id: u64) {
         for (s, c) in done {
             finish(s, &c);
         }
-        // Events that came while the disk was out.
         for q in 0..queues {
             a.drain(q);
         }
     });
     if let Some((mut plat, mut disk, done)) = back {
-        // The adapter was freed meanwhile: shut the device down here.
         for (s, c) in done.into_iter().chain(disk.shutdown(&mut plat)) {
             finish(s, &c);
         }
+        return false;
+    }
+    true
+}
+
+/// The adapter's work item (PASSIVE_LEVEL): publishes the Closed state of a device
+/// failed in the event DPC or by a reset (xenstore is refused at DISPATCH_LEVEL), and
+/// records the proof (connected, an I/O completed) or the failure for the unplug at
+/// the next boot.
+fn passive_work(me: AdapterRef) {
+    let prove =
+        storport::with_miniport::<Adapter, _>(me, |a| core::mem::take(&mut a.prove_pending))
+            .unwrap_or(false);
+    let failed = storport::with_miniport::<Adapter, _>(me, |a| {
+        a.disk.as_ref().is_some_and(|d| d.failure_unpublished())
+    })
+    .unwrap_or(false);
+    if failed {
+        record_failure();
+        if let Some((_bus, mut plat, mut disk)) = take_disk(me) {
+            let done = disk.publish_failure(&mut plat);
+            put_back(me, plat, disk, done);
+        }
+    } else if prove {
+        let failed_before = FAILED_THIS_BOOT.load(Ordering::Acquire);
+        if unplug_request::proved(&mut Registry, Class::Disks, failed_before) {
+            log!("xenvbd: PV disk proved: emulated disks unplugged from the next boot");
+        }
+    }
+}
+
+/// The bus' xenstore work item: the backend's state node changed (PASSIVE_LEVEL).
+fn on_watch(me: AdapterRef, _id: u64) {
+    let Some((bus, mut plat, mut disk)) = take_disk(me) else {
+        return;
+    };
+    let state = bus
+        .xs_read(0, &format!("{}/state", bus.backend_path()))
+        .ok()
+        .flatten()
+        .and_then(|s| s.trim_end_matches('\0').parse::<XenbusState>().ok())
+        // A missing or garbled state node reads as Closed, as Linux's xenbus does.
+        .unwrap_or(XenbusState::Closed);
+    let (r, done) = disk.backend_changed(&mut plat, state);
+    if !put_back(me, plat, disk, done) {
         return;
     }
     match r {
@@ -282,6 +383,7 @@ fn on_watch(me: AdapterRef, _id: u64) {
         }
         Err(e) => {
             log!("xenvbd: {}: negotiation failed: {}", bus.frontend_path(), e);
+            record_failure();
             storport::bus_changed(me);
         }
     }
@@ -290,7 +392,15 @@ fn on_watch(me: AdapterRef, _id: u64) {
 /// A new adapter's state is installed: watch the backend's state (its first event
 /// comes at once and starts the negotiation).
 fn started(me: AdapterRef) {
-    let Some(bus) = storport::with_miniport::<Adapter, _>(me, |a| a.bus.clone()).flatten() else {
+    let mut work = Some(WorkItem::new(Box::new(move || passive_work(me))));
+    let bus = storport::with_miniport::<Adapter, _>(me, |a| {
+        // Swapped, not dropped, under the lock (a WorkItem's drop waits: PASSIVE only).
+        core::mem::swap(&mut a.work, &mut work);
+        a.bus.clone()
+    })
+    .flatten();
+    drop(work);
+    let Some(bus) = bus else {
         return;
     };
     match bus.watch(
