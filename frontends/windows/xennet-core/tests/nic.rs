@@ -1,0 +1,208 @@
+//! xennet's adapter logic over the real netfront-core and the fake netback of
+//! netfront-core's own tests (real abi rings in the fake Xen world), well-behaved and
+//! hostile: NDIS statuses, link state, MTU, receive filter, counters.
+
+#[path = "../../../netfront-core/tests/fake/mod.rs"]
+mod fake;
+
+use fake::netback::{BackConfig, Misbehaviour, Netback};
+use fake::{FrontPlatform, World, BACK, BACKEND_ID, FRONT};
+use sluice_abi::netif::NetRxFlags;
+use sluice_abi::shared::SharedMem;
+use sluice_abi::xenbus::XenbusState;
+use sluice_netfront_core::TxOffload;
+use sluice_xennet_core::filter::packet_type;
+use sluice_xennet_core::nic::{Link, Nic, StartError};
+use sluice_xennet_core::status;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const MAC: [u8; 6] = [0x00, 0x16, 0x3e, 0, 0, 1];
+
+struct Bed {
+    world: Rc<RefCell<World>>,
+    p: FrontPlatform,
+    nic: Nic<FrontPlatform>,
+    be: Netback,
+}
+
+fn bed_with(cfg: BackConfig, tweak: impl FnOnce(&mut World)) -> Bed {
+    let world = World::new();
+    let be = Netback::new(world.clone(), cfg);
+    tweak(&mut world.borrow_mut());
+    let p = FrontPlatform(world.clone());
+    let nic = Nic::new(FRONT, BACK, BACKEND_ID).unwrap();
+    Bed { world, p, nic, be }
+}
+
+fn up(cfg: BackConfig, tweak: impl FnOnce(&mut World)) -> Bed {
+    let mut b = bed_with(cfg, tweak);
+    assert_eq!(b.nic.start(&mut b.p).unwrap(), MAC);
+    assert_eq!(
+        b.nic
+            .backend_changed(&mut b.p, XenbusState::InitWait)
+            .unwrap(),
+        Link::Up
+    );
+    b.be.connect();
+    b.nic
+        .backend_changed(&mut b.p, XenbusState::Connected)
+        .unwrap();
+    assert!(b.nic.info.link_up);
+    b
+}
+
+fn frame(dst: [u8; 6], len: usize) -> Vec<u8> {
+    let mut f: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&MAC);
+    f
+}
+
+fn send(b: &mut Bed, data: &[u8]) -> u32 {
+    let mut buf = data.to_vec();
+    let mems = [SharedMem::from_mut_slice(&mut buf)];
+    b.nic.send(&mut b.p, &mems, &TxOffload::default())
+}
+
+fn rx(b: &mut Bed) -> Vec<Vec<u8>> {
+    let (frames, _) = b.nic.receive(&mut b.p).unwrap();
+    frames.into_iter().map(|f| f.data).collect()
+}
+
+#[test]
+fn frames_go_both_ways_and_the_filter_decides_what_is_indicated() {
+    let mut b = up(BackConfig::default(), |_| {});
+    assert_eq!(b.nic.info.mtu, 1500);
+    let out = frame([0xff; 6], 60);
+    assert_eq!(send(&mut b, &out), status::SUCCESS);
+    b.be.pump_tx();
+    assert_eq!(b.be.sent.last().unwrap().data, out);
+    assert_eq!(b.nic.info.counters.xmit_ok, 1);
+
+    let to_us = frame(MAC, 100);
+    let to_other = frame([0x00, 0x16, 0x3e, 9, 9, 9], 100);
+    let bcast = frame([0xff; 6], 100);
+    // No filter set yet: nothing indicated.
+    assert!(b.be.deliver(0, &to_us, NetRxFlags::empty(), None));
+    assert!(rx(&mut b).is_empty());
+    b.nic
+        .info
+        .filter
+        .set_bits(packet_type::DIRECTED | packet_type::BROADCAST)
+        .unwrap();
+    for f in [&to_us, &to_other, &bcast] {
+        assert!(b.be.deliver(0, f, NetRxFlags::empty(), None));
+    }
+    assert_eq!(rx(&mut b), vec![to_us.clone(), bcast.clone()]);
+    assert_eq!(b.nic.info.counters.rcv_ok, 2);
+}
+
+#[test]
+fn frames_of_bad_length_are_refused_and_counted() {
+    let mut b = up(BackConfig::default(), |_| {});
+    assert_eq!(send(&mut b, &[0u8; 13]), status::INVALID_LENGTH);
+    assert_eq!(send(&mut b, &frame(MAC, 1515)), status::INVALID_LENGTH);
+    assert_eq!(send(&mut b, &frame(MAC, 1514)), status::SUCCESS);
+    assert_eq!(b.nic.info.counters.xmit_error, 2);
+    // An oversized received frame (the backend's GSO) is dropped, counted.
+    b.nic
+        .info
+        .filter
+        .set_bits(packet_type::PROMISCUOUS)
+        .unwrap();
+    assert!(b
+        .be
+        .deliver(0, &frame(MAC, 3000), NetRxFlags::empty(), None));
+    assert!(rx(&mut b).is_empty());
+    assert_eq!(b.nic.info.counters.rcv_error, 1);
+}
+
+#[test]
+fn a_full_ring_answers_resources_not_a_hang() {
+    let mut b = up(BackConfig::default(), |_| {});
+    b.be.misbehave = Misbehaviour::Silent;
+    let f = frame(MAC, 60);
+    let mut n = 0;
+    while send(&mut b, &f) == status::SUCCESS {
+        n += 1;
+        assert!(n <= 1024, "the ring never fills");
+    }
+    assert_eq!(send(&mut b, &f), status::RESOURCES);
+    assert!(b.nic.info.counters.xmit_error >= 2);
+}
+
+#[test]
+fn the_backend_mtu_is_bounded() {
+    for (node, want) in [("9000", 9000), ("99999999", 1500), ("20", 1500)] {
+        let b = up(BackConfig::default(), |w| {
+            w.xs.insert(format!("{BACK}/mtu"), node.into());
+        });
+        assert_eq!(b.nic.info.mtu, want, "mtu node {node}");
+    }
+    let b = up(
+        BackConfig {
+            sg: false,
+            ..BackConfig::default()
+        },
+        |w| {
+            w.xs.insert(format!("{BACK}/mtu"), "9000".into());
+        },
+    );
+    assert_eq!(b.nic.info.mtu, 1500, "one page without feature-sg");
+}
+
+#[test]
+fn a_multicast_or_zero_mac_is_refused() {
+    for mac in ["01:16:3e:00:00:01", "00:00:00:00:00:00"] {
+        let mut b = bed_with(BackConfig::default(), |w| {
+            w.xs.insert(format!("{FRONT}/mac"), mac.into());
+        });
+        assert!(matches!(b.nic.start(&mut b.p), Err(StartError::BadMac(_))));
+    }
+    let mut b = bed_with(BackConfig::default(), |w| {
+        w.xs.insert(format!("{FRONT}/mac"), "garbage".into());
+    });
+    assert!(matches!(
+        b.nic.start(&mut b.p),
+        Err(StartError::Negotiation(_))
+    ));
+}
+
+#[test]
+fn a_hostile_backend_takes_the_link_down_not_the_system() {
+    for m in [Misbehaviour::RxBogusId, Misbehaviour::RxOverflow] {
+        let mut b = up(BackConfig::default(), |_| {});
+        b.nic
+            .info
+            .filter
+            .set_bits(packet_type::PROMISCUOUS)
+            .unwrap();
+        b.be.misbehave = m;
+        b.be.deliver(0, &frame(MAC, 100), NetRxFlags::empty(), None);
+        assert!(b.nic.receive(&mut b.p).is_err(), "{m:?}");
+        assert!(!b.nic.info.link_up);
+        assert_eq!(send(&mut b, &frame(MAC, 60)), status::MEDIA_DISCONNECTED);
+        assert_eq!(
+            b.world.borrow().xs[&format!("{FRONT}/state")],
+            XenbusState::Closed.xenstore_value()
+        );
+    }
+}
+
+#[test]
+fn a_closing_backend_is_link_down_and_halt_closes() {
+    let mut b = up(BackConfig::default(), |_| {});
+    let l = b
+        .nic
+        .backend_changed(&mut b.p, XenbusState::Closing)
+        .unwrap();
+    assert_eq!(l, Link::Down);
+    assert!(!b.nic.info.link_up);
+    assert_eq!(send(&mut b, &frame(MAC, 60)), status::MEDIA_DISCONNECTED);
+    b.nic.halt(&mut b.p);
+    assert_eq!(
+        b.world.borrow().xs[&format!("{FRONT}/state")],
+        XenbusState::Closed.xenstore_value()
+    );
+}
