@@ -16,7 +16,7 @@
 //! `SCSIAdapter` (Storport miniport) service is in `LoadOrderGroup = SCSI miniport` and
 //! its `AddReg` sets `Parameters\PnpInterface` to a REG_DWORD 1 (what Storport reads to
 //! bind the miniport on that interface type). A boot-start service ([`Expect::boot_group`])
-//! has `StartType = 0` and its `LoadOrderGroup`.
+//! has `StartType = 0` and its `LoadOrderGroup`. A `Net` package: `inf_net`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -121,7 +121,7 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
-fn fields(v: &str) -> Vec<String> {
+pub(crate) fn fields(v: &str) -> Vec<String> {
     v.split(',')
         .map(|f| f.trim().trim_matches('"').to_string())
         .collect()
@@ -289,6 +289,9 @@ pub fn validate(text: &str, want: &Expect<'_>) -> Vec<String> {
             p.push(format!("install section [{install}] is missing"));
             continue;
         };
+        if want.class.eq_ignore_ascii_case("Net") {
+            crate::inf_net::install(&inf, &sec, want.service, &mut p);
+        }
         for (k, val) in inf.section(&sec).unwrap() {
             if !k.eq_ignore_ascii_case("CopyFiles") {
                 continue;
@@ -359,6 +362,9 @@ pub fn validate(text: &str, want: &Expect<'_>) -> Vec<String> {
                     let file = lower
                         .strip_prefix("%13%\\")
                         .or_else(|| lower.strip_prefix("%12%\\"));
+                    if want.class.eq_ignore_ascii_case("Net") {
+                        crate::inf_net::service_binary(&b, s, &mut p);
+                    }
                     match file {
                         Some(f) if copied.contains(f) => {}
                         _ => p.push(format!(
@@ -457,7 +463,7 @@ fn storport_service(inf: &Inf, s: &str, p: &mut Vec<String>) {
     }
 }
 
-fn parse_num(s: &str) -> Option<u32> {
+pub(crate) fn parse_num(s: &str) -> Option<u32> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u32::from_str_radix(h, 16).ok(),
         None => s.parse().ok(),

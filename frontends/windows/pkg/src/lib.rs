@@ -4,4 +4,5 @@
 
 pub mod cat;
 pub mod inf;
+mod inf_net;
 pub mod pe;
