@@ -14,6 +14,11 @@ pub struct FrontendConfig {
     pub max_queues: u32,
     /// Use split event channels (one for TX, one for RX) when offered.
     pub split_event_channels: bool,
+    /// Offer `feature-gso-tcpv4/v6` (the backend may then send GSO packets larger
+    /// than the MTU) and transmit GSO packets when the backend offers them. Linux
+    /// does (the default); a frontend whose stack cannot take oversized frames (the
+    /// Windows xennet, without NDIS receive coalescing) turns it off.
+    pub gso: bool,
 }
 
 impl Default for FrontendConfig {
@@ -21,6 +26,7 @@ impl Default for FrontendConfig {
         FrontendConfig {
             max_queues: 8,
             split_event_channels: true,
+            gso: true,
         }
     }
 }

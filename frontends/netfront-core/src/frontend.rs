@@ -231,8 +231,8 @@ impl<P: Platform> Frontend<P> {
             sg: f.sg,
             ipv4_csum: f.ipv4_csum,
             ipv6_csum: f.ipv6_csum,
-            tso4: f.sg && f.gso_tcpv4,
-            tso6: f.sg && f.gso_tcpv6,
+            tso4: self.config.gso && f.sg && f.gso_tcpv4,
+            tso6: self.config.gso && f.sg && f.gso_tcpv6,
             mtu: f.mtu,
         }
     }
@@ -290,8 +290,8 @@ impl<P: Platform> Frontend<P> {
         let split = self.config.split_event_channels && f.split_event_channels;
         let offers = Offers {
             sg: f.sg,
-            gso_tcpv4: f.gso_tcpv4,
-            gso_tcpv6: f.gso_tcpv6,
+            gso_tcpv4: self.config.gso && f.gso_tcpv4,
+            gso_tcpv6: self.config.gso && f.gso_tcpv6,
         };
         self.nqueues = nq;
         for qi in 0..nq {
@@ -343,14 +343,20 @@ impl<P: Platform> Frontend<P> {
                 w.push((format!("{dir}/{}", keys::EVENT_CHANNEL), format!("{tx}")));
             }
         }
+        let gso: &[&str] = if self.config.gso {
+            &[keys::FEATURE_GSO_TCPV4, keys::FEATURE_GSO_TCPV6]
+        } else {
+            &[]
+        };
         for key in [
             keys::REQUEST_RX_COPY,
             keys::FEATURE_RX_NOTIFY,
             keys::FEATURE_SG,
-            keys::FEATURE_GSO_TCPV4,
-            keys::FEATURE_GSO_TCPV6,
             keys::FEATURE_IPV6_CSUM_OFFLOAD,
-        ] {
+        ]
+        .iter()
+        .chain(gso)
+        {
             w.push((format!("{node}/{key}"), "1".into()));
         }
         let refs: Vec<(&str, &str)> = w.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

@@ -269,6 +269,45 @@ fn ring_full_is_busy_then_room_after_completions() {
 }
 
 #[test]
+fn gso_off_is_neither_offered_nor_sent() {
+    // A backend offering GSO, a frontend configured without it (Windows' xennet):
+    // no feature-gso-* nodes (so netback sends no oversized frames), no TSO offload,
+    // and a GSO packet from the stack refused before it reaches the ring.
+    let mut b = bed_with(
+        BackConfig::default(),
+        FrontendConfig {
+            max_queues: 1,
+            gso: false,
+            ..Default::default()
+        },
+    );
+    let ev =
+        b.fe.backend_changed(&mut b.p, XenbusState::InitWait)
+            .unwrap();
+    assert!(matches!(ev, Event::Connected { .. }), "{ev:?}");
+    b.be.connect();
+    b.fe.backend_changed(&mut b.p, XenbusState::Connected)
+        .unwrap();
+    assert_eq!(read(&b, "feature-gso-tcpv4"), None);
+    assert_eq!(read(&b, "feature-gso-tcpv6"), None);
+    assert_eq!(read(&b, "feature-sg").as_deref(), Some("1"));
+    let o = b.fe.offloads();
+    assert!(o.sg && !o.tso4 && !o.tso6);
+    let d = pattern(9000, 4);
+    for t in [NetifGsoType::TcpV4, NetifGsoType::TcpV6] {
+        let off = TxOffload {
+            csum: TxCsum::Partial,
+            gso: Some((t, 1448)),
+        };
+        assert_eq!(tx(&mut b, 0, &[&d], &off), Err(TxError::BadGso));
+    }
+    tx(&mut b, 0, &[&d], &TxOffload::default()).unwrap();
+    b.be.pump_tx();
+    assert_eq!(b.be.sent.len(), 1);
+    assert_eq!(b.be.sent[0].gso, None);
+}
+
+#[test]
 fn refuses_bad_lengths_and_unoffered_gso() {
     let cfg = BackConfig {
         sg: false,

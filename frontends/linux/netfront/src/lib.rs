@@ -155,6 +155,7 @@ impl XenbusDriver for Device {
         let config = FrontendConfig {
             max_queues: queues,
             split_event_channels: true,
+            gso: true,
         };
         let mut front = match Frontend::new(&nodename, &otherend, otherend_id, config) {
             Ok(f) => f,

@@ -63,10 +63,13 @@ pub struct Nic<P: Platform> {
 
 impl<P: Platform> Nic<P> {
     /// A NIC for `frontend` (`device/vif/<n>`) with its backend at `backend` in `domid`
-    /// (from the bus interface). One queue: NDIS RSS is not done.
+    /// (from the bus interface). One queue: NDIS RSS is not done. No GSO: NDIS
+    /// receive coalescing and LSO are not done, so `feature-gso-tcpv4/v6` is not
+    /// offered and the backend sends no frame over the MTU.
     pub fn new(frontend: &str, backend: &str, domid: DomId) -> Result<Self, NegotiationError> {
         let cfg = FrontendConfig {
             max_queues: 1,
+            gso: false,
             ..FrontendConfig::default()
         };
         Ok(Nic {

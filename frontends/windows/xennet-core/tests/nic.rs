@@ -99,6 +99,22 @@ fn frames_go_both_ways_and_the_filter_decides_what_is_indicated() {
 }
 
 #[test]
+fn gso_is_not_offered_to_a_backend_that_has_it() {
+    // xennet drops frames over the MTU, so it must not ask netback for GSO ones.
+    let b = up(BackConfig::default(), |_| {});
+    let w = b.world.borrow();
+    for k in ["feature-gso-tcpv4", "feature-gso-tcpv6"] {
+        assert_eq!(w.xs.get(&format!("{FRONT}/{k}")), None, "{k}");
+    }
+    assert_eq!(
+        w.xs.get(&format!("{FRONT}/feature-sg")).map(String::as_str),
+        Some("1")
+    );
+    let o = b.nic.front().offloads();
+    assert!(!o.tso4 && !o.tso6);
+}
+
+#[test]
 fn frames_of_bad_length_are_refused_and_counted() {
     let mut b = up(BackConfig::default(), |_| {});
     assert_eq!(send(&mut b, &[0u8; 13]), status::INVALID_LENGTH);
