@@ -40,6 +40,7 @@ const FUNCTIONS: &[&str] = &[
     "ZwQueryValueKey",
     "ZwSetValueKey",
     "ZwClose",
+    "MmMapLockedPagesSpecifyCache",
 ];
 
 const TYPES: &[&str] = &[
@@ -67,6 +68,7 @@ const TYPES: &[&str] = &[
     "OBJECT_ATTRIBUTES",
     "KEY_VALUE_PARTIAL_INFORMATION",
     "KEY_VALUE_INFORMATION_CLASS",
+    "MDL",
     // storport (mingw-w64's srb.h: the SRB and port configuration; the
     // virtual-miniport structures it lacks are declared in src/storport.rs).
     "SCSI_REQUEST_BLOCK",

@@ -13,6 +13,8 @@ mod bushandle;
 pub mod busif;
 pub mod hw;
 pub mod log;
+pub mod ndis;
+pub mod ndis_sys;
 pub mod pnp;
 pub mod registry;
 pub mod storport;
