@@ -42,6 +42,12 @@ const DRIVERS: &[Driver] = &[
         hardware_ids: &["SLUICEXEN\\VBD"],
         boot_group: Some("SCSI miniport"),
     },
+    Driver {
+        name: "xennet",
+        class: "Net",
+        hardware_ids: &["SLUICEXEN\\VIF"],
+        boot_group: None,
+    },
 ];
 
 /// Kernel modules a driver may import from, with the import library that lists what

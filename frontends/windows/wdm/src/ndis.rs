@@ -79,7 +79,7 @@ pub trait Miniport: Send + core::any::Any {
     /// One OID request; `buf` is its information buffer.
     fn oid(&mut self, kind: OidKind, oid: u32, buf: &mut [u8]) -> OidAnswer;
     /// One frame to send: its NDIS status (completed at once).
-    fn send(&mut self, frame: &[u8]) -> i32;
+    fn send(&mut self, frame: &mut [u8]) -> i32;
     /// An event on a port bound with [`event_callback`] (bus DPC): frames to indicate.
     fn port_event(&mut self, port: u32) -> Vec<RxFrame>;
     /// For [`with_miniport`]'s downcast.
@@ -95,6 +95,8 @@ struct Block {
     handle: Handle,
     pool: Handle,
     paused: AtomicBool,
+    /// The state is out with [`take`] (halt waits for it to come back).
+    taken: AtomicBool,
     state: SpinLock<Option<Box<dyn Miniport>>>,
 }
 
@@ -116,12 +118,21 @@ pub fn with_miniport<M: Miniport, R>(a: AdapterRef, f: impl FnOnce(&mut M) -> R)
 /// Takes adapter `a`'s state out (PASSIVE work that may wait, e.g. a backend state
 /// change); sends are refused meanwhile. [`put_back`] returns it.
 pub fn take(a: AdapterRef) -> Option<Box<dyn Miniport>> {
-    block(a.0).state.lock().take()
+    let b = block(a.0);
+    let mut g = b.state.lock();
+    let m = g.take();
+    if m.is_some() {
+        b.taken.store(true, Ordering::Release);
+    }
+    m
 }
 
-/// Returns the state [`take`] took.
+/// Returns the state [`take`] took, then polls for what came meanwhile.
 pub fn put_back(a: AdapterRef, m: Box<dyn Miniport>) {
-    *block(a.0).state.lock() = Some(m);
+    let b = block(a.0);
+    *b.state.lock() = Some(m);
+    b.taken.store(false, Ordering::Release);
+    on_bus_port(a.0, 0);
 }
 
 /// The bus' event callback for this adapter: [`Miniport::port_event`] under the lock,
@@ -249,6 +260,7 @@ unsafe extern "C" fn initialize_ex(handle: Handle, _drv: Handle, _params: *mut c
         handle,
         pool: core::ptr::null_mut(),
         paused: AtomicBool::new(true),
+        taken: AtomicBool::new(false),
         state: SpinLock::new(None),
     }));
     let me = AdapterRef(b as usize);
@@ -320,7 +332,7 @@ unsafe extern "C" fn initialize_ex(handle: Handle, _drv: Handle, _params: *mut c
             return fail(b);
         }
     }
-    put_back(me, m);
+    *block(me.0).state.lock() = Some(m);
     // SAFETY: stored by `register` from a `fn(AdapterRef)`.
     let started =
         unsafe { core::mem::transmute::<usize, fn(AdapterRef)>(STARTED.load(Ordering::SeqCst)) };
@@ -387,8 +399,20 @@ unsafe extern "C" fn halt_ex(ctx: Handle, _action: u32) {
     // The driver's state goes first (PASSIVE, no lock: dropping it closes its ports
     // and removes its watches, waiting out callbacks in flight), then the pool and the
     // block, which nothing reaches any more.
-    let m = take(AdapterRef(b as usize));
-    drop(m);
+    let blk = block(b as usize);
+    let idle = crate::xen::Event::new();
+    loop {
+        let m = blk.state.lock().take();
+        if let Some(m) = m {
+            drop(m);
+            break;
+        }
+        if !blk.taken.load(Ordering::Acquire) {
+            break;
+        }
+        // Out for PASSIVE work (a backend state change): wait for it to come back.
+        idle.wait(1);
+    }
     // SAFETY: the block leaked in `initialize_ex`, NDIS' last call for this adapter.
     let b = unsafe { Box::from_raw(b) };
     // SAFETY: our pool; receive indications never keep an NBL past their call.
@@ -524,11 +548,11 @@ unsafe extern "C" fn send_nbls(ctx: Handle, nbls: *mut NetBufferList, _port: u32
                 } else {
                     match copy_net_buffer(nb) {
                         None => STATUS_INVALID_LENGTH,
-                        Some(frame) => b
+                        Some(mut frame) => b
                             .state
                             .lock()
                             .as_deref_mut()
-                            .map(|m| m.send(&frame))
+                            .map(|m| m.send(&mut frame))
                             .unwrap_or(STATUS_PAUSED),
                     }
                 };
