@@ -98,6 +98,9 @@ struct Block {
     /// The state is out with [`take`] (halt waits for it to come back).
     taken: AtomicBool,
     state: SpinLock<Option<Box<dyn Miniport>>>,
+    /// Held (at DISPATCH_LEVEL) around each receive indication, whatever IRQL the
+    /// caller came at, so NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL is always true.
+    rx: SpinLock<()>,
 }
 
 fn block<'a>(a: usize) -> &'a Block {
@@ -262,6 +265,7 @@ unsafe extern "C" fn initialize_ex(handle: Handle, _drv: Handle, _params: *mut c
         paused: AtomicBool::new(true),
         taken: AtomicBool::new(false),
         state: SpinLock::new(None),
+        rx: SpinLock::new(()),
     }));
     let me = AdapterRef(b as usize);
     // SAFETY: stored by `register` from a `fn() -> Box<dyn Miniport>`.
@@ -463,11 +467,17 @@ unsafe extern "C" fn oid_request(ctx: Handle, req: *mut OidRequest) -> Status {
             core::slice::from_raw_parts_mut(r.information_buffer.cast(), len)
         };
         let oid = r.oid;
-        let a = block(ctx as usize)
-            .state
-            .lock()
-            .as_deref_mut()
-            .map(|m| m.oid(kind, oid, buf));
+        let b = block(ctx as usize);
+        // NDIS sends OID requests at PASSIVE_LEVEL: while the state is out for a
+        // backend state change, wait for it rather than fail the request.
+        let idle = crate::xen::Event::new();
+        let a = loop {
+            let a = b.state.lock().as_deref_mut().map(|m| m.oid(kind, oid, buf));
+            if a.is_some() || !b.taken.load(Ordering::Acquire) {
+                break a;
+            }
+            idle.wait(1);
+        };
         let Some(a) = a else {
             return STATUS_FAILURE;
         };
@@ -608,6 +618,7 @@ fn indicate(b: &Block, frames: Vec<RxFrame>) {
     let Some(first) = held.first() else {
         return;
     };
+    let _dispatch = b.rx.lock();
     // SAFETY: the chain built above; RESOURCES: NDIS is done with it on return.
     unsafe {
         NdisMIndicateReceiveNetBufferLists(
