@@ -101,6 +101,8 @@ struct Block {
     /// Held (at DISPATCH_LEVEL) around each receive indication, whatever IRQL the
     /// caller came at, so NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL is always true.
     rx: SpinLock<()>,
+    /// MiniportSendNetBufferLists calls in progress (pause waits for none).
+    sending: AtomicUsize,
 }
 
 fn block<'a>(a: usize) -> &'a Block {
@@ -164,7 +166,7 @@ extern "C" fn on_bus_port(ctx: usize, port: u32) {
         .as_deref_mut()
         .map(|m| m.port_event(port))
         .unwrap_or_default();
-    if !frames.is_empty() && !b.paused.load(Ordering::Acquire) {
+    if !frames.is_empty() {
         indicate(b, frames);
     }
 }
@@ -266,6 +268,7 @@ unsafe extern "C" fn initialize_ex(handle: Handle, _drv: Handle, _params: *mut c
         taken: AtomicBool::new(false),
         state: SpinLock::new(None),
         rx: SpinLock::new(()),
+        sending: AtomicUsize::new(0),
     }));
     let me = AdapterRef(b as usize);
     // SAFETY: stored by `register` from a `fn() -> Box<dyn Miniport>`.
@@ -424,9 +427,16 @@ unsafe extern "C" fn halt_ex(ctx: Handle, _action: u32) {
 }
 
 unsafe extern "C" fn pause(ctx: Handle, _p: *mut c_void) -> Status {
-    block(ctx as usize).paused.store(true, Ordering::Release);
-    // Nothing is outstanding: sends complete in their call, indications return
-    // their NBLs when the call returns.
+    let b = block(ctx as usize);
+    b.paused.store(true, Ordering::Release);
+    // Nothing stays outstanding once the calls in progress return: an indication
+    // gives its NBLs back on return (and checks `paused` under `rx`, so taking `rx`
+    // waits one out), a send completes its NBLs in its call (PASSIVE: wait for them).
+    drop(b.rx.lock());
+    let idle = crate::xen::Event::new();
+    while b.sending.load(Ordering::Acquire) != 0 {
+        idle.wait(1);
+    }
     STATUS_SUCCESS
 }
 
@@ -544,6 +554,7 @@ unsafe fn copy_net_buffer(nb: *const NetBuffer) -> Option<Vec<u8>> {
 
 unsafe extern "C" fn send_nbls(ctx: Handle, nbls: *mut NetBufferList, _port: u32, flags: u32) {
     let b = block(ctx as usize);
+    b.sending.fetch_add(1, Ordering::AcqRel);
     let paused = b.paused.load(Ordering::Acquire);
     // SAFETY: the chain NDIS hands us, ours until completed below; each NBL's
     // NET_BUFFERs and their MDLs are valid meanwhile.
@@ -578,12 +589,17 @@ unsafe extern "C" fn send_nbls(ctx: Handle, nbls: *mut NetBufferList, _port: u32
         };
         NdisMSendNetBufferListsComplete(b.handle, nbls, cf);
     }
+    b.sending.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Indicates `frames` (bus DPC, DISPATCH_LEVEL, no lock held): each copied into a
 /// buffer of its own under an MDL and an NBL from the adapter's pool, all indicated in
 /// one call with NDIS_RECEIVE_FLAGS_RESOURCES, then freed.
 fn indicate(b: &Block, frames: Vec<RxFrame>) {
+    let _dispatch = b.rx.lock();
+    if b.paused.load(Ordering::Acquire) {
+        return;
+    }
     let mut held: Vec<(*mut NetBufferList, *mut sys::MDL, Vec<u8>)> = Vec::new();
     for f in frames {
         let mut data = f.data;
@@ -618,7 +634,6 @@ fn indicate(b: &Block, frames: Vec<RxFrame>) {
     let Some(first) = held.first() else {
         return;
     };
-    let _dispatch = b.rx.lock();
     // SAFETY: the chain built above; RESOURCES: NDIS is done with it on return.
     unsafe {
         NdisMIndicateReceiveNetBufferLists(
