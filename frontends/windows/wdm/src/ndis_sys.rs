@@ -1,12 +1,13 @@
 //! NDIS 6.20 declarations mingw-w64's `ndis.h` lacks (it has the NDIS 6 functions'
 //! names, not their structures), written from the documented x64 layouts. Every
 //! structure is followed by compile-time assertions of its size and of the offset of
-//! each field Sluice uses. Source of the numbers: the x64 type dumps of Windows 10's
-//! `ndis.sys` (public symbols, "ntdiff/headers", `Win10_*/x64/System32/ndis.sys/`:
-//! `/* 0x0010 */`-style offsets), checked against the field order of Microsoft's
-//! `ndis.h` documentation (learn.microsoft.com, `ns-ndis-_*` pages). Object types,
-//! revisions and flags are ndis.h's values (the `NDIS_SIZEOF_*_REVISION_n` macros are
-//! `RTL_SIZEOF_THROUGH_FIELD` of the revision's last field).
+//! each field Sluice uses. Source of the offsets and sizes: the x64 type dumps of
+//! Windows 10's `ndis.sys` public symbols (repository "ntdiff/headers",
+//! `Win10_*/x64/System32/ndis.sys/Standalone/*.h`, `/* 0x0010 */`-style offsets).
+//! Object types, revisions, flags and statuses: ndis.h's values as public copies of it
+//! give them (Rust NDIS bindings, ReactOS' NDIS 6 headers, mingw-w64's ndis.h where it
+//! has them); the `NDIS_SIZEOF_*_REVISION_n` macros are `RTL_SIZEOF_THROUGH_FIELD` of
+//! the revision's last field, asserted against the offsets below.
 
 #![allow(missing_docs)]
 
