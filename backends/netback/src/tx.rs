@@ -115,12 +115,11 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 return Ok(true);
             }
         }
-        // Copied: every byte is ours now, so the guest gets its slots back before the
-        // tap writes (which run dom0's stack and take most of the turn); a packet the
-        // tap then refuses is dropped, as Linux netback drops what its stack refuses.
+        // Copied: each packet written from our buffer, then the batch answered. (Answering
+        // before the tap writes was measured and dropped: the guest, its packets completed
+        // at once, sent them smaller and more often; docs/bench.md, 2026-12-07 04:12.)
         let (status, starts) = self.tx_copy_in(&packets, &mut st.bufs)?;
-        self.answer_batch(ring, st, &parsed, &status)?;
-        for (((p, buf), status), start) in packets.iter().zip(&st.bufs).zip(status).zip(starts) {
+        for (((p, buf), status), start) in packets.iter().zip(&st.bufs).zip(&status).zip(starts) {
             if let (Parsed::Good(p), NetifRsp::Okay) = (p, status) {
                 bump(&self.profile.tx_bytes, u64::from(p.len));
                 let frame = &buf.bytes()[start..start + usize::from(p.len)];
@@ -129,6 +128,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 }
             }
         }
+        self.answer_batch(ring, st, &parsed, &status)?;
         Ok(true)
     }
 
