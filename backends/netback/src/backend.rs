@@ -91,8 +91,16 @@ impl<T> Vif<T> {
         if !self.queues.is_empty() {
             self.log.report(&self.name, true);
             let s = &self.stats;
+            // Frames for the guest the kernel dropped because a tap queue was full
+            // (tun drops rather than stopping its queue): not seen by us otherwise.
+            let kernel_drops = std::fs::read_to_string(format!(
+                "/sys/class/net/{}/statistics/tx_dropped",
+                ifname_of(&self.name)
+            ))
+            .map_or_else(|_| "?".into(), |s| s.trim().to_string());
             tracing::info!(
-                "{}: disconnected (tx {} packets, {} dropped; rx {} packets, {} dropped)",
+                "{}: disconnected (tx {} packets, {} dropped; rx {} packets, {} dropped; \
+                 the tap dropped {kernel_drops} for the guest since its creation)",
                 self.name,
                 s.tx_packets.load(Ordering::Relaxed),
                 s.tx_dropped.load(Ordering::Relaxed),
@@ -107,6 +115,12 @@ impl<T> Vif<T> {
     fn any_dead(&self) -> bool {
         self.queues.iter().any(|q| q.dead.load(Ordering::Acquire))
     }
+}
+
+/// The interface name in a vif's log name (`vif 5:0 (vif5.0)` → `vif5.0`).
+fn ifname_of(name: &str) -> &str {
+    name.rsplit_once('(')
+        .map_or("", |(_, n)| n.trim_end_matches(')'))
 }
 
 /// Opens one more queue of the tap of this name (creating the interface if needed).
@@ -341,9 +355,7 @@ where
     }
 
     fn ifname(v: &Vif<T>) -> &str {
-        v.name
-            .rsplit_once('(')
-            .map_or("", |(_, n)| n.trim_end_matches(')'))
+        ifname_of(&v.name)
     }
 
     /// Creates the tap, publishes our features; state InitWait.

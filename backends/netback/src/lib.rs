@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod pages;
 pub mod profile;
 pub mod queue;
 pub mod tx;

@@ -20,6 +20,9 @@ pub struct NetProfile {
     pub tx_slots: Cell<u64>,
     /// Bytes of the good packets.
     pub tx_bytes: Cell<u64>,
+    /// Hypervisor copy operations those TX grant copies make (one per page of ours a
+    /// segment touches: `IOCTL_GNTDEV_GRANT_COPY` splits there).
+    pub tx_ops: Cell<u64>,
     /// Grant copies of TX data (one ioctl per turn).
     pub tx_copy: Phase,
     /// Mappings of TX grants (`--tx-map`: one ioctl and one mmap per turn).
@@ -40,6 +43,8 @@ pub struct NetProfile {
     pub rx_batch_max: Cell<u64>,
     /// Reads of the tap (each a syscall; the last of a turn usually finds nothing).
     pub tap_read: Phase,
+    /// Hypervisor copy operations of the RX grant copies (as `tx_ops`).
+    pub rx_ops: Cell<u64>,
     /// Grant copies of RX data (one ioctl per turn).
     pub rx_copy: Phase,
     /// Frames that waited for the guest to post RX requests.
@@ -61,6 +66,7 @@ impl Default for NetProfile {
             tx_packets: Cell::new(0),
             tx_slots: Cell::new(0),
             tx_bytes: Cell::new(0),
+            tx_ops: Cell::new(0),
             tx_copy: Phase::default(),
             tx_map: Phase::default(),
             tx_unmap: Phase::default(),
@@ -69,6 +75,7 @@ impl Default for NetProfile {
             rx_frames: Cell::new(0),
             rx_slots: Cell::new(0),
             rx_bytes: Cell::new(0),
+            rx_ops: Cell::new(0),
             rx_batch_max: Cell::new(0),
             tap_read: Phase::default(),
             rx_copy: Phase::default(),
@@ -94,8 +101,8 @@ impl fmt::Display for NetProfile {
         write!(
             f,
             "{:.0} ms, thread cpu {:.0} ms; tx {} packets ({} MiB, {:.0} B/packet, {:.1} \
-             slots/packet, {:.1} packets/turn); rx {} frames ({} MiB, {:.0} B/frame, {:.1} \
-             slots/frame, {:.1} frames/turn, max {}), {} waited for rx requests; \
+             slots/packet, {:.1} copy ops/packet, {:.1} packets/turn); rx {} frames ({} MiB, \
+             {:.0} B/frame, {:.1} slots/frame, {:.1} copy ops/frame, {:.1} frames/turn, max {}), {} waited for rx requests; \
              {} notifications;",
             ms(self.started.elapsed()),
             ms(thread_cpu()),
@@ -103,11 +110,13 @@ impl fmt::Display for NetProfile {
             self.tx_bytes.get() >> 20,
             per(&self.tx_bytes, &self.tx_packets),
             per(&self.tx_slots, &self.tx_packets),
+            per(&self.tx_ops, &self.tx_packets),
             per(&self.tx_packets, &self.tx_turns),
             self.rx_frames.get(),
             self.rx_bytes.get() >> 20,
             per(&self.rx_bytes, &self.rx_frames),
             per(&self.rx_slots, &self.rx_frames),
+            per(&self.rx_ops, &self.rx_frames),
             per(&self.rx_frames, &self.rx_turns),
             self.rx_batch_max.get(),
             self.rx_held.get(),

@@ -8,6 +8,7 @@
 //! of the guest's posted RX requests as it needs (page-sized pieces, a GSO extra slot
 //! after the first), all of them filled by one batched grant copy.
 
+use crate::pages::{local_ops, PageBuf};
 use crate::profile::{bump, NetProfile};
 use crate::vnet::{self, VnetHdr};
 use sluice_abi::netif::{
@@ -31,7 +32,11 @@ pub const TX_BATCH: usize = 64;
 pub const RX_BATCH: usize = 64;
 /// Bytes of the largest frame a tap hands us (vnet header + 64 KiB GSO frame + Ethernet).
 pub const FRAME_BUF: usize = VNET_HDR_LEN + 65536 + vnet::ETH_HLEN;
-const PAGE: usize = 4096;
+const PAGE: usize = crate::pages::PAGE;
+/// Where in its buffer a tap frame is read: its vnet header ends the first page, so the
+/// frame's data starts on the second and each page-sized piece copied to the guest is
+/// one page of ours ([`crate::pages`]).
+const RX_AT: usize = PAGE - VNET_HDR_LEN;
 
 /// A source and sink of Ethernet frames with vnet headers: a tap queue, or a datagram
 /// socket in host tests. Non-blocking reads.
@@ -186,7 +191,7 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels, T: Frames> {
 /// RX state kept between turns.
 #[derive(Default)]
 struct RxState {
-    bufs: Vec<Vec<u8>>,
+    bufs: Vec<PageBuf>,
     /// A frame waiting for RX requests (the next turn takes it first).
     held: Option<Held>,
 }
@@ -298,7 +303,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         while plans.len() < RX_BATCH {
             let k = plans.len();
             while st.bufs.len() <= k {
-                st.bufs.push(vec![0u8; FRAME_BUF]);
+                st.bufs.push(PageBuf::new(RX_AT + FRAME_BUF));
             }
             let (n, was_held) = match st.held.take() {
                 // Only ever taken first (k == 0): no plan of this turn uses a buffer yet.
@@ -306,11 +311,10 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                     st.bufs.swap(k, h.buf);
                     (h.len, true)
                 }
-                None => match self
-                    .profile
-                    .tap_read
-                    .time(|| self.tap.read_frame(&mut st.bufs[k]))
-                {
+                None => match self.profile.tap_read.time(|| {
+                    self.tap
+                        .read_frame(&mut st.bufs[k].bytes_mut()[RX_AT..RX_AT + FRAME_BUF])
+                }) {
                     Ok(n) => {
                         busy = true;
                         (n, false)
@@ -322,7 +326,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                     }
                 },
             };
-            let frame = &st.bufs[k][..n];
+            let frame = &st.bufs[k].bytes()[RX_AT..RX_AT + n];
             let Some((hdr, data)) = frame
                 .split_at_checked(VNET_HDR_LEN)
                 .and_then(|(h, d)| Some((VnetHdr::read_from_bytes(h).ok()?, d)))
@@ -400,10 +404,13 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         }
         let mut segs = Vec::new();
         let mut seg_rsp = Vec::new();
+        let mut ops = 0;
         for p in &plans {
-            let data = &st.bufs[p.buf][VNET_HDR_LEN..VNET_HDR_LEN + p.len];
+            let at = RX_AT + VNET_HDR_LEN;
+            let data = &st.bufs[p.buf].bytes()[at..at + p.len];
             for &(ri, gref, from) in &p.slots {
                 let to = (from + PAGE).min(p.len);
+                ops += local_ops(at + from, to - from);
                 segs.push(CopySegment {
                     local: CopyPtr::ToGuest(&data[from..to]),
                     domid: self.domid.0,
@@ -414,6 +421,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 seg_rsp.push(ri);
             }
         }
+        bump(&self.profile.rx_ops, ops as u64);
         self.profile.rx_copy.time(|| self.grants.copy(&mut segs))?;
         let mut failed = vec![false; plans.len()];
         for (s, &ri) in segs.iter().zip(&seg_rsp) {

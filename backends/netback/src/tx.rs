@@ -13,6 +13,7 @@
 //!   when the batch is written. A batch that does not map (a bad grant) goes the copy
 //!   way, which finds the bad packet.
 
+use crate::pages::{local_ops, tx_start, PageBuf};
 use crate::profile::bump;
 use crate::queue::{Frames, Queue, QueueError, TX_BATCH};
 use crate::vnet;
@@ -32,14 +33,17 @@ use zerocopy::{FromBytes, IntoBytes};
 /// extension headers, TCP with options fit; a packet whose headers do not is copied
 /// out whole).
 pub const TX_HEAD: usize = 256;
-const PAGE: usize = 4096;
+const PAGE: usize = crate::pages::PAGE;
+/// Bytes of a TX buffer: a packet (at most 65535 bytes) starting anywhere in its first
+/// page ([`tx_start`]).
+const TX_BUF: usize = PAGE - 1 + 65535;
 
 /// TX state kept between turns.
 #[derive(Default)]
 pub(crate) struct TxState {
     /// Requests consumed from the ring, not yet answered (our own copy: read once).
     pending: Vec<NetifTxRequest>,
-    bufs: Vec<Vec<u8>>,
+    bufs: Vec<PageBuf>,
 }
 
 enum Parsed {
@@ -98,53 +102,92 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             return Ok(false);
         }
         while st.bufs.len() < parsed.len() {
-            st.bufs.push(vec![0u8; 65536]);
+            st.bufs.push(PageBuf::new(TX_BUF));
         }
         bump(&self.profile.tx_turns, 1);
         bump(&self.profile.tx_packets, parsed.len() as u64);
         bump(&self.profile.tx_slots, at as u64);
         let packets: Vec<&Parsed> = parsed.iter().map(|(_, _, p)| p).collect();
-        let mapped = if self.tx_map {
-            self.tx_mapped(&packets, &mut st.bufs)
-        } else {
-            None
-        };
-        let status = match mapped {
-            Some(s) => s,
-            None => self.tx_copied(&packets, &mut st.bufs)?,
-        };
+        if self.tx_map {
+            if let Some(status) = self.tx_mapped(&packets, &mut st.bufs) {
+                // Written from the guest's pages: answered once they are unmapped.
+                self.answer_batch(ring, st, &parsed, &status)?;
+                return Ok(true);
+            }
+        }
+        // Copied: each packet written from our buffer, then the batch answered. (Answering
+        // before the tap writes was measured and dropped: the guest, its packets completed
+        // at once, sent them smaller and more often; docs/bench.md, 2026-12-07 04:12.)
+        let (status, starts) = self.tx_copy_in(&packets, &mut st.bufs)?;
+        for (((p, buf), status), start) in packets.iter().zip(&st.bufs).zip(&status).zip(starts) {
+            if let (Parsed::Good(p), NetifRsp::Okay) = (p, status) {
+                bump(&self.profile.tx_bytes, u64::from(p.len));
+                let frame = &buf.bytes()[start..start + usize::from(p.len)];
+                if let Some(hdr) = self.tx_header(p, frame) {
+                    self.to_tap(&[IoSlice::new(hdr.as_bytes()), IoSlice::new(frame)], &[]);
+                }
+            }
+        }
+        self.answer_batch(ring, st, &parsed, &status)?;
+        Ok(true)
+    }
+
+    /// Answers every slot of the batch's packets (`status` per packet), consumes them,
+    /// publishes the responses and notifies if the guest asked.
+    fn answer_batch(
+        &self,
+        ring: &mut NetifTxBackRing<'_>,
+        st: &mut TxState,
+        parsed: &[(usize, usize, Parsed)],
+        status: &[NetifRsp],
+    ) -> Result<(), QueueError> {
         for ((start, n, _), status) in parsed.iter().zip(status) {
-            if status != NetifRsp::Okay {
+            if *status != NetifRsp::Okay {
                 self.stats.tx_dropped.fetch_add(1, Ordering::Relaxed);
             }
-            answer_tx(ring, &st.pending[*start..start + n], status)?;
+            answer_tx(ring, &st.pending[*start..start + n], *status)?;
         }
-        st.pending.drain(..at);
+        let used = parsed.last().map_or(0, |(start, n, _)| start + n);
+        st.pending.drain(..used);
         if ring.push_responses_and_check_notify()? {
             bump(&self.profile.notifies, 1);
             self.evtchn.notify(self.tx_port)?;
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// The grant-copy way: one copy for every slot of every good packet, then each
-    /// packet from our buffer. The answer per packet.
-    fn tx_copied(
+    /// The grant-copy way: one copy for every slot of every good packet, each packet
+    /// laid out in its buffer from [`tx_start`]. The answer and the start per packet.
+    fn tx_copy_in(
         &self,
         packets: &[&Parsed],
-        bufs: &mut [Vec<u8>],
-    ) -> Result<Vec<NetifRsp>, QueueError> {
+        bufs: &mut [PageBuf],
+    ) -> Result<(Vec<NetifRsp>, Vec<usize>), QueueError> {
         let mut segs = Vec::new();
         let mut ranges = Vec::with_capacity(packets.len());
+        let mut starts = Vec::with_capacity(packets.len());
+        let mut ops = 0;
         for (p, buf) in packets.iter().zip(bufs.iter_mut()) {
             let from = segs.len();
+            let mut start = 0;
             if let Parsed::Good(p) = p {
-                let mut rest = &mut buf[..usize::from(p.len)];
+                let pieces: Vec<(u16, u16)> = p
+                    .slots()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.offset, p.slot_len(i)))
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
+                start = tx_start(&pieces);
+                let bytes = buf.bytes_mut();
+                let base = bytes.as_ptr() as usize;
+                let mut rest = &mut bytes[start..start + usize::from(p.len)];
                 for (i, slot) in p.slots().iter().enumerate() {
                     let n = usize::from(p.slot_len(i));
                     let (this, tail) = rest.split_at_mut(n);
                     rest = tail;
                     if n > 0 {
+                        ops += local_ops(this.as_ptr() as usize - base, n);
                         segs.push(CopySegment {
                             local: CopyPtr::FromGuest(this),
                             domid: self.domid.0,
@@ -156,50 +199,39 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 }
             }
             ranges.push(from..segs.len());
+            starts.push(start);
         }
         if !segs.is_empty() {
+            bump(&self.profile.tx_ops, ops as u64);
             self.profile.tx_copy.time(|| self.grants.copy(&mut segs))?;
         }
-        let bad: Vec<Option<(u32, i16)>> = ranges
+        let status = packets
             .iter()
-            .map(|r| {
-                segs[r.clone()]
-                    .iter()
-                    .find(|s| s.status != 0)
-                    .map(|s| (s.gref, s.status))
+            .zip(&ranges)
+            .map(|(p, r)| match p {
+                Parsed::Dropped => NetifRsp::Error,
+                Parsed::Good(_) => match segs[r.clone()].iter().find(|s| s.status != 0) {
+                    Some(s) => {
+                        warn_limited!(
+                            self.log,
+                            "bad tx grant",
+                            "{}: tx grant {} does not copy (GNTST {}); packet dropped",
+                            self.name,
+                            s.gref,
+                            s.status
+                        );
+                        NetifRsp::Error
+                    }
+                    None => NetifRsp::Okay,
+                },
             })
             .collect();
-        drop(segs);
-        let mut status = Vec::with_capacity(packets.len());
-        for ((p, buf), bad) in packets.iter().zip(bufs.iter()).zip(bad) {
-            status.push(match p {
-                Parsed::Dropped => NetifRsp::Error,
-                Parsed::Good(_) if bad.is_some() => {
-                    let (gref, s) = bad.unwrap_or_default();
-                    warn_limited!(
-                        self.log,
-                        "bad tx grant",
-                        "{}: tx grant {gref} does not copy (GNTST {s}); packet dropped",
-                        self.name
-                    );
-                    NetifRsp::Error
-                }
-                Parsed::Good(p) => {
-                    bump(&self.profile.tx_bytes, u64::from(p.len));
-                    let frame = &buf[..usize::from(p.len)];
-                    if let Some(hdr) = self.tx_header(p, frame) {
-                        self.to_tap(&[IoSlice::new(hdr.as_bytes()), IoSlice::new(frame)], &[]);
-                    }
-                    NetifRsp::Okay
-                }
-            });
-        }
-        Ok(status)
+        Ok((status, starts))
     }
 
     /// The mapping way; `None` when the batch's grants do not map (the caller copies
     /// instead, which names the bad grant and drops only its packet).
-    fn tx_mapped(&self, packets: &[&Parsed], bufs: &mut [Vec<u8>]) -> Option<Vec<NetifRsp>> {
+    fn tx_mapped(&self, packets: &[&Parsed], bufs: &mut [PageBuf]) -> Option<Vec<NetifRsp>> {
         let mut refs = Vec::new();
         for p in packets {
             if let Parsed::Good(p) = p {
@@ -241,7 +273,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 continue;
             };
             bump(&self.profile.tx_bytes, u64::from(p.len));
-            self.tx_from_mapping(p, &pieces, buf);
+            self.tx_from_mapping(p, &pieces, buf.bytes_mut());
             status.push(NetifRsp::Okay);
         }
         self.profile.tx_unmap.time(|| drop(map));
