@@ -125,6 +125,20 @@ relay_domu_checks() {
   done < <(grep -ao "@@DOMU-CHECK .*" "$1" | tr -d "\r")
   [ "$n" -gt 0 ] || fail domu-checks "no @@DOMU-CHECK line in $1"
 }
+vbd_nodes_gone() { not xenstore-read "/local/domain/$1/device/vbd/51728/state"; }
+# reattach_xvdb DOMID DISK LOG: `xl block-detach` of the domU's xvdb, then, once the
+# domU says its xenbus dropped the device, `xl block-attach` of the same disk and vdev,
+# served by sluice-blkback again; the domU's xen-blkfront takes the new device.
+reattach_xvdb() {
+  check block-detach timeout 300 xl block-detach "$1" xvdb || return
+  check frontend-nodes-removed wait_for 120 vbd_nodes_gone "$1"
+  check block-list-without-xvdb not sh -c "xl block-list $1 | grep -qw 51728"
+  wait_for 1200 grep -aq "@@DOMU-DETACHED" "$3"
+  check domu-dropped-device grep -a "@@DOMU-DETACHED yes" "$3" || return
+  check block-attach timeout 300 xl block-attach "$1" \
+    "backendtype=phy,script=block-userspace,vdev=xvdb,target=$2"
+  check xvdb-served-again wait_for 300 status_has "dom $1 xvdb +Connected"
+}
 # A guest on DISK (a by-id path) through its phases; DOMID names it. With RESTART, dom0
 # restarts sluice-blkback between phase 1 and 2.
 guest_run() {
@@ -236,7 +250,13 @@ CFG
   if check xl-create timeout 900 xl create /root/domu.cfg; then
     id=$(xl domid domu)
     if check domu-served-by-sluice wait_for 300 status_has "dom $id xvda +Connected"; then
-      check domu-ended wait_for 1500 grep -q "@@DOMU-END" "$(console_log "$id")"
+      log=$(console_log "$id")
+      # The domU gives xvdb up; the toolstack gives it a new xenbus device
+      # (domu-check.sh says why the guest cannot rebind xen-blkfront itself).
+      if check domu-wants-detach wait_for 1500 grep -aq "@@DOMU-WANT-DETACH" "$log"; then
+        reattach_xvdb "$id" "$data" "$log"
+      fi
+      check domu-ended wait_for 1500 grep -aq "@@DOMU-END" "$log"
       relay_domu_checks "$(console_log "$id")"
       check domu-gone wait_for 300 not xl list "$id"
       check domu-data-p1 same_as "$data" 16 p1.bin
