@@ -15,8 +15,10 @@
 //!    `domu`: a Debian 12 domU (a copy of the image, booted from a disk sluice-blkback
 //!    serves, root through the kernel's xen-blkfront) installs the modules package with
 //!    apt, loads sluice-blkfront beside xen-blkfront, moves its second disk to it through
-//!    sysfs, writes and reads both patterns, gives the disk back and unloads it
-//!    (`tests/debian-dom0/domu-check.sh`). `virsh`: libvirt's libxl driver creates a guest
+//!    sysfs, writes and reads both patterns, gives the disk up and unloads it; dom0's
+//!    `xl block-detach` and `xl block-attach` of that disk (the domU waits for dom0, the
+//!    two consoles coordinated) give xen-blkfront a new xenbus device, and the domU
+//!    rereads p2 through it (`tests/debian-dom0/domu-check.sh`). `virsh`: libvirt's libxl driver creates a guest
 //!    whose disk (default `block` script) the daemon serves, same phases (only with
 //!    `SLUICE_PACKAGE_DOM0_VIRSH=1`: `virsh create` hung in its one run). `purge`:
 //!    `apt purge` leaves no file, unit or process behind; `systemctl restart xen`
