@@ -166,9 +166,30 @@ guest_run() {
   check image-p2 same_as "$disk" 48 p2.bin
 }
 
+# libvirtd's libxl driver answers (virsh capabilities), or the reason it failed to
+# initialize, from libvirtd's journal. Bounded: 40 tries.
+libxl_driver_up() {
+  local n=0 why
+  while [ $n -lt 40 ]; do
+    why=$(journalctl -b -u libvirtd --no-pager -o cat)
+    if echo "$why" | grep -q 'state driver failed'; then
+      echo "$why" | grep -E 'internal error|state driver failed' | sort -u
+      return 1
+    fi
+    timeout 30 virsh -c xen:///system capabilities > /dev/null 2>&1 && return 0
+    n=$((n + 1))
+    sleep 5
+  done
+  return 1
+}
 # What libvirt, libxl, the hotplug scripts and the backend got to when `virsh create`
 # failed or hung (printed into the serial log).
 virsh_diag() {
+  # What libvirt's libxl driver decodes the host CPU from (libxlCapsNodeData: Xen's
+  # physinfo hw_cap words, CPUID 1 EDX/ECX, 80000001 EDX/ECX, D:1 EAX, 7:0 EBX/ECX,
+  # 80000007 EDX), and the CPU dom0 sees.
+  echo "== xl info"; xl info | grep -E '^(hw_caps|virt_caps|xen_version)'
+  echo "== cpuinfo"; grep -m 2 -E '^(flags|model name)' /proc/cpuinfo
   echo "== ps"; ps -eo pid,ppid,stat,wchan:20,etime,args --forest | grep -v '\[' | tail -n 60
   echo "== xl list"; xl list
   echo "== xenstore backend"; xenstore-ls -f /local/domain/0/backend 2> /dev/null | head -n 60
@@ -292,10 +313,14 @@ XML
   # libvirtd's log level; libvirt's libxl driver at debug level into the journal.
   printf 'log_level=1\nlog_filters="1:libxl 3:*"\nlog_outputs="1:journald"\n' >> /etc/libvirt/libvirtd.conf
   check libvirtd-start systemctl start libvirtd
-  if check virsh-create timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
+  # libvirtd exits when its libxl driver fails to initialize and systemd starts it
+  # anew on the next connection: a client then waits for ever (7 min on 2026-12-06).
+  if check libxl-driver libxl_driver_up && check virsh-create timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
     guest_run "$(xl domid virsh1)" "$disk" no-restart
   else
     virsh_diag
+    # A libvirtd that cannot start its driver is started anew on every connection.
+    systemctl stop libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket libvirtd
     timeout 120 virsh -c xen:///system destroy virsh1 > /dev/null 2>&1
     timeout 120 xl destroy virsh1 > /dev/null 2>&1
   fi
