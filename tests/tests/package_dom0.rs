@@ -20,7 +20,8 @@
 //!    two consoles coordinated) give xen-blkfront a new xenbus device, and the domU
 //!    rereads p2 through it (`tests/debian-dom0/domu-check.sh`). `virsh`: libvirt's libxl driver creates a guest
 //!    whose disk (default `block` script) the daemon serves, same phases (only with
-//!    `SLUICE_PACKAGE_DOM0_VIRSH=1`: `virsh create` hung in its one run). `purge`:
+//!    `SLUICE_PACKAGE_DOM0_VIRSH=1`: libvirt's libxl driver does not start on the
+//!    emulated CPU, docs/package-dom0.md). `purge`:
 //!    `apt purge` leaves no file, unit or process behind; `systemctl restart xen`
 //!    brings back xenconsoled.
 //!
@@ -55,8 +56,9 @@ const WRITES: &[(&str, u64)] = &[("p1", 1 << 20), ("p2", 3 << 20)];
 /// The guests' disks, by virtio serial (`/dev/disk/by-id/virtio-SERIAL` in dom0); each
 /// gets both patterns. `domu-data` is the Debian domU's second disk (sluice-blkfront's).
 const GUEST_DISKS: &[&str] = &["guest-pv", "guest-pvh", "guest-virsh", "domu-data"];
-/// `virsh` runs only with `SLUICE_PACKAGE_DOM0_VIRSH=1`: in its one run (2026-12-06)
-/// `virsh create` did not return within 7 min, not diagnosed yet (docs/package-dom0.md).
+/// `virsh` runs only with `SLUICE_PACKAGE_DOM0_VIRSH=1`: Debian's libvirt 9.0 cannot
+/// start its libxl driver on the test bed's QEMU TCG CPU (`Cannot find suitable CPU
+/// model for given data`, 2026-12-07), before any domain exists (docs/package-dom0.md).
 /// `SLUICE_PACKAGE_DOM0_PHASES=virsh,purge` (a comma-separated subset, for a short
 /// rerun of some phases: `install` and `boot` always run) selects the phases after boot.
 fn phases_boot2() -> Vec<&'static str> {
