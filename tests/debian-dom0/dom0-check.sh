@@ -125,6 +125,20 @@ relay_domu_checks() {
   done < <(grep -ao "@@DOMU-CHECK .*" "$1" | tr -d "\r")
   [ "$n" -gt 0 ] || fail domu-checks "no @@DOMU-CHECK line in $1"
 }
+vbd_nodes_gone() { not xenstore-read "/local/domain/$1/device/vbd/51728/state"; }
+# reattach_xvdb DOMID DISK LOG: `xl block-detach` of the domU's xvdb, then, once the
+# domU says its xenbus dropped the device, `xl block-attach` of the same disk and vdev,
+# served by sluice-blkback again; the domU's xen-blkfront takes the new device.
+reattach_xvdb() {
+  check block-detach timeout 300 xl block-detach "$1" xvdb || return
+  check frontend-nodes-removed wait_for 120 vbd_nodes_gone "$1"
+  check block-list-without-xvdb not sh -c "xl block-list $1 | grep -qw 51728"
+  wait_for 1200 grep -aq "@@DOMU-DETACHED" "$3"
+  check domu-dropped-device grep -a "@@DOMU-DETACHED yes" "$3" || return
+  check block-attach timeout 300 xl block-attach "$1" \
+    "backendtype=phy,script=block-userspace,vdev=xvdb,target=$2"
+  check xvdb-served-again wait_for 300 status_has "dom $1 xvdb +Connected"
+}
 # A guest on DISK (a by-id path) through its phases; DOMID names it. With RESTART, dom0
 # restarts sluice-blkback between phase 1 and 2.
 guest_run() {
@@ -152,9 +166,30 @@ guest_run() {
   check image-p2 same_as "$disk" 48 p2.bin
 }
 
+# libvirtd's libxl driver answers (virsh capabilities), or the reason it failed to
+# initialize, from libvirtd's journal. Bounded: 40 tries.
+libxl_driver_up() {
+  local n=0 why
+  while [ $n -lt 40 ]; do
+    why=$(journalctl -b -u libvirtd --no-pager -o cat)
+    if echo "$why" | grep -q 'state driver failed'; then
+      echo "$why" | grep -E 'internal error|state driver failed' | sort -u
+      return 1
+    fi
+    timeout 30 virsh -c xen:///system capabilities > /dev/null 2>&1 && return 0
+    n=$((n + 1))
+    sleep 5
+  done
+  return 1
+}
 # What libvirt, libxl, the hotplug scripts and the backend got to when `virsh create`
 # failed or hung (printed into the serial log).
 virsh_diag() {
+  # What libvirt's libxl driver decodes the host CPU from (libxlCapsNodeData: Xen's
+  # physinfo hw_cap words, CPUID 1 EDX/ECX, 80000001 EDX/ECX, D:1 EAX, 7:0 EBX/ECX,
+  # 80000007 EDX), and the CPU dom0 sees.
+  echo "== xl info"; xl info | grep -E '^(hw_caps|virt_caps|xen_version)'
+  echo "== cpuinfo"; grep -m 2 -E '^(flags|model name)' /proc/cpuinfo
   echo "== ps"; ps -eo pid,ppid,stat,wchan:20,etime,args --forest | grep -v '\[' | tail -n 60
   echo "== xl list"; xl list
   echo "== xenstore backend"; xenstore-ls -f /local/domain/0/backend 2> /dev/null | head -n 60
@@ -236,7 +271,13 @@ CFG
   if check xl-create timeout 900 xl create /root/domu.cfg; then
     id=$(xl domid domu)
     if check domu-served-by-sluice wait_for 300 status_has "dom $id xvda +Connected"; then
-      check domu-ended wait_for 1500 grep -q "@@DOMU-END" "$(console_log "$id")"
+      log=$(console_log "$id")
+      # The domU gives xvdb up; the toolstack gives it a new xenbus device
+      # (domu-check.sh says why the guest cannot rebind xen-blkfront itself).
+      if check domu-wants-detach wait_for 1500 grep -aq "@@DOMU-WANT-DETACH" "$log"; then
+        reattach_xvdb "$id" "$data" "$log"
+      fi
+      check domu-ended wait_for 1500 grep -aq "@@DOMU-END" "$log"
       relay_domu_checks "$(console_log "$id")"
       check domu-gone wait_for 300 not xl list "$id"
       check domu-data-p1 same_as "$data" 16 p1.bin
@@ -272,10 +313,14 @@ XML
   # libvirtd's log level; libvirt's libxl driver at debug level into the journal.
   printf 'log_level=1\nlog_filters="1:libxl 3:*"\nlog_outputs="1:journald"\n' >> /etc/libvirt/libvirtd.conf
   check libvirtd-start systemctl start libvirtd
-  if check virsh-create timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
+  # libvirtd exits when its libxl driver fails to initialize and systemd starts it
+  # anew on the next connection: a client then waits for ever (7 min on 2026-12-06).
+  if check libxl-driver libxl_driver_up && check virsh-create timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
     guest_run "$(xl domid virsh1)" "$disk" no-restart
   else
     virsh_diag
+    # A libvirtd that cannot start its driver is started anew on every connection.
+    systemctl stop libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket libvirtd
     timeout 120 virsh -c xen:///system destroy virsh1 > /dev/null 2>&1
     timeout 120 xl destroy virsh1 > /dev/null 2>&1
   fi

@@ -59,18 +59,29 @@ check reread-p1 same p1.bin 16
 # Back to the kernel's driver, and ours unloads.
 check unbind-sluice-blkfront sh -c 'echo vbd-51728 > /sys/bus/xen/drivers/sluice-vbd/unbind'
 check rmmod-sluice-blkfront modprobe -r sluice-blkfront
-# Linux's xenbus leaves a device its driver gave up in state Closed, and xen-blkfront's
-# probe (unlike sluice-blkfront's) does not announce itself: it waits for the backend's
-# InitWait, which a backend (Linux's or Sluice's) gives only to a frontend in
-# Initialising. So, as for any such rebind, the guest sets the state back once the
-# backend has closed.
-be=$(xenstore-read device/vbd/51728/backend 2> /dev/null)
-backend_closed() { [ "$(xenstore-read "$be/state")" = 6 ]; }
-check backend-closed wait_for 60 backend_closed
-check reset-frontend-state xenstore-write device/vbd/51728/state 1
-check rebind-xen-blkfront sh -c 'echo vbd-51728 > /sys/bus/xen/drivers/vbd/bind'
-check xvdb-by-xen-blkfront wait_for 120 xvdb_by vbd
-check reread-p2-by-xen-blkfront same p2.bin 48
+# Back to the kernel's driver: not from inside the guest. xenbus keeps the state of the
+# device sluice-blkfront gave up (its in-kernel dev->state) Closed, and xen-blkfront
+# answers the backend's InitWait only from Initialising, which xenbus sets only on a
+# device it creates (Linux 6.1 blkback_changed). So, as a user would, the toolstack
+# gives the guest a new device: dom0 runs `xl block-detach`, this guest drops the old
+# xenbus device, dom0 runs `xl block-attach` of the same disk and vdev (its phase
+# domu), and xen-blkfront takes the new device by itself (no bind here).
+no_driver() { [ ! -e /sys/bus/xen/devices/vbd-51728/driver ]; }
+check xvdb-left-without-driver no_driver
+echo "@@DOMU-WANT-DETACH"
+gone() { [ ! -e /sys/bus/xen/devices/vbd-51728 ]; }
+# dom0 attaches only after "yes": an attach before this guest saw the device's node go
+# would leave the old device in place (xenbus reads the node when its watch fires).
+if wait_for 900 gone; then
+  echo "@@DOMU-CHECK xenbus-device-dropped-after-detach PASS"
+  echo "@@DOMU-DETACHED yes"
+  check xvdb-by-xen-blkfront-on-new-device wait_for 900 xvdb_by vbd
+  check reread-p2-by-xen-blkfront same p2.bin 48
+else
+  echo "@@DOMU-CHECK xenbus-device-dropped-after-detach FAIL vbd-51728 still there"
+  fails=$((fails + 1))
+  echo "@@DOMU-DETACHED no"
+fi
 echo "@@DOMU-END fails=$fails"
 sync
 umount /tmp /run 2> /dev/null
