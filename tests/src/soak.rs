@@ -12,7 +12,9 @@ use crate::scenario::Workload;
 /// runs, so a long time-based run verifies throughout): 4 KiB random reads and writes
 /// at depth 16 on the first half of the disk, 64 KiB sequential writes at depth 4 on the
 /// second half, both for SECONDS; then 8 MiB written and verified (the backend still
-/// serves), and the kernel log must show no I/O error, warning or oops. Each fio run
+/// serves), and the kernel log must show no I/O error, warning, oops, hung task or
+/// blkfront message (soft lockups and RCU stalls, vCPUs starved by a loaded TCG host, are
+/// printed as `@@SOAK-KLOG`, not failed). Each fio run
 /// is bounded (SECONDS + SLACK, SLACK): a hung disk fails the check instead of the
 /// run's timer. `@@SOAK-BEGIN` / `@@SOAK-END` bracket the soak for dom0's samples; one
 /// `@@SOAK JOB ...` line per job (fio's terse v3 fields: 5 error, 6 read KiB, 8 read
@@ -42,7 +44,9 @@ check_soak() {
   rc=$?
   soak_lines /tmp/soak-final.out 0
   [ $rc = 0 ] || { grep -v '^3;' /tmp/soak-final.out | tail -n 20; echo "final write + verify exited with $rc"; return 1; }
-  bad=$(dmesg | grep -iE 'I/O error|blk_update_request|WARNING|BUG|Oops|call trace|hung task|blkfront' | grep -v 'blkfront: xvd[a-z]: flush diskcache' | head -n 10)
+  # vCPUs starved by a loaded TCG host: reported, not a failure of the disk path.
+  dmesg | grep -E 'soft lockup|rcu.*stall' | head -n 5 | sed 's/^/@@SOAK-KLOG /'
+  bad=$(dmesg | grep -v -E 'soft lockup|rcu.*stall' | grep -iE 'I/O error|blk_update_request|WARNING|BUG|Oops|call trace|hung task|blkfront' | head -n 10)
   [ -z "$bad" ] || { echo "kernel log: $bad"; return 1; }
   echo "@@SUMMARY $id: fio ${secs} s, 4k randrw QD16 + 64k seq write, crc32c verified throughout; then 8 MiB written and verified"
 }
