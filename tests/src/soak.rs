@@ -46,7 +46,7 @@ check_soak() {
   [ $rc = 0 ] || { grep -v '^3;' /tmp/soak-final.out | tail -n 20; echo "final write + verify exited with $rc"; return 1; }
   # vCPUs starved by a loaded TCG host: reported, not a failure of the disk path.
   dmesg | grep -E 'soft lockup|rcu.*stall' | head -n 5 | sed 's/^/@@SOAK-KLOG /'
-  bad=$(dmesg | grep -v -E 'soft lockup|rcu.*stall' | grep -iE 'I/O error|blk_update_request|WARNING|BUG|Oops|call trace|hung task|blkfront' | head -n 10)
+  bad=$(dmesg | grep -v -E 'soft lockup|rcu.*stall' | grep -iE 'I/O error|blk_update_request|WARNING|BUG|Oops|call trace|hung task|blocked for more than|blkfront' | head -n 10)
   [ -z "$bad" ] || { echo "kernel log: $bad"; return 1; }
   echo "@@SUMMARY $id: fio ${secs} s, 4k randrw QD16 + 64k seq write, crc32c verified throughout; then 8 MiB written and verified"
 }
