@@ -12,7 +12,9 @@
 //! `SLUICE_SOAK_MEMORY_MIB` (each guest's memory, default 160).
 
 use sluice_testbed::soak::start_end;
-use sluice_testbed::{run_boot, BlockBackend, Boot, GuestStep, GuestType, Workload};
+use sluice_testbed::{
+    run_boot, BlockBackend, Boot, ConsoleBackend, GuestStep, GuestType, Workload,
+};
 
 fn var(k: &str, default: u32) -> u32 {
     std::env::var(k)
@@ -57,7 +59,8 @@ fn soak_guests_at_once_on_sluice_blkback() {
         .collect();
     let boot = Boot {
         name: "xen-soak".into(),
-        console: b.console,
+        // xenconsoled logs the consoles of guests run together; the block daemon only.
+        console: ConsoleBackend::Xenconsoled,
         daemons: b.daemons.into_iter().filter(|d| d.serves_block).collect(),
         steps: steps.clone(),
         fio_in_dom0: false,
