@@ -9,7 +9,8 @@
 //! guests soaking, first sample vs last, for docs/bench.md.
 //!
 //! `SLUICE_SOAK_MINUTES` (default 30), `SLUICE_SOAK_GUESTS` (default 4),
-//! `SLUICE_SOAK_MEMORY_MIB` (each guest's memory, default 160).
+//! `SLUICE_SOAK_MEMORY_MIB` (each guest's memory, default 320: with 160 `xl create` fails, the
+//! guests' initramfs with fio is 87 MiB).
 
 use sluice_testbed::soak::start_end;
 use sluice_testbed::{
@@ -29,7 +30,7 @@ fn var(k: &str, default: u32) -> u32 {
 fn soak_guests_at_once_on_sluice_blkback() {
     let minutes = var("SLUICE_SOAK_MINUTES", 30);
     let guests = var("SLUICE_SOAK_GUESTS", 4);
-    let memory = var("SLUICE_SOAK_MEMORY_MIB", 160);
+    let memory = var("SLUICE_SOAK_MEMORY_MIB", 320);
     let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(b.block, BlockBackend::Userspace, "sluice-blkback is needed");
     let steps: Vec<GuestStep> = (0..guests)
