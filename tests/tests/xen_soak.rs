@@ -9,8 +9,9 @@
 //! guests soaking, first sample vs last, for docs/bench.md.
 //!
 //! `SLUICE_SOAK_MINUTES` (default 30), `SLUICE_SOAK_GUESTS` (default 4),
-//! `SLUICE_SOAK_MEMORY_MIB` (each guest's memory, default 320: with 160 `xl create` fails, the
-//! guests' initramfs with fio is 87 MiB).
+//! `SLUICE_SOAK_MEMORY_MIB` (each guest's memory, default 512, as the bed's other fio guests:
+//! with 160 MiB `xl create` fails and with 320 MiB the initramfs does not unpack; fio's
+//! libraries make the guests' initramfs 88 MiB).
 
 use sluice_testbed::soak::start_end;
 use sluice_testbed::{
@@ -30,7 +31,7 @@ fn var(k: &str, default: u32) -> u32 {
 fn soak_guests_at_once_on_sluice_blkback() {
     let minutes = var("SLUICE_SOAK_MINUTES", 30);
     let guests = var("SLUICE_SOAK_GUESTS", 4);
-    let memory = var("SLUICE_SOAK_MEMORY_MIB", 320);
+    let memory = var("SLUICE_SOAK_MEMORY_MIB", 512);
     let b = sluice_testbed::sluice_backends::select().unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(b.block, BlockBackend::Userspace, "sluice-blkback is needed");
     let steps: Vec<GuestStep> = (0..guests)
