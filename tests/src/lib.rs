@@ -32,6 +32,8 @@ pub mod run;
 pub mod scenario;
 pub mod serial;
 pub mod sluice_backends;
+pub mod soak;
+pub mod together;
 pub mod xenpkgs;
 
 pub use error::Failure;

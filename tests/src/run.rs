@@ -120,6 +120,10 @@ pub struct BootReport {
     pub net_perf: Vec<crate::net::NetPerfSample>,
     /// Per custom-kernel step: its console output.
     pub consoles: Vec<(String, String)>,
+    /// Every soak job ([`Workload::Soak`]), per guest.
+    pub soak: Vec<crate::soak::SoakJob>,
+    /// dom0's samples of the block daemon during groups ([`crate::together`]).
+    pub daemon_samples: Vec<crate::soak::DaemonSample>,
 }
 
 /// Options that do not change what is tested.
@@ -205,7 +209,7 @@ fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
         // fio and its libraries (in dom0 and in the guests' initramfs it carries) need
         // more than the usual 768 MiB.
         xen_args: {
-            let a = if boot.first_fio().is_some() {
+            let a = if boot.first_fio().is_some() || !crate::together::groups(boot).is_empty() {
                 XEN_ARGS.replace("dom0_mem=768M", "dom0_mem=1024M")
             } else {
                 XEN_ARGS.into()
@@ -218,7 +222,8 @@ fn run_inner(boot: &Boot, opts: RunOptions, logs: &Path) -> Result<BootReport> {
         dom0_kernel: prepared.kernel.vmlinuz.clone(),
         dom0_args: DOM0_ARGS.into(),
         dom0_initrd: prepared.dom0_initrd.clone(),
-        memory_mib: 2048,
+        // Guests run together need room beside dom0 (1 GiB with fio).
+        memory_mib: 2048 + crate::together::extra_memory_mib(boot),
         cpus: 2,
         disks: prepared.disks.clone(),
         extra: boot
@@ -334,6 +339,18 @@ fn drive(
     // (`Workload::CrashDestroy`), by (step, disk): what a later `CrashVerify` checks.
     let mut acked: std::collections::HashMap<(usize, usize), [u32; 4]> = Default::default();
     for (si, (s, (name, _))) in boot.steps.iter().zip(&prepared.host_checks).enumerate() {
+        if s.together.is_some() {
+            // Steps run together: the group's first step runs them all.
+            if let Some((g, range)) = crate::together::group_at(boot, si) {
+                let t = Instant::now();
+                let label = format!("guests {} at once (group {g})", range.len());
+                step(&label, || {
+                    crate::together::run_group(m, boot, &g, range.clone(), report, logs)
+                })?;
+                report.step_seconds.push((g, t.elapsed().as_secs_f64()));
+            }
+            continue;
+        }
         let label = format!(
             "guest {name} ({}, {} disk(s))",
             s.guest_type.xl_type(),
@@ -500,46 +517,7 @@ fn drive(
                 ));
                 acked.insert((si, *disk), n);
             }
-            for w in &s.workloads {
-                if matches!(w, Workload::CrashDestroy { .. }) {
-                    continue;
-                }
-                let id = w.id();
-                let verdict = text
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix(&format!("@@CHECK {id} ")))
-                    .map(str::to_string);
-                match verdict.as_deref() {
-                    Some("PASS") => {
-                        let summary = text
-                            .lines()
-                            .find_map(|l| {
-                                l.trim()
-                                    .strip_prefix(&format!("@@SUMMARY {id}: "))
-                                    .map(str::to_string)
-                            })
-                            .as_deref()
-                            .unwrap_or(if *w == Workload::ConsoleRoundTrip {
-                                "a line typed on the serial console reached the guest through dom0's console backend; its sha256 came back"
-                            } else {
-                                ""
-                            })
-                            .to_string();
-                        report.passed.push((format!("{name}/{id}"), summary));
-                    }
-                    Some(v) if v.starts_with("CRASH") => {
-                        bail!(Failure::Crash(format!("{name}/{id}: {v}")))
-                    }
-                    Some(v) => bail!(Failure::Check(format!(
-                        "{name}/{id}: {v} (guest log: {})",
-                        logs.join(format!("guest-{name}.log")).display()
-                    ))),
-                    None => bail!(Failure::Infrastructure(format!(
-                        "{name}/{id}: the guest never reported (crashed or hung? see {})",
-                        logs.join(format!("guest-{name}.log")).display()
-                    ))),
-                }
-            }
+            judge_workloads(name, s, text, logs, report)?;
             if s.workloads
                 .iter()
                 .any(|w| matches!(w, Workload::HostileFrontend { .. }))
@@ -646,11 +624,63 @@ fn drive(
     Ok(())
 }
 
+/// The verdict on each of step `s`'s workloads from its guest's console `text` (its
+/// `@@CHECK` and `@@SUMMARY` lines); passes go to `report`.
+pub(crate) fn judge_workloads(
+    name: &str,
+    s: &GuestStep,
+    text: &str,
+    logs: &Path,
+    report: &mut BootReport,
+) -> Result<()> {
+    for w in &s.workloads {
+        if matches!(w, Workload::CrashDestroy { .. }) {
+            continue;
+        }
+        let id = w.id();
+        let verdict = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("@@CHECK {id} ")))
+            .map(str::to_string);
+        match verdict.as_deref() {
+            Some("PASS") => {
+                let summary = text
+                    .lines()
+                    .find_map(|l| {
+                        l.trim()
+                            .strip_prefix(&format!("@@SUMMARY {id}: "))
+                            .map(str::to_string)
+                    })
+                    .as_deref()
+                    .unwrap_or(if *w == Workload::ConsoleRoundTrip {
+                        "a line typed on the serial console reached the guest through dom0's console backend; its sha256 came back"
+                    } else {
+                        ""
+                    })
+                    .to_string();
+                report.passed.push((format!("{name}/{id}"), summary));
+            }
+            Some(v) if v.starts_with("CRASH") => {
+                bail!(Failure::Crash(format!("{name}/{id}: {v}")))
+            }
+            Some(v) => bail!(Failure::Check(format!(
+                "{name}/{id}: {v} (guest log: {})",
+                logs.join(format!("guest-{name}.log")).display()
+            ))),
+            None => bail!(Failure::Infrastructure(format!(
+                "{name}/{id}: the guest never reported (crashed or hung? see {})",
+                logs.join(format!("guest-{name}.log")).display()
+            ))),
+        }
+    }
+    Ok(())
+}
+
 /// Types the command that runs step `name`'s script in dom0's shell. The script says
 /// `@@STEP-BEGIN` at once; a line that Xen's serial input garbled (see [`dom0_command`])
 /// only makes the shell complain, so after 45 s without it the line is killed (Ctrl-U)
 /// and typed again, twice at most.
-fn start_step(m: &mut Machine, name: &str) -> Result<()> {
+pub(crate) fn start_step(m: &mut Machine, name: &str) -> Result<()> {
     for attempt in 1.. {
         m.send_line(&format!("sh /sluice/steps/{name}.sh"))?;
         match m.expect(&format!("@@STEP-BEGIN {name}"), limit(45), "step start") {

@@ -260,6 +260,14 @@ pub enum Workload {
     /// unbound and the module unloaded (bounded), no eth0 left. One per connection: a
     /// step may hold several, each reloading the module.
     NetMisbehavingBackend { mode: NetMisbehaviour },
+    /// The soak (`cargo xtask soak`, [`crate::soak`]): fio for `seconds` on the raw disk
+    /// (libaio, O_DIRECT, `--verify=crc32c` with a verify backlog, fatal on a mismatch):
+    /// 4 KiB random reads and writes at depth 16 on its first half and 64 KiB
+    /// sequential writes, each read back and verified, on its second half, at once;
+    /// then a short write + verify of 8 MiB (the backend still serves). One
+    /// `@@SOAK` line per job ([`crate::soak::SoakJob`]). Takes the whole disk; for
+    /// steps run together ([`GuestStep::with_together`]).
+    Soak { disk: usize, seconds: u32 },
     /// Last in a step: the kernel log has no WARNING, BUG, Oops, call trace or hung
     /// task, and `rmmod` of the guest's blkfront succeeds (bounded) and takes every
     /// disk away, failed devices included.
@@ -411,6 +419,7 @@ impl Workload {
             Workload::SectorSize { disk } => format!("sector-size-{}", vdev(*disk)),
             Workload::ReadOnly { disk } => format!("read-only-{}", vdev(*disk)),
             Workload::Fio { disk, .. } => format!("fio-{}", vdev(*disk)),
+            Workload::Soak { disk, .. } => format!("soak-{}", vdev(*disk)),
             Workload::HostileFrontend { disk } => format!("hostile-{}", vdev(*disk)),
             Workload::MisbehavingBackend { disk, mode } => {
                 format!("backend-{}-{}", mode.name(), vdev(*disk))
@@ -450,6 +459,7 @@ impl Workload {
             | Workload::SeqRead { .. }
             | Workload::SectorSize { .. }
             | Workload::Fio { .. }
+            | Workload::Soak { .. }
             | Workload::MisbehavingBackend { .. }
             | Workload::CrashKill { .. }
             | Workload::CrashDestroy { .. }
@@ -489,6 +499,7 @@ impl Workload {
             | Workload::SectorSize { disk }
             | Workload::ReadOnly { disk }
             | Workload::Fio { disk, .. }
+            | Workload::Soak { disk, .. }
             | Workload::HostileFrontend { disk }
             | Workload::MisbehavingBackend { disk, .. }
             | Workload::CrashKill { disk }
@@ -523,6 +534,7 @@ impl Workload {
             | Workload::SectorSize { .. }
             | Workload::ReadOnly { .. }
             | Workload::Fio { .. }
+            | Workload::Soak { .. }
             | Workload::CrashKill { .. }
             | Workload::CrashDestroy { .. }
             | Workload::CrashVerify { .. }
@@ -581,6 +593,8 @@ pub struct GuestStep {
     pub vcpus: u32,
     /// A QEMU NIC passed through to this guest by Xen ([`GuestStep::with_passed_nic`]).
     pub passed_nic: Option<crate::pci_passthrough::PassedNic>,
+    /// The group of steps started at once ([`GuestStep::with_together`]); `None`: alone.
+    pub together: Option<String>,
 }
 
 /// A guest kernel other than the test bed's Linux ([`GuestStep::kernel`]).
@@ -612,6 +626,7 @@ impl GuestStep {
             vif: None,
             vcpus: 1,
             passed_nic: None,
+            together: None,
             kernel: Some(CustomKernel {
                 image,
                 cmdline: cmdline.into(),
@@ -662,7 +677,20 @@ impl GuestStep {
             vif: None,
             vcpus: 1,
             passed_nic: None,
+            together: None,
         }
+    }
+
+    /// The same step started at once with the other steps of group `group` (they must
+    /// follow each other in [`Boot::steps`]): dom0 creates every guest of the group
+    /// without a console (`xl create`, xenconsoled logs each console), waits for all
+    /// of them to power off (bounded), and the harness then judges each guest's
+    /// checks from its console log ([`crate::together`]). Such steps take no dom0
+    /// actions and no console input, so only workloads that need neither are allowed
+    /// (checked when the images are built).
+    pub fn with_together(mut self, group: &str) -> Self {
+        self.together = Some(group.into());
+        self
     }
 
     /// Gives the guest one vif served by `backend` (MAC `00:16:3e:00:99:<step>`, on
@@ -791,7 +819,28 @@ impl Boot {
             .iter()
             .flat_map(|s| &s.workloads)
             .map(Workload::checks)
-            .sum()
+            .sum::<usize>()
+            + self.group_checks()
+    }
+
+    /// Checks a passing run reports beyond its workloads' (one per group of steps run
+    /// together: dom0's check of the block daemon, [`crate::together`]).
+    pub fn group_checks(&self) -> usize {
+        crate::together::groups(self).len()
+    }
+
+    /// Whether a guest runs fio ([`Workload::Fio`], [`Workload::Soak`], the crash
+    /// workloads): the guests' initramfs then carries it.
+    pub fn guests_run_fio(&self) -> bool {
+        self.steps.iter().flat_map(|s| &s.workloads).any(|w| {
+            matches!(
+                w,
+                Workload::Fio { .. }
+                    | Workload::Soak { .. }
+                    | Workload::CrashKill { .. }
+                    | Workload::CrashDestroy { .. }
+            )
+        })
     }
 
     /// Whether a step runs [`Workload::SecondaryConsole`] (the guests then get

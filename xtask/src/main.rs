@@ -21,6 +21,7 @@ mod package;
 mod passthrough;
 mod passthrough_linux;
 mod setup;
+mod soak;
 mod suites;
 mod util;
 mod windows;
@@ -83,6 +84,17 @@ enum Command {
         /// Then fold the inputs that add coverage into fuzz/seeds/ (`-merge=1`).
         #[arg(long)]
         merge: bool,
+    },
+    /// Opt-in soak (not in `test`): N domUs at once on the Xen test bed running mixed
+    /// fio jobs with crc32c verification against sluice-blkback for M minutes; prints
+    /// per-guest figures and the daemon's RSS and fds (docs/bench.md).
+    Soak {
+        /// Minutes of fio in each guest.
+        #[arg(long, default_value_t = 30)]
+        minutes: u32,
+        /// Guests at once (PV and PVH alternating).
+        #[arg(long, default_value_t = 4)]
+        guests: u32,
     },
     /// Alias of `cargo xtask bench hypercall`.
     BenchHypercall,
@@ -154,6 +166,10 @@ fn run_command(cli: Cli) -> Result<()> {
         Command::Fuzz { minutes, merge } => {
             setup::run()?;
             fuzz::run(minutes, merge)
+        }
+        Command::Soak { minutes, guests } => {
+            setup::run()?;
+            soak::run_soak(minutes, guests)
         }
         Command::BenchHypercall => {
             setup::run()?;
