@@ -108,7 +108,15 @@ struct Conn<'a> {
     rx: NetifRxFrontRing<'a>,
     port: u32,
     id: u16,
+    /// RX responses taken off the ring while waiting for TX responses ([`Conn::send`]),
+    /// handed out by the next [`Conn::rx_frames`]: the answer to a frame that crossed
+    /// dom0 before our TX response was read must not be lost (bounded: the newest
+    /// [`RX_SEEN_MAX`]).
+    rx_seen: Vec<(u16, i16, Vec<u8>)>,
 }
+
+/// RX responses kept between a `send` and the next `rx_frames` at most.
+const RX_SEEN_MAX: usize = 1024;
 
 impl<'a> Conn<'a> {
     /// A proper connection (after `nodes` tweaks, none for a good one); posts the RX
@@ -126,6 +134,7 @@ impl<'a> Conn<'a> {
             rx,
             port,
             id: 0,
+            rx_seen: Vec::new(),
         };
         if post_rx {
             c.post_good_rx()?;
@@ -172,8 +181,16 @@ impl<'a> Conn<'a> {
         Ok(())
     }
 
-    /// RX responses so far: (id, status, frame); good pages are posted again.
+    /// RX responses so far, (id, status, frame): those `send` kept, then those on the
+    /// ring now.
     fn rx_frames(&mut self) -> Result<Vec<(u16, i16, Vec<u8>)>> {
+        let mut out = std::mem::take(&mut self.rx_seen);
+        out.extend(self.pop_rx()?);
+        Ok(out)
+    }
+
+    /// RX responses on the ring now; each good page is posted again.
+    fn pop_rx(&mut self) -> Result<Vec<(u16, i16, Vec<u8>)>> {
         let mut out = Vec::new();
         let mut again = false;
         while let Some(r) = self.rx.pop_response()? {
@@ -218,7 +235,12 @@ impl<'a> Conn<'a> {
                     secs(10)
                 );
             }
-            self.rx_frames()?;
+            let got = self.pop_rx()?;
+            self.rx_seen.extend(got);
+            if self.rx_seen.len() > RX_SEEN_MAX {
+                let extra = self.rx_seen.len() - RX_SEEN_MAX;
+                self.rx_seen.drain(..extra);
+            }
             self.poll()?;
         }
     }
