@@ -11,6 +11,7 @@ extern crate alloc;
 
 mod bushandle;
 pub mod busif;
+pub mod child;
 pub mod hw;
 pub mod log;
 pub mod ndis;

@@ -26,15 +26,16 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use sluice_abi::shared::SharedMem;
 use sluice_abi::xenbus::XenbusState;
-use sluice_netfront_core::{SeamError, TxOffload};
+use sluice_netfront_core::TxOffload;
 use sluice_wdm::busif::BusHandle;
+use sluice_wdm::child::ChildKernel;
 use sluice_wdm::ndis::{self, AdapterRef, General, Miniport, OidAnswer, OidKind, RxFrame};
 use sluice_wdm::registry::Registry;
-use sluice_wdm::storport::{BufPage, LowerDevice, PoolPages};
+use sluice_wdm::storport::LowerDevice;
 use sluice_wdm::xen::WorkItem;
 use sluice_wdm::{log, NtStatus};
-use sluice_xenbus_core::iface::{BusInterface, EventCallback};
-use sluice_xenbus_core::platform::{Kernel, WinPlatform};
+use sluice_xenbus_core::iface::BusInterface;
+use sluice_xenbus_core::platform::WinPlatform;
 use sluice_xenbus_core::unplug_request::{self, Class};
 use sluice_xenbus_core::watches::WatchId;
 use sluice_xennet_core::filter::{packet_type, MAX_MULTICAST};
@@ -45,34 +46,7 @@ use sluice_xennet_core::oid;
 /// a backend that never stops producing cannot hold the DPC.
 const POLLS_PER_EVENT: usize = 8;
 
-/// The kernel layer `WinPlatform` runs on in xennet.
-struct NetKernel {
-    bus: Arc<BusHandle>,
-    me: AdapterRef,
-}
-
-impl Kernel for NetKernel {
-    type Pages = PoolPages;
-    type DataPage = BufPage;
-    type Bus = BusHandle;
-    fn alloc_pages(&mut self, count: usize) -> Result<PoolPages, SeamError> {
-        PoolPages::alloc(count).ok_or(SeamError::NoResources)
-    }
-    fn frame(&self, pages: &PoolPages, index: usize) -> u64 {
-        pages.frame(index)
-    }
-    fn data(&self, page: BufPage) -> SharedMem<'_> {
-        page.mem()
-    }
-    fn bus(&self) -> &BusHandle {
-        &self.bus
-    }
-    fn event_callback(&self, _queue: usize) -> EventCallback {
-        ndis::event_callback(self.me)
-    }
-}
-
-type Plat = WinPlatform<NetKernel>;
+type Plat = WinPlatform<ChildKernel>;
 
 /// A PV NIC failed in this boot: none proves itself for the unplug at the next boot.
 static FAILED_THIS_BOOT: AtomicBool = AtomicBool::new(false);
@@ -116,10 +90,7 @@ impl Miniport for Adapter {
             bus.backend_path(),
             bus.backend_domid().0
         );
-        let mut plat = WinPlatform::new(NetKernel {
-            bus: bus.clone(),
-            me,
-        });
+        let mut plat = WinPlatform::new(ChildKernel::new(bus.clone(), ndis::event_callback(me)));
         let mut nic = match Nic::new(bus.frontend_path(), bus.backend_path(), bus.backend_domid()) {
             Ok(n) => n,
             Err(e) => {

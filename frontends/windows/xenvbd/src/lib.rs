@@ -25,19 +25,17 @@ use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-use sluice_abi::shared::SharedMem;
 use sluice_abi::types::EvtchnPort;
 use sluice_abi::xenbus::XenbusState;
-use sluice_blkfront_core::{Event, Frontend, FrontendConfig, SeamError};
+use sluice_blkfront_core::{Event, Frontend, FrontendConfig};
 use sluice_wdm::busif::BusHandle;
+use sluice_wdm::child::ChildKernel;
 use sluice_wdm::registry::Registry;
-use sluice_wdm::storport::{
-    self, AdapterRef, BufPage, Limits, LowerDevice, Miniport, PoolPages, Srb,
-};
+use sluice_wdm::storport::{self, AdapterRef, Limits, LowerDevice, Miniport, Srb};
 use sluice_wdm::xen::WorkItem;
 use sluice_wdm::{log, NtStatus};
-use sluice_xenbus_core::iface::{BusInterface, EventCallback};
-use sluice_xenbus_core::platform::{Kernel, WinPlatform};
+use sluice_xenbus_core::iface::BusInterface;
+use sluice_xenbus_core::platform::WinPlatform;
 use sluice_xenbus_core::unplug_request::{self, Class};
 use sluice_xenbus_core::watches::WatchId;
 use sluice_xenvbd_core::disk::{Disk, Outcome, Request};
@@ -50,34 +48,7 @@ const MAX_TRANSFER: u32 = 128 * 1024;
 /// The longest UNMAP parameter list read (header + the descriptors accepted).
 const UNMAP_LIST_MAX: usize = 8 + 16 * MAX_UNMAP_DESCRIPTORS;
 
-/// The kernel layer `WinPlatform` runs on in xenvbd.
-struct VbdKernel {
-    bus: Arc<BusHandle>,
-    me: AdapterRef,
-}
-
-impl Kernel for VbdKernel {
-    type Pages = PoolPages;
-    type DataPage = BufPage;
-    type Bus = BusHandle;
-    fn alloc_pages(&mut self, count: usize) -> Result<PoolPages, SeamError> {
-        PoolPages::alloc(count).ok_or(SeamError::NoResources)
-    }
-    fn frame(&self, pages: &PoolPages, index: usize) -> u64 {
-        pages.frame(index)
-    }
-    fn data(&self, page: BufPage) -> SharedMem<'_> {
-        page.mem()
-    }
-    fn bus(&self) -> &BusHandle {
-        &self.bus
-    }
-    fn event_callback(&self, _queue: usize) -> EventCallback {
-        storport::event_callback(self.me)
-    }
-}
-
-type Plat = WinPlatform<VbdKernel>;
+type Plat = WinPlatform<ChildKernel>;
 
 /// A PV disk failed to start or was failed in this boot: no disk proves itself for
 /// the unplug at the next boot (`unplug_request`).
@@ -166,10 +137,8 @@ impl Miniport for Adapter {
             bus.backend_path(),
             bus.backend_domid().0
         );
-        let mut plat = WinPlatform::new(VbdKernel {
-            bus: bus.clone(),
-            me,
-        });
+        let mut plat =
+            WinPlatform::new(ChildKernel::new(bus.clone(), storport::event_callback(me)));
         let front = Frontend::new(
             bus.frontend_path(),
             bus.backend_path(),
