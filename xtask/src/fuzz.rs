@@ -17,60 +17,101 @@ fn stat(log: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Runs every target for `minutes` in all; `merge`: fold new coverage into the seeds.
-pub fn run(minutes: f64, merge: bool) -> Result<()> {
+/// One target's result: executions, coverage edges, whether it ended without a crash.
+struct Row {
+    runs: u64,
+    edges: String,
+    ok: bool,
+}
+
+/// Runs `target` for `seconds`, seeded from its kept corpus; `merge`: then folds what it
+/// found into the seeds.
+fn run_target(fuzz: &std::path::Path, t: &str, seconds: u64, merge: bool) -> Result<Row> {
+    let seeds = fuzz.join("seeds").join(t);
+    let scratch = fuzz.join("corpus").join(t);
+    std::fs::create_dir_all(&seeds)?;
+    std::fs::create_dir_all(&scratch)?;
+    eprintln!("==> fuzz {t}: {seconds} s, seeds {}", seeds.display());
+    let out = nightly_cargo()
+        .args(["fuzz", "run", t])
+        .arg(&scratch)
+        .arg(&seeds)
+        .args([
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-print_final_stats=1",
+        ])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cargo +nightly fuzz run {t}"))?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    let runs = stat(&log, "number_of_executed_units").unwrap_or(0);
+    let edges = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("cov: ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    let ok = out.status.success();
+    if !ok {
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    if merge && ok {
+        let status = nightly_cargo()
+            .args(["fuzz", "run", t])
+            .arg(&seeds)
+            .arg(&scratch)
+            .args(["--", "-merge=1"])
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("merging the corpus of {t} failed");
+        }
+    }
+    Ok(Row { runs, edges, ok })
+}
+
+/// Runs every target for an equal share of `minutes` of wall clock, `jobs` targets at
+/// once (one libFuzzer process each, so `jobs` cores); `merge`: fold new coverage into
+/// the seeds.
+pub fn run(minutes: f64, jobs: usize, merge: bool) -> Result<()> {
     let targets = fuzz_targets()?;
-    let seconds = ((minutes * 60.0) / targets.len() as f64).max(1.0) as u64;
+    let jobs = jobs.clamp(1, targets.len().max(1));
+    let seconds = ((minutes * 60.0 * jobs as f64) / targets.len() as f64).max(1.0) as u64;
     let fuzz = root().join("fuzz");
+    // Build once before the workers start, so they do not queue on cargo's lock.
+    let status = nightly_cargo()
+        .args(["fuzz", "build"])
+        .status()
+        .context("cargo +nightly fuzz build")?;
+    if !status.success() {
+        bail!("cargo +nightly fuzz build failed");
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<Row>>>> =
+        std::sync::Mutex::new(targets.iter().map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(t) = targets.get(i) else { break };
+                let r = run_target(&fuzz, t, seconds, merge);
+                results.lock().expect("no worker panics holding it")[i] = Some(r);
+            });
+        }
+    });
     let mut rows = Vec::new();
     let mut failed = Vec::new();
-    for t in &targets {
-        let seeds = fuzz.join("seeds").join(t);
-        let scratch = fuzz.join("corpus").join(t);
-        std::fs::create_dir_all(&seeds)?;
-        std::fs::create_dir_all(&scratch)?;
-        eprintln!("==> fuzz {t}: {seconds} s, seeds {}", seeds.display());
-        let out = nightly_cargo()
-            .args(["fuzz", "run", t])
-            .arg(&scratch)
-            .arg(&seeds)
-            .args([
-                "--",
-                &format!("-max_total_time={seconds}"),
-                "-print_final_stats=1",
-            ])
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
-            .output()
-            .with_context(|| format!("cargo +nightly fuzz run {t}"))?;
-        let log = String::from_utf8_lossy(&out.stderr);
-        let runs = stat(&log, "number_of_executed_units").unwrap_or(0);
-        let edges = log
-            .lines()
-            .rev()
-            .find_map(|l| l.split("cov: ").nth(1))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap_or("?")
-            .to_string();
-        let ok = out.status.success();
-        if !ok {
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    let results = results.into_inner().expect("workers joined");
+    for (t, r) in targets.iter().zip(results) {
+        let row = r.context("every target ran")??;
+        if !row.ok {
             failed.push(t.clone());
         }
-        rows.push((t.clone(), runs, edges, ok));
-        if merge && ok {
-            let status = nightly_cargo()
-                .args(["fuzz", "run", t])
-                .arg(&seeds)
-                .arg(&scratch)
-                .args(["--", "-merge=1"])
-                .stderr(Stdio::null())
-                .status()?;
-            if !status.success() {
-                bail!("merging the corpus of {t} failed");
-            }
-        }
+        rows.push((t.clone(), row.runs, row.edges, row.ok));
     }
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -86,7 +127,9 @@ pub fn run(minutes: f64, merge: bool) -> Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let load = load.join(" ");
-    println!("\nfuzz run {date}, commit {commit}, {seconds} s per target, load {load}");
+    println!(
+        "\nfuzz run {date}, commit {commit}, {seconds} s per target, {jobs} at once, load {load}"
+    );
     println!("| target | executions | coverage (cov) | result |");
     println!("|---|---:|---:|---|");
     let mut total = 0u64;

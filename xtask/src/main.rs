@@ -81,6 +81,9 @@ enum Command {
         /// Minutes in all, shared equally by the targets.
         #[arg(long, default_value_t = 5.0)]
         minutes: f64,
+        /// Targets run at once (one core each); each gets minutes x jobs / targets.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
         /// Then fold the inputs that add coverage into fuzz/seeds/ (`-merge=1`).
         #[arg(long)]
         merge: bool,
@@ -163,9 +166,13 @@ fn run_command(cli: Cli) -> Result<()> {
             };
             bench::run_one(&name, size)
         }
-        Command::Fuzz { minutes, merge } => {
+        Command::Fuzz {
+            minutes,
+            jobs,
+            merge,
+        } => {
             setup::run()?;
-            fuzz::run(minutes, merge)
+            fuzz::run(minutes, jobs, merge)
         }
         Command::Soak { minutes, guests } => {
             setup::run()?;
