@@ -55,9 +55,16 @@ fn run_target(fuzz: &std::path::Path, t: &str, seconds: u64, merge: bool) -> Res
         .unwrap_or("?")
         .to_string();
     let ok = out.status.success();
+    // The whole log is kept: a sanitizer's report (a leak's allocation stack, say) is
+    // often longer than the tail printed here.
+    let logs = fuzz.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_path = logs.join(format!("{t}.log"));
+    std::fs::write(&log_path, log.as_bytes())?;
     if !ok {
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        eprintln!("whole log of {t}: {}", log_path.display());
     }
     if merge && ok {
         let status = nightly_cargo()
