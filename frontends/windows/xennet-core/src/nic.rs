@@ -5,14 +5,16 @@
 use crate::filter::{self, ETH_HEADER};
 use crate::oid::Info;
 use crate::status;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::DomId;
 use sluice_abi::xenbus::XenbusState;
 use sluice_netfront_core::{
-    Event, Frontend, FrontendConfig, NegotiationError, Platform, ProtocolError, TxError, TxOffload,
-    MIN_PACKET,
+    parse_mac, Event, Frontend, FrontendConfig, NegotiationError, Platform, ProtocolError, TxError,
+    TxOffload, MIN_PACKET,
 };
 
 /// Frames indicated per event callback at most (the rest waits for the next poll).
@@ -54,6 +56,9 @@ pub struct Frame {
 /// One adapter.
 pub struct Nic<P: Platform> {
     front: Frontend<P>,
+    frontend: String,
+    /// Held ([`hold`](Self::hold)): the emulated NIC owns the vif in this boot.
+    held: bool,
     /// What OIDs answer from (MAC, link, MTU, counters, filter).
     pub info: Info,
     /// Frames sent or received that xennet itself refused or dropped.
@@ -74,6 +79,8 @@ impl<P: Platform> Nic<P> {
         };
         Ok(Nic {
             front: Frontend::new(frontend, backend, domid, cfg)?,
+            frontend: frontend.into(),
+            held: false,
             info: Info {
                 mtu: filter::DEFAULT_MTU,
                 ..Info::default()
@@ -100,12 +107,44 @@ impl<P: Platform> Nic<P> {
         Ok(mac)
     }
 
+    /// MiniportInitializeEx in a boot whose emulated NICs were not unplugged
+    /// (`unplug_request::NicRole::Hold`): reads and checks the MAC (NDIS needs one) but
+    /// writes nothing to xenstore, so the backend never connects to us; the link stays
+    /// down, backend changes are ignored and sends refused, so the emulated NIC is the
+    /// only one driving the vif in this boot.
+    pub fn hold(&mut self, p: &mut P) -> Result<[u8; 6], StartError> {
+        let path = format!("{}/mac", self.frontend);
+        let v = p
+            .read_opt(&path)
+            .map_err(|e| StartError::Negotiation(NegotiationError::Platform(e)))?
+            .ok_or_else(|| StartError::Negotiation(NegotiationError::MissingNode(path.clone())))?;
+        let mac = parse_mac(&v).ok_or(StartError::Negotiation(NegotiationError::BadNode {
+            path,
+            value: v.chars().take(32).collect(),
+        }))?;
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return Err(StartError::BadMac(mac));
+        }
+        self.held = true;
+        self.info.mac = mac;
+        self.info.link_up = false;
+        Ok(mac)
+    }
+
+    /// Whether the NIC is held ([`hold`](Self::hold)).
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
     /// The backend's state changed (watch, PASSIVE).
     pub fn backend_changed(
         &mut self,
         p: &mut P,
         state: XenbusState,
     ) -> Result<Link, NegotiationError> {
+        if self.held {
+            return Ok(Link::Unchanged);
+        }
         let r = self.front.backend_changed(p, state);
         let link = match r {
             Ok(Event::Nothing) => return Ok(Link::Unchanged),
@@ -200,7 +239,9 @@ impl<P: Platform> Nic<P> {
 
     /// MiniportHaltEx (PASSIVE): rings torn down, state Closed.
     pub fn halt(&mut self, p: &mut P) {
-        self.front.shutdown(p);
+        if !self.held {
+            self.front.shutdown(p);
+        }
         self.info.link_up = false;
     }
 }

@@ -222,3 +222,27 @@ fn a_closing_backend_is_link_down_and_halt_closes() {
         XenbusState::Closed.xenstore_value()
     );
 }
+
+#[test]
+fn a_held_nic_never_touches_the_vif_while_the_emulated_nic_owns_it() {
+    let mut b = bed_with(BackConfig::default(), |_| {});
+    assert_eq!(b.nic.hold(&mut b.p).unwrap(), MAC);
+    assert!(b.nic.held() && !b.nic.info.link_up);
+    let before = b.world.borrow().xs.clone();
+    // The backend waits in InitWait: a held NIC does not answer it.
+    assert_eq!(
+        b.nic
+            .backend_changed(&mut b.p, XenbusState::InitWait)
+            .unwrap(),
+        Link::Unchanged
+    );
+    assert_eq!(
+        send(&mut b, &frame([0xff; 6], 60)),
+        status::MEDIA_DISCONNECTED
+    );
+    assert!(b.nic.receive(&mut b.p).unwrap().0.is_empty());
+    b.nic.halt(&mut b.p);
+    // No state, no rings, no event channels published: xenstore is untouched.
+    assert_eq!(b.world.borrow().xs, before);
+    assert!(!before.contains_key(&format!("{FRONT}/state")));
+}

@@ -36,7 +36,7 @@ use sluice_wdm::xen::WorkItem;
 use sluice_wdm::{log, NtStatus};
 use sluice_xenbus_core::iface::BusInterface;
 use sluice_xenbus_core::platform::WinPlatform;
-use sluice_xenbus_core::unplug_request::{self, Class};
+use sluice_xenbus_core::unplug_request::{self, Class, NicRole};
 use sluice_xenbus_core::watches::WatchId;
 use sluice_xennet_core::filter::{packet_type, MAX_MULTICAST};
 use sluice_xennet_core::nic::{Link, Nic};
@@ -99,7 +99,26 @@ impl Miniport for Adapter {
                 return None;
             }
         };
-        let mac = match nic.start(&mut plat) {
+        // The emulated NIC and this vif are one device (one MAC on dom0's bridge): drive
+        // it only in a boot whose handshake unplugged the emulated NICs; else hold it
+        // (nothing written to xenstore, link down) and ask for the unplug next boot.
+        let role = unplug_request::nic_role(&mut Registry);
+        let started = match role {
+            NicRole::Drive => nic.start(&mut plat),
+            NicRole::Hold { requested } => {
+                log!(
+                    "xennet: {}: emulated NICs present in this boot: vif held, link down; unplug {}",
+                    bus.frontend_path(),
+                    if requested {
+                        "requested for the next boot"
+                    } else {
+                        "not requested (FellBackNics = 1 or the request could not be written)"
+                    }
+                );
+                nic.hold(&mut plat)
+            }
+        };
+        let mac = match started {
             Ok(m) => m,
             Err(e) => {
                 log!("xennet: {}: {:?}", bus.frontend_path(), e);
@@ -287,7 +306,10 @@ fn started(me: AdapterRef) {
     let bus = ndis::with_miniport::<Adapter, _>(me, |a| {
         // Swapped, not dropped, under the lock (a WorkItem's drop waits: PASSIVE only).
         core::mem::swap(&mut a.work, &mut work);
-        a.bus.clone()
+        // A held vif is left alone: no watch on its backend.
+        a.bus
+            .clone()
+            .filter(|_| !a.nic.as_ref().is_some_and(|n| n.held()))
     })
     .flatten();
     drop(work);
