@@ -16,6 +16,7 @@ pub mod filter;
 pub mod nic;
 pub mod offload;
 pub mod oid;
+pub mod pending;
 
 /// NDIS status codes used (ndis.h).
 pub mod status {
