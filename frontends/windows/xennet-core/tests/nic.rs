@@ -341,3 +341,47 @@ fn a_held_nic_never_touches_the_vif_while_the_emulated_nic_owns_it() {
     assert_eq!(b.world.borrow().xs, before);
     assert!(!before.contains_key(&format!("{FRONT}/state")));
 }
+
+#[test]
+fn a_backend_reset_takes_the_link_down_then_renegotiates_and_traffic_flows() {
+    let mut b = up(BackConfig::default(), |_| {});
+    b.nic.info.filter.set_bits(packet_type::DIRECTED).unwrap();
+    // sluice-netback restarted: its rings gone, state Closing then Closed.
+    b.be.disconnect();
+    b.be.set_state(XenbusState::Closing);
+    let l = b
+        .nic
+        .backend_changed(&mut b.p, XenbusState::Closing)
+        .unwrap();
+    assert_eq!(l, Link::Down);
+    assert!(!b.nic.info.link_up);
+    assert_eq!(
+        send(&mut b, &frame([0xff; 6], 60)),
+        status::MEDIA_DISCONNECTED
+    );
+    assert_eq!(
+        b.nic
+            .backend_changed(&mut b.p, XenbusState::Closed)
+            .unwrap(),
+        Link::Unchanged
+    );
+    // The new backend waits for us: new rings, link up again.
+    b.be.set_state(XenbusState::InitWait);
+    let l = b
+        .nic
+        .backend_changed(&mut b.p, XenbusState::InitWait)
+        .unwrap();
+    assert_eq!(l, Link::Up);
+    b.be.connect();
+    b.nic
+        .backend_changed(&mut b.p, XenbusState::Connected)
+        .unwrap();
+    assert!(b.nic.info.link_up && b.nic.info.backend.is_some());
+    let out = frame([0xff; 6], 80);
+    assert_eq!(send(&mut b, &out), status::SUCCESS);
+    b.be.pump_tx();
+    assert_eq!(b.be.sent.last().unwrap().data, out);
+    assert!(b.be.deliver(0, &frame(MAC, 90), NetRxFlags::empty(), None));
+    assert_eq!(rx(&mut b).len(), 1);
+    assert_eq!(b.nic.front().stats().connects, 2);
+}
