@@ -44,7 +44,7 @@ fn frame(v6: bool, proto: u8, data: &[u8], pad: usize) -> Vec<u8> {
         f.extend_from_slice(&DST4);
     }
     f.extend_from_slice(&l4);
-    f.extend(core::iter::repeat(0).take(pad));
+    f.extend(core::iter::repeat_n(0, pad));
     f
 }
 
