@@ -69,16 +69,22 @@ impl Running {
     /// PDO let go of it, then `ChildBus`' drop releases what it held).
     fn refresh(&mut self) -> Result<(), SeamError> {
         let shared = self.handler.shared.clone();
+        // Declared before the lock, so dropped after it is released: the last
+        // reference to a gone child's `ChildBus` takes the store lock in its drop.
+        let mut gone = Vec::new();
         let mut st = shared.store.lock();
         let mut t = shared.transport();
         let found = children::enumerate(&mut st.xs, &mut t)?;
-        self.children.retain(|(k, _)| {
-            let stays = found.contains(k);
-            if !stays {
-                log!("xenbus: child {} left xenstore", k.nodename());
+        let mut i = 0;
+        while i < self.children.len() {
+            if found.contains(&self.children[i].0) {
+                i += 1;
+            } else {
+                let c = self.children.remove(i);
+                log!("xenbus: child {} left xenstore", c.0.nodename());
+                gone.push(c);
             }
-            stays
-        });
+        }
         for c in found {
             if self.children.iter().any(|(k, _)| *k == c) {
                 continue;
