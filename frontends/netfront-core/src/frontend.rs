@@ -118,6 +118,9 @@ pub struct Frontend<P: Platform> {
     backend: String,
     backend_id: DomId,
     config: FrontendConfig,
+    /// Offer `feature-gso-tcpv4/v6` (receive GSO); `config.gso` unless
+    /// [`set_receive_gso`](Self::set_receive_gso) said otherwise.
+    rx_gso: bool,
     state: FrontState,
     mac: [u8; 6],
     features: BackendFeatures,
@@ -148,6 +151,7 @@ impl<P: Platform> Frontend<P> {
             nodename: nodename.into(),
             backend: backend.into(),
             backend_id,
+            rx_gso: config.gso,
             config,
             state: FrontState::Initialising,
             mac: [0; 6],
@@ -156,6 +160,15 @@ impl<P: Platform> Frontend<P> {
             nqueues: 0,
             stats: Stats::default(),
         })
+    }
+
+    /// Whether to offer `feature-gso-tcpv4/v6` (so the backend may send GSO packets
+    /// larger than the MTU) from the next connection on, independently of transmitting
+    /// GSO (`FrontendConfig::gso`): a stack that segments on transmit but cannot take
+    /// oversized frames (Windows' xennet: NDIS LSO, no receive coalescing) turns it off.
+    /// `config.gso` by default.
+    pub fn set_receive_gso(&mut self, on: bool) {
+        self.rx_gso = on;
     }
 
     /// Reads our MAC address (`<nodename>/mac`) and publishes state Initialising.
@@ -343,7 +356,7 @@ impl<P: Platform> Frontend<P> {
                 w.push((format!("{dir}/{}", keys::EVENT_CHANNEL), format!("{tx}")));
             }
         }
-        let gso: &[&str] = if self.config.gso {
+        let gso: &[&str] = if self.rx_gso {
             &[keys::FEATURE_GSO_TCPV4, keys::FEATURE_GSO_TCPV6]
         } else {
             &[]

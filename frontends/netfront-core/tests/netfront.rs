@@ -308,6 +308,38 @@ fn gso_off_is_neither_offered_nor_sent() {
 }
 
 #[test]
+fn transmit_gso_without_receive_gso_offers_nothing_but_sends_gso() {
+    // Windows' xennet: NDIS LSO on transmit, no receive coalescing. The backend must
+    // not send oversized frames (no feature-gso-* of ours), yet GSO packets go out.
+    let mut b = bed_with(
+        BackConfig::default(),
+        FrontendConfig {
+            max_queues: 1,
+            ..Default::default()
+        },
+    );
+    b.fe.set_receive_gso(false);
+    b.fe.backend_changed(&mut b.p, XenbusState::InitWait)
+        .unwrap();
+    b.be.connect();
+    b.fe.backend_changed(&mut b.p, XenbusState::Connected)
+        .unwrap();
+    assert_eq!(read(&b, "feature-gso-tcpv4"), None);
+    assert_eq!(read(&b, "feature-gso-tcpv6"), None);
+    let o = b.fe.offloads();
+    assert!(o.tso4 && o.tso6);
+    let d = pattern(9000, 4);
+    let off = TxOffload {
+        csum: TxCsum::Partial,
+        gso: Some((NetifGsoType::TcpV6, 1440)),
+    };
+    tx(&mut b, 0, &[&d], &off).unwrap();
+    b.be.pump_tx();
+    assert_eq!(b.be.sent[0].gso, Some((NetifGsoType::TcpV6, 1440)));
+    assert_eq!(b.be.sent[0].data, d);
+}
+
+#[test]
 fn refuses_bad_lengths_and_unoffered_gso() {
     let cfg = BackConfig {
         sg: false,

@@ -11,10 +11,12 @@ use crate::ndis_sys::*;
 use crate::sync::SpinLock;
 use crate::{sys, Driver, NtStatus};
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+mod oid;
+mod send;
 
 /// Largest frame copied out of a NET_BUFFER (a bigger one is refused unread).
 pub const MAX_SEND_FRAME: usize = 65536;
@@ -36,6 +38,10 @@ pub struct General {
     pub max_multicast: u32,
     /// The OIDs answered (OID_GEN_SUPPORTED_LIST); a `'static` list.
     pub oids: &'static [u32],
+    /// `NDIS_OFFLOAD` of the hardware capabilities (`sluice_xennet_core::offload`).
+    pub offload_hw: [u8; 112],
+    /// `NDIS_OFFLOAD` of the default (current) configuration.
+    pub offload_cur: [u8; 112],
 }
 
 /// An OID request's kind.
@@ -54,15 +60,17 @@ pub struct OidAnswer {
     pub status: i32,
     pub done: usize,
     pub needed: usize,
+    /// The task offload configuration changed: indicated
+    /// (NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG) once the lock is released.
+    pub offload_changed: Option<[u8; 112]>,
 }
 
 /// A received frame to indicate.
 #[derive(Debug)]
 pub struct RxFrame {
     pub data: Vec<u8>,
-    /// The backend vouched for its checksums (blank or validated): indicated as
-    /// checked.
-    pub csum_ok: bool,
+    /// `NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO.Receive` bits for its NBL.
+    pub csum_info: u32,
 }
 
 /// An NDIS adapter (safe Rust, in the driver crate). `initialize` runs at
@@ -78,8 +86,10 @@ pub trait Miniport: Send + core::any::Any {
     ) -> Option<General>;
     /// One OID request; `buf` is its information buffer.
     fn oid(&mut self, kind: OidKind, oid: u32, buf: &mut [u8]) -> OidAnswer;
-    /// One frame to send: its NDIS status (completed at once).
-    fn send(&mut self, frame: &mut [u8]) -> i32;
+    /// One frame to send (xennet's own copy, which it may rewrite) with its NBL's
+    /// checksum and LSO info: its NDIS status (completed at once) and the LSO info to
+    /// write back at completion.
+    fn send(&mut self, frame: &mut [u8], ck: u32, lso: u64) -> (i32, Option<u64>);
     /// An event on a port bound with [`event_callback`] (bus DPC): frames to indicate.
     fn port_event(&mut self, port: u32) -> Vec<RxFrame>;
     /// For [`with_miniport`]'s downcast.
@@ -103,6 +113,8 @@ struct Block {
     rx: SpinLock<()>,
     /// MiniportSendNetBufferLists calls in progress (pause waits for none).
     sending: AtomicUsize,
+    /// OID requests pended while the state is out (taken only under `state`'s lock).
+    oids: SpinLock<sluice_xennet_core::pending::OidGate<usize>>,
 }
 
 fn block<'a>(a: usize) -> &'a Block {
@@ -132,11 +144,17 @@ pub fn take(a: AdapterRef) -> Option<Box<dyn Miniport>> {
     m
 }
 
-/// Returns the state [`take`] took, then polls for what came meanwhile.
+/// Returns the state [`take`] took, answers the OID requests pended meanwhile
+/// (completed once the lock is released), then polls for what came meanwhile.
 pub fn put_back(a: AdapterRef, m: Box<dyn Miniport>) {
     let b = block(a.0);
-    *b.state.lock() = Some(m);
-    b.taken.store(false, Ordering::Release);
+    let done = {
+        let mut g = b.state.lock();
+        *g = Some(m);
+        b.taken.store(false, Ordering::Release);
+        oid::answer_pended(b, g.as_deref_mut().expect("just put"))
+    };
+    oid::complete(b, done);
     on_bus_port(a.0, 0);
 }
 
@@ -214,15 +232,15 @@ pub fn register(
         unload: Some(unload),
         pause: Some(pause),
         restart: Some(restart),
-        oid_request: Some(oid_request),
-        send_net_buffer_lists: Some(send_nbls),
+        oid_request: Some(oid::oid_request),
+        send_net_buffer_lists: Some(send::send_nbls),
         return_net_buffer_lists: Some(return_nbls),
         cancel_send: Some(cancel),
         check_for_hang: None,
         reset: Some(reset),
         device_pnp_event_notify: Some(cancel),
         shutdown: Some(shutdown),
-        cancel_oid_request: Some(cancel),
+        cancel_oid_request: Some(oid::cancel_oid_request),
         direct_oid_request: None,
         cancel_direct_oid_request: None,
     };
@@ -269,6 +287,7 @@ unsafe extern "C" fn initialize_ex(handle: Handle, _drv: Handle, _params: *mut c
         state: SpinLock::new(None),
         rx: SpinLock::new(()),
         sending: AtomicUsize::new(0),
+        oids: SpinLock::new(Default::default()),
     }));
     let me = AdapterRef(b as usize);
     // SAFETY: stored by `register` from a `fn() -> Box<dyn Miniport>`.
@@ -313,6 +332,24 @@ unsafe extern "C" fn initialize_ex(handle: Handle, _drv: Handle, _params: *mut c
     let mut gen = general_attributes(&g);
     // SAFETY: as above; the OID list is 'static.
     if unsafe { NdisMSetMiniportAttributes(handle, (&mut gen as *mut GeneralAttributes).cast()) }
+        != STATUS_SUCCESS
+    {
+        drop(m);
+        return fail(b);
+    }
+    let mut off = OffloadAttributes {
+        header: ObjectHeader {
+            ty: OBJECT_TYPE_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES,
+            revision: MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1,
+            size: SIZEOF_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1,
+        },
+        default_config: g.offload_cur.as_ptr(),
+        hardware: g.offload_hw.as_ptr(),
+        default_tcp_connection: core::ptr::null(),
+        tcp_connection_hardware: core::ptr::null(),
+    };
+    // SAFETY: as above; the NDIS_OFFLOADs live in `g` across the call.
+    if unsafe { NdisMSetMiniportAttributes(handle, (&mut off as *mut OffloadAttributes).cast()) }
         != STATUS_SUCCESS
     {
         drop(m);
@@ -459,139 +496,6 @@ unsafe extern "C" fn return_nbls(_ctx: Handle, _nbl: *mut NetBufferList, _flags:
     // Every indication is made with NDIS_RECEIVE_FLAGS_RESOURCES: NDIS returns nothing.
 }
 
-unsafe extern "C" fn oid_request(ctx: Handle, req: *mut OidRequest) -> Status {
-    // SAFETY: NDIS' request, ours until we return (answered synchronously); the
-    // information buffer is InformationBufferLength bytes of the caller's.
-    unsafe {
-        let r = &mut *req;
-        let kind = match r.request_type {
-            REQUEST_QUERY_INFORMATION | REQUEST_QUERY_STATISTICS => OidKind::Query,
-            REQUEST_SET_INFORMATION => OidKind::Set,
-            _ => return xennet_not_supported(),
-        };
-        let len = r.information_buffer_length as usize;
-        let mut empty = [0u8; 0];
-        let buf: &mut [u8] = if r.information_buffer.is_null() || len == 0 {
-            &mut empty
-        } else {
-            core::slice::from_raw_parts_mut(r.information_buffer.cast(), len)
-        };
-        let oid = r.oid;
-        let b = block(ctx as usize);
-        // NDIS sends OID requests at PASSIVE_LEVEL: while the state is out for a
-        // backend state change, wait for it rather than fail the request.
-        let idle = crate::xen::Event::new();
-        let a = loop {
-            let a = b.state.lock().as_deref_mut().map(|m| m.oid(kind, oid, buf));
-            if a.is_some() || !b.taken.load(Ordering::Acquire) {
-                break a;
-            }
-            idle.wait(1);
-        };
-        let Some(a) = a else {
-            return STATUS_FAILURE;
-        };
-        r.bytes_done = a.done.min(len) as u32;
-        r.bytes_needed = a.needed as u32;
-        a.status
-    }
-}
-
-fn xennet_not_supported() -> Status {
-    0xC000_00BB_u32 as i32
-}
-
-/// Copies a NET_BUFFER's data out of its MDL chain; `None` if too long or unmappable.
-///
-/// # Safety
-/// `nb` is a NET_BUFFER NDIS handed to MiniportSendNetBufferLists, not yet completed.
-unsafe fn copy_net_buffer(nb: *const NetBuffer) -> Option<Vec<u8>> {
-    // SAFETY: see the function's contract; MDLs of a NET_BUFFER being sent are locked.
-    unsafe {
-        let len = (*nb).data_length as usize;
-        if len > MAX_SEND_FRAME {
-            return None;
-        }
-        let mut out = vec![0u8; len];
-        let mut mdl = (*nb).current_mdl;
-        let mut off = (*nb).current_mdl_offset as usize;
-        let mut got = 0;
-        while got < len && !mdl.is_null() {
-            let count = (*mdl).ByteCount as usize;
-            let va =
-                if (*mdl).MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) != 0 {
-                    (*mdl).MappedSystemVa
-                } else {
-                    // KernelMode, MmCached, no address, no bug check, NormalPagePriority
-                    // | MdlMappingNoExecute.
-                    sys::MmMapLockedPagesSpecifyCache(
-                        mdl,
-                        0,
-                        1,
-                        core::ptr::null_mut(),
-                        0,
-                        16 | 0x4000_0000,
-                    )
-                };
-            if va.is_null() {
-                return None;
-            }
-            if off < count {
-                let n = (count - off).min(len - got);
-                core::ptr::copy_nonoverlapping(
-                    va.cast::<u8>().add(off),
-                    out.as_mut_ptr().add(got),
-                    n,
-                );
-                got += n;
-            }
-            off = off.saturating_sub(count);
-            mdl = (*mdl).Next;
-        }
-        (got == len).then_some(out)
-    }
-}
-
-unsafe extern "C" fn send_nbls(ctx: Handle, nbls: *mut NetBufferList, _port: u32, flags: u32) {
-    let b = block(ctx as usize);
-    b.sending.fetch_add(1, Ordering::AcqRel);
-    let paused = b.paused.load(Ordering::Acquire);
-    // SAFETY: the chain NDIS hands us, ours until completed below; each NBL's
-    // NET_BUFFERs and their MDLs are valid meanwhile.
-    unsafe {
-        let mut nbl = nbls;
-        while !nbl.is_null() {
-            let mut st = STATUS_SUCCESS;
-            let mut nb = (*nbl).first_net_buffer;
-            while !nb.is_null() && st == STATUS_SUCCESS {
-                st = if paused {
-                    STATUS_PAUSED
-                } else {
-                    match copy_net_buffer(nb) {
-                        None => STATUS_INVALID_LENGTH,
-                        Some(mut frame) => b
-                            .state
-                            .lock()
-                            .as_deref_mut()
-                            .map(|m| m.send(&mut frame))
-                            .unwrap_or(STATUS_PAUSED),
-                    }
-                };
-                nb = (*nb).next;
-            }
-            (*nbl).status = st;
-            nbl = (*nbl).next;
-        }
-        let cf = if flags & SEND_FLAGS_DISPATCH_LEVEL != 0 {
-            SEND_COMPLETE_FLAGS_DISPATCH_LEVEL
-        } else {
-            0
-        };
-        NdisMSendNetBufferListsComplete(b.handle, nbls, cf);
-    }
-    b.sending.fetch_sub(1, Ordering::AcqRel);
-}
-
 /// Indicates `frames` (bus DPC, DISPATCH_LEVEL, no lock held): each copied into a
 /// buffer of its own under an MDL and an NBL from the adapter's pool, all indicated in
 /// one call with NDIS_RECEIVE_FLAGS_RESOURCES, then freed.
@@ -620,11 +524,7 @@ fn indicate(b: &Block, frames: Vec<RxFrame>) {
                 continue;
             }
             (*nbl).source_handle = b.handle;
-            (*nbl).info_checksum = if f.csum_ok {
-                CSUM_RX_TCP_SUCCEEDED | CSUM_RX_UDP_SUCCEEDED | CSUM_RX_IP_SUCCEEDED
-            } else {
-                0
-            };
+            (*nbl).info_checksum = f.csum_info as usize;
             if let Some(last) = held.last() {
                 (*last.0).next = nbl;
             }
@@ -666,6 +566,28 @@ pub fn indicate_link(a: AdapterRef, up: bool, speed: u64) {
         pause_functions: 0,
         auto_negotiation_flags: 0,
     };
+    let size = core::mem::size_of::<LinkState>() as u32;
+    indicate_status(
+        b,
+        STATUS_LINK_STATE,
+        (&mut ls as *mut LinkState).cast(),
+        size,
+    );
+}
+
+/// Indicates the current task offload configuration (NDIS_STATUS_TASK_OFFLOAD_
+/// CURRENT_CONFIG, an `NDIS_OFFLOAD`; IRQL <= DISPATCH_LEVEL, no adapter lock held).
+pub fn indicate_offload(a: AdapterRef, offload: &[u8; 112]) {
+    let mut buf = *offload;
+    indicate_status(
+        block(a.0),
+        STATUS_TASK_OFFLOAD_CURRENT_CONFIG,
+        buf.as_mut_ptr().cast(),
+        112,
+    );
+}
+
+fn indicate_status(b: &Block, code: Status, buf: *mut c_void, size: u32) {
     let mut ind = StatusIndication {
         header: ObjectHeader {
             ty: OBJECT_TYPE_STATUS_INDICATION,
@@ -674,15 +596,16 @@ pub fn indicate_link(a: AdapterRef, up: bool, speed: u64) {
         },
         source_handle: b.handle,
         port_number: 0,
-        status_code: STATUS_LINK_STATE,
+        status_code: code,
         flags: 0,
         destination_handle: core::ptr::null_mut(),
         request_id: core::ptr::null_mut(),
-        status_buffer: (&mut ls as *mut LinkState).cast(),
-        status_buffer_size: core::mem::size_of::<LinkState>() as u32,
+        status_buffer: buf,
+        status_buffer_size: size,
         guid: [0; 16],
         ndis_reserved: [core::ptr::null_mut(); 4],
     };
-    // SAFETY: an indication NDIS reads during the call.
+    // SAFETY: an indication NDIS reads during the call; `buf` is the caller's,
+    // `size` bytes, alive across it.
     unsafe { NdisMIndicateStatusEx(b.handle, &mut ind) };
 }

@@ -300,6 +300,8 @@ pub struct NetBufferList {
     pub status: Status,
     /// The first entry: TcpIpChecksumNetBufferListInfo.
     pub info_checksum: usize,
+    /// The second: TcpLargeSendNetBufferListInfo.
+    pub info_lso: usize,
 }
 const _: () = {
     type T = NetBufferList;
@@ -308,7 +310,32 @@ const _: () = {
     assert!(offset_of!(T, source_handle) == 0x78);
     assert!(offset_of!(T, status) == 0x8c);
     assert!(offset_of!(T, info_checksum) == 0x90);
+    assert!(offset_of!(T, info_lso) == 0x98);
 };
+
+/// `NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES` (Header 0x0, DefaultOffloadConfiguration
+/// 0x8, HardwareOffloadCapabilities 0x10, the two TCP connection offload pointers 0x18
+/// and 0x20; size 0x28). The `NDIS_OFFLOAD`s it points to are bytes built by
+/// `sluice_xennet_core::offload` (revision 1, 112 bytes; layout checked against
+/// mingw-w64's ntddndis.h).
+#[repr(C)]
+pub struct OffloadAttributes {
+    pub header: ObjectHeader,
+    pub default_config: *const u8,
+    pub hardware: *const u8,
+    pub default_tcp_connection: *const c_void,
+    pub tcp_connection_hardware: *const c_void,
+}
+const _: () = {
+    type T = OffloadAttributes;
+    assert!(offset_of!(T, default_config) == 0x8);
+    assert!(offset_of!(T, hardware) == 0x10);
+    assert!(offset_of!(T, tcp_connection_hardware) == 0x20);
+    assert!(size_of::<T>() == 0x28);
+};
+pub const OBJECT_TYPE_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES: u8 = 0xA0;
+pub const MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1: u8 = 1;
+pub const SIZEOF_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES_REVISION_1: u16 = 0x28;
 /// `NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO.Receive` bits.
 pub const CSUM_RX_TCP_SUCCEEDED: usize = 1 << 3;
 pub const CSUM_RX_UDP_SUCCEEDED: usize = 1 << 4;
@@ -427,6 +454,9 @@ pub const STATUS_RESOURCES: Status = 0xC000_009A_u32 as i32;
 pub const STATUS_PAUSED: Status = 0xC023_002A_u32 as i32;
 pub const STATUS_INVALID_LENGTH: Status = 0xC001_0014_u32 as i32;
 pub const STATUS_LINK_STATE: Status = 0x4001_0017;
+pub const STATUS_TASK_OFFLOAD_CURRENT_CONFIG: Status = 0x4002_0006;
+pub const STATUS_PENDING: Status = 0x103;
+pub const STATUS_REQUEST_ABORTED: Status = 0xC001_000C_u32 as i32;
 pub const SEND_FLAGS_DISPATCH_LEVEL: u32 = 0x1;
 pub const SEND_COMPLETE_FLAGS_DISPATCH_LEVEL: u32 = 0x1;
 pub const RECEIVE_FLAGS_DISPATCH_LEVEL: u32 = 0x1;
@@ -463,6 +493,7 @@ unsafe extern "C" {
         flags: u32,
     );
     pub fn NdisMIndicateStatusEx(adapter: Handle, ind: *mut StatusIndication);
+    pub fn NdisMOidRequestComplete(adapter: Handle, req: *mut OidRequest, status: Status);
     pub fn NdisAllocateNetBufferListPool(adapter: Handle, p: *mut PoolParameters) -> Handle;
     pub fn NdisFreeNetBufferListPool(pool: Handle);
     pub fn NdisAllocateNetBufferAndNetBufferList(

@@ -11,6 +11,7 @@ const OBJ_KERNEL_HANDLE: u32 = 0x200;
 const KEY_QUERY_VALUE: u32 = 0x1;
 const KEY_SET_VALUE: u32 = 0x2;
 const REG_OPTION_NON_VOLATILE: u32 = 0;
+const REG_OPTION_VOLATILE: u32 = 1;
 const REG_DWORD: u32 = 4;
 
 /// The registry, through `ZwOpenKey`/`ZwCreateKey`/`ZwQueryValueKey`/`ZwSetValueKey`.
@@ -30,8 +31,17 @@ fn counted(buf: &mut [u16]) -> Option<sys::UNICODE_STRING> {
     })
 }
 
-/// Opens (or with `create`, creates) `path` with `access`; the handle or `None`.
-fn open(path: &str, access: u32, create: bool) -> Option<sys::HANDLE> {
+/// How [`open`] opens a key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Existing,
+    Create,
+    /// Created volatile (kept in memory only: gone at the next boot).
+    CreateVolatile,
+}
+
+/// Opens (or creates) `path` with `access`; the handle or `None`.
+fn open(path: &str, access: u32, how: Open) -> Option<sys::HANDLE> {
     let mut name = utf16(path);
     let mut us = counted(&mut name)?;
     // SAFETY: plain data, every field set below.
@@ -43,18 +53,21 @@ fn open(path: &str, access: u32, create: bool) -> Option<sys::HANDLE> {
     // SAFETY: `oa` and the name it points to live across the call; PASSIVE_LEVEL is
     // the caller's rule; a kernel handle is returned in `h` on success only.
     let st = unsafe {
-        if create {
-            sys::ZwCreateKey(
+        match how {
+            Open::Existing => sys::ZwOpenKey(&mut h, access, &mut oa),
+            Open::Create | Open::CreateVolatile => sys::ZwCreateKey(
                 &mut h,
                 access,
                 &mut oa,
                 0,
                 core::ptr::null_mut(),
-                REG_OPTION_NON_VOLATILE,
+                if how == Open::Create {
+                    REG_OPTION_NON_VOLATILE
+                } else {
+                    REG_OPTION_VOLATILE
+                },
                 core::ptr::null_mut(),
-            )
-        } else {
-            sys::ZwOpenKey(&mut h, access, &mut oa)
+            ),
         }
     };
     (st >= 0).then_some(h)
@@ -67,7 +80,7 @@ fn close(h: sys::HANDLE) {
 
 impl sluice_xenbus_core::unplug_request::Registry for Registry {
     fn read_dword(&mut self, key: &str, value: &str) -> Option<u32> {
-        let h = open(key, KEY_QUERY_VALUE, false)?;
+        let h = open(key, KEY_QUERY_VALUE, Open::Existing)?;
         let mut vname = utf16(value);
         let r = counted(&mut vname).and_then(|mut vn| {
             // KEY_VALUE_PARTIAL_INFORMATION: TitleIndex, Type, DataLength, Data.
@@ -92,26 +105,34 @@ impl sluice_xenbus_core::unplug_request::Registry for Registry {
     }
 
     fn write_dword(&mut self, key: &str, value: &str, data: u32) -> bool {
-        let Some(h) = open(key, KEY_SET_VALUE, true) else {
-            return false;
-        };
-        let mut vname = utf16(value);
-        let ok = counted(&mut vname).is_some_and(|mut vn| {
-            let mut d = data;
-            // SAFETY: 4 readable bytes of `d` for a REG_DWORD; the name lives across.
-            let st = unsafe {
-                sys::ZwSetValueKey(
-                    h,
-                    &mut vn,
-                    0,
-                    REG_DWORD,
-                    &mut d as *mut u32 as *mut c_void,
-                    4,
-                )
-            };
-            st >= 0
-        });
-        close(h);
-        ok
+        write(key, value, data, Open::Create)
     }
+
+    fn write_volatile_dword(&mut self, key: &str, value: &str, data: u32) -> bool {
+        write(key, value, data, Open::CreateVolatile)
+    }
+}
+
+fn write(key: &str, value: &str, data: u32, how: Open) -> bool {
+    let Some(h) = open(key, KEY_SET_VALUE, how) else {
+        return false;
+    };
+    let mut vname = utf16(value);
+    let ok = counted(&mut vname).is_some_and(|mut vn| {
+        let mut d = data;
+        // SAFETY: 4 readable bytes of `d` for a REG_DWORD; the name lives across.
+        let st = unsafe {
+            sys::ZwSetValueKey(
+                h,
+                &mut vn,
+                0,
+                REG_DWORD,
+                &mut d as *mut u32 as *mut c_void,
+                4,
+            )
+        };
+        st >= 0
+    });
+    close(h);
+    ok
 }

@@ -11,21 +11,30 @@ use alloc::vec::Vec;
 #[derive(Default)]
 struct FakeReg {
     values: BTreeMap<(String, String), u32>,
+    /// Values of volatile keys: gone at each boot ([`boot_once`]).
+    volatile: BTreeMap<(String, String), u32>,
     /// Writes to this value fail.
     broken: Option<&'static str>,
 }
 
 impl Registry for FakeReg {
     fn read_dword(&mut self, key: &str, value: &str) -> Option<u32> {
-        self.values
-            .get(&(key.to_string(), value.to_string()))
-            .copied()
+        let k = (key.to_string(), value.to_string());
+        self.values.get(&k).or(self.volatile.get(&k)).copied()
     }
     fn write_dword(&mut self, key: &str, value: &str, data: u32) -> bool {
         if self.broken == Some(value) {
             return false;
         }
         self.values
+            .insert((key.to_string(), value.to_string()), data);
+        true
+    }
+    fn write_volatile_dword(&mut self, key: &str, value: &str, data: u32) -> bool {
+        if self.broken == Some(value) {
+            return false;
+        }
+        self.volatile
             .insert((key.to_string(), value.to_string()), data);
         true
     }
@@ -83,7 +92,12 @@ impl PortIo for FakeQemu {
 }
 
 fn boot_once(reg: &mut FakeReg) -> (Report, Vec<u16>) {
-    let mut q = FakeQemu::default();
+    boot_with(reg, FakeQemu::default())
+}
+
+/// A reboot (volatile keys gone), then xenbus' DriverEntry against `q`.
+fn boot_with(reg: &mut FakeReg, mut q: FakeQemu) -> (Report, Vec<u16>) {
+    reg.volatile.clear();
     let r = boot(reg, &mut q, 1);
     (r, q.masks)
 }
@@ -169,13 +183,13 @@ fn blacklist_or_no_protocol_unplugs_nothing_and_leaves_no_mark() {
     for (blacklisted, absent) in [(true, false), (false, true)] {
         let mut reg = FakeReg::installed(0);
         proved(&mut reg, Class::Disks, false);
-        let mut q = FakeQemu {
+        let q = FakeQemu {
             blacklisted,
             absent,
             ..FakeQemu::default()
         };
-        let r = boot(&mut reg, &mut q, 1);
-        assert!(q.masks.is_empty());
+        let (r, masks) = boot_with(&mut reg, q);
+        assert!(masks.is_empty());
         assert!(!matches!(r.outcome, Outcome::Done { .. }));
         assert_eq!(reg.param("UnconfirmedDisks"), Some(0));
         // The request stands: a later boot on a host that allows it unplugs.
@@ -213,4 +227,82 @@ fn nics_map_to_bit_1_independently_of_disks() {
     let (r, masks) = boot_once(&mut reg);
     assert_eq!(masks, [DISKS]);
     assert_eq!(r.why, [Why::Unplugged, Why::FellBack]);
+}
+
+const NICS: u16 = mask::ALL_NICS;
+
+#[test]
+fn nic_takeover_asks_in_a_plugged_boot_and_drives_only_in_an_unplugged_one() {
+    // xennet is demand start (3), as NDIS miniports are.
+    let mut reg = FakeReg::installed(3);
+    assert_eq!(boot_once(&mut reg).1, [0]);
+    // Emulated NICs present: xennet holds its vif and asks for the unplug.
+    assert_eq!(nic_role(&mut reg), NicRole::Hold { requested: true });
+    let (r, masks) = boot_once(&mut reg);
+    assert_eq!(masks, [NICS]);
+    assert_eq!(r.why[1], Why::Unplugged);
+    assert_eq!(nic_role(&mut reg), NicRole::Drive);
+    // A frame received confirms the boot: the next one unplugs again.
+    assert!(proved(&mut reg, Class::Nics, false));
+    assert_eq!(boot_once(&mut reg).1, [NICS]);
+    assert_eq!(nic_role(&mut reg), NicRole::Drive);
+}
+
+#[test]
+fn nic_demand_start_is_enough_but_disks_need_boot_start_and_disabled_is_refused() {
+    assert!(Class::Nics.startable(Some(3)) && Class::Nics.startable(Some(0)));
+    assert!(!Class::Disks.startable(Some(3)));
+    for start in [Some(4), None] {
+        let mut reg = match start {
+            Some(s) => FakeReg::installed(s),
+            None => FakeReg::default(),
+        };
+        assert_eq!(nic_role(&mut reg), NicRole::Hold { requested: true });
+        let (r, masks) = boot_once(&mut reg);
+        assert_eq!(masks, [0]);
+        assert_eq!(r.why[1], Why::NotBootStart);
+        assert_eq!(reg.param("RequestNics"), Some(0));
+        assert!(matches!(nic_role(&mut reg), NicRole::Hold { .. }));
+    }
+}
+
+#[test]
+fn an_unconfirmed_nic_boot_falls_back_once_and_xennet_asks_no_more() {
+    let mut reg = FakeReg::installed(3);
+    nic_role(&mut reg);
+    assert_eq!(boot_once(&mut reg).1, [NICS]);
+    assert_eq!(nic_role(&mut reg), NicRole::Drive);
+    // xennet never received a frame in that boot (or failed: request cleared).
+    assert!(failed(&mut reg, Class::Nics));
+    // Plugged; xennet, holding, asks again...
+    assert_eq!(boot_once(&mut reg).1, [0]);
+    assert_eq!(nic_role(&mut reg), NicRole::Hold { requested: true });
+    // ...but the mark is still there: fallback, and the loop stops.
+    let (r, masks) = boot_once(&mut reg);
+    assert_eq!((r.why[1], masks), (Why::FellBack, [0].to_vec()));
+    assert_eq!(reg.param("FellBackNics"), Some(1));
+    assert_eq!(nic_role(&mut reg), NicRole::Hold { requested: false });
+    assert_eq!(boot_once(&mut reg).1, [0]);
+    // Disks leave no such mark (they must prove themselves again instead).
+    assert_eq!(reg.param("FellBackDisks"), None);
+}
+
+#[test]
+fn no_record_of_this_boot_reads_as_emulated_nics_present() {
+    // An unplugged boot, then one where the protocol is gone and one where the
+    // volatile record cannot be written: the stale "unplugged" never carries over.
+    let mut reg = FakeReg::installed(3);
+    nic_role(&mut reg);
+    assert_eq!(boot_once(&mut reg).1, [NICS]);
+    assert_eq!(nic_role(&mut reg), NicRole::Drive);
+    proved(&mut reg, Class::Nics, false);
+    let absent = FakeQemu {
+        absent: true,
+        ..FakeQemu::default()
+    };
+    assert!(boot_with(&mut reg, absent).1.is_empty());
+    assert_eq!(nic_role(&mut reg), NicRole::Hold { requested: true });
+    reg.broken = Some(UNPLUGGED);
+    assert_eq!(boot_once(&mut reg).1, [NICS]);
+    assert_eq!(nic_role(&mut reg), NicRole::Hold { requested: true });
 }

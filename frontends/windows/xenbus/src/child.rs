@@ -170,6 +170,35 @@ pub struct ChildBus {
     pub info: ChildInfo,
 }
 
+impl Drop for ChildBus {
+    /// The last reference went (a child that left xenstore: its PDO deleted at its
+    /// REMOVE and its driver's InterfaceDereference done; PASSIVE_LEVEL both): its
+    /// watches removed, ports closed, unmapped grants ended. A stopped bus did that
+    /// already (`alive` false).
+    fn drop(&mut self) {
+        let s = &self.handler.shared;
+        if !s.alive.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let mut st = s.store.lock();
+            let mut t = s.transport();
+            st.release(&mut t, self.owner);
+        }
+        let hw = Hw::new(s);
+        let (ports, kept) = s.fast.lock().release(&hw, self.owner);
+        for p in ports {
+            s.hypercalls.evtchn_close(p.0);
+        }
+        if kept > 0 {
+            sluice_wdm::log!(
+                "xenbus: {} grants of a removed child still mapped, kept",
+                kept
+            );
+        }
+    }
+}
+
 const ENODEV: i32 = 19;
 /// `EWOULDBLOCK`: a PASSIVE-only call made above PASSIVE_LEVEL (blkfront-core writes
 /// its state Closed when a hostile backend fails the device inside the event DPC:

@@ -57,21 +57,40 @@ struct Running {
     handler: Arc<Handler>,
     /// Each child, and its bus interface when its backend is readable.
     children: Vec<(Child, Option<Arc<ChildBus>>)>,
+    /// The next child's owner tag (never reused: a removed child's grants, ports
+    /// and watches stay its own until its last reference goes).
+    next_owner: u32,
 }
 
 impl Running {
-    /// Reads `device/vbd` and `device/vif` again and adds the children that appeared
-    /// (hotplug; a child that goes stays reported: PDO removal is not written yet).
+    /// Reads `device/vbd` and `device/vif` again: adds the children that appeared and
+    /// forgets those that went (their PDOs are then reported missing, see
+    /// `sluice_wdm::pnp`; a gone child's bus interface lives on until its driver and
+    /// PDO let go of it, then `ChildBus`' drop releases what it held).
     fn refresh(&mut self) -> Result<(), SeamError> {
         let shared = self.handler.shared.clone();
+        // Declared before the lock, so dropped after it is released: the last
+        // reference to a gone child's `ChildBus` takes the store lock in its drop.
+        let mut gone = Vec::new();
         let mut st = shared.store.lock();
         let mut t = shared.transport();
         let found = children::enumerate(&mut st.xs, &mut t)?;
+        let mut i = 0;
+        while i < self.children.len() {
+            if found.contains(&self.children[i].0) {
+                i += 1;
+            } else {
+                let c = self.children.remove(i);
+                log!("xenbus: child {} left xenstore", c.0.nodename());
+                gone.push(c);
+            }
+        }
         for c in found {
             if self.children.iter().any(|(k, _)| *k == c) {
                 continue;
             }
-            let owner = self.children.len() as u32 + 1;
+            self.next_owner += 1;
+            let owner = self.next_owner;
             let iface = match child_info(&mut st.xs, &mut t, &c) {
                 Ok(info) => {
                     log!(
@@ -214,6 +233,7 @@ fn start(res: &Resources, dev: BusDevice) -> Result<Running, NtStatus> {
         irq,
         handler: handler.clone(),
         children: Vec::new(),
+        next_owner: BUS_OWNER,
     };
     run.refresh().map_err(|e| {
         log!("xenbus: xenstore: {}", e);

@@ -11,9 +11,12 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod csum;
 pub mod filter;
 pub mod nic;
+pub mod offload;
 pub mod oid;
+pub mod pending;
 
 /// NDIS status codes used (ndis.h).
 pub mod status {
@@ -27,6 +30,10 @@ pub mod status {
     pub const RESOURCES: u32 = 0xC000_009A;
     /// NDIS_STATUS_INVALID_LENGTH.
     pub const INVALID_LENGTH: u32 = 0xC001_0014;
+    /// NDIS_STATUS_INVALID_PACKET (an offload request xennet cannot meet).
+    pub const INVALID_PACKET: u32 = 0xC001_000F;
+    /// NDIS_STATUS_PENDING (STATUS_PENDING): an OID completed later.
+    pub const PENDING: u32 = 0x0000_0103;
     /// NDIS_STATUS_INVALID_DATA.
     pub const INVALID_DATA: u32 = 0xC001_0015;
     /// NDIS_STATUS_BUFFER_TOO_SHORT.

@@ -1,7 +1,9 @@
 //! OID requests (MiniportOidRequest): queries answered from the adapter's state, sets
 //! of the receive filter and lookahead. OID values from ntddndis.h.
 
+use crate::csum::BackendCaps;
 use crate::filter::{Filter, FilterError, ETH_HEADER, MAX_MULTICAST};
+use crate::offload::Enabled;
 use alloc::vec::Vec;
 
 /// The OIDs xennet answers.
@@ -31,7 +33,13 @@ pub mod code {
     pub const E802_3_CURRENT_ADDRESS: u32 = 0x0101_0102;
     pub const E802_3_MULTICAST_LIST: u32 = 0x0101_0103;
     pub const E802_3_MAXIMUM_LIST_SIZE: u32 = 0x0101_0104;
+    pub const OFFLOAD_ENCAPSULATION: u32 = 0x0101_010a;
+    pub const TCP_OFFLOAD_CURRENT_CONFIG: u32 = 0xfc01_020b;
+    pub const TCP_OFFLOAD_PARAMETERS: u32 = 0xfc01_020c;
 }
+
+/// Set-only OIDs of [`SUPPORTED`].
+pub const SET_ONLY: &[u32] = &[code::TCP_OFFLOAD_PARAMETERS];
 
 /// Every OID of [`code`] (OID_GEN_SUPPORTED_LIST's answer).
 pub const SUPPORTED: &[u32] = &[
@@ -59,6 +67,9 @@ pub const SUPPORTED: &[u32] = &[
     code::E802_3_CURRENT_ADDRESS,
     code::E802_3_MULTICAST_LIST,
     code::E802_3_MAXIMUM_LIST_SIZE,
+    code::OFFLOAD_ENCAPSULATION,
+    code::TCP_OFFLOAD_CURRENT_CONFIG,
+    code::TCP_OFFLOAD_PARAMETERS,
 ];
 
 /// Link speed reported, in bits per second (a vif has none; 10 Gb/s, as Linux's
@@ -82,6 +93,10 @@ pub struct Info {
     pub filter: Filter,
     /// The lookahead NDIS set (indications carry whole frames regardless).
     pub lookahead: u32,
+    /// The task offloads Windows enabled.
+    pub offload: Enabled,
+    /// What the backend does (while connected).
+    pub backend: Option<BackendCaps>,
 }
 
 /// The statistics OIDs' counters.
@@ -176,6 +191,8 @@ pub fn query(oid: u32, info: &Info, buf_len: usize) -> Result<Vec<u8>, OidError>
         E802_3_PERMANENT_ADDRESS | E802_3_CURRENT_ADDRESS => info.mac.to_vec(),
         E802_3_MULTICAST_LIST => info.filter.multicast.iter().flatten().copied().collect(),
         E802_3_MAXIMUM_LIST_SIZE => u32le(MAX_MULTICAST as u32),
+        OFFLOAD_ENCAPSULATION => info.offload.encapsulation(),
+        TCP_OFFLOAD_CURRENT_CONFIG => info.offload.ndis_offload(info.backend).to_vec(),
         _ => return Err(OidError::NotSupported),
     };
     if data.len() > buf_len {
@@ -184,8 +201,18 @@ pub fn query(oid: u32, info: &Info, buf_len: usize) -> Result<Vec<u8>, OidError>
     Ok(data)
 }
 
-/// Handles set `oid` with `data` (read once by the caller into this slice).
-pub fn set(oid: u32, data: &[u8], info: &mut Info) -> Result<(), OidError> {
+/// Handles set `oid` with `data` (read once by the caller into this slice): whether the
+/// task offload configuration changed (then indicate `NDIS_STATUS_TASK_OFFLOAD_
+/// CURRENT_CONFIG` with [`Enabled::ndis_offload`]).
+pub fn set(oid: u32, data: &[u8], info: &mut Info) -> Result<bool, OidError> {
+    match oid {
+        code::TCP_OFFLOAD_PARAMETERS => info.offload.set_parameters(data),
+        code::OFFLOAD_ENCAPSULATION => info.offload.set_encapsulation(data).map(|()| false),
+        _ => set_other(oid, data, info).map(|()| false),
+    }
+}
+
+fn set_other(oid: u32, data: &[u8], info: &mut Info) -> Result<(), OidError> {
     use code::*;
     let dword = || -> Result<u32, OidError> {
         let b: [u8; 4] = data
@@ -253,7 +280,7 @@ mod tests {
         let list = query(code::GEN_SUPPORTED_LIST, &i, 4096).unwrap();
         assert_eq!(list.len(), 4 * SUPPORTED.len());
         for o in SUPPORTED {
-            if *o != code::GEN_SUPPORTED_LIST {
+            if *o != code::GEN_SUPPORTED_LIST && !SET_ONLY.contains(o) {
                 assert!(query(*o, &i, 4096).is_ok(), "{o:#x} listed, not answered");
             }
         }
@@ -295,7 +322,7 @@ mod tests {
     fn sets_change_the_filter_or_nothing() {
         let mut i = info();
         let bits = packet_type::DIRECTED | packet_type::BROADCAST;
-        set(code::GEN_CURRENT_PACKET_FILTER, &bits.to_le_bytes(), &mut i).unwrap();
+        assert!(!set(code::GEN_CURRENT_PACKET_FILTER, &bits.to_le_bytes(), &mut i).unwrap());
         assert_eq!(i.filter.bits, bits);
         assert_eq!(
             set(code::GEN_CURRENT_PACKET_FILTER, &[1, 0], &mut i),

@@ -7,12 +7,14 @@ mod fake;
 
 use fake::netback::{BackConfig, Misbehaviour, Netback};
 use fake::{FrontPlatform, World, BACK, BACKEND_ID, FRONT};
-use sluice_abi::netif::NetRxFlags;
+use sluice_abi::netif::{NetRxFlags, NetTxFlags, NetifGsoType};
 use sluice_abi::shared::SharedMem;
 use sluice_abi::xenbus::XenbusState;
 use sluice_netfront_core::TxOffload;
+use sluice_xennet_core::csum::{fold, lso_bits, rx_bits, sum, tx_bits};
 use sluice_xennet_core::filter::packet_type;
 use sluice_xennet_core::nic::{Link, Nic, StartError};
+use sluice_xennet_core::oid;
 use sluice_xennet_core::status;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -98,20 +100,113 @@ fn frames_go_both_ways_and_the_filter_decides_what_is_indicated() {
     assert_eq!(b.nic.info.counters.rcv_ok, 2);
 }
 
+/// An IPv4/TCP frame to us with `n` bytes of payload (IP length as given).
+fn tcp4(n: usize, ip_len: Option<u16>) -> Vec<u8> {
+    let mut f = frame(MAC, 14 + 20 + 20 + n);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let len = ip_len.unwrap_or((40 + n) as u16);
+    f[14..24].copy_from_slice(&[0x45, 0, (len >> 8) as u8, len as u8, 0, 1, 0x40, 0, 64, 6]);
+    f[24..26].copy_from_slice(&[0, 0]);
+    f[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    f[34 + 12] = 5 << 4;
+    f
+}
+
 #[test]
-fn gso_is_not_offered_to_a_backend_that_has_it() {
-    // xennet drops frames over the MTU, so it must not ask netback for GSO ones.
-    let b = up(BackConfig::default(), |_| {});
-    let w = b.world.borrow();
-    for k in ["feature-gso-tcpv4", "feature-gso-tcpv6"] {
-        assert_eq!(w.xs.get(&format!("{FRONT}/{k}")), None, "{k}");
+fn receive_gso_is_not_offered_but_lso_goes_out_as_gso() {
+    // xennet drops frames over the MTU, so it must not ask netback for GSO ones; it
+    // sends NDIS LSO v2 packets as netif GSO.
+    let mut b = up(BackConfig::default(), |_| {});
+    {
+        let w = b.world.borrow();
+        for k in ["feature-gso-tcpv4", "feature-gso-tcpv6"] {
+            assert_eq!(w.xs.get(&format!("{FRONT}/{k}")), None, "{k}");
+        }
+        assert_eq!(
+            w.xs.get(&format!("{FRONT}/feature-sg")).map(String::as_str),
+            Some("1")
+        );
     }
-    assert_eq!(
-        w.xs.get(&format!("{FRONT}/feature-sg")).map(String::as_str),
-        Some("1")
-    );
     let o = b.nic.front().offloads();
-    assert!(!o.tso4 && !o.tso6);
+    assert!(o.tso4 && o.tso6);
+    let caps = b.nic.info.backend.unwrap();
+    assert!(caps.tso4 && caps.csum4 && caps.csum6);
+    let mut big = tcp4(30000, Some(0));
+    let lso = 1448 | lso_bits::TYPE_V2;
+    let (st, done) = b.nic.send_frame(&mut b.p, &mut big, 0, lso);
+    assert_eq!((st, done), (status::SUCCESS, Some(lso_bits::TYPE_V2)));
+    b.be.pump_tx();
+    let s = b.be.sent.last().unwrap();
+    assert_eq!(s.gso, Some((NetifGsoType::TcpV4, 1448)));
+    assert!(s.flags.contains(NetTxFlags::CSUM_BLANK));
+    assert_eq!(&s.data[16..18], &(30040u16).to_be_bytes(), "IP length set");
+    // A checksum-only frame: left blank for the backend.
+    let mut small = tcp4(100, None);
+    let (st, done) = b.nic.send_frame(&mut b.p, &mut small, tx_bits::TCP, 0);
+    assert_eq!((st, done), (status::SUCCESS, None));
+    b.be.pump_tx();
+    assert!(b
+        .be
+        .sent
+        .last()
+        .unwrap()
+        .flags
+        .contains(NetTxFlags::CSUM_BLANK));
+    // UDP asked for LSO: refused, counted, nothing sent.
+    let mut udp = tcp4(3000, None);
+    udp[23] = 17;
+    let n = b.be.sent.len();
+    assert_eq!(
+        b.nic.send_frame(&mut b.p, &mut udp, 0, lso).0,
+        status::INVALID_PACKET
+    );
+    b.be.pump_tx();
+    assert_eq!(b.be.sent.len(), n);
+    assert_eq!(b.nic.info.counters.xmit_error, 1);
+}
+
+#[test]
+fn a_backend_without_gso_gets_no_lso_and_the_current_config_says_so() {
+    let cfg = BackConfig {
+        gso: false,
+        ..BackConfig::default()
+    };
+    let mut b = up(cfg, |_| {});
+    let caps = b.nic.info.backend.unwrap();
+    assert!(!caps.tso4 && !caps.tso6);
+    let cur = oid::query(oid::code::TCP_OFFLOAD_CURRENT_CONFIG, &b.nic.info, 112).unwrap();
+    assert_eq!(&cur[80..108], &[0u8; 28], "no LSO v2 reported");
+    let mut big = tcp4(30000, Some(0));
+    let (st, _) = b
+        .nic
+        .send_frame(&mut b.p, &mut big, 0, 1448 | lso_bits::TYPE_V2);
+    assert_eq!(st, status::INVALID_PACKET);
+    // Link down: the backend's capabilities are forgotten.
+    b.nic
+        .backend_changed(&mut b.p, XenbusState::Closing)
+        .unwrap();
+    assert_eq!(b.nic.info.backend, None);
+}
+
+#[test]
+fn received_blank_checksums_are_filled_and_marked_for_ndis() {
+    let mut b = up(BackConfig::default(), |_| {});
+    b.nic.info.filter.set_bits(packet_type::DIRECTED).unwrap();
+    let f = tcp4(500, None);
+    assert!(b.be.deliver(0, &f, NetRxFlags::CSUM_BLANK, None));
+    let (got, _) = b.nic.receive(&mut b.p).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].csum_info, rx_bits::TCP_SUCCEEDED);
+    // The checksum is now right: summing the segment with its pseudo-header gives
+    // all ones.
+    let d = &got[0].data;
+    let mut ph = vec![10, 0, 0, 1, 10, 0, 0, 2, 0, 6];
+    ph.extend_from_slice(&(520u16).to_be_bytes());
+    assert_eq!(fold(sum(&d[34..], sum(&ph, 0))), 0xffff);
+    // Receive checksum offload turned off: no bits.
+    b.nic.info.offload.tcp4.1 = false;
+    assert!(b.be.deliver(0, &f, NetRxFlags::DATA_VALIDATED, None));
+    assert_eq!(b.nic.receive(&mut b.p).unwrap().0[0].csum_info, 0);
 }
 
 #[test]
@@ -221,4 +316,72 @@ fn a_closing_backend_is_link_down_and_halt_closes() {
         b.world.borrow().xs[&format!("{FRONT}/state")],
         XenbusState::Closed.xenstore_value()
     );
+}
+
+#[test]
+fn a_held_nic_never_touches_the_vif_while_the_emulated_nic_owns_it() {
+    let mut b = bed_with(BackConfig::default(), |_| {});
+    assert_eq!(b.nic.hold(&mut b.p).unwrap(), MAC);
+    assert!(b.nic.held() && !b.nic.info.link_up);
+    let before = b.world.borrow().xs.clone();
+    // The backend waits in InitWait: a held NIC does not answer it.
+    assert_eq!(
+        b.nic
+            .backend_changed(&mut b.p, XenbusState::InitWait)
+            .unwrap(),
+        Link::Unchanged
+    );
+    assert_eq!(
+        send(&mut b, &frame([0xff; 6], 60)),
+        status::MEDIA_DISCONNECTED
+    );
+    assert!(b.nic.receive(&mut b.p).unwrap().0.is_empty());
+    b.nic.halt(&mut b.p);
+    // No state, no rings, no event channels published: xenstore is untouched.
+    assert_eq!(b.world.borrow().xs, before);
+    assert!(!before.contains_key(&format!("{FRONT}/state")));
+}
+
+#[test]
+fn a_backend_reset_takes_the_link_down_then_renegotiates_and_traffic_flows() {
+    let mut b = up(BackConfig::default(), |_| {});
+    b.nic.info.filter.set_bits(packet_type::DIRECTED).unwrap();
+    // sluice-netback restarted: its rings gone, state Closing then Closed.
+    b.be.disconnect();
+    b.be.set_state(XenbusState::Closing);
+    let l = b
+        .nic
+        .backend_changed(&mut b.p, XenbusState::Closing)
+        .unwrap();
+    assert_eq!(l, Link::Down);
+    assert!(!b.nic.info.link_up);
+    assert_eq!(
+        send(&mut b, &frame([0xff; 6], 60)),
+        status::MEDIA_DISCONNECTED
+    );
+    assert_eq!(
+        b.nic
+            .backend_changed(&mut b.p, XenbusState::Closed)
+            .unwrap(),
+        Link::Unchanged
+    );
+    // The new backend waits for us: new rings, link up again.
+    b.be.set_state(XenbusState::InitWait);
+    let l = b
+        .nic
+        .backend_changed(&mut b.p, XenbusState::InitWait)
+        .unwrap();
+    assert_eq!(l, Link::Up);
+    b.be.connect();
+    b.nic
+        .backend_changed(&mut b.p, XenbusState::Connected)
+        .unwrap();
+    assert!(b.nic.info.link_up && b.nic.info.backend.is_some());
+    let out = frame([0xff; 6], 80);
+    assert_eq!(send(&mut b, &out), status::SUCCESS);
+    b.be.pump_tx();
+    assert_eq!(b.be.sent.last().unwrap().data, out);
+    assert!(b.be.deliver(0, &frame(MAC, 90), NetRxFlags::empty(), None));
+    assert_eq!(rx(&mut b).len(), 1);
+    assert_eq!(b.nic.front().stats().connects, 2);
 }

@@ -24,9 +24,7 @@ use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-use sluice_abi::shared::SharedMem;
 use sluice_abi::xenbus::XenbusState;
-use sluice_netfront_core::TxOffload;
 use sluice_wdm::busif::BusHandle;
 use sluice_wdm::child::ChildKernel;
 use sluice_wdm::ndis::{self, AdapterRef, General, Miniport, OidAnswer, OidKind, RxFrame};
@@ -36,10 +34,11 @@ use sluice_wdm::xen::WorkItem;
 use sluice_wdm::{log, NtStatus};
 use sluice_xenbus_core::iface::BusInterface;
 use sluice_xenbus_core::platform::WinPlatform;
-use sluice_xenbus_core::unplug_request::{self, Class};
+use sluice_xenbus_core::unplug_request::{self, Class, NicRole};
 use sluice_xenbus_core::watches::WatchId;
 use sluice_xennet_core::filter::{packet_type, MAX_MULTICAST};
 use sluice_xennet_core::nic::{Link, Nic};
+use sluice_xennet_core::offload::Enabled;
 use sluice_xennet_core::oid;
 
 /// Receive polls per event callback at most (each of up to `nic::RX_BUDGET` frames):
@@ -99,7 +98,26 @@ impl Miniport for Adapter {
                 return None;
             }
         };
-        let mac = match nic.start(&mut plat) {
+        // The emulated NIC and this vif are one device (one MAC on dom0's bridge): drive
+        // it only in a boot whose handshake unplugged the emulated NICs; else hold it
+        // (nothing written to xenstore, link down) and ask for the unplug next boot.
+        let role = unplug_request::nic_role(&mut Registry);
+        let started = match role {
+            NicRole::Drive => nic.start(&mut plat),
+            NicRole::Hold { requested } => {
+                log!(
+                    "xennet: {}: emulated NICs present in this boot: vif held, link down; unplug {}",
+                    bus.frontend_path(),
+                    if requested {
+                        "requested for the next boot"
+                    } else {
+                        "not requested (FellBackNics = 1 or the request could not be written)"
+                    }
+                );
+                nic.hold(&mut plat)
+            }
+        };
+        let mac = match started {
             Ok(m) => m,
             Err(e) => {
                 log!("xennet: {}: {:?}", bus.frontend_path(), e);
@@ -115,6 +133,8 @@ impl Miniport for Adapter {
             packet_filters: packet_type::SUPPORTED,
             max_multicast: MAX_MULTICAST as u32,
             oids: oid::SUPPORTED,
+            offload_hw: Enabled::default().ndis_offload(None),
+            offload_cur: nic.info.offload.ndis_offload(None),
         };
         self.bus = Some(bus);
         self.plat = Some(plat);
@@ -136,21 +156,22 @@ impl Miniport for Adapter {
                 Err(e) => answer(e.status(), 0, needed(e)),
             },
             OidKind::Set => match oid::set(code, buf, &mut nic.info) {
-                Ok(()) => answer(sluice_xennet_core::status::SUCCESS, buf.len(), 0),
+                Ok(changed) => OidAnswer {
+                    offload_changed: changed
+                        .then(|| nic.info.offload.ndis_offload(nic.info.backend)),
+                    ..answer(sluice_xennet_core::status::SUCCESS, buf.len(), 0)
+                },
                 Err(e) => answer(e.status(), 0, needed(e)),
             },
         }
     }
 
-    fn send(&mut self, frame: &mut [u8]) -> i32 {
+    fn send(&mut self, frame: &mut [u8], ck: u32, lso: u64) -> (i32, Option<u64>) {
         let (Some(plat), Some(nic)) = (self.plat.as_mut(), self.nic.as_mut()) else {
-            return sluice_xennet_core::status::MEDIA_DISCONNECTED as i32;
+            return (sluice_xennet_core::status::MEDIA_DISCONNECTED as i32, None);
         };
-        nic.send(
-            plat,
-            &[SharedMem::from_mut_slice(frame)],
-            &TxOffload::default(),
-        ) as i32
+        let (st, done) = nic.send_frame(plat, frame, ck, lso);
+        (st as i32, done)
     }
 
     fn port_event(&mut self, _port: u32) -> Vec<RxFrame> {
@@ -162,7 +183,7 @@ impl Miniport for Adapter {
             match nic.receive(plat) {
                 Ok((frames, more)) => {
                     out.extend(frames.into_iter().map(|f| RxFrame {
-                        csum_ok: f.csum_blank || f.data_validated,
+                        csum_info: f.csum_info,
                         data: f.data,
                     }));
                     if !more {
@@ -199,6 +220,7 @@ fn answer(status: u32, done: usize, needed: usize) -> OidAnswer {
         status: status as i32,
         done,
         needed,
+        offload_changed: None,
     }
 }
 
@@ -249,6 +271,7 @@ fn on_watch(me: AdapterRef, _id: u64) {
         return;
     };
     let mut link = None;
+    let mut offload = None;
     if let Some(a) = m.as_any().downcast_mut::<Adapter>() {
         if let (Some(bus), Some(plat), Some(nic)) = (a.bus.clone(), a.plat.as_mut(), a.nic.as_mut())
         {
@@ -266,11 +289,18 @@ fn on_watch(me: AdapterRef, _id: u64) {
                     Link::Failed
                 }
             });
+            // What the backend segments decides the LSO reported (before link up).
+            offload = Some(nic.info.offload.ndis_offload(nic.info.backend));
         }
     }
     ndis::put_back(me, m);
     match link {
-        Some(Link::Up) => ndis::indicate_link(me, true, oid::LINK_SPEED_BPS),
+        Some(Link::Up) => {
+            if let Some(o) = &offload {
+                ndis::indicate_offload(me, o);
+            }
+            ndis::indicate_link(me, true, oid::LINK_SPEED_BPS)
+        }
         Some(Link::Down) => ndis::indicate_link(me, false, oid::LINK_SPEED_BPS),
         Some(Link::Failed) => {
             record_failure();
@@ -287,7 +317,10 @@ fn started(me: AdapterRef) {
     let bus = ndis::with_miniport::<Adapter, _>(me, |a| {
         // Swapped, not dropped, under the lock (a WorkItem's drop waits: PASSIVE only).
         core::mem::swap(&mut a.work, &mut work);
-        a.bus.clone()
+        // A held vif is left alone: no watch on its backend.
+        a.bus
+            .clone()
+            .filter(|_| !a.nic.as_ref().is_some_and(|n| n.held()))
     })
     .flatten();
     drop(work);

@@ -442,3 +442,55 @@ fn a_failure_in_the_event_dpc_publishes_closed_later_at_passive() {
     b.disk.publish_failure(&mut b.plat);
     assert_eq!(b.world.borrow().xs[&state], "4");
 }
+
+#[test]
+fn a_backend_reset_reconnects_and_the_held_srbs_complete_with_their_data() {
+    // The backend restarts with a write and a read in flight (sluice-blkback killed and
+    // started again, or a toolstack detach/attach): Closed, then InitWait again.
+    let mut b = Bed::new(no_indirect(), FrontendConfig::default());
+    let wpage = b.pages(1);
+    let pattern: Vec<u8> = (0..4096).map(|i| (i * 7 + 1) as u8).collect();
+    b.world
+        .borrow_mut()
+        .mem(wpage[0].0, 1)
+        .write_bytes(0, &pattern)
+        .unwrap();
+    b.back.misbehave = Misbehaviour::Silent;
+    assert!(b.start(1, &rw10(0x2a, 16, 8), &wpage, &[]));
+    b.pump();
+    assert!(b.done.is_empty());
+    b.back.close();
+    let (r, done) = b.disk.backend_changed(&mut b.plat, XenbusState::Closed);
+    assert!(r.is_ok(), "{r:?}");
+    assert!(done.is_empty(), "held for the reconnect, not failed");
+    // A new SRB while the backend is away: BUSY (Storport retries it later).
+    let rpage = b.pages(1);
+    assert!(!b.start(2, &rw10(0x28, 16, 8), &rpage, &[]));
+    assert_eq!(b.done[&2].srb_status, 8, "SRB_STATUS_BUSY");
+    b.back.misbehave = Misbehaviour::None;
+    b.back.init_wait();
+    let (r, _) = b.disk.backend_changed(&mut b.plat, XenbusState::InitWait);
+    assert!(matches!(r.unwrap(), Event::Initialised { .. }));
+    b.back.connect().unwrap();
+    let (r, done) = b.disk.backend_changed(&mut b.plat, XenbusState::Connected);
+    assert!(matches!(r.unwrap(), Event::Connected(_)));
+    b.record(done);
+    for _ in 0..4 {
+        b.pump();
+    }
+    // The held write went again on the new rings; the retried read sees its data.
+    assert!(good(&b.done[&1]), "{:?}", b.done);
+    assert!(b.start(3, &rw10(0x28, 16, 8), &rpage, &[]));
+    for _ in 0..4 {
+        b.pump();
+    }
+    assert!(good(&b.done[&3]), "{:?}", b.done);
+    let mut back = vec![0u8; 4096];
+    b.world
+        .borrow_mut()
+        .mem(rpage[0].0, 1)
+        .read_bytes(0, &mut back)
+        .unwrap();
+    assert_eq!(back, pattern);
+    assert_eq!(b.disk.in_flight(), 0);
+}
