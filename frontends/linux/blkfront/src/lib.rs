@@ -27,7 +27,6 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_uint};
-use core::sync::atomic::{AtomicUsize, Ordering};
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
     BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, ProtocolError, SubmitError,
@@ -35,6 +34,7 @@ use sluice_blkfront_core::{
 };
 use sluice_kernel::blk::{
     io_timeout_secs, BlkDriver, Disk, DiskParams, QueueStatus, Request, RqKind, RqResult,
+    SegmentsError,
 };
 use sluice_kernel::sync::{msleep, Guard, IrqSpinLock, Mutex};
 use sluice_kernel::xen::{num_cpus, XenPlatform, XenbusDevice};
@@ -86,8 +86,6 @@ pub struct Device {
     dev: XenbusDevice,
     ctl: Mutex<Ctl>,
     data: IrqSpinLock<Data>,
-    /// Segments per request `queue_rq` asks the block layer for (the core's limit).
-    seg_limit: AtomicUsize,
 }
 
 type Completions = Vec<(Request, Result<(), IoError>)>;
@@ -313,7 +311,6 @@ impl XenbusDriver for Device {
         if let Err(e) = front.start(&mut plat) {
             pr_err!("sluice-blkfront: {nodename}: {e}");
         }
-        let seg_limit = AtomicUsize::new(front.max_segments());
         let data = IrqSpinLock::new(Data {
             io: Some(Io { front, plat }),
             turned_away: false,
@@ -329,12 +326,7 @@ impl XenbusDriver for Device {
         })
         .ok_or(-12)?;
         pr_info!("sluice-blkfront: {nodename}: probed (backend {otherend})");
-        Ok(Device {
-            dev,
-            ctl,
-            data,
-            seg_limit,
-        })
+        Ok(Device { dev, ctl, data })
     }
 
     fn otherend_changed(&self, state: XenbusState) {
@@ -357,9 +349,6 @@ impl XenbusDriver for Device {
         let queues = io.front.queues() as c_uint;
         let max_segments = io.front.max_segments();
         let depth = io.front.ring_slots().min(MAX_QUEUE_DEPTH) as c_uint;
-        if let Event::Connected(_) = event {
-            self.seg_limit.store(max_segments, Ordering::Relaxed);
-        }
         // Back under the spinlock before the disk is created (its partition scan does
         // I/O) or its queues rerun.
         self.put_io(&mut c, io);
@@ -450,9 +439,12 @@ fn segments_of(
     rq: &Request,
     max: usize,
 ) -> Result<Vec<IoSegment<sluice_kernel::xen::DataPage>>, QueueStatus> {
-    let Some(segs) = rq.segments(max) else {
-        // Out of (atomic) memory, or more segments than the queue limits allow.
-        return Err(QueueStatus::IoError);
+    let segs = match rq.segments(max) {
+        Ok(s) => s,
+        // Retried by blk-mq.
+        Err(SegmentsError::NoMemory) => return Err(QueueStatus::Resource),
+        // More than the queue limits allow (a smaller limit after a reconnect).
+        Err(SegmentsError::TooMany) => return Err(QueueStatus::IoError),
     };
     let mut out = Vec::new();
     if out.try_reserve_exact(segs.len()).is_err() {
@@ -474,7 +466,6 @@ fn segments_of(
 impl BlkDriver for Device {
     fn queue_rq(&self, queue: u32, rq: Request) -> Result<(), (QueueStatus, Request)> {
         let (kind, sector, nr) = rq.info();
-        let max = self.seg_limit.load(Ordering::Relaxed);
         let op = match kind {
             RqKind::Read => IoOp::Read,
             RqKind::Write => IoOp::Write,
@@ -489,8 +480,17 @@ impl BlkDriver for Device {
             },
             RqKind::Other => return Err((QueueStatus::NotSupported, rq)),
         };
+        // Everything from here under the IRQ spinlock, as xen-blkfront's ring lock: no
+        // sleep, and the allocations below are atomic (blk-mq calls a non-BLOCKING
+        // queue_rq inside an RCU read-side section).
+        let mut d = self.data.lock();
+        let Some(Io { front, plat }) = d.io.as_mut() else {
+            // The control path has the data path out: retried when it is back.
+            d.turned_away = true;
+            return Err((QueueStatus::Resource, rq));
+        };
         let segments = if matches!(kind, RqKind::Read | RqKind::Write) {
-            match segments_of(&rq, max) {
+            match segments_of(&rq, front.max_segments()) {
                 Ok(s) => s,
                 Err(st) => return Err((st, rq)),
             }
@@ -503,12 +503,6 @@ impl BlkDriver for Device {
             segments,
         };
         rq.start();
-        let mut d = self.data.lock();
-        let Some(Io { front, plat }) = d.io.as_mut() else {
-            // The control path has the data path out: retried when it is back.
-            d.turned_away = true;
-            return Err((QueueStatus::Resource, rq));
-        };
         let q = queue as usize % front.queues().max(1);
         match front.submit(plat, q, rq, io) {
             Ok(()) => Ok(()),

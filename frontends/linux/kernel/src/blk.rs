@@ -51,6 +51,15 @@ pub enum QueueStatus {
     NotSupported,
 }
 
+/// Why [`Request::segments`] has none to give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentsError {
+    /// More segments than asked for.
+    TooMany,
+    /// An allocation failed (atomic context).
+    NoMemory,
+}
+
 /// A block request blk-mq handed to `queue_rq`, owned by the driver until it ends it.
 /// Not `Clone`: ending consumes it, so it is ended once.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,10 +86,10 @@ impl Request {
     }
 
     /// Its data segments as (page, byte offset, length), each within one page (pieces
-    /// contiguous inside a page merged, as the block layer counts segments); `None`
-    /// when there are more than `max`. Allocates (atomically where the caller cannot
-    /// sleep) arrays sized by the request's segment count.
-    pub fn segments(&self, max: usize) -> Option<Vec<(DataPage, usize, usize)>> {
+    /// contiguous inside a page merged, as the block layer counts segments);
+    /// [`SegmentsError::TooMany`] when there are more than `max`. Allocates (atomically
+    /// where the caller cannot sleep) arrays sized by the request's segment count.
+    pub fn segments(&self, max: usize) -> Result<Vec<(DataPage, usize, usize)>, SegmentsError> {
         // SAFETY: the request is live.
         let hint = unsafe { k::sbf_rq_nr_phys_segments(self.0.as_ptr()) } as usize;
         let mut cap = hint.clamp(1, max.max(1));
@@ -88,7 +97,7 @@ impl Request {
             let mut addr: Vec<c_ulong> = Vec::new();
             let mut len: Vec<c_uint> = Vec::new();
             if addr.try_reserve_exact(cap).is_err() || len.try_reserve_exact(cap).is_err() {
-                return None;
+                return Err(SegmentsError::NoMemory);
             }
             addr.resize(cap, 0);
             len.resize(cap, 0);
@@ -102,7 +111,7 @@ impl Request {
                 )
             } as usize;
             if n > max {
-                return None;
+                return Err(SegmentsError::TooMany);
             }
             if n > cap {
                 cap = n;
@@ -110,7 +119,7 @@ impl Request {
             }
             let mut out = Vec::new();
             if out.try_reserve_exact(n).is_err() {
-                return None;
+                return Err(SegmentsError::NoMemory);
             }
             for i in 0..n {
                 let a = addr[i] as usize;
@@ -120,7 +129,7 @@ impl Request {
                 // (the handle is consumed when it ends).
                 out.push((unsafe { DataPage::new(a - off) }, off, len[i] as usize));
             }
-            return Some(out);
+            return Ok(out);
         }
     }
 
