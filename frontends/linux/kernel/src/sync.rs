@@ -1,6 +1,6 @@
-//! A kernel mutex owning its data (process context only: it sleeps), and a BH
-//! spinlock ([`SpinLock`]) for data a softirq shares, and an IRQ spinlock ([`IrqSpinLock`])
-//! for data a hard interrupt handler shares.
+//! A kernel mutex owning its data (process context only: it sleeps), a BH spinlock
+//! ([`SpinLock`]) for data a softirq shares, and an IRQ spinlock ([`IrqSpinLock`]) for
+//! data a hard interrupt handler shares.
 
 use crate::bindings as k;
 use core::cell::UnsafeCell;
