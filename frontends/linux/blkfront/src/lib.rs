@@ -46,11 +46,15 @@ sluice_kernel::blk_driver!(Device);
 
 /// Most rings (blk-mq hardware queues): one per vCPU up to this.
 const MAX_QUEUES: u32 = 8;
-/// Segments (4 KiB pages) per request: 1 MiB, as far as the backend's
-/// `feature-max-indirect-segments` allows (Linux's blkback and sluice-blkback: 256).
-const MAX_SEGMENTS: u32 = 256;
+/// Segments (4 KiB pages) per request, as xen-blkfront's default (128 KiB). With 256
+/// (1 MiB) and 8 requests in flight, 2048 pages exceed both backends' 1056 persistent
+/// grants per ring: kernel blkback purges, sluice-blkback (main, 2026-12-07) evicted,
+/// fell back to grant copy, saw copies fail and left 8 requests unanswered (the device
+/// failed after 30 s; docs/bench.md). Depth x segments stays within 1024 pages until
+/// the frontend budgets pages in flight.
+const MAX_SEGMENTS: u32 = 32;
 /// blk-mq tags per hardware queue, at most (and at most the ring's slots).
-const MAX_QUEUE_DEPTH: usize = 64;
+const MAX_QUEUE_DEPTH: usize = 32;
 /// Completions per lock hold in the interrupt (ended after the lock is released).
 const BUDGET: usize = 32;
 
