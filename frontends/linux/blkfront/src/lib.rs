@@ -300,7 +300,7 @@ impl XenbusDriver for Device {
         let config = FrontendConfig {
             // A ring per vCPU, as xen-blkfront's multi-queue.
             max_queues: num_cpus().clamp(1, MAX_QUEUES),
-            // Requests merged up to 1 MiB (as far as the backend allows).
+            // 128 KiB requests (see MAX_SEGMENTS).
             max_indirect_segments: MAX_SEGMENTS,
             ..FrontendConfig::default()
         };
