@@ -1641,9 +1641,22 @@ fio_jobs() {
              "randwrite-4k --rw=randwrite --bs=4k --iodepth=32 --time_based --runtime=$t" \
              "seqread-1m --rw=read --bs=1M --iodepth=8 --time_based --runtime=$t"; do
     name=${job%% *}
+    s0=$(fio_counts "$dev")
     out=$(fio --name=$name $common ${job#* } 2>&1) || { echo "fio $name failed: $out"; return 1; }
+    s1=$(fio_counts "$dev")
     echo "$out" | awk -F';' -v n=$name '$1 == "3" { printf "@@FIO %s read_kibs=%s read_iops=%s write_kibs=%s write_iops=%s\n", n, $7, $8, $48, $49 }'
+    # Load-independent counts (a log line only): requests the driver completed, sectors,
+    # and block-frontend interrupts (xen-blkfront's "blkif", sluice-blkfront's own).
+    [ -n "$s0" ] && echo "$s0 $s1" | awk -v n=$name '{ h = NF / 2; printf "@@FIOSTAT %s reads=%d read_sectors=%d writes=%d write_sectors=%d irqs=%d\n", n, $(h+1)-$1, $(h+3)-$3, $(h+5)-$5, $(h+7)-$7, $NF-$h }'
   done
+}
+# fio_counts DEV: its /sys/block stat fields and the block frontends' interrupt count
+# (nothing when DEV has no stat file, e.g. a file in dom0).
+fio_counts() {
+  f=/sys/block/${1##*/}/stat
+  [ -r "$f" ] || return 0
+  i=$(awk '/blkif|sluice-blkfront/ { for (k = 2; k <= NF && $k ~ /^[0-9]+$/; k++) t += $k } END { print t + 0 }' /proc/interrupts)
+  echo "$(cat "$f") $i"
 }
 "#;
 

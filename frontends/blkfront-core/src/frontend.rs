@@ -213,6 +213,19 @@ pub struct Frontend<P: Platform, T> {
     held: VecDeque<(u64, T, IoOf<P>)>,
     next_seq: u64,
     stats: Stats,
+    /// A protocol violation was seen by [`poll`](Self::poll) (interrupt context, where
+    /// nothing may be torn down): every I/O is refused until the driver calls
+    /// [`fail`](Self::fail) from process context.
+    broken: bool,
+}
+
+/// What one [`Frontend::poll`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// I/Os completed through `done`.
+    pub completed: usize,
+    /// The budget ran out with responses (possibly) left: poll again.
+    pub more: bool,
 }
 
 impl<P: Platform, T> Frontend<P, T> {
@@ -247,6 +260,7 @@ impl<P: Platform, T> Frontend<P, T> {
             held: VecDeque::new(),
             next_seq: 0,
             stats: Stats::default(),
+            broken: false,
         })
     }
 
@@ -273,6 +287,17 @@ impl<P: Platform, T> Frontend<P, T> {
     /// Segments one read or write may carry (direct or indirect).
     pub fn max_segments(&self) -> usize {
         self.max_segments
+    }
+
+    /// Request slots per ring (0 before the rings are set up).
+    pub fn ring_slots(&self) -> usize {
+        self.queues.first().map_or(0, |q| q.shadow.len())
+    }
+
+    /// Whether [`poll`](Self::poll) saw a protocol violation the driver has not
+    /// failed the device for yet.
+    pub fn broken(&self) -> bool {
+        self.broken
     }
 
     /// Whether persistent grants are in use.
@@ -725,6 +750,9 @@ impl<P: Platform, T> Frontend<P, T> {
         tag: T,
         io: IoOf<P>,
     ) -> Result<(), (SubmitError, T, IoOf<P>)> {
+        if self.broken {
+            return Err((SubmitError::DeviceFailed, tag, io));
+        }
         match self.state {
             FrontState::Failed => return Err((SubmitError::DeviceFailed, tag, io)),
             FrontState::Connected => {}
@@ -932,45 +960,69 @@ impl<P: Platform, T> Frontend<P, T> {
         queue: usize,
         mut done: impl FnMut(T, Result<(), IoError>),
     ) -> Result<usize, ProtocolError> {
-        if self.state != FrontState::Connected || queue >= self.queues.len() {
-            return Ok(0);
+        match self.poll(p, queue, usize::MAX, &mut done) {
+            Ok(polled) => Ok(polled.completed),
+            Err(e) => Err(self.protocol_error(p, e, &mut done)),
         }
-        let mut completed = 0;
+    }
+
+    /// [`handle_event`](Self::handle_event) for interrupt context: completes at most
+    /// `budget` I/Os (then `more` is set and the caller polls again), tears nothing
+    /// down and never sleeps in the platform beyond what the data path itself does
+    /// (grants, copies, notify; bounce pages are allocated only when the pool is
+    /// empty). A protocol violation marks the frontend broken (every later I/O is
+    /// refused, outstanding ones stay until then) and is returned: the driver must
+    /// then call [`fail`](Self::fail) from process context.
+    pub fn poll(
+        &mut self,
+        p: &mut P,
+        queue: usize,
+        budget: usize,
+        done: &mut impl FnMut(T, Result<(), IoError>),
+    ) -> Result<Polled, ProtocolError> {
+        let mut polled = Polled::default();
+        if self.broken || self.state != FrontState::Connected || queue >= self.queues.len() {
+            return Ok(polled);
+        }
+        let r = self.poll_ring(p, queue, budget, done, &mut polled);
+        if let Err(e) = r {
+            self.broken = true;
+            return Err(e);
+        }
+        self.resubmit_held(p, done);
+        Ok(polled)
+    }
+
+    fn poll_ring(
+        &mut self,
+        p: &mut P,
+        queue: usize,
+        budget: usize,
+        done: &mut impl FnMut(T, Result<(), IoError>),
+        polled: &mut Polled,
+    ) -> Result<(), ProtocolError> {
+        let ring_err = |error| ProtocolError::Ring { queue, error };
         loop {
             loop {
+                if polled.completed >= budget {
+                    polled.more = true;
+                    return Ok(());
+                }
                 let rsp = match self.queues[queue].ring(|r| r.pop_response()) {
                     Ok(Ok(Some(r))) => r,
                     Ok(Ok(None)) => break,
-                    Ok(Err(error)) | Err(error) => {
-                        return Err(self.protocol_error(
-                            p,
-                            ProtocolError::Ring { queue, error },
-                            &mut done,
-                        ))
-                    }
+                    Ok(Err(error)) | Err(error) => return Err(ring_err(error)),
                 };
-                match self.complete(p, queue, rsp) {
-                    Ok((tag, result)) => {
-                        completed += 1;
-                        done(tag, result);
-                    }
-                    Err(e) => return Err(self.protocol_error(p, e, &mut done)),
-                }
+                let (tag, result) = self.complete(p, queue, rsp)?;
+                polled.completed += 1;
+                done(tag, result);
             }
             match self.queues[queue].ring(|r| r.final_check_for_responses()) {
                 Ok(Ok(true)) => continue,
-                Ok(Ok(false)) => break,
-                Ok(Err(error)) | Err(error) => {
-                    return Err(self.protocol_error(
-                        p,
-                        ProtocolError::Ring { queue, error },
-                        &mut done,
-                    ))
-                }
+                Ok(Ok(false)) => return Ok(()),
+                Ok(Err(error)) | Err(error) => return Err(ring_err(error)),
             }
         }
-        self.resubmit_held(p, &mut done);
-        Ok(completed)
     }
 
     fn protocol_error(

@@ -25,7 +25,7 @@ pub mod platform;
 
 pub use error::{IoError, NegotiationError, ProtocolError, SubmitError};
 pub use features::{DiscardInfo, DiskInfo, FlushKind, FrontendConfig, RingLimits};
-pub use frontend::{BlockIo, Event, FrontState, Frontend, IoOp, IoSegment, Stats, Timeout};
+pub use frontend::{BlockIo, Event, FrontState, Frontend, IoOp, IoSegment, Polled, Stats, Timeout};
 pub use platform::{
     EventChannels, GrantInUse, Grants, Memory, Pages, Platform, SeamError, XenStore,
 };

@@ -20,7 +20,7 @@ const FUNCTIONS: &[&str] = &[
     "gnttab_grant_foreign_access",
     "gnttab_try_end_foreign_access",
     "xenbus_switch_state",
-    "sluice_xen_(nodename|otherend|otherend_id|get_drvdata|set_drvdata|alloc_pages|free_pages|virt_to_gfn)",
+    "sluice_xen_(nodename|otherend|otherend_id|get_drvdata|set_drvdata|alloc_pages|free_pages|virt_to_gfn|num_cpus)",
     "sluice_xs_.*",
     "sluice_evtchn_.*",
     "sluice_mutex_.*",

@@ -12,6 +12,8 @@
 #include <linux/err.h>
 #include <linux/delay.h>
 #include <linux/gfp.h>
+#include <linux/preempt.h>
+#include <linux/cpumask.h>
 #include <xen/xen.h>
 #include <xen/xenbus.h>
 #include <xen/events.h>
@@ -64,7 +66,15 @@ again:
 
 unsigned long sluice_xen_alloc_pages(unsigned int order)
 {
-	return __get_free_pages(GFP_NOIO | __GFP_ZERO, order);
+	/* A block driver's data path allocates bounce pages under its IRQ spinlock. */
+	gfp_t gfp = in_task() && preemptible() ? GFP_NOIO : GFP_ATOMIC;
+
+	return __get_free_pages(gfp | __GFP_ZERO | __GFP_NOWARN, order);
+}
+
+unsigned int sluice_xen_num_cpus(void)
+{
+	return num_online_cpus();
 }
 
 void sluice_xen_free_pages(unsigned long addr, unsigned int order)
@@ -180,5 +190,16 @@ void *sluice_spin_new(void)
 }
 
 void sluice_spin_lock_bh(void *l) { spin_lock_bh(l); }
+unsigned long sluice_spin_lock_irqsave(void *l)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave((spinlock_t *)l, flags);
+	return flags;
+}
+void sluice_spin_unlock_irqrestore(void *l, unsigned long flags)
+{
+	spin_unlock_irqrestore((spinlock_t *)l, flags);
+}
 void sluice_spin_unlock_bh(void *l) { spin_unlock_bh(l); }
 void sluice_spin_free(void *l) { kfree(l); }

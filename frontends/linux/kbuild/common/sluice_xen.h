@@ -26,8 +26,11 @@ char *sluice_xs_read(const char *path, int *err);
 int sluice_xs_write_all(const char *const *keys, const char *const *vals, unsigned int n);
 
 /* --- memory --- */
-/* 2^order zeroed contiguous pages (GFP_NOIO), or 0. */
+/* 2^order zeroed contiguous pages (GFP_NOIO where the caller may sleep, else
+ * GFP_ATOMIC), or 0. */
 unsigned long sluice_xen_alloc_pages(unsigned int order);
+/* CPUs online. */
+unsigned int sluice_xen_num_cpus(void);
 void sluice_xen_free_pages(unsigned long addr, unsigned int order);
 /* The Xen frame number of a kernel virtual address (virt_to_gfn). */
 unsigned long sluice_xen_virt_to_gfn(unsigned long addr);
@@ -60,6 +63,9 @@ void *sluice_spin_new(void);
 void sluice_spin_lock_bh(void *l);
 void sluice_spin_unlock_bh(void *l);
 void sluice_spin_free(void *l);
+/* The same spinlock taken with interrupts disabled (any context, hardirq included). */
+unsigned long sluice_spin_lock_irqsave(void *l);
+void sluice_spin_unlock_irqrestore(void *l, unsigned long flags);
 
 /* Implemented in the module's Rust half (sluice_kernel::xenbus_driver!). */
 void sluice_xen_event(void *ctx, unsigned int queue);

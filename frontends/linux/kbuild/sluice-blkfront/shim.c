@@ -42,8 +42,14 @@ static enum blk_eh_timer_return sbf_timeout(struct request *rq)
 	return BLK_EH_RESET_TIMER;
 }
 
+static void sbf_complete(struct request *rq)
+{
+	blk_mq_end_request(rq, *(blk_status_t *)blk_mq_rq_to_pdu(rq));
+}
+
 static const struct blk_mq_ops sbf_mq_ops = {
 	.queue_rq = sbf_queue_rq,
+	.complete = sbf_complete,
 	.timeout = sbf_timeout,
 };
 
@@ -76,8 +82,12 @@ struct gendisk *sbf_disk_create(struct xenbus_device *dev, void *ctx,
 	set->nr_hw_queues = p->nr_queues;
 	set->queue_depth = p->queue_depth;
 	set->numa_node = NUMA_NO_NODE;
-	/* BLOCKING: queue_rq takes the device mutex (xenstore and grant work sleep). */
-	set->flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_BLOCKING;
+	/*
+	 * Not BLOCKING: queue_rq takes only the device's IRQ spinlock and never sleeps
+	 * (as xen-blkfront), so blk-mq dispatches from the submitter's context.
+	 */
+	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	set->cmd_size = sizeof(blk_status_t);
 	set->driver_data = ctx;
 	set->timeout = sbf_io_timeout_secs() * HZ;
 	*err = blk_mq_alloc_tag_set(set);
@@ -165,19 +175,35 @@ int sbf_rq_info(struct request *rq, unsigned long long *sector, unsigned int *nr
 	}
 }
 
+unsigned int sbf_rq_nr_phys_segments(struct request *rq)
+{
+	return blk_rq_nr_phys_segments(rq);
+}
+
 unsigned int sbf_rq_segments(struct request *rq, unsigned long *addr, unsigned int *len,
-			     unsigned int max)
+			     unsigned int cap)
 {
 	struct req_iterator iter;
 	struct bio_vec bv;
+	unsigned long a, prev_end = 0;
 	unsigned int n = 0;
 
 	rq_for_each_segment(bv, rq, iter) {
-		if (n == max)
-			return max + 1;
-		addr[n] = (unsigned long)page_address(bv.bv_page) + bv.bv_offset;
-		len[n] = bv.bv_len;
+		a = (unsigned long)page_address(bv.bv_page) + bv.bv_offset;
+		/* Contiguous with the previous piece inside the same page: one segment. */
+		if (n && a == prev_end && (a & (PAGE_SIZE - 1)) &&
+		    (a & PAGE_MASK) == ((a + bv.bv_len - 1) & PAGE_MASK)) {
+			if (n <= cap)
+				len[n - 1] += bv.bv_len;
+			prev_end = a + bv.bv_len;
+			continue;
+		}
+		if (n < cap) {
+			addr[n] = a;
+			len[n] = bv.bv_len;
+		}
 		n++;
+		prev_end = a + bv.bv_len;
 	}
 	return n;
 }
@@ -187,10 +213,17 @@ void sbf_rq_start(struct request *rq)
 	blk_mq_start_request(rq);
 }
 
+/*
+ * As xen-blkfront: the status goes into the request's pdu and blk-mq completes it
+ * (sbf_complete, in the block softirq or at once, as blk_mq_complete_request decides),
+ * so the interrupt handler only hands requests over.
+ */
 void sbf_rq_end(struct request *rq, int result)
 {
-	blk_mq_end_request(rq, result == 0 ? BLK_STS_OK :
-			   result == 1 ? BLK_STS_NOTSUPP : BLK_STS_IOERR);
+	blk_status_t *sts = blk_mq_rq_to_pdu(rq);
+
+	*sts = result == 0 ? BLK_STS_OK : result == 1 ? BLK_STS_NOTSUPP : BLK_STS_IOERR;
+	blk_mq_complete_request(rq);
 }
 
 static int sbf_probe(struct xenbus_device *dev, const struct xenbus_device_id *id)

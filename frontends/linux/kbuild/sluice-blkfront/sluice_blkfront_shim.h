@@ -41,11 +41,15 @@ enum sbf_rq_kind { SBF_RQ_READ, SBF_RQ_WRITE, SBF_RQ_FLUSH, SBF_RQ_DISCARD,
 		   SBF_RQ_SECURE_ERASE, SBF_RQ_OTHER };
 /* The request's kind, first 512-byte sector and length in sectors. */
 int sbf_rq_info(struct request *rq, unsigned long long *sector, unsigned int *nr_sectors);
-/* Its segments (kernel virtual address, length); returns the count, or max + 1. */
+/* blk_rq_nr_phys_segments: a hint for sbf_rq_segments' arrays. */
+unsigned int sbf_rq_nr_phys_segments(struct request *rq);
+/* Its segments (kernel virtual address, length; pieces contiguous within one page
+ * merged): writes the first `cap` and returns how many there are. */
 unsigned int sbf_rq_segments(struct request *rq, unsigned long *addr, unsigned int *len,
-			     unsigned int max);
+			     unsigned int cap);
 void sbf_rq_start(struct request *rq);
-/* 0: ok, 1: not supported, 2: I/O error. */
+/* 0: ok, 1: not supported, 2: I/O error; through blk_mq_complete_request (any
+ * context). */
 void sbf_rq_end(struct request *rq, int result);
 /* The status queue_rq returns. */
 extern const u8 sbf_sts_ok, sbf_sts_resource, sbf_sts_ioerr, sbf_sts_notsupp;

@@ -51,12 +51,21 @@ pub enum QueueStatus {
     NotSupported,
 }
 
+/// Why [`Request::segments`] has none to give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentsError {
+    /// More segments than asked for.
+    TooMany,
+    /// An allocation failed (atomic context).
+    NoMemory,
+}
+
 /// A block request blk-mq handed to `queue_rq`, owned by the driver until it ends it.
 /// Not `Clone`: ending consumes it, so it is ended once.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request(NonNull<k::request>);
 
-// SAFETY: a request may be ended from any process-context thread.
+// SAFETY: a request may be ended from any context and CPU (`blk_mq_complete_request`).
 unsafe impl Send for Request {}
 
 impl Request {
@@ -76,33 +85,52 @@ impl Request {
         (kind, sector, nr)
     }
 
-    /// Its data segments as (page, byte offset, length), each within one page; `None`
-    /// when there are more than `max`.
-    pub fn segments(&self, max: usize) -> Option<Vec<(DataPage, usize, usize)>> {
-        let mut addr = alloc::vec![0 as c_ulong; max + 1];
-        let mut len = alloc::vec![0 as c_uint; max + 1];
-        // SAFETY: arrays of `max + 1` entries; the request is live.
-        let n = unsafe {
-            k::sbf_rq_segments(
-                self.0.as_ptr(),
-                addr.as_mut_ptr(),
-                len.as_mut_ptr(),
-                max as c_uint,
-            )
-        } as usize;
-        if n > max {
-            return None;
+    /// Its data segments as (page, byte offset, length), each within one page (pieces
+    /// contiguous inside a page merged, as the block layer counts segments);
+    /// [`SegmentsError::TooMany`] when there are more than `max`. Allocates (atomically
+    /// where the caller cannot sleep) arrays sized by the request's segment count.
+    pub fn segments(&self, max: usize) -> Result<Vec<(DataPage, usize, usize)>, SegmentsError> {
+        // SAFETY: the request is live.
+        let hint = unsafe { k::sbf_rq_nr_phys_segments(self.0.as_ptr()) } as usize;
+        let mut cap = hint.clamp(1, max.max(1));
+        loop {
+            let mut addr: Vec<c_ulong> = Vec::new();
+            let mut len: Vec<c_uint> = Vec::new();
+            if addr.try_reserve_exact(cap).is_err() || len.try_reserve_exact(cap).is_err() {
+                return Err(SegmentsError::NoMemory);
+            }
+            addr.resize(cap, 0);
+            len.resize(cap, 0);
+            // SAFETY: arrays of `cap` entries; the request is live.
+            let n = unsafe {
+                k::sbf_rq_segments(
+                    self.0.as_ptr(),
+                    addr.as_mut_ptr(),
+                    len.as_mut_ptr(),
+                    cap as c_uint,
+                )
+            } as usize;
+            if n > max {
+                return Err(SegmentsError::TooMany);
+            }
+            if n > cap {
+                cap = n;
+                continue;
+            }
+            let mut out = Vec::new();
+            if out.try_reserve_exact(n).is_err() {
+                return Err(SegmentsError::NoMemory);
+            }
+            for i in 0..n {
+                let a = addr[i] as usize;
+                let off = a % 4096;
+                // SAFETY: page_address of one of this request's bio_vec pages: mapped,
+                // and the block layer's to lend us while the request is outstanding
+                // (the handle is consumed when it ends).
+                out.push((unsafe { DataPage::new(a - off) }, off, len[i] as usize));
+            }
+            return Ok(out);
         }
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let a = addr[i] as usize;
-            let off = a % 4096;
-            // SAFETY: page_address of one of this request's bio_vec pages: mapped, and
-            // the block layer's to lend us while the request is outstanding (the handle
-            // is consumed when it ends).
-            out.push((unsafe { DataPage::new(a - off) }, off, len[i] as usize));
-        }
-        Some(out)
     }
 
     /// `blk_mq_start_request`.
@@ -111,7 +139,8 @@ impl Request {
         unsafe { k::sbf_rq_start(self.0.as_ptr()) }
     }
 
-    /// Ends it (`blk_mq_end_request`).
+    /// Ends it (`blk_mq_complete_request`, then `blk_mq_end_request` in blk-mq's
+    /// completion context): callable from a hard interrupt handler.
     pub fn end(self, result: RqResult) {
         let code = match result {
             RqResult::Ok => 0,
@@ -127,13 +156,13 @@ impl Request {
 #[derive(Debug)]
 pub struct Disk(NonNull<k::gendisk>);
 
-// SAFETY: the disk is used from process context on any thread.
+// SAFETY: the disk is used from any thread; `run_queues` from any context.
 unsafe impl Send for Disk {}
 
 impl Disk {
     /// Creates and adds the disk of `dev` (its queue callbacks enter `dev`'s slot).
     /// Process context; its partition scan does I/O, so no lock `queue_rq` takes may
-    /// be held.
+    /// be held. The queues are not `BLOCKING`: `queue_rq` must not sleep.
     pub fn create(dev: XenbusDevice, params: &DiskParams) -> Result<Disk, c_int> {
         let mut err: c_int = 0;
         // SAFETY: `dev` is live; its drvdata is its slot (never freed), the disk's
@@ -148,7 +177,7 @@ impl Disk {
         unsafe { k::sbf_disk_set_capacity(self.0.as_ptr(), sectors) }
     }
 
-    /// Restarts its stopped queues (asynchronously).
+    /// Restarts its stopped queues (asynchronously; any context).
     pub fn run_queues(&self) {
         // SAFETY: a live disk.
         unsafe { k::sbf_disk_run_queues(self.0.as_ptr()) }
@@ -169,8 +198,9 @@ pub fn io_timeout_secs() -> u32 {
 
 /// A block driver's queue callbacks, on the xenbus driver's data.
 pub trait BlkDriver: XenbusDriver {
-    /// blk-mq `queue_rq`: `Ok` when the driver took the request (it ends it later
-    /// through [`Request::end`]); otherwise it gives it back, unended, with the status.
+    /// blk-mq `queue_rq` (atomic context: the queues are not `BLOCKING`, nothing here
+    /// may sleep): `Ok` when the driver took the request (it ends it later through
+    /// [`Request::end`]); otherwise it gives it back, unended, with the status.
     fn queue_rq(&self, queue: u32, rq: Request) -> Result<(), (QueueStatus, Request)>;
     /// blk-mq `timeout` for `rq`: true when the driver ended it (and failed the device),
     /// false to re-arm its timer.

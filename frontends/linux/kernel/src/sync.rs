@@ -1,5 +1,6 @@
-//! A kernel mutex owning its data (process context only: it sleeps), and a BH
-//! spinlock ([`SpinLock`]) for data a softirq shares.
+//! A kernel mutex owning its data (process context only: it sleeps), a BH spinlock
+//! ([`SpinLock`]) for data a softirq shares, and an IRQ spinlock ([`IrqSpinLock`]) for
+//! data a hard interrupt handler shares.
 
 use crate::bindings as k;
 use core::cell::UnsafeCell;
@@ -146,5 +147,82 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: locked in `SpinLock::lock`.
         unsafe { k::sluice_spin_unlock_bh(self.l.raw.as_ptr()) }
+    }
+}
+
+/// `spinlock_t` around a `T`, taken with interrupts disabled (`spin_lock_irqsave`): for
+/// data an event channel's hard interrupt handler and any other context share (a block
+/// driver's rings: blk-mq's `queue_rq` and the completion interrupt). Nothing under it
+/// may sleep; allocations under it are atomic (the global allocator and
+/// `sluice_xen_alloc_pages` follow the context).
+pub struct IrqSpinLock<T> {
+    raw: NonNull<c_void>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is reached only through a guard, which holds the kernel spinlock.
+unsafe impl<T: Send> Send for IrqSpinLock<T> {}
+// SAFETY: as above: one guard at a time across CPUs and contexts (interrupts are off
+// while it is held, so a handler on the same CPU cannot re-enter it).
+unsafe impl<T: Send> Sync for IrqSpinLock<T> {}
+
+impl<T> IrqSpinLock<T> {
+    /// A new lock (process context: it allocates with GFP_KERNEL), or `None` when out
+    /// of memory.
+    pub fn new(data: T) -> Option<Self> {
+        // SAFETY: plain allocation (kmalloc + spin_lock_init).
+        let raw = NonNull::new(unsafe { k::sluice_spin_new() })?;
+        Some(IrqSpinLock {
+            raw,
+            data: UnsafeCell::new(data),
+        })
+    }
+
+    /// Locks it, local interrupts disabled until the guard drops.
+    pub fn lock(&self) -> IrqSpinGuard<'_, T> {
+        // SAFETY: the lock lives as long as `self`.
+        let flags = unsafe { k::sluice_spin_lock_irqsave(self.raw.as_ptr()) };
+        IrqSpinGuard {
+            l: self,
+            flags,
+            _cpu: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for IrqSpinLock<T> {
+    fn drop(&mut self) {
+        // SAFETY: from `sluice_spin_new`, unlocked (no guard can outlive `self`).
+        unsafe { k::sluice_spin_free(self.raw.as_ptr()) }
+    }
+}
+
+/// The IRQ spinlock held; unlocks (and restores the interrupt flag) on drop.
+pub struct IrqSpinGuard<'a, T> {
+    l: &'a IrqSpinLock<T>,
+    flags: core::ffi::c_ulong,
+    /// Not `Send`: unlocked on the CPU that locked it.
+    _cpu: core::marker::PhantomData<*const ()>,
+}
+
+impl<T> Deref for IrqSpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the lock is held for the guard's lifetime.
+        unsafe { &*self.l.data.get() }
+    }
+}
+
+impl<T> DerefMut for IrqSpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: held, and `&mut self` keeps this the only reference under it.
+        unsafe { &mut *self.l.data.get() }
+    }
+}
+
+impl<T> Drop for IrqSpinGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: locked in `IrqSpinLock::lock` with these flags, on this CPU.
+        unsafe { k::sluice_spin_unlock_irqrestore(self.l.raw.as_ptr(), self.flags) }
     }
 }

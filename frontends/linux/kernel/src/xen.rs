@@ -379,3 +379,9 @@ impl XenStore for XenPlatform {
         }
     }
 }
+
+/// CPUs online (`num_online_cpus`).
+pub fn num_cpus() -> u32 {
+    // SAFETY: plain call.
+    unsafe { k::sluice_xen_num_cpus() }
+}

@@ -31,8 +31,11 @@ pub trait XenbusDriver: Sized + Sync + 'static {
     /// An event channel bound through this device's `XenPlatform` fired (a work item).
     fn event(&self, queue: u32);
     /// The same, first, in hard interrupt context: return true when handled there (a
-    /// NAPI schedule; nothing that sleeps, allocates or takes a lock a task holds),
+    /// NAPI schedule, a block driver's completions under an [`IrqSpinLock`]; nothing
+    /// that sleeps, no lock a task holds with interrupts enabled, allocations atomic),
     /// false to get [`event`](Self::event) from the channel's work item.
+    ///
+    /// [`IrqSpinLock`]: crate::sync::IrqSpinLock
     fn irq(&self, _queue: u32) -> bool {
         false
     }
