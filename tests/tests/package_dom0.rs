@@ -2,8 +2,8 @@
 //! Debian's `xen-system-amd64` and libvirt, built from Debian's archive by
 //! [`sluice_testbed::debian_dom0`]) booted by Debian's Xen 4.17 in QEMU TCG.
 //!
-//! Two QEMU runs, three dom0 boots, on one qcow2 overlay of the root image (the image
-//! itself is never written; the overlay carries the installed packages from run to run):
+//! Two QEMU runs, three dom0 boots, on one sparse copy of the root image (the cached image
+//! itself is never written; the copy carries the installed packages from run to run):
 //! 1. AMD CPU (`-cpu EPYC` with SVM: Xen runs PV and PVH guests). `install`: `apt install
 //!    ./sluice-backends_*.deb` and the modules package (its `sluice-hello.ko` loads with
 //!    `modprobe`), the opt-in blacklist copied, both units enabled; then `systemctl reboot`.
@@ -146,7 +146,9 @@ fn run() -> Result<()> {
         f.set_len(64 << 20)?;
         disks.push((p, *serial));
     }
-    let root = overlay(&img, &dir)?;
+    let root = step("dom0 root disk (sparse copy of the image)", || {
+        root_copy(&img, &dir)
+    })?;
     let amd = phases_on(Cpu::Amd);
     let intel = phases_on(Cpu::Intel);
     // Boots 1 and 2: install, reboot, the AMD phases; then power off for boot 3.
@@ -154,7 +156,7 @@ fn run() -> Result<()> {
         let mut m = start(Cpu::Amd, &img, &root, &payload, &disks, &logs)?;
         drive_amd(&mut m, &amd, !intel.is_empty())?
     };
-    // Boot 3: the same dom0 (the overlay) on the Intel CPU.
+    // Boot 3: the same dom0 (the same root disk) on the Intel CPU.
     if !intel.is_empty() {
         let mut m = start(Cpu::Intel, &img, &root, &payload, &disks, &logs)?;
         failed.extend(drive_intel(&mut m, &intel)?);
@@ -176,21 +178,22 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// dom0's root disk for this run: a qcow2 overlay of the cached image (the image stays
-/// as built; the installed packages go from one QEMU run to the next in the overlay).
-fn overlay(img: &Dom0Image, dir: &Path) -> Result<PathBuf> {
-    let root = dir.join("dom0-root.qcow2");
+/// dom0's root disk for this run: a sparse copy of the cached image (the image stays as
+/// built; the installed packages go from one QEMU run to the next in the copy). A copy,
+/// not a qcow2 overlay: `qemu-img` is in no package the test bed installs.
+fn root_copy(img: &Dom0Image, dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("dom0-root.img");
     let _ = fs::remove_file(&root);
-    let st = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+    let st = Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto"])
         .arg(&img.rootfs)
         .arg(&root)
         .status()
-        .context("running qemu-img")?;
+        .context("running cp")?;
     ensure!(
         st.success(),
-        "qemu-img create of {} failed: {st}",
-        root.display()
+        "copying {} failed: {st}",
+        img.rootfs.display()
     );
     Ok(root)
 }
@@ -310,8 +313,8 @@ fn qemu(
             img.vmlinuz.display(),
             img.initrd.display()
         ));
-    // dom0's root: this run's overlay (kept from boot to boot and CPU to CPU).
-    let mut drives = vec![(root.to_path_buf(), "rootfs", "qcow2")];
+    // dom0's root: this run's copy (kept from boot to boot and CPU to CPU).
+    let mut drives = vec![(root.to_path_buf(), "rootfs", "raw")];
     drives.push((payload.to_path_buf(), "payload", "raw,readonly=on"));
     for (p, serial) in guests {
         drives.push((p.clone(), serial, "raw"));
