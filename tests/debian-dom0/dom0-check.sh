@@ -195,10 +195,10 @@ virsh_create() {
   local i
   for i in 1 2; do
     if timeout 420 virsh -c xen:///system create /root/virsh1.xml; then
-      echo "virsh create: try $i passed"
+      echo "virsh create: try $i passed" | tee /dev/tty
       return 0
     fi
-    echo "virsh create: try $i failed"
+    echo "virsh create: try $i failed" | tee /dev/tty
     grep -a -E 'timeout|unable to add' /var/log/libvirt/libxl/libxl-driver.log | tail -n 3
     timeout 120 virsh -c xen:///system destroy virsh1 > /dev/null 2>&1
   done
