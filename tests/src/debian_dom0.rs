@@ -72,6 +72,9 @@ TTYVHangup=yes
 WantedBy=multi-user.target
 EOF
 systemctl enable sluice-testbed-shell.service
+# login(1) gives up after LOGIN_TIMEOUT (60 s) when a loaded TCG dom0 is slow to reach the
+# shell: its session scope then fails ("No PIDs left to attach") and the boot is degraded.
+sed -i 's/^LOGIN_TIMEOUT.*/LOGIN_TIMEOUT\t0/' /etc/login.defs
 cat > /root/.bash_profile <<'EOF'
 set +o emacs +o vi
 stty cols 4000 2>/dev/null

@@ -2,10 +2,11 @@
 //! Debian's `xen-system-amd64` and libvirt, built from Debian's archive by
 //! [`sluice_testbed::debian_dom0`]) booted by Debian's Xen 4.17 in QEMU TCG.
 //!
-//! One QEMU run, two dom0 boots (the root image is a QEMU snapshot, never written):
-//! 1. `install`: `apt install ./sluice-backends_*.deb` and the modules package (its
-//!    `sluice-hello.ko` loads with `modprobe`), the opt-in blacklist copied, both units
-//!    enabled; then `systemctl reboot`.
+//! Two QEMU runs, three dom0 boots, on one sparse copy of the root image (the cached image
+//! itself is never written; the copy carries the installed packages from run to run):
+//! 1. AMD CPU (`-cpu EPYC` with SVM: Xen runs PV and PVH guests). `install`: `apt install
+//!    ./sluice-backends_*.deb` and the modules package (its `sluice-hello.ko` loads with
+//!    `modprobe`), the opt-in blacklist copied, both units enabled; then `systemctl reboot`.
 //! 2. `boot`: the units came up under systemd after xenstored (`xen.service`),
 //!    xenconsoled stopped, `sluice doctor` clean, `sluice status` shows both daemons.
 //!    `pv`: `xl create` a PV guest whose disk is `script=block-userspace`; its console
@@ -18,12 +19,14 @@
 //!    sysfs, writes and reads both patterns, gives the disk up and unloads it; dom0's
 //!    `xl block-detach` and `xl block-attach` of that disk (the domU waits for dom0, the
 //!    two consoles coordinated) give xen-blkfront a new xenbus device, and the domU
-//!    rereads p2 through it (`tests/debian-dom0/domu-check.sh`). `virsh`: libvirt's libxl driver creates a guest
-//!    whose disk (default `block` script) the daemon serves, same phases (only with
-//!    `SLUICE_PACKAGE_DOM0_VIRSH=1`: libvirt's libxl driver does not start on the
-//!    emulated CPU, docs/package-dom0.md). `purge`:
-//!    `apt purge` leaves no file, unit or process behind; `systemctl restart xen`
-//!    brings back xenconsoled.
+//!    rereads p2 through it (`tests/debian-dom0/domu-check.sh`). Then `systemctl poweroff`.
+//! 3. The same dom0 on an Intel CPU (`-cpu Nehalem`, [`Cpu::Intel`]): `boot` again, then
+//!    `virsh`: libvirt's libxl driver creates a PV guest whose disk (`<driver
+//!    name='phy'/>`, libxl's default `block` script) the daemon serves, same guest phases.
+//!    Debian's libvirt 9.0 cannot start its libxl driver on the AMD TCG CPU (no model of
+//!    its `cpu_map` fits Xen's `hw_caps` there: Xen hides `sep` on AMD, TCG has no `vme`;
+//!    docs/package-dom0.md); on Intel Xen keeps `sep`. `purge`: `apt purge` leaves no
+//!    file, unit or process behind; the postrm brings xenconsoled back.
 //!
 //! After QEMU exits, the host reads the guests' disk images: both patterns where the
 //! guests wrote them. The checks are in `tests/debian-dom0/dom0-check.sh` (dom0) and
@@ -56,21 +59,65 @@ const WRITES: &[(&str, u64)] = &[("p1", 1 << 20), ("p2", 3 << 20)];
 /// The guests' disks, by virtio serial (`/dev/disk/by-id/virtio-SERIAL` in dom0); each
 /// gets both patterns. `domu-data` is the Debian domU's second disk (sluice-blkfront's).
 const GUEST_DISKS: &[&str] = &["guest-pv", "guest-pvh", "guest-virsh", "domu-data"];
-/// `virsh` runs only with `SLUICE_PACKAGE_DOM0_VIRSH=1`: Debian's libvirt 9.0 cannot
-/// start its libxl driver on the test bed's QEMU TCG CPU (`Cannot find suitable CPU
-/// model for given data`, 2026-12-07), before any domain exists (docs/package-dom0.md).
-/// `SLUICE_PACKAGE_DOM0_PHASES=virsh,purge` (a comma-separated subset, for a short
-/// rerun of some phases: `install` and `boot` always run) selects the phases after boot.
-fn phases_boot2() -> Vec<&'static str> {
-    let virsh = std::env::var("SLUICE_PACKAGE_DOM0_VIRSH").is_ok_and(|v| v == "1");
+/// The phases after `install`, in order, with the CPU whose boot runs them. `virsh` and
+/// `purge` run on the Intel CPU (libvirt's libxl driver needs it); `pvh` needs the AMD one
+/// (SVM). `SLUICE_PACKAGE_DOM0_PHASES=virsh,purge` (a comma-separated subset, for a short
+/// rerun of some phases: `install` and `boot` always run) selects some of them.
+const PHASES: &[(&str, Cpu)] = &[
+    ("pv", Cpu::Amd),
+    ("pvh", Cpu::Amd),
+    ("domu", Cpu::Amd),
+    ("virsh", Cpu::Intel),
+    ("purge", Cpu::Intel),
+];
+
+/// The phases selected on this CPU.
+fn phases_on(cpu: Cpu) -> Vec<&'static str> {
     let only = std::env::var("SLUICE_PACKAGE_DOM0_PHASES").ok();
-    ["boot", "pv", "pvh", "domu", "virsh", "purge"]
-        .into_iter()
-        .filter(|p| match &only {
-            Some(list) => *p == "boot" || list.split(',').any(|x| x.trim() == *p),
-            None => virsh || *p != "virsh",
+    PHASES
+        .iter()
+        .filter(|(p, c)| {
+            *c == cpu
+                && only
+                    .as_ref()
+                    .is_none_or(|list| list.split(',').any(|x| x.trim() == *p))
         })
+        .map(|(p, _)| *p)
         .collect()
+}
+
+/// The CPU QEMU gives the dom0.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cpu {
+    /// EPYC with SVM and NPT: Xen runs PV, PVH and HVM guests (the test bed's CPU).
+    Amd,
+    /// Nehalem (every feature emulated by QEMU 7.2's TCG, no VMX: Xen runs PV guests
+    /// only). Debian's libvirt 9.0 names the host CPU from Xen's `hw_caps` with a model of
+    /// its `cpu_map` whose features all appear there, and refuses to start its libxl
+    /// driver when none does. On AMD Xen hides `sep` and TCG has no `vme`, which leaves
+    /// no model; on Intel Xen keeps `sep` (`kvm64`, `Nehalem`... fit).
+    Intel,
+}
+
+impl Cpu {
+    fn qemu(self) -> &'static str {
+        match self {
+            Cpu::Amd => "EPYC,+svm,+npt,-monitor,-smap,-smep",
+            Cpu::Intel => "Nehalem",
+        }
+    }
+
+    /// Xen's options for this CPU. An emulated Nehalem looks vulnerable to Meltdown and
+    /// L1TF (no `ARCH_CAPABILITIES`): Xen's default page-table isolation for PV guests
+    /// costs a TLB flush on every guest kernel entry under TCG, and the test is not
+    /// about speculation.
+    fn xen_args(self) -> String {
+        let a = XEN_ARGS.replace("dom0_mem=768M", "dom0_mem=1024M");
+        match self {
+            Cpu::Amd => a,
+            Cpu::Intel => format!("{a} xpti=false pv-l1tf=false"),
+        }
+    }
 }
 
 #[test]
@@ -99,17 +146,23 @@ fn run() -> Result<()> {
         f.set_len(64 << 20)?;
         disks.push((p, *serial));
     }
-    let serial_log = logs.join("serial.log");
-    let mut m = Machine::spawn_command(qemu(&img, &payload, &disks), &serial_log, false)?;
-    note(&format!(
-        "QEMU started; console log {}",
-        serial_log.display()
-    ));
-    let r = drive(&mut m);
-    drop(m);
-    let failed = r?;
+    let root = step("dom0 root disk (sparse copy of the image)", || {
+        root_copy(&img, &dir)
+    })?;
+    let amd = phases_on(Cpu::Amd);
+    let intel = phases_on(Cpu::Intel);
+    // Boots 1 and 2: install, reboot, the AMD phases; then power off for boot 3.
+    let mut failed = {
+        let mut m = start(Cpu::Amd, &img, &root, &payload, &disks, &logs)?;
+        drive_amd(&mut m, &amd, !intel.is_empty())?
+    };
+    // Boot 3: the same dom0 (the same root disk) on the Intel CPU.
+    if !intel.is_empty() {
+        let mut m = start(Cpu::Intel, &img, &root, &payload, &disks, &logs)?;
+        failed.extend(drive_intel(&mut m, &intel)?);
+    }
     // A guest's disk holds both patterns when its phase passed.
-    let phases = phases_boot2();
+    let phases = [amd, intel].concat();
     for (image, serial) in &disks {
         let owner = disk_phase(serial);
         if !phases.contains(&owner) || failed.iter().any(|(p, _)| *p == owner) {
@@ -123,6 +176,46 @@ fn run() -> Result<()> {
     }
     ensure!(failed.is_empty(), "failed phases: {failed:?}");
     Ok(())
+}
+
+/// dom0's root disk for this run: a sparse copy of the cached image (the image stays as
+/// built; the installed packages go from one QEMU run to the next in the copy). A copy,
+/// not a qcow2 overlay: `qemu-img` is in no package the test bed installs.
+fn root_copy(img: &Dom0Image, dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("dom0-root.img");
+    let _ = fs::remove_file(&root);
+    let st = Command::new("cp")
+        .args(["--sparse=always", "--reflink=auto"])
+        .arg(&img.rootfs)
+        .arg(&root)
+        .status()
+        .context("running cp")?;
+    ensure!(
+        st.success(),
+        "copying {} failed: {st}",
+        img.rootfs.display()
+    );
+    Ok(root)
+}
+
+/// Starts QEMU on `cpu`; its console goes to `serial-<cpu>.log`.
+fn start(
+    cpu: Cpu,
+    img: &Dom0Image,
+    root: &Path,
+    payload: &Path,
+    disks: &[(PathBuf, &str)],
+    logs: &Path,
+) -> Result<Machine> {
+    let name = format!("{cpu:?}").to_lowercase();
+    let serial_log = logs.join(format!("serial-{name}.log"));
+    let m = Machine::spawn_command(qemu(cpu, img, root, payload, disks), &serial_log, false)?;
+    note(&format!(
+        "QEMU started ({name} CPU: {}); console log {}",
+        cpu.qemu(),
+        serial_log.display()
+    ));
+    Ok(m)
 }
 
 /// The phase whose guest writes to the disk with this serial.
@@ -198,33 +291,35 @@ fn payload(kernel: &HostKernel, dir: &Path) -> Result<PathBuf> {
     Ok(img)
 }
 
-fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)]) -> Command {
+fn qemu(
+    cpu: Cpu,
+    img: &Dom0Image,
+    root: &Path,
+    payload: &Path,
+    guests: &[(PathBuf, &str)],
+) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-M", "q35", "-accel", "tcg"])
-        .args(["-cpu", "EPYC,+svm,+npt,-monitor,-smap,-smep"])
+        .args(["-cpu", cpu.qemu()])
         .args(["-m", "2048", "-smp", "2"])
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .arg("-kernel")
         .arg(&img.xen)
         // dom0 runs systemd, libvirtd and two daemons: more than the initramfs dom0's.
-        .args([
-            "-append",
-            &XEN_ARGS.replace("dom0_mem=768M", "dom0_mem=1024M"),
-        ])
+        .args(["-append", &cpu.xen_args()])
         .arg("-initrd")
         .arg(format!(
             "{} root=/dev/vda rw console=hvc0 earlyprintk=xen quiet,{}",
             img.vmlinuz.display(),
             img.initrd.display()
         ));
-    // The root image is read-only to this run: QEMU keeps the writes (across dom0's
-    // reboot) in a temporary overlay (dom0's and the domU's each their own).
-    let mut drives = vec![(img.rootfs.clone(), "rootfs", "raw,snapshot=on")];
+    // dom0's root: this run's copy (kept from boot to boot and CPU to CPU).
+    let mut drives = vec![(root.to_path_buf(), "rootfs", "raw")];
     drives.push((payload.to_path_buf(), "payload", "raw,readonly=on"));
     for (p, serial) in guests {
         drives.push((p.clone(), serial, "raw"));
     }
-    // The Debian domU's root: the same image, its writes in another temporary overlay.
+    // The Debian domU's root: the cached image, its writes in a temporary overlay.
     drives.push((img.rootfs.clone(), "domu-root", "raw,snapshot=on"));
     for (i, (path, serial, format)) in drives.iter().enumerate() {
         c.arg("-drive").arg(format!(
@@ -237,21 +332,51 @@ fn qemu(img: &Dom0Image, payload: &Path, guests: &[(PathBuf, &str)]) -> Command 
     c
 }
 
-/// Runs every phase; returns the phases whose checks failed, with what failed. A
-/// failed `install` or a harness error (no answer from dom0's shell) ends the run; a
-/// later phase's failed checks do not (each phase cleans up after its guest), so one run
-/// reports every phase.
-fn drive(m: &mut Machine) -> Result<Vec<(&'static str, String)>> {
+/// Boots 1 and 2 (AMD CPU): `install`, reboot, `boot` and `phases`; returns the phases
+/// whose checks failed, with what failed. A failed `install` or a harness error (no
+/// answer from dom0's shell) ends the run; a later phase's failed checks do not (each
+/// phase cleans up after its guest), so one run reports every phase. With `then_intel`,
+/// dom0 powers off at the end (boot 3 follows on the Intel CPU).
+fn drive_amd(
+    m: &mut Machine,
+    phases: &[&'static str],
+    then_intel: bool,
+) -> Result<Vec<(&'static str, String)>> {
     boot(m, "first boot")?;
     if let Some(f) = phase(m, "install")? {
         bail!("phase install: {f}");
     }
-    m.send_line("systemctl reboot")?;
-    boot(m, "reboot")?;
     let mut failed = vec![];
-    for p in phases_boot2() {
+    if !phases.is_empty() {
+        m.send_line("systemctl reboot")?;
+        boot(m, "reboot")?;
+        for p in ["boot"].iter().chain(phases) {
+            if let Some(f) = phase(m, p)? {
+                failed.push((*p, f));
+            }
+        }
+    }
+    if then_intel {
+        // Xen powers the machine off after dom0 (ACPI S5): QEMU exits.
+        let t = Instant::now();
+        m.send_line("systemctl poweroff")?;
+        let st = m.wait_exit(limit(1200))?;
+        ensure!(st.success(), "QEMU exited with {st} after dom0's poweroff");
+        note(&format!(
+            "dom0 powered off after {:.0} s",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(failed)
+}
+
+/// Boot 3 (Intel CPU), the installed dom0 again: `boot` and `phases`.
+fn drive_intel(m: &mut Machine, phases: &[&'static str]) -> Result<Vec<(&'static str, String)>> {
+    boot(m, "boot on the Intel CPU")?;
+    let mut failed = vec![];
+    for p in ["boot"].iter().chain(phases) {
         if let Some(f) = phase(m, p)? {
-            failed.push((p, f));
+            failed.push((*p, f));
         }
     }
     Ok(failed)

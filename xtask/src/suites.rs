@@ -17,7 +17,7 @@ pub struct Suite {
 pub const OPT_IN: &[(&str, &str)] = &[
     (
         "package-dom0",
-        "two systemd boots of a Debian dom0 under TCG: 20-40 min on the shared 2-core VM",
+        "three systemd boots of a Debian dom0 under TCG (AMD CPU, then Intel for virsh): 40-70 min on the shared 2-core VM",
     ),
     (
         "xen-blk",
@@ -146,7 +146,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "package-dom0",
-        about: "real Xen: apt install of both .debs into a Debian 12 systemd dom0, units, doctor/status, an xl guest, blkback restart, purge",
+        about: "real Xen: apt install of both .debs into a Debian 12 systemd dom0, units, doctor/status, xl PV/PVH guests, blkback restart, a Debian domU, a virsh guest, purge",
         run: crate::package::run_dom0_suite,
     },
     Suite {
