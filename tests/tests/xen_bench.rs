@@ -6,8 +6,12 @@
 //!   A = kernel blkback, B = `sluice-blkback`;
 //! - `fio_kernel_vs_sluice_blkback` (`fio-backends`): fio, A = kernel blkback, B =
 //!   sluice-blkback, plus the same jobs in dom0 directly on the disk (the ceiling);
+//! - `fio_kernel_vs_sluice_blkback_pvh` (`fio-backends-pvh`): the same with PVH guests
+//!   of 2 vCPUs (stock blkfront runs 2 queues);
 //! - `fio_kernel_vs_sluice_direct_and_buffered` (`fio-direct-buffered`): A = kernel
 //!   blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback `--buffered`;
+//! - `fio_kernel_vs_sluice_bounce_and_zero_copy` (`fio-zero-copy`): A = kernel blkback,
+//!   B = sluice-blkback as shipped, C = sluice-blkback `--zero-copy`;
 //! - `fio_sluice_vs_stock_blkfront` (`fio-frontends`): A = xen-blkfront, B =
 //!   `sluice-blkfront.ko`, against each backend;
 //! - `hypercall_round_trip_on_xen` (`hypercall`, the Xen half; the xtask runs the
@@ -112,12 +116,44 @@ fn sluice_blkback() -> Vec<Dom0Daemon> {
     b.daemons.into_iter().filter(|d| d.serves_block).collect()
 }
 
-/// A PV guest (512 MiB) on one fresh disk served by `backend`, running `workloads`.
+/// A PV guest (512 MiB, 1 vCPU) on one fresh disk served by `backend`, running `workloads`.
 fn guest(name: &str, backend: &BlockBackend, size: Size, w: &[Workload]) -> GuestStep {
-    let mut s = GuestStep::new(name, GuestType::Pv, std::slice::from_ref(backend), w);
-    s.disks[0].size_mib = size.disk_mib;
-    s.memory_mib = 512;
-    s
+    GuestKind::Pv1.step(name, backend, size, w)
+}
+
+/// Which guests a fio bench boots.
+#[derive(Clone, Copy, PartialEq)]
+enum GuestKind {
+    /// PV, 1 vCPU (stock blkfront: one queue).
+    Pv1,
+    /// PVH, 2 vCPUs (stock blkfront: two queues, one per vCPU, when the backend offers
+    /// `multi-queue-max-queues`).
+    Pvh2,
+}
+
+impl GuestKind {
+    /// A guest of this kind (512 MiB) on one fresh disk served by `backend`.
+    fn step(self, name: &str, backend: &BlockBackend, size: Size, w: &[Workload]) -> GuestStep {
+        let ty = match self {
+            GuestKind::Pv1 => GuestType::Pv,
+            GuestKind::Pvh2 => GuestType::Pvh,
+        };
+        let mut s = GuestStep::new(name, ty, std::slice::from_ref(backend), w);
+        s.disks[0].size_mib = size.disk_mib;
+        s.memory_mib = 512;
+        if self == GuestKind::Pvh2 {
+            s.vcpus = 2;
+        }
+        s
+    }
+
+    /// Step names of pair `i`: (kernel blkback, sluice-blkback).
+    fn names(self, i: usize) -> (String, String) {
+        match self {
+            GuestKind::Pv1 => (format!("kblk-{i}"), format!("sblk-{i}")),
+            GuestKind::Pvh2 => (format!("kpvh-{i}"), format!("spvh-{i}")),
+        }
+    }
 }
 
 fn fio(size: Size) -> [Workload; 1] {
@@ -262,9 +298,15 @@ fn seq_read_kernel_vs_sluice_blkback() {
 // ---- fio-backends: kernel blkback vs sluice-blkback, dom0 ceiling ------------------
 
 fn fio_backends_plan(size: Size) -> Plan {
+    fio_backends_plan_of(size, GuestKind::Pv1)
+}
+
+fn fio_backends_plan_of(size: Size, kind: GuestKind) -> Plan {
     let mut steps = Vec::new();
     for i in 0..size.pairs {
-        steps.extend(kernel_and_sluice_pair(i, size, &fio(size)));
+        let (k, s) = kind.names(i);
+        steps.push(kind.step(&k, &BlockBackend::KernelBlkback, size, &fio(size)));
+        steps.push(kind.step(&s, &BlockBackend::Userspace, size, &fio(size)));
     }
     Plan {
         daemons: sluice_blkback(),
@@ -274,10 +316,18 @@ fn fio_backends_plan(size: Size) -> Plan {
 }
 
 fn fio_backends_report(report: &BootReport, size: Size) {
+    fio_backends_report_of(report, size, GuestKind::Pv1)
+}
+
+fn fio_backends_report_of(report: &BootReport, size: Size, kind: GuestKind) {
     size.banner("fio-backends");
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
-        "fio, PV guests, A = kernel blkback, B = sluice-blkback; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        "fio, {} guests, A = kernel blkback, B = sluice-blkback; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        match kind {
+            GuestKind::Pv1 => "PV (1 vCPU)",
+            GuestKind::Pvh2 => "PVH (2 vCPUs)",
+        },
         size.fio_seconds
     );
     let mut cols = vec!["job".to_string()];
@@ -287,10 +337,8 @@ fn fio_backends_report(report: &BootReport, size: Size) {
     for job in JOBS {
         let (mut ratios, mut cells) = (vec![], vec![]);
         for i in 0..size.pairs {
-            let (a, b) = (
-                get(&format!("kblk-{i}"), job),
-                get(&format!("sblk-{i}"), job),
-            );
+            let (k, sl) = kind.names(i);
+            let (a, b) = (get(&k, job), get(&sl, job));
             ratios.push(b / a);
             cells.push(format!("{a:.0} / {b:.0} ({:.2})", b / a));
         }
@@ -317,27 +365,77 @@ fn fio_kernel_vs_sluice_blkback() {
     );
 }
 
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-backends-pvh"]
+fn fio_kernel_vs_sluice_blkback_pvh() {
+    let size = Size::from_env(3, 15);
+    let report = run(
+        "xen-bench-fio-pvh",
+        vec![fio_backends_plan_of(size, GuestKind::Pvh2)],
+    );
+    fio_backends_report_of(&report, size, GuestKind::Pvh2);
+    assert_eq!(
+        report.fio.len(),
+        (size.pairs * 2 + 1) * 4,
+        "{:?}",
+        report.fio
+    );
+}
+
 // ---- fio-direct-buffered: kernel blkback vs sluice-blkback O_DIRECT vs --buffered ---
 
 const BUFFERED: &str = "sluice-blkback-buffered";
 
+/// The third contender of a three-way bench: sluice-blkback with one more argument.
+struct Variant {
+    /// Its daemon's name.
+    daemon: &'static str,
+    /// The argument.
+    arg: &'static str,
+    /// Its guests' step prefix.
+    tag: &'static str,
+    /// The bench's name and what C is, for the report.
+    bench: &'static str,
+    label: &'static str,
+}
+
+const BUFFERED_VARIANT: Variant = Variant {
+    daemon: BUFFERED,
+    arg: "--buffered",
+    tag: "sbuf",
+    bench: "fio-direct-buffered",
+    label: "B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered",
+};
+
+const ZERO_COPY_VARIANT: Variant = Variant {
+    daemon: "sluice-blkback-zero-copy",
+    arg: "--zero-copy",
+    tag: "szc",
+    bench: "fio-zero-copy",
+    label: "B = sluice-blkback (bounce buffers), C = sluice-blkback --zero-copy",
+};
+
 fn direct_buffered_plan(size: Size) -> Plan {
+    three_way_plan(size, &BUFFERED_VARIANT)
+}
+
+fn three_way_plan(size: Size, v: &Variant) -> Plan {
     let mut daemons = sluice_blkback();
-    let mut buffered = daemons[0].clone();
-    buffered.name = BUFFERED.into();
-    buffered.args.push("--buffered".into());
-    daemons.push(buffered);
+    let mut third = daemons[0].clone();
+    third.name = v.daemon.into();
+    third.args.push(v.arg.into());
+    daemons.push(third);
     let mut steps = Vec::new();
     for i in 0..size.pairs {
         steps.extend(kernel_and_sluice_pair(i, size, &fio(size)));
         steps.push(
             guest(
-                &format!("sbuf-{i}"),
+                &format!("{}-{i}", v.tag),
                 &BlockBackend::Userspace,
                 size,
                 &fio(size),
             )
-            .with_block_daemon(BUFFERED),
+            .with_block_daemon(v.daemon),
         );
     }
     Plan {
@@ -348,10 +446,15 @@ fn direct_buffered_plan(size: Size) -> Plan {
 }
 
 fn direct_buffered_report(report: &BootReport, size: Size) {
-    size.banner("fio-direct-buffered");
+    three_way_report(report, size, &BUFFERED_VARIANT)
+}
+
+fn three_way_report(report: &BootReport, size: Size, v: &Variant) {
+    size.banner(v.bench);
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
-        "fio, PV guests, A = kernel blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        "fio, PV guests, A = kernel blkback, {}; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        v.label,
         size.fio_seconds
     );
     let mut cols = vec!["job".to_string()];
@@ -363,7 +466,7 @@ fn direct_buffered_report(report: &BootReport, size: Size) {
         for i in 0..size.pairs {
             let a = get(&format!("kblk-{i}"), job);
             let b = get(&format!("sblk-{i}"), job);
-            let c = get(&format!("sbuf-{i}"), job);
+            let c = get(&format!("{}-{i}", v.tag), job);
             ba.push(b / a);
             ca.push(c / a);
             cells.push(format!("{a:.0} / {b:.0} / {c:.0}"));
@@ -383,6 +486,18 @@ fn fio_kernel_vs_sluice_direct_and_buffered() {
     let size = Size::from_env(3, 10);
     let report = run("xen-bench-fio3", vec![direct_buffered_plan(size)]);
     direct_buffered_report(&report, size);
+    assert_eq!(report.fio.len(), size.pairs * 3 * 4, "{:?}", report.fio);
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-zero-copy"]
+fn fio_kernel_vs_sluice_bounce_and_zero_copy() {
+    let size = Size::from_env(3, 10);
+    let report = run(
+        "xen-bench-fio-zc",
+        vec![three_way_plan(size, &ZERO_COPY_VARIANT)],
+    );
+    three_way_report(&report, size, &ZERO_COPY_VARIANT);
     assert_eq!(report.fio.len(), size.pairs * 3 * 4, "{:?}", report.fio);
 }
 

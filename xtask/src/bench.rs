@@ -78,6 +78,22 @@ pub const BENCHES: &[Bench] = &[
         run: |s| xen_bench("fio_kernel_vs_sluice_blkback", s),
     },
     Bench {
+        name: "fio-backends-pvh",
+        aliases: &["fio_kernel_vs_sluice_blkback_pvh"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_blkback_pvh",
+        compares: "real Xen, fio in PVH guests of 2 vCPUs (2 blkfront queues): kernel blkback vs sluice-blkback",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 15 s per job (not in `cargo xtask test`)",
+        run: |s| xen_bench("fio_kernel_vs_sluice_blkback_pvh", s),
+    },
+    Bench {
+        name: "fio-zero-copy",
+        aliases: &["fio_kernel_vs_sluice_bounce_and_zero_copy"],
+        under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_bounce_and_zero_copy",
+        compares: "real Xen, fio: kernel blkback vs sluice-blkback (bounce buffers) vs sluice-blkback --zero-copy, A B C x3",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job (not in `cargo xtask test`)",
+        run: |s| xen_bench("fio_kernel_vs_sluice_bounce_and_zero_copy", s),
+    },
+    Bench {
         name: "fio-direct-buffered",
         aliases: &["fio_kernel_vs_sluice_direct_and_buffered"],
         under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_direct_and_buffered",

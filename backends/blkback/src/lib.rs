@@ -13,5 +13,6 @@ pub mod profile;
 pub mod ring_server;
 pub mod status;
 mod transfer;
+pub mod uring_server;
 
 pub use backend::{Backend, DeviceError, IoEngine};

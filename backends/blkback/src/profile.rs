@@ -53,8 +53,15 @@ pub struct Profile {
     pub max_depth: Cell<u64>,
     /// io_uring_enter calls (submits and waits).
     pub enters: Cell<u64>,
-    /// Event channel notifications sent.
+    /// Event channel notifications sent (one ioctl each).
     pub notifies: Cell<u64>,
+    /// Event-channel system calls other than notifications: `poll(2)`, reads of the
+    /// pending ports, unmask writes (the path without the event channel on io_uring).
+    pub evtchn_calls: Cell<u64>,
+    /// Frontend kicks read through io_uring (no system call of their own).
+    pub kicks: Cell<u64>,
+    /// Rounds that waited with I/O in flight.
+    pub rounds: Cell<u64>,
 }
 
 impl Default for Profile {
@@ -83,6 +90,9 @@ impl Default for Profile {
             max_depth: Cell::new(0),
             enters: Cell::new(0),
             notifies: Cell::new(0),
+            evtchn_calls: Cell::new(0),
+            kicks: Cell::new(0),
+            rounds: Cell::new(0),
         }
     }
 }
@@ -102,8 +112,9 @@ impl Profile {
             .set(self.max_segments.get().max(segments as u64));
     }
 
-    /// Counts the depth at one submission.
+    /// Counts the depth at one round's wait.
     pub fn depth(&self, in_flight: usize) {
+        bump(&self.rounds, 1);
         bump(&self.depth_sum, in_flight as u64);
         self.max_depth
             .set(self.max_depth.get().max(in_flight as u64));
@@ -125,7 +136,7 @@ impl fmt::Display for Profile {
             self.write_bytes.get() >> 20,
             self.segments.get() as f64 / rq.max(1) as f64,
             self.max_segments.get(),
-            self.depth_sum.get() as f64 / self.submit.count().max(1) as f64,
+            self.depth_sum.get() as f64 / self.rounds.get().max(1) as f64,
             self.max_depth.get(),
         )?;
         write_phases(
@@ -142,12 +153,17 @@ impl fmt::Display for Profile {
                 ("inline", &self.inline),
             ],
         )?;
+        let calls = self.enters.get() + self.notifies.get() + self.evtchn_calls.get();
         write!(
             f,
-            " ({} waits timed out; {} io_uring_enter, {} notifications; {})",
+            " ({} waits timed out; {} io_uring_enter, {} notifications, {} other event-channel \
+             calls, {} kicks through io_uring: {:.2} system calls per request; {})",
             self.io_wait_empty.get(),
             self.enters.get(),
             self.notifies.get(),
+            self.evtchn_calls.get(),
+            self.kicks.get(),
+            calls as f64 / rq.max(1) as f64,
             self.costs,
         )
     }

@@ -5,7 +5,7 @@
 use crate::buffers::BufPool;
 use crate::disk::{Disk, SECTOR};
 use crate::journal::{Entry, JournalError, Ledger};
-use crate::persistent::{Access, PersistentGrants};
+use crate::persistent::PersistentGrants;
 use crate::profile::Profile;
 use sluice_abi::blkif::{
     decode_request, indirect_pages, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp,
@@ -14,9 +14,7 @@ use sluice_abi::blkif::{
 use sluice_abi::ring::RingError;
 use sluice_abi::types::{EvtchnPort, GrantRef};
 use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMapper, LogLimiter};
-use sluice_xen_sys::{Completion, IoQueue, IoSpan};
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +22,8 @@ use zerocopy::FromBytes;
 
 /// Indirect segments we accept per request (`feature-max-indirect-segments`).
 pub const MAX_INDIRECT_SEGMENTS: u16 = 256;
+
+pub use crate::uring_server::MAX_IN_FLIGHT;
 
 /// Why a queue stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -42,25 +42,9 @@ pub enum QueueError {
     Journal(#[from] JournalError),
 }
 
-/// Most requests one queue keeps in flight with io_uring.
-pub const MAX_IN_FLIGHT: usize = 128;
-
-/// A request whose I/O is in flight.
-struct InFlight {
-    entry: Entry,
-    id: u64,
-    op: u8,
-    write: bool,
-    sector: u64,
-    len: usize,
-    segs: Vec<BlkifRequestSegment>,
-    /// Straight into the guest's mapped pages (no bounce buffer).
-    zero_copy: bool,
-}
-
 /// The response operation: Linux's blkfront expects an indirect request's response to
 /// carry the inner operation (`indirect_op`, the byte after `operation`).
-fn response_op(slot: &sluice_abi::blkif::BlkifRequest) -> u8 {
+pub(crate) fn response_op(slot: &sluice_abi::blkif::BlkifRequest) -> u8 {
     if slot.operation == BlkifOp::Indirect as u8 {
         slot.nr_segments
     } else {
@@ -171,119 +155,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
     }
 
-    /// Serves `ring` with io_uring: reads and writes (direct and indirect) stay in
-    /// flight together, up to [`MAX_IN_FLIGHT`], answered as they complete; flush and
-    /// discard wait for the I/O before them (they are ordering points) and run inline.
-    pub fn serve_async(
-        &self,
-        mut ring: BlkifBackRing<'_>,
-        stats: &Arc<QueueStats>,
-        io: &mut IoQueue,
-        ledger: &mut Ledger<'_>,
-    ) -> Result<(), QueueError> {
-        let limits = BlkifLimits {
-            max_indirect_segments: MAX_INDIRECT_SEGMENTS,
-        };
-        let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
-        let mut next_tag = 0u64;
-        let mut done = Vec::new();
-        let mut ports = Vec::new();
-        loop {
-            self.profile.enters.set(io.enters());
-            while io.in_flight() < MAX_IN_FLIGHT {
-                let Some((entry, slot)) = ledger.next(&mut ring)? else {
-                    break;
-                };
-                let op = response_op(&slot);
-                let req = match decode_request(&slot, &limits) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        warn_limited!(
-                            self.log,
-                            "refused request",
-                            "{}: refusing request: {e}",
-                            self.name
-                        );
-                        let rsp = BlkifResponse {
-                            operation: op,
-                            ..e.response()
-                        };
-                        self.respond(&mut ring, ledger, stats, entry, rsp)?;
-                        continue;
-                    }
-                };
-                next_tag += 1;
-                match self.start(&req, entry, op, next_tag, io, &mut in_flight) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // Flush, barrier or discard: after everything before it.
-                        while io.in_flight() > 0 {
-                            io.wait(Duration::from_millis(100))
-                                .map_err(QueueError::Io)?;
-                            self.reap(io, &mut in_flight, &mut ring, ledger, stats, &mut done)?;
-                        }
-                        let status = self.profile.inline.time(|| self.execute(&req));
-                        let rsp = BlkifResponse::new(req.id(), op, status);
-                        self.respond(&mut ring, ledger, stats, entry, rsp)?;
-                    }
-                    Err(status) => {
-                        let rsp = BlkifResponse::new(req.id(), op, status);
-                        self.respond(&mut ring, ledger, stats, entry, rsp)?
-                    }
-                }
-            }
-            self.profile.depth(io.in_flight());
-            self.profile
-                .submit
-                .time(|| io.submit())
-                .map_err(QueueError::Io)?;
-            self.reap(io, &mut in_flight, &mut ring, ledger, stats, &mut done)?;
-            if self.publish(&mut ring, ledger)? {
-                crate::profile::bump(&self.profile.notifies, 1);
-                self.evtchn.notify(self.port)?;
-            }
-            if io.in_flight() > 0 {
-                if io.in_flight() < MAX_IN_FLIGHT
-                    && (ledger.backlog() > 0 || ring.unconsumed_requests()? > 0)
-                {
-                    continue;
-                }
-                // Wake on a completion; look at the ring again soon regardless.
-                self.profile
-                    .io_wait
-                    .time(|| io.wait(Duration::from_millis(2)))
-                    .map_err(QueueError::Io)?;
-                if !io.has_completions() {
-                    self.profile
-                        .io_wait_empty
-                        .set(self.profile.io_wait_empty.get() + 1);
-                }
-                continue;
-            }
-            if ledger.backlog() > 0 || ring.final_check_for_requests()? {
-                continue;
-            }
-            if self.stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            // Going idle: say how many lines the rate limit kept back.
-            self.log.report(self.name, false);
-            if self
-                .profile
-                .idle
-                .time(|| self.evtchn.wait(Some(Duration::from_millis(200))))?
-            {
-                ports.clear();
-                self.evtchn.read_pending(&mut ports)?;
-                for &p in &ports {
-                    self.evtchn.unmask(p)?;
-                }
-            }
-        }
-    }
-
     /// Writes `entry`'s response (recorded first in the journal).
-    fn respond(
+    pub(crate) fn respond(
         &self,
         ring: &mut BlkifBackRing<'_>,
         ledger: &mut Ledger<'_>,
@@ -303,7 +176,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
 
     /// Publishes the responses written (then tells the journal); whether the frontend
     /// wants an event.
-    fn publish(
+    pub(crate) fn publish(
         &self,
         ring: &mut BlkifBackRing<'_>,
         ledger: &mut Ledger<'_>,
@@ -311,241 +184,6 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let notify = ring.push_responses_and_check_notify()?;
         ledger.published(ring.rsp_prod_pvt())?;
         Ok(notify)
-    }
-
-    /// Starts a read or write on io_uring (Ok(true)); Ok(false) for operations run
-    /// inline; Err for a request answered at once.
-    fn start(
-        &self,
-        req: &BlkRequest,
-        entry: Entry,
-        op: u8,
-        tag: u64,
-        io: &mut IoQueue,
-        in_flight: &mut HashMap<u64, InFlight>,
-    ) -> Result<bool, BlkifRsp> {
-        let (write, sector, segs) = match *req {
-            BlkRequest::ReadWrite {
-                op: BlkifOp::Read,
-                sector_number,
-                segments,
-                ..
-            } => (false, sector_number, segments.as_slice().to_vec()),
-            BlkRequest::ReadWrite {
-                op: BlkifOp::Write,
-                sector_number,
-                segments,
-                ..
-            } => (true, sector_number, segments.as_slice().to_vec()),
-            BlkRequest::Indirect {
-                op: iop,
-                sector_number,
-                nr_segments,
-                ..
-            } => {
-                let segs = self
-                    .profile
-                    .indirect
-                    .time(|| self.indirect_segments(req.indirect_grefs(), nr_segments))?;
-                match iop {
-                    BlkifOp::Read => (false, sector_number, segs),
-                    BlkifOp::Write => (true, sector_number, segs),
-                    _ => return Err(BlkifRsp::Error),
-                }
-            }
-            _ => return Ok(false),
-        };
-        if write && self.disk.readonly() {
-            warn_limited!(
-                self.log,
-                "read-only disk",
-                "{}: write to a read-only disk",
-                self.name
-            );
-            return Err(BlkifRsp::Error);
-        }
-        let len: usize = segs.iter().map(|s| s.byte_len()).sum();
-        self.check_range(sector, len as u64 / SECTOR)?;
-        self.profile.request(write, len, segs.len());
-        let p = InFlight {
-            entry,
-            id: req.id(),
-            op,
-            write,
-            sector,
-            len,
-            segs,
-            zero_copy: false,
-        };
-        self.submit_rw(p, tag, io, in_flight)?;
-        Ok(true)
-    }
-
-    /// Puts a checked read or write on io_uring: straight from or into the guest's
-    /// persistently mapped pages where it can ([`Queue::spans`]), through a pooled
-    /// bounce buffer otherwise.
-    fn submit_rw(
-        &self,
-        mut p: InFlight,
-        tag: u64,
-        io: &mut IoQueue,
-        in_flight: &mut HashMap<u64, InFlight>,
-    ) -> Result<(), BlkifRsp> {
-        let file = self.disk.file();
-        let at = p.sector * SECTOR;
-        let submitted = if let Some(spans) = self.spans(&p.segs, p.write) {
-            p.zero_copy = true;
-            self.profile.queue.time(|| {
-                if p.write {
-                    io.writev(file, at, spans, tag)
-                } else {
-                    io.readv(file, at, spans, tag)
-                }
-            })
-        } else {
-            p.zero_copy = false;
-            let mut buf = self.profile.buffer.time(|| self.buffers.take(p.len));
-            if p.write {
-                let copied = self
-                    .profile
-                    .copy_in
-                    .time(|| self.transfer(self.copies(&p.segs, &mut buf, false)));
-                if let Err(status) = copied {
-                    self.buffers.put(buf);
-                    return Err(status);
-                }
-                self.profile.queue.time(|| io.write(file, at, buf, tag))
-            } else {
-                self.profile.queue.time(|| io.read(file, at, buf, tag))
-            }
-        };
-        submitted.map_err(|e| {
-            warn_limited!(
-                self.log,
-                "disk I/O",
-                "{}: io_uring submission: {e}",
-                self.name
-            );
-            BlkifRsp::Error
-        })?;
-        in_flight.insert(tag, p);
-        Ok(())
-    }
-
-    /// The guest's pages of `segs` for I/O straight into or out of them (`write`: a disk
-    /// write, which only reads them): only with persistent grants (every page mapped,
-    /// writable for a disk read), zero copy not switched off, and, with
-    /// `O_DIRECT`, every segment aligned to the disk's logical sector (the kernel's rule
-    /// for each iovec). `None`: use a bounce buffer (which also gives the exact
-    /// per-segment grant-copy result for a page that does not map).
-    fn spans(&self, segs: &[BlkifRequestSegment], write: bool) -> Option<Vec<IoSpan>> {
-        if !self.zero_copy.get() {
-            return None;
-        }
-        let cache = self.persistent.as_ref()?;
-        let align = if self.disk.direct() {
-            self.disk.sector_size() as usize
-        } else {
-            1
-        };
-        if segs
-            .iter()
-            .any(|s| s.byte_offset() % align != 0 || s.byte_len() % align != 0)
-        {
-            return None;
-        }
-        if !cache.room_for(segs.iter().map(|s| s.gref.0)) {
-            return None;
-        }
-        let mut out = Vec::with_capacity(segs.len());
-        for s in segs {
-            // A disk write only reads the guest's pages (a read-only mapping will do).
-            let access = if write { Access::Read } else { Access::Write };
-            let mem = cache.mapping_quiet(self.grants, s.gref.0, access).ok()?;
-            out.push(IoSpan {
-                mem,
-                offset: s.byte_offset(),
-                len: s.byte_len(),
-            });
-        }
-        Some(out)
-    }
-
-    /// Answers the requests whose I/O completed.
-    fn reap(
-        &self,
-        io: &mut IoQueue,
-        in_flight: &mut HashMap<u64, InFlight>,
-        ring: &mut BlkifBackRing<'_>,
-        ledger: &mut Ledger<'_>,
-        stats: &Arc<QueueStats>,
-        done: &mut Vec<Completion>,
-    ) -> Result<(), QueueError> {
-        done.clear();
-        io.complete(done);
-        for c in done.drain(..) {
-            let Some(p) = in_flight.remove(&c.tag) else {
-                continue;
-            };
-            let rw = if p.write { "write" } else { "read" };
-            if p.zero_copy && c.result.as_ref().map_or(true, |&n| n != p.len) {
-                // The kernel refused I/O into the mapped pages (or cut it short): serve
-                // this request, and all later ones, through bounce buffers.
-                tracing::warn!(
-                    "{}: zero-copy {rw} failed ({}); bounce buffers from now on",
-                    self.name,
-                    match &c.result {
-                        Ok(n) => format!("{n} of {} bytes", p.len),
-                        Err(e) => e.to_string(),
-                    }
-                );
-                self.zero_copy.set(false);
-                let (id, op, entry) = (p.id, p.op, p.entry);
-                if let Err(status) = self.submit_rw(p, c.tag, io, in_flight) {
-                    let rsp = BlkifResponse::new(id, op, status);
-                    self.respond(ring, ledger, stats, entry, rsp)?;
-                }
-                continue;
-            }
-            let status = match c.result {
-                Ok(n) if n == p.len => match c.buf {
-                    Some(mut buf) if !p.write => {
-                        let r = self
-                            .profile
-                            .copy_out
-                            .time(|| self.transfer(self.copies(&p.segs, &mut buf, true)));
-                        self.buffers.put(buf);
-                        match r {
-                            Ok(()) => BlkifRsp::Okay,
-                            Err(s) => s,
-                        }
-                    }
-                    other => {
-                        if let Some(buf) = other {
-                            self.buffers.put(buf);
-                        }
-                        BlkifRsp::Okay
-                    }
-                },
-                Ok(n) => {
-                    warn_limited!(
-                        self.log,
-                        "disk I/O",
-                        "{}: short {rw} ({n} of {} bytes)",
-                        self.name,
-                        p.len
-                    );
-                    BlkifRsp::Error
-                }
-                Err(e) => {
-                    warn_limited!(self.log, "disk I/O", "{}: {rw}: {e}", self.name);
-                    BlkifRsp::Error
-                }
-            };
-            let rsp = BlkifResponse::new(p.id, p.op, status);
-            self.respond(ring, ledger, stats, p.entry, rsp)?;
-        }
-        Ok(())
     }
 
     /// Does one decoded request synchronously (grant copy or persistent grants, then
@@ -621,7 +259,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         }
     }
 
-    fn check_range(&self, sector: u64, count: u64) -> Result<(), BlkifRsp> {
+    pub(crate) fn check_range(&self, sector: u64, count: u64) -> Result<(), BlkifRsp> {
         if !self.disk.contains(sector, count) {
             warn_limited!(
                 self.log,
@@ -653,7 +291,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     }
 
     /// Copies the indirect pages in and validates the segments they hold.
-    fn indirect_segments(
+    pub(crate) fn indirect_segments(
         &self,
         grefs: &[GrantRef],
         nr: u16,

@@ -16,6 +16,12 @@ use std::time::Duration;
 struct InFlight {
     tag: u64,
     buf: Option<IoBuf>,
+    /// Not disk I/O (a poll, or the read or write of a descriptor such as the event
+    /// channel's): left out of [`IoQueue::in_flight`].
+    aux: bool,
+    /// A poll linked to the read after it: its completion is not reported (the read's
+    /// is), and [`Drop`] cancels it (it may never complete on its own).
+    silent_poll: bool,
     /// Vectored operations: the memory the kernel reads or writes, and the iovec array
     /// it was given, both kept until the completion.
     _spans: Vec<IoSpan>,
@@ -69,9 +75,13 @@ pub struct Completion {
 pub struct IoQueue {
     ring: IoUring,
     in_flight: HashMap<u64, InFlight>,
+    /// Entries of `in_flight` that are not disk I/O.
+    aux: usize,
     next_key: u64,
     /// `io_uring_enter` calls so far.
     enters: u64,
+    /// Whether completions are only posted inside `io_uring_enter` (`DEFER_TASKRUN`).
+    deferred: bool,
 }
 
 impl std::fmt::Debug for IoQueue {
@@ -83,19 +93,52 @@ impl std::fmt::Debug for IoQueue {
 }
 
 impl IoQueue {
-    /// A ring with `entries` submission slots.
+    /// A ring with `entries` submission slots, to be used by the calling thread only:
+    /// with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1+; single issuer, cooperative task
+    /// running) where the kernel takes it, so that a completion never interrupts the
+    /// thread (in a PV dom0 every interruption is a trip through Xen) and is posted
+    /// when the thread next waits in `io_uring_enter`; a plain ring otherwise.
     pub fn new(entries: u32) -> io::Result<Self> {
+        let (ring, deferred) = match IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+        {
+            Ok(r) => (r, true),
+            Err(_) => (IoUring::new(entries)?, false),
+        };
         Ok(Self {
-            ring: IoUring::new(entries)?,
+            ring,
             in_flight: HashMap::new(),
+            aux: 0,
             next_key: 1,
             enters: 0,
+            deferred,
         })
     }
 
-    /// Operations submitted and not yet completed.
+    /// A plain ring (no deferred task running), e.g. for a queue shared between threads
+    /// one at a time.
+    pub fn new_plain(entries: u32) -> io::Result<Self> {
+        Ok(Self {
+            ring: IoUring::new(entries)?,
+            in_flight: HashMap::new(),
+            aux: 0,
+            next_key: 1,
+            enters: 0,
+            deferred: false,
+        })
+    }
+
+    /// Whether completions are posted only while waiting (`DEFER_TASKRUN`).
+    pub fn deferred(&self) -> bool {
+        self.deferred
+    }
+
+    /// Disk operations submitted and not yet completed (polls and descriptor reads and
+    /// writes queued with [`IoQueue::poll_read`] and [`IoQueue::write_aux`] not counted).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() - self.aux
     }
 
     fn push(
@@ -107,6 +150,45 @@ impl IoQueue {
         iov: Vec<libc::iovec>,
         file: &Arc<File>,
     ) -> io::Result<()> {
+        let key = self.push_entry(entry)?;
+        self.track(key, tag, buf, spans, iov, file, false, false);
+        Ok(())
+    }
+
+    /// Records an operation the kernel now holds.
+    #[allow(clippy::too_many_arguments)]
+    fn track(
+        &mut self,
+        key: u64,
+        tag: u64,
+        buf: Option<IoBuf>,
+        spans: Vec<IoSpan>,
+        iov: Vec<libc::iovec>,
+        file: &Arc<File>,
+        aux: bool,
+        silent_poll: bool,
+    ) {
+        if aux {
+            self.aux += 1;
+        }
+        self.in_flight.insert(
+            key,
+            InFlight {
+                tag,
+                buf,
+                aux,
+                silent_poll,
+                _spans: spans,
+                _iov: iov,
+                _file: file.clone(),
+            },
+        );
+    }
+
+    /// Puts `entry` on the submission queue under a fresh key (submitting what is
+    /// queued first if it is full). The caller then [`IoQueue::track`]s what the entry
+    /// points at under that key.
+    fn push_entry(&mut self, entry: squeue::Entry) -> io::Result<u64> {
         let key = self.next_key;
         self.next_key += 1;
         let entry = entry.user_data(key);
@@ -129,15 +211,63 @@ impl IoQueue {
                 ));
             }
         }
-        self.in_flight.insert(
+        Ok(key)
+    }
+
+    /// Waits until `file` is readable, then reads up to `buf.len()` bytes from it (its
+    /// current position; a stream ignores it) into `buf`: a poll linked to a read, so
+    /// that a descriptor opened `O_NONBLOCK` (the event channel's) is read only once it
+    /// has data, without a system call of its own. One completion, the read's, with
+    /// `tag` and the buffer. Not counted in [`IoQueue::in_flight`]; cancelled when the
+    /// queue is dropped.
+    pub fn poll_read(&mut self, file: &Arc<File>, mut buf: IoBuf, tag: u64) -> io::Result<()> {
+        // Both entries must go in together: a link does not span submissions.
+        let room = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < 2 {
+            self.enter()?;
+        }
+        let fd = types::Fd(file.as_raw_fd());
+        let poll = opcode::PollAdd::new(fd, libc::POLLIN as u32)
+            .build()
+            .flags(squeue::Flags::IO_LINK);
+        let read = opcode::Read::new(fd, buf.as_mut_ptr(), buf.len() as u32)
+            .offset(u64::MAX)
+            .build();
+        let pkey = self.push_entry(poll)?;
+        self.track(pkey, tag, None, Vec::new(), Vec::new(), file, true, true);
+        let rkey = self.push_entry(read)?;
+        self.track(
+            rkey,
+            tag,
+            Some(buf),
+            Vec::new(),
+            Vec::new(),
+            file,
+            true,
+            false,
+        );
+        Ok(())
+    }
+
+    /// Queues a write of `buf` to `file` at its current position (a stream, such as the
+    /// event channel's descriptor, ignores it), not counted in [`IoQueue::in_flight`].
+    pub fn write_aux(&mut self, file: &Arc<File>, buf: IoBuf, tag: u64) -> io::Result<()> {
+        let e = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), buf.len() as u32)
+            .offset(u64::MAX)
+            .build();
+        let key = self.push_entry(e)?;
+        self.track(
             key,
-            InFlight {
-                tag,
-                buf,
-                _spans: spans,
-                _iov: iov,
-                _file: file.clone(),
-            },
+            tag,
+            Some(buf),
+            Vec::new(),
+            Vec::new(),
+            file,
+            true,
+            false,
         );
         Ok(())
     }
@@ -240,9 +370,19 @@ impl IoQueue {
         Ok(())
     }
 
-    /// Submits and waits for at least one completion, at most `timeout`.
+    /// Submits and waits for at least one completion, at most `timeout`: one
+    /// `io_uring_enter`.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        if self.in_flight.is_empty() || !self.ring.completion().is_empty() {
+        self.wait_for(1, timeout)
+    }
+
+    /// Submits what is queued and waits, in the same `io_uring_enter`, until `want`
+    /// completions (at most as many as are pending) are posted or `timeout` passes.
+    /// Without waiting (and without a system call when nothing is queued) when nothing
+    /// is pending or completions are already posted.
+    pub fn wait_for(&mut self, want: usize, timeout: Duration) -> io::Result<()> {
+        let want = want.min(self.in_flight.len());
+        if want == 0 || (!self.deferred && !self.ring.completion().is_empty()) {
             return self.submit();
         }
         let ts = types::Timespec::new()
@@ -250,10 +390,11 @@ impl IoQueue {
             .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
         self.enters += 1;
-        match self.ring.submitter().submit_with_args(1, &args) {
+        match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => Ok(()),
             Err(e)
                 if e.raw_os_error() == Some(libc::ETIME)
+                    || e.raw_os_error() == Some(libc::EBUSY)
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
                 Ok(())
@@ -268,7 +409,14 @@ impl IoQueue {
             let Some(f) = self.in_flight.remove(&cqe.user_data()) else {
                 continue;
             };
+            if f.aux {
+                self.aux -= 1;
+            }
             let r = cqe.result();
+            if f.silent_poll {
+                // The linked read reports (a failed poll fails it with ECANCELED).
+                continue;
+            }
             out.push(Completion {
                 tag: f.tag,
                 result: if r < 0 {
@@ -284,7 +432,24 @@ impl IoQueue {
 
 impl Drop for IoQueue {
     fn drop(&mut self) {
-        // The kernel may still write into buffers we own: wait for every completion.
+        // The kernel may still write into buffers we own: wait for every completion,
+        // after cancelling the polls (which may never complete on their own).
+        let polls: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.silent_poll)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in polls {
+            // user_data 0 is no operation's key: its completion is skipped.
+            let cancel = opcode::AsyncCancel::new(key).build().user_data(0);
+            // SAFETY: a cancel entry points at no memory.
+            while unsafe { self.ring.submission().push(&cancel).is_err() } {
+                if self.ring.submit().is_err() {
+                    break;
+                }
+            }
+        }
         let mut sink = Vec::new();
         while !self.in_flight.is_empty() {
             if self.ring.submit_and_wait(1).is_err() {
@@ -407,5 +572,72 @@ mod tests {
         assert!(q.readv(&f, 0, vec![], 4).is_err());
         assert_eq!(q.in_flight(), 0);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A non-blocking pipe: (read end, write end).
+    fn pipe() -> (Arc<File>, Arc<File>) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: both descriptors are fresh and owned by nobody else.
+        unsafe {
+            (
+                Arc::new(File::from_raw_fd(fds[0])),
+                Arc::new(File::from_raw_fd(fds[1])),
+            )
+        }
+    }
+
+    #[test]
+    fn a_poll_linked_to_a_read_waits_for_data_and_is_cancelled_on_drop() {
+        let Ok(mut q) = IoQueue::new(8) else {
+            eprintln!("io_uring unavailable here; skipping");
+            return;
+        };
+        let (r, w) = pipe();
+        q.poll_read(&r, IoBuf::new(64), 7).unwrap();
+        assert_eq!(q.in_flight(), 0, "descriptor operations are not disk I/O");
+        // Nothing to read: the wait times out with nothing completed (the read did not
+        // run early and fail with EAGAIN).
+        q.wait_for(2, Duration::from_millis(50)).unwrap();
+        let mut done = vec![];
+        q.complete(&mut done);
+        assert!(done.is_empty(), "{done:?}");
+        // Data through the ring too: the write completes, then the poll and its read.
+        let mut four = IoBuf::new(8);
+        four.copy_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
+        q.write_aux(&w, four, 8).unwrap();
+        while done.len() < 2 {
+            q.wait_for(3, Duration::from_secs(5)).unwrap();
+            q.complete(&mut done);
+        }
+        done.sort_by_key(|c| c.tag);
+        assert_eq!(done.len(), 2, "the poll's own completion is not reported");
+        assert_eq!(done[0].tag, 7);
+        assert_eq!(done[0].result.as_ref().unwrap(), &8);
+        assert_eq!(
+            &done[0].buf.as_ref().unwrap()[..8],
+            &[1, 0, 0, 0, 2, 0, 0, 0]
+        );
+        assert_eq!(done[1].tag, 8);
+        assert_eq!(done[1].result.as_ref().unwrap(), &8);
+        drop(q);
+        // Armed with nothing coming: dropping the queue cancels the poll instead of
+        // waiting for it forever (on its own thread: a ring has a single issuer).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut q = IoQueue::new(8).unwrap();
+            q.poll_read(&r, IoBuf::new(64), 9).unwrap();
+            q.submit().unwrap();
+            q.wait_for(2, Duration::from_millis(20)).unwrap();
+            drop(q);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("drop returned (the armed poll was cancelled)");
     }
 }

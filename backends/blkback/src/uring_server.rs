@@ -1,0 +1,583 @@
+//! The io_uring engine of a blkif queue: reads and writes (direct and indirect) stay in
+//! flight together, answered as they complete, with one `io_uring_enter` per round that
+//! both submits and waits, and the event channel read through the same ring (a poll
+//! linked to a read of the pending ports; the unmask is a write queued with the next
+//! submission), so that the guest's kicks cost no system call of their own. In a PV dom0
+//! every system call is a trip through Xen: the profile line counts them.
+
+use crate::disk::SECTOR;
+use crate::journal::{Entry, Ledger};
+use crate::persistent::Access;
+use crate::ring_server::{response_op, Queue, QueueError, QueueStats};
+use sluice_abi::blkif::{
+    decode_request, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp, BlkifRequestSegment,
+    BlkifResponse, BlkifRsp,
+};
+use sluice_abi::types::EvtchnPort;
+use sluice_dom0::{warn_limited, EventChannels, GrantMapper};
+use sluice_xen_sys::{Completion, IoBuf, IoQueue, IoSpan};
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most requests one queue keeps in flight with io_uring.
+pub const MAX_IN_FLIGHT: usize = 128;
+
+/// A request whose I/O is in flight.
+struct InFlight {
+    entry: Entry,
+    id: u64,
+    op: u8,
+    write: bool,
+    sector: u64,
+    len: usize,
+    segs: Vec<BlkifRequestSegment>,
+    /// Straight into the guest's mapped pages (no bounce buffer).
+    zero_copy: bool,
+}
+
+/// Tags of the event channel's own operations on the ring (requests count up from 1).
+const KICK_READ: u64 = u64::MAX;
+const KICK_UNMASK: u64 = u64::MAX - 1;
+
+/// Bytes read from the event channel at once: 64 ports (each queue has its own open
+/// with one port bound, so one is what comes).
+const KICK_BYTES: usize = 4 * 64;
+
+/// How long a wait with I/O in flight lasts before the ring is looked at again.
+const IO_WAIT: Duration = Duration::from_millis(2);
+
+/// How long an idle wait (nothing in flight) lasts before the ring is looked at again.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// The event channel on the io_uring: a poll linked to a read of the pending ports stays
+/// armed; the ports read go back (unmasked) as a write with the next submission.
+struct Kick {
+    /// A duplicate of the event channel's descriptor (the same open: same bindings).
+    file: Arc<File>,
+    /// The poll and read are on the ring.
+    armed: bool,
+    /// Off for good after an error (logged): the queue waits with `poll(2)` then.
+    on: bool,
+    /// Unmask writes on the ring (each posts a completion a wait must not mistake for
+    /// the one it waits for).
+    unmasks: usize,
+}
+
+impl Kick {
+    /// Completions a wait should want beyond what it waits for (the unmasks').
+    fn extra(kick: &Option<Kick>) -> usize {
+        kick.as_ref().map_or(0, |k| k.unmasks)
+    }
+}
+
+/// What the loop carries from round to round.
+struct LoopState {
+    in_flight: HashMap<u64, InFlight>,
+    done: Vec<Completion>,
+    kick: Option<Kick>,
+}
+
+impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
+    /// Serves `ring` with io_uring: reads and writes (direct and indirect) stay in
+    /// flight together, up to [`MAX_IN_FLIGHT`], answered as they complete; flush and
+    /// discard wait for the I/O before them (they are ordering points) and run inline.
+    /// Each round: answer what completed and publish (one notification if the frontend
+    /// asked for it), take what the ring holds, then one `io_uring_enter` that submits it
+    /// and waits (for a completion, or with nothing in flight for the event channel).
+    pub fn serve_async(
+        &self,
+        mut ring: BlkifBackRing<'_>,
+        stats: &Arc<QueueStats>,
+        io: &mut IoQueue,
+        ledger: &mut Ledger<'_>,
+    ) -> Result<(), QueueError> {
+        let limits = BlkifLimits {
+            max_indirect_segments: crate::ring_server::MAX_INDIRECT_SEGMENTS,
+        };
+        let mut st = LoopState {
+            in_flight: HashMap::new(),
+            done: Vec::new(),
+            kick: self.uring_kick(),
+        };
+        let mut next_tag = 0u64;
+        let mut ports = Vec::new();
+        loop {
+            // Answer what completed first, then take what the ring holds.
+            self.reap(io, &mut st, &mut ring, ledger, stats)?;
+            self.publish_notify(&mut ring, ledger)?;
+            while io.in_flight() < MAX_IN_FLIGHT {
+                let Some((entry, slot)) = ledger.next(&mut ring)? else {
+                    break;
+                };
+                let op = response_op(&slot);
+                let req = match decode_request(&slot, &limits) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn_limited!(
+                            self.log,
+                            "refused request",
+                            "{}: refusing request: {e}",
+                            self.name
+                        );
+                        let rsp = BlkifResponse {
+                            operation: op,
+                            ..e.response()
+                        };
+                        self.respond(&mut ring, ledger, stats, entry, rsp)?;
+                        continue;
+                    }
+                };
+                next_tag += 1;
+                match self.start(&req, entry, op, next_tag, io, &mut st.in_flight) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Flush, barrier or discard: after everything before it.
+                        while io.in_flight() > 0 {
+                            self.count_wait(io, |io| io.wait(Duration::from_millis(100)))?;
+                            self.reap(io, &mut st, &mut ring, ledger, stats)?;
+                        }
+                        let status = self.profile.inline.time(|| self.execute(&req));
+                        let rsp = BlkifResponse::new(req.id(), op, status);
+                        self.respond(&mut ring, ledger, stats, entry, rsp)?;
+                    }
+                    Err(status) => {
+                        let rsp = BlkifResponse::new(req.id(), op, status);
+                        self.respond(&mut ring, ledger, stats, entry, rsp)?
+                    }
+                }
+            }
+            // Answers given while taking (refusals, flushes) go out before any wait.
+            self.publish_notify(&mut ring, ledger)?;
+            if io.in_flight() > 0 {
+                if io.in_flight() < MAX_IN_FLIGHT
+                    && (ledger.backlog() > 0 || ring.unconsumed_requests()? > 0)
+                {
+                    continue;
+                }
+                // Submit and wake on a completion, in one enter; look at the ring again
+                // soon regardless.
+                self.profile.depth(io.in_flight());
+                let want = 1 + Kick::extra(&st.kick);
+                self.profile
+                    .io_wait
+                    .time(|| self.count_wait(io, |io| io.wait_for(want, IO_WAIT)))?;
+                if !io.has_completions() {
+                    crate::profile::bump(&self.profile.io_wait_empty, 1);
+                }
+            } else if ledger.backlog() > 0 || ring.final_check_for_requests()? {
+                continue;
+            } else if self.stop.load(Ordering::Acquire) {
+                return Ok(());
+            } else {
+                // Going idle: say how many lines the rate limit kept back.
+                self.log.report(self.name, false);
+                self.idle(io, &mut st.kick, &mut ports)?;
+            }
+        }
+    }
+
+    /// Publishes the responses written; one notification if the frontend asked for one
+    /// (the ring's `rsp_event` rule: at most one per batch).
+    fn publish_notify(
+        &self,
+        ring: &mut BlkifBackRing<'_>,
+        ledger: &mut Ledger<'_>,
+    ) -> Result<(), QueueError> {
+        if self.publish(ring, ledger)? {
+            crate::profile::bump(&self.profile.notifies, 1);
+            self.evtchn.notify(self.port)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one `io_uring_enter` that may wait, keeping the count.
+    fn count_wait(
+        &self,
+        io: &mut IoQueue,
+        f: impl FnOnce(&mut IoQueue) -> std::io::Result<()>,
+    ) -> Result<(), QueueError> {
+        let r = f(io).map_err(QueueError::Io);
+        self.profile.enters.set(io.enters());
+        r
+    }
+
+    /// The event channel on the io_uring, where it has a descriptor (the fakes have none).
+    fn uring_kick(&self) -> Option<Kick> {
+        let fd = self.evtchn.poll_fd()?.try_clone_to_owned().ok()?;
+        Some(Kick {
+            file: Arc::new(File::from(fd)),
+            armed: false,
+            on: true,
+            unmasks: 0,
+        })
+    }
+
+    /// Nothing in flight, nothing on the ring: wait for the frontend (or [`IDLE_WAIT`]).
+    fn idle(
+        &self,
+        io: &mut IoQueue,
+        kick: &mut Option<Kick>,
+        ports: &mut Vec<EvtchnPort>,
+    ) -> Result<(), QueueError> {
+        if let Some(k) = kick.as_mut().filter(|k| k.on) {
+            if !k.armed {
+                match io.poll_read(&k.file, IoBuf::new(KICK_BYTES), KICK_READ) {
+                    Ok(()) => k.armed = true,
+                    Err(e) => self.kick_off(k, &e),
+                }
+            }
+            if k.armed {
+                // Submits the unmask and the poll queued by the last kick, then waits
+                // for the poll and its read (two completions) after the unmasks.
+                let want = 2 + k.unmasks;
+                return self
+                    .profile
+                    .idle
+                    .time(|| self.count_wait(io, |io| io.wait_for(want, IDLE_WAIT)));
+            }
+        }
+        // Without a descriptor on the ring: hand over what is queued, then poll(2),
+        // read the pending ports and unmask them (three system calls).
+        self.profile
+            .submit
+            .time(|| self.count_wait(io, |io| io.submit()))?;
+        crate::profile::bump(&self.profile.evtchn_calls, 1);
+        if self
+            .profile
+            .idle
+            .time(|| self.evtchn.wait(Some(IDLE_WAIT)))?
+        {
+            ports.clear();
+            crate::profile::bump(&self.profile.evtchn_calls, 1);
+            self.evtchn.read_pending(ports)?;
+            for &p in ports.iter() {
+                crate::profile::bump(&self.profile.evtchn_calls, 1);
+                self.evtchn.unmask(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The event channel's own completions: pending ports read (queue their unmask and
+    /// arm the poll again) or the unmask written.
+    fn kicked(
+        &self,
+        c: Completion,
+        kick: &mut Option<Kick>,
+        io: &mut IoQueue,
+    ) -> Result<(), QueueError> {
+        let Some(k) = kick.as_mut() else {
+            return Ok(());
+        };
+        if c.tag == KICK_READ {
+            k.armed = false;
+        } else {
+            k.unmasks = k.unmasks.saturating_sub(1);
+        }
+        match (c.tag, c.result, c.buf) {
+            (KICK_READ, Ok(n), Some(mut buf)) => {
+                let n = n - n % 4;
+                if n == 0 {
+                    return Ok(());
+                }
+                crate::profile::bump(&self.profile.kicks, 1);
+                buf.set_len(n);
+                if !k.on {
+                    return self.unmask_all(&buf);
+                }
+                // The ports read go back as they are: writing them unmasks them.
+                if let Err(e) = io.write_aux(&k.file, buf, KICK_UNMASK) {
+                    self.kick_off(k, &e);
+                    // The buffer went with the failed entry: unmask the only port.
+                    crate::profile::bump(&self.profile.evtchn_calls, 1);
+                    self.evtchn.unmask(self.port)?;
+                    return Ok(());
+                }
+                k.unmasks += 1;
+                // Armed again now, submitted with the unmask (next enter).
+                match io.poll_read(&k.file, IoBuf::new(KICK_BYTES), KICK_READ) {
+                    Ok(()) => k.armed = true,
+                    Err(e) => self.kick_off(k, &e),
+                }
+                Ok(())
+            }
+            (KICK_READ, Err(e), _) => {
+                // EAGAIN: someone read it first; anything else: poll(2) from now on.
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    self.kick_off(k, &e);
+                }
+                Ok(())
+            }
+            (KICK_UNMASK, Err(e), Some(buf)) => {
+                self.kick_off(k, &e);
+                self.unmask_all(&buf)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Unmasks the ports in `buf` (as the event channel device reads them) with one
+    /// system call each.
+    fn unmask_all(&self, buf: &[u8]) -> Result<(), QueueError> {
+        for c in buf.chunks_exact(4) {
+            crate::profile::bump(&self.profile.evtchn_calls, 1);
+            self.evtchn
+                .unmask(EvtchnPort(u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))?;
+        }
+        Ok(())
+    }
+
+    fn kick_off(&self, k: &mut Kick, e: &std::io::Error) {
+        if k.on {
+            tracing::warn!(
+                "{}: event channel through io_uring failed ({e}); poll(2) from now on",
+                self.name
+            );
+        }
+        k.on = false;
+    }
+
+    /// Starts a read or write on io_uring (Ok(true)); Ok(false) for operations run
+    /// inline; Err for a request answered at once.
+    fn start(
+        &self,
+        req: &BlkRequest,
+        entry: Entry,
+        op: u8,
+        tag: u64,
+        io: &mut IoQueue,
+        in_flight: &mut HashMap<u64, InFlight>,
+    ) -> Result<bool, BlkifRsp> {
+        let (write, sector, segs) = match *req {
+            BlkRequest::ReadWrite {
+                op: BlkifOp::Read,
+                sector_number,
+                segments,
+                ..
+            } => (false, sector_number, segments.as_slice().to_vec()),
+            BlkRequest::ReadWrite {
+                op: BlkifOp::Write,
+                sector_number,
+                segments,
+                ..
+            } => (true, sector_number, segments.as_slice().to_vec()),
+            BlkRequest::Indirect {
+                op: iop,
+                sector_number,
+                nr_segments,
+                ..
+            } => {
+                let segs = self
+                    .profile
+                    .indirect
+                    .time(|| self.indirect_segments(req.indirect_grefs(), nr_segments))?;
+                match iop {
+                    BlkifOp::Read => (false, sector_number, segs),
+                    BlkifOp::Write => (true, sector_number, segs),
+                    _ => return Err(BlkifRsp::Error),
+                }
+            }
+            _ => return Ok(false),
+        };
+        if write && self.disk.readonly() {
+            warn_limited!(
+                self.log,
+                "read-only disk",
+                "{}: write to a read-only disk",
+                self.name
+            );
+            return Err(BlkifRsp::Error);
+        }
+        let len: usize = segs.iter().map(|s| s.byte_len()).sum();
+        self.check_range(sector, len as u64 / SECTOR)?;
+        self.profile.request(write, len, segs.len());
+        let p = InFlight {
+            entry,
+            id: req.id(),
+            op,
+            write,
+            sector,
+            len,
+            segs,
+            zero_copy: false,
+        };
+        self.submit_rw(p, tag, io, in_flight)?;
+        Ok(true)
+    }
+
+    /// Puts a checked read or write on io_uring: straight from or into the guest's
+    /// persistently mapped pages where it can ([`Queue::spans`]), through a pooled
+    /// bounce buffer otherwise.
+    fn submit_rw(
+        &self,
+        mut p: InFlight,
+        tag: u64,
+        io: &mut IoQueue,
+        in_flight: &mut HashMap<u64, InFlight>,
+    ) -> Result<(), BlkifRsp> {
+        let file = self.disk.file();
+        let at = p.sector * SECTOR;
+        let submitted = if let Some(spans) = self.spans(&p.segs, p.write) {
+            p.zero_copy = true;
+            self.profile.queue.time(|| {
+                if p.write {
+                    io.writev(file, at, spans, tag)
+                } else {
+                    io.readv(file, at, spans, tag)
+                }
+            })
+        } else {
+            p.zero_copy = false;
+            let mut buf = self.profile.buffer.time(|| self.buffers.take(p.len));
+            if p.write {
+                let copied = self
+                    .profile
+                    .copy_in
+                    .time(|| self.transfer(self.copies(&p.segs, &mut buf, false)));
+                if let Err(status) = copied {
+                    self.buffers.put(buf);
+                    return Err(status);
+                }
+                self.profile.queue.time(|| io.write(file, at, buf, tag))
+            } else {
+                self.profile.queue.time(|| io.read(file, at, buf, tag))
+            }
+        };
+        submitted.map_err(|e| {
+            warn_limited!(
+                self.log,
+                "disk I/O",
+                "{}: io_uring submission: {e}",
+                self.name
+            );
+            BlkifRsp::Error
+        })?;
+        in_flight.insert(tag, p);
+        Ok(())
+    }
+
+    /// The guest's pages of `segs` for I/O straight into or out of them (`write`: a disk
+    /// write, which only reads them): only with persistent grants (every page mapped,
+    /// writable for a disk read), zero copy not switched off, and, with
+    /// `O_DIRECT`, every segment aligned to the disk's logical sector (the kernel's rule
+    /// for each iovec). `None`: use a bounce buffer (which also gives the exact
+    /// per-segment grant-copy result for a page that does not map).
+    fn spans(&self, segs: &[BlkifRequestSegment], write: bool) -> Option<Vec<IoSpan>> {
+        if !self.zero_copy.get() {
+            return None;
+        }
+        let cache = self.persistent.as_ref()?;
+        let align = if self.disk.direct() {
+            self.disk.sector_size() as usize
+        } else {
+            1
+        };
+        if segs
+            .iter()
+            .any(|s| s.byte_offset() % align != 0 || s.byte_len() % align != 0)
+        {
+            return None;
+        }
+        if !cache.room_for(segs.iter().map(|s| s.gref.0)) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(segs.len());
+        for s in segs {
+            // A disk write only reads the guest's pages (a read-only mapping will do).
+            let access = if write { Access::Read } else { Access::Write };
+            let mem = cache.mapping_quiet(self.grants, s.gref.0, access).ok()?;
+            out.push(IoSpan {
+                mem,
+                offset: s.byte_offset(),
+                len: s.byte_len(),
+            });
+        }
+        Some(out)
+    }
+
+    /// Answers the requests whose I/O completed.
+    fn reap(
+        &self,
+        io: &mut IoQueue,
+        st: &mut LoopState,
+        ring: &mut BlkifBackRing<'_>,
+        ledger: &mut Ledger<'_>,
+        stats: &Arc<QueueStats>,
+    ) -> Result<(), QueueError> {
+        let mut done = std::mem::take(&mut st.done);
+        done.clear();
+        io.complete(&mut done);
+        let in_flight = &mut st.in_flight;
+        for c in done.drain(..) {
+            if c.tag >= KICK_UNMASK {
+                self.kicked(c, &mut st.kick, io)?;
+                continue;
+            }
+            let Some(p) = in_flight.remove(&c.tag) else {
+                continue;
+            };
+            let rw = if p.write { "write" } else { "read" };
+            if p.zero_copy && c.result.as_ref().map_or(true, |&n| n != p.len) {
+                // The kernel refused I/O into the mapped pages (or cut it short): serve
+                // this request, and all later ones, through bounce buffers.
+                tracing::warn!(
+                    "{}: zero-copy {rw} failed ({}); bounce buffers from now on",
+                    self.name,
+                    match &c.result {
+                        Ok(n) => format!("{n} of {} bytes", p.len),
+                        Err(e) => e.to_string(),
+                    }
+                );
+                self.zero_copy.set(false);
+                let (id, op, entry) = (p.id, p.op, p.entry);
+                if let Err(status) = self.submit_rw(p, c.tag, io, in_flight) {
+                    let rsp = BlkifResponse::new(id, op, status);
+                    self.respond(ring, ledger, stats, entry, rsp)?;
+                }
+                continue;
+            }
+            let status = match c.result {
+                Ok(n) if n == p.len => match c.buf {
+                    Some(mut buf) if !p.write => {
+                        let r = self
+                            .profile
+                            .copy_out
+                            .time(|| self.transfer(self.copies(&p.segs, &mut buf, true)));
+                        self.buffers.put(buf);
+                        match r {
+                            Ok(()) => BlkifRsp::Okay,
+                            Err(s) => s,
+                        }
+                    }
+                    other => {
+                        if let Some(buf) = other {
+                            self.buffers.put(buf);
+                        }
+                        BlkifRsp::Okay
+                    }
+                },
+                Ok(n) => {
+                    warn_limited!(
+                        self.log,
+                        "disk I/O",
+                        "{}: short {rw} ({n} of {} bytes)",
+                        self.name,
+                        p.len
+                    );
+                    BlkifRsp::Error
+                }
+                Err(e) => {
+                    warn_limited!(self.log, "disk I/O", "{}: {rw}: {e}", self.name);
+                    BlkifRsp::Error
+                }
+            };
+            let rsp = BlkifResponse::new(p.id, p.op, status);
+            self.respond(ring, ledger, stats, p.entry, rsp)?;
+        }
+        st.done = done;
+        Ok(())
+    }
+}
