@@ -27,6 +27,9 @@ use std::time::Duration;
 const WRITE: u64 = 1 << 62;
 const POLL: u64 = 1 << 61;
 const CANCEL: u64 = 1 << 60;
+const SIDE_WRITE: u64 = 1 << 59;
+/// Bytes of one read of the side descriptor ([`FrameRing::with_side_reads`]).
+pub const SIDE_READ: usize = 4 * 64;
 
 /// One descriptor's frames through io_uring (see the module's documentation).
 pub struct FrameRing<'fd> {
@@ -35,6 +38,13 @@ pub struct FrameRing<'fd> {
     poll_fd: Option<BorrowedFd<'fd>>,
     poll_armed: bool,
     polled: bool,
+    /// Side reads instead of polls: the buffer (the kernel's while `poll_armed`) and
+    /// the bytes the last one read.
+    side_buf: Option<IoBuf>,
+    side_len: usize,
+    side_err: Option<io::Error>,
+    /// Side writes in flight (their bytes, ours until the completion).
+    side_writes: Vec<Option<IoBuf>>,
     bufs: Vec<IoBuf>,
     armed: Vec<bool>,
     read_at: usize,
@@ -71,6 +81,10 @@ impl<'fd> FrameRing<'fd> {
             poll_fd,
             poll_armed: false,
             polled: false,
+            side_buf: None,
+            side_len: 0,
+            side_err: None,
+            side_writes: Vec::new(),
             bufs: (0..nbufs).map(|_| IoBuf::new(read_at + buf_len)).collect(),
             armed: vec![false; nbufs],
             read_at,
@@ -78,6 +92,58 @@ impl<'fd> FrameRing<'fd> {
             writes: Vec::new(),
             enters: 0,
         })
+    }
+
+    /// Keeps a read of up to [`SIDE_READ`] bytes of the side descriptor in flight
+    /// instead of a readiness poll (an event-channel file: the read gives the ports
+    /// that fired, with no `read` syscall of its own); [`FrameRing::side_bytes`] gives
+    /// what it read once [`FrameRing::wait`] says it fired.
+    pub fn with_side_reads(mut self) -> Self {
+        if self.poll_fd.is_some() {
+            self.side_buf = Some(IoBuf::new(SIDE_READ));
+        }
+        self
+    }
+
+    /// What the last side read gave (empty before one finished, or in poll mode), or
+    /// its error.
+    pub fn side_bytes(&mut self) -> io::Result<&[u8]> {
+        if let Some(e) = self.side_err.take() {
+            return Err(e);
+        }
+        if self.poll_armed {
+            return Ok(&[]);
+        }
+        Ok(match &self.side_buf {
+            Some(b) => &b[..self.side_len.min(b.len())],
+            None => &[],
+        })
+    }
+
+    /// Queues a write of `bytes` to the side descriptor (e.g. ports to unmask),
+    /// submitted with the next enter, in order with what is queued after it.
+    pub fn side_write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(p) = self.poll_fd else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let mut b = IoBuf::new(bytes.len());
+        b.copy_from_slice(bytes);
+        let slot = match self.side_writes.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.side_writes.push(None);
+                self.side_writes.len() - 1
+            }
+        };
+        let e = opcode::Write::new(types::Fd(p.as_raw_fd()), b.as_ptr(), bytes.len() as u32)
+            .offset(0)
+            .build()
+            .user_data(SIDE_WRITE | slot as u64);
+        // SAFETY: the bytes are in `b`, kept in `side_writes` (its heap allocation does
+        // not move) until this write's completion is reaped; `drop` waits for it.
+        unsafe { self.push(&e)? };
+        self.side_writes[slot] = Some(b);
+        Ok(())
     }
 
     /// Read buffers.
@@ -174,9 +240,22 @@ impl<'fd> FrameRing<'fd> {
             };
             if key & CANCEL != 0 {
                 continue;
+            } else if key & SIDE_WRITE != 0 {
+                if let Some(w) = self.side_writes.get_mut((key & !SIDE_WRITE) as usize) {
+                    *w = None;
+                }
             } else if key & POLL != 0 {
                 self.poll_armed = false;
                 self.polled = true;
+                if self.side_buf.is_some() {
+                    match result {
+                        Ok(n) => self.side_len = n,
+                        Err(e) => {
+                            self.side_len = 0;
+                            self.side_err = Some(e);
+                        }
+                    }
+                }
             } else if key & WRITE != 0 {
                 if let Some(w) = self.writes.get_mut((key & !WRITE) as usize) {
                     *w = Some(result);
@@ -261,11 +340,18 @@ impl<'fd> FrameRing<'fd> {
     /// True if the poll descriptor fired (since the last call): the caller drains it.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         if let (Some(p), false) = (self.poll_fd, self.poll_armed) {
-            let e = opcode::PollAdd::new(types::Fd(p.as_raw_fd()), libc::POLLIN as u32)
-                .build()
-                .user_data(POLL);
-            // SAFETY: a poll points at no memory; the fd is borrowed for 'fd.
-            unsafe { self.push(&e)? };
+            let fd = types::Fd(p.as_raw_fd());
+            let e = match self.side_buf.as_mut() {
+                Some(b) => opcode::Read::new(fd, b.as_mut_ptr(), SIDE_READ as u32)
+                    .offset(0)
+                    .build(),
+                None => opcode::PollAdd::new(fd, libc::POLLIN as u32).build(),
+            };
+            // SAFETY: a poll points at no memory; a side read writes into `side_buf`,
+            // which stays allocated (and is not handed out: `side_bytes` gives nothing
+            // while `poll_armed`) until its completion is reaped, `drop` cancelling and
+            // waiting for it. The fd is borrowed for 'fd.
+            unsafe { self.push(&e.user_data(POLL))? };
             self.poll_armed = true;
         }
         self.reap();
@@ -310,11 +396,16 @@ impl Drop for FrameRing<'_> {
             let _ = unsafe { self.push(&e) };
         }
         let mut tries = 0;
-        while self.armed.iter().any(|a| *a) {
+        while self.armed.iter().any(|a| *a)
+            || self.poll_armed
+            || self.side_writes.iter().any(Option::is_some)
+        {
             tries += 1;
             if tries > 1000 || self.enter(1).is_err() {
                 // Cannot wait: leak the buffers rather than free memory in use.
                 std::mem::forget(std::mem::take(&mut self.bufs));
+                std::mem::forget(self.side_buf.take());
+                std::mem::forget(std::mem::take(&mut self.side_writes));
                 return;
             }
             self.reap();
@@ -390,5 +481,36 @@ mod tests {
         assert!(!r.wait(Duration::from_millis(10)).unwrap(), "timeout");
         d.send(&[1]).unwrap();
         assert!(r.wait(Duration::from_secs(5)).unwrap(), "poll fired");
+    }
+
+    #[test]
+    fn side_reads_give_the_bytes_and_side_writes_go_out_in_order() {
+        let (a, _b) = pair();
+        let (c, d) = pair();
+        let Ok(r) = FrameRing::new(a.as_fd(), Some(c.as_fd()), 1, 100, 0) else {
+            return;
+        };
+        let mut r = r.with_side_reads();
+        assert!(!r.wait(Duration::from_millis(10)).unwrap(), "timeout");
+        assert_eq!(
+            r.side_bytes().unwrap(),
+            &[] as &[u8],
+            "nothing while in flight"
+        );
+        d.send(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
+        assert!(
+            r.wait(Duration::from_secs(5)).unwrap(),
+            "side read finished"
+        );
+        assert_eq!(r.side_bytes().unwrap(), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        r.side_write(&[9, 9]).unwrap();
+        r.side_write(&[8]).unwrap();
+        r.submit().unwrap();
+        let mut got = [0u8; 16];
+        assert_eq!(d.recv(&mut got).unwrap(), 2);
+        assert_eq!(&got[..2], &[9, 9]);
+        assert_eq!(d.recv(&mut got).unwrap(), 1);
+        // Dropped with the next side read in flight: cancelled, waited for.
+        assert!(!r.wait(Duration::from_millis(10)).unwrap());
     }
 }
