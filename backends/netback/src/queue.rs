@@ -277,7 +277,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
     /// tick passes; true if the event channel is to be drained.
     fn wait_ring(&self, ring: &mut FrameRing<'_>, rxs: &mut RxState) -> Result<bool, QueueError> {
         const TICK: Duration = Duration::from_millis(200);
-        let before = ring.enters();
+        let before = ring.completions();
         let fired = if self.evtchn.poll_fd().is_some() {
             if ring.wait(TICK).map_err(QueueError::Poll)? {
                 match ring.side_bytes() {
@@ -301,7 +301,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
             self.evtchn.wait(Some(Duration::from_millis(1)))?;
             true
         };
-        if ring.enters() > before && ring.peek_read().is_none() && !fired {
+        if ring.completions() == before && !fired {
             // A quiet tick: retry reads that failed (never sooner, so a failing tap
             // cannot make us spin).
             for i in rxs.parked.drain(..) {

@@ -51,6 +51,7 @@ pub struct FrameRing<'fd> {
     ready: VecDeque<(usize, io::Result<usize>)>,
     writes: Vec<Option<io::Result<usize>>>,
     enters: u64,
+    completions: u64,
 }
 
 impl std::fmt::Debug for FrameRing<'_> {
@@ -91,6 +92,7 @@ impl<'fd> FrameRing<'fd> {
             ready: VecDeque::new(),
             writes: Vec::new(),
             enters: 0,
+            completions: 0,
         })
     }
 
@@ -154,6 +156,11 @@ impl<'fd> FrameRing<'fd> {
     /// `io_uring_enter` calls so far (each one syscall).
     pub fn enters(&self) -> u64 {
         self.enters
+    }
+
+    /// Completions reaped so far (a wait that adds none timed out).
+    pub fn completions(&self) -> u64 {
+        self.completions
     }
 
     /// Buffer `i`'s bytes from `read_at` on; `None` while a read into it is in flight.
@@ -231,6 +238,7 @@ impl<'fd> FrameRing<'fd> {
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in &mut cq {
+            self.completions += 1;
             let key = cqe.user_data();
             let r = cqe.result();
             let result = if r < 0 {
@@ -336,7 +344,9 @@ impl<'fd> FrameRing<'fd> {
     }
 
     /// Submits what is queued and sleeps until a read finishes, the poll descriptor
-    /// becomes readable or `timeout` passes (at once if a finished read is waiting).
+    /// becomes readable or `timeout` passes (at once if a completion is waiting that
+    /// has not been reaped; reads already in the [`FrameRing::next_read`] line do not
+    /// stop it sleeping).
     /// True if the poll descriptor fired (since the last call): the caller drains it.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         if let (Some(p), false) = (self.poll_fd, self.poll_armed) {
@@ -354,8 +364,12 @@ impl<'fd> FrameRing<'fd> {
             unsafe { self.push(&e.user_data(POLL))? };
             self.poll_armed = true;
         }
-        self.reap();
-        if self.ready.is_empty() && !self.polled {
+        // Sleep unless something finished that the caller has not seen: a completion
+        // still in the queue, or a side completion already reaped. Reads already taken
+        // into the line (`next_read`) do not count: the caller waits because it cannot
+        // use them yet (a frame waiting for the guest's RX requests), and returning at
+        // once for them would spin.
+        if !self.polled && self.ring.completion().is_empty() {
             let ts = types::Timespec::new()
                 .sec(timeout.as_secs())
                 .nsec(timeout.subsec_nanos());
@@ -469,6 +483,37 @@ mod tests {
         }
         assert_eq!(seen, vec![vec![7; 30], vec![8; 40]]);
         // Dropping with two reads in flight cancels them (no hang, no write after).
+    }
+
+    #[test]
+    fn a_read_left_in_line_does_not_stop_the_wait_from_sleeping() {
+        let (a, b) = pair();
+        let Ok(mut r) = FrameRing::new(a.as_fd(), None, 2, 100, 0) else {
+            return;
+        };
+        r.arm(0).unwrap();
+        r.arm(1).unwrap();
+        b.send(&[1; 10]).unwrap();
+        while r.peek_read().is_none() {
+            r.wait(Duration::from_secs(5)).unwrap();
+        }
+        // The frame stays in line (as one waiting for RX requests): the next wait must
+        // sleep its timeout, not return at once (a spinning queue thread).
+        let t = std::time::Instant::now();
+        let c = r.completions();
+        r.wait(Duration::from_millis(100)).unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(r.completions(), c);
+        // A new frame wakes it at once.
+        b.send(&[2; 10]).unwrap();
+        let t = std::time::Instant::now();
+        r.wait(Duration::from_secs(5)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(4));
+        assert_eq!(r.completions(), c + 1);
     }
 
     #[test]
