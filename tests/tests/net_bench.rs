@@ -3,7 +3,8 @@
 //! sluice-netfront.ko):
 //!
 //! - A = stock `xen-netfront` on Linux's `xen-netback`,
-//! - B = stock `xen-netfront` on `sluice-netback`,
+//! - B = stock `xen-netfront` on `sluice-netback` (this checkout's, or the binary
+//!   `SLUICE_NETBACK` names),
 //! - C = `sluice-netfront.ko` on Linux's `xen-netback` (when `SLUICE_NETFRONT_KO` names
 //!   the module),
 //! - D = another build of `sluice-netfront.ko` (`SLUICE_NETFRONT_KO_B`, e.g. a branch's)
@@ -140,8 +141,13 @@ fn iperf_kernel_vs_sluice_netback() {
     }
     // Another build of sluice-netback (e.g. another branch's) or the same with other
     // arguments: column E, served by a second daemon while the other one is stopped.
-    let netback =
-        cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"));
+    // Column B's binary: `SLUICE_NETBACK` names one (e.g. main's, for an A/A run against
+    // the same file as E), else this checkout's, built here.
+    let netback = std::env::var_os("SLUICE_NETBACK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            cargo_binary("sluice-netback", "sluice-netback").unwrap_or_else(|e| panic!("{e:#}"))
+        });
     let netback_b = std::env::var("SLUICE_NETBACK_B")
         .ok()
         .map(PathBuf::from)

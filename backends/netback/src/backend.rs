@@ -140,6 +140,7 @@ pub struct Backend<S, G, F, T> {
     hotplug_on_takeover: bool,
     /// TX by mapping the guest's grants (`crate::tx`; default: grant copy).
     tx_map: bool,
+    uring: bool,
 }
 
 impl<S, G, F, E, T> Backend<S, G, F, T>
@@ -171,6 +172,7 @@ where
             vifs: BTreeMap::new(),
             hotplug_on_takeover: false,
             tx_map: false,
+            uring: true,
         }
     }
 
@@ -187,6 +189,13 @@ where
     /// instead of grant copy (`crate::tx`; default off).
     pub fn with_tx_map(mut self, on: bool) -> Self {
         self.tx_map = on;
+        self
+    }
+
+    /// Tap reads and writes through one io_uring per queue, in batches (default on;
+    /// off, or where the kernel refuses io_uring: one syscall per frame).
+    pub fn with_uring(mut self, on: bool) -> Self {
+        self.uring = on;
         self
     }
 
@@ -636,6 +645,7 @@ where
         let dead = Arc::new(AtomicBool::new(false));
         let name = format!("{} queue {q}", v.name);
         let tx_by_map = self.tx_map;
+        let uring = self.uring;
         let (grants, stats, log, tap, stop2, dead2) = (
             self.grants.clone(),
             v.stats.clone(),
@@ -669,6 +679,7 @@ where
                     stats: &stats,
                     profile: &profile,
                     tx_map: tx_by_map,
+                    uring,
                 };
                 if let Err(e) = queue.serve(tx, rx) {
                     warn_limited!(log, "disconnect", "{name}: {e}; disconnecting this vif");

@@ -1,6 +1,6 @@
 //! Sluice's Xen network backend (netif) for dom0: serves `backend/vif` devices from
 //! userspace, one tap device (`vif<domid>.<handle>`, vnet headers) per vif, data moved
-//! by batched grant copy.
+//! by batched grant copy, tap reads and writes batched through io_uring.
 
 #![deny(unsafe_code)]
 
@@ -8,6 +8,7 @@ pub mod backend;
 pub mod pages;
 pub mod profile;
 pub mod queue;
+mod rx;
 pub mod tx;
 pub mod vnet;
 

@@ -27,6 +27,9 @@ struct Args {
     /// the mapped pages) instead of grant copy
     #[arg(long)]
     tx_map: bool,
+    /// one syscall per tap read and write instead of batches through io_uring
+    #[arg(long)]
+    no_uring: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,8 +47,9 @@ fn main() -> anyhow::Result<()> {
     let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
     let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
     let root = format!("/local/domain/{domid}/backend/vif");
-    tracing::info!("sluice-netback: serving {root} (up to {max_queues} queue(s) per vif; phase timing: {profile}; tx by {})",
-        if args.tx_map { "mapping" } else { "grant copy" }
+    tracing::info!("sluice-netback: serving {root} (up to {max_queues} queue(s) per vif; phase timing: {profile}; tx by {}; tap through {})",
+        if args.tx_map { "mapping" } else { "grant copy" },
+        if args.no_uring { "a syscall per frame" } else { "io_uring" }
     );
     let mut backend = Backend::new(
         xs,
@@ -56,7 +60,8 @@ fn main() -> anyhow::Result<()> {
         max_queues,
     )
     .with_hotplug_on_takeover(true)
-    .with_tx_map(args.tx_map);
+    .with_tx_map(args.tx_map)
+    .with_uring(!args.no_uring);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

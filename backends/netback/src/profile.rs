@@ -51,6 +51,11 @@ pub struct NetProfile {
     pub rx_held: Cell<u64>,
     /// Notifications sent (TX and RX).
     pub notifies: Cell<u64>,
+    /// Syscalls for the tap and the waits: without io_uring each tap read, tap write
+    /// and `poll`; with it, each `io_uring_enter` (a batch of writes, a wait).
+    pub tap_calls: Cell<u64>,
+    /// Event-channel wakeups read and unmasked in the io_uring (no syscall of their own).
+    pub evtchn_ring: Cell<u64>,
     /// Waits in `poll(2)` with nothing to do.
     pub wait: Phase,
     /// Event-channel drains after a wait (read the pending ports, unmask each).
@@ -81,6 +86,8 @@ impl Default for NetProfile {
             rx_copy: Phase::default(),
             rx_held: Cell::new(0),
             notifies: Cell::new(0),
+            tap_calls: Cell::new(0),
+            evtchn_ring: Cell::new(0),
             wait: Phase::default(),
             drain: Phase::default(),
         }
@@ -103,7 +110,7 @@ impl fmt::Display for NetProfile {
             "{:.0} ms, thread cpu {:.0} ms; tx {} packets ({} MiB, {:.0} B/packet, {:.1} \
              slots/packet, {:.1} copy ops/packet, {:.1} packets/turn); rx {} frames ({} MiB, \
              {:.0} B/frame, {:.1} slots/frame, {:.1} copy ops/frame, {:.1} frames/turn, max {}), {} waited for rx requests; \
-             {} notifications;",
+             {} notifications; {} tap/wait syscalls ({:.2} per frame), {} event-channel wakeups in the ring;",
             ms(self.started.elapsed()),
             ms(thread_cpu()),
             self.tx_packets.get(),
@@ -121,6 +128,10 @@ impl fmt::Display for NetProfile {
             self.rx_batch_max.get(),
             self.rx_held.get(),
             self.notifies.get(),
+            self.tap_calls.get(),
+            self.tap_calls.get() as f64
+                / (self.tx_packets.get() + self.rx_frames.get()).max(1) as f64,
+            self.evtchn_ring.get(),
         )?;
         write_phases(
             f,

@@ -8,23 +8,19 @@
 //! of the guest's posted RX requests as it needs (page-sized pieces, a GSO extra slot
 //! after the first), all of them filled by one batched grant copy.
 
-use crate::pages::{local_ops, PageBuf};
 use crate::profile::{bump, NetProfile};
-use crate::vnet::{self, VnetHdr};
-use sluice_abi::netif::{
-    NetRxFlags, NetifExtraInfo, NetifRsp, NetifRxBackRing, NetifRxResponse, NetifTxBackRing,
-    XEN_NETIF_NR_SLOTS_MIN,
-};
+use crate::rx::RxState;
+use crate::vnet;
+use sluice_abi::netif::{NetifRxBackRing, NetifTxBackRing};
 use sluice_abi::ring::RingError;
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::{DomId, EvtchnPort};
-use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMapper, LogLimiter};
-use sluice_xen_sys::VNET_HDR_LEN;
+use sluice_dom0::{warn_limited, EventChannels, GrantMapper, LogLimiter};
+use sluice_xen_sys::{FrameRing, VNET_HDR_LEN};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use zerocopy::{FromBytes, IntoBytes};
 
 /// Most TX packets per grant-copy batch.
 pub const TX_BATCH: usize = 64;
@@ -32,11 +28,13 @@ pub const TX_BATCH: usize = 64;
 pub const RX_BATCH: usize = 64;
 /// Bytes of the largest frame a tap hands us (vnet header + 64 KiB GSO frame + Ethernet).
 pub const FRAME_BUF: usize = VNET_HDR_LEN + 65536 + vnet::ETH_HLEN;
-const PAGE: usize = crate::pages::PAGE;
 /// Where in its buffer a tap frame is read: its vnet header ends the first page, so the
 /// frame's data starts on the second and each page-sized piece copied to the guest is
 /// one page of ours ([`crate::pages`]).
-const RX_AT: usize = PAGE - VNET_HDR_LEN;
+pub(crate) const RX_AT: usize = crate::pages::PAGE - VNET_HDR_LEN;
+/// Tap reads kept in flight in a queue's io_uring (each a buffer of
+/// `RX_AT + FRAME_BUF` bytes, about 70 KiB).
+pub const RING_BUFS: usize = 32;
 
 /// A source and sink of Ethernet frames with vnet headers: a tap queue, or a datagram
 /// socket in host tests. Non-blocking reads.
@@ -186,33 +184,9 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels, T: Frames> {
     pub profile: &'a NetProfile,
     /// TX by mapping the guest's grants instead of grant copy (`crate::tx`).
     pub tx_map: bool,
-}
-
-/// RX state kept between turns.
-#[derive(Default)]
-struct RxState {
-    bufs: Vec<PageBuf>,
-    /// A frame waiting for RX requests (the next turn takes it first).
-    held: Option<Held>,
-}
-
-/// A tap frame read but not yet placed: `bufs[buf]` holds `len` bytes; it needs `need`
-/// RX requests.
-#[derive(Clone, Copy)]
-struct Held {
-    buf: usize,
-    len: usize,
-    need: u32,
-}
-
-/// A frame placed in RX requests.
-struct RxPlan {
-    buf: usize,
-    len: usize,
-    /// Index of its first response in the turn's response list.
-    first_rsp: usize,
-    /// (response index, grant, bytes from) per data slot.
-    slots: Vec<(usize, sluice_abi::types::GrantRef, usize)>,
+    /// Tap reads and writes through io_uring, in batches ([`FrameRing`]), where the
+    /// kernel has it (else one syscall per frame, as without).
+    pub uring: bool,
 }
 
 impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
@@ -224,34 +198,117 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
     ) -> Result<(), QueueError> {
         let mut txs = crate::tx::TxState::default();
         let mut rxs = RxState::default();
+        let mut ring = self.open_ring();
         let mut fired = Vec::new();
-        while !self.stop.load(Ordering::Acquire) {
-            let a = self.tx_turn(&mut tx, &mut txs)?;
-            let b = self.rx_turn(&mut rx, &mut rxs)?;
-            if a || b {
-                continue;
-            }
-            if tx.final_check_for_requests()? {
-                continue;
-            }
-            // A held frame waits (without reading the tap) until the guest has posted
-            // as many RX requests as it needs, woken by the post that makes them enough.
-            let want_tap = match rxs.held {
-                None => true,
-                Some(h) if rx.final_check_for_requests_at_least(h.need)? => continue,
-                Some(_) => false,
-            };
-            self.profile.wait.time(|| self.wait(want_tap))?;
-            self.profile.drain.time(|| {
-                fired.clear();
-                self.evtchn.read_pending(&mut fired)?;
-                for p in &fired {
-                    self.evtchn.unmask(*p)?;
+        let r = (|| {
+            while !self.stop.load(Ordering::Acquire) {
+                let a = self.tx_turn(&mut tx, &mut txs, ring.as_mut())?;
+                let b = self.rx_turn(&mut rx, &mut rxs, ring.as_mut())?;
+                if a || b {
+                    continue;
                 }
-                Ok::<_, QueueError>(())
-            })?;
+                if tx.final_check_for_requests()? {
+                    continue;
+                }
+                // A held frame waits (without reading the tap) until the guest has
+                // posted as many RX requests as it needs, woken by the post that makes
+                // them enough.
+                let want_tap = match rxs.held {
+                    None => true,
+                    Some(need) if rx.final_check_for_requests_at_least(need)? => continue,
+                    Some(_) => false,
+                };
+                let drain = self.profile.wait.time(|| match ring.as_mut() {
+                    Some(r) => self.wait_ring(r, &mut rxs),
+                    None => self.wait(want_tap).map(|()| true),
+                })?;
+                if drain {
+                    self.profile.drain.time(|| {
+                        fired.clear();
+                        self.evtchn.read_pending(&mut fired)?;
+                        for p in &fired {
+                            self.evtchn.unmask(*p)?;
+                        }
+                        Ok::<_, QueueError>(())
+                    })?;
+                }
+            }
+            Ok(())
+        })();
+        if let Some(r) = &ring {
+            bump(&self.profile.tap_calls, r.enters());
         }
-        Ok(())
+        r
+    }
+
+    /// The queue's io_uring over its tap (and event channel), reads armed; `None` with
+    /// `uring` off or where io_uring is unavailable (then one syscall per frame).
+    fn open_ring(&self) -> Option<FrameRing<'_>> {
+        if !self.uring {
+            return None;
+        }
+        let fd = self.tap.as_fd();
+        match FrameRing::new(fd, self.evtchn.poll_fd(), RING_BUFS, FRAME_BUF, RX_AT) {
+            Ok(r) => {
+                // The event channel's descriptor (sluice_xen_sys::EvtchnDevice's file:
+                // a read gives the fired ports as native-endian u32s, a write of them
+                // unmasks them) is read in the ring too.
+                let mut r = r.with_side_reads();
+                for i in 0..r.buffers() {
+                    if r.arm(i).is_err() {
+                        return None;
+                    }
+                }
+                Some(r)
+            }
+            Err(e) => {
+                warn_limited!(
+                    self.log,
+                    "io_uring",
+                    "{}: io_uring unavailable ({e}): one syscall per frame",
+                    self.name
+                );
+                None
+            }
+        }
+    }
+
+    /// Sleeps in the ring until a tap frame is read, the event channel fires or the
+    /// tick passes; true if the event channel is to be drained.
+    fn wait_ring(&self, ring: &mut FrameRing<'_>, rxs: &mut RxState) -> Result<bool, QueueError> {
+        const TICK: Duration = Duration::from_millis(200);
+        let before = ring.completions();
+        let fired = if self.evtchn.poll_fd().is_some() {
+            if ring.wait(TICK).map_err(QueueError::Poll)? {
+                match ring.side_bytes() {
+                    // Unmask what fired with the next enter (no syscall now).
+                    Ok(ports) if !ports.is_empty() => {
+                        let ports = ports[..ports.len() - ports.len() % 4].to_vec();
+                        bump(&self.profile.evtchn_ring, 1);
+                        ring.side_write(&ports).map_err(QueueError::Poll)?;
+                        false
+                    }
+                    // Nothing or an error: drain the usual way (which reports it).
+                    _ => true,
+                }
+            } else {
+                false
+            }
+        } else {
+            // The fake event channels have no descriptor: alternate short waits.
+            ring.wait(Duration::from_millis(1))
+                .map_err(QueueError::Poll)?;
+            self.evtchn.wait(Some(Duration::from_millis(1)))?;
+            true
+        };
+        if ring.completions() == before && !fired {
+            // A quiet tick: retry reads that failed (never sooner, so a failing tap
+            // cannot make us spin).
+            for i in rxs.parked.drain(..) {
+                ring.arm(i).map_err(QueueError::Poll)?;
+            }
+        }
+        Ok(fired)
     }
 
     fn wait(&self, want_tap: bool) -> Result<(), QueueError> {
@@ -266,6 +323,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 if let Some(t) = &tap {
                     fds.push(rustix::event::PollFd::new(t, rustix::event::PollFlags::IN));
                 }
+                bump(&self.profile.tap_calls, 1);
                 let ts = rustix::event::Timespec {
                     tv_sec: 0,
                     tv_nsec: TICK.as_nanos() as i64,
@@ -289,176 +347,5 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 Ok(())
             }
         }
-    }
-
-    /// One batch of tap frames to the guest; true if anything was read.
-    fn rx_turn(
-        &self,
-        ring: &mut NetifRxBackRing<'_>,
-        st: &mut RxState,
-    ) -> Result<bool, QueueError> {
-        let mut plans: Vec<RxPlan> = Vec::new();
-        let mut rsps: Vec<NetifRxResponse> = Vec::new();
-        let mut busy = false;
-        while plans.len() < RX_BATCH {
-            let k = plans.len();
-            while st.bufs.len() <= k {
-                st.bufs.push(PageBuf::new(RX_AT + FRAME_BUF));
-            }
-            let (n, was_held) = match st.held.take() {
-                // Only ever taken first (k == 0): no plan of this turn uses a buffer yet.
-                Some(h) => {
-                    st.bufs.swap(k, h.buf);
-                    (h.len, true)
-                }
-                None => match self.profile.tap_read.time(|| {
-                    self.tap
-                        .read_frame(&mut st.bufs[k].bytes_mut()[RX_AT..RX_AT + FRAME_BUF])
-                }) {
-                    Ok(n) => {
-                        busy = true;
-                        (n, false)
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        warn_limited!(self.log, "tap read", "{}: tap read: {e}", self.name);
-                        break;
-                    }
-                },
-            };
-            let frame = &st.bufs[k].bytes()[RX_AT..RX_AT + n];
-            let Some((hdr, data)) = frame
-                .split_at_checked(VNET_HDR_LEN)
-                .and_then(|(h, d)| Some((VnetHdr::read_from_bytes(h).ok()?, d)))
-            else {
-                self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let f = self.features;
-            let meta = vnet::rx_meta(&hdr, f.gso4, f.gso6);
-            let data_slots = data.len().div_ceil(PAGE);
-            let Some(meta) = meta.filter(|_| {
-                data.len() >= vnet::ETH_HLEN
-                    && (f.sg || data_slots == 1)
-                    && data_slots <= XEN_NETIF_NR_SLOTS_MIN
-            }) else {
-                self.stats.rx_dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let need = data_slots + usize::from(meta.gso.is_some());
-            if (ring.unconsumed_requests()? as usize) < need {
-                // Wait for the guest to post more; keep the frame where it is: the
-                // buffers before it hold this turn's frames, still to be copied.
-                st.held = Some(Held {
-                    buf: k,
-                    len: n,
-                    need: need as u32,
-                });
-                if !was_held {
-                    bump(&self.profile.rx_held, 1);
-                }
-                break;
-            }
-            let mut plan = RxPlan {
-                buf: k,
-                len: data.len(),
-                first_rsp: rsps.len(),
-                slots: Vec::with_capacity(data_slots),
-            };
-            for i in 0..data_slots {
-                let Some(req) = ring.pop_request()? else {
-                    return Err(QueueError::Ring(RingError::NoRequestToAnswer));
-                };
-                let bytes = (data.len() - i * PAGE).min(PAGE);
-                let mut flags = if i == 0 {
-                    meta.flags
-                } else {
-                    NetRxFlags::empty()
-                };
-                if i + 1 < data_slots {
-                    flags |= NetRxFlags::MORE_DATA;
-                }
-                plan.slots.push((rsps.len(), req.gref, i * PAGE));
-                rsps.push(NetifRxResponse {
-                    id: req.id,
-                    offset: 0,
-                    flags: flags.bits(),
-                    status: bytes as i16,
-                });
-                if i == 0 {
-                    if let Some(g) = &meta.gso {
-                        if ring.pop_request()?.is_none() {
-                            return Err(QueueError::Ring(RingError::NoRequestToAnswer));
-                        }
-                        let extra = NetifExtraInfo::encode(g, false);
-                        rsps.push(
-                            NetifRxResponse::read_from_bytes(extra.as_bytes()).unwrap_or_default(),
-                        );
-                    }
-                }
-            }
-            plans.push(plan);
-        }
-        if plans.is_empty() {
-            return Ok(busy);
-        }
-        let mut segs = Vec::new();
-        let mut seg_rsp = Vec::new();
-        let mut ops = 0;
-        for p in &plans {
-            let at = RX_AT + VNET_HDR_LEN;
-            let data = &st.bufs[p.buf].bytes()[at..at + p.len];
-            for &(ri, gref, from) in &p.slots {
-                let to = (from + PAGE).min(p.len);
-                ops += local_ops(at + from, to - from);
-                segs.push(CopySegment {
-                    local: CopyPtr::ToGuest(&data[from..to]),
-                    domid: self.domid.0,
-                    gref: gref.0,
-                    offset: 0,
-                    status: 0,
-                });
-                seg_rsp.push(ri);
-            }
-        }
-        bump(&self.profile.rx_ops, ops as u64);
-        self.profile.rx_copy.time(|| self.grants.copy(&mut segs))?;
-        let mut failed = vec![false; plans.len()];
-        for (s, &ri) in segs.iter().zip(&seg_rsp) {
-            if s.status != 0 {
-                rsps[ri].status = NetifRsp::Error.raw();
-                let pi = plans.partition_point(|p| p.first_rsp <= ri) - 1;
-                if !failed[pi] {
-                    failed[pi] = true;
-                    warn_limited!(
-                        self.log,
-                        "bad rx grant",
-                        "{}: rx grant {} does not copy (GNTST {}); frame dropped",
-                        self.name,
-                        s.gref,
-                        s.status
-                    );
-                }
-            }
-        }
-        drop(segs);
-        let dropped = failed.iter().filter(|f| **f).count() as u64;
-        self.stats.rx_dropped.fetch_add(dropped, Ordering::Relaxed);
-        self.stats
-            .rx_packets
-            .fetch_add(plans.len() as u64 - dropped, Ordering::Relaxed);
-        self.profile.rx_turn(plans.len());
-        bump(&self.profile.rx_frames, plans.len() as u64);
-        bump(&self.profile.rx_slots, rsps.len() as u64);
-        let bytes: usize = plans.iter().map(|p| p.len).sum();
-        bump(&self.profile.rx_bytes, bytes as u64);
-        for r in &rsps {
-            ring.push_response(r)?;
-        }
-        if ring.push_responses_and_check_notify()? {
-            bump(&self.profile.notifies, 1);
-            self.evtchn.notify(self.rx_port)?;
-        }
-        Ok(true)
     }
 }

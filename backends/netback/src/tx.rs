@@ -25,6 +25,7 @@ use sluice_abi::ring::RingError;
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::GrantRef;
 use sluice_dom0::{warn_limited, CopyPtr, CopySegment, EventChannels, GrantMap, GrantMapper};
+use sluice_xen_sys::FrameRing;
 use std::io::IoSlice;
 use std::sync::atomic::Ordering;
 use zerocopy::{FromBytes, IntoBytes};
@@ -57,6 +58,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         &self,
         ring: &mut NetifTxBackRing<'_>,
         st: &mut TxState,
+        io: Option<&mut FrameRing<'_>>,
     ) -> Result<bool, QueueError> {
         let size = ring.size() as usize;
         while st.pending.len() < size {
@@ -119,11 +121,31 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         // before the tap writes was measured and dropped: the guest, its packets completed
         // at once, sent them smaller and more often; docs/bench.md, 2026-12-07 04:12.)
         let (status, starts) = self.tx_copy_in(&packets, &mut st.bufs)?;
+        let mut frames = Vec::with_capacity(packets.len());
         for (((p, buf), status), start) in packets.iter().zip(&st.bufs).zip(&status).zip(starts) {
             if let (Parsed::Good(p), NetifRsp::Okay) = (p, status) {
                 bump(&self.profile.tx_bytes, u64::from(p.len));
                 let frame = &buf.bytes()[start..start + usize::from(p.len)];
                 if let Some(hdr) = self.tx_header(p, frame) {
+                    frames.push((hdr, frame));
+                }
+            }
+        }
+        match io {
+            // One enter for the batch.
+            Some(r) if !frames.is_empty() => {
+                let iovs: Vec<[IoSlice<'_>; 2]> = frames
+                    .iter()
+                    .map(|(h, f)| [IoSlice::new(h.as_bytes()), IoSlice::new(f)])
+                    .collect();
+                let refs: Vec<&[IoSlice<'_>]> = iovs.iter().map(|v| &v[..]).collect();
+                let results = self.profile.tap_write.time(|| r.write_batch(&refs));
+                for res in results {
+                    self.tap_written(res);
+                }
+            }
+            _ => {
+                for (hdr, frame) in &frames {
                     self.to_tap(&[IoSlice::new(hdr.as_bytes()), IoSlice::new(frame)], &[]);
                 }
             }
@@ -346,6 +368,7 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
 
     /// One frame to the tap: `head` (ours), then `tail` (mapped pages).
     fn to_tap(&self, head: &[IoSlice<'_>], tail: &[SharedMem<'_>]) {
+        bump(&self.profile.tap_calls, 1);
         let r = self.profile.tap_write.time(|| {
             if tail.is_empty() {
                 self.tap.write_frame(head)
@@ -353,6 +376,11 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
                 self.tap.write_frame_shared(head, tail)
             }
         });
+        self.tap_written(r);
+    }
+
+    /// Counts (and logs, rate limited) the outcome of one frame's write to the tap.
+    fn tap_written(&self, r: std::io::Result<usize>) {
         match r {
             Ok(_) => {
                 self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);

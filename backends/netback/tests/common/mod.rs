@@ -107,7 +107,9 @@ impl World {
                 ROOT,
                 max_queues,
             )
-            .with_tx_map(tx_map);
+            .with_tx_map(tx_map)
+            // SLUICE_NETBACK_NO_URING=1 runs the tests on the syscall-per-frame path.
+            .with_uring(std::env::var_os("SLUICE_NETBACK_NO_URING").is_none());
             b.run(&s).unwrap();
         }));
     }

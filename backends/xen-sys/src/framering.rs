@@ -1,0 +1,561 @@
+//! A frame device (a tap queue, or a datagram socket in tests) driven through one
+//! io_uring, so that a batch of frames costs one `io_uring_enter` instead of one syscall
+//! each (in a PV dom0 every syscall is a trip through Xen):
+//!
+//! * **writes**: [`FrameRing::write_batch`] queues one `writev` per frame and submits them
+//!   all with one enter (a non-blocking tap takes them inline), then returns each result;
+//!   the frames are borrowed only for the call, which waits for every completion;
+//! * **reads**: a set of page-aligned buffers owned by the ring, each with a read in
+//!   flight ([`FrameRing::arm`]); on an empty non-blocking device the kernel parks the
+//!   read on the device's wait queue and finishes it when a frame comes, so frames are
+//!   read without a syscall of their own; finished reads are taken in completion order
+//!   ([`FrameRing::next_read`]), their bytes looked at ([`FrameRing::buf`]) and re-armed;
+//! * **waits**: [`FrameRing::wait`] submits what is queued and sleeps until a read or
+//!   a readiness poll of another descriptor (the event channel) completes, or a timeout.
+//!
+//! Safety: a buffer with a read in flight is never handed out (it is the kernel's until
+//! its completion is reaped), and the ring cancels and reaps every read before its
+//! buffers are freed; borrowed write frames are waited for before `write_batch` returns.
+
+use crate::iobuf::IoBuf;
+use io_uring::{opcode, types, IoUring};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+const WRITE: u64 = 1 << 62;
+const POLL: u64 = 1 << 61;
+const CANCEL: u64 = 1 << 60;
+const SIDE_WRITE: u64 = 1 << 59;
+/// Bytes of one read of the side descriptor ([`FrameRing::with_side_reads`]).
+pub const SIDE_READ: usize = 4 * 64;
+
+/// One descriptor's frames through io_uring (see the module's documentation).
+pub struct FrameRing<'fd> {
+    ring: IoUring,
+    fd: BorrowedFd<'fd>,
+    poll_fd: Option<BorrowedFd<'fd>>,
+    poll_armed: bool,
+    polled: bool,
+    /// Side reads instead of polls: the buffer (the kernel's while `poll_armed`) and
+    /// the bytes the last one read.
+    side_buf: Option<IoBuf>,
+    side_len: usize,
+    side_err: Option<io::Error>,
+    /// Side writes in flight (their bytes, ours until the completion).
+    side_writes: Vec<Option<IoBuf>>,
+    bufs: Vec<IoBuf>,
+    armed: Vec<bool>,
+    read_at: usize,
+    ready: VecDeque<(usize, io::Result<usize>)>,
+    writes: Vec<Option<io::Result<usize>>>,
+    enters: u64,
+    completions: u64,
+}
+
+impl std::fmt::Debug for FrameRing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameRing")
+            .field("bufs", &self.bufs.len())
+            .field("enters", &self.enters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'fd> FrameRing<'fd> {
+    /// A ring over `fd` (non-blocking) with `nbufs` read buffers of `buf_len` bytes each,
+    /// reads landing at byte `read_at` of their buffer (so that where the frame's data
+    /// starts can be page-aligned); `poll_fd` (if any) is waited on beside the reads.
+    /// Nothing is armed yet.
+    pub fn new(
+        fd: BorrowedFd<'fd>,
+        poll_fd: Option<BorrowedFd<'fd>>,
+        nbufs: usize,
+        buf_len: usize,
+        read_at: usize,
+    ) -> io::Result<Self> {
+        let entries = (2 * nbufs + 64 + 2).next_power_of_two() as u32;
+        Ok(Self {
+            ring: IoUring::new(entries)?,
+            fd,
+            poll_fd,
+            poll_armed: false,
+            polled: false,
+            side_buf: None,
+            side_len: 0,
+            side_err: None,
+            side_writes: Vec::new(),
+            bufs: (0..nbufs).map(|_| IoBuf::new(read_at + buf_len)).collect(),
+            armed: vec![false; nbufs],
+            read_at,
+            ready: VecDeque::new(),
+            writes: Vec::new(),
+            enters: 0,
+            completions: 0,
+        })
+    }
+
+    /// Keeps a read of up to [`SIDE_READ`] bytes of the side descriptor in flight
+    /// instead of a readiness poll (an event-channel file: the read gives the ports
+    /// that fired, with no `read` syscall of its own); [`FrameRing::side_bytes`] gives
+    /// what it read once [`FrameRing::wait`] says it fired.
+    pub fn with_side_reads(mut self) -> Self {
+        if self.poll_fd.is_some() {
+            self.side_buf = Some(IoBuf::new(SIDE_READ));
+        }
+        self
+    }
+
+    /// What the last side read gave (empty before one finished, or in poll mode), or
+    /// its error.
+    pub fn side_bytes(&mut self) -> io::Result<&[u8]> {
+        if let Some(e) = self.side_err.take() {
+            return Err(e);
+        }
+        if self.poll_armed {
+            return Ok(&[]);
+        }
+        Ok(match &self.side_buf {
+            Some(b) => &b[..self.side_len.min(b.len())],
+            None => &[],
+        })
+    }
+
+    /// Queues a write of `bytes` to the side descriptor (e.g. ports to unmask),
+    /// submitted with the next enter, in order with what is queued after it.
+    pub fn side_write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(p) = self.poll_fd else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let mut b = IoBuf::new(bytes.len());
+        b.copy_from_slice(bytes);
+        let slot = match self.side_writes.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.side_writes.push(None);
+                self.side_writes.len() - 1
+            }
+        };
+        let e = opcode::Write::new(types::Fd(p.as_raw_fd()), b.as_ptr(), bytes.len() as u32)
+            .offset(0)
+            .build()
+            .user_data(SIDE_WRITE | slot as u64);
+        // SAFETY: the bytes are in `b`, kept in `side_writes` (its heap allocation does
+        // not move) until this write's completion is reaped; `drop` waits for it.
+        unsafe { self.push(&e)? };
+        self.side_writes[slot] = Some(b);
+        Ok(())
+    }
+
+    /// Read buffers.
+    pub fn buffers(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// `io_uring_enter` calls so far (each one syscall).
+    pub fn enters(&self) -> u64 {
+        self.enters
+    }
+
+    /// Completions reaped so far (a wait that adds none timed out).
+    pub fn completions(&self) -> u64 {
+        self.completions
+    }
+
+    /// Buffer `i`'s bytes from `read_at` on; `None` while a read into it is in flight.
+    pub fn buf(&self, i: usize) -> Option<&[u8]> {
+        match self.armed.get(i) {
+            Some(false) => Some(&self.bufs[i][self.read_at..]),
+            _ => None,
+        }
+    }
+
+    /// Queues a read into buffer `i` (submitted with the next enter); no-op if one is
+    /// already in flight or `i` is out of range.
+    pub fn arm(&mut self, i: usize) -> io::Result<()> {
+        if self.armed.get(i) != Some(&false) {
+            return Ok(());
+        }
+        let at = self.read_at;
+        let buf = &mut self.bufs[i];
+        let len = u32::try_from(buf.len() - at).unwrap_or(u32::MAX);
+        // SAFETY: `at` < the buffer's length (new() sized it read_at + buf_len), so the
+        // pointer and `len` stay inside the buffer's heap allocation.
+        let ptr = unsafe { buf.as_mut_ptr().add(at) };
+        let e = opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
+            .offset(0)
+            .build()
+            .user_data(i as u64);
+        // SAFETY: the buffer is owned by `self` and its allocation never moves; it is
+        // marked armed (never handed out) until this read's completion is reaped, and
+        // `drop` cancels and reaps every armed read before the buffers are freed. The fd
+        // is borrowed for 'fd, which outlives `self`.
+        unsafe { self.push(&e)? };
+        self.armed[i] = true;
+        Ok(())
+    }
+
+    /// # Safety
+    /// Whatever memory `e` points at must stay valid until its completion is reaped.
+    unsafe fn push(&mut self, e: &io_uring::squeue::Entry) -> io::Result<()> {
+        // SAFETY: forwarded to the caller.
+        if unsafe { self.ring.submission().push(e) }.is_ok() {
+            return Ok(());
+        }
+        self.enter(0)?;
+        // SAFETY: as above.
+        unsafe { self.ring.submission().push(e) }
+            .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "io_uring queue full"))
+    }
+
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        self.enters += 1;
+        loop {
+            match self.ring.submit_and_wait(want) {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+                    ) =>
+                {
+                    if want == 0 {
+                        return Ok(());
+                    }
+                    self.reap();
+                    if !self.ring.completion().is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves finished operations out of the completion queue (no syscall).
+    pub fn reap(&mut self) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            self.completions += 1;
+            let key = cqe.user_data();
+            let r = cqe.result();
+            let result = if r < 0 {
+                Err(io::Error::from_raw_os_error(-r))
+            } else {
+                Ok(r as usize)
+            };
+            if key & CANCEL != 0 {
+                continue;
+            } else if key & SIDE_WRITE != 0 {
+                if let Some(w) = self.side_writes.get_mut((key & !SIDE_WRITE) as usize) {
+                    *w = None;
+                }
+            } else if key & POLL != 0 {
+                self.poll_armed = false;
+                self.polled = true;
+                if self.side_buf.is_some() {
+                    match result {
+                        Ok(n) => self.side_len = n,
+                        Err(e) => {
+                            self.side_len = 0;
+                            self.side_err = Some(e);
+                        }
+                    }
+                }
+            } else if key & WRITE != 0 {
+                if let Some(w) = self.writes.get_mut((key & !WRITE) as usize) {
+                    *w = Some(result);
+                }
+            } else if let Some(a) = self.armed.get_mut(key as usize) {
+                *a = false;
+                self.ready.push_back((key as usize, result));
+            }
+        }
+    }
+
+    /// The oldest finished read not yet taken: its buffer and the bytes read (or the
+    /// error). The buffer stays unarmed until [`FrameRing::arm`].
+    pub fn next_read(&mut self) -> Option<(usize, io::Result<usize>)> {
+        self.ready.pop_front()
+    }
+
+    /// The oldest finished read, left in place.
+    pub fn peek_read(&self) -> Option<(usize, Result<usize, io::ErrorKind>)> {
+        self.ready
+            .front()
+            .map(|(i, r)| (*i, r.as_ref().map(|n| *n).map_err(|e| e.kind())))
+    }
+
+    /// Writes each of `frames` (one `writev` each) with one enter; the results in order.
+    pub fn write_batch(&mut self, frames: &[&[IoSlice<'_>]]) -> Vec<io::Result<usize>> {
+        self.writes.clear();
+        self.writes.resize_with(frames.len(), || None);
+        let mut queued = 0;
+        for (k, f) in frames.iter().enumerate() {
+            let Ok(n) = u32::try_from(f.len()) else {
+                self.writes[k] = Some(Err(io::ErrorKind::InvalidInput.into()));
+                continue;
+            };
+            // `IoSlice` is ABI-compatible with `struct iovec` on Unix (std guarantees it).
+            let e = opcode::Writev::new(
+                types::Fd(self.fd.as_raw_fd()),
+                f.as_ptr().cast::<libc::iovec>(),
+                n,
+            )
+            .offset(0)
+            .build()
+            .user_data(WRITE | k as u64);
+            // SAFETY: the iovecs and the bytes they name are borrowed for this call, and
+            // this call does not return before every queued write's completion is reaped
+            // (below; the process aborts rather than return if the ring fails).
+            match unsafe { self.push(&e) } {
+                Ok(()) => queued += 1,
+                Err(err) => self.writes[k] = Some(Err(err)),
+            }
+        }
+        let mut waits = 0u32;
+        while queued > 0 && self.writes.iter().any(Option::is_none) {
+            if let Err(e) = self.enter(1) {
+                waits += 1;
+                if waits > 1000 {
+                    // The kernel may still read the borrowed frames: returning would
+                    // free memory in use.
+                    eprintln!("io_uring failed with writes in flight ({e}); aborting");
+                    std::process::abort();
+                }
+            }
+            self.reap();
+        }
+        self.writes
+            .drain(..)
+            .map(|w| w.unwrap_or_else(|| Err(io::ErrorKind::Other.into())))
+            .collect()
+    }
+
+    /// Submits what is queued (re-armed reads) without waiting; no syscall if nothing is.
+    pub fn submit(&mut self) -> io::Result<()> {
+        if !self.ring.submission().is_empty() {
+            self.enter(0)?;
+        }
+        self.reap();
+        Ok(())
+    }
+
+    /// Submits what is queued and sleeps until a read finishes, the poll descriptor
+    /// becomes readable or `timeout` passes (at once if a completion is waiting that
+    /// has not been reaped; reads already in the [`FrameRing::next_read`] line do not
+    /// stop it sleeping).
+    /// True if the poll descriptor fired (since the last call): the caller drains it.
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        if let (Some(p), false) = (self.poll_fd, self.poll_armed) {
+            let fd = types::Fd(p.as_raw_fd());
+            let e = match self.side_buf.as_mut() {
+                Some(b) => opcode::Read::new(fd, b.as_mut_ptr(), SIDE_READ as u32)
+                    .offset(0)
+                    .build(),
+                None => opcode::PollAdd::new(fd, libc::POLLIN as u32).build(),
+            };
+            // SAFETY: a poll points at no memory; a side read writes into `side_buf`,
+            // which stays allocated (and is not handed out: `side_bytes` gives nothing
+            // while `poll_armed`) until its completion is reaped, `drop` cancelling and
+            // waiting for it. The fd is borrowed for 'fd.
+            unsafe { self.push(&e.user_data(POLL))? };
+            self.poll_armed = true;
+        }
+        // Sleep unless something finished that the caller has not seen: a completion
+        // still in the queue, or a side completion already reaped. Reads already taken
+        // into the line (`next_read`) do not count: the caller waits because it cannot
+        // use them yet (a frame waiting for the guest's RX requests), and returning at
+        // once for them would spin.
+        if !self.polled && self.ring.completion().is_empty() {
+            let ts = types::Timespec::new()
+                .sec(timeout.as_secs())
+                .nsec(timeout.subsec_nanos());
+            let args = types::SubmitArgs::new().timespec(&ts);
+            self.enters += 1;
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+            self.reap();
+        } else {
+            self.submit()?;
+        }
+        Ok(std::mem::take(&mut self.polled))
+    }
+}
+
+impl Drop for FrameRing<'_> {
+    fn drop(&mut self) {
+        // The kernel may still write into armed buffers: cancel every read (and the
+        // poll), then wait for their completions.
+        self.ready.clear();
+        let mut keys: Vec<u64> = (0..self.bufs.len())
+            .filter(|&i| self.armed[i])
+            .map(|i| i as u64)
+            .collect();
+        if self.poll_armed {
+            keys.push(POLL);
+        }
+        for k in keys {
+            let e = opcode::AsyncCancel::new(k).build().user_data(CANCEL);
+            // SAFETY: a cancel points at no memory.
+            let _ = unsafe { self.push(&e) };
+        }
+        let mut tries = 0;
+        while self.armed.iter().any(|a| *a)
+            || self.poll_armed
+            || self.side_writes.iter().any(Option::is_some)
+        {
+            tries += 1;
+            if tries > 1000 || self.enter(1).is_err() {
+                // Cannot wait: leak the buffers rather than free memory in use.
+                std::mem::forget(std::mem::take(&mut self.bufs));
+                std::mem::forget(self.side_buf.take());
+                std::mem::forget(std::mem::take(&mut self.side_writes));
+                return;
+            }
+            self.reap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixDatagram;
+
+    fn pair() -> (UnixDatagram, UnixDatagram) {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn a_batch_of_writes_is_one_enter_and_reads_wait_for_frames() {
+        let (a, b) = pair();
+        let Ok(mut r) = FrameRing::new(a.as_fd(), None, 4, 100, 10) else {
+            eprintln!("io_uring unavailable here; skipping");
+            return;
+        };
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 20 + usize::from(i)]).collect();
+        let slices: Vec<[IoSlice<'_>; 2]> = frames
+            .iter()
+            .map(|f| [IoSlice::new(&f[..3]), IoSlice::new(&f[3..])])
+            .collect();
+        let refs: Vec<&[IoSlice<'_>]> = slices.iter().map(|s| &s[..]).collect();
+        let before = r.enters();
+        let res = r.write_batch(&refs);
+        assert_eq!(r.enters() - before, 1, "one enter for the batch");
+        for (k, x) in res.iter().enumerate() {
+            assert_eq!(*x.as_ref().unwrap(), 20 + k);
+        }
+        let mut got = [0u8; 64];
+        for f in &frames {
+            let n = b.recv(&mut got).unwrap();
+            assert_eq!(&got[..n], &f[..]);
+        }
+        // Reads armed on an empty socket finish when frames come, in order.
+        for i in 0..4 {
+            r.arm(i).unwrap();
+            assert!(r.buf(i).is_none(), "an armed buffer is not handed out");
+        }
+        r.submit().unwrap();
+        assert!(r.next_read().is_none());
+        b.send(&[7; 30]).unwrap();
+        b.send(&[8; 40]).unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            r.wait(Duration::from_secs(5)).unwrap();
+            while let Some((i, n)) = r.next_read() {
+                let n = n.unwrap();
+                seen.push(r.buf(i).unwrap()[..n].to_vec());
+            }
+        }
+        assert_eq!(seen, vec![vec![7; 30], vec![8; 40]]);
+        // Dropping with two reads in flight cancels them (no hang, no write after).
+    }
+
+    #[test]
+    fn a_read_left_in_line_does_not_stop_the_wait_from_sleeping() {
+        let (a, b) = pair();
+        let Ok(mut r) = FrameRing::new(a.as_fd(), None, 2, 100, 0) else {
+            return;
+        };
+        r.arm(0).unwrap();
+        r.arm(1).unwrap();
+        b.send(&[1; 10]).unwrap();
+        while r.peek_read().is_none() {
+            r.wait(Duration::from_secs(5)).unwrap();
+        }
+        // The frame stays in line (as one waiting for RX requests): the next wait must
+        // sleep its timeout, not return at once (a spinning queue thread).
+        let t = std::time::Instant::now();
+        let c = r.completions();
+        r.wait(Duration::from_millis(100)).unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(r.completions(), c);
+        // A new frame wakes it at once.
+        b.send(&[2; 10]).unwrap();
+        let t = std::time::Instant::now();
+        r.wait(Duration::from_secs(5)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(4));
+        assert_eq!(r.completions(), c + 1);
+    }
+
+    #[test]
+    fn the_poll_descriptor_wakes_the_wait() {
+        let (a, _b) = pair();
+        let (c, d) = pair();
+        let Ok(mut r) = FrameRing::new(a.as_fd(), Some(c.as_fd()), 1, 100, 0) else {
+            return;
+        };
+        assert!(!r.wait(Duration::from_millis(10)).unwrap(), "timeout");
+        d.send(&[1]).unwrap();
+        assert!(r.wait(Duration::from_secs(5)).unwrap(), "poll fired");
+    }
+
+    #[test]
+    fn side_reads_give_the_bytes_and_side_writes_go_out_in_order() {
+        let (a, _b) = pair();
+        let (c, d) = pair();
+        let Ok(r) = FrameRing::new(a.as_fd(), Some(c.as_fd()), 1, 100, 0) else {
+            return;
+        };
+        let mut r = r.with_side_reads();
+        assert!(!r.wait(Duration::from_millis(10)).unwrap(), "timeout");
+        assert_eq!(
+            r.side_bytes().unwrap(),
+            &[] as &[u8],
+            "nothing while in flight"
+        );
+        d.send(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
+        assert!(
+            r.wait(Duration::from_secs(5)).unwrap(),
+            "side read finished"
+        );
+        assert_eq!(r.side_bytes().unwrap(), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        r.side_write(&[9, 9]).unwrap();
+        r.side_write(&[8]).unwrap();
+        r.submit().unwrap();
+        let mut got = [0u8; 16];
+        assert_eq!(d.recv(&mut got).unwrap(), 2);
+        assert_eq!(&got[..2], &[9, 9]);
+        assert_eq!(d.recv(&mut got).unwrap(), 1);
+        // Dropped with the next side read in flight: cancelled, waited for.
+        assert!(!r.wait(Duration::from_millis(10)).unwrap());
+    }
+}
