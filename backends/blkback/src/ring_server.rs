@@ -343,7 +343,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         r
     }
 
-    fn write(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
+    /// Refuses a write to a read-only disk (logged, rate limited).
+    pub(crate) fn refuse_write_if_readonly(&self) -> Result<(), BlkifRsp> {
         if self.disk.readonly() {
             warn_limited!(
                 self.log,
@@ -353,6 +354,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             );
             return Err(BlkifRsp::Error);
         }
+        Ok(())
+    }
+
+    fn write(&self, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), BlkifRsp> {
+        self.refuse_write_if_readonly()?;
         let bytes: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, bytes as u64 / SECTOR)?;
         let mut buf = self.buffers.take(bytes);

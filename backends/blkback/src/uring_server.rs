@@ -382,14 +382,8 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             }
             _ => return Ok(false),
         };
-        if write && self.disk.readonly() {
-            warn_limited!(
-                self.log,
-                "read-only disk",
-                "{}: write to a read-only disk",
-                self.name
-            );
-            return Err(BlkifRsp::Error);
+        if write {
+            self.refuse_write_if_readonly()?;
         }
         let len: usize = segs.iter().map(|s| s.byte_len()).sum();
         self.check_range(sector, len as u64 / SECTOR)?;

@@ -27,9 +27,10 @@ struct Args {
     /// the mapped pages) instead of grant copy
     #[arg(long)]
     tx_map: bool,
-    /// one syscall per tap read and write instead of batches through io_uring
+    /// tap reads and writes and event-channel waits in batches through one io_uring per
+    /// queue (also SLUICE_NETBACK_URING=1); off by default: measured slower (IO.md)
     #[arg(long)]
-    no_uring: bool,
+    uring: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let max_queues = args.max_queues.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32
     });
+    let uring = args.uring || std::env::var("SLUICE_NETBACK_URING").is_ok_and(|v| v == "1");
     let profile = args.profile || std::env::var("SLUICE_NETBACK_PROFILE").is_ok_and(|v| v == "1");
     sluice_dom0::profile::enable_timing(profile);
     let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
@@ -49,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let root = format!("/local/domain/{domid}/backend/vif");
     tracing::info!("sluice-netback: serving {root} (up to {max_queues} queue(s) per vif; phase timing: {profile}; tx by {}; tap through {})",
         if args.tx_map { "mapping" } else { "grant copy" },
-        if args.no_uring { "a syscall per frame" } else { "io_uring" }
+        if uring { "io_uring" } else { "a syscall per frame" }
     );
     let mut backend = Backend::new(
         xs,
@@ -61,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     )
     .with_hotplug_on_takeover(true)
     .with_tx_map(args.tx_map)
-    .with_uring(!args.no_uring);
+    .with_uring(uring);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

@@ -108,8 +108,9 @@ impl World {
                 max_queues,
             )
             .with_tx_map(tx_map)
-            // SLUICE_NETBACK_NO_URING=1 runs the tests on the syscall-per-frame path.
-            .with_uring(std::env::var_os("SLUICE_NETBACK_NO_URING").is_none());
+            // SLUICE_NETBACK_URING=1 runs the tests on the io_uring path (the daemon's
+            // default is the syscall-per-frame path).
+            .with_uring(std::env::var_os("SLUICE_NETBACK_URING").is_some());
             b.run(&s).unwrap();
         }));
     }
