@@ -89,6 +89,13 @@ pub fn run(minutes: f64, jobs: usize, merge: bool) -> Result<()> {
     let jobs = jobs.clamp(1, targets.len().max(1));
     let seconds = ((minutes * 60.0 * jobs as f64) / targets.len() as f64).max(1.0) as u64;
     let fuzz = root().join("fuzz");
+    // The commit whose code is built and fuzzed (HEAD may move during a long run).
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     // Build once before the workers start, so they do not queue on cargo's lock.
     let status = nightly_cargo()
         .args(["fuzz", "build"])
@@ -120,12 +127,6 @@ pub fn run(minutes: f64, jobs: usize, merge: bool) -> Result<()> {
         }
         rows.push((t.clone(), row.runs, row.edges, row.ok));
     }
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(root())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
     let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

@@ -275,7 +275,7 @@ pub fn run_suite() -> Result<()> {
     }
     let tail: Vec<&str> = log.lines().rev().take(25).collect();
     eprintln!(
-        "  boot stopped at {stop_reason} after {boot_secs:.1} s; last lines of the log ({}):",
+        "  boot stopped at {stop_reason} after {boot_secs:.1} s (QEMU status {status}); last lines of the log ({}):",
         log_path.display()
     );
     for l in tail.iter().rev() {
