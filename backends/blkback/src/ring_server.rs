@@ -9,7 +9,7 @@ use crate::persistent::PersistentGrants;
 use crate::profile::Profile;
 use sluice_abi::blkif::{
     decode_request, indirect_pages, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp,
-    BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
+    BlkifRequestError, BlkifRequestSegment, BlkifResponse, BlkifRsp, PAGE_SIZE,
 };
 use sluice_abi::ring::RingError;
 use sluice_abi::types::{EvtchnPort, GrantRef};
@@ -114,18 +114,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                         let status = self.profile.inline.time(|| self.execute(&req));
                         BlkifResponse::new(req.id(), rsp_op, status)
                     }
-                    Err(e) => {
-                        warn_limited!(
-                            self.log,
-                            "refused request",
-                            "{}: refusing request: {e}",
-                            self.name
-                        );
-                        BlkifResponse {
-                            operation: rsp_op,
-                            ..e.response()
-                        }
-                    }
+                    Err(e) => self.refusal(&e, rsp_op),
                 };
                 self.respond(&mut ring, ledger, stats, entry, rsp)?;
             }
@@ -341,6 +330,20 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             .and_then(|()| self.transfer(self.copies(segs, &mut buf, true)));
         self.buffers.put(buf);
         r
+    }
+
+    /// The answer to a ring slot that does not decode (logged, rate limited).
+    pub(crate) fn refusal(&self, e: &BlkifRequestError, op: u8) -> BlkifResponse {
+        warn_limited!(
+            self.log,
+            "refused request",
+            "{}: refusing request: {e}",
+            self.name
+        );
+        BlkifResponse {
+            operation: op,
+            ..e.response()
+        }
     }
 
     /// Refuses a write to a read-only disk (logged, rate limited).

@@ -116,16 +116,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 let req = match decode_request(&slot, &limits) {
                     Ok(r) => r,
                     Err(e) => {
-                        warn_limited!(
-                            self.log,
-                            "refused request",
-                            "{}: refusing request: {e}",
-                            self.name
-                        );
-                        let rsp = BlkifResponse {
-                            operation: op,
-                            ..e.response()
-                        };
+                        let rsp = self.refusal(&e, op);
                         self.respond(&mut ring, ledger, stats, entry, rsp)?;
                         continue;
                     }
