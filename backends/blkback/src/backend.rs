@@ -712,11 +712,12 @@ where
                     if let Some(c) = &queue.persistent {
                         let s = c.stats();
                         tracing::info!(
-                            "{name}: persistent grants: {} mapped, {} reused, {} evicted, \
-                             {} fell back to grant copy; unmapping {}",
+                            "{name}: persistent grants: {} mapped, {} reused, {} purged, \
+                             {} copied (cache full), {} fell back to grant copy; unmapping {}",
                             s.mapped,
                             s.hits,
-                            s.evicted,
+                            s.purged,
+                            s.full,
                             s.failed,
                             c.len()
                         );

@@ -752,9 +752,10 @@ fn grant_copy_without_agreement(engine: IoEngine) {
     }
 }
 
-/// Beyond the limit the least recently used mapping goes; the count never exceeds it
-/// (the default 1056 too), even for one request with more pages than the limit.
-fn persistent_grants_evict_lru(engine: IoEngine) {
+/// Beyond the limit a new reference is copied, not mapped, and nothing is evicted; the
+/// count never exceeds the limit (the default 1056 too), even for one request with more
+/// pages than the limit; the data is right either way.
+fn persistent_grants_full_cache_copies(engine: IoEngine) {
     let cfg = Cfg {
         limit: 4,
         ..Cfg::new(engine, true)
@@ -766,15 +767,16 @@ fn persistent_grants_evict_lru(engine: IoEngine) {
         .map(|i| f.data_page(i, Some(0x60 + i as u8), false).0)
         .collect();
     assert_eq!(write_pages(&mut f, 0, &g[..4]), BlkifRsp::Okay);
-    // Touch g0: g1 is now the least recently used.
-    assert_eq!(write_pages(&mut f, 0, &g[..1]), BlkifRsp::Okay);
+    assert_eq!(w.grants.segments_copied(), 0);
     assert_eq!(write_pages(&mut f, 64, &g[4..5]), BlkifRsp::Okay);
-    assert_eq!(f.guest.mapped(g[1]), 0, "g1 evicted");
-    for i in [0, 2, 3, 4] {
-        assert_eq!(f.guest.mapped(g[i]), 1, "g{i} kept");
+    assert_eq!(f.guest.mapped(g[4]), 0, "g4 copied, not mapped");
+    assert_eq!(w.grants.segments_copied(), 1);
+    assert_eq!(image_bytes(&img, 64, 4096), vec![0x64; 4096]);
+    for (i, &r) in g[..4].iter().enumerate() {
+        assert_eq!(f.guest.mapped(r), 1, "g{i} kept");
     }
     assert_eq!(w.grants.live_mappings(), 1 + 4);
-    // One request of 11 pages through a cache of 4: right data, still 4 mappings.
+    // One request of 11 pages through a full cache of 4: right data, still 4 mappings.
     let many: Vec<u32> = (0..11)
         .map(|i| f.data_page(20 + i, Some(0x70 + i as u8), false).0)
         .collect();
@@ -785,8 +787,30 @@ fn persistent_grants_evict_lru(engine: IoEngine) {
             vec![0x70 + i as u8; 4096]
         );
     }
+    // A generation (4 uses) after the first turned-away use, the least recently used
+    // mapping not used since goes (5 % of 4, at least one): g0 at the request's 5th
+    // page, g1 at its 9th; those two pages were mapped, the other 9 copied.
     assert_eq!(w.grants.live_mappings(), 1 + 4);
-    assert_eq!(w.grants.segments_copied(), 0);
+    assert_eq!(w.grants.segments_copied(), 1 + 9);
+    assert_eq!((f.guest.mapped(g[0]), f.guest.mapped(g[1])), (0, 0));
+    assert_eq!((f.guest.mapped(many[4]), f.guest.mapped(many[8])), (1, 1));
+    // A read gives the disk's bytes in a page mapped at the start and in one mapped
+    // after a purge.
+    let (r, r_page) = f.data_page(40, Some(0), false);
+    let segs = [
+        BlkifRequestSegment::new(g[2], 0, 7),
+        BlkifRequestSegment::new(r, 0, 7),
+    ];
+    assert_eq!(f.rw(BlkifOp::Read, 128, &segs), BlkifRsp::Okay);
+    let mut got = vec![0u8; 4096];
+    for (page, want) in [(64 + 2, 0x70), (r_page, 0x71)] {
+        f.guest.page(page).read_bytes(0, &mut got).unwrap();
+        assert_eq!(got, vec![want; 4096], "page {page}");
+    }
+    // (r was mapped: g3 was purged a generation after the purge at the 9th page.)
+    assert_eq!(w.grants.segments_copied(), 1 + 9);
+    assert_eq!((f.guest.mapped(g[3]), f.guest.mapped(r)), (0, 1));
+    assert_eq!(w.grants.live_mappings(), 1 + 4);
     drop(w);
 
     // The default limit: 1100 distinct references (all of a few pages) in 100 requests.
@@ -801,7 +825,8 @@ fn persistent_grants_evict_lru(engine: IoEngine) {
         assert!(w.grants.live_mappings() <= 1 + PERSISTENT_GRANTS_PER_QUEUE);
     }
     assert_eq!(w.grants.live_mappings(), 1 + PERSISTENT_GRANTS_PER_QUEUE);
-    assert_eq!(w.grants.maps_made(), 1 + 1100);
+    assert_eq!(w.grants.maps_made(), 1 + PERSISTENT_GRANTS_PER_QUEUE);
+    assert_eq!(w.grants.segments_copied(), 1100 - PERSISTENT_GRANTS_PER_QUEUE);
     close_and_restart(&f);
     assert_eq!(w.grants.live_mappings(), 0);
 }
@@ -972,7 +997,7 @@ macro_rules! persistent_cases {
 persistent_cases!(
     persistent_grants_are_reused_and_unmapped_on_close,
     grant_copy_without_agreement,
-    persistent_grants_evict_lru,
+    persistent_grants_full_cache_copies,
     persistent_grants_across_reconnect,
     hostile_grefs_with_persistent_grants
 );
