@@ -211,12 +211,7 @@ impl<M: GrantMap> PersistentGrants<M> {
 
     /// As [`PersistentGrants::mapping`], but a failure is not counted (the caller falls
     /// back to a path that tries again and counts it).
-    pub fn mapping_quiet<G>(
-        &self,
-        grants: &G,
-        gref: u32,
-        access: Access,
-    ) -> Result<Rc<M>, MapError>
+    pub fn mapping_quiet<G>(&self, grants: &G, gref: u32, access: Access) -> Result<Rc<M>, MapError>
     where
         G: GrantMapper<Mapping = M>,
     {

@@ -826,7 +826,10 @@ fn persistent_grants_full_cache_copies(engine: IoEngine) {
     }
     assert_eq!(w.grants.live_mappings(), 1 + PERSISTENT_GRANTS_PER_QUEUE);
     assert_eq!(w.grants.maps_made(), 1 + PERSISTENT_GRANTS_PER_QUEUE);
-    assert_eq!(w.grants.segments_copied(), 1100 - PERSISTENT_GRANTS_PER_QUEUE);
+    assert_eq!(
+        w.grants.segments_copied(),
+        1100 - PERSISTENT_GRANTS_PER_QUEUE
+    );
     close_and_restart(&f);
     assert_eq!(w.grants.live_mappings(), 0);
 }
