@@ -144,7 +144,9 @@ group_sample() {
 }
 # group_create NAME: `xl create` without a console, bounded (300 s: a create that hangs
 # must not hold group_wait past its limit); again (twice at most) when libxl timed out a
-# hotplug script on the loaded host.
+# hotplug script, or a disk (libxl gives the backend 10 s, LIBXL_INIT_TIMEOUT, to reach
+# InitWait: "unable to add device") on the loaded host. A daemon that failed the device
+# instead logs an ERROR, which group_log_check reports, so the retry hides no fault.
 group_create() {
   for try in 1 2 3; do
     if timeout -s KILL 300 xl create /sluice/steps/$1.cfg > /tmp/create-$1.log 2>&1; then
@@ -152,8 +154,8 @@ group_create() {
     fi
     cat /tmp/create-$1.log
     xl destroy $1 2>/dev/null
-    grep -q 'async_exec_timeout: killing execution' /tmp/create-$1.log || break
-    echo "@@GROUP-CREATE-AGAIN $1 (libxl timed out a hotplug script)"
+    grep -qE 'async_exec_timeout: killing execution|unable to add device' /tmp/create-$1.log || break
+    echo "@@GROUP-CREATE-AGAIN $1 (libxl timed out a hotplug script or a disk)"
     wait_guests_gone; sleep 2
   done
   echo "@@GROUP-CREATE-FAILED $1"; return 1

@@ -612,6 +612,10 @@ mod tests {
         assert!(!machine_lost(0xfd, true, silent));
         let spoke = "HYPERVISOR PANIC at src/sched.rs:1\n";
         assert!(!machine_lost(1, true, spoke));
-        assert!(!machine_lost(0, true, "sluice hypervisor: all domains ended\n"));
+        assert!(!machine_lost(
+            0,
+            true,
+            "sluice hypervisor: all domains ended\n"
+        ));
     }
 }

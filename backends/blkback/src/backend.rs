@@ -267,7 +267,13 @@ where
             let _ = self.xs.unwatch(&format!("{}/state", d.fe), &be);
             tracing::info!("{}: removed", d.name);
         }
-        for be in present {
+        // New devices first: libxl gives a backend 10 s (`LIBXL_INIT_TIMEOUT`) to reach
+        // InitWait, and on a loaded dom0 every xenstore round trip for the devices
+        // already served counts against it.
+        let (new, known): (Vec<String>, Vec<String>) = present
+            .into_iter()
+            .partition(|be| !self.devices.contains_key(be));
+        for be in new.into_iter().chain(known) {
             if let Err(e) = self.step(&be) {
                 tracing::warn!("{be}: {e}");
             }
