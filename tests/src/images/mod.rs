@@ -1589,10 +1589,10 @@ echo "@@DIAG-END"
 "#;
 
 /// The libxl hotplug script for userspace-served vifs: the one `sluice-backends` ships.
-const USERSPACE_VIF_SCRIPT_TEXT: &str = include_str!("../../packaging/backends/vif-userspace");
+const USERSPACE_VIF_SCRIPT_TEXT: &str = include_str!("../../../packaging/backends/vif-userspace");
 
 /// The libxl hotplug script for userspace-served disks: the one `sluice-backends` ships.
-const USERSPACE_BLOCK_SCRIPT_TEXT: &str = include_str!("../../packaging/backends/block-userspace");
+const USERSPACE_BLOCK_SCRIPT_TEXT: &str = include_str!("../../../packaging/backends/block-userspace");
 
 /// The guest's /init: modules (blkfront only if the step loads it at boot), then the
 /// step named on the kernel command line.
