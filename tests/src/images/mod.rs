@@ -2,6 +2,16 @@
 //! modules, daemons, one script and one `xl` config per guest step, the guest kernel
 //! and initramfs) and one raw image per guest disk.
 
+mod dom0;
+mod dom0_sh;
+mod guest;
+mod guest_sh;
+mod staging;
+#[cfg(test)]
+mod tests;
+mod validate;
+mod xl;
+
 use crate::kernel::HostKernel;
 use crate::paths::run_dir;
 use crate::scenario::{vdev, Boot, GuestStep};
@@ -11,6 +21,10 @@ use anyhow::Result;
 use std::fs;
 use std::path::PathBuf;
 use validate::validate;
+
+pub use dom0::{daemon_args, step_daemons};
+pub use guest::{secondary_console_module, HOSTILE_BIN};
+pub use xl::{disk_spec, vif_mac, vif_spec, USERSPACE_BLOCK_SCRIPT, USERSPACE_VIF_SCRIPT};
 
 /// The guest address of step `step_idx` on dom0's bridge.
 pub fn guest_ip(step_idx: usize) -> String {
@@ -110,17 +124,3 @@ pub fn prepare(boot: &Boot, xen: &XenTree, kernel: &HostKernel) -> Result<Prepar
         host_checks,
     })
 }
-
-mod dom0;
-mod dom0_sh;
-mod guest;
-mod guest_sh;
-mod staging;
-#[cfg(test)]
-mod tests;
-mod validate;
-mod xl;
-
-pub use dom0::{daemon_args, step_daemons};
-pub use guest::{secondary_console_module, HOSTILE_BIN};
-pub use xl::{disk_spec, vif_mac, vif_spec, USERSPACE_BLOCK_SCRIPT, USERSPACE_VIF_SCRIPT};

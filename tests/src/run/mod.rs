@@ -3,6 +3,11 @@
 //! disk images on the host. Logs go to `build/testbed-logs/BOOT/` and are kept (and
 //! their folder printed) when anything fails.
 
+mod dom0;
+mod drive;
+mod host;
+mod report;
+
 use crate::error::Failure;
 use crate::images::prepare;
 use crate::kernel::HostKernel;
@@ -17,6 +22,10 @@ use host::host_checks;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+pub use dom0::dom0_run;
+pub(crate) use drive::{judge_workloads, start_step};
+pub use report::{BootReport, FioSample, ReadSample};
 
 /// Xen's command line. `spec-ctrl=eager-fpu`: lazy FPU switching is broken under QEMU
 /// 7.2 TCG with XSAVE (random crashes and wrong checksums in dom0 and domUs).
@@ -227,12 +236,3 @@ fn boot_dom0(cfg: &QemuConfig, logs: &Path, opts: RunOptions) -> Result<Machine>
 
 /// See [`boot_dom0`].
 const DOM0_BOOT_SECS: u64 = 180;
-
-mod dom0;
-mod drive;
-mod host;
-mod report;
-
-pub use dom0::dom0_run;
-pub(crate) use drive::{judge_workloads, start_step};
-pub use report::{BootReport, FioSample, ReadSample};

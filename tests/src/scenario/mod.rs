@@ -1,7 +1,20 @@
 //! The typed description of one test-bed run: one Xen boot, the dom0 daemons it starts,
 //! and a list of guest steps, each one domU with its disks and workloads.
 
+mod boot;
+mod misbehaviour;
+mod step;
+mod workload;
+
 use std::path::PathBuf;
+
+pub use boot::{guest_blkfront_reloads, standard_steps, Boot, Dom0Daemon};
+pub use misbehaviour::{
+    BackendMisbehaviour, NetMisbehaviour, HOSTILE_LOG_LINES, HOSTILE_LOG_MAX_LINES,
+    HOSTILE_STEADY_SECTORS, HOSTILE_WRITE_BYTES,
+};
+pub use step::{CustomKernel, GuestStep};
+pub use workload::{vdev, Workload};
 
 /// Guest virtualisation mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,16 +128,3 @@ pub struct Disk {
     /// its own ([`GuestStep::with_disk_of`]): a fresh guest reads what another left.
     pub of: Option<(usize, usize)>,
 }
-
-mod boot;
-mod misbehaviour;
-mod step;
-mod workload;
-
-pub use boot::{guest_blkfront_reloads, standard_steps, Boot, Dom0Daemon};
-pub use misbehaviour::{
-    BackendMisbehaviour, NetMisbehaviour, HOSTILE_LOG_LINES, HOSTILE_LOG_MAX_LINES,
-    HOSTILE_STEADY_SECTORS, HOSTILE_WRITE_BYTES,
-};
-pub use step::{CustomKernel, GuestStep};
-pub use workload::{vdev, Workload};
