@@ -1,7 +1,7 @@
 //! Guests' vifs in the test bed: the guest's end of a vif driven by a module of ours
 //! ([`crate::NetFrontend::Module`], e.g. `sluice-netfront.ko`) and its reload check
 //! ([`crate::Workload::NetReloadFrontend`]). The transfers themselves are
-//! [`crate::Workload::Net`]'s `check_net` (in `images.rs`), the same for either
+//! [`crate::Workload::Net`]'s `check_net` (in `images/guest_sh.rs`), the same for either
 //! frontend and either backend.
 
 use crate::scenario::{GuestStep, NetBackend, NetMisbehaviour, Workload};

@@ -7,7 +7,7 @@
 //! for a step of its own, plus one check of dom0's: the daemon ran throughout and
 //! logged no warning, error, panic or disconnect, each disk connected once.
 //!
-//! Flakes handled as for single steps (`run.rs`): a guest whose `xl create` failed
+//! Flakes handled as for single steps (`run/drive.rs`): a guest whose `xl create` failed
 //! because libxl timed out a hotplug script is created again (twice at most), and a
 //! guest Xen reports triple-faulted before its init ran is created once more.
 
