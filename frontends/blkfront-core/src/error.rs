@@ -113,6 +113,17 @@ pub enum SubmitError {
     DeviceFailed,
     /// The queue's ring is full: retry after completions.
     RingFull,
+    /// The I/O's pages would take its ring past its budget of pages in flight
+    /// ([`Frontend::page_budget`](crate::Frontend::page_budget)): retry after
+    /// completions. Nothing was granted, copied or sent.
+    PageBudget {
+        /// Pages the I/O needs (data + indirect).
+        pages: usize,
+        /// Pages the ring has in flight.
+        in_flight: usize,
+        /// The ring's budget.
+        budget: usize,
+    },
     /// No such queue.
     NoSuchQueue(usize),
     /// Out of memory or grants.
@@ -141,6 +152,14 @@ impl fmt::Display for SubmitError {
         match *self {
             SubmitError::DeviceFailed => f.write_str("device failed"),
             SubmitError::RingFull => f.write_str("ring full"),
+            SubmitError::PageBudget {
+                pages,
+                in_flight,
+                budget,
+            } => write!(
+                f,
+                "{pages} pages would exceed the ring's budget ({in_flight} of {budget} in flight)"
+            ),
             SubmitError::NoSuchQueue(q) => write!(f, "no queue {q}"),
             SubmitError::NoResources(e) => write!(f, "no resources: {e}"),
             SubmitError::BadSegmentCount { given, max } => {

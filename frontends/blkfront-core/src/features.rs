@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::string::String;
 use sluice_abi::blkif::{
     keys, VdiskInfo, BLKIF_MAX_INDIRECT_SEGMENTS, BLKIF_MAX_SEGMENTS_PER_REQUEST,
+    SEGMENTS_PER_INDIRECT_PAGE,
 };
 
 /// How the backend is asked to make writes durable.
@@ -69,16 +70,36 @@ pub struct FrontendConfig {
     pub max_indirect_segments: u32,
     /// Use persistent grants when the backend offers them.
     pub persistent: bool,
+    /// Most pages (data + indirect) in flight per ring with persistent grants: each
+    /// ring's pool of persistently granted pages never grows past it, so the backend's
+    /// per-ring cache of persistent grants never has to evict (Linux blkback's
+    /// `max_persistent_grants` and sluice-blkback's `PERSISTENT_GRANTS_PER_QUEUE`: 1056).
+    pub persistent_pages_per_ring: usize,
+    /// Most pages in flight per ring without persistent grants (each granted and
+    /// mapped per request; bounds the grant-table entries and bounce memory a ring
+    /// holds).
+    pub pages_per_ring: usize,
 }
 
+/// Linux blkback's default persistent grants per ring (`xen_blkif_max_pgrants`), also
+/// sluice-blkback's: 32 requests x (32 segments + 1 indirect page).
+pub const DEFAULT_PERSISTENT_PAGES_PER_RING: usize = 1056;
+
+/// Without persistent grants: eight 1 MiB requests (256 segments + 1 indirect page)
+/// per ring; 8 rings x 2056 = 16448 grants, half of a default (64-frame) grant table.
+pub const DEFAULT_PAGES_PER_RING: usize = 8 * 257;
+
 impl Default for FrontendConfig {
-    /// Linux blkfront's defaults: 4 queues, ring order 4, 32 indirect segments.
+    /// Linux blkfront's defaults: 4 queues, ring order 4, 32 indirect segments; the
+    /// page budgets above.
     fn default() -> Self {
         FrontendConfig {
             max_queues: 4,
             max_ring_page_order: 4,
             max_indirect_segments: 32,
             persistent: true,
+            persistent_pages_per_ring: DEFAULT_PERSISTENT_PAGES_PER_RING,
+            pages_per_ring: DEFAULT_PAGES_PER_RING,
         }
     }
 }
@@ -212,9 +233,49 @@ impl DiskInfo {
     }
 }
 
+/// Pages one read or write of `segments` segments holds while in flight: a bounce page
+/// per segment, plus its indirect pages when it does not fit in a ring slot.
+pub fn request_pages(segments: usize) -> usize {
+    if segments <= BLKIF_MAX_SEGMENTS_PER_REQUEST {
+        segments
+    } else {
+        segments + segments.div_ceil(SEGMENTS_PER_INDIRECT_PAGE)
+    }
+}
+
+/// The per-ring page budget (at least a direct request's 11 pages, so a flush with
+/// data always fits) and the segments per request that fit in it whole: a request is
+/// never bigger than the budget, so one always goes when its ring has nothing in flight.
+pub fn budget_and_segments(budget: usize, max_segments: usize) -> (usize, usize) {
+    let budget = budget.max(BLKIF_MAX_SEGMENTS_PER_REQUEST);
+    let mut segs = max_segments.max(BLKIF_MAX_SEGMENTS_PER_REQUEST);
+    while request_pages(segs) > budget {
+        segs -= 1;
+    }
+    (budget, segs)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_u64;
+    use super::{budget_and_segments, parse_u64, request_pages};
+
+    #[test]
+    fn pages_and_budgets() {
+        assert_eq!(request_pages(0), 0);
+        assert_eq!(request_pages(11), 11);
+        assert_eq!(request_pages(12), 13);
+        assert_eq!(request_pages(256), 257);
+        assert_eq!(request_pages(512), 513);
+        assert_eq!(request_pages(513), 515);
+        // Defaults never limit 256 segments.
+        assert_eq!(budget_and_segments(1056, 256), (1056, 256));
+        assert_eq!(budget_and_segments(2056, 256), (2056, 256));
+        // A small budget limits the request so it fits whole.
+        assert_eq!(budget_and_segments(100, 256), (100, 99));
+        assert_eq!(budget_and_segments(0, 256), (11, 11));
+        assert_eq!(budget_and_segments(12, 256), (12, 11));
+        assert_eq!(budget_and_segments(13, 256), (13, 12));
+    }
 
     #[test]
     fn decimal_only() {

@@ -174,6 +174,12 @@ struct Queue<Pp, Dp, T> {
     port: EvtchnPort,
     shadow: Vec<Option<Shadow<Pp, Dp, T>>>,
     free_ids: Vec<u32>,
+    /// This ring's free bounce/indirect pages: with persistent grants each stays
+    /// granted, so a backend's per-ring cache sees only this ring's pages, never more
+    /// than the budget.
+    pool: Vec<PoolPage<Pp>>,
+    /// Pages held by this ring's requests in flight (data + indirect).
+    pages: usize,
 }
 
 impl<Pp: Pages, Dp, T> Queue<Pp, Dp, T> {
@@ -189,6 +195,7 @@ impl<Pp: Pages, Dp, T> Queue<Pp, Dp, T> {
 type QueueOf<P, T> =
     Queue<<P as crate::platform::Memory>::Pages, <P as crate::platform::Memory>::DataPage, T>;
 type PoolOf<P> = PoolPage<<P as crate::platform::Memory>::Pages>;
+type PoolVec<P> = Vec<PoolOf<P>>;
 type IoOf<P> = BlockIo<<P as crate::platform::Memory>::DataPage>;
 
 /// A Xen block frontend for one virtual disk, generic over the guest kernel
@@ -209,7 +216,8 @@ pub struct Frontend<P: Platform, T> {
     disk: Option<DiskInfo>,
     persistent: bool,
     max_segments: usize,
-    pool: Vec<PoolOf<P>>,
+    /// Pages in flight per ring, at most (set at connect).
+    page_budget: usize,
     held: VecDeque<(u64, T, IoOf<P>)>,
     next_seq: u64,
     stats: Stats,
@@ -256,7 +264,7 @@ impl<P: Platform, T> Frontend<P, T> {
             disk: None,
             persistent: false,
             max_segments: BLKIF_MAX_SEGMENTS_PER_REQUEST,
-            pool: Vec::new(),
+            page_budget: BLKIF_MAX_SEGMENTS_PER_REQUEST,
             held: VecDeque::new(),
             next_seq: 0,
             stats: Stats::default(),
@@ -287,6 +295,23 @@ impl<P: Platform, T> Frontend<P, T> {
     /// Segments one read or write may carry (direct or indirect).
     pub fn max_segments(&self) -> usize {
         self.max_segments
+    }
+
+    /// Pages (data + indirect) a ring may have in flight: the persistent or the
+    /// non-persistent budget of [`FrontendConfig`], chosen at connect.
+    /// [`max_segments`](Self::max_segments) is limited so that one request fits.
+    pub fn page_budget(&self) -> usize {
+        self.page_budget
+    }
+
+    /// Pages ring `queue` has in flight (0 for no such ring).
+    pub fn pages_in_flight(&self, queue: usize) -> usize {
+        self.queues.get(queue).map_or(0, |q| q.pages)
+    }
+
+    /// Pages ring `queue` holds, free in its pool or in flight (0 for no such ring).
+    pub fn ring_pages(&self, queue: usize) -> usize {
+        self.queues.get(queue).map_or(0, |q| q.pages + q.pool.len())
     }
 
     /// Request slots per ring (0 before the rings are set up).
@@ -512,6 +537,8 @@ impl<P: Platform, T> Frontend<P, T> {
             port,
             shadow: (0..size).map(|_| None).collect(),
             free_ids: (0..size).rev().collect(),
+            pool: Vec::new(),
+            pages: 0,
         })
     }
 
@@ -537,7 +564,13 @@ impl<P: Platform, T> Frontend<P, T> {
     ) -> Result<Event, NegotiationError> {
         let disk = DiskInfo::read(p, &self.backend)?;
         self.persistent = self.config.persistent && disk.persistent;
-        self.max_segments = disk.max_segments(&self.config);
+        let budget = if self.persistent {
+            self.config.persistent_pages_per_ring
+        } else {
+            self.config.pages_per_ring
+        };
+        (self.page_budget, self.max_segments) =
+            crate::features::budget_and_segments(budget, disk.max_segments(&self.config));
         self.disk = Some(disk);
         self.write_state(p, XenbusState::Connected)
             .map_err(NegotiationError::Platform)?;
@@ -552,8 +585,7 @@ impl<P: Platform, T> Frontend<P, T> {
         for qi in 0..self.queues.len() {
             for slot in 0..self.queues[qi].shadow.len() {
                 if let Some(s) = self.queues[qi].shadow[slot].take() {
-                    self.release_pages(p, s.bounce);
-                    self.release_pages(p, s.indirect);
+                    self.give_back(p, qi, s.bounce, s.indirect);
                     outstanding.push((s.seq, s.tag, s.io));
                 }
             }
@@ -566,7 +598,6 @@ impl<P: Platform, T> Frontend<P, T> {
         }
         self.held = held;
         self.teardown_queues(p);
-        self.drop_pool(p);
         self.disk = None;
         self.state = FrontState::Disconnected;
     }
@@ -578,10 +609,12 @@ impl<P: Platform, T> Frontend<P, T> {
                 ring_mem,
                 ring_grefs,
                 port,
+                pool,
                 ..
             } = q;
             p.unbind(port);
             self.release_ring(p, ring_mem, &ring_grefs);
+            self.drop_pool(p, pool);
         }
     }
 
@@ -643,8 +676,8 @@ impl<P: Platform, T> Frontend<P, T> {
         self.fail(p, &mut done);
     }
 
-    fn drop_pool(&mut self, p: &mut P) {
-        for pp in core::mem::take(&mut self.pool) {
+    fn drop_pool(&mut self, p: &mut P, pool: PoolVec<P>) {
+        for pp in pool {
             match pp.gref {
                 Some(g) if p.end_access(g).is_err() => {
                     self.stats.quarantined_pages += 1;
@@ -655,8 +688,8 @@ impl<P: Platform, T> Frontend<P, T> {
         }
     }
 
-    fn take_page(&mut self, p: &mut P, readonly: bool) -> Result<PoolOf<P>, SeamError> {
-        let mut pp = match self.pool.pop() {
+    fn take_page(&mut self, p: &mut P, qi: usize, readonly: bool) -> Result<PoolOf<P>, SeamError> {
+        let mut pp = match self.queues[qi].pool.pop() {
             Some(pp) => pp,
             None => PoolPage {
                 page: p.alloc_pages(1)?,
@@ -669,7 +702,7 @@ impl<P: Platform, T> Frontend<P, T> {
             match p.grant_access(self.backend_id, &pp.page, 0, ro) {
                 Ok(g) => pp.gref = Some(g),
                 Err(e) => {
-                    self.pool.push(pp);
+                    self.queues[qi].pool.push(pp);
                     return Err(e);
                 }
             }
@@ -677,7 +710,15 @@ impl<P: Platform, T> Frontend<P, T> {
         Ok(pp)
     }
 
-    fn release_pages(&mut self, p: &mut P, pages: Vec<PoolOf<P>>) {
+    /// A request's pages go back to ring `qi`: out of its pages in flight, into its pool.
+    fn give_back(&mut self, p: &mut P, qi: usize, bounce: PoolVec<P>, indirect: PoolVec<P>) {
+        let q = &mut self.queues[qi];
+        q.pages = q.pages.saturating_sub(bounce.len() + indirect.len());
+        self.release_pages(p, qi, bounce);
+        self.release_pages(p, qi, indirect);
+    }
+
+    fn release_pages(&mut self, p: &mut P, qi: usize, pages: PoolVec<P>) {
         for mut pp in pages {
             if !self.persistent {
                 if let Some(g) = pp.gref.take() {
@@ -689,7 +730,7 @@ impl<P: Platform, T> Frontend<P, T> {
                     }
                 }
             }
-            self.pool.push(pp);
+            self.queues[qi].pool.push(pp);
         }
     }
 
@@ -795,21 +836,40 @@ impl<P: Platform, T> Frontend<P, T> {
             Ok(_) => return Err((SubmitError::RingFull, tag, io)),
             Err(_) => return Err((SubmitError::DeviceFailed, tag, io)),
         }
+        // The ring's page budget, before anything is taken. `connect` limits a request
+        // to the budget, so one always goes on a ring with nothing in flight; the
+        // check on `in_flight` keeps that true even if the budget changed under held I/O.
+        let pages = match io.op {
+            IoOp::Discard { .. } => 0,
+            _ => crate::features::request_pages(io.segments.len()),
+        };
+        let in_flight = self.queues[qi].pages;
+        if in_flight > 0 && in_flight + pages > self.page_budget {
+            return Err((
+                SubmitError::PageBudget {
+                    pages,
+                    in_flight,
+                    budget: self.page_budget,
+                },
+                tag,
+                io,
+            ));
+        }
         let writes = matches!(io.op, IoOp::Write | IoOp::Flush);
         let mut bounce: Vec<PoolOf<P>> = Vec::with_capacity(io.segments.len());
         let mut segs: Vec<BlkifRequestSegment> = Vec::with_capacity(io.segments.len());
         for s in &io.segments {
-            let pp = match self.take_page(p, writes) {
+            let pp = match self.take_page(p, qi, writes) {
                 Ok(pp) => pp,
                 Err(e) => {
-                    self.release_pages(p, bounce);
+                    self.release_pages(p, qi, bounce);
                     return Err((SubmitError::NoResources(e), tag, io));
                 }
             };
             if writes {
                 if let Err(e) = p.copy_in(&pp.page, s.offset(), s.page, s.offset(), s.len()) {
                     bounce.push(pp);
-                    self.release_pages(p, bounce);
+                    self.release_pages(p, qi, bounce);
                     return Err((SubmitError::Copy(e), tag, io));
                 }
             }
@@ -875,11 +935,11 @@ impl<P: Platform, T> Frontend<P, T> {
                     ..Default::default()
                 };
                 for (i, chunk) in segs.chunks(SEGMENTS_PER_INDIRECT_PAGE).enumerate() {
-                    let pp = match self.take_page(p, true) {
+                    let pp = match self.take_page(p, qi, true) {
                         Ok(pp) => pp,
                         Err(e) => {
-                            self.release_pages(p, bounce);
-                            self.release_pages(p, indirect);
+                            self.release_pages(p, qi, bounce);
+                            self.release_pages(p, qi, indirect);
                             return Err((SubmitError::NoResources(e), tag, io));
                         }
                     };
@@ -894,8 +954,8 @@ impl<P: Platform, T> Frontend<P, T> {
                     ind.indirect_grefs[i] = pp.gref.unwrap_or_default();
                     indirect.push(pp);
                     if let Err(e) = written {
-                        self.release_pages(p, bounce);
-                        self.release_pages(p, indirect);
+                        self.release_pages(p, qi, bounce);
+                        self.release_pages(p, qi, indirect);
                         return Err((SubmitError::Copy(e), tag, io));
                     }
                 }
@@ -906,11 +966,12 @@ impl<P: Platform, T> Frontend<P, T> {
         let q = &mut self.queues[qi];
         if !matches!(q.ring(|r| r.push_request(&slot)), Ok(Ok(()))) {
             // Checked not full above; keep the I/O rather than lose it.
-            self.release_pages(p, bounce);
-            self.release_pages(p, indirect);
+            self.release_pages(p, qi, bounce);
+            self.release_pages(p, qi, indirect);
             return Err((SubmitError::RingFull, tag, io));
         }
         q.free_ids.pop();
+        q.pages += bounce.len() + indirect.len();
         q.shadow[id as usize] = Some(Shadow {
             seq,
             tag,
@@ -1097,8 +1158,7 @@ impl<P: Platform, T> Frontend<P, T> {
             Ok(BlkifRsp::Error) => Err(IoError::Backend(rsp.status)),
             Err(_) => Err(IoError::Backend(rsp.status)),
         };
-        self.release_pages(p, s.bounce);
-        self.release_pages(p, s.indirect);
+        self.give_back(p, queue, s.bounce, s.indirect);
         Ok((s.tag, result))
     }
 }
@@ -1108,13 +1168,9 @@ impl<P: Platform, T> Drop for Frontend<P, T> {
     /// can be ended without the platform, so pages still granted are leaked, never
     /// freed under a backend that may map them.
     fn drop(&mut self) {
+        // A ring's pool goes with it (its pages may be granted persistently).
         for q in self.queues.drain(..) {
             core::mem::forget(q);
-        }
-        for pp in self.pool.drain(..) {
-            if pp.gref.is_some() {
-                core::mem::forget(pp);
-            }
         }
     }
 }

@@ -16,7 +16,7 @@ use sluice_abi::ring::RSP_PROD_OFFSET;
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::{EvtchnPort, GrantRef};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 pub use sluice_front_seams::fake::{FrontPlatform, Pg, World, BACKEND_ID};
@@ -93,6 +93,10 @@ pub struct FakeBackend {
     pub misbehave: Misbehaviour,
     /// (operation, sector, sectors) of every request served.
     pub log: Vec<(u8, u64, u64)>,
+    /// The distinct grants each queue's requests named (data and indirect pages): what
+    /// a backend's per-ring cache of persistent grants would have to hold.
+    pub seen: Vec<BTreeSet<GrantRef>>,
+    serving: usize,
 }
 
 impl FakeBackend {
@@ -107,6 +111,8 @@ impl FakeBackend {
             use_persistent: false,
             misbehave: Misbehaviour::None,
             log: Vec::new(),
+            seen: Vec::new(),
+            serving: 0,
         };
         b.init_wait();
         b
@@ -258,6 +264,10 @@ impl FakeBackend {
     }
 
     fn map_data(&mut self, gref: GrantRef, write: bool) -> Result<Pg, String> {
+        if self.seen.len() <= self.serving {
+            self.seen.resize(self.serving + 1, BTreeSet::new());
+        }
+        self.seen[self.serving].insert(gref);
         if let Some(pg) = self.persistent_maps.get(&gref) {
             return Ok(*pg);
         }
@@ -398,6 +408,7 @@ impl FakeBackend {
                 while let Some(slot) = self.queues[qi].ring.pop_request().expect("front ring") {
                     let rsp = match decode_request(&slot, &limits) {
                         Ok(req) => {
+                            self.serving = qi;
                             let status = self.serve_one(req);
                             // Like Linux's blkback: an indirect request is answered with
                             // the operation it carries.

@@ -46,13 +46,16 @@ sluice_kernel::blk_driver!(Device);
 
 /// Most rings (blk-mq hardware queues): one per vCPU up to this.
 const MAX_QUEUES: u32 = 8;
-/// Segments (4 KiB pages) per request, as xen-blkfront's default (128 KiB). With 256
-/// (1 MiB) and 8 requests in flight, 2048 pages exceed both backends' 1056 persistent
-/// grants per ring: kernel blkback purges, sluice-blkback (main, 2026-12-07) evicted,
-/// fell back to grant copy, saw copies fail and left 8 requests unanswered (the device
-/// failed after 30 s; docs/bench.md). Depth x segments stays within 1024 pages until
-/// the frontend budgets pages in flight.
-const MAX_SEGMENTS: u32 = 32;
+/// Segments (4 KiB pages) per request we ask for: the request is
+/// min(backend's `feature-max-indirect-segments`, this), up to 1 MiB, and the block
+/// layer merges up to it (max_segments / max_hw_sectors of the queue). Pages in flight
+/// are bounded per ring by the core's page budget, not by depth x segments: with
+/// persistent grants 1056 (the backends' persistent grants per ring: Linux blkback's
+/// `max_persistent_grants`, sluice-blkback's `PERSISTENT_GRANTS_PER_QUEUE`), so four
+/// 1 MiB requests (4 x 257 pages) or 32 small ones fit; a request past it is given back
+/// to blk-mq (`BLK_STS_RESOURCE`). Without the budget, 1 MiB x 8 in flight was 2048
+/// distinct grants per ring and sluice-blkback thrashed (docs/bench.md, 2026-12-07).
+const MAX_SEGMENTS: u32 = 256;
 /// blk-mq tags per hardware queue, at most (and at most the ring's slots).
 const MAX_QUEUE_DEPTH: usize = 32;
 /// Completions per lock hold in the interrupt (ended after the lock is released).
@@ -233,6 +236,7 @@ impl Device {
         queues: c_uint,
         depth: c_uint,
         max_segments: c_uint,
+        budget: usize,
     ) {
         let mut p = DiskParams {
             sectors: info.sectors,
@@ -279,7 +283,7 @@ impl Device {
             return;
         }
         pr_info!(
-            "sluice-blkfront: {name}: {} sectors, {queues} queue(s) of {depth}, {max_segments} segments/request",
+            "sluice-blkfront: {name}: {} sectors, {queues} queue(s) of {depth}, {max_segments} segments/request, {budget} pages in flight/queue",
             info.sectors
         );
     }
@@ -300,7 +304,7 @@ impl XenbusDriver for Device {
         let config = FrontendConfig {
             // A ring per vCPU, as xen-blkfront's multi-queue.
             max_queues: num_cpus().clamp(1, MAX_QUEUES),
-            // 128 KiB requests (see MAX_SEGMENTS).
+            // Up to 1 MiB requests, within the page budget (see MAX_SEGMENTS).
             max_indirect_segments: MAX_SEGMENTS,
             ..FrontendConfig::default()
         };
@@ -352,6 +356,7 @@ impl XenbusDriver for Device {
         };
         let queues = io.front.queues() as c_uint;
         let max_segments = io.front.max_segments();
+        let budget = io.front.page_budget();
         let depth = io.front.ring_slots().min(MAX_QUEUE_DEPTH) as c_uint;
         // Back under the spinlock before the disk is created (its partition scan does
         // I/O) or its queues rerun.
@@ -367,7 +372,7 @@ impl XenbusDriver for Device {
         finish(done);
         match event {
             Event::Connected(info) if !has_disk => {
-                self.create_disk(info, queues, depth.max(1), max_segments as c_uint)
+                self.create_disk(info, queues, depth.max(1), max_segments as c_uint, budget)
             }
             Event::Disconnected { held } => {
                 pr_warn!("sluice-blkfront: backend closed, {held} request(s) held for a reconnect");
@@ -510,9 +515,15 @@ impl BlkDriver for Device {
         let q = queue as usize % front.queues().max(1);
         match front.submit(plat, q, rq, io) {
             Ok(()) => Ok(()),
-            Err((SubmitError::RingFull, rq, _)) | Err((SubmitError::NoResources(_), rq, _)) => {
-                Err((QueueStatus::Resource, rq))
-            }
+            // Retried by blk-mq: a BLK_STS_RESOURCE request goes back on the hardware
+            // queue's dispatch list, which is marked for a restart, so the next request
+            // that completes on it (this ring: the budget and the ring are per hardware
+            // queue, and a ring with nothing in flight never refuses) reruns it
+            // (`blk_mq_sched_restart` from `__blk_mq_free_request`), and blk-mq also
+            // reruns it after BLK_MQ_RESOURCE_DELAY (`blk_mq_dispatch_rq_list`).
+            Err((SubmitError::RingFull, rq, _))
+            | Err((SubmitError::PageBudget { .. }, rq, _))
+            | Err((SubmitError::NoResources(_), rq, _)) => Err((QueueStatus::Resource, rq)),
             Err((SubmitError::Unsupported, rq, _)) => Err((QueueStatus::NotSupported, rq)),
             Err((_, rq, _)) => Err((QueueStatus::IoError, rq)),
         }

@@ -362,10 +362,13 @@ impl<P: Platform, S> Disk<P, S> {
     }
 }
 
-/// A submit that may work once I/O completes: a full ring, or grants or pages short
+/// A submit that may work once I/O completes: a full ring or page budget, or grants or pages short
 /// (the bus' per-child grant quota, pool memory).
 fn retry_later(e: &SubmitError) -> bool {
-    matches!(e, SubmitError::RingFull | SubmitError::NoResources(_))
+    matches!(
+        e,
+        SubmitError::RingFull | SubmitError::PageBudget { .. } | SubmitError::NoResources(_)
+    )
 }
 
 /// SRB_STATUS_BUS_RESET: completed by a bus reset (Storport retries it).
