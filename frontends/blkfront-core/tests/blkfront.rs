@@ -3,155 +3,20 @@
 
 mod fake;
 
-use fake::{BackendConfig, FakeBackend, FrontPlatform, Misbehaviour, Pg, World, BACK, FRONT};
+use fake::bed::{recorder, Bed};
+use fake::{BackendConfig, Misbehaviour, Pg, BACK};
 use proptest::prelude::*;
 use sluice_abi::blkif::BlkifOp;
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
-    BlockIo, Event, FrontState, Frontend, FrontendConfig, IoError, IoOp, IoSegment,
-    NegotiationError, ProtocolError, SubmitError, Timeout,
+    BlockIo, Event, FrontState, FrontendConfig, IoError, IoOp, IoSegment, NegotiationError,
+    ProtocolError, SubmitError, Timeout,
 };
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
 
 const SECTORS: u64 = 8192; // 4 MiB
 
-type Done = Rc<RefCell<BTreeMap<u64, Result<(), IoError>>>>;
-
-struct Bed {
-    world: Rc<RefCell<World>>,
-    plat: FrontPlatform,
-    back: FakeBackend,
-    front: Frontend<FrontPlatform, u64>,
-    done: Done,
-    next_tag: u64,
-}
-
-fn recorder(done: &Done) -> impl FnMut(u64, Result<(), IoError>) + '_ {
-    move |tag, r| {
-        let prev = done.borrow_mut().insert(tag, r);
-        assert!(prev.is_none(), "I/O {tag} completed twice");
-    }
-}
-
-impl Bed {
-    fn new(cfg: BackendConfig, front_cfg: FrontendConfig) -> Bed {
-        let world = World::new();
-        let back = FakeBackend::new(world.clone(), SECTORS, cfg);
-        let mut plat = FrontPlatform(world.clone());
-        let mut front = Frontend::new(FRONT, BACK, fake::BACKEND_ID, front_cfg).unwrap();
-        front.start(&mut plat).unwrap();
-        Bed {
-            world,
-            plat,
-            back,
-            front,
-            done: Rc::default(),
-            next_tag: 0,
-        }
-    }
-
-    fn changed(&mut self, s: XenbusState) -> Result<Event, NegotiationError> {
-        let done = self.done.clone();
-        self.front
-            .backend_changed(&mut self.plat, s, recorder(&done))
-    }
-
-    /// InitWait -> Initialised -> backend connect -> Connected.
-    fn bring_up(&mut self) {
-        assert!(matches!(
-            self.changed(XenbusState::InitWait).unwrap(),
-            Event::Initialised { .. }
-        ));
-        self.back.connect().unwrap();
-        assert!(matches!(
-            self.changed(XenbusState::Connected).unwrap(),
-            Event::Connected(_)
-        ));
-        assert_eq!(self.front.state(), FrontState::Connected);
-    }
-
-    fn xs(&self, key: &str) -> Option<String> {
-        self.world
-            .borrow()
-            .xs
-            .get(&format!("{FRONT}/{key}"))
-            .cloned()
-    }
-
-    /// `n` caller pages filled with a pattern derived from `seed`.
-    fn pages(&self, n: usize, seed: u8) -> Vec<Pg> {
-        let mut w = self.world.borrow_mut();
-        (0..n)
-            .map(|i| {
-                let p = w.alloc(1);
-                let bytes: Vec<u8> = (0..4096)
-                    .map(|b| (b as u8).wrapping_mul(31) ^ seed ^ (i as u8).wrapping_mul(7))
-                    .collect();
-                w.fill_page(p, &bytes);
-                p
-            })
-            .collect()
-    }
-
-    fn io(op: IoOp, sector: u64, pages: &[Pg]) -> BlockIo<Pg> {
-        BlockIo {
-            op,
-            sector,
-            segments: pages
-                .iter()
-                .map(|&page| IoSegment {
-                    page,
-                    first_sect: 0,
-                    last_sect: 7,
-                })
-                .collect(),
-        }
-    }
-
-    fn submit(&mut self, queue: usize, io: BlockIo<Pg>) -> Result<u64, SubmitError> {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.front
-            .submit(&mut self.plat, queue, tag, io)
-            .map(|()| tag)
-            .map_err(|(e, _, _)| e)
-    }
-
-    /// Backend serves; frontend handles every queue's pending events.
-    fn pump(&mut self) -> Result<usize, ProtocolError> {
-        self.back.serve();
-        let mut n = 0;
-        for q in 0..self.front.queues() {
-            let port = self.front.port(q).unwrap();
-            if self.world.borrow_mut().take_front_events(port) > 0 {
-                let done = self.done.clone();
-                n += self
-                    .front
-                    .handle_event(&mut self.plat, q, recorder(&done))?;
-            }
-        }
-        Ok(n)
-    }
-
-    fn result(&self, tag: u64) -> Option<Result<(), IoError>> {
-        self.done.borrow().get(&tag).copied()
-    }
-
-    fn bytes(&self, pages: &[Pg]) -> Vec<u8> {
-        let w = self.world.borrow();
-        pages.iter().flat_map(|p| w.page_bytes(*p)).collect()
-    }
-
-    fn disk(&self, sector: u64, len: usize) -> &[u8] {
-        let a = sector as usize * 512;
-        &self.back.disk[a..a + len]
-    }
-}
-
 fn bed() -> Bed {
-    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default(), SECTORS);
     b.bring_up();
     b
 }
@@ -165,6 +30,7 @@ fn negotiation_multi_queue_multi_page() {
             ..Default::default()
         },
         FrontendConfig::default(),
+        SECTORS,
     );
     assert_eq!(b.xs("state").as_deref(), Some("1"));
     let ev = b.changed(XenbusState::InitWait).unwrap();
@@ -216,6 +82,7 @@ fn negotiation_legacy_backend_single_page_ring() {
             ..Default::default()
         },
         FrontendConfig::default(),
+        SECTORS,
     );
     // A backend that never wrote multi-queue / ring-order nodes at all.
     b.world
@@ -261,7 +128,7 @@ fn negotiation_legacy_backend_single_page_ring() {
 }
 
 fn round_trip(cfg: BackendConfig, front_cfg: FrontendConfig, nsegs: usize) {
-    let mut b = Bed::new(cfg, front_cfg);
+    let mut b = Bed::new(cfg, front_cfg, SECTORS);
     b.bring_up();
     let data = b.pages(nsegs, 0x5a);
     let sector = 24;
@@ -399,6 +266,7 @@ fn flush_discard_range_and_readonly() {
             ..Default::default()
         },
         FrontendConfig::default(),
+        SECTORS,
     );
     ro.bring_up();
     let p = ro.pages(1, 0);
@@ -432,6 +300,7 @@ fn ring_full_then_drains() {
             ..Default::default()
         },
         FrontendConfig::default(),
+        SECTORS,
     );
     b.bring_up();
     let page = b.pages(1, 4);
@@ -696,6 +565,7 @@ fn backend_keeping_grants_mapped_gets_no_page_back() {
             ..Default::default()
         },
         FrontendConfig::default(),
+        SECTORS,
     );
     b.bring_up();
     b.back.misbehave = Misbehaviour::KeepGrantsMapped;
@@ -719,7 +589,7 @@ fn bad_backend_nodes_fail_negotiation() {
         ("info", Some("-1")),
         ("feature-max-indirect-segments", Some("99999999999")),
     ] {
-        let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+        let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default(), SECTORS);
         b.changed(XenbusState::InitWait).unwrap();
         b.back.connect().unwrap();
         let path = format!("{BACK}/{key}");
@@ -743,7 +613,7 @@ fn bad_backend_nodes_fail_negotiation() {
         b.back.close();
     }
     // A huge ring order is clamped to what the frontend supports.
-    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default(), SECTORS);
     b.world
         .borrow_mut()
         .xs
@@ -755,7 +625,7 @@ fn bad_backend_nodes_fail_negotiation() {
             ring_pages: 16
         }
     );
-    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default(), SECTORS);
     b.world
         .borrow_mut()
         .xs
@@ -766,7 +636,7 @@ fn bad_backend_nodes_fail_negotiation() {
 
 #[test]
 fn out_of_memory_during_setup_and_submit() {
-    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default());
+    let mut b = Bed::new(BackendConfig::default(), FrontendConfig::default(), SECTORS);
     b.world.borrow_mut().alloc_budget = Some(2); // rings for 2 of 4 queues
     let e = b.changed(XenbusState::InitWait).unwrap_err();
     assert!(matches!(e, NegotiationError::Platform(_)));
@@ -797,7 +667,7 @@ proptest! {
         reconnect_at in 0usize..30,
         persistent in any::<bool>(),
     ) {
-        let mut b = Bed::new(BackendConfig { persistent, ..Default::default() }, FrontendConfig::default());
+        let mut b = Bed::new(BackendConfig { persistent, ..Default::default() }, FrontendConfig::default(), SECTORS);
         b.bring_up();
         let mut model = vec![0u8; (SECTORS * 512) as usize];
         for (i, (write, page_no, n, q, seed)) in ops.into_iter().enumerate() {
@@ -835,7 +705,7 @@ fn held_io_keeps_its_order_when_the_new_ring_is_too_small() {
         max_ring_page_order: 0,
         ..Default::default()
     };
-    let mut b = Bed::new(cfg, FrontendConfig::default());
+    let mut b = Bed::new(cfg, FrontendConfig::default(), SECTORS);
     b.bring_up();
     let page = b.pages(1, 8);
     let mut tags = Vec::new();

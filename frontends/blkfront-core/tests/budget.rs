@@ -6,141 +6,36 @@
 
 mod fake;
 
-use fake::{BackendConfig, FakeBackend, FrontPlatform, Pg, World, BACK, FRONT};
+use fake::bed::Bed;
+use fake::BackendConfig;
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
-    request_pages, BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, SubmitError,
-    DEFAULT_PAGES_PER_RING, DEFAULT_PERSISTENT_PAGES_PER_RING,
+    request_pages, BlockIo, Event, FrontendConfig, IoOp, SubmitError, DEFAULT_PAGES_PER_RING,
+    DEFAULT_PERSISTENT_PAGES_PER_RING,
 };
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
 
 const SECTORS: u64 = 32768; // 16 MiB
 /// Sectors in a 1 MiB request.
 const MIB: u64 = 2048;
 
-type Done = Rc<RefCell<BTreeMap<u64, Result<(), IoError>>>>;
-
-struct Bed {
-    world: Rc<RefCell<World>>,
-    plat: FrontPlatform,
-    back: FakeBackend,
-    front: Frontend<FrontPlatform, u64>,
-    done: Done,
-    next_tag: u64,
+/// A frontend connected to a fake backend with a 16 MiB disk.
+fn up(back: BackendConfig, front: FrontendConfig) -> Bed {
+    let mut b = Bed::new(back, front, SECTORS);
+    b.bring_up();
+    b
 }
 
-impl Bed {
-    fn up(back: BackendConfig, front: FrontendConfig) -> Bed {
-        let world = World::new();
-        let back = FakeBackend::new(world.clone(), SECTORS, back);
-        let mut plat = FrontPlatform(world.clone());
-        let mut front = Frontend::new(FRONT, BACK, fake::BACKEND_ID, front).unwrap();
-        front.start(&mut plat).unwrap();
-        let mut b = Bed {
-            world,
-            plat,
-            back,
-            front,
-            done: Rc::default(),
-            next_tag: 0,
-        };
-        b.changed(XenbusState::InitWait);
-        b.back.connect().unwrap();
-        assert!(matches!(
-            b.changed(XenbusState::Connected),
-            Event::Connected(_)
-        ));
-        b
-    }
-
-    fn changed(&mut self, s: XenbusState) -> Event {
-        let done = self.done.clone();
-        self.front
-            .backend_changed(&mut self.plat, s, move |t, r| {
-                done.borrow_mut().insert(t, r);
-            })
-            .unwrap()
-    }
-
-    fn pages(&self, n: usize, seed: u8) -> Vec<Pg> {
-        let mut w = self.world.borrow_mut();
-        (0..n)
-            .map(|i| {
-                let p = w.alloc(1);
-                let bytes: Vec<u8> = (0..4096)
-                    .map(|b| (b as u8) ^ seed ^ (i as u8).wrapping_mul(13))
-                    .collect();
-                w.fill_page(p, &bytes);
-                p
-            })
-            .collect()
-    }
-
-    fn io(op: IoOp, sector: u64, pages: &[Pg]) -> BlockIo<Pg> {
-        BlockIo {
-            op,
-            sector,
-            segments: pages
-                .iter()
-                .map(|&page| IoSegment {
-                    page,
-                    first_sect: 0,
-                    last_sect: 7,
-                })
-                .collect(),
-        }
-    }
-
-    fn submit(&mut self, queue: usize, io: BlockIo<Pg>) -> Result<u64, SubmitError> {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.front
-            .submit(&mut self.plat, queue, tag, io)
-            .map(|()| tag)
-            .map_err(|(e, _, _)| e)
-    }
-
-    fn pump(&mut self) -> usize {
-        self.back.serve();
-        let mut n = 0;
-        for q in 0..self.front.queues() {
-            let port = self.front.port(q).unwrap();
-            if self.world.borrow_mut().take_front_events(port) > 0 {
-                let done = self.done.clone();
-                n += self
-                    .front
-                    .handle_event(&mut self.plat, q, |t, r| {
-                        assert!(done.borrow_mut().insert(t, r).is_none(), "twice");
-                    })
-                    .unwrap();
-            }
-        }
-        n
-    }
-
-    /// What a refused submit must leave unchanged.
-    fn snapshot(&self) -> (usize, usize, u64, usize, usize, usize) {
-        let w = self.world.borrow();
-        (
-            w.live_grants(),
-            w.live_allocs(),
-            self.front.stats().sent,
-            self.front.in_flight(),
-            self.front.pages_in_flight(0),
-            self.front.ring_pages(0),
-        )
-    }
-
-    fn disk(&self, sector: u64, len: usize) -> &[u8] {
-        &self.back.disk[sector as usize * 512..sector as usize * 512 + len]
-    }
-
-    fn bytes(&self, pages: &[Pg]) -> Vec<u8> {
-        let w = self.world.borrow();
-        pages.iter().flat_map(|p| w.page_bytes(*p)).collect()
-    }
+/// What a refused submit must leave unchanged.
+fn snapshot(b: &Bed) -> (usize, usize, u64, usize, usize, usize) {
+    let w = b.world.borrow();
+    (
+        w.live_grants(),
+        w.live_allocs(),
+        b.front.stats().sent,
+        b.front.in_flight(),
+        b.front.pages_in_flight(0),
+        b.front.ring_pages(0),
+    )
 }
 
 fn one_queue() -> BackendConfig {
@@ -161,13 +56,13 @@ fn mib_requests(budget: usize) -> FrontendConfig {
 #[test]
 fn a_request_past_the_budget_is_refused_without_side_effects() {
     // Two 1 MiB requests (2 x 257 pages) fit in 600, a third does not.
-    let mut b = Bed::up(one_queue(), mib_requests(600));
+    let mut b = up(one_queue(), mib_requests(600));
     assert_eq!((b.front.page_budget(), b.front.max_segments()), (600, 256));
     let data = b.pages(256, 1);
     let first = b.submit(0, Bed::io(IoOp::Write, 0, &data)).unwrap();
     let second = b.submit(0, Bed::io(IoOp::Write, MIB, &data)).unwrap();
     assert_eq!(b.front.pages_in_flight(0), 514);
-    let before = b.snapshot();
+    let before = snapshot(&b);
     assert_eq!(
         b.submit(0, Bed::io(IoOp::Write, 2 * MIB, &data)),
         Err(SubmitError::PageBudget {
@@ -176,12 +71,12 @@ fn a_request_past_the_budget_is_refused_without_side_effects() {
             budget: 600
         })
     );
-    assert_eq!(b.snapshot(), before, "a refused request took nothing");
+    assert_eq!(snapshot(&b), before, "a refused request took nothing");
     // 86 pages still fit (600 = 514 + 86), 87 do not (+1 indirect page).
     let small = b.submit(0, Bed::io(IoOp::Write, 3 * MIB, &data[..85]));
     assert!(small.is_ok());
     assert_eq!(b.front.pages_in_flight(0), 600);
-    let before = b.snapshot();
+    let before = snapshot(&b);
     assert!(matches!(
         b.submit(0, Bed::io(IoOp::Read, 0, &data[..1])),
         Err(SubmitError::PageBudget { pages: 1, .. })
@@ -196,9 +91,9 @@ fn a_request_past_the_budget_is_refused_without_side_effects() {
         segments: Vec::new(),
     };
     let d = b.submit(0, discard).unwrap();
-    assert_eq!(b.snapshot().4, before.4);
+    assert_eq!(snapshot(&b).4, before.4);
     // Completions give every page back, to the ring's pool.
-    assert_eq!(b.pump(), 4);
+    assert_eq!(b.pump().unwrap(), 4);
     for t in [first, second, small.unwrap(), d] {
         assert_eq!(b.done.borrow().get(&t), Some(&Ok(())));
     }
@@ -208,7 +103,7 @@ fn a_request_past_the_budget_is_refused_without_side_effects() {
     let grants = b.world.borrow().live_grants();
     let third = b.submit(0, Bed::io(IoOp::Write, 2 * MIB, &data)).unwrap();
     assert_eq!(b.world.borrow().live_grants(), grants);
-    assert_eq!(b.pump(), 1);
+    assert_eq!(b.pump().unwrap(), 1);
     assert_eq!(b.done.borrow().get(&third), Some(&Ok(())));
     let want = b.bytes(&data);
     assert_eq!(b.disk(2 * MIB, want.len()), &want[..]);
@@ -217,7 +112,7 @@ fn a_request_past_the_budget_is_refused_without_side_effects() {
 #[test]
 fn a_request_never_needs_more_than_the_whole_budget() {
     // A budget of 100 pages limits requests to 99 segments (+1 indirect page).
-    let mut b = Bed::up(one_queue(), mib_requests(100));
+    let mut b = up(one_queue(), mib_requests(100));
     assert_eq!((b.front.page_budget(), b.front.max_segments()), (100, 99));
     assert_eq!(request_pages(99), 100);
     let data = b.pages(100, 2);
@@ -235,16 +130,16 @@ fn a_request_never_needs_more_than_the_whole_budget() {
         b.submit(0, Bed::io(IoOp::Write, 0, &data[..1])),
         Err(SubmitError::PageBudget { .. })
     ));
-    b.pump();
+    b.pump().unwrap();
     assert_eq!(b.done.borrow().get(&t), Some(&Ok(())));
     // A budget below a direct request's 11 pages is raised to 11.
-    let b = Bed::up(one_queue(), mib_requests(3));
+    let b = up(one_queue(), mib_requests(3));
     assert_eq!((b.front.page_budget(), b.front.max_segments()), (11, 11));
 }
 
 #[test]
 fn small_requests_fill_the_queue_depth_large_ones_the_budget() {
-    let mut b = Bed::up(
+    let mut b = up(
         BackendConfig {
             max_queues: 1,
             max_ring_page_order: 0,
@@ -263,7 +158,7 @@ fn small_requests_fill_the_queue_depth_large_ones_the_budget() {
         b.submit(0, Bed::io(IoOp::Write, 0, &data[..1])),
         Err(SubmitError::RingFull)
     );
-    b.pump();
+    b.pump().unwrap();
     // 1 MiB: four (4 x 257 = 1028 of 1056 pages).
     for i in 0..4 {
         b.submit(0, Bed::io(IoOp::Read, i * MIB, &data)).unwrap();
@@ -276,14 +171,14 @@ fn small_requests_fill_the_queue_depth_large_ones_the_budget() {
             budget: 1056
         })
     ));
-    b.pump();
+    b.pump().unwrap();
     assert_eq!(b.done.borrow().len(), 36);
     assert!(b.done.borrow().values().all(|r| r.is_ok()));
 }
 
 #[test]
 fn without_persistent_grants_the_other_budget_applies() {
-    let mut b = Bed::up(
+    let mut b = up(
         BackendConfig {
             max_queues: 1,
             persistent: false,
@@ -306,7 +201,7 @@ fn without_persistent_grants_the_other_budget_applies() {
         Err(SubmitError::PageBudget { .. })
     ));
     assert_eq!(b.world.borrow().live_grants(), rings + 8 * 257);
-    b.pump();
+    b.pump().unwrap();
     // Every grant ended at completion (the ring's own grants stay).
     assert_eq!(b.world.borrow().live_grants(), rings);
     assert_eq!(b.front.pages_in_flight(0), 0);
@@ -317,7 +212,7 @@ fn a_ring_shows_its_backend_no_more_grants_than_its_budget() {
     // Two rings, 1 MiB requests, both kept as full as the budget allows for many
     // rounds: each ring's pages come from its own pool, so the grants a ring's backend
     // sees (and would cache persistently) stay within the budget.
-    let mut b = Bed::up(
+    let mut b = up(
         BackendConfig {
             max_queues: 2,
             ..Default::default()
@@ -345,7 +240,7 @@ fn a_ring_shows_its_backend_no_more_grants_than_its_budget() {
         // Answer one ring only, then the next round refills it while the other waits.
         b.back.serve();
         if round % 3 == 2 {
-            b.pump();
+            b.pump().unwrap();
         } else {
             // Complete only ring (round % 2).
             let q = (round % 2) as usize;
@@ -361,7 +256,7 @@ fn a_ring_shows_its_backend_no_more_grants_than_its_budget() {
         }
     }
     while b.done.borrow().len() < sent as usize {
-        assert!(b.pump() > 0, "no progress");
+        assert!(b.pump().unwrap() > 0, "no progress");
     }
     assert!(sent >= 48);
     assert!(b.done.borrow().values().all(|r| r.is_ok()));
@@ -377,11 +272,11 @@ fn a_ring_shows_its_backend_no_more_grants_than_its_budget() {
 
 #[test]
 fn held_io_is_sent_as_the_budget_allows_after_a_reconnect() {
-    let mut b = Bed::up(one_queue(), mib_requests(DEFAULT_PERSISTENT_PAGES_PER_RING));
+    let mut b = up(one_queue(), mib_requests(DEFAULT_PERSISTENT_PAGES_PER_RING));
     let data = b.pages(256, 6);
     b.back.close();
     assert!(matches!(
-        b.changed(XenbusState::Closed),
+        b.changed(XenbusState::Closed).unwrap(),
         Event::Disconnected { .. }
     ));
     let tags: Vec<u64> = (0..6)
@@ -389,13 +284,13 @@ fn held_io_is_sent_as_the_budget_allows_after_a_reconnect() {
         .collect();
     assert_eq!(b.front.held(), 6);
     b.back.init_wait();
-    b.changed(XenbusState::InitWait);
+    b.changed(XenbusState::InitWait).unwrap();
     b.back.connect().unwrap();
-    b.changed(XenbusState::Connected);
+    b.changed(XenbusState::Connected).unwrap();
     // Four fit; two wait for completions.
     assert_eq!((b.front.in_flight(), b.front.held()), (4, 2));
     while b.done.borrow().len() < tags.len() {
-        assert!(b.pump() > 0, "no progress");
+        assert!(b.pump().unwrap() > 0, "no progress");
     }
     assert!(tags.iter().all(|t| b.done.borrow().get(t) == Some(&Ok(()))));
     assert_eq!(b.front.held(), 0);

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod bed;
+
 use sluice_abi::blkif::{
     decode_request, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp, BlkifRequestSegment,
     BlkifResponse, BlkifRsp, SECTOR_SIZE, SEGMENTS_PER_INDIRECT_PAGE,
