@@ -295,8 +295,9 @@ impl<M: GrantMap> PersistentGrants<M> {
     /// When a use was turned away since the last purge (or since the cache was made)
     /// and at least a generation (as many uses as the limit) has passed since then,
     /// unmaps up to [`PURGE_PERCENT`] of the limit among the mappings not used since
-    /// then and not held by I/O, least recently used first. The work is bounded: it walks the generation's unused prefix of the LRU
-    /// order (at most the limit's entries), once a generation.
+    /// then and not held by I/O, least recently used first. The work is bounded: it
+    /// walks the generation's unused prefix of the LRU order (at most the limit's
+    /// entries), once a generation.
     fn purge(&self, inner: &mut Inner<M>) {
         if !inner.turned_away || inner.tick - inner.generation_start < self.limit as u64 {
             return;
