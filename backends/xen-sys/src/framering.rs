@@ -78,20 +78,11 @@ impl<'fd> FrameRing<'fd> {
         read_at: usize,
     ) -> io::Result<Self> {
         let entries = (2 * nbufs + 64 + 2).next_power_of_two() as u32;
-        // As `IoQueue::new`: where the kernel takes it (Linux 6.1+), a single-issuer
-        // ring with `DEFER_TASKRUN`, so a frame arriving on the tap while the thread
-        // works is posted when the thread next enters to wait, instead of interrupting
-        // it (task work signalled to a running thread: in a PV dom0 an interruption is a
-        // trip through Xen, per frame); a plain ring otherwise. The ring is used by the
-        // thread that made it only (a queue thread), which single-issuer requires.
-        let (ring, deferred) = match IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(entries)
-        {
-            Ok(r) => (r, true),
-            Err(_) => (IoUring::new(entries)?, false),
-        };
+        // As `IoQueue::new`: a frame arriving on the tap while the thread works is
+        // posted when the thread next enters to wait, instead of interrupting it (in a
+        // PV dom0 an interruption is a trip through Xen, per frame). The ring is used by
+        // the thread that made it only (a queue thread), which single-issuer requires.
+        let (ring, deferred) = crate::uring::deferred_ring(entries)?;
         Ok(Self {
             ring,
             deferred,

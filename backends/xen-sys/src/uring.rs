@@ -92,6 +92,21 @@ impl std::fmt::Debug for IoQueue {
     }
 }
 
+/// A ring with `entries` submission slots for the calling thread only: single-issuer
+/// with `IORING_SETUP_DEFER_TASKRUN` where the kernel takes it (Linux 6.1+), so that a
+/// completion never interrupts the thread and is posted when it next waits in
+/// `io_uring_enter` (true); a plain ring otherwise (false).
+pub(crate) fn deferred_ring(entries: u32) -> io::Result<(IoUring, bool)> {
+    match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        Ok(r) => Ok((r, true)),
+        Err(_) => Ok((IoUring::new(entries)?, false)),
+    }
+}
+
 impl IoQueue {
     /// A ring with `entries` submission slots, to be used by the calling thread only:
     /// with `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1+; single issuer, cooperative task
@@ -99,14 +114,7 @@ impl IoQueue {
     /// thread (in a PV dom0 every interruption is a trip through Xen) and is posted
     /// when the thread next waits in `io_uring_enter`; a plain ring otherwise.
     pub fn new(entries: u32) -> io::Result<Self> {
-        let (ring, deferred) = match IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(entries)
-        {
-            Ok(r) => (r, true),
-            Err(_) => (IoUring::new(entries)?, false),
-        };
+        let (ring, deferred) = deferred_ring(entries)?;
         Ok(Self {
             ring,
             in_flight: HashMap::new(),
