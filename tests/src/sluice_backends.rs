@@ -37,7 +37,7 @@ pub fn select() -> Result<Backends> {
     };
     if workspace_has_package("sluice-blkback") {
         // SLUICE_BLKBACK_ARGS: extra arguments for sluice-blkback in every boot (e.g.
-        // `--zero-copy`, `--buffered`, `--profile`).
+        // `--bounce`, `--buffered`, `--profile`).
         let args: Vec<String> = std::env::var("SLUICE_BLKBACK_ARGS")
             .map(|a| a.split_whitespace().map(String::from).collect())
             .unwrap_or_default();

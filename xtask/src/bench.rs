@@ -89,7 +89,7 @@ pub const BENCHES: &[Bench] = &[
         name: "fio-zero-copy",
         aliases: &["fio_kernel_vs_sluice_bounce_and_zero_copy"],
         under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_bounce_and_zero_copy",
-        compares: "real Xen, fio: kernel blkback vs sluice-blkback (bounce buffers) vs sluice-blkback --zero-copy, A B C x3",
+        compares: "real Xen, fio: kernel blkback vs sluice-blkback (zero copy) vs sluice-blkback --bounce, A B C x3",
         cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job (not in `cargo xtask test`)",
         run: |s| xen_bench("fio_kernel_vs_sluice_bounce_and_zero_copy", s),
     },

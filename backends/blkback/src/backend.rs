@@ -158,7 +158,7 @@ where
             max_queues: max_queues.max(1),
             persistent_limit: PERSISTENT_GRANTS_PER_QUEUE,
             direct_io: true,
-            zero_copy: false,
+            zero_copy: true,
             log_rate: (Rate::LOG, LimitClock::real()),
             devices: BTreeMap::new(),
             status_file: None,
@@ -204,7 +204,7 @@ where
     }
 
     /// Whether the io_uring engine does I/O straight into persistently mapped guest
-    /// pages (default false: pooled bounce buffers).
+    /// pages (default true; false: pooled bounce buffers always).
     pub fn with_zero_copy(mut self, on: bool) -> Self {
         self.zero_copy = on;
         self

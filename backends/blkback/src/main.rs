@@ -29,9 +29,13 @@ struct Args {
     /// No O_DIRECT: I/O through dom0's page cache [env SLUICE_BLKBACK_DIRECT=0]
     #[arg(long)]
     buffered: bool,
-    /// io_uring I/O straight into the persistently mapped guest pages instead of pooled
-    /// bounce buffers (off by default: in a PV dom0 under TCG its submissions measured
-    /// slower than bounce + memcpy, docs/bench.md) [env SLUICE_BLKBACK_ZERO_COPY=1]
+    /// Pooled bounce buffers for every request instead of io_uring I/O straight into
+    /// the persistently mapped guest pages (zero copy, the default: ahead of bounce
+    /// buffers in every job of the same-boot bench, docs/bench.md)
+    /// [env SLUICE_BLKBACK_ZERO_COPY=0]
+    #[arg(long, conflicts_with = "zero_copy")]
+    bounce: bool,
+    /// Zero copy, the default (kept so that configurations naming it still start)
     #[arg(long)]
     zero_copy: bool,
     /// Time each phase of each request (the per-queue log line at disconnect); costs a
@@ -89,8 +93,8 @@ fn main() -> anyhow::Result<()> {
     }
     let direct =
         !args.buffered && std::env::var("SLUICE_BLKBACK_DIRECT").map_or(true, |v| v != "0");
-    let zero_copy =
-        args.zero_copy || std::env::var("SLUICE_BLKBACK_ZERO_COPY").is_ok_and(|v| v == "1");
+    let zero_copy = args.zero_copy
+        || (!args.bounce && std::env::var("SLUICE_BLKBACK_ZERO_COPY").map_or(true, |v| v != "0"));
     let profile = args.profile || std::env::var("SLUICE_BLKBACK_PROFILE").is_ok_and(|v| v == "1");
     sluice_blkback::profile::enable_timing(profile);
     tracing::info!(
