@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Seconds each fuzz target runs in `abi-fuzz-smoke`.
-const FUZZ_SECONDS: u32 = 10;
+const FUZZ_SECONDS: u32 = 5;
 
 /// `abi-ring-stress`: 10^7 requests between two threads over one shared ring, with
 /// eventfd notifications driven by the ring's event-threshold protocol (release build).

@@ -69,7 +69,7 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "abi-fuzz-smoke",
-        about: "every fuzz/ target for 10 s (cargo-fuzz, nightly)",
+        about: "every fuzz/ target for 5 s (cargo-fuzz, nightly)",
         run: crate::abi_suites::fuzz_smoke,
     },
     Suite {
