@@ -4,7 +4,8 @@
 //! `xen-blkback` and starts a stand-in userspace backend that answers libxl's InitWait
 //! wait and then refuses the disk. Proves the disk line and hotplug path libxl takes for
 //! a userspace backend on Xen 4.17, the backend swap inside one boot, and that the
-//! harness reports a failed check instead of a pass.
+//! harness reports a failed check instead of a pass. It tests the test bed, not Sluice:
+//! the opt-in suite `xen-blk` runs it (`xen-userspace` runs only the test below).
 //!
 //! `sluice_backends_pv_and_pvh`: with `sluice-blkfront` in the guests
 //! (`SLUICE_TESTBED_BLKFRONT=sluice`), first `pv-bad-backend`: `sluice-hostile-blkback`
@@ -48,7 +49,7 @@ done
 "#;
 
 #[test]
-#[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-userspace)"]
+#[ignore = "boots Xen in QEMU: run with --ignored (cargo xtask test --suite xen-blk)"]
 fn unserved_userspace_disk_refused() {
     let dir = sluice_testbed::paths::build_dir().join("testbed-fixtures");
     std::fs::create_dir_all(&dir).unwrap();

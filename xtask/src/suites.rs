@@ -21,8 +21,8 @@ pub const OPT_IN: &[(&str, &str)] = &[
     ),
     (
         "xen-blk",
-        "the test bed's own reference (Xen's kernel blkback, stock blkfront, xenconsoled: no Sluice code); \
-         CI's 45 min budget (2-3 min)",
+        "the test bed's own reference (Xen's kernel blkback, stock blkfront, xenconsoled, and a stand-in \
+         userspace backend that refuses its disk: no Sluice code); CI's 45 min budget (4-6 min)",
     ),
     (
         "linux-blkfront-xen-sluice",
@@ -74,13 +74,13 @@ pub const SUITES: &[Suite] = &[
     },
     Suite {
         name: "xen-blk",
-        about: "real Xen 4.17 in QEMU: PV + PVH domUs, blkback disks (pattern, ext4), console",
+        about: "real Xen 4.17 in QEMU: PV + PVH domUs, blkback disks (pattern, ext4), console; a userspace stand-in that refuses its disk",
         run: crate::xen::blk,
     },
     Suite {
         name: "xen-userspace",
         about:
-            "real Xen: disks served by a userspace dom0 backend (refusing stand-in; sluice-blkback)",
+            "real Xen: disks served by sluice-blkback (PV + PVH, hostile blkfront; sluice-blkfront.ko vs a hostile blkback)",
         run: crate::xen::userspace,
     },
     Suite {
