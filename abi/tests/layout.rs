@@ -745,9 +745,27 @@ fn layouts_and_constants_match_xen_headers() {
         .map(|s| s.rust.rsplit("::").next().unwrap().trim())
         .collect();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+    // A module may be a folder (`xs_wire/`): every file below src/, named by its path
+    // relative to src/.
+    let mut files = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
+        let name = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         if name == "ring.rs" || name == "shared.rs" {
             continue;
         }
