@@ -22,17 +22,22 @@
 
 mod error;
 mod frame;
+mod header;
 mod path;
 mod payload;
 mod perm;
 mod request;
 mod response;
 mod ring;
-mod types;
 mod writer;
 
 pub use self::error::XsWireError;
 pub use self::frame::{check_header, decode_frame, Frame, RawMessage, XsReader};
+pub use self::header::{
+    XsErrno, XsMsgType, XsWatchField, XsdSockmsg, XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX,
+    XENSTORE_REL_PATH_MAX, XSD_SOCKMSG_SIZE, XS_INVALID, XS_MESSAGE_MAX, XS_TYPE_COUNT,
+    XS_WRITE_CREATE, XS_WRITE_CREATE_EXCL, XS_WRITE_NONE,
+};
 pub use self::path::{validate_path, PathError, PathKind};
 pub use self::payload::StringList;
 pub use self::perm::{XsPermAccess, XsPermission};
@@ -41,10 +46,5 @@ pub use self::response::Response;
 pub use self::ring::{
     mask_xenstore_idx, XenstoreConnection, XenstoreDomainInterface, XenstoreRingError,
     XenstoreRingIdx, XenstoreRingIndices, XenstoreServerFeatures, XENSTORE_RING_SIZE,
-};
-pub use self::types::{
-    XsErrno, XsMsgType, XsWatchField, XsdSockmsg, XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX,
-    XENSTORE_REL_PATH_MAX, XSD_SOCKMSG_SIZE, XS_INVALID, XS_MESSAGE_MAX, XS_TYPE_COUNT,
-    XS_WRITE_CREATE, XS_WRITE_CREATE_EXCL, XS_WRITE_NONE,
 };
 pub use self::writer::{encode_strings, MessageWriter};
