@@ -80,7 +80,7 @@ pub const SUITES: &[Suite] = &[
     Suite {
         name: "xen-userspace",
         about:
-            "real Xen: disks served by sluice-blkback (PV + PVH, hostile blkfront; sluice-blkfront.ko vs a hostile blkback)",
+            "real Xen: disks and consoles served by sluice-blkback and sluice-consoleback (PV + PVH), a hostile blkfront",
         run: crate::xen::userspace,
     },
     Suite {

@@ -46,8 +46,8 @@ pub fn demo() -> Result<()> {
     ]))
 }
 
-/// `xen-userspace`: disks served by Sluice's backends in dom0 (PV + PVH, the checks of
-/// `xen-blk`, a hostile blkfront, a hostile blkback against sluice-blkfront.ko). The
+/// `xen-userspace`: disks and consoles served by Sluice's backends in dom0 (PV + PVH,
+/// the checks of `xen-blk` and more, a hostile blkfront in a domU). The
 /// refusing stand-in of the same file runs in the opt-in `xen-blk` (it tests the test
 /// bed, not Sluice).
 pub fn userspace() -> Result<()> {
