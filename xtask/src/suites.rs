@@ -21,6 +21,11 @@ pub const OPT_IN: &[(&str, &str)] = &[
          dependencies); CI's 45 min budget: `cargo test` runs its 10^5-request cases and Miri its ordering",
     ),
     (
+        "abi-fuzz-smoke",
+        "every fuzz target's seeds and 5 s of fuzzing under ASan: 270 s, 160 of them the optimised ASan \
+         build; CI's 45 min budget: CI keeps abi-fuzz-lint (the targets build), deep runs are `cargo xtask fuzz`",
+    ),
+    (
         "xen-net-pvh",
         "the PVH cell of xen-net (stock xen-netfront vs sluice-netback: ping, 64 MiB each way, daemon \
          restart): one more Xen boot, 3-4 min of 64 MiB nc transfers under TCG; CI's 45 min budget",
@@ -78,8 +83,13 @@ pub const SUITES: &[Suite] = &[
         run: crate::abi_suites::ring_miri,
     },
     Suite {
+        name: "abi-fuzz-lint",
+        about: "fmt and clippy of the fuzz/ workspace: every fuzz target builds (nightly)",
+        run: crate::abi_suites::fuzz_lint,
+    },
+    Suite {
         name: "abi-fuzz-smoke",
-        about: "every fuzz/ target for 5 s (cargo-fuzz, nightly)",
+        about: "every fuzz/ target with its seeds for 5 s under ASan (cargo-fuzz, nightly; opt-in)",
         run: crate::abi_suites::fuzz_smoke,
     },
     Suite {
