@@ -19,7 +19,7 @@
 //! sluice-netback through it (xenstore garbage, bad packets, bad RX pages, what Linux
 //! netback disconnects for) while the first vif pings dom0 every second
 //! ([`Workload::HostileNetfront`]); the daemon's log must hold each kind of refusal,
-//! bounded; the two guests after it show the daemon still serves.
+//! bounded; the PV guest after it shows the daemon still serves.
 //!
 //! `sluice_netfront_vs_kernel_netback` (the opt-in suite `xen-netfront-kernel`: its PVH
 //! guest triple-faults under QEMU TCG at the start of the transfer often enough to fail
