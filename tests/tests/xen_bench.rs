@@ -12,6 +12,8 @@
 //!   blkback, B = sluice-blkback (O_DIRECT), C = sluice-blkback `--buffered`;
 //! - `fio_kernel_vs_sluice_bounce_and_zero_copy` (`fio-zero-copy`): A = kernel blkback,
 //!   B = sluice-blkback as shipped (zero copy), C = sluice-blkback `--bounce`;
+//! - `fio_kernel_vs_sluice_and_variant` (`fio-variant`): A = kernel blkback, B =
+//!   sluice-blkback as shipped, C = sluice-blkback with `SLUICE_BLKBACK_C_ARGS`;
 //! - `fio_sluice_vs_stock_blkfront` (`fio-frontends`): A = xen-blkfront, B =
 //!   `sluice-blkfront.ko`, against each backend;
 //! - `hypercall_round_trip_on_xen` (`hypercall`, the Xen half; the xtask runs the
@@ -386,46 +388,64 @@ fn fio_kernel_vs_sluice_blkback_pvh() {
 
 const BUFFERED: &str = "sluice-blkback-buffered";
 
-/// The third contender of a three-way bench: sluice-blkback with one more argument.
+/// The third contender of a three-way bench: sluice-blkback with more arguments.
 struct Variant {
     /// Its daemon's name.
     daemon: &'static str,
-    /// The argument.
-    arg: &'static str,
+    /// The arguments.
+    args: Vec<String>,
     /// Its guests' step prefix.
     tag: &'static str,
     /// The bench's name and what C is, for the report.
     bench: &'static str,
-    label: &'static str,
+    label: String,
 }
 
-const BUFFERED_VARIANT: Variant = Variant {
-    daemon: BUFFERED,
-    arg: "--buffered",
-    tag: "sbuf",
-    bench: "fio-direct-buffered",
-    label: "B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered",
-};
+fn buffered_variant() -> Variant {
+    Variant {
+        daemon: BUFFERED,
+        args: vec!["--buffered".into()],
+        tag: "sbuf",
+        bench: "fio-direct-buffered",
+        label: "B = sluice-blkback (O_DIRECT), C = sluice-blkback --buffered".into(),
+    }
+}
 
 /// Zero copy is sluice-blkback's default (since the first run of this bench); C is the
 /// bounce-buffer path it replaced.
-const ZERO_COPY_VARIANT: Variant = Variant {
-    daemon: "sluice-blkback-bounce",
-    arg: "--bounce",
-    tag: "sbnc",
-    bench: "fio-zero-copy",
-    label: "B = sluice-blkback (zero copy, as shipped), C = sluice-blkback --bounce",
-};
+fn zero_copy_variant() -> Variant {
+    Variant {
+        daemon: "sluice-blkback-bounce",
+        args: vec!["--bounce".into()],
+        tag: "sbnc",
+        bench: "fio-zero-copy",
+        label: "B = sluice-blkback (zero copy, as shipped), C = sluice-blkback --bounce".into(),
+    }
+}
+
+/// C = sluice-blkback with the arguments in `SLUICE_BLKBACK_C_ARGS` (split on spaces):
+/// an experiment against the shipped daemon in the same boot.
+fn env_variant() -> Variant {
+    let args = std::env::var("SLUICE_BLKBACK_C_ARGS")
+        .expect("SLUICE_BLKBACK_C_ARGS names C's arguments: cargo xtask bench fio-variant");
+    Variant {
+        daemon: "sluice-blkback-variant",
+        args: args.split_whitespace().map(String::from).collect(),
+        tag: "svar",
+        bench: "fio-variant",
+        label: format!("B = sluice-blkback (as shipped), C = sluice-blkback {args}"),
+    }
+}
 
 fn direct_buffered_plan(size: Size) -> Plan {
-    three_way_plan(size, &BUFFERED_VARIANT)
+    three_way_plan(size, &buffered_variant())
 }
 
 fn three_way_plan(size: Size, v: &Variant) -> Plan {
     let mut daemons = sluice_blkback();
     let mut third = daemons[0].clone();
     third.name = v.daemon.into();
-    third.args.push(v.arg.into());
+    third.args.extend(v.args.iter().cloned());
     daemons.push(third);
     let mut steps = Vec::new();
     for i in 0..size.pairs {
@@ -448,7 +468,7 @@ fn three_way_plan(size: Size, v: &Variant) -> Plan {
 }
 
 fn direct_buffered_report(report: &BootReport, size: Size) {
-    three_way_report(report, size, &BUFFERED_VARIANT)
+    three_way_report(report, size, &buffered_variant())
 }
 
 fn three_way_report(report: &BootReport, size: Size, v: &Variant) {
@@ -495,11 +515,19 @@ fn fio_kernel_vs_sluice_direct_and_buffered() {
 #[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-zero-copy"]
 fn fio_kernel_vs_sluice_bounce_and_zero_copy() {
     let size = Size::from_env(3, 10);
-    let report = run(
-        "xen-bench-fio-zc",
-        vec![three_way_plan(size, &ZERO_COPY_VARIANT)],
-    );
-    three_way_report(&report, size, &ZERO_COPY_VARIANT);
+    let v = zero_copy_variant();
+    let report = run("xen-bench-fio-zc", vec![three_way_plan(size, &v)]);
+    three_way_report(&report, size, &v);
+    assert_eq!(report.fio.len(), size.pairs * 3 * 4, "{:?}", report.fio);
+}
+
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-variant"]
+fn fio_kernel_vs_sluice_and_variant() {
+    let size = Size::from_env(3, 10);
+    let v = env_variant();
+    let report = run("xen-bench-fio-var", vec![three_way_plan(size, &v)]);
+    three_way_report(&report, size, &v);
     assert_eq!(report.fio.len(), size.pairs * 3 * 4, "{:?}", report.fio);
 }
 

@@ -94,6 +94,14 @@ pub const BENCHES: &[Bench] = &[
         run: |s| xen_bench("fio_kernel_vs_sluice_bounce_and_zero_copy", s),
     },
     Bench {
+        name: "fio-variant",
+        aliases: &["fio_kernel_vs_sluice_and_variant"],
+        under: "SLUICE_BLKBACK_C_ARGS='...' cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_and_variant",
+        compares: "real Xen, fio: kernel blkback vs sluice-blkback vs sluice-blkback with SLUICE_BLKBACK_C_ARGS (an experiment), A B C x3",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job (not in `cargo xtask test`)",
+        run: |s| xen_bench("fio_kernel_vs_sluice_and_variant", s),
+    },
+    Bench {
         name: "fio-direct-buffered",
         aliases: &["fio_kernel_vs_sluice_direct_and_buffered"],
         under: "cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_kernel_vs_sluice_direct_and_buffered",

@@ -65,6 +65,7 @@ fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64
             profile: Default::default(),
             buffers: Default::default(),
             zero_copy: std::cell::Cell::new(true),
+            coalesce: 0,
             log: &Default::default(),
         };
         let ring = sluice_abi::blkif::BlkifBackRing::new(gm.page(0)).unwrap();

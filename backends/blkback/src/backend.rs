@@ -130,6 +130,9 @@ pub struct Backend<S, G, F> {
     /// io_uring I/O straight into persistently mapped pages (default); false: bounce
     /// buffers always.
     zero_copy: bool,
+    /// Rounds a queue may hold back a notification while I/O is in flight
+    /// ([`crate::coalesce`]; 0: none).
+    coalesce: u32,
     /// Log lines per device and message class, and the clock it goes by.
     log_rate: (Rate, LimitClock),
     devices: BTreeMap<String, Device>,
@@ -159,6 +162,7 @@ where
             persistent_limit: PERSISTENT_GRANTS_PER_QUEUE,
             direct_io: true,
             zero_copy: true,
+            coalesce: crate::coalesce::DEFAULT_ROUNDS,
             log_rate: (Rate::LOG, LimitClock::real()),
             devices: BTreeMap::new(),
             status_file: None,
@@ -207,6 +211,14 @@ where
     /// pages (default true; false: pooled bounce buffers always).
     pub fn with_zero_copy(mut self, on: bool) -> Self {
         self.zero_copy = on;
+        self
+    }
+
+    /// Notification coalescing of the io_uring engine: an event the frontend asked for
+    /// waits for at most `rounds` more completions while other I/O is in flight
+    /// ([`crate::coalesce`]; default [`crate::coalesce::DEFAULT_ROUNDS`]; 0: sent at once).
+    pub fn with_coalesce(mut self, rounds: u32) -> Self {
+        self.coalesce = rounds;
         self
     }
 
@@ -649,7 +661,7 @@ where
             let name = format!("{} queue {q}", dev.name);
             let engine = self.engine;
             let cache_limit = self.persistent_limit;
-            let zero_copy = self.zero_copy;
+            let (zero_copy, coalesce) = (self.zero_copy, self.coalesce);
             let log = dev.log.clone();
             let (grants, stats, stop2, dead2, disk2, domid) = (
                 self.grants.clone(),
@@ -688,6 +700,7 @@ where
                         profile: Default::default(),
                         buffers: Default::default(),
                         zero_copy: std::cell::Cell::new(zero_copy),
+                        coalesce,
                         log: &log,
                     };
                     let uring = match engine {

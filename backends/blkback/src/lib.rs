@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod buffers;
+pub mod coalesce;
 pub mod disk;
 pub mod journal;
 pub mod persistent;

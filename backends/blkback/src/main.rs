@@ -38,6 +38,12 @@ struct Args {
     /// Zero copy, the default (kept so that configurations naming it still start)
     #[arg(long)]
     zero_copy: bool,
+    /// Notification coalescing (io_uring engine): an event the frontend asked for waits
+    /// for at most N more completions while other I/O is in flight, or one 2 ms wait;
+    /// 0 sends it at once. Default 2: ahead of 0 in every job of the same-boot bench
+    /// (docs/bench.md) [env SLUICE_BLKBACK_COALESCE]
+    #[arg(long)]
+    coalesce: Option<u32>,
     /// Time each phase of each request (the per-queue log line at disconnect); costs a
     /// clock syscall per phase in a PV dom0 [env SLUICE_BLKBACK_PROFILE=1]
     #[arg(long)]
@@ -100,6 +106,13 @@ fn main() -> anyhow::Result<()> {
     tracing::info!(
         "O_DIRECT: {direct}; zero copy into mapped pages: {zero_copy}; phase timing: {profile}"
     );
+    let coalesce = args.coalesce.unwrap_or_else(|| {
+        std::env::var("SLUICE_BLKBACK_COALESCE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(sluice_blkback::coalesce::DEFAULT_ROUNDS)
+    });
+    tracing::info!("notification coalescing: {coalesce} round(s)");
     let (status_file, state_dir) = (args.status_file, args.state_dir);
     let backend = if state_dir == "none" {
         tracing::warn!("no crash journal: a restart after a crash may lose requests in flight");
@@ -118,7 +131,8 @@ fn main() -> anyhow::Result<()> {
         .with_engine(engine)
         .with_persistent_grants(per_queue)
         .with_direct_io(direct)
-        .with_zero_copy(zero_copy);
+        .with_zero_copy(zero_copy)
+        .with_coalesce(coalesce);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

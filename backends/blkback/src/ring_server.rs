@@ -78,6 +78,9 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// io_uring I/O straight into persistently mapped guest pages (true to start with;
     /// switched off for good when the kernel refuses it).
     pub zero_copy: Cell<bool>,
+    /// Rounds the io_uring engine may hold back a notification the frontend asked for
+    /// while other I/O is in flight ([`crate::coalesce`]); 0: none.
+    pub coalesce: u32,
     /// The device's log rate limit (shared by its queues, kept across reconnects): what
     /// a frontend's requests make us log is bounded per message class.
     pub log: &'a LogLimiter,

@@ -5,6 +5,7 @@
 //! submission), so that the guest's kicks cost no system call of their own. In a PV dom0
 //! every system call is a trip through Xen: the profile line counts them.
 
+use crate::coalesce::Coalesce;
 use crate::disk::SECTOR;
 use crate::journal::{Entry, Ledger};
 use crate::persistent::Access;
@@ -78,6 +79,8 @@ struct LoopState {
     in_flight: HashMap<u64, InFlight>,
     done: Vec<Completion>,
     kick: Option<Kick>,
+    /// The notification owed to the frontend.
+    notify: Coalesce,
 }
 
 impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
@@ -101,13 +104,14 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             in_flight: HashMap::new(),
             done: Vec::new(),
             kick: self.uring_kick(),
+            notify: Coalesce::new(self.coalesce),
         };
         let mut next_tag = 0u64;
         let mut ports = Vec::new();
         loop {
             // Answer what completed first, then take what the ring holds.
             self.reap(io, &mut st, &mut ring, ledger, stats)?;
-            self.publish_notify(&mut ring, ledger)?;
+            self.publish_notify(&mut ring, ledger, &mut st.notify, io.in_flight())?;
             while io.in_flight() < MAX_IN_FLIGHT {
                 let Some((entry, slot)) = ledger.next(&mut ring)? else {
                     break;
@@ -141,7 +145,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 }
             }
             // Answers given while taking (refusals, flushes) go out before any wait.
-            self.publish_notify(&mut ring, ledger)?;
+            self.publish_notify(&mut ring, ledger, &mut st.notify, io.in_flight())?;
             if io.in_flight() > 0 {
                 if io.in_flight() < MAX_IN_FLIGHT
                     && (ledger.backlog() > 0 || ring.unconsumed_requests()? > 0)
@@ -155,9 +159,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 self.profile
                     .io_wait
                     .time(|| self.count_wait(io, |io| io.wait_for(want, IO_WAIT)))?;
-                if !io.has_completions() {
+                let completed = io.has_completions();
+                if !completed {
                     crate::profile::bump(&self.profile.io_wait_empty, 1);
                 }
+                st.notify.waited(completed);
             } else if ledger.backlog() > 0 || ring.final_check_for_requests()? {
                 continue;
             } else if self.stop.load(Ordering::Acquire) {
@@ -171,13 +177,19 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     }
 
     /// Publishes the responses written; one notification if the frontend asked for one
-    /// (the ring's `rsp_event` rule: at most one per batch).
+    /// (the ring's `rsp_event` rule: at most one per batch), now or, with coalescing,
+    /// once it is due ([`Coalesce`]; `in_flight`: I/O still outstanding).
     fn publish_notify(
         &self,
         ring: &mut BlkifBackRing<'_>,
         ledger: &mut Ledger<'_>,
+        notify: &mut Coalesce,
+        in_flight: usize,
     ) -> Result<(), QueueError> {
         if self.publish(ring, ledger)? {
+            notify.owe();
+        }
+        if notify.due(in_flight) {
             crate::profile::bump(&self.profile.notifies, 1);
             self.evtchn.notify(self.port)?;
         }

@@ -70,6 +70,7 @@ fn run(persistent: bool, direct: bool) -> Option<((u64, u64), bool)> {
             profile: Default::default(),
             buffers: Default::default(),
             zero_copy: std::cell::Cell::new(true),
+            coalesce: 0,
             log: &Default::default(),
         };
         let ring = BlkifBackRing::new(gm.page(0)).unwrap();

@@ -5,11 +5,21 @@
 //! * **writes**: [`FrameRing::write_batch`] queues one `writev` per frame and submits them
 //!   all with one enter (a non-blocking tap takes them inline), then returns each result;
 //!   the frames are borrowed only for the call, which waits for every completion;
-//! * **reads**: a set of page-aligned buffers owned by the ring, each with a read in
-//!   flight ([`FrameRing::arm`]); on an empty non-blocking device the kernel parks the
-//!   read on the device's wait queue and finishes it when a frame comes, so frames are
-//!   read without a syscall of their own; finished reads are taken in completion order
-//!   ([`FrameRing::next_read`]), their bytes looked at ([`FrameRing::buf`]) and re-armed;
+//! * **reads**: a set of page-aligned buffers owned by the ring, armed for a read
+//!   ([`FrameRing::arm`]); finished reads are taken in completion order
+//!   ([`FrameRing::next_read`]), their bytes looked at ([`FrameRing::buf`]) and re-armed.
+//!   At most **one** read waits on the device (on an empty non-blocking device the
+//!   kernel parks it on the device's wait queue and finishes it when a frame comes):
+//!   every parked read is woken by every frame, so 32 parked reads made 32 wakeups per
+//!   frame, most of them losing the race, retried on an io-wq thread and failing with
+//!   `EAGAIN` (measured on the host: twice the CPU per frame of one parked read, and
+//!   ~4% of the reads failed). While frames flow (the last read brought one), the other
+//!   armed buffers get `RWF_NOWAIT` reads, queued before the parked one in the same
+//!   enter: they take the frames already queued on the device at once, or fail with
+//!   `EAGAIN` (kept inside the ring: the buffer stays armed, and the flow is over until
+//!   a read brings a frame again); so a burst of frames costs one enter. How many such
+//!   reads a batch queues adapts to what the last batch found (each one that finds
+//!   nothing is work in the kernel too: 32 of them per frame cost as much as the herd);
 //! * **waits**: [`FrameRing::wait`] submits what is queued and sleeps until a read or
 //!   a readiness poll of another descriptor (the event channel) completes, or a timeout.
 //!
@@ -28,6 +38,8 @@ const WRITE: u64 = 1 << 62;
 const POLL: u64 = 1 << 61;
 const CANCEL: u64 = 1 << 60;
 const SIDE_WRITE: u64 = 1 << 59;
+/// A read that does not wait (`RWF_NOWAIT`): `EAGAIN` when the device has no frame.
+const NOWAIT: u64 = 1 << 58;
 /// Bytes of one read of the side descriptor ([`FrameRing::with_side_reads`]).
 pub const SIDE_READ: usize = 4 * 64;
 
@@ -46,7 +58,23 @@ pub struct FrameRing<'fd> {
     /// Side writes in flight (their bytes, ours until the completion).
     side_writes: Vec<Option<IoBuf>>,
     bufs: Vec<IoBuf>,
+    /// Not handed out: a read is queued or in flight (or wanted) for it.
     armed: Vec<bool>,
+    /// The `user_data` of each buffer's read in flight (the kernel's buffer until reaped).
+    in_flight: Vec<Option<u64>>,
+    /// Armed buffers whose read is not on the ring yet ([`FrameRing::fill_reads`]).
+    queued: VecDeque<usize>,
+    /// The buffer whose read waits on the device (at most one).
+    parked: Option<usize>,
+    /// The last read brought a frame: more may be queued on the device.
+    flowing: bool,
+    /// `RWF_NOWAIT` reads to queue while frames flow: doubled after a batch that all
+    /// brought frames, cut to what the last batch found (plus one) when one failed, so
+    /// that a batch costs few reads that find nothing.
+    burst: usize,
+    /// The last batch's `RWF_NOWAIT` reads that brought a frame, and whether one failed.
+    batch_ok: usize,
+    batch_short: bool,
     read_at: usize,
     ready: VecDeque<(usize, io::Result<usize>)>,
     writes: Vec<Option<io::Result<usize>>>,
@@ -96,6 +124,13 @@ impl<'fd> FrameRing<'fd> {
             side_writes: Vec::new(),
             bufs: (0..nbufs).map(|_| IoBuf::new(read_at + buf_len)).collect(),
             armed: vec![false; nbufs],
+            in_flight: vec![None; nbufs],
+            queued: VecDeque::new(),
+            parked: None,
+            flowing: false,
+            burst: 1,
+            batch_ok: 0,
+            batch_short: false,
             read_at,
             ready: VecDeque::new(),
             writes: Vec::new(),
@@ -184,28 +219,68 @@ impl<'fd> FrameRing<'fd> {
         }
     }
 
-    /// Queues a read into buffer `i` (submitted with the next enter); no-op if one is
-    /// already in flight or `i` is out of range.
+    /// Arms buffer `i` for a read (put on the ring with the next enter); no-op if it is
+    /// armed already or `i` is out of range.
     pub fn arm(&mut self, i: usize) -> io::Result<()> {
         if self.armed.get(i) != Some(&false) {
             return Ok(());
         }
-        let at = self.read_at;
-        let buf = &mut self.bufs[i];
-        let len = u32::try_from(buf.len() - at).unwrap_or(u32::MAX);
-        // SAFETY: `at` < the buffer's length (new() sized it read_at + buf_len), so the
-        // pointer and `len` stay inside the buffer's heap allocation.
-        let ptr = unsafe { buf.as_mut_ptr().add(at) };
-        let e = opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
-            .offset(0)
-            .build()
-            .user_data(i as u64);
-        // SAFETY: the buffer is owned by `self` and its allocation never moves; it is
-        // marked armed (never handed out) until this read's completion is reaped, and
-        // `drop` cancels and reaps every armed read before the buffers are freed. The fd
-        // is borrowed for 'fd, which outlives `self`.
-        unsafe { self.push(&e)? };
         self.armed[i] = true;
+        self.queued.push_back(i);
+        Ok(())
+    }
+
+    /// Reads in flight (parked or not yet reaped).
+    pub fn reads_in_flight(&self) -> usize {
+        self.in_flight.iter().filter(|k| k.is_some()).count()
+    }
+
+    /// Puts the queued reads on the ring before an enter: while frames flow, a
+    /// `RWF_NOWAIT` read for each queued buffer and, last, the parked read if there is
+    /// none; otherwise only the parked read (see the module's documentation).
+    fn fill_reads(&mut self) -> io::Result<()> {
+        let mut nowait = 0;
+        if self.flowing && !self.queued.is_empty() {
+            if self.batch_ok > 0 && !self.batch_short {
+                self.burst = (self.burst * 2).min(self.bufs.len());
+            }
+            (self.batch_ok, self.batch_short) = (0, false);
+            nowait = self.burst;
+        }
+        while let Some(&i) = self.queued.front() {
+            let park = self.parked.is_none() && (nowait == 0 || self.queued.len() == 1);
+            if !park && nowait == 0 {
+                break;
+            }
+            if !park {
+                nowait -= 1;
+            }
+            self.queued.pop_front();
+            let key = if park { i as u64 } else { NOWAIT | i as u64 };
+            let at = self.read_at;
+            let buf = &mut self.bufs[i];
+            let len = u32::try_from(buf.len() - at).unwrap_or(u32::MAX);
+            // SAFETY: `at` < the buffer's length (new() sized it read_at + buf_len), so
+            // the pointer and `len` stay inside the buffer's heap allocation.
+            let ptr = unsafe { buf.as_mut_ptr().add(at) };
+            let mut e = opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, len).offset(0);
+            if !park {
+                e = e.rw_flags(libc::RWF_NOWAIT);
+            }
+            let e = e.build().user_data(key);
+            // SAFETY: the buffer is owned by `self` and its allocation never moves; it
+            // stays armed (never handed out) until this read's completion is reaped,
+            // and `drop` cancels and reaps every read in flight before the buffers are
+            // freed. The fd is borrowed for 'fd, which outlives `self`.
+            if let Err(err) = unsafe { self.push(&e) } {
+                self.queued.push_front(i);
+                return Err(err);
+            }
+            self.in_flight[i] = Some(key);
+            if park {
+                self.parked = Some(i);
+            }
+        }
         Ok(())
     }
 
@@ -216,13 +291,19 @@ impl<'fd> FrameRing<'fd> {
         if unsafe { self.ring.submission().push(e) }.is_ok() {
             return Ok(());
         }
-        self.enter(0)?;
+        self.raw_enter(0)?;
         // SAFETY: as above.
         unsafe { self.ring.submission().push(e) }
             .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "io_uring queue full"))
     }
 
+    /// Puts the queued reads on the ring, then enters.
     fn enter(&mut self, want: usize) -> io::Result<()> {
+        self.fill_reads()?;
+        self.raw_enter(want)
+    }
+
+    fn raw_enter(&mut self, want: usize) -> io::Result<()> {
         self.enters += 1;
         loop {
             match self.ring.submit_and_wait(want) {
@@ -281,9 +362,32 @@ impl<'fd> FrameRing<'fd> {
                 if let Some(w) = self.writes.get_mut((key & !WRITE) as usize) {
                     *w = Some(result);
                 }
-            } else if let Some(a) = self.armed.get_mut(key as usize) {
-                *a = false;
-                self.ready.push_back((key as usize, result));
+            } else if let Some(slot) = self.in_flight.get_mut((key & !NOWAIT) as usize) {
+                let i = (key & !NOWAIT) as usize;
+                *slot = None;
+                if self.parked == Some(i) {
+                    self.parked = None;
+                }
+                match result {
+                    // The device had no frame for a read that does not wait: the
+                    // buffer stays armed, and the flow is over.
+                    Err(e) if key & NOWAIT != 0 && e.kind() == io::ErrorKind::WouldBlock => {
+                        self.flowing = false;
+                        self.queued.push_back(i);
+                        if !self.batch_short {
+                            self.batch_short = true;
+                            self.burst = self.batch_ok + 1;
+                        }
+                    }
+                    r => {
+                        if key & NOWAIT != 0 && r.is_ok() {
+                            self.batch_ok += 1;
+                        }
+                        self.flowing = r.is_ok();
+                        self.armed[i] = false;
+                        self.ready.push_back((i, r));
+                    }
+                }
             }
         }
     }
@@ -349,8 +453,9 @@ impl<'fd> FrameRing<'fd> {
 
     /// Submits what is queued (re-armed reads) without waiting; no syscall if nothing is.
     pub fn submit(&mut self) -> io::Result<()> {
+        self.fill_reads()?;
         if !self.ring.submission().is_empty() {
-            self.enter(0)?;
+            self.raw_enter(0)?;
         }
         self.reap();
         Ok(())
@@ -383,6 +488,7 @@ impl<'fd> FrameRing<'fd> {
         // use them yet (a frame waiting for the guest's RX requests), and returning at
         // once for them would spin.
         if !self.polled && self.ring.completion().is_empty() {
+            self.fill_reads()?;
             let ts = types::Timespec::new()
                 .sec(timeout.as_secs())
                 .nsec(timeout.subsec_nanos());
@@ -410,10 +516,7 @@ impl Drop for FrameRing<'_> {
         // The kernel may still write into armed buffers: cancel every read (and the
         // poll), then wait for their completions.
         self.ready.clear();
-        let mut keys: Vec<u64> = (0..self.bufs.len())
-            .filter(|&i| self.armed[i])
-            .map(|i| i as u64)
-            .collect();
+        let mut keys: Vec<u64> = self.in_flight.iter().flatten().copied().collect();
         if self.poll_armed {
             keys.push(POLL);
         }
@@ -423,12 +526,12 @@ impl Drop for FrameRing<'_> {
             let _ = unsafe { self.push(&e) };
         }
         let mut tries = 0;
-        while self.armed.iter().any(|a| *a)
+        while self.in_flight.iter().any(Option::is_some)
             || self.poll_armed
             || self.side_writes.iter().any(Option::is_some)
         {
             tries += 1;
-            if tries > 1000 || self.enter(1).is_err() {
+            if tries > 1000 || self.raw_enter(1).is_err() {
                 // Cannot wait: leak the buffers rather than free memory in use.
                 std::mem::forget(std::mem::take(&mut self.bufs));
                 std::mem::forget(self.side_buf.take());
@@ -496,6 +599,56 @@ mod tests {
         }
         assert_eq!(seen, vec![vec![7; 30], vec![8; 40]]);
         // Dropping with two reads in flight cancels them (no hang, no write after).
+    }
+
+    #[test]
+    fn one_read_waits_and_a_burst_of_frames_is_one_enter() {
+        let (a, b) = pair();
+        let Ok(mut r) = FrameRing::new(a.as_fd(), None, 8, 100, 0) else {
+            return;
+        };
+        for i in 0..8 {
+            r.arm(i).unwrap();
+        }
+        r.submit().unwrap();
+        // Eight buffers armed, one read waiting on the socket (not eight: each waiting
+        // read is woken by every frame).
+        assert_eq!(r.reads_in_flight(), 1);
+        b.send(&[1; 10]).unwrap();
+        while r.peek_read().is_none() {
+            r.wait(Duration::from_secs(5)).unwrap();
+        }
+        let (i, n) = r.next_read().unwrap();
+        assert_eq!(n.unwrap(), 10);
+        r.arm(i).unwrap();
+        // Frames flow: five queued at once take fewer enters than frames (the batch
+        // grows while its reads all find frames), the second burst one enter, and
+        // the reads that found nothing stay inside the ring (no EAGAIN handed out).
+        let burst = |r: &mut FrameRing<'_>, first: u8| {
+            for k in first..first + 5 {
+                b.send(&[k; 20]).unwrap();
+            }
+            let before = r.enters();
+            let mut got = Vec::new();
+            while got.len() < 5 {
+                r.wait(Duration::from_secs(5)).unwrap();
+                while let Some((i, n)) = r.next_read() {
+                    assert_eq!(n.unwrap(), 20);
+                    got.push(r.buf(i).unwrap()[0]);
+                    r.arm(i).unwrap();
+                }
+            }
+            assert_eq!(got, (first..first + 5).collect::<Vec<_>>(), "in order");
+            r.enters() - before
+        };
+        assert!(burst(&mut r, 2) < 5, "fewer enters than frames");
+        assert_eq!(burst(&mut r, 10), 1, "the second burst: one enter");
+        r.submit().unwrap();
+        assert_eq!(r.reads_in_flight(), 1, "one read waits again");
+        // The flow is over: the next wait sleeps (no spinning on EAGAIN).
+        let c = r.completions();
+        r.wait(Duration::from_millis(50)).unwrap();
+        assert_eq!(r.completions(), c);
     }
 
     #[test]

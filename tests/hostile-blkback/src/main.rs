@@ -358,6 +358,7 @@ impl Backend {
                     profile: Default::default(),
                     buffers: Default::default(),
                     zero_copy: std::cell::Cell::new(false),
+                    coalesce: 0,
                     log: &Default::default(),
                 };
                 if let Err(e) = serve(&q, ring, mode) {
