@@ -20,7 +20,8 @@
 //!   Sluice half).
 //! - `linux_boot_on_xen` (`linux-boot`, the Xen half; the xtask runs the Sluice half).
 //!
-//! Guests alternate A B A B ... in one Xen boot; dom0 swaps the backends between steps.
+//! Guests alternate A B A B ... in one Xen boot (the three-way benches rotate the order
+//! of each triple: A B C, B C A, C A B); dom0 swaps the backends between steps.
 //! `SLUICE_FIO_SECONDS` and `SLUICE_FIO_PAIRS` size the fio benches; `SLUICE_BLKBACK_ARGS`
 //! passes arguments to sluice-blkback. `SLUICE_BENCH_SMOKE=1` runs one pair of seconds
 //! (no figure means anything), and `all_benches_smoke_one_boot` runs every benchmark
@@ -449,16 +450,20 @@ fn three_way_plan(size: Size, v: &Variant) -> Plan {
     daemons.push(third);
     let mut steps = Vec::new();
     for i in 0..size.pairs {
-        steps.extend(kernel_and_sluice_pair(i, size, &fio(size)));
-        steps.push(
-            guest(
-                &format!("{}-{i}", v.tag),
-                &BlockBackend::Userspace,
-                size,
-                &fio(size),
-            )
-            .with_block_daemon(v.daemon),
-        );
+        let [a, b] = kernel_and_sluice_pair(i, size, &fio(size));
+        let c = guest(
+            &format!("{}-{i}", v.tag),
+            &BlockBackend::Userspace,
+            size,
+            &fio(size),
+        )
+        .with_block_daemon(v.daemon);
+        // Each contender takes each place once in three triples (A B C, B C A, C A B):
+        // a place in the order can favour a column (two runs of 2026-12-07 with the
+        // order fixed disagreed on which of B and C was ahead).
+        let mut triple = [a, b, c];
+        triple.rotate_left(i % 3);
+        steps.extend(triple);
     }
     Plan {
         daemons,
