@@ -83,6 +83,8 @@ pub struct FrameRing<'fd> {
     parked_eagain: u32,
     /// Reads that found nothing and stayed inside the ring.
     quiet_reads: u64,
+    /// The device takes `RWF_NOWAIT` reads (false after one failed `EOPNOTSUPP`).
+    nowait_ok: bool,
     read_at: usize,
     ready: VecDeque<(usize, io::Result<usize>)>,
     writes: Vec<Option<io::Result<usize>>>,
@@ -141,6 +143,7 @@ impl<'fd> FrameRing<'fd> {
             batch_short: false,
             parked_eagain: 0,
             quiet_reads: 0,
+            nowait_ok: true,
             read_at,
             ready: VecDeque::new(),
             writes: Vec::new(),
@@ -240,6 +243,12 @@ impl<'fd> FrameRing<'fd> {
         Ok(())
     }
 
+    /// Whether the device takes `RWF_NOWAIT` reads (false once one failed
+    /// `EOPNOTSUPP`: then only one parked read at a time).
+    pub fn nowait_reads(&self) -> bool {
+        self.nowait_ok
+    }
+
     /// Reads in flight (parked or not yet reaped).
     pub fn reads_in_flight(&self) -> usize {
         self.in_flight.iter().filter(|k| k.is_some()).count()
@@ -250,7 +259,7 @@ impl<'fd> FrameRing<'fd> {
     /// none; otherwise only the parked read (see the module's documentation).
     fn fill_reads(&mut self) -> io::Result<()> {
         let mut nowait = 0;
-        if self.flowing && !self.queued.is_empty() {
+        if self.flowing && self.nowait_ok && !self.queued.is_empty() {
             if self.batch_ok > 0 && !self.batch_short {
                 self.burst = (self.burst * 2).min(self.bufs.len());
             }
@@ -262,7 +271,7 @@ impl<'fd> FrameRing<'fd> {
         // parked read then fails with `EAGAIN` (measured on Xen: the buffers so failed
         // sat out until a quiet tick, and the path crawled at 3-11 Mbit/s).
         while let Some(&i) = self.queued.front() {
-            let park = nowait == 0 && !self.flowing && self.parked.is_none();
+            let park = nowait == 0 && (!self.flowing || !self.nowait_ok) && self.parked.is_none();
             if !park && nowait == 0 {
                 break;
             }
@@ -384,6 +393,15 @@ impl<'fd> FrameRing<'fd> {
                 }
                 let parked_again = key & NOWAIT == 0 && self.parked_eagain < PARKED_EAGAIN_MAX;
                 match result {
+                    // A device without `RWF_NOWAIT` (a tap before Linux took
+                    // IOCB_NOWAIT for tun: dom0's 6.1): parked reads only from now on.
+                    Err(e) if key & NOWAIT != 0 && e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                        self.nowait_ok = false;
+                        self.flowing = false;
+                        self.completions -= 1;
+                        self.quiet_reads += 1;
+                        self.queued.push_back(i);
+                    }
                     // The device had no frame for a read that does not wait (or, a few
                     // times in a row at most, for the parked one): the buffer stays
                     // armed, and the flow is over.
@@ -687,6 +705,71 @@ mod tests {
         let c = r.completions();
         r.wait(Duration::from_millis(50)).unwrap();
         assert_eq!(r.completions(), c);
+    }
+
+    /// A pty master in raw mode: a device whose reads may not take `RWF_NOWAIT` (as a tap
+    /// on dom0's 6.1 kernel); the second fd is the slave, to write frames with.
+    fn raw_pty() -> Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on descriptors this function opens and owns; the
+        // termios struct is zero-initialised and then filled by tcgetattr.
+        unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK);
+            if m < 0 || libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 {
+                return None;
+            }
+            let master = std::os::fd::OwnedFd::from_raw_fd(m);
+            let name = libc::ptsname(m);
+            if name.is_null() {
+                return None;
+            }
+            let sl = libc::open(name, libc::O_RDWR | libc::O_NOCTTY);
+            if sl < 0 {
+                return None;
+            }
+            let slave = std::os::fd::OwnedFd::from_raw_fd(sl);
+            let mut t: libc::termios = std::mem::zeroed();
+            libc::tcgetattr(sl, &mut t);
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(sl, 0, &t);
+            Some((master, slave))
+        }
+    }
+
+    #[test]
+    fn a_device_without_nowait_reads_falls_back_to_one_parked_read() {
+        let Some((master, slave)) = raw_pty() else {
+            eprintln!("no pty here; skipping");
+            return;
+        };
+        let Ok(mut r) = FrameRing::new(master.as_fd(), None, 4, 100, 0) else {
+            return;
+        };
+        for i in 0..4 {
+            r.arm(i).unwrap();
+        }
+        let slave = std::fs::File::from(slave);
+        for k in 0..6u8 {
+            use std::io::Write;
+            (&slave).write_all(&[k; 10]).unwrap();
+            let mut got = None;
+            while got.is_none() {
+                r.wait(Duration::from_secs(5)).unwrap();
+                while let Some((i, n)) = r.next_read() {
+                    // Every frame arrives, and no EOPNOTSUPP or EAGAIN is handed out.
+                    assert_eq!(n.unwrap(), 10, "frame {k}");
+                    got = Some(r.buf(i).unwrap()[0]);
+                    r.arm(i).unwrap();
+                }
+            }
+            assert_eq!(got, Some(k));
+        }
+        if r.nowait_reads() {
+            eprintln!("this kernel's pty takes RWF_NOWAIT: the fallback was not exercised");
+        } else {
+            r.submit().unwrap();
+            assert!(r.reads_in_flight() <= 1, "one parked read at most");
+        }
     }
 
     #[test]
