@@ -19,7 +19,10 @@
 //!   the buffer stays armed, the flow is over, and the next enter parks one read again);
 //!   so a burst of frames costs few enters. How many such
 //!   reads a batch queues adapts to what the last batch found (each one that finds
-//!   nothing is work in the kernel too: 32 of them per frame cost as much as the herd);
+//!   nothing is work in the kernel too: 32 of them per frame cost as much as the herd).
+//!   A device that refuses `RWF_NOWAIT` (`EOPNOTSUPP`: a tap on Linux 6.1, whose tun
+//!   lacks `FMODE_NOWAIT`, so io_uring hands each of its reads and writes to an io-wq
+//!   thread anyway) gets one parked read at a time from then on;
 //! * **waits**: [`FrameRing::wait`] submits what is queued and sleeps until a read or
 //!   a readiness poll of another descriptor (the event channel) completes, or a timeout.
 //!
