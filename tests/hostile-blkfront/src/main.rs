@@ -39,6 +39,7 @@ mod attack;
 mod flood;
 mod front;
 mod report;
+mod requests;
 mod ring;
 mod steady;
 
