@@ -4,13 +4,13 @@
 
 use crate::flood::flood;
 use crate::front::{Front, Nodes, CLOSED, CLOSING};
-use crate::report::{secs, Report};
 use crate::ring::{indirect, rw, seg, Conn, BOGUS_GREF};
 use crate::{requests, Args};
 use anyhow::{bail, Context, Result};
 use sluice_abi::blkif::{BlkifFrontRing, BlkifOp, BlkifRequestSegment, BlkifRsp};
 use sluice_abi::ring::{REQ_PROD_OFFSET, RSP_PROD_OFFSET};
 use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_hostile_common::{secs, Report};
 use sluice_xen_sys::{GntallocDevice, GrantedPages};
 use BlkifOp::{Read, Write};
 use BlkifRsp::Okay;

@@ -7,11 +7,11 @@
 //! [`run`]: crate::attack::run
 
 use crate::attack::{Disk, Ids, Pages};
-use crate::report::Report;
 use crate::ring::{indirect, rw, seg, slot, Conn, BOGUS_GREF};
 use anyhow::{Context, Result};
 use sluice_abi::blkif::{BlkifOp, BlkifRequestDiscard, BlkifRequestSegment, BlkifRsp};
 use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_hostile_common::Report;
 use BlkifOp::{Read, Write};
 use BlkifRsp::{EOpNotSupp, Error, Okay};
 

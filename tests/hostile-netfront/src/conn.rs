@@ -6,13 +6,13 @@
 
 use crate::frames::{arp_request, is_arp_reply, tx, Ident};
 use crate::xenbus::{good_nodes, Front, CLOSED, CLOSING};
-use crate::{secs, Report};
 use anyhow::{bail, Context, Result};
 use sluice_abi::netif::{
     GrantRef, NetTxFlags, NetifRxFrontRing, NetifRxRequest, NetifTxFrontRing, NetifTxRequest,
     NetifTxResponse,
 };
 use sluice_abi::ring::RSP_PROD_OFFSET;
+use sluice_hostile_common::{secs, Report};
 use sluice_xen_sys::GrantedPages;
 use std::time::{Duration, Instant};
 use zerocopy::IntoBytes;

@@ -37,8 +37,9 @@ use conn::{Conn, Pages};
 use frames::{arp_request, extra, tx, Ident};
 use sluice_abi::netif::{keys, NetTxFlags, NetifTxRequest};
 use sluice_abi::ring::REQ_PROD_OFFSET;
+use sluice_hostile_common::{arg, secs, Report};
 use sluice_xen_sys::GntallocDevice;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use xenbus::{good_nodes, with, Front, CLOSED};
 
 /// A grant reference far beyond any grant table a domain has: never granted.
@@ -49,45 +50,6 @@ const RX_PAGES: usize = 16;
 pub const FLOOD_PACKETS: usize = 4096;
 /// RX request ids of the never-granted pages.
 const BAD_RX_ID: u16 = 0x8000;
-
-pub struct Report {
-    passed: u32,
-    failed: u32,
-}
-
-impl Report {
-    pub fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Display) {
-        println!(
-            "@@HOSTILE {} {name}: {detail}",
-            if ok { "PASS" } else { "FAIL" }
-        );
-        if ok {
-            self.passed += 1;
-        } else {
-            self.failed += 1;
-        }
-    }
-}
-
-/// `n` seconds times `--timeout-scale`.
-pub fn secs(n: u64) -> Duration {
-    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let scale = SCALE.get_or_init(|| {
-        arg("--timeout-scale")
-            .and_then(|v| v.parse().ok())
-            .filter(|&f: &f64| f > 0.0)
-            .unwrap_or(1.0)
-    });
-    Duration::from_secs_f64(n as f64 * scale)
-}
-
-fn arg(k: &str) -> Option<String> {
-    let a: Vec<String> = std::env::args().collect();
-    a.iter()
-        .position(|x| x == k)
-        .and_then(|i| a.get(i + 1))
-        .cloned()
-}
 
 fn run(r: &mut Report, devid: u32, who: &mut Ident) -> Result<()> {
     let f = Front::open(devid)?;
@@ -413,6 +375,5 @@ fn main() {
             }
         }
     }
-    println!("@@HOSTILE-SUMMARY {} passed, {} failed", r.passed, r.failed);
-    std::process::exit(r.failed.min(100) as i32);
+    r.finish();
 }
