@@ -1,18 +1,19 @@
-//! The attack on the device under test: refused connections, hostile requests,
-//! valid I/O, the flood, a runaway `req_prod`.
+//! The attack on the device under test, one function per phase, run in this order by
+//! [`run`]: refused connections, hostile requests (grants, ranges, segments, indirect
+//! requests, operations, a mixed batch), valid I/O, the flood, a runaway `req_prod`.
 
 use crate::flood::flood;
 use crate::front::{Front, Nodes, CLOSED, CLOSING};
-use crate::report::{secs, Report};
-use crate::ring::{indirect, rw, seg, slot, Conn, BOGUS_GREF};
-use crate::Args;
+use crate::ring::{indirect, rw, seg, Conn, BOGUS_GREF};
+use crate::{requests, Args};
 use anyhow::{bail, Context, Result};
-use sluice_abi::blkif::{
-    BlkifFrontRing, BlkifOp, BlkifRequestDiscard, BlkifRequestSegment, BlkifRsp,
-};
+use sluice_abi::blkif::{BlkifFrontRing, BlkifOp, BlkifRequestSegment, BlkifRsp};
 use sluice_abi::ring::{REQ_PROD_OFFSET, RSP_PROD_OFFSET};
 use sluice_abi::shared::XEN_PAGE_SIZE;
-use sluice_xen_sys::GntallocDevice;
+use sluice_hostile_common::{secs, Report};
+use sluice_xen_sys::{GntallocDevice, GrantedPages};
+use BlkifOp::{Read, Write};
+use BlkifRsp::Okay;
 
 /// Pages the valid write covers: 4 direct segments, then 16 indirect ones.
 const DIRECT_PAGES: usize = 4;
@@ -20,8 +21,39 @@ const INDIRECT_PAGES: usize = 16;
 const DATA_PAGES: usize = DIRECT_PAGES + INDIRECT_PAGES;
 /// Bytes of the data file the valid write puts on the disk (80 KiB).
 pub const VALID_BYTES: usize = DATA_PAGES * XEN_PAGE_SIZE;
-/// `feature-max-indirect-segments` of sluice-blkback (a larger count must be refused).
-const BACKEND_MAX_INDIRECT: u16 = 256;
+
+/// The pages the attack grants to the backend.
+pub(crate) struct Pages {
+    pub(crate) ring: GrantedPages,
+    /// The data the valid write puts on the disk.
+    pub(crate) dpages: GrantedPages,
+    /// Where the valid read puts it back.
+    pub(crate) back: GrantedPages,
+    /// Granted read-only, filled with 0xa5.
+    pub(crate) ro: GrantedPages,
+    /// Two pages of indirect segments.
+    pub(crate) ind: GrantedPages,
+    pub(crate) scratch: GrantedPages,
+    /// A grant made and withdrawn: its reference is no longer valid.
+    pub(crate) freed: u32,
+}
+
+/// Where the attack writes (`--sector`) and the disk's size, both in sectors.
+#[derive(Clone, Copy)]
+pub(crate) struct Disk {
+    pub(crate) s: u64,
+    pub(crate) sectors: u64,
+}
+
+/// Request ids, one after another across the phases.
+pub(crate) struct Ids(u64);
+
+impl Ids {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 += 1;
+        self.0
+    }
+}
 
 pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
     let data = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
@@ -29,6 +61,48 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
         bail!("{} is shorter than {VALID_BYTES} bytes", a.data.display());
     }
     let f = Front::open(a.devid)?;
+    let sectors = offered(r, &f)?;
+    let p = grant_pages(&f, &data)?;
+    refusals(r, &f, &p)?;
+
+    // A proper connection.
+    let port = f.connect(&p.ring).context("connecting properly")?;
+    r.check("connect", true, format!("Connected, event channel {port}"));
+    let mut c = Conn {
+        ring: BlkifFrontRing::attach(p.ring.mem(), 0)?,
+        ev: &f.ev,
+        port,
+    };
+    let d = Disk {
+        s: a.sector,
+        sectors,
+    };
+    let mut ids = Ids(0xb10c_0000);
+
+    // (b) Hostile requests. Writes carry real data, so that one wrongly accepted shows
+    // in the image (the host checks it holds nothing but the valid write below).
+    requests::bad_grants(&mut c, r, &p, d, &mut ids)?;
+    requests::bad_ranges(&mut c, r, &p, d, &mut ids);
+    requests::bad_segments(&mut c, r, &p, d, &mut ids);
+    requests::bad_indirect(&mut c, r, &p, d, &mut ids)?;
+    requests::bad_operations(&mut c, r, &p, d, &mut ids);
+    requests::batch_mixed(&mut c, r, &p, d, &mut ids);
+    valid_io(&mut c, r, &p, d, &mut ids, &data)?;
+
+    // (c2) A flood of bad requests: each refused; dom0 checks that the daemon's log
+    // stays bounded (rate limited per device and message class).
+    flood(&mut c, r, sectors, p.dpages.grefs()[0], a.flood);
+
+    runaway(&mut c, r, &f, &p.ring, port)?;
+    // Done with this device: Closed, so that a later blkfront leaves it alone.
+    f.clear();
+    f.set_state(CLOSED)?;
+    Ok(())
+}
+
+/// The backend must offer the device (InitWait) and publish its size; returns the size
+/// in sectors.
+fn offered(r: &mut Report, f: &Front) -> Result<u64> {
     let be_id = f.be_id;
     println!("hostile frontend: {} -> {} (domain {be_id})", f.fe, f.be);
     let sectors: u64 = f
@@ -44,7 +118,13 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
     if !ok {
         bail!("the backend never offered the device");
     }
+    Ok(sectors)
+}
 
+/// Grants the pages (the data file's first [`VALID_BYTES`] in `dpages`), withdraws one
+/// grant, and initialises the ring.
+fn grant_pages(f: &Front, data: &[u8]) -> Result<Pages> {
+    let be_id = f.be_id;
     let gnt = GntallocDevice::open()?;
     let ring = gnt.alloc(be_id, 1, true)?;
     let dpages = gnt.alloc(be_id, DATA_PAGES, true)?;
@@ -61,7 +141,23 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
     dpages.mem().write_bytes(0, &data[..VALID_BYTES])?;
     ro.mem().fill(0, XEN_PAGE_SIZE, 0xa5)?;
     BlkifFrontRing::init(ring.mem())?;
-    let good_ref = ring.grefs()[0].to_string().into_bytes();
+    Ok(Pages {
+        ring,
+        dpages,
+        back,
+        ro,
+        ind,
+        scratch,
+        freed,
+    })
+}
+
+/// (a) Rings the backend cannot map, (e) garbage in xenstore: each connection refused,
+/// and the device offered again after a reset.
+fn refusals(r: &mut Report, f: &Front, p: &Pages) -> Result<()> {
+    let be_id = f.be_id;
+    let freed = p.freed;
+    let good_ref = p.ring.grefs()[0].to_string().into_bytes();
     let port = || -> Result<Vec<u8>> {
         Ok(f.ev
             .bind_unbound_port(be_id)
@@ -71,8 +167,7 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
     };
     let proto = || b"x86_64-abi".to_vec();
 
-    // (a) Rings the backend cannot map, (e) garbage in xenstore.
-    let ro_ref = ro.grefs()[0].to_string().into_bytes();
+    let ro_ref = p.ro.grefs()[0].to_string().into_bytes();
     let refusals: Vec<(&str, Nodes)> = vec![
         (
             "ring-ref-never-granted",
@@ -165,241 +260,29 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
             bail!("{name}: the backend did not come back; stopping");
         }
     }
+    Ok(())
+}
 
-    // A proper connection.
-    let port = f.connect(&ring).context("connecting properly")?;
-    r.check("connect", true, format!("Connected, event channel {port}"));
-    let mut c = Conn {
-        ring: BlkifFrontRing::attach(ring.mem(), 0)?,
-        ev: &f.ev,
-        port,
-    };
-    let s = a.sector;
-    let d0 = dpages.grefs()[0];
-    let dseg = seg(d0, 0, 7);
-    let mut id = 0xb10c_0000u64;
-    let mut next = || {
-        id += 1;
-        id
-    };
-    use BlkifOp::{Read, Write};
-    use BlkifRsp::{EOpNotSupp, Error, Okay};
-
-    // (b) Hostile requests. Writes carry real data, so that one wrongly accepted shows
-    // in the image (the host checks it holds nothing but the valid write below).
-    c.expect(
-        r,
-        "read-gref-never-granted",
-        rw(Read, next(), s, &[seg(BOGUS_GREF, 0, 7)]),
-        Error,
-    );
-    c.expect(
-        r,
-        "write-gref-withdrawn",
-        rw(Write, next(), s, &[seg(freed, 0, 7)]),
-        Error,
-    );
-    c.expect(
-        r,
-        "read-into-read-only-grant",
-        rw(Read, next(), s, &[seg(ro.grefs()[0], 0, 7)]),
-        Error,
-    );
-    let mut ro_bytes = vec![0u8; XEN_PAGE_SIZE];
-    ro.mem().read_bytes(0, &mut ro_bytes)?;
-    r.check(
-        "read-only-grant-untouched",
-        ro_bytes.iter().all(|&b| b == 0xa5),
-        "the read-only page still holds its 0xa5 bytes",
-    );
-    c.expect(
-        r,
-        "write-at-first-sector-past-end",
-        rw(Write, next(), sectors, &[dseg]),
-        Error,
-    );
-    c.expect(
-        r,
-        "write-straddling-the-end",
-        rw(Write, next(), sectors - 4, &[dseg]),
-        Error,
-    );
-    c.expect(
-        r,
-        "write-sector-overflow",
-        rw(Write, next(), u64::MAX - 3, &[dseg]),
-        Error,
-    );
-    c.expect(
-        r,
-        "write-far-past-end",
-        rw(Write, next(), sectors << 20, &[dseg]),
-        Error,
-    );
-    c.expect(r, "write-0-segments", rw(Write, next(), s, &[]), Error);
-    let all: Vec<BlkifRequestSegment> =
-        dpages.grefs()[..11].iter().map(|&g| seg(g, 0, 7)).collect();
-    for nr in [12u8, 255] {
-        let mut q = rw(Write, next(), s, &all);
-        q.nr_segments = nr;
-        c.expect(r, &format!("write-{nr}-segments"), q, Error);
-    }
-    c.expect(
-        r,
-        "write-first-sect-after-last",
-        rw(Write, next(), s, &[seg(d0, 4, 3)]),
-        Error,
-    );
-    c.expect(
-        r,
-        "write-last-sect-8",
-        rw(Write, next(), s, &[seg(d0, 0, 8)]),
-        Error,
-    );
-    c.expect(
-        r,
-        "write-first-sect-200",
-        rw(Write, next(), s, &[seg(d0, 200, 201)]),
-        Error,
-    );
-    // Indirect: the segment page holds valid segments over the data pages.
-    let ipage = ind.page(0).context("indirect page")?;
-    for (i, &g) in dpages.grefs().iter().enumerate() {
-        ipage.write(i * 8, &seg(g, 0, 7))?;
-    }
-    let i0 = ind.grefs()[0];
-    c.expect(
-        r,
-        "indirect-too-many-segments",
-        indirect(Write, next(), s, BACKEND_MAX_INDIRECT + 1, &[i0]),
-        Error,
-    );
-    c.expect(
-        r,
-        "indirect-4097-segments",
-        indirect(Write, next(), s, 4097, &[i0; 8]),
-        Error,
-    );
-    c.expect(
-        r,
-        "indirect-0-segments",
-        indirect(Write, next(), s, 0, &[i0]),
-        Error,
-    );
-    c.expect(
-        r,
-        "indirect-gref-never-granted",
-        indirect(Write, next(), s, 1, &[BOGUS_GREF]),
-        Error,
-    );
-    c.expect(
-        r,
-        "indirect-gref-withdrawn",
-        indirect(Write, next(), s, 1, &[freed]),
-        Error,
-    );
-    c.expect(
-        r,
-        "indirect-past-end",
-        indirect(Write, next(), sectors - 8, 2, &[i0]),
-        Error,
-    );
-    let bad = ind.page(1).context("indirect page")?;
-    bad.write(0, &seg(d0, 0, 7))?;
-    bad.write(8, &seg(d0, 0, 9))?;
-    c.expect(
-        r,
-        "indirect-bad-segment",
-        indirect(Write, next(), s, 2, &[ind.grefs()[1]]),
-        Error,
-    );
-    let mut q = indirect(Write, next(), s, 1, &[i0]);
-    q.nr_segments = 0x7f; // indirect_op
-    c.expect(r, "indirect-unknown-inner-operation", q, Error);
-    let mut q = rw(Write, next(), s, &[dseg]);
-    q.operation = 0x7f;
-    c.expect(r, "unknown-operation", q, EOpNotSupp);
-    let mut q = rw(Write, next(), s, &[dseg]);
-    q.operation = 4;
-    c.expect(r, "reserved-operation", q, EOpNotSupp);
-    // sluice-blkback offers barriers (feature-barrier): an empty one is answered Okay
-    // (it writes nothing, so the image check still finds only the valid write), one past
-    // the end of the disk is refused.
-    c.expect(
-        r,
-        "write-barrier-empty",
-        rw(BlkifOp::WriteBarrier, next(), s, &[]),
-        Okay,
-    );
-    c.expect(
-        r,
-        "write-barrier-past-end",
-        rw(BlkifOp::WriteBarrier, next(), sectors - 4, &[dseg]),
-        Error,
-    );
-    let disc = |id, sector, nr_sectors, flag| {
-        slot(&BlkifRequestDiscard {
-            operation: BlkifOp::Discard as u8,
-            flag,
-            id,
-            sector_number: sector,
-            nr_sectors,
-            ..Default::default()
-        })
-    };
-    c.expect(
-        r,
-        "discard-past-end",
-        disc(next(), sectors - 8, 16, 0),
-        Error,
-    );
-    c.expect(
-        r,
-        "discard-overflow",
-        disc(next(), u64::MAX - 1, 16, 0),
-        Error,
-    );
-    c.expect(r, "discard-bad-flags", disc(next(), s, 8, 0x80), Error);
-    // A batch: bad requests among good ones are each answered, with their own ids.
-    let batch = [
-        rw(Read, next(), s, &[seg(scratch.grefs()[0], 0, 7)]),
-        rw(Write, next(), sectors, &[dseg]),
-        {
-            let mut q = rw(Read, next(), s, &[dseg]);
-            q.operation = 0xee;
-            q
-        },
-        rw(Read, next(), s, &[seg(scratch.grefs()[0], 0, 7)]),
-    ];
-    let want = [Okay, Error, EOpNotSupp, Okay];
-    match c.submit(&batch) {
-        Ok(rsps) => {
-            let ok = batch.iter().zip(want).all(|(q, w)| {
-                rsps.iter()
-                    .filter(|p| p.id == q.id)
-                    .map(|p| p.status)
-                    .eq([w as i16])
-            });
-            r.check(
-                "batch-mixed",
-                ok,
-                format!(
-                    "responses (id, status): {:?}",
-                    rsps.iter().map(|p| (p.id, p.status)).collect::<Vec<_>>()
-                ),
-            );
-        }
-        Err(e) => r.check("batch-mixed", false, format!("{e:#}")),
-    }
-
-    // (c) The device still works: write 80 KiB (direct, then indirect), flush, read
-    // back (indirect, and a partial direct segment).
-    let direct: Vec<BlkifRequestSegment> = dpages.grefs()[..DIRECT_PAGES]
+/// (c) The device still works: write 80 KiB (direct, then indirect), flush, read back
+/// (indirect, and a partial direct segment).
+fn valid_io(
+    c: &mut Conn,
+    r: &mut Report,
+    p: &Pages,
+    d: Disk,
+    ids: &mut Ids,
+    data: &[u8],
+) -> Result<()> {
+    let s = d.s;
+    let mut next = || ids.next();
+    let ipage = p.ind.page(0).context("indirect page")?;
+    let i0 = p.ind.grefs()[0];
+    let direct: Vec<BlkifRequestSegment> = p.dpages.grefs()[..DIRECT_PAGES]
         .iter()
         .map(|&g| seg(g, 0, 7))
         .collect();
     c.expect(r, "valid-write-direct", rw(Write, next(), s, &direct), Okay);
-    for (i, &g) in dpages.grefs()[DIRECT_PAGES..].iter().enumerate() {
+    for (i, &g) in p.dpages.grefs()[DIRECT_PAGES..].iter().enumerate() {
         ipage.write(i * 8, &seg(g, 0, 7))?;
     }
     c.expect(
@@ -420,7 +303,7 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
         rw(BlkifOp::FlushDiskcache, next(), 0, &[]),
         Okay,
     );
-    for (i, &g) in back.grefs().iter().enumerate() {
+    for (i, &g) in p.back.grefs().iter().enumerate() {
         ipage.write(i * 8, &seg(g, 0, 7))?;
     }
     c.expect(
@@ -430,21 +313,21 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
         Okay,
     );
     let mut got = vec![0u8; VALID_BYTES];
-    back.mem().read_bytes(0, &mut got)?;
+    p.back.mem().read_bytes(0, &mut got)?;
     r.check(
         "read-back-matches",
         got == data[..VALID_BYTES],
         format!("{VALID_BYTES} bytes at sector {s} read back"),
     );
-    scratch.mem().fill(0, XEN_PAGE_SIZE, 0)?;
+    p.scratch.mem().fill(0, XEN_PAGE_SIZE, 0)?;
     c.expect(
         r,
         "valid-read-partial-segment",
-        rw(Read, next(), s, &[seg(scratch.grefs()[0], 1, 3)]),
+        rw(Read, next(), s, &[seg(p.scratch.grefs()[0], 1, 3)]),
         Okay,
     );
     let mut page = vec![0u8; XEN_PAGE_SIZE];
-    scratch.mem().read_bytes(0, &mut page)?;
+    p.scratch.mem().read_bytes(0, &mut page)?;
     let ok = page[..512].iter().all(|&b| b == 0)
         && page[512..2048] == data[..1536]
         && page[2048..].iter().all(|&b| b == 0);
@@ -453,12 +336,12 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
         ok,
         "sectors 1..=3 of the page hold the disk's first 3 sectors, the rest is untouched",
     );
+    Ok(())
+}
 
-    // (c2) A flood of bad requests: each refused; dom0 checks that the daemon's log
-    // stays bounded (rate limited per device and message class).
-    flood(&mut c, r, sectors, d0, a.flood);
-
-    // (d) A runaway req_prod: far ahead of anything the ring can hold.
+/// (d) A runaway req_prod: far ahead of anything the ring can hold. The backend must
+/// disconnect without answering anything.
+fn runaway(c: &mut Conn, r: &mut Report, f: &Front, ring: &GrantedPages, port: u32) -> Result<()> {
     let mem = ring.mem();
     let rsp_before = mem.load_u32_acquire(RSP_PROD_OFFSET)?;
     let runaway = c.ring.req_prod_pvt().wrapping_add(1000);
@@ -479,8 +362,5 @@ pub(crate) fn run(r: &mut Report, a: &Args) -> Result<()> {
         rsp_after == rsp_before,
         format!("rsp_prod {rsp_before} -> {rsp_after}"),
     );
-    // Done with this device: Closed, so that a later blkfront leaves it alone.
-    f.clear();
-    f.set_state(CLOSED)?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The flood of bad requests (`--flood N`).
 
-use crate::report::Report;
 use crate::ring::{rw, seg, Conn, BOGUS_GREF};
 use sluice_abi::blkif::{BlkifOp, BlkifRequest, BlkifRsp};
+use sluice_hostile_common::Report;
 use std::time::Instant;
 
 /// Bad requests of the flood by default (`--flood N`; three kinds in turn: an unknown

@@ -1,13 +1,12 @@
 //! The frontend's xenstore side: the device's nodes, states, waiting for the
 //! backend, refusals and a proper connection.
 
-use crate::report::{secs, Report};
 use anyhow::{bail, Context, Result};
 use sluice_abi::blkif::BlkifFrontRing;
-use sluice_dom0::xenstore::{XsClient, XBT_NULL};
-use sluice_dom0::XenStore;
-use sluice_xen_sys::{EvtchnDevice, GrantedPages};
-use std::time::{Duration, Instant};
+use sluice_hostile_common::XenbusFront;
+use sluice_hostile_common::{secs, Report};
+use sluice_xen_sys::GrantedPages;
+use std::ops::Deref;
 
 /// Frontend xenstore nodes a connection attempt may leave behind.
 const FE_NODES: &[&str] = &[
@@ -27,85 +26,22 @@ pub(crate) type Nodes<'a> = Vec<(&'a str, Vec<u8>)>;
 pub(crate) const CLOSING: u32 = 5;
 pub(crate) const CLOSED: u32 = 6;
 
-pub(crate) struct Front {
-    xs: XsClient,
-    pub(crate) fe: String,
-    pub(crate) be: String,
-    pub(crate) be_id: u16,
-    pub(crate) ev: EvtchnDevice,
+/// The device's xenbus side ([`XenbusFront`]: nodes, states, waiting), with the
+/// blkif protocol on top.
+pub(crate) struct Front(XenbusFront);
+
+impl Deref for Front {
+    type Target = XenbusFront;
+    fn deref(&self) -> &XenbusFront {
+        &self.0
+    }
 }
 
 impl Front {
     /// The frontend of this domain's `device/vbd/<devid>`: its backend's path and domain
     /// from xenstore, and an event-channel device.
     pub(crate) fn open(devid: u32) -> Result<Front> {
-        let xs = XsClient::open().context("opening xenstore (/dev/xen/xenbus)")?;
-        let domid = xs.read_u64(XBT_NULL, "domid")?.context("no domid node")?;
-        let fe = format!("/local/domain/{domid}/device/vbd/{devid}");
-        let be = xs
-            .read_opt(XBT_NULL, &format!("{fe}/backend"))?
-            .with_context(|| format!("{fe}/backend is missing"))?;
-        let be_id = xs
-            .read_u64(XBT_NULL, &format!("{fe}/backend-id"))?
-            .context("no backend-id")? as u16;
-        Ok(Front {
-            xs,
-            fe,
-            be,
-            be_id,
-            ev: EvtchnDevice::open()?,
-        })
-    }
-
-    pub(crate) fn read(&self, path: &str) -> Option<String> {
-        self.xs
-            .read_opt(XBT_NULL, path)
-            .ok()
-            .flatten()
-            .map(|s| s.trim_end_matches('\0').to_string())
-    }
-
-    fn be_state(&self) -> u32 {
-        self.read(&format!("{}/state", self.be))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    }
-
-    pub(crate) fn be_error(&self) -> String {
-        self.read(&format!("{}/error", self.be))
-            .unwrap_or_else(|| "no error node".into())
-    }
-
-    /// Waits until the backend's state satisfies `ok`; returns the last state seen and
-    /// whether it did.
-    pub(crate) fn wait_be(&self, ok: impl Fn(u32) -> bool, timeout: Duration) -> (u32, bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.be_state();
-            if ok(s) {
-                return (s, true);
-            }
-            if Instant::now() > deadline {
-                return (s, false);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn write(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.xs
-            .write(XBT_NULL, &format!("{}/{key}", self.fe), value)
-            .with_context(|| format!("writing {}/{key}", self.fe))
-    }
-
-    pub(crate) fn set_state(&self, s: u32) -> Result<()> {
-        self.write("state", s.to_string().as_bytes())
-    }
-
-    pub(crate) fn clear(&self) {
-        for n in FE_NODES {
-            let _ = self.xs.rm(XBT_NULL, &format!("{}/{n}", self.fe));
-        }
+        Ok(Front(XenbusFront::open("vbd", devid, FE_NODES)?))
     }
 
     /// Back to Initialising; the backend must offer the device again (InitWait).

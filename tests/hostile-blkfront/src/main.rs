@@ -38,15 +38,15 @@
 mod attack;
 mod flood;
 mod front;
-mod report;
+mod requests;
 mod ring;
 mod steady;
 
 use crate::attack::run;
 use crate::flood::FLOOD_REQUESTS;
-use crate::report::{secs, Report};
 use crate::steady::{steady_device, STEADY_BYTES, STEADY_MIN_ROUNDS};
 use anyhow::{Context, Result};
+use sluice_hostile_common::{secs, Report};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -139,6 +139,5 @@ fn main() {
             });
         }
     }
-    println!("@@HOSTILE-SUMMARY {} passed, {} failed", r.passed, r.failed);
-    std::process::exit(r.failed.min(100) as i32);
+    r.finish();
 }

@@ -1,11 +1,11 @@
 //! The ring side: a connected ring (submit, expect a status) and request builders.
 
-use crate::report::{secs, Report};
 use anyhow::{bail, Result};
 use sluice_abi::blkif::{
     BlkifFrontRing, BlkifOp, BlkifRequest, BlkifRequestIndirect, BlkifRequestSegment,
     BlkifResponse, BlkifRsp,
 };
+use sluice_hostile_common::{secs, Report};
 use sluice_xen_sys::EvtchnDevice;
 use std::time::{Duration, Instant};
 use zerocopy::{FromBytes, Immutable, IntoBytes};

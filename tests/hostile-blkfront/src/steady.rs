@@ -2,11 +2,11 @@
 //! working while the attack runs.
 
 use crate::front::{Front, CLOSED, CLOSING};
-use crate::report::secs;
 use crate::ring::{rw, seg, Conn};
 use anyhow::{bail, Context, Result};
 use sluice_abi::blkif::{BlkifFrontRing, BlkifOp, BlkifRequestSegment, BlkifRsp};
 use sluice_abi::shared::XEN_PAGE_SIZE;
+use sluice_hostile_common::secs;
 use sluice_xen_sys::{GntallocDevice, GrantedPages};
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,13 +1,11 @@
 //! The xenbus side of the hostile netfront: its `device/vif/<devid>` nodes, the
 //! backend's state, refusals and resets.
 
-use crate::{secs, Report};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use sluice_abi::netif::keys;
-use sluice_dom0::xenstore::{XsClient, XBT_NULL};
-use sluice_dom0::XenStore;
-use sluice_xen_sys::EvtchnDevice;
-use std::time::{Duration, Instant};
+use sluice_hostile_common::XenbusFront;
+use sluice_hostile_common::{secs, Report};
+use std::ops::Deref;
 
 pub const INIT_WAIT: u32 = 2;
 pub const CONNECTED: u32 = 4;
@@ -53,85 +51,24 @@ pub fn with(mut nodes: Nodes, key: &'static str, value: Option<&[u8]>) -> Nodes 
     nodes
 }
 
-pub struct Front {
-    xs: XsClient,
-    pub fe: String,
-    pub be: String,
-    pub be_id: u16,
-    pub ev: EvtchnDevice,
+/// The vif's xenbus side ([`XenbusFront`]: nodes, states, waiting), with the netif
+/// protocol on top.
+pub struct Front(XenbusFront);
+
+impl Deref for Front {
+    type Target = XenbusFront;
+    fn deref(&self) -> &XenbusFront {
+        &self.0
+    }
 }
 
 impl Front {
-    /// The frontend of this domain's `device/vif/<devid>`.
+    /// The frontend of this domain's `device/vif/<devid>` (its backend's path without
+    /// trailing NULs).
     pub fn open(devid: u32) -> Result<Front> {
-        let xs = XsClient::open().context("opening xenstore (/dev/xen/xenbus)")?;
-        let domid = xs.read_u64(XBT_NULL, "domid")?.context("no domid node")?;
-        let fe = format!("/local/domain/{domid}/device/vif/{devid}");
-        let be = xs
-            .read_opt(XBT_NULL, &format!("{fe}/backend"))?
-            .with_context(|| format!("{fe}/backend is missing"))?;
-        let be = be.trim_end_matches('\0').to_string();
-        let be_id = xs
-            .read_u64(XBT_NULL, &format!("{fe}/backend-id"))?
-            .context("no backend-id")? as u16;
-        Ok(Front {
-            xs,
-            fe,
-            be,
-            be_id,
-            ev: EvtchnDevice::open()?,
-        })
-    }
-
-    pub fn read(&self, path: &str) -> Option<String> {
-        self.xs
-            .read_opt(XBT_NULL, path)
-            .ok()
-            .flatten()
-            .map(|s| s.trim_end_matches('\0').to_string())
-    }
-
-    pub fn be_state(&self) -> u32 {
-        self.read(&format!("{}/state", self.be))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    }
-
-    pub fn be_error(&self) -> String {
-        self.read(&format!("{}/error", self.be))
-            .unwrap_or_else(|| "no error node".into())
-    }
-
-    /// Waits until the backend's state satisfies `ok`; the last state seen and whether
-    /// it did.
-    pub fn wait_be(&self, ok: impl Fn(u32) -> bool, timeout: Duration) -> (u32, bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.be_state();
-            if ok(s) {
-                return (s, true);
-            }
-            if Instant::now() > deadline {
-                return (s, false);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn write(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.xs
-            .write(XBT_NULL, &format!("{}/{key}", self.fe), value)
-            .with_context(|| format!("writing {}/{key}", self.fe))
-    }
-
-    pub fn set_state(&self, s: u32) -> Result<()> {
-        self.write("state", s.to_string().as_bytes())
-    }
-
-    fn clear(&self) {
-        for n in FE_NODES {
-            let _ = self.xs.rm(XBT_NULL, &format!("{}/{n}", self.fe));
-        }
+        let mut x = XenbusFront::open("vif", devid, FE_NODES)?;
+        x.be = x.be.trim_end_matches('\0').to_string();
+        Ok(Front(x))
     }
 
     /// As xen-netfront after a failure: Closed (the backend follows), then
