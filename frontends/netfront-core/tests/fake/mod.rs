@@ -8,4 +8,5 @@ pub use sluice_front_seams::fake::{FrontPlatform, World, BACKEND_ID};
 pub const FRONT: &str = "device/vif/0";
 pub const BACK: &str = "backend/vif/1/0";
 
+pub mod bed;
 pub mod netback;
