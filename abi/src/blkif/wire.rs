@@ -1,7 +1,7 @@
 //! The wire structs of `io/blkif.h`: sizes and limits, `BLKIF_OP_*`/`BLKIF_RSP_*`,
 //! `VDISK_*`, the segment descriptor, the four request variants that share a ring slot,
 //! the response, and the blkif ring aliases. Byte-compatible with the C header
-//! (`tests/layout.rs`).
+//! (`tests/layout/`).
 
 use bitflags::bitflags;
 use core::fmt;

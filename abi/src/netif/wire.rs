@@ -1,6 +1,6 @@
 //! The TX and RX ring entries of `io/netif.h` (requests, responses, `NETTXF_*`/`NETRXF_*`,
 //! `NETIF_RSP_*`), the slot limits, and the TX/RX ring aliases. Byte-compatible with
-//! the C header (`tests/layout.rs`).
+//! the C header (`tests/layout/`).
 
 use bitflags::bitflags;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
