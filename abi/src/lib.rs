@@ -1,7 +1,7 @@
 //! Sluice's shared guest ABI: Xen's public wire structures and ring protocols.
 //!
 //! Every type here is byte-compatible with the matching struct in Xen's public headers
-//! (`xen/include/public`); `tests/layout.rs` proves it against the installed headers.
+//! (`xen/include/public`); `tests/layout/` proves it against the installed headers.
 //! `no_std`, no allocation. The only `unsafe` lives in [`shared`], which wraps access to
 //! memory a peer can change at any time.
 
