@@ -32,13 +32,18 @@ pub fn bed_with(cfg: BackConfig, fcfg: FrontendConfig) -> Bed {
 
 /// A connected bed: negotiation done, backend mapped the rings.
 pub fn connected(cfg: BackConfig, queues: u32) -> Bed {
-    let mut b = bed_with(
+    connected_with(
         cfg,
         FrontendConfig {
             max_queues: queues,
             ..Default::default()
         },
-    );
+    )
+}
+
+/// [`connected`] with the frontend's whole configuration.
+pub fn connected_with(cfg: BackConfig, fcfg: FrontendConfig) -> Bed {
+    let mut b = bed_with(cfg, fcfg);
     let ev =
         b.fe.backend_changed(&mut b.p, XenbusState::InitWait)
             .unwrap();
