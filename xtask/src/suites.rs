@@ -222,10 +222,54 @@ pub const SUITES: &[Suite] = &[
 ];
 
 /// fmt, clippy and the unit tests of the host workspace.
+/// The house rule: a source file a newcomer can read (README "Style").
+const MAX_LINES: usize = 700;
+
+/// Every tracked `.rs` file is at most [`MAX_LINES`] lines: the long ones are named.
+fn file_lengths() -> Result<()> {
+    let long = files_over(MAX_LINES)?;
+    if !long.is_empty() {
+        bail!(
+            "over {MAX_LINES} lines (split by meaning, as abi/src/ring/ is): {}",
+            long.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The tracked `.rs` files longer than `max` lines, as "path (lines)".
+fn files_over(max: usize) -> Result<Vec<String>> {
+    let root = crate::util::root();
+    let out = std::process::Command::new("git")
+        .args(["ls-files", "-z", "--", "*.rs"])
+        .current_dir(&root)
+        .output()?;
+    if !out.status.success() {
+        bail!("git ls-files failed");
+    }
+    let mut long = Vec::new();
+    for name in out.stdout.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name);
+        // A file listed but not in the work tree (deleted, not yet committed) is skipped.
+        let Ok(text) = std::fs::read_to_string(root.join(&*name)) else {
+            continue;
+        };
+        let lines = text.lines().count();
+        if lines > max {
+            long.push(format!("{name} ({lines})"));
+        }
+    }
+    Ok(long)
+}
+
 fn static_checks() -> Result<()> {
     step("cargo fmt --check", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
+    step(
+        &format!("Rust files at most {MAX_LINES} lines"),
+        file_lengths,
+    )?;
     step("cargo clippy -D warnings", || {
         run(cargo().args([
             "clippy",
@@ -326,4 +370,16 @@ fn pciback_sysfs() -> Result<()> {
             .arg("pciback/scripts/qemu-list.sh")
             .current_dir(crate::util::root()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_line_limit_check_names_long_files() {
+        // Files of 600-700 lines exist: a lower limit must name them (the check can fail).
+        let some = super::files_over(600).unwrap();
+        assert!(!some.is_empty());
+        assert!(some.iter().all(|f| f.ends_with(')') && f.contains(".rs (")));
+        assert!(super::files_over(usize::MAX).unwrap().is_empty());
+    }
 }
