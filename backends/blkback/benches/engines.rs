@@ -66,6 +66,7 @@ fn run(uring: bool, persistent: bool, op: BlkifOp, img: &std::path::Path) -> f64
             buffers: Default::default(),
             zero_copy: std::cell::Cell::new(true),
             coalesce: 0,
+            merge: false,
             log: &Default::default(),
         };
         let ring = sluice_abi::blkif::BlkifBackRing::new(gm.page(0)).unwrap();

@@ -44,6 +44,11 @@ struct Args {
     /// (docs/bench.md) [env SLUICE_BLKBACK_COALESCE]
     #[arg(long)]
     coalesce: Option<u32>,
+    /// The io_uring engine sends a round's contiguous zero-copy reads (or writes) as
+    /// one I/O, each request still answered alone (an experiment, off by default)
+    /// [env SLUICE_BLKBACK_MERGE=1]
+    #[arg(long)]
+    merge: bool,
     /// Time each phase of each request (the per-queue log line at disconnect); costs a
     /// clock syscall per phase in a PV dom0 [env SLUICE_BLKBACK_PROFILE=1]
     #[arg(long)]
@@ -112,7 +117,8 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(sluice_blkback::coalesce::DEFAULT_ROUNDS)
     });
-    tracing::info!("notification coalescing: {coalesce} round(s)");
+    let merge = args.merge || std::env::var("SLUICE_BLKBACK_MERGE").is_ok_and(|v| v == "1");
+    tracing::info!("notification coalescing: {coalesce} round(s); merged I/O: {merge}");
     let (status_file, state_dir) = (args.status_file, args.state_dir);
     let backend = if state_dir == "none" {
         tracing::warn!("no crash journal: a restart after a crash may lose requests in flight");
@@ -132,7 +138,8 @@ fn main() -> anyhow::Result<()> {
         .with_persistent_grants(per_queue)
         .with_direct_io(direct)
         .with_zero_copy(zero_copy)
-        .with_coalesce(coalesce);
+        .with_coalesce(coalesce)
+        .with_merge(merge);
     let stop = AtomicBool::new(false);
     backend.run(&stop).context("xenstore connection lost")?;
     Ok(())

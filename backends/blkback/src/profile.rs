@@ -55,6 +55,8 @@ pub struct Profile {
     pub enters: Cell<u64>,
     /// Event channel notifications sent (one ioctl each).
     pub notifies: Cell<u64>,
+    /// Requests merged into the I/O of the one before them (`--merge`).
+    pub merged: Cell<u64>,
     /// Event-channel system calls other than notifications: `poll(2)`, reads of the
     /// pending ports, unmask writes (the path without the event channel on io_uring).
     pub evtchn_calls: Cell<u64>,
@@ -90,6 +92,7 @@ impl Default for Profile {
             max_depth: Cell::new(0),
             enters: Cell::new(0),
             notifies: Cell::new(0),
+            merged: Cell::new(0),
             evtchn_calls: Cell::new(0),
             kicks: Cell::new(0),
             rounds: Cell::new(0),
@@ -157,12 +160,14 @@ impl fmt::Display for Profile {
         write!(
             f,
             " ({} waits timed out; {} io_uring_enter, {} notifications, {} other event-channel \
-             calls, {} kicks through io_uring: {:.2} system calls per request; {})",
+             calls, {} kicks through io_uring, {} requests merged into the one before: {:.2} \
+             system calls per request; {})",
             self.io_wait_empty.get(),
             self.enters.get(),
             self.notifies.get(),
             self.evtchn_calls.get(),
             self.kicks.get(),
+            self.merged.get(),
             calls as f64 / rq.max(1) as f64,
             self.costs,
         )

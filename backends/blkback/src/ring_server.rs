@@ -81,6 +81,9 @@ pub struct Queue<'a, G: GrantMapper, E: EventChannels> {
     /// Rounds the io_uring engine may hold back a notification the frontend asked for
     /// while other I/O is in flight ([`crate::coalesce`]); 0: none.
     pub coalesce: u32,
+    /// The io_uring engine sends a round's contiguous zero-copy requests as one I/O
+    /// (`--merge`; `src/uring_merge.rs`).
+    pub merge: bool,
     /// The device's log rate limit (shared by its queues, kept across reconnects): what
     /// a frontend's requests make us log is bounded per message class.
     pub log: &'a LogLimiter,

@@ -23,6 +23,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "uring_merge.rs"]
+mod merge;
+
 /// Most requests one queue keeps in flight with io_uring.
 pub const MAX_IN_FLIGHT: usize = 128;
 
@@ -37,6 +40,8 @@ struct InFlight {
     segs: Vec<BlkifRequestSegment>,
     /// Straight into the guest's mapped pages (no bounce buffer).
     zero_copy: bool,
+    /// Requests merged after this one into the same I/O (`--merge`; [`merge`]).
+    merged: Vec<InFlight>,
 }
 
 /// Tags of the event channel's own operations on the ring (requests count up from 1).
@@ -81,6 +86,12 @@ struct LoopState {
     kick: Option<Kick>,
     /// The notification owed to the frontend.
     notify: Coalesce,
+    /// The round's zero-copy I/O not yet on the ring (`--merge`).
+    pending: Option<merge::Pending>,
+    /// Requests to answer with an error (their merged I/O could not be submitted).
+    failed: Vec<(Entry, u64, u8, BlkifRsp)>,
+    /// The last tag given to an I/O.
+    next_tag: u64,
 }
 
 impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
@@ -105,8 +116,10 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             done: Vec::new(),
             kick: self.uring_kick(),
             notify: Coalesce::new(self.coalesce),
+            pending: None,
+            failed: Vec::new(),
+            next_tag: 0,
         };
-        let mut next_tag = 0u64;
         let mut ports = Vec::new();
         loop {
             // Answer what completed first, then take what the ring holds.
@@ -125,11 +138,14 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                         continue;
                     }
                 };
-                next_tag += 1;
-                match self.start(&req, entry, op, next_tag, io, &mut st.in_flight) {
+                st.next_tag += 1;
+                let tag = st.next_tag;
+                match self.start(&req, entry, op, tag, io, &mut st) {
                     Ok(true) => {}
                     Ok(false) => {
                         // Flush, barrier or discard: after everything before it.
+                        self.send_merged(io, &mut st);
+                        self.answer_failed(&mut ring, ledger, stats, &mut st)?;
                         while io.in_flight() > 0 {
                             self.count_wait(io, |io| io.wait(Duration::from_millis(100)))?;
                             self.reap(io, &mut st, &mut ring, ledger, stats)?;
@@ -143,7 +159,10 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                         self.respond(&mut ring, ledger, stats, entry, rsp)?
                     }
                 }
+                self.answer_failed(&mut ring, ledger, stats, &mut st)?;
             }
+            self.send_merged(io, &mut st);
+            self.answer_failed(&mut ring, ledger, stats, &mut st)?;
             // Answers given while taking (refusals, flushes) go out before any wait.
             self.publish_notify(&mut ring, ledger, &mut st.notify, io.in_flight())?;
             if io.in_flight() > 0 {
@@ -352,7 +371,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         op: u8,
         tag: u64,
         io: &mut IoQueue,
-        in_flight: &mut HashMap<u64, InFlight>,
+        st: &mut LoopState,
     ) -> Result<bool, BlkifRsp> {
         let (write, sector, segs) = match *req {
             BlkRequest::ReadWrite {
@@ -400,9 +419,37 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             len,
             segs,
             zero_copy: false,
+            merged: Vec::new(),
         };
-        self.submit_rw(p, tag, io, in_flight)?;
+        let p = if self.merge {
+            match self.merge_rw(p, tag, io, st) {
+                Ok(()) => return Ok(true),
+                // Not zero copy: alone, after the pending I/O (kept in order).
+                Err(p) => {
+                    self.send_merged(io, st);
+                    p
+                }
+            }
+        } else {
+            p
+        };
+        self.submit_rw(p, tag, io, &mut st.in_flight)?;
         Ok(true)
+    }
+
+    /// Answers the requests whose merged I/O could not be submitted.
+    fn answer_failed(
+        &self,
+        ring: &mut BlkifBackRing<'_>,
+        ledger: &mut Ledger<'_>,
+        stats: &Arc<QueueStats>,
+        st: &mut LoopState,
+    ) -> Result<(), QueueError> {
+        for (entry, id, op, status) in std::mem::take(&mut st.failed) {
+            let rsp = BlkifResponse::new(id, op, status);
+            self.respond(ring, ledger, stats, entry, rsp)?;
+        }
+        Ok(())
     }
 
     /// Puts a checked read or write on io_uring: straight from or into the guest's
@@ -507,16 +554,40 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let mut done = std::mem::take(&mut st.done);
         done.clear();
         io.complete(&mut done);
-        let in_flight = &mut st.in_flight;
         for c in done.drain(..) {
             if c.tag >= KICK_UNMASK {
                 self.kicked(c, &mut st.kick, io)?;
                 continue;
             }
-            let Some(p) = in_flight.remove(&c.tag) else {
+            let Some(mut p) = st.in_flight.remove(&c.tag) else {
                 continue;
             };
             let rw = if p.write { "write" } else { "read" };
+            if !p.merged.is_empty() {
+                let total = p.len + p.merged.iter().map(|m| m.len).sum::<usize>();
+                if c.result.as_ref().is_ok_and(|&n| n == total) {
+                    for m in std::mem::take(&mut p.merged).into_iter().chain([p]) {
+                        let rsp = BlkifResponse::new(m.id, m.op, BlkifRsp::Okay);
+                        self.respond(ring, ledger, stats, m.entry, rsp)?;
+                    }
+                } else {
+                    warn_limited!(
+                        self.log,
+                        "disk I/O",
+                        "{}: merged {rw} of {} requests failed ({}); each again alone",
+                        self.name,
+                        p.merged.len() + 1,
+                        match &c.result {
+                            Ok(n) => format!("{n} of {total} bytes"),
+                            Err(e) => e.to_string(),
+                        }
+                    );
+                    self.split_merged(p, io, st);
+                    self.answer_failed(ring, ledger, stats, st)?;
+                }
+                continue;
+            }
+            let in_flight = &mut st.in_flight;
             if p.zero_copy && c.result.as_ref().map_or(true, |&n| n != p.len) {
                 // The kernel refused I/O into the mapped pages (or cut it short): serve
                 // this request, and all later ones, through bounce buffers.

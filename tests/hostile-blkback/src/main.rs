@@ -359,6 +359,7 @@ impl Backend {
                     buffers: Default::default(),
                     zero_copy: std::cell::Cell::new(false),
                     coalesce: 0,
+                    merge: false,
                     log: &Default::default(),
                 };
                 if let Err(e) = serve(&q, ring, mode) {

@@ -124,7 +124,7 @@ where
             let name = format!("{} queue {q}", dev.name);
             let engine = self.engine;
             let cache_limit = self.persistent_limit;
-            let (zero_copy, coalesce) = (self.zero_copy, self.coalesce);
+            let (zero_copy, coalesce, merge) = (self.zero_copy, self.coalesce, self.merge);
             let log = dev.log.clone();
             let (grants, stats, stop2, dead2, disk2, domid) = (
                 self.grants.clone(),
@@ -164,6 +164,7 @@ where
                         buffers: Default::default(),
                         zero_copy: std::cell::Cell::new(zero_copy),
                         coalesce,
+                        merge,
                         log: &log,
                     };
                     let uring = match engine {

@@ -136,6 +136,8 @@ pub struct Backend<S, G, F> {
     /// Rounds a queue may hold back a notification while I/O is in flight
     /// ([`crate::coalesce`]; 0: none).
     coalesce: u32,
+    /// A round's contiguous zero-copy requests as one I/O (default off).
+    merge: bool,
     /// Log lines per device and message class, and the clock it goes by.
     log_rate: (Rate, LimitClock),
     devices: BTreeMap<String, Device>,
@@ -166,6 +168,7 @@ where
             direct_io: true,
             zero_copy: true,
             coalesce: crate::coalesce::DEFAULT_ROUNDS,
+            merge: false,
             log_rate: (Rate::LOG, LimitClock::real()),
             devices: BTreeMap::new(),
             status_file: None,
@@ -214,6 +217,13 @@ where
     /// pages (default true; false: pooled bounce buffers always).
     pub fn with_zero_copy(mut self, on: bool) -> Self {
         self.zero_copy = on;
+        self
+    }
+
+    /// Whether the io_uring engine sends a round's contiguous zero-copy reads (or
+    /// writes) as one I/O (default false; `src/uring_merge.rs`).
+    pub fn with_merge(mut self, on: bool) -> Self {
+        self.merge = on;
         self
     }
 
