@@ -162,6 +162,24 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// Whether a step of such workloads can run again whole on the same images after
+    /// its guest died mid-run (the QEMU TCG triple fault): each writes what it then
+    /// checks within the step, or only reads, so the first run's writes change no
+    /// result. Not: the crash-consistency steps (they carry records between steps),
+    /// the hostile and misbehaving peers and the daemon restarts, detaches and reloads
+    /// (their dom0 side is not made to repeat), the soak (its figures).
+    pub fn rerun_safe(&self) -> bool {
+        matches!(
+            self,
+            Workload::Pattern { .. }
+                | Workload::Ext4 { .. }
+                | Workload::ConsoleRoundTrip
+                | Workload::SeqRead { .. }
+                | Workload::SectorSize { .. }
+                | Workload::ReadOnly { .. }
+        )
+    }
+
     /// The check id printed by the guest, e.g. `pattern-xvda`.
     pub fn id(&self) -> String {
         match self {
@@ -315,4 +333,32 @@ impl Workload {
 /// `xvda`, `xvdb`, ...
 pub fn vdev(disk: usize) -> String {
     format!("xvd{}", (b'a' + disk as u8) as char)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Workload;
+
+    #[test]
+    fn only_self_checking_workloads_are_rerun_safe() {
+        // xen-userspace's PVH step: may run again after a mid-run triple fault.
+        let pvh = [
+            Workload::ConsoleRoundTrip,
+            Workload::Pattern { disk: 0 },
+            Workload::SectorSize { disk: 1 },
+            Workload::Ext4 { disk: 1 },
+        ];
+        assert!(pvh.iter().all(Workload::rerun_safe));
+        // Steps carrying state to later steps, or whose dom0 side acts once: never.
+        for w in [
+            Workload::CrashKill { disk: 0 },
+            Workload::CrashDestroy { disk: 0 },
+            Workload::CrashVerify { disk: 0 },
+            Workload::RestartBackend { disk: 0 },
+            Workload::DetachAttach { disk: 0 },
+            Workload::HostileFrontend { disk: 0 },
+        ] {
+            assert!(!w.rerun_safe(), "{w:?}");
+        }
+    }
 }
