@@ -168,7 +168,8 @@ pub fn run_suite() -> Result<()> {
     Ok(())
 }
 
-/// The machine reset with no word from the hypervisor (QEMU exit 0 under `-no-reboot`).
+/// The machine lost with no word from the hypervisor: a reset (QEMU exit 0 under
+/// `-no-reboot`) or QEMU ending by itself with an error ([`crate::hypervisor_linux::machine_lost`]).
 #[derive(Debug)]
 struct HostReset(String);
 
@@ -176,7 +177,7 @@ impl std::fmt::Display for HostReset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the machine reset with no hypervisor message (QEMU exit 0; {})",
+            "the machine was lost with no hypervisor message ({})",
             self.0
         )
     }
@@ -258,6 +259,8 @@ fn one_boot(
     let mut sender: Option<std::thread::JoinHandle<Result<Duration>>> = None;
     let progress = Arc::new(AtomicUsize::new(0));
     let (mut seen, mut moved, mut dumped) = (0, Instant::now(), false);
+    // QEMU's output closed before any limit of ours (it ended by itself).
+    let mut exited = false;
     let stall = Duration::from_secs(
         std::env::var("SLUICE_PT_STALL_S")
             .ok()
@@ -315,7 +318,10 @@ fn one_boot(
         let line = match rx.recv_timeout(left.min(Duration::from_secs(1))) {
             Ok(l) => l,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                exited = true;
+                break;
+            }
         };
         if line.contains("] @@LISTENING") && sent.is_none() && sender.is_none() {
             let (payload, progress) = (payload.to_path_buf(), progress.clone());
@@ -335,16 +341,27 @@ fn one_boot(
         log.push_str("(more output after the boot limit)\n");
     }
     drop(stdin);
+    // Its output closed: QEMU is ending by itself; give it a moment, so that its own
+    // status (0 for a machine reset under `-no-reboot`) is what we read, not our kill's
+    // (CI of 2026-12-07 evening: a host reset read as "signal 9" failed the suite
+    // instead of booting once more).
+    if exited {
+        let until = Instant::now() + Duration::from_secs(5);
+        while child.try_wait()?.is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     if child.try_wait()?.is_none() {
         let _ = child.kill();
     }
     let status = child.wait()?;
     let kept = run_dir("passthrough-linux").join(format!("serial-{tag}.log"));
-    if status.code() == Some(0) && crate::hypervisor_linux::host_reset(0, &log) {
+    let code = status.code().unwrap_or(-1);
+    if crate::hypervisor_linux::machine_lost(code, exited, &log) {
         let first = kept.with_extension("reset.log");
         std::fs::write(&first, &log)?;
         bail!(HostReset(format!(
-            "{} lines, {}",
+            "QEMU status {code}, {} lines, {}",
             log.lines().count(),
             first.display()
         )));
