@@ -76,16 +76,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let Some(g) = st.pending.take() else {
             return;
         };
-        let file = self.disk.file();
-        let at = g.head.sector * SECTOR;
-        let r = self.profile.queue.time(|| {
-            if g.head.write {
-                io.writev(file, at, g.spans, g.tag)
-            } else {
-                io.readv(file, at, g.spans, g.tag)
-            }
-        });
-        match r {
+        match self.submit_spans(g.head.write, g.head.sector, g.spans, g.tag, io) {
             Ok(()) => {
                 st.in_flight.insert(g.tag, g.head);
             }

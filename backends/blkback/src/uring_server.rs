@@ -466,13 +466,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         let at = p.sector * SECTOR;
         let submitted = if let Some(spans) = self.spans(&p.segs, p.write) {
             p.zero_copy = true;
-            self.profile.queue.time(|| {
-                if p.write {
-                    io.writev(file, at, spans, tag)
-                } else {
-                    io.readv(file, at, spans, tag)
-                }
-            })
+            self.submit_spans(p.write, p.sector, spans, tag, io)
         } else {
             p.zero_copy = false;
             let mut buf = self.profile.buffer.time(|| self.buffers.take(p.len));
@@ -501,6 +495,25 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         })?;
         in_flight.insert(tag, p);
         Ok(())
+    }
+
+    /// Queues a zero-copy `writev` (`write`) or `readv` of `spans` at `sector`.
+    fn submit_spans(
+        &self,
+        write: bool,
+        sector: u64,
+        spans: Vec<IoSpan>,
+        tag: u64,
+        io: &mut IoQueue,
+    ) -> std::io::Result<()> {
+        let (file, at) = (self.disk.file(), sector * SECTOR);
+        self.profile.queue.time(|| {
+            if write {
+                io.writev(file, at, spans, tag)
+            } else {
+                io.readv(file, at, spans, tag)
+            }
+        })
     }
 
     /// The guest's pages of `segs` for I/O straight into or out of them (`write`: a disk

@@ -120,12 +120,7 @@ fn run_with(
                 assert_eq!((r.id, r.status), (id, 0), "{op:?} at {sector}");
                 return;
             }
-            front_ev.wait(Some(Duration::from_millis(5))).unwrap();
-            let mut p = vec![];
-            front_ev.read_pending(&mut p).unwrap();
-            for x in p {
-                front_ev.unmask(x).unwrap();
-            }
+            wait_event(&front_ev);
         }
     };
     let full = |pages: &[u32]| -> Vec<BlkifRequestSegment> {
@@ -214,12 +209,7 @@ fn run_with(
                     assert_eq!(r.status == 0, want_ok, "{op:?} {}: {}", r.id, r.status);
                     ids.push(r.id);
                 }
-                front_ev.wait(Some(Duration::from_millis(5))).unwrap();
-                let mut p = vec![];
-                front_ev.read_pending(&mut p).unwrap();
-                for x in p {
-                    front_ev.unmask(x).unwrap();
-                }
+                wait_event(&front_ev);
             }
             ids.sort_unstable();
             assert_eq!(ids, (first_id..first_id + 8).collect::<Vec<_>>());
@@ -313,5 +303,15 @@ fn a_merged_io_cut_short_is_done_again_request_by_request() {
         if let Some((_, _, merged)) = run_with(true, true, merge, true) {
             assert_eq!(merged > 0, merge);
         }
+    }
+}
+
+/// The frontend's side: waits up to 5 ms for the backend's event, then takes it.
+fn wait_event(ev: &impl EventChannels) {
+    ev.wait(Some(Duration::from_millis(5))).unwrap();
+    let mut p = vec![];
+    ev.read_pending(&mut p).unwrap();
+    for x in p {
+        ev.unmask(x).unwrap();
     }
 }
