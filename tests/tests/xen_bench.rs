@@ -511,6 +511,19 @@ fn fio_sluice_vs_stock_blkfront() {
     assert_eq!(report.fio.len(), 2 * size.pairs * 2 * 4, "{:?}", report.fio);
 }
 
+#[path = "xen_bench/frontend_variant.rs"]
+mod frontend_variant;
+use frontend_variant::{frontend_variant_plan, frontend_variant_report};
+
+#[test]
+#[ignore = "boots Xen in QEMU for many minutes: cargo xtask bench fio-frontend-variant"]
+fn fio_blkfront_variant() {
+    let size = Size::from_env(3, 10);
+    let report = run("xen-bench-blkfront-var", vec![frontend_variant_plan(size)]);
+    let backends = frontend_variant_report(&report, size);
+    assert_eq!(report.fio.len(), backends * size.pairs * 3 * 4, "{:?}", report.fio);
+}
+
 // ---- hypercall: the Xen half -------------------------------------------------------
 
 fn hypercall_plan() -> Plan {

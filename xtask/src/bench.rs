@@ -125,6 +125,21 @@ pub const BENCHES: &[Bench] = &[
         },
     },
     Bench {
+        name: "fio-frontend-variant",
+        aliases: &["fio_blkfront_variant"],
+        under: "SLUICE_BLKFRONT_KO=build/linux-modules/sluice-blkfront/sluice-blkfront.ko SLUICE_BLKFRONT_C_ARGS='ARGS' cargo test -p sluice-testbed --test xen_bench -- --ignored --nocapture --exact fio_blkfront_variant",
+        compares: "real Xen, fio: xen-blkfront vs sluice-blkfront.ko vs sluice-blkfront.ko with the module arguments in SLUICE_BLKFRONT_C_ARGS, against the backends in SLUICE_FRONTEND_BACKENDS (kblk, sblk; default both), triples rotated",
+        cost: "Xen 4.17 test bed in QEMU, one boot; 10 s per job, about 15 minutes per backend",
+        run: |s| {
+            let ko = crate::linux_modules::blkfront_ko()?;
+            xen_bench_env(
+                "fio_blkfront_variant",
+                s,
+                &[("SLUICE_BLKFRONT_KO", ko.as_os_str())],
+            )
+        },
+    },
+    Bench {
         name: "iperf",
         aliases: &["iperf_kernel_vs_sluice_netback", "bench-net"],
         under: "SLUICE_NETFRONT_KO=build/linux-modules/sluice-netfront/sluice-netfront.ko cargo test -p sluice-testbed --test net_bench -- --ignored --nocapture --exact iperf_kernel_vs_sluice_netback",

@@ -27,13 +27,14 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_uint};
+use sluice_abi::blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST;
 use sluice_abi::xenbus::XenbusState;
 use sluice_blkfront_core::{
     BlockIo, Event, Frontend, FrontendConfig, IoError, IoOp, IoSegment, ProtocolError, SubmitError,
     Timeout,
 };
 use sluice_kernel::blk::{
-    io_timeout_secs, BlkDriver, Disk, DiskParams, QueueStatus, Request, RqKind, RqResult,
+    io_timeout_secs, max_indirect_segments_param, BlkDriver, Disk, DiskParams, QueueStatus, Request, RqKind, RqResult,
     SegmentsError,
 };
 use sluice_kernel::sync::{msleep, Guard, IrqSpinLock, Mutex};
@@ -46,8 +47,9 @@ sluice_kernel::blk_driver!(Device);
 
 /// Most rings (blk-mq hardware queues): one per vCPU up to this.
 const MAX_QUEUES: u32 = 8;
-/// Segments (4 KiB pages) per request we ask for: the request is
-/// min(backend's `feature-max-indirect-segments`, this), up to 1 MiB, and the block
+/// Most segments (4 KiB pages) per request we ask for (the module parameter
+/// `max_indirect_segments`, default and most this, at least 11): the request is
+/// min(backend's `feature-max-indirect-segments`, that), up to 1 MiB, and the block
 /// layer merges up to it (max_segments / max_hw_sectors of the queue). Pages in flight
 /// are bounded per ring by the core's page budget, not by depth x segments: with
 /// persistent grants 1056 (the backends' persistent grants per ring: Linux blkback's
@@ -305,7 +307,8 @@ impl XenbusDriver for Device {
             // A ring per vCPU, as xen-blkfront's multi-queue.
             max_queues: num_cpus().clamp(1, MAX_QUEUES),
             // Up to 1 MiB requests, within the page budget (see MAX_SEGMENTS).
-            max_indirect_segments: MAX_SEGMENTS,
+            max_indirect_segments: max_indirect_segments_param()
+                .clamp(BLKIF_MAX_SEGMENTS_PER_REQUEST as u32, MAX_SEGMENTS),
             ..FrontendConfig::default()
         };
         let mut front = match Frontend::new(&nodename, &otherend, otherend_id, config) {

@@ -23,6 +23,11 @@ module_param(io_timeout, uint, 0444);
 MODULE_PARM_DESC(io_timeout,
 		 "Seconds a request may wait for the backend's answer before the device fails (default 30, at least 1)");
 
+static unsigned int max_indirect_segments = 256;
+module_param(max_indirect_segments, uint, 0444);
+MODULE_PARM_DESC(max_indirect_segments,
+		 "Most segments (4 KiB pages) per request, 11-256; the backend's limit applies too (default 256: 1 MiB requests)");
+
 static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
 	return sluice_blk_queue_rq(hctx->queue->queuedata, hctx->queue_num, bd->rq);
@@ -54,6 +59,7 @@ static const struct blk_mq_ops sbf_mq_ops = {
 };
 
 unsigned int sbf_io_timeout_secs(void) { return io_timeout ? io_timeout : 1; }
+unsigned int sbf_max_indirect_segments(void) { return max_indirect_segments; }
 
 static const struct block_device_operations sbf_fops = {
 	.owner = THIS_MODULE,

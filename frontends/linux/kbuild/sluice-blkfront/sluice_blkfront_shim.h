@@ -56,6 +56,8 @@ extern const u8 sbf_sts_ok, sbf_sts_resource, sbf_sts_ioerr, sbf_sts_notsupp;
 /* The module parameter io_timeout: seconds before blk-mq calls
  * sluice_blk_timeout for an unanswered request. */
 unsigned int sbf_io_timeout_secs(void);
+/* The module parameter max_indirect_segments, as given (Rust clamps it). */
+unsigned int sbf_max_indirect_segments(void);
 /* Restarts the stopped queues of a disk (after completions freed ring space). */
 void sbf_disk_run_queues(struct gendisk *disk);
 

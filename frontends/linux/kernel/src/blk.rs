@@ -196,6 +196,12 @@ pub fn io_timeout_secs() -> u32 {
     unsafe { k::sbf_io_timeout_secs() }
 }
 
+/// The module parameter `max_indirect_segments` of the block shim, as given.
+pub fn max_indirect_segments_param() -> u32 {
+    // SAFETY: reads a module parameter.
+    unsafe { k::sbf_max_indirect_segments() }
+}
+
 /// A block driver's queue callbacks, on the xenbus driver's data.
 pub trait BlkDriver: XenbusDriver {
     /// blk-mq `queue_rq` (atomic context: the queues are not `BLOCKING`, nothing here
