@@ -521,7 +521,12 @@ fn fio_blkfront_variant() {
     let size = Size::from_env(3, 10);
     let report = run("xen-bench-blkfront-var", vec![frontend_variant_plan(size)]);
     let backends = frontend_variant_report(&report, size);
-    assert_eq!(report.fio.len(), backends * size.pairs * 3 * 4, "{:?}", report.fio);
+    assert_eq!(
+        report.fio.len(),
+        backends * size.pairs * 3 * 4,
+        "{:?}",
+        report.fio
+    );
 }
 
 // ---- hypercall: the Xen half -------------------------------------------------------

@@ -34,8 +34,8 @@ use sluice_blkfront_core::{
     Timeout,
 };
 use sluice_kernel::blk::{
-    io_timeout_secs, max_indirect_segments_param, BlkDriver, Disk, DiskParams, QueueStatus, Request, RqKind, RqResult,
-    SegmentsError,
+    io_timeout_secs, max_indirect_segments_param, BlkDriver, Disk, DiskParams, QueueStatus,
+    Request, RqKind, RqResult, SegmentsError,
 };
 use sluice_kernel::sync::{msleep, Guard, IrqSpinLock, Mutex};
 use sluice_kernel::xen::{num_cpus, XenPlatform, XenbusDevice};
