@@ -3,10 +3,12 @@
 //! timing is opt-in is written there). One per queue thread, logged when it stops.
 
 pub use sluice_dom0::profile::bump;
-use sluice_dom0::profile::{ms, raise, thread_cpu, write_phases, ClockCosts, Phase};
+use sluice_dom0::profile::{
+    coarse, ms, raise, thread_cpu, timing, write_phases, ClockCosts, Phase,
+};
 use std::cell::Cell;
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A queue's counters.
 pub struct NetProfile {
@@ -60,6 +62,19 @@ pub struct NetProfile {
     pub wait: Phase,
     /// Event-channel drains after a wait (read the pending ports, unmask each).
     pub drain: Phase,
+    /// Where the last [`NetProfile::interval`] line left off.
+    mark: Cell<Mark>,
+}
+
+/// The counters an interval line is the difference of.
+#[derive(Clone, Copy, Default)]
+struct Mark {
+    at: Duration,
+    cpu: Duration,
+    tx_packets: u64,
+    tx_bytes: u64,
+    rx_frames: u64,
+    rx_bytes: u64,
 }
 
 impl Default for NetProfile {
@@ -90,11 +105,52 @@ impl Default for NetProfile {
             evtchn_ring: Cell::new(0),
             wait: Phase::default(),
             drain: Phase::default(),
+            mark: Cell::new(Mark {
+                at: coarse(),
+                cpu: thread_cpu(),
+                ..Mark::default()
+            }),
         }
     }
 }
 
 impl NetProfile {
+    /// With timing on (`--profile`), once `every` has passed since the last one: what
+    /// this queue moved since then (packets, bytes, the thread's CPU), as one line
+    /// (how the queues of a vif share the traffic over time); `None` otherwise.
+    pub fn interval(&self, every: Duration) -> Option<String> {
+        if !timing() {
+            return None;
+        }
+        let last = self.mark.get();
+        let now = coarse();
+        let span = now.saturating_sub(last.at);
+        if span < every {
+            return None;
+        }
+        let m = Mark {
+            at: now,
+            cpu: thread_cpu(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            rx_frames: self.rx_frames.get(),
+            rx_bytes: self.rx_bytes.get(),
+        };
+        self.mark.set(m);
+        let (rx_frames, rx_bytes) = (m.rx_frames - last.rx_frames, m.rx_bytes - last.rx_bytes);
+        let (tx_packets, tx_bytes) = (m.tx_packets - last.tx_packets, m.tx_bytes - last.tx_bytes);
+        let mbit = |b: u64| b as f64 * 8.0 / span.as_secs_f64().max(1e-3) / 1e6;
+        Some(format!(
+            "last {:.0} ms: rx {rx_frames} frames ({:.0} Mbit/s, {:.0} B/frame), tx {tx_packets} packets ({:.0} Mbit/s, {:.0} B/packet), thread cpu {:.0} ms",
+            ms(span),
+            mbit(rx_bytes),
+            rx_bytes as f64 / rx_frames.max(1) as f64,
+            mbit(tx_bytes),
+            tx_bytes as f64 / tx_packets.max(1) as f64,
+            ms(m.cpu.saturating_sub(last.cpu)),
+        ))
+    }
+
     /// Counts one RX turn of `frames`.
     pub fn rx_turn(&self, frames: usize) {
         bump(&self.rx_turns, 1);
@@ -147,5 +203,34 @@ impl fmt::Display for NetProfile {
             ],
         )?;
         write!(f, " ({})", self.costs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_line_counts_only_what_moved_since_the_last_one() {
+        let p = NetProfile::default();
+        sluice_dom0::profile::enable_timing(false);
+        assert_eq!(p.interval(Duration::ZERO), None, "only with --profile");
+        sluice_dom0::profile::enable_timing(true);
+        assert_eq!(p.interval(Duration::from_secs(3600)), None, "not due yet");
+        bump(&p.rx_frames, 5);
+        bump(&p.rx_bytes, 5000);
+        bump(&p.tx_packets, 2);
+        let first = p.interval(Duration::ZERO).expect("due");
+        assert!(
+            first.contains("rx 5 frames") && first.contains("1000 B/frame"),
+            "{first}"
+        );
+        assert!(first.contains("tx 2 packets"), "{first}");
+        bump(&p.rx_frames, 1);
+        let second = p.interval(Duration::ZERO).expect("due");
+        assert!(
+            second.contains("rx 1 frames") && second.contains("tx 0 packets"),
+            "{second}"
+        );
     }
 }

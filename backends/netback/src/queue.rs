@@ -24,6 +24,9 @@ use std::time::Duration;
 
 /// Most TX packets per grant-copy batch.
 pub const TX_BATCH: usize = 64;
+/// How often a queue logs what it moved, with `--profile`.
+const PROFILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most tap frames per grant-copy batch.
 pub const RX_BATCH: usize = 64;
 /// Bytes of the largest frame a tap hands us (vnet header + 64 KiB GSO frame + Ethernet).
@@ -202,6 +205,9 @@ impl<G: GrantMapper, E: EventChannels, T: Frames> Queue<'_, G, E, T> {
         let mut fired = Vec::new();
         let r = (|| {
             while !self.stop.load(Ordering::Acquire) {
+                if let Some(line) = self.profile.interval(PROFILE_INTERVAL) {
+                    tracing::info!("{}: {line}", self.name);
+                }
                 let a = self.tx_turn(&mut tx, &mut txs, ring.as_mut())?;
                 let b = self.rx_turn(&mut rx, &mut rxs, ring.as_mut())?;
                 if a || b {
