@@ -47,16 +47,19 @@ sluice_kernel::blk_driver!(Device);
 
 /// Most rings (blk-mq hardware queues): one per vCPU up to this.
 const MAX_QUEUES: u32 = 8;
-/// Most segments (4 KiB pages) per request we ask for (the module parameter
-/// `max_indirect_segments`, default and most this, at least 11): the request is
-/// min(backend's `feature-max-indirect-segments`, that), up to 1 MiB, and the block
-/// layer merges up to it (max_segments / max_hw_sectors of the queue). Pages in flight
-/// are bounded per ring by the core's page budget, not by depth x segments: with
+/// Most segments (4 KiB pages) per request we ever ask for; the module parameter
+/// `max_indirect_segments` (default 64 in the shim, clamped to 11..=this) picks the
+/// limit: the request is min(backend's `feature-max-indirect-segments`, that), and the
+/// block layer merges up to it (max_segments / max_hw_sectors of the queue). Pages in
+/// flight are bounded per ring by the core's page budget, not by depth x segments: with
 /// persistent grants 1056 (the backends' persistent grants per ring: Linux blkback's
-/// `max_persistent_grants`, sluice-blkback's `PERSISTENT_GRANTS_PER_QUEUE`), so four
-/// 1 MiB requests (4 x 257 pages) or 32 small ones fit; a request past it is given back
-/// to blk-mq (`BLK_STS_RESOURCE`). Without the budget, 1 MiB x 8 in flight was 2048
-/// distinct grants per ring and sluice-blkback thrashed (docs/bench.md, 2026-12-07).
+/// `max_persistent_grants`, sluice-blkback's `PERSISTENT_GRANTS_PER_QUEUE`), so sixteen
+/// 256 KiB requests (16 x 65 pages), four 1 MiB ones or 32 small ones fit; a request past
+/// it is given back to blk-mq (`BLK_STS_RESOURCE`). 256 KiB by default: against
+/// sluice-blkback four 1 MiB requests kept its queue too shallow (1 MiB sequential
+/// 0.64-0.90 of xen-blkfront, 0.92-1.05 with 256 KiB), against kernel blkback both are
+/// ahead (docs/bench.md, "max_indirect_segments"). Without the budget, 1 MiB x 8 in
+/// flight was 2048 distinct grants per ring and sluice-blkback thrashed.
 const MAX_SEGMENTS: u32 = 256;
 /// blk-mq tags per hardware queue, at most (and at most the ring's slots).
 const MAX_QUEUE_DEPTH: usize = 32;
@@ -306,7 +309,7 @@ impl XenbusDriver for Device {
         let config = FrontendConfig {
             // A ring per vCPU, as xen-blkfront's multi-queue.
             max_queues: num_cpus().clamp(1, MAX_QUEUES),
-            // Up to 1 MiB requests, within the page budget (see MAX_SEGMENTS).
+            // The module parameter, within the page budget (see MAX_SEGMENTS).
             max_indirect_segments: max_indirect_segments_param()
                 .clamp(BLKIF_MAX_SEGMENTS_PER_REQUEST as u32, MAX_SEGMENTS),
             ..FrontendConfig::default()

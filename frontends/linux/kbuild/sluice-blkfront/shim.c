@@ -23,10 +23,10 @@ module_param(io_timeout, uint, 0444);
 MODULE_PARM_DESC(io_timeout,
 		 "Seconds a request may wait for the backend's answer before the device fails (default 30, at least 1)");
 
-static unsigned int max_indirect_segments = 256;
+static unsigned int max_indirect_segments = 64;
 module_param(max_indirect_segments, uint, 0444);
 MODULE_PARM_DESC(max_indirect_segments,
-		 "Most segments (4 KiB pages) per request, 11-256; the backend's limit applies too (default 256: 1 MiB requests)");
+		 "Most segments (4 KiB pages) per request, 11-256; the backend's limit applies too (default 64: 256 KiB requests)");
 
 static blk_status_t sbf_queue_rq(struct blk_mq_hw_ctx *hctx, const struct blk_mq_queue_data *bd)
 {
