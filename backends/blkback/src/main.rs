@@ -49,6 +49,10 @@ struct Args {
     /// [env SLUICE_BLKBACK_MERGE=1]
     #[arg(long)]
     merge: bool,
+    /// Most queues (rings) a device may use: `multi-queue-max-queues` (Linux blkback's
+    /// `max_queues`); default the CPUs, at most 4 [env SLUICE_BLKBACK_MAX_QUEUES]
+    #[arg(long)]
+    max_queues: Option<u32>,
     /// Time each phase of each request (the per-queue log line at disconnect); costs a
     /// clock syscall per phase in a PV dom0 [env SLUICE_BLKBACK_PROFILE=1]
     #[arg(long)]
@@ -80,7 +84,14 @@ fn main() -> anyhow::Result<()> {
     let xs = Arc::new(XsClient::open().context("connecting to xenstore")?);
     let domid = xs.read_u64(XBT_NULL, "domid").ok().flatten().unwrap_or(0);
     let grants = Arc::new(GntdevDevice::open().context("opening the grant device")?);
-    let queues = std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32;
+    let queues = match args.max_queues.or_else(|| {
+        std::env::var("SLUICE_BLKBACK_MAX_QUEUES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) {
+        Some(n) => n.clamp(1, 4),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) as u32,
+    };
     let root = format!("/local/domain/{domid}/backend/vbd");
     tracing::info!("sluice-blkback: serving {root} (up to {queues} queue(s) per device)");
     let backend = Backend::new(

@@ -54,8 +54,13 @@ fio_jobs() {
     echo "$out" | awk -F';' -v n=$name '$1 == "3" { printf "@@FIO %s read_kibs=%s read_iops=%s write_kibs=%s write_iops=%s\n", n, $7, $8, $48, $49 }'
     # Load-independent counts (a log line only): requests the driver completed, sectors,
     # and block-frontend interrupts (xen-blkfront's "blkif", sluice-blkfront's own).
-    [ -n "$s0" ] && echo "$s0 $s1" | awk -v n=$name '{ h = NF / 2; printf "@@FIOSTAT %s reads=%d read_sectors=%d writes=%d write_sectors=%d irqs=%d\n", n, $(h+1)-$1, $(h+3)-$3, $(h+5)-$5, $(h+7)-$7, $NF-$h }'
+    # (An `if`, not `&&`: where DEV has no stat file, e.g. a symlink in dom0, a failed
+    # test as the loop's last command would be the function's status.)
+    if [ -n "$s0" ]; then
+      echo "$s0 $s1" | awk -v n=$name '{ h = NF / 2; printf "@@FIOSTAT %s reads=%d read_sectors=%d writes=%d write_sectors=%d irqs=%d\n", n, $(h+1)-$1, $(h+3)-$3, $(h+5)-$5, $(h+7)-$7, $NF-$h }'
+    fi
   done
+  return 0
 }
 # fio_counts DEV: its /sys/block stat fields and the block frontends' interrupt count
 # (nothing when DEV has no stat file, e.g. a file in dom0).

@@ -167,7 +167,9 @@ impl Workload {
     /// checks within the step, or only reads, so the first run's writes change no
     /// result. Not: the crash-consistency steps (they carry records between steps),
     /// the hostile and misbehaving peers and the daemon restarts, detaches and reloads
-    /// (their dom0 side is not made to repeat), the soak (its figures).
+    /// (their dom0 side is not made to repeat), the soak (its figures). The benches'
+    /// fio jobs are: their first job writes the whole disk again, and only the
+    /// rerun's figures are read (a PVH bench guest died so on 2026-12-07).
     pub fn rerun_safe(&self) -> bool {
         matches!(
             self,
@@ -177,6 +179,7 @@ impl Workload {
                 | Workload::SeqRead { .. }
                 | Workload::SectorSize { .. }
                 | Workload::ReadOnly { .. }
+                | Workload::Fio { .. }
         )
     }
 
@@ -349,6 +352,12 @@ mod tests {
             Workload::Ext4 { disk: 1 },
         ];
         assert!(pvh.iter().all(Workload::rerun_safe));
+        // A bench guest's fio jobs (the fill rewrites the disk; the rerun's figures count).
+        assert!(Workload::Fio {
+            disk: 0,
+            seconds: 10
+        }
+        .rerun_safe());
         // Steps carrying state to later steps, or whose dom0 side acts once: never.
         for w in [
             Workload::CrashKill { disk: 0 },

@@ -64,7 +64,8 @@ pub(super) fn frontend_variant_report(report: &BootReport, size: Size) -> usize 
     }
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
-        "fio, PV guests, A = xen-blkfront, B = sluice-blkfront (as shipped), C = sluice-blkfront {}; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        "fio, {} guests, A = xen-blkfront, B = sluice-blkfront (as shipped), C = sluice-blkfront {}; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        guests_label(),
         c_args().join(" "),
         size.fio_seconds
     );

@@ -97,7 +97,8 @@ pub(super) fn three_way_report(report: &BootReport, size: Size, v: &Variant) {
     size.banner(v.bench);
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
-        "fio, PV guests, A = kernel blkback, {}; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        "fio, {} guests, A = kernel blkback, {}; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
+        guests_label(),
         v.label,
         size.fio_seconds
     );
