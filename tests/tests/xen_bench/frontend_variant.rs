@@ -50,18 +50,7 @@ pub(super) fn frontend_variant_plan(size: Size) -> Plan {
 
 pub(super) fn frontend_variant_report(report: &BootReport, size: Size) -> usize {
     size.banner("fio-frontend-variant");
-    for (check, summary) in report.passed.iter().filter(|(c, _)| c.contains("/fio-")) {
-        let step = check.split('/').next().unwrap_or_default();
-        let want = if step.contains("-sbf") {
-            "sluice_blkfront"
-        } else {
-            "xen_blkfront"
-        };
-        assert!(
-            summary.ends_with(&format!("frontend module {want}")),
-            "{check}: {summary} (want {want})"
-        );
-    }
+    check_frontend_modules(report);
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
         "fio, {} guests, A = xen-blkfront, B = sluice-blkfront (as shipped), C = sluice-blkfront {}; cells A / B / C; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
@@ -76,21 +65,18 @@ pub(super) fn frontend_variant_report(report: &BootReport, size: Size) -> usize 
     let backends = backends();
     for (tag, _, label) in &backends {
         for job in JOBS {
-            let (mut ba, mut ca, mut cells) = (vec![], vec![], vec![]);
-            for i in 0..size.pairs {
-                let a = get(&format!("{tag}-{i}"), job);
-                let b = get(&format!("{tag}-sbf-{i}"), job);
-                let c = get(&format!("{tag}-sbfc-{i}"), job);
-                ba.push(b / a);
-                ca.push(c / a);
-                cells.push(format!("{a:.0} / {b:.0} / {c:.0}"));
-            }
-            eprintln!(
-                "| {label} | {job} | {} | {:.2} | {:.2} |",
-                cells.join(" | "),
-                median(ba),
-                median(ca)
+            let row = super::three_way::triple_row(
+                size.pairs,
+                |step| get(step, job),
+                |i| {
+                    [
+                        format!("{tag}-{i}"),
+                        format!("{tag}-sbf-{i}"),
+                        format!("{tag}-sbfc-{i}"),
+                    ]
+                },
             );
+            eprintln!("| {label} | {job} | {row}");
         }
     }
     backends.len()

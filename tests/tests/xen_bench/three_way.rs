@@ -107,20 +107,39 @@ pub(super) fn three_way_report(report: &BootReport, size: Size, v: &Variant) {
     cols.extend(["median B/A".into(), "median C/A".into()]);
     header(&cols);
     for job in JOBS {
-        let (mut ba, mut ca, mut cells) = (vec![], vec![], vec![]);
-        for i in 0..size.pairs {
-            let a = get(&format!("kblk-{i}"), job);
-            let b = get(&format!("sblk-{i}"), job);
-            let c = get(&format!("{}-{i}", v.tag), job);
-            ba.push(b / a);
-            ca.push(c / a);
-            cells.push(format!("{a:.0} / {b:.0} / {c:.0}"));
-        }
-        eprintln!(
-            "| {job} | {} | {:.2} | {:.2} |",
-            cells.join(" | "),
-            median(ba),
-            median(ca)
+        let row = triple_row(
+            size.pairs,
+            |step| get(step, job),
+            |i| {
+                [
+                    format!("kblk-{i}"),
+                    format!("sblk-{i}"),
+                    format!("{}-{i}", v.tag),
+                ]
+            },
         );
+        eprintln!("| {job} | {row}");
     }
+}
+
+/// One table row of a three-way bench: each triple's `A / B / C` (steps `names(i)`),
+/// then the medians of B/A and C/A (`figure` reads a step's figure for the row's job).
+pub(super) fn triple_row(
+    triples: usize,
+    figure: impl Fn(&str) -> f64,
+    names: impl Fn(usize) -> [String; 3],
+) -> String {
+    let (mut ba, mut ca, mut cells) = (vec![], vec![], vec![]);
+    for i in 0..triples {
+        let [a, b, c] = names(i).map(|n| figure(&n));
+        ba.push(b / a);
+        ca.push(c / a);
+        cells.push(format!("{a:.0} / {b:.0} / {c:.0}"));
+    }
+    format!(
+        "{} | {:.2} | {:.2} |",
+        cells.join(" | "),
+        median(ba),
+        median(ca)
+    )
 }
