@@ -123,19 +123,12 @@ fn sluice_blkback() -> Vec<Dom0Daemon> {
 /// `workloads`; with `SLUICE_FIO_GUEST=pvh` a PVH guest of 2 vCPUs (the three-way and
 /// frontend benches on multi-queue guests).
 fn guest(name: &str, backend: &BlockBackend, size: Size, w: &[Workload]) -> GuestStep {
-    let kind = match std::env::var("SLUICE_FIO_GUEST").as_deref() {
-        Ok("pvh") => GuestKind::Pvh2,
-        _ => GuestKind::Pv1,
-    };
-    kind.step(name, backend, size, w)
+    GuestKind::from_env().step(name, backend, size, w)
 }
 
 /// What `guest` boots, for the reports.
 fn guests_label() -> &'static str {
-    match std::env::var("SLUICE_FIO_GUEST").as_deref() {
-        Ok("pvh") => "PVH (2 vCPUs)",
-        _ => "PV",
-    }
+    GuestKind::from_env().label()
 }
 
 /// Which guests a fio bench boots.
@@ -149,6 +142,22 @@ enum GuestKind {
 }
 
 impl GuestKind {
+    /// `SLUICE_FIO_GUEST`: `pvh` for [`GuestKind::Pvh2`], else [`GuestKind::Pv1`].
+    fn from_env() -> Self {
+        match std::env::var("SLUICE_FIO_GUEST").as_deref() {
+            Ok("pvh") => GuestKind::Pvh2,
+            _ => GuestKind::Pv1,
+        }
+    }
+
+    /// The kind, for the reports.
+    fn label(self) -> &'static str {
+        match self {
+            GuestKind::Pv1 => "PV (1 vCPU)",
+            GuestKind::Pvh2 => "PVH (2 vCPUs)",
+        }
+    }
+
     /// A guest of this kind (512 MiB) on one fresh disk served by `backend`.
     fn step(self, name: &str, backend: &BlockBackend, size: Size, w: &[Workload]) -> GuestStep {
         let ty = match self {
@@ -347,10 +356,7 @@ fn fio_backends_report_of(report: &BootReport, size: Size, kind: GuestKind) {
     let get = |step: &str, job: &str| fio_figure(&report.fio, step, job);
     eprintln!(
         "fio, {} guests, A = kernel blkback, B = sluice-blkback; 4k jobs in IOPS, 1m jobs in MiB/s; {} s each",
-        match kind {
-            GuestKind::Pv1 => "PV (1 vCPU)",
-            GuestKind::Pvh2 => "PVH (2 vCPUs)",
-        },
+        kind.label(),
         size.fio_seconds
     );
     let mut cols = vec!["job".to_string()];
