@@ -4,7 +4,7 @@
 //! The phases and clocks are `sluice_dom0::profile`'s (timing only with
 //! `sluice-blkback --profile`: why is written there).
 
-pub use sluice_dom0::profile::{bump, enable_timing, Phase};
+pub use sluice_dom0::profile::{bump, enable_timing, timing, Phase};
 use sluice_dom0::profile::{ms, write_phases, ClockCosts};
 use std::cell::Cell;
 use std::fmt;
@@ -33,6 +33,12 @@ pub struct Profile {
     pub io_wait_empty: Cell<u64>,
     /// Idle: waiting on the event channel with nothing in flight.
     pub idle: Phase,
+    /// Idle waits that ended with no kick (the `IDLE_WAIT` timeout): with a frontend
+    /// that is busy, a notification lost on the way would show here.
+    pub idle_empty: Cell<u64>,
+    /// Of those, the ones after which requests were on the ring: they came without a
+    /// kick (the frontend did not send one, or it was lost on the way).
+    pub idle_missed: Cell<u64>,
     /// Inline (synchronous) reads and writes, flushes, discards.
     pub inline: Phase,
     /// Read requests and their bytes.
@@ -81,6 +87,8 @@ impl Default for Profile {
             io_wait: Phase::default(),
             io_wait_empty: Cell::new(0),
             idle: Phase::default(),
+            idle_empty: Cell::new(0),
+            idle_missed: Cell::new(0),
             inline: Phase::default(),
             reads: Cell::new(0),
             read_bytes: Cell::new(0),
@@ -159,10 +167,13 @@ impl fmt::Display for Profile {
         let calls = self.enters.get() + self.notifies.get() + self.evtchn_calls.get();
         write!(
             f,
-            " ({} waits timed out; {} io_uring_enter, {} notifications, {} other event-channel \
+            " ({} I/O waits and {} idle waits timed out, {} of these with requests waiting; \
+             {} io_uring_enter, {} notifications, {} other event-channel \
              calls, {} kicks through io_uring, {} requests merged into the one before: {:.2} \
              system calls per request; {})",
             self.io_wait_empty.get(),
+            self.idle_empty.get(),
+            self.idle_missed.get(),
             self.enters.get(),
             self.notifies.get(),
             self.evtchn_calls.get(),

@@ -92,6 +92,8 @@ struct LoopState {
     failed: Vec<(Entry, u64, u8, BlkifRsp)>,
     /// The last tag given to an I/O.
     next_tag: u64,
+    /// The last idle wait timed out (no kick came).
+    idle_timed_out: bool,
 }
 
 impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
@@ -119,11 +121,15 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             pending: None,
             failed: Vec::new(),
             next_tag: 0,
+            idle_timed_out: false,
         };
         let mut ports = Vec::new();
         loop {
             // Answer what completed first, then take what the ring holds.
             self.reap(io, &mut st, &mut ring, ledger, stats)?;
+            if std::mem::take(&mut st.idle_timed_out) {
+                self.requests_without_kick(&mut ring)?;
+            }
             self.publish_notify(&mut ring, ledger, &mut st.notify, io.in_flight())?;
             while io.in_flight() < MAX_IN_FLIGHT {
                 let Some((entry, slot)) = ledger.next(&mut ring)? else {
@@ -190,7 +196,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             } else {
                 // Going idle: say how many lines the rate limit kept back.
                 self.log.report(self.name, false);
-                self.idle(io, &mut st.kick, &mut ports)?;
+                st.idle_timed_out = self.idle(io, &mut st.kick, &mut ports)?;
             }
         }
     }
@@ -237,13 +243,37 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         })
     }
 
-    /// Nothing in flight, nothing on the ring: wait for the frontend (or [`IDLE_WAIT`]).
+    /// After an idle wait that timed out: counts (and with `--profile` logs the first
+    /// few of) the times requests were on the ring all the same, i.e. came without a
+    /// kick. The shared header is read for this diagnosis only.
+    fn requests_without_kick(&self, ring: &mut BlkifBackRing<'_>) -> Result<(), QueueError> {
+        if ring.unconsumed_requests()? == 0 {
+            return Ok(());
+        }
+        let missed = &self.profile.idle_missed;
+        crate::profile::bump(missed, 1);
+        if crate::profile::timing() && missed.get() <= 5 {
+            let h = ring.header()?;
+            tracing::info!(
+                "{}: requests on the ring after an idle wait with no kick: req_prod {} \
+                 req_event {} req_cons {}",
+                self.name,
+                h.req_prod,
+                h.req_event,
+                ring.req_cons()
+            );
+        }
+        Ok(())
+    }
+
+    /// Nothing in flight, nothing on the ring: wait for the frontend (or [`IDLE_WAIT`]);
+    /// true if the wait timed out with no kick.
     fn idle(
         &self,
         io: &mut IoQueue,
         kick: &mut Option<Kick>,
         ports: &mut Vec<EvtchnPort>,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         if let Some(k) = kick.as_mut().filter(|k| k.on) {
             if !k.armed {
                 match io.poll_read(&k.file, IoBuf::new(KICK_BYTES), KICK_READ) {
@@ -255,10 +285,15 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 // Submits the unmask and the poll queued by the last kick, then waits
                 // for the poll and its read (two completions) after the unmasks.
                 let want = 2 + k.unmasks;
-                return self
-                    .profile
+                self.profile
                     .idle
-                    .time(|| self.count_wait(io, |io| io.wait_for(want, IDLE_WAIT)));
+                    .time(|| self.count_wait(io, |io| io.wait_for(want, IDLE_WAIT)))?;
+                // Fewer completions than wanted: the wait timed out with no kick.
+                let timed_out = io.completions_ready() < want.min(io.pending());
+                if timed_out {
+                    crate::profile::bump(&self.profile.idle_empty, 1);
+                }
+                return Ok(timed_out);
             }
         }
         // Without a descriptor on the ring: hand over what is queued, then poll(2),
@@ -279,8 +314,10 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 crate::profile::bump(&self.profile.evtchn_calls, 1);
                 self.evtchn.unmask(p)?;
             }
+            return Ok(false);
         }
-        Ok(())
+        crate::profile::bump(&self.profile.idle_empty, 1);
+        Ok(true)
     }
 
     /// The event channel's own completions: pending ports read (queue their unmask and

@@ -359,6 +359,17 @@ impl IoQueue {
         !self.ring.completion().is_empty()
     }
 
+    /// Completions posted and not yet taken by [`IoQueue::complete`].
+    pub fn completions_ready(&mut self) -> usize {
+        self.ring.completion().len()
+    }
+
+    /// Operations the kernel holds, the event channel's own included (what
+    /// [`IoQueue::wait_for`] can wait for at most).
+    pub fn pending(&self) -> usize {
+        self.in_flight.len()
+    }
+
     /// `io_uring_enter` calls so far (each one a syscall: in a PV dom0 a trip through Xen).
     pub fn enters(&self) -> u64 {
         self.enters

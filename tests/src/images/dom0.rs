@@ -325,6 +325,7 @@ pub(super) fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
     let _ = write!(
         s,
         "(sleep {watchdog}; echo \"@@STEP-WATCHDOG {n}\"; sh /sluice/diag.sh) &\nwd=$!\n\
+         dom0_cpu {n} begin\n\
          xl create -c /sluice/steps/{n}.cfg\nrc=$?\n\
          while xl domid {n} >/dev/null 2>&1; do\n\
          \x20 echo \"@@DOM0-ACTION-READY {n}\"\n\
@@ -333,6 +334,7 @@ pub(super) fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
          \x20 xl console {n}\n\
          done\n\
          [ -n \"$destroyer\" ] && wait $destroyer\n\
+         dom0_cpu {n} end\n\
          kill $wd 2>/dev/null\n\
          check_daemons\n"
     );

@@ -132,6 +132,11 @@ check_daemons() {
   done
 }
 # The previous guest's teardown (hotplug detach) finishes after its console closed.
+# dom0_cpu STEP WHEN: a log line with dom0's CPU ticks (/proc/stat "cpu": user nice
+# system idle iowait irq softirq steal) for the benches' readers.
+dom0_cpu() {
+  echo "@@DOM0CPU $1 $2 $(awk '$1 == "cpu" { print $2, $3, $4, $5, $6, $7, $8, $9 }' /proc/stat)"
+}
 wait_guests_gone() {
   i=0
   while [ "$(xenstore-list /local/domain 2>/dev/null | wc -l)" -gt 1 ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done

@@ -53,22 +53,28 @@ fio_jobs() {
     s1=$(fio_counts "$dev")
     echo "$out" | awk -F';' -v n=$name '$1 == "3" { printf "@@FIO %s read_kibs=%s read_iops=%s write_kibs=%s write_iops=%s\n", n, $7, $8, $48, $49 }'
     # Load-independent counts (a log line only): requests the driver completed, sectors,
-    # and block-frontend interrupts (xen-blkfront's "blkif", sluice-blkfront's own).
-    # (An `if`, not `&&`: where DEV has no stat file, e.g. a symlink in dom0, a failed
-    # test as the loop's last command would be the function's status.)
+    # and block-frontend interrupts (xen-blkfront's "blkif", sluice-blkfront's own); then
+    # the CPU time of all the machine's CPUs in USER_HZ ticks (/proc/stat): busy (user,
+    # nice, system, irq, softirq), idle (idle, iowait) and steal (runnable, not run by
+    # the hypervisor). (An `if`, not `&&`: where DEV has no stat file, e.g. a symlink in
+    # dom0, a failed test as the loop's last command would be the function's status.)
     if [ -n "$s0" ]; then
-      echo "$s0 $s1" | awk -v n=$name '{ h = NF / 2; printf "@@FIOSTAT %s reads=%d read_sectors=%d writes=%d write_sectors=%d irqs=%d\n", n, $(h+1)-$1, $(h+3)-$3, $(h+5)-$5, $(h+7)-$7, $NF-$h }'
+      echo "$s0 $s1" | awk -v n=$name '{ h = NF / 2; d = h - 8
+        for (k = 1; k <= 8; k++) c[k] = $(h + d + k) - $(d + k)
+        printf "@@FIOSTAT %s reads=%d read_sectors=%d writes=%d write_sectors=%d irqs=%d cpu_busy=%d cpu_idle=%d cpu_steal=%d\n", n, $(h+1)-$1, $(h+3)-$3, $(h+5)-$5, $(h+7)-$7, $(h+d)-$d, c[1]+c[2]+c[3]+c[6]+c[7], c[4]+c[5], c[8] }'
     fi
   done
   return 0
 }
-# fio_counts DEV: its /sys/block stat fields and the block frontends' interrupt count
-# (nothing when DEV has no stat file, e.g. a file in dom0).
+# fio_counts DEV: its /sys/block stat fields, the block frontends' interrupt count and
+# the first eight fields of /proc/stat's "cpu" line (user nice system idle iowait irq
+# softirq steal) (nothing when DEV has no stat file, e.g. a file in dom0).
 fio_counts() {
   f=/sys/block/${1##*/}/stat
   [ -r "$f" ] || return 0
   i=$(awk '/blkif|sluice-blkfront/ { for (k = 2; k <= NF && $k ~ /^[0-9]+$/; k++) t += $k } END { print t + 0 }' /proc/interrupts)
-  echo "$(cat "$f") $i"
+  c=$(awk '$1 == "cpu" { print $2, $3, $4, $5, $6, $7, $8, $9 }' /proc/stat)
+  echo "$(cat "$f") $i $c"
 }
 "#;
 
