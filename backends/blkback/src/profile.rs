@@ -5,10 +5,10 @@
 //! `sluice-blkback --profile`: why is written there).
 
 pub use sluice_dom0::profile::{bump, enable_timing, timing, Phase};
-use sluice_dom0::profile::{ms, write_phases, ClockCosts};
+use sluice_dom0::profile::{coarse, ms, thread_cpu, write_phases, ClockCosts};
 use std::cell::Cell;
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A queue's counters.
 pub struct Profile {
@@ -70,6 +70,22 @@ pub struct Profile {
     pub kicks: Cell<u64>,
     /// Rounds that waited with I/O in flight.
     pub rounds: Cell<u64>,
+    /// Where the last [`Profile::interval`] line left off.
+    mark: Cell<Mark>,
+}
+
+/// The counters an interval line is the difference of.
+#[derive(Clone, Copy, Default)]
+struct Mark {
+    at: Duration,
+    cpu: Duration,
+    requests: u64,
+    bytes: u64,
+    idle: (u64, Duration),
+    idle_empty: u64,
+    io_wait: (u64, Duration),
+    depth_sum: u64,
+    notifies: u64,
 }
 
 impl Default for Profile {
@@ -104,6 +120,11 @@ impl Default for Profile {
             evtchn_calls: Cell::new(0),
             kicks: Cell::new(0),
             rounds: Cell::new(0),
+            mark: Cell::new(Mark {
+                at: coarse(),
+                cpu: thread_cpu(),
+                ..Mark::default()
+            }),
         }
     }
 }
@@ -121,6 +142,55 @@ impl Profile {
         bump(&self.segments, segments as u64);
         self.max_segments
             .set(self.max_segments.get().max(segments as u64));
+    }
+
+    /// With timing on (`--profile`), once `every` has passed since the last one: what
+    /// this queue did since then (requests, MiB/s, waits for the frontend and for I/O,
+    /// the thread's CPU), as one line (how the queues of a disk share the load over
+    /// time, and where a queue waits); `None` otherwise.
+    pub fn interval(&self, every: Duration) -> Option<String> {
+        if !timing() {
+            return None;
+        }
+        let last = self.mark.get();
+        let now = coarse();
+        let span = now.saturating_sub(last.at);
+        if span < every {
+            return None;
+        }
+        let m = Mark {
+            at: now,
+            cpu: thread_cpu(),
+            requests: self.reads.get() + self.writes.get(),
+            bytes: self.read_bytes.get() + self.write_bytes.get(),
+            idle: (self.idle.count(), self.idle.total()),
+            idle_empty: self.idle_empty.get(),
+            io_wait: (self.io_wait.count(), self.io_wait.total()),
+            depth_sum: self.depth_sum.get(),
+            notifies: self.notifies.get(),
+        };
+        self.mark.set(m);
+        let idle = (m.idle.0 - last.idle.0, m.idle.1.saturating_sub(last.idle.1));
+        let io_wait = (
+            m.io_wait.0 - last.io_wait.0,
+            m.io_wait.1.saturating_sub(last.io_wait.1),
+        );
+        let bytes = m.bytes - last.bytes;
+        Some(format!(
+            "last {:.0} ms: {} requests ({:.1} MiB/s), idle {}x {:.0} ms ({} timed out), \
+             I/O waits {}x {:.0} ms (depth {:.1}), {} notifications, thread cpu {:.0} ms",
+            ms(span),
+            m.requests - last.requests,
+            bytes as f64 / span.as_secs_f64().max(1e-3) / f64::from(1 << 20),
+            idle.0,
+            ms(idle.1),
+            m.idle_empty - last.idle_empty,
+            io_wait.0,
+            ms(io_wait.1),
+            (m.depth_sum - last.depth_sum) as f64 / io_wait.0.max(1) as f64,
+            m.notifies - last.notifies,
+            ms(m.cpu.saturating_sub(last.cpu)),
+        ))
     }
 
     /// Counts the depth at one round's wait.
@@ -182,5 +252,32 @@ impl fmt::Display for Profile {
             calls as f64 / rq.max(1) as f64,
             self.costs,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bump, enable_timing, Profile};
+    use std::time::Duration;
+
+    #[test]
+    fn an_interval_line_counts_only_what_happened_since_the_last_one() {
+        let p = Profile::default();
+        enable_timing(false);
+        assert_eq!(p.interval(Duration::ZERO), None, "only with --profile");
+        enable_timing(true);
+        assert_eq!(p.interval(Duration::from_secs(3600)), None, "not due yet");
+        p.request(false, 4096, 1);
+        p.request(true, 8192, 2);
+        bump(&p.idle_empty, 1);
+        p.idle.add(Duration::from_millis(200));
+        let first = p.interval(Duration::ZERO).expect("due");
+        assert!(first.contains(": 2 requests"), "{first}");
+        assert!(first.contains("idle 1x 200 ms (1 timed out)"), "{first}");
+        p.request(false, 4096, 1);
+        let second = p.interval(Duration::ZERO).expect("due");
+        enable_timing(false);
+        assert!(second.contains(": 1 requests"), "{second}");
+        assert!(second.contains("idle 0x 0 ms (0 timed out)"), "{second}");
     }
 }

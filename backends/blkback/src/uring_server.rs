@@ -58,6 +58,9 @@ const IO_WAIT: Duration = Duration::from_millis(2);
 /// How long an idle wait (nothing in flight) lasts before the ring is looked at again.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
+/// How often a queue logs what it did with `--profile` ([`crate::profile::Profile::interval`]).
+const PROFILE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The event channel on the io_uring: a poll linked to a read of the pending ports stays
 /// armed; the ports read go back (unmasked) as a write with the next submission.
 struct Kick {
@@ -125,6 +128,9 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
         };
         let mut ports = Vec::new();
         loop {
+            if let Some(line) = self.profile.interval(PROFILE_INTERVAL) {
+                tracing::info!("{}: {line}", self.name);
+            }
             // Answer what completed first, then take what the ring holds.
             self.reap(io, &mut st, &mut ring, ledger, stats)?;
             if std::mem::take(&mut st.idle_timed_out) {

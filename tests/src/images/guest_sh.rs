@@ -38,7 +38,8 @@ poweroff -f
 
 /// `fio_jobs DEV SECONDS`: the fio benchmark of [`Workload::Fio`], the same in a guest
 /// and in dom0. One `@@FIO` line per job: IOPS and KiB/s from fio's terse output (v3:
-/// fields 7-8 read bandwidth and IOPS, 48-49 write).
+/// fields 7-8 read bandwidth and IOPS, 48-49 write), and the mean completion latency
+/// in microseconds (fields 16 and 57).
 pub(super) const FIO_JOBS: &str = r#"
 fio_jobs() {
   dev=$1; t=$2
@@ -51,7 +52,7 @@ fio_jobs() {
     s0=$(fio_counts "$dev")
     out=$(fio --name=$name $common ${job#* } 2>&1) || { echo "fio $name failed: $out"; return 1; }
     s1=$(fio_counts "$dev")
-    echo "$out" | awk -F';' -v n=$name '$1 == "3" { printf "@@FIO %s read_kibs=%s read_iops=%s write_kibs=%s write_iops=%s\n", n, $7, $8, $48, $49 }'
+    echo "$out" | awk -F';' -v n=$name '$1 == "3" { printf "@@FIO %s read_kibs=%s read_iops=%s write_kibs=%s write_iops=%s read_clat_us=%s write_clat_us=%s\n", n, $7, $8, $48, $49, $16, $57 }'
     # Load-independent counts (a log line only): requests the driver completed, sectors,
     # and block-frontend interrupts (xen-blkfront's "blkif", sluice-blkfront's own); then
     # the CPU time of all the machine's CPUs in USER_HZ ticks (/proc/stat): busy (user,
