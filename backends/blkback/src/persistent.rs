@@ -37,11 +37,11 @@
 //! which then gives the exact per-segment result (a read into a read-only or ungranted
 //! page fails the request).
 
+use foldhash::HashMap;
 use sluice_abi::shared::SharedMem;
 use sluice_abi::types::{DomId, GrantRef};
 use sluice_dom0::{GrantError, GrantMap, GrantMapper};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 /// Mappings a queue keeps (Linux blkback's `xen_blkif_max_pgrants`: 32 ring slots x
@@ -99,9 +99,12 @@ struct Entry<M> {
 }
 
 struct Inner<M> {
+    /// By grant reference (the guest's choice: foldhash's per-process seed keeps a
+    /// guest from picking colliding references cheaply, and the cache is bounded;
+    /// std's SipHash was 6% of a queue thread's samples under `perf` in dom0).
     entries: HashMap<u32, Entry<M>>,
-    /// Last use -> reference: the first entry is the least recently used.
-    lru: BTreeMap<u64, u32>,
+    /// Uses so far (each entry's `used` is the tick of its last one: the least
+    /// recently used has the smallest, found by a purge; no order is kept per use).
     tick: u64,
     /// `tick` at the last purge (or when the cache was made).
     generation_start: u64,
@@ -134,8 +137,7 @@ impl<M: GrantMap> PersistentGrants<M> {
             domid,
             limit: limit.max(1),
             inner: RefCell::new(Inner {
-                entries: HashMap::new(),
-                lru: BTreeMap::new(),
+                entries: HashMap::default(),
                 tick: 0,
                 generation_start: 0,
                 turned_away: false,
@@ -177,7 +179,6 @@ impl<M: GrantMap> PersistentGrants<M> {
     pub fn clear(&self) {
         let mut inner = self.inner.borrow_mut();
         inner.entries.clear();
-        inner.lru.clear();
     }
 
     /// Runs `f` on the page of `gref`, mapping it first if it is not mapped yet and the
@@ -243,9 +244,7 @@ impl<M: GrantMap> PersistentGrants<M> {
                 }
                 .into());
             }
-            inner.lru.remove(&e.used);
             e.used = now;
-            inner.lru.insert(now, gref);
             inner.stats.hits += 1;
             return Ok(e.mapping.clone());
         }
@@ -280,7 +279,6 @@ impl<M: GrantMap> PersistentGrants<M> {
         };
         inner.stats.mapped += 1;
         inner.stats.read_only += u64::from(!writable);
-        inner.lru.insert(now, gref);
         inner.entries.insert(
             gref,
             Entry {
@@ -295,29 +293,23 @@ impl<M: GrantMap> PersistentGrants<M> {
     /// When a use was turned away since the last purge (or since the cache was made)
     /// and at least a generation (as many uses as the limit) has passed since then,
     /// unmaps up to [`PURGE_PERCENT`] of the limit among the mappings not used since
-    /// then and not held by I/O, least recently used first. The work is bounded: it
-    /// walks the generation's unused prefix of the LRU order (at most the limit's
-    /// entries), once a generation.
+    /// then and not held by I/O, least recently used first. The work is bounded: one
+    /// pass over the cache (at most the limit's entries) and a sort of the unused ones,
+    /// once a generation (the uses in between cost a tick each, no ordered structure).
     fn purge(&self, inner: &mut Inner<M>) {
         if !inner.turned_away || inner.tick - inner.generation_start < self.limit as u64 {
             return;
         }
         let most = (self.limit * PURGE_PERCENT / 100).max(1);
         let start = inner.generation_start;
-        let victims: Vec<(u64, u32)> = inner
-            .lru
-            .range(..=start)
-            .filter(|(_, r)| {
-                inner
-                    .entries
-                    .get(r)
-                    .is_some_and(|e| Rc::strong_count(&e.mapping) == 1)
-            })
-            .take(most)
-            .map(|(&t, &r)| (t, r))
+        let mut victims: Vec<(u64, u32)> = inner
+            .entries
+            .iter()
+            .filter(|(_, e)| e.used <= start && Rc::strong_count(&e.mapping) == 1)
+            .map(|(&r, e)| (e.used, r))
             .collect();
-        for (t, r) in victims {
-            inner.lru.remove(&t);
+        victims.sort_unstable();
+        for &(_, r) in victims.iter().take(most) {
             // Dropping the mapping unmaps it.
             inner.entries.remove(&r);
             inner.stats.purged += 1;

@@ -10,6 +10,7 @@ use crate::disk::SECTOR;
 use crate::journal::{Entry, Ledger};
 use crate::persistent::Access;
 use crate::ring_server::{response_op, Queue, QueueError, QueueStats};
+use foldhash::HashMap;
 use sluice_abi::blkif::{
     decode_request, BlkRequest, BlkifBackRing, BlkifLimits, BlkifOp, BlkifRequestSegment,
     BlkifResponse, BlkifRsp,
@@ -17,7 +18,6 @@ use sluice_abi::blkif::{
 use sluice_abi::types::EvtchnPort;
 use sluice_dom0::{warn_limited, EventChannels, GrantMapper};
 use sluice_xen_sys::{Completion, IoBuf, IoQueue, IoSpan};
-use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -117,7 +117,7 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
             max_indirect_segments: crate::ring_server::MAX_INDIRECT_SEGMENTS,
         };
         let mut st = LoopState {
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             done: Vec::new(),
             kick: self.uring_kick(),
             notify: Coalesce::new(self.coalesce),

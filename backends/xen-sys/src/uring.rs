@@ -3,9 +3,9 @@
 //! safe API cannot free memory the kernel is still writing.
 
 use crate::iobuf::IoBuf;
+use foldhash::HashMap;
 use io_uring::{opcode, squeue, types, IoUring};
 use sluice_abi::shared::SharedMem;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -117,7 +117,7 @@ impl IoQueue {
         let (ring, deferred) = deferred_ring(entries)?;
         Ok(Self {
             ring,
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             aux: 0,
             next_key: 1,
             enters: 0,
@@ -130,7 +130,7 @@ impl IoQueue {
     pub fn new_plain(entries: u32) -> io::Result<Self> {
         Ok(Self {
             ring: IoUring::new(entries)?,
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             aux: 0,
             next_key: 1,
             enters: 0,

@@ -90,6 +90,10 @@ pub(super) fn dom0_initramfs(
         r.elf(&which("fio")?, "/usr/bin/fio", &[])?;
         r.bytes("/sluice/fio.sh", FIO_JOBS.as_bytes(), 0o644)?;
     }
+    if dom0_perf() {
+        // The host's perf (Debian's linux-perf): dom0's steps sample themselves.
+        r.elf(&which("perf")?, "/usr/bin/perf", &[])?;
+    }
     // glibc dlopens libgcc_s for pthread_cancel; without it `xl create` aborts.
     r.file(&find_libgcc_s()?, &format!("{LIB_DIR}/libgcc_s.so.1"))?;
     r.tree(&xen.root.join("etc/xen"), "/etc/xen")?;
@@ -293,6 +297,13 @@ poweroff -f
     s
 }
 
+/// `SLUICE_DOM0_PERF=1` (a diagnosis, for the benches): dom0 samples its CPUs with
+/// `perf record` while each step's guest runs and prints the hottest symbols
+/// (`@@PERF STEP ...` lines on the serial console, so in `serial.log`).
+pub fn dom0_perf() -> bool {
+    std::env::var("SLUICE_DOM0_PERF").is_ok_and(|v| v == "1")
+}
+
 pub fn daemon_args(d: &crate::scenario::Dom0Daemon) -> String {
     d.args
         .iter()
@@ -326,6 +337,7 @@ pub(super) fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
         s,
         "(sleep {watchdog}; echo \"@@STEP-WATCHDOG {n}\"; sh /sluice/diag.sh) &\nwd=$!\n\
          dom0_cpu {n} begin\n\
+         perf_begin\n\
          xl create -c /sluice/steps/{n}.cfg\nrc=$?\n\
          while xl domid {n} >/dev/null 2>&1; do\n\
          \x20 echo \"@@DOM0-ACTION-READY {n}\"\n\
@@ -335,6 +347,7 @@ pub(super) fn dom0_step(boot: &Boot, step: &GuestStep) -> String {
          done\n\
          [ -n \"$destroyer\" ] && wait $destroyer\n\
          dom0_cpu {n} end\n\
+         perf_end {n}\n\
          kill $wd 2>/dev/null\n\
          check_daemons\n"
     );

@@ -137,6 +137,31 @@ check_daemons() {
 dom0_cpu() {
   echo "@@DOM0CPU $1 $2 $(awk '$1 == "cpu" { print $2, $3, $4, $5, $6, $7, $8, $9 }' /proc/stat)"
 }
+# perf_begin / perf_end STEP: where perf is in dom0 (SLUICE_DOM0_PERF=1), sample every
+# CPU (cpu-clock, 250 Hz, with call chains) from the guest's creation to its end, then
+# print as @@PERF lines the samples per command and, for the busiest commands but the
+# idle task, the functions with the most samples in them (self) and under them
+# (inclusive: call chains, so a function on several stacks of one sample counts once
+# per stack), in percent of that command's samples.
+perf_begin() {
+  perf_pid=
+  [ -x /usr/bin/perf ] || return 0
+  perf record -a -g -F 250 -e cpu-clock -o /tmp/perf.data >/tmp/perf.log 2>&1 &
+  perf_pid=$!
+}
+perf_end() {
+  [ -n "$perf_pid" ] || return 0
+  kill -INT $perf_pid; wait $perf_pid
+  r="perf report -i /tmp/perf.data --stdio -q"
+  $r --no-children --sort comm -g none --percent-limit 0.5 2>/dev/null | awk -v s="$1" 'NF { print "@@PERF", s, "comm", $0 }'
+  for c in $($r --no-children --sort comm -g none 2>/dev/null | awk 'NF && $2 != "swapper" { print $2 }' | head -n 3); do
+    $r --no-children --comms "$c" --percentage relative --sort sym -g none --percent-limit 1 2>/dev/null \
+      | awk -v s="$1" -v c="$c" 'NF { print "@@PERF", s, c, "self", $0 }' | head -n 25
+    $r --children --comms "$c" --percentage relative --sort sym -g none --percent-limit 4 2>/dev/null \
+      | awk -v s="$1" -v c="$c" 'NF { print "@@PERF", s, c, "incl", $0 }' | head -n 45
+  done
+  rm -f /tmp/perf.data
+}
 wait_guests_gone() {
   i=0
   while [ "$(xenstore-list /local/domain 2>/dev/null | wc -l)" -gt 1 ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done
