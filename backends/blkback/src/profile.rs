@@ -5,7 +5,7 @@
 //! `sluice-blkback --profile`: why is written there).
 
 pub use sluice_dom0::profile::{bump, enable_timing, timing, Phase};
-use sluice_dom0::profile::{coarse, ms, thread_cpu, write_phases, ClockCosts};
+use sluice_dom0::profile::{coarse, interval_due, ms, thread_cpu, write_phases, ClockCosts};
 use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -149,15 +149,8 @@ impl Profile {
     /// the thread's CPU), as one line (how the queues of a disk share the load over
     /// time, and where a queue waits); `None` otherwise.
     pub fn interval(&self, every: Duration) -> Option<String> {
-        if !timing() {
-            return None;
-        }
         let last = self.mark.get();
-        let now = coarse();
-        let span = now.saturating_sub(last.at);
-        if span < every {
-            return None;
-        }
+        let (now, span) = interval_due(last.at, every)?;
         let m = Mark {
             at: now,
             cpu: thread_cpu(),

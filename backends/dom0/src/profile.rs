@@ -34,6 +34,18 @@ pub fn coarse() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
+/// For a profile's interval lines (`--profile`): `Some((now, span))` when timing is on
+/// and at least `every` has passed since `last` (on the [`coarse`] clock), `None`
+/// otherwise.
+pub fn interval_due(last: Duration, every: Duration) -> Option<(Duration, Duration)> {
+    if !timing() {
+        return None;
+    }
+    let now = coarse();
+    let span = now.saturating_sub(last);
+    (span >= every).then_some((now, span))
+}
+
 /// One phase: how often it ran and for how long in total.
 #[derive(Default)]
 pub struct Phase {

@@ -4,7 +4,7 @@
 
 pub use sluice_dom0::profile::bump;
 use sluice_dom0::profile::{
-    coarse, ms, raise, thread_cpu, timing, write_phases, ClockCosts, Phase,
+    coarse, interval_due, ms, raise, thread_cpu, write_phases, ClockCosts, Phase,
 };
 use std::cell::Cell;
 use std::fmt;
@@ -119,15 +119,8 @@ impl NetProfile {
     /// this queue moved since then (packets, bytes, the thread's CPU), as one line
     /// (how the queues of a vif share the traffic over time); `None` otherwise.
     pub fn interval(&self, every: Duration) -> Option<String> {
-        if !timing() {
-            return None;
-        }
         let last = self.mark.get();
-        let now = coarse();
-        let span = now.saturating_sub(last.at);
-        if span < every {
-            return None;
-        }
+        let (now, span) = interval_due(last.at, every)?;
         let m = Mark {
             at: now,
             cpu: thread_cpu(),
