@@ -33,8 +33,10 @@ pub struct Profile {
     pub io_wait_empty: Cell<u64>,
     /// Idle: waiting on the event channel with nothing in flight.
     pub idle: Phase,
-    /// Idle waits that ended with no kick (the `IDLE_WAIT` timeout): with a frontend
-    /// that is busy, a notification lost on the way would show here.
+    /// Idle waits that ended with no kick (the `IDLE_WAIT` timeout; counted as a wait
+    /// that returned with fewer completions than it asked for, so an interrupted one
+    /// counts too): with a frontend that is busy, a notification lost on the way would
+    /// show here.
     pub idle_empty: Cell<u64>,
     /// Of those, the ones after which requests were on the ring: they came without a
     /// kick (the frontend did not send one, or it was lost on the way).

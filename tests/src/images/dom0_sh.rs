@@ -131,7 +131,6 @@ check_daemons() {
     kill -0 "$(cat $f)" 2>/dev/null || { n=${f#/run/sluice-}; echo "@@DAEMON-DEAD ${n%.pid}"; }
   done
 }
-# The previous guest's teardown (hotplug detach) finishes after its console closed.
 # dom0_cpu STEP WHEN: a log line with dom0's CPU ticks (/proc/stat "cpu": user nice
 # system idle iowait irq softirq steal) for the benches' readers.
 dom0_cpu() {
@@ -162,6 +161,7 @@ perf_end() {
   done
   rm -f /tmp/perf.data
 }
+# The previous guest's teardown (hotplug detach) finishes after its console closed.
 wait_guests_gone() {
   i=0
   while [ "$(xenstore-list /local/domain 2>/dev/null | wc -l)" -gt 1 ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done
