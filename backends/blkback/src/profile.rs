@@ -5,7 +5,7 @@
 //! `sluice-blkback --profile`: why is written there).
 
 pub use sluice_dom0::profile::{bump, enable_timing, timing, Phase};
-use sluice_dom0::profile::{coarse, interval_due, ms, thread_cpu, write_phases, ClockCosts};
+use sluice_dom0::profile::{ms, write_phases, ClockCosts, IntervalStart};
 use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -79,8 +79,7 @@ pub struct Profile {
 /// The counters an interval line is the difference of.
 #[derive(Clone, Copy, Default)]
 struct Mark {
-    at: Duration,
-    cpu: Duration,
+    start: IntervalStart,
     requests: u64,
     bytes: u64,
     idle: (u64, Duration),
@@ -123,8 +122,7 @@ impl Default for Profile {
             kicks: Cell::new(0),
             rounds: Cell::new(0),
             mark: Cell::new(Mark {
-                at: coarse(),
-                cpu: thread_cpu(),
+                start: IntervalStart::now(),
                 ..Mark::default()
             }),
         }
@@ -152,10 +150,10 @@ impl Profile {
     /// time, and where a queue waits); `None` otherwise.
     pub fn interval(&self, every: Duration) -> Option<String> {
         let last = self.mark.get();
-        let (now, span) = interval_due(last.at, every)?;
+        let (start, passed) = last.start.due(every)?;
+        let span = passed.span;
         let m = Mark {
-            at: now,
-            cpu: thread_cpu(),
+            start,
             requests: self.reads.get() + self.writes.get(),
             bytes: self.read_bytes.get() + self.write_bytes.get(),
             idle: (self.idle.count(), self.idle.total()),
@@ -184,7 +182,7 @@ impl Profile {
             ms(io_wait.1),
             (m.depth_sum - last.depth_sum) as f64 / io_wait.0.max(1) as f64,
             m.notifies - last.notifies,
-            ms(m.cpu.saturating_sub(last.cpu)),
+            ms(passed.cpu),
         ))
     }
 

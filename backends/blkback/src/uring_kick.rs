@@ -101,15 +101,14 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
                 // Submits the unmask and the poll queued by the last kick, then waits
                 // for the poll and its read (two completions) after the unmasks.
                 let want = 2 + k.unmasks;
-                self.profile
+                let kicked = self
+                    .profile
                     .idle
                     .time(|| self.count_wait(io, |io| io.wait_for(want, IDLE_WAIT)))?;
-                // Fewer completions than wanted: the wait timed out with no kick.
-                let timed_out = io.completions_ready() < want.min(io.pending());
-                if timed_out {
+                if !kicked {
                     crate::profile::bump(&self.profile.idle_empty, 1);
                 }
-                return Ok(timed_out);
+                return Ok(!kicked);
             }
         }
         // Without a descriptor on the ring: hand over what is queued, then poll(2),

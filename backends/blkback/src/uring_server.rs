@@ -198,11 +198,11 @@ impl<G: GrantMapper, E: EventChannels> Queue<'_, G, E> {
     }
 
     /// Runs one `io_uring_enter` that may wait, keeping the count.
-    fn count_wait(
+    fn count_wait<R>(
         &self,
         io: &mut IoQueue,
-        f: impl FnOnce(&mut IoQueue) -> std::io::Result<()>,
-    ) -> Result<(), QueueError> {
+        f: impl FnOnce(&mut IoQueue) -> std::io::Result<R>,
+    ) -> Result<R, QueueError> {
         let r = f(io).map_err(QueueError::Io);
         self.profile.enters.set(io.enters());
         r

@@ -34,16 +34,51 @@ pub fn coarse() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// For a profile's interval lines (`--profile`): `Some((now, span))` when timing is on
-/// and at least `every` has passed since `last` (on the [`coarse`] clock), `None`
-/// otherwise.
-pub fn interval_due(last: Duration, every: Duration) -> Option<(Duration, Duration)> {
-    if !timing() {
-        return None;
+/// Where a queue's last interval line (`--profile`) left off: when (on the [`coarse`]
+/// clock) and the thread's CPU time then.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IntervalStart {
+    at: Duration,
+    cpu: Duration,
+}
+
+/// What passed since an [`IntervalStart`]: wall time and the thread's CPU time.
+#[derive(Clone, Copy, Debug)]
+pub struct Interval {
+    pub span: Duration,
+    pub cpu: Duration,
+}
+
+impl IntervalStart {
+    /// Now, for the calling thread.
+    pub fn now() -> Self {
+        Self {
+            at: coarse(),
+            cpu: thread_cpu(),
+        }
     }
-    let now = coarse();
-    let span = now.saturating_sub(last);
-    (span >= every).then_some((now, span))
+
+    /// With timing on and at least `every` passed since `self`: the next start (now)
+    /// and what passed; `None` otherwise.
+    pub fn due(self, every: Duration) -> Option<(Self, Interval)> {
+        if !timing() {
+            return None;
+        }
+        let at = coarse();
+        let span = at.saturating_sub(self.at);
+        if span < every {
+            return None;
+        }
+        let cpu = thread_cpu();
+        let next = Self { at, cpu };
+        Some((
+            next,
+            Interval {
+                span,
+                cpu: cpu.saturating_sub(self.cpu),
+            },
+        ))
+    }
 }
 
 /// One phase: how often it ran and for how long in total.

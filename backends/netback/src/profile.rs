@@ -3,9 +3,7 @@
 //! timing is opt-in is written there). One per queue thread, logged when it stops.
 
 pub use sluice_dom0::profile::bump;
-use sluice_dom0::profile::{
-    coarse, interval_due, ms, raise, thread_cpu, write_phases, ClockCosts, Phase,
-};
+use sluice_dom0::profile::{ms, raise, thread_cpu, write_phases, ClockCosts, IntervalStart, Phase};
 use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -69,8 +67,7 @@ pub struct NetProfile {
 /// The counters an interval line is the difference of.
 #[derive(Clone, Copy, Default)]
 struct Mark {
-    at: Duration,
-    cpu: Duration,
+    start: IntervalStart,
     tx_packets: u64,
     tx_bytes: u64,
     rx_frames: u64,
@@ -106,8 +103,7 @@ impl Default for NetProfile {
             wait: Phase::default(),
             drain: Phase::default(),
             mark: Cell::new(Mark {
-                at: coarse(),
-                cpu: thread_cpu(),
+                start: IntervalStart::now(),
                 ..Mark::default()
             }),
         }
@@ -120,10 +116,10 @@ impl NetProfile {
     /// (how the queues of a vif share the traffic over time); `None` otherwise.
     pub fn interval(&self, every: Duration) -> Option<String> {
         let last = self.mark.get();
-        let (now, span) = interval_due(last.at, every)?;
+        let (start, passed) = last.start.due(every)?;
+        let span = passed.span;
         let m = Mark {
-            at: now,
-            cpu: thread_cpu(),
+            start,
             tx_packets: self.tx_packets.get(),
             tx_bytes: self.tx_bytes.get(),
             rx_frames: self.rx_frames.get(),
@@ -140,7 +136,7 @@ impl NetProfile {
             rx_bytes as f64 / rx_frames.max(1) as f64,
             mbit(tx_bytes),
             tx_bytes as f64 / tx_packets.max(1) as f64,
-            ms(m.cpu.saturating_sub(last.cpu)),
+            ms(passed.cpu),
         ))
     }
 

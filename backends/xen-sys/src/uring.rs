@@ -359,17 +359,6 @@ impl IoQueue {
         !self.ring.completion().is_empty()
     }
 
-    /// Completions posted and not yet taken by [`IoQueue::complete`].
-    pub fn completions_ready(&mut self) -> usize {
-        self.ring.completion().len()
-    }
-
-    /// Operations the kernel holds, the event channel's own included (what
-    /// [`IoQueue::wait_for`] can wait for at most).
-    pub fn pending(&self) -> usize {
-        self.in_flight.len()
-    }
-
     /// `io_uring_enter` calls so far (each one a syscall: in a PV dom0 a trip through Xen).
     pub fn enters(&self) -> u64 {
         self.enters
@@ -390,19 +379,21 @@ impl IoQueue {
     }
 
     /// Submits and waits for at least one completion, at most `timeout`: one
-    /// `io_uring_enter`.
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+    /// `io_uring_enter` ([`IoQueue::wait_for`]'s answer).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
         self.wait_for(1, timeout)
     }
 
     /// Submits what is queued and waits, in the same `io_uring_enter`, until `want`
     /// completions (at most as many as are pending) are posted or `timeout` passes.
     /// Without waiting (and without a system call when nothing is queued) when nothing
-    /// is pending or completions are already posted.
-    pub fn wait_for(&mut self, want: usize, timeout: Duration) -> io::Result<()> {
+    /// is pending or completions are already posted. True when the completions wanted
+    /// are posted; false when the wait ended without them (timed out or interrupted).
+    pub fn wait_for(&mut self, want: usize, timeout: Duration) -> io::Result<bool> {
         let want = want.min(self.in_flight.len());
         if want == 0 || (!self.deferred && !self.ring.completion().is_empty()) {
-            return self.submit();
+            self.submit()?;
+            return Ok(self.ring.completion().len() >= want);
         }
         let ts = types::Timespec::new()
             .sec(timeout.as_secs())
@@ -410,13 +401,13 @@ impl IoQueue {
         let args = types::SubmitArgs::new().timespec(&ts);
         self.enters += 1;
         match self.ring.submitter().submit_with_args(want, &args) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(e)
                 if e.raw_os_error() == Some(libc::ETIME)
                     || e.raw_os_error() == Some(libc::EBUSY)
                     || e.kind() == io::ErrorKind::Interrupted =>
             {
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e),
         }
